@@ -1,0 +1,269 @@
+//! The file header and chunk framing: tag, codec, lengths and a checksum for every chunk.
+//!
+//! A chunk is written whole or not at all from the reader's point of view: a torn write at
+//! the end of a file fails its length or checksum test and the reader stops there.
+
+use crate::Error;
+
+/// The first 8 bytes of every recording. Like PNG's signature, the non-ASCII first byte and the
+/// CR LF / SUB bytes catch text-mode transfers and `cat` of a binary file.
+pub const MAGIC: [u8; 8] = *b"\x89MLNS\r\n\x1a";
+
+/// The format version written by this crate. Readers refuse files with a larger version.
+///
+/// Adding a chunk tag does not bump it (readers skip unknown tags); changing the layout of an
+/// existing chunk does.
+pub const FORMAT_VERSION: u16 = 1;
+
+/// Size of the file header: magic, version, flags, reserved.
+pub const HEADER_LEN: usize = 16;
+
+/// Size of a chunk header: tag, codec, reserved, stored length, raw length, CRC-32.
+pub const CHUNK_HEADER_LEN: usize = 16;
+
+/// The largest raw (decompressed) chunk a reader accepts, so corrupt lengths can't make it
+/// allocate without bound. Writers cut chunks far below this (about 1 MiB).
+pub const MAX_CHUNK_RAW_LEN: u32 = 64 << 20;
+
+/// Chunk tags. Tags are only ever added; readers skip the ones they do not know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+#[non_exhaustive]
+pub enum Tag {
+    /// Recording metadata (first chunk).
+    Meta = 1,
+    /// New interned strings.
+    Strings = 2,
+    /// New frames.
+    Frames = 3,
+    /// New stack tree nodes.
+    Stacks = 4,
+    /// Threads seen (new or renamed).
+    Threads = 5,
+    /// Allocation and free events.
+    Events = 6,
+    /// Process memory samples over time.
+    Samples = 7,
+    /// User markers.
+    Markers = 8,
+    /// Garbage collector runs.
+    Gc = 9,
+    /// How and when the process ended.
+    End = 10,
+    /// Precomputed aggregates and the chunk index.
+    Trailer = 11,
+    /// Fixed-size last chunk pointing at the trailer.
+    Footer = 12,
+}
+
+impl Tag {
+    pub(crate) fn from_u8(v: u8) -> Option<Tag> {
+        use Tag::*;
+        [Meta, Strings, Frames, Stacks, Threads, Events, Samples, Markers, Gc, End, Trailer, Footer]
+            .get(usize::from(v).wrapping_sub(1))
+            .copied()
+    }
+}
+
+/// How a chunk's payload is compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[repr(u8)]
+#[non_exhaustive]
+pub enum Codec {
+    /// Stored as is.
+    None = 0,
+    /// An LZ4 block (lz4_flex).
+    Lz4 = 1,
+    /// A zstd frame.
+    #[default]
+    Zstd = 2,
+}
+
+impl Codec {
+    fn from_u8(v: u8) -> Option<Codec> {
+        [Codec::None, Codec::Lz4, Codec::Zstd].get(usize::from(v)).copied()
+    }
+}
+
+/// Writes the 16-byte file header.
+pub(crate) fn header_bytes() -> [u8; HEADER_LEN] {
+    let mut h = [0u8; HEADER_LEN];
+    h[..8].copy_from_slice(&MAGIC);
+    h[8..10].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+    h
+}
+
+/// Checks the file header and returns the format version.
+pub(crate) fn check_header(bytes: &[u8]) -> Result<u16, Error> {
+    if bytes.len() < MAGIC.len() || bytes[..MAGIC.len()] != MAGIC {
+        return Err(if bytes.len() < MAGIC.len() && MAGIC.starts_with(bytes) {
+            Error::TooShort { len: bytes.len() }
+        } else {
+            Error::NotARecording
+        });
+    }
+    if bytes.len() < HEADER_LEN {
+        return Err(Error::TooShort { len: bytes.len() });
+    }
+    let version = u16::from_le_bytes([bytes[8], bytes[9]]);
+    if version > FORMAT_VERSION {
+        return Err(Error::NewerVersion { found: version });
+    }
+    Ok(version)
+}
+
+/// Compresses `raw` and frames it as a chunk, appending to `out`.
+pub(crate) fn encode_chunk(out: &mut Vec<u8>, tag: Tag, codec: Codec, raw: &[u8]) {
+    let stored: std::borrow::Cow<[u8]> = match codec {
+        Codec::None => raw.into(),
+        Codec::Lz4 => lz4_flex::block::compress(raw).into(),
+        Codec::Zstd => {
+            ruzstd::encoding::compress_to_vec(raw, ruzstd::encoding::CompressionLevel::Fastest)
+                .into()
+        }
+    };
+    // Incompressible payloads are stored raw.
+    let (codec, stored) = if stored.len() >= raw.len() && codec != Codec::None {
+        (Codec::None, std::borrow::Cow::Borrowed(raw))
+    } else {
+        (codec, stored)
+    };
+    out.push(tag as u8);
+    out.push(codec as u8);
+    out.extend_from_slice(&[0, 0]);
+    out.extend_from_slice(&(stored.len() as u32).to_le_bytes());
+    out.extend_from_slice(&(raw.len() as u32).to_le_bytes());
+    out.extend_from_slice(&crc32fast::hash(&stored).to_le_bytes());
+    out.extend_from_slice(&stored);
+}
+
+/// A chunk located in a file, not yet decompressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RawChunk<'a> {
+    /// The tag byte (known or not).
+    pub tag: u8,
+    /// Byte offset of the chunk header in the file.
+    pub offset: u64,
+    codec: u8,
+    raw_len: u32,
+    stored: &'a [u8],
+}
+
+/// Reads the chunk at `offset`. `Ok(None)` at the exact end of the bytes.
+pub(crate) fn read_chunk(bytes: &[u8], offset: usize) -> Result<Option<RawChunk<'_>>, String> {
+    if offset == bytes.len() {
+        return Ok(None);
+    }
+    let head = bytes
+        .get(offset..offset + CHUNK_HEADER_LEN)
+        .ok_or_else(|| format!("{} bytes of a chunk header", bytes.len() - offset))?;
+    let stored_len = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
+    let raw_len = u32::from_le_bytes([head[8], head[9], head[10], head[11]]);
+    let crc = u32::from_le_bytes([head[12], head[13], head[14], head[15]]);
+    if raw_len > MAX_CHUNK_RAW_LEN || stored_len > MAX_CHUNK_RAW_LEN {
+        return Err(format!("chunk length {raw_len} is over the {MAX_CHUNK_RAW_LEN} limit"));
+    }
+    let start = offset + CHUNK_HEADER_LEN;
+    let stored = bytes.get(start..start + stored_len as usize).ok_or_else(|| {
+        format!("chunk of {stored_len} bytes but only {} remain", bytes.len() - start)
+    })?;
+    if crc32fast::hash(stored) != crc {
+        return Err("chunk checksum mismatch".into());
+    }
+    Ok(Some(RawChunk { tag: head[0], offset: offset as u64, codec: head[1], raw_len, stored }))
+}
+
+impl RawChunk<'_> {
+    /// The total size of the chunk, header included.
+    pub fn len(&self) -> usize {
+        CHUNK_HEADER_LEN + self.stored.len()
+    }
+
+    /// The known tag, if any.
+    pub fn known_tag(&self) -> Option<Tag> {
+        Tag::from_u8(self.tag)
+    }
+
+    /// Decompresses the payload.
+    pub fn payload(&self) -> Result<Vec<u8>, Error> {
+        let bad = |detail: String| Error::corrupt("chunk payload", self.offset, detail);
+        let codec = Codec::from_u8(self.codec)
+            .ok_or_else(|| bad(format!("unknown compression codec {}", self.codec)))?;
+        let raw = match codec {
+            Codec::None => self.stored.to_vec(),
+            Codec::Lz4 => lz4_flex::block::decompress(self.stored, self.raw_len as usize)
+                .map_err(|e| bad(e.to_string()))?,
+            Codec::Zstd => {
+                use std::io::Read;
+                let mut dec = ruzstd::decoding::StreamingDecoder::new(self.stored)
+                    .map_err(|e| bad(e.to_string()))?;
+                let mut raw = Vec::with_capacity(self.raw_len as usize);
+                // Read one byte past the promised length to detect lying headers without
+                // allocating past the limit.
+                (&mut dec)
+                    .take(u64::from(self.raw_len) + 1)
+                    .read_to_end(&mut raw)
+                    .map_err(|e| bad(e.to_string()))?;
+                raw
+            }
+        };
+        if raw.len() != self.raw_len as usize {
+            return Err(bad(format!("{} bytes decoded, header says {}", raw.len(), self.raw_len)));
+        }
+        Ok(raw)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunk_bytes_are_exact() {
+        let mut out = Vec::new();
+        encode_chunk(&mut out, Tag::Strings, Codec::None, b"abc");
+        let crc = crc32fast::hash(b"abc").to_le_bytes();
+        let mut want = vec![2, 0, 0, 0, 3, 0, 0, 0, 3, 0, 0, 0];
+        want.extend_from_slice(&crc);
+        want.extend_from_slice(b"abc");
+        assert_eq!(out, want);
+    }
+
+    #[test]
+    fn all_codecs_round_trip() {
+        let raw: Vec<u8> = (0..10_000u32).flat_map(|i| (i % 251).to_le_bytes()).collect();
+        for codec in [Codec::None, Codec::Lz4, Codec::Zstd] {
+            let mut out = Vec::new();
+            encode_chunk(&mut out, Tag::Events, codec, &raw);
+            let chunk = read_chunk(&out, 0).unwrap().unwrap();
+            assert_eq!(chunk.len(), out.len());
+            assert_eq!(chunk.payload().unwrap(), raw, "{codec:?}");
+            if codec != Codec::None {
+                assert!(out.len() < raw.len() / 2, "{codec:?} did not compress");
+            }
+        }
+    }
+
+    #[test]
+    fn damaged_chunks_are_reported() {
+        let mut out = Vec::new();
+        encode_chunk(&mut out, Tag::Events, Codec::Lz4, &[7u8; 4000]);
+        for cut in 0..out.len() {
+            assert!(read_chunk(&out[..cut], 0).is_err() || cut == 0);
+        }
+        let last = out.len() - 1;
+        out[last] ^= 0xff;
+        assert!(read_chunk(&out, 0).unwrap_err().contains("checksum"));
+    }
+
+    #[test]
+    fn header_checks() {
+        let h = header_bytes();
+        assert_eq!(check_header(&h).unwrap(), FORMAT_VERSION);
+        assert!(matches!(check_header(b"PK\x03\x04 zip file"), Err(Error::NotARecording)));
+        assert!(matches!(check_header(&h[..5]), Err(Error::TooShort { .. })));
+        let mut newer = h;
+        newer[8] = 0xff;
+        assert!(matches!(check_header(&newer), Err(Error::NewerVersion { found: 0xff })));
+    }
+}

@@ -1,0 +1,48 @@
+//! The one error type of the format crate.
+
+use crate::FORMAT_VERSION;
+
+/// Everything that can go wrong while reading or writing a recording.
+///
+/// Decoding never panics on bad bytes: every malformed input maps to one of these.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The bytes do not start with the memlens magic.
+    #[error("not a memlens recording (the file does not start with the memlens magic bytes)")]
+    NotARecording,
+    /// The file was written by a newer memlens whose format this reader cannot read.
+    #[error(
+        "this recording uses format version {found}, but this memlens reads up to version \
+         {FORMAT_VERSION}; upgrade memlens to read it"
+    )]
+    NewerVersion {
+        /// The version found in the file header.
+        found: u16,
+    },
+    /// The file ended before the header and metadata were complete.
+    #[error("the recording is too short to contain a header ({len} bytes)")]
+    TooShort {
+        /// The number of bytes available.
+        len: usize,
+    },
+    /// A chunk's contents are inconsistent (checksum matched, contents did not parse).
+    #[error("corrupt {what} at byte offset {offset}: {detail}")]
+    Corrupt {
+        /// Which part of the file.
+        what: &'static str,
+        /// The byte offset of the chunk in the file.
+        offset: u64,
+        /// What was wrong.
+        detail: String,
+    },
+    /// An I/O error from the underlying writer.
+    #[error("writing the recording failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl Error {
+    pub(crate) fn corrupt(what: &'static str, offset: u64, detail: impl Into<String>) -> Self {
+        Error::Corrupt { what, offset, detail: detail.into() }
+    }
+}

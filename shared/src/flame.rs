@@ -1,0 +1,228 @@
+//! The flame tree: a call tree with total and self memory per node, built from [`StackTotals`],
+//! plus its layout into rectangles and hit testing, so the viewer only draws.
+
+use rustc_hash::FxHashMap;
+
+use crate::{FrameId, Recording, StackId, StackTotals, Totals};
+
+/// Options for [`FlameTree::build`].
+#[derive(Debug, Clone, Default)]
+pub struct FlameOptions {
+    /// Merge frames of the same function at different lines into one node.
+    pub merge_lines: bool,
+    /// Drop frames of Python's import machinery (`<frozen importlib._bootstrap>` and friends)
+    /// and of memlens itself; their memory goes to the nearest kept caller.
+    pub hide_internal: bool,
+}
+
+/// One node of a [`FlameTree`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlameNode {
+    /// The frame (for merged lines, the first frame seen). `None` for the root.
+    pub frame: Option<FrameId>,
+    /// Parent node index (the root is its own parent).
+    pub parent: u32,
+    /// Depth below the root (root = 0).
+    pub depth: u32,
+    /// Children, largest total first.
+    pub children: Vec<u32>,
+    /// Memory of this node and everything it called.
+    pub total: Totals,
+    /// Memory allocated directly in this node.
+    pub self_: Totals,
+}
+
+/// A call tree of memory. Node 0 is the root ("all").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlameTree {
+    /// Nodes; children always come after their parent.
+    pub nodes: Vec<FlameNode>,
+}
+
+/// Whether a frame belongs to the interpreter's import system or to memlens' own bootstrap.
+pub fn is_internal_file(file: &str) -> bool {
+    file.starts_with("<frozen importlib")
+        || file.starts_with("<frozen zipimport")
+        || file.contains("/memlens/_bootstrap")
+        || file == "<memlens>"
+}
+
+impl FlameTree {
+    /// Builds the tree for `totals` (from [`crate::stack_totals`]).
+    pub fn build(rec: &Recording, totals: &StackTotals, options: &FlameOptions) -> FlameTree {
+        let root = FlameNode {
+            frame: None,
+            parent: 0,
+            depth: 0,
+            children: Vec::new(),
+            total: Totals::default(),
+            self_: Totals::default(),
+        };
+        let mut tree = FlameTree { nodes: vec![root] };
+        // Node for each stack id, memoized: the stack table is a prefix tree, so each stack's
+        // node is a child of its parent stack's node.
+        let mut memo: FxHashMap<StackId, u32> = FxHashMap::default();
+        memo.insert(StackId::ROOT, 0);
+        let mut child_of: FxHashMap<(u32, (u32, u32, u32)), u32> = FxHashMap::default();
+        let mut path = Vec::new();
+        for &(stack, t) in &totals.stacks {
+            // Walk up to the nearest memoized ancestor, then come back down creating nodes.
+            path.clear();
+            let mut at = stack;
+            let mut node = loop {
+                if let Some(&n) = memo.get(&at) {
+                    break n;
+                }
+                match rec.stack(at) {
+                    Some(s) => {
+                        path.push((at, s.frame));
+                        at = s.parent;
+                    }
+                    None => break 0,
+                }
+            };
+            for &(sid, frame_id) in path.iter().rev() {
+                if let Some(frame) = rec.frame(frame_id) {
+                    let hidden = options.hide_internal && is_internal_file(rec.string(frame.file));
+                    if !hidden {
+                        let line = if options.merge_lines { 0 } else { frame.line };
+                        let key = (node, (frame.function.0, frame.file.0, line));
+                        node = *child_of.entry(key).or_insert_with(|| {
+                            let depth = tree.nodes[node as usize].depth + 1;
+                            tree.nodes.push(FlameNode {
+                                frame: Some(frame_id),
+                                parent: node,
+                                depth,
+                                children: Vec::new(),
+                                total: Totals::default(),
+                                self_: Totals::default(),
+                            });
+                            let id = (tree.nodes.len() - 1) as u32;
+                            tree.nodes[node as usize].children.push(id);
+                            id
+                        });
+                    }
+                }
+                memo.insert(sid, node);
+            }
+            tree.nodes[node as usize].self_.merge(t);
+        }
+        // Totals bottom-up: children come after parents, so one reverse pass suffices.
+        for i in (0..tree.nodes.len()).rev() {
+            let n = &mut tree.nodes[i];
+            n.total.merge(n.self_);
+            let (parent, total) = (n.parent as usize, n.total);
+            if i != 0 {
+                tree.nodes[parent].total.merge(total);
+            }
+        }
+        let nodes = &mut tree.nodes;
+        for i in 0..nodes.len() {
+            let mut children = std::mem::take(&mut nodes[i].children);
+            children.sort_by(|&a, &b| {
+                nodes[b as usize].total.bytes.cmp(&nodes[a as usize].total.bytes).then(a.cmp(&b))
+            });
+            nodes[i].children = children;
+        }
+        tree
+    }
+
+    /// The path from the root to `node`, root first.
+    pub fn path(&self, node: u32) -> Vec<u32> {
+        let mut path = vec![node];
+        let mut at = node;
+        while at != 0 {
+            at = self.nodes.get(at as usize).map_or(0, |n| n.parent);
+            path.push(at);
+        }
+        path.reverse();
+        path
+    }
+
+    /// Finds the node reached by following `frames` (as in a URL zoom path) from the root,
+    /// matching on function and file; stops at the deepest match.
+    pub fn find_path(&self, rec: &Recording, keys: &[(String, String)]) -> u32 {
+        let mut at = 0u32;
+        for (function, file) in keys {
+            let next = self.nodes[at as usize].children.iter().copied().find(|&c| {
+                self.nodes[c as usize].frame.and_then(|f| rec.frame(f)).is_some_and(|f| {
+                    rec.string(f.function) == function && rec.string(f.file) == file
+                })
+            });
+            match next {
+                Some(n) => at = n,
+                None => break,
+            }
+        }
+        at
+    }
+}
+
+/// A laid-out flame graph rectangle, in units of the zoomed node's width (0..1) and rows.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FlameRect {
+    /// The node drawn, or `None` for a merged run of frames too small to draw.
+    pub node: Option<u32>,
+    /// Row (0 = the zoomed node, or the root; ancestors of the zoomed node get negative rows
+    /// shown above it as full-width context).
+    pub row: i32,
+    /// Left edge, 0..1.
+    pub x: f64,
+    /// Width, 0..1.
+    pub w: f64,
+    /// Memory the rectangle stands for.
+    pub total: Totals,
+}
+
+/// Lays out the subtree under `zoom` to unit width. Children narrower than `min_w` are merged
+/// into one rectangle per parent (their memory still counts), so nothing vanishes from totals.
+pub fn flame_layout(tree: &FlameTree, zoom: u32, min_w: f64) -> Vec<FlameRect> {
+    let mut out = Vec::new();
+    let Some(z) = tree.nodes.get(zoom as usize) else { return out };
+    // Ancestors above as context rows, full width.
+    let ancestors = tree.path(zoom);
+    let n_anc = ancestors.len() as i32 - 1;
+    for (i, &a) in ancestors.iter().take(ancestors.len() - 1).enumerate() {
+        let total = tree.nodes[a as usize].total;
+        out.push(FlameRect { node: Some(a), row: i as i32 - n_anc, x: 0.0, w: 1.0, total });
+    }
+    let scale = if z.total.bytes == 0 { 0.0 } else { 1.0 / z.total.bytes as f64 };
+    let mut stack = vec![(zoom, 0.0f64, 0i32)];
+    while let Some((id, x, row)) = stack.pop() {
+        let node = &tree.nodes[id as usize];
+        let w = node.total.bytes as f64 * scale;
+        out.push(FlameRect { node: Some(id), row, x, w, total: node.total });
+        let mut cx = x;
+        let mut merged =
+            FlameRect { node: None, row: row + 1, x: 0.0, w: 0.0, total: Totals::default() };
+        for &c in &node.children {
+            let child = &tree.nodes[c as usize];
+            let cw = child.total.bytes as f64 * scale;
+            if cw < min_w {
+                if merged.w == 0.0 {
+                    merged.x = cx;
+                }
+                merged.w += cw;
+                merged.total.merge(child.total);
+            } else {
+                stack.push((c, cx, row + 1));
+            }
+            cx += cw;
+        }
+        if merged.total.count > 0 && merged.w > 0.0 {
+            out.push(merged);
+        }
+    }
+    out.sort_by(|a, b| a.row.cmp(&b.row).then(a.x.total_cmp(&b.x)));
+    out
+}
+
+/// The rectangle under point (`x` in 0..1, `row`), if any. `rects` must come from
+/// [`flame_layout`] (sorted by row then x).
+pub fn flame_hit(rects: &[FlameRect], x: f64, row: i32) -> Option<&FlameRect> {
+    let start = rects.partition_point(|r| r.row < row);
+    let end = rects.partition_point(|r| r.row <= row);
+    let row_rects = &rects[start..end];
+    let i = row_rects.partition_point(|r| r.x + r.w <= x);
+    row_rects.get(i).filter(|r| r.x <= x && x < r.x + r.w)
+}

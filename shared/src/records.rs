@@ -1,0 +1,204 @@
+//! The records a recording holds, as plain structs (postcard-encoded where the table is small).
+
+use serde::{Deserialize, Serialize};
+
+use crate::{AllocatorKind, FrameId, StackId, StringId, ThreadId};
+
+/// Facts about the recorded run, written once at the start.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Meta {
+    /// Version of the memlens that wrote the file.
+    pub memlens_version: String,
+    /// Python version string, e.g. `3.11.7`.
+    pub python_version: String,
+    /// Python implementation, e.g. `CPython`.
+    pub python_implementation: String,
+    /// The traced program's command line.
+    pub command_line: Vec<String>,
+    /// Working directory of the traced program.
+    pub cwd: String,
+    /// Process id of the traced program.
+    pub pid: u32,
+    /// Host name.
+    pub hostname: String,
+    /// Platform, e.g. `linux-x86_64`.
+    pub platform: String,
+    /// Wall-clock start time, milliseconds since the Unix epoch.
+    pub start_unix_ms: u64,
+    /// What was captured.
+    pub capture: CaptureOptions,
+    /// Room for more: key/value pairs a later writer may add without a format change.
+    pub extra: Vec<(String, String)>,
+}
+
+/// What the collector traced.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct CaptureOptions {
+    /// CPython's allocator domains were traced.
+    pub python_allocators: bool,
+    /// Native malloc/mmap were traced.
+    pub native: bool,
+    /// Only process memory was sampled, with no allocation tracing.
+    pub rss_only: bool,
+    /// Interval between memory samples, in microseconds.
+    pub sample_interval_us: u64,
+}
+
+/// One interned frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Frame {
+    /// Qualified function name.
+    pub function: StringId,
+    /// Source file.
+    pub file: StringId,
+    /// Line executing in this frame (1-based; 0 when unknown).
+    pub line: u32,
+}
+
+/// A node of the stack prefix tree: the stack `parent` with `frame` called on top.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct StackNode {
+    /// The caller's stack.
+    pub parent: StackId,
+    /// The innermost frame of this stack.
+    pub frame: FrameId,
+}
+
+/// A thread of the traced program.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ThreadInfo {
+    /// Dense id used by events.
+    pub id: ThreadId,
+    /// The operating system's thread id.
+    pub os_tid: u64,
+    /// Thread name (Python's `threading` name when known).
+    pub name: String,
+}
+
+/// A sample of process memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct MemorySample {
+    /// Nanoseconds since the start of the recording.
+    pub time_ns: u64,
+    /// Resident set size in bytes (the process and its children).
+    pub rss: u64,
+    /// Virtual memory size in bytes.
+    pub vms: u64,
+    /// Traced heap in bytes at the time of the sample (filled in by the writer).
+    pub heap: u64,
+}
+
+/// A label the program put on its timeline (`memlens.mark("...")`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Marker {
+    /// Nanoseconds since the start of the recording.
+    pub time_ns: u64,
+    /// The thread that set it.
+    pub thread: ThreadId,
+    /// The label.
+    pub label: String,
+}
+
+/// One run of Python's garbage collector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct GcEvent {
+    /// Start, in nanoseconds since the start of the recording.
+    pub time_ns: u64,
+    /// How long it took.
+    pub duration_ns: u64,
+    /// The generation collected (0, 1 or 2).
+    pub generation: u8,
+    /// Objects collected.
+    pub collected: u64,
+    /// Objects found uncollectable.
+    pub uncollectable: u64,
+}
+
+/// How the traced process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ProcessEnd {
+    /// Nanoseconds since the start of the recording.
+    pub time_ns: u64,
+    /// Exit status, when the process exited.
+    pub exit_code: Option<i32>,
+    /// The signal that killed it, when it was killed.
+    pub signal: Option<i32>,
+}
+
+/// What happened in one allocation event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Op {
+    /// A block of `size` bytes was allocated at `address`.
+    Alloc,
+    /// The block at `address` was freed.
+    Free,
+}
+
+/// One allocation event, as decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Event {
+    /// Alloc or free.
+    pub op: Op,
+    /// Which allocator.
+    pub kind: AllocatorKind,
+    /// Nanoseconds since the start of the recording, at microsecond resolution.
+    pub time_ns: u64,
+    /// The thread that made the call.
+    pub thread: ThreadId,
+    /// The block's address.
+    pub address: u64,
+    /// Size in bytes (allocations; 0 for frees).
+    pub size: u64,
+    /// Python stack of the allocation ([`StackId::ROOT`] for frees).
+    pub stack: StackId,
+}
+
+/// Whole-recording aggregates the writer computes while recording, stored in the trailer so a
+/// reader can show them without replaying the events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Summary {
+    /// Time of the last event or sample, in nanoseconds.
+    pub duration_ns: u64,
+    /// The traced heap's high-water mark in bytes.
+    pub peak_heap: u64,
+    /// When it was reached.
+    pub peak_heap_time_ns: u64,
+    /// Highest sampled RSS in bytes.
+    pub peak_rss: u64,
+    /// When it was sampled.
+    pub peak_rss_time_ns: u64,
+    /// Traced heap still allocated at the end, in bytes.
+    pub end_heap: u64,
+    /// Allocations still live at the end.
+    pub end_live_count: u64,
+    /// Number of allocations.
+    pub alloc_count: u64,
+    /// Bytes allocated in total.
+    pub alloc_bytes: u64,
+    /// Number of frees.
+    pub free_count: u64,
+}
+
+/// Where a chunk is, for readers that seek.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexEntry {
+    /// The chunk's tag.
+    pub tag: u8,
+    /// Offset of its header in the file.
+    pub offset: u64,
+    /// First event or sample time in it (0 for tables).
+    pub first_time_ns: u64,
+    /// Last event or sample time in it.
+    pub last_time_ns: u64,
+    /// Number of items in it.
+    pub count: u64,
+}
+
+/// The last content chunk of a cleanly closed recording.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Trailer {
+    /// Precomputed aggregates.
+    pub summary: Summary,
+    /// Every chunk before the trailer, in file order.
+    pub index: Vec<IndexEntry>,
+}

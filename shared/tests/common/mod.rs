@@ -1,0 +1,73 @@
+//! A small synthetic program whose memory behaviour is known exactly, used by several tests.
+
+use memlens_format::*;
+
+pub const T: ThreadId = ThreadId(0);
+pub const WORKER: ThreadId = ThreadId(1);
+
+/// Writes: `main` -> `load` (app.py:10) allocates 10 blocks of 1000 bytes, `main` -> `leak`
+/// (app.py:20) allocates 500 bytes on the worker thread and keeps them, then `load`'s blocks
+/// are freed. Peak: 10_500 bytes at t = 11 us. End: 500 bytes.
+pub fn known_program(options: WriterOptions) -> Vec<u8> {
+    let meta = Meta {
+        memlens_version: "0.1.0".into(),
+        python_version: "3.11.7".into(),
+        python_implementation: "CPython".into(),
+        command_line: vec!["python3".into(), "app.py".into()],
+        cwd: "/tmp".into(),
+        pid: 4242,
+        hostname: "host".into(),
+        platform: "linux-x86_64".into(),
+        start_unix_ms: 1_700_000_000_000,
+        capture: CaptureOptions {
+            python_allocators: true,
+            native: true,
+            rss_only: false,
+            sample_interval_us: 10_000,
+        },
+        extra: vec![("key".into(), "value".into())],
+    };
+    let mut w = RecordingWriter::with_options(Vec::new(), &meta, options).unwrap();
+    w.add_thread(ThreadInfo { id: T, os_tid: 100, name: "MainThread".into() });
+    w.add_thread(ThreadInfo { id: WORKER, os_tid: 101, name: "worker".into() });
+    let main = w.intern_frame("main", "app.py", 30);
+    let load = w.intern_frame("load", "app.py", 10);
+    let leak = w.intern_frame("leak", "app.py", 20);
+    let s_main = w.intern_stack(StackId::ROOT, main);
+    let s_load = w.intern_stack(s_main, load);
+    let s_leak = w.intern_stack(s_main, leak);
+    for i in 0..10u64 {
+        w.alloc(i * 1000, T, s_load, 0x10_000 + i * 0x1000, 1000, AllocatorKind::PymallocObject)
+            .unwrap();
+    }
+    w.memory_sample(MemorySample { time_ns: 10_000, rss: 1 << 20, vms: 4 << 20, heap: 0 }).unwrap();
+    w.alloc(11_000, WORKER, s_leak, 0x90_000, 500, AllocatorKind::Malloc).unwrap();
+    w.alloc(11_500, T, s_main, 0x7000_0000, 1 << 16, AllocatorKind::PymallocArena).unwrap();
+    w.marker(12_000, T, "loaded");
+    w.flush().unwrap();
+    for i in 0..10u64 {
+        w.free(20_000 + i * 1000, T, 0x10_000 + i * 0x1000, AllocatorKind::PymallocObject).unwrap();
+    }
+    // A free of something allocated before tracing started changes nothing.
+    w.free(31_000, T, 0xdead_0000, AllocatorKind::Malloc).unwrap();
+    w.gc(GcEvent {
+        time_ns: 32_000,
+        duration_ns: 500,
+        generation: 2,
+        collected: 7,
+        uncollectable: 0,
+    });
+    w.memory_sample(MemorySample { time_ns: 40_000, rss: 3 << 20, vms: 5 << 20, heap: 0 }).unwrap();
+    w.finish(ProcessEnd { time_ns: 50_000, exit_code: Some(0), signal: None }).unwrap()
+}
+
+/// The stack ids the known program uses, by leaf function name.
+pub fn stack_named(rec: &Recording, function: &str) -> StackId {
+    (1..rec.stack_count() as u32)
+        .map(StackId)
+        .find(|&s| {
+            let f = rec.stack(s).unwrap().frame;
+            rec.string(rec.frame(f).unwrap().function) == function
+        })
+        .unwrap()
+}

@@ -1,0 +1,259 @@
+//! Write/read round trips, analyses on a program with known answers, golden bytes, truncation.
+
+mod common;
+
+use common::*;
+use memlens_format::*;
+
+fn open_known() -> Recording {
+    Recording::open(&known_program(WriterOptions::default())).unwrap()
+}
+
+#[test]
+fn metadata_and_tables_round_trip() {
+    let rec = open_known();
+    assert_eq!(rec.meta().command_line, ["python3", "app.py"]);
+    assert_eq!(rec.meta().capture.sample_interval_us, 10_000);
+    assert_eq!(rec.meta().extra, [("key".to_string(), "value".to_string())]);
+    assert_eq!(rec.threads().len(), 2);
+    assert_eq!(rec.thread(WORKER).unwrap().name, "worker");
+    assert_eq!(rec.markers()[0].label, "loaded");
+    assert_eq!(rec.gc_events()[0].collected, 7);
+    assert_eq!(rec.end().unwrap().exit_code, Some(0));
+    assert!(rec.has_trailer());
+    assert!(rec.truncation().is_none());
+    let leak = stack_named(&rec, "leak");
+    let names: Vec<&str> =
+        rec.stack_frames(leak).map(|f| rec.string(rec.frame(f).unwrap().function)).collect();
+    assert_eq!(names, ["leak", "main"]);
+}
+
+#[test]
+fn summary_matches_the_program() {
+    let rec = open_known();
+    let s = rec.summary();
+    assert_eq!(s.peak_heap, 10_500);
+    assert_eq!(s.peak_heap_time_ns, 11_000);
+    assert_eq!(s.end_heap, 500);
+    assert_eq!(s.end_live_count, 1);
+    assert_eq!(s.alloc_count, 11);
+    assert_eq!(s.alloc_bytes, 10_500);
+    assert_eq!(s.free_count, 10);
+    assert_eq!(s.peak_rss, 3 << 20);
+    assert_eq!(s.duration_ns, 50_000);
+    // Samples get the traced heap filled in by the writer.
+    assert_eq!(rec.samples()[0].heap, 10_000);
+    assert_eq!(rec.samples()[1].heap, 500);
+}
+
+#[test]
+fn snapshots_attribute_memory_to_the_right_stacks() {
+    let rec = open_known();
+    let all = EventFilter::default();
+    let (load, leak) = (stack_named(&rec, "load"), stack_named(&rec, "leak"));
+    let peak = stack_totals(&rec, Snapshot::AtPeak, &all).unwrap();
+    assert_eq!(
+        peak.stacks,
+        [(load, Totals { bytes: 10_000, count: 10 }), (leak, Totals { bytes: 500, count: 1 })]
+    );
+    let end = stack_totals(&rec, Snapshot::AtEnd, &all).unwrap();
+    assert_eq!(end.stacks, [(leak, Totals { bytes: 500, count: 1 })]);
+    let at = stack_totals(&rec, Snapshot::AtTime(4_500), &all).unwrap();
+    assert_eq!(at.total, Totals { bytes: 5_000, count: 5 });
+    let total = stack_totals(&rec, Snapshot::TotalAllocated, &all).unwrap();
+    assert_eq!(total.total, Totals { bytes: 10_500, count: 11 });
+    let range = stack_totals(&rec, Snapshot::AllocatedInRange(2_000, 3_000), &all).unwrap();
+    assert_eq!(range.total, Totals { bytes: 2_000, count: 2 });
+    // In [25us, 40us] the heap only falls, so its peak is where the span starts.
+    let (bytes, _) = peak_in(&rec, &all, 25_000, 40_000).unwrap();
+    assert_eq!(bytes, 5_500);
+    let range_peak = stack_totals(&rec, Snapshot::PeakInRange(25_000, 40_000), &all).unwrap();
+    assert_eq!(range_peak.total.bytes, 5_500);
+}
+
+#[test]
+fn thread_filter_keeps_only_that_threads_allocations() {
+    let rec = open_known();
+    let worker = stack_totals(&rec, Snapshot::AtPeak, &EventFilter::thread(WORKER)).unwrap();
+    assert_eq!(worker.total, Totals { bytes: 500, count: 1 });
+    let main = stack_totals(&rec, Snapshot::TotalAllocated, &EventFilter::thread(T)).unwrap();
+    assert_eq!(main.total, Totals { bytes: 10_000, count: 10 });
+}
+
+#[test]
+fn timeline_never_hides_the_peak() {
+    let rec = open_known();
+    let all = EventFilter::default();
+    for n in [1, 3, 7, 1000] {
+        let buckets = heap_timeline(&rec, &all, 0, 50_001, n).unwrap();
+        assert_eq!(buckets.len(), n);
+        assert_eq!(buckets.iter().map(|b| b.max).max(), Some(10_500), "{n} buckets");
+        assert_eq!(buckets.last().unwrap().last, 500);
+    }
+    let rss = rss_timeline(&rec, 0, 50_001, 4);
+    assert_eq!(rss.iter().map(|b| b.max).max(), Some(3 << 20));
+}
+
+#[test]
+fn flame_tree_and_call_sites() {
+    let rec = open_known();
+    let totals = stack_totals(&rec, Snapshot::AtPeak, &EventFilter::default()).unwrap();
+    let tree = FlameTree::build(&rec, &totals, &FlameOptions::default());
+    assert_eq!(tree.nodes[0].total.bytes, 10_500);
+    let main = tree.nodes[0].children[0];
+    assert_eq!(tree.nodes[main as usize].total.bytes, 10_500);
+    let kids: Vec<u64> = tree.nodes[main as usize]
+        .children
+        .iter()
+        .map(|&c| tree.nodes[c as usize].total.bytes)
+        .collect();
+    assert_eq!(kids, [10_000, 500]);
+    let sites = call_sites(&rec, &totals);
+    let top = &sites[0];
+    assert_eq!(rec.string(rec.frame(top.frame).unwrap().function), "load");
+    assert_eq!(top.self_.bytes, 10_000);
+    let main_site = sites.iter().find(|s| s.self_.bytes == 0).unwrap();
+    assert_eq!(main_site.total.bytes, 10_500);
+
+    let rects = flame_layout(&tree, 0, 0.0);
+    let hit = flame_hit(&rects, 0.99, 2).unwrap();
+    assert_eq!(hit.total.bytes, 500);
+    assert!(flame_hit(&rects, 0.5, 3).is_none());
+    // A minimum width above the leak's share merges it instead of dropping it.
+    let merged = flame_layout(&tree, 0, 0.1);
+    let small = merged.iter().find(|r| r.node.is_none()).unwrap();
+    assert_eq!(small.total.bytes, 500);
+    // Zooming into `load` puts its ancestors above as context.
+    let load = tree.nodes[main as usize].children[0];
+    let zoomed = flame_layout(&tree, load, 0.0);
+    assert_eq!(zoomed.iter().filter(|r| r.row < 0).count(), 2);
+    assert_eq!(tree.path(load), vec![0, main, load]);
+    let keys = vec![("main".to_string(), "app.py".to_string()), ("load".into(), "app.py".into())];
+    assert_eq!(tree.find_path(&rec, &keys), load);
+}
+
+#[test]
+fn every_codec_gives_the_same_recording() {
+    let base = Recording::open(&known_program(WriterOptions::default())).unwrap();
+    for codec in [Codec::None, Codec::Lz4, Codec::Zstd] {
+        for events_per_chunk in [1, 3, 1000] {
+            let bytes = known_program(WriterOptions { codec, events_per_chunk });
+            let rec = Recording::open(&bytes).unwrap();
+            assert_eq!(rec.summary(), base.summary(), "{codec:?} {events_per_chunk}");
+            let totals = stack_totals(&rec, Snapshot::AtPeak, &EventFilter::default()).unwrap();
+            assert_eq!(totals.total.bytes, 10_500);
+        }
+    }
+}
+
+/// The golden file pins the exact bytes of the format: any change to the encoding shows up
+/// here and must come with a FORMAT.md update (and a FORMAT_VERSION bump if old readers break).
+/// Regenerate with `UPDATE_GOLDEN=1 cargo test -p memlens-format`.
+#[test]
+fn golden_recording_bytes_are_stable() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/golden/known-program.memlens");
+    let bytes = known_program(WriterOptions { codec: Codec::None, events_per_chunk: 1000 });
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(path, &bytes).unwrap();
+    }
+    let golden = std::fs::read(path).expect("golden file (UPDATE_GOLDEN=1 to create)");
+    assert_eq!(bytes, golden, "the encoding changed; see the comment on this test");
+    let rec = Recording::open(&golden).unwrap();
+    assert_eq!(rec.summary().peak_heap, 10_500);
+}
+
+#[test]
+fn the_header_is_byte_exact() {
+    let bytes = known_program(WriterOptions::default());
+    assert_eq!(&bytes[..8], b"\x89MLNS\r\n\x1a");
+    assert_eq!(&bytes[8..16], &[1, 0, 0, 0, 0, 0, 0, 0]);
+    // The first chunk is the metadata (tag 1), and the footer is the last 24 bytes.
+    assert_eq!(bytes[16], 1);
+    let footer = &bytes[bytes.len() - 24..];
+    assert_eq!(footer[0], 12);
+    assert_eq!(&footer[4..8], &8u32.to_le_bytes());
+}
+
+#[test]
+fn a_file_cut_anywhere_opens_up_to_its_last_whole_chunk() {
+    let full = known_program(WriterOptions { codec: Codec::Lz4, events_per_chunk: 4 });
+    let mut saw_partial = false;
+    for cut in 0..full.len() {
+        match Recording::open(&full[..cut]) {
+            Ok(rec) => {
+                assert!(cut > HEADER_LEN);
+                // Whatever was read is consistent: replaying never fails.
+                let s = rec.summary();
+                assert!(s.peak_heap <= 10_500);
+                stack_totals(&rec, Snapshot::AtEnd, &EventFilter::default()).unwrap();
+                if rec.truncation().is_some() {
+                    saw_partial |= s.alloc_count > 0 && !rec.has_trailer();
+                }
+            }
+            Err(Error::TooShort { .. }) => assert!(cut < 200, "cut at {cut}"),
+            Err(e) => panic!("cut at {cut}: {e}"),
+        }
+    }
+    assert!(saw_partial);
+    // Cut just before the trailer: everything but the trailer is there, summary is replayed.
+    let cut_rec = Recording::open(&full[..full.len() - 30]).unwrap();
+    assert!(!cut_rec.has_trailer());
+    assert!(cut_rec.truncation().is_some());
+    assert_eq!(cut_rec.summary().peak_heap, 10_500);
+    assert_eq!(cut_rec.summary().end_heap, 500);
+}
+
+#[test]
+fn damaged_bytes_in_the_middle_stop_reading_there() {
+    let mut bytes = known_program(WriterOptions { codec: Codec::None, events_per_chunk: 4 });
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x55;
+    let rec = Recording::open(&bytes).unwrap();
+    let t = rec.truncation().unwrap();
+    assert!(t.offset as usize <= mid, "{t:?}");
+    assert!(t.reason.contains("checksum"), "{t:?}");
+}
+
+#[test]
+fn unknown_chunk_tags_are_skipped() {
+    let bytes = known_program(WriterOptions::default());
+    // Splice a chunk with an unknown tag (200) right after the header.
+    let mut spliced = bytes[..HEADER_LEN].to_vec();
+    let meta_len = CHUNK_HEADER_LEN
+        + u32::from_le_bytes(bytes[HEADER_LEN + 4..HEADER_LEN + 8].try_into().unwrap()) as usize;
+    spliced.extend_from_slice(&bytes[HEADER_LEN..HEADER_LEN + meta_len]);
+    let payload = b"from the future";
+    spliced.extend_from_slice(&[200, 0, 0, 0]);
+    spliced.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    spliced.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    spliced.extend_from_slice(&crc32(payload).to_le_bytes());
+    spliced.extend_from_slice(payload);
+    spliced.extend_from_slice(&bytes[HEADER_LEN + meta_len..]);
+    let rec = Recording::open(&spliced).unwrap();
+    assert_eq!(rec.unknown_chunks(), 1);
+    assert_eq!(rec.summary().peak_heap, 10_500);
+}
+
+#[test]
+fn errors_explain_themselves() {
+    let e = Recording::open(b"{\"not\": \"a recording\"}").unwrap_err();
+    assert!(e.to_string().contains("not a memlens recording"), "{e}");
+    let mut newer = known_program(WriterOptions::default());
+    newer[8] = 9;
+    let e = Recording::open(&newer).unwrap_err();
+    assert!(matches!(e, Error::NewerVersion { found: 9 }));
+    assert!(e.to_string().contains("upgrade memlens"), "{e}");
+    assert!(matches!(Recording::open(&[]), Err(Error::TooShort { len: 0 })));
+}
+
+/// CRC-32 (IEEE), bitwise: an independent check of the checksum the format uses.
+fn crc32(data: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in data {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+        }
+    }
+    !crc
+}
