@@ -1,0 +1,133 @@
+//! `libmemlens_tracer.so`: the in-process half of memlens.
+//!
+//! The parent (`memlens run`) starts Python with this library in `LD_PRELOAD`, so its
+//! exported `malloc`/`free`/`mmap`/... sit in front of libc's for the whole process.
+//! They only forward until the bootstrap Python code opens the same (already loaded)
+//! library with `ctypes.PyDLL` and calls [`memlens_start`], which
+//! - resolves the CPython API with `dlsym` ([`python_api`]; the library has no
+//!   undefined Python symbols, so non-Python programs that inherit `LD_PRELOAD` still
+//!   load it),
+//! - wraps CPython's raw/mem/object allocators ([`pymem_hooks`]),
+//! - installs a C profile function that keeps a shadow stack per thread
+//!   ([`profiler`], [`thread_state`]),
+//! - starts the drain thread that merges the per-thread rings ([`ring`]) by time and
+//!   writes raw `memlens_wire` records to the pipe given by the parent ([`tracing`]).
+//!
+//! Design constraints: this crate is the only place in memlens with `unsafe` code,
+//! and every `unsafe` block says why it is sound. Hooks do almost nothing: a
+//! re-entrancy guard ([`guard`]), then an append to the thread's own ring; no lock
+//! is shared between threads on the hot path. The crate's own heap use goes
+//! straight to libc ([`real::RealAllocator`]) so it never records itself.
+//!
+//! Threads created from C without a Python profiler have no shadow stack: their
+//! allocations are attributed to the empty stack.
+//!
+//! Example (what the bootstrap does):
+//! ```text
+//! lib = ctypes.PyDLL(os.environ["MEMLENS_TRACER"])
+//! lib.memlens_start(fd, 1)      # 1 = native hooks on
+//! ...
+//! lib.memlens_stop()            # atexit
+//! ```
+
+mod clock;
+mod guard;
+mod native_hooks;
+mod profiler;
+mod pymem_hooks;
+mod python_api;
+mod real;
+mod ring;
+mod thread_state;
+mod tracing;
+
+use std::cell::RefCell;
+use std::ffi::{c_char, c_int, CStr, CString};
+
+use memlens_wire::Record;
+
+#[global_allocator]
+static ALLOC: real::RealAllocator = real::RealAllocator;
+
+thread_local! {
+    static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
+}
+
+/// # Safety
+/// `p` is null or a NUL-terminated string.
+unsafe fn c_bytes<'a>(p: *const c_char) -> &'a [u8] {
+    if p.is_null() {
+        b""
+    } else {
+        // SAFETY: per the function contract.
+        unsafe { CStr::from_ptr(p) }.to_bytes()
+    }
+}
+
+/// Starts tracing, writing raw records to `fd`. Returns 0 on success; otherwise
+/// [`memlens_last_error`] says why. Call with the GIL held (ctypes.PyDLL).
+#[no_mangle]
+pub extern "C" fn memlens_start(fd: c_int, native: c_int) -> c_int {
+    match tracing::start(fd, native != 0) {
+        Ok(()) => 0,
+        Err(msg) => {
+            LAST_ERROR.with(|e| *e.borrow_mut() = CString::new(msg).unwrap_or_default());
+            -1
+        }
+    }
+}
+
+/// The reason the last [`memlens_start`] on this thread failed.
+#[no_mangle]
+pub extern "C" fn memlens_last_error() -> *const c_char {
+    LAST_ERROR.with(|e| e.borrow().as_ptr())
+}
+
+/// Stops tracing and flushes everything to the parent. Idempotent.
+#[no_mangle]
+pub extern "C" fn memlens_stop() {
+    tracing::stop();
+}
+
+/// Installs the profiler on the calling thread (from `threading.setprofile`'s hook),
+/// seeding its shadow stack from `frame` and its callers. GIL held.
+///
+/// # Safety
+/// `frame` is a live frame object of the calling thread or null; `name` is null or
+/// NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn memlens_thread_start(frame: *mut std::ffi::c_void, name: *const c_char) {
+    if tracing::active() {
+        // SAFETY: per the function contract.
+        let name = unsafe { c_bytes(name) };
+        profiler::install_on_current_thread(frame, Some(name));
+    }
+}
+
+/// `memlens.mark(label)`.
+///
+/// # Safety
+/// `label` is null or NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn memlens_mark(label: *const c_char) {
+    // SAFETY: per the function contract.
+    let label = unsafe { c_bytes(label) };
+    tracing::record(&Record::Marker { label });
+}
+
+/// One finished garbage collection (from a `gc.callbacks` entry).
+#[no_mangle]
+pub extern "C" fn memlens_gc(generation: c_int, duration_ns: u64, collected: u64, uncollectable: u64) {
+    tracing::record(&Record::Gc {
+        generation: generation.clamp(0, 255) as u8,
+        duration_ns,
+        collected,
+        uncollectable,
+    });
+}
+
+/// 1 while tracing is on.
+#[no_mangle]
+pub extern "C" fn memlens_active() -> c_int {
+    tracing::active() as c_int
+}

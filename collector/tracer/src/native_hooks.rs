@@ -1,0 +1,249 @@
+//! The exported libc allocation functions that LD_PRELOAD puts in front of libc's.
+//!
+//! Each forwards to the real function (see [`crate::real`]); when native tracing is
+//! active and this is the outermost hook on the thread it also records. While the
+//! real functions are being resolved (dlsym may allocate) requests are served from
+//! the bootstrap arena.
+
+use std::ffi::c_void;
+
+use memlens_wire::AllocKind;
+
+use crate::guard::{directly_inside_pymalloc, Ctx, Guard};
+use crate::real::{real, BootstrapArena};
+use crate::tracing::{native_active, record_alloc, record_free};
+
+#[inline]
+fn after_alloc(g: &Guard, p: *mut c_void, size: usize) {
+    if g.outermost() && !p.is_null() && native_active() {
+        record_alloc(p as usize, size, AllocKind::Malloc);
+    }
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
+    let Some(r) = real() else { return BootstrapArena::alloc(size) };
+    if !native_active() {
+        // SAFETY: forwarding to libc with the caller's arguments.
+        return unsafe { (r.malloc)(size) };
+    }
+    let g = Guard::enter(Ctx::Native);
+    // SAFETY: forwarding to libc.
+    let p = unsafe { (r.malloc)(size) };
+    after_alloc(&g, p, size);
+    p
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn calloc(n: usize, size: usize) -> *mut c_void {
+    // The arena is zeroed memory that is never reused, as calloc requires.
+    let Some(r) = real() else { return BootstrapArena::alloc(n.saturating_mul(size)) };
+    if !native_active() {
+        // SAFETY: forwarding to libc.
+        return unsafe { (r.calloc)(n, size) };
+    }
+    let g = Guard::enter(Ctx::Native);
+    // SAFETY: forwarding to libc.
+    let p = unsafe { (r.calloc)(n, size) };
+    after_alloc(&g, p, n.saturating_mul(size));
+    p
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn realloc(old: *mut c_void, size: usize) -> *mut c_void {
+    if BootstrapArena::contains(old) {
+        // Moving a bootstrap block to the real heap: its old size is unknown, but
+        // the arena is only used for tiny dlsym buffers, so copy what fits.
+        // SAFETY: malloc is our hook above; the arena block is readable up to the
+        // arena's end, so copy at most what remains of it.
+        unsafe {
+            let p = malloc(size);
+            if !p.is_null() {
+                let avail = BootstrapArena::remaining_from(old);
+                std::ptr::copy_nonoverlapping(old.cast::<u8>(), p.cast::<u8>(), size.min(avail));
+            }
+            return p;
+        }
+    }
+    let Some(r) = real() else { return BootstrapArena::alloc(size) };
+    if !native_active() {
+        // SAFETY: forwarding to libc.
+        return unsafe { (r.realloc)(old, size) };
+    }
+    let g = Guard::enter(Ctx::Native);
+    let rec = g.outermost();
+    if rec && !old.is_null() {
+        record_free(old as usize, AllocKind::Malloc);
+    }
+    // SAFETY: forwarding to libc.
+    let p = unsafe { (r.realloc)(old, size) };
+    if rec && !p.is_null() && native_active() {
+        record_alloc(p as usize, size, AllocKind::Malloc);
+    }
+    p
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn free(p: *mut c_void) {
+    if p.is_null() || BootstrapArena::contains(p) {
+        return;
+    }
+    let Some(r) = real() else { return };
+    if native_active() {
+        let g = Guard::enter(Ctx::Native);
+        if g.outermost() {
+            record_free(p as usize, AllocKind::Malloc);
+        }
+        // SAFETY: forwarding to libc.
+        unsafe { (r.free)(p) };
+        return;
+    }
+    // SAFETY: forwarding to libc.
+    unsafe { (r.free)(p) }
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn posix_memalign(out: *mut *mut c_void, align: usize, size: usize) -> i32 {
+    let Some(r) = real() else { return libc::ENOMEM };
+    let g = Guard::enter(Ctx::Native);
+    // SAFETY: forwarding to libc.
+    let rc = unsafe { (r.posix_memalign)(out, align, size) };
+    if rc == 0 {
+        // SAFETY: on success libc wrote the pointer to *out.
+        after_alloc(&g, unsafe { *out }, size);
+    }
+    rc
+}
+
+macro_rules! aligned_hook {
+    ($name:ident, $field:ident) => {
+        #[no_mangle]
+        pub unsafe extern "C" fn $name(align: usize, size: usize) -> *mut c_void {
+            let Some(r) = real() else { return std::ptr::null_mut() };
+            let g = Guard::enter(Ctx::Native);
+            // SAFETY: forwarding to libc.
+            let p = unsafe { (r.$field)(align, size) };
+            after_alloc(&g, p, size);
+            p
+        }
+    };
+}
+aligned_hook!(aligned_alloc, aligned_alloc);
+aligned_hook!(memalign, memalign);
+
+macro_rules! page_hook {
+    ($name:ident, $field:ident) => {
+        #[no_mangle]
+        pub unsafe extern "C" fn $name(size: usize) -> *mut c_void {
+            let Some(r) = real() else { return std::ptr::null_mut() };
+            let g = Guard::enter(Ctx::Native);
+            // SAFETY: forwarding to libc.
+            let p = unsafe { (r.$field)(size) };
+            after_alloc(&g, p, size);
+            p
+        }
+    };
+}
+page_hook!(valloc, valloc);
+page_hook!(pvalloc, pvalloc);
+
+#[inline]
+fn mmap_common(
+    real_fn: unsafe extern "C" fn(*mut c_void, usize, i32, i32, i32, i64) -> *mut c_void,
+    addr: *mut c_void,
+    len: usize,
+    prot: i32,
+    flags: i32,
+    fd: i32,
+    off: i64,
+) -> *mut c_void {
+    if !native_active() {
+        // SAFETY: forwarding to libc.
+        return unsafe { real_fn(addr, len, prot, flags, fd, off) };
+    }
+    let g = Guard::enter(Ctx::Native);
+    let arena = directly_inside_pymalloc();
+    // SAFETY: forwarding to libc.
+    let p = unsafe { real_fn(addr, len, prot, flags, fd, off) };
+    if p != libc::MAP_FAILED && native_active() {
+        if g.outermost() {
+            record_alloc(p as usize, len, AllocKind::Mmap);
+        } else if arena {
+            record_alloc(p as usize, len, AllocKind::PymallocArena);
+        }
+    }
+    p
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn mmap(
+    addr: *mut c_void,
+    len: usize,
+    prot: i32,
+    flags: i32,
+    fd: i32,
+    off: i64,
+) -> *mut c_void {
+    let Some(r) = real() else { return libc::MAP_FAILED };
+    mmap_common(r.mmap, addr, len, prot, flags, fd, off)
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn mmap64(
+    addr: *mut c_void,
+    len: usize,
+    prot: i32,
+    flags: i32,
+    fd: i32,
+    off: i64,
+) -> *mut c_void {
+    let Some(r) = real() else { return libc::MAP_FAILED };
+    mmap_common(r.mmap64, addr, len, prot, flags, fd, off)
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn munmap(addr: *mut c_void, len: usize) -> i32 {
+    let Some(r) = real() else { return -1 };
+    if native_active() {
+        let g = Guard::enter(Ctx::Native);
+        if g.outermost() {
+            record_free(addr as usize, AllocKind::Mmap);
+        } else if directly_inside_pymalloc() {
+            record_free(addr as usize, AllocKind::PymallocArena);
+        }
+        // SAFETY: forwarding to libc.
+        return unsafe { (r.munmap)(addr, len) };
+    }
+    // SAFETY: forwarding to libc.
+    unsafe { (r.munmap)(addr, len) }
+}
+
+/// `os._exit()` and friends: flush everything to the parent before the process
+/// disappears without running atexit handlers.
+#[no_mangle]
+pub unsafe extern "C" fn _exit(status: i32) -> ! {
+    crate::tracing::stop();
+    match real() {
+        // SAFETY: forwarding to libc; never returns.
+        Some(r) => unsafe { (r.exit)(status) },
+        // SAFETY: the raw syscall as a last resort.
+        None => unsafe {
+            libc::syscall(libc::SYS_exit_group, status);
+            libc::abort()
+        },
+    }
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn _Exit(status: i32) -> ! {
+    crate::tracing::stop();
+    match real() {
+        // SAFETY: forwarding to libc; never returns.
+        Some(r) => unsafe { (r.exit_upper)(status) },
+        // SAFETY: the raw syscall as a last resort.
+        None => unsafe {
+            libc::syscall(libc::SYS_exit_group, status);
+            libc::abort()
+        },
+    }
+}

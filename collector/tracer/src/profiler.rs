@@ -1,0 +1,127 @@
+//! The C-level profile function that maintains each thread's shadow stack, and code
+//! object ids.
+//!
+//! A code object gets a global id the first time a CALL event sees it; the id is
+//! stored on the code object itself with `_PyCode_SetExtra`, so a new code object
+//! reusing a freed one's address cannot inherit its id. A `Code` record with the
+//! qualified name, file and first line goes out on the same thread before any
+//! `Push` that uses the id; other threads can only learn the id later, so the
+//! drain's merge by time keeps `Code` first.
+
+use std::ffi::{c_int, c_void};
+use std::sync::atomic::{AtomicIsize, AtomicU32, Ordering};
+
+use memlens_wire::Record;
+
+use crate::guard::{Ctx, Guard};
+use crate::python_api::{api, PyApi, PyObject, PYTRACE_CALL, PYTRACE_RETURN};
+use crate::thread_state::{with_state, ThreadState};
+use crate::tracing;
+
+static CODE_EXTRA_INDEX: AtomicIsize = AtomicIsize::new(-1);
+static NEXT_CODE_ID: AtomicU32 = AtomicU32::new(0);
+
+/// Reserves our slot in code objects' co_extra. Needs the GIL.
+pub fn init(api: &PyApi) -> bool {
+    if CODE_EXTRA_INDEX.load(Ordering::Relaxed) >= 0 {
+        return true;
+    }
+    // SAFETY: GIL held by the caller (tracing starts from a Python call).
+    let idx = unsafe { (api.request_code_extra_index)(None) };
+    CODE_EXTRA_INDEX.store(idx, Ordering::Relaxed);
+    idx >= 0
+}
+
+/// The id of `code`, assigning one (and sending its `Code` record) on first sight.
+fn code_id(api: &PyApi, st: &ThreadState, code: *mut PyObject) -> u32 {
+    let idx = CODE_EXTRA_INDEX.load(Ordering::Relaxed);
+    let mut extra: *mut c_void = std::ptr::null_mut();
+    // SAFETY: GIL held (profile callback); code is a live code object; idx was
+    // returned by RequestCodeExtraIndex.
+    if unsafe { (api.code_get_extra)(code, idx, &mut extra) } == 0 && !extra.is_null() {
+        return (extra as usize - 1) as u32;
+    }
+    let id = NEXT_CODE_ID.fetch_add(1, Ordering::Relaxed);
+    let mut qualname = Vec::new();
+    let mut filename = Vec::new();
+    api.attr_str(code, api.name_attr, &mut qualname);
+    api.attr_str(code, c"co_filename", &mut filename);
+    let first_line = api.attr_int(code, c"co_firstlineno").max(0) as u32;
+    st.push(&Record::Code { id, first_line, qualname: &qualname, filename: &filename });
+    // SAFETY: as above; the stored value is an integer, not a pointer to free
+    // (we registered no free function).
+    unsafe { (api.code_set_extra)(code, idx, (id as usize + 1) as *mut c_void) };
+    id
+}
+
+/// The id of the code object run by `frame`.
+fn frame_code_id(api: &PyApi, st: &ThreadState, frame: *mut PyObject) -> u32 {
+    // SAFETY: frame is a live frame object (GIL held); GetCode returns a new
+    // reference, released right after use.
+    unsafe {
+        let code = (api.frame_get_code)(frame);
+        let id = code_id(api, st, code);
+        (api.dec_ref)(code);
+        id
+    }
+}
+
+/// The `Py_tracefunc` installed with `PyEval_SetProfile`.
+pub extern "C" fn profile(
+    _obj: *mut PyObject,
+    frame: *mut PyObject,
+    what: c_int,
+    _arg: *mut PyObject,
+) -> c_int {
+    if !tracing::active() {
+        return 0;
+    }
+    let _guard = Guard::enter(Ctx::Tracer);
+    match what {
+        PYTRACE_CALL => {
+            let api = api();
+            with_state(|st| {
+                let id = frame_code_id(api, st, frame);
+                st.enter_frame(frame, id);
+            });
+        }
+        PYTRACE_RETURN => {
+            with_state(|st| st.leave_frame(frame));
+        }
+        _ => {}
+    }
+    0
+}
+
+/// Installs the profiler on the calling thread. With a non-null `frame`, the shadow
+/// stack starts as that frame and its callers (the thread is mid-stack); with null
+/// it starts empty. Needs the GIL.
+pub fn install_on_current_thread(frame: *mut PyObject, name: Option<&[u8]>) {
+    let api = api();
+    let _guard = Guard::enter(Ctx::Tracer);
+    with_state(|st| {
+        if let Some(name) = name {
+            st.push(&Record::ThreadName { name });
+        }
+        let mut frames = Vec::new();
+        let mut f = frame;
+        let mut owned = false;
+        while !f.is_null() {
+            frames.push((f, frame_code_id(api, st, f)));
+            // SAFETY: GIL held; GetBack returns a new reference (or NULL). The
+            // back frame stays alive after we release our reference because its
+            // executing interpreter frame owns it.
+            let back = unsafe { (api.frame_get_back)(f) };
+            if owned {
+                // SAFETY: releasing the reference GetBack gave us last iteration.
+                unsafe { (api.dec_ref)(f) };
+            }
+            owned = true;
+            f = back;
+        }
+        frames.reverse();
+        st.seed(frames.into_iter());
+    });
+    // SAFETY: GIL held; installs a C profile function for this thread.
+    unsafe { (api.eval_set_profile)(Some(profile), std::ptr::null_mut()) };
+}

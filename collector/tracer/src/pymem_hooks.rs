@@ -1,0 +1,122 @@
+//! Hooks on CPython's three allocator domains (raw, mem, object), installed with
+//! `PyMem_SetAllocator` around the previous allocators.
+//!
+//! They record the exact requested sizes. A realloc is a free of the old block,
+//! recorded *before* the real call, and an allocation of the new one, recorded
+//! *after* it returns: so if another thread gets the freed address back, its
+//! allocation is stamped later than our free and the parent sees them in order.
+
+use std::cell::UnsafeCell;
+use std::ffi::c_void;
+
+use memlens_wire::AllocKind;
+
+use crate::guard::{Ctx, Guard};
+use crate::python_api::{PyApi, PyMemAllocatorEx, DOMAIN_MEM, DOMAIN_OBJ, DOMAIN_RAW};
+use crate::tracing::{active, record_alloc, record_free};
+
+struct Domain {
+    prev: UnsafeCell<PyMemAllocatorEx>,
+    kind: AllocKind,
+    ctx: Ctx,
+}
+
+// SAFETY: `prev` is written once in `install`, with the GIL held and before our
+// hooks are installed (so before any hook reads it); afterwards it is read-only.
+unsafe impl Sync for Domain {}
+
+const EMPTY: PyMemAllocatorEx =
+    PyMemAllocatorEx { ctx: std::ptr::null_mut(), malloc: None, calloc: None, realloc: None, free: None };
+
+static RAW: Domain = Domain { prev: UnsafeCell::new(EMPTY), kind: AllocKind::PyRaw, ctx: Ctx::PyRaw };
+static MEM: Domain =
+    Domain { prev: UnsafeCell::new(EMPTY), kind: AllocKind::PyMem, ctx: Ctx::Pymalloc };
+static OBJ: Domain =
+    Domain { prev: UnsafeCell::new(EMPTY), kind: AllocKind::PymallocObject, ctx: Ctx::Pymalloc };
+
+static INSTALLED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Wraps the current allocators of all three domains. Idempotent. Needs the GIL.
+pub fn install(api: &PyApi) {
+    if INSTALLED.swap(true, std::sync::atomic::Ordering::AcqRel) {
+        return;
+    }
+    for (domain, d) in [(DOMAIN_RAW, &RAW), (DOMAIN_MEM, &MEM), (DOMAIN_OBJ, &OBJ)] {
+        let mut ours = PyMemAllocatorEx {
+            ctx: (d as *const Domain).cast_mut().cast(),
+            malloc: Some(hook_malloc),
+            calloc: Some(hook_calloc),
+            realloc: Some(hook_realloc),
+            free: Some(hook_free),
+        };
+        // SAFETY: GIL held; prev is written before the hooks that read it exist.
+        // The hooks stay installed for the life of the process (they forward when
+        // tracing is off), so `prev` stays valid.
+        unsafe {
+            (api.mem_get_allocator)(domain, d.prev.get());
+            (api.mem_set_allocator)(domain, &mut ours);
+        }
+    }
+}
+
+/// # Safety
+/// `ctx` must be the `ctx` we registered: a pointer to one of the static `Domain`s.
+#[inline]
+unsafe fn domain<'a>(ctx: *mut c_void) -> (&'a Domain, &'a PyMemAllocatorEx) {
+    // SAFETY: per the function contract; `prev` is read-only after install.
+    unsafe {
+        let d = &*(ctx as *const Domain);
+        (d, &*d.prev.get())
+    }
+}
+
+unsafe extern "C" fn hook_malloc(ctx: *mut c_void, size: usize) -> *mut c_void {
+    // SAFETY: CPython passes back the ctx we registered.
+    let (d, prev) = unsafe { domain(ctx) };
+    let g = Guard::enter(d.ctx);
+    // SAFETY: calling the previous allocator with its own ctx, as CPython would.
+    let p = unsafe { (prev.malloc.unwrap_unchecked())(prev.ctx, size) };
+    if g.outermost() && !p.is_null() && active() {
+        record_alloc(p as usize, size, d.kind);
+    }
+    p
+}
+
+unsafe extern "C" fn hook_calloc(ctx: *mut c_void, n: usize, size: usize) -> *mut c_void {
+    // SAFETY: CPython passes back the ctx we registered.
+    let (d, prev) = unsafe { domain(ctx) };
+    let g = Guard::enter(d.ctx);
+    // SAFETY: calling the previous allocator with its own ctx.
+    let p = unsafe { (prev.calloc.unwrap_unchecked())(prev.ctx, n, size) };
+    if g.outermost() && !p.is_null() && active() {
+        record_alloc(p as usize, n.saturating_mul(size), d.kind);
+    }
+    p
+}
+
+unsafe extern "C" fn hook_realloc(ctx: *mut c_void, old: *mut c_void, size: usize) -> *mut c_void {
+    // SAFETY: CPython passes back the ctx we registered.
+    let (d, prev) = unsafe { domain(ctx) };
+    let g = Guard::enter(d.ctx);
+    let rec = g.outermost() && active();
+    if rec && !old.is_null() {
+        record_free(old as usize, d.kind);
+    }
+    // SAFETY: calling the previous allocator with its own ctx.
+    let p = unsafe { (prev.realloc.unwrap_unchecked())(prev.ctx, old, size) };
+    if rec && !p.is_null() {
+        record_alloc(p as usize, size, d.kind);
+    }
+    p
+}
+
+unsafe extern "C" fn hook_free(ctx: *mut c_void, p: *mut c_void) {
+    // SAFETY: CPython passes back the ctx we registered.
+    let (d, prev) = unsafe { domain(ctx) };
+    let g = Guard::enter(d.ctx);
+    if g.outermost() && !p.is_null() && active() {
+        record_free(p as usize, d.kind);
+    }
+    // SAFETY: calling the previous allocator with its own ctx.
+    unsafe { (prev.free.unwrap_unchecked())(prev.ctx, p) }
+}

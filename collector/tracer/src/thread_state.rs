@@ -1,0 +1,173 @@
+//! Per-thread tracer state: the thread's ring, its index and its shadow stack.
+//!
+//! The shadow stack is kept up to date by the profile callback ([`crate::profiler`])
+//! and is sent to the parent lazily: the thread remembers which frames the parent
+//! already knows (`emitted`) and, right before an allocation record, sends only the
+//! difference as `Pop(n)` + `Push(code, line)` records.
+//!
+//! Line numbers are lazy too: a frame that is not on top is suspended at its call
+//! site, so its line cannot change until it is on top again. `clean` is the number of
+//! bottom frames whose (code, line) is known to match what was emitted; only frames
+//! at or above it need `PyFrame_GetLineNumber` at the next allocation (normally just
+//! the top one).
+
+use std::cell::Cell;
+use std::ffi::c_void;
+use std::ptr;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use memlens_wire::Record;
+
+use crate::python_api::{api, PyObject};
+use crate::ring::Ring;
+
+struct Entry {
+    frame: *mut PyObject,
+    code: u32,
+    line: u32,
+}
+
+pub struct ThreadState {
+    pub index: u32,
+    ring: &'static Ring,
+    stack: Vec<Entry>,
+    emitted: Vec<(u32, u32)>,
+    clean: usize,
+}
+
+/// A thread whose state was torn down at exit; it records nothing any more.
+const DEAD: *mut ThreadState = 1 as *mut ThreadState;
+
+thread_local! {
+    static STATE: Cell<*mut ThreadState> = const { Cell::new(ptr::null_mut()) };
+}
+
+static NEXT_INDEX: AtomicU32 = AtomicU32::new(0);
+static KEY: AtomicU32 = AtomicU32::new(u32::MAX);
+
+/// Creates the pthread key whose destructor closes a thread's ring at exit.
+pub fn init_key() {
+    if KEY.load(Ordering::Acquire) != u32::MAX {
+        return;
+    }
+    let mut key: libc::pthread_key_t = 0;
+    // SAFETY: key is a valid out-pointer; the destructor has the required signature.
+    if unsafe { libc::pthread_key_create(&mut key, Some(destroy)) } == 0 {
+        KEY.store(key, Ordering::Release);
+    }
+}
+
+unsafe extern "C" fn destroy(p: *mut c_void) {
+    let st = p.cast::<ThreadState>();
+    if st.is_null() || st == DEAD {
+        return;
+    }
+    STATE.with(|s| s.set(DEAD));
+    // SAFETY: p is the Box pointer stored by `create` for this (exiting) thread,
+    // and STATE no longer points to it, so nothing else will use it.
+    let st = unsafe { Box::from_raw(st) };
+    st.ring.close();
+}
+
+fn os_tid() -> u64 {
+    // SAFETY: gettid has no preconditions.
+    unsafe { libc::syscall(libc::SYS_gettid) as u64 }
+}
+
+fn create() -> *mut ThreadState {
+    let st = Box::into_raw(Box::new(ThreadState {
+        index: NEXT_INDEX.fetch_add(1, Ordering::Relaxed),
+        ring: Ring::acquire(),
+        stack: Vec::new(),
+        emitted: Vec::new(),
+        clean: 0,
+    }));
+    let key = KEY.load(Ordering::Acquire);
+    if key != u32::MAX {
+        // SAFETY: key was created by init_key; st is a valid pointer we own.
+        unsafe { libc::pthread_setspecific(key, st.cast()) };
+    }
+    let mut name = [0u8; 16];
+    // SAFETY: 16 bytes is the documented maximum for thread names, NUL included.
+    unsafe { libc::pthread_getname_np(libc::pthread_self(), name.as_mut_ptr().cast(), 16) };
+    let name_len = name.iter().position(|&b| b == 0).unwrap_or(16);
+    // SAFETY: st was just allocated and is not shared yet.
+    let s = unsafe { &mut *st };
+    s.push(&Record::ThreadStart { os_tid: os_tid(), name: &name[..name_len] });
+    st
+}
+
+/// Runs `f` with the calling thread's state, creating it on first use. Returns
+/// `None` on a thread that already went through its exit destructor.
+#[inline]
+pub fn with_state<R>(f: impl FnOnce(&mut ThreadState) -> R) -> Option<R> {
+    let mut p = STATE.with(|s| s.get());
+    if p == DEAD {
+        return None;
+    }
+    if p.is_null() {
+        p = create();
+        STATE.with(|s| s.set(p));
+    }
+    // SAFETY: p is this thread's own Box, only ever used from this thread, and the
+    // re-entrancy guard keeps hooks from nesting into a second &mut.
+    Some(f(unsafe { &mut *p }))
+}
+
+impl ThreadState {
+    #[inline]
+    pub fn push(&self, rec: &Record<'_>) {
+        self.ring.push(self.index, rec);
+    }
+
+    /// A Python frame started (profile CALL).
+    #[inline]
+    pub fn enter_frame(&mut self, frame: *mut PyObject, code: u32) {
+        self.stack.push(Entry { frame, code, line: 0 });
+    }
+
+    /// A Python frame finished (profile RETURN). Frames above it that never got a
+    /// RETURN (unlikely, but e.g. a profiler swapped mid-call) are dropped with it.
+    #[inline]
+    pub fn leave_frame(&mut self, frame: *mut PyObject) {
+        let Some(pos) = self.stack.iter().rposition(|e| e.frame == frame) else { return };
+        self.stack.truncate(pos);
+        self.clean = self.clean.min(pos.saturating_sub(1));
+    }
+
+    /// Replaces the shadow stack with the given frames, outermost first (used when
+    /// the profiler is installed in the middle of a running thread).
+    pub fn seed(&mut self, frames: impl Iterator<Item = (*mut PyObject, u32)>) {
+        self.stack.clear();
+        self.stack.extend(frames.map(|(frame, code)| Entry { frame, code, line: 0 }));
+        self.clean = 0;
+    }
+
+    /// Sends the parent the stack changes since the last call.
+    pub fn sync_stack(&mut self) {
+        let len = self.stack.len();
+        if len > 0 {
+            let api = api();
+            for e in &mut self.stack[self.clean..] {
+                // SAFETY: every frame on the shadow stack is executing (it got a
+                // CALL and no RETURN yet), so its frame object is alive.
+                e.line = unsafe { (api.frame_get_line_number)(e.frame) }.max(0) as u32;
+            }
+        }
+        let known = len.min(self.emitted.len());
+        let mut same = self.clean.min(known);
+        while same < known && self.emitted[same] == (self.stack[same].code, self.stack[same].line) {
+            same += 1;
+        }
+        if self.emitted.len() > same {
+            self.push(&Record::Pop { n: (self.emitted.len() - same) as u32 });
+            self.emitted.truncate(same);
+        }
+        for i in same..len {
+            let (code, line) = (self.stack[i].code, self.stack[i].line);
+            self.push(&Record::Push { code, line });
+            self.emitted.push((code, line));
+        }
+        self.clean = len.saturating_sub(1);
+    }
+}
