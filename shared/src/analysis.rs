@@ -192,10 +192,7 @@ pub fn stack_totals(
             })?;
             Ok(heap.by_stack())
         }
-        Snapshot::AtPeak => {
-            let (_, _, n) = peak_position(rec, filter, 0, u64::MAX)?;
-            live_after(rec, filter, n)
-        }
+        Snapshot::AtPeak => live_at_peak(rec, filter),
         Snapshot::PeakInRange(t0, t1) => {
             let (_, _, n) = peak_position(rec, filter, t0, t1)?;
             live_after(rec, filter, n)
@@ -212,6 +209,52 @@ pub fn peak_in(
 ) -> Result<(u64, u64), Error> {
     let (bytes, time, _) = peak_position(rec, filter, t0, t1)?;
     Ok((bytes, time))
+}
+
+/// Live memory at the heap's high-water mark in one pass.
+///
+/// Blocks are tagged with their allocation's index. At the end, the blocks live at the peak are
+/// those still live that were allocated before it, plus those freed after it; the latter are
+/// logged as they are freed, and the log is cleared whenever a new peak makes it stale.
+fn live_at_peak(rec: &Recording, filter: &EventFilter) -> Result<StackTotals, Error> {
+    let mut live: FxHashMap<u64, (u64, StackId, usize)> = FxHashMap::default();
+    let (mut bytes, mut peak, mut peak_index) = (0u64, 0u64, 0usize);
+    let mut freed_after_peak: Vec<(u64, StackId)> = Vec::new();
+    each_event(rec, |i, e| {
+        match e.op {
+            Op::Alloc if filter.admits(e) => {
+                if let Some((old, stack, at)) = live.insert(e.address, (e.size, e.stack, i)) {
+                    bytes -= old;
+                    if at < peak_index {
+                        freed_after_peak.push((old, stack));
+                    }
+                }
+                bytes += e.size;
+                if bytes > peak {
+                    peak = bytes;
+                    peak_index = i + 1;
+                    freed_after_peak.clear();
+                }
+            }
+            Op::Free if e.kind.counts_in_heap() => {
+                if let Some((size, stack, at)) = live.remove(&e.address) {
+                    bytes -= size;
+                    if at < peak_index {
+                        freed_after_peak.push((size, stack));
+                    }
+                }
+            }
+            _ => {}
+        }
+        ControlFlow::Continue(())
+    })?;
+    let mut map: FxHashMap<StackId, Totals> = FxHashMap::default();
+    let still_live =
+        live.values().filter(|&&(_, _, at)| at < peak_index).map(|&(s, st, _)| (s, st));
+    for (size, stack) in still_live.chain(freed_after_peak) {
+        map.entry(stack).or_default().add(size);
+    }
+    Ok(StackTotals::from_map(map))
 }
 
 fn live_after(rec: &Recording, filter: &EventFilter, n: usize) -> Result<StackTotals, Error> {
