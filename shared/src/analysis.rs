@@ -406,3 +406,17 @@ pub fn heap_timeline(
 pub fn rss_timeline(rec: &Recording, t0: u64, t1: u64, n: usize) -> Vec<Bucket> {
     downsample(rec.samples().iter().map(|s| (s.time_ns, s.rss)), t0, t1, n)
 }
+
+/// Bytes and counts allocated by each thread over the whole recording, indexed by thread id.
+pub fn thread_totals(rec: &Recording) -> Result<Vec<Totals>, Error> {
+    let mut out = vec![Totals::default(); rec.threads().len()];
+    each_event(rec, |_, e| {
+        if e.op == Op::Alloc && e.kind.counts_in_heap() {
+            if let Some(t) = out.get_mut(e.thread.index()) {
+                t.add(e.size);
+            }
+        }
+        ControlFlow::Continue(())
+    })?;
+    Ok(out)
+}

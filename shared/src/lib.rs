@@ -38,12 +38,13 @@ mod ids;
 mod recording;
 mod records;
 mod tables;
+mod units;
 mod varint;
 mod writer;
 
 pub use analysis::{
-    downsample, heap_timeline, peak_in, rss_timeline, stack_totals, Bucket, EventFilter, Snapshot,
-    StackTotals, Totals,
+    downsample, heap_timeline, peak_in, rss_timeline, stack_totals, thread_totals, Bucket,
+    EventFilter, Snapshot, StackTotals, Totals,
 };
 pub use callsites::{call_sites, CallSite};
 pub use chunk::{
@@ -60,4 +61,5 @@ pub use records::{
     StackNode, Summary, ThreadInfo, Trailer,
 };
 pub use tables::EVENT_TIME_QUANTUM_NS;
+pub use units::{format_bytes, format_bytes_delta, format_count, format_duration_ns};
 pub use writer::{RecordingWriter, WriterOptions};

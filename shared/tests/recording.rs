@@ -81,6 +81,13 @@ fn thread_filter_keeps_only_that_threads_allocations() {
 }
 
 #[test]
+fn totals_per_thread() {
+    let rec = open_known();
+    let per_thread = thread_totals(&rec).unwrap();
+    assert_eq!(per_thread, [Totals { bytes: 10_000, count: 10 }, Totals { bytes: 500, count: 1 }]);
+}
+
+#[test]
 fn timeline_never_hides_the_peak() {
     let rec = open_known();
     let all = EventFilter::default();
