@@ -1,0 +1,105 @@
+"""memlens: the Python side of the memlens memory profiler.
+
+Run a program under the profiler with the ``memlens run script.py`` command. From inside
+a traced program:
+
+- ``memlens.mark(label)`` puts a labelled marker on the recording's timeline (a no-op when
+  the program is not being traced, so it can stay in production code).
+- ``memlens.is_tracing()`` tells whether this process is being traced.
+
+The tracer itself is ``libmemlens_tracer.so``, preloaded by ``memlens run`` and driven here
+through ``ctypes.PyDLL`` (which keeps the GIL held during calls, as the tracer requires).
+"""
+
+import atexit
+import ctypes
+import gc
+import os
+import threading
+import time
+
+__all__ = ["mark", "is_tracing", "record"]
+
+_lib = None
+_gc_start_ns = 0
+
+
+def _load(path):
+    global _lib
+    if _lib is None:
+        lib = ctypes.PyDLL(path)
+        lib.memlens_start.argtypes = [ctypes.c_int, ctypes.c_int]
+        lib.memlens_start.restype = ctypes.c_int
+        lib.memlens_last_error.restype = ctypes.c_char_p
+        lib.memlens_stop.restype = None
+        lib.memlens_thread_start.argtypes = [ctypes.py_object, ctypes.c_char_p]
+        lib.memlens_thread_start.restype = None
+        lib.memlens_mark.argtypes = [ctypes.c_char_p]
+        lib.memlens_mark.restype = None
+        lib.memlens_gc.argtypes = [ctypes.c_int, ctypes.c_uint64, ctypes.c_uint64, ctypes.c_uint64]
+        lib.memlens_gc.restype = None
+        lib.memlens_active.restype = ctypes.c_int
+        _lib = lib
+    return _lib
+
+
+def _thread_profile(frame, event, arg):
+    # Runs once per new `threading` thread, as its first profile event: hands the
+    # thread over to the C profiler, seeding its shadow stack from `frame`.
+    lib = _lib
+    if lib is not None:
+        name = threading.current_thread().name.encode("utf-8", "replace")
+        lib.memlens_thread_start(frame, name)
+
+
+def _gc_callback(phase, info):
+    global _gc_start_ns
+    if phase == "start":
+        _gc_start_ns = time.monotonic_ns()
+    elif _lib is not None:
+        _lib.memlens_gc(
+            info.get("generation", 0),
+            max(0, time.monotonic_ns() - _gc_start_ns),
+            info.get("collected", 0),
+            info.get("uncollectable", 0),
+        )
+
+
+def _start(tracer_path, fd, native):
+    """Starts tracing into the parent's pipe `fd` (called by the bootstrap)."""
+    lib = _load(tracer_path)
+    if lib.memlens_start(fd, 1 if native else 0) != 0:
+        raise RuntimeError("memlens: " + lib.memlens_last_error().decode("utf-8", "replace"))
+    threading.setprofile(_thread_profile)
+    gc.callbacks.append(_gc_callback)
+    atexit.register(_stop)
+
+
+def _stop():
+    if _lib is not None:
+        _lib.memlens_stop()
+        try:
+            gc.callbacks.remove(_gc_callback)
+        except ValueError:
+            pass
+
+
+def is_tracing():
+    """True when this process is being traced by memlens."""
+    return _lib is not None and bool(_lib.memlens_active())
+
+
+def mark(label):
+    """Puts a marker named `label` on the recording's timeline (no-op when not tracing)."""
+    if _lib is not None:
+        _lib.memlens_mark(str(label).encode("utf-8", "replace"))
+
+
+class record:
+    """``with memlens.record("out.memlens"): ...`` -- in-process tracing (not yet available)."""
+
+    def __init__(self, path, native=False):
+        raise NotImplementedError(
+            "memlens.record() is not implemented yet; run the program under "
+            "`memlens run script.py` instead"
+        )

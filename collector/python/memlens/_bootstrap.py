@@ -1,0 +1,125 @@
+"""Start-up code that `memlens run` executes in the traced interpreter.
+
+The parent runs ``python -c "import memlens._bootstrap as b; b.main()" TARGET ARGS...``
+with ``MEMLENS_MODE`` (script, module or code), ``MEMLENS_FD`` (the pipe to the parent)
+and ``MEMLENS_TRACER`` (the preloaded ``libmemlens_tracer.so``) in the environment.
+
+``main`` makes the program see exactly what a plain ``python script.py args`` run would
+see (``sys.argv``, ``sys.path[0]``, a fresh ``__main__`` namespace), starts tracing, and
+runs the target with ``exec`` directly from here, so that the target's ``<module>`` frame
+is the root of every recorded stack (no runpy or bootstrap frames). Uncaught exceptions
+print a traceback without our frames and exit with status 1, like plain Python.
+"""
+
+import os
+import sys
+
+
+def _setup_main(globals_update):
+    import __main__
+
+    d = __main__.__dict__
+    builtins = d.get("__builtins__")
+    d.clear()
+    d.update(
+        __name__="__main__",
+        __doc__=None,
+        __package__=None,
+        __loader__=None,
+        __spec__=None,
+        __builtins__=builtins,
+    )
+    d.update(globals_update)
+    return d
+
+
+def _prepare(mode, target):
+    """Returns (code object, globals) for the target, with sys.argv/sys.path fixed."""
+    if mode == "script":
+        # Since 3.9 `python script.py` gives __main__ an absolute __file__.
+        path = os.path.abspath(target)
+        sys.argv[0] = target
+        sys.path[0] = os.path.dirname(os.path.abspath(target))
+        import io
+
+        with io.open_code(path) as f:
+            source = f.read()
+        code = compile(source, path, "exec", dont_inherit=True)
+        import importlib.machinery
+
+        loader = importlib.machinery.SourceFileLoader("__main__", path)
+        return code, _setup_main({"__file__": path, "__loader__": loader, "__cached__": None})
+    if mode == "module":
+        import runpy
+
+        sys.path[0] = os.getcwd()
+        # The same helper `python -m` uses (private but present in 3.9-3.13).
+        mod_name, spec, code = runpy._get_module_details(target)  # noqa: SLF001
+        sys.argv[0] = spec.origin or target
+        g = {
+            "__file__": spec.origin,
+            "__cached__": spec.cached,
+            "__loader__": spec.loader,
+            "__package__": spec.parent,
+            "__spec__": spec,
+        }
+        return code, _setup_main(g)
+    if mode == "code":
+        sys.argv[0] = "-c"
+        sys.path[0] = ""
+        return compile(target, "<string>", "exec", dont_inherit=True), _setup_main({})
+    raise SystemExit(f"memlens: unknown MEMLENS_MODE {mode!r}")
+
+
+def _strip_our_frames(tb):
+    """Drops traceback entries from this file (the exec call) so tracebacks look plain."""
+    while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
+        tb = tb.tb_next
+    return tb
+
+
+def main():
+    mode = os.environ.pop("MEMLENS_MODE", "script")
+    fd = int(os.environ.pop("MEMLENS_FD"))
+    tracer = os.environ.get("MEMLENS_TRACER", "")
+    native = os.environ.pop("MEMLENS_NATIVE", "1") == "1"
+    if len(sys.argv) < 2:
+        raise SystemExit("memlens: nothing to run")
+    target = sys.argv[1]
+    del sys.argv[1]
+
+    try:
+        code, globs = _prepare(mode, target)
+    except SyntaxError:
+        sys.excepthook(*sys.exc_info())
+        raise SystemExit(1)
+    except (ImportError, OSError) as e:
+        # `python -m missing` prints "No module named ..." with status 1: do the same.
+        name = os.path.basename(sys.executable)
+        print(f"{name}: {e}", file=sys.stderr)
+        raise SystemExit(1)
+
+    import memlens
+
+    memlens._start(tracer, fd, native)
+    try:
+        exec(code, globs)
+    except SystemExit:
+        raise
+    except BaseException as e:  # noqa: BLE001 - mirrors the interpreter's top level
+        e.__traceback__ = _strip_our_frames(e.__traceback__)
+        sys.excepthook(type(e), e, e.__traceback__)
+        if isinstance(e, KeyboardInterrupt):
+            # Like the interpreter: run exit handlers, then die of SIGINT.
+            import atexit
+            import signal
+
+            atexit._run_exitfuncs()  # noqa: SLF001
+            for stream in (sys.stdout, sys.stderr):
+                try:
+                    stream.flush()
+                except Exception:  # noqa: BLE001
+                    pass
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGINT)
+        raise SystemExit(1)

@@ -1,0 +1,412 @@
+//! `memlens run`: runs a Python program under the tracer and writes a recording.
+//!
+//! The parent (this process) creates a pipe, starts Python with
+//! `LD_PRELOAD=libmemlens_tracer.so` and the bootstrap, and then:
+//! - a reader thread moves raw records from the pipe into a channel,
+//! - the recorder thread replays them into the recording ([`Recorder`]), samples the
+//!   child's memory every `--interval` ms and flushes the file every 100 ms, so a
+//!   killed child still leaves a readable recording,
+//! - a signal thread forwards SIGINT/SIGTERM/SIGHUP/SIGQUIT sent to memlens,
+//! - the main thread waits for the child, then writes how it ended.
+
+use std::ffi::OsString;
+use std::fs::File;
+use std::io::{BufWriter, Read};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use memlens_format::{format_bytes, CaptureOptions, Meta, RecordingWriter};
+use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
+use nix::sys::signal::{kill, Signal};
+use nix::sys::time::TimeValLike;
+use nix::time::{clock_gettime, ClockId};
+use nix::unistd::Pid;
+
+use crate::child_memory::tree_memory;
+use crate::python_env::{find_tracer, probe_python, PythonInfo, PythonPackageDir, BOOTSTRAP};
+use crate::recorder::Recorder;
+
+/// How often the recording is made durable on disk: bounds what a crash of memlens
+/// itself (or a SIGKILL of the child) can lose beyond the tracer's 5 ms drain period.
+const FLUSH_PERIOD: Duration = Duration::from_millis(100);
+
+/// After the child exits, how long to wait for the pipe's end. Only a grandchild that
+/// inherited the pipe (which the tracer prevents) can hold it open longer.
+const EOF_GRACE: Duration = Duration::from_secs(2);
+
+/// Arguments of `memlens run`.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "EXAMPLES:
+    memlens run script.py --its-own-flag       # writes memlens-script-<pid>.memlens
+    memlens run -o out.memlens -m http.server 8000
+    memlens run --no-native -c 'x = [0] * 10**7'
+    memlens run --python ~/.venvs/app/bin/python app.py")]
+pub struct RunArgs {
+    /// Output file [default: memlens-<script>-<pid>.memlens in the current directory].
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Python interpreter to run (CPython 3.9 to 3.13).
+    #[arg(long, value_name = "PATH", default_value = "python3")]
+    pub python: PathBuf,
+    /// Also trace native allocations (malloc, calloc, realloc, mmap, ...). On by default.
+    #[arg(long, overrides_with = "no_native")]
+    pub native: bool,
+    /// Trace only Python's allocators.
+    #[arg(long, overrides_with = "native")]
+    pub no_native: bool,
+    /// Milliseconds between samples of the process's resident memory.
+    #[arg(long, value_name = "MS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub interval: u64,
+    /// Run a library module as a script, like `python -m`.
+    #[arg(short = 'm', value_name = "MODULE", conflicts_with = "code")]
+    pub module: Option<String>,
+    /// Run a program passed as a string, like `python -c`.
+    #[arg(short = 'c', value_name = "CODE")]
+    pub code: Option<String>,
+    /// Do not print the summary line at the end.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// The script, then its arguments (with -m/-c: only the arguments).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "SCRIPT [ARGS]")]
+    pub args: Vec<OsString>,
+}
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub enum Target {
+    Script(PathBuf),
+    Module(String),
+    Code(String),
+}
+
+/// Everything `memlens run` needs, independent of the command line.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub target: Target,
+    pub args: Vec<OsString>,
+    pub output: Option<PathBuf>,
+    pub python: PathBuf,
+    pub native: bool,
+    pub interval: Duration,
+    pub quiet: bool,
+}
+
+impl TryFrom<RunArgs> for RunOptions {
+    type Error = anyhow::Error;
+
+    fn try_from(a: RunArgs) -> Result<Self> {
+        let mut args = a.args;
+        let target = match (a.module, a.code) {
+            (Some(m), _) => Target::Module(m),
+            (None, Some(c)) => Target::Code(c),
+            (None, None) => {
+                if args.is_empty() {
+                    bail!("nothing to run: give a script, -m MODULE or -c CODE");
+                }
+                Target::Script(PathBuf::from(args.remove(0)))
+            }
+        };
+        Ok(RunOptions {
+            target,
+            args,
+            output: a.output,
+            python: a.python,
+            native: !a.no_native,
+            interval: Duration::from_millis(a.interval),
+            quiet: a.quiet,
+        })
+    }
+}
+
+fn monotonic_ns() -> u64 {
+    clock_gettime(ClockId::CLOCK_MONOTONIC).map(|t| t.num_nanoseconds() as u64).unwrap_or(0)
+}
+
+fn default_output(target: &Target, pid: u32) -> PathBuf {
+    let stem = match target {
+        Target::Script(p) => p.file_stem().map(|s| s.to_string_lossy().into_owned()),
+        Target::Module(m) => Some(m.clone()),
+        Target::Code(_) => Some("c".to_owned()),
+    };
+    PathBuf::from(format!("memlens-{}-{pid}.memlens", stem.unwrap_or_else(|| "python".into())))
+}
+
+fn create_output(path: &Path) -> Result<File> {
+    File::create(path).with_context(|| format!("cannot write output file {}", path.display()))
+}
+
+/// The pipe the tracer writes to: the read end stays here (close-on-exec), the write
+/// end is inherited by the child.
+fn make_pipe() -> Result<(OwnedFd, OwnedFd)> {
+    let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).context("cannot create a pipe")?;
+    fcntl(w.as_raw_fd(), FcntlArg::F_SETFD(FdFlag::empty()))
+        .context("cannot make the pipe inheritable")?;
+    Ok((r, w))
+}
+
+fn meta(opts: &RunOptions, py: &PythonInfo, pid: u32) -> Meta {
+    let mut command_line = vec![opts.python.to_string_lossy().into_owned()];
+    match &opts.target {
+        Target::Script(p) => command_line.push(p.to_string_lossy().into_owned()),
+        Target::Module(m) => command_line.extend(["-m".to_owned(), m.clone()]),
+        Target::Code(c) => command_line.extend(["-c".to_owned(), c.clone()]),
+    }
+    command_line.extend(opts.args.iter().map(|a| a.to_string_lossy().into_owned()));
+    Meta {
+        memlens_version: env!("CARGO_PKG_VERSION").to_owned(),
+        python_version: py.version.clone(),
+        python_implementation: py.implementation.clone(),
+        command_line,
+        cwd: std::env::current_dir().map(|d| d.to_string_lossy().into_owned()).unwrap_or_default(),
+        pid,
+        hostname: nix::unistd::gethostname()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        platform: format!("{}-{}", std::env::consts::OS, std::env::consts::ARCH),
+        start_unix_ms: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0),
+        capture: CaptureOptions {
+            python_allocators: true,
+            native: opts.native,
+            rss_only: false,
+            sample_interval_us: opts.interval.as_micros() as u64,
+        },
+        extra: Vec::new(),
+    }
+}
+
+/// Runs the program; returns the exit code memlens should exit with.
+pub fn run(args: RunArgs) -> Result<i32> {
+    run_with(RunOptions::try_from(args)?)
+}
+
+pub fn run_with(opts: RunOptions) -> Result<i32> {
+    if let Target::Script(p) = &opts.target {
+        if !p.exists() {
+            bail!("script not found: {}", p.display());
+        }
+    }
+    let py = probe_python(&opts.python)?;
+    let tracer = find_tracer()?;
+    let pkg = PythonPackageDir::create()?;
+    let mut out_file = opts.output.as_deref().map(create_output).transpose()?;
+
+    let (pipe_r, pipe_w) = make_pipe()?;
+    let t0 = monotonic_ns();
+    let mut cmd = Command::new(&opts.python);
+    cmd.arg("-c").arg(BOOTSTRAP);
+    let mode = match &opts.target {
+        Target::Script(p) => {
+            cmd.arg(p);
+            "script"
+        }
+        Target::Module(m) => {
+            cmd.arg(m);
+            "module"
+        }
+        Target::Code(c) => {
+            cmd.arg(c);
+            "code"
+        }
+    };
+    cmd.args(&opts.args);
+    let mut preload = tracer.clone().into_os_string();
+    if let Some(old) = std::env::var_os("LD_PRELOAD") {
+        if !old.is_empty() {
+            preload.push(":");
+            preload.push(old);
+        }
+    }
+    cmd.env("LD_PRELOAD", preload)
+        .env("MEMLENS_TRACER", &tracer)
+        .env("MEMLENS_FD", pipe_w.as_raw_fd().to_string())
+        .env("MEMLENS_MODE", mode)
+        .env("MEMLENS_NATIVE", if opts.native { "1" } else { "0" })
+        .env("PYTHONPATH", pkg.pythonpath());
+    let mut child = cmd.spawn().with_context(|| format!("cannot start {}", opts.python.display()))?;
+    drop(pipe_w);
+    let pid = child.id();
+
+    let output = opts.output.clone().unwrap_or_else(|| default_output(&opts.target, pid));
+    let file = match out_file.take() {
+        Some(f) => f,
+        None => match create_output(&output) {
+            Ok(f) => f,
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(e);
+            }
+        },
+    };
+    let writer = RecordingWriter::new(BufWriter::with_capacity(1 << 20, file), &meta(&opts, &py, pid))
+        .with_context(|| format!("cannot write output file {}", output.display()))?;
+    let recorder = Recorder::new(writer, t0);
+
+    let signals = forward_signals(pid)?;
+    let (tx, rx) = sync_channel::<Vec<u8>>(256);
+    thread::Builder::new().name("memlens-pipe".into()).spawn(move || {
+        let mut pipe = File::from(pipe_r);
+        loop {
+            let mut buf = vec![0u8; 256 * 1024];
+            match pipe.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    buf.truncate(n);
+                    if tx.send(buf).is_err() {
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+    })?;
+    let exited_at = Arc::new(AtomicU64::new(0));
+    let rec_thread = {
+        let exited_at = exited_at.clone();
+        let interval = opts.interval;
+        thread::Builder::new()
+            .name("memlens-recorder".into())
+            .spawn(move || record_loop(recorder, rx, pid, interval, exited_at))?
+    };
+
+    let status = child.wait().context("cannot wait for the traced program")?;
+    let end_ns = monotonic_ns();
+    exited_at.store(end_ns.max(1), Ordering::Release);
+    signals.close();
+    let (recorder, feed_error) =
+        rec_thread.join().map_err(|_| anyhow::anyhow!("the recorder thread panicked"))??;
+
+    let code = status.code();
+    let signal = status.signal();
+    let hello = recorder.hello().is_some();
+    let stopped = recorder.stopped();
+    let summary = recorder.summary();
+    let end_heap = recorder.heap();
+    let w = recorder.finish(end_ns, code, signal)?;
+    w.into_inner()
+        .map_err(|e| e.into_error())
+        .and_then(|f| f.sync_all())
+        .with_context(|| format!("cannot write output file {}", output.display()))?;
+
+    if let Some(e) = feed_error {
+        eprintln!("memlens: warning: stopped reading the tracer's data early: {e:#}");
+    }
+    if !hello {
+        eprintln!("memlens: warning: the program ended before tracing started; the recording is empty");
+    } else if !stopped && signal.is_none() {
+        eprintln!("memlens: warning: the tracer did not say goodbye; the last few ms may be missing");
+    }
+    if !opts.quiet {
+        let how = match (code, signal) {
+            (_, Some(s)) => format!("killed by signal {s}"),
+            (Some(c), _) => format!("exit code {c}"),
+            _ => "ended".to_owned(),
+        };
+        eprintln!(
+            "memlens: peak heap {}, {} still allocated at exit ({how}); wrote {}",
+            format_bytes(summary.peak_heap),
+            format_bytes(end_heap),
+            output.display()
+        );
+    }
+    Ok(match (code, signal) {
+        (Some(c), _) => c,
+        (_, Some(s)) => 128 + s,
+        _ => 1,
+    })
+}
+
+type RecordResult = Result<(Recorder<BufWriter<File>>, Option<anyhow::Error>)>;
+
+fn record_loop(
+    mut recorder: Recorder<BufWriter<File>>,
+    rx: Receiver<Vec<u8>>,
+    pid: u32,
+    interval: Duration,
+    exited_at: Arc<AtomicU64>,
+) -> RecordResult {
+    let mut next_sample = Instant::now();
+    let mut next_flush = Instant::now() + FLUSH_PERIOD;
+    let mut feed_error = None;
+    let mut exit_seen: Option<Instant> = None;
+    loop {
+        let timeout = next_sample.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(timeout) {
+            Ok(chunk) => {
+                if feed_error.is_none() {
+                    if let Err(e) = recorder.feed(&chunk) {
+                        feed_error = Some(e);
+                    }
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+        let now = Instant::now();
+        if now >= next_sample {
+            if exited_at.load(Ordering::Acquire) == 0 {
+                if let Some((rss, vms)) = tree_memory(pid) {
+                    recorder.sample(monotonic_ns(), rss, vms)?;
+                }
+            }
+            next_sample = now + interval;
+        }
+        if now >= next_flush {
+            recorder.flush()?;
+            next_flush = now + FLUSH_PERIOD;
+        }
+        if exited_at.load(Ordering::Acquire) != 0 {
+            let since = *exit_seen.get_or_insert(now);
+            if recorder.stopped() || now.duration_since(since) > EOF_GRACE {
+                // Take what is already queued, then stop waiting for EOF.
+                while let Ok(chunk) = rx.try_recv() {
+                    if feed_error.is_none() {
+                        if let Err(e) = recorder.feed(&chunk) {
+                            feed_error = Some(e);
+                        }
+                    }
+                }
+                break;
+            }
+        }
+    }
+    Ok((recorder, feed_error))
+}
+
+/// Forwards termination signals sent to memlens (e.g. `kill`, a service manager) to the
+/// child. A Ctrl-C from the terminal already reaches the child through the process
+/// group, so kernel-generated SIGINT/SIGQUIT are not sent a second time.
+fn forward_signals(pid: u32) -> Result<signal_hook::iterator::Handle> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
+    use signal_hook::iterator::exfiltrator::WithOrigin;
+    use signal_hook::iterator::SignalsInfo;
+    use signal_hook::low_level::siginfo::Cause;
+
+    let mut signals = SignalsInfo::<WithOrigin>::new([SIGINT, SIGTERM, SIGHUP, SIGQUIT])
+        .context("cannot install signal handlers")?;
+    let handle = signals.handle();
+    thread::Builder::new().name("memlens-signals".into()).spawn(move || {
+        for origin in signals.forever() {
+            let from_terminal = matches!(origin.cause, Cause::Kernel);
+            if from_terminal && (origin.signal == SIGINT || origin.signal == SIGQUIT) {
+                continue;
+            }
+            if let Ok(sig) = Signal::try_from(origin.signal) {
+                let _ = kill(Pid::from_raw(pid as i32), sig);
+            }
+        }
+    })?;
+    Ok(handle)
+}

@@ -1,0 +1,143 @@
+//! What `memlens run` needs around the traced interpreter: which Python it is, where
+//! the tracer library is, and the `memlens` Python package (embedded in the binary
+//! and written to a temporary directory, so the binary works outside the source tree).
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+/// Oldest and newest supported Python 3 minor versions (the tracer's python_api.rs
+/// knows these versions' APIs).
+pub const SUPPORTED: (u32, u32) = (9, 13);
+
+/// The Python package the traced interpreter imports, embedded at build time.
+const PY_FILES: &[(&str, &str)] = &[
+    ("memlens/__init__.py", include_str!("../python/memlens/__init__.py")),
+    ("memlens/_bootstrap.py", include_str!("../python/memlens/_bootstrap.py")),
+];
+
+/// The one-liner given to `python -c`; everything else is in `_bootstrap.py`.
+pub const BOOTSTRAP: &str = "import memlens._bootstrap as b; b.main()";
+
+/// Facts about the interpreter that will run the program.
+#[derive(Debug, Clone)]
+pub struct PythonInfo {
+    pub version: String,
+    pub implementation: String,
+    pub minor: u32,
+}
+
+/// Runs the interpreter once to learn its version (and to fail early and clearly if
+/// it is missing or unsupported).
+pub fn probe_python(python: &Path) -> Result<PythonInfo> {
+    let out = Command::new(python)
+        .args([
+            "-c",
+            "import sys, platform; print(sys.version_info[0], sys.version_info[1], \
+             platform.python_version(), platform.python_implementation())",
+        ])
+        .env_remove("LD_PRELOAD")
+        .output();
+    let out = match out {
+        Ok(o) => o,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
+            "Python interpreter `{}` not found; install Python 3.{}-3.{} or pass --python PATH",
+            python.display(),
+            SUPPORTED.0,
+            SUPPORTED.1
+        ),
+        Err(e) => return Err(e).with_context(|| format!("cannot run `{}`", python.display())),
+    };
+    if !out.status.success() {
+        bail!(
+            "`{}` does not work as a Python interpreter: {}",
+            python.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let parts: Vec<&str> = text.split_whitespace().collect();
+    let [major, minor, version, implementation] = parts[..] else {
+        bail!("unexpected answer from `{}`: {text:?}", python.display());
+    };
+    let (major, minor): (u32, u32) = (major.parse()?, minor.parse()?);
+    if implementation != "CPython" {
+        bail!("{implementation} {version} is not supported: memlens traces CPython only");
+    }
+    if major != 3 || !(SUPPORTED.0..=SUPPORTED.1).contains(&minor) {
+        bail!(
+            "Python {version} is not supported; supported versions are 3.{} to 3.{}",
+            SUPPORTED.0,
+            SUPPORTED.1
+        );
+    }
+    Ok(PythonInfo { version: version.to_owned(), implementation: implementation.to_owned(), minor })
+}
+
+/// `libmemlens_tracer.so`: `$MEMLENS_TRACER`, or next to the memlens executable (where
+/// cargo puts both: target/<profile>/).
+pub fn find_tracer() -> Result<PathBuf> {
+    if let Some(p) = std::env::var_os("MEMLENS_TRACER") {
+        let p = PathBuf::from(p);
+        if !p.is_file() {
+            bail!("MEMLENS_TRACER={} is not a file", p.display());
+        }
+        return Ok(std::fs::canonicalize(&p)?);
+    }
+    let exe = std::env::current_exe().context("cannot locate the memlens executable")?;
+    let dir = exe.parent().context("the memlens executable has no directory")?;
+    for candidate in [dir.join("libmemlens_tracer.so"), dir.join("../libmemlens_tracer.so")] {
+        if candidate.is_file() {
+            return Ok(std::fs::canonicalize(&candidate)?);
+        }
+    }
+    bail!(
+        "libmemlens_tracer.so not found next to {} (build it with `cargo build -p \
+         memlens-tracer`, or set MEMLENS_TRACER=/path/to/libmemlens_tracer.so)",
+        exe.display()
+    )
+}
+
+/// A temporary directory holding the `memlens` Python package; removed on drop.
+pub struct PythonPackageDir {
+    dir: PathBuf,
+}
+
+impl PythonPackageDir {
+    pub fn create() -> Result<Self> {
+        let base = std::env::temp_dir();
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let dir = base.join(format!("memlens-py-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(dir.join("memlens"))
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        let me = PythonPackageDir { dir };
+        for (name, text) in PY_FILES {
+            let path = me.dir.join(name);
+            std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+        }
+        Ok(me)
+    }
+
+    /// `PYTHONPATH` for the child: our package first, then the user's.
+    pub fn pythonpath(&self) -> OsString {
+        let mut v = self.dir.clone().into_os_string();
+        if let Some(old) = std::env::var_os("PYTHONPATH") {
+            if !old.is_empty() {
+                v.push(":");
+                v.push(old);
+            }
+        }
+        v
+    }
+}
+
+impl Drop for PythonPackageDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

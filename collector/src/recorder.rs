@@ -1,0 +1,330 @@
+//! Turns the tracer's raw records into a recording.
+//!
+//! [`Recorder`] is pure: bytes in (any chunking, as read from a pipe), calls on a
+//! `memlens_format::RecordingWriter` out. It keeps, per traced thread, the stack the
+//! tracer has described with `Push`/`Pop` records as a list of interned `StackId`s,
+//! so an allocation costs one lookup. It has no knowledge of processes or pipes, so
+//! the same code can serve any transport of raw records.
+
+use std::collections::HashMap;
+use std::io::Write;
+
+use anyhow::{bail, Context, Result};
+use memlens_format::{
+    AllocatorKind, FrameId, GcEvent, MemorySample, ProcessEnd, RecordingWriter, StackId,
+    StringId, Summary, ThreadId, ThreadInfo,
+};
+use memlens_wire::{decode, AllocKind, Header, Hello, Record, PROTOCOL};
+
+struct Code {
+    function: StringId,
+    file: StringId,
+}
+
+struct Thread {
+    info: ThreadInfo,
+    declared: bool,
+    /// `stacks[i]` is the stack made of the first i+1 pushed frames.
+    stacks: Vec<StackId>,
+}
+
+/// Replays raw records into a [`RecordingWriter`].
+pub struct Recorder<W: Write> {
+    writer: RecordingWriter<W>,
+    /// CLOCK_MONOTONIC ns when the recording started; raw times are made relative to it.
+    t0: u64,
+    pending: Vec<u8>,
+    codes: HashMap<u32, Code>,
+    frames: HashMap<(u32, u32), FrameId>,
+    threads: HashMap<u32, Thread>,
+    hello: Option<Hello>,
+    stopped: bool,
+    last_time: u64,
+    records: u64,
+}
+
+fn kind(k: AllocKind) -> AllocatorKind {
+    match k {
+        AllocKind::PymallocObject => AllocatorKind::PymallocObject,
+        AllocKind::PyMem => AllocatorKind::PyMem,
+        AllocKind::PyRaw => AllocatorKind::PyRaw,
+        AllocKind::Malloc => AllocatorKind::Malloc,
+        AllocKind::Mmap => AllocatorKind::Mmap,
+        AllocKind::PymallocArena => AllocatorKind::PymallocArena,
+    }
+}
+
+fn text(b: &[u8]) -> std::borrow::Cow<'_, str> {
+    String::from_utf8_lossy(b)
+}
+
+impl<W: Write> Recorder<W> {
+    /// `t0` is the CLOCK_MONOTONIC time (ns) taken as the recording's start.
+    pub fn new(writer: RecordingWriter<W>, t0: u64) -> Self {
+        Recorder {
+            writer,
+            t0,
+            pending: Vec::new(),
+            codes: HashMap::new(),
+            frames: HashMap::new(),
+            threads: HashMap::new(),
+            hello: None,
+            stopped: false,
+            last_time: 0,
+            records: 0,
+        }
+    }
+
+    /// The tracer's greeting, once received.
+    pub fn hello(&self) -> Option<&Hello> {
+        self.hello.as_ref()
+    }
+
+    /// True once the tracer said it stopped cleanly (everything was flushed).
+    pub fn stopped(&self) -> bool {
+        self.stopped
+    }
+
+    /// Raw records decoded so far.
+    pub fn record_count(&self) -> u64 {
+        self.records
+    }
+
+    /// Nanoseconds since the start for a CLOCK_MONOTONIC time.
+    pub fn rel(&self, abs_ns: u64) -> u64 {
+        abs_ns.saturating_sub(self.t0)
+    }
+
+    /// Feeds bytes read from the tracer; a record may be split across calls.
+    pub fn feed(&mut self, bytes: &[u8]) -> Result<()> {
+        self.pending.extend_from_slice(bytes);
+        let mut pos = 0;
+        let buf = std::mem::take(&mut self.pending);
+        let result = loop {
+            match decode(&buf[pos..]) {
+                Ok(Some((header, record, used))) => {
+                    pos += used;
+                    self.records += 1;
+                    if let Err(e) = self.apply(header, record) {
+                        break Err(e);
+                    }
+                }
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(e).context("corrupt data from the tracer"),
+            }
+        };
+        self.pending = buf;
+        self.pending.drain(..pos);
+        result
+    }
+
+    fn thread(&mut self, index: u32) -> &mut Thread {
+        self.threads.entry(index).or_insert_with(|| Thread {
+            info: ThreadInfo { id: ThreadId(index), os_tid: 0, name: format!("thread-{index}") },
+            declared: false,
+            stacks: Vec::new(),
+        })
+    }
+
+    fn declare(&mut self, index: u32) {
+        let t = self.thread(index);
+        if !t.declared {
+            t.declared = true;
+            let info = t.info.clone();
+            self.writer.add_thread(info);
+        }
+    }
+
+    fn apply(&mut self, h: Header, record: Record<'_>) -> Result<()> {
+        let time = self.rel(h.time_ns);
+        self.last_time = self.last_time.max(time);
+        match record {
+            Record::Hello(hello) => {
+                if hello.protocol != PROTOCOL {
+                    bail!(
+                        "the tracer speaks protocol {} but this memlens speaks {PROTOCOL}: \
+                         libmemlens_tracer.so and the memlens binary come from different builds",
+                        hello.protocol
+                    );
+                }
+                self.hello = Some(hello);
+            }
+            Record::ThreadStart { os_tid, name } => {
+                let name = text(name).into_owned();
+                let t = self.thread(h.thread);
+                t.info.os_tid = os_tid;
+                if !name.is_empty() {
+                    t.info.name = name;
+                }
+            }
+            Record::ThreadName { name } => {
+                let t = self.thread(h.thread);
+                t.info.name = text(name).into_owned();
+                if t.declared {
+                    let info = t.info.clone();
+                    self.writer.add_thread(info);
+                }
+            }
+            Record::Code { id, first_line: _, qualname, filename } => {
+                let function = self.writer.intern_string(&text(qualname));
+                let file = self.writer.intern_string(&text(filename));
+                self.codes.insert(id, Code { function, file });
+            }
+            Record::Push { code, line } => {
+                let frame = match self.frames.get(&(code, line)) {
+                    Some(&f) => f,
+                    None => {
+                        let Some(c) = self.codes.get(&code) else {
+                            bail!("the tracer used code id {code} before describing it");
+                        };
+                        let f = self.writer.intern_frame_ids(memlens_format::Frame {
+                            function: c.function,
+                            file: c.file,
+                            line,
+                        });
+                        self.frames.insert((code, line), f);
+                        f
+                    }
+                };
+                let t = self.thread(h.thread);
+                let parent = t.stacks.last().copied().unwrap_or(StackId::ROOT);
+                let stack = self.writer.intern_stack(parent, frame);
+                self.thread(h.thread).stacks.push(stack);
+            }
+            Record::Pop { n } => {
+                let t = self.thread(h.thread);
+                let keep = t.stacks.len().saturating_sub(n as usize);
+                t.stacks.truncate(keep);
+            }
+            Record::Alloc { address, size, kind: k } => {
+                self.declare(h.thread);
+                let stack = self.thread(h.thread).stacks.last().copied().unwrap_or(StackId::ROOT);
+                self.writer.alloc(time, ThreadId(h.thread), stack, address, size, kind(k))?;
+            }
+            Record::Free { address, kind: k } => {
+                self.declare(h.thread);
+                self.writer.free(time, ThreadId(h.thread), address, kind(k))?;
+            }
+            Record::Marker { label } => {
+                self.declare(h.thread);
+                self.writer.marker(time, ThreadId(h.thread), &text(label));
+            }
+            Record::Gc { generation, duration_ns, collected, uncollectable } => {
+                self.writer.gc(GcEvent {
+                    time_ns: time.saturating_sub(duration_ns),
+                    duration_ns,
+                    generation,
+                    collected,
+                    uncollectable,
+                });
+            }
+            Record::Stop => self.stopped = true,
+        }
+        Ok(())
+    }
+
+    /// Adds a process memory sample taken at CLOCK_MONOTONIC time `abs_ns`.
+    pub fn sample(&mut self, abs_ns: u64, rss: u64, vms: u64) -> Result<()> {
+        let time_ns = self.rel(abs_ns);
+        self.writer.memory_sample(MemorySample { time_ns, rss, vms, heap: 0 })?;
+        Ok(())
+    }
+
+    /// Makes everything so far durable.
+    pub fn flush(&mut self) -> Result<()> {
+        self.writer.flush()?;
+        Ok(())
+    }
+
+    /// The traced heap right now, in bytes.
+    pub fn heap(&self) -> u64 {
+        self.writer.heap()
+    }
+
+    /// Running aggregates (peak heap etc.).
+    pub fn summary(&self) -> Summary {
+        self.writer.summary()
+    }
+
+    /// Writes the end of the process and the trailer; returns the output.
+    pub fn finish(mut self, abs_end_ns: u64, exit_code: Option<i32>, signal: Option<i32>) -> Result<W> {
+        let undeclared: Vec<u32> =
+            self.threads.iter().filter(|(_, t)| !t.declared).map(|(&i, _)| i).collect();
+        for i in undeclared {
+            self.declare(i);
+        }
+        let time_ns = self.rel(abs_end_ns).max(self.last_time);
+        Ok(self.writer.finish(ProcessEnd { time_ns, exit_code, signal })?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use memlens_format::{stack_totals, EventFilter, Meta, Recording, Snapshot};
+
+    fn enc(out: &mut Vec<u8>, time_ns: u64, thread: u32, r: Record<'_>) {
+        let start = out.len();
+        out.resize(start + r.encoded_len(), 0);
+        r.encode_into(Header { time_ns, thread }, &mut out[start..]).unwrap();
+    }
+
+    fn record_stream(bytes: &[u8], chunk: usize) -> Recording {
+        let w = RecordingWriter::new(Vec::new(), &Meta::default()).unwrap();
+        let mut rec = Recorder::new(w, 1_000);
+        for piece in bytes.chunks(chunk) {
+            rec.feed(piece).unwrap();
+        }
+        assert!(rec.stopped());
+        let out = rec.finish(10_000, Some(0), None).unwrap();
+        Recording::open(&out).unwrap()
+    }
+
+    #[test]
+    fn replays_stacks_allocs_and_threads_in_any_chunking() {
+        let mut s = Vec::new();
+        let hello =
+            Hello { protocol: PROTOCOL, pid: 1, python_major: 3, python_minor: 11, native: true };
+        enc(&mut s, 1_000, u32::MAX, Record::Hello(hello));
+        enc(&mut s, 1_001, 0, Record::ThreadStart { os_tid: 7, name: b"python3" });
+        enc(&mut s, 1_002, 0, Record::ThreadName { name: b"MainThread" });
+        enc(&mut s, 1_003, 0, Record::Code { id: 0, first_line: 1, qualname: b"<module>", filename: b"a.py" });
+        enc(&mut s, 1_004, 0, Record::Code { id: 1, first_line: 5, qualname: b"f", filename: b"a.py" });
+        enc(&mut s, 1_005, 0, Record::Push { code: 0, line: 9 });
+        enc(&mut s, 1_006, 0, Record::Push { code: 1, line: 6 });
+        enc(&mut s, 1_007, 0, Record::Alloc { address: 0x10, size: 100, kind: AllocKind::Malloc });
+        enc(&mut s, 1_008, 0, Record::Pop { n: 1 });
+        enc(&mut s, 1_009, 0, Record::Alloc { address: 0x20, size: 5, kind: AllocKind::PyMem });
+        enc(&mut s, 1_010, 0, Record::Free { address: 0x20, kind: AllocKind::PyMem });
+        enc(&mut s, 1_011, 0, Record::Marker { label: b"done" });
+        enc(&mut s, 1_012, u32::MAX, Record::Stop);
+        for chunk in [1, 3, 7, s.len()] {
+            let rec = record_stream(&s, chunk);
+            assert_eq!(rec.threads()[0].name, "MainThread");
+            assert_eq!(rec.threads()[0].os_tid, 7);
+            assert_eq!(rec.summary().peak_heap, 105);
+            let end = stack_totals(&rec, Snapshot::AtEnd, &EventFilter::default()).unwrap();
+            assert_eq!(end.total.bytes, 100);
+            let (stack, _) = end.stacks[0];
+            let names: Vec<(String, u32)> = rec
+                .stack_frames(stack)
+                .map(|f| {
+                    let fr = rec.frame(f).unwrap();
+                    (rec.string(fr.function).to_owned(), fr.line)
+                })
+                .collect();
+            assert!(names.contains(&("f".to_owned(), 6)), "{names:?}");
+            assert!(names.contains(&("<module>".to_owned(), 9)), "{names:?}");
+            assert_eq!(rec.markers()[0].label, "done");
+        }
+    }
+
+    #[test]
+    fn push_of_unknown_code_is_an_error_not_a_panic() {
+        let mut s = Vec::new();
+        enc(&mut s, 1, 0, Record::Push { code: 42, line: 1 });
+        let w = RecordingWriter::new(Vec::new(), &Meta::default()).unwrap();
+        let mut rec = Recorder::new(w, 0);
+        assert!(rec.feed(&s).is_err());
+    }
+}
