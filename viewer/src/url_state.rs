@@ -1,0 +1,204 @@
+//! The view state that lives in the URL hash, so a view can be shared and survives reloads:
+//! `#mode=leaks&zoom=main:app.py,load:app.py&range=1000-2000&q=json`. Pure; tested natively.
+
+/// What the flame graph shows.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum FlameMode {
+    /// Memory live at the traced heap's peak.
+    #[default]
+    AtPeak,
+    /// Memory still live at the end of the recording.
+    Leaks,
+    /// Everything ever allocated.
+    Total,
+    /// Everything allocated within the selected time range.
+    Range,
+}
+
+impl FlameMode {
+    /// All modes, in button order.
+    pub const ALL: [FlameMode; 4] =
+        [FlameMode::AtPeak, FlameMode::Leaks, FlameMode::Total, FlameMode::Range];
+
+    /// The name used in the URL.
+    pub fn key(self) -> &'static str {
+        match self {
+            FlameMode::AtPeak => "peak",
+            FlameMode::Leaks => "leaks",
+            FlameMode::Total => "total",
+            FlameMode::Range => "range",
+        }
+    }
+
+    /// The button label.
+    pub fn label(self) -> &'static str {
+        match self {
+            FlameMode::AtPeak => "At peak",
+            FlameMode::Leaks => "Leaks (live at end)",
+            FlameMode::Total => "Total allocated",
+            FlameMode::Range => "Selected range",
+        }
+    }
+
+    fn from_key(key: &str) -> Option<FlameMode> {
+        FlameMode::ALL.into_iter().find(|m| m.key() == key)
+    }
+}
+
+/// One step of a flame-graph zoom path: a frame named by function and file.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ZoomStep {
+    pub function: String,
+    pub file: String,
+}
+
+/// Everything the URL hash remembers.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ViewState {
+    pub mode: FlameMode,
+    /// Frames from the root down to the zoomed node (empty: not zoomed).
+    pub zoom: Vec<ZoomStep>,
+    /// Selected time range in nanoseconds, start <= end.
+    pub range: Option<(u64, u64)>,
+    /// Flame graph search text.
+    pub search: String,
+}
+
+impl ViewState {
+    /// Parses a hash (with or without the leading `#`). Unknown keys and bad values are
+    /// ignored, so old or hand-edited links still open.
+    pub fn from_hash(hash: &str) -> ViewState {
+        let mut state = ViewState::default();
+        for pair in hash.trim_start_matches('#').split('&').filter(|p| !p.is_empty()) {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            match key {
+                "mode" => state.mode = FlameMode::from_key(value).unwrap_or_default(),
+                "zoom" => {
+                    state.zoom = value
+                        .split(',')
+                        .filter_map(|step| {
+                            let (function, file) = step.split_once(':')?;
+                            Some(ZoomStep { function: decode(function)?, file: decode(file)? })
+                        })
+                        .collect();
+                }
+                "range" => {
+                    state.range = value.split_once('-').and_then(|(a, b)| {
+                        let (a, b) = (a.parse::<u64>().ok()?, b.parse::<u64>().ok()?);
+                        Some((a.min(b), a.max(b)))
+                    });
+                }
+                "q" => state.search = decode(value).unwrap_or_default(),
+                _ => {}
+            }
+        }
+        state
+    }
+
+    /// The hash for this state (`""` for the default state), leading `#` included otherwise.
+    pub fn to_hash(&self) -> String {
+        let mut parts = Vec::new();
+        if self.mode != FlameMode::default() {
+            parts.push(format!("mode={}", self.mode.key()));
+        }
+        if !self.zoom.is_empty() {
+            let steps: Vec<String> = self
+                .zoom
+                .iter()
+                .map(|s| format!("{}:{}", encode(&s.function), encode(&s.file)))
+                .collect();
+            parts.push(format!("zoom={}", steps.join(",")));
+        }
+        if let Some((a, b)) = self.range {
+            parts.push(format!("range={a}-{b}"));
+        }
+        if !self.search.is_empty() {
+            parts.push(format!("q={}", encode(&self.search)));
+        }
+        if parts.is_empty() {
+            String::new()
+        } else {
+            format!("#{}", parts.join("&"))
+        }
+    }
+}
+
+/// Percent-encodes everything but unreserved characters and `/` (kept for readable paths).
+fn encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'/') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Reverses [`encode`] (and any other percent-encoding); `None` for malformed input.
+fn decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let hex = s.get(i + 1..i + 3)?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_state_has_an_empty_hash() {
+        assert_eq!(ViewState::default().to_hash(), "");
+        assert_eq!(ViewState::from_hash(""), ViewState::default());
+        assert_eq!(ViewState::from_hash("#"), ViewState::default());
+    }
+
+    #[test]
+    fn round_trips_awkward_names() {
+        let state = ViewState {
+            mode: FlameMode::Range,
+            zoom: vec![
+                ZoomStep { function: "<module>".into(), file: "/srv/app, v2/main.py".into() },
+                ZoomStep { function: "Cache.get:inner&x=1".into(), file: "<frozen os>".into() },
+                ZoomStep { function: "naïve ünïcode".into(), file: "%41.py".into() },
+            ],
+            range: Some((1_000, 2_500_000_000)),
+            search: "json # dumps".into(),
+        };
+        let hash = state.to_hash();
+        assert!(
+            hash.starts_with("#mode=range&zoom=%3Cmodule%3E:/srv/app%2C%20v2/main.py,"),
+            "{hash}"
+        );
+        assert_eq!(ViewState::from_hash(&hash), state);
+    }
+
+    #[test]
+    fn bad_values_are_ignored() {
+        let s = ViewState::from_hash("#mode=bogus&range=9-x&zoom=nocolon,a:b&q=%ZZ&extra=1");
+        assert_eq!(s.mode, FlameMode::AtPeak);
+        assert_eq!(s.range, None);
+        assert_eq!(s.zoom, vec![ZoomStep { function: "a".into(), file: "b".into() }]);
+        assert_eq!(s.search, "");
+    }
+
+    #[test]
+    fn reversed_range_is_normalised() {
+        assert_eq!(ViewState::from_hash("range=50-10").range, Some((10, 50)));
+    }
+}
