@@ -65,16 +65,18 @@ pub struct RunArgs {
     /// Milliseconds between samples of the process's resident memory.
     #[arg(long, value_name = "MS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
     pub interval: u64,
-    /// Run a library module as a script, like `python -m`.
-    #[arg(short = 'm', value_name = "MODULE", conflicts_with = "code")]
-    pub module: Option<String>,
-    /// Run a program passed as a string, like `python -c`.
-    #[arg(short = 'c', value_name = "CODE")]
-    pub code: Option<String>,
+    /// Run a library module as a script, like `python -m`: the first argument is
+    /// the module name.
+    #[arg(short = 'm', conflicts_with = "code")]
+    pub module: bool,
+    /// Run a program passed as a string, like `python -c`: the first argument is
+    /// the code.
+    #[arg(short = 'c')]
+    pub code: bool,
     /// Do not print the summary line at the end.
     #[arg(short, long)]
     pub quiet: bool,
-    /// The script, then its arguments (with -m/-c: only the arguments).
+    /// The script (or with -m the module, with -c the code), then its arguments.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "SCRIPT [ARGS]")]
     pub args: Vec<OsString>,
 }
@@ -104,15 +106,19 @@ impl TryFrom<RunArgs> for RunOptions {
 
     fn try_from(a: RunArgs) -> Result<Self> {
         let mut args = a.args;
-        let target = match (a.module, a.code) {
-            (Some(m), _) => Target::Module(m),
-            (None, Some(c)) => Target::Code(c),
-            (None, None) => {
-                if args.is_empty() {
-                    bail!("nothing to run: give a script, -m MODULE or -c CODE");
-                }
-                Target::Script(PathBuf::from(args.remove(0)))
-            }
+        if args.is_empty() {
+            bail!("nothing to run: give a script, -m MODULE or -c CODE");
+        }
+        let first = args.remove(0);
+        let text = |what: &str| {
+            first.clone().into_string().map_err(|_| anyhow::anyhow!("the {what} is not valid UTF-8"))
+        };
+        let target = if a.module {
+            Target::Module(text("module name")?)
+        } else if a.code {
+            Target::Code(text("code")?)
+        } else {
+            Target::Script(PathBuf::from(first))
         };
         Ok(RunOptions {
             target,
