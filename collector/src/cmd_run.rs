@@ -111,7 +111,10 @@ impl TryFrom<RunArgs> for RunOptions {
         }
         let first = args.remove(0);
         let text = |what: &str| {
-            first.clone().into_string().map_err(|_| anyhow::anyhow!("the {what} is not valid UTF-8"))
+            first
+                .clone()
+                .into_string()
+                .map_err(|_| anyhow::anyhow!("the {what} is not valid UTF-8"))
         };
         let target = if a.module {
             Target::Module(text("module name")?)
@@ -239,7 +242,8 @@ pub fn run_with(opts: RunOptions) -> Result<i32> {
         .env("MEMLENS_MODE", mode)
         .env("MEMLENS_NATIVE", if opts.native { "1" } else { "0" })
         .env("PYTHONPATH", pkg.pythonpath());
-    let mut child = cmd.spawn().with_context(|| format!("cannot start {}", opts.python.display()))?;
+    let mut child =
+        cmd.spawn().with_context(|| format!("cannot start {}", opts.python.display()))?;
     drop(pipe_w);
     let pid = child.id();
 
@@ -255,8 +259,9 @@ pub fn run_with(opts: RunOptions) -> Result<i32> {
             }
         },
     };
-    let writer = RecordingWriter::new(BufWriter::with_capacity(1 << 20, file), &meta(&opts, &py, pid))
-        .with_context(|| format!("cannot write output file {}", output.display()))?;
+    let writer =
+        RecordingWriter::new(BufWriter::with_capacity(1 << 20, file), &meta(&opts, &py, pid))
+            .with_context(|| format!("cannot write output file {}", output.display()))?;
     let recorder = Recorder::new(writer, t0);
 
     let signals = forward_signals(pid)?;
@@ -310,9 +315,13 @@ pub fn run_with(opts: RunOptions) -> Result<i32> {
         eprintln!("memlens: warning: stopped reading the tracer's data early: {e:#}");
     }
     if !hello {
-        eprintln!("memlens: warning: the program ended before tracing started; the recording is empty");
+        eprintln!(
+            "memlens: warning: the program ended before tracing started; the recording is empty"
+        );
     } else if !stopped && signal.is_none() {
-        eprintln!("memlens: warning: the tracer did not say goodbye; the last few ms may be missing");
+        eprintln!(
+            "memlens: warning: the tracer did not say goodbye; the last few ms may be missing"
+        );
     }
     if !opts.quiet {
         let how = match (code, signal) {

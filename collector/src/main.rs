@@ -5,8 +5,12 @@
 //! an `Args` struct (clap) converted into options, and returns the process exit code;
 //! errors are printed once, here.
 
+mod assets;
 mod child_memory;
 mod cmd_run;
+mod cmd_summary;
+mod cmd_view;
+mod load;
 mod python_env;
 mod recorder;
 
@@ -14,9 +18,17 @@ use clap::{Parser, Subcommand};
 
 /// A memory profiler for Python: where your program's memory goes, by line.
 #[derive(Debug, Parser)]
-#[command(name = "memlens", version, after_help = "EXAMPLES:
+#[command(
+    name = "memlens",
+    version,
+    after_help = "EXAMPLES:
     memlens run script.py arg1 arg2      # record a run
-    memlens run -m pytest tests/         # record a module run")]
+    memlens run -m pytest tests/         # record a module run
+    memlens run -o out.memlens -c 'x = [0] * 10**7'
+    memlens summary out.memlens          # peak, leaks, top call sites
+    memlens summary --json out.memlens   # the same as stable JSON
+    memlens view out.memlens             # open the viewer on 127.0.0.1"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -26,12 +38,18 @@ struct Cli {
 enum Command {
     /// Run a Python program under the tracer and write a recording.
     Run(cmd_run::RunArgs),
+    /// Print what a recording says: peak, leaks, top call sites, threads.
+    Summary(cmd_summary::SummaryArgs),
+    /// Serve the viewer and a recording on 127.0.0.1 and open a browser.
+    View(cmd_view::ViewArgs),
 }
 
 fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => cmd_run::run(args),
+        Command::Summary(args) => cmd_summary::run(args),
+        Command::View(args) => cmd_view::run(args),
     };
     let code = match result {
         Ok(code) => code,

@@ -26,7 +26,6 @@ pub const BOOTSTRAP: &str = "import memlens._bootstrap as b; b.main()";
 pub struct PythonInfo {
     pub version: String,
     pub implementation: String,
-    pub minor: u32,
 }
 
 /// Runs the interpreter once to learn its version (and to fail early and clearly if
@@ -73,7 +72,7 @@ pub fn probe_python(python: &Path) -> Result<PythonInfo> {
             SUPPORTED.1
         );
     }
-    Ok(PythonInfo { version: version.to_owned(), implementation: implementation.to_owned(), minor })
+    Ok(PythonInfo { version: version.to_owned(), implementation: implementation.to_owned() })
 }
 
 /// `libmemlens_tracer.so`: `$MEMLENS_TRACER`, or next to the memlens executable (where
@@ -118,7 +117,8 @@ impl PythonPackageDir {
         let me = PythonPackageDir { dir };
         for (name, text) in PY_FILES {
             let path = me.dir.join(name);
-            std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+            std::fs::write(&path, text)
+                .with_context(|| format!("cannot write {}", path.display()))?;
         }
         Ok(me)
     }

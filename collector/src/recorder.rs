@@ -11,8 +11,8 @@ use std::io::Write;
 
 use anyhow::{bail, Context, Result};
 use memlens_format::{
-    AllocatorKind, FrameId, GcEvent, MemorySample, ProcessEnd, RecordingWriter, StackId,
-    StringId, Summary, ThreadId, ThreadInfo,
+    AllocatorKind, FrameId, GcEvent, MemorySample, ProcessEnd, RecordingWriter, StackId, StringId,
+    Summary, ThreadId, ThreadInfo,
 };
 use memlens_wire::{decode, AllocKind, Header, Hello, Record, PROTOCOL};
 
@@ -40,7 +40,6 @@ pub struct Recorder<W: Write> {
     hello: Option<Hello>,
     stopped: bool,
     last_time: u64,
-    records: u64,
 }
 
 fn kind(k: AllocKind) -> AllocatorKind {
@@ -71,7 +70,6 @@ impl<W: Write> Recorder<W> {
             hello: None,
             stopped: false,
             last_time: 0,
-            records: 0,
         }
     }
 
@@ -83,11 +81,6 @@ impl<W: Write> Recorder<W> {
     /// True once the tracer said it stopped cleanly (everything was flushed).
     pub fn stopped(&self) -> bool {
         self.stopped
-    }
-
-    /// Raw records decoded so far.
-    pub fn record_count(&self) -> u64 {
-        self.records
     }
 
     /// Nanoseconds since the start for a CLOCK_MONOTONIC time.
@@ -104,7 +97,6 @@ impl<W: Write> Recorder<W> {
             match decode(&buf[pos..]) {
                 Ok(Some((header, record, used))) => {
                     pos += used;
-                    self.records += 1;
                     if let Err(e) = self.apply(header, record) {
                         break Err(e);
                     }
@@ -247,7 +239,12 @@ impl<W: Write> Recorder<W> {
     }
 
     /// Writes the end of the process and the trailer; returns the output.
-    pub fn finish(mut self, abs_end_ns: u64, exit_code: Option<i32>, signal: Option<i32>) -> Result<W> {
+    pub fn finish(
+        mut self,
+        abs_end_ns: u64,
+        exit_code: Option<i32>,
+        signal: Option<i32>,
+    ) -> Result<W> {
         let undeclared: Vec<u32> =
             self.threads.iter().filter(|(_, t)| !t.declared).map(|(&i, _)| i).collect();
         for i in undeclared {
@@ -288,8 +285,18 @@ mod tests {
         enc(&mut s, 1_000, u32::MAX, Record::Hello(hello));
         enc(&mut s, 1_001, 0, Record::ThreadStart { os_tid: 7, name: b"python3" });
         enc(&mut s, 1_002, 0, Record::ThreadName { name: b"MainThread" });
-        enc(&mut s, 1_003, 0, Record::Code { id: 0, first_line: 1, qualname: b"<module>", filename: b"a.py" });
-        enc(&mut s, 1_004, 0, Record::Code { id: 1, first_line: 5, qualname: b"f", filename: b"a.py" });
+        enc(
+            &mut s,
+            1_003,
+            0,
+            Record::Code { id: 0, first_line: 1, qualname: b"<module>", filename: b"a.py" },
+        );
+        enc(
+            &mut s,
+            1_004,
+            0,
+            Record::Code { id: 1, first_line: 5, qualname: b"f", filename: b"a.py" },
+        );
         enc(&mut s, 1_005, 0, Record::Push { code: 0, line: 9 });
         enc(&mut s, 1_006, 0, Record::Push { code: 1, line: 6 });
         enc(&mut s, 1_007, 0, Record::Alloc { address: 0x10, size: 100, kind: AllocKind::Malloc });

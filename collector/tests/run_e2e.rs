@@ -26,9 +26,28 @@ fn line_of(name: &str, tag: &str) -> u32 {
     1 + text.lines().position(|l| l.trim_end().ends_with(&marker)).expect("tag in script") as u32
 }
 
+/// `cargo test` does not build cdylib targets, so build the tracer next to the memlens
+/// binary once per test run (a no-op when it is up to date).
+fn build_tracer(exe: &Path) {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.args(["build", "-q", "-p", "memlens-tracer"]);
+        if exe.parent().and_then(|d| d.file_name()) == Some("release".as_ref()) {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().expect("run cargo to build the tracer");
+        assert!(status.success(), "cargo build -p memlens-tracer failed");
+    });
+}
+
 fn memlens() -> Command {
     let exe = PathBuf::from(env!("CARGO_BIN_EXE_memlens"));
     let tracer = exe.parent().unwrap().join("libmemlens_tracer.so");
+    if std::env::var_os("MEMLENS_TRACER").is_none() {
+        build_tracer(&exe);
+    }
     assert!(
         tracer.is_file() || std::env::var_os("MEMLENS_TRACER").is_some(),
         "{} is missing: build the tracer first (`cargo build -p memlens-tracer`)",
@@ -130,9 +149,12 @@ fn allocations_land_on_their_named_threads() {
     let line = line_of("threads.py", "THREAD_ALLOC_LINE");
     for i in 0..4u64 {
         let name = format!("worker-{i}");
-        let t = run.rec.threads().iter().find(|t| t.name == name).unwrap_or_else(|| {
-            panic!("no thread {name} in {:?}", run.rec.threads())
-        });
+        let t = run
+            .rec
+            .threads()
+            .iter()
+            .find(|t| t.name == name)
+            .unwrap_or_else(|| panic!("no thread {name} in {:?}", run.rec.threads()));
         let top = top_stacks(&run.rec, Snapshot::AtEnd, &EventFilter::thread(t.id));
         let (stack, bytes) = top[0];
         assert!(within_5_percent(bytes, (i + 1) * 4 * MIB), "{name}: {bytes}");
@@ -267,7 +289,12 @@ fn module_and_code_modes_work() {
     let out = memlens()
         .args(["run", "-q", "-o"])
         .arg(&file)
-        .args(["-c", "import sys; x = bytearray(5 * 1024 * 1024); sys.exit(len(sys.argv))", "a", "b"])
+        .args([
+            "-c",
+            "import sys; x = bytearray(5 * 1024 * 1024); sys.exit(len(sys.argv))",
+            "a",
+            "b",
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));

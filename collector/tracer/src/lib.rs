@@ -117,7 +117,12 @@ pub unsafe extern "C" fn memlens_mark(label: *const c_char) {
 
 /// One finished garbage collection (from a `gc.callbacks` entry).
 #[no_mangle]
-pub extern "C" fn memlens_gc(generation: c_int, duration_ns: u64, collected: u64, uncollectable: u64) {
+pub extern "C" fn memlens_gc(
+    generation: c_int,
+    duration_ns: u64,
+    collected: u64,
+    uncollectable: u64,
+) {
     tracing::record(&Record::Gc {
         generation: generation.clamp(0, 255) as u8,
         duration_ns,

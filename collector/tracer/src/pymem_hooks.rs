@@ -25,10 +25,16 @@ struct Domain {
 // hooks are installed (so before any hook reads it); afterwards it is read-only.
 unsafe impl Sync for Domain {}
 
-const EMPTY: PyMemAllocatorEx =
-    PyMemAllocatorEx { ctx: std::ptr::null_mut(), malloc: None, calloc: None, realloc: None, free: None };
+const EMPTY: PyMemAllocatorEx = PyMemAllocatorEx {
+    ctx: std::ptr::null_mut(),
+    malloc: None,
+    calloc: None,
+    realloc: None,
+    free: None,
+};
 
-static RAW: Domain = Domain { prev: UnsafeCell::new(EMPTY), kind: AllocKind::PyRaw, ctx: Ctx::PyRaw };
+static RAW: Domain =
+    Domain { prev: UnsafeCell::new(EMPTY), kind: AllocKind::PyRaw, ctx: Ctx::PyRaw };
 static MEM: Domain =
     Domain { prev: UnsafeCell::new(EMPTY), kind: AllocKind::PyMem, ctx: Ctx::Pymalloc };
 static OBJ: Domain =

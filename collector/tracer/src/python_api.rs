@@ -58,7 +58,8 @@ pub struct PyApi {
     pub long_as_long: unsafe extern "C" fn(*mut PyObject) -> std::ffi::c_long,
     pub err_clear: unsafe extern "C" fn(),
     pub dec_ref: unsafe extern "C" fn(*mut PyObject),
-    pub request_code_extra_index: unsafe extern "C" fn(Option<unsafe extern "C" fn(*mut c_void)>) -> isize,
+    pub request_code_extra_index:
+        unsafe extern "C" fn(Option<unsafe extern "C" fn(*mut c_void)>) -> isize,
     pub code_get_extra: unsafe extern "C" fn(*mut PyObject, isize, *mut *mut c_void) -> c_int,
     pub code_set_extra: unsafe extern "C" fn(*mut PyObject, isize, *mut c_void) -> c_int,
     /// Attribute holding the most precise function name on this version.
@@ -200,7 +201,8 @@ impl PyApi {
                 (self.err_clear)();
             }
             (self.dec_ref)(v);
-            n as i64
+            #[allow(clippy::useless_conversion)] // c_long is i32 on some targets
+            i64::from(n)
         }
     }
 }

@@ -197,7 +197,9 @@ pub fn drain_all(cutoff: u64, scratch: &mut Vec<Vec<u8>>, out: &mut Vec<u8>) {
             }
             scratch[n].clear();
             ring.take_until(cutoff, &mut scratch[n]);
-            if state == CLOSED && ring.head.load(Ordering::Acquire) == ring.tail.load(Ordering::Relaxed) {
+            if state == CLOSED
+                && ring.head.load(Ordering::Acquire) == ring.tail.load(Ordering::Relaxed)
+            {
                 ring.state.store(FREE, Ordering::Release);
             }
             if !scratch[n].is_empty() {

@@ -36,7 +36,7 @@ pub struct ThreadState {
 }
 
 /// A thread whose state was torn down at exit; it records nothing any more.
-const DEAD: *mut ThreadState = 1 as *mut ThreadState;
+const DEAD: *mut ThreadState = std::ptr::dangling_mut();
 
 thread_local! {
     static STATE: Cell<*mut ThreadState> = const { Cell::new(ptr::null_mut()) };

@@ -167,7 +167,8 @@ fn spawn_drain_thread() -> Result<(), String> {
     }
     let mut tid: libc::pthread_t = 0;
     // SAFETY: entry has the pthread start signature and ignores its argument.
-    let rc = unsafe { libc::pthread_create(&mut tid, std::ptr::null(), entry, std::ptr::null_mut()) };
+    let rc =
+        unsafe { libc::pthread_create(&mut tid, std::ptr::null(), entry, std::ptr::null_mut()) };
     if rc != 0 {
         return Err(format!("cannot start the drain thread (error {rc})"));
     }

@@ -254,7 +254,8 @@ pub fn decode(buf: &[u8]) -> Result<Option<(Header, Record<'_>, usize)>, WireErr
     }
     let mut r = Reader { buf: &rec[4..], pos: 0 };
     let bad = WireError::BadLength { tag: rec[16], len };
-    let header = Header { time_ns: r.u64().ok_or(bad.clone())?, thread: r.u32().ok_or(bad.clone())? };
+    let header =
+        Header { time_ns: r.u64().ok_or(bad.clone())?, thread: r.u32().ok_or(bad.clone())? };
     let tag = r.u8().ok_or(bad.clone())?;
     let record = decode_payload(tag, &mut r).ok_or(bad.clone())??;
     if r.pos != r.buf.len() {
