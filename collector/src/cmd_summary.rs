@@ -1,0 +1,241 @@
+//! `memlens summary`: what a recording says, as text or as stable JSON for scripts and CI.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::Result;
+use memlens_format::{
+    call_sites, format_bytes, format_count, format_duration_ns, stack_totals, thread_totals,
+    EventFilter, Recording, Snapshot, StackTotals,
+};
+use serde::Serialize;
+
+use crate::load::open_recording;
+
+/// Arguments of `memlens summary`.
+#[derive(Debug, clap::Args)]
+pub struct SummaryArgs {
+    /// The recording to summarize.
+    pub file: PathBuf,
+    /// Print JSON (schema: docs/summary-json.md) instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// How many call sites to list per table.
+    #[arg(long, default_value_t = 10)]
+    pub top: usize,
+}
+
+/// The JSON document. Field names are a stable interface: only add fields.
+#[derive(Debug, Serialize)]
+pub struct SummaryJson {
+    pub schema: u32,
+    pub file: String,
+    pub format_version: u16,
+    pub complete: bool,
+    pub truncated_at_byte: Option<u64>,
+    pub command_line: Vec<String>,
+    pub python_version: String,
+    pub pid: u32,
+    pub platform: String,
+    pub start_unix_ms: u64,
+    pub duration_ns: u64,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub peak_heap_bytes: u64,
+    pub peak_heap_time_ns: u64,
+    pub peak_rss_bytes: u64,
+    pub peak_rss_time_ns: u64,
+    pub leaked_bytes: u64,
+    pub leaked_count: u64,
+    pub alloc_count: u64,
+    pub alloc_bytes: u64,
+    pub top_at_peak: Vec<SiteJson>,
+    pub top_leaks: Vec<SiteJson>,
+    pub threads: Vec<ThreadJson>,
+}
+
+/// One call site: the innermost frame of the stacks it stands for.
+#[derive(Debug, Serialize)]
+pub struct SiteJson {
+    pub function: String,
+    pub file: String,
+    pub line: u32,
+    pub bytes: u64,
+    pub count: u64,
+}
+
+/// One thread.
+#[derive(Debug, Serialize)]
+pub struct ThreadJson {
+    pub id: u32,
+    pub os_tid: u64,
+    pub name: String,
+    pub alloc_count: u64,
+    pub alloc_bytes: u64,
+}
+
+pub fn run(args: SummaryArgs) -> Result<i32> {
+    let rec = open_recording(&args.file)?;
+    let summary = build(&rec, &args.file.display().to_string(), args.top)?;
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        serde_json::to_writer_pretty(&mut out, &summary)?;
+        writeln!(out)?;
+    } else {
+        write_text(&mut out, &summary)?;
+    }
+    Ok(0)
+}
+
+fn sites(rec: &Recording, totals: &StackTotals, top: usize) -> Vec<SiteJson> {
+    call_sites(rec, totals)
+        .into_iter()
+        .filter(|s| s.self_.bytes > 0)
+        .take(top)
+        .map(|s| {
+            let f = rec.frame(s.frame).copied();
+            SiteJson {
+                function: f.map_or_else(String::new, |f| rec.string(f.function).to_owned()),
+                file: f.map_or_else(String::new, |f| rec.string(f.file).to_owned()),
+                line: f.map_or(0, |f| f.line),
+                bytes: s.self_.bytes,
+                count: s.self_.count,
+            }
+        })
+        .collect()
+}
+
+/// Computes the summary of a recording.
+pub fn build(rec: &Recording, file: &str, top: usize) -> Result<SummaryJson> {
+    let all = EventFilter::default();
+    let peak = stack_totals(rec, Snapshot::AtPeak, &all)?;
+    let leaks = stack_totals(rec, Snapshot::AtEnd, &all)?;
+    let mut top_at_peak = sites(rec, &peak, top);
+    // Memory with no Python frame on the stack (interpreter start-up, C threads).
+    let unattributed: u64 =
+        peak.stacks.iter().filter(|(s, _)| s.0 == 0).map(|(_, t)| t.bytes).sum();
+    if unattributed > 0 && top_at_peak.len() < top {
+        top_at_peak.push(SiteJson {
+            function: "<no Python frame>".into(),
+            file: String::new(),
+            line: 0,
+            bytes: unattributed,
+            count: peak.stacks.iter().filter(|(s, _)| s.0 == 0).map(|(_, t)| t.count).sum(),
+        });
+    }
+    let per_thread = thread_totals(rec)?;
+    let s = rec.summary();
+    let end = rec.end().copied().unwrap_or_default();
+    Ok(SummaryJson {
+        schema: 1,
+        file: file.to_owned(),
+        format_version: rec.format_version(),
+        complete: rec.truncation().is_none() && rec.has_trailer(),
+        truncated_at_byte: rec.truncation().map(|t| t.offset),
+        command_line: rec.meta().command_line.clone(),
+        python_version: rec.meta().python_version.clone(),
+        pid: rec.meta().pid,
+        platform: rec.meta().platform.clone(),
+        start_unix_ms: rec.meta().start_unix_ms,
+        duration_ns: s.duration_ns,
+        exit_code: end.exit_code,
+        signal: end.signal,
+        peak_heap_bytes: s.peak_heap,
+        peak_heap_time_ns: s.peak_heap_time_ns,
+        peak_rss_bytes: s.peak_rss,
+        peak_rss_time_ns: s.peak_rss_time_ns,
+        leaked_bytes: s.end_heap,
+        leaked_count: s.end_live_count,
+        alloc_count: s.alloc_count,
+        alloc_bytes: s.alloc_bytes,
+        top_at_peak,
+        top_leaks: sites(rec, &leaks, top),
+        threads: rec
+            .threads()
+            .iter()
+            .map(|t| {
+                let totals = per_thread.get(t.id.index()).copied().unwrap_or_default();
+                ThreadJson {
+                    id: t.id.0,
+                    os_tid: t.os_tid,
+                    name: t.name.clone(),
+                    alloc_count: totals.count,
+                    alloc_bytes: totals.bytes,
+                }
+            })
+            .collect(),
+    })
+}
+
+fn write_sites(out: &mut impl Write, title: &str, total: u64, sites: &[SiteJson]) -> Result<()> {
+    writeln!(out, "\n{title}")?;
+    if sites.is_empty() {
+        writeln!(out, "  (none)")?;
+    }
+    for s in sites {
+        let share = if total == 0 { 0.0 } else { 100.0 * s.bytes as f64 / total as f64 };
+        let place =
+            if s.file.is_empty() { String::new() } else { format!("  {}:{}", s.file, s.line) };
+        writeln!(
+            out,
+            "  {:>10}  {share:5.1}%  {:>9} allocs  {}{place}",
+            format_bytes(s.bytes),
+            format_count(s.count),
+            s.function
+        )?;
+    }
+    Ok(())
+}
+
+fn write_text(out: &mut impl Write, s: &SummaryJson) -> Result<()> {
+    writeln!(out, "{}", s.file)?;
+    writeln!(out, "  command     {}", s.command_line.join(" "))?;
+    writeln!(out, "  python      {} (pid {}, {})", s.python_version, s.pid, s.platform)?;
+    let ended = match (s.exit_code, s.signal) {
+        (_, Some(sig)) => format!("killed by signal {sig}"),
+        (Some(code), None) => format!("exited with code {code}"),
+        (None, None) => "end not recorded (the recording was cut short)".into(),
+    };
+    writeln!(out, "  duration    {}, {ended}", format_duration_ns(s.duration_ns))?;
+    writeln!(
+        out,
+        "  peak heap   {} at {}",
+        format_bytes(s.peak_heap_bytes),
+        format_duration_ns(s.peak_heap_time_ns)
+    )?;
+    writeln!(
+        out,
+        "  peak RSS    {} at {}",
+        format_bytes(s.peak_rss_bytes),
+        format_duration_ns(s.peak_rss_time_ns)
+    )?;
+    writeln!(
+        out,
+        "  left at end {} in {} allocations",
+        format_bytes(s.leaked_bytes),
+        format_count(s.leaked_count)
+    )?;
+    writeln!(
+        out,
+        "  allocations {} ({} in total)",
+        format_count(s.alloc_count),
+        format_bytes(s.alloc_bytes)
+    )?;
+    if !s.complete {
+        writeln!(out, "  warning     the recording is incomplete; figures cover what was read")?;
+    }
+    write_sites(out, "Top call sites at the peak", s.peak_heap_bytes, &s.top_at_peak)?;
+    write_sites(out, "Memory left at exit, by call site", s.leaked_bytes, &s.top_leaks)?;
+    writeln!(out, "\nThreads")?;
+    for t in &s.threads {
+        writeln!(
+            out,
+            "  {:<20} tid {:<8} {:>9} allocs  {:>10}",
+            t.name,
+            t.os_tid,
+            format_count(t.alloc_count),
+            format_bytes(t.alloc_bytes)
+        )?;
+    }
+    Ok(())
+}
