@@ -36,11 +36,17 @@ pub struct Recorder<W: Write> {
     pending: Vec<u8>,
     codes: HashMap<u32, Code>,
     frames: HashMap<(u32, u32), FrameId>,
-    threads: HashMap<u32, Thread>,
+    /// Indexed by the tracer's dense thread index.
+    threads: Vec<Option<Thread>>,
     hello: Option<Hello>,
     stopped: bool,
     last_time: u64,
 }
+
+/// Upper bound on thread indices (threads ever started by the traced program).
+const MAX_THREADS: u32 = 1 << 20;
+/// Thread index of records that belong to no thread (Hello, Stop).
+const NO_THREAD: u32 = u32::MAX;
 
 fn kind(k: AllocKind) -> AllocatorKind {
     match k {
@@ -66,7 +72,7 @@ impl<W: Write> Recorder<W> {
             pending: Vec::new(),
             codes: HashMap::new(),
             frames: HashMap::new(),
-            threads: HashMap::new(),
+            threads: Vec::new(),
             hello: None,
             stopped: false,
             last_time: 0,
@@ -111,23 +117,36 @@ impl<W: Write> Recorder<W> {
     }
 
     fn thread(&mut self, index: u32) -> &mut Thread {
-        self.threads.entry(index).or_insert_with(|| Thread {
+        let i = index as usize;
+        if i >= self.threads.len() {
+            self.threads.resize_with(i + 1, || None);
+        }
+        self.threads[i].get_or_insert_with(|| Thread {
             info: ThreadInfo { id: ThreadId(index), os_tid: 0, name: format!("thread-{index}") },
             declared: false,
             stacks: Vec::new(),
         })
     }
 
-    fn declare(&mut self, index: u32) {
+    /// The thread's current stack, declaring the thread to the writer on first use.
+    #[inline]
+    fn current_stack(&mut self, index: u32) -> StackId {
         let t = self.thread(index);
+        let stack = t.stacks.last().copied().unwrap_or(StackId::ROOT);
         if !t.declared {
             t.declared = true;
             let info = t.info.clone();
             self.writer.add_thread(info);
         }
+        stack
     }
 
     fn apply(&mut self, h: Header, record: Record<'_>) -> Result<()> {
+        // The tracer numbers threads densely from 0; anything huge is corruption, and
+        // must not make us allocate a huge table.
+        if h.thread >= MAX_THREADS && h.thread != NO_THREAD {
+            bail!("corrupt data from the tracer: thread index {}", h.thread);
+        }
         let time = self.rel(h.time_ns);
         self.last_time = self.last_time.max(time);
         match record {
@@ -189,16 +208,15 @@ impl<W: Write> Recorder<W> {
                 t.stacks.truncate(keep);
             }
             Record::Alloc { address, size, kind: k } => {
-                self.declare(h.thread);
-                let stack = self.thread(h.thread).stacks.last().copied().unwrap_or(StackId::ROOT);
+                let stack = self.current_stack(h.thread);
                 self.writer.alloc(time, ThreadId(h.thread), stack, address, size, kind(k))?;
             }
             Record::Free { address, kind: k } => {
-                self.declare(h.thread);
+                self.current_stack(h.thread);
                 self.writer.free(time, ThreadId(h.thread), address, kind(k))?;
             }
             Record::Marker { label } => {
-                self.declare(h.thread);
+                self.current_stack(h.thread);
                 self.writer.marker(time, ThreadId(h.thread), &text(label));
             }
             Record::Gc { generation, duration_ns, collected, uncollectable } => {
@@ -245,10 +263,10 @@ impl<W: Write> Recorder<W> {
         exit_code: Option<i32>,
         signal: Option<i32>,
     ) -> Result<W> {
-        let undeclared: Vec<u32> =
-            self.threads.iter().filter(|(_, t)| !t.declared).map(|(&i, _)| i).collect();
-        for i in undeclared {
-            self.declare(i);
+        for i in 0..self.threads.len() as u32 {
+            if self.threads[i as usize].is_some() {
+                self.current_stack(i);
+            }
         }
         let time_ns = self.rel(abs_end_ns).max(self.last_time);
         Ok(self.writer.finish(ProcessEnd { time_ns, exit_code, signal })?)

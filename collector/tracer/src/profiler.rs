@@ -33,7 +33,7 @@ pub fn init(api: &PyApi) -> bool {
 }
 
 /// The id of `code`, assigning one (and sending its `Code` record) on first sight.
-fn code_id(api: &PyApi, st: &ThreadState, code: *mut PyObject) -> u32 {
+fn code_id(api: &PyApi, st: &mut ThreadState, code: *mut PyObject) -> u32 {
     let idx = CODE_EXTRA_INDEX.load(Ordering::Relaxed);
     let mut extra: *mut c_void = std::ptr::null_mut();
     // SAFETY: GIL held (profile callback); code is a live code object; idx was
@@ -55,7 +55,7 @@ fn code_id(api: &PyApi, st: &ThreadState, code: *mut PyObject) -> u32 {
 }
 
 /// The id of the code object run by `frame`.
-fn frame_code_id(api: &PyApi, st: &ThreadState, frame: *mut PyObject) -> u32 {
+fn frame_code_id(api: &PyApi, st: &mut ThreadState, frame: *mut PyObject) -> u32 {
     // SAFETY: frame is a live frame object (GIL held); GetCode returns a new
     // reference, released right after use.
     unsafe {

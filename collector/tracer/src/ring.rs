@@ -7,21 +7,24 @@
 //!
 //! Ordering protocol (what makes the drain's merge by time correct): a producer sets
 //! `pending`, *then* reads the clock, writes, publishes `head` and clears `pending`.
-//! The drain reads its cutoff time T first, then waits for `pending` to clear before
-//! reading `head`. So any record stamped <= T is visible when the drain looks, and a
-//! record not yet visible will be stamped > T and goes out in a later batch.
+//! The drain takes its cutoff T = now - [`crate::tracing`]'s margin (1 ms), then waits
+//! for `pending` to clear before reading `head`. A record stamped <= T had its
+//! `pending` store issued over a millisecond before the drain looks (far longer than
+//! a store takes to become visible), so it is either published or still pending, and
+//! is never skipped; a record stamped later goes out in a later batch. This avoids a
+//! full memory fence on every record.
 
 use std::ptr;
-use std::sync::atomic::{fence, AtomicPtr, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{compiler_fence, AtomicPtr, AtomicU32, AtomicUsize, Ordering};
 
 use memlens_wire::{peek_time, Header, Record};
 
 use crate::clock::now_ns;
 use crate::real::real;
 
-/// Ring capacity: 1 MiB holds ~30,000 allocation records, about 150 ms of a
-/// heavily allocating thread at the drain's 5 ms period, so producers rarely wait.
-pub const RING_CAP: usize = 1 << 20;
+/// Ring capacity: 4 MiB holds ~120,000 allocation records, tens of ms of the most
+/// allocation-heavy Python thread; the drain runs continuously while rings are busy.
+pub const RING_CAP: usize = 4 << 20;
 
 const FREE: u32 = 0;
 const OWNED: u32 = 1;
@@ -108,26 +111,29 @@ impl Ring {
         self.state.store(CLOSED, Ordering::Release);
     }
 
-    /// Appends one record, stamped now. Waits (yielding) while the ring is full.
-    pub fn push(&self, thread: u32, rec: &Record<'_>) {
-        let len = rec.encoded_len();
+    /// Appends records, all stamped with one reading of the clock (one hook call's
+    /// stack changes and its allocation belong together). Waits (yielding) while
+    /// the ring is full. `scratch` is the caller's reusable encoding buffer.
+    pub fn push_all(&self, thread: u32, recs: &[Record<'_>], scratch: &mut Vec<u8>) {
+        let len: usize = recs.iter().map(|r| r.encoded_len()).sum();
+        assert!(len <= RING_CAP, "a batch of records larger than the ring");
         let head = self.head.load(Ordering::Relaxed);
+        // Space first, then `pending`: the drain waits for `pending` to clear, so
+        // we must never wait for the drain while it is set.
         while RING_CAP - (head - self.tail.load(Ordering::Acquire)) < len {
             // SAFETY: sched_yield has no preconditions.
             unsafe { libc::sched_yield() };
         }
-        self.pending.store(1, Ordering::SeqCst);
-        fence(Ordering::SeqCst);
+        self.pending.store(1, Ordering::Relaxed);
+        compiler_fence(Ordering::SeqCst);
         let header = Header { time_ns: now_ns(), thread };
-        let mut small = [0u8; 128];
-        if len <= small.len() {
-            rec.encode_into(header, &mut small);
-            self.copy_in(head, &small[..len]);
-        } else {
-            let mut big = vec![0u8; len];
-            rec.encode_into(header, &mut big);
-            self.copy_in(head, &big);
+        scratch.clear();
+        scratch.resize(len, 0);
+        let mut at = 0;
+        for r in recs {
+            at += r.encode_into(header, &mut scratch[at..]).unwrap_or(0);
         }
+        self.copy_in(head, scratch);
         self.head.store(head + len, Ordering::Release);
         self.pending.store(0, Ordering::Release);
     }
@@ -156,7 +162,7 @@ impl Ring {
 
     /// Drain side: moves every complete record stamped <= `cutoff` into `out`.
     fn take_until(&self, cutoff: u64, out: &mut Vec<u8>) {
-        while self.pending.load(Ordering::SeqCst) != 0 {
+        while self.pending.load(Ordering::Acquire) != 0 {
             std::hint::spin_loop();
             // SAFETY: no preconditions.
             unsafe { libc::sched_yield() };
@@ -182,7 +188,8 @@ impl Ring {
 
 /// Drains every ring up to `cutoff` and appends the records, merged by time (each
 /// thread's own order preserved), to `out`. `scratch` is reused between calls.
-pub fn drain_all(cutoff: u64, scratch: &mut Vec<Vec<u8>>, out: &mut Vec<u8>) {
+/// Returns the number of bytes taken.
+pub fn drain_all(cutoff: u64, scratch: &mut Vec<Vec<u8>>, out: &mut Vec<u8>) -> usize {
     let mut n = 0;
     let mut cur = RINGS.load(Ordering::Acquire);
     while !cur.is_null() {
@@ -208,7 +215,9 @@ pub fn drain_all(cutoff: u64, scratch: &mut Vec<Vec<u8>>, out: &mut Vec<u8>) {
         }
         cur = ring.next.load(Ordering::Acquire);
     }
+    let before = out.len();
     merge(&scratch[..n], out);
+    out.len() - before
 }
 
 /// k-way merge of per-thread record runs by timestamp; ties keep run order.

@@ -33,6 +33,9 @@ pub struct ThreadState {
     stack: Vec<Entry>,
     emitted: Vec<(u32, u32)>,
     clean: usize,
+    /// Records of the hook call in progress (stack changes, then the event).
+    batch: Vec<Record<'static>>,
+    scratch: Vec<u8>,
 }
 
 /// A thread whose state was torn down at exit; it records nothing any more.
@@ -81,6 +84,8 @@ fn create() -> *mut ThreadState {
         stack: Vec::new(),
         emitted: Vec::new(),
         clean: 0,
+        batch: Vec::new(),
+        scratch: Vec::new(),
     }));
     let key = KEY.load(Ordering::Acquire);
     if key != u32::MAX {
@@ -115,9 +120,19 @@ pub fn with_state<R>(f: impl FnOnce(&mut ThreadState) -> R) -> Option<R> {
 }
 
 impl ThreadState {
+    /// Sends one record.
     #[inline]
-    pub fn push(&self, rec: &Record<'_>) {
-        self.ring.push(self.index, rec);
+    pub fn push(&mut self, rec: &Record<'_>) {
+        self.ring.push_all(self.index, std::slice::from_ref(rec), &mut self.scratch);
+    }
+
+    /// Sends the stack changes since the last event, then `rec`, as one batch.
+    #[inline]
+    pub fn push_with_stack(&mut self, rec: Record<'static>) {
+        self.batch.clear();
+        self.diff_stack();
+        self.batch.push(rec);
+        self.ring.push_all(self.index, &self.batch, &mut self.scratch);
     }
 
     /// A Python frame started (profile CALL).
@@ -143,8 +158,8 @@ impl ThreadState {
         self.clean = 0;
     }
 
-    /// Sends the parent the stack changes since the last call.
-    pub fn sync_stack(&mut self) {
+    /// Appends to `batch` the stack changes since the last call.
+    fn diff_stack(&mut self) {
         let len = self.stack.len();
         if len > 0 {
             let api = api();
@@ -160,12 +175,12 @@ impl ThreadState {
             same += 1;
         }
         if self.emitted.len() > same {
-            self.push(&Record::Pop { n: (self.emitted.len() - same) as u32 });
+            self.batch.push(Record::Pop { n: (self.emitted.len() - same) as u32 });
             self.emitted.truncate(same);
         }
         for i in same..len {
             let (code, line) = (self.stack[i].code, self.stack[i].line);
-            self.push(&Record::Push { code, line });
+            self.batch.push(Record::Push { code, line });
             self.emitted.push((code, line));
         }
         self.clean = len.saturating_sub(1);

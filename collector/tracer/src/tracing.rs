@@ -20,6 +20,14 @@ use crate::thread_state::{self, with_state};
 /// at most a few ms of records, rarely enough to cost nothing measurable.
 const DRAIN_PERIOD: Duration = Duration::from_millis(5);
 
+/// The drain takes records stamped up to `now - MERGE_MARGIN`: see ring.rs for why
+/// this margin lets producers skip a memory fence.
+const MERGE_MARGIN_NS: u64 = 1_000_000;
+
+/// A drain pass that moved more than this goes again without sleeping: the rings are
+/// filling faster than one pass per period can empty them.
+const BUSY_BYTES: usize = 256 * 1024;
+
 static ACTIVE: AtomicBool = AtomicBool::new(false);
 static NATIVE: AtomicBool = AtomicBool::new(false);
 static FD: AtomicI32 = AtomicI32::new(-1);
@@ -41,8 +49,7 @@ pub fn native_active() -> bool {
 #[inline]
 pub fn record_alloc(address: usize, size: usize, kind: AllocKind) {
     with_state(|st| {
-        st.sync_stack();
-        st.push(&Record::Alloc { address: address as u64, size: size as u64, kind });
+        st.push_with_stack(Record::Alloc { address: address as u64, size: size as u64, kind })
     });
 }
 
@@ -93,26 +100,32 @@ struct Drainer {
 }
 
 impl Drainer {
-    fn drain(&mut self, cutoff: u64) {
+    /// Returns the number of bytes written.
+    fn drain(&mut self, cutoff: u64) -> usize {
         let fd = FD.load(Ordering::Relaxed);
         if fd < 0 {
-            return;
+            return 0;
         }
         self.out.clear();
-        ring::drain_all(cutoff, &mut self.scratch, &mut self.out);
+        let n = ring::drain_all(cutoff, &mut self.scratch, &mut self.out);
         if !self.out.is_empty() {
             write_all(fd, &self.out);
         }
+        n
     }
 }
 
 fn drain_thread() {
     let mut d = Drainer { scratch: Vec::new(), out: Vec::new() };
+    let mut moved = 0;
     while !STOPPING.load(Ordering::Acquire) {
-        std::thread::sleep(DRAIN_PERIOD);
+        if moved < BUSY_BYTES {
+            std::thread::sleep(DRAIN_PERIOD);
+        }
         lock_drain();
+        moved = 0;
         if !STOPPING.load(Ordering::Acquire) {
-            d.drain(now_ns());
+            moved = d.drain(now_ns().saturating_sub(MERGE_MARGIN_NS));
         }
         unlock_drain();
     }
