@@ -82,7 +82,7 @@ def main():
     # Load phase: every batch is kept, so memory climbs to a peak at the end of it.
     records = []
     for batch in range(3):
-        lines = make_log_lines(50_000, rng)
+        lines = make_log_lines(35_000, rng)
         records.extend(parse(line) for line in lines)
         del lines
         print(f"loaded batch {batch}: {len(records)} records")

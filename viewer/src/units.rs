@@ -1,63 +1,48 @@
 //! Human-readable bytes, durations and shares for the UI (pure; tested natively).
 
-/// Bytes with binary prefixes and three significant digits: `512 B`, `1.50 KiB`, `23.4 MiB`.
-pub fn bytes(n: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    if n < 1024 {
-        return format!("{n} B");
-    }
-    let mut v = n as f64;
-    let mut unit = 0;
-    while v >= 1024.0 && unit < UNITS.len() - 1 {
-        v /= 1024.0;
-        unit += 1;
-    }
-    // Round first so 1023.96 KiB prints as "1024 KiB", not "1.02e3".
-    let text = if v >= 99.95 {
-        format!("{v:.0}")
-    } else if v >= 9.995 {
-        format!("{v:.1}")
-    } else {
-        format!("{v:.2}")
-    };
-    format!("{text} {}", UNITS[unit])
-}
+pub use memlens_format::{
+    format_bytes as bytes, format_count as count, format_duration_ns as duration_ns,
+};
 
-/// A duration given in nanoseconds: `850 µs`, `12.3 ms`, `4.52 s`, `2 min 05 s`.
-pub fn duration_ns(ns: u64) -> String {
-    let s = ns as f64 / 1e9;
-    if ns < 1_000 {
-        format!("{ns} ns")
-    } else if ns < 1_000_000 {
-        format!("{:.0} µs", ns as f64 / 1e3)
-    } else if ns < 1_000_000_000 {
-        let ms = ns as f64 / 1e6;
-        if ms < 10.0 {
-            format!("{ms:.2} ms")
-        } else if ms < 100.0 {
-            format!("{ms:.1} ms")
-        } else {
-            format!("{ms:.0} ms")
-        }
-    } else if s < 60.0 {
-        if s < 10.0 {
-            format!("{s:.2} s")
-        } else {
-            format!("{s:.1} s")
-        }
-    } else {
-        let total = s.round() as u64;
-        format!("{} min {:02} s", total / 60, total % 60)
-    }
-}
-
-/// A time offset from the start of the recording, for axes and tooltips: `0 s`, `1.25 s`.
+/// A time offset from the start of the recording, for tooltips and notes: `0 s`, `1.25 s`.
 pub fn time_ns(ns: u64) -> String {
     if ns == 0 {
         "0 s".to_string()
     } else {
         duration_ns(ns)
     }
+}
+
+/// An axis label for time `t` (ns) on an axis with ticks every `step` ns and going up to
+/// `max` ns: one unit for the whole axis, as many decimals as the step needs.
+pub fn axis_time(t: f64, step: f64, max: f64) -> String {
+    let (unit, name) = if max >= 1e9 {
+        (1e9, "s")
+    } else if max >= 1e6 {
+        (1e6, "ms")
+    } else if max >= 1e3 {
+        (1e3, "µs")
+    } else {
+        (1.0, "ns")
+    };
+    let decimals = (-(step / unit).log10().floor()).clamp(0.0, 6.0) as usize;
+    format!("{:.decimals$} {name}", t / unit)
+}
+
+/// An axis label for `v` bytes on an axis with ticks every `step` bytes (from
+/// [`nice_byte_step`], so a whole number of a binary unit): `0 B`, `512 KiB`, `50 MiB`.
+pub fn axis_bytes(v: f64, step: f64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    if v == 0.0 {
+        return "0 B".to_string();
+    }
+    let mut unit = 0;
+    let mut scale = 1.0;
+    while unit + 1 < UNITS.len() && step >= scale * 1024.0 {
+        scale *= 1024.0;
+        unit += 1;
+    }
+    format!("{:.0} {}", v / scale, UNITS[unit])
 }
 
 /// `part / whole` as a percentage with a sensible number of digits: `42%`, `3.1%`, `0.04%`.
@@ -73,19 +58,6 @@ pub fn share(part: u64, whole: u64) -> String {
     } else {
         format!("{p:.2}%")
     }
-}
-
-/// A count with thousands separators: `1,234,567`.
-pub fn count(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 /// "Nice" axis steps (1, 2, 5 × 10^k) so that `span / step` is at most `max_ticks`.
@@ -108,7 +80,18 @@ pub fn nice_byte_step(span: f64, max_ticks: usize) -> f64 {
     while unit * 1024.0 <= raw {
         unit *= 1024.0;
     }
-    unit * nice_step(raw / unit, 1)
+    let step = nice_step(raw / unit, 1);
+    // 1000 KiB is not a round number on a binary axis: use 1 MiB.
+    if step >= 1000.0 {
+        unit * 1024.0
+    } else {
+        unit * step
+    }
+}
+
+/// `1 allocation`, `2 allocations`.
+pub fn plural(n: u64, one: &str, many: &str) -> String {
+    format!("{} {}", count(n), if n == 1 { one } else { many })
 }
 
 #[cfg(test)]
@@ -116,22 +99,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn bytes_use_binary_units_and_three_digits() {
-        assert_eq!(bytes(0), "0 B");
-        assert_eq!(bytes(1023), "1023 B");
-        assert_eq!(bytes(1536), "1.50 KiB");
-        assert_eq!(bytes(10 * 1024 * 1024 + 400 * 1024), "10.4 MiB");
-        assert_eq!(bytes(300 * 1024 * 1024), "300 MiB");
-        assert_eq!(bytes(1024 * 1024 - 1), "1024 KiB");
-    }
-
-    #[test]
-    fn durations_pick_a_unit() {
-        assert_eq!(duration_ns(999), "999 ns");
-        assert_eq!(duration_ns(850_000), "850 µs");
-        assert_eq!(duration_ns(12_340_000), "12.3 ms");
-        assert_eq!(duration_ns(4_520_000_000), "4.52 s");
-        assert_eq!(duration_ns(125_000_000_000), "2 min 05 s");
+    fn axis_labels_use_one_unit_and_no_noise() {
+        assert_eq!(axis_time(0.0, 2e9, 16e9), "0 s");
+        assert_eq!(axis_time(4e9, 2e9, 16e9), "4 s");
+        assert_eq!(axis_time(1.5e9, 5e8, 3e9), "1.5 s");
+        assert_eq!(axis_time(20e3, 5e3, 50e3), "20 µs");
+        assert_eq!(axis_time(0.0, 2e8, 900e6), "0 ms");
+        assert_eq!(axis_bytes(0.0, 50.0 * 1048576.0), "0 B");
+        assert_eq!(axis_bytes(100.0 * 1048576.0, 50.0 * 1048576.0), "100 MiB");
+        assert_eq!(axis_bytes(1000.0, 500.0), "1000 B");
         assert_eq!(time_ns(0), "0 s");
     }
 
@@ -141,9 +117,8 @@ mod tests {
         assert_eq!(share(42, 100), "42%");
         assert_eq!(share(31, 1000), "3.1%");
         assert_eq!(share(4, 10_000), "0.04%");
-        assert_eq!(count(0), "0");
-        assert_eq!(count(1_234_567), "1,234,567");
-        assert_eq!(count(100), "100");
+        assert_eq!(plural(1, "allocation", "allocations"), "1 allocation");
+        assert_eq!(plural(1200, "allocation", "allocations"), "1,200 allocations");
     }
 
     #[test]
@@ -152,7 +127,8 @@ mod tests {
         assert_eq!(nice_step(7.0, 10), 1.0);
         assert_eq!(nice_step(4.5e9, 6), 1e9);
         assert_eq!(nice_byte_step(100.0 * 1024.0 * 1024.0, 5), 20.0 * 1024.0 * 1024.0);
-        assert_eq!(nice_byte_step(3000.0, 4), 1000.0);
+        assert_eq!(nice_byte_step(3000.0, 4), 1024.0);
+        assert_eq!(nice_byte_step(3.0 * 1024.0 * 1024.0, 4), 1024.0 * 1024.0);
         assert_eq!(nice_byte_step(6.0 * 1024.0, 3), 2048.0);
     }
 }

@@ -1,0 +1,105 @@
+// Shared setup for the browser tests: a static server for www/dist (+ the recordings under
+// /fixtures/) on a random free port of 127.0.0.1, and headless Debian Chromium driven by
+// playwright-core with a fresh profile. Configured by ./dev (see cmd_browser_test):
+//   MEMLENS_DIST, MEMLENS_FIXTURES, MEMLENS_SCREENSHOTS, MEMLENS_NODE_MODULES.
+import { createRequire } from 'node:module';
+import { createServer } from 'node:http';
+import { mkdtempSync, mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { extname, join, normalize, resolve } from 'node:path';
+
+const env = (name) => {
+  const v = process.env[name];
+  if (!v) throw new Error(`${name} is not set: run the browser tests with ./dev test`);
+  return v;
+};
+export const DIST = resolve(env('MEMLENS_DIST'));
+export const FIXTURES = resolve(env('MEMLENS_FIXTURES'));
+export const SCREENSHOTS = resolve(env('MEMLENS_SCREENSHOTS'));
+const require = createRequire(join(resolve(env('MEMLENS_NODE_MODULES')), 'noop.js'));
+const { chromium } = require('playwright-core');
+
+const TYPES = {
+  '.html': 'text/html; charset=utf-8', '.js': 'text/javascript', '.css': 'text/css',
+  '.wasm': 'application/wasm', '.memlens': 'application/octet-stream',
+};
+
+/** Serves `DIST` at / and `FIXTURES` at /fixtures/. Resolves to { url, close }. */
+export function serve() {
+  const server = createServer((req, res) => {
+    const path = decodeURIComponent(new URL(req.url, 'http://x').pathname);
+    const [root, rel] = path.startsWith('/fixtures/')
+      ? [FIXTURES, path.slice('/fixtures/'.length)]
+      : [DIST, path === '/' ? 'index.html' : path.slice(1)];
+    const file = resolve(root, normalize(rel));
+    try {
+      if (!file.startsWith(resolve(root)) || !statSync(file).isFile()) throw new Error('not found');
+      const body = readFileSync(file);
+      res.writeHead(200, { 'content-type': TYPES[extname(file)] ?? 'application/octet-stream',
+                           'content-length': body.length });
+      res.end(body);
+    } catch {
+      res.writeHead(404, { 'content-type': 'text/plain' });
+      res.end('not found');
+    }
+  });
+  return new Promise((ok) => server.listen(0, '127.0.0.1', () => ok({
+    url: `http://127.0.0.1:${server.address().port}/`,
+    close: () => new Promise((done) => server.close(done)),
+  })));
+}
+
+/** Headless Chromium with a fresh profile. Resolves to { context, close }. */
+export async function browser() {
+  const profile = mkdtempSync(join(tmpdir(), 'memlens-chromium-'));
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: process.env.MEMLENS_CHROMIUM ?? '/usr/bin/chromium',
+    headless: true,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+           '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    viewport: { width: 1280, height: 900 },
+  });
+  return {
+    context,
+    close: async () => { await context.close(); rmSync(profile, { recursive: true, force: true }); },
+  };
+}
+
+/** A new page that records page errors and console errors (minus expected ones). */
+export async function openPage(context, url, { colorScheme = 'light' } = {}) {
+  const page = await context.newPage();
+  await page.emulateMedia({ colorScheme });
+  page.problems = [];
+  page.on('pageerror', (e) => page.problems.push(`pageerror: ${e}`));
+  page.on('console', (m) => {
+    // A 404 from a ?url= test is logged by the browser itself, not by the app.
+    if (m.type() === 'error' && !m.text().includes('Failed to load resource')) {
+      page.problems.push(`console: ${m.text()}`);
+    }
+  });
+  await page.goto(url);
+  await page.waitForSelector('.app');
+  return page;
+}
+
+export function screenshot(page, name) {
+  mkdirSync(SCREENSHOTS, { recursive: true });
+  return page.screenshot({ path: join(SCREENSHOTS, `${name}.png`), fullPage: true });
+}
+
+/** Pixels of a canvas that differ clearly from the chart background colour. */
+export function paintedPixels(page, selector) {
+  return page.$eval(selector, (canvas) => {
+    const bg = getComputedStyle(canvas).getPropertyValue('--chart-bg').trim();
+    const probe = document.createElement('canvas').getContext('2d');
+    probe.fillStyle = bg;
+    probe.fillRect(0, 0, 1, 1);
+    const [br, bgc, bb] = probe.getImageData(0, 0, 1, 1).data;
+    const d = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+    let n = 0;
+    for (let i = 0; i < d.length; i += 4) {
+      if (Math.abs(d[i] - br) + Math.abs(d[i + 1] - bgc) + Math.abs(d[i + 2] - bb) > 40) n++;
+    }
+    return n;
+  });
+}

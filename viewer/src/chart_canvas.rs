@@ -1,0 +1,277 @@
+//! The one generic canvas component behind every chart (timeline, flame graph).
+//!
+//! It owns everything that is the same for all charts: device-pixel-ratio scaling, following
+//! the element's size (ResizeObserver), coalescing redraws into one per animation frame,
+//! pointer hover with a tooltip, click and horizontal drag. A chart only supplies a [`Chart`]
+//! value (usually a `Memo` over the data and view state) with `draw` and `hit_test` over the
+//! same geometry, so what is drawn and what is hit can never disagree.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+use leptos::html;
+use leptos::prelude::*;
+use wasm_bindgen::closure::Closure;
+use wasm_bindgen::JsCast;
+use web_sys::{CanvasRenderingContext2d, HtmlCanvasElement};
+
+use crate::theme::Theme;
+
+/// Size of the drawing area in CSS pixels.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Size {
+    pub width: f64,
+    pub height: f64,
+}
+
+/// What a chart gets to draw with: a context already scaled to CSS pixels, its size, colours.
+pub struct Painter<'a> {
+    pub ctx: &'a CanvasRenderingContext2d,
+    pub size: Size,
+    pub theme: &'a Theme,
+}
+
+/// Text shown next to the pointer for a hit.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Tooltip {
+    pub title: String,
+    pub location: Option<String>,
+    pub lines: Vec<String>,
+}
+
+/// A horizontal drag between two x positions (CSS px), on a canvas of `size`; `done` on
+/// release.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct DragSpan {
+    pub from: f64,
+    pub to: f64,
+    pub size: Size,
+    pub done: bool,
+}
+
+/// A drawable, hit-testable chart. Implementations are cheap to clone (they hold `Arc`s).
+pub trait Chart: Clone + Send + Sync + 'static {
+    /// What `hit_test` finds under the pointer.
+    type Hit: Clone + PartialEq + Send + Sync + 'static;
+    /// Paint everything, highlighting `hover` if there is one. Must not write signals.
+    fn draw(&self, painter: &Painter<'_>, hover: Option<&Self::Hit>);
+    /// What is at (`x`, `y`) CSS pixels from the top-left corner.
+    fn hit_test(&self, size: Size, x: f64, y: f64) -> Option<Self::Hit>;
+    /// The tooltip for a hit (`None`: no tooltip).
+    fn tooltip(&self, hit: &Self::Hit) -> Option<Tooltip>;
+}
+
+/// Pointer movement (CSS px) that turns a press into a drag instead of a click.
+const DRAG_THRESHOLD_PX: f64 = 4.0;
+
+/// What the next animation frame paints.
+type Frame<C> = (Option<C>, Size, Option<<C as Chart>::Hit>);
+
+#[derive(Clone, PartialEq)]
+struct HoverAt<H> {
+    hit: H,
+    x: f64,
+    y: f64,
+}
+
+/// A canvas that follows its container's size and paints `chart` once per animation frame.
+#[component]
+pub fn ChartCanvas<C: Chart>(
+    /// The chart to paint (`None`: a blank canvas); every change schedules one redraw.
+    chart: Signal<Option<C>>,
+    /// Height of the chart in CSS px, when it depends on the data (else the class sets it).
+    #[prop(optional, into)]
+    height: Option<Signal<f64>>,
+    /// Extra class for the container (sets the height).
+    class: &'static str,
+    /// `data-testid`-style id of the canvas element.
+    canvas_id: &'static str,
+    /// Called on a click (press and release without dragging) on a hit.
+    #[prop(optional, into)]
+    on_click: Option<Callback<C::Hit>>,
+    /// Called while dragging horizontally and once more on release.
+    #[prop(optional, into)]
+    on_drag: Option<Callback<DragSpan>>,
+    /// Shown as the accessible label of the canvas.
+    label: &'static str,
+) -> impl IntoView {
+    let canvas_ref = NodeRef::<html::Canvas>::new();
+    let (size, set_size) = signal(Size::default());
+    let (hover, set_hover) = signal(None::<HoverAt<C::Hit>>);
+    let theme_epoch = crate::theme::use_theme_epoch();
+
+    // Resize: follow the canvas' CSS box; the backing store is re-sized in the draw below.
+    Effect::new(move |_| {
+        let Some(canvas) = canvas_ref.get() else { return };
+        let measure = {
+            let canvas = canvas.clone();
+            move || {
+                let r = canvas.get_bounding_client_rect();
+                set_size.set(Size { width: r.width(), height: r.height() });
+            }
+        };
+        measure();
+        let cb = Closure::<dyn FnMut()>::new(measure);
+        if let Ok(observer) = web_sys::ResizeObserver::new(cb.as_ref().unchecked_ref()) {
+            observer.observe(&canvas);
+            let cb = send_wrapper::SendWrapper::new((cb, observer));
+            on_cleanup(move || {
+                let (_cb, observer) = cb.take();
+                observer.disconnect();
+            });
+        }
+    });
+
+    // Redraw: the effect only records what to draw; one rAF callback paints the latest state.
+    let pending: Rc<RefCell<Option<Frame<C>>>> = Rc::default();
+    let scheduled = Rc::new(Cell::new(false));
+    Effect::new(move |_| {
+        theme_epoch.track();
+        let state = (chart.get(), size.get(), hover.with(|h| h.as_ref().map(|h| h.hit.clone())));
+        *pending.borrow_mut() = Some(state);
+        if scheduled.replace(true) {
+            return;
+        }
+        let pending = pending.clone();
+        let scheduled = scheduled.clone();
+        request_animation_frame(move || {
+            scheduled.set(false);
+            let Some((chart, size, hit)) = pending.borrow_mut().take() else { return };
+            if let Some(canvas) = canvas_ref.get_untracked() {
+                paint(&canvas, &chart, size, hit.as_ref());
+            }
+        });
+    });
+
+    // Pointer handling: hover + click + drag.
+    let press = Rc::new(Cell::new(None::<(f64, bool)>)); // (start x, dragging)
+    let local = move |ev: &web_sys::PointerEvent| {
+        let s = size.get_untracked();
+        (f64::from(ev.offset_x()).clamp(0.0, s.width), f64::from(ev.offset_y()), s)
+    };
+    let on_move = {
+        let press = press.clone();
+        move |ev: web_sys::PointerEvent| {
+            let (x, y, s) = local(&ev);
+            if let Some((x0, dragging)) = press.get() {
+                if dragging || (x - x0).abs() >= DRAG_THRESHOLD_PX {
+                    press.set(Some((x0, true)));
+                    if let Some(cb) = on_drag {
+                        cb.run(DragSpan { from: x0, to: x, size: s, done: false });
+                    }
+                }
+            }
+            let hit = chart.with_untracked(|c| c.as_ref().and_then(|c| c.hit_test(s, x, y)));
+            let next = hit.map(|hit| HoverAt { hit, x, y });
+            if hover.with_untracked(|h| *h != next) {
+                set_hover.set(next);
+            }
+        }
+    };
+    let on_down = {
+        let press = press.clone();
+        move |ev: web_sys::PointerEvent| {
+            if ev.button() != 0 {
+                return;
+            }
+            if let Some(canvas) = canvas_ref.get_untracked() {
+                let _ = canvas.set_pointer_capture(ev.pointer_id());
+            }
+            let (x, _, _) = local(&ev);
+            press.set(Some((x, false)));
+        }
+    };
+    let on_up = move |ev: web_sys::PointerEvent| {
+        let (x, y, s) = local(&ev);
+        match press.take() {
+            Some((x0, true)) => {
+                if let Some(cb) = on_drag {
+                    cb.run(DragSpan { from: x0, to: x, size: s, done: true });
+                }
+            }
+            Some((_, false)) => {
+                let hit = chart.with_untracked(|c| c.as_ref().and_then(|c| c.hit_test(s, x, y)));
+                if let (Some(cb), Some(hit)) = (on_click, hit) {
+                    cb.run(hit);
+                }
+            }
+            None => {}
+        }
+    };
+
+    let tooltip = move || {
+        let h = hover.get()?;
+        let tip = chart.with(|c| c.as_ref().and_then(|c| c.tooltip(&h.hit)))?;
+        let s = size.get();
+        // Keep the tooltip inside the chart: flip to the left/top near the far edges.
+        let left = if h.x > s.width * 0.6 {
+            format!("right:{}px", s.width - h.x + 12.0)
+        } else {
+            format!("left:{}px", h.x + 12.0)
+        };
+        let top = if h.y > s.height * 0.6 {
+            format!("bottom:{}px", s.height - h.y + 12.0)
+        } else {
+            format!("top:{}px", h.y + 12.0)
+        };
+        Some(view! {
+            <div class="tooltip" role="tooltip" style=format!("{left};{top}")>
+                <div class="tt-title">{tip.title}</div>
+                {tip.location.map(|l| view! { <div class="tt-loc">{l}</div> })}
+                {tip.lines.into_iter().map(|l| view! { <div>{l}</div> }).collect_view()}
+            </div>
+        })
+    };
+
+    view! {
+        <div
+            class=format!("chart {class}")
+            style=move || height.map(|h| format!("height:{}px", h.get())).unwrap_or_default()
+        >
+            <canvas
+                id=canvas_id
+                node_ref=canvas_ref
+                role="img"
+                aria-label=label
+                on:pointermove=on_move
+                on:pointerdown=on_down
+                on:pointerup=on_up
+                on:pointerleave=move |_| set_hover.set(None)
+            ></canvas>
+            {tooltip}
+        </div>
+    }
+}
+
+/// Size the backing store for the device pixel ratio and let the chart paint in CSS pixels.
+fn paint<C: Chart>(
+    canvas: &HtmlCanvasElement,
+    chart: &Option<C>,
+    size: Size,
+    hover: Option<&C::Hit>,
+) {
+    if size.width <= 0.0 || size.height <= 0.0 {
+        return;
+    }
+    let dpr = web_sys::window().map(|w| w.device_pixel_ratio()).unwrap_or(1.0).max(1.0);
+    let (w, h) = ((size.width * dpr).round() as u32, (size.height * dpr).round() as u32);
+    if canvas.width() != w || canvas.height() != h {
+        canvas.set_width(w);
+        canvas.set_height(h);
+    }
+    let Some(ctx) = canvas
+        .get_context("2d")
+        .ok()
+        .flatten()
+        .and_then(|c| c.dyn_into::<CanvasRenderingContext2d>().ok())
+    else {
+        return;
+    };
+    let _ = ctx.set_transform(dpr, 0.0, 0.0, dpr, 0.0, 0.0);
+    let theme = Theme::read(canvas);
+    ctx.set_fill_style_str(&theme.bg);
+    ctx.fill_rect(0.0, 0.0, size.width, size.height);
+    if let Some(chart) = chart {
+        chart.draw(&Painter { ctx: &ctx, size, theme: &theme }, hover);
+    }
+}

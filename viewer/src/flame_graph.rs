@@ -1,0 +1,432 @@
+//! The flame graph: which call stacks hold memory, in four modes (at peak, leaked, total
+//! allocated, allocated in the selected range). Click to zoom, breadcrumb to zoom out, hover
+//! for details, search to highlight. Tree building, layout and hit testing come from
+//! `memlens-format`; this module only draws and wires signals.
+
+use leptos::prelude::*;
+use memlens_format::{
+    flame_hit, flame_layout, stack_totals, EventFilter, FlameOptions, FlameRect, FlameTree, Frame,
+    Snapshot, Totals,
+};
+
+use crate::chart_canvas::{Chart, ChartCanvas, Painter, Size, Tooltip};
+use crate::flame_search::{search_flame, SearchMatches};
+use crate::load::Loaded;
+use crate::url_state::{FlameMode, ViewState, ZoomStep};
+use crate::{units, ByPtr};
+
+/// Row height in CSS pixels.
+const ROW_H: f64 = 20.0;
+/// Children narrower than this fraction of the zoomed node are merged (about 1 px at 2000 px).
+const MIN_W: f64 = 0.0005;
+/// Narrowest rectangle that gets a label, in CSS px.
+const MIN_LABEL_W: f64 = 28.0;
+
+/// The flame tree of one recording in one mode.
+pub struct FlameData {
+    pub loaded: ByPtr<Loaded>,
+    pub tree: FlameTree,
+}
+
+impl FlameData {
+    pub fn compute(
+        loaded: &ByPtr<Loaded>,
+        mode: FlameMode,
+        range: Option<(u64, u64)>,
+    ) -> Result<FlameData, String> {
+        let rec = &loaded.0.recording;
+        let snapshot = match (mode, range) {
+            (FlameMode::AtPeak, _) => Snapshot::AtPeak,
+            (FlameMode::Leaks, _) => Snapshot::AtEnd,
+            (FlameMode::Total, _) => Snapshot::TotalAllocated,
+            (FlameMode::Range, Some((a, b))) => Snapshot::AllocatedInRange(a, b),
+            (FlameMode::Range, None) => {
+                return Err("Drag across the timeline above to select a time range.".into())
+            }
+        };
+        let totals = stack_totals(rec, snapshot, &EventFilter::default())
+            .map_err(|e| format!("Could not compute the flame graph: {e}"))?;
+        let options = FlameOptions { merge_lines: false, hide_internal: true };
+        Ok(FlameData { loaded: loaded.clone(), tree: FlameTree::build(rec, &totals, &options) })
+    }
+
+    fn frame(&self, node: u32) -> Option<&Frame> {
+        let rec = &self.loaded.0.recording;
+        self.tree.nodes.get(node as usize)?.frame.and_then(|f| rec.frame(f))
+    }
+
+    /// Function name, file and line of a node (`("all", "", 0)` for the root).
+    pub fn names(&self, node: u32) -> (&str, &str, u32) {
+        let rec = &self.loaded.0.recording;
+        match self.frame(node) {
+            Some(f) => (rec.string(f.function), rec.string(f.file), f.line),
+            None => ("all", "", 0),
+        }
+    }
+
+    /// The URL zoom path for a node.
+    pub fn zoom_path(&self, node: u32) -> Vec<ZoomStep> {
+        self.tree
+            .path(node)
+            .into_iter()
+            .skip(1)
+            .map(|n| {
+                let (function, file, _) = self.names(n);
+                ZoomStep { function: function.to_string(), file: file.to_string() }
+            })
+            .collect()
+    }
+
+    /// The node a URL zoom path leads to (as deep as it still matches).
+    pub fn resolve(&self, path: &[ZoomStep]) -> u32 {
+        let keys: Vec<(String, String)> =
+            path.iter().map(|s| (s.function.clone(), s.file.clone())).collect();
+        self.tree.find_path(&self.loaded.0.recording, &keys)
+    }
+
+    fn root_total(&self) -> Totals {
+        self.tree.nodes.first().map(|n| n.total).unwrap_or_default()
+    }
+}
+
+/// A stable, pleasant colour per frame: warm for the program's own code, cool for the
+/// standard library and installed packages.
+pub fn frame_color(function: &str, file: &str, dark: bool) -> String {
+    // FNV-1a: stable across runs and platforms, unlike std's RandomState.
+    let hash = function
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    let library = file.starts_with('<')
+        || file.contains("/lib/python")
+        || file.contains("site-packages")
+        || file.contains("dist-packages");
+    let (base, spread) = if library { (195.0, 35.0) } else { (8.0, 40.0) };
+    let hue = base + (hash % 1000) as f64 / 1000.0 * spread;
+    let light = if dark { 56.0 } else { 68.0 } + ((hash >> 10) % 100) as f64 / 100.0 * 10.0;
+    let sat = if library { 55.0 } else { 78.0 };
+    format!("hsl({hue:.0} {sat:.0}% {light:.0}%)")
+}
+
+/// The flame graph as a [`Chart`].
+#[derive(Clone, PartialEq)]
+pub struct FlameChart {
+    pub data: ByPtr<FlameData>,
+    pub rects: ByPtr<Vec<FlameRect>>,
+    pub zoom: u32,
+    pub search: ByPtr<SearchMatches>,
+    /// Row of the topmost rectangle (negative when ancestors are shown above the zoom).
+    pub min_row: i32,
+}
+
+impl FlameChart {
+    pub fn new(data: ByPtr<FlameData>, zoom: u32, search: ByPtr<SearchMatches>) -> FlameChart {
+        let rects = flame_layout(&data.0.tree, zoom, MIN_W);
+        let min_row = rects.first().map_or(0, |r| r.row);
+        FlameChart { data, rects: ByPtr::new(rects), zoom, search, min_row }
+    }
+
+    /// Rows drawn, for the canvas height.
+    pub fn rows(&self) -> i32 {
+        self.rects.0.last().map_or(1, |r| r.row - self.min_row + 1)
+    }
+
+    fn searching(&self) -> bool {
+        self.search.0.nodes > 0
+    }
+}
+
+/// Cuts `text` to fit `max_w` CSS px, given an average character width.
+fn fit_label(text: &str, max_w: f64, char_w: f64) -> Option<String> {
+    let fits = (max_w / char_w).floor() as usize;
+    let len = text.chars().count();
+    if fits >= len {
+        Some(text.to_string())
+    } else if fits >= 3 {
+        Some(text.chars().take(fits - 1).chain(std::iter::once('…')).collect())
+    } else {
+        None
+    }
+}
+
+impl Chart for FlameChart {
+    type Hit = FlameRect;
+
+    fn draw(&self, painter: &Painter<'_>, hover: Option<&FlameRect>) {
+        let ctx = painter.ctx;
+        let theme = painter.theme;
+        let width = painter.size.width;
+        let total = self.data.0.root_total();
+        if total.bytes == 0 {
+            ctx.set_fill_style_str(&theme.axis);
+            ctx.set_font(&theme.font(13.0, 400));
+            ctx.set_text_align("center");
+            ctx.set_text_baseline("middle");
+            let _ =
+                ctx.fill_text("No memory in this view.", width / 2.0, painter.size.height / 2.0);
+            return;
+        }
+        ctx.set_font(&theme.font(12.0, 400));
+        ctx.set_text_baseline("middle");
+        ctx.set_text_align("left");
+        let char_w =
+            ctx.measure_text("abcdefghijklmnopqrstuvwxyz_ABC").map_or(6.5, |m| m.width() / 30.0);
+        for r in self.rects.0.iter() {
+            let (x, w) = (r.x * width, r.w * width);
+            if w < 0.4 {
+                continue;
+            }
+            let y = f64::from(r.row - self.min_row) * ROW_H;
+            // The long label (with file:line) when it fits whole, else the function name.
+            let (fill, long, label) = match r.node {
+                Some(0) => (
+                    if theme.dark { "hsl(220 10% 42%)" } else { "hsl(220 12% 78%)" }.to_string(),
+                    None,
+                    format!("all · {}", units::bytes(r.total.bytes)),
+                ),
+                Some(n) => {
+                    let (function, file, line) = self.data.0.names(n);
+                    let base = file.rsplit('/').next().unwrap_or(file);
+                    let long = if line > 0 {
+                        format!("{function}  {base}:{line}")
+                    } else {
+                        format!("{function}  {base}")
+                    };
+                    (frame_color(function, file, theme.dark), Some(long), function.to_string())
+                }
+                None => (
+                    if theme.dark { "hsl(220 8% 34%)" } else { "hsl(220 10% 86%)" }.to_string(),
+                    None,
+                    "(smaller callees)".to_string(),
+                ),
+            };
+            let matched = r.node.is_some_and(|n| self.search.0.is_match(n));
+            let context = r.row < 0;
+            let dim = (self.searching() && !matched) || context;
+            ctx.set_global_alpha(if dim { 0.38 } else { 1.0 });
+            ctx.set_fill_style_str(if matched { &theme.matched } else { &fill });
+            // 1 px gaps between neighbours, unless that would erase thin frames.
+            let gap = if w > 3.0 { 1.0 } else { 0.0 };
+            ctx.fill_rect(x, y, w - gap, ROW_H - 1.0);
+            if w >= MIN_LABEL_W {
+                let whole = long.filter(|l| l.chars().count() as f64 * char_w <= w - 8.0);
+                if let Some(text) = whole.or_else(|| fit_label(&label, w - 8.0, char_w)) {
+                    ctx.set_fill_style_str(&theme.frame_text);
+                    let _ = ctx.fill_text(&text, x + 4.0, y + ROW_H / 2.0);
+                }
+            }
+            ctx.set_global_alpha(1.0);
+        }
+        if let Some(r) = hover {
+            let y = f64::from(r.row - self.min_row) * ROW_H;
+            ctx.set_stroke_style_str(&theme.text);
+            ctx.set_line_width(1.5);
+            ctx.stroke_rect(
+                r.x * width + 0.75,
+                y + 0.75,
+                (r.w * width - 2.5).max(1.0),
+                ROW_H - 2.5,
+            );
+        }
+    }
+
+    fn hit_test(&self, size: Size, x: f64, y: f64) -> Option<FlameRect> {
+        if size.width <= 0.0 || y < 0.0 {
+            return None;
+        }
+        let row = (y / ROW_H).floor() as i32 + self.min_row;
+        flame_hit(&self.rects.0, x / size.width, row).copied()
+    }
+
+    fn tooltip(&self, r: &FlameRect) -> Option<Tooltip> {
+        let d = &self.data.0;
+        let total = d.root_total();
+        let mut lines = vec![
+            format!(
+                "{} · {} of this view",
+                units::bytes(r.total.bytes),
+                units::share(r.total.bytes, total.bytes)
+            ),
+            units::plural(r.total.count, "allocation", "allocations"),
+        ];
+        let Some(node) = r.node else {
+            return Some(Tooltip {
+                title: "Smaller callees (merged)".into(),
+                location: None,
+                lines,
+            });
+        };
+        if node == 0 {
+            return Some(Tooltip { title: "All stacks".into(), location: None, lines });
+        }
+        let (function, file, line) = d.names(node);
+        if let Some(n) = d.tree.nodes.get(node as usize) {
+            if n.self_.bytes > 0 {
+                lines.push(format!("Self (allocated here): {}", units::bytes(n.self_.bytes)));
+            }
+        }
+        let location = if line > 0 { format!("{file}:{line}") } else { file.to_string() };
+        Some(Tooltip { title: function.to_string(), location: Some(location), lines })
+    }
+}
+
+/// The flame graph panel: mode buttons, search, breadcrumb and the canvas.
+#[component]
+pub fn FlameGraph(loaded: ByPtr<Loaded>, state: RwSignal<ViewState>) -> impl IntoView {
+    let mode = Memo::new(move |_| state.with(|s| s.mode));
+    let range = Memo::new(move |_| state.with(|s| s.range));
+    let zoom_path = Memo::new(move |_| state.with(|s| s.zoom.clone()));
+    let query = Memo::new(move |_| state.with(|s| s.search.clone()));
+    // Only the range matters to the tree, and only in range mode: other state changes
+    // (search, zoom) never replay the recording.
+    let snapshot = Memo::new(move |_| {
+        let mode = mode.get();
+        (mode, if mode == FlameMode::Range { range.get() } else { None })
+    });
+    let data = Memo::new(move |_| {
+        let (mode, range) = snapshot.get();
+        crate::timed(&format!("flame tree ({})", mode.key()), || {
+            FlameData::compute(&loaded, mode, range)
+        })
+        .map(ByPtr::new)
+    });
+    let search = Memo::new(move |_| {
+        let q = query.get();
+        data.with(|d| match d {
+            Ok(d) => ByPtr::new(search_flame(&d.0.loaded.0.recording, &d.0.tree, &q)),
+            Err(_) => ByPtr::new(SearchMatches::default()),
+        })
+    });
+    let chart = Memo::new(move |_| {
+        let d = data.get().ok()?;
+        let zoom = d.0.resolve(&zoom_path.get());
+        Some(FlameChart::new(d, zoom, search.get()))
+    });
+
+    let set_zoom = move |node: u32| {
+        if let Some(c) = chart.get_untracked() {
+            let path = c.data.0.zoom_path(node);
+            state.update(|s| s.zoom = path);
+        }
+    };
+    let on_click = Callback::new(move |r: FlameRect| {
+        if let Some(node) = r.node {
+            set_zoom(node);
+        }
+    });
+
+    let breadcrumb = move || {
+        let c = chart.get()?;
+        let path = c.data.0.tree.path(c.zoom);
+        let last = path.len() - 1;
+        Some(
+            path.into_iter()
+                .enumerate()
+                .map(|(i, node)| {
+                    let (function, _, _) = c.data.0.names(node);
+                    let label = function.to_string();
+                    view! {
+                        {(i > 0).then(|| view! { <span class="sep">"›"</span> })}
+                        <button
+                            disabled=i == last
+                            on:click=move |_| set_zoom(node)
+                        >
+                            {label}
+                        </button>
+                    }
+                })
+                .collect_view(),
+        )
+    };
+    let search_summary = move || {
+        let q = query.get();
+        if q.trim().is_empty() {
+            return String::new();
+        }
+        let m = search.get();
+        let total = chart.with(|c| c.as_ref().map_or(0, |c| c.data.0.root_total().bytes));
+        match m.0.nodes {
+            0 => "no matches".to_string(),
+            n => format!(
+                "{n} match{} · {} ({})",
+                if n == 1 { "" } else { "es" },
+                units::share(m.0.total.bytes, total),
+                units::bytes(m.0.total.bytes)
+            ),
+        }
+    };
+    let chart_signal = Signal::derive(move || chart.get());
+    let height = Signal::derive(move || {
+        chart.with(|c| c.as_ref().map_or(0.0, |c| f64::from(c.rows().max(4)) * ROW_H + 1.0))
+    });
+
+    view! {
+        <section class="panel" aria-label="Flame graph">
+            <div class="panel-head">
+                <span class="panel-title">"Flame graph"</span>
+                <div class="segmented" role="group" aria-label="What to show">
+                    {FlameMode::ALL
+                        .into_iter()
+                        .map(|m| {
+                            view! {
+                                <button
+                                    data-mode=m.key()
+                                    class:active=move || mode.get() == m
+                                    disabled=move || m == FlameMode::Range && range.get().is_none()
+                                    title=move || (m == FlameMode::Range && range.get().is_none())
+                                        .then_some("Drag across the timeline to select a range")
+                                    on:click=move |_| state.update(|s| s.mode = m)
+                                >
+                                    {m.label()}
+                                </button>
+                            }
+                        })
+                        .collect_view()}
+                </div>
+                <span class="spacer"></span>
+                <input
+                    class="search"
+                    id="flame-search"
+                    type="search"
+                    placeholder="Search functions and files"
+                    prop:value=move || query.get()
+                    on:input=move |ev| {
+                        let q = event_target_value(&ev);
+                        state.update(|s| s.search = q);
+                    }
+                />
+                <span class="search-result" id="search-result">{search_summary}</span>
+            </div>
+            <nav class="breadcrumb" id="breadcrumb" aria-label="Zoom path">{breadcrumb}</nav>
+            {move || data.get().err().map(|message| view! { <p class="panel-message">{message}</p> })}
+            <ChartCanvas
+                chart=chart_signal
+                class="chart-flame"
+                canvas_id="flame-canvas"
+                label="Flame graph of memory by call stack"
+                height=height
+                on_click=on_click
+            />
+        </section>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_are_cut_with_an_ellipsis() {
+        assert_eq!(fit_label("load_json", 100.0, 6.0).as_deref(), Some("load_json"));
+        assert_eq!(fit_label("load_json", 36.0, 6.0).as_deref(), Some("load_…"));
+        assert_eq!(fit_label("load_json", 12.0, 6.0), None);
+    }
+
+    #[test]
+    fn colours_are_stable_and_split_library_from_program() {
+        let a = frame_color("parse", "/srv/app.py", false);
+        assert_eq!(a, frame_color("parse", "/srv/app.py", false));
+        let hue = |c: &str| c[4..].split(' ').next().unwrap().parse::<f64>().unwrap();
+        assert!(hue(&a) < 60.0, "{a}");
+        assert!(hue(&frame_color("loads", "/usr/lib/python3.11/json/__init__.py", false)) >= 195.0);
+    }
+}

@@ -1,0 +1,392 @@
+//! The memory timeline: process RSS and the traced heap over time, the heap's peak marked,
+//! hover for values, drag to select a time range (which feeds the flame graph's range mode).
+
+use leptos::prelude::*;
+use memlens_format::{downsample, heap_timeline, rss_timeline, Bucket, EventFilter};
+
+use crate::chart_canvas::{Chart, ChartCanvas, DragSpan, Painter, Size, Tooltip};
+use crate::load::Loaded;
+use crate::units;
+use crate::ByPtr;
+
+/// Buckets per series: about one per device pixel of a wide timeline. Min and max are kept
+/// per bucket, so peaks survive downsampling.
+const BUCKETS: usize = 1200;
+
+/// Recordings up to this size get an exact heap line by replaying every event; bigger ones
+/// draw it from the periodic memory samples (which carry the heap too), so opening a large
+/// file does not wait for a full replay. The exact peak is added to the sampled line.
+const EXACT_HEAP_MAX_FILE_BYTES: u64 = 8 << 20;
+
+/// Space for axis labels around the plot, in CSS pixels.
+const LEFT: f64 = 70.0;
+const RIGHT: f64 = 18.0;
+const TOP: f64 = 16.0;
+const BOTTOM: f64 = 26.0;
+
+/// The series of one recording, computed once.
+pub struct TimelineData {
+    pub duration_ns: u64,
+    pub heap: Vec<Bucket>,
+    pub rss: Vec<Bucket>,
+    pub peak_heap: (u64, u64),
+    /// Top of the y axis.
+    pub y_max: u64,
+}
+
+impl TimelineData {
+    pub fn compute(loaded: &Loaded) -> Result<TimelineData, String> {
+        let rec = &loaded.recording;
+        let s = rec.summary();
+        let end = s.duration_ns.max(1);
+        let heap = if loaded.size <= EXACT_HEAP_MAX_FILE_BYTES || rec.samples().is_empty() {
+            heap_timeline(rec, &EventFilter::default(), 0, end + 1, BUCKETS)
+                .map_err(|e| format!("Could not compute the heap timeline: {e}"))?
+        } else {
+            let mut points: Vec<(u64, u64)> =
+                rec.samples().iter().map(|m| (m.time_ns, m.heap)).collect();
+            let at = points.partition_point(|p| p.0 <= s.peak_heap_time_ns);
+            points.insert(at, (s.peak_heap_time_ns, s.peak_heap));
+            downsample(points, 0, end + 1, BUCKETS)
+        };
+        let rss = rss_timeline(rec, 0, end + 1, BUCKETS);
+        let y_max = heap.iter().chain(&rss).map(|b| b.max).max().unwrap_or(0).max(1);
+        Ok(TimelineData {
+            duration_ns: end,
+            heap,
+            rss,
+            peak_heap: (s.peak_heap, s.peak_heap_time_ns),
+            y_max,
+        })
+    }
+}
+
+/// The timeline as a [`Chart`].
+#[derive(Clone, PartialEq)]
+pub struct TimelineChart {
+    pub data: ByPtr<TimelineData>,
+    /// Selected range (ns).
+    pub range: Option<(u64, u64)>,
+}
+
+/// The plot area inside the canvas.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Plot {
+    x: f64,
+    y: f64,
+    w: f64,
+    h: f64,
+}
+
+impl TimelineChart {
+    fn plot(size: Size) -> Plot {
+        Plot {
+            x: LEFT,
+            y: TOP,
+            w: (size.width - LEFT - RIGHT).max(1.0),
+            h: (size.height - TOP - BOTTOM).max(1.0),
+        }
+    }
+
+    fn x_of(&self, p: Plot, t: u64) -> f64 {
+        p.x + p.w * (t as f64 / self.data.0.duration_ns as f64)
+    }
+
+    fn y_of(&self, p: Plot, v: u64) -> f64 {
+        p.y + p.h - p.h * (v as f64 / self.nice_max() as f64)
+    }
+
+    /// The y axis' top: the data's maximum rounded up to a tick.
+    fn nice_max(&self) -> u64 {
+        let max = self.data.0.y_max as f64;
+        let step = units::nice_byte_step(max, 4);
+        ((max / step).ceil() * step).max(1.0) as u64
+    }
+
+    /// The time at canvas x (CSS px), clamped to the recording.
+    pub fn time_at(&self, size: Size, x: f64) -> u64 {
+        let p = Self::plot(size);
+        let f = ((x - p.x) / p.w).clamp(0.0, 1.0);
+        (f * self.data.0.duration_ns as f64).round() as u64
+    }
+
+    fn series(&self, painter: &Painter<'_>, p: Plot, buckets: &[Bucket], color: &str, alpha: f64) {
+        let ctx = painter.ctx;
+        let n = buckets.len().max(1) as f64;
+        let x_at = |i: usize| p.x + p.w * i as f64 / n;
+        ctx.begin_path();
+        ctx.move_to(p.x, p.y + p.h);
+        for (i, b) in buckets.iter().enumerate() {
+            // Step through min and max so a spike inside one bucket is still drawn.
+            ctx.line_to(x_at(i), self.y_of(p, b.max));
+            ctx.line_to(x_at(i + 1), self.y_of(p, b.last));
+        }
+        ctx.line_to(p.x + p.w, p.y + p.h);
+        ctx.close_path();
+        ctx.set_global_alpha(alpha);
+        ctx.set_fill_style_str(color);
+        ctx.fill();
+        ctx.set_global_alpha(1.0);
+        ctx.begin_path();
+        for (i, b) in buckets.iter().enumerate() {
+            if i == 0 {
+                ctx.move_to(x_at(i), self.y_of(p, b.max));
+            } else {
+                ctx.line_to(x_at(i), self.y_of(p, b.max));
+            }
+            ctx.line_to(x_at(i + 1), self.y_of(p, b.last));
+        }
+        ctx.set_stroke_style_str(color);
+        ctx.set_line_width(1.5);
+        ctx.stroke();
+    }
+}
+
+impl Chart for TimelineChart {
+    /// Bucket index under the pointer.
+    type Hit = usize;
+
+    fn draw(&self, painter: &Painter<'_>, hover: Option<&usize>) {
+        let ctx = painter.ctx;
+        let theme = painter.theme;
+        let d = &self.data.0;
+        let p = Self::plot(painter.size);
+
+        // Grid and axes.
+        ctx.set_font(&theme.font(11.0, 400));
+        ctx.set_line_width(1.0);
+        let y_top = self.nice_max();
+        let y_step = units::nice_byte_step(y_top as f64, 4);
+        let mut v = 0.0;
+        ctx.set_text_align("right");
+        ctx.set_text_baseline("middle");
+        while v <= y_top as f64 + 0.5 {
+            let y = self.y_of(p, v as u64).round() + 0.5;
+            ctx.set_stroke_style_str(&theme.grid);
+            ctx.begin_path();
+            ctx.move_to(p.x, y);
+            ctx.line_to(p.x + p.w, y);
+            ctx.stroke();
+            ctx.set_fill_style_str(&theme.axis);
+            let _ = ctx.fill_text(&units::axis_bytes(v, y_step), p.x - 8.0, y);
+            v += y_step;
+        }
+        let t_step = units::nice_step(d.duration_ns as f64, ((p.w / 90.0) as usize).max(2));
+        ctx.set_text_align("center");
+        ctx.set_text_baseline("top");
+        let mut t = 0.0;
+        while t <= d.duration_ns as f64 {
+            let x = self.x_of(p, t as u64).round() + 0.5;
+            ctx.set_stroke_style_str(&theme.grid);
+            ctx.begin_path();
+            ctx.move_to(x, p.y + p.h);
+            ctx.line_to(x, p.y + p.h + 4.0);
+            ctx.stroke();
+            ctx.set_fill_style_str(&theme.axis);
+            let label = units::axis_time(t, t_step, d.duration_ns as f64);
+            let _ = ctx.fill_text(&label, x, p.y + p.h + 7.0);
+            t += t_step;
+        }
+
+        // Selection under the series.
+        if let Some((a, b)) = self.range {
+            let (xa, xb) = (self.x_of(p, a), self.x_of(p, b));
+            ctx.set_fill_style_str(&theme.select);
+            ctx.fill_rect(xa, p.y, (xb - xa).max(1.0), p.h);
+            ctx.set_stroke_style_str(&theme.heap);
+            ctx.set_line_width(1.0);
+            for x in [xa, xb] {
+                ctx.begin_path();
+                ctx.move_to(x.round() + 0.5, p.y);
+                ctx.line_to(x.round() + 0.5, p.y + p.h);
+                ctx.stroke();
+            }
+        }
+
+        self.series(painter, p, &d.rss, &theme.rss, 0.12);
+        self.series(painter, p, &d.heap, &theme.heap, 0.22);
+
+        // Peak marker on the heap.
+        let (peak, at) = d.peak_heap;
+        if peak > 0 {
+            let (x, y) = (self.x_of(p, at), self.y_of(p, peak));
+            ctx.set_stroke_style_str(&theme.peak);
+            ctx.set_line_width(1.0);
+            let _ = ctx.set_line_dash(&js_sys::Array::of2(&3.0.into(), &3.0.into()));
+            ctx.begin_path();
+            ctx.move_to(x.round() + 0.5, p.y + p.h);
+            ctx.line_to(x.round() + 0.5, y);
+            ctx.stroke();
+            let _ = ctx.set_line_dash(&js_sys::Array::new());
+            ctx.set_fill_style_str(&theme.peak);
+            ctx.begin_path();
+            let _ = ctx.arc(x, y, 4.0, 0.0, std::f64::consts::TAU);
+            ctx.fill();
+            let label = format!("peak {}", units::bytes(peak));
+            ctx.set_font(&theme.font(11.5, 600));
+            let right_half = x > p.x + p.w * 0.7;
+            ctx.set_text_align(if right_half { "right" } else { "left" });
+            ctx.set_text_baseline("bottom");
+            let lx = if right_half { x - 7.0 } else { x + 7.0 };
+            let _ = ctx.fill_text(&label, lx, (y - 3.0).max(p.y + 12.0));
+        }
+
+        // Hover: a vertical rule and a dot on each series.
+        if let Some(&i) = hover {
+            let n = d.heap.len().max(1) as f64;
+            let x = p.x + p.w * (i as f64 + 0.5) / n;
+            ctx.set_stroke_style_str(&theme.axis);
+            ctx.set_line_width(1.0);
+            ctx.begin_path();
+            ctx.move_to(x.round() + 0.5, p.y);
+            ctx.line_to(x.round() + 0.5, p.y + p.h);
+            ctx.stroke();
+            for (series, color) in [(&d.rss, &theme.rss), (&d.heap, &theme.heap)] {
+                if let Some(b) = series.get(i) {
+                    ctx.set_fill_style_str(color);
+                    ctx.begin_path();
+                    let _ = ctx.arc(x, self.y_of(p, b.max), 3.5, 0.0, std::f64::consts::TAU);
+                    ctx.fill();
+                }
+            }
+        }
+    }
+
+    fn hit_test(&self, size: Size, x: f64, y: f64) -> Option<usize> {
+        let p = Self::plot(size);
+        if x < p.x || x > p.x + p.w || y < p.y || y > p.y + p.h {
+            return None;
+        }
+        let n = self.data.0.heap.len();
+        let i = ((x - p.x) / p.w * n as f64) as usize;
+        Some(i.min(n.saturating_sub(1)))
+    }
+
+    fn tooltip(&self, &i: &usize) -> Option<Tooltip> {
+        let d = &self.data.0;
+        let heap = d.heap.get(i)?;
+        let rss = d.rss.get(i)?;
+        let mut lines = vec![format!("Traced heap: {}", units::bytes(heap.max))];
+        if heap.min != heap.max {
+            lines[0].push_str(&format!(" (min {})", units::bytes(heap.min)));
+        }
+        lines.push(format!("RSS: {}", units::bytes(rss.max)));
+        Some(Tooltip {
+            title: format!(
+                "{} – {}",
+                units::time_ns(heap.t0),
+                units::time_ns(heap.t1.min(d.duration_ns))
+            ),
+            location: None,
+            lines,
+        })
+    }
+}
+
+/// The timeline panel. `range` is the selection (ns), shared with the flame graph.
+#[component]
+pub fn Timeline(
+    data: ByPtr<TimelineData>,
+    #[prop(into)] range: Signal<Option<(u64, u64)>>,
+    on_select: Callback<Option<(u64, u64)>>,
+) -> impl IntoView {
+    let chart = Signal::derive({
+        let data = data.clone();
+        move || Some(TimelineChart { data: data.clone(), range: range.get() })
+    });
+    let on_drag = Callback::new(move |span: DragSpan| {
+        let Some(c) = chart.get_untracked() else { return };
+        let (a, b) = (c.time_at(span.size, span.from), c.time_at(span.size, span.to));
+        if a != b {
+            on_select.run(Some((a.min(b), a.max(b))));
+        }
+    });
+    let peak = data.0.peak_heap;
+    view! {
+        <section class="panel" aria-label="Memory over time">
+            <div class="panel-head">
+                <span class="panel-title">"Memory over time"</span>
+                <span class="legend">
+                    <span><i class="rss"></i>"RSS"</span>
+                    <span><i class="heap"></i>"Traced heap"</span>
+                </span>
+                <span class="spacer"></span>
+                <span class="panel-note">
+                    {move || match range.get() {
+                        Some((a, b)) => format!(
+                            "Selected {} – {} ({})",
+                            units::time_ns(a),
+                            units::time_ns(b),
+                            units::duration_ns(b - a),
+                        ),
+                        None => format!(
+                            "Heap peak {} at {} · drag to select a range",
+                            units::bytes(peak.0),
+                            units::time_ns(peak.1),
+                        ),
+                    }}
+                </span>
+                <Show when=move || range.get().is_some()>
+                    <button class="link-button" on:click=move |_| on_select.run(None)>
+                        "Clear selection"
+                    </button>
+                </Show>
+            </div>
+            <ChartCanvas
+                chart=chart
+                class="chart-timeline"
+                canvas_id="timeline-canvas"
+                label="Memory over time"
+                on_drag=on_drag
+            />
+        </section>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    fn chart() -> TimelineChart {
+        let bucket =
+            |i: u64, v: u64| Bucket { t0: i * 10, t1: i * 10 + 10, min: v, max: v, last: v };
+        TimelineChart {
+            data: ByPtr(Arc::new(TimelineData {
+                duration_ns: 100,
+                heap: (0..10).map(|i| bucket(i, i * 100)).collect(),
+                rss: (0..10).map(|i| bucket(i, 2000)).collect(),
+                peak_heap: (900, 95),
+                y_max: 2000,
+            })),
+            range: None,
+        }
+    }
+
+    #[test]
+    fn hit_test_maps_x_to_buckets_inside_the_plot_only() {
+        let c = chart();
+        let size = Size { width: LEFT + RIGHT + 100.0, height: 200.0 };
+        assert_eq!(c.hit_test(size, LEFT + 0.5, 50.0), Some(0));
+        assert_eq!(c.hit_test(size, LEFT + 55.0, 50.0), Some(5));
+        assert_eq!(c.hit_test(size, LEFT + 100.0, 50.0), Some(9));
+        assert_eq!(c.hit_test(size, LEFT - 5.0, 50.0), None);
+        assert_eq!(c.hit_test(size, LEFT + 5.0, 199.0), None);
+    }
+
+    #[test]
+    fn time_at_clamps_to_the_recording() {
+        let c = chart();
+        let size = Size { width: LEFT + RIGHT + 100.0, height: 200.0 };
+        assert_eq!(c.time_at(size, LEFT + 25.0), 25);
+        assert_eq!(c.time_at(size, 0.0), 0);
+        assert_eq!(c.time_at(size, 10_000.0), 100);
+    }
+
+    #[test]
+    fn tooltip_reports_both_series() {
+        let tip = chart().tooltip(&3).unwrap();
+        assert_eq!(tip.lines, vec!["Traced heap: 300 B".to_string(), "RSS: 1.95 KiB".to_string()]);
+    }
+}
