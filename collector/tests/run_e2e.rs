@@ -360,16 +360,20 @@ fn sigterm_to_memlens_is_forwarded_and_recorded() {
         .arg("-o")
         .arg(&file)
         .arg(script("sleeper.py"))
+        .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
+    // Keep the script's stdin open (it exits at EOF) until memlens has ended.
+    let stdin = child.stdin.take();
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
     assert_eq!(line.trim(), "ready");
     let status = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
     assert!(status.success());
     let out = child.wait_with_output().unwrap();
+    drop(stdin);
     assert_eq!(out.status.code(), Some(128 + 15), "{}", String::from_utf8_lossy(&out.stderr));
     let rec = Recording::from_vec(std::fs::read(&file).unwrap()).unwrap();
     assert_eq!(rec.end().unwrap().signal, Some(15));
