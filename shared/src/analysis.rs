@@ -38,14 +38,15 @@ pub struct Totals {
 impl Totals {
     /// Adds one allocation of `bytes`.
     pub fn add(&mut self, bytes: u64) {
-        self.bytes += bytes;
-        self.count += 1;
+        // Saturating: sizes come from untrusted files.
+        self.bytes = self.bytes.saturating_add(bytes);
+        self.count = self.count.saturating_add(1);
     }
 
     /// Adds other totals.
     pub fn merge(&mut self, other: Totals) {
-        self.bytes += other.bytes;
-        self.count += other.count;
+        self.bytes = self.bytes.saturating_add(other.bytes);
+        self.count = self.count.saturating_add(other.count);
     }
 }
 
@@ -88,6 +89,8 @@ pub enum Snapshot {
 }
 
 /// Live allocations during a replay.
+/// Byte sums use wrapping arithmetic: exact for any real recording, and a hostile file with
+/// absurd sizes gives absurd numbers instead of a panic.
 #[derive(Default)]
 struct Heap {
     live: FxHashMap<u64, (u64, StackId)>,
@@ -101,14 +104,14 @@ impl Heap {
         match e.op {
             Op::Alloc if filter.admits(e) => {
                 if let Some((old, _)) = self.live.insert(e.address, (e.size, e.stack)) {
-                    self.bytes -= old;
+                    self.bytes = self.bytes.wrapping_sub(old);
                 }
-                self.bytes += e.size;
+                self.bytes = self.bytes.wrapping_add(e.size);
                 true
             }
             Op::Free if e.kind.counts_in_heap() => match self.live.remove(&e.address) {
                 Some((size, _)) => {
-                    self.bytes -= size;
+                    self.bytes = self.bytes.wrapping_sub(size);
                     true
                 }
                 None => false,
@@ -224,12 +227,12 @@ fn live_at_peak(rec: &Recording, filter: &EventFilter) -> Result<StackTotals, Er
         match e.op {
             Op::Alloc if filter.admits(e) => {
                 if let Some((old, stack, at)) = live.insert(e.address, (e.size, e.stack, i)) {
-                    bytes -= old;
+                    bytes = bytes.wrapping_sub(old);
                     if at < peak_index {
                         freed_after_peak.push((old, stack));
                     }
                 }
-                bytes += e.size;
+                bytes = bytes.wrapping_add(e.size);
                 if bytes > peak {
                     peak = bytes;
                     peak_index = i + 1;
@@ -238,7 +241,7 @@ fn live_at_peak(rec: &Recording, filter: &EventFilter) -> Result<StackTotals, Er
             }
             Op::Free if e.kind.counts_in_heap() => {
                 if let Some((size, stack, at)) = live.remove(&e.address) {
-                    bytes -= size;
+                    bytes = bytes.wrapping_sub(size);
                     if at < peak_index {
                         freed_after_peak.push((size, stack));
                     }
@@ -298,7 +301,7 @@ pub(crate) fn summarize(rec: &Recording) -> Result<Summary, Error> {
             match e.op {
                 Op::Alloc => {
                     s.alloc_count += 1;
-                    s.alloc_bytes += e.size;
+                    s.alloc_bytes = s.alloc_bytes.wrapping_add(e.size);
                     if heap.bytes > s.peak_heap {
                         s.peak_heap = heap.bytes;
                         s.peak_heap_time_ns = e.time_ns;
