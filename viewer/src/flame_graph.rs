@@ -19,6 +19,8 @@ use crate::{units, ByPtr};
 const ROW_H: f64 = 20.0;
 /// Children narrower than this fraction of the zoomed node are merged (about 1 px at 2000 px).
 const MIN_W: f64 = 0.0005;
+/// Tallest flame graph drawn, in rows (canvases have a maximum size; zoom in to see deeper).
+const MAX_ROWS: i32 = 300;
 /// Narrowest rectangle that gets a label, in CSS px.
 const MIN_LABEL_W: f64 = 28.0;
 
@@ -356,7 +358,9 @@ pub fn FlameGraph(loaded: ByPtr<Loaded>, state: RwSignal<ViewState>) -> impl Int
     };
     let chart_signal = Signal::derive(move || chart.get());
     let height = Signal::derive(move || {
-        chart.with(|c| c.as_ref().map_or(0.0, |c| f64::from(c.rows().max(4)) * ROW_H + 1.0))
+        chart.with(|c| {
+            c.as_ref().map_or(0.0, |c| f64::from(c.rows().clamp(4, MAX_ROWS)) * ROW_H + 1.0)
+        })
     });
 
     view! {
