@@ -380,3 +380,11 @@ fn sigterm_to_memlens_is_forwarded_and_recorded() {
     let top = top_stacks(&rec, Snapshot::AtEnd, &EventFilter::default());
     assert_eq!(frames(&rec, top[0].0)[0].2, line_of("sleeper.py", "SLEEP_ALLOC_LINE"));
 }
+
+#[test]
+fn replacing_the_profiler_mid_call_does_not_crash() {
+    let run = run_script("profiler_swap.py", &[], &[]);
+    assert_eq!(run.out.status.code(), Some(0), "{}", String::from_utf8_lossy(&run.out.stderr));
+    assert_eq!(String::from_utf8_lossy(&run.out.stdout).trim(), "survived");
+    assert!(run.rec.summary().peak_heap >= 5 * MIB);
+}

@@ -105,19 +105,15 @@ pub fn install_on_current_thread(frame: *mut PyObject, name: Option<&[u8]>) {
         }
         let mut frames = Vec::new();
         let mut f = frame;
-        let mut owned = false;
+        if !f.is_null() {
+            // SAFETY: frame is a live frame object (caller's contract); GIL held.
+            unsafe { (api.inc_ref)(f) };
+        }
         while !f.is_null() {
+            // Our reference to `f` moves into the shadow stack (see ThreadState::seed).
             frames.push((f, frame_code_id(api, st, f)));
-            // SAFETY: GIL held; GetBack returns a new reference (or NULL). The
-            // back frame stays alive after we release our reference because its
-            // executing interpreter frame owns it.
-            let back = unsafe { (api.frame_get_back)(f) };
-            if owned {
-                // SAFETY: releasing the reference GetBack gave us last iteration.
-                unsafe { (api.dec_ref)(f) };
-            }
-            owned = true;
-            f = back;
+            // SAFETY: GIL held; GetBack returns a new reference (or NULL).
+            f = unsafe { (api.frame_get_back)(f) };
         }
         frames.reverse();
         st.seed(frames.into_iter());

@@ -58,6 +58,7 @@ pub struct PyApi {
     pub long_as_long: unsafe extern "C" fn(*mut PyObject) -> std::ffi::c_long,
     pub err_clear: unsafe extern "C" fn(),
     pub dec_ref: unsafe extern "C" fn(*mut PyObject),
+    pub inc_ref: unsafe extern "C" fn(*mut PyObject),
     pub request_code_extra_index:
         unsafe extern "C" fn(Option<unsafe extern "C" fn(*mut c_void)>) -> isize,
     pub code_get_extra: unsafe extern "C" fn(*mut PyObject, isize, *mut *mut c_void) -> c_int,
@@ -152,6 +153,7 @@ pub fn init() -> Result<&'static PyApi, InitError> {
         long_as_long: resolve(&[c"PyLong_AsLong"])?,
         err_clear: resolve(&[c"PyErr_Clear"])?,
         dec_ref: resolve(&[c"Py_DecRef"])?,
+        inc_ref: resolve(&[c"Py_IncRef"])?,
         request_code_extra_index: resolve(&[
             c"PyUnstable_Eval_RequestCodeExtraIndex",
             c"_PyEval_RequestCodeExtraIndex",

@@ -21,6 +21,10 @@ use memlens_wire::Record;
 use crate::python_api::{api, PyObject};
 use crate::ring::Ring;
 
+/// A shadow-stack frame. `frame` is a strong reference, taken at CALL and released
+/// at RETURN: if another profiler replaces ours (cProfile, `sys.setprofile`) and the
+/// RETURN never comes, the frame object stays valid memory (a finished frame still
+/// answers `PyFrame_GetLineNumber`) instead of being read after it is freed.
 struct Entry {
     frame: *mut PyObject,
     code: u32,
@@ -135,25 +139,38 @@ impl ThreadState {
         self.ring.push_all(self.index, &self.batch, &mut self.scratch);
     }
 
-    /// A Python frame started (profile CALL).
+    /// A Python frame started (profile CALL). Takes a reference to `frame`. GIL held.
     #[inline]
     pub fn enter_frame(&mut self, frame: *mut PyObject, code: u32) {
+        // SAFETY: frame is a live frame object and the GIL is held (profile callback).
+        unsafe { (api().inc_ref)(frame) };
         self.stack.push(Entry { frame, code, line: 0 });
+    }
+
+    /// Drops the shadow stack above `len`, releasing the frame references. GIL held.
+    fn truncate(&mut self, len: usize) {
+        let api = api();
+        for e in self.stack.drain(len..) {
+            // SAFETY: releasing the reference taken in enter_frame/seed; GIL held.
+            unsafe { (api.dec_ref)(e.frame) };
+        }
     }
 
     /// A Python frame finished (profile RETURN). Frames above it that never got a
     /// RETURN (unlikely, but e.g. a profiler swapped mid-call) are dropped with it.
+    /// GIL held.
     #[inline]
     pub fn leave_frame(&mut self, frame: *mut PyObject) {
         let Some(pos) = self.stack.iter().rposition(|e| e.frame == frame) else { return };
-        self.stack.truncate(pos);
+        self.truncate(pos);
         self.clean = self.clean.min(pos.saturating_sub(1));
     }
 
     /// Replaces the shadow stack with the given frames, outermost first (used when
-    /// the profiler is installed in the middle of a running thread).
+    /// the profiler is installed in the middle of a running thread). Takes over one
+    /// reference to each frame. GIL held.
     pub fn seed(&mut self, frames: impl Iterator<Item = (*mut PyObject, u32)>) {
-        self.stack.clear();
+        self.truncate(0);
         self.stack.extend(frames.map(|(frame, code)| Entry { frame, code, line: 0 }));
         self.clean = 0;
     }
@@ -164,8 +181,8 @@ impl ThreadState {
         if len > 0 {
             let api = api();
             for e in &mut self.stack[self.clean..] {
-                // SAFETY: every frame on the shadow stack is executing (it got a
-                // CALL and no RETURN yet), so its frame object is alive.
+                // SAFETY: we hold a reference to every frame on the shadow stack,
+                // so the frame object is alive; reading its line is read-only.
                 e.line = unsafe { (api.frame_get_line_number)(e.frame) }.max(0) as u32;
             }
         }
