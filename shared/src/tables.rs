@@ -114,23 +114,47 @@ pub(crate) fn decode_stacks(
 }
 
 // Event header byte: bits 0-1 op, bits 2-4 allocator kind, bit 5 thread follows,
-// bit 6 stack follows (allocs only; otherwise the previous alloc's stack in this chunk).
+// bit 6 stack follows (allocs only; otherwise the previous alloc's stack in this chunk),
+// bit 7 time advanced (otherwise the previous event's time).
 const OP_ALLOC: u8 = 0;
 const OP_FREE: u8 = 1;
+/// A free of a block allocated earlier in this chunk: the address column holds how many
+/// allocations ago (0 = the latest). Python frees most objects soon after allocating them.
+const OP_FREE_RECENT: u8 = 2;
+/// An alloc at an address freed earlier in this chunk: the address column holds how many
+/// frees ago (0 = the latest). pymalloc hands out the block freed last first.
+const OP_ALLOC_REUSE: u8 = 3;
 const KIND_SHIFT: u8 = 2;
 const HAS_THREAD: u8 = 1 << 5;
 const HAS_STACK: u8 = 1 << 6;
+const HAS_TIME: u8 = 1 << 7;
 
-/// Delta-encodes events into a chunk payload. Times must not decrease (the writer clamps).
+/// The column streams of an event chunk, in payload order after the header bytes.
+const COLUMNS: usize = 5;
+const TIME: usize = 0;
+const THREAD: usize = 1;
+const ADDRESS: usize = 2;
+const SIZE: usize = 3;
+const STACK: usize = 4;
+
+/// Delta-encodes events into a chunk payload, column by column: like values sit together, so
+/// the chunk compressor finds far more repeats than in row order. Times must not decrease (the
+/// writer clamps).
 #[derive(Default)]
 pub(crate) struct EventEncoder {
-    pub(crate) out: Vec<u8>,
+    heads: Vec<u8>,
+    columns: [Vec<u8>; COLUMNS],
     pub(crate) count: u64,
     pub(crate) first_time: u64,
     pub(crate) last_time: u64,
     prev_thread: u32,
     prev_address: u64,
     prev_stack: u32,
+    /// Address -> index of its latest alloc / free in this chunk.
+    allocated: rustc_hash::FxHashMap<u64, u32>,
+    freed: rustc_hash::FxHashMap<u64, u32>,
+    allocs: u32,
+    frees: u32,
 }
 
 impl EventEncoder {
@@ -140,43 +164,78 @@ impl EventEncoder {
             self.first_time = t;
             self.last_time = t;
         }
-        let mut head = match e.op {
-            Op::Alloc => OP_ALLOC,
-            Op::Free => OP_FREE,
-        } | ((e.kind as u8) << KIND_SHIFT);
+        let (op, recent) = match e.op {
+            Op::Alloc => {
+                let reuse = self.freed.get(&e.address).map(|&i| self.frees - 1 - i);
+                self.allocated.insert(e.address, self.allocs);
+                self.allocs += 1;
+                (if reuse.is_some() { OP_ALLOC_REUSE } else { OP_ALLOC }, reuse)
+            }
+            Op::Free => {
+                let recent = self.allocated.get(&e.address).map(|&i| self.allocs - 1 - i);
+                self.freed.insert(e.address, self.frees);
+                self.frees += 1;
+                (if recent.is_some() { OP_FREE_RECENT } else { OP_FREE }, recent)
+            }
+        };
+        let mut head = op | ((e.kind as u8) << KIND_SHIFT);
+        if t > self.last_time {
+            head |= HAS_TIME;
+            put_u64(&mut self.columns[TIME], t - self.last_time);
+            self.last_time = t;
+        }
         if e.thread.0 != self.prev_thread {
             head |= HAS_THREAD;
+            put_u64(&mut self.columns[THREAD], e.thread.0.into());
+            self.prev_thread = e.thread.0;
         }
-        if e.op == Op::Alloc && e.stack.0 != self.prev_stack {
-            head |= HAS_STACK;
-        }
-        self.out.push(head);
-        put_u64(&mut self.out, t.saturating_sub(self.last_time));
-        if head & HAS_THREAD != 0 {
-            put_u64(&mut self.out, e.thread.0.into());
-        }
-        put_i64(&mut self.out, e.address.wrapping_sub(self.prev_address) as i64);
-        if e.op == Op::Alloc {
-            put_u64(&mut self.out, e.size);
-            if head & HAS_STACK != 0 {
-                put_u64(&mut self.out, e.stack.0.into());
+        match recent {
+            Some(ago) => put_u64(&mut self.columns[ADDRESS], ago.into()),
+            None => {
+                put_i64(
+                    &mut self.columns[ADDRESS],
+                    e.address.wrapping_sub(self.prev_address) as i64,
+                );
+                self.prev_address = e.address;
             }
-            self.prev_stack = e.stack.0;
         }
-        self.prev_thread = e.thread.0;
-        self.prev_address = e.address;
-        self.last_time = self.last_time.max(t);
+        if e.op == Op::Alloc {
+            put_u64(&mut self.columns[SIZE], e.size);
+            if e.stack.0 != self.prev_stack {
+                head |= HAS_STACK;
+                put_u64(&mut self.columns[STACK], e.stack.0.into());
+                self.prev_stack = e.stack.0;
+            }
+        }
+        self.heads.push(head);
         self.count += 1;
     }
 
-    /// The chunk payload: count, first time, then the events.
+    /// The chunk payload: count, first time, the column lengths, the header bytes, the columns.
     pub(crate) fn finish(&mut self) -> Vec<u8> {
-        let mut raw = Vec::with_capacity(self.out.len() + 20);
+        let body: usize = self.heads.len() + self.columns.iter().map(Vec::len).sum::<usize>();
+        let mut raw = Vec::with_capacity(body + 64);
         put_u64(&mut raw, self.count);
         put_u64(&mut raw, self.first_time);
-        raw.extend_from_slice(&self.out);
-        *self = EventEncoder { out: std::mem::take(&mut self.out), ..Default::default() };
-        self.out.clear();
+        for c in &self.columns {
+            put_u64(&mut raw, c.len() as u64);
+        }
+        raw.extend_from_slice(&self.heads);
+        for c in &self.columns {
+            raw.extend_from_slice(c);
+        }
+        let mut spare = std::mem::take(self);
+        spare.heads.clear();
+        spare.columns.iter_mut().for_each(Vec::clear);
+        spare.allocated.clear();
+        spare.freed.clear();
+        *self = EventEncoder {
+            heads: spare.heads,
+            columns: spare.columns,
+            allocated: spare.allocated,
+            freed: spare.freed,
+            ..Default::default()
+        };
         raw
     }
 }
@@ -191,34 +250,59 @@ pub(crate) fn decode_events(
 ) -> Result<(), String> {
     let mut c = Cursor::new(raw);
     let count = c.u64()?;
-    // Each event takes at least 3 bytes.
-    if count > (c.remaining() / 3 + 1) as u64 {
-        return Err(format!("event chunk claims {count} events"));
-    }
     let mut t = c.u64()?;
-    let (mut thread, mut address, mut stack) = (0u32, 0u64, 0u32);
-    out.reserve(count as usize);
-    for _ in 0..count {
-        let head = c.u8()?;
-        let op = match head & 3 {
-            OP_ALLOC => Op::Alloc,
-            OP_FREE => Op::Free,
-            other => return Err(format!("unknown event op {other}")),
-        };
+    let mut lens = [0usize; COLUMNS];
+    for len in &mut lens {
+        *len = usize::try_from(c.u64()?).map_err(|_| "column length overflow")?;
+    }
+    let heads = c.bytes(usize::try_from(count).map_err(|_| "event count overflow")?)?;
+    let mut cols: [Cursor; COLUMNS] = Default::default();
+    for (col, &len) in cols.iter_mut().zip(&lens) {
+        *col = Cursor::new(c.bytes(len)?);
+    }
+    if !c.is_empty() {
+        return Err("trailing bytes after the event columns".into());
+    }
+    let (mut thread, mut prev_address, mut stack) = (0u32, 0u64, 0u32);
+    let (mut allocs, mut frees): (Vec<u64>, Vec<u64>) = Default::default();
+    let ago = |list: &[u64], n: u64| -> Result<u64, String> {
+        usize::try_from(n)
+            .ok()
+            .and_then(|n| list.len().checked_sub(n + 1))
+            .map(|i| list[i])
+            .ok_or_else(|| format!("event refers to a block {n} back of {}", list.len()))
+    };
+    out.reserve(heads.len());
+    for &head in heads {
+        let code = head & 3;
+        let op = if code == OP_ALLOC || code == OP_ALLOC_REUSE { Op::Alloc } else { Op::Free };
         let kind =
             AllocatorKind::from_code((head >> KIND_SHIFT) & 7).ok_or("unknown allocator kind")?;
-        t = t.checked_add(c.u64()?).ok_or("event time overflows")?;
+        if head & HAS_TIME != 0 {
+            t = t.checked_add(cols[TIME].u64()?).ok_or("event time overflows")?;
+        }
         if head & HAS_THREAD != 0 {
-            thread = c.u32()?;
+            thread = cols[THREAD].u32()?;
             if thread as usize >= threads {
                 return Err(format!("event refers to undefined thread {thread}"));
             }
         }
-        address = address.wrapping_add(c.i64()? as u64);
+        let address = match code {
+            OP_FREE_RECENT => ago(&allocs, cols[ADDRESS].u64()?)?,
+            OP_ALLOC_REUSE => ago(&frees, cols[ADDRESS].u64()?)?,
+            _ => {
+                prev_address = prev_address.wrapping_add(cols[ADDRESS].i64()? as u64);
+                prev_address
+            }
+        };
+        match op {
+            Op::Alloc => allocs.push(address),
+            Op::Free => frees.push(address),
+        }
         let (size, st) = if op == Op::Alloc {
-            let size = c.u64()?;
+            let size = cols[SIZE].u64()?;
             if head & HAS_STACK != 0 {
-                stack = c.u32()?;
+                stack = cols[STACK].u32()?;
                 if stack as usize >= stacks {
                     return Err(format!("event refers to undefined stack {stack}"));
                 }
@@ -237,8 +321,8 @@ pub(crate) fn decode_events(
             stack: StackId(st),
         });
     }
-    if !c.is_empty() {
-        return Err("trailing bytes after the last event".into());
+    if cols.iter().any(|c| !c.is_empty()) {
+        return Err("column bytes left over after the last event".into());
     }
     Ok(())
 }

@@ -15,6 +15,7 @@ pub(crate) fn put_i64(out: &mut Vec<u8>, v: i64) {
 }
 
 /// A cursor over a byte slice that never reads past its end.
+#[derive(Default)]
 pub(crate) struct Cursor<'a> {
     bytes: &'a [u8],
     pos: usize,

@@ -1,0 +1,53 @@
+//! Re-encodes a recording with the current encoder and given options, to measure format
+//! changes on real recordings: `cargo run --release -p memlens-format --example reencode -- IN
+//! [zstd|lz4|none] [events-per-chunk]`. Prints sizes; writes nothing.
+
+use std::ops::ControlFlow;
+
+use memlens_format::*;
+
+fn main() {
+    let path = std::env::args().nth(1).expect("usage: reencode FILE [codec] [events-per-chunk]");
+    let codec = match std::env::args().nth(2).as_deref() {
+        Some("lz4") => Codec::Lz4,
+        Some("none") => Codec::None,
+        _ => Codec::Zstd,
+    };
+    let per_chunk = std::env::args().nth(3).and_then(|a| a.parse().ok()).unwrap_or(64 * 1024);
+    let bytes = std::fs::read(&path).unwrap();
+    let rec = Recording::open(&bytes).unwrap();
+    let options = WriterOptions { codec, events_per_chunk: per_chunk };
+    let mut w = RecordingWriter::with_options(Vec::new(), rec.meta(), options).unwrap();
+    for t in rec.threads() {
+        w.add_thread(t.clone());
+    }
+    // Interning in id order reproduces the same ids.
+    for f in rec.frames() {
+        w.intern_frame(rec.string(f.function), rec.string(f.file), f.line);
+    }
+    for id in 1..rec.stack_count() as u32 {
+        let node = rec.stack(StackId(id)).unwrap();
+        w.intern_stack(node.parent, node.frame);
+    }
+    let mut n = 0u64;
+    rec.for_each_event_chunk(|events| {
+        for e in events {
+            match e.op {
+                Op::Alloc => w.alloc(e.time_ns, e.thread, e.stack, e.address, e.size, e.kind),
+                Op::Free => w.free(e.time_ns, e.thread, e.address, e.kind),
+            }
+            .unwrap();
+            n += 1;
+        }
+        ControlFlow::Continue(())
+    })
+    .unwrap();
+    let out = w.finish(rec.end().copied().unwrap_or_default()).unwrap();
+    println!(
+        "{path}: {n} events; original {} bytes ({:.2} B/event), re-encoded {codec:?} {} bytes ({:.2} B/event)",
+        bytes.len(),
+        bytes.len() as f64 / n as f64,
+        out.len(),
+        out.len() as f64 / n as f64
+    );
+}
