@@ -71,7 +71,8 @@ fn main() {
     })
     .unwrap();
     let decode_s = t.elapsed().as_secs_f64();
-    assert_eq!(decoded as u64, n);
+    // Frees of blocks that were not live are not written, so fewer events may come back.
+    assert!(decoded as u64 <= n);
     let t = Instant::now();
     let end = stack_totals(&rec, Snapshot::AtEnd, &EventFilter::default()).unwrap();
     let replay_s = t.elapsed().as_secs_f64();

@@ -32,6 +32,7 @@
 mod analysis;
 mod callsites;
 mod chunk;
+mod diff;
 mod error;
 mod flame;
 mod ids;
@@ -50,6 +51,7 @@ pub use callsites::{call_sites, CallSite};
 pub use chunk::{
     Codec, Tag, CHUNK_HEADER_LEN, FORMAT_VERSION, HEADER_LEN, MAGIC, MAX_CHUNK_RAW_LEN,
 };
+pub use diff::{diff_sites, incomparable_reasons, SiteDelta};
 pub use error::Error;
 pub use flame::{
     flame_hit, flame_layout, is_internal_file, FlameNode, FlameOptions, FlameRect, FlameTree,

@@ -150,34 +150,46 @@ pub(crate) struct EventEncoder {
     prev_thread: u32,
     prev_address: u64,
     prev_stack: u32,
-    /// Address -> index of its latest alloc / free in this chunk.
-    allocated: rustc_hash::FxHashMap<u64, u32>,
-    freed: rustc_hash::FxHashMap<u64, u32>,
-    allocs: u32,
-    frees: u32,
+    /// Allocs and frees pushed in this chunk: the indexes [`AddressRef`]s count back from.
+    pub(crate) allocs: u32,
+    pub(crate) frees: u32,
+    /// Number of chunks finished so far: tells the writer whether an index it kept is from
+    /// the chunk being built.
+    pub(crate) chunk: u32,
+}
+
+/// How an event's address is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AddressRef {
+    /// As a delta from the previous explicit address.
+    Explicit,
+    /// A free of the block allocated by this chunk's alloc number `n`.
+    Allocated(u32),
+    /// An alloc at the address freed by this chunk's free number `n`.
+    Freed(u32),
 }
 
 impl EventEncoder {
-    pub(crate) fn push(&mut self, e: &Event) {
+    pub(crate) fn push(&mut self, e: &Event, address: AddressRef) {
         let t = e.time_ns / EVENT_TIME_QUANTUM_NS;
         if self.count == 0 {
             self.first_time = t;
             self.last_time = t;
         }
-        let (op, recent) = match e.op {
-            Op::Alloc => {
-                let reuse = self.freed.get(&e.address).map(|&i| self.frees - 1 - i);
-                self.allocated.insert(e.address, self.allocs);
-                self.allocs += 1;
-                (if reuse.is_some() { OP_ALLOC_REUSE } else { OP_ALLOC }, reuse)
+        let (op, recent) = match (e.op, address) {
+            (Op::Alloc, AddressRef::Freed(n)) if n < self.frees => {
+                (OP_ALLOC_REUSE, Some(self.frees - 1 - n))
             }
-            Op::Free => {
-                let recent = self.allocated.get(&e.address).map(|&i| self.allocs - 1 - i);
-                self.freed.insert(e.address, self.frees);
-                self.frees += 1;
-                (if recent.is_some() { OP_FREE_RECENT } else { OP_FREE }, recent)
+            (Op::Free, AddressRef::Allocated(n)) if n < self.allocs => {
+                (OP_FREE_RECENT, Some(self.allocs - 1 - n))
             }
+            (Op::Alloc, _) => (OP_ALLOC, None),
+            (Op::Free, _) => (OP_FREE, None),
         };
+        match e.op {
+            Op::Alloc => self.allocs += 1,
+            Op::Free => self.frees += 1,
+        }
         let mut head = op | ((e.kind as u8) << KIND_SHIFT);
         if t > self.last_time {
             head |= HAS_TIME;
@@ -227,13 +239,10 @@ impl EventEncoder {
         let mut spare = std::mem::take(self);
         spare.heads.clear();
         spare.columns.iter_mut().for_each(Vec::clear);
-        spare.allocated.clear();
-        spare.freed.clear();
         *self = EventEncoder {
             heads: spare.heads,
             columns: spare.columns,
-            allocated: spare.allocated,
-            freed: spare.freed,
+            chunk: spare.chunk + 1,
             ..Default::default()
         };
         raw

@@ -6,11 +6,23 @@ use std::io::Write;
 use rustc_hash::FxHashMap;
 
 use crate::chunk::{encode_chunk, header_bytes, Codec, Tag};
-use crate::tables::{encode_frames, encode_stacks, encode_strings, EventEncoder};
+use crate::tables::{encode_frames, encode_stacks, encode_strings, AddressRef, EventEncoder};
 use crate::{
     AllocatorKind, Error, Event, Frame, FrameId, GcEvent, IndexEntry, Marker, MemorySample, Meta,
     Op, ProcessEnd, StackId, StackNode, StringId, Summary, ThreadId, ThreadInfo, Trailer,
 };
+
+/// What the writer knows of an address.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    /// Size of the live block, or [`FREED`].
+    size: u64,
+    /// Chunk number and alloc/free index within it of the latest event at this address.
+    chunk: u32,
+    index: u32,
+}
+
+const FREED: u64 = u64::MAX;
 
 /// Tuning knobs for [`RecordingWriter`].
 #[derive(Debug, Clone, Copy)]
@@ -68,7 +80,10 @@ pub struct RecordingWriter<W: Write> {
     samples: Vec<MemorySample>,
     markers: Vec<Marker>,
     gcs: Vec<GcEvent>,
-    live: FxHashMap<u64, u64>,
+    /// Every address of a heap block seen: live or freed, with the chunk and index of its
+    /// last alloc or free, so events can point back at them (one lookup per event).
+    addresses: FxHashMap<u64, Slot>,
+    live_count: u64,
     heap: u64,
     summary: Summary,
     scratch: Vec<u8>,
@@ -104,7 +119,8 @@ impl<W: Write> RecordingWriter<W> {
             samples: Vec::new(),
             markers: Vec::new(),
             gcs: Vec::new(),
-            live: FxHashMap::default(),
+            addresses: FxHashMap::default(),
+            live_count: 0,
             heap: 0,
             summary: Summary::default(),
             scratch: Vec::new(),
@@ -170,12 +186,22 @@ impl<W: Write> RecordingWriter<W> {
         kind: AllocatorKind,
     ) -> Result<(), Error> {
         let time_ns = self.event_time(time_ns);
+        let mut addr_ref = AddressRef::Explicit;
         if kind.counts_in_heap() {
-            if let Some(old) = self.live.insert(address, size) {
-                // A free we never saw (e.g. through an unhooked path): replace, don't leak.
-                self.heap -= old;
+            let new = Slot { size, chunk: self.events.chunk, index: self.events.allocs };
+            match self.addresses.insert(address, new) {
+                Some(old) if old.size != FREED => {
+                    // A free we never saw (e.g. through an unhooked path): replace, don't leak.
+                    self.heap -= old.size;
+                    self.live_count -= 1;
+                }
+                Some(old) if old.chunk == self.events.chunk => {
+                    addr_ref = AddressRef::Freed(old.index)
+                }
+                _ => {}
             }
             self.heap += size;
+            self.live_count += 1;
             self.summary.alloc_count += 1;
             self.summary.alloc_bytes += size;
             if self.heap > self.summary.peak_heap {
@@ -183,11 +209,12 @@ impl<W: Write> RecordingWriter<W> {
                 self.summary.peak_heap_time_ns = time_ns;
             }
         }
-        self.push_event(Event { op: Op::Alloc, kind, time_ns, thread, address, size, stack })
+        let event = Event { op: Op::Alloc, kind, time_ns, thread, address, size, stack };
+        self.push_event(event, addr_ref)
     }
 
-    /// Records a free. Frees of addresses never allocated while tracing are kept in the file
-    /// but change nothing in the heap.
+    /// Records a free. Frees of heap blocks that are not live (allocated before tracing
+    /// started, or freed twice) change nothing, so they are not written.
     pub fn free(
         &mut self,
         time_ns: u64,
@@ -196,14 +223,22 @@ impl<W: Write> RecordingWriter<W> {
         kind: AllocatorKind,
     ) -> Result<(), Error> {
         let time_ns = self.event_time(time_ns);
+        let mut addr_ref = AddressRef::Explicit;
         if kind.counts_in_heap() {
-            if let Some(size) = self.live.remove(&address) {
-                self.heap -= size;
-                self.summary.free_count += 1;
+            let Some(slot) = self.addresses.get_mut(&address).filter(|s| s.size != FREED) else {
+                return Ok(());
+            };
+            self.heap -= slot.size;
+            self.live_count -= 1;
+            self.summary.free_count += 1;
+            if slot.chunk == self.events.chunk {
+                addr_ref = AddressRef::Allocated(slot.index);
             }
+            *slot = Slot { size: FREED, chunk: self.events.chunk, index: self.events.frees };
         }
         let stack = StackId::ROOT;
-        self.push_event(Event { op: Op::Free, kind, time_ns, thread, address, size: 0, stack })
+        let event = Event { op: Op::Free, kind, time_ns, thread, address, size: 0, stack };
+        self.push_event(event, addr_ref)
     }
 
     /// The traced heap right now, in bytes.
@@ -265,7 +300,7 @@ impl<W: Write> RecordingWriter<W> {
         self.write_postcard(Tag::End, &end, (end.time_ns, end.time_ns, 1))?;
         self.summary.duration_ns = self.summary.duration_ns.max(end.time_ns);
         self.summary.end_heap = self.heap;
-        self.summary.end_live_count = self.live.len() as u64;
+        self.summary.end_live_count = self.live_count;
         let trailer = Trailer { summary: self.summary, index: std::mem::take(&mut self.index) };
         let trailer_offset = self.offset;
         self.write_postcard(Tag::Trailer, &trailer, (0, 0, 1))?;
@@ -276,7 +311,7 @@ impl<W: Write> RecordingWriter<W> {
 
     /// The aggregates so far.
     pub fn summary(&self) -> Summary {
-        Summary { end_heap: self.heap, end_live_count: self.live.len() as u64, ..self.summary }
+        Summary { end_heap: self.heap, end_live_count: self.live_count, ..self.summary }
     }
 
     fn event_time(&mut self, time_ns: u64) -> u64 {
@@ -285,8 +320,8 @@ impl<W: Write> RecordingWriter<W> {
         self.last_event_time
     }
 
-    fn push_event(&mut self, e: Event) -> Result<(), Error> {
-        self.events.push(&e);
+    fn push_event(&mut self, e: Event, address: AddressRef) -> Result<(), Error> {
+        self.events.push(&e, address);
         if self.events.count >= self.options.events_per_chunk {
             self.write_events()?;
         }

@@ -48,7 +48,7 @@ pub fn known_program(options: WriterOptions) -> Vec<u8> {
     for i in 0..10u64 {
         w.free(20_000 + i * 1000, T, 0x10_000 + i * 0x1000, AllocatorKind::PymallocObject).unwrap();
     }
-    // A free of something allocated before tracing started changes nothing.
+    // A free of something allocated before tracing started changes nothing (and is dropped).
     w.free(31_000, T, 0xdead_0000, AllocatorKind::Malloc).unwrap();
     w.gc(GcEvent {
         time_ns: 32_000,
