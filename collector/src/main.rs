@@ -7,6 +7,7 @@
 
 mod assets;
 mod child_memory;
+mod cmd_diff;
 mod cmd_run;
 mod cmd_summary;
 mod cmd_view;
@@ -27,7 +28,8 @@ use clap::{Parser, Subcommand};
     memlens run -o out.memlens -c 'x = [0] * 10**7'
     memlens summary out.memlens          # peak, leaks, top call sites
     memlens summary --json out.memlens   # the same as stable JSON
-    memlens view out.memlens             # open the viewer on 127.0.0.1"
+    memlens view out.memlens             # open the viewer on 127.0.0.1
+    memlens diff base.memlens head.memlens --format markdown --fail-if 'peak>+10%'"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -40,6 +42,8 @@ enum Command {
     Run(cmd_run::RunArgs),
     /// Print what a recording says: peak, leaks, top call sites, threads.
     Summary(cmd_summary::SummaryArgs),
+    /// Compare two recordings: peak, leaks and the call sites that changed (for CI gates).
+    Diff(cmd_diff::DiffArgs),
     /// Serve the viewer and a recording on 127.0.0.1 and open a browser.
     View(cmd_view::ViewArgs),
 }
@@ -50,6 +54,7 @@ fn main() {
         Command::Run(args) => cmd_run::run(args),
         Command::Summary(args) => cmd_summary::run(args),
         Command::View(args) => cmd_view::run(args),
+        Command::Diff(args) => cmd_diff::run(args),
     };
     let code = match result {
         Ok(code) => code,

@@ -1,0 +1,388 @@
+//! `memlens diff`: what changed between a base and a head recording, for code review and CI.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use memlens_format::{
+    diff_sites, format_bytes, format_bytes_delta, format_count, incomparable_reasons, stack_totals,
+    EventFilter, Recording, SiteDelta, Snapshot, Summary,
+};
+use serde::Serialize;
+
+use crate::load::open_recording;
+
+/// Arguments of `memlens diff`.
+#[derive(Debug, clap::Args)]
+pub struct DiffArgs {
+    /// The recording before the change.
+    pub base: PathBuf,
+    /// The recording after the change.
+    pub head: PathBuf,
+    /// Output format: `markdown` is ready to paste as a pull-request comment.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// Exit with code 1 when a threshold is crossed, e.g. `peak>+10%`, `leaks>+1MiB`,
+    /// `rss>+20%`, `allocs>+5%`. Repeat the flag or separate with commas.
+    #[arg(long = "fail-if", value_delimiter = ',')]
+    pub fail_if: Vec<String>,
+    /// Call sites to list per table.
+    #[arg(long, default_value_t = 10)]
+    pub top: usize,
+    /// Hide call sites whose change is smaller than this many bytes.
+    #[arg(long, default_value_t = 1024)]
+    pub min_change: u64,
+}
+
+/// Output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Text,
+    Markdown,
+    Json,
+}
+
+/// A whole-run figure compared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Metric {
+    Peak,
+    Rss,
+    Leaks,
+    Allocs,
+}
+
+impl Metric {
+    const ALL: [Metric; 4] = [Metric::Peak, Metric::Rss, Metric::Leaks, Metric::Allocs];
+
+    fn label(self) -> &'static str {
+        match self {
+            Metric::Peak => "Peak traced heap",
+            Metric::Rss => "Peak RSS",
+            Metric::Leaks => "Left at exit",
+            Metric::Allocs => "Allocations",
+        }
+    }
+
+    fn value(self, s: &Summary) -> u64 {
+        match self {
+            Metric::Peak => s.peak_heap,
+            Metric::Rss => s.peak_rss,
+            Metric::Leaks => s.end_heap,
+            Metric::Allocs => s.alloc_count,
+        }
+    }
+
+    fn format(self, v: u64) -> String {
+        if self == Metric::Allocs {
+            format_count(v)
+        } else {
+            format_bytes(v)
+        }
+    }
+
+    fn format_delta(self, d: i64) -> String {
+        if self == Metric::Allocs {
+            format!("{}{}", if d >= 0 { "+" } else { "-" }, format_count(d.unsigned_abs()))
+        } else {
+            format_bytes_delta(d)
+        }
+    }
+}
+
+/// A parsed `--fail-if` threshold: fail when head − base exceeds the limit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Threshold {
+    pub text: String,
+    pub metric: Metric,
+    pub limit: Limit,
+}
+
+/// How a threshold's limit is expressed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Limit {
+    Percent(f64),
+    Absolute(u64),
+}
+
+/// Parses `METRIC>+N%` or `METRIC>+N[B|KB|KiB|MB|MiB|GB|GiB]` (the `+` is optional).
+pub fn parse_threshold(text: &str) -> Result<Threshold> {
+    let compact: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+    let Some((name, value)) = compact.split_once('>') else {
+        bail!("threshold `{text}`: expected METRIC>+VALUE, e.g. peak>+10% or leaks>+1MiB");
+    };
+    let metric = match name.to_ascii_lowercase().as_str() {
+        "peak" => Metric::Peak,
+        "rss" => Metric::Rss,
+        "leaks" | "leak" => Metric::Leaks,
+        "allocs" | "allocations" => Metric::Allocs,
+        other => {
+            bail!("threshold `{text}`: unknown metric `{other}` (use peak, rss, leaks or allocs)")
+        }
+    };
+    let value = value.trim_start_matches('+');
+    let limit = if let Some(p) = value.strip_suffix('%') {
+        Limit::Percent(p.parse().with_context(|| format!("threshold `{text}`: bad percentage"))?)
+    } else {
+        let split = value.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(value.len());
+        let (num, unit) = value.split_at(split);
+        let num: f64 = num.parse().with_context(|| format!("threshold `{text}`: bad number"))?;
+        let scale = match unit.to_ascii_lowercase().as_str() {
+            "" | "b" => 1.0,
+            "kb" => 1e3,
+            "kib" | "k" => 1024.0,
+            "mb" => 1e6,
+            "mib" | "m" => 1024.0 * 1024.0,
+            "gb" => 1e9,
+            "gib" | "g" => 1024.0 * 1024.0 * 1024.0,
+            other => bail!("threshold `{text}`: unknown unit `{other}`"),
+        };
+        Limit::Absolute((num * scale) as u64)
+    };
+    Ok(Threshold { text: text.to_owned(), metric, limit })
+}
+
+impl Threshold {
+    fn crossed(&self, base: u64, head: u64) -> bool {
+        let delta = head as f64 - base as f64;
+        match self.limit {
+            // Anything from nothing is an infinite increase.
+            Limit::Percent(_) if base == 0 => head > 0,
+            Limit::Percent(p) => delta / base as f64 * 100.0 > p,
+            Limit::Absolute(a) => delta > a as f64,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct MetricJson {
+    metric: Metric,
+    base: u64,
+    head: u64,
+    change: i64,
+    change_percent: Option<f64>,
+}
+
+#[derive(Debug, Serialize)]
+struct SiteJson {
+    function: String,
+    file: String,
+    base_bytes: u64,
+    head_bytes: u64,
+    change_bytes: i64,
+}
+
+#[derive(Debug, Serialize)]
+struct DiffJson {
+    schema: u32,
+    base: String,
+    head: String,
+    warnings: Vec<String>,
+    metrics: Vec<MetricJson>,
+    peak_sites: Vec<SiteJson>,
+    leak_sites: Vec<SiteJson>,
+    failed_thresholds: Vec<String>,
+}
+
+fn percent(base: u64, head: u64) -> Option<f64> {
+    (base > 0).then(|| (head as f64 - base as f64) / base as f64 * 100.0)
+}
+
+fn sites(deltas: &[SiteDelta], top: usize, min_change: u64) -> Vec<SiteJson> {
+    deltas
+        .iter()
+        .filter(|d| d.delta().unsigned_abs() >= min_change)
+        .take(top)
+        .map(|d| SiteJson {
+            function: d.function.clone(),
+            file: d.file.clone(),
+            base_bytes: d.base.bytes,
+            head_bytes: d.head.bytes,
+            change_bytes: d.delta(),
+        })
+        .collect()
+}
+
+/// Compares two opened recordings.
+fn compare(
+    base: &Recording,
+    head: &Recording,
+    args: &DiffArgs,
+    thresholds: &[Threshold],
+) -> Result<DiffJson> {
+    let all = EventFilter::default();
+    let site_deltas = |snapshot| -> Result<Vec<SiteDelta>> {
+        let b = stack_totals(base, snapshot, &all)?;
+        let h = stack_totals(head, snapshot, &all)?;
+        Ok(diff_sites(base, &b, head, &h))
+    };
+    let (bs, hs) = (base.summary(), head.summary());
+    Ok(DiffJson {
+        schema: 1,
+        base: args.base.display().to_string(),
+        head: args.head.display().to_string(),
+        warnings: incomparable_reasons(base, head),
+        metrics: Metric::ALL
+            .iter()
+            .map(|&m| {
+                let (b, h) = (m.value(bs), m.value(hs));
+                MetricJson {
+                    metric: m,
+                    base: b,
+                    head: h,
+                    change: h as i64 - b as i64,
+                    change_percent: percent(b, h),
+                }
+            })
+            .collect(),
+        peak_sites: sites(&site_deltas(Snapshot::AtPeak)?, args.top, args.min_change),
+        leak_sites: sites(&site_deltas(Snapshot::AtEnd)?, args.top, args.min_change),
+        failed_thresholds: thresholds
+            .iter()
+            .filter(|t| t.crossed(t.metric.value(bs), t.metric.value(hs)))
+            .map(|t| t.text.clone())
+            .collect(),
+    })
+}
+
+fn change_text(m: &MetricJson) -> String {
+    let pct = m.change_percent.map(|p| format!(" ({p:+.1}%)")).unwrap_or_default();
+    format!("{}{pct}", m.metric.format_delta(m.change))
+}
+
+fn render_markdown(d: &DiffJson) -> String {
+    let mut s = String::from("### memlens: memory change\n\n");
+    for w in &d.warnings {
+        let _ = writeln!(s, "> **Warning:** the runs may not be comparable: {w}.\n");
+    }
+    s.push_str("| | base | head | change |\n|---|---:|---:|---:|\n");
+    for m in &d.metrics {
+        let k = m.metric;
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} |",
+            k.label(),
+            k.format(m.base),
+            k.format(m.head),
+            change_text(m)
+        );
+    }
+    for (title, rows) in
+        [("Call sites at the peak", &d.peak_sites), ("Left at exit", &d.leak_sites)]
+    {
+        let _ = writeln!(s, "\n**{title}**, largest changes first\n");
+        if rows.is_empty() {
+            s.push_str("No call site changed.\n");
+            continue;
+        }
+        s.push_str("| call site | base | head | change |\n|---|---:|---:|---:|\n");
+        for r in rows {
+            let file = r.file.rsplit('/').next().unwrap_or(&r.file);
+            let _ = writeln!(
+                s,
+                "| `{}` ({}) | {} | {} | {} |",
+                r.function,
+                file,
+                format_bytes(r.base_bytes),
+                format_bytes(r.head_bytes),
+                format_bytes_delta(r.change_bytes)
+            );
+        }
+    }
+    if !d.failed_thresholds.is_empty() {
+        let _ = writeln!(s, "\n**Failed:** {}", d.failed_thresholds.join(", "));
+    }
+    s
+}
+
+fn render_text(d: &DiffJson) -> String {
+    let mut s = format!("base {}\nhead {}\n", d.base, d.head);
+    for w in &d.warnings {
+        let _ = writeln!(s, "warning: the runs may not be comparable: {w}");
+    }
+    s.push('\n');
+    for m in &d.metrics {
+        let k = m.metric;
+        let _ = writeln!(
+            s,
+            "{:<18} {:>12} -> {:>12}  {}",
+            k.label(),
+            k.format(m.base),
+            k.format(m.head),
+            change_text(m)
+        );
+    }
+    for (title, rows) in
+        [("Call sites at the peak", &d.peak_sites), ("Left at exit", &d.leak_sites)]
+    {
+        let _ = writeln!(s, "\n{title} (largest changes first)");
+        if rows.is_empty() {
+            s.push_str("  no call site changed\n");
+        }
+        for r in rows {
+            let _ = writeln!(
+                s,
+                "  {:>11}  {:>10} -> {:>10}  {}  {}",
+                format_bytes_delta(r.change_bytes),
+                format_bytes(r.base_bytes),
+                format_bytes(r.head_bytes),
+                r.function,
+                r.file
+            );
+        }
+    }
+    for t in &d.failed_thresholds {
+        let _ = writeln!(s, "\nFAILED: {t}");
+    }
+    s
+}
+
+pub fn run(args: DiffArgs) -> Result<i32> {
+    let thresholds = args.fail_if.iter().map(|t| parse_threshold(t)).collect::<Result<Vec<_>>>()?;
+    let base = open_recording(&args.base)?;
+    let head = open_recording(&args.head)?;
+    let d = compare(&base, &head, &args, &thresholds)?;
+    match args.format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&d)?),
+        Format::Markdown => print!("{}", render_markdown(&d)),
+        Format::Text => print!("{}", render_text(&d)),
+    }
+    if d.failed_thresholds.is_empty() {
+        Ok(0)
+    } else {
+        for t in &d.failed_thresholds {
+            eprintln!("memlens: diff threshold crossed: {t}");
+        }
+        Ok(1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thresholds_parse() {
+        let t = parse_threshold("peak>+10%").unwrap();
+        assert_eq!((t.metric, t.limit), (Metric::Peak, Limit::Percent(10.0)));
+        let t = parse_threshold("leaks > 1MiB").unwrap();
+        assert_eq!((t.metric, t.limit), (Metric::Leaks, Limit::Absolute(1 << 20)));
+        assert_eq!(parse_threshold("rss>+2kb").unwrap().limit, Limit::Absolute(2000));
+        assert!(parse_threshold("peak<10%").is_err());
+        assert!(parse_threshold("speed>10%").unwrap_err().to_string().contains("unknown metric"));
+        assert!(parse_threshold("peak>10parsecs").is_err());
+    }
+
+    #[test]
+    fn thresholds_cross() {
+        let pct = parse_threshold("peak>+10%").unwrap();
+        assert!(!pct.crossed(100, 110));
+        assert!(pct.crossed(100, 111));
+        assert!(pct.crossed(0, 1));
+        assert!(!pct.crossed(0, 0));
+        let abs = parse_threshold("leaks>+1KiB").unwrap();
+        assert!(!abs.crossed(5000, 6024));
+        assert!(abs.crossed(5000, 6025));
+        assert!(!abs.crossed(9000, 100));
+    }
+}

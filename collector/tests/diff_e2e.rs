@@ -1,0 +1,168 @@
+//! End-to-end tests of `memlens diff` and `memlens summary` on recordings of a real program
+//! made by the real collector: the head version has a 20 MiB bigger peak and an 8 MiB leak.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+fn memlens() -> Command {
+    let exe = PathBuf::from(env!("CARGO_BIN_EXE_memlens"));
+    if std::env::var_os("MEMLENS_TRACER").is_none() {
+        // `cargo test` does not build cdylibs; build the tracer next to the binary.
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+            let mut cmd = Command::new(cargo);
+            cmd.args(["build", "-q", "-p", "memlens-tracer"]);
+            if exe.parent().and_then(|d| d.file_name()) == Some("release".as_ref()) {
+                cmd.arg("--release");
+            }
+            assert!(cmd.status().unwrap().success(), "building the tracer failed");
+        });
+    }
+    Command::new(exe)
+}
+
+/// Records tests/scripts/diff_app.py as `variant` into `dir`.
+fn record(dir: &Path, variant: &str) -> PathBuf {
+    let out = dir.join(format!("{variant}.memlens"));
+    let status = memlens()
+        .args(["run", "-q", "-o"])
+        .arg(&out)
+        .arg(root().join("tests/scripts/diff_app.py"))
+        .env("VARIANT", variant)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    out
+}
+
+struct Pair {
+    dir: PathBuf,
+    base: PathBuf,
+    head: PathBuf,
+}
+
+impl Drop for Pair {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn pair(name: &str) -> Pair {
+    let dir = std::env::temp_dir().join(format!("memlens-diff-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let base = record(&dir, "base");
+    let head = record(&dir, "head");
+    Pair { dir, base, head }
+}
+
+fn diff(p: &Pair, args: &[&str]) -> (i32, String, String) {
+    let out = memlens().arg("diff").arg(&p.base).arg(&p.head).args(args).output().unwrap();
+    (
+        out.status.code().unwrap(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+#[test]
+fn diff_finds_the_bigger_peak_and_the_leak_at_the_right_functions() {
+    let p = pair("json");
+    let (code, out, _) = diff(&p, &["--format", "json"]);
+    assert_eq!(code, 0);
+    let d: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(d["warnings"].as_array().unwrap().is_empty(), "{d}");
+    let metric = |name: &str| {
+        d["metrics"].as_array().unwrap().iter().find(|m| m["metric"] == name).unwrap().clone()
+    };
+    let mib = 1024.0 * 1024.0;
+    let peak_change = metric("peak")["change"].as_f64().unwrap();
+    assert!((peak_change - 20.0 * mib).abs() < 0.05 * 20.0 * mib, "peak change {peak_change}");
+    let leak_change = metric("leaks")["change"].as_f64().unwrap();
+    assert!((leak_change - 8.0 * mib).abs() < 0.05 * 8.0 * mib, "leak change {leak_change}");
+    let top_peak = &d["peak_sites"][0];
+    assert_eq!(top_peak["function"], "build_index");
+    assert!(top_peak["file"].as_str().unwrap().ends_with("diff_app.py"));
+    assert_eq!(top_peak["change_bytes"].as_i64().unwrap(), 20 * 1024 * 1024, "{top_peak}");
+    let top_leak = &d["leak_sites"][0];
+    assert_eq!(top_leak["function"], "remember_results");
+    assert_eq!(top_leak["base_bytes"], 0);
+    assert!(top_leak["head_bytes"].as_u64().unwrap() >= 8 * 1024 * 1024);
+}
+
+#[test]
+fn thresholds_set_the_exit_code() {
+    let p = pair("gate");
+    let (code, out, err) = diff(&p, &["--fail-if", "peak>+10%", "--fail-if", "leaks>+100MiB"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.contains("FAILED: peak>+10%"), "{out}");
+    assert!(!out.contains("leaks>+100MiB"), "{out}");
+    assert!(err.contains("threshold crossed: peak>+10%"), "{err}");
+    let (code, _, _) = diff(&p, &["--fail-if", "peak>+60%,leaks>+9MiB"]);
+    assert_eq!(code, 0);
+    let (code, _, err) = diff(&p, &["--fail-if", "speed>1%"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("unknown metric"), "{err}");
+}
+
+/// The markdown is a pull-request comment: pinned by a golden file, with the figures that vary
+/// from run to run or with the checkout's path (RSS, interpreter allocations and the few KiB
+/// the interpreter keeps at exit) masked. The call-site tables are exact.
+#[test]
+fn markdown_matches_the_golden_file() {
+    let p = pair("markdown");
+    let (code, out, _) = diff(&p, &["--format", "markdown", "--min-change", "65536"]);
+    assert_eq!(code, 0);
+    let masked: String = out
+        .lines()
+        .map(|l| {
+            if ["| Peak RSS", "| Allocations", "| Left at exit"].iter().any(|p| l.starts_with(p)) {
+                let name = l.split('|').nth(1).unwrap().trim();
+                format!("| {name} | (varies) |")
+            } else {
+                l.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let golden_path = root().join("tests/golden/diff.md");
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&golden_path, &masked).unwrap();
+    }
+    let golden = std::fs::read_to_string(&golden_path).unwrap();
+    assert_eq!(masked, golden);
+}
+
+#[test]
+fn summary_json_reports_peak_and_leak_sites() {
+    let p = pair("summary");
+    let out = memlens().args(["summary", "--json"]).arg(&p.head).output().unwrap();
+    assert!(out.status.success());
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(s["complete"], true);
+    assert_eq!(s["exit_code"], 0);
+    assert_eq!(s["top_at_peak"][0]["function"], "build_index");
+    assert_eq!(s["top_leaks"][0]["function"], "remember_results");
+    let text = memlens().arg("summary").arg(&p.head).output().unwrap();
+    let text = String::from_utf8(text.stdout).unwrap();
+    assert!(text.contains("Top call sites at the peak"), "{text}");
+    assert!(text.contains("build_index"), "{text}");
+}
+
+#[test]
+fn summary_rejects_files_that_are_not_recordings() {
+    let dir = std::env::temp_dir().join(format!("memlens-notrec-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let f = dir.join("notes.txt");
+    std::fs::write(&f, "hello").unwrap();
+    let out = memlens().arg("summary").arg(&f).output().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("not a memlens recording"), "{err}");
+}
