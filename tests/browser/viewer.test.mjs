@@ -84,6 +84,11 @@ describe('viewer', () => {
     await crumbs.first().click();
     await page.waitForFunction(() => !location.hash.includes('zoom='));
     assert.equal(await crumbs.count(), 1);
+    // Escape zooms out one level.
+    await page.mouse.click(p.x, p.y);
+    await page.waitForFunction(() => location.hash.includes('zoom='));
+    await page.keyboard.press('Escape');
+    await page.waitForFunction(() => !location.hash.includes('zoom='));
     await noProblems(page);
   });
 

@@ -70,8 +70,10 @@ type Frame<C> = (Option<C>, Size, Option<<C as Chart>::Hit>);
 #[derive(Clone, PartialEq)]
 struct HoverAt<H> {
     hit: H,
-    x: f64,
-    y: f64,
+    /// Pointer position in the viewport (the tooltip is `position: fixed`, so panels with
+    /// `overflow: hidden` never clip it).
+    client_x: f64,
+    client_y: f64,
 }
 
 /// A canvas that follows its container's size and paints `chart` once per animation frame.
@@ -162,7 +164,8 @@ pub fn ChartCanvas<C: Chart>(
                 }
             }
             let hit = chart.with_untracked(|c| c.as_ref().and_then(|c| c.hit_test(s, x, y)));
-            let next = hit.map(|hit| HoverAt { hit, x, y });
+            let (client_x, client_y) = (f64::from(ev.client_x()), f64::from(ev.client_y()));
+            let next = hit.map(|hit| HoverAt { hit, client_x, client_y });
             if hover.with_untracked(|h| *h != next) {
                 set_hover.set(next);
             }
@@ -202,17 +205,17 @@ pub fn ChartCanvas<C: Chart>(
     let tooltip = move || {
         let h = hover.get()?;
         let tip = chart.with(|c| c.as_ref().and_then(|c| c.tooltip(&h.hit)))?;
-        let s = size.get();
-        // Keep the tooltip inside the chart: flip to the left/top near the far edges.
-        let left = if h.x > s.width * 0.6 {
-            format!("right:{}px", s.width - h.x + 12.0)
+        // Keep the tooltip on screen: flip it left/up near the viewport's right/bottom edge.
+        let (vw, vh) = viewport();
+        let left = if h.client_x > vw * 0.65 {
+            format!("right:{}px", vw - h.client_x + 14.0)
         } else {
-            format!("left:{}px", h.x + 12.0)
+            format!("left:{}px", h.client_x + 14.0)
         };
-        let top = if h.y > s.height * 0.6 {
-            format!("bottom:{}px", s.height - h.y + 12.0)
+        let top = if h.client_y > vh * 0.65 {
+            format!("bottom:{}px", vh - h.client_y + 14.0)
         } else {
-            format!("top:{}px", h.y + 12.0)
+            format!("top:{}px", h.client_y + 14.0)
         };
         Some(view! {
             <div class="tooltip" role="tooltip" style=format!("{left};{top}")>
@@ -241,6 +244,13 @@ pub fn ChartCanvas<C: Chart>(
             {tooltip}
         </div>
     }
+}
+
+/// The viewport's size in CSS pixels.
+fn viewport() -> (f64, f64) {
+    let Some(w) = web_sys::window() else { return (1024.0, 768.0) };
+    let dim = |v: Result<wasm_bindgen::JsValue, _>| v.ok().and_then(|v| v.as_f64()).unwrap_or(0.0);
+    (dim(w.inner_width()), dim(w.inner_height()))
 }
 
 /// Size the backing store for the device pixel ratio and let the chart paint in CSS pixels.

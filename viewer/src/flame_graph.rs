@@ -310,6 +310,18 @@ pub fn FlameGraph(loaded: ByPtr<Loaded>, state: RwSignal<ViewState>) -> impl Int
             state.update(|s| s.zoom = path);
         }
     };
+    // Escape zooms out one level (unless typing in the search box).
+    let _ = window_event_listener(leptos::ev::keydown, move |ev| {
+        let typing = ev
+            .target()
+            .and_then(|t| wasm_bindgen::JsCast::dyn_into::<web_sys::HtmlInputElement>(t).ok())
+            .is_some();
+        if ev.key() == "Escape" && !typing {
+            state.update(|s| {
+                s.zoom.pop();
+            });
+        }
+    });
     let on_click = Callback::new(move |r: FlameRect| {
         if let Some(node) = r.node {
             set_zoom(node);
@@ -376,8 +388,13 @@ pub fn FlameGraph(loaded: ByPtr<Loaded>, state: RwSignal<ViewState>) -> impl Int
                                     data-mode=m.key()
                                     class:active=move || mode.get() == m
                                     disabled=move || m == FlameMode::Range && range.get().is_none()
-                                    title=move || (m == FlameMode::Range && range.get().is_none())
-                                        .then_some("Drag across the timeline to select a range")
+                                    title=move || {
+                                        if m == FlameMode::Range && range.get().is_none() {
+                                            "Drag across the timeline to select a range"
+                                        } else {
+                                            m.description()
+                                        }
+                                    }
                                     on:click=move |_| state.update(|s| s.mode = m)
                                 >
                                     {m.label()}

@@ -108,7 +108,7 @@ fn ProgressBar(progress: Progress) -> impl IntoView {
         Progress::Reading { name, done, .. } => {
             (format!("Reading {name}: {}", units::bytes(*done)), None)
         }
-        Progress::Decoding { name } => (format!("Decoding {name}…"), None),
+        Progress::Decoding { name } => (format!("Decoding and analysing {name}…"), None),
     };
     view! {
         <div class="progress" id="progress" role="status">

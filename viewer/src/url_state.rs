@@ -40,6 +40,16 @@ impl FlameMode {
         }
     }
 
+    /// What the mode shows, for its button's tooltip.
+    pub fn description(self) -> &'static str {
+        match self {
+            FlameMode::AtPeak => "Memory that was live when the traced heap reached its peak",
+            FlameMode::Leaks => "Memory still allocated when the program ended",
+            FlameMode::Total => "Everything allocated over the whole run, freed or not",
+            FlameMode::Range => "Everything allocated within the range selected on the timeline",
+        }
+    }
+
     fn from_key(key: &str) -> Option<FlameMode> {
         FlameMode::ALL.into_iter().find(|m| m.key() == key)
     }
