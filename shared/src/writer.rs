@@ -12,17 +12,14 @@ use crate::{
     Op, ProcessEnd, StackId, StackNode, StringId, Summary, ThreadId, ThreadInfo, Trailer,
 };
 
-/// What the writer knows of an address.
+/// A live heap block.
 #[derive(Debug, Clone, Copy)]
 struct Slot {
-    /// Size of the live block, or [`FREED`].
     size: u64,
-    /// Chunk number and alloc/free index within it of the latest event at this address.
+    /// Chunk number and alloc index within it, so a free in the same chunk can point back.
     chunk: u32,
     index: u32,
 }
-
-const FREED: u64 = u64::MAX;
 
 /// Tuning knobs for [`RecordingWriter`].
 #[derive(Debug, Clone, Copy)]
@@ -80,10 +77,11 @@ pub struct RecordingWriter<W: Write> {
     samples: Vec<MemorySample>,
     markers: Vec<Marker>,
     gcs: Vec<GcEvent>,
-    /// Every address of a heap block seen: live or freed, with the chunk and index of its
-    /// last alloc or free, so events can point back at them (one lookup per event).
-    addresses: FxHashMap<u64, Slot>,
-    live_count: u64,
+    /// Live heap blocks by address.
+    live: FxHashMap<u64, Slot>,
+    /// Addresses freed in the chunk being built -> free index, so an alloc reusing one can
+    /// point back at it. Cleared with each chunk, so it stays small and cache-resident.
+    freed_in_chunk: FxHashMap<u64, u32>,
     heap: u64,
     summary: Summary,
     scratch: Vec<u8>,
@@ -119,8 +117,8 @@ impl<W: Write> RecordingWriter<W> {
             samples: Vec::new(),
             markers: Vec::new(),
             gcs: Vec::new(),
-            addresses: FxHashMap::default(),
-            live_count: 0,
+            live: FxHashMap::default(),
+            freed_in_chunk: FxHashMap::default(),
             heap: 0,
             summary: Summary::default(),
             scratch: Vec::new(),
@@ -189,19 +187,13 @@ impl<W: Write> RecordingWriter<W> {
         let mut addr_ref = AddressRef::Explicit;
         if kind.counts_in_heap() {
             let new = Slot { size, chunk: self.events.chunk, index: self.events.allocs };
-            match self.addresses.insert(address, new) {
-                Some(old) if old.size != FREED => {
-                    // A free we never saw (e.g. through an unhooked path): replace, don't leak.
-                    self.heap -= old.size;
-                    self.live_count -= 1;
-                }
-                Some(old) if old.chunk == self.events.chunk => {
-                    addr_ref = AddressRef::Freed(old.index)
-                }
-                _ => {}
+            if let Some(old) = self.live.insert(address, new) {
+                // A free we never saw (e.g. through an unhooked path): replace, don't leak.
+                self.heap -= old.size;
+            } else if let Some(&index) = self.freed_in_chunk.get(&address) {
+                addr_ref = AddressRef::Freed(index);
             }
             self.heap += size;
-            self.live_count += 1;
             self.summary.alloc_count += 1;
             self.summary.alloc_bytes += size;
             if self.heap > self.summary.peak_heap {
@@ -225,16 +217,13 @@ impl<W: Write> RecordingWriter<W> {
         let time_ns = self.event_time(time_ns);
         let mut addr_ref = AddressRef::Explicit;
         if kind.counts_in_heap() {
-            let Some(slot) = self.addresses.get_mut(&address).filter(|s| s.size != FREED) else {
-                return Ok(());
-            };
+            let Some(slot) = self.live.remove(&address) else { return Ok(()) };
             self.heap -= slot.size;
-            self.live_count -= 1;
             self.summary.free_count += 1;
             if slot.chunk == self.events.chunk {
                 addr_ref = AddressRef::Allocated(slot.index);
             }
-            *slot = Slot { size: FREED, chunk: self.events.chunk, index: self.events.frees };
+            self.freed_in_chunk.insert(address, self.events.frees);
         }
         let stack = StackId::ROOT;
         let event = Event { op: Op::Free, kind, time_ns, thread, address, size: 0, stack };
@@ -300,7 +289,7 @@ impl<W: Write> RecordingWriter<W> {
         self.write_postcard(Tag::End, &end, (end.time_ns, end.time_ns, 1))?;
         self.summary.duration_ns = self.summary.duration_ns.max(end.time_ns);
         self.summary.end_heap = self.heap;
-        self.summary.end_live_count = self.live_count;
+        self.summary.end_live_count = self.live.len() as u64;
         let trailer = Trailer { summary: self.summary, index: std::mem::take(&mut self.index) };
         let trailer_offset = self.offset;
         self.write_postcard(Tag::Trailer, &trailer, (0, 0, 1))?;
@@ -311,7 +300,7 @@ impl<W: Write> RecordingWriter<W> {
 
     /// The aggregates so far.
     pub fn summary(&self) -> Summary {
-        Summary { end_heap: self.heap, end_live_count: self.live_count, ..self.summary }
+        Summary { end_heap: self.heap, end_live_count: self.live.len() as u64, ..self.summary }
     }
 
     fn event_time(&mut self, time_ns: u64) -> u64 {
@@ -361,6 +350,7 @@ impl<W: Write> RecordingWriter<W> {
         let span = (self.events.first_time * quantum, self.events.last_time * quantum);
         let count = self.events.count;
         let raw = self.events.finish();
+        self.freed_in_chunk.clear();
         self.write_chunk(Tag::Events, &raw, (span.0, span.1, count as usize), self.options.codec)
     }
 
