@@ -1,0 +1,105 @@
+#!/usr/bin/env python3
+"""memlens vs memray, measured in the same run on the same machine.
+
+Runs each workload in bench/workloads plain, under `memlens run`, under `memray run` (its
+default mode) and under `memray run --trace-python-allocators` (which records the same kinds
+of events memlens records by default), REPEAT times each, and prints a Markdown table:
+median wall time, slowdown against the plain run, recording size, and bytes per allocation.
+
+    python3 bench/bench.py            # uses target/release/memlens; builds nothing
+    REPEAT=5 python3 bench/bench.py --only churn,json_work
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+WORKLOADS = ROOT / "bench" / "workloads"
+MEMLENS = Path(os.environ.get("MEMLENS", ROOT / "target" / "release" / "memlens"))
+
+
+def timed(cmd):
+    t = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - t
+
+
+def memray_allocations(path):
+    """Number of allocations memray recorded (its `stats --json` report)."""
+    out = Path(str(path) + ".json")
+    subprocess.run([sys.executable, "-m", "memray", "stats", "--json", "-f", "-o", str(out), str(path)],
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return json.loads(out.read_text())["total_num_allocations"]
+
+
+def memlens_allocations(path):
+    s = json.loads(subprocess.run([str(MEMLENS), "summary", "--json", str(path)], check=True,
+                                  capture_output=True, text=True).stdout)
+    return s["alloc_count"]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--only", help="comma-separated workload names")
+    ap.add_argument("--repeat", type=int, default=int(os.environ.get("REPEAT", 3)))
+    args = ap.parse_args()
+    if not MEMLENS.exists():
+        sys.exit(f"bench: {MEMLENS} not found; run `cargo build --release -p memlens` first")
+    try:
+        import memray  # noqa: F401
+    except ImportError:
+        sys.exit("bench: memray is not installed; `pip install memray`")
+    names = sorted(p.stem for p in WORKLOADS.glob("*.py"))
+    if args.only:
+        names = [n for n in names if n in args.only.split(",")]
+    tmp = Path(tempfile.mkdtemp(prefix="memlens-bench-"))
+    py = sys.executable
+    modes = {
+        "plain": lambda w, o: [py, str(w)],
+        "memlens": lambda w, o: [str(MEMLENS), "run", "--python", py, "-o", str(o), str(w)],
+        "memray": lambda w, o: [py, "-m", "memray", "run", "-f", "-q", "-o", str(o), str(w)],
+        "memray+py": lambda w, o: [py, "-m", "memray", "run", "-f", "-q", "--trace-python-allocators",
+                                   "-o", str(o), str(w)],
+    }
+    rows = []
+    for name in names:
+        w = WORKLOADS / f"{name}.py"
+        times, sizes, allocs = {}, {}, {}
+        for mode, cmd in modes.items():
+            out = tmp / f"{name}.{mode}.bin"
+            runs = []
+            for _ in range(args.repeat):
+                if out.exists():
+                    out.unlink()
+                runs.append(timed(cmd(w, out)))
+            times[mode] = statistics.median(runs)
+            if mode != "plain":
+                sizes[mode] = out.stat().st_size
+                allocs[mode] = memlens_allocations(out) if mode == "memlens" else memray_allocations(out)
+        rows.append((name, times, sizes, allocs))
+        print(f"bench: {name} done", file=sys.stderr)
+
+    print(f"| workload | plain s | memlens | memray | memray --trace-python-allocators | "
+          f"memlens size (B/alloc) | memray+py size (B/alloc) | size ratio memlens/memray+py |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, t, s, a in rows:
+        def slow(m):
+            return f"{t[m]:.2f} s ({t[m] / t['plain']:.2f}x)"
+
+        def size(m):
+            return f"{s[m] / 1e6:.2f} MB ({s[m] / max(a[m], 1):.2f})"
+        print(f"| {name} | {t['plain']:.2f} | {slow('memlens')} | {slow('memray')} | {slow('memray+py')} | "
+              f"{size('memlens')} | {size('memray+py')} | {s['memlens'] / s['memray+py']:.2f} |")
+    print(f"\nallocations recorded: " + ", ".join(
+        f"{name}: memlens {a['memlens']:,}, memray {a['memray']:,}, memray+py {a['memray+py']:,}"
+        for name, _, _, a in rows))
+
+
+if __name__ == "__main__":
+    main()
