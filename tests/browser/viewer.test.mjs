@@ -148,6 +148,14 @@ describe('viewer', () => {
     await noProblems(page);
   });
 
+  test('?url= that cannot be reached reports a network error', async () => {
+    // Port 9 (discard) on 127.0.0.1: nothing listens there, so the connection is refused.
+    const page = await open(`?url=${encodeURIComponent('http://127.0.0.1:9/x.memlens')}`);
+    await page.waitForSelector('#error-banner');
+    assert.match(await page.textContent('#error-banner'), /Could not fetch .*network error/);
+    await noProblems(page);
+  });
+
   test('a file that is not a recording gets an error banner', async () => {
     const page = await open();
     await page.setInputFiles('#file-input', {
@@ -155,7 +163,7 @@ describe('viewer', () => {
       buffer: Buffer.from('just some text, not a recording\n'.repeat(20)),
     });
     await page.waitForSelector('#error-banner');
-    assert.match(await page.textContent('#error-banner'), /not a memlens recording/);
+    assert.match(await page.textContent('#error-banner'), /notes\.memlens: This is not a memlens recording/);
     assert.ok(await page.isVisible('#empty-state'), 'the page is not blank');
     await screenshot(page, 'error-not-a-recording');
     await noProblems(page);

@@ -419,14 +419,17 @@ pub fn FlameGraph(loaded: ByPtr<Loaded>, state: RwSignal<ViewState>) -> impl Int
             </div>
             <nav class="breadcrumb" id="breadcrumb" aria-label="Zoom path">{breadcrumb}</nav>
             {move || data.get().err().map(|message| view! { <p class="panel-message">{message}</p> })}
-            <ChartCanvas
-                chart=chart_signal
-                class="chart-flame"
-                canvas_id="flame-canvas"
-                label="Flame graph of memory by call stack"
-                height=height
-                on_click=on_click
-            />
+            // Deep stacks scroll inside the panel instead of stretching the page.
+            <div class="flame-scroll">
+                <ChartCanvas
+                    chart=chart_signal
+                    class="chart-flame"
+                    canvas_id="flame-canvas"
+                    label="Flame graph of memory by call stack"
+                    height=height
+                    on_click=on_click
+                />
+            </div>
         </section>
     }
 }

@@ -90,7 +90,7 @@ impl Loader {
                 sleep_ms(30).await;
                 let size = bytes.len() as u64;
                 crate::timed("decoding", || open_recording(bytes)).map(|o| Loaded {
-                    name,
+                    name: name.clone(),
                     size,
                     recording: o.recording,
                     warnings: o.warnings,
@@ -103,7 +103,7 @@ impl Loader {
             Ok(loaded) => self.loaded.set(Some(ByPtr(Arc::new(loaded)))),
             Err(e) => {
                 self.loaded.set(None);
-                self.error.set(Some(e));
+                self.error.set(Some(if e.contains(&name) { e } else { format!("{name}: {e}") }));
             }
         }
     }

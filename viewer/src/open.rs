@@ -17,13 +17,13 @@ pub fn open_recording(bytes: Vec<u8>) -> Result<Opened, String> {
     let recording = Recording::from_vec(bytes).map_err(|e| match e {
         Error::NotARecording => {
             "This is not a memlens recording: the file does not start with the memlens \
-             signature. Open a .memlens file written by `memlens run`."
+             signature. Open a .memlens file written by memlens run."
                 .to_string()
         }
         Error::NewerVersion { found } => format!(
             "This recording uses format version {found}, but this viewer reads up to version \
              {FORMAT_VERSION}. It was written by a newer memlens: open it with that version's \
-             viewer (`memlens view`)."
+             viewer (memlens view)."
         ),
         Error::TooShort { len } => format!(
             "This recording is truncated: only {len} bytes, not even its header is complete."
