@@ -73,6 +73,10 @@ pub struct RunArgs {
     /// the code.
     #[arg(short = 'c')]
     pub code: bool,
+    /// Only sample the process's memory (RSS/VMS of it and its children): no tracing, works
+    /// for any program. The arguments are the whole command, e.g. `--rss-only ./server -p 80`.
+    #[arg(long)]
+    pub rss_only: bool,
     /// Do not print the summary line at the end.
     #[arg(short, long)]
     pub quiet: bool,
@@ -196,6 +200,13 @@ fn meta(opts: &RunOptions, py: &PythonInfo, pid: u32) -> Meta {
 
 /// Runs the program; returns the exit code memlens should exit with.
 pub fn run(args: RunArgs) -> Result<i32> {
+    if args.rss_only {
+        if args.module || args.code {
+            bail!("--rss-only runs a whole command; -m and -c do not apply");
+        }
+        let interval = Duration::from_millis(args.interval);
+        return crate::cmd_watch::run_rss_only(&args.args, args.output, interval, args.quiet);
+    }
     run_with(RunOptions::try_from(args)?)
 }
 

@@ -38,6 +38,8 @@ pub struct SummaryJson {
     pub pid: u32,
     pub platform: String,
     pub start_unix_ms: u64,
+    /// Only process memory was sampled (`watch`, `run --rss-only`): no allocation data.
+    pub rss_only: bool,
     pub duration_ns: u64,
     pub exit_code: Option<i32>,
     pub signal: Option<i32>,
@@ -137,6 +139,7 @@ pub fn build(rec: &Recording, file: &str, top: usize) -> Result<SummaryJson> {
         pid: rec.meta().pid,
         platform: rec.meta().platform.clone(),
         start_unix_ms: rec.meta().start_unix_ms,
+        rss_only: rec.meta().capture.rss_only,
         duration_ns: s.duration_ns,
         exit_code: end.exit_code,
         signal: end.signal,
@@ -190,13 +193,30 @@ fn write_sites(out: &mut impl Write, title: &str, total: u64, sites: &[SiteJson]
 fn write_text(out: &mut impl Write, s: &SummaryJson) -> Result<()> {
     writeln!(out, "{}", s.file)?;
     writeln!(out, "  command     {}", s.command_line.join(" "))?;
-    writeln!(out, "  python      {} (pid {}, {})", s.python_version, s.pid, s.platform)?;
+    if s.rss_only {
+        writeln!(
+            out,
+            "  process     pid {} ({}); memory sampling only, no tracing",
+            s.pid, s.platform
+        )?;
+    } else {
+        writeln!(out, "  python      {} (pid {}, {})", s.python_version, s.pid, s.platform)?;
+    }
     let ended = match (s.exit_code, s.signal) {
         (_, Some(sig)) => format!("killed by signal {sig}"),
         (Some(code), None) => format!("exited with code {code}"),
         (None, None) => "end not recorded (the recording was cut short)".into(),
     };
     writeln!(out, "  duration    {}, {ended}", format_duration_ns(s.duration_ns))?;
+    if s.rss_only {
+        writeln!(
+            out,
+            "  peak RSS    {} at {}",
+            format_bytes(s.peak_rss_bytes),
+            format_duration_ns(s.peak_rss_time_ns)
+        )?;
+        return Ok(());
+    }
     writeln!(
         out,
         "  peak heap   {} at {}",

@@ -11,6 +11,7 @@ mod cmd_diff;
 mod cmd_run;
 mod cmd_summary;
 mod cmd_view;
+mod cmd_watch;
 mod load;
 mod python_env;
 mod recorder;
@@ -29,6 +30,8 @@ use clap::{Parser, Subcommand};
     memlens summary out.memlens          # peak, leaks, top call sites
     memlens summary --json out.memlens   # the same as stable JSON
     memlens view out.memlens             # open the viewer on 127.0.0.1
+    memlens watch --pid 4242             # sample any process's memory, no tracing
+    memlens run --rss-only ./my-server   # the same for a program memlens starts
     memlens diff base.memlens head.memlens --format markdown --fail-if 'peak>+10%'"
 )]
 struct Cli {
@@ -42,6 +45,8 @@ enum Command {
     Run(cmd_run::RunArgs),
     /// Print what a recording says: peak, leaks, top call sites, threads.
     Summary(cmd_summary::SummaryArgs),
+    /// Sample a running process's memory (and its children's) with no tracing.
+    Watch(cmd_watch::WatchArgs),
     /// Compare two recordings: peak, leaks and the call sites that changed (for CI gates).
     Diff(cmd_diff::DiffArgs),
     /// Serve the viewer and a recording on 127.0.0.1 and open a browser.
@@ -55,6 +60,7 @@ fn main() {
         Command::Summary(args) => cmd_summary::run(args),
         Command::View(args) => cmd_view::run(args),
         Command::Diff(args) => cmd_diff::run(args),
+        Command::Watch(args) => cmd_watch::run(args),
     };
     let code = match result {
         Ok(code) => code,

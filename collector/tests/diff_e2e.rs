@@ -166,3 +166,41 @@ fn summary_rejects_files_that_are_not_recordings() {
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(err.contains("not a memlens recording"), "{err}");
 }
+
+#[test]
+fn rss_only_and_watch_sample_memory_without_tracing() {
+    let dir = std::env::temp_dir().join(format!("memlens-rss-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join("rss.memlens");
+    // 80 MB touched and held for a moment: the sampled RSS must see it.
+    let code = "b = bytearray(80_000_000); import time; time.sleep(0.3)";
+    let status = memlens()
+        .args(["run", "-q", "--rss-only", "-o"])
+        .arg(&out)
+        .args(["python3", "-c", code])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let json = memlens().args(["summary", "--json"]).arg(&out).output().unwrap();
+    let s: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(s["rss_only"], true);
+    assert_eq!(s["alloc_count"], 0);
+    assert!(s["peak_rss_bytes"].as_u64().unwrap() > 80_000_000, "{s}");
+    assert_eq!(s["exit_code"], 0);
+
+    let mut sleeper = Command::new("sleep").arg("5").spawn().unwrap();
+    let watched = dir.join("watch.memlens");
+    let status = memlens()
+        .args(["watch", "--duration", "0.3", "--pid", &sleeper.id().to_string(), "-o"])
+        .arg(&watched)
+        .status()
+        .unwrap();
+    let _ = sleeper.kill();
+    let _ = sleeper.wait();
+    assert!(status.success());
+    let json = memlens().args(["summary", "--json"]).arg(&watched).output().unwrap();
+    let s: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(s["command_line"], serde_json::json!(["sleep", "5"]));
+    assert!(s["peak_rss_bytes"].as_u64().unwrap() > 0);
+    let _ = std::fs::remove_dir_all(&dir);
+}
