@@ -8,6 +8,7 @@
 mod assets;
 mod child_memory;
 mod cmd_diff;
+mod cmd_report;
 mod cmd_run;
 mod cmd_summary;
 mod cmd_view;
@@ -30,6 +31,7 @@ use clap::{Parser, Subcommand};
     memlens summary out.memlens          # peak, leaks, top call sites
     memlens summary --json out.memlens   # the same as stable JSON
     memlens view out.memlens             # open the viewer on 127.0.0.1
+    memlens report out.memlens --single-file -o report.html
     memlens watch --pid 4242             # sample any process's memory, no tracing
     memlens run --rss-only ./my-server   # the same for a program memlens starts
     memlens diff base.memlens head.memlens --format markdown --fail-if 'peak>+10%'"
@@ -47,6 +49,8 @@ enum Command {
     Summary(cmd_summary::SummaryArgs),
     /// Sample a running process's memory (and its children's) with no tracing.
     Watch(cmd_watch::WatchArgs),
+    /// Write a static report: the viewer and the recording, as a folder or one HTML file.
+    Report(cmd_report::ReportArgs),
     /// Compare two recordings: peak, leaks and the call sites that changed (for CI gates).
     Diff(cmd_diff::DiffArgs),
     /// Serve the viewer and a recording on 127.0.0.1 and open a browser.
@@ -61,6 +65,7 @@ fn main() {
         Command::View(args) => cmd_view::run(args),
         Command::Diff(args) => cmd_diff::run(args),
         Command::Watch(args) => cmd_watch::run(args),
+        Command::Report(args) => cmd_report::run(args),
     };
     let code = match result {
         Ok(code) => code,

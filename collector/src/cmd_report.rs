@@ -1,0 +1,199 @@
+//! `memlens report`: a static copy of the viewer with a recording, for any static host, or one
+//! self-contained HTML file that opens from disk.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+
+use crate::assets::viewer_assets;
+use crate::cmd_view::RECORDING_PATH;
+use crate::load::open_recording;
+
+/// Arguments of `memlens report`.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "EXAMPLES:
+    memlens report out.memlens -o report/          # a folder for GitHub Pages, S3, CI artifacts
+    memlens report out.memlens --single-file -o report.html")]
+pub struct ReportArgs {
+    /// The recording to publish.
+    pub file: PathBuf,
+    /// Output folder (or file with --single-file) [default: memlens-report/ or
+    /// <recording>.html].
+    #[arg(short, long, value_name = "PATH")]
+    pub output: Option<PathBuf>,
+    /// Write one self-contained HTML file (viewer and recording inlined) that opens from disk.
+    #[arg(long)]
+    pub single_file: bool,
+}
+
+/// The page script that tells the viewer which recording to open when the URL names none.
+fn boot_script(source: &str) -> String {
+    format!("<script>window.memlensRecording = {source};</script>\n")
+}
+
+/// Inserts `extra` right before `</head>`.
+fn inject_head(html: &str, extra: &str) -> Result<String> {
+    let at = html.find("</head>").context("the viewer's index.html has no </head>")?;
+    Ok(format!("{}{extra}{}", &html[..at], &html[at..]))
+}
+
+/// The viewer folder's index.html, opening `recording.memlens` by default.
+pub fn folder_index(index_html: &str) -> Result<String> {
+    inject_head(index_html, &boot_script(&format!("{RECORDING_PATH:?}")))
+}
+
+fn base64(bytes: &[u8]) -> String {
+    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for c in bytes.chunks(3) {
+        let n = (u32::from(c[0]) << 16)
+            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*c.get(2).unwrap_or(&0));
+        for i in 0..4 {
+            if i <= c.len() {
+                out.push(ABC[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// The wasm-bindgen glue as a classic part of an inline module: its `export` statements
+/// removed, so its top-level `__wbg_init` can be called from the same script.
+fn inline_glue(js: &str) -> String {
+    js.lines()
+        .filter(|l| !(l.starts_with("export default") || l.starts_with("export {")))
+        .map(|l| l.strip_prefix("export ").unwrap_or(l))
+        .fold(String::new(), |mut s, l| {
+            s.push_str(l);
+            s.push('\n');
+            s
+        })
+}
+
+/// One HTML file with the stylesheet, the viewer's JS and wasm, and the recording inlined.
+pub fn single_file_html(assets: &[(&str, &[u8])], recording: &[u8]) -> Result<String> {
+    let get = |name: &str| {
+        assets
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, b)| *b)
+            .with_context(|| format!("the embedded viewer lacks {name}"))
+    };
+    let text =
+        |name: &str| -> Result<String> { Ok(String::from_utf8_lossy(get(name)?).into_owned()) };
+    let css = text("memlens.css")?;
+    let glue = text("memlens_viewer.js")?;
+    if !glue.contains("__wbg_init") {
+        bail!("the viewer's JS glue has no __wbg_init (wasm-bindgen changed its output?)");
+    }
+    let wasm = get("memlens_viewer_bg.wasm")?;
+    let mut head = String::new();
+    let _ = writeln!(head, "<style>\n{css}\n</style>");
+    head.push_str(&boot_script(&format!(
+        "Uint8Array.from(atob(\"{}\"), (c) => c.charCodeAt(0))",
+        base64(recording)
+    )));
+    let _ = writeln!(
+        head,
+        "<script type=\"module\">\n{}\nconst wasm = Uint8Array.from(atob(\"{}\"), (c) => c.charCodeAt(0));\n\
+         __wbg_init({{ module_or_path: wasm }}).catch((err) => {{\n  const boot = document.getElementById(\"boot\");\n  \
+         if (boot) {{ boot.classList.add(\"boot-failed\"); boot.textContent = \"The viewer failed to start: \" + err; }}\n}});\n</script>",
+        inline_glue(&glue),
+        base64(wasm)
+    );
+    // The page shell without its external stylesheet and module script.
+    let index = text("index.html")?;
+    let mut shell = String::new();
+    let mut skipping = false;
+    for line in index.lines() {
+        let t = line.trim_start();
+        if t.starts_with("<link rel=\"stylesheet\"") {
+            continue;
+        }
+        if t.starts_with("<script type=\"module\"") {
+            skipping = true;
+        }
+        if !skipping {
+            shell.push_str(line);
+            shell.push('\n');
+        }
+        if skipping && t.starts_with("</script>") {
+            skipping = false;
+        }
+    }
+    inject_head(&shell, &head)
+}
+
+fn write(path: &Path, bytes: &[u8]) -> Result<()> {
+    std::fs::write(path, bytes).with_context(|| format!("cannot write {}", path.display()))
+}
+
+pub fn run(args: ReportArgs) -> Result<i32> {
+    let assets = viewer_assets()?;
+    open_recording(&args.file)?;
+    let recording = std::fs::read(&args.file)
+        .with_context(|| format!("cannot read {}", args.file.display()))?;
+    if args.single_file {
+        let out = args.output.unwrap_or_else(|| args.file.with_extension("html"));
+        write(&out, single_file_html(assets, &recording)?.as_bytes())?;
+        eprintln!("memlens: wrote {} (open it in a browser; no server needed)", out.display());
+        return Ok(0);
+    }
+    let dir = args.output.unwrap_or_else(|| PathBuf::from("memlens-report"));
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    for (name, bytes) in assets {
+        if *name == "index.html" {
+            write(&dir.join(name), folder_index(&String::from_utf8_lossy(bytes))?.as_bytes())?;
+        } else {
+            write(&dir.join(name), bytes)?;
+        }
+    }
+    write(&dir.join(RECORDING_PATH), &recording)?;
+    eprintln!(
+        "memlens: wrote {}/ (index.html opens {RECORDING_PATH}; serve the folder from any static host)",
+        dir.display()
+    );
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_matches_the_rfc_vectors() {
+        for (raw, enc) in
+            [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("foobar", "Zm9vYmFy")]
+        {
+            assert_eq!(base64(raw.as_bytes()), enc);
+        }
+    }
+
+    #[test]
+    fn glue_exports_become_plain_declarations() {
+        let js = "function a() {}\nexport function b() {}\nexport { initSync };\nexport default __wbg_init;\n";
+        assert_eq!(inline_glue(js), "function a() {}\nfunction b() {}\n");
+    }
+
+    #[test]
+    fn single_file_inlines_everything() {
+        let index = "<html><head>\n<link rel=\"stylesheet\" href=\"memlens.css\">\n<script type=\"module\">\nimport init from \"./memlens_viewer.js\";\n</script>\n</head><body></body></html>";
+        let assets: Vec<(&str, &[u8])> = vec![
+            ("index.html", index.as_bytes()),
+            ("memlens.css", b"body{}"),
+            ("memlens_viewer.js", b"async function __wbg_init(m) {}\nexport default __wbg_init;"),
+            ("memlens_viewer_bg.wasm", b"\0asm"),
+        ];
+        let html = single_file_html(&assets, b"REC").unwrap();
+        assert!(!html.contains("memlens.css\""), "{html}");
+        assert!(!html.contains("import init"), "{html}");
+        assert!(html.contains("body{}"));
+        assert!(html.contains(&base64(b"REC")));
+        assert!(html.contains(&base64(b"\0asm")));
+        assert!(html.find("window.memlensRecording").unwrap() < html.find("</head>").unwrap());
+    }
+}
