@@ -5,6 +5,7 @@ use std::ops::ControlFlow;
 
 use rustc_hash::{FxHashMap, FxHashSet};
 
+use crate::addr_hash::AddressMap;
 use crate::{Error, Event, Op, Recording, StackId, Summary, ThreadId};
 
 /// Which allocations an analysis looks at.
@@ -93,7 +94,7 @@ pub enum Snapshot {
 /// absurd sizes gives absurd numbers instead of a panic.
 #[derive(Default)]
 struct Heap {
-    live: FxHashMap<u64, (u64, StackId)>,
+    live: AddressMap<(u64, StackId)>,
     bytes: u64,
 }
 
@@ -220,7 +221,7 @@ pub fn peak_in(
 /// those still live that were allocated before it, plus those freed after it; the latter are
 /// logged as they are freed, and the log is cleared whenever a new peak makes it stale.
 fn live_at_peak(rec: &Recording, filter: &EventFilter) -> Result<StackTotals, Error> {
-    let mut live: FxHashMap<u64, (u64, StackId, usize)> = FxHashMap::default();
+    let mut live: AddressMap<(u64, StackId, usize)> = AddressMap::default();
     let (mut bytes, mut peak, mut peak_index) = (0u64, 0u64, 0usize);
     let mut freed_after_peak: Vec<(u64, StackId)> = Vec::new();
     each_event(rec, |i, e| {

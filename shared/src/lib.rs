@@ -29,6 +29,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod addr_hash;
 mod analysis;
 mod callsites;
 mod chunk;

@@ -5,12 +5,16 @@ use std::io::Write;
 
 use rustc_hash::FxHashMap;
 
+use crate::addr_hash::AddressMap;
 use crate::chunk::{encode_chunk, header_bytes, Codec, Tag};
 use crate::tables::{encode_frames, encode_stacks, encode_strings, AddressRef, EventEncoder};
 use crate::{
     AllocatorKind, Error, Event, Frame, FrameId, GcEvent, IndexEntry, Marker, MemorySample, Meta,
     Op, ProcessEnd, StackId, StackNode, StringId, Summary, ThreadId, ThreadInfo, Trailer,
 };
+
+/// Samples kept waiting for events at most: 256 is 2.5 s at the default 10 ms interval.
+const MAX_WAITING_SAMPLES: usize = 256;
 
 /// A live heap block.
 #[derive(Debug, Clone, Copy)]
@@ -75,13 +79,16 @@ pub struct RecordingWriter<W: Write> {
     events: EventEncoder,
     last_event_time: u64,
     samples: Vec<MemorySample>,
+    /// Samples newer than the last event: their heap is filled in when the events up to their
+    /// time have arrived (the collector's events reach the writer a few ms after the samples).
+    waiting_samples: std::collections::VecDeque<MemorySample>,
     markers: Vec<Marker>,
     gcs: Vec<GcEvent>,
     /// Live heap blocks by address.
-    live: FxHashMap<u64, Slot>,
+    live: AddressMap<Slot>,
     /// Addresses freed in the chunk being built -> free index, so an alloc reusing one can
     /// point back at it. Cleared with each chunk, so it stays small and cache-resident.
-    freed_in_chunk: FxHashMap<u64, u32>,
+    freed_in_chunk: AddressMap<u32>,
     heap: u64,
     summary: Summary,
     scratch: Vec<u8>,
@@ -115,10 +122,11 @@ impl<W: Write> RecordingWriter<W> {
             events: EventEncoder::default(),
             last_event_time: 0,
             samples: Vec::new(),
+            waiting_samples: std::collections::VecDeque::new(),
             markers: Vec::new(),
             gcs: Vec::new(),
-            live: FxHashMap::default(),
-            freed_in_chunk: FxHashMap::default(),
+            live: AddressMap::default(),
+            freed_in_chunk: AddressMap::default(),
             heap: 0,
             summary: Summary::default(),
             scratch: Vec::new(),
@@ -183,7 +191,7 @@ impl<W: Write> RecordingWriter<W> {
         size: u64,
         kind: AllocatorKind,
     ) -> Result<(), Error> {
-        let time_ns = self.event_time(time_ns);
+        let time_ns = self.event_time(time_ns)?;
         let mut addr_ref = AddressRef::Explicit;
         if kind.counts_in_heap() {
             let new = Slot { size, chunk: self.events.chunk, index: self.events.allocs };
@@ -214,7 +222,7 @@ impl<W: Write> RecordingWriter<W> {
         address: u64,
         kind: AllocatorKind,
     ) -> Result<(), Error> {
-        let time_ns = self.event_time(time_ns);
+        let time_ns = self.event_time(time_ns)?;
         let mut addr_ref = AddressRef::Explicit;
         if kind.counts_in_heap() {
             let Some(slot) = self.live.remove(&address) else { return Ok(()) };
@@ -235,15 +243,34 @@ impl<W: Write> RecordingWriter<W> {
         self.heap
     }
 
-    /// Records a memory sample; its `heap` field is set to the traced heap now.
-    pub fn memory_sample(&mut self, mut sample: MemorySample) -> Result<(), Error> {
-        sample.heap = self.heap;
+    /// Records a memory sample. Its `heap` field is set to the traced heap at the sample's
+    /// time: right away if events have already reached that time, else when they do.
+    pub fn memory_sample(&mut self, sample: MemorySample) -> Result<(), Error> {
         if sample.rss > self.summary.peak_rss {
             self.summary.peak_rss = sample.rss;
             self.summary.peak_rss_time_ns = sample.time_ns;
         }
         self.summary.duration_ns = self.summary.duration_ns.max(sample.time_ns);
-        self.samples.push(sample);
+        self.waiting_samples.push_back(sample);
+        // Bound the wait: with no events for a while (an idle program) the heap is unchanged.
+        if self.waiting_samples.len() > MAX_WAITING_SAMPLES {
+            self.release_samples(u64::MAX, MAX_WAITING_SAMPLES / 2)?;
+        }
+        Ok(())
+    }
+
+    /// Gives the current heap to waiting samples older than `before_ns` (at most `limit`).
+    fn release_samples(&mut self, before_ns: u64, limit: usize) -> Result<(), Error> {
+        let mut n = 0;
+        while let Some(s) = self.waiting_samples.front() {
+            if s.time_ns >= before_ns || n >= limit {
+                break;
+            }
+            let mut s = self.waiting_samples.pop_front().expect("front exists");
+            s.heap = self.heap;
+            self.samples.push(s);
+            n += 1;
+        }
         if self.samples.len() >= 4096 {
             self.write_samples()?;
         }
@@ -285,6 +312,7 @@ impl<W: Write> RecordingWriter<W> {
     /// Ends the recording: writes what is buffered, the process end, the trailer and the footer.
     /// Returns the underlying writer.
     pub fn finish(mut self, end: ProcessEnd) -> Result<W, Error> {
+        self.release_samples(u64::MAX, usize::MAX)?;
         self.flush()?;
         self.write_postcard(Tag::End, &end, (end.time_ns, end.time_ns, 1))?;
         self.summary.duration_ns = self.summary.duration_ns.max(end.time_ns);
@@ -303,10 +331,14 @@ impl<W: Write> RecordingWriter<W> {
         Summary { end_heap: self.heap, end_live_count: self.live.len() as u64, ..self.summary }
     }
 
-    fn event_time(&mut self, time_ns: u64) -> u64 {
+    /// Clamps an event's time and releases the samples taken before it.
+    fn event_time(&mut self, time_ns: u64) -> Result<u64, Error> {
         self.last_event_time = self.last_event_time.max(time_ns);
         self.summary.duration_ns = self.summary.duration_ns.max(self.last_event_time);
-        self.last_event_time
+        if self.waiting_samples.front().is_some_and(|s| s.time_ns < self.last_event_time) {
+            self.release_samples(self.last_event_time, usize::MAX)?;
+        }
+        Ok(self.last_event_time)
     }
 
     fn push_event(&mut self, e: Event, address: AddressRef) -> Result<(), Error> {

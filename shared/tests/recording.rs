@@ -264,3 +264,22 @@ fn crc32(data: &[u8]) -> u32 {
     }
     !crc
 }
+
+/// The collector samples RSS in real time while events reach the writer a few ms late; each
+/// sample's heap must be the heap at the sample's own time, not when it arrived.
+#[test]
+fn samples_get_the_heap_at_their_own_time() {
+    let mut w = RecordingWriter::new(Vec::new(), &Meta::default()).unwrap();
+    w.add_thread(ThreadInfo { id: T, os_tid: 1, name: "MainThread".into() });
+    let f = w.intern_frame("f", "x.py", 1);
+    let s = w.intern_stack(StackId::ROOT, f);
+    w.memory_sample(MemorySample { time_ns: 5_500, rss: 1, vms: 1, heap: 0 }).unwrap();
+    w.memory_sample(MemorySample { time_ns: 20_000, rss: 2, vms: 2, heap: 0 }).unwrap();
+    for i in 0..10u64 {
+        w.alloc(i * 1000, T, s, 0x1000 + i * 16, 100, AllocatorKind::Malloc).unwrap();
+    }
+    let bytes = w.finish(ProcessEnd { time_ns: 30_000, exit_code: Some(0), signal: None }).unwrap();
+    let rec = Recording::open(&bytes).unwrap();
+    let heaps: Vec<u64> = rec.samples().iter().map(|s| s.heap).collect();
+    assert_eq!(heaps, [600, 1000]);
+}
