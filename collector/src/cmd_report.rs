@@ -99,8 +99,8 @@ pub fn single_file_html(assets: &[(&str, &[u8])], recording: &[u8]) -> Result<St
     )));
     let _ = writeln!(
         head,
-        "<script type=\"module\">\n{}\nconst wasm = Uint8Array.from(atob(\"{}\"), (c) => c.charCodeAt(0));\n\
-         __wbg_init({{ module_or_path: wasm }}).catch((err) => {{\n  const boot = document.getElementById(\"boot\");\n  \
+        "<script type=\"module\">\n{}\nconst memlensWasmBytes = Uint8Array.from(atob(\"{}\"), (c) => c.charCodeAt(0));\n\
+         __wbg_init({{ module_or_path: memlensWasmBytes }}).catch((err) => {{\n  const boot = document.getElementById(\"boot\");\n  \
          if (boot) {{ boot.classList.add(\"boot-failed\"); boot.textContent = \"The viewer failed to start: \" + err; }}\n}});\n</script>",
         inline_glue(&glue),
         base64(wasm)

@@ -33,6 +33,7 @@ mod use_view_state;
 use std::sync::Arc;
 
 use leptos::prelude::*;
+use wasm_bindgen::JsCast;
 
 use crate::flame_graph::FlameGraph;
 use crate::header::Header;
@@ -67,6 +68,23 @@ pub(crate) fn timed<T>(what: &str, f: impl FnOnce() -> T) -> T {
     let out = f();
     leptos::logging::log!("memlens: {what} took {:.0} ms", js_sys::Date::now() - t0);
     out
+}
+
+/// A recording the hosting page provides.
+enum Embedded {
+    Url(String),
+    Bytes(Vec<u8>),
+}
+
+/// `window.memlensRecording`: a URL string, or the recording's bytes as a `Uint8Array`.
+fn embedded_recording() -> Option<Embedded> {
+    let window: wasm_bindgen::JsValue = web_sys::window()?.into();
+    let value = js_sys::Reflect::get(&window, &"memlensRecording".into()).ok()?;
+    if let Some(url) = value.as_string() {
+        return Some(Embedded::Url(url));
+    }
+    let bytes = value.dyn_into::<js_sys::Uint8Array>().ok()?;
+    Some(Embedded::Bytes(bytes.to_vec()))
 }
 
 /// `?url=...` from the page address, if any.
@@ -197,8 +215,13 @@ fn App() -> impl IntoView {
         }
     });
 
-    if let Some(url) = url_param() {
-        loader.load_url(url);
+    // `?url=` wins; otherwise a page that embeds the viewer (`memlens report`) may name or
+    // carry its recording in `window.memlensRecording`.
+    match (url_param(), embedded_recording()) {
+        (Some(url), _) => loader.load_url(url),
+        (None, Some(Embedded::Url(url))) => loader.load_url(url),
+        (None, Some(Embedded::Bytes(bytes))) => loader.load_bytes("report".into(), bytes),
+        (None, None) => {}
     }
 
     let file_name = move || {

@@ -68,6 +68,14 @@ impl Loader {
         });
     }
 
+    /// Opens bytes the page already holds (a report with the recording inlined).
+    pub fn load_bytes(self, name: String, bytes: Vec<u8>) {
+        leptos::task::spawn_local(async move {
+            self.start(&name);
+            self.finish(name, Ok(bytes)).await;
+        });
+    }
+
     /// Fetches a recording from `url` (absolute, or relative to the page).
     pub fn load_url(self, url: String) {
         leptos::task::spawn_local(async move {
