@@ -204,3 +204,50 @@ fn rss_only_and_watch_sample_memory_without_tracing() {
     assert!(s["peak_rss_bytes"].as_u64().unwrap() > 0);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// docs/ci/memory-check.sh, the script the documented CI workflow runs, on two checkouts of a
+/// program: it writes the markdown and the report and fails on the threshold.
+#[test]
+fn the_documented_ci_script_compares_two_checkouts() {
+    let dir = std::env::temp_dir().join(format!("memlens-ci-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    for (name, variant) in [("base", "base"), ("head", "head")] {
+        let d = dir.join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        // Each checkout has its own version of the program, as two commits would.
+        let text = std::fs::read_to_string(root().join("tests/scripts/diff_app.py")).unwrap();
+        let fixed = text.replace(
+            "HEAD = os.environ.get(\"VARIANT\") == \"head\"",
+            &format!("HEAD = {}", if variant == "head" { "True" } else { "False" }),
+        );
+        assert_ne!(fixed, text, "diff_app.py changed: update this test");
+        std::fs::write(d.join("app.py"), fixed).unwrap();
+    }
+    let exe = PathBuf::from(env!("CARGO_BIN_EXE_memlens"));
+    memlens(); // builds the tracer next to the binary
+    let out = Command::new(root().join("docs/ci/memory-check.sh"))
+        .arg(dir.join("base"))
+        .arg(dir.join("head"))
+        .arg(dir.join("out"))
+        .args(["--", "app.py"])
+        .env("MEMLENS", &exe)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let has_viewer = exe.parent().is_some_and(|_| dir.join("out/report/index.html").exists());
+    let _ = std::fs::remove_dir_all(&dir);
+    // `memlens report` needs the viewer built into the binary; without it the script stops
+    // there with a clear error, which is also what a user would see.
+    if stderr.contains("built without the viewer") {
+        eprintln!("skipped the report part: memlens was built before the viewer");
+        return;
+    }
+    assert!(has_viewer, "{stdout}{stderr}");
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("| `build_index` (app.py) | 40.0 MiB | 60.0 MiB | +20.0 MiB |"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("**Failed:** peak>+10%"), "{stdout}");
+}

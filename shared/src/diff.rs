@@ -25,11 +25,38 @@ impl SiteDelta {
     }
 }
 
+/// A file name that is the same in two checkouts or environments: relative to the program's
+/// working directory when inside it, from `site-packages/` for installed packages, from the
+/// version directory for the standard library.
+pub fn comparable_file<'a>(file: &'a str, cwd: &str) -> &'a str {
+    let cwd = cwd.trim_end_matches('/');
+    if !cwd.is_empty() {
+        if let Some(rest) = file.strip_prefix(cwd).and_then(|r| r.strip_prefix('/')) {
+            return rest;
+        }
+    }
+    if let Some(i) = file.rfind("/site-packages/") {
+        return &file[i + "/site-packages/".len()..];
+    }
+    if let Some(i) = file.find("/lib/python3.") {
+        // `/usr/lib/python3.11/json/decoder.py` -> `json/decoder.py`.
+        let rest = &file[i + "/lib/python3.".len()..];
+        if let Some(j) = rest.find('/') {
+            return &rest[j + 1..];
+        }
+    }
+    file
+}
+
 fn by_site(rec: &Recording, totals: &StackTotals) -> FxHashMap<(String, String), Totals> {
     let mut map: FxHashMap<(String, String), Totals> = FxHashMap::default();
+    let cwd = rec.meta().cwd.as_str();
     for &(stack, t) in &totals.stacks {
         let key = match rec.stack_frames(stack).next().and_then(|f| rec.frame(f)) {
-            Some(f) => (rec.string(f.function).to_owned(), rec.string(f.file).to_owned()),
+            Some(f) => (
+                rec.string(f.function).to_owned(),
+                comparable_file(rec.string(f.file), cwd).to_owned(),
+            ),
             None => ("<no Python frame>".to_owned(), String::new()),
         };
         map.entry(key).or_default().merge(t);
@@ -37,7 +64,8 @@ fn by_site(rec: &Recording, totals: &StackTotals) -> FxHashMap<(String, String),
     map
 }
 
-/// Memory per call site in both recordings, biggest absolute change first.
+/// Memory per call site in both recordings, biggest absolute change first. Files are
+/// compared by [`comparable_file`], so two checkouts in different folders match.
 pub fn diff_sites(
     base: &Recording,
     base_totals: &StackTotals,
@@ -91,4 +119,28 @@ pub fn incomparable_reasons(base: &Recording, head: &Recording) -> Vec<String> {
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::comparable_file;
+
+    #[test]
+    fn files_compare_across_checkouts_and_environments() {
+        assert_eq!(comparable_file("/ci/base/app/main.py", "/ci/base"), "app/main.py");
+        assert_eq!(comparable_file("/ci/head/app/main.py", "/ci/head/"), "app/main.py");
+        assert_eq!(
+            comparable_file("/venv/lib/python3.11/site-packages/numpy/core/numeric.py", "/ci"),
+            "numpy/core/numeric.py"
+        );
+        assert_eq!(
+            comparable_file("/usr/lib/python3.11/json/decoder.py", "/ci"),
+            "json/decoder.py"
+        );
+        assert_eq!(
+            comparable_file("<frozen importlib._bootstrap>", "/ci"),
+            "<frozen importlib._bootstrap>"
+        );
+        assert_eq!(comparable_file("/elsewhere/x.py", ""), "/elsewhere/x.py");
+    }
 }
