@@ -14,10 +14,14 @@ use crate::load::open_recording;
 #[derive(Debug, clap::Args)]
 #[command(after_help = "EXAMPLES:
     memlens report out.memlens -o report/          # a folder for GitHub Pages, S3, CI artifacts
-    memlens report out.memlens --single-file -o report.html")]
+    memlens report out.memlens --single-file -o report.html
+    memlens report --base main.memlens pr.memlens -o diff/   # opens in compare mode")]
 pub struct ReportArgs {
-    /// The recording to publish.
+    /// The recording to publish (the head, with --base).
     pub file: PathBuf,
+    /// Publish a comparison: BASE (before) against FILE (after), opened in compare mode.
+    #[arg(long, value_name = "BASE")]
+    pub base: Option<PathBuf>,
     /// Output folder (or file with --single-file) [default: memlens-report/ or
     /// <recording>.html].
     #[arg(short, long, value_name = "PATH")]
@@ -27,20 +31,29 @@ pub struct ReportArgs {
     pub single_file: bool,
 }
 
+/// File names of a comparison's recordings in a report folder.
+pub const BASE_PATH: &str = "base.memlens";
+pub const HEAD_PATH: &str = "head.memlens";
+
 /// The page script that tells the viewer which recording to open when the URL names none.
 fn boot_script(source: &str) -> String {
     format!("<script>window.memlensRecording = {source};</script>\n")
+}
+
+/// The page script that opens the viewer in compare mode on two recordings.
+fn compare_script(base: &str, head: &str) -> String {
+    format!("<script>window.memlensCompare = {{ base: {base}, head: {head} }};</script>\n")
+}
+
+/// A JS expression for `bytes` as a `Uint8Array`.
+fn inline_bytes(bytes: &[u8]) -> String {
+    format!("Uint8Array.from(atob(\"{}\"), (c) => c.charCodeAt(0))", base64(bytes))
 }
 
 /// Inserts `extra` right before `</head>`.
 fn inject_head(html: &str, extra: &str) -> Result<String> {
     let at = html.find("</head>").context("the viewer's index.html has no </head>")?;
     Ok(format!("{}{extra}{}", &html[..at], &html[at..]))
-}
-
-/// The viewer folder's index.html, opening `recording.memlens` by default.
-pub fn folder_index(index_html: &str) -> Result<String> {
-    inject_head(index_html, &boot_script(&format!("{RECORDING_PATH:?}")))
 }
 
 fn base64(bytes: &[u8]) -> String {
@@ -74,8 +87,9 @@ fn inline_glue(js: &str) -> String {
         })
 }
 
-/// One HTML file with the stylesheet, the viewer's JS and wasm, and the recording inlined.
-pub fn single_file_html(assets: &[(&str, &[u8])], recording: &[u8]) -> Result<String> {
+/// One HTML file with the stylesheet, the viewer's JS and wasm, and the recording(s) inlined
+/// by `boot` (from [`boot_script`] or [`compare_script`]).
+pub fn single_file_html(assets: &[(&str, &[u8])], boot: &str) -> Result<String> {
     let get = |name: &str| {
         assets
             .iter()
@@ -93,10 +107,7 @@ pub fn single_file_html(assets: &[(&str, &[u8])], recording: &[u8]) -> Result<St
     let wasm = get("memlens_viewer_bg.wasm")?;
     let mut head = String::new();
     let _ = writeln!(head, "<style>\n{css}\n</style>");
-    head.push_str(&boot_script(&format!(
-        "Uint8Array.from(atob(\"{}\"), (c) => c.charCodeAt(0))",
-        base64(recording)
-    )));
+    head.push_str(boot);
     let _ = writeln!(
         head,
         "<script type=\"module\">\n{}\nconst memlensWasmBytes = Uint8Array.from(atob(\"{}\"), (c) => c.charCodeAt(0));\n\
@@ -132,31 +143,58 @@ fn write(path: &Path, bytes: &[u8]) -> Result<()> {
     std::fs::write(path, bytes).with_context(|| format!("cannot write {}", path.display()))
 }
 
+fn read_recording(path: &Path) -> Result<Vec<u8>> {
+    open_recording(path)?;
+    std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+}
+
 pub fn run(args: ReportArgs) -> Result<i32> {
     let assets = viewer_assets()?;
-    open_recording(&args.file)?;
-    let recording = std::fs::read(&args.file)
-        .with_context(|| format!("cannot read {}", args.file.display()))?;
+    let recording = read_recording(&args.file)?;
+    let base = args.base.as_deref().map(read_recording).transpose()?;
     if args.single_file {
         let out = args.output.unwrap_or_else(|| args.file.with_extension("html"));
-        write(&out, single_file_html(assets, &recording)?.as_bytes())?;
+        let boot = match &base {
+            Some(base) => compare_script(&inline_bytes(base), &inline_bytes(&recording)),
+            None => boot_script(&inline_bytes(&recording)),
+        };
+        write(&out, single_file_html(assets, &boot)?.as_bytes())?;
         eprintln!("memlens: wrote {} (open it in a browser; no server needed)", out.display());
         return Ok(0);
     }
     let dir = args.output.unwrap_or_else(|| PathBuf::from("memlens-report"));
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let boot = match &base {
+        Some(_) => compare_script(&format!("{BASE_PATH:?}"), &format!("{HEAD_PATH:?}")),
+        None => boot_script(&format!("{RECORDING_PATH:?}")),
+    };
     for (name, bytes) in assets {
         if *name == "index.html" {
-            write(&dir.join(name), folder_index(&String::from_utf8_lossy(bytes))?.as_bytes())?;
+            let index = inject_head(&String::from_utf8_lossy(bytes), &boot)?;
+            write(&dir.join(name), index.as_bytes())?;
         } else {
             write(&dir.join(name), bytes)?;
         }
     }
-    write(&dir.join(RECORDING_PATH), &recording)?;
-    eprintln!(
-        "memlens: wrote {}/ (index.html opens {RECORDING_PATH}; serve the folder from any static host)",
-        dir.display()
-    );
+    match &base {
+        Some(base) => {
+            write(&dir.join(BASE_PATH), base)?;
+            write(&dir.join(HEAD_PATH), &recording)?;
+            eprintln!(
+                "memlens: wrote {}/ (index.html compares {BASE_PATH} with {HEAD_PATH}; serve the \
+                 folder from any static host)",
+                dir.display()
+            );
+        }
+        None => {
+            write(&dir.join(RECORDING_PATH), &recording)?;
+            eprintln!(
+                "memlens: wrote {}/ (index.html opens {RECORDING_PATH}; serve the folder from \
+                 any static host)",
+                dir.display()
+            );
+        }
+    }
     Ok(0)
 }
 
@@ -188,12 +226,21 @@ mod tests {
             ("memlens_viewer.js", b"async function __wbg_init(m) {}\nexport default __wbg_init;"),
             ("memlens_viewer_bg.wasm", b"\0asm"),
         ];
-        let html = single_file_html(&assets, b"REC").unwrap();
+        let html = single_file_html(&assets, &boot_script(&inline_bytes(b"REC"))).unwrap();
         assert!(!html.contains("memlens.css\""), "{html}");
         assert!(!html.contains("import init"), "{html}");
         assert!(html.contains("body{}"));
         assert!(html.contains(&base64(b"REC")));
         assert!(html.contains(&base64(b"\0asm")));
         assert!(html.find("window.memlensRecording").unwrap() < html.find("</head>").unwrap());
+    }
+
+    #[test]
+    fn compare_script_names_both_sides() {
+        let js = compare_script(&format!("{BASE_PATH:?}"), &format!("{HEAD_PATH:?}"));
+        assert_eq!(
+            js,
+            "<script>window.memlensCompare = { base: \"base.memlens\", head: \"head.memlens\" };</script>\n"
+        );
     }
 }

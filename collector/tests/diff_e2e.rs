@@ -1,30 +1,12 @@
 //! End-to-end tests of `memlens diff` and `memlens summary` on recordings of a real program
 //! made by the real collector: the head version has a 20 MiB bigger peak and an 8 MiB leak.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
-
-fn memlens() -> Command {
-    let exe = PathBuf::from(env!("CARGO_BIN_EXE_memlens"));
-    if std::env::var_os("MEMLENS_TRACER").is_none() {
-        // `cargo test` does not build cdylibs; build the tracer next to the binary.
-        static ONCE: std::sync::Once = std::sync::Once::new();
-        ONCE.call_once(|| {
-            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-            let mut cmd = Command::new(cargo);
-            cmd.args(["build", "-q", "-p", "memlens-tracer"]);
-            if exe.parent().and_then(|d| d.file_name()) == Some("release".as_ref()) {
-                cmd.arg("--release");
-            }
-            assert!(cmd.status().unwrap().success(), "building the tracer failed");
-        });
-    }
-    Command::new(exe)
-}
+use common::{memlens, root};
 
 /// Records tests/scripts/diff_app.py as `variant` into `dir`.
 fn record(dir: &Path, variant: &str) -> PathBuf {

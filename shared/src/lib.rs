@@ -34,6 +34,7 @@ mod analysis;
 mod callsites;
 mod chunk;
 mod diff;
+mod diff_tree;
 mod error;
 mod flame;
 mod ids;
@@ -53,6 +54,9 @@ pub use chunk::{
     Codec, Tag, CHUNK_HEADER_LEN, FORMAT_VERSION, HEADER_LEN, MAGIC, MAX_CHUNK_RAW_LEN,
 };
 pub use diff::{comparable_file, diff_sites, incomparable_reasons, SiteDelta};
+pub use diff_tree::{
+    diff_hit, diff_layout, shade, DiffNode, DiffOptions, DiffRect, DiffTree, Presence, Shade,
+};
 pub use error::Error;
 pub use flame::{
     flame_hit, flame_layout, is_internal_file, FlameNode, FlameOptions, FlameRect, FlameTree,

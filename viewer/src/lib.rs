@@ -19,6 +19,10 @@
 #![forbid(unsafe_code)]
 
 mod chart_canvas;
+mod compare;
+mod compare_timeline;
+mod delta_table;
+mod diff_flame;
 mod flame_graph;
 mod flame_search;
 mod header;
@@ -35,6 +39,7 @@ use std::sync::Arc;
 use leptos::prelude::*;
 use wasm_bindgen::JsCast;
 
+use crate::compare::{CompareSlots, CompareView};
 use crate::flame_graph::FlameGraph;
 use crate::header::Header;
 use crate::load::{Loaded, Loader, Progress};
@@ -70,42 +75,83 @@ pub(crate) fn timed<T>(what: &str, f: impl FnOnce() -> T) -> T {
     out
 }
 
-/// A recording the hosting page provides.
-enum Embedded {
+/// A recording to open: a URL or bytes the page already holds.
+enum Source {
     Url(String),
-    Bytes(Vec<u8>),
+    Bytes(String, Vec<u8>),
 }
 
-/// `window.memlensRecording`: a URL string, or the recording's bytes as a `Uint8Array`.
-fn embedded_recording() -> Option<Embedded> {
-    let window: wasm_bindgen::JsValue = web_sys::window()?.into();
-    let value = js_sys::Reflect::get(&window, &"memlensRecording".into()).ok()?;
-    if let Some(url) = value.as_string() {
-        return Some(Embedded::Url(url));
+impl Source {
+    /// A URL string or a `Uint8Array` (named `name`) from the hosting page.
+    fn from_js(value: wasm_bindgen::JsValue, name: &str) -> Option<Source> {
+        if let Some(url) = value.as_string() {
+            return Some(Source::Url(url));
+        }
+        let bytes = value.dyn_into::<js_sys::Uint8Array>().ok()?;
+        Some(Source::Bytes(name.to_string(), bytes.to_vec()))
     }
-    let bytes = value.dyn_into::<js_sys::Uint8Array>().ok()?;
-    Some(Embedded::Bytes(bytes.to_vec()))
+
+    fn open(self, loader: Loader) {
+        match self {
+            Source::Url(url) => loader.load_url(url),
+            Source::Bytes(name, bytes) => loader.load_bytes(name, bytes),
+        }
+    }
 }
 
-/// `?url=...` from the page address, if any.
-fn url_param() -> Option<String> {
-    let search = web_sys::window()?.location().search().ok()?;
-    web_sys::UrlSearchParams::new_with_str(&search).ok()?.get("url").filter(|u| !u.is_empty())
+/// What the page opens at startup.
+enum Startup {
+    Nothing,
+    One(Source),
+    Pair(Source, Source),
+}
+
+/// `?base=&head=` (compare) or `?url=` from the address win; otherwise a page that embeds the
+/// viewer (`memlens report`) names or carries its recordings in `window.memlensCompare`
+/// (`{base, head}`) or `window.memlensRecording`, each a URL string or a `Uint8Array`.
+fn startup() -> Startup {
+    let param = |key: &str| -> Option<String> {
+        let search = web_sys::window()?.location().search().ok()?;
+        web_sys::UrlSearchParams::new_with_str(&search).ok()?.get(key).filter(|u| !u.is_empty())
+    };
+    if let (Some(base), Some(head)) = (param("base"), param("head")) {
+        return Startup::Pair(Source::Url(base), Source::Url(head));
+    }
+    if let Some(url) = param("url") {
+        return Startup::One(Source::Url(url));
+    }
+    let Some(window) = web_sys::window().map(wasm_bindgen::JsValue::from) else {
+        return Startup::Nothing;
+    };
+    let get = |obj: &wasm_bindgen::JsValue, key: &str| {
+        js_sys::Reflect::get(obj, &key.into()).ok().filter(|v| !v.is_undefined() && !v.is_null())
+    };
+    if let Some(pair) = get(&window, "memlensCompare") {
+        let side = |key: &str| get(&pair, key).and_then(|v| Source::from_js(v, key));
+        if let (Some(base), Some(head)) = (side("base"), side("head")) {
+            return Startup::Pair(base, head);
+        }
+    }
+    match get(&window, "memlensRecording").and_then(|v| Source::from_js(v, "report")) {
+        Some(source) => Startup::One(source),
+        None => Startup::Nothing,
+    }
 }
 
 #[component]
-fn OpenButton(loader: Loader) -> impl IntoView {
+fn OpenButton(open: Callback<web_sys::FileList>) -> impl IntoView {
     view! {
-        <label class="button">
+        <label class="button" title="Choose one recording, or two to compare them">
             "Open recording…"
             <input
                 type="file"
                 id="file-input"
+                multiple
                 accept=".memlens,application/octet-stream"
                 on:change=move |ev| {
                     let input: web_sys::HtmlInputElement = event_target(&ev);
-                    if let Some(file) = input.files().and_then(|l| l.get(0)) {
-                        loader.load_file(file);
+                    if let Some(files) = input.files() {
+                        open.run(files);
                     }
                     // Choosing the same file again should load it again.
                     input.set_value("");
@@ -177,12 +223,18 @@ fn RecordingView(loaded: ByPtr<Loaded>) -> impl IntoView {
 }
 
 #[component]
-fn EmptyState(loader: Loader) -> impl IntoView {
+fn EmptyState(open: Callback<web_sys::FileList>, compare: RwSignal<bool>) -> impl IntoView {
     view! {
         <section class="empty" id="empty-state">
             <h2>"Open a memlens recording"</h2>
             <p>"Drop a " <code>".memlens"</code> " file anywhere on this page, or"</p>
-            <p><OpenButton loader=loader /></p>
+            <p><OpenButton open=open /></p>
+            <p>
+                "Two files (dropped or chosen together) open in compare mode, or "
+                <button class="link-button" id="compare-button" on:click=move |_| compare.set(true)>
+                    "compare two recordings"
+                </button> "."
+            </p>
             <p>
                 "Record one with " <code>"memlens run -o out.memlens your_script.py"</code>
                 ", then " <code>"memlens view out.memlens"</code> "."
@@ -194,7 +246,26 @@ fn EmptyState(loader: Loader) -> impl IntoView {
 #[component]
 fn App() -> impl IntoView {
     let loader = Loader::new();
+    // Compare mode: its own two loaders, so leaving it keeps the single recording.
+    let compare = RwSignal::new(false);
+    let (base, head) = (Loader::new(), Loader::new());
     let (dragging, set_dragging) = signal(false);
+
+    // One file opens alone; two open in compare mode (first base, second head). A single
+    // file in compare mode fills the first empty side.
+    let open = Callback::new(move |files: web_sys::FileList| match (files.get(0), files.get(1)) {
+        (Some(a), Some(b)) => {
+            compare.set(true);
+            base.load_file(a);
+            head.load_file(b);
+        }
+        (Some(a), None) if compare.get_untracked() => {
+            let base_empty = base.loaded.with_untracked(Option::is_none);
+            if base_empty { base } else { head }.load_file(a);
+        }
+        (Some(a), None) => loader.load_file(a),
+        _ => {}
+    });
 
     // Drag and drop anywhere on the page.
     let _ = window_event_listener(leptos::ev::dragover, move |ev| {
@@ -210,33 +281,36 @@ fn App() -> impl IntoView {
     let _ = window_event_listener(leptos::ev::drop, move |ev| {
         ev.prevent_default();
         set_dragging.set(false);
-        if let Some(file) = ev.data_transfer().and_then(|d| d.files()).and_then(|l| l.get(0)) {
-            loader.load_file(file);
+        if let Some(files) = ev.data_transfer().and_then(|d| d.files()) {
+            open.run(files);
         }
     });
 
-    // `?url=` wins; otherwise a page that embeds the viewer (`memlens report`) may name or
-    // carry its recording in `window.memlensRecording`.
-    match (url_param(), embedded_recording()) {
-        (Some(url), _) => loader.load_url(url),
-        (None, Some(Embedded::Url(url))) => loader.load_url(url),
-        (None, Some(Embedded::Bytes(bytes))) => loader.load_bytes("report".into(), bytes),
-        (None, None) => {}
+    match startup() {
+        Startup::Nothing => {}
+        Startup::One(source) => source.open(loader),
+        Startup::Pair(b, h) => {
+            compare.set(true);
+            b.open(base);
+            h.open(head);
+        }
     }
 
     let file_name = move || {
+        if compare.get() {
+            let name = |l: Loader| l.loaded.with(|l| l.as_ref().map(|l| l.0.name.clone()));
+            return Some(format!(
+                "{} → {}",
+                name(base).unwrap_or_else(|| "base?".into()),
+                name(head).unwrap_or_else(|| "head?".into())
+            ));
+        }
         loader
             .loaded
             .with(|l| l.as_ref().map(|l| format!("{} · {}", l.0.name, units::bytes(l.0.size))))
     };
-    view! {
-        <div class="app">
-            <header class="topbar">
-                <span class="brand">"mem" <span>"lens"</span></span>
-                <span class="file-name" id="file-name">{file_name}</span>
-                <span class="spacer"></span>
-                <OpenButton loader=loader />
-            </header>
+    let single = move || {
+        view! {
             {move || {
                 loader.error.get().map(|e| {
                     view! {
@@ -253,10 +327,39 @@ fn App() -> impl IntoView {
             }}
             {move || match loader.loaded.get() {
                 Some(loaded) => view! { <RecordingView loaded=loaded /> }.into_any(),
-                None => view! { <EmptyState loader=loader /> }.into_any(),
+                None => view! { <EmptyState open=open compare=compare /> }.into_any(),
             }}
+        }
+    };
+    let pair = move || match (base.loaded.get(), head.loaded.get()) {
+        (Some(b), Some(h)) => view! { <CompareView base=b head=h /> }.into_any(),
+        _ => view! { <CompareSlots base=base head=head /> }.into_any(),
+    };
+    view! {
+        <div class="app">
+            <header class="topbar">
+                <span class="brand">"mem" <span>"lens"</span></span>
+                {move || compare.get().then(|| view! { <span class="tag tag-head">"compare"</span> })}
+                <span class="file-name" id="file-name">{file_name}</span>
+                <span class="spacer"></span>
+                {move || {
+                    compare
+                        .get()
+                        .then(|| {
+                            view! {
+                                <button class="link-button" id="leave-compare" on:click=move |_| compare.set(false)>
+                                    "Leave compare mode"
+                                </button>
+                            }
+                        })
+                }}
+                <OpenButton open=open />
+            </header>
+            {move || if compare.get() { pair.into_any() } else { single().into_any() }}
             <Show when=move || dragging.get()>
-                <div class="drop-overlay">"Drop the recording to open it"</div>
+                <div class="drop-overlay">
+                    "Drop the recording to open it (two recordings to compare them)"
+                </div>
             </Show>
         </div>
     }

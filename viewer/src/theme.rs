@@ -62,7 +62,7 @@ fn dark_query() -> Option<web_sys::MediaQueryList> {
     web_sys::window()?.match_media("(prefers-color-scheme: dark)").ok().flatten()
 }
 
-fn prefers_dark() -> bool {
+pub(crate) fn prefers_dark() -> bool {
     dark_query().is_some_and(|q| q.matches())
 }
 

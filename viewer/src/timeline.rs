@@ -36,9 +36,15 @@ pub struct TimelineData {
 
 impl TimelineData {
     pub fn compute(loaded: &Loaded) -> Result<TimelineData, String> {
+        TimelineData::compute_until(loaded, loaded.recording.summary().duration_ns)
+    }
+
+    /// The series over `[0, end]` (`end` may be past the recording's own end, so two
+    /// recordings can share one time axis).
+    pub fn compute_until(loaded: &Loaded, end: u64) -> Result<TimelineData, String> {
         let rec = &loaded.recording;
         let s = rec.summary();
-        let end = s.duration_ns.max(1);
+        let end = end.max(1);
         let heap = if loaded.size <= EXACT_HEAP_MAX_FILE_BYTES || rec.samples().is_empty() {
             heap_timeline(rec, &EventFilter::default(), 0, end + 1, BUCKETS)
                 .map_err(|e| format!("Could not compute the heap timeline: {e}"))?
@@ -69,76 +75,134 @@ pub struct TimelineChart {
     pub range: Option<(u64, u64)>,
 }
 
-/// The plot area inside the canvas.
+/// The plot area inside a timeline canvas, with its time span (ns) and the top of its byte
+/// axis: everything needed to map data to pixels. Shared by the compare-mode timeline.
 #[derive(Clone, Copy, Debug, PartialEq)]
-struct Plot {
-    x: f64,
-    y: f64,
-    w: f64,
-    h: f64,
+pub struct Plot {
+    pub x: f64,
+    pub y: f64,
+    pub w: f64,
+    pub h: f64,
+    pub duration_ns: u64,
+    pub y_top: u64,
 }
 
-impl TimelineChart {
-    fn plot(size: Size) -> Plot {
+impl Plot {
+    /// The plot for a canvas of `size`, `duration_ns` wide, with a y axis reaching `y_max`
+    /// rounded up to a tick.
+    pub fn new(size: Size, duration_ns: u64, y_max: u64) -> Plot {
+        let max = y_max as f64;
+        let step = units::nice_byte_step(max, 4);
         Plot {
             x: LEFT,
             y: TOP,
             w: (size.width - LEFT - RIGHT).max(1.0),
             h: (size.height - TOP - BOTTOM).max(1.0),
+            duration_ns: duration_ns.max(1),
+            y_top: ((max / step).ceil() * step).max(1.0) as u64,
         }
     }
 
-    fn x_of(&self, p: Plot, t: u64) -> f64 {
-        p.x + p.w * (t as f64 / self.data.0.duration_ns as f64)
+    pub fn x_of(&self, t: u64) -> f64 {
+        self.x + self.w * (t as f64 / self.duration_ns as f64)
     }
 
-    fn y_of(&self, p: Plot, v: u64) -> f64 {
-        p.y + p.h - p.h * (v as f64 / self.nice_max() as f64)
+    pub fn y_of(&self, v: u64) -> f64 {
+        self.y + self.h - self.h * (v as f64 / self.y_top as f64)
     }
 
-    /// The y axis' top: the data's maximum rounded up to a tick.
-    fn nice_max(&self) -> u64 {
-        let max = self.data.0.y_max as f64;
-        let step = units::nice_byte_step(max, 4);
-        ((max / step).ceil() * step).max(1.0) as u64
+    /// The time at canvas x (CSS px), clamped to the plot.
+    pub fn time_at(&self, x: f64) -> u64 {
+        let f = ((x - self.x) / self.w).clamp(0.0, 1.0);
+        (f * self.duration_ns as f64).round() as u64
     }
 
-    /// The time at canvas x (CSS px), clamped to the recording.
-    pub fn time_at(&self, size: Size, x: f64) -> u64 {
-        let p = Self::plot(size);
-        let f = ((x - p.x) / p.w).clamp(0.0, 1.0);
-        (f * self.data.0.duration_ns as f64).round() as u64
+    /// Whether (x, y) is inside the plot.
+    pub fn contains(&self, x: f64, y: f64) -> bool {
+        x >= self.x && x <= self.x + self.w && y >= self.y && y <= self.y + self.h
     }
 
-    fn series(&self, painter: &Painter<'_>, p: Plot, buckets: &[Bucket], color: &str, alpha: f64) {
-        let ctx = painter.ctx;
+    /// Grid lines and byte and time axis labels.
+    pub fn draw_axes(&self, painter: &Painter<'_>) {
+        let (ctx, theme, p) = (painter.ctx, painter.theme, self);
+        ctx.set_font(&theme.font(11.0, 400));
+        ctx.set_line_width(1.0);
+        let y_step = units::nice_byte_step(p.y_top as f64, 4);
+        let mut v = 0.0;
+        ctx.set_text_align("right");
+        ctx.set_text_baseline("middle");
+        while v <= p.y_top as f64 + 0.5 {
+            let y = p.y_of(v as u64).round() + 0.5;
+            ctx.set_stroke_style_str(&theme.grid);
+            ctx.begin_path();
+            ctx.move_to(p.x, y);
+            ctx.line_to(p.x + p.w, y);
+            ctx.stroke();
+            ctx.set_fill_style_str(&theme.axis);
+            let _ = ctx.fill_text(&units::axis_bytes(v, y_step), p.x - 8.0, y);
+            v += y_step;
+        }
+        let span = p.duration_ns as f64;
+        let t_step = units::nice_step(span, ((p.w / 90.0) as usize).max(2));
+        ctx.set_text_align("center");
+        ctx.set_text_baseline("top");
+        let mut t = 0.0;
+        while t <= span {
+            let x = p.x_of(t as u64).round() + 0.5;
+            ctx.set_stroke_style_str(&theme.grid);
+            ctx.begin_path();
+            ctx.move_to(x, p.y + p.h);
+            ctx.line_to(x, p.y + p.h + 4.0);
+            ctx.stroke();
+            ctx.set_fill_style_str(&theme.axis);
+            let _ = ctx.fill_text(&units::axis_time(t, t_step, span), x, p.y + p.h + 7.0);
+            t += t_step;
+        }
+    }
+
+    /// A step series (buckets spread over the plot's width), filled at `alpha` and stroked.
+    pub fn draw_series(&self, painter: &Painter<'_>, buckets: &[Bucket], color: &str, alpha: f64) {
+        let (ctx, p) = (painter.ctx, self);
         let n = buckets.len().max(1) as f64;
         let x_at = |i: usize| p.x + p.w * i as f64 / n;
-        ctx.begin_path();
-        ctx.move_to(p.x, p.y + p.h);
-        for (i, b) in buckets.iter().enumerate() {
-            // Step through min and max so a spike inside one bucket is still drawn.
-            ctx.line_to(x_at(i), self.y_of(p, b.max));
-            ctx.line_to(x_at(i + 1), self.y_of(p, b.last));
+        if alpha > 0.0 {
+            ctx.begin_path();
+            ctx.move_to(p.x, p.y + p.h);
+            for (i, b) in buckets.iter().enumerate() {
+                // Step through min and max so a spike inside one bucket is still drawn.
+                ctx.line_to(x_at(i), p.y_of(b.max));
+                ctx.line_to(x_at(i + 1), p.y_of(b.last));
+            }
+            ctx.line_to(p.x + p.w, p.y + p.h);
+            ctx.close_path();
+            ctx.set_global_alpha(alpha);
+            ctx.set_fill_style_str(color);
+            ctx.fill();
+            ctx.set_global_alpha(1.0);
         }
-        ctx.line_to(p.x + p.w, p.y + p.h);
-        ctx.close_path();
-        ctx.set_global_alpha(alpha);
-        ctx.set_fill_style_str(color);
-        ctx.fill();
-        ctx.set_global_alpha(1.0);
         ctx.begin_path();
         for (i, b) in buckets.iter().enumerate() {
             if i == 0 {
-                ctx.move_to(x_at(i), self.y_of(p, b.max));
+                ctx.move_to(x_at(i), p.y_of(b.max));
             } else {
-                ctx.line_to(x_at(i), self.y_of(p, b.max));
+                ctx.line_to(x_at(i), p.y_of(b.max));
             }
-            ctx.line_to(x_at(i + 1), self.y_of(p, b.last));
+            ctx.line_to(x_at(i + 1), p.y_of(b.last));
         }
         ctx.set_stroke_style_str(color);
         ctx.set_line_width(1.5);
         ctx.stroke();
+    }
+}
+
+impl TimelineChart {
+    fn plot(&self, size: Size) -> Plot {
+        Plot::new(size, self.data.0.duration_ns, self.data.0.y_max)
+    }
+
+    /// The time at canvas x (CSS px), clamped to the recording.
+    pub fn time_at(&self, size: Size, x: f64) -> u64 {
+        self.plot(size).time_at(x)
     }
 }
 
@@ -150,47 +214,12 @@ impl Chart for TimelineChart {
         let ctx = painter.ctx;
         let theme = painter.theme;
         let d = &self.data.0;
-        let p = Self::plot(painter.size);
-
-        // Grid and axes.
-        ctx.set_font(&theme.font(11.0, 400));
-        ctx.set_line_width(1.0);
-        let y_top = self.nice_max();
-        let y_step = units::nice_byte_step(y_top as f64, 4);
-        let mut v = 0.0;
-        ctx.set_text_align("right");
-        ctx.set_text_baseline("middle");
-        while v <= y_top as f64 + 0.5 {
-            let y = self.y_of(p, v as u64).round() + 0.5;
-            ctx.set_stroke_style_str(&theme.grid);
-            ctx.begin_path();
-            ctx.move_to(p.x, y);
-            ctx.line_to(p.x + p.w, y);
-            ctx.stroke();
-            ctx.set_fill_style_str(&theme.axis);
-            let _ = ctx.fill_text(&units::axis_bytes(v, y_step), p.x - 8.0, y);
-            v += y_step;
-        }
-        let t_step = units::nice_step(d.duration_ns as f64, ((p.w / 90.0) as usize).max(2));
-        ctx.set_text_align("center");
-        ctx.set_text_baseline("top");
-        let mut t = 0.0;
-        while t <= d.duration_ns as f64 {
-            let x = self.x_of(p, t as u64).round() + 0.5;
-            ctx.set_stroke_style_str(&theme.grid);
-            ctx.begin_path();
-            ctx.move_to(x, p.y + p.h);
-            ctx.line_to(x, p.y + p.h + 4.0);
-            ctx.stroke();
-            ctx.set_fill_style_str(&theme.axis);
-            let label = units::axis_time(t, t_step, d.duration_ns as f64);
-            let _ = ctx.fill_text(&label, x, p.y + p.h + 7.0);
-            t += t_step;
-        }
+        let p = self.plot(painter.size);
+        p.draw_axes(painter);
 
         // Selection under the series.
         if let Some((a, b)) = self.range {
-            let (xa, xb) = (self.x_of(p, a), self.x_of(p, b));
+            let (xa, xb) = (p.x_of(a), p.x_of(b));
             ctx.set_fill_style_str(&theme.select);
             ctx.fill_rect(xa, p.y, (xb - xa).max(1.0), p.h);
             ctx.set_stroke_style_str(&theme.heap);
@@ -203,13 +232,13 @@ impl Chart for TimelineChart {
             }
         }
 
-        self.series(painter, p, &d.rss, &theme.rss, 0.12);
-        self.series(painter, p, &d.heap, &theme.heap, 0.22);
+        p.draw_series(painter, &d.rss, &theme.rss, 0.12);
+        p.draw_series(painter, &d.heap, &theme.heap, 0.22);
 
         // Peak marker on the heap.
         let (peak, at) = d.peak_heap;
         if peak > 0 {
-            let (x, y) = (self.x_of(p, at), self.y_of(p, peak));
+            let (x, y) = (p.x_of(at), p.y_of(peak));
             ctx.set_stroke_style_str(&theme.peak);
             ctx.set_line_width(1.0);
             let _ = ctx.set_line_dash(&js_sys::Array::of2(&3.0.into(), &3.0.into()));
@@ -245,7 +274,7 @@ impl Chart for TimelineChart {
                 if let Some(b) = series.get(i) {
                     ctx.set_fill_style_str(color);
                     ctx.begin_path();
-                    let _ = ctx.arc(x, self.y_of(p, b.max), 3.5, 0.0, std::f64::consts::TAU);
+                    let _ = ctx.arc(x, p.y_of(b.max), 3.5, 0.0, std::f64::consts::TAU);
                     ctx.fill();
                 }
             }
@@ -253,8 +282,8 @@ impl Chart for TimelineChart {
     }
 
     fn hit_test(&self, size: Size, x: f64, y: f64) -> Option<usize> {
-        let p = Self::plot(size);
-        if x < p.x || x > p.x + p.w || y < p.y || y > p.y + p.h {
+        let p = self.plot(size);
+        if !p.contains(x, y) {
             return None;
         }
         let n = self.data.0.heap.len();

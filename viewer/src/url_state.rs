@@ -63,7 +63,7 @@ pub struct ZoomStep {
 }
 
 /// Everything the URL hash remembers.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ViewState {
     pub mode: FlameMode,
     /// Frames from the root down to the zoomed node (empty: not zoomed).
@@ -72,6 +72,24 @@ pub struct ViewState {
     pub range: Option<(u64, u64)>,
     /// Flame graph search text.
     pub search: String,
+    /// Compare mode: changes smaller than this share of the larger total, in basis points
+    /// (1/100 %), are drawn as noise.
+    pub noise_bp: u32,
+}
+
+/// Default noise threshold of the differential flame graph: 0.5 %.
+pub const DEFAULT_NOISE_BP: u32 = 50;
+
+impl Default for ViewState {
+    fn default() -> Self {
+        ViewState {
+            mode: FlameMode::default(),
+            zoom: Vec::new(),
+            range: None,
+            search: String::new(),
+            noise_bp: DEFAULT_NOISE_BP,
+        }
+    }
 }
 
 impl ViewState {
@@ -99,6 +117,11 @@ impl ViewState {
                     });
                 }
                 "q" => state.search = decode(value).unwrap_or_default(),
+                "noise" => {
+                    if let Ok(percent) = value.parse::<f64>() {
+                        state.noise_bp = (percent.clamp(0.0, 100.0) * 100.0).round() as u32;
+                    }
+                }
                 _ => {}
             }
         }
@@ -124,6 +147,9 @@ impl ViewState {
         }
         if !self.search.is_empty() {
             parts.push(format!("q={}", encode(&self.search)));
+        }
+        if self.noise_bp != DEFAULT_NOISE_BP {
+            parts.push(format!("noise={}", f64::from(self.noise_bp) / 100.0));
         }
         if parts.is_empty() {
             String::new()
@@ -189,6 +215,7 @@ mod tests {
             ],
             range: Some((1_000, 2_500_000_000)),
             search: "json # dumps".into(),
+            noise_bp: 200,
         };
         let hash = state.to_hash();
         assert!(
@@ -205,6 +232,15 @@ mod tests {
         assert_eq!(s.range, None);
         assert_eq!(s.zoom, vec![ZoomStep { function: "a".into(), file: "b".into() }]);
         assert_eq!(s.search, "");
+    }
+
+    #[test]
+    fn noise_threshold_in_percent() {
+        assert_eq!(ViewState::from_hash("noise=0.1").noise_bp, 10);
+        assert_eq!(ViewState::from_hash("noise=x").noise_bp, DEFAULT_NOISE_BP);
+        let s = ViewState { noise_bp: 0, ..ViewState::default() };
+        assert_eq!(s.to_hash(), "#noise=0");
+        assert_eq!(ViewState::from_hash(&s.to_hash()), s);
     }
 
     #[test]

@@ -1,0 +1,42 @@
+//! Shared by the collector's end-to-end tests: the repository root and a `memlens` command
+//! whose tracer library is built.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// `cargo test` does not build cdylib targets, so build the tracer next to the memlens
+/// binary once per test run (a no-op when it is up to date).
+fn build_tracer(exe: &Path) {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.args(["build", "-q", "-p", "memlens-tracer"]);
+        if exe.parent().and_then(|d| d.file_name()) == Some("release".as_ref()) {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().expect("run cargo to build the tracer");
+        assert!(status.success(), "cargo build -p memlens-tracer failed");
+    });
+}
+
+/// The memlens binary under test, with its tracer library built beside it (unless
+/// `MEMLENS_TRACER` names one).
+pub fn memlens() -> Command {
+    let exe = PathBuf::from(env!("CARGO_BIN_EXE_memlens"));
+    let tracer = exe.parent().unwrap().join("libmemlens_tracer.so");
+    if std::env::var_os("MEMLENS_TRACER").is_none() {
+        build_tracer(&exe);
+    }
+    assert!(
+        tracer.is_file() || std::env::var_os("MEMLENS_TRACER").is_some(),
+        "{} is missing: build the tracer first (`cargo build -p memlens-tracer`)",
+        tracer.display()
+    );
+    Command::new(exe)
+}
