@@ -54,14 +54,21 @@ pub enum Tag {
     Trailer = 11,
     /// Fixed-size last chunk pointing at the trailer.
     Footer = 12,
+    /// Object censuses (live objects by type).
+    Census = 13,
+    /// `functools.lru_cache` wrappers seen by censuses.
+    Caches = 14,
 }
 
 impl Tag {
     pub(crate) fn from_u8(v: u8) -> Option<Tag> {
         use Tag::*;
-        [Meta, Strings, Frames, Stacks, Threads, Events, Samples, Markers, Gc, End, Trailer, Footer]
-            .get(usize::from(v).wrapping_sub(1))
-            .copied()
+        [
+            Meta, Strings, Frames, Stacks, Threads, Events, Samples, Markers, Gc, End, Trailer,
+            Footer, Census, Caches,
+        ]
+        .get(usize::from(v).wrapping_sub(1))
+        .copied()
     }
 }
 

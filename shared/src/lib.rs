@@ -32,12 +32,14 @@
 mod addr_hash;
 mod analysis;
 mod callsites;
+mod census;
 mod chunk;
 mod diff;
 mod diff_tree;
 mod error;
 mod flame;
 mod ids;
+mod insights;
 mod recording;
 mod records;
 mod tables;
@@ -50,6 +52,10 @@ pub use analysis::{
     EventFilter, Snapshot, StackTotals, Totals,
 };
 pub use callsites::{call_sites, CallSite};
+pub use census::{
+    deepest_stack, last_census, site_growth, top_types, type_growth, type_name, SiteGrowth,
+    TypeGrowth, TypeOrder,
+};
 pub use chunk::{
     Codec, Tag, CHUNK_HEADER_LEN, FORMAT_VERSION, HEADER_LEN, MAGIC, MAX_CHUNK_RAW_LEN,
 };
@@ -62,10 +68,12 @@ pub use flame::{
     flame_hit, flame_layout, is_internal_file, FlameNode, FlameOptions, FlameRect, FlameTree,
 };
 pub use ids::{AllocatorKind, FrameId, StackId, StringId, ThreadId};
+pub use insights::{insights, site_label, Insight, InsightKind, InsightOptions};
 pub use recording::{Recording, Truncation};
 pub use records::{
-    CaptureOptions, Event, Frame, GcEvent, IndexEntry, Marker, MemorySample, Meta, Op, ProcessEnd,
-    StackNode, Summary, ThreadInfo, Trailer,
+    census_trigger, CacheCensus, CaptureOptions, Census, DictUsage, Event, Frame, GcEvent,
+    IndexEntry, Marker, MemorySample, Meta, Op, ProcessEnd, StackNode, Summary, ThreadInfo,
+    Trailer, TypeCensus, TypeSite,
 };
 pub use tables::EVENT_TIME_QUANTUM_NS;
 pub use units::{format_bytes, format_bytes_delta, format_count, format_duration_ns};

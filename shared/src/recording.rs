@@ -4,8 +4,8 @@
 use crate::chunk::{check_header, read_chunk, RawChunk, Tag};
 use crate::tables::{decode_events, decode_frames, decode_stacks, decode_strings};
 use crate::{
-    Error, Event, Frame, FrameId, GcEvent, Marker, MemorySample, Meta, ProcessEnd, StackId,
-    StackNode, Summary, ThreadId, ThreadInfo, Trailer,
+    CacheCensus, Census, Error, Event, Frame, FrameId, GcEvent, Marker, MemorySample, Meta,
+    ProcessEnd, StackId, StackNode, Summary, ThreadId, ThreadInfo, Trailer,
 };
 
 /// Where and why reading stopped early.
@@ -39,6 +39,8 @@ pub struct Recording {
     samples: Vec<MemorySample>,
     markers: Vec<Marker>,
     gcs: Vec<GcEvent>,
+    censuses: Vec<Census>,
+    caches: Vec<CacheCensus>,
     end: Option<ProcessEnd>,
     event_chunks: Vec<EventChunk>,
     summary: Summary,
@@ -71,6 +73,8 @@ impl Recording {
             samples: Vec::new(),
             markers: Vec::new(),
             gcs: Vec::new(),
+            censuses: Vec::new(),
+            caches: Vec::new(),
             end: None,
             event_chunks: Vec::new(),
             summary: Summary::default(),
@@ -168,6 +172,34 @@ impl Recording {
             Tag::Gc => self
                 .gcs
                 .extend(postcard::from_bytes::<Vec<GcEvent>>(&raw).map_err(postcard_err("gc"))?),
+            Tag::Census => {
+                let censuses: Vec<Census> =
+                    postcard::from_bytes(&raw).map_err(postcard_err("census"))?;
+                let (strings, stacks) = (self.strings.len(), self.stack_count());
+                for c in &censuses {
+                    let bad_type = c.types.iter().any(|t| {
+                        t.module.index() >= strings
+                            || t.qualname.index() >= strings
+                            || t.sites.iter().any(|s| s.stack.index() >= stacks)
+                    });
+                    if bad_type {
+                        return Err(Error::corrupt("census", at, "undefined string or stack"));
+                    }
+                }
+                self.censuses.extend(censuses);
+            }
+            Tag::Caches => {
+                let caches: Vec<CacheCensus> =
+                    postcard::from_bytes(&raw).map_err(postcard_err("caches"))?;
+                let strings = self.strings.len();
+                if caches
+                    .iter()
+                    .any(|c| c.module.index() >= strings || c.qualname.index() >= strings)
+                {
+                    return Err(Error::corrupt("caches", at, "undefined string"));
+                }
+                self.caches.extend(caches);
+            }
             Tag::End => self.end = Some(postcard::from_bytes(&raw).map_err(postcard_err("end"))?),
             Tag::Trailer => {
                 let trailer: Trailer =
@@ -281,6 +313,16 @@ impl Recording {
     /// Garbage collector runs, in time order.
     pub fn gc_events(&self) -> &[GcEvent] {
         &self.gcs
+    }
+
+    /// Object censuses, in time order.
+    pub fn censuses(&self) -> &[Census] {
+        &self.censuses
+    }
+
+    /// `functools.lru_cache` wrappers seen by the censuses, in time order.
+    pub fn caches(&self) -> &[CacheCensus] {
+        &self.caches
     }
 
     /// Number of event chunks.

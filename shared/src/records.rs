@@ -114,6 +114,114 @@ pub struct GcEvent {
     pub uncollectable: u64,
 }
 
+/// Census triggers ([`Census::trigger`]): why the census was taken.
+pub mod census_trigger {
+    /// When tracing started.
+    pub const START: u8 = 0;
+    /// At `memlens.mark(label)`.
+    pub const MARK: u8 = 1;
+    /// Every `--census-interval` seconds.
+    pub const INTERVAL: u8 = 2;
+    /// At interpreter exit.
+    pub const EXIT: u8 = 3;
+}
+
+/// A count of the live gc-tracked Python objects, by type, at one moment.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Census {
+    /// When the census finished, in nanoseconds since the start of the recording.
+    pub time_ns: u64,
+    /// Why it was taken: see [`census_trigger`] (a u8, so new triggers do not break readers).
+    pub trigger: u8,
+    /// The mark's label for [`census_trigger::MARK`], else empty.
+    pub label: String,
+    /// How long the census took in the traced program.
+    pub duration_ns: u64,
+    /// All gc-tracked objects counted.
+    pub objects: u64,
+    /// `sys.getrecursionlimit()` at census time.
+    pub recursion_limit: u32,
+    /// Per type, largest shallow size first.
+    pub types: Vec<TypeCensus>,
+}
+
+/// Live objects of one type in a [`Census`].
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct TypeCensus {
+    /// `type.__module__`.
+    pub module: StringId,
+    /// `type.__qualname__`.
+    pub qualname: StringId,
+    /// Live objects.
+    pub count: u64,
+    /// Sum of their `sys.getsizeof` (shallow: the object itself, not what it refers to).
+    pub bytes: u64,
+    /// Objects whose allocation is a live traced allocation (the rest were allocated
+    /// before tracing started or are static).
+    pub linked_count: u64,
+    /// Recorded size of those allocations.
+    pub linked_bytes: u64,
+    /// Where the linked objects were allocated: the top stacks by bytes (at most
+    /// [`TypeCensus::MAX_SITES`]).
+    pub sites: Vec<TypeSite>,
+    /// For instances with a `__dict__` (no `__slots__`): what their attributes cost.
+    pub dict: Option<DictUsage>,
+}
+
+impl TypeCensus {
+    /// Sites kept per type.
+    pub const MAX_SITES: usize = 8;
+}
+
+/// Objects of one type allocated at one stack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct TypeSite {
+    /// The allocation stack.
+    pub stack: StackId,
+    /// Objects.
+    pub count: u64,
+    /// Their recorded allocation sizes.
+    pub bytes: u64,
+}
+
+/// Attribute storage of the instances of a class without `__slots__`, measured on a sample.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct DictUsage {
+    /// Instances sampled.
+    pub sampled: u64,
+    /// Attributes found on them, in total.
+    pub attrs: u64,
+    /// Sampled instances whose attribute storage (CPython 3.11: the inline values array or
+    /// the materialized `__dict__`) is a live traced allocation.
+    pub storage_linked: u64,
+    /// Recorded size of that storage.
+    pub storage_bytes: u64,
+    /// What one instance would take with `__slots__` for its attributes (object header,
+    /// one pointer per slot, GC header), in bytes.
+    pub slots_instance_bytes: u64,
+}
+
+/// A `functools.lru_cache` wrapper alive at a census.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct CacheCensus {
+    /// The census time.
+    pub time_ns: u64,
+    /// The wrapped function's `__module__`.
+    pub module: StringId,
+    /// The wrapped function's `__qualname__`.
+    pub qualname: StringId,
+    /// Entries held (`cache_info().currsize`).
+    pub currsize: u64,
+    /// `maxsize`, `None` when unbounded.
+    pub maxsize: Option<u64>,
+    /// `cache_info().hits`.
+    pub hits: u64,
+    /// `cache_info().misses`.
+    pub misses: u64,
+    /// Shallow bytes of the cached keys and results (see FORMAT.md for what is counted).
+    pub bytes: u64,
+}
+
 /// How the traced process ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct ProcessEnd {

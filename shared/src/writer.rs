@@ -9,8 +9,9 @@ use crate::addr_hash::AddressMap;
 use crate::chunk::{encode_chunk, header_bytes, Codec, Tag};
 use crate::tables::{encode_frames, encode_stacks, encode_strings, AddressRef, EventEncoder};
 use crate::{
-    AllocatorKind, Error, Event, Frame, FrameId, GcEvent, IndexEntry, Marker, MemorySample, Meta,
-    Op, ProcessEnd, StackId, StackNode, StringId, Summary, ThreadId, ThreadInfo, Trailer,
+    AllocatorKind, CacheCensus, Census, Error, Event, Frame, FrameId, GcEvent, IndexEntry, Marker,
+    MemorySample, Meta, Op, ProcessEnd, StackId, StackNode, StringId, Summary, ThreadId,
+    ThreadInfo, Trailer,
 };
 
 /// Samples kept waiting for events at most: 256 is 2.5 s at the default 10 ms interval.
@@ -20,6 +21,8 @@ const MAX_WAITING_SAMPLES: usize = 256;
 #[derive(Debug, Clone, Copy)]
 struct Slot {
     size: u64,
+    /// The allocation's stack, for censuses that link objects to where they were made.
+    stack: StackId,
     /// Chunk number and alloc index within it, so a free in the same chunk can point back.
     chunk: u32,
     index: u32,
@@ -84,6 +87,8 @@ pub struct RecordingWriter<W: Write> {
     waiting_samples: std::collections::VecDeque<MemorySample>,
     markers: Vec<Marker>,
     gcs: Vec<GcEvent>,
+    censuses: Vec<Census>,
+    caches: Vec<CacheCensus>,
     /// Live heap blocks by address.
     live: AddressMap<Slot>,
     /// Addresses freed in the chunk being built -> free index, so an alloc reusing one can
@@ -125,6 +130,8 @@ impl<W: Write> RecordingWriter<W> {
             waiting_samples: std::collections::VecDeque::new(),
             markers: Vec::new(),
             gcs: Vec::new(),
+            censuses: Vec::new(),
+            caches: Vec::new(),
             live: AddressMap::default(),
             freed_in_chunk: AddressMap::default(),
             heap: 0,
@@ -194,7 +201,7 @@ impl<W: Write> RecordingWriter<W> {
         let time_ns = self.event_time(time_ns)?;
         let mut addr_ref = AddressRef::Explicit;
         if kind.counts_in_heap() {
-            let new = Slot { size, chunk: self.events.chunk, index: self.events.allocs };
+            let new = Slot { size, stack, chunk: self.events.chunk, index: self.events.allocs };
             if let Some(old) = self.live.insert(address, new) {
                 // A free we never saw (e.g. through an unhooked path): replace, don't leak.
                 self.heap -= old.size;
@@ -287,6 +294,21 @@ impl<W: Write> RecordingWriter<W> {
         self.gcs.push(gc);
     }
 
+    /// The size and stack of the live heap block at `address`, if there is one.
+    pub fn live_block(&self, address: u64) -> Option<(u64, StackId)> {
+        self.live.get(&address).map(|s| (s.size, s.stack))
+    }
+
+    /// Records an object census. Its string and stack ids must be interned already.
+    pub fn census(&mut self, census: Census) {
+        self.censuses.push(census);
+    }
+
+    /// Records the `functools.lru_cache` wrappers seen by a census.
+    pub fn caches(&mut self, caches: impl IntoIterator<Item = CacheCensus>) {
+        self.caches.extend(caches);
+    }
+
     /// Writes everything buffered as chunks and flushes the underlying writer, so a crash
     /// after this loses nothing recorded before it.
     pub fn flush(&mut self) -> Result<(), Error> {
@@ -304,6 +326,14 @@ impl<W: Write> RecordingWriter<W> {
                 &gcs,
                 (gcs[0].time_ns, gcs[gcs.len() - 1].time_ns, gcs.len()),
             )?;
+        }
+        if !self.censuses.is_empty() {
+            let c = std::mem::take(&mut self.censuses);
+            self.write_postcard(Tag::Census, &c, (c[0].time_ns, c[c.len() - 1].time_ns, c.len()))?;
+        }
+        if !self.caches.is_empty() {
+            let c = std::mem::take(&mut self.caches);
+            self.write_postcard(Tag::Caches, &c, (c[0].time_ns, c[c.len() - 1].time_ns, c.len()))?;
         }
         self.out.flush()?;
         Ok(())

@@ -19,6 +19,14 @@ fn metadata_and_tables_round_trip() {
     assert_eq!(rec.thread(WORKER).unwrap().name, "worker");
     assert_eq!(rec.markers()[0].label, "loaded");
     assert_eq!(rec.gc_events()[0].collected, 7);
+    let census = &rec.censuses()[0];
+    assert_eq!((census.trigger, census.objects, census.recursion_limit), (3, 3, 1000));
+    let t = &census.types[0];
+    assert_eq!(type_name(&rec, t.module, t.qualname), "app.Leak");
+    assert_eq!(t.sites[0].stack, stack_named(&rec, "leak"));
+    assert_eq!(t.dict.unwrap().slots_instance_bytes, 48);
+    let cache = &rec.caches()[0];
+    assert_eq!((rec.string(cache.qualname), cache.currsize, cache.maxsize), ("lookup", 3, None));
     assert_eq!(rec.end().unwrap().exit_code, Some(0));
     assert!(rec.has_trailer());
     assert!(rec.truncation().is_none());

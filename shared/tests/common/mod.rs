@@ -58,6 +58,44 @@ pub fn known_program(options: WriterOptions) -> Vec<u8> {
         uncollectable: 0,
     });
     w.memory_sample(MemorySample { time_ns: 40_000, rss: 3 << 20, vms: 5 << 20, heap: 0 }).unwrap();
+    // At exit the leaked block is an object of `app.Leak`, linked to its stack.
+    let (module, qualname) = (w.intern_string("app"), w.intern_string("Leak"));
+    assert_eq!(w.live_block(0x90_000), Some((500, s_leak)));
+    w.census(Census {
+        time_ns: 45_000,
+        trigger: census_trigger::EXIT,
+        label: String::new(),
+        duration_ns: 900,
+        objects: 3,
+        recursion_limit: 1000,
+        types: vec![TypeCensus {
+            module,
+            qualname,
+            count: 1,
+            bytes: 500,
+            linked_count: 1,
+            linked_bytes: 500,
+            sites: vec![TypeSite { stack: s_leak, count: 1, bytes: 500 }],
+            dict: Some(DictUsage {
+                sampled: 1,
+                attrs: 2,
+                storage_linked: 0,
+                storage_bytes: 0,
+                slots_instance_bytes: 48,
+            }),
+        }],
+    });
+    let lookup = w.intern_string("lookup");
+    w.caches([CacheCensus {
+        time_ns: 45_000,
+        module,
+        qualname: lookup,
+        currsize: 3,
+        maxsize: None,
+        hits: 4,
+        misses: 3,
+        bytes: 300,
+    }]);
     w.finish(ProcessEnd { time_ns: 50_000, exit_code: Some(0), signal: None }).unwrap()
 }
 

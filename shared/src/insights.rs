@@ -1,0 +1,372 @@
+//! Findings a recording proves, each with its numbers: memory still growing at exit (a
+//! probable leak), unbounded `functools.lru_cache`s, many instances of a class without
+//! `__slots__` (and what `__slots__` would save), short-lived large allocations at one line
+//! (temporary churn), uncollectable garbage, costly garbage collection and deep recursion.
+//!
+//! Nothing here is generic advice: a finding exists only when the recording holds the
+//! evidence, and its message quotes it. Pure; one replay of the events plus the censuses.
+
+use std::ops::ControlFlow;
+
+use rustc_hash::FxHashMap;
+
+use crate::addr_hash::AddressMap;
+use crate::census::{deepest_stack, last_census, type_name};
+use crate::{format_bytes, format_count, format_duration_ns};
+use crate::{Error, Op, Recording, StackId};
+
+/// What a finding is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum InsightKind {
+    /// Live memory from one stack grew through every quarter of the run up to the exit.
+    GrowingAtExit,
+    /// An `lru_cache(maxsize=None)` holding many entries.
+    UnboundedCache,
+    /// Many instances of a class without `__slots__`.
+    MissingSlots,
+    /// Many large allocations at one stack, each freed soon after.
+    TemporaryChurn,
+    /// The garbage collector found uncollectable objects.
+    UncollectableCycles,
+    /// Garbage collection took a large share of the run.
+    GcTime,
+    /// The deepest Python stack came close to the recursion limit.
+    DeepRecursion,
+}
+
+impl InsightKind {
+    /// A stable snake_case name (used in JSON).
+    pub fn name(self) -> &'static str {
+        match self {
+            InsightKind::GrowingAtExit => "growing_at_exit",
+            InsightKind::UnboundedCache => "unbounded_cache",
+            InsightKind::MissingSlots => "missing_slots",
+            InsightKind::TemporaryChurn => "temporary_churn",
+            InsightKind::UncollectableCycles => "uncollectable_cycles",
+            InsightKind::GcTime => "gc_time",
+            InsightKind::DeepRecursion => "deep_recursion",
+        }
+    }
+}
+
+/// One finding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Insight {
+    /// What it is about.
+    pub kind: InsightKind,
+    /// One sentence with the evidence (sizes, counts, times from the recording).
+    pub message: String,
+    /// The memory concerned in bytes (what a fix could save or what grew), 0 when none.
+    pub bytes: u64,
+    /// The stack it points at, when there is one.
+    pub stack: Option<StackId>,
+    /// The Python type or function it is about (`module.qualname`), when there is one.
+    pub subject: Option<String>,
+}
+
+/// Thresholds of [`insights`]. The defaults keep findings to things worth a look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InsightOptions {
+    /// Smallest growth of one stack over the run to report as growing at exit.
+    pub min_growth_bytes: u64,
+    /// An allocation at least this big is "large" for churn.
+    pub churn_min_size: u64,
+    /// ... and "short-lived" when freed within this many ns.
+    pub churn_max_lifetime_ns: u64,
+    /// Fewest short-lived large allocations at one stack to report.
+    pub churn_min_count: u64,
+    /// Fewest entries of an unbounded cache to report (128 is lru_cache's default maxsize).
+    pub cache_min_entries: u64,
+    /// Fewest instances of a class to consider `__slots__` for.
+    pub slots_min_instances: u64,
+    /// Smallest total `__slots__` saving to report.
+    pub slots_min_saving: u64,
+    /// Smallest share of the run spent in the garbage collector to report, in percent.
+    pub gc_min_percent: u64,
+    /// Smallest depth, in percent of the recursion limit, to report.
+    pub recursion_min_percent: u64,
+}
+
+impl Default for InsightOptions {
+    fn default() -> Self {
+        InsightOptions {
+            min_growth_bytes: 1 << 20,
+            churn_min_size: 64 << 10,
+            churn_max_lifetime_ns: 10_000_000,
+            churn_min_count: 100,
+            cache_min_entries: 128,
+            slots_min_instances: 1000,
+            slots_min_saving: 64 << 10,
+            gc_min_percent: 5,
+            recursion_min_percent: 80,
+        }
+    }
+}
+
+/// `function (file:line)` of a stack's innermost frame.
+pub fn site_label(rec: &Recording, stack: StackId) -> String {
+    let Some(f) = rec.stack(stack).and_then(|n| rec.frame(n.frame)) else {
+        return "<no Python frame>".into();
+    };
+    format!("{} ({}:{})", rec.string(f.function), rec.string(f.file), f.line)
+}
+
+/// Number of checkpoints (quarters of the run) a growing stack must grow through.
+const QUARTERS: usize = 4;
+
+#[derive(Default)]
+struct Replay {
+    /// Live bytes per stack at the end of each of the first three quarters, then at exit.
+    checkpoints: Vec<FxHashMap<StackId, u64>>,
+    /// Short-lived large allocations per stack: (count, bytes).
+    churn: FxHashMap<StackId, (u64, u64)>,
+}
+
+fn replay(rec: &Recording, o: &InsightOptions) -> Result<Replay, Error> {
+    let duration = rec.summary().duration_ns.max(1);
+    let marks: Vec<u64> = (1..QUARTERS as u64).map(|k| duration * k / QUARTERS as u64).collect();
+    let mut live: AddressMap<(StackId, u64, u64)> = AddressMap::default();
+    let mut per_stack: FxHashMap<StackId, u64> = FxHashMap::default();
+    let mut out = Replay::default();
+    rec.for_each_event_chunk(|events| {
+        for e in events.iter().filter(|e| e.kind.counts_in_heap()) {
+            while out.checkpoints.len() < marks.len() && e.time_ns > marks[out.checkpoints.len()] {
+                out.checkpoints.push(per_stack.clone());
+            }
+            match e.op {
+                Op::Alloc => {
+                    if let Some((s, size, _)) = live.insert(e.address, (e.stack, e.size, e.time_ns))
+                    {
+                        sub(&mut per_stack, s, size);
+                    }
+                    *per_stack.entry(e.stack).or_default() += e.size;
+                }
+                Op::Free => {
+                    let Some((s, size, t)) = live.remove(&e.address) else { continue };
+                    sub(&mut per_stack, s, size);
+                    if size >= o.churn_min_size
+                        && e.time_ns.saturating_sub(t) <= o.churn_max_lifetime_ns
+                    {
+                        let c = out.churn.entry(s).or_default();
+                        c.0 += 1;
+                        c.1 = c.1.saturating_add(size);
+                    }
+                }
+            }
+        }
+        ControlFlow::Continue(())
+    })?;
+    while out.checkpoints.len() < QUARTERS {
+        out.checkpoints.push(per_stack.clone());
+    }
+    Ok(out)
+}
+
+fn sub(m: &mut FxHashMap<StackId, u64>, s: StackId, size: u64) {
+    if let Some(v) = m.get_mut(&s) {
+        *v = v.saturating_sub(size);
+    }
+}
+
+/// Everything the recording shows, most memory first within each kind; kinds in the order of
+/// [`InsightKind`].
+pub fn insights(rec: &Recording, o: &InsightOptions) -> Result<Vec<Insight>, Error> {
+    let mut found = Vec::new();
+    if !rec.meta().capture.rss_only {
+        let r = replay(rec, o)?;
+        growing(rec, o, &r, &mut found);
+        churn(rec, o, &r, &mut found);
+    }
+    caches(rec, o, &mut found);
+    slots(rec, o, &mut found);
+    gc(rec, o, &mut found);
+    recursion(rec, o, &mut found);
+    found.sort_by_key(|i| (i.kind, std::cmp::Reverse(i.bytes)));
+    Ok(found)
+}
+
+fn growing(rec: &Recording, o: &InsightOptions, r: &Replay, found: &mut Vec<Insight>) {
+    let end = &r.checkpoints[QUARTERS - 1];
+    for (&stack, &at_end) in end {
+        if stack == StackId::ROOT {
+            continue;
+        }
+        let series: Vec<u64> =
+            r.checkpoints.iter().map(|c| c.get(&stack).copied().unwrap_or(0)).collect();
+        let rising = series.windows(2).all(|w| w[1] > w[0]);
+        let growth = at_end.saturating_sub(series[0]);
+        if !rising || growth < o.min_growth_bytes {
+            continue;
+        }
+        let steps: Vec<String> = series.iter().map(|&b| format_bytes(b)).collect();
+        found.push(Insight {
+            kind: InsightKind::GrowingAtExit,
+            message: format!(
+                "probable leak: memory allocated at {} grew in every quarter of the run \
+                 ({}) and was still held at exit: +{} since the first quarter",
+                site_label(rec, stack),
+                steps.join(" -> "),
+                format_bytes(growth)
+            ),
+            bytes: growth,
+            stack: Some(stack),
+            subject: None,
+        });
+    }
+}
+
+fn churn(rec: &Recording, o: &InsightOptions, r: &Replay, found: &mut Vec<Insight>) {
+    for (&stack, &(count, bytes)) in &r.churn {
+        if count < o.churn_min_count {
+            continue;
+        }
+        found.push(Insight {
+            kind: InsightKind::TemporaryChurn,
+            message: format!(
+                "temporary churn: {} allocated {} blocks of {} or more ({} in total, {} on \
+                 average) that were each freed within {}",
+                site_label(rec, stack),
+                format_count(count),
+                format_bytes(o.churn_min_size),
+                format_bytes(bytes),
+                format_bytes(bytes / count.max(1)),
+                format_duration_ns(o.churn_max_lifetime_ns)
+            ),
+            bytes,
+            stack: Some(stack),
+            subject: None,
+        });
+    }
+}
+
+fn caches(rec: &Recording, o: &InsightOptions, found: &mut Vec<Insight>) {
+    // The latest report of each cache.
+    let mut latest = FxHashMap::default();
+    for c in rec.caches() {
+        latest.insert((c.module, c.qualname), c);
+    }
+    for c in latest.into_values() {
+        if c.maxsize.is_some() || c.currsize < o.cache_min_entries {
+            continue;
+        }
+        let name = type_name(rec, c.module, c.qualname);
+        let calls = c.hits + c.misses;
+        let hit_rate = c
+            .hits
+            .saturating_mul(100)
+            .checked_div(calls)
+            .map_or_else(String::new, |p| format!(", hit rate {p}%"));
+        found.push(Insight {
+            kind: InsightKind::UnboundedCache,
+            message: format!(
+                "unbounded cache: {name} is an lru_cache(maxsize=None) holding {} entries \
+                 ({} in the cache table, keys and results, shallow){hit_rate}; it never evicts",
+                format_count(c.currsize),
+                format_bytes(c.bytes)
+            ),
+            bytes: c.bytes,
+            stack: None,
+            subject: Some(name),
+        });
+    }
+}
+
+fn slots(rec: &Recording, o: &InsightOptions, found: &mut Vec<Insight>) {
+    let Some(census) = last_census(rec) else { return };
+    for t in &census.types {
+        let Some(d) = t.dict else { continue };
+        if t.count < o.slots_min_instances || t.linked_count == 0 || d.storage_linked == 0 {
+            continue;
+        }
+        let object = t.linked_bytes as f64 / t.linked_count as f64;
+        let storage = d.storage_bytes as f64 / d.storage_linked as f64;
+        let now = object + storage;
+        let with_slots = d.slots_instance_bytes as f64;
+        let saving = ((now - with_slots) * t.count as f64).max(0.0) as u64;
+        if saving < o.slots_min_saving {
+            continue;
+        }
+        let name = type_name(rec, t.module, t.qualname);
+        let site = t.sites.first().map(|s| s.stack);
+        let at = site.map_or_else(String::new, |s| format!(", made at {}", site_label(rec, s)));
+        found.push(Insight {
+            kind: InsightKind::MissingSlots,
+            message: format!(
+                "__slots__: {} instances of {name}{at} take {:.0} B each ({:.0} B object + \
+                 {:.0} B attribute storage, {:.1} attributes); with __slots__ they would take \
+                 {:.0} B: {} less",
+                format_count(t.count),
+                now,
+                object,
+                storage,
+                d.attrs as f64 / d.sampled.max(1) as f64,
+                with_slots,
+                format_bytes(saving)
+            ),
+            bytes: saving,
+            stack: site,
+            subject: Some(name),
+        });
+    }
+}
+
+fn gc(rec: &Recording, o: &InsightOptions, found: &mut Vec<Insight>) {
+    let gcs = rec.gc_events();
+    let uncollectable: u64 = gcs.iter().map(|g| g.uncollectable).sum();
+    if uncollectable > 0 {
+        let runs = gcs.iter().filter(|g| g.uncollectable > 0).count();
+        found.push(Insight {
+            kind: InsightKind::UncollectableCycles,
+            message: format!(
+                "uncollectable cycles: {} collections found {} uncollectable objects (kept in \
+                 gc.garbage for the rest of the run)",
+                format_count(runs as u64),
+                format_count(uncollectable)
+            ),
+            bytes: 0,
+            stack: None,
+            subject: None,
+        });
+    }
+    let total: u64 = gcs.iter().map(|g| g.duration_ns).sum();
+    let duration = rec.summary().duration_ns;
+    if duration > 0 && total.saturating_mul(100) >= o.gc_min_percent.saturating_mul(duration) {
+        let collected: u64 = gcs.iter().map(|g| g.collected).sum();
+        found.push(Insight {
+            kind: InsightKind::GcTime,
+            message: format!(
+                "garbage collection: {} collections took {} ({}% of the run) and freed {} \
+                 objects in reference cycles",
+                format_count(gcs.len() as u64),
+                format_duration_ns(total),
+                total * 100 / duration,
+                format_count(collected)
+            ),
+            bytes: 0,
+            stack: None,
+            subject: None,
+        });
+    }
+}
+
+fn recursion(rec: &Recording, o: &InsightOptions, found: &mut Vec<Insight>) {
+    let Some(limit) = last_census(rec).map(|c| c.recursion_limit).filter(|&l| l > 0) else {
+        return;
+    };
+    let Some((stack, depth)) = deepest_stack(rec) else { return };
+    if u64::from(depth) * 100 < o.recursion_min_percent * u64::from(limit) {
+        return;
+    }
+    found.push(Insight {
+        kind: InsightKind::DeepRecursion,
+        message: format!(
+            "deep recursion: a Python stack {depth} frames deep (at {}) against a recursion \
+             limit of {limit}",
+            site_label(rec, stack)
+        ),
+        bytes: 0,
+        stack: Some(stack),
+        subject: None,
+    });
+}
