@@ -89,7 +89,7 @@ pub fn run(args: SummaryArgs) -> Result<i32> {
     Ok(0)
 }
 
-fn sites(rec: &Recording, totals: &StackTotals, top: usize) -> Vec<SiteJson> {
+pub(crate) fn sites(rec: &Recording, totals: &StackTotals, top: usize) -> Vec<SiteJson> {
     call_sites(rec, totals)
         .into_iter()
         .filter(|s| s.self_.bytes > 0)
