@@ -31,9 +31,7 @@ use nix::time::{clock_gettime, ClockId};
 use nix::unistd::Pid;
 
 use crate::child_memory::tree_memory;
-use crate::python_env::{
-    default_python, find_tracer, probe_python, PythonInfo, PythonPackageDir, BOOTSTRAP,
-};
+use crate::python_env::{find_tracer, probe_python, PythonInfo, PythonPackageDir, BOOTSTRAP};
 use crate::recorder::Recorder;
 
 /// How often the recording is made durable on disk: bounds what a crash of memlens
@@ -55,11 +53,9 @@ pub struct RunArgs {
     /// Output file [default: memlens-<script>-<pid>.memlens in the current directory].
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
-    /// Python interpreter to run (CPython 3.9 to 3.13) [default: the `python3` next to the
-    /// memlens executable when there is one (memlens installed in a virtualenv), else
-    /// `python3` from PATH].
-    #[arg(long, value_name = "PATH")]
-    pub python: Option<PathBuf>,
+    /// Python interpreter to run (CPython 3.9 to 3.13).
+    #[arg(long, value_name = "PATH", default_value = "python3")]
+    pub python: PathBuf,
     /// Also trace native allocations (malloc, calloc, realloc, mmap, ...). On by default.
     #[arg(long, overrides_with = "no_native")]
     pub native: bool,
@@ -81,12 +77,27 @@ pub struct RunArgs {
     /// for any program. The arguments are the whole command, e.g. `--rss-only ./server -p 80`.
     #[arg(long)]
     pub rss_only: bool,
+    /// Also take an object census (live objects by type) every SECONDS. Censuses are always
+    /// taken at start, at each `memlens.mark()` and at exit; each holds the program for
+    /// about 1-1.5 µs per live gc-tracked object (bench/census_cost.py).
+    #[arg(long, value_name = "SECONDS", value_parser = parse_seconds)]
+    pub census_interval: Option<f64>,
+    /// Take no object censuses at all.
+    #[arg(long, conflicts_with = "census_interval")]
+    pub no_census: bool,
     /// Do not print the summary line at the end.
     #[arg(short, long)]
     pub quiet: bool,
     /// The script (or with -m the module, with -c the code), then its arguments.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "SCRIPT [ARGS]")]
     pub args: Vec<OsString>,
+}
+
+fn parse_seconds(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v > 0.0 && v.is_finite() => Ok(v),
+        _ => Err(format!("{s:?} is not a positive number of seconds")),
+    }
 }
 
 /// What to run.
@@ -106,6 +117,10 @@ pub struct RunOptions {
     pub python: PathBuf,
     pub native: bool,
     pub interval: Duration,
+    /// Take object censuses (start, marks, exit).
+    pub census: bool,
+    /// Seconds between extra censuses, if any.
+    pub census_interval: Option<f64>,
     pub quiet: bool,
 }
 
@@ -135,9 +150,11 @@ impl TryFrom<RunArgs> for RunOptions {
             target,
             args,
             output: a.output,
-            python: a.python.unwrap_or_else(default_python),
+            python: a.python,
             native: !a.no_native,
             interval: Duration::from_millis(a.interval),
+            census: !a.no_census,
+            census_interval: a.census_interval,
             quiet: a.quiet,
         })
     }
@@ -198,7 +215,13 @@ fn meta(opts: &RunOptions, py: &PythonInfo, pid: u32) -> Meta {
             rss_only: false,
             sample_interval_us: opts.interval.as_micros() as u64,
         },
-        extra: Vec::new(),
+        extra: vec![
+            ("census".to_owned(), if opts.census { "on" } else { "off" }.to_owned()),
+            (
+                "census_interval_s".to_owned(),
+                opts.census_interval.map_or_else(String::new, |s| s.to_string()),
+            ),
+        ],
     }
 }
 
@@ -256,6 +279,8 @@ pub fn run_with(opts: RunOptions) -> Result<i32> {
         .env("MEMLENS_FD", pipe_w.as_raw_fd().to_string())
         .env("MEMLENS_MODE", mode)
         .env("MEMLENS_NATIVE", if opts.native { "1" } else { "0" })
+        .env("MEMLENS_CENSUS", if opts.census { "1" } else { "0" })
+        .env("MEMLENS_CENSUS_INTERVAL", opts.census_interval.unwrap_or(0.0).to_string())
         .env("PYTHONPATH", pkg.pythonpath());
     let mut child =
         cmd.spawn().with_context(|| format!("cannot start {}", opts.python.display()))?;

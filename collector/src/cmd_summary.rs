@@ -5,8 +5,9 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use memlens_format::{
-    call_sites, format_bytes, format_count, format_duration_ns, stack_totals, thread_totals,
-    EventFilter, Recording, Snapshot, StackTotals,
+    call_sites, census_trigger, deepest_stack, format_bytes, format_count, format_duration_ns,
+    insights, last_census, stack_totals, thread_totals, top_types, type_name, EventFilter,
+    InsightOptions, Recording, Snapshot, StackId, StackTotals, TypeOrder,
 };
 use serde::Serialize;
 
@@ -54,6 +55,50 @@ pub struct SummaryJson {
     pub top_at_peak: Vec<SiteJson>,
     pub top_leaks: Vec<SiteJson>,
     pub threads: Vec<ThreadJson>,
+    /// The last object census (live gc-tracked objects by type), when one was taken.
+    pub census: Option<CensusJson>,
+    /// Deepest Python stack that allocated, in frames.
+    pub deepest_stack: u32,
+    /// Findings with their evidence (see memlens_format::insights).
+    pub insights: Vec<InsightJson>,
+}
+
+/// The last census.
+#[derive(Debug, Serialize)]
+pub struct CensusJson {
+    pub time_ns: u64,
+    /// start, mark, interval or exit.
+    pub trigger: String,
+    pub label: String,
+    pub duration_ns: u64,
+    pub objects: u64,
+    pub recursion_limit: u32,
+    /// Largest total shallow size first.
+    pub top_types: Vec<TypeJson>,
+}
+
+/// One type in a census.
+#[derive(Debug, Serialize)]
+pub struct TypeJson {
+    /// `module.qualname` (no module for builtins).
+    pub name: String,
+    pub count: u64,
+    /// Sum of `sys.getsizeof`.
+    pub bytes: u64,
+    /// Objects whose allocation was traced (the rest predate tracing).
+    pub traced_count: u64,
+    /// Where most of the traced ones were allocated.
+    pub site: Option<SiteJson>,
+}
+
+/// One finding.
+#[derive(Debug, Serialize)]
+pub struct InsightJson {
+    pub kind: String,
+    pub message: String,
+    pub bytes: u64,
+    pub subject: Option<String>,
+    pub site: Option<SiteJson>,
 }
 
 /// One call site: the innermost frame of the stacks it stands for.
@@ -89,7 +134,48 @@ pub fn run(args: SummaryArgs) -> Result<i32> {
     Ok(0)
 }
 
-pub(crate) fn sites(rec: &Recording, totals: &StackTotals, top: usize) -> Vec<SiteJson> {
+/// The innermost frame of `stack` as a site (bytes and count from the caller).
+fn site_of(rec: &Recording, stack: StackId, bytes: u64, count: u64) -> Option<SiteJson> {
+    let f = rec.stack(stack).and_then(|n| rec.frame(n.frame))?;
+    Some(SiteJson {
+        function: rec.string(f.function).to_owned(),
+        file: rec.string(f.file).to_owned(),
+        line: f.line,
+        bytes,
+        count,
+    })
+}
+
+fn census_json(rec: &Recording, top: usize) -> Option<CensusJson> {
+    let c = last_census(rec)?;
+    let trigger = match c.trigger {
+        census_trigger::START => "start",
+        census_trigger::MARK => "mark",
+        census_trigger::INTERVAL => "interval",
+        census_trigger::EXIT => "exit",
+        _ => "other",
+    };
+    Some(CensusJson {
+        time_ns: c.time_ns,
+        trigger: trigger.to_owned(),
+        label: c.label.clone(),
+        duration_ns: c.duration_ns,
+        objects: c.objects,
+        recursion_limit: c.recursion_limit,
+        top_types: top_types(c, TypeOrder::Bytes, top)
+            .into_iter()
+            .map(|t| TypeJson {
+                name: type_name(rec, t.module, t.qualname),
+                count: t.count,
+                bytes: t.bytes,
+                traced_count: t.linked_count,
+                site: t.sites.first().and_then(|s| site_of(rec, s.stack, s.bytes, s.count)),
+            })
+            .collect(),
+    })
+}
+
+fn sites(rec: &Recording, totals: &StackTotals, top: usize) -> Vec<SiteJson> {
     call_sites(rec, totals)
         .into_iter()
         .filter(|s| s.self_.bytes > 0)
@@ -126,6 +212,7 @@ pub fn build(rec: &Recording, file: &str, top: usize) -> Result<SummaryJson> {
         });
     }
     let per_thread = thread_totals(rec)?;
+    let found = insights(rec, &InsightOptions::default())?;
     let s = rec.summary();
     let end = rec.end().copied().unwrap_or_default();
     Ok(SummaryJson {
@@ -167,7 +254,47 @@ pub fn build(rec: &Recording, file: &str, top: usize) -> Result<SummaryJson> {
                 }
             })
             .collect(),
+        census: census_json(rec, top),
+        deepest_stack: deepest_stack(rec).map_or(0, |(_, d)| d),
+        insights: found
+            .into_iter()
+            .map(|i| InsightJson {
+                kind: i.kind.name().to_owned(),
+                message: i.message,
+                bytes: i.bytes,
+                subject: i.subject,
+                site: i.stack.and_then(|s| site_of(rec, s, i.bytes, 0)),
+            })
+            .collect(),
     })
+}
+
+fn write_census(out: &mut impl Write, s: &SummaryJson) -> Result<()> {
+    let Some(c) = &s.census else { return Ok(()) };
+    let label = if c.label.is_empty() { String::new() } else { format!(" {:?}", c.label) };
+    writeln!(
+        out,
+        "\nLive objects by type (census at {}, {}{label}: {} objects, took {})",
+        format_duration_ns(c.time_ns),
+        c.trigger,
+        format_count(c.objects),
+        format_duration_ns(c.duration_ns)
+    )?;
+    for t in &c.top_types {
+        let place = t
+            .site
+            .as_ref()
+            .map(|p| format!("  made at {} {}:{}", p.function, p.file, p.line))
+            .unwrap_or_default();
+        writeln!(
+            out,
+            "  {:>10}  {:>9} objects  {}{place}",
+            format_bytes(t.bytes),
+            format_count(t.count),
+            t.name
+        )?;
+    }
+    Ok(())
 }
 
 fn write_sites(out: &mut impl Write, title: &str, total: u64, sites: &[SiteJson]) -> Result<()> {
@@ -246,6 +373,14 @@ fn write_text(out: &mut impl Write, s: &SummaryJson) -> Result<()> {
     }
     write_sites(out, "Top call sites at the peak", s.peak_heap_bytes, &s.top_at_peak)?;
     write_sites(out, "Memory left at exit, by call site", s.leaked_bytes, &s.top_leaks)?;
+    write_census(out, s)?;
+    writeln!(out, "\nInsights")?;
+    if s.insights.is_empty() {
+        writeln!(out, "  (none)")?;
+    }
+    for i in &s.insights {
+        writeln!(out, "  - {}", i.message)?;
+    }
     writeln!(out, "\nThreads")?;
     for t in &s.threads {
         writeln!(

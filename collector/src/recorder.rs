@@ -11,10 +11,10 @@ use std::io::Write;
 
 use anyhow::{bail, Context, Result};
 use memlens_format::{
-    AllocatorKind, FrameId, GcEvent, MemorySample, ProcessEnd, RecordingWriter, StackId, StringId,
-    Summary, ThreadId, ThreadInfo,
+    AllocatorKind, CacheCensus, Census, DictUsage, FrameId, GcEvent, MemorySample, ProcessEnd,
+    RecordingWriter, StackId, StringId, Summary, ThreadId, ThreadInfo, TypeCensus, TypeSite,
 };
-use memlens_wire::{decode, AllocKind, Header, Hello, Record, PROTOCOL};
+use memlens_wire::{decode, AllocKind, CensusType, Header, Hello, Record, PROTOCOL};
 
 struct Code {
     function: StringId,
@@ -26,6 +26,26 @@ struct Thread {
     declared: bool,
     /// `stacks[i]` is the stack made of the first i+1 pushed frames.
     stacks: Vec<StackId>,
+}
+
+/// A census being received (between `CensusBegin` and `CensusEnd` on one thread).
+#[derive(Default)]
+struct CensusBuild {
+    trigger: u8,
+    label: String,
+    types: HashMap<(StringId, StringId), TypeBuild>,
+    caches: Vec<CacheCensus>,
+}
+
+#[derive(Default)]
+struct TypeBuild {
+    census: TypeCensus,
+    sites: HashMap<StackId, (u64, u64)>,
+    dict: DictUsage,
+}
+
+fn addresses(blob: &[u8]) -> impl Iterator<Item = u64> + '_ {
+    blob.chunks_exact(8).map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
 }
 
 /// Replays raw records into a [`RecordingWriter`].
@@ -41,6 +61,8 @@ pub struct Recorder<W: Write> {
     hello: Option<Hello>,
     stopped: bool,
     last_time: u64,
+    /// Censuses in progress, by thread index.
+    censuses: HashMap<u32, CensusBuild>,
 }
 
 /// Upper bound on thread indices (threads ever started by the traced program).
@@ -76,6 +98,7 @@ impl<W: Write> Recorder<W> {
             hello: None,
             stopped: false,
             last_time: 0,
+            censuses: HashMap::new(),
         }
     }
 
@@ -229,8 +252,105 @@ impl<W: Write> Recorder<W> {
                 });
             }
             Record::Stop => self.stopped = true,
+            Record::CensusBegin { trigger, label } => {
+                let label = text(label).into_owned();
+                self.censuses
+                    .insert(h.thread, CensusBuild { trigger, label, ..Default::default() });
+            }
+            Record::CensusType(t) => self.census_type(h.thread, &t),
+            Record::CensusCache(c) => {
+                let module = self.writer.intern_string(&text(c.module));
+                let qualname = self.writer.intern_string(&text(c.qualname));
+                if let Some(b) = self.censuses.get_mut(&h.thread) {
+                    b.caches.push(CacheCensus {
+                        time_ns: time,
+                        module,
+                        qualname,
+                        currsize: c.currsize,
+                        maxsize: c.maxsize,
+                        hits: c.hits,
+                        misses: c.misses,
+                        bytes: c.bytes,
+                    });
+                }
+            }
+            Record::CensusEnd { objects, duration_ns, recursion_limit } => {
+                if let Some(b) = self.censuses.remove(&h.thread) {
+                    self.finish_census(b, time, objects, duration_ns, recursion_limit);
+                }
+            }
         }
         Ok(())
+    }
+
+    /// Adds one type's objects to the census in progress, linking each address to the live
+    /// allocation there (and so to the stack that made it).
+    fn census_type(&mut self, thread: u32, t: &CensusType<'_>) {
+        let module = self.writer.intern_string(&text(t.module));
+        let qualname = self.writer.intern_string(&text(t.qualname));
+        let Some(b) = self.censuses.get_mut(&thread) else { return };
+        let tb = b.types.entry((module, qualname)).or_default();
+        tb.census.count += t.count;
+        tb.census.bytes += t.bytes;
+        for a in addresses(t.addresses) {
+            if let Some((size, stack)) = self.writer.live_block(a) {
+                tb.census.linked_count += 1;
+                tb.census.linked_bytes += size;
+                let site = tb.sites.entry(stack).or_default();
+                site.0 += 1;
+                site.1 += size;
+            }
+        }
+        tb.dict.sampled += t.dict_sampled;
+        tb.dict.attrs += t.dict_attrs;
+        tb.dict.slots_instance_bytes = tb.dict.slots_instance_bytes.max(t.slots_instance_bytes);
+        for a in addresses(t.storage) {
+            if let Some((size, _)) = self.writer.live_block(a) {
+                tb.dict.storage_linked += 1;
+                tb.dict.storage_bytes += size;
+            }
+        }
+    }
+
+    fn finish_census(
+        &mut self,
+        b: CensusBuild,
+        time_ns: u64,
+        objects: u64,
+        duration_ns: u64,
+        recursion_limit: u32,
+    ) {
+        let mut types: Vec<TypeCensus> = b
+            .types
+            .into_iter()
+            .map(|((module, qualname), tb)| {
+                let mut sites: Vec<TypeSite> = tb
+                    .sites
+                    .into_iter()
+                    .map(|(stack, (count, bytes))| TypeSite { stack, count, bytes })
+                    .collect();
+                sites.sort_by_key(|s| (std::cmp::Reverse(s.bytes), s.stack));
+                sites.truncate(TypeCensus::MAX_SITES);
+                TypeCensus {
+                    module,
+                    qualname,
+                    sites,
+                    dict: (tb.dict.sampled > 0).then_some(tb.dict),
+                    ..tb.census
+                }
+            })
+            .collect();
+        types.sort_by_key(|t| (std::cmp::Reverse(t.bytes), std::cmp::Reverse(t.count), t.qualname));
+        self.writer.census(Census {
+            time_ns,
+            trigger: b.trigger,
+            label: b.label,
+            duration_ns,
+            objects,
+            recursion_limit,
+            types,
+        });
+        self.writer.caches(b.caches);
     }
 
     /// Adds a process memory sample taken at CLOCK_MONOTONIC time `abs_ns`.

@@ -83,6 +83,8 @@ def main():
     fd = int(os.environ.pop("MEMLENS_FD"))
     tracer = os.environ.get("MEMLENS_TRACER", "")
     native = os.environ.pop("MEMLENS_NATIVE", "1") == "1"
+    census = os.environ.pop("MEMLENS_CENSUS", "1") == "1"
+    census_interval = float(os.environ.pop("MEMLENS_CENSUS_INTERVAL", "0") or 0)
     if len(sys.argv) < 2:
         raise SystemExit("memlens: nothing to run")
     target = sys.argv[1]
@@ -101,7 +103,7 @@ def main():
 
     import memlens
 
-    memlens._start(tracer, fd, native)
+    memlens._start(tracer, fd, native, census, census_interval)
     try:
         exec(code, globs)
     except SystemExit:

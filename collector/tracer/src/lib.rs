@@ -44,7 +44,7 @@ mod tracing;
 use std::cell::RefCell;
 use std::ffi::{c_char, c_int, CStr, CString};
 
-use memlens_wire::Record;
+use memlens_wire::{CensusCache, CensusType, Record};
 
 #[global_allocator]
 static ALLOC: real::RealAllocator = real::RealAllocator;
@@ -135,4 +135,109 @@ pub extern "C" fn memlens_gc(
 #[no_mangle]
 pub extern "C" fn memlens_active() -> c_int {
     tracing::active() as c_int
+}
+
+/// Pauses (`paused != 0`) or resumes recording of the calling thread's allocations and
+/// frees. The census pauses itself so its temporary lists do not show up as the
+/// program's memory. GIL held (ctypes.PyDLL).
+#[no_mangle]
+pub extern "C" fn memlens_pause(paused: c_int) {
+    tracing::pause_thread(paused != 0);
+}
+
+/// # Safety
+/// `p` is null or points to `len` readable bytes.
+unsafe fn c_slice<'a>(p: *const c_char, len: usize) -> &'a [u8] {
+    if p.is_null() || len == 0 {
+        b""
+    } else {
+        // SAFETY: per the function contract.
+        unsafe { std::slice::from_raw_parts(p.cast::<u8>(), len) }
+    }
+}
+
+/// An object census starts on this thread (trigger: 0 start, 1 mark, 2 interval,
+/// 3 exit).
+///
+/// # Safety
+/// `label` is null or NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn memlens_census_begin(trigger: c_int, label: *const c_char) {
+    // SAFETY: per the function contract.
+    let label = unsafe { c_bytes(label) };
+    tracing::record(&Record::CensusBegin { trigger: trigger.clamp(0, 255) as u8, label });
+}
+
+/// One type's live objects. `addresses` and `storage` are arrays of u64 allocation
+/// addresses, `*_len` bytes long; the wire record cuts them at `MAX_BLOB_LEN`, so the
+/// caller sends at most that much per call.
+///
+/// # Safety
+/// `module` and `qualname` are null or NUL-terminated; `addresses` and `storage` are
+/// null or point to the given number of readable bytes (ctypes passes a `bytes`
+/// object's buffer, alive for the call).
+#[no_mangle]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn memlens_census_type(
+    count: u64,
+    bytes: u64,
+    dict_sampled: u64,
+    dict_attrs: u64,
+    slots_instance_bytes: u64,
+    module: *const c_char,
+    qualname: *const c_char,
+    addresses: *const c_char,
+    addresses_len: usize,
+    storage: *const c_char,
+    storage_len: usize,
+) {
+    // SAFETY: per the function contract.
+    let t = unsafe {
+        CensusType {
+            count,
+            bytes,
+            dict_sampled,
+            dict_attrs,
+            slots_instance_bytes,
+            module: c_bytes(module),
+            qualname: c_bytes(qualname),
+            addresses: c_slice(addresses, addresses_len),
+            storage: c_slice(storage, storage_len),
+        }
+    };
+    tracing::record(&Record::CensusType(t));
+}
+
+/// A live `functools.lru_cache` wrapper; `maxsize < 0` means unbounded.
+///
+/// # Safety
+/// `module` and `qualname` are null or NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn memlens_census_cache(
+    currsize: u64,
+    maxsize: i64,
+    hits: u64,
+    misses: u64,
+    bytes: u64,
+    module: *const c_char,
+    qualname: *const c_char,
+) {
+    // SAFETY: per the function contract.
+    let (module, qualname) = unsafe { (c_bytes(module), c_bytes(qualname)) };
+    let maxsize = u64::try_from(maxsize).ok();
+    tracing::record(&Record::CensusCache(CensusCache {
+        currsize,
+        maxsize,
+        hits,
+        misses,
+        bytes,
+        module,
+        qualname,
+    }));
+}
+
+/// The census on this thread is complete.
+#[no_mangle]
+pub extern "C" fn memlens_census_end(objects: u64, duration_ns: u64, recursion_limit: u32) {
+    tracing::record(&Record::CensusEnd { objects, duration_ns, recursion_limit });
 }

@@ -40,6 +40,9 @@ pub struct ThreadState {
     /// Records of the hook call in progress (stack changes, then the event).
     batch: Vec<Record<'static>>,
     scratch: Vec<u8>,
+    /// Set by `memlens_pause`: the thread's allocations and frees are not recorded
+    /// (the census's own work). Stack tracking goes on.
+    pub paused: bool,
 }
 
 /// A thread whose state was torn down at exit; it records nothing any more.
@@ -90,6 +93,7 @@ fn create() -> *mut ThreadState {
         clean: 0,
         batch: Vec::new(),
         scratch: Vec::new(),
+        paused: false,
     }));
     let key = KEY.load(Ordering::Acquire);
     if key != u32::MAX {

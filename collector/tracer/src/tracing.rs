@@ -49,13 +49,26 @@ pub fn native_active() -> bool {
 #[inline]
 pub fn record_alloc(address: usize, size: usize, kind: AllocKind) {
     with_state(|st| {
-        st.push_with_stack(Record::Alloc { address: address as u64, size: size as u64, kind })
+        if !st.paused {
+            st.push_with_stack(Record::Alloc { address: address as u64, size: size as u64, kind })
+        }
     });
 }
 
 #[inline]
 pub fn record_free(address: usize, kind: AllocKind) {
-    with_state(|st| st.push(&Record::Free { address: address as u64, kind }));
+    with_state(|st| {
+        if !st.paused {
+            st.push(&Record::Free { address: address as u64, kind })
+        }
+    });
+}
+
+/// Turns recording of the calling thread's allocations and frees off (`true`) or back
+/// on. Records other than allocations still go out.
+pub fn pause_thread(paused: bool) {
+    let _g = guard::Guard::enter(guard::Ctx::Tracer);
+    with_state(|st| st.paused = paused);
 }
 
 /// Records any other event from the calling thread.

@@ -41,4 +41,7 @@ mod error;
 mod record;
 
 pub use error::WireError;
-pub use record::{decode, peek_time, AllocKind, Header, Hello, Record, HEADER_LEN, PROTOCOL};
+pub use record::{
+    decode, peek_time, AllocKind, CensusCache, CensusType, Header, Hello, Record, HEADER_LEN,
+    MAX_BLOB_LEN, PROTOCOL,
+};

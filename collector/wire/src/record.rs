@@ -15,6 +15,11 @@ pub const MAX_RECORD_LEN: u32 = 1 << 20;
 /// multi-byte UTF-8 character may be split; the decoder side uses lossy UTF-8).
 pub const MAX_STR_LEN: usize = 4096;
 
+/// Longest binary blob (census address lists) one record carries; the sender splits
+/// longer lists over several records. 512 KiB = 65,536 addresses, half of
+/// [`MAX_RECORD_LEN`], so a record with two full blobs still fits.
+pub const MAX_BLOB_LEN: usize = 512 * 1024 - 64;
+
 /// The part every record has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Header {
@@ -92,6 +97,52 @@ pub enum Record<'a> {
     Gc { generation: u8, duration_ns: u64, collected: u64, uncollectable: u64 },
     /// Tag 11: tracing stopped cleanly (interpreter exit or `_exit`).
     Stop,
+    /// Tag 12: an object census starts on this thread. `trigger`: 0 start, 1 mark,
+    /// 2 interval, 3 exit; `label` is the mark's label.
+    CensusBegin { trigger: u8, label: &'a [u8] },
+    /// Tag 13: live gc-tracked objects of one type. A type may come in several records
+    /// (long address lists are split); counts and sizes add up.
+    CensusType(CensusType<'a>),
+    /// Tag 14: a `functools.lru_cache` wrapper alive at census time.
+    CensusCache(CensusCache<'a>),
+    /// Tag 15: the census on this thread is complete.
+    CensusEnd { objects: u64, duration_ns: u64, recursion_limit: u32 },
+}
+
+/// Payload of [`Record::CensusType`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CensusType<'a> {
+    /// Objects of this type in this record.
+    pub count: u64,
+    /// Sum of their `sys.getsizeof`.
+    pub bytes: u64,
+    /// Instances sampled for their attribute storage (types without `__slots__`).
+    pub dict_sampled: u64,
+    /// Attributes found on the sampled instances, in total.
+    pub dict_attrs: u64,
+    /// Bytes one instance would take with `__slots__` for the attributes it has
+    /// (header, slots, GC header), as computed by the census; 0 when not applicable.
+    pub slots_instance_bytes: u64,
+    pub module: &'a [u8],
+    pub qualname: &'a [u8],
+    /// Allocation addresses of the objects, u64 little-endian each.
+    pub addresses: &'a [u8],
+    /// Allocation addresses of the sampled instances' attribute storage, u64 LE each.
+    pub storage: &'a [u8],
+}
+
+/// Payload of [`Record::CensusCache`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CensusCache<'a> {
+    pub currsize: u64,
+    /// `None` for an unbounded cache (`maxsize=None`).
+    pub maxsize: Option<u64>,
+    pub hits: u64,
+    pub misses: u64,
+    /// Shallow bytes of the cached keys and values (see the census for what is counted).
+    pub bytes: u64,
+    pub module: &'a [u8],
+    pub qualname: &'a [u8],
 }
 
 const TAG_HELLO: u8 = 1;
@@ -105,9 +156,18 @@ const TAG_FREE: u8 = 8;
 const TAG_MARKER: u8 = 9;
 const TAG_GC: u8 = 10;
 const TAG_STOP: u8 = 11;
+const TAG_CENSUS_BEGIN: u8 = 12;
+const TAG_CENSUS_TYPE: u8 = 13;
+const TAG_CENSUS_CACHE: u8 = 14;
+const TAG_CENSUS_END: u8 = 15;
 
 fn str_len(s: &[u8]) -> usize {
     4 + s.len().min(MAX_STR_LEN)
+}
+
+/// Blobs are cut to whole 8-byte items.
+fn blob_len(b: &[u8]) -> usize {
+    4 + (b.len().min(MAX_BLOB_LEN) & !7)
 }
 
 impl Record<'_> {
@@ -124,6 +184,10 @@ impl Record<'_> {
             Record::Marker { .. } => TAG_MARKER,
             Record::Gc { .. } => TAG_GC,
             Record::Stop => TAG_STOP,
+            Record::CensusBegin { .. } => TAG_CENSUS_BEGIN,
+            Record::CensusType(_) => TAG_CENSUS_TYPE,
+            Record::CensusCache(_) => TAG_CENSUS_CACHE,
+            Record::CensusEnd { .. } => TAG_CENSUS_END,
         }
     }
 
@@ -140,6 +204,16 @@ impl Record<'_> {
             Record::Marker { label } => str_len(label),
             Record::Gc { .. } => 25,
             Record::Stop => 0,
+            Record::CensusBegin { label, .. } => 1 + str_len(label),
+            Record::CensusType(t) => {
+                5 * 8
+                    + str_len(t.module)
+                    + str_len(t.qualname)
+                    + blob_len(t.addresses)
+                    + blob_len(t.storage)
+            }
+            Record::CensusCache(c) => 5 * 8 + 1 + str_len(c.module) + str_len(c.qualname),
+            Record::CensusEnd { .. } => 8 + 8 + 4,
         }
     }
 
@@ -199,6 +273,32 @@ impl Record<'_> {
                 w.u64(uncollectable);
             }
             Record::Stop => {}
+            Record::CensusBegin { trigger, label } => {
+                w.u8(trigger);
+                w.str(label);
+            }
+            Record::CensusType(t) => {
+                for v in [t.count, t.bytes, t.dict_sampled, t.dict_attrs, t.slots_instance_bytes] {
+                    w.u64(v);
+                }
+                w.str(t.module);
+                w.str(t.qualname);
+                w.blob(t.addresses);
+                w.blob(t.storage);
+            }
+            Record::CensusCache(c) => {
+                for v in [c.currsize, c.maxsize.unwrap_or(0), c.hits, c.misses, c.bytes] {
+                    w.u64(v);
+                }
+                w.u8(c.maxsize.is_some() as u8);
+                w.str(c.module);
+                w.str(c.qualname);
+            }
+            Record::CensusEnd { objects, duration_ns, recursion_limit } => {
+                w.u64(objects);
+                w.u64(duration_ns);
+                w.u32(recursion_limit);
+            }
         }
         debug_assert_eq!(w.pos, total);
         Some(total)
@@ -228,6 +328,11 @@ impl Cursor<'_> {
         let s = &s[..s.len().min(MAX_STR_LEN)];
         self.u32(s.len() as u32);
         self.put(s);
+    }
+    fn blob(&mut self, b: &[u8]) {
+        let b = &b[..b.len().min(MAX_BLOB_LEN) & !7];
+        self.u32(b.len() as u32);
+        self.put(b);
     }
 }
 
@@ -306,6 +411,37 @@ fn decode_payload<'a>(tag: u8, r: &mut Reader<'a>) -> Option<Result<Record<'a>, 
             uncollectable: r.u64()?,
         },
         TAG_STOP => Record::Stop,
+        TAG_CENSUS_BEGIN => Record::CensusBegin { trigger: r.u8()?, label: r.str()? },
+        TAG_CENSUS_TYPE => Record::CensusType(CensusType {
+            count: r.u64()?,
+            bytes: r.u64()?,
+            dict_sampled: r.u64()?,
+            dict_attrs: r.u64()?,
+            slots_instance_bytes: r.u64()?,
+            module: r.str()?,
+            qualname: r.str()?,
+            addresses: r.blob()?,
+            storage: r.blob()?,
+        }),
+        TAG_CENSUS_CACHE => {
+            let (currsize, maxsize, hits, misses, bytes) =
+                (r.u64()?, r.u64()?, r.u64()?, r.u64()?, r.u64()?);
+            let bounded = r.u8()? != 0;
+            Record::CensusCache(CensusCache {
+                currsize,
+                maxsize: bounded.then_some(maxsize),
+                hits,
+                misses,
+                bytes,
+                module: r.str()?,
+                qualname: r.str()?,
+            })
+        }
+        TAG_CENSUS_END => Record::CensusEnd {
+            objects: r.u64()?,
+            duration_ns: r.u64()?,
+            recursion_limit: r.u32()?,
+        },
         other => return Some(Err(WireError::UnknownTag(other))),
     }))
 }
@@ -334,6 +470,11 @@ impl<'a> Reader<'a> {
         let n = self.u32()? as usize;
         self.take(n)
     }
+    /// A blob of whole u64 items; a ragged length is corrupt.
+    fn blob(&mut self) -> Option<&'a [u8]> {
+        let b = self.str()?;
+        (b.len() % 8 == 0).then_some(b)
+    }
 }
 
 #[cfg(test)]
@@ -359,6 +500,29 @@ mod tests {
             Record::Marker { label: "é".as_bytes() },
             Record::Gc { generation: 2, duration_ns: 99, collected: 5, uncollectable: 1 },
             Record::Stop,
+            Record::CensusBegin { trigger: 1, label: b"loaded" },
+            Record::CensusType(CensusType {
+                count: 3,
+                bytes: 168,
+                dict_sampled: 1,
+                dict_attrs: 3,
+                slots_instance_bytes: 56,
+                module: b"__main__",
+                qualname: b"Point",
+                addresses: &[1, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0],
+                storage: &[3, 0, 0, 0, 0, 0, 0, 0],
+            }),
+            Record::CensusCache(CensusCache {
+                currsize: 10,
+                maxsize: None,
+                hits: 1,
+                misses: 10,
+                bytes: 640,
+                module: b"m",
+                qualname: b"f",
+            }),
+            Record::CensusCache(CensusCache { maxsize: Some(0), ..Default::default() }),
+            Record::CensusEnd { objects: 1000, duration_ns: 5, recursion_limit: 1000 },
         ]
     }
 

@@ -1,0 +1,161 @@
+//! End-to-end tests of object censuses and insights: the real `memlens run` on
+//! tests/scripts/census_*.py and gc_cycles.py, checked through `memlens_format`'s analyses.
+//!
+//! Needs `python3` (CPython 3.11 for the `__slots__` figures) on PATH; builds the tracer
+//! next to the memlens binary like run_e2e.rs.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use memlens_format::{
+    insights, last_census, stack_totals, type_name, EventFilter, InsightKind, InsightOptions,
+    Recording, Snapshot,
+};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+fn script(name: &str) -> PathBuf {
+    root().join("tests/scripts").join(name)
+}
+
+fn line_of(name: &str, tag: &str) -> u32 {
+    let text = std::fs::read_to_string(script(name)).unwrap();
+    let marker = format!("# {tag}");
+    1 + text.lines().position(|l| l.trim_end().ends_with(&marker)).expect("tag in script") as u32
+}
+
+fn memlens() -> Command {
+    let exe = PathBuf::from(env!("CARGO_BIN_EXE_memlens"));
+    if std::env::var_os("MEMLENS_TRACER").is_none() {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+            let mut cmd = Command::new(cargo);
+            cmd.args(["build", "-q", "-p", "memlens-tracer"]);
+            if exe.parent().and_then(|d| d.file_name()) == Some("release".as_ref()) {
+                cmd.arg("--release");
+            }
+            assert!(cmd.status().expect("run cargo").success(), "building the tracer failed");
+        });
+    }
+    Command::new(exe)
+}
+
+fn record(name: &str, tag: &str, extra: &[&str], args: &[&str]) -> Recording {
+    let dir = std::env::temp_dir().join(format!("memlens-census-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("out.memlens");
+    let out = memlens()
+        .arg("run")
+        .arg("-q")
+        .arg("-o")
+        .arg(&file)
+        .args(extra)
+        .arg(script(name))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+    let rec = Recording::from_vec(std::fs::read(&file).unwrap()).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    rec
+}
+
+#[test]
+fn census_counts_instances_of_a_class_and_finds_where_they_were_made() {
+    let rec = record("census_objects.py", "count", &[], &[]);
+    let marks: Vec<_> = rec.censuses().iter().map(|c| (c.trigger, c.label.as_str())).collect();
+    assert_eq!(marks, [(0, ""), (1, "built"), (3, "")], "start, mark, exit");
+    let c = &rec.censuses()[1];
+    let point = c
+        .types
+        .iter()
+        .find(|t| type_name(&rec, t.module, t.qualname) == "__main__.Point")
+        .expect("Point in the census");
+    assert!(point.count.abs_diff(100_000) <= 1_000, "count {}", point.count);
+    // Every instance was allocated while tracing, so every address links (pre-header right).
+    assert!(point.linked_count * 100 >= point.count * 99, "linked {}", point.linked_count);
+    let site = point.sites[0];
+    let frame = rec.frame(rec.stack(site.stack).unwrap().frame).unwrap();
+    assert!(rec.string(frame.function).ends_with("<listcomp>"), "{}", rec.string(frame.function));
+    assert_eq!(frame.line, line_of("census_objects.py", "POINTS"));
+    assert!(site.count * 100 >= point.count * 99);
+    assert!(c.recursion_limit >= 1000);
+}
+
+#[test]
+fn unbounded_lru_cache_is_flagged_with_its_size() {
+    let rec = record("census_objects.py", "cache", &[], &[]);
+    let cache = rec
+        .caches()
+        .iter()
+        .rev()
+        .find(|c| rec.string(c.qualname) == "square_row")
+        .expect("square_row's cache");
+    assert_eq!((cache.currsize, cache.maxsize, cache.misses), (5000, None, 5000));
+    // 5000 results (lists of 8: 120 B each) and int keys, plus the table: over 600 KB.
+    assert!(cache.bytes > 600_000, "{}", cache.bytes);
+    let found = insights(&rec, &InsightOptions::default()).unwrap();
+    let flagged = found
+        .iter()
+        .find(|i| i.kind == InsightKind::UnboundedCache)
+        .expect("an unbounded-cache insight");
+    assert_eq!(flagged.subject.as_deref(), Some("__main__.square_row"));
+    assert!(flagged.message.contains("5,000 entries"), "{}", flagged.message);
+}
+
+#[test]
+fn reference_cycle_churn_shows_gc_collections() {
+    let rec = record("gc_cycles.py", "gc", &[], &[]);
+    let gcs = rec.gc_events();
+    assert!(gcs.len() >= 100, "{} collections", gcs.len());
+    let collected: u64 = gcs.iter().map(|g| g.collected).sum();
+    // 400,000 Node objects in cycles; the last few hundred may be alive at exit.
+    assert!(collected >= 390_000, "collected {collected}");
+    assert!(gcs.iter().all(|g| g.uncollectable == 0 && g.generation <= 2));
+    assert!(gcs.iter().all(|g| g.duration_ns > 0 && g.duration_ns < 1_000_000_000));
+    assert!(gcs.windows(2).all(|w| w[0].time_ns <= w[1].time_ns));
+}
+
+/// Live traced bytes at the "built" census.
+fn heap_at_mark(rec: &Recording) -> u64 {
+    let t = rec.censuses().iter().find(|c| c.label == "built").unwrap().time_ns;
+    stack_totals(rec, Snapshot::AtTime(t), &EventFilter::default()).unwrap().total.bytes
+}
+
+#[test]
+fn slots_estimate_matches_a_rerun_with_slots() {
+    let plain = record("census_objects.py", "plain", &[], &[]);
+    let slotted = record("census_objects.py", "slots", &[], &["slots"]);
+    let found = insights(&plain, &InsightOptions::default()).unwrap();
+    let estimate = found
+        .iter()
+        .find(|i| {
+            i.kind == InsightKind::MissingSlots && i.subject.as_deref() == Some("__main__.Point")
+        })
+        .expect("a __slots__ insight for Point")
+        .bytes;
+    let measured = heap_at_mark(&plain).saturating_sub(heap_at_mark(&slotted));
+    assert!(
+        estimate.abs_diff(measured) * 10 <= measured,
+        "estimated {estimate} B saved, measured {measured} B"
+    );
+    // The slotted class gets no such finding.
+    let again = insights(&slotted, &InsightOptions::default()).unwrap();
+    assert!(!again
+        .iter()
+        .any(|i| i.kind == InsightKind::MissingSlots
+            && i.subject.as_deref() == Some("__main__.Point")));
+    assert!(last_census(&slotted).is_some());
+}
+
+#[test]
+fn no_census_and_interval_flags() {
+    let none = record("gc_cycles.py", "none", &["--no-census"], &[]);
+    assert!(none.censuses().is_empty());
+    let timed = record("census_objects.py", "interval", &["--census-interval", "0.05"], &[]);
+    let intervals = timed.censuses().iter().filter(|c| c.trigger == 2).count();
+    assert!(intervals >= 1, "no interval census in {:?}", timed.summary().duration_ns);
+}
