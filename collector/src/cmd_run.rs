@@ -31,7 +31,9 @@ use nix::time::{clock_gettime, ClockId};
 use nix::unistd::Pid;
 
 use crate::child_memory::tree_memory;
-use crate::python_env::{find_tracer, probe_python, PythonInfo, PythonPackageDir, BOOTSTRAP};
+use crate::python_env::{
+    default_python, find_tracer, probe_python, PythonInfo, PythonPackageDir, BOOTSTRAP,
+};
 use crate::recorder::Recorder;
 
 /// How often the recording is made durable on disk: bounds what a crash of memlens
@@ -53,9 +55,11 @@ pub struct RunArgs {
     /// Output file [default: memlens-<script>-<pid>.memlens in the current directory].
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
-    /// Python interpreter to run (CPython 3.9 to 3.13).
-    #[arg(long, value_name = "PATH", default_value = "python3")]
-    pub python: PathBuf,
+    /// Python interpreter to run (CPython 3.9 to 3.13) [default: the `python3` next to the
+    /// memlens executable when there is one (memlens installed in a virtualenv), else
+    /// `python3` from PATH].
+    #[arg(long, value_name = "PATH")]
+    pub python: Option<PathBuf>,
     /// Also trace native allocations (malloc, calloc, realloc, mmap, ...). On by default.
     #[arg(long, overrides_with = "no_native")]
     pub native: bool,
@@ -150,7 +154,7 @@ impl TryFrom<RunArgs> for RunOptions {
             target,
             args,
             output: a.output,
-            python: a.python,
+            python: a.python.unwrap_or_else(default_python),
             native: !a.no_native,
             interval: Duration::from_millis(a.interval),
             census: !a.no_census,

@@ -175,7 +175,7 @@ fn census_json(rec: &Recording, top: usize) -> Option<CensusJson> {
     })
 }
 
-fn sites(rec: &Recording, totals: &StackTotals, top: usize) -> Vec<SiteJson> {
+pub(crate) fn sites(rec: &Recording, totals: &StackTotals, top: usize) -> Vec<SiteJson> {
     call_sites(rec, totals)
         .into_iter()
         .filter(|s| s.self_.bytes > 0)

@@ -10,6 +10,7 @@ mod child_memory;
 mod cmd_diff;
 mod cmd_report;
 mod cmd_run;
+mod cmd_spans;
 mod cmd_summary;
 mod cmd_view;
 mod cmd_watch;
@@ -32,6 +33,7 @@ use clap::{Parser, Subcommand};
     memlens summary --json out.memlens   # the same as stable JSON
     memlens view out.memlens             # open the viewer on 127.0.0.1
     memlens report out.memlens --single-file -o report.html
+    memlens spans out.memlens            # per test / cell / memlens.span() block
     memlens watch --pid 4242             # sample any process's memory, no tracing
     memlens run --rss-only ./my-server   # the same for a program memlens starts
     memlens diff base.memlens head.memlens --format markdown --fail-if 'peak>+10%'"
@@ -49,6 +51,8 @@ enum Command {
     Summary(cmd_summary::SummaryArgs),
     /// Sample a running process's memory (and its children's) with no tracing.
     Watch(cmd_watch::WatchArgs),
+    /// Memory used between `begin: NAME` / `end: NAME` markers (tests, cells, `memlens.span`).
+    Spans(cmd_spans::SpansArgs),
     /// Write a static report: the viewer and the recording, as a folder or one HTML file.
     Report(cmd_report::ReportArgs),
     /// Compare two recordings: peak, leaks and the call sites that changed (for CI gates).
@@ -66,6 +70,7 @@ fn main() {
         Command::Diff(args) => cmd_diff::run(args),
         Command::Watch(args) => cmd_watch::run(args),
         Command::Report(args) => cmd_report::run(args),
+        Command::Spans(args) => cmd_spans::run(args),
     };
     let code = match result {
         Ok(code) => code,

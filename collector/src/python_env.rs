@@ -16,6 +16,12 @@ pub const SUPPORTED: (u32, u32) = (9, 13);
 const PY_FILES: &[(&str, &str)] = &[
     ("memlens/__init__.py", include_str!("../python/memlens/__init__.py")),
     ("memlens/_bootstrap.py", include_str!("../python/memlens/_bootstrap.py")),
+    // The rest of the package, so that `import memlens.pytest_plugin` in the traced program
+    // finds the same (shadowing, already started) `memlens` package as the bootstrap.
+    ("memlens/__main__.py", include_str!("../python/memlens/__main__.py")),
+    ("memlens/_cli.py", include_str!("../python/memlens/_cli.py")),
+    ("memlens/pytest_plugin.py", include_str!("../python/memlens/pytest_plugin.py")),
+    ("memlens/ipython.py", include_str!("../python/memlens/ipython.py")),
     ("memlens/_census.py", include_str!("../python/memlens/_census.py")),
     ("memlens/_layout.py", include_str!("../python/memlens/_layout.py")),
 ];
@@ -77,8 +83,21 @@ pub fn probe_python(python: &Path) -> Result<PythonInfo> {
     Ok(PythonInfo { version: version.to_owned(), implementation: implementation.to_owned() })
 }
 
-/// `libmemlens_tracer.so`: `$MEMLENS_TRACER`, or next to the memlens executable (where
-/// cargo puts both: target/<profile>/).
+/// The interpreter `memlens run` uses without `--python`: the `python3` next to the memlens
+/// executable when there is one (memlens pip-installed into a virtualenv, whose packages the
+/// user expects to see even when the venv is not activated), else `python3` from PATH.
+pub fn default_python() -> PathBuf {
+    let beside = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|d| d.join("python3")))
+        .filter(|p| p.is_file());
+    beside.unwrap_or_else(|| PathBuf::from("python3"))
+}
+
+/// `libmemlens_tracer.so`: `$MEMLENS_TRACER`; next to the memlens executable (where cargo puts
+/// both: target/<profile>/); or inside the installed `memlens` Python package when memlens was
+/// installed from the wheel (the executable in `<prefix>/bin`, the library in
+/// `<prefix>/lib/python3.X/{site,dist}-packages/memlens/`: venvs, `--user` and system installs).
 pub fn find_tracer() -> Result<PathBuf> {
     if let Some(p) = std::env::var_os("MEMLENS_TRACER") {
         let p = PathBuf::from(p);
@@ -89,7 +108,10 @@ pub fn find_tracer() -> Result<PathBuf> {
     }
     let exe = std::env::current_exe().context("cannot locate the memlens executable")?;
     let dir = exe.parent().context("the memlens executable has no directory")?;
-    for candidate in [dir.join("libmemlens_tracer.so"), dir.join("../libmemlens_tracer.so")] {
+    let mut candidates =
+        vec![dir.join("libmemlens_tracer.so"), dir.join("../libmemlens_tracer.so")];
+    candidates.extend(installed_package_tracers(&dir.join("../lib")));
+    for candidate in candidates {
         if candidate.is_file() {
             return Ok(std::fs::canonicalize(&candidate)?);
         }
@@ -99,6 +121,28 @@ pub fn find_tracer() -> Result<PathBuf> {
          memlens-tracer`, or set MEMLENS_TRACER=/path/to/libmemlens_tracer.so)",
         exe.display()
     )
+}
+
+/// `<lib>/python3.*/{site,dist}-packages/memlens/libmemlens_tracer.so`, newest Python first.
+fn installed_package_tracers(lib: &Path) -> Vec<PathBuf> {
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir(lib)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let minor = name.strip_prefix("python3.")?.parse().ok()?;
+            Some((minor, e.path()))
+        })
+        .collect();
+    versions.sort_by_key(|v| std::cmp::Reverse(v.0));
+    versions
+        .into_iter()
+        .flat_map(|(_, d)| {
+            ["site-packages", "dist-packages"]
+                .map(|s| d.join(s).join("memlens").join("libmemlens_tracer.so"))
+        })
+        .collect()
 }
 
 /// A temporary directory holding the `memlens` Python package; removed on drop.

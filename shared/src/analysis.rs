@@ -61,7 +61,7 @@ pub struct StackTotals {
 }
 
 impl StackTotals {
-    fn from_map(map: FxHashMap<StackId, Totals>) -> Self {
+    pub(crate) fn from_map(map: FxHashMap<StackId, Totals>) -> Self {
         let mut stacks: Vec<_> = map.into_iter().filter(|(_, t)| t.count > 0).collect();
         stacks.sort_by(|a, b| b.1.bytes.cmp(&a.1.bytes).then(a.0.cmp(&b.0)));
         let mut total = Totals::default();

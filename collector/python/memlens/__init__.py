@@ -6,7 +6,12 @@ a traced program:
 - ``memlens.mark(label)`` puts a labelled marker on the recording's timeline and takes an
   object census there (a no-op when the program is not being traced, so it can stay in
   production code).
+- ``with memlens.span(name):`` marks a block (``begin: NAME`` / ``end: NAME`` markers);
+  ``memlens spans FILE`` then lists the memory each block used.
 - ``memlens.is_tracing()`` tells whether this process is being traced.
+
+Also in this package: a pytest plugin (``pytest --memlens``, module ``memlens.pytest_plugin``)
+and an IPython extension (``%load_ext memlens``, then the ``%%memlens`` cell magic).
 
 The tracer itself is ``libmemlens_tracer.so``, preloaded by ``memlens run`` and driven here
 through ``ctypes.PyDLL`` (which keeps the GIL held during calls, as the tracer requires).
@@ -19,7 +24,7 @@ import os
 import threading
 import time
 
-__all__ = ["mark", "is_tracing", "record"]
+__all__ = ["mark", "span", "is_tracing", "record"]
 
 _lib = None
 _gc_start_ns = 0
@@ -150,6 +155,32 @@ def _delimiter(label):
     may do at a marker."""
     if _lib is not None:
         _lib.memlens_mark(str(label).encode("utf-8", "replace"))
+
+
+class span:
+    """``with memlens.span("load"):`` -- the block's memory, listed by ``memlens spans FILE``.
+
+    Writes the markers ``begin: NAME`` and ``end: NAME`` (no-ops when not tracing). Spans
+    should not overlap: a span that starts inside another one ends the outer one's figures.
+    """
+
+    def __init__(self, name):
+        self.name = str(name)
+
+    def __enter__(self):
+        _delimiter("begin: " + self.name)
+        return self
+
+    def __exit__(self, *exc):
+        _delimiter("end: " + self.name)
+        return False
+
+
+def load_ipython_extension(ipython):
+    """``%load_ext memlens``: registers the ``%%memlens`` cell magic."""
+    from memlens.ipython import load_ipython_extension as load
+
+    load(ipython)
 
 
 class record:

@@ -1,0 +1,40 @@
+"""Fixtures for the wheel tests: run by collector/python/test_wheel.sh, which builds the wheel,
+installs it with pytest, pytest-xdist and ipython into a fresh venv and runs this suite with
+that venv's pytest (MEMLENS_TEST_VENV, MEMLENS_TEST_WHEEL)."""
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def venv():
+    path = os.environ.get("MEMLENS_TEST_VENV")
+    if not path:
+        pytest.fail("MEMLENS_TEST_VENV is not set: run collector/python/test_wheel.sh")
+    return Path(path)
+
+
+@pytest.fixture(scope="session")
+def wheel():
+    return Path(os.environ["MEMLENS_TEST_WHEEL"])
+
+
+def clean_env():
+    """The environment of a user who never activated the venv."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MEMLENS", "PYTEST", "VIRTUAL_ENV"))}
+    env["PATH"] = "/usr/local/bin:/usr/bin:/bin"
+    return env
+
+
+def run(args, cwd, check_status=0, **kwargs):
+    """Runs a command; asserts its exit status; returns stdout + stderr."""
+    done = subprocess.run(
+        [str(a) for a in args], cwd=cwd, env=kwargs.pop("env", clean_env()),
+        capture_output=True, text=True, **kwargs,
+    )
+    out = done.stdout + done.stderr
+    assert done.returncode == check_status, f"{args}: exit {done.returncode}\n{out}"
+    return out

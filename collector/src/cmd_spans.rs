@@ -1,0 +1,175 @@
+//! `memlens spans`: memory used between pairs of markers, one row per span. The Python side
+//! writes the pairs with `with memlens.span("name"):`; the pytest plugin makes one span per
+//! test and the notebook magic one per cell.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::Result;
+use memlens_format::{format_bytes, format_count, span_usage, Marker, Recording};
+use serde::Serialize;
+
+use crate::cmd_summary::{sites, SiteJson};
+use crate::load::open_recording;
+
+/// Marker label prefixes that open and close a span (kept in sync with `memlens.span`).
+pub const BEGIN: &str = "begin: ";
+pub const END: &str = "end: ";
+
+/// Arguments of `memlens spans`.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "EXAMPLES:
+    memlens spans out.memlens                       # largest spans first
+    memlens spans --json --name 'tests/test_a.py::test_x' out.memlens")]
+pub struct SpansArgs {
+    /// The recording.
+    pub file: PathBuf,
+    /// Print JSON (a stable interface: fields are only added) instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Only the spans with this name.
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// How many call sites to list per span (JSON) .
+    #[arg(long, default_value_t = 5)]
+    pub top: usize,
+}
+
+/// The JSON document.
+#[derive(Debug, Serialize)]
+pub struct SpansJson {
+    pub schema: u32,
+    pub file: String,
+    /// The recording was finished (its process ended and memlens wrote the trailer).
+    pub complete: bool,
+    /// Spans in the order they began.
+    pub spans: Vec<SpanJson>,
+    /// Spans that began but have not ended (yet) in this recording.
+    pub open: Vec<String>,
+}
+
+/// One span.
+#[derive(Debug, Serialize)]
+pub struct SpanJson {
+    pub name: String,
+    pub start_ns: u64,
+    pub end_ns: u64,
+    /// High-water mark of the blocks allocated within the span.
+    pub peak_bytes: u64,
+    pub peak_count: u64,
+    /// Blocks allocated within the span and still live at its end.
+    pub leaked_bytes: u64,
+    pub leaked_count: u64,
+    pub allocated_bytes: u64,
+    pub allocated_count: u64,
+    pub top_at_peak: Vec<SiteJson>,
+    pub top_leaks: Vec<SiteJson>,
+}
+
+/// Pairs `begin: NAME` with the next `end: NAME` of the same thread: (name, start, end), in
+/// the order they began, and the names of spans never closed.
+pub fn marker_spans(markers: &[Marker]) -> (Vec<(String, u64, u64)>, Vec<String>) {
+    let mut open: Vec<(&str, u64, memlens_format::ThreadId)> = Vec::new();
+    let mut closed = Vec::new();
+    for m in markers {
+        if let Some(name) = m.label.strip_prefix(BEGIN) {
+            open.push((name, m.time_ns, m.thread));
+        } else if let Some(name) = m.label.strip_prefix(END) {
+            if let Some(i) = open.iter().rposition(|o| o.0 == name && o.2 == m.thread) {
+                let (name, start, _) = open.remove(i);
+                closed.push((name.to_owned(), start, m.time_ns));
+            }
+        }
+    }
+    closed.sort_by_key(|s| s.1);
+    (closed, open.into_iter().map(|o| o.0.to_owned()).collect())
+}
+
+/// Computes the spans of a recording.
+pub fn build(rec: &Recording, file: &str, name: Option<&str>, top: usize) -> Result<SpansJson> {
+    let (mut spans, open) = marker_spans(rec.markers());
+    if let Some(name) = name {
+        spans.retain(|s| s.0 == name);
+    }
+    let ranges: Vec<(u64, u64)> = spans.iter().map(|s| (s.1, s.2)).collect();
+    let usage = span_usage(rec, &ranges)?;
+    Ok(SpansJson {
+        schema: 1,
+        file: file.to_owned(),
+        complete: rec.truncation().is_none() && rec.has_trailer(),
+        spans: spans
+            .into_iter()
+            .zip(usage)
+            .map(|((name, start_ns, end_ns), u)| SpanJson {
+                name,
+                start_ns,
+                end_ns,
+                peak_bytes: u.peak.bytes,
+                peak_count: u.peak.count,
+                leaked_bytes: u.leaked.total.bytes,
+                leaked_count: u.leaked.total.count,
+                allocated_bytes: u.allocated.bytes,
+                allocated_count: u.allocated.count,
+                top_at_peak: sites(rec, &u.at_peak, top),
+                top_leaks: sites(rec, &u.leaked, top),
+            })
+            .collect(),
+        open,
+    })
+}
+
+pub fn run(args: SpansArgs) -> Result<i32> {
+    let rec = open_recording(&args.file)?;
+    let doc = build(&rec, &args.file.display().to_string(), args.name.as_deref(), args.top)?;
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        serde_json::to_writer_pretty(&mut out, &doc)?;
+        writeln!(out)?;
+        return Ok(0);
+    }
+    let mut rows: Vec<&SpanJson> = doc.spans.iter().collect();
+    rows.sort_by_key(|s| std::cmp::Reverse(s.peak_bytes));
+    writeln!(out, "{:>10}  {:>10}  {:>9}  span", "peak", "leaked", "allocs")?;
+    for s in rows {
+        writeln!(
+            out,
+            "{:>10}  {:>10}  {:>9}  {}",
+            format_bytes(s.peak_bytes),
+            format_bytes(s.leaked_bytes),
+            format_count(s.allocated_count),
+            s.name
+        )?;
+    }
+    if doc.spans.is_empty() {
+        writeln!(out, "(no spans: the program wrote no `begin: NAME` / `end: NAME` markers)")?;
+    }
+    for name in &doc.open {
+        writeln!(out, "(span {name:?} began but did not end)")?;
+    }
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use memlens_format::ThreadId;
+
+    fn m(t: u64, thread: u32, label: &str) -> Marker {
+        Marker { time_ns: t, thread: ThreadId(thread), label: label.into() }
+    }
+
+    #[test]
+    fn begin_and_end_pair_by_name_and_thread() {
+        let (spans, open) = marker_spans(&[
+            m(1, 0, "begin: a"),
+            m(2, 1, "end: a"), // another thread's: does not close it
+            m(3, 0, "just a mark"),
+            m(4, 0, "begin: b"),
+            m(5, 0, "end: b"),
+            m(6, 0, "end: a"),
+            m(7, 0, "begin: c"),
+        ]);
+        assert_eq!(spans, vec![("a".into(), 1, 6), ("b".into(), 4, 5)]);
+        assert_eq!(open, vec!["c".to_string()]);
+    }
+}
