@@ -24,16 +24,16 @@ const TYPES = {
   '.wasm': 'application/wasm', '.memlens': 'application/octet-stream',
 };
 
-/** Serves `DIST` at / and `FIXTURES` at /fixtures/. Resolves to { url, close }. */
-export function serve() {
+/** Serves each [prefix, dir] mount (first match wins) on a random free port of 127.0.0.1,
+ *  like any static host. Resolves to { url, close }. */
+function serveMounts(mounts) {
   const server = createServer((req, res) => {
     const path = decodeURIComponent(new URL(req.url, 'http://x').pathname);
-    const [root, rel] = path.startsWith('/fixtures/')
-      ? [FIXTURES, path.slice('/fixtures/'.length)]
-      : [DIST, path === '/' ? 'index.html' : path.slice(1)];
-    const file = resolve(root, normalize(rel));
+    const [prefix, dir] = mounts.find(([p]) => path.startsWith(p));
+    const root = resolve(dir);
+    const file = resolve(root, normalize(path.slice(prefix.length) || 'index.html'));
     try {
-      if (!file.startsWith(resolve(root)) || !statSync(file).isFile()) throw new Error('not found');
+      if (!file.startsWith(root) || !statSync(file).isFile()) throw new Error('not found');
       const body = readFileSync(file);
       res.writeHead(200, { 'content-type': TYPES[extname(file)] ?? 'application/octet-stream',
                            'content-length': body.length });
@@ -48,6 +48,12 @@ export function serve() {
     close: () => new Promise((done) => server.close(done)),
   })));
 }
+
+/** Serves `DIST` at / and `FIXTURES` at /fixtures/. Resolves to { url, close }. */
+export const serve = () => serveMounts([['/fixtures/', FIXTURES], ['/', DIST]]);
+
+/** Serves `dir` alone at /, like any static host. Resolves to { url, close }. */
+export const serveDir = (dir) => serveMounts([['/', dir]]);
 
 /** Headless Chromium with a fresh profile. Resolves to { context, close }. */
 export async function browser() {

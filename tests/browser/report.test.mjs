@@ -3,17 +3,15 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { createServer } from 'node:http';
-import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { extname, join, normalize, resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 
-import { FIXTURES, browser, openPage, paintedPixels, screenshot } from './harness.mjs';
+import { FIXTURES, browser, openPage, paintedPixels, screenshot, serveDir } from './harness.mjs';
 
 const MEMLENS = resolve(process.env.MEMLENS_BIN ?? 'target/release/memlens');
 const recording = join(FIXTURES, 'big_alloc.memlens');
-const TYPES = { '.html': 'text/html', '.js': 'text/javascript', '.css': 'text/css', '.wasm': 'application/wasm' };
 
 let chrome;
 let work;
@@ -25,26 +23,6 @@ after(async () => {
   await chrome?.close();
   rmSync(work, { recursive: true, force: true });
 });
-
-/** A static server for `dir`, like any static host: no memlens code on the server. */
-function serveDir(dir) {
-  const server = createServer((req, res) => {
-    const rel = decodeURIComponent(new URL(req.url, 'http://x').pathname).slice(1) || 'index.html';
-    const file = resolve(dir, normalize(rel));
-    try {
-      if (!file.startsWith(resolve(dir)) || !statSync(file).isFile()) throw new Error('404');
-      res.writeHead(200, { 'content-type': TYPES[extname(file)] ?? 'application/octet-stream' });
-      res.end(readFileSync(file));
-    } catch {
-      res.writeHead(404);
-      res.end();
-    }
-  });
-  return new Promise((ok) => server.listen(0, '127.0.0.1', () => ok({
-    url: `http://127.0.0.1:${server.address().port}/`,
-    close: () => new Promise((done) => server.close(done)),
-  })));
-}
 
 /** The page shows big_alloc's recording: header facts and a painted flame graph. */
 async function assertShowsBigAlloc(page) {

@@ -75,6 +75,12 @@ pub(crate) fn timed<T>(what: &str, f: impl FnOnce() -> T) -> T {
     out
 }
 
+/// `window.memlensExample`: an example recording a published site offers on its empty page.
+fn example_url() -> Option<String> {
+    let window: wasm_bindgen::JsValue = web_sys::window()?.into();
+    js_sys::Reflect::get(&window, &"memlensExample".into()).ok()?.as_string()
+}
+
 /// A recording to open: a URL or bytes the page already holds.
 enum Source {
     Url(String),
@@ -239,6 +245,15 @@ fn EmptyState(open: Callback<web_sys::FileList>, compare: RwSignal<bool>) -> imp
                 "Record one with " <code>"memlens run -o out.memlens your_script.py"</code>
                 ", then " <code>"memlens view out.memlens"</code> "."
             </p>
+            {example_url()
+                .map(|url| {
+                    view! {
+                        <p id="example-link">
+                            <a href=format!("?url={url}")>"Open an example recording"</a>
+                            " (a small log-analytics job recorded by memlens)."
+                        </p>
+                    }
+                })}
         </section>
     }
 }

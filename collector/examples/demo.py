@@ -5,10 +5,12 @@ index and a memoised geo-lookup cache, aggregates a report, then drops the worki
 A module-level "recent errors" list and the lookup cache survive to the end: that is the
 leak memlens should show as "live at exit".
 
-Run it under the profiler:  ./dev demo   (or: memlens run -o demo.memlens examples/demo.py)
+Run it under the profiler:  ./dev demo   (or: memlens run -o demo.memlens collector/examples/demo.py)
+An optional argument sets the log lines per batch (default 35000; the site's example uses fewer).
 """
 
 import random
+import sys
 import time
 from collections import defaultdict
 
@@ -81,8 +83,9 @@ def main():
     started = time.time()
     # Load phase: every batch is kept, so memory climbs to a peak at the end of it.
     records = []
+    per_batch = int(sys.argv[1]) if len(sys.argv) > 1 else 35_000
     for batch in range(3):
-        lines = make_log_lines(35_000, rng)
+        lines = make_log_lines(per_batch, rng)
         records.extend(parse(line) for line in lines)
         del lines
         print(f"loaded batch {batch}: {len(records)} records")
