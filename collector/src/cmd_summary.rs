@@ -52,6 +52,8 @@ pub struct SummaryJson {
     pub leaked_count: u64,
     pub alloc_count: u64,
     pub alloc_bytes: u64,
+    /// Frees of traced blocks (alloc_count + free_count is the recording's event count).
+    pub free_count: u64,
     pub top_at_peak: Vec<SiteJson>,
     pub top_leaks: Vec<SiteJson>,
     pub threads: Vec<ThreadJson>,
@@ -238,6 +240,7 @@ pub fn build(rec: &Recording, file: &str, top: usize) -> Result<SummaryJson> {
         leaked_count: s.end_live_count,
         alloc_count: s.alloc_count,
         alloc_bytes: s.alloc_bytes,
+        free_count: s.free_count,
         top_at_peak,
         top_leaks: sites(rec, &leaks, top),
         threads: rec
