@@ -6,7 +6,7 @@
 //! so an allocation costs one lookup. It has no knowledge of processes or pipes, so
 //! the same code can serve any transport of raw records.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 use std::io::Write;
 
 use anyhow::{bail, Context, Result};
@@ -92,13 +92,13 @@ impl<W: Write> Recorder<W> {
             writer,
             t0,
             pending: Vec::new(),
-            codes: HashMap::new(),
-            frames: HashMap::new(),
+            codes: HashMap::default(),
+            frames: HashMap::default(),
             threads: Vec::new(),
             hello: None,
             stopped: false,
             last_time: 0,
-            censuses: HashMap::new(),
+            censuses: HashMap::default(),
         }
     }
 
@@ -119,24 +119,36 @@ impl<W: Write> Recorder<W> {
 
     /// Feeds bytes read from the tracer; a record may be split across calls.
     pub fn feed(&mut self, bytes: &[u8]) -> Result<()> {
-        self.pending.extend_from_slice(bytes);
+        // Decode straight from `bytes`; only a record split across reads is copied.
+        let mut buf = std::mem::take(&mut self.pending);
+        let (used, result) = if buf.is_empty() {
+            let (used, result) = self.consume(bytes);
+            buf.extend_from_slice(&bytes[used..]);
+            (0, result)
+        } else {
+            buf.extend_from_slice(bytes);
+            self.consume(&buf)
+        };
+        buf.drain(..used);
+        self.pending = buf;
+        result
+    }
+
+    /// Applies the whole records at the start of `buf`; returns how many bytes they took.
+    fn consume(&mut self, buf: &[u8]) -> (usize, Result<()>) {
         let mut pos = 0;
-        let buf = std::mem::take(&mut self.pending);
-        let result = loop {
+        loop {
             match decode(&buf[pos..]) {
                 Ok(Some((header, record, used))) => {
                     pos += used;
                     if let Err(e) = self.apply(header, record) {
-                        break Err(e);
+                        return (pos, Err(e));
                     }
                 }
-                Ok(None) => break Ok(()),
-                Err(e) => break Err(e).context("corrupt data from the tracer"),
+                Ok(None) => return (pos, Ok(())),
+                Err(e) => return (pos, Err(e).context("corrupt data from the tracer")),
             }
-        };
-        self.pending = buf;
-        self.pending.drain(..pos);
-        result
+        }
     }
 
     fn thread(&mut self, index: u32) -> &mut Thread {
