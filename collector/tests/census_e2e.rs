@@ -4,44 +4,14 @@
 //! Needs `python3` (CPython 3.11 for the `__slots__` figures) on PATH; builds the tracer
 //! next to the memlens binary like run_e2e.rs.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
 
 use memlens_format::{
     insights, last_census, stack_totals, type_name, EventFilter, InsightKind, InsightOptions,
     Recording, Snapshot,
 };
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
-
-fn script(name: &str) -> PathBuf {
-    root().join("tests/scripts").join(name)
-}
-
-fn line_of(name: &str, tag: &str) -> u32 {
-    let text = std::fs::read_to_string(script(name)).unwrap();
-    let marker = format!("# {tag}");
-    1 + text.lines().position(|l| l.trim_end().ends_with(&marker)).expect("tag in script") as u32
-}
-
-fn memlens() -> Command {
-    let exe = PathBuf::from(env!("CARGO_BIN_EXE_memlens"));
-    if std::env::var_os("MEMLENS_TRACER").is_none() {
-        static ONCE: std::sync::Once = std::sync::Once::new();
-        ONCE.call_once(|| {
-            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-            let mut cmd = Command::new(cargo);
-            cmd.args(["build", "-q", "-p", "memlens-tracer"]);
-            if exe.parent().and_then(|d| d.file_name()) == Some("release".as_ref()) {
-                cmd.arg("--release");
-            }
-            assert!(cmd.status().expect("run cargo").success(), "building the tracer failed");
-        });
-    }
-    Command::new(exe)
-}
+use common::{line_of, memlens, script};
 
 fn record(name: &str, tag: &str, extra: &[&str], args: &[&str]) -> Recording {
     let dir = std::env::temp_dir().join(format!("memlens-census-{tag}-{}", std::process::id()));

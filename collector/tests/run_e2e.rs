@@ -6,55 +6,14 @@
 //! the memlens binary (`cargo test` at the workspace root builds both). The numpy test
 //! is skipped, saying so, when numpy is not installed.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::PathBuf;
 use std::process::{Command, Output};
 
 use memlens_format::{stack_totals, EventFilter, Recording, Snapshot, StackId, ThreadId};
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
-
-fn script(name: &str) -> PathBuf {
-    root().join("tests/scripts").join(name)
-}
-
-/// The line of `script` carrying the comment `# TAG`.
-fn line_of(name: &str, tag: &str) -> u32 {
-    let text = std::fs::read_to_string(script(name)).unwrap();
-    let marker = format!("# {tag}");
-    1 + text.lines().position(|l| l.trim_end().ends_with(&marker)).expect("tag in script") as u32
-}
-
-/// `cargo test` does not build cdylib targets, so build the tracer next to the memlens
-/// binary once per test run (a no-op when it is up to date).
-fn build_tracer(exe: &Path) {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let mut cmd = Command::new(cargo);
-        cmd.args(["build", "-q", "-p", "memlens-tracer"]);
-        if exe.parent().and_then(|d| d.file_name()) == Some("release".as_ref()) {
-            cmd.arg("--release");
-        }
-        let status = cmd.status().expect("run cargo to build the tracer");
-        assert!(status.success(), "cargo build -p memlens-tracer failed");
-    });
-}
-
-fn memlens() -> Command {
-    let exe = PathBuf::from(env!("CARGO_BIN_EXE_memlens"));
-    let tracer = exe.parent().unwrap().join("libmemlens_tracer.so");
-    if std::env::var_os("MEMLENS_TRACER").is_none() {
-        build_tracer(&exe);
-    }
-    assert!(
-        tracer.is_file() || std::env::var_os("MEMLENS_TRACER").is_some(),
-        "{} is missing: build the tracer first (`cargo build -p memlens-tracer`)",
-        tracer.display()
-    );
-    Command::new(exe)
-}
+use common::{line_of, memlens, script};
 
 struct Run {
     out: Output,

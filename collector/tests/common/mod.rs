@@ -9,6 +9,19 @@ pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }
 
+/// A script under tests/scripts.
+pub fn script(name: &str) -> PathBuf {
+    root().join("tests/scripts").join(name)
+}
+
+/// The line of tests/scripts/`name` carrying the comment `# TAG`.
+#[allow(dead_code)] // not every test file uses it
+pub fn line_of(name: &str, tag: &str) -> u32 {
+    let text = std::fs::read_to_string(script(name)).unwrap();
+    let marker = format!("# {tag}");
+    1 + text.lines().position(|l| l.trim_end().ends_with(&marker)).expect("tag in script") as u32
+}
+
 /// `cargo test` does not build cdylib targets, so build the tracer next to the memlens
 /// binary once per test run (a no-op when it is up to date).
 fn build_tracer(exe: &Path) {
