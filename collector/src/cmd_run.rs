@@ -26,11 +26,10 @@ use anyhow::{bail, Context, Result};
 use memlens_format::{format_bytes, CaptureOptions, Meta, RecordingWriter};
 use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
 use nix::sys::signal::{kill, Signal};
-use nix::sys::time::TimeValLike;
-use nix::time::{clock_gettime, ClockId};
 use nix::unistd::Pid;
 
 use crate::child_memory::tree_memory;
+use crate::host::monotonic_ns;
 use crate::python_env::{
     default_python, find_tracer, probe_python, PythonInfo, PythonPackageDir, BOOTSTRAP,
 };
@@ -164,10 +163,6 @@ impl TryFrom<RunArgs> for RunOptions {
     }
 }
 
-fn monotonic_ns() -> u64 {
-    clock_gettime(ClockId::CLOCK_MONOTONIC).map(|t| t.num_nanoseconds() as u64).unwrap_or(0)
-}
-
 fn default_output(target: &Target, pid: u32) -> PathBuf {
     let stem = match target {
         Target::Script(p) => p.file_stem().map(|s| s.to_string_lossy().into_owned()),
@@ -198,27 +193,16 @@ fn meta(opts: &RunOptions, py: &PythonInfo, pid: u32) -> Meta {
         Target::Code(c) => command_line.extend(["-c".to_owned(), c.clone()]),
     }
     command_line.extend(opts.args.iter().map(|a| a.to_string_lossy().into_owned()));
+    let cwd = std::env::current_dir().map(|d| d.to_string_lossy().into_owned()).unwrap_or_default();
+    let capture = CaptureOptions {
+        python_allocators: true,
+        native: opts.native,
+        rss_only: false,
+        sample_interval_us: opts.interval.as_micros() as u64,
+    };
     Meta {
-        memlens_version: env!("CARGO_PKG_VERSION").to_owned(),
         python_version: py.version.clone(),
         python_implementation: py.implementation.clone(),
-        command_line,
-        cwd: std::env::current_dir().map(|d| d.to_string_lossy().into_owned()).unwrap_or_default(),
-        pid,
-        hostname: nix::unistd::gethostname()
-            .map(|h| h.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-        platform: format!("{}-{}", std::env::consts::OS, std::env::consts::ARCH),
-        start_unix_ms: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0),
-        capture: CaptureOptions {
-            python_allocators: true,
-            native: opts.native,
-            rss_only: false,
-            sample_interval_us: opts.interval.as_micros() as u64,
-        },
         extra: vec![
             ("census".to_owned(), if opts.census { "on" } else { "off" }.to_owned()),
             (
@@ -226,6 +210,7 @@ fn meta(opts: &RunOptions, py: &PythonInfo, pid: u32) -> Meta {
                 opts.census_interval.map_or_else(String::new, |s| s.to_string()),
             ),
         ],
+        ..crate::host::meta(pid, command_line, cwd, capture)
     }
 }
 

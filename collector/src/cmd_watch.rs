@@ -13,10 +13,9 @@ use anyhow::{bail, Context, Result};
 use memlens_format::{
     format_bytes, CaptureOptions, MemorySample, Meta, ProcessEnd, RecordingWriter,
 };
-use nix::sys::time::TimeValLike;
-use nix::time::{clock_gettime, ClockId};
 
 use crate::child_memory::tree_memory;
+use crate::host::monotonic_ns;
 
 /// Arguments of `memlens watch`.
 #[derive(Debug, clap::Args)]
@@ -38,35 +37,18 @@ pub struct WatchArgs {
     pub duration: Option<f64>,
 }
 
-fn monotonic_ns() -> u64 {
-    clock_gettime(ClockId::CLOCK_MONOTONIC).map(|t| t.num_nanoseconds() as u64).unwrap_or(0)
-}
-
 /// Metadata for a process we did not start: what /proc says about it.
 fn meta_for(pid: u32, command_line: Vec<String>, interval: Duration) -> Meta {
-    Meta {
-        memlens_version: env!("CARGO_PKG_VERSION").to_owned(),
-        command_line,
-        cwd: std::fs::read_link(format!("/proc/{pid}/cwd"))
-            .map(|p| p.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-        pid,
-        hostname: nix::unistd::gethostname()
-            .map(|h| h.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-        platform: format!("{}-{}", std::env::consts::OS, std::env::consts::ARCH),
-        start_unix_ms: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0),
-        capture: CaptureOptions {
-            python_allocators: false,
-            native: false,
-            rss_only: true,
-            sample_interval_us: interval.as_micros() as u64,
-        },
-        ..Meta::default()
-    }
+    let cwd = std::fs::read_link(format!("/proc/{pid}/cwd"))
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let capture = CaptureOptions {
+        python_allocators: false,
+        native: false,
+        rss_only: true,
+        sample_interval_us: interval.as_micros() as u64,
+    };
+    crate::host::meta(pid, command_line, cwd, capture)
 }
 
 fn proc_cmdline(pid: u32) -> Vec<String> {

@@ -14,6 +14,7 @@ mod cmd_spans;
 mod cmd_summary;
 mod cmd_view;
 mod cmd_watch;
+mod host;
 mod load;
 mod python_env;
 mod recorder;
