@@ -127,6 +127,7 @@ pub fn ChartCanvas<C: Chart>(
     // Redraw: the effect only records what to draw; one rAF callback paints the latest state.
     let pending: Rc<RefCell<Option<Frame<C>>>> = Rc::default();
     let scheduled = Rc::new(Cell::new(false));
+    let first_paint = Rc::new(Cell::new(false));
     Effect::new(move |_| {
         theme_epoch.track();
         let state = (chart.get(), size.get(), hover.with(|h| h.as_ref().map(|h| h.hit.clone())));
@@ -136,11 +137,14 @@ pub fn ChartCanvas<C: Chart>(
         }
         let pending = pending.clone();
         let scheduled = scheduled.clone();
+        let first_paint = first_paint.clone();
         request_animation_frame(move || {
             scheduled.set(false);
             let Some((chart, size, hit)) = pending.borrow_mut().take() else { return };
             if let Some(canvas) = canvas_ref.get_untracked() {
+                let timing = Timing::start(canvas_id);
                 paint(&canvas, &chart, size, hit.as_ref());
+                timing.end(chart.is_some() && size.width > 0.0 && !first_paint.replace(true));
             }
         });
     });
@@ -243,6 +247,34 @@ pub fn ChartCanvas<C: Chart>(
             ></canvas>
             {tooltip}
         </div>
+    }
+}
+
+/// User Timing entries for benchmarks (`bench/viewer_bench.mjs`) and the browser's profiler:
+/// each paint is measured as `memlens:draw:<canvas id>`, and the first paint with data is
+/// marked `memlens:first-paint:<canvas id>` (the flame graph's is "interactive").
+struct Timing {
+    perf: Option<web_sys::Performance>,
+    canvas_id: &'static str,
+}
+
+impl Timing {
+    fn start(canvas_id: &'static str) -> Timing {
+        let perf = web_sys::window().and_then(|w| w.performance());
+        if let Some(p) = &perf {
+            let _ = p.mark(&format!("memlens:draw-start:{canvas_id}"));
+        }
+        Timing { perf, canvas_id }
+    }
+
+    fn end(self, first_with_data: bool) {
+        let Some(p) = self.perf else { return };
+        let start = format!("memlens:draw-start:{}", self.canvas_id);
+        let _ = p.measure_with_start_mark(&format!("memlens:draw:{}", self.canvas_id), &start);
+        p.clear_marks_with_mark_name(&start);
+        if first_with_data {
+            let _ = p.mark(&format!("memlens:first-paint:{}", self.canvas_id));
+        }
     }
 }
 

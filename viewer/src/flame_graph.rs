@@ -6,13 +6,14 @@
 use leptos::prelude::*;
 use memlens_format::{
     flame_hit, flame_layout, stack_totals, EventFilter, FlameOptions, FlameRect, FlameTree, Frame,
-    Snapshot, Totals,
+    Snapshot, StackTotals, ThreadId, Totals,
 };
 
+use crate::call_site_table::CallSiteTable;
 use crate::chart_canvas::{Chart, ChartCanvas, Painter, Size, Tooltip};
 use crate::flame_search::{search_flame, SearchMatches};
 use crate::load::Loaded;
-use crate::url_state::{FlameMode, ViewState, ZoomStep};
+use crate::url_state::{ColorBy, FlameMode, ViewState, ZoomStep};
 use crate::{units, ByPtr};
 
 /// Row height in CSS pixels.
@@ -24,19 +25,44 @@ const MAX_ROWS: i32 = 300;
 /// Narrowest rectangle that gets a label, in CSS px.
 const MIN_LABEL_W: f64 = 28.0;
 
-/// The flame tree of one recording in one mode.
+/// What a flame tree is computed for: everything in the view state that needs a replay or a
+/// rebuild (search, zoom and colours do not).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct FlameQuery {
+    pub mode: FlameMode,
+    /// Only in range mode.
+    pub range: Option<(u64, u64)>,
+    pub thread: Option<u32>,
+    pub hide_internal: bool,
+}
+
+impl FlameQuery {
+    pub fn of(s: &ViewState) -> FlameQuery {
+        FlameQuery {
+            mode: s.mode,
+            range: if s.mode == FlameMode::Range { s.range } else { None },
+            thread: s.thread,
+            hide_internal: !s.show_internal,
+        }
+    }
+
+    pub fn filter(&self) -> EventFilter {
+        self.thread.map_or_else(EventFilter::default, |t| EventFilter::thread(ThreadId(t)))
+    }
+}
+
+/// The flame tree of one recording for one [`FlameQuery`].
 pub struct FlameData {
     pub loaded: ByPtr<Loaded>,
     pub tree: FlameTree,
+    /// Memory by stack the tree was built from (the call-site table uses it too).
+    pub totals: StackTotals,
 }
 
 impl FlameData {
-    pub fn compute(
-        loaded: &ByPtr<Loaded>,
-        mode: FlameMode,
-        range: Option<(u64, u64)>,
-    ) -> Result<FlameData, String> {
+    pub fn compute(loaded: &ByPtr<Loaded>, q: &FlameQuery) -> Result<FlameData, String> {
         let rec = &loaded.0.recording;
+        let (mode, range) = (q.mode, q.range);
         let snapshot = match (mode, range) {
             (FlameMode::AtPeak, _) => Snapshot::AtPeak,
             (FlameMode::Leaks, _) => Snapshot::AtEnd,
@@ -46,10 +72,18 @@ impl FlameData {
                 return Err("Drag across the timeline above to select a time range.".into())
             }
         };
-        let totals = stack_totals(rec, snapshot, &EventFilter::default())
+        let totals = stack_totals(rec, snapshot, &q.filter())
             .map_err(|e| format!("Could not compute the flame graph: {e}"))?;
-        let options = FlameOptions { merge_lines: false, hide_internal: true };
-        Ok(FlameData { loaded: loaded.clone(), tree: FlameTree::build(rec, &totals, &options) })
+        let options = FlameOptions { merge_lines: false, hide_internal: q.hide_internal };
+        let tree = FlameTree::build(rec, &totals, &options);
+        Ok(FlameData { loaded: loaded.clone(), tree, totals })
+    }
+
+    /// The node that holds the most memory for `frame` (a frame can appear on many paths).
+    pub fn largest_node_of(&self, frame: memlens_format::FrameId) -> Option<u32> {
+        let nodes = self.tree.nodes.iter().enumerate();
+        let mine = nodes.filter(|(_, n)| n.frame == Some(frame));
+        mine.max_by_key(|(i, n)| (n.total.bytes, std::cmp::Reverse(*i))).map(|(i, _)| i as u32)
     }
 
     fn frame(&self, node: u32) -> Option<&Frame> {
@@ -91,13 +125,24 @@ impl FlameData {
     }
 }
 
+/// FNV-1a: stable across runs and platforms, unlike std's RandomState.
+fn fnv(text: &str) -> u64 {
+    text.bytes()
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+}
+
+/// A stable colour per file (module): hues spread round the wheel.
+pub fn file_color(file: &str, dark: bool) -> String {
+    let hash = fnv(file);
+    let hue = (hash % 360) as f64;
+    let light = if dark { 58.0 } else { 70.0 } + ((hash >> 12) % 100) as f64 / 100.0 * 8.0;
+    format!("hsl({hue:.0} 62% {light:.0}%)")
+}
+
 /// A stable, pleasant colour per frame: warm for the program's own code, cool for the
 /// standard library and installed packages.
 pub fn frame_color(function: &str, file: &str, dark: bool) -> String {
-    // FNV-1a: stable across runs and platforms, unlike std's RandomState.
-    let hash = function
-        .bytes()
-        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    let hash = fnv(function);
     let library = file.starts_with('<')
         || file.contains("/lib/python")
         || file.contains("site-packages")
@@ -118,18 +163,46 @@ pub struct FlameChart {
     pub search: ByPtr<SearchMatches>,
     /// Row of the topmost rectangle (negative when ancestors are shown above the zoom).
     pub min_row: i32,
+    pub color: ColorBy,
+    /// Root at the bottom (flame) instead of the top (icicle).
+    pub flame_up: bool,
 }
 
 impl FlameChart {
-    pub fn new(data: ByPtr<FlameData>, zoom: u32, search: ByPtr<SearchMatches>) -> FlameChart {
+    pub fn new(
+        data: ByPtr<FlameData>,
+        zoom: u32,
+        search: ByPtr<SearchMatches>,
+        color: ColorBy,
+        flame_up: bool,
+    ) -> FlameChart {
         let rects = flame_layout(&data.0.tree, zoom, MIN_W);
         let min_row = rects.first().map_or(0, |r| r.row);
-        FlameChart { data, rects: ByPtr::new(rects), zoom, search, min_row }
+        FlameChart { data, rects: ByPtr::new(rects), zoom, search, min_row, color, flame_up }
     }
 
     /// Rows drawn, for the canvas height.
     pub fn rows(&self) -> i32 {
         self.rects.0.last().map_or(1, |r| r.row - self.min_row + 1)
+    }
+
+    /// Rows the canvas has room for.
+    pub fn canvas_rows(&self) -> i32 {
+        self.rows().clamp(4, MAX_ROWS)
+    }
+
+    /// Top of a layout row, in CSS px.
+    fn row_y(&self, row: i32) -> f64 {
+        let i = row - self.min_row;
+        let i = if self.flame_up { self.canvas_rows() - 1 - i } else { i };
+        f64::from(i) * ROW_H
+    }
+
+    /// The layout row at canvas y (CSS px).
+    fn row_at(&self, y: f64) -> i32 {
+        let i = (y / ROW_H).floor() as i32;
+        let i = if self.flame_up { self.canvas_rows() - 1 - i } else { i };
+        i + self.min_row
     }
 
     fn searching(&self) -> bool {
@@ -177,7 +250,7 @@ impl Chart for FlameChart {
             if w < 0.4 {
                 continue;
             }
-            let y = f64::from(r.row - self.min_row) * ROW_H;
+            let y = self.row_y(r.row);
             // The long label (with file:line) when it fits whole, else the function name.
             let (fill, long, label) = match r.node {
                 Some(0) => (
@@ -193,7 +266,11 @@ impl Chart for FlameChart {
                     } else {
                         format!("{function}  {base}")
                     };
-                    (frame_color(function, file, theme.dark), Some(long), function.to_string())
+                    let fill = match self.color {
+                        ColorBy::Kind => frame_color(function, file, theme.dark),
+                        ColorBy::File => file_color(file, theme.dark),
+                    };
+                    (fill, Some(long), function.to_string())
                 }
                 None => (
                     if theme.dark { "hsl(220 8% 34%)" } else { "hsl(220 10% 86%)" }.to_string(),
@@ -219,7 +296,7 @@ impl Chart for FlameChart {
             ctx.set_global_alpha(1.0);
         }
         if let Some(r) = hover {
-            let y = f64::from(r.row - self.min_row) * ROW_H;
+            let y = self.row_y(r.row);
             ctx.set_stroke_style_str(&theme.text);
             ctx.set_line_width(1.5);
             ctx.stroke_rect(
@@ -235,8 +312,7 @@ impl Chart for FlameChart {
         if size.width <= 0.0 || y < 0.0 {
             return None;
         }
-        let row = (y / ROW_H).floor() as i32 + self.min_row;
-        flame_hit(&self.rects.0, x / size.width, row).copied()
+        flame_hit(&self.rects.0, x / size.width, self.row_at(y)).copied()
     }
 
     fn tooltip(&self, r: &FlameRect) -> Option<Tooltip> {
@@ -274,22 +350,35 @@ impl Chart for FlameChart {
 /// The flame graph panel: mode buttons, search, breadcrumb and the canvas.
 #[component]
 pub fn FlameGraph(loaded: ByPtr<Loaded>, state: RwSignal<ViewState>) -> impl IntoView {
+    let loaded_for_toolbar = loaded.clone();
     let mode = Memo::new(move |_| state.with(|s| s.mode));
     let range = Memo::new(move |_| state.with(|s| s.range));
     let zoom_path = Memo::new(move |_| state.with(|s| s.zoom.clone()));
     let query = Memo::new(move |_| state.with(|s| s.search.clone()));
-    // Only the range matters to the tree, and only in range mode: other state changes
-    // (search, zoom) never replay the recording.
-    let snapshot = Memo::new(move |_| {
-        let mode = mode.get();
-        (mode, if mode == FlameMode::Range { range.get() } else { None })
-    });
+    let look = Memo::new(move |_| state.with(|s| (s.color, s.flame_up)));
+    // Only what changes the tree replays the recording: search, zoom and colours never do.
+    let flame_query = Memo::new(move |_| state.with(FlameQuery::of));
+    // Trees already built are kept, so going back to a mode or thread is instant.
+    let cache: StoredValue<Vec<(FlameQuery, ByPtr<FlameData>)>> = StoredValue::new(Vec::new());
     let data = Memo::new(move |_| {
-        let (mode, range) = snapshot.get();
-        crate::timed(&format!("flame tree ({})", mode.key()), || {
-            FlameData::compute(&loaded, mode, range)
+        let q = flame_query.get();
+        if let Some(hit) =
+            cache.with_value(|c| c.iter().find(|(k, _)| *k == q).map(|e| e.1.clone()))
+        {
+            return Ok(hit);
+        }
+        let d = crate::timed(&format!("flame tree ({})", q.mode.key()), || {
+            FlameData::compute(&loaded, &q)
         })
-        .map(ByPtr::new)
+        .map(ByPtr::new)?;
+        cache.update_value(|c| {
+            // A handful of trees; range selections would otherwise pile up.
+            if c.len() >= 8 {
+                c.remove(0);
+            }
+            c.push((q, d.clone()));
+        });
+        Ok(d)
     });
     let search = Memo::new(move |_| {
         let q = query.get();
@@ -301,7 +390,8 @@ pub fn FlameGraph(loaded: ByPtr<Loaded>, state: RwSignal<ViewState>) -> impl Int
     let chart = Memo::new(move |_| {
         let d = data.get().ok()?;
         let zoom = d.0.resolve(&zoom_path.get());
-        Some(FlameChart::new(d, zoom, search.get()))
+        let (color, flame_up) = look.get();
+        Some(FlameChart::new(d, zoom, search.get(), color, flame_up))
     });
 
     let set_zoom = move |node: u32| {
@@ -321,9 +411,28 @@ pub fn FlameGraph(loaded: ByPtr<Loaded>, state: RwSignal<ViewState>) -> impl Int
                 s.zoom.pop();
             });
         }
+        // `/` jumps to the search box, as in most code browsers.
+        if ev.key() == "/" && !typing {
+            ev.prevent_default();
+            let input = web_sys::window()
+                .and_then(|w| w.document())
+                .and_then(|d| d.get_element_by_id("flame-search"))
+                .and_then(|e| wasm_bindgen::JsCast::dyn_into::<web_sys::HtmlElement>(e).ok());
+            if let Some(input) = input {
+                let _ = input.focus();
+            }
+        }
     });
     let on_click = Callback::new(move |r: FlameRect| {
         if let Some(node) = r.node {
+            set_zoom(node);
+        }
+    });
+    // The call-site table focuses (zooms to) the node holding most of a frame's memory.
+    let on_focus = Callback::new(move |frame: memlens_format::FrameId| {
+        let node =
+            data.with_untracked(|d| d.as_ref().ok().and_then(|d| d.0.largest_node_of(frame)));
+        if let Some(node) = node {
             set_zoom(node);
         }
     });
@@ -370,9 +479,7 @@ pub fn FlameGraph(loaded: ByPtr<Loaded>, state: RwSignal<ViewState>) -> impl Int
     };
     let chart_signal = Signal::derive(move || chart.get());
     let height = Signal::derive(move || {
-        chart.with(|c| {
-            c.as_ref().map_or(0.0, |c| f64::from(c.rows().clamp(4, MAX_ROWS)) * ROW_H + 1.0)
-        })
+        chart.with(|c| c.as_ref().map_or(0.0, |c| f64::from(c.canvas_rows()) * ROW_H + 1.0))
     });
 
     view! {
@@ -408,7 +515,7 @@ pub fn FlameGraph(loaded: ByPtr<Loaded>, state: RwSignal<ViewState>) -> impl Int
                     class="search"
                     id="flame-search"
                     type="search"
-                    placeholder="Search functions and files"
+                    placeholder="Search functions and files ( / )"
                     prop:value=move || query.get()
                     on:input=move |ev| {
                         let q = event_target_value(&ev);
@@ -417,6 +524,7 @@ pub fn FlameGraph(loaded: ByPtr<Loaded>, state: RwSignal<ViewState>) -> impl Int
                 />
                 <span class="search-result" id="search-result">{search_summary}</span>
             </div>
+            <FlameToolbar loaded=loaded_for_toolbar state=state />
             <nav class="breadcrumb" id="breadcrumb" aria-label="Zoom path">{breadcrumb}</nav>
             {move || data.get().err().map(|message| view! { <p class="panel-message">{message}</p> })}
             // Deep stacks scroll inside the panel instead of stretching the page.
@@ -431,6 +539,99 @@ pub fn FlameGraph(loaded: ByPtr<Loaded>, state: RwSignal<ViewState>) -> impl Int
                 />
             </div>
         </section>
+        <CallSiteTable data=data state=state on_focus=on_focus />
+    }
+}
+
+/// The flame graph's second row of controls: thread, internal frames, colours, orientation.
+#[component]
+fn FlameToolbar(loaded: ByPtr<Loaded>, state: RwSignal<ViewState>) -> impl IntoView {
+    let threads: Vec<(u32, String)> = loaded
+        .0
+        .recording
+        .threads()
+        .iter()
+        .map(|t| (t.id.0, format!("{} (tid {})", t.name, t.os_tid)))
+        .collect();
+    let thread = Memo::new(move |_| state.with(|s| s.thread));
+    let show_internal = Memo::new(move |_| state.with(|s| s.show_internal));
+    let color = Memo::new(move |_| state.with(|s| s.color));
+    let flame_up = Memo::new(move |_| state.with(|s| s.flame_up));
+    view! {
+        <div class="toolbar">
+            <label>
+                "Thread "
+                <select
+                    id="thread-filter"
+                    on:change=move |ev| {
+                        let t = event_target_value(&ev).parse::<u32>().ok();
+                        state.update(|s| {
+                            s.thread = t;
+                            s.zoom.clear();
+                        });
+                    }
+                >
+                    <option value="" selected=move || thread.get().is_none()>"All threads"</option>
+                    {threads
+                        .into_iter()
+                        .map(|(id, name)| {
+                            view! {
+                                <option value=id.to_string() selected=move || thread.get() == Some(id)>
+                                    {name}
+                                </option>
+                            }
+                        })
+                        .collect_view()}
+                </select>
+            </label>
+            <label title="Python's import machinery (<frozen importlib…>) and memlens' own bootstrap">
+                <input
+                    type="checkbox"
+                    id="hide-internal"
+                    prop:checked=move || !show_internal.get()
+                    on:change=move |ev| {
+                        let hide = event_target_checked(&ev);
+                        state.update(|s| s.show_internal = !hide);
+                    }
+                />
+                " Hide import system and memlens frames"
+            </label>
+            <label>
+                "Colour by "
+                <select
+                    id="color-by"
+                    on:change=move |ev| {
+                        let by = if event_target_value(&ev) == "file" { ColorBy::File } else { ColorBy::Kind };
+                        state.update(|s| s.color = by);
+                    }
+                >
+                    <option value="kind" selected=move || color.get() == ColorBy::Kind>
+                        "program / library"
+                    </option>
+                    <option value="file" selected=move || color.get() == ColorBy::File>
+                        "file (module)"
+                    </option>
+                </select>
+            </label>
+            <div class="segmented" role="group" aria-label="Orientation">
+                <button
+                    data-layout="icicle"
+                    class:active=move || !flame_up.get()
+                    title="Root at the top"
+                    on:click=move |_| state.update(|s| s.flame_up = false)
+                >
+                    "Icicle"
+                </button>
+                <button
+                    data-layout="flame"
+                    class:active=move || flame_up.get()
+                    title="Root at the bottom"
+                    on:click=move |_| state.update(|s| s.flame_up = true)
+                >
+                    "Flame"
+                </button>
+            </div>
+        </div>
     }
 }
 

@@ -18,6 +18,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod call_site_table;
 mod chart_canvas;
 mod compare;
 mod compare_timeline;
@@ -67,11 +68,21 @@ impl<T> PartialEq for ByPtr<T> {
     }
 }
 
-/// Runs `f`, logging how long it took to the browser console (for profiling big files).
+/// Runs `f`, logging how long it took to the browser console and as a User Timing measure
+/// `memlens:<what>` (for profiling big files and for `bench/viewer_bench.mjs`).
 pub(crate) fn timed<T>(what: &str, f: impl FnOnce() -> T) -> T {
+    let perf = web_sys::window().and_then(|w| w.performance());
+    let start = format!("memlens:start:{what}");
+    if let Some(p) = &perf {
+        let _ = p.mark(&start);
+    }
     let t0 = js_sys::Date::now();
     let out = f();
     leptos::logging::log!("memlens: {what} took {:.0} ms", js_sys::Date::now() - t0);
+    if let Some(p) = &perf {
+        let _ = p.measure_with_start_mark(&format!("memlens:{what}"), &start);
+        p.clear_marks_with_mark_name(&start);
+    }
     out
 }
 
@@ -194,7 +205,17 @@ fn ProgressBar(progress: Progress) -> impl IntoView {
 #[component]
 fn RecordingView(loaded: ByPtr<Loaded>) -> impl IntoView {
     let state = use_view_state::use_view_state();
-    let timeline = timed("timeline", || TimelineData::compute(&loaded.0)).map(ByPtr::new);
+    // The heap line follows the thread filter (the other threads' memory is not shown).
+    let thread = Memo::new(move |_| state.with(|s| s.thread));
+    let timeline = Memo::new({
+        let loaded = loaded.clone();
+        move |_| {
+            let filter = thread.get().map_or_else(memlens_format::EventFilter::default, |t| {
+                memlens_format::EventFilter::thread(memlens_format::ThreadId(t))
+            });
+            timed("timeline", || TimelineData::compute(&loaded.0, &filter)).map(ByPtr::new)
+        }
+    });
     let range = Signal::derive(move || state.with(|s| s.range));
     let on_select = Callback::new(move |r: Option<(u64, u64)>| {
         state.update(|s| {
@@ -220,7 +241,7 @@ fn RecordingView(loaded: ByPtr<Loaded>) -> impl IntoView {
             })
             .collect_view()}
         <Header recording=loaded.clone() />
-        {match timeline {
+        {move || match timeline.get() {
             Ok(data) => view! { <Timeline data=data range=range on_select=on_select /> }.into_any(),
             Err(e) => view! { <div class="banner banner-error" role="alert">{e}</div> }.into_any(),
         }}

@@ -32,21 +32,42 @@ pub struct TimelineData {
     pub peak_heap: (u64, u64),
     /// Top of the y axis.
     pub y_max: u64,
+    /// `memlens.mark()` labels: (time, label), in time order.
+    pub markers: Vec<(u64, String)>,
+    /// Garbage collector runs: (start time, generation), in time order.
+    pub gcs: Vec<(u64, u8)>,
 }
 
+/// Marker and gc colours (the same in both themes: they sit on the chart background).
+const MARKER_COLOR: &str = "hsl(285 45% 52%)";
+const GC_COLORS: [&str; 3] = ["hsl(150 35% 62%)", "hsl(150 45% 45%)", "hsl(150 60% 30%)"];
+
 impl TimelineData {
-    pub fn compute(loaded: &Loaded) -> Result<TimelineData, String> {
-        TimelineData::compute_until(loaded, loaded.recording.summary().duration_ns)
+    /// The series of a whole recording; with a thread `filter`, the heap line is that
+    /// thread's allocations (an exact replay).
+    pub fn compute(loaded: &Loaded, filter: &EventFilter) -> Result<TimelineData, String> {
+        let end = loaded.recording.summary().duration_ns;
+        let mut data = TimelineData::series(loaded, end, filter)?;
+        let rec = &loaded.recording;
+        data.markers = rec.markers().iter().map(|m| (m.time_ns, m.label.clone())).collect();
+        data.gcs = rec.gc_events().iter().map(|g| (g.time_ns, g.generation)).collect();
+        Ok(data)
     }
 
     /// The series over `[0, end]` (`end` may be past the recording's own end, so two
     /// recordings can share one time axis).
     pub fn compute_until(loaded: &Loaded, end: u64) -> Result<TimelineData, String> {
+        TimelineData::series(loaded, end, &EventFilter::default())
+    }
+
+    fn series(loaded: &Loaded, end: u64, filter: &EventFilter) -> Result<TimelineData, String> {
         let rec = &loaded.recording;
         let s = rec.summary();
         let end = end.max(1);
-        let heap = if loaded.size <= EXACT_HEAP_MAX_FILE_BYTES || rec.samples().is_empty() {
-            heap_timeline(rec, &EventFilter::default(), 0, end + 1, BUCKETS)
+        let filtered = filter.threads.is_some();
+        let exact = loaded.size <= EXACT_HEAP_MAX_FILE_BYTES || rec.samples().is_empty();
+        let heap = if exact || filtered {
+            heap_timeline(rec, filter, 0, end + 1, BUCKETS)
                 .map_err(|e| format!("Could not compute the heap timeline: {e}"))?
         } else {
             let mut points: Vec<(u64, u64)> =
@@ -57,12 +78,19 @@ impl TimelineData {
         };
         let rss = rss_timeline(rec, 0, end + 1, BUCKETS);
         let y_max = heap.iter().chain(&rss).map(|b| b.max).max().unwrap_or(0).max(1);
+        let peak_heap = if filtered {
+            heap.iter().max_by_key(|b| b.max).map_or((0, 0), |b| (b.max, b.t0))
+        } else {
+            (s.peak_heap, s.peak_heap_time_ns)
+        };
         Ok(TimelineData {
             duration_ns: end,
             heap,
             rss,
-            peak_heap: (s.peak_heap, s.peak_heap_time_ns),
+            peak_heap,
             y_max,
+            markers: Vec::new(),
+            gcs: Vec::new(),
         })
     }
 }
@@ -260,6 +288,39 @@ impl Chart for TimelineChart {
             let _ = ctx.fill_text(&label, lx, (y - 3.0).max(p.y + 12.0));
         }
 
+        // Garbage collections: ticks under the plot's baseline, darker for older generations.
+        for &(t, generation) in &d.gcs {
+            let x = p.x_of(t).round() + 0.5;
+            ctx.set_stroke_style_str(GC_COLORS[usize::from(generation.min(2))]);
+            ctx.set_line_width(1.0);
+            ctx.begin_path();
+            ctx.move_to(x, p.y + p.h - 6.0 - 3.0 * f64::from(generation.min(2)));
+            ctx.line_to(x, p.y + p.h);
+            ctx.stroke();
+        }
+        // Markers: a dashed rule with its label at the top.
+        ctx.set_font(&theme.font(11.0, 600));
+        ctx.set_text_baseline("top");
+        ctx.set_text_align("left");
+        let mut label_end = f64::MIN;
+        for (t, label) in &d.markers {
+            let x = p.x_of(*t).round() + 0.5;
+            ctx.set_stroke_style_str(MARKER_COLOR);
+            ctx.set_line_width(1.0);
+            let _ = ctx.set_line_dash(&js_sys::Array::of2(&2.0.into(), &3.0.into()));
+            ctx.begin_path();
+            ctx.move_to(x, p.y);
+            ctx.line_to(x, p.y + p.h);
+            ctx.stroke();
+            let _ = ctx.set_line_dash(&js_sys::Array::new());
+            // Labels that would overlap the previous one are left to the tooltip.
+            if x > label_end {
+                ctx.set_fill_style_str(MARKER_COLOR);
+                let _ = ctx.fill_text(label, x + 3.0, p.y + 1.0);
+                label_end = x + 6.0 + ctx.measure_text(label).map_or(60.0, |m| m.width());
+            }
+        }
+
         // Hover: a vertical rule and a dot on each series.
         if let Some(&i) = hover {
             let n = d.heap.len().max(1) as f64;
@@ -300,6 +361,20 @@ impl Chart for TimelineChart {
             lines[0].push_str(&format!(" (min {})", units::bytes(heap.min)));
         }
         lines.push(format!("RSS: {}", units::bytes(rss.max)));
+        // Markers and gc runs are thin lines: catch them within a few buckets of the pointer.
+        let slack = 3 * (heap.t1 - heap.t0);
+        let inside = |t: u64| t + slack >= heap.t0 && t < heap.t1 + slack;
+        for (_, label) in d.markers.iter().filter(|m| inside(m.0)).take(5) {
+            lines.push(format!("Marker: {label}"));
+        }
+        let gcs: Vec<u8> = d.gcs.iter().filter(|g| inside(g.0)).map(|g| g.1).collect();
+        if !gcs.is_empty() {
+            let oldest = gcs.iter().max().copied().unwrap_or(0);
+            lines.push(format!(
+                "{} (oldest generation {oldest})",
+                units::plural(gcs.len() as u64, "GC run", "GC runs")
+            ));
+        }
         Some(Tooltip {
             title: format!(
                 "{} – {}",
@@ -338,6 +413,12 @@ pub fn Timeline(
                 <span class="legend">
                     <span><i class="rss"></i>"RSS"</span>
                     <span><i class="heap"></i>"Traced heap"</span>
+                    {(!data.0.markers.is_empty()).then(|| view! {
+                        <span><i style=format!("background:{MARKER_COLOR}")></i>"Markers"</span>
+                    })}
+                    {(!data.0.gcs.is_empty()).then(|| view! {
+                        <span><i style=format!("background:{}", GC_COLORS[1])></i>"GC runs"</span>
+                    })}
                 </span>
                 <span class="spacer"></span>
                 <span class="panel-note">
@@ -388,6 +469,8 @@ mod tests {
                 rss: (0..10).map(|i| bucket(i, 2000)).collect(),
                 peak_heap: (900, 95),
                 y_max: 2000,
+                markers: vec![(35, "loaded".into())],
+                gcs: vec![(31, 0), (33, 2)],
             })),
             range: None,
         }
@@ -416,6 +499,14 @@ mod tests {
     #[test]
     fn tooltip_reports_both_series() {
         let tip = chart().tooltip(&3).unwrap();
-        assert_eq!(tip.lines, vec!["Traced heap: 300 B".to_string(), "RSS: 1.95 KiB".to_string()]);
+        assert_eq!(
+            tip.lines,
+            [
+                "Traced heap: 300 B",
+                "RSS: 1.95 KiB",
+                "Marker: loaded",
+                "2 GC runs (oldest generation 2)"
+            ]
+        );
     }
 }

@@ -55,6 +55,44 @@ impl FlameMode {
     }
 }
 
+/// How flame-graph frames are coloured.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum ColorBy {
+    /// Warm for the program's own code, cool for the standard library and packages.
+    #[default]
+    Kind,
+    /// One hue per file (module), so a module's frames can be followed across the graph.
+    File,
+}
+
+/// How sortable tables are ordered.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum SortBy {
+    #[default]
+    SelfBytes,
+    TotalBytes,
+    SelfCount,
+    TotalCount,
+}
+
+impl SortBy {
+    pub const ALL: [SortBy; 4] =
+        [SortBy::SelfBytes, SortBy::TotalBytes, SortBy::SelfCount, SortBy::TotalCount];
+
+    pub fn key(self) -> &'static str {
+        match self {
+            SortBy::SelfBytes => "self",
+            SortBy::TotalBytes => "total",
+            SortBy::SelfCount => "self-count",
+            SortBy::TotalCount => "total-count",
+        }
+    }
+
+    fn from_key(key: &str) -> Option<SortBy> {
+        SortBy::ALL.into_iter().find(|m| m.key() == key)
+    }
+}
+
 /// One step of a flame-graph zoom path: a frame named by function and file.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct ZoomStep {
@@ -75,6 +113,16 @@ pub struct ViewState {
     /// Compare mode: changes smaller than this share of the larger total, in basis points
     /// (1/100 %), are drawn as noise.
     pub noise_bp: u32,
+    /// Only allocations made by this thread (index of the recording's thread table).
+    pub thread: Option<u32>,
+    /// Show the import system's and memlens' own frames (hidden by default).
+    pub show_internal: bool,
+    pub color: ColorBy,
+    /// Root at the bottom (flame) instead of at the top (icicle, the default).
+    pub flame_up: bool,
+    /// Call-site table order and filter.
+    pub sort: SortBy,
+    pub filter: String,
 }
 
 /// Default noise threshold of the differential flame graph: 0.5 %.
@@ -88,6 +136,12 @@ impl Default for ViewState {
             range: None,
             search: String::new(),
             noise_bp: DEFAULT_NOISE_BP,
+            thread: None,
+            show_internal: false,
+            color: ColorBy::Kind,
+            flame_up: false,
+            sort: SortBy::SelfBytes,
+            filter: String::new(),
         }
     }
 }
@@ -117,6 +171,14 @@ impl ViewState {
                     });
                 }
                 "q" => state.search = decode(value).unwrap_or_default(),
+                "thread" => state.thread = value.parse().ok(),
+                "internal" => state.show_internal = value == "1",
+                "color" => {
+                    state.color = if value == "file" { ColorBy::File } else { ColorBy::Kind }
+                }
+                "layout" => state.flame_up = value == "flame",
+                "sort" => state.sort = SortBy::from_key(value).unwrap_or_default(),
+                "filter" => state.filter = decode(value).unwrap_or_default(),
                 "noise" => {
                     if let Ok(percent) = value.parse::<f64>() {
                         state.noise_bp = (percent.clamp(0.0, 100.0) * 100.0).round() as u32;
@@ -147,6 +209,24 @@ impl ViewState {
         }
         if !self.search.is_empty() {
             parts.push(format!("q={}", encode(&self.search)));
+        }
+        if let Some(t) = self.thread {
+            parts.push(format!("thread={t}"));
+        }
+        if self.show_internal {
+            parts.push("internal=1".to_string());
+        }
+        if self.color == ColorBy::File {
+            parts.push("color=file".to_string());
+        }
+        if self.flame_up {
+            parts.push("layout=flame".to_string());
+        }
+        if self.sort != SortBy::default() {
+            parts.push(format!("sort={}", self.sort.key()));
+        }
+        if !self.filter.is_empty() {
+            parts.push(format!("filter={}", encode(&self.filter)));
         }
         if self.noise_bp != DEFAULT_NOISE_BP {
             parts.push(format!("noise={}", f64::from(self.noise_bp) / 100.0));
@@ -216,6 +296,12 @@ mod tests {
             range: Some((1_000, 2_500_000_000)),
             search: "json # dumps".into(),
             noise_bp: 200,
+            thread: Some(3),
+            show_internal: true,
+            color: ColorBy::File,
+            flame_up: true,
+            sort: SortBy::TotalCount,
+            filter: "a&b".into(),
         };
         let hash = state.to_hash();
         assert!(
