@@ -13,10 +13,14 @@ use crate::ByPtr;
 /// per bucket, so peaks survive downsampling.
 const BUCKETS: usize = 1200;
 
-/// Recordings up to this size get an exact heap line by replaying every event; bigger ones
-/// draw it from the periodic memory samples (which carry the heap too), so opening a large
-/// file does not wait for a full replay. The exact peak is added to the sampled line.
-const EXACT_HEAP_MAX_FILE_BYTES: u64 = 8 << 20;
+/// Recordings with up to this many events get an exact heap line by replaying every event
+/// (about 0.1 s in the browser); bigger ones draw it from the periodic memory samples (which
+/// carry the heap too), so opening a large file does not wait for a full replay. The exact
+/// peak is added to the sampled line. Counted in events, not bytes: the format compresses
+/// churn to well under a byte per event, so 8 MiB can hold 30 million of them.
+const EXACT_HEAP_MAX_EVENTS: u64 = 1_000_000;
+/// Without a trailer the event count is unknown: fall back to the file size.
+const EXACT_HEAP_MAX_FILE_BYTES: u64 = 2 << 20;
 
 /// Space for axis labels around the plot, in CSS pixels.
 const LEFT: f64 = 70.0;
@@ -65,7 +69,11 @@ impl TimelineData {
         let s = rec.summary();
         let end = end.max(1);
         let filtered = filter.threads.is_some();
-        let exact = loaded.size <= EXACT_HEAP_MAX_FILE_BYTES || rec.samples().is_empty();
+        let small = match rec.indexed_event_count() {
+            0 => loaded.size <= EXACT_HEAP_MAX_FILE_BYTES,
+            events => events <= EXACT_HEAP_MAX_EVENTS,
+        };
+        let exact = small || rec.samples().is_empty();
         let heap = if exact || filtered {
             heap_timeline(rec, filter, 0, end + 1, BUCKETS)
                 .map_err(|e| format!("Could not compute the heap timeline: {e}"))?
