@@ -52,14 +52,23 @@ fn meta_for(pid: u32, command_line: Vec<String>, interval: Duration) -> Meta {
 }
 
 fn proc_cmdline(pid: u32) -> Vec<String> {
-    std::fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|b| {
-            b.split(|&c| c == 0)
-                .filter(|a| !a.is_empty())
-                .map(|a| String::from_utf8_lossy(a).into_owned())
-                .collect()
-        })
-        .unwrap_or_default()
+    // A process caught right after fork shows an empty command line until it has exec'd:
+    // give it a moment.
+    for _ in 0..20 {
+        let args: Vec<String> = std::fs::read(format!("/proc/{pid}/cmdline"))
+            .map(|b| {
+                b.split(|&c| c == 0)
+                    .filter(|a| !a.is_empty())
+                    .map(|a| String::from_utf8_lossy(a).into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if !args.is_empty() || tree_memory(pid).is_none() {
+            return args;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Vec::new()
 }
 
 /// Samples `pid`'s tree every `interval` until `done()` says so or the process is gone,
