@@ -360,25 +360,48 @@ pub fn FlameGraph(loaded: ByPtr<Loaded>, state: RwSignal<ViewState>) -> impl Int
     let flame_query = Memo::new(move |_| state.with(FlameQuery::of));
     // Trees already built are kept, so going back to a mode or thread is instant.
     let cache: StoredValue<Vec<(FlameQuery, ByPtr<FlameData>)>> = StoredValue::new(Vec::new());
-    let data = Memo::new(move |_| {
+    // A tree not in the cache is built after the next paint, so the change that asked for it
+    // (a mode button, a range dragged on the timeline) shows at once; meanwhile the previous
+    // tree stays on screen under a "computing" note. The replay itself still runs in one go.
+    let (result, set_result) = signal(None::<Result<ByPtr<FlameData>, String>>);
+    let (computing, set_computing) = signal(false);
+    Effect::new(move |_| {
         let q = flame_query.get();
         if let Some(hit) =
             cache.with_value(|c| c.iter().find(|(k, _)| *k == q).map(|e| e.1.clone()))
         {
-            return Ok(hit);
+            set_result.set(Some(Ok(hit)));
+            set_computing.set(false);
+            return;
         }
-        let d = crate::timed(&format!("flame tree ({})", q.mode.key()), || {
-            FlameData::compute(&loaded, &q)
-        })
-        .map(ByPtr::new)?;
-        cache.update_value(|c| {
-            // A handful of trees; range selections would otherwise pile up.
-            if c.len() >= 8 {
-                c.remove(0);
+        set_computing.set(true);
+        let loaded = loaded.clone();
+        leptos::task::spawn_local(async move {
+            crate::load::sleep_ms(20).await;
+            if flame_query.get_untracked() != q {
+                return; // superseded by a newer change, which computes its own tree
             }
-            c.push((q, d.clone()));
+            let d = crate::timed(&format!("flame tree ({})", q.mode.key()), || {
+                FlameData::compute(&loaded, &q)
+            })
+            .map(ByPtr::new);
+            if let Ok(d) = &d {
+                cache.update_value(|c| {
+                    // A handful of trees; range selections would otherwise pile up.
+                    if c.len() >= 8 {
+                        c.remove(0);
+                    }
+                    c.push((q.clone(), d.clone()));
+                });
+            }
+            if flame_query.get_untracked() == q {
+                set_result.set(Some(d));
+                set_computing.set(false);
+            }
         });
-        Ok(d)
+    });
+    let data = Memo::new(move |_| {
+        result.get().unwrap_or_else(|| Err("Computing the flame graph…".to_string()))
     });
     let search = Memo::new(move |_| {
         let q = query.get();
@@ -527,6 +550,9 @@ pub fn FlameGraph(loaded: ByPtr<Loaded>, state: RwSignal<ViewState>) -> impl Int
             <FlameToolbar loaded=loaded_for_toolbar state=state />
             <nav class="breadcrumb" id="breadcrumb" aria-label="Zoom path">{breadcrumb}</nav>
             {move || data.get().err().map(|message| view! { <p class="panel-message">{message}</p> })}
+            <Show when=move || computing.get() && result.with(|r| matches!(r, Some(Ok(_))))>
+                <p class="computing" id="flame-computing" role="status">"Computing…"</p>
+            </Show>
             // Deep stacks scroll inside the panel instead of stretching the page.
             <div class="flame-scroll">
                 <ChartCanvas
