@@ -39,11 +39,22 @@ pub struct FlameTree {
     pub nodes: Vec<FlameNode>,
 }
 
-/// Whether a frame belongs to the interpreter's import system or to memlens' own bootstrap.
+/// Whether a frame belongs to the interpreter's import system or to memlens itself (its
+/// bootstrap, census and marker code, from the package `memlens run` writes to a temporary
+/// `memlens-py-*` folder or from an installed wheel).
 pub fn is_internal_file(file: &str) -> bool {
+    let memlens_package = file.contains("/memlens-py-")
+        || [
+            "/memlens/__init__.py",
+            "/memlens/_bootstrap.py",
+            "/memlens/_census.py",
+            "/memlens/_layout.py",
+        ]
+        .iter()
+        .any(|f| file.ends_with(f));
     file.starts_with("<frozen importlib")
         || file.starts_with("<frozen zipimport")
-        || file.contains("/memlens/_bootstrap")
+        || memlens_package
         || file == "<memlens>"
 }
 
@@ -225,4 +236,30 @@ pub fn flame_hit(rects: &[FlameRect], x: f64, row: i32) -> Option<&FlameRect> {
     let row_rects = &rects[start..end];
     let i = row_rects.partition_point(|r| r.x + r.w <= x);
     row_rects.get(i).filter(|r| r.x <= x && x < r.x + r.w)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_internal_file;
+
+    #[test]
+    fn internal_files_are_the_import_system_and_memlens_itself() {
+        for f in [
+            "<frozen importlib._bootstrap>",
+            "<frozen importlib._bootstrap_external>",
+            "/tmp/memlens-py-4242-17/memlens/__init__.py",
+            "/venv/lib/python3.11/site-packages/memlens/_census.py",
+            "<memlens>",
+        ] {
+            assert!(is_internal_file(f), "{f}");
+        }
+        for f in [
+            "app.py",
+            "/srv/app/memlens_report.py",
+            "<frozen os>",
+            "/usr/lib/python3.11/json/decoder.py",
+        ] {
+            assert!(!is_internal_file(f), "{f}");
+        }
+    }
 }
