@@ -28,6 +28,13 @@ const stat = (name, values) => {
 };
 
 try {
+  // Long tasks (> 50 ms on the main thread) are what make a page feel frozen.
+  await chrome.context.addInitScript(() => {
+    window.__longtasks = [];
+    new PerformanceObserver((list) => {
+      for (const e of list.getEntries()) window.__longtasks.push(e.duration);
+    }).observe({ type: 'longtask', buffered: true });
+  });
   const page = await openPage(chrome.context, `${server.url}?url=fixtures/${FILE}`);
   // In-page helpers: wait for the next paint of a canvas after `since`, and time a change.
   await page.evaluate(() => {
@@ -128,6 +135,9 @@ try {
   }
   stat('range change: timeline redraw', rangeTl);
   stat('range change: flame graph (replay)', rangeFlame);
+  // n is how many there were (0 shows as one 0 ms entry): the page froze that often.
+  const longtasks = await page.evaluate(() => window.__longtasks);
+  stat('main-thread long tasks (> 50 ms), whole run', longtasks.length ? longtasks : [0]);
   await page.close();
 } finally {
   await chrome.close();

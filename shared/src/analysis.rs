@@ -6,7 +6,7 @@ use std::ops::ControlFlow;
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::addr_hash::AddressMap;
-use crate::{Error, Event, Op, Recording, StackId, Summary, ThreadId};
+use crate::{Error, Event, Op, Recording, SnapshotBuilder, StackId, Summary, ThreadId};
 
 /// Which allocations an analysis looks at.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -22,7 +22,7 @@ impl EventFilter {
         EventFilter { threads: Some(std::iter::once(id).collect()) }
     }
 
-    fn admits(&self, e: &Event) -> bool {
+    pub(crate) fn admits(&self, e: &Event) -> bool {
         e.kind.counts_in_heap() && self.threads.as_ref().is_none_or(|t| t.contains(&e.thread))
     }
 }
@@ -93,7 +93,7 @@ pub enum Snapshot {
 /// Byte sums use wrapping arithmetic: exact for any real recording, and a hostile file with
 /// absurd sizes gives absurd numbers instead of a panic.
 #[derive(Default)]
-struct Heap {
+pub(crate) struct Heap {
     live: AddressMap<(u64, StackId)>,
     bytes: u64,
 }
@@ -101,7 +101,7 @@ struct Heap {
 impl Heap {
     /// Applies one event; returns whether the heap changed.
     #[inline]
-    fn apply(&mut self, e: &Event, filter: &EventFilter) -> bool {
+    pub(crate) fn apply(&mut self, e: &Event, filter: &EventFilter) -> bool {
         match e.op {
             Op::Alloc if filter.admits(e) => {
                 if let Some((old, _)) = self.live.insert(e.address, (e.size, e.stack)) {
@@ -121,7 +121,7 @@ impl Heap {
         }
     }
 
-    fn by_stack(&self) -> StackTotals {
+    pub(crate) fn by_stack(&self) -> StackTotals {
         let mut map: FxHashMap<StackId, Totals> = FxHashMap::default();
         for &(size, stack) in self.live.values() {
             map.entry(stack).or_default().add(size);
@@ -145,151 +145,38 @@ fn each_event(
     })
 }
 
-/// The heap's maximum within `[t0, t1]`: (bytes, time, number of events up to and including
-/// the one that reached it). A span with no events reports the heap as it was at its start.
-fn peak_position(
-    rec: &Recording,
-    filter: &EventFilter,
-    t0: u64,
-    t1: u64,
-) -> Result<(u64, u64, usize), Error> {
-    let mut heap = Heap::default();
-    let mut best: Option<(u64, u64, usize)> = None;
-    let mut before = (0, 0, 0);
-    each_event(rec, |i, e| {
-        if e.time_ns > t1 {
-            return ControlFlow::Break(());
-        }
-        heap.apply(e, filter);
-        if e.time_ns < t0 {
-            before = (heap.bytes, e.time_ns, i + 1);
-        } else if best.is_none_or(|b| heap.bytes > b.0) {
-            best = Some((heap.bytes, e.time_ns, i + 1));
-        }
-        ControlFlow::Continue(())
-    })?;
-    // The heap as the span starts counts too: a span where memory only falls peaks at its start.
-    Ok(match best {
-        Some(b) if b.0 >= before.0 => b,
-        _ => before,
-    })
-}
-
-/// Memory by stack for a snapshot.
+/// Memory by stack for a snapshot (one replay; see [`SnapshotBuilder`] to replay in slices).
 pub fn stack_totals(
     rec: &Recording,
     snapshot: Snapshot,
     filter: &EventFilter,
 ) -> Result<StackTotals, Error> {
-    match snapshot {
-        Snapshot::TotalAllocated => allocated_in(rec, filter, 0, u64::MAX),
-        Snapshot::AllocatedInRange(t0, t1) => allocated_in(rec, filter, t0, t1),
-        Snapshot::AtEnd => live_after(rec, filter, usize::MAX),
-        Snapshot::AtTime(t) => {
-            let mut heap = Heap::default();
-            each_event(rec, |_, e| {
-                if e.time_ns > t {
-                    return ControlFlow::Break(());
-                }
-                heap.apply(e, filter);
-                ControlFlow::Continue(())
-            })?;
-            Ok(heap.by_stack())
-        }
-        Snapshot::AtPeak => live_at_peak(rec, filter),
-        Snapshot::PeakInRange(t0, t1) => {
-            let (_, _, n) = peak_position(rec, filter, t0, t1)?;
-            live_after(rec, filter, n)
-        }
-    }
+    Ok(replay(rec, SnapshotBuilder::new(snapshot, filter))?.finish())
 }
 
-/// The heap's high-water mark under a filter, within `[t0, t1]`: (bytes, time).
+/// The heap's high-water mark under a filter, within `[t0, t1]`: (bytes, time). A span where
+/// memory only falls peaks at its start.
 pub fn peak_in(
     rec: &Recording,
     filter: &EventFilter,
     t0: u64,
     t1: u64,
 ) -> Result<(u64, u64), Error> {
-    let (bytes, time, _) = peak_position(rec, filter, t0, t1)?;
-    Ok((bytes, time))
+    let builder = replay(rec, SnapshotBuilder::new(Snapshot::PeakInRange(t0, t1), filter))?;
+    Ok(builder.peak().unwrap_or_default())
 }
 
-/// Live memory at the heap's high-water mark in one pass.
-///
-/// Blocks are tagged with their allocation's index. At the end, the blocks live at the peak are
-/// those still live that were allocated before it, plus those freed after it; the latter are
-/// logged as they are freed, and the log is cleared whenever a new peak makes it stale.
-fn live_at_peak(rec: &Recording, filter: &EventFilter) -> Result<StackTotals, Error> {
-    let mut live: AddressMap<(u64, StackId, usize)> = AddressMap::default();
-    let (mut bytes, mut peak, mut peak_index) = (0u64, 0u64, 0usize);
-    let mut freed_after_peak: Vec<(u64, StackId)> = Vec::new();
-    each_event(rec, |i, e| {
-        match e.op {
-            Op::Alloc if filter.admits(e) => {
-                if let Some((old, stack, at)) = live.insert(e.address, (e.size, e.stack, i)) {
-                    bytes = bytes.wrapping_sub(old);
-                    if at < peak_index {
-                        freed_after_peak.push((old, stack));
-                    }
-                }
-                bytes = bytes.wrapping_add(e.size);
-                if bytes > peak {
-                    peak = bytes;
-                    peak_index = i + 1;
-                    freed_after_peak.clear();
-                }
-            }
-            Op::Free if e.kind.counts_in_heap() => {
-                if let Some((size, stack, at)) = live.remove(&e.address) {
-                    bytes = bytes.wrapping_sub(size);
-                    if at < peak_index {
-                        freed_after_peak.push((size, stack));
-                    }
-                }
-            }
-            _ => {}
+/// Feeds every event chunk to `builder`, stopping once it is done.
+fn replay(rec: &Recording, mut builder: SnapshotBuilder) -> Result<SnapshotBuilder, Error> {
+    rec.for_each_event_chunk(|events| {
+        builder.feed(events);
+        if builder.is_done() {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
         }
-        ControlFlow::Continue(())
     })?;
-    let mut map: FxHashMap<StackId, Totals> = FxHashMap::default();
-    let still_live =
-        live.values().filter(|&&(_, _, at)| at < peak_index).map(|&(s, st, _)| (s, st));
-    for (size, stack) in still_live.chain(freed_after_peak) {
-        map.entry(stack).or_default().add(size);
-    }
-    Ok(StackTotals::from_map(map))
-}
-
-fn live_after(rec: &Recording, filter: &EventFilter, n: usize) -> Result<StackTotals, Error> {
-    let mut heap = Heap::default();
-    each_event(rec, |i, e| {
-        if i >= n {
-            return ControlFlow::Break(());
-        }
-        heap.apply(e, filter);
-        ControlFlow::Continue(())
-    })?;
-    Ok(heap.by_stack())
-}
-
-fn allocated_in(
-    rec: &Recording,
-    filter: &EventFilter,
-    t0: u64,
-    t1: u64,
-) -> Result<StackTotals, Error> {
-    let mut map: FxHashMap<StackId, Totals> = FxHashMap::default();
-    each_event(rec, |_, e| {
-        if e.time_ns > t1 {
-            return ControlFlow::Break(());
-        }
-        if e.op == Op::Alloc && e.time_ns >= t0 && filter.admits(e) {
-            map.entry(e.stack).or_default().add(e.size);
-        }
-        ControlFlow::Continue(())
-    })?;
-    Ok(StackTotals::from_map(map))
+    Ok(builder)
 }
 
 /// Recomputes the trailer's aggregates by replaying a recording (used when it has none).

@@ -42,6 +42,7 @@ mod ids;
 mod insights;
 mod recording;
 mod records;
+mod snapshot;
 mod spans;
 mod tables;
 mod units;
@@ -76,6 +77,7 @@ pub use records::{
     IndexEntry, Marker, MemorySample, Meta, Op, ProcessEnd, StackNode, Summary, ThreadInfo,
     Trailer, TypeCensus, TypeSite,
 };
+pub use snapshot::SnapshotBuilder;
 pub use spans::{span_usage, SpanUsage};
 pub use tables::EVENT_TIME_QUANTUM_NS;
 pub use units::{format_bytes, format_bytes_delta, format_count, format_duration_ns};

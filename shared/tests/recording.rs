@@ -77,6 +77,18 @@ fn snapshots_attribute_memory_to_the_right_stacks() {
     assert_eq!(bytes, 5_500);
     let range_peak = stack_totals(&rec, Snapshot::PeakInRange(25_000, 40_000), &all).unwrap();
     assert_eq!(range_peak.total.bytes, 5_500);
+    // A span after the last event holds what was left at the end.
+    let after = stack_totals(&rec, Snapshot::PeakInRange(60_000, 70_000), &all).unwrap();
+    assert_eq!(after, end);
+    // Fed one event at a time, the builder gives what one replay gives.
+    let mut builder = SnapshotBuilder::new(Snapshot::AtPeak, &all);
+    rec.for_each_event_chunk(|events| {
+        events.chunks(1).for_each(|e| builder.feed(e));
+        std::ops::ControlFlow::Continue(())
+    })
+    .unwrap();
+    assert_eq!(builder.peak(), Some((10_500, 11_000)));
+    assert_eq!(builder.finish(), peak);
 }
 
 #[test]

@@ -5,8 +5,8 @@
 
 use leptos::prelude::*;
 use memlens_format::{
-    flame_hit, flame_layout, stack_totals, EventFilter, FlameOptions, FlameRect, FlameTree, Frame,
-    Snapshot, StackTotals, ThreadId, Totals,
+    flame_hit, flame_layout, EventFilter, FlameOptions, FlameRect, FlameTree, Frame, Snapshot,
+    SnapshotBuilder, StackTotals, ThreadId, Totals,
 };
 
 use crate::call_site_table::CallSiteTable;
@@ -59,24 +59,52 @@ pub struct FlameData {
     pub totals: StackTotals,
 }
 
+/// How long a replay may hold the page before it lets the browser paint and handle input.
+const SLICE_MS: f64 = 12.0;
+
 impl FlameData {
-    pub fn compute(loaded: &ByPtr<Loaded>, q: &FlameQuery) -> Result<FlameData, String> {
+    /// Replays the recording for `q` one event chunk at a time, yielding to the browser every
+    /// [`SLICE_MS`] so the page stays responsive on big recordings. Returns `None` as soon as
+    /// `wanted()` says a newer query replaced this one.
+    pub async fn compute(
+        loaded: &ByPtr<Loaded>,
+        q: &FlameQuery,
+        wanted: impl Fn() -> bool,
+    ) -> Option<Result<FlameData, String>> {
         let rec = &loaded.0.recording;
-        let (mode, range) = (q.mode, q.range);
-        let snapshot = match (mode, range) {
+        let snapshot = match (q.mode, q.range) {
             (FlameMode::AtPeak, _) => Snapshot::AtPeak,
             (FlameMode::Leaks, _) => Snapshot::AtEnd,
             (FlameMode::Total, _) => Snapshot::TotalAllocated,
             (FlameMode::Range, Some((a, b))) => Snapshot::AllocatedInRange(a, b),
             (FlameMode::Range, None) => {
-                return Err("Drag across the timeline above to select a time range.".into())
+                return Some(Err("Drag across the timeline above to select a time range.".into()))
             }
         };
-        let totals = stack_totals(rec, snapshot, &q.filter())
-            .map_err(|e| format!("Could not compute the flame graph: {e}"))?;
+        let mut builder = SnapshotBuilder::new(snapshot, &q.filter());
+        let mut events = Vec::new();
+        let mut slice_start = js_sys::Date::now();
+        for chunk in 0..rec.event_chunk_count() {
+            events.clear();
+            if let Err(e) = rec.decode_event_chunk(chunk, &mut events) {
+                return Some(Err(format!("Could not compute the flame graph: {e}")));
+            }
+            builder.feed(&events);
+            if builder.is_done() {
+                break;
+            }
+            if js_sys::Date::now() - slice_start > SLICE_MS {
+                crate::load::sleep_ms(0).await;
+                if !wanted() {
+                    return None;
+                }
+                slice_start = js_sys::Date::now();
+            }
+        }
+        let totals = builder.finish();
         let options = FlameOptions { merge_lines: false, hide_internal: q.hide_internal };
         let tree = FlameTree::build(rec, &totals, &options);
-        Ok(FlameData { loaded: loaded.clone(), tree, totals })
+        Some(Ok(FlameData { loaded: loaded.clone(), tree, totals }))
     }
 
     /// The node that holds the most memory for `frame` (a frame can appear on many paths).
@@ -362,7 +390,8 @@ pub fn FlameGraph(loaded: ByPtr<Loaded>, state: RwSignal<ViewState>) -> impl Int
     let cache: StoredValue<Vec<(FlameQuery, ByPtr<FlameData>)>> = StoredValue::new(Vec::new());
     // A tree not in the cache is built after the next paint, so the change that asked for it
     // (a mode button, a range dragged on the timeline) shows at once; meanwhile the previous
-    // tree stays on screen under a "computing" note. The replay itself still runs in one go.
+    // tree stays on screen under a "computing" note. The replay yields to the browser between
+    // event chunks, so the page keeps responding while it runs.
     let (result, set_result) = signal(None::<Result<ByPtr<FlameData>, String>>);
     let (computing, set_computing) = signal(false);
     Effect::new(move |_| {
@@ -381,10 +410,11 @@ pub fn FlameGraph(loaded: ByPtr<Loaded>, state: RwSignal<ViewState>) -> impl Int
             if flame_query.get_untracked() != q {
                 return; // superseded by a newer change, which computes its own tree
             }
-            let d = crate::timed(&format!("flame tree ({})", q.mode.key()), || {
-                FlameData::compute(&loaded, &q)
-            })
-            .map(ByPtr::new);
+            let step = crate::Step::start(&format!("flame tree ({})", q.mode.key()));
+            let wanted = || flame_query.get_untracked() == q;
+            let Some(d) = FlameData::compute(&loaded, &q, wanted).await else { return };
+            step.finish();
+            let d = d.map(ByPtr::new);
             if let Ok(d) = &d {
                 cache.update_value(|c| {
                     // A handful of trees; range selections would otherwise pile up.

@@ -68,21 +68,37 @@ impl<T> PartialEq for ByPtr<T> {
     }
 }
 
-/// Runs `f`, logging how long it took to the browser console and as a User Timing measure
+/// A timed step: logged to the browser console and recorded as a User Timing measure
 /// `memlens:<what>` (for profiling big files and for `bench/viewer_bench.mjs`).
+pub(crate) struct Step {
+    what: String,
+    t0: f64,
+}
+
+impl Step {
+    pub(crate) fn start(what: &str) -> Step {
+        if let Some(p) = web_sys::window().and_then(|w| w.performance()) {
+            let _ = p.mark(&format!("memlens:start:{what}"));
+        }
+        Step { what: what.to_owned(), t0: js_sys::Date::now() }
+    }
+
+    pub(crate) fn finish(self) {
+        let what = &self.what;
+        leptos::logging::log!("memlens: {what} took {:.0} ms", js_sys::Date::now() - self.t0);
+        if let Some(p) = web_sys::window().and_then(|w| w.performance()) {
+            let start = format!("memlens:start:{what}");
+            let _ = p.measure_with_start_mark(&format!("memlens:{what}"), &start);
+            p.clear_marks_with_mark_name(&start);
+        }
+    }
+}
+
+/// Runs `f` as a [`Step`].
 pub(crate) fn timed<T>(what: &str, f: impl FnOnce() -> T) -> T {
-    let perf = web_sys::window().and_then(|w| w.performance());
-    let start = format!("memlens:start:{what}");
-    if let Some(p) = &perf {
-        let _ = p.mark(&start);
-    }
-    let t0 = js_sys::Date::now();
+    let step = Step::start(what);
     let out = f();
-    leptos::logging::log!("memlens: {what} took {:.0} ms", js_sys::Date::now() - t0);
-    if let Some(p) = &perf {
-        let _ = p.measure_with_start_mark(&format!("memlens:{what}"), &start);
-        p.clear_marks_with_mark_name(&start);
-    }
+    step.finish();
     out
 }
 

@@ -1,0 +1,190 @@
+//! [`SnapshotBuilder`]: memory by stack for a [`Snapshot`], built one batch of events at a
+//! time, so a caller can replay a large recording in slices (the viewer yields to the browser
+//! between event chunks) and stop early once the snapshot's span is over.
+
+use rustc_hash::FxHashMap;
+
+use crate::addr_hash::AddressMap;
+use crate::analysis::{Heap, StackTotals, Totals};
+use crate::{Event, EventFilter, Op, Snapshot, StackId};
+
+/// What is being built.
+enum Kind {
+    /// Bytes of every allocation made in `[t0, t1]`.
+    Allocated { t0: u64, t1: u64, map: FxHashMap<StackId, Totals> },
+    /// The live heap once every event up to `t` is applied.
+    LiveAt { t: u64, heap: Heap },
+    /// The live heap at the highest point within `[t0, t1]` (see [`PeakState`]).
+    Peak { t0: u64, t1: u64, state: Box<PeakState> },
+}
+
+/// Live memory at a high-water mark, in one pass.
+///
+/// Blocks are tagged with the index of their allocation. At the end, the blocks live at the
+/// peak are those still live that were allocated before it, plus those freed after it; the
+/// latter are logged as they are freed, and the log is cleared whenever a new peak makes it
+/// stale. The heap as the span starts is a candidate too: a span where memory only falls
+/// peaks at its start.
+#[derive(Default)]
+struct PeakState {
+    live: AddressMap<(u64, StackId, usize)>,
+    bytes: u64,
+    /// (bytes, time) of the best point so far, once the span has started.
+    peak: Option<(u64, u64)>,
+    /// Events applied at the best point.
+    peak_index: usize,
+    freed_after_peak: Vec<(u64, StackId)>,
+}
+
+impl PeakState {
+    fn feed(&mut self, i: usize, e: &Event, t0: u64, filter: &EventFilter) {
+        if self.peak.is_none() && e.time_ns >= t0 {
+            self.peak = Some((self.bytes, t0));
+            self.peak_index = i;
+            self.freed_after_peak.clear();
+        }
+        match e.op {
+            Op::Alloc if filter.admits(e) => {
+                if let Some((old, stack, at)) = self.live.insert(e.address, (e.size, e.stack, i)) {
+                    self.bytes = self.bytes.wrapping_sub(old);
+                    if at < self.peak_index {
+                        self.freed_after_peak.push((old, stack));
+                    }
+                }
+                self.bytes = self.bytes.wrapping_add(e.size);
+                if self.peak.is_some_and(|(p, _)| self.bytes > p) {
+                    self.peak = Some((self.bytes, e.time_ns));
+                    self.peak_index = i + 1;
+                    self.freed_after_peak.clear();
+                }
+            }
+            Op::Free if e.kind.counts_in_heap() => {
+                if let Some((size, stack, at)) = self.live.remove(&e.address) {
+                    self.bytes = self.bytes.wrapping_sub(size);
+                    if at < self.peak_index {
+                        self.freed_after_peak.push((size, stack));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Builds [`StackTotals`] for a [`Snapshot`] from events fed in order.
+///
+/// ```
+/// # use memlens_format::*;
+/// # let mut w = RecordingWriter::new(Vec::new(), &Meta::default()).unwrap();
+/// # w.add_thread(ThreadInfo { id: ThreadId(0), os_tid: 1, name: "main".into() });
+/// # w.alloc(1_000, ThreadId(0), StackId::ROOT, 0x10, 64, AllocatorKind::Malloc).unwrap();
+/// # let rec = Recording::open(&w.finish(ProcessEnd::default()).unwrap()).unwrap();
+/// let mut builder = SnapshotBuilder::new(Snapshot::AtPeak, &EventFilter::default());
+/// let mut events = Vec::new();
+/// for chunk in 0..rec.event_chunk_count() {
+///     events.clear();
+///     rec.decode_event_chunk(chunk, &mut events).unwrap();
+///     builder.feed(&events);
+///     if builder.is_done() {
+///         break;
+///     }
+///     // (a browser would yield to its event loop here)
+/// }
+/// assert_eq!(builder.finish().total.bytes, 64);
+/// ```
+pub struct SnapshotBuilder {
+    kind: Kind,
+    filter: EventFilter,
+    /// Events fed so far.
+    index: usize,
+    done: bool,
+}
+
+impl SnapshotBuilder {
+    /// Starts building `snapshot` for the allocations `filter` admits.
+    pub fn new(snapshot: Snapshot, filter: &EventFilter) -> Self {
+        let kind = match snapshot {
+            Snapshot::TotalAllocated => {
+                Kind::Allocated { t0: 0, t1: u64::MAX, map: FxHashMap::default() }
+            }
+            Snapshot::AllocatedInRange(t0, t1) => {
+                Kind::Allocated { t0, t1, map: FxHashMap::default() }
+            }
+            Snapshot::AtEnd => Kind::LiveAt { t: u64::MAX, heap: Heap::default() },
+            Snapshot::AtTime(t) => Kind::LiveAt { t, heap: Heap::default() },
+            Snapshot::AtPeak => Kind::Peak { t0: 0, t1: u64::MAX, state: Box::default() },
+            Snapshot::PeakInRange(t0, t1) => Kind::Peak { t0, t1, state: Box::default() },
+        };
+        SnapshotBuilder { kind, filter: filter.clone(), index: 0, done: false }
+    }
+
+    /// Applies the next events, in recording order.
+    pub fn feed(&mut self, events: &[Event]) {
+        for e in events {
+            if self.done {
+                return;
+            }
+            let filter = &self.filter;
+            match &mut self.kind {
+                Kind::Allocated { t0, t1, map } => {
+                    if e.time_ns > *t1 {
+                        self.done = true;
+                    } else if e.op == Op::Alloc && e.time_ns >= *t0 && filter.admits(e) {
+                        map.entry(e.stack).or_default().add(e.size);
+                    }
+                }
+                Kind::LiveAt { t, heap } => {
+                    if e.time_ns > *t {
+                        self.done = true;
+                    } else {
+                        heap.apply(e, filter);
+                    }
+                }
+                Kind::Peak { t0, t1, state } => {
+                    if e.time_ns > *t1 {
+                        self.done = true;
+                    } else {
+                        state.feed(self.index, e, *t0, filter);
+                    }
+                }
+            }
+            self.index += 1;
+        }
+    }
+
+    /// Whether later events can no longer change the result (they are past the snapshot's
+    /// span), so the caller may stop feeding.
+    pub fn is_done(&self) -> bool {
+        self.done
+    }
+
+    /// For peak snapshots: the high-water mark so far, (bytes, time ns).
+    pub fn peak(&self) -> Option<(u64, u64)> {
+        match &self.kind {
+            Kind::Peak { state, .. } => Some(state.peak.unwrap_or((state.bytes, 0))),
+            _ => None,
+        }
+    }
+
+    /// The memory by stack.
+    pub fn finish(self) -> StackTotals {
+        match self.kind {
+            Kind::Allocated { map, .. } => StackTotals::from_map(map),
+            Kind::LiveAt { heap, .. } => heap.by_stack(),
+            Kind::Peak { state, .. } => {
+                // A span that never started (no event at or after its start) peaks at the end.
+                let peak_index = if state.peak.is_some() { state.peak_index } else { self.index };
+                let mut map: FxHashMap<StackId, Totals> = FxHashMap::default();
+                let still_live = state
+                    .live
+                    .values()
+                    .filter(|&&(_, _, at)| at < peak_index)
+                    .map(|&(size, stack, _)| (size, stack));
+                for (size, stack) in still_live.chain(state.freed_after_peak) {
+                    map.entry(stack).or_default().add(size);
+                }
+                StackTotals::from_map(map)
+            }
+        }
+    }
+}
