@@ -345,11 +345,13 @@ pub fn diff_layout(tree: &DiffTree, zoom: u32, min_w: f64) -> Vec<DiffRect> {
 
 /// The rectangle under (`x` in 0..1, `row`). `rects` must come from [`diff_layout`].
 pub fn diff_hit(rects: &[DiffRect], x: f64, row: i32) -> Option<&DiffRect> {
-    let start = rects.partition_point(|r| r.row < row);
-    let end = rects.partition_point(|r| r.row <= row);
-    let row_rects = &rects[start..end];
-    let i = row_rects.partition_point(|r| r.x + r.w <= x);
-    row_rects.get(i).filter(|r| r.x <= x && x < r.x + r.w)
+    crate::flame::row_hit(rects, x, row)
+}
+
+impl crate::flame::RowRect for DiffRect {
+    fn place(&self) -> (i32, f64, f64) {
+        (self.row, self.x, self.w)
+    }
 }
 
 #[cfg(test)]

@@ -228,14 +228,35 @@ pub fn flame_layout(tree: &FlameTree, zoom: u32, min_w: f64) -> Vec<FlameRect> {
     out
 }
 
+/// A rectangle of a layout in rows: [`FlameRect`] and [`crate::DiffRect`].
+pub(crate) trait RowRect {
+    /// (row, left edge, width).
+    fn place(&self) -> (i32, f64, f64);
+}
+
+impl RowRect for FlameRect {
+    fn place(&self) -> (i32, f64, f64) {
+        (self.row, self.x, self.w)
+    }
+}
+
+/// The rectangle under point (`x`, `row`) among `rects` sorted by row then x: two binary
+/// searches for the row, one for the x.
+pub(crate) fn row_hit<R: RowRect>(rects: &[R], x: f64, row: i32) -> Option<&R> {
+    let start = rects.partition_point(|r| r.place().0 < row);
+    let end = rects.partition_point(|r| r.place().0 <= row);
+    let row_rects = &rects[start..end];
+    let i = row_rects.partition_point(|r| r.place().1 + r.place().2 <= x);
+    row_rects.get(i).filter(|r| {
+        let (_, rx, rw) = r.place();
+        rx <= x && x < rx + rw
+    })
+}
+
 /// The rectangle under point (`x` in 0..1, `row`), if any. `rects` must come from
 /// [`flame_layout`] (sorted by row then x).
 pub fn flame_hit(rects: &[FlameRect], x: f64, row: i32) -> Option<&FlameRect> {
-    let start = rects.partition_point(|r| r.row < row);
-    let end = rects.partition_point(|r| r.row <= row);
-    let row_rects = &rects[start..end];
-    let i = row_rects.partition_point(|r| r.x + r.w <= x);
-    row_rects.get(i).filter(|r| r.x <= x && x < r.x + r.w)
+    row_hit(rects, x, row)
 }
 
 #[cfg(test)]

@@ -124,7 +124,14 @@ describe('viewer', () => {
     await page.waitForFunction(() => /mode=range&.*range=\d+-\d+/.test(location.hash));
     assert.match(await page.textContent('.panel-note'), /^Selected /);
     assert.equal(await page.getAttribute('button[data-mode="range"]', 'class'), 'active');
-    assert.ok((await paintedPixels(page, '#flame-canvas')) > 2000, 'range flame graph painted');
+    // The range's flame tree is computed after the next paint, a slice at a time.
+    await page.waitForSelector('#flame-computing', { state: 'detached' });
+    let painted = 0;
+    for (let i = 0; i < 50 && painted <= 2000; i++) {
+      painted = await paintedPixels(page, '#flame-canvas');
+      if (painted <= 2000) await page.waitForTimeout(100);
+    }
+    assert.ok(painted > 2000, `range flame graph painted (${painted} pixels)`);
     await screenshot(page, 'range');
     await page.click('text=Clear selection');
     await page.waitForFunction(() => !location.hash.includes('range='));

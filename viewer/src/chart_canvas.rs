@@ -31,6 +31,17 @@ pub struct Painter<'a> {
     pub theme: &'a Theme,
 }
 
+impl Painter<'_> {
+    /// Outlines the hovered box of a row layout (flame graphs): `x`, `w` in 0..1 of the width,
+    /// `y` and `h` in CSS pixels, inset so the stroke stays inside the box.
+    pub fn outline_hover(&self, x: f64, w: f64, y: f64, h: f64) {
+        let width = self.size.width;
+        self.ctx.set_stroke_style_str(&self.theme.text);
+        self.ctx.set_line_width(1.5);
+        self.ctx.stroke_rect(x * width + 0.75, y + 0.75, (w * width - 2.5).max(1.0), h - 2.5);
+    }
+}
+
 /// Text shown next to the pointer for a hit.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Tooltip {

@@ -143,15 +143,7 @@ impl Chart for DiffFlameChart {
             ctx.set_global_alpha(1.0);
         }
         if let Some(r) = hover {
-            let y = f64::from(r.row - self.min_row) * ROW_H;
-            ctx.set_stroke_style_str(&theme.text);
-            ctx.set_line_width(1.5);
-            ctx.stroke_rect(
-                r.x * width + 0.75,
-                y + 0.75,
-                (r.w * width - 2.5).max(1.0),
-                ROW_H - 2.5,
-            );
+            painter.outline_hover(r.x, r.w, f64::from(r.row - self.min_row) * ROW_H, ROW_H);
         }
     }
 
