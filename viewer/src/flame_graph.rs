@@ -1,5 +1,5 @@
 //! The flame graph: which call stacks hold memory, in four modes (at peak, leaked, total
-//! allocated, allocated in the selected range). Click to zoom, breadcrumb to zoom out, hover
+//! allocated, live at the peak of the selected range). Click to zoom, breadcrumb to zoom out, hover
 //! for details, search to highlight. Tree building, layout and hit testing come from
 //! `memlens-format`; this module only draws and wires signals.
 
@@ -76,7 +76,7 @@ impl FlameData {
             (FlameMode::AtPeak, _) => Snapshot::AtPeak,
             (FlameMode::Leaks, _) => Snapshot::AtEnd,
             (FlameMode::Total, _) => Snapshot::TotalAllocated,
-            (FlameMode::Range, Some((a, b))) => Snapshot::AllocatedInRange(a, b),
+            (FlameMode::Range, Some((a, b))) => Snapshot::PeakInRange(a, b),
             (FlameMode::Range, None) => {
                 return Some(Err("Drag across the timeline above to select a time range.".into()))
             }

@@ -11,7 +11,7 @@ pub enum FlameMode {
     Leaks,
     /// Everything ever allocated.
     Total,
-    /// Everything allocated within the selected time range.
+    /// What was live at the heap's highest point within the selected time range.
     Range,
 }
 
@@ -46,7 +46,9 @@ impl FlameMode {
             FlameMode::AtPeak => "Memory that was live when the traced heap reached its peak",
             FlameMode::Leaks => "Memory still allocated when the program ended",
             FlameMode::Total => "Everything allocated over the whole run, freed or not",
-            FlameMode::Range => "Everything allocated within the range selected on the timeline",
+            FlameMode::Range => {
+                "What was live at the highest point of the range selected on the timeline"
+            }
         }
     }
 
