@@ -178,7 +178,7 @@ fn census_json(rec: &Recording, top: usize) -> Option<CensusJson> {
 }
 
 pub(crate) fn sites(rec: &Recording, totals: &StackTotals, top: usize) -> Vec<SiteJson> {
-    call_sites(rec, totals)
+    call_sites(rec, totals, true)
         .into_iter()
         .filter(|s| s.self_.bytes > 0)
         .take(top)

@@ -16,13 +16,18 @@ pub struct CallSite {
     pub total: Totals,
 }
 
-/// Call sites for `totals`, largest self memory first.
-pub fn call_sites(rec: &Recording, totals: &StackTotals) -> Vec<CallSite> {
+/// Call sites for `totals`, largest self memory first. With `hide_internal`, frames of the
+/// import system and of memlens itself ([`crate::is_internal_file`]) are skipped, and what
+/// they allocated counts as their nearest kept caller's own, as in the flame tree.
+pub fn call_sites(rec: &Recording, totals: &StackTotals, hide_internal: bool) -> Vec<CallSite> {
     let mut map: FxHashMap<FrameId, (Totals, Totals)> = FxHashMap::default();
     let mut seen = FxHashSet::default();
+    let kept = |f: &FrameId| {
+        !hide_internal || rec.frame(*f).is_none_or(|f| !crate::is_internal_file(rec.string(f.file)))
+    };
     for &(stack, t) in &totals.stacks {
         seen.clear();
-        for (i, frame) in rec.stack_frames(stack).enumerate() {
+        for (i, frame) in rec.stack_frames(stack).filter(kept).enumerate() {
             let entry = map.entry(frame).or_default();
             if i == 0 {
                 entry.0.merge(t);

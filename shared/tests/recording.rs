@@ -135,7 +135,7 @@ fn flame_tree_and_call_sites() {
         .map(|&c| tree.nodes[c as usize].total.bytes)
         .collect();
     assert_eq!(kids, [10_000, 500]);
-    let sites = call_sites(&rec, &totals);
+    let sites = call_sites(&rec, &totals, false);
     let top = &sites[0];
     assert_eq!(rec.string(rec.frame(top.frame).unwrap().function), "load");
     assert_eq!(top.self_.bytes, 10_000);
@@ -302,4 +302,23 @@ fn samples_get_the_heap_at_their_own_time() {
     let rec = Recording::open(&bytes).unwrap();
     let heaps: Vec<u64> = rec.samples().iter().map(|s| s.heap).collect();
     assert_eq!(heaps, [600, 1000]);
+}
+
+#[test]
+fn call_sites_can_skip_internal_frames() {
+    let mut w = RecordingWriter::new(Vec::new(), &Meta::default()).unwrap();
+    w.add_thread(ThreadInfo { id: T, os_tid: 1, name: "MainThread".into() });
+    let main = w.intern_frame("main", "app.py", 3);
+    let import = w.intern_frame("_find_and_load", "<frozen importlib._bootstrap>", 1);
+    let s_main = w.intern_stack(StackId::ROOT, main);
+    let s_import = w.intern_stack(s_main, import);
+    w.alloc(1_000, T, s_import, 0x10, 100, AllocatorKind::PymallocObject).unwrap();
+    let rec = Recording::open(&w.finish(ProcessEnd::default()).unwrap()).unwrap();
+    let totals = stack_totals(&rec, Snapshot::AtEnd, &EventFilter::default()).unwrap();
+    let name = |s: &CallSite| rec.string(rec.frame(s.frame).unwrap().function).to_owned();
+    let all = call_sites(&rec, &totals, false);
+    assert_eq!(all.iter().map(name).collect::<Vec<_>>(), ["_find_and_load", "main"]);
+    let kept = call_sites(&rec, &totals, true);
+    assert_eq!(kept.iter().map(name).collect::<Vec<_>>(), ["main"]);
+    assert_eq!(kept[0].self_.bytes, 100);
 }

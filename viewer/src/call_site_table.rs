@@ -54,8 +54,9 @@ pub fn CallSiteTable(
 ) -> impl IntoView {
     let sites = Memo::new(move |_| {
         data.get().ok().map(|d| {
-            let sites =
-                crate::timed("call sites", || call_sites(&d.0.loaded.0.recording, &d.0.totals));
+            let sites = crate::timed("call sites", || {
+                call_sites(&d.0.loaded.0.recording, &d.0.totals, d.0.hide_internal)
+            });
             (d, ByPtr::new(sites))
         })
     });
@@ -189,7 +190,7 @@ mod tests {
     fn sorts_by_each_column_and_filters_by_name() {
         let rec = recording();
         let totals = stack_totals(&rec, Snapshot::AtEnd, &EventFilter::default()).unwrap();
-        let sites = call_sites(&rec, &totals);
+        let sites = call_sites(&rec, &totals, false);
         let (rows, n) = select_rows(&rec, &sites, "", SortBy::SelfBytes, 10);
         assert_eq!(
             (names(&rec, &rows), n),

@@ -57,6 +57,8 @@ pub struct FlameData {
     pub tree: FlameTree,
     /// Memory by stack the tree was built from (the call-site table uses it too).
     pub totals: StackTotals,
+    /// Whether internal frames are hidden (the call-site table follows the tree).
+    pub hide_internal: bool,
 }
 
 /// How long a replay may hold the page before it lets the browser paint and handle input.
@@ -104,7 +106,7 @@ impl FlameData {
         let totals = builder.finish();
         let options = FlameOptions { merge_lines: false, hide_internal: q.hide_internal };
         let tree = FlameTree::build(rec, &totals, &options);
-        Some(Ok(FlameData { loaded: loaded.clone(), tree, totals }))
+        Some(Ok(FlameData { loaded: loaded.clone(), tree, totals, hide_internal: q.hide_internal }))
     }
 
     /// The node that holds the most memory for `frame` (a frame can appear on many paths).

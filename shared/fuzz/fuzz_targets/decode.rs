@@ -42,7 +42,7 @@ fuzz_target!(|data: &[u8]| {
             let tree = FlameTree::build(&rec, &totals, &FlameOptions::default());
             let rects = flame_layout(&tree, 0, 0.001);
             let _ = flame_hit(&rects, 0.5, 1);
-            let _ = call_sites(&rec, &totals);
+            let _ = call_sites(&rec, &totals, true);
         }
     }
     let _ = heap_timeline(&rec, &all, 0, rec.summary().duration_ns.saturating_add(1), 64);
