@@ -32,6 +32,24 @@ pub struct Painter<'a> {
 }
 
 impl Painter<'_> {
+    /// A note centred on an empty chart.
+    pub fn empty_note(&self, text: &str) {
+        self.ctx.set_fill_style_str(&self.theme.axis);
+        self.ctx.set_font(&self.theme.font(13.0, 400));
+        self.ctx.set_text_align("center");
+        self.ctx.set_text_baseline("middle");
+        let _ = self.ctx.fill_text(text, self.size.width / 2.0, self.size.height / 2.0);
+    }
+
+    /// Sets the font for box labels (flame graphs) and returns the average character width,
+    /// for fitting labels into boxes.
+    pub fn label_font(&self) -> f64 {
+        self.ctx.set_font(&self.theme.font(12.0, 400));
+        self.ctx.set_text_baseline("middle");
+        self.ctx.set_text_align("left");
+        self.ctx.measure_text("abcdefghijklmnopqrstuvwxyz_ABC").map_or(6.5, |m| m.width() / 30.0)
+    }
+
     /// Outlines the hovered box of a row layout (flame graphs): `x`, `w` in 0..1 of the width,
     /// `y` and `h` in CSS pixels, inset so the stroke stays inside the box.
     pub fn outline_hover(&self, x: f64, w: f64, y: f64, h: f64) {

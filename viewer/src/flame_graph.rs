@@ -262,19 +262,10 @@ impl Chart for FlameChart {
         let width = painter.size.width;
         let total = self.data.0.root_total();
         if total.bytes == 0 {
-            ctx.set_fill_style_str(&theme.axis);
-            ctx.set_font(&theme.font(13.0, 400));
-            ctx.set_text_align("center");
-            ctx.set_text_baseline("middle");
-            let _ =
-                ctx.fill_text("No memory in this view.", width / 2.0, painter.size.height / 2.0);
+            painter.empty_note("No memory in this view.");
             return;
         }
-        ctx.set_font(&theme.font(12.0, 400));
-        ctx.set_text_baseline("middle");
-        ctx.set_text_align("left");
-        let char_w =
-            ctx.measure_text("abcdefghijklmnopqrstuvwxyz_ABC").map_or(6.5, |m| m.width() / 30.0);
+        let char_w = painter.label_font();
         for r in self.rects.0.iter() {
             let (x, w) = (r.x * width, r.w * width);
             if w < 0.4 {
