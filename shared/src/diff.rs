@@ -35,6 +35,12 @@ pub fn comparable_file<'a>(file: &'a str, cwd: &str) -> &'a str {
             return rest;
         }
     }
+    // memlens' own package, written to a fresh `memlens-py-<pid>-<n>/` folder for each run.
+    if let Some(rest) = file.find("/memlens-py-").map(|i| &file[i + 1..]) {
+        if let Some(j) = rest.find('/') {
+            return &rest[j + 1..];
+        }
+    }
     if let Some(i) = file.rfind("/site-packages/") {
         return &file[i + "/site-packages/".len()..];
     }
