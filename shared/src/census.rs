@@ -11,13 +11,13 @@
 //! let a = Census { types: vec![t(1, 10, 100)], ..Default::default() };
 //! let b = Census { types: vec![t(1, 30, 300), t(2, 1, 5000)], ..Default::default() };
 //! assert_eq!(top_types(&b, TypeOrder::Bytes, 1)[0].qualname, StringId(2));
-//! let g = type_growth(&a, &b);
+//! let g = type_growth(&a, &b, TypeOrder::Bytes);
 //! assert_eq!((g[0].qualname, g[0].count_delta, g[0].bytes_delta), (StringId(2), 1, 5000));
 //! ```
 
 use rustc_hash::FxHashMap;
 
-use crate::{Census, Recording, StackId, StringId, TypeCensus};
+use crate::{census_trigger, Census, Recording, StackId, StringId, TypeCensus};
 
 /// How [`top_types`] ranks types.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,39 +53,9 @@ pub struct TypeGrowth {
     pub bytes_delta: i64,
     /// Objects in the later census.
     pub count: u64,
-}
-
-fn delta(a: u64, b: u64) -> i64 {
-    (b as i128 - a as i128).clamp(i64::MIN as i128, i64::MAX as i128) as i64
-}
-
-/// Types whose objects changed between censuses `a` and `b`, largest growth in bytes first
-/// (shrinking types last). Types present in only one census count as 0 in the other.
-pub fn type_growth(a: &Census, b: &Census) -> Vec<TypeGrowth> {
-    let mut by: FxHashMap<(StringId, StringId), (u64, u64, u64, u64)> = FxHashMap::default();
-    for t in &a.types {
-        let e = by.entry((t.module, t.qualname)).or_default();
-        e.0 += t.count;
-        e.1 += t.bytes;
-    }
-    for t in &b.types {
-        let e = by.entry((t.module, t.qualname)).or_default();
-        e.2 += t.count;
-        e.3 += t.bytes;
-    }
-    let mut v: Vec<TypeGrowth> = by
-        .into_iter()
-        .filter(|(_, (c0, b0, c1, b1))| c0 != c1 || b0 != b1)
-        .map(|((module, qualname), (c0, b0, c1, b1))| TypeGrowth {
-            module,
-            qualname,
-            count_delta: delta(c0, c1),
-            bytes_delta: delta(b0, b1),
-            count: c1,
-        })
-        .collect();
-    v.sort_by_key(|g| (std::cmp::Reverse(g.bytes_delta), g.module, g.qualname));
-    v
+    /// The allocation site whose linked objects of this type grew most in bytes (its figures
+    /// are this type's only), when one grew.
+    pub site: Option<SiteGrowth>,
 }
 
 /// How the objects linked to one allocation stack changed between two censuses.
@@ -97,31 +67,157 @@ pub struct SiteGrowth {
     pub count_delta: i64,
     /// Their recorded bytes, later minus earlier.
     pub bytes_delta: i64,
+    /// `__module__` of the type whose objects from this site changed most in bytes.
+    pub module: StringId,
+    /// `__qualname__` of that type.
+    pub qualname: StringId,
 }
 
-/// Allocation sites whose live objects changed between censuses, largest growth first. Only
-/// the top [`TypeCensus::MAX_SITES`] sites of each type are recorded, so a type spread over
-/// more sites than that is undercounted here.
-pub fn site_growth(a: &Census, b: &Census) -> Vec<SiteGrowth> {
-    let mut by: FxHashMap<StackId, [u64; 4]> = FxHashMap::default();
+fn delta(a: u64, b: u64) -> i64 {
+    (b as i128 - a as i128).clamp(i64::MIN as i128, i64::MAX as i128) as i64
+}
+
+/// A type, as censuses name it.
+type TypeKey = (StringId, StringId);
+
+/// `[count in a, bytes in a, count in b, bytes in b]`.
+type Pair = [u64; 4];
+
+fn changed(e: &Pair) -> bool {
+    e[0] != e[2] || e[1] != e[3]
+}
+
+/// The sort key of a change: largest growth first (shrinking last).
+fn growth_key(
+    order: TypeOrder,
+    count_delta: i64,
+    bytes_delta: i64,
+) -> std::cmp::Reverse<(i64, i64)> {
+    std::cmp::Reverse(match order {
+        TypeOrder::Bytes => (bytes_delta, count_delta),
+        TypeOrder::Count => (count_delta, bytes_delta),
+    })
+}
+
+/// Counts and bytes per type, and per (type, linked site), in censuses `a` and `b`.
+#[allow(clippy::type_complexity)]
+fn pair_up(
+    a: &Census,
+    b: &Census,
+) -> (FxHashMap<TypeKey, Pair>, FxHashMap<(TypeKey, StackId), Pair>) {
+    let mut types: FxHashMap<TypeKey, Pair> = FxHashMap::default();
+    let mut sites: FxHashMap<(TypeKey, StackId), Pair> = FxHashMap::default();
     for (i, c) in [a, b].into_iter().enumerate() {
-        for s in c.types.iter().flat_map(|t| &t.sites) {
-            let e = by.entry(s.stack).or_default();
-            e[2 * i] += s.count;
-            e[2 * i + 1] += s.bytes;
+        for t in &c.types {
+            let key = (t.module, t.qualname);
+            let e = types.entry(key).or_default();
+            e[2 * i] += t.count;
+            e[2 * i + 1] += t.bytes;
+            for s in &t.sites {
+                let e = sites.entry((key, s.stack)).or_default();
+                e[2 * i] += s.count;
+                e[2 * i + 1] += s.bytes;
+            }
+        }
+    }
+    (types, sites)
+}
+
+/// Types whose objects changed between censuses `a` and `b`, largest growth first by `order`
+/// (shrinking types last). Types present in only one census count as 0 in the other.
+pub fn type_growth(a: &Census, b: &Census, order: TypeOrder) -> Vec<TypeGrowth> {
+    let (types, sites) = pair_up(a, b);
+    // The linked site of each type that grew most in bytes (ties: the lowest stack id).
+    let mut best: FxHashMap<TypeKey, SiteGrowth> = FxHashMap::default();
+    for (&((module, qualname), stack), e) in &sites {
+        let bytes_delta = delta(e[1], e[3]);
+        if bytes_delta <= 0 {
+            continue;
+        }
+        let site =
+            SiteGrowth { stack, count_delta: delta(e[0], e[2]), bytes_delta, module, qualname };
+        let rank = |s: &SiteGrowth| (s.bytes_delta, std::cmp::Reverse(s.stack));
+        let cur = best.entry((module, qualname)).or_insert(site);
+        if rank(&site) > rank(cur) {
+            *cur = site;
+        }
+    }
+    let mut v: Vec<TypeGrowth> = types
+        .into_iter()
+        .filter(|(_, e)| changed(e))
+        .map(|((module, qualname), e)| TypeGrowth {
+            module,
+            qualname,
+            count_delta: delta(e[0], e[2]),
+            bytes_delta: delta(e[1], e[3]),
+            count: e[2],
+            site: best.get(&(module, qualname)).copied(),
+        })
+        .collect();
+    v.sort_by_key(|g| (growth_key(order, g.count_delta, g.bytes_delta), g.module, g.qualname));
+    v
+}
+
+/// Allocation sites whose live objects changed between censuses, largest growth first by
+/// `order`. Only the top [`TypeCensus::MAX_SITES`] sites of each type are recorded, so a type
+/// spread over more sites than that is undercounted here.
+pub fn site_growth(a: &Census, b: &Census, order: TypeOrder) -> Vec<SiteGrowth> {
+    let (_, sites) = pair_up(a, b);
+    let mut by: FxHashMap<StackId, (Pair, (u64, TypeKey))> = FxHashMap::default();
+    for ((key, stack), e) in sites {
+        let (sum, top) = by.entry(stack).or_insert(([0; 4], (0, key)));
+        for (s, x) in sum.iter_mut().zip(e) {
+            *s += x;
+        }
+        let moved = delta(e[1], e[3]).unsigned_abs();
+        if (moved, std::cmp::Reverse(key)) > (top.0, std::cmp::Reverse(top.1)) {
+            *top = (moved, key);
         }
     }
     let mut v: Vec<SiteGrowth> = by
         .into_iter()
-        .filter(|(_, e)| e[0] != e[2] || e[1] != e[3])
-        .map(|(stack, e)| SiteGrowth {
+        .filter(|(_, (e, _))| changed(e))
+        .map(|(stack, (e, (_, (module, qualname))))| SiteGrowth {
             stack,
             count_delta: delta(e[0], e[2]),
             bytes_delta: delta(e[1], e[3]),
+            module,
+            qualname,
         })
         .collect();
-    v.sort_by_key(|g| (std::cmp::Reverse(g.bytes_delta), g.stack));
+    v.sort_by_key(|g| (growth_key(order, g.count_delta, g.bytes_delta), g.stack));
     v
+}
+
+/// What a census was taken at, for lists and menus: `start`, `exit`, `interval` or
+/// `mark "label"`.
+pub fn census_title(c: &Census) -> String {
+    match c.trigger {
+        census_trigger::MARK => format!("mark {:?}", c.label),
+        t => census_trigger::name(t).to_owned(),
+    }
+}
+
+/// The index (in [`Recording::censuses`]) of the census `selector` names: the label of a
+/// `memlens.mark()`, then `start`, `exit` or `last`, then a plain index. `None` when none
+/// matches.
+pub fn find_census(rec: &Recording, selector: &str) -> Option<usize> {
+    let all = rec.censuses();
+    let with = |trigger: u8| all.iter().position(|c| c.trigger == trigger);
+    all.iter().position(|c| c.trigger == census_trigger::MARK && c.label == selector).or_else(
+        || match selector {
+            "start" => with(census_trigger::START),
+            "exit" => all.iter().rposition(|c| c.trigger == census_trigger::EXIT),
+            "last" => last_census_index(rec),
+            _ => selector.parse::<usize>().ok().filter(|&i| i < all.len()),
+        },
+    )
+}
+
+/// The index of the latest census, if any.
+pub fn last_census_index(rec: &Recording) -> Option<usize> {
+    let all = rec.censuses();
+    (0..all.len()).max_by_key(|&i| (all[i].time_ns, i))
 }
 
 /// `module.qualname`, without the module for builtins.
@@ -151,7 +247,7 @@ pub fn deepest_stack(rec: &Recording) -> Option<(StackId, u32)> {
 
 /// The latest census of the recording, if any.
 pub fn last_census(rec: &Recording) -> Option<&Census> {
-    rec.censuses().iter().max_by_key(|c| c.time_ns)
+    last_census_index(rec).map(|i| &rec.censuses()[i])
 }
 
 #[cfg(test)]
@@ -194,13 +290,67 @@ mod tests {
             types: vec![ty(1, 30, 300, &[(5, 30, 300)]), ty(3, 1, 8, &[])],
             ..Default::default()
         };
-        let g = type_growth(&a, &b);
+        let g = type_growth(&a, &b, TypeOrder::Bytes);
         let got: Vec<(u32, i64, i64)> =
             g.iter().map(|g| (g.qualname.0, g.count_delta, g.bytes_delta)).collect();
         assert_eq!(got, [(1, 20, 200), (3, 1, 8), (2, -4, -40)]);
-        let s = site_growth(&a, &b);
-        let got: Vec<(u32, i64)> = s.iter().map(|s| (s.stack.0, s.bytes_delta)).collect();
-        assert_eq!(got, [(5, 200), (6, -40)]);
-        assert!(type_growth(&a, &a).is_empty());
+        let sites: Vec<Option<StackId>> = g.iter().map(|g| g.site.map(|s| s.stack)).collect();
+        assert_eq!(sites, [Some(StackId(5)), None, None]);
+        let by_count: Vec<u32> =
+            type_growth(&a, &b, TypeOrder::Count).iter().map(|g| g.qualname.0).collect();
+        assert_eq!(by_count, [1, 3, 2]);
+        let s = site_growth(&a, &b, TypeOrder::Bytes);
+        let got: Vec<(u32, i64, u32)> =
+            s.iter().map(|s| (s.stack.0, s.bytes_delta, s.qualname.0)).collect();
+        assert_eq!(got, [(5, 200, 1), (6, -40, 2)]);
+        assert!(type_growth(&a, &a, TypeOrder::Count).is_empty());
+    }
+
+    #[test]
+    fn growth_names_the_site_and_type_that_grew_most() {
+        // Type 1 grows at site 5 (+100 B) and site 7 (+900 B); site 7 also loses type 2.
+        let a = Census {
+            types: vec![ty(1, 2, 20, &[(5, 1, 10), (7, 1, 10)]), ty(2, 5, 50, &[(7, 5, 50)])],
+            ..Default::default()
+        };
+        let b = Census {
+            types: vec![
+                ty(1, 20, 1020, &[(5, 10, 110), (7, 10, 910)]),
+                ty(2, 1, 10, &[(7, 1, 10)]),
+            ],
+            ..Default::default()
+        };
+        let g = type_growth(&a, &b, TypeOrder::Bytes);
+        let site = g[0].site.unwrap();
+        assert_eq!(g[0].qualname, StringId(1));
+        assert_eq!((site.stack, site.count_delta, site.bytes_delta), (StackId(7), 9, 900));
+        let s = site_growth(&a, &b, TypeOrder::Bytes);
+        assert_eq!((s[0].stack, s[0].bytes_delta, s[0].qualname), (StackId(7), 860, StringId(1)));
+    }
+
+    #[test]
+    fn censuses_are_found_by_label_trigger_or_index() {
+        use crate::{Meta, ProcessEnd, RecordingWriter};
+        let mut w = RecordingWriter::new(Vec::new(), &Meta::default()).unwrap();
+        let at = |time_ns, trigger, label: &str| Census {
+            time_ns,
+            trigger,
+            label: label.into(),
+            ..Default::default()
+        };
+        w.census(at(10, census_trigger::START, ""));
+        w.census(at(20, census_trigger::MARK, "loaded"));
+        w.census(at(30, census_trigger::MARK, "7"));
+        w.census(at(40, census_trigger::EXIT, ""));
+        let bytes = w.finish(ProcessEnd { time_ns: 50, exit_code: Some(0), signal: None }).unwrap();
+        let rec = Recording::open(&bytes).unwrap();
+        let find = |s: &str| find_census(&rec, s);
+        assert_eq!(
+            [find("start"), find("loaded"), find("exit"), find("last"), find("1"), find("7")],
+            [Some(0), Some(1), Some(3), Some(3), Some(1), Some(2)]
+        );
+        assert_eq!([find("4"), find("nope"), find("")], [None, None, None]);
+        let titles: Vec<String> = rec.censuses().iter().map(census_title).collect();
+        assert_eq!(titles, ["start", "mark \"loaded\"", "mark \"7\"", "exit"]);
     }
 }

@@ -169,6 +169,21 @@ impl FlameTree {
     }
 }
 
+/// The (function, file) keys from the root down to a stack's innermost frame, as
+/// [`FlameTree::find_path`] takes them, leaving out the frames a tree built with
+/// `hide_internal` leaves out: the path to the node that stack's memory lands in.
+pub fn stack_path(rec: &Recording, stack: StackId, hide_internal: bool) -> Vec<(String, String)> {
+    let mut keys: Vec<(String, String)> = rec
+        .stack_frames(stack)
+        .filter_map(|f| rec.frame(f))
+        .map(|f| (rec.string(f.function), rec.string(f.file)))
+        .filter(|(_, file)| !(hide_internal && is_internal_file(file)))
+        .map(|(function, file)| (function.to_owned(), file.to_owned()))
+        .collect();
+    keys.reverse();
+    keys
+}
+
 /// A laid-out flame graph rectangle, in units of the zoomed node's width (0..1) and rows.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct FlameRect {
@@ -261,7 +276,28 @@ pub fn flame_hit(rects: &[FlameRect], x: f64, row: i32) -> Option<&FlameRect> {
 
 #[cfg(test)]
 mod tests {
-    use super::is_internal_file;
+    use super::{is_internal_file, stack_path};
+    use crate::{Meta, ProcessEnd, Recording, RecordingWriter, StackId};
+
+    #[test]
+    fn stack_paths_run_from_the_root_and_skip_hidden_frames() {
+        let mut w = RecordingWriter::new(Vec::new(), &Meta::default()).unwrap();
+        let mut s = StackId::ROOT;
+        for (function, file) in
+            [("<module>", "app.py"), ("_load", "<frozen importlib._bootstrap>"), ("f", "m.py")]
+        {
+            let frame = w.intern_frame(function, file, 1);
+            s = w.intern_stack(s, frame);
+        }
+        let bytes = w.finish(ProcessEnd::default()).unwrap();
+        let rec = Recording::open(&bytes).unwrap();
+        let names = |hide| -> Vec<String> {
+            stack_path(&rec, s, hide).into_iter().map(|(function, _)| function).collect()
+        };
+        assert_eq!(names(false), ["<module>", "_load", "f"]);
+        assert_eq!(names(true), ["<module>", "f"]);
+        assert!(stack_path(&rec, StackId::ROOT, true).is_empty());
+    }
 
     #[test]
     fn internal_files_are_the_import_system_and_memlens_itself() {

@@ -13,7 +13,7 @@ use rustc_hash::FxHashMap;
 use crate::addr_hash::AddressMap;
 use crate::census::{deepest_stack, last_census, type_name};
 use crate::{format_bytes, format_count, format_duration_ns};
-use crate::{Error, Op, Recording, StackId};
+use crate::{Error, GcEvent, Op, Recording, StackId};
 
 /// What a finding is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -63,6 +63,8 @@ pub struct Insight {
     pub stack: Option<StackId>,
     /// The Python type or function it is about (`module.qualname`), when there is one.
     pub subject: Option<String>,
+    /// The time it concerns (first to last event of the evidence, in ns), when there is one.
+    pub span_ns: Option<(u64, u64)>,
 }
 
 /// Thresholds of [`insights`]. The defaults keep findings to things worth a look.
@@ -212,6 +214,7 @@ fn growing(rec: &Recording, o: &InsightOptions, r: &Replay, found: &mut Vec<Insi
             bytes: growth,
             stack: Some(stack),
             subject: None,
+            span_ns: None,
         });
     }
 }
@@ -236,6 +239,7 @@ fn churn(rec: &Recording, o: &InsightOptions, r: &Replay, found: &mut Vec<Insigh
             bytes,
             stack: Some(stack),
             subject: None,
+            span_ns: None,
         });
     }
 }
@@ -268,6 +272,7 @@ fn caches(rec: &Recording, o: &InsightOptions, found: &mut Vec<Insight>) {
             bytes: c.bytes,
             stack: None,
             subject: Some(name),
+            span_ns: None,
         });
     }
 }
@@ -307,6 +312,7 @@ fn slots(rec: &Recording, o: &InsightOptions, found: &mut Vec<Insight>) {
             bytes: saving,
             stack: site,
             subject: Some(name),
+            span_ns: None,
         });
     }
 }
@@ -315,7 +321,8 @@ fn gc(rec: &Recording, o: &InsightOptions, found: &mut Vec<Insight>) {
     let gcs = rec.gc_events();
     let uncollectable: u64 = gcs.iter().map(|g| g.uncollectable).sum();
     if uncollectable > 0 {
-        let runs = gcs.iter().filter(|g| g.uncollectable > 0).count();
+        let found_some = || gcs.iter().filter(|g| g.uncollectable > 0);
+        let runs = found_some().count();
         found.push(Insight {
             kind: InsightKind::UncollectableCycles,
             message: format!(
@@ -327,6 +334,7 @@ fn gc(rec: &Recording, o: &InsightOptions, found: &mut Vec<Insight>) {
             bytes: 0,
             stack: None,
             subject: None,
+            span_ns: span(found_some()),
         });
     }
     let total: u64 = gcs.iter().map(|g| g.duration_ns).sum();
@@ -346,8 +354,16 @@ fn gc(rec: &Recording, o: &InsightOptions, found: &mut Vec<Insight>) {
             bytes: 0,
             stack: None,
             subject: None,
+            span_ns: span(gcs.iter()),
         });
     }
+}
+
+/// From the start of the first collection to the end of the last.
+fn span<'a>(mut gcs: impl Iterator<Item = &'a GcEvent>) -> Option<(u64, u64)> {
+    let first = gcs.next()?;
+    let end = |g: &GcEvent| g.time_ns.saturating_add(g.duration_ns);
+    Some((first.time_ns, gcs.fold(end(first), |e, g| e.max(end(g)))))
 }
 
 fn recursion(rec: &Recording, o: &InsightOptions, found: &mut Vec<Insight>) {
@@ -368,5 +384,6 @@ fn recursion(rec: &Recording, o: &InsightOptions, found: &mut Vec<Insight>) {
         bytes: 0,
         stack: Some(stack),
         subject: None,
+        span_ns: None,
     });
 }

@@ -55,8 +55,8 @@ pub use analysis::{
 };
 pub use callsites::{call_sites, CallSite};
 pub use census::{
-    deepest_stack, last_census, site_growth, top_types, type_growth, type_name, SiteGrowth,
-    TypeGrowth, TypeOrder,
+    census_title, deepest_stack, find_census, last_census, last_census_index, site_growth,
+    top_types, type_growth, type_name, SiteGrowth, TypeGrowth, TypeOrder,
 };
 pub use chunk::{
     Codec, Tag, CHUNK_HEADER_LEN, FORMAT_VERSION, HEADER_LEN, MAGIC, MAX_CHUNK_RAW_LEN,
@@ -67,7 +67,8 @@ pub use diff_tree::{
 };
 pub use error::Error;
 pub use flame::{
-    flame_hit, flame_layout, is_internal_file, FlameNode, FlameOptions, FlameRect, FlameTree,
+    flame_hit, flame_layout, is_internal_file, stack_path, FlameNode, FlameOptions, FlameRect,
+    FlameTree,
 };
 pub use ids::{AllocatorKind, FrameId, StackId, StringId, ThreadId};
 pub use insights::{insights, site_label, Insight, InsightKind, InsightOptions};

@@ -124,6 +124,18 @@ pub mod census_trigger {
     pub const INTERVAL: u8 = 2;
     /// At interpreter exit.
     pub const EXIT: u8 = 3;
+
+    /// A stable name for a trigger (used in JSON and URLs): `start`, `mark`, `interval`,
+    /// `exit`, or `other` for triggers newer than this reader.
+    pub fn name(trigger: u8) -> &'static str {
+        match trigger {
+            START => "start",
+            MARK => "mark",
+            INTERVAL => "interval",
+            EXIT => "exit",
+            _ => "other",
+        }
+    }
 }
 
 /// A count of the live gc-tracked Python objects, by type, at one moment.
