@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use memlens_format::{
     call_sites, census_trigger, deepest_stack, format_bytes, format_count, format_duration_ns,
-    insights, last_census, stack_totals, thread_totals, top_types, type_name, EventFilter,
+    insights, last_census, stack_totals, thread_totals, top_types, type_name, Census, EventFilter,
     InsightOptions, Recording, Snapshot, StackId, StackTotals, TypeOrder,
 };
 use serde::Serialize;
@@ -65,7 +65,7 @@ pub struct SummaryJson {
     pub insights: Vec<InsightJson>,
 }
 
-/// The last census.
+/// One census (in `summary`, the last) and its top types.
 #[derive(Debug, Serialize)]
 pub struct CensusJson {
     pub time_ns: u64,
@@ -75,7 +75,7 @@ pub struct CensusJson {
     pub duration_ns: u64,
     pub objects: u64,
     pub recursion_limit: u32,
-    /// Largest total shallow size first.
+    /// Largest total shallow size first (`memlens census --by count`: most objects first).
     pub top_types: Vec<TypeJson>,
 }
 
@@ -137,7 +137,7 @@ pub fn run(args: SummaryArgs) -> Result<i32> {
 }
 
 /// The innermost frame of `stack` as a site (bytes and count from the caller).
-fn site_of(rec: &Recording, stack: StackId, bytes: u64, count: u64) -> Option<SiteJson> {
+pub(crate) fn site_of(rec: &Recording, stack: StackId, bytes: u64, count: u64) -> Option<SiteJson> {
     let f = rec.stack(stack).and_then(|n| rec.frame(n.frame))?;
     Some(SiteJson {
         function: rec.string(f.function).to_owned(),
@@ -148,23 +148,16 @@ fn site_of(rec: &Recording, stack: StackId, bytes: u64, count: u64) -> Option<Si
     })
 }
 
-fn census_json(rec: &Recording, top: usize) -> Option<CensusJson> {
-    let c = last_census(rec)?;
-    let trigger = match c.trigger {
-        census_trigger::START => "start",
-        census_trigger::MARK => "mark",
-        census_trigger::INTERVAL => "interval",
-        census_trigger::EXIT => "exit",
-        _ => "other",
-    };
-    Some(CensusJson {
+/// A census as JSON, with its `top` types by `order`.
+pub(crate) fn census_json(rec: &Recording, c: &Census, order: TypeOrder, top: usize) -> CensusJson {
+    CensusJson {
         time_ns: c.time_ns,
-        trigger: trigger.to_owned(),
+        trigger: census_trigger::name(c.trigger).to_owned(),
         label: c.label.clone(),
         duration_ns: c.duration_ns,
         objects: c.objects,
         recursion_limit: c.recursion_limit,
-        top_types: top_types(c, TypeOrder::Bytes, top)
+        top_types: top_types(c, order, top)
             .into_iter()
             .map(|t| TypeJson {
                 name: type_name(rec, t.module, t.qualname),
@@ -174,7 +167,7 @@ fn census_json(rec: &Recording, top: usize) -> Option<CensusJson> {
                 site: t.sites.first().and_then(|s| site_of(rec, s.stack, s.bytes, s.count)),
             })
             .collect(),
-    })
+    }
 }
 
 pub(crate) fn sites(rec: &Recording, totals: &StackTotals, top: usize) -> Vec<SiteJson> {
@@ -257,7 +250,7 @@ pub fn build(rec: &Recording, file: &str, top: usize) -> Result<SummaryJson> {
                 }
             })
             .collect(),
-        census: census_json(rec, top),
+        census: last_census(rec).map(|c| census_json(rec, c, TypeOrder::Bytes, top)),
         deepest_stack: deepest_stack(rec).map_or(0, |(_, d)| d),
         insights: found
             .into_iter()
@@ -272,8 +265,8 @@ pub fn build(rec: &Recording, file: &str, top: usize) -> Result<SummaryJson> {
     })
 }
 
-fn write_census(out: &mut impl Write, s: &SummaryJson) -> Result<()> {
-    let Some(c) = &s.census else { return Ok(()) };
+/// The census's top types under a heading.
+pub(crate) fn write_census(out: &mut impl Write, c: &CensusJson) -> Result<()> {
     let label = if c.label.is_empty() { String::new() } else { format!(" {:?}", c.label) };
     writeln!(
         out,
@@ -376,7 +369,9 @@ fn write_text(out: &mut impl Write, s: &SummaryJson) -> Result<()> {
     }
     write_sites(out, "Top call sites at the peak", s.peak_heap_bytes, &s.top_at_peak)?;
     write_sites(out, "Memory left at exit, by call site", s.leaked_bytes, &s.top_leaks)?;
-    write_census(out, s)?;
+    if let Some(c) = &s.census {
+        write_census(out, c)?;
+    }
     writeln!(out, "\nInsights")?;
     if s.insights.is_empty() {
         writeln!(out, "  (none)")?;

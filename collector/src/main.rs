@@ -7,6 +7,7 @@
 
 mod assets;
 mod child_memory;
+mod cmd_census;
 mod cmd_diff;
 mod cmd_report;
 mod cmd_run;
@@ -32,6 +33,7 @@ use clap::{Parser, Subcommand};
     memlens run -o out.memlens -c 'x = [0] * 10**7'
     memlens summary out.memlens          # peak, leaks, top call sites
     memlens summary --json out.memlens   # the same as stable JSON
+    memlens census out.memlens --growth start..exit   # which object types grew, and where
     memlens view out.memlens             # open the viewer on 127.0.0.1
     memlens report out.memlens --single-file -o report.html
     memlens spans out.memlens            # per test / cell / memlens.span() block
@@ -50,6 +52,8 @@ enum Command {
     Run(cmd_run::RunArgs),
     /// Print what a recording says: peak, leaks, top call sites, threads.
     Summary(cmd_summary::SummaryArgs),
+    /// Live objects by type at any census, and what grew between two (types and sites).
+    Census(cmd_census::CensusArgs),
     /// Sample a running process's memory (and its children's) with no tracing.
     Watch(cmd_watch::WatchArgs),
     /// Memory used between `begin: NAME` / `end: NAME` markers (tests, cells, `memlens.span`).
@@ -67,6 +71,7 @@ fn main() {
     let result = match cli.command {
         Command::Run(args) => cmd_run::run(args),
         Command::Summary(args) => cmd_summary::run(args),
+        Command::Census(args) => cmd_census::run(args),
         Command::View(args) => cmd_view::run(args),
         Command::Diff(args) => cmd_diff::run(args),
         Command::Watch(args) => cmd_watch::run(args),

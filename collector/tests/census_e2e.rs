@@ -129,3 +129,103 @@ fn no_census_and_interval_flags() {
     let intervals = timed.censuses().iter().filter(|c| c.trigger == 2).count();
     assert!(intervals >= 1, "no interval census in {:?}", timed.summary().duration_ns);
 }
+
+/// `memlens census ARGS FILE`: (exit code, stdout, stderr).
+fn census_cli(file: &std::path::Path, args: &[&str]) -> (i32, String, String) {
+    let out = memlens().arg("census").args(args).arg(file).output().unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.code().unwrap_or(-1), text(&out.stdout), text(&out.stderr))
+}
+
+fn census_json(file: &std::path::Path, args: &[&str]) -> serde_json::Value {
+    let (code, out, err) = census_cli(file, &[&["--json"], args].concat());
+    assert_eq!(code, 0, "{err}");
+    serde_json::from_str(&out).unwrap()
+}
+
+#[test]
+fn census_command_lists_censuses_top_types_and_growth_between_two_markers() {
+    let dir = std::env::temp_dir().join(format!("memlens-census-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("growth.memlens");
+    let run = memlens()
+        .args(["run", "-q", "-o"])
+        .arg(&file)
+        .arg(script("census_growth.py"))
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+
+    // The list, and by default the top types at the last census (exit).
+    let doc = census_json(&file, &[]);
+    let listed: Vec<(String, String)> = doc["censuses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["trigger"].as_str().unwrap().into(), c["label"].as_str().unwrap().into()))
+        .collect();
+    let pair = |t: &str, l: &str| (t.to_string(), l.to_string());
+    assert_eq!(
+        listed,
+        [pair("start", ""), pair("mark", "ready"), pair("mark", "loaded"), pair("exit", "")]
+    );
+    assert_eq!(doc["census"]["trigger"], "exit");
+    assert!(doc["growth"].is_null());
+
+    // At a marker, by count: the 21,000 Order instances lead, made at the MORE line.
+    let doc = census_json(&file, &["--at", "loaded", "--by", "count", "--top", "3"]);
+    let top = &doc["census"]["top_types"][0];
+    assert_eq!(top["name"], "__main__.Order");
+    assert_eq!(top["count"], 21_000);
+    assert_eq!(top["site"]["line"], line_of("census_growth.py", "MORE"));
+    assert_eq!(doc["census"]["top_types"].as_array().unwrap().len(), 3);
+
+    // Growth between the two markers: +20,000 Orders, and the cache's lists at price().
+    let doc = census_json(&file, &["--growth", "ready..loaded"]);
+    let g = &doc["growth"];
+    assert_eq!((g["from"]["label"].as_str(), g["to"]["index"].as_u64()), (Some("ready"), Some(2)));
+    let order = &g["types"][0];
+    assert_eq!(
+        (order["name"].as_str(), order["count_delta"].as_i64()),
+        (Some("__main__.Order"), Some(20_000))
+    );
+    assert_eq!(order["count"], 21_000);
+    assert!(order["bytes_delta"].as_i64().unwrap() >= 20_000 * 48, "{order}");
+    assert_eq!(order["site"]["line"], line_of("census_growth.py", "MORE"));
+    assert_eq!(order["site"]["count_delta"], 20_000);
+    let lists = g["types"].as_array().unwrap().iter().find(|t| t["name"] == "list").unwrap();
+    assert_eq!(lists["count_delta"], 3_000);
+    let site = &g["sites"][0];
+    assert_eq!(
+        (site["type"].as_str(), site["line"].clone()),
+        (Some("__main__.Order"), line_of("census_growth.py", "MORE").into())
+    );
+    assert!(g["sites"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|s| s["function"] == "price" && s["line"] == line_of("census_growth.py", "PRICE")));
+
+    // Index and keyword selectors give the same census; the text says what grew.
+    assert_eq!(census_json(&file, &["--growth", "1..2"])["growth"], doc["growth"]);
+    let (code, text, _) = census_cli(&file, &["--growth", "start..exit"]);
+    assert_eq!(code, 0);
+    assert!(text.contains("Growth from #0 start at "), "{text}");
+    assert!(text.contains("objects  __main__.Order (now 21,000)  mostly at <listcomp> "), "{text}");
+
+    // An unknown census is an error that lists the ones there are.
+    let (code, _, err) = census_cli(&file, &["--at", "nope"]);
+    assert_eq!(code, 2);
+    assert!(err.contains(r#"no census "nope""#) && err.contains(r#"1 (mark "ready")"#), "{err}");
+    let (code, _, err) = census_cli(&file, &["--growth", "ready"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("A..B"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn census_help_has_examples() {
+    let out = memlens().args(["census", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.contains("EXAMPLES:") && help.contains("--growth start..exit"), "{help}");
+}
