@@ -521,7 +521,7 @@ pub fn FlameGraph(loaded: ByPtr<Loaded>, state: RwSignal<ViewState>) -> impl Int
     });
 
     view! {
-        <section class="panel" aria-label="Flame graph">
+        <section class="panel" aria-label="Flame graph" id="flame-panel">
             <div class="panel-head">
                 <span class="panel-title">"Flame graph"</span>
                 <div class="segmented" role="group" aria-label="What to show">

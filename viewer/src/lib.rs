@@ -27,7 +27,10 @@ mod diff_flame;
 mod flame_graph;
 mod flame_search;
 mod header;
+mod insight_links;
+mod insights_panel;
 mod load;
+mod objects_panel;
 mod open;
 mod theme;
 mod timeline;
@@ -43,7 +46,9 @@ use wasm_bindgen::JsCast;
 use crate::compare::{CompareSlots, CompareView};
 use crate::flame_graph::FlameGraph;
 use crate::header::Header;
+use crate::insights_panel::{reveal, InsightsPanel};
 use crate::load::{Loaded, Loader, Progress};
+use crate::objects_panel::{census_index, ObjectsPanel};
 use crate::timeline::{Timeline, TimelineData};
 use crate::url_state::FlameMode;
 
@@ -243,6 +248,21 @@ fn RecordingView(loaded: ByPtr<Loaded>) -> impl IntoView {
             }
         })
     });
+    // The objects panel's census (and the one it compares with), marked on the timeline.
+    let census = Signal::derive({
+        let loaded = loaded.clone();
+        move || {
+            let rec = &loaded.0.recording;
+            let n = rec.censuses().len();
+            state.with(|s| {
+                (census_index(rec, s.census), s.since.map(|i| i as usize).filter(|&i| i < n))
+            })
+        }
+    });
+    let on_census = Callback::new(move |i: usize| {
+        state.update(|s| s.census = Some(i as u32));
+        reveal("objects-panel");
+    });
     let warnings = loaded.0.warnings.clone();
     view! {
         {warnings
@@ -257,11 +277,24 @@ fn RecordingView(loaded: ByPtr<Loaded>) -> impl IntoView {
             })
             .collect_view()}
         <Header recording=loaded.clone() />
+        <InsightsPanel loaded=loaded.clone() state=state />
         {move || match timeline.get() {
-            Ok(data) => view! { <Timeline data=data range=range on_select=on_select /> }.into_any(),
+            Ok(data) => {
+                view! {
+                    <Timeline
+                        data=data
+                        range=range
+                        on_select=on_select
+                        census=census
+                        on_census=on_census
+                    />
+                }
+                    .into_any()
+            }
             Err(e) => view! { <div class="banner banner-error" role="alert">{e}</div> }.into_any(),
         }}
-        <FlameGraph loaded=loaded state=state />
+        <FlameGraph loaded=loaded.clone() state=state />
+        <ObjectsPanel loaded=loaded state=state />
     }
 }
 

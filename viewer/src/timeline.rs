@@ -1,5 +1,6 @@
 //! The memory timeline: process RSS and the traced heap over time, the heap's peak marked,
-//! hover for values, drag to select a time range (which feeds the flame graph's range mode).
+//! markers, gc runs and object censuses; hover for values, drag to select a time range (which
+//! feeds the flame graph's range mode), click a census to show it in the objects panel.
 
 use leptos::prelude::*;
 use memlens_format::{downsample, heap_timeline, rss_timeline, Bucket, EventFilter};
@@ -40,11 +41,15 @@ pub struct TimelineData {
     pub markers: Vec<(u64, String)>,
     /// Garbage collector runs: (start time, generation), in time order.
     pub gcs: Vec<(u64, u8)>,
+    /// Object censuses: (time, title), in the recording's order (their index is the objects
+    /// panel's).
+    pub censuses: Vec<(u64, String)>,
 }
 
 /// Marker and gc colours (the same in both themes: they sit on the chart background).
 const MARKER_COLOR: &str = "hsl(285 45% 52%)";
 const GC_COLORS: [&str; 3] = ["hsl(150 35% 62%)", "hsl(150 45% 45%)", "hsl(150 60% 30%)"];
+const CENSUS_COLOR: &str = "hsl(190 75% 38%)";
 
 impl TimelineData {
     /// The series of a whole recording; with a thread `filter`, the heap line is that
@@ -55,6 +60,8 @@ impl TimelineData {
         let rec = &loaded.recording;
         data.markers = rec.markers().iter().map(|m| (m.time_ns, m.label.clone())).collect();
         data.gcs = rec.gc_events().iter().map(|g| (g.time_ns, g.generation)).collect();
+        data.censuses =
+            rec.censuses().iter().map(|c| (c.time_ns, memlens_format::census_title(c))).collect();
         Ok(data)
     }
 
@@ -99,6 +106,7 @@ impl TimelineData {
             y_max,
             markers: Vec::new(),
             gcs: Vec::new(),
+            censuses: Vec::new(),
         })
     }
 }
@@ -109,6 +117,8 @@ pub struct TimelineChart {
     pub data: ByPtr<TimelineData>,
     /// Selected range (ns).
     pub range: Option<(u64, u64)>,
+    /// The census the objects panel shows, and the one it compares with (indices).
+    pub census: (Option<usize>, Option<usize>),
 }
 
 /// The plot area inside a timeline canvas, with its time span (ns) and the top of its byte
@@ -240,6 +250,21 @@ impl TimelineChart {
     pub fn time_at(&self, size: Size, x: f64) -> u64 {
         self.plot(size).time_at(x)
     }
+
+    /// Whether `t` is within a few buckets of bucket `i` (thin marks are hard to hit exactly).
+    fn near(&self, i: usize, t: u64) -> bool {
+        let Some(b) = self.data.0.heap.get(i) else { return false };
+        let slack = 3 * (b.t1 - b.t0);
+        t + slack >= b.t0 && t < b.t1 + slack
+    }
+
+    /// The census nearest to bucket `i`, if one is close enough to click.
+    pub fn census_near(&self, i: usize) -> Option<usize> {
+        let b = self.data.0.heap.get(i)?;
+        let mid = (b.t0 + b.t1) / 2;
+        let d = &self.data.0.censuses;
+        (0..d.len()).filter(|&c| self.near(i, d[c].0)).min_by_key(|&c| d[c].0.abs_diff(mid))
+    }
 }
 
 impl Chart for TimelineChart {
@@ -329,6 +354,32 @@ impl Chart for TimelineChart {
             }
         }
 
+        // Censuses: triangles on the top edge; the one shown in the objects panel filled and
+        // larger, the one it is compared with outlined.
+        for (i, (t, _)) in d.censuses.iter().enumerate() {
+            let x = p.x_of(*t).round() + 0.5;
+            let chosen = self.census.0 == Some(i);
+            let base = self.census.1 == Some(i);
+            let r = if chosen || base { 6.0 } else { 4.5 };
+            ctx.begin_path();
+            ctx.move_to(x - r, p.y);
+            ctx.line_to(x + r, p.y);
+            ctx.line_to(x, p.y + r * 1.4);
+            ctx.close_path();
+            if base && !chosen {
+                ctx.set_fill_style_str(&theme.bg);
+                ctx.fill();
+                ctx.set_stroke_style_str(CENSUS_COLOR);
+                ctx.set_line_width(1.5);
+                ctx.stroke();
+            } else {
+                ctx.set_global_alpha(if chosen { 1.0 } else { 0.7 });
+                ctx.set_fill_style_str(CENSUS_COLOR);
+                ctx.fill();
+                ctx.set_global_alpha(1.0);
+            }
+        }
+
         // Hover: a vertical rule and a dot on each series.
         if let Some(&i) = hover {
             let n = d.heap.len().max(1) as f64;
@@ -370,8 +421,7 @@ impl Chart for TimelineChart {
         }
         lines.push(format!("RSS: {}", units::bytes(rss.max)));
         // Markers and gc runs are thin lines: catch them within a few buckets of the pointer.
-        let slack = 3 * (heap.t1 - heap.t0);
-        let inside = |t: u64| t + slack >= heap.t0 && t < heap.t1 + slack;
+        let inside = |t: u64| self.near(i, t);
         for (_, label) in d.markers.iter().filter(|m| inside(m.0)).take(5) {
             lines.push(format!("Marker: {label}"));
         }
@@ -382,6 +432,9 @@ impl Chart for TimelineChart {
                 "{} (oldest generation {oldest})",
                 units::plural(gcs.len() as u64, "GC run", "GC runs")
             ));
+        }
+        if let Some(c) = self.census_near(i) {
+            lines.push(format!("Census #{c} {} · click to show its objects", d.censuses[c].1));
         }
         Some(Tooltip {
             title: format!(
@@ -395,16 +448,24 @@ impl Chart for TimelineChart {
     }
 }
 
-/// The timeline panel. `range` is the selection (ns), shared with the flame graph.
+/// The timeline panel. `range` is the selection (ns), shared with the flame graph; `census`
+/// the objects panel's census and the one it compares with; `on_census` gets a clicked census.
 #[component]
 pub fn Timeline(
     data: ByPtr<TimelineData>,
     #[prop(into)] range: Signal<Option<(u64, u64)>>,
     on_select: Callback<Option<(u64, u64)>>,
+    #[prop(into)] census: Signal<(Option<usize>, Option<usize>)>,
+    on_census: Callback<usize>,
 ) -> impl IntoView {
     let chart = Signal::derive({
         let data = data.clone();
-        move || Some(TimelineChart { data: data.clone(), range: range.get() })
+        move || Some(TimelineChart { data: data.clone(), range: range.get(), census: census.get() })
+    });
+    let on_click = Callback::new(move |i: usize| {
+        if let Some(c) = chart.get_untracked().and_then(|c| c.census_near(i)) {
+            on_census.run(c);
+        }
     });
     let on_drag = Callback::new(move |span: DragSpan| {
         let Some(c) = chart.get_untracked() else { return };
@@ -415,7 +476,7 @@ pub fn Timeline(
     });
     let peak = data.0.peak_heap;
     view! {
-        <section class="panel" aria-label="Memory over time">
+        <section class="panel" aria-label="Memory over time" id="timeline-panel">
             <div class="panel-head">
                 <span class="panel-title">"Memory over time"</span>
                 <span class="legend">
@@ -426,6 +487,11 @@ pub fn Timeline(
                     })}
                     {(!data.0.gcs.is_empty()).then(|| view! {
                         <span><i style=format!("background:{}", GC_COLORS[1])></i>"GC runs"</span>
+                    })}
+                    {(!data.0.censuses.is_empty()).then(|| view! {
+                        <span title="Object censuses: click one to show its objects">
+                            <i style=format!("background:{CENSUS_COLOR}")></i>"Censuses"
+                        </span>
                     })}
                 </span>
                 <span class="spacer"></span>
@@ -456,6 +522,7 @@ pub fn Timeline(
                 canvas_id="timeline-canvas"
                 label="Memory over time"
                 on_drag=on_drag
+                on_click=on_click
             />
         </section>
     }
@@ -479,8 +546,10 @@ mod tests {
                 y_max: 2000,
                 markers: vec![(35, "loaded".into())],
                 gcs: vec![(31, 0), (33, 2)],
+                censuses: vec![(0, "start".into()), (36, "mark \"loaded\"".into())],
             })),
             range: None,
+            census: (None, None),
         }
     }
 
@@ -513,8 +582,18 @@ mod tests {
                 "Traced heap: 300 B",
                 "RSS: 1.95 KiB",
                 "Marker: loaded",
-                "2 GC runs (oldest generation 2)"
+                "2 GC runs (oldest generation 2)",
+                "Census #1 mark \"loaded\" · click to show its objects"
             ]
         );
+    }
+
+    #[test]
+    fn clicks_find_the_nearest_census_within_a_few_buckets() {
+        let c = chart();
+        assert_eq!(c.census_near(0), Some(0));
+        assert_eq!(c.census_near(3), Some(1));
+        assert_eq!(c.census_near(6), Some(1));
+        assert_eq!(c.census_near(7), None);
     }
 }

@@ -1,5 +1,6 @@
 //! The view state that lives in the URL hash, so a view can be shared and survives reloads:
-//! `#mode=leaks&zoom=main:app.py,load:app.py&range=1000-2000&q=json`. Pure; tested natively.
+//! `#mode=leaks&zoom=main:app.py,load:app.py&range=1000-2000&q=json&census=2&since=1`. Pure;
+//! tested natively.
 
 /// What the flame graph shows.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -125,6 +126,12 @@ pub struct ViewState {
     /// Call-site table order and filter.
     pub sort: SortBy,
     pub filter: String,
+    /// Objects panel: the census shown (index in the recording's censuses; `None`: the last).
+    pub census: Option<u32>,
+    /// The census it is compared with (the growth view), if any.
+    pub since: Option<u32>,
+    /// Rank types by number of objects instead of shallow size.
+    pub objects_by_count: bool,
 }
 
 /// Default noise threshold of the differential flame graph: 0.5 %.
@@ -144,6 +151,9 @@ impl Default for ViewState {
             flame_up: false,
             sort: SortBy::SelfBytes,
             filter: String::new(),
+            census: None,
+            since: None,
+            objects_by_count: false,
         }
     }
 }
@@ -181,6 +191,9 @@ impl ViewState {
                 "layout" => state.flame_up = value == "flame",
                 "sort" => state.sort = SortBy::from_key(value).unwrap_or_default(),
                 "filter" => state.filter = decode(value).unwrap_or_default(),
+                "census" => state.census = value.parse().ok(),
+                "since" => state.since = value.parse().ok(),
+                "objects" => state.objects_by_count = value == "count",
                 "noise" => {
                     if let Ok(percent) = value.parse::<f64>() {
                         state.noise_bp = (percent.clamp(0.0, 100.0) * 100.0).round() as u32;
@@ -229,6 +242,15 @@ impl ViewState {
         }
         if !self.filter.is_empty() {
             parts.push(format!("filter={}", encode(&self.filter)));
+        }
+        if let Some(c) = self.census {
+            parts.push(format!("census={c}"));
+        }
+        if let Some(c) = self.since {
+            parts.push(format!("since={c}"));
+        }
+        if self.objects_by_count {
+            parts.push("objects=count".to_string());
         }
         if self.noise_bp != DEFAULT_NOISE_BP {
             parts.push(format!("noise={}", f64::from(self.noise_bp) / 100.0));
@@ -304,6 +326,9 @@ mod tests {
             flame_up: true,
             sort: SortBy::TotalCount,
             filter: "a&b".into(),
+            census: Some(2),
+            since: Some(0),
+            objects_by_count: true,
         };
         let hash = state.to_hash();
         assert!(
@@ -311,6 +336,7 @@ mod tests {
             "{hash}"
         );
         assert_eq!(ViewState::from_hash(&hash), state);
+        assert!(hash.ends_with("&census=2&since=0&objects=count&noise=2"), "{hash}");
     }
 
     #[test]
