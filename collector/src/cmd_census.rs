@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use anyhow::{bail, Result};
 use memlens_format::{
     census_title, census_trigger, find_census, format_bytes, format_bytes_delta, format_count,
-    format_duration_ns, last_census_index, site_growth, type_growth, type_name, Census, Recording,
-    SiteGrowth, TypeOrder,
+    format_count_delta, format_duration_ns, last_census_index, site_growth, type_growth, type_name,
+    Census, Recording, SiteGrowth, TypeOrder,
 };
 use serde::Serialize;
 
@@ -268,17 +268,6 @@ fn title(p: &CensusPointJson) -> String {
     format!("#{} {what} at {}", p.index, format_duration_ns(p.time_ns))
 }
 
-fn signed_count(n: i64) -> String {
-    let sign = if n > 0 {
-        "+"
-    } else if n < 0 {
-        "-"
-    } else {
-        ""
-    };
-    format!("{sign}{}", format_count(n.unsigned_abs()))
-}
-
 fn place(s: &SiteGrowthJson) -> String {
     if s.file.is_empty() {
         s.function.clone()
@@ -322,7 +311,7 @@ fn write_text(out: &mut impl Write, doc: &CensusDocJson) -> Result<()> {
                 out,
                 "    {:>11}  {:>10} objects  {} (now {}){at}",
                 format_bytes_delta(t.bytes_delta),
-                signed_count(t.count_delta),
+                format_count_delta(t.count_delta),
                 t.name,
                 format_count(t.count)
             )?;
@@ -336,7 +325,7 @@ fn write_text(out: &mut impl Write, doc: &CensusDocJson) -> Result<()> {
                 out,
                 "    {:>11}  {:>10} objects  {}  (mostly {})",
                 format_bytes_delta(s.bytes_delta),
-                signed_count(s.count_delta),
+                format_count_delta(s.count_delta),
                 place(s),
                 s.type_name
             )?;

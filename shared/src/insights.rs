@@ -5,6 +5,7 @@
 //!
 //! Nothing here is generic advice: a finding exists only when the recording holds the
 //! evidence, and its message quotes it. Pure; one replay of the events plus the censuses.
+//! [`InsightsBuilder`] runs the replay a chunk at a time.
 
 use std::ops::ControlFlow;
 
@@ -13,7 +14,7 @@ use rustc_hash::FxHashMap;
 use crate::addr_hash::AddressMap;
 use crate::census::{deepest_stack, last_census, type_name};
 use crate::{format_bytes, format_count, format_duration_ns};
-use crate::{Error, GcEvent, Op, Recording, StackId};
+use crate::{Error, Event, GcEvent, Op, Recording, StackId};
 
 /// What a finding is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -117,52 +118,109 @@ pub fn site_label(rec: &Recording, stack: StackId) -> String {
 /// Number of checkpoints (quarters of the run) a growing stack must grow through.
 const QUARTERS: usize = 4;
 
-#[derive(Default)]
-struct Replay {
+/// Computes [`insights`] one chunk of events at a time, for callers that must yield between
+/// chunks (the viewer): [`feed`](Self::feed) every event chunk in order, then
+/// [`finish`](Self::finish).
+///
+/// ```
+/// use memlens_format::*;
+/// let mut w = RecordingWriter::new(Vec::new(), &Meta::default()).unwrap();
+/// w.gc(GcEvent { time_ns: 0, duration_ns: 600, generation: 2, collected: 9, uncollectable: 0 });
+/// let bytes = w.finish(ProcessEnd { time_ns: 1_000, exit_code: Some(0), signal: None }).unwrap();
+/// let rec = Recording::open(&bytes).unwrap();
+/// let mut b = InsightsBuilder::new(&rec, &InsightOptions::default());
+/// let mut events = Vec::new();
+/// for chunk in 0..rec.event_chunk_count() {
+///     events.clear();
+///     rec.decode_event_chunk(chunk, &mut events).unwrap();
+///     b.feed(&events);
+/// }
+/// assert_eq!(b.finish()[0].kind, InsightKind::GcTime);
+/// ```
+pub struct InsightsBuilder<'a> {
+    rec: &'a Recording,
+    o: InsightOptions,
+    /// The ends of the first three quarters of the run.
+    marks: Vec<u64>,
+    live: AddressMap<(StackId, u64, u64)>,
+    per_stack: FxHashMap<StackId, u64>,
     /// Live bytes per stack at the end of each of the first three quarters, then at exit.
     checkpoints: Vec<FxHashMap<StackId, u64>>,
     /// Short-lived large allocations per stack: (count, bytes).
     churn: FxHashMap<StackId, (u64, u64)>,
 }
 
-fn replay(rec: &Recording, o: &InsightOptions) -> Result<Replay, Error> {
-    let duration = rec.summary().duration_ns.max(1);
-    let marks: Vec<u64> = (1..QUARTERS as u64).map(|k| duration * k / QUARTERS as u64).collect();
-    let mut live: AddressMap<(StackId, u64, u64)> = AddressMap::default();
-    let mut per_stack: FxHashMap<StackId, u64> = FxHashMap::default();
-    let mut out = Replay::default();
-    rec.for_each_event_chunk(|events| {
+impl<'a> InsightsBuilder<'a> {
+    /// A builder for `rec`'s findings.
+    pub fn new(rec: &'a Recording, o: &InsightOptions) -> Self {
+        let duration = rec.summary().duration_ns.max(1);
+        InsightsBuilder {
+            rec,
+            o: *o,
+            marks: (1..QUARTERS as u64).map(|k| duration * k / QUARTERS as u64).collect(),
+            live: AddressMap::default(),
+            per_stack: FxHashMap::default(),
+            checkpoints: Vec::new(),
+            churn: FxHashMap::default(),
+        }
+    }
+
+    /// Whether the findings need the events at all (not for memory-sampling-only recordings).
+    pub fn needs_events(&self) -> bool {
+        !self.rec.meta().capture.rss_only
+    }
+
+    /// Replays the next chunk of events.
+    pub fn feed(&mut self, events: &[Event]) {
+        let o = &self.o;
         for e in events.iter().filter(|e| e.kind.counts_in_heap()) {
-            while out.checkpoints.len() < marks.len() && e.time_ns > marks[out.checkpoints.len()] {
-                out.checkpoints.push(per_stack.clone());
+            while self.checkpoints.len() < self.marks.len()
+                && e.time_ns > self.marks[self.checkpoints.len()]
+            {
+                self.checkpoints.push(self.per_stack.clone());
             }
             match e.op {
                 Op::Alloc => {
-                    if let Some((s, size, _)) = live.insert(e.address, (e.stack, e.size, e.time_ns))
-                    {
-                        sub(&mut per_stack, s, size);
+                    let old = self.live.insert(e.address, (e.stack, e.size, e.time_ns));
+                    if let Some((s, size, _)) = old {
+                        sub(&mut self.per_stack, s, size);
                     }
-                    *per_stack.entry(e.stack).or_default() += e.size;
+                    *self.per_stack.entry(e.stack).or_default() += e.size;
                 }
                 Op::Free => {
-                    let Some((s, size, t)) = live.remove(&e.address) else { continue };
-                    sub(&mut per_stack, s, size);
+                    let Some((s, size, t)) = self.live.remove(&e.address) else { continue };
+                    sub(&mut self.per_stack, s, size);
                     if size >= o.churn_min_size
                         && e.time_ns.saturating_sub(t) <= o.churn_max_lifetime_ns
                     {
-                        let c = out.churn.entry(s).or_default();
+                        let c = self.churn.entry(s).or_default();
                         c.0 += 1;
                         c.1 = c.1.saturating_add(size);
                     }
                 }
             }
         }
-        ControlFlow::Continue(())
-    })?;
-    while out.checkpoints.len() < QUARTERS {
-        out.checkpoints.push(per_stack.clone());
     }
-    Ok(out)
+
+    /// Everything the recording shows, most memory first within each kind; kinds in the order
+    /// of [`InsightKind`].
+    pub fn finish(mut self) -> Vec<Insight> {
+        let (rec, o) = (self.rec, &self.o);
+        let mut found = Vec::new();
+        if self.needs_events() {
+            while self.checkpoints.len() < QUARTERS {
+                self.checkpoints.push(self.per_stack.clone());
+            }
+            growing(rec, o, &self.checkpoints, &mut found);
+            churn(rec, o, &self.churn, &mut found);
+        }
+        caches(rec, o, &mut found);
+        slots(rec, o, &mut found);
+        gc(rec, o, &mut found);
+        recursion(rec, o, &mut found);
+        found.sort_by_key(|i| (i.kind, std::cmp::Reverse(i.bytes)));
+        found
+    }
 }
 
 fn sub(m: &mut FxHashMap<StackId, u64>, s: StackId, size: u64) {
@@ -172,30 +230,31 @@ fn sub(m: &mut FxHashMap<StackId, u64>, s: StackId, size: u64) {
 }
 
 /// Everything the recording shows, most memory first within each kind; kinds in the order of
-/// [`InsightKind`].
+/// [`InsightKind`]. One replay of the events (see [`InsightsBuilder`] to run it in slices).
 pub fn insights(rec: &Recording, o: &InsightOptions) -> Result<Vec<Insight>, Error> {
-    let mut found = Vec::new();
-    if !rec.meta().capture.rss_only {
-        let r = replay(rec, o)?;
-        growing(rec, o, &r, &mut found);
-        churn(rec, o, &r, &mut found);
+    let mut b = InsightsBuilder::new(rec, o);
+    if b.needs_events() {
+        rec.for_each_event_chunk(|events| {
+            b.feed(events);
+            ControlFlow::Continue(())
+        })?;
     }
-    caches(rec, o, &mut found);
-    slots(rec, o, &mut found);
-    gc(rec, o, &mut found);
-    recursion(rec, o, &mut found);
-    found.sort_by_key(|i| (i.kind, std::cmp::Reverse(i.bytes)));
-    Ok(found)
+    Ok(b.finish())
 }
 
-fn growing(rec: &Recording, o: &InsightOptions, r: &Replay, found: &mut Vec<Insight>) {
-    let end = &r.checkpoints[QUARTERS - 1];
+fn growing(
+    rec: &Recording,
+    o: &InsightOptions,
+    checkpoints: &[FxHashMap<StackId, u64>],
+    found: &mut Vec<Insight>,
+) {
+    let end = &checkpoints[QUARTERS - 1];
     for (&stack, &at_end) in end {
         if stack == StackId::ROOT {
             continue;
         }
         let series: Vec<u64> =
-            r.checkpoints.iter().map(|c| c.get(&stack).copied().unwrap_or(0)).collect();
+            checkpoints.iter().map(|c| c.get(&stack).copied().unwrap_or(0)).collect();
         let rising = series.windows(2).all(|w| w[1] > w[0]);
         let growth = at_end.saturating_sub(series[0]);
         if !rising || growth < o.min_growth_bytes {
@@ -219,8 +278,13 @@ fn growing(rec: &Recording, o: &InsightOptions, r: &Replay, found: &mut Vec<Insi
     }
 }
 
-fn churn(rec: &Recording, o: &InsightOptions, r: &Replay, found: &mut Vec<Insight>) {
-    for (&stack, &(count, bytes)) in &r.churn {
+fn churn(
+    rec: &Recording,
+    o: &InsightOptions,
+    per_stack: &FxHashMap<StackId, (u64, u64)>,
+    found: &mut Vec<Insight>,
+) {
+    for (&stack, &(count, bytes)) in per_stack {
         if count < o.churn_min_count {
             continue;
         }

@@ -71,7 +71,7 @@ pub use flame::{
     FlameTree,
 };
 pub use ids::{AllocatorKind, FrameId, StackId, StringId, ThreadId};
-pub use insights::{insights, site_label, Insight, InsightKind, InsightOptions};
+pub use insights::{insights, site_label, Insight, InsightKind, InsightOptions, InsightsBuilder};
 pub use recording::{Recording, Truncation};
 pub use records::{
     census_trigger, CacheCensus, CaptureOptions, Census, DictUsage, Event, Frame, GcEvent,
@@ -81,5 +81,7 @@ pub use records::{
 pub use snapshot::SnapshotBuilder;
 pub use spans::{span_usage, SpanUsage};
 pub use tables::EVENT_TIME_QUANTUM_NS;
-pub use units::{format_bytes, format_bytes_delta, format_count, format_duration_ns};
+pub use units::{
+    format_bytes, format_bytes_delta, format_count, format_count_delta, format_duration_ns,
+};
 pub use writer::{RecordingWriter, WriterOptions};

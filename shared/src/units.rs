@@ -58,6 +58,15 @@ pub fn format_count(n: u64) -> String {
     out
 }
 
+/// A signed count difference: `+1,200`, `-3`, `0`.
+pub fn format_count_delta(delta: i64) -> String {
+    match delta {
+        d if d > 0 => format!("+{}", format_count(d.unsigned_abs())),
+        d if d < 0 => format!("-{}", format_count(d.unsigned_abs())),
+        _ => "0".into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -82,5 +91,8 @@ mod tests {
         assert_eq!(format_count(0), "0");
         assert_eq!(format_count(1_234_567), "1,234,567");
         assert_eq!(format_count(100), "100");
+        assert_eq!(format_count_delta(-1234), "-1,234");
+        assert_eq!(format_count_delta(20_000), "+20,000");
+        assert_eq!(format_count_delta(0), "0");
     }
 }

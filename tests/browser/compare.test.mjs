@@ -10,23 +10,18 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 
-import { FIXTURES, browser, openPage, paintedPixels, screenshot, serve } from './harness.mjs';
+import { FIXTURES, openPage, paintedPixels, screenshot, session } from './harness.mjs';
 
 const MEMLENS = resolve(process.env.MEMLENS_BIN ?? 'target/release/memlens');
 const BASE = join(FIXTURES, 'compare', 'base.memlens');
 const HEAD = join(FIXTURES, 'compare', 'head.memlens');
 
-let server;
-let chrome;
+const env = session();
 let work;
-before(async () => {
-  server = await serve();
-  chrome = await browser();
+before(() => {
   work = mkdtempSync(join(tmpdir(), 'memlens-compare-'));
 });
-after(async () => {
-  await chrome?.close();
-  await server?.close();
+after(() => {
   rmSync(work, { recursive: true, force: true });
 });
 
@@ -59,8 +54,8 @@ async function flamePixel(page, fx, row) {
 
 describe('compare mode', () => {
   test('?base=&head= shows the delta table, the diff flame graph and both timelines', async () => {
-    const page = await openPage(chrome.context,
-      `${server.url}?base=fixtures/compare/base.memlens&head=fixtures/compare/head.memlens`);
+    const page = await openPage(env.chrome.context,
+      `${env.server.url}?base=fixtures/compare/base.memlens&head=fixtures/compare/head.memlens`);
     await assertPeakComparison(page);
     assert.match(await page.textContent('#file-name'), /base\.memlens → .*head\.memlens/);
     assert.match(await page.textContent('#diff-legend'), /grew.*shrank.*new in head.*gone in head.*within noise/);
@@ -79,8 +74,8 @@ describe('compare mode', () => {
   });
 
   test('leaks mode puts the new cache first; the noise threshold lives in the URL', async () => {
-    const page = await openPage(chrome.context,
-      `${server.url}?base=fixtures/compare/base.memlens&head=fixtures/compare/head.memlens`);
+    const page = await openPage(env.chrome.context,
+      `${env.server.url}?base=fixtures/compare/base.memlens&head=fixtures/compare/head.memlens`);
     await assertPeakComparison(page);
     await page.click('button[data-mode="leaks"]');
     await page.waitForFunction(() => location.hash.includes('mode=leaks'));
@@ -95,7 +90,7 @@ describe('compare mode', () => {
   });
 
   test('choosing two files at once opens compare mode', async () => {
-    const page = await openPage(chrome.context, server.url);
+    const page = await openPage(env.chrome.context, env.server.url);
     await page.setInputFiles('#file-input', [BASE, HEAD]);
     await assertPeakComparison(page);
     assert.deepEqual(page.problems, []);
@@ -103,7 +98,7 @@ describe('compare mode', () => {
   });
 
   test('the compare slots take one file each', async () => {
-    const page = await openPage(chrome.context, server.url);
+    const page = await openPage(env.chrome.context, env.server.url);
     await page.click('#compare-button');
     await page.waitForSelector('#compare-slots');
     await page.setInputFiles('#base-input', BASE);
@@ -133,7 +128,7 @@ describe('compare mode', () => {
     });
     await new Promise((ok) => folder.listen(0, '127.0.0.1', ok));
     try {
-      const page = await openPage(chrome.context, `http://127.0.0.1:${folder.address().port}/`);
+      const page = await openPage(env.chrome.context, `http://127.0.0.1:${folder.address().port}/`);
       await assertPeakComparison(page);
       await screenshot(page, 'compare-report-folder');
       assert.deepEqual(page.problems, []);
@@ -143,7 +138,7 @@ describe('compare mode', () => {
     }
     const file = join(work, 'diff.html');
     execFileSync(MEMLENS, ['report', '--base', BASE, HEAD, '--single-file', '-o', file], { stdio: 'pipe' });
-    const page = await openPage(chrome.context, pathToFileURL(file).href);
+    const page = await openPage(env.chrome.context, pathToFileURL(file).href);
     await assertPeakComparison(page);
     assert.deepEqual(page.problems, []);
     await page.close();

@@ -1,25 +1,16 @@
 // Flame graph controls on real recordings: thread filter, internal frames, colours, flame or
 // icicle, the call-site table (sort, filter, click to focus), `/` to search, and markers and
 // gc runs on the timeline. Everything lands in the URL hash.
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 
-import { FIXTURES, browser, openPage, paintedPixels, screenshot, serve } from './harness.mjs';
+import { FIXTURES, openPage, paintedPixels, screenshot, session } from './harness.mjs';
 
-let server;
-let chrome;
-before(async () => {
-  server = await serve();
-  chrome = await browser();
-});
-after(async () => {
-  await chrome?.close();
-  await server?.close();
-});
+const env = session();
 
 async function openFixture(name, hash = '') {
-  const page = await openPage(chrome.context, server.url);
+  const page = await openPage(env.chrome.context, env.server.url);
   await page.setInputFiles('#file-input', join(FIXTURES, `${name}.memlens`));
   await page.waitForSelector('#command-line');
   if (hash) {

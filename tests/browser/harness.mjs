@@ -3,6 +3,7 @@
 // playwright-core with a fresh profile. Configured by ./dev (see cmd_browser_test):
 //   MEMLENS_DIST, MEMLENS_FIXTURES, MEMLENS_SCREENSHOTS, MEMLENS_NODE_MODULES.
 import { createRequire } from 'node:module';
+import { after, before } from 'node:test';
 import { createServer } from 'node:http';
 import { mkdtempSync, mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -88,9 +89,11 @@ export async function openPage(context, url, { colorScheme = 'light' } = {}) {
   return page;
 }
 
-export function screenshot(page, name) {
+/** Saves a screenshot of the whole page, or of the element `selector` names. */
+export function screenshot(page, name, selector) {
   mkdirSync(SCREENSHOTS, { recursive: true });
-  return page.screenshot({ path: join(SCREENSHOTS, `${name}.png`), fullPage: true });
+  const path = join(SCREENSHOTS, `${name}.png`);
+  return selector ? page.locator(selector).screenshot({ path }) : page.screenshot({ path, fullPage: true });
 }
 
 /** Pixels of a canvas that differ clearly from the chart background colour. */
@@ -108,4 +111,19 @@ export function paintedPixels(page, selector) {
     }
     return n;
   });
+}
+
+/** The static server (`serve()`) and a browser for one test file: started before its tests,
+ *  closed after them. Its `server` and `chrome` are set once the tests run. */
+export function session() {
+  const env = {};
+  before(async () => {
+    env.server = await serve();
+    env.chrome = await browser();
+  });
+  after(async () => {
+    await env.chrome?.close();
+    await env.server?.close();
+  });
+  return env;
 }

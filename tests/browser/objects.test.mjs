@@ -1,30 +1,19 @@
 // Browser tests of the objects (census) and insights panels, on tests/scripts/census_growth.py
 // recorded by the real collector (./dev browser-test): 1,000 `Order` instances at the marker
 // "ready", 21,000 and an unbounded lru_cache of 3,000 entries at the marker "loaded".
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 
-import { FIXTURES, browser, openPage, screenshot, serve } from './harness.mjs';
+import { openPage, screenshot, session } from './harness.mjs';
 
-const file = join(FIXTURES, 'census_growth.memlens');
 const script = readFileSync(new URL('../scripts/census_growth.py', import.meta.url), 'utf8');
 const lineOf = (tag) => script.split('\n').findIndex((l) => l.trimEnd().endsWith(`# ${tag}`)) + 1;
 
-let server;
-let chrome;
-before(async () => {
-  server = await serve();
-  chrome = await browser();
-});
-after(async () => {
-  await chrome?.close();
-  await server?.close();
-});
+const env = session();
 
 async function openRecording(hash = '', options) {
-  const page = await openPage(chrome.context, `${server.url}?url=fixtures/census_growth.memlens${hash}`, options);
+  const page = await openPage(env.chrome.context, `${env.server.url}?url=fixtures/census_growth.memlens${hash}`, options);
   await page.waitForSelector('#objects-table, #growth-types');
   return page;
 }
@@ -60,7 +49,7 @@ describe('objects panel', () => {
     assert.equal(count, '21,000');
     assert.match(site, new RegExp(`<listcomp> census_growth\\.py:${lineOf('MORE')} · 20,000 objects`));
     assert.match(await page.textContent('#objects-note'), /objects · .* shallow/);
-    await page.locator('#objects-panel').screenshot({ path: join(process.env.MEMLENS_SCREENSHOTS, 'objects-light.png') });
+    await screenshot(page, 'objects-light', '#objects-panel');
     await noProblems(page);
   });
 
@@ -85,7 +74,7 @@ describe('objects panel', () => {
     await page.click('#growth-types tbody tr:first-child');
     await page.waitForFunction(() => location.hash.includes('zoom='));
     assert.match(await page.textContent('#breadcrumb'), /<listcomp>/);
-    await page.locator('#objects-panel').screenshot({ path: join(process.env.MEMLENS_SCREENSHOTS, 'objects-growth-light.png') });
+    await screenshot(page, 'objects-growth-light', '#objects-panel');
     await noProblems(page);
   });
 
@@ -127,7 +116,7 @@ describe('insights panel', () => {
     assert.match(await cache.locator('.insight-bytes').textContent(), /^\d+ KiB$/);
     const slots = page.locator('#insights-list li[data-kind="missing_slots"]');
     assert.match(await slots.textContent(), /21,000 instances of __main__\.Order/);
-    await page.locator('#insights-panel').screenshot({ path: join(process.env.MEMLENS_SCREENSHOTS, 'insights-light.png') });
+    await screenshot(page, 'insights-light', '#insights-panel');
 
     // The cache's link searches the flame graph for its function.
     await cache.locator('button', { hasText: 'Find the function' }).click();
@@ -144,9 +133,11 @@ describe('insights panel', () => {
   });
 
   test('a recording without findings says so', async () => {
-    const page = await openPage(chrome.context, `${server.url}?url=fixtures/threads.memlens`);
-    await page.waitForSelector('#insights-none, #insights-list');
-    await screenshot(page, 'insights-threads');
+    // recursion.py: 600 frames deep against a limit of 5,000, 8 MiB kept once.
+    const page = await openPage(env.chrome.context, `${env.server.url}?url=fixtures/recursion.memlens`);
+    await page.waitForSelector('#insights-none');
+    assert.match(await page.textContent('#insights-none'), /^No findings/);
+    assert.equal(await page.locator('#insights-list').count(), 0);
     await noProblems(page);
   });
 });

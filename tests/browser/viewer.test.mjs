@@ -1,29 +1,20 @@
 // Browser tests of the built viewer (www/dist) on real recordings, in headless Chromium.
 // Run by `./dev test` (or `./dev browser-test` after `./dev build-viewer`), which records
 // tests/scripts/{big_alloc,recursion,...}.py into MEMLENS_FIXTURES first.
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 
-import { FIXTURES, browser, openPage, paintedPixels, screenshot, serve } from './harness.mjs';
+import { FIXTURES, openPage, paintedPixels, screenshot, session } from './harness.mjs';
 
 const MAIN = 'big_alloc'; // 100 MiB peak in allocate_big, 10 MiB kept by keep_some
 const mainFile = join(FIXTURES, `${MAIN}.memlens`);
 const mainBytes = readFileSync(mainFile);
 
-let server;
-let chrome;
-before(async () => {
-  server = await serve();
-  chrome = await browser();
-});
-after(async () => {
-  await chrome?.close();
-  await server?.close();
-});
+const env = session();
 
-const open = (query = '', options) => openPage(chrome.context, server.url + query, options);
+const open = (query = '', options) => openPage(env.chrome.context, env.server.url + query, options);
 
 /** Opens a recording through the file picker and waits for its header. */
 async function pick(page, file) {
@@ -148,7 +139,7 @@ describe('viewer', () => {
   });
 
   test('?url= with an absolute URL that 404s says so', async () => {
-    const page = await open(`?url=${encodeURIComponent(server.url + 'fixtures/missing.memlens')}`);
+    const page = await open(`?url=${encodeURIComponent(env.server.url + 'fixtures/missing.memlens')}`);
     await page.waitForSelector('#error-banner');
     assert.match(await page.textContent('#error-banner'), /HTTP 404/);
     assert.ok(await page.isVisible('#empty-state'), 'the page is not blank');

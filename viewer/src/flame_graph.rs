@@ -3,6 +3,8 @@
 //! for details, search to highlight. Tree building, layout and hit testing come from
 //! `memlens-format`; this module only draws and wires signals.
 
+use std::ops::ControlFlow;
+
 use leptos::prelude::*;
 use memlens_format::{
     flame_hit, flame_layout, EventFilter, FlameOptions, FlameRect, FlameTree, Frame, Snapshot,
@@ -61,13 +63,10 @@ pub struct FlameData {
     pub hide_internal: bool,
 }
 
-/// How long a replay may hold the page before it lets the browser paint and handle input.
-const SLICE_MS: f64 = 12.0;
-
 impl FlameData {
-    /// Replays the recording for `q` one event chunk at a time, yielding to the browser every
-    /// [`SLICE_MS`] so the page stays responsive on big recordings. Returns `None` as soon as
-    /// `wanted()` says a newer query replaced this one.
+    /// Replays the recording for `q` one event chunk at a time, yielding to the browser between
+    /// slices (`load::replay_sliced`) so the page stays responsive on big recordings. Returns
+    /// `None` as soon as `wanted()` says a newer query replaced this one.
     pub async fn compute(
         loaded: &ByPtr<Loaded>,
         q: &FlameQuery,
@@ -84,24 +83,16 @@ impl FlameData {
             }
         };
         let mut builder = SnapshotBuilder::new(snapshot, &q.filter());
-        let mut events = Vec::new();
-        let mut slice_start = js_sys::Date::now();
-        for chunk in 0..rec.event_chunk_count() {
-            events.clear();
-            if let Err(e) = rec.decode_event_chunk(chunk, &mut events) {
-                return Some(Err(format!("Could not compute the flame graph: {e}")));
-            }
-            builder.feed(&events);
+        let feed = |events: &[memlens_format::Event]| {
+            builder.feed(events);
             if builder.is_done() {
-                break;
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
             }
-            if js_sys::Date::now() - slice_start > SLICE_MS {
-                crate::load::sleep_ms(0).await;
-                if !wanted() {
-                    return None;
-                }
-                slice_start = js_sys::Date::now();
-            }
+        };
+        if let Err(e) = crate::load::replay_sliced(rec, feed, wanted).await? {
+            return Some(Err(format!("Could not compute the flame graph: {e}")));
         }
         let totals = builder.finish();
         let options = FlameOptions { merge_lines: false, hide_internal: q.hide_internal };

@@ -3,7 +3,7 @@
 //! each with its numbers and links to the data behind it (see `insight_links`).
 
 use leptos::prelude::*;
-use memlens_format::{insights, Insight, InsightOptions};
+use memlens_format::{Insight, InsightOptions, InsightsBuilder};
 
 use crate::insight_links::{kind_label, links, message_body, panel_of, Target};
 use crate::load::Loaded;
@@ -23,16 +23,28 @@ pub fn reveal(id: &'static str) {
 
 #[component]
 pub fn InsightsPanel(loaded: ByPtr<Loaded>, state: RwSignal<ViewState>) -> impl IntoView {
-    // One replay of the events: run after the first paint so the page shows at once.
+    // One replay of the events, after the first paint and in slices, so the page shows at once
+    // and keeps responding.
     let (found, set_found) = signal(None::<Result<Vec<Insight>, String>>);
     let rec = loaded.clone();
     leptos::task::spawn_local(async move {
         crate::load::sleep_ms(30).await;
-        let result = crate::timed("insights", || {
-            insights(&rec.0.recording, &InsightOptions::default())
-                .map_err(|e| format!("Could not look for findings: {e}"))
-        });
-        set_found.set(Some(result));
+        let step = crate::Step::start("insights");
+        let rec = &rec.0.recording;
+        let mut builder = InsightsBuilder::new(rec, &InsightOptions::default());
+        if builder.needs_events() {
+            let feed = |events: &[memlens_format::Event]| {
+                builder.feed(events);
+                std::ops::ControlFlow::Continue(())
+            };
+            let replayed = crate::load::replay_sliced(rec, feed, || true).await;
+            if let Some(Err(e)) = replayed {
+                set_found.set(Some(Err(format!("Could not look for findings: {e}"))));
+                return;
+            }
+        }
+        set_found.set(Some(Ok(builder.finish())));
+        step.finish();
     });
     let show_internal = Memo::new(move |_| state.with(|s| s.show_internal));
     let go = move |target: Target| {
@@ -46,7 +58,7 @@ pub fn InsightsPanel(loaded: ByPtr<Loaded>, state: RwSignal<ViewState>) -> impl 
             Ok(items) if items.is_empty() => {
                 return Some(
                     view! {
-                        <p class="panel-message" id="insights-none">
+                        <p class="insights-empty" id="insights-none">
                             "No findings: no memory growing up to the exit, no unbounded "
                             "lru_cache, no class worth __slots__, no churn or gc trouble."
                         </p>

@@ -176,3 +176,35 @@ pub(crate) async fn sleep_ms(ms: i32) {
     });
     let _ = JsFuture::from(promise).await;
 }
+
+/// How long a replay may hold the page before it lets the browser paint and handle input.
+const SLICE_MS: f64 = 12.0;
+
+/// Calls `feed` with each event chunk of `rec` in order until it returns `Break`, yielding to
+/// the browser every [`SLICE_MS`] so the page stays responsive on big recordings. `None` as
+/// soon as `wanted()` says the result is no longer needed.
+pub(crate) async fn replay_sliced(
+    rec: &memlens_format::Recording,
+    mut feed: impl FnMut(&[memlens_format::Event]) -> std::ops::ControlFlow<()>,
+    wanted: impl Fn() -> bool,
+) -> Option<Result<(), memlens_format::Error>> {
+    let mut events = Vec::new();
+    let mut slice_start = js_sys::Date::now();
+    for chunk in 0..rec.event_chunk_count() {
+        events.clear();
+        if let Err(e) = rec.decode_event_chunk(chunk, &mut events) {
+            return Some(Err(e));
+        }
+        if feed(&events).is_break() {
+            break;
+        }
+        if js_sys::Date::now() - slice_start > SLICE_MS {
+            sleep_ms(0).await;
+            if !wanted() {
+                return None;
+            }
+            slice_start = js_sys::Date::now();
+        }
+    }
+    Some(Ok(()))
+}

@@ -6,8 +6,8 @@
 
 use leptos::prelude::*;
 use memlens_format::{
-    census_title, last_census_index, site_growth, stack_path, top_types, type_growth, type_name,
-    Recording, StackId, TypeOrder,
+    census_title, is_internal_file, last_census_index, site_growth, stack_path, top_types,
+    type_growth, type_name, Recording, StackId, TypeOrder,
 };
 
 use crate::insights_panel::reveal;
@@ -45,17 +45,6 @@ fn site_text(rec: &Recording, stack: StackId) -> (String, String, String) {
     }
 }
 
-fn signed_count(n: i64) -> String {
-    let sign = if n > 0 {
-        "+"
-    } else if n < 0 {
-        "−"
-    } else {
-        ""
-    };
-    format!("{sign}{}", units::count(n.unsigned_abs()))
-}
-
 fn delta_class(n: i64) -> &'static str {
     match n {
         n if n > 0 => "num delta-up",
@@ -64,9 +53,27 @@ fn delta_class(n: i64) -> &'static str {
     }
 }
 
+/// Whether a stack's innermost frame is shown: internal frames (the import system, memlens'
+/// own census code) follow the flame graph's toggle.
+fn visible(rec: &Recording, stack: StackId, show_internal: bool) -> bool {
+    show_internal
+        || rec
+            .stack(stack)
+            .and_then(|n| rec.frame(n.frame))
+            .is_none_or(|f| !is_internal_file(rec.string(f.file)))
+}
+
 /// A site cell: function and short location, the full path on hover.
 fn site_cell(rec: &Recording, stack: Option<StackId>, extra: Option<String>) -> impl IntoView {
-    let (function, short, full) = stack.map(|s| site_text(rec, s)).unwrap_or_default();
+    let Some(stack) = stack else {
+        return view! {
+            <td class="site muted" title="No traced allocation: made before tracing started, static, or at an internal frame">
+                "—"
+            </td>
+        }
+        .into_any();
+    };
+    let (function, short, full) = site_text(rec, stack);
     view! {
         <td class="site" title=full>
             <span class="fn">{function}</span>
@@ -75,18 +82,71 @@ fn site_cell(rec: &Recording, stack: Option<StackId>, extra: Option<String>) -> 
             {extra.map(|e| view! { <span class="muted">" · " {e}</span> })}
         </td>
     }
+    .into_any()
 }
 
-fn more_row(shown: usize, total: usize, columns: u32) -> Option<impl IntoView> {
-    (total > shown).then(|| {
-        view! {
-            <tr>
-                <td colspan=columns.to_string() class="more">
-                    {format!("… {} more", units::count((total - shown) as u64))}
-                </td>
-            </tr>
-        }
-    })
+/// A scrolling table: `columns` as (heading, numeric), `rows` of which `shown` of `total` are
+/// drawn, and a last row saying how many more there are (or that there is nothing).
+fn table(
+    id: &'static str,
+    columns: &[(&'static str, bool)],
+    rows: AnyView,
+    shown: usize,
+    total: usize,
+) -> impl IntoView {
+    let span = columns.len().to_string();
+    let last = match total - shown {
+        _ if total == 0 => Some("No change".to_string()),
+        0 => None,
+        more => Some(format!("… {} more", units::count(more as u64))),
+    };
+    let head = columns
+        .iter()
+        .map(|&(label, numeric)| view! { <th class:num=numeric>{label}</th> })
+        .collect_view();
+    view! {
+        <div class="table-scroll">
+            <table class="data-table" id=id>
+                <thead><tr>{head}</tr></thead>
+                <tbody>
+                    {rows}
+                    {last.map(|text| view! { <tr><td colspan=span class="more">{text}</td></tr> })}
+                </tbody>
+            </table>
+        </div>
+    }
+}
+
+/// A menu of censuses (`options`: index and label) showing `selected`; `none` adds a first
+/// entry for no census. `on_change` gets the chosen index.
+fn census_select(
+    label: &'static str,
+    id: &'static str,
+    none: Option<&'static str>,
+    options: Vec<(usize, String)>,
+    selected: Memo<Option<usize>>,
+    on_change: Callback<Option<u32>>,
+) -> impl IntoView {
+    let entries = none
+        .map(|text| (None, text.to_string()))
+        .into_iter()
+        .chain(options.into_iter().map(|(i, text)| (Some(i), text)))
+        .map(|(i, text)| {
+            let value = i.map_or_else(String::new, |i| i.to_string());
+            view! { <option value=value selected=move || selected.get() == i>{text}</option> }
+        })
+        .collect_view();
+    view! {
+        <label class="control">
+            {label}
+            <select
+                id=id
+                on:change=move |ev| on_change.run(event_target_value(&ev).parse::<u32>().ok())
+            >
+                {entries}
+            </select>
+        </label>
+    }
 }
 
 #[component]
@@ -115,10 +175,10 @@ pub fn ObjectsPanel(loaded: ByPtr<Loaded>, state: RwSignal<ViewState>) -> impl I
     let since =
         Memo::new(move |_| state.with(|s| s.since.map(|i| i as usize).filter(|&i| i < count)));
     let by_count = Memo::new(move |_| state.with(|s| s.objects_by_count));
+    let show_internal = Memo::new(move |_| state.with(|s| s.show_internal));
     let order = move || if by_count.get() { TypeOrder::Count } else { TypeOrder::Bytes };
     let options: Vec<(usize, String)> =
         (0..count).map(|i| (i, census_label(&loaded.0.recording, i))).collect();
-    let base_options = options.clone();
     // Zooms the flame graph to the stack that allocated a row's objects.
     let show_site = Callback::new({
         let l = rec_of();
@@ -166,9 +226,10 @@ pub fn ObjectsPanel(loaded: ByPtr<Loaded>, state: RwSignal<ViewState>) -> impl I
                 .map(|t| {
                     let name = type_name(rec, t.module, t.qualname);
                     let label = name.clone();
-                    let site = t.sites.first().copied();
+                    let site =
+                        t.sites.iter().find(|s| visible(rec, s.stack, show_internal.get())).copied();
                     let extra = site.map(|s| units::plural(s.count, "object", "objects"));
-                                        view! {
+                    view! {
                         <tr
                             data-type=name
                             title=site.map(|_| "Click to show where they were allocated in the flame graph")
@@ -183,22 +244,14 @@ pub fn ObjectsPanel(loaded: ByPtr<Loaded>, state: RwSignal<ViewState>) -> impl I
                     }
                 })
                 .collect_view();
-            view! {
-                <div class="table-scroll">
-                    <table class="data-table" id="objects-table">
-                        <thead>
-                            <tr>
-                                <th>"Type"</th>
-                                <th class="num">"Objects"</th>
-                                <th class="num">"Shallow size"</th>
-                                <th class="num">"Share"</th>
-                                <th>"Mostly allocated at"</th>
-                            </tr>
-                        </thead>
-                        <tbody>{body} {more_row(shown, rows.len(), 5)}</tbody>
-                    </table>
-                </div>
-            }
+            let columns = [
+                ("Type", false),
+                ("Objects", true),
+                ("Shallow size", true),
+                ("Share", true),
+                ("Mostly allocated at", false),
+            ];
+            table("objects-table", &columns, body.into_any(), shown, rows.len())
         }
     };
 
@@ -208,23 +261,24 @@ pub fn ObjectsPanel(loaded: ByPtr<Loaded>, state: RwSignal<ViewState>) -> impl I
             let rec = &l.0.recording;
             let (ca, cb) = (&rec.censuses()[a], &rec.censuses()[b]);
             let types = type_growth(ca, cb, order());
-            let sites = site_growth(ca, cb, order());
+            let mut sites = site_growth(ca, cb, order());
+            sites.retain(|g| visible(rec, g.stack, show_internal.get()));
             let (nt, ns) = (types.len().min(MAX_ROWS), sites.len().min(MAX_ROWS));
             let type_rows = types[..nt]
                 .iter()
                 .map(|g| {
                     let name = type_name(rec, g.module, g.qualname);
                     let label = name.clone();
-                    let site = g.site;
-                    let extra = site.map(|s| signed_count(s.count_delta));
-                                        view! {
+                    let site = g.site.filter(|s| visible(rec, s.stack, show_internal.get()));
+                    let extra = site.map(|s| units::count_delta(s.count_delta));
+                    view! {
                         <tr
                             data-type=name
                             title=site.map(|_| "Click to show where they were allocated in the flame graph")
                             on:click=move |_| if let Some(s) = site { show_site.run(s.stack) }
                         >
                             <td class="fn">{label}</td>
-                            <td class=delta_class(g.count_delta)>{signed_count(g.count_delta)}</td>
+                            <td class=delta_class(g.count_delta)>{units::count_delta(g.count_delta)}</td>
                             <td class=delta_class(g.bytes_delta)>{units::bytes_delta(g.bytes_delta)}</td>
                             <td class="num">{units::count(g.count)}</td>
                             {site_cell(rec, site.map(|s| s.stack), extra)}
@@ -236,13 +290,13 @@ pub fn ObjectsPanel(loaded: ByPtr<Loaded>, state: RwSignal<ViewState>) -> impl I
                 .iter()
                 .map(|g| {
                     let stack = g.stack;
-                                        view! {
+                    view! {
                         <tr
                             title="Click to show this allocation site in the flame graph"
                             on:click=move |_| show_site.run(stack)
                         >
                             {site_cell(rec, Some(stack), None)}
-                            <td class=delta_class(g.count_delta)>{signed_count(g.count_delta)}</td>
+                            <td class=delta_class(g.count_delta)>{units::count_delta(g.count_delta)}</td>
                             <td class=delta_class(g.bytes_delta)>{units::bytes_delta(g.bytes_delta)}</td>
                             <td class="fn">{type_name(rec, g.module, g.qualname)}</td>
                         </tr>
@@ -251,42 +305,27 @@ pub fn ObjectsPanel(loaded: ByPtr<Loaded>, state: RwSignal<ViewState>) -> impl I
                 .collect_view();
             view! {
                 <div class="subhead">"Types, largest growth first"</div>
-                <div class="table-scroll">
-                    <table class="data-table" id="growth-types">
-                        <thead>
-                            <tr>
-                                <th>"Type"</th>
-                                <th class="num">"Δ objects"</th>
-                                <th class="num">"Δ shallow size"</th>
-                                <th class="num">"Objects now"</th>
-                                <th>"Grew most at"</th>
-                            </tr>
-                        </thead>
-                        <tbody>
-                            {type_rows}
-                            {more_row(nt, types.len(), 5)}
-                            {types.is_empty().then(|| view! { <tr><td colspan="5" class="more">"No change"</td></tr> })}
-                        </tbody>
-                    </table>
-                </div>
+                {table(
+                    "growth-types",
+                    &[
+                        ("Type", false),
+                        ("Δ objects", true),
+                        ("Δ shallow size", true),
+                        ("Objects now", true),
+                        ("Grew most at", false),
+                    ],
+                    type_rows.into_any(),
+                    nt,
+                    types.len(),
+                )}
                 <div class="subhead">"Allocation sites of traced objects"</div>
-                <div class="table-scroll">
-                    <table class="data-table" id="growth-sites">
-                        <thead>
-                            <tr>
-                                <th>"Allocation site"</th>
-                                <th class="num">"Δ objects"</th>
-                                <th class="num">"Δ allocated"</th>
-                                <th>"Mostly"</th>
-                            </tr>
-                        </thead>
-                        <tbody>
-                            {site_rows}
-                            {more_row(ns, sites.len(), 4)}
-                            {sites.is_empty().then(|| view! { <tr><td colspan="4" class="more">"No change"</td></tr> })}
-                        </tbody>
-                    </table>
-                </div>
+                {table(
+                    "growth-sites",
+                    &[("Allocation site", false), ("Δ objects", true), ("Δ allocated", true), ("Mostly", false)],
+                    site_rows.into_any(),
+                    ns,
+                    sites.len(),
+                )}
             }
         }
     };
@@ -301,49 +340,22 @@ pub fn ObjectsPanel(loaded: ByPtr<Loaded>, state: RwSignal<ViewState>) -> impl I
         <section class="panel" aria-label="Objects" id="objects-panel">
             <div class="panel-head">
                 <span class="panel-title">"Objects"</span>
-                <label class="control">
-                    "Census "
-                    <select
-                        id="census-select"
-                        on:change=move |ev| {
-                            let i = event_target_value(&ev).parse::<u32>().ok();
-                            state.update(|s| s.census = i);
-                        }
-                    >
-                        {options
-                            .into_iter()
-                            .map(|(i, label)| {
-                                view! {
-                                    <option value=i.to_string() selected=move || target.get() == Some(i)>
-                                        {label}
-                                    </option>
-                                }
-                            })
-                            .collect_view()}
-                    </select>
-                </label>
-                <label class="control">
-                    "Growth since "
-                    <select
-                        id="census-since"
-                        on:change=move |ev| {
-                            let i = event_target_value(&ev).parse::<u32>().ok();
-                            state.update(|s| s.since = i);
-                        }
-                    >
-                        <option value="" selected=move || since.get().is_none()>"— (no comparison)"</option>
-                        {base_options
-                            .into_iter()
-                            .map(|(i, label)| {
-                                view! {
-                                    <option value=i.to_string() selected=move || since.get() == Some(i)>
-                                        {label}
-                                    </option>
-                                }
-                            })
-                            .collect_view()}
-                    </select>
-                </label>
+                {census_select(
+                    "Census ",
+                    "census-select",
+                    None,
+                    options.clone(),
+                    target,
+                    Callback::new(move |i| state.update(|s| s.census = i)),
+                )}
+                {census_select(
+                    "Growth since ",
+                    "census-since",
+                    Some("— (no comparison)"),
+                    options,
+                    since,
+                    Callback::new(move |i| state.update(|s| s.since = i)),
+                )}
                 <div class="segmented" role="group" aria-label="Rank types by">
                     <button
                         data-order="bytes"

@@ -360,7 +360,13 @@ impl Chart for TimelineChart {
             let x = p.x_of(*t).round() + 0.5;
             let chosen = self.census.0 == Some(i);
             let base = self.census.1 == Some(i);
-            let r = if chosen || base { 6.0 } else { 4.5 };
+            let r = if chosen {
+                7.0
+            } else if base {
+                6.0
+            } else {
+                4.5
+            };
             ctx.begin_path();
             ctx.move_to(x - r, p.y);
             ctx.line_to(x + r, p.y);

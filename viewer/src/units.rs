@@ -2,7 +2,7 @@
 
 pub use memlens_format::{
     format_bytes as bytes, format_bytes_delta as bytes_delta, format_count as count,
-    format_duration_ns as duration_ns,
+    format_count_delta as count_delta, format_duration_ns as duration_ns,
 };
 
 /// A time offset from the start of the recording, for tooltips and notes: `0 s`, `1.25 s`.
