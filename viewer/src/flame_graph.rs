@@ -15,6 +15,7 @@ use crate::call_site_table::CallSiteTable;
 use crate::chart_canvas::{Chart, ChartCanvas, Painter, Size, Tooltip};
 use crate::flame_search::{search_flame, SearchMatches};
 use crate::load::Loaded;
+use crate::toggle::toggle;
 use crate::url_state::{ColorBy, FlameMode, ViewState, ZoomStep};
 use crate::{units, ByPtr};
 
@@ -645,24 +646,14 @@ fn FlameToolbar(loaded: ByPtr<Loaded>, state: RwSignal<ViewState>) -> impl IntoV
                     </option>
                 </select>
             </label>
-            <div class="segmented" role="group" aria-label="Orientation">
-                <button
-                    data-layout="icicle"
-                    class:active=move || !flame_up.get()
-                    title="Root at the top"
-                    on:click=move |_| state.update(|s| s.flame_up = false)
-                >
-                    "Icicle"
-                </button>
-                <button
-                    data-layout="flame"
-                    class:active=move || flame_up.get()
-                    title="Root at the bottom"
-                    on:click=move |_| state.update(|s| s.flame_up = true)
-                >
-                    "Flame"
-                </button>
-            </div>
+            {toggle(
+                "Orientation",
+                "data-layout",
+                ("icicle", "Icicle", "Root at the top"),
+                ("flame", "Flame", "Root at the bottom"),
+                flame_up,
+                Callback::new(move |up| state.update(|s| s.flame_up = up)),
+            )}
         </div>
     }
 }

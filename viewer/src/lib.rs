@@ -34,6 +34,7 @@ mod objects_panel;
 mod open;
 mod theme;
 mod timeline;
+mod toggle;
 mod units;
 mod url_state;
 mod use_view_state;

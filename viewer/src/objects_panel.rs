@@ -12,6 +12,7 @@ use memlens_format::{
 
 use crate::insights_panel::reveal;
 use crate::load::Loaded;
+use crate::toggle::toggle;
 use crate::url_state::{ViewState, ZoomStep};
 use crate::{units, ByPtr};
 
@@ -83,6 +84,30 @@ fn site_cell(rec: &Recording, stack: Option<StackId>, extra: Option<String>) -> 
         </td>
     }
     .into_any()
+}
+
+/// A row about one type: its name, `cells`, and the site where its objects were allocated
+/// (with a note); a click zooms the flame graph there.
+fn type_row(
+    rec: &Recording,
+    name: String,
+    cells: AnyView,
+    site: Option<(StackId, String)>,
+    show_site: Callback<StackId>,
+) -> impl IntoView {
+    let label = name.clone();
+    let stack = site.as_ref().map(|s| s.0);
+    view! {
+        <tr
+            data-type=name
+            title=stack.map(|_| "Click to show where they were allocated in the flame graph")
+            on:click=move |_| if let Some(s) = stack { show_site.run(s) }
+        >
+            <td class="fn">{label}</td>
+            {cells}
+            {site_cell(rec, stack, site.map(|s| s.1))}
+        </tr>
+    }
 }
 
 /// A scrolling table: `columns` as (heading, numeric), `rows` of which `shown` of `total` are
@@ -224,24 +249,23 @@ pub fn ObjectsPanel(loaded: ByPtr<Loaded>, state: RwSignal<ViewState>) -> impl I
             let body = rows[..shown]
                 .iter()
                 .map(|t| {
-                    let name = type_name(rec, t.module, t.qualname);
-                    let label = name.clone();
-                    let site =
-                        t.sites.iter().find(|s| visible(rec, s.stack, show_internal.get())).copied();
-                    let extra = site.map(|s| units::plural(s.count, "object", "objects"));
-                    view! {
-                        <tr
-                            data-type=name
-                            title=site.map(|_| "Click to show where they were allocated in the flame graph")
-                            on:click=move |_| if let Some(s) = site { show_site.run(s.stack) }
-                        >
-                            <td class="fn">{label}</td>
-                            <td class="num">{units::count(t.count)}</td>
-                            <td class="num">{units::bytes(t.bytes)}</td>
-                            <td class="num">{units::share(t.bytes, total)}</td>
-                            {site_cell(rec, site.map(|s| s.stack), extra)}
-                        </tr>
-                    }
+                    let site = t
+                        .sites
+                        .iter()
+                        .find(|s| visible(rec, s.stack, show_internal.get()))
+                        .copied();
+                    let cells = view! {
+                        <td class="num">{units::count(t.count)}</td>
+                        <td class="num">{units::bytes(t.bytes)}</td>
+                        <td class="num">{units::share(t.bytes, total)}</td>
+                    };
+                    type_row(
+                        rec,
+                        type_name(rec, t.module, t.qualname),
+                        cells.into_any(),
+                        site.map(|s| (s.stack, units::plural(s.count, "object", "objects"))),
+                        show_site,
+                    )
                 })
                 .collect_view();
             let columns = [
@@ -267,23 +291,19 @@ pub fn ObjectsPanel(loaded: ByPtr<Loaded>, state: RwSignal<ViewState>) -> impl I
             let type_rows = types[..nt]
                 .iter()
                 .map(|g| {
-                    let name = type_name(rec, g.module, g.qualname);
-                    let label = name.clone();
                     let site = g.site.filter(|s| visible(rec, s.stack, show_internal.get()));
-                    let extra = site.map(|s| units::count_delta(s.count_delta));
-                    view! {
-                        <tr
-                            data-type=name
-                            title=site.map(|_| "Click to show where they were allocated in the flame graph")
-                            on:click=move |_| if let Some(s) = site { show_site.run(s.stack) }
-                        >
-                            <td class="fn">{label}</td>
-                            <td class=delta_class(g.count_delta)>{units::count_delta(g.count_delta)}</td>
-                            <td class=delta_class(g.bytes_delta)>{units::bytes_delta(g.bytes_delta)}</td>
-                            <td class="num">{units::count(g.count)}</td>
-                            {site_cell(rec, site.map(|s| s.stack), extra)}
-                        </tr>
-                    }
+                    let cells = view! {
+                        <td class=delta_class(g.count_delta)>{units::count_delta(g.count_delta)}</td>
+                        <td class=delta_class(g.bytes_delta)>{units::bytes_delta(g.bytes_delta)}</td>
+                        <td class="num">{units::count(g.count)}</td>
+                    };
+                    type_row(
+                        rec,
+                        type_name(rec, g.module, g.qualname),
+                        cells.into_any(),
+                        site.map(|s| (s.stack, units::count_delta(s.count_delta))),
+                        show_site,
+                    )
                 })
                 .collect_view();
             let site_rows = sites[..ns]
@@ -356,24 +376,14 @@ pub fn ObjectsPanel(loaded: ByPtr<Loaded>, state: RwSignal<ViewState>) -> impl I
                     since,
                     Callback::new(move |i| state.update(|s| s.since = i)),
                 )}
-                <div class="segmented" role="group" aria-label="Rank types by">
-                    <button
-                        data-order="bytes"
-                        class:active=move || !by_count.get()
-                        title="Largest total shallow size (sys.getsizeof) first"
-                        on:click=move |_| state.update(|s| s.objects_by_count = false)
-                    >
-                        "By size"
-                    </button>
-                    <button
-                        data-order="count"
-                        class:active=move || by_count.get()
-                        title="Most objects first"
-                        on:click=move |_| state.update(|s| s.objects_by_count = true)
-                    >
-                        "By count"
-                    </button>
-                </div>
+                {toggle(
+                    "Rank types by",
+                    "data-order",
+                    ("bytes", "By size", "Largest total shallow size (sys.getsizeof) first"),
+                    ("count", "By count", "Most objects first"),
+                    by_count,
+                    Callback::new(move |on| state.update(|s| s.objects_by_count = on)),
+                )}
                 <span class="spacer"></span>
                 <span class="panel-note" id="objects-note">{note}</span>
             </div>
