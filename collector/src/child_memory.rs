@@ -29,6 +29,12 @@ fn children(pid: u32, out: &mut Vec<u32>) {
 
 /// RSS and VMS summed over `pid` and all its descendants. `None` once `pid` is gone.
 pub fn tree_memory(pid: u32) -> Option<(u64, u64)> {
+    tree_memory_except(pid, None)
+}
+
+/// [`tree_memory`] without the process `skip` (memlens's own recording process, when
+/// the traced program started it).
+pub fn tree_memory_except(pid: u32, skip: Option<u32>) -> Option<(u64, u64)> {
     let (mut rss, mut vms) = statm(pid)?;
     let mut todo = Vec::new();
     children(pid, &mut todo);
@@ -38,6 +44,9 @@ pub fn tree_memory(pid: u32) -> Option<(u64, u64)> {
         seen += 1;
         if seen > 10_000 {
             break;
+        }
+        if Some(child) == skip {
+            continue;
         }
         if let Some((r, v)) = statm(child) {
             rss += r;

@@ -294,31 +294,14 @@ pub fn run_with(opts: RunOptions) -> Result<i32> {
     let recorder = Recorder::new(writer, t0);
 
     let signals = forward_signals(pid)?;
-    let (tx, rx) = sync_channel::<Vec<u8>>(256);
-    thread::Builder::new().name("memlens-pipe".into()).spawn(move || {
-        let mut pipe = File::from(pipe_r);
-        loop {
-            let mut buf = vec![0u8; 256 * 1024];
-            match pipe.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => {
-                    buf.truncate(n);
-                    if tx.send(buf).is_err() {
-                        break;
-                    }
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(_) => break,
-            }
-        }
-    })?;
+    let rx = spawn_reader(File::from(pipe_r))?;
     let exited_at = Arc::new(AtomicU64::new(0));
     let rec_thread = {
         let exited_at = exited_at.clone();
         let interval = opts.interval;
         thread::Builder::new()
             .name("memlens-recorder".into())
-            .spawn(move || record_loop(recorder, rx, pid, interval, exited_at))?
+            .spawn(move || record_loop(recorder, rx, || tree_memory(pid), interval, exited_at))?
     };
 
     let status = child.wait().context("cannot wait for the traced program")?;
@@ -372,12 +355,37 @@ pub fn run_with(opts: RunOptions) -> Result<i32> {
     })
 }
 
-type RecordResult = Result<(Recorder<BufWriter<File>>, Option<anyhow::Error>)>;
+/// A thread that moves what the tracer writes to `pipe` into the returned channel,
+/// until EOF.
+pub(crate) fn spawn_reader(mut pipe: File) -> Result<Receiver<Vec<u8>>> {
+    let (tx, rx) = sync_channel::<Vec<u8>>(256);
+    thread::Builder::new().name("memlens-pipe".into()).spawn(move || loop {
+        let mut buf = vec![0u8; 256 * 1024];
+        match pipe.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                buf.truncate(n);
+                if tx.send(buf).is_err() {
+                    break;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    })?;
+    Ok(rx)
+}
 
-fn record_loop(
+pub(crate) type RecordResult = Result<(Recorder<BufWriter<File>>, Option<anyhow::Error>)>;
+
+/// Replays what arrives on `rx` into `recorder` until the tracer's pipe closes (or,
+/// once the program exited as `exited_at` says, until the tracer's goodbye), taking a
+/// `memory()` sample (RSS, VMS) every `interval` and flushing the file every
+/// [`FLUSH_PERIOD`].
+pub(crate) fn record_loop(
     mut recorder: Recorder<BufWriter<File>>,
     rx: Receiver<Vec<u8>>,
-    pid: u32,
+    mut memory: impl FnMut() -> Option<(u64, u64)>,
     interval: Duration,
     exited_at: Arc<AtomicU64>,
 ) -> RecordResult {
@@ -401,7 +409,7 @@ fn record_loop(
         let now = Instant::now();
         if now >= next_sample {
             if exited_at.load(Ordering::Acquire) == 0 {
-                if let Some((rss, vms)) = tree_memory(pid) {
+                if let Some((rss, vms)) = memory() {
                     recorder.sample(monotonic_ns(), rss, vms)?;
                 }
             }

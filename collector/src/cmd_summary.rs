@@ -328,6 +328,7 @@ fn write_text(out: &mut impl Write, s: &SummaryJson) -> Result<()> {
     let ended = match (s.exit_code, s.signal) {
         (_, Some(sig)) => format!("killed by signal {sig}"),
         (Some(code), None) => format!("exited with code {code}"),
+        (None, None) if s.complete => "recording stopped, the program went on".into(),
         (None, None) => "end not recorded (the recording was cut short)".into(),
     };
     writeln!(out, "  duration    {}, {ended}", format_duration_ns(s.duration_ns))?;

@@ -11,6 +11,7 @@ mod cmd_census;
 mod cmd_diff;
 mod cmd_report;
 mod cmd_run;
+mod cmd_sink;
 mod cmd_spans;
 mod cmd_summary;
 mod cmd_view;
@@ -64,6 +65,9 @@ enum Command {
     Diff(cmd_diff::DiffArgs),
     /// Serve the viewer and a recording on 127.0.0.1 and open a browser.
     View(cmd_view::ViewArgs),
+    /// The recording process of `memlens.record()` (started by the Python package).
+    #[command(hide = true)]
+    Sink(cmd_sink::SinkArgs),
 }
 
 fn main() {
@@ -77,6 +81,7 @@ fn main() {
         Command::Watch(args) => cmd_watch::run(args),
         Command::Report(args) => cmd_report::run(args),
         Command::Spans(args) => cmd_spans::run(args),
+        Command::Sink(args) => cmd_sink::run(args),
     };
     let code = match result {
         Ok(code) => code,

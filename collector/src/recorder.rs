@@ -16,9 +16,12 @@ use memlens_format::{
 };
 use memlens_wire::{decode, AllocKind, CensusType, Header, Hello, Record, PROTOCOL};
 
+/// A code object as the tracer described it. Interned into the recording only when a
+/// frame uses it: a session started mid-program receives every code object the
+/// process has run so far.
 struct Code {
-    function: StringId,
-    file: StringId,
+    qualname: Vec<u8>,
+    filename: Vec<u8>,
 }
 
 struct Thread {
@@ -212,9 +215,8 @@ impl<W: Write> Recorder<W> {
                 }
             }
             Record::Code { id, first_line: _, qualname, filename } => {
-                let function = self.writer.intern_string(&text(qualname));
-                let file = self.writer.intern_string(&text(filename));
-                self.codes.insert(id, Code { function, file });
+                self.codes
+                    .insert(id, Code { qualname: qualname.to_vec(), filename: filename.to_vec() });
             }
             Record::Push { code, line } => {
                 let frame = match self.frames.get(&(code, line)) {
@@ -223,9 +225,11 @@ impl<W: Write> Recorder<W> {
                         let Some(c) = self.codes.get(&code) else {
                             bail!("the tracer used code id {code} before describing it");
                         };
+                        let function = self.writer.intern_string(&text(&c.qualname));
+                        let file = self.writer.intern_string(&text(&c.filename));
                         let f = self.writer.intern_frame_ids(memlens_format::Frame {
-                            function: c.function,
-                            file: c.file,
+                            function,
+                            file,
                             line,
                         });
                         self.frames.insert((code, line), f);

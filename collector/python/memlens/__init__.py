@@ -1,7 +1,8 @@
 """memlens: the Python side of the memlens memory profiler.
 
-Run a program under the profiler with the ``memlens run script.py`` command. From inside
-a traced program:
+Run a program under the profiler with the ``memlens run script.py`` command, or trace a
+block of a running program with ``with memlens.record("out.memlens"):``. From inside a
+traced program:
 
 - ``memlens.mark(label)`` puts a labelled marker on the recording's timeline and takes an
   object census there (a no-op when the program is not being traced, so it can stay in
@@ -13,14 +14,18 @@ a traced program:
 Also in this package: a pytest plugin (``pytest --memlens``, module ``memlens.pytest_plugin``)
 and an IPython extension (``%load_ext memlens``, then the ``%%memlens`` cell magic).
 
-The tracer itself is ``libmemlens_tracer.so``, preloaded by ``memlens run`` and driven here
-through ``ctypes.PyDLL`` (which keeps the GIL held during calls, as the tracer requires).
+The tracer itself is ``libmemlens_tracer.so``, preloaded by ``memlens run`` (or loaded by
+``record``) and driven here through ``ctypes.PyDLL`` (which keeps the GIL held during calls,
+as the tracer requires).
 """
 
 import atexit
 import ctypes
 import gc
 import os
+import platform
+import subprocess
+import sys
 import threading
 import time
 
@@ -40,6 +45,9 @@ def _load(path):
         lib = ctypes.PyDLL(path)
         lib.memlens_start.argtypes = [ctypes.c_int, ctypes.c_int]
         lib.memlens_start.restype = ctypes.c_int
+        lib.memlens_start_in.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.py_object, ctypes.c_char_p]
+        lib.memlens_start_in.restype = ctypes.c_int
+        lib.memlens_release_thread.restype = None
         lib.memlens_last_error.restype = ctypes.c_char_p
         lib.memlens_stop.restype = None
         lib.memlens_thread_start.argtypes = [ctypes.py_object, ctypes.c_char_p]
@@ -98,14 +106,25 @@ def _take_census(trigger, label=""):
 
 def _start(tracer_path, fd, native, census=True, census_interval=0.0):
     """Starts tracing into the parent's pipe `fd` (called by the bootstrap)."""
-    global _census_on, _census_thread
     lib = _load(tracer_path)
-    if lib.memlens_start(fd, 1 if native else 0) != 0:
+    _check(lib, lib.memlens_start(fd, 1 if native else 0))
+    atexit.register(_stop)
+    _begin(lib, census, census_interval)
+
+
+def _check(lib, rc):
+    if rc != 0:
         raise RuntimeError("memlens: " + lib.memlens_last_error().decode("utf-8", "replace"))
+
+
+def _begin(lib, census, census_interval=0.0):
+    """What every tracing session needs once the tracer runs: new threads handed to the
+    profiler, gc runs reported, and the start census."""
+    global _census_on, _census_thread
     threading.setprofile(_thread_profile)
     gc.callbacks.append(_gc_callback)
-    atexit.register(_stop)
     _census_on = census
+    _census_thread = None
     if census:
         # Imported untraced: the census module is memlens's memory, not the program's.
         lib.memlens_pause(1)
@@ -184,10 +203,94 @@ def load_ipython_extension(ipython):
 
 
 class record:
-    """``with memlens.record("out.memlens"): ...`` -- in-process tracing (not yet available)."""
+    """``with memlens.record("out.memlens"): ...`` traces the block into a recording.
 
-    def __init__(self, path, native=False):
-        raise NotImplementedError(
-            "memlens.record() is not implemented yet; run the program under "
-            "`memlens run script.py` instead"
-        )
+    The same recording ``memlens run`` makes, of part of a running program: Python's
+    allocators, native allocations (``native=False`` to skip them), the call stacks of the
+    thread that enters the block and of threads started inside it, memory samples every
+    ``interval_ms``, gc runs, markers, and object censuses at the start and end (and at
+    each ``memlens.mark()``) unless ``census=False``. Blocks can follow one another (one
+    recording per test, per notebook cell) but not nest, and not inside ``memlens run``.
+    Threads that were already running when the block started are traced without their
+    Python stacks. The recording is complete when the block ends; if the program dies
+    inside it, what was recorded up to then stays readable.
+
+    A separate ``memlens`` process writes the file (found like the ``memlens`` command:
+    ``$MEMLENS_BIN``, this environment's scripts, ``PATH``). Also usable as
+    ``r = memlens.record(path); r.start(); ...; r.stop()``.
+    """
+
+    def __init__(self, path, native=True, census=True, interval_ms=10):
+        self.path = os.fspath(path)
+        self.native = bool(native)
+        self.census = bool(census)
+        self.interval_ms = int(interval_ms)
+        self._sink = None
+
+    def __enter__(self):
+        self._start(sys._getframe(1))  # noqa: SLF001 - the frame the block runs in
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+        return False
+
+    def start(self):
+        """Starts tracing; the calling function is the root of the recorded stacks."""
+        self._start(sys._getframe(1))  # noqa: SLF001
+        return self
+
+    def _start(self, frame):
+        from memlens import _cli
+
+        if is_tracing() or self._sink is not None:
+            raise RuntimeError("memlens is already recording this process (blocks cannot nest)")
+        cmd = [
+            _cli.binary(), "sink", "-o", self.path, "--pid", str(os.getpid()),
+            "--interval", str(self.interval_ms),
+            "--python-version", platform.python_version(),
+            "--python-implementation", platform.python_implementation(),
+            "--cwd", os.getcwd(),
+        ]
+        cmd += ["--native"] * self.native + ["--census"] * self.census
+        cmd += ["--", *sys.argv]
+        r, w = os.pipe()
+        try:
+            sink = subprocess.Popen(cmd, stdin=r, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    env=_cli.clean_env(), start_new_session=True)
+        except BaseException:
+            os.close(w)
+            raise
+        finally:
+            os.close(r)
+        line = sink.stdout.readline().decode("utf-8", "replace")
+        if not line.startswith("ready "):
+            os.close(w)
+            _, err = sink.communicate()
+            msg = err.decode("utf-8", "replace").strip().removeprefix("memlens: error: ")
+            raise OSError(f"memlens.record({self.path!r}): {msg or 'the recorder did not start'}")
+        lib = _load(line[len("ready "):].strip())
+        name = threading.current_thread().name.encode("utf-8", "replace")
+        rc = lib.memlens_start_in(w, 1 if self.native else 0, frame, name)
+        if rc != 0:
+            os.close(w)
+            sink.communicate()
+            _check(lib, rc)
+        self._sink = sink
+        _begin(lib, self.census)
+
+    def stop(self):
+        """Stops tracing and waits until the recording is complete on disk. Idempotent."""
+        sink, self._sink = self._sink, None
+        if sink is None:
+            return
+        try:
+            _stop()
+        finally:
+            threading.setprofile(None)
+            _lib.memlens_release_thread()
+            _, err = sink.communicate()
+        for line in err.decode("utf-8", "replace").splitlines():
+            print(line, file=sys.stderr)
+        if sink.returncode != 0:
+            raise OSError(f"memlens.record({self.path!r}): the recorder failed")

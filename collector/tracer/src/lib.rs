@@ -31,6 +31,7 @@
 //! ```
 
 mod clock;
+mod got;
 mod guard;
 mod native_hooks;
 mod profiler;
@@ -64,16 +65,49 @@ unsafe fn c_bytes<'a>(p: *const c_char) -> &'a [u8] {
     }
 }
 
-/// Starts tracing, writing raw records to `fd`. Returns 0 on success; otherwise
-/// [`memlens_last_error`] says why. Call with the GIL held (ctypes.PyDLL).
-#[no_mangle]
-pub extern "C" fn memlens_start(fd: c_int, native: c_int) -> c_int {
-    match tracing::start(fd, native != 0) {
+fn start_result(r: Result<(), String>) -> c_int {
+    match r {
         Ok(()) => 0,
         Err(msg) => {
             LAST_ERROR.with(|e| *e.borrow_mut() = CString::new(msg).unwrap_or_default());
             -1
         }
+    }
+}
+
+/// Starts tracing at the start of the program (`memlens run`), writing raw records to
+/// `fd`. Returns 0 on success; otherwise [`memlens_last_error`] says why. Call with the
+/// GIL held (ctypes.PyDLL).
+#[no_mangle]
+pub extern "C" fn memlens_start(fd: c_int, native: c_int) -> c_int {
+    start_result(tracing::start(fd, native != 0, std::ptr::null_mut(), b"MainThread"))
+}
+
+/// Starts tracing in the middle of a program (`memlens.record()`): like
+/// [`memlens_start`], with the calling thread's stack seeded from `frame` and its
+/// callers and the thread named `name`. Can follow an earlier [`memlens_stop`].
+///
+/// # Safety
+/// `frame` is a live frame object of the calling thread; `name` is null or
+/// NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn memlens_start_in(
+    fd: c_int,
+    native: c_int,
+    frame: *mut std::ffi::c_void,
+    name: *const c_char,
+) -> c_int {
+    // SAFETY: per the function contract.
+    let name = unsafe { c_bytes(name) };
+    start_result(tracing::start(fd, native != 0, frame, name))
+}
+
+/// Takes the profiler off the calling thread after [`memlens_stop`] (the end of a
+/// `memlens.record()` block). GIL held.
+#[no_mangle]
+pub extern "C" fn memlens_release_thread() {
+    if !tracing::active() {
+        profiler::uninstall_from_current_thread();
     }
 }
 

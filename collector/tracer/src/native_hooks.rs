@@ -1,5 +1,10 @@
 //! The exported libc allocation functions that LD_PRELOAD puts in front of libc's.
 //!
+//! The hooks themselves are the `*_hook` functions, which are not exported: their
+//! addresses are this library's code even when the library was not preloaded and the
+//! exported names resolve to libc's ([`crate::got`] needs them). The exported
+//! functions at the end of the file only call them.
+//!
 //! Each forwards to the real function (see [`crate::real`]); when native tracing is
 //! active and this is the outermost hook on the thread it also records. While the
 //! real functions are being resolved (dlsym may allocate) requests are served from
@@ -20,8 +25,7 @@ fn after_alloc(g: &Guard, p: *mut c_void, size: usize) {
     }
 }
 
-#[no_mangle]
-pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
+pub unsafe extern "C" fn malloc_hook(size: usize) -> *mut c_void {
     let Some(r) = real() else { return BootstrapArena::alloc(size) };
     if !native_active() {
         // SAFETY: forwarding to libc with the caller's arguments.
@@ -34,8 +38,7 @@ pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
     p
 }
 
-#[no_mangle]
-pub unsafe extern "C" fn calloc(n: usize, size: usize) -> *mut c_void {
+pub unsafe extern "C" fn calloc_hook(n: usize, size: usize) -> *mut c_void {
     // The arena is zeroed memory that is never reused, as calloc requires.
     let Some(r) = real() else { return BootstrapArena::alloc(n.saturating_mul(size)) };
     if !native_active() {
@@ -49,15 +52,14 @@ pub unsafe extern "C" fn calloc(n: usize, size: usize) -> *mut c_void {
     p
 }
 
-#[no_mangle]
-pub unsafe extern "C" fn realloc(old: *mut c_void, size: usize) -> *mut c_void {
+pub unsafe extern "C" fn realloc_hook(old: *mut c_void, size: usize) -> *mut c_void {
     if BootstrapArena::contains(old) {
         // Moving a bootstrap block to the real heap: its old size is unknown, but
         // the arena is only used for tiny dlsym buffers, so copy what fits.
-        // SAFETY: malloc is our hook above; the arena block is readable up to the
+        // SAFETY: malloc_hook is our hook above; the arena block is readable up to the
         // arena's end, so copy at most what remains of it.
         unsafe {
-            let p = malloc(size);
+            let p = malloc_hook(size);
             if !p.is_null() {
                 let avail = BootstrapArena::remaining_from(old);
                 std::ptr::copy_nonoverlapping(old.cast::<u8>(), p.cast::<u8>(), size.min(avail));
@@ -83,8 +85,7 @@ pub unsafe extern "C" fn realloc(old: *mut c_void, size: usize) -> *mut c_void {
     p
 }
 
-#[no_mangle]
-pub unsafe extern "C" fn free(p: *mut c_void) {
+pub unsafe extern "C" fn free_hook(p: *mut c_void) {
     if p.is_null() || BootstrapArena::contains(p) {
         return;
     }
@@ -102,8 +103,11 @@ pub unsafe extern "C" fn free(p: *mut c_void) {
     unsafe { (r.free)(p) }
 }
 
-#[no_mangle]
-pub unsafe extern "C" fn posix_memalign(out: *mut *mut c_void, align: usize, size: usize) -> i32 {
+pub unsafe extern "C" fn posix_memalign_hook(
+    out: *mut *mut c_void,
+    align: usize,
+    size: usize,
+) -> i32 {
     let Some(r) = real() else { return libc::ENOMEM };
     let g = Guard::enter(Ctx::Native);
     // SAFETY: forwarding to libc.
@@ -117,7 +121,6 @@ pub unsafe extern "C" fn posix_memalign(out: *mut *mut c_void, align: usize, siz
 
 macro_rules! aligned_hook {
     ($name:ident, $field:ident) => {
-        #[no_mangle]
         pub unsafe extern "C" fn $name(align: usize, size: usize) -> *mut c_void {
             let Some(r) = real() else { return std::ptr::null_mut() };
             let g = Guard::enter(Ctx::Native);
@@ -128,12 +131,11 @@ macro_rules! aligned_hook {
         }
     };
 }
-aligned_hook!(aligned_alloc, aligned_alloc);
-aligned_hook!(memalign, memalign);
+aligned_hook!(aligned_alloc_hook, aligned_alloc);
+aligned_hook!(memalign_hook, memalign);
 
 macro_rules! page_hook {
     ($name:ident, $field:ident) => {
-        #[no_mangle]
         pub unsafe extern "C" fn $name(size: usize) -> *mut c_void {
             let Some(r) = real() else { return std::ptr::null_mut() };
             let g = Guard::enter(Ctx::Native);
@@ -144,8 +146,8 @@ macro_rules! page_hook {
         }
     };
 }
-page_hook!(valloc, valloc);
-page_hook!(pvalloc, pvalloc);
+page_hook!(valloc_hook, valloc);
+page_hook!(pvalloc_hook, pvalloc);
 
 #[inline]
 fn mmap_common(
@@ -175,8 +177,7 @@ fn mmap_common(
     p
 }
 
-#[no_mangle]
-pub unsafe extern "C" fn mmap(
+pub unsafe extern "C" fn mmap_hook(
     addr: *mut c_void,
     len: usize,
     prot: i32,
@@ -188,8 +189,7 @@ pub unsafe extern "C" fn mmap(
     mmap_common(r.mmap, addr, len, prot, flags, fd, off)
 }
 
-#[no_mangle]
-pub unsafe extern "C" fn mmap64(
+pub unsafe extern "C" fn mmap64_hook(
     addr: *mut c_void,
     len: usize,
     prot: i32,
@@ -201,8 +201,7 @@ pub unsafe extern "C" fn mmap64(
     mmap_common(r.mmap64, addr, len, prot, flags, fd, off)
 }
 
-#[no_mangle]
-pub unsafe extern "C" fn munmap(addr: *mut c_void, len: usize) -> i32 {
+pub unsafe extern "C" fn munmap_hook(addr: *mut c_void, len: usize) -> i32 {
     let Some(r) = real() else { return -1 };
     if native_active() {
         let g = Guard::enter(Ctx::Native);
@@ -220,8 +219,7 @@ pub unsafe extern "C" fn munmap(addr: *mut c_void, len: usize) -> i32 {
 
 /// `os._exit()` and friends: flush everything to the parent before the process
 /// disappears without running atexit handlers.
-#[no_mangle]
-pub unsafe extern "C" fn _exit(status: i32) -> ! {
+pub unsafe extern "C" fn _exit_hook(status: i32) -> ! {
     crate::tracing::stop();
     match real() {
         // SAFETY: forwarding to libc; never returns.
@@ -234,8 +232,7 @@ pub unsafe extern "C" fn _exit(status: i32) -> ! {
     }
 }
 
-#[no_mangle]
-pub unsafe extern "C" fn _Exit(status: i32) -> ! {
+pub unsafe extern "C" fn exit_upper_hook(status: i32) -> ! {
     crate::tracing::stop();
     match real() {
         // SAFETY: forwarding to libc; never returns.
@@ -246,4 +243,32 @@ pub unsafe extern "C" fn _Exit(status: i32) -> ! {
             libc::abort()
         },
     }
+}
+
+/// The exported names, each calling its hook.
+macro_rules! export {
+    ($($name:ident => $hook:ident($($arg:ident: $ty:ty),*) -> $ret:ty;)*) => {$(
+        #[no_mangle]
+        pub unsafe extern "C" fn $name($($arg: $ty),*) -> $ret {
+            // SAFETY: the caller's contract is the libc function's, which the hook has.
+            unsafe { $hook($($arg),*) }
+        }
+    )*};
+}
+
+export! {
+    malloc => malloc_hook(size: usize) -> *mut c_void;
+    calloc => calloc_hook(n: usize, size: usize) -> *mut c_void;
+    realloc => realloc_hook(old: *mut c_void, size: usize) -> *mut c_void;
+    free => free_hook(p: *mut c_void) -> ();
+    posix_memalign => posix_memalign_hook(out: *mut *mut c_void, align: usize, size: usize) -> i32;
+    aligned_alloc => aligned_alloc_hook(align: usize, size: usize) -> *mut c_void;
+    memalign => memalign_hook(align: usize, size: usize) -> *mut c_void;
+    valloc => valloc_hook(size: usize) -> *mut c_void;
+    pvalloc => pvalloc_hook(size: usize) -> *mut c_void;
+    mmap => mmap_hook(addr: *mut c_void, len: usize, prot: i32, flags: i32, fd: i32, off: i64) -> *mut c_void;
+    mmap64 => mmap64_hook(addr: *mut c_void, len: usize, prot: i32, flags: i32, fd: i32, off: i64) -> *mut c_void;
+    munmap => munmap_hook(addr: *mut c_void, len: usize) -> i32;
+    _exit => _exit_hook(status: i32) -> !;
+    _Exit => exit_upper_hook(status: i32) -> !;
 }

@@ -7,9 +7,15 @@
 //! qualified name, file and first line goes out on the same thread before any
 //! `Push` that uses the id; other threads can only learn the id later, so the
 //! drain's merge by time keeps `Code` first.
+//!
+//! The descriptions are also kept here ([`CODES`]): a later tracing session starts
+//! by sending all of them ([`replay_codes`]), since threads keep their shadow stacks
+//! between sessions and any of those frames may be sent again. The profile function
+//! stays installed between sessions and keeps the stacks up to date.
 
 use std::ffi::{c_int, c_void};
-use std::sync::atomic::{AtomicIsize, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicIsize, Ordering};
+use std::sync::Mutex;
 
 use memlens_wire::Record;
 
@@ -19,7 +25,40 @@ use crate::thread_state::{with_state, ThreadState};
 use crate::tracing;
 
 static CODE_EXTRA_INDEX: AtomicIsize = AtomicIsize::new(-1);
-static NEXT_CODE_ID: AtomicU32 = AtomicU32::new(0);
+
+/// A code object's description, as its `Code` record says it.
+struct CodeInfo {
+    first_line: u32,
+    qualname: Vec<u8>,
+    filename: Vec<u8>,
+}
+
+impl CodeInfo {
+    fn record(&self, id: u32) -> Record<'_> {
+        Record::Code {
+            id,
+            first_line: self.first_line,
+            qualname: &self.qualname,
+            filename: &self.filename,
+        }
+    }
+}
+
+/// Every code object seen, by id. Locked on a code object's first sight and at a
+/// session's start only (both with the GIL held).
+static CODES: Mutex<Vec<CodeInfo>> = Mutex::new(Vec::new());
+
+/// Appends the `Code` records of every code object seen so far to `buf`, then runs
+/// `then` on it (which sends it and starts the session) before any new code object can
+/// be described: each code id is then either in `buf` or sent through a ring during
+/// the session.
+pub fn replay_codes(mut buf: Vec<u8>, then: impl FnOnce(&[u8])) {
+    let codes = CODES.lock().unwrap_or_else(|e| e.into_inner());
+    for (id, c) in codes.iter().enumerate() {
+        tracing::encode_unthreaded(&c.record(id as u32), &mut buf);
+    }
+    then(&buf);
+}
 
 /// Reserves our slot in code objects' co_extra. Needs the GIL.
 pub fn init(api: &PyApi) -> bool {
@@ -41,13 +80,15 @@ fn code_id(api: &PyApi, st: &mut ThreadState, code: *mut PyObject) -> u32 {
     if unsafe { (api.code_get_extra)(code, idx, &mut extra) } == 0 && !extra.is_null() {
         return (extra as usize - 1) as u32;
     }
-    let id = NEXT_CODE_ID.fetch_add(1, Ordering::Relaxed);
-    let mut qualname = Vec::new();
-    let mut filename = Vec::new();
-    api.attr_str(code, api.name_attr, &mut qualname);
-    api.attr_str(code, c"co_filename", &mut filename);
-    let first_line = api.attr_int(code, c"co_firstlineno").max(0) as u32;
-    st.push(&Record::Code { id, first_line, qualname: &qualname, filename: &filename });
+    let mut info = CodeInfo { first_line: 0, qualname: Vec::new(), filename: Vec::new() };
+    api.attr_str(code, api.name_attr, &mut info.qualname);
+    api.attr_str(code, c"co_filename", &mut info.filename);
+    info.first_line = api.attr_int(code, c"co_firstlineno").max(0) as u32;
+    let mut codes = CODES.lock().unwrap_or_else(|e| e.into_inner());
+    let id = codes.len() as u32;
+    st.push(&info.record(id));
+    codes.push(info);
+    drop(codes);
     // SAFETY: as above; the stored value is an integer, not a pointer to free
     // (we registered no free function).
     unsafe { (api.code_set_extra)(code, idx, (id as usize + 1) as *mut c_void) };
@@ -73,9 +114,6 @@ pub extern "C" fn profile(
     what: c_int,
     _arg: *mut PyObject,
 ) -> c_int {
-    if !tracing::active() {
-        return 0;
-    }
     let _guard = Guard::enter(Ctx::Tracer);
     match what {
         PYTRACE_CALL => {
@@ -93,6 +131,17 @@ pub extern "C" fn profile(
     0
 }
 
+/// Removes the profiler from the calling thread and forgets its shadow stack (the end
+/// of `memlens.record()`: that thread's Python code runs at full speed again; the next
+/// session seeds its stack afresh). Needs the GIL.
+pub fn uninstall_from_current_thread() {
+    let api = api();
+    let _guard = Guard::enter(Ctx::Tracer);
+    // SAFETY: GIL held; removes this thread's C profile function.
+    unsafe { (api.eval_set_profile)(None, std::ptr::null_mut()) };
+    with_state(|st| st.seed(std::iter::empty()));
+}
+
 /// Installs the profiler on the calling thread. With a non-null `frame`, the shadow
 /// stack starts as that frame and its callers (the thread is mid-stack); with null
 /// it starts empty. Needs the GIL.
@@ -101,7 +150,7 @@ pub fn install_on_current_thread(frame: *mut PyObject, name: Option<&[u8]>) {
     let _guard = Guard::enter(Ctx::Tracer);
     with_state(|st| {
         if let Some(name) = name {
-            st.push(&Record::ThreadName { name });
+            st.set_name(name);
         }
         let mut frames = Vec::new();
         let mut f = frame;

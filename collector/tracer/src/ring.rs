@@ -220,6 +220,19 @@ pub fn drain_all(cutoff: u64, scratch: &mut Vec<Vec<u8>>, out: &mut Vec<u8>) -> 
     out.len() - before
 }
 
+/// Empties every ring without reading it (records left from a finished session).
+/// Call with the drain lock held.
+pub fn discard_all() {
+    let mut cur = RINGS.load(Ordering::Acquire);
+    while !cur.is_null() {
+        // SAFETY: rings are never unmapped once linked.
+        let ring = unsafe { &*cur };
+        let head = ring.head.load(Ordering::Acquire);
+        ring.tail.store(head, Ordering::Release);
+        cur = ring.next.load(Ordering::Acquire);
+    }
+}
+
 /// k-way merge of per-thread record runs by timestamp; ties keep run order.
 fn merge(runs: &[Vec<u8>], out: &mut Vec<u8>) {
     if runs.len() == 1 {

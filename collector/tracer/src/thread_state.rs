@@ -5,6 +5,10 @@
 //! already knows (`emitted`) and, right before an allocation record, sends only the
 //! difference as `Pop(n)` + `Push(code, line)` records.
 //!
+//! Each tracing session (see [`crate::tracing`]) starts with nothing known: the first
+//! record a thread sends in a session is preceded by its `ThreadStart` (and name), and
+//! its whole stack is sent again.
+//!
 //! Line numbers are lazy too: a frame that is not on top is suspended at its call
 //! site, so its line cannot change until it is on top again. `clean` is the number of
 //! bottom frames whose (code, line) is known to match what was emitted; only frames
@@ -20,6 +24,7 @@ use memlens_wire::Record;
 
 use crate::python_api::{api, PyObject};
 use crate::ring::Ring;
+use crate::tracing;
 
 /// A shadow-stack frame. `frame` is a strong reference, taken at CALL and released
 /// at RETURN: if another profiler replaces ours (cProfile, `sys.setprofile`) and the
@@ -33,6 +38,11 @@ struct Entry {
 
 pub struct ThreadState {
     pub index: u32,
+    /// The session this thread last introduced itself to.
+    session: u32,
+    os_tid: u64,
+    /// The OS thread name, then the Python one once known.
+    name: Vec<u8>,
     ring: &'static Ring,
     stack: Vec<Entry>,
     emitted: Vec<(u32, u32)>,
@@ -85,8 +95,15 @@ fn os_tid() -> u64 {
 }
 
 fn create() -> *mut ThreadState {
+    let mut name = [0u8; 16];
+    // SAFETY: 16 bytes is the documented maximum for thread names, NUL included.
+    unsafe { libc::pthread_getname_np(libc::pthread_self(), name.as_mut_ptr().cast(), 16) };
+    let name_len = name.iter().position(|&b| b == 0).unwrap_or(16);
     let st = Box::into_raw(Box::new(ThreadState {
         index: NEXT_INDEX.fetch_add(1, Ordering::Relaxed),
+        session: 0,
+        os_tid: os_tid(),
+        name: name[..name_len].to_vec(),
         ring: Ring::acquire(),
         stack: Vec::new(),
         emitted: Vec::new(),
@@ -100,13 +117,6 @@ fn create() -> *mut ThreadState {
         // SAFETY: key was created by init_key; st is a valid pointer we own.
         unsafe { libc::pthread_setspecific(key, st.cast()) };
     }
-    let mut name = [0u8; 16];
-    // SAFETY: 16 bytes is the documented maximum for thread names, NUL included.
-    unsafe { libc::pthread_getname_np(libc::pthread_self(), name.as_mut_ptr().cast(), 16) };
-    let name_len = name.iter().position(|&b| b == 0).unwrap_or(16);
-    // SAFETY: st was just allocated and is not shared yet.
-    let s = unsafe { &mut *st };
-    s.push(&Record::ThreadStart { os_tid: os_tid(), name: &name[..name_len] });
     st
 }
 
@@ -124,19 +134,46 @@ pub fn with_state<R>(f: impl FnOnce(&mut ThreadState) -> R) -> Option<R> {
     }
     // SAFETY: p is this thread's own Box, only ever used from this thread, and the
     // re-entrancy guard keeps hooks from nesting into a second &mut.
-    Some(f(unsafe { &mut *p }))
+    let st = unsafe { &mut *p };
+    let session = tracing::session();
+    if st.session != session && tracing::active() {
+        st.join_session(session);
+    }
+    Some(f(st))
 }
 
 impl ThreadState {
-    /// Sends one record.
+    /// Introduces the thread to a new session: name, and no stack known yet.
+    #[cold]
+    fn join_session(&mut self, session: u32) {
+        self.session = session;
+        self.emitted.clear();
+        self.clean = 0;
+        let name = std::mem::take(&mut self.name);
+        self.push(&Record::ThreadStart { os_tid: self.os_tid, name: &name });
+        self.name = name;
+    }
+
+    /// Sets the thread's (Python) name and sends it.
+    pub fn set_name(&mut self, name: &[u8]) {
+        self.name = name.to_vec();
+        self.push(&Record::ThreadName { name });
+    }
+
+    /// Sends one record (nothing between sessions: no one drains the ring then).
     #[inline]
     pub fn push(&mut self, rec: &Record<'_>) {
-        self.ring.push_all(self.index, std::slice::from_ref(rec), &mut self.scratch);
+        if tracing::active() {
+            self.ring.push_all(self.index, std::slice::from_ref(rec), &mut self.scratch);
+        }
     }
 
     /// Sends the stack changes since the last event, then `rec`, as one batch.
     #[inline]
     pub fn push_with_stack(&mut self, rec: Record<'static>) {
+        if !tracing::active() {
+            return;
+        }
         self.batch.clear();
         self.diff_stack();
         self.batch.push(rec);

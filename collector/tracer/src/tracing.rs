@@ -2,10 +2,17 @@
 //!
 //! The drain thread wakes every [`DRAIN_PERIOD`], takes a cutoff T = now, pops every
 //! record stamped <= T from every ring, merges them by time and writes the batch to
-//! the pipe. Stopping (atexit, `_exit`) turns recording off and drains everything
-//! synchronously, then sends `Stop` and closes the pipe.
+//! the pipe. Stopping (atexit, `_exit`, the end of `memlens.record()`) turns recording
+//! off and drains everything synchronously, then sends `Stop` and closes the pipe.
+//!
+//! Tracing can start again after a stop, into a new pipe (one `memlens.record()` block
+//! after another, one recording per test). Each start begins a new *session*: every
+//! thread re-introduces itself and re-sends its whole stack before its next record
+//! (see [`crate::thread_state`]), and the descriptions of every code object seen so
+//! far are sent right after `Hello` (see [`crate::profiler`]), so each recording is
+//! complete on its own. The drain thread outlives sessions and idles between them.
 
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, Ordering};
 use std::time::Duration;
 
 use memlens_wire::{AllocKind, Header, Hello, Record, PROTOCOL};
@@ -31,9 +38,19 @@ const BUSY_BYTES: usize = 256 * 1024;
 static ACTIVE: AtomicBool = AtomicBool::new(false);
 static NATIVE: AtomicBool = AtomicBool::new(false);
 static FD: AtomicI32 = AtomicI32::new(-1);
-/// Held by whoever is draining (the drain thread or the final stop).
+/// Held by whoever is draining or switching the pipe (the drain thread, start, stop).
 static DRAIN_LOCK: AtomicBool = AtomicBool::new(false);
-static STOPPING: AtomicBool = AtomicBool::new(false);
+static DRAIN_STARTED: AtomicBool = AtomicBool::new(false);
+/// The current session's number (0: tracing never started).
+static SESSION: AtomicU32 = AtomicU32::new(0);
+
+/// Between sessions the drain thread only checks, rarely, whether a new one started.
+const IDLE_PERIOD: Duration = Duration::from_millis(50);
+
+#[inline]
+pub fn session() -> u32 {
+    SESSION.load(Ordering::Acquire)
+}
 
 #[inline]
 pub fn active() -> bool {
@@ -131,23 +148,38 @@ impl Drainer {
 fn drain_thread() {
     let mut d = Drainer { scratch: Vec::new(), out: Vec::new() };
     let mut moved = 0;
-    while !STOPPING.load(Ordering::Acquire) {
+    loop {
+        if !active() {
+            std::thread::sleep(IDLE_PERIOD);
+            continue;
+        }
         if moved < BUSY_BYTES {
             std::thread::sleep(DRAIN_PERIOD);
         }
         lock_drain();
-        moved = 0;
-        if !STOPPING.load(Ordering::Acquire) {
-            moved = d.drain(now_ns().saturating_sub(MERGE_MARGIN_NS));
-        }
+        moved = if active() { d.drain(now_ns().saturating_sub(MERGE_MARGIN_NS)) } else { 0 };
         unlock_drain();
     }
 }
 
-/// Why [`start`] failed, as a message for the Python side.
-pub fn start(fd: i32, native: bool) -> Result<(), String> {
+/// Appends `rec`, as a record of no thread stamped now, to `buf`.
+pub fn encode_unthreaded(rec: &Record<'_>, buf: &mut Vec<u8>) {
+    let start = buf.len();
+    buf.resize(start + rec.encoded_len(), 0);
+    rec.encode_into(Header { time_ns: now_ns(), thread: NO_THREAD }, &mut buf[start..]);
+}
+
+/// Starts a session writing to `fd` (which tracing then owns and closes at [`stop`]).
+/// The calling thread's shadow stack starts as `frame` and its callers (null: empty).
+/// Needs the GIL. Errors are messages for the Python side.
+pub fn start(
+    fd: i32,
+    native: bool,
+    frame: *mut python_api::PyObject,
+    thread_name: &[u8],
+) -> Result<(), String> {
     if active() {
-        return Err("memlens tracing is already active in this process".into());
+        return Err("memlens is already recording in this process".into());
     }
     let _g = guard::Guard::enter(guard::Ctx::Tracer);
     crate::real::real();
@@ -155,31 +187,52 @@ pub fn start(fd: i32, native: bool) -> Result<(), String> {
     if !crate::profiler::init(api) {
         return Err("cannot reserve a code-object extra slot".into());
     }
+    if native {
+        crate::got::install()?;
+    }
+    thread_state::init_key();
+    if SESSION.load(Ordering::Relaxed) == 0 {
+        // SAFETY: registering a fork handler with the required signature.
+        unsafe { libc::pthread_atfork(None, None, Some(after_fork_in_child)) };
+    }
     // The fd is for us alone: don't leak it into programs the traced one execs.
     // SAFETY: fcntl on an fd number; failure is harmless.
     unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
-    FD.store(fd, Ordering::Relaxed);
-    thread_state::init_key();
-    // SAFETY: registering a fork handler with the required signature.
-    unsafe { libc::pthread_atfork(None, None, Some(after_fork_in_child)) };
 
-    // Hello goes straight to the pipe so it precedes every ring record.
-    let hello = Record::Hello(Hello {
-        protocol: PROTOCOL,
-        pid: std::process::id(),
-        python_major: api.major,
-        python_minor: api.minor,
-        native,
-    });
-    let mut buf = vec![0u8; hello.encoded_len()];
-    hello.encode_into(Header { time_ns: now_ns(), thread: NO_THREAD }, &mut buf);
-    write_all(fd, &buf);
-
+    lock_drain();
+    // Records a thread pushed while the last session was stopping belong to no one.
+    ring::discard_all();
+    let old = FD.swap(fd, Ordering::AcqRel);
+    if old >= 0 {
+        // SAFETY: the pipe of a session that ended by a write error; we own it.
+        unsafe { libc::close(old) };
+    }
+    SESSION.fetch_add(1, Ordering::AcqRel);
+    // Hello, then every code object described so far, straight to the pipe: they
+    // precede every ring record of the session.
+    let mut buf = Vec::new();
+    encode_unthreaded(
+        &Record::Hello(Hello {
+            protocol: PROTOCOL,
+            pid: std::process::id(),
+            python_major: api.major,
+            python_minor: api.minor,
+            native,
+        }),
+        &mut buf,
+    );
     crate::pymem_hooks::install(api);
-    ACTIVE.store(true, Ordering::Release);
-    NATIVE.store(native, Ordering::Release);
-    crate::profiler::install_on_current_thread(std::ptr::null_mut(), Some(b"MainThread"));
-    spawn_drain_thread()
+    crate::profiler::replay_codes(buf, |buf| {
+        write_all(fd, buf);
+        ACTIVE.store(true, Ordering::Release);
+        NATIVE.store(native, Ordering::Release);
+    });
+    unlock_drain();
+    crate::profiler::install_on_current_thread(frame, Some(thread_name));
+    if DRAIN_STARTED.swap(true, Ordering::AcqRel) {
+        return Ok(());
+    }
+    spawn_drain_thread().inspect_err(|_| DRAIN_STARTED.store(false, Ordering::Release))
 }
 
 /// A raw pthread rather than std::thread: std's thread start-up allocates before our
@@ -212,14 +265,13 @@ pub fn stop() {
     NATIVE.store(false, Ordering::Release);
     let _g = guard::Guard::enter(guard::Ctx::Tracer);
     lock_drain();
-    STOPPING.store(true, Ordering::Release);
     let mut d = Drainer { scratch: Vec::new(), out: Vec::new() };
     d.drain(u64::MAX);
     let fd = FD.swap(-1, Ordering::AcqRel);
     if fd >= 0 {
-        let mut buf = [0u8; 32];
-        let n = Record::Stop.encode_into(Header { time_ns: now_ns(), thread: NO_THREAD }, &mut buf);
-        write_all(fd, &buf[..n.unwrap_or(0)]);
+        let mut buf = Vec::new();
+        encode_unthreaded(&Record::Stop, &mut buf);
+        write_all(fd, &buf);
         // SAFETY: closing the fd we own; the parent sees EOF.
         unsafe { libc::close(fd) };
     }
@@ -229,8 +281,11 @@ pub fn stop() {
 extern "C" fn after_fork_in_child() {
     // A forked child (multiprocessing, subprocess before exec) must not write into
     // the parent's pipe, nor keep it open (the parent waits for EOF).
+    // Only the forking thread lives on in the child: no drain thread, no lock holder.
     ACTIVE.store(false, Ordering::Relaxed);
     NATIVE.store(false, Ordering::Relaxed);
+    DRAIN_STARTED.store(false, Ordering::Relaxed);
+    DRAIN_LOCK.store(false, Ordering::Relaxed);
     let fd = FD.swap(-1, Ordering::Relaxed);
     if fd >= 0 {
         // SAFETY: closing our copy of the pipe in the child.

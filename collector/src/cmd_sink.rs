@@ -1,0 +1,114 @@
+//! `memlens sink` (hidden): the recording process of `memlens.record()`.
+//!
+//! `with memlens.record("out.memlens"):` traces a block of a running program: Python
+//! starts this command with the read end of a pipe as stdin, waits for its `ready`
+//! line (the output file exists and the tracer library's path follows), loads the
+//! tracer and starts it on the pipe's write end. From then on this process is what
+//! `memlens run`'s parent is to a traced program: it replays the tracer's records
+//! into the recording, samples the program's memory (without its own) and flushes the
+//! file every 100 ms, until the tracer says goodbye and closes the pipe at the end of
+//! the block, or the program dies (the pipe closes without a goodbye; the recording is
+//! complete up to then). It runs in its own session, so a Ctrl-C meant for the program
+//! does not cut the recording short.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use memlens_format::{CaptureOptions, Meta, RecordingWriter};
+
+use crate::child_memory::tree_memory_except;
+use crate::cmd_run::{record_loop, spawn_reader};
+use crate::host::monotonic_ns;
+use crate::python_env::find_tracer;
+use crate::recorder::Recorder;
+
+/// Arguments of `memlens sink`, all given by the `memlens` Python package.
+#[derive(Debug, clap::Args)]
+pub struct SinkArgs {
+    /// The recording to write.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: PathBuf,
+    /// The traced process.
+    #[arg(long)]
+    pub pid: u32,
+    /// Milliseconds between memory samples.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub interval: u64,
+    /// Native allocations are traced too.
+    #[arg(long)]
+    pub native: bool,
+    /// Object censuses are taken.
+    #[arg(long)]
+    pub census: bool,
+    /// `platform.python_version()` of the traced interpreter.
+    #[arg(long, default_value = "")]
+    pub python_version: String,
+    /// `platform.python_implementation()`.
+    #[arg(long, default_value = "CPython")]
+    pub python_implementation: String,
+    /// Working directory of the traced program.
+    #[arg(long, default_value = "")]
+    pub cwd: String,
+    /// The traced program's command line (`sys.argv`).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub argv: Vec<String>,
+}
+
+pub fn run(a: SinkArgs) -> Result<i32> {
+    let tracer = find_tracer()?;
+    let file = File::create(&a.output)
+        .with_context(|| format!("cannot write output file {}", a.output.display()))?;
+    let capture = CaptureOptions {
+        python_allocators: true,
+        native: a.native,
+        rss_only: false,
+        sample_interval_us: a.interval * 1000,
+    };
+    let meta = Meta {
+        python_version: a.python_version,
+        python_implementation: a.python_implementation,
+        extra: vec![
+            ("census".to_owned(), if a.census { "on" } else { "off" }.to_owned()),
+            ("mode".to_owned(), "memlens.record()".to_owned()),
+        ],
+        ..crate::host::meta(a.pid, a.argv, a.cwd, capture)
+    };
+    let writer = RecordingWriter::new(BufWriter::with_capacity(1 << 20, file), &meta)
+        .with_context(|| format!("cannot write output file {}", a.output.display()))?;
+    let recorder = Recorder::new(writer, monotonic_ns());
+    // SAFETY: fd 0 is our stdin, the pipe Python gave us; nothing else uses it.
+    let pipe = File::from(unsafe { OwnedFd::from_raw_fd(0) });
+    let rx = spawn_reader(pipe)?;
+    {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "ready {}", tracer.display())?;
+        out.flush()?;
+    }
+    let (pid, me) = (a.pid, std::process::id());
+    let (recorder, feed_error) = record_loop(
+        recorder,
+        rx,
+        || tree_memory_except(pid, Some(me)),
+        Duration::from_millis(a.interval),
+        Arc::new(AtomicU64::new(0)),
+    )?;
+    let stopped = recorder.stopped();
+    let w = recorder.finish(monotonic_ns(), None, None)?;
+    w.into_inner()
+        .map_err(|e| e.into_error())
+        .and_then(|f| f.sync_all())
+        .with_context(|| format!("cannot write output file {}", a.output.display()))?;
+    if let Some(e) = feed_error {
+        eprintln!("memlens: warning: stopped reading the tracer's data early: {e:#}");
+    }
+    if !stopped {
+        eprintln!("memlens: warning: the traced program ended inside memlens.record()");
+    }
+    Ok(0)
+}
