@@ -9,7 +9,8 @@
 //! file every 100 ms, until the tracer says goodbye and closes the pipe at the end of
 //! the block, or the program dies (the pipe closes without a goodbye; the recording is
 //! complete up to then). It runs in its own session, so a Ctrl-C meant for the program
-//! does not cut the recording short.
+//! does not cut the recording short. Its last line on stdout gives the block's peak and
+//! what it left allocated (`done peak=N left=N`).
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -99,6 +100,7 @@ pub fn run(a: SinkArgs) -> Result<i32> {
         Arc::new(AtomicU64::new(0)),
     )?;
     let stopped = recorder.stopped();
+    let (peak, left) = (recorder.summary().peak_heap, recorder.heap());
     let w = recorder.finish(monotonic_ns(), None, None)?;
     w.into_inner()
         .map_err(|e| e.into_error())
@@ -110,5 +112,8 @@ pub fn run(a: SinkArgs) -> Result<i32> {
     if !stopped {
         eprintln!("memlens: warning: the traced program ended inside memlens.record()");
     }
+    // The block's figures, for `record.peak_bytes` / `leaked_bytes` (the pytest plugin's
+    // limits) without reading the file back.
+    println!("done peak={peak} left={left}");
     Ok(0)
 }

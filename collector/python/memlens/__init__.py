@@ -95,11 +95,13 @@ def _gc_callback(phase, info):
 
 
 def _take_census(trigger, label=""):
+    """`trigger` names one of _census's START/MARK/EXIT (that module is imported, untraced,
+    by _begin, only when censuses are on)."""
     if _census_on and _lib is not None and _lib.memlens_active():
         from memlens import _census as c
 
         try:
-            c.census(_lib, trigger, label)
+            c.census(_lib, getattr(c, trigger), label)
         except Exception:  # noqa: BLE001 - a census must never break the program
             pass
 
@@ -133,7 +135,7 @@ def _begin(lib, census, census_interval=0.0):
         finally:
             lib.memlens_pause(0)
 
-        _take_census(c.START)
+        _take_census("START")
         if census_interval > 0:
             _census_thread = c.IntervalThread(lib, census_interval)
             _census_thread.start()
@@ -144,9 +146,7 @@ def _stop():
     if _lib is not None:
         if _census_thread is not None:
             _census_thread.stop()
-        from memlens import _census as c
-
-        _take_census(c.EXIT)
+        _take_census("EXIT")
         _census_on = False
         _lib.memlens_stop()
         try:
@@ -164,9 +164,7 @@ def mark(label):
     """Puts a marker named `label` on the recording's timeline (no-op when not tracing)."""
     if _lib is not None:
         _lib.memlens_mark(str(label).encode("utf-8", "replace"))
-        from memlens import _census as c
-
-        _take_census(c.MARK, label)
+        _take_census("MARK", label)
 
 
 def _delimiter(label):
@@ -215,6 +213,9 @@ class record:
     Python stacks. The recording is complete when the block ends; if the program dies
     inside it, what was recorded up to then stays readable.
 
+    After the block, ``peak_bytes`` is the high-water mark of the memory allocated inside
+    it and not yet freed, and ``leaked_bytes`` what it left allocated at its end.
+
     A separate ``memlens`` process writes the file (found like the ``memlens`` command:
     ``$MEMLENS_BIN``, this environment's scripts, ``PATH``). Also usable as
     ``r = memlens.record(path); r.start(); ...; r.stop()``.
@@ -225,6 +226,8 @@ class record:
         self.native = bool(native)
         self.census = bool(census)
         self.interval_ms = int(interval_ms)
+        self.peak_bytes = None
+        self.leaked_bytes = None
         self._sink = None
 
     def __enter__(self):
@@ -289,8 +292,14 @@ class record:
         finally:
             threading.setprofile(None)
             _lib.memlens_release_thread()
-            _, err = sink.communicate()
+            out, err = sink.communicate()
         for line in err.decode("utf-8", "replace").splitlines():
             print(line, file=sys.stderr)
         if sink.returncode != 0:
             raise OSError(f"memlens.record({self.path!r}): the recorder failed")
+        for word in out.decode("ascii", "replace").split():
+            key, _, value = word.partition("=")
+            if key == "peak":
+                self.peak_bytes = int(value)
+            elif key == "left":
+                self.leaked_bytes = int(value)

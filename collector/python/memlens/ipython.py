@@ -1,10 +1,9 @@
 """IPython/Jupyter: ``%load_ext memlens``, then a cell starting with ``%%memlens`` is recorded.
 
-The cell runs in a **separate Python process** under ``memlens run -c`` (memlens cannot start
-tracing inside a running interpreter yet): the notebook's variables and imports are *not*
-visible to it, and variables it defines do not come back. Its output is shown; the result is
-a short text summary and the single-file memlens report in an iframe (``srcdoc``, so the
-notebook file holds everything and opens offline).
+The cell runs in the kernel as usual (it sees the notebook's variables, and what it defines
+stays), inside ``memlens.record()``. Its output is shown; the result is a short text summary
+and the single-file memlens report in an iframe (``srcdoc``, so the notebook file holds
+everything and opens offline).
 
 Options: ``%%memlens --no-native`` (Python allocators only), ``%%memlens -o FILE`` (keep the
 recording), ``%%memlens --height 500`` (iframe height in pixels).
@@ -15,9 +14,9 @@ import html
 import json
 import os
 import shlex
-import sys
 import tempfile
 
+import memlens
 from memlens import _cli
 
 
@@ -32,11 +31,11 @@ class CellReport:
     """What ``%%memlens`` returns: shown as text in a terminal, as summary + viewer in a
     notebook."""
 
-    def __init__(self, summary, report_html, recording, exit_code, height):
+    def __init__(self, summary, report_html, recording, error, height):
         self.summary = summary
         self.report_html = report_html
         self.recording = recording
-        self.exit_code = exit_code
+        self.error = error
         self.height = height
 
     def text(self):
@@ -46,8 +45,8 @@ class CellReport:
             f"{_fmt(s['leaked_bytes'])} still allocated at the end, "
             f"{s['alloc_count']} allocations ({_fmt(s['alloc_bytes'])} in total)"
         ]
-        if self.exit_code:
-            lines.append(f"memlens: the cell failed (exit status {self.exit_code})")
+        if self.error is not None:
+            lines.append(f"memlens: the cell raised {type(self.error).__name__}: {self.error}")
         for site in s["top_at_peak"][:3]:
             where = f"  {site['file']}:{site['line']}" if site["file"] else ""
             lines.append(f"  {_fmt(site['bytes']):>10}  {site['function']}{where}")
@@ -77,20 +76,13 @@ def _parser():
     return p
 
 
-def record_cell(line, cell):
-    """Runs `cell` under ``memlens run -c`` and returns a :class:`CellReport`."""
+def record_cell(shell, line, cell):
+    """Runs `cell` in `shell` inside ``memlens.record()`` and returns a :class:`CellReport`."""
     opts = _parser().parse_args(shlex.split(line))
     with tempfile.TemporaryDirectory(prefix="memlens-cell-") as tmp:
         recording = opts.output or os.path.join(tmp, "cell.memlens")
-        args = ["run", "-q", "--python", sys.executable, "-o", recording]
-        if opts.no_native:
-            args.append("--no-native")
-        done = _cli.run([*args, "-c", cell], capture_output=True)
-        # The cell's own output, as if it had run here.
-        sys.stdout.write(done.stdout)
-        sys.stderr.write(done.stderr)
-        if not os.path.isfile(recording):
-            raise RuntimeError(f"memlens run wrote no recording (exit status {done.returncode})")
+        with memlens.record(recording, native=not opts.no_native):
+            result = shell.run_cell(cell)
         summary = _cli.run(["summary", "--json", recording], capture_output=True, check=True)
         page = os.path.join(tmp, "report.html")
         report = _cli.run(["report", "--single-file", "-o", page, recording], capture_output=True)
@@ -99,12 +91,12 @@ def record_cell(line, cell):
             with open(page, encoding="utf-8") as f:
                 report_html = f.read()
         else:
-            sys.stderr.write(f"memlens: no viewer report: {report.stderr.strip()}\n")
+            shell.write_err(f"memlens: no viewer report: {report.stderr.strip()}\n")
         return CellReport(
             json.loads(summary.stdout),
             report_html,
             opts.output,
-            done.returncode,
+            result.error_before_exec or result.error_in_exec,
             opts.height,
         )
 
@@ -116,8 +108,7 @@ def load_ipython_extension(ipython):
     class MemlensMagics(Magics):
         @cell_magic
         def memlens(self, line, cell):
-            """Record this cell's memory in a separate process (notebook variables are not
-            available to it); show a summary and the memlens viewer."""
-            return record_cell(line, cell)
+            """Record this cell's memory; show a summary and the memlens viewer."""
+            return record_cell(self.shell, line, cell)
 
     ipython.register_magics(MemlensMagics)

@@ -1,48 +1,39 @@
 """pytest plugin: ``pytest --memlens`` records how much memory each test uses.
 
-Design (memlens cannot start tracing inside a running interpreter yet):
+Each test's call phase (the test function, not its fixtures) runs inside
+``memlens.record()``, which writes one recording per test into ``<dir>/tests/`` and gives the
+test's peak and what it left allocated as soon as it returns. So:
 
-1. The pytest you started (the *outer* session) runs no tests. It re-runs the same command
-   line as ``memlens run -m pytest ARGS`` (the same interpreter, the same directory) and
-   waits for it.
-2. In that traced session, each test's call phase (the test function, not its fixtures) is
-   wrapped in ``begin: NODEID`` / ``end: NODEID`` markers.
-3. A test with ``@pytest.mark.limit_memory("24 MB")`` or ``@pytest.mark.limit_leaks("1 MB")``
-   is checked right after it runs: the plugin waits until memlens has written the test's end
-   marker to the recording (memlens flushes it every 100 ms), reads the test's figures with
-   ``memlens spans --json --name NODEID`` and fails the test, naming the top call sites, when
-   it is over its limit. Other tests cost no waiting.
-4. When the traced session ends, the outer session reads every test's figures from the
-   recording, writes ``<dir>/tests.json``, prints the tests with the highest peaks and, with
-   ``--memlens-compare OLD_DIR``, fails (exit status 1) on tests whose peak grew beyond the
-   threshold.
+- ``@pytest.mark.limit_memory("24 MB")`` / ``@pytest.mark.limit_leaks("1 MB")`` fail the
+  test right away when it is over its limit, naming the top call sites (read from the test's
+  recording with ``memlens summary --json``, only for a test that failed its limit);
+- at the end, ``<dir>/tests.json`` lists every test's figures and recording, the tests with
+  the highest peaks are printed, and ``--memlens-compare OLD_DIR`` fails the session (exit
+  status 1) on tests whose peak grew beyond the threshold.
+
+It works the same with pytest-xdist: each worker records its own tests; the figures reach
+the controller with the test reports (``user_properties``).
 
 A test's *peak* is the high-water mark of the memory it allocated and had not yet freed;
 its *leaks* are what it allocated and had not freed when it returned (objects kept alive by
 caches or globals count). Python and native (malloc/mmap) allocations both count.
-
-Limits: with pytest-xdist (``-n``) the tests run in worker processes that memlens does not
-trace, so ``--memlens`` only warns and runs the session unrecorded; run without ``-n`` to
-record. Everything (collection, fixtures) runs under the tracer, which is slower than plain
-pytest.
 """
 
+import hashlib
 import json
 import os
 import re
-import subprocess
+import shutil
 import sys
-import time
 
 import pytest
 
 import memlens
 from memlens import _cli
 
-# Set in the traced session: where its recording is being written.
-_RECORDING_ENV = "MEMLENS_PYTEST_RECORDING"
 _RESULTS = "tests.json"
-_SESSION = "session.memlens"
+_TESTS = "tests"
+_PROPERTY = "memlens"
 
 _UNITS = {
     "": 1,
@@ -78,13 +69,13 @@ def pytest_addoption(parser):
     group.addoption(
         "--memlens",
         action="store_true",
-        help="record each test's memory (re-runs the session under `memlens run`)",
+        help="record each test's memory (one recording per test in --memlens-dir)",
     )
     group.addoption(
         "--memlens-dir",
         metavar="DIR",
         default=".memlens",
-        help="where to put the recording and tests.json (default: .memlens)",
+        help="where to put the recordings and tests.json (default: .memlens)",
     )
     group.addoption(
         "--memlens-compare",
@@ -122,126 +113,82 @@ def pytest_configure(config):
         "markers",
         "limit_leaks(size): with --memlens, fail the test if it leaves more than size allocated",
     )
-
-
-def _xdist_in_use(config):
-    n = config.getoption("numprocesses", default=None)
-    return bool(n) or config.getoption("dist", default="no") != "no"
-
-
-def _traced_session():
-    return bool(os.environ.get(_RECORDING_ENV)) and memlens.is_tracing()
-
-
-# ---------------------------------------------------------------------------- outer session
-@pytest.hookimpl(tryfirst=True)
-def pytest_cmdline_main(config):
-    if not config.getoption("memlens") or os.environ.get(_RECORDING_ENV):
-        return None
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        return None
-    if _xdist_in_use(config):
-        sys.stderr.write(
-            "memlens: --memlens does not record under pytest-xdist (-n): the tests run in "
-            "worker processes that memlens does not trace; running without recording\n"
-        )
-        return None
-    root = str(config.invocation_params.dir)
-    out_dir = os.path.join(root, config.getoption("memlens_dir"))
-    os.makedirs(out_dir, exist_ok=True)
-    recording = os.path.join(out_dir, _SESSION)
-    cmd = [
-        _cli.binary(),
-        "run",
-        "-q",
-        "--python",
-        sys.executable,
-        "-o",
-        recording,
-        "-m",
-        "pytest",
-        # The bootstrap imported this package before pytest could mark it for rewriting.
-        "-W",
-        "ignore:Module already imported so cannot be rewritten; memlens"
-        ":pytest.PytestAssertRewriteWarning",
-        *config.invocation_params.args,
-    ]
-    env = _cli.clean_env({_RECORDING_ENV: recording})
-    code = subprocess.run(cmd, cwd=root, env=env).returncode
-    if code not in (0, 1) or not os.path.isfile(recording):
-        return code  # usage error, interrupted, crashed: nothing to report on
-    tests = _spans(recording)
-    with open(os.path.join(out_dir, _RESULTS), "w") as f:
-        json.dump({"schema": 1, "recording": _SESSION, "tests": tests}, f, indent=1)
-    _print_top(tests, config.getoption("memlens_top"), out_dir)
-    old = config.getoption("memlens_compare")
-    if old:
-        growth = parse_size(config.getoption("memlens_min_growth"))
-        if _compare(tests, old, config.getoption("memlens_threshold"), growth) and code == 0:
-            code = 1
-    return code
-
-
-def _spans(recording, name=None):
-    args = ["spans", "--json", recording]
-    if name is not None:
-        args[2:2] = ["--name", name]
-    done = _cli.run(args, capture_output=True)
-    if done.returncode != 0:
-        raise RuntimeError(f"memlens spans failed: {done.stderr.strip()}")
-    return json.loads(done.stdout)["spans"]
-
-
-def _print_top(tests, top, out_dir):
-    w = sys.stdout.write
-    w(f"\nmemlens: {len(tests)} tests recorded in {out_dir}/{_SESSION}")
-    w(" (open it with `memlens view`)\n")
-    if not tests or top <= 0:
+    if not config.getoption("memlens"):
         return
-    w(f"memlens: top {min(top, len(tests))} tests by peak memory\n")
-    w(f"  {'peak':>10}  {'leaked':>10}  test\n")
-    for t in sorted(tests, key=lambda t: -t["peak_bytes"])[:top]:
-        w(f"  {format_size(t['peak_bytes']):>10}  {format_size(t['leaked_bytes']):>10}  {t['name']}\n")
+    worker = getattr(config, "workerinput", None)
+    if worker is not None:
+        out_dir = worker["memlens_dir"]
+    else:
+        out_dir = os.path.join(str(config.invocation_params.dir), config.getoption("memlens_dir"))
+        # A fresh set of recordings for this run (the folder's other files are left alone).
+        shutil.rmtree(os.path.join(out_dir, _TESTS), ignore_errors=True)
+        os.makedirs(os.path.join(out_dir, _TESTS), exist_ok=True)
+    config.stash[_STATE] = _State(out_dir, controller=worker is None)
 
 
-def _compare(tests, old_dir, threshold_pct, min_growth):
-    """Prints the tests whose peak grew beyond the threshold; returns whether any did."""
-    path = os.path.join(old_dir, _RESULTS)
-    try:
-        with open(path) as f:
-            old = {t["name"]: t for t in json.load(f)["tests"]}
-    except OSError as e:
-        sys.stdout.write(f"memlens: cannot compare: {e}\n")
-        return True
-    worse = []
-    for t in tests:
-        before = old.get(t["name"])
-        if before is None:
-            continue
-        a, b = before["peak_bytes"], t["peak_bytes"]
-        if b - a > min_growth and b > a * (1 + threshold_pct / 100):
-            worse.append((t["name"], a, b))
-    if not worse:
-        sys.stdout.write(f"memlens: no test's peak grew more than {threshold_pct:g}% vs {old_dir}\n")
-        return False
-    sys.stdout.write(f"memlens: FAILED: peak memory grew more than {threshold_pct:g}% vs {old_dir}\n")
-    for name, a, b in worse:
-        pct = "new" if a == 0 else f"+{100 * (b - a) / a:.0f}%"
-        sys.stdout.write(f"  {name}: {format_size(a)} -> {format_size(b)} ({pct})\n")
-    return True
+class _State:
+    def __init__(self, out_dir, controller):
+        self.dir = out_dir
+        self.controller = controller
+        self.tests = []
+        self.regressions = None
+        self.warned = False
 
 
-# --------------------------------------------------------------------------- traced session
+_STATE = pytest.StashKey()
+# A test's figures, from its call phase to its report.
+_RESULT = pytest.StashKey()
+# The figures of every test reported so far (in the controller).
+_collected = []
+
+
+def _state(config):
+    return config.stash.get(_STATE, None)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node):
+    """pytest-xdist (controller): tells each worker where the recordings go."""
+    st = _state(node.config)
+    if st is not None:
+        node.workerinput["memlens_dir"] = st.dir
+
+
+def _file_name(nodeid):
+    """A file name for a test id: readable, and unique thanks to a short hash."""
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", nodeid).strip("_")[:120]
+    digest = hashlib.sha1(nodeid.encode("utf-8")).hexdigest()[:8]
+    return f"{safe}-{digest}.memlens"
+
+
+# ------------------------------------------------------------------------------- each test
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_call(item):
-    if not _traced_session():
+    st = _state(item.config)
+    if st is None:
         yield
         return
-    memlens._delimiter("begin: " + item.nodeid)
+    if memlens.is_tracing():
+        if not st.warned:
+            st.warned = True
+            sys.stderr.write("memlens: this process is already being recorded (memlens run); "
+                             "--memlens records no per-test files\n")
+        yield
+        return
+    rel = os.path.join(_TESTS, _file_name(item.nodeid))
+    rec = memlens.record(os.path.join(st.dir, rel), census=False)
+    rec.start()
     try:
         yield
     finally:
-        memlens._delimiter("end: " + item.nodeid)
+        rec.stop()
+        item.stash[_RESULT] = {
+            "name": item.nodeid,
+            "peak_bytes": rec.peak_bytes or 0,
+            "leaked_bytes": rec.leaked_bytes or 0,
+            "recording": rel,
+        }
+
 
 
 def _limits(item):
@@ -258,18 +205,6 @@ def _limits(item):
     return limits
 
 
-def _wait_for_span(recording, name, timeout_s=60.0):
-    """The test's figures, once memlens has written its end marker (flushed every 100 ms)."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        spans = _spans(recording, name)
-        if spans:
-            return spans[-1]
-        if time.monotonic() > deadline:
-            return None
-        time.sleep(0.02)
-
-
 def _site_lines(sites, total):
     """The call sites holding at least 1% of `total` (interpreter noise left out)."""
     lines = []
@@ -281,24 +216,35 @@ def _site_lines(sites, total):
     return lines or ["    (no call sites recorded)"]
 
 
+def _summary(path):
+    done = _cli.run(["summary", "--json", path], capture_output=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"memlens summary failed: {done.stderr.strip()}")
+    return json.loads(done.stdout)
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield
-    if call.when != "call" or not _traced_session():
+    if call.when != "call":
+        return
+    result = item.stash.get(_RESULT, None)
+    if result is None:
         return
     report = outcome.get_result()
+    report.user_properties.append((_PROPERTY, result))
     limits = _limits(item)
     if not limits or not report.passed:
         return
-    span = _wait_for_span(os.environ[_RECORDING_ENV], item.nodeid)
-    if span is None:
-        report.sections.append(("memlens", "limits not checked: the recording did not catch up"))
-        return
+    st = _state(item.config)
     failures = []
+    summary = None
     for marker, field, what, text, limit in limits:
-        used = span[field]
+        used = result[field]
         if used > limit:
-            sites = span["top_at_peak"] if field == "peak_bytes" else span["top_leaks"]
+            if summary is None:
+                summary = _summary(os.path.join(st.dir, result["recording"]))
+            sites = summary["top_at_peak"] if field == "peak_bytes" else summary["top_leaks"]
             failures.append(
                 f"memlens: {marker}: the test's {what} was {format_size(used)} "
                 f"({used} bytes), over the limit of {text} ({limit} bytes)\n"
@@ -306,4 +252,78 @@ def pytest_runtest_makereport(item, call):
             )
     if failures:
         report.outcome = "failed"
-        report.longrepr = "\n".join(failures)
+        report.longrepr = "\n".join(failures) + f"\n  recording: {result['recording']}"
+
+
+# ----------------------------------------------------------------------- the whole session
+def pytest_runtest_logreport(report):
+    """Collects the figures of every test, from this process or (xdist) from workers."""
+    if report.when != "call":
+        return
+    for key, value in report.user_properties:
+        if key == _PROPERTY:
+            _collected.append(value)
+
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session, exitstatus):
+    st = _state(session.config)
+    if st is None or not st.controller:
+        return
+    st.tests = list(_collected)
+    _collected.clear()
+    with open(os.path.join(st.dir, _RESULTS), "w") as f:
+        json.dump({"schema": 2, "tests": st.tests}, f, indent=1)
+    old = session.config.getoption("memlens_compare")
+    if old:
+        growth = parse_size(session.config.getoption("memlens_min_growth"))
+        st.regressions = _compare(st.tests, old, session.config.getoption("memlens_threshold"), growth)
+        if st.regressions[0] and session.exitstatus == 0:
+            session.exitstatus = 1
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    st = _state(config)
+    if st is None or not st.controller:
+        return
+    w = terminalreporter.write
+    _print_top(w, st.tests, config.getoption("memlens_top"), st.dir)
+    if st.regressions is not None:
+        w(st.regressions[1])
+
+
+def _print_top(w, tests, top, out_dir):
+    w(f"\nmemlens: {len(tests)} tests recorded in {out_dir}/{_TESTS}/")
+    w(" (open one with `memlens view FILE`)\n")
+    if not tests or top <= 0:
+        return
+    w(f"memlens: top {min(top, len(tests))} tests by peak memory\n")
+    w(f"  {'peak':>10}  {'leaked':>10}  test\n")
+    for t in sorted(tests, key=lambda t: -t["peak_bytes"])[:top]:
+        w(f"  {format_size(t['peak_bytes']):>10}  {format_size(t['leaked_bytes']):>10}  {t['name']}\n")
+
+
+def _compare(tests, old_dir, threshold_pct, min_growth):
+    """(whether any test's peak grew beyond the threshold, the text saying so)."""
+    path = os.path.join(old_dir, _RESULTS)
+    try:
+        with open(path) as f:
+            old = {t["name"]: t for t in json.load(f)["tests"]}
+    except (OSError, ValueError, KeyError) as e:
+        return True, f"memlens: cannot compare: {e}\n"
+    worse = []
+    for t in tests:
+        before = old.get(t["name"])
+        if before is None:
+            continue
+        a, b = before["peak_bytes"], t["peak_bytes"]
+        if b - a > min_growth and b > a * (1 + threshold_pct / 100):
+            worse.append((t["name"], a, b))
+    if not worse:
+        return False, f"memlens: no test's peak grew more than {threshold_pct:g}% vs {old_dir}\n"
+    text = f"memlens: FAILED: peak memory grew more than {threshold_pct:g}% vs {old_dir}\n"
+    for name, a, b in worse:
+        pct = "new" if a == 0 else f"+{100 * (b - a) / a:.0f}%"
+        text += f"  {name}: {format_size(a)} -> {format_size(b)} ({pct})\n"
+    return True, text

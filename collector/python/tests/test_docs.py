@@ -79,6 +79,12 @@ def test_getting_started_cli(workdir):
     assert '"peak_heap_bytes"' in (workdir / "load.json").read_text()
     assert "window.memlensRecording" in (workdir / "load.html").read_text()
     assert (workdir / "code.memlens").is_file() and (workdir / "json.memlens").is_file()
+    # memlens.record(): the block's dict (200,000 entries and their strings) is its peak and
+    # stays; the warm-up list made before the block is not in the recording.
+    m = re.search(r"^peak (\d+) MiB, left (\d+) MiB$", out, re.M)
+    assert m and 15 <= int(m.group(1)) <= 60 and int(m.group(2)) >= 15, out
+    block = out[out.index("block.memlens\n  command"):]
+    assert "build_index.<locals>.<dictcomp>" in block and "block.py:3\n" not in block, block
 
 
 def test_getting_started_pytest(workdir):
@@ -86,6 +92,8 @@ def test_getting_started_pytest(workdir):
     assert "FAILED test_tables.py::test_big_table - memlens: limit_memory" in out
     assert "over the limit of 24 MB (24000000 bytes)" in out
     assert "memlens: no test's peak grew more than 10% vs baseline" in out
+    # The failing test's own recording, read back.
+    assert "make_table.<locals>.<listcomp>" in out[out.index("test_tables.py_test_big_table-"):]
 
 
 def test_getting_started_notebook(workdir):

@@ -1,6 +1,7 @@
 """`pytest --memlens` from the installed wheel, on a small project."""
 
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -8,6 +9,10 @@ from pathlib import Path
 from conftest import clean_env, run
 
 PROJECT = Path(__file__).parent / "data" / "limits_project"
+
+
+def _cli_binary():
+    return os.environ["MEMLENS_TEST_VENV"] + "/bin/memlens"
 
 
 def line_of(text):
@@ -41,11 +46,20 @@ def test_limit_markers_fail_the_tests_over_their_limits(venv, tmp_path):
     table = out[out.index("memlens: top 4 tests by peak memory"):].splitlines()
     assert table[2].endswith("test_limits.py::test_big_table_over_limit")
     assert table[5].endswith("test_limits.py::test_small")
+    check_results(cwd, ["test_small", "test_big_table_over_limit", "test_within_limit",
+                        "test_leaky_cache"])
+
+
+def check_results(cwd, tests):
+    """tests.json names each test and its recording, which memlens can read."""
     results = json.loads((cwd / ".memlens/tests.json").read_text())
-    names = {t["name"] for t in results["tests"]}
-    assert names == {f"test_limits.py::{n}" for n in
-                     ["test_small", "test_big_table_over_limit", "test_within_limit", "test_leaky_cache"]}
-    assert (cwd / ".memlens/session.memlens").is_file()
+    assert {t["name"] for t in results["tests"]} == {f"test_limits.py::{n}" for n in tests}
+    assert len(list((cwd / ".memlens/tests").glob("*.memlens"))) == len(tests)
+    big = next((t for t in results["tests"] if t["name"].endswith("test_big_table_over_limit")), None)
+    if big is not None:
+        summary = json.loads(run([_cli_binary(), "summary", "--json", cwd / ".memlens" / big["recording"]], cwd))
+        assert summary["peak_heap_bytes"] == big["peak_bytes"]
+        assert summary["top_at_peak"][0]["line"] == line_of("return [bytearray")
 
 
 def test_compare_fails_on_a_regression_and_passes_without_one(venv, tmp_path):
@@ -63,9 +77,14 @@ def test_compare_fails_on_a_regression_and_passes_without_one(venv, tmp_path):
     assert re.search(r"test_limits.py::test_grows: 9\d\d\.\d KiB -> 4\.8 MiB \(\+39\d%\)", worse), worse
 
 
-def test_xdist_is_not_broken(venv, tmp_path):
+def test_xdist_workers_record_their_tests(venv, tmp_path):
     cwd = project(tmp_path)
     out = run([venv / "bin/pytest", "--memlens", "-n", "2", "-p", "no:cacheprovider",
-               "-k", "small or within"], cwd)
-    assert "memlens: --memlens does not record under pytest-xdist (-n)" in out
-    assert "2 passed" in out
+               "-k", "not grows"], cwd, check_status=1)
+    assert "2 failed, 2 passed" in out
+    assert "memlens: limit_memory: the test's peak memory was 40.7 MiB" in out, out
+    assert "memlens: limit_leaks: the test's memory left allocated was 2.9 MiB" in out
+    table = out[out.index("memlens: top 4 tests by peak memory"):].splitlines()
+    assert table[2].endswith("test_limits.py::test_big_table_over_limit")
+    check_results(cwd, ["test_small", "test_big_table_over_limit", "test_within_limit",
+                        "test_leaky_cache"])

@@ -12,7 +12,10 @@
 //!
 //! Only the entries the dynamic linker fills for imported functions are rewritten
 //! (`R_X86_64_JUMP_SLOT` and `R_X86_64_GLOB_DAT` against an undefined symbol); a
-//! function pointer a library stored elsewhere keeps pointing at libc. Entries in a
+//! function pointer a library stored elsewhere keeps pointing at libc, and so do the
+//! direct calls of a non-PIE executable to a function whose address it takes (see
+//! `patch_object`): for CPython those are its own `malloc`/`free` calls, which its raw
+//! allocator domain reports anyway. Entries in a
 //! read-only-after-relocation segment (`PT_GNU_RELRO`) are made writable for the write.
 //! x86_64 Linux with glibc only.
 
@@ -233,8 +236,14 @@ unsafe fn patch_object(
                 let sym = &*(symtab as *const Sym).add((r.info >> 32) as usize);
                 (sym, CStr::from_ptr((strtab + sym.name as usize) as *const c_char))
             };
-            if sym.shndx != 0 {
-                continue; // defined here, not imported
+            // Skip symbols defined here, and imports with a value: a non-PIE executable
+            // (Debian's python3) gives the functions whose address it takes a
+            // "canonical" PLT stub that becomes their address for the whole process,
+            // the dynamic linker's own `malloc` pointer included; patching the GOT entry
+            // behind that stub would send the linker's allocations (such as our own
+            // first TLS access on a new thread) into our hooks, recursively.
+            if sym.shndx != 0 || sym.value != 0 {
+                continue;
             }
             if let Some(&(_, hook)) = table.iter().find(|(n, _)| *n == name) {
                 // SAFETY: r.offset is the GOT slot the linker filled for this import.
