@@ -108,6 +108,20 @@ fn record_blocks_trace_only_inside_and_follow_one_another() {
         ("worker".into(), line_of("record_blocks.py", "WORKER_LINE"))
     );
     assert!(near(top[0].1, 6 * MIB), "{}", top[0].1);
+    // A thread that was already running when the block started: traced with its name and
+    // its stack (from its first profile event inside the block, seeded from its frames).
+    let early = second.threads().iter().find(|t| t.name == "early-bird").expect("early thread");
+    let top = at_end(&second, &EventFilter::thread(early.id));
+    assert_eq!(
+        script_frame(&second, top[0].0),
+        ("early_work".into(), line_of("record_blocks.py", "EARLY_LINE"))
+    );
+    let callers: Vec<String> = second
+        .stack_frames(top[0].0)
+        .map(|f| second.string(second.frame(f).unwrap().function).to_owned())
+        .collect();
+    assert!(callers.iter().any(|f| f == "early"), "{callers:?}");
+    assert!(near(top[0].1, 3 * MIB), "{}", top[0].1);
 
     // Third block, native on: numpy's array buffer (malloc from a C extension loaded
     // before the block) is attributed to the Python line.

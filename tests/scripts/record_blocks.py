@@ -26,6 +26,25 @@ def worker():
     kept.append(bytearray(6 * 1024 * 1024))  # WORKER_LINE
 
 
+go = threading.Event()
+done = threading.Event()
+
+
+def early_work():
+    kept.append(bytearray(3 * 1024 * 1024))  # EARLY_LINE
+
+
+def early():
+    # Started before any block: waits, then allocates inside the second one.
+    go.wait()
+    early_work()
+    done.set()
+
+
+early_thread = threading.Thread(target=early, name="early-bird")
+early_thread.start()
+
+
 with memlens.record(os.path.join(out, "first.memlens"), native=False):
     kept.append(fill(100_000))
     memlens.mark("filled")
@@ -37,6 +56,8 @@ with memlens.record(os.path.join(out, "second.memlens"), native=False):
     t = threading.Thread(target=worker, name="block-worker")
     t.start()
     t.join()
+    go.set()
+    done.wait()
     del between  # freed inside the block, allocated outside: not counted
 
 if use_numpy:

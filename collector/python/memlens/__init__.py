@@ -48,6 +48,8 @@ def _load(path):
         lib.memlens_start_in.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.py_object, ctypes.c_char_p]
         lib.memlens_start_in.restype = ctypes.c_int
         lib.memlens_release_thread.restype = None
+        lib.memlens_name_thread.argtypes = [ctypes.c_uint64, ctypes.c_char_p]
+        lib.memlens_name_thread.restype = None
         lib.memlens_last_error.restype = ctypes.c_char_p
         lib.memlens_stop.restype = None
         lib.memlens_thread_start.argtypes = [ctypes.py_object, ctypes.c_char_p]
@@ -209,8 +211,10 @@ class record:
     ``interval_ms``, gc runs, markers, and object censuses at the start and end (and at
     each ``memlens.mark()``) unless ``census=False``. Blocks can follow one another (one
     recording per test, per notebook cell) but not nest, and not inside ``memlens run``.
-    Threads that were already running when the block started are traced without their
-    Python stacks. The recording is complete when the block ends; if the program dies
+    Threads that were already running when the block started are traced too: their
+    Python stacks start at their first function call or return inside the block (on Python
+    3.9-3.13 with ``_PyEval_SetProfile``/``PyEval_SetProfileAllThreads``, which replace
+    any other profiler those threads had). The recording is complete when the block ends; if the program dies
     inside it, what was recorded up to then stays readable.
 
     After the block, ``peak_bytes`` is the high-water mark of the memory allocated inside
@@ -273,7 +277,11 @@ class record:
             msg = err.decode("utf-8", "replace").strip().removeprefix("memlens: error: ")
             raise OSError(f"memlens.record({self.path!r}): {msg or 'the recorder did not start'}")
         lib = _load(line[len("ready "):].strip())
-        name = threading.current_thread().name.encode("utf-8", "replace")
+        me = threading.current_thread()
+        for t in threading.enumerate():
+            if t is not me and t.native_id is not None:
+                lib.memlens_name_thread(t.native_id, t.name.encode("utf-8", "replace"))
+        name = me.name.encode("utf-8", "replace")
         rc = lib.memlens_start_in(w, 1 if self.native else 0, frame, name)
         if rc != 0:
             os.close(w)

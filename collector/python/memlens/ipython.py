@@ -76,13 +76,30 @@ def _parser():
     return p
 
 
+def _run(shell, cell):
+    """Runs the cell's code in the notebook's namespace (like ``%%time``: not a nested
+    ``run_cell``, which would take over the outer cell's result); returns the exception it
+    raised, if any."""
+    source = shell.transform_cell(cell)
+    # A name IPython's tracebacks know, as for any cell: <ipython-input-N-HASH>.
+    filename = shell.compile.cache(source, shell.execution_count)
+    try:
+        exec(compile(source, filename, "exec"), shell.user_ns)
+    except Exception as e:  # noqa: BLE001 - shown like any cell's error, after recording
+        return e
+    return None
+
+
 def record_cell(shell, line, cell):
     """Runs `cell` in `shell` inside ``memlens.record()`` and returns a :class:`CellReport`."""
     opts = _parser().parse_args(shlex.split(line))
     with tempfile.TemporaryDirectory(prefix="memlens-cell-") as tmp:
         recording = opts.output or os.path.join(tmp, "cell.memlens")
         with memlens.record(recording, native=not opts.no_native):
-            result = shell.run_cell(cell)
+            error = _run(shell, cell)
+        if error is not None:
+            # Shown outside the recording, without this module's frame.
+            shell.showtraceback((type(error), error, error.__traceback__), tb_offset=1)
         summary = _cli.run(["summary", "--json", recording], capture_output=True, check=True)
         page = os.path.join(tmp, "report.html")
         report = _cli.run(["report", "--single-file", "-o", page, recording], capture_output=True)
@@ -96,7 +113,7 @@ def record_cell(shell, line, cell):
             json.loads(summary.stdout),
             report_html,
             opts.output,
-            result.error_before_exec or result.error_in_exec,
+            error,
             opts.height,
         )
 

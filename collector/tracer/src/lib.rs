@@ -102,6 +102,18 @@ pub unsafe extern "C" fn memlens_start_in(
     start_result(tracing::start(fd, native != 0, frame, name))
 }
 
+/// The Python name of a thread that was already running when tracing started, by its
+/// OS thread id (`threading.Thread.native_id`): the thread adopts it when it first runs
+/// Python code under the profiler.
+///
+/// # Safety
+/// `name` is null or NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn memlens_name_thread(os_tid: u64, name: *const c_char) {
+    // SAFETY: per the function contract.
+    profiler::name_thread(os_tid, unsafe { c_bytes(name) });
+}
+
 /// Takes the profiler off the calling thread after [`memlens_stop`] (the end of a
 /// `memlens.record()` block). GIL held.
 #[no_mangle]

@@ -119,16 +119,65 @@ pub extern "C" fn profile(
         PYTRACE_CALL => {
             let api = api();
             with_state(|st| {
+                if !st.seeded() {
+                    // SAFETY: GIL held; GetBack returns a new reference (or NULL),
+                    // which seed_from takes over.
+                    seed_from(api, st, unsafe { (api.frame_get_back)(frame) });
+                }
                 let id = frame_code_id(api, st, frame);
                 st.enter_frame(frame, id);
             });
         }
         PYTRACE_RETURN => {
-            with_state(|st| st.leave_frame(frame));
+            let api = api();
+            with_state(|st| {
+                if !st.seeded() {
+                    // SAFETY: GIL held; frame is live; the new reference goes to seed_from.
+                    unsafe { (api.inc_ref)(frame) };
+                    seed_from(api, st, frame);
+                }
+                st.leave_frame(frame)
+            });
         }
         _ => {}
     }
     0
+}
+
+/// Makes the shadow stack `frame` and its callers, outermost first, for a thread that
+/// was mid-stack when it got the profiler. Takes over a reference to `frame` (may be
+/// null). GIL held.
+fn seed_from(api: &PyApi, st: &mut ThreadState, frame: *mut PyObject) {
+    let mut frames = Vec::new();
+    let mut f = frame;
+    while !f.is_null() {
+        // Our reference to `f` moves into the shadow stack (see ThreadState::seed).
+        frames.push((f, frame_code_id(api, st, f)));
+        // SAFETY: GIL held; GetBack returns a new reference (or NULL).
+        f = unsafe { (api.frame_get_back)(f) };
+    }
+    frames.reverse();
+    st.seed(frames.into_iter());
+    if let Some(name) = pending_name(st.os_tid()) {
+        st.set_name(&name);
+    }
+}
+
+/// Python names of threads that were running before tracing started, by OS thread id,
+/// for each of those threads to pick up at its first profile event.
+static PENDING_NAMES: Mutex<Vec<(u64, Vec<u8>)>> = Mutex::new(Vec::new());
+
+/// Remembers the Python name of the thread with OS id `os_tid`.
+pub fn name_thread(os_tid: u64, name: &[u8]) {
+    let mut names = PENDING_NAMES.lock().unwrap_or_else(|e| e.into_inner());
+    names.retain(|(t, _)| *t != os_tid);
+    names.push((os_tid, name.to_vec()));
+}
+
+fn pending_name(os_tid: u64) -> Option<Vec<u8>> {
+    let mut names = PENDING_NAMES.lock().unwrap_or_else(|e| e.into_inner());
+    let i = names.iter().position(|(t, _)| *t == os_tid)?;
+    Some(names.swap_remove(i).1)
 }
 
 /// Removes the profiler from the calling thread and forgets its shadow stack (the end
@@ -139,7 +188,7 @@ pub fn uninstall_from_current_thread() {
     let _guard = Guard::enter(Ctx::Tracer);
     // SAFETY: GIL held; removes this thread's C profile function.
     unsafe { (api.eval_set_profile)(None, std::ptr::null_mut()) };
-    with_state(|st| st.seed(std::iter::empty()));
+    with_state(|st| st.forget_stack());
 }
 
 /// Installs the profiler on the calling thread. With a non-null `frame`, the shadow
@@ -152,21 +201,20 @@ pub fn install_on_current_thread(frame: *mut PyObject, name: Option<&[u8]>) {
         if let Some(name) = name {
             st.set_name(name);
         }
-        let mut frames = Vec::new();
-        let mut f = frame;
-        if !f.is_null() {
+        if !frame.is_null() {
             // SAFETY: frame is a live frame object (caller's contract); GIL held.
-            unsafe { (api.inc_ref)(f) };
+            unsafe { (api.inc_ref)(frame) };
         }
-        while !f.is_null() {
-            // Our reference to `f` moves into the shadow stack (see ThreadState::seed).
-            frames.push((f, frame_code_id(api, st, f)));
-            // SAFETY: GIL held; GetBack returns a new reference (or NULL).
-            f = unsafe { (api.frame_get_back)(f) };
-        }
-        frames.reverse();
-        st.seed(frames.into_iter());
+        seed_from(api, st, frame);
     });
     // SAFETY: GIL held; installs a C profile function for this thread.
     unsafe { (api.eval_set_profile)(Some(profile), std::ptr::null_mut()) };
+}
+
+/// Installs the profiler on every other thread of the interpreter too (threads already
+/// running when tracing starts mid-program); each seeds its shadow stack at its first
+/// profile event. Returns false when this Python cannot do it. Needs the GIL.
+pub fn install_on_all_threads() -> bool {
+    let _guard = Guard::enter(Ctx::Tracer);
+    api().set_profile_all_threads(profile)
 }

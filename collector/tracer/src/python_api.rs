@@ -10,6 +10,9 @@
 //! - 3.12 renamed `_PyCode_GetExtra`/`_PyCode_SetExtra`/`_PyEval_RequestCodeExtraIndex`
 //!   to `PyUnstable_*`; we try the new names first, then the old ones.
 //! - `PyMemAllocatorEx` and the profile-function protocol are unchanged since 3.5.
+//! - Profiling threads that are already running: 3.12 has `PyEval_SetProfileAllThreads`;
+//!   3.9 to 3.11 export `_PyEval_SetProfile(tstate, ...)`, applied to each thread state of
+//!   the interpreter (which is what 3.12's function does).
 
 use std::ffi::{c_char, c_int, c_void, CStr};
 use std::sync::OnceLock;
@@ -65,6 +68,21 @@ pub struct PyApi {
     pub code_set_extra: unsafe extern "C" fn(*mut PyObject, isize, *mut c_void) -> c_int,
     /// Attribute holding the most precise function name on this version.
     pub name_attr: &'static CStr,
+    all_threads: Option<AllThreads>,
+}
+
+/// How to install a profile function on every thread of the interpreter.
+enum AllThreads {
+    /// 3.12+: `PyEval_SetProfileAllThreads`.
+    Direct(unsafe extern "C" fn(Option<TraceFunc>, *mut PyObject)),
+    /// 3.9-3.11: each thread state in turn.
+    EachThread {
+        current: unsafe extern "C" fn() -> *mut c_void,
+        interpreter: unsafe extern "C" fn(*mut c_void) -> *mut c_void,
+        head: unsafe extern "C" fn(*mut c_void) -> *mut c_void,
+        next: unsafe extern "C" fn(*mut c_void) -> *mut c_void,
+        set_profile: unsafe extern "C" fn(*mut c_void, Option<TraceFunc>, *mut PyObject) -> c_int,
+    },
 }
 
 static API: OnceLock<PyApi> = OnceLock::new();
@@ -161,11 +179,49 @@ pub fn init() -> Result<&'static PyApi, InitError> {
         code_get_extra: resolve(&[c"PyUnstable_Code_GetExtra", c"_PyCode_GetExtra"])?,
         code_set_extra: resolve(&[c"PyUnstable_Code_SetExtra", c"_PyCode_SetExtra"])?,
         name_attr: if minor >= 11 { c"co_qualname" } else { c"co_name" },
+        all_threads: resolve(&[c"PyEval_SetProfileAllThreads"])
+            .map(AllThreads::Direct)
+            .ok()
+            .or_else(|| {
+                Some(AllThreads::EachThread {
+                    current: resolve(&[c"PyThreadState_Get"]).ok()?,
+                    interpreter: resolve(&[c"PyThreadState_GetInterpreter"]).ok()?,
+                    head: resolve(&[c"PyInterpreterState_ThreadHead"]).ok()?,
+                    next: resolve(&[c"PyThreadState_Next"]).ok()?,
+                    set_profile: resolve(&[c"_PyEval_SetProfile"]).ok()?,
+                })
+            }),
     };
     Ok(API.get_or_init(|| api))
 }
 
 impl PyApi {
+    /// Installs `func` as the profile function of every thread of the calling thread's
+    /// interpreter, including threads already running. Returns false when this Python
+    /// offers no way to do it. Needs the GIL.
+    pub fn set_profile_all_threads(&self, func: TraceFunc) -> bool {
+        match &self.all_threads {
+            // SAFETY: GIL held (caller's contract).
+            Some(AllThreads::Direct(f)) => unsafe { f(Some(func), std::ptr::null_mut()) },
+            Some(AllThreads::EachThread { current, interpreter, head, next, set_profile }) => {
+                // SAFETY: GIL held, so the interpreter's thread list cannot change while
+                // we walk it; `_PyEval_SetProfile` accepts any thread state of the
+                // interpreter (it is how 3.12's all-threads variant is written).
+                unsafe {
+                    let mut t = head(interpreter(current()));
+                    while !t.is_null() {
+                        if set_profile(t, Some(func), std::ptr::null_mut()) != 0 {
+                            (self.err_clear)();
+                        }
+                        t = next(t);
+                    }
+                }
+            }
+            None => return false,
+        }
+        true
+    }
+
     /// `str(getattr(obj, attr))` as bytes copied into `out` (cleared first); an
     /// attribute error leaves `out` empty. Needs the GIL.
     pub fn attr_str(&self, obj: *mut PyObject, attr: &CStr, out: &mut Vec<u8>) {

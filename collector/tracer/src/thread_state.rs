@@ -53,6 +53,7 @@ pub struct ThreadState {
     /// Set by `memlens_pause`: the thread's allocations and frees are not recorded
     /// (the census's own work). Stack tracking goes on.
     pub paused: bool,
+    seeded: bool,
 }
 
 /// A thread whose state was torn down at exit; it records nothing any more.
@@ -111,6 +112,7 @@ fn create() -> *mut ThreadState {
         batch: Vec::new(),
         scratch: Vec::new(),
         paused: false,
+        seeded: false,
     }));
     let key = KEY.load(Ordering::Acquire);
     if key != u32::MAX {
@@ -214,6 +216,25 @@ impl ThreadState {
         self.truncate(0);
         self.stack.extend(frames.map(|(frame, code)| Entry { frame, code, line: 0 }));
         self.clean = 0;
+        self.seeded = true;
+    }
+
+    /// Drops the shadow stack: the thread no longer has the profiler, and must be seeded
+    /// again if it gets it back. GIL held.
+    pub fn forget_stack(&mut self) {
+        self.truncate(0);
+        self.clean = 0;
+        self.seeded = false;
+    }
+
+    /// Whether the shadow stack was ever built from the thread's frames (a thread given
+    /// the profiler from another thread starts without).
+    pub fn seeded(&self) -> bool {
+        self.seeded
+    }
+
+    pub fn os_tid(&self) -> u64 {
+        self.os_tid
     }
 
     /// Appends to `batch` the stack changes since the last call.

@@ -229,6 +229,9 @@ pub fn start(
     });
     unlock_drain();
     crate::profiler::install_on_current_thread(frame, Some(thread_name));
+    // Threads already running (a start in mid-program) get the profiler too; without a
+    // way to do that on this Python they are traced without their stacks.
+    crate::profiler::install_on_all_threads();
     if DRAIN_STARTED.swap(true, Ordering::AcqRel) {
         return Ok(());
     }
