@@ -24,9 +24,9 @@ WORKLOADS = ROOT / "bench" / "workloads"
 MEMLENS = Path(os.environ.get("MEMLENS", ROOT / "target" / "release" / "memlens"))
 
 
-def timed(cmd):
+def timed(cmd, env=None):
     t = time.perf_counter()
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     return time.perf_counter() - t
 
 

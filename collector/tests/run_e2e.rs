@@ -91,6 +91,40 @@ fn peak_top_site_is_the_100mb_line() {
     assert!(within_5_percent(run.rec.summary().peak_heap, 100 * MIB));
 }
 
+/// `MEMLENS_STACKS=walk` (bench/stack_modes.py's comparison mode) walks frames at every
+/// allocation instead of keeping shadow stacks: it must find the very same stacks.
+#[test]
+fn frame_walking_mode_finds_the_same_stacks() {
+    let shadow = run_script("recursion.py", &[], &[]);
+    let dir = TempDir::new("walk");
+    let file = dir.0.join("walk.memlens");
+    let out = memlens()
+        .env("MEMLENS_STACKS", "walk")
+        .args(["run", "-q", "-o"])
+        .arg(&file)
+        .arg(script("recursion.py"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let walk = Recording::from_vec(std::fs::read(&file).unwrap()).unwrap();
+    let top = |rec: &Recording| {
+        let (stack, bytes) = top_stacks(rec, Snapshot::AtEnd, &EventFilter::default())[0];
+        (frames(rec, stack), bytes)
+    };
+    let (shadow_frames, shadow_bytes) = top(&shadow.rec);
+    let (walk_frames, walk_bytes) = top(&walk);
+    // (Not assert_eq on the 602 frames: a failure would print them all.)
+    let outer = |f: &[(String, String, u32)]| f.iter().rev().take(3).cloned().collect::<Vec<_>>();
+    assert!(
+        walk_frames == shadow_frames,
+        "outermost frames: walk {:?} vs shadow {:?}",
+        outer(&walk_frames),
+        outer(&shadow_frames)
+    );
+    assert_eq!(walk_frames.iter().filter(|f| f.0 == "down").count(), 601);
+    assert!(within_5_percent(walk_bytes, shadow_bytes), "{walk_bytes} vs {shadow_bytes}");
+}
+
 #[test]
 fn memory_kept_at_exit_is_attributed_to_the_line_that_kept_it() {
     let run = run_script("big_alloc.py", &[], &[]);

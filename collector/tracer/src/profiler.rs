@@ -14,7 +14,7 @@
 //! stays installed between sessions and keeps the stacks up to date.
 
 use std::ffi::{c_int, c_void};
-use std::sync::atomic::{AtomicIsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicIsize, Ordering};
 use std::sync::Mutex;
 
 use memlens_wire::Record;
@@ -122,7 +122,7 @@ pub extern "C" fn profile(
                 if !st.seeded() {
                     // SAFETY: GIL held; GetBack returns a new reference (or NULL),
                     // which seed_from takes over.
-                    seed_from(api, st, unsafe { (api.frame_get_back)(frame) });
+                    seed_from(api, st, unsafe { (api.frame_get_back)(frame) }, |_| false);
                 }
                 let id = frame_code_id(api, st, frame);
                 st.enter_frame(frame, id);
@@ -134,7 +134,7 @@ pub extern "C" fn profile(
                 if !st.seeded() {
                     // SAFETY: GIL held; frame is live; the new reference goes to seed_from.
                     unsafe { (api.inc_ref)(frame) };
-                    seed_from(api, st, frame);
+                    seed_from(api, st, frame, |_| false);
                 }
                 st.leave_frame(frame)
             });
@@ -144,13 +144,85 @@ pub extern "C" fn profile(
     0
 }
 
+/// `MEMLENS_STACKS=walk`: instead of keeping shadow stacks with a profile function,
+/// walk the thread's frames at every allocation. Slower (see bench/stack_modes.py); kept
+/// to measure the shadow stack against it, as the design asks.
+static WALK: AtomicBool = AtomicBool::new(false);
+
+/// Frame-walking mode: the frames that were on the starting thread's stack when tracing
+/// started without a frame to start from (`memlens run`: the bootstrap's), which the
+/// shadow stacks never see either; a walk stops at them. Kept alive (a reference each).
+static WALK_ROOTS: Mutex<Vec<usize>> = Mutex::new(Vec::new());
+
+/// Reads `MEMLENS_STACKS` (at each start); `frame` is what the starting thread's stack
+/// is seeded from (null: nothing). Needs the GIL.
+pub fn init_stack_mode(frame: *mut PyObject) {
+    let walk = std::env::var_os("MEMLENS_STACKS").is_some_and(|v| v == "walk");
+    WALK.store(walk, Ordering::Relaxed);
+    let mut roots = WALK_ROOTS.lock().unwrap_or_else(|e| e.into_inner());
+    roots.clear();
+    if walk && frame.is_null() {
+        let api = api();
+        // SAFETY: GIL held; a borrowed frame, then new references from GetBack, which
+        // we keep so the addresses stay these frames'.
+        unsafe {
+            let mut f = (api.eval_get_frame)();
+            if !f.is_null() {
+                (api.inc_ref)(f);
+            }
+            while !f.is_null() {
+                roots.push(f as usize);
+                f = (api.frame_get_back)(f);
+            }
+        }
+    }
+}
+
+#[inline]
+pub fn walking() -> bool {
+    WALK.load(Ordering::Relaxed)
+}
+
+/// Frame-walking mode: rebuilds the thread's stack from its frames, when it holds the
+/// GIL (a native allocation without it keeps the last stack walked). Frame objects may
+/// be created on the way (3.11+), so the collector is kept from running meanwhile.
+pub fn walk_frames(st: &mut ThreadState) {
+    let api = api();
+    // SAFETY: PyGILState_Check has no preconditions; the rest runs with the GIL held.
+    unsafe {
+        if (api.gil_check)() == 0 {
+            return;
+        }
+        let was_enabled = api.gc_disable.map(|f| f());
+        let frame = (api.eval_get_frame)();
+        if !frame.is_null() {
+            (api.inc_ref)(frame);
+        }
+        let roots = WALK_ROOTS.lock().unwrap_or_else(|e| e.into_inner());
+        seed_from(api, st, frame, |f| roots.contains(&(f as usize)));
+        if let (Some(1), Some(enable)) = (was_enabled, api.gc_enable) {
+            enable();
+        }
+    }
+}
+
 /// Makes the shadow stack `frame` and its callers, outermost first, for a thread that
-/// was mid-stack when it got the profiler. Takes over a reference to `frame` (may be
-/// null). GIL held.
-fn seed_from(api: &PyApi, st: &mut ThreadState, frame: *mut PyObject) {
+/// was mid-stack when it got the profiler; the walk ends before a frame for which
+/// `stop` is true. Takes over a reference to `frame` (may be null). GIL held.
+fn seed_from(
+    api: &PyApi,
+    st: &mut ThreadState,
+    frame: *mut PyObject,
+    stop: impl Fn(*mut PyObject) -> bool,
+) {
     let mut frames = Vec::new();
     let mut f = frame;
     while !f.is_null() {
+        if stop(f) {
+            // SAFETY: GIL held; releasing the reference we were given or took.
+            unsafe { (api.dec_ref)(f) };
+            break;
+        }
         // Our reference to `f` moves into the shadow stack (see ThreadState::seed).
         frames.push((f, frame_code_id(api, st, f)));
         // SAFETY: GIL held; GetBack returns a new reference (or NULL).
@@ -197,6 +269,12 @@ pub fn uninstall_from_current_thread() {
 pub fn install_on_current_thread(frame: *mut PyObject, name: Option<&[u8]>) {
     let api = api();
     let _guard = Guard::enter(Ctx::Tracer);
+    if walking() {
+        if let Some(name) = name {
+            with_state(|st| st.set_name(name));
+        }
+        return;
+    }
     with_state(|st| {
         if let Some(name) = name {
             st.set_name(name);
@@ -205,7 +283,7 @@ pub fn install_on_current_thread(frame: *mut PyObject, name: Option<&[u8]>) {
             // SAFETY: frame is a live frame object (caller's contract); GIL held.
             unsafe { (api.inc_ref)(frame) };
         }
-        seed_from(api, st, frame);
+        seed_from(api, st, frame, |_| false);
     });
     // SAFETY: GIL held; installs a C profile function for this thread.
     unsafe { (api.eval_set_profile)(Some(profile), std::ptr::null_mut()) };
@@ -215,6 +293,9 @@ pub fn install_on_current_thread(frame: *mut PyObject, name: Option<&[u8]>) {
 /// running when tracing starts mid-program); each seeds its shadow stack at its first
 /// profile event. Returns false when this Python cannot do it. Needs the GIL.
 pub fn install_on_all_threads() -> bool {
+    if walking() {
+        return true;
+    }
     let _guard = Guard::enter(Ctx::Tracer);
     api().set_profile_all_threads(profile)
 }

@@ -66,6 +66,12 @@ pub struct PyApi {
         unsafe extern "C" fn(Option<unsafe extern "C" fn(*mut c_void)>) -> isize,
     pub code_get_extra: unsafe extern "C" fn(*mut PyObject, isize, *mut *mut c_void) -> c_int,
     pub code_set_extra: unsafe extern "C" fn(*mut PyObject, isize, *mut c_void) -> c_int,
+    /// `PyEval_GetFrame`, `PyGILState_Check`, `PyGC_Disable`/`PyGC_Enable` (3.10+): the
+    /// frame-walking stack mode (`MEMLENS_STACKS=walk`, a measurement) needs them.
+    pub eval_get_frame: unsafe extern "C" fn() -> *mut PyObject,
+    pub gil_check: unsafe extern "C" fn() -> c_int,
+    pub gc_disable: Option<unsafe extern "C" fn() -> c_int>,
+    pub gc_enable: Option<unsafe extern "C" fn() -> c_int>,
     /// Attribute holding the most precise function name on this version.
     pub name_attr: &'static CStr,
     all_threads: Option<AllThreads>,
@@ -178,6 +184,10 @@ pub fn init() -> Result<&'static PyApi, InitError> {
         ])?,
         code_get_extra: resolve(&[c"PyUnstable_Code_GetExtra", c"_PyCode_GetExtra"])?,
         code_set_extra: resolve(&[c"PyUnstable_Code_SetExtra", c"_PyCode_SetExtra"])?,
+        eval_get_frame: resolve(&[c"PyEval_GetFrame"])?,
+        gil_check: resolve(&[c"PyGILState_Check"])?,
+        gc_disable: resolve(&[c"PyGC_Disable"]).ok(),
+        gc_enable: resolve(&[c"PyGC_Enable"]).ok(),
         name_attr: if minor >= 11 { c"co_qualname" } else { c"co_name" },
         all_threads: resolve(&[c"PyEval_SetProfileAllThreads"])
             .map(AllThreads::Direct)

@@ -67,6 +67,9 @@ pub fn native_active() -> bool {
 pub fn record_alloc(address: usize, size: usize, kind: AllocKind) {
     with_state(|st| {
         if !st.paused {
+            if crate::profiler::walking() {
+                crate::profiler::walk_frames(st);
+            }
             st.push_with_stack(Record::Alloc { address: address as u64, size: size as u64, kind })
         }
     });
@@ -187,6 +190,7 @@ pub fn start(
     if !crate::profiler::init(api) {
         return Err("cannot reserve a code-object extra slot".into());
     }
+    crate::profiler::init_stack_mode(frame);
     if native {
         crate::got::install()?;
     }
