@@ -116,10 +116,10 @@ def pytest_configure(config):
     if not config.getoption("memlens"):
         return
     worker = getattr(config, "workerinput", None)
+    out_dir = os.path.join(str(config.invocation_params.dir), config.getoption("memlens_dir"))
     if worker is not None:
-        out_dir = worker["memlens_dir"]
+        out_dir = worker.get("memlens_dir", out_dir)
     else:
-        out_dir = os.path.join(str(config.invocation_params.dir), config.getoption("memlens_dir"))
         # A fresh set of recordings for this run (the folder's other files are left alone).
         shutil.rmtree(os.path.join(out_dir, _TESTS), ignore_errors=True)
         os.makedirs(os.path.join(out_dir, _TESTS), exist_ok=True)
@@ -188,7 +188,6 @@ def pytest_runtest_call(item):
             "leaked_bytes": rec.leaked_bytes or 0,
             "recording": rel,
         }
-
 
 
 def _limits(item):
