@@ -17,7 +17,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -294,14 +294,14 @@ pub fn run_with(opts: RunOptions) -> Result<i32> {
     let recorder = Recorder::new(writer, t0);
 
     let signals = forward_signals(pid)?;
-    let rx = spawn_reader(File::from(pipe_r))?;
+    let pipe = PipeReader::spawn(File::from(pipe_r))?;
     let exited_at = Arc::new(AtomicU64::new(0));
     let rec_thread = {
         let exited_at = exited_at.clone();
         let interval = opts.interval;
         thread::Builder::new()
             .name("memlens-recorder".into())
-            .spawn(move || record_loop(recorder, rx, || tree_memory(pid), interval, exited_at))?
+            .spawn(move || record_loop(recorder, pipe, || tree_memory(pid), interval, exited_at))?
     };
 
     let status = child.wait().context("cannot wait for the traced program")?;
@@ -355,25 +355,57 @@ pub fn run_with(opts: RunOptions) -> Result<i32> {
     })
 }
 
-/// A thread that moves what the tracer writes to `pipe` into the returned channel,
-/// until EOF.
-pub(crate) fn spawn_reader(mut pipe: File) -> Result<Receiver<Vec<u8>>> {
-    let (tx, rx) = sync_channel::<Vec<u8>>(256);
-    thread::Builder::new().name("memlens-pipe".into()).spawn(move || loop {
-        let mut buf = vec![0u8; 256 * 1024];
-        match pipe.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => {
-                buf.truncate(n);
-                if tx.send(buf).is_err() {
-                    break;
+/// Bytes read from the tracer's pipe: a reusable buffer and how much of it is filled.
+pub(crate) struct Chunk(Vec<u8>, usize);
+
+/// What the tracer writes to the pipe, as read by a thread of its own (so the pipe is
+/// emptied while the recorder works); buffers go back to that thread for reuse.
+pub(crate) struct PipeReader {
+    rx: Receiver<Chunk>,
+    free: SyncSender<Vec<u8>>,
+}
+
+/// Bytes per read: 256 KiB, a few ms of the busiest traced program.
+const READ_SIZE: usize = 256 * 1024;
+
+impl PipeReader {
+    /// Starts reading `pipe` until EOF.
+    pub(crate) fn spawn(mut pipe: File) -> Result<PipeReader> {
+        let (tx, rx) = sync_channel::<Chunk>(256);
+        let (free, free_rx) = sync_channel::<Vec<u8>>(256);
+        thread::Builder::new().name("memlens-pipe".into()).spawn(move || loop {
+            let mut buf = free_rx.try_recv().unwrap_or_else(|_| vec![0u8; READ_SIZE]);
+            match pipe.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    if tx.send(Chunk(buf, n)).is_err() {
+                        break;
+                    }
                 }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => break,
             }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(_) => break,
+        })?;
+        Ok(PipeReader { rx, free })
+    }
+
+    /// Feeds one chunk (waiting up to `timeout` for it) to `recorder`, keeping the first
+    /// error. `Err(Disconnected)` at EOF.
+    fn feed_next(
+        &self,
+        recorder: &mut Recorder<BufWriter<File>>,
+        timeout: Duration,
+        error: &mut Option<anyhow::Error>,
+    ) -> Result<(), RecvTimeoutError> {
+        let Chunk(buf, n) = self.rx.recv_timeout(timeout)?;
+        if error.is_none() {
+            if let Err(e) = recorder.feed(&buf[..n]) {
+                *error = Some(e);
+            }
         }
-    })?;
-    Ok(rx)
+        let _ = self.free.try_send(buf);
+        Ok(())
+    }
 }
 
 pub(crate) type RecordResult = Result<(Recorder<BufWriter<File>>, Option<anyhow::Error>)>;
@@ -384,7 +416,7 @@ pub(crate) type RecordResult = Result<(Recorder<BufWriter<File>>, Option<anyhow:
 /// [`FLUSH_PERIOD`].
 pub(crate) fn record_loop(
     mut recorder: Recorder<BufWriter<File>>,
-    rx: Receiver<Vec<u8>>,
+    pipe: PipeReader,
     mut memory: impl FnMut() -> Option<(u64, u64)>,
     interval: Duration,
     exited_at: Arc<AtomicU64>,
@@ -395,15 +427,8 @@ pub(crate) fn record_loop(
     let mut exit_seen: Option<Instant> = None;
     loop {
         let timeout = next_sample.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(timeout) {
-            Ok(chunk) => {
-                if feed_error.is_none() {
-                    if let Err(e) = recorder.feed(&chunk) {
-                        feed_error = Some(e);
-                    }
-                }
-            }
-            Err(RecvTimeoutError::Timeout) => {}
+        match pipe.feed_next(&mut recorder, timeout, &mut feed_error) {
+            Ok(()) | Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => break,
         }
         let now = Instant::now();
@@ -423,13 +448,7 @@ pub(crate) fn record_loop(
             let since = *exit_seen.get_or_insert(now);
             if recorder.stopped() || now.duration_since(since) > EOF_GRACE {
                 // Take what is already queued, then stop waiting for EOF.
-                while let Ok(chunk) = rx.try_recv() {
-                    if feed_error.is_none() {
-                        if let Err(e) = recorder.feed(&chunk) {
-                            feed_error = Some(e);
-                        }
-                    }
-                }
+                while pipe.feed_next(&mut recorder, Duration::ZERO, &mut feed_error).is_ok() {}
                 break;
             }
         }

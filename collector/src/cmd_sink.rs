@@ -24,7 +24,7 @@ use anyhow::{Context, Result};
 use memlens_format::{CaptureOptions, Meta, RecordingWriter};
 
 use crate::child_memory::tree_memory_except;
-use crate::cmd_run::{record_loop, spawn_reader};
+use crate::cmd_run::{record_loop, PipeReader};
 use crate::host::monotonic_ns;
 use crate::python_env::find_tracer;
 use crate::recorder::Recorder;
@@ -85,7 +85,7 @@ pub fn run(a: SinkArgs) -> Result<i32> {
     let recorder = Recorder::new(writer, monotonic_ns());
     // SAFETY: fd 0 is our stdin, the pipe Python gave us; nothing else uses it.
     let pipe = File::from(unsafe { OwnedFd::from_raw_fd(0) });
-    let rx = spawn_reader(pipe)?;
+    let pipe = PipeReader::spawn(pipe)?;
     {
         let mut out = std::io::stdout().lock();
         writeln!(out, "ready {}", tracer.display())?;
@@ -94,7 +94,7 @@ pub fn run(a: SinkArgs) -> Result<i32> {
     let (pid, me) = (a.pid, std::process::id());
     let (recorder, feed_error) = record_loop(
         recorder,
-        rx,
+        pipe,
         || tree_memory_except(pid, Some(me)),
         Duration::from_millis(a.interval),
         Arc::new(AtomicU64::new(0)),

@@ -7,7 +7,7 @@
 //!
 //! Ordering protocol (what makes the drain's merge by time correct): a producer sets
 //! `pending`, *then* reads the clock, writes, publishes `head` and clears `pending`.
-//! The drain takes its cutoff T = now - [`crate::tracing`]'s margin (1 ms), then waits
+//! The drain takes its cutoff T = now - [`crate::tracing`]'s margin (>= 1 ms), then waits
 //! for `pending` to clear before reading `head`. A record stamped <= T had its
 //! `pending` store issued over a millisecond before the drain looks (far longer than
 //! a store takes to become visible), so it is either published or still pending, and
@@ -19,7 +19,7 @@ use std::sync::atomic::{compiler_fence, AtomicPtr, AtomicU32, AtomicUsize, Order
 
 use memlens_wire::{peek_time, Header, Record};
 
-use crate::clock::now_ns;
+use crate::clock::now_ticks;
 use crate::real::real;
 
 /// Ring capacity: 4 MiB holds ~120,000 allocation records, tens of ms of the most
@@ -126,7 +126,8 @@ impl Ring {
         }
         self.pending.store(1, Ordering::Relaxed);
         compiler_fence(Ordering::SeqCst);
-        let header = Header { time_ns: now_ns(), thread };
+        // Ticks, turned into nanoseconds by the drain (clock.rs).
+        let header = Header { time_ns: now_ticks(), thread };
         scratch.clear();
         scratch.resize(len, 0);
         let mut at = 0;
@@ -168,21 +169,21 @@ impl Ring {
             unsafe { libc::sched_yield() };
         }
         let head = self.head.load(Ordering::Acquire);
-        let mut tail = self.tail.load(Ordering::Relaxed);
+        let tail = self.tail.load(Ordering::Relaxed);
+        // Find where the records to take end by their headers, then copy them at once.
+        let mut end = tail;
         let mut hdr = [0u8; 12];
-        while head - tail >= 12 {
-            self.copy_out(tail, &mut hdr);
-            let time = peek_time(&hdr).unwrap_or(0);
-            if time > cutoff {
+        while head - end >= 12 {
+            self.copy_out(end, &mut hdr);
+            if peek_time(&hdr).unwrap_or(0) > cutoff {
                 break;
             }
-            let len = 4 + u32::from_le_bytes(hdr[..4].try_into().unwrap()) as usize;
-            let start = out.len();
-            out.resize(start + len, 0);
-            self.copy_out(tail, &mut out[start..]);
-            tail += len;
+            end += 4 + u32::from_le_bytes(hdr[..4].try_into().unwrap()) as usize;
         }
-        self.tail.store(tail, Ordering::Release);
+        let start = out.len();
+        out.resize(start + (end - tail), 0);
+        self.copy_out(tail, &mut out[start..]);
+        self.tail.store(end, Ordering::Release);
     }
 }
 
@@ -216,7 +217,12 @@ pub fn drain_all(cutoff: u64, scratch: &mut Vec<Vec<u8>>, out: &mut Vec<u8>) -> 
         cur = ring.next.load(Ordering::Acquire);
     }
     let before = out.len();
-    merge(&scratch[..n], out);
+    if n == 1 && out.is_empty() {
+        // One thread's records: already in order, no merge (nor copy) needed.
+        std::mem::swap(out, &mut scratch[0]);
+    } else {
+        merge(&scratch[..n], out);
+    }
     out.len() - before
 }
 

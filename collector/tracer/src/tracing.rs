@@ -12,12 +12,13 @@
 //! far are sent right after `Hello` (see [`crate::profiler`]), so each recording is
 //! complete on its own. The drain thread outlives sessions and idles between them.
 
+use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, Ordering};
 use std::time::Duration;
 
 use memlens_wire::{AllocKind, Header, Hello, Record, PROTOCOL};
 
-use crate::clock::now_ns;
+use crate::clock::{now_ns, now_ticks, TickConverter};
 use crate::guard;
 use crate::python_api::{self, PyApi};
 use crate::ring;
@@ -28,8 +29,9 @@ use crate::thread_state::{self, with_state};
 const DRAIN_PERIOD: Duration = Duration::from_millis(5);
 
 /// The drain takes records stamped up to `now - MERGE_MARGIN`: see ring.rs for why
-/// this margin lets producers skip a memory fence.
-const MERGE_MARGIN_NS: u64 = 1_000_000;
+/// this margin lets producers skip a memory fence. In ticks (clock.rs): 5 million is
+/// 1 ms at 5 GHz and more at any slower counter, or 5 ms where ticks are nanoseconds.
+const MERGE_MARGIN_TICKS: u64 = 5_000_000;
 
 /// A drain pass that moved more than this goes again without sleeping: the rings are
 /// filling faster than one pass per period can empty them.
@@ -99,14 +101,48 @@ pub fn record(rec: &Record<'_>) {
     }
 }
 
-fn lock_drain() {
-    while DRAIN_LOCK.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).is_err() {
-        std::thread::yield_now();
+/// What draining needs, reused pass after pass. Only touched while holding
+/// [`DRAIN_LOCK`] (a spin flag rather than a Mutex: a forked child resets it).
+struct Drainer {
+    scratch: Vec<Vec<u8>>,
+    out: Vec<u8>,
+    clock: TickConverter,
+}
+
+struct DrainCell(UnsafeCell<Drainer>);
+// SAFETY: the Drainer is only reached through DrainGuard, which holds DRAIN_LOCK.
+unsafe impl Sync for DrainCell {}
+static DRAINER: DrainCell = DrainCell(UnsafeCell::new(Drainer {
+    scratch: Vec::new(),
+    out: Vec::new(),
+    clock: TickConverter::new(),
+}));
+
+/// Holds [`DRAIN_LOCK`]; gives the [`Drainer`].
+struct DrainGuard;
+
+impl DrainGuard {
+    fn lock() -> DrainGuard {
+        while DRAIN_LOCK
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            std::thread::yield_now();
+        }
+        DrainGuard
+    }
+
+    fn drainer(&mut self) -> &mut Drainer {
+        // SAFETY: we hold DRAIN_LOCK, so no one else has a reference, and the &mut
+        // borrow of self keeps this one unique.
+        unsafe { &mut *DRAINER.0.get() }
     }
 }
 
-fn unlock_drain() {
-    DRAIN_LOCK.store(false, Ordering::Release);
+impl Drop for DrainGuard {
+    fn drop(&mut self) {
+        DRAIN_LOCK.store(false, Ordering::Release);
+    }
 }
 
 fn write_all(fd: i32, mut buf: &[u8]) {
@@ -127,13 +163,9 @@ fn write_all(fd: i32, mut buf: &[u8]) {
     }
 }
 
-struct Drainer {
-    scratch: Vec<Vec<u8>>,
-    out: Vec<u8>,
-}
-
 impl Drainer {
-    /// Returns the number of bytes written.
+    /// Writes every record stamped up to `cutoff` (ticks) to the pipe, in time order and
+    /// stamped in nanoseconds. Returns the number of bytes written.
     fn drain(&mut self, cutoff: u64) -> usize {
         let fd = FD.load(Ordering::Relaxed);
         if fd < 0 {
@@ -142,6 +174,7 @@ impl Drainer {
         self.out.clear();
         let n = ring::drain_all(cutoff, &mut self.scratch, &mut self.out);
         if !self.out.is_empty() {
+            self.clock.convert(&mut self.out);
             write_all(fd, &self.out);
         }
         n
@@ -149,7 +182,6 @@ impl Drainer {
 }
 
 fn drain_thread() {
-    let mut d = Drainer { scratch: Vec::new(), out: Vec::new() };
     let mut moved = 0;
     loop {
         if !active() {
@@ -159,9 +191,9 @@ fn drain_thread() {
         if moved < BUSY_BYTES {
             std::thread::sleep(DRAIN_PERIOD);
         }
-        lock_drain();
-        moved = if active() { d.drain(now_ns().saturating_sub(MERGE_MARGIN_NS)) } else { 0 };
-        unlock_drain();
+        let mut g = DrainGuard::lock();
+        let cutoff = now_ticks().saturating_sub(MERGE_MARGIN_TICKS);
+        moved = if active() { g.drainer().drain(cutoff) } else { 0 };
     }
 }
 
@@ -203,9 +235,10 @@ pub fn start(
     // SAFETY: fcntl on an fd number; failure is harmless.
     unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
 
-    lock_drain();
+    let mut g = DrainGuard::lock();
     // Records a thread pushed while the last session was stopping belong to no one.
     ring::discard_all();
+    g.drainer().clock.reset();
     let old = FD.swap(fd, Ordering::AcqRel);
     if old >= 0 {
         // SAFETY: the pipe of a session that ended by a write error; we own it.
@@ -231,7 +264,7 @@ pub fn start(
         ACTIVE.store(true, Ordering::Release);
         NATIVE.store(native, Ordering::Release);
     });
-    unlock_drain();
+    drop(g);
     crate::profiler::install_on_current_thread(frame, Some(thread_name));
     // Threads already running (a start in mid-program) get the profiler too; without a
     // way to do that on this Python they are traced without their stacks.
@@ -271,9 +304,8 @@ pub fn stop() {
     }
     NATIVE.store(false, Ordering::Release);
     let _g = guard::Guard::enter(guard::Ctx::Tracer);
-    lock_drain();
-    let mut d = Drainer { scratch: Vec::new(), out: Vec::new() };
-    d.drain(u64::MAX);
+    let mut g = DrainGuard::lock();
+    g.drainer().drain(u64::MAX);
     let fd = FD.swap(-1, Ordering::AcqRel);
     if fd >= 0 {
         let mut buf = Vec::new();
@@ -282,7 +314,6 @@ pub fn stop() {
         // SAFETY: closing the fd we own; the parent sees EOF.
         unsafe { libc::close(fd) };
     }
-    unlock_drain();
 }
 
 extern "C" fn after_fork_in_child() {

@@ -42,6 +42,6 @@ mod record;
 
 pub use error::WireError;
 pub use record::{
-    decode, peek_time, AllocKind, CensusCache, CensusType, Header, Hello, Record, HEADER_LEN,
-    MAX_BLOB_LEN, PROTOCOL,
+    decode, peek_time, set_time, AllocKind, CensusCache, CensusType, Header, Hello, Record,
+    HEADER_LEN, MAX_BLOB_LEN, PROTOCOL,
 };

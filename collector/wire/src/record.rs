@@ -342,6 +342,11 @@ pub fn peek_time(buf: &[u8]) -> Option<u64> {
     Some(u64::from_le_bytes(buf.get(4..12)?.try_into().ok()?))
 }
 
+/// Overwrites the timestamp of the record starting at `buf[0]` (at least 12 bytes).
+pub fn set_time(buf: &mut [u8], time: u64) {
+    buf[4..12].copy_from_slice(&time.to_le_bytes());
+}
+
 /// Decodes the record at the start of `buf`.
 ///
 /// Returns `Ok(None)` when `buf` holds only part of a record (read more and retry),
