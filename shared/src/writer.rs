@@ -1,6 +1,7 @@
 //! [`RecordingWriter`]: interns tables, encodes and compresses chunks, and keeps the running
 //! aggregates that go into the trailer.
 
+use std::collections::hash_map::Entry;
 use std::io::Write;
 
 use rustc_hash::FxHashMap;
@@ -17,15 +18,18 @@ use crate::{
 /// Samples kept waiting for events at most: 256 is 2.5 s at the default 10 ms interval.
 const MAX_WAITING_SAMPLES: usize = 256;
 
-/// A live heap block.
+/// A heap block by address: live, or freed (a tombstone, so an allocation reusing the
+/// address in the same chunk can point back at the free; stale in later chunks).
 #[derive(Debug, Clone, Copy)]
 struct Slot {
     size: u64,
     /// The allocation's stack, for censuses that link objects to where they were made.
     stack: StackId,
-    /// Chunk number and alloc index within it, so a free in the same chunk can point back.
+    /// Chunk number, and alloc index (live) or free index (freed) within it, so a free or
+    /// a reuse in the same chunk can point back.
     chunk: u32,
     index: u32,
+    live: bool,
 }
 
 /// Tuning knobs for [`RecordingWriter`].
@@ -89,11 +93,11 @@ pub struct RecordingWriter<W: Write> {
     gcs: Vec<GcEvent>,
     censuses: Vec<Census>,
     caches: Vec<CacheCensus>,
-    /// Live heap blocks by address.
+    /// Heap blocks by address: the live ones, and tombstones of freed ones (one map, so
+    /// an event costs one lookup). Tombstones are swept out when they outnumber the live
+    /// blocks.
     live: AddressMap<Slot>,
-    /// Addresses freed in the chunk being built -> free index, so an alloc reusing one can
-    /// point back at it. Cleared with each chunk, so it stays small and cache-resident.
-    freed_in_chunk: AddressMap<u32>,
+    live_count: usize,
     heap: u64,
     summary: Summary,
     scratch: Vec<u8>,
@@ -133,7 +137,7 @@ impl<W: Write> RecordingWriter<W> {
             censuses: Vec::new(),
             caches: Vec::new(),
             live: AddressMap::default(),
-            freed_in_chunk: AddressMap::default(),
+            live_count: 0,
             heap: 0,
             summary: Summary::default(),
             scratch: Vec::new(),
@@ -201,12 +205,26 @@ impl<W: Write> RecordingWriter<W> {
         let time_ns = self.event_time(time_ns)?;
         let mut addr_ref = AddressRef::Explicit;
         if kind.counts_in_heap() {
-            let new = Slot { size, stack, chunk: self.events.chunk, index: self.events.allocs };
-            if let Some(old) = self.live.insert(address, new) {
-                // A free we never saw (e.g. through an unhooked path): replace, don't leak.
-                self.heap -= old.size;
-            } else if let Some(&index) = self.freed_in_chunk.get(&address) {
-                addr_ref = AddressRef::Freed(index);
+            let chunk = self.events.chunk;
+            let new = Slot { size, stack, chunk, index: self.events.allocs, live: true };
+            match self.live.entry(address) {
+                Entry::Occupied(mut e) => {
+                    let old = e.insert(new);
+                    if old.live {
+                        // A free we never saw (e.g. through an unhooked path): replace,
+                        // don't leak.
+                        self.heap -= old.size;
+                    } else {
+                        self.live_count += 1;
+                        if old.chunk == chunk {
+                            addr_ref = AddressRef::Freed(old.index);
+                        }
+                    }
+                }
+                Entry::Vacant(e) => {
+                    e.insert(new);
+                    self.live_count += 1;
+                }
             }
             self.heap += size;
             self.summary.alloc_count += 1;
@@ -232,13 +250,18 @@ impl<W: Write> RecordingWriter<W> {
         let time_ns = self.event_time(time_ns)?;
         let mut addr_ref = AddressRef::Explicit;
         if kind.counts_in_heap() {
-            let Some(slot) = self.live.remove(&address) else { return Ok(()) };
+            let chunk = self.events.chunk;
+            let Some(slot) = self.live.get_mut(&address).filter(|s| s.live) else { return Ok(()) };
             self.heap -= slot.size;
             self.summary.free_count += 1;
-            if slot.chunk == self.events.chunk {
+            if slot.chunk == chunk {
                 addr_ref = AddressRef::Allocated(slot.index);
             }
-            self.freed_in_chunk.insert(address, self.events.frees);
+            *slot = Slot { chunk, index: self.events.frees, live: false, ..*slot };
+            self.live_count -= 1;
+            if self.live.len() > 2 * self.live_count + 4096 {
+                self.live.retain(|_, s| s.live);
+            }
         }
         let stack = StackId::ROOT;
         let event = Event { op: Op::Free, kind, time_ns, thread, address, size: 0, stack };
@@ -296,7 +319,7 @@ impl<W: Write> RecordingWriter<W> {
 
     /// The size and stack of the live heap block at `address`, if there is one.
     pub fn live_block(&self, address: u64) -> Option<(u64, StackId)> {
-        self.live.get(&address).map(|s| (s.size, s.stack))
+        self.live.get(&address).filter(|s| s.live).map(|s| (s.size, s.stack))
     }
 
     /// Records an object census. Its string and stack ids must be interned already.
@@ -347,7 +370,7 @@ impl<W: Write> RecordingWriter<W> {
         self.write_postcard(Tag::End, &end, (end.time_ns, end.time_ns, 1))?;
         self.summary.duration_ns = self.summary.duration_ns.max(end.time_ns);
         self.summary.end_heap = self.heap;
-        self.summary.end_live_count = self.live.len() as u64;
+        self.summary.end_live_count = self.live_count as u64;
         let trailer = Trailer { summary: self.summary, index: std::mem::take(&mut self.index) };
         let trailer_offset = self.offset;
         self.write_postcard(Tag::Trailer, &trailer, (0, 0, 1))?;
@@ -358,7 +381,7 @@ impl<W: Write> RecordingWriter<W> {
 
     /// The aggregates so far.
     pub fn summary(&self) -> Summary {
-        Summary { end_heap: self.heap, end_live_count: self.live.len() as u64, ..self.summary }
+        Summary { end_heap: self.heap, end_live_count: self.live_count as u64, ..self.summary }
     }
 
     /// Clamps an event's time and releases the samples taken before it.
@@ -412,7 +435,6 @@ impl<W: Write> RecordingWriter<W> {
         let span = (self.events.first_time * quantum, self.events.last_time * quantum);
         let count = self.events.count;
         let raw = self.events.finish();
-        self.freed_in_chunk.clear();
         self.write_chunk(Tag::Events, &raw, (span.0, span.1, count as usize), self.options.codec)
     }
 

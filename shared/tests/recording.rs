@@ -322,3 +322,39 @@ fn call_sites_can_skip_internal_frames() {
     assert_eq!(kept.iter().map(name).collect::<Vec<_>>(), ["main"]);
     assert_eq!(kept[0].self_.bytes, 100);
 }
+
+/// The writer keeps freed addresses as tombstones in its live map (one lookup per event)
+/// and sweeps them when they outnumber the live blocks: across many sweeps, live blocks
+/// keep their size and stack, freed ones are gone, and the counts stay exact.
+#[test]
+fn writer_live_map_survives_tombstone_sweeps() {
+    let mut w = RecordingWriter::new(Vec::new(), &Meta::default()).unwrap();
+    let t = ThreadId(0);
+    w.add_thread(ThreadInfo { id: t, os_tid: 1, name: "main".into() });
+    let kept = StackId::ROOT;
+    let kind = AllocatorKind::PymallocObject;
+    let mut time = 0;
+    for i in 0..50_000u64 {
+        time += 10;
+        let addr = 0x1000_0000 + i * 16;
+        w.alloc(time, t, kept, addr, 32, kind).unwrap();
+        if i % 10 != 0 {
+            w.free(time + 1, t, addr, kind).unwrap();
+        }
+    }
+    // A freed address reused: live again, once.
+    w.alloc(time + 5, t, kept, 0x1000_0010, 64, kind).unwrap();
+    w.free(time + 6, t, 0x1000_0020, kind).unwrap(); // freed already: changes nothing
+    assert_eq!(w.live_block(0x1000_0000), Some((32, kept)));
+    assert_eq!(w.live_block(0x1000_0010), Some((64, kept)));
+    assert_eq!(w.live_block(0x1000_0020), None);
+    let s = w.summary();
+    assert_eq!(s.end_live_count, 5_001);
+    assert_eq!(s.end_heap, 5_000 * 32 + 64);
+    let bytes =
+        w.finish(ProcessEnd { time_ns: time + 10, exit_code: Some(0), signal: None }).unwrap();
+    let rec = Recording::open(&bytes).unwrap();
+    let at_end = stack_totals(&rec, Snapshot::AtEnd, &EventFilter::default()).unwrap();
+    let total: u64 = at_end.stacks.iter().map(|(_, t)| t.bytes).sum();
+    assert_eq!(total, 5_000 * 32 + 64);
+}

@@ -128,13 +128,19 @@ impl Ring {
         compiler_fence(Ordering::SeqCst);
         // Ticks, turned into nanoseconds by the drain (clock.rs).
         let header = Header { time_ns: now_ticks(), thread };
-        scratch.clear();
-        scratch.resize(len, 0);
-        let mut at = 0;
-        for r in recs {
-            at += r.encode_into(header, &mut scratch[at..]).unwrap_or(0);
+        let off = head & (RING_CAP - 1);
+        if off + len <= RING_CAP {
+            // The common case: encode straight into the ring.
+            // SAFETY: [off, off+len) is inside the ring's data, and the space from head
+            // to tail+CAP belongs to the producer (checked above); no one else writes it.
+            let dst = unsafe { std::slice::from_raw_parts_mut(self.data.add(off), len) };
+            encode_all(recs, header, dst);
+        } else {
+            scratch.clear();
+            scratch.resize(len, 0);
+            encode_all(recs, header, scratch);
+            self.copy_in(head, scratch);
         }
-        self.copy_in(head, scratch);
         self.head.store(head + len, Ordering::Release);
         self.pending.store(0, Ordering::Release);
     }
@@ -224,6 +230,13 @@ pub fn drain_all(cutoff: u64, scratch: &mut Vec<Vec<u8>>, out: &mut Vec<u8>) -> 
         merge(&scratch[..n], out);
     }
     out.len() - before
+}
+
+fn encode_all(recs: &[Record<'_>], header: Header, out: &mut [u8]) {
+    let mut at = 0;
+    for r in recs {
+        at += r.encode_into(header, &mut out[at..]).unwrap_or(0);
+    }
 }
 
 /// Empties every ring without reading it (records left from a finished session).
