@@ -2,8 +2,8 @@
 //!
 //! The parent (this process) creates a pipe, starts Python with
 //! `LD_PRELOAD=libmemlens_tracer.so` and the bootstrap, and then:
-//! - a reader thread moves raw records from the pipe into a channel,
-//! - the recorder thread replays them into the recording ([`Recorder`]), samples the
+//! - the recorder thread reads the tracer's raw records from the pipe and replays them
+//!   into the recording ([`Recorder`]), samples the
 //!   child's memory every `--interval` ms and flushes the file every 100 ms, so a
 //!   killed child still leaves a readable recording,
 //! - a signal thread forwards SIGINT/SIGTERM/SIGHUP/SIGQUIT sent to memlens,
@@ -12,12 +12,11 @@
 use std::ffi::OsString;
 use std::fs::File;
 use std::io::{BufWriter, Read};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -25,6 +24,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use memlens_format::{format_bytes, CaptureOptions, Meta, RecordingWriter};
 use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
@@ -294,7 +294,7 @@ pub fn run_with(opts: RunOptions) -> Result<i32> {
     let recorder = Recorder::new(writer, t0);
 
     let signals = forward_signals(pid)?;
-    let pipe = PipeReader::spawn(File::from(pipe_r))?;
+    let pipe = PipeReader::new(File::from(pipe_r));
     let exited_at = Arc::new(AtomicU64::new(0));
     let rec_thread = {
         let exited_at = exited_at.clone();
@@ -355,55 +355,56 @@ pub fn run_with(opts: RunOptions) -> Result<i32> {
     })
 }
 
-/// Bytes read from the tracer's pipe: a reusable buffer and how much of it is filled.
-pub(crate) struct Chunk(Vec<u8>, usize);
-
-/// What the tracer writes to the pipe, as read by a thread of its own (so the pipe is
-/// emptied while the recorder works); buffers go back to that thread for reuse.
+/// The tracer's pipe, read by the recorder thread itself: the bytes arrive in the cache of
+/// the core that decodes them (a reader thread of its own handed every chunk across
+/// cores), and the pipe's own buffer, enlarged by the tracer, absorbs bursts meanwhile.
 pub(crate) struct PipeReader {
-    rx: Receiver<Chunk>,
-    free: SyncSender<Vec<u8>>,
+    pipe: File,
+    buf: Vec<u8>,
 }
 
 /// Bytes per read: 256 KiB, a few ms of the busiest traced program.
 const READ_SIZE: usize = 256 * 1024;
 
+/// Why [`PipeReader::feed_next`] fed nothing.
+pub(crate) enum NoData {
+    /// Nothing arrived within the timeout.
+    Timeout,
+    /// The tracer closed the pipe (or it failed).
+    Closed,
+}
+
 impl PipeReader {
-    /// Starts reading `pipe` until EOF.
-    pub(crate) fn spawn(mut pipe: File) -> Result<PipeReader> {
-        let (tx, rx) = sync_channel::<Chunk>(256);
-        let (free, free_rx) = sync_channel::<Vec<u8>>(256);
-        thread::Builder::new().name("memlens-pipe".into()).spawn(move || loop {
-            let mut buf = free_rx.try_recv().unwrap_or_else(|_| vec![0u8; READ_SIZE]);
-            match pipe.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => {
-                    if tx.send(Chunk(buf, n)).is_err() {
-                        break;
-                    }
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(_) => break,
-            }
-        })?;
-        Ok(PipeReader { rx, free })
+    pub(crate) fn new(pipe: File) -> PipeReader {
+        PipeReader { pipe, buf: vec![0u8; READ_SIZE] }
     }
 
-    /// Feeds one chunk (waiting up to `timeout` for it) to `recorder`, keeping the first
-    /// error. `Err(Disconnected)` at EOF.
+    /// Feeds what the pipe holds (waiting up to `timeout` for something) to `recorder`,
+    /// keeping the first error.
     fn feed_next(
-        &self,
+        &mut self,
         recorder: &mut Recorder<BufWriter<File>>,
         timeout: Duration,
         error: &mut Option<anyhow::Error>,
-    ) -> Result<(), RecvTimeoutError> {
-        let Chunk(buf, n) = self.rx.recv_timeout(timeout)?;
+    ) -> Result<(), NoData> {
+        let ms = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
+        let mut fds = [PollFd::new(self.pipe.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, PollTimeout::from(ms)) {
+            Ok(0) => return Err(NoData::Timeout),
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(_) => return Err(NoData::Closed),
+        }
+        let n = match self.pipe.read(&mut self.buf) {
+            Ok(0) => return Err(NoData::Closed),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => return Ok(()),
+            Err(_) => return Err(NoData::Closed),
+        };
         if error.is_none() {
-            if let Err(e) = recorder.feed(&buf[..n]) {
+            if let Err(e) = recorder.feed(&self.buf[..n]) {
                 *error = Some(e);
             }
         }
-        let _ = self.free.try_send(buf);
         Ok(())
     }
 }
@@ -416,7 +417,7 @@ pub(crate) type RecordResult = Result<(Recorder<BufWriter<File>>, Option<anyhow:
 /// [`FLUSH_PERIOD`].
 pub(crate) fn record_loop(
     mut recorder: Recorder<BufWriter<File>>,
-    pipe: PipeReader,
+    mut pipe: PipeReader,
     mut memory: impl FnMut() -> Option<(u64, u64)>,
     interval: Duration,
     exited_at: Arc<AtomicU64>,
@@ -428,8 +429,8 @@ pub(crate) fn record_loop(
     loop {
         let timeout = next_sample.saturating_duration_since(Instant::now());
         match pipe.feed_next(&mut recorder, timeout, &mut feed_error) {
-            Ok(()) | Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => break,
+            Ok(()) | Err(NoData::Timeout) => {}
+            Err(NoData::Closed) => break,
         }
         let now = Instant::now();
         if now >= next_sample {

@@ -85,7 +85,7 @@ pub fn run(a: SinkArgs) -> Result<i32> {
     let recorder = Recorder::new(writer, monotonic_ns());
     // SAFETY: fd 0 is our stdin, the pipe Python gave us; nothing else uses it.
     let pipe = File::from(unsafe { OwnedFd::from_raw_fd(0) });
-    let pipe = PipeReader::spawn(pipe)?;
+    let pipe = PipeReader::new(pipe);
     {
         let mut out = std::io::stdout().lock();
         writeln!(out, "ready {}", tracer.display())?;

@@ -253,6 +253,10 @@ pub fn discard_all() {
 }
 
 /// k-way merge of per-thread record runs by timestamp; ties keep run order.
+///
+/// Threads holding the GIL take turns of milliseconds, so runs interleave in long
+/// stretches: each step copies, in one block, every record of the earliest run up to the
+/// next record due from another run.
 fn merge(runs: &[Vec<u8>], out: &mut Vec<u8>) {
     if runs.len() == 1 {
         out.extend_from_slice(&runs[0]);
@@ -260,19 +264,34 @@ fn merge(runs: &[Vec<u8>], out: &mut Vec<u8>) {
     }
     let mut pos = vec![0usize; runs.len()];
     loop {
+        // The run with the earliest next record, and the earliest next record of the
+        // others (with its run, for ties).
         let mut best: Option<(u64, usize)> = None;
+        let mut next: Option<(u64, usize)> = None;
         for (i, run) in runs.iter().enumerate() {
-            if let Some(t) = peek_time(&run[pos[i]..]) {
-                if best.is_none_or(|(bt, _)| t < bt) {
-                    best = Some((t, i));
-                }
+            let Some(t) = peek_time(&run[pos[i]..]) else { continue };
+            if best.is_none_or(|(bt, _)| t < bt) {
+                next = best;
+                best = Some((t, i));
+            } else if next.is_none_or(|(nt, _)| t < nt) {
+                next = Some((t, i));
             }
         }
         let Some((_, i)) = best else { break };
-        let run = &runs[i][pos[i]..];
-        let len = 4 + u32::from_le_bytes(run[..4].try_into().unwrap()) as usize;
-        out.extend_from_slice(&run[..len]);
-        pos[i] += len;
+        let run = &runs[i];
+        let start = pos[i];
+        let mut end = start;
+        while let Some(t) = peek_time(&run[end..]) {
+            // A record of run i goes before the other run's next one if it is earlier,
+            // or as early and run i comes first.
+            let before = next.is_none_or(|(nt, j)| t < nt || (t == nt && i < j));
+            if !before {
+                break;
+            }
+            end += 4 + u32::from_le_bytes(run[end..end + 4].try_into().unwrap()) as usize;
+        }
+        out.extend_from_slice(&run[start..end]);
+        pos[i] = end;
     }
 }
 
@@ -285,6 +304,35 @@ mod tests {
         let mut b = vec![0u8; r.encoded_len()];
         r.encode_into(Header { time_ns: time, thread }, &mut b);
         b
+    }
+
+    #[test]
+    fn merge_copies_stretches_and_keeps_ties_in_run_order() {
+        let a: Vec<u8> = [rec(1, 0), rec(2, 0), rec(3, 0), rec(7, 0), rec(8, 0)].concat();
+        let b: Vec<u8> = [rec(3, 1), rec(4, 1), rec(5, 1), rec(8, 1)].concat();
+        let c: Vec<u8> = [rec(0, 2), rec(9, 2)].concat();
+        let mut out = Vec::new();
+        merge(&[a, b, c], &mut out);
+        let mut got = Vec::new();
+        let mut p = 0;
+        while let Some((h, _, n)) = memlens_wire::decode(&out[p..]).unwrap() {
+            got.push((h.time_ns, h.thread));
+            p += n;
+        }
+        let want = [
+            (0, 2),
+            (1, 0),
+            (2, 0),
+            (3, 0),
+            (3, 1),
+            (4, 1),
+            (5, 1),
+            (7, 0),
+            (8, 0),
+            (8, 1),
+            (9, 2),
+        ];
+        assert_eq!(got, want);
     }
 
     #[test]

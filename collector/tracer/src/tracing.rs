@@ -231,9 +231,14 @@ pub fn start(
         // SAFETY: registering a fork handler with the required signature.
         unsafe { libc::pthread_atfork(None, None, Some(after_fork_in_child)) };
     }
-    // The fd is for us alone: don't leak it into programs the traced one execs.
+    // The fd is for us alone: don't leak it into programs the traced one execs. A 1 MiB
+    // pipe (Linux's default limit for unprivileged users; 64 KiB otherwise) lets the
+    // drain go on writing while the recorder is busy with the previous batch.
     // SAFETY: fcntl on an fd number; failure is harmless.
-    unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    unsafe {
+        libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+        libc::fcntl(fd, libc::F_SETPIPE_SZ, 1 << 20);
+    }
 
     let mut g = DrainGuard::lock();
     // Records a thread pushed while the last session was stopping belong to no one.
