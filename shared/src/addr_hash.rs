@@ -5,10 +5,7 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
-/// The bits of a hash the table uses as a slot's tag (hashbrown: the top 7).
-const TAG_MASK: u64 = 0x7F << 57;
-
-/// Hashes one `u64` (an address), keeping neighbouring addresses in neighbouring buckets.
+/// Hashes one `u64` (an address) with a multiply-xorshift mix.
 #[derive(Default, Clone, Copy)]
 pub(crate) struct AddressHasher(u64);
 
@@ -26,15 +23,10 @@ impl Hasher for AddressHasher {
 
     #[inline]
     fn write_u64(&mut self, a: u64) {
-        // Low bits (the bucket index): the address in 16-byte units, with its page and
-        // megabyte numbers folded in so page-aligned blocks spread too. Neighbouring
-        // blocks (one allocator pool) land in neighbouring buckets: a replay's map
-        // lookups then mostly hit cache lines just used, which a fully mixed hash turns
-        // into a cache miss per event.
-        let low = (a >> 4) ^ (a >> 12) ^ (a >> 20);
-        // The top 7 bits (the table's per-slot tag): mixed, so tags tell slots apart.
-        let mixed = (a ^ (a >> 29)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        self.0 = (low & !TAG_MASK) | (mixed & TAG_MASK);
+        // The golden-ratio multiplier spreads the low (aligned, often zero) bits upward;
+        // the final xorshift brings high bits back down for the bucket index.
+        let h = (a ^ (a >> 29)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        self.0 = h ^ (h >> 32);
     }
 }
 
