@@ -44,13 +44,20 @@ def memlens_allocations(path):
     return s["alloc_count"]
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def arguments(doc, name):
+    """The options every bench script takes (--only, --repeat or $REPEAT); exits when the
+    release build of memlens is missing."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", help="comma-separated workload names")
     ap.add_argument("--repeat", type=int, default=int(os.environ.get("REPEAT", 3)))
     args = ap.parse_args()
     if not MEMLENS.exists():
-        sys.exit(f"bench: {MEMLENS} not found; run `cargo build --release -p memlens` first")
+        sys.exit(f"{name}: {MEMLENS} not found; run `cargo build --release -p memlens -p memlens-tracer`")
+    return args
+
+
+def main():
+    args = arguments(__doc__, "bench")
     try:
         import memray  # noqa: F401
     except ImportError:

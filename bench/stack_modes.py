@@ -14,7 +14,6 @@ call site at the peak (they must).
     python3 bench/stack_modes.py          # uses target/release/memlens
     REPEAT=5 python3 bench/stack_modes.py --only deep_stack
 """
-import argparse
 import json
 import os
 import statistics
@@ -23,7 +22,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench import MEMLENS, WORKLOADS, timed
+from bench import MEMLENS, WORKLOADS, arguments, timed
 
 # A workload with deep stacks (50 frames under each allocation), where walking costs most.
 DEEP = """
@@ -44,12 +43,7 @@ def top_site(path):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--only", help="comma-separated workload names")
-    ap.add_argument("--repeat", type=int, default=int(os.environ.get("REPEAT", 3)))
-    args = ap.parse_args()
-    if not MEMLENS.exists():
-        sys.exit(f"stack_modes: {MEMLENS} not found; run `cargo build --release -p memlens -p memlens-tracer`")
+    args = arguments(__doc__, "stack_modes")
     tmp = Path(tempfile.mkdtemp(prefix="memlens-stacks-"))
     (tmp / "deep_stack.py").write_text(DEEP)
     workloads = {n: WORKLOADS / f"{n}.py" for n in ("churn", "json_work", "threads_work")}

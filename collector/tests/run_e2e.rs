@@ -37,9 +37,16 @@ impl Drop for TempDir {
 }
 
 fn run_script(name: &str, extra: &[&str], args: &[&str]) -> Run {
-    let dir = TempDir::new(name);
+    run_script_env(name, &[], extra, args)
+}
+
+/// [`run_script`] with environment variables for memlens (and so the tracer).
+fn run_script_env(name: &str, env: &[(&str, &str)], extra: &[&str], args: &[&str]) -> Run {
+    let tag: String = env.iter().map(|(_, v)| format!("-{v}")).collect();
+    let dir = TempDir::new(&format!("{name}{tag}"));
     let file = dir.0.join("out.memlens");
     let out = memlens()
+        .envs(env.iter().copied())
         .arg("run")
         .arg("-o")
         .arg(&file)
@@ -96,17 +103,9 @@ fn peak_top_site_is_the_100mb_line() {
 #[test]
 fn frame_walking_mode_finds_the_same_stacks() {
     let shadow = run_script("recursion.py", &[], &[]);
-    let dir = TempDir::new("walk");
-    let file = dir.0.join("walk.memlens");
-    let out = memlens()
-        .env("MEMLENS_STACKS", "walk")
-        .args(["run", "-q", "-o"])
-        .arg(&file)
-        .arg(script("recursion.py"))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let walk = Recording::from_vec(std::fs::read(&file).unwrap()).unwrap();
+    let walk = run_script_env("recursion.py", &[("MEMLENS_STACKS", "walk")], &[], &[]);
+    assert!(walk.out.status.success(), "{}", String::from_utf8_lossy(&walk.out.stderr));
+    let walk = walk.rec;
     let top = |rec: &Recording| {
         let (stack, bytes) = top_stacks(rec, Snapshot::AtEnd, &EventFilter::default())[0];
         (frames(rec, stack), bytes)
