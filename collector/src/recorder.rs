@@ -25,6 +25,9 @@ struct Code {
 }
 
 struct Thread {
+    /// `info.id` is meaningful once declared: recordings number threads densely in the
+    /// order they are declared, while tracer indices are process-wide (a recording of a
+    /// later `memlens.record()` block may not see thread 0 at all).
     info: ThreadInfo,
     declared: bool,
     /// `stacks[i]` is the stack made of the first i+1 pushed frames.
@@ -66,6 +69,8 @@ pub struct Recorder<W: Write> {
     last_time: u64,
     /// Censuses in progress, by thread index.
     censuses: HashMap<u32, CensusBuild>,
+    /// Threads declared to the writer so far (the next one's id).
+    declared_threads: u32,
 }
 
 /// Upper bound on thread indices (threads ever started by the traced program).
@@ -102,6 +107,7 @@ impl<W: Write> Recorder<W> {
             stopped: false,
             last_time: 0,
             censuses: HashMap::default(),
+            declared_threads: 0,
         }
     }
 
@@ -166,17 +172,21 @@ impl<W: Write> Recorder<W> {
         })
     }
 
-    /// The thread's current stack, declaring the thread to the writer on first use.
+    /// The thread's current stack and recording id, declaring the thread to the writer on
+    /// first use.
     #[inline]
-    fn current_stack(&mut self, index: u32) -> StackId {
+    fn current_stack(&mut self, index: u32) -> (StackId, ThreadId) {
+        let next_id = ThreadId(self.declared_threads);
         let t = self.thread(index);
         let stack = t.stacks.last().copied().unwrap_or(StackId::ROOT);
         if !t.declared {
             t.declared = true;
+            t.info.id = next_id;
             let info = t.info.clone();
+            self.declared_threads += 1;
             self.writer.add_thread(info);
         }
-        stack
+        (stack, self.thread(index).info.id)
     }
 
     fn apply(&mut self, h: Header, record: Record<'_>) -> Result<()> {
@@ -247,16 +257,16 @@ impl<W: Write> Recorder<W> {
                 t.stacks.truncate(keep);
             }
             Record::Alloc { address, size, kind: k } => {
-                let stack = self.current_stack(h.thread);
-                self.writer.alloc(time, ThreadId(h.thread), stack, address, size, kind(k))?;
+                let (stack, thread) = self.current_stack(h.thread);
+                self.writer.alloc(time, thread, stack, address, size, kind(k))?;
             }
             Record::Free { address, kind: k } => {
-                self.current_stack(h.thread);
-                self.writer.free(time, ThreadId(h.thread), address, kind(k))?;
+                let (_, thread) = self.current_stack(h.thread);
+                self.writer.free(time, thread, address, kind(k))?;
             }
             Record::Marker { label } => {
-                self.current_stack(h.thread);
-                self.writer.marker(time, ThreadId(h.thread), &text(label));
+                let (_, thread) = self.current_stack(h.thread);
+                self.writer.marker(time, thread, &text(label));
             }
             Record::Gc { generation, duration_ns, collected, uncollectable } => {
                 self.writer.gc(GcEvent {

@@ -203,3 +203,26 @@ fn record_works_in_a_non_pie_python() {
     assert_eq!(open(&dir.join("a.memlens")).summary().peak_heap, peak);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Tracer thread indices are process-wide, but each recording numbers its threads from 0:
+/// a block recorded on the main thread after one on another thread (which took index 0)
+/// was once written with its only thread as id 1, and read back as corrupt.
+#[test]
+fn each_block_numbers_its_own_threads() {
+    let dir = temp_dir("thread-ids");
+    let code = "import memlens, threading\n\
+        def block(path):\n    with memlens.record(path):\n        x = bytearray(4 << 20)\n\
+        t = threading.Thread(target=block, args=('first.memlens',), name='other'); t.start(); t.join()\n\
+        block('second.memlens')\n";
+    let out = python(&dir, &["-c", code]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for (file, thread) in [("first.memlens", "other"), ("second.memlens", "MainThread")] {
+        let rec = open(&dir.join(file));
+        assert!(rec.truncation().is_none(), "{file}: {:?}", rec.truncation());
+        let names: Vec<&str> = rec.threads().iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, [thread], "{file}");
+        assert_eq!(rec.threads()[0].id.index(), 0);
+        assert!(near(rec.summary().peak_heap, 4 * MIB), "{file}: {}", rec.summary().peak_heap);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
