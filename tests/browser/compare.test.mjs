@@ -89,6 +89,27 @@ describe('compare mode', () => {
     await page.close();
   });
 
+  test('modes replay in the background: quick switches end on the last mode clicked', async () => {
+    const page = await openPage(env.chrome.context,
+      `${env.server.url}?base=fixtures/compare/base.memlens&head=fixtures/compare/head.memlens`);
+    await assertPeakComparison(page);
+    // Leaks, then "total" before leaks can have finished: the leaks replay is abandoned
+    // and the total one shows, whatever order the two would have finished in.
+    await page.click('button[data-mode="leaks"]');
+    await page.click('button[data-mode="total"]');
+    await page.waitForFunction(() => location.hash.includes('mode=total'));
+    await page.waitForFunction(() =>
+      document.querySelector('#delta-table tbody td.fn')?.textContent === 'build_index');
+    // In total mode, the head allocated 20 MiB more in build_index (40 -> 60 MiB).
+    assert.match(await page.textContent('#delta-table tbody tr'), /40\.0 MiB.*60\.0 MiB.*\+20\.0 MiB/);
+    // Back to leaks: computed now, then cached.
+    await page.click('button[data-mode="leaks"]');
+    await page.waitForFunction(() =>
+      document.querySelector('#delta-table tbody td.fn')?.textContent === 'remember_results');
+    assert.deepEqual(page.problems, []);
+    await page.close();
+  });
+
   test('choosing two files at once opens compare mode', async () => {
     const page = await openPage(env.chrome.context, env.server.url);
     await page.setInputFiles('#file-input', [BASE, HEAD]);

@@ -8,13 +8,14 @@ use std::collections::HashMap;
 
 use leptos::prelude::*;
 use memlens_format::{
-    diff_sites, incomparable_reasons, stack_totals, DiffOptions, DiffTree, EventFilter,
-    FlameOptions, SiteDelta, Snapshot,
+    diff_sites, incomparable_reasons, DiffOptions, DiffTree, EventFilter, FlameOptions, SiteDelta,
+    Snapshot,
 };
 
 use crate::compare_timeline::CompareTimeline;
 use crate::delta_table::DeltaTable;
 use crate::diff_flame::{delta_text, DiffFlameGraph};
+use crate::flame_graph::{snapshot_for, totals_sliced};
 use crate::load::{Loaded, Loader, Progress};
 use crate::timeline::TimelineData;
 use crate::url_state::FlameMode;
@@ -31,25 +32,32 @@ pub struct CompareData {
 }
 
 impl CompareData {
-    pub fn compute(base: &Loaded, head: &Loaded, mode: FlameMode) -> Result<CompareData, String> {
-        let snapshot = match mode {
-            FlameMode::Leaks => Snapshot::AtEnd,
-            FlameMode::Total => Snapshot::TotalAllocated,
-            FlameMode::AtPeak | FlameMode::Range => Snapshot::AtPeak,
-        };
+    /// Replays both recordings for `mode`, a slice at a time like the flame graph (the page
+    /// keeps responding); `None` once `wanted()` says another mode replaced this one.
+    pub async fn compute(
+        base: &Loaded,
+        head: &Loaded,
+        mode: FlameMode,
+        wanted: impl Fn() -> bool,
+    ) -> Option<Result<CompareData, String>> {
+        // Compare modes have no range.
+        let snapshot = snapshot_for(mode, None).unwrap_or(Snapshot::AtPeak);
         let all = EventFilter::default();
-        let totals = |l: &Loaded| {
-            stack_totals(&l.recording, snapshot, &all)
-                .map_err(|e| format!("Could not analyse {}: {e}", l.name))
-        };
-        let (bt, ht) = (totals(base)?, totals(head)?);
+        let mut totals = Vec::with_capacity(2);
+        for l in [base, head] {
+            match totals_sliced(&l.recording, snapshot, &all, &wanted).await? {
+                Ok(t) => totals.push(t),
+                Err(e) => return Some(Err(format!("Could not analyse {}: {e}", l.name))),
+            }
+        }
+        let (bt, ht) = (&totals[0], &totals[1]);
         let options = DiffOptions {
             flame: FlameOptions { merge_lines: true, hide_internal: true },
             show_vanished: true,
         };
-        let tree = DiffTree::build(&base.recording, &bt, &head.recording, &ht, &options);
-        let sites = diff_sites(&base.recording, &bt, &head.recording, &ht);
-        Ok(CompareData { tree, sites })
+        let tree = DiffTree::build(&base.recording, bt, &head.recording, ht, &options);
+        let sites = diff_sites(&base.recording, bt, &head.recording, ht);
+        Some(Ok(CompareData { tree, sites }))
     }
 }
 
@@ -84,24 +92,46 @@ pub fn CompareView(base: ByPtr<Loaded>, head: ByPtr<Loaded>) -> impl IntoView {
         }
     });
     // Per-mode results are kept: switching back to a mode does not replay both recordings.
+    // A mode not computed yet replays both after the next paint, in slices, while the page
+    // says it is computing.
     let cache: StoredValue<HashMap<FlameMode, ByPtr<CompareData>>> =
         StoredValue::new(HashMap::new());
-    let data = Memo::new({
+    let (result, set_result) = signal(None::<Result<ByPtr<CompareData>, String>>);
+    Effect::new({
         let (base, head) = (base.clone(), head.clone());
         move |_| {
             let m = mode.get();
             if let Some(hit) = cache.with_value(|c| c.get(&m).cloned()) {
-                return Ok(hit);
+                set_result.set(Some(Ok(hit)));
+                return;
             }
-            let d = crate::timed(&format!("compare ({})", m.key()), || {
-                CompareData::compute(&base.0, &head.0, m)
-            })
-            .map(ByPtr::new)?;
-            cache.update_value(|c| {
-                c.insert(m, d.clone());
+            set_result.set(None);
+            let (base, head) = (base.clone(), head.clone());
+            leptos::task::spawn_local(async move {
+                crate::load::sleep_ms(20).await;
+                let wanted = || mode.get_untracked() == m;
+                if !wanted() {
+                    return;
+                }
+                let step = crate::Step::start(&format!("compare ({})", m.key()));
+                let Some(d) = CompareData::compute(&base.0, &head.0, m, wanted).await else {
+                    return;
+                };
+                step.finish();
+                let d = d.map(ByPtr::new);
+                if let Ok(d) = &d {
+                    cache.update_value(|c| {
+                        c.insert(m, d.clone());
+                    });
+                }
+                if wanted() {
+                    set_result.set(Some(d));
+                }
             });
-            Ok(d)
         }
+    });
+    let data = Memo::new(move |_| {
+        result.get().unwrap_or_else(|| Err("Comparing the two recordings…".to_string()))
     });
     let end = base.0.recording.summary().duration_ns.max(head.0.recording.summary().duration_ns);
     let timelines = TimelineData::compute_until(&base.0, end)

@@ -64,6 +64,41 @@ pub struct FlameData {
     pub hide_internal: bool,
 }
 
+/// What a flame mode shows (`None`: a range mode without a range yet).
+pub(crate) fn snapshot_for(mode: FlameMode, range: Option<(u64, u64)>) -> Option<Snapshot> {
+    Some(match (mode, range) {
+        (FlameMode::AtPeak, _) => Snapshot::AtPeak,
+        (FlameMode::Leaks, _) => Snapshot::AtEnd,
+        (FlameMode::Total, _) => Snapshot::TotalAllocated,
+        (FlameMode::Range, Some((a, b))) => Snapshot::PeakInRange(a, b),
+        (FlameMode::Range, None) => return None,
+    })
+}
+
+/// Memory by stack for `snapshot`, replaying `rec` one event chunk at a time and yielding to
+/// the browser between slices (`load::replay_sliced`). `None` as soon as `wanted()` says the
+/// result is no longer needed.
+pub(crate) async fn totals_sliced(
+    rec: &memlens_format::Recording,
+    snapshot: Snapshot,
+    filter: &EventFilter,
+    wanted: impl Fn() -> bool,
+) -> Option<Result<StackTotals, memlens_format::Error>> {
+    let mut builder = SnapshotBuilder::new(snapshot, filter);
+    let feed = |events: &[memlens_format::Event]| {
+        builder.feed(events);
+        if builder.is_done() {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    };
+    match crate::load::replay_sliced(rec, feed, wanted).await? {
+        Ok(()) => Some(Ok(builder.finish())),
+        Err(e) => Some(Err(e)),
+    }
+}
+
 impl FlameData {
     /// Replays the recording for `q` one event chunk at a time, yielding to the browser between
     /// slices (`load::replay_sliced`) so the page stays responsive on big recordings. Returns
@@ -74,28 +109,13 @@ impl FlameData {
         wanted: impl Fn() -> bool,
     ) -> Option<Result<FlameData, String>> {
         let rec = &loaded.0.recording;
-        let snapshot = match (q.mode, q.range) {
-            (FlameMode::AtPeak, _) => Snapshot::AtPeak,
-            (FlameMode::Leaks, _) => Snapshot::AtEnd,
-            (FlameMode::Total, _) => Snapshot::TotalAllocated,
-            (FlameMode::Range, Some((a, b))) => Snapshot::PeakInRange(a, b),
-            (FlameMode::Range, None) => {
-                return Some(Err("Drag across the timeline above to select a time range.".into()))
-            }
+        let Some(snapshot) = snapshot_for(q.mode, q.range) else {
+            return Some(Err("Drag across the timeline above to select a time range.".into()));
         };
-        let mut builder = SnapshotBuilder::new(snapshot, &q.filter());
-        let feed = |events: &[memlens_format::Event]| {
-            builder.feed(events);
-            if builder.is_done() {
-                ControlFlow::Break(())
-            } else {
-                ControlFlow::Continue(())
-            }
+        let totals = match totals_sliced(rec, snapshot, &q.filter(), wanted).await? {
+            Ok(t) => t,
+            Err(e) => return Some(Err(format!("Could not compute the flame graph: {e}"))),
         };
-        if let Err(e) = crate::load::replay_sliced(rec, feed, wanted).await? {
-            return Some(Err(format!("Could not compute the flame graph: {e}")));
-        }
-        let totals = builder.finish();
         let options = FlameOptions { merge_lines: false, hide_internal: q.hide_internal };
         let tree = FlameTree::build(rec, &totals, &options);
         Some(Ok(FlameData { loaded: loaded.clone(), tree, totals, hide_internal: q.hide_internal }))
