@@ -14,7 +14,7 @@ use memlens_format::{
     AllocatorKind, CacheCensus, Census, DictUsage, FrameId, GcEvent, MemorySample, ProcessEnd,
     RecordingWriter, StackId, StringId, Summary, ThreadId, ThreadInfo, TypeCensus, TypeSite,
 };
-use memlens_wire::{decode, AllocKind, CensusType, Header, Hello, Record, PROTOCOL};
+use memlens_wire::{AllocKind, CensusType, Decoder, Header, Hello, Record, PROTOCOL};
 
 /// A code object as the tracer described it. Interned into the recording only when a
 /// frame uses it: a session started mid-program receives every code object the
@@ -60,6 +60,7 @@ pub struct Recorder<W: Write> {
     /// CLOCK_MONOTONIC ns when the recording started; raw times are made relative to it.
     t0: u64,
     pending: Vec<u8>,
+    decoder: Decoder,
     codes: HashMap<u32, Code>,
     frames: HashMap<(u32, u32), FrameId>,
     /// Indexed by the tracer's dense thread index.
@@ -100,6 +101,7 @@ impl<W: Write> Recorder<W> {
             writer,
             t0,
             pending: Vec::new(),
+            decoder: Decoder::default(),
             codes: HashMap::default(),
             frames: HashMap::default(),
             threads: Vec::new(),
@@ -147,7 +149,7 @@ impl<W: Write> Recorder<W> {
     fn consume(&mut self, buf: &[u8]) -> (usize, Result<()>) {
         let mut pos = 0;
         loop {
-            match decode(&buf[pos..]) {
+            match self.decoder.next(&buf[pos..]) {
                 Ok(Some((header, record, used))) => {
                     pos += used;
                     if let Err(e) = self.apply(header, record) {
@@ -278,6 +280,9 @@ impl<W: Write> Recorder<W> {
                 });
             }
             Record::Stop => self.stopped = true,
+            Record::Stretch(_) | Record::Seq { .. } => {
+                unreachable!("the decoder consumes stretches and refuses ring records")
+            }
             Record::CensusBegin { trigger, label } => {
                 let label = text(label).into_owned();
                 self.censuses
@@ -425,9 +430,11 @@ mod tests {
     use memlens_format::{stack_totals, EventFilter, Meta, Recording, Snapshot};
 
     fn enc(out: &mut Vec<u8>, time_ns: u64, thread: u32, r: Record<'_>) {
-        let start = out.len();
-        out.resize(start + r.encoded_len(), 0);
-        r.encode_into(Header { time_ns, thread }, &mut out[start..]).unwrap();
+        for r in [Record::Stretch(Header { time_ns, thread }), r] {
+            let start = out.len();
+            out.resize(start + r.encoded_len(), 0);
+            r.encode_into(&mut out[start..]).unwrap();
+        }
     }
 
     fn record_stream(bytes: &[u8], chunk: usize) -> Recording {

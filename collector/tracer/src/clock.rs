@@ -42,81 +42,69 @@ fn now_pair() -> (u64, u64) {
     (a / 2 + b / 2, ns)
 }
 
-/// Turns tick stamps into CLOCK_MONOTONIC nanoseconds, batch by batch: between two
-/// drains it interpolates on the line through the (ticks, ns) pairs read at each, and
-/// never lets time go backwards across batches.
+/// Turns tick stamps into CLOCK_MONOTONIC nanoseconds, batch by batch: a batch's
+/// stamps are placed on the line through the (ticks, ns) pairs read at the previous
+/// batch and at this one, and time never goes backwards across batches.
 pub struct TickConverter {
     ticks: u64,
     ns: u64,
+    rate: f64,
     last_ns: u64,
 }
 
 impl TickConverter {
     pub const fn new() -> Self {
-        TickConverter { ticks: 0, ns: 0, last_ns: 0 }
+        TickConverter { ticks: 0, ns: 0, rate: 1.0, last_ns: 0 }
     }
 
     /// Starts converting from now (a new session).
     pub fn reset(&mut self) {
         let (ticks, ns) = now_pair();
-        *self = TickConverter { ticks, ns, last_ns: 0 };
+        *self = TickConverter { ticks, ns, rate: 1.0, last_ns: 0 };
     }
 
-    /// Rewrites the stamp of every record in `buf` (whole wire records, in tick order)
-    /// from ticks to nanoseconds.
-    pub fn convert(&mut self, buf: &mut [u8]) {
+    /// Reads the clocks for the batch about to be converted.
+    pub fn begin_batch(&mut self) {
         let (ticks, ns) = now_pair();
-        let rate = if ticks > self.ticks && ns > self.ns {
-            (ns - self.ns) as f64 / (ticks - self.ticks) as f64
-        } else {
-            1.0
-        };
-        let mut pos = 0;
-        while let Some(t) = memlens_wire::peek_time(&buf[pos..]) {
-            let len =
-                4 + u32::from_le_bytes(buf[pos..pos + 4].try_into().expect("4 bytes")) as usize;
-            let offset = t.wrapping_sub(self.ticks) as i64 as f64 * rate;
-            let converted = (self.ns as f64 + offset).max(0.0) as u64;
-            self.last_ns = self.last_ns.max(converted);
-            memlens_wire::set_time(&mut buf[pos..], self.last_ns);
-            pos += len;
+        if ticks > self.ticks && ns > self.ns {
+            self.rate = (ns - self.ns) as f64 / (ticks - self.ticks) as f64;
         }
         self.ticks = ticks;
         self.ns = ns;
+    }
+
+    /// A stamp of the current batch in nanoseconds.
+    pub fn to_ns(&mut self, ticks: u64) -> u64 {
+        let offset = ticks.wrapping_sub(self.ticks) as i64 as f64 * self.rate;
+        let converted = (self.ns as f64 + offset).max(0.0) as u64;
+        self.last_ns = self.last_ns.max(converted);
+        self.last_ns
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use memlens_wire::{Header, Record};
 
     #[test]
     fn converted_stamps_are_monotonic_nanoseconds_between_the_drains() {
         let mut c = TickConverter::new();
         c.reset();
         let before = now_ns();
-        let mut buf = Vec::new();
         let mut stamps = Vec::new();
         for _ in 0..100 {
-            let r = Record::Pop { n: 1 };
-            let start = buf.len();
-            buf.resize(start + r.encoded_len(), 0);
-            let t = now_ticks();
-            stamps.push(t);
-            r.encode_into(Header { time_ns: t, thread: 0 }, &mut buf[start..]);
+            stamps.push(now_ticks());
             std::thread::sleep(std::time::Duration::from_micros(50));
         }
-        c.convert(&mut buf);
+        c.begin_batch();
         let after = now_ns();
-        let mut pos = 0;
         let mut last = 0;
-        while let Some(ns) = memlens_wire::peek_time(&buf[pos..]) {
+        for t in stamps {
+            let ns = c.to_ns(t);
             // Within a few µs of the real clock (the pairs are read a few ns apart).
             assert!(ns + 50_000 >= before && ns <= after + 50_000, "{before} {ns} {after}");
             assert!(ns >= last);
             last = ns;
-            pos += Record::Pop { n: 1 }.encoded_len();
         }
         assert!(last - (before.max(1)) > 4_000_000, "100 x 50 µs elapsed");
     }

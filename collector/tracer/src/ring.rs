@@ -1,34 +1,110 @@
-//! Per-thread single-producer/single-consumer byte rings and their registry.
+//! Per-thread single-producer/single-consumer byte rings, their registry, and the
+//! logical clock that orders records across threads.
 //!
 //! Each traced thread owns one ring and appends encoded wire records to it; the drain
 //! thread is the only consumer. Rings live in memory from `mmap` (never malloc, so
 //! they do not show up as traced allocations), are linked into a lock-free
 //! push-only list, and are reused after their thread exits and they are drained.
 //!
-//! Ordering protocol (what makes the drain's merge by time correct): a producer sets
-//! `pending`, *then* reads the clock, writes, publishes `head` and clears `pending`.
-//! The drain takes its cutoff T = now - [`crate::tracing`]'s margin (>= 1 ms), then waits
-//! for `pending` to clear before reading `head`. A record stamped <= T had its
-//! `pending` store issued over a millisecond before the drain looks (far longer than
-//! a store takes to become visible), so it is either published or still pending, and
-//! is never skipped; a record stamped later goes out in a later batch. This avoids a
-//! full memory fence on every record.
+//! **Stretches.** Records carry no time of their own (reading a clock at each of tens
+//! of millions of allocations would cost more than the rest of the hook). A thread's
+//! records come in stretches, each opened by a `Seq` record holding a number from the
+//! process-wide logical [`CLOCK`] and the time-stamp counter. A thread keeps appending to
+//! its stretch while the clock still holds the value it set; once any other thread, or
+//! the drain, has advanced the clock, its next record opens a new stretch with a higher
+//! number. So if thread B frees what thread A allocated, B's free is in a stretch
+//! numbered above A's allocation: the drain, sorting stretches by number, keeps them
+//! in order. Each number belongs to one stretch, so there are no ties. A thread also
+//! opens a new stretch every [`RESTAMP`] records, for finer times.
+//!
+//! **Ordering protocol** (what makes the drain's cut correct): a producer sets `pending`,
+//! *then* reads the clock, writes, publishes `head` and clears `pending`. The drain
+//! advances the clock at each pass and cuts at the number it set at least a millisecond
+//! earlier ([`crate::tracing`]); it waits for `pending` to clear before reading `head`.
+//! A record in a stretch below the cut was written by a thread that read the clock
+//! before that advance, so its `pending` store was issued over a millisecond before the
+//! drain looks (far longer than a store takes to become visible): it is either
+//! published or still pending, and is never skipped. Stretches at or above the cut go
+//! out in a later pass. This avoids a full memory fence on every record.
 
+use std::cell::UnsafeCell;
 use std::ptr;
-use std::sync::atomic::{compiler_fence, AtomicPtr, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{compiler_fence, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
-use memlens_wire::{peek_time, Header, Record};
+use memlens_wire::{peek_seq, record_len, Header, Record};
 
 use crate::clock::now_ticks;
 use crate::real::real;
 
-/// Ring capacity: 4 MiB holds ~120,000 allocation records, tens of ms of the most
+/// Ring capacity: 4 MiB holds ~250,000 allocation records, tens of ms of the most
 /// allocation-heavy Python thread; the drain runs continuously while rings are busy.
 pub const RING_CAP: usize = 4 << 20;
+
+/// Records per stretch at most: a stretch's records all get its start time, and 256
+/// records are some µs of the busiest thread. Opening a stretch costs a compare-and-swap,
+/// a counter read and 21 bytes, a fraction of a ns per record at this rate.
+pub const RESTAMP: u32 = 256;
 
 const FREE: u32 = 0;
 const OWNED: u32 = 1;
 const CLOSED: u32 = 2;
+
+/// The logical clock: `seq << OWNER_BITS | owner`, where owner is 0 for the drain or
+/// [`Stretch::owner`] of the thread that set it.
+static CLOCK: AtomicU64 = AtomicU64::new(0);
+const OWNER_BITS: u32 = 20;
+
+/// Advances the clock for `owner`; returns the whole new value.
+fn advance_clock(owner: u64) -> u64 {
+    let mut cur = CLOCK.load(Ordering::Relaxed);
+    loop {
+        let new = ((cur >> OWNER_BITS) + 1) << OWNER_BITS | owner;
+        match CLOCK.compare_exchange_weak(cur, new, Ordering::AcqRel, Ordering::Relaxed) {
+            Ok(_) => return new,
+            Err(now) => cur = now,
+        }
+    }
+}
+
+/// The drain's mark: advances the clock so that every thread opens a new stretch, and
+/// returns the number set (stretches below it were all opened before).
+pub fn mark() -> u64 {
+    advance_clock(0) >> OWNER_BITS
+}
+
+/// A producer's stretch (kept by its thread).
+pub struct Stretch {
+    /// This thread's owner bits in the clock: 1 + its index, wrapping below 2^20.
+    owner: u64,
+    thread: u32,
+    /// The clock value that opened the current stretch (0: none open).
+    clock: u64,
+    /// Records the stretch may still take.
+    left: u32,
+}
+
+impl Stretch {
+    pub fn new(thread: u32) -> Self {
+        let owner = 1 + thread as u64 % ((1 << OWNER_BITS) - 1);
+        Stretch { owner, thread, clock: 0, left: 0 }
+    }
+
+    /// Makes the next record open a new stretch (and so be stamped with its own time).
+    pub fn restamp(&mut self) {
+        self.left = 0;
+    }
+}
+
+/// Bytes of a `Seq` record.
+const SEQ_LEN: usize = 21;
+
+/// The drain's view of a ring: the stretch its next records belong to.
+#[derive(Clone, Copy, Default)]
+struct Open {
+    seq: u64,
+    ticks: u64,
+    thread: u32,
+}
 
 pub struct Ring {
     next: AtomicPtr<Ring>,
@@ -38,8 +114,14 @@ pub struct Ring {
     head: AtomicUsize,
     /// Bytes ever consumed (drain-owned).
     tail: AtomicUsize,
+    /// Drain-owned (touched only with the drain lock held).
+    open: UnsafeCell<Open>,
     data: *mut u8,
 }
+
+// SAFETY: `open` is only touched by whoever holds the drain lock (see its users); the
+// rest is atomics and the data the SPSC protocol above hands over.
+unsafe impl Sync for Ring {}
 
 static RINGS: AtomicPtr<Ring> = AtomicPtr::new(ptr::null_mut());
 
@@ -90,6 +172,7 @@ impl Ring {
                 pending: AtomicU32::new(0),
                 head: AtomicUsize::new(0),
                 tail: AtomicUsize::new(0),
+                open: UnsafeCell::new(Open::default()),
                 data: mem.add(std::mem::size_of::<Ring>()),
             });
         }
@@ -111,37 +194,45 @@ impl Ring {
         self.state.store(CLOSED, Ordering::Release);
     }
 
-    /// Appends records, all stamped with one reading of the clock (one hook call's
-    /// stack changes and its allocation belong together). Waits (yielding) while
-    /// the ring is full. `scratch` is the caller's reusable encoding buffer.
-    pub fn push_all(&self, thread: u32, recs: &[Record<'_>], scratch: &mut Vec<u8>) {
+    /// Appends records, in the thread's current stretch or a new one (see the module
+    /// docs). Waits (yielding) while the ring is full. `scratch` is the caller's reusable
+    /// encoding buffer, for a batch that wraps around the ring's end.
+    #[inline]
+    pub fn push_all(&self, s: &mut Stretch, recs: &[Record<'_>], scratch: &mut Vec<u8>) {
         let len: usize = recs.iter().map(|r| r.encoded_len()).sum();
-        assert!(len <= RING_CAP, "a batch of records larger than the ring");
+        assert!(len + SEQ_LEN <= RING_CAP, "a batch of records larger than the ring");
         let head = self.head.load(Ordering::Relaxed);
         // Space first, then `pending`: the drain waits for `pending` to clear, so
         // we must never wait for the drain while it is set.
-        while RING_CAP - (head - self.tail.load(Ordering::Acquire)) < len {
+        while RING_CAP - (head - self.tail.load(Ordering::Acquire)) < len + SEQ_LEN {
             // SAFETY: sched_yield has no preconditions.
             unsafe { libc::sched_yield() };
         }
         self.pending.store(1, Ordering::Relaxed);
         compiler_fence(Ordering::SeqCst);
-        // Ticks, turned into nanoseconds by the drain (clock.rs).
-        let header = Header { time_ns: now_ticks(), thread };
+        let mut seq = None;
+        if s.left == 0 || CLOCK.load(Ordering::Relaxed) != s.clock {
+            s.clock = advance_clock(s.owner);
+            s.left = RESTAMP;
+            let (seq_no, ticks) = (s.clock >> OWNER_BITS, now_ticks());
+            seq = Some(Record::Seq { seq: seq_no, ticks, thread: s.thread });
+        }
+        s.left -= 1;
+        let total = len + if seq.is_some() { SEQ_LEN } else { 0 };
         let off = head & (RING_CAP - 1);
-        if off + len <= RING_CAP {
+        if off + total <= RING_CAP {
             // The common case: encode straight into the ring.
-            // SAFETY: [off, off+len) is inside the ring's data, and the space from head
+            // SAFETY: [off, off+total) is inside the ring's data, and the space from head
             // to tail+CAP belongs to the producer (checked above); no one else writes it.
-            let dst = unsafe { std::slice::from_raw_parts_mut(self.data.add(off), len) };
-            encode_all(recs, header, dst);
+            let dst = unsafe { std::slice::from_raw_parts_mut(self.data.add(off), total) };
+            encode_all(seq.iter().chain(recs), dst);
         } else {
             scratch.clear();
-            scratch.resize(len, 0);
-            encode_all(recs, header, scratch);
+            scratch.resize(total, 0);
+            encode_all(seq.iter().chain(recs), scratch);
             self.copy_in(head, scratch);
         }
-        self.head.store(head + len, Ordering::Release);
+        self.head.store(head + total, Ordering::Release);
         self.pending.store(0, Ordering::Release);
     }
 
@@ -167,8 +258,23 @@ impl Ring {
         }
     }
 
-    /// Drain side: moves every complete record stamped <= `cutoff` into `out`.
-    fn take_until(&self, cutoff: u64, out: &mut Vec<u8>) {
+    /// Up to `SEQ_LEN` bytes at `pos` (fewer if fewer are `avail`), in place or copied
+    /// into `tmp` where they wrap around the end.
+    fn peek<'a>(&'a self, pos: usize, avail: usize, tmp: &'a mut [u8; SEQ_LEN]) -> &'a [u8] {
+        let n = avail.min(SEQ_LEN);
+        let off = pos & (RING_CAP - 1);
+        if off + n <= RING_CAP {
+            // SAFETY: [pos, pos+n) lies between tail and a published head (see copy_out).
+            unsafe { std::slice::from_raw_parts(self.data.add(off), n) }
+        } else {
+            self.copy_out(pos, &mut tmp[..n]);
+            &tmp[..n]
+        }
+    }
+
+    /// Drain side: moves every record of the stretches numbered below `cut` into `out`,
+    /// noting each stretch's extent in `found`. Call with the drain lock held.
+    fn take_below(&self, cut: u64, floor: u64, out: &mut Vec<u8>, found: &mut Vec<Found>) {
         while self.pending.load(Ordering::Acquire) != 0 {
             std::hint::spin_loop();
             // SAFETY: no preconditions.
@@ -176,177 +282,194 @@ impl Ring {
         }
         let head = self.head.load(Ordering::Acquire);
         let tail = self.tail.load(Ordering::Relaxed);
-        // Find where the records to take end by their headers, then copy them at once.
-        let mut end = tail;
-        let mut hdr = [0u8; 12];
-        while head - end >= 12 {
-            self.copy_out(end, &mut hdr);
-            if peek_time(&hdr).unwrap_or(0) > cutoff {
+        // SAFETY: the drain lock is held, so this is the only reference to `open`.
+        let open = unsafe { &mut *self.open.get() };
+        let base = out.len();
+        // Find the stretches by the records' tags, then copy them at once.
+        let mut tmp = [0u8; SEQ_LEN];
+        let mut at = tail;
+        let mut start = tail;
+        while at < head {
+            let view = self.peek(at, head - at, &mut tmp);
+            let Ok(Some(len)) = record_len(view) else {
+                // Cannot happen (the producer writes whole records); drop the ring's
+                // contents rather than loop.
+                at = head;
                 break;
+            };
+            if let Some((seq, ticks, thread)) = peek_seq(view) {
+                if seq >= cut {
+                    break;
+                }
+                if at > start && open.seq >= floor {
+                    found.push(Found::new(open, base + start - tail, base + at - tail));
+                }
+                *open = Open { seq, ticks, thread };
+                start = at + len;
             }
-            end += 4 + u32::from_le_bytes(hdr[..4].try_into().unwrap()) as usize;
+            at += len;
         }
-        let start = out.len();
-        out.resize(start + (end - tail), 0);
-        self.copy_out(tail, &mut out[start..]);
-        self.tail.store(end, Ordering::Release);
+        if at > start && open.seq >= floor {
+            found.push(Found::new(open, base + start - tail, base + at - tail));
+        }
+        out.resize(base + (at - tail), 0);
+        self.copy_out(tail, &mut out[base..]);
+        self.tail.store(at, Ordering::Release);
     }
 }
 
-/// Drains every ring up to `cutoff` and appends the records, merged by time (each
-/// thread's own order preserved), to `out`. `scratch` is reused between calls.
-/// Returns the number of bytes taken.
-pub fn drain_all(cutoff: u64, scratch: &mut Vec<Vec<u8>>, out: &mut Vec<u8>) -> usize {
-    let mut n = 0;
-    let mut cur = RINGS.load(Ordering::Acquire);
-    while !cur.is_null() {
-        // SAFETY: rings are never unmapped once linked.
-        let ring = unsafe { &*cur };
-        // Read the state before draining: a ring closed before we drained it is
-        // empty afterwards, because its owner wrote nothing after closing it.
-        let state = ring.state.load(Ordering::Acquire);
-        if state != FREE {
-            if scratch.len() <= n {
-                scratch.push(Vec::new());
-            }
-            scratch[n].clear();
-            ring.take_until(cutoff, &mut scratch[n]);
-            if state == CLOSED
-                && ring.head.load(Ordering::Acquire) == ring.tail.load(Ordering::Relaxed)
-            {
-                ring.state.store(FREE, Ordering::Release);
-            }
-            if !scratch[n].is_empty() {
-                n += 1;
-            }
-        }
-        cur = ring.next.load(Ordering::Acquire);
-    }
-    let before = out.len();
-    if n == 1 && out.is_empty() {
-        // One thread's records: already in order, no merge (nor copy) needed.
-        std::mem::swap(out, &mut scratch[0]);
-    } else {
-        merge(&scratch[..n], out);
-    }
-    out.len() - before
+/// One stretch taken by the drain: its records are `out[start..end]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Found {
+    seq: u64,
+    ticks: u64,
+    thread: u32,
+    start: usize,
+    end: usize,
 }
 
-fn encode_all(recs: &[Record<'_>], header: Header, out: &mut [u8]) {
+impl Found {
+    fn new(o: &Open, start: usize, end: usize) -> Self {
+        Found { seq: o.seq, ticks: o.ticks, thread: o.thread, start, end }
+    }
+}
+
+/// What draining keeps between passes.
+pub struct Drain {
+    taken: Vec<u8>,
+    found: Vec<Found>,
+    /// Stretches numbered below this are left over from an earlier session: dropped.
+    floor: u64,
+}
+
+impl Drain {
+    pub const fn new() -> Self {
+        Drain { taken: Vec::new(), found: Vec::new(), floor: 0 }
+    }
+
+    /// Drains every ring's stretches numbered below `cut` and appends them to `out` in
+    /// number order, each after a `Stretch` record with its thread and time. Returns
+    /// the number of record bytes taken. `to_ns` turns a stretch's ticks into its time.
+    /// Call with the drain lock held.
+    pub fn drain(&mut self, cut: u64, to_ns: impl FnMut(u64) -> u64, out: &mut Vec<u8>) -> usize {
+        self.taken.clear();
+        self.found.clear();
+        let mut cur = RINGS.load(Ordering::Acquire);
+        while !cur.is_null() {
+            // SAFETY: rings are never unmapped once linked.
+            let ring = unsafe { &*cur };
+            // Read the state before draining: a ring closed before we drained it is
+            // empty afterwards, because its owner wrote nothing after closing it.
+            let state = ring.state.load(Ordering::Acquire);
+            if state != FREE {
+                ring.take_below(cut, self.floor, &mut self.taken, &mut self.found);
+                if state == CLOSED
+                    && ring.head.load(Ordering::Acquire) == ring.tail.load(Ordering::Relaxed)
+                {
+                    ring.state.store(FREE, Ordering::Release);
+                }
+            }
+            cur = ring.next.load(Ordering::Acquire);
+        }
+        emit(&mut self.found, &self.taken, to_ns, out);
+        self.taken.len()
+    }
+
+    /// Empties every ring without reading it (records left from a finished session),
+    /// and drops whatever a thread still adds to its old stretch. Call with the drain
+    /// lock held.
+    pub fn discard_all(&mut self) {
+        self.floor = mark();
+        let mut cur = RINGS.load(Ordering::Acquire);
+        while !cur.is_null() {
+            // SAFETY: rings are never unmapped once linked.
+            let ring = unsafe { &*cur };
+            let head = ring.head.load(Ordering::Acquire);
+            ring.tail.store(head, Ordering::Release);
+            cur = ring.next.load(Ordering::Acquire);
+        }
+    }
+}
+
+/// Writes the stretches in `found` (records in `taken`) to `out` by number, each after a
+/// `Stretch` record with its time in CLOCK_MONOTONIC nanoseconds.
+fn emit(found: &mut [Found], taken: &[u8], mut to_ns: impl FnMut(u64) -> u64, out: &mut Vec<u8>) {
+    found.sort_unstable_by_key(|f| f.seq);
+    let mut hdr = [0u8; 13];
+    for f in found.iter() {
+        let time_ns = to_ns(f.ticks);
+        let n = Record::Stretch(Header { time_ns, thread: f.thread }).encode_into(&mut hdr);
+        out.extend_from_slice(&hdr[..n.unwrap_or(0)]);
+        out.extend_from_slice(&taken[f.start..f.end]);
+    }
+}
+
+fn encode_all<'r>(recs: impl Iterator<Item = &'r Record<'r>>, out: &mut [u8]) {
     let mut at = 0;
     for r in recs {
-        at += r.encode_into(header, &mut out[at..]).unwrap_or(0);
-    }
-}
-
-/// Empties every ring without reading it (records left from a finished session).
-/// Call with the drain lock held.
-pub fn discard_all() {
-    let mut cur = RINGS.load(Ordering::Acquire);
-    while !cur.is_null() {
-        // SAFETY: rings are never unmapped once linked.
-        let ring = unsafe { &*cur };
-        let head = ring.head.load(Ordering::Acquire);
-        ring.tail.store(head, Ordering::Release);
-        cur = ring.next.load(Ordering::Acquire);
-    }
-}
-
-/// k-way merge of per-thread record runs by timestamp; ties keep run order.
-///
-/// Threads holding the GIL take turns of milliseconds, so runs interleave in long
-/// stretches: each step copies, in one block, every record of the earliest run up to the
-/// next record due from another run.
-fn merge(runs: &[Vec<u8>], out: &mut Vec<u8>) {
-    if runs.len() == 1 {
-        out.extend_from_slice(&runs[0]);
-        return;
-    }
-    let mut pos = vec![0usize; runs.len()];
-    loop {
-        // The run with the earliest next record, and the earliest next record of the
-        // others (with its run, for ties).
-        let mut best: Option<(u64, usize)> = None;
-        let mut next: Option<(u64, usize)> = None;
-        for (i, run) in runs.iter().enumerate() {
-            let Some(t) = peek_time(&run[pos[i]..]) else { continue };
-            if best.is_none_or(|(bt, _)| t < bt) {
-                next = best;
-                best = Some((t, i));
-            } else if next.is_none_or(|(nt, _)| t < nt) {
-                next = Some((t, i));
-            }
-        }
-        let Some((_, i)) = best else { break };
-        let run = &runs[i];
-        let start = pos[i];
-        let mut end = start;
-        while let Some(t) = peek_time(&run[end..]) {
-            // A record of run i goes before the other run's next one if it is earlier,
-            // or as early and run i comes first.
-            let before = next.is_none_or(|(nt, j)| t < nt || (t == nt && i < j));
-            if !before {
-                break;
-            }
-            end += 4 + u32::from_le_bytes(run[end..end + 4].try_into().unwrap()) as usize;
-        }
-        out.extend_from_slice(&run[start..end]);
-        pos[i] = end;
+        at += r.encode_into(&mut out[at..]).unwrap_or(0);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use memlens_wire::Decoder;
 
-    fn rec(time: u64, thread: u32) -> Vec<u8> {
-        let r = Record::Pop { n: thread };
-        let mut b = vec![0u8; r.encoded_len()];
-        r.encode_into(Header { time_ns: time, thread }, &mut b);
-        b
+    fn enc(out: &mut Vec<u8>, r: Record<'_>) {
+        let start = out.len();
+        out.resize(start + r.encoded_len(), 0);
+        r.encode_into(&mut out[start..]).unwrap();
     }
 
     #[test]
-    fn merge_copies_stretches_and_keeps_ties_in_run_order() {
-        let a: Vec<u8> = [rec(1, 0), rec(2, 0), rec(3, 0), rec(7, 0), rec(8, 0)].concat();
-        let b: Vec<u8> = [rec(3, 1), rec(4, 1), rec(5, 1), rec(8, 1)].concat();
-        let c: Vec<u8> = [rec(0, 2), rec(9, 2)].concat();
+    fn stretches_go_out_by_number_with_their_thread_and_time() {
+        // Two rings' worth of stretches, copied one after the other as the drain does.
+        let mut taken = Vec::new();
+        let mut found = Vec::new();
+        for (seq, thread, n) in [(3, 0, 2), (7, 0, 1), (4, 1, 3), (5, 1, 1)] {
+            let start = taken.len();
+            for i in 0..n {
+                enc(&mut taken, Record::Pop { n: seq as u32 * 10 + i });
+            }
+            let (ticks, end) = (seq * 1000, taken.len());
+            found.push(Found { seq, ticks, thread, start, end });
+        }
         let mut out = Vec::new();
-        merge(&[a, b, c], &mut out);
+        emit(&mut found, &taken, |t| t, &mut out);
+        let mut d = Decoder::default();
         let mut got = Vec::new();
-        let mut p = 0;
-        while let Some((h, _, n)) = memlens_wire::decode(&out[p..]).unwrap() {
-            got.push((h.time_ns, h.thread));
-            p += n;
+        let mut pos = 0;
+        while let Some((h, r, used)) = d.next(&out[pos..]).unwrap() {
+            let Record::Pop { n } = r else { panic!("{r:?}") };
+            got.push((h.time_ns, h.thread, n));
+            pos += used;
         }
         let want = [
-            (0, 2),
-            (1, 0),
-            (2, 0),
-            (3, 0),
-            (3, 1),
-            (4, 1),
-            (5, 1),
-            (7, 0),
-            (8, 0),
-            (8, 1),
-            (9, 2),
+            (3000, 0, 30),
+            (3000, 0, 31),
+            (4000, 1, 40),
+            (4000, 1, 41),
+            (4000, 1, 42),
+            (5000, 1, 50),
+            (7000, 0, 70),
         ];
         assert_eq!(got, want);
     }
 
     #[test]
-    fn merge_orders_by_time_and_keeps_thread_order() {
-        let a: Vec<u8> = [rec(1, 0), rec(5, 0), rec(5, 0)].concat();
-        let b: Vec<u8> = [rec(2, 1), rec(5, 1), rec(9, 1)].concat();
-        let mut out = Vec::new();
-        merge(&[a, b], &mut out);
-        let mut got = Vec::new();
-        let mut p = 0;
-        while let Some((h, _, n)) = memlens_wire::decode(&out[p..]).unwrap() {
-            got.push((h.time_ns, h.thread));
-            p += n;
-        }
-        assert_eq!(got, vec![(1, 0), (2, 1), (5, 0), (5, 0), (5, 1), (9, 1)]);
+    fn the_clock_orders_threads_and_each_number_is_one_stretch() {
+        let mut a = Stretch::new(0);
+        let mut b = Stretch::new(1);
+        let first = advance_clock(a.owner);
+        a.clock = first;
+        // `a` keeps its stretch until someone else advances the clock.
+        assert_eq!(CLOCK.load(Ordering::Relaxed), a.clock);
+        b.clock = advance_clock(b.owner);
+        assert!(b.clock >> OWNER_BITS > first >> OWNER_BITS);
+        assert_ne!(CLOCK.load(Ordering::Relaxed), a.clock, "a must open a new stretch");
+        let m = mark();
+        assert!(m > b.clock >> OWNER_BITS);
+        assert_ne!(CLOCK.load(Ordering::Relaxed), b.clock);
     }
 }

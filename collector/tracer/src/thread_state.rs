@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use memlens_wire::Record;
 
 use crate::python_api::{api, PyObject};
-use crate::ring::Ring;
+use crate::ring::{Ring, Stretch};
 use crate::tracing;
 
 /// A shadow-stack frame. `frame` is a strong reference, taken at CALL and released
@@ -37,13 +37,13 @@ struct Entry {
 }
 
 pub struct ThreadState {
-    pub index: u32,
     /// The session this thread last introduced itself to.
     session: u32,
     os_tid: u64,
     /// The OS thread name, then the Python one once known.
     name: Vec<u8>,
     ring: &'static Ring,
+    stretch: Stretch,
     stack: Vec<Entry>,
     emitted: Vec<(u32, u32)>,
     clean: usize,
@@ -100,12 +100,13 @@ fn create() -> *mut ThreadState {
     // SAFETY: 16 bytes is the documented maximum for thread names, NUL included.
     unsafe { libc::pthread_getname_np(libc::pthread_self(), name.as_mut_ptr().cast(), 16) };
     let name_len = name.iter().position(|&b| b == 0).unwrap_or(16);
+    let index = NEXT_INDEX.fetch_add(1, Ordering::Relaxed);
     let st = Box::into_raw(Box::new(ThreadState {
-        index: NEXT_INDEX.fetch_add(1, Ordering::Relaxed),
         session: 0,
         os_tid: os_tid(),
         name: name[..name_len].to_vec(),
         ring: Ring::acquire(),
+        stretch: Stretch::new(index),
         stack: Vec::new(),
         emitted: Vec::new(),
         clean: 0,
@@ -162,11 +163,19 @@ impl ThreadState {
         self.push(&Record::ThreadName { name });
     }
 
-    /// Sends one record (nothing between sessions: no one drains the ring then).
-    #[inline]
+    /// Sends one record (nothing between sessions: no one drains the ring then), in a
+    /// stretch of its own: its time is exact (a gc, a marker or a census says when it
+    /// happened; allocations need only their order).
     pub fn push(&mut self, rec: &Record<'_>) {
+        self.stretch.restamp();
+        self.push_free(rec);
+    }
+
+    /// Sends a free (or another record whose time may be its stretch's).
+    #[inline]
+    pub fn push_free(&mut self, rec: &Record<'_>) {
         if tracing::active() {
-            self.ring.push_all(self.index, std::slice::from_ref(rec), &mut self.scratch);
+            self.ring.push_all(&mut self.stretch, std::slice::from_ref(rec), &mut self.scratch);
         }
     }
 
@@ -179,7 +188,7 @@ impl ThreadState {
         self.batch.clear();
         self.diff_stack();
         self.batch.push(rec);
-        self.ring.push_all(self.index, &self.batch, &mut self.scratch);
+        self.ring.push_all(&mut self.stretch, &self.batch, &mut self.scratch);
     }
 
     /// A Python frame started (profile CALL). Takes a reference to `frame`. GIL held.

@@ -1,8 +1,9 @@
 //! Global tracing state: start, stop, the drain thread and the pipe to the parent.
 //!
-//! The drain thread wakes every [`DRAIN_PERIOD`], takes a cutoff T = now, pops every
-//! record stamped <= T from every ring, merges them by time and writes the batch to
-//! the pipe. Stopping (atexit, `_exit`, the end of `memlens.record()`) turns recording
+//! The drain thread wakes every [`DRAIN_PERIOD`], advances the rings' logical clock,
+//! takes from every ring the stretches numbered below the mark it set at least
+//! [`MARGIN_NS`] earlier, and writes them to the pipe by number, each with its thread
+//! and time (see [`crate::ring`]). Stopping (atexit, `_exit`, the end of `memlens.record()`) turns recording
 //! off and drains everything synchronously, then sends `Stop` and closes the pipe.
 //!
 //! Tracing can start again after a stop, into a new pipe (one `memlens.record()` block
@@ -13,12 +14,13 @@
 //! complete on its own. The drain thread outlives sessions and idles between them.
 
 use std::cell::UnsafeCell;
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, Ordering};
 use std::time::Duration;
 
 use memlens_wire::{AllocKind, Header, Hello, Record, PROTOCOL};
 
-use crate::clock::{now_ns, now_ticks, TickConverter};
+use crate::clock::{now_ns, TickConverter};
 use crate::guard;
 use crate::python_api::{self, PyApi};
 use crate::ring;
@@ -28,10 +30,9 @@ use crate::thread_state::{self, with_state};
 /// at most a few ms of records, rarely enough to cost nothing measurable.
 const DRAIN_PERIOD: Duration = Duration::from_millis(5);
 
-/// The drain takes records stamped up to `now - MERGE_MARGIN`: see ring.rs for why
-/// this margin lets producers skip a memory fence. In ticks (clock.rs): 5 million is
-/// 1 ms at 5 GHz and more at any slower counter, or 5 ms where ticks are nanoseconds.
-const MERGE_MARGIN_TICKS: u64 = 5_000_000;
+/// The drain takes the stretches opened before the mark it set this long ago: see
+/// ring.rs for why this margin lets producers skip a memory fence.
+const MARGIN_NS: u64 = 2_000_000;
 
 /// A drain pass that moved more than this goes again without sleeping: the rings are
 /// filling faster than one pass per period can empty them.
@@ -81,7 +82,7 @@ pub fn record_alloc(address: usize, size: usize, kind: AllocKind) {
 pub fn record_free(address: usize, kind: AllocKind) {
     with_state(|st| {
         if !st.paused {
-            st.push(&Record::Free { address: address as u64, kind })
+            st.push_free(&Record::Free { address: address as u64, kind })
         }
     });
 }
@@ -104,18 +105,24 @@ pub fn record(rec: &Record<'_>) {
 /// What draining needs, reused pass after pass. Only touched while holding
 /// [`DRAIN_LOCK`] (a spin flag rather than a Mutex: a forked child resets it).
 struct Drainer {
-    scratch: Vec<Vec<u8>>,
+    rings: ring::Drain,
     out: Vec<u8>,
     clock: TickConverter,
+    /// The drain's marks on the logical clock, with when they were set, oldest first.
+    marks: VecDeque<(u64, u64)>,
+    /// The newest mark at least MARGIN_NS old.
+    cut: u64,
 }
 
 struct DrainCell(UnsafeCell<Drainer>);
 // SAFETY: the Drainer is only reached through DrainGuard, which holds DRAIN_LOCK.
 unsafe impl Sync for DrainCell {}
 static DRAINER: DrainCell = DrainCell(UnsafeCell::new(Drainer {
-    scratch: Vec::new(),
+    rings: ring::Drain::new(),
     out: Vec::new(),
     clock: TickConverter::new(),
+    marks: VecDeque::new(),
+    cut: 0,
 }));
 
 /// Holds [`DRAIN_LOCK`]; gives the [`Drainer`].
@@ -164,20 +171,43 @@ fn write_all(fd: i32, mut buf: &[u8]) {
 }
 
 impl Drainer {
-    /// Writes every record stamped up to `cutoff` (ticks) to the pipe, in time order and
-    /// stamped in nanoseconds. Returns the number of bytes written.
-    fn drain(&mut self, cutoff: u64) -> usize {
+    /// Marks the logical clock, and returns the newest mark that is old enough to cut at.
+    fn next_cut(&mut self) -> u64 {
+        let now = now_ns();
+        self.marks.push_back((ring::mark(), now));
+        while let Some(&(seq, at)) = self.marks.front() {
+            if at + MARGIN_NS > now {
+                break;
+            }
+            self.cut = seq;
+            self.marks.pop_front();
+        }
+        self.cut
+    }
+
+    /// Writes every stretch numbered below `cut` to the pipe, in order. Returns the
+    /// number of bytes taken from the rings.
+    fn drain(&mut self, cut: u64) -> usize {
         let fd = FD.load(Ordering::Relaxed);
         if fd < 0 {
             return 0;
         }
         self.out.clear();
-        let n = ring::drain_all(cutoff, &mut self.scratch, &mut self.out);
+        self.clock.begin_batch();
+        let clock = &mut self.clock;
+        let n = self.rings.drain(cut, |t| clock.to_ns(t), &mut self.out);
         if !self.out.is_empty() {
-            self.clock.convert(&mut self.out);
             write_all(fd, &self.out);
         }
         n
+    }
+
+    /// A new session: nothing left from the last one, times from now.
+    fn restart(&mut self) {
+        self.rings.discard_all();
+        self.clock.reset();
+        self.marks.clear();
+        self.cut = 0;
     }
 }
 
@@ -192,16 +222,24 @@ fn drain_thread() {
             std::thread::sleep(DRAIN_PERIOD);
         }
         let mut g = DrainGuard::lock();
-        let cutoff = now_ticks().saturating_sub(MERGE_MARGIN_TICKS);
-        moved = if active() { g.drainer().drain(cutoff) } else { 0 };
+        let d = g.drainer();
+        moved = if active() {
+            let cut = d.next_cut();
+            d.drain(cut)
+        } else {
+            0
+        };
     }
 }
 
 /// Appends `rec`, as a record of no thread stamped now, to `buf`.
 pub fn encode_unthreaded(rec: &Record<'_>, buf: &mut Vec<u8>) {
-    let start = buf.len();
-    buf.resize(start + rec.encoded_len(), 0);
-    rec.encode_into(Header { time_ns: now_ns(), thread: NO_THREAD }, &mut buf[start..]);
+    let stretch = Record::Stretch(Header { time_ns: now_ns(), thread: NO_THREAD });
+    for r in [&stretch, rec] {
+        let start = buf.len();
+        buf.resize(start + r.encoded_len(), 0);
+        r.encode_into(&mut buf[start..]);
+    }
 }
 
 /// Starts a session writing to `fd` (which tracing then owns and closes at [`stop`]).
@@ -242,8 +280,7 @@ pub fn start(
 
     let mut g = DrainGuard::lock();
     // Records a thread pushed while the last session was stopping belong to no one.
-    ring::discard_all();
-    g.drainer().clock.reset();
+    g.drainer().restart();
     let old = FD.swap(fd, Ordering::AcqRel);
     if old >= 0 {
         // SAFETY: the pipe of a session that ended by a write error; we own it.

@@ -8,32 +8,37 @@
 //! Design constraints:
 //! - **No dependencies, no allocation when encoding**: [`Record::encode_into`] writes
 //!   into a caller-provided slice, so it is usable from inside `malloc`.
-//! - **Fixed header, time at a fixed offset**: the drain thread reads the timestamp
-//!   of a record without decoding it ([`peek_time`]) to merge rings by time.
+//! - **Small records**: every traced allocation crosses a ring, the drain's copy, a pipe
+//!   and a decoder, so an allocation is 17 bytes, a free 9. Records carry no time or
+//!   thread of their own:
+//!   - in a thread's ring, a [`Record::Seq`] starts each *stretch* of that thread's
+//!     records; its `seq` comes from one process-wide logical clock that a thread
+//!     advances whenever another thread (or the drain) used it last, so sorting
+//!     stretches by `seq` puts a free after the allocation it frees, even across
+//!     threads. Its `ticks` are the stretch's start time;
+//!   - on the pipe, a [`Record::Stretch`] gives the time and thread of the records
+//!     after it ([`Decoder`]).
+//! - **Sizes from the tag**: the drain splits rings into stretches without decoding
+//!   ([`record_len`], [`peek_seq`]).
 //! - **Streaming decode**: [`decode`] says "incomplete" instead of failing when a
 //!   record is cut at the end of a read, and never panics on bad bytes.
 //! - This is an in-process/IPC protocol between a parent and a child built from the
 //!   same source tree; it is not a file format and is not versioned beyond [`Hello`]'s
 //!   protocol number.
 //!
-//! Layout of one record (all integers little-endian):
-//!
-//! | bytes | field                                                   |
-//! |-------|---------------------------------------------------------|
-//! | 4     | `len`: number of bytes that follow this field           |
-//! | 8     | `time`: CLOCK_MONOTONIC nanoseconds (absolute)          |
-//! | 4     | `thread`: tracer-assigned thread index                  |
-//! | 1     | `tag` (see [`Record`])                                  |
-//! | ...   | payload; strings are a `u32` length then raw bytes      |
+//! Layout of one record (all integers little-endian): a tag byte, then for variable-size
+//! records (tags 32 and up: names, strings, census lists) a `u32` payload length, then
+//! the payload; strings are a `u32` length then raw bytes. An allocation's tag holds its
+//! [`AllocKind`].
 //!
 //! ```
-//! use memlens_wire::{decode, Header, Record, AllocKind};
-//! let rec = Record::Alloc { address: 0x1000, size: 64, kind: AllocKind::Malloc };
-//! let hdr = Header { time_ns: 5, thread: 1 };
+//! use memlens_wire::{AllocKind, Decoder, Header, Record};
 //! let mut buf = [0u8; 64];
-//! let n = rec.encode_into(hdr, &mut buf).unwrap();
-//! let (h, r, used) = decode(&buf[..n]).unwrap().unwrap();
-//! assert_eq!((h, r, used), (hdr, rec, n));
+//! let mut n = Record::Stretch(Header { time_ns: 5, thread: 1 }).encode_into(&mut buf).unwrap();
+//! let rec = Record::Alloc { address: 0x1000, size: 64, kind: AllocKind::Malloc };
+//! n += rec.encode_into(&mut buf[n..]).unwrap();
+//! let (h, r, used) = Decoder::default().next(&buf[..n]).unwrap().unwrap();
+//! assert_eq!((h, r, used), (Header { time_ns: 5, thread: 1 }, rec, n));
 //! ```
 #![forbid(unsafe_code)]
 
@@ -42,6 +47,6 @@ mod record;
 
 pub use error::WireError;
 pub use record::{
-    decode, peek_time, set_time, AllocKind, CensusCache, CensusType, Header, Hello, Record,
-    HEADER_LEN, MAX_BLOB_LEN, PROTOCOL,
+    decode, peek_seq, record_len, AllocKind, CensusCache, CensusType, Decoder, Header, Hello,
+    Record, MAX_BLOB_LEN, PROTOCOL,
 };

@@ -2,13 +2,10 @@ use crate::WireError;
 
 /// Protocol number sent in [`Hello`]; bumped whenever a record's layout changes so
 /// a parent and a tracer from different builds fail loudly instead of misreading.
-pub const PROTOCOL: u32 = 1;
+pub const PROTOCOL: u32 = 2;
 
-/// Bytes before the tag-specific payload: len (4) + time (8) + thread (4) + tag (1).
-pub const HEADER_LEN: usize = 17;
-
-/// Upper bound on one record's `len` field. Strings (qualnames, paths, labels) are
-/// truncated by the tracer well below this; anything longer is corruption.
+/// Upper bound on one variable-length record's `len` field. Strings (qualnames, paths,
+/// labels) are truncated by the tracer well below this; anything longer is corruption.
 pub const MAX_RECORD_LEN: u32 = 1 << 20;
 
 /// Longest string the encoder writes; longer ones are cut (at a byte boundary, so a
@@ -20,7 +17,7 @@ pub const MAX_STR_LEN: usize = 4096;
 /// [`MAX_RECORD_LEN`], so a record with two full blobs still fits.
 pub const MAX_BLOB_LEN: usize = 512 * 1024 - 64;
 
-/// The part every record has.
+/// What a record is stamped with: the [`Record::Stretch`] before it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Header {
     /// CLOCK_MONOTONIC nanoseconds, absolute (the parent subtracts its start time).
@@ -75,37 +72,43 @@ pub struct Hello {
 /// One raw record. Strings are raw bytes (normally UTF-8).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Record<'a> {
-    /// Tag 1: tracing started.
+    /// Tracing started.
     Hello(Hello),
-    /// Tag 2: a thread's first record; `thread` in the header is its new index.
+    /// Pipe only: the records up to the next `Stretch` are this thread's, at this time.
+    Stretch(Header),
+    /// Ring only: the thread's records from here on come after every record stamped with
+    /// a lower `seq` (on any thread); `ticks` is the time-stamp counter when it was taken.
+    /// The drain turns it into a [`Record::Stretch`].
+    Seq { seq: u64, ticks: u64, thread: u32 },
+    /// A thread's first record; the stretch's thread is its new index.
     ThreadStart { os_tid: u64, name: &'a [u8] },
-    /// Tag 3: the thread got (or changed) its name.
+    /// The thread got (or changed) its name.
     ThreadName { name: &'a [u8] },
-    /// Tag 4: a code object's id, sent before the first `Push` that uses it.
+    /// A code object's id, sent before the first `Push` that uses it.
     Code { id: u32, first_line: u32, qualname: &'a [u8], filename: &'a [u8] },
-    /// Tag 5: the thread's stack gained a frame.
+    /// The thread's stack gained a frame.
     Push { code: u32, line: u32 },
-    /// Tag 6: the thread's stack lost `n` frames.
+    /// The thread's stack lost `n` frames.
     Pop { n: u32 },
-    /// Tag 7: an allocation, attributed to the thread's current stack.
+    /// An allocation, attributed to the thread's current stack.
     Alloc { address: u64, size: u64, kind: AllocKind },
-    /// Tag 8: a deallocation.
+    /// A deallocation.
     Free { address: u64, kind: AllocKind },
-    /// Tag 9: `memlens.mark(label)`.
+    /// `memlens.mark(label)`.
     Marker { label: &'a [u8] },
-    /// Tag 10: a garbage collection finished.
+    /// A garbage collection finished.
     Gc { generation: u8, duration_ns: u64, collected: u64, uncollectable: u64 },
-    /// Tag 11: tracing stopped cleanly (interpreter exit or `_exit`).
+    /// Tracing stopped cleanly (interpreter exit or `_exit`).
     Stop,
-    /// Tag 12: an object census starts on this thread. `trigger`: 0 start, 1 mark,
+    /// An object census starts on this thread. `trigger`: 0 start, 1 mark,
     /// 2 interval, 3 exit; `label` is the mark's label.
     CensusBegin { trigger: u8, label: &'a [u8] },
-    /// Tag 13: live gc-tracked objects of one type. A type may come in several records
+    /// Live gc-tracked objects of one type. A type may come in several records
     /// (long address lists are split); counts and sizes add up.
     CensusType(CensusType<'a>),
-    /// Tag 14: a `functools.lru_cache` wrapper alive at census time.
+    /// A `functools.lru_cache` wrapper alive at census time.
     CensusCache(CensusCache<'a>),
-    /// Tag 15: the census on this thread is complete.
+    /// The census on this thread is complete.
     CensusEnd { objects: u64, duration_ns: u64, recursion_limit: u32 },
 }
 
@@ -146,20 +149,44 @@ pub struct CensusCache<'a> {
 }
 
 const TAG_HELLO: u8 = 1;
-const TAG_THREAD_START: u8 = 2;
-const TAG_THREAD_NAME: u8 = 3;
-const TAG_CODE: u8 = 4;
-const TAG_PUSH: u8 = 5;
-const TAG_POP: u8 = 6;
-const TAG_ALLOC: u8 = 7;
-const TAG_FREE: u8 = 8;
-const TAG_MARKER: u8 = 9;
-const TAG_GC: u8 = 10;
-const TAG_STOP: u8 = 11;
-const TAG_CENSUS_BEGIN: u8 = 12;
-const TAG_CENSUS_TYPE: u8 = 13;
-const TAG_CENSUS_CACHE: u8 = 14;
-const TAG_CENSUS_END: u8 = 15;
+const TAG_STRETCH: u8 = 2;
+const TAG_SEQ: u8 = 3;
+const TAG_PUSH: u8 = 4;
+const TAG_POP: u8 = 5;
+const TAG_GC: u8 = 6;
+const TAG_STOP: u8 = 7;
+const TAG_CENSUS_END: u8 = 8;
+/// `TAG_ALLOC + kind` (kinds 0..=5).
+const TAG_ALLOC: u8 = 16;
+/// `TAG_FREE + kind` (kinds 0..=5).
+const TAG_FREE: u8 = 24;
+/// Tags from here on are followed by a `u32` payload length.
+const FIRST_VARIABLE: u8 = 32;
+const TAG_THREAD_START: u8 = 32;
+const TAG_THREAD_NAME: u8 = 33;
+const TAG_CODE: u8 = 34;
+const TAG_MARKER: u8 = 35;
+const TAG_CENSUS_BEGIN: u8 = 36;
+const TAG_CENSUS_TYPE: u8 = 37;
+const TAG_CENSUS_CACHE: u8 = 38;
+
+/// Payload bytes of a fixed-size record, by tag (`None`: unknown or variable-size).
+#[inline]
+fn fixed_payload(tag: u8) -> Option<usize> {
+    Some(match tag {
+        TAG_HELLO => 4 + 4 + 1 + 1 + 1,
+        TAG_STRETCH => 12,
+        TAG_SEQ => 20,
+        TAG_PUSH => 8,
+        TAG_POP => 4,
+        TAG_GC => 25,
+        TAG_STOP => 0,
+        TAG_CENSUS_END => 20,
+        t if (TAG_ALLOC..TAG_ALLOC + 6).contains(&t) => 16,
+        t if (TAG_FREE..TAG_FREE + 6).contains(&t) => 8,
+        _ => return None,
+    })
+}
 
 fn str_len(s: &[u8]) -> usize {
     4 + s.len().min(MAX_STR_LEN)
@@ -171,16 +198,19 @@ fn blob_len(b: &[u8]) -> usize {
 }
 
 impl Record<'_> {
+    #[inline]
     fn tag(&self) -> u8 {
         match self {
             Record::Hello(_) => TAG_HELLO,
+            Record::Stretch(_) => TAG_STRETCH,
+            Record::Seq { .. } => TAG_SEQ,
             Record::ThreadStart { .. } => TAG_THREAD_START,
             Record::ThreadName { .. } => TAG_THREAD_NAME,
             Record::Code { .. } => TAG_CODE,
             Record::Push { .. } => TAG_PUSH,
             Record::Pop { .. } => TAG_POP,
-            Record::Alloc { .. } => TAG_ALLOC,
-            Record::Free { .. } => TAG_FREE,
+            Record::Alloc { kind, .. } => TAG_ALLOC + *kind as u8,
+            Record::Free { kind, .. } => TAG_FREE + *kind as u8,
             Record::Marker { .. } => TAG_MARKER,
             Record::Gc { .. } => TAG_GC,
             Record::Stop => TAG_STOP,
@@ -191,19 +221,13 @@ impl Record<'_> {
         }
     }
 
-    fn payload_len(&self) -> usize {
+    /// Payload bytes of a variable-size record (after its length field).
+    fn variable_payload(&self) -> usize {
         match self {
-            Record::Hello(_) => 4 + 4 + 1 + 1 + 1,
             Record::ThreadStart { name, .. } => 8 + str_len(name),
             Record::ThreadName { name } => str_len(name),
             Record::Code { qualname, filename, .. } => 8 + str_len(qualname) + str_len(filename),
-            Record::Push { .. } => 8,
-            Record::Pop { .. } => 4,
-            Record::Alloc { .. } => 17,
-            Record::Free { .. } => 9,
             Record::Marker { label } => str_len(label),
-            Record::Gc { .. } => 25,
-            Record::Stop => 0,
             Record::CensusBegin { label, .. } => 1 + str_len(label),
             Record::CensusType(t) => {
                 5 * 8
@@ -213,25 +237,63 @@ impl Record<'_> {
                     + blob_len(t.storage)
             }
             Record::CensusCache(c) => 5 * 8 + 1 + str_len(c.module) + str_len(c.qualname),
-            Record::CensusEnd { .. } => 8 + 8 + 4,
+            _ => 0,
         }
     }
 
-    /// Total encoded size of this record, header included.
+    /// Total encoded size of this record.
+    #[inline]
     pub fn encoded_len(&self) -> usize {
-        HEADER_LEN + self.payload_len()
+        match self {
+            Record::Push { .. } | Record::Free { .. } => 9,
+            Record::Pop { .. } => 5,
+            Record::Alloc { .. } => 17,
+            r => match fixed_payload(r.tag()) {
+                Some(n) => 1 + n,
+                None => 1 + 4 + r.variable_payload(),
+            },
+        }
     }
 
     /// Encodes into `out`, returning the number of bytes written, or `None` if `out`
     /// is shorter than [`Record::encoded_len`]. Never allocates.
-    pub fn encode_into(&self, header: Header, out: &mut [u8]) -> Option<usize> {
+    #[inline]
+    pub fn encode_into(&self, out: &mut [u8]) -> Option<usize> {
+        // The hot records are written without a cursor.
+        match *self {
+            Record::Alloc { address, size, kind } => {
+                let out = out.get_mut(..17)?;
+                out[0] = TAG_ALLOC + kind as u8;
+                out[1..9].copy_from_slice(&address.to_le_bytes());
+                out[9..17].copy_from_slice(&size.to_le_bytes());
+                Some(17)
+            }
+            Record::Free { address, kind } => {
+                let out = out.get_mut(..9)?;
+                out[0] = TAG_FREE + kind as u8;
+                out[1..9].copy_from_slice(&address.to_le_bytes());
+                Some(9)
+            }
+            Record::Push { code, line } => {
+                let out = out.get_mut(..9)?;
+                out[0] = TAG_PUSH;
+                out[1..5].copy_from_slice(&code.to_le_bytes());
+                out[5..9].copy_from_slice(&line.to_le_bytes());
+                Some(9)
+            }
+            _ => self.encode_other(out),
+        }
+    }
+
+    fn encode_other(&self, out: &mut [u8]) -> Option<usize> {
         let total = self.encoded_len();
         let out = out.get_mut(..total)?;
         let mut w = Cursor { buf: out, pos: 0 };
-        w.u32((total - 4) as u32);
-        w.u64(header.time_ns);
-        w.u32(header.thread);
-        w.u8(self.tag());
+        let tag = self.tag();
+        w.u8(tag);
+        if tag >= FIRST_VARIABLE {
+            w.u32((total - 5) as u32);
+        }
         match *self {
             Record::Hello(h) => {
                 w.u32(h.protocol);
@@ -239,6 +301,15 @@ impl Record<'_> {
                 w.u8(h.python_major);
                 w.u8(h.python_minor);
                 w.u8(h.native as u8);
+            }
+            Record::Stretch(h) => {
+                w.u64(h.time_ns);
+                w.u32(h.thread);
+            }
+            Record::Seq { seq, ticks, thread } => {
+                w.u64(seq);
+                w.u64(ticks);
+                w.u32(thread);
             }
             Record::ThreadStart { os_tid, name } => {
                 w.u64(os_tid);
@@ -251,20 +322,7 @@ impl Record<'_> {
                 w.str(qualname);
                 w.str(filename);
             }
-            Record::Push { code, line } => {
-                w.u32(code);
-                w.u32(line);
-            }
             Record::Pop { n } => w.u32(n),
-            Record::Alloc { address, size, kind } => {
-                w.u64(address);
-                w.u64(size);
-                w.u8(kind as u8);
-            }
-            Record::Free { address, kind } => {
-                w.u64(address);
-                w.u8(kind as u8);
-            }
             Record::Marker { label } => w.str(label),
             Record::Gc { generation, duration_ns, collected, uncollectable } => {
                 w.u8(generation);
@@ -272,7 +330,7 @@ impl Record<'_> {
                 w.u64(collected);
                 w.u64(uncollectable);
             }
-            Record::Stop => {}
+            Record::Stop | Record::Push { .. } | Record::Alloc { .. } | Record::Free { .. } => {}
             Record::CensusBegin { trigger, label } => {
                 w.u8(trigger);
                 w.str(label);
@@ -336,46 +394,104 @@ impl Cursor<'_> {
     }
 }
 
-/// Reads the timestamp of the record starting at `buf[0]` without decoding it.
-/// Returns `None` if fewer than 12 bytes are available.
-pub fn peek_time(buf: &[u8]) -> Option<u64> {
-    Some(u64::from_le_bytes(buf.get(4..12)?.try_into().ok()?))
+/// The size of the record starting at `buf[0]`, read from its tag (and length field)
+/// without decoding it: `Ok(None)` when `buf` is too short to tell.
+#[inline]
+pub fn record_len(buf: &[u8]) -> Result<Option<usize>, WireError> {
+    let Some(&tag) = buf.first() else { return Ok(None) };
+    if let Some(n) = fixed_payload(tag) {
+        return Ok(Some(1 + n));
+    }
+    if !(FIRST_VARIABLE..=TAG_CENSUS_CACHE).contains(&tag) {
+        return Err(WireError::UnknownTag(tag));
+    }
+    let Some(len) = buf.get(1..5) else { return Ok(None) };
+    let len = u32::from_le_bytes(len.try_into().expect("4 bytes"));
+    if len > MAX_RECORD_LEN {
+        return Err(WireError::TooLong(len));
+    }
+    Ok(Some(5 + len as usize))
 }
 
-/// Overwrites the timestamp of the record starting at `buf[0]` (at least 12 bytes).
-pub fn set_time(buf: &mut [u8], time: u64) {
-    buf[4..12].copy_from_slice(&time.to_le_bytes());
+/// The `(seq, ticks, thread)` of a [`Record::Seq`] starting at `buf[0]`, if it is one.
+#[inline]
+pub fn peek_seq(buf: &[u8]) -> Option<(u64, u64, u32)> {
+    if *buf.first()? != TAG_SEQ {
+        return None;
+    }
+    let b = buf.get(1..21)?;
+    Some((
+        u64::from_le_bytes(b[..8].try_into().ok()?),
+        u64::from_le_bytes(b[8..16].try_into().ok()?),
+        u32::from_le_bytes(b[16..].try_into().ok()?),
+    ))
 }
 
 /// Decodes the record at the start of `buf`.
 ///
 /// Returns `Ok(None)` when `buf` holds only part of a record (read more and retry),
-/// `Ok(Some((header, record, bytes_used)))` otherwise.
-pub fn decode(buf: &[u8]) -> Result<Option<(Header, Record<'_>, usize)>, WireError> {
-    let Some(len_bytes) = buf.get(..4) else { return Ok(None) };
-    let len = u32::from_le_bytes(len_bytes.try_into().expect("4 bytes"));
-    if len > MAX_RECORD_LEN {
-        return Err(WireError::TooLong(len));
-    }
-    let total = 4 + len as usize;
+/// `Ok(Some((record, bytes_used)))` otherwise.
+#[inline]
+pub fn decode(buf: &[u8]) -> Result<Option<(Record<'_>, usize)>, WireError> {
+    let Some(total) = record_len(buf)? else { return Ok(None) };
     let Some(rec) = buf.get(..total) else { return Ok(None) };
-    if total < HEADER_LEN {
-        return Err(WireError::BadLength { tag: 0, len });
+    let tag = rec[0];
+    let word = |at: usize| u64::from_le_bytes(rec[at..at + 8].try_into().expect("8 bytes"));
+    // The hot records are read without a cursor (their sizes are fixed by the tag).
+    if (TAG_ALLOC..TAG_ALLOC + 6).contains(&tag) {
+        let kind = AllocKind::from_u8(tag - TAG_ALLOC)?;
+        return Ok(Some((Record::Alloc { address: word(1), size: word(9), kind }, total)));
     }
-    let mut r = Reader { buf: &rec[4..], pos: 0 };
-    let bad = WireError::BadLength { tag: rec[16], len };
-    let header =
-        Header { time_ns: r.u64().ok_or(bad.clone())?, thread: r.u32().ok_or(bad.clone())? };
-    let tag = r.u8().ok_or(bad.clone())?;
-    let record = decode_payload(tag, &mut r).ok_or(bad.clone())??;
+    if (TAG_FREE..TAG_FREE + 6).contains(&tag) {
+        let kind = AllocKind::from_u8(tag - TAG_FREE)?;
+        return Ok(Some((Record::Free { address: word(1), kind }, total)));
+    }
+    let start = if tag >= FIRST_VARIABLE { 5 } else { 1 };
+    let mut r = Reader { buf: &rec[start..], pos: 0 };
+    let bad = WireError::BadLength { tag, len: (total - start) as u32 };
+    let record = decode_payload(tag, &mut r).ok_or(bad.clone())?;
     if r.pos != r.buf.len() {
         return Err(bad);
     }
-    Ok(Some((header, record, total)))
+    Ok(Some((record, total)))
 }
 
-fn decode_payload<'a>(tag: u8, r: &mut Reader<'a>) -> Option<Result<Record<'a>, WireError>> {
-    Some(Ok(match tag {
+/// Decodes a pipe stream: gives each record the time and thread of the
+/// [`Record::Stretch`] before it (stretches themselves are consumed).
+#[derive(Debug, Clone, Copy)]
+pub struct Decoder {
+    header: Header,
+}
+
+impl Default for Decoder {
+    fn default() -> Self {
+        Decoder { header: Header { time_ns: 0, thread: u32::MAX } }
+    }
+}
+
+impl Decoder {
+    /// The next record in `buf` with its header, and the bytes used up to its end
+    /// (stretches before it included); `Ok(None)` when `buf` ends inside a record.
+    #[inline]
+    pub fn next<'a>(
+        &mut self,
+        buf: &'a [u8],
+    ) -> Result<Option<(Header, Record<'a>, usize)>, WireError> {
+        let mut pos = 0;
+        loop {
+            let Some((rec, used)) = decode(&buf[pos..])? else { return Ok(None) };
+            pos += used;
+            match rec {
+                Record::Stretch(h) => self.header = h,
+                Record::Seq { .. } => return Err(WireError::UnknownTag(TAG_SEQ)),
+                rec => return Ok(Some((self.header, rec, pos))),
+            }
+        }
+    }
+}
+
+fn decode_payload<'a>(tag: u8, r: &mut Reader<'a>) -> Option<Record<'a>> {
+    Some(match tag {
         TAG_HELLO => Record::Hello(Hello {
             protocol: r.u32()?,
             pid: r.u32()?,
@@ -383,6 +499,8 @@ fn decode_payload<'a>(tag: u8, r: &mut Reader<'a>) -> Option<Result<Record<'a>, 
             python_minor: r.u8()?,
             native: r.u8()? != 0,
         }),
+        TAG_STRETCH => Record::Stretch(Header { time_ns: r.u64()?, thread: r.u32()? }),
+        TAG_SEQ => Record::Seq { seq: r.u64()?, ticks: r.u64()?, thread: r.u32()? },
         TAG_THREAD_START => Record::ThreadStart { os_tid: r.u64()?, name: r.str()? },
         TAG_THREAD_NAME => Record::ThreadName { name: r.str()? },
         TAG_CODE => Record::Code {
@@ -393,21 +511,6 @@ fn decode_payload<'a>(tag: u8, r: &mut Reader<'a>) -> Option<Result<Record<'a>, 
         },
         TAG_PUSH => Record::Push { code: r.u32()?, line: r.u32()? },
         TAG_POP => Record::Pop { n: r.u32()? },
-        TAG_ALLOC => {
-            let address = r.u64()?;
-            let size = r.u64()?;
-            match AllocKind::from_u8(r.u8()?) {
-                Ok(kind) => Record::Alloc { address, size, kind },
-                Err(e) => return Some(Err(e)),
-            }
-        }
-        TAG_FREE => {
-            let address = r.u64()?;
-            match AllocKind::from_u8(r.u8()?) {
-                Ok(kind) => Record::Free { address, kind },
-                Err(e) => return Some(Err(e)),
-            }
-        }
         TAG_MARKER => Record::Marker { label: r.str()? },
         TAG_GC => Record::Gc {
             generation: r.u8()?,
@@ -447,8 +550,8 @@ fn decode_payload<'a>(tag: u8, r: &mut Reader<'a>) -> Option<Result<Record<'a>, 
             duration_ns: r.u64()?,
             recursion_limit: r.u32()?,
         },
-        other => return Some(Err(WireError::UnknownTag(other))),
-    }))
+        _ => return None,
+    })
 }
 
 struct Reader<'a> {
@@ -495,13 +598,17 @@ mod tests {
                 python_minor: 11,
                 native: true,
             }),
+            Record::Stretch(Header { time_ns: 77, thread: 3 }),
+            Record::Seq { seq: 9, ticks: 123_456, thread: 2 },
             Record::ThreadStart { os_tid: 1234, name: b"MainThread" },
             Record::ThreadName { name: b"worker-1" },
             Record::Code { id: 7, first_line: 3, qualname: b"C.f", filename: b"/x/y.py" },
             Record::Push { code: 7, line: 12 },
             Record::Pop { n: 3 },
             Record::Alloc { address: 0xdead_beef, size: 100 << 20, kind: AllocKind::PyRaw },
+            Record::Alloc { address: 1, size: 2, kind: AllocKind::PymallocArena },
             Record::Free { address: 0xdead_beef, kind: AllocKind::PymallocArena },
+            Record::Free { address: 8, kind: AllocKind::PymallocObject },
             Record::Marker { label: "é".as_bytes() },
             Record::Gc { generation: 2, duration_ns: 99, collected: 5, uncollectable: 1 },
             Record::Stop,
@@ -531,57 +638,94 @@ mod tests {
         ]
     }
 
+    fn encoded(rec: &Record<'_>) -> Vec<u8> {
+        let mut buf = vec![0u8; rec.encoded_len()];
+        assert_eq!(rec.encode_into(&mut buf), Some(buf.len()), "{rec:?}");
+        buf
+    }
+
     #[test]
     fn round_trips_every_record() {
-        for (i, rec) in all_records().into_iter().enumerate() {
-            let hdr = Header { time_ns: 1_000 + i as u64, thread: i as u32 };
-            let mut buf = vec![0u8; rec.encoded_len()];
-            assert_eq!(rec.encode_into(hdr, &mut buf), Some(buf.len()));
-            assert_eq!(peek_time(&buf), Some(hdr.time_ns));
-            assert_eq!(decode(&buf).unwrap(), Some((hdr, rec, buf.len())), "{rec:?}");
+        for rec in all_records() {
+            let buf = encoded(&rec);
+            assert_eq!(record_len(&buf), Ok(Some(buf.len())), "{rec:?}");
+            assert_eq!(decode(&buf).unwrap(), Some((rec, buf.len())), "{rec:?}");
         }
     }
 
     #[test]
-    fn alloc_is_byte_exact() {
-        let rec = Record::Alloc { address: 0x10, size: 0x20, kind: AllocKind::Malloc };
-        let mut buf = [0u8; 34];
-        assert_eq!(rec.encode_into(Header { time_ns: 1, thread: 2 }, &mut buf), Some(34));
+    fn hot_records_are_byte_exact() {
+        let alloc = encoded(&Record::Alloc { address: 0x10, size: 0x20, kind: AllocKind::Malloc });
         #[rustfmt::skip]
         let want = [
-            30, 0, 0, 0,
-            1, 0, 0, 0, 0, 0, 0, 0,
-            2, 0, 0, 0,
-            TAG_ALLOC,
+            TAG_ALLOC + 3,
             0x10, 0, 0, 0, 0, 0, 0, 0,
             0x20, 0, 0, 0, 0, 0, 0, 0,
-            3,
         ];
-        assert_eq!(buf, want);
+        assert_eq!(alloc, want);
+        let free = encoded(&Record::Free { address: 0x10, kind: AllocKind::PyMem });
+        assert_eq!(free, [TAG_FREE + 1, 0x10, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(encoded(&Record::Push { code: 1, line: 2 }), [TAG_PUSH, 1, 0, 0, 0, 2, 0, 0, 0]);
+        assert_eq!(encoded(&Record::Pop { n: 2 }), [TAG_POP, 2, 0, 0, 0]);
+    }
+
+    #[test]
+    fn seq_is_read_without_decoding() {
+        let buf = encoded(&Record::Seq { seq: 5, ticks: 6, thread: 7 });
+        assert_eq!(peek_seq(&buf), Some((5, 6, 7)));
+        assert_eq!(peek_seq(&buf[..10]), None);
+        assert_eq!(peek_seq(&encoded(&Record::Pop { n: 1 })), None);
+    }
+
+    #[test]
+    fn the_decoder_stamps_records_with_the_stretch_before_them() {
+        let mut stream = Vec::new();
+        for rec in [
+            Record::Stretch(Header { time_ns: 5, thread: 1 }),
+            Record::Pop { n: 1 },
+            Record::Free { address: 8, kind: AllocKind::Malloc },
+            Record::Stretch(Header { time_ns: 9, thread: 0 }),
+            Record::Stretch(Header { time_ns: 10, thread: 2 }),
+            Record::Stop,
+        ] {
+            stream.extend(encoded(&rec));
+        }
+        let mut d = Decoder::default();
+        let mut got = Vec::new();
+        let mut pos = 0;
+        while let Some((h, r, used)) = d.next(&stream[pos..]).unwrap() {
+            got.push((h.time_ns, h.thread, r));
+            pos += used;
+        }
+        assert_eq!(pos, stream.len());
+        assert_eq!(
+            got,
+            [
+                (5, 1, Record::Pop { n: 1 }),
+                (5, 1, Record::Free { address: 8, kind: AllocKind::Malloc }),
+                (10, 2, Record::Stop)
+            ]
+        );
+        let seq = encoded(&Record::Seq { seq: 1, ticks: 1, thread: 1 });
+        assert!(Decoder::default().next(&seq).is_err(), "a ring-only record in a pipe");
     }
 
     #[test]
     fn short_output_buffer_is_refused() {
-        let rec = Record::Pop { n: 1 };
-        let mut buf = [0u8; 10];
-        assert_eq!(rec.encode_into(Header { time_ns: 0, thread: 0 }, &mut buf), None);
+        assert_eq!(Record::Pop { n: 1 }.encode_into(&mut [0u8; 4]), None);
+        let alloc = Record::Alloc { address: 1, size: 1, kind: AllocKind::Mmap };
+        assert_eq!(alloc.encode_into(&mut [0u8; 16]), None);
     }
 
     #[test]
     fn every_prefix_is_incomplete_not_an_error() {
-        let mut stream = Vec::new();
-        for rec in all_records() {
-            let mut buf = vec![0u8; rec.encoded_len()];
-            rec.encode_into(Header { time_ns: 0, thread: 0 }, &mut buf).unwrap();
-            stream.extend_from_slice(&buf);
-        }
-        let first_len = decode(&stream).unwrap().unwrap().2;
-        for cut in 0..first_len {
-            assert_eq!(decode(&stream[..cut]).unwrap(), None);
-        }
+        let stream: Vec<u8> = all_records().iter().flat_map(encoded).collect();
         let mut pos = 0;
         let mut n = 0;
-        while let Some((_, _, used)) = decode(&stream[pos..]).unwrap() {
+        while let Some((_, used)) = decode(&stream[pos..]).unwrap() {
+            for cut in 0..used {
+                assert_eq!(decode(&stream[pos..pos + cut]).unwrap(), None);
+            }
             pos += used;
             n += 1;
         }
@@ -591,10 +735,8 @@ mod tests {
     #[test]
     fn long_strings_are_truncated() {
         let long = vec![b'a'; MAX_STR_LEN + 100];
-        let rec = Record::Marker { label: &long };
-        let mut buf = vec![0u8; rec.encoded_len()];
-        rec.encode_into(Header { time_ns: 0, thread: 0 }, &mut buf).unwrap();
-        let (_, got, _) = decode(&buf).unwrap().unwrap();
+        let buf = encoded(&Record::Marker { label: &long });
+        let (got, _) = decode(&buf).unwrap().unwrap();
         assert_eq!(got, Record::Marker { label: &long[..MAX_STR_LEN] });
     }
 
@@ -610,11 +752,13 @@ mod tests {
                 })
                 .collect();
             let _ = decode(&buf);
+            let _ = Decoder::default().next(&buf);
         }
-        let mut bad = [0u8; HEADER_LEN];
-        bad[0] = (HEADER_LEN - 4) as u8;
-        bad[16] = 200;
-        assert_eq!(decode(&bad), Err(WireError::UnknownTag(200)));
-        assert!(matches!(decode(&[255, 255, 255, 255]), Err(WireError::TooLong(_))));
+        assert_eq!(decode(&[200]), Err(WireError::UnknownTag(200)));
+        let bad_kind = [TAG_ALLOC + 7, 0, 0, 0, 0, 0, 0, 0, 0];
+        assert_eq!(decode(&bad_kind), Err(WireError::UnknownTag(TAG_ALLOC + 7)));
+        assert!(matches!(decode(&[TAG_MARKER, 255, 255, 255, 255]), Err(WireError::TooLong(_))));
+        let short = [TAG_MARKER, 4, 0, 0, 0, 9, 0, 0, 0];
+        assert!(matches!(decode(&short), Err(WireError::BadLength { .. })));
     }
 }
