@@ -74,7 +74,7 @@ impl TickConverter {
     }
 
     /// A stamp of the current batch in nanoseconds.
-    pub fn to_ns(&mut self, ticks: u64) -> u64 {
+    pub fn convert(&mut self, ticks: u64) -> u64 {
         let offset = ticks.wrapping_sub(self.ticks) as i64 as f64 * self.rate;
         let converted = (self.ns as f64 + offset).max(0.0) as u64;
         self.last_ns = self.last_ns.max(converted);
@@ -100,7 +100,7 @@ mod tests {
         let after = now_ns();
         let mut last = 0;
         for t in stamps {
-            let ns = c.to_ns(t);
+            let ns = c.convert(t);
             // Within a few µs of the real clock (the pairs are read a few ns apart).
             assert!(ns + 50_000 >= before && ns <= after + 50_000, "{before} {ns} {after}");
             assert!(ns >= last);

@@ -195,7 +195,7 @@ impl Drainer {
         self.out.clear();
         self.clock.begin_batch();
         let clock = &mut self.clock;
-        let n = self.rings.drain(cut, |t| clock.to_ns(t), &mut self.out);
+        let n = self.rings.drain(cut, |t| clock.convert(t), &mut self.out);
         if !self.out.is_empty() {
             write_all(fd, &self.out);
         }
