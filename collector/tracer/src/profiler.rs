@@ -114,6 +114,10 @@ pub extern "C" fn profile(
     what: c_int,
     _arg: *mut PyObject,
 ) -> c_int {
+    if what != PYTRACE_CALL && what != PYTRACE_RETURN {
+        // C calls: nothing to do, and this runs at every builtin call.
+        return 0;
+    }
     let _guard = Guard::enter(Ctx::Tracer);
     match what {
         PYTRACE_CALL => {

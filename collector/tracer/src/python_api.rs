@@ -54,6 +54,8 @@ pub struct PyApi {
     pub mem_set_allocator: unsafe extern "C" fn(c_int, *mut PyMemAllocatorEx),
     pub eval_set_profile: unsafe extern "C" fn(Option<TraceFunc>, *mut PyObject),
     pub frame_get_line_number: unsafe extern "C" fn(*mut PyObject) -> c_int,
+    /// `PyFrame_GetLasti` (3.11+): a frame's instruction offset, to cache lines by.
+    pub frame_get_lasti: Option<unsafe extern "C" fn(*mut PyObject) -> c_int>,
     pub frame_get_code: unsafe extern "C" fn(*mut PyObject) -> *mut PyObject,
     pub frame_get_back: unsafe extern "C" fn(*mut PyObject) -> *mut PyObject,
     pub object_get_attr_string: unsafe extern "C" fn(*mut PyObject, *const c_char) -> *mut PyObject,
@@ -170,6 +172,7 @@ pub fn init() -> Result<&'static PyApi, InitError> {
         mem_set_allocator: resolve(&[c"PyMem_SetAllocator"])?,
         eval_set_profile: resolve(&[c"PyEval_SetProfile"])?,
         frame_get_line_number: resolve(&[c"PyFrame_GetLineNumber"])?,
+        frame_get_lasti: resolve(&[c"PyFrame_GetLasti"]).ok(),
         frame_get_code: resolve(&[c"PyFrame_GetCode"])?,
         frame_get_back: resolve(&[c"PyFrame_GetBack"])?,
         object_get_attr_string: resolve(&[c"PyObject_GetAttrString"])?,

@@ -106,17 +106,33 @@ struct Open {
     thread: u32,
 }
 
+/// What the producer writes at every record, on a cache line of its own: the drain
+/// writing `tail` next to it would make each record's first store wait for the line.
+#[repr(C, align(64))]
+struct ProducerSide {
+    /// Bytes ever written.
+    head: AtomicUsize,
+    pending: AtomicU32,
+    /// The producer's last reading of `tail` (it only ever grows, so the space it shows
+    /// is there); read again only when that space runs out.
+    tail_seen: AtomicUsize,
+}
+
+/// The drain's side, on a cache line of its own.
+#[repr(C, align(64))]
+struct DrainSide {
+    /// Bytes ever consumed.
+    tail: AtomicUsize,
+    /// Touched only with the drain lock held.
+    open: UnsafeCell<Open>,
+}
+
 pub struct Ring {
     next: AtomicPtr<Ring>,
     state: AtomicU32,
-    pending: AtomicU32,
-    /// Bytes ever written (producer-owned).
-    head: AtomicUsize,
-    /// Bytes ever consumed (drain-owned).
-    tail: AtomicUsize,
-    /// Drain-owned (touched only with the drain lock held).
-    open: UnsafeCell<Open>,
     data: *mut u8,
+    prod: ProducerSide,
+    drain: DrainSide,
 }
 
 // SAFETY: `open` is only touched by whoever holds the drain lock (see its users); the
@@ -169,10 +185,15 @@ impl Ring {
             ring_ptr.write(Ring {
                 next: AtomicPtr::new(ptr::null_mut()),
                 state: AtomicU32::new(OWNED),
-                pending: AtomicU32::new(0),
-                head: AtomicUsize::new(0),
-                tail: AtomicUsize::new(0),
-                open: UnsafeCell::new(Open::default()),
+                prod: ProducerSide {
+                    head: AtomicUsize::new(0),
+                    pending: AtomicU32::new(0),
+                    tail_seen: AtomicUsize::new(0),
+                },
+                drain: DrainSide {
+                    tail: AtomicUsize::new(0),
+                    open: UnsafeCell::new(Open::default()),
+                },
                 data: mem.add(std::mem::size_of::<Ring>()),
             });
         }
@@ -194,46 +215,72 @@ impl Ring {
         self.state.store(CLOSED, Ordering::Release);
     }
 
-    /// Appends records, in the thread's current stretch or a new one (see the module
-    /// docs). Waits (yielding) while the ring is full. `scratch` is the caller's reusable
-    /// encoding buffer, for a batch that wraps around the ring's end.
-    #[inline]
-    pub fn push_all(&self, s: &mut Stretch, recs: &[Record<'_>], scratch: &mut Vec<u8>) {
-        let len: usize = recs.iter().map(|r| r.encoded_len()).sum();
+    /// Appends `len` bytes of records, written by `write`, to the thread's current
+    /// stretch or a new one (see the module docs). Waits (yielding) while the ring is
+    /// full. `scratch` is the caller's reusable buffer, for records that wrap around the
+    /// ring's end.
+    #[inline(always)]
+    pub fn push_with(
+        &self,
+        s: &mut Stretch,
+        len: usize,
+        scratch: &mut Vec<u8>,
+        write: impl FnOnce(&mut [u8]),
+    ) {
         assert!(len + SEQ_LEN <= RING_CAP, "a batch of records larger than the ring");
-        let head = self.head.load(Ordering::Relaxed);
+        let p = &self.prod;
+        let mut head = p.head.load(Ordering::Relaxed);
         // Space first, then `pending`: the drain waits for `pending` to clear, so
         // we must never wait for the drain while it is set.
-        while RING_CAP - (head - self.tail.load(Ordering::Acquire)) < len + SEQ_LEN {
+        if RING_CAP - (head - p.tail_seen.load(Ordering::Relaxed)) < len + SEQ_LEN {
+            self.wait_for_space(head, len + SEQ_LEN);
+        }
+        p.pending.store(1, Ordering::Relaxed);
+        compiler_fence(Ordering::SeqCst);
+        if s.left == 0 || CLOCK.load(Ordering::Relaxed) != s.clock {
+            self.open_stretch(s, head);
+            head += SEQ_LEN;
+        }
+        s.left -= 1;
+        let off = head & (RING_CAP - 1);
+        if off + len <= RING_CAP {
+            // The common case: encode straight into the ring.
+            // SAFETY: [off, off+len) is inside the ring's data, and the space from head
+            // to tail+CAP belongs to the producer (checked above); no one else writes it.
+            write(unsafe { std::slice::from_raw_parts_mut(self.data.add(off), len) });
+        } else {
+            scratch.clear();
+            scratch.resize(len, 0);
+            write(scratch);
+            self.copy_in(head, scratch);
+        }
+        p.head.store(head + len, Ordering::Release);
+        p.pending.store(0, Ordering::Release);
+    }
+
+    /// Reads the drain's `tail` until `need` bytes are free (yielding meanwhile).
+    #[cold]
+    fn wait_for_space(&self, head: usize, need: usize) {
+        loop {
+            let tail = self.drain.tail.load(Ordering::Acquire);
+            self.prod.tail_seen.store(tail, Ordering::Relaxed);
+            if RING_CAP - (head - tail) >= need {
+                return;
+            }
             // SAFETY: sched_yield has no preconditions.
             unsafe { libc::sched_yield() };
         }
-        self.pending.store(1, Ordering::Relaxed);
-        compiler_fence(Ordering::SeqCst);
-        let mut seq = None;
-        if s.left == 0 || CLOCK.load(Ordering::Relaxed) != s.clock {
-            s.clock = advance_clock(s.owner);
-            s.left = RESTAMP;
-            let (seq_no, ticks) = (s.clock >> OWNER_BITS, now_ticks());
-            seq = Some(Record::Seq { seq: seq_no, ticks, thread: s.thread });
-        }
-        s.left -= 1;
-        let total = len + if seq.is_some() { SEQ_LEN } else { 0 };
-        let off = head & (RING_CAP - 1);
-        if off + total <= RING_CAP {
-            // The common case: encode straight into the ring.
-            // SAFETY: [off, off+total) is inside the ring's data, and the space from head
-            // to tail+CAP belongs to the producer (checked above); no one else writes it.
-            let dst = unsafe { std::slice::from_raw_parts_mut(self.data.add(off), total) };
-            encode_all(seq.iter().chain(recs), dst);
-        } else {
-            scratch.clear();
-            scratch.resize(total, 0);
-            encode_all(seq.iter().chain(recs), scratch);
-            self.copy_in(head, scratch);
-        }
-        self.head.store(head + total, Ordering::Release);
-        self.pending.store(0, Ordering::Release);
+    }
+
+    /// Writes the `Seq` record that opens a new stretch at `head` (not yet published).
+    #[cold]
+    fn open_stretch(&self, s: &mut Stretch, head: usize) {
+        s.clock = advance_clock(s.owner);
+        s.left = RESTAMP;
+        let seq = Record::Seq { seq: s.clock >> OWNER_BITS, ticks: now_ticks(), thread: s.thread };
+        let mut buf = [0u8; SEQ_LEN];
+        seq.encode_into(&mut buf);
+        self.copy_in(head, &buf);
     }
 
     fn copy_in(&self, pos: usize, bytes: &[u8]) {
@@ -275,15 +322,15 @@ impl Ring {
     /// Drain side: moves every record of the stretches numbered below `cut` into `out`,
     /// noting each stretch's extent in `found`. Call with the drain lock held.
     fn take_below(&self, cut: u64, floor: u64, out: &mut Vec<u8>, found: &mut Vec<Found>) {
-        while self.pending.load(Ordering::Acquire) != 0 {
+        while self.prod.pending.load(Ordering::Acquire) != 0 {
             std::hint::spin_loop();
             // SAFETY: no preconditions.
             unsafe { libc::sched_yield() };
         }
-        let head = self.head.load(Ordering::Acquire);
-        let tail = self.tail.load(Ordering::Relaxed);
+        let head = self.prod.head.load(Ordering::Acquire);
+        let tail = self.drain.tail.load(Ordering::Relaxed);
         // SAFETY: the drain lock is held, so this is the only reference to `open`.
-        let open = unsafe { &mut *self.open.get() };
+        let open = unsafe { &mut *self.drain.open.get() };
         let base = out.len();
         // Find the stretches by the records' tags, then copy them at once.
         let mut tmp = [0u8; SEQ_LEN];
@@ -314,7 +361,7 @@ impl Ring {
         }
         out.resize(base + (at - tail), 0);
         self.copy_out(tail, &mut out[base..]);
-        self.tail.store(at, Ordering::Release);
+        self.drain.tail.store(at, Ordering::Release);
     }
 }
 
@@ -364,7 +411,8 @@ impl Drain {
             if state != FREE {
                 ring.take_below(cut, self.floor, &mut self.taken, &mut self.found);
                 if state == CLOSED
-                    && ring.head.load(Ordering::Acquire) == ring.tail.load(Ordering::Relaxed)
+                    && ring.prod.head.load(Ordering::Acquire)
+                        == ring.drain.tail.load(Ordering::Relaxed)
                 {
                     ring.state.store(FREE, Ordering::Release);
                 }
@@ -384,8 +432,8 @@ impl Drain {
         while !cur.is_null() {
             // SAFETY: rings are never unmapped once linked.
             let ring = unsafe { &*cur };
-            let head = ring.head.load(Ordering::Acquire);
-            ring.tail.store(head, Ordering::Release);
+            let head = ring.prod.head.load(Ordering::Acquire);
+            ring.drain.tail.store(head, Ordering::Release);
             cur = ring.next.load(Ordering::Acquire);
         }
     }
@@ -401,13 +449,6 @@ fn emit(found: &mut [Found], taken: &[u8], mut to_ns: impl FnMut(u64) -> u64, ou
         let n = Record::Stretch(Header { time_ns, thread: f.thread }).encode_into(&mut hdr);
         out.extend_from_slice(&hdr[..n.unwrap_or(0)]);
         out.extend_from_slice(&taken[f.start..f.end]);
-    }
-}
-
-fn encode_all<'r>(recs: impl Iterator<Item = &'r Record<'r>>, out: &mut [u8]) {
-    let mut at = 0;
-    for r in recs {
-        at += r.encode_into(&mut out[at..]).unwrap_or(0);
     }
 }
 

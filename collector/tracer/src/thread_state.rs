@@ -12,8 +12,9 @@
 //! Line numbers are lazy too: a frame that is not on top is suspended at its call
 //! site, so its line cannot change until it is on top again. `clean` is the number of
 //! bottom frames whose (code, line) is known to match what was emitted; only frames
-//! at or above it need `PyFrame_GetLineNumber` at the next allocation (normally just
-//! the top one).
+//! at or above it need their line looked up at the next allocation (normally just the
+//! top one), and a lookup goes to Python only for an instruction offset not seen before
+//! in that code object (`LineCache`).
 
 use std::cell::Cell;
 use std::ffi::c_void;
@@ -22,7 +23,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use memlens_wire::Record;
 
-use crate::python_api::{api, PyObject};
+use crate::python_api::{api, PyApi, PyObject};
 use crate::ring::{Ring, Stretch};
 use crate::tracing;
 
@@ -34,6 +35,51 @@ struct Entry {
     frame: *mut PyObject,
     code: u32,
     line: u32,
+    /// The instruction offset `line` was found for (-2: none yet).
+    lasti: i32,
+}
+
+impl Entry {
+    fn new(frame: *mut PyObject, code: u32) -> Self {
+        Entry { frame, code, line: 0, lasti: -2 }
+    }
+}
+
+/// Lines by (code id, instruction offset), direct-mapped: finding a line from an offset
+/// reads the code object's line table from its start, a cost worth skipping at every
+/// allocation. 4096 entries (48 KiB a thread) hold the hot spots of a program's loops.
+const LINE_CACHE: usize = 4096;
+
+struct LineCache(Box<[(u32, i32, u32)]>);
+
+impl LineCache {
+    fn new() -> Self {
+        LineCache(vec![(u32::MAX, -1, 0); LINE_CACHE].into_boxed_slice())
+    }
+
+    /// The line `e`'s frame is at, asking Python only when its offset is new to us.
+    #[inline]
+    fn line(&mut self, api: &PyApi, e: &mut Entry) -> u32 {
+        let Some(get_lasti) = api.frame_get_lasti else {
+            // SAFETY: we hold a reference to every frame on the shadow stack, so the
+            // frame object is alive; reading its line is read-only.
+            return unsafe { (api.frame_get_line_number)(e.frame) }.max(0) as u32;
+        };
+        // SAFETY: as above.
+        let lasti = unsafe { get_lasti(e.frame) };
+        if lasti == e.lasti {
+            return e.line;
+        }
+        e.lasti = lasti;
+        let h = (e.code.wrapping_mul(0x9E37_79B1) ^ lasti as u32).wrapping_mul(0x85EB_CA6B);
+        let slot = &mut self.0[(h >> 20) as usize % LINE_CACHE];
+        if slot.0 != e.code || slot.1 != lasti {
+            // SAFETY: as above.
+            let line = unsafe { (api.frame_get_line_number)(e.frame) }.max(0) as u32;
+            *slot = (e.code, lasti, line);
+        }
+        slot.2
+    }
 }
 
 pub struct ThreadState {
@@ -47,8 +93,9 @@ pub struct ThreadState {
     stack: Vec<Entry>,
     emitted: Vec<(u32, u32)>,
     clean: usize,
-    /// Records of the hook call in progress (stack changes, then the event).
-    batch: Vec<Record<'static>>,
+    lines: LineCache,
+    /// The stack changes of the hook call in progress, encoded.
+    batch: Vec<u8>,
     scratch: Vec<u8>,
     /// Set by `memlens_pause`: the thread's allocations and frees are not recorded
     /// (the census's own work). Stack tracking goes on.
@@ -110,6 +157,7 @@ fn create() -> *mut ThreadState {
         stack: Vec::new(),
         emitted: Vec::new(),
         clean: 0,
+        lines: LineCache::new(),
         batch: Vec::new(),
         scratch: Vec::new(),
         paused: false,
@@ -172,23 +220,29 @@ impl ThreadState {
     }
 
     /// Sends a free (or another record whose time may be its stretch's).
-    #[inline]
+    #[inline(always)]
     pub fn push_free(&mut self, rec: &Record<'_>) {
         if tracing::active() {
-            self.ring.push_all(&mut self.stretch, std::slice::from_ref(rec), &mut self.scratch);
+            self.ring.push_with(&mut self.stretch, rec.encoded_len(), &mut self.scratch, |out| {
+                rec.encode_into(out);
+            });
         }
     }
 
     /// Sends the stack changes since the last event, then `rec`, as one batch.
-    #[inline]
+    #[inline(always)]
     pub fn push_with_stack(&mut self, rec: Record<'static>) {
         if !tracing::active() {
             return;
         }
         self.batch.clear();
         self.diff_stack();
-        self.batch.push(rec);
-        self.ring.push_all(&mut self.stretch, &self.batch, &mut self.scratch);
+        let (batch, n) = (&self.batch, self.batch.len());
+        let len = n + rec.encoded_len();
+        self.ring.push_with(&mut self.stretch, len, &mut self.scratch, |out| {
+            out[..n].copy_from_slice(batch);
+            rec.encode_into(&mut out[n..]);
+        });
     }
 
     /// A Python frame started (profile CALL). Takes a reference to `frame`. GIL held.
@@ -196,7 +250,7 @@ impl ThreadState {
     pub fn enter_frame(&mut self, frame: *mut PyObject, code: u32) {
         // SAFETY: frame is a live frame object and the GIL is held (profile callback).
         unsafe { (api().inc_ref)(frame) };
-        self.stack.push(Entry { frame, code, line: 0 });
+        self.stack.push(Entry::new(frame, code));
     }
 
     /// Drops the shadow stack above `len`, releasing the frame references. GIL held.
@@ -223,7 +277,7 @@ impl ThreadState {
     /// reference to each frame. GIL held.
     pub fn seed(&mut self, frames: impl Iterator<Item = (*mut PyObject, u32)>) {
         self.truncate(0);
-        self.stack.extend(frames.map(|(frame, code)| Entry { frame, code, line: 0 }));
+        self.stack.extend(frames.map(|(frame, code)| Entry::new(frame, code)));
         self.clean = 0;
         self.seeded = true;
     }
@@ -246,15 +300,13 @@ impl ThreadState {
         self.os_tid
     }
 
-    /// Appends to `batch` the stack changes since the last call.
+    /// Appends to `batch` the stack changes since the last call, encoded.
     fn diff_stack(&mut self) {
         let len = self.stack.len();
         if len > 0 {
             let api = api();
             for e in &mut self.stack[self.clean..] {
-                // SAFETY: we hold a reference to every frame on the shadow stack,
-                // so the frame object is alive; reading its line is read-only.
-                e.line = unsafe { (api.frame_get_line_number)(e.frame) }.max(0) as u32;
+                e.line = self.lines.line(api, e);
             }
         }
         let known = len.min(self.emitted.len());
@@ -263,14 +315,21 @@ impl ThreadState {
             same += 1;
         }
         if self.emitted.len() > same {
-            self.batch.push(Record::Pop { n: (self.emitted.len() - same) as u32 });
+            encode(&mut self.batch, Record::Pop { n: (self.emitted.len() - same) as u32 });
             self.emitted.truncate(same);
         }
         for i in same..len {
             let (code, line) = (self.stack[i].code, self.stack[i].line);
-            self.batch.push(Record::Push { code, line });
+            encode(&mut self.batch, Record::Push { code, line });
             self.emitted.push((code, line));
         }
         self.clean = len.saturating_sub(1);
     }
+}
+
+#[inline]
+fn encode(out: &mut Vec<u8>, rec: Record<'_>) {
+    let start = out.len();
+    out.resize(start + rec.encoded_len(), 0);
+    rec.encode_into(&mut out[start..]);
 }
