@@ -14,7 +14,7 @@ use memlens_format::{
     AllocatorKind, CacheCensus, Census, DictUsage, FrameId, GcEvent, MemorySample, ProcessEnd,
     RecordingWriter, StackId, StringId, Summary, ThreadId, ThreadInfo, TypeCensus, TypeSite,
 };
-use memlens_wire::{AllocKind, CensusType, Decoder, Header, Hello, Record, PROTOCOL};
+use memlens_wire::{decode_hot, AllocKind, CensusType, Decoder, Header, Hello, Hot, Record, PROTOCOL};
 
 /// A code object as the tracer described it. Interned into the recording only when a
 /// frame uses it: a session started mid-program receives every code object the
@@ -149,6 +149,14 @@ impl<W: Write> Recorder<W> {
     fn consume(&mut self, buf: &[u8]) -> (usize, Result<()>) {
         let mut pos = 0;
         loop {
+            // Allocations, frees and stack changes (nearly all records) take a short path.
+            if let Some((hot, used)) = decode_hot(&buf[pos..]) {
+                pos += used;
+                if let Err(e) = self.apply_hot(self.decoder.header(), hot) {
+                    return (pos, Err(e));
+                }
+                continue;
+            }
             match self.decoder.next(&buf[pos..]) {
                 Ok(Some((header, record, used))) => {
                     pos += used;
@@ -191,7 +199,9 @@ impl<W: Write> Recorder<W> {
         (stack, self.thread(index).info.id)
     }
 
-    fn apply(&mut self, h: Header, record: Record<'_>) -> Result<()> {
+    /// The record's time relative to the start; checks its thread index.
+    #[inline]
+    fn time_of(&mut self, h: Header) -> Result<u64> {
         // The tracer numbers threads densely from 0; anything huge is corruption, and
         // must not make us allocate a huge table.
         if h.thread >= MAX_THREADS && h.thread != NO_THREAD {
@@ -199,6 +209,54 @@ impl<W: Write> Recorder<W> {
         }
         let time = self.rel(h.time_ns);
         self.last_time = self.last_time.max(time);
+        Ok(time)
+    }
+
+    #[inline]
+    fn apply_hot(&mut self, h: Header, hot: Hot) -> Result<()> {
+        let time = self.time_of(h)?;
+        match hot {
+            Hot::Push { code, line } => self.push_frame(h.thread, code, line)?,
+            Hot::Pop { n } => {
+                let t = self.thread(h.thread);
+                let keep = t.stacks.len().saturating_sub(n as usize);
+                t.stacks.truncate(keep);
+            }
+            Hot::Alloc { address, size, kind: k } => {
+                let (stack, thread) = self.current_stack(h.thread);
+                self.writer.alloc(time, thread, stack, address, size, kind(k))?;
+            }
+            Hot::Free { address, kind: k } => {
+                let (_, thread) = self.current_stack(h.thread);
+                self.writer.free(time, thread, address, kind(k))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn push_frame(&mut self, thread: u32, code: u32, line: u32) -> Result<()> {
+        let frame = match self.frames.get(&(code, line)) {
+            Some(&f) => f,
+            None => {
+                let Some(c) = self.codes.get(&code) else {
+                    bail!("the tracer used code id {code} before describing it");
+                };
+                let function = self.writer.intern_string(&text(&c.qualname));
+                let file = self.writer.intern_string(&text(&c.filename));
+                let f = self.writer.intern_frame_ids(memlens_format::Frame { function, file, line });
+                self.frames.insert((code, line), f);
+                f
+            }
+        };
+        let t = self.thread(thread);
+        let parent = t.stacks.last().copied().unwrap_or(StackId::ROOT);
+        let stack = self.writer.intern_stack(parent, frame);
+        self.thread(thread).stacks.push(stack);
+        Ok(())
+    }
+
+    fn apply(&mut self, h: Header, record: Record<'_>) -> Result<()> {
+        let time = self.time_of(h)?;
         match record {
             Record::Hello(hello) => {
                 if hello.protocol != PROTOCOL {
@@ -230,41 +288,15 @@ impl<W: Write> Recorder<W> {
                 self.codes
                     .insert(id, Code { qualname: qualname.to_vec(), filename: filename.to_vec() });
             }
-            Record::Push { code, line } => {
-                let frame = match self.frames.get(&(code, line)) {
-                    Some(&f) => f,
-                    None => {
-                        let Some(c) = self.codes.get(&code) else {
-                            bail!("the tracer used code id {code} before describing it");
-                        };
-                        let function = self.writer.intern_string(&text(&c.qualname));
-                        let file = self.writer.intern_string(&text(&c.filename));
-                        let f = self.writer.intern_frame_ids(memlens_format::Frame {
-                            function,
-                            file,
-                            line,
-                        });
-                        self.frames.insert((code, line), f);
-                        f
-                    }
-                };
-                let t = self.thread(h.thread);
-                let parent = t.stacks.last().copied().unwrap_or(StackId::ROOT);
-                let stack = self.writer.intern_stack(parent, frame);
-                self.thread(h.thread).stacks.push(stack);
+            // After a stretch, the decoder hands hot records here too.
+            Record::Push { code, line } => self.apply_hot(h, Hot::Push { code, line })?,
+            Record::Pop { n } => self.apply_hot(h, Hot::Pop { n })?,
+            Record::Alloc { address, size, kind } => {
+                self.apply_hot(h, Hot::Alloc { address, size, kind })?
             }
-            Record::Pop { n } => {
-                let t = self.thread(h.thread);
-                let keep = t.stacks.len().saturating_sub(n as usize);
-                t.stacks.truncate(keep);
-            }
-            Record::Alloc { address, size, kind: k } => {
-                let (stack, thread) = self.current_stack(h.thread);
-                self.writer.alloc(time, thread, stack, address, size, kind(k))?;
-            }
-            Record::Free { address, kind: k } => {
-                let (_, thread) = self.current_stack(h.thread);
-                self.writer.free(time, thread, address, kind(k))?;
+            Record::Free { address, kind } => self.apply_hot(h, Hot::Free { address, kind })?,
+            Record::Stretch(_) | Record::Seq { .. } => {
+                unreachable!("the decoder consumes stretches and refuses ring records")
             }
             Record::Marker { label } => {
                 let (_, thread) = self.current_stack(h.thread);
@@ -280,9 +312,6 @@ impl<W: Write> Recorder<W> {
                 });
             }
             Record::Stop => self.stopped = true,
-            Record::Stretch(_) | Record::Seq { .. } => {
-                unreachable!("the decoder consumes stretches and refuses ring records")
-            }
             Record::CensusBegin { trigger, label } => {
                 let label = text(label).into_owned();
                 self.censuses

@@ -8,6 +8,8 @@
 
 use std::cell::Cell;
 
+use crate::thread_state::ThreadState;
+
 /// What the outermost guarded call on this thread is.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Ctx {
@@ -21,28 +23,45 @@ pub enum Ctx {
     Tracer,
 }
 
+/// Everything the hooks keep per thread, in one thread-local: in a shared library each
+/// thread-local access is a call into the dynamic linker, so a hook makes one.
+pub struct Tls {
+    depth: Cell<u32>,
+    outer: Cell<Ctx>,
+    /// The thread's tracer state (see [`crate::thread_state`]).
+    pub state: Cell<*mut ThreadState>,
+}
+
 thread_local! {
-    static DEPTH: Cell<u32> = const { Cell::new(0) };
-    static OUTER: Cell<Ctx> = const { Cell::new(Ctx::Tracer) };
+    static TLS: Tls = const {
+        Tls { depth: Cell::new(0), outer: Cell::new(Ctx::Tracer), state: Cell::new(std::ptr::null_mut()) }
+    };
+}
+
+/// The calling thread's [`Tls`]. It has no destructor, so it stays valid until the
+/// thread is gone; the reference must not be handed to another thread.
+#[inline]
+pub fn tls() -> &'static Tls {
+    // SAFETY: see above; every user stays on the calling thread.
+    TLS.with(|t| unsafe { &*(t as *const Tls) })
 }
 
 /// Held while a hook runs; dropping it leaves the guard.
 pub struct Guard {
+    tls: &'static Tls,
     outermost: bool,
 }
 
 impl Guard {
     #[inline]
     pub fn enter(ctx: Ctx) -> Guard {
-        let d = DEPTH.with(|d| {
-            let v = d.get();
-            d.set(v + 1);
-            v
-        });
+        let tls = tls();
+        let d = tls.depth.get();
+        tls.depth.set(d + 1);
         if d == 0 {
-            OUTER.with(|o| o.set(ctx));
+            tls.outer.set(ctx);
         }
-        Guard { outermost: d == 0 }
+        Guard { tls, outermost: d == 0 }
     }
 
     /// True if this is the first hook on the thread's call stack.
@@ -50,24 +69,31 @@ impl Guard {
     pub fn outermost(&self) -> bool {
         self.outermost
     }
+
+    /// The thread's thread-locals (no second lookup).
+    #[inline]
+    pub fn tls(&self) -> &'static Tls {
+        self.tls
+    }
+
+    /// True when this hook is nested exactly one level inside a pymalloc (mem/object
+    /// domain) hook: that is where pymalloc maps and unmaps its arenas.
+    #[inline]
+    pub fn directly_inside_pymalloc(&self) -> bool {
+        self.tls.depth.get() == 2 && self.tls.outer.get() == Ctx::Pymalloc
+    }
 }
 
 impl Drop for Guard {
     #[inline]
     fn drop(&mut self) {
-        DEPTH.with(|d| d.set(d.get() - 1));
+        self.tls.depth.set(self.tls.depth.get() - 1);
     }
-}
-
-/// True when the caller is a hook nested exactly one level inside a pymalloc
-/// (mem/object domain) hook: that is where pymalloc maps and unmaps its arenas.
-#[inline]
-pub fn directly_inside_pymalloc() -> bool {
-    DEPTH.with(|d| d.get()) == 2 && OUTER.with(|o| o.get()) == Ctx::Pymalloc
 }
 
 /// Marks the current thread as never recording (the drain thread).
 pub fn disable_forever() {
-    DEPTH.with(|d| d.set(d.get() + 1_000_000));
-    OUTER.with(|o| o.set(Ctx::Tracer));
+    let tls = tls();
+    tls.depth.set(tls.depth.get() + 1_000_000);
+    tls.outer.set(Ctx::Tracer);
 }

@@ -14,14 +14,14 @@ use std::ffi::c_void;
 
 use memlens_wire::AllocKind;
 
-use crate::guard::{directly_inside_pymalloc, Ctx, Guard};
+use crate::guard::{Ctx, Guard};
 use crate::real::{real, BootstrapArena};
 use crate::tracing::{native_active, record_alloc, record_free};
 
 #[inline]
 fn after_alloc(g: &Guard, p: *mut c_void, size: usize) {
     if g.outermost() && !p.is_null() && native_active() {
-        record_alloc(p as usize, size, AllocKind::Malloc);
+        record_alloc(g, p as usize, size, AllocKind::Malloc);
     }
 }
 
@@ -75,12 +75,12 @@ pub unsafe extern "C" fn realloc_hook(old: *mut c_void, size: usize) -> *mut c_v
     let g = Guard::enter(Ctx::Native);
     let rec = g.outermost();
     if rec && !old.is_null() {
-        record_free(old as usize, AllocKind::Malloc);
+        record_free(&g, old as usize, AllocKind::Malloc);
     }
     // SAFETY: forwarding to libc.
     let p = unsafe { (r.realloc)(old, size) };
     if rec && !p.is_null() && native_active() {
-        record_alloc(p as usize, size, AllocKind::Malloc);
+        record_alloc(&g, p as usize, size, AllocKind::Malloc);
     }
     p
 }
@@ -93,7 +93,7 @@ pub unsafe extern "C" fn free_hook(p: *mut c_void) {
     if native_active() {
         let g = Guard::enter(Ctx::Native);
         if g.outermost() {
-            record_free(p as usize, AllocKind::Malloc);
+            record_free(&g, p as usize, AllocKind::Malloc);
         }
         // SAFETY: forwarding to libc.
         unsafe { (r.free)(p) };
@@ -164,14 +164,14 @@ fn mmap_common(
         return unsafe { real_fn(addr, len, prot, flags, fd, off) };
     }
     let g = Guard::enter(Ctx::Native);
-    let arena = directly_inside_pymalloc();
+    let arena = g.directly_inside_pymalloc();
     // SAFETY: forwarding to libc.
     let p = unsafe { real_fn(addr, len, prot, flags, fd, off) };
     if p != libc::MAP_FAILED && native_active() {
         if g.outermost() {
-            record_alloc(p as usize, len, AllocKind::Mmap);
+            record_alloc(&g, p as usize, len, AllocKind::Mmap);
         } else if arena {
-            record_alloc(p as usize, len, AllocKind::PymallocArena);
+            record_alloc(&g, p as usize, len, AllocKind::PymallocArena);
         }
     }
     p
@@ -206,9 +206,9 @@ pub unsafe extern "C" fn munmap_hook(addr: *mut c_void, len: usize) -> i32 {
     if native_active() {
         let g = Guard::enter(Ctx::Native);
         if g.outermost() {
-            record_free(addr as usize, AllocKind::Mmap);
-        } else if directly_inside_pymalloc() {
-            record_free(addr as usize, AllocKind::PymallocArena);
+            record_free(&g, addr as usize, AllocKind::Mmap);
+        } else if g.directly_inside_pymalloc() {
+            record_free(&g, addr as usize, AllocKind::PymallocArena);
         }
         // SAFETY: forwarding to libc.
         return unsafe { (r.munmap)(addr, len) };

@@ -83,7 +83,7 @@ unsafe extern "C" fn hook_malloc(ctx: *mut c_void, size: usize) -> *mut c_void {
     // SAFETY: calling the previous allocator with its own ctx, as CPython would.
     let p = unsafe { (prev.malloc.unwrap_unchecked())(prev.ctx, size) };
     if g.outermost() && !p.is_null() && active() {
-        record_alloc(p as usize, size, d.kind);
+        record_alloc(&g, p as usize, size, d.kind);
     }
     p
 }
@@ -95,7 +95,7 @@ unsafe extern "C" fn hook_calloc(ctx: *mut c_void, n: usize, size: usize) -> *mu
     // SAFETY: calling the previous allocator with its own ctx.
     let p = unsafe { (prev.calloc.unwrap_unchecked())(prev.ctx, n, size) };
     if g.outermost() && !p.is_null() && active() {
-        record_alloc(p as usize, n.saturating_mul(size), d.kind);
+        record_alloc(&g, p as usize, n.saturating_mul(size), d.kind);
     }
     p
 }
@@ -106,12 +106,12 @@ unsafe extern "C" fn hook_realloc(ctx: *mut c_void, old: *mut c_void, size: usiz
     let g = Guard::enter(d.ctx);
     let rec = g.outermost() && active();
     if rec && !old.is_null() {
-        record_free(old as usize, d.kind);
+        record_free(&g, old as usize, d.kind);
     }
     // SAFETY: calling the previous allocator with its own ctx.
     let p = unsafe { (prev.realloc.unwrap_unchecked())(prev.ctx, old, size) };
     if rec && !p.is_null() {
-        record_alloc(p as usize, size, d.kind);
+        record_alloc(&g, p as usize, size, d.kind);
     }
     p
 }
@@ -121,7 +121,7 @@ unsafe extern "C" fn hook_free(ctx: *mut c_void, p: *mut c_void) {
     let (d, prev) = unsafe { domain(ctx) };
     let g = Guard::enter(d.ctx);
     if g.outermost() && !p.is_null() && active() {
-        record_free(p as usize, d.kind);
+        record_free(&g, p as usize, d.kind);
     }
     // SAFETY: calling the previous allocator with its own ctx.
     unsafe { (prev.free.unwrap_unchecked())(prev.ctx, p) }

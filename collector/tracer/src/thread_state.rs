@@ -16,13 +16,12 @@
 //! top one), and a lookup goes to Python only for an instruction offset not seen before
 //! in that code object (`LineCache`).
 
-use std::cell::Cell;
 use std::ffi::c_void;
-use std::ptr;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use memlens_wire::Record;
 
+use crate::guard::{tls, Tls};
 use crate::python_api::{api, PyApi, PyObject};
 use crate::ring::{Ring, Stretch};
 use crate::tracing;
@@ -94,8 +93,6 @@ pub struct ThreadState {
     emitted: Vec<(u32, u32)>,
     clean: usize,
     lines: LineCache,
-    /// The stack changes of the hook call in progress, encoded.
-    batch: Vec<u8>,
     scratch: Vec<u8>,
     /// Set by `memlens_pause`: the thread's allocations and frees are not recorded
     /// (the census's own work). Stack tracking goes on.
@@ -106,9 +103,6 @@ pub struct ThreadState {
 /// A thread whose state was torn down at exit; it records nothing any more.
 const DEAD: *mut ThreadState = std::ptr::dangling_mut();
 
-thread_local! {
-    static STATE: Cell<*mut ThreadState> = const { Cell::new(ptr::null_mut()) };
-}
 
 static NEXT_INDEX: AtomicU32 = AtomicU32::new(0);
 static KEY: AtomicU32 = AtomicU32::new(u32::MAX);
@@ -130,7 +124,7 @@ unsafe extern "C" fn destroy(p: *mut c_void) {
     if st.is_null() || st == DEAD {
         return;
     }
-    STATE.with(|s| s.set(DEAD));
+    tls().state.set(DEAD);
     // SAFETY: p is the Box pointer stored by `create` for this (exiting) thread,
     // and STATE no longer points to it, so nothing else will use it.
     let st = unsafe { Box::from_raw(st) };
@@ -158,7 +152,6 @@ fn create() -> *mut ThreadState {
         emitted: Vec::new(),
         clean: 0,
         lines: LineCache::new(),
-        batch: Vec::new(),
         scratch: Vec::new(),
         paused: false,
         seeded: false,
@@ -175,13 +168,19 @@ fn create() -> *mut ThreadState {
 /// `None` on a thread that already went through its exit destructor.
 #[inline]
 pub fn with_state<R>(f: impl FnOnce(&mut ThreadState) -> R) -> Option<R> {
-    let mut p = STATE.with(|s| s.get());
+    with_state_in(tls(), f)
+}
+
+/// [`with_state`] with the thread-locals at hand (a hook's [`crate::guard::Guard`]).
+#[inline(always)]
+pub fn with_state_in<R>(tls: &Tls, f: impl FnOnce(&mut ThreadState) -> R) -> Option<R> {
+    let mut p = tls.state.get();
     if p == DEAD {
         return None;
     }
     if p.is_null() {
         p = create();
-        STATE.with(|s| s.set(p));
+        tls.state.set(p);
     }
     // SAFETY: p is this thread's own Box, only ever used from this thread, and the
     // re-entrancy guard keeps hooks from nesting into a second &mut.
@@ -229,19 +228,28 @@ impl ThreadState {
         }
     }
 
-    /// Sends the stack changes since the last event, then `rec`, as one batch.
+    /// Sends the stack changes since the last event, then `rec`, as one batch written
+    /// straight into the ring.
     #[inline(always)]
     pub fn push_with_stack(&mut self, rec: Record<'static>) {
         if !tracing::active() {
             return;
         }
-        self.batch.clear();
-        self.diff_stack();
-        let (batch, n) = (&self.batch, self.batch.len());
-        let len = n + rec.encoded_len();
+        let (popped, first_new) = self.diff_stack();
+        let pushed = &self.emitted[first_new..];
+        let pop = Record::Pop { n: popped };
+        let pop_len = if popped > 0 { pop.encoded_len() } else { 0 };
+        let push_len = Record::Push { code: 0, line: 0 }.encoded_len();
+        let len = pop_len + pushed.len() * push_len + rec.encoded_len();
         self.ring.push_with(&mut self.stretch, len, &mut self.scratch, |out| {
-            out[..n].copy_from_slice(batch);
-            rec.encode_into(&mut out[n..]);
+            let mut at = 0;
+            if popped > 0 {
+                at += pop.encode_into(out).unwrap_or(0);
+            }
+            for &(code, line) in pushed {
+                at += Record::Push { code, line }.encode_into(&mut out[at..]).unwrap_or(0);
+            }
+            rec.encode_into(&mut out[at..]);
         });
     }
 
@@ -300,8 +308,9 @@ impl ThreadState {
         self.os_tid
     }
 
-    /// Appends to `batch` the stack changes since the last call, encoded.
-    fn diff_stack(&mut self) {
+    /// Brings `emitted` up to date with the shadow stack; returns how many frames it lost
+    /// and where the frames it gained begin.
+    fn diff_stack(&mut self) -> (u32, usize) {
         let len = self.stack.len();
         if len > 0 {
             let api = api();
@@ -314,22 +323,10 @@ impl ThreadState {
         while same < known && self.emitted[same] == (self.stack[same].code, self.stack[same].line) {
             same += 1;
         }
-        if self.emitted.len() > same {
-            encode(&mut self.batch, Record::Pop { n: (self.emitted.len() - same) as u32 });
-            self.emitted.truncate(same);
-        }
-        for i in same..len {
-            let (code, line) = (self.stack[i].code, self.stack[i].line);
-            encode(&mut self.batch, Record::Push { code, line });
-            self.emitted.push((code, line));
-        }
+        let popped = (self.emitted.len() - same) as u32;
+        self.emitted.truncate(same);
+        self.emitted.extend(self.stack[same..].iter().map(|e| (e.code, e.line)));
         self.clean = len.saturating_sub(1);
+        (popped, same)
     }
-}
-
-#[inline]
-fn encode(out: &mut Vec<u8>, rec: Record<'_>) {
-    let start = out.len();
-    out.resize(start + rec.encoded_len(), 0);
-    rec.encode_into(&mut out[start..]);
 }

@@ -67,8 +67,8 @@ pub fn native_active() -> bool {
 
 /// Records an allocation on the calling thread, after syncing its stack.
 #[inline]
-pub fn record_alloc(address: usize, size: usize, kind: AllocKind) {
-    with_state(|st| {
+pub fn record_alloc(g: &guard::Guard, address: usize, size: usize, kind: AllocKind) {
+    thread_state::with_state_in(g.tls(), |st| {
         if !st.paused {
             if crate::profiler::walking() {
                 crate::profiler::walk_frames(st);
@@ -79,8 +79,8 @@ pub fn record_alloc(address: usize, size: usize, kind: AllocKind) {
 }
 
 #[inline]
-pub fn record_free(address: usize, kind: AllocKind) {
-    with_state(|st| {
+pub fn record_free(g: &guard::Guard, address: usize, kind: AllocKind) {
+    thread_state::with_state_in(g.tls(), |st| {
         if !st.paused {
             st.push_free(&Record::Free { address: address as u64, kind })
         }

@@ -47,6 +47,6 @@ mod record;
 
 pub use error::WireError;
 pub use record::{
-    decode, peek_seq, record_len, AllocKind, CensusCache, CensusType, Decoder, Header, Hello,
-    Record, MAX_BLOB_LEN, PROTOCOL,
+    decode, decode_hot, peek_seq, record_len, AllocKind, CensusCache, CensusType, Decoder, Header,
+    Hello, Hot, Record, MAX_BLOB_LEN, PROTOCOL,
 };
