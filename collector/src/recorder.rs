@@ -14,7 +14,9 @@ use memlens_format::{
     AllocatorKind, CacheCensus, Census, DictUsage, FrameId, GcEvent, MemorySample, ProcessEnd,
     RecordingWriter, StackId, StringId, Summary, ThreadId, ThreadInfo, TypeCensus, TypeSite,
 };
-use memlens_wire::{decode_hot, AllocKind, CensusType, Decoder, Header, Hello, Hot, Record, PROTOCOL};
+use memlens_wire::{
+    decode_hot, AllocKind, CensusType, Decoder, Header, Hello, Hot, Record, PROTOCOL,
+};
 
 /// A code object as the tracer described it. Interned into the recording only when a
 /// frame uses it: a session started mid-program receives every code object the
@@ -243,7 +245,8 @@ impl<W: Write> Recorder<W> {
                 };
                 let function = self.writer.intern_string(&text(&c.qualname));
                 let file = self.writer.intern_string(&text(&c.filename));
-                let f = self.writer.intern_frame_ids(memlens_format::Frame { function, file, line });
+                let f =
+                    self.writer.intern_frame_ids(memlens_format::Frame { function, file, line });
                 self.frames.insert((code, line), f);
                 f
             }

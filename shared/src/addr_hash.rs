@@ -33,6 +33,40 @@ impl Hasher for AddressHasher {
 /// A map keyed by address.
 pub(crate) type AddressMap<V> = HashMap<u64, V, BuildHasherDefault<AddressHasher>>;
 
+/// Hashes an address so that addresses close together land in buckets close together:
+/// 16-byte steps within a 16 KiB page (a pymalloc pool) are consecutive buckets, and
+/// pages are scattered. A stream of allocations and frees, which works through a pool at
+/// a time, then touches a few cache lines of the table instead of one per event. The top
+/// 7 bits, which the table compares before keys, still differ between neighbours.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct NearbyHasher(u64);
+
+impl Hasher for NearbyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(self.0 ^ u64::from(b));
+        }
+    }
+
+    #[inline]
+    fn write_u64(&mut self, a: u64) {
+        const IN_PAGE: u64 = 0x3FF;
+        const TAG: u64 = 0xFE00_0000_0000_0000;
+        let page = a >> 14;
+        let scattered = (page ^ (page >> 29)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let offset = (a >> 4) & IN_PAGE;
+        let tag = (scattered ^ offset.wrapping_mul(0xD6E8_FEB8_6659_FD93)) & TAG;
+        self.0 = tag | (scattered & !TAG & !IN_PAGE) | offset;
+    }
+}
+
+/// A map keyed by address, for a stream of events in program order (see [`NearbyHasher`]).
+pub(crate) type NearbyAddressMap<V> = HashMap<u64, V, BuildHasherDefault<NearbyHasher>>;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -47,6 +81,25 @@ mod tests {
             buckets[(h & 63) as usize] += 1;
         }
         // 1000 expected per bucket; a poor hash leaves most empty.
+        assert!(buckets.iter().all(|&n| (800..1200).contains(&n)), "{buckets:?}");
+    }
+
+    #[test]
+    fn nearby_addresses_get_nearby_buckets_and_distinct_tags() {
+        let build = BuildHasherDefault::<NearbyHasher>::default();
+        let base = 0x7f12_3456_4000u64;
+        let h: Vec<u64> = (0..1024u64).map(|i| build.hash_one(base + i * 16)).collect();
+        // One pool: consecutive buckets.
+        assert!(h.windows(2).all(|w| w[1] & 0x3FF == (w[0] & 0x3FF) + 1));
+        // ...whose 7-bit tags take most of their 128 values.
+        let tags: std::collections::HashSet<u64> = h.iter().map(|x| x >> 57).collect();
+        assert!(tags.len() > 100, "{} tags", tags.len());
+        // Pages spread over the table: 64 buckets of 1024 pages' first blocks.
+        let mut buckets = [0u32; 64];
+        for page in 0..64_000u64 {
+            let x = build.hash_one(base + (page << 14));
+            buckets[((x >> 10) & 63) as usize] += 1;
+        }
         assert!(buckets.iter().all(|&n| (800..1200).contains(&n)), "{buckets:?}");
     }
 }

@@ -6,7 +6,7 @@ use std::io::Write;
 
 use rustc_hash::FxHashMap;
 
-use crate::addr_hash::AddressMap;
+use crate::addr_hash::NearbyAddressMap;
 use crate::chunk::{encode_chunk, header_bytes, Codec, Tag};
 use crate::tables::{encode_frames, encode_stacks, encode_strings, AddressRef, EventEncoder};
 use crate::{
@@ -96,7 +96,7 @@ pub struct RecordingWriter<W: Write> {
     /// Heap blocks by address: the live ones, and tombstones of freed ones (one map, so
     /// an event costs one lookup). Tombstones are swept out when they outnumber the live
     /// blocks.
-    live: AddressMap<Slot>,
+    live: NearbyAddressMap<Slot>,
     live_count: usize,
     heap: u64,
     summary: Summary,
@@ -136,7 +136,7 @@ impl<W: Write> RecordingWriter<W> {
             gcs: Vec::new(),
             censuses: Vec::new(),
             caches: Vec::new(),
-            live: AddressMap::default(),
+            live: NearbyAddressMap::default(),
             live_count: 0,
             heap: 0,
             summary: Summary::default(),

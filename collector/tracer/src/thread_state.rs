@@ -103,7 +103,6 @@ pub struct ThreadState {
 /// A thread whose state was torn down at exit; it records nothing any more.
 const DEAD: *mut ThreadState = std::ptr::dangling_mut();
 
-
 static NEXT_INDEX: AtomicU32 = AtomicU32::new(0);
 static KEY: AtomicU32 = AtomicU32::new(u32::MAX);
 

@@ -725,7 +725,10 @@ mod tests {
             });
             let hot_kind = matches!(
                 rec,
-                Record::Alloc { .. } | Record::Free { .. } | Record::Push { .. } | Record::Pop { .. }
+                Record::Alloc { .. }
+                    | Record::Free { .. }
+                    | Record::Push { .. }
+                    | Record::Pop { .. }
             );
             assert_eq!(hot, hot_kind.then_some(rec), "{rec:?}");
             assert_eq!(decode_hot(&buf[..buf.len() - 1]), None, "{rec:?} cut short");
