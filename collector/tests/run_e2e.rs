@@ -99,11 +99,19 @@ fn peak_top_site_is_the_100mb_line() {
 }
 
 /// `MEMLENS_STACKS=walk` (bench/stack_modes.py's comparison mode) walks frames at every
-/// allocation instead of keeping shadow stacks: it must find the very same stacks.
+/// allocation instead of keeping shadow stacks, and `MEMLENS_STACKS=profile` keeps them
+/// with a profile function (the way on Pythons without the frame-evaluation hook): both
+/// must find the very same stacks as the default.
 #[test]
-fn frame_walking_mode_finds_the_same_stacks() {
+fn every_stack_mode_finds_the_same_stacks() {
+    for mode in ["walk", "profile"] {
+        same_stacks_as_default(mode);
+    }
+}
+
+fn same_stacks_as_default(mode: &str) {
     let shadow = run_script("recursion.py", &[], &[]);
-    let walk = run_script_env("recursion.py", &[("MEMLENS_STACKS", "walk")], &[], &[]);
+    let walk = run_script_env("recursion.py", &[("MEMLENS_STACKS", mode)], &[], &[]);
     assert!(walk.out.status.success(), "{}", String::from_utf8_lossy(&walk.out.stderr));
     let walk = walk.rec;
     let top = |rec: &Recording| {
@@ -116,7 +124,7 @@ fn frame_walking_mode_finds_the_same_stacks() {
     let outer = |f: &[(String, String, u32)]| f.iter().rev().take(3).cloned().collect::<Vec<_>>();
     assert!(
         walk_frames == shadow_frames,
-        "outermost frames: walk {:?} vs shadow {:?}",
+        "outermost frames: {mode} {:?} vs default {:?}",
         outer(&walk_frames),
         outer(&shadow_frames)
     );
@@ -136,7 +144,16 @@ fn memory_kept_at_exit_is_attributed_to_the_line_that_kept_it() {
 
 #[test]
 fn allocations_land_on_their_named_threads() {
-    let run = run_script("threads.py", &[], &[]);
+    threads_with_stacks(&[]);
+}
+
+#[test]
+fn allocations_land_on_their_named_threads_with_the_profile_function() {
+    threads_with_stacks(&[("MEMLENS_STACKS", "profile")]);
+}
+
+fn threads_with_stacks(env: &[(&str, &str)]) {
+    let run = run_script_env("threads.py", env, &[], &[]);
     assert_eq!(run.out.status.code(), Some(0));
     let line = line_of("threads.py", "THREAD_ALLOC_LINE");
     for i in 0..4u64 {

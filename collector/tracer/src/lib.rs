@@ -146,7 +146,7 @@ pub unsafe extern "C" fn memlens_thread_start(frame: *mut std::ffi::c_void, name
     if tracing::active() {
         // SAFETY: per the function contract.
         let name = unsafe { c_bytes(name) };
-        profiler::install_on_current_thread(frame, Some(name));
+        profiler::adopt_new_thread(frame, name);
     }
 }
 

@@ -14,13 +14,13 @@
 //! stays installed between sessions and keeps the stacks up to date.
 
 use std::ffi::{c_int, c_void};
-use std::sync::atomic::{AtomicBool, AtomicIsize, Ordering};
+use std::sync::atomic::{AtomicIsize, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use memlens_wire::Record;
 
 use crate::guard::{Ctx, Guard};
-use crate::python_api::{api, PyApi, PyObject, PYTRACE_CALL, PYTRACE_RETURN};
+use crate::python_api::{api, EvalFunc, PyApi, PyObject, PYTRACE_CALL, PYTRACE_RETURN};
 use crate::thread_state::{with_state, ThreadState};
 use crate::tracing;
 
@@ -81,9 +81,16 @@ fn code_id(api: &PyApi, st: &mut ThreadState, code: *mut PyObject) -> u32 {
         return (extra as usize - 1) as u32;
     }
     let mut info = CodeInfo { first_line: 0, qualname: Vec::new(), filename: Vec::new() };
+    // An exception may be in flight (a frame entered to be thrown into, a RETURN while
+    // unwinding): set it aside while we look at the code object.
+    let mut exc = [std::ptr::null_mut(); 3];
+    // SAFETY: GIL held; Fetch takes the exception's references, Restore gives them back.
+    unsafe { (api.err_fetch)(&mut exc[0], &mut exc[1], &mut exc[2]) };
     api.attr_str(code, api.name_attr, &mut info.qualname);
     api.attr_str(code, c"co_filename", &mut info.filename);
     info.first_line = api.attr_int(code, c"co_firstlineno").max(0) as u32;
+    // SAFETY: as above.
+    unsafe { (api.err_restore)(exc[0], exc[1], exc[2]) };
     let mut codes = CODES.lock().unwrap_or_else(|e| e.into_inner());
     let id = codes.len() as u32;
     st.push(&info.record(id));
@@ -148,25 +155,57 @@ pub extern "C" fn profile(
     0
 }
 
-/// `MEMLENS_STACKS=walk`: instead of keeping shadow stacks with a profile function,
-/// walk the thread's frames at every allocation. Slower (see bench/stack_modes.py); kept
-/// to measure the shadow stack against it, as the design asks.
-static WALK: AtomicBool = AtomicBool::new(false);
+/// How shadow stacks are kept, chosen at the first start ([`init_stack_mode`]).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[repr(u8)]
+pub enum StackMode {
+    /// The frame-evaluation hook ([`eval_frame`]), where this Python has a usable one
+    /// (3.11): one C call per Python call, and no tracing overhead between calls.
+    Eval = 0,
+    /// A C profile function on every thread (`MEMLENS_STACKS=profile`, and the versions
+    /// without a usable hook).
+    Profile = 1,
+    /// `MEMLENS_STACKS=walk`: no shadow stacks; the thread's frames are walked at every
+    /// allocation. Slower (see bench/stack_modes.py); kept to measure the shadow stack
+    /// against it, as the design asks.
+    Walk = 2,
+}
+
+static MODE: AtomicU8 = AtomicU8::new(u8::MAX);
+
+/// The stack mode (valid once tracing started).
+#[inline]
+pub fn mode() -> StackMode {
+    match MODE.load(Ordering::Relaxed) {
+        0 => StackMode::Eval,
+        2 => StackMode::Walk,
+        _ => StackMode::Profile,
+    }
+}
 
 /// Frame-walking mode: the frames that were on the starting thread's stack when tracing
 /// started without a frame to start from (`memlens run`: the bootstrap's), which the
 /// shadow stacks never see either; a walk stops at them. Kept alive (a reference each).
 static WALK_ROOTS: Mutex<Vec<usize>> = Mutex::new(Vec::new());
 
-/// Reads `MEMLENS_STACKS` (at each start); `frame` is what the starting thread's stack
-/// is seeded from (null: nothing). Needs the GIL.
+/// Chooses the stack mode from `MEMLENS_STACKS` at the first start (a hook, once
+/// installed, keeps every thread's stack from then on); `frame` is what the starting
+/// thread's stack is seeded from (null: nothing). Needs the GIL.
 pub fn init_stack_mode(frame: *mut PyObject) {
-    let walk = std::env::var_os("MEMLENS_STACKS").is_some_and(|v| v == "walk");
-    WALK.store(walk, Ordering::Relaxed);
+    let api = api();
+    if MODE.load(Ordering::Relaxed) == u8::MAX {
+        let wanted = std::env::var_os("MEMLENS_STACKS");
+        let mode = match wanted.as_ref().and_then(|v| v.to_str()) {
+            Some("walk") => StackMode::Walk,
+            Some("profile") => StackMode::Profile,
+            _ if api.eval_hook().is_some() => StackMode::Eval,
+            _ => StackMode::Profile,
+        };
+        MODE.store(mode as u8, Ordering::Relaxed);
+    }
     let mut roots = WALK_ROOTS.lock().unwrap_or_else(|e| e.into_inner());
     roots.clear();
-    if walk && frame.is_null() {
-        let api = api();
+    if mode() == StackMode::Walk && frame.is_null() {
         // SAFETY: GIL held; a borrowed frame, then new references from GetBack, which
         // we keep so the addresses stay these frames'.
         unsafe {
@@ -184,7 +223,68 @@ pub fn init_stack_mode(frame: *mut PyObject) {
 
 #[inline]
 pub fn walking() -> bool {
-    WALK.load(Ordering::Relaxed)
+    mode() == StackMode::Walk
+}
+
+/// The evaluation function ours wraps (CPython's own, or another PEP 523 user's).
+static PREV_EVAL: AtomicUsize = AtomicUsize::new(0);
+
+/// Wraps the interpreter's frame-evaluation function (once). Needs the GIL.
+fn install_eval_hook() {
+    let Some(hook) = api().eval_hook() else { return };
+    // SAFETY: GIL held; the interpreter outlives the process's tracing.
+    unsafe {
+        let interp = (hook.get_interp)();
+        let current = (hook.get_eval)(interp).unwrap_or(hook.default_eval);
+        if current as usize == eval_frame as *const () as usize {
+            return;
+        }
+        PREV_EVAL.store(current as usize, Ordering::Release);
+        (hook.set_eval)(interp, Some(eval_frame));
+    }
+}
+
+/// The frame-evaluation function: keeps the running thread's shadow stack around each
+/// Python frame. Frames started by the tracer's own work (a collection run while it
+/// seeds a stack) are not tracked.
+unsafe extern "C" fn eval_frame(
+    ts: *mut c_void,
+    iframe: *mut c_void,
+    throw: c_int,
+) -> *mut PyObject {
+    let api = api();
+    let tracked = {
+        let g = Guard::enter(Ctx::Tracer);
+        g.outermost()
+            && with_state(|st| {
+                if !st.seeded() {
+                    // SAFETY: GIL held; the calling frame (borrowed, so a reference for
+                    // seed_from to take over) or null.
+                    let caller = unsafe { (api.eval_get_frame)() };
+                    if !caller.is_null() {
+                        // SAFETY: as above.
+                        unsafe { (api.inc_ref)(caller) };
+                    }
+                    seed_from(api, st, caller, |_| false);
+                }
+                let hook = api.eval_hook().expect("the hook is installed only where it exists");
+                // SAFETY: CPython hands us a live frame to run.
+                let code = unsafe { hook.code(iframe) };
+                let id = code_id(api, st, code);
+                st.enter_iframe(iframe, code, id);
+            })
+            .is_some()
+    };
+    // SAFETY: PREV_EVAL holds the evaluation function we replaced, stored before ours
+    // was installed.
+    let prev: EvalFunc = unsafe { std::mem::transmute(PREV_EVAL.load(Ordering::Acquire)) };
+    // SAFETY: calling it as CPython would have.
+    let result = unsafe { prev(ts, iframe, throw) };
+    if tracked {
+        let _g = Guard::enter(Ctx::Tracer);
+        with_state(|st| st.leave_iframe(iframe));
+    }
+    result
 }
 
 /// Frame-walking mode: rebuilds the thread's stack from its frames, when it holds the
@@ -260,6 +360,10 @@ fn pending_name(os_tid: u64) -> Option<Vec<u8>> {
 /// of `memlens.record()`: that thread's Python code runs at full speed again; the next
 /// session seeds its stack afresh). Needs the GIL.
 pub fn uninstall_from_current_thread() {
+    if mode() == StackMode::Eval {
+        // The hook stays: it is cheap, and keeps every stack right for the next session.
+        return;
+    }
     let api = api();
     let _guard = Guard::enter(Ctx::Tracer);
     // SAFETY: GIL held; removes this thread's C profile function.
@@ -289,15 +393,33 @@ pub fn install_on_current_thread(frame: *mut PyObject, name: Option<&[u8]>) {
         }
         seed_from(api, st, frame, |_| false);
     });
-    // SAFETY: GIL held; installs a C profile function for this thread.
-    unsafe { (api.eval_set_profile)(Some(profile), std::ptr::null_mut()) };
+    if mode() == StackMode::Eval {
+        install_eval_hook();
+    } else {
+        // SAFETY: GIL held; installs a C profile function for this thread.
+        unsafe { (api.eval_set_profile)(Some(profile), std::ptr::null_mut()) };
+    }
+}
+
+/// A thread started during tracing, at its first profile event (`threading.setprofile`'s
+/// function): takes its name and, unless the evaluation hook already keeps its stack,
+/// gets the profiler. GIL held.
+pub fn adopt_new_thread(frame: *mut PyObject, name: &[u8]) {
+    if mode() != StackMode::Eval {
+        install_on_current_thread(frame, Some(name));
+        return;
+    }
+    let _guard = Guard::enter(Ctx::Tracer);
+    with_state(|st| st.set_name(name));
+    // SAFETY: GIL held; takes `threading`'s Python profile function off this thread.
+    unsafe { (api().eval_set_profile)(None, std::ptr::null_mut()) };
 }
 
 /// Installs the profiler on every other thread of the interpreter too (threads already
 /// running when tracing starts mid-program); each seeds its shadow stack at its first
 /// profile event. Returns false when this Python cannot do it. Needs the GIL.
 pub fn install_on_all_threads() -> bool {
-    if walking() {
+    if mode() != StackMode::Profile {
         return true;
     }
     let _guard = Guard::enter(Ctx::Tracer);

@@ -13,6 +13,9 @@
 //! - Profiling threads that are already running: 3.12 has `PyEval_SetProfileAllThreads`;
 //!   3.9 to 3.11 export `_PyEval_SetProfile(tstate, ...)`, applied to each thread state of
 //!   the interpreter (which is what 3.12's function does).
+//! - 3.11 only: the frame-evaluation hook (PEP 523) and the layout of its interpreter
+//!   frames ([`EvalHook`]), checked against the public frame API before use; other
+//!   versions keep shadow stacks with the profile function.
 
 use std::ffi::{c_char, c_int, c_void, CStr};
 use std::sync::OnceLock;
@@ -74,9 +77,97 @@ pub struct PyApi {
     pub gil_check: unsafe extern "C" fn() -> c_int,
     pub gc_disable: Option<unsafe extern "C" fn() -> c_int>,
     pub gc_enable: Option<unsafe extern "C" fn() -> c_int>,
+    pub err_fetch: unsafe extern "C" fn(*mut *mut PyObject, *mut *mut PyObject, *mut *mut PyObject),
+    pub err_restore: unsafe extern "C" fn(*mut PyObject, *mut PyObject, *mut PyObject),
     /// Attribute holding the most precise function name on this version.
     pub name_attr: &'static CStr,
     all_threads: Option<AllThreads>,
+    eval_hook: Option<EvalHook>,
+}
+
+/// `_PyFrameEvalFunction`: (thread state, interpreter frame, throw flag) -> result.
+pub type EvalFunc = unsafe extern "C" fn(*mut c_void, *mut c_void, c_int) -> *mut PyObject;
+
+/// The frame-evaluation hook of 3.11 (PEP 523) and what reading its frames needs.
+///
+/// CPython calls the interpreter's frame-evaluation function for every Python frame it
+/// runs (once such a function is set, it stops inlining Python-to-Python calls), with an
+/// `_PyInterpreterFrame`. Wrapping it keeps a shadow stack at the cost of one C call per
+/// Python call, where a profile function makes the interpreter check for tracing at every
+/// bytecode instruction and calls it at every builtin call too (measured in
+/// bench/stack_modes.py).
+pub struct EvalHook {
+    pub get_interp: unsafe extern "C" fn() -> *mut c_void,
+    pub get_eval: unsafe extern "C" fn(*mut c_void) -> Option<EvalFunc>,
+    pub set_eval: unsafe extern "C" fn(*mut c_void, Option<EvalFunc>),
+    pub default_eval: EvalFunc,
+    pub addr2line: unsafe extern "C" fn(*mut PyObject, c_int) -> c_int,
+    /// `_PyInterpreterFrame.f_code` (3.11: after f_func, f_globals, f_builtins, f_locals).
+    iframe_code: usize,
+    /// `_PyInterpreterFrame.prev_instr` (after frame_obj and previous).
+    iframe_prev_instr: usize,
+    /// `PyCodeObject.co_code_adaptive`, where instruction offsets count from.
+    code_units: usize,
+    /// `PyFrameObject.f_frame` (after the object header and f_back).
+    frame_iframe: usize,
+}
+
+impl EvalHook {
+    const LAYOUT_311: (usize, usize, usize, usize) = (32, 56, 184, 24);
+
+    /// The code object an interpreter frame runs (borrowed: the frame holds it).
+    ///
+    /// # Safety
+    /// `iframe` is a live interpreter frame.
+    #[inline]
+    pub unsafe fn code(&self, iframe: *mut c_void) -> *mut PyObject {
+        // SAFETY: per the contract, and the offset checked by `verified`.
+        unsafe { *iframe.byte_add(self.iframe_code).cast::<*mut PyObject>() }
+    }
+
+    /// The byte offset of the instruction `iframe` is executing in `code`.
+    ///
+    /// # Safety
+    /// `iframe` is a live interpreter frame running `code`.
+    #[inline]
+    pub unsafe fn lasti(&self, iframe: *mut c_void, code: *mut PyObject) -> c_int {
+        // SAFETY: per the contract, and the offsets checked by `verified`.
+        unsafe {
+            let prev = *iframe.byte_add(self.iframe_prev_instr).cast::<*const u8>();
+            let first = code.byte_add(self.code_units).cast::<u8>();
+            (prev.offset_from(first) as c_int) & !1
+        }
+    }
+
+    /// The interpreter frame of a frame object.
+    ///
+    /// # Safety
+    /// `frame` is a live frame object.
+    pub unsafe fn iframe_of(&self, frame: *mut PyObject) -> *mut c_void {
+        // SAFETY: per the contract, and the offset checked by `verified`.
+        unsafe { *frame.byte_add(self.frame_iframe).cast::<*mut c_void>() }
+    }
+
+    /// True if the layout matches this interpreter: the calling thread's current frame
+    /// read through it gives what `PyFrame_GetCode` and `PyFrame_GetLasti` say. GIL held.
+    fn verified(&self, api: &PyApi) -> bool {
+        let Some(get_lasti) = api.frame_get_lasti else { return false };
+        // SAFETY: GIL held (start runs from Python); the current frame is live while we
+        // look; GetCode returns a new reference, released below.
+        unsafe {
+            let frame = (api.eval_get_frame)();
+            if frame.is_null() {
+                return false;
+            }
+            let iframe = self.iframe_of(frame);
+            let code = (api.frame_get_code)(frame);
+            let ok = !iframe.is_null()
+                && self.code(iframe) == code
+                && self.lasti(iframe, code) == get_lasti(frame);
+            (api.dec_ref)(code);
+            ok
+        }
+    }
 }
 
 /// How to install a profile function on every thread of the interpreter.
@@ -191,6 +282,8 @@ pub fn init() -> Result<&'static PyApi, InitError> {
         gil_check: resolve(&[c"PyGILState_Check"])?,
         gc_disable: resolve(&[c"PyGC_Disable"]).ok(),
         gc_enable: resolve(&[c"PyGC_Enable"]).ok(),
+        err_fetch: resolve(&[c"PyErr_Fetch"])?,
+        err_restore: resolve(&[c"PyErr_Restore"])?,
         name_attr: if minor >= 11 { c"co_qualname" } else { c"co_name" },
         all_threads: resolve(&[c"PyEval_SetProfileAllThreads"])
             .map(AllThreads::Direct)
@@ -204,11 +297,35 @@ pub fn init() -> Result<&'static PyApi, InitError> {
                     set_profile: resolve(&[c"_PyEval_SetProfile"]).ok()?,
                 })
             }),
+        eval_hook: None,
     };
+    let mut api = api;
+    if minor == 11 {
+        let (iframe_code, iframe_prev_instr, code_units, frame_iframe) = EvalHook::LAYOUT_311;
+        let hook = (|| {
+            Some(EvalHook {
+                get_interp: resolve(&[c"PyInterpreterState_Get"]).ok()?,
+                get_eval: resolve(&[c"_PyInterpreterState_GetEvalFrameFunc"]).ok()?,
+                set_eval: resolve(&[c"_PyInterpreterState_SetEvalFrameFunc"]).ok()?,
+                default_eval: resolve(&[c"_PyEval_EvalFrameDefault"]).ok()?,
+                addr2line: resolve(&[c"PyCode_Addr2Line"]).ok()?,
+                iframe_code,
+                iframe_prev_instr,
+                code_units,
+                frame_iframe,
+            })
+        })();
+        api.eval_hook = hook.filter(|h| h.verified(&api));
+    }
     Ok(API.get_or_init(|| api))
 }
 
 impl PyApi {
+    /// The frame-evaluation hook, where this Python has one we can use.
+    pub fn eval_hook(&self) -> Option<&EvalHook> {
+        self.eval_hook.as_ref()
+    }
+
     /// Installs `func` as the profile function of every thread of the calling thread's
     /// interpreter, including threads already running. Returns false when this Python
     /// offers no way to do it. Needs the GIL.

@@ -17,6 +17,7 @@
 //! in that code object (`LineCache`).
 
 use std::ffi::c_void;
+use std::ptr;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use memlens_wire::Record;
@@ -26,12 +27,20 @@ use crate::python_api::{api, PyApi, PyObject};
 use crate::ring::{Ring, Stretch};
 use crate::tracing;
 
-/// A shadow-stack frame. `frame` is a strong reference, taken at CALL and released
-/// at RETURN: if another profiler replaces ours (cProfile, `sys.setprofile`) and the
-/// RETURN never comes, the frame object stays valid memory (a finished frame still
-/// answers `PyFrame_GetLineNumber`) instead of being read after it is freed.
+/// A shadow-stack frame: a frame object, or an interpreter frame pushed by the
+/// frame-evaluation hook ([`crate::profiler`]).
+///
+/// A frame object is a strong reference, taken at CALL (or when seeding) and released
+/// when the entry goes: if another profiler replaces ours (cProfile, `sys.setprofile`)
+/// and the RETURN never comes, the frame object stays valid memory (a finished frame
+/// still answers `PyFrame_GetLineNumber`) instead of being read after it is freed.
+/// An interpreter frame is only valid while it runs, which is exactly while the hook
+/// keeps it on the stack.
 struct Entry {
     frame: *mut PyObject,
+    /// For a hooked frame (`frame` null): the interpreter frame and its code object.
+    iframe: *mut c_void,
+    code_obj: *mut PyObject,
     code: u32,
     line: u32,
     /// The instruction offset `line` was found for (-2: none yet).
@@ -40,7 +49,14 @@ struct Entry {
 
 impl Entry {
     fn new(frame: *mut PyObject, code: u32) -> Self {
-        Entry { frame, code, line: 0, lasti: -2 }
+        Entry {
+            frame,
+            iframe: ptr::null_mut(),
+            code_obj: ptr::null_mut(),
+            code,
+            line: 0,
+            lasti: -2,
+        }
     }
 }
 
@@ -59,13 +75,17 @@ impl LineCache {
     /// The line `e`'s frame is at, asking Python only when its offset is new to us.
     #[inline]
     fn line(&mut self, api: &PyApi, e: &mut Entry) -> u32 {
-        let Some(get_lasti) = api.frame_get_lasti else {
-            // SAFETY: we hold a reference to every frame on the shadow stack, so the
-            // frame object is alive; reading its line is read-only.
+        let lasti = if let (false, Some(hook)) = (e.iframe.is_null(), api.eval_hook()) {
+            // SAFETY: a hooked frame is on the stack only while it runs.
+            unsafe { hook.lasti(e.iframe, e.code_obj) }
+        } else if let Some(get_lasti) = api.frame_get_lasti {
+            // SAFETY: we hold a reference to every frame object on the shadow stack, so
+            // it is alive; reading its position is read-only.
+            unsafe { get_lasti(e.frame) }
+        } else {
+            // SAFETY: as above.
             return unsafe { (api.frame_get_line_number)(e.frame) }.max(0) as u32;
         };
-        // SAFETY: as above.
-        let lasti = unsafe { get_lasti(e.frame) };
         if lasti == e.lasti {
             return e.line;
         }
@@ -74,7 +94,11 @@ impl LineCache {
         let slot = &mut self.0[(h >> 20) as usize % LINE_CACHE];
         if slot.0 != e.code || slot.1 != lasti {
             // SAFETY: as above.
-            let line = unsafe { (api.frame_get_line_number)(e.frame) }.max(0) as u32;
+            let line = match api.eval_hook() {
+                Some(hook) if !e.iframe.is_null() => unsafe { (hook.addr2line)(e.code_obj, lasti) },
+                _ => unsafe { (api.frame_get_line_number)(e.frame) },
+            };
+            let line = line.max(0) as u32;
             *slot = (e.code, lasti, line);
         }
         slot.2
@@ -260,12 +284,29 @@ impl ThreadState {
         self.stack.push(Entry::new(frame, code));
     }
 
+    /// The frame-evaluation hook is about to run `iframe`, which runs `code` (id `id`).
+    /// GIL held.
+    #[inline]
+    pub fn enter_iframe(&mut self, iframe: *mut c_void, code: *mut PyObject, id: u32) {
+        self.stack.push(Entry { iframe, code_obj: code, ..Entry::new(ptr::null_mut(), id) });
+    }
+
+    /// The frame-evaluation hook finished running `iframe`. GIL held.
+    #[inline]
+    pub fn leave_iframe(&mut self, iframe: *mut c_void) {
+        let Some(pos) = self.stack.iter().rposition(|e| e.iframe == iframe) else { return };
+        self.truncate(pos);
+        self.clean = self.clean.min(pos.saturating_sub(1));
+    }
+
     /// Drops the shadow stack above `len`, releasing the frame references. GIL held.
     fn truncate(&mut self, len: usize) {
         let api = api();
         for e in self.stack.drain(len..) {
-            // SAFETY: releasing the reference taken in enter_frame/seed; GIL held.
-            unsafe { (api.dec_ref)(e.frame) };
+            if !e.frame.is_null() {
+                // SAFETY: releasing the reference taken in enter_frame/seed; GIL held.
+                unsafe { (api.dec_ref)(e.frame) };
+            }
         }
     }
 
@@ -274,7 +315,10 @@ impl ThreadState {
     /// GIL held.
     #[inline]
     pub fn leave_frame(&mut self, frame: *mut PyObject) {
-        let Some(pos) = self.stack.iter().rposition(|e| e.frame == frame) else { return };
+        let Some(pos) = self.stack.iter().rposition(|e| e.frame == frame && !frame.is_null())
+        else {
+            return;
+        };
         self.truncate(pos);
         self.clean = self.clean.min(pos.saturating_sub(1));
     }
