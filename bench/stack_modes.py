@@ -1,15 +1,18 @@
 #!/usr/bin/env python3
-"""Shadow stack vs frame walking: how memlens gets each allocation's Python stack.
+"""How memlens gets each allocation's Python stack, three ways, measured.
 
-memlens keeps a shadow stack per thread with a C profile function (a push per call, a pop
-per return) and sends only what changed since the thread's last allocation. The obvious
-alternative walks the thread's frames at every allocation. The tracer has that mode too,
-for this measurement only (``MEMLENS_STACKS=walk``: ``PyEval_GetFrame`` and the public
-frame API, frame by frame, at each allocation made with the GIL held).
+memlens keeps a shadow stack per thread and sends only what changed since the thread's
+last allocation. On Python 3.11 it keeps it from the frame-evaluation hook (PEP 523: one
+C call per Python call, the default); elsewhere with a C profile function (a push per
+call, a pop per return; ``MEMLENS_STACKS=profile`` forces it here), which also makes the
+interpreter check for tracing at every instruction and call it at every builtin call. The
+obvious alternative walks the thread's frames at every allocation; the tracer has that
+mode too, for this measurement only (``MEMLENS_STACKS=walk``: ``PyEval_GetFrame`` and the
+public frame API, frame by frame, at each allocation made with the GIL held).
 
-Runs each workload plain, under ``memlens run`` and under ``MEMLENS_STACKS=walk memlens run``,
-REPEAT times, and prints median times, slowdowns, and whether both modes name the same top
-call site at the peak (they must).
+Runs each workload plain and under ``memlens run`` in each mode, REPEAT times, and prints
+median times, slowdowns, and whether every mode names the same top call site at the peak
+(they must).
 
     python3 bench/stack_modes.py          # uses target/release/memlens
     REPEAT=5 python3 bench/stack_modes.py --only deep_stack
@@ -23,6 +26,13 @@ import tempfile
 from pathlib import Path
 
 from bench import MEMLENS, WORKLOADS, arguments, timed
+
+# Many small calls: what a per-call mechanism costs.
+CALLS = """
+def fib(n):
+    return n if n < 2 else fib(n - 1) + fib(n - 2)
+print(fib(27))
+"""
 
 # A workload with deep stacks (50 frames under each allocation), where walking costs most.
 DEEP = """
@@ -46,16 +56,19 @@ def main():
     args = arguments(__doc__, "stack_modes")
     tmp = Path(tempfile.mkdtemp(prefix="memlens-stacks-"))
     (tmp / "deep_stack.py").write_text(DEEP)
+    (tmp / "calls.py").write_text(CALLS)
     workloads = {n: WORKLOADS / f"{n}.py" for n in ("churn", "json_work", "threads_work")}
+    workloads["calls"] = tmp / "calls.py"
     workloads["deep_stack"] = tmp / "deep_stack.py"
     if args.only:
         workloads = {n: w for n, w in workloads.items() if n in args.only.split(",")}
     py = sys.executable
-    print("| workload | plain s | shadow stack | frame walking | walking / shadow | same top site |")
-    print("|---|---|---|---|---|---|")
+    modes = {"eval": "frame-evaluation hook", "profile": "profile function", "walk": "frame walking"}
+    print("| workload | plain s | " + " | ".join(modes.values()) + " | same top site |")
+    print("|---|---|" + "---|" * len(modes) + "---|")
     for name, w in workloads.items():
         times, sites = {}, {}
-        for mode in ("plain", "shadow", "walk"):
+        for mode in ("plain", *modes):
             out = tmp / f"{name}.{mode}.memlens"
             cmd = [py, str(w)] if mode == "plain" else [str(MEMLENS), "run", "-q", "--python", py, "-o", str(out), str(w)]
             env = dict(os.environ, MEMLENS_STACKS=mode)
@@ -63,9 +76,9 @@ def main():
             if mode != "plain":
                 sites[mode] = top_site(out)
         p = times["plain"]
-        print(f"| {name} | {p:.2f} | {times['shadow']:.2f} s ({times['shadow'] / p:.2f}x) | "
-              f"{times['walk']:.2f} s ({times['walk'] / p:.2f}x) | {times['walk'] / times['shadow']:.2f} | "
-              f"{'yes' if sites['shadow'] == sites['walk'] else 'NO: ' + str(sites)} |", flush=True)
+        cells = " | ".join(f"{times[m]:.2f} s ({times[m] / p:.2f}x)" for m in modes)
+        same = len(set(sites.values())) == 1
+        print(f"| {name} | {p:.2f} | {cells} | {'yes' if same else 'NO: ' + str(sites)} |", flush=True)
 
 
 if __name__ == "__main__":
