@@ -145,9 +145,9 @@ impl Recording {
                 self.meta = postcard::from_bytes(&raw).map_err(postcard_err("metadata"))?
             }
             Tag::Strings => decode_strings(&raw, &mut self.strings).map_err(bad("string table"))?,
-            Tag::Frames => decode_frames(&raw, &mut self.frames, self.strings.len())
+            Tag::Frames => decode_frames(&raw, &mut self.frames, self.strings.len(), self.version)
                 .map_err(bad("frame table"))?,
-            Tag::Stacks => decode_stacks(&raw, &mut self.stacks, self.frames.len())
+            Tag::Stacks => decode_stacks(&raw, &mut self.stacks, self.frames.len(), self.version)
                 .map_err(bad("stack table"))?,
             Tag::Threads => {
                 let threads: Vec<ThreadInfo> =

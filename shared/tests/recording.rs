@@ -189,11 +189,32 @@ fn golden_recording_bytes_are_stable() {
     assert_eq!(rec.summary().peak_heap, 10_500);
 }
 
+/// Files written in format 1 (frames and stacks as plain varints, before delta coding)
+/// still open, with the same tables and answers as today's encoding of the same program.
+#[test]
+fn format_1_files_still_open() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/golden/known-program-v1.memlens");
+    let old = Recording::open(&std::fs::read(path).expect("format 1 golden file")).unwrap();
+    let new = open_known();
+    assert_eq!(old.format_version(), 1);
+    assert_eq!(new.format_version(), FORMAT_VERSION);
+    assert_eq!(old.summary(), new.summary());
+    let stacks = |rec: &Recording| -> Vec<(Vec<(String, String, u32)>, u64)> {
+        let totals = stack_totals(rec, Snapshot::AtPeak, &EventFilter::default()).unwrap();
+        let frame = |f: FrameId| {
+            let f = rec.frame(f).unwrap();
+            (rec.string(f.function).to_owned(), rec.string(f.file).to_owned(), f.line)
+        };
+        totals.stacks.iter().map(|&(s, t)| (rec.stack_frames(s).map(frame).collect(), t.bytes)).collect()
+    };
+    assert_eq!(stacks(&old), stacks(&new));
+}
+
 #[test]
 fn the_header_is_byte_exact() {
     let bytes = known_program(WriterOptions::default());
     assert_eq!(&bytes[..8], b"\x89MLNS\r\n\x1a");
-    assert_eq!(&bytes[8..16], &[1, 0, 0, 0, 0, 0, 0, 0]);
+    assert_eq!(&bytes[8..16], &[2, 0, 0, 0, 0, 0, 0, 0]);
     // The first chunk is the metadata (tag 1), and the footer is the last 24 bytes.
     assert_eq!(bytes[16], 1);
     let footer = &bytes[bytes.len() - 24..];
