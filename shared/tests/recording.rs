@@ -205,7 +205,11 @@ fn format_1_files_still_open() {
             let f = rec.frame(f).unwrap();
             (rec.string(f.function).to_owned(), rec.string(f.file).to_owned(), f.line)
         };
-        totals.stacks.iter().map(|&(s, t)| (rec.stack_frames(s).map(frame).collect(), t.bytes)).collect()
+        totals
+            .stacks
+            .iter()
+            .map(|&(s, t)| (rec.stack_frames(s).map(frame).collect(), t.bytes))
+            .collect()
     };
     assert_eq!(stacks(&old), stacks(&new));
 }
