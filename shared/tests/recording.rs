@@ -199,7 +199,8 @@ fn format_1_files_still_open() {
     assert_eq!(old.format_version(), 1);
     assert_eq!(new.format_version(), FORMAT_VERSION);
     assert_eq!(old.summary(), new.summary());
-    let stacks = |rec: &Recording| -> Vec<(Vec<(String, String, u32)>, u64)> {
+    type Frames = Vec<(String, String, u32)>;
+    let stacks = |rec: &Recording| -> Vec<(Frames, u64)> {
         let totals = stack_totals(rec, Snapshot::AtPeak, &EventFilter::default()).unwrap();
         let frame = |f: FrameId| {
             let f = rec.frame(f).unwrap();
