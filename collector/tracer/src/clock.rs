@@ -1,13 +1,12 @@
 //! The clocks: CLOCK_MONOTONIC, shared by the parent (which subtracts its own start time)
 //! and every record that leaves the process, and cheaper ticks for the hot path.
 //!
-//! Every traced allocation is stamped, so the stamp's cost is on the program's critical
-//! path: `clock_gettime` through the vDSO measured ~40 ns here (a VM), the x86_64
-//! time-stamp counter a few ns. Ring records are therefore stamped in ticks
-//! ([`now_ticks`]); the drain merges the rings by ticks and turns them into
-//! CLOCK_MONOTONIC nanoseconds ([`TickConverter`]) before writing them to the pipe. Where
-//! there is no usable counter, ticks are CLOCK_MONOTONIC nanoseconds and the conversion
-//! is the identity.
+//! Records are not stamped one by one (see [`crate::ring`]): each stretch of a thread's
+//! records starts with a reading of the x86_64 time-stamp counter ([`now_ticks`], a few ns
+//! where `clock_gettime` through the vDSO measured ~20-40 ns here, a VM), and the drain
+//! turns those ticks into CLOCK_MONOTONIC nanoseconds ([`TickConverter`]) before writing
+//! to the pipe. Where there is no usable counter, ticks are CLOCK_MONOTONIC nanoseconds
+//! and the conversion is the identity.
 
 /// Nanoseconds of CLOCK_MONOTONIC.
 #[inline]

@@ -8,9 +8,9 @@
 //!   undefined Python symbols, so non-Python programs that inherit `LD_PRELOAD` still
 //!   load it),
 //! - wraps CPython's raw/mem/object allocators ([`pymem_hooks`]),
-//! - installs a C profile function that keeps a shadow stack per thread
-//!   ([`profiler`], [`thread_state`]),
-//! - starts the drain thread that merges the per-thread rings ([`ring`]) by time and
+//! - keeps a shadow stack per thread from the interpreter's frame-evaluation hook on
+//!   3.11, or a C profile function elsewhere ([`profiler`], [`thread_state`]),
+//! - starts the drain thread that merges the per-thread rings ([`ring`]) in order and
 //!   writes raw `memlens_wire` records to the pipe given by the parent ([`tracing`]).
 //!
 //! Design constraints: this crate is the only place in memlens with `unsafe` code,
@@ -19,7 +19,7 @@
 //! is shared between threads on the hot path. The crate's own heap use goes
 //! straight to libc ([`real::RealAllocator`]) so it never records itself.
 //!
-//! Threads created from C without a Python profiler have no shadow stack: their
+//! Threads created from C that never run Python code have no shadow stack: their
 //! allocations are attributed to the empty stack.
 //!
 //! Example (what the bootstrap does):
