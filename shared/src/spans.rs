@@ -206,4 +206,28 @@ mod tests {
         assert_eq!(u[0].leaked.total, Totals::default());
         assert_eq!(u[2], SpanUsage::default());
     }
+
+    /// The tracer stamps events in stretches, so the events right after a marker can carry
+    /// the marker's very time, and events are stored to the microsecond: they must still
+    /// fall inside a span that begins there and outside one that ends there.
+    #[test]
+    fn events_stamped_with_a_markers_time_fall_on_its_side() {
+        let mut w = RecordingWriter::new(Vec::new(), &Meta::default()).unwrap();
+        w.add_thread(ThreadInfo { id: ThreadId(0), os_tid: 1, name: "MainThread".into() });
+        let f = w.intern_frame("a", "t.py", 1);
+        let s = w.intern_stack(StackId::ROOT, f);
+        let (t, k) = (ThreadId(0), AllocatorKind::Malloc);
+        w.alloc(10_400, t, s, 0x1, 1, k).unwrap(); // before the span, in the same microsecond
+        w.marker(10_500, t, "begin: x");
+        w.alloc(10_500, t, s, 0x2, 20, k).unwrap();
+        w.alloc(20_100, t, s, 0x3, 300, k).unwrap();
+        w.marker(20_100, t, "end: x");
+        w.alloc(20_100, t, s, 0x4, 4_000, k).unwrap(); // after the span, at its end's time
+        let bytes =
+            w.finish(ProcessEnd { time_ns: 30_000, exit_code: Some(0), signal: None }).unwrap();
+        let rec = Recording::open(&bytes).unwrap();
+        let [m1, m2] = [&rec.markers()[0], &rec.markers()[1]];
+        let u = span_usage(&rec, &[(m1.time_ns, m2.time_ns)]).unwrap();
+        assert_eq!(u[0].allocated, Totals { bytes: 320, count: 2 });
+    }
 }

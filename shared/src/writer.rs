@@ -307,8 +307,12 @@ impl<W: Write> RecordingWriter<W> {
         Ok(())
     }
 
-    /// Records a user marker.
+    /// Records a user marker. Events recorded after it are placed after it in time, even
+    /// once stored at the events' resolution ([`crate::tables::EVENT_TIME_QUANTUM_NS`]): a
+    /// span between two markers holds exactly the events recorded between them.
     pub fn marker(&mut self, time_ns: u64, thread: ThreadId, label: &str) {
+        let quantum = crate::tables::EVENT_TIME_QUANTUM_NS;
+        self.last_event_time = self.last_event_time.max((time_ns / quantum + 1) * quantum);
         self.markers.push(Marker { time_ns, thread, label: label.to_owned() });
     }
 

@@ -74,7 +74,8 @@ def test_compare_fails_on_a_regression_and_passes_without_one(venv, tmp_path):
                 check_status=1, env=env)
     assert "1 passed" in worse
     assert "memlens: FAILED: peak memory grew more than 10% vs base" in worse
-    assert re.search(r"test_limits.py::test_grows: 9\d\d\.\d KiB -> 4\.8 MiB \(\+39\d%\)", worse), worse
+    # 1 MB then 5 MB, plus about a kilobyte of pytest's own per test: +39x% to +40x%.
+    assert re.search(r"test_limits.py::test_grows: 9\d\d\.\d KiB -> 4\.8 MiB \(\+(39|40)\d%\)", worse), worse
 
 
 def test_xdist_workers_record_their_tests(venv, tmp_path):
