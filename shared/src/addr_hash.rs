@@ -1,15 +1,27 @@
-//! A hasher for addresses. FxHash is 32-bit on wasm32, where 16-byte-aligned addresses then
+//! Hashers for addresses. FxHash is 32-bit on wasm32, where 16-byte-aligned addresses then
 //! fall into a fraction of the buckets (replays ran ~20x slower in the browser than natively);
-//! this one mixes all 64 bits on every target.
+//! these mix all 64 bits on every target: [`Scattered`] everywhere, [`Nearby`] where locality
+//! pays (the writer's live blocks).
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
+use std::marker::PhantomData;
 
-/// Hashes one `u64` (an address) with a multiply-xorshift mix.
-#[derive(Default, Clone, Copy)]
-pub(crate) struct AddressHasher(u64);
+/// How a [`MixHasher`] turns an address into a hash.
+pub(crate) trait AddressMix {
+    fn mix(a: u64) -> u64;
+}
 
-impl Hasher for AddressHasher {
+/// Hashes one `u64` (an address) with `M`.
+pub(crate) struct MixHasher<M>(u64, PhantomData<M>);
+
+impl<M> Default for MixHasher<M> {
+    fn default() -> Self {
+        MixHasher(0, PhantomData)
+    }
+}
+
+impl<M: AddressMix> Hasher for MixHasher<M> {
     fn finish(&self) -> u64 {
         self.0
     }
@@ -23,49 +35,47 @@ impl Hasher for AddressHasher {
 
     #[inline]
     fn write_u64(&mut self, a: u64) {
+        self.0 = M::mix(a);
+    }
+}
+
+/// A multiply-xorshift mix of all 64 bits.
+pub(crate) struct Scattered;
+
+impl AddressMix for Scattered {
+    #[inline]
+    fn mix(a: u64) -> u64 {
         // The golden-ratio multiplier spreads the low (aligned, often zero) bits upward;
         // the final xorshift brings high bits back down for the bucket index.
         let h = (a ^ (a >> 29)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        self.0 = h ^ (h >> 32);
+        h ^ (h >> 32)
+    }
+}
+
+/// Addresses close together land in buckets close together: 16-byte steps within a
+/// 16 KiB page (a pymalloc pool) are consecutive buckets, and pages are scattered. A stream
+/// of allocations and frees, which works through a pool at a time, then touches a few cache
+/// lines of the table instead of one per event. The top 7 bits, which the table compares
+/// before keys, still differ between neighbours.
+pub(crate) struct Nearby;
+
+impl AddressMix for Nearby {
+    #[inline]
+    fn mix(a: u64) -> u64 {
+        const IN_PAGE: u64 = 0x3FF;
+        const TAG: u64 = 0xFE00_0000_0000_0000;
+        let scattered = Scattered::mix(a >> 14);
+        let offset = (a >> 4) & IN_PAGE;
+        let tag = (scattered ^ offset.wrapping_mul(0xD6E8_FEB8_6659_FD93)) & TAG;
+        tag | (scattered & !TAG & !IN_PAGE) | offset
     }
 }
 
 /// A map keyed by address.
-pub(crate) type AddressMap<V> = HashMap<u64, V, BuildHasherDefault<AddressHasher>>;
+pub(crate) type AddressMap<V> = HashMap<u64, V, BuildHasherDefault<MixHasher<Scattered>>>;
 
-/// Hashes an address so that addresses close together land in buckets close together:
-/// 16-byte steps within a 16 KiB page (a pymalloc pool) are consecutive buckets, and
-/// pages are scattered. A stream of allocations and frees, which works through a pool at
-/// a time, then touches a few cache lines of the table instead of one per event. The top
-/// 7 bits, which the table compares before keys, still differ between neighbours.
-#[derive(Default, Clone, Copy)]
-pub(crate) struct NearbyHasher(u64);
-
-impl Hasher for NearbyHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.write_u64(self.0 ^ u64::from(b));
-        }
-    }
-
-    #[inline]
-    fn write_u64(&mut self, a: u64) {
-        const IN_PAGE: u64 = 0x3FF;
-        const TAG: u64 = 0xFE00_0000_0000_0000;
-        let page = a >> 14;
-        let scattered = (page ^ (page >> 29)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        let offset = (a >> 4) & IN_PAGE;
-        let tag = (scattered ^ offset.wrapping_mul(0xD6E8_FEB8_6659_FD93)) & TAG;
-        self.0 = tag | (scattered & !TAG & !IN_PAGE) | offset;
-    }
-}
-
-/// A map keyed by address, for a stream of events in program order (see [`NearbyHasher`]).
-pub(crate) type NearbyAddressMap<V> = HashMap<u64, V, BuildHasherDefault<NearbyHasher>>;
+/// A map keyed by address, for a stream of events in program order (see [`Nearby`]).
+pub(crate) type NearbyAddressMap<V> = HashMap<u64, V, BuildHasherDefault<MixHasher<Nearby>>>;
 
 #[cfg(test)]
 mod tests {
@@ -74,7 +84,7 @@ mod tests {
 
     #[test]
     fn aligned_addresses_spread_over_low_bits() {
-        let build = BuildHasherDefault::<AddressHasher>::default();
+        let build = BuildHasherDefault::<MixHasher<Scattered>>::default();
         let mut buckets = [0u32; 64];
         for i in 0..64_000u64 {
             let h = build.hash_one(0x7f00_0000_0000u64 + i * 16);
@@ -86,7 +96,7 @@ mod tests {
 
     #[test]
     fn nearby_addresses_get_nearby_buckets_and_distinct_tags() {
-        let build = BuildHasherDefault::<NearbyHasher>::default();
+        let build = BuildHasherDefault::<MixHasher<Nearby>>::default();
         let base = 0x7f12_3456_4000u64;
         let h: Vec<u64> = (0..1024u64).map(|i| build.hash_one(base + i * 16)).collect();
         // One pool: consecutive buckets.
