@@ -229,16 +229,18 @@ pub fn walking() -> bool {
 /// The evaluation function ours wraps (CPython's own, or another PEP 523 user's).
 static PREV_EVAL: AtomicUsize = AtomicUsize::new(0);
 
-/// Wraps the interpreter's frame-evaluation function (once). Needs the GIL.
+/// Wraps the interpreter's frame-evaluation function, once per process: if another PEP 523
+/// user later wraps ours, wrapping theirs again would make the two call each other forever.
+/// Needs the GIL.
 fn install_eval_hook() {
     let Some(hook) = api().eval_hook() else { return };
+    if PREV_EVAL.load(Ordering::Acquire) != 0 {
+        return;
+    }
     // SAFETY: GIL held; the interpreter outlives the process's tracing.
     unsafe {
         let interp = (hook.get_interp)();
         let current = (hook.get_eval)(interp).unwrap_or(hook.default_eval);
-        if current as usize == eval_frame as *const () as usize {
-            return;
-        }
         PREV_EVAL.store(current as usize, Ordering::Release);
         (hook.set_eval)(interp, Some(eval_frame));
     }
