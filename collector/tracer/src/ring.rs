@@ -15,7 +15,10 @@
 //! number. So if thread B frees what thread A allocated, B's free is in a stretch
 //! numbered above A's allocation: the drain, sorting stretches by number, keeps them
 //! in order. Each number belongs to one stretch, so there are no ties. A thread also
-//! opens a new stretch every [`RESTAMP`] records, for finer times.
+//! opens a new stretch every [`RESTAMP`] records, and the drain advances the clock at every
+//! pass (at least every 5 ms while tracing), so a record's time, its stretch's start, is at
+//! most that early: some µs on a busy thread, up to a drain period on a quiet one. Markers,
+//! gc runs and censuses open a stretch of their own and are exact.
 //!
 //! **Ordering protocol** (what makes the drain's cut correct): a producer sets `pending`,
 //! *then* reads the clock, writes, publishes `head` and clears `pending`. The drain
