@@ -132,6 +132,23 @@ fn same_stacks_as_default(mode: &str) {
     assert!(within_5_percent(walk_bytes, shadow_bytes), "{walk_bytes} vs {shadow_bytes}");
 }
 
+/// Records are stamped a stretch at a time, and a quiet thread's stretch can be a few ms
+/// old; a big allocation gets a time of its own, so the peak it makes is placed after the
+/// pause before it.
+#[test]
+fn a_big_allocation_after_a_pause_has_its_own_time() {
+    // No census: its records, after the first marker, would give the thread a new stretch.
+    let run = run_script("quiet_then_big.py", &["--no-census"], &[]);
+    let marker = |label: &str| run.rec.markers().iter().find(|m| m.label == label).unwrap().time_ns;
+    let (pause, allocated) = (marker("pause"), marker("allocated"));
+    let heap_at = |t: u64| {
+        stack_totals(&run.rec, Snapshot::AtTime(t), &EventFilter::default()).unwrap().total.bytes
+    };
+    // The 8 MB are not there before the pause is over, and are there by the next marker.
+    assert!(heap_at(pause + 900_000) < 8 * MIB, "{}", heap_at(pause + 900_000));
+    assert!(heap_at(allocated) >= 8 * MIB, "{}", heap_at(allocated));
+}
+
 #[test]
 fn memory_kept_at_exit_is_attributed_to_the_line_that_kept_it() {
     let run = run_script("big_alloc.py", &[], &[]);

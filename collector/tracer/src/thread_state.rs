@@ -237,8 +237,13 @@ impl ThreadState {
     /// stretch of its own: its time is exact (a gc, a marker or a census says when it
     /// happened; allocations need only their order).
     pub fn push(&mut self, rec: &Record<'_>) {
-        self.stretch.restamp();
+        self.restamp();
         self.push_free(rec);
+    }
+
+    /// Makes the next record open a stretch of its own, with an exact time.
+    pub fn restamp(&mut self) {
+        self.stretch.restamp();
     }
 
     /// Sends a free (or another record whose time may be its stretch's).

@@ -65,6 +65,11 @@ pub fn native_active() -> bool {
     NATIVE.load(Ordering::Relaxed)
 }
 
+/// Allocations this big get a time of their own (a stretch's start can be up to a drain
+/// period early on a quiet thread, see ring.rs): they are what a timeline's steps are made
+/// of, and they are rare enough for the clock reading not to matter.
+const EXACT_TIME_BYTES: usize = 256 * 1024;
+
 /// Records an allocation on the calling thread, after syncing its stack.
 #[inline]
 pub fn record_alloc(g: &guard::Guard, address: usize, size: usize, kind: AllocKind) {
@@ -72,6 +77,9 @@ pub fn record_alloc(g: &guard::Guard, address: usize, size: usize, kind: AllocKi
         if !st.paused {
             if crate::profiler::walking() {
                 crate::profiler::walk_frames(st);
+            }
+            if size >= EXACT_TIME_BYTES {
+                st.restamp();
             }
             st.push_with_stack(Record::Alloc { address: address as u64, size: size as u64, kind })
         }
