@@ -2,7 +2,7 @@
 //!
 //! The drain thread wakes every [`DRAIN_PERIOD`], advances the rings' logical clock,
 //! takes from every ring the stretches numbered below the mark it set at least
-//! [`MARGIN_NS`] earlier, and writes them to the pipe by number, each with its thread
+//! [`MARGIN`] earlier, and writes them to the pipe by number, each with its thread
 //! and time (see [`crate::ring`]). Stopping (atexit, `_exit`, the end of `memlens.record()`) turns recording
 //! off and drains everything synchronously, then sends `Stop` and closes the pipe.
 //!
@@ -32,7 +32,7 @@ const DRAIN_PERIOD: Duration = Duration::from_millis(5);
 
 /// The drain takes the stretches opened before the mark it set this long ago: see
 /// ring.rs for why this margin lets producers skip a memory fence.
-const MARGIN_NS: u64 = 2_000_000;
+const MARGIN: Duration = Duration::from_millis(2);
 
 /// A drain pass that moved more than this goes again without sleeping: the rings are
 /// filling faster than one pass per period can empty them.
@@ -118,7 +118,7 @@ struct Drainer {
     clock: TickConverter,
     /// The drain's marks on the logical clock, with when they were set, oldest first.
     marks: VecDeque<(u64, u64)>,
-    /// The newest mark at least MARGIN_NS old.
+    /// The newest mark at least MARGIN old.
     cut: u64,
 }
 
@@ -184,7 +184,7 @@ impl Drainer {
         let now = now_ns();
         self.marks.push_back((ring::mark(), now));
         while let Some(&(seq, at)) = self.marks.front() {
-            if at + MARGIN_NS > now {
+            if at + MARGIN.as_nanos() as u64 > now {
                 break;
             }
             self.cut = seq;
@@ -227,7 +227,12 @@ fn drain_thread() {
             continue;
         }
         if moved < BUSY_BYTES {
-            std::thread::sleep(DRAIN_PERIOD);
+            // Mark the clock a margin before draining, so that this pass takes everything
+            // written up to that mark: a record waits at most about a period to go out
+            // (what a SIGKILL can lose), not a period plus the time to the next mark.
+            std::thread::sleep(DRAIN_PERIOD - MARGIN);
+            DrainGuard::lock().drainer().next_cut();
+            std::thread::sleep(MARGIN);
         }
         let mut g = DrainGuard::lock();
         let d = g.drainer();
