@@ -462,11 +462,8 @@ mod tests {
     use memlens_format::{stack_totals, EventFilter, Meta, Recording, Snapshot};
 
     fn enc(out: &mut Vec<u8>, time_ns: u64, thread: u32, r: Record<'_>) {
-        for r in [Record::Stretch(Header { time_ns, thread }), r] {
-            let start = out.len();
-            out.resize(start + r.encoded_len(), 0);
-            r.encode_into(&mut out[start..]).unwrap();
-        }
+        Record::Stretch(Header { time_ns, thread }).append_to(out);
+        r.append_to(out);
     }
 
     fn record_stream(bytes: &[u8], chunk: usize) -> Recording {

@@ -446,11 +446,8 @@ impl Drain {
 /// `Stretch` record with its time in CLOCK_MONOTONIC nanoseconds.
 fn emit(found: &mut [Found], taken: &[u8], mut to_ns: impl FnMut(u64) -> u64, out: &mut Vec<u8>) {
     found.sort_unstable_by_key(|f| f.seq);
-    let mut hdr = [0u8; 13];
     for f in found.iter() {
-        let time_ns = to_ns(f.ticks);
-        let n = Record::Stretch(Header { time_ns, thread: f.thread }).encode_into(&mut hdr);
-        out.extend_from_slice(&hdr[..n.unwrap_or(0)]);
+        Record::Stretch(Header { time_ns: to_ns(f.ticks), thread: f.thread }).append_to(out);
         out.extend_from_slice(&taken[f.start..f.end]);
     }
 }
@@ -460,12 +457,6 @@ mod tests {
     use super::*;
     use memlens_wire::Decoder;
 
-    fn enc(out: &mut Vec<u8>, r: Record<'_>) {
-        let start = out.len();
-        out.resize(start + r.encoded_len(), 0);
-        r.encode_into(&mut out[start..]).unwrap();
-    }
-
     #[test]
     fn stretches_go_out_by_number_with_their_thread_and_time() {
         // Two rings' worth of stretches, copied one after the other as the drain does.
@@ -474,7 +465,7 @@ mod tests {
         for (seq, thread, n) in [(3, 0, 2), (7, 0, 1), (4, 1, 3), (5, 1, 1)] {
             let start = taken.len();
             for i in 0..n {
-                enc(&mut taken, Record::Pop { n: seq as u32 * 10 + i });
+                Record::Pop { n: seq as u32 * 10 + i }.append_to(&mut taken);
             }
             let (ticks, end) = (seq * 1000, taken.len());
             found.push(Found { seq, ticks, thread, start, end });

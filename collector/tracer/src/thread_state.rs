@@ -299,7 +299,13 @@ impl ThreadState {
     /// The frame-evaluation hook finished running `iframe`. GIL held.
     #[inline]
     pub fn leave_iframe(&mut self, iframe: *mut c_void) {
-        let Some(pos) = self.stack.iter().rposition(|e| e.iframe == iframe) else { return };
+        self.leave_where(|e| e.iframe == iframe);
+    }
+
+    /// Drops the topmost entry for which `is_it` holds, and every entry above it.
+    #[inline]
+    fn leave_where(&mut self, is_it: impl Fn(&Entry) -> bool) {
+        let Some(pos) = self.stack.iter().rposition(is_it) else { return };
         self.truncate(pos);
         self.clean = self.clean.min(pos.saturating_sub(1));
     }
@@ -320,12 +326,7 @@ impl ThreadState {
     /// GIL held.
     #[inline]
     pub fn leave_frame(&mut self, frame: *mut PyObject) {
-        let Some(pos) = self.stack.iter().rposition(|e| e.frame == frame && !frame.is_null())
-        else {
-            return;
-        };
-        self.truncate(pos);
-        self.clean = self.clean.min(pos.saturating_sub(1));
+        self.leave_where(|e| e.frame == frame && !frame.is_null());
     }
 
     /// Replaces the shadow stack with the given frames, outermost first (used when

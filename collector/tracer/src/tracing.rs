@@ -247,12 +247,8 @@ fn drain_thread() {
 
 /// Appends `rec`, as a record of no thread stamped now, to `buf`.
 pub fn encode_unthreaded(rec: &Record<'_>, buf: &mut Vec<u8>) {
-    let stretch = Record::Stretch(Header { time_ns: now_ns(), thread: NO_THREAD });
-    for r in [&stretch, rec] {
-        let start = buf.len();
-        buf.resize(start + r.encoded_len(), 0);
-        r.encode_into(&mut buf[start..]);
-    }
+    Record::Stretch(Header { time_ns: now_ns(), thread: NO_THREAD }).append_to(buf);
+    rec.append_to(buf);
 }
 
 /// Starts a session writing to `fd` (which tracing then owns and closes at [`stop`]).

@@ -255,6 +255,13 @@ impl Record<'_> {
         }
     }
 
+    /// Appends the encoded record to `out` (which may grow: not for inside a hook).
+    pub fn append_to(&self, out: &mut Vec<u8>) {
+        let start = out.len();
+        out.resize(start + self.encoded_len(), 0);
+        self.encode_into(&mut out[start..]);
+    }
+
     /// Encodes into `out`, returning the number of bytes written, or `None` if `out`
     /// is shorter than [`Record::encoded_len`]. Never allocates.
     #[inline]
@@ -435,17 +442,10 @@ pub fn peek_seq(buf: &[u8]) -> Option<(u64, u64, u32)> {
 pub fn decode(buf: &[u8]) -> Result<Option<(Record<'_>, usize)>, WireError> {
     let Some(total) = record_len(buf)? else { return Ok(None) };
     let Some(rec) = buf.get(..total) else { return Ok(None) };
+    if let Some((hot, used)) = decode_hot(rec) {
+        return Ok(Some((hot.into(), used)));
+    }
     let tag = rec[0];
-    let word = |at: usize| u64::from_le_bytes(rec[at..at + 8].try_into().expect("8 bytes"));
-    // The hot records are read without a cursor (their sizes are fixed by the tag).
-    if (TAG_ALLOC..TAG_ALLOC + 6).contains(&tag) {
-        let kind = AllocKind::from_u8(tag - TAG_ALLOC)?;
-        return Ok(Some((Record::Alloc { address: word(1), size: word(9), kind }, total)));
-    }
-    if (TAG_FREE..TAG_FREE + 6).contains(&tag) {
-        let kind = AllocKind::from_u8(tag - TAG_FREE)?;
-        return Ok(Some((Record::Free { address: word(1), kind }, total)));
-    }
     let start = if tag >= FIRST_VARIABLE { 5 } else { 1 };
     let mut r = Reader { buf: &rec[start..], pos: 0 };
     let bad = WireError::BadLength { tag, len: (total - start) as u32 };
@@ -463,6 +463,17 @@ pub enum Hot {
     Free { address: u64, kind: AllocKind },
     Push { code: u32, line: u32 },
     Pop { n: u32 },
+}
+
+impl From<Hot> for Record<'_> {
+    fn from(h: Hot) -> Self {
+        match h {
+            Hot::Alloc { address, size, kind } => Record::Alloc { address, size, kind },
+            Hot::Free { address, kind } => Record::Free { address, kind },
+            Hot::Push { code, line } => Record::Push { code, line },
+            Hot::Pop { n } => Record::Pop { n },
+        }
+    }
 }
 
 /// Decodes the record at the start of `buf` if it is an allocation, a free, a push or
@@ -550,8 +561,6 @@ fn decode_payload<'a>(tag: u8, r: &mut Reader<'a>) -> Option<Record<'a>> {
             qualname: r.str()?,
             filename: r.str()?,
         },
-        TAG_PUSH => Record::Push { code: r.u32()?, line: r.u32()? },
-        TAG_POP => Record::Pop { n: r.u32()? },
         TAG_MARKER => Record::Marker { label: r.str()? },
         TAG_GC => Record::Gc {
             generation: r.u8()?,
@@ -716,12 +725,7 @@ mod tests {
             let buf = encoded(&rec);
             let hot = decode_hot(&buf).map(|(h, used)| {
                 assert_eq!(used, buf.len());
-                match h {
-                    Hot::Alloc { address, size, kind } => Record::Alloc { address, size, kind },
-                    Hot::Free { address, kind } => Record::Free { address, kind },
-                    Hot::Push { code, line } => Record::Push { code, line },
-                    Hot::Pop { n } => Record::Pop { n },
-                }
+                Record::from(h)
             });
             let hot_kind = matches!(
                 rec,
