@@ -143,7 +143,7 @@ impl EvalHook {
     ///
     /// # Safety
     /// `frame` is a live frame object.
-    pub unsafe fn iframe_of(&self, frame: *mut PyObject) -> *mut c_void {
+    unsafe fn iframe_of(&self, frame: *mut PyObject) -> *mut c_void {
         // SAFETY: per the contract, and the offset checked by `verified`.
         unsafe { *frame.byte_add(self.frame_iframe).cast::<*mut c_void>() }
     }

@@ -75,7 +75,9 @@ impl LineCache {
     /// The line `e`'s frame is at, asking Python only when its offset is new to us.
     #[inline]
     fn line(&mut self, api: &PyApi, e: &mut Entry) -> u32 {
-        let lasti = if let (false, Some(hook)) = (e.iframe.is_null(), api.eval_hook()) {
+        // A hooked frame (only ever pushed where the hook exists) is read directly.
+        let hooked = if e.iframe.is_null() { None } else { api.eval_hook() };
+        let lasti = if let Some(hook) = hooked {
             // SAFETY: a hooked frame is on the stack only while it runs.
             unsafe { hook.lasti(e.iframe, e.code_obj) }
         } else if let Some(get_lasti) = api.frame_get_lasti {
@@ -94,9 +96,9 @@ impl LineCache {
         let slot = &mut self.0[(h >> 20) as usize % LINE_CACHE];
         if slot.0 != e.code || slot.1 != lasti {
             // SAFETY: as above.
-            let line = match api.eval_hook() {
-                Some(hook) if !e.iframe.is_null() => unsafe { (hook.addr2line)(e.code_obj, lasti) },
-                _ => unsafe { (api.frame_get_line_number)(e.frame) },
+            let line = match hooked {
+                Some(hook) => unsafe { (hook.addr2line)(e.code_obj, lasti) },
+                None => unsafe { (api.frame_get_line_number)(e.frame) },
             };
             let line = line.max(0) as u32;
             *slot = (e.code, lasti, line);
