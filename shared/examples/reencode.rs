@@ -1,6 +1,8 @@
 //! Re-encodes a recording with the current encoder and given options, to measure format
-//! changes on real recordings: `cargo run --release -p memlens-format --example reencode -- IN
-//! [zstd|lz4|none] [events-per-chunk]`. Prints sizes; writes nothing.
+//! changes on real recordings: `cargo run --release -p memlens-format --features native-zstd
+//! --example reencode -- IN [zstd|lz4|none] [events-per-chunk] [OUT]` (the feature gives
+//! the collector's zstd). Checks that the copy decodes to the same events, prints both sizes
+//! and writes the copy to OUT if given.
 
 use std::ops::ControlFlow;
 
@@ -43,6 +45,11 @@ fn main() {
     })
     .unwrap();
     let out = w.finish(rec.end().copied().unwrap_or_default()).unwrap();
+    let copy = Recording::open(&out).unwrap();
+    assert_eq!(all_events(&copy), all_events(&rec), "the copy decodes to other events");
+    if let Some(path) = std::env::args().nth(4) {
+        std::fs::write(path, &out).unwrap();
+    }
     println!(
         "{path}: {n} events; original {} bytes ({:.2} B/event), re-encoded {codec:?} {} bytes ({:.2} B/event)",
         bytes.len(),
@@ -50,4 +57,14 @@ fn main() {
         out.len(),
         out.len() as f64 / n as f64
     );
+}
+
+fn all_events(rec: &Recording) -> Vec<Event> {
+    let mut events = Vec::new();
+    rec.for_each_event_chunk(|chunk| {
+        events.extend_from_slice(chunk);
+        ControlFlow::Continue(())
+    })
+    .unwrap();
+    events
 }

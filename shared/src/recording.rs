@@ -343,7 +343,7 @@ impl Recording {
             .flatten()
             .expect("event chunk was checked when the recording was opened")
             .payload()?;
-        decode_events(&raw, out, self.threads.len(), self.stack_count())
+        decode_events(&raw, out, self.threads.len(), self.stack_count(), self.version)
             .map_err(|d| Error::corrupt("event chunk", chunk.offset as u64, d))
     }
 

@@ -150,15 +150,16 @@ pub(crate) fn decode_stacks(
 }
 
 // Event header byte: bits 0-1 op, bits 2-4 allocator kind, bit 5 thread follows,
-// bit 6 stack follows (allocs only; otherwise the previous alloc's stack in this chunk),
+// bit 6 stack follows (allocs only, as a delta from the previous alloc's stack in this chunk
+// since format 3; otherwise the same stack),
 // bit 7 time advanced (otherwise the previous event's time).
 const OP_ALLOC: u8 = 0;
 const OP_FREE: u8 = 1;
 /// A free of a block allocated earlier in this chunk: the address column holds how many
 /// allocations ago (0 = the latest). Python frees most objects soon after allocating them.
 const OP_FREE_RECENT: u8 = 2;
-/// An alloc at an address freed earlier in this chunk: the address column holds how many
-/// frees ago (0 = the latest). pymalloc hands out the block freed last first.
+/// An alloc at an address freed earlier in this chunk: the address column says which free,
+/// counting back (see [`EventEncoder::push`]). pymalloc hands out the block freed last first.
 const OP_ALLOC_REUSE: u8 = 3;
 const KIND_SHIFT: u8 = 2;
 const HAS_THREAD: u8 = 1 << 5;
@@ -173,10 +174,65 @@ const ADDRESS: usize = 2;
 const SIZE: usize = 3;
 const STACK: usize = 4;
 
+/// Predicts the address of an explicit alloc (one that does not reuse a block freed earlier in
+/// the chunk) from the previous explicit alloc of the same class: allocators carve fresh
+/// blocks of one size class one after another, so the next block usually starts where the
+/// last one ended, while the previous explicit address of any class is often in another pool.
+/// Classes: pymalloc's 32 size classes (object and mem domains share its pools), then glibc
+/// malloc (larger blocks, the raw domain and native allocations), mmap, and pymalloc arenas.
+/// Format version 3; before it, every explicit address was a delta from the previous explicit
+/// address, which is also the guess for a class not seen yet in the chunk.
+#[derive(Clone)]
+struct AddressPredictor {
+    next: [u64; PREDICTOR_CLASSES],
+    seen: u64,
+}
+
+const PYMALLOC_CLASSES: usize = 32;
+const PREDICTOR_CLASSES: usize = PYMALLOC_CLASSES + 3;
+/// The class of a block freed with an explicit address: its size is not in the chunk.
+const UNKNOWN_CLASS: u8 = u8::MAX;
+
+impl Default for AddressPredictor {
+    fn default() -> Self {
+        AddressPredictor { next: [0; PREDICTOR_CLASSES], seen: 0 }
+    }
+}
+
+impl AddressPredictor {
+    /// The class of an alloc and the bytes its block takes in its allocator.
+    fn class(kind: AllocatorKind, size: u64) -> (usize, u64) {
+        let pymalloc = matches!(kind, AllocatorKind::PymallocObject | AllocatorKind::PyMem);
+        if pymalloc && size <= 16 * PYMALLOC_CLASSES as u64 {
+            let class = size.saturating_sub(1) / 16;
+            return (class as usize, (class + 1) * 16);
+        }
+        // glibc malloc: an 8-byte header, 16-byte alignment, 32 bytes at least.
+        let block = (size.saturating_add(8 + 15) & !15).max(32);
+        match kind {
+            AllocatorKind::Mmap => (PYMALLOC_CLASSES + 1, block),
+            AllocatorKind::PymallocArena => (PYMALLOC_CLASSES + 2, block),
+            _ => (PYMALLOC_CLASSES, block),
+        }
+    }
+
+    fn predict(&self, class: usize, fallback: u64) -> u64 {
+        if self.seen & (1 << class) != 0 {
+            self.next[class]
+        } else {
+            fallback
+        }
+    }
+
+    fn update(&mut self, class: usize, address: u64, block: u64) {
+        self.seen |= 1 << class;
+        self.next[class] = address.wrapping_add(block);
+    }
+}
+
 /// Delta-encodes events into a chunk payload, column by column: like values sit together, so
 /// the chunk compressor finds far more repeats than in row order. Times must not decrease (the
 /// writer clamps).
-#[derive(Default)]
 pub(crate) struct EventEncoder {
     heads: Vec<u8>,
     columns: [Vec<u8>; COLUMNS],
@@ -185,10 +241,14 @@ pub(crate) struct EventEncoder {
     pub(crate) last_time: u64,
     prev_thread: u32,
     prev_address: u64,
+    predictor: AddressPredictor,
     prev_stack: u32,
-    /// Allocs and frees pushed in this chunk: the indexes [`AddressRef`]s count back from.
-    pub(crate) allocs: u32,
-    pub(crate) frees: u32,
+    /// The class of each alloc pushed in this chunk, by alloc number.
+    alloc_class: Vec<u8>,
+    /// For each free pushed in this chunk, by free number: the class of the freed block (if
+    /// it was allocated in this chunk) and how many frees of that class came before it.
+    free_rank: Vec<(u8, u32)>,
+    class_frees: [u32; PREDICTOR_CLASSES],
     /// Number of chunks finished so far: tells the writer whether an index it kept is from
     /// the chunk being built.
     pub(crate) chunk: u32,
@@ -205,7 +265,37 @@ pub(crate) enum AddressRef {
     Freed(u32),
 }
 
+impl Default for EventEncoder {
+    fn default() -> Self {
+        EventEncoder {
+            heads: Vec::new(),
+            columns: Default::default(),
+            count: 0,
+            first_time: 0,
+            last_time: 0,
+            prev_thread: 0,
+            prev_address: 0,
+            predictor: AddressPredictor::default(),
+            prev_stack: 0,
+            alloc_class: Vec::new(),
+            free_rank: Vec::new(),
+            class_frees: [0; PREDICTOR_CLASSES],
+            chunk: 0,
+        }
+    }
+}
+
 impl EventEncoder {
+    /// Allocs pushed in this chunk: the number the next alloc's [`AddressRef`]s will name.
+    pub(crate) fn allocs(&self) -> u32 {
+        self.alloc_class.len() as u32
+    }
+
+    /// Frees pushed in this chunk, likewise.
+    pub(crate) fn frees(&self) -> u32 {
+        self.free_rank.len() as u32
+    }
+
     pub(crate) fn push(&mut self, e: &Event, address: AddressRef) {
         let t = e.time_ns / EVENT_TIME_QUANTUM_NS;
         if self.count == 0 {
@@ -213,19 +303,36 @@ impl EventEncoder {
             self.last_time = t;
         }
         let (op, recent) = match (e.op, address) {
-            (Op::Alloc, AddressRef::Freed(n)) if n < self.frees => {
-                (OP_ALLOC_REUSE, Some(self.frees - 1 - n))
+            (Op::Alloc, address) => {
+                let (class, _) = AddressPredictor::class(e.kind, e.size);
+                self.alloc_class.push(class as u8);
+                let guessed = self.predictor.predict(class, self.prev_address) == e.address;
+                match address {
+                    // A fresh block, or a reused one just where the next fresh one would be.
+                    _ if guessed => (OP_ALLOC, None),
+                    // Counted back among the frees of the alloc's class: the allocator hands a
+                    // class's blocks out again latest freed first. A block freed as another
+                    // class is written as an explicit address: it is mostly a fresh carve.
+                    AddressRef::Freed(n) => match self.free_rank.get(n as usize) {
+                        Some(&(c, rank)) if c as usize == class => {
+                            (OP_ALLOC_REUSE, Some(self.class_frees[class] - 1 - rank))
+                        }
+                        _ => (OP_ALLOC, None),
+                    },
+                    _ => (OP_ALLOC, None),
+                }
             }
-            (Op::Free, AddressRef::Allocated(n)) if n < self.allocs => {
-                (OP_FREE_RECENT, Some(self.allocs - 1 - n))
+            (Op::Free, AddressRef::Allocated(n)) if (n as usize) < self.alloc_class.len() => {
+                let class = self.alloc_class[n as usize];
+                self.free_rank.push((class, self.class_frees[class as usize]));
+                self.class_frees[class as usize] += 1;
+                (OP_FREE_RECENT, Some(self.alloc_class.len() as u32 - 1 - n))
             }
-            (Op::Alloc, _) => (OP_ALLOC, None),
-            (Op::Free, _) => (OP_FREE, None),
+            (Op::Free, _) => {
+                self.free_rank.push((UNKNOWN_CLASS, 0));
+                (OP_FREE, None)
+            }
         };
-        match e.op {
-            Op::Alloc => self.allocs += 1,
-            Op::Free => self.frees += 1,
-        }
         let mut head = op | ((e.kind as u8) << KIND_SHIFT);
         if t > self.last_time {
             head |= HAS_TIME;
@@ -240,10 +347,13 @@ impl EventEncoder {
         match recent {
             Some(ago) => put_u64(&mut self.columns[ADDRESS], ago.into()),
             None => {
-                put_i64(
-                    &mut self.columns[ADDRESS],
-                    e.address.wrapping_sub(self.prev_address) as i64,
-                );
+                let mut guess = self.prev_address;
+                if e.op == Op::Alloc {
+                    let (class, block) = AddressPredictor::class(e.kind, e.size);
+                    guess = self.predictor.predict(class, guess);
+                    self.predictor.update(class, e.address, block);
+                }
+                put_i64(&mut self.columns[ADDRESS], e.address.wrapping_sub(guess) as i64);
                 self.prev_address = e.address;
             }
         }
@@ -251,7 +361,10 @@ impl EventEncoder {
             put_u64(&mut self.columns[SIZE], e.size);
             if e.stack.0 != self.prev_stack {
                 head |= HAS_STACK;
-                put_u64(&mut self.columns[STACK], e.stack.0.into());
+                put_i64(
+                    &mut self.columns[STACK],
+                    i64::from(e.stack.0) - i64::from(self.prev_stack),
+                );
                 self.prev_stack = e.stack.0;
             }
         }
@@ -275,9 +388,13 @@ impl EventEncoder {
         let mut spare = std::mem::take(self);
         spare.heads.clear();
         spare.columns.iter_mut().for_each(Vec::clear);
+        spare.alloc_class.clear();
+        spare.free_rank.clear();
         *self = EventEncoder {
             heads: spare.heads,
             columns: spare.columns,
+            alloc_class: spare.alloc_class,
+            free_rank: spare.free_rank,
             chunk: spare.chunk + 1,
             ..Default::default()
         };
@@ -292,6 +409,7 @@ pub(crate) fn decode_events(
     out: &mut Vec<Event>,
     threads: usize,
     stacks: usize,
+    version: u16,
 ) -> Result<(), String> {
     let mut c = Cursor::new(raw);
     let count = c.u64()?;
@@ -309,14 +427,19 @@ pub(crate) fn decode_events(
         return Err("trailing bytes after the event columns".into());
     }
     let (mut thread, mut prev_address, mut stack) = (0u32, 0u64, 0u32);
-    let (mut allocs, mut frees): (Vec<u64>, Vec<u64>) = Default::default();
-    let ago = |list: &[u64], n: u64| -> Result<u64, String> {
+    let v3 = version >= 3;
+    let mut predictor = AddressPredictor::default();
+    // This chunk's allocs (address, class) and the frees an alloc can reuse, by class. Before
+    // format 3 there is one class, and every free is in it.
+    let mut allocs: Vec<(u64, u8)> = Vec::new();
+    let mut frees: Vec<Vec<u64>> = vec![Vec::new(); PREDICTOR_CLASSES];
+    fn ago<T: Copy>(list: &[T], n: u64) -> Result<T, String> {
         usize::try_from(n)
             .ok()
             .and_then(|n| list.len().checked_sub(n + 1))
             .map(|i| list[i])
             .ok_or_else(|| format!("event refers to a block {n} back of {}", list.len()))
-    };
+    }
     out.reserve(heads.len());
     for &head in heads {
         let code = head & 3;
@@ -332,22 +455,18 @@ pub(crate) fn decode_events(
                 return Err(format!("event refers to undefined thread {thread}"));
             }
         }
-        let address = match code {
-            OP_FREE_RECENT => ago(&allocs, cols[ADDRESS].u64()?)?,
-            OP_ALLOC_REUSE => ago(&frees, cols[ADDRESS].u64()?)?,
-            _ => {
-                prev_address = prev_address.wrapping_add(cols[ADDRESS].i64()? as u64);
-                prev_address
-            }
-        };
-        match op {
-            Op::Alloc => allocs.push(address),
-            Op::Free => frees.push(address),
-        }
         let (size, st) = if op == Op::Alloc {
             let size = cols[SIZE].u64()?;
             if head & HAS_STACK != 0 {
-                stack = cols[STACK].u32()?;
+                stack = if v3 {
+                    let delta = cols[STACK].i64()?;
+                    i64::from(stack)
+                        .checked_add(delta)
+                        .and_then(|s| u32::try_from(s).ok())
+                        .ok_or("stack id out of range")?
+                } else {
+                    cols[STACK].u32()?
+                };
                 if stack as usize >= stacks {
                     return Err(format!("event refers to undefined stack {stack}"));
                 }
@@ -356,6 +475,31 @@ pub(crate) fn decode_events(
         } else {
             (0, 0)
         };
+        let (class, block) = if v3 { AddressPredictor::class(kind, size) } else { (0, 0) };
+        let address = match code {
+            OP_FREE_RECENT => {
+                let (address, class) = ago(&allocs, cols[ADDRESS].u64()?)?;
+                frees[class as usize].push(address);
+                address
+            }
+            OP_ALLOC_REUSE => ago(&frees[class], cols[ADDRESS].u64()?)?,
+            OP_ALLOC if v3 => {
+                let guess = predictor.predict(class, prev_address);
+                prev_address = guess.wrapping_add(cols[ADDRESS].i64()? as u64);
+                predictor.update(class, prev_address, block);
+                prev_address
+            }
+            _ => {
+                prev_address = prev_address.wrapping_add(cols[ADDRESS].i64()? as u64);
+                if op == Op::Free && !v3 {
+                    frees[0].push(prev_address);
+                }
+                prev_address
+            }
+        };
+        if op == Op::Alloc {
+            allocs.push((address, class as u8));
+        }
         out.push(Event {
             op,
             kind,

@@ -206,7 +206,7 @@ impl<W: Write> RecordingWriter<W> {
         let mut addr_ref = AddressRef::Explicit;
         if kind.counts_in_heap() {
             let chunk = self.events.chunk;
-            let new = Slot { size, stack, chunk, index: self.events.allocs, live: true };
+            let new = Slot { size, stack, chunk, index: self.events.allocs(), live: true };
             match self.live.entry(address) {
                 Entry::Occupied(mut e) => {
                     let old = e.insert(new);
@@ -257,7 +257,7 @@ impl<W: Write> RecordingWriter<W> {
             if slot.chunk == chunk {
                 addr_ref = AddressRef::Allocated(slot.index);
             }
-            *slot = Slot { chunk, index: self.events.frees, live: false, ..*slot };
+            *slot = Slot { chunk, index: self.events.frees(), live: false, ..*slot };
             self.live_count -= 1;
             if self.live.len() > 2 * self.live_count + 4096 {
                 self.live.retain(|_, s| s.live);

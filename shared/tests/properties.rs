@@ -6,14 +6,29 @@ use proptest::prelude::*;
 
 #[derive(Debug, Clone)]
 enum Step {
-    Alloc { slot: u8, size: u32, stack: u8, thread: u8, kind: u8 },
-    Free { slot: u8 },
-    Wait { us: u16 },
+    /// At one of 256 addresses (`slot`), or where the previous fresh block ended (`None`: what
+    /// an allocator carving a new pool does).
+    Alloc {
+        slot: Option<u8>,
+        size: u32,
+        stack: u8,
+        thread: u8,
+        kind: u8,
+    },
+    Free {
+        slot: u8,
+    },
+    Wait {
+        us: u16,
+    },
 }
 
 fn step() -> impl Strategy<Value = Step> {
+    // Sizes of pymalloc's (up to 512 bytes, some of one size class), and larger.
+    let size =
+        prop_oneof![0u32..600, prop::sample::select(vec![1u32, 16, 24, 32, 40]), 1u32..1 << 20];
     prop_oneof![
-        (any::<u8>(), 1u32..1 << 20, 0u8..6, 0u8..3, 0u8..6).prop_map(
+        (any::<Option<u8>>(), size, 0u8..6, 0u8..3, 0u8..6).prop_map(
             |(slot, size, stack, thread, kind)| Step::Alloc { slot, size, stack, thread, kind }
         ),
         any::<u8>().prop_map(|slot| Step::Free { slot }),
@@ -36,16 +51,25 @@ proptest! {
             let f = w.intern_frame(&format!("f{i}"), "x.py", i);
             stacks.push(w.intern_stack(*stacks.last().unwrap(), f));
         }
-        let mut now = 0u64;
+        let (mut now, mut fresh) = (0u64, 0u64);
         let mut live = std::collections::HashMap::new();
         let (mut heap, mut peak, mut written) = (0u64, 0u64, Vec::new());
         for s in &steps {
             match *s {
                 Step::Alloc { slot, size, stack, thread, kind } => {
                     let kind = AllocatorKind::from_code(kind).unwrap();
-                    let addr = 0x1000 + u64::from(slot) * 16;
-                    w.alloc(now, ThreadId(thread.into()), stacks[stack as usize], addr, size.into(), kind).unwrap();
-                    written.push((Op::Alloc, addr, u64::from(size)));
+                    let addr = match slot {
+                        Some(slot) => 0x1000 + u64::from(slot) * 16,
+                        // In the slots' range, so that frees find these blocks too.
+                        None => {
+                            let at = 0x1000 + fresh % 4096;
+                            fresh += u64::from(size).div_ceil(16) * 16;
+                            at
+                        }
+                    };
+                    let (thread, stack) = (ThreadId(thread.into()), stacks[stack as usize]);
+                    w.alloc(now, thread, stack, addr, size.into(), kind).unwrap();
+                    written.push((Op::Alloc, kind, thread, addr, u64::from(size), stack));
                     if kind.counts_in_heap() {
                         if let Some(old) = live.insert(addr, u64::from(size)) { heap -= old; }
                         heap += u64::from(size);
@@ -58,7 +82,7 @@ proptest! {
                     // Frees of blocks that are not live change nothing and are not written.
                     if let Some(old) = live.remove(&addr) {
                         heap -= old;
-                        written.push((Op::Free, addr, 0));
+                        written.push((Op::Free, AllocatorKind::Malloc, ThreadId(0), addr, 0, StackId::ROOT));
                     }
                 }
                 Step::Wait { us } => now += u64::from(us) * 1000 + 7,
@@ -69,7 +93,7 @@ proptest! {
         prop_assert_eq!(rec.summary().peak_heap, peak);
         prop_assert_eq!(rec.summary().end_heap, heap);
         let mut decoded = Vec::new();
-        rec.for_each_event_chunk(|evs| { decoded.extend(evs.iter().map(|e| (e.op, e.address, e.size))); std::ops::ControlFlow::Continue(()) }).unwrap();
+        rec.for_each_event_chunk(|evs| { decoded.extend(evs.iter().map(|e| (e.op, e.kind, e.thread, e.address, e.size, e.stack))); std::ops::ControlFlow::Continue(()) }).unwrap();
         prop_assert_eq!(decoded, written);
         let end = stack_totals(&rec, Snapshot::AtEnd, &EventFilter::default()).unwrap();
         prop_assert_eq!(end.total.bytes, heap);

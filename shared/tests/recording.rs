@@ -189,16 +189,14 @@ fn golden_recording_bytes_are_stable() {
     assert_eq!(rec.summary().peak_heap, 10_500);
 }
 
-/// Files written in format 1 (frames and stacks as plain varints, before delta coding)
-/// still open, with the same tables and answers as today's encoding of the same program.
+/// Files written in older formats still open, with the same tables, events and answers as
+/// today's encoding of the same program: format 1 (frames and stacks as plain varints, before
+/// delta coding) and format 2 (event addresses as deltas from the previous one, stack ids
+/// plain, before per-class address prediction).
 #[test]
-fn format_1_files_still_open() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/golden/known-program-v1.memlens");
-    let old = Recording::open(&std::fs::read(path).expect("format 1 golden file")).unwrap();
+fn older_format_files_still_open() {
     let new = open_known();
-    assert_eq!(old.format_version(), 1);
     assert_eq!(new.format_version(), FORMAT_VERSION);
-    assert_eq!(old.summary(), new.summary());
     type Frames = Vec<(String, String, u32)>;
     let stacks = |rec: &Recording| -> Vec<(Frames, u64)> {
         let totals = stack_totals(rec, Snapshot::AtPeak, &EventFilter::default()).unwrap();
@@ -212,14 +210,33 @@ fn format_1_files_still_open() {
             .map(|&(s, t)| (rec.stack_frames(s).map(frame).collect(), t.bytes))
             .collect()
     };
-    assert_eq!(stacks(&old), stacks(&new));
+    let events = |rec: &Recording| {
+        let mut all = Vec::new();
+        rec.for_each_event_chunk(|chunk| {
+            all.extend_from_slice(chunk);
+            std::ops::ControlFlow::Continue(())
+        })
+        .unwrap();
+        all
+    };
+    for version in [1, 2] {
+        let path = format!(
+            "{}/../tests/golden/known-program-v{version}.memlens",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let old = Recording::open(&std::fs::read(path).expect("golden file")).unwrap();
+        assert_eq!(old.format_version(), version);
+        assert_eq!(old.summary(), new.summary(), "format {version}");
+        assert_eq!(stacks(&old), stacks(&new), "format {version}");
+        assert_eq!(events(&old), events(&new), "format {version}");
+    }
 }
 
 #[test]
 fn the_header_is_byte_exact() {
     let bytes = known_program(WriterOptions::default());
     assert_eq!(&bytes[..8], b"\x89MLNS\r\n\x1a");
-    assert_eq!(&bytes[8..16], &[2, 0, 0, 0, 0, 0, 0, 0]);
+    assert_eq!(&bytes[8..16], &[3, 0, 0, 0, 0, 0, 0, 0]);
     // The first chunk is the metadata (tag 1), and the footer is the last 24 bytes.
     assert_eq!(bytes[16], 1);
     let footer = &bytes[bytes.len() - 24..];
