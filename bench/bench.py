@@ -78,14 +78,18 @@ def main():
     for name in names:
         w = WORKLOADS / f"{name}.py"
         times, sizes, allocs = {}, {}, {}
-        for mode, cmd in modes.items():
-            out = tmp / f"{name}.{mode}.bin"
-            runs = []
-            for _ in range(args.repeat):
+        runs = {mode: [] for mode in modes}
+        # Round by round, every mode once per round, so a slow spell of the machine
+        # falls on all modes alike.
+        for _ in range(args.repeat):
+            for mode, cmd in modes.items():
+                out = tmp / f"{name}.{mode}.bin"
                 if out.exists():
                     out.unlink()
-                runs.append(timed(cmd(w, out)))
-            times[mode] = statistics.median(runs)
+                runs[mode].append(timed(cmd(w, out)))
+        for mode in modes:
+            out = tmp / f"{name}.{mode}.bin"
+            times[mode] = statistics.median(runs[mode])
             if mode != "plain":
                 sizes[mode] = out.stat().st_size
                 allocs[mode] = memlens_allocations(out) if mode == "memlens" else memray_allocations(out)
