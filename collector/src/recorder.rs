@@ -131,19 +131,30 @@ impl<W: Write> Recorder<W> {
     }
 
     /// Feeds bytes read from the tracer; a record may be split across calls.
-    pub fn feed(&mut self, bytes: &[u8]) -> Result<()> {
-        // Decode straight from `bytes`; only a record split across reads is copied.
-        let mut buf = std::mem::take(&mut self.pending);
-        let (used, result) = if buf.is_empty() {
-            let (used, result) = self.consume(bytes);
-            buf.extend_from_slice(&bytes[used..]);
-            (0, result)
-        } else {
-            buf.extend_from_slice(bytes);
-            self.consume(&buf)
-        };
-        buf.drain(..used);
-        self.pending = buf;
+    pub fn feed(&mut self, mut bytes: &[u8]) -> Result<()> {
+        // Decode straight from `bytes`; only a record split across reads is copied, and
+        // only as far as it goes (copying whole reads cost a few % of the recorder).
+        while !self.pending.is_empty() && !bytes.is_empty() {
+            let mut buf = std::mem::take(&mut self.pending);
+            let old = buf.len();
+            // At least doubling, so a long record is copied a bounded number of times.
+            let take = bytes.len().min(old.max(256));
+            buf.extend_from_slice(&bytes[..take]);
+            let (used, result) = self.consume(&buf);
+            // `pending` starts with an incomplete record: either it is still incomplete
+            // and nothing was used, or it completed and everything pending was used.
+            if used >= old {
+                bytes = &bytes[used - old..];
+                buf.clear();
+            } else {
+                debug_assert_eq!(used, 0);
+                bytes = &bytes[take..];
+            }
+            self.pending = buf;
+            result?;
+        }
+        let (used, result) = self.consume(bytes);
+        self.pending.extend_from_slice(&bytes[used..]);
         result
     }
 
@@ -497,7 +508,22 @@ mod tests {
             0,
             Record::Code { id: 1, first_line: 5, qualname: b"f", filename: b"a.py" },
         );
+        // A record far longer than a read, to be pieced together from many.
+        let long_name = "g".repeat(3000);
+        enc(
+            &mut s,
+            1_004,
+            0,
+            Record::Code {
+                id: 2,
+                first_line: 1,
+                qualname: long_name.as_bytes(),
+                filename: b"b.py",
+            },
+        );
         enc(&mut s, 1_005, 0, Record::Push { code: 0, line: 9 });
+        enc(&mut s, 1_005, 0, Record::Push { code: 2, line: 2 });
+        enc(&mut s, 1_005, 0, Record::Pop { n: 1 });
         enc(&mut s, 1_006, 0, Record::Push { code: 1, line: 6 });
         enc(&mut s, 1_007, 0, Record::Alloc { address: 0x10, size: 100, kind: AllocKind::Malloc });
         enc(&mut s, 1_008, 0, Record::Pop { n: 1 });
@@ -505,7 +531,7 @@ mod tests {
         enc(&mut s, 1_010, 0, Record::Free { address: 0x20, kind: AllocKind::PyMem });
         enc(&mut s, 1_011, 0, Record::Marker { label: b"done" });
         enc(&mut s, 1_012, u32::MAX, Record::Stop);
-        for chunk in [1, 3, 7, s.len()] {
+        for chunk in [1, 3, 7, 300, 4099, s.len()] {
             let rec = record_stream(&s, chunk);
             assert_eq!(rec.threads()[0].name, "MainThread");
             assert_eq!(rec.threads()[0].os_tid, 7);
@@ -523,6 +549,9 @@ mod tests {
             assert!(names.contains(&("f".to_owned(), 6)), "{names:?}");
             assert!(names.contains(&("<module>".to_owned(), 9)), "{names:?}");
             assert_eq!(rec.markers()[0].label, "done");
+            let functions: Vec<&str> =
+                rec.frames().iter().map(|f| rec.string(f.function)).collect();
+            assert!(functions.contains(&long_name.as_str()), "chunk {chunk}: {functions:?}");
         }
     }
 

@@ -40,6 +40,7 @@ mod error;
 mod flame;
 mod ids;
 mod insights;
+mod live;
 mod recording;
 mod records;
 mod snapshot;

@@ -1,13 +1,12 @@
 //! [`RecordingWriter`]: interns tables, encodes and compresses chunks, and keeps the running
 //! aggregates that go into the trailer.
 
-use std::collections::hash_map::Entry;
 use std::io::Write;
 
 use rustc_hash::FxHashMap;
 
-use crate::addr_hash::NearbyAddressMap;
 use crate::chunk::{encode_chunk, header_bytes, Codec, Tag};
+use crate::live::{Block, LiveBlocks, Prior};
 use crate::tables::{encode_frames, encode_stacks, encode_strings, AddressRef, EventEncoder};
 use crate::{
     AllocatorKind, CacheCensus, Census, Error, Event, Frame, FrameId, GcEvent, IndexEntry, Marker,
@@ -17,20 +16,6 @@ use crate::{
 
 /// Samples kept waiting for events at most: 256 is 2.5 s at the default 10 ms interval.
 const MAX_WAITING_SAMPLES: usize = 256;
-
-/// A heap block by address: live, or freed (a tombstone, so an allocation reusing the
-/// address in the same chunk can point back at the free; stale in later chunks).
-#[derive(Debug, Clone, Copy)]
-struct Slot {
-    size: u64,
-    /// The allocation's stack, for censuses that link objects to where they were made.
-    stack: StackId,
-    /// Chunk number, and alloc index (live) or free index (freed) within it, so a free or
-    /// a reuse in the same chunk can point back.
-    chunk: u32,
-    index: u32,
-    live: bool,
-}
 
 /// Tuning knobs for [`RecordingWriter`].
 #[derive(Debug, Clone, Copy)]
@@ -93,11 +78,8 @@ pub struct RecordingWriter<W: Write> {
     gcs: Vec<GcEvent>,
     censuses: Vec<Census>,
     caches: Vec<CacheCensus>,
-    /// Heap blocks by address: the live ones, and tombstones of freed ones (one map, so
-    /// an event costs one lookup). Tombstones are swept out when they outnumber the live
-    /// blocks.
-    live: NearbyAddressMap<Slot>,
-    live_count: usize,
+    /// Heap blocks by address: the live ones, and tombstones of freed ones.
+    live: LiveBlocks,
     heap: u64,
     summary: Summary,
     scratch: Vec<u8>,
@@ -136,8 +118,7 @@ impl<W: Write> RecordingWriter<W> {
             gcs: Vec::new(),
             censuses: Vec::new(),
             caches: Vec::new(),
-            live: NearbyAddressMap::default(),
-            live_count: 0,
+            live: LiveBlocks::default(),
             heap: 0,
             summary: Summary::default(),
             scratch: Vec::new(),
@@ -206,25 +187,14 @@ impl<W: Write> RecordingWriter<W> {
         let mut addr_ref = AddressRef::Explicit;
         if kind.counts_in_heap() {
             let chunk = self.events.chunk;
-            let new = Slot { size, stack, chunk, index: self.events.allocs(), live: true };
-            match self.live.entry(address) {
-                Entry::Occupied(mut e) => {
-                    let old = e.insert(new);
-                    if old.live {
-                        // A free we never saw (e.g. through an unhooked path): replace,
-                        // don't leak.
-                        self.heap -= old.size;
-                    } else {
-                        self.live_count += 1;
-                        if old.chunk == chunk {
-                            addr_ref = AddressRef::Freed(old.index);
-                        }
-                    }
+            let block = Block { size, stack, chunk, index: self.events.allocs() };
+            match self.live.alloc(address, block) {
+                // A free we never saw (e.g. through an unhooked path): replace, don't leak.
+                Prior::Live(old) => self.heap -= old,
+                Prior::Freed { chunk: c, index } if c == chunk => {
+                    addr_ref = AddressRef::Freed(index)
                 }
-                Entry::Vacant(e) => {
-                    e.insert(new);
-                    self.live_count += 1;
-                }
+                Prior::Freed { .. } | Prior::Vacant => {}
             }
             self.heap += size;
             self.summary.alloc_count += 1;
@@ -251,16 +221,13 @@ impl<W: Write> RecordingWriter<W> {
         let mut addr_ref = AddressRef::Explicit;
         if kind.counts_in_heap() {
             let chunk = self.events.chunk;
-            let Some(slot) = self.live.get_mut(&address).filter(|s| s.live) else { return Ok(()) };
-            self.heap -= slot.size;
+            let Some(b) = self.live.free(address, chunk, self.events.frees()) else {
+                return Ok(());
+            };
+            self.heap -= b.size;
             self.summary.free_count += 1;
-            if slot.chunk == chunk {
-                addr_ref = AddressRef::Allocated(slot.index);
-            }
-            *slot = Slot { chunk, index: self.events.frees(), live: false, ..*slot };
-            self.live_count -= 1;
-            if self.live.len() > 2 * self.live_count + 4096 {
-                self.live.retain(|_, s| s.live);
+            if b.chunk == chunk {
+                addr_ref = AddressRef::Allocated(b.index);
             }
         }
         let stack = StackId::ROOT;
@@ -323,7 +290,7 @@ impl<W: Write> RecordingWriter<W> {
 
     /// The size and stack of the live heap block at `address`, if there is one.
     pub fn live_block(&self, address: u64) -> Option<(u64, StackId)> {
-        self.live.get(&address).filter(|s| s.live).map(|s| (s.size, s.stack))
+        self.live.get(address)
     }
 
     /// Records an object census. Its string and stack ids must be interned already.
@@ -374,7 +341,7 @@ impl<W: Write> RecordingWriter<W> {
         self.write_postcard(Tag::End, &end, (end.time_ns, end.time_ns, 1))?;
         self.summary.duration_ns = self.summary.duration_ns.max(end.time_ns);
         self.summary.end_heap = self.heap;
-        self.summary.end_live_count = self.live_count as u64;
+        self.summary.end_live_count = self.live.live() as u64;
         let trailer = Trailer { summary: self.summary, index: std::mem::take(&mut self.index) };
         let trailer_offset = self.offset;
         self.write_postcard(Tag::Trailer, &trailer, (0, 0, 1))?;
@@ -385,7 +352,7 @@ impl<W: Write> RecordingWriter<W> {
 
     /// The aggregates so far.
     pub fn summary(&self) -> Summary {
-        Summary { end_heap: self.heap, end_live_count: self.live_count as u64, ..self.summary }
+        Summary { end_heap: self.heap, end_live_count: self.live.live() as u64, ..self.summary }
     }
 
     /// Clamps an event's time and releases the samples taken before it.

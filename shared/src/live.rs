@@ -1,0 +1,412 @@
+//! [`LiveBlocks`]: the writer's heap blocks by address, live ones and the tombstones of
+//! freed ones.
+//!
+//! Nearly every event is a small block (pymalloc's, at most 512 bytes), and the blocks of a
+//! 16 KiB page (a pymalloc pool) come and go together. So small 16-byte-aligned blocks live
+//! in *pages*: 1024 slots of 16 bytes, one per 16-byte step of a 16 KiB span of addresses,
+//! found through a small direct-mapped cache in front of a page directory. An event then
+//! costs an index into a dense array rather than a probe of a hash table three times the
+//! size. Larger or oddly aligned blocks go to a hash map. A page whose blocks are all freed
+//! keeps its tombstones until pages with no live blocks outnumber the others; then they
+//! are cleared and reused.
+
+use crate::addr_hash::{AddressMap, NearbyAddressMap};
+use crate::StackId;
+
+/// Blocks up to this size (pymalloc's limit), at 16-byte-aligned addresses, go in pages.
+const SMALL: u64 = 512;
+const SLOT_SHIFT: u32 = 4;
+const PAGE_SHIFT: u32 = 14;
+const SLOTS: usize = 1 << (PAGE_SHIFT - SLOT_SHIFT);
+/// Entries of the direct-mapped page cache.
+const CACHE: usize = 64;
+/// In [`Small::chunk`]: the block is live.
+const LIVE: u32 = 1 << 31;
+
+/// A heap block: its size and stack, and where its event is (chunk number, and alloc
+/// index while live, free index once freed, within the chunk), so that a free or a reuse in
+/// the same chunk can point back at it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Block {
+    pub size: u64,
+    pub stack: StackId,
+    pub chunk: u32,
+    pub index: u32,
+}
+
+/// What an allocation found at its address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Prior {
+    /// Nothing known.
+    Vacant,
+    /// A live block of this size whose free was never seen: replaced.
+    Live(u64),
+    /// A freed block: its chunk and free index.
+    Freed { chunk: u32, index: u32 },
+}
+
+/// A block in a page. All zeros: never used.
+#[derive(Debug, Clone, Copy, Default)]
+struct Small {
+    stack: u32,
+    size: u32,
+    /// Chunk number + 1, with [`LIVE`] set while the block is live.
+    chunk: u32,
+    index: u32,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Big {
+    block: Block,
+    live: bool,
+}
+
+/// A 16 KiB span of addresses that holds live blocks or small tombstones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Page {
+    /// Its slots are `slots[self.slots * SLOTS..][..SLOTS]`; [`NO_SLOTS`]: it has none.
+    slots: u32,
+    /// Live big blocks in the span. A small block allocated where one of them is would
+    /// replace it (a free that was never seen), so small allocations look in the big map
+    /// only when this is not 0.
+    big: u32,
+}
+
+const NO_SLOTS: u32 = u32::MAX;
+const EMPTY: Page = Page { slots: NO_SLOTS, big: 0 };
+
+/// Heap blocks by address (see the module documentation). At most one block is live at
+/// an address, whichever table it is in.
+pub(crate) struct LiveBlocks {
+    slots: Vec<Small>,
+    /// Live blocks per slot page.
+    slots_live: Vec<u32>,
+    /// Page number (address >> PAGE_SHIFT) to page.
+    dir: AddressMap<Page>,
+    /// Direct-mapped cache of `dir`, by page number modulo [`CACHE`].
+    cache: [(u64, Page); CACHE],
+    /// Cleared slot pages, free for reuse.
+    spare: Vec<u32>,
+    /// Pages with slots, and those of them with live blocks.
+    paged: usize,
+    busy: usize,
+    big: NearbyAddressMap<Big>,
+    big_live: usize,
+    live: usize,
+}
+
+impl Default for LiveBlocks {
+    fn default() -> Self {
+        LiveBlocks {
+            slots: Vec::new(),
+            slots_live: Vec::new(),
+            dir: AddressMap::default(),
+            cache: [(u64::MAX, EMPTY); CACHE],
+            spare: Vec::new(),
+            paged: 0,
+            busy: 0,
+            big: NearbyAddressMap::default(),
+            big_live: 0,
+            live: 0,
+        }
+    }
+}
+
+#[inline]
+fn slot_of(address: u64) -> usize {
+    (address >> SLOT_SHIFT) as usize & (SLOTS - 1)
+}
+
+#[inline]
+fn aligned(address: u64) -> bool {
+    address % (1 << SLOT_SHIFT) == 0
+}
+
+impl LiveBlocks {
+    /// Live blocks.
+    pub fn live(&self) -> usize {
+        self.live
+    }
+
+    #[inline]
+    fn lookup(&mut self, page: u64) -> Page {
+        let c = &mut self.cache[page as usize % CACHE];
+        if c.0 == page {
+            return c.1;
+        }
+        let Some(&p) = self.dir.get(&page) else { return EMPTY };
+        *c = (page, p);
+        p
+    }
+
+    fn store(&mut self, page: u64, p: Page) {
+        let c = &mut self.cache[page as usize % CACHE];
+        if p == EMPTY {
+            self.dir.remove(&page);
+            if c.0 == page {
+                c.0 = u64::MAX;
+            }
+        } else {
+            self.dir.insert(page, p);
+            *c = (page, p);
+        }
+    }
+
+    fn new_slots(&mut self) -> u32 {
+        self.paged += 1;
+        self.spare.pop().unwrap_or_else(|| {
+            self.slots_live.push(0);
+            self.slots.resize(self.slots.len() + SLOTS, Small::default());
+            self.slots_live.len() as u32 - 1
+        })
+    }
+
+    /// Records a live block at `address`; returns what was there.
+    #[inline]
+    pub fn alloc(&mut self, address: u64, b: Block) -> Prior {
+        debug_assert!(b.chunk < LIVE - 1);
+        if b.size > SMALL || !aligned(address) {
+            return self.alloc_big(address, b);
+        }
+        let page = address >> PAGE_SHIFT;
+        let mut p = self.lookup(page);
+        let mut replaced = None;
+        if p.big > 0 {
+            replaced = self.take_big(address);
+        }
+        if replaced.is_some() || p.slots == NO_SLOTS {
+            p.big -= u32::from(replaced.is_some());
+            if p.slots == NO_SLOTS {
+                p.slots = self.new_slots();
+            }
+            self.store(page, p);
+        }
+        let i = p.slots as usize;
+        let s = &mut self.slots[i * SLOTS + slot_of(address)];
+        let prior = if s.chunk & LIVE != 0 {
+            Prior::Live(s.size.into())
+        } else if s.chunk != 0 {
+            Prior::Freed { chunk: s.chunk - 1, index: s.index }
+        } else {
+            Prior::Vacant
+        };
+        *s = Small {
+            stack: b.stack.0,
+            size: b.size as u32,
+            chunk: (b.chunk + 1) | LIVE,
+            index: b.index,
+        };
+        if !matches!(prior, Prior::Live(_)) {
+            self.live += 1;
+            self.slots_live[i] += 1;
+            if self.slots_live[i] == 1 {
+                self.busy += 1;
+            }
+        }
+        replaced.map_or(prior, Prior::Live)
+    }
+
+    /// Forgets the live big block at `address` (being replaced); returns its size.
+    fn take_big(&mut self, address: u64) -> Option<u64> {
+        let old = self.big.remove(&address)?;
+        if !old.live {
+            return None;
+        }
+        self.live -= 1;
+        self.big_live -= 1;
+        Some(old.block.size)
+    }
+
+    fn alloc_big(&mut self, address: u64, b: Block) -> Prior {
+        let page = address >> PAGE_SHIFT;
+        let mut p = self.lookup(page);
+        let mut replaced = None;
+        if p.slots != NO_SLOTS && aligned(address) {
+            let i = p.slots as usize;
+            let s = &mut self.slots[i * SLOTS + slot_of(address)];
+            if s.chunk & LIVE != 0 {
+                replaced = Some(u64::from(s.size));
+                *s = Small::default();
+                self.live -= 1;
+                self.slots_live[i] -= 1;
+                if self.slots_live[i] == 0 {
+                    self.busy -= 1;
+                }
+            }
+        }
+        let prior = match self.big.insert(address, Big { block: b, live: true }) {
+            Some(old) if old.live => return Prior::Live(old.block.size),
+            Some(old) => Prior::Freed { chunk: old.block.chunk, index: old.block.index },
+            None => Prior::Vacant,
+        };
+        self.live += 1;
+        self.big_live += 1;
+        p.big += 1;
+        self.store(page, p);
+        replaced.map_or(prior, Prior::Live)
+    }
+
+    /// Turns the live block at `address` into a tombstone at (`chunk`, free `index`);
+    /// returns the block as it was, or `None` when no block is live there.
+    #[inline]
+    pub fn free(&mut self, address: u64, chunk: u32, index: u32) -> Option<Block> {
+        let page = address >> PAGE_SHIFT;
+        let mut p = self.lookup(page);
+        if p.slots != NO_SLOTS && aligned(address) {
+            let i = p.slots as usize;
+            let s = &mut self.slots[i * SLOTS + slot_of(address)];
+            if s.chunk & LIVE != 0 {
+                let old = *s;
+                *s = Small { chunk: chunk + 1, index, ..old };
+                self.live -= 1;
+                self.slots_live[i] -= 1;
+                if self.slots_live[i] == 0 {
+                    self.busy -= 1;
+                    if self.paged > 2 * self.busy + 256 {
+                        self.sweep();
+                    }
+                }
+                return Some(Block {
+                    size: old.size.into(),
+                    stack: StackId(old.stack),
+                    chunk: (old.chunk & !LIVE) - 1,
+                    index: old.index,
+                });
+            }
+        }
+        if p.big == 0 {
+            return None;
+        }
+        let slot = self.big.get_mut(&address).filter(|s| s.live)?;
+        let old = slot.block;
+        *slot = Big { block: Block { chunk, index, ..old }, live: false };
+        self.live -= 1;
+        self.big_live -= 1;
+        p.big -= 1;
+        self.store(page, p);
+        if self.big.len() > 2 * self.big_live + 4096 {
+            self.big.retain(|_, s| s.live);
+        }
+        Some(old)
+    }
+
+    /// Clears the slot pages with no live blocks and keeps them for reuse.
+    fn sweep(&mut self) {
+        let (slots, slots_live, spare) = (&mut self.slots, &self.slots_live, &mut self.spare);
+        self.dir.retain(|_, p| {
+            let i = p.slots as usize;
+            if p.slots == NO_SLOTS || slots_live[i] > 0 {
+                return true;
+            }
+            slots[i * SLOTS..][..SLOTS].fill(Small::default());
+            spare.push(p.slots);
+            p.slots = NO_SLOTS;
+            p.big > 0
+        });
+        self.paged = self.busy;
+        self.cache = [(u64::MAX, EMPTY); CACHE];
+    }
+
+    /// The size and stack of the live block at `address`.
+    pub fn get(&self, address: u64) -> Option<(u64, StackId)> {
+        let p = self.dir.get(&(address >> PAGE_SHIFT))?;
+        if p.slots != NO_SLOTS && aligned(address) {
+            let s = &self.slots[p.slots as usize * SLOTS + slot_of(address)];
+            if s.chunk & LIVE != 0 {
+                return Some((s.size.into(), StackId(s.stack)));
+            }
+        }
+        self.big.get(&address).filter(|s| s.live).map(|s| (s.block.size, s.block.stack))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn block(size: u64, chunk: u32, index: u32) -> Block {
+        Block { size, stack: StackId(index + 7), chunk, index }
+    }
+
+    /// Against a plain map of live blocks and tombstones, over addresses that mix pages and
+    /// the big map, a block of one table allocated over a live block of the other (after a
+    /// free that was never seen), reuse, frees of unknown blocks and enough emptied pages
+    /// to sweep.
+    #[test]
+    fn behaves_like_a_map_of_live_blocks_and_tombstones() {
+        let mut live = LiveBlocks::default();
+        let mut model: HashMap<u64, (Block, bool)> = HashMap::new();
+        // Every free at each address: an allocation may point back at any of them.
+        let mut frees: HashMap<u64, Vec<Prior>> = HashMap::new();
+        let mut model_live = 0;
+        let mut swept = false;
+        let mut x = 0x1234_5678u64;
+        // Stretches of PHASE steps take turns: allocations and some frees at random in a
+        // window of 20 pages (some 8-byte-aligned, some big), then frees of every 16-byte
+        // step of the window, emptying its pages. Over 30 windows, the empty pages come to
+        // outnumber the busy ones.
+        const PHASE: u32 = 20 << 10;
+        for step in 0..60 * PHASE {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let chunk = step / 1000;
+            let (phase, in_phase) = (step / PHASE, u64::from(step % PHASE));
+            let base = 0x7f00_0000_0000 + u64::from(phase / 2 % 30) * (20 << 14);
+            let freeing = phase % 2 == 1;
+            let address = match x % 10 {
+                _ if freeing => base + in_phase * 16,
+                0 => base + (x >> 20) % (40 << 10) * 8,
+                _ => base + (x >> 8) % (20 << 10) * 16,
+            };
+            let size = if x % 7 == 0 { 4096 } else { (x >> 40) % 512 + 1 };
+            if x % 3 == 0 || freeing {
+                let got = live.free(address, chunk, step);
+                let want = match model.get_mut(&address) {
+                    Some((b, l)) if *l => {
+                        let old = *b;
+                        *b = Block { chunk, index: step, ..old };
+                        *l = false;
+                        model_live -= 1;
+                        frees.entry(address).or_default().push(Prior::Freed { chunk, index: step });
+                        Some(old)
+                    }
+                    _ => None,
+                };
+                assert_eq!(got, want, "free {address:#x} at {step}");
+            } else {
+                let b = block(size, chunk, step);
+                let got = live.alloc(address, b);
+                let want = match model.insert(address, (b, true)) {
+                    Some((old, true)) => Prior::Live(old.size),
+                    Some((old, false)) => Prior::Freed { chunk: old.chunk, index: old.index },
+                    None => Prior::Vacant,
+                };
+                if !matches!(want, Prior::Live(_)) {
+                    model_live += 1;
+                }
+                // Tombstones are forgotten (swept, or replaced by the other table's), and a
+                // block may point back at an earlier free at its address.
+                let earlier = frees.get(&address).is_some_and(|f| f.contains(&got));
+                assert!(
+                    got == want
+                        || matches!(want, Prior::Freed { .. }) && (got == Prior::Vacant || earlier),
+                    "alloc {address:#x} at {step}: {got:?} vs {want:?}"
+                );
+            }
+            assert_eq!(live.live(), model_live);
+            swept |= !live.spare.is_empty();
+            let probe = base + (x >> 30) % (20 << 10) * 16;
+            let want = model.get(&probe).filter(|(_, l)| *l).map(|(b, _)| (b.size, b.stack));
+            assert_eq!(live.get(probe), want);
+        }
+        assert!(swept, "no page was ever swept");
+        // The counts that bound the pages kept are right.
+        let with_slots: Vec<usize> =
+            live.dir.values().filter(|p| p.slots != NO_SLOTS).map(|p| p.slots as usize).collect();
+        assert_eq!(live.paged, with_slots.len());
+        assert_eq!(live.busy, with_slots.iter().filter(|&&i| live.slots_live[i] > 0).count());
+        assert!(live.paged <= 2 * live.busy + 256);
+    }
+}
