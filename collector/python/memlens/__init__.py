@@ -23,8 +23,6 @@ import atexit
 import ctypes
 import gc
 import os
-import platform
-import subprocess
 import sys
 import threading
 import time
@@ -250,6 +248,11 @@ class record:
         return self
 
     def _start(self, frame):
+        # Imported here, not at the top: `memlens run` imports this module before every
+        # program, and these two cost it ~7 ms.
+        import platform
+        import subprocess
+
         from memlens import _cli
 
         if is_tracing() or self._sink is not None:
