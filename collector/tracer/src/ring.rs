@@ -322,9 +322,10 @@ impl Ring {
         }
     }
 
-    /// Drain side: moves every record of the stretches numbered below `cut` into `out`,
-    /// noting each stretch's extent in `found`. Call with the drain lock held.
-    fn take_below(&self, cut: u64, floor: u64, out: &mut Vec<u8>, found: &mut Vec<Found>) {
+    /// Drain side: finds the stretches numbered below `cut` at the start of the ring and
+    /// notes each one's extent in `found`; returns where they end, the ring's tail once
+    /// they are copied out. Call with the drain lock held.
+    fn find_below(&'static self, cut: u64, floor: u64, found: &mut Vec<Found>) -> usize {
         while self.prod.pending.load(Ordering::Acquire) != 0 {
             std::hint::spin_loop();
             // SAFETY: no preconditions.
@@ -334,8 +335,6 @@ impl Ring {
         let tail = self.drain.tail.load(Ordering::Relaxed);
         // SAFETY: the drain lock is held, so this is the only reference to `open`.
         let open = unsafe { &mut *self.drain.open.get() };
-        let base = out.len();
-        // Find the stretches by the records' tags, then copy them at once.
         let mut tmp = [0u8; SEQ_LEN];
         let mut at = tail;
         let mut start = tail;
@@ -352,7 +351,7 @@ impl Ring {
                     break;
                 }
                 if at > start && open.seq >= floor {
-                    found.push(Found::new(open, base + start - tail, base + at - tail));
+                    found.push(Found::new(self, open, start, at));
                 }
                 *open = Open { seq, ticks, thread };
                 start = at + len;
@@ -360,70 +359,92 @@ impl Ring {
             at += len;
         }
         if at > start && open.seq >= floor {
-            found.push(Found::new(open, base + start - tail, base + at - tail));
+            found.push(Found::new(self, open, start, at));
         }
-        out.resize(base + (at - tail), 0);
-        self.copy_out(tail, &mut out[base..]);
-        self.drain.tail.store(at, Ordering::Release);
+        at
     }
 }
 
-/// One stretch taken by the drain: its records are `out[start..end]`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// One stretch found by the drain: its records are `ring`'s bytes `start..end` (positions
+/// in bytes ever written).
+#[derive(Clone, Copy)]
 struct Found {
     seq: u64,
     ticks: u64,
     thread: u32,
+    ring: &'static Ring,
     start: usize,
     end: usize,
 }
 
 impl Found {
-    fn new(o: &Open, start: usize, end: usize) -> Self {
-        Found { seq: o.seq, ticks: o.ticks, thread: o.thread, start, end }
+    fn new(ring: &'static Ring, o: &Open, start: usize, end: usize) -> Self {
+        Found { seq: o.seq, ticks: o.ticks, thread: o.thread, ring, start, end }
+    }
+
+    /// Appends the stretch's records to `out`.
+    fn copy_to(&self, out: &mut Vec<u8>) {
+        let base = out.len();
+        out.reserve(self.end - self.start);
+        // SAFETY: the reserved capacity is at least that long; `copy_out` fills all of
+        // it (u8 has no invalid values).
+        unsafe {
+            let dst =
+                std::slice::from_raw_parts_mut(out.as_mut_ptr().add(base), self.end - self.start);
+            self.ring.copy_out(self.start, dst);
+            out.set_len(base + (self.end - self.start));
+        }
     }
 }
 
 /// What draining keeps between passes.
 pub struct Drain {
-    taken: Vec<u8>,
     found: Vec<Found>,
+    /// Each ring drained this pass, with its tail once its stretches are copied out, and
+    /// whether it is then empty and its thread gone.
+    tails: Vec<(&'static Ring, usize, bool)>,
     /// Stretches numbered below this are left over from an earlier session: dropped.
     floor: u64,
 }
 
 impl Drain {
     pub const fn new() -> Self {
-        Drain { taken: Vec::new(), found: Vec::new(), floor: 0 }
+        Drain { found: Vec::new(), tails: Vec::new(), floor: 0 }
     }
 
     /// Drains every ring's stretches numbered below `cut` and appends them to `out` in
-    /// number order, each after a `Stretch` record with its thread and time. Returns
-    /// the number of record bytes taken. `to_ns` turns a stretch's ticks into its time.
-    /// Call with the drain lock held.
+    /// number order, each after a `Stretch` record with its thread and time, copying
+    /// straight from the rings. Returns the number of record bytes taken. `to_ns` turns a
+    /// stretch's ticks into its time. Call with the drain lock held.
     pub fn drain(&mut self, cut: u64, to_ns: impl FnMut(u64) -> u64, out: &mut Vec<u8>) -> usize {
-        self.taken.clear();
         self.found.clear();
+        self.tails.clear();
         let mut cur = RINGS.load(Ordering::Acquire);
         while !cur.is_null() {
             // SAFETY: rings are never unmapped once linked.
-            let ring = unsafe { &*cur };
+            let ring: &'static Ring = unsafe { &*cur };
             // Read the state before draining: a ring closed before we drained it is
             // empty afterwards, because its owner wrote nothing after closing it.
             let state = ring.state.load(Ordering::Acquire);
             if state != FREE {
-                ring.take_below(cut, self.floor, &mut self.taken, &mut self.found);
-                if state == CLOSED
-                    && ring.prod.head.load(Ordering::Acquire)
-                        == ring.drain.tail.load(Ordering::Relaxed)
-                {
-                    ring.state.store(FREE, Ordering::Release);
-                }
+                let tail = ring.find_below(cut, self.floor, &mut self.found);
+                let emptied = state == CLOSED && ring.prod.head.load(Ordering::Acquire) == tail;
+                self.tails.push((ring, tail, emptied));
             }
             cur = ring.next.load(Ordering::Acquire);
         }
-        emit(&mut self.found, &self.taken, to_ns, out);
-        self.taken.len()
+        emit(&mut self.found, to_ns, out);
+        // Only now may the producers reuse the space, and another thread the ring of one
+        // that exited.
+        let mut taken = 0;
+        for &(ring, tail, emptied) in &self.tails {
+            taken += tail - ring.drain.tail.load(Ordering::Relaxed);
+            ring.drain.tail.store(tail, Ordering::Release);
+            if emptied {
+                ring.state.store(FREE, Ordering::Release);
+            }
+        }
+        taken
     }
 
     /// Empties every ring without reading it (records left from a finished session),
@@ -442,13 +463,13 @@ impl Drain {
     }
 }
 
-/// Writes the stretches in `found` (records in `taken`) to `out` by number, each after a
-/// `Stretch` record with its time in CLOCK_MONOTONIC nanoseconds.
-fn emit(found: &mut [Found], taken: &[u8], mut to_ns: impl FnMut(u64) -> u64, out: &mut Vec<u8>) {
+/// Writes the stretches in `found` to `out` by number, each after a `Stretch` record with
+/// its time in CLOCK_MONOTONIC nanoseconds.
+fn emit(found: &mut [Found], mut to_ns: impl FnMut(u64) -> u64, out: &mut Vec<u8>) {
     found.sort_unstable_by_key(|f| f.seq);
     for f in found.iter() {
         Record::Stretch(Header { time_ns: to_ns(f.ticks), thread: f.thread }).append_to(out);
-        out.extend_from_slice(&taken[f.start..f.end]);
+        f.copy_to(out);
     }
 }
 
@@ -459,19 +480,39 @@ mod tests {
 
     #[test]
     fn stretches_go_out_by_number_with_their_thread_and_time() {
-        // Two rings' worth of stretches, copied one after the other as the drain does.
-        let mut taken = Vec::new();
+        // One ring's bytes (a leaked buffer standing in for the mapping) holding four
+        // stretches, the last wrapping around the ring's end, as two threads would leave them.
+        let data: &'static mut [u8] = vec![0u8; RING_CAP].leak();
+        let ring: &'static Ring = Box::leak(Box::new(Ring {
+            next: AtomicPtr::new(ptr::null_mut()),
+            state: AtomicU32::new(OWNED),
+            data: data.as_mut_ptr(),
+            prod: ProducerSide {
+                head: AtomicUsize::new(0),
+                pending: AtomicU32::new(0),
+                tail_seen: AtomicUsize::new(0),
+            },
+            drain: DrainSide { tail: AtomicUsize::new(0), open: UnsafeCell::new(Open::default()) },
+        }));
         let mut found = Vec::new();
-        for (seq, thread, n) in [(3, 0, 2), (7, 0, 1), (4, 1, 3), (5, 1, 1)] {
-            let start = taken.len();
-            for i in 0..n {
-                Record::Pop { n: seq as u32 * 10 + i }.append_to(&mut taken);
+        let mut at = 100;
+        for (seq, thread, n) in [(3, 0, 2), (4, 1, 3), (5, 1, 1), (7, 0, 2)] {
+            if seq == 7 {
+                at = RING_CAP - 7;
             }
-            let (ticks, end) = (seq * 1000, taken.len());
-            found.push(Found { seq, ticks, thread, start, end });
+            let start = at;
+            for i in 0..n {
+                let mut rec = Vec::new();
+                Record::Pop { n: seq as u32 * 10 + i }.append_to(&mut rec);
+                ring.copy_in(at, &rec);
+                at += rec.len();
+            }
+            let o = Open { seq, ticks: seq * 1000, thread };
+            found.push(Found::new(ring, &o, start, at));
         }
+        found.swap(0, 3);
         let mut out = Vec::new();
-        emit(&mut found, &taken, |t| t, &mut out);
+        emit(&mut found, |t| t, &mut out);
         let mut d = Decoder::default();
         let mut got = Vec::new();
         let mut pos = 0;
@@ -488,6 +529,7 @@ mod tests {
             (4000, 1, 42),
             (5000, 1, 50),
             (7000, 0, 70),
+            (7000, 0, 71),
         ];
         assert_eq!(got, want);
     }
