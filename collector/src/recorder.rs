@@ -32,8 +32,10 @@ struct Thread {
     /// later `memlens.record()` block may not see thread 0 at all).
     info: ThreadInfo,
     declared: bool,
-    /// `stacks[i]` is the stack made of the first i+1 pushed frames.
+    /// `stacks[i]` is the stack made of the first i+1 pushed frames, `codes[i]` the code
+    /// id of frame i.
     stacks: Vec<StackId>,
+    codes: Vec<u32>,
 }
 
 /// A census being received (between `CensusBegin` and `CensusEnd` on one thread).
@@ -192,6 +194,7 @@ impl<W: Write> Recorder<W> {
             info: ThreadInfo { id: ThreadId(index), os_tid: 0, name: format!("thread-{index}") },
             declared: false,
             stacks: Vec::new(),
+            codes: Vec::new(),
         })
     }
 
@@ -199,6 +202,17 @@ impl<W: Write> Recorder<W> {
     /// first use.
     #[inline]
     fn current_stack(&mut self, index: u32) -> (StackId, ThreadId) {
+        match self.threads.get(index as usize) {
+            Some(Some(t)) if t.declared => {
+                (t.stacks.last().copied().unwrap_or(StackId::ROOT), t.info.id)
+            }
+            _ => self.declare_thread(index),
+        }
+    }
+
+    /// [`Self::current_stack`] of a thread not yet declared to the writer.
+    #[cold]
+    fn declare_thread(&mut self, index: u32) -> (StackId, ThreadId) {
         let next_id = ThreadId(self.declared_threads);
         let t = self.thread(index);
         let stack = t.stacks.last().copied().unwrap_or(StackId::ROOT);
@@ -230,10 +244,13 @@ impl<W: Write> Recorder<W> {
         let time = self.time_of(h)?;
         match hot {
             Hot::Push { code, line } => self.push_frame(h.thread, code, line)?,
-            Hot::Pop { n } => {
-                let t = self.thread(h.thread);
-                let keep = t.stacks.len().saturating_sub(n as usize);
-                t.stacks.truncate(keep);
+            Hot::Pop { n } => self.pop_frames(h.thread, n),
+            Hot::Line { line } => {
+                let Some(&code) = self.thread(h.thread).codes.last() else {
+                    bail!("corrupt data from the tracer: a line change on an empty stack");
+                };
+                self.pop_frames(h.thread, 1);
+                self.push_frame(h.thread, code, line)?;
             }
             Hot::Alloc { address, size, kind: k } => {
                 let (stack, thread) = self.current_stack(h.thread);
@@ -245,6 +262,13 @@ impl<W: Write> Recorder<W> {
             }
         }
         Ok(())
+    }
+
+    fn pop_frames(&mut self, thread: u32, n: u32) {
+        let t = self.thread(thread);
+        let keep = t.stacks.len().saturating_sub(n as usize);
+        t.stacks.truncate(keep);
+        t.codes.truncate(keep);
     }
 
     fn push_frame(&mut self, thread: u32, code: u32, line: u32) -> Result<()> {
@@ -265,7 +289,9 @@ impl<W: Write> Recorder<W> {
         let t = self.thread(thread);
         let parent = t.stacks.last().copied().unwrap_or(StackId::ROOT);
         let stack = self.writer.intern_stack(parent, frame);
-        self.thread(thread).stacks.push(stack);
+        let t = self.thread(thread);
+        t.stacks.push(stack);
+        t.codes.push(code);
         Ok(())
     }
 
@@ -305,6 +331,7 @@ impl<W: Write> Recorder<W> {
             // After a stretch, the decoder hands hot records here too.
             Record::Push { code, line } => self.apply_hot(h, Hot::Push { code, line })?,
             Record::Pop { n } => self.apply_hot(h, Hot::Pop { n })?,
+            Record::Line { line } => self.apply_hot(h, Hot::Line { line })?,
             Record::Alloc { address, size, kind } => {
                 self.apply_hot(h, Hot::Alloc { address, size, kind })?
             }
@@ -524,7 +551,8 @@ mod tests {
         enc(&mut s, 1_005, 0, Record::Push { code: 0, line: 9 });
         enc(&mut s, 1_005, 0, Record::Push { code: 2, line: 2 });
         enc(&mut s, 1_005, 0, Record::Pop { n: 1 });
-        enc(&mut s, 1_006, 0, Record::Push { code: 1, line: 6 });
+        enc(&mut s, 1_006, 0, Record::Push { code: 1, line: 5 });
+        enc(&mut s, 1_006, 0, Record::Line { line: 6 });
         enc(&mut s, 1_007, 0, Record::Alloc { address: 0x10, size: 100, kind: AllocKind::Malloc });
         enc(&mut s, 1_008, 0, Record::Pop { n: 1 });
         enc(&mut s, 1_009, 0, Record::Alloc { address: 0x20, size: 5, kind: AllocKind::PyMem });

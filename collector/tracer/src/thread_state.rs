@@ -265,8 +265,18 @@ impl ThreadState {
         if !tracing::active() {
             return;
         }
-        let (popped, first_new) = self.diff_stack();
+        let (popped, first_new, moved) = self.diff_stack();
         let pushed = &self.emitted[first_new..];
+        // Only the top frame's line changed (the usual case): one `Line` record.
+        if moved {
+            let line = Record::Line { line: pushed[0].1 };
+            let len = line.encoded_len() + rec.encoded_len();
+            self.ring.push_with(&mut self.stretch, len, &mut self.scratch, |out| {
+                let at = line.encode_into(out).unwrap_or(0);
+                rec.encode_into(&mut out[at..]);
+            });
+            return;
+        }
         let pop = Record::Pop { n: popped };
         let pop_len = if popped > 0 { pop.encoded_len() } else { 0 };
         let push_len = Record::Push { code: 0, line: 0 }.encoded_len();
@@ -359,9 +369,10 @@ impl ThreadState {
         self.os_tid
     }
 
-    /// Brings `emitted` up to date with the shadow stack; returns how many frames it lost
-    /// and where the frames it gained begin.
-    fn diff_stack(&mut self) -> (u32, usize) {
+    /// Brings `emitted` up to date with the shadow stack; returns how many frames it lost,
+    /// where the frames it gained begin, and whether the change is just the top frame's
+    /// line (same depth, same code).
+    fn diff_stack(&mut self) -> (u32, usize, bool) {
         let len = self.stack.len();
         if len > 0 {
             let api = api();
@@ -375,9 +386,10 @@ impl ThreadState {
             same += 1;
         }
         let popped = (self.emitted.len() - same) as u32;
+        let moved = popped == 1 && same + 1 == len && self.emitted[same].0 == self.stack[same].code;
         self.emitted.truncate(same);
         self.emitted.extend(self.stack[same..].iter().map(|e| (e.code, e.line)));
         self.clean = len.saturating_sub(1);
-        (popped, same)
+        (popped, same, moved)
     }
 }

@@ -2,7 +2,7 @@ use crate::WireError;
 
 /// Protocol number sent in [`Hello`]; bumped whenever a record's layout changes so
 /// a parent and a tracer from different builds fail loudly instead of misreading.
-pub const PROTOCOL: u32 = 2;
+pub const PROTOCOL: u32 = 3;
 
 /// Upper bound on one variable-length record's `len` field. Strings (qualnames, paths,
 /// labels) are truncated by the tracer well below this; anything longer is corruption.
@@ -90,6 +90,9 @@ pub enum Record<'a> {
     Push { code: u32, line: u32 },
     /// The thread's stack lost `n` frames.
     Pop { n: u32 },
+    /// The thread's top frame moved to `line`: `Pop { n: 1 }` and a `Push` of the same code
+    /// at `line`, in a third of the bytes (most stack changes before an allocation).
+    Line { line: u32 },
     /// An allocation, attributed to the thread's current stack.
     Alloc { address: u64, size: u64, kind: AllocKind },
     /// A deallocation.
@@ -156,6 +159,7 @@ const TAG_POP: u8 = 5;
 const TAG_GC: u8 = 6;
 const TAG_STOP: u8 = 7;
 const TAG_CENSUS_END: u8 = 8;
+const TAG_LINE: u8 = 9;
 /// `TAG_ALLOC + kind` (kinds 0..=5).
 const TAG_ALLOC: u8 = 16;
 /// `TAG_FREE + kind` (kinds 0..=5).
@@ -179,6 +183,7 @@ fn fixed_payload(tag: u8) -> Option<usize> {
         TAG_SEQ => 20,
         TAG_PUSH => 8,
         TAG_POP => 4,
+        TAG_LINE => 4,
         TAG_GC => 25,
         TAG_STOP => 0,
         TAG_CENSUS_END => 20,
@@ -209,6 +214,7 @@ impl Record<'_> {
             Record::Code { .. } => TAG_CODE,
             Record::Push { .. } => TAG_PUSH,
             Record::Pop { .. } => TAG_POP,
+            Record::Line { .. } => TAG_LINE,
             Record::Alloc { kind, .. } => TAG_ALLOC + *kind as u8,
             Record::Free { kind, .. } => TAG_FREE + *kind as u8,
             Record::Marker { .. } => TAG_MARKER,
@@ -246,7 +252,7 @@ impl Record<'_> {
     pub fn encoded_len(&self) -> usize {
         match self {
             Record::Push { .. } | Record::Free { .. } => 9,
-            Record::Pop { .. } => 5,
+            Record::Pop { .. } | Record::Line { .. } => 5,
             Record::Alloc { .. } => 17,
             r => match fixed_payload(r.tag()) {
                 Some(n) => 1 + n,
@@ -330,6 +336,7 @@ impl Record<'_> {
                 w.str(filename);
             }
             Record::Pop { n } => w.u32(n),
+            Record::Line { line } => w.u32(line),
             Record::Marker { label } => w.str(label),
             Record::Gc { generation, duration_ns, collected, uncollectable } => {
                 w.u8(generation);
@@ -463,6 +470,7 @@ pub enum Hot {
     Free { address: u64, kind: AllocKind },
     Push { code: u32, line: u32 },
     Pop { n: u32 },
+    Line { line: u32 },
 }
 
 impl From<Hot> for Record<'_> {
@@ -472,12 +480,13 @@ impl From<Hot> for Record<'_> {
             Hot::Free { address, kind } => Record::Free { address, kind },
             Hot::Push { code, line } => Record::Push { code, line },
             Hot::Pop { n } => Record::Pop { n },
+            Hot::Line { line } => Record::Line { line },
         }
     }
 }
 
-/// Decodes the record at the start of `buf` if it is an allocation, a free, a push or
-/// a pop, and complete; `None` for anything else (use [`decode`] or [`Decoder`]).
+/// Decodes the record at the start of `buf` if it is an allocation, a free, a push, a
+/// pop or a line, and complete; `None` for anything else (use [`decode`] or [`Decoder`]).
 /// A small value with no borrowed strings: the tight loop that replays tens of
 /// millions of events keeps it in registers.
 #[inline(always)]
@@ -498,6 +507,9 @@ pub fn decode_hot(buf: &[u8]) -> Option<(Hot, usize)> {
     }
     if tag == TAG_POP && buf.len() >= 5 {
         return Some((Hot::Pop { n: half(1) }, 5));
+    }
+    if tag == TAG_LINE && buf.len() >= 5 {
+        return Some((Hot::Line { line: half(1) }, 5));
     }
     None
 }
@@ -655,6 +667,7 @@ mod tests {
             Record::Code { id: 7, first_line: 3, qualname: b"C.f", filename: b"/x/y.py" },
             Record::Push { code: 7, line: 12 },
             Record::Pop { n: 3 },
+            Record::Line { line: 41 },
             Record::Alloc { address: 0xdead_beef, size: 100 << 20, kind: AllocKind::PyRaw },
             Record::Alloc { address: 1, size: 2, kind: AllocKind::PymallocArena },
             Record::Free { address: 0xdead_beef, kind: AllocKind::PymallocArena },
@@ -733,6 +746,7 @@ mod tests {
                     | Record::Free { .. }
                     | Record::Push { .. }
                     | Record::Pop { .. }
+                    | Record::Line { .. }
             );
             assert_eq!(hot, hot_kind.then_some(rec), "{rec:?}");
             assert_eq!(decode_hot(&buf[..buf.len() - 1]), None, "{rec:?} cut short");
