@@ -7,8 +7,8 @@
 //! found through a small direct-mapped cache in front of a page directory. An event then
 //! costs an index into a dense array rather than a probe of a hash table three times the
 //! size. Larger or oddly aligned blocks go to a hash map. A page whose blocks are all freed
-//! keeps its tombstones until pages with no live blocks outnumber the others; then they
-//! are cleared and reused.
+//! keeps its tombstones until pages with no live blocks outnumber the busy ones by 256
+//! (4 MiB); then they are cleared and reused.
 
 use crate::addr_hash::{AddressMap, NearbyAddressMap};
 use crate::StackId;
