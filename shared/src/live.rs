@@ -155,6 +155,28 @@ impl LiveBlocks {
         }
     }
 
+    /// The index in `slots` of the live small block at `address` in page `p`, if any.
+    #[inline]
+    fn live_slot(&self, p: Page, address: u64) -> Option<usize> {
+        if p.slots == NO_SLOTS || !aligned(address) {
+            return None;
+        }
+        let at = p.slots as usize * SLOTS + slot_of(address);
+        (self.slots[at].chunk & LIVE != 0).then_some(at)
+    }
+
+    /// Counts the small block in slot `at` as no longer live; true if its page is then
+    /// without live blocks.
+    #[inline]
+    fn small_gone(&mut self, at: usize) -> bool {
+        let i = at / SLOTS;
+        self.live -= 1;
+        self.slots_live[i] -= 1;
+        let emptied = self.slots_live[i] == 0;
+        self.busy -= usize::from(emptied);
+        emptied
+    }
+
     fn new_slots(&mut self) -> u32 {
         self.paged += 1;
         self.spare.pop().unwrap_or_else(|| {
@@ -223,20 +245,12 @@ impl LiveBlocks {
     fn alloc_big(&mut self, address: u64, b: Block) -> Prior {
         let page = address >> PAGE_SHIFT;
         let mut p = self.lookup(page);
-        let mut replaced = None;
-        if p.slots != NO_SLOTS && aligned(address) {
-            let i = p.slots as usize;
-            let s = &mut self.slots[i * SLOTS + slot_of(address)];
-            if s.chunk & LIVE != 0 {
-                replaced = Some(u64::from(s.size));
-                *s = Small::default();
-                self.live -= 1;
-                self.slots_live[i] -= 1;
-                if self.slots_live[i] == 0 {
-                    self.busy -= 1;
-                }
-            }
-        }
+        let replaced = self.live_slot(p, address).map(|at| {
+            let size = u64::from(self.slots[at].size);
+            self.slots[at] = Small::default();
+            self.small_gone(at);
+            size
+        });
         let prior = match self.big.insert(address, Big { block: b, live: true }) {
             Some(old) if old.live => return Prior::Live(old.block.size),
             Some(old) => Prior::Freed { chunk: old.block.chunk, index: old.block.index },
@@ -255,27 +269,18 @@ impl LiveBlocks {
     pub fn free(&mut self, address: u64, chunk: u32, index: u32) -> Option<Block> {
         let page = address >> PAGE_SHIFT;
         let mut p = self.lookup(page);
-        if p.slots != NO_SLOTS && aligned(address) {
-            let i = p.slots as usize;
-            let s = &mut self.slots[i * SLOTS + slot_of(address)];
-            if s.chunk & LIVE != 0 {
-                let old = *s;
-                *s = Small { chunk: chunk + 1, index, ..old };
-                self.live -= 1;
-                self.slots_live[i] -= 1;
-                if self.slots_live[i] == 0 {
-                    self.busy -= 1;
-                    if self.paged > 2 * self.busy + 256 {
-                        self.sweep();
-                    }
-                }
-                return Some(Block {
-                    size: old.size.into(),
-                    stack: StackId(old.stack),
-                    chunk: (old.chunk & !LIVE) - 1,
-                    index: old.index,
-                });
+        if let Some(at) = self.live_slot(p, address) {
+            let old = self.slots[at];
+            self.slots[at] = Small { chunk: chunk + 1, index, ..old };
+            if self.small_gone(at) && self.paged > 2 * self.busy + 256 {
+                self.sweep();
             }
+            return Some(Block {
+                size: old.size.into(),
+                stack: StackId(old.stack),
+                chunk: (old.chunk & !LIVE) - 1,
+                index: old.index,
+            });
         }
         if p.big == 0 {
             return None;
@@ -312,12 +317,10 @@ impl LiveBlocks {
 
     /// The size and stack of the live block at `address`.
     pub fn get(&self, address: u64) -> Option<(u64, StackId)> {
-        let p = self.dir.get(&(address >> PAGE_SHIFT))?;
-        if p.slots != NO_SLOTS && aligned(address) {
-            let s = &self.slots[p.slots as usize * SLOTS + slot_of(address)];
-            if s.chunk & LIVE != 0 {
-                return Some((s.size.into(), StackId(s.stack)));
-            }
+        let p = *self.dir.get(&(address >> PAGE_SHIFT))?;
+        if let Some(at) = self.live_slot(p, address) {
+            let s = self.slots[at];
+            return Some((s.size.into(), StackId(s.stack)));
         }
         self.big.get(&address).filter(|s| s.live).map(|s| (s.block.size, s.block.stack))
     }
