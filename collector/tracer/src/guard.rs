@@ -12,19 +12,22 @@ use crate::thread_state::ThreadState;
 
 /// What the outermost guarded call on this thread is.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[repr(u8)]
 pub enum Ctx {
+    /// The tracer's own work (profile callback, drain thread, API calls): never record.
+    /// Zero, what a thread's [`Tls`] starts as.
+    Tracer = 0,
     /// A native malloc-family or mmap hook.
     Native,
     /// A Python raw-domain hook.
     PyRaw,
     /// A Python mem- or object-domain hook (pymalloc).
     Pymalloc,
-    /// The tracer's own work (profile callback, drain thread, API calls): never record.
-    Tracer,
 }
 
-/// Everything the hooks keep per thread, in one thread-local: in a shared library each
-/// thread-local access is a call into the dynamic linker, so a hook makes one.
+/// Everything the hooks keep per thread, in one thread-local, which starts as all
+/// zero bytes on every thread.
+#[repr(C)]
 pub struct Tls {
     depth: Cell<u32>,
     outer: Cell<Ctx>,
@@ -32,17 +35,61 @@ pub struct Tls {
     pub state: Cell<*mut ThreadState>,
 }
 
+/// The bytes reserved for [`Tls`] in the initial-exec block below.
+const TLS_BYTES: usize = 32;
+const _: () = assert!(std::mem::size_of::<Tls>() <= TLS_BYTES && std::mem::align_of::<Tls>() <= 16);
+
+// A Rust thread-local in a shared library is reached through `__tls_get_addr`, a call
+// into the dynamic linker at every hook. This one is in the library's static TLS block
+// (the initial-exec model): two instructions. Linux x86-64, where the tracer runs; a
+// `dlopen`ed library (`memlens.record()` without `memlens run`) gets its 32 bytes from
+// the static TLS space glibc keeps spare for such libraries.
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+std::arch::global_asm!(
+    ".pushsection .tbss.memlens_tls,\"awT\",@nobits",
+    ".p2align 4",
+    ".globl memlens_tls",
+    ".hidden memlens_tls",
+    ".type memlens_tls,@object",
+    ".size memlens_tls, {bytes}",
+    "memlens_tls:",
+    ".zero {bytes}",
+    ".popsection",
+    bytes = const TLS_BYTES,
+);
+
+/// The calling thread's [`Tls`]. It has no destructor, so it stays valid until the
+/// thread is gone; the reference must not be handed to another thread.
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+#[inline(always)]
+pub fn tls() -> &'static Tls {
+    let p: *const Tls;
+    // SAFETY: the thread pointer plus the block's offset (resolved at load time) is this
+    // thread's copy of `memlens_tls`, zeroed by the loader: a valid `Tls`, used only on
+    // this thread.
+    unsafe {
+        std::arch::asm!(
+            "mov {p}, qword ptr fs:[0]",
+            "add {p}, qword ptr [rip + memlens_tls@GOTTPOFF]",
+            p = out(reg) p,
+            options(pure, readonly, nostack),
+        );
+        &*p
+    }
+}
+
+#[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
 thread_local! {
     static TLS: Tls = const {
         Tls { depth: Cell::new(0), outer: Cell::new(Ctx::Tracer), state: Cell::new(std::ptr::null_mut()) }
     };
 }
 
-/// The calling thread's [`Tls`]. It has no destructor, so it stays valid until the
-/// thread is gone; the reference must not be handed to another thread.
+/// The calling thread's [`Tls`] (see the x86-64 version).
+#[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
 #[inline]
 pub fn tls() -> &'static Tls {
-    // SAFETY: see above; every user stays on the calling thread.
+    // SAFETY: no destructor, and every user stays on the calling thread.
     TLS.with(|t| unsafe { &*(t as *const Tls) })
 }
 
@@ -96,4 +143,30 @@ pub fn disable_forever() {
     let tls = tls();
     tls.depth.set(tls.depth.get() + 1_000_000);
     tls.outer.set(Ctx::Tracer);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guards_nest_on_a_thread_local_that_starts_zeroed_on_each_thread() {
+        let outer = Guard::enter(Ctx::Pymalloc);
+        let inner = Guard::enter(Ctx::Native);
+        assert!(outer.outermost() && !inner.outermost());
+        assert!(inner.directly_inside_pymalloc());
+        let here = tls() as *const Tls as usize;
+        let there = std::thread::spawn(|| {
+            let t = tls();
+            (t as *const Tls as usize, t.depth.get(), t.outer.get(), t.state.get().is_null())
+        })
+        .join()
+        .unwrap();
+        assert_ne!(here, there.0);
+        assert_eq!((there.1, there.2, there.3), (0, Ctx::Tracer, true));
+        drop(inner);
+        drop(outer);
+        assert_eq!(tls().depth.get(), 0);
+        assert!(Guard::enter(Ctx::Native).outermost());
+    }
 }

@@ -265,7 +265,11 @@ impl ThreadState {
         if !tracing::active() {
             return;
         }
-        let (popped, first_new, moved) = self.diff_stack();
+        let (popped, first_new, moved) = match self.top_only() {
+            Some(false) => return self.push_free(&rec),
+            Some(true) => (1, self.emitted.len() - 1, true),
+            None => self.diff_stack(),
+        };
         let pushed = &self.emitted[first_new..];
         // Only the top frame's line changed (the usual case): one `Line` record.
         if moved {
@@ -367,6 +371,28 @@ impl ThreadState {
 
     pub fn os_tid(&self) -> u64 {
         self.os_tid
+    }
+
+    /// The usual case, checked before [`Self::diff_stack`]: the parent knows every frame
+    /// and only the top one can have moved. Returns whether its line changed (and notes
+    /// the new one as sent), or `None` when the stack changed otherwise.
+    #[inline(always)]
+    fn top_only(&mut self) -> Option<bool> {
+        let len = self.stack.len();
+        if len == 0 || self.clean + 1 != len || self.emitted.len() != len {
+            return None;
+        }
+        let e = &mut self.stack[len - 1];
+        let sent = &mut self.emitted[len - 1];
+        if sent.0 != e.code {
+            return None;
+        }
+        e.line = self.lines.line(api(), e);
+        if sent.1 == e.line {
+            return Some(false);
+        }
+        sent.1 = e.line;
+        Some(true)
     }
 
     /// Brings `emitted` up to date with the shadow stack; returns how many frames it lost,

@@ -248,7 +248,7 @@ impl Record<'_> {
     }
 
     /// Total encoded size of this record.
-    #[inline]
+    #[inline(always)]
     pub fn encoded_len(&self) -> usize {
         match self {
             Record::Push { .. } | Record::Free { .. } => 9,
@@ -269,8 +269,9 @@ impl Record<'_> {
     }
 
     /// Encodes into `out`, returning the number of bytes written, or `None` if `out`
-    /// is shorter than [`Record::encoded_len`]. Never allocates.
-    #[inline]
+    /// is shorter than [`Record::encoded_len`]. Never allocates. Inlined, so that a
+    /// hook encoding a record it just built writes its bytes directly.
+    #[inline(always)]
     pub fn encode_into(&self, out: &mut [u8]) -> Option<usize> {
         // The hot records are written without a cursor.
         match *self {
@@ -293,6 +294,12 @@ impl Record<'_> {
                 out[1..5].copy_from_slice(&code.to_le_bytes());
                 out[5..9].copy_from_slice(&line.to_le_bytes());
                 Some(9)
+            }
+            Record::Line { line } => {
+                let out = out.get_mut(..5)?;
+                out[0] = TAG_LINE;
+                out[1..5].copy_from_slice(&line.to_le_bytes());
+                Some(5)
             }
             _ => self.encode_other(out),
         }
@@ -336,7 +343,6 @@ impl Record<'_> {
                 w.str(filename);
             }
             Record::Pop { n } => w.u32(n),
-            Record::Line { line } => w.u32(line),
             Record::Marker { label } => w.str(label),
             Record::Gc { generation, duration_ns, collected, uncollectable } => {
                 w.u8(generation);
@@ -344,7 +350,11 @@ impl Record<'_> {
                 w.u64(collected);
                 w.u64(uncollectable);
             }
-            Record::Stop | Record::Push { .. } | Record::Alloc { .. } | Record::Free { .. } => {}
+            Record::Stop
+            | Record::Push { .. }
+            | Record::Line { .. }
+            | Record::Alloc { .. }
+            | Record::Free { .. } => {}
             Record::CensusBegin { trigger, label } => {
                 w.u8(trigger);
                 w.str(label);
