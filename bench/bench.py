@@ -4,7 +4,8 @@
 Runs each workload in bench/workloads plain, under `memlens run`, under `memray run` (its
 default mode) and under `memray run --trace-python-allocators` (which records the same kinds
 of events memlens records by default), REPEAT times each, and prints a Markdown table:
-median wall time, slowdown against the plain run, recording size, and bytes per allocation.
+median wall time, slowdown against the plain run, the median over rounds of memlens's time
+over memray's default mode's, recording size, and bytes per allocation.
 
     python3 bench/bench.py            # uses target/release/memlens; builds nothing
     REPEAT=5 python3 bench/bench.py --only churn,json_work
@@ -87,6 +88,9 @@ def main():
                 if out.exists():
                     out.unlink()
                 runs[mode].append(timed(cmd(w, out)))
+        # memlens's time over memray's default mode's, round by round: a slow spell of the
+        # machine longer than a round cancels out of each pair.
+        times["paired"] = statistics.median(m / r for m, r in zip(runs["memlens"], runs["memray"]))
         for mode in modes:
             out = tmp / f"{name}.{mode}.bin"
             times[mode] = statistics.median(runs[mode])
@@ -97,8 +101,9 @@ def main():
         print(f"bench: {name} done", file=sys.stderr)
 
     print(f"| workload | plain s | memlens | memray | memray --trace-python-allocators | "
-          f"memlens size (B/alloc) | memray+py size (B/alloc) | size ratio memlens/memray+py |")
-    print("|---|---|---|---|---|---|---|---|")
+          f"memlens/memray time (paired) | memlens size (B/alloc) | memray+py size (B/alloc) | "
+          f"size ratio memlens/memray+py |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for name, t, s, a in rows:
         def slow(m):
             return f"{t[m]:.2f} s ({t[m] / t['plain']:.2f}x)"
@@ -106,7 +111,7 @@ def main():
         def size(m):
             return f"{s[m] / 1e6:.2f} MB ({s[m] / max(a[m], 1):.2f})"
         print(f"| {name} | {t['plain']:.2f} | {slow('memlens')} | {slow('memray')} | {slow('memray+py')} | "
-              f"{size('memlens')} | {size('memray+py')} | {s['memlens'] / s['memray+py']:.2f} |")
+              f"{t['paired']:.2f} | {size('memlens')} | {size('memray+py')} | {s['memlens'] / s['memray+py']:.2f} |")
     print(f"\nallocations recorded: " + ", ".join(
         f"{name}: memlens {a['memlens']:,}, memray {a['memray']:,}, memray+py {a['memray+py']:,}"
         for name, _, _, a in rows))
