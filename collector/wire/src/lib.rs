@@ -9,8 +9,9 @@
 //! - **No dependencies, no allocation when encoding**: [`Record::encode_into`] writes
 //!   into a caller-provided slice, so it is usable from inside `malloc`.
 //! - **Small records**: every traced allocation crosses a ring, the drain's copy, a pipe
-//!   and a decoder, so an allocation is 17 bytes, a free 9. Records carry no time or
-//!   thread of their own:
+//!   and a decoder, so the usual allocation (below 8 KiB, at an address below 2^48) is 9
+//!   bytes and a free 8; others take 17 and 9. Records carry no time or thread of their
+//!   own:
 //!   - in a thread's ring, a [`Record::Seq`] starts each *stretch* of that thread's
 //!     records; its `seq` comes from one process-wide logical clock that a thread
 //!     advances whenever another thread (or the drain) used it last, so sorting
@@ -28,8 +29,8 @@
 //!
 //! Layout of one record (all integers little-endian): a tag byte, then for variable-size
 //! records (tags 32 and up: names, strings, census lists) a `u32` payload length, then
-//! the payload; strings are a `u32` length then raw bytes. An allocation's tag holds its
-//! [`AllocKind`].
+//! the payload; strings are a `u32` length then raw bytes. A full-size allocation's or
+//! free's tag holds its [`AllocKind`]; the packed ones hold it in their payload.
 //!
 //! ```
 //! use memlens_wire::{AllocKind, Decoder, Header, Record};

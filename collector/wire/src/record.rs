@@ -2,7 +2,7 @@ use crate::WireError;
 
 /// Protocol number sent in [`Hello`]; bumped whenever a record's layout changes so
 /// a parent and a tracer from different builds fail loudly instead of misreading.
-pub const PROTOCOL: u32 = 3;
+pub const PROTOCOL: u32 = 4;
 
 /// Upper bound on one variable-length record's `len` field. Strings (qualnames, paths,
 /// labels) are truncated by the tracer well below this; anything longer is corruption.
@@ -160,6 +160,13 @@ const TAG_GC: u8 = 6;
 const TAG_STOP: u8 = 7;
 const TAG_CENSUS_END: u8 = 8;
 const TAG_LINE: u8 = 9;
+/// An allocation in 9 bytes: a `u64` of address (48 bits), size (13) and kind (3), for the
+/// usual block below 8 KiB at an address below 2^48 (all of user space on x86-64).
+const TAG_ALLOC_PACKED: u8 = 10;
+/// A free in 8 bytes: a 7-byte `u56` of address (48 bits) and kind.
+const TAG_FREE_PACKED: u8 = 11;
+const PACKED_ADDRESS: u64 = (1 << 48) - 1;
+const PACKED_SIZE_LIMIT: u64 = 1 << 13;
 /// `TAG_ALLOC + kind` (kinds 0..=5).
 const TAG_ALLOC: u8 = 16;
 /// `TAG_FREE + kind` (kinds 0..=5).
@@ -187,6 +194,8 @@ fn fixed_payload(tag: u8) -> Option<usize> {
         TAG_GC => 25,
         TAG_STOP => 0,
         TAG_CENSUS_END => 20,
+        TAG_ALLOC_PACKED => 8,
+        TAG_FREE_PACKED => 7,
         t if (TAG_ALLOC..TAG_ALLOC + 6).contains(&t) => 16,
         t if (TAG_FREE..TAG_FREE + 6).contains(&t) => 8,
         _ => return None,
@@ -251,9 +260,16 @@ impl Record<'_> {
     #[inline(always)]
     pub fn encoded_len(&self) -> usize {
         match self {
-            Record::Push { .. } | Record::Free { .. } => 9,
+            Record::Push { .. } => 9,
             Record::Pop { .. } | Record::Line { .. } => 5,
-            Record::Alloc { .. } => 17,
+            Record::Alloc { address, size, .. } => {
+                if *address <= PACKED_ADDRESS && *size < PACKED_SIZE_LIMIT {
+                    9
+                } else {
+                    17
+                }
+            }
+            Record::Free { address, .. } => 8 + (*address > PACKED_ADDRESS) as usize,
             r => match fixed_payload(r.tag()) {
                 Some(n) => 1 + n,
                 None => 1 + 4 + r.variable_payload(),
@@ -275,6 +291,21 @@ impl Record<'_> {
     pub fn encode_into(&self, out: &mut [u8]) -> Option<usize> {
         // The hot records are written without a cursor.
         match *self {
+            Record::Alloc { address, size, kind }
+                if address <= PACKED_ADDRESS && size < PACKED_SIZE_LIMIT =>
+            {
+                let out = out.get_mut(..9)?;
+                out[0] = TAG_ALLOC_PACKED;
+                let packed = address | size << 48 | (kind as u64) << 61;
+                out[1..9].copy_from_slice(&packed.to_le_bytes());
+                Some(9)
+            }
+            Record::Free { address, kind } if address <= PACKED_ADDRESS => {
+                let out = out.get_mut(..8)?;
+                let packed = (address | (kind as u64) << 48) << 8 | TAG_FREE_PACKED as u64;
+                out.copy_from_slice(&packed.to_le_bytes());
+                Some(8)
+            }
             Record::Alloc { address, size, kind } => {
                 let out = out.get_mut(..17)?;
                 out[0] = TAG_ALLOC + kind as u8;
@@ -463,6 +494,13 @@ pub fn decode(buf: &[u8]) -> Result<Option<(Record<'_>, usize)>, WireError> {
         return Ok(Some((hot.into(), used)));
     }
     let tag = rec[0];
+    // Complete, so decode_hot turned it down for its kind.
+    if tag == TAG_ALLOC_PACKED {
+        return Err(WireError::UnknownKind(rec[8] >> 5));
+    }
+    if tag == TAG_FREE_PACKED {
+        return Err(WireError::UnknownKind(rec[7]));
+    }
     let start = if tag >= FIRST_VARIABLE { 5 } else { 1 };
     let mut r = Reader { buf: &rec[start..], pos: 0 };
     let bad = WireError::BadLength { tag, len: (total - start) as u32 };
@@ -504,6 +542,17 @@ pub fn decode_hot(buf: &[u8]) -> Option<(Hot, usize)> {
     let word = |at: usize| u64::from_le_bytes(buf[at..at + 8].try_into().expect("8 bytes"));
     let half = |at: usize| u32::from_le_bytes(buf[at..at + 4].try_into().expect("4 bytes"));
     let tag = *buf.first()?;
+    if tag == TAG_ALLOC_PACKED && buf.len() >= 9 {
+        let w = word(1);
+        let kind = AllocKind::from_u8((w >> 61) as u8).ok()?;
+        let size = (w >> 48) & (PACKED_SIZE_LIMIT - 1);
+        return Some((Hot::Alloc { address: w & PACKED_ADDRESS, size, kind }, 9));
+    }
+    if tag == TAG_FREE_PACKED && buf.len() >= 8 {
+        let w = word(0) >> 8;
+        let kind = AllocKind::from_u8((w >> 48) as u8).ok()?;
+        return Some((Hot::Free { address: w & PACKED_ADDRESS, kind }, 8));
+    }
     if tag.wrapping_sub(TAG_ALLOC) < 6 && buf.len() >= 17 {
         let kind = AllocKind::from_u8(tag - TAG_ALLOC).ok()?;
         return Some((Hot::Alloc { address: word(1), size: word(9), kind }, 17));
@@ -682,6 +731,12 @@ mod tests {
             Record::Alloc { address: 1, size: 2, kind: AllocKind::PymallocArena },
             Record::Free { address: 0xdead_beef, kind: AllocKind::PymallocArena },
             Record::Free { address: 8, kind: AllocKind::PymallocObject },
+            // Just inside and just outside the packed forms.
+            Record::Alloc { address: PACKED_ADDRESS, size: 8191, kind: AllocKind::PymallocArena },
+            Record::Alloc { address: PACKED_ADDRESS + 1, size: 16, kind: AllocKind::PyMem },
+            Record::Alloc { address: 0x7f00_0000_0010, size: 8192, kind: AllocKind::PyMem },
+            Record::Free { address: PACKED_ADDRESS, kind: AllocKind::PymallocArena },
+            Record::Free { address: u64::MAX, kind: AllocKind::PymallocObject },
             Record::Marker { label: "é".as_bytes() },
             Record::Gc { generation: 2, duration_ns: 99, collected: 5, uncollectable: 1 },
             Record::Stop,
@@ -728,16 +783,26 @@ mod tests {
 
     #[test]
     fn hot_records_are_byte_exact() {
-        let alloc = encoded(&Record::Alloc { address: 0x10, size: 0x20, kind: AllocKind::Malloc });
+        let high = 0x1234_5678_9abc_def0;
+        let alloc = encoded(&Record::Alloc { address: high, size: 0x20, kind: AllocKind::Malloc });
         #[rustfmt::skip]
         let want = [
             TAG_ALLOC + 3,
-            0x10, 0, 0, 0, 0, 0, 0, 0,
+            0xf0, 0xde, 0xbc, 0x9a, 0x78, 0x56, 0x34, 0x12,
             0x20, 0, 0, 0, 0, 0, 0, 0,
         ];
         assert_eq!(alloc, want);
-        let free = encoded(&Record::Free { address: 0x10, kind: AllocKind::PyMem });
-        assert_eq!(free, [TAG_FREE + 1, 0x10, 0, 0, 0, 0, 0, 0, 0]);
+        let free = encoded(&Record::Free { address: high, kind: AllocKind::PyMem });
+        assert_eq!(free, [TAG_FREE + 1, 0xf0, 0xde, 0xbc, 0x9a, 0x78, 0x56, 0x34, 0x12]);
+        // Packed: address in 48 bits, then 13 bits of size and 3 of kind.
+        let alloc = encoded(&Record::Alloc {
+            address: 0x7f01_0203_0405,
+            size: 0x1abc,
+            kind: AllocKind::Malloc,
+        });
+        assert_eq!(alloc, [TAG_ALLOC_PACKED, 0x05, 0x04, 0x03, 0x02, 0x01, 0x7f, 0xbc, 0x7a]);
+        let free = encoded(&Record::Free { address: 0x7f01_0203_0405, kind: AllocKind::PyMem });
+        assert_eq!(free, [TAG_FREE_PACKED, 0x05, 0x04, 0x03, 0x02, 0x01, 0x7f, 1]);
         assert_eq!(encoded(&Record::Push { code: 1, line: 2 }), [TAG_PUSH, 1, 0, 0, 0, 2, 0, 0, 0]);
         assert_eq!(encoded(&Record::Pop { n: 2 }), [TAG_POP, 2, 0, 0, 0]);
     }
@@ -807,8 +872,10 @@ mod tests {
     #[test]
     fn short_output_buffer_is_refused() {
         assert_eq!(Record::Pop { n: 1 }.encode_into(&mut [0u8; 4]), None);
-        let alloc = Record::Alloc { address: 1, size: 1, kind: AllocKind::Mmap };
-        assert_eq!(alloc.encode_into(&mut [0u8; 16]), None);
+        for rec in all_records() {
+            let n = rec.encoded_len();
+            assert_eq!(rec.encode_into(&mut vec![0u8; n - 1]), None, "{rec:?}");
+        }
     }
 
     #[test]
@@ -851,6 +918,10 @@ mod tests {
         assert_eq!(decode(&[200]), Err(WireError::UnknownTag(200)));
         let bad_kind = [TAG_ALLOC + 7, 0, 0, 0, 0, 0, 0, 0, 0];
         assert_eq!(decode(&bad_kind), Err(WireError::UnknownTag(TAG_ALLOC + 7)));
+        let bad_kind = [TAG_ALLOC_PACKED, 0, 0, 0, 0, 0, 0, 0, 7 << 5];
+        assert_eq!(decode(&bad_kind), Err(WireError::UnknownKind(7)));
+        let bad_kind = [TAG_FREE_PACKED, 0, 0, 0, 0, 0, 0, 6];
+        assert_eq!(decode(&bad_kind), Err(WireError::UnknownKind(6)));
         assert!(matches!(decode(&[TAG_MARKER, 255, 255, 255, 255]), Err(WireError::TooLong(_))));
         let short = [TAG_MARKER, 4, 0, 0, 0, 9, 0, 0, 0];
         assert!(matches!(decode(&short), Err(WireError::BadLength { .. })));
