@@ -214,6 +214,37 @@ fn record_works_in_a_non_pie_python() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// The tracer keeps its thread-locals in the static TLS block: `dlopen`ed after numpy (whose
+/// libraries take static TLS too) it must still load, and see the buffers of a C extension
+/// that was loaded before it.
+#[test]
+fn record_loads_after_numpy() {
+    if !Command::new("python3").args(["-c", "import numpy"]).status().is_ok_and(|s| s.success()) {
+        eprintln!("SKIPPED: numpy is not installed (pip install numpy)");
+        return;
+    }
+    let dir = temp_dir("after-numpy");
+    let code = "import numpy, memlens\n\
+        with memlens.record('a.memlens') as r:\n\
+        \x20   a = numpy.ones(10 << 17)\n\
+        print(r.peak_bytes)\n";
+    let out = python(&dir, &["-c", code]);
+    assert!(out.status.success(), "{:?}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
+    let peak: u64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    assert!(near(peak, 10 * MIB), "{peak}");
+    let rec = open(&dir.join("a.memlens"));
+    let top = at_end(&rec, &EventFilter::default());
+    let lines: Vec<u32> = rec
+        .stack_frames(top[0].0)
+        .map(|f| rec.frame(f).unwrap())
+        .filter(|f| rec.string(f.file) == "<string>")
+        .map(|f| f.line)
+        .collect();
+    assert_eq!(lines, [3]);
+    assert!(near(top[0].1, 10 * MIB), "{}", top[0].1);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// Tracer thread indices are process-wide, but each recording numbers its threads from 0:
 /// a block recorded on the main thread after one on another thread (which took index 0)
 /// was once written with its only thread as id 1, and read back as corrupt.

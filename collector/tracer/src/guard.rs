@@ -41,9 +41,11 @@ const _: () = assert!(std::mem::size_of::<Tls>() <= TLS_BYTES && std::mem::align
 
 // A Rust thread-local in a shared library is reached through `__tls_get_addr`, a call
 // into the dynamic linker at every hook. This one is in the library's static TLS block
-// (the initial-exec model): two instructions. Linux x86-64, where the tracer runs; a
-// `dlopen`ed library (`memlens.record()` without `memlens run`) gets its 32 bytes from
-// the static TLS space glibc keeps spare for such libraries.
+// (the initial-exec model): two instructions. Linux x86-64, where the tracer runs. A
+// preloaded library (`memlens run`) always gets static TLS; a `dlopen`ed one
+// (`memlens.record()` in a plain `python3`) gets its 32 bytes from the spare static TLS
+// glibc keeps for such libraries, and should that ever be used up, loading fails with
+// glibc's "cannot allocate memory in static TLS block" (tested with numpy loaded first).
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 std::arch::global_asm!(
     ".pushsection .tbss.memlens_tls,\"awT\",@nobits",

@@ -265,22 +265,34 @@ impl ThreadState {
         if !tracing::active() {
             return;
         }
-        let (popped, first_new, moved) = match self.top_only() {
-            Some(false) => return self.push_free(&rec),
-            Some(true) => (1, self.emitted.len() - 1, true),
-            None => self.diff_stack(),
-        };
-        let pushed = &self.emitted[first_new..];
-        // Only the top frame's line changed (the usual case): one `Line` record.
-        if moved {
-            let line = Record::Line { line: pushed[0].1 };
-            let len = line.encoded_len() + rec.encoded_len();
-            self.ring.push_with(&mut self.stretch, len, &mut self.scratch, |out| {
-                let at = line.encode_into(out).unwrap_or(0);
-                rec.encode_into(&mut out[at..]);
-            });
-            return;
+        match self.top_only() {
+            Some(false) => self.push_free(&rec),
+            Some(true) => self.push_after_line(&rec),
+            None => self.push_after_stack_change(&rec),
         }
+    }
+
+    /// Sends a `Line` record with the top frame's new line, then `rec`.
+    #[inline(always)]
+    fn push_after_line(&mut self, rec: &Record<'_>) {
+        let line = Record::Line { line: self.emitted.last().map_or(0, |e| e.1) };
+        let len = line.encoded_len() + rec.encoded_len();
+        self.ring.push_with(&mut self.stretch, len, &mut self.scratch, |out| {
+            let at = line.encode_into(out).unwrap_or(0);
+            rec.encode_into(&mut out[at..]);
+        });
+    }
+
+    /// The stack changed beyond the top frame's line (a call or a return since the last
+    /// event): sends the difference, then `rec`. Kept out of line, so that the hooks' usual
+    /// path stays short.
+    #[inline(never)]
+    fn push_after_stack_change(&mut self, rec: &Record<'_>) {
+        let (popped, first_new, moved) = self.diff_stack();
+        if moved {
+            return self.push_after_line(rec);
+        }
+        let pushed = &self.emitted[first_new..];
         let pop = Record::Pop { n: popped };
         let pop_len = if popped > 0 { pop.encoded_len() } else { 0 };
         let push_len = Record::Push { code: 0, line: 0 }.encoded_len();
