@@ -182,8 +182,7 @@ const TAG_CENSUS_TYPE: u8 = 37;
 const TAG_CENSUS_CACHE: u8 = 38;
 
 /// Payload bytes of a fixed-size record, by tag (`None`: unknown or variable-size).
-#[inline]
-fn fixed_payload(tag: u8) -> Option<usize> {
+const fn fixed_payload(tag: u8) -> Option<usize> {
     Some(match tag {
         TAG_HELLO => 4 + 4 + 1 + 1 + 1,
         TAG_STRETCH => 12,
@@ -196,11 +195,25 @@ fn fixed_payload(tag: u8) -> Option<usize> {
         TAG_CENSUS_END => 20,
         TAG_ALLOC_PACKED => 8,
         TAG_FREE_PACKED => 7,
-        t if (TAG_ALLOC..TAG_ALLOC + 6).contains(&t) => 16,
-        t if (TAG_FREE..TAG_FREE + 6).contains(&t) => 8,
+        t if t >= TAG_ALLOC && t < TAG_ALLOC + 6 => 16,
+        t if t >= TAG_FREE && t < TAG_FREE + 6 => 8,
         _ => return None,
     })
 }
+
+/// Whole length of each fixed-size record by tag, 0 for the others: the drain finds where
+/// each of tens of millions of records ends with one load, not a branch on the tag.
+const FIXED_LEN: [u8; 256] = {
+    let mut lens = [0u8; 256];
+    let mut tag = 0;
+    while tag < 256 {
+        if let Some(n) = fixed_payload(tag as u8) {
+            lens[tag] = 1 + n as u8;
+        }
+        tag += 1;
+    }
+    lens
+};
 
 fn str_len(s: &[u8]) -> usize {
     4 + s.len().min(MAX_STR_LEN)
@@ -454,8 +467,9 @@ impl Cursor<'_> {
 #[inline]
 pub fn record_len(buf: &[u8]) -> Result<Option<usize>, WireError> {
     let Some(&tag) = buf.first() else { return Ok(None) };
-    if let Some(n) = fixed_payload(tag) {
-        return Ok(Some(1 + n));
+    let fixed = FIXED_LEN[tag as usize];
+    if fixed != 0 {
+        return Ok(Some(fixed as usize));
     }
     if !(FIRST_VARIABLE..=TAG_CENSUS_CACHE).contains(&tag) {
         return Err(WireError::UnknownTag(tag));
