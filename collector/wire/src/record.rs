@@ -26,7 +26,8 @@ pub struct Header {
     pub thread: u32,
 }
 
-/// Which allocator an allocation went through. Mirrors the format crate's kinds.
+/// Which allocator an allocation went through. Mirrors the format crate's kinds. At most
+/// 8 (the packed records hold a kind in 3 bits; the full ones in 6 tags each).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u8)]
 pub enum AllocKind {
@@ -167,6 +168,7 @@ const TAG_ALLOC_PACKED: u8 = 10;
 const TAG_FREE_PACKED: u8 = 11;
 const PACKED_ADDRESS: u64 = (1 << 48) - 1;
 const PACKED_SIZE_LIMIT: u64 = 1 << 13;
+const _: () = assert!((AllocKind::PymallocArena as u8) < 8, "kinds fit in 3 bits");
 /// `TAG_ALLOC + kind` (kinds 0..=5).
 const TAG_ALLOC: u8 = 16;
 /// `TAG_FREE + kind` (kinds 0..=5).
