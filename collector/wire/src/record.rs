@@ -169,6 +169,12 @@ const TAG_FREE_PACKED: u8 = 11;
 const PACKED_ADDRESS: u64 = (1 << 48) - 1;
 const PACKED_SIZE_LIMIT: u64 = 1 << 13;
 const _: () = assert!((AllocKind::PymallocArena as u8) < 8, "kinds fit in 3 bits");
+
+/// Whether an allocation of `size` bytes (0 for a free) at `address` takes a packed record.
+#[inline(always)]
+fn packs(address: u64, size: u64) -> bool {
+    address <= PACKED_ADDRESS && size < PACKED_SIZE_LIMIT
+}
 /// `TAG_ALLOC + kind` (kinds 0..=5).
 const TAG_ALLOC: u8 = 16;
 /// `TAG_FREE + kind` (kinds 0..=5).
@@ -278,13 +284,19 @@ impl Record<'_> {
             Record::Push { .. } => 9,
             Record::Pop { .. } | Record::Line { .. } => 5,
             Record::Alloc { address, size, .. } => {
-                if *address <= PACKED_ADDRESS && *size < PACKED_SIZE_LIMIT {
+                if packs(*address, *size) {
                     9
                 } else {
                     17
                 }
             }
-            Record::Free { address, .. } => 8 + (*address > PACKED_ADDRESS) as usize,
+            Record::Free { address, .. } => {
+                if packs(*address, 0) {
+                    8
+                } else {
+                    9
+                }
+            }
             r => match fixed_payload(r.tag()) {
                 Some(n) => 1 + n,
                 None => 1 + 4 + r.variable_payload(),
@@ -306,16 +318,14 @@ impl Record<'_> {
     pub fn encode_into(&self, out: &mut [u8]) -> Option<usize> {
         // The hot records are written without a cursor.
         match *self {
-            Record::Alloc { address, size, kind }
-                if address <= PACKED_ADDRESS && size < PACKED_SIZE_LIMIT =>
-            {
+            Record::Alloc { address, size, kind } if packs(address, size) => {
                 let out = out.get_mut(..9)?;
                 out[0] = TAG_ALLOC_PACKED;
                 let packed = address | size << 48 | (kind as u64) << 61;
                 out[1..9].copy_from_slice(&packed.to_le_bytes());
                 Some(9)
             }
-            Record::Free { address, kind } if address <= PACKED_ADDRESS => {
+            Record::Free { address, kind } if packs(address, 0) => {
                 let out = out.get_mut(..8)?;
                 let packed = (address | (kind as u64) << 48) << 8 | TAG_FREE_PACKED as u64;
                 out.copy_from_slice(&packed.to_le_bytes());
