@@ -6,11 +6,12 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{bail, Result};
-use memlens_format::{
-    census_title, census_trigger, find_census, format_bytes, format_bytes_delta, format_count,
-    format_count_delta, format_duration_ns, last_census_index, site_growth, type_growth, type_name,
-    Census, Recording, SiteGrowth, TypeOrder,
+use memlens_analysis::{
+    census_title, find_census, format_bytes, format_bytes_delta, format_count, format_count_delta,
+    format_duration_ns, last_census_index, site_growth, type_growth, type_name, SiteGrowth,
+    TypeOrder,
 };
+use memlens_format::{census_trigger, Census, Recording};
 use serde::Serialize;
 
 use crate::cmd_summary::{census_json, site_of, write_census, CensusJson};

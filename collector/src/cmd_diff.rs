@@ -4,10 +4,11 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use memlens_format::{
+use memlens_analysis::{
     diff_sites, format_bytes, format_bytes_delta, format_count, incomparable_reasons, stack_totals,
-    EventFilter, Recording, SiteDelta, Snapshot, Summary,
+    EventFilter, SiteDelta, Snapshot,
 };
+use memlens_format::{Recording, Summary};
 use serde::Serialize;
 
 use crate::load::open_recording;

@@ -22,7 +22,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use memlens_format::{format_bytes, CaptureOptions, Meta, RecordingWriter};
+use memlens_analysis::format_bytes;
+use memlens_format::{CaptureOptions, Meta, RecordingWriter};
 use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{kill, Signal};

@@ -6,7 +6,8 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::Result;
-use memlens_format::{format_bytes, format_count, span_usage, Marker, Recording};
+use memlens_analysis::{format_bytes, format_count, span_usage};
+use memlens_format::{Marker, Recording};
 use serde::Serialize;
 
 use crate::cmd_summary::{sites, SiteJson};

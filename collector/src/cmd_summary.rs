@@ -4,11 +4,12 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::Result;
-use memlens_format::{
-    call_sites, census_trigger, deepest_stack, format_bytes, format_count, format_duration_ns,
-    insights, last_census, stack_totals, thread_totals, top_types, type_name, Census, EventFilter,
-    InsightOptions, Recording, Snapshot, StackId, StackTotals, TypeOrder,
+use memlens_analysis::{
+    call_sites, deepest_stack, format_bytes, format_count, format_duration_ns, insights,
+    last_census, stack_totals, thread_totals, top_types, type_name, EventFilter, InsightOptions,
+    Snapshot, StackTotals, TypeOrder,
 };
+use memlens_format::{census_trigger, Census, Recording, StackId};
 use serde::Serialize;
 
 use crate::load::open_recording;
@@ -61,7 +62,7 @@ pub struct SummaryJson {
     pub census: Option<CensusJson>,
     /// Deepest Python stack that allocated, in frames.
     pub deepest_stack: u32,
-    /// Findings with their evidence (see memlens_format::insights).
+    /// Findings with their evidence (see memlens_analysis::insights).
     pub insights: Vec<InsightJson>,
 }
 

@@ -10,9 +10,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use memlens_format::{
-    format_bytes, CaptureOptions, MemorySample, Meta, ProcessEnd, RecordingWriter,
-};
+use memlens_analysis::format_bytes;
+use memlens_format::{CaptureOptions, MemorySample, Meta, ProcessEnd, RecordingWriter};
 
 use crate::child_memory::tree_memory;
 use crate::host::monotonic_ns;

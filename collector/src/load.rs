@@ -3,7 +3,8 @@
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
-use memlens_format::{format_bytes, Recording};
+use memlens_analysis::format_bytes;
+use memlens_format::Recording;
 
 /// Reads and opens a recording. A truncated file opens with a warning on stderr naming how
 /// much could be read; a file that is not a recording is an error that says so.

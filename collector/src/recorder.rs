@@ -497,7 +497,8 @@ impl<W: Write> Recorder<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use memlens_format::{stack_totals, EventFilter, Meta, Recording, Snapshot};
+    use memlens_analysis::{stack_totals, EventFilter, Snapshot};
+    use memlens_format::{Meta, Recording};
 
     fn enc(out: &mut Vec<u8>, time_ns: u64, thread: u32, r: Record<'_>) {
         Record::Stretch(Header { time_ns, thread }).append_to(out);

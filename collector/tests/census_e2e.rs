@@ -6,10 +6,11 @@
 
 mod common;
 
-use memlens_format::{
+use memlens_analysis::{
     insights, last_census, stack_totals, type_name, EventFilter, InsightKind, InsightOptions,
-    Recording, Snapshot,
+    Snapshot,
 };
+use memlens_format::Recording;
 
 use common::{line_of, memlens, script};
 

@@ -8,7 +8,8 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use memlens_format::{stack_totals, EventFilter, Recording, Snapshot, StackId};
+use memlens_analysis::{stack_totals, EventFilter, Snapshot};
+use memlens_format::{Recording, StackId};
 
 use common::{line_of, memlens, root, script};
 

@@ -11,7 +11,8 @@ mod common;
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-use memlens_format::{stack_totals, EventFilter, Recording, Snapshot, StackId, ThreadId};
+use memlens_analysis::{stack_totals, EventFilter, Snapshot};
+use memlens_format::{Recording, StackId, ThreadId};
 
 use common::{line_of, memlens, script};
 

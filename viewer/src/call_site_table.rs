@@ -1,10 +1,11 @@
 //! The call-site table under the flame graph: memory per frame (function, file, line),
 //! allocated directly there (self) and through its callees (total), sortable by any column,
 //! filterable by name, and a click focuses the frame's node in the flame graph. Rows come from
-//! `memlens_format::call_sites` over the same stack totals as the flame graph.
+//! `memlens_analysis::call_sites` over the same stack totals as the flame graph.
 
 use leptos::prelude::*;
-use memlens_format::{call_sites, CallSite, FrameId, Recording};
+use memlens_analysis::{call_sites, CallSite};
+use memlens_format::{FrameId, Recording};
 
 use crate::flame_graph::FlameData;
 use crate::url_state::{SortBy, ViewState};
@@ -158,9 +159,9 @@ pub fn CallSiteTable(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use memlens_analysis::{stack_totals, EventFilter, Snapshot};
     use memlens_format::{
-        stack_totals, AllocatorKind, EventFilter, Meta, ProcessEnd, RecordingWriter, Snapshot,
-        StackId, ThreadId, ThreadInfo,
+        AllocatorKind, Meta, ProcessEnd, RecordingWriter, StackId, ThreadId, ThreadInfo,
     };
 
     /// main -> parse (3 x 100 B), main -> load_json (1 x 500 B), json.loads under load_json.

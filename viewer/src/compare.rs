@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 
 use leptos::prelude::*;
-use memlens_format::{
+use memlens_analysis::{
     diff_sites, incomparable_reasons, DiffOptions, DiffTree, EventFilter, FlameOptions, SiteDelta,
     Snapshot,
 };

@@ -1,5 +1,5 @@
 //! Compare mode's delta table: memory per call site (innermost function and file) in the
-//! base and the head, biggest absolute change first (`memlens_format::diff_sites`).
+//! base and the head, biggest absolute change first (`memlens_analysis::diff_sites`).
 
 use leptos::prelude::*;
 

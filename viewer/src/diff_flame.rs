@@ -5,7 +5,7 @@
 //! `memlens-format`'s `DiffTree`; this module only paints and wires signals.
 
 use leptos::prelude::*;
-use memlens_format::{diff_hit, diff_layout, DiffRect, Shade};
+use memlens_analysis::{diff_hit, diff_layout, DiffRect, Shade};
 
 use crate::chart_canvas::{Chart, ChartCanvas, Painter, Size, Tooltip};
 use crate::compare::CompareData;
@@ -45,7 +45,7 @@ pub fn delta_text(base: u64, head: u64) -> String {
         return "0 B".to_string();
     }
     let bytes =
-        memlens_format::format_bytes_delta(d.clamp(i64::MIN as i128, i64::MAX as i128) as i64);
+        memlens_analysis::format_bytes_delta(d.clamp(i64::MIN as i128, i64::MAX as i128) as i64);
     if base == 0 {
         return format!("{bytes} (new)");
     }

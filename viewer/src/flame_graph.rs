@@ -6,10 +6,11 @@
 use std::ops::ControlFlow;
 
 use leptos::prelude::*;
-use memlens_format::{
-    flame_hit, flame_layout, EventFilter, FlameOptions, FlameRect, FlameTree, Frame, Snapshot,
-    SnapshotBuilder, StackTotals, ThreadId, Totals,
+use memlens_analysis::{
+    flame_hit, flame_layout, EventFilter, FlameOptions, FlameRect, FlameTree, Snapshot,
+    SnapshotBuilder, StackTotals,
 };
+use memlens_format::{Frame, ThreadId, Totals};
 
 use crate::call_site_table::CallSiteTable;
 use crate::chart_canvas::{Chart, ChartCanvas, Painter, Size, Tooltip};

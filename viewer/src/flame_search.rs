@@ -3,7 +3,8 @@
 //! Pure Rust over `memlens-format`'s [`FlameTree`]; it belongs in `shared` next to
 //! `flame_layout`/`flame_hit` (the viewer keeps it until the format crate grows it).
 
-use memlens_format::{FlameTree, Recording, Totals};
+use memlens_analysis::FlameTree;
+use memlens_format::{Recording, Totals};
 
 /// The result of searching a flame tree.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -54,9 +55,9 @@ pub fn search_flame(rec: &Recording, tree: &FlameTree, query: &str) -> SearchMat
 #[cfg(test)]
 mod tests {
     use super::*;
+    use memlens_analysis::{stack_totals, EventFilter, FlameOptions, Snapshot};
     use memlens_format::{
-        stack_totals, AllocatorKind, EventFilter, FlameOptions, Meta, ProcessEnd, RecordingWriter,
-        Snapshot, StackId, ThreadId, ThreadInfo,
+        AllocatorKind, Meta, ProcessEnd, RecordingWriter, StackId, ThreadId, ThreadInfo,
     };
 
     /// main -> load_json -> json.loads (300 B), main -> parse (200 B), main -> load_json (100 B)

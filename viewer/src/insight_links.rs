@@ -3,7 +3,8 @@
 //! timeline, or the objects panel at the census it comes from. Each link is a change to the
 //! [`ViewState`], so it lands in the URL like any other view. Pure; tested natively.
 
-use memlens_format::{last_census_index, stack_path, Insight, InsightKind, Recording};
+use memlens_analysis::{last_census_index, stack_path, Insight, InsightKind};
+use memlens_format::Recording;
 
 use crate::url_state::{FlameMode, ViewState, ZoomStep};
 

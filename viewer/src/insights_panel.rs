@@ -1,9 +1,9 @@
-//! The insights panel: the findings `memlens_format::insights` proves from the recording
+//! The insights panel: the findings `memlens_analysis::insights` proves from the recording
 //! (probable leaks, unbounded caches, missing `__slots__`, churn, gc trouble, deep recursion),
 //! each with its numbers and links to the data behind it (see `insight_links`).
 
 use leptos::prelude::*;
-use memlens_format::{Insight, InsightOptions, InsightsBuilder};
+use memlens_analysis::{Insight, InsightOptions, InsightsBuilder};
 
 use crate::insight_links::{kind_label, links, message_body, panel_of, Target};
 use crate::load::Loaded;

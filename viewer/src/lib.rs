@@ -232,8 +232,8 @@ fn RecordingView(loaded: ByPtr<Loaded>) -> impl IntoView {
     let timeline = Memo::new({
         let loaded = loaded.clone();
         move |_| {
-            let filter = thread.get().map_or_else(memlens_format::EventFilter::default, |t| {
-                memlens_format::EventFilter::thread(memlens_format::ThreadId(t))
+            let filter = thread.get().map_or_else(memlens_analysis::EventFilter::default, |t| {
+                memlens_analysis::EventFilter::thread(memlens_format::ThreadId(t))
             });
             timed("timeline", || TimelineData::compute(&loaded.0, &filter)).map(ByPtr::new)
         }

@@ -5,10 +5,11 @@
 //! a row with a site zooms the flame graph to it.
 
 use leptos::prelude::*;
-use memlens_format::{
+use memlens_analysis::{
     census_title, is_internal_file, last_census_index, site_growth, stack_path, top_types,
-    type_growth, type_name, Recording, StackId, TypeOrder,
+    type_growth, type_name, TypeOrder,
 };
+use memlens_format::{Recording, StackId};
 
 use crate::insights_panel::reveal;
 use crate::load::Loaded;

@@ -3,7 +3,7 @@
 //! feeds the flame graph's range mode), click a census to show it in the objects panel.
 
 use leptos::prelude::*;
-use memlens_format::{downsample, heap_timeline, rss_timeline, Bucket, EventFilter};
+use memlens_analysis::{downsample, heap_timeline, rss_timeline, Bucket, EventFilter};
 
 use crate::chart_canvas::{Chart, ChartCanvas, DragSpan, Painter, Size, Tooltip};
 use crate::load::Loaded;
@@ -61,7 +61,7 @@ impl TimelineData {
         data.markers = rec.markers().iter().map(|m| (m.time_ns, m.label.clone())).collect();
         data.gcs = rec.gc_events().iter().map(|g| (g.time_ns, g.generation)).collect();
         data.censuses =
-            rec.censuses().iter().map(|c| (c.time_ns, memlens_format::census_title(c))).collect();
+            rec.censuses().iter().map(|c| (c.time_ns, memlens_analysis::census_title(c))).collect();
         Ok(data)
     }
 

@@ -1,6 +1,6 @@
 //! Human-readable bytes, durations and shares for the UI (pure; tested natively).
 
-pub use memlens_format::{
+pub use memlens_analysis::{
     format_bytes as bytes, format_bytes_delta as bytes_delta, format_count as count,
     format_count_delta as count_delta, format_duration_ns as duration_ns,
 };

@@ -3,6 +3,7 @@
 mod common;
 
 use common::*;
+use memlens_analysis::*;
 use memlens_format::*;
 
 fn open_known() -> Recording {
@@ -73,7 +74,7 @@ fn snapshots_attribute_memory_to_the_right_stacks() {
     let range = stack_totals(&rec, Snapshot::AllocatedInRange(2_000, 3_000), &all).unwrap();
     assert_eq!(range.total, Totals { bytes: 2_000, count: 2 });
     // In [25us, 40us] the heap only falls, so its peak is where the span starts.
-    let (bytes, _) = peak_in(&rec, &all, 25_000, 40_000).unwrap();
+    let (bytes, _) = peak_in(&rec, 25_000, 40_000).unwrap();
     assert_eq!(bytes, 5_500);
     let range_peak = stack_totals(&rec, Snapshot::PeakInRange(25_000, 40_000), &all).unwrap();
     assert_eq!(range_peak.total.bytes, 5_500);
@@ -164,7 +165,11 @@ fn every_codec_gives_the_same_recording() {
     let base = Recording::open(&known_program(WriterOptions::default())).unwrap();
     for codec in [Codec::None, Codec::Lz4, Codec::Zstd] {
         for events_per_chunk in [1, 3, 1000] {
-            let bytes = known_program(WriterOptions { codec, events_per_chunk });
+            let bytes = known_program(WriterOptions {
+                codec,
+                events_per_chunk,
+                ..WriterOptions::default()
+            });
             let rec = Recording::open(&bytes).unwrap();
             assert_eq!(rec.summary(), base.summary(), "{codec:?} {events_per_chunk}");
             let totals = stack_totals(&rec, Snapshot::AtPeak, &EventFilter::default()).unwrap();
@@ -178,21 +183,33 @@ fn every_codec_gives_the_same_recording() {
 /// Regenerate with `UPDATE_GOLDEN=1 cargo test -p memlens-format`.
 #[test]
 fn golden_recording_bytes_are_stable() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/golden/known-program.memlens");
-    let bytes = known_program(WriterOptions { codec: Codec::None, events_per_chunk: 1000 });
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/golden/known-program.memlens");
+    let bytes = known_program(WriterOptions {
+        codec: Codec::None,
+        events_per_chunk: 1000,
+        ..WriterOptions::default()
+    });
     if std::env::var_os("UPDATE_GOLDEN").is_some() {
         std::fs::write(path, &bytes).unwrap();
     }
     let golden = std::fs::read(path).expect("golden file (UPDATE_GOLDEN=1 to create)");
-    assert_eq!(bytes, golden, "the encoding changed; see the comment on this test");
+    let first_difference = bytes.iter().zip(&golden).position(|(a, b)| a != b);
+    assert!(
+        bytes == golden,
+        "the encoding changed (first at byte {first_difference:?}, {} bytes vs {}); see the \
+         comment on this test",
+        bytes.len(),
+        golden.len()
+    );
     let rec = Recording::open(&golden).unwrap();
     assert_eq!(rec.summary().peak_heap, 10_500);
 }
 
 /// Files written in older formats still open, with the same tables, events and answers as
 /// today's encoding of the same program: format 1 (frames and stacks as plain varints, before
-/// delta coding) and format 2 (event addresses as deltas from the previous one, stack ids
-/// plain, before per-class address prediction).
+/// delta coding), format 2 (event addresses as deltas from the previous one, stack ids plain,
+/// before per-class address prediction) and format 3 (frees without their block's size and
+/// stack, no interval aggregates: answered by replay).
 #[test]
 fn older_format_files_still_open() {
     let new = open_known();
@@ -210,22 +227,27 @@ fn older_format_files_still_open() {
             .map(|&(s, t)| (rec.stack_frames(s).map(frame).collect(), t.bytes))
             .collect()
     };
+    // Before format 4 a free named only its address.
     let events = |rec: &Recording| {
         let mut all = Vec::new();
         rec.for_each_event_chunk(|chunk| {
-            all.extend_from_slice(chunk);
+            all.extend(chunk.iter().map(|e| match e.op {
+                Op::Alloc => *e,
+                Op::Free => Event { size: 0, stack: StackId::ROOT, ..*e },
+            }));
             std::ops::ControlFlow::Continue(())
         })
         .unwrap();
         all
     };
-    for version in [1, 2] {
+    for version in [1, 2, 3] {
         let path = format!(
-            "{}/../tests/golden/known-program-v{version}.memlens",
+            "{}/../../tests/golden/known-program-v{version}.memlens",
             env!("CARGO_MANIFEST_DIR")
         );
         let old = Recording::open(&std::fs::read(path).expect("golden file")).unwrap();
         assert_eq!(old.format_version(), version);
+        assert!(old.aggregates_missing().is_some());
         assert_eq!(old.summary(), new.summary(), "format {version}");
         assert_eq!(stacks(&old), stacks(&new), "format {version}");
         assert_eq!(events(&old), events(&new), "format {version}");
@@ -236,7 +258,7 @@ fn older_format_files_still_open() {
 fn the_header_is_byte_exact() {
     let bytes = known_program(WriterOptions::default());
     assert_eq!(&bytes[..8], b"\x89MLNS\r\n\x1a");
-    assert_eq!(&bytes[8..16], &[3, 0, 0, 0, 0, 0, 0, 0]);
+    assert_eq!(&bytes[8..16], &[4, 0, 0, 0, 0, 0, 0, 0]);
     // The first chunk is the metadata (tag 1), and the footer is the last 24 bytes.
     assert_eq!(bytes[16], 1);
     let footer = &bytes[bytes.len() - 24..];
@@ -246,7 +268,11 @@ fn the_header_is_byte_exact() {
 
 #[test]
 fn a_file_cut_anywhere_opens_up_to_its_last_whole_chunk() {
-    let full = known_program(WriterOptions { codec: Codec::Lz4, events_per_chunk: 4 });
+    let full = known_program(WriterOptions {
+        codec: Codec::Lz4,
+        events_per_chunk: 4,
+        ..WriterOptions::default()
+    });
     let mut saw_partial = false;
     for cut in 0..full.len() {
         match Recording::open(&full[..cut]) {
@@ -260,7 +286,8 @@ fn a_file_cut_anywhere_opens_up_to_its_last_whole_chunk() {
                     saw_partial |= s.alloc_count > 0 && !rec.has_trailer();
                 }
             }
-            Err(Error::TooShort { .. }) => assert!(cut < 200, "cut at {cut}"),
+            Err(Error::TooShort { .. }) => assert!(cut <= HEADER_LEN, "cut at {cut}"),
+            Err(Error::NoMetadata { .. }) => assert!(cut < 200, "cut at {cut}"),
             Err(e) => panic!("cut at {cut}: {e}"),
         }
     }
@@ -273,15 +300,29 @@ fn a_file_cut_anywhere_opens_up_to_its_last_whole_chunk() {
     assert_eq!(cut_rec.summary().end_heap, 500);
 }
 
+/// A damaged byte anywhere is found: in a chunk read at open, reading stops there; in an
+/// event chunk, reading its events fails with where and why.
 #[test]
-fn damaged_bytes_in_the_middle_stop_reading_there() {
-    let mut bytes = known_program(WriterOptions { codec: Codec::None, events_per_chunk: 4 });
-    let mid = bytes.len() / 2;
-    bytes[mid] ^= 0x55;
-    let rec = Recording::open(&bytes).unwrap();
-    let t = rec.truncation().unwrap();
-    assert!(t.offset as usize <= mid, "{t:?}");
-    assert!(t.reason.contains("checksum"), "{t:?}");
+fn damaged_bytes_are_found() {
+    let options =
+        WriterOptions { codec: Codec::None, events_per_chunk: 4, ..WriterOptions::default() };
+    let clean = known_program(options);
+    let (mut stopped, mut failed) = (false, false);
+    for at in (HEADER_LEN + 40..clean.len() - 60).step_by(7) {
+        let mut bytes = clean.clone();
+        bytes[at] ^= 0x55;
+        let Ok(rec) = Recording::open(&bytes) else { continue };
+        if let Some(t) = rec.truncation() {
+            assert!(t.offset as usize <= at, "{t:?}");
+            stopped |= t.reason.contains("checksum");
+            continue;
+        }
+        match replay::stack_totals(&rec, Snapshot::AtEnd, &EventFilter::default()) {
+            Err(e) => failed |= e.to_string().contains("checksum"),
+            Ok(t) => assert_eq!(t.total.bytes, 500, "damage at {at} went unnoticed"),
+        }
+    }
+    assert!(stopped && failed);
 }
 
 #[test]

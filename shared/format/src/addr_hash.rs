@@ -8,12 +8,12 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::marker::PhantomData;
 
 /// How a [`MixHasher`] turns an address into a hash.
-pub(crate) trait AddressMix {
+pub trait AddressMix {
     fn mix(a: u64) -> u64;
 }
 
 /// Hashes one `u64` (an address) with `M`.
-pub(crate) struct MixHasher<M>(u64, PhantomData<M>);
+pub struct MixHasher<M>(u64, PhantomData<M>);
 
 impl<M> Default for MixHasher<M> {
     fn default() -> Self {
@@ -40,7 +40,7 @@ impl<M: AddressMix> Hasher for MixHasher<M> {
 }
 
 /// A multiply-xorshift mix of all 64 bits.
-pub(crate) struct Scattered;
+pub struct Scattered;
 
 impl AddressMix for Scattered {
     #[inline]
@@ -72,7 +72,8 @@ impl AddressMix for Nearby {
 }
 
 /// A map keyed by address.
-pub(crate) type AddressMap<V> = HashMap<u64, V, BuildHasherDefault<MixHasher<Scattered>>>;
+/// (Public for the analyses, which replay events keyed by address.)
+pub type AddressMap<V> = HashMap<u64, V, BuildHasherDefault<MixHasher<Scattered>>>;
 
 /// A map keyed by address, for a stream of events in program order (see [`Nearby`]).
 pub(crate) type NearbyAddressMap<V> = HashMap<u64, V, BuildHasherDefault<MixHasher<Nearby>>>;

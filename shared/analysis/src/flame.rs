@@ -277,7 +277,8 @@ pub fn flame_hit(rects: &[FlameRect], x: f64, row: i32) -> Option<&FlameRect> {
 #[cfg(test)]
 mod tests {
     use super::{is_internal_file, stack_path};
-    use crate::{Meta, ProcessEnd, Recording, RecordingWriter, StackId};
+    use crate::{Recording, StackId};
+    use memlens_format::{Meta, ProcessEnd, RecordingWriter};
 
     #[test]
     fn stack_paths_run_from_the_root_and_skip_hidden_frames() {

@@ -357,10 +357,8 @@ impl crate::flame::RowRect for DiffRect {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{
-        stack_totals, AllocatorKind, EventFilter, Meta, ProcessEnd, RecordingWriter, Snapshot,
-        StackId, ThreadId, ThreadInfo,
-    };
+    use crate::{stack_totals, EventFilter, Snapshot, StackId, ThreadId};
+    use memlens_format::{AllocatorKind, Meta, ProcessEnd, RecordingWriter, ThreadInfo};
 
     /// main -> (function, bytes) for each leaf; `line` shifts every line (an edit).
     fn recording(leaves: &[(&str, u64)], line: u32) -> Recording {

@@ -1,17 +1,22 @@
 //! [`RecordingWriter`]: interns tables, encodes and compresses chunks, and keeps the running
-//! aggregates that go into the trailer.
+//! aggregates: the interval pyramid (written as it grows, see [`crate::Interval`]) and the
+//! summary that goes into the trailer.
 
 use std::io::Write;
 
 use rustc_hash::FxHashMap;
 
-use crate::chunk::{encode_chunk, header_bytes, Codec, Tag};
+use crate::addr_hash::AddressMap;
+use crate::aggregate::{Aggregator, Key};
+use crate::chunk::{encode_chunk, header_bytes, Codec, Tag, MAX_CHUNK_RAW_LEN};
+use crate::events::{quantize, AddressRef, EventEncoder};
+use crate::intervals::encode_node;
 use crate::live::{Block, LiveBlocks, Prior};
-use crate::tables::{encode_frames, encode_stacks, encode_strings, AddressRef, EventEncoder};
+use crate::tables::{encode_frames, encode_stacks, encode_strings};
 use crate::{
-    AllocatorKind, CacheCensus, Census, Error, Event, Frame, FrameId, GcEvent, IndexEntry, Marker,
-    MemorySample, Meta, Op, ProcessEnd, StackId, StackNode, StringId, Summary, ThreadId,
-    ThreadInfo, Trailer,
+    AllocatorKind, CacheCensus, Census, Error, Event, Frame, FrameId, GcEvent, IndexEntry,
+    Interval, Marker, MemorySample, Meta, Op, ProcessEnd, StackId, StackNode, StringId, Summary,
+    ThreadId, ThreadInfo, Trailer,
 };
 
 /// Samples kept waiting for events at most: 256 is 2.5 s at the default 10 ms interval.
@@ -22,16 +27,29 @@ const MAX_WAITING_SAMPLES: usize = 256;
 pub struct WriterOptions {
     /// Compression for every chunk.
     pub codec: Codec,
-    /// Events per event chunk. Smaller chunks seek finer and lose less on a crash between
-    /// flushes; larger ones compress slightly better.
+    /// Events per event chunk (and so per base interval). Smaller chunks seek finer and lose
+    /// less on a crash between flushes; larger ones compress slightly better.
     pub events_per_chunk: u64,
+    /// Write the events themselves. Without them (`memlens run --aggregate`) a recording holds
+    /// only the interval aggregates, cut into time slices instead of chunks, and grows with the
+    /// number of stacks and slices rather than with the number of allocations.
+    pub events: bool,
 }
+
+/// Aggregate-only recordings: base intervals of this length (ns) at first...
+const SLICE_NS: u64 = 100_000_000;
+/// ...doubling after every this many slices, so a run 10 times longer adds a few dozen
+/// intervals, not 10 times as many.
+const SLICES_PER_WIDTH: u32 = 32;
+
+/// A Digest chunk's payload stays well below [`MAX_CHUNK_RAW_LEN`].
+const DIGEST_CHUNK_BYTES: usize = (MAX_CHUNK_RAW_LEN / 4) as usize;
 
 impl Default for WriterOptions {
     fn default() -> Self {
         // 64 Ki events is ~400 KiB raw: big enough for zstd to find repeats across loop
         // iterations, small enough to decode progressively in the browser.
-        WriterOptions { codec: Codec::Zstd, events_per_chunk: 64 * 1024 }
+        WriterOptions { codec: Codec::Zstd, events_per_chunk: 64 * 1024, events: true }
     }
 }
 
@@ -80,7 +98,17 @@ pub struct RecordingWriter<W: Write> {
     caches: Vec<CacheCensus>,
     /// Heap blocks by address: the live ones, and tombstones of freed ones.
     live: LiveBlocks,
-    heap: u64,
+    /// Live blocks of allocators outside the heap (pymalloc arenas): few and large.
+    others: AddressMap<(u64, Key)>,
+    agg: Aggregator,
+    /// Encoded Digest entries: every pyramid node above the base, and the heap figures of
+    /// every base interval.
+    digest: Vec<(u64, Vec<u8>)>,
+    /// Aggregate-only recordings: the current time slice's end and width, and slices cut at
+    /// that width.
+    slice_end: u64,
+    slice_width: u64,
+    slices_at_width: u32,
     summary: Summary,
     scratch: Vec<u8>,
 }
@@ -119,7 +147,12 @@ impl<W: Write> RecordingWriter<W> {
             censuses: Vec::new(),
             caches: Vec::new(),
             live: LiveBlocks::default(),
-            heap: 0,
+            others: AddressMap::default(),
+            agg: Aggregator::new(),
+            digest: Vec::new(),
+            slice_end: SLICE_NS,
+            slice_width: SLICE_NS,
+            slices_at_width: 0,
             summary: Summary::default(),
             scratch: Vec::new(),
         };
@@ -184,60 +217,98 @@ impl<W: Write> RecordingWriter<W> {
         kind: AllocatorKind,
     ) -> Result<(), Error> {
         let time_ns = self.event_time(time_ns)?;
+        let key = self.agg.key(thread, stack);
         let mut addr_ref = AddressRef::Explicit;
-        if kind.counts_in_heap() {
+        // A live block at the address means a free we never saw (e.g. through an unhooked
+        // path): it is written as freed here, so the heap never counts it twice.
+        let replaced = if kind.counts_in_heap() {
             let chunk = self.events.chunk;
-            let block = Block { size, stack, chunk, index: self.events.allocs() };
-            match self.live.alloc(address, block) {
-                // A free we never saw (e.g. through an unhooked path): replace, don't leak.
-                Prior::Live(old) => self.heap -= old,
+            match self.live.alloc(address, Block { size, key, chunk, index: self.events.allocs() })
+            {
+                Prior::Live(old, old_key) => Some((old, old_key)),
                 Prior::Freed { chunk: c, index } if c == chunk => {
-                    addr_ref = AddressRef::Freed(index)
+                    addr_ref = AddressRef::Freed(index);
+                    None
                 }
-                Prior::Freed { .. } | Prior::Vacant => {}
+                Prior::Freed { .. } | Prior::Vacant => None,
             }
-            self.heap += size;
+        } else {
+            self.others.insert(address, (size, key))
+        };
+        if let Some((old, old_key)) = replaced {
+            addr_ref = AddressRef::Freed(self.events.frees());
+            self.push_free(time_ns, kind, address, old, old_key, AddressRef::Explicit);
+        }
+        if kind.counts_in_heap() {
+            self.agg.alloc(key, size, time_ns, address);
             self.summary.alloc_count += 1;
-            self.summary.alloc_bytes += size;
-            if self.heap > self.summary.peak_heap {
-                self.summary.peak_heap = self.heap;
+            self.summary.alloc_bytes = self.summary.alloc_bytes.wrapping_add(size);
+            if self.agg.heap() > self.summary.peak_heap {
+                self.summary.peak_heap = self.agg.heap();
                 self.summary.peak_heap_time_ns = time_ns;
             }
         }
-        let event = Event { op: Op::Alloc, kind, time_ns, thread, address, size, stack };
-        self.push_event(event, addr_ref)
+        if self.options.events {
+            let event = Event { op: Op::Alloc, kind, time_ns, thread, address, size, stack };
+            self.events.push(&event, addr_ref);
+        }
+        Ok(())
     }
 
-    /// Records a free. Frees of heap blocks that are not live (allocated before tracing
-    /// started, or freed twice) change nothing, so they are not written.
+    /// Records a free. Frees of blocks that are not live (allocated before tracing started, or
+    /// freed twice) change nothing, so they are not written. A free is written with the
+    /// thread, stack and size of the allocation it ends.
     pub fn free(
         &mut self,
         time_ns: u64,
-        thread: ThreadId,
+        _thread: ThreadId,
         address: u64,
         kind: AllocatorKind,
     ) -> Result<(), Error> {
         let time_ns = self.event_time(time_ns)?;
-        let mut addr_ref = AddressRef::Explicit;
-        if kind.counts_in_heap() {
+        let (size, key, addr_ref) = if kind.counts_in_heap() {
             let chunk = self.events.chunk;
             let Some(b) = self.live.free(address, chunk, self.events.frees()) else {
                 return Ok(());
             };
-            self.heap -= b.size;
+            let recent = b.chunk == chunk;
+            (
+                b.size,
+                b.key,
+                if recent { AddressRef::Allocated(b.index) } else { AddressRef::Explicit },
+            )
+        } else {
+            let Some((size, key)) = self.others.remove(&address) else { return Ok(()) };
+            (size, key, AddressRef::Explicit)
+        };
+        self.push_free(time_ns, kind, address, size, key, addr_ref);
+        Ok(())
+    }
+
+    /// Counts and writes the free of a block that was live.
+    fn push_free(
+        &mut self,
+        time_ns: u64,
+        kind: AllocatorKind,
+        address: u64,
+        size: u64,
+        key: Key,
+        addr_ref: AddressRef,
+    ) {
+        if kind.counts_in_heap() {
+            self.agg.free(key, size, time_ns, address);
             self.summary.free_count += 1;
-            if b.chunk == chunk {
-                addr_ref = AddressRef::Allocated(b.index);
-            }
         }
-        let stack = StackId::ROOT;
-        let event = Event { op: Op::Free, kind, time_ns, thread, address, size: 0, stack };
-        self.push_event(event, addr_ref)
+        if self.options.events {
+            let (thread, stack) = self.agg.pair(key);
+            let event = Event { op: Op::Free, kind, time_ns, thread, address, size, stack };
+            self.events.push(&event, addr_ref);
+        }
     }
 
     /// The traced heap right now, in bytes.
     pub fn heap(&self) -> u64 {
-        self.heap
+        self.agg.heap()
     }
 
     /// Records a memory sample. Its `heap` field is set to the traced heap at the sample's
@@ -264,7 +335,7 @@ impl<W: Write> RecordingWriter<W> {
                 break;
             }
             let mut s = self.waiting_samples.pop_front().expect("front exists");
-            s.heap = self.heap;
+            s.heap = self.agg.heap();
             self.samples.push(s);
             n += 1;
         }
@@ -275,10 +346,10 @@ impl<W: Write> RecordingWriter<W> {
     }
 
     /// Records a user marker. Events recorded after it are placed after it in time, even
-    /// once stored at the events' resolution ([`crate::tables::EVENT_TIME_QUANTUM_NS`]): a
-    /// span between two markers holds exactly the events recorded between them.
+    /// once stored at the events' resolution ([`crate::EVENT_TIME_QUANTUM_NS`]): a span
+    /// between two markers holds exactly the events recorded between them.
     pub fn marker(&mut self, time_ns: u64, thread: ThreadId, label: &str) {
-        let quantum = crate::tables::EVENT_TIME_QUANTUM_NS;
+        let quantum = crate::EVENT_TIME_QUANTUM_NS;
         self.last_event_time = self.last_event_time.max((time_ns / quantum + 1) * quantum);
         self.markers.push(Marker { time_ns, thread, label: label.to_owned() });
     }
@@ -290,7 +361,7 @@ impl<W: Write> RecordingWriter<W> {
 
     /// The size and stack of the live heap block at `address`, if there is one.
     pub fn live_block(&self, address: u64) -> Option<(u64, StackId)> {
-        self.live.get(address)
+        self.live.get(address).map(|(size, key)| (size, self.agg.pair(key).1))
     }
 
     /// Records an object census. Its string and stack ids must be interned already.
@@ -333,14 +404,25 @@ impl<W: Write> RecordingWriter<W> {
         Ok(())
     }
 
-    /// Ends the recording: writes what is buffered, the process end, the trailer and the footer.
-    /// Returns the underlying writer.
+    /// Ends the recording: writes what is buffered, the process end, the digest of the
+    /// aggregates, the trailer and the footer. Returns the underlying writer.
     pub fn finish(mut self, end: ProcessEnd) -> Result<W, Error> {
         self.release_samples(u64::MAX, usize::MAX)?;
+        if !self.options.events && self.agg.has_events() {
+            let start = self.slice_end - self.slice_width;
+            let nodes = self.agg.cut(start, self.slice_end);
+            self.write_intervals(nodes)?;
+        }
         self.flush()?;
         self.write_postcard(Tag::End, &end, (end.time_ns, end.time_ns, 1))?;
+        for (count, nodes) in std::mem::take(&mut self.digest) {
+            let mut raw = Vec::with_capacity(nodes.len() + 10);
+            crate::varint::put_u64(&mut raw, count);
+            raw.extend_from_slice(&nodes);
+            self.write_chunk(Tag::Digest, &raw, (0, 0, count as usize), self.options.codec)?;
+        }
         self.summary.duration_ns = self.summary.duration_ns.max(end.time_ns);
-        self.summary.end_heap = self.heap;
+        self.summary.end_heap = self.agg.heap();
         self.summary.end_live_count = self.live.live() as u64;
         let trailer = Trailer { summary: self.summary, index: std::mem::take(&mut self.index) };
         let trailer_offset = self.offset;
@@ -352,23 +434,61 @@ impl<W: Write> RecordingWriter<W> {
 
     /// The aggregates so far.
     pub fn summary(&self) -> Summary {
-        Summary { end_heap: self.heap, end_live_count: self.live.live() as u64, ..self.summary }
+        Summary {
+            end_heap: self.agg.heap(),
+            end_live_count: self.live.live() as u64,
+            ..self.summary
+        }
     }
 
-    /// Clamps an event's time and releases the samples taken before it.
+    /// Clamps an event's time (to the previous event's, and to the resolution events are
+    /// stored at), releases the samples taken before it, and ends the interval when it is full
+    /// (a chunk of events) or over (a time slice of an aggregate-only recording).
     fn event_time(&mut self, time_ns: u64) -> Result<u64, Error> {
         self.last_event_time = self.last_event_time.max(time_ns);
-        self.summary.duration_ns = self.summary.duration_ns.max(self.last_event_time);
+        let time_ns = quantize(self.last_event_time);
+        self.summary.duration_ns = self.summary.duration_ns.max(time_ns);
         if self.waiting_samples.front().is_some_and(|s| s.time_ns < self.last_event_time) {
             self.release_samples(self.last_event_time, usize::MAX)?;
         }
-        Ok(self.last_event_time)
+        if self.options.events {
+            if self.events.count >= self.options.events_per_chunk {
+                self.write_events()?;
+            }
+        } else {
+            while time_ns >= self.slice_end {
+                if self.agg.has_events() {
+                    let nodes = self.agg.cut(self.slice_end - self.slice_width, self.slice_end);
+                    self.write_intervals(nodes)?;
+                }
+                self.slices_at_width += 1;
+                if self.slices_at_width == SLICES_PER_WIDTH {
+                    self.slices_at_width = 0;
+                    self.slice_width = self.slice_width.saturating_mul(2);
+                }
+                self.slice_end = self.slice_end.saturating_add(self.slice_width);
+            }
+        }
+        Ok(time_ns)
     }
 
-    fn push_event(&mut self, e: Event, address: AddressRef) -> Result<(), Error> {
-        self.events.push(&e, address);
-        if self.events.count >= self.options.events_per_chunk {
-            self.write_events()?;
+    /// Writes the base interval an interval cut gave, and keeps for the digest its heap
+    /// figures and the nodes above the base it completed.
+    fn write_intervals(&mut self, (base, upper): (Interval, Vec<Interval>)) -> Result<(), Error> {
+        self.write_tables()?;
+        let span = (base.t_first, base.t_last, 1);
+        let raw = crate::intervals::encode_intervals(std::slice::from_ref(&base));
+        self.write_chunk(Tag::Intervals, &raw, span, self.options.codec)?;
+        let shape =
+            Interval { entries: Vec::new(), since_max: Vec::new(), churn: Vec::new(), ..base };
+        for node in std::iter::once(shape).chain(upper) {
+            match self.digest.last_mut() {
+                Some((_, bytes)) if bytes.len() < DIGEST_CHUNK_BYTES => {}
+                _ => self.digest.push((0, Vec::new())),
+            }
+            let (count, bytes) = self.digest.last_mut().expect("a digest piece was just made");
+            encode_node(bytes, &node);
+            *count += 1;
         }
         Ok(())
     }
@@ -397,13 +517,17 @@ impl<W: Write> RecordingWriter<W> {
         Ok(())
     }
 
+    /// Writes the events buffered as a chunk, after the base interval they make (written
+    /// first, so a file cut between the two still has the interval's figures).
     fn write_events(&mut self) -> Result<(), Error> {
         self.write_tables()?;
         if self.events.count == 0 {
             return Ok(());
         }
-        let quantum = crate::tables::EVENT_TIME_QUANTUM_NS;
+        let quantum = crate::EVENT_TIME_QUANTUM_NS;
         let span = (self.events.first_time * quantum, self.events.last_time * quantum);
+        let nodes = self.agg.cut(span.0, span.1);
+        self.write_intervals(nodes)?;
         let count = self.events.count;
         let raw = self.events.finish();
         self.write_chunk(Tag::Events, &raw, (span.0, span.1, count as usize), self.options.codec)

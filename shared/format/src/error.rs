@@ -26,6 +26,16 @@ pub enum Error {
         /// The number of bytes available.
         len: usize,
     },
+    /// The file ends before its metadata (its first chunk) is complete: the recording was cut
+    /// off right after it started.
+    #[error(
+        "the recording ends inside its metadata, after {len} bytes: it was cut off right after \
+         it started, before anything was recorded"
+    )]
+    NoMetadata {
+        /// The number of bytes available.
+        len: u64,
+    },
     /// A chunk's contents are inconsistent (checksum matched, contents did not parse).
     #[error("corrupt {what} at byte offset {offset}: {detail}")]
     Corrupt {
@@ -36,6 +46,14 @@ pub enum Error {
         /// What was wrong.
         detail: String,
     },
+    /// The recording's source failed to give bytes it has (a file read error, a lost network
+    /// connection).
+    #[error("cannot read the recording: {0}")]
+    Read(String),
+    /// Events or intervals were asked of a recording that has no source to read them from
+    /// (the viewer's page holds only the directory; its worker holds the source).
+    #[error("the recording's events are not available here")]
+    NoSource,
     /// An I/O error from the underlying writer.
     #[error("writing the recording failed: {0}")]
     Io(#[from] std::io::Error),

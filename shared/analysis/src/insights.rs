@@ -4,17 +4,18 @@
 //! (temporary churn), uncollectable garbage, costly garbage collection and deep recursion.
 //!
 //! Nothing here is generic advice: a finding exists only when the recording holds the
-//! evidence, and its message quotes it. Pure; one replay of the events plus the censuses.
+//! evidence, and its message quotes it. Pure: from the interval aggregates (live memory at
+//! four moments, short-lived large blocks) or one replay of the events, plus the censuses.
 //! [`InsightsBuilder`] runs the replay a chunk at a time.
 
 use std::ops::ControlFlow;
 
 use rustc_hash::FxHashMap;
 
-use crate::addr_hash::AddressMap;
 use crate::census::{deepest_stack, last_census, type_name};
 use crate::{format_bytes, format_count, format_duration_ns};
-use crate::{Error, Event, GcEvent, Op, Recording, StackId};
+use crate::{AddressMap, Error, Event, GcEvent, Op, Recording, StackId};
+use memlens_format::{CHURN_MAX_LIFETIME_NS, CHURN_MIN_SIZE};
 
 /// What a finding is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -124,6 +125,7 @@ const QUARTERS: usize = 4;
 ///
 /// ```
 /// use memlens_format::*;
+/// use memlens_analysis::*;
 /// let mut w = RecordingWriter::new(Vec::new(), &Meta::default()).unwrap();
 /// w.gc(GcEvent { time_ns: 0, duration_ns: 600, generation: 2, collected: 9, uncollectable: 0 });
 /// let bytes = w.finish(ProcessEnd { time_ns: 1_000, exit_code: Some(0), signal: None }).unwrap();
@@ -153,11 +155,10 @@ pub struct InsightsBuilder<'a> {
 impl<'a> InsightsBuilder<'a> {
     /// A builder for `rec`'s findings.
     pub fn new(rec: &'a Recording, o: &InsightOptions) -> Self {
-        let duration = rec.summary().duration_ns.max(1);
         InsightsBuilder {
             rec,
             o: *o,
-            marks: (1..QUARTERS as u64).map(|k| duration * k / QUARTERS as u64).collect(),
+            marks: quarter_marks(rec),
             live: AddressMap::default(),
             per_stack: FxHashMap::default(),
             checkpoints: Vec::new(),
@@ -205,22 +206,46 @@ impl<'a> InsightsBuilder<'a> {
     /// Everything the recording shows, most memory first within each kind; kinds in the order
     /// of [`InsightKind`].
     pub fn finish(mut self) -> Vec<Insight> {
-        let (rec, o) = (self.rec, &self.o);
-        let mut found = Vec::new();
-        if self.needs_events() {
+        let events = self.needs_events().then(|| {
             while self.checkpoints.len() < QUARTERS {
                 self.checkpoints.push(self.per_stack.clone());
             }
-            growing(rec, o, &self.checkpoints, &mut found);
-            churn(rec, o, &self.churn, &mut found);
-        }
-        caches(rec, o, &mut found);
-        slots(rec, o, &mut found);
-        gc(rec, o, &mut found);
-        recursion(rec, o, &mut found);
-        found.sort_by_key(|i| (i.kind, std::cmp::Reverse(i.bytes)));
-        found
+            (self.checkpoints, self.churn)
+        });
+        findings(self.rec, &self.o, events.as_ref().map(|(c, ch)| (c.as_slice(), ch)))
     }
+}
+
+/// The quarter marks of the run: the times the growth finding checks live memory at.
+fn quarter_marks(rec: &Recording) -> Vec<u64> {
+    let duration = rec.summary().duration_ns.max(1);
+    (1..QUARTERS as u64).map(|k| duration * k / QUARTERS as u64).collect()
+}
+
+/// Live bytes per stack at one moment.
+type LiveByStack = FxHashMap<StackId, u64>;
+/// Short-lived large allocations per stack: (count, bytes).
+type ChurnByStack = FxHashMap<StackId, (u64, u64)>;
+
+/// The findings from live memory per stack at the quarter marks and the end, short-lived
+/// large allocations per stack (both `None` for a recording without allocation events), and
+/// the recording's censuses and gc runs.
+fn findings(
+    rec: &Recording,
+    o: &InsightOptions,
+    events: Option<(&[LiveByStack], &ChurnByStack)>,
+) -> Vec<Insight> {
+    let mut found = Vec::new();
+    if let Some((checkpoints, churn_by_stack)) = events {
+        growing(rec, o, checkpoints, &mut found);
+        churn(rec, o, churn_by_stack, &mut found);
+    }
+    caches(rec, o, &mut found);
+    slots(rec, o, &mut found);
+    gc(rec, o, &mut found);
+    recursion(rec, o, &mut found);
+    found.sort_by_key(|i| (i.kind, std::cmp::Reverse(i.bytes)));
+    found
 }
 
 fn sub(m: &mut FxHashMap<StackId, u64>, s: StackId, size: u64) {
@@ -230,8 +255,24 @@ fn sub(m: &mut FxHashMap<StackId, u64>, s: StackId, size: u64) {
 }
 
 /// Everything the recording shows, most memory first within each kind; kinds in the order of
-/// [`InsightKind`]. One replay of the events (see [`InsightsBuilder`] to run it in slices).
+/// [`InsightKind`]. From the aggregates when the recording has them and the churn thresholds
+/// are the ones they were kept for, else by one replay of the events (see [`InsightsBuilder`]
+/// to run it in slices).
 pub fn insights(rec: &Recording, o: &InsightOptions) -> Result<Vec<Insight>, Error> {
+    let kept =
+        o.churn_min_size == CHURN_MIN_SIZE && o.churn_max_lifetime_ns == CHURN_MAX_LIFETIME_NS;
+    if rec.aggregates_missing().is_none() && kept {
+        if rec.meta().capture.rss_only {
+            return Ok(findings(rec, o, None));
+        }
+        let mut checkpoints = Vec::with_capacity(QUARTERS);
+        for mark in quarter_marks(rec) {
+            checkpoints.push(crate::query::live_bytes_by_stack(rec, Some(mark))?);
+        }
+        checkpoints.push(crate::query::live_bytes_by_stack(rec, None)?);
+        let churn = crate::query::churn_by_stack(rec)?;
+        return Ok(findings(rec, o, Some((&checkpoints, &churn))));
+    }
     let mut b = InsightsBuilder::new(rec, o);
     if b.needs_events() {
         rec.for_each_event_chunk(|events| {

@@ -4,9 +4,8 @@
 
 use rustc_hash::FxHashMap;
 
-use crate::addr_hash::AddressMap;
-use crate::analysis::{Heap, StackTotals, Totals};
-use crate::{Event, EventFilter, Op, Snapshot, StackId};
+use crate::replay::Heap;
+use crate::{AddressMap, Event, EventFilter, Op, Snapshot, StackId, StackTotals, ThreadId, Totals};
 
 /// What is being built.
 enum Kind {
@@ -18,7 +17,8 @@ enum Kind {
     Peak { t0: u64, t1: u64, state: Box<PeakState> },
 }
 
-/// Live memory at a high-water mark, in one pass.
+/// Live memory at a high-water mark of the whole heap, in one pass (a thread filter applies
+/// to the result: what the threads held at that moment).
 ///
 /// Blocks are tagged with the index of their allocation. At the end, the blocks live at the
 /// peak are those still live that were allocated before it, plus those freed after it; the
@@ -27,28 +27,29 @@ enum Kind {
 /// peaks at its start.
 #[derive(Default)]
 struct PeakState {
-    live: AddressMap<(u64, StackId, usize)>,
+    live: AddressMap<(u64, StackId, ThreadId, usize)>,
     bytes: u64,
     /// (bytes, time) of the best point so far, once the span has started.
     peak: Option<(u64, u64)>,
     /// Events applied at the best point.
     peak_index: usize,
-    freed_after_peak: Vec<(u64, StackId)>,
+    freed_after_peak: Vec<(u64, StackId, ThreadId)>,
 }
 
 impl PeakState {
-    fn feed(&mut self, i: usize, e: &Event, t0: u64, filter: &EventFilter) {
+    fn feed(&mut self, i: usize, e: &Event, t0: u64) {
         if self.peak.is_none() && e.time_ns >= t0 {
             self.peak = Some((self.bytes, t0));
             self.peak_index = i;
             self.freed_after_peak.clear();
         }
         match e.op {
-            Op::Alloc if filter.admits(e) => {
-                if let Some((old, stack, at)) = self.live.insert(e.address, (e.size, e.stack, i)) {
+            Op::Alloc if e.kind.counts_in_heap() => {
+                let block = (e.size, e.stack, e.thread, i);
+                if let Some((old, stack, thread, at)) = self.live.insert(e.address, block) {
                     self.bytes = self.bytes.wrapping_sub(old);
                     if at < self.peak_index {
-                        self.freed_after_peak.push((old, stack));
+                        self.freed_after_peak.push((old, stack, thread));
                     }
                 }
                 self.bytes = self.bytes.wrapping_add(e.size);
@@ -59,10 +60,10 @@ impl PeakState {
                 }
             }
             Op::Free if e.kind.counts_in_heap() => {
-                if let Some((size, stack, at)) = self.live.remove(&e.address) {
+                if let Some((size, stack, thread, at)) = self.live.remove(&e.address) {
                     self.bytes = self.bytes.wrapping_sub(size);
                     if at < self.peak_index {
-                        self.freed_after_peak.push((size, stack));
+                        self.freed_after_peak.push((size, stack, thread));
                     }
                 }
             }
@@ -75,6 +76,7 @@ impl PeakState {
 ///
 /// ```
 /// # use memlens_format::*;
+/// # use memlens_analysis::*;
 /// # let mut w = RecordingWriter::new(Vec::new(), &Meta::default()).unwrap();
 /// # w.add_thread(ThreadInfo { id: ThreadId(0), os_tid: 1, name: "main".into() });
 /// # w.alloc(1_000, ThreadId(0), StackId::ROOT, 0x10, 64, AllocatorKind::Malloc).unwrap();
@@ -144,7 +146,7 @@ impl SnapshotBuilder {
                     if e.time_ns > *t1 {
                         self.done = true;
                     } else {
-                        state.feed(self.index, e, *t0, filter);
+                        state.feed(self.index, e, *t0);
                     }
                 }
             }
@@ -178,10 +180,12 @@ impl SnapshotBuilder {
                 let still_live = state
                     .live
                     .values()
-                    .filter(|&&(_, _, at)| at < peak_index)
-                    .map(|&(size, stack, _)| (size, stack));
-                for (size, stack) in still_live.chain(state.freed_after_peak) {
-                    map.entry(stack).or_default().add(size);
+                    .filter(|&&(_, _, _, at)| at < peak_index)
+                    .map(|&(size, stack, thread, _)| (size, stack, thread));
+                for (size, stack, thread) in still_live.chain(state.freed_after_peak) {
+                    if self.filter.admits_thread(thread) {
+                        map.entry(stack).or_default().add(size);
+                    }
                 }
                 StackTotals::from_map(map)
             }

@@ -1,158 +1,28 @@
-//! Encoding of the interned tables (strings, frames, stacks) and of event chunks.
+//! Event chunks: allocations and frees stored column by column, delta-encoded, so a chunk
+//! compresses well and decodes on its own (see FORMAT.md, "Event chunks").
 //!
-//! Tables are appended to in batches: each table chunk says which id its first entry has, and
-//! that id must equal the number of entries the reader already holds, so a chunk can be neither
-//! skipped nor replayed twice without the reader noticing.
+//! Since format 4 every event names the block it is about in full: a free carries the size,
+//! thread and stack of the allocation it ends, either through the allocation it points back
+//! at in the same chunk or in columns of its own. A chunk's effect on the heap, per stack, is
+//! then known from the chunk alone and the heap at its start: what lets a reader replay one
+//! chunk (an interval) without the ones before it.
 
 use crate::varint::{put_i64, put_u64, Cursor};
-use crate::{AllocatorKind, Event, FrameId, Op, StackId, StringId, ThreadId};
-use crate::{Frame, StackNode};
+use crate::{AllocatorKind, Event, Op, StackId, ThreadId};
 
 /// Event times are stored at this resolution. Nanosecond clocks give noise in the low bits that
 /// costs about a byte per event after compression; a microsecond is finer than any timeline.
 pub const EVENT_TIME_QUANTUM_NS: u64 = 1_000;
 
-pub(crate) fn encode_strings(first: u32, items: &[String]) -> Vec<u8> {
-    let mut out = Vec::new();
-    put_u64(&mut out, first.into());
-    put_u64(&mut out, items.len() as u64);
-    for s in items {
-        put_u64(&mut out, s.len() as u64);
-        out.extend_from_slice(s.as_bytes());
-    }
-    out
-}
-
-/// Frames, format 2: each field as the difference from the previous frame's (the first
-/// from zero), so a run of lines of one function costs a few equal bytes.
-pub(crate) fn encode_frames(first: u32, items: &[Frame]) -> Vec<u8> {
-    let mut out = Vec::new();
-    put_u64(&mut out, first.into());
-    put_u64(&mut out, items.len() as u64);
-    let mut prev = [0i64; 3];
-    for f in items {
-        let cur = [f.function.0.into(), f.file.0.into(), f.line.into()];
-        for (p, c) in prev.iter_mut().zip(cur) {
-            put_i64(&mut out, c - *p);
-            *p = c;
-        }
-    }
-    out
-}
-
-/// Stack nodes, format 2: the parent as how many ids back it is (1: the node made just
-/// before, as along a new call chain), the frame as the difference from the previous node's.
-pub(crate) fn encode_stacks(first: u32, items: &[StackNode]) -> Vec<u8> {
-    let mut out = Vec::new();
-    put_u64(&mut out, first.into());
-    put_u64(&mut out, items.len() as u64);
-    let mut prev_frame = 0i64;
-    for (id, s) in (first..).zip(items) {
-        put_u64(&mut out, (id - s.parent.0).into());
-        put_i64(&mut out, i64::from(s.frame.0) - prev_frame);
-        prev_frame = s.frame.0.into();
-    }
-    out
-}
-
-/// A table id read as a difference from `base`, checked to be a valid `u32`.
-fn id_from(base: i64, delta: i64) -> Result<u32, String> {
-    base.checked_add(delta)
-        .and_then(|v| u32::try_from(v).ok())
-        .ok_or_else(|| "table entry id out of range".to_owned())
-}
-
-/// Reads a table chunk's first id and count, checking the id continues the table.
-fn table_head(c: &mut Cursor, have: usize) -> Result<usize, String> {
-    let first = c.u64()?;
-    if first != have as u64 {
-        return Err(format!("table batch starts at id {first}, expected {have}"));
-    }
-    let count = c.u64()?;
-    // Every entry takes at least one byte, so a count past the remaining bytes is corrupt;
-    // checking it first keeps a bad count from reserving huge vectors.
-    if count > c.remaining() as u64 {
-        return Err(format!("table batch claims {count} entries"));
-    }
-    Ok(count as usize)
-}
-
-pub(crate) fn decode_strings(raw: &[u8], table: &mut Vec<String>) -> Result<(), String> {
-    let mut c = Cursor::new(raw);
-    let n = table_head(&mut c, table.len())?;
-    table.reserve(n);
-    for _ in 0..n {
-        let len = c.u64()?;
-        let bytes = c.bytes(usize::try_from(len).map_err(|_| "string length overflow")?)?;
-        table.push(String::from_utf8_lossy(bytes).into_owned());
-    }
-    Ok(())
-}
-
-/// Reads a frame table chunk of a file in format `version` (1: plain varints; 2: deltas).
-pub(crate) fn decode_frames(
-    raw: &[u8],
-    table: &mut Vec<Frame>,
-    strings: usize,
-    version: u16,
-) -> Result<(), String> {
-    let mut c = Cursor::new(raw);
-    let n = table_head(&mut c, table.len())?;
-    table.reserve(n);
-    let mut prev = [0i64; 3];
-    for _ in 0..n {
-        let [function, file, line] = if version >= 2 {
-            for p in &mut prev {
-                *p = id_from(*p, c.i64()?)?.into();
-            }
-            prev.map(|v| v as u32)
-        } else {
-            [c.u32()?, c.u32()?, c.u32()?]
-        };
-        let (function, file) = (StringId(function), StringId(file));
-        if function.index() >= strings || file.index() >= strings {
-            return Err("frame refers to an undefined string".into());
-        }
-        table.push(Frame { function, file, line });
-    }
-    Ok(())
-}
-
-/// Reads a stack table chunk of a file in format `version` (1: plain varints; 2: deltas).
-pub(crate) fn decode_stacks(
-    raw: &[u8],
-    table: &mut Vec<StackNode>,
-    frames: usize,
-    version: u16,
-) -> Result<(), String> {
-    // Stack ids start at 1: id 0 is the implicit root, so `table[i]` holds `StackId(i + 1)`.
-    let mut c = Cursor::new(raw);
-    let n = table_head(&mut c, table.len() + 1)?;
-    table.reserve(n);
-    let mut prev_frame = 0i64;
-    for _ in 0..n {
-        let (parent, frame) = if version >= 2 {
-            let id = table.len() as i64 + 1;
-            let back = i64::try_from(c.u64()?).map_err(|_| "stack parent out of range")?;
-            let frame = id_from(prev_frame, c.i64()?)?;
-            prev_frame = frame.into();
-            (StackId(id_from(id, -back)?), FrameId(frame))
-        } else {
-            (StackId(c.u32()?), FrameId(c.u32()?))
-        };
-        // Parents come before children, which also rules out cycles.
-        if parent.index() > table.len() || frame.index() >= frames {
-            return Err("stack node refers to an undefined parent or frame".into());
-        }
-        table.push(StackNode { parent, frame });
-    }
-    Ok(())
+/// `time_ns` rounded down to the resolution events are stored at.
+pub(crate) fn quantize(time_ns: u64) -> u64 {
+    time_ns / EVENT_TIME_QUANTUM_NS * EVENT_TIME_QUANTUM_NS
 }
 
 // Event header byte: bits 0-1 op, bits 2-4 allocator kind, bit 5 thread follows,
-// bit 6 stack follows (allocs only, as a delta from the previous alloc's stack in this chunk
-// since format 3; otherwise the same stack),
-// bit 7 time advanced (otherwise the previous event's time).
+// bit 6 stack follows (allocs: as a delta from the previous alloc's stack in this chunk since
+// format 3, else the same stack; explicit frees since format 4: as a delta from the previous
+// explicit free's), bit 7 time advanced (otherwise the previous event's time).
 const OP_ALLOC: u8 = 0;
 const OP_FREE: u8 = 1;
 /// A free of a block allocated earlier in this chunk: the address column holds how many
@@ -166,13 +36,19 @@ const HAS_THREAD: u8 = 1 << 5;
 const HAS_STACK: u8 = 1 << 6;
 const HAS_TIME: u8 = 1 << 7;
 
-/// The column streams of an event chunk, in payload order after the header bytes.
-const COLUMNS: usize = 5;
+/// The column streams of an event chunk, in payload order after the header bytes. Formats 1
+/// to 3 have the first five.
+const COLUMNS: usize = 7;
+const COLUMNS_V3: usize = 5;
 const TIME: usize = 0;
 const THREAD: usize = 1;
 const ADDRESS: usize = 2;
 const SIZE: usize = 3;
 const STACK: usize = 4;
+/// Format 4: the size of the block an explicit free ends.
+const FREE_SIZE: usize = 5;
+/// Format 4: its stack, as a delta from the previous explicit free's.
+const FREE_STACK: usize = 6;
 
 /// Predicts the address of an explicit alloc (one that does not reuse a block freed earlier in
 /// the chunk) from the previous explicit alloc of the same class: allocators carve fresh
@@ -230,9 +106,10 @@ impl AddressPredictor {
     }
 }
 
-/// Delta-encodes events into a chunk payload, column by column: like values sit together, so
-/// the chunk compressor finds far more repeats than in row order. Times must not decrease (the
-/// writer clamps).
+/// Delta-encodes events into a chunk payload (format 4), column by column: like values sit
+/// together, so the chunk compressor finds far more repeats than in row order. Times must not
+/// decrease (the writer clamps). A free's thread, stack and size must be those of the
+/// allocation it ends.
 pub(crate) struct EventEncoder {
     heads: Vec<u8>,
     columns: [Vec<u8>; COLUMNS],
@@ -243,6 +120,7 @@ pub(crate) struct EventEncoder {
     prev_address: u64,
     predictor: AddressPredictor,
     prev_stack: u32,
+    prev_free_stack: u32,
     /// The class of each alloc pushed in this chunk, by alloc number.
     alloc_class: Vec<u8>,
     /// For each free pushed in this chunk, by free number: the class of the freed block (if
@@ -277,6 +155,7 @@ impl Default for EventEncoder {
             prev_address: 0,
             predictor: AddressPredictor::default(),
             prev_stack: 0,
+            prev_free_stack: 0,
             alloc_class: Vec::new(),
             free_rank: Vec::new(),
             class_frees: [0; PREDICTOR_CLASSES],
@@ -339,7 +218,8 @@ impl EventEncoder {
             put_u64(&mut self.columns[TIME], t - self.last_time);
             self.last_time = t;
         }
-        if e.thread.0 != self.prev_thread {
+        // A free of a recent block takes its thread, stack and size from that block's alloc.
+        if op != OP_FREE_RECENT && e.thread.0 != self.prev_thread {
             head |= HAS_THREAD;
             put_u64(&mut self.columns[THREAD], e.thread.0.into());
             self.prev_thread = e.thread.0;
@@ -357,16 +237,24 @@ impl EventEncoder {
                 self.prev_address = e.address;
             }
         }
-        if e.op == Op::Alloc {
-            put_u64(&mut self.columns[SIZE], e.size);
-            if e.stack.0 != self.prev_stack {
-                head |= HAS_STACK;
-                put_i64(
-                    &mut self.columns[STACK],
-                    i64::from(e.stack.0) - i64::from(self.prev_stack),
-                );
-                self.prev_stack = e.stack.0;
+        match op {
+            OP_ALLOC | OP_ALLOC_REUSE => {
+                put_u64(&mut self.columns[SIZE], e.size);
+                if e.stack.0 != self.prev_stack {
+                    head |= HAS_STACK;
+                    put_i64(&mut self.columns[STACK], delta(self.prev_stack, e.stack.0));
+                    self.prev_stack = e.stack.0;
+                }
             }
+            OP_FREE => {
+                put_u64(&mut self.columns[FREE_SIZE], e.size);
+                if e.stack.0 != self.prev_free_stack {
+                    head |= HAS_STACK;
+                    put_i64(&mut self.columns[FREE_STACK], delta(self.prev_free_stack, e.stack.0));
+                    self.prev_free_stack = e.stack.0;
+                }
+            }
+            _ => {}
         }
         self.heads.push(head);
         self.count += 1;
@@ -402,8 +290,23 @@ impl EventEncoder {
     }
 }
 
-/// Decodes an event chunk payload, appending to `out`. Ids are checked against table sizes
-/// (`threads`, `stacks`) so analyses can index tables without bounds failures.
+fn delta(from: u32, to: u32) -> i64 {
+    i64::from(to) - i64::from(from)
+}
+
+/// An allocation of the chunk being decoded, as later events refer to it.
+#[derive(Clone, Copy)]
+struct Allocated {
+    address: u64,
+    class: u8,
+    thread: u32,
+    stack: u32,
+    size: u64,
+}
+
+/// Decodes an event chunk payload of a file in format `version`, appending to `out`. Ids are
+/// checked against table sizes (`threads`, `stacks`) so analyses can index tables without
+/// bounds failures.
 pub(crate) fn decode_events(
     raw: &[u8],
     out: &mut Vec<Event>,
@@ -414,8 +317,10 @@ pub(crate) fn decode_events(
     let mut c = Cursor::new(raw);
     let count = c.u64()?;
     let mut t = c.u64()?;
+    let v3 = version >= 3;
+    let v4 = version >= 4;
     let mut lens = [0usize; COLUMNS];
-    for len in &mut lens {
+    for len in &mut lens[..if v4 { COLUMNS } else { COLUMNS_V3 }] {
         *len = usize::try_from(c.u64()?).map_err(|_| "column length overflow")?;
     }
     let heads = c.bytes(usize::try_from(count).map_err(|_| "event count overflow")?)?;
@@ -426,12 +331,11 @@ pub(crate) fn decode_events(
     if !c.is_empty() {
         return Err("trailing bytes after the event columns".into());
     }
-    let (mut thread, mut prev_address, mut stack) = (0u32, 0u64, 0u32);
-    let v3 = version >= 3;
+    let (mut thread, mut prev_address, mut stack, mut free_stack) = (0u32, 0u64, 0u32, 0u32);
     let mut predictor = AddressPredictor::default();
-    // This chunk's allocs (address, class) and the frees an alloc can reuse, by class. Before
-    // format 3 there is one class, and every free is in it.
-    let mut allocs: Vec<(u64, u8)> = Vec::new();
+    // This chunk's allocs and the frees an alloc can reuse, by class. Before format 3 there
+    // is one class, and every free is in it.
+    let mut allocs: Vec<Allocated> = Vec::new();
     let mut frees: Vec<Vec<u64>> = vec![Vec::new(); PREDICTOR_CLASSES];
     fn ago<T: Copy>(list: &[T], n: u64) -> Result<T, String> {
         usize::try_from(n)
@@ -440,6 +344,19 @@ pub(crate) fn decode_events(
             .map(|i| list[i])
             .ok_or_else(|| format!("event refers to a block {n} back of {}", list.len()))
     }
+    let stack_id = |id: u32| -> Result<u32, String> {
+        if id as usize >= stacks {
+            return Err(format!("event refers to undefined stack {id}"));
+        }
+        Ok(id)
+    };
+    let shifted = |from: u32, delta: i64| -> Result<u32, String> {
+        i64::from(from)
+            .checked_add(delta)
+            .and_then(|s| u32::try_from(s).ok())
+            .ok_or_else(|| "stack id out of range".to_owned())
+            .and_then(stack_id)
+    };
     out.reserve(heads.len());
     for &head in heads {
         let code = head & 3;
@@ -449,38 +366,47 @@ pub(crate) fn decode_events(
         if head & HAS_TIME != 0 {
             t = t.checked_add(cols[TIME].u64()?).ok_or("event time overflows")?;
         }
+        let recent_free = code == OP_FREE_RECENT && v4;
+        if recent_free && head & (HAS_THREAD | HAS_STACK) != 0 {
+            return Err("a free of a recent block names a thread or stack".into());
+        }
         if head & HAS_THREAD != 0 {
             thread = cols[THREAD].u32()?;
             if thread as usize >= threads {
                 return Err(format!("event refers to undefined thread {thread}"));
             }
         }
-        let (size, st) = if op == Op::Alloc {
-            let size = cols[SIZE].u64()?;
-            if head & HAS_STACK != 0 {
-                stack = if v3 {
-                    let delta = cols[STACK].i64()?;
-                    i64::from(stack)
-                        .checked_add(delta)
-                        .and_then(|s| u32::try_from(s).ok())
-                        .ok_or("stack id out of range")?
-                } else {
-                    cols[STACK].u32()?
-                };
-                if stack as usize >= stacks {
-                    return Err(format!("event refers to undefined stack {stack}"));
+        let (size, st) = match code {
+            OP_ALLOC | OP_ALLOC_REUSE => {
+                let size = cols[SIZE].u64()?;
+                if head & HAS_STACK != 0 {
+                    stack = if v3 {
+                        shifted(stack, cols[STACK].i64()?)?
+                    } else {
+                        stack_id(cols[STACK].u32()?)?
+                    };
                 }
+                (size, stack)
             }
-            (size, stack)
-        } else {
-            (0, 0)
+            OP_FREE if v4 => {
+                let size = cols[FREE_SIZE].u64()?;
+                if head & HAS_STACK != 0 {
+                    free_stack = shifted(free_stack, cols[FREE_STACK].i64()?)?;
+                }
+                (size, free_stack)
+            }
+            _ => (0, 0),
         };
         let (class, block) = if v3 { AddressPredictor::class(kind, size) } else { (0, 0) };
+        let mut owner = (thread, st, size);
         let address = match code {
             OP_FREE_RECENT => {
-                let (address, class) = ago(&allocs, cols[ADDRESS].u64()?)?;
-                frees[class as usize].push(address);
-                address
+                let a = ago(&allocs, cols[ADDRESS].u64()?)?;
+                frees[a.class as usize].push(a.address);
+                if v4 {
+                    owner = (a.thread, a.stack, a.size);
+                }
+                a.address
             }
             OP_ALLOC_REUSE => ago(&frees[class], cols[ADDRESS].u64()?)?,
             OP_ALLOC if v3 => {
@@ -498,8 +424,9 @@ pub(crate) fn decode_events(
             }
         };
         if op == Op::Alloc {
-            allocs.push((address, class as u8));
+            allocs.push(Allocated { address, class: class as u8, thread, stack: st, size });
         }
+        let (thread, stack, size) = owner;
         out.push(Event {
             op,
             kind,
@@ -507,7 +434,7 @@ pub(crate) fn decode_events(
             thread: ThreadId(thread),
             address,
             size,
-            stack: StackId(st),
+            stack: StackId(stack),
         });
     }
     if cols.iter().any(|c| !c.is_empty()) {

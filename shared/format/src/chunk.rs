@@ -13,7 +13,7 @@ pub const MAGIC: [u8; 8] = *b"\x89MLNS\r\n\x1a";
 ///
 /// Adding a chunk tag does not bump it (readers skip unknown tags); changing the layout of an
 /// existing chunk does.
-pub const FORMAT_VERSION: u16 = 3;
+pub const FORMAT_VERSION: u16 = 4;
 
 /// Size of the file header: magic, version, flags, reserved.
 pub const HEADER_LEN: usize = 16;
@@ -58,6 +58,11 @@ pub enum Tag {
     Census = 13,
     /// `functools.lru_cache` wrappers seen by censuses.
     Caches = 14,
+    /// Interval aggregates: a base interval and the pyramid nodes it completes (format 4).
+    Intervals = 15,
+    /// At the end of a closed file: every pyramid node above the base, and the heap figures
+    /// of every base interval (format 4).
+    Digest = 16,
 }
 
 impl Tag {
@@ -65,7 +70,7 @@ impl Tag {
         use Tag::*;
         [
             Meta, Strings, Frames, Stacks, Threads, Events, Samples, Markers, Gc, End, Trailer,
-            Footer, Census, Caches,
+            Footer, Census, Caches, Intervals, Digest,
         ]
         .get(usize::from(v).wrapping_sub(1))
         .copied()
@@ -176,28 +181,70 @@ pub(crate) struct RawChunk<'a> {
     stored: &'a [u8],
 }
 
-/// Reads the chunk at `offset`. `Ok(None)` at the exact end of the bytes.
-pub(crate) fn read_chunk(bytes: &[u8], offset: usize) -> Result<Option<RawChunk<'_>>, String> {
-    if offset == bytes.len() {
+/// The fields of a chunk header that locate and check it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ChunkHeader {
+    pub tag: u8,
+    pub codec: u8,
+    pub stored_len: u32,
+    pub raw_len: u32,
+    pub crc: u32,
+}
+
+impl ChunkHeader {
+    /// Parses a 16-byte chunk header and checks its lengths against the limits.
+    pub(crate) fn parse(head: &[u8]) -> Result<ChunkHeader, String> {
+        let head = head.get(..CHUNK_HEADER_LEN).ok_or_else(|| {
+            format!("{} bytes of a {CHUNK_HEADER_LEN}-byte chunk header", head.len())
+        })?;
+        let word = |i: usize| u32::from_le_bytes([head[i], head[i + 1], head[i + 2], head[i + 3]]);
+        let h = ChunkHeader {
+            tag: head[0],
+            codec: head[1],
+            stored_len: word(4),
+            raw_len: word(8),
+            crc: word(12),
+        };
+        if h.raw_len > MAX_CHUNK_RAW_LEN || h.stored_len > MAX_CHUNK_RAW_LEN {
+            return Err(format!(
+                "chunk length {} is over the {MAX_CHUNK_RAW_LEN} limit",
+                h.raw_len.max(h.stored_len)
+            ));
+        }
+        Ok(h)
+    }
+
+    /// The chunk's size, header included.
+    pub(crate) fn total_len(&self) -> u64 {
+        CHUNK_HEADER_LEN as u64 + u64::from(self.stored_len)
+    }
+}
+
+/// Reads the chunk at `pos` of `bytes`, a buffer that starts at file offset `base`.
+/// `Ok(None)` at the exact end of the bytes.
+pub(crate) fn read_chunk(
+    bytes: &[u8],
+    pos: usize,
+    base: u64,
+) -> Result<Option<RawChunk<'_>>, String> {
+    if pos == bytes.len() {
         return Ok(None);
     }
-    let head = bytes
-        .get(offset..offset + CHUNK_HEADER_LEN)
-        .ok_or_else(|| format!("{} bytes of a chunk header", bytes.len() - offset))?;
-    let stored_len = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
-    let raw_len = u32::from_le_bytes([head[8], head[9], head[10], head[11]]);
-    let crc = u32::from_le_bytes([head[12], head[13], head[14], head[15]]);
-    if raw_len > MAX_CHUNK_RAW_LEN || stored_len > MAX_CHUNK_RAW_LEN {
-        return Err(format!("chunk length {raw_len} is over the {MAX_CHUNK_RAW_LEN} limit"));
-    }
-    let start = offset + CHUNK_HEADER_LEN;
-    let stored = bytes.get(start..start + stored_len as usize).ok_or_else(|| {
-        format!("chunk of {stored_len} bytes but only {} remain", bytes.len() - start)
+    let h = ChunkHeader::parse(bytes.get(pos..).unwrap_or_default())?;
+    let start = pos + CHUNK_HEADER_LEN;
+    let stored = bytes.get(start..start + h.stored_len as usize).ok_or_else(|| {
+        format!("chunk of {} bytes but only {} remain", h.stored_len, bytes.len() - start)
     })?;
-    if crc32fast::hash(stored) != crc {
+    if crc32fast::hash(stored) != h.crc {
         return Err("chunk checksum mismatch".into());
     }
-    Ok(Some(RawChunk { tag: head[0], offset: offset as u64, codec: head[1], raw_len, stored }))
+    Ok(Some(RawChunk {
+        tag: h.tag,
+        offset: base + pos as u64,
+        codec: h.codec,
+        raw_len: h.raw_len,
+        stored,
+    }))
 }
 
 impl RawChunk<'_> {
@@ -262,7 +309,7 @@ mod tests {
         for codec in [Codec::None, Codec::Lz4, Codec::Zstd] {
             let mut out = Vec::new();
             encode_chunk(&mut out, Tag::Events, codec, &raw);
-            let chunk = read_chunk(&out, 0).unwrap().unwrap();
+            let chunk = read_chunk(&out, 0, 0).unwrap().unwrap();
             assert_eq!(chunk.len(), out.len());
             assert_eq!(chunk.payload().unwrap(), raw, "{codec:?}");
             if codec != Codec::None {
@@ -276,11 +323,11 @@ mod tests {
         let mut out = Vec::new();
         encode_chunk(&mut out, Tag::Events, Codec::Lz4, &[7u8; 4000]);
         for cut in 0..out.len() {
-            assert!(read_chunk(&out[..cut], 0).is_err() || cut == 0);
+            assert!(read_chunk(&out[..cut], 0, 0).is_err() || cut == 0);
         }
         let last = out.len() - 1;
         out[last] ^= 0xff;
-        assert!(read_chunk(&out, 0).unwrap_err().contains("checksum"));
+        assert!(read_chunk(&out, 0, 0).unwrap_err().contains("checksum"));
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! that are its evidence go in, and the finding, its numbers and its message come out; so
 //! do the near misses just under each threshold, which must not be reported.
 
+use memlens_analysis::*;
 use memlens_format::*;
 
 const T: ThreadId = ThreadId(0);

@@ -5,6 +5,7 @@
 
 use std::time::Instant;
 
+use memlens_analysis::*;
 use memlens_format::*;
 
 fn main() {

@@ -8,6 +8,7 @@
 //!
 //! ```
 //! use memlens_format::*;
+//! use memlens_analysis::*;
 //! let mut w = RecordingWriter::new(Vec::new(), &Meta::default()).unwrap();
 //! w.add_thread(ThreadInfo { id: ThreadId(0), os_tid: 1, name: "MainThread".into() });
 //! let f = w.intern_frame("f", "t.py", 1);
@@ -21,12 +22,9 @@
 //! assert_eq!((u.peak.bytes, u.leaked.total.bytes, u.allocated.bytes), (150, 50, 150));
 //! ```
 
-use std::ops::ControlFlow;
-
 use rustc_hash::FxHashMap;
 
-use crate::addr_hash::AddressMap;
-use crate::{Error, Op, Recording, StackId, StackTotals, Totals};
+use crate::{AddressMap, Error, Op, Recording, StackId, StackTotals, Totals};
 
 /// What one span used.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -116,9 +114,10 @@ impl Active {
     }
 }
 
-/// Memory used within each span `(start_ns, end_ns)` (inclusive), in one replay. Spans must not
-/// overlap (a later span that overlaps an earlier one gets only the events after that one
-/// ends); the result is in the order of `spans`.
+/// Memory used within each span `(start_ns, end_ns)` (inclusive), in one replay of the event
+/// chunks that overlap a span (of every chunk when the file does not say their times). Spans
+/// must not overlap (a later span that overlaps an earlier one gets only the events after that
+/// one ends); the result is in the order of `spans`.
 pub fn span_usage(rec: &Recording, spans: &[(u64, u64)]) -> Result<Vec<SpanUsage>, Error> {
     let mut order: Vec<usize> = (0..spans.len()).collect();
     order.sort_by_key(|&i| spans[i]);
@@ -126,8 +125,19 @@ pub fn span_usage(rec: &Recording, spans: &[(u64, u64)]) -> Result<Vec<SpanUsage
     let mut next = 0; // position in `order` of the next span to open
     let mut active: Option<Active> = None;
     let mut n = 0u64;
-    rec.for_each_event_chunk(|events| {
-        for e in events {
+    let wanted = |i: usize| {
+        let c = rec.event_chunk(i).copied().unwrap_or_default();
+        !rec.event_times_known()
+            || spans.iter().any(|&(s, e)| c.last_time_ns >= s && c.first_time_ns <= e)
+    };
+    let mut events = Vec::new();
+    for chunk in (0..rec.event_chunk_count()).filter(|&i| wanted(i)) {
+        events.clear();
+        rec.decode_event_chunk(chunk, &mut events)?;
+        if active.is_none() && next == order.len() {
+            break;
+        }
+        for e in &events {
             n += 1;
             if active.as_ref().is_some_and(|a| e.time_ns > spans[a.index].1) {
                 let a = active.take().expect("checked above");
@@ -143,12 +153,7 @@ pub fn span_usage(rec: &Recording, spans: &[(u64, u64)]) -> Result<Vec<SpanUsage
                     next += 1;
                 }
             }
-            let Some(a) = active.as_mut() else {
-                if next == order.len() {
-                    return ControlFlow::Break(());
-                }
-                continue;
-            };
+            let Some(a) = active.as_mut() else { continue };
             if !e.kind.counts_in_heap() {
                 continue;
             }
@@ -157,8 +162,7 @@ pub fn span_usage(rec: &Recording, spans: &[(u64, u64)]) -> Result<Vec<SpanUsage
                 Op::Free => a.free(e.address),
             }
         }
-        ControlFlow::Continue(())
-    })?;
+    }
     if let Some(a) = active {
         let i = a.index;
         out[i] = a.finish();
@@ -169,7 +173,7 @@ pub fn span_usage(rec: &Recording, spans: &[(u64, u64)]) -> Result<Vec<SpanUsage
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{AllocatorKind, Meta, ProcessEnd, RecordingWriter, ThreadId, ThreadInfo};
+    use memlens_format::{AllocatorKind, Meta, ProcessEnd, RecordingWriter, ThreadId, ThreadInfo};
 
     /// Two tests: the first leaks 100 of its 300 bytes and frees a block from before it; the
     /// second peaks at 70 and frees everything.

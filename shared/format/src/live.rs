@@ -14,7 +14,6 @@
 //! 16-byte ones).
 
 use crate::addr_hash::{AddressMap, NearbyAddressMap};
-use crate::StackId;
 
 /// Blocks up to this size (pymalloc's limit), at 16-byte-aligned addresses, go in pages.
 const SMALL: u64 = 512;
@@ -26,13 +25,13 @@ const CACHE: usize = 64;
 /// In [`Small::chunk`]: the block is live.
 const LIVE: u32 = 1 << 31;
 
-/// A heap block: its size and stack, and where its event is (chunk number, and alloc
-/// index while live, free index once freed, within the chunk), so that a free or a reuse in
-/// the same chunk can point back at it.
+/// A heap block: its size and owner (the writer's key for its thread and stack), and where
+/// its event is (chunk number, and alloc index while live, free index once freed, within the
+/// chunk), so that a free or a reuse in the same chunk can point back at it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Block {
     pub size: u64,
-    pub stack: StackId,
+    pub key: u32,
     pub chunk: u32,
     pub index: u32,
 }
@@ -42,8 +41,8 @@ pub(crate) struct Block {
 pub(crate) enum Prior {
     /// Nothing known.
     Vacant,
-    /// A live block of this size whose free was never seen: replaced.
-    Live(u64),
+    /// A live block (size and key) whose free was never seen: replaced.
+    Live(u64, u32),
     /// A freed block: its chunk and free index.
     Freed { chunk: u32, index: u32 },
 }
@@ -51,7 +50,7 @@ pub(crate) enum Prior {
 /// A block in a page. All zeros: never used.
 #[derive(Debug, Clone, Copy, Default)]
 struct Small {
-    stack: u32,
+    key: u32,
     size: u32,
     /// Chunk number + 1, with [`LIVE`] set while the block is live.
     chunk: u32,
@@ -209,50 +208,45 @@ impl LiveBlocks {
         let i = p.slots as usize;
         let s = &mut self.slots[i * SLOTS + slot_of(address)];
         let prior = if s.chunk & LIVE != 0 {
-            Prior::Live(s.size.into())
+            Prior::Live(s.size.into(), s.key)
         } else if s.chunk != 0 {
             Prior::Freed { chunk: s.chunk - 1, index: s.index }
         } else {
             Prior::Vacant
         };
-        *s = Small {
-            stack: b.stack.0,
-            size: b.size as u32,
-            chunk: (b.chunk + 1) | LIVE,
-            index: b.index,
-        };
-        if !matches!(prior, Prior::Live(_)) {
+        *s = Small { key: b.key, size: b.size as u32, chunk: (b.chunk + 1) | LIVE, index: b.index };
+        if !matches!(prior, Prior::Live(..)) {
             self.live += 1;
             self.slots_live[i] += 1;
             if self.slots_live[i] == 1 {
                 self.busy += 1;
             }
         }
-        replaced.map_or(prior, Prior::Live)
+        replaced.map_or(prior, |(size, key)| Prior::Live(size, key))
     }
 
-    /// Forgets the live big block at `address` (being replaced); returns its size.
-    fn take_big(&mut self, address: u64) -> Option<u64> {
+    /// Forgets the live big block at `address` (being replaced); returns its size and key.
+    fn take_big(&mut self, address: u64) -> Option<(u64, u32)> {
         let old = self.big.remove(&address)?;
         if !old.live {
             return None;
         }
         self.live -= 1;
         self.big_live -= 1;
-        Some(old.block.size)
+        Some((old.block.size, old.block.key))
     }
 
     fn alloc_big(&mut self, address: u64, b: Block) -> Prior {
         let page = address >> PAGE_SHIFT;
         let mut p = self.lookup(page);
         let replaced = self.live_slot(p, address).map(|at| {
-            let size = u64::from(self.slots[at].size);
+            let (size, key) = (u64::from(self.slots[at].size), self.slots[at].key);
             self.slots[at] = Small::default();
             self.small_gone(at);
-            size
+            (size, key)
         });
         let prior = match self.big.insert(address, Big { block: b, live: true }) {
-            Some(old) if old.live => return Prior::Live(old.block.size),
+            Some(old) if old.live => return Prior::Live(old.block.size, old.block.key),
             Some(old) => Prior::Freed { chunk: old.block.chunk, index: old.block.index },
             None => Prior::Vacant,
         };
@@ -260,7 +254,7 @@ impl LiveBlocks {
         self.big_live += 1;
         p.big += 1;
         self.store(page, p);
-        replaced.map_or(prior, Prior::Live)
+        replaced.map_or(prior, |(size, key)| Prior::Live(size, key))
     }
 
     /// Turns the live block at `address` into a tombstone at (`chunk`, free `index`);
@@ -277,7 +271,7 @@ impl LiveBlocks {
             }
             return Some(Block {
                 size: old.size.into(),
-                stack: StackId(old.stack),
+                key: old.key,
                 chunk: (old.chunk & !LIVE) - 1,
                 index: old.index,
             });
@@ -315,14 +309,14 @@ impl LiveBlocks {
         self.cache = [(u64::MAX, EMPTY); CACHE];
     }
 
-    /// The size and stack of the live block at `address`.
-    pub fn get(&self, address: u64) -> Option<(u64, StackId)> {
+    /// The size and key of the live block at `address`.
+    pub fn get(&self, address: u64) -> Option<(u64, u32)> {
         let p = *self.dir.get(&(address >> PAGE_SHIFT))?;
         if let Some(at) = self.live_slot(p, address) {
             let s = self.slots[at];
-            return Some((s.size.into(), StackId(s.stack)));
+            return Some((s.size.into(), s.key));
         }
-        self.big.get(&address).filter(|s| s.live).map(|s| (s.block.size, s.block.stack))
+        self.big.get(&address).filter(|s| s.live).map(|s| (s.block.size, s.block.key))
     }
 }
 
@@ -332,7 +326,7 @@ mod tests {
     use std::collections::HashMap;
 
     fn block(size: u64, chunk: u32, index: u32) -> Block {
-        Block { size, stack: StackId(index + 7), chunk, index }
+        Block { size, key: index + 7, chunk, index }
     }
 
     /// Against a plain map of live blocks and tombstones, over addresses that mix pages and
@@ -385,11 +379,11 @@ mod tests {
                 let b = block(size, chunk, step);
                 let got = live.alloc(address, b);
                 let want = match model.insert(address, (b, true)) {
-                    Some((old, true)) => Prior::Live(old.size),
+                    Some((old, true)) => Prior::Live(old.size, old.key),
                     Some((old, false)) => Prior::Freed { chunk: old.chunk, index: old.index },
                     None => Prior::Vacant,
                 };
-                if !matches!(want, Prior::Live(_)) {
+                if !matches!(want, Prior::Live(..)) {
                     model_live += 1;
                 }
                 // Tombstones are forgotten (swept, or replaced by the other table's), and a
@@ -404,7 +398,7 @@ mod tests {
             assert_eq!(live.live(), model_live);
             swept |= !live.spare.is_empty();
             let probe = base + (x >> 30) % (20 << 10) * 16;
-            let want = model.get(&probe).filter(|(_, l)| *l).map(|(b, _)| (b.size, b.stack));
+            let want = model.get(&probe).filter(|(_, l)| *l).map(|(b, _)| (b.size, b.key));
             assert_eq!(live.get(probe), want);
         }
         assert!(swept, "no page was ever swept");

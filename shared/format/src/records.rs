@@ -267,10 +267,38 @@ pub struct Event {
     pub thread: ThreadId,
     /// The block's address.
     pub address: u64,
-    /// Size in bytes (allocations; 0 for frees).
+    /// Size in bytes. For a free (format 4): the size of the block it ends.
     pub size: u64,
-    /// Python stack of the allocation ([`StackId::ROOT`] for frees).
+    /// Python stack of the allocation. For a free (format 4): the stack that allocated the
+    /// block, and [`Event::thread`] is the thread that did. Before format 4, frees carry the
+    /// freeing thread, no size (0) and [`StackId::ROOT`].
     pub stack: StackId,
+}
+
+/// Bytes and number of allocations.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub struct Totals {
+    /// Bytes.
+    pub bytes: u64,
+    /// Allocations.
+    pub count: u64,
+}
+
+impl Totals {
+    /// Adds one allocation of `bytes`.
+    pub fn add(&mut self, bytes: u64) {
+        // Saturating: sizes come from untrusted files.
+        self.bytes = self.bytes.saturating_add(bytes);
+        self.count = self.count.saturating_add(1);
+    }
+
+    /// Adds other totals.
+    pub fn merge(&mut self, other: Totals) {
+        self.bytes = self.bytes.saturating_add(other.bytes);
+        self.count = self.count.saturating_add(other.count);
+    }
 }
 
 /// Whole-recording aggregates the writer computes while recording, stored in the trailer so a

@@ -5,6 +5,7 @@
 //!
 //! ```
 //! use memlens_format::*;
+//! use memlens_analysis::*;
 //! let t = |q: u32, count, bytes| TypeCensus {
 //!     module: StringId(0), qualname: StringId(q), count, bytes, ..Default::default()
 //! };
@@ -253,7 +254,7 @@ pub fn last_census(rec: &Recording) -> Option<&Census> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::TypeSite;
+    use memlens_format::TypeSite;
 
     fn ty(q: u32, count: u64, bytes: u64, sites: &[(u32, u64, u64)]) -> TypeCensus {
         TypeCensus {
@@ -330,7 +331,7 @@ mod tests {
 
     #[test]
     fn censuses_are_found_by_label_trigger_or_index() {
-        use crate::{Meta, ProcessEnd, RecordingWriter};
+        use memlens_format::{Meta, ProcessEnd, RecordingWriter};
         let mut w = RecordingWriter::new(Vec::new(), &Meta::default()).unwrap();
         let at = |time_ns, trigger, label: &str| Census {
             time_ns,

@@ -1,0 +1,106 @@
+//! # memlens-analysis
+//!
+//! What a memlens recording says: memory by stack at the peak, at the end, at any moment or
+//! over any span ([`stack_totals`]), the heap over time ([`heap_timeline`]), flame trees and
+//! their layout, call sites, comparisons of two recordings, object censuses, findings
+//! ([`insights`]) and per-span usage ([`span_usage`]). Shared by the CLI and the viewer.
+//!
+//! Design constraints:
+//! - **No I/O**, like `memlens-format`: everything reads a [`Recording`], which fetches what it
+//!   needs through its source, and builds for `wasm32-unknown-unknown`.
+//! - **Cost independent of the recording's length**: on recordings with interval aggregates
+//!   (format 4), an analysis sums a few pyramid nodes and replays at most the two base
+//!   intervals a time range cuts through ([`query`](crate) functions); older or damaged
+//!   recordings are answered by a full replay of the events ([`replay`]), which also serves
+//!   as the reference the aggregates are checked against.
+//!
+//! ```
+//! use memlens_format::*;
+//! use memlens_analysis::*;
+//! let mut w = RecordingWriter::new(Vec::new(), &Meta::default()).unwrap();
+//! w.add_thread(ThreadInfo { id: ThreadId(0), os_tid: 42, name: "MainThread".into() });
+//! let f = w.intern_frame("load", "app.py", 10);
+//! let s = w.intern_stack(StackId::ROOT, f);
+//! w.alloc(1_000, ThreadId(0), s, 0x10, 1 << 20, AllocatorKind::Malloc).unwrap();
+//! w.free(2_000, ThreadId(0), 0x10, AllocatorKind::Malloc).unwrap();
+//! let bytes = w.finish(ProcessEnd { time_ns: 3_000, exit_code: Some(0), signal: None }).unwrap();
+//!
+//! let rec = Recording::open(&bytes).unwrap();
+//! let at_peak = stack_totals(&rec, Snapshot::AtPeak, &EventFilter::default()).unwrap();
+//! assert_eq!(at_peak.stacks, vec![(s, Totals { bytes: 1 << 20, count: 1 })]);
+//! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod callsites;
+mod census;
+mod diff;
+mod diff_tree;
+mod flame;
+mod insights;
+mod query;
+pub mod replay;
+mod snapshot;
+mod spans;
+mod timeline;
+mod totals;
+mod units;
+
+// The format's types the analyses use throughout (not re-exported: import them from
+// `memlens_format`).
+use memlens_format::{
+    census_trigger, AddressMap, Census, Error, Event, FrameId, GcEvent, Interval, Op, Recording,
+    StackId, StringId, ThreadId, Totals, TypeCensus,
+};
+
+pub use callsites::{call_sites, CallSite};
+pub use census::{
+    census_title, deepest_stack, find_census, last_census, last_census_index, site_growth,
+    top_types, type_growth, type_name, SiteGrowth, TypeGrowth, TypeOrder,
+};
+pub use diff::{comparable_file, diff_sites, incomparable_reasons, SiteDelta};
+pub use diff_tree::{
+    diff_hit, diff_layout, shade, DiffNode, DiffOptions, DiffRect, DiffTree, Presence, Shade,
+};
+pub use flame::{
+    flame_hit, flame_layout, is_internal_file, stack_path, FlameNode, FlameOptions, FlameRect,
+    FlameTree,
+};
+pub use insights::{insights, site_label, Insight, InsightKind, InsightOptions, InsightsBuilder};
+pub use snapshot::SnapshotBuilder;
+pub use spans::{span_usage, SpanUsage};
+pub use timeline::{downsample, heap_timeline, rss_timeline, Bucket};
+pub use totals::{EventFilter, Snapshot, StackTotals};
+pub use units::{
+    format_bytes, format_bytes_delta, format_count, format_count_delta, format_duration_ns,
+};
+
+/// Memory by stack for a snapshot: from the aggregates when the recording has them, else by
+/// replaying its events.
+pub fn stack_totals(
+    rec: &Recording,
+    snapshot: Snapshot,
+    filter: &EventFilter,
+) -> Result<StackTotals, Error> {
+    match rec.aggregates_missing() {
+        None => query::stack_totals(rec, snapshot, filter),
+        Some(_) => replay::stack_totals(rec, snapshot, filter),
+    }
+}
+
+/// The heap's high-water mark within `[t0, t1]`: (bytes, time). A span where memory only
+/// falls peaks at its start; one without events gives the heap as it was, at time 0.
+pub fn peak_in(rec: &Recording, t0: u64, t1: u64) -> Result<(u64, u64), Error> {
+    match rec.aggregates_missing() {
+        None => query::peak_in(rec, t0, t1),
+        Some(_) => replay::peak_in(rec, t0, t1),
+    }
+}
+
+/// Bytes and counts allocated by each thread over the whole recording, indexed by thread id.
+pub fn thread_totals(rec: &Recording) -> Result<Vec<Totals>, Error> {
+    match rec.aggregates_missing() {
+        None => query::thread_totals(rec),
+        Some(_) => replay::thread_totals(rec),
+    }
+}

@@ -1,0 +1,137 @@
+//! Full replays of the event stream: the way to answer every analysis for recordings
+//! without aggregates (format 3 and older, or damaged ones), `memlens summary --replay`, and
+//! the reference the aggregates are tested against.
+
+use std::ops::ControlFlow;
+
+use rustc_hash::FxHashMap;
+
+use crate::timeline::{downsample, Bucket};
+use crate::{
+    AddressMap, Error, Event, EventFilter, Op, Recording, Snapshot, SnapshotBuilder, StackId,
+    StackTotals, Totals,
+};
+
+/// Live allocations during a replay.
+/// Byte sums use wrapping arithmetic: exact for any real recording, and a hostile file with
+/// absurd sizes gives absurd numbers instead of a panic.
+#[derive(Default)]
+pub(crate) struct Heap {
+    live: AddressMap<(u64, StackId)>,
+    bytes: u64,
+}
+
+impl Heap {
+    /// Applies one event; returns whether the heap changed.
+    #[inline]
+    pub(crate) fn apply(&mut self, e: &Event, filter: &EventFilter) -> bool {
+        match e.op {
+            Op::Alloc if filter.admits(e) => {
+                if let Some((old, _)) = self.live.insert(e.address, (e.size, e.stack)) {
+                    self.bytes = self.bytes.wrapping_sub(old);
+                }
+                self.bytes = self.bytes.wrapping_add(e.size);
+                true
+            }
+            Op::Free if e.kind.counts_in_heap() => match self.live.remove(&e.address) {
+                Some((size, _)) => {
+                    self.bytes = self.bytes.wrapping_sub(size);
+                    true
+                }
+                None => false,
+            },
+            _ => false,
+        }
+    }
+
+    pub(crate) fn by_stack(&self) -> StackTotals {
+        let mut map: FxHashMap<StackId, Totals> = FxHashMap::default();
+        for &(size, stack) in self.live.values() {
+            map.entry(stack).or_default().add(size);
+        }
+        StackTotals::from_map(map)
+    }
+}
+
+/// Runs `f` on every event with its global index.
+fn each_event(
+    rec: &Recording,
+    mut f: impl FnMut(usize, &Event) -> ControlFlow<()>,
+) -> Result<(), Error> {
+    let mut index = 0;
+    rec.for_each_event_chunk(|events| {
+        for e in events {
+            f(index, e)?;
+            index += 1;
+        }
+        ControlFlow::Continue(())
+    })
+}
+
+/// Memory by stack for a snapshot, by one replay of every event (see [`SnapshotBuilder`] to
+/// replay in slices).
+pub fn stack_totals(
+    rec: &Recording,
+    snapshot: Snapshot,
+    filter: &EventFilter,
+) -> Result<StackTotals, Error> {
+    Ok(replay(rec, SnapshotBuilder::new(snapshot, filter))?.finish())
+}
+
+/// The heap's high-water mark within `[t0, t1]`: (bytes, time), by replay (see
+/// [`crate::peak_in`]).
+pub fn peak_in(rec: &Recording, t0: u64, t1: u64) -> Result<(u64, u64), Error> {
+    let all = EventFilter::default();
+    let builder = replay(rec, SnapshotBuilder::new(Snapshot::PeakInRange(t0, t1), &all))?;
+    Ok(builder.peak().unwrap_or_default())
+}
+
+/// Feeds every event chunk to `builder`, stopping once it is done.
+fn replay(rec: &Recording, mut builder: SnapshotBuilder) -> Result<SnapshotBuilder, Error> {
+    rec.for_each_event_chunk(|events| {
+        builder.feed(events);
+        if builder.is_done() {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    })?;
+    Ok(builder)
+}
+
+/// The traced heap over `[t0, t1)` in `n` buckets (min/max per bucket, so the peak shows), by
+/// replay.
+pub fn heap_timeline(
+    rec: &Recording,
+    filter: &EventFilter,
+    t0: u64,
+    t1: u64,
+    n: usize,
+) -> Result<Vec<Bucket>, Error> {
+    let mut heap = Heap::default();
+    let mut points = Vec::new();
+    each_event(rec, |_, e| {
+        if heap.apply(e, filter) {
+            // Every point, even within one microsecond: a peak between two events stamped
+            // alike must still show.
+            points.push((e.time_ns, heap.bytes));
+        }
+        ControlFlow::Continue(())
+    })?;
+    Ok(downsample(points, t0, t1, n))
+}
+
+/// Bytes and counts allocated by each thread over the whole recording, indexed by thread id,
+/// by replay.
+pub fn thread_totals(rec: &Recording) -> Result<Vec<Totals>, Error> {
+    let mut out = vec![Totals::default(); rec.threads().len()];
+    each_event(rec, |_, e| {
+        if e.op == Op::Alloc && e.kind.counts_in_heap() {
+            if let Some(t) = out.get_mut(e.thread.index()) {
+                t.add(e.size);
+            }
+        }
+        ControlFlow::Continue(())
+    })?;
+    Ok(out)
+}

@@ -1,0 +1,507 @@
+//! [`Aggregator`]: builds base intervals ([`Interval`]) from events as they come, the way the
+//! writer does while recording and `memlens check` does to verify a file; [`Pyramid`] folds
+//! base intervals into the nodes above them, for the writer and for readers of a file that
+//! was not closed (whose nodes above the base are only in the digest at its end).
+//!
+//! Per event the aggregator costs an index into a dense per-(thread, stack) array and a push
+//! onto a log of the changes since the interval's high-water mark (cleared whenever a new one
+//! is reached, so the changes before the peak are folded away only when the peak moves).
+//! Cutting an interval sorts its touched entries; the pyramid folds them into the open node of
+//! each level.
+
+use rustc_hash::FxHashMap;
+
+use crate::addr_hash::AddressMap;
+use crate::intervals::{CHURN_MAX_LIFETIME_NS, CHURN_MIN_SIZE, FANOUT, MAX_LEVEL};
+use crate::{EntryDelta, Event, Interval, IntervalEntry, Op, StackId, ThreadId, Totals};
+
+/// A dense id for a (thread, stack) pair, handed out in order of first use.
+pub(crate) type Key = u32;
+
+/// (thread, stack) pairs and their dense keys.
+#[derive(Default)]
+pub(crate) struct KeyTable {
+    ids: FxHashMap<(u32, u32), Key>,
+    pairs: Vec<(ThreadId, StackId)>,
+    /// The last (stack, key) looked up on each thread: a loop allocates at one stack.
+    last: Vec<(u32, Key)>,
+}
+
+impl KeyTable {
+    #[inline]
+    pub(crate) fn key(&mut self, thread: ThreadId, stack: StackId) -> Key {
+        if let Some(&(s, k)) = self.last.get(thread.index()) {
+            if s == stack.0 {
+                return k;
+            }
+        }
+        self.key_slow(thread, stack)
+    }
+
+    #[cold]
+    fn key_slow(&mut self, thread: ThreadId, stack: StackId) -> Key {
+        let next = self.pairs.len() as Key;
+        let k = *self.ids.entry((thread.0, stack.0)).or_insert(next);
+        if k == next {
+            self.pairs.push((thread, stack));
+        }
+        if thread.index() >= self.last.len() {
+            self.last.resize(thread.index() + 1, (u32::MAX, 0));
+        }
+        self.last[thread.index()] = (stack.0, k);
+        k
+    }
+
+    pub(crate) fn pair(&self, key: Key) -> (ThreadId, StackId) {
+        self.pairs[key as usize]
+    }
+
+    fn len(&self) -> usize {
+        self.pairs.len()
+    }
+}
+
+/// The heap scalars of a node being built.
+#[derive(Debug, Clone, Copy, Default)]
+struct Shape {
+    t_first: u64,
+    t_last: u64,
+    heap_start: u64,
+    heap_min: u64,
+    t_min: u64,
+    heap_max: u64,
+    t_max: u64,
+    heap_end: u64,
+}
+
+/// A finished node, by key (before it is sorted and named for the file).
+#[derive(Clone)]
+struct Node {
+    level: u8,
+    index: u32,
+    shape: Shape,
+    entries: Vec<(Key, Totals, Totals)>,
+    since_max: Vec<(Key, i64, i64)>,
+    churn: Vec<(Key, i64, i64)>,
+}
+
+/// The open node of one pyramid level above the base.
+#[derive(Default)]
+struct Level {
+    children: u32,
+    written: u32,
+    shape: Shape,
+    acc: FxHashMap<Key, (Totals, Totals)>,
+    churn: FxHashMap<Key, (i64, i64)>,
+}
+
+fn add_delta(map: &mut FxHashMap<Key, (i64, i64)>, key: Key, bytes: i64, count: i64) {
+    let d = map.entry(key).or_default();
+    d.0 = d.0.wrapping_add(bytes);
+    d.1 = d.1.wrapping_add(count);
+}
+
+impl Level {
+    fn fold(&mut self, child: &Node) {
+        let s = &child.shape;
+        if self.children == 0 {
+            self.shape = *s;
+        } else {
+            self.shape.t_last = s.t_last;
+            self.shape.heap_end = s.heap_end;
+            if s.heap_min < self.shape.heap_min {
+                (self.shape.heap_min, self.shape.t_min) = (s.heap_min, s.t_min);
+            }
+            if s.heap_max > self.shape.heap_max {
+                (self.shape.heap_max, self.shape.t_max) = (s.heap_max, s.t_max);
+            }
+        }
+        for &(k, alloc, freed) in &child.entries {
+            let a = self.acc.entry(k).or_default();
+            a.0.merge(alloc);
+            a.1.merge(freed);
+        }
+        for &(k, b, c) in &child.churn {
+            add_delta(&mut self.churn, k, b, c);
+        }
+        self.children += 1;
+    }
+
+    fn take(&mut self, level: u8) -> Node {
+        let nonzero = |m: &mut FxHashMap<Key, (i64, i64)>| -> Vec<(Key, i64, i64)> {
+            m.drain().filter(|(_, d)| *d != (0, 0)).map(|(k, (b, c))| (k, b, c)).collect()
+        };
+        let node = Node {
+            level,
+            index: self.written,
+            shape: self.shape,
+            entries: self.acc.drain().map(|(k, (a, f))| (k, a, f)).collect(),
+            // A high-water mark is found among the base intervals, whose figures every reader
+            // holds: a node above needs only where it is, not what changed after it.
+            since_max: Vec::new(),
+            churn: nonzero(&mut self.churn),
+        };
+        self.children = 0;
+        self.written += 1;
+        node
+    }
+}
+
+/// Builds [`Interval`] nodes from events (see the module documentation).
+#[derive(Default)]
+pub struct Aggregator {
+    keys: KeyTable,
+    heap: u64,
+    started: bool,
+    shape: Shape,
+    /// Per key: allocated and freed in the base interval being built.
+    acc: Vec<(Totals, Totals)>,
+    touched: Vec<Key>,
+    /// Changes since the base interval's high-water mark.
+    log: Vec<(Key, i64, i64)>,
+    churn: FxHashMap<Key, (i64, i64)>,
+    /// Allocation times of live blocks big enough for churn.
+    big: AddressMap<u64>,
+    base_written: u32,
+    pyramid: Pyramid,
+}
+
+/// Folds base intervals into the pyramid nodes above them.
+#[derive(Default)]
+pub struct Pyramid {
+    /// `levels[j - 1]` is the open node of level `j`.
+    levels: Vec<Level>,
+}
+
+impl Pyramid {
+    /// Folds a base interval in; returns the nodes it completes, lowest level first.
+    fn fold(&mut self, keys: &KeyTable, mut node: Node) -> Vec<Interval> {
+        let mut out = Vec::new();
+        for level in 1..=MAX_LEVEL {
+            let j = usize::from(level) - 1;
+            if j == self.levels.len() {
+                self.levels.push(Level::default());
+            }
+            self.levels[j].fold(&node);
+            if self.levels[j].children < FANOUT {
+                break;
+            }
+            node = self.levels[j].take(level);
+            out.push(named(keys, node.clone()));
+        }
+        out
+    }
+}
+
+/// Builds the nodes above the base from base intervals read from a file, for a reader.
+#[derive(Default)]
+pub struct PyramidBuilder {
+    keys: KeyTable,
+    pyramid: Pyramid,
+}
+
+impl PyramidBuilder {
+    /// Folds the next base interval in (entries included); returns the nodes it completes.
+    pub fn add(&mut self, base: &Interval) -> Vec<Interval> {
+        let keys = &mut self.keys;
+        let mut key = |e: &IntervalEntry| keys.key(e.thread, e.stack);
+        let by_entry = |list: &[EntryDelta], key: &mut dyn FnMut(&IntervalEntry) -> Key| {
+            list.iter()
+                .filter_map(|d| {
+                    base.entries.get(d.entry as usize).map(|e| (key(e), d.bytes, d.count))
+                })
+                .collect()
+        };
+        let node = Node {
+            level: 0,
+            index: base.index,
+            shape: Shape {
+                t_first: base.t_first,
+                t_last: base.t_last,
+                heap_start: base.heap_start,
+                heap_min: base.heap_min,
+                t_min: base.t_min,
+                heap_max: base.heap_max,
+                t_max: base.t_max,
+                heap_end: base.heap_end,
+            },
+            since_max: by_entry(&base.since_max, &mut key),
+            churn: by_entry(&base.churn, &mut key),
+            entries: base.entries.iter().map(|e| (key(e), e.alloc, e.freed)).collect(),
+        };
+        self.pyramid.fold(&self.keys, node)
+    }
+}
+
+impl Aggregator {
+    /// An aggregator starting from an empty heap.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The traced heap after the events so far.
+    pub fn heap(&self) -> u64 {
+        self.heap
+    }
+
+    /// Base intervals cut so far.
+    pub fn base_intervals(&self) -> u32 {
+        self.base_written
+    }
+
+    /// Whether the base interval being built has events.
+    pub fn has_events(&self) -> bool {
+        self.started
+    }
+
+    pub(crate) fn key(&mut self, thread: ThreadId, stack: StackId) -> Key {
+        self.keys.key(thread, stack)
+    }
+
+    pub(crate) fn pair(&self, key: Key) -> (ThreadId, StackId) {
+        self.keys.pair(key)
+    }
+
+    /// Adds a decoded event (format 4: a free names its block's size, thread and stack).
+    /// Events of allocators outside the heap are ignored.
+    pub fn event(&mut self, e: &Event) {
+        if !e.kind.counts_in_heap() {
+            return;
+        }
+        let key = self.keys.key(e.thread, e.stack);
+        match e.op {
+            Op::Alloc => self.alloc(key, e.size, e.time_ns, e.address),
+            Op::Free => self.free(key, e.size, e.time_ns, e.address),
+        }
+    }
+
+    #[inline]
+    fn begin(&mut self, key: Key, time_ns: u64) {
+        if !self.started {
+            self.started = true;
+            let h = self.heap;
+            self.shape = Shape {
+                t_first: time_ns,
+                t_last: time_ns,
+                heap_start: h,
+                heap_min: h,
+                t_min: time_ns,
+                heap_max: h,
+                t_max: time_ns,
+                heap_end: h,
+            };
+        }
+        self.shape.t_last = time_ns;
+        let k = key as usize;
+        if k >= self.acc.len() {
+            self.acc.resize(self.keys.len().max(k + 1), Default::default());
+        }
+        if self.acc[k] == Default::default() {
+            self.touched.push(key);
+        }
+    }
+
+    /// Adds a heap allocation (`time_ns` as stored: see [`crate::EVENT_TIME_QUANTUM_NS`]).
+    #[inline]
+    pub(crate) fn alloc(&mut self, key: Key, size: u64, time_ns: u64, address: u64) {
+        self.begin(key, time_ns);
+        let a = &mut self.acc[key as usize].0;
+        // A zero-size block still counts: mark the entry touched through its count.
+        a.add(size);
+        self.heap = self.heap.wrapping_add(size);
+        self.log.push((key, size as i64, 1));
+        if self.heap > self.shape.heap_max {
+            (self.shape.heap_max, self.shape.t_max) = (self.heap, time_ns);
+            self.log.clear();
+        }
+        if size >= CHURN_MIN_SIZE {
+            self.big.insert(address, time_ns);
+        }
+    }
+
+    /// Adds a free of a heap block of `size` bytes allocated by `key`.
+    #[inline]
+    pub(crate) fn free(&mut self, key: Key, size: u64, time_ns: u64, address: u64) {
+        self.begin(key, time_ns);
+        self.acc[key as usize].1.add(size);
+        self.heap = self.heap.wrapping_sub(size);
+        self.log.push((key, -(size as i64), -1));
+        if self.heap < self.shape.heap_min {
+            (self.shape.heap_min, self.shape.t_min) = (self.heap, time_ns);
+        }
+        if size >= CHURN_MIN_SIZE {
+            if let Some(t) = self.big.remove(&address) {
+                if time_ns.saturating_sub(t) <= CHURN_MAX_LIFETIME_NS {
+                    add_delta(&mut self.churn, key, size as i64, 1);
+                }
+            }
+        }
+    }
+
+    /// Ends the base interval: returns it and the pyramid nodes it completes (lowest level
+    /// first). The interval spans at least `[t_start, t_end]` (its chunk's events, those of
+    /// allocators outside the heap included); one without heap events has the heap unchanged.
+    pub fn cut(&mut self, t_start: u64, t_end: u64) -> (Interval, Vec<Interval>) {
+        if self.started {
+            self.shape.t_first = self.shape.t_first.min(t_start);
+            self.shape.t_last = self.shape.t_last.max(t_end);
+        } else {
+            let h = self.heap;
+            self.shape = Shape {
+                t_first: t_start,
+                t_last: t_end.max(t_start),
+                heap_start: h,
+                heap_min: h,
+                t_min: t_start,
+                heap_max: h,
+                t_max: t_start,
+                heap_end: h,
+            };
+        }
+        self.shape.heap_end = self.heap;
+        let mut since = FxHashMap::default();
+        for &(k, b, c) in &self.log {
+            add_delta(&mut since, k, b, c);
+        }
+        self.log.clear();
+        let mut entries = Vec::with_capacity(self.touched.len());
+        for &k in &self.touched {
+            let (a, f) = std::mem::take(&mut self.acc[k as usize]);
+            entries.push((k, a, f));
+        }
+        self.touched.clear();
+        let nonzero = |m: FxHashMap<Key, (i64, i64)>| -> Vec<(Key, i64, i64)> {
+            m.into_iter().filter(|(_, d)| *d != (0, 0)).map(|(k, (b, c))| (k, b, c)).collect()
+        };
+        let node = Node {
+            level: 0,
+            index: self.base_written,
+            shape: self.shape,
+            entries,
+            since_max: nonzero(since),
+            churn: nonzero(std::mem::take(&mut self.churn)),
+        };
+        self.base_written += 1;
+        self.started = false;
+        let upper = self.pyramid.fold(&self.keys, node.clone());
+        (named(&self.keys, node), upper)
+    }
+}
+
+/// A node as written: entries by (thread, stack), deltas by entry index.
+fn named(keys: &KeyTable, node: Node) -> Interval {
+    let mut entries: Vec<(ThreadId, StackId, Key, Totals, Totals)> = node
+        .entries
+        .into_iter()
+        .map(|(k, a, f)| {
+            let (t, s) = keys.pair(k);
+            (t, s, k, a, f)
+        })
+        .collect();
+    entries.sort_unstable_by_key(|e| (e.0, e.1));
+    let index: FxHashMap<Key, u32> =
+        entries.iter().enumerate().map(|(i, e)| (e.2, i as u32)).collect();
+    let deltas = |list: Vec<(Key, i64, i64)>| -> Vec<EntryDelta> {
+        let mut v: Vec<EntryDelta> = list
+            .into_iter()
+            .filter_map(|(k, bytes, count)| {
+                Some(EntryDelta { entry: *index.get(&k)?, bytes, count })
+            })
+            .collect();
+        v.sort_unstable_by_key(|d| d.entry);
+        v
+    };
+    let s = node.shape;
+    Interval {
+        level: node.level,
+        index: node.index,
+        t_first: s.t_first,
+        t_last: s.t_last,
+        heap_start: s.heap_start,
+        heap_min: s.heap_min,
+        t_min: s.t_min,
+        heap_max: s.heap_max,
+        t_max: s.t_max,
+        heap_end: s.heap_end,
+        since_max: deltas(node.since_max),
+        churn: deltas(node.churn),
+        entries: entries
+            .into_iter()
+            .map(|(thread, stack, _, alloc, freed)| IntervalEntry { thread, stack, alloc, freed })
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::AllocatorKind;
+
+    fn ev(op: Op, t: u64, stack: u32, address: u64, size: u64) -> Event {
+        Event {
+            op,
+            kind: AllocatorKind::Malloc,
+            time_ns: t,
+            thread: ThreadId(0),
+            address,
+            size,
+            stack: StackId(stack),
+        }
+    }
+
+    /// A base interval keeps its high-water mark and what changed after it; a level-1 node
+    /// over [`FANOUT`] of them sums them and keeps the highest point.
+    #[test]
+    fn nodes_keep_their_high_water_mark() {
+        let mut agg = Aggregator::new();
+        let (mut base, mut upper) = (Vec::new(), Vec::new());
+        for i in 0..u64::from(FANOUT) {
+            // Each interval allocates 100 at stack 1 and 10 at stack 2, then frees the 100;
+            // interval 3 also allocates 1000 at stack 3 and frees it before its end.
+            let t = i * 100;
+            agg.event(&ev(Op::Alloc, t, 1, 0x1000 + i * 64, 100));
+            agg.event(&ev(Op::Alloc, t + 1, 2, 0x9000 + i * 64, 10));
+            if i == 3 {
+                agg.event(&ev(Op::Alloc, t + 2, 3, 0x50000, 1000));
+                agg.event(&ev(Op::Free, t + 3, 3, 0x50000, 1000));
+            }
+            agg.event(&ev(Op::Free, t + 4, 1, 0x1000 + i * 64, 100));
+            let (b, u) = agg.cut(t, t + 99);
+            base.push(b);
+            upper.extend(u);
+        }
+        assert_eq!(upper.len(), 1, "one level-1 node over the base intervals");
+        let top = &upper[0];
+        assert_eq!((top.level, top.index), (1, 0));
+        assert_eq!((top.heap_start, top.heap_max, top.t_max), (0, 30 + 1110, 302));
+        assert_eq!(top.heap_end, 10 * u64::from(FANOUT));
+        assert!(base.iter().chain(&upper).all(Interval::is_consistent));
+        let three = &base[3];
+        assert_eq!((three.heap_start, three.heap_max, three.heap_min), (30, 1140, 30));
+        // After its peak, interval 3 frees its 1000 and 100.
+        let by_stack = |d: &EntryDelta| (three.entries[d.entry as usize].stack.0, d.bytes, d.count);
+        let since: Vec<_> = three.since_max.iter().map(by_stack).collect();
+        assert_eq!(since, [(1, -100, -1), (3, -1000, -1)]);
+        // Every base interval's entries sum to its net change.
+        for n in &base {
+            assert_eq!(n.heap_end, n.heap_start + 10);
+        }
+        // A reader folding the base intervals gets the same node.
+        let mut builder = PyramidBuilder::default();
+        let folded: Vec<Interval> = base.iter().flat_map(|b| builder.add(b)).collect();
+        assert_eq!(folded, upper);
+    }
+
+    #[test]
+    fn short_lived_big_blocks_are_churn() {
+        let mut agg = Aggregator::new();
+        agg.event(&ev(Op::Alloc, 0, 1, 0x10, 1 << 20));
+        agg.event(&ev(Op::Free, 1_000, 1, 0x10, 1 << 20));
+        agg.event(&ev(Op::Alloc, 2_000, 2, 0x20, 1 << 20));
+        agg.event(&ev(Op::Free, 2_000 + CHURN_MAX_LIFETIME_NS + 1, 2, 0x20, 1 << 20));
+        let n = &agg.cut(0, 0).0;
+        let churn: Vec<_> =
+            n.churn.iter().map(|d| (n.entries[d.entry as usize].stack.0, d.count)).collect();
+        assert_eq!(churn, [(1, 1)]);
+    }
+}
