@@ -1,17 +1,17 @@
 //! `memlens diff`: what changed between a base and a head recording, for code review and CI.
 
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use memlens_analysis::{
     diff_sites, format_bytes, format_bytes_delta, format_count, incomparable_reasons, stack_totals,
-    EventFilter, SiteDelta, Snapshot,
+    EventFilter, SiteDelta, Snapshot, StackTotals,
 };
-use memlens_format::{Recording, Summary};
+use memlens_format::Summary;
 use serde::Serialize;
 
-use crate::load::open_recording;
+use crate::load::{open, Opened};
 
 /// Arguments of `memlens diff`.
 #[derive(Debug, clap::Args)]
@@ -205,24 +205,33 @@ fn sites(deltas: &[SiteDelta], top: usize, min_change: u64) -> Vec<SiteJson> {
 }
 
 /// Compares two opened recordings.
-fn compare(
-    base: &Recording,
-    head: &Recording,
-    args: &DiffArgs,
-    thresholds: &[Threshold],
-) -> Result<DiffJson> {
-    let all = EventFilter::default();
-    let site_deltas = |snapshot| -> Result<Vec<SiteDelta>> {
-        let b = stack_totals(base, snapshot, &all)?;
-        let h = stack_totals(head, snapshot, &all)?;
-        Ok(diff_sites(base, &b, head, &h))
+/// One side of a comparison: the recording, and its memory by stack at the peak and at the end.
+struct Side {
+    opened: Opened,
+    peak: StackTotals,
+    end: StackTotals,
+}
+
+impl Side {
+    fn read(path: &Path) -> Result<Side> {
+        let opened = open(path)?;
+        let all = EventFilter::default();
+        let peak = stack_totals(&opened.rec, Snapshot::AtPeak, &all)?;
+        let end = stack_totals(&opened.rec, Snapshot::AtEnd, &all)?;
+        Ok(Side { opened, peak, end })
+    }
+}
+
+fn compare(base: &Side, head: &Side, args: &DiffArgs, thresholds: &[Threshold]) -> DiffJson {
+    let site_deltas = |pick: fn(&Side) -> &StackTotals| -> Vec<SiteDelta> {
+        diff_sites(&base.opened.rec, pick(base), &head.opened.rec, pick(head))
     };
-    let (bs, hs) = (base.summary(), head.summary());
-    Ok(DiffJson {
+    let (bs, hs) = (base.opened.rec.summary(), head.opened.rec.summary());
+    DiffJson {
         schema: 1,
         base: args.base.display().to_string(),
         head: args.head.display().to_string(),
-        warnings: incomparable_reasons(base, head),
+        warnings: incomparable_reasons(&base.opened.rec, &head.opened.rec),
         metrics: Metric::ALL
             .iter()
             .map(|&m| {
@@ -236,14 +245,14 @@ fn compare(
                 }
             })
             .collect(),
-        peak_sites: sites(&site_deltas(Snapshot::AtPeak)?, args.top, args.min_change),
-        leak_sites: sites(&site_deltas(Snapshot::AtEnd)?, args.top, args.min_change),
+        peak_sites: sites(&site_deltas(|s| &s.peak), args.top, args.min_change),
+        leak_sites: sites(&site_deltas(|s| &s.end), args.top, args.min_change),
         failed_thresholds: thresholds
             .iter()
             .filter(|t| t.crossed(t.metric.value(bs), t.metric.value(hs)))
             .map(|t| t.text.clone())
             .collect(),
-    })
+    }
 }
 
 fn change_text(m: &MetricJson) -> String {
@@ -340,9 +349,13 @@ fn render_text(d: &DiffJson) -> String {
 
 pub fn run(args: DiffArgs) -> Result<i32> {
     let thresholds = args.fail_if.iter().map(|t| parse_threshold(t)).collect::<Result<Vec<_>>>()?;
-    let base = open_recording(&args.base)?;
-    let head = open_recording(&args.head)?;
-    let d = compare(&base, &head, &args, &thresholds)?;
+    // The two recordings are read side by side, one per core.
+    let (base, head) = std::thread::scope(|s| {
+        let base = s.spawn(|| Side::read(&args.base));
+        let head = Side::read(&args.head);
+        (base.join().expect("reading the base recording panicked"), head)
+    });
+    let d = compare(&base?, &head?, &args, &thresholds);
     match args.format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&d)?),
         Format::Markdown => print!("{}", render_markdown(&d)),

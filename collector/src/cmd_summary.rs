@@ -6,13 +6,13 @@ use std::path::PathBuf;
 use anyhow::Result;
 use memlens_analysis::{
     call_sites, deepest_stack, format_bytes, format_count, format_duration_ns, insights,
-    last_census, stack_totals, thread_totals, top_types, type_name, EventFilter, InsightOptions,
-    Snapshot, StackTotals, TypeOrder,
+    last_census, replay, stack_totals, thread_totals, top_types, type_name, EventFilter,
+    InsightOptions, Snapshot, StackTotals, TypeOrder,
 };
 use memlens_format::{census_trigger, Census, Recording, StackId};
 use serde::Serialize;
 
-use crate::load::open_recording;
+use crate::load::open;
 
 /// Arguments of `memlens summary`.
 #[derive(Debug, clap::Args)]
@@ -25,6 +25,10 @@ pub struct SummaryArgs {
     /// How many call sites to list per table.
     #[arg(long, default_value_t = 10)]
     pub top: usize,
+    /// Compute everything by replaying every event instead of from the recording's
+    /// aggregates (slower; for checking them, and what older recordings get anyway).
+    #[arg(long)]
+    pub replay: bool,
 }
 
 /// The JSON document. Field names are a stable interface: only add fields.
@@ -125,8 +129,10 @@ pub struct ThreadJson {
 }
 
 pub fn run(args: SummaryArgs) -> Result<i32> {
-    let rec = open_recording(&args.file)?;
-    let summary = build(&rec, &args.file.display().to_string(), args.top)?;
+    let opened = open(&args.file)?;
+    let how = if args.replay { How::Replay } else { How::Fastest };
+    let summary = build(&opened.rec, &args.file.display().to_string(), args.top, how)?;
+    drop(opened.progress);
     let mut out = std::io::stdout().lock();
     if args.json {
         serde_json::to_writer_pretty(&mut out, &summary)?;
@@ -189,11 +195,24 @@ pub(crate) fn sites(rec: &Recording, totals: &StackTotals, top: usize) -> Vec<Si
         .collect()
 }
 
+/// How [`build`] computes its figures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum How {
+    /// From the aggregates when the recording has them.
+    Fastest,
+    /// By replaying every event.
+    Replay,
+}
+
 /// Computes the summary of a recording.
-pub fn build(rec: &Recording, file: &str, top: usize) -> Result<SummaryJson> {
+pub fn build(rec: &Recording, file: &str, top: usize, how: How) -> Result<SummaryJson> {
     let all = EventFilter::default();
-    let peak = stack_totals(rec, Snapshot::AtPeak, &all)?;
-    let leaks = stack_totals(rec, Snapshot::AtEnd, &all)?;
+    let totals = |snapshot| match how {
+        How::Fastest => stack_totals(rec, snapshot, &all),
+        How::Replay => replay::stack_totals(rec, snapshot, &all),
+    };
+    let peak = totals(Snapshot::AtPeak)?;
+    let leaks = totals(Snapshot::AtEnd)?;
     let mut top_at_peak = sites(rec, &peak, top);
     // Memory with no Python frame on the stack (interpreter start-up, C threads).
     let unattributed: u64 =
@@ -207,9 +226,20 @@ pub fn build(rec: &Recording, file: &str, top: usize) -> Result<SummaryJson> {
             count: peak.stacks.iter().filter(|(s, _)| s.0 == 0).map(|(_, t)| t.count).sum(),
         });
     }
-    let per_thread = thread_totals(rec)?;
-    let found = insights(rec, &InsightOptions::default())?;
-    let s = rec.summary();
+    let (per_thread, found, replayed);
+    let s = match how {
+        How::Fastest => {
+            per_thread = thread_totals(rec)?;
+            found = insights(rec, &InsightOptions::default())?;
+            rec.summary()
+        }
+        How::Replay => {
+            per_thread = replay::thread_totals(rec)?;
+            found = replay::insights(rec, &InsightOptions::default())?;
+            replayed = rec.replay_summary()?;
+            &replayed
+        }
+    };
     let end = rec.end().copied().unwrap_or_default();
     Ok(SummaryJson {
         schema: 1,

@@ -8,6 +8,7 @@
 mod assets;
 mod child_memory;
 mod cmd_census;
+mod cmd_check;
 mod cmd_diff;
 mod cmd_report;
 mod cmd_run;
@@ -40,7 +41,8 @@ use clap::{Parser, Subcommand};
     memlens spans out.memlens            # per test / cell / memlens.span() block
     memlens watch --pid 4242             # sample any process's memory, no tracing
     memlens run --rss-only ./my-server   # the same for a program memlens starts
-    memlens diff base.memlens head.memlens --format markdown --fail-if 'peak>+10%'"
+    memlens diff base.memlens head.memlens --format markdown --fail-if 'peak>+10%'
+    memlens check out.memlens            # verify a recording's aggregates against its events"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -63,6 +65,8 @@ enum Command {
     Report(cmd_report::ReportArgs),
     /// Compare two recordings: peak, leaks and the call sites that changed (for CI gates).
     Diff(cmd_diff::DiffArgs),
+    /// Check a recording: every chunk readable, its aggregates equal to what its events say.
+    Check(cmd_check::CheckArgs),
     /// Serve the viewer and a recording on 127.0.0.1 and open a browser.
     View(cmd_view::ViewArgs),
     /// The recording process of `memlens.record()` (started by the Python package).
@@ -78,6 +82,7 @@ fn main() {
         Command::Census(args) => cmd_census::run(args),
         Command::View(args) => cmd_view::run(args),
         Command::Diff(args) => cmd_diff::run(args),
+        Command::Check(args) => cmd_check::run(args),
         Command::Watch(args) => cmd_watch::run(args),
         Command::Report(args) => cmd_report::run(args),
         Command::Spans(args) => cmd_spans::run(args),

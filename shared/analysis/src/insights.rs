@@ -8,8 +8,6 @@
 //! four moments, short-lived large blocks) or one replay of the events, plus the censuses.
 //! [`InsightsBuilder`] runs the replay a chunk at a time.
 
-use std::ops::ControlFlow;
-
 use rustc_hash::FxHashMap;
 
 use crate::census::{deepest_stack, last_census, type_name};
@@ -273,14 +271,7 @@ pub fn insights(rec: &Recording, o: &InsightOptions) -> Result<Vec<Insight>, Err
         let churn = crate::query::churn_by_stack(rec)?;
         return Ok(findings(rec, o, Some((&checkpoints, &churn))));
     }
-    let mut b = InsightsBuilder::new(rec, o);
-    if b.needs_events() {
-        rec.for_each_event_chunk(|events| {
-            b.feed(events);
-            ControlFlow::Continue(())
-        })?;
-    }
-    Ok(b.finish())
+    crate::replay::insights(rec, o)
 }
 
 fn growing(

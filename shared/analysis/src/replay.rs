@@ -8,8 +8,8 @@ use rustc_hash::FxHashMap;
 
 use crate::timeline::{downsample, Bucket};
 use crate::{
-    AddressMap, Error, Event, EventFilter, Op, Recording, Snapshot, SnapshotBuilder, StackId,
-    StackTotals, Totals,
+    AddressMap, Error, Event, EventFilter, Insight, InsightOptions, InsightsBuilder, Op, Recording,
+    Snapshot, SnapshotBuilder, StackId, StackTotals, Totals,
 };
 
 /// Live allocations during a replay.
@@ -134,4 +134,16 @@ pub fn thread_totals(rec: &Recording) -> Result<Vec<Totals>, Error> {
         ControlFlow::Continue(())
     })?;
     Ok(out)
+}
+
+/// Everything the recording shows (see [`crate::insights`]), by one replay of every event.
+pub fn insights(rec: &Recording, o: &InsightOptions) -> Result<Vec<Insight>, Error> {
+    let mut b = InsightsBuilder::new(rec, o);
+    if b.needs_events() {
+        rec.for_each_event_chunk(|events| {
+            b.feed(events);
+            ControlFlow::Continue(())
+        })?;
+    }
+    Ok(b.finish())
 }

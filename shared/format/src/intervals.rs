@@ -109,6 +109,12 @@ impl Interval {
         start..start.saturating_add(span)
     }
 
+    /// The node without its entries: its heap figures (what a Digest keeps of a base
+    /// interval).
+    pub fn figures(&self) -> Interval {
+        Interval { entries: Vec::new(), since_max: Vec::new(), churn: Vec::new(), ..self.clone() }
+    }
+
     /// Whether its heap figures agree with its entries: the heap at its end is the heap at
     /// its start plus the entries' net change. (A base interval in a [`crate::Tag::Digest`]
     /// has its figures only.)

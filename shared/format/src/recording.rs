@@ -507,12 +507,7 @@ impl Recording {
                 if node.index as usize != self.shapes.len() {
                     return Err(format!("base interval {} out of order", node.index));
                 }
-                self.shapes.push(Interval {
-                    entries: Vec::new(),
-                    since_max: Vec::new(),
-                    churn: Vec::new(),
-                    ..node
-                });
+                self.shapes.push(node.figures());
             } else {
                 let j = usize::from(node.level) - 1;
                 if self.upper.len() <= j {
@@ -563,7 +558,7 @@ impl Recording {
         if !self.has_trailer {
             self.summary = match self.aggregates_missing {
                 None => self.summary_from_aggregates()?,
-                Some(_) => self.replayed_summary()?,
+                Some(_) => self.replay_summary()?,
             };
         }
         Ok(())
@@ -606,8 +601,9 @@ impl Recording {
         s
     }
 
-    /// The summary of a file with neither trailer nor aggregates, by replaying its events.
-    fn replayed_summary(&self) -> Result<Summary, Error> {
+    /// The summary computed by replaying every event: what a file with neither trailer nor
+    /// aggregates gets, and what `memlens check` compares the trailer against.
+    pub fn replay_summary(&self) -> Result<Summary, Error> {
         let mut s = self.summary_of_samples();
         let mut live: crate::addr_hash::AddressMap<u64> = Default::default();
         let mut heap = 0u64;

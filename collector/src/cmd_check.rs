@@ -1,0 +1,190 @@
+//! `memlens check`: reads every chunk of a recording and checks its aggregates against its
+//! events, so a damaged or crafted file is found before anyone trusts its figures.
+
+use std::path::PathBuf;
+use std::sync::mpsc;
+
+use anyhow::Result;
+use memlens_format::{Aggregator, Event, Interval, Recording, Summary};
+
+use crate::load::open;
+
+/// Arguments of `memlens check`.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "EXAMPLES:
+    memlens check out.memlens     # exit 0: consistent; 1: disagreements (listed); 2: unreadable")]
+pub struct CheckArgs {
+    /// The recording to check.
+    pub file: PathBuf,
+}
+
+/// Disagreements are listed up to this many.
+const MAX_LISTED: usize = 20;
+
+pub fn run(args: CheckArgs) -> Result<i32> {
+    let opened = open(&args.file)?;
+    let rec = &opened.rec;
+    let mut problems = Vec::new();
+    if let Some(t) = rec.truncation() {
+        problems.push(format!("the file is cut short at byte {}: {}", t.offset, t.reason));
+    }
+    let (intervals, events) = match rec.aggregates_missing() {
+        Some(why) => {
+            problems.push(format!("no usable aggregates: {why}"));
+            (0, replay_all(rec)?)
+        }
+        None => check_intervals(rec, &mut problems)?,
+    };
+    if rec.has_trailer() {
+        let replayed = rec.replay_summary()?;
+        for (field, in_file, replayed) in summary_fields(rec.summary(), &replayed) {
+            if in_file != replayed {
+                problems.push(format!(
+                    "the trailer says {field} is {in_file}, the events say {replayed}"
+                ));
+            }
+        }
+    }
+    drop(opened.progress);
+    let name = args.file.display();
+    if problems.is_empty() {
+        println!(
+            "{name}: OK (format {}, {events} events in {} chunks, {intervals} intervals agree \
+             with them{})",
+            rec.format_version(),
+            rec.event_chunk_count(),
+            if rec.has_trailer() { ", and the trailer's summary" } else { "" }
+        );
+        return Ok(0);
+    }
+    println!("{name}: {} problem(s)", problems.len());
+    for p in problems.iter().take(MAX_LISTED) {
+        println!("  - {p}");
+    }
+    if problems.len() > MAX_LISTED {
+        println!("  ... and {} more", problems.len() - MAX_LISTED);
+    }
+    Ok(1)
+}
+
+/// Decodes every event chunk (checking each); returns the number of events.
+fn replay_all(rec: &Recording) -> Result<u64> {
+    let mut n = 0u64;
+    rec.for_each_event_chunk(|events| {
+        n += events.len() as u64;
+        std::ops::ControlFlow::Continue(())
+    })?;
+    Ok(n)
+}
+
+/// Rebuilds every base interval from its events (decoded on a second thread while this one
+/// aggregates) and every node above from them, and compares them with the file's. Returns
+/// (intervals, events).
+fn check_intervals(rec: &Recording, problems: &mut Vec<String>) -> Result<(usize, u64)> {
+    let n = rec.base_count();
+    let with_events = rec.event_chunk_count().min(n);
+    let mut agg = Aggregator::new();
+    let mut upper: Vec<Interval> = Vec::new();
+    let mut count = 0u64;
+    std::thread::scope(|s| -> Result<()> {
+        let (tx, rx) = mpsc::sync_channel::<Result<Vec<Event>, memlens_format::Error>>(4);
+        s.spawn(move || {
+            for k in 0..with_events {
+                let mut events = Vec::new();
+                let result = rec.decode_event_chunk(k, &mut events).map(|()| events);
+                if tx.send(result).is_err() {
+                    break;
+                }
+            }
+        });
+        for (k, events) in rx.iter().enumerate() {
+            let events = events?;
+            count += events.len() as u64;
+            for e in &events {
+                agg.event(e);
+            }
+            let chunk = rec.event_chunk(k).copied().unwrap_or_default();
+            let (first, last) = match (events.first(), events.last()) {
+                (Some(a), Some(b)) => (a.time_ns, b.time_ns),
+                _ => (chunk.first_time_ns, chunk.last_time_ns),
+            };
+            let (base, up) = agg.cut(first, last);
+            upper.extend(up);
+            match rec.node(0, k as u32) {
+                Ok(node) if *node == base => {}
+                Ok(node) => problems.push(differs(&format!("base interval {k}"), &node, &base)),
+                Err(e) => problems.push(format!("base interval {k}: {e}")),
+            }
+        }
+        Ok(())
+    })?;
+    if with_events < n && rec.event_chunk_count() > 0 {
+        problems.push(format!("{} intervals have no events", n - with_events));
+    }
+    // Nodes above the base: rebuilt from the events when there are any, else from the base
+    // intervals themselves (an aggregate-only recording).
+    if rec.event_chunk_count() == 0 {
+        let mut builder = memlens_format::PyramidBuilder::default();
+        for k in 0..n {
+            match rec.node(0, k as u32) {
+                Ok(base) => upper.extend(builder.add(&base)),
+                Err(e) => problems.push(format!("base interval {k}: {e}")),
+            }
+        }
+    }
+    for node in &upper {
+        let what = format!("node {} of level {}", node.index, node.level);
+        match rec.node(node.level, node.index) {
+            Ok(stored) if *stored == *node => {}
+            Ok(stored) => problems.push(differs(&what, &stored, node)),
+            Err(e) => problems.push(format!("{what}: {e}")),
+        }
+    }
+    for (k, shape) in rec.base_shapes().iter().enumerate() {
+        if rec.node(0, k as u32).is_ok_and(|node| *shape != node.figures()) {
+            problems.push(format!("the digest's figures of base interval {k} differ"));
+        }
+    }
+    Ok((n, count))
+}
+
+/// What differs between a node in the file and the one rebuilt from the events.
+fn differs(what: &str, stored: &Interval, rebuilt: &Interval) -> String {
+    let mut fields = Vec::new();
+    macro_rules! field {
+        ($($f:ident),*) => {$(
+            if stored.$f != rebuilt.$f {
+                fields.push(format!("{} {:?} vs {:?}", stringify!($f), stored.$f, rebuilt.$f));
+            }
+        )*};
+    }
+    field!(t_first, t_last, heap_start, heap_min, t_min, heap_max, t_max, heap_end);
+    for (name, a, b) in [
+        ("entries", stored.entries.len(), rebuilt.entries.len()),
+        ("since_max", stored.since_max.len(), rebuilt.since_max.len()),
+        ("churn", stored.churn.len(), rebuilt.churn.len()),
+    ] {
+        if a != b {
+            fields.push(format!("{name}: {a} vs {b}"));
+        }
+    }
+    if fields.is_empty() {
+        fields.push("per-stack figures".into());
+    }
+    format!("{what} disagrees with the events: {} (file vs events)", fields.join(", "))
+}
+
+/// The summary's fields, by name, as in the file and as replayed.
+fn summary_fields(a: &Summary, b: &Summary) -> Vec<(&'static str, u64, u64)> {
+    vec![
+        ("the peak heap", a.peak_heap, b.peak_heap),
+        ("the peak time", a.peak_heap_time_ns, b.peak_heap_time_ns),
+        ("the heap at the end", a.end_heap, b.end_heap),
+        ("the blocks live at the end", a.end_live_count, b.end_live_count),
+        ("the allocation count", a.alloc_count, b.alloc_count),
+        ("the allocated bytes", a.alloc_bytes, b.alloc_bytes),
+        ("the free count", a.free_count, b.free_count),
+        ("the peak RSS", a.peak_rss, b.peak_rss),
+        ("the duration", a.duration_ns, b.duration_ns),
+    ]
+}
