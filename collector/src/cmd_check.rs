@@ -35,13 +35,22 @@ pub fn run(args: CheckArgs) -> Result<i32> {
         }
         None => check_intervals(rec, &mut problems)?,
     };
+    // The trailer's summary against what the events say, and what the aggregates say.
+    let mut sources = Vec::new();
+    if !rec.aggregate_only() {
+        sources.push(("the events", rec.replay_summary()?));
+    }
+    if rec.aggregates_missing().is_none() {
+        sources.push(("the aggregates", rec.aggregates_summary()?));
+    }
     if rec.has_trailer() {
-        let replayed = rec.replay_summary()?;
-        for (field, in_file, replayed) in summary_fields(rec.summary(), &replayed) {
-            if in_file != replayed {
-                problems.push(format!(
-                    "the trailer says {field} is {in_file}, the events say {replayed}"
-                ));
+        for (source, summary) in &sources {
+            for (field, in_file, other) in summary_fields(rec.summary(), summary) {
+                if in_file != other {
+                    problems.push(format!(
+                        "the trailer says {field} is {in_file}, {source} say {other}"
+                    ));
+                }
             }
         }
     }
@@ -49,11 +58,11 @@ pub fn run(args: CheckArgs) -> Result<i32> {
     let name = args.file.display();
     if problems.is_empty() {
         println!(
-            "{name}: OK (format {}, {events} events in {} chunks, {intervals} intervals agree \
-             with them{})",
+            "{name}: OK (format {}, {events} events in {} chunks, {intervals} intervals{}{})",
             rec.format_version(),
             rec.event_chunk_count(),
-            if rec.has_trailer() { ", and the trailer's summary" } else { "" }
+            if rec.aggregate_only() { "" } else { " agree with them" },
+            if rec.has_trailer() { ", and so does the trailer's summary" } else { "" }
         );
         return Ok(0);
     }

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use memlens_analysis::format_bytes;
-use memlens_format::{CaptureOptions, Meta, RecordingWriter};
+use memlens_format::{CaptureOptions, Meta, RecordingWriter, WriterOptions};
 use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{kill, Signal};
@@ -50,6 +50,7 @@ const EOF_GRACE: Duration = Duration::from_secs(2);
     memlens run script.py --its-own-flag       # writes memlens-script-<pid>.memlens
     memlens run -o out.memlens -m http.server 8000
     memlens run --no-native -c 'x = [0] * 10**7'
+    memlens run --aggregate server.py           # hours-long runs: aggregates only
     memlens run --python ~/.venvs/app/bin/python app.py")]
 pub struct RunArgs {
     /// Output file [default: memlens-<script>-<pid>.memlens in the current directory].
@@ -89,6 +90,11 @@ pub struct RunArgs {
     /// Take no object censuses at all.
     #[arg(long, conflicts_with = "census_interval")]
     pub no_census: bool,
+    /// Keep only the aggregates (memory by stack per interval of time, the heap over time),
+    /// not every allocation: for programs that run for hours, the file then grows with the
+    /// number of call stacks, not of allocations. Views inside an interval are not exact.
+    #[arg(long)]
+    pub aggregate: bool,
     /// Do not print the summary line at the end.
     #[arg(short, long)]
     pub quiet: bool,
@@ -125,6 +131,8 @@ pub struct RunOptions {
     pub census: bool,
     /// Seconds between extra censuses, if any.
     pub census_interval: Option<f64>,
+    /// Write the aggregates only, no events.
+    pub aggregate: bool,
     pub quiet: bool,
 }
 
@@ -159,6 +167,7 @@ impl TryFrom<RunArgs> for RunOptions {
             interval: Duration::from_millis(a.interval),
             census: !a.no_census,
             census_interval: a.census_interval,
+            aggregate: a.aggregate,
             quiet: a.quiet,
         })
     }
@@ -289,9 +298,10 @@ pub fn run_with(opts: RunOptions) -> Result<i32> {
             }
         },
     };
-    let writer =
-        RecordingWriter::new(BufWriter::with_capacity(1 << 20, file), &meta(&opts, &py, pid))
-            .with_context(|| format!("cannot write output file {}", output.display()))?;
+    let options = WriterOptions { events: !opts.aggregate, ..WriterOptions::default() };
+    let out = BufWriter::with_capacity(1 << 20, file);
+    let writer = RecordingWriter::with_options(out, &meta(&opts, &py, pid), options)
+        .with_context(|| format!("cannot write output file {}", output.display()))?;
     let recorder = Recorder::new(writer, t0);
 
     let signals = forward_signals(pid)?;

@@ -128,8 +128,9 @@ impl Interval {
     }
 }
 
-/// An Intervals (or Digest) chunk payload: the number of nodes, then each node.
-pub(crate) fn encode_intervals(nodes: &[Interval]) -> Vec<u8> {
+/// An Intervals (or Digest) chunk payload: the number of nodes, then each node (FORMAT.md,
+/// "Interval aggregates").
+pub fn encode_intervals(nodes: &[Interval]) -> Vec<u8> {
     let mut out = Vec::new();
     put_u64(&mut out, nodes.len() as u64);
     for n in nodes {

@@ -557,15 +557,16 @@ impl Recording {
         }
         if !self.has_trailer {
             self.summary = match self.aggregates_missing {
-                None => self.summary_from_aggregates()?,
+                None => self.aggregates_summary()?,
                 Some(_) => self.replay_summary()?,
             };
         }
         Ok(())
     }
 
-    /// The summary of a file without a trailer, from its intervals.
-    fn summary_from_aggregates(&self) -> Result<Summary, Error> {
+    /// The summary computed from the interval aggregates: what a file without a trailer gets,
+    /// and what `memlens check` compares the trailer against.
+    pub fn aggregates_summary(&self) -> Result<Summary, Error> {
         let mut s = self.summary_of_samples();
         let (mut alloc, mut freed) = (Totals::default(), Totals::default());
         for (level, index) in self.cover(0, self.base_count() as u64) {

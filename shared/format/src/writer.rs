@@ -36,11 +36,14 @@ pub struct WriterOptions {
     pub events: bool,
 }
 
-/// Aggregate-only recordings: base intervals of this length (ns) at first...
+/// Aggregate-only recordings: base intervals of at least this length (ns)...
 const SLICE_NS: u64 = 100_000_000;
-/// ...doubling after every this many slices, so a run 10 times longer adds a few dozen
-/// intervals, not 10 times as many.
-const SLICES_PER_WIDTH: u32 = 32;
+/// ...and of at least this fraction of the time so far, so a run ten times longer has about
+/// 24 more intervals (log base 1.1 of 10), not ten times as many.
+const SLICE_GROWTH: u64 = 10;
+/// Likewise, memory samples of an aggregate-only recording: one per gap of at least the
+/// sample interval and this fraction of the time so far (the gap's highest RSS is kept).
+const SAMPLE_GROWTH: u64 = 100;
 
 /// A Digest chunk's payload stays well below [`MAX_CHUNK_RAW_LEN`].
 const DIGEST_CHUNK_BYTES: usize = (MAX_CHUNK_RAW_LEN / 4) as usize;
@@ -104,11 +107,12 @@ pub struct RecordingWriter<W: Write> {
     /// Encoded Digest entries: every pyramid node above the base, and the heap figures of
     /// every base interval.
     digest: Vec<(u64, Vec<u8>)>,
-    /// Aggregate-only recordings: the current time slice's end and width, and slices cut at
-    /// that width.
+    /// Aggregate-only recordings: the current time slice's end, and the sample with the
+    /// highest RSS in the current gap between kept samples.
     slice_end: u64,
-    slice_width: u64,
-    slices_at_width: u32,
+    gap_sample: Option<MemorySample>,
+    /// The sampling interval the metadata states.
+    meta_interval_ns: u64,
     summary: Summary,
     scratch: Vec<u8>,
 }
@@ -121,6 +125,7 @@ impl<W: Write> RecordingWriter<W> {
 
     /// Starts a recording with the given options.
     pub fn with_options(mut out: W, meta: &Meta, options: WriterOptions) -> Result<Self, Error> {
+        let meta_interval_ns = meta.capture.sample_interval_us.saturating_mul(1_000).max(1);
         let header = header_bytes();
         out.write_all(&header)?;
         let mut w = RecordingWriter {
@@ -151,8 +156,8 @@ impl<W: Write> RecordingWriter<W> {
             agg: Aggregator::new(),
             digest: Vec::new(),
             slice_end: SLICE_NS,
-            slice_width: SLICE_NS,
-            slices_at_width: 0,
+            gap_sample: None,
+            meta_interval_ns,
             summary: Summary::default(),
             scratch: Vec::new(),
         };
@@ -336,13 +341,34 @@ impl<W: Write> RecordingWriter<W> {
             }
             let mut s = self.waiting_samples.pop_front().expect("front exists");
             s.heap = self.agg.heap();
-            self.samples.push(s);
+            if self.options.events {
+                self.samples.push(s);
+            } else {
+                self.thin_sample(s);
+            }
             n += 1;
         }
         if self.samples.len() >= 4096 {
             self.write_samples()?;
         }
         Ok(())
+    }
+
+    /// Aggregate-only recordings keep one sample per gap that grows with the time so far: the
+    /// one with the highest RSS.
+    fn thin_sample(&mut self, s: MemorySample) {
+        let Some(gap) = self.gap_sample else {
+            self.gap_sample = Some(s);
+            return;
+        };
+        let last = self.samples.last().map_or(0, |k| k.time_ns);
+        let span = (self.meta_interval_ns).max(last / SAMPLE_GROWTH);
+        if s.time_ns >= last.saturating_add(span) && gap.time_ns != s.time_ns {
+            self.samples.push(gap);
+            self.gap_sample = Some(s);
+        } else if s.rss > gap.rss {
+            self.gap_sample = Some(s);
+        }
     }
 
     /// Records a user marker. Events recorded after it are placed after it in time, even
@@ -409,9 +435,12 @@ impl<W: Write> RecordingWriter<W> {
     pub fn finish(mut self, end: ProcessEnd) -> Result<W, Error> {
         self.release_samples(u64::MAX, usize::MAX)?;
         if !self.options.events && self.agg.has_events() {
-            let start = self.slice_end - self.slice_width;
-            let nodes = self.agg.cut(start, self.slice_end);
+            // A slice spans its heap events (only heap events are kept).
+            let nodes = self.agg.cut(u64::MAX, 0);
             self.write_intervals(nodes)?;
+        }
+        if let Some(s) = self.gap_sample.take() {
+            self.samples.push(s);
         }
         self.flush()?;
         self.write_postcard(Tag::End, &end, (end.time_ns, end.time_ns, 1))?;
@@ -456,17 +485,14 @@ impl<W: Write> RecordingWriter<W> {
                 self.write_events()?;
             }
         } else {
-            while time_ns >= self.slice_end {
+            if time_ns >= self.slice_end {
                 if self.agg.has_events() {
-                    let nodes = self.agg.cut(self.slice_end - self.slice_width, self.slice_end);
+                    let nodes = self.agg.cut(u64::MAX, 0);
                     self.write_intervals(nodes)?;
                 }
-                self.slices_at_width += 1;
-                if self.slices_at_width == SLICES_PER_WIDTH {
-                    self.slices_at_width = 0;
-                    self.slice_width = self.slice_width.saturating_mul(2);
-                }
-                self.slice_end = self.slice_end.saturating_add(self.slice_width);
+                // The next slice starts here (slices without heap events are left out).
+                let start = self.slice_end.max(time_ns / SLICE_NS * SLICE_NS);
+                self.slice_end = start.saturating_add(SLICE_NS.max(start / SLICE_GROWTH));
             }
         }
         Ok(time_ns)

@@ -1,0 +1,98 @@
+//! Decoding arbitrary bytes must never panic, and every analysis over whatever decoded must
+//! run to completion. The first input byte picks a mode: raw bytes; a valid header followed by
+//! raw bytes; or a valid header followed by well-framed chunks (correct lengths and CRCs) whose
+//! tags and payloads come from the input, so the fuzzer reaches the payload decoders (tables,
+//! events, interval aggregates, digest). Files are read both ways: with a footer pointing at a
+//! trailer (the index path) and without (the scan path), and followed as they grow.
+#![no_main]
+
+use std::sync::{Arc, Mutex};
+
+use libfuzzer_sys::fuzz_target;
+use memlens_analysis::*;
+use memlens_format::*;
+
+/// A source that can grow, to run `Recording::refresh`.
+struct Growing(Mutex<(Vec<u8>, usize)>);
+
+impl ByteSource for Growing {
+    fn len(&self) -> u64 {
+        self.0.lock().unwrap().1 as u64
+    }
+
+    fn read_at(&self, offset: u64, len: usize) -> Result<Vec<u8>, Error> {
+        let g = self.0.lock().unwrap();
+        let start = (offset as usize).min(g.1);
+        let end = g.1.min(start.saturating_add(len));
+        Ok(g.0[start..end].to_vec())
+    }
+}
+
+fn analyse(rec: &Recording) {
+    let all = EventFilter::default();
+    let end = rec.summary().duration_ns;
+    for snapshot in [
+        Snapshot::AtPeak,
+        Snapshot::AtEnd,
+        Snapshot::TotalAllocated,
+        Snapshot::AtTime(end / 2),
+        Snapshot::PeakInRange(end / 3, end / 2),
+        Snapshot::AllocatedInRange(end / 4, end),
+    ] {
+        for filter in [all.clone(), EventFilter::thread(ThreadId(1))] {
+            if let Ok(totals) = stack_totals(rec, snapshot, &filter) {
+                let tree = FlameTree::build(rec, &totals, &FlameOptions::default());
+                let rects = flame_layout(&tree, 0, 0.001);
+                let _ = flame_hit(&rects, 0.5, 1);
+                let _ = call_sites(rec, &totals, true);
+            }
+        }
+    }
+    let _ = peak_in(rec, end / 3, end);
+    let _ = thread_totals(rec);
+    let _ = insights(rec, &InsightOptions::default());
+    let _ = span_usage(rec, &[(0, end / 2), (end / 2 + 1, end)]);
+    for filter in [all.clone(), EventFilter::thread(ThreadId(0))] {
+        let _ = heap_timeline(rec, &filter, 0, end.saturating_add(1), 64);
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&mode, rest)) = data.split_first() else { return };
+    let mut bytes = Vec::with_capacity(data.len() * 2 + HEADER_LEN);
+    match mode % 3 {
+        0 => bytes.extend_from_slice(data),
+        1 => {
+            bytes.extend_from_slice(&MAGIC);
+            bytes.extend_from_slice(&[4, 0, 0, 0, 0, 0, 0, 0]);
+            bytes.extend_from_slice(rest);
+        }
+        _ => {
+            bytes.extend_from_slice(&MAGIC);
+            bytes.extend_from_slice(&[(mode >> 2) % 5, 0, 0, 0, 0, 0, 0, 0]);
+            // Segments: tag, payload length, payload; framed as stored chunks.
+            let mut at = rest;
+            while let [tag, len, tail @ ..] = at {
+                let n = (*len as usize).min(tail.len());
+                let payload = &tail[..n];
+                bytes.push(*tag);
+                bytes.extend_from_slice(&[0, 0, 0]);
+                bytes.extend_from_slice(&(n as u32).to_le_bytes());
+                bytes.extend_from_slice(&(n as u32).to_le_bytes());
+                bytes.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+                bytes.extend_from_slice(payload);
+                at = &tail[n..];
+            }
+        }
+    }
+    if let Ok(rec) = Recording::open(&bytes) {
+        analyse(&rec);
+    }
+    // The same bytes arriving in two parts, as from a recording being written.
+    let source = Arc::new(Growing(Mutex::new((bytes.clone(), bytes.len() / 2))));
+    if let Ok(mut rec) = Recording::open_source(source.clone()) {
+        source.0.lock().unwrap().1 = bytes.len();
+        let _ = rec.refresh();
+        analyse(&rec);
+    }
+});
