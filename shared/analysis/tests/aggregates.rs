@@ -2,8 +2,6 @@
 //! digest and the same file scanned (no trailer), a file followed while it is written, damaged
 //! aggregates falling back to replay, and recordings without events.
 
-mod common;
-
 use std::sync::{Arc, Mutex};
 
 use memlens_analysis::*;
