@@ -14,27 +14,12 @@ use std::process::{Command, Output};
 use memlens_analysis::{stack_totals, EventFilter, Snapshot};
 use memlens_format::{Recording, StackId, ThreadId};
 
-use common::{line_of, memlens, script};
+use common::{line_of, memlens, script, TempDir};
 
 struct Run {
     out: Output,
     rec: Recording,
     _dir: TempDir,
-}
-
-struct TempDir(PathBuf);
-impl TempDir {
-    fn new(name: &str) -> Self {
-        let d = std::env::temp_dir().join(format!("memlens-test-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        TempDir(d)
-    }
-}
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 fn run_script(name: &str, extra: &[&str], args: &[&str]) -> Run {

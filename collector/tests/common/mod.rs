@@ -53,3 +53,23 @@ pub fn memlens() -> Command {
     );
     Command::new(exe)
 }
+
+/// A fresh directory under the system's temporary one, removed when dropped.
+#[allow(dead_code)] // not every test file uses it
+pub struct TempDir(pub PathBuf);
+
+#[allow(dead_code)]
+impl TempDir {
+    pub fn new(name: &str) -> Self {
+        let d = std::env::temp_dir().join(format!("memlens-test-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        TempDir(d)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
