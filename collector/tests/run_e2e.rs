@@ -8,7 +8,6 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::process::{Command, Output};
 
 use memlens_analysis::{stack_totals, EventFilter, Snapshot};
