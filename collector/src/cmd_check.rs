@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::sync::mpsc;
 
 use anyhow::Result;
+use memlens_analysis::format_bytes;
 use memlens_format::{Aggregator, Event, Interval, Recording, Summary};
 
 use crate::load::open;
@@ -63,6 +64,16 @@ pub fn run(args: CheckArgs) -> Result<i32> {
             rec.event_chunk_count(),
             if rec.aggregate_only() { "" } else { " agree with them" },
             if rec.has_trailer() { ", and so does the trailer's summary" } else { "" }
+        );
+        let file_len = std::fs::metadata(&args.file)?.len().max(1);
+        let aggregates =
+            (0..rec.base_count()).filter_map(|i| rec.interval_chunk(i)).map(|c| c.len).sum::<u64>()
+                + rec.digest_len();
+        println!(
+            "  aggregates: {} ({:.1}% of the file's {})",
+            format_bytes(aggregates),
+            100.0 * aggregates as f64 / file_len as f64,
+            format_bytes(file_len)
         );
         return Ok(0);
     }

@@ -442,3 +442,29 @@ fn writer_live_map_survives_tombstone_sweeps() {
     let total: u64 = at_end.stacks.iter().map(|(_, t)| t.bytes).sum();
     assert_eq!(total, 5_000 * 32 + 64);
 }
+
+/// A crafted chunk of a few KB that would decompress to 20 million events (a compression bomb)
+/// is refused when its header is read: the file opens up to it, and no analysis decodes it.
+#[test]
+fn compression_bombs_are_refused_before_any_work() {
+    let good = known_program(WriterOptions::default());
+    // The file without its trailer and footer, then the bomb: events that are all one byte.
+    let trailer_at = u64::from_le_bytes(good[good.len() - 8..].try_into().unwrap()) as usize;
+    let mut bytes = good[..trailer_at].to_vec();
+    let raw = vec![0u8; 20_000_000];
+    let stored = zstd::bulk::compress(&raw, 19).unwrap();
+    assert!(stored.len() < 4096);
+    let at = bytes.len() as u64;
+    bytes.extend_from_slice(&[Tag::Events as u8, Codec::Zstd as u8, 0, 0]);
+    bytes.extend_from_slice(&(stored.len() as u32).to_le_bytes());
+    bytes.extend_from_slice(&(raw.len() as u32).to_le_bytes());
+    bytes.extend_from_slice(&crc32(&stored).to_le_bytes());
+    bytes.extend_from_slice(&stored);
+    let rec = Recording::open(&bytes).unwrap();
+    let t = rec.truncation().expect("the bomb is where reading stops");
+    assert_eq!(t.offset, at);
+    assert!(t.reason.contains("more than any recording does"), "{t:?}");
+    assert_eq!(rec.summary().peak_heap, 10_500);
+    let end = replay::stack_totals(&rec, Snapshot::AtEnd, &EventFilter::default()).unwrap();
+    assert_eq!(end.total.bytes, 500);
+}

@@ -25,6 +25,14 @@ pub const CHUNK_HEADER_LEN: usize = 16;
 /// allocate without bound. Writers cut chunks far below this (about 1 MiB).
 pub const MAX_CHUNK_RAW_LEN: u32 = 64 << 20;
 
+/// A compressed chunk may decompress to at most this many times its stored size, plus
+/// [`MAX_EXPANSION_SLACK`]: the most regular event chunks seen compress about 400 times, and
+/// a crafted chunk claiming more (a few KB "decompressing" to millions of events) is refused
+/// before any work, so reading costs at most a bounded multiple of the file's size.
+pub const MAX_EXPANSION: u32 = 1024;
+/// See [`MAX_EXPANSION`]: room for small chunks, whose compression framing dominates.
+pub const MAX_EXPANSION_SLACK: u32 = 64 << 10;
+
 /// Chunk tags. Tags are only ever added; readers skip the ones they do not know.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
@@ -154,12 +162,15 @@ pub(crate) fn encode_chunk(out: &mut Vec<u8>, tag: Tag, codec: Codec, raw: &[u8]
         Codec::Lz4 => lz4_flex::block::compress(raw).into(),
         Codec::Zstd => zstd_compress(raw).into(),
     };
-    // Incompressible payloads are stored raw.
-    let (codec, stored) = if stored.len() >= raw.len() && codec != Codec::None {
-        (Codec::None, std::borrow::Cow::Borrowed(raw))
-    } else {
-        (codec, stored)
-    };
+    // Incompressible payloads are stored raw, and so are those that compress past what readers
+    // accept (MAX_EXPANSION: never seen in a real recording).
+    let most = stored.len() as u64 * u64::from(MAX_EXPANSION) + u64::from(MAX_EXPANSION_SLACK);
+    let (codec, stored) =
+        if (stored.len() >= raw.len() || raw.len() as u64 > most) && codec != Codec::None {
+            (Codec::None, std::borrow::Cow::Borrowed(raw))
+        } else {
+            (codec, stored)
+        };
     out.push(tag as u8);
     out.push(codec as u8);
     out.extend_from_slice(&[0, 0]);
@@ -209,6 +220,14 @@ impl ChunkHeader {
             return Err(format!(
                 "chunk length {} is over the {MAX_CHUNK_RAW_LEN} limit",
                 h.raw_len.max(h.stored_len)
+            ));
+        }
+        let most =
+            u64::from(h.stored_len) * u64::from(MAX_EXPANSION) + u64::from(MAX_EXPANSION_SLACK);
+        if h.codec != Codec::None as u8 && u64::from(h.raw_len) > most {
+            return Err(format!(
+                "a chunk of {} compressed bytes claims to hold {}: more than any recording does",
+                h.stored_len, h.raw_len
             ));
         }
         Ok(h)
@@ -316,6 +335,26 @@ mod tests {
                 assert!(out.len() < raw.len() / 2, "{codec:?} did not compress");
             }
         }
+    }
+
+    /// A few bytes of zstd that claim (and would decompress to) 20 MB are refused at once.
+    #[test]
+    fn compression_bombs_are_refused() {
+        let raw = vec![0u8; 20 << 20];
+        let mut out = Vec::new();
+        encode_chunk(&mut out, Tag::Events, Codec::Zstd, &raw);
+        // (Written by hand: the writer stores such a payload uncompressed.)
+        let mut bomb = out[..16].to_vec();
+        bomb[1] = Codec::Zstd as u8;
+        let stored = zstd_compress(&raw);
+        bomb[4..8].copy_from_slice(&(stored.len() as u32).to_le_bytes());
+        bomb[12..16].copy_from_slice(&crc32fast::hash(&stored).to_le_bytes());
+        bomb.extend_from_slice(&stored);
+        assert!(bomb.len() < 4096, "{} bytes", bomb.len());
+        let err = read_chunk(&bomb, 0, 0).unwrap_err();
+        assert!(err.contains("more than any recording does"), "{err}");
+        assert_eq!(out[1], Codec::None as u8);
+        assert_eq!(read_chunk(&out, 0, 0).unwrap().unwrap().payload().unwrap().len(), 20 << 20);
     }
 
     #[test]

@@ -56,6 +56,7 @@ pub use addr_hash::AddressMap;
 pub use aggregate::{Aggregator, PyramidBuilder};
 pub use chunk::{
     Codec, Tag, CHUNK_HEADER_LEN, FORMAT_VERSION, HEADER_LEN, MAGIC, MAX_CHUNK_RAW_LEN,
+    MAX_EXPANSION, MAX_EXPANSION_SLACK,
 };
 pub use error::Error;
 pub use events::EVENT_TIME_QUANTUM_NS;

@@ -822,11 +822,35 @@ impl Recording {
             .map_err(|d| Error::corrupt("event chunk", chunk.offset, d))
     }
 
-    /// Calls `f` with every event in order, one decoded chunk at a time.
+    /// Calls `f` with every event in order, one decoded chunk at a time. Natively, chunks are
+    /// read and decoded on a second thread while `f` runs (a full replay then takes about the
+    /// time of the slower of the two).
     pub fn for_each_event_chunk(
         &self,
         mut f: impl FnMut(&[Event]) -> std::ops::ControlFlow<()>,
     ) -> Result<(), Error> {
+        #[cfg(not(target_arch = "wasm32"))]
+        if self.events.len() > 1 {
+            return std::thread::scope(|s| {
+                // A few decoded chunks ahead at most: memory stays bounded.
+                let (tx, rx) = std::sync::mpsc::sync_channel(2);
+                s.spawn(move || {
+                    for i in 0..self.events.len() {
+                        let mut buf = Vec::new();
+                        let decoded = self.decode_event_chunk(i, &mut buf).map(|()| buf);
+                        if tx.send(decoded).is_err() {
+                            break;
+                        }
+                    }
+                });
+                for events in rx {
+                    if f(&events?).is_break() {
+                        break;
+                    }
+                }
+                Ok(())
+            });
+        }
         let mut buf = Vec::new();
         for i in 0..self.events.len() {
             buf.clear();
