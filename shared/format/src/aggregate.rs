@@ -147,6 +147,17 @@ impl Level {
     }
 }
 
+/// What one key did in the base interval being built.
+#[derive(Debug, Clone, Copy, Default)]
+struct Acc {
+    alloc: Totals,
+    freed: Totals,
+    /// Live bytes and blocks changed since the interval's high-water mark.
+    since: (i64, i64),
+    /// Whether the key is in `since_touched`.
+    since_listed: bool,
+}
+
 /// Builds [`Interval`] nodes from events (see the module documentation).
 #[derive(Default)]
 pub struct Aggregator {
@@ -154,11 +165,12 @@ pub struct Aggregator {
     heap: u64,
     started: bool,
     shape: Shape,
-    /// Per key: allocated and freed in the base interval being built.
-    acc: Vec<(Totals, Totals)>,
+    /// Per key, for the base interval being built.
+    acc: Vec<Acc>,
+    /// Keys with allocations or frees in the base interval.
     touched: Vec<Key>,
-    /// Changes since the base interval's high-water mark.
-    log: Vec<(Key, i64, i64)>,
+    /// Keys whose `since` may be non-zero: changed since the interval's high-water mark.
+    since_touched: Vec<Key>,
     churn: FxHashMap<Key, (i64, i64)>,
     /// Allocation times of live blocks big enough for churn.
     big: AddressMap<u64>,
@@ -294,10 +306,34 @@ impl Aggregator {
         self.shape.t_last = time_ns;
         let k = key as usize;
         if k >= self.acc.len() {
-            self.acc.resize(self.keys.len().max(k + 1), Default::default());
+            self.acc.resize(self.keys.len().max(k + 1), Acc::default());
         }
-        if self.acc[k] == Default::default() {
+        // Counts only grow within an interval: zero means untouched so far.
+        let a = &self.acc[k];
+        if a.alloc.count == 0 && a.freed.count == 0 {
             self.touched.push(key);
+        }
+    }
+
+    /// Notes a change after the interval's high-water mark.
+    #[inline]
+    fn since_max(&mut self, key: Key, bytes: i64, count: i64) {
+        let a = &mut self.acc[key as usize];
+        a.since.0 = a.since.0.wrapping_add(bytes);
+        a.since.1 = a.since.1.wrapping_add(count);
+        if !a.since_listed {
+            a.since_listed = true;
+            self.since_touched.push(key);
+        }
+    }
+
+    /// A new high-water mark: the changes so far all come before it.
+    #[inline]
+    fn new_max(&mut self, time_ns: u64) {
+        (self.shape.heap_max, self.shape.t_max) = (self.heap, time_ns);
+        for k in self.since_touched.drain(..) {
+            let a = &mut self.acc[k as usize];
+            (a.since, a.since_listed) = ((0, 0), false);
         }
     }
 
@@ -305,14 +341,13 @@ impl Aggregator {
     #[inline]
     pub(crate) fn alloc(&mut self, key: Key, size: u64, time_ns: u64, address: u64) {
         self.begin(key, time_ns);
-        let a = &mut self.acc[key as usize].0;
-        // A zero-size block still counts: mark the entry touched through its count.
-        a.add(size);
+        // A zero-size block still counts: its entry is touched through its count.
+        self.acc[key as usize].alloc.add(size);
         self.heap = self.heap.wrapping_add(size);
-        self.log.push((key, size as i64, 1));
         if self.heap > self.shape.heap_max {
-            (self.shape.heap_max, self.shape.t_max) = (self.heap, time_ns);
-            self.log.clear();
+            self.new_max(time_ns);
+        } else {
+            self.since_max(key, size as i64, 1);
         }
         if size >= CHURN_MIN_SIZE {
             self.big.insert(address, time_ns);
@@ -323,9 +358,9 @@ impl Aggregator {
     #[inline]
     pub(crate) fn free(&mut self, key: Key, size: u64, time_ns: u64, address: u64) {
         self.begin(key, time_ns);
-        self.acc[key as usize].1.add(size);
+        self.acc[key as usize].freed.add(size);
         self.heap = self.heap.wrapping_sub(size);
-        self.log.push((key, -(size as i64), -1));
+        self.since_max(key, (size as i64).wrapping_neg(), -1);
         if self.heap < self.shape.heap_min {
             (self.shape.heap_min, self.shape.t_min) = (self.heap, time_ns);
         }
@@ -359,27 +394,33 @@ impl Aggregator {
             };
         }
         self.shape.heap_end = self.heap;
-        let mut since = FxHashMap::default();
-        for &(k, b, c) in &self.log {
-            add_delta(&mut since, k, b, c);
+        let mut since = Vec::new();
+        for k in self.since_touched.drain(..) {
+            let a = &mut self.acc[k as usize];
+            if a.since != (0, 0) {
+                since.push((k, a.since.0, a.since.1));
+            }
+            (a.since, a.since_listed) = ((0, 0), false);
         }
-        self.log.clear();
         let mut entries = Vec::with_capacity(self.touched.len());
         for &k in &self.touched {
-            let (a, f) = std::mem::take(&mut self.acc[k as usize]);
-            entries.push((k, a, f));
+            let a = &mut self.acc[k as usize];
+            entries.push((k, a.alloc, a.freed));
+            (a.alloc, a.freed) = Default::default();
         }
         self.touched.clear();
-        let nonzero = |m: FxHashMap<Key, (i64, i64)>| -> Vec<(Key, i64, i64)> {
-            m.into_iter().filter(|(_, d)| *d != (0, 0)).map(|(k, (b, c))| (k, b, c)).collect()
-        };
+        let churn = std::mem::take(&mut self.churn)
+            .into_iter()
+            .filter(|(_, d)| *d != (0, 0))
+            .map(|(k, (b, c))| (k, b, c))
+            .collect();
         let node = Node {
             level: 0,
             index: self.base_written,
             shape: self.shape,
             entries,
-            since_max: nonzero(since),
-            churn: nonzero(std::mem::take(&mut self.churn)),
+            since_max: since,
+            churn,
         };
         self.base_written += 1;
         self.started = false;

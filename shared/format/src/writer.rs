@@ -473,10 +473,26 @@ impl<W: Write> RecordingWriter<W> {
     /// Clamps an event's time (to the previous event's, and to the resolution events are
     /// stored at), releases the samples taken before it, and ends the interval when it is full
     /// (a chunk of events) or over (a time slice of an aggregate-only recording).
+    #[inline]
     fn event_time(&mut self, time_ns: u64) -> Result<u64, Error> {
         self.last_event_time = self.last_event_time.max(time_ns);
         let time_ns = quantize(self.last_event_time);
         self.summary.duration_ns = self.summary.duration_ns.max(time_ns);
+        let due = self.waiting_samples.front().is_some_and(|s| s.time_ns < self.last_event_time)
+            || if self.options.events {
+                self.events.count >= self.options.events_per_chunk
+            } else {
+                time_ns >= self.slice_end
+            };
+        if due {
+            self.before_event(time_ns)?;
+        }
+        Ok(time_ns)
+    }
+
+    /// The rarer work before an event: samples to release, an interval to end.
+    #[cold]
+    fn before_event(&mut self, time_ns: u64) -> Result<(), Error> {
         if self.waiting_samples.front().is_some_and(|s| s.time_ns < self.last_event_time) {
             self.release_samples(self.last_event_time, usize::MAX)?;
         }
@@ -484,18 +500,16 @@ impl<W: Write> RecordingWriter<W> {
             if self.events.count >= self.options.events_per_chunk {
                 self.write_events()?;
             }
-        } else {
-            if time_ns >= self.slice_end {
-                if self.agg.has_events() {
-                    let nodes = self.agg.cut(u64::MAX, 0);
-                    self.write_intervals(nodes)?;
-                }
-                // The next slice starts here (slices without heap events are left out).
-                let start = self.slice_end.max(time_ns / SLICE_NS * SLICE_NS);
-                self.slice_end = start.saturating_add(SLICE_NS.max(start / SLICE_GROWTH));
+        } else if time_ns >= self.slice_end {
+            if self.agg.has_events() {
+                let nodes = self.agg.cut(u64::MAX, 0);
+                self.write_intervals(nodes)?;
             }
+            // The next slice starts here (slices without heap events are left out).
+            let start = self.slice_end.max(time_ns / SLICE_NS * SLICE_NS);
+            self.slice_end = start.saturating_add(SLICE_NS.max(start / SLICE_GROWTH));
         }
-        Ok(time_ns)
+        Ok(())
     }
 
     /// Writes the base interval an interval cut gave, and keeps for the digest its heap
