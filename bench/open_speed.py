@@ -29,14 +29,25 @@ OUT = ROOT / "target" / "bench-open"
 
 
 def measured(cmd):
-    """(seconds, peak RSS in MiB of the process) of one run of `cmd`."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    t = time.perf_counter()
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    seconds = time.perf_counter() - t
-    # ru_maxrss of children is the largest of any child so far: meaningful when it grows.
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return seconds, max(peak, before) / 1024
+    """(seconds, peak RSS in MiB of the process) of one run of `cmd` (from a fork that waits
+    for it alone, so the peak is this command's)."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        t = time.perf_counter()
+        code = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode
+        seconds = time.perf_counter() - t
+        peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        os.write(w, f"{code} {seconds} {peak}".encode())
+        os._exit(0)
+    os.close(w)
+    data = os.read(r, 256).decode().split()
+    os.close(r)
+    os.waitpid(pid, 0)
+    if data[0] != "0":
+        sys.exit(f"open_speed: {cmd} failed (exit {data[0]})")
+    return float(data[1]), int(data[2]) / 1024
 
 
 def median_run(cmd, repeat):

@@ -9,6 +9,7 @@
 
 use rustc_hash::FxHashMap;
 
+use crate::tree::{row_hit, RowRect, TreeNode};
 use crate::{comparable_file, FlameOptions, FlameTree, Recording, StackTotals, Totals};
 
 /// One node of a [`DiffTree`]: a call path present in the base, the head, or both.
@@ -234,14 +235,7 @@ impl DiffTree {
 
     /// The path from the root to `node`, root first.
     pub fn path(&self, node: u32) -> Vec<u32> {
-        let mut path = vec![node];
-        let mut at = node;
-        while at != 0 {
-            at = self.nodes.get(at as usize).map_or(0, |n| n.parent);
-            path.push(at);
-        }
-        path.reverse();
-        path
+        crate::tree::path(&self.nodes, node)
     }
 
     /// The node reached by following `(function, file)` keys from the root; stops at the
@@ -290,65 +284,49 @@ pub struct DiffRect {
     pub head: Totals,
 }
 
+impl TreeNode for DiffNode {
+    type Figures = (Totals, Totals);
+
+    fn parent(&self) -> u32 {
+        self.parent
+    }
+
+    fn children(&self) -> &[u32] {
+        &self.children
+    }
+
+    fn weight(&self) -> u64 {
+        self.weight
+    }
+
+    fn figures(&self) -> (Totals, Totals) {
+        (self.base, self.head)
+    }
+
+    fn merge(into: &mut (Totals, Totals), (base, head): (Totals, Totals)) {
+        into.0.merge(base);
+        into.1.merge(head);
+    }
+}
+
 /// Lays out the subtree under `zoom` to unit width by [`DiffNode::weight`]. Callees narrower
 /// than `min_w` are merged into one rectangle per parent.
 pub fn diff_layout(tree: &DiffTree, zoom: u32, min_w: f64) -> Vec<DiffRect> {
-    let mut out = Vec::new();
-    let Some(z) = tree.nodes.get(zoom as usize) else { return out };
-    let ancestors = tree.path(zoom);
-    let n_anc = ancestors.len() as i32 - 1;
-    for (i, &a) in ancestors.iter().take(ancestors.len() - 1).enumerate() {
-        let n = &tree.nodes[a as usize];
-        let (base, head) = (n.base, n.head);
-        out.push(DiffRect { node: Some(a), row: i as i32 - n_anc, x: 0.0, w: 1.0, base, head });
-    }
-    let scale = if z.weight == 0 { 0.0 } else { 1.0 / z.weight as f64 };
-    let mut stack = vec![(zoom, 0.0f64, 0i32)];
-    while let Some((id, x, row)) = stack.pop() {
-        let node = &tree.nodes[id as usize];
-        let w = if id == zoom && z.weight == 0 { 1.0 } else { node.weight as f64 * scale };
-        out.push(DiffRect { node: Some(id), row, x, w, base: node.base, head: node.head });
-        let mut cx = x;
-        let mut merged = DiffRect {
-            node: None,
-            row: row + 1,
-            x: 0.0,
-            w: 0.0,
-            base: Totals::default(),
-            head: Totals::default(),
-        };
-        for &c in &node.children {
-            let child = &tree.nodes[c as usize];
-            let cw = child.weight as f64 * scale;
-            if cw <= 0.0 {
-                continue;
-            }
-            if cw < min_w {
-                if merged.w == 0.0 {
-                    merged.x = cx;
-                }
-                merged.w += cw;
-                merged.base.merge(child.base);
-                merged.head.merge(child.head);
-            } else {
-                stack.push((c, cx, row + 1));
-            }
-            cx += cw;
-        }
-        if merged.w > 0.0 {
-            out.push(merged);
-        }
-    }
-    out.sort_by(|a, b| a.row.cmp(&b.row).then(a.x.total_cmp(&b.x)));
-    out
+    crate::tree::layout(&tree.nodes, zoom, min_w)
+        .into_iter()
+        .map(|p| {
+            let (base, head) = p.figures;
+            DiffRect { node: p.node, row: p.row, x: p.x, w: p.w, base, head }
+        })
+        .collect()
 }
 
 /// The rectangle under (`x` in 0..1, `row`). `rects` must come from [`diff_layout`].
 pub fn diff_hit(rects: &[DiffRect], x: f64, row: i32) -> Option<&DiffRect> {
-    crate::flame::row_hit(rects, x, row)
+    row_hit(rects, x, row)
 }
 
-impl crate::flame::RowRect for DiffRect {
+impl RowRect for DiffRect {
     fn place(&self) -> (i32, f64, f64) {
         (self.row, self.x, self.w)
     }

@@ -3,6 +3,7 @@
 
 use rustc_hash::FxHashMap;
 
+use crate::tree::{row_hit, RowRect, TreeNode};
 use crate::{FrameId, Recording, StackId, StackTotals, Totals};
 
 /// Options for [`FlameTree::build`].
@@ -140,14 +141,7 @@ impl FlameTree {
 
     /// The path from the root to `node`, root first.
     pub fn path(&self, node: u32) -> Vec<u32> {
-        let mut path = vec![node];
-        let mut at = node;
-        while at != 0 {
-            at = self.nodes.get(at as usize).map_or(0, |n| n.parent);
-            path.push(at);
-        }
-        path.reverse();
-        path
+        crate::tree::path(&self.nodes, node)
     }
 
     /// Finds the node reached by following `frames` (as in a URL zoom path) from the root,
@@ -200,72 +194,43 @@ pub struct FlameRect {
     pub total: Totals,
 }
 
+impl TreeNode for FlameNode {
+    type Figures = Totals;
+
+    fn parent(&self) -> u32 {
+        self.parent
+    }
+
+    fn children(&self) -> &[u32] {
+        &self.children
+    }
+
+    fn weight(&self) -> u64 {
+        self.total.bytes
+    }
+
+    fn figures(&self) -> Totals {
+        self.total
+    }
+
+    fn merge(into: &mut Totals, other: Totals) {
+        into.merge(other);
+    }
+}
+
 /// Lays out the subtree under `zoom` to unit width. Children narrower than `min_w` are merged
 /// into one rectangle per parent (their memory still counts), so nothing vanishes from totals.
 pub fn flame_layout(tree: &FlameTree, zoom: u32, min_w: f64) -> Vec<FlameRect> {
-    let mut out = Vec::new();
-    let Some(z) = tree.nodes.get(zoom as usize) else { return out };
-    // Ancestors above as context rows, full width.
-    let ancestors = tree.path(zoom);
-    let n_anc = ancestors.len() as i32 - 1;
-    for (i, &a) in ancestors.iter().take(ancestors.len() - 1).enumerate() {
-        let total = tree.nodes[a as usize].total;
-        out.push(FlameRect { node: Some(a), row: i as i32 - n_anc, x: 0.0, w: 1.0, total });
-    }
-    let scale = if z.total.bytes == 0 { 0.0 } else { 1.0 / z.total.bytes as f64 };
-    let mut stack = vec![(zoom, 0.0f64, 0i32)];
-    while let Some((id, x, row)) = stack.pop() {
-        let node = &tree.nodes[id as usize];
-        let w = node.total.bytes as f64 * scale;
-        out.push(FlameRect { node: Some(id), row, x, w, total: node.total });
-        let mut cx = x;
-        let mut merged =
-            FlameRect { node: None, row: row + 1, x: 0.0, w: 0.0, total: Totals::default() };
-        for &c in &node.children {
-            let child = &tree.nodes[c as usize];
-            let cw = child.total.bytes as f64 * scale;
-            if cw < min_w {
-                if merged.w == 0.0 {
-                    merged.x = cx;
-                }
-                merged.w += cw;
-                merged.total.merge(child.total);
-            } else {
-                stack.push((c, cx, row + 1));
-            }
-            cx += cw;
-        }
-        if merged.total.count > 0 && merged.w > 0.0 {
-            out.push(merged);
-        }
-    }
-    out.sort_by(|a, b| a.row.cmp(&b.row).then(a.x.total_cmp(&b.x)));
-    out
-}
-
-/// A rectangle of a layout in rows: [`FlameRect`] and [`crate::DiffRect`].
-pub(crate) trait RowRect {
-    /// (row, left edge, width).
-    fn place(&self) -> (i32, f64, f64);
+    crate::tree::layout(&tree.nodes, zoom, min_w)
+        .into_iter()
+        .map(|p| FlameRect { node: p.node, row: p.row, x: p.x, w: p.w, total: p.figures })
+        .collect()
 }
 
 impl RowRect for FlameRect {
     fn place(&self) -> (i32, f64, f64) {
         (self.row, self.x, self.w)
     }
-}
-
-/// The rectangle under point (`x`, `row`) among `rects` sorted by row then x: two binary
-/// searches for the row, one for the x.
-pub(crate) fn row_hit<R: RowRect>(rects: &[R], x: f64, row: i32) -> Option<&R> {
-    let start = rects.partition_point(|r| r.place().0 < row);
-    let end = rects.partition_point(|r| r.place().0 <= row);
-    let row_rects = &rects[start..end];
-    let i = row_rects.partition_point(|r| r.place().1 + r.place().2 <= x);
-    row_rects.get(i).filter(|r| {
-        let (_, rx, rw) = r.place();
-        rx <= x && x < rx + rw
-    })
 }
 
 /// The rectangle under point (`x` in 0..1, `row`), if any. `rects` must come from

@@ -44,6 +44,7 @@ mod snapshot;
 mod spans;
 mod timeline;
 mod totals;
+mod tree;
 mod units;
 
 // The format's types the analyses use throughout (not re-exported: import them from
