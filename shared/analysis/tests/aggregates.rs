@@ -2,7 +2,11 @@
 //! digest and the same file scanned (no trailer), a file followed while it is written, damaged
 //! aggregates falling back to replay, and recordings without events.
 
+mod common;
+
 use std::sync::{Arc, Mutex};
+
+use common::crc32;
 
 use memlens_analysis::*;
 use memlens_format::*;
@@ -173,17 +177,6 @@ fn damaged_aggregates_fall_back_to_replay() {
     for (a, b) in got.iter().zip(&want).skip(1) {
         assert!(a == b, "{a:.300} vs {b:.300}");
     }
-}
-
-fn crc32(data: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &b in data {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
-        }
-    }
-    !crc
 }
 
 #[test]

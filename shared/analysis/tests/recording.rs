@@ -357,18 +357,6 @@ fn errors_explain_themselves() {
     assert!(matches!(Recording::open(&[]), Err(Error::TooShort { len: 0 })));
 }
 
-/// CRC-32 (IEEE), bitwise: an independent check of the checksum the format uses.
-fn crc32(data: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &b in data {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
-        }
-    }
-    !crc
-}
-
 /// The collector samples RSS in real time while events reach the writer a few ms late; each
 /// sample's heap must be the heap at the sample's own time, not when it arrived.
 #[test]

@@ -1,4 +1,6 @@
-//! A small synthetic program whose memory behaviour is known exactly, used by several tests.
+//! A small synthetic program whose memory behaviour is known exactly, and helpers, used by
+//! several tests (each uses some of them).
+#![allow(dead_code)]
 
 use memlens_format::*;
 
@@ -108,4 +110,16 @@ pub fn stack_named(rec: &Recording, function: &str) -> StackId {
             rec.string(rec.frame(f).unwrap().function) == function
         })
         .unwrap()
+}
+
+/// CRC-32 (IEEE), bitwise: an independent check of the checksum the format uses.
+pub fn crc32(data: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in data {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+        }
+    }
+    !crc
 }
