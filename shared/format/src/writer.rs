@@ -113,6 +113,8 @@ pub struct RecordingWriter<W: Write> {
     gap_sample: Option<MemorySample>,
     /// The sampling interval the metadata states.
     meta_interval_ns: u64,
+    /// In [`RecordingWriter::finish`]: everything buffered goes out now.
+    finishing: bool,
     summary: Summary,
     scratch: Vec<u8>,
 }
@@ -158,6 +160,7 @@ impl<W: Write> RecordingWriter<W> {
             slice_end: SLICE_NS,
             gap_sample: None,
             meta_interval_ns,
+            finishing: false,
             summary: Summary::default(),
             scratch: Vec::new(),
         };
@@ -433,6 +436,7 @@ impl<W: Write> RecordingWriter<W> {
     /// Ends the recording: writes what is buffered, the process end, the digest of the
     /// aggregates, the trailer and the footer. Returns the underlying writer.
     pub fn finish(mut self, end: ProcessEnd) -> Result<W, Error> {
+        self.finishing = true;
         self.release_samples(u64::MAX, usize::MAX)?;
         if !self.options.events && self.agg.has_events() {
             // A slice spans its heap events (only heap events are kept).
@@ -576,6 +580,15 @@ impl<W: Write> RecordingWriter<W> {
     fn write_samples(&mut self) -> Result<(), Error> {
         if self.samples.is_empty() {
             return Ok(());
+        }
+        // An aggregate-only recording's thinned samples go out in batches, not a chunk of one
+        // or two per flush: at most a tenth of the run (and at least a second) may wait.
+        if !self.options.events && !self.finishing {
+            let oldest = self.samples[0].time_ns;
+            let waited = self.last_event_time.saturating_sub(oldest);
+            if self.samples.len() < 64 && waited < (oldest / 10).max(1_000_000_000) {
+                return Ok(());
+            }
         }
         let samples = std::mem::take(&mut self.samples);
         let span = (samples[0].time_ns, samples[samples.len() - 1].time_ns, samples.len());
