@@ -239,7 +239,7 @@ pub fn build(
         Query::At(i) => doc.census = Some(census_json(rec, &all[i], order, top)),
         Query::Growth(a, b) => {
             let types = type_growth(&all[a], &all[b], order);
-            let sites = site_growth(&all[a], &all[b], order);
+            let sites = site_growth(rec, &all[a], &all[b], order);
             doc.growth = Some(GrowthJson {
                 from: point(a, &all[a]),
                 to: point(b, &all[b]),

@@ -1,6 +1,7 @@
 //! `memlens check`: reads every chunk of a recording and checks its aggregates against its
 //! events, so a damaged or crafted file is found before anyone trusts its figures.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::sync::mpsc;
 
@@ -57,32 +58,35 @@ pub fn run(args: CheckArgs) -> Result<i32> {
     }
     drop(opened.progress);
     let name = args.file.display();
+    let mut out = std::io::stdout().lock();
     if problems.is_empty() {
-        println!(
+        writeln!(
+            out,
             "{name}: OK (format {}, {events} events in {} chunks, {intervals} intervals{}{})",
             rec.format_version(),
             rec.event_chunk_count(),
             if rec.aggregate_only() { "" } else { " agree with them" },
             if rec.has_trailer() { ", and so does the trailer's summary" } else { "" }
-        );
+        )?;
         let file_len = std::fs::metadata(&args.file)?.len().max(1);
         let aggregates =
             (0..rec.base_count()).filter_map(|i| rec.interval_chunk(i)).map(|c| c.len).sum::<u64>()
                 + rec.digest_len();
-        println!(
+        writeln!(
+            out,
             "  aggregates: {} ({:.1}% of the file's {})",
             format_bytes(aggregates),
             100.0 * aggregates as f64 / file_len as f64,
             format_bytes(file_len)
-        );
+        )?;
         return Ok(0);
     }
-    println!("{name}: {} problem(s)", problems.len());
+    writeln!(out, "{name}: {} problem(s)", problems.len())?;
     for p in problems.iter().take(MAX_LISTED) {
-        println!("  - {p}");
+        writeln!(out, "  - {p}")?;
     }
     if problems.len() > MAX_LISTED {
-        println!("  ... and {} more", problems.len() - MAX_LISTED);
+        writeln!(out, "  ... and {} more", problems.len() - MAX_LISTED)?;
     }
     Ok(1)
 }

@@ -1,6 +1,7 @@
 //! `memlens diff`: what changed between a base and a head recording, for code review and CI.
 
 use std::fmt::Write as _;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -357,9 +358,9 @@ pub fn run(args: DiffArgs) -> Result<i32> {
     });
     let d = compare(&base?, &head?, &args, &thresholds);
     match args.format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&d)?),
-        Format::Markdown => print!("{}", render_markdown(&d)),
-        Format::Text => print!("{}", render_text(&d)),
+        Format::Json => writeln!(std::io::stdout(), "{}", serde_json::to_string_pretty(&d)?)?,
+        Format::Markdown => write!(std::io::stdout(), "{}", render_markdown(&d))?,
+        Format::Text => write!(std::io::stdout(), "{}", render_text(&d))?,
     }
     if d.failed_thresholds.is_empty() {
         Ok(0)

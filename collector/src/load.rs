@@ -70,12 +70,17 @@ pub fn open(path: &Path) -> Result<Opened> {
     let rec = Recording::open_source(Arc::clone(&source) as Arc<dyn ByteSource>)
         .with_context(|| format!("cannot open {}", path.display()))?;
     if let Some(t) = rec.truncation() {
+        let left = len.saturating_sub(t.offset);
         eprintln!(
-            "memlens: warning: {} is incomplete: read the first {} of {} ({}); the rest is lost",
+            "memlens: warning: {} is incomplete: {}; everything before it was read ({} of {})",
             path.display(),
+            if rec.has_trailer() {
+                format!("a damaged part at byte {} ({})", t.offset, t.reason)
+            } else {
+                format!("its last {} could not be read ({})", format_bytes(left), t.reason)
+            },
             format_bytes(t.offset),
-            format_bytes(len),
-            t.reason
+            format_bytes(len)
         );
     }
     if rec.unknown_chunks() > 0 {

@@ -74,6 +74,15 @@ enum Command {
     Sink(cmd_sink::SinkArgs),
 }
 
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    let pipe = Some(std::io::ErrorKind::BrokenPipe);
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>().map(std::io::Error::kind) == pipe
+            || c.downcast_ref::<serde_json::Error>().and_then(serde_json::Error::io_error_kind)
+                == pipe
+    })
+}
+
 fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -90,6 +99,8 @@ fn main() {
     };
     let code = match result {
         Ok(code) => code,
+        // `memlens summary x | head`: the reader is gone, which is not an error.
+        Err(e) if is_broken_pipe(&e) => 0,
         Err(e) => {
             eprintln!("memlens: error: {e:#}");
             2

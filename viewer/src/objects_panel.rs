@@ -286,7 +286,7 @@ pub fn ObjectsPanel(loaded: ByPtr<Loaded>, state: RwSignal<ViewState>) -> impl I
             let rec = &l.0.recording;
             let (ca, cb) = (&rec.censuses()[a], &rec.censuses()[b]);
             let types = type_growth(ca, cb, order());
-            let mut sites = site_growth(ca, cb, order());
+            let mut sites = site_growth(rec, ca, cb, order());
             sites.retain(|g| visible(rec, g.stack, show_internal.get()));
             let (nt, ns) = (types.len().min(MAX_ROWS), sites.len().min(MAX_ROWS));
             let type_rows = types[..nt]

@@ -18,7 +18,7 @@
 
 use rustc_hash::FxHashMap;
 
-use crate::{census_trigger, Census, Recording, StackId, StringId, TypeCensus};
+use crate::{census_trigger, Census, FrameId, Recording, StackId, StringId, TypeCensus};
 
 /// How [`top_types`] ranks types.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -159,14 +159,19 @@ pub fn type_growth(a: &Census, b: &Census, order: TypeOrder) -> Vec<TypeGrowth> 
     v
 }
 
-/// Allocation sites whose live objects changed between censuses, largest growth first by
-/// `order`. Only the top [`TypeCensus::MAX_SITES`] sites of each type are recorded, so a type
-/// spread over more sites than that is undercounted here.
-pub fn site_growth(a: &Census, b: &Census, order: TypeOrder) -> Vec<SiteGrowth> {
+/// Allocation sites (the line that allocated: a stack's innermost frame) whose live objects
+/// changed between censuses, largest growth first by `order`. Stacks that end at the same
+/// line count as one site, named by the stack whose objects changed most. Only the top
+/// [`TypeCensus::MAX_SITES`] stacks of each type are recorded, so a type spread over more
+/// than that is undercounted here.
+pub fn site_growth(rec: &Recording, a: &Census, b: &Census, order: TypeOrder) -> Vec<SiteGrowth> {
     let (_, sites) = pair_up(a, b);
-    let mut by: FxHashMap<StackId, (Pair, (u64, TypeKey))> = FxHashMap::default();
+    // Per site: the sums, the type that moved most, and the stack that moved most.
+    type Site = (Pair, (u64, TypeKey), (u64, StackId));
+    let mut by: FxHashMap<Option<FrameId>, Site> = FxHashMap::default();
     for ((key, stack), e) in sites {
-        let (sum, top) = by.entry(stack).or_insert(([0; 4], (0, key)));
+        let site = rec.stack(stack).map(|n| n.frame);
+        let (sum, top, by_stack) = by.entry(site).or_insert(([0; 4], (0, key), (0, stack)));
         for (s, x) in sum.iter_mut().zip(e) {
             *s += x;
         }
@@ -174,11 +179,14 @@ pub fn site_growth(a: &Census, b: &Census, order: TypeOrder) -> Vec<SiteGrowth> 
         if (moved, std::cmp::Reverse(key)) > (top.0, std::cmp::Reverse(top.1)) {
             *top = (moved, key);
         }
+        if (moved, std::cmp::Reverse(stack)) > (by_stack.0, std::cmp::Reverse(by_stack.1)) {
+            *by_stack = (moved, stack);
+        }
     }
     let mut v: Vec<SiteGrowth> = by
-        .into_iter()
-        .filter(|(_, (e, _))| changed(e))
-        .map(|(stack, (e, (_, (module, qualname))))| SiteGrowth {
+        .into_values()
+        .filter(|(e, _, _)| changed(e))
+        .map(|(e, (_, (module, qualname)), (_, stack))| SiteGrowth {
             stack,
             count_delta: delta(e[0], e[2]),
             bytes_delta: delta(e[1], e[3]),
@@ -300,7 +308,7 @@ mod tests {
         let by_count: Vec<u32> =
             type_growth(&a, &b, TypeOrder::Count).iter().map(|g| g.qualname.0).collect();
         assert_eq!(by_count, [1, 3, 2]);
-        let s = site_growth(&a, &b, TypeOrder::Bytes);
+        let s = site_growth(&stacks(), &a, &b, TypeOrder::Bytes);
         let got: Vec<(u32, i64, u32)> =
             s.iter().map(|s| (s.stack.0, s.bytes_delta, s.qualname.0)).collect();
         assert_eq!(got, [(5, 200, 1), (6, -40, 2)]);
@@ -325,8 +333,37 @@ mod tests {
         let site = g[0].site.unwrap();
         assert_eq!(g[0].qualname, StringId(1));
         assert_eq!((site.stack, site.count_delta, site.bytes_delta), (StackId(7), 9, 900));
-        let s = site_growth(&a, &b, TypeOrder::Bytes);
+        let s = site_growth(&stacks(), &a, &b, TypeOrder::Bytes);
         assert_eq!((s[0].stack, s[0].bytes_delta, s[0].qualname), (StackId(7), 860, StringId(1)));
+    }
+
+    /// A recording with stacks 1 to 8, each its own frame, and stack 9: a second caller of
+    /// stack 7's frame.
+    fn stacks() -> Recording {
+        use memlens_format::{Meta, ProcessEnd, RecordingWriter};
+        let mut w = RecordingWriter::new(Vec::new(), &Meta::default()).unwrap();
+        let mut last = StackId::ROOT;
+        for i in 1..=8u32 {
+            let f = w.intern_frame(&format!("f{i}"), "app.py", i);
+            last = w.intern_stack(StackId::ROOT, f);
+            assert_eq!(last, StackId(i));
+        }
+        let f7 = w.intern_frame("f7", "app.py", 7);
+        assert_eq!(w.intern_stack(last, f7), StackId(9));
+        Recording::open(&w.finish(ProcessEnd::default()).unwrap()).unwrap()
+    }
+
+    /// census --growth listed one line at +72 B and again at -72 B: objects made at one line
+    /// moved from one caller's stack to another's. They are one site, which did not change.
+    #[test]
+    fn stacks_ending_at_one_line_are_one_site() {
+        let a = Census { types: vec![ty(1, 1, 72, &[(7, 1, 72)])], ..Default::default() };
+        let b = Census { types: vec![ty(1, 1, 72, &[(9, 1, 72)])], ..Default::default() };
+        assert!(site_growth(&stacks(), &a, &b, TypeOrder::Bytes).is_empty());
+        let c = Census { types: vec![ty(1, 2, 144, &[(9, 2, 144)])], ..Default::default() };
+        let s = site_growth(&stacks(), &a, &c, TypeOrder::Bytes);
+        let got: Vec<(u32, i64)> = s.iter().map(|s| (s.stack.0, s.bytes_delta)).collect();
+        assert_eq!(got, [(9, 72)]);
     }
 
     #[test]

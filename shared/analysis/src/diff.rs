@@ -117,7 +117,16 @@ pub fn incomparable_reasons(base: &Recording, head: &Recording) -> Vec<String> {
             head.meta().command_line.join(" ")
         ));
     }
-    if base.meta().python_version != head.meta().python_version {
+    let rss_only = |r: &Recording| r.meta().capture.rss_only;
+    if rss_only(base) != rss_only(head) {
+        let which = if rss_only(base) { "the base" } else { "the head" };
+        out.push(format!(
+            "{which} holds memory samples only (--rss-only), so it has no allocations to compare"
+        ));
+        return out;
+    }
+    let (bv, hv) = (&base.meta().python_version, &head.meta().python_version);
+    if !bv.is_empty() && !hv.is_empty() && bv != hv {
         out.push(format!(
             "different Python versions: {} vs {}",
             base.meta().python_version,

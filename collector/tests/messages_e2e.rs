@@ -1,0 +1,89 @@
+//! What the CLI says when something is off: a reader that goes away, a recording cut short,
+//! two recordings of different kinds. (Messages that mislead are defects too.)
+
+mod common;
+
+use std::os::fd::OwnedFd;
+use std::process::Stdio;
+
+use common::{memlens, script, TempDir};
+
+/// A recording of a small real program, made once per test.
+fn recording(dir: &TempDir, name: &str, extra: &[&str]) -> std::path::PathBuf {
+    let file = dir.0.join(format!("{name}.memlens"));
+    let out = memlens()
+        .args(["run", "-q", "-o"])
+        .arg(&file)
+        .args(extra)
+        .arg(script("big_alloc.py"))
+        .output()
+        .unwrap();
+    assert!(file.exists(), "{}", String::from_utf8_lossy(&out.stderr));
+    file
+}
+
+/// `memlens summary x | head`: the reader is gone before memlens writes. That is no error:
+/// exit 0, nothing on stderr.
+#[test]
+fn a_reader_that_goes_away_is_not_an_error() {
+    let dir = TempDir::new("messages-pipe");
+    let file = recording(&dir, "a", &[]);
+    let file = file.to_str().unwrap();
+    for args in [
+        vec!["summary", file],
+        vec!["summary", "--json", file],
+        vec!["diff", file, file],
+        vec!["check", file],
+    ] {
+        let (read, write): (OwnedFd, OwnedFd) = nix::unistd::pipe().unwrap();
+        drop(read);
+        let out = memlens().args(&args).stdout(Stdio::from(write)).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", out.status);
+        assert!(out.stderr.is_empty(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+/// A recording whose last chunk was cut while it was written says how much is missing at
+/// the end, not "read the first 3.29 MiB of 3.29 MiB".
+#[test]
+fn a_cut_recording_says_what_is_missing() {
+    let dir = TempDir::new("messages-cut");
+    let file = recording(&dir, "a", &[]);
+    let bytes = std::fs::read(&file).unwrap();
+    let trailer_at = u64::from_le_bytes(bytes[bytes.len() - 8..].try_into().unwrap()) as usize;
+    let cut = dir.0.join("cut.memlens");
+    // Into the middle of the chunk before the trailer.
+    std::fs::write(&cut, &bytes[..trailer_at - 5]).unwrap();
+    let out = memlens().arg("summary").arg(&cut).output().unwrap();
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("is incomplete: its last") && err.contains("could not be read"), "{err}");
+    // Cut inside its metadata: said as such, not "too short to contain a header".
+    std::fs::write(&cut, &bytes[..40]).unwrap();
+    let out = memlens().arg("summary").arg(&cut).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("ends inside its metadata, after 40 bytes"), "{err}");
+}
+
+/// A memory-samples-only recording against a traced one: said plainly, not "different Python
+/// versions:  vs 3.11.7".
+#[test]
+fn an_rss_only_recording_against_a_traced_one_says_so() {
+    let dir = TempDir::new("messages-rss");
+    let traced = recording(&dir, "traced", &[]);
+    let rss = dir.0.join("rss.memlens");
+    let python = std::env::var("MEMLENS_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let out = memlens()
+        .args(["run", "-q", "--rss-only", "-o"])
+        .arg(&rss)
+        .arg(python)
+        .arg(script("big_alloc.py"))
+        .output()
+        .unwrap();
+    assert!(rss.exists(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = memlens().arg("diff").arg(&rss).arg(&traced).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("the base holds memory samples only (--rss-only)"), "{text}");
+    assert!(!text.contains("Python versions"), "{text}");
+}
