@@ -20,6 +20,15 @@ fn main() {
         }
     }
     code.push_str("];\n");
+    if !dist.join("index.html").is_file() {
+        // `memlens view` and `memlens report` then say the viewer is missing; a release must
+        // not ship like that unnoticed.
+        println!(
+            "cargo:warning=the viewer is not built ({} has no index.html): this memlens cannot \
+             run `view` or `report`; run ./dev build-viewer and build again",
+            dist.display()
+        );
+    }
     let out = Path::new(&std::env::var("OUT_DIR").unwrap()).join("viewer_assets.rs");
     std::fs::write(out, code).unwrap();
 }
