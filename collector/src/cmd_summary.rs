@@ -44,6 +44,8 @@ pub struct SummaryJson {
     pub duration_ns: u64,
     pub exit_code: Option<i32>,
     pub signal: Option<i32>,
+    /// How the recording ends, in words (exit code, signal, or why neither is known).
+    pub ended: String,
     pub peak_heap_bytes: u64,
     pub peak_heap_time_ns: u64,
     pub peak_rss_bytes: u64,
@@ -210,6 +212,7 @@ pub fn build(rec: &Recording, file: &str, top: usize) -> Result<SummaryJson> {
     let found = insights(rec, &InsightOptions::default())?;
     let s = rec.summary();
     let end = rec.end().copied().unwrap_or_default();
+    let ended = how_it_ended(rec);
     Ok(SummaryJson {
         schema: 1,
         file: file.to_owned(),
@@ -225,6 +228,7 @@ pub fn build(rec: &Recording, file: &str, top: usize) -> Result<SummaryJson> {
         duration_ns: s.duration_ns,
         exit_code: end.exit_code,
         signal: end.signal,
+        ended,
         peak_heap_bytes: s.peak_heap,
         peak_heap_time_ns: s.peak_heap_time_ns,
         peak_rss_bytes: s.peak_rss,
@@ -263,6 +267,23 @@ pub fn build(rec: &Recording, file: &str, top: usize) -> Result<SummaryJson> {
             })
             .collect(),
     })
+}
+
+/// How the recording ends, in words.
+fn how_it_ended(rec: &Recording) -> String {
+    let meta = rec.meta();
+    let block = meta.extra.iter().any(|(k, v)| k == "mode" && v == "memlens.record()");
+    match rec.end().map(|e| (e.exit_code, e.signal)) {
+        Some((_, Some(sig))) => format!("killed by signal {sig}"),
+        Some((Some(code), None)) => format!("exited with code {code}"),
+        Some((None, None)) if block => "recording stopped, the program went on".into(),
+        // `memlens watch`: a process memlens did not start.
+        Some((None, None)) if meta.capture.rss_only => "watching stopped".into(),
+        Some((None, None)) => "ended without saying how (killed? a SIGKILL from outside, such \
+                               as the OOM killer's, cannot be seen from inside)"
+            .into(),
+        None => "end not recorded (the recording was cut short)".into(),
+    }
 }
 
 /// The census's top types under a heading.
@@ -325,13 +346,7 @@ fn write_text(out: &mut impl Write, s: &SummaryJson) -> Result<()> {
     } else {
         writeln!(out, "  python      {} (pid {}, {})", s.python_version, s.pid, s.platform)?;
     }
-    let ended = match (s.exit_code, s.signal) {
-        (_, Some(sig)) => format!("killed by signal {sig}"),
-        (Some(code), None) => format!("exited with code {code}"),
-        (None, None) if s.complete => "recording stopped, the program went on".into(),
-        (None, None) => "end not recorded (the recording was cut short)".into(),
-    };
-    writeln!(out, "  duration    {}, {ended}", format_duration_ns(s.duration_ns))?;
+    writeln!(out, "  duration    {}, {}", format_duration_ns(s.duration_ns), s.ended)?;
     if s.rss_only {
         writeln!(
             out,

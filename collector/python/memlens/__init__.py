@@ -45,6 +45,8 @@ def _load(path):
         lib.memlens_start.restype = ctypes.c_int
         lib.memlens_start_in.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.py_object, ctypes.c_char_p]
         lib.memlens_start_in.restype = ctypes.c_int
+        lib.memlens_watch_end.argtypes = [ctypes.c_int]
+        lib.memlens_watch_end.restype = ctypes.c_int
         lib.memlens_release_thread.restype = None
         lib.memlens_name_thread.argtypes = [ctypes.c_uint64, ctypes.c_char_p]
         lib.memlens_name_thread.restype = None
@@ -104,6 +106,13 @@ def _take_census(trigger, label=""):
             c.census(_lib, getattr(c, trigger), label)
         except Exception:  # noqa: BLE001 - a census must never break the program
             pass
+
+
+def _watch_end(tracer_path, ctrl_fd):
+    """``memlens run``: the tracer tells the recorder on `ctrl_fd` how this process ends (its
+    exit status, or the signal it dies of), since the recorder is not its parent."""
+    lib = _load(tracer_path)
+    _check(lib, lib.memlens_watch_end(ctrl_fd))
 
 
 def _start(tracer_path, fd, native, census=True, census_interval=0.0):

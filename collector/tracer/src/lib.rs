@@ -34,6 +34,7 @@ mod clock;
 mod got;
 mod guard;
 mod native_hooks;
+mod process_end;
 mod profiler;
 mod pymem_hooks;
 mod python_api;
@@ -112,6 +113,14 @@ pub unsafe extern "C" fn memlens_start_in(
 pub unsafe extern "C" fn memlens_name_thread(os_tid: u64, name: *const c_char) {
     // SAFETY: per the function contract.
     profiler::name_thread(os_tid, unsafe { c_bytes(name) });
+}
+
+/// `memlens run` only: `fd` is the control socket on which the process tells the recorder
+/// how it ends (see [`process_end`]). Call once, before the program runs. Returns 0 on
+/// success; otherwise [`memlens_last_error`] says why.
+#[no_mangle]
+pub extern "C" fn memlens_watch_end(fd: c_int) -> c_int {
+    start_result(process_end::install(fd))
 }
 
 /// Takes the profiler off the calling thread after [`memlens_stop`] (the end of a

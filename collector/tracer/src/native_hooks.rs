@@ -217,10 +217,11 @@ pub unsafe extern "C" fn munmap_hook(addr: *mut c_void, len: usize) -> i32 {
     unsafe { (r.munmap)(addr, len) }
 }
 
-/// `os._exit()` and friends: flush everything to the parent before the process
-/// disappears without running atexit handlers.
+/// `os._exit()` and friends: flush everything to the recorder before the process
+/// disappears without running atexit handlers, and say how it ends.
 pub unsafe extern "C" fn _exit_hook(status: i32) -> ! {
     crate::tracing::stop();
+    crate::process_end::exiting(status);
     match real() {
         // SAFETY: forwarding to libc; never returns.
         Some(r) => unsafe { (r.exit)(status) },
@@ -234,6 +235,7 @@ pub unsafe extern "C" fn _exit_hook(status: i32) -> ! {
 
 pub unsafe extern "C" fn exit_upper_hook(status: i32) -> ! {
     crate::tracing::stop();
+    crate::process_end::exiting(status);
     match real() {
         // SAFETY: forwarding to libc; never returns.
         Some(r) => unsafe { (r.exit_upper)(status) },

@@ -332,6 +332,14 @@ pub fn start(
 fn spawn_drain_thread() -> Result<(), String> {
     extern "C" fn entry(_: *mut libc::c_void) -> *mut libc::c_void {
         guard::disable_forever();
+        // Signals for the process go to the program's threads: a handler (ours in
+        // process_end.rs, or the program's) waiting here would stop the draining.
+        // SAFETY: blocking every signal for this thread with a filled set.
+        unsafe {
+            let mut all: libc::sigset_t = std::mem::zeroed();
+            libc::sigfillset(&mut all);
+            libc::pthread_sigmask(libc::SIG_BLOCK, &all, std::ptr::null_mut());
+        }
         drain_thread();
         std::ptr::null_mut()
     }
