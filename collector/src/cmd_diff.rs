@@ -163,10 +163,13 @@ struct MetricJson {
     change_percent: Option<f64>,
 }
 
+/// A call site: the program's own function (see `memlens_format::user_site`), with the
+/// library function it allocated in, if any; files as `comparable_file` gives them.
 #[derive(Debug, Serialize)]
 struct SiteJson {
     function: String,
     file: String,
+    library: Option<LibraryJson>,
     base_bytes: u64,
     head_bytes: u64,
     change_bytes: i64,
@@ -184,6 +187,12 @@ struct DiffJson {
     failed_thresholds: Vec<String>,
 }
 
+#[derive(Debug, Serialize)]
+struct LibraryJson {
+    function: String,
+    file: String,
+}
+
 fn percent(base: u64, head: u64) -> Option<f64> {
     (base > 0).then(|| (head as f64 - base as f64) / base as f64 * 100.0)
 }
@@ -196,6 +205,10 @@ fn sites(deltas: &[SiteDelta], top: usize, min_change: u64) -> Vec<SiteJson> {
         .map(|d| SiteJson {
             function: d.function.clone(),
             file: d.file.clone(),
+            library: d.library.as_ref().map(|(function, file)| LibraryJson {
+                function: function.clone(),
+                file: file.clone(),
+            }),
             base_bytes: d.base.bytes,
             head_bytes: d.head.bytes,
             change_bytes: d.delta(),
@@ -278,9 +291,14 @@ fn render_markdown(d: &DiffJson) -> String {
         s.push_str("| call site | base | head | change |\n|---|---:|---:|---:|\n");
         for r in rows {
             let file = r.file.rsplit('/').next().unwrap_or(&r.file);
+            let via = r
+                .library
+                .as_ref()
+                .map(|l| format!(" in `{}` ({})", l.function, l.file))
+                .unwrap_or_default();
             let _ = writeln!(
                 s,
-                "| `{}` ({}) | {} | {} | {} |",
+                "| `{}` ({}){via} | {} | {} | {} |",
                 r.function,
                 file,
                 format_bytes(r.base_bytes),
@@ -320,9 +338,14 @@ fn render_text(d: &DiffJson) -> String {
             s.push_str("  no call site changed\n");
         }
         for r in rows {
+            let via = r
+                .library
+                .as_ref()
+                .map(|l| format!("  (in {} {})", l.function, l.file))
+                .unwrap_or_default();
             let _ = writeln!(
                 s,
-                "  {:>11}  {:>10} -> {:>10}  {}  {}",
+                "  {:>11}  {:>10} -> {:>10}  {}  {}{via}",
                 format_bytes_delta(r.change_bytes),
                 format_bytes(r.base_bytes),
                 format_bytes(r.head_bytes),

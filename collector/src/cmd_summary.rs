@@ -5,9 +5,9 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use memlens_format::{
-    call_sites, census_trigger, deepest_stack, format_bytes, format_count, format_duration_ns,
-    insights, last_census, stack_totals, thread_totals, top_types, type_name, Census, EventFilter,
-    InsightOptions, Recording, Snapshot, StackId, StackTotals, TypeOrder,
+    census_trigger, deepest_stack, format_bytes, format_count, format_duration_ns, insights,
+    last_census, stack_totals, thread_totals, top_types, type_name, user_site, user_sites, Census,
+    EventFilter, FrameId, InsightOptions, Recording, Snapshot, StackId, StackTotals, TypeOrder,
 };
 use serde::Serialize;
 
@@ -105,7 +105,9 @@ pub struct InsightJson {
     pub site: Option<SiteJson>,
 }
 
-/// One call site: the innermost frame of the stacks it stands for.
+/// One call site: the frame of the program's own code (the innermost outside the standard
+/// library and installed packages) in the stacks it stands for, and the library frame
+/// they allocated in, if any.
 #[derive(Debug, Serialize)]
 pub struct SiteJson {
     pub function: String,
@@ -113,6 +115,42 @@ pub struct SiteJson {
     pub line: u32,
     pub bytes: u64,
     pub count: u64,
+    /// The innermost frame, when it is in a library (the one holding the most bytes).
+    pub library: Option<FrameJson>,
+}
+
+/// A frame.
+#[derive(Debug, Serialize)]
+pub struct FrameJson {
+    pub function: String,
+    pub file: String,
+    pub line: u32,
+}
+
+fn frame_json(rec: &Recording, frame: FrameId) -> Option<FrameJson> {
+    let f = rec.frame(frame)?;
+    Some(FrameJson {
+        function: rec.string(f.function).to_owned(),
+        file: rec.string(f.file).to_owned(),
+        line: f.line,
+    })
+}
+
+/// A site for a user frame (`None`: no Python frame) and its library frame.
+fn site(
+    rec: &Recording,
+    user: Option<FrameId>,
+    library: Option<FrameId>,
+    bytes: u64,
+    count: u64,
+) -> SiteJson {
+    let user = user.and_then(|f| frame_json(rec, f));
+    let (function, file, line) = match user {
+        Some(f) => (f.function, f.file, f.line),
+        None => ("<no Python frame>".to_owned(), String::new(), 0),
+    };
+    let library = library.and_then(|f| frame_json(rec, f));
+    SiteJson { function, file, line, bytes, count, library }
 }
 
 /// One thread.
@@ -138,16 +176,10 @@ pub fn run(args: SummaryArgs) -> Result<i32> {
     Ok(0)
 }
 
-/// The innermost frame of `stack` as a site (bytes and count from the caller).
+/// The call site of `stack` ([`user_site`]; bytes and count from the caller).
 pub(crate) fn site_of(rec: &Recording, stack: StackId, bytes: u64, count: u64) -> Option<SiteJson> {
-    let f = rec.stack(stack).and_then(|n| rec.frame(n.frame))?;
-    Some(SiteJson {
-        function: rec.string(f.function).to_owned(),
-        file: rec.string(f.file).to_owned(),
-        line: f.line,
-        bytes,
-        count,
-    })
+    let s = user_site(rec, stack);
+    s.user.map(|user| site(rec, Some(user), s.library, bytes, count))
 }
 
 /// A census as JSON, with its `top` types by `order`.
@@ -172,21 +204,13 @@ pub(crate) fn census_json(rec: &Recording, c: &Census, order: TypeOrder, top: us
     }
 }
 
+/// The `top` call sites holding the most in `totals`, by the program's own frames.
 pub(crate) fn sites(rec: &Recording, totals: &StackTotals, top: usize) -> Vec<SiteJson> {
-    call_sites(rec, totals, true)
+    user_sites(rec, totals)
         .into_iter()
-        .filter(|s| s.self_.bytes > 0)
+        .filter(|s| s.totals.bytes > 0)
         .take(top)
-        .map(|s| {
-            let f = rec.frame(s.frame).copied();
-            SiteJson {
-                function: f.map_or_else(String::new, |f| rec.string(f.function).to_owned()),
-                file: f.map_or_else(String::new, |f| rec.string(f.file).to_owned()),
-                line: f.map_or(0, |f| f.line),
-                bytes: s.self_.bytes,
-                count: s.self_.count,
-            }
-        })
+        .map(|s| site(rec, s.user, s.library, s.totals.bytes, s.totals.count))
         .collect()
 }
 
@@ -195,19 +219,7 @@ pub fn build(rec: &Recording, file: &str, top: usize) -> Result<SummaryJson> {
     let all = EventFilter::default();
     let peak = stack_totals(rec, Snapshot::AtPeak, &all)?;
     let leaks = stack_totals(rec, Snapshot::AtEnd, &all)?;
-    let mut top_at_peak = sites(rec, &peak, top);
-    // Memory with no Python frame on the stack (interpreter start-up, C threads).
-    let unattributed: u64 =
-        peak.stacks.iter().filter(|(s, _)| s.0 == 0).map(|(_, t)| t.bytes).sum();
-    if unattributed > 0 && top_at_peak.len() < top {
-        top_at_peak.push(SiteJson {
-            function: "<no Python frame>".into(),
-            file: String::new(),
-            line: 0,
-            bytes: unattributed,
-            count: peak.stacks.iter().filter(|(s, _)| s.0 == 0).map(|(_, t)| t.count).sum(),
-        });
-    }
+    let top_at_peak = sites(rec, &peak, top);
     let per_thread = thread_totals(rec)?;
     let found = insights(rec, &InsightOptions::default())?;
     let s = rec.summary();
@@ -321,8 +333,11 @@ fn write_sites(out: &mut impl Write, title: &str, total: u64, sites: &[SiteJson]
     }
     for s in sites {
         let share = if total == 0 { 0.0 } else { 100.0 * s.bytes as f64 / total as f64 };
-        let place =
+        let mut place =
             if s.file.is_empty() { String::new() } else { format!("  {}:{}", s.file, s.line) };
+        if let Some(lib) = &s.library {
+            place += &format!("  (in {} {}:{})", lib.function, lib.file, lib.line);
+        }
         writeln!(
             out,
             "  {:>10}  {share:5.1}%  {:>9} allocs  {}{place}",

@@ -11,8 +11,9 @@ use std::io::Write;
 
 use anyhow::{bail, Context, Result};
 use memlens_format::{
-    AllocatorKind, CacheCensus, Census, DictUsage, FrameId, GcEvent, MemorySample, ProcessEnd,
-    RecordingWriter, StackId, StringId, Summary, ThreadId, ThreadInfo, TypeCensus, TypeSite,
+    is_memlens_file, AllocatorKind, CacheCensus, Census, DictUsage, FrameId, GcEvent, MemorySample,
+    ProcessEnd, RecordingWriter, StackId, StringId, Summary, ThreadId, ThreadInfo, TypeCensus,
+    TypeSite,
 };
 use memlens_wire::{
     decode_hot, AllocKind, CensusType, Decoder, Header, Hello, Hot, Record, PROTOCOL,
@@ -24,6 +25,9 @@ use memlens_wire::{
 struct Code {
     qualname: Vec<u8>,
     filename: Vec<u8>,
+    /// memlens's own code ([`memlens_format::is_memlens_file`]): its frames are left out of
+    /// the recorded stacks, and what they allocate goes to their caller.
+    memlens: bool,
 }
 
 struct Thread {
@@ -273,22 +277,27 @@ impl<W: Write> Recorder<W> {
 
     fn push_frame(&mut self, thread: u32, code: u32, line: u32) -> Result<()> {
         let frame = match self.frames.get(&(code, line)) {
-            Some(&f) => f,
+            Some(&f) => Some(f),
             None => {
                 let Some(c) = self.codes.get(&code) else {
                     bail!("the tracer used code id {code} before describing it");
                 };
-                let function = self.writer.intern_string(&text(&c.qualname));
-                let file = self.writer.intern_string(&text(&c.filename));
-                let f =
-                    self.writer.intern_frame_ids(memlens_format::Frame { function, file, line });
-                self.frames.insert((code, line), f);
-                f
+                if c.memlens {
+                    None
+                } else {
+                    let function = self.writer.intern_string(&text(&c.qualname));
+                    let file = self.writer.intern_string(&text(&c.filename));
+                    let frame = memlens_format::Frame { function, file, line };
+                    let f = self.writer.intern_frame_ids(frame);
+                    self.frames.insert((code, line), f);
+                    Some(f)
+                }
             }
         };
         let t = self.thread(thread);
         let parent = t.stacks.last().copied().unwrap_or(StackId::ROOT);
-        let stack = self.writer.intern_stack(parent, frame);
+        // A memlens frame repeats its caller's stack, so pops stay in step.
+        let stack = frame.map_or(parent, |f| self.writer.intern_stack(parent, f));
         let t = self.thread(thread);
         t.stacks.push(stack);
         t.codes.push(code);
@@ -325,8 +334,10 @@ impl<W: Write> Recorder<W> {
                 }
             }
             Record::Code { id, first_line: _, qualname, filename } => {
-                self.codes
-                    .insert(id, Code { qualname: qualname.to_vec(), filename: filename.to_vec() });
+                let memlens = is_memlens_file(&text(filename));
+                let code =
+                    Code { qualname: qualname.to_vec(), filename: filename.to_vec(), memlens };
+                self.codes.insert(id, code);
             }
             // After a stretch, the decoder hands hot records here too.
             Record::Push { code, line } => self.apply_hot(h, Hot::Push { code, line })?,
@@ -581,6 +592,41 @@ mod tests {
                 rec.frames().iter().map(|f| rec.string(f.function)).collect();
             assert!(functions.contains(&long_name.as_str()), "chunk {chunk}: {functions:?}");
         }
+    }
+
+    /// Regression (issue 25): memlens's own frames (census, bootstrap, IPython helper) showed
+    /// up as allocation sites.
+    #[test]
+    fn memlens_frames_are_left_out_of_stacks() {
+        let mut s = Vec::new();
+        let hello =
+            Hello { protocol: PROTOCOL, pid: 1, python_major: 3, python_minor: 11, native: true };
+        enc(&mut s, 1_000, u32::MAX, Record::Hello(hello));
+        for (id, qualname, filename) in [
+            (0, &b"<module>"[..], &b"/srv/app.py"[..]),
+            (1, b"census", b"/tmp/memlens-py-7-8/memlens/_census.py"),
+            (2, b"_run", b"/venv/lib/python3.12/site-packages/memlens/ipython.py"),
+        ] {
+            enc(&mut s, 1_001, 0, Record::Code { id, first_line: 1, qualname, filename });
+        }
+        enc(&mut s, 1_002, 0, Record::Push { code: 0, line: 4 });
+        enc(&mut s, 1_002, 0, Record::Push { code: 2, line: 87 });
+        enc(&mut s, 1_002, 0, Record::Push { code: 1, line: 137 });
+        enc(&mut s, 1_002, 0, Record::Line { line: 138 });
+        enc(&mut s, 1_003, 0, Record::Alloc { address: 0x10, size: 64, kind: AllocKind::Malloc });
+        enc(&mut s, 1_004, 0, Record::Pop { n: 2 });
+        enc(&mut s, 1_005, 0, Record::Alloc { address: 0x20, size: 32, kind: AllocKind::Malloc });
+        enc(&mut s, 1_006, u32::MAX, Record::Stop);
+        let rec = record_stream(&s, s.len());
+        let end = stack_totals(&rec, Snapshot::AtEnd, &EventFilter::default()).unwrap();
+        for (stack, _) in &end.stacks {
+            let frames: Vec<String> = rec
+                .stack_frames(*stack)
+                .map(|f| rec.string(rec.frame(f).unwrap().function).to_owned())
+                .collect();
+            assert_eq!(frames, ["<module>"]);
+        }
+        assert_eq!(end.total.bytes, 96);
     }
 
     #[test]

@@ -86,10 +86,11 @@ fn signal_when_started(mut cmd: Command, send: impl Fn(Pid)) -> Outcome {
     outcome(child.wait().unwrap(), &(first + &rest))
 }
 
-/// Runs `timeout --preserve-status -s SIGNAL 2 <program>`.
+/// Runs `timeout --preserve-status -s SIGNAL 4 <program>`: long enough for the program to
+/// be in its `try` block even on a busy machine.
 fn under_timeout(signal: &str, cmd: &Command) -> Outcome {
     let out = Command::new("timeout")
-        .args(["--preserve-status", "-s", signal, "2"])
+        .args(["--preserve-status", "-s", signal, "4"])
         .arg(cmd.get_program())
         .args(cmd.get_args())
         .output()

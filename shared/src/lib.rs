@@ -47,6 +47,7 @@ mod snapshot;
 mod spans;
 mod tables;
 mod units;
+mod user_code;
 mod varint;
 mod writer;
 
@@ -68,11 +69,11 @@ pub use diff_tree::{
 };
 pub use error::Error;
 pub use flame::{
-    flame_hit, flame_layout, is_internal_file, stack_path, FlameNode, FlameOptions, FlameRect,
-    FlameTree,
+    flame_hit, flame_layout, is_internal_file, is_memlens_file, stack_path, FlameNode,
+    FlameOptions, FlameRect, FlameTree,
 };
 pub use ids::{AllocatorKind, FrameId, StackId, StringId, ThreadId};
-pub use insights::{insights, site_label, Insight, InsightKind, InsightOptions, InsightsBuilder};
+pub use insights::{insights, Insight, InsightKind, InsightOptions, InsightsBuilder};
 pub use recording::{Recording, Truncation};
 pub use records::{
     census_trigger, CacheCensus, CaptureOptions, Census, DictUsage, Event, Frame, GcEvent,
@@ -84,5 +85,8 @@ pub use spans::{span_usage, SpanUsage};
 pub use tables::EVENT_TIME_QUANTUM_NS;
 pub use units::{
     format_bytes, format_bytes_delta, format_count, format_count_delta, format_duration_ns,
+};
+pub use user_code::{
+    frame_label, is_library_file, site_label, user_site, user_sites, UserSite, UserSiteTotals,
 };
 pub use writer::{RecordingWriter, WriterOptions};
