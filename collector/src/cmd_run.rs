@@ -71,12 +71,17 @@ pub struct RunArgs {
     pub rss_only: bool,
     /// Also take an object census (live objects by type) every SECONDS. Censuses are always
     /// taken at start, at each `memlens.mark()` and at exit; each holds the program for
-    /// about 1-1.5 µs per live gc-tracked object (bench/census_cost.py).
+    /// about 1 µs per live gc-tracked object (bench/census_cost.py).
     #[arg(long, value_name = "SECONDS", value_parser = parse_seconds)]
     pub census_interval: Option<f64>,
     /// Take no object censuses at all.
     #[arg(long, conflicts_with = "census_interval")]
     pub no_census: bool,
+    /// A census of more live objects than this looks at an evenly spread sample of about
+    /// this many, so that it holds the program no longer; its counts, sizes and sites are
+    /// then estimates, and a marker on the timeline says so.
+    #[arg(long, value_name = "N", default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub census_max_objects: u64,
     /// Do not print the summary line at the end.
     #[arg(short, long)]
     pub quiet: bool,
@@ -113,6 +118,8 @@ pub struct RunOptions {
     pub census: bool,
     /// Seconds between extra censuses, if any.
     pub census_interval: Option<f64>,
+    /// Censuses of more live objects look at a sample of about this many.
+    pub census_max_objects: u64,
     pub quiet: bool,
 }
 
@@ -147,6 +154,7 @@ impl TryFrom<RunArgs> for RunOptions {
             interval: Duration::from_millis(a.interval),
             census: !a.no_census,
             census_interval: a.census_interval,
+            census_max_objects: a.census_max_objects,
             quiet: a.quiet,
         })
     }
@@ -212,6 +220,7 @@ fn meta(opts: &RunOptions, py: &PythonInfo, pid: u32) -> Meta {
                 "census_interval_s".to_owned(),
                 opts.census_interval.map_or_else(String::new, |s| s.to_string()),
             ),
+            ("census_max_objects".to_owned(), opts.census_max_objects.to_string()),
         ],
         ..crate::host::meta(pid, command_line, cwd, capture)
     }
@@ -308,6 +317,7 @@ fn interpreter_command(
         .env("MEMLENS_NATIVE", if opts.native { "1" } else { "0" })
         .env("MEMLENS_CENSUS", if opts.census { "1" } else { "0" })
         .env("MEMLENS_CENSUS_INTERVAL", opts.census_interval.unwrap_or(0.0).to_string())
+        .env("MEMLENS_CENSUS_MAX_OBJECTS", opts.census_max_objects.to_string())
         .env("PYTHONPATH", package.pythonpath());
     cmd
 }

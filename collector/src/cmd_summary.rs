@@ -77,8 +77,25 @@ pub struct CensusJson {
     pub duration_ns: u64,
     pub objects: u64,
     pub recursion_limit: u32,
+    /// A census of very many objects looks at one object in this many (counts, sizes and
+    /// sites are then estimates); `null` when it looked at all of them.
+    pub sampled_one_in: Option<u64>,
     /// Largest total shallow size first (`memlens census --by count`: most objects first).
     pub top_types: Vec<TypeJson>,
+}
+
+/// The marker a sampled census puts on the timeline (`_census.py`), before it starts.
+const SAMPLED_CENSUS_MARKER: &str = "memlens: census of 1 object in ";
+
+/// One object in how many census `c` looked at, if it was sampled: from its marker.
+fn census_sampling(rec: &Recording, c: &Census) -> Option<u64> {
+    let start = c.time_ns.saturating_sub(c.duration_ns);
+    rec.markers()
+        .iter()
+        .filter(|m| m.time_ns <= c.time_ns && m.time_ns + 1_000_000 >= start)
+        .filter_map(|m| m.label.strip_prefix(SAMPLED_CENSUS_MARKER))
+        .filter_map(|rest| rest.split(' ').next()?.parse().ok())
+        .next_back()
 }
 
 /// One type in a census.
@@ -191,6 +208,7 @@ pub(crate) fn census_json(rec: &Recording, c: &Census, order: TypeOrder, top: us
         duration_ns: c.duration_ns,
         objects: c.objects,
         recursion_limit: c.recursion_limit,
+        sampled_one_in: census_sampling(rec, c),
         top_types: top_types(c, order, top)
             .into_iter()
             .map(|t| TypeJson {
@@ -301,9 +319,13 @@ fn how_it_ended(rec: &Recording) -> String {
 /// The census's top types under a heading.
 pub(crate) fn write_census(out: &mut impl Write, c: &CensusJson) -> Result<()> {
     let label = if c.label.is_empty() { String::new() } else { format!(" {:?}", c.label) };
+    let sampled = c
+        .sampled_one_in
+        .map(|k| format!("; looked at 1 object in {k}: counts and sizes are estimates"))
+        .unwrap_or_default();
     writeln!(
         out,
-        "\nLive objects by type (census at {}, {}{label}: {} objects, took {})",
+        "\nLive objects by type (census at {}, {}{label}: {} objects, took {}{sampled})",
         format_duration_ns(c.time_ns),
         c.trigger,
         format_count(c.objects),

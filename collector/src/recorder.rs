@@ -47,6 +47,9 @@ struct Thread {
 struct CensusBuild {
     trigger: u8,
     label: String,
+    /// The census looked at one object in this many: each linked address stands for this
+    /// many objects.
+    sample_every: u64,
     types: HashMap<(StringId, StringId), TypeBuild>,
     caches: Vec<CacheCensus>,
 }
@@ -364,10 +367,11 @@ impl<W: Write> Recorder<W> {
                 });
             }
             Record::Stop => self.stopped = true,
-            Record::CensusBegin { trigger, label } => {
+            Record::CensusBegin { trigger, label, sample_every } => {
                 let label = text(label).into_owned();
-                self.censuses
-                    .insert(h.thread, CensusBuild { trigger, label, ..Default::default() });
+                let sample_every = u64::from(sample_every.max(1));
+                let b = CensusBuild { trigger, label, sample_every, ..Default::default() };
+                self.censuses.insert(h.thread, b);
             }
             Record::CensusType(t) => self.census_type(h.thread, &t),
             Record::CensusCache(c) => {
@@ -401,16 +405,17 @@ impl<W: Write> Recorder<W> {
         let module = self.writer.intern_string(&text(t.module));
         let qualname = self.writer.intern_string(&text(t.qualname));
         let Some(b) = self.censuses.get_mut(&thread) else { return };
+        let every = b.sample_every;
         let tb = b.types.entry((module, qualname)).or_default();
         tb.census.count += t.count;
         tb.census.bytes += t.bytes;
         for a in addresses(t.addresses) {
             if let Some((size, stack)) = self.writer.live_block(a) {
-                tb.census.linked_count += 1;
-                tb.census.linked_bytes += size;
+                tb.census.linked_count += every;
+                tb.census.linked_bytes += size * every;
                 let site = tb.sites.entry(stack).or_default();
-                site.0 += 1;
-                site.1 += size;
+                site.0 += every;
+                site.1 += size * every;
             }
         }
         tb.dict.sampled += t.dict_sampled;

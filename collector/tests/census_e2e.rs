@@ -55,6 +55,86 @@ fn census_counts_instances_of_a_class_and_finds_where_they_were_made() {
     assert!(c.recursion_limit >= 1000);
 }
 
+/// Regression (issue 25): the census summed `sys.getsizeof`, which calls a class's own
+/// `__sizeof__` (pandas computes deep memory usage there: 20 µs per object, and the
+/// program's code running inside the profiler). Sizes now come from the layout.
+#[test]
+fn census_runs_no_code_of_the_program() {
+    let dir = std::env::temp_dir().join(format!("memlens-census-nocode-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("out.memlens");
+    let out = memlens()
+        .args(["run", "-q", "-o"])
+        .arg(&file)
+        .arg(script("census_no_user_code.py"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("ran: []"), "the census ran the program's code: {stderr}");
+    let rec = Recording::from_vec(std::fs::read(&file).unwrap()).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let c = rec.censuses().iter().find(|c| c.label == "objects built").expect("the mark's census");
+    let frames = c
+        .types
+        .iter()
+        .find(|t| type_name(&rec, t.module, t.qualname) == "__main__.Frame")
+        .expect("Frame in the census");
+    assert!(frames.count >= 20_000, "{}", frames.count);
+    // The layout's size, as sys.getsizeof would give without the class's __sizeof__: the
+    // object, the GC header and the pre-header; nowhere near the 10**9 __sizeof__ says.
+    let each = frames.bytes / frames.count;
+    assert!((32..=80).contains(&each), "{each} bytes per Frame");
+    let rows = c
+        .types
+        .iter()
+        .find(|t| type_name(&rec, t.module, t.qualname) == "__main__.Row")
+        .expect("Row in the census");
+    assert!(
+        (40..=120).contains(&(rows.bytes / rows.count)),
+        "{} B per Row",
+        rows.bytes / rows.count
+    );
+}
+
+/// A census of more objects than `--census-max-objects` looks at an evenly spread sample:
+/// its figures are scaled up estimates, and the recording and the summary say so.
+#[test]
+fn a_census_of_many_objects_looks_at_a_sample_and_says_so() {
+    let dir = std::env::temp_dir().join(format!("memlens-census-sample-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("out.memlens");
+    let out = memlens()
+        .args(["run", "-q", "--census-max-objects", "20000", "-o"])
+        .arg(&file)
+        .arg(script("census_objects.py"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rec = Recording::from_vec(std::fs::read(&file).unwrap()).unwrap();
+    let c = rec.censuses().iter().find(|c| c.label == "built").expect("the mark's census");
+    let every = c.objects.div_ceil(20_000);
+    assert!(every >= 5, "{} objects", c.objects);
+    let note = format!("memlens: census of 1 object in {every} (");
+    assert!(rec.markers().iter().any(|m| m.label.starts_with(&note)), "{:?}", rec.markers());
+    let point = c
+        .types
+        .iter()
+        .find(|t| type_name(&rec, t.module, t.qualname) == "__main__.Point")
+        .expect("Point in the census");
+    // 100,000 instances, estimated from one in `every` of them, linked to their line.
+    assert!(point.count.abs_diff(100_000) <= 2 * every, "count {}", point.count);
+    assert!(point.linked_count.abs_diff(point.count) <= 2 * every, "linked {}", point.linked_count);
+    assert!(point.sites[0].count.abs_diff(100_000) <= 2 * every, "{:?}", point.sites[0]);
+    let json = memlens().args(["summary", "--json"]).arg(&file).output().unwrap();
+    let s: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(s["census"]["sampled_one_in"], every, "{}", s["census"]);
+    let text = memlens().arg("summary").arg(&file).output().unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains(&format!("looked at 1 object in {every}")), "{text}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn unbounded_lru_cache_is_flagged_with_its_size() {
     let rec = record("census_objects.py", "cache", &[], &[]);

@@ -87,6 +87,7 @@ def main():
     native = os.environ.pop("MEMLENS_NATIVE", "1") == "1"
     census = os.environ.pop("MEMLENS_CENSUS", "1") == "1"
     census_interval = float(os.environ.pop("MEMLENS_CENSUS_INTERVAL", "0") or 0)
+    census_max_objects = int(os.environ.pop("MEMLENS_CENSUS_MAX_OBJECTS", "0") or 0)
     import memlens
 
     if ctrl >= 0:
@@ -108,7 +109,7 @@ def main():
         print(f"{name}: {e}", file=sys.stderr)
         raise SystemExit(1)
 
-    memlens._start(tracer, fd, native, census, census_interval)
+    memlens._start(tracer, fd, native, census, census_interval, census_max_objects)
     try:
         exec(code, globs)
     except SystemExit:

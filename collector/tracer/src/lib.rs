@@ -212,15 +212,20 @@ unsafe fn c_slice<'a>(p: *const c_char, len: usize) -> &'a [u8] {
 }
 
 /// An object census starts on this thread (trigger: 0 start, 1 mark, 2 interval,
-/// 3 exit).
+/// 3 exit), looking at one object in `sample_every`.
 ///
 /// # Safety
 /// `label` is null or NUL-terminated.
 #[no_mangle]
-pub unsafe extern "C" fn memlens_census_begin(trigger: c_int, label: *const c_char) {
+pub unsafe extern "C" fn memlens_census_begin(
+    trigger: c_int,
+    label: *const c_char,
+    sample_every: u32,
+) {
     // SAFETY: per the function contract.
     let label = unsafe { c_bytes(label) };
-    tracing::record(&Record::CensusBegin { trigger: trigger.clamp(0, 255) as u8, label });
+    let trigger = trigger.clamp(0, 255) as u8;
+    tracing::record(&Record::CensusBegin { trigger, label, sample_every: sample_every.max(1) });
 }
 
 /// One type's live objects. `addresses` and `storage` are arrays of u64 allocation

@@ -2,7 +2,7 @@ use crate::WireError;
 
 /// Protocol number sent in [`Hello`]; bumped whenever a record's layout changes so
 /// a parent and a tracer from different builds fail loudly instead of misreading.
-pub const PROTOCOL: u32 = 4;
+pub const PROTOCOL: u32 = 5;
 
 /// Upper bound on one variable-length record's `len` field. Strings (qualnames, paths,
 /// labels) are truncated by the tracer well below this; anything longer is corruption.
@@ -105,8 +105,10 @@ pub enum Record<'a> {
     /// Tracing stopped cleanly (interpreter exit or `_exit`).
     Stop,
     /// An object census starts on this thread. `trigger`: 0 start, 1 mark,
-    /// 2 interval, 3 exit; `label` is the mark's label.
-    CensusBegin { trigger: u8, label: &'a [u8] },
+    /// 2 interval, 3 exit; `label` is the mark's label. A census of many objects looks at
+    /// one object in `sample_every` (1: all of them): its types' counts and sizes are
+    /// estimates, already scaled up, and their address lists hold the objects looked at.
+    CensusBegin { trigger: u8, label: &'a [u8], sample_every: u32 },
     /// Live gc-tracked objects of one type. A type may come in several records
     /// (long address lists are split); counts and sizes add up.
     CensusType(CensusType<'a>),
@@ -264,7 +266,7 @@ impl Record<'_> {
             Record::ThreadName { name } => str_len(name),
             Record::Code { qualname, filename, .. } => 8 + str_len(qualname) + str_len(filename),
             Record::Marker { label } => str_len(label),
-            Record::CensusBegin { label, .. } => 1 + str_len(label),
+            Record::CensusBegin { label, .. } => 1 + 4 + str_len(label),
             Record::CensusType(t) => {
                 5 * 8
                     + str_len(t.module)
@@ -411,8 +413,9 @@ impl Record<'_> {
             | Record::Line { .. }
             | Record::Alloc { .. }
             | Record::Free { .. } => {}
-            Record::CensusBegin { trigger, label } => {
+            Record::CensusBegin { trigger, label, sample_every } => {
                 w.u8(trigger);
+                w.u32(sample_every);
                 w.str(label);
             }
             Record::CensusType(t) => {
@@ -666,7 +669,9 @@ fn decode_payload<'a>(tag: u8, r: &mut Reader<'a>) -> Option<Record<'a>> {
             uncollectable: r.u64()?,
         },
         TAG_STOP => Record::Stop,
-        TAG_CENSUS_BEGIN => Record::CensusBegin { trigger: r.u8()?, label: r.str()? },
+        TAG_CENSUS_BEGIN => {
+            Record::CensusBegin { trigger: r.u8()?, sample_every: r.u32()?, label: r.str()? }
+        }
         TAG_CENSUS_TYPE => Record::CensusType(CensusType {
             count: r.u64()?,
             bytes: r.u64()?,
@@ -766,7 +771,7 @@ mod tests {
             Record::Marker { label: "é".as_bytes() },
             Record::Gc { generation: 2, duration_ns: 99, collected: 5, uncollectable: 1 },
             Record::Stop,
-            Record::CensusBegin { trigger: 1, label: b"loaded" },
+            Record::CensusBegin { trigger: 1, label: b"loaded", sample_every: 1 },
             Record::CensusType(CensusType {
                 count: 3,
                 bytes: 168,
