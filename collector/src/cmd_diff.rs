@@ -23,7 +23,7 @@ pub struct DiffArgs {
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
     /// Exit with code 1 when a threshold is crossed, e.g. `peak>+10%`, `leaks>+1MiB`,
-    /// `rss>+20%`, `allocs>+5%`. Repeat the flag or separate with commas.
+    /// `rss>+20%`, `allocs>+5%`, `reserved>+64MiB`. Repeat the flag or separate with commas.
     #[arg(long = "fail-if", value_delimiter = ',')]
     pub fail_if: Vec<String>,
     /// Call sites to list per table.
@@ -50,10 +50,27 @@ pub enum Metric {
     Rss,
     Leaks,
     Allocs,
+    /// The most address space C code had mapped (reserved, not heap).
+    Reserved,
+}
+
+/// What a recording's metrics are read from.
+struct Figures<'a> {
+    summary: &'a Summary,
+    /// Most reserved address space, when the recording has any.
+    reserved: Option<u64>,
+}
+
+impl Figures<'_> {
+    fn of(rec: &Recording) -> Result<Figures<'_>> {
+        let reserved = crate::mapped::mapped(rec)?.map(|m| m.max);
+        Ok(Figures { summary: rec.summary(), reserved })
+    }
 }
 
 impl Metric {
-    const ALL: [Metric; 4] = [Metric::Peak, Metric::Rss, Metric::Leaks, Metric::Allocs];
+    const ALL: [Metric; 5] =
+        [Metric::Peak, Metric::Rss, Metric::Leaks, Metric::Allocs, Metric::Reserved];
 
     fn label(self) -> &'static str {
         match self {
@@ -61,15 +78,18 @@ impl Metric {
             Metric::Rss => "Peak RSS",
             Metric::Leaks => "Left at exit",
             Metric::Allocs => "Allocations",
+            Metric::Reserved => "Reserved (mmap, not heap)",
         }
     }
 
-    fn value(self, s: &Summary) -> u64 {
+    fn value(self, f: &Figures) -> u64 {
+        let s = f.summary;
         match self {
             Metric::Peak => s.peak_heap,
             Metric::Rss => s.peak_rss,
             Metric::Leaks => s.end_heap,
             Metric::Allocs => s.alloc_count,
+            Metric::Reserved => f.reserved.unwrap_or(0),
         }
     }
 
@@ -116,9 +136,10 @@ pub fn parse_threshold(text: &str) -> Result<Threshold> {
         "rss" => Metric::Rss,
         "leaks" | "leak" => Metric::Leaks,
         "allocs" | "allocations" => Metric::Allocs,
-        other => {
-            bail!("threshold `{text}`: unknown metric `{other}` (use peak, rss, leaks or allocs)")
-        }
+        "reserved" => Metric::Reserved,
+        other => bail!(
+            "threshold `{text}`: unknown metric `{other}` (use peak, rss, leaks, allocs or reserved)"
+        ),
     };
     let value = value.trim_start_matches('+');
     let limit = if let Some(p) = value.strip_suffix('%') {
@@ -229,7 +250,10 @@ fn compare(
         let h = stack_totals(head, snapshot, &all)?;
         Ok(diff_sites(base, &b, head, &h))
     };
-    let (bs, hs) = (base.summary(), head.summary());
+    let (bs, hs) = (Figures::of(base)?, Figures::of(head)?);
+    // Reserved address space only when there is some to compare.
+    let shown =
+        |m: &Metric| *m != Metric::Reserved || bs.reserved.is_some() || hs.reserved.is_some();
     Ok(DiffJson {
         schema: 1,
         base: args.base.display().to_string(),
@@ -237,8 +261,9 @@ fn compare(
         warnings: incomparable_reasons(base, head),
         metrics: Metric::ALL
             .iter()
+            .filter(|m| shown(m))
             .map(|&m| {
-                let (b, h) = (m.value(bs), m.value(hs));
+                let (b, h) = (m.value(&bs), m.value(&hs));
                 MetricJson {
                     metric: m,
                     base: b,
@@ -252,7 +277,7 @@ fn compare(
         leak_sites: sites(&site_deltas(Snapshot::AtEnd)?, args.top, args.min_change),
         failed_thresholds: thresholds
             .iter()
-            .filter(|t| t.crossed(t.metric.value(bs), t.metric.value(hs)))
+            .filter(|t| t.crossed(t.metric.value(&bs), t.metric.value(&hs)))
             .map(|t| t.text.clone())
             .collect(),
     })

@@ -52,6 +52,14 @@ pub struct SummaryJson {
     pub peak_rss_time_ns: u64,
     pub leaked_bytes: u64,
     pub leaked_count: u64,
+    /// Address space C code mapped with `mmap` (reserved, not heap) live at the heap's peak;
+    /// `null` when the recording has none (see docs/summary-json.md).
+    pub reserved_bytes_at_peak: Option<u64>,
+    pub reserved_bytes_max: Option<u64>,
+    pub reserved_bytes_at_end: Option<u64>,
+    /// How much of it was resident (those pages are counted in the heap).
+    pub reserved_resident_bytes_at_peak: Option<u64>,
+    pub reserved_resident_bytes_at_end: Option<u64>,
     pub alloc_count: u64,
     pub alloc_bytes: u64,
     /// Frees of traced blocks (alloc_count + free_count is the recording's event count).
@@ -243,6 +251,7 @@ pub fn build(rec: &Recording, file: &str, top: usize) -> Result<SummaryJson> {
     let s = rec.summary();
     let end = rec.end().copied().unwrap_or_default();
     let ended = how_it_ended(rec);
+    let mapped = crate::mapped::mapped(rec)?;
     Ok(SummaryJson {
         schema: 1,
         file: file.to_owned(),
@@ -265,6 +274,11 @@ pub fn build(rec: &Recording, file: &str, top: usize) -> Result<SummaryJson> {
         peak_rss_time_ns: s.peak_rss_time_ns,
         leaked_bytes: s.end_heap,
         leaked_count: s.end_live_count,
+        reserved_bytes_at_peak: mapped.map(|m| m.at_peak),
+        reserved_bytes_max: mapped.map(|m| m.max),
+        reserved_bytes_at_end: mapped.map(|m| m.at_end),
+        reserved_resident_bytes_at_peak: mapped.map(|m| m.resident_at_peak),
+        reserved_resident_bytes_at_end: mapped.map(|m| m.resident_at_end),
         alloc_count: s.alloc_count,
         alloc_bytes: s.alloc_bytes,
         free_count: s.free_count,
@@ -411,6 +425,24 @@ fn write_text(out: &mut impl Write, s: &SummaryJson) -> Result<()> {
         format_bytes(s.leaked_bytes),
         format_count(s.leaked_count)
     )?;
+    if let (Some(peak), Some(max), Some(end), Some(res_peak), Some(res_end)) = (
+        s.reserved_bytes_at_peak,
+        s.reserved_bytes_max,
+        s.reserved_bytes_at_end,
+        s.reserved_resident_bytes_at_peak,
+        s.reserved_resident_bytes_at_end,
+    ) {
+        writeln!(
+            out,
+            "  reserved    {} of address space mapped by C code at the peak, of which {} \
+             resident (in the heap); {} at most, {} at the end ({} resident)",
+            format_bytes(peak),
+            format_bytes(res_peak),
+            format_bytes(max),
+            format_bytes(end),
+            format_bytes(res_end)
+        )?;
+    }
     writeln!(
         out,
         "  allocations {} ({} in total)",

@@ -18,6 +18,7 @@ mod cmd_view;
 mod cmd_watch;
 mod host;
 mod load;
+mod mapped;
 mod process_watch;
 mod python_env;
 mod record_loop;

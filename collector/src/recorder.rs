@@ -83,6 +83,16 @@ pub struct Recorder<W: Write> {
     censuses: HashMap<u32, CensusBuild>,
     /// Threads declared to the writer so far (the next one's id).
     declared_threads: u32,
+    /// Live mappings of kind `Reserved`, by address: where their resident part goes.
+    mappings: HashMap<u64, Mapping>,
+}
+
+/// A mapping's thread and stack, and the bytes of it recorded as resident (heap memory of
+/// kind `Mmap` at the mapping's address + 1; see FORMAT.md).
+struct Mapping {
+    thread: ThreadId,
+    stack: StackId,
+    resident: u64,
 }
 
 /// Upper bound on thread indices (threads ever started by the traced program).
@@ -98,6 +108,7 @@ fn kind(k: AllocKind) -> AllocatorKind {
         AllocKind::Malloc => AllocatorKind::Malloc,
         AllocKind::Mmap => AllocatorKind::Mmap,
         AllocKind::PymallocArena => AllocatorKind::PymallocArena,
+        AllocKind::Reserved => AllocatorKind::Reserved,
     }
 }
 
@@ -121,6 +132,7 @@ impl<W: Write> Recorder<W> {
             last_time: 0,
             censuses: HashMap::default(),
             declared_threads: 0,
+            mappings: HashMap::default(),
         }
     }
 
@@ -261,12 +273,43 @@ impl<W: Write> Recorder<W> {
             }
             Hot::Alloc { address, size, kind: k } => {
                 let (stack, thread) = self.current_stack(h.thread);
+                if k == AllocKind::Reserved {
+                    self.end_mapping(time, address)?;
+                    self.mappings.insert(address, Mapping { thread, stack, resident: 0 });
+                }
                 self.writer.alloc(time, thread, stack, address, size, kind(k))?;
             }
             Hot::Free { address, kind: k } => {
                 let (_, thread) = self.current_stack(h.thread);
+                if k == AllocKind::Reserved {
+                    self.end_mapping(time, address)?;
+                }
                 self.writer.free(time, thread, address, kind(k))?;
             }
+        }
+        Ok(())
+    }
+
+    /// A mapping is gone: so is its resident part.
+    fn end_mapping(&mut self, time: u64, address: u64) -> Result<()> {
+        if let Some(m) = self.mappings.remove(&address) {
+            if m.resident > 0 {
+                self.writer.free(time, m.thread, address + 1, AllocatorKind::Mmap)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `bytes` of the mapping at `address` are resident now: its resident part, a heap
+    /// block at `address + 1`, takes that size.
+    fn resident(&mut self, time: u64, address: u64, bytes: u64) -> Result<()> {
+        let Some(m) = self.mappings.get_mut(&address) else { return Ok(()) };
+        let (thread, stack, old) = (m.thread, m.stack, std::mem::replace(&mut m.resident, bytes));
+        if old > 0 {
+            self.writer.free(time, thread, address + 1, AllocatorKind::Mmap)?;
+        }
+        if bytes > 0 {
+            self.writer.alloc(time, thread, stack, address + 1, bytes, AllocatorKind::Mmap)?;
         }
         Ok(())
     }
@@ -367,6 +410,7 @@ impl<W: Write> Recorder<W> {
                 });
             }
             Record::Stop => self.stopped = true,
+            Record::Resident { address, bytes } => self.resident(time, address, bytes)?,
             Record::CensusBegin { trigger, label, sample_every } => {
                 let label = text(label).into_owned();
                 let sample_every = u64::from(sample_every.max(1));

@@ -19,7 +19,8 @@ the controller with the test reports (``user_properties``).
 
 A test's *peak* is the high-water mark of the memory it allocated and had not yet freed;
 its *leaks* are what it allocated and had not freed when it returned (objects kept alive by
-caches or globals count). Python and native (malloc/mmap) allocations both count.
+caches or globals count). Python and native (malloc) allocations both count, and memory
+C code maps with mmap by its resident pages (see docs/memory-figures.md).
 """
 
 import hashlib

@@ -39,6 +39,7 @@ mod profiler;
 mod pymem_hooks;
 mod python_api;
 mod real;
+mod reservations;
 mod ring;
 mod thread_state;
 mod tracing;
