@@ -564,6 +564,12 @@ mod tests {
         r.append_to(out);
     }
 
+    fn hello(out: &mut Vec<u8>) {
+        let hello =
+            Hello { protocol: PROTOCOL, pid: 1, python_major: 3, python_minor: 11, native: true };
+        enc(out, 1_000, u32::MAX, Record::Hello(hello));
+    }
+
     fn record_stream(bytes: &[u8], chunk: usize) -> Recording {
         let w = RecordingWriter::new(Vec::new(), &Meta::default()).unwrap();
         let mut rec = Recorder::new(w, 1_000);
@@ -578,9 +584,7 @@ mod tests {
     #[test]
     fn replays_stacks_allocs_and_threads_in_any_chunking() {
         let mut s = Vec::new();
-        let hello =
-            Hello { protocol: PROTOCOL, pid: 1, python_major: 3, python_minor: 11, native: true };
-        enc(&mut s, 1_000, u32::MAX, Record::Hello(hello));
+        hello(&mut s);
         enc(&mut s, 1_001, 0, Record::ThreadStart { os_tid: 7, name: b"python3" });
         enc(&mut s, 1_002, 0, Record::ThreadName { name: b"MainThread" });
         enc(
@@ -648,9 +652,7 @@ mod tests {
     #[test]
     fn memlens_frames_are_left_out_of_stacks() {
         let mut s = Vec::new();
-        let hello =
-            Hello { protocol: PROTOCOL, pid: 1, python_major: 3, python_minor: 11, native: true };
-        enc(&mut s, 1_000, u32::MAX, Record::Hello(hello));
+        hello(&mut s);
         for (id, qualname, filename) in [
             (0, &b"<module>"[..], &b"/srv/app.py"[..]),
             (1, b"census", b"/tmp/memlens-py-7-8/memlens/_census.py"),

@@ -11,11 +11,12 @@ use memlens_format::{
     Recording, Snapshot,
 };
 
-use common::{line_of, memlens, script};
+use std::path::{Path, PathBuf};
 
-fn record(name: &str, tag: &str, extra: &[&str], args: &[&str]) -> Recording {
-    let dir = std::env::temp_dir().join(format!("memlens-census-{tag}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+use common::{line_of, memlens, script, TempDir};
+
+/// Runs tests/scripts/`name` under `memlens run` into `dir`: the recording and stderr.
+fn record_into(dir: &Path, name: &str, extra: &[&str], args: &[&str]) -> (PathBuf, String) {
     let file = dir.join("out.memlens");
     let out = memlens()
         .arg("run")
@@ -27,10 +28,18 @@ fn record(name: &str, tag: &str, extra: &[&str], args: &[&str]) -> Recording {
         .args(args)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
-    let rec = Recording::from_vec(std::fs::read(&file).unwrap()).unwrap();
-    let _ = std::fs::remove_dir_all(&dir);
-    rec
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{name}: {stderr}");
+    (file, stderr)
+}
+
+fn open(file: &Path) -> Recording {
+    Recording::from_vec(std::fs::read(file).unwrap()).unwrap()
+}
+
+fn record(name: &str, tag: &str, extra: &[&str], args: &[&str]) -> Recording {
+    let dir = TempDir::new(&format!("census-{tag}"));
+    open(&record_into(&dir.0, name, extra, args).0)
 }
 
 #[test]
@@ -60,20 +69,10 @@ fn census_counts_instances_of_a_class_and_finds_where_they_were_made() {
 /// program's code running inside the profiler). Sizes now come from the layout.
 #[test]
 fn census_runs_no_code_of_the_program() {
-    let dir = std::env::temp_dir().join(format!("memlens-census-nocode-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("out.memlens");
-    let out = memlens()
-        .args(["run", "-q", "-o"])
-        .arg(&file)
-        .arg(script("census_no_user_code.py"))
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
+    let dir = TempDir::new("census-nocode");
+    let (file, stderr) = record_into(&dir.0, "census_no_user_code.py", &[], &[]);
     assert!(stderr.contains("ran: []"), "the census ran the program's code: {stderr}");
-    let rec = Recording::from_vec(std::fs::read(&file).unwrap()).unwrap();
-    let _ = std::fs::remove_dir_all(&dir);
+    let rec = open(&file);
     let c = rec.censuses().iter().find(|c| c.label == "objects built").expect("the mark's census");
     let frames = c
         .types
@@ -101,17 +100,10 @@ fn census_runs_no_code_of_the_program() {
 /// its figures are scaled up estimates, and the recording and the summary say so.
 #[test]
 fn a_census_of_many_objects_looks_at_a_sample_and_says_so() {
-    let dir = std::env::temp_dir().join(format!("memlens-census-sample-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("out.memlens");
-    let out = memlens()
-        .args(["run", "-q", "--census-max-objects", "20000", "-o"])
-        .arg(&file)
-        .arg(script("census_objects.py"))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let rec = Recording::from_vec(std::fs::read(&file).unwrap()).unwrap();
+    let dir = TempDir::new("census-sample");
+    let limit = ["--census-max-objects", "20000"];
+    let (file, _) = record_into(&dir.0, "census_objects.py", &limit, &[]);
+    let rec = open(&file);
     let c = rec.censuses().iter().find(|c| c.label == "built").expect("the mark's census");
     let every = c.objects.div_ceil(20_000);
     assert!(every >= 5, "{} objects", c.objects);
@@ -132,7 +124,6 @@ fn a_census_of_many_objects_looks_at_a_sample_and_says_so() {
     let text = memlens().arg("summary").arg(&file).output().unwrap();
     let text = String::from_utf8_lossy(&text.stdout);
     assert!(text.contains(&format!("looked at 1 object in {every}")), "{text}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

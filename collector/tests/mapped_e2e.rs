@@ -8,12 +8,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
 use memlens_format::{stack_totals, EventFilter, Recording, Snapshot};
+use std::path::{Path, PathBuf};
 
-use common::{line_of, memlens, script};
+use common::{line_of, memlens, python_has, script, TempDir};
 
 const MIB: u64 = 1 << 20;
 
@@ -30,17 +28,10 @@ fn summary(file: &Path) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-fn temp_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("memlens-mapped-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
 #[test]
 fn a_mapping_counts_in_the_heap_by_its_resident_pages_at_the_line_that_made_it() {
-    let dir = temp_dir("mmap");
-    let file = record(&dir, &[script("mapped.py").to_str().unwrap()]);
+    let dir = TempDir::new("mapped-mmap");
+    let file = record(&dir.0, &[script("mapped.py").to_str().unwrap()]);
     let rec = Recording::from_vec(std::fs::read(&file).unwrap()).unwrap();
     let line = line_of("mapped.py", "MAP_LINE");
     let at = |label: &str| {
@@ -77,7 +68,6 @@ fn a_mapping_counts_in_the_heap_by_its_resident_pages_at_the_line_that_made_it()
     let d: serde_json::Value = serde_json::from_slice(&diff.stdout).unwrap();
     let reserved = d["metrics"].as_array().unwrap().iter().find(|m| m["metric"] == "reserved");
     assert_eq!(reserved.map(|m| m["head"].as_u64()), Some(Some(64 * MIB)), "{d}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Regression (issue 25): `import numpy` reported a 71.8 MiB peak heap against 30.7 MiB of
@@ -85,14 +75,12 @@ fn a_mapping_counts_in_the_heap_by_its_resident_pages_at_the_line_that_made_it()
 /// were counted as heap.
 #[test]
 fn importing_numpy_and_scipy_reports_a_heap_below_rss() {
-    let has = Command::new("python3").args(["-c", "import numpy, scipy.linalg"]).status();
-    if !has.map(|s| s.success()).unwrap_or(false) {
-        eprintln!("SKIPPED: numpy and scipy are not installed (./dev setup installs them)");
+    if !python_has("numpy, scipy.linalg") {
         return;
     }
-    let dir = temp_dir("numpy");
+    let dir = TempDir::new("mapped-numpy");
     for code in ["import numpy", "import numpy, scipy.linalg"] {
-        let s = summary(&record(&dir, &["-c", code]));
+        let s = summary(&record(&dir.0, &["-c", code]));
         let (heap, rss) =
             (s["peak_heap_bytes"].as_u64().unwrap(), s["peak_rss_bytes"].as_u64().unwrap());
         assert!(heap * 10 <= rss * 11, "{code}: peak heap {heap} above peak RSS {rss}");
@@ -102,5 +90,4 @@ fn importing_numpy_and_scipy_reports_a_heap_below_rss() {
         assert!(reserved >= 16 * MIB, "{code}: {reserved} bytes reserved");
         assert!(resident * 4 < reserved, "{code}: {resident} of {reserved} resident");
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }

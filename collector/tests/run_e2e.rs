@@ -9,32 +9,16 @@
 mod common;
 
 use std::os::unix::process::ExitStatusExt;
-use std::path::PathBuf;
 use std::process::{Command, Output};
 
 use memlens_format::{stack_totals, EventFilter, Recording, Snapshot, StackId, ThreadId};
 
-use common::{line_of, memlens, script};
+use common::{line_of, memlens, python_has, script, TempDir};
 
 struct Run {
     out: Output,
     rec: Recording,
     _dir: TempDir,
-}
-
-struct TempDir(PathBuf);
-impl TempDir {
-    fn new(name: &str) -> Self {
-        let d = std::env::temp_dir().join(format!("memlens-test-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        TempDir(d)
-    }
-}
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 fn run_script(name: &str, extra: &[&str], args: &[&str]) -> Run {
@@ -194,9 +178,7 @@ fn threads_with_stacks(env: &[(&str, &str)]) {
 
 #[test]
 fn numpy_arrays_are_attributed_to_the_python_line() {
-    let has_numpy = Command::new("python3").args(["-c", "import numpy"]).status();
-    if !has_numpy.map(|s| s.success()).unwrap_or(false) {
-        eprintln!("SKIPPED: numpy is not installed (pip install numpy)");
+    if !python_has("numpy") {
         return;
     }
     let run = run_script("numpy_alloc.py", &[], &[]);

@@ -11,29 +11,14 @@ mod common;
 
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
 
 use memlens_format::{stack_totals, EventFilter, Recording, Snapshot};
 use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
 
-use common::{line_of, memlens, script};
-
-struct Dir(PathBuf);
-impl Dir {
-    fn new(name: &str) -> Dir {
-        let d = std::env::temp_dir().join(format!("memlens-sig-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        Dir(d)
-    }
-}
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use common::{line_of, memlens, script, TempDir};
 
 /// The program, plainly (`python3 SCRIPT`) or under `memlens run -o FILE`.
 fn program(name: &str, recording: Option<&Path>) -> Command {
@@ -126,43 +111,44 @@ fn recorded_end(file: &Path) -> (Option<i32>, Option<i32>) {
 const CLEANUP: [&str; 4] =
     ["started", "cleanup begins", "cleanup done", "SIGINT received 1 time(s)"];
 
-#[test]
-fn sigint_to_the_pid_is_delivered_once() {
-    let dir = Dir::new("kill-int");
+/// Runs `scenario` on the plain program and under memlens: both outcomes, and the end the
+/// recording says.
+fn plain_and_traced(
+    name: &str,
+    scenario: impl Fn(Command) -> Outcome,
+) -> (Outcome, Outcome, (Option<i32>, Option<i32>)) {
+    let dir = TempDir::new(&format!("signals-{name}"));
     let file = dir.0.join("out.memlens");
-    let send = |pid| kill(pid, Signal::SIGINT).unwrap();
-    let plain = signal_when_started(program("interrupted.py", None), send);
-    let traced = signal_when_started(program("interrupted.py", Some(&file)), send);
-    assert_eq!(
-        plain,
-        Outcome { code: Some(3), signal: None, stdout: CLEANUP.map(String::from).into() }
-    );
-    assert_eq!(traced, plain);
-    assert_eq!(recorded_end(&file), (Some(3), None));
+    let plain = scenario(program("interrupted.py", None));
+    let traced = scenario(program("interrupted.py", Some(&file)));
+    let end = recorded_end(&file);
+    (plain, traced, end)
 }
 
+fn exited_after_cleanup() -> Outcome {
+    Outcome { code: Some(3), signal: None, stdout: CLEANUP.map(String::from).into() }
+}
+
+/// Sent to the PID, as `kill` does, or to the process group, as a terminal's Ctrl-C does.
 #[test]
-fn sigint_to_the_process_group_is_delivered_once() {
-    let dir = Dir::new("group-int");
-    let file = dir.0.join("out.memlens");
-    let send = |pid| killpg(pid, Signal::SIGINT).unwrap();
-    let plain = signal_when_started(program("interrupted.py", None), send);
-    let traced = signal_when_started(program("interrupted.py", Some(&file)), send);
-    assert_eq!(plain.code, Some(3));
-    assert_eq!(traced, plain);
-    assert_eq!(recorded_end(&file), (Some(3), None));
+fn sigint_to_the_pid_or_its_process_group_is_delivered_once() {
+    let to_pid = |pid| kill(pid, Signal::SIGINT).unwrap();
+    let to_group = |pid| killpg(pid, Signal::SIGINT).unwrap();
+    for (name, send) in [("kill-int", &to_pid as &dyn Fn(Pid)), ("group-int", &to_group)] {
+        let (plain, traced, end) = plain_and_traced(name, |c| signal_when_started(c, send));
+        assert_eq!(plain, exited_after_cleanup(), "{name}");
+        assert_eq!(traced, plain, "{name}");
+        assert_eq!(end, (Some(3), None), "{name}");
+    }
 }
 
 #[test]
 fn sigterm_to_the_pid_kills_the_program_and_is_recorded() {
-    let dir = Dir::new("kill-term");
-    let file = dir.0.join("out.memlens");
     let send = |pid| kill(pid, Signal::SIGTERM).unwrap();
-    let plain = signal_when_started(program("interrupted.py", None), send);
-    let traced = signal_when_started(program("interrupted.py", Some(&file)), send);
+    let (plain, traced, end) = plain_and_traced("kill-term", |c| signal_when_started(c, send));
     assert_eq!(plain, Outcome { code: None, signal: Some(15), stdout: vec!["started".into()] });
     assert_eq!(traced, plain);
-    assert_eq!(recorded_end(&file), (None, Some(15)));
+    assert_eq!(end, (None, Some(15)));
 }
 
 /// GNU `timeout` sends its signal to the program and then to its whole process group, so
@@ -171,32 +157,24 @@ fn sigterm_to_the_pid_kills_the_program_and_is_recorded() {
 /// completes and it exits with its own code either way.
 #[test]
 fn timeout_with_sigint_ends_the_program_as_it_ends_a_plain_run() {
-    let dir = Dir::new("timeout-int");
-    let file = dir.0.join("out.memlens");
-    let plain = under_timeout("INT", &program("interrupted.py", None));
-    let traced = under_timeout("INT", &program("interrupted.py", Some(&file)));
+    let (plain, traced, end) = plain_and_traced("timeout-int", |c| under_timeout("INT", &c));
     for o in [&plain, &traced] {
         assert_eq!((o.code, o.signal), (Some(3), None), "{o:?}");
         assert_eq!(o.stdout[..3], CLEANUP[..3], "{o:?}");
         let count = &o.stdout[3];
         assert!(count.ends_with(" 1 time(s)") || count.ends_with(" 2 time(s)"), "{o:?}");
     }
-    assert_eq!(recorded_end(&file), (Some(3), None));
+    assert_eq!(end, (Some(3), None));
 }
 
 #[test]
 fn timeout_with_sigterm_kills_the_program_as_it_kills_a_plain_run() {
-    let dir = Dir::new("timeout-term");
-    let file = dir.0.join("out.memlens");
-    let plain = under_timeout("TERM", &program("interrupted.py", None));
-    let traced = under_timeout("TERM", &program("interrupted.py", Some(&file)));
+    let (plain, traced, end) = plain_and_traced("timeout-term", |c| under_timeout("TERM", &c));
     // `timeout --preserve-status` exits with 128 + the signal its command died of.
-    assert_eq!(
-        plain,
-        Outcome { code: Some(128 + 15), signal: None, stdout: vec!["started".into()] }
-    );
+    let killed = Outcome { code: Some(128 + 15), signal: None, stdout: vec!["started".into()] };
+    assert_eq!(plain, killed);
     assert_eq!(traced, plain);
-    assert_eq!(recorded_end(&file), (None, Some(15)));
+    assert_eq!(end, (None, Some(15)));
 }
 
 /// A SIGKILL from outside cannot be seen from inside the program: the recorder reads the
@@ -204,7 +182,7 @@ fn timeout_with_sigterm_kills_the_program_as_it_kills_a_plain_run() {
 /// way the recording is complete up to the kill.
 #[test]
 fn sigkill_from_outside_leaves_a_readable_recording() {
-    let dir = Dir::new("kill-9");
+    let dir = TempDir::new("signals-kill-9");
     let file = dir.0.join("out.memlens");
     let send = |pid| kill(pid, Signal::SIGKILL).unwrap();
     let traced = signal_when_started(program("interrupted.py", Some(&file)), send);
