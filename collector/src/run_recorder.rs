@@ -13,7 +13,7 @@
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -50,8 +50,8 @@ pub fn serve(job: RecorderJob) -> ! {
     // stdin and stdout are the program's; keeping them open would make a reader of the
     // program's output wait for us. stderr stays, for the summary line.
     if let Ok(null) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
-        let _ = nix::unistd::dup2(std::os::fd::AsRawFd::as_raw_fd(&null), 0);
-        let _ = nix::unistd::dup2(std::os::fd::AsRawFd::as_raw_fd(&null), 1);
+        let _ = nix::unistd::dup2(null.as_raw_fd(), 0);
+        let _ = nix::unistd::dup2(null.as_raw_fd(), 1);
     }
     let code = match record(job) {
         Ok(()) => 0,
