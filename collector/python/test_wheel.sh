@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Tests the memlens wheel as a user gets it: builds it (build_wheel.sh), installs it with
-# pytest, pytest-xdist and ipython (from PyPI) into a fresh venv, and runs
+# pytest, pytest-xdist, ipython and numpy (from PyPI) into a fresh venv, and runs
 # collector/python/tests with that venv's pytest. Needs the viewer in www/dist
 # (./dev build-viewer) and network access to PyPI (pip's cache makes re-runs fast).
 #
@@ -13,6 +13,6 @@ WHEEL=$(ls "$ROOT"/target/wheels/memlens-*.whl)
 VENV=$ROOT/target/wheel-test-venv
 rm -rf "$VENV"
 python3 -m venv "$VENV"
-"$VENV/bin/pip" install -q "$WHEEL" pytest pytest-xdist ipython
+"$VENV/bin/pip" install -q "$WHEEL" pytest pytest-xdist ipython numpy
 MEMLENS_TEST_VENV=$VENV MEMLENS_TEST_WHEEL=$WHEEL \
   "$VENV/bin/pytest" -p no:cacheprovider -q collector/python/tests "$@"

@@ -25,7 +25,7 @@ pub struct DiffArgs {
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
     /// Exit with code 1 when a threshold is crossed, e.g. `peak>+10%`, `leaks>+1MiB`,
-    /// `rss>+20%`, `allocs>+5%`. Repeat the flag or separate with commas.
+    /// `rss>+20%`, `allocs>+5%`, `reserved>+64MiB`. Repeat the flag or separate with commas.
     #[arg(long = "fail-if", value_delimiter = ',')]
     pub fail_if: Vec<String>,
     /// Call sites to list per table.
@@ -52,10 +52,26 @@ pub enum Metric {
     Rss,
     Leaks,
     Allocs,
+    /// The most address space C code had mapped (reserved, not heap).
+    Reserved,
+}
+
+/// What a recording's metrics are read from.
+struct Figures<'a> {
+    summary: &'a Summary,
+    /// Most reserved address space, when the recording has any.
+    reserved: Option<u64>,
+}
+
+impl Figures<'_> {
+    fn of(side: &Side) -> Figures<'_> {
+        Figures { summary: side.opened.rec.summary(), reserved: side.reserved }
+    }
 }
 
 impl Metric {
-    const ALL: [Metric; 4] = [Metric::Peak, Metric::Rss, Metric::Leaks, Metric::Allocs];
+    const ALL: [Metric; 5] =
+        [Metric::Peak, Metric::Rss, Metric::Leaks, Metric::Allocs, Metric::Reserved];
 
     fn label(self) -> &'static str {
         match self {
@@ -63,15 +79,18 @@ impl Metric {
             Metric::Rss => "Peak RSS",
             Metric::Leaks => "Left at exit",
             Metric::Allocs => "Allocations",
+            Metric::Reserved => "Reserved (mmap, not heap)",
         }
     }
 
-    fn value(self, s: &Summary) -> u64 {
+    fn value(self, f: &Figures) -> u64 {
+        let s = f.summary;
         match self {
             Metric::Peak => s.peak_heap,
             Metric::Rss => s.peak_rss,
             Metric::Leaks => s.end_heap,
             Metric::Allocs => s.alloc_count,
+            Metric::Reserved => f.reserved.unwrap_or(0),
         }
     }
 
@@ -118,9 +137,10 @@ pub fn parse_threshold(text: &str) -> Result<Threshold> {
         "rss" => Metric::Rss,
         "leaks" | "leak" => Metric::Leaks,
         "allocs" | "allocations" => Metric::Allocs,
-        other => {
-            bail!("threshold `{text}`: unknown metric `{other}` (use peak, rss, leaks or allocs)")
-        }
+        "reserved" => Metric::Reserved,
+        other => bail!(
+            "threshold `{text}`: unknown metric `{other}` (use peak, rss, leaks, allocs or reserved)"
+        ),
     };
     let value = value.trim_start_matches('+');
     let limit = if let Some(p) = value.strip_suffix('%') {
@@ -165,10 +185,13 @@ struct MetricJson {
     change_percent: Option<f64>,
 }
 
+/// A call site: the program's own function (see `memlens_analysis::user_site`), with the
+/// library function it allocated in, if any; files as `comparable_file` gives them.
 #[derive(Debug, Serialize)]
 struct SiteJson {
     function: String,
     file: String,
+    library: Option<LibraryJson>,
     base_bytes: u64,
     head_bytes: u64,
     change_bytes: i64,
@@ -186,6 +209,12 @@ struct DiffJson {
     failed_thresholds: Vec<String>,
 }
 
+#[derive(Debug, Serialize)]
+struct LibraryJson {
+    function: String,
+    file: String,
+}
+
 fn percent(base: u64, head: u64) -> Option<f64> {
     (base > 0).then(|| (head as f64 - base as f64) / base as f64 * 100.0)
 }
@@ -198,6 +227,10 @@ fn sites(deltas: &[SiteDelta], top: usize, min_change: u64) -> Vec<SiteJson> {
         .map(|d| SiteJson {
             function: d.function.clone(),
             file: d.file.clone(),
+            library: d.library.as_ref().map(|(function, file)| LibraryJson {
+                function: function.clone(),
+                file: file.clone(),
+            }),
             base_bytes: d.base.bytes,
             head_bytes: d.head.bytes,
             change_bytes: d.delta(),
@@ -211,6 +244,8 @@ struct Side {
     opened: Opened,
     peak: StackTotals,
     end: StackTotals,
+    /// Most reserved address space, when the recording has any.
+    reserved: Option<u64>,
 }
 
 impl Side {
@@ -219,7 +254,8 @@ impl Side {
         let all = EventFilter::default();
         let peak = stack_totals(&opened.rec, Snapshot::AtPeak, &all)?;
         let end = stack_totals(&opened.rec, Snapshot::AtEnd, &all)?;
-        Ok(Side { opened, peak, end })
+        let reserved = crate::mapped::mapped(&opened.rec)?.map(|m| m.max);
+        Ok(Side { opened, peak, end, reserved })
     }
 }
 
@@ -227,7 +263,10 @@ fn compare(base: &Side, head: &Side, args: &DiffArgs, thresholds: &[Threshold]) 
     let site_deltas = |pick: fn(&Side) -> &StackTotals| -> Vec<SiteDelta> {
         diff_sites(&base.opened.rec, pick(base), &head.opened.rec, pick(head))
     };
-    let (bs, hs) = (base.opened.rec.summary(), head.opened.rec.summary());
+    let (bs, hs) = (Figures::of(base), Figures::of(head));
+    // Reserved address space only when there is some to compare.
+    let shown =
+        |m: &Metric| *m != Metric::Reserved || bs.reserved.is_some() || hs.reserved.is_some();
     DiffJson {
         schema: 1,
         base: args.base.display().to_string(),
@@ -235,8 +274,9 @@ fn compare(base: &Side, head: &Side, args: &DiffArgs, thresholds: &[Threshold]) 
         warnings: incomparable_reasons(&base.opened.rec, &head.opened.rec),
         metrics: Metric::ALL
             .iter()
+            .filter(|m| shown(m))
             .map(|&m| {
-                let (b, h) = (m.value(bs), m.value(hs));
+                let (b, h) = (m.value(&bs), m.value(&hs));
                 MetricJson {
                     metric: m,
                     base: b,
@@ -250,7 +290,7 @@ fn compare(base: &Side, head: &Side, args: &DiffArgs, thresholds: &[Threshold]) 
         leak_sites: sites(&site_deltas(|s| &s.end), args.top, args.min_change),
         failed_thresholds: thresholds
             .iter()
-            .filter(|t| t.crossed(t.metric.value(bs), t.metric.value(hs)))
+            .filter(|t| t.crossed(t.metric.value(&bs), t.metric.value(&hs)))
             .map(|t| t.text.clone())
             .collect(),
     }
@@ -289,9 +329,14 @@ fn render_markdown(d: &DiffJson) -> String {
         s.push_str("| call site | base | head | change |\n|---|---:|---:|---:|\n");
         for r in rows {
             let file = r.file.rsplit('/').next().unwrap_or(&r.file);
+            let via = r
+                .library
+                .as_ref()
+                .map(|l| format!(" in `{}` ({})", l.function, l.file))
+                .unwrap_or_default();
             let _ = writeln!(
                 s,
-                "| `{}` ({}) | {} | {} | {} |",
+                "| `{}` ({}){via} | {} | {} | {} |",
                 r.function,
                 file,
                 format_bytes(r.base_bytes),
@@ -331,9 +376,14 @@ fn render_text(d: &DiffJson) -> String {
             s.push_str("  no call site changed\n");
         }
         for r in rows {
+            let via = r
+                .library
+                .as_ref()
+                .map(|l| format!("  (in {} {})", l.function, l.file))
+                .unwrap_or_default();
             let _ = writeln!(
                 s,
-                "  {:>11}  {:>10} -> {:>10}  {}  {}",
+                "  {:>11}  {:>10} -> {:>10}  {}  {}{via}",
                 format_bytes_delta(r.change_bytes),
                 format_bytes(r.base_bytes),
                 format_bytes(r.head_bytes),

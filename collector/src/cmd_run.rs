@@ -1,48 +1,36 @@
 //! `memlens run`: runs a Python program under the tracer and writes a recording.
 //!
-//! The parent (this process) creates a pipe, starts Python with
-//! `LD_PRELOAD=libmemlens_tracer.so` and the bootstrap, and then:
-//! - the recorder thread reads the tracer's raw records from the pipe and replays them
-//!   into the recording ([`Recorder`]), samples the
-//!   child's memory every `--interval` ms and flushes the file every 100 ms, so a
-//!   killed child still leaves a readable recording,
-//! - a signal thread forwards SIGINT/SIGTERM/SIGHUP/SIGQUIT sent to memlens,
-//! - the main thread waits for the child, then writes how it ended.
+//! The program runs in this very process: after the preparations (the interpreter's
+//! version, the tracer library, the `memlens` package, the output file, a pipe and a
+//! control socket), memlens forks its recorder ([`crate::run_recorder`]) and execs the
+//! interpreter with `LD_PRELOAD=libmemlens_tracer.so` and the bootstrap. So the program
+//! keeps the PID the user started, and `timeout`, supervisors, `kill PID`, job control,
+//! Ctrl-C and exit statuses reach it and come from it exactly as without memlens (a
+//! parent forwarding signals would deliver a signal sent to the whole process group
+//! twice). The tracer tells the recorder how the process ends (see
+//! [`crate::process_watch`]) and, when it exits, waits until the recording is complete.
 
 use std::ffi::OsString;
 use std::fs::File;
-use std::io::{BufWriter, Read};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::os::unix::process::ExitStatusExt;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use memlens_analysis::format_bytes;
-use memlens_format::{CaptureOptions, Meta, RecordingWriter, WriterOptions};
+use memlens_format::{CaptureOptions, Meta};
+use memlens_wire::EndReport;
 use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
+use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+use nix::sys::wait::waitpid;
+use nix::unistd::{fork, setsid, ForkResult};
 
-use crate::child_memory::tree_memory;
 use crate::host::monotonic_ns;
 use crate::python_env::{
     default_python, find_tracer, probe_python, PythonInfo, PythonPackageDir, BOOTSTRAP,
 };
-use crate::recorder::Recorder;
-
-/// How often the recording is made durable on disk: bounds what a crash of memlens
-/// itself (or a SIGKILL of the child) can lose beyond the tracer's 5 ms drain period.
-const FLUSH_PERIOD: Duration = Duration::from_millis(100);
-
-/// After the child exits, how long to wait for the pipe's end. Only a grandchild that
-/// inherited the pipe (which the tracer prevents) can hold it open longer.
-const EOF_GRACE: Duration = Duration::from_secs(2);
+use crate::run_recorder::RecorderJob;
 
 /// Arguments of `memlens run`.
 #[derive(Debug, clap::Args)]
@@ -84,12 +72,17 @@ pub struct RunArgs {
     pub rss_only: bool,
     /// Also take an object census (live objects by type) every SECONDS. Censuses are always
     /// taken at start, at each `memlens.mark()` and at exit; each holds the program for
-    /// about 1-1.5 µs per live gc-tracked object (bench/census_cost.py).
+    /// about 1 µs per live gc-tracked object on 3.11, 2-3 µs on 3.12+ (bench/census_cost.py).
     #[arg(long, value_name = "SECONDS", value_parser = parse_seconds)]
     pub census_interval: Option<f64>,
     /// Take no object censuses at all.
     #[arg(long, conflicts_with = "census_interval")]
     pub no_census: bool,
+    /// A census of more live objects than this looks at an evenly spread sample of about
+    /// this many, so that it holds the program no longer; its counts, sizes and sites are
+    /// then estimates, and a marker on the timeline says so.
+    #[arg(long, value_name = "N", default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub census_max_objects: u64,
     /// Keep only the aggregates (memory by stack per interval of time, the heap over time),
     /// not every allocation: for programs that run for hours, the file then grows with the
     /// number of call stacks, not of allocations. Views inside an interval are not exact.
@@ -131,6 +124,8 @@ pub struct RunOptions {
     pub census: bool,
     /// Seconds between extra censuses, if any.
     pub census_interval: Option<f64>,
+    /// Censuses of more live objects look at a sample of about this many.
+    pub census_max_objects: u64,
     /// Write the aggregates only, no events.
     pub aggregate: bool,
     pub quiet: bool,
@@ -167,6 +162,7 @@ impl TryFrom<RunArgs> for RunOptions {
             interval: Duration::from_millis(a.interval),
             census: !a.no_census,
             census_interval: a.census_interval,
+            census_max_objects: a.census_max_objects,
             aggregate: a.aggregate,
             quiet: a.quiet,
         })
@@ -186,13 +182,27 @@ fn create_output(path: &Path) -> Result<File> {
     File::create(path).with_context(|| format!("cannot write output file {}", path.display()))
 }
 
-/// The pipe the tracer writes to: the read end stays here (close-on-exec), the write
-/// end is inherited by the child.
+/// Lets the interpreter inherit `fd` across the exec.
+fn inheritable(fd: &OwnedFd) -> Result<()> {
+    fcntl(fd.as_raw_fd(), FcntlArg::F_SETFD(FdFlag::empty()))
+        .context("cannot pass a descriptor to the program")?;
+    Ok(())
+}
+
+/// The pipe the tracer writes to: (recorder's read end, program's write end).
 fn make_pipe() -> Result<(OwnedFd, OwnedFd)> {
     let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).context("cannot create a pipe")?;
-    fcntl(w.as_raw_fd(), FcntlArg::F_SETFD(FdFlag::empty()))
-        .context("cannot make the pipe inheritable")?;
+    inheritable(&w)?;
     Ok((r, w))
+}
+
+/// The control socket on which the program says how it ends ([`EndReport`]):
+/// (recorder's end, program's end).
+fn make_control_socket() -> Result<(OwnedFd, OwnedFd)> {
+    let (r, p) = socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC)
+        .context("cannot create a socket pair")?;
+    inheritable(&p)?;
+    Ok((r, p))
 }
 
 fn meta(opts: &RunOptions, py: &PythonInfo, pid: u32) -> Meta {
@@ -219,6 +229,7 @@ fn meta(opts: &RunOptions, py: &PythonInfo, pid: u32) -> Meta {
                 "census_interval_s".to_owned(),
                 opts.census_interval.map_or_else(String::new, |s| s.to_string()),
             ),
+            ("census_max_objects".to_owned(), opts.census_max_objects.to_string()),
         ],
         ..crate::host::meta(pid, command_line, cwd, capture)
     }
@@ -244,11 +255,46 @@ pub fn run_with(opts: RunOptions) -> Result<i32> {
     }
     let py = probe_python(&opts.python)?;
     let tracer = find_tracer()?;
-    let pkg = PythonPackageDir::create()?;
-    let mut out_file = opts.output.as_deref().map(create_output).transpose()?;
-
+    let package = PythonPackageDir::create()?;
+    // The program will be this process.
+    let pid = std::process::id();
+    let output = opts.output.clone().unwrap_or_else(|| default_output(&opts.target, pid));
+    let file = create_output(&output)?;
     let (pipe_r, pipe_w) = make_pipe()?;
-    let t0 = monotonic_ns();
+    let (ctrl_recorder, ctrl_program) = make_control_socket()?;
+    let mut cmd = interpreter_command(&opts, &tracer, &package, &pipe_w, &ctrl_program);
+    let job = RecorderJob {
+        pid,
+        output,
+        file,
+        meta: meta(&opts, &py, pid),
+        t0: monotonic_ns(),
+        pipe: pipe_r,
+        ctrl: ctrl_recorder,
+        interval: opts.interval,
+        aggregate: opts.aggregate,
+        quiet: opts.quiet,
+        package,
+    };
+    spawn_recorder(job, &[&pipe_w, &ctrl_program])?;
+    let err = cmd.exec();
+    // Still here: the exec failed. The recorder removes the output file.
+    let _ = nix::sys::socket::send(
+        ctrl_program.as_raw_fd(),
+        &EndReport::Aborted.encode(),
+        nix::sys::socket::MsgFlags::MSG_NOSIGNAL,
+    );
+    Err(err).with_context(|| format!("cannot start {}", opts.python.display()))
+}
+
+/// `python -c BOOTSTRAP TARGET ARGS...` with the tracer preloaded and told where to write.
+fn interpreter_command(
+    opts: &RunOptions,
+    tracer: &Path,
+    package: &PythonPackageDir,
+    pipe: &OwnedFd,
+    ctrl: &OwnedFd,
+) -> Command {
     let mut cmd = Command::new(&opts.python);
     cmd.arg("-c").arg(BOOTSTRAP);
     let mode = match &opts.target {
@@ -266,7 +312,7 @@ pub fn run_with(opts: RunOptions) -> Result<i32> {
         }
     };
     cmd.args(&opts.args);
-    let mut preload = tracer.clone().into_os_string();
+    let mut preload = tracer.as_os_str().to_owned();
     if let Some(old) = std::env::var_os("LD_PRELOAD") {
         if !old.is_empty() {
             preload.push(":");
@@ -274,222 +320,50 @@ pub fn run_with(opts: RunOptions) -> Result<i32> {
         }
     }
     cmd.env("LD_PRELOAD", preload)
-        .env("MEMLENS_TRACER", &tracer)
-        .env("MEMLENS_FD", pipe_w.as_raw_fd().to_string())
+        .env("MEMLENS_TRACER", tracer)
+        .env("MEMLENS_FD", pipe.as_raw_fd().to_string())
+        .env("MEMLENS_CTRL_FD", ctrl.as_raw_fd().to_string())
         .env("MEMLENS_MODE", mode)
         .env("MEMLENS_NATIVE", if opts.native { "1" } else { "0" })
         .env("MEMLENS_CENSUS", if opts.census { "1" } else { "0" })
         .env("MEMLENS_CENSUS_INTERVAL", opts.census_interval.unwrap_or(0.0).to_string())
-        .env("PYTHONPATH", pkg.pythonpath());
-    let mut child =
-        cmd.spawn().with_context(|| format!("cannot start {}", opts.python.display()))?;
-    drop(pipe_w);
-    let pid = child.id();
-
-    let output = opts.output.clone().unwrap_or_else(|| default_output(&opts.target, pid));
-    let file = match out_file.take() {
-        Some(f) => f,
-        None => match create_output(&output) {
-            Ok(f) => f,
-            Err(e) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(e);
-            }
-        },
-    };
-    let options = WriterOptions { events: !opts.aggregate, ..WriterOptions::default() };
-    let out = BufWriter::with_capacity(1 << 20, file);
-    let writer = RecordingWriter::with_options(out, &meta(&opts, &py, pid), options)
-        .with_context(|| format!("cannot write output file {}", output.display()))?;
-    let recorder = Recorder::new(writer, t0);
-
-    let signals = forward_signals(pid)?;
-    let pipe = PipeReader::new(File::from(pipe_r));
-    let exited_at = Arc::new(AtomicU64::new(0));
-    let rec_thread = {
-        let exited_at = exited_at.clone();
-        let interval = opts.interval;
-        thread::Builder::new()
-            .name("memlens-recorder".into())
-            .spawn(move || record_loop(recorder, pipe, || tree_memory(pid), interval, exited_at))?
-    };
-
-    let status = child.wait().context("cannot wait for the traced program")?;
-    let end_ns = monotonic_ns();
-    exited_at.store(end_ns.max(1), Ordering::Release);
-    signals.close();
-    let (recorder, feed_error) =
-        rec_thread.join().map_err(|_| anyhow::anyhow!("the recorder thread panicked"))??;
-
-    let code = status.code();
-    let signal = status.signal();
-    let hello = recorder.hello().is_some();
-    let stopped = recorder.stopped();
-    let summary = recorder.summary();
-    let end_heap = recorder.heap();
-    let w = recorder.finish(end_ns, code, signal)?;
-    w.into_inner()
-        .map_err(|e| e.into_error())
-        .and_then(|f| f.sync_all())
-        .with_context(|| format!("cannot write output file {}", output.display()))?;
-
-    if let Some(e) = feed_error {
-        eprintln!("memlens: warning: stopped reading the tracer's data early: {e:#}");
-    }
-    if !hello {
-        eprintln!(
-            "memlens: warning: the program ended before tracing started; the recording is empty"
-        );
-    } else if !stopped && signal.is_none() {
-        eprintln!(
-            "memlens: warning: the tracer did not say goodbye; the last few ms may be missing"
-        );
-    }
-    if !opts.quiet {
-        let how = match (code, signal) {
-            (_, Some(s)) => format!("killed by signal {s}"),
-            (Some(c), _) => format!("exit code {c}"),
-            _ => "ended".to_owned(),
-        };
-        eprintln!(
-            "memlens: peak heap {}, {} still allocated at exit ({how}); wrote {}",
-            format_bytes(summary.peak_heap),
-            format_bytes(end_heap),
-            output.display()
-        );
-    }
-    Ok(match (code, signal) {
-        (Some(c), _) => c,
-        (_, Some(s)) => 128 + s,
-        _ => 1,
-    })
+        .env("MEMLENS_CENSUS_MAX_OBJECTS", opts.census_max_objects.to_string())
+        .env("PYTHONPATH", package.pythonpath());
+    cmd
 }
 
-/// The tracer's pipe, read by the recorder thread itself: the bytes arrive in the cache of
-/// the core that decodes them (a reader thread of its own handed every chunk across
-/// cores), and the pipe's own buffer, enlarged by the tracer, absorbs bursts meanwhile.
-pub(crate) struct PipeReader {
-    pipe: File,
-    buf: Vec<u8>,
-}
-
-/// Bytes per read: 256 KiB, a few ms of the busiest traced program.
-const READ_SIZE: usize = 256 * 1024;
-
-/// Why [`PipeReader::feed_next`] fed nothing.
-pub(crate) enum NoData {
-    /// Nothing arrived within the timeout.
-    Timeout,
-    /// The tracer closed the pipe (or it failed).
-    Closed,
-}
-
-impl PipeReader {
-    pub(crate) fn new(pipe: File) -> PipeReader {
-        PipeReader { pipe, buf: vec![0u8; READ_SIZE] }
-    }
-
-    /// Feeds what the pipe holds (waiting up to `timeout` for something) to `recorder`,
-    /// keeping the first error.
-    fn feed_next(
-        &mut self,
-        recorder: &mut Recorder<BufWriter<File>>,
-        timeout: Duration,
-        error: &mut Option<anyhow::Error>,
-    ) -> Result<(), NoData> {
-        let ms = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
-        let mut fds = [PollFd::new(self.pipe.as_fd(), PollFlags::POLLIN)];
-        match poll(&mut fds, PollTimeout::from(ms)) {
-            Ok(0) => return Err(NoData::Timeout),
-            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-            Err(_) => return Err(NoData::Closed),
+/// Starts the recorder: a grandchild in a session of its own, so that it is not a child
+/// the program could reap or wait for, and no signal meant for the program's process
+/// group (Ctrl-C, `timeout`, `kill -- -PGID`) reaches it. This process must be
+/// single-threaded (it is: memlens starts no thread before this). `program_fds` are the
+/// program's ends of the pipe and the socket, which the recorder must not hold.
+fn spawn_recorder(job: RecorderJob, program_fds: &[&OwnedFd]) -> Result<()> {
+    // SAFETY: single-threaded (see above), so the child may run any code.
+    match unsafe { fork() }.context("cannot fork the recorder")? {
+        ForkResult::Parent { child } => {
+            // The intermediate child exits at once; reap it so that the program does not
+            // inherit an unknown child.
+            waitpid(child, None).context("cannot start the recorder")?;
+            // The recorder owns the package directory now; this process becomes Python.
+            std::mem::forget(job);
+            Ok(())
         }
-        let n = match self.pipe.read(&mut self.buf) {
-            Ok(0) => return Err(NoData::Closed),
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => return Ok(()),
-            Err(_) => return Err(NoData::Closed),
-        };
-        if error.is_none() {
-            if let Err(e) = recorder.feed(&self.buf[..n]) {
-                *error = Some(e);
-            }
-        }
-        Ok(())
-    }
-}
-
-pub(crate) type RecordResult = Result<(Recorder<BufWriter<File>>, Option<anyhow::Error>)>;
-
-/// Replays what arrives on `rx` into `recorder` until the tracer's pipe closes (or,
-/// once the program exited as `exited_at` says, until the tracer's goodbye), taking a
-/// `memory()` sample (RSS, VMS) every `interval` and flushing the file every
-/// [`FLUSH_PERIOD`].
-pub(crate) fn record_loop(
-    mut recorder: Recorder<BufWriter<File>>,
-    mut pipe: PipeReader,
-    mut memory: impl FnMut() -> Option<(u64, u64)>,
-    interval: Duration,
-    exited_at: Arc<AtomicU64>,
-) -> RecordResult {
-    let mut next_sample = Instant::now();
-    let mut next_flush = Instant::now() + FLUSH_PERIOD;
-    let mut feed_error = None;
-    let mut exit_seen: Option<Instant> = None;
-    loop {
-        let timeout = next_sample.saturating_duration_since(Instant::now());
-        match pipe.feed_next(&mut recorder, timeout, &mut feed_error) {
-            Ok(()) | Err(NoData::Timeout) => {}
-            Err(NoData::Closed) => break,
-        }
-        let now = Instant::now();
-        if now >= next_sample {
-            if exited_at.load(Ordering::Acquire) == 0 {
-                if let Some((rss, vms)) = memory() {
-                    recorder.sample(monotonic_ns(), rss, vms)?;
+        ForkResult::Child => {
+            let _ = setsid();
+            // SAFETY: as above; this child is still single-threaded.
+            match unsafe { fork() } {
+                Ok(ForkResult::Child) => {
+                    for fd in program_fds {
+                        // SAFETY: closing this process's copies; their owners in this
+                        // process are never used again (serve does not return).
+                        unsafe { libc::close(fd.as_raw_fd()) };
+                    }
+                    crate::run_recorder::serve(job)
                 }
-            }
-            next_sample = now + interval;
-        }
-        if now >= next_flush {
-            recorder.flush()?;
-            next_flush = now + FLUSH_PERIOD;
-        }
-        if exited_at.load(Ordering::Acquire) != 0 {
-            let since = *exit_seen.get_or_insert(now);
-            if recorder.stopped() || now.duration_since(since) > EOF_GRACE {
-                // Take what is already queued, then stop waiting for EOF.
-                while pipe.feed_next(&mut recorder, Duration::ZERO, &mut feed_error).is_ok() {}
-                break;
+                // SAFETY: leaving the intermediate child without running destructors (the
+                // recorder owns what the job holds).
+                _ => unsafe { libc::_exit(0) },
             }
         }
     }
-    Ok((recorder, feed_error))
-}
-
-/// Forwards termination signals sent to memlens (e.g. `kill`, a service manager) to the
-/// child. A Ctrl-C from the terminal already reaches the child through the process
-/// group, so kernel-generated SIGINT/SIGQUIT are not sent a second time.
-fn forward_signals(pid: u32) -> Result<signal_hook::iterator::Handle> {
-    use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
-    use signal_hook::iterator::exfiltrator::WithOrigin;
-    use signal_hook::iterator::SignalsInfo;
-    use signal_hook::low_level::siginfo::Cause;
-
-    let mut signals = SignalsInfo::<WithOrigin>::new([SIGINT, SIGTERM, SIGHUP, SIGQUIT])
-        .context("cannot install signal handlers")?;
-    let handle = signals.handle();
-    thread::Builder::new().name("memlens-signals".into()).spawn(move || {
-        for origin in signals.forever() {
-            let from_terminal = matches!(origin.cause, Cause::Kernel);
-            if from_terminal && (origin.signal == SIGINT || origin.signal == SIGQUIT) {
-                continue;
-            }
-            if let Ok(sig) = Signal::try_from(origin.signal) {
-                let _ = kill(Pid::from_raw(pid as i32), sig);
-            }
-        }
-    })?;
-    Ok(handle)
 }

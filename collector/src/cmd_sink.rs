@@ -16,17 +16,15 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::PathBuf;
-use std::sync::atomic::AtomicU64;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use memlens_format::{CaptureOptions, Meta, RecordingWriter};
 
 use crate::child_memory::tree_memory_except;
-use crate::cmd_run::{record_loop, PipeReader};
 use crate::host::monotonic_ns;
 use crate::python_env::find_tracer;
+use crate::record_loop::{record_loop, PipeReader};
 use crate::recorder::Recorder;
 
 /// Arguments of `memlens sink`, all given by the `memlens` Python package.
@@ -97,7 +95,7 @@ pub fn run(a: SinkArgs) -> Result<i32> {
         pipe,
         || tree_memory_except(pid, Some(me)),
         Duration::from_millis(a.interval),
-        Arc::new(AtomicU64::new(0)),
+        || false,
     )?;
     let stopped = recorder.stopped();
     let (peak, left) = (recorder.summary().peak_heap, recorder.heap());

@@ -5,11 +5,11 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use memlens_analysis::{
-    call_sites, deepest_stack, format_bytes, format_count, format_duration_ns, insights,
-    last_census, replay, stack_totals, thread_totals, top_types, type_name, EventFilter,
+    deepest_stack, format_bytes, format_count, format_duration_ns, insights, last_census, replay,
+    stack_totals, thread_totals, top_types, type_name, user_site, user_sites, EventFilter,
     InsightOptions, Snapshot, StackTotals, TypeOrder,
 };
-use memlens_format::{census_trigger, Census, Recording, StackId};
+use memlens_format::{census_trigger, Census, FrameId, Recording, StackId};
 use serde::Serialize;
 
 use crate::load::open;
@@ -49,12 +49,22 @@ pub struct SummaryJson {
     pub duration_ns: u64,
     pub exit_code: Option<i32>,
     pub signal: Option<i32>,
+    /// How the recording ends, in words (exit code, signal, or why neither is known).
+    pub ended: String,
     pub peak_heap_bytes: u64,
     pub peak_heap_time_ns: u64,
     pub peak_rss_bytes: u64,
     pub peak_rss_time_ns: u64,
     pub leaked_bytes: u64,
     pub leaked_count: u64,
+    /// Address space C code mapped with `mmap` (reserved, not heap) live at the heap's peak;
+    /// `null` when the recording has none (see docs/summary-json.md).
+    pub reserved_bytes_at_peak: Option<u64>,
+    pub reserved_bytes_max: Option<u64>,
+    pub reserved_bytes_at_end: Option<u64>,
+    /// How much of it was resident (those pages are counted in the heap).
+    pub reserved_resident_bytes_at_peak: Option<u64>,
+    pub reserved_resident_bytes_at_end: Option<u64>,
     pub alloc_count: u64,
     pub alloc_bytes: u64,
     /// Frees of traced blocks (alloc_count + free_count is the recording's event count).
@@ -80,8 +90,25 @@ pub struct CensusJson {
     pub duration_ns: u64,
     pub objects: u64,
     pub recursion_limit: u32,
+    /// A census of very many objects looks at one object in this many (counts, sizes and
+    /// sites are then estimates); `null` when it looked at all of them.
+    pub sampled_one_in: Option<u64>,
     /// Largest total shallow size first (`memlens census --by count`: most objects first).
     pub top_types: Vec<TypeJson>,
+}
+
+/// The marker a sampled census puts on the timeline (`_census.py`), before it starts.
+const SAMPLED_CENSUS_MARKER: &str = "memlens: census of 1 object in ";
+
+/// One object in how many census `c` looked at, if it was sampled: from its marker.
+fn census_sampling(rec: &Recording, c: &Census) -> Option<u64> {
+    let start = c.time_ns.saturating_sub(c.duration_ns);
+    rec.markers()
+        .iter()
+        .filter(|m| m.time_ns <= c.time_ns && m.time_ns + 1_000_000 >= start)
+        .filter_map(|m| m.label.strip_prefix(SAMPLED_CENSUS_MARKER))
+        .filter_map(|rest| rest.split(' ').next()?.parse().ok())
+        .next_back()
 }
 
 /// One type in a census.
@@ -108,7 +135,9 @@ pub struct InsightJson {
     pub site: Option<SiteJson>,
 }
 
-/// One call site: the innermost frame of the stacks it stands for.
+/// One call site: the frame of the program's own code (the innermost outside the standard
+/// library and installed packages) in the stacks it stands for, and the library frame
+/// they allocated in, if any.
 #[derive(Debug, Serialize)]
 pub struct SiteJson {
     pub function: String,
@@ -116,6 +145,42 @@ pub struct SiteJson {
     pub line: u32,
     pub bytes: u64,
     pub count: u64,
+    /// The innermost frame, when it is in a library (the one holding the most bytes).
+    pub library: Option<FrameJson>,
+}
+
+/// A frame.
+#[derive(Debug, Serialize)]
+pub struct FrameJson {
+    pub function: String,
+    pub file: String,
+    pub line: u32,
+}
+
+fn frame_json(rec: &Recording, frame: FrameId) -> Option<FrameJson> {
+    let f = rec.frame(frame)?;
+    Some(FrameJson {
+        function: rec.string(f.function).to_owned(),
+        file: rec.string(f.file).to_owned(),
+        line: f.line,
+    })
+}
+
+/// A site for a user frame (`None`: no Python frame) and its library frame.
+fn site(
+    rec: &Recording,
+    user: Option<FrameId>,
+    library: Option<FrameId>,
+    bytes: u64,
+    count: u64,
+) -> SiteJson {
+    let user = user.and_then(|f| frame_json(rec, f));
+    let (function, file, line) = match user {
+        Some(f) => (f.function, f.file, f.line),
+        None => ("<no Python frame>".to_owned(), String::new(), 0),
+    };
+    let library = library.and_then(|f| frame_json(rec, f));
+    SiteJson { function, file, line, bytes, count, library }
 }
 
 /// One thread.
@@ -143,16 +208,10 @@ pub fn run(args: SummaryArgs) -> Result<i32> {
     Ok(0)
 }
 
-/// The innermost frame of `stack` as a site (bytes and count from the caller).
+/// The call site of `stack` ([`user_site`]; bytes and count from the caller).
 pub(crate) fn site_of(rec: &Recording, stack: StackId, bytes: u64, count: u64) -> Option<SiteJson> {
-    let f = rec.stack(stack).and_then(|n| rec.frame(n.frame))?;
-    Some(SiteJson {
-        function: rec.string(f.function).to_owned(),
-        file: rec.string(f.file).to_owned(),
-        line: f.line,
-        bytes,
-        count,
-    })
+    let s = user_site(rec, stack);
+    s.user.map(|user| site(rec, Some(user), s.library, bytes, count))
 }
 
 /// A census as JSON, with its `top` types by `order`.
@@ -164,6 +223,7 @@ pub(crate) fn census_json(rec: &Recording, c: &Census, order: TypeOrder, top: us
         duration_ns: c.duration_ns,
         objects: c.objects,
         recursion_limit: c.recursion_limit,
+        sampled_one_in: census_sampling(rec, c),
         top_types: top_types(c, order, top)
             .into_iter()
             .map(|t| TypeJson {
@@ -177,21 +237,13 @@ pub(crate) fn census_json(rec: &Recording, c: &Census, order: TypeOrder, top: us
     }
 }
 
+/// The `top` call sites holding the most in `totals`, by the program's own frames.
 pub(crate) fn sites(rec: &Recording, totals: &StackTotals, top: usize) -> Vec<SiteJson> {
-    call_sites(rec, totals, true)
+    user_sites(rec, totals)
         .into_iter()
-        .filter(|s| s.self_.bytes > 0)
+        .filter(|s| s.totals.bytes > 0)
         .take(top)
-        .map(|s| {
-            let f = rec.frame(s.frame).copied();
-            SiteJson {
-                function: f.map_or_else(String::new, |f| rec.string(f.function).to_owned()),
-                file: f.map_or_else(String::new, |f| rec.string(f.file).to_owned()),
-                line: f.map_or(0, |f| f.line),
-                bytes: s.self_.bytes,
-                count: s.self_.count,
-            }
-        })
+        .map(|s| site(rec, s.user, s.library, s.totals.bytes, s.totals.count))
         .collect()
 }
 
@@ -213,19 +265,7 @@ pub fn build(rec: &Recording, file: &str, top: usize, how: How) -> Result<Summar
     };
     let peak = totals(Snapshot::AtPeak)?;
     let leaks = totals(Snapshot::AtEnd)?;
-    let mut top_at_peak = sites(rec, &peak, top);
-    // Memory with no Python frame on the stack (interpreter start-up, C threads).
-    let unattributed: u64 =
-        peak.stacks.iter().filter(|(s, _)| s.0 == 0).map(|(_, t)| t.bytes).sum();
-    if unattributed > 0 && top_at_peak.len() < top {
-        top_at_peak.push(SiteJson {
-            function: "<no Python frame>".into(),
-            file: String::new(),
-            line: 0,
-            bytes: unattributed,
-            count: peak.stacks.iter().filter(|(s, _)| s.0 == 0).map(|(_, t)| t.count).sum(),
-        });
-    }
+    let top_at_peak = sites(rec, &peak, top);
     let (per_thread, found, replayed);
     let s = match how {
         How::Fastest => {
@@ -241,6 +281,8 @@ pub fn build(rec: &Recording, file: &str, top: usize, how: How) -> Result<Summar
         }
     };
     let end = rec.end().copied().unwrap_or_default();
+    let ended = how_it_ended(rec);
+    let mapped = crate::mapped::mapped(rec)?;
     Ok(SummaryJson {
         schema: 1,
         file: file.to_owned(),
@@ -256,12 +298,18 @@ pub fn build(rec: &Recording, file: &str, top: usize, how: How) -> Result<Summar
         duration_ns: s.duration_ns,
         exit_code: end.exit_code,
         signal: end.signal,
+        ended,
         peak_heap_bytes: s.peak_heap,
         peak_heap_time_ns: s.peak_heap_time_ns,
         peak_rss_bytes: s.peak_rss,
         peak_rss_time_ns: s.peak_rss_time_ns,
         leaked_bytes: s.end_heap,
         leaked_count: s.end_live_count,
+        reserved_bytes_at_peak: mapped.map(|m| m.at_peak),
+        reserved_bytes_max: mapped.map(|m| m.max),
+        reserved_bytes_at_end: mapped.map(|m| m.at_end),
+        reserved_resident_bytes_at_peak: mapped.map(|m| m.resident_at_peak),
+        reserved_resident_bytes_at_end: mapped.map(|m| m.resident_at_end),
         alloc_count: s.alloc_count,
         alloc_bytes: s.alloc_bytes,
         free_count: s.free_count,
@@ -296,12 +344,33 @@ pub fn build(rec: &Recording, file: &str, top: usize, how: How) -> Result<Summar
     })
 }
 
+/// How the recording ends, in words.
+fn how_it_ended(rec: &Recording) -> String {
+    let meta = rec.meta();
+    let block = meta.extra.iter().any(|(k, v)| k == "mode" && v == "memlens.record()");
+    match rec.end().map(|e| (e.exit_code, e.signal)) {
+        Some((_, Some(sig))) => format!("killed by signal {sig}"),
+        Some((Some(code), None)) => format!("exited with code {code}"),
+        Some((None, None)) if block => "recording stopped, the program went on".into(),
+        // `memlens watch`: a process memlens did not start.
+        Some((None, None)) if meta.capture.rss_only => "watching stopped".into(),
+        Some((None, None)) => "ended without saying how (killed? a SIGKILL from outside, such \
+                               as the OOM killer's, cannot be seen from inside)"
+            .into(),
+        None => "end not recorded (the recording was cut short)".into(),
+    }
+}
+
 /// The census's top types under a heading.
 pub(crate) fn write_census(out: &mut impl Write, c: &CensusJson) -> Result<()> {
     let label = if c.label.is_empty() { String::new() } else { format!(" {:?}", c.label) };
+    let sampled = c
+        .sampled_one_in
+        .map(|k| format!("; looked at 1 object in {k}: counts and sizes are estimates"))
+        .unwrap_or_default();
     writeln!(
         out,
-        "\nLive objects by type (census at {}, {}{label}: {} objects, took {})",
+        "\nLive objects by type (census at {}, {}{label}: {} objects, took {}{sampled})",
         format_duration_ns(c.time_ns),
         c.trigger,
         format_count(c.objects),
@@ -331,8 +400,11 @@ fn write_sites(out: &mut impl Write, title: &str, total: u64, sites: &[SiteJson]
     }
     for s in sites {
         let share = if total == 0 { 0.0 } else { 100.0 * s.bytes as f64 / total as f64 };
-        let place =
+        let mut place =
             if s.file.is_empty() { String::new() } else { format!("  {}:{}", s.file, s.line) };
+        if let Some(lib) = &s.library {
+            place += &format!("  (in {} {}:{})", lib.function, lib.file, lib.line);
+        }
         writeln!(
             out,
             "  {:>10}  {share:5.1}%  {:>9} allocs  {}{place}",
@@ -356,13 +428,7 @@ fn write_text(out: &mut impl Write, s: &SummaryJson) -> Result<()> {
     } else {
         writeln!(out, "  python      {} (pid {}, {})", s.python_version, s.pid, s.platform)?;
     }
-    let ended = match (s.exit_code, s.signal) {
-        (_, Some(sig)) => format!("killed by signal {sig}"),
-        (Some(code), None) => format!("exited with code {code}"),
-        (None, None) if s.complete => "recording stopped, the program went on".into(),
-        (None, None) => "end not recorded (the recording was cut short)".into(),
-    };
-    writeln!(out, "  duration    {}, {ended}", format_duration_ns(s.duration_ns))?;
+    writeln!(out, "  duration    {}, {}", format_duration_ns(s.duration_ns), s.ended)?;
     if s.rss_only {
         writeln!(
             out,
@@ -390,6 +456,24 @@ fn write_text(out: &mut impl Write, s: &SummaryJson) -> Result<()> {
         format_bytes(s.leaked_bytes),
         format_count(s.leaked_count)
     )?;
+    if let (Some(peak), Some(max), Some(end), Some(res_peak), Some(res_end)) = (
+        s.reserved_bytes_at_peak,
+        s.reserved_bytes_max,
+        s.reserved_bytes_at_end,
+        s.reserved_resident_bytes_at_peak,
+        s.reserved_resident_bytes_at_end,
+    ) {
+        writeln!(
+            out,
+            "  reserved    {} of address space mapped by C code at the peak, of which {} \
+             resident (in the heap); {} at most, {} at the end ({} resident)",
+            format_bytes(peak),
+            format_bytes(res_peak),
+            format_bytes(max),
+            format_bytes(end),
+            format_bytes(res_end)
+        )?;
+    }
     writeln!(
         out,
         "  allocations {} ({} in total)",

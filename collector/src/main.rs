@@ -19,8 +19,12 @@ mod cmd_view;
 mod cmd_watch;
 mod host;
 mod load;
+mod mapped;
+mod process_watch;
 mod python_env;
+mod record_loop;
 mod recorder;
+mod run_recorder;
 
 use clap::{Parser, Subcommand};
 

@@ -10,6 +10,7 @@ use rustc_hash::FxHashMap as HashMap;
 use std::io::Write;
 
 use anyhow::{bail, Context, Result};
+use memlens_analysis::is_memlens_file;
 use memlens_format::{
     AllocatorKind, CacheCensus, Census, DictUsage, FrameId, GcEvent, MemorySample, ProcessEnd,
     RecordingWriter, StackId, StringId, Summary, ThreadId, ThreadInfo, TypeCensus, TypeSite,
@@ -24,6 +25,9 @@ use memlens_wire::{
 struct Code {
     qualname: Vec<u8>,
     filename: Vec<u8>,
+    /// memlens's own code ([`memlens_analysis::is_memlens_file`]): its frames are left out of
+    /// the recorded stacks, and what they allocate goes to their caller.
+    memlens: bool,
 }
 
 struct Thread {
@@ -43,6 +47,9 @@ struct Thread {
 struct CensusBuild {
     trigger: u8,
     label: String,
+    /// The census looked at one object in this many: each linked address stands for this
+    /// many objects.
+    sample_every: u64,
     types: HashMap<(StringId, StringId), TypeBuild>,
     caches: Vec<CacheCensus>,
 }
@@ -76,6 +83,16 @@ pub struct Recorder<W: Write> {
     censuses: HashMap<u32, CensusBuild>,
     /// Threads declared to the writer so far (the next one's id).
     declared_threads: u32,
+    /// Live mappings of kind `Reserved`, by address: where their resident part goes.
+    mappings: HashMap<u64, Mapping>,
+}
+
+/// A mapping's thread and stack, and the bytes of it recorded as resident (heap memory of
+/// kind `Mmap` at the mapping's address + 1; see FORMAT.md).
+struct Mapping {
+    thread: ThreadId,
+    stack: StackId,
+    resident: u64,
 }
 
 /// Upper bound on thread indices (threads ever started by the traced program).
@@ -91,6 +108,7 @@ fn kind(k: AllocKind) -> AllocatorKind {
         AllocKind::Malloc => AllocatorKind::Malloc,
         AllocKind::Mmap => AllocatorKind::Mmap,
         AllocKind::PymallocArena => AllocatorKind::PymallocArena,
+        AllocKind::Reserved => AllocatorKind::Reserved,
     }
 }
 
@@ -114,6 +132,7 @@ impl<W: Write> Recorder<W> {
             last_time: 0,
             censuses: HashMap::default(),
             declared_threads: 0,
+            mappings: HashMap::default(),
         }
     }
 
@@ -254,12 +273,43 @@ impl<W: Write> Recorder<W> {
             }
             Hot::Alloc { address, size, kind: k } => {
                 let (stack, thread) = self.current_stack(h.thread);
+                if k == AllocKind::Reserved {
+                    self.end_mapping(time, address)?;
+                    self.mappings.insert(address, Mapping { thread, stack, resident: 0 });
+                }
                 self.writer.alloc(time, thread, stack, address, size, kind(k))?;
             }
             Hot::Free { address, kind: k } => {
                 let (_, thread) = self.current_stack(h.thread);
+                if k == AllocKind::Reserved {
+                    self.end_mapping(time, address)?;
+                }
                 self.writer.free(time, thread, address, kind(k))?;
             }
+        }
+        Ok(())
+    }
+
+    /// A mapping is gone: so is its resident part.
+    fn end_mapping(&mut self, time: u64, address: u64) -> Result<()> {
+        if let Some(m) = self.mappings.remove(&address) {
+            if m.resident > 0 {
+                self.writer.free(time, m.thread, address + 1, AllocatorKind::Mmap)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `bytes` of the mapping at `address` are resident now: its resident part, a heap
+    /// block at `address + 1`, takes that size.
+    fn resident(&mut self, time: u64, address: u64, bytes: u64) -> Result<()> {
+        let Some(m) = self.mappings.get_mut(&address) else { return Ok(()) };
+        let (thread, stack, old) = (m.thread, m.stack, std::mem::replace(&mut m.resident, bytes));
+        if old > 0 {
+            self.writer.free(time, thread, address + 1, AllocatorKind::Mmap)?;
+        }
+        if bytes > 0 {
+            self.writer.alloc(time, thread, stack, address + 1, bytes, AllocatorKind::Mmap)?;
         }
         Ok(())
     }
@@ -273,22 +323,27 @@ impl<W: Write> Recorder<W> {
 
     fn push_frame(&mut self, thread: u32, code: u32, line: u32) -> Result<()> {
         let frame = match self.frames.get(&(code, line)) {
-            Some(&f) => f,
+            Some(&f) => Some(f),
             None => {
                 let Some(c) = self.codes.get(&code) else {
                     bail!("the tracer used code id {code} before describing it");
                 };
-                let function = self.writer.intern_string(&text(&c.qualname));
-                let file = self.writer.intern_string(&text(&c.filename));
-                let f =
-                    self.writer.intern_frame_ids(memlens_format::Frame { function, file, line });
-                self.frames.insert((code, line), f);
-                f
+                if c.memlens {
+                    None
+                } else {
+                    let function = self.writer.intern_string(&text(&c.qualname));
+                    let file = self.writer.intern_string(&text(&c.filename));
+                    let frame = memlens_format::Frame { function, file, line };
+                    let f = self.writer.intern_frame_ids(frame);
+                    self.frames.insert((code, line), f);
+                    Some(f)
+                }
             }
         };
         let t = self.thread(thread);
         let parent = t.stacks.last().copied().unwrap_or(StackId::ROOT);
-        let stack = self.writer.intern_stack(parent, frame);
+        // A memlens frame repeats its caller's stack, so pops stay in step.
+        let stack = frame.map_or(parent, |f| self.writer.intern_stack(parent, f));
         let t = self.thread(thread);
         t.stacks.push(stack);
         t.codes.push(code);
@@ -325,8 +380,10 @@ impl<W: Write> Recorder<W> {
                 }
             }
             Record::Code { id, first_line: _, qualname, filename } => {
-                self.codes
-                    .insert(id, Code { qualname: qualname.to_vec(), filename: filename.to_vec() });
+                let memlens = is_memlens_file(&text(filename));
+                let code =
+                    Code { qualname: qualname.to_vec(), filename: filename.to_vec(), memlens };
+                self.codes.insert(id, code);
             }
             // After a stretch, the decoder hands hot records here too.
             Record::Push { code, line } => self.apply_hot(h, Hot::Push { code, line })?,
@@ -353,10 +410,12 @@ impl<W: Write> Recorder<W> {
                 });
             }
             Record::Stop => self.stopped = true,
-            Record::CensusBegin { trigger, label } => {
+            Record::Resident { address, bytes } => self.resident(time, address, bytes)?,
+            Record::CensusBegin { trigger, label, sample_every } => {
                 let label = text(label).into_owned();
-                self.censuses
-                    .insert(h.thread, CensusBuild { trigger, label, ..Default::default() });
+                let sample_every = u64::from(sample_every.max(1));
+                let b = CensusBuild { trigger, label, sample_every, ..Default::default() };
+                self.censuses.insert(h.thread, b);
             }
             Record::CensusType(t) => self.census_type(h.thread, &t),
             Record::CensusCache(c) => {
@@ -390,16 +449,17 @@ impl<W: Write> Recorder<W> {
         let module = self.writer.intern_string(&text(t.module));
         let qualname = self.writer.intern_string(&text(t.qualname));
         let Some(b) = self.censuses.get_mut(&thread) else { return };
+        let every = b.sample_every;
         let tb = b.types.entry((module, qualname)).or_default();
         tb.census.count += t.count;
         tb.census.bytes += t.bytes;
         for a in addresses(t.addresses) {
             if let Some((size, stack)) = self.writer.live_block(a) {
-                tb.census.linked_count += 1;
-                tb.census.linked_bytes += size;
+                tb.census.linked_count += every;
+                tb.census.linked_bytes += size * every;
                 let site = tb.sites.entry(stack).or_default();
-                site.0 += 1;
-                site.1 += size;
+                site.0 += every;
+                site.1 += size * every;
             }
         }
         tb.dict.sampled += t.dict_sampled;
@@ -505,6 +565,12 @@ mod tests {
         r.append_to(out);
     }
 
+    fn hello(out: &mut Vec<u8>) {
+        let hello =
+            Hello { protocol: PROTOCOL, pid: 1, python_major: 3, python_minor: 11, native: true };
+        enc(out, 1_000, u32::MAX, Record::Hello(hello));
+    }
+
     fn record_stream(bytes: &[u8], chunk: usize) -> Recording {
         let w = RecordingWriter::new(Vec::new(), &Meta::default()).unwrap();
         let mut rec = Recorder::new(w, 1_000);
@@ -519,9 +585,7 @@ mod tests {
     #[test]
     fn replays_stacks_allocs_and_threads_in_any_chunking() {
         let mut s = Vec::new();
-        let hello =
-            Hello { protocol: PROTOCOL, pid: 1, python_major: 3, python_minor: 11, native: true };
-        enc(&mut s, 1_000, u32::MAX, Record::Hello(hello));
+        hello(&mut s);
         enc(&mut s, 1_001, 0, Record::ThreadStart { os_tid: 7, name: b"python3" });
         enc(&mut s, 1_002, 0, Record::ThreadName { name: b"MainThread" });
         enc(
@@ -582,6 +646,39 @@ mod tests {
                 rec.frames().iter().map(|f| rec.string(f.function)).collect();
             assert!(functions.contains(&long_name.as_str()), "chunk {chunk}: {functions:?}");
         }
+    }
+
+    /// Regression (issue 25): memlens's own frames (census, bootstrap, IPython helper) showed
+    /// up as allocation sites.
+    #[test]
+    fn memlens_frames_are_left_out_of_stacks() {
+        let mut s = Vec::new();
+        hello(&mut s);
+        for (id, qualname, filename) in [
+            (0, &b"<module>"[..], &b"/srv/app.py"[..]),
+            (1, b"census", b"/tmp/memlens-py-7-8/memlens/_census.py"),
+            (2, b"_run", b"/venv/lib/python3.12/site-packages/memlens/ipython.py"),
+        ] {
+            enc(&mut s, 1_001, 0, Record::Code { id, first_line: 1, qualname, filename });
+        }
+        enc(&mut s, 1_002, 0, Record::Push { code: 0, line: 4 });
+        enc(&mut s, 1_002, 0, Record::Push { code: 2, line: 87 });
+        enc(&mut s, 1_002, 0, Record::Push { code: 1, line: 137 });
+        enc(&mut s, 1_002, 0, Record::Line { line: 138 });
+        enc(&mut s, 1_003, 0, Record::Alloc { address: 0x10, size: 64, kind: AllocKind::Malloc });
+        enc(&mut s, 1_004, 0, Record::Pop { n: 2 });
+        enc(&mut s, 1_005, 0, Record::Alloc { address: 0x20, size: 32, kind: AllocKind::Malloc });
+        enc(&mut s, 1_006, u32::MAX, Record::Stop);
+        let rec = record_stream(&s, s.len());
+        let end = stack_totals(&rec, Snapshot::AtEnd, &EventFilter::default()).unwrap();
+        for (stack, _) in &end.stacks {
+            let frames: Vec<String> = rec
+                .stack_frames(*stack)
+                .map(|f| rec.string(rec.frame(f).unwrap().function).to_owned())
+                .collect();
+            assert_eq!(frames, ["<module>"]);
+        }
+        assert_eq!(end.total.bytes, 96);
     }
 
     #[test]

@@ -12,11 +12,12 @@ use memlens_analysis::{
 };
 use memlens_format::Recording;
 
-use common::{line_of, memlens, script};
+use std::path::{Path, PathBuf};
 
-fn record(name: &str, tag: &str, extra: &[&str], args: &[&str]) -> Recording {
-    let dir = std::env::temp_dir().join(format!("memlens-census-{tag}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+use common::{line_of, memlens, script, TempDir};
+
+/// Runs tests/scripts/`name` under `memlens run` into `dir`: the recording and stderr.
+fn record_into(dir: &Path, name: &str, extra: &[&str], args: &[&str]) -> (PathBuf, String) {
     let file = dir.join("out.memlens");
     let out = memlens()
         .arg("run")
@@ -28,10 +29,18 @@ fn record(name: &str, tag: &str, extra: &[&str], args: &[&str]) -> Recording {
         .args(args)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
-    let rec = Recording::from_vec(std::fs::read(&file).unwrap()).unwrap();
-    let _ = std::fs::remove_dir_all(&dir);
-    rec
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{name}: {stderr}");
+    (file, stderr)
+}
+
+fn open(file: &Path) -> Recording {
+    Recording::from_vec(std::fs::read(file).unwrap()).unwrap()
+}
+
+fn record(name: &str, tag: &str, extra: &[&str], args: &[&str]) -> Recording {
+    let dir = TempDir::new(&format!("census-{tag}"));
+    open(&record_into(&dir.0, name, extra, args).0)
 }
 
 #[test]
@@ -54,6 +63,68 @@ fn census_counts_instances_of_a_class_and_finds_where_they_were_made() {
     assert_eq!(frame.line, line_of("census_objects.py", "POINTS"));
     assert!(site.count * 100 >= point.count * 99);
     assert!(c.recursion_limit >= 1000);
+}
+
+/// Regression (issue 25): the census summed `sys.getsizeof`, which calls a class's own
+/// `__sizeof__` (pandas computes deep memory usage there: 20 µs per object, and the
+/// program's code running inside the profiler). Sizes now come from the layout.
+#[test]
+fn census_runs_no_code_of_the_program() {
+    let dir = TempDir::new("census-nocode");
+    let (file, stderr) = record_into(&dir.0, "census_no_user_code.py", &[], &[]);
+    assert!(stderr.contains("ran: []"), "the census ran the program's code: {stderr}");
+    let rec = open(&file);
+    let c = rec.censuses().iter().find(|c| c.label == "objects built").expect("the mark's census");
+    let frames = c
+        .types
+        .iter()
+        .find(|t| type_name(&rec, t.module, t.qualname) == "__main__.Frame")
+        .expect("Frame in the census");
+    assert!(frames.count >= 20_000, "{}", frames.count);
+    // The layout's size, as sys.getsizeof would give without the class's __sizeof__: the
+    // object, the GC header and the pre-header; nowhere near the 10**9 __sizeof__ says.
+    let each = frames.bytes / frames.count;
+    assert!((32..=80).contains(&each), "{each} bytes per Frame");
+    let rows = c
+        .types
+        .iter()
+        .find(|t| type_name(&rec, t.module, t.qualname) == "__main__.Row")
+        .expect("Row in the census");
+    assert!(
+        (40..=120).contains(&(rows.bytes / rows.count)),
+        "{} B per Row",
+        rows.bytes / rows.count
+    );
+}
+
+/// A census of more objects than `--census-max-objects` looks at an evenly spread sample:
+/// its figures are scaled up estimates, and the recording and the summary say so.
+#[test]
+fn a_census_of_many_objects_looks_at_a_sample_and_says_so() {
+    let dir = TempDir::new("census-sample");
+    let limit = ["--census-max-objects", "20000"];
+    let (file, _) = record_into(&dir.0, "census_objects.py", &limit, &[]);
+    let rec = open(&file);
+    let c = rec.censuses().iter().find(|c| c.label == "built").expect("the mark's census");
+    let every = c.objects.div_ceil(20_000);
+    assert!(every >= 5, "{} objects", c.objects);
+    let note = format!("memlens: census of 1 object in {every} (");
+    assert!(rec.markers().iter().any(|m| m.label.starts_with(&note)), "{:?}", rec.markers());
+    let point = c
+        .types
+        .iter()
+        .find(|t| type_name(&rec, t.module, t.qualname) == "__main__.Point")
+        .expect("Point in the census");
+    // 100,000 instances, estimated from one in `every` of them, linked to their line.
+    assert!(point.count.abs_diff(100_000) <= 2 * every, "count {}", point.count);
+    assert!(point.linked_count.abs_diff(point.count) <= 2 * every, "linked {}", point.linked_count);
+    assert!(point.sites[0].count.abs_diff(100_000) <= 2 * every, "{:?}", point.sites[0]);
+    let json = memlens().args(["summary", "--json"]).arg(&file).output().unwrap();
+    let s: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(s["census"]["sampled_one_in"], every, "{}", s["census"]);
+    let text = memlens().arg("summary").arg(&file).output().unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains(&format!("looked at 1 object in {every}")), "{text}");
 }
 
 #[test]

@@ -45,6 +45,8 @@ def _load(path):
         lib.memlens_start.restype = ctypes.c_int
         lib.memlens_start_in.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.py_object, ctypes.c_char_p]
         lib.memlens_start_in.restype = ctypes.c_int
+        lib.memlens_watch_end.argtypes = [ctypes.c_int]
+        lib.memlens_watch_end.restype = ctypes.c_int
         lib.memlens_release_thread.restype = None
         lib.memlens_name_thread.argtypes = [ctypes.c_uint64, ctypes.c_char_p]
         lib.memlens_name_thread.restype = None
@@ -59,7 +61,7 @@ def _load(path):
         lib.memlens_active.restype = ctypes.c_int
         lib.memlens_pause.argtypes = [ctypes.c_int]
         lib.memlens_pause.restype = None
-        lib.memlens_census_begin.argtypes = [ctypes.c_int, ctypes.c_char_p]
+        lib.memlens_census_begin.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32]
         lib.memlens_census_begin.restype = None
         u64, cp, size = ctypes.c_uint64, ctypes.c_char_p, ctypes.c_size_t
         lib.memlens_census_type.argtypes = [u64, u64, u64, u64, u64, cp, cp, cp, size, cp, size]
@@ -106,12 +108,19 @@ def _take_census(trigger, label=""):
             pass
 
 
-def _start(tracer_path, fd, native, census=True, census_interval=0.0):
-    """Starts tracing into the parent's pipe `fd` (called by the bootstrap)."""
+def _watch_end(tracer_path, ctrl_fd):
+    """``memlens run``: the tracer tells the recorder on `ctrl_fd` how this process ends (its
+    exit status, or the signal it dies of), since the recorder is not its parent."""
+    lib = _load(tracer_path)
+    _check(lib, lib.memlens_watch_end(ctrl_fd))
+
+
+def _start(tracer_path, fd, native, census=True, census_interval=0.0, census_max_objects=0):
+    """Starts tracing into the recorder's pipe `fd` (called by the bootstrap)."""
     lib = _load(tracer_path)
     _check(lib, lib.memlens_start(fd, 1 if native else 0))
     atexit.register(_stop)
-    _begin(lib, census, census_interval)
+    _begin(lib, census, census_interval, census_max_objects)
 
 
 def _check(lib, rc):
@@ -119,7 +128,7 @@ def _check(lib, rc):
         raise RuntimeError("memlens: " + lib.memlens_last_error().decode("utf-8", "replace"))
 
 
-def _begin(lib, census, census_interval=0.0):
+def _begin(lib, census, census_interval=0.0, census_max_objects=0):
     """What every tracing session needs once the tracer runs: new threads handed to the
     profiler, gc runs reported, and the start census."""
     global _census_on, _census_thread
@@ -134,6 +143,8 @@ def _begin(lib, census, census_interval=0.0):
             from memlens import _census as c
         finally:
             lib.memlens_pause(0)
+        if census_max_objects > 0:
+            c.max_objects = census_max_objects
 
         _take_census("START")
         if census_interval > 0:

@@ -1,8 +1,9 @@
 """Start-up code that `memlens run` executes in the traced interpreter.
 
-The parent runs ``python -c "import memlens._bootstrap as b; b.main()" TARGET ARGS...``
-with ``MEMLENS_MODE`` (script, module or code), ``MEMLENS_FD`` (the pipe to the parent)
-and ``MEMLENS_TRACER`` (the preloaded ``libmemlens_tracer.so``) in the environment.
+``memlens run`` execs ``python -c "import memlens._bootstrap as b; b.main()" TARGET ARGS...``
+with ``MEMLENS_MODE`` (script, module or code), ``MEMLENS_FD`` (the pipe to the recorder),
+``MEMLENS_CTRL_FD`` (the socket on which the tracer tells the recorder how the process
+ends) and ``MEMLENS_TRACER`` (the preloaded ``libmemlens_tracer.so``) in the environment.
 
 ``main`` makes the program see exactly what a plain ``python script.py args`` run would
 see (``sys.argv``, ``sys.path[0]``, a fresh ``__main__`` namespace), starts tracing, and
@@ -81,10 +82,17 @@ def _strip_our_frames(tb):
 def main():
     mode = os.environ.pop("MEMLENS_MODE", "script")
     fd = int(os.environ.pop("MEMLENS_FD"))
+    ctrl = int(os.environ.pop("MEMLENS_CTRL_FD", "-1"))
     tracer = os.environ.get("MEMLENS_TRACER", "")
     native = os.environ.pop("MEMLENS_NATIVE", "1") == "1"
     census = os.environ.pop("MEMLENS_CENSUS", "1") == "1"
     census_interval = float(os.environ.pop("MEMLENS_CENSUS_INTERVAL", "0") or 0)
+    census_max_objects = int(os.environ.pop("MEMLENS_CENSUS_MAX_OBJECTS", "0") or 0)
+    import memlens
+
+    if ctrl >= 0:
+        # First of all: however the process ends from here on, the recorder hears how.
+        memlens._watch_end(tracer, ctrl)
     if len(sys.argv) < 2:
         raise SystemExit("memlens: nothing to run")
     target = sys.argv[1]
@@ -101,9 +109,7 @@ def main():
         print(f"{name}: {e}", file=sys.stderr)
         raise SystemExit(1)
 
-    import memlens
-
-    memlens._start(tracer, fd, native, census, census_interval)
+    memlens._start(tracer, fd, native, census, census_interval, census_max_objects)
     try:
         exec(code, globs)
     except SystemExit:
@@ -112,7 +118,8 @@ def main():
         e.__traceback__ = _strip_our_frames(e.__traceback__)
         sys.excepthook(type(e), e, e.__traceback__)
         if isinstance(e, KeyboardInterrupt):
-            # Like the interpreter: run exit handlers, then die of SIGINT.
+            # Like the interpreter: run exit handlers, then die of SIGINT (the tracer's
+            # `kill` tells the recorder first).
             import atexit
             import signal
 

@@ -1,12 +1,19 @@
 """The object census: live gc-tracked objects by type, sent to the parent through the tracer.
 
 A census runs at start, at each ``memlens.mark()``, at exit and every ``--census-interval``
-seconds. For every type it sends the number of live objects, the sum of their
-``sys.getsizeof`` and the allocation address of each (``_layout.alloc_offset``), which the
-parent matches against live traced allocations to find where they were made. For classes
-without ``__slots__`` it samples a few instances: how many attributes they have and where
-their attribute storage is, so the parent can say what ``__slots__`` would save. It also
+seconds. For every type it sends the number of live objects, the sum of their shallow sizes
+and the allocation address of each (``_layout.alloc_offset``), which the recorder matches
+against live traced allocations to find where they were made. For classes without
+``__slots__`` it samples a few instances: how many attributes they have and where their
+attribute storage is, so the recorder can say what ``__slots__`` would save. It also
 reports every live ``functools.lru_cache`` wrapper.
+
+A census runs no code of the program: sizes come from the type's layout, or from CPython's
+own ``__sizeof__`` for its containers, never from a class's ``__sizeof__`` (pandas computes
+deep memory usage there: a census of a pandas program spent 20 µs per object in it); types
+are grouped by identity and their names read through ``type``'s descriptors
+(``_layout.sizer``, ``_layout.type_names``), so no ``__hash__``, ``__eq__`` or metaclass
+attribute hook runs either.
 
 The census's own allocations and frees are not recorded (``memlens_pause``), the garbage
 collector is held off while it runs, and its big temporaries are dropped after recording
@@ -19,6 +26,8 @@ import sys
 import threading
 import time
 from array import array
+from itertools import compress, repeat
+from operator import is_
 
 from memlens import _layout
 
@@ -31,29 +40,38 @@ _BATCH = 65536 - 8
 _DICT_SAMPLE = 200
 _DICT_MIN_COUNT = 100
 
+# A census of more live objects than this looks at a sample of about this many (one object
+# in every k, evenly spread), so that it holds the program no longer than a census of this
+# many would (about 1 µs each, bench/census_cost.py): counts, sizes and sites are then
+# estimates, and a marker on the timeline says so. `memlens run --census-max-objects`.
+max_objects = 1_000_000
+
 _lock = threading.Lock()
 _lru_type = getattr(functools, "_lru_cache_wrapper", None)
+_function = type(lambda: None)
 
 
-def _name(tp, attr):
-    try:
-        return str(getattr(tp, attr, "")).encode("utf-8", "replace")
-    except Exception:  # noqa: BLE001 - a census must never break the program
-        return b"?"
+def _text(s):
+    return s.encode("utf-8", "replace") if isinstance(s, str) else b"?"
 
 
-def _sizes(members):
-    getsizeof = sys.getsizeof
-    try:
-        return sum(map(getsizeof, members))
-    except Exception:  # noqa: BLE001 - a __sizeof__ that raises
-        total = 0
-        for o in members:
-            try:
-                total += getsizeof(o)
-            except Exception:  # noqa: BLE001
-                pass
-        return total
+def _sizes(tp, members):
+    """Sum of the shallow sizes of `members`, all of type `tp` (see the module doc)."""
+    size, extra = _layout.sizer(tp)
+    return sum(map(size, members)) + extra * len(members)
+
+
+# The sizer of each type met during one census (by identity, see the module doc); cleared
+# at the end, since a type's id can be reused once it is gone.
+_sizers = {}
+
+
+def _size(o):
+    t = type(o)
+    found = _sizers.get(id(t))
+    if found is None:
+        found = _sizers[id(t)] = _layout.sizer(t)
+    return found[0](o) + found[1]
 
 
 def _cache_bytes(wrapper, unbounded):
@@ -61,7 +79,6 @@ def _cache_bytes(wrapper, unbounded):
     list links), found through the wrapper's gc traversal: an unbounded cache's traversal
     reaches only its dict (key -> result); a bounded one's reaches every key and result,
     and its dict maps keys to the links."""
-    getsizeof = sys.getsizeof
     skip = {id(type(wrapper)), id(getattr(wrapper, "__wrapped__", None))}
     d = getattr(wrapper, "__dict__", None)
     if d is not None:
@@ -70,36 +87,46 @@ def _cache_bytes(wrapper, unbounded):
     for r in gc.get_referents(wrapper):
         if id(r) in skip or isinstance(r, type):
             continue
-        total += getsizeof(r)
+        total += _size(r)
         if type(r) is dict:
-            total += sum(map(getsizeof, r.values()))
+            # dict.values()/keys() iterate the table: no code of the keys runs.
+            total += sum(map(_size, r.values()))
             if unbounded:
-                total += sum(map(getsizeof, r.keys()))
+                total += sum(map(_size, r.keys()))
     return total
+
+
+def _function_names(fn):
+    """(module, qualname) of the function a cache wraps; of its type for other callables,
+    whose attributes could be the program's code."""
+    if type(fn) is _function:
+        return _text(fn.__module__), _text(fn.__qualname__)
+    return tuple(map(_text, _layout.type_names(type(fn))))
 
 
 def _send_caches(lib, wrappers):
     for w in wrappers:
         try:
             info = w.cache_info()
-            fn = getattr(w, "__wrapped__", w)
+            module, qualname = _function_names(getattr(w, "__wrapped__", w))
             lib.memlens_census_cache(
                 info.currsize,
                 -1 if info.maxsize is None else info.maxsize,
                 info.hits,
                 info.misses,
                 _cache_bytes(w, info.maxsize is None),
-                _name(fn, "__module__"),
-                _name(fn, "__qualname__"),
+                module,
+                qualname,
             )
         except Exception:  # noqa: BLE001
             pass
 
 
-def _send_type(lib, tp, members):
+def _send_type(lib, tp, members, every):
+    """Sends `tp`'s objects; a sampled census (one object in `every`) scales the count and
+    size up."""
     offset = _layout.alloc_offset(tp)
-    module = _name(tp, "__module__")
-    qualname = _name(tp, "__qualname__")
+    module, qualname = map(_text, _layout.type_names(tp))
     sampled = attrs = slots = 0
     storage = array("Q")
     if len(members) >= _DICT_MIN_COUNT and _layout.has_managed_dict(tp):
@@ -118,8 +145,8 @@ def _send_type(lib, tp, members):
         first = start == 0
         st = storage.tobytes() if first else b""
         lib.memlens_census_type(
-            len(part),
-            _sizes(part),
+            len(part) * every,
+            _sizes(tp, part) * every,
             sampled if first else 0,
             attrs if first else 0,
             slots if first else 0,
@@ -132,36 +159,53 @@ def _send_type(lib, tp, members):
         )
 
 
+def _lru_wrappers(objs, groups, every):
+    """The live lru_cache wrappers: all of them, even in a sampled census (C-speed filter)."""
+    if _lru_type is None:
+        return ()
+    if every == 1:
+        return groups.get(id(_lru_type), ())
+    return list(compress(objs, map(is_, map(type, objs), repeat(_lru_type))))
+
+
 def census(lib, trigger, label=""):
-    """Counts live objects by type and sends the result; returns its duration in ns."""
+    """Counts live objects by type and sends the result; returns its duration in ns. Above
+    `max_objects` live objects it looks at one object in `every`, evenly spread, says so
+    with a marker, and scales its figures up."""
     with _lock:
         t0 = time.monotonic_ns()
         gc_was_on = gc.isenabled()
         gc.disable()
         lib.memlens_pause(1)
-        objs = groups = None
+        objs = groups = looked = None
         try:
-            lib.memlens_census_begin(trigger, str(label).encode("utf-8", "replace"))
             objs = gc.get_objects()
+            n = len(objs)
+            every = -(-n // max_objects) if n > max_objects else 1
+            looked = objs if every == 1 else objs[::every]
+            if every > 1:
+                note = f"memlens: census of 1 object in {every} ({n:,} live objects)"
+                lib.memlens_mark(note.encode())
+            lib.memlens_census_begin(trigger, str(label).encode("utf-8", "replace"), every)
+            # By the type's identity: hashing a class could run its metaclass's __hash__.
             groups = {}
-            for o in objs:
+            for o in looked:
                 t = type(o)
-                g = groups.get(t)
+                g = groups.get(id(t))
                 if g is None:
-                    groups[t] = [o]
+                    groups[id(t)] = [o]
                 else:
                     g.append(o)
-            for tp, members in groups.items():
-                _send_type(lib, tp, members)
-            if _lru_type is not None:
-                _send_caches(lib, groups.get(_lru_type, ()))
-            n = len(objs)
+            for members in groups.values():
+                _send_type(lib, type(members[0]), members, every)
+            _send_caches(lib, _lru_wrappers(objs, groups, every))
             duration = time.monotonic_ns() - t0
             lib.memlens_census_end(n, duration, sys.getrecursionlimit())
         finally:
             lib.memlens_pause(0)
             # Dropped while recording: see the module doc.
-            objs = groups = None
+            objs = groups = looked = None
+            _sizers.clear()
             if gc_was_on:
                 gc.enable()
     return duration

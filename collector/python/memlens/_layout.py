@@ -9,6 +9,9 @@ allocation addresses and sizes memlens records (``collector/tests/run_e2e.rs``).
   and inline values) when the type has ``Py_TPFLAGS_MANAGED_DICT`` (3.11), or either of
   ``Py_TPFLAGS_MANAGED_DICT``/``Py_TPFLAGS_MANAGED_WEAKREF`` (3.12, 3.13); none before 3.11.
   (``_PyType_PreHeaderSize`` in ``Include/internal/pycore_object.h``.)
+- ``sys.getsizeof(obj)`` is ``obj.__sizeof__()`` plus the GC header and the pre-header, that
+  is ``alloc_offset(type(obj))`` for a gc-tracked object (``_PySys_GetSizeOf``); the default
+  ``object.__sizeof__`` is the type's layout, ``tp_basicsize + ob_size * tp_itemsize``.
 - In 3.11 an instance of a class without ``__slots__`` keeps its attributes in a values
   array (``PyMem_Malloc``'d by ``new_values`` in ``Objects/dictobject.c``) pointed to from the
   pre-header's first word, or, once ``__dict__`` was asked for, in a dict pointed to from
@@ -16,6 +19,8 @@ allocation addresses and sizes memlens records (``collector/tests/run_e2e.rs``).
   byte just before it holds ``prefix``.
 """
 
+import array
+import collections
 import ctypes
 import sys
 
@@ -35,23 +40,71 @@ else:
     _PREHEADER_FLAGS = 0
 
 
+# A type's facts are read through `type`'s own descriptors, not as `tp.attr`: a metaclass
+# can intercept attribute access on its classes, and the census runs no code of the program.
+_flags = type.__dict__["__flags__"].__get__
+_basicsize = type.__dict__["__basicsize__"].__get__
+_weakrefoffset = type.__dict__["__weakrefoffset__"].__get__
+_mro = type.__dict__["__mro__"].__get__
+_type_dict = type.__dict__["__dict__"].__get__
+_module = type.__dict__["__module__"].__get__
+_qualname = type.__dict__["__qualname__"].__get__
+
+
+def type_names(tp):
+    """(``__module__``, ``__qualname__``) of ``tp``, as str (see above)."""
+    return _module(tp), _qualname(tp)
+
+
 def alloc_offset(tp):
     """Bytes from the start of a gc-tracked ``tp`` instance's allocation to ``id(obj)``."""
-    if tp.__flags__ & _PREHEADER_FLAGS:
+    if _flags(tp) & _PREHEADER_FLAGS:
         return GC_HEAD + 2 * PTR
     return GC_HEAD
 
 
+# CPython's own C implementations of __sizeof__: besides the layout they count the storage
+# these objects allocate apart (a list's item array, a dict's table, a set's), in constant
+# time, and run no code of the program.
+_CPYTHON_SIZEOF = [
+    d
+    for d in (
+        _type_dict(t).get("__sizeof__")
+        for t in (object, list, dict, set, frozenset, bytearray, bytes, str, int, tuple, type,
+                  collections.deque, collections.OrderedDict, array.array)
+    )
+    if d is not None
+]
+_object_sizeof = object.__sizeof__
+
+
+def sizer(tp):
+    """How to size ``tp``'s gc-tracked instances shallowly, without running their code:
+    ``(function, extra)``, an instance's size being ``function(obj) + extra``. It is
+    ``sys.getsizeof`` when ``tp``'s ``__sizeof__`` is CPython's own; otherwise (a class's
+    ``__sizeof__`` written in Python, such as pandas' deep memory usage, or an extension's)
+    the instance's layout (``object.__sizeof__``) plus the GC header and pre-header, which is
+    what ``sys.getsizeof`` gives for a type that keeps the default ``__sizeof__``."""
+    own = None
+    for klass in _mro(tp):
+        own = _type_dict(klass).get("__sizeof__")
+        if own is not None:
+            break
+    if any(own is d for d in _CPYTHON_SIZEOF):
+        return sys.getsizeof, 0
+    return _object_sizeof, alloc_offset(tp)
+
+
 def has_managed_dict(tp):
     """True when ``tp``'s instances keep attributes in a managed dict (no ``__slots__``)."""
-    return _MINOR == (3, 11) and bool(tp.__flags__ & _MANAGED_DICT)
+    return _MINOR == (3, 11) and bool(_flags(tp) & _MANAGED_DICT)
 
 
 def slots_instance_size(tp, attrs):
     """What one instance of ``tp`` would take with ``__slots__`` for ``attrs`` attributes:
     GC header, the type's fixed part without the weakref pointer, one pointer per slot."""
-    weakref = PTR if tp.__weakrefoffset__ else 0
-    return GC_HEAD + tp.__basicsize__ - weakref + PTR * attrs
+    weakref = PTR if _weakrefoffset(tp) else 0
+    return GC_HEAD + _basicsize(tp) - weakref + PTR * attrs
 
 
 _read_ptr = ctypes.c_void_p.from_address

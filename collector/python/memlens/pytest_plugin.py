@@ -6,17 +6,21 @@ test's peak and what it left allocated as soon as it returns. So:
 
 - ``@pytest.mark.limit_memory("24 MB")`` / ``@pytest.mark.limit_leaks("1 MB")`` fail the
   test right away when it is over its limit, naming the top call sites (read from the test's
-  recording with ``memlens summary --json``, only for a test that failed its limit);
+  recording with ``memlens summary --json``, only for a test that failed its limit): the
+  lines of the test's own code, with the library function each called beside it;
 - at the end, ``<dir>/tests.json`` lists every test's figures and recording, the tests with
   the highest peaks are printed, and ``--memlens-compare OLD_DIR`` fails the session (exit
-  status 1) on tests whose peak grew beyond the threshold.
+  status 1) on tests whose peak grew beyond the threshold, with the call sites that changed
+  (``memlens diff`` of the two recordings, which lines them up across checkouts,
+  virtualenvs and Python versions).
 
 It works the same with pytest-xdist: each worker records its own tests; the figures reach
 the controller with the test reports (``user_properties``).
 
 A test's *peak* is the high-water mark of the memory it allocated and had not yet freed;
 its *leaks* are what it allocated and had not freed when it returned (objects kept alive by
-caches or globals count). Python and native (malloc/mmap) allocations both count.
+caches or globals count). Python and native (malloc) allocations both count, and memory
+C code maps with mmap by its resident pages (see docs/memory-figures.md).
 """
 
 import hashlib
@@ -205,12 +209,16 @@ def _limits(item):
 
 
 def _site_lines(sites, total):
-    """The call sites holding at least 1% of `total` (interpreter noise left out)."""
+    """The call sites holding at least 1% of `total` (interpreter noise left out): the test's
+    own line (or its code's), with the library function it called beside it."""
     lines = []
     for s in sites:
         if s["bytes"] * 100 < total:
             continue
         where = f"{s['file']}:{s['line']}" if s["file"] else ""
+        lib = s.get("library")
+        if lib:
+            where += f"  (in {lib['function']} {lib['file']}:{lib['line']})"
         lines.append(f"    {format_size(s['bytes']):>10}  {s['function']}  {where}".rstrip())
     return lines or ["    (no call sites recorded)"]
 
@@ -277,7 +285,8 @@ def pytest_sessionfinish(session, exitstatus):
     old = session.config.getoption("memlens_compare")
     if old:
         growth = parse_size(session.config.getoption("memlens_min_growth"))
-        st.regressions = _compare(st.tests, old, session.config.getoption("memlens_threshold"), growth)
+        st.regressions = _compare(st.tests, old, session.config.getoption("memlens_threshold"),
+                                  growth, st.dir)
         if st.regressions[0] and session.exitstatus == 0:
             session.exitstatus = 1
 
@@ -303,7 +312,7 @@ def _print_top(w, tests, top, out_dir):
         w(f"  {format_size(t['peak_bytes']):>10}  {format_size(t['leaked_bytes']):>10}  {t['name']}\n")
 
 
-def _compare(tests, old_dir, threshold_pct, min_growth):
+def _compare(tests, old_dir, threshold_pct, min_growth, out_dir):
     """(whether any test's peak grew beyond the threshold, the text saying so)."""
     path = os.path.join(old_dir, _RESULTS)
     try:
@@ -318,11 +327,34 @@ def _compare(tests, old_dir, threshold_pct, min_growth):
             continue
         a, b = before["peak_bytes"], t["peak_bytes"]
         if b - a > min_growth and b > a * (1 + threshold_pct / 100):
-            worse.append((t["name"], a, b))
+            worse.append((t, before, a, b))
     if not worse:
         return False, f"memlens: no test's peak grew more than {threshold_pct:g}% vs {old_dir}\n"
     text = f"memlens: FAILED: peak memory grew more than {threshold_pct:g}% vs {old_dir}\n"
-    for name, a, b in worse:
+    for t, before, a, b in worse:
         pct = "new" if a == 0 else f"+{100 * (b - a) / a:.0f}%"
-        text += f"  {name}: {format_size(a)} -> {format_size(b)} ({pct})\n"
+        text += f"  {t['name']}: {format_size(a)} -> {format_size(b)} ({pct})\n"
+        old_rec = os.path.join(old_dir, before.get("recording", ""))
+        new_rec = os.path.join(out_dir, t["recording"])
+        text += "".join(f"    {line}\n" for line in _site_changes(old_rec, new_rec, min_growth))
     return True, text
+
+
+def _site_changes(old_path, new_path, min_change):
+    """Where a test's peak changed, from ``memlens diff``: call sites are the test's own
+    lines, matched by their path in the project, in site-packages or in the standard library,
+    so two runs from different checkouts, virtualenvs or Python versions line up."""
+    if not (os.path.isfile(old_path) and os.path.isfile(new_path)):
+        return []
+    done = _cli.run(["diff", old_path, new_path, "--format", "json", "--top", "3",
+                     "--min-change", str(min_change)], capture_output=True)
+    if done.returncode != 0:
+        return []
+    lines = []
+    for s in json.loads(done.stdout)["peak_sites"]:
+        change = s["change_bytes"]
+        sign = "+" if change >= 0 else "-"
+        lib = s.get("library")
+        via = f"  (in {lib['function']} {lib['file']})" if lib else ""
+        lines.append(f"{sign}{format_size(abs(change))}  {s['function']}  {s['file']}{via}")
+    return lines

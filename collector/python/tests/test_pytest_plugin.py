@@ -6,9 +6,12 @@ import re
 import shutil
 from pathlib import Path
 
+import pytest
+
 from conftest import clean_env, run
 
 PROJECT = Path(__file__).parent / "data" / "limits_project"
+NUMPY_PROJECT = Path(__file__).parent / "data" / "numpy_project"
 
 
 def _cli_binary():
@@ -62,6 +65,23 @@ def check_results(cwd, tests):
         assert summary["top_at_peak"][0]["line"] == line_of("return [bytearray")
 
 
+def test_a_limit_failure_names_the_projects_line_with_the_library_call_beside_it(venv, tmp_path):
+    """numpy allocates the array inside `np.ones`: the message names the project's line that
+    called it (the user's code first), with numpy's frame beside it, and no memlens frame."""
+    cwd = tmp_path / "proj"
+    shutil.copytree(NUMPY_PROJECT, cwd)
+    out = run([venv / "bin/pytest", "--memlens", "-p", "no:cacheprovider"], cwd, check_status=1)
+    assert "memlens: limit_memory: the test's peak memory was 7.6 MiB" in out, out
+    lines = (cwd / "test_arrays.py").read_text().splitlines()
+    line = next(i for i, text in enumerate(lines, 1) if "np.ones(n)" in text)
+    site = re.search(r"^\s+7\.6 MiB  load  (\S+):(\d+)  \(in ones (\S+):\d+\)$", out, re.M)
+    assert site, out
+    assert site.group(1) == f"{cwd}/test_arrays.py" and int(site.group(2)) == line, out
+    assert site.group(3).endswith("/site-packages/numpy/_core/numeric.py"), out
+    sites = out[out.index("top call sites"):out.index("recording: ")]
+    assert "memlens" not in sites, sites
+
+
 def test_compare_fails_on_a_regression_and_passes_without_one(venv, tmp_path):
     cwd = project(tmp_path)
     args = [venv / "bin/pytest", "--memlens", "-p", "no:cacheprovider", "-k", "grows"]
@@ -76,6 +96,50 @@ def test_compare_fails_on_a_regression_and_passes_without_one(venv, tmp_path):
     assert "memlens: FAILED: peak memory grew more than 10% vs base" in worse
     # 1 MB then 5 MB, plus about a kilobyte of pytest's own per test: +39x% to +40x%.
     assert re.search(r"test_limits.py::test_grows: 9\d\d\.\d KiB -> 4\.8 MiB \(\+(39|40)\d%\)", worse), worse
+    # Where it grew: the test's own line, from `memlens diff` of the two recordings.
+    assert re.search(r"^    \+3\.8 MiB  test_grows  test_limits\.py$", worse, re.M), worse
+
+
+def test_compare_lines_up_runs_from_venvs_of_different_python_versions(venv, wheel, tmp_path):
+    """The base run in the test venv's Python, the head run in a venv of another Python version
+    inside the project: the changed call site is the same test line, not a -X/+X pair."""
+    other = _other_python(venv)
+    if other is None:
+        pytest.skip("no second CPython 3.9-3.13 on PATH or in ~/.pyenv/versions")
+    cwd = project(tmp_path)
+    head_venv = cwd / ".venv-head"
+    run([other, "-m", "venv", head_venv], cwd)
+    run([head_venv / "bin/pip", "install", "-q", "--disable-pip-version-check", wheel, "pytest"], cwd)
+    args = ["--memlens", "-p", "no:cacheprovider", "-k", "grows"]
+    run([venv / "bin/pytest", *args, "--memlens-dir", "base"], cwd)
+    env = clean_env()
+    env["GROWS_BYTES"] = "5000000"
+    worse = run([head_venv / "bin/pytest", *args, "--memlens-dir", "head", "--memlens-compare", "base"],
+                cwd, check_status=1, env=env)
+    assert "memlens: FAILED: peak memory grew more than 10% vs base" in worse
+    changes = re.findall(r"^    ([+-]\S+ \S+)  (\S+)  (\S+)", worse, re.M)
+    assert changes and changes[0][1:] == ("test_grows", "test_limits.py"), worse
+    assert all("venv" not in c[2] and "python3." not in c[2] for c in changes), worse
+
+
+def _other_python(venv):
+    """A CPython 3.9-3.13 of another minor version than the venv's."""
+    import glob
+    import subprocess
+
+    mine = subprocess.run([venv / "bin/python", "-c", "import sys; print(sys.version_info[1])"],
+                          capture_output=True, text=True).stdout.strip()
+    for minor in ("12", "11", "13", "10"):
+        if minor == mine:
+            continue
+        found = shutil.which(f"python3.{minor}")
+        candidates = ([found] if found else []) + sorted(
+            glob.glob(os.path.expanduser(f"~/.pyenv/versions/3.{minor}.*/bin/python3.{minor}")))
+        for c in candidates:
+            ok = subprocess.run([c, "-c", "pass"], capture_output=True).returncode == 0
+            if ok:
+                return c
+    return None
 
 
 def test_xdist_workers_record_their_tests(venv, tmp_path):

@@ -54,7 +54,7 @@ pub fn memlens() -> Command {
     Command::new(exe)
 }
 
-/// A fresh directory under the system's temporary one, removed when dropped.
+/// A fresh temporary directory, removed on drop.
 #[allow(dead_code)] // not every test file uses it
 pub struct TempDir(pub PathBuf);
 
@@ -72,4 +72,18 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
+}
+
+/// Whether `python3` imports `modules` (e.g. "numpy, scipy.linalg"); says it skips if not.
+#[allow(dead_code)]
+pub fn python_has(modules: &str) -> bool {
+    let ok = Command::new("python3")
+        .args(["-c", &format!("import {modules}")])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !ok {
+        eprintln!("SKIPPED: {modules} not installed for python3 (./dev setup installs them)");
+    }
+    ok
 }

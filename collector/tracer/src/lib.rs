@@ -34,10 +34,12 @@ mod clock;
 mod got;
 mod guard;
 mod native_hooks;
+mod process_end;
 mod profiler;
 mod pymem_hooks;
 mod python_api;
 mod real;
+mod reservations;
 mod ring;
 mod thread_state;
 mod tracing;
@@ -112,6 +114,14 @@ pub unsafe extern "C" fn memlens_start_in(
 pub unsafe extern "C" fn memlens_name_thread(os_tid: u64, name: *const c_char) {
     // SAFETY: per the function contract.
     profiler::name_thread(os_tid, unsafe { c_bytes(name) });
+}
+
+/// `memlens run` only: `fd` is the control socket on which the process tells the recorder
+/// how it ends (see [`process_end`]). Call once, before the program runs. Returns 0 on
+/// success; otherwise [`memlens_last_error`] says why.
+#[no_mangle]
+pub extern "C" fn memlens_watch_end(fd: c_int) -> c_int {
+    start_result(process_end::install(fd))
 }
 
 /// Takes the profiler off the calling thread after [`memlens_stop`] (the end of a
@@ -203,15 +213,20 @@ unsafe fn c_slice<'a>(p: *const c_char, len: usize) -> &'a [u8] {
 }
 
 /// An object census starts on this thread (trigger: 0 start, 1 mark, 2 interval,
-/// 3 exit).
+/// 3 exit), looking at one object in `sample_every`.
 ///
 /// # Safety
 /// `label` is null or NUL-terminated.
 #[no_mangle]
-pub unsafe extern "C" fn memlens_census_begin(trigger: c_int, label: *const c_char) {
+pub unsafe extern "C" fn memlens_census_begin(
+    trigger: c_int,
+    label: *const c_char,
+    sample_every: u32,
+) {
     // SAFETY: per the function contract.
     let label = unsafe { c_bytes(label) };
-    tracing::record(&Record::CensusBegin { trigger: trigger.clamp(0, 255) as u8, label });
+    let trigger = trigger.clamp(0, 255) as u8;
+    tracing::record(&Record::CensusBegin { trigger, label, sample_every: sample_every.max(1) });
 }
 
 /// One type's live objects. `addresses` and `storage` are arrays of u64 allocation

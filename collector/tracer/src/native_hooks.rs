@@ -16,6 +16,7 @@ use memlens_wire::AllocKind;
 
 use crate::guard::{Ctx, Guard};
 use crate::real::{real, BootstrapArena};
+use crate::reservations;
 use crate::tracing::{native_active, record_alloc, record_free};
 
 #[inline]
@@ -169,12 +170,30 @@ fn mmap_common(
     let p = unsafe { real_fn(addr, len, prot, flags, fd, off) };
     if p != libc::MAP_FAILED && native_active() {
         if g.outermost() {
-            record_alloc(&g, p as usize, len, AllocKind::Mmap);
+            record_mapping(&g, p as usize, len, flags);
         } else if arena {
             record_alloc(&g, p as usize, len, AllocKind::PymallocArena);
         }
     }
     p
+}
+
+/// A mapping made by C code: reserved address space, whose resident part the drain
+/// follows if it is anonymous ([`crate::reservations`]).
+fn record_mapping(g: &Guard, p: usize, len: usize, flags: i32) {
+    if flags & libc::MAP_FIXED != 0 {
+        // Mapped over part of a reservation (committing pages of a region reserved earlier):
+        // the reservation counts it already. Over anything else, it replaces what was there.
+        if reservations::inside_registered(p, len) {
+            return;
+        }
+        reservations::remove(p, len, |key| record_free(g, key, AllocKind::Reserved));
+        record_free(g, p, AllocKind::Reserved);
+    }
+    record_alloc(g, p, len, AllocKind::Reserved);
+    if flags & libc::MAP_ANONYMOUS != 0 {
+        reservations::add(p, len);
+    }
 }
 
 pub unsafe extern "C" fn mmap_hook(
@@ -206,7 +225,9 @@ pub unsafe extern "C" fn munmap_hook(addr: *mut c_void, len: usize) -> i32 {
     if native_active() {
         let g = Guard::enter(Ctx::Native);
         if g.outermost() {
-            record_free(&g, addr as usize, AllocKind::Mmap);
+            let addr = addr as usize;
+            reservations::remove(addr, len, |key| record_free(&g, key, AllocKind::Reserved));
+            record_free(&g, addr, AllocKind::Reserved);
         } else if g.directly_inside_pymalloc() {
             record_free(&g, addr as usize, AllocKind::PymallocArena);
         }
@@ -217,10 +238,11 @@ pub unsafe extern "C" fn munmap_hook(addr: *mut c_void, len: usize) -> i32 {
     unsafe { (r.munmap)(addr, len) }
 }
 
-/// `os._exit()` and friends: flush everything to the parent before the process
-/// disappears without running atexit handlers.
+/// `os._exit()` and friends: flush everything to the recorder before the process
+/// disappears without running atexit handlers, and say how it ends.
 pub unsafe extern "C" fn _exit_hook(status: i32) -> ! {
     crate::tracing::stop();
+    crate::process_end::exiting(status);
     match real() {
         // SAFETY: forwarding to libc; never returns.
         Some(r) => unsafe { (r.exit)(status) },
@@ -234,6 +256,7 @@ pub unsafe extern "C" fn _exit_hook(status: i32) -> ! {
 
 pub unsafe extern "C" fn exit_upper_hook(status: i32) -> ! {
     crate::tracing::stop();
+    crate::process_end::exiting(status);
     match real() {
         // SAFETY: forwarding to libc; never returns.
         Some(r) => unsafe { (r.exit_upper)(status) },

@@ -69,6 +69,12 @@ fn advance_clock(owner: u64) -> u64 {
     }
 }
 
+/// The logical clock's number now: a record written before this call is in a stretch
+/// numbered at most this.
+pub fn clock_seq() -> u64 {
+    CLOCK.load(Ordering::Acquire) >> OWNER_BITS
+}
+
 /// The drain's mark: advances the clock so that every thread opens a new stretch, and
 /// returns the number set (stretches below it were all opened before).
 pub fn mark() -> u64 {

@@ -115,6 +115,8 @@ pub fn record(rec: &Record<'_>) {
 struct Drainer {
     rings: ring::Drain,
     out: Vec<u8>,
+    /// Residency of the program's mappings ([`crate::reservations`]).
+    mappings: crate::reservations::Scanner,
     clock: TickConverter,
     /// The drain's marks on the logical clock, with when they were set, oldest first.
     marks: VecDeque<(u64, u64)>,
@@ -128,6 +130,7 @@ unsafe impl Sync for DrainCell {}
 static DRAINER: DrainCell = DrainCell(UnsafeCell::new(Drainer {
     rings: ring::Drain::new(),
     out: Vec::new(),
+    mappings: crate::reservations::Scanner::new(),
     clock: TickConverter::new(),
     marks: VecDeque::new(),
     cut: 0,
@@ -204,6 +207,8 @@ impl Drainer {
         self.clock.begin_batch();
         let clock = &mut self.clock;
         let n = self.rings.drain(cut, |t| clock.convert(t), &mut self.out);
+        // After the records cut: each mapping's own record is then on its way first.
+        self.mappings.scan(cut, cut == u64::MAX, &mut self.out);
         if !self.out.is_empty() {
             write_all(fd, &self.out);
         }
@@ -213,6 +218,7 @@ impl Drainer {
     /// A new session: nothing left from the last one, times from now.
     fn restart(&mut self) {
         self.rings.discard_all();
+        crate::reservations::clear();
         self.clock.reset();
         self.marks.clear();
         self.cut = 0;
@@ -332,6 +338,14 @@ pub fn start(
 fn spawn_drain_thread() -> Result<(), String> {
     extern "C" fn entry(_: *mut libc::c_void) -> *mut libc::c_void {
         guard::disable_forever();
+        // Signals for the process go to the program's threads: a handler (ours in
+        // process_end.rs, or the program's) waiting here would stop the draining.
+        // SAFETY: blocking every signal for this thread with a filled set.
+        unsafe {
+            let mut all: libc::sigset_t = std::mem::zeroed();
+            libc::sigfillset(&mut all);
+            libc::pthread_sigmask(libc::SIG_BLOCK, &all, std::ptr::null_mut());
+        }
         drain_thread();
         std::ptr::null_mut()
     }
@@ -375,6 +389,7 @@ extern "C" fn after_fork_in_child() {
     NATIVE.store(false, Ordering::Relaxed);
     DRAIN_STARTED.store(false, Ordering::Relaxed);
     DRAIN_LOCK.store(false, Ordering::Relaxed);
+    crate::reservations::after_fork_in_child();
     let fd = FD.swap(-1, Ordering::Relaxed);
     if fd >= 0 {
         // SAFETY: closing our copy of the pipe in the child.

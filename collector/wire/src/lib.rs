@@ -43,9 +43,11 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod end_report;
 mod error;
 mod record;
 
+pub use end_report::{EndReport, END_REPORT_LEN};
 pub use error::WireError;
 pub use record::{
     decode, decode_hot, peek_seq, record_len, AllocKind, CensusCache, CensusType, Decoder, Header,

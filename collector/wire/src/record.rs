@@ -2,7 +2,7 @@ use crate::WireError;
 
 /// Protocol number sent in [`Hello`]; bumped whenever a record's layout changes so
 /// a parent and a tracer from different builds fail loudly instead of misreading.
-pub const PROTOCOL: u32 = 4;
+pub const PROTOCOL: u32 = 5;
 
 /// Upper bound on one variable-length record's `len` field. Strings (qualnames, paths,
 /// labels) are truncated by the tracer well below this; anything longer is corruption.
@@ -43,7 +43,13 @@ pub enum AllocKind {
     Mmap = 4,
     /// mmap done by pymalloc for its arenas (not counted in the heap).
     PymallocArena = 5,
+    /// Address space mapped with mmap by C code: not counted in the heap. The part of an
+    /// anonymous mapping that is resident comes in [`Record::Resident`].
+    Reserved = 6,
 }
+
+/// Number of allocator kinds.
+const KINDS: u8 = 7;
 
 impl AllocKind {
     fn from_u8(b: u8) -> Result<Self, WireError> {
@@ -54,6 +60,7 @@ impl AllocKind {
             3 => AllocKind::Malloc,
             4 => AllocKind::Mmap,
             5 => AllocKind::PymallocArena,
+            6 => AllocKind::Reserved,
             _ => return Err(WireError::UnknownKind(b)),
         })
     }
@@ -104,9 +111,14 @@ pub enum Record<'a> {
     Gc { generation: u8, duration_ns: u64, collected: u64, uncollectable: u64 },
     /// Tracing stopped cleanly (interpreter exit or `_exit`).
     Stop,
+    /// `bytes` of the anonymous mapping recorded (as [`AllocKind::Reserved`]) at `address`
+    /// are resident now; sent by the drain, of no thread.
+    Resident { address: u64, bytes: u64 },
     /// An object census starts on this thread. `trigger`: 0 start, 1 mark,
-    /// 2 interval, 3 exit; `label` is the mark's label.
-    CensusBegin { trigger: u8, label: &'a [u8] },
+    /// 2 interval, 3 exit; `label` is the mark's label. A census of many objects looks at
+    /// one object in `sample_every` (1: all of them): its types' counts and sizes are
+    /// estimates, already scaled up, and their address lists hold the objects looked at.
+    CensusBegin { trigger: u8, label: &'a [u8], sample_every: u32 },
     /// Live gc-tracked objects of one type. A type may come in several records
     /// (long address lists are split); counts and sizes add up.
     CensusType(CensusType<'a>),
@@ -161,6 +173,7 @@ const TAG_GC: u8 = 6;
 const TAG_STOP: u8 = 7;
 const TAG_CENSUS_END: u8 = 8;
 const TAG_LINE: u8 = 9;
+const TAG_RESIDENT: u8 = 12;
 /// An allocation in 9 bytes: a `u64` of address (48 bits), size (13) and kind (3), for the
 /// usual block below 8 KiB at an address below 2^48 (all of user space on x86-64).
 const TAG_ALLOC_PACKED: u8 = 10;
@@ -168,16 +181,16 @@ const TAG_ALLOC_PACKED: u8 = 10;
 const TAG_FREE_PACKED: u8 = 11;
 const PACKED_ADDRESS: u64 = (1 << 48) - 1;
 const PACKED_SIZE_LIMIT: u64 = 1 << 13;
-const _: () = assert!((AllocKind::PymallocArena as u8) < 8, "kinds fit in 3 bits");
+const _: () = assert!(KINDS <= 8, "kinds fit in 3 bits");
 
 /// Whether an allocation of `size` bytes (0 for a free) at `address` takes a packed record.
 #[inline(always)]
 fn packs(address: u64, size: u64) -> bool {
     address <= PACKED_ADDRESS && size < PACKED_SIZE_LIMIT
 }
-/// `TAG_ALLOC + kind` (kinds 0..=5).
+/// `TAG_ALLOC + kind` (kinds 0..KINDS).
 const TAG_ALLOC: u8 = 16;
-/// `TAG_FREE + kind` (kinds 0..=5).
+/// `TAG_FREE + kind` (kinds 0..KINDS).
 const TAG_FREE: u8 = 24;
 /// Tags from here on are followed by a `u32` payload length.
 const FIRST_VARIABLE: u8 = 32;
@@ -203,8 +216,9 @@ const fn fixed_payload(tag: u8) -> Option<usize> {
         TAG_CENSUS_END => 20,
         TAG_ALLOC_PACKED => 8,
         TAG_FREE_PACKED => 7,
-        t if t >= TAG_ALLOC && t < TAG_ALLOC + 6 => 16,
-        t if t >= TAG_FREE && t < TAG_FREE + 6 => 8,
+        t if t >= TAG_ALLOC && t < TAG_ALLOC + KINDS => 16,
+        t if t >= TAG_FREE && t < TAG_FREE + KINDS => 8,
+        TAG_RESIDENT => 16,
         _ => return None,
     })
 }
@@ -250,6 +264,7 @@ impl Record<'_> {
             Record::Marker { .. } => TAG_MARKER,
             Record::Gc { .. } => TAG_GC,
             Record::Stop => TAG_STOP,
+            Record::Resident { .. } => TAG_RESIDENT,
             Record::CensusBegin { .. } => TAG_CENSUS_BEGIN,
             Record::CensusType(_) => TAG_CENSUS_TYPE,
             Record::CensusCache(_) => TAG_CENSUS_CACHE,
@@ -264,7 +279,7 @@ impl Record<'_> {
             Record::ThreadName { name } => str_len(name),
             Record::Code { qualname, filename, .. } => 8 + str_len(qualname) + str_len(filename),
             Record::Marker { label } => str_len(label),
-            Record::CensusBegin { label, .. } => 1 + str_len(label),
+            Record::CensusBegin { label, .. } => 1 + 4 + str_len(label),
             Record::CensusType(t) => {
                 5 * 8
                     + str_len(t.module)
@@ -406,13 +421,18 @@ impl Record<'_> {
                 w.u64(collected);
                 w.u64(uncollectable);
             }
+            Record::Resident { address, bytes } => {
+                w.u64(address);
+                w.u64(bytes);
+            }
             Record::Stop
             | Record::Push { .. }
             | Record::Line { .. }
             | Record::Alloc { .. }
             | Record::Free { .. } => {}
-            Record::CensusBegin { trigger, label } => {
+            Record::CensusBegin { trigger, label, sample_every } => {
                 w.u8(trigger);
+                w.u32(sample_every);
                 w.str(label);
             }
             Record::CensusType(t) => {
@@ -579,11 +599,11 @@ pub fn decode_hot(buf: &[u8]) -> Option<(Hot, usize)> {
         let kind = AllocKind::from_u8((w >> 48) as u8).ok()?;
         return Some((Hot::Free { address: w & PACKED_ADDRESS, kind }, 8));
     }
-    if tag.wrapping_sub(TAG_ALLOC) < 6 && buf.len() >= 17 {
+    if tag.wrapping_sub(TAG_ALLOC) < KINDS && buf.len() >= 17 {
         let kind = AllocKind::from_u8(tag - TAG_ALLOC).ok()?;
         return Some((Hot::Alloc { address: word(1), size: word(9), kind }, 17));
     }
-    if tag.wrapping_sub(TAG_FREE) < 6 && buf.len() >= 9 {
+    if tag.wrapping_sub(TAG_FREE) < KINDS && buf.len() >= 9 {
         let kind = AllocKind::from_u8(tag - TAG_FREE).ok()?;
         return Some((Hot::Free { address: word(1), kind }, 9));
     }
@@ -666,7 +686,10 @@ fn decode_payload<'a>(tag: u8, r: &mut Reader<'a>) -> Option<Record<'a>> {
             uncollectable: r.u64()?,
         },
         TAG_STOP => Record::Stop,
-        TAG_CENSUS_BEGIN => Record::CensusBegin { trigger: r.u8()?, label: r.str()? },
+        TAG_RESIDENT => Record::Resident { address: r.u64()?, bytes: r.u64()? },
+        TAG_CENSUS_BEGIN => {
+            Record::CensusBegin { trigger: r.u8()?, sample_every: r.u32()?, label: r.str()? }
+        }
         TAG_CENSUS_TYPE => Record::CensusType(CensusType {
             count: r.u64()?,
             bytes: r.u64()?,
@@ -762,11 +785,15 @@ mod tests {
             Record::Alloc { address: PACKED_ADDRESS + 1, size: 16, kind: AllocKind::PyMem },
             Record::Alloc { address: 0x7f00_0000_0010, size: 8192, kind: AllocKind::PyMem },
             Record::Free { address: PACKED_ADDRESS, kind: AllocKind::PymallocArena },
+            Record::Alloc { address: 0x7f00_0000_0000, size: 32 << 20, kind: AllocKind::Reserved },
+            Record::Alloc { address: 0x7f00_0000_1000, size: 4096, kind: AllocKind::Reserved },
+            Record::Free { address: 0x7f00_0000_0000, kind: AllocKind::Reserved },
+            Record::Resident { address: 0x7f00_0000_0000, bytes: 1 << 20 },
             Record::Free { address: u64::MAX, kind: AllocKind::PymallocObject },
             Record::Marker { label: "é".as_bytes() },
             Record::Gc { generation: 2, duration_ns: 99, collected: 5, uncollectable: 1 },
             Record::Stop,
-            Record::CensusBegin { trigger: 1, label: b"loaded" },
+            Record::CensusBegin { trigger: 1, label: b"loaded", sample_every: 1 },
             Record::CensusType(CensusType {
                 count: 3,
                 bytes: 168,
@@ -946,8 +973,8 @@ mod tests {
         assert_eq!(decode(&bad_kind), Err(WireError::UnknownTag(TAG_ALLOC + 7)));
         let bad_kind = [TAG_ALLOC_PACKED, 0, 0, 0, 0, 0, 0, 0, 7 << 5];
         assert_eq!(decode(&bad_kind), Err(WireError::UnknownKind(7)));
-        let bad_kind = [TAG_FREE_PACKED, 0, 0, 0, 0, 0, 0, 6];
-        assert_eq!(decode(&bad_kind), Err(WireError::UnknownKind(6)));
+        let bad_kind = [TAG_FREE_PACKED, 0, 0, 0, 0, 0, 0, 7];
+        assert_eq!(decode(&bad_kind), Err(WireError::UnknownKind(7)));
         assert!(matches!(decode(&[TAG_MARKER, 255, 255, 255, 255]), Err(WireError::TooLong(_))));
         let short = [TAG_MARKER, 4, 0, 0, 0, 9, 0, 0, 0];
         assert!(matches!(decode(&short), Err(WireError::BadLength { .. })));

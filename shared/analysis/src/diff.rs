@@ -1,17 +1,22 @@
 //! Comparing two recordings: memory per call site, matched by function and file (not line, so
-//! edits that shift lines don't break the match).
+//! edits that shift lines don't break the match). A call site is a stack's user frame (see
+//! [`crate::user_site`]): the line of the program's own code, whichever library it called.
 
 use rustc_hash::FxHashMap;
 
-use crate::{Recording, StackTotals, Totals};
+use crate::user_code::{biggest, stdlib_relative};
+use crate::{user_site, FrameId, Recording, StackTotals, Totals};
 
 /// A call site present in either recording.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SiteDelta {
-    /// Qualified function name of the innermost frame.
+    /// Qualified function name of the user frame.
     pub function: String,
-    /// Its file.
+    /// Its file, as [`comparable_file`] gives it.
     pub file: String,
+    /// The library function called there that holds the most (head, else base), if any:
+    /// (function, comparable file).
+    pub library: Option<(String, String)>,
     /// Memory there in the base recording.
     pub base: Totals,
     /// Memory there in the head recording.
@@ -25,10 +30,20 @@ impl SiteDelta {
     }
 }
 
-/// A file name that is the same in two checkouts or environments: relative to the program's
-/// working directory when inside it, from `site-packages/` for installed packages, from the
-/// version directory for the standard library.
+/// A file name that is the same in two checkouts, environments and Python versions: from
+/// `site-packages/` (or `dist-packages/`) for installed packages, from the version directory
+/// for the standard library (`.../lib/python3.11/json/decoder.py` -> `json/decoder.py`),
+/// relative to the program's working directory when inside it. Packages come first: a
+/// virtualenv inside the project directory holds the same packages as one elsewhere.
 pub fn comparable_file<'a>(file: &'a str, cwd: &str) -> &'a str {
+    for marker in ["/site-packages/", "/dist-packages/"] {
+        if let Some(i) = file.rfind(marker) {
+            return &file[i + marker.len()..];
+        }
+    }
+    if let Some(rest) = stdlib_relative(file) {
+        return rest;
+    }
     let cwd = cwd.trim_end_matches('/');
     if !cwd.is_empty() {
         if let Some(rest) = file.strip_prefix(cwd).and_then(|r| r.strip_prefix('/')) {
@@ -41,31 +56,37 @@ pub fn comparable_file<'a>(file: &'a str, cwd: &str) -> &'a str {
             return &rest[j + 1..];
         }
     }
-    if let Some(i) = file.rfind("/site-packages/") {
-        return &file[i + "/site-packages/".len()..];
-    }
-    if let Some(i) = file.find("/lib/python3.") {
-        // `/usr/lib/python3.11/json/decoder.py` -> `json/decoder.py`.
-        let rest = &file[i + "/lib/python3.".len()..];
-        if let Some(j) = rest.find('/') {
-            return &rest[j + 1..];
-        }
-    }
     file
 }
 
-fn by_site(rec: &Recording, totals: &StackTotals) -> FxHashMap<(String, String), Totals> {
-    let mut map: FxHashMap<(String, String), Totals> = FxHashMap::default();
-    let cwd = rec.meta().cwd.as_str();
+/// (function, comparable file) of a frame.
+fn frame_key(rec: &Recording, frame: FrameId) -> (String, String) {
+    match rec.frame(frame) {
+        Some(f) => (
+            rec.string(f.function).to_owned(),
+            comparable_file(rec.string(f.file), &rec.meta().cwd).to_owned(),
+        ),
+        None => ("<unknown frame>".to_owned(), String::new()),
+    }
+}
+
+type Key = (String, String);
+
+/// Bytes per library frame under a user site (`None`: allocated at the user frame).
+type Libraries = FxHashMap<Option<Key>, u64>;
+
+/// Memory per user site, with bytes per library frame under it.
+fn by_site(rec: &Recording, totals: &StackTotals) -> FxHashMap<Key, (Totals, Libraries)> {
+    let mut map: FxHashMap<Key, (Totals, Libraries)> = FxHashMap::default();
     for &(stack, t) in &totals.stacks {
-        let key = match rec.stack_frames(stack).next().and_then(|f| rec.frame(f)) {
-            Some(f) => (
-                rec.string(f.function).to_owned(),
-                comparable_file(rec.string(f.file), cwd).to_owned(),
-            ),
+        let site = user_site(rec, stack);
+        let key = match site.user {
+            Some(f) => frame_key(rec, f),
             None => ("<no Python frame>".to_owned(), String::new()),
         };
-        map.entry(key).or_default().merge(t);
+        let entry = map.entry(key).or_default();
+        entry.0.merge(t);
+        *entry.1.entry(site.library.map(|f| frame_key(rec, f))).or_default() += t.bytes;
     }
     map
 }
@@ -82,14 +103,16 @@ pub fn diff_sites(
     let h = by_site(head, head_totals);
     let mut out: Vec<SiteDelta> = h
         .into_iter()
-        .map(|((function, file), head)| {
-            let base = b.remove(&(function.clone(), file.clone())).unwrap_or_default();
-            SiteDelta { function, file, base, head }
+        .map(|((function, file), (head, head_libs))| {
+            let (base, base_libs) = b.remove(&(function.clone(), file.clone())).unwrap_or_default();
+            let library = biggest(&head_libs).or_else(|| biggest(&base_libs)).flatten();
+            SiteDelta { function, file, library, base, head }
         })
         .collect();
-    out.extend(b.into_iter().map(|((function, file), base)| SiteDelta {
+    out.extend(b.into_iter().map(|((function, file), (base, libs))| SiteDelta {
         function,
         file,
+        library: biggest(&libs).flatten(),
         base,
         head: Totals::default(),
     }));
@@ -157,5 +180,27 @@ mod tests {
             "<frozen importlib._bootstrap>"
         );
         assert_eq!(comparable_file("/elsewhere/x.py", ""), "/elsewhere/x.py");
+    }
+
+    /// Regression (issue 25): a virtualenv inside the project directory was made relative
+    /// to the project (`.venv311/lib/python3.11/site-packages/...`), so the same package
+    /// in two venvs of different Python versions did not match.
+    #[test]
+    fn packages_and_stdlib_match_across_python_versions_and_venv_places() {
+        let pandas = "pandas/io/parsers/readers.py";
+        for (file, cwd) in [
+            ("/proj/.venv311/lib/python3.11/site-packages/pandas/io/parsers/readers.py", "/proj"),
+            ("/proj/.venv312/lib/python3.12/site-packages/pandas/io/parsers/readers.py", "/proj"),
+            ("/home/u/.cache/venv/lib/python3.13/site-packages/pandas/io/parsers/readers.py", "/p"),
+            ("/usr/lib/python3/dist-packages/pandas/io/parsers/readers.py", "/proj"),
+        ] {
+            assert_eq!(comparable_file(file, cwd), pandas, "{file}");
+        }
+        for file in [
+            "/root/.pyenv/versions/3.11.7/lib/python3.11/json/decoder.py",
+            "/root/.pyenv/versions/3.12.1/lib/python3.12/json/decoder.py",
+        ] {
+            assert_eq!(comparable_file(file, "/root"), "json/decoder.py", "{file}");
+        }
     }
 }

@@ -40,23 +40,33 @@ pub struct FlameTree {
     pub nodes: Vec<FlameNode>,
 }
 
-/// Whether a frame belongs to the interpreter's import system or to memlens itself (its
-/// bootstrap, census and marker code, from the package `memlens run` writes to a temporary
-/// `memlens-py-*` folder or from an installed wheel).
+/// Whether a frame belongs to the interpreter's import system or to memlens itself
+/// ([`is_memlens_file`]).
 pub fn is_internal_file(file: &str) -> bool {
-    let memlens_package = file.contains("/memlens-py-")
-        || [
-            "/memlens/__init__.py",
-            "/memlens/_bootstrap.py",
-            "/memlens/_census.py",
-            "/memlens/_layout.py",
-        ]
-        .iter()
-        .any(|f| file.ends_with(f));
     file.starts_with("<frozen importlib")
         || file.starts_with("<frozen zipimport")
-        || memlens_package
+        || is_memlens_file(file)
+}
+
+/// Whether a frame is memlens's own (its bootstrap, census, markers, spans, pytest and
+/// IPython helpers), from the package `memlens run` writes to a temporary `memlens-py-*`
+/// folder or from an installed wheel. The collector leaves these frames out of the stacks
+/// it records; older recordings have them.
+pub fn is_memlens_file(file: &str) -> bool {
+    file.contains("/memlens-py-")
         || file == "<memlens>"
+        || [
+            "/memlens/__init__.py",
+            "/memlens/__main__.py",
+            "/memlens/_bootstrap.py",
+            "/memlens/_census.py",
+            "/memlens/_cli.py",
+            "/memlens/_layout.py",
+            "/memlens/ipython.py",
+            "/memlens/pytest_plugin.py",
+        ]
+        .iter()
+        .any(|f| file.ends_with(f))
 }
 
 impl FlameTree {
@@ -272,6 +282,7 @@ mod tests {
             "<frozen importlib._bootstrap_external>",
             "/tmp/memlens-py-4242-17/memlens/__init__.py",
             "/venv/lib/python3.11/site-packages/memlens/_census.py",
+            "/venv/lib/python3.12/site-packages/memlens/ipython.py",
             "<memlens>",
         ] {
             assert!(is_internal_file(f), "{f}");

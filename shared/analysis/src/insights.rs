@@ -12,7 +12,7 @@ use rustc_hash::FxHashMap;
 
 use crate::census::{deepest_stack, last_census, type_name};
 use crate::{format_bytes, format_count, format_duration_ns};
-use crate::{AddressMap, Error, Event, GcEvent, Op, Recording, StackId};
+use crate::{site_label, AddressMap, Error, Event, GcEvent, Op, Recording, StackId};
 use memlens_format::{CHURN_MAX_LIFETIME_NS, CHURN_MIN_SIZE};
 
 /// What a finding is about.
@@ -104,14 +104,6 @@ impl Default for InsightOptions {
             recursion_min_percent: 80,
         }
     }
-}
-
-/// `function (file:line)` of a stack's innermost frame.
-pub fn site_label(rec: &Recording, stack: StackId) -> String {
-    let Some(f) = rec.stack(stack).and_then(|n| rec.frame(n.frame)) else {
-        return "<no Python frame>".into();
-    };
-    format!("{} ({}:{})", rec.string(f.function), rec.string(f.file), f.line)
 }
 
 /// Number of checkpoints (quarters of the run) a growing stack must grow through.

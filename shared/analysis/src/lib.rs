@@ -46,6 +46,7 @@ mod timeline;
 mod totals;
 mod tree;
 mod units;
+mod user_code;
 
 // The format's types the analyses use throughout (not re-exported: import them from
 // `memlens_format`).
@@ -64,16 +65,19 @@ pub use diff_tree::{
     diff_hit, diff_layout, shade, DiffNode, DiffOptions, DiffRect, DiffTree, Presence, Shade,
 };
 pub use flame::{
-    flame_hit, flame_layout, is_internal_file, stack_path, FlameNode, FlameOptions, FlameRect,
-    FlameTree,
+    flame_hit, flame_layout, is_internal_file, is_memlens_file, stack_path, FlameNode,
+    FlameOptions, FlameRect, FlameTree,
 };
-pub use insights::{insights, site_label, Insight, InsightKind, InsightOptions, InsightsBuilder};
+pub use insights::{insights, Insight, InsightKind, InsightOptions, InsightsBuilder};
 pub use snapshot::SnapshotBuilder;
 pub use spans::{span_usage, SpanUsage};
 pub use timeline::{downsample, heap_timeline, rss_timeline, Bucket};
 pub use totals::{EventFilter, Snapshot, StackTotals};
 pub use units::{
     format_bytes, format_bytes_delta, format_count, format_count_delta, format_duration_ns,
+};
+pub use user_code::{
+    frame_label, is_library_file, site_label, user_site, user_sites, UserSite, UserSiteTotals,
 };
 
 /// Memory by stack for a snapshot: from the aggregates when the recording has them, else by

@@ -86,7 +86,7 @@ impl AddressPredictor {
         // glibc malloc: an 8-byte header, 16-byte alignment, 32 bytes at least.
         let block = (size.saturating_add(8 + 15) & !15).max(32);
         match kind {
-            AllocatorKind::Mmap => (PYMALLOC_CLASSES + 1, block),
+            AllocatorKind::Mmap | AllocatorKind::Reserved => (PYMALLOC_CLASSES + 1, block),
             AllocatorKind::PymallocArena => (PYMALLOC_CLASSES + 2, block),
             _ => (PYMALLOC_CLASSES, block),
         }

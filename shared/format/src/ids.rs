@@ -53,22 +53,30 @@ pub enum AllocatorKind {
     PyRaw = 2,
     /// Native `malloc`, `calloc`, `realloc`, `posix_memalign`, `aligned_alloc` from C code.
     Malloc = 3,
-    /// Native anonymous `mmap` from C code.
+    /// Native `mmap` from C code. Since kind 6 exists: the resident pages of an anonymous
+    /// mapping of kind 6, recorded at that mapping's address + 1 and re-recorded as they
+    /// change (before: a whole anonymous mapping, touched or not).
     Mmap = 4,
     /// System memory that pymalloc maps for its arenas. Its blocks are already counted under
     /// [`AllocatorKind::PymallocObject`]/[`AllocatorKind::PyMem`], so it is not part of the heap.
     PymallocArena = 5,
+    /// Address space mapped with `mmap` by C code (OpenBLAS's per-thread buffers, jemalloc's
+    /// and mimalloc's regions, file mappings): reserved, not necessarily used, so not part of
+    /// the heap. The part of an anonymous mapping that becomes resident is recorded as
+    /// [`AllocatorKind::Mmap`].
+    Reserved = 6,
 }
 
 impl AllocatorKind {
     /// All kinds, in code order.
-    pub const ALL: [AllocatorKind; 6] = [
+    pub const ALL: [AllocatorKind; 7] = [
         AllocatorKind::PymallocObject,
         AllocatorKind::PyMem,
         AllocatorKind::PyRaw,
         AllocatorKind::Malloc,
         AllocatorKind::Mmap,
         AllocatorKind::PymallocArena,
+        AllocatorKind::Reserved,
     ];
 
     /// The kind for a 3-bit code, if it is known.
@@ -78,7 +86,7 @@ impl AllocatorKind {
 
     /// Whether allocations of this kind count toward the traced heap.
     pub fn counts_in_heap(self) -> bool {
-        self != AllocatorKind::PymallocArena
+        !matches!(self, AllocatorKind::PymallocArena | AllocatorKind::Reserved)
     }
 
     /// A short human name.
@@ -88,8 +96,9 @@ impl AllocatorKind {
             AllocatorKind::PyMem => "PyMem",
             AllocatorKind::PyRaw => "PyMem raw",
             AllocatorKind::Malloc => "malloc",
-            AllocatorKind::Mmap => "mmap",
+            AllocatorKind::Mmap => "mmap (resident)",
             AllocatorKind::PymallocArena => "pymalloc arena",
+            AllocatorKind::Reserved => "mmap (reserved)",
         }
     }
 }

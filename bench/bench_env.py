@@ -1,0 +1,78 @@
+"""Virtualenvs for the benchmarks that run real programs: one per CPython on the machine,
+with the PyPI packages those programs use, made on first use under target/bench-venvs/.
+
+    python3 bench/bench_env.py            # make (or check) every venv and say where they are
+
+Interpreters are looked for as ``python3.X`` on PATH, then under ``~/.pyenv/versions``.
+Package versions are pinned so that two runs of a bench measure the same code; a venv whose
+packages are not these is made again.
+"""
+import glob
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+VENVS = ROOT / "target" / "bench-venvs"
+# Every version has wheels for CPython 3.11 to 3.13 on Linux x86_64.
+PACKAGES = [
+    "numpy==2.4.6",
+    "pandas==3.1.1",
+    "scipy==1.17.1",
+    "sympy==1.14.0",
+    "black==26.10.1",
+    "jinja2==3.1.6",
+    "memray==1.20.0",
+]
+VERSIONS = ("3.11", "3.12", "3.13")
+
+
+def interpreter(version):
+    """Path of CPython `version` ("3.12"), or None."""
+    name = f"python{version}"
+    candidates = [shutil.which(name)] + sorted(
+        glob.glob(os.path.expanduser(f"~/.pyenv/versions/{version}.*/bin/{name}")), reverse=True)
+    for c in filter(None, candidates):
+        if subprocess.run([c, "-c", "pass"], capture_output=True).returncode == 0:
+            return Path(c)
+    return None
+
+
+def venv(version):
+    """The Python of the bench venv for CPython `version`, made if needed; None without
+    that CPython."""
+    base = interpreter(version)
+    if base is None:
+        return None
+    path = VENVS / version
+    python = path / "bin" / "python"
+    stamp = path / "bench-packages.txt"
+    want = "\n".join(PACKAGES) + "\n"
+    if python.exists() and stamp.exists() and stamp.read_text() == want:
+        return python
+    print(f"bench: making {path} with {base} ({len(PACKAGES)} packages from PyPI)", file=sys.stderr)
+    shutil.rmtree(path, ignore_errors=True)
+    subprocess.run([str(base), "-m", "venv", str(path)], check=True)
+    subprocess.run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check",
+                    *PACKAGES], check=True)
+    stamp.write_text(want)
+    return python
+
+
+def venvs(versions=VERSIONS):
+    """{version: venv python} for every version this machine has."""
+    found = {}
+    for v in versions:
+        p = venv(v)
+        if p is None:
+            print(f"bench: no CPython {v} here; skipped", file=sys.stderr)
+        else:
+            found[v] = p
+    return found
+
+
+if __name__ == "__main__":
+    for v, p in venvs().items():
+        print(v, p)

@@ -1,0 +1,134 @@
+//! The recording loop shared by `memlens run`'s recorder and `memlens sink`: the tracer's
+//! pipe in, a recording out, memory samples and periodic flushes in between.
+
+use std::fs::File;
+use std::io::{BufWriter, Read};
+use std::os::fd::AsFd;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+
+use crate::host::monotonic_ns;
+use crate::recorder::Recorder;
+
+/// How often the recording is made durable on disk: bounds what a crash of memlens
+/// itself (or a SIGKILL of the program) can lose beyond the tracer's 5 ms drain period.
+const FLUSH_PERIOD: Duration = Duration::from_millis(100);
+
+/// Once the program has said how it ends but is still running (a fatal signal's handler
+/// waits for us), its drain thread sends the last records within a drain period (5 ms):
+/// the recording ends when the pipe has been quiet this long...
+const QUIET: Duration = Duration::from_millis(20);
+
+/// ...or this long after the end, whatever comes: only a grandchild that inherited the
+/// pipe (which the tracer prevents) can keep it busy longer.
+const END_GRACE: Duration = Duration::from_secs(2);
+
+/// The tracer's pipe, read by the recorder thread itself: the bytes arrive in the cache of
+/// the core that decodes them (a reader thread of its own handed every chunk across
+/// cores), and the pipe's own buffer, enlarged by the tracer, absorbs bursts meanwhile.
+pub(crate) struct PipeReader {
+    pipe: File,
+    buf: Vec<u8>,
+}
+
+/// Bytes per read: 256 KiB, a few ms of the busiest traced program.
+const READ_SIZE: usize = 256 * 1024;
+
+/// Why [`PipeReader::feed_next`] fed nothing.
+pub(crate) enum NoData {
+    /// Nothing arrived within the timeout.
+    Timeout,
+    /// The tracer closed the pipe (or it failed).
+    Closed,
+}
+
+impl PipeReader {
+    pub(crate) fn new(pipe: File) -> PipeReader {
+        PipeReader { pipe, buf: vec![0u8; READ_SIZE] }
+    }
+
+    /// Feeds what the pipe holds (waiting up to `timeout` for something) to `recorder`,
+    /// keeping the first error.
+    fn feed_next(
+        &mut self,
+        recorder: &mut Recorder<BufWriter<File>>,
+        timeout: Duration,
+        error: &mut Option<anyhow::Error>,
+    ) -> Result<(), NoData> {
+        let ms = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
+        let mut fds = [PollFd::new(self.pipe.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, PollTimeout::from(ms)) {
+            Ok(0) => return Err(NoData::Timeout),
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(_) => return Err(NoData::Closed),
+        }
+        let n = match self.pipe.read(&mut self.buf) {
+            Ok(0) => return Err(NoData::Closed),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => return Ok(()),
+            Err(_) => return Err(NoData::Closed),
+        };
+        if error.is_none() {
+            if let Err(e) = recorder.feed(&self.buf[..n]) {
+                *error = Some(e);
+            }
+        }
+        Ok(())
+    }
+}
+
+pub(crate) type RecordResult = Result<(Recorder<BufWriter<File>>, Option<anyhow::Error>)>;
+
+/// Replays what arrives on `pipe` into `recorder` until the tracer closes it, or, once
+/// `ended()` says the program is ending, until the pipe is empty (the tracer said goodbye:
+/// everything was sent) or quiet; takes a `memory()` sample (RSS, VMS) every `interval`
+/// and flushes the file every [`FLUSH_PERIOD`].
+pub(crate) fn record_loop(
+    mut recorder: Recorder<BufWriter<File>>,
+    mut pipe: PipeReader,
+    mut memory: impl FnMut() -> Option<(u64, u64)>,
+    interval: Duration,
+    ended: impl Fn() -> bool,
+) -> RecordResult {
+    let mut next_sample = Instant::now();
+    let mut next_flush = Instant::now() + FLUSH_PERIOD;
+    let mut feed_error = None;
+    let mut end_seen: Option<Instant> = None;
+    loop {
+        let now = Instant::now();
+        let ending = end_seen.is_some();
+        let timeout = match end_seen {
+            Some(_) if recorder.stopped() => Duration::ZERO,
+            Some(_) => QUIET,
+            None => next_sample.saturating_duration_since(now),
+        };
+        match pipe.feed_next(&mut recorder, timeout, &mut feed_error) {
+            Ok(()) => {}
+            Err(NoData::Timeout) if ending => break,
+            Err(NoData::Timeout) => {}
+            Err(NoData::Closed) => break,
+        }
+        let now = Instant::now();
+        if now >= next_sample {
+            if !ending {
+                if let Some((rss, vms)) = memory() {
+                    recorder.sample(monotonic_ns(), rss, vms)?;
+                }
+            }
+            next_sample = now + interval;
+        }
+        if now >= next_flush {
+            recorder.flush()?;
+            next_flush = now + FLUSH_PERIOD;
+        }
+        if !ending && ended() {
+            end_seen = Some(now);
+        }
+        if end_seen.is_some_and(|t| now.duration_since(t) > END_GRACE) {
+            break;
+        }
+    }
+    Ok((recorder, feed_error))
+}

@@ -1,0 +1,151 @@
+//! The recorder of `memlens run`: a helper process beside the traced program.
+//!
+//! `memlens run` forks this helper (twice, so that it is not a child of the program and
+//! in a session of its own, out of reach of the terminal's and the program's process
+//! group signals), then execs the interpreter in its own process. The helper
+//! - replays the tracer's raw records from the pipe into the recording ([`Recorder`]),
+//!   samples the program's memory every `--interval` ms and flushes the file every 100 ms,
+//!   so a killed program still leaves a readable recording,
+//! - learns how the program ends from the tracer, or from /proc ([`EndWatch`]),
+//! - writes that end and the trailer, syncs the file, prints the summary line, removes
+//!   the temporary `memlens` package and closes the control socket, on which a program
+//!   that is exiting waits for it.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use memlens_analysis::format_bytes;
+use memlens_format::{Meta, RecordingWriter, WriterOptions};
+
+use crate::child_memory::tree_memory;
+use crate::process_watch::{EndWatch, Ended, Ending};
+use crate::python_env::PythonPackageDir;
+use crate::record_loop::{record_loop, PipeReader};
+use crate::recorder::Recorder;
+
+/// Everything the helper needs, prepared by `memlens run` before it forks.
+pub struct RecorderJob {
+    /// The traced program's process (memlens's own, before the exec).
+    pub pid: u32,
+    pub output: PathBuf,
+    pub file: File,
+    pub meta: Meta,
+    /// CLOCK_MONOTONIC ns taken as the recording's start.
+    pub t0: u64,
+    /// The read end of the tracer's pipe.
+    pub pipe: OwnedFd,
+    /// The recorder's end of the control socket (see [`crate::process_watch`]).
+    pub ctrl: OwnedFd,
+    pub interval: Duration,
+    /// Write the aggregates only, no events (`--aggregate`).
+    pub aggregate: bool,
+    pub quiet: bool,
+    /// The `memlens` package the program imports; removed once it has ended.
+    pub package: PythonPackageDir,
+}
+
+/// Runs the helper to the end and exits the process.
+pub fn serve(job: RecorderJob) -> ! {
+    // stdin and stdout are the program's; keeping them open would make a reader of the
+    // program's output wait for us. stderr stays, for the summary line.
+    if let Ok(null) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
+        let _ = nix::unistd::dup2(null.as_raw_fd(), 0);
+        let _ = nix::unistd::dup2(null.as_raw_fd(), 1);
+    }
+    let code = match record(job) {
+        Ok(()) => 0,
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "memlens: error: {e:#}");
+            2
+        }
+    };
+    std::process::exit(code)
+}
+
+fn record(job: RecorderJob) -> Result<()> {
+    let RecorderJob {
+        pid,
+        output,
+        file,
+        meta,
+        t0,
+        pipe,
+        ctrl,
+        interval,
+        aggregate,
+        quiet,
+        package,
+    } = job;
+    let watch = EndWatch::spawn(pid, ctrl).context("cannot watch the traced program")?;
+    let options = WriterOptions { events: !aggregate, ..WriterOptions::default() };
+    let out = BufWriter::with_capacity(1 << 20, file);
+    let writer = RecordingWriter::with_options(out, &meta, options)
+        .with_context(|| format!("cannot write output file {}", output.display()))?;
+    let recorder = Recorder::new(writer, t0);
+    let pipe = PipeReader::new(File::from(pipe));
+    let (recorder, feed_error) =
+        record_loop(recorder, pipe, || tree_memory(pid), interval, || watch.ended().is_some())?;
+    // The pipe can close before the end (a program that closes file descriptors it did not
+    // open): the end is still to come.
+    let ended = loop {
+        if let Some(e) = watch.ended() {
+            break e;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    if ended.aborted {
+        // `memlens run` could not start the program and said so itself.
+        let _ = std::fs::remove_file(&output);
+        watch.release();
+        return Ok(());
+    }
+    let Ended { at_ns, ending, .. } = ended;
+    let hello = recorder.hello().is_some();
+    let stopped = recorder.stopped();
+    let peak = recorder.summary().peak_heap;
+    let end_heap = recorder.heap();
+    let (code, signal) = ending.code_and_signal();
+    let w = recorder.finish(at_ns, code, signal)?;
+    w.into_inner()
+        .map_err(|e| e.into_error())
+        .and_then(|f| f.sync_all())
+        .with_context(|| format!("cannot write output file {}", output.display()))?;
+
+    let mut err = std::io::stderr().lock();
+    if let Some(e) = feed_error {
+        let _ = writeln!(err, "memlens: warning: stopped reading the tracer's data early: {e:#}");
+    }
+    if !hello {
+        let _ = writeln!(
+            err,
+            "memlens: warning: the program ended before tracing started; the recording is empty"
+        );
+    } else if !stopped && matches!(ending, Ending::Exited(_)) {
+        let _ = writeln!(
+            err,
+            "memlens: warning: the tracer did not say goodbye; the last few ms may be missing"
+        );
+    }
+    if !quiet {
+        let how = match ending {
+            Ending::Signaled(s) => format!("killed by signal {s}"),
+            Ending::Exited(c) => format!("exit code {c}"),
+            Ending::Unknown => "ended without saying how: killed?".to_owned(),
+        };
+        let _ = writeln!(
+            err,
+            "memlens: peak heap {}, {} still allocated at exit ({how}); wrote {}",
+            format_bytes(peak),
+            format_bytes(end_heap),
+            output.display()
+        );
+    }
+    drop(err);
+    drop(package);
+    watch.release();
+    Ok(())
+}

@@ -1,0 +1,194 @@
+//! End-to-end tests of `memlens run` under signals, against the same program run plainly.
+//!
+//! The program runs in the process the user started (memlens execs the interpreter and
+//! records from a helper process beside it), so a signal sent to its PID or to its process
+//! group reaches it exactly once, from the real `timeout`, `kill` or a group kill alike,
+//! and its exit status and output are those of a plain run. Each test runs
+//! tests/scripts/interrupted.py (a KeyboardInterrupt cleanup that counts extra SIGINTs)
+//! both ways and compares; the recording must say how the program ended.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::Path;
+use std::process::{Command, ExitStatus, Stdio};
+
+use memlens_analysis::{stack_totals, EventFilter, Snapshot};
+use memlens_format::Recording;
+use nix::sys::signal::{kill, killpg, Signal};
+use nix::unistd::Pid;
+
+use common::{line_of, memlens, script, TempDir};
+
+/// The program, plainly (`python3 SCRIPT`) or under `memlens run -o FILE`.
+fn program(name: &str, recording: Option<&Path>) -> Command {
+    match recording {
+        None => {
+            let mut c = Command::new("python3");
+            c.arg(script(name));
+            c
+        }
+        Some(file) => {
+            let mut c = memlens();
+            c.arg("run").arg("-q").arg("-o").arg(file).arg(script(name));
+            c
+        }
+    }
+}
+
+/// How a run ended and what it printed.
+#[derive(Debug, PartialEq, Eq)]
+struct Outcome {
+    code: Option<i32>,
+    signal: Option<i32>,
+    stdout: Vec<String>,
+}
+
+fn outcome(status: ExitStatus, stdout: &str) -> Outcome {
+    Outcome {
+        code: status.code(),
+        signal: status.signal(),
+        // The pid differs from run to run.
+        stdout: stdout
+            .lines()
+            .map(|l| if l.starts_with("started ") { "started" } else { l }.to_owned())
+            .collect(),
+    }
+}
+
+/// Runs the program in a process group of its own, signals it with `send(pid)` once it
+/// has started, and checks that its pid is the one we started.
+fn signal_when_started(mut cmd: Command, send: impl Fn(Pid)) -> Outcome {
+    let mut child = cmd.process_group(0).stdout(Stdio::piped()).spawn().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    stdout.read_line(&mut first).unwrap();
+    let pid: u32 = first.trim().strip_prefix("started ").expect(&first).parse().unwrap();
+    assert_eq!(pid, child.id(), "the program runs in the process that was started");
+    send(Pid::from_raw(pid as i32));
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
+    outcome(child.wait().unwrap(), &(first + &rest))
+}
+
+/// Runs `timeout --preserve-status -s SIGNAL 4 <program>`: long enough for the program to
+/// be in its `try` block even on a busy machine.
+fn under_timeout(signal: &str, cmd: &Command) -> Outcome {
+    let out = Command::new("timeout")
+        .args(["--preserve-status", "-s", signal, "4"])
+        .arg(cmd.get_program())
+        .args(cmd.get_args())
+        .output()
+        .expect("the `timeout` command (coreutils)");
+    outcome(out.status, &String::from_utf8_lossy(&out.stdout))
+}
+
+/// The recording's end (exit code, signal), checking that the held memory is there. A
+/// program that was not killed waits until its recording is complete before it exits; after
+/// a SIGKILL, the recorder finishes the file a moment after the program is gone.
+fn recorded_end(file: &Path) -> (Option<i32>, Option<i32>) {
+    let mut rec = Recording::from_vec(std::fs::read(file).unwrap()).unwrap();
+    for _ in 0..100 {
+        if rec.has_trailer() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        rec = Recording::from_vec(std::fs::read(file).unwrap()).unwrap();
+    }
+    let end = rec.end().copied().expect("the end is recorded");
+    let top = stack_totals(&rec, Snapshot::AtPeak, &EventFilter::default()).unwrap();
+    let line = line_of("interrupted.py", "INTERRUPTED_ALLOC_LINE");
+    let lines: Vec<u32> = top
+        .stacks
+        .iter()
+        .filter(|(_, t)| t.bytes >= 12 << 20)
+        .filter_map(|(s, _)| rec.stack(*s).and_then(|n| rec.frame(n.frame)).map(|f| f.line))
+        .collect();
+    assert_eq!(lines, [line], "the 12 MiB are at the script's line");
+    (end.exit_code, end.signal)
+}
+
+const CLEANUP: [&str; 4] =
+    ["started", "cleanup begins", "cleanup done", "SIGINT received 1 time(s)"];
+
+/// Runs `scenario` on the plain program and under memlens: both outcomes, and the end the
+/// recording says.
+fn plain_and_traced(
+    name: &str,
+    scenario: impl Fn(Command) -> Outcome,
+) -> (Outcome, Outcome, (Option<i32>, Option<i32>)) {
+    let dir = TempDir::new(&format!("signals-{name}"));
+    let file = dir.0.join("out.memlens");
+    let plain = scenario(program("interrupted.py", None));
+    let traced = scenario(program("interrupted.py", Some(&file)));
+    let end = recorded_end(&file);
+    (plain, traced, end)
+}
+
+fn exited_after_cleanup() -> Outcome {
+    Outcome { code: Some(3), signal: None, stdout: CLEANUP.map(String::from).into() }
+}
+
+/// Sent to the PID, as `kill` does, or to the process group, as a terminal's Ctrl-C does.
+#[test]
+fn sigint_to_the_pid_or_its_process_group_is_delivered_once() {
+    let to_pid = |pid| kill(pid, Signal::SIGINT).unwrap();
+    let to_group = |pid| killpg(pid, Signal::SIGINT).unwrap();
+    for (name, send) in [("kill-int", &to_pid as &dyn Fn(Pid)), ("group-int", &to_group)] {
+        let (plain, traced, end) = plain_and_traced(name, |c| signal_when_started(c, send));
+        assert_eq!(plain, exited_after_cleanup(), "{name}");
+        assert_eq!(traced, plain, "{name}");
+        assert_eq!(end, (Some(3), None), "{name}");
+    }
+}
+
+#[test]
+fn sigterm_to_the_pid_kills_the_program_and_is_recorded() {
+    let send = |pid| kill(pid, Signal::SIGTERM).unwrap();
+    let (plain, traced, end) = plain_and_traced("kill-term", |c| signal_when_started(c, send));
+    assert_eq!(plain, Outcome { code: None, signal: Some(15), stdout: vec!["started".into()] });
+    assert_eq!(traced, plain);
+    assert_eq!(end, (None, Some(15)));
+}
+
+/// GNU `timeout` sends its signal to the program and then to its whole process group, so
+/// even a plain run may see SIGINT twice (when the first was handled before the second
+/// was sent); a wrapper that forwarded signals would add a third. The program's cleanup
+/// completes and it exits with its own code either way.
+#[test]
+fn timeout_with_sigint_ends_the_program_as_it_ends_a_plain_run() {
+    let (plain, traced, end) = plain_and_traced("timeout-int", |c| under_timeout("INT", &c));
+    for o in [&plain, &traced] {
+        assert_eq!((o.code, o.signal), (Some(3), None), "{o:?}");
+        assert_eq!(o.stdout[..3], CLEANUP[..3], "{o:?}");
+        let count = &o.stdout[3];
+        assert!(count.ends_with(" 1 time(s)") || count.ends_with(" 2 time(s)"), "{o:?}");
+    }
+    assert_eq!(end, (Some(3), None));
+}
+
+#[test]
+fn timeout_with_sigterm_kills_the_program_as_it_kills_a_plain_run() {
+    let (plain, traced, end) = plain_and_traced("timeout-term", |c| under_timeout("TERM", &c));
+    // `timeout --preserve-status` exits with 128 + the signal its command died of.
+    let killed = Outcome { code: Some(128 + 15), signal: None, stdout: vec!["started".into()] };
+    assert_eq!(plain, killed);
+    assert_eq!(traced, plain);
+    assert_eq!(end, (None, Some(15)));
+}
+
+/// A SIGKILL from outside cannot be seen from inside the program: the recorder reads the
+/// status from /proc before the process is reaped, or says that it does not know. Either
+/// way the recording is complete up to the kill.
+#[test]
+fn sigkill_from_outside_leaves_a_readable_recording() {
+    let dir = TempDir::new("signals-kill-9");
+    let file = dir.0.join("out.memlens");
+    let send = |pid| kill(pid, Signal::SIGKILL).unwrap();
+    let traced = signal_when_started(program("interrupted.py", Some(&file)), send);
+    assert_eq!((traced.code, traced.signal), (None, Some(9)));
+    let end = recorded_end(&file);
+    assert!(end == (None, Some(9)) || end == (None, None), "{end:?}");
+    eprintln!("recorded end after an outside SIGKILL: {end:?}");
+}

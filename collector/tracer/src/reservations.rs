@@ -1,0 +1,197 @@
+//! Anonymous mappings made by C code: reserved address space, and how much of it is used.
+//!
+//! An `mmap` reserves address space; its pages take memory only once touched. OpenBLAS maps
+//! a 32 MiB buffer per thread when it loads and touches a fraction of it; allocators such as
+//! jemalloc and mimalloc map big regions and fill them over time. Counting a mapping's whole
+//! length as heap made `import numpy` report twice its RSS. So the hooks record a mapping as
+//! [`AllocKind::Reserved`] (not heap) and register the anonymous ones here; the drain thread
+//! looks at their residency with `mincore` every [`SCAN_PERIOD`] (less often when that gets
+//! costly) and once more at the end, and reports changes as [`Record::Resident`], which
+//! the recorder turns into heap memory on the mapping's stack. File mappings are recorded as
+//! reserved only: their resident pages are the page cache, shared with every reader.
+//!
+//! The registry is a `BTreeMap` behind a spin lock (a fork resets it: a child never waits
+//! for a holder that did not follow it). Hooks hold it for an insert or a trim; the scan
+//! copies the ranges out, calls `mincore` without the lock, and reports only for mappings
+//! still registered as they were.
+
+use std::cell::UnsafeCell;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use memlens_wire::Record;
+
+use crate::clock::now_ns;
+
+/// How often residency is looked at: what the heap's timeline of mapped memory lags by.
+const SCAN_PERIOD: Duration = Duration::from_millis(50);
+
+/// A scan may take this share of the drain thread's time at most (the period grows).
+const SCAN_SHARE: u64 = 50;
+
+/// Changes smaller than this are reported only by the final scan: a mapping's residency
+/// moves by pages, and reporting each would cost two events.
+const REPORT_STEP: usize = 64 * 1024;
+
+/// Pages per `mincore` call: 256 MiB of address space per 64 KiB of vector.
+const MINCORE_PAGES: usize = 64 * 1024;
+
+const PAGE: usize = 4096;
+
+struct Mapping {
+    /// The range still mapped (trimmed by partial `munmap`s).
+    start: usize,
+    end: usize,
+    /// The logical clock ([`crate::ring`]) when the mapping's record was written: it is on
+    /// the pipe once the drain cut past it, and only then may its residency follow it.
+    seq: u64,
+    /// Bytes last reported resident.
+    resident: usize,
+}
+
+struct Registry {
+    /// By the address the mapping was recorded at.
+    map: UnsafeCell<BTreeMap<usize, Mapping>>,
+    lock: AtomicBool,
+}
+
+// SAFETY: `map` is only reached through `with`, which holds `lock`.
+unsafe impl Sync for Registry {}
+
+static REGISTRY: Registry =
+    Registry { map: UnsafeCell::new(BTreeMap::new()), lock: AtomicBool::new(false) };
+
+fn with<R>(f: impl FnOnce(&mut BTreeMap<usize, Mapping>) -> R) -> R {
+    while REGISTRY.lock.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).is_err()
+    {
+        std::thread::yield_now();
+    }
+    // SAFETY: we hold the lock, so this is the only reference.
+    let r = f(unsafe { &mut *REGISTRY.map.get() });
+    REGISTRY.lock.store(false, Ordering::Release);
+    r
+}
+
+/// Whether [addr, addr+len) lies inside a registered mapping (a `MAP_FIXED` map over part of
+/// a reservation: the reservation already counts it).
+pub fn inside_registered(addr: usize, len: usize) -> bool {
+    with(|m| {
+        m.range(..=addr).next_back().is_some_and(|(_, r)| r.start <= addr && addr + len <= r.end)
+    })
+}
+
+/// Registers an anonymous mapping whose `Reserved` record was just written.
+pub fn add(addr: usize, len: usize) {
+    let seq = crate::ring::clock_seq();
+    with(|m| {
+        m.insert(addr, Mapping { start: addr, end: addr.saturating_add(len), seq, resident: 0 })
+    });
+}
+
+/// `munmap(addr, len)`: trims or drops the registered mappings it covers; calls `freed` with
+/// the recorded address of each one it drops other than `addr` itself (its free is recorded
+/// by the caller anyway).
+pub fn remove(addr: usize, len: usize, mut freed: impl FnMut(usize)) {
+    let end = addr.saturating_add(len);
+    with(|m| {
+        let hit: Vec<usize> =
+            m.range(..end).rev().take_while(|(_, r)| r.end > addr).map(|(&k, _)| k).collect();
+        for key in hit {
+            let Some(r) = m.get_mut(&key) else { continue };
+            if addr <= r.start && end >= r.end {
+                m.remove(&key);
+                if key != addr {
+                    freed(key);
+                }
+            } else if addr <= r.start {
+                r.start = end;
+            } else {
+                // The tail, or a hole in the middle (the part after it is then not looked at).
+                r.end = addr;
+            }
+        }
+    });
+}
+
+/// Forgets every mapping (a new tracing session: its recording knows none of them).
+pub fn clear() {
+    with(|m| m.clear());
+}
+
+/// In a forked child: the lock may have been held by a thread that did not follow.
+pub fn after_fork_in_child() {
+    REGISTRY.lock.store(false, Ordering::Release);
+}
+
+/// The drain thread's side: scans and reports.
+pub struct Scanner {
+    /// (key, start, end, seq) of the mappings being looked at.
+    ranges: Vec<(usize, usize, usize, u64)>,
+    resident: Vec<usize>,
+    vec: Vec<u8>,
+    next_ns: u64,
+}
+
+impl Scanner {
+    pub const fn new() -> Scanner {
+        Scanner { ranges: Vec::new(), resident: Vec::new(), vec: Vec::new(), next_ns: 0 }
+    }
+
+    /// Appends a `Resident` record (of no thread) to `out` for each mapping recorded before
+    /// `cut` whose residency changed: by [`REPORT_STEP`] or more, or at all when `exact`.
+    /// Does nothing before its time unless `exact`.
+    pub fn scan(&mut self, cut: u64, exact: bool, out: &mut Vec<u8>) {
+        let began = now_ns();
+        if !exact && began < self.next_ns {
+            return;
+        }
+        self.ranges.clear();
+        let ranges = &mut self.ranges;
+        with(|m| {
+            ranges.extend(
+                m.iter().filter(|(_, r)| r.seq < cut).map(|(&k, r)| (k, r.start, r.end, r.seq)),
+            )
+        });
+        self.resident.clear();
+        for &(_, start, end, _) in &self.ranges {
+            self.resident.push(resident_bytes(start, end, &mut self.vec));
+        }
+        let (ranges, resident) = (&self.ranges, &self.resident);
+        with(|m| {
+            for (&(key, _, _, seq), &now) in ranges.iter().zip(resident) {
+                let Some(r) = m.get_mut(&key) else { continue };
+                let step = now.abs_diff(r.resident);
+                if r.seq != seq || step == 0 || (!exact && step < REPORT_STEP) {
+                    continue;
+                }
+                r.resident = now;
+                crate::tracing::encode_unthreaded(
+                    &Record::Resident { address: key as u64, bytes: now as u64 },
+                    out,
+                );
+            }
+        });
+        let took = now_ns().saturating_sub(began);
+        self.next_ns = began + (SCAN_PERIOD.as_nanos() as u64).max(took * SCAN_SHARE);
+    }
+}
+
+/// Resident bytes of [start, end), by `mincore`; 0 for a range that is no longer mapped.
+fn resident_bytes(start: usize, end: usize, vec: &mut Vec<u8>) -> usize {
+    let mut pages = 0;
+    let mut at = start & !(PAGE - 1);
+    while at < end {
+        let n = ((end - at).div_ceil(PAGE)).min(MINCORE_PAGES);
+        vec.resize(n, 0);
+        // SAFETY: `vec` has room for one byte per page of the range; mincore only reads the
+        // page tables of [at, at + n pages) and fails (ENOMEM) if part of it is unmapped.
+        let rc = unsafe { libc::mincore(at as *mut libc::c_void, n * PAGE, vec.as_mut_ptr()) };
+        if rc != 0 {
+            return 0;
+        }
+        pages += vec.iter().filter(|&&b| b & 1 != 0).count();
+        at += n * PAGE;
+    }
+    pages * PAGE
+}

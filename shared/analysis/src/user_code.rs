@@ -1,0 +1,213 @@
+//! The user's code first: which frames are the program's own, and call sites named by them.
+//!
+//! Most memory is allocated inside libraries (`numpy.ones`, `json.loads`, pandas' readers),
+//! but what a user can change is the line of their own code that called them. A *user site*
+//! names the innermost frame of a stack outside the standard library and installed packages
+//! (and outside memlens), with the innermost frame beside it when that one is a library's.
+
+use rustc_hash::FxHashMap;
+
+use crate::{is_internal_file, FrameId, Recording, StackId, StackTotals, Totals};
+
+/// Whether `file` belongs to an installed package (`site-packages`, `dist-packages`), the
+/// standard library (`.../lib/python3.X/...`) or the interpreter itself (`<frozen os>`),
+/// rather than to the program. Recognized from the path alone, so it works on recordings
+/// made anywhere, in any virtualenv and Python version.
+pub fn is_library_file(file: &str) -> bool {
+    file.contains("/site-packages/")
+        || file.contains("/dist-packages/")
+        || file.starts_with("<frozen ")
+        || stdlib_relative(file).is_some()
+}
+
+/// The part of a standard-library path after `lib/python3.X/`, if `file` is one
+/// (`/usr/lib/python3.11/json/decoder.py` -> `json/decoder.py`).
+pub(crate) fn stdlib_relative(file: &str) -> Option<&str> {
+    for marker in ["/lib/python3.", "/lib64/python3."] {
+        if let Some(i) = file.find(marker) {
+            let rest = &file[i + marker.len()..];
+            // The version's minor number (and a `t` for free-threaded builds), then '/'.
+            let version_len = rest.find('/')?;
+            if rest[..version_len].chars().all(|c| c.is_ascii_digit() || c == 't') {
+                return Some(&rest[version_len + 1..]);
+            }
+        }
+    }
+    None
+}
+
+/// The frames that name a stack's call site.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct UserSite {
+    /// The innermost frame in the program's own code; when the whole stack is library
+    /// code, its innermost frame. `None` for the empty stack.
+    pub user: Option<FrameId>,
+    /// The innermost frame, when it is a library's (and so not `user`).
+    pub library: Option<FrameId>,
+}
+
+/// The user site of `stack`. memlens's own frames and the import system's are skipped.
+pub fn user_site(rec: &Recording, stack: StackId) -> UserSite {
+    let file = |f: FrameId| rec.frame(f).map_or("", |fr| rec.string(fr.file));
+    // Innermost first.
+    let frames: Vec<(FrameId, &str)> = rec
+        .stack_frames(stack)
+        .map(|f| (f, file(f)))
+        .filter(|(_, name)| !is_internal_file(name))
+        .collect();
+    let Some(&(innermost, _)) = frames.first() else {
+        return UserSite { user: None, library: None };
+    };
+    if !is_library_frame(&frames, 0) {
+        return UserSite { user: Some(innermost), library: None };
+    }
+    match (1..frames.len()).find(|&i| !is_library_frame(&frames, i)) {
+        Some(i) => UserSite { user: Some(frames[i].0), library: Some(innermost) },
+        None => UserSite { user: Some(innermost), library: None },
+    }
+}
+
+/// Whether `frames[i]` (innermost first) is library code: [`is_library_file`], or code made
+/// by exec or eval with a made-up file name such as `<string>` (namedtuple's and
+/// dataclasses' methods) run by library code: such a frame takes its caller's side, and the
+/// outermost one is the program's (`python -c`, stdin). Notebook cells are the program's.
+fn is_library_frame(frames: &[(FrameId, &str)], i: usize) -> bool {
+    for &(_, name) in &frames[i..] {
+        let made_up = name.starts_with('<')
+            && !name.starts_with("<ipython-input-")
+            && !name.starts_with("<frozen ");
+        if !made_up {
+            return is_library_file(name);
+        }
+    }
+    false
+}
+
+/// One row of [`user_sites`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UserSiteTotals {
+    /// The user frame (`None`: allocations with no Python frame).
+    pub user: Option<FrameId>,
+    /// The library frame under it that holds the most, unless more was allocated right at
+    /// the user frame.
+    pub library: Option<FrameId>,
+    /// Memory of every stack with this user frame.
+    pub totals: Totals,
+}
+
+/// Memory per user frame (by frame: function, file and line), largest first.
+pub fn user_sites(rec: &Recording, totals: &StackTotals) -> Vec<UserSiteTotals> {
+    // Bytes per library frame under each user frame (`None`: allocated at the user frame).
+    type Libraries = FxHashMap<Option<FrameId>, u64>;
+    let mut by_user: FxHashMap<Option<FrameId>, (Totals, Libraries)> = FxHashMap::default();
+    for &(stack, t) in &totals.stacks {
+        let site = user_site(rec, stack);
+        let entry = by_user.entry(site.user).or_default();
+        entry.0.merge(t);
+        *entry.1.entry(site.library).or_default() += t.bytes;
+    }
+    let mut rows: Vec<UserSiteTotals> = by_user
+        .into_iter()
+        .map(|(user, (totals, libs))| UserSiteTotals {
+            user,
+            library: biggest(&libs).flatten(),
+            totals,
+        })
+        .collect();
+    rows.sort_by(|a, b| b.totals.bytes.cmp(&a.totals.bytes).then(a.user.cmp(&b.user)));
+    rows
+}
+
+/// The key holding the most bytes (ties: the smallest key, so the answer is stable).
+pub(crate) fn biggest<K: Ord + Clone>(bytes: &FxHashMap<K, u64>) -> Option<K> {
+    bytes.iter().max_by(|a, b| a.1.cmp(b.1).then_with(|| b.0.cmp(a.0))).map(|(k, _)| k.clone())
+}
+
+/// `function (file:line)` of a frame.
+pub fn frame_label(rec: &Recording, frame: FrameId) -> String {
+    match rec.frame(frame) {
+        Some(f) => format!("{} ({}:{})", rec.string(f.function), rec.string(f.file), f.line),
+        None => "<unknown frame>".into(),
+    }
+}
+
+/// A stack's call site in words: the user frame, with the library frame it called
+/// (`make (app.py:12) in ones (numpy/_core/numeric.py:232)`).
+pub fn site_label(rec: &Recording, stack: StackId) -> String {
+    let site = user_site(rec, stack);
+    let Some(user) = site.user else { return "<no Python frame>".into() };
+    match site.library {
+        Some(lib) => format!("{} in {}", frame_label(rec, user), frame_label(rec, lib)),
+        None => frame_label(rec, user),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use memlens_format::{Meta, ProcessEnd, RecordingWriter};
+
+    #[test]
+    fn library_files_are_recognized_by_path() {
+        for f in [
+            "/venv/lib/python3.11/site-packages/numpy/_core/numeric.py",
+            "/usr/lib/python3/dist-packages/yaml/__init__.py",
+            "/usr/lib/python3.11/json/decoder.py",
+            "/root/.pyenv/versions/3.12.1/lib/python3.12/asyncio/queues.py",
+            "/opt/py/lib64/python3.13t/threading.py",
+            "<frozen os>",
+        ] {
+            assert!(is_library_file(f), "{f}");
+        }
+        for f in [
+            "/srv/app/main.py",
+            "app.py",
+            "<string>",
+            "<ipython-input-3-abc>",
+            "/lib/python3.x/a.py",
+        ] {
+            assert!(!is_library_file(f), "{f}");
+        }
+        assert_eq!(stdlib_relative("/usr/lib/python3.11/json/decoder.py"), Some("json/decoder.py"));
+    }
+
+    fn push(
+        w: &mut RecordingWriter<Vec<u8>>,
+        parent: StackId,
+        function: &str,
+        file: &str,
+    ) -> StackId {
+        let f = w.intern_frame(function, file, 1);
+        w.intern_stack(parent, f)
+    }
+
+    #[test]
+    fn the_user_frame_is_the_innermost_outside_libraries_and_memlens() {
+        let mut w = RecordingWriter::new(Vec::new(), &Meta::default()).unwrap();
+        let module = push(&mut w, StackId::ROOT, "<module>", "/srv/app/main.py");
+        let make = push(&mut w, module, "make", "/srv/app/main.py");
+        let ones =
+            push(&mut w, make, "ones", "/venv/lib/python3.11/site-packages/numpy/numeric.py");
+        let census = push(&mut w, ones, "census", "/tmp/memlens-py-1-2/memlens/_census.py");
+        let nt = push(&mut w, module, "namedtuple", "/usr/lib/python3.11/collections/__init__.py");
+        let tuple_new = push(&mut w, nt, "<lambda>", "<string>");
+        let dash_c = push(&mut w, StackId::ROOT, "<module>", "<string>");
+        let cell = push(&mut w, nt, "<module>", "<ipython-input-3-0123>");
+        let rec = Recording::from_vec(w.finish(ProcessEnd::default()).unwrap()).unwrap();
+        let frame = |s: StackId| rec.stack(s).map(|n| n.frame);
+        assert_eq!(user_site(&rec, make), UserSite { user: frame(make), library: None });
+        let via_numpy = UserSite { user: frame(make), library: frame(ones) };
+        assert_eq!(user_site(&rec, ones), via_numpy);
+        assert_eq!(user_site(&rec, census), via_numpy, "memlens's own frames are skipped");
+        assert_eq!(user_site(&rec, module).user, frame(module));
+        let eval_in_library = UserSite { user: frame(module), library: frame(tuple_new) };
+        assert_eq!(user_site(&rec, tuple_new), eval_in_library, "eval'd code is its caller's");
+        assert_eq!(user_site(&rec, dash_c).user, frame(dash_c), "python -c code is the program's");
+        assert_eq!(user_site(&rec, cell).user, frame(cell), "notebook cells are the program's");
+        assert_eq!(user_site(&rec, StackId::ROOT), UserSite { user: None, library: None });
+        assert_eq!(
+            site_label(&rec, ones),
+            "make (/srv/app/main.py:1) in ones (/venv/lib/python3.11/site-packages/numpy/numeric.py:1)"
+        );
+    }
+}
