@@ -6,11 +6,9 @@
 //! 32 MiB per thread and touches a fraction). So the heap counts the resident pages only,
 //! and this is the figure that says how much was mapped around them.
 
-use std::collections::HashMap;
-use std::ops::ControlFlow;
-
 use anyhow::Result;
-use memlens_format::{AllocatorKind, Op, Recording};
+use memlens_analysis::kind_usage;
+use memlens_format::{AllocatorKind, Recording};
 
 /// Mapped memory figures, in bytes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -27,62 +25,21 @@ pub struct Mapped {
     pub resident_at_end: u64,
 }
 
-/// Live bytes of one kind of block, by address.
-#[derive(Default)]
-struct Live {
-    blocks: HashMap<u64, u64>,
-    total: u64,
-}
-
-impl Live {
-    fn apply(&mut self, op: Op, address: u64, size: u64) {
-        match op {
-            Op::Alloc => {
-                self.total += size;
-                if let Some(old) = self.blocks.insert(address, size) {
-                    self.total -= old;
-                }
-            }
-            Op::Free => {
-                if let Some(old) = self.blocks.remove(&address) {
-                    self.total -= old;
-                }
-            }
-        }
-    }
-}
-
 /// The figures of `rec`, or `None` when it recorded no reserved space (also every recording
-/// made before the `Reserved` kind existed, whose `Mmap` blocks were whole mappings).
+/// made before the `Reserved` kind existed, whose `Mmap` blocks were whole mappings). From
+/// the aggregates (or a replay, for older recordings): see [`kind_usage`].
 pub fn mapped(rec: &Recording) -> Result<Option<Mapped>> {
-    let peak_time = rec.summary().peak_heap_time_ns;
-    let (mut reserved, mut resident) = (Live::default(), Live::default());
-    let mut m = Mapped::default();
-    let mut seen = false;
-    let mut past_peak = false;
-    rec.for_each_event_chunk(|events| {
-        for e in events {
-            if !past_peak && e.time_ns > peak_time {
-                past_peak = true;
-                (m.at_peak, m.resident_at_peak) = (reserved.total, resident.total);
-            }
-            match e.kind {
-                AllocatorKind::Reserved => {
-                    seen = true;
-                    reserved.apply(e.op, e.address, e.size);
-                    m.max = m.max.max(reserved.total);
-                }
-                AllocatorKind::Mmap => resident.apply(e.op, e.address, e.size),
-                _ => {}
-            }
-        }
-        ControlFlow::Continue(())
-    })?;
-    if !past_peak {
-        (m.at_peak, m.resident_at_peak) = (reserved.total, resident.total);
-    }
-    (m.at_end, m.resident_at_end) = (reserved.total, resident.total);
-    Ok(seen.then_some(m))
+    let usage = kind_usage(rec)?;
+    let of = |kind| usage.iter().find(|u| u.kind == kind);
+    let Some(reserved) = of(AllocatorKind::Reserved) else { return Ok(None) };
+    let resident = of(AllocatorKind::Mmap);
+    Ok(Some(Mapped {
+        at_peak: reserved.at_peak,
+        max: reserved.max,
+        at_end: reserved.at_end,
+        resident_at_peak: resident.map_or(0, |r| r.at_peak),
+        resident_at_end: resident.map_or(0, |r| r.at_end),
+    }))
 }
 
 #[cfg(test)]
@@ -104,6 +61,9 @@ mod tests {
         let rec = Recording::from_vec(w.finish(ProcessEnd::default()).unwrap()).unwrap();
         assert_eq!(rec.summary().peak_heap, 5 << 20, "reserved space is not heap");
         let m = mapped(&rec).unwrap().unwrap();
+        // The same by replay (what older recordings get).
+        let replayed = memlens_analysis::replay::kind_usage(&rec).unwrap();
+        assert_eq!(replayed, kind_usage(&rec).unwrap());
         assert_eq!(
             m,
             Mapped {

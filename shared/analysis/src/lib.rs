@@ -38,6 +38,7 @@ mod diff;
 mod diff_tree;
 mod flame;
 mod insights;
+mod kinds;
 mod query;
 pub mod replay;
 mod snapshot;
@@ -51,8 +52,8 @@ mod user_code;
 // The format's types the analyses use throughout (not re-exported: import them from
 // `memlens_format`).
 use memlens_format::{
-    census_trigger, AddressMap, Census, Error, Event, FrameId, GcEvent, Interval, Op, Recording,
-    StackId, StringId, ThreadId, Totals, TypeCensus,
+    census_trigger, AddressMap, AllocatorKind, Census, Error, Event, FrameId, GcEvent, Interval,
+    Op, Recording, StackId, StringId, ThreadId, Totals, TypeCensus,
 };
 
 pub use callsites::{call_sites, CallSite};
@@ -69,6 +70,7 @@ pub use flame::{
     FlameOptions, FlameRect, FlameTree,
 };
 pub use insights::{insights, Insight, InsightKind, InsightOptions, InsightsBuilder};
+pub use kinds::{kind_usage, KindUsage};
 pub use snapshot::SnapshotBuilder;
 pub use spans::{span_usage, SpanUsage};
 pub use timeline::{downsample, heap_timeline, rss_timeline, Bucket};

@@ -243,7 +243,7 @@ pub(crate) fn stack_totals(
 }
 
 /// The base interval holding the recording's high-water mark (the first to reach it).
-fn global_peak(rec: &Recording) -> Option<usize> {
+pub(crate) fn global_peak(rec: &Recording) -> Option<usize> {
     let mut best: Option<(u64, usize)> = None;
     for (k, s) in rec.base_shapes().iter().enumerate() {
         if best.is_none_or(|(b, _)| s.heap_max > b) {

@@ -147,3 +147,8 @@ pub fn insights(rec: &Recording, o: &InsightOptions) -> Result<Vec<Insight>, Err
     }
     Ok(b.finish())
 }
+
+/// Memory by allocator kind (see [`crate::kind_usage`]), by one replay of every event.
+pub fn kind_usage(rec: &Recording) -> Result<Vec<crate::KindUsage>, Error> {
+    crate::kinds::replayed(rec)
+}

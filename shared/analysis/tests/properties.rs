@@ -53,7 +53,7 @@ proptest! {
             stacks.push(w.intern_stack(*stacks.last().unwrap(), f));
         }
         let (mut now, mut fresh) = (0u64, 0u64);
-        // The model: live blocks (size, thread, stack) of the heap and of other allocators.
+        // The model: live blocks (size, thread, stack, kind) of the heap and of other allocators.
         let mut live = std::collections::HashMap::new();
         let mut others = std::collections::HashMap::new();
         let (mut heap, mut peak, mut written) = (0u64, 0u64, Vec::new());
@@ -76,8 +76,8 @@ proptest! {
                     let t = now / 1000 * 1000;
                     let blocks = if kind.counts_in_heap() { &mut live } else { &mut others };
                     // A block allocated over a live one ends it: written as its free.
-                    if let Some((old, t0, s0)) = blocks.insert(addr, (u64::from(size), thread, stack)) {
-                        written.push((Op::Free, kind, t0, addr, old, s0, t));
+                    if let Some((old, t0, s0, k0)) = blocks.insert(addr, (u64::from(size), thread, stack, kind)) {
+                        written.push((Op::Free, k0, t0, addr, old, s0, t));
                         if kind.counts_in_heap() { heap -= old; }
                     }
                     written.push((Op::Alloc, kind, thread, addr, u64::from(size), stack, t));
@@ -90,10 +90,10 @@ proptest! {
                     let addr = 0x1000 + u64::from(slot) * 16;
                     w.free(now, ThreadId(0), addr, AllocatorKind::Malloc).unwrap();
                     // Frees of blocks that are not live change nothing and are not written; a
-                    // free is written with its block's thread, stack and size.
-                    if let Some((old, t0, s0)) = live.remove(&addr) {
+                    // free is written with its block's thread, stack, size and kind.
+                    if let Some((old, t0, s0, k0)) = live.remove(&addr) {
                         heap -= old;
-                        written.push((Op::Free, AllocatorKind::Malloc, t0, addr, old, s0, now / 1000 * 1000));
+                        written.push((Op::Free, k0, t0, addr, old, s0, now / 1000 * 1000));
                     }
                 }
                 Step::Wait { us } => {
@@ -151,6 +151,7 @@ proptest! {
             prop_assert_eq!(fast.last().map(|b| b.last), slow.last().map(|b| b.last));
         }
         prop_assert_eq!(thread_totals(&rec).unwrap(), replay::thread_totals(&rec).unwrap());
+        prop_assert_eq!(kind_usage(&rec).unwrap(), replay::kind_usage(&rec).unwrap());
     }
 
     #[test]

@@ -12,8 +12,10 @@
 use rustc_hash::FxHashMap;
 
 use crate::addr_hash::AddressMap;
-use crate::intervals::{CHURN_MAX_LIFETIME_NS, CHURN_MIN_SIZE, FANOUT, MAX_LEVEL};
-use crate::{EntryDelta, Event, Interval, IntervalEntry, Op, StackId, ThreadId, Totals};
+use crate::intervals::{KindFigures, CHURN_MAX_LIFETIME_NS, CHURN_MIN_SIZE, FANOUT, MAX_LEVEL};
+use crate::{
+    AllocatorKind, EntryDelta, Event, Interval, IntervalEntry, Op, StackId, ThreadId, Totals,
+};
 
 /// A dense id for a (thread, stack) pair, handed out in order of first use.
 pub(crate) type Key = u32;
@@ -83,6 +85,7 @@ struct Node {
     entries: Vec<(Key, Totals, Totals)>,
     since_max: Vec<(Key, i64, i64)>,
     churn: Vec<(Key, i64, i64)>,
+    kinds: Vec<KindFigures>,
 }
 
 /// The open node of one pyramid level above the base.
@@ -93,6 +96,7 @@ struct Level {
     shape: Shape,
     acc: FxHashMap<Key, (Totals, Totals)>,
     churn: FxHashMap<Key, (i64, i64)>,
+    kinds: Vec<KindFigures>,
 }
 
 fn add_delta(map: &mut FxHashMap<Key, (i64, i64)>, key: Key, bytes: i64, count: i64) {
@@ -106,14 +110,32 @@ impl Level {
         let s = &child.shape;
         if self.children == 0 {
             self.shape = *s;
+            self.kinds = child.kinds.clone();
         } else {
             self.shape.t_last = s.t_last;
             self.shape.heap_end = s.heap_end;
             if s.heap_min < self.shape.heap_min {
                 (self.shape.heap_min, self.shape.t_min) = (s.heap_min, s.t_min);
             }
-            if s.heap_max > self.shape.heap_max {
+            let new_max = s.heap_max > self.shape.heap_max;
+            if new_max {
                 (self.shape.heap_max, self.shape.t_max) = (s.heap_max, s.t_max);
+            }
+            // A kind seen once is in every later node's list.
+            for k in &child.kinds {
+                let i = match self.kinds.binary_search_by_key(&k.kind, |f| f.kind) {
+                    Ok(i) => i,
+                    Err(i) => {
+                        let zero = KindFigures { kind: k.kind, end: 0, at_max: 0, max: 0 };
+                        self.kinds.insert(i, zero);
+                        i
+                    }
+                };
+                let f = &mut self.kinds[i];
+                (f.end, f.max) = (k.end, f.max.max(k.max));
+                if new_max {
+                    f.at_max = k.at_max;
+                }
             }
         }
         for &(k, alloc, freed) in &child.entries {
@@ -140,6 +162,7 @@ impl Level {
             // holds: a node above needs only where it is, not what changed after it.
             since_max: Vec::new(),
             churn: nonzero(&mut self.churn),
+            kinds: std::mem::take(&mut self.kinds),
         };
         self.children = 0;
         self.written += 1;
@@ -174,9 +197,18 @@ pub struct Aggregator {
     churn: FxHashMap<Key, (i64, i64)>,
     /// Allocation times of live blocks big enough for churn.
     big: AddressMap<u64>,
+    /// Per allocator kind (by code): live bytes now, their highest in the base interval,
+    /// and at the interval's high-water mark of the heap; which kinds were ever seen.
+    kind_live: [u64; KINDS],
+    kind_max: [u64; KINDS],
+    kind_at_max: [u64; KINDS],
+    kinds_seen: u16,
     base_written: u32,
     pyramid: Pyramid,
 }
+
+/// Allocator kinds are 3-bit codes.
+const KINDS: usize = 8;
 
 /// Folds base intervals into the pyramid nodes above them.
 #[derive(Default)]
@@ -240,6 +272,7 @@ impl PyramidBuilder {
             since_max: by_entry(&base.since_max, &mut key),
             churn: by_entry(&base.churn, &mut key),
             entries: base.entries.iter().map(|e| (key(e), e.alloc, e.freed)).collect(),
+            kinds: base.kinds.clone(),
         };
         self.pyramid.fold(&self.keys, node)
     }
@@ -275,16 +308,34 @@ impl Aggregator {
     }
 
     /// Adds a decoded event (format 4: a free names its block's size, thread and stack).
-    /// Events of allocators outside the heap are ignored.
+    /// Events of allocators outside the heap count only in their kind's figures.
     pub fn event(&mut self, e: &Event) {
         if !e.kind.counts_in_heap() {
+            self.outside(e.kind, e.size, e.op == Op::Alloc);
             return;
         }
         let key = self.keys.key(e.thread, e.stack);
         match e.op {
-            Op::Alloc => self.alloc(key, e.size, e.time_ns, e.address),
-            Op::Free => self.free(key, e.size, e.time_ns, e.address),
+            Op::Alloc => self.alloc(key, e.kind, e.size, e.time_ns, e.address),
+            Op::Free => self.free(key, e.kind, e.size, e.time_ns, e.address),
         }
+    }
+
+    /// A block of `kind` allocated (`alloc`) or freed: the kind's live bytes.
+    #[inline]
+    fn kind_change(&mut self, kind: AllocatorKind, size: u64, alloc: bool) {
+        let i = kind as usize;
+        self.kinds_seen |= 1 << i;
+        let v = &mut self.kind_live[i];
+        *v = if alloc { v.wrapping_add(size) } else { v.wrapping_sub(size) };
+        self.kind_max[i] = self.kind_max[i].max(*v);
+    }
+
+    /// A block of an allocator outside the heap (reserved address space, pymalloc's arenas)
+    /// allocated or freed.
+    #[inline]
+    pub(crate) fn outside(&mut self, kind: AllocatorKind, size: u64, alloc: bool) {
+        self.kind_change(kind, size, alloc);
     }
 
     #[inline]
@@ -331,6 +382,7 @@ impl Aggregator {
     #[inline]
     fn new_max(&mut self, time_ns: u64) {
         (self.shape.heap_max, self.shape.t_max) = (self.heap, time_ns);
+        self.kind_at_max = self.kind_live;
         for k in self.since_touched.drain(..) {
             let a = &mut self.acc[k as usize];
             (a.since, a.since_listed) = ((0, 0), false);
@@ -339,11 +391,19 @@ impl Aggregator {
 
     /// Adds a heap allocation (`time_ns` as stored: see [`crate::EVENT_TIME_QUANTUM_NS`]).
     #[inline]
-    pub(crate) fn alloc(&mut self, key: Key, size: u64, time_ns: u64, address: u64) {
+    pub(crate) fn alloc(
+        &mut self,
+        key: Key,
+        kind: AllocatorKind,
+        size: u64,
+        time_ns: u64,
+        address: u64,
+    ) {
         self.begin(key, time_ns);
         // A zero-size block still counts: its entry is touched through its count.
         self.acc[key as usize].alloc.add(size);
         self.heap = self.heap.wrapping_add(size);
+        self.kind_change(kind, size, true);
         if self.heap > self.shape.heap_max {
             self.new_max(time_ns);
         } else {
@@ -356,10 +416,18 @@ impl Aggregator {
 
     /// Adds a free of a heap block of `size` bytes allocated by `key`.
     #[inline]
-    pub(crate) fn free(&mut self, key: Key, size: u64, time_ns: u64, address: u64) {
+    pub(crate) fn free(
+        &mut self,
+        key: Key,
+        kind: AllocatorKind,
+        size: u64,
+        time_ns: u64,
+        address: u64,
+    ) {
         self.begin(key, time_ns);
         self.acc[key as usize].freed.add(size);
         self.heap = self.heap.wrapping_sub(size);
+        self.kind_change(kind, size, false);
         self.since_max(key, (size as i64).wrapping_neg(), -1);
         if self.heap < self.shape.heap_min {
             (self.shape.heap_min, self.shape.t_min) = (self.heap, time_ns);
@@ -414,6 +482,16 @@ impl Aggregator {
             .filter(|(_, d)| *d != (0, 0))
             .map(|(k, (b, c))| (k, b, c))
             .collect();
+        let kinds = (0..KINDS)
+            .filter(|&i| self.kinds_seen & (1 << i) != 0)
+            .filter_map(|i| {
+                let kind = AllocatorKind::from_code(i as u8)?;
+                let (end, at_max, max) = (self.kind_live[i], self.kind_at_max[i], self.kind_max[i]);
+                Some(KindFigures { kind, end, at_max, max })
+            })
+            .collect();
+        // The next interval starts here: its high-water mark is its start until a new one.
+        (self.kind_at_max, self.kind_max) = (self.kind_live, self.kind_live);
         let node = Node {
             level: 0,
             index: self.base_written,
@@ -421,6 +499,7 @@ impl Aggregator {
             entries,
             since_max: since,
             churn,
+            kinds,
         };
         self.base_written += 1;
         self.started = false;
@@ -466,6 +545,7 @@ fn named(keys: &KeyTable, node: Node) -> Interval {
         heap_end: s.heap_end,
         since_max: deltas(node.since_max),
         churn: deltas(node.churn),
+        kinds: node.kinds,
         entries: entries
             .into_iter()
             .map(|(thread, stack, _, alloc, freed)| IntervalEntry { thread, stack, alloc, freed })

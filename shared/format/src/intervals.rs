@@ -15,7 +15,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::varint::{put_i64, put_u64, Cursor};
-use crate::{StackId, ThreadId, Totals};
+use crate::{AllocatorKind, StackId, ThreadId, Totals};
 
 /// Children per pyramid node.
 pub const FANOUT: u32 = 8;
@@ -63,6 +63,20 @@ pub struct EntryDelta {
     pub count: i64,
 }
 
+/// The live bytes of one allocator kind within a node: what the heap figures say for all heap
+/// kinds together, for one kind (including kinds outside the heap: reserved address space).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KindFigures {
+    /// The allocator kind.
+    pub kind: AllocatorKind,
+    /// Live bytes of the kind after the node's last event.
+    pub end: u64,
+    /// ... at the node's high-water mark of the heap.
+    pub at_max: u64,
+    /// ... at their own highest within the node.
+    pub max: u64,
+}
+
 /// A node of the interval pyramid (see the module documentation).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Interval {
@@ -94,6 +108,8 @@ pub struct Interval {
     /// Short-lived large blocks ([`CHURN_MIN_SIZE`], [`CHURN_MAX_LIFETIME_NS`]) freed within
     /// the interval, per entry (sorted by entry): `bytes` and `count` are both non-negative.
     pub churn: Vec<EntryDelta>,
+    /// Per allocator kind seen so far in the recording (ascending): its live bytes.
+    pub kinds: Vec<KindFigures>,
 }
 
 impl Interval {
@@ -176,6 +192,13 @@ pub(crate) fn encode_node(out: &mut Vec<u8>, n: &Interval) {
             put_i64(out, d.count);
             put_i64(out, d.bytes);
         }
+    }
+    put_u64(out, n.kinds.len() as u64);
+    for k in &n.kinds {
+        put_u64(out, (k.kind as u8).into());
+        put_u64(out, k.end);
+        put_u64(out, k.at_max);
+        put_u64(out, k.max);
     }
 }
 
@@ -261,6 +284,19 @@ pub(crate) fn decode_intervals(
             }
         }
         let [since_max, churn] = lists;
+        let n_kinds = c.u64()?;
+        if n_kinds > AllocatorKind::ALL.len() as u64 {
+            return Err("interval lists more allocator kinds than exist".into());
+        }
+        let mut kinds: Vec<KindFigures> = Vec::with_capacity(n_kinds as usize);
+        for _ in 0..n_kinds {
+            let code = u8::try_from(c.u64()?).ok().and_then(AllocatorKind::from_code);
+            let kind = code.ok_or("interval names an unknown allocator kind")?;
+            if kinds.last().is_some_and(|k| k.kind >= kind) {
+                return Err("interval lists allocator kinds out of order".into());
+            }
+            kinds.push(KindFigures { kind, end: c.u64()?, at_max: c.u64()?, max: c.u64()? });
+        }
         out.push(Interval {
             level,
             index,
@@ -275,6 +311,7 @@ pub(crate) fn decode_intervals(
             entries,
             since_max,
             churn,
+            kinds,
         });
     }
     if !c.is_empty() {
@@ -308,6 +345,15 @@ mod tests {
             entries: vec![e(0, 1, 10, 2), e(0, 5, 3, 3), e(2, 0, 1, 0)],
             since_max: vec![EntryDelta { entry: 1, bytes: -48, count: -3 }],
             churn: vec![EntryDelta { entry: 0, bytes: 1 << 20, count: 2 }],
+            kinds: vec![
+                KindFigures { kind: AllocatorKind::Malloc, end: 144, at_max: 144, max: 200 },
+                KindFigures {
+                    kind: AllocatorKind::Reserved,
+                    end: 1 << 25,
+                    at_max: 0,
+                    max: 1 << 25,
+                },
+            ],
         }
     }
 

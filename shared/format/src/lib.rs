@@ -62,8 +62,8 @@ pub use error::Error;
 pub use events::EVENT_TIME_QUANTUM_NS;
 pub use ids::{AllocatorKind, FrameId, StackId, StringId, ThreadId};
 pub use intervals::{
-    encode_intervals, EntryDelta, Interval, IntervalEntry, CHURN_MAX_LIFETIME_NS, CHURN_MIN_SIZE,
-    FANOUT,
+    encode_intervals, EntryDelta, Interval, IntervalEntry, KindFigures, CHURN_MAX_LIFETIME_NS,
+    CHURN_MIN_SIZE, FANOUT,
 };
 pub use recording::{ChunkRef, Recording, Truncation};
 pub use records::{

@@ -14,6 +14,7 @@
 //! 16-byte ones).
 
 use crate::addr_hash::{AddressMap, NearbyAddressMap};
+use crate::AllocatorKind;
 
 /// Blocks up to this size (pymalloc's limit), at 16-byte-aligned addresses, go in pages.
 const SMALL: u64 = 512;
@@ -32,6 +33,8 @@ const LIVE: u32 = 1 << 31;
 pub(crate) struct Block {
     pub size: u64,
     pub key: u32,
+    /// The allocator that made it (a free names its block's).
+    pub kind: AllocatorKind,
     pub chunk: u32,
     pub index: u32,
 }
@@ -41,8 +44,8 @@ pub(crate) struct Block {
 pub(crate) enum Prior {
     /// Nothing known.
     Vacant,
-    /// A live block (size and key) whose free was never seen: replaced.
-    Live(u64, u32),
+    /// A live block whose free was never seen: replaced.
+    Live(Block),
     /// A freed block: its chunk and free index.
     Freed { chunk: u32, index: u32 },
 }
@@ -51,10 +54,26 @@ pub(crate) enum Prior {
 #[derive(Debug, Clone, Copy, Default)]
 struct Small {
     key: u32,
-    size: u32,
+    /// At most [`SMALL`].
+    size: u16,
+    /// The [`AllocatorKind`]'s code.
+    kind: u8,
     /// Chunk number + 1, with [`LIVE`] set while the block is live.
     chunk: u32,
     index: u32,
+}
+
+impl Small {
+    /// The block, with the chunk and index it was written at (live or freed).
+    fn block(&self) -> Block {
+        Block {
+            size: self.size.into(),
+            key: self.key,
+            kind: AllocatorKind::from_code(self.kind).unwrap_or(AllocatorKind::PymallocObject),
+            chunk: (self.chunk & !LIVE).wrapping_sub(1),
+            index: self.index,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -208,13 +227,19 @@ impl LiveBlocks {
         let i = p.slots as usize;
         let s = &mut self.slots[i * SLOTS + slot_of(address)];
         let prior = if s.chunk & LIVE != 0 {
-            Prior::Live(s.size.into(), s.key)
+            Prior::Live(s.block())
         } else if s.chunk != 0 {
             Prior::Freed { chunk: s.chunk - 1, index: s.index }
         } else {
             Prior::Vacant
         };
-        *s = Small { key: b.key, size: b.size as u32, chunk: (b.chunk + 1) | LIVE, index: b.index };
+        *s = Small {
+            key: b.key,
+            size: b.size as u16,
+            kind: b.kind as u8,
+            chunk: (b.chunk + 1) | LIVE,
+            index: b.index,
+        };
         if !matches!(prior, Prior::Live(..)) {
             self.live += 1;
             self.slots_live[i] += 1;
@@ -222,31 +247,31 @@ impl LiveBlocks {
                 self.busy += 1;
             }
         }
-        replaced.map_or(prior, |(size, key)| Prior::Live(size, key))
+        replaced.map_or(prior, Prior::Live)
     }
 
-    /// Forgets the live big block at `address` (being replaced); returns its size and key.
-    fn take_big(&mut self, address: u64) -> Option<(u64, u32)> {
+    /// Forgets the live big block at `address` (being replaced); returns it.
+    fn take_big(&mut self, address: u64) -> Option<Block> {
         let old = self.big.remove(&address)?;
         if !old.live {
             return None;
         }
         self.live -= 1;
         self.big_live -= 1;
-        Some((old.block.size, old.block.key))
+        Some(old.block)
     }
 
     fn alloc_big(&mut self, address: u64, b: Block) -> Prior {
         let page = address >> PAGE_SHIFT;
         let mut p = self.lookup(page);
         let replaced = self.live_slot(p, address).map(|at| {
-            let (size, key) = (u64::from(self.slots[at].size), self.slots[at].key);
+            let block = self.slots[at].block();
             self.slots[at] = Small::default();
             self.small_gone(at);
-            (size, key)
+            block
         });
         let prior = match self.big.insert(address, Big { block: b, live: true }) {
-            Some(old) if old.live => return Prior::Live(old.block.size, old.block.key),
+            Some(old) if old.live => return Prior::Live(old.block),
             Some(old) => Prior::Freed { chunk: old.block.chunk, index: old.block.index },
             None => Prior::Vacant,
         };
@@ -254,7 +279,7 @@ impl LiveBlocks {
         self.big_live += 1;
         p.big += 1;
         self.store(page, p);
-        replaced.map_or(prior, |(size, key)| Prior::Live(size, key))
+        replaced.map_or(prior, Prior::Live)
     }
 
     /// Turns the live block at `address` into a tombstone at (`chunk`, free `index`);
@@ -269,12 +294,7 @@ impl LiveBlocks {
             if self.small_gone(at) && self.paged > 2 * self.busy + 256 {
                 self.sweep();
             }
-            return Some(Block {
-                size: old.size.into(),
-                key: old.key,
-                chunk: (old.chunk & !LIVE) - 1,
-                index: old.index,
-            });
+            return Some(old.block());
         }
         if p.big == 0 {
             return None;
@@ -326,7 +346,9 @@ mod tests {
     use std::collections::HashMap;
 
     fn block(size: u64, chunk: u32, index: u32) -> Block {
-        Block { size, key: index + 7, chunk, index }
+        let kind =
+            if index % 2 == 0 { AllocatorKind::PymallocObject } else { AllocatorKind::PyMem };
+        Block { size, key: index + 7, kind, chunk, index }
     }
 
     /// Against a plain map of live blocks and tombstones, over addresses that mix pages and
@@ -379,7 +401,7 @@ mod tests {
                 let b = block(size, chunk, step);
                 let got = live.alloc(address, b);
                 let want = match model.insert(address, (b, true)) {
-                    Some((old, true)) => Prior::Live(old.size, old.key),
+                    Some((old, true)) => Prior::Live(old),
                     Some((old, false)) => Prior::Freed { chunk: old.chunk, index: old.index },
                     None => Prior::Vacant,
                 };

@@ -101,8 +101,9 @@ pub struct RecordingWriter<W: Write> {
     caches: Vec<CacheCensus>,
     /// Heap blocks by address: the live ones, and tombstones of freed ones.
     live: LiveBlocks,
-    /// Live blocks of allocators outside the heap (pymalloc arenas): few and large.
-    others: AddressMap<(u64, Key)>,
+    /// Live blocks of allocators outside the heap (pymalloc arenas, reserved address space):
+    /// few and large.
+    others: AddressMap<(u64, Key, AllocatorKind)>,
     agg: Aggregator,
     /// Encoded Digest entries: every pyramid node above the base, and the heap figures of
     /// every base interval.
@@ -231,9 +232,9 @@ impl<W: Write> RecordingWriter<W> {
         // path): it is written as freed here, so the heap never counts it twice.
         let replaced = if kind.counts_in_heap() {
             let chunk = self.events.chunk;
-            match self.live.alloc(address, Block { size, key, chunk, index: self.events.allocs() })
-            {
-                Prior::Live(old, old_key) => Some((old, old_key)),
+            let block = Block { size, key, kind, chunk, index: self.events.allocs() };
+            match self.live.alloc(address, block) {
+                Prior::Live(old) => Some((old.size, old.key, old.kind)),
                 Prior::Freed { chunk: c, index } if c == chunk => {
                     addr_ref = AddressRef::Freed(index);
                     None
@@ -241,21 +242,24 @@ impl<W: Write> RecordingWriter<W> {
                 Prior::Freed { .. } | Prior::Vacant => None,
             }
         } else {
-            self.others.insert(address, (size, key))
+            self.others.insert(address, (size, key, kind))
         };
-        if let Some((old, old_key)) = replaced {
+        if let Some((old, old_key, old_kind)) = replaced {
             addr_ref = AddressRef::Freed(self.events.frees());
-            self.push_free(time_ns, kind, address, old, old_key, AddressRef::Explicit);
+            self.push_free(time_ns, old_kind, address, old, old_key, AddressRef::Explicit);
         }
         if kind.counts_in_heap() {
-            self.agg.alloc(key, size, time_ns, address);
+            self.agg.alloc(key, kind, size, time_ns, address);
             self.summary.alloc_count += 1;
             self.summary.alloc_bytes = self.summary.alloc_bytes.wrapping_add(size);
             if self.agg.heap() > self.summary.peak_heap {
                 self.summary.peak_heap = self.agg.heap();
                 self.summary.peak_heap_time_ns = time_ns;
             }
+        } else {
+            self.agg.outside(kind, size, true);
         }
+        self.stored_at(kind, time_ns);
         if self.options.events {
             let event = Event { op: Op::Alloc, kind, time_ns, thread, address, size, stack };
             self.events.push(&event, addr_ref);
@@ -265,7 +269,8 @@ impl<W: Write> RecordingWriter<W> {
 
     /// Records a free. Frees of blocks that are not live (allocated before tracing started, or
     /// freed twice) change nothing, so they are not written. A free is written with the
-    /// thread, stack and size of the allocation it ends.
+    /// thread, stack, size and allocator kind of the allocation it ends (`kind` says only
+    /// whether the block is a heap block).
     pub fn free(
         &mut self,
         time_ns: u64,
@@ -274,20 +279,18 @@ impl<W: Write> RecordingWriter<W> {
         kind: AllocatorKind,
     ) -> Result<(), Error> {
         let time_ns = self.event_time(time_ns)?;
-        let (size, key, addr_ref) = if kind.counts_in_heap() {
+        let (size, key, kind, addr_ref) = if kind.counts_in_heap() {
             let chunk = self.events.chunk;
             let Some(b) = self.live.free(address, chunk, self.events.frees()) else {
                 return Ok(());
             };
             let recent = b.chunk == chunk;
-            (
-                b.size,
-                b.key,
-                if recent { AddressRef::Allocated(b.index) } else { AddressRef::Explicit },
-            )
+            let addr_ref =
+                if recent { AddressRef::Allocated(b.index) } else { AddressRef::Explicit };
+            (b.size, b.key, b.kind, addr_ref)
         } else {
-            let Some((size, key)) = self.others.remove(&address) else { return Ok(()) };
-            (size, key, AddressRef::Explicit)
+            let Some((size, key, kind)) = self.others.remove(&address) else { return Ok(()) };
+            (size, key, kind, AddressRef::Explicit)
         };
         self.push_free(time_ns, kind, address, size, key, addr_ref);
         Ok(())
@@ -304,13 +307,26 @@ impl<W: Write> RecordingWriter<W> {
         addr_ref: AddressRef,
     ) {
         if kind.counts_in_heap() {
-            self.agg.free(key, size, time_ns, address);
+            self.agg.free(key, kind, size, time_ns, address);
             self.summary.free_count += 1;
+        } else {
+            self.agg.outside(kind, size, false);
         }
+        self.stored_at(kind, time_ns);
         if self.options.events {
             let (thread, stack) = self.agg.pair(key);
             let event = Event { op: Op::Free, kind, time_ns, thread, address, size, stack };
             self.events.push(&event, addr_ref);
+        }
+    }
+
+    /// The recording lasts at least until an event it keeps: every event written, or in an
+    /// aggregate-only recording every heap event (the others are not timed there), so that
+    /// the duration read back from the file is the one in the trailer.
+    #[inline]
+    fn stored_at(&mut self, kind: AllocatorKind, time_ns: u64) {
+        if self.options.events || kind.counts_in_heap() {
+            self.summary.duration_ns = self.summary.duration_ns.max(time_ns);
         }
     }
 
@@ -481,7 +497,6 @@ impl<W: Write> RecordingWriter<W> {
     fn event_time(&mut self, time_ns: u64) -> Result<u64, Error> {
         self.last_event_time = self.last_event_time.max(time_ns);
         let time_ns = quantize(self.last_event_time);
-        self.summary.duration_ns = self.summary.duration_ns.max(time_ns);
         let due = self.waiting_samples.front().is_some_and(|s| s.time_ns < self.last_event_time)
             || if self.options.events {
                 self.events.count >= self.options.events_per_chunk
