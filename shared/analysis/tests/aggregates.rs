@@ -6,7 +6,7 @@ mod common;
 
 use std::sync::{Arc, Mutex};
 
-use common::crc32;
+use common::push_chunk;
 
 use memlens_analysis::*;
 use memlens_format::*;
@@ -161,11 +161,7 @@ fn damaged_aggregates_fall_back_to_replay() {
     node.heap_end += 1;
     let payload = encode_intervals(std::slice::from_ref(&node));
     let mut damaged = bytes[..chunk.offset as usize].to_vec();
-    damaged.extend_from_slice(&[Tag::Intervals as u8, 0, 0, 0]);
-    damaged.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    damaged.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    damaged.extend_from_slice(&crc32(&payload).to_le_bytes());
-    damaged.extend_from_slice(&payload);
+    push_chunk(&mut damaged, Tag::Intervals as u8, Codec::None, payload.len(), &payload);
     // Everything after it but the trailer (whose index no longer fits): the file is scanned.
     damaged.extend_from_slice(&bytes[(chunk.offset + chunk.len) as usize..trailer_at(&bytes)]);
     let rec = Recording::open(&damaged).unwrap();

@@ -313,7 +313,7 @@ fn damaged_bytes_are_found() {
         bytes[at] ^= 0x55;
         let Ok(rec) = Recording::open(&bytes) else { continue };
         if let Some(t) = rec.truncation() {
-            assert!(t.offset as usize <= at, "{t:?}");
+            assert!(t.offset as usize <= at, "damage at {at}: {t:?}");
             stopped |= t.reason.contains("checksum");
             continue;
         }
@@ -334,11 +334,7 @@ fn unknown_chunk_tags_are_skipped() {
         + u32::from_le_bytes(bytes[HEADER_LEN + 4..HEADER_LEN + 8].try_into().unwrap()) as usize;
     spliced.extend_from_slice(&bytes[HEADER_LEN..HEADER_LEN + meta_len]);
     let payload = b"from the future";
-    spliced.extend_from_slice(&[200, 0, 0, 0]);
-    spliced.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    spliced.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    spliced.extend_from_slice(&crc32(payload).to_le_bytes());
-    spliced.extend_from_slice(payload);
+    push_chunk(&mut spliced, 200, Codec::None, payload.len(), payload);
     spliced.extend_from_slice(&bytes[HEADER_LEN + meta_len..]);
     let rec = Recording::open(&spliced).unwrap();
     assert_eq!(rec.unknown_chunks(), 1);
@@ -443,11 +439,7 @@ fn compression_bombs_are_refused_before_any_work() {
     let stored = zstd::bulk::compress(&raw, 19).unwrap();
     assert!(stored.len() < 4096);
     let at = bytes.len() as u64;
-    bytes.extend_from_slice(&[Tag::Events as u8, Codec::Zstd as u8, 0, 0]);
-    bytes.extend_from_slice(&(stored.len() as u32).to_le_bytes());
-    bytes.extend_from_slice(&(raw.len() as u32).to_le_bytes());
-    bytes.extend_from_slice(&crc32(&stored).to_le_bytes());
-    bytes.extend_from_slice(&stored);
+    push_chunk(&mut bytes, Tag::Events as u8, Codec::Zstd, raw.len(), &stored);
     let rec = Recording::open(&bytes).unwrap();
     let t = rec.truncation().expect("the bomb is where reading stops");
     assert_eq!(t.offset, at);

@@ -21,6 +21,24 @@ pub const HEADER_LEN: usize = 16;
 /// Size of a chunk header: tag, codec, reserved, stored length, raw length, CRC-32.
 pub const CHUNK_HEADER_LEN: usize = 16;
 
+/// The header bytes a chunk's CRC-32 covers, before its stored payload: tag, codec, reserved
+/// and both lengths (format 4; earlier formats checked the payload only, so a damaged tag
+/// went unnoticed and the chunk was skipped as one of an unknown kind).
+const CHECKED_HEADER_LEN: usize = 12;
+
+/// The first format whose chunk checksums cover the header.
+const HEADER_CHECKSUM_VERSION: u16 = 4;
+
+/// A chunk's CRC-32 in a file of `version`: of its header's first bytes and its payload.
+fn checksum(head: &[u8], stored: &[u8], version: u16) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    if version >= HEADER_CHECKSUM_VERSION {
+        h.update(&head[..CHECKED_HEADER_LEN]);
+    }
+    h.update(stored);
+    h.finalize()
+}
+
 /// The largest raw (decompressed) chunk a reader accepts, so corrupt lengths can't make it
 /// allocate without bound. Writers cut chunks far below this (about 1 MiB).
 pub const MAX_CHUNK_RAW_LEN: u32 = 64 << 20;
@@ -171,12 +189,14 @@ pub(crate) fn encode_chunk(out: &mut Vec<u8>, tag: Tag, codec: Codec, raw: &[u8]
         } else {
             (codec, stored)
         };
+    let at = out.len();
     out.push(tag as u8);
     out.push(codec as u8);
     out.extend_from_slice(&[0, 0]);
     out.extend_from_slice(&(stored.len() as u32).to_le_bytes());
     out.extend_from_slice(&(raw.len() as u32).to_le_bytes());
-    out.extend_from_slice(&crc32fast::hash(&stored).to_le_bytes());
+    let crc = checksum(&out[at..], &stored, FORMAT_VERSION);
+    out.extend_from_slice(&crc.to_le_bytes());
     out.extend_from_slice(&stored);
 }
 
@@ -237,14 +257,22 @@ impl ChunkHeader {
     pub(crate) fn total_len(&self) -> u64 {
         CHUNK_HEADER_LEN as u64 + u64::from(self.stored_len)
     }
+
+    /// Whether the chunk `whole` (header and payload) of a file of `version` passes its
+    /// checksum.
+    pub(crate) fn intact(&self, whole: &[u8], version: u16) -> bool {
+        whole.len() >= CHUNK_HEADER_LEN
+            && checksum(whole, &whole[CHUNK_HEADER_LEN..], version) == self.crc
+    }
 }
 
-/// Reads the chunk at `pos` of `bytes`, a buffer that starts at file offset `base`.
-/// `Ok(None)` at the exact end of the bytes.
+/// Reads the chunk at `pos` of `bytes`, a buffer that starts at file offset `base`, in a
+/// file of format `version`. `Ok(None)` at the exact end of the bytes.
 pub(crate) fn read_chunk(
     bytes: &[u8],
     pos: usize,
     base: u64,
+    version: u16,
 ) -> Result<Option<RawChunk<'_>>, String> {
     if pos == bytes.len() {
         return Ok(None);
@@ -254,7 +282,7 @@ pub(crate) fn read_chunk(
     let stored = bytes.get(start..start + h.stored_len as usize).ok_or_else(|| {
         format!("chunk of {} bytes but only {} remain", h.stored_len, bytes.len() - start)
     })?;
-    if crc32fast::hash(stored) != h.crc {
+    if !h.intact(&bytes[pos..start + stored.len()], version) {
         return Err("chunk checksum mismatch".into());
     }
     Ok(Some(RawChunk {
@@ -315,8 +343,8 @@ mod tests {
     fn chunk_bytes_are_exact() {
         let mut out = Vec::new();
         encode_chunk(&mut out, Tag::Strings, Codec::None, b"abc");
-        let crc = crc32fast::hash(b"abc").to_le_bytes();
         let mut want = vec![2, 0, 0, 0, 3, 0, 0, 0, 3, 0, 0, 0];
+        let crc = crc32fast::hash(&[&want[..], b"abc"].concat()).to_le_bytes();
         want.extend_from_slice(&crc);
         want.extend_from_slice(b"abc");
         assert_eq!(out, want);
@@ -328,7 +356,7 @@ mod tests {
         for codec in [Codec::None, Codec::Lz4, Codec::Zstd] {
             let mut out = Vec::new();
             encode_chunk(&mut out, Tag::Events, codec, &raw);
-            let chunk = read_chunk(&out, 0, 0).unwrap().unwrap();
+            let chunk = read_chunk(&out, 0, 0, FORMAT_VERSION).unwrap().unwrap();
             assert_eq!(chunk.len(), out.len());
             assert_eq!(chunk.payload().unwrap(), raw, "{codec:?}");
             if codec != Codec::None {
@@ -348,13 +376,17 @@ mod tests {
         bomb[1] = Codec::Zstd as u8;
         let stored = zstd_compress(&raw);
         bomb[4..8].copy_from_slice(&(stored.len() as u32).to_le_bytes());
-        bomb[12..16].copy_from_slice(&crc32fast::hash(&stored).to_le_bytes());
+        let crc = checksum(&bomb, &stored, FORMAT_VERSION);
+        bomb[12..16].copy_from_slice(&crc.to_le_bytes());
         bomb.extend_from_slice(&stored);
         assert!(bomb.len() < 4096, "{} bytes", bomb.len());
-        let err = read_chunk(&bomb, 0, 0).unwrap_err();
+        let err = read_chunk(&bomb, 0, 0, FORMAT_VERSION).unwrap_err();
         assert!(err.contains("more than any recording does"), "{err}");
         assert_eq!(out[1], Codec::None as u8);
-        assert_eq!(read_chunk(&out, 0, 0).unwrap().unwrap().payload().unwrap().len(), 20 << 20);
+        assert_eq!(
+            read_chunk(&out, 0, 0, FORMAT_VERSION).unwrap().unwrap().payload().unwrap().len(),
+            20 << 20
+        );
     }
 
     #[test]
@@ -362,11 +394,21 @@ mod tests {
         let mut out = Vec::new();
         encode_chunk(&mut out, Tag::Events, Codec::Lz4, &[7u8; 4000]);
         for cut in 0..out.len() {
-            assert!(read_chunk(&out[..cut], 0, 0).is_err() || cut == 0);
+            assert!(read_chunk(&out[..cut], 0, 0, FORMAT_VERSION).is_err() || cut == 0);
         }
-        let last = out.len() - 1;
-        out[last] ^= 0xff;
-        assert!(read_chunk(&out, 0, 0).unwrap_err().contains("checksum"));
+        // A damaged tag, codec or length is found like a damaged payload (format 4)...
+        for at in [0, 1, 2, 8, out.len() - 1] {
+            let mut bad = out.clone();
+            bad[at] ^= 0x55;
+            let err = read_chunk(&bad, 0, 0, FORMAT_VERSION).unwrap_err();
+            assert!(err.contains("checksum"), "{at}: {err}");
+        }
+        // ...while a chunk of format 3 and earlier checks its payload only.
+        let mut old = out.clone();
+        old[12..16].copy_from_slice(&crc32fast::hash(&out[16..]).to_le_bytes());
+        old[0] = Tag::Strings as u8;
+        assert_eq!(read_chunk(&old, 0, 0, 3).unwrap().unwrap().known_tag(), Some(Tag::Strings));
+        assert!(read_chunk(&old, 0, 0, FORMAT_VERSION).is_err());
     }
 
     #[test]

@@ -202,14 +202,14 @@ impl Recording {
         let footer_len = (crate::CHUNK_HEADER_LEN + 8) as u64;
         let footer_at = len.checked_sub(footer_len).filter(|&a| a >= HEADER_LEN as u64)?;
         let footer = read_exact(src, footer_at, footer_len as usize).ok()?;
-        let chunk = read_chunk(&footer, 0, footer_at).ok()??;
+        let chunk = read_chunk(&footer, 0, footer_at, self.version).ok()??;
         if chunk.known_tag() != Some(Tag::Footer) {
             return None;
         }
         let at = u64::from_le_bytes(chunk.payload().ok()?.try_into().ok()?);
         let trailer_len = footer_at.checked_sub(at).filter(|_| at >= HEADER_LEN as u64)?;
         let bytes = read_exact(src, at, usize::try_from(trailer_len).ok()?).ok()?;
-        let chunk = read_chunk(&bytes, 0, at).ok()??;
+        let chunk = read_chunk(&bytes, 0, at, self.version).ok()??;
         if chunk.known_tag() != Some(Tag::Trailer) || chunk.len() as u64 != trailer_len {
             return None;
         }
@@ -288,7 +288,7 @@ impl Recording {
     /// false when it was damaged (reading stops there, see [`Recording::truncation`]).
     fn take_at(&mut self, bytes: &[u8], pos: usize, base: u64) -> Result<bool, Error> {
         let offset = base + pos as u64;
-        let chunk = match read_chunk(bytes, pos, base) {
+        let chunk = match read_chunk(bytes, pos, base, self.version) {
             Ok(Some(chunk)) => chunk,
             Ok(None) => return Ok(true),
             Err(reason) => {
@@ -350,7 +350,7 @@ impl Recording {
             // Every chunk's checksum is checked (not its contents, for events): a damaged
             // length would send the walk astray.
             let whole = window.get(pos, total as usize)?;
-            if crc32fast::hash(&whole[crate::CHUNK_HEADER_LEN..]) != header.crc {
+            if !header.intact(whole, self.version) {
                 break Some("chunk checksum mismatch".into());
             }
             match tag {
@@ -361,7 +361,7 @@ impl Recording {
             if tag == Some(Tag::Trailer) {
                 // A recording being followed was closed: its summary is final.
                 let bytes = window.get(pos, total as usize)?.to_vec();
-                if let Ok(Some(chunk)) = read_chunk(&bytes, 0, pos) {
+                if let Ok(Some(chunk)) = read_chunk(&bytes, 0, pos, self.version) {
                     let trailer = chunk
                         .payload()
                         .ok()
@@ -808,7 +808,7 @@ impl Recording {
         let bad = |d: String| Error::corrupt(what, c.offset, d);
         let len = usize::try_from(c.len).map_err(|_| bad("too large".into()))?;
         let bytes = read_exact(self.source()?, c.offset, len).map_err(Error::Read)?;
-        match read_chunk(&bytes, 0, c.offset).map_err(bad)? {
+        match read_chunk(&bytes, 0, c.offset, self.version).map_err(bad)? {
             Some(chunk) => chunk.payload(),
             None => Err(bad("empty".into())),
         }

@@ -112,8 +112,20 @@ pub fn stack_named(rec: &Recording, function: &str) -> StackId {
         .unwrap()
 }
 
+/// Appends a chunk written by hand (format 4: the checksum covers the header's first 12
+/// bytes and the stored payload).
+pub fn push_chunk(out: &mut Vec<u8>, tag: u8, codec: Codec, raw_len: usize, stored: &[u8]) {
+    let at = out.len();
+    out.extend_from_slice(&[tag, codec as u8, 0, 0]);
+    out.extend_from_slice(&(stored.len() as u32).to_le_bytes());
+    out.extend_from_slice(&(raw_len as u32).to_le_bytes());
+    let crc = crc32(&[&out[at..], stored].concat());
+    out.extend_from_slice(&crc.to_le_bytes());
+    out.extend_from_slice(stored);
+}
+
 /// CRC-32 (IEEE), bitwise: an independent check of the checksum the format uses.
-pub fn crc32(data: &[u8]) -> u32 {
+fn crc32(data: &[u8]) -> u32 {
     let mut crc = !0u32;
     for &b in data {
         crc ^= u32::from(b);

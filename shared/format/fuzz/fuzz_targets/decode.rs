@@ -69,17 +69,25 @@ fuzz_target!(|data: &[u8]| {
         }
         _ => {
             bytes.extend_from_slice(&MAGIC);
-            bytes.extend_from_slice(&[(mode >> 2) % 5, 0, 0, 0, 0, 0, 0, 0]);
+            let version = (mode >> 2) % 5;
+            bytes.extend_from_slice(&[version, 0, 0, 0, 0, 0, 0, 0]);
             // Segments: tag, payload length, payload; framed as stored chunks.
             let mut at = rest;
             while let [tag, len, tail @ ..] = at {
                 let n = (*len as usize).min(tail.len());
                 let payload = &tail[..n];
+                let head = bytes.len();
                 bytes.push(*tag);
                 bytes.extend_from_slice(&[0, 0, 0]);
                 bytes.extend_from_slice(&(n as u32).to_le_bytes());
                 bytes.extend_from_slice(&(n as u32).to_le_bytes());
-                bytes.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+                // Format 4 checksums cover the header's first 12 bytes too.
+                let mut crc = crc32fast::Hasher::new();
+                if version >= 4 {
+                    crc.update(&bytes[head..]);
+                }
+                crc.update(payload);
+                bytes.extend_from_slice(&crc.finalize().to_le_bytes());
                 bytes.extend_from_slice(payload);
                 at = &tail[n..];
             }
