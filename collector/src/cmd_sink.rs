@@ -18,13 +18,13 @@ use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use memlens_format::{CaptureOptions, Meta, RecordingWriter};
 
 use crate::child_memory::tree_memory_except;
 use crate::host::monotonic_ns;
 use crate::python_env::find_tracer;
-use crate::record_loop::{record_loop, PipeReader};
+use crate::record_loop::{os_error, record_loop, write_failed, PipeReader};
 use crate::recorder::Recorder;
 
 /// Arguments of `memlens sink`, all given by the `memlens` Python package.
@@ -59,10 +59,19 @@ pub struct SinkArgs {
     pub argv: Vec<String>,
 }
 
+/// Runs the sink. On an error, its OS error number (if any) goes to stdout as `error errno=N`
+/// before main prints the message, so that `memlens.record()` can raise the right `OSError`.
 pub fn run(a: SinkArgs) -> Result<i32> {
+    record(a).inspect_err(|e| {
+        if let Some(n) = os_error(e) {
+            println!("error errno={n}");
+        }
+    })
+}
+
+fn record(a: SinkArgs) -> Result<i32> {
     let tracer = find_tracer()?;
-    let file = File::create(&a.output)
-        .with_context(|| format!("cannot write output file {}", a.output.display()))?;
+    let file = File::create(&a.output).map_err(|e| write_failed(&a.output, e.into()))?;
     let capture = CaptureOptions {
         python_allocators: true,
         native: a.native,
@@ -79,7 +88,7 @@ pub fn run(a: SinkArgs) -> Result<i32> {
         ..crate::host::meta(a.pid, a.argv, a.cwd, capture)
     };
     let writer = RecordingWriter::new(BufWriter::with_capacity(1 << 20, file), &meta)
-        .with_context(|| format!("cannot write output file {}", a.output.display()))?;
+        .map_err(|e| write_failed(&a.output, e.into()))?;
     let recorder = Recorder::new(writer, monotonic_ns());
     // SAFETY: fd 0 is our stdin, the pipe Python gave us; nothing else uses it.
     let pipe = File::from(unsafe { OwnedFd::from_raw_fd(0) });
@@ -90,20 +99,25 @@ pub fn run(a: SinkArgs) -> Result<i32> {
         out.flush()?;
     }
     let (pid, me) = (a.pid, std::process::id());
-    let (recorder, feed_error) = record_loop(
+    let (recorder, mut feed_error) = record_loop(
         recorder,
         pipe,
         || tree_memory_except(pid, Some(me)),
         Duration::from_millis(a.interval),
         || false,
-    )?;
+    )
+    .map_err(|e| write_failed(&a.output, e))?;
+    // A write that failed while the tracer's data was read (a full disk) is the error.
+    if let Some(e) = feed_error.take_if(|e| os_error(e).is_some()) {
+        return Err(write_failed(&a.output, e));
+    }
     let stopped = recorder.stopped();
     let (peak, left) = (recorder.summary().peak_heap, recorder.heap());
-    let w = recorder.finish(monotonic_ns(), None, None)?;
+    let w = recorder.finish(monotonic_ns(), None, None).map_err(|e| write_failed(&a.output, e))?;
     w.into_inner()
         .map_err(|e| e.into_error())
         .and_then(|f| f.sync_all())
-        .with_context(|| format!("cannot write output file {}", a.output.display()))?;
+        .map_err(|e| write_failed(&a.output, e.into()))?;
     if let Some(e) = feed_error {
         eprintln!("memlens: warning: stopped reading the tracer's data early: {e:#}");
     }

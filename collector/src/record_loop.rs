@@ -4,6 +4,7 @@
 use std::fs::File;
 use std::io::{BufWriter, Read};
 use std::os::fd::AsFd;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
@@ -131,4 +132,57 @@ pub(crate) fn record_loop(
         }
     }
     Ok((recorder, feed_error))
+}
+
+/// The OS error number behind `e`, if an I/O error caused it.
+pub(crate) fn os_error(e: &anyhow::Error) -> Option<i32> {
+    e.chain().find_map(|c| {
+        if let Some(full) = c.downcast_ref::<DiskFull>() {
+            return Some(full.errno);
+        }
+        c.downcast_ref::<std::io::Error>()
+            .or_else(|| match c.downcast_ref::<memlens_format::Error>() {
+                Some(memlens_format::Error::Io(io)) => Some(io),
+                _ => None,
+            })
+            .and_then(std::io::Error::raw_os_error)
+    })
+}
+
+/// A recording that could not be written because its disk is full (or over quota): said in
+/// those words, with the file, and with the OS error number kept for [`os_error`].
+#[derive(Debug)]
+pub(crate) struct DiskFull {
+    errno: i32,
+    message: String,
+}
+
+impl std::fmt::Display for DiskFull {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for DiskFull {}
+
+/// An error met while writing the recording `path`, said so that the user can act on it: a
+/// full disk (or quota) is named as such, with the file; anything else gets the file as context.
+pub(crate) fn write_failed(path: &Path, e: anyhow::Error) -> anyhow::Error {
+    let path = path.display();
+    let message = match os_error(&e) {
+        Some(libc::ENOSPC) => format!(
+            "the disk is full: no space left on the device holding {path} (the recording stops \
+             where the disk filled up)"
+        ),
+        Some(libc::EDQUOT) => format!(
+            "the disk quota is exceeded: cannot write {path} (the recording stops where the \
+             quota was reached)"
+        ),
+        _ => return e.context(format!("cannot write the recording {path}")),
+    };
+    let errno = os_error(&e).unwrap_or_default();
+    if e.downcast_ref::<DiskFull>().is_some() {
+        return e;
+    }
+    DiskFull { errno, message }.into()
 }

@@ -24,7 +24,7 @@ use memlens_format::{Meta, RecordingWriter, WriterOptions};
 use crate::child_memory::tree_memory;
 use crate::process_watch::{EndWatch, Ended, Ending};
 use crate::python_env::PythonPackageDir;
-use crate::record_loop::{record_loop, PipeReader};
+use crate::record_loop::{os_error, record_loop, write_failed, PipeReader};
 use crate::recorder::Recorder;
 
 /// Everything the helper needs, prepared by `memlens run` before it forks.
@@ -84,11 +84,12 @@ fn record(job: RecorderJob) -> Result<()> {
     let options = WriterOptions { events: !aggregate, ..WriterOptions::default() };
     let out = BufWriter::with_capacity(1 << 20, file);
     let writer = RecordingWriter::with_options(out, &meta, options)
-        .with_context(|| format!("cannot write output file {}", output.display()))?;
+        .map_err(|e| write_failed(&output, e.into()))?;
     let recorder = Recorder::new(writer, t0);
     let pipe = PipeReader::new(File::from(pipe));
     let (recorder, feed_error) =
-        record_loop(recorder, pipe, || tree_memory(pid), interval, || watch.ended().is_some())?;
+        record_loop(recorder, pipe, || tree_memory(pid), interval, || watch.ended().is_some())
+            .map_err(|e| write_failed(&output, e))?;
     // The pipe can close before the end (a program that closes file descriptors it did not
     // open): the end is still to come.
     let ended = loop {
@@ -104,16 +105,21 @@ fn record(job: RecorderJob) -> Result<()> {
         return Ok(());
     }
     let Ended { at_ns, ending, .. } = ended;
+    // A write that failed while the tracer's data was read (a full disk) is the error.
+    let feed_error = match feed_error {
+        Some(e) if os_error(&e).is_some() => return Err(write_failed(&output, e)),
+        other => other,
+    };
     let hello = recorder.hello().is_some();
     let stopped = recorder.stopped();
     let peak = recorder.summary().peak_heap;
     let end_heap = recorder.heap();
     let (code, signal) = ending.code_and_signal();
-    let w = recorder.finish(at_ns, code, signal)?;
+    let w = recorder.finish(at_ns, code, signal).map_err(|e| write_failed(&output, e))?;
     w.into_inner()
         .map_err(|e| e.into_error())
         .and_then(|f| f.sync_all())
-        .with_context(|| format!("cannot write output file {}", output.display()))?;
+        .map_err(|e| write_failed(&output, e.into()))?;
 
     let mut err = std::io::stderr().lock();
     if let Some(e) = feed_error {

@@ -289,9 +289,9 @@ class record:
         line = sink.stdout.readline().decode("utf-8", "replace")
         if not line.startswith("ready "):
             os.close(w)
-            _, err = sink.communicate()
-            msg = err.decode("utf-8", "replace").strip().removeprefix("memlens: error: ")
-            raise OSError(f"memlens.record({self.path!r}): {msg or 'the recorder did not start'}")
+            out, err = sink.communicate()
+            raise self._failure(line + out.decode("utf-8", "replace"), err,
+                                "the recorder did not start")
         lib = _load(line[len("ready "):].strip())
         me = threading.current_thread()
         for t in threading.enumerate():
@@ -317,13 +317,31 @@ class record:
             threading.setprofile(None)
             _lib.memlens_release_thread()
             out, err = sink.communicate()
+        if sink.returncode != 0:
+            raise self._failure(out.decode("utf-8", "replace"), err, "the recorder failed")
         for line in err.decode("utf-8", "replace").splitlines():
             print(line, file=sys.stderr)
-        if sink.returncode != 0:
-            raise OSError(f"memlens.record({self.path!r}): the recorder failed")
         for word in out.decode("ascii", "replace").split():
             key, _, value = word.partition("=")
             if key == "peak":
                 self.peak_bytes = int(value)
             elif key == "left":
                 self.leaked_bytes = int(value)
+
+    def _failure(self, out, err, fallback):
+        """The OSError for a recorder that failed: its own message (``memlens: error: ...``,
+        e.g. "the disk is full: no space left on the device holding FILE") and the OS error
+        number it reported (``error errno=N`` on its stdout); its other lines (warnings) go to
+        stderr."""
+        errno = 0
+        for word in out.split():
+            if word.startswith("errno="):
+                errno = int(word[len("errno="):])
+        reasons = []
+        for line in err.decode("utf-8", "replace").splitlines():
+            if line.startswith("memlens: error: "):
+                reasons.append(line[len("memlens: error: "):])
+            elif line.strip():
+                print(line, file=sys.stderr)
+        msg = f"memlens.record({self.path!r}): {'; '.join(reasons) or fallback}"
+        return OSError(errno, msg) if errno else OSError(msg)

@@ -25,10 +25,11 @@ C code maps with mmap by its resident pages (see docs/memory-figures.md).
 
 import hashlib
 import json
+import math
 import os
 import re
+import shlex
 import shutil
-import sys
 
 import pytest
 
@@ -52,13 +53,41 @@ _UNITS = {
 
 
 def parse_size(text):
-    """``"24 MB"`` -> 24000000 (decimal KB/MB/GB, binary KiB/MiB/GiB, or plain bytes)."""
+    """``"24 MB"`` -> 24000000 (decimal KB/MB/GB, binary KiB/MiB/GiB, or plain bytes).
+
+    Raises ValueError, saying why, for anything else: an unknown unit, a negative size, NaN or
+    infinity (a limit that could never be crossed would pass every test)."""
+    if isinstance(text, bool):
+        raise ValueError(f"{text!r} is not a size (try '24 MB' or '512 KiB')")
     if isinstance(text, (int, float)):
+        if not math.isfinite(text) or text < 0:
+            raise ValueError(f"{text!r} is not a size: it must be a finite number of bytes, 0 or more")
         return int(text)
-    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([A-Za-z]*)\s*", str(text))
-    if not m or m.group(2).upper() not in _UNITS:
-        raise ValueError(f"memlens: cannot read the size {text!r} (try '24 MB' or '512 KiB')")
-    return int(float(m.group(1)) * _UNITS[m.group(2).upper()])
+    if not isinstance(text, str):
+        raise ValueError(f"{text!r} is not a size (try '24 MB' or '512 KiB')")
+    m = re.fullmatch(r"\s*([+-]?)([0-9]*\.?[0-9]+)\s*([A-Za-z]*)\s*", text)
+    if not m:
+        raise ValueError(f"cannot read the size {text!r} (try '24 MB' or '512 KiB')")
+    if m.group(1) == "-":
+        raise ValueError(f"the size {text!r} is negative: a limit is 0 bytes or more")
+    if m.group(3).upper() not in _UNITS:
+        raise ValueError(f"unknown unit {m.group(3)!r} in the size {text!r} (use B, KB, MB, GB, "
+                         "KiB, MiB or GiB: '24 MB', '512 KiB')")
+    return int(float(m.group(2)) * _UNITS[m.group(3).upper()])
+
+
+def _escape(text):
+    """`text` (a name from a recording: untrusted) with control characters shown as escapes
+    (``\\x1b``), so that it cannot drive the terminal."""
+    out = []
+    for c in str(text):
+        if c.isprintable() or c == " ":
+            out.append(c)
+        elif ord(c) < 0x100:
+            out.append(f"\\x{ord(c):02x}")
+        else:
+            out.append(f"\\u{ord(c):04x}")
+    return "".join(out)
 
 
 def format_size(n):
@@ -120,23 +149,84 @@ def pytest_configure(config):
     if not config.getoption("memlens"):
         return
     worker = getattr(config, "workerinput", None)
-    out_dir = os.path.join(str(config.invocation_params.dir), config.getoption("memlens_dir"))
+    cwd = str(config.invocation_params.dir)
+    out_dir = os.path.join(cwd, config.getoption("memlens_dir"))
     if worker is not None:
         out_dir = worker.get("memlens_dir", out_dir)
-    else:
+    st = _State(out_dir, cwd, controller=worker is None)
+    if worker is None:
+        st.baseline = _read_options(config, out_dir)
         # A fresh set of recordings for this run (the folder's other files are left alone).
         shutil.rmtree(os.path.join(out_dir, _TESTS), ignore_errors=True)
-        os.makedirs(os.path.join(out_dir, _TESTS), exist_ok=True)
-    config.stash[_STATE] = _State(out_dir, controller=worker is None)
+        try:
+            os.makedirs(os.path.join(out_dir, _TESTS), exist_ok=True)
+        except OSError as e:
+            st.setup_error = f"cannot create {os.path.join(out_dir, _TESTS)}: {_os_reason(e)}"
+    config.stash[_STATE] = st
+
+
+def _read_options(config, out_dir):
+    """Checks the options' values (a usage error, exit status 4, names the bad one) and reads
+    the --memlens-compare baseline: (its tests by name, None) or (None, why it cannot be read)."""
+    threshold = config.getoption("memlens_threshold")
+    if not math.isfinite(threshold) or threshold < 0:
+        raise pytest.UsageError(
+            f"--memlens-threshold {threshold!r}: give a percentage, 0 or more (e.g. 10)")
+    try:
+        parse_size(config.getoption("memlens_min_growth"))
+    except ValueError as e:
+        raise pytest.UsageError(f"--memlens-min-growth: {e}") from None
+    old = config.getoption("memlens_compare")
+    if not old:
+        return None
+    old_dir = os.path.join(str(config.invocation_params.dir), old)
+    if os.path.realpath(old_dir) == os.path.realpath(out_dir):
+        raise pytest.UsageError(
+            f"--memlens-compare {old} is this run's own --memlens-dir: give the run a folder of "
+            f"its own (e.g. --memlens-dir .memlens-head) to compare it with {old}")
+    path = os.path.join(old_dir, _RESULTS)
+    try:
+        with open(path) as f:
+            tests = json.load(f)["tests"]
+        return {t["name"]: t for t in tests}, None
+    except FileNotFoundError:
+        if not os.path.isdir(old_dir):
+            why = f"{old} does not exist"
+        else:
+            why = f"{old} has no {_RESULTS}"
+        return None, f"{why} (make the baseline with `pytest --memlens --memlens-dir {old}`)"
+    except OSError as e:
+        return None, f"cannot read {path}: {_os_reason(e)}"
+    except (ValueError, KeyError, TypeError) as e:
+        return None, f"{path} is not a memlens {_RESULTS} ({e!r})"
+
+
+def _os_reason(e):
+    """An OSError in words, without a traceback: `e.strerror` is the OS's, `str(e)` memlens's."""
+    return str(e) if not e.strerror else e.strerror
 
 
 class _State:
-    def __init__(self, out_dir, controller):
+    def __init__(self, out_dir, cwd, controller):
         self.dir = out_dir
+        self.cwd = cwd
         self.controller = controller
         self.tests = []
         self.regressions = None
         self.warned = False
+        # (tests by name, None) or (None, why the baseline cannot be read); None: no compare.
+        self.baseline = None
+        # Why the recordings folder could not be made (no test is then recorded).
+        self.setup_error = None
+        # Tests whose recording could not be written: (name, why).
+        self.unrecorded = []
+        self.warned_unrecorded = False
+        self.results_error = None
+
+    def shown_path(self, path):
+        """`path` as the user can paste it into `memlens summary` from where pytest ran."""
+        rel = os.path.relpath(path, self.cwd)
+        return shlex.quote(path if rel.startswith("..") else rel)
 
 
 _STATE = pytest.StashKey()
@@ -175,36 +265,74 @@ def pytest_runtest_call(item):
     if memlens.is_tracing():
         if not st.warned:
             st.warned = True
-            sys.stderr.write("memlens: this process is already being recorded (memlens run); "
-                             "--memlens records no per-test files\n")
+            _warn(item.config, "this process is already being recorded (memlens run); "
+                               "--memlens records no per-test files")
+        yield
+        return
+    if st.setup_error:
+        item.stash[_RESULT] = {"name": item.nodeid, "error": st.setup_error}
         yield
         return
     rel = os.path.join(_TESTS, _file_name(item.nodeid))
     rec = memlens.record(os.path.join(st.dir, rel), census=False)
-    rec.start()
+    # A recording that cannot be written (a full disk) does not change the test's outcome:
+    # the test runs, and the session says which tests have no recording.
+    try:
+        rec.start()
+    except OSError as e:
+        item.stash[_RESULT] = {"name": item.nodeid, "error": _os_reason(e)}
+        yield
+        return
     try:
         yield
     finally:
-        rec.stop()
-        item.stash[_RESULT] = {
-            "name": item.nodeid,
-            "peak_bytes": rec.peak_bytes or 0,
-            "leaked_bytes": rec.leaked_bytes or 0,
-            "recording": rel,
-        }
+        try:
+            rec.stop()
+            item.stash[_RESULT] = {
+                "name": item.nodeid,
+                "peak_bytes": rec.peak_bytes or 0,
+                "leaked_bytes": rec.leaked_bytes or 0,
+                "recording": rel,
+            }
+        except OSError as e:
+            item.stash[_RESULT] = {"name": item.nodeid, "error": _os_reason(e)}
+
+
+def _warn(config, text):
+    """One line on the terminal, at once (not captured)."""
+    tr = config.pluginmanager.get_plugin("terminalreporter")
+    if tr is not None:
+        tr.write_line(f"memlens: warning: {text}", yellow=True, bold=True)
+
+
+def pytest_runtest_setup(item):
+    """A limit marker whose size cannot be read is an error of that test only."""
+    if _state(item.config) is not None:
+        _limits(item)
 
 
 def _limits(item):
+    """The test's limit markers: (marker, field, what, size as written, bytes). A marker whose
+    size is missing or cannot be read fails the test (``pytest.fail``) with its reason."""
     limits = []
     for marker, field, what in (
         ("limit_memory", "peak_bytes", "peak memory"),
         ("limit_leaks", "leaked_bytes", "memory left allocated"),
     ):
         m = item.get_closest_marker(marker)
-        if m is not None:
-            if not m.args:
-                raise pytest.UsageError(f"{marker} needs a size, e.g. @pytest.mark.{marker}('1 MB')")
-            limits.append((marker, field, what, m.args[0], parse_size(m.args[0])))
+        if m is None:
+            continue
+        args = [*m.args, *m.kwargs.values()]
+        written = ", ".join([*map(repr, m.args), *(f"{k}={v!r}" for k, v in m.kwargs.items())])
+        usage = f"give one size, e.g. @pytest.mark.{marker}(\"24 MB\")"
+        if len(args) != 1 or set(m.kwargs) - {"size"}:
+            pytest.fail(f"memlens: @pytest.mark.{marker}({written}): {usage}", pytrace=False)
+        try:
+            limits.append((marker, field, what, args[0], parse_size(args[0])))
+            continue
+        except ValueError as e:
+            why = str(e)
+        pytest.fail(f"memlens: @pytest.mark.{marker}({written}): {why}; {usage}", pytrace=False)
     return limits
 
 
@@ -219,7 +347,8 @@ def _site_lines(sites, total):
         lib = s.get("library")
         if lib:
             where += f"  (in {lib['function']} {lib['file']}:{lib['line']})"
-        lines.append(f"    {format_size(s['bytes']):>10}  {s['function']}  {where}".rstrip())
+        lines.append(f"    {format_size(s['bytes']):>10}  {_escape(s['function'])}  "
+                     f"{_escape(where)}".rstrip())
     return lines or ["    (no call sites recorded)"]
 
 
@@ -244,13 +373,21 @@ def pytest_runtest_makereport(item, call):
     if not limits or not report.passed:
         return
     st = _state(item.config)
+    if "error" in result:
+        # A limit that cannot be checked fails closed.
+        report.outcome = "failed"
+        report.longrepr = "\n".join(
+            f"memlens: {marker}({text!r}) could not be checked: the test's recording could not "
+            f"be written: {result['error']}" for marker, _, _, text, _ in limits)
+        return
     failures = []
     summary = None
+    path = os.path.join(st.dir, result["recording"])
     for marker, field, what, text, limit in limits:
         used = result[field]
         if used > limit:
             if summary is None:
-                summary = _summary(os.path.join(st.dir, result["recording"]))
+                summary = _summary(path)
             sites = summary["top_at_peak"] if field == "peak_bytes" else summary["top_leaks"]
             failures.append(
                 f"memlens: {marker}: the test's {what} was {format_size(used)} "
@@ -259,7 +396,9 @@ def pytest_runtest_makereport(item, call):
             )
     if failures:
         report.outcome = "failed"
-        report.longrepr = "\n".join(failures) + f"\n  recording: {result['recording']}"
+        shown = st.shown_path(path)
+        report.longrepr = ("\n".join(failures) + f"\n  recording: {shown}"
+                           f"  (memlens summary {shown}; memlens view {shown})")
 
 
 # ----------------------------------------------------------------------- the whole session
@@ -270,7 +409,33 @@ def pytest_runtest_logreport(report):
     for key, value in report.user_properties:
         if key == _PROPERTY:
             _collected.append(value)
+            if "error" in value:
+                _unrecorded(value)
 
+
+def _unrecorded(value):
+    """The first test whose recording could not be written is said at once (once)."""
+    st = _first_state[0] if _first_state else None
+    if st is None or st.warned_unrecorded:
+        return
+    st.warned_unrecorded = True
+    _warn(st.config, f"the recording of {value['name']} could not be written: {value['error']}; "
+                     "the tests go on without recordings where they cannot be written "
+                     "(their outcome is not changed; see the summary at the end)")
+
+
+# The controller's state, for _unrecorded (pytest_runtest_logreport has no config).
+_first_state = []
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionstart(session):
+    st = _state(session.config)
+    if st is not None and st.controller:
+        st.config = session.config
+        _first_state[:] = [st]
+        if st.setup_error:
+            _warn(session.config, f"{st.setup_error}: the tests run without recordings")
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -278,15 +443,22 @@ def pytest_sessionfinish(session, exitstatus):
     st = _state(session.config)
     if st is None or not st.controller:
         return
-    st.tests = list(_collected)
+    st.tests = [t for t in _collected if "error" not in t]
+    st.unrecorded = [(t["name"], t["error"]) for t in _collected if "error" in t]
     _collected.clear()
-    with open(os.path.join(st.dir, _RESULTS), "w") as f:
-        json.dump({"schema": 2, "tests": st.tests}, f, indent=1)
+    _first_state.clear()
+    results = os.path.join(st.dir, _RESULTS)
+    try:
+        with open(results, "w") as f:
+            json.dump({"schema": 2, "tests": st.tests,
+                       "unrecorded": [{"name": n, "error": e} for n, e in st.unrecorded]},
+                      f, indent=1)
+    except OSError as e:
+        st.results_error = f"cannot write {st.shown_path(results)}: {_os_reason(e)}"
     old = session.config.getoption("memlens_compare")
     if old:
         growth = parse_size(session.config.getoption("memlens_min_growth"))
-        st.regressions = _compare(st.tests, old, session.config.getoption("memlens_threshold"),
-                                  growth, st.dir)
+        st.regressions = _compare(st, old, session.config.getoption("memlens_threshold"), growth)
         if st.regressions[0] and session.exitstatus == 0:
             session.exitstatus = 1
 
@@ -296,14 +468,21 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     if st is None or not st.controller:
         return
     w = terminalreporter.write
-    _print_top(w, st.tests, config.getoption("memlens_top"), st.dir)
+    _print_top(w, st, config.getoption("memlens_top"))
     if st.regressions is not None:
         w(st.regressions[1])
 
 
-def _print_top(w, tests, top, out_dir):
-    w(f"\nmemlens: {len(tests)} tests recorded in {out_dir}/{_TESTS}/")
+def _print_top(w, st, top):
+    tests = st.tests
+    w(f"\nmemlens: {len(tests)} tests recorded in {st.shown_path(os.path.join(st.dir, _TESTS))}/")
     w(" (open one with `memlens view FILE`)\n")
+    if st.unrecorded:
+        name, why = st.unrecorded[0]
+        w(f"memlens: WARNING: {len(st.unrecorded)} tests have no recording (they ran, and their "
+          f"outcome stands): {why}\n", yellow=True, bold=True)
+    if st.results_error:
+        w(f"memlens: WARNING: {st.results_error}\n", yellow=True, bold=True)
     if not tests or top <= 0:
         return
     w(f"memlens: top {min(top, len(tests))} tests by peak memory\n")
@@ -312,30 +491,44 @@ def _print_top(w, tests, top, out_dir):
         w(f"  {format_size(t['peak_bytes']):>10}  {format_size(t['leaked_bytes']):>10}  {t['name']}\n")
 
 
-def _compare(tests, old_dir, threshold_pct, min_growth, out_dir):
-    """(whether any test's peak grew beyond the threshold, the text saying so)."""
-    path = os.path.join(old_dir, _RESULTS)
-    try:
-        with open(path) as f:
-            old = {t["name"]: t for t in json.load(f)["tests"]}
-    except (OSError, ValueError, KeyError) as e:
-        return True, f"memlens: cannot compare: {e}\n"
-    worse = []
-    for t in tests:
+def _compare(st, old_name, threshold_pct, min_growth):
+    """(whether the session fails, the text saying why or that no test grew). The compare
+    fails closed: a baseline that cannot be read, or one that shares no test with this run
+    (nothing was compared), or tests of this run without a recording, fail the session too."""
+    old_dir = os.path.join(st.cwd, old_name)
+    old, why = st.baseline
+    if old is None:
+        return True, f"memlens: FAILED: cannot compare with the baseline: {why}\n"
+    worse, compared = [], 0
+    for t in st.tests:
         before = old.get(t["name"])
-        if before is None:
+        if not isinstance(before, dict) or not isinstance(before.get("peak_bytes"), int):
             continue
+        compared += 1
         a, b = before["peak_bytes"], t["peak_bytes"]
         if b - a > min_growth and b > a * (1 + threshold_pct / 100):
             worse.append((t, before, a, b))
+    text = ""
+    failed = False
+    if compared == 0:
+        ran = len(st.tests) + len(st.unrecorded)
+        has = "has a recording and is" if st.unrecorded else "is"
+        return True, (f"memlens: FAILED: nothing to compare: none of the {ran} tests of this run "
+                      f"{has} in the baseline {old_name} (which has {len(old)}); was it made "
+                      "from the same tests?\n")
+    if st.unrecorded:
+        failed = True
+        text += (f"memlens: FAILED: {len(st.unrecorded)} tests could not be compared: their "
+                 f"recordings could not be written ({st.unrecorded[0][1]})\n")
     if not worse:
-        return False, f"memlens: no test's peak grew more than {threshold_pct:g}% vs {old_dir}\n"
-    text = f"memlens: FAILED: peak memory grew more than {threshold_pct:g}% vs {old_dir}\n"
+        return failed, text + (f"memlens: no test's peak grew more than {threshold_pct:g}% vs "
+                               f"{old_name} ({compared} tests compared)\n")
+    text += f"memlens: FAILED: peak memory grew more than {threshold_pct:g}% vs {old_name}\n"
     for t, before, a, b in worse:
         pct = "new" if a == 0 else f"+{100 * (b - a) / a:.0f}%"
         text += f"  {t['name']}: {format_size(a)} -> {format_size(b)} ({pct})\n"
-        old_rec = os.path.join(old_dir, before.get("recording", ""))
-        new_rec = os.path.join(out_dir, t["recording"])
+        old_rec = os.path.join(old_dir, before.get("recording") or "")
+        new_rec = os.path.join(st.dir, t["recording"])
         text += "".join(f"    {line}\n" for line in _site_changes(old_rec, new_rec, min_growth))
     return True, text
 
@@ -356,5 +549,6 @@ def _site_changes(old_path, new_path, min_change):
         sign = "+" if change >= 0 else "-"
         lib = s.get("library")
         via = f"  (in {lib['function']} {lib['file']})" if lib else ""
-        lines.append(f"{sign}{format_size(abs(change))}  {s['function']}  {s['file']}{via}")
+        lines.append(f"{sign}{format_size(abs(change))}  {_escape(s['function'])}  "
+                     f"{_escape(s['file'])}{_escape(via)}")
     return lines

@@ -54,9 +54,17 @@ pub enum Error {
     /// (the viewer's page holds only the directory; its worker holds the source).
     #[error("the recording's events are not available here")]
     NoSource,
-    /// An I/O error from the underlying writer.
+    /// An I/O error from the underlying writer. Its message is part of this one's, and so it
+    /// is not also given as the source (which made `{:#}` print it twice: "No space left on
+    /// device (os error 28): No space left on device (os error 28)").
     #[error("writing the recording failed: {0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
+}
+
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Self {
+        Error::Io(e)
+    }
 }
 
 impl Error {
