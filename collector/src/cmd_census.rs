@@ -15,7 +15,8 @@ use memlens_format::{census_trigger, Census, Recording};
 use serde::Serialize;
 
 use crate::cmd_summary::{census_json, site_of, write_census, CensusJson};
-use crate::load::open_recording;
+use crate::load::open;
+use crate::term::{self, Out, Style};
 
 /// Arguments of `memlens census`.
 #[derive(Debug, clap::Args)]
@@ -147,15 +148,16 @@ pub struct SiteGrowthJson {
 }
 
 pub fn run(args: CensusArgs) -> Result<i32> {
-    let rec = open_recording(&args.file)?;
-    let query = query(&rec, &args)?;
-    let doc = build(&rec, &args.file.display().to_string(), query, args.by.into(), args.top);
-    let mut out = std::io::stdout().lock();
+    let opened = open(&args.file)?;
+    let rec = &opened.rec;
+    let query = query(rec, &args)?;
+    opened.progress.phase("computing the census");
+    let doc = build(rec, &args.file.display().to_string(), query, args.by.into(), args.top);
+    drop(opened.progress);
     if args.json {
-        serde_json::to_writer_pretty(&mut out, &doc)?;
-        writeln!(out)?;
+        crate::json::write(&mut std::io::stdout().lock(), &doc)?;
     } else {
-        write_text(&mut out, &doc)?;
+        write_text(&mut term::stdout(), &doc)?;
     }
     Ok(0)
 }
@@ -263,7 +265,7 @@ pub fn build(
 
 fn title(p: &CensusPointJson) -> String {
     let what = match p.trigger.as_str() {
-        "mark" => format!("mark {:?}", p.label),
+        "mark" => format!("mark \"{}\"", term::escape_line(&p.label)),
         t => t.to_owned(),
     };
     format!("#{} {what} at {}", p.index, format_duration_ns(p.time_ns))
@@ -277,7 +279,7 @@ fn place(s: &SiteGrowthJson) -> String {
     }
 }
 
-fn write_text(out: &mut impl Write, doc: &CensusDocJson) -> Result<()> {
+fn write_text<W: Write>(out: &mut Out<W>, doc: &CensusDocJson) -> Result<()> {
     writeln!(out, "{}", doc.file)?;
     if doc.censuses.is_empty() {
         writeln!(
@@ -286,7 +288,8 @@ fn write_text(out: &mut impl Write, doc: &CensusDocJson) -> Result<()> {
         )?;
         return Ok(());
     }
-    writeln!(out, "\nCensuses")?;
+    writeln!(out)?;
+    out.paint_line(Style::Heading, "Censuses")?;
     for p in &doc.censuses {
         writeln!(
             out,
@@ -300,32 +303,40 @@ fn write_text(out: &mut impl Write, doc: &CensusDocJson) -> Result<()> {
         write_census(out, c)?;
     }
     if let Some(g) = &doc.growth {
-        writeln!(out, "\nGrowth from {} to {}", title(&g.from), title(&g.to))?;
-        writeln!(out, "\n  By type")?;
+        writeln!(out)?;
+        out.paint_line(
+            Style::Heading,
+            &format!("Growth from {} to {}", title(&g.from), title(&g.to)),
+        )?;
+        writeln!(out)?;
+        out.paint_line(Style::Heading, "  By type")?;
         if g.types.is_empty() {
             writeln!(out, "    (no change)")?;
         }
         for t in &g.types {
             let at =
                 t.site.as_ref().map(|s| format!("  mostly at {}", place(s))).unwrap_or_default();
+            write!(out, "    ")?;
+            out.paint_change(t.bytes_delta, &format!("{:>11}", format_bytes_delta(t.bytes_delta)))?;
             writeln!(
                 out,
-                "    {:>11}  {:>10} objects  {} (now {}){at}",
-                format_bytes_delta(t.bytes_delta),
+                "  {:>10} objects  {} (now {}){at}",
                 format_count_delta(t.count_delta),
                 t.name,
                 format_count(t.count)
             )?;
         }
-        writeln!(out, "\n  By allocation site")?;
+        writeln!(out)?;
+        out.paint_line(Style::Heading, "  By allocation site")?;
         if g.sites.is_empty() {
             writeln!(out, "    (no change in traced objects)")?;
         }
         for s in &g.sites {
+            write!(out, "    ")?;
+            out.paint_change(s.bytes_delta, &format!("{:>11}", format_bytes_delta(s.bytes_delta)))?;
             writeln!(
                 out,
-                "    {:>11}  {:>10} objects  {}  (mostly {})",
-                format_bytes_delta(s.bytes_delta),
+                "  {:>10} objects  {}  (mostly {})",
                 format_count_delta(s.count_delta),
                 place(s),
                 s.type_name

@@ -10,6 +10,7 @@ use memlens_analysis::format_bytes;
 use memlens_format::{Aggregator, Event, Interval, Recording, Summary};
 
 use crate::load::open;
+use crate::term::{self, Style};
 
 /// Arguments of `memlens check`.
 #[derive(Debug, clap::Args)]
@@ -26,6 +27,7 @@ const MAX_LISTED: usize = 20;
 pub fn run(args: CheckArgs) -> Result<i32> {
     let opened = open(&args.file)?;
     let rec = &opened.rec;
+    opened.progress.phase("checking every chunk");
     let mut problems = Vec::new();
     if let Some(t) = rec.truncation() {
         problems.push(format!("the file is cut short at byte {}: {}", t.offset, t.reason));
@@ -58,11 +60,13 @@ pub fn run(args: CheckArgs) -> Result<i32> {
     }
     drop(opened.progress);
     let name = args.file.display();
-    let mut out = std::io::stdout().lock();
+    let mut out = term::stdout();
     if problems.is_empty() {
+        write!(out, "{name}: ")?;
+        out.paint(Style::Good, "OK")?;
         writeln!(
             out,
-            "{name}: OK (format {}, {events} events in {} chunks, {intervals} intervals{}{})",
+            " (format {}, {events} events in {} chunks, {intervals} intervals{}{})",
             rec.format_version(),
             rec.event_chunk_count(),
             if rec.aggregate_only() { "" } else { " agree with them" },
@@ -81,7 +85,8 @@ pub fn run(args: CheckArgs) -> Result<i32> {
         )?;
         return Ok(0);
     }
-    writeln!(out, "{name}: {} problem(s)", problems.len())?;
+    write!(out, "{name}: ")?;
+    out.paint_line(Style::Bad, &format!("{} problem(s)", problems.len()))?;
     for p in problems.iter().take(MAX_LISTED) {
         writeln!(out, "  - {p}")?;
     }

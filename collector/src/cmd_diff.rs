@@ -3,16 +3,19 @@
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use memlens_analysis::{
     diff_sites, format_bytes, format_bytes_delta, format_count, incomparable_reasons, stack_totals,
     EventFilter, SiteDelta, Snapshot, StackTotals,
 };
-use memlens_format::Summary;
+use memlens_format::{Recording, Summary};
 use serde::Serialize;
 
-use crate::load::{open, Opened};
+use crate::load::{self, open_source, FileSource, Progress};
+use crate::markdown;
+use crate::term::{self, Style};
 
 /// Arguments of `memlens diff`.
 #[derive(Debug, clap::Args)]
@@ -25,7 +28,10 @@ pub struct DiffArgs {
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
     /// Exit with code 1 when a threshold is crossed, e.g. `peak>+10%`, `leaks>+1MiB`,
-    /// `rss>+20%`, `allocs>+5%`, `reserved>+64MiB`. Repeat the flag or separate with commas.
+    /// `rss>+20%`, `allocs>+5%`, `allocs>+1000`, `reserved>+64MiB`: a percentage, or bytes
+    /// with a unit (B, KB, MB, GB, KiB, MiB, GiB); `allocs` takes a count. Repeat the flag or
+    /// separate with commas. With a threshold, a recording that is incomplete (cut short, or
+    /// of a run killed by a signal) makes the gate fail with exit code 2: it cannot decide.
     #[arg(long = "fail-if", value_delimiter = ',')]
     pub fail_if: Vec<String>,
     /// Call sites to list per table.
@@ -65,7 +71,7 @@ struct Figures<'a> {
 
 impl Figures<'_> {
     fn of(side: &Side) -> Figures<'_> {
-        Figures { summary: side.opened.rec.summary(), reserved: side.reserved }
+        Figures { summary: side.rec.summary(), reserved: side.reserved }
     }
 }
 
@@ -126,7 +132,10 @@ pub enum Limit {
     Absolute(u64),
 }
 
-/// Parses `METRIC>+N%` or `METRIC>+N[B|KB|KiB|MB|MiB|GB|GiB]` (the `+` is optional).
+/// Parses `METRIC>+N%`, `METRIC>+N UNIT` (UNIT one of B, KB, MB, GB, KiB, MiB, GiB; K, M and
+/// G are KiB, MiB and GiB) or, for `allocs`, `allocs>+N` (a count); the `+` is optional. A
+/// bare number for a byte metric is refused (is `peak>+10` ten bytes or ten percent?), and so
+/// are NaN and infinities, which would never fire.
 pub fn parse_threshold(text: &str) -> Result<Threshold> {
     let compact: String = text.chars().filter(|c| !c.is_whitespace()).collect();
     let Some((name, value)) = compact.split_once('>') else {
@@ -142,24 +151,54 @@ pub fn parse_threshold(text: &str) -> Result<Threshold> {
             "threshold `{text}`: unknown metric `{other}` (use peak, rss, leaks, allocs or reserved)"
         ),
     };
-    let value = value.trim_start_matches('+');
+    let value = value.strip_prefix('+').unwrap_or(value);
+    let finite = |num: &str, what: &str| -> Result<f64> {
+        match num.parse::<f64>() {
+            Ok(v) if v.is_finite() => Ok(v),
+            Ok(_) => bail!("threshold `{text}`: {what} `{num}` is not a finite number"),
+            Err(_) => bail!("threshold `{text}`: `{num}` is not a number"),
+        }
+    };
     let limit = if let Some(p) = value.strip_suffix('%') {
-        Limit::Percent(p.parse().with_context(|| format!("threshold `{text}`: bad percentage"))?)
+        Limit::Percent(finite(p, "the percentage")?)
     } else {
         let split = value.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(value.len());
         let (num, unit) = value.split_at(split);
-        let num: f64 = num.parse().with_context(|| format!("threshold `{text}`: bad number"))?;
-        let scale = match unit.to_ascii_lowercase().as_str() {
-            "" | "b" => 1.0,
-            "kb" => 1e3,
-            "kib" | "k" => 1024.0,
-            "mb" => 1e6,
-            "mib" | "m" => 1024.0 * 1024.0,
-            "gb" => 1e9,
-            "gib" | "g" => 1024.0 * 1024.0 * 1024.0,
-            other => bail!("threshold `{text}`: unknown unit `{other}`"),
-        };
-        Limit::Absolute((num * scale) as u64)
+        if num.is_empty() {
+            bail!(
+                "threshold `{text}`: expected a number after `>`, e.g. {name}>+10% or {}",
+                if metric == Metric::Allocs { "allocs>+1000" } else { "leaks>+1MiB" }
+            );
+        }
+        let num = finite(num, "the number")?;
+        if metric == Metric::Allocs {
+            if !unit.is_empty() {
+                bail!(
+                    "threshold `{text}`: allocs counts allocations: give a count (allocs>+1000) \
+                     or a percentage (allocs>+5%), not `{unit}`"
+                );
+            }
+            Limit::Absolute(num as u64)
+        } else {
+            let scale = match unit.to_ascii_lowercase().as_str() {
+                "" => bail!(
+                    "threshold `{text}`: give a unit: `{num}%` for a percentage, or bytes as \
+                     `{num}B`, `{num}KB`, `{num}MB`, `{num}MiB`..."
+                ),
+                "b" => 1.0,
+                "kb" => 1e3,
+                "kib" | "k" => 1024.0,
+                "mb" => 1e6,
+                "mib" | "m" => 1024.0 * 1024.0,
+                "gb" => 1e9,
+                "gib" | "g" => 1024.0 * 1024.0 * 1024.0,
+                other => bail!(
+                    "threshold `{text}`: unknown unit `{other}` (use %, B, KB, MB, GB, KiB, MiB \
+                     or GiB)"
+                ),
+            };
+            Limit::Absolute((num * scale) as u64)
+        }
     };
     Ok(Threshold { text: text.to_owned(), metric, limit })
 }
@@ -207,6 +246,9 @@ struct DiffJson {
     peak_sites: Vec<SiteJson>,
     leak_sites: Vec<SiteJson>,
     failed_thresholds: Vec<String>,
+    /// Why either recording is incomplete (cut short, or of a run killed by a signal): with
+    /// `--fail-if`, the gate then cannot decide (exit code 2).
+    incomplete: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -241,7 +283,7 @@ fn sites(deltas: &[SiteDelta], top: usize, min_change: u64) -> Vec<SiteJson> {
 /// Compares two opened recordings.
 /// One side of a comparison: the recording, and its memory by stack at the peak and at the end.
 struct Side {
-    opened: Opened,
+    rec: Recording,
     peak: StackTotals,
     end: StackTotals,
     /// Most reserved address space, when the recording has any.
@@ -249,19 +291,44 @@ struct Side {
 }
 
 impl Side {
-    fn read(path: &Path) -> Result<Side> {
-        let opened = open(path)?;
+    fn read(path: &Path, source: &Arc<FileSource>) -> Result<Side> {
+        let rec = open_source(path, source)?;
         let all = EventFilter::default();
-        let peak = stack_totals(&opened.rec, Snapshot::AtPeak, &all)?;
-        let end = stack_totals(&opened.rec, Snapshot::AtEnd, &all)?;
-        let reserved = crate::mapped::mapped(&opened.rec)?.map(|m| m.max);
-        Ok(Side { opened, peak, end, reserved })
+        let peak = stack_totals(&rec, Snapshot::AtPeak, &all)?;
+        let end = stack_totals(&rec, Snapshot::AtEnd, &all)?;
+        let reserved = crate::mapped::mapped(&rec)?.map(|m| m.max);
+        Ok(Side { rec, peak, end, reserved })
+    }
+}
+
+/// Why `rec` cannot stand for a whole run, if it cannot: the file is cut short or damaged, or
+/// the run was killed (its figures stop where it died). `None` for a complete recording.
+pub fn incomplete(rec: &Recording) -> Option<String> {
+    if let Some(t) = rec.truncation() {
+        return Some(format!("it is damaged or cut short at byte {} ({})", t.offset, t.reason));
+    }
+    if !rec.has_trailer() {
+        return Some(
+            "it has no end: the recording was cut short (memlens or the program was \
+                     killed, or the disk filled up)"
+                .into(),
+        );
+    }
+    let meta = rec.meta();
+    let block = meta.extra.iter().any(|(k, v)| k == "mode" && v == "memlens.record()");
+    match rec.end().map(|e| (e.exit_code, e.signal)) {
+        Some((_, Some(sig))) => Some(format!("the program was killed by signal {sig}")),
+        Some((None, None)) if !block && !meta.capture.rss_only => {
+            Some("the program ended without saying how (killed?)".into())
+        }
+        None => Some("its end is not recorded".into()),
+        _ => None,
     }
 }
 
 fn compare(base: &Side, head: &Side, args: &DiffArgs, thresholds: &[Threshold]) -> DiffJson {
     let site_deltas = |pick: fn(&Side) -> &StackTotals| -> Vec<SiteDelta> {
-        diff_sites(&base.opened.rec, pick(base), &head.opened.rec, pick(head))
+        diff_sites(&base.rec, pick(base), &head.rec, pick(head))
     };
     let (bs, hs) = (Figures::of(base), Figures::of(head));
     // Reserved address space only when there is some to compare.
@@ -271,7 +338,7 @@ fn compare(base: &Side, head: &Side, args: &DiffArgs, thresholds: &[Threshold]) 
         schema: 1,
         base: args.base.display().to_string(),
         head: args.head.display().to_string(),
-        warnings: incomparable_reasons(&base.opened.rec, &head.opened.rec),
+        warnings: incomparable_reasons(&base.rec, &head.rec),
         metrics: Metric::ALL
             .iter()
             .filter(|m| shown(m))
@@ -293,6 +360,14 @@ fn compare(base: &Side, head: &Side, args: &DiffArgs, thresholds: &[Threshold]) 
             .filter(|t| t.crossed(t.metric.value(&bs), t.metric.value(&hs)))
             .map(|t| t.text.clone())
             .collect(),
+        incomplete: [("base", &args.base, &base.rec), ("head", &args.head, &head.rec)]
+            .into_iter()
+            .filter_map(|(side, path, rec)| {
+                incomplete(rec).map(|why| {
+                    format!("the {side} recording {} is incomplete: {why}", path.display())
+                })
+            })
+            .collect(),
     }
 }
 
@@ -301,10 +376,16 @@ fn change_text(m: &MetricJson) -> String {
     format!("{}{pct}", m.metric.format_delta(m.change))
 }
 
+/// The markdown: every name and every other text from the recordings or the command line
+/// goes through [`markdown::code`] or [`markdown::text`].
 fn render_markdown(d: &DiffJson) -> String {
     let mut s = String::from("### memlens: memory change\n\n");
+    for w in &d.incomplete {
+        let _ = writeln!(s, "> **Incomplete:** {}.\n", markdown::text(w));
+    }
     for w in &d.warnings {
-        let _ = writeln!(s, "> **Warning:** the runs may not be comparable: {w}.\n");
+        let _ =
+            writeln!(s, "> **Warning:** the runs may not be comparable: {}.\n", markdown::text(w));
     }
     s.push_str("| | base | head | change |\n|---|---:|---:|---:|\n");
     for m in &d.metrics {
@@ -332,13 +413,15 @@ fn render_markdown(d: &DiffJson) -> String {
             let via = r
                 .library
                 .as_ref()
-                .map(|l| format!(" in `{}` ({})", l.function, l.file))
+                .map(|l| {
+                    format!(" in {} ({})", markdown::code(&l.function), markdown::code(&l.file))
+                })
                 .unwrap_or_default();
             let _ = writeln!(
                 s,
-                "| `{}` ({}){via} | {} | {} | {} |",
-                r.function,
-                file,
+                "| {} ({}){via} | {} | {} | {} |",
+                markdown::code(&r.function),
+                markdown::code(file),
                 format_bytes(r.base_bytes),
                 format_bytes(r.head_bytes),
                 format_bytes_delta(r.change_bytes)
@@ -346,34 +429,37 @@ fn render_markdown(d: &DiffJson) -> String {
         }
     }
     if !d.failed_thresholds.is_empty() {
-        let _ = writeln!(s, "\n**Failed:** {}", d.failed_thresholds.join(", "));
+        let failed: Vec<String> = d.failed_thresholds.iter().map(|t| markdown::text(t)).collect();
+        let _ = writeln!(s, "\n**Failed:** {}", failed.join(", "));
     }
     s
 }
 
-fn render_text(d: &DiffJson) -> String {
-    let mut s = format!("base {}\nhead {}\n", d.base, d.head);
-    for w in &d.warnings {
-        let _ = writeln!(s, "warning: the runs may not be comparable: {w}");
+/// The text for a terminal or a log, through [`term::Out`] (names escaped, colour on a
+/// terminal).
+fn write_text<W: std::io::Write>(out: &mut term::Out<W>, d: &DiffJson) -> std::io::Result<()> {
+    writeln!(out, "base {}\nhead {}", d.base, d.head)?;
+    for w in &d.incomplete {
+        out.paint_line(Style::Warn, &format!("warning: {w}"))?;
     }
-    s.push('\n');
+    for w in &d.warnings {
+        out.paint_line(Style::Warn, &format!("warning: the runs may not be comparable: {w}"))?;
+    }
+    writeln!(out)?;
     for m in &d.metrics {
         let k = m.metric;
-        let _ = writeln!(
-            s,
-            "{:<18} {:>12} -> {:>12}  {}",
-            k.label(),
-            k.format(m.base),
-            k.format(m.head),
-            change_text(m)
-        );
+        write!(out, "{:<18} {:>12} -> {:>12}  ", k.label(), k.format(m.base), k.format(m.head))?;
+        out.paint_change(m.change, &change_text(m))?;
+        writeln!(out)?;
     }
     for (title, rows) in
         [("Call sites at the peak", &d.peak_sites), ("Left at exit", &d.leak_sites)]
     {
-        let _ = writeln!(s, "\n{title} (largest changes first)");
+        writeln!(out)?;
+        out.paint(Style::Heading, title)?;
+        writeln!(out, " (largest changes first)")?;
         if rows.is_empty() {
-            s.push_str("  no call site changed\n");
+            writeln!(out, "  no call site changed")?;
         }
         for r in rows {
             let via = r
@@ -381,42 +467,63 @@ fn render_text(d: &DiffJson) -> String {
                 .as_ref()
                 .map(|l| format!("  (in {} {})", l.function, l.file))
                 .unwrap_or_default();
-            let _ = writeln!(
-                s,
-                "  {:>11}  {:>10} -> {:>10}  {}  {}{via}",
-                format_bytes_delta(r.change_bytes),
+            write!(out, "  ")?;
+            out.paint_change(
+                r.change_bytes,
+                &format!("{:>11}", format_bytes_delta(r.change_bytes)),
+            )?;
+            writeln!(
+                out,
+                "  {:>10} -> {:>10}  {}  {}{via}",
                 format_bytes(r.base_bytes),
                 format_bytes(r.head_bytes),
-                r.function,
-                r.file
-            );
+                term::escape_line(&r.function),
+                term::escape_line(&r.file)
+            )?;
         }
     }
     for t in &d.failed_thresholds {
-        let _ = writeln!(s, "\nFAILED: {t}");
+        writeln!(out)?;
+        out.paint_line(Style::Bad, &format!("FAILED: {t}"))?;
     }
-    s
+    Ok(())
 }
 
 pub fn run(args: DiffArgs) -> Result<i32> {
     let thresholds = args.fail_if.iter().map(|t| parse_threshold(t)).collect::<Result<Vec<_>>>()?;
+    let (base_file, head_file) = (load::source(&args.base)?, load::source(&args.head)?);
+    let progress = Progress::start(&[(&args.base, &base_file), (&args.head, &head_file)]);
     // The two recordings are read side by side, one per core.
     let (base, head) = std::thread::scope(|s| {
-        let base = s.spawn(|| Side::read(&args.base));
-        let head = Side::read(&args.head);
+        let base = s.spawn(|| Side::read(&args.base, &base_file));
+        let head = Side::read(&args.head, &head_file);
         (base.join().expect("reading the base recording panicked"), head)
     });
+    progress.phase("comparing");
     let d = compare(&base?, &head?, &args, &thresholds);
+    drop(progress);
     match args.format {
-        Format::Json => writeln!(std::io::stdout(), "{}", serde_json::to_string_pretty(&d)?)?,
+        Format::Json => crate::json::write(&mut std::io::stdout().lock(), &d)?,
         Format::Markdown => write!(std::io::stdout(), "{}", render_markdown(&d))?,
-        Format::Text => write!(std::io::stdout(), "{}", render_text(&d))?,
+        Format::Text => write_text(&mut term::stdout(), &d)?,
+    }
+    if !thresholds.is_empty() && !d.incomplete.is_empty() {
+        // A cut recording (an OOM kill, a full disk) under-counts: passing it would let a
+        // regression through. The gate fails closed.
+        for why in &d.incomplete {
+            eprintln!("memlens: {}", term::escape_line(why));
+        }
+        eprintln!(
+            "memlens: error: --fail-if cannot decide on an incomplete recording; exit code 2 \
+             (record both runs to the end)"
+        );
+        return Ok(2);
     }
     if d.failed_thresholds.is_empty() {
         Ok(0)
     } else {
         for t in &d.failed_thresholds {
-            eprintln!("memlens: diff threshold crossed: {t}");
+            eprintln!("memlens: diff threshold crossed: {}", term::escape_line(t));
         }
         Ok(1)
     }
@@ -436,6 +543,26 @@ mod tests {
         assert!(parse_threshold("peak<10%").is_err());
         assert!(parse_threshold("speed>10%").unwrap_err().to_string().contains("unknown metric"));
         assert!(parse_threshold("peak>10parsecs").is_err());
+        assert_eq!(parse_threshold("allocs>+1000").unwrap().limit, Limit::Absolute(1000));
+    }
+
+    /// Thresholds that could never fire, or that say nothing of their unit, are refused.
+    #[test]
+    fn thresholds_that_cannot_fire_or_are_ambiguous_are_refused() {
+        for (bad, says) in [
+            ("peak>+NaN%", "not a finite number"),
+            ("peak>+inf%", "not a finite number"),
+            ("peak>+infinity%", "not a finite number"),
+            ("peak>+10", "give a unit: `10%` for a percentage, or bytes as `10B`"),
+            ("leaks>+1.5", "give a unit"),
+            ("peak>+", "expected a number"),
+            ("peak>+%", "is not a number"),
+            ("allocs>+1MB", "allocs counts allocations"),
+            ("peak>+10XB", "unknown unit `xb`"),
+        ] {
+            let e = parse_threshold(bad).unwrap_err().to_string();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -11,7 +11,8 @@ use memlens_format::{Marker, Recording};
 use serde::Serialize;
 
 use crate::cmd_summary::{sites, SiteJson};
-use crate::load::open_recording;
+use crate::load::open;
+use crate::term::{self, Style};
 
 /// Marker label prefixes that open and close a span (kept in sync with `memlens.span`).
 pub const BEGIN: &str = "begin: ";
@@ -120,17 +121,21 @@ pub fn build(rec: &Recording, file: &str, name: Option<&str>, top: usize) -> Res
 }
 
 pub fn run(args: SpansArgs) -> Result<i32> {
-    let rec = open_recording(&args.file)?;
-    let doc = build(&rec, &args.file.display().to_string(), args.name.as_deref(), args.top)?;
-    let mut out = std::io::stdout().lock();
+    let opened = open(&args.file)?;
+    opened.progress.phase("computing the spans");
+    let doc = build(&opened.rec, &args.file.display().to_string(), args.name.as_deref(), args.top)?;
+    drop(opened.progress);
     if args.json {
-        serde_json::to_writer_pretty(&mut out, &doc)?;
-        writeln!(out)?;
+        crate::json::write(&mut std::io::stdout().lock(), &doc)?;
         return Ok(0);
     }
+    let mut out = term::stdout();
     let mut rows: Vec<&SpanJson> = doc.spans.iter().collect();
     rows.sort_by_key(|s| std::cmp::Reverse(s.peak_bytes));
-    writeln!(out, "{:>10}  {:>10}  {:>9}  span", "peak", "leaked", "allocs")?;
+    out.paint_line(
+        Style::Heading,
+        &format!("{:>10}  {:>10}  {:>9}  span", "peak", "leaked", "allocs"),
+    )?;
     for s in rows {
         writeln!(
             out,
@@ -138,14 +143,14 @@ pub fn run(args: SpansArgs) -> Result<i32> {
             format_bytes(s.peak_bytes),
             format_bytes(s.leaked_bytes),
             format_count(s.allocated_count),
-            s.name
+            term::escape_line(&s.name)
         )?;
     }
     if doc.spans.is_empty() {
         writeln!(out, "(no spans: the program wrote no `begin: NAME` / `end: NAME` markers)")?;
     }
     for name in &doc.open {
-        writeln!(out, "(span {name:?} began but did not end)")?;
+        writeln!(out, "(span \"{}\" began but did not end)", term::escape_line(name))?;
     }
     Ok(0)
 }

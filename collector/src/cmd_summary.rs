@@ -13,6 +13,7 @@ use memlens_format::{census_trigger, Census, FrameId, Recording, StackId};
 use serde::Serialize;
 
 use crate::load::open;
+use crate::term::{self, Out, Style};
 
 /// Arguments of `memlens summary`.
 #[derive(Debug, clap::Args)]
@@ -196,14 +197,13 @@ pub struct ThreadJson {
 pub fn run(args: SummaryArgs) -> Result<i32> {
     let opened = open(&args.file)?;
     let how = if args.replay { How::Replay } else { How::Fastest };
+    opened.progress.phase("computing the summary");
     let summary = build(&opened.rec, &args.file.display().to_string(), args.top, how)?;
     drop(opened.progress);
-    let mut out = std::io::stdout().lock();
     if args.json {
-        serde_json::to_writer_pretty(&mut out, &summary)?;
-        writeln!(out)?;
+        crate::json::write(&mut std::io::stdout().lock(), &summary)?;
     } else {
-        write_text(&mut out, &summary)?;
+        write_text(&mut term::stdout(), &summary)?;
     }
     Ok(0)
 }
@@ -362,15 +362,21 @@ fn how_it_ended(rec: &Recording) -> String {
 }
 
 /// The census's top types under a heading.
-pub(crate) fn write_census(out: &mut impl Write, c: &CensusJson) -> Result<()> {
-    let label = if c.label.is_empty() { String::new() } else { format!(" {:?}", c.label) };
+pub(crate) fn write_census<W: Write>(out: &mut Out<W>, c: &CensusJson) -> Result<()> {
+    let label = if c.label.is_empty() {
+        String::new()
+    } else {
+        format!(" \"{}\"", term::escape_line(&c.label))
+    };
     let sampled = c
         .sampled_one_in
         .map(|k| format!("; looked at 1 object in {k}: counts and sizes are estimates"))
         .unwrap_or_default();
+    writeln!(out)?;
+    out.paint(Style::Heading, "Live objects by type")?;
     writeln!(
         out,
-        "\nLive objects by type (census at {}, {}{label}: {} objects, took {}{sampled})",
+        " (census at {}, {}{label}: {} objects, took {}{sampled})",
         format_duration_ns(c.time_ns),
         c.trigger,
         format_count(c.objects),
@@ -393,8 +399,14 @@ pub(crate) fn write_census(out: &mut impl Write, c: &CensusJson) -> Result<()> {
     Ok(())
 }
 
-fn write_sites(out: &mut impl Write, title: &str, total: u64, sites: &[SiteJson]) -> Result<()> {
-    writeln!(out, "\n{title}")?;
+fn write_sites<W: Write>(
+    out: &mut Out<W>,
+    title: &str,
+    total: u64,
+    sites: &[SiteJson],
+) -> Result<()> {
+    writeln!(out)?;
+    out.paint_line(Style::Heading, title)?;
     if sites.is_empty() {
         writeln!(out, "  (none)")?;
     }
@@ -416,7 +428,7 @@ fn write_sites(out: &mut impl Write, title: &str, total: u64, sites: &[SiteJson]
     Ok(())
 }
 
-fn write_text(out: &mut impl Write, s: &SummaryJson) -> Result<()> {
+fn write_text<W: Write>(out: &mut Out<W>, s: &SummaryJson) -> Result<()> {
     writeln!(out, "{}", s.file)?;
     writeln!(out, "  command     {}", s.command_line.join(" "))?;
     if s.rss_only {
@@ -481,21 +493,26 @@ fn write_text(out: &mut impl Write, s: &SummaryJson) -> Result<()> {
         format_bytes(s.alloc_bytes)
     )?;
     if !s.complete {
-        writeln!(out, "  warning     the recording is incomplete; figures cover what was read")?;
+        out.paint_line(
+            Style::Warn,
+            "  warning     the recording is incomplete; figures cover what was read",
+        )?;
     }
     write_sites(out, "Top call sites at the peak", s.peak_heap_bytes, &s.top_at_peak)?;
     write_sites(out, "Memory left at exit, by call site", s.leaked_bytes, &s.top_leaks)?;
     if let Some(c) = &s.census {
         write_census(out, c)?;
     }
-    writeln!(out, "\nInsights")?;
+    writeln!(out)?;
+    out.paint_line(Style::Heading, "Insights")?;
     if s.insights.is_empty() {
         writeln!(out, "  (none)")?;
     }
     for i in &s.insights {
         writeln!(out, "  - {}", i.message)?;
     }
-    writeln!(out, "\nThreads")?;
+    writeln!(out)?;
+    out.paint_line(Style::Heading, "Threads")?;
     for t in &s.threads {
         writeln!(
             out,

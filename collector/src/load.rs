@@ -3,11 +3,10 @@
 //! anything that takes more than a second.
 
 use std::fs::File;
-use std::io::IsTerminal;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -60,14 +59,27 @@ pub fn open_recording(path: &Path) -> Result<Recording> {
 /// Like [`open_recording`], with a progress line (on a terminal, after a second) that goes on
 /// while the caller analyses the recording, until [`Opened::progress`] is dropped.
 pub fn open(path: &Path) -> Result<Opened> {
+    let source = source(path)?;
+    let progress = Progress::start(&[(path, &source)]);
+    let rec = open_source(path, &source)?;
+    progress.phase("analysing");
+    Ok(Opened { rec, progress })
+}
+
+/// The file of a recording, to open with [`open_source`] (for commands that read several
+/// under one [`Progress`]).
+pub fn source(path: &Path) -> Result<Arc<FileSource>> {
     if !path.exists() {
         bail!("{}: no such file", path.display());
     }
     let file = File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let source = Arc::new(FileSource { file, path: path.to_owned(), read: AtomicU64::new(0) });
+    Ok(Arc::new(FileSource { file, path: path.to_owned(), read: AtomicU64::new(0) }))
+}
+
+/// Opens the recording in `source` (the file at `path`), saying on stderr what is off with it.
+pub fn open_source(path: &Path, source: &Arc<FileSource>) -> Result<Recording> {
     let len = source.len();
-    let progress = Progress::start(&format!("reading {}", path.display()), &source);
-    let rec = Recording::open_source(Arc::clone(&source) as Arc<dyn ByteSource>)
+    let rec = Recording::open_source(Arc::clone(source) as Arc<dyn ByteSource>)
         .with_context(|| format!("cannot open {}", path.display()))?;
     if let Some(t) = rec.truncation() {
         let left = len.saturating_sub(t.offset);
@@ -98,39 +110,55 @@ pub fn open(path: &Path) -> Result<Opened> {
             );
         }
     }
-    Ok(Opened { rec, progress })
+    Ok(rec)
 }
 
-/// A progress line on stderr for work on one file that lasts more than a second, when stderr
-/// is a terminal: how much of the file has been read.
+/// A progress line on stderr for work that lasts more than a second, when stderr is a
+/// terminal (and `MEMLENS_QUIET` is unset): how much of the files has been read, then what is
+/// being computed, with the time so far. Erased when dropped, so the output that follows
+/// starts on a clean line. `MEMLENS_PROGRESS_AFTER_MS` changes the second (tests show it at
+/// once).
 pub struct Progress {
     done: Arc<AtomicBool>,
+    phase: Arc<Mutex<String>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Progress {
-    /// Starts watching `source` for `what`.
-    pub fn start(what: &str, source: &Arc<FileSource>) -> Progress {
+    /// Starts watching reads of `files` (name, source).
+    pub fn start(files: &[(&Path, &Arc<FileSource>)]) -> Progress {
         let done = Arc::new(AtomicBool::new(false));
-        let quiet = !std::io::stderr().is_terminal() || std::env::var_os("MEMLENS_QUIET").is_some();
+        let names: Vec<String> = files.iter().map(|(p, _)| p.display().to_string()).collect();
+        let phase = Arc::new(Mutex::new(format!("reading {}", names.join(" and "))));
+        let quiet =
+            !crate::term::stderr_is_terminal() || std::env::var_os("MEMLENS_QUIET").is_some();
+        let after = std::env::var("MEMLENS_PROGRESS_AFTER_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .map_or(Duration::from_secs(1), Duration::from_millis);
+        let sources: Vec<Arc<FileSource>> = files.iter().map(|(_, s)| Arc::clone(s)).collect();
         let thread = (!quiet).then(|| {
-            let (done, source, what) = (Arc::clone(&done), Arc::clone(source), what.to_owned());
+            let (done, phase) = (Arc::clone(&done), Arc::clone(&phase));
             std::thread::spawn(move || {
                 let started = std::time::Instant::now();
                 let mut shown = false;
                 while !done.load(Ordering::Relaxed) {
-                    std::thread::sleep(Duration::from_millis(100));
-                    if started.elapsed() < Duration::from_secs(1) {
+                    std::thread::sleep(
+                        Duration::from_millis(100).min(after.max(Duration::from_millis(10))),
+                    );
+                    if started.elapsed() < after || done.load(Ordering::Relaxed) {
                         continue;
                     }
-                    let (read, len) = (source.read.load(Ordering::Relaxed), source.len().max(1));
-                    let pct = (read.min(len) * 100 / len) as u32;
-                    eprint!(
-                        "\r\x1b[2Kmemlens: {what}: {pct}% ({} of {}, {:.0} s)",
-                        format_bytes(read.min(len)),
+                    let read: u64 = sources.iter().map(|s| s.read.load(Ordering::Relaxed)).sum();
+                    let len: u64 = sources.iter().map(|s| s.len()).sum::<u64>().max(1);
+                    let what = phase.lock().map(|p| p.clone()).unwrap_or_default();
+                    let pct = read.min(len) * 100 / len;
+                    let line = format!(
+                        "{what} ({pct}% of {} read, {:.0} s)",
                         format_bytes(len),
                         started.elapsed().as_secs_f64()
                     );
+                    eprint!("\r\x1b[2Kmemlens: {}", crate::term::escape_line(&line));
                     shown = true;
                 }
                 if shown {
@@ -138,7 +166,14 @@ impl Progress {
                 }
             })
         });
-        Progress { done, thread }
+        Progress { done, phase, thread }
+    }
+
+    /// Says what is being done now (shown once the files are read).
+    pub fn phase(&self, what: &str) {
+        if let Ok(mut p) = self.phase.lock() {
+            what.clone_into(&mut p);
+        }
     }
 
     fn stop(&mut self) {

@@ -18,13 +18,16 @@ mod cmd_summary;
 mod cmd_view;
 mod cmd_watch;
 mod host;
+mod json;
 mod load;
 mod mapped;
+mod markdown;
 mod process_watch;
 mod python_env;
 mod record_loop;
 mod recorder;
 mod run_recorder;
+mod term;
 
 use clap::{Parser, Subcommand};
 
@@ -106,7 +109,8 @@ fn main() {
         // `memlens summary x | head`: the reader is gone, which is not an error.
         Err(e) if is_broken_pipe(&e) => 0,
         Err(e) => {
-            eprintln!("memlens: error: {e:#}");
+            // Errors can quote a recording's names (a census label, a marker): escaped.
+            eprintln!("memlens: error: {}", term::escape(&format!("{e:#}")));
             2
         }
     };
