@@ -429,7 +429,7 @@ fn render_markdown(d: &DiffJson) -> String {
         }
     }
     if !d.failed_thresholds.is_empty() {
-        let failed: Vec<String> = d.failed_thresholds.iter().map(|t| markdown::text(t)).collect();
+        let failed: Vec<String> = d.failed_thresholds.iter().map(|t| markdown::code(t)).collect();
         let _ = writeln!(s, "\n**Failed:** {}", failed.join(", "));
     }
     s

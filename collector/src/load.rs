@@ -137,39 +137,54 @@ impl Progress {
             .and_then(|v| v.parse().ok())
             .map_or(Duration::from_secs(1), Duration::from_millis);
         let sources: Vec<Arc<FileSource>> = files.iter().map(|(_, s)| Arc::clone(s)).collect();
+        let render = move |sources: &[Arc<FileSource>], what: &str, secs: f64| {
+            let read: u64 = sources.iter().map(|s| s.read.load(Ordering::Relaxed)).sum();
+            let len: u64 = sources.iter().map(|s| s.len()).sum::<u64>().max(1);
+            let pct = read.min(len) * 100 / len;
+            let line = format!("{what} ({pct}% of {} read, {secs:.0} s)", format_bytes(len));
+            format!("memlens: {}", crate::term::escape_line(&line))
+        };
+        // Erasing the line: an escape sequence where the terminal takes them, else spaces.
+        let escapes = crate::term::stderr_takes_escapes();
+        let erase = move |last: usize| {
+            if escapes {
+                "\r\x1b[2K".to_owned()
+            } else {
+                format!("\r{:last$}\r", "")
+            }
+        };
+        // MEMLENS_PROGRESS_AFTER_MS=0: the first line is out before any work starts, so that
+        // even a quick command shows one (the tests rely on that, not on timing).
+        let mut first = 0;
+        if !quiet && after.is_zero() {
+            let line = render(&sources, &phase.lock().map(|p| p.clone()).unwrap_or_default(), 0.0);
+            eprint!("{line}");
+            first = line.chars().count();
+        }
         let thread = (!quiet).then(|| {
             let (done, phase) = (Arc::clone(&done), Arc::clone(&phase));
             std::thread::spawn(move || {
                 let started = std::time::Instant::now();
-                let mut shown = false;
+                let mut last = first;
+                let tick = Duration::from_millis(100).min(after.max(Duration::from_millis(10)));
                 while !done.load(Ordering::Relaxed) {
-                    std::thread::sleep(
-                        Duration::from_millis(100).min(after.max(Duration::from_millis(10))),
-                    );
-                    if started.elapsed() < after || done.load(Ordering::Relaxed) {
-                        continue;
+                    std::thread::sleep(tick);
+                    if started.elapsed() >= after && !done.load(Ordering::Relaxed) {
+                        let what = phase.lock().map(|p| p.clone()).unwrap_or_default();
+                        let line = render(&sources, &what, started.elapsed().as_secs_f64());
+                        eprint!("{}{line}", erase(last));
+                        last = line.chars().count();
                     }
-                    let read: u64 = sources.iter().map(|s| s.read.load(Ordering::Relaxed)).sum();
-                    let len: u64 = sources.iter().map(|s| s.len()).sum::<u64>().max(1);
-                    let what = phase.lock().map(|p| p.clone()).unwrap_or_default();
-                    let pct = read.min(len) * 100 / len;
-                    let line = format!(
-                        "{what} ({pct}% of {} read, {:.0} s)",
-                        format_bytes(len),
-                        started.elapsed().as_secs_f64()
-                    );
-                    eprint!("\r\x1b[2Kmemlens: {}", crate::term::escape_line(&line));
-                    shown = true;
                 }
-                if shown {
-                    eprint!("\r\x1b[2K");
+                if last > 0 {
+                    eprint!("{}", erase(last));
                 }
             })
         });
         Progress { done, phase, thread }
     }
 
-    /// Says what is being done now (shown once the files are read).
+    /// Says what is being done now.
     pub fn phase(&self, what: &str) {
         if let Ok(mut p) = self.phase.lock() {
             what.clone_into(&mut p);

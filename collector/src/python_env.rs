@@ -62,19 +62,43 @@ pub fn probe_python(python: &Path) -> Result<PythonInfo> {
         ),
         Err(e) => return Err(e).with_context(|| format!("cannot run `{}`", python.display())),
     };
-    if !out.status.success() {
-        bail!(
-            "`{}` does not work as a Python interpreter: {}",
+    let not_python = |what: String| {
+        anyhow::anyhow!(
+            "`{}` is not a Python interpreter: asked for its version (with -S -c), it {what}; \
+             pass --python with the path of a CPython 3.{}-3.{}",
             python.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
+            SUPPORTED.0,
+            SUPPORTED.1
+        )
+    };
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let first_line = |text: &str| {
+        let line = text.trim().lines().next().unwrap_or("").chars().take(200).collect::<String>();
+        crate::term::escape_line(&line).into_owned()
+    };
+    if !out.status.success() {
+        return Err(not_python(match stderr.trim() {
+            "" => format!("failed ({}) and said nothing", out.status),
+            _ => format!("failed ({}): {}", out.status, first_line(&stderr)),
+        }));
     }
     let text = String::from_utf8_lossy(&out.stdout);
     let parts: Vec<&str> = text.split_whitespace().collect();
-    let [major, minor, version, implementation] = parts[..] else {
-        bail!("unexpected answer from `{}`: {text:?}", python.display());
+    let parsed = match parts[..] {
+        [major, minor, version, implementation] => major
+            .parse::<u32>()
+            .ok()
+            .zip(minor.parse::<u32>().ok())
+            .map(|(a, b)| (a, b, version, implementation)),
+        _ => None,
     };
-    let (major, minor): (u32, u32) = (major.parse()?, minor.parse()?);
+    let Some((major, minor, version, implementation)) = parsed else {
+        return Err(not_python(if text.trim().is_empty() {
+            "did not answer (it printed nothing)".to_owned()
+        } else {
+            format!("answered `{}`", first_line(&text))
+        }));
+    };
     // What `platform.python_implementation()` calls it.
     let implementation = if implementation == "cpython" { "CPython" } else { implementation };
     if implementation != "CPython" {

@@ -76,9 +76,15 @@ fn colour_wanted(is_terminal: bool) -> bool {
         && std::env::var_os("TERM").is_none_or(|t| t != "dumb")
 }
 
-/// Whether stderr gets colour and progress lines.
+/// Whether stderr is a terminal (progress lines go there only then).
 pub fn stderr_is_terminal() -> bool {
     std::io::stderr().is_terminal()
+}
+
+/// Whether stderr may get escape sequences (to erase a progress line): a terminal, and
+/// neither `NO_COLOR` nor `TERM=dumb`.
+pub fn stderr_takes_escapes() -> bool {
+    colour_wanted(std::io::stderr().is_terminal())
 }
 
 /// A style for [`Out::paint`].

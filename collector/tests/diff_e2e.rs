@@ -228,8 +228,80 @@ fn the_documented_ci_script_compares_two_checkouts() {
     assert!(has_viewer, "{stdout}{stderr}");
     assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
     assert!(
-        stdout.contains("| `build_index` (app.py) | 40.0 MiB | 60.0 MiB | +20.0 MiB |"),
+        stdout.contains("| `build_index` (`app.py`) | 40.0 MiB | 60.0 MiB | +20.0 MiB |"),
         "{stdout}"
     );
-    assert!(stdout.contains("**Failed:** peak>+10%"), "{stdout}");
+    assert!(stdout.contains("**Failed:** `peak>+10%`"), "{stdout}");
+}
+
+/// Thresholds that could never fire (`NaN`, `inf`) or that do not say their unit are refused
+/// before anything is read, with exit code 2 and what to write instead.
+#[test]
+fn malformed_thresholds_are_refused() {
+    let p = pair("malformed");
+    for (threshold, says) in [
+        ("peak>+NaN%", "`NaN` is not a finite number"),
+        ("peak>+inf%", "`inf` is not a finite number"),
+        ("peak>+10", "give a unit: `10%` for a percentage, or bytes as `10B`, `10KB`, `10MB`"),
+        ("leaks>+1.5", "give a unit"),
+        ("allocs>+2MiB", "allocs counts allocations"),
+    ] {
+        let (code, out, err) = diff(&p, &["--fail-if", threshold]);
+        assert_eq!(code, 2, "{threshold}: {out}{err}");
+        assert!(err.contains(says), "{threshold}: {err}");
+        assert!(out.is_empty(), "{threshold}: {out}");
+    }
+    // What is allowed: a count for allocs, bytes with a unit, a percentage.
+    let (code, out, err) = diff(&p, &["--fail-if", "allocs>+1000000000,peak>+1GiB,rss>+900%"]);
+    assert_eq!(code, 0, "{out}{err}");
+}
+
+/// A gate cannot decide on a recording cut short (an OOM kill, a full disk) or of a run killed
+/// by a signal: its figures stop early, so passing would let a regression through. With
+/// `--fail-if` that is exit code 2 and a message; without, the comparison is still shown.
+#[test]
+fn a_gate_fails_closed_on_an_incomplete_recording() {
+    let p = pair("incomplete");
+    let bytes = std::fs::read(&p.head).unwrap();
+    let cut = p.dir.join("cut.memlens");
+    std::fs::write(&cut, &bytes[..bytes.len() * 2 / 3]).unwrap();
+    let run = |head: &Path, args: &[&str]| {
+        let out = memlens().arg("diff").arg(&p.base).arg(head).args(args).output().unwrap();
+        let text = |b: Vec<u8>| String::from_utf8(b).unwrap();
+        (out.status.code().unwrap(), text(out.stdout), text(out.stderr))
+    };
+    // The threshold alone would pass (the cut head's peak is lower, if anything).
+    let (code, out, err) = run(&cut, &["--fail-if", "peak>+1000%"]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(err.contains("the head recording") && err.contains("is incomplete"), "{err}");
+    assert!(err.contains("--fail-if cannot decide on an incomplete recording"), "{err}");
+    assert!(out.contains("warning: the head recording"), "{out}");
+    let (code, _, err) = run(&cut, &[]);
+    assert_eq!(code, 0, "{err}");
+    let (_, json, _) = run(&cut, &["--format", "json"]);
+    let d: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(d["incomplete"].as_array().unwrap().len(), 1, "{d}");
+
+    // A run killed by a signal: complete file, incomplete run.
+    let killed = p.dir.join("killed.memlens");
+    let status = memlens()
+        .args(["run", "-q", "-o"])
+        .arg(&killed)
+        .args([
+            "-c",
+            "import os, signal; x = bytearray(10**6); os.kill(os.getpid(), signal.SIGKILL)",
+        ])
+        .status()
+        .unwrap();
+    assert!(!status.success());
+    let (code, _, err) = run(&killed, &["--fail-if", "peak>+1000%"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("the program was killed by signal 9"), "{err}");
+
+    // Unreadable: an error, exit code 2, whatever the thresholds.
+    let junk = p.dir.join("junk.memlens");
+    std::fs::write(&junk, b"not a recording at all, not even close to one").unwrap();
+    let (code, _, err) = run(&junk, &["--fail-if", "peak>+1000%"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("memlens: error: cannot open"), "{err}");
 }

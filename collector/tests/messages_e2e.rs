@@ -87,3 +87,83 @@ fn an_rss_only_recording_against_a_traced_one_says_so() {
     assert!(text.contains("the base holds memory samples only (--rss-only)"), "{text}");
     assert!(!text.contains("Python versions"), "{text}");
 }
+
+/// Runs `memlens ARGS` on a pseudo-terminal (util-linux `script`), with `env` set; returns
+/// what the terminal received (stdout and stderr). `None` when `script` is missing (then the
+/// test says it skipped, and fails under CI, where it must run).
+fn on_a_terminal(args: &[&str], env: &[(&str, &str)]) -> Option<String> {
+    let exe = env!("CARGO_BIN_EXE_memlens");
+    let quoted: Vec<String> = std::iter::once(exe)
+        .chain(args.iter().copied())
+        .map(|a| format!("'{}'", a.replace('\'', "'\\''")))
+        .collect();
+    let mut cmd = std::process::Command::new("script");
+    cmd.args(["-qec", &quoted.join(" "), "/dev/null"]).env_remove("NO_COLOR");
+    cmd.env("TERM", "xterm").env_remove("MEMLENS_QUIET");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    match cmd.output() {
+        Ok(out) => Some(String::from_utf8_lossy(&out.stdout).into_owned()),
+        Err(e) => {
+            assert!(std::env::var_os("CI").is_none(), "`script` (util-linux) is needed: {e}");
+            eprintln!("SKIPPED: no `script` command to make a pseudo-terminal ({e})");
+            None
+        }
+    }
+}
+
+/// Colour and progress are for a person at a terminal: on a terminal the headings are bold
+/// and a progress line shows (MEMLENS_PROGRESS_AFTER_MS=0 shows it at once, so this needs no
+/// slow command); with NO_COLOR, or on a pipe, no escape sequence at all.
+#[test]
+fn colour_and_progress_on_a_terminal_only_and_never_with_no_color() {
+    let dir = TempDir::new("messages-colour");
+    let base = recording(&dir, "base", &[]);
+    let head = recording(&dir, "head", &[]);
+    let (base, head) = (base.to_str().unwrap(), head.to_str().unwrap());
+    let commands: [&[&str]; 6] = [
+        &["summary", head],
+        &["diff", base, head],
+        &["census", head],
+        &["spans", head],
+        &["check", head],
+        &["census", head, "--growth", "start..exit"],
+    ];
+    let now = [("MEMLENS_PROGRESS_AFTER_MS", "0")];
+    for args in commands {
+        let Some(tty) = on_a_terminal(args, &now) else { return };
+        assert!(tty.contains("\x1b["), "{args:?}: no colour on a terminal:\n{tty}");
+        assert!(tty.contains("% of "), "{args:?}: no progress line on a terminal:\n{tty}");
+        let plain = on_a_terminal(args, &[("NO_COLOR", "1"), now[0]]).unwrap();
+        assert!(!plain.contains('\x1b'), "{args:?}: an escape code with NO_COLOR:\n{plain}");
+        let piped = memlens()
+            .args(args)
+            .env_remove("NO_COLOR")
+            .env("TERM", "xterm")
+            .env(now[0].0, now[0].1)
+            .output()
+            .unwrap();
+        assert!(piped.status.success(), "{args:?}");
+        for (what, bytes) in [("stdout", &piped.stdout), ("stderr", &piped.stderr)] {
+            assert!(!bytes.contains(&0x1b), "{args:?}: an escape code on a pipe ({what})");
+        }
+        assert!(!String::from_utf8_lossy(&piped.stderr).contains("% of "), "{args:?}");
+    }
+}
+
+/// `--python` naming something that is not Python says so, not `unexpected answer from
+/// /bin/true: ""`.
+#[test]
+fn a_python_that_is_not_python_is_named_as_such() {
+    for (python, says) in [
+        ("/bin/true", "did not answer (it printed nothing)"),
+        ("/bin/false", "failed (exit status: 1) and said nothing"),
+    ] {
+        let out = memlens().args(["run", "--python", python, "-c", "pass"]).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{python}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(&format!("`{python}` is not a Python interpreter")), "{err}");
+        assert!(err.contains(says), "{err}");
+    }
+}
