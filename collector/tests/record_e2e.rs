@@ -11,7 +11,7 @@ use std::process::{Command, Output};
 use memlens_analysis::{stack_totals, EventFilter, Snapshot};
 use memlens_format::{Recording, StackId};
 
-use common::{line_of, memlens, root, script};
+use common::{line_of, memlens, root, script, SmallDisk};
 
 const MIB: u64 = 1024 * 1024;
 
@@ -158,7 +158,7 @@ fn record_errors_are_clear() {
     let out = python(&dir, &["-c", code]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains("E1 memlens.record('/nonexistent-dir/x.memlens'): cannot write output file /nonexistent-dir/x.memlens"), "{stdout}");
+    assert!(stdout.contains("E1 [Errno 2] memlens.record('/nonexistent-dir/x.memlens'): cannot write the recording /nonexistent-dir/x.memlens: No such file or directory"), "{stdout}");
     assert!(stdout.contains("E2 memlens is already recording this process"), "{stdout}");
     open(&dir.join("ok.memlens"));
     let _ = std::fs::remove_dir_all(&dir);
@@ -267,4 +267,61 @@ fn each_block_numbers_its_own_threads() {
         assert!(near(rec.summary().peak_heap, 4 * MIB), "{file}: {}", rec.summary().peak_heap);
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `memlens.record()` on a full disk raises an OSError with errno ENOSPC whose message says the
+/// disk is full and names the file (not a bare "the recorder failed", and not "No space left
+/// on device (os error 28): No space left on device (os error 28)"). On /dev/full, and on a
+/// real small tmpfs that fills up while the block runs.
+#[test]
+fn record_on_a_full_disk_says_the_disk_is_full() {
+    let dir = temp_dir("full");
+    let disk = SmallDisk::mount("record", "16k");
+    let mut targets = vec![PathBuf::from("/dev/full")];
+    targets.extend(disk.as_ref().map(|d| d.0.join("block.memlens")));
+    for target in targets {
+        let code = format!(
+            "import memlens\n\
+             try:\n\
+             \x20   with memlens.record({target:?}):\n\
+             \x20       keep = [bytearray(i % 4096) for i in range(300_000)]\n\
+             except OSError as e:\n\
+             \x20   print('ERRNO', e.errno)\n\
+             \x20   print('MESSAGE', e)\n\
+             else:\n\
+             \x20   print('NO ERROR')\n",
+            target = target.display().to_string()
+        );
+        let out = python(&dir, &["-c", &code]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{target:?}: {stdout}{stderr}");
+        assert!(stdout.contains("ERRNO 28\n"), "{target:?}: {stdout}{stderr}");
+        let says =
+            format!("the disk is full: no space left on the device holding {}", target.display());
+        assert!(stdout.contains(&says), "{target:?}: {stdout}");
+        assert!(!stdout.contains("os error 28): No space"), "{target:?}: {stdout}");
+        assert!(!stderr.contains("Traceback"), "{target:?}: {stderr}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `memlens run -o` onto a disk that fills up: one clear error naming the file.
+#[test]
+fn run_on_a_full_disk_says_the_disk_is_full_once() {
+    let Some(disk) = SmallDisk::mount("run", "16k") else { return };
+    let file = disk.0.join("run.memlens");
+    let out = memlens()
+        .args(["run", "-o"])
+        .arg(&file)
+        .args(["-c", "keep = [bytearray(i % 4096) for i in range(300_000)]"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let says = format!(
+        "memlens: error: the disk is full: no space left on the device holding {}",
+        file.display()
+    );
+    assert!(stderr.contains(&says), "{stderr}");
+    assert_eq!(stderr.matches("No space left").count(), 0, "{stderr}");
 }

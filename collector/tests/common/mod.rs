@@ -87,3 +87,47 @@ pub fn python_has(modules: &str) -> bool {
     }
     ok
 }
+
+/// A small file system of its own (a tmpfs of `size`, e.g. "64k"), to fill up: mounted on a
+/// fresh directory, unmounted on drop. `None` when this machine does not let the test mount
+/// one (not root): then the caller says it skipped; under CI (`CI` set), where the tests run
+/// as root, that is a failure instead, so that the full-disk tests cannot silently not run.
+#[allow(dead_code)]
+pub struct SmallDisk(pub PathBuf);
+
+#[allow(dead_code)]
+impl SmallDisk {
+    pub fn mount(name: &str, size: &str) -> Option<SmallDisk> {
+        let dir = std::env::temp_dir().join(format!("memlens-disk-{name}-{}", std::process::id()));
+        let _ = Command::new("umount").arg(&dir).output();
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=1777"), "tmpfs"])
+            .arg(&dir)
+            .output();
+        match out {
+            Ok(o) if o.status.success() => Some(SmallDisk(dir)),
+            other => {
+                let why = match other {
+                    Ok(o) => String::from_utf8_lossy(&o.stderr).trim().to_owned(),
+                    Err(e) => e.to_string(),
+                };
+                let _ = std::fs::remove_dir_all(&dir);
+                assert!(
+                    std::env::var_os("CI").is_none(),
+                    "cannot mount a small tmpfs for the full-disk test under CI: {why}"
+                );
+                eprintln!("SKIPPED (full-disk part): cannot mount a small tmpfs here: {why}");
+                None
+            }
+        }
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).output();
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
