@@ -280,7 +280,6 @@ fn sites(deltas: &[SiteDelta], top: usize, min_change: u64) -> Vec<SiteJson> {
         .collect()
 }
 
-/// Compares two opened recordings.
 /// One side of a comparison: the recording, and its memory by stack at the peak and at the end.
 struct Side {
     rec: Recording,
@@ -308,11 +307,9 @@ pub fn incomplete(rec: &Recording) -> Option<String> {
         return Some(format!("it is damaged or cut short at byte {} ({})", t.offset, t.reason));
     }
     if !rec.has_trailer() {
-        return Some(
-            "it has no end: the recording was cut short (memlens or the program was \
-                     killed, or the disk filled up)"
-                .into(),
-        );
+        let why = "it has no end: the recording was cut short (memlens or the program was killed, \
+                   or the disk filled up)";
+        return Some(why.into());
     }
     let meta = rec.meta();
     let block = meta.extra.iter().any(|(k, v)| k == "mode" && v == "memlens.record()");

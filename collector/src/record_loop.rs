@@ -112,16 +112,25 @@ pub(crate) fn record_loop(
             Err(NoData::Closed) => break,
         }
         let now = Instant::now();
+        // A write that fails (a full disk) stops the recording, not the reading: the pipe is
+        // drained to the end so that the program never waits on a full pipe, and the error is
+        // the caller's once the program has ended (see `write_failed`).
         if now >= next_sample {
-            if !ending {
+            if !ending && feed_error.is_none() {
                 if let Some((rss, vms)) = memory() {
-                    recorder.sample(monotonic_ns(), rss, vms)?;
+                    if let Err(e) = recorder.sample(monotonic_ns(), rss, vms) {
+                        feed_error = Some(e);
+                    }
                 }
             }
             next_sample = now + interval;
         }
         if now >= next_flush {
-            recorder.flush()?;
+            if feed_error.is_none() {
+                if let Err(e) = recorder.flush() {
+                    feed_error = Some(e);
+                }
+            }
             next_flush = now + FLUSH_PERIOD;
         }
         if !ending && ended() {

@@ -83,10 +83,24 @@ fn record(job: RecorderJob) -> Result<()> {
     let watch = EndWatch::spawn(pid, ctrl).context("cannot watch the traced program")?;
     let options = WriterOptions { events: !aggregate, ..WriterOptions::default() };
     let out = BufWriter::with_capacity(1 << 20, file);
-    let writer = RecordingWriter::with_options(out, &meta, options)
-        .map_err(|e| write_failed(&output, e.into()))?;
+    let mut pipe = File::from(pipe);
+    let writer = match RecordingWriter::with_options(out, &meta, options) {
+        Ok(w) => w,
+        Err(e) => {
+            // A disk full from the start: the program still runs as without memlens (its
+            // tracer's pipe is read to the end, and the `memlens` package it imports stays),
+            // and the error is said once it has ended.
+            let _ = std::io::copy(&mut pipe, &mut std::io::sink());
+            while watch.ended().is_none() {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            drop(package);
+            watch.release();
+            return Err(write_failed(&output, e.into()));
+        }
+    };
     let recorder = Recorder::new(writer, t0);
-    let pipe = PipeReader::new(File::from(pipe));
+    let pipe = PipeReader::new(pipe);
     let (recorder, feed_error) =
         record_loop(recorder, pipe, || tree_memory(pid), interval, || watch.ended().is_some())
             .map_err(|e| write_failed(&output, e))?;

@@ -306,9 +306,27 @@ fn record_on_a_full_disk_says_the_disk_is_full() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// `memlens run -o` onto a disk that fills up: one clear error naming the file.
+/// `memlens run -o` onto a disk that fills up: one clear error naming the file. On a disk full
+/// from the start (/dev/full) the program still runs as without memlens (it is the process
+/// memlens started: its output and exit status are its own).
 #[test]
 fn run_on_a_full_disk_says_the_disk_is_full_once() {
+    let out = memlens()
+        .args(["run", "-o", "/dev/full", "-c"])
+        .arg("x = [bytearray(100) for _ in range(100_000)]; print('program done')")
+        .output()
+        .unwrap();
+    let (stdout, stderr) =
+        (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert_eq!(stdout, "program done\n", "{stderr}");
+    assert!(
+        stderr.contains(
+            "memlens: error: the disk is full: no space left on the device holding /dev/full"
+        ),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("Traceback"), "{stderr}");
     let Some(disk) = SmallDisk::mount("run", "16k") else { return };
     let file = disk.0.join("run.memlens");
     let out = memlens()

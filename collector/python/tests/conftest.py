@@ -38,3 +38,23 @@ def run(args, cwd, check_status=0, **kwargs):
     out = done.stdout + done.stderr
     assert done.returncode == check_status, f"{args}: exit {done.returncode}\n{out}"
     return out
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A directory on a tmpfs of 16 KiB of its own, to fill up; unmounted afterwards. Skips
+    (visibly) where this machine does not allow mounting one (not root), but fails under CI
+    (CI set), where the tests run as root, so that the full-disk tests cannot silently not run."""
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16k,mode=1777", "tmpfs", str(mnt)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        why = f"cannot mount a small tmpfs here: {done.stderr.strip() or done.returncode}"
+        if os.environ.get("CI"):
+            pytest.fail(f"{why} (the full-disk test must run under CI)")
+        pytest.skip(why)
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", str(mnt)], capture_output=True)

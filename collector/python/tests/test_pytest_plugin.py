@@ -153,3 +153,113 @@ def test_xdist_workers_record_their_tests(venv, tmp_path):
     assert table[2].endswith("test_limits.py::test_big_table_over_limit")
     check_results(cwd, ["test_small", "test_big_table_over_limit", "test_within_limit",
                         "test_leaky_cache"])
+
+
+BAD_MARKERS = '''
+import pytest
+
+@pytest.mark.limit_memory("24 XB")
+def test_unknown_unit():
+    pass
+
+@pytest.mark.limit_memory("-5 MB")
+def test_negative():
+    pass
+
+@pytest.mark.limit_memory()
+def test_no_size():
+    pass
+
+@pytest.mark.limit_leaks(float("nan"))
+def test_nan():
+    pass
+
+def test_fine():
+    assert bytearray(1000)
+'''
+
+
+def test_a_bad_limit_marker_errors_that_test_only(venv, tmp_path):
+    (tmp_path / "test_bad.py").write_text(BAD_MARKERS)
+    out = run([venv / "bin/pytest", "--memlens", "-p", "no:cacheprovider", "-rA"], tmp_path,
+              check_status=1)
+    assert "INTERNALERROR" not in out and "Traceback" not in out, out
+    assert "1 passed, 4 errors" in out, out
+    assert ("memlens: @pytest.mark.limit_memory('24 XB'): unknown unit 'XB' in the size '24 XB'"
+            in out), out
+    assert "memlens: @pytest.mark.limit_memory('-5 MB'): the size '-5 MB' is negative" in out, out
+    assert ("memlens: @pytest.mark.limit_memory(): give one size, "
+            "e.g. @pytest.mark.limit_memory(\"24 MB\")") in out, out
+    assert "memlens: @pytest.mark.limit_leaks(nan): nan is not a size" in out, out
+    # The rest of the run reports as usual.
+    assert "PASSED test_bad.py::test_fine" in out, out
+    assert "memlens: top 1 tests by peak memory" in out, out
+
+
+def test_compare_fails_closed_when_it_cannot_decide(venv, tmp_path):
+    cwd = project(tmp_path)
+    args = [venv / "bin/pytest", "--memlens", "-p", "no:cacheprovider", "-k", "grows"]
+    # No baseline at all.
+    out = run([*args, "--memlens-compare", "missing"], cwd, check_status=1)
+    assert "1 passed" in out
+    assert ("memlens: FAILED: cannot compare with the baseline: missing does not exist (make the "
+            "baseline with `pytest --memlens --memlens-dir missing`)") in out, out
+    # A baseline that shares no test with this run.
+    run([venv / "bin/pytest", "--memlens", "-p", "no:cacheprovider", "-k", "small",
+         "--memlens-dir", "other"], cwd)
+    out = run([*args, "--memlens-dir", "head", "--memlens-compare", "other"], cwd, check_status=1)
+    assert ("memlens: FAILED: nothing to compare: none of the 1 tests of this run is in the "
+            "baseline other (which has 1)") in out, out
+    # This run's own folder: a usage error before anything runs.
+    out = run([*args, "--memlens-compare", ".memlens"], cwd, check_status=4)
+    assert "--memlens-compare .memlens is this run's own --memlens-dir" in out, out
+    out = run([*args, "--memlens-compare", "other", "--memlens-threshold", "nan"], cwd,
+              check_status=4)
+    assert "--memlens-threshold nan: give a percentage, 0 or more" in out, out
+
+
+def test_a_limit_failure_names_a_recording_that_pastes_into_memlens_summary(venv, tmp_path):
+    cwd = project(tmp_path)
+    out = run([venv / "bin/pytest", "--memlens", "-p", "no:cacheprovider", "-k", "over_limit"],
+              cwd, check_status=1)
+    m = re.search(r"^  recording: (\S+)  \(memlens summary (\S+); memlens view (\S+)\)$", out, re.M)
+    assert m, out
+    assert m.group(1).startswith(".memlens/tests/") and m.group(1) == m.group(2), out
+    summary = run([venv / "bin/memlens", "summary", m.group(1)], cwd)
+    assert "make_table.<locals>.<listcomp>" in summary, summary
+
+
+FILLS_THE_DISK = '''
+import pytest
+
+def test_first():
+    keep = [bytearray(i % 4096) for i in range(200_000)]
+
+def test_second():
+    keep = [bytearray(i % 4096) for i in range(200_000)]
+
+def test_third():
+    assert True
+'''
+
+
+def test_a_full_disk_keeps_passing_tests_passing(venv, tmp_path, small_disk):
+    """--memlens-dir on a 16 KiB tmpfs: the first recording fills it. The tests still pass
+    (exit 0), the plugin warns once, clearly, and the summary says how many tests have no
+    recording; no OSError traceback."""
+    (tmp_path / "test_fill.py").write_text(FILLS_THE_DISK)
+    out = run([venv / "bin/pytest", "--memlens", "-p", "no:cacheprovider",
+               "--memlens-dir", small_disk / "rec"], tmp_path)
+    assert "3 passed" in out, out
+    assert "Traceback" not in out and "INTERNALERROR" not in out and "OSError" not in out, out
+    assert out.count("memlens: warning: the recording of") == 1, out
+    assert "the disk is full: no space left on the device holding" in out, out
+    assert re.search(r"memlens: WARNING: [23] tests have no recording \(they ran, and their "
+                     r"outcome stands\)", out), out
+    # A limit on such a test cannot be checked: that test fails closed, the others pass.
+    (tmp_path / "test_fill.py").write_text(FILLS_THE_DISK.replace(
+        "def test_third", '@pytest.mark.limit_memory("1 GB")\ndef test_third'))
+    out = run([venv / "bin/pytest", "--memlens", "-p", "no:cacheprovider",
+               "--memlens-dir", small_disk / "rec2"], tmp_path, check_status=1)
+    assert "1 failed, 2 passed" in out, out
+    assert "memlens: limit_memory('1 GB') could not be checked: the test's recording could not be written" in out, out
