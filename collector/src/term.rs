@@ -210,7 +210,8 @@ mod tests {
     fn out_escapes_what_it_writes_and_colours_only_when_asked() {
         let mut buf = Vec::new();
         let mut out = Out::plain(&mut buf);
-        write!(out, "fn {}\n", "x\x1b]0;title\x07").unwrap();
+        let name = "x\x1b]0;title\x07";
+        writeln!(out, "fn {name}").unwrap();
         out.paint(Style::Bad, "+1 MiB").unwrap();
         out.write_all(b"\xff\x1b").unwrap();
         assert_eq!(String::from_utf8(buf).unwrap(), "fn x\\x1b]0;title\\x07\n+1 MiB\\xff\\x1b");
