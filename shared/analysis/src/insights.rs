@@ -18,7 +18,9 @@ use crate::{AddressMap, Error, Event, GcEvent, Op, Recording, StackId};
 use memlens_format::{CHURN_MAX_LIFETIME_NS, CHURN_MIN_SIZE};
 
 /// What a finding is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[non_exhaustive]
 pub enum InsightKind {
     /// Live memory from one stack grew through every quarter of the run up to the exit.
@@ -53,7 +55,7 @@ impl InsightKind {
 }
 
 /// One finding.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Insight {
     /// What it is about.
     pub kind: InsightKind,
