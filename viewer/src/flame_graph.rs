@@ -40,6 +40,16 @@ pub(crate) fn snapshot_for(mode: FlameMode, range: Option<(u64, u64)>) -> Option
     })
 }
 
+/// The mode that shows `snapshot`.
+fn mode_of(snapshot: Snapshot) -> FlameMode {
+    match snapshot {
+        Snapshot::AtPeak => FlameMode::AtPeak,
+        Snapshot::AtEnd => FlameMode::Leaks,
+        Snapshot::TotalAllocated => FlameMode::Total,
+        _ => FlameMode::Range,
+    }
+}
+
 /// The worker question for the memory by stack of `loaded` in `mode` (`None`: a range mode
 /// without a range). `view` names who asks.
 pub(crate) fn totals_query(
@@ -482,7 +492,18 @@ pub fn FlameGraph(loaded: ByPtr<Loaded>, state: RwSignal<ViewState>) -> impl Int
     });
 
     view! {
-        <section class="panel" aria-label="Flame graph" id="flame-panel">
+        <section
+            class="panel"
+            aria-label="Flame graph"
+            id="flame-panel"
+            data-ready=move || {
+                let shown = totals.answered.get().and_then(|q| match q.request {
+                    Request::Totals { snapshot, .. } => Some(mode_of(snapshot).key()),
+                    _ => None,
+                });
+                shown.filter(|_| totals.settled() && data.with(Result::is_ok))
+            }
+        >
             <div class="panel-head">
                 <span class="panel-title">"Flame graph"</span>
                 <div class="segmented" role="group" aria-label="What to show">

@@ -24,7 +24,7 @@
 #![forbid(unsafe_code)]
 
 mod answer;
-mod block_cache;
+mod cached_source;
 mod call_site_table;
 mod chart_canvas;
 mod client;

@@ -493,7 +493,7 @@ pub fn Timeline(
         let answer = series.result.get()?;
         // The window and thread of the answer: those of the question it answers.
         let Some(Query { request: Request::Timeline { t0, t1, thread, .. }, .. }) =
-            query.get_untracked()
+            series.answered.get_untracked()
         else {
             return None;
         };
@@ -584,6 +584,7 @@ pub fn Timeline(
             aria-label="Memory over time"
             id="timeline-panel"
             data-end-ns=move || end.get() - 1
+            data-ready=move || series.settled().then_some("1")
         >
             <div class="panel-head">
                 <span class="panel-title">"Memory over time"</span>

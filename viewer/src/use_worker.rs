@@ -19,11 +19,20 @@ pub struct Query {
     pub generation: u32,
 }
 
-/// The latest answer (`None` until the first one), and whether a newer one is being computed.
+/// The latest answer (`None` until the first one), the question it answers, and whether a
+/// newer one is being computed.
 #[derive(Clone, Copy)]
 pub struct WorkerAnswer {
     pub result: ReadSignal<Option<Result<ByPtr<Answer>, String>>>,
+    pub answered: ReadSignal<Option<Query>>,
     pub computing: ReadSignal<bool>,
+}
+
+impl WorkerAnswer {
+    /// Whether the answer on screen is the one to the current question.
+    pub fn settled(&self) -> bool {
+        !self.computing.get() && self.result.with(Option::is_some)
+    }
 }
 
 /// Asks the worker `query` whenever it changes (`None`: nothing to ask); keeps up to `keep`
@@ -31,6 +40,7 @@ pub struct WorkerAnswer {
 pub fn use_worker(query: Memo<Option<Query>>, keep: usize) -> WorkerAnswer {
     let (result, set_result) = signal(None::<Result<ByPtr<Answer>, String>>);
     let (computing, set_computing) = signal(false);
+    let (answered, set_answered) = signal(None::<Query>);
     let kept: StoredValue<Vec<(Query, ByPtr<Answer>)>> = StoredValue::new(Vec::new());
     Effect::new(move |_| {
         let Some(q) = query.get() else {
@@ -40,6 +50,7 @@ pub fn use_worker(query: Memo<Option<Query>>, keep: usize) -> WorkerAnswer {
         if let Some(hit) = kept.with_value(|c| c.iter().find(|(k, _)| *k == q).map(|e| e.1.clone()))
         {
             set_result.set(Some(Ok(hit)));
+            set_answered.set(Some(q));
             set_computing.set(false);
             return;
         }
@@ -62,9 +73,10 @@ pub fn use_worker(query: Memo<Option<Query>>, keep: usize) -> WorkerAnswer {
             }
             if query.with_untracked(|now| now.as_ref() == Some(&q)) {
                 set_result.set(Some(answer));
+                set_answered.set(Some(q));
                 set_computing.set(false);
             }
         });
     });
-    WorkerAnswer { result, computing }
+    WorkerAnswer { result, answered, computing }
 }

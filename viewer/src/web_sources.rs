@@ -9,7 +9,7 @@ use send_wrapper::SendWrapper;
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 
-use crate::block_cache::{Fetch, BLOCK};
+use crate::cached_source::Fetch;
 
 /// A message for a JS exception or value.
 pub fn js_error(e: &JsValue) -> String {
@@ -115,8 +115,8 @@ pub enum Probe {
     Whole(Vec<u8>),
 }
 
-/// Asks for the bytes from `from` on (one block of them), bypassing the browser's cache (a
-/// recording being written changes): [`Probe::Ranged`] when the server answers 206 or 416,
+/// Asks for the byte at `from`, bypassing the browser's cache (a recording being written
+/// changes): [`Probe::Ranged`] with the file's size when the server answers 206 or 416,
 /// else the whole body, read with `progress(done, total)` calls.
 pub async fn probe(
     scope: &web_sys::WorkerGlobalScope,
@@ -128,9 +128,7 @@ pub async fn probe(
     let init = web_sys::RequestInit::new();
     init.set_cache(web_sys::RequestCache::NoStore);
     let headers = web_sys::Headers::new().map_err(|e| fail(js_error(&e)))?;
-    headers
-        .set("Range", &format!("bytes={from}-{}", from + BLOCK - 1))
-        .map_err(|e| fail(js_error(&e)))?;
+    headers.set("Range", &format!("bytes={from}-{from}")).map_err(|e| fail(js_error(&e)))?;
     init.set_headers(&headers);
     let response = JsFuture::from(scope.fetch_with_str_and_init(url, &init))
         .await
@@ -142,10 +140,6 @@ pub async fn probe(
         206 | 416 => {
             let total = header("content-range").as_deref().and_then(content_range_total);
             let total = total.ok_or_else(|| fail("a range answer without its size".into()))?;
-            // The probe's body is dropped: reads come in aligned blocks of their own.
-            if let Some(body) = response.body() {
-                let _ = body.cancel();
-            }
             Ok(Probe::Ranged { total })
         }
         200 => {

@@ -17,7 +17,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
 use crate::answer::answer;
-use crate::block_cache::{CachedSource, Fetch, Held};
+use crate::cached_source::{CachedSource, Fetch, Held};
 use crate::open::open_error;
 use crate::protocol::{
     decode, encode, take_next, Answer, FromWorker, Opened, RecId, Request, SourceSpec, ToWorker,
