@@ -108,19 +108,23 @@ fn js_string(s: &str) -> String {
     out
 }
 
-/// The source of the viewer's worker for a page with no files beside it: the glue followed by
-/// `memlens_worker.js` without its import of the glue.
+/// The source of the viewer's worker for a page with no files beside it, as a classic script
+/// (Chromium starts no module worker from a `blob:` URL of a `file://` page): the glue
+/// without its exports, then `memlens_worker.js` without its import of the glue.
 fn worker_source(glue: &str, worker: &str) -> Result<String> {
     const IMPORT: &str = "import init, { worker_main } from \"./memlens_viewer.js\";";
     if !worker.contains(IMPORT) {
         bail!("the viewer's memlens_worker.js does not import the glue as expected");
     }
+    // `import.meta` is a syntax error outside modules; the glue only uses it to find the wasm
+    // file, which the worker is given instead.
+    let glue = inline_glue(glue).replace("import.meta.url", "self.location.href");
     Ok(format!("{glue}\n{}", worker.replace(IMPORT, "const init = __wbg_init;")))
 }
 
 /// One HTML file with the stylesheet, the viewer's JS and wasm, and the recording(s) inlined
 /// by `boot` (from [`boot_script`] or [`compare_script`]). Its worker is started from a Blob
-/// of the same glue (`window.memlensWorker`), and given the page's compiled module.
+/// of the same glue (`window.memlensWorker`) and given the page's compiled module.
 pub fn single_file_html(assets: &[(&str, &[u8])], boot: &str) -> Result<String> {
     let get = |name: &str| {
         assets
@@ -144,7 +148,7 @@ pub fn single_file_html(assets: &[(&str, &[u8])], boot: &str) -> Result<String> 
     let _ = writeln!(
         head,
         "<script type=\"module\">\n{}\nwindow.memlensWorker = () => new Worker(URL.createObjectURL(new Blob([{}], \
-         {{ type: \"text/javascript\" }})), {{ type: \"module\" }});\nconst memlensWasmBytes = Uint8Array.from(atob(\"{}\"), (c) => c.charCodeAt(0));\n\
+         {{ type: \"text/javascript\" }})));\nconst memlensWasmBytes = Uint8Array.from(atob(\"{}\"), (c) => c.charCodeAt(0));\n\
          __wbg_init({{ module_or_path: memlensWasmBytes }}).catch((err) => {{\n  const boot = document.getElementById(\"boot\");\n  \
          if (boot) {{ boot.classList.add(\"boot-failed\"); boot.textContent = \"The viewer failed to start: \" + err; }}\n}});\n</script>",
         inline_glue(&glue),

@@ -41,7 +41,8 @@ async function withPage(options, query, body) {
 
 /** Waits until the flame graph shows `mode` and is painted. */
 async function flameShows(page, mode) {
-  await page.waitForSelector(`#flame-panel[data-ready="${mode}"]`, { timeout: 60000 });
+  const ready = mode === 'range' ? '[data-ready^="range:"]' : `[data-ready="${mode}"]`;
+  await page.waitForSelector(`#flame-panel${ready}`, { timeout: 60000 });
   await page.waitForFunction(() => document.querySelector('#flame-canvas')?.width > 0);
   let painted = 0;
   for (let i = 0; i < 50 && painted <= 2000; i++) {

@@ -98,6 +98,11 @@ mod tests {
     /// `burst` at 5 ms that it frees at 5.5 ms: the peak is at 5 ms, and `keep`'s blocks are
     /// left at exit.
     fn recording() -> (Recording, StackId, StackId) {
+        let (bytes, keep, burst) = recording_bytes();
+        (Recording::from_vec(bytes).unwrap(), keep, burst)
+    }
+
+    fn recording_bytes() -> (Vec<u8>, StackId, StackId) {
         let mut w = RecordingWriter::new(Vec::new(), &Meta::default()).unwrap();
         for (i, name) in ["MainThread", "worker"].into_iter().enumerate() {
             let id = ThreadId(i as u32);
@@ -119,7 +124,7 @@ mod tests {
             w.flush().unwrap();
         }
         let end = ProcessEnd { time_ns: 10 * MS, exit_code: Some(0), signal: None };
-        (Recording::from_vec(w.finish(end).unwrap()).unwrap(), keep, burst)
+        (w.finish(end).unwrap(), keep, burst)
     }
 
     fn totals(rec: &Recording, snapshot: Snapshot, thread: Option<u32>) -> Vec<(StackId, u64)> {
@@ -168,6 +173,30 @@ mod tests {
         let found = answer(&rec, 0, &Request::Insights { rec: 0 });
         assert!(matches!(found, Ok(Answer::Insights(_))), "{found:?}");
         assert!(answer(&rec, 0, &Request::Close { rec: 0 }).is_err());
+    }
+
+    #[test]
+    fn a_followed_recording_ends_with_the_closed_files_figures() {
+        use std::sync::Arc;
+
+        use memlens_format::ByteSource;
+
+        let (closed, _, _) = recording();
+        let (bytes, _, _) = recording_bytes();
+        let grown = |n: usize| bytes[..n].to_vec();
+        let held = Arc::new(crate::cached_source::Held::new(grown(bytes.len() / 3), |_| {}));
+        let mut rec = Recording::open_source(Arc::clone(&held) as Arc<dyn ByteSource>).unwrap();
+        assert!(!rec.has_trailer());
+        for n in [bytes.len() / 2, bytes.len() * 3 / 4, bytes.len()] {
+            held.replace(grown(n));
+            assert!(rec.refresh().unwrap(), "grew to {n}");
+        }
+        assert!(rec.has_trailer());
+        assert_eq!(rec.aggregates_missing(), None);
+        assert_eq!(rec.summary(), closed.summary());
+        for snapshot in [Snapshot::AtPeak, Snapshot::AtEnd, Snapshot::TotalAllocated] {
+            assert_eq!(totals(&rec, snapshot, None), totals(&closed, snapshot, None));
+        }
     }
 
     #[test]

@@ -378,8 +378,9 @@ pub fn FlameGraph(loaded: ByPtr<Loaded>, state: RwSignal<ViewState>) -> impl Int
         }
     });
     let totals = use_worker(totals_query, 8);
+    let no_range = Memo::new(move |_| totals_query.with(Option::is_none));
     let data = Memo::new(move |_| {
-        if totals_query.with(Option::is_none) {
+        if no_range.get() {
             return Err("Drag across the timeline above to select a time range.".to_string());
         }
         let totals =
@@ -497,8 +498,12 @@ pub fn FlameGraph(loaded: ByPtr<Loaded>, state: RwSignal<ViewState>) -> impl Int
             aria-label="Flame graph"
             id="flame-panel"
             data-ready=move || {
+                // `peak`, `leaks`, `total` or `range:A-B`: what tests and benchmarks wait for.
                 let shown = totals.answered.get().and_then(|q| match q.request {
-                    Request::Totals { snapshot, .. } => Some(mode_of(snapshot).key()),
+                    Request::Totals { snapshot: Snapshot::PeakInRange(a, b), .. } => {
+                        Some(format!("range:{a}-{b}"))
+                    }
+                    Request::Totals { snapshot, .. } => Some(mode_of(snapshot).key().to_string()),
                     _ => None,
                 });
                 shown.filter(|_| totals.settled() && data.with(Result::is_ok))
