@@ -18,7 +18,7 @@
 //   MEMLENS_SCREENSHOTS, MEMLENS_BENCH_FILE (the recording's name in that folder),
 //   MEMLENS_BENCH_EVENTS (its number of events, for the table), MEMLENS_BENCH_REPEAT (default 15).
 import { createRequire } from 'node:module';
-import { readFileSync, readdirSync, statSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 
 import { FIXTURES, serve } from '../tests/browser/harness.mjs';
@@ -46,30 +46,14 @@ const stat = (name, values) => {
 };
 const mib = (bytes) => bytes / (1 << 20);
 
-/** Resident set of `pid` and every process below it, in bytes (Linux /proc). */
-function treeRss(pid) {
-  const children = new Map();
-  for (const d of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
-    try {
-      const stat = readFileSync(`/proc/${d}/stat`, 'utf8');
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      if (!children.has(ppid)) children.set(ppid, []);
-      children.get(ppid).push(Number(d));
-    } catch { /* gone */ }
-  }
-  const renderers = [];
-  const walk = (p) => {
-    for (const c of children.get(p) ?? []) {
-      try {
-        if (readFileSync(`/proc/${c}/cmdline`, 'utf8').includes('--type=renderer')) renderers.push(c);
-      } catch { /* gone */ }
-      walk(c);
-    }
-  };
-  walk(pid);
+/** Resident set of the browser's renderer processes, in bytes (CDP names them, Linux /proc
+ *  measures them): the page and its worker run in the one renderer of this context. */
+async function rendererRss() {
+  const cdp = await browser.newBrowserCDPSession();
+  const { processInfo } = await cdp.send('SystemInfo.getProcessInfo');
   let rss = 0;
-  for (const r of renderers) {
-    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${r}/status`, 'utf8'));
+  for (const p of processInfo.filter((p) => p.type === 'renderer')) {
+    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${p.id}/status`, 'utf8'));
     if (m) rss += Number(m[1]) * 1024;
   }
   return rss;
@@ -84,6 +68,10 @@ try {
       for (const e of list.getEntries()) window.__longtasks.push(e.duration);
     }).observe({ type: 'longtask', buffered: true });
   });
+  // The empty viewer first: what the tab costs before any recording (and its worker).
+  await page.goto(server.url);
+  await page.waitForSelector('#empty-state');
+  const emptyRss = await rendererRss();
   await page.goto(`${server.url}?url=fixtures/${FILE}`);
   await page.waitForFunction(
     () => performance.getEntriesByName('memlens:first-paint:flame-canvas').length > 0
@@ -197,8 +185,9 @@ try {
   const jsHeap = metrics.find((m) => m.name === 'JSHeapUsedSize')?.value ?? NaN;
   const pageWasm = await page.evaluate(() => window.memlensWasmMemory?.() ?? NaN);
   const workerWasm = await Promise.all(page.workers().map((w) => w.evaluate(() => self.memlensWasmMemory?.() ?? 0)));
-  const rss = treeRss(browser.process().pid);
+  const rss = await rendererRss();
   rows.push({ name: 'memory: renderer RSS (the tab), MiB', n: 1, median: mib(rss) });
+  rows.push({ name: 'memory:   of which the empty viewer, MiB', n: 1, median: mib(emptyRss) });
   rows.push({ name: 'memory: page JS heap used, MiB', n: 1, median: mib(jsHeap) });
   rows.push({ name: 'memory: page wasm memory, MiB', n: 1, median: mib(pageWasm) });
   rows.push({ name: 'memory: worker wasm memory, MiB', n: 1, median: mib(workerWasm.reduce((a, b) => a + b, 0)) });

@@ -79,6 +79,8 @@ describe('following a recording being written', () => {
     await page.waitForSelector('#flame-panel[data-ready="peak"]');
     assert.ok((await endNs(page)) > second, 'the final end is later still');
     assert.equal(await page.locator('#warning-banner').count(), 0, 'no "truncated" warnings');
+    // The censuses taken at each marker arrived with it: the objects panel shows them.
+    await page.waitForSelector('#census-select');
     await screenshot(page, 'follow-finished');
     assert.deepEqual(page.problems, []);
     await page.close();

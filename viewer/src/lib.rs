@@ -303,7 +303,8 @@ fn RecordingView(loaded: ByPtr<Loaded>) -> impl IntoView {
     let objects = {
         let dir = dir.clone();
         move || {
-            censuses.track();
+            // Read (not just tracked): a memo nobody reads is never computed, so never changes.
+            let _count = censuses.get();
             view! { <ObjectsPanel loaded=dir.get_untracked() state=state /> }
         }
     };

@@ -46,6 +46,15 @@ pub enum Request {
 }
 
 impl Request {
+    /// Queued requests run highest priority first: what the first paint shows (the flame graph,
+    /// the timeline) before the findings panel, which sits above them but is read after.
+    pub fn priority(&self) -> u8 {
+        match self {
+            Request::Insights { .. } => 0,
+            _ => 1,
+        }
+    }
+
     /// The recording the request is about.
     pub fn rec(&self) -> RecId {
         match *self {
@@ -154,20 +163,28 @@ impl Requests {
     }
 }
 
-/// The worker's side: takes the next request to run from `queue`, and the ones it skipped
-/// because a newer request for the same view is queued behind them (they are answered
-/// [`Answer::Superseded`]).
-pub fn take_next<T>(queue: &mut VecDeque<T>, view: impl Fn(&T) -> &str) -> (Option<T>, Vec<T>) {
+/// The worker's side: takes the next request to run from `queue` (the first of the highest
+/// priority), and the ones it dropped because a newer request for the same view is queued
+/// behind them (they are answered [`Answer::Superseded`]). Opening, refreshing and closing
+/// have the highest priority, so the requests about one recording follow them.
+pub fn take_next<T>(
+    queue: &mut VecDeque<T>,
+    view: impl Fn(&T) -> &str,
+    priority: impl Fn(&T) -> u8,
+) -> (Option<T>, Vec<T>) {
     let mut skipped = Vec::new();
-    while let Some(job) = queue.pop_front() {
-        let v = view(&job);
-        if !v.is_empty() && queue.iter().any(|later| view(later) == v) {
-            skipped.push(job);
+    let mut i = 0;
+    while i < queue.len() {
+        let v = view(&queue[i]);
+        if !v.is_empty() && queue.iter().skip(i + 1).any(|later| view(later) == v) {
+            skipped.extend(queue.remove(i));
         } else {
-            return (Some(job), skipped);
+            i += 1;
         }
     }
-    (None, skipped)
+    let best = queue.iter().map(&priority).max();
+    let at = queue.iter().position(|j| Some(priority(j)) == best);
+    (at.and_then(|at| queue.remove(at)), skipped)
 }
 
 #[cfg(test)]
@@ -259,15 +276,25 @@ mod tests {
         fn view<'a>(j: &'a (u64, &'static str)) -> &'a str {
             j.1
         }
-        let (next, skipped) = take_next(&mut queue, view);
+        let same = |_: &(u64, &str)| 1;
+        let (next, skipped) = take_next(&mut queue, view, same);
         assert_eq!(next, Some((2, "")));
-        assert_eq!(skipped, [(1, "flame")]);
-        let (next, skipped) = take_next(&mut queue, view);
-        assert_eq!((next, skipped), (Some((3, "timeline")), vec![]));
-        let (next, skipped) = take_next(&mut queue, view);
-        assert_eq!(next, Some((5, "")), "4 is replaced by 6; views without a name never are");
-        assert_eq!(skipped, [(4, "flame")]);
-        assert_eq!(take_next(&mut queue, view), (Some((6, "flame")), vec![]));
-        assert_eq!(take_next(&mut queue, view), (None, vec![]));
+        assert_eq!(skipped, [(1, "flame"), (4, "flame")], "6 replaces 1 and 4");
+        assert_eq!(take_next(&mut queue, view, same), (Some((3, "timeline")), vec![]));
+        let (next, _) = take_next(&mut queue, view, same);
+        assert_eq!(next, Some((5, "")), "views without a name are never replaced");
+        assert_eq!(take_next(&mut queue, view, same), (Some((6, "flame")), vec![]));
+        assert_eq!(take_next(&mut queue, view, same), (None, vec![]));
+    }
+
+    #[test]
+    fn findings_wait_for_the_views_of_the_first_paint() {
+        let insights = Request::Insights { rec: 1 };
+        let flame = Request::Totals { rec: 1, snapshot: Snapshot::AtPeak, thread: None };
+        assert!(insights.priority() < flame.priority());
+        let mut queue: VecDeque<(u64, Request)> =
+            [(1, insights), (2, flame.clone()), (3, Request::Close { rec: 1 })].into();
+        let mut next = || take_next(&mut queue, |_| "", |j| j.1.priority()).0.map(|j| j.0);
+        assert_eq!((next(), next(), next(), next()), (Some(2), Some(3), Some(1), None));
     }
 }

@@ -157,7 +157,9 @@ async fn yield_now() {
 async fn drain() {
     loop {
         yield_now().await;
-        let (next, skipped) = QUEUE.with(|q| take_next(&mut q.borrow_mut(), |j| &j.msg.view));
+        let (next, skipped) = QUEUE.with(|q| {
+            take_next(&mut q.borrow_mut(), |j| &j.msg.view, |j| j.msg.request.priority())
+        });
         for job in skipped {
             post(&FromWorker::Answer { id: job.msg.id, result: Ok(Answer::Superseded) });
         }
