@@ -6,9 +6,10 @@
 //! canvases.
 //!
 //! The same wasm module runs twice: as the page ([`mount`]) and as a Web Worker
-//! ([`worker_main`]) that reads the recording (in blocks, with range requests for URLs) and
-//! answers each view's questions (`protocol`), so the page holds only the recording's
-//! directory, never its events, and never freezes whatever the recording's size.
+//! ([`worker_main`]) that reads the recording (only the parts a view needs: range requests
+//! for URLs, slices for files) and answers each view's questions (`protocol`), so the page
+//! holds only the recording's directory, never its events, and never freezes whatever the
+//! recording's size.
 //!
 //! Design constraints:
 //! - no `unsafe`; all decoding and analysis lives in `memlens-format` and `memlens-analysis`
@@ -248,7 +249,8 @@ fn LiveBanner(loaded: ByPtr<Loaded>) -> impl IntoView {
             Live::Off => return None,
             Live::Following { quiet, error } => {
                 let mut text = format!(
-                    "Live: {} is still being written; the views follow it as it grows.",
+                    "Live: {} has no trailer yet: it is still being written (or its recorder \
+                     was killed). The views follow it as it grows.",
                     loaded.0.name
                 );
                 if quiet >= 5 {

@@ -205,9 +205,10 @@ async fn follow_recording(loader: Loader, loaded: ByPtr<Loaded>) {
             return;
         }
         let answer = client::ask(&format!("refresh:{rec}"), Request::Refresh { rec }, None).await;
-        let generation = loaded.0.now().0.generation + 1;
+        let (generation, size) = loaded.0.dir.with_untracked(|d| (d.0.generation + 1, d.0.size));
         let grew = match answer {
-            Some(Ok(Answer::Refreshed(Some(o)))) => directory(o, generation),
+            // (A file that ends without its trailer always reads as changed: same size, though.)
+            Some(Ok(Answer::Refreshed(Some(o)))) if o.size != size => directory(o, generation),
             Some(Ok(_)) | None => {
                 quiet += 1;
                 loaded.0.live.set(Live::Following { quiet, error: None });

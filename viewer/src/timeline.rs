@@ -1,6 +1,8 @@
 //! The memory timeline: process RSS and the traced heap over time, the heap's peak marked,
 //! markers, gc runs and object censuses; hover for values, drag to select a time range (which
-//! feeds the flame graph's range mode), click a census to show it in the objects panel.
+//! feeds the flame graph's range mode), zoom into the selection, click a census to show it in
+//! the objects panel. The series of the visible window come from the worker, about one bucket
+//! per device pixel, whatever the zoom.
 
 use leptos::prelude::*;
 use memlens_analysis::Bucket;
