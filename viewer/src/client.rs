@@ -109,7 +109,13 @@ impl Client {
         blob: Option<&web_sys::Blob>,
     ) -> Result<(u64, oneshot::Receiver<Result<Answer, String>>), String> {
         if let Some(why) = &self.failed {
-            return Err(why.clone());
+            if !matches!(request, Request::Open { .. }) {
+                return Err(why.clone());
+            }
+            // Opening a recording starts a new worker (what the old one held is lost anyway).
+            self.failed = None;
+            self.ready = false;
+            self.backlog.clear();
         }
         if self.worker.is_none() {
             self.start().map_err(|e| self.fail(e))?;
