@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 
-import { browser, openPage, paintedPixels, screenshot } from './harness.mjs';
+import { browser, openPage, painted, screenshot } from './harness.mjs';
 
 const MEMLENS = resolve(process.env.MEMLENS_BIN ?? 'target/release/memlens');
 
@@ -66,7 +66,7 @@ describe('following a recording being written', () => {
       first, { timeout: 20000 });
     const second = await endNs(page);
     assert.ok(second > first, `the end moved: ${first} -> ${second}`);
-    assert.ok((await paintedPixels(page, '#timeline-canvas')) > 1000, 'timeline painted while live');
+    assert.ok(await painted(page, '#timeline-canvas', 1000), 'timeline painted while live');
     await screenshot(page, 'follow-live');
     assert.equal(await ran, 0, 'the traced program succeeded');
     // Then the recording is closed: its trailer's figures, and the banner says so.

@@ -157,6 +157,16 @@ export function screenshot(page, name, selector) {
   return selector ? page.locator(selector).screenshot({ path }) : page.screenshot({ path, fullPage: true });
 }
 
+/** Whether the canvas `selector` gets more than `atLeast` painted pixels (see
+ *  paintedPixels) within 15 s: the worker answers and the canvas paints on a later frame. */
+export async function painted(page, selector, atLeast) {
+  for (const deadline = Date.now() + 15000; ;) {
+    if ((await paintedPixels(page, selector)) > atLeast) return true;
+    if (Date.now() > deadline) return false;
+    await page.waitForTimeout(100);
+  }
+}
+
 /** Pixels of a canvas that differ clearly from the chart background colour. */
 export function paintedPixels(page, selector) {
   return page.$eval(selector, (canvas) => {
