@@ -1,24 +1,42 @@
-// Viewer benchmark (issue 4): how long a big recording takes to become interactive in headless
-// Chromium, and how long zoom, hover, mode and range changes take to redraw. Run it with
-// `./dev bench-viewer` (which builds the viewer, records bench/workloads/churn.py and sets the
-// environment below); it prints a table and never fails on timings.
+// Viewer benchmark (issues 4 and 18): how long a recording takes to become interactive in
+// headless Chromium, how long mode, range and zoom changes take to show, and how much memory
+// the tab holds. Run it with `./dev bench-viewer [ROWS]` (which builds the viewer, records
+// bench/workloads/churn.py ROWS and sets the environment below); it prints a table and never
+// fails on timings.
 //
-// Timings come from the User Timing entries the viewer emits: `memlens:first-paint:<canvas>`
-// (first paint with data), `memlens:draw:<canvas>` (each paint) and `memlens:<step>` (decode,
-// timeline, flame tree, ...). A redraw is measured in the page, from just before the change
-// (a hash change or a dispatched pointer event) to the end of the next paint of that canvas.
+// The recording is served with range requests, as `memlens view` serves it. Timings come from
+// the User Timing entries the viewer emits: `memlens:first-paint:<canvas>` (first paint with
+// data), `memlens:draw:<canvas>` (each paint) and `memlens:<step>` (open, flame, timeline,
+// ...). A change is measured in the page, from just before it (a hash change or a dispatched
+// pointer event) to the end of the first paint of its result: for the flame graph, the first
+// paint after `#flame-panel` says it shows the new mode (`data-ready`: `leaks`, `range:A-B`).
+//
+// Memory: the renderer process's resident set (the page and its worker run in it: this is
+// the tab's memory), the page's JS heap (CDP Performance.getMetrics) and both wasm memories.
 //
 //   MEMLENS_DIST, MEMLENS_FIXTURES (folder holding the recording), MEMLENS_NODE_MODULES,
 //   MEMLENS_SCREENSHOTS, MEMLENS_BENCH_FILE (the recording's name in that folder),
 //   MEMLENS_BENCH_EVENTS (its number of events, for the table), MEMLENS_BENCH_REPEAT (default 15).
-import { browser, openPage, serve } from '../tests/browser/harness.mjs';
+import { createRequire } from 'node:module';
+import { readFileSync, statSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+
+import { FIXTURES, serve } from '../tests/browser/harness.mjs';
 
 const FILE = process.env.MEMLENS_BENCH_FILE ?? 'churn.memlens';
 const EVENTS = process.env.MEMLENS_BENCH_EVENTS ?? '?';
 const REPEAT = Number(process.env.MEMLENS_BENCH_REPEAT ?? 15);
+const require = createRequire(join(resolve(process.env.MEMLENS_NODE_MODULES), 'noop.js'));
+const { chromium } = require('playwright-core');
 
 const server = await serve();
-const chrome = await browser();
+const browser = await chromium.launch({
+  executablePath: process.env.MEMLENS_CHROMIUM ?? '/usr/bin/chromium',
+  headless: true,
+  args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run',
+         '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+});
+const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
 const rows = [];
 const stat = (name, values) => {
   const v = [...values].filter((x) => !Number.isNaN(x)).sort((a, b) => a - b);
@@ -26,34 +44,90 @@ const stat = (name, values) => {
   const q = (p) => v[Math.min(v.length - 1, Math.floor(p * v.length))];
   rows.push({ name, n: v.length, median: q(0.5), p95: q(0.95), max: v[v.length - 1] });
 };
+const mib = (bytes) => bytes / (1 << 20);
+
+/** Resident set of the browser's renderer processes, in bytes (CDP names them, Linux /proc
+ *  measures them): the page and its worker run in the one renderer of this context. */
+async function rendererRss() {
+  const cdp = await browser.newBrowserCDPSession();
+  const { processInfo } = await cdp.send('SystemInfo.getProcessInfo');
+  let rss = 0;
+  for (const p of processInfo.filter((p) => p.type === 'renderer')) {
+    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${p.id}/status`, 'utf8'));
+    if (m) rss += Number(m[1]) * 1024;
+  }
+  return rss;
+}
 
 try {
+  const page = await context.newPage();
   // Long tasks (> 50 ms on the main thread) are what make a page feel frozen.
-  await chrome.context.addInitScript(() => {
+  await page.addInitScript(() => {
     window.__longtasks = [];
     new PerformanceObserver((list) => {
       for (const e of list.getEntries()) window.__longtasks.push(e.duration);
     }).observe({ type: 'longtask', buffered: true });
   });
-  const page = await openPage(chrome.context, `${server.url}?url=fixtures/${FILE}`);
-  // In-page helpers: wait for the next paint of a canvas after `since`, and time a change.
+  // The empty viewer first: what the tab costs before any recording (and its worker).
+  await page.goto(server.url);
+  await page.waitForSelector('#empty-state');
+  const emptyRss = await rendererRss();
+  await page.goto(`${server.url}?url=fixtures/${FILE}`);
+  await page.waitForFunction(
+    () => performance.getEntriesByName('memlens:first-paint:flame-canvas').length > 0
+      && performance.getEntriesByName('memlens:first-paint:timeline-canvas').length > 0,
+    null, { timeout: 600_000, polling: 50 });
+  const load = await page.evaluate(() => {
+    const m = (n) => performance.getEntriesByName(n)[0];
+    const steps = performance.getEntriesByType('measure')
+      .filter((e) => !e.name.startsWith('memlens:draw:'))
+      .map((e) => [e.name.replace('memlens:', ''), e.duration]);
+    return {
+      flame: m('memlens:first-paint:flame-canvas').startTime,
+      timeline: m('memlens:first-paint:timeline-canvas').startTime,
+      steps,
+    };
+  });
+  rows.push({ name: 'first flame-graph paint (from navigation)', n: 1, median: load.flame });
+  rows.push({ name: 'first timeline paint (from navigation)', n: 1, median: load.timeline });
+  for (const [name, ms] of load.steps) rows.push({ name: `  step: ${name}`, n: 1, median: ms });
+
+  // In-page helpers: the first paint of a canvas that starts after `since` (NaN after 60 s),
+  // and timed changes.
   await page.evaluate(() => {
-    // Resolves to NaN when nothing is painted within 30 s (a change that changed nothing).
-    const after = (canvas, since) => new Promise((resolve) => {
+    const paintAfter = (canvas, since) => new Promise((resolve) => {
       const look = () => {
-        if (performance.now() - since > 30_000) return resolve(NaN);
+        if (performance.now() - since > 60_000) return resolve(NaN);
         const e = performance.getEntriesByName(`memlens:draw:${canvas}`, 'measure')
           .find((m) => m.startTime >= since);
-        if (e) resolve(e.startTime + e.duration - since);
+        if (e) resolve(e.startTime + e.duration);
         else setTimeout(look, 1);
       };
       look();
     });
+    /** Resolves to the time `#flame-panel` first shows `mode` after `since`. */
+    const flameReady = (mode) => new Promise((resolve) => {
+      const panel = document.getElementById('flame-panel');
+      const check = () => panel.dataset.ready === mode;
+      const observer = new MutationObserver(() => {
+        if (check()) { observer.disconnect(); resolve(performance.now()); }
+      });
+      observer.observe(panel, { attributes: true, attributeFilter: ['data-ready'] });
+    });
     window.__bench = {
-      hash: async (canvas, hash) => {
+      // A hash change that puts the flame graph in `mode`: until its first paint.
+      flame: async (hash, mode) => {
+        const t0 = performance.now();
+        const ready = flameReady(mode);
+        location.hash = hash;
+        const at = await ready;
+        return (await paintAfter('flame-canvas', at - 1)) - t0;
+      },
+      // A hash change that only redraws `canvas` (a selection, a zoom).
+      redraw: async (canvas, hash) => {
         const t0 = performance.now();
         location.hash = hash;
-        return after(canvas, t0);
+        return (await paintAfter(canvas, t0)) - t0;
       },
       hover: async (canvas, fx, fy) => {
         const c = document.getElementById(canvas);
@@ -62,91 +136,73 @@ try {
         c.dispatchEvent(new PointerEvent('pointermove', {
           clientX: r.left + r.width * fx, clientY: r.top + r.height * fy, bubbles: true,
         }));
-        return after(canvas, t0);
+        return (await paintAfter(canvas, t0)) - t0;
       },
     };
   });
-  await page.waitForFunction(
-    () => performance.getEntriesByName('memlens:first-paint:flame-canvas').length > 0,
-    null, { timeout: 600_000, polling: 100 });
-  const load = await page.evaluate(() => {
-    const m = (n) => performance.getEntriesByName(n)[0];
-    const steps = performance.getEntriesByType('measure')
-      .filter((e) => !e.name.startsWith('memlens:draw:'))
-      .map((e) => [e.name.replace('memlens:', ''), e.duration]);
-    return {
-      interactive: m('memlens:first-paint:flame-canvas').startTime,
-      timeline: m('memlens:first-paint:timeline-canvas')?.startTime,
-      steps,
-    };
-  });
-  rows.push({ name: 'time to interactive (first flame paint)', n: 1, median: load.interactive });
-  if (load.timeline) rows.push({ name: 'first timeline paint', n: 1, median: load.timeline });
-  for (const [name, ms] of load.steps) rows.push({ name: `  step: ${name}`, n: 1, median: ms });
-
   const bench = (fn, ...args) => page.evaluate(([fn, args]) => window.__bench[fn](...args), [fn, args]);
-  // Hover: pointer moves across the flame graph's top rows (hit test + tooltip + repaint).
+
   const hovers = [];
   for (let i = 0; i < REPEAT; i++) hovers.push(await bench('hover', 'flame-canvas', 0.05 + (i % 9) * 0.1, 0.02));
   stat('hover flame graph', hovers);
-  const tl = [];
-  for (let i = 0; i < REPEAT; i++) tl.push(await bench('hover', 'timeline-canvas', 0.1 + (i % 8) * 0.1, 0.5));
-  stat('hover timeline', tl);
-  // Zoom: into the root's largest child and back (layout of a new subtree + repaint).
-  const child = await page.evaluate(() => {
-    const c = document.getElementById('flame-canvas');
-    const r = c.getBoundingClientRect();
-    c.dispatchEvent(new PointerEvent('pointerdown', { clientX: r.left + 5, clientY: r.top + 30, button: 0, bubbles: true }));
-    c.dispatchEvent(new PointerEvent('pointerup', { clientX: r.left + 5, clientY: r.top + 30, button: 0, bubbles: true }));
-    return new Promise((ok) => setTimeout(() => ok(location.hash), 200));
-  });
-  const zooms = [];
-  for (let i = 0; i < REPEAT; i++) zooms.push(await bench('hash', 'flame-canvas', i % 2 ? child : ''));
-  stat(`zoom in/out (${child || 'no child'})`, zooms);
-  // Modes: the first visit replays the recording, later ones come from the cache.
-  stat('mode change, first visit (replay)', [await bench('hash', 'flame-canvas', '#mode=leaks')]);
-  stat('mode change, first visit (replay)', [await bench('hash', 'flame-canvas', '#mode=total')]);
+  // Modes: the first visit asks the worker, later ones come from the page's cache.
+  stat('mode change, first visit (worker)', [await bench('flame', '#mode=leaks', 'leaks')]);
+  stat('mode change, first visit (worker)', [await bench('flame', '#mode=total', 'total')]);
   const modes = [];
-  for (let i = 0; i < REPEAT; i++) modes.push(await bench('hash', 'flame-canvas', ['', '#mode=leaks', '#mode=total'][i % 3]));
+  for (let i = 0; i < REPEAT; i++) {
+    const [hash, mode] = [['#mode=peak', 'peak'], ['#mode=leaks', 'leaks'], ['#mode=total', 'total']][i % 3];
+    modes.push(await bench('flame', hash, mode));
+  }
   stat('mode change, cached', modes);
-  // Range: a new selection redraws the timeline at once and replays for the flame graph.
-  const end = await page.evaluate(() => {
-    const t = document.querySelector('#fact-duration .fact-value').textContent;
-    const v = parseFloat(t);
-    return Math.round(t.endsWith('ms') ? v * 1e6 : t.endsWith('µs') ? v * 1e3 : v * 1e9);
-  });
+  // Ranges: each new selection redraws the timeline at once and asks the worker for the
+  // flame graph of the range's peak (and the range's peak for the timeline's note).
+  const end = await page.$eval('#timeline-panel', (e) => Number(e.dataset.endNs));
   const rangeTl = [];
   const rangeFlame = [];
-  for (let i = 0; i < Math.min(REPEAT, 5); i++) {
-    const a = Math.round(end * (0.1 + 0.05 * i));
-    const b = Math.round(end * (0.4 + 0.05 * i));
-    const t0 = await page.evaluate(() => performance.now());
-    const tlMs = await bench('hash', 'timeline-canvas', `#mode=range&range=${a}-${b}`);
-    rangeTl.push(tlMs);
-    rangeFlame.push(await page.evaluate(([t0]) => new Promise((resolve) => {
-      const look = () => {
-        const e = performance.getEntriesByName('memlens:draw:flame-canvas', 'measure').find((m) => m.startTime >= t0);
-        if (e) resolve(e.startTime + e.duration - t0);
-        else if (performance.now() - t0 > 60_000) resolve(NaN);
-        else setTimeout(look, 5);
-      };
-      look();
-    }), [t0]));
+  for (let i = 0; i < REPEAT; i++) {
+    const a = Math.round(end * (0.05 + 0.04 * i));
+    const b = Math.round(end * (0.35 + 0.04 * i));
+    await bench('flame', '#mode=peak', 'peak');
+    rangeTl.push(await bench('redraw', 'timeline-canvas', `#mode=peak&range=${a}-${b}`));
+    rangeFlame.push(await bench('flame', `#mode=range&range=${a}-${b}`, `range:${a}-${b}`));
   }
-  stat('range change: timeline redraw', rangeTl);
-  stat('range change: flame graph (replay)', rangeFlame);
-  // n is how many there were (0 shows as one 0 ms entry): the page froze that often.
+  stat('range change: timeline selection', rangeTl);
+  stat('range change: flame graph (worker)', rangeFlame);
+  // Zoom the timeline into a window: the worker sums the aggregates for its buckets.
+  const zooms = [];
+  for (let i = 0; i < Math.min(REPEAT, 8); i++) {
+    const a = Math.round(end * (0.1 + 0.08 * i));
+    zooms.push(await bench('redraw', 'timeline-canvas', `#window=${a}-${a + Math.round(end * 0.05)}`));
+  }
+  stat('timeline zoom to a new window (worker)', zooms);
   const longtasks = await page.evaluate(() => window.__longtasks);
   stat('main-thread long tasks (> 50 ms), whole run', longtasks.length ? longtasks : [0]);
+
+  // Memory, after everything above.
+  const cdp = await context.newCDPSession(page);
+  await cdp.send('Performance.enable');
+  const { metrics } = await cdp.send('Performance.getMetrics');
+  const jsHeap = metrics.find((m) => m.name === 'JSHeapUsedSize')?.value ?? NaN;
+  const pageWasm = await page.evaluate(() => window.memlensWasmMemory?.() ?? NaN);
+  const workerWasm = await Promise.all(page.workers().map((w) => w.evaluate(() => self.memlensWasmMemory?.() ?? 0)));
+  const rss = await rendererRss();
+  rows.push({ name: 'memory: renderer RSS (the tab), MiB', n: 1, median: mib(rss) });
+  rows.push({ name: 'memory:   of which the empty viewer, MiB', n: 1, median: mib(emptyRss) });
+  rows.push({ name: 'memory: page JS heap used, MiB', n: 1, median: mib(jsHeap) });
+  rows.push({ name: 'memory: page wasm memory, MiB', n: 1, median: mib(pageWasm) });
+  rows.push({ name: 'memory: worker wasm memory, MiB', n: 1, median: mib(workerWasm.reduce((a, b) => a + b, 0)) });
+  const size = statSync(join(FIXTURES, FILE)).size;
+  const sent = server.sent(`/fixtures/${FILE}`);
+  rows.push({ name: `recording: MiB sent of ${mib(size).toFixed(1)} MiB`, n: 1, median: mib(sent) });
   await page.close();
 } finally {
-  await chrome.close();
+  await browser.close();
   await server.close();
 }
 
 const fmt = (v) => (v === undefined ? '' : v.toFixed(1).padStart(9));
 console.log(`\nmemlens viewer benchmark: ${FILE}, ${EVENTS} events, headless Chromium\n`);
-console.log(`${'what'.padEnd(46)} ${'n'.padStart(3)} ${'median ms'.padStart(9)} ${'p95 ms'.padStart(9)} ${'max ms'.padStart(9)}`);
+console.log(`${'what (ms unless said)'.padEnd(46)} ${'n'.padStart(3)} ${'median'.padStart(9)} ${'p95'.padStart(9)} ${'max'.padStart(9)}`);
 for (const r of rows) {
   console.log(`${r.name.padEnd(46)} ${String(r.n).padStart(3)} ${fmt(r.median)} ${fmt(r.p95)} ${fmt(r.max)}`);
 }

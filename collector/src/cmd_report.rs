@@ -87,8 +87,44 @@ fn inline_glue(js: &str) -> String {
         })
 }
 
+/// `s` as a JavaScript string literal that is safe inside a `<script>` element.
+fn js_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + s.len() / 8 + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\u{2028}' => out.push_str("\\u2028"),
+            '\u{2029}' => out.push_str("\\u2029"),
+            // `</script>` inside the literal would end the element.
+            '<' => out.push_str("\\x3c"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// The source of the viewer's worker for a page with no files beside it, as a classic script
+/// (Chromium starts no module worker from a `blob:` URL of a `file://` page): the glue
+/// without its exports, then `memlens_worker.js` without its import of the glue.
+fn worker_source(glue: &str, worker: &str) -> Result<String> {
+    const IMPORT: &str = "import init, { worker_main } from \"./memlens_viewer.js\";";
+    if !worker.contains(IMPORT) {
+        bail!("the viewer's memlens_worker.js does not import the glue as expected");
+    }
+    // `import.meta` is a syntax error outside modules; the glue only uses it to find the wasm
+    // file, which the worker is given instead.
+    let glue = inline_glue(glue).replace("import.meta.url", "self.location.href");
+    Ok(format!("{glue}\n{}", worker.replace(IMPORT, "const init = __wbg_init;")))
+}
+
 /// One HTML file with the stylesheet, the viewer's JS and wasm, and the recording(s) inlined
-/// by `boot` (from [`boot_script`] or [`compare_script`]).
+/// by `boot` (from [`boot_script`] or [`compare_script`]). Its worker is started from a Blob
+/// of the same glue (`window.memlensWorker`) and given the page's compiled module.
 pub fn single_file_html(assets: &[(&str, &[u8])], boot: &str) -> Result<String> {
     let get = |name: &str| {
         assets
@@ -105,15 +141,18 @@ pub fn single_file_html(assets: &[(&str, &[u8])], boot: &str) -> Result<String> 
         bail!("the viewer's JS glue has no __wbg_init (wasm-bindgen changed its output?)");
     }
     let wasm = get("memlens_viewer_bg.wasm")?;
+    let worker = worker_source(&glue, &text("memlens_worker.js")?)?;
     let mut head = String::new();
     let _ = writeln!(head, "<style>\n{css}\n</style>");
     head.push_str(boot);
     let _ = writeln!(
         head,
-        "<script type=\"module\">\n{}\nconst memlensWasmBytes = Uint8Array.from(atob(\"{}\"), (c) => c.charCodeAt(0));\n\
+        "<script type=\"module\">\n{}\nwindow.memlensWorker = () => new Worker(URL.createObjectURL(new Blob([{}], \
+         {{ type: \"text/javascript\" }})));\nconst memlensWasmBytes = Uint8Array.from(atob(\"{}\"), (c) => c.charCodeAt(0));\n\
          __wbg_init({{ module_or_path: memlensWasmBytes }}).catch((err) => {{\n  const boot = document.getElementById(\"boot\");\n  \
          if (boot) {{ boot.classList.add(\"boot-failed\"); boot.textContent = \"The viewer failed to start: \" + err; }}\n}});\n</script>",
         inline_glue(&glue),
+        js_string(&worker),
         base64(wasm)
     );
     // The page shell without its external stylesheet and module script.
@@ -225,6 +264,10 @@ mod tests {
             ("memlens.css", b"body{}"),
             ("memlens_viewer.js", b"async function __wbg_init(m) {}\nexport default __wbg_init;"),
             ("memlens_viewer_bg.wasm", b"\0asm"),
+            (
+                "memlens_worker.js",
+                b"import init, { worker_main } from \"./memlens_viewer.js\";\ninit().then(worker_main);",
+            ),
         ];
         let html = single_file_html(&assets, &boot_script(&inline_bytes(b"REC"))).unwrap();
         assert!(!html.contains("memlens.css\""), "{html}");
@@ -233,6 +276,13 @@ mod tests {
         assert!(html.contains(&base64(b"REC")));
         assert!(html.contains(&base64(b"\0asm")));
         assert!(html.find("window.memlensRecording").unwrap() < html.find("</head>").unwrap());
+        assert!(html.contains("window.memlensWorker = () => new Worker("), "{html}");
+        assert!(html.contains("const init = __wbg_init;\\ninit().then(worker_main);"), "{html}");
+    }
+
+    #[test]
+    fn strings_cannot_end_the_script_element() {
+        assert_eq!(js_string("a\"b\\c\nd</script>"), r#""a\"b\\c\nd\x3c/script>""#);
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! `memlens view` serves the embedded viewer and the recording on 127.0.0.1: the printed URL
-//! works, the page and the recording come back, and unknown paths are 404s.
+//! works, the page, the worker and the recording come back, byte ranges are answered (206,
+//! 416), the recording is read from disk at each request (it may still be growing), and
+//! unknown paths are 404s.
 
 mod common;
 
@@ -9,15 +11,22 @@ use std::process::Stdio;
 
 use common::{memlens, root};
 
-fn get(port: u16, path: &str) -> (u16, Vec<u8>) {
+/// Sends a request with extra header lines; returns the status, the headers and the body.
+fn request(port: u16, method: &str, path: &str, extra: &str) -> (u16, String, Vec<u8>) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").unwrap();
+    write!(s, "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{extra}Connection: close\r\n\r\n")
+        .unwrap();
     let mut raw = Vec::new();
     s.read_to_end(&mut raw).unwrap();
     let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("a header");
     let head = String::from_utf8_lossy(&raw[..split]).into_owned();
     let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-    (status, raw[split + 4..].to_vec())
+    (status, head.to_ascii_lowercase(), raw[split + 4..].to_vec())
+}
+
+fn get(port: u16, path: &str) -> (u16, Vec<u8>) {
+    let (status, _, body) = request(port, "GET", path, "");
+    (status, body)
 }
 
 #[test]
@@ -63,9 +72,35 @@ fn view_serves_the_viewer_and_the_recording() {
     let (code, wasm) = get(port, "/memlens_viewer_bg.wasm");
     assert_eq!(code, 200);
     assert_eq!(&wasm[..4], b"\0asm");
+    assert_eq!(get(port, "/memlens_worker.js").0, 200);
+    let bytes = std::fs::read(&rec).unwrap();
     let (code, body) = get(port, "/recording.memlens");
     assert_eq!(code, 200);
-    assert_eq!(body, std::fs::read(&rec).unwrap());
+    assert_eq!(body, bytes);
+    // Ranges, as the viewer's worker asks for them.
+    let size = bytes.len();
+    let (code, head, body) = request(port, "GET", "/recording.memlens", "Range: bytes=16-99\r\n");
+    assert_eq!(code, 206);
+    assert!(head.contains(&format!("content-range: bytes 16-99/{size}")), "{head}");
+    assert!(head.contains("accept-ranges: bytes"), "{head}");
+    assert_eq!(body, bytes[16..100]);
+    let (code, _, body) = request(port, "GET", "/recording.memlens", "Range: bytes=-24\r\n");
+    assert_eq!((code, body.as_slice()), (206, &bytes[size - 24..]));
+    let (code, head, body) =
+        request(port, "GET", "/recording.memlens", &format!("Range: bytes={size}-\r\n"));
+    assert_eq!(code, 416);
+    assert!(head.contains(&format!("content-range: bytes */{size}")), "{head}");
+    assert!(body.is_empty());
+    let (code, head, body) = request(port, "HEAD", "/recording.memlens", "");
+    assert_eq!(code, 200);
+    assert!(head.contains(&format!("content-length: {size}")), "{head}");
+    assert!(body.is_empty());
+    // The file as it is now: a recording being written grows between requests.
+    std::fs::OpenOptions::new().append(true).open(&rec).unwrap().write_all(b"more").unwrap();
+    let (code, head, body) =
+        request(port, "GET", "/recording.memlens", &format!("Range: bytes={size}-\r\n"));
+    assert_eq!((code, body.as_slice()), (206, &b"more"[..]));
+    assert!(head.contains(&format!("content-range: bytes {size}-{}/{}", size + 3, size + 4)));
     assert_eq!(get(port, "/nope.txt").0, 404);
     let _ = child.kill();
     let _ = child.wait();

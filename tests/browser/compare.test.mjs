@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 
-import { FIXTURES, openPage, paintedPixels, screenshot, session } from './harness.mjs';
+import { FIXTURES, openPage, painted, screenshot, session } from './harness.mjs';
 
 const MEMLENS = resolve(process.env.MEMLENS_BIN ?? 'target/release/memlens');
 const BASE = join(FIXTURES, 'compare', 'base.memlens');
@@ -38,8 +38,8 @@ async function assertPeakComparison(page) {
   assert.match(first, /40\.0 MiB.*60\.0 MiB.*\+20\.0 MiB \(\+50%\)/);
   assert.match(await page.textContent('#cmp-peak-heap'), /\+2\d\.\d MiB/);
   await page.waitForFunction(() => document.querySelector('#diff-flame-canvas')?.width > 0);
-  assert.ok((await paintedPixels(page, '#diff-flame-canvas')) > 2000, 'diff flame graph painted');
-  assert.ok((await paintedPixels(page, '#compare-timeline-canvas')) > 2000, 'timelines painted');
+  assert.ok(await painted(page, '#diff-flame-canvas', 2000), 'diff flame graph painted');
+  assert.ok(await painted(page, '#compare-timeline-canvas', 2000), 'timelines painted');
 }
 
 /** The differential flame graph's pixel colour at (fx, row) as [r, g, b]. */

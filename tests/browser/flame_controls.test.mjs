@@ -5,7 +5,7 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 
-import { FIXTURES, openPage, paintedPixels, screenshot, session } from './harness.mjs';
+import { FIXTURES, openPage, painted, screenshot, session } from './harness.mjs';
 
 const env = session();
 
@@ -39,7 +39,7 @@ describe('flame graph controls', () => {
     assert.match(await page.textContent('#search-result'), /\(16\.0 MiB\)$/);
     assert.equal((await tableFunctions(page))[0], 'work');
     assert.match(await page.textContent('#call-site-table tbody tr'), /16\.0 MiB/);
-    assert.ok((await paintedPixels(page, '#flame-canvas')) > 2000, 'flame graph painted');
+    assert.ok(await painted(page, '#flame-canvas', 2000), 'flame graph painted');
     await screenshot(page, 'thread-filter');
     assert.deepEqual(page.problems, []);
     await page.close();

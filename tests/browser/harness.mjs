@@ -1,11 +1,11 @@
 // Shared setup for the browser tests: a static server for www/dist (+ the recordings under
-// /fixtures/) on a random free port of 127.0.0.1, and headless Debian Chromium driven by
-// playwright-core with a fresh profile. Configured by ./dev (see cmd_browser_test):
+// /fixtures/) on a random free port of 127.0.0.1, with byte ranges (or without, to test the
+// fallback), and headless Debian Chromium driven by playwright-core with a fresh profile. Configured by ./dev (see cmd_browser_test):
 //   MEMLENS_DIST, MEMLENS_FIXTURES, MEMLENS_SCREENSHOTS, MEMLENS_NODE_MODULES.
 import { createRequire } from 'node:module';
 import { after, before } from 'node:test';
 import { createServer } from 'node:http';
-import { mkdtempSync, mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { closeSync, mkdtempSync, mkdirSync, openSync, readSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { extname, join, normalize, resolve } from 'node:path';
 
@@ -25,36 +25,97 @@ const TYPES = {
   '.wasm': 'application/wasm', '.memlens': 'application/octet-stream',
 };
 
+/** The byte range a `Range` header asks of a file of `size` bytes: [start, end] inclusive,
+ *  'unsatisfiable', or null for none (or one this server does not do: several ranges). */
+export function parseRange(header, size) {
+  const m = /^bytes=(\d*)-(\d*)$/.exec(header ?? '');
+  if (!m || (m[1] === '' && m[2] === '')) return null;
+  let start;
+  let end;
+  if (m[1] === '') {
+    start = Math.max(0, size - Number(m[2])); // the last N bytes
+    end = size - 1;
+  } else {
+    start = Number(m[1]);
+    end = m[2] === '' ? size - 1 : Math.min(Number(m[2]), size - 1);
+  }
+  if (start >= size || end < start) return 'unsatisfiable';
+  return [start, end];
+}
+
+function readPart(file, start, length) {
+  const fd = openSync(file, 'r');
+  try {
+    const buf = Buffer.alloc(length);
+    const n = readSync(fd, buf, 0, length, start);
+    return buf.subarray(0, n);
+  } finally {
+    closeSync(fd);
+  }
+}
+
 /** Serves each [prefix, dir] mount (first match wins) on a random free port of 127.0.0.1,
- *  like any static host. Resolves to { url, close }. */
-function serveMounts(mounts) {
-  const server = createServer((req, res) => {
+ *  like any static host: files as they are on disk at each request (a recording being
+ *  written grows), GET and HEAD, single byte ranges (206, 416) unless `ranges` is false
+ *  (then every answer is the whole file, as from a server without range support).
+ *  `delayMs` delays every recording's answer (a slow network); `fail(path)` returning true
+ *  makes an answer a 500 (a failing network).
+ *  Resolves to { url, close, sent }: `sent(path)` is the body bytes sent for `path` so far. */
+function serveMounts(mounts, { ranges = true, delayMs = 0, fail = () => false } = {}) {
+  const sent = new Map();
+  const server = createServer(async (req, res) => {
     const path = decodeURIComponent(new URL(req.url, 'http://x').pathname);
     const [prefix, dir] = mounts.find(([p]) => path.startsWith(p));
     const root = resolve(dir);
     const file = resolve(root, normalize(path.slice(prefix.length) || 'index.html'));
+    const type = TYPES[extname(file)] ?? 'application/octet-stream';
+    const recording = extname(file) === '.memlens';
+    if (recording && delayMs) await new Promise((ok) => setTimeout(ok, delayMs));
+    let size;
     try {
       if (!file.startsWith(root) || !statSync(file).isFile()) throw new Error('not found');
-      const body = readFileSync(file);
-      res.writeHead(200, { 'content-type': TYPES[extname(file)] ?? 'application/octet-stream',
-                           'content-length': body.length });
-      res.end(body);
+      size = statSync(file).size;
     } catch {
       res.writeHead(404, { 'content-type': 'text/plain' });
       res.end('not found');
+      return;
     }
+    if (recording && fail(path)) {
+      res.writeHead(500, { 'content-type': 'text/plain' });
+      res.end('failing on purpose');
+      return;
+    }
+    const headers = { 'content-type': type, 'cache-control': 'no-cache' };
+    if (ranges) headers['accept-ranges'] = 'bytes';
+    const range = ranges ? parseRange(req.headers.range, size) : null;
+    if (range === 'unsatisfiable') {
+      res.writeHead(416, { ...headers, 'content-range': `bytes */${size}` });
+      res.end();
+      return;
+    }
+    const [start, end] = range ?? [0, size - 1];
+    const body = req.method === 'HEAD' ? Buffer.alloc(0) : readPart(file, start, end - start + 1);
+    sent.set(path, (sent.get(path) ?? 0) + body.length);
+    res.writeHead(range ? 206 : 200, {
+      ...headers,
+      'content-length': end - start + 1,
+      ...(range ? { 'content-range': `bytes ${start}-${end}/${size}` } : {}),
+    });
+    res.end(body);
   });
   return new Promise((ok) => server.listen(0, '127.0.0.1', () => ok({
     url: `http://127.0.0.1:${server.address().port}/`,
-    close: () => new Promise((done) => server.close(done)),
+    close: () => new Promise((done) => { server.closeAllConnections(); server.close(done); }),
+    sent: (path) => sent.get(path) ?? 0,
   })));
 }
 
-/** Serves `DIST` at / and `FIXTURES` at /fixtures/. Resolves to { url, close }. */
-export const serve = () => serveMounts([['/fixtures/', FIXTURES], ['/', DIST]]);
+/** Serves `DIST` at / and `FIXTURES` at /fixtures/ (`options`: see serveMounts). Resolves
+ *  to { url, close, sent }. */
+export const serve = (options) => serveMounts([['/fixtures/', FIXTURES], ['/', DIST]], options);
 
-/** Serves `dir` alone at /, like any static host. Resolves to { url, close }. */
-export const serveDir = (dir) => serveMounts([['/', dir]]);
+/** Serves `dir` alone at /, like any static host. Resolves to { url, close, sent }. */
+export const serveDir = (dir, options) => serveMounts([['/', dir]], options);
 
 /** Headless Chromium with a fresh profile. Resolves to { context, close }. */
 export async function browser() {
@@ -96,6 +157,16 @@ export function screenshot(page, name, selector) {
   return selector ? page.locator(selector).screenshot({ path }) : page.screenshot({ path, fullPage: true });
 }
 
+/** Whether the canvas `selector` gets more than `atLeast` painted pixels (see
+ *  paintedPixels) within 15 s: the worker answers and the canvas paints on a later frame. */
+export async function painted(page, selector, atLeast) {
+  for (const deadline = Date.now() + 15000; ;) {
+    if ((await paintedPixels(page, selector)) > atLeast) return true;
+    if (Date.now() > deadline) return false;
+    await page.waitForTimeout(100);
+  }
+}
+
 /** Pixels of a canvas that differ clearly from the chart background colour. */
 export function paintedPixels(page, selector) {
   return page.$eval(selector, (canvas) => {
@@ -113,12 +184,12 @@ export function paintedPixels(page, selector) {
   });
 }
 
-/** The static server (`serve()`) and a browser for one test file: started before its tests,
- *  closed after them. Its `server` and `chrome` are set once the tests run. */
-export function session() {
+/** The static server (`serve(options)`) and a browser for one test file: started before its
+ *  tests, closed after them. Its `server` and `chrome` are set once the tests run. */
+export function session(options) {
   const env = {};
   before(async () => {
-    env.server = await serve();
+    env.server = await serve(options);
     env.chrome = await browser();
   });
   after(async () => {

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 
-import { FIXTURES, browser, openPage, paintedPixels, screenshot, serveDir } from './harness.mjs';
+import { FIXTURES, browser, openPage, painted, screenshot, serveDir } from './harness.mjs';
 
 const MEMLENS = resolve(process.env.MEMLENS_BIN ?? 'target/release/memlens');
 const recording = join(FIXTURES, 'big_alloc.memlens');
@@ -30,7 +30,7 @@ async function assertShowsBigAlloc(page) {
   assert.match(await page.textContent('#command-line'), /big_alloc\.py/);
   assert.match(await page.textContent('.app'), /100 MiB/);
   await page.waitForFunction(() => document.querySelector('#flame-canvas')?.width > 0);
-  assert.ok(await paintedPixels(page, '#flame-canvas') > 1000, 'flame graph painted');
+  assert.ok(await painted(page, '#flame-canvas', 1000), 'flame graph painted');
 }
 
 describe('memlens report', () => {

@@ -4,7 +4,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { resolve } from 'node:path';
 
-import { browser, openPage, paintedPixels, screenshot, serveDir } from './harness.mjs';
+import { browser, openPage, painted, screenshot, serveDir } from './harness.mjs';
 
 const SITE = resolve(process.env.MEMLENS_SITE ?? 'www/site');
 
@@ -29,7 +29,7 @@ describe('published site', () => {
     assert.match(await page.textContent('#command-line'), /demo\.py 4000/);
     assert.match(await page.textContent('.app'), /Peak traced heap/i);
     await page.waitForFunction(() => document.querySelector('#flame-canvas')?.width > 0);
-    assert.ok(await paintedPixels(page, '#flame-canvas') > 1000, 'flame graph painted');
+    assert.ok(await painted(page, '#flame-canvas', 1000), 'flame graph painted');
     await screenshot(page, 'site-example');
     assert.deepEqual(page.problems, []);
     await page.close();

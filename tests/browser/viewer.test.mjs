@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 
-import { FIXTURES, openPage, paintedPixels, screenshot, session } from './harness.mjs';
+import { FIXTURES, openPage, painted, paintedPixels, screenshot, session } from './harness.mjs';
 
 const MAIN = 'big_alloc'; // 100 MiB peak in allocate_big, 10 MiB kept by keep_some
 const mainFile = join(FIXTURES, `${MAIN}.memlens`);
@@ -52,8 +52,8 @@ describe('viewer', () => {
     assert.match(await page.textContent('#fact-peak-heap .fact-value'), /^1\d\d MiB$/);
     assert.match(await page.textContent('#fact-leaked .fact-value'), /^1\d\.\d MiB$/);
     assert.match(await page.textContent('#file-name'), /big_alloc\.memlens/);
-    assert.ok((await paintedPixels(page, '#timeline-canvas')) > 2000, 'timeline painted');
-    assert.ok((await paintedPixels(page, '#flame-canvas')) > 2000, 'flame graph painted');
+    assert.ok(await painted(page, '#timeline-canvas', 2000), 'timeline painted');
+    assert.ok(await painted(page, '#flame-canvas', 2000), 'flame graph painted');
     await screenshot(page, 'recording-light');
     await noProblems(page);
   });
@@ -211,7 +211,7 @@ describe('viewer', () => {
     const bg = await page.evaluate(() => getComputedStyle(document.body).backgroundColor);
     const [r, g, b] = bg.match(/\d+/g).map(Number);
     assert.ok(r + g + b < 120, `dark background, got ${bg}`);
-    assert.ok((await paintedPixels(page, '#flame-canvas')) > 2000, 'flame graph painted');
+    assert.ok(await painted(page, '#flame-canvas', 2000), 'flame graph painted');
     await screenshot(page, 'recording-dark');
     await noProblems(page);
   });
@@ -223,7 +223,7 @@ describe('viewer', () => {
       await pick(page, join(FIXTURES, file));
       assert.equal(await page.locator('#error-banner').count(), 0);
       assert.match(await page.textContent('#command-line'), new RegExp(file.replace('.memlens', '')));
-      assert.ok((await paintedPixels(page, '#timeline-canvas')) > 500, 'timeline painted');
+      assert.ok(await painted(page, '#timeline-canvas', 500), 'timeline painted');
       await screenshot(page, `fixture-${file.replace('.memlens', '')}`);
       await noProblems(page);
     });

@@ -56,7 +56,7 @@ pub fn CallSiteTable(
     let sites = Memo::new(move |_| {
         data.get().ok().map(|d| {
             let sites = crate::timed("call sites", || {
-                call_sites(&d.0.loaded.0.recording, &d.0.totals, d.0.hide_internal)
+                call_sites(&d.0.dir.0.recording, d.0.stack_totals(), d.0.hide_internal)
             });
             (d, ByPtr::new(sites))
         })
@@ -65,7 +65,7 @@ pub fn CallSiteTable(
     let filter = Memo::new(move |_| state.with(|s| s.filter.clone()));
     let rows = move || {
         let (d, sites) = sites.get()?;
-        let rec = &d.0.loaded.0.recording;
+        let rec = &d.0.dir.0.recording;
         let (rows, matched) = select_rows(rec, &sites.0, &filter.get(), sort.get(), MAX_ROWS);
         let body = rows
             .iter()

@@ -125,6 +125,10 @@ pub fn ChartCanvas<C: Chart>(
     on_drag: Option<Callback<DragSpan>>,
     /// Shown as the accessible label of the canvas.
     label: &'static str,
+    /// Told the canvas' size (CSS px) whenever it changes, for charts whose data depends on
+    /// their width (the timeline asks for about one bucket per device pixel).
+    #[prop(optional, into)]
+    on_resize: Option<Callback<Size>>,
 ) -> impl IntoView {
     let canvas_ref = NodeRef::<html::Canvas>::new();
     let (size, set_size) = signal(Size::default());
@@ -138,7 +142,13 @@ pub fn ChartCanvas<C: Chart>(
             let canvas = canvas.clone();
             move || {
                 let r = canvas.get_bounding_client_rect();
-                set_size.set(Size { width: r.width(), height: r.height() });
+                let next = Size { width: r.width(), height: r.height() };
+                if size.get_untracked() != next {
+                    set_size.set(next);
+                    if let Some(cb) = on_resize {
+                        cb.run(next);
+                    }
+                }
             }
         };
         measure();

@@ -1,24 +1,22 @@
 //! Compare mode: a base and a head recording side by side. Their facts with the change, both
 //! heap timelines on one time axis, a differential flame graph and a delta table of call
-//! sites. The diff tree and the site deltas come from `memlens-format`
-//! (`DiffTree::build`, `diff_sites`); this module computes them per flame mode (cached) and
-//! lays out the page.
-
-use std::collections::HashMap;
+//! sites. The memory by stack of each side comes from the worker; the diff tree and the site
+//! deltas from `memlens-analysis` (`DiffTree::build`, `diff_sites`); this module lays out
+//! the page.
 
 use leptos::prelude::*;
 use memlens_analysis::{
-    diff_sites, incomparable_reasons, DiffOptions, DiffTree, EventFilter, FlameOptions, SiteDelta,
-    Snapshot,
+    diff_sites, incomparable_reasons, DiffOptions, DiffTree, FlameOptions, SiteDelta, StackTotals,
 };
+use memlens_format::Recording;
 
 use crate::compare_timeline::CompareTimeline;
 use crate::delta_table::DeltaTable;
 use crate::diff_flame::{delta_text, DiffFlameGraph};
-use crate::flame_graph::{snapshot_for, totals_sliced};
-use crate::load::{Loaded, Loader, Progress};
-use crate::timeline::TimelineData;
+use crate::flame_graph::{totals_of, totals_query};
+use crate::load::{Loaded, Loader};
 use crate::url_state::FlameMode;
+use crate::use_worker::use_worker;
 use crate::{units, ByPtr};
 
 /// The modes compare mode offers (a time range means nothing across two runs).
@@ -32,32 +30,15 @@ pub struct CompareData {
 }
 
 impl CompareData {
-    /// Replays both recordings for `mode`, a slice at a time like the flame graph (the page
-    /// keeps responding); `None` once `wanted()` says another mode replaced this one.
-    pub async fn compute(
-        base: &Loaded,
-        head: &Loaded,
-        mode: FlameMode,
-        wanted: impl Fn() -> bool,
-    ) -> Option<Result<CompareData, String>> {
-        // Compare modes have no range.
-        let snapshot = snapshot_for(mode, None).unwrap_or(Snapshot::AtPeak);
-        let all = EventFilter::default();
-        let mut totals = Vec::with_capacity(2);
-        for l in [base, head] {
-            match totals_sliced(&l.recording, snapshot, &all, &wanted).await? {
-                Ok(t) => totals.push(t),
-                Err(e) => return Some(Err(format!("Could not analyse {}: {e}", l.name))),
-            }
-        }
-        let (bt, ht) = (&totals[0], &totals[1]);
+    /// The comparison of the two recordings' memory by stack in one mode.
+    pub fn build(base: &Recording, bt: &StackTotals, head: &Recording, ht: &StackTotals) -> Self {
         let options = DiffOptions {
             flame: FlameOptions { merge_lines: true, hide_internal: true },
             show_vanished: true,
         };
-        let tree = DiffTree::build(&base.recording, bt, &head.recording, ht, &options);
-        let sites = diff_sites(&base.recording, bt, &head.recording, ht);
-        Some(Ok(CompareData { tree, sites }))
+        let tree = DiffTree::build(base, bt, head, ht, &options);
+        let sites = diff_sites(base, bt, head, ht);
+        CompareData { tree, sites }
     }
 }
 
@@ -91,62 +72,42 @@ pub fn CompareView(base: ByPtr<Loaded>, head: ByPtr<Loaded>) -> impl IntoView {
             FlameMode::AtPeak
         }
     });
-    // Per-mode results are kept: switching back to a mode does not replay both recordings.
-    // A mode not computed yet replays both after the next paint, in slices, while the page
-    // says it is computing.
-    let cache: StoredValue<HashMap<FlameMode, ByPtr<CompareData>>> =
-        StoredValue::new(HashMap::new());
-    let (result, set_result) = signal(None::<Result<ByPtr<CompareData>, String>>);
-    Effect::new({
-        let (base, head) = (base.clone(), head.clone());
+    // Both sides' memory by stack come from the worker (answers are kept per mode, so going
+    // back to a mode is instant); the diff is built here when both are in.
+    let (bd, hd) = (base.0.now(), head.0.now());
+    let ask = |l: &ByPtr<Loaded>| {
+        let l = l.clone();
+        use_worker(
+            Memo::new(move |_| totals_query("compare", &l.0, 0, mode.get(), None, None)),
+            COMPARE_MODES.len(),
+        )
+    };
+    let (bt, ht) = (ask(&base), ask(&head));
+    let data = Memo::new({
+        let (bd, hd) = (bd.clone(), hd.clone());
         move |_| {
-            let m = mode.get();
-            if let Some(hit) = cache.with_value(|c| c.get(&m).cloned()) {
-                set_result.set(Some(Ok(hit)));
-                return;
-            }
-            set_result.set(None);
-            let (base, head) = (base.clone(), head.clone());
-            leptos::task::spawn_local(async move {
-                crate::load::sleep_ms(20).await;
-                let wanted = || mode.get_untracked() == m;
-                if !wanted() {
-                    return;
-                }
-                let step = crate::Step::start(&format!("compare ({})", m.key()));
-                let Some(d) = CompareData::compute(&base.0, &head.0, m, wanted).await else {
-                    return;
-                };
-                step.finish();
-                let d = d.map(ByPtr::new);
-                if let Ok(d) = &d {
-                    cache.update_value(|c| {
-                        c.insert(m, d.clone());
-                    });
-                }
-                if wanted() {
-                    set_result.set(Some(d));
-                }
+            let waiting = || "Comparing the two recordings…".to_string();
+            let b = bt.result.get().unwrap_or_else(|| Err(waiting()))?;
+            let h = ht.result.get().unwrap_or_else(|| Err(waiting()))?;
+            let (b, h) = (totals_of(&b.0)?, totals_of(&h.0)?);
+            let d = crate::timed("compare", || {
+                CompareData::build(&bd.0.recording, b, &hd.0.recording, h)
             });
+            Ok(ByPtr::new(d))
         }
     });
-    let data = Memo::new(move |_| {
-        result.get().unwrap_or_else(|| Err("Comparing the two recordings…".to_string()))
-    });
-    let end = base.0.recording.summary().duration_ns.max(head.0.recording.summary().duration_ns);
-    let timelines = TimelineData::compute_until(&base.0, end)
-        .and_then(|b| Ok((b, TimelineData::compute_until(&head.0, end)?)));
-    let reasons = incomparable_reasons(&base.0.recording, &head.0.recording);
-    let (bs, hs) = (*base.0.recording.summary(), *head.0.recording.summary());
-    let warnings: Vec<String> = base
+    let reasons = incomparable_reasons(&bd.0.recording, &hd.0.recording);
+    let (bs, hs) = (*bd.0.recording.summary(), *hd.0.recording.summary());
+    let warnings: Vec<String> = bd
         .0
         .warnings
         .iter()
         .map(|w| format!("Base: {w}"))
-        .chain(head.0.warnings.iter().map(|w| format!("Head: {w}")))
+        .chain(hd.0.warnings.iter().map(|w| format!("Head: {w}")))
         .chain(reasons.into_iter().map(|r| format!("These recordings may not be comparable: {r}.")))
         .collect();
-    let command = |l: &Loaded| crate::header::shell_join(&l.recording.meta().command_line);
+    let command =
+        |d: &crate::load::Directory| crate::header::shell_join(&d.recording.meta().command_line);
     view! {
         {warnings
             .into_iter()
@@ -154,10 +115,10 @@ pub fn CompareView(base: ByPtr<Loaded>, head: ByPtr<Loaded>) -> impl IntoView {
             .collect_view()}
         <section class="header" aria-label="Compared recordings">
             <div class="command" id="compare-base" title="Base recording">
-                <span class="tag tag-base">"base"</span> {base.0.name.clone()} "  ·  " {command(&base.0)}
+                <span class="tag tag-base">"base"</span> {base.0.name.clone()} "  ·  " {command(&bd.0)}
             </div>
             <div class="command" id="compare-head" title="Head recording">
-                <span class="tag tag-head">"head"</span> {head.0.name.clone()} "  ·  " {command(&head.0)}
+                <span class="tag tag-head">"head"</span> {head.0.name.clone()} "  ·  " {command(&hd.0)}
             </div>
             <div class="facts">
                 <CompareFact id="cmp-peak-heap" label="Peak traced heap" base=bs.peak_heap head=hs.peak_heap />
@@ -166,10 +127,7 @@ pub fn CompareView(base: ByPtr<Loaded>, head: ByPtr<Loaded>) -> impl IntoView {
                 <CompareFact id="cmp-allocated" label="Allocated in total" base=bs.alloc_bytes head=hs.alloc_bytes />
             </div>
         </section>
-        {match timelines {
-            Ok((b, h)) => view! { <CompareTimeline base=ByPtr::new(b) head=ByPtr::new(h) /> }.into_any(),
-            Err(e) => view! { <div class="banner banner-error" role="alert">{e}</div> }.into_any(),
-        }}
+        <CompareTimeline base=base head=head />
         <div class="panel-head compare-modes">
             <span class="panel-title">"Compare"</span>
             <div class="segmented" role="group" aria-label="What to compare">
@@ -206,11 +164,9 @@ fn Slot(label: &'static str, input_id: &'static str, loader: Loader) -> impl Int
         if let Some(e) = loader.error.get() {
             return view! { <span class="slot-error">{e}</span> }.into_any();
         }
-        match loader.progress.get() {
-            Progress::Reading { name, .. } | Progress::Decoding { name } => {
-                view! { <span>"Loading " {name} "…"</span> }.into_any()
-            }
-            Progress::Idle => match loader.loaded.get() {
+        match loader.opening.get() {
+            Some(name) => view! { <span>"Loading " {name} "…"</span> }.into_any(),
+            None => match loader.loaded.get() {
                 Some(l) => view! { <span class="slot-file">{l.0.name.clone()}</span> }.into_any(),
                 None => view! { <span>"no recording yet"</span> }.into_any(),
             },

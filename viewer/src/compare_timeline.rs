@@ -5,7 +5,9 @@ use leptos::prelude::*;
 
 use crate::chart_canvas::{Chart, ChartCanvas, Painter, Size, Tooltip};
 use crate::diff_flame::delta_text;
-use crate::timeline::{Plot, TimelineData};
+use crate::load::Loaded;
+use crate::timeline::{series_of, series_query, Plot, TimelineData};
+use crate::use_worker::use_worker;
 use crate::{units, ByPtr};
 
 /// Series colours: blue base, orange head (the diff flame graph's shrink/grow hues).
@@ -14,7 +16,7 @@ const HEAD_COLOR: &str = "hsl(28 90% 50%)";
 
 #[derive(Clone, PartialEq)]
 pub struct CompareTimelineChart {
-    /// Both computed over the same span (`TimelineData::compute_until`).
+    /// Both over the same window.
     pub base: ByPtr<TimelineData>,
     pub head: ByPtr<TimelineData>,
 }
@@ -23,7 +25,7 @@ impl CompareTimelineChart {
     fn plot(&self, size: Size) -> Plot {
         let (b, h) = (&self.base.0, &self.head.0);
         let y_max = [&b.heap, &h.heap].iter().flat_map(|s| s.iter()).map(|b| b.max).max();
-        Plot::new(size, b.duration_ns.max(h.duration_ns), y_max.unwrap_or(1).max(1))
+        Plot::new(size, (0, b.t1.max(h.t1)), y_max.unwrap_or(1).max(1))
     }
 }
 
@@ -68,7 +70,7 @@ impl Chart for CompareTimelineChart {
 
     fn tooltip(&self, &i: &usize) -> Option<Tooltip> {
         let (b, h) = (self.base.0.heap.get(i)?, self.head.0.heap.get(i)?);
-        let end = self.base.0.duration_ns.max(self.head.0.duration_ns);
+        let end = self.base.0.t1.max(self.head.0.t1);
         Some(Tooltip {
             title: format!("{} – {}", units::time_ns(h.t0), units::time_ns(h.t1.min(end))),
             location: None,
@@ -81,11 +83,33 @@ impl Chart for CompareTimelineChart {
     }
 }
 
+/// Both recordings' heap over `[0, longer run's end]`, at the canvas' width.
 #[component]
-pub fn CompareTimeline(base: ByPtr<TimelineData>, head: ByPtr<TimelineData>) -> impl IntoView {
+pub fn CompareTimeline(base: ByPtr<Loaded>, head: ByPtr<Loaded>) -> impl IntoView {
+    let (width, set_width) = signal(0.0f64);
+    let duration = |l: &ByPtr<Loaded>| l.0.now().0.recording.summary().duration_ns;
+    let window = (0, duration(&base).max(duration(&head)).max(1) + 1);
+    let side = |l: &ByPtr<Loaded>| {
+        let (l, asked) = (l.clone(), l.clone());
+        let query = Memo::new(move |_| {
+            series_query("cmp-timeline", &asked.0, 0, window, width.get(), None)
+        });
+        let answer = use_worker(query, 1);
+        Memo::new(move |_| {
+            let a = answer.result.get()?;
+            let rec = &l.0.now().0.recording;
+            let data = a.and_then(|a| Ok(TimelineData::new(rec, series_of(&a.0)?, window, false)));
+            Some(data.map(ByPtr::new))
+        })
+    };
+    let (b, h) = (side(&base), side(&head));
     let chart = Signal::derive(move || {
-        Some(CompareTimelineChart { base: base.clone(), head: head.clone() })
+        Some(CompareTimelineChart { base: b.get()?.ok()?, head: h.get()?.ok()? })
     });
+    let error = move || {
+        let e = b.get().and_then(Result::err).or_else(|| h.get().and_then(Result::err))?;
+        Some(view! { <div class="banner banner-error" role="alert">{e}</div> })
+    };
     view! {
         <section class="panel" aria-label="Traced heap over time, base and head">
             <div class="panel-head">
@@ -97,11 +121,13 @@ pub fn CompareTimeline(base: ByPtr<TimelineData>, head: ByPtr<TimelineData>) -> 
                 <span class="spacer"></span>
                 <span class="panel-note">"Both runs on one time axis from their start"</span>
             </div>
+            {error}
             <ChartCanvas
                 chart=chart
                 class="chart-timeline"
                 canvas_id="compare-timeline-canvas"
                 label="Traced heap over time of the base and head recordings"
+                on_resize=Callback::new(move |size: Size| set_width.set(size.width))
             />
         </section>
     }

@@ -1,23 +1,23 @@
 //! The flame graph: which call stacks hold memory, in four modes (at peak, leaked, total
-//! allocated, live at the peak of the selected range). Click to zoom, breadcrumb to zoom out, hover
-//! for details, search to highlight. Tree building, layout and hit testing come from
-//! `memlens-format`; this module only draws and wires signals.
-
-use std::ops::ControlFlow;
+//! allocated, live at the peak of the selected range). Click to zoom, breadcrumb to zoom out,
+//! hover for details, search to highlight. The memory by stack comes from the worker; tree
+//! building, layout and hit testing from `memlens-analysis`; this module only draws and wires
+//! signals.
 
 use leptos::prelude::*;
 use memlens_analysis::{
-    flame_hit, flame_layout, EventFilter, FlameOptions, FlameRect, FlameTree, Snapshot,
-    SnapshotBuilder, StackTotals,
+    flame_hit, flame_layout, FlameOptions, FlameRect, FlameTree, Snapshot, StackTotals,
 };
-use memlens_format::{Frame, ThreadId, Totals};
+use memlens_format::{Frame, Totals};
 
 use crate::call_site_table::CallSiteTable;
 use crate::chart_canvas::{Chart, ChartCanvas, Painter, Size, Tooltip};
 use crate::flame_search::{search_flame, SearchMatches};
-use crate::load::Loaded;
+use crate::load::{Directory, Loaded};
+use crate::protocol::{Answer, Request};
 use crate::toggle::toggle;
 use crate::url_state::{ColorBy, FlameMode, ViewState, ZoomStep};
+use crate::use_worker::{use_worker, Query};
 use crate::{units, ByPtr};
 
 /// Row height in CSS pixels.
@@ -28,42 +28,6 @@ const MIN_W: f64 = 0.0005;
 const MAX_ROWS: i32 = 300;
 /// Narrowest rectangle that gets a label, in CSS px.
 const MIN_LABEL_W: f64 = 28.0;
-
-/// What a flame tree is computed for: everything in the view state that needs a replay or a
-/// rebuild (search, zoom and colours do not).
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct FlameQuery {
-    pub mode: FlameMode,
-    /// Only in range mode.
-    pub range: Option<(u64, u64)>,
-    pub thread: Option<u32>,
-    pub hide_internal: bool,
-}
-
-impl FlameQuery {
-    pub fn of(s: &ViewState) -> FlameQuery {
-        FlameQuery {
-            mode: s.mode,
-            range: if s.mode == FlameMode::Range { s.range } else { None },
-            thread: s.thread,
-            hide_internal: !s.show_internal,
-        }
-    }
-
-    pub fn filter(&self) -> EventFilter {
-        self.thread.map_or_else(EventFilter::default, |t| EventFilter::thread(ThreadId(t)))
-    }
-}
-
-/// The flame tree of one recording for one [`FlameQuery`].
-pub struct FlameData {
-    pub loaded: ByPtr<Loaded>,
-    pub tree: FlameTree,
-    /// Memory by stack the tree was built from (the call-site table uses it too).
-    pub totals: StackTotals,
-    /// Whether internal frames are hidden (the call-site table follows the tree).
-    pub hide_internal: bool,
-}
 
 /// What a flame mode shows (`None`: a range mode without a range yet).
 pub(crate) fn snapshot_for(mode: FlameMode, range: Option<(u64, u64)>) -> Option<Snapshot> {
@@ -76,50 +40,68 @@ pub(crate) fn snapshot_for(mode: FlameMode, range: Option<(u64, u64)>) -> Option
     })
 }
 
-/// Memory by stack for `snapshot`, replaying `rec` one event chunk at a time and yielding to
-/// the browser between slices (`load::replay_sliced`). `None` as soon as `wanted()` says the
-/// result is no longer needed.
-pub(crate) async fn totals_sliced(
-    rec: &memlens_format::Recording,
-    snapshot: Snapshot,
-    filter: &EventFilter,
-    wanted: impl Fn() -> bool,
-) -> Option<Result<StackTotals, memlens_format::Error>> {
-    let mut builder = SnapshotBuilder::new(snapshot, filter);
-    let feed = |events: &[memlens_format::Event]| {
-        builder.feed(events);
-        if builder.is_done() {
-            ControlFlow::Break(())
-        } else {
-            ControlFlow::Continue(())
-        }
-    };
-    match crate::load::replay_sliced(rec, feed, wanted).await? {
-        Ok(()) => Some(Ok(builder.finish())),
-        Err(e) => Some(Err(e)),
+/// The mode that shows `snapshot`.
+fn mode_of(snapshot: Snapshot) -> FlameMode {
+    match snapshot {
+        Snapshot::AtPeak => FlameMode::AtPeak,
+        Snapshot::AtEnd => FlameMode::Leaks,
+        Snapshot::TotalAllocated => FlameMode::Total,
+        _ => FlameMode::Range,
     }
 }
 
+/// The worker question for the memory by stack of `loaded` in `mode` (`None`: a range mode
+/// without a range). `view` names who asks.
+pub(crate) fn totals_query(
+    view: &str,
+    loaded: &Loaded,
+    generation: u32,
+    mode: FlameMode,
+    range: Option<(u64, u64)>,
+    thread: Option<u32>,
+) -> Option<Query> {
+    let snapshot = snapshot_for(mode, range)?;
+    Some(Query {
+        view: format!("{view}:{}", loaded.rec),
+        request: Request::Totals { rec: loaded.rec, snapshot, thread },
+        generation,
+    })
+}
+
+/// The stack totals in a worker answer.
+pub(crate) fn totals_of(answer: &Answer) -> Result<&StackTotals, String> {
+    match answer {
+        Answer::Totals(t) => Ok(t),
+        other => Err(format!("unexpected answer {other:?}")),
+    }
+}
+
+/// The flame tree of one recording for one mode.
+pub struct FlameData {
+    /// The directory that names the tree's frames.
+    pub dir: ByPtr<Directory>,
+    pub tree: FlameTree,
+    /// Memory by stack the tree was built from (the call-site table uses it too).
+    pub totals: ByPtr<Answer>,
+    /// Whether internal frames are hidden (the call-site table follows the tree).
+    pub hide_internal: bool,
+}
+
 impl FlameData {
-    /// Replays the recording for `q` one event chunk at a time, yielding to the browser between
-    /// slices (`load::replay_sliced`) so the page stays responsive on big recordings. Returns
-    /// `None` as soon as `wanted()` says a newer query replaced this one.
-    pub async fn compute(
-        loaded: &ByPtr<Loaded>,
-        q: &FlameQuery,
-        wanted: impl Fn() -> bool,
-    ) -> Option<Result<FlameData, String>> {
-        let rec = &loaded.0.recording;
-        let Some(snapshot) = snapshot_for(q.mode, q.range) else {
-            return Some(Err("Drag across the timeline above to select a time range.".into()));
-        };
-        let totals = match totals_sliced(rec, snapshot, &q.filter(), wanted).await? {
-            Ok(t) => t,
-            Err(e) => return Some(Err(format!("Could not compute the flame graph: {e}"))),
-        };
-        let options = FlameOptions { merge_lines: false, hide_internal: q.hide_internal };
-        let tree = FlameTree::build(rec, &totals, &options);
-        Some(Ok(FlameData { loaded: loaded.clone(), tree, totals, hide_internal: q.hide_internal }))
+    /// The tree of the worker's `totals` answer.
+    pub fn new(
+        dir: ByPtr<Directory>,
+        totals: ByPtr<Answer>,
+        hide_internal: bool,
+    ) -> Result<FlameData, String> {
+        let options = FlameOptions { merge_lines: false, hide_internal };
+        let tree = FlameTree::build(&dir.0.recording, totals_of(&totals.0)?, &options);
+        Ok(FlameData { dir, tree, totals, hide_internal })
+    }
+
+    /// Memory by stack the tree was built from.
+    pub fn stack_totals(&self) -> &StackTotals {
+        totals_of(&self.totals.0).expect("checked when built")
     }
 
     /// The node that holds the most memory for `frame` (a frame can appear on many paths).
@@ -130,13 +112,13 @@ impl FlameData {
     }
 
     fn frame(&self, node: u32) -> Option<&Frame> {
-        let rec = &self.loaded.0.recording;
+        let rec = &self.dir.0.recording;
         self.tree.nodes.get(node as usize)?.frame.and_then(|f| rec.frame(f))
     }
 
     /// Function name, file and line of a node (`("all", "", 0)` for the root).
     pub fn names(&self, node: u32) -> (&str, &str, u32) {
-        let rec = &self.loaded.0.recording;
+        let rec = &self.dir.0.recording;
         match self.frame(node) {
             Some(f) => (rec.string(f.function), rec.string(f.file), f.line),
             None => ("all", "", 0),
@@ -160,7 +142,7 @@ impl FlameData {
     pub fn resolve(&self, path: &[ZoomStep]) -> u32 {
         let keys: Vec<(String, String)> =
             path.iter().map(|s| (s.function.clone(), s.file.clone())).collect();
-        self.tree.find_path(&self.loaded.0.recording, &keys)
+        self.tree.find_path(&self.dir.0.recording, &keys)
     }
 
     fn root_total(&self) -> Totals {
@@ -373,68 +355,45 @@ impl Chart for FlameChart {
     }
 }
 
-/// The flame graph panel: mode buttons, search, breadcrumb and the canvas.
+/// The flame graph panel: mode buttons, search, breadcrumb and the canvas. The memory by
+/// stack of each mode comes from the worker; the tree is built here from the directory.
 #[component]
 pub fn FlameGraph(loaded: ByPtr<Loaded>, state: RwSignal<ViewState>) -> impl IntoView {
-    let loaded_for_toolbar = loaded.clone();
+    let dir = loaded.0.dir.clone();
     let mode = Memo::new(move |_| state.with(|s| s.mode));
     let range = Memo::new(move |_| state.with(|s| s.range));
     let zoom_path = Memo::new(move |_| state.with(|s| s.zoom.clone()));
     let query = Memo::new(move |_| state.with(|s| s.search.clone()));
     let look = Memo::new(move |_| state.with(|s| (s.color, s.flame_up)));
-    // Only what changes the tree replays the recording: search, zoom and colours never do.
-    let flame_query = Memo::new(move |_| state.with(FlameQuery::of));
-    // Trees already built are kept, so going back to a mode or thread is instant.
-    let cache: StoredValue<Vec<(FlameQuery, ByPtr<FlameData>)>> = StoredValue::new(Vec::new());
-    // A tree not in the cache is built after the next paint, so the change that asked for it
-    // (a mode button, a range dragged on the timeline) shows at once; meanwhile the previous
-    // tree stays on screen under a "computing" note. The replay yields to the browser between
-    // event chunks, so the page keeps responding while it runs.
-    let (result, set_result) = signal(None::<Result<ByPtr<FlameData>, String>>);
-    let (computing, set_computing) = signal(false);
-    Effect::new(move |_| {
-        let q = flame_query.get();
-        if let Some(hit) =
-            cache.with_value(|c| c.iter().find(|(k, _)| *k == q).map(|e| e.1.clone()))
-        {
-            set_result.set(Some(Ok(hit)));
-            set_computing.set(false);
-            return;
+    let hide_internal = Memo::new(move |_| state.with(|s| !s.show_internal));
+    // Only what changes the memory by stack asks the worker: search, zoom, colours and hiding
+    // internal frames never do. Answers already computed are kept, so going back to a mode
+    // or thread is instant; meanwhile the previous tree stays on screen under a note.
+    let totals_query = Memo::new({
+        let (loaded, dir) = (loaded.clone(), dir.clone());
+        move |_| {
+            let generation = dir.with(|d| d.0.generation);
+            let (mode, range, thread) = state.with(|s| (s.mode, s.range, s.thread));
+            totals_query("flame", &loaded.0, generation, mode, range, thread)
         }
-        set_computing.set(true);
-        let loaded = loaded.clone();
-        leptos::task::spawn_local(async move {
-            crate::load::sleep_ms(20).await;
-            if flame_query.get_untracked() != q {
-                return; // superseded by a newer change, which computes its own tree
-            }
-            let step = crate::Step::start(&format!("flame tree ({})", q.mode.key()));
-            let wanted = || flame_query.get_untracked() == q;
-            let Some(d) = FlameData::compute(&loaded, &q, wanted).await else { return };
-            step.finish();
-            let d = d.map(ByPtr::new);
-            if let Ok(d) = &d {
-                cache.update_value(|c| {
-                    // A handful of trees; range selections would otherwise pile up.
-                    if c.len() >= 8 {
-                        c.remove(0);
-                    }
-                    c.push((q.clone(), d.clone()));
-                });
-            }
-            if flame_query.get_untracked() == q {
-                set_result.set(Some(d));
-                set_computing.set(false);
-            }
-        });
     });
+    let totals = use_worker(totals_query, 8);
+    let no_range = Memo::new(move |_| totals_query.with(Option::is_none));
     let data = Memo::new(move |_| {
-        result.get().unwrap_or_else(|| Err("Computing the flame graph…".to_string()))
+        if no_range.get() {
+            return Err("Drag across the timeline above to select a time range.".to_string());
+        }
+        let totals =
+            totals.result.get().unwrap_or_else(|| Err("Computing the flame graph…".into()))?;
+        let dir = dir.get();
+        let d = crate::timed("flame tree", || FlameData::new(dir, totals, hide_internal.get()))?;
+        Ok(ByPtr::new(d))
     });
+    let computing = totals.computing;
     let search = Memo::new(move |_| {
         let q = query.get();
         data.with(|d| match d {
-            Ok(d) => ByPtr::new(search_flame(&d.0.loaded.0.recording, &d.0.tree, &q)),
+            Ok(d) => ByPtr::new(search_flame(&d.0.dir.0.recording, &d.0.tree, &q)),
             Err(_) => ByPtr::new(SearchMatches::default()),
         })
     });
@@ -534,7 +493,22 @@ pub fn FlameGraph(loaded: ByPtr<Loaded>, state: RwSignal<ViewState>) -> impl Int
     });
 
     view! {
-        <section class="panel" aria-label="Flame graph" id="flame-panel">
+        <section
+            class="panel"
+            aria-label="Flame graph"
+            id="flame-panel"
+            data-ready=move || {
+                // `peak`, `leaks`, `total` or `range:A-B`: what tests and benchmarks wait for.
+                let shown = totals.answered.get().and_then(|q| match q.request {
+                    Request::Totals { snapshot: Snapshot::PeakInRange(a, b), .. } => {
+                        Some(format!("range:{a}-{b}"))
+                    }
+                    Request::Totals { snapshot, .. } => Some(mode_of(snapshot).key().to_string()),
+                    _ => None,
+                });
+                shown.filter(|_| totals.settled() && data.with(Result::is_ok))
+            }
+        >
             <div class="panel-head">
                 <span class="panel-title">"Flame graph"</span>
                 <div class="segmented" role="group" aria-label="What to show">
@@ -575,10 +549,10 @@ pub fn FlameGraph(loaded: ByPtr<Loaded>, state: RwSignal<ViewState>) -> impl Int
                 />
                 <span class="search-result" id="search-result">{search_summary}</span>
             </div>
-            <FlameToolbar loaded=loaded_for_toolbar state=state />
+            <FlameToolbar loaded=loaded state=state />
             <nav class="breadcrumb" id="breadcrumb" aria-label="Zoom path">{breadcrumb}</nav>
             {move || data.get().err().map(|message| view! { <p class="panel-message">{message}</p> })}
-            <Show when=move || computing.get() && result.with(|r| matches!(r, Some(Ok(_))))>
+            <Show when=move || computing.get() && data.with(Result::is_ok)>
                 <p class="computing" id="flame-computing" role="status">"Computing…"</p>
             </Show>
             // Deep stacks scroll inside the panel instead of stretching the page.
@@ -600,13 +574,14 @@ pub fn FlameGraph(loaded: ByPtr<Loaded>, state: RwSignal<ViewState>) -> impl Int
 /// The flame graph's second row of controls: thread, internal frames, colours, orientation.
 #[component]
 fn FlameToolbar(loaded: ByPtr<Loaded>, state: RwSignal<ViewState>) -> impl IntoView {
-    let threads: Vec<(u32, String)> = loaded
-        .0
-        .recording
-        .threads()
-        .iter()
-        .map(|t| (t.id.0, format!("{} (tid {})", t.name, t.os_tid)))
-        .collect();
+    // A recording being followed gains threads as it runs.
+    let dir = loaded.0.dir.clone();
+    let threads = Memo::new(move |_| {
+        dir.with(|d| {
+            let threads = d.0.recording.threads().iter();
+            threads.map(|t| (t.id.0, format!("{} (tid {})", t.name, t.os_tid))).collect::<Vec<_>>()
+        })
+    });
     let thread = Memo::new(move |_| state.with(|s| s.thread));
     let show_internal = Memo::new(move |_| state.with(|s| s.show_internal));
     let color = Memo::new(move |_| state.with(|s| s.color));
@@ -626,16 +601,19 @@ fn FlameToolbar(loaded: ByPtr<Loaded>, state: RwSignal<ViewState>) -> impl IntoV
                     }
                 >
                     <option value="" selected=move || thread.get().is_none()>"All threads"</option>
-                    {threads
-                        .into_iter()
-                        .map(|(id, name)| {
-                            view! {
-                                <option value=id.to_string() selected=move || thread.get() == Some(id)>
-                                    {name}
-                                </option>
-                            }
-                        })
-                        .collect_view()}
+                    {move || {
+                        threads
+                            .get()
+                            .into_iter()
+                            .map(|(id, name)| {
+                                view! {
+                                    <option value=id.to_string() selected=move || thread.get() == Some(id)>
+                                        {name}
+                                    </option>
+                                }
+                            })
+                            .collect_view()
+                    }}
                 </select>
             </label>
             <label title="Python's import machinery (<frozen importlib…>) and memlens' own bootstrap">

@@ -39,8 +39,8 @@ fn Fact(
 
 /// The header block for a recording.
 #[component]
-pub fn Header(recording: crate::ByPtr<crate::load::Loaded>) -> impl IntoView {
-    let rec: &Recording = &recording.0.recording;
+pub fn Header(dir: crate::ByPtr<crate::load::Directory>) -> impl IntoView {
+    let rec: &Recording = &dir.0.recording;
     let meta = rec.meta();
     let s = rec.summary();
     let command = if meta.command_line.is_empty() {

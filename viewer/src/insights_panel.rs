@@ -3,11 +3,12 @@
 //! each with its numbers and links to the data behind it (see `insight_links`).
 
 use leptos::prelude::*;
-use memlens_analysis::{Insight, InsightOptions, InsightsBuilder};
 
 use crate::insight_links::{kind_label, links, message_body, panel_of, Target};
 use crate::load::Loaded;
+use crate::protocol::{Answer, Request};
 use crate::url_state::ViewState;
+use crate::use_worker::{use_worker, Query};
 use crate::{units, ByPtr};
 
 /// Scrolls the panel with this id into view (after the view change it follows has rendered).
@@ -23,28 +24,27 @@ pub fn reveal(id: &'static str) {
 
 #[component]
 pub fn InsightsPanel(loaded: ByPtr<Loaded>, state: RwSignal<ViewState>) -> impl IntoView {
-    // One replay of the events, after the first paint and in slices, so the page shows at once
-    // and keeps responding.
-    let (found, set_found) = signal(None::<Result<Vec<Insight>, String>>);
-    let rec = loaded.clone();
-    leptos::task::spawn_local(async move {
-        crate::load::sleep_ms(30).await;
-        let step = crate::Step::start("insights");
-        let rec = &rec.0.recording;
-        let mut builder = InsightsBuilder::new(rec, &InsightOptions::default());
-        if builder.needs_events() {
-            let feed = |events: &[memlens_format::Event]| {
-                builder.feed(events);
-                std::ops::ControlFlow::Continue(())
-            };
-            let replayed = crate::load::replay_sliced(rec, feed, || true).await;
-            if let Some(Err(e)) = replayed {
-                set_found.set(Some(Err(format!("Could not look for findings: {e}"))));
-                return;
-            }
+    // Computed by the worker (from the aggregates, or one replay of older recordings); again
+    // when a followed recording grows.
+    let dir = loaded.0.dir.clone();
+    let query = Memo::new({
+        let dir = dir.clone();
+        move |_| {
+            Some(Query {
+                view: format!("insights:{}", loaded.0.rec),
+                request: Request::Insights { rec: loaded.0.rec },
+                generation: dir.with(|d| d.0.generation),
+            })
         }
-        set_found.set(Some(Ok(builder.finish())));
-        step.finish();
+    });
+    let answer = use_worker(query, 0);
+    let found = Memo::new(move |_| {
+        answer.result.get().map(|r| {
+            r.and_then(|a| match &*a.0 {
+                Answer::Insights(items) => Ok(items.clone()),
+                other => Err(format!("unexpected answer {other:?}")),
+            })
+        })
     });
     let show_internal = Memo::new(move |_| state.with(|s| s.show_internal));
     let go = move |target: Target| {
@@ -68,7 +68,8 @@ pub fn InsightsPanel(loaded: ByPtr<Loaded>, state: RwSignal<ViewState>) -> impl 
             }
             Ok(items) => items,
         };
-        let rec = &loaded.0.recording;
+        let dir = dir.get_untracked();
+        let rec = &dir.0.recording;
         let rows = items
             .into_iter()
             .map(|i| {

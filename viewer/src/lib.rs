@@ -1,13 +1,19 @@
 //! memlens-viewer: the browser UI for `.memlens` recordings.
 //!
 //! A Leptos 0.8 client-side-rendered app compiled to `wasm32-unknown-unknown` and bundled by
-//! `./dev build-viewer` into `www/dist/`. It reads a recording from a file picker, a drop
-//! anywhere on the page, or `?url=...`, decodes it with `memlens-format` and draws a memory
-//! timeline and a flame graph on canvases.
+//! `./dev build-viewer` into `www/dist/`. It opens a recording from a file picker, a drop
+//! anywhere on the page, or `?url=...`, and draws a memory timeline and a flame graph on
+//! canvases.
+//!
+//! The same wasm module runs twice: as the page ([`mount`]) and as a Web Worker
+//! ([`worker_main`]) that reads the recording (only the parts a view needs: range requests
+//! for URLs, slices for files) and answers each view's questions (`protocol`), so the page
+//! holds only the recording's directory, never its events, and never freezes whatever the
+//! recording's size.
 //!
 //! Design constraints:
-//! - no `unsafe`; all decoding and analysis lives in `memlens-format` (plain Rust, tested
-//!   natively), components only wire signals to it;
+//! - no `unsafe`; all decoding and analysis lives in `memlens-format` and `memlens-analysis`
+//!   (plain Rust, tested natively), components only wire signals to it;
 //! - it also compiles natively so `cargo clippy --workspace` and the pure-logic unit tests run
 //!   without a browser.
 //!
@@ -18,8 +24,11 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod answer;
+mod cached_source;
 mod call_site_table;
 mod chart_canvas;
+mod client;
 mod compare;
 mod compare_timeline;
 mod delta_table;
@@ -32,26 +41,32 @@ mod insights_panel;
 mod load;
 mod objects_panel;
 mod open;
+mod protocol;
 mod theme;
 mod timeline;
 mod toggle;
 mod units;
 mod url_state;
 mod use_view_state;
+mod use_worker;
+mod web_sources;
+mod worker;
+
+pub use worker::worker_main;
 
 use std::sync::Arc;
 
 use leptos::prelude::*;
 use wasm_bindgen::JsCast;
 
+use crate::client::Activity;
 use crate::compare::{CompareSlots, CompareView};
 use crate::flame_graph::FlameGraph;
 use crate::header::Header;
 use crate::insights_panel::{reveal, InsightsPanel};
-use crate::load::{Loaded, Loader, Progress};
+use crate::load::{Follow, Live, Loaded, Loader};
 use crate::objects_panel::{census_index, ObjectsPanel};
-use crate::timeline::{Timeline, TimelineData};
-use crate::url_state::FlameMode;
+use crate::timeline::Timeline;
 
 /// An `Arc` compared by pointer, so memos over big immutable data compare in O(1).
 pub struct ByPtr<T>(pub Arc<T>);
@@ -116,23 +131,23 @@ fn example_url() -> Option<String> {
 
 /// A recording to open: a URL or bytes the page already holds.
 enum Source {
-    Url(String),
-    Bytes(String, Vec<u8>),
+    Url(String, Follow),
+    Bytes(String, js_sys::Uint8Array),
 }
 
 impl Source {
     /// A URL string or a `Uint8Array` (named `name`) from the hosting page.
     fn from_js(value: wasm_bindgen::JsValue, name: &str) -> Option<Source> {
         if let Some(url) = value.as_string() {
-            return Some(Source::Url(url));
+            return Some(Source::Url(url, Follow::No));
         }
         let bytes = value.dyn_into::<js_sys::Uint8Array>().ok()?;
-        Some(Source::Bytes(name.to_string(), bytes.to_vec()))
+        Some(Source::Bytes(name.to_string(), bytes))
     }
 
     fn open(self, loader: Loader) {
         match self {
-            Source::Url(url) => loader.load_url(url),
+            Source::Url(url, follow) => loader.load_url(url, follow),
             Source::Bytes(name, bytes) => loader.load_bytes(name, bytes),
         }
     }
@@ -154,10 +169,12 @@ fn startup() -> Startup {
         web_sys::UrlSearchParams::new_with_str(&search).ok()?.get(key).filter(|u| !u.is_empty())
     };
     if let (Some(base), Some(head)) = (param("base"), param("head")) {
-        return Startup::Pair(Source::Url(base), Source::Url(head));
+        return Startup::Pair(Source::Url(base, Follow::No), Source::Url(head, Follow::No));
     }
     if let Some(url) = param("url") {
-        return Startup::One(Source::Url(url));
+        let follow =
+            if param("follow").as_deref() == Some("1") { Follow::Yes } else { Follow::IfOpen };
+        return Startup::One(Source::Url(url, follow));
     }
     let Some(window) = web_sys::window().map(wasm_bindgen::JsValue::from) else {
         return Startup::Nothing;
@@ -200,18 +217,17 @@ fn OpenButton(open: Callback<web_sys::FileList>) -> impl IntoView {
     }
 }
 
+/// What is being opened, and what the worker is busy with when it takes a while.
 #[component]
-fn ProgressBar(progress: Progress) -> impl IntoView {
-    let (label, value) = match &progress {
-        Progress::Idle => (String::new(), None),
-        Progress::Reading { name, done, total: Some(total) } if *total > 0 => (
-            format!("Reading {name}: {} of {}", units::bytes(*done), units::bytes(*total)),
-            Some(*done as f64 / *total as f64),
+fn ProgressBar(opening: Option<String>, activity: Option<Activity>) -> impl IntoView {
+    let (label, value) = match (&activity, &opening) {
+        (Some(a), _) if a.total > 0 => (
+            format!("{}: {} of {}", a.label, units::bytes(a.done), units::bytes(a.total)),
+            Some(a.done as f64 / a.total as f64),
         ),
-        Progress::Reading { name, done, .. } => {
-            (format!("Reading {name}: {}", units::bytes(*done)), None)
-        }
-        Progress::Decoding { name } => (format!("Decoding and analysing {name}…"), None),
+        (Some(a), _) => (format!("{}: {} read", a.label, units::bytes(a.done)), None),
+        (None, Some(name)) => (format!("Opening {name}…"), None),
+        (None, None) => (String::new(), None),
     };
     view! {
         <div class="progress" id="progress" role="status">
@@ -224,39 +240,47 @@ fn ProgressBar(progress: Progress) -> impl IntoView {
     }
 }
 
+/// The banner of a recording being followed as it is written.
+#[component]
+fn LiveBanner(loaded: ByPtr<Loaded>) -> impl IntoView {
+    let live = loaded.0.live.clone();
+    move || {
+        let text = match live.get() {
+            Live::Off => return None,
+            Live::Following { quiet, error } => {
+                let mut text = format!(
+                    "Live: {} has no trailer yet: it is still being written (or its recorder \
+                     was killed). The views follow it as it grows.",
+                    loaded.0.name
+                );
+                if quiet >= 5 {
+                    text.push_str(&format!(" Nothing new for {quiet} s."));
+                }
+                if let Some(e) = error {
+                    text.push_str(&format!(" The last update failed: {e}"));
+                }
+                text
+            }
+            Live::Finished => "The recording is complete: these are its final figures.".into(),
+        };
+        Some(view! { <div class="banner banner-live" role="status" id="live-banner">{text}</div> })
+    }
+}
+
 #[component]
 fn RecordingView(loaded: ByPtr<Loaded>) -> impl IntoView {
     let state = use_view_state::use_view_state();
-    // The heap line follows the thread filter (the other threads' memory is not shown).
-    let thread = Memo::new(move |_| state.with(|s| s.thread));
-    let timeline = Memo::new({
-        let loaded = loaded.clone();
-        move |_| {
-            let filter = thread.get().map_or_else(memlens_analysis::EventFilter::default, |t| {
-                memlens_analysis::EventFilter::thread(memlens_format::ThreadId(t))
-            });
-            timed("timeline", || TimelineData::compute(&loaded.0, &filter)).map(ByPtr::new)
-        }
-    });
-    let range = Signal::derive(move || state.with(|s| s.range));
-    let on_select = Callback::new(move |r: Option<(u64, u64)>| {
-        state.update(|s| {
-            s.range = r;
-            if r.is_some() {
-                s.mode = FlameMode::Range;
-            } else if s.mode == FlameMode::Range {
-                s.mode = FlameMode::AtPeak;
-            }
-        })
-    });
+    let dir = loaded.0.dir.clone();
     // The objects panel's census (and the one it compares with), marked on the timeline.
     let census = Signal::derive({
-        let loaded = loaded.clone();
+        let dir = dir.clone();
         move || {
-            let rec = &loaded.0.recording;
-            let n = rec.censuses().len();
-            state.with(|s| {
-                (census_index(rec, s.census), s.since.map(|i| i as usize).filter(|&i| i < n))
+            dir.with(|d| {
+                let rec = &d.0.recording;
+                let n = rec.censuses().len();
+                state.with(|s| {
+                    (census_index(rec, s.census), s.since.map(|i| i as usize).filter(|&i| i < n))
+                })
             })
         }
     });
@@ -264,38 +288,49 @@ fn RecordingView(loaded: ByPtr<Loaded>) -> impl IntoView {
         state.update(|s| s.census = Some(i as u32));
         reveal("objects-panel");
     });
-    let warnings = loaded.0.warnings.clone();
+    let warnings = Memo::new({
+        let dir = dir.clone();
+        move |_| dir.with(|d| d.0.warnings.clone())
+    });
+    // Panels that only show the directory are drawn again when a followed recording grows;
+    // the objects panel only when a census arrives.
+    let censuses = Memo::new({
+        let dir = dir.clone();
+        move |_| dir.with(|d| d.0.recording.censuses().len())
+    });
+    let header = {
+        let dir = dir.clone();
+        move || view! { <Header dir=dir.get() /> }
+    };
+    let objects = {
+        let dir = dir.clone();
+        move || {
+            // Read (not just tracked): a memo nobody reads is never computed, so never changes.
+            let _count = censuses.get();
+            view! { <ObjectsPanel loaded=dir.get_untracked() state=state /> }
+        }
+    };
     view! {
-        {warnings
-            .into_iter()
-            .map(|w| {
-                view! {
-                    <div class="banner banner-warning" role="alert" id="warning-banner">
-                        <strong>"Warning:"</strong>
-                        {w}
-                    </div>
-                }
-            })
-            .collect_view()}
-        <Header recording=loaded.clone() />
-        <InsightsPanel loaded=loaded.clone() state=state />
-        {move || match timeline.get() {
-            Ok(data) => {
-                view! {
-                    <Timeline
-                        data=data
-                        range=range
-                        on_select=on_select
-                        census=census
-                        on_census=on_census
-                    />
-                }
-                    .into_any()
-            }
-            Err(e) => view! { <div class="banner banner-error" role="alert">{e}</div> }.into_any(),
+        <LiveBanner loaded=loaded.clone() />
+        {move || {
+            warnings
+                .get()
+                .into_iter()
+                .map(|w| {
+                    view! {
+                        <div class="banner banner-warning" role="alert" id="warning-banner">
+                            <strong>"Warning:"</strong>
+                            {w}
+                        </div>
+                    }
+                })
+                .collect_view()
         }}
-        <FlameGraph loaded=loaded.clone() state=state />
-        <ObjectsPanel loaded=loaded state=state />
+        {header}
+        <InsightsPanel loaded=loaded.clone() state=state />
+        <Timeline loaded=loaded.clone() state=state census=census on_census=on_census />
+        <FlameGraph loaded=loaded state=state />
+        {objects}
     }
 }
 
@@ -382,6 +417,11 @@ fn App() -> impl IntoView {
         }
     }
 
+    // Whatever the worker is busy with, once it has taken a while.
+    let activity = {
+        let a = client::activity();
+        Signal::derive(move || a.get())
+    };
     let file_name = move || {
         if compare.get() {
             let name = |l: Loader| l.loaded.with(|l| l.as_ref().map(|l| l.0.name.clone()));
@@ -391,9 +431,9 @@ fn App() -> impl IntoView {
                 name(head).unwrap_or_else(|| "head?".into())
             ));
         }
-        loader
-            .loaded
-            .with(|l| l.as_ref().map(|l| format!("{} · {}", l.0.name, units::bytes(l.0.size))))
+        let loaded = loader.loaded.get()?;
+        let size = loaded.0.dir.with(|d| d.0.size);
+        Some(format!("{} · {}", loaded.0.name, units::bytes(size)))
     };
     let single = move || {
         view! {
@@ -407,9 +447,10 @@ fn App() -> impl IntoView {
                     }
                 })
             }}
-            {move || match loader.progress.get() {
-                Progress::Idle => None,
-                p => Some(view! { <ProgressBar progress=p /> }),
+            {move || {
+                let (opening, activity) = (loader.opening.get(), activity.get());
+                (opening.is_some() || activity.is_some())
+                    .then(|| view! { <ProgressBar opening=opening activity=activity /> })
             }}
             {move || match loader.loaded.get() {
                 Some(loaded) => view! { <RecordingView loaded=loaded /> }.into_any(),
@@ -420,6 +461,10 @@ fn App() -> impl IntoView {
     let pair = move || match (base.loaded.get(), head.loaded.get()) {
         (Some(b), Some(h)) => view! { <CompareView base=b head=h /> }.into_any(),
         _ => view! { <CompareSlots base=base head=head /> }.into_any(),
+    };
+    let compare_progress = move || {
+        let busy = compare.get().then(|| activity.get()).flatten()?;
+        Some(view! { <ProgressBar opening=None activity=Some(busy) /> })
     };
     view! {
         <div class="app">
@@ -441,6 +486,7 @@ fn App() -> impl IntoView {
                 }}
                 <OpenButton open=open />
             </header>
+            {compare_progress}
             {move || if compare.get() { pair.into_any() } else { single().into_any() }}
             <Show when=move || dragging.get()>
                 <div class="drop-overlay">
@@ -451,8 +497,12 @@ fn App() -> impl IntoView {
     }
 }
 
-/// Mount the app into `<body>`; called from `main`.
+/// Mount the app into `<body>`; called from `main`. In the worker (the same module, started
+/// by `memlens_worker.js`, which calls [`worker_main`]), there is no page: nothing to do.
 pub fn mount() {
+    if web_sys::window().is_none() {
+        return;
+    }
     console_error_panic_hook::set_once();
     leptos::mount::mount_to_body(App);
 }

@@ -1,47 +1,78 @@
-//! Getting a recording's bytes into the app: from a `File` (picker or drop) or a URL, with
-//! progress, then decoding. The state lives in a [`Loader`] of signals the page renders.
-
-use std::sync::Arc;
+//! Opening a recording: from a `File` (picker or drop), a URL, or bytes a report page holds.
+//! The worker opens it and sends back its directory; the page keeps only that. A URL whose
+//! recording has no trailer yet (or that was opened with `&follow=1`) is followed: polled
+//! every [`FOLLOW_EVERY_MS`] and its directory replaced as it grows, until it is closed.
 
 use leptos::prelude::*;
 use memlens_format::Recording;
-use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 
-use crate::open::open_recording;
+use crate::client;
+use crate::protocol::{decode, Answer, Opened, RecId, Request, SourceSpec};
 use crate::ByPtr;
+
+/// How often a recording being written is polled.
+const FOLLOW_EVERY_MS: i32 = 1000;
+
+/// What the page knows of a recording: its directory (tables, samples, markers, censuses,
+/// summary; no events), as of the last refresh.
+pub struct Directory {
+    pub recording: Recording,
+    /// Bytes of the file.
+    pub size: u64,
+    /// Shown in warning banners.
+    pub warnings: Vec<String>,
+    /// Counts the refreshes of a followed recording: answers about an older generation are
+    /// out of date.
+    pub generation: u32,
+}
+
+/// Whether a recording is being followed as it is written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Live {
+    /// A finished recording (or a file, which does not grow).
+    Off,
+    /// Polled; `quiet` polls in a row found nothing new; `error` is the last poll's failure.
+    Following { quiet: u32, error: Option<String> },
+    /// It was being written and is now closed.
+    Finished,
+}
 
 /// A recording that is on screen.
 pub struct Loaded {
     /// File name or URL it came from.
     pub name: String,
-    /// Size of the file in bytes.
-    pub size: u64,
-    pub recording: Recording,
-    /// Shown in a warning banner (truncated file, skipped newer parts, ...).
-    pub warnings: Vec<String>,
+    /// Its id in the worker.
+    pub rec: RecId,
+    pub dir: ArcRwSignal<ByPtr<Directory>>,
+    pub live: ArcRwSignal<Live>,
 }
 
-/// What the loader is doing.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Progress {
-    Idle,
-    /// Reading bytes; `total` when the size is known.
-    Reading {
-        name: String,
-        done: u64,
-        total: Option<u64>,
-    },
-    Decoding {
-        name: String,
-    },
+impl Loaded {
+    /// The directory as it is now (not tracked).
+    pub fn now(&self) -> ByPtr<Directory> {
+        self.dir.get_untracked()
+    }
+}
+
+/// Whether to follow a URL's recording as it grows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Follow {
+    /// Never (files, reports, compare mode).
+    No,
+    /// When it has no trailer yet (any `?url=`).
+    IfOpen,
+    /// The same, and wait for it to exist (`&follow=1`, from `memlens view --follow`): a
+    /// recording that cannot be opened yet is tried again every second.
+    Yes,
 }
 
 /// The loader's signals.
 #[derive(Clone, Copy)]
 pub struct Loader {
     pub loaded: RwSignal<Option<ByPtr<Loaded>>>,
-    pub progress: RwSignal<Progress>,
+    /// The name of what is being opened.
+    pub opening: RwSignal<Option<String>>,
     /// The last load's error, shown in an error banner.
     pub error: RwSignal<Option<String>>,
 }
@@ -50,122 +81,158 @@ impl Loader {
     pub fn new() -> Loader {
         Loader {
             loaded: RwSignal::new(None),
-            progress: RwSignal::new(Progress::Idle),
+            opening: RwSignal::new(None),
             error: RwSignal::new(None),
         }
     }
 
-    /// Loads a file chosen in the picker or dropped on the page.
+    /// Opens a file chosen in the picker or dropped on the page.
     pub fn load_file(self, file: web_sys::File) {
         let name = file.name();
-        let total = file.size() as u64;
-        leptos::task::spawn_local(async move {
-            self.start(&name);
-            let result = read_stream(file.stream(), &name, Some(total), self.progress)
-                .await
-                .map_err(|e| format!("Could not read {name}: {}", js_error(&e)));
-            self.finish(name, result).await;
-        });
+        self.open(name, SourceSpec::Blob, Some(file.into()), Follow::No);
     }
 
     /// Opens bytes the page already holds (a report with the recording inlined).
-    pub fn load_bytes(self, name: String, bytes: Vec<u8>) {
-        leptos::task::spawn_local(async move {
-            self.start(&name);
-            self.finish(name, Ok(bytes)).await;
-        });
+    pub fn load_bytes(self, name: String, bytes: js_sys::Uint8Array) {
+        let parts = js_sys::Array::of1(&bytes);
+        match web_sys::Blob::new_with_u8_array_sequence(&parts) {
+            Ok(blob) => self.open(name, SourceSpec::Blob, Some(blob), Follow::No),
+            Err(e) => self.error.set(Some(format!(
+                "{name}: could not read the page's recording ({})",
+                crate::web_sources::js_error(&e)
+            ))),
+        }
     }
 
-    /// Fetches a recording from `url` (absolute, or relative to the page).
-    pub fn load_url(self, url: String) {
-        leptos::task::spawn_local(async move {
-            self.start(&url);
-            let result = fetch_bytes(&url, self.progress).await;
-            self.finish(url, result).await;
-        });
+    /// Opens a recording from `url` (absolute, or relative to the page).
+    pub fn load_url(self, url: String, follow: Follow) {
+        let absolute = web_sys::window()
+            .and_then(|w| w.location().href().ok())
+            .and_then(|base| web_sys::Url::new_with_base(&url, &base).ok())
+            .map_or_else(|| url.clone(), |u| u.href());
+        self.open(url, SourceSpec::Url(absolute), None, follow);
     }
 
-    fn start(self, name: &str) {
+    fn open(self, name: String, source: SourceSpec, blob: Option<web_sys::Blob>, follow: Follow) {
         self.error.set(None);
-        self.progress.set(Progress::Reading { name: name.to_string(), done: 0, total: None });
+        self.opening.set(Some(name.clone()));
+        leptos::task::spawn_local(async move {
+            let step = crate::Step::start("open");
+            let (rec, dir) = loop {
+                let rec = client::next_rec();
+                let request = Request::Open { rec, source: source.clone() };
+                let answer = client::ask("", request, blob.as_ref()).await;
+                if self.opening.get_untracked().as_ref() != Some(&name) {
+                    client::close(rec); // another recording was opened meanwhile
+                    return;
+                }
+                let result = match answer {
+                    Some(Ok(Answer::Opened(o))) => directory(o, 0),
+                    Some(Ok(other)) => Err(format!("unexpected answer {other:?}")),
+                    Some(Err(e)) => Err(e),
+                    None => return,
+                };
+                match result {
+                    Ok(dir) => break (rec, dir),
+                    // A recording about to be written: wait for it.
+                    Err(e) if follow == Follow::Yes => {
+                        self.error.set(Some(format!("Waiting for {name}: {e}")));
+                        sleep_ms(FOLLOW_EVERY_MS).await;
+                    }
+                    Err(e) => {
+                        self.opening.set(None);
+                        self.set(None);
+                        self.error.set(Some(if e.contains(&name) {
+                            e
+                        } else {
+                            format!("{name}: {e}")
+                        }));
+                        return;
+                    }
+                }
+            };
+            step.finish();
+            self.opening.set(None);
+            self.error.set(None);
+            let follows = follow != Follow::No && !dir.recording.has_trailer();
+            let live = if follows { Live::Following { quiet: 0, error: None } } else { Live::Off };
+            let dir = with_warnings(dir, follows);
+            let loaded = ByPtr::new(Loaded {
+                name,
+                rec,
+                dir: ArcRwSignal::new(ByPtr::new(dir)),
+                live: ArcRwSignal::new(live),
+            });
+            self.set(Some(loaded.clone()));
+            if follows {
+                follow_recording(self, loaded).await;
+            }
+        });
     }
 
-    async fn finish(self, name: String, bytes: Result<Vec<u8>, String>) {
-        let result = match bytes {
-            Ok(bytes) => {
-                self.progress.set(Progress::Decoding { name: name.clone() });
-                // Let the browser paint "Decoding..." before the (synchronous) decode.
-                sleep_ms(30).await;
-                let size = bytes.len() as u64;
-                crate::timed("decoding", || open_recording(bytes)).map(|o| Loaded {
-                    name: name.clone(),
-                    size,
-                    recording: o.recording,
-                    warnings: o.warnings,
-                })
-            }
-            Err(e) => Err(e),
-        };
-        self.progress.set(Progress::Idle);
-        match result {
-            Ok(loaded) => self.loaded.set(Some(ByPtr(Arc::new(loaded)))),
-            Err(e) => {
-                self.loaded.set(None);
-                self.error.set(Some(if e.contains(&name) { e } else { format!("{name}: {e}") }));
-            }
+    /// Shows `loaded` (or nothing), and lets the worker forget what was shown before.
+    fn set(self, loaded: Option<ByPtr<Loaded>>) {
+        if let Some(old) = self.loaded.get_untracked() {
+            client::close(old.0.rec);
         }
+        self.loaded.set(loaded);
     }
 }
 
-/// Reads a whole `ReadableStream` of bytes, reporting progress.
-async fn read_stream(
-    stream: web_sys::ReadableStream,
-    name: &str,
-    total: Option<u64>,
-    progress: RwSignal<Progress>,
-) -> Result<Vec<u8>, JsValue> {
-    let reader: web_sys::ReadableStreamDefaultReader = stream.get_reader().dyn_into()?;
-    let mut out = Vec::with_capacity(total.unwrap_or(0).min(1 << 30) as usize);
+/// The page's directory from the worker's answer.
+fn directory(o: Opened, generation: u32) -> Result<Directory, String> {
+    let recording: Recording = decode(&o.directory)?;
+    Ok(Directory { recording, size: o.size, warnings: o.warnings, generation })
+}
+
+/// Adds what is wrong with the recording itself to the source's warnings.
+fn with_warnings(mut dir: Directory, live: bool) -> Directory {
+    let mut warnings = crate::open::warnings(&dir.recording, dir.size, live);
+    warnings.append(&mut dir.warnings);
+    dir.warnings = warnings;
+    dir
+}
+
+/// Polls a recording being written until it is closed (or no longer shown).
+async fn follow_recording(loader: Loader, loaded: ByPtr<Loaded>) {
+    let rec = loaded.0.rec;
+    let shown =
+        move || loader.loaded.with_untracked(|l| l.as_ref().is_some_and(|l| l.0.rec == rec));
+    let mut quiet = 0;
     loop {
-        let chunk = JsFuture::from(reader.read()).await?;
-        if js_sys::Reflect::get(&chunk, &"done".into())?.as_bool().unwrap_or(true) {
-            break;
+        sleep_ms(FOLLOW_EVERY_MS).await;
+        if !shown() {
+            return;
         }
-        let value: js_sys::Uint8Array =
-            js_sys::Reflect::get(&chunk, &"value".into())?.dyn_into()?;
-        let start = out.len();
-        out.resize(start + value.length() as usize, 0);
-        value.copy_to(&mut out[start..]);
-        progress.set(Progress::Reading { name: name.to_string(), done: out.len() as u64, total });
+        let answer = client::ask(&format!("refresh:{rec}"), Request::Refresh { rec }, None).await;
+        let (generation, size) = loaded.0.dir.with_untracked(|d| (d.0.generation + 1, d.0.size));
+        let grew = match answer {
+            // (A file that ends without its trailer always reads as changed: same size, though.)
+            Some(Ok(Answer::Refreshed(Some(o)))) if o.size != size => directory(o, generation),
+            Some(Ok(_)) | None => {
+                quiet += 1;
+                loaded.0.live.set(Live::Following { quiet, error: None });
+                continue;
+            }
+            Some(Err(e)) => Err(e),
+        };
+        match grew {
+            Ok(dir) => {
+                quiet = 0;
+                let finished = dir.recording.has_trailer();
+                loaded.0.dir.set(ByPtr::new(with_warnings(dir, !finished)));
+                if finished {
+                    loaded.0.live.set(Live::Finished);
+                    return;
+                }
+                loaded.0.live.set(Live::Following { quiet, error: None });
+            }
+            Err(e) => {
+                quiet += 1;
+                loaded.0.live.set(Live::Following { quiet, error: Some(e) });
+            }
+        }
     }
-    Ok(out)
-}
-
-async fn fetch_bytes(url: &str, progress: RwSignal<Progress>) -> Result<Vec<u8>, String> {
-    let window = web_sys::window().ok_or("no window")?;
-    let response = JsFuture::from(window.fetch_with_str(url))
-        .await
-        .map_err(|e| format!("Could not fetch {url}: network error ({})", js_error(&e)))?;
-    let response: web_sys::Response =
-        response.dyn_into().map_err(|_| format!("Could not fetch {url}: not a response"))?;
-    if !response.ok() {
-        let text = response.status_text();
-        let text = if text.is_empty() { String::new() } else { format!(" {text}") };
-        return Err(format!("Could not fetch {url}: HTTP {}{text}", response.status()));
-    }
-    let total =
-        response.headers().get("content-length").ok().flatten().and_then(|v| v.parse::<u64>().ok());
-    let body = response.body().ok_or_else(|| format!("Could not fetch {url}: empty response"))?;
-    read_stream(body, url, total, progress)
-        .await
-        .map_err(|e| format!("Could not fetch {url}: the download failed ({})", js_error(&e)))
-}
-
-fn js_error(e: &JsValue) -> String {
-    e.dyn_ref::<js_sys::Error>()
-        .map(|e| String::from(e.message()))
-        .or_else(|| e.as_string())
-        .unwrap_or_else(|| format!("{e:?}"))
 }
 
 pub(crate) async fn sleep_ms(ms: i32) {
@@ -175,36 +242,4 @@ pub(crate) async fn sleep_ms(ms: i32) {
         }
     });
     let _ = JsFuture::from(promise).await;
-}
-
-/// How long a replay may hold the page before it lets the browser paint and handle input.
-const SLICE_MS: f64 = 12.0;
-
-/// Calls `feed` with each event chunk of `rec` in order until it returns `Break`, yielding to
-/// the browser every [`SLICE_MS`] so the page stays responsive on big recordings. `None` as
-/// soon as `wanted()` says the result is no longer needed.
-pub(crate) async fn replay_sliced(
-    rec: &memlens_format::Recording,
-    mut feed: impl FnMut(&[memlens_format::Event]) -> std::ops::ControlFlow<()>,
-    wanted: impl Fn() -> bool,
-) -> Option<Result<(), memlens_format::Error>> {
-    let mut events = Vec::new();
-    let mut slice_start = js_sys::Date::now();
-    for chunk in 0..rec.event_chunk_count() {
-        events.clear();
-        if let Err(e) = rec.decode_event_chunk(chunk, &mut events) {
-            return Some(Err(e));
-        }
-        if feed(&events).is_break() {
-            break;
-        }
-        if js_sys::Date::now() - slice_start > SLICE_MS {
-            sleep_ms(0).await;
-            if !wanted() {
-                return None;
-            }
-            slice_start = js_sys::Date::now();
-        }
-    }
-    Some(Ok(()))
 }

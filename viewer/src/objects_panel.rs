@@ -12,7 +12,7 @@ use memlens_analysis::{
 use memlens_format::{Recording, StackId};
 
 use crate::insights_panel::reveal;
-use crate::load::Loaded;
+use crate::load::Directory;
 use crate::toggle::toggle;
 use crate::url_state::{ViewState, ZoomStep};
 use crate::{units, ByPtr};
@@ -176,7 +176,7 @@ fn census_select(
 }
 
 #[component]
-pub fn ObjectsPanel(loaded: ByPtr<Loaded>, state: RwSignal<ViewState>) -> impl IntoView {
+pub fn ObjectsPanel(loaded: ByPtr<Directory>, state: RwSignal<ViewState>) -> impl IntoView {
     let rec_of = {
         let loaded = loaded.clone();
         move || loaded.clone()

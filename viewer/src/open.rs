@@ -1,20 +1,12 @@
-//! Turning bytes into a [`Recording`] plus the warnings the user should see (pure; tested
-//! natively). Damaged files open as far as they can be read; only files that are not
-//! recordings at all (or too new) fail.
+//! What the user is told about a recording: why it cannot be opened, or what is wrong with
+//! it (pure; tested natively). Damaged files open as far as they can be read; only files that
+//! are not recordings at all (or too new) fail.
 
 use memlens_format::{Error, Recording, FORMAT_VERSION};
 
-/// A recording and what is wrong with it, if anything.
-pub struct Opened {
-    pub recording: Recording,
-    /// Human-readable warnings, most important first.
-    pub warnings: Vec<String>,
-}
-
-/// Opens `bytes` (the whole file). `Err` is a sentence for an error banner.
-pub fn open_recording(bytes: Vec<u8>) -> Result<Opened, String> {
-    let len = bytes.len();
-    let recording = Recording::from_vec(bytes).map_err(|e| match e {
+/// The sentence for an error banner when a file cannot be opened at all.
+pub fn open_error(e: Error) -> String {
+    match e {
         Error::NotARecording => {
             "This is not a memlens recording: the file does not start with the memlens \
              signature. Open a .memlens file written by memlens run."
@@ -29,9 +21,17 @@ pub fn open_recording(bytes: Vec<u8>) -> Result<Opened, String> {
             "This recording is truncated: only {len} bytes, not even its header is complete."
         ),
         other => format!("This recording could not be read: {other}."),
-    })?;
+    }
+}
+
+/// What the user should know about an opened recording of `len` bytes, most important first.
+/// `live`: it is being followed as it is written, so a missing trailer or a partly written
+/// last chunk is expected, not damage.
+pub fn warnings(recording: &Recording, len: u64, live: bool) -> Vec<String> {
     let mut warnings = Vec::new();
-    if let Some(t) = recording.truncation() {
+    if live && !recording.has_trailer() {
+        // Said by the live banner instead.
+    } else if let Some(t) = recording.truncation() {
         warnings.push(format!(
             "This recording is truncated or damaged: reading stopped at byte {} of {} ({}). \
              Showing what could be read.",
@@ -51,7 +51,15 @@ pub fn open_recording(bytes: Vec<u8>) -> Result<Opened, String> {
             recording.unknown_chunks()
         ));
     }
-    Ok(Opened { recording, warnings })
+    if let Some(why) = recording.aggregates_missing() {
+        if recording.format_version() >= 4 && (recording.has_trailer() || !live) {
+            warnings.push(format!(
+                "This recording's aggregates cannot be used ({why}): every view replays its \
+                 events, which takes longer."
+            ));
+        }
+    }
+    warnings
 }
 
 #[cfg(test)]
@@ -60,6 +68,19 @@ mod tests {
     use memlens_format::{
         AllocatorKind, Meta, ProcessEnd, RecordingWriter, StackId, ThreadId, ThreadInfo, MAGIC,
     };
+
+    struct Opened {
+        recording: Recording,
+        warnings: Vec<String>,
+    }
+
+    /// Opens `bytes` as the worker does, with the warnings the page shows.
+    fn open_recording(bytes: Vec<u8>) -> Result<Opened, String> {
+        let len = bytes.len() as u64;
+        let recording = Recording::from_vec(bytes).map_err(open_error)?;
+        let warnings = warnings(&recording, len, false);
+        Ok(Opened { recording, warnings })
+    }
 
     fn recording_bytes() -> Vec<u8> {
         let meta = Meta { command_line: vec!["python".into(), "x.py".into()], ..Meta::default() };
@@ -109,6 +130,16 @@ mod tests {
             "{:?}",
             opened.warnings
         );
+    }
+
+    #[test]
+    fn a_recording_being_written_is_not_called_damaged_while_followed() {
+        let bytes = recording_bytes();
+        let cut = bytes[..bytes.len() * 2 / 3].to_vec();
+        let len = cut.len() as u64;
+        let rec = Recording::from_vec(cut).unwrap();
+        assert!(warnings(&rec, len, true).is_empty());
+        assert!(warnings(&rec, len, false)[0].contains("truncated or damaged"));
     }
 
     #[test]

@@ -1,27 +1,20 @@
 //! The memory timeline: process RSS and the traced heap over time, the heap's peak marked,
 //! markers, gc runs and object censuses; hover for values, drag to select a time range (which
-//! feeds the flame graph's range mode), click a census to show it in the objects panel.
+//! feeds the flame graph's range mode), zoom into the selection, click a census to show it in
+//! the objects panel. The series of the visible window come from the worker, about one bucket
+//! per device pixel, whatever the zoom.
 
 use leptos::prelude::*;
-use memlens_analysis::{downsample, heap_timeline, rss_timeline, Bucket, EventFilter};
+use memlens_analysis::Bucket;
+use memlens_format::Recording;
 
 use crate::chart_canvas::{Chart, ChartCanvas, DragSpan, Painter, Size, Tooltip};
 use crate::load::Loaded;
+use crate::protocol::{Answer, Request, Series};
 use crate::units;
+use crate::url_state::{FlameMode, ViewState};
+use crate::use_worker::{use_worker, Query};
 use crate::ByPtr;
-
-/// Buckets per series: about one per device pixel of a wide timeline. Min and max are kept
-/// per bucket, so peaks survive downsampling.
-const BUCKETS: usize = 1200;
-
-/// Recordings with up to this many events get an exact heap line by replaying every event
-/// (about 0.1 s in the browser); bigger ones draw it from the periodic memory samples (which
-/// carry the heap too), so opening a large file does not wait for a full replay. The exact
-/// peak is added to the sampled line. Counted in events, not bytes: the format compresses
-/// churn to well under a byte per event, so 8 MiB can hold 30 million of them.
-const EXACT_HEAP_MAX_EVENTS: u64 = 1_000_000;
-/// Without a trailer the event count is unknown: fall back to the file size.
-const EXACT_HEAP_MAX_FILE_BYTES: u64 = 2 << 20;
 
 /// Space for axis labels around the plot, in CSS pixels.
 const LEFT: f64 = 70.0;
@@ -29,11 +22,14 @@ const RIGHT: f64 = 18.0;
 const TOP: f64 = 16.0;
 const BOTTOM: f64 = 26.0;
 
-/// The series of one recording, computed once.
+/// The series of one window of a recording, as drawn.
 pub struct TimelineData {
-    pub duration_ns: u64,
+    /// The window: `[t0, t1)` in ns.
+    pub t0: u64,
+    pub t1: u64,
     pub heap: Vec<Bucket>,
     pub rss: Vec<Bucket>,
+    /// The heap's highest point in the window: (bytes, time).
     pub peak_heap: (u64, u64),
     /// Top of the y axis.
     pub y_max: u64,
@@ -52,62 +48,62 @@ const GC_COLORS: [&str; 3] = ["hsl(150 35% 62%)", "hsl(150 45% 45%)", "hsl(150 6
 const CENSUS_COLOR: &str = "hsl(190 75% 38%)";
 
 impl TimelineData {
-    /// The series of a whole recording; with a thread `filter`, the heap line is that
-    /// thread's allocations (an exact replay).
-    pub fn compute(loaded: &Loaded, filter: &EventFilter) -> Result<TimelineData, String> {
-        let end = loaded.recording.summary().duration_ns;
-        let mut data = TimelineData::series(loaded, end, filter)?;
-        let rec = &loaded.recording;
-        data.markers = rec.markers().iter().map(|m| (m.time_ns, m.label.clone())).collect();
-        data.gcs = rec.gc_events().iter().map(|g| (g.time_ns, g.generation)).collect();
-        data.censuses =
-            rec.censuses().iter().map(|c| (c.time_ns, memlens_analysis::census_title(c))).collect();
-        Ok(data)
-    }
-
-    /// The series over `[0, end]` (`end` may be past the recording's own end, so two
-    /// recordings can share one time axis).
-    pub fn compute_until(loaded: &Loaded, end: u64) -> Result<TimelineData, String> {
-        TimelineData::series(loaded, end, &EventFilter::default())
-    }
-
-    fn series(loaded: &Loaded, end: u64, filter: &EventFilter) -> Result<TimelineData, String> {
-        let rec = &loaded.recording;
+    /// The window `[t0, t1)` of `rec` from the worker's `series`. `filtered`: the heap is one
+    /// thread's, so the recording's own peak does not apply to it.
+    pub fn new(rec: &Recording, series: &Series, (t0, t1): (u64, u64), filtered: bool) -> Self {
         let s = rec.summary();
-        let end = end.max(1);
-        let filtered = filter.threads.is_some();
-        let small = match rec.indexed_event_count() {
-            0 => loaded.size <= EXACT_HEAP_MAX_FILE_BYTES,
-            events => events <= EXACT_HEAP_MAX_EVENTS,
-        };
-        let exact = small || rec.samples().is_empty();
-        let heap = if exact || filtered {
-            heap_timeline(rec, filter, 0, end + 1, BUCKETS)
-                .map_err(|e| format!("Could not compute the heap timeline: {e}"))?
-        } else {
-            let mut points: Vec<(u64, u64)> =
-                rec.samples().iter().map(|m| (m.time_ns, m.heap)).collect();
-            let at = points.partition_point(|p| p.0 <= s.peak_heap_time_ns);
-            points.insert(at, (s.peak_heap_time_ns, s.peak_heap));
-            downsample(points, 0, end + 1, BUCKETS)
-        };
-        let rss = rss_timeline(rec, 0, end + 1, BUCKETS);
-        let y_max = heap.iter().chain(&rss).map(|b| b.max).max().unwrap_or(0).max(1);
-        let peak_heap = if filtered {
-            heap.iter().max_by_key(|b| b.max).map_or((0, 0), |b| (b.max, b.t0))
-        } else {
+        let inside = |t: u64| t >= t0 && t < t1;
+        let peak_heap = if !filtered && inside(s.peak_heap_time_ns) {
             (s.peak_heap, s.peak_heap_time_ns)
+        } else {
+            series.heap.iter().max_by_key(|b| b.max).map_or((0, 0), |b| (b.max, b.t0))
         };
-        Ok(TimelineData {
-            duration_ns: end,
-            heap,
-            rss,
+        let y_max = series.heap.iter().chain(&series.rss).map(|b| b.max).max().unwrap_or(0);
+        TimelineData {
+            t0,
+            t1,
+            heap: series.heap.clone(),
+            rss: series.rss.clone(),
             peak_heap,
-            y_max,
-            markers: Vec::new(),
-            gcs: Vec::new(),
-            censuses: Vec::new(),
-        })
+            y_max: y_max.max(1),
+            markers: rec.markers().iter().map(|m| (m.time_ns, m.label.clone())).collect(),
+            gcs: rec.gc_events().iter().map(|g| (g.time_ns, g.generation)).collect(),
+            censuses: rec
+                .censuses()
+                .iter()
+                .map(|c| (c.time_ns, memlens_analysis::census_title(c)))
+                .collect(),
+        }
+    }
+}
+
+/// Buckets to ask for a timeline `width` CSS px wide: one per device pixel of its plot.
+pub fn buckets_for(width: f64) -> u32 {
+    let dpr = web_sys::window().map_or(1.0, |w| w.device_pixel_ratio()).max(1.0);
+    ((width - LEFT - RIGHT).max(1.0) * dpr).ceil() as u32
+}
+
+/// The worker question for the heap and RSS of `loaded` over `[t0, t1)`, `width` CSS px wide.
+pub fn series_query(
+    view: &str,
+    loaded: &Loaded,
+    generation: u32,
+    (t0, t1): (u64, u64),
+    width: f64,
+    thread: Option<u32>,
+) -> Option<Query> {
+    (width > 0.0).then(|| Query {
+        view: format!("{view}:{}", loaded.rec),
+        request: Request::Timeline { rec: loaded.rec, t0, t1, buckets: buckets_for(width), thread },
+        generation,
+    })
+}
+
+/// The series in a worker answer.
+pub fn series_of(answer: &Answer) -> Result<&Series, String> {
+    match answer {
+        Answer::Timeline(s) => Ok(s),
+        other => Err(format!("unexpected answer {other:?}")),
     }
 }
 
@@ -121,7 +117,7 @@ pub struct TimelineChart {
     pub census: (Option<usize>, Option<usize>),
 }
 
-/// The plot area inside a timeline canvas, with its time span (ns) and the top of its byte
+/// The plot area inside a timeline canvas, with its time window (ns) and the top of its byte
 /// axis: everything needed to map data to pixels. Shared by the compare-mode timeline.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Plot {
@@ -129,14 +125,17 @@ pub struct Plot {
     pub y: f64,
     pub w: f64,
     pub h: f64,
-    pub duration_ns: u64,
+    /// Time at the left edge.
+    pub t0: u64,
+    /// Time across the plot.
+    pub span_ns: u64,
     pub y_top: u64,
 }
 
 impl Plot {
-    /// The plot for a canvas of `size`, `duration_ns` wide, with a y axis reaching `y_max`
+    /// The plot for a canvas of `size` showing `[t0, t1)`, with a y axis reaching `y_max`
     /// rounded up to a tick.
-    pub fn new(size: Size, duration_ns: u64, y_max: u64) -> Plot {
+    pub fn new(size: Size, (t0, t1): (u64, u64), y_max: u64) -> Plot {
         let max = y_max as f64;
         let step = units::nice_byte_step(max, 4);
         Plot {
@@ -144,13 +143,19 @@ impl Plot {
             y: TOP,
             w: (size.width - LEFT - RIGHT).max(1.0),
             h: (size.height - TOP - BOTTOM).max(1.0),
-            duration_ns: duration_ns.max(1),
+            t0,
+            span_ns: t1.saturating_sub(t0).max(1),
             y_top: ((max / step).ceil() * step).max(1.0) as u64,
         }
     }
 
     pub fn x_of(&self, t: u64) -> f64 {
-        self.x + self.w * (t as f64 / self.duration_ns as f64)
+        self.x + self.w * ((t as f64 - self.t0 as f64) / self.span_ns as f64)
+    }
+
+    /// Whether time `t` is inside the window.
+    pub fn shows(&self, t: u64) -> bool {
+        t >= self.t0 && t - self.t0 <= self.span_ns
     }
 
     pub fn y_of(&self, v: u64) -> f64 {
@@ -160,7 +165,7 @@ impl Plot {
     /// The time at canvas x (CSS px), clamped to the plot.
     pub fn time_at(&self, x: f64) -> u64 {
         let f = ((x - self.x) / self.w).clamp(0.0, 1.0);
-        (f * self.duration_ns as f64).round() as u64
+        self.t0 + (f * self.span_ns as f64).round() as u64
     }
 
     /// Whether (x, y) is inside the plot.
@@ -188,12 +193,13 @@ impl Plot {
             let _ = ctx.fill_text(&units::axis_bytes(v, y_step), p.x - 8.0, y);
             v += y_step;
         }
-        let span = p.duration_ns as f64;
+        let span = p.span_ns as f64;
         let t_step = units::nice_step(span, ((p.w / 90.0) as usize).max(2));
         ctx.set_text_align("center");
         ctx.set_text_baseline("top");
-        let mut t = 0.0;
-        while t <= span {
+        let end = p.t0 as f64 + span;
+        let mut t = (p.t0 as f64 / t_step).ceil() * t_step;
+        while t <= end {
             let x = p.x_of(t as u64).round() + 0.5;
             ctx.set_stroke_style_str(&theme.grid);
             ctx.begin_path();
@@ -201,7 +207,7 @@ impl Plot {
             ctx.line_to(x, p.y + p.h + 4.0);
             ctx.stroke();
             ctx.set_fill_style_str(&theme.axis);
-            let _ = ctx.fill_text(&units::axis_time(t, t_step, span), x, p.y + p.h + 7.0);
+            let _ = ctx.fill_text(&units::axis_time(t, t_step, end), x, p.y + p.h + 7.0);
             t += t_step;
         }
     }
@@ -243,7 +249,7 @@ impl Plot {
 
 impl TimelineChart {
     fn plot(&self, size: Size) -> Plot {
-        Plot::new(size, self.data.0.duration_ns, self.data.0.y_max)
+        Plot::new(size, (self.data.0.t0, self.data.0.t1), self.data.0.y_max)
     }
 
     /// The time at canvas x (CSS px), clamped to the recording.
@@ -278,9 +284,9 @@ impl Chart for TimelineChart {
         let p = self.plot(painter.size);
         p.draw_axes(painter);
 
-        // Selection under the series.
-        if let Some((a, b)) = self.range {
-            let (xa, xb) = (p.x_of(a), p.x_of(b));
+        // Selection under the series (the part inside the window).
+        if let Some((a, b)) = self.range.filter(|&(a, b)| b >= p.t0 && p.shows(a.max(p.t0))) {
+            let (xa, xb) = (p.x_of(a.max(p.t0)), p.x_of(b.min(p.t0 + p.span_ns)));
             ctx.set_fill_style_str(&theme.select);
             ctx.fill_rect(xa, p.y, (xb - xa).max(1.0), p.h);
             ctx.set_stroke_style_str(&theme.heap);
@@ -298,7 +304,7 @@ impl Chart for TimelineChart {
 
         // Peak marker on the heap.
         let (peak, at) = d.peak_heap;
-        if peak > 0 {
+        if peak > 0 && p.shows(at) {
             let (x, y) = (p.x_of(at), p.y_of(peak));
             ctx.set_stroke_style_str(&theme.peak);
             ctx.set_line_width(1.0);
@@ -322,7 +328,7 @@ impl Chart for TimelineChart {
         }
 
         // Garbage collections: ticks under the plot's baseline, darker for older generations.
-        for &(t, generation) in &d.gcs {
+        for &(t, generation) in d.gcs.iter().filter(|g| p.shows(g.0)) {
             let x = p.x_of(t).round() + 0.5;
             ctx.set_stroke_style_str(GC_COLORS[usize::from(generation.min(2))]);
             ctx.set_line_width(1.0);
@@ -336,7 +342,7 @@ impl Chart for TimelineChart {
         ctx.set_text_baseline("top");
         ctx.set_text_align("left");
         let mut label_end = f64::MIN;
-        for (t, label) in &d.markers {
+        for (t, label) in d.markers.iter().filter(|m| p.shows(m.0)) {
             let x = p.x_of(*t).round() + 0.5;
             ctx.set_stroke_style_str(MARKER_COLOR);
             ctx.set_line_width(1.0);
@@ -356,7 +362,7 @@ impl Chart for TimelineChart {
 
         // Censuses: triangles on the top edge; the one shown in the objects panel filled and
         // larger, the one it is compared with outlined.
-        for (i, (t, _)) in d.censuses.iter().enumerate() {
+        for (i, (t, _)) in d.censuses.iter().enumerate().filter(|c| p.shows(c.1 .0)) {
             let x = p.x_of(*t).round() + 0.5;
             let chosen = self.census.0 == Some(i);
             let base = self.census.1 == Some(i);
@@ -443,30 +449,87 @@ impl Chart for TimelineChart {
             lines.push(format!("Census #{c} {} · click to show its objects", d.censuses[c].1));
         }
         Some(Tooltip {
-            title: format!(
-                "{} – {}",
-                units::time_ns(heap.t0),
-                units::time_ns(heap.t1.min(d.duration_ns))
-            ),
+            title: format!("{} – {}", units::time_ns(heap.t0), units::time_ns(heap.t1.min(d.t1))),
             location: None,
             lines,
         })
     }
 }
 
-/// The timeline panel. `range` is the selection (ns), shared with the flame graph; `census`
-/// the objects panel's census and the one it compares with; `on_census` gets a clicked census.
+/// The timeline panel of a recording: asks the worker for the heap and RSS of the visible
+/// window (the whole recording, or the window zoomed into) at the canvas' width, and the peak
+/// of the selected range. Dragging selects a range (the flame graph's range mode); clicking a
+/// census shows it in the objects panel (`on_census`).
 #[component]
 pub fn Timeline(
-    data: ByPtr<TimelineData>,
-    #[prop(into)] range: Signal<Option<(u64, u64)>>,
-    on_select: Callback<Option<(u64, u64)>>,
+    loaded: ByPtr<Loaded>,
+    state: RwSignal<ViewState>,
     #[prop(into)] census: Signal<(Option<usize>, Option<usize>)>,
     on_census: Callback<usize>,
 ) -> impl IntoView {
-    let chart = Signal::derive({
-        let data = data.clone();
-        move || Some(TimelineChart { data: data.clone(), range: range.get(), census: census.get() })
+    let dir = loaded.0.dir.clone();
+    let (width, set_width) = signal(0.0f64);
+    let end = Memo::new({
+        let dir = dir.clone();
+        move |_| dir.with(|d| d.0.recording.summary().duration_ns.max(1) + 1)
+    });
+    let generation = Memo::new({
+        let dir = dir.clone();
+        move |_| dir.with(|d| d.0.generation)
+    });
+    let window = Memo::new(move |_| {
+        let end = end.get();
+        state.with(|s| s.window).map_or((0, end), |(a, b)| (a.min(end - 1), b.clamp(a + 1, end)))
+    });
+    let thread = Memo::new(move |_| state.with(|s| s.thread));
+    let range = Signal::derive(move || state.with(|s| s.range));
+    let query = Memo::new({
+        let loaded = loaded.clone();
+        move |_| {
+            let (w, g) = (width.get(), generation.get());
+            series_query("timeline", &loaded.0, g, window.get(), w, thread.get())
+        }
+    });
+    let series = use_worker(query, 6);
+    let data = Memo::new(move |_| {
+        let answer = series.result.get()?;
+        // The window and thread of the answer: those of the question it answers.
+        let Some(Query { request: Request::Timeline { t0, t1, thread, .. }, .. }) =
+            series.answered.get_untracked()
+        else {
+            return None;
+        };
+        Some(answer.and_then(|a| {
+            let s = series_of(&a.0)?;
+            let rec = &dir.get_untracked().0.recording;
+            Ok(ByPtr::new(TimelineData::new(rec, s, (t0, t1), thread.is_some())))
+        }))
+    });
+    let peak_query = Memo::new({
+        let loaded = loaded.clone();
+        move |_| {
+            let (t0, t1) = range.get()?;
+            Some(Query {
+                view: format!("peak:{}", loaded.0.rec),
+                request: Request::PeakIn { rec: loaded.0.rec, t0, t1 },
+                generation: generation.get(),
+            })
+        }
+    });
+    let range_peak = use_worker(peak_query, 8);
+    let on_select = Callback::new(move |r: Option<(u64, u64)>| {
+        state.update(|s| {
+            s.range = r;
+            if r.is_some() {
+                s.mode = FlameMode::Range;
+            } else if s.mode == FlameMode::Range {
+                s.mode = FlameMode::AtPeak;
+            }
+        })
+    });
+    let chart = Signal::derive(move || {
+        let data = data.get()?.ok()?;
+        Some(TimelineChart { data, range: range.get(), census: census.get() })
     });
     let on_click = Callback::new(move |i: usize| {
         if let Some(c) = chart.get_untracked().and_then(|c| c.census_near(i)) {
@@ -480,48 +543,86 @@ pub fn Timeline(
             on_select.run(Some((a.min(b), a.max(b))));
         }
     });
-    let peak = data.0.peak_heap;
+    let legend_has = move |what: fn(&TimelineData) -> bool| {
+        data.with(|d| d.as_ref().and_then(|d| d.as_ref().ok()).is_some_and(|d| what(&d.0)))
+    };
+    let note = move || match range.get() {
+        Some((a, b)) => {
+            let peak = match range_peak.result.get() {
+                Some(Ok(p)) => match &*p.0 {
+                    Answer::Peak { bytes, time_ns } => {
+                        format!(" · peak {} at {}", units::bytes(*bytes), units::time_ns(*time_ns))
+                    }
+                    _ => String::new(),
+                },
+                Some(Err(e)) => format!(" · {e}"),
+                None => String::new(),
+            };
+            format!(
+                "Selected {} – {} ({}){peak}",
+                units::time_ns(a),
+                units::time_ns(b),
+                units::duration_ns(b - a),
+            )
+        }
+        None => {
+            let (peak, at) = data.with(|d| match d {
+                Some(Ok(d)) => d.0.peak_heap,
+                _ => (0, 0),
+            });
+            let within = if state.with(|s| s.window.is_some()) { " in view" } else { "" };
+            format!(
+                "Heap peak{within} {} at {} · drag to select a range",
+                units::bytes(peak),
+                units::time_ns(at),
+            )
+        }
+    };
+    let zoom_to_selection = move |_| state.update(|s| s.window = s.range);
+    let show_all = move |_| state.update(|s| s.window = None);
     view! {
-        <section class="panel" aria-label="Memory over time" id="timeline-panel">
+        <section
+            class="panel"
+            aria-label="Memory over time"
+            id="timeline-panel"
+            data-end-ns=move || end.get() - 1
+            data-ready=move || series.settled().then_some("1")
+        >
             <div class="panel-head">
                 <span class="panel-title">"Memory over time"</span>
                 <span class="legend">
                     <span><i class="rss"></i>"RSS"</span>
                     <span><i class="heap"></i>"Traced heap"</span>
-                    {(!data.0.markers.is_empty()).then(|| view! {
+                    {move || legend_has(|d| !d.markers.is_empty()).then(|| view! {
                         <span><i style=format!("background:{MARKER_COLOR}")></i>"Markers"</span>
                     })}
-                    {(!data.0.gcs.is_empty()).then(|| view! {
+                    {move || legend_has(|d| !d.gcs.is_empty()).then(|| view! {
                         <span><i style=format!("background:{}", GC_COLORS[1])></i>"GC runs"</span>
                     })}
-                    {(!data.0.censuses.is_empty()).then(|| view! {
+                    {move || legend_has(|d| !d.censuses.is_empty()).then(|| view! {
                         <span title="Object censuses: click one to show its objects">
                             <i style=format!("background:{CENSUS_COLOR}")></i>"Censuses"
                         </span>
                     })}
                 </span>
                 <span class="spacer"></span>
-                <span class="panel-note">
-                    {move || match range.get() {
-                        Some((a, b)) => format!(
-                            "Selected {} – {} ({})",
-                            units::time_ns(a),
-                            units::time_ns(b),
-                            units::duration_ns(b - a),
-                        ),
-                        None => format!(
-                            "Heap peak {} at {} · drag to select a range",
-                            units::bytes(peak.0),
-                            units::time_ns(peak.1),
-                        ),
-                    }}
-                </span>
+                <span class="panel-note" id="timeline-note">{note}</span>
                 <Show when=move || range.get().is_some()>
+                    <button class="link-button" id="zoom-to-selection" on:click=zoom_to_selection>
+                        "Zoom to selection"
+                    </button>
                     <button class="link-button" on:click=move |_| on_select.run(None)>
                         "Clear selection"
                     </button>
                 </Show>
+                <Show when=move || state.with(|s| s.window.is_some())>
+                    <button class="link-button" id="zoom-out" on:click=show_all>"Show all"</button>
+                </Show>
             </div>
+            {move || match data.get() {
+                Some(Err(e)) => Some(view! { <div class="banner banner-error" role="alert">{e}</div> }),
+                _ => None,
+            }}
             <ChartCanvas
                 chart=chart
                 class="chart-timeline"
@@ -529,6 +630,7 @@ pub fn Timeline(
                 label="Memory over time"
                 on_drag=on_drag
                 on_click=on_click
+                on_resize=Callback::new(move |size: Size| set_width.set(size.width))
             />
         </section>
     }
@@ -545,7 +647,8 @@ mod tests {
             |i: u64, v: u64| Bucket { t0: i * 10, t1: i * 10 + 10, min: v, max: v, last: v };
         TimelineChart {
             data: ByPtr(Arc::new(TimelineData {
-                duration_ns: 100,
+                t0: 0,
+                t1: 100,
                 heap: (0..10).map(|i| bucket(i, i * 100)).collect(),
                 rss: (0..10).map(|i| bucket(i, 2000)).collect(),
                 peak_heap: (900, 95),

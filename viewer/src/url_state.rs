@@ -1,6 +1,6 @@
 //! The view state that lives in the URL hash, so a view can be shared and survives reloads:
-//! `#mode=leaks&zoom=main:app.py,load:app.py&range=1000-2000&q=json&census=2&since=1`. Pure;
-//! tested natively.
+//! `#mode=leaks&zoom=main:app.py,load:app.py&range=1000-2000&window=0-5000&q=json&census=2`.
+//! Pure; tested natively.
 
 /// What the flame graph shows.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -111,6 +111,8 @@ pub struct ViewState {
     pub zoom: Vec<ZoomStep>,
     /// Selected time range in nanoseconds, start <= end.
     pub range: Option<(u64, u64)>,
+    /// The timeline's visible window in nanoseconds (`None`: the whole recording).
+    pub window: Option<(u64, u64)>,
     /// Flame graph search text.
     pub search: String,
     /// Compare mode: changes smaller than this share of the larger total, in basis points
@@ -143,6 +145,7 @@ impl Default for ViewState {
             mode: FlameMode::default(),
             zoom: Vec::new(),
             range: None,
+            window: None,
             search: String::new(),
             noise_bp: DEFAULT_NOISE_BP,
             thread: None,
@@ -176,12 +179,8 @@ impl ViewState {
                         })
                         .collect();
                 }
-                "range" => {
-                    state.range = value.split_once('-').and_then(|(a, b)| {
-                        let (a, b) = (a.parse::<u64>().ok()?, b.parse::<u64>().ok()?);
-                        Some((a.min(b), a.max(b)))
-                    });
-                }
+                "range" => state.range = span(value),
+                "window" => state.window = span(value).filter(|(a, b)| a < b),
                 "q" => state.search = decode(value).unwrap_or_default(),
                 "thread" => state.thread = value.parse().ok(),
                 "internal" => state.show_internal = value == "1",
@@ -222,6 +221,9 @@ impl ViewState {
         if let Some((a, b)) = self.range {
             parts.push(format!("range={a}-{b}"));
         }
+        if let Some((a, b)) = self.window {
+            parts.push(format!("window={a}-{b}"));
+        }
         if !self.search.is_empty() {
             parts.push(format!("q={}", encode(&self.search)));
         }
@@ -261,6 +263,13 @@ impl ViewState {
             format!("#{}", parts.join("&"))
         }
     }
+}
+
+/// `A-B` (nanoseconds, in either order) as `(min, max)`.
+fn span(value: &str) -> Option<(u64, u64)> {
+    let (a, b) = value.split_once('-')?;
+    let (a, b) = (a.parse::<u64>().ok()?, b.parse::<u64>().ok()?);
+    Some((a.min(b), a.max(b)))
 }
 
 /// Percent-encodes everything but unreserved characters and `/` (kept for readable paths).
@@ -318,6 +327,7 @@ mod tests {
                 ZoomStep { function: "naïve ünïcode".into(), file: "%41.py".into() },
             ],
             range: Some((1_000, 2_500_000_000)),
+            window: Some((500, 3_000_000_000)),
             search: "json # dumps".into(),
             noise_bp: 200,
             thread: Some(3),
@@ -360,5 +370,7 @@ mod tests {
     #[test]
     fn reversed_range_is_normalised() {
         assert_eq!(ViewState::from_hash("range=50-10").range, Some((10, 50)));
+        assert_eq!(ViewState::from_hash("window=50-10").window, Some((10, 50)));
+        assert_eq!(ViewState::from_hash("window=7-7").window, None, "an empty window");
     }
 }

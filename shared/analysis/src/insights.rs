@@ -16,7 +16,9 @@ use crate::{site_label, AddressMap, Error, Event, GcEvent, Op, Recording, StackI
 use memlens_format::{CHURN_MAX_LIFETIME_NS, CHURN_MIN_SIZE};
 
 /// What a finding is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[non_exhaustive]
 pub enum InsightKind {
     /// Live memory from one stack grew through every quarter of the run up to the exit.
@@ -51,7 +53,7 @@ impl InsightKind {
 }
 
 /// One finding.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Insight {
     /// What it is about.
     pub kind: InsightKind,

@@ -12,7 +12,7 @@ const REPLAY_INTERVALS: usize = 16;
 const NODES_PER_BUCKET: usize = 4;
 
 /// One bucket of a downsampled series.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct Bucket {
     /// Start of the bucket (ns).
     pub t0: u64,

@@ -30,7 +30,7 @@ impl EventFilter {
 }
 
 /// Memory attributed to each stack, largest first.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct StackTotals {
     /// One entry per stack with memory, sorted by bytes (descending), then stack id.
     pub stacks: Vec<(StackId, Totals)>,
@@ -54,7 +54,7 @@ impl StackTotals {
 ///
 /// With a thread filter, the peaks ([`Snapshot::AtPeak`], [`Snapshot::PeakInRange`]) are
 /// those of the whole heap: the result is what the chosen threads held at that moment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Snapshot {
     /// Live at the traced heap's high-water mark.
     AtPeak,

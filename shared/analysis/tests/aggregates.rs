@@ -199,13 +199,16 @@ fn an_aggregate_only_recording_grows_with_stacks_not_with_time() {
 }
 
 /// Events an aggregate-only recording does not time (an arena's, a free of a block never
-/// seen) after the last heap event and after the process end do not make the trailer's
-/// duration differ from the one the file's contents give.
+/// seen) and samples it thins out, after the last heap event and after the process end, do
+/// not make the trailer's duration differ from the one the file's contents give.
 #[test]
 fn an_aggregate_only_recording_lasts_as_long_as_what_it_keeps() {
     for events in [true, false] {
         let options = WriterOptions { events, ..WriterOptions::default() };
-        let mut w = RecordingWriter::with_options(Vec::new(), &Meta::default(), options).unwrap();
+        // Samples every 10 ms: an aggregate-only recording keeps fewer.
+        let capture = CaptureOptions { sample_interval_us: 10_000, ..CaptureOptions::default() };
+        let meta = Meta { capture, ..Meta::default() };
+        let mut w = RecordingWriter::with_options(Vec::new(), &meta, options).unwrap();
         w.add_thread(ThreadInfo { id: ThreadId(0), os_tid: 1, name: "main".into() });
         let f = w.intern_frame("main", "app.py", 1);
         let stack = w.intern_stack(StackId::ROOT, f);
@@ -214,6 +217,9 @@ fn an_aggregate_only_recording_lasts_as_long_as_what_it_keeps() {
         w.alloc(2_000, thread, stack, 0x10_0000, 1 << 18, arena).unwrap();
         w.free(3_000_000, thread, 0x10_0000, arena).unwrap();
         w.free(4_000_000, thread, 0x5000, AllocatorKind::Malloc).unwrap();
+        for (time_ns, rss) in [(4_500_000, 9 << 20), (4_600_000, 8 << 20), (4_700_000, 7 << 20)] {
+            w.memory_sample(MemorySample { time_ns, rss, ..MemorySample::default() }).unwrap();
+        }
         let end = ProcessEnd { time_ns: 2_000_000, exit_code: Some(0), signal: None };
         let rec = Recording::open(&w.finish(end).unwrap()).unwrap();
         assert_eq!(rec.aggregates_summary().unwrap(), *rec.summary(), "events: {events}");

@@ -49,8 +49,9 @@ pub struct ChunkRef {
 
 /// Decoded base intervals kept for reuse, at most this many.
 const NODE_CACHE: usize = 4096;
-/// Reads of the index path merge chunks less than this far apart into one read.
-const READ_GAP: u64 = 1 << 20;
+/// Reads of the index path merge chunks less than [`ByteSource::merge_gap`] apart into one
+/// read, up to this many bytes.
+const MERGED_READ_MAX: u64 = 16 << 20;
 /// Reads of the scan path fetch at least this much, so that small chunks come in batches.
 const SCAN_READ: usize = 64 << 10;
 
@@ -252,6 +253,7 @@ impl Recording {
         let src = Arc::clone(self.src.as_ref().ok_or(Error::NoSource)?);
         let read_now = |tag| directory(tag) || tag == Some(Tag::Digest);
         let wanted: Vec<usize> = (0..refs.len()).filter(|&i| read_now(refs[i].0)).collect();
+        let merge_gap = src.merge_gap();
         let mut at = 0;
         while at < wanted.len() {
             // One read for the next chunks read at open while the gaps between them are small.
@@ -260,7 +262,7 @@ impl Recording {
             while last + 1 < wanted.len() {
                 let (prev, next) = (refs[wanted[last]].1, refs[wanted[last + 1]].1);
                 let gap = next.offset - (prev.offset + prev.len);
-                if gap >= READ_GAP || next.offset + next.len - first.offset > 16 * READ_GAP {
+                if gap >= merge_gap || next.offset + next.len - first.offset > MERGED_READ_MAX {
                     break;
                 }
                 last += 1;

@@ -18,6 +18,14 @@ pub trait ByteSource: Send + Sync {
 
     /// Reads `len` bytes at `offset`; fewer only where the source ends.
     fn read_at(&self, offset: u64, len: usize) -> Result<Vec<u8>, Error>;
+
+    /// Opening a closed file reads the small chunks spread through it (tables, samples) in
+    /// one read where they are less than this many bytes apart. Where reading costs little
+    /// per call (memory, a local file), skipping less than this is slower than reading it;
+    /// a source that pays for every byte (the viewer's range requests) says less.
+    fn merge_gap(&self) -> u64 {
+        1 << 20
+    }
 }
 
 fn slice_at(bytes: &[u8], offset: u64, len: usize) -> Vec<u8> {

@@ -108,10 +108,10 @@ pub struct RecordingWriter<W: Write> {
     /// Encoded Digest entries: every pyramid node above the base, and the heap figures of
     /// every base interval.
     digest: Vec<(u64, Vec<u8>)>,
-    /// Aggregate-only recordings: the current time slice's end, and the sample with the
-    /// highest RSS in the current gap between kept samples.
+    /// Aggregate-only recordings: the current time slice's end, and the samples with the
+    /// highest RSS and the latest time in the current gap between kept samples.
     slice_end: u64,
-    gap_sample: Option<MemorySample>,
+    gap: Option<(MemorySample, MemorySample)>,
     /// The sampling interval the metadata states.
     meta_interval_ns: u64,
     /// In [`RecordingWriter::finish`]: everything buffered goes out now.
@@ -159,7 +159,7 @@ impl<W: Write> RecordingWriter<W> {
             agg: Aggregator::new(),
             digest: Vec::new(),
             slice_end: SLICE_NS,
-            gap_sample: None,
+            gap: None,
             meta_interval_ns,
             finishing: false,
             summary: Summary::default(),
@@ -374,20 +374,23 @@ impl<W: Write> RecordingWriter<W> {
     }
 
     /// Aggregate-only recordings keep one sample per gap that grows with the time so far: the
-    /// one with the highest RSS.
+    /// one with the highest RSS (and, at the end, the last one: the recording lasts until it).
     fn thin_sample(&mut self, s: MemorySample) {
-        let Some(gap) = self.gap_sample else {
-            self.gap_sample = Some(s);
+        let Some((highest, latest)) = &mut self.gap else {
+            self.gap = Some((s, s));
             return;
         };
         let last = self.samples.last().map_or(0, |k| k.time_ns);
         let span = (self.meta_interval_ns).max(last / SAMPLE_GROWTH);
-        if s.time_ns >= last.saturating_add(span) && gap.time_ns != s.time_ns {
-            self.samples.push(gap);
-            self.gap_sample = Some(s);
-        } else if s.rss > gap.rss {
-            self.gap_sample = Some(s);
+        if s.time_ns >= last.saturating_add(span) && highest.time_ns != s.time_ns {
+            self.samples.push(*highest);
+            self.gap = Some((s, s));
+            return;
         }
+        if s.rss > highest.rss {
+            *highest = s;
+        }
+        *latest = s;
     }
 
     /// Records a user marker. Events recorded after it are placed after it in time, even
@@ -459,8 +462,11 @@ impl<W: Write> RecordingWriter<W> {
             let nodes = self.agg.cut(u64::MAX, 0);
             self.write_intervals(nodes)?;
         }
-        if let Some(s) = self.gap_sample.take() {
-            self.samples.push(s);
+        if let Some((highest, latest)) = self.gap.take() {
+            self.samples.push(highest);
+            if latest.time_ns > highest.time_ns {
+                self.samples.push(latest);
+            }
         }
         self.flush()?;
         self.write_postcard(Tag::End, &end, (end.time_ns, end.time_ns, 1))?;
