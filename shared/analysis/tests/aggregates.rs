@@ -228,3 +228,95 @@ fn an_aggregate_only_recording_lasts_as_long_as_what_it_keeps() {
         }
     }
 }
+
+/// A source that counts its reads.
+struct Counted(Vec<u8>, std::sync::atomic::AtomicUsize);
+
+impl ByteSource for Counted {
+    fn len(&self) -> u64 {
+        self.0.len() as u64
+    }
+
+    fn read_at(&self, offset: u64, len: usize) -> Result<Vec<u8>, Error> {
+        self.1.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let end = self.0.len().min((offset as usize).saturating_add(len));
+        Ok(self.0.get(offset as usize..end).unwrap_or_default().to_vec())
+    }
+
+    /// As over a network: no read spans a gap.
+    fn merge_gap(&self) -> u64 {
+        1
+    }
+}
+
+/// What a recording's directory holds, to compare two ways of reading it.
+fn directory(rec: &Recording) -> String {
+    let strings: Vec<&str> =
+        (0..rec.frames().len()).map(|i| rec.string(rec.frames()[i].function)).collect();
+    format!(
+        "{:?} {strings:?} {} {:?} {:?} {:?} {:?} {:?} {:?} {:?}",
+        rec.frames(),
+        rec.stack_count(),
+        rec.threads(),
+        rec.samples(),
+        rec.markers(),
+        rec.gc_events(),
+        rec.censuses(),
+        rec.caches(),
+        rec.end()
+    )
+}
+
+/// A closed file is opened in a few reads however many times it was flushed (its directory
+/// is gathered before the digest), and reads the same as when it is scanned or when its
+/// gathered copy is damaged.
+#[test]
+fn a_closed_file_opens_in_a_few_reads_however_often_it_was_flushed() {
+    let mut w =
+        RecordingWriter::with_options(Vec::new(), &Meta::default(), small_chunks()).unwrap();
+    w.add_thread(ThreadInfo { id: ThreadId(0), os_tid: 1, name: "main".into() });
+    let kind = AllocatorKind::PymallocObject;
+    let mut stack = StackId::ROOT;
+    for i in 0..300u64 {
+        let t = i * 1_000_000;
+        if i % 10 == 0 {
+            let f = w.intern_frame(&format!("f{i}"), "app.py", i as u32);
+            stack = w.intern_stack(stack, f);
+        }
+        w.alloc(t, ThreadId(0), stack, 0x1000 + i * 64, 48, kind).unwrap();
+        w.memory_sample(MemorySample { time_ns: t + 1, rss: 1 << 20, ..MemorySample::default() })
+            .unwrap();
+        w.marker(t + 2, ThreadId(0), &format!("step {i}"));
+        w.gc(GcEvent {
+            time_ns: t + 3,
+            duration_ns: 10,
+            generation: 0,
+            collected: i,
+            uncollectable: 0,
+        });
+        w.flush().unwrap();
+    }
+    let end = ProcessEnd { time_ns: 300_000_000, exit_code: Some(0), signal: None };
+    let bytes = w.finish(end).unwrap();
+    let counted = Arc::new(Counted(bytes.clone(), Default::default()));
+    let rec = Recording::open_source(counted.clone()).unwrap();
+    let reads = counted.1.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(reads <= 8, "{reads} reads");
+    assert_eq!(rec.markers().len(), 300);
+    assert_eq!(rec.truncation(), None);
+    let want = directory(&rec);
+    // Scanned (no trailer): every flush's chunks.
+    let scanned = Recording::open(&bytes[..trailer_at(&bytes)]).unwrap();
+    assert_eq!(directory(&scanned), want);
+    // A damaged copy is not used: the chunks of every flush are read instead.
+    let mut pos = HEADER_LEN;
+    while bytes[pos] != Tag::Gathered as u8 {
+        pos += CHUNK_HEADER_LEN
+            + u32::from_le_bytes(bytes[pos + 4..pos + 8].try_into().unwrap()) as usize;
+    }
+    let mut damaged = bytes.clone();
+    damaged[pos + CHUNK_HEADER_LEN + 3] ^= 0x20;
+    let rec = Recording::open(&damaged).unwrap();
+    assert_eq!(rec.truncation(), None);
+    assert_eq!(directory(&rec), want);
+}

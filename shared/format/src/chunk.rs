@@ -89,6 +89,11 @@ pub enum Tag {
     /// At the end of a closed file: every pyramid node above the base, and the heap figures
     /// of every base interval (format 4).
     Digest = 16,
+    /// At the end of a closed file, before the digest: a copy of every chunk read at open
+    /// (tables, samples, markers, gc runs, censuses, the process end) but the metadata, so
+    /// that a reader with the trailer reads them at once instead of one chunk per flush
+    /// (format 4).
+    Gathered = 17,
 }
 
 impl Tag {
@@ -96,7 +101,7 @@ impl Tag {
         use Tag::*;
         [
             Meta, Strings, Frames, Stacks, Threads, Events, Samples, Markers, Gc, End, Trailer,
-            Footer, Census, Caches, Intervals, Digest,
+            Footer, Census, Caches, Intervals, Digest, Gathered,
         ]
         .get(usize::from(v).wrapping_sub(1))
         .copied()

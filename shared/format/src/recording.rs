@@ -119,12 +119,26 @@ impl std::fmt::Debug for Recording {
     }
 }
 
-/// The chunks every reader reads at open: all but the events, the aggregates and the end
-/// of file (and tags it does not know).
-fn directory(tag: Option<Tag>) -> bool {
+/// The entries of a Gathered chunk's payload: each chunk's tag and raw payload.
+fn gathered_entries(raw: &[u8]) -> Result<Vec<(u8, &[u8])>, &'static str> {
+    let mut c = crate::varint::Cursor::new(raw);
+    let mut entries = Vec::new();
+    while !c.is_empty() {
+        let tag = c.u8()?;
+        let len = usize::try_from(c.u64()?).map_err(|_| "entry too long")?;
+        entries.push((tag, c.bytes(len)?));
+    }
+    Ok(entries)
+}
+
+/// The chunks every reader reads at open: all but the events, the aggregates, their copy
+/// and the end of file (and tags it does not know).
+pub(crate) fn directory(tag: Option<Tag>) -> bool {
     !matches!(
         tag,
-        Some(Tag::Events | Tag::Intervals | Tag::Digest | Tag::Trailer | Tag::Footer) | None
+        Some(
+            Tag::Events | Tag::Intervals | Tag::Digest | Tag::Gathered | Tag::Trailer | Tag::Footer
+        ) | None
     )
 }
 
@@ -139,16 +153,9 @@ impl Recording {
         Recording::open_source(Arc::new(bytes))
     }
 
-    /// Opens a recording read through `src`.
-    ///
-    /// A file cut short (crash, full disk, partial download) opens with everything up to the
-    /// last whole chunk, and [`Recording::truncation`] says where it stopped. Errors are only
-    /// returned when not even the header and metadata can be read.
-    pub fn open_source(src: Arc<dyn ByteSource>) -> Result<Recording, Error> {
-        let len = src.len();
-        let head = src.read_at(0, HEADER_LEN)?;
-        let version = check_header(&head)?;
-        let mut rec = Recording {
+    /// A recording of format `version` with nothing read yet.
+    fn empty(version: u16, src: Option<Arc<dyn ByteSource>>) -> Recording {
+        Recording {
             version,
             meta: Meta::default(),
             strings: Vec::new(),
@@ -172,12 +179,24 @@ impl Recording {
             shapes: Vec::new(),
             upper: Vec::new(),
             scan_from: None,
-            src: Some(src),
+            src,
             cache: Mutex::default(),
             read_meta: false,
             digest_len: 0,
             pyramid: PyramidBuilder::default(),
-        };
+        }
+    }
+
+    /// Opens a recording read through `src`.
+    ///
+    /// A file cut short (crash, full disk, partial download) opens with everything up to the
+    /// last whole chunk, and [`Recording::truncation`] says where it stopped. Errors are only
+    /// returned when not even the header and metadata can be read.
+    pub fn open_source(src: Arc<dyn ByteSource>) -> Result<Recording, Error> {
+        let len = src.len();
+        let head = src.read_at(0, HEADER_LEN)?;
+        let version = check_header(&head)?;
+        let mut rec = Recording::empty(version, Some(src));
         match rec.trailer(len) {
             Some((trailer, at)) => rec.read_indexed(trailer, at)?,
             None => rec.scan(HEADER_LEN as u64, len)?,
@@ -251,7 +270,14 @@ impl Recording {
             }
         }
         let src = Arc::clone(self.src.as_ref().ok_or(Error::NoSource)?);
-        let read_now = |tag| directory(tag) || tag == Some(Tag::Digest);
+        let gathered: Vec<ChunkRef> =
+            refs.iter().filter(|(tag, _)| *tag == Some(Tag::Gathered)).map(|&(_, c)| c).collect();
+        // With the directory gathered at the end, the chunks of every flush are not read.
+        let gathered = !gathered.is_empty() && self.gather(&*src, &gathered);
+        let read_now = |tag| {
+            tag == Some(Tag::Digest)
+                || if gathered { tag == Some(Tag::Meta) } else { directory(tag) }
+        };
         let wanted: Vec<usize> = (0..refs.len()).filter(|&i| read_now(refs[i].0)).collect();
         let merge_gap = src.merge_gap();
         let mut at = 0;
@@ -284,6 +310,46 @@ impl Recording {
         self.summary = trailer.summary;
         self.has_trailer = true;
         Ok(())
+    }
+
+    /// Reads the directory (but the metadata) from the Gathered chunks `chunks`, in one read,
+    /// instead of from the chunks of every flush. False, with nothing changed, when they
+    /// cannot be read: the file is then read as if they were not there.
+    fn gather(&mut self, src: &dyn ByteSource, chunks: &[ChunkRef]) -> bool {
+        let (first, last) = (chunks[0].offset, chunks[chunks.len() - 1]);
+        let Ok(span) = usize::try_from(last.offset + last.len - first) else { return false };
+        let Ok(bytes) = read_exact(src, first, span) else { return false };
+        let mut copy = Recording::empty(self.version, None);
+        let mut take = |c: &ChunkRef| -> Option<()> {
+            let pos = usize::try_from(c.offset - first).ok()?;
+            let end = pos.checked_add(usize::try_from(c.len).ok()?)?;
+            let chunk = read_chunk(bytes.get(..end)?, pos, first, self.version).ok()??;
+            let raw = chunk.payload().ok()?;
+            for (tag, payload) in gathered_entries(&raw).ok()? {
+                match Tag::from_u8(tag) {
+                    Some(tag) if tag != Tag::Meta && directory(Some(tag)) => {
+                        copy.take_payload(tag, payload, c.offset, c.len).ok()?;
+                    }
+                    // A kind of chunk this reader does not know, or has no use for here.
+                    _ => {}
+                }
+            }
+            Some(())
+        };
+        if !chunks.iter().all(|c| take(c).is_some()) {
+            return false;
+        }
+        self.strings = copy.strings;
+        self.frames = copy.frames;
+        self.stacks = copy.stacks;
+        self.threads = copy.threads;
+        self.samples = copy.samples;
+        self.markers = copy.markers;
+        self.gcs = copy.gcs;
+        self.censuses = copy.censuses;
+        self.caches = copy.caches;
+        self.end = copy.end;
+        true
     }
 
     /// Reads and applies the chunk at `pos` of `bytes` (which start at file offset `base`);
@@ -393,17 +459,21 @@ impl Recording {
         Ok(())
     }
 
-    /// Applies one chunk read at open (or a base interval's, while scanning).
+    /// Applies one chunk read at open (or a base interval's, while scanning). Gathered
+    /// chunks are not: they copy chunks the file has anyway (see [`Recording::gather`]).
     fn take_chunk(&mut self, chunk: &RawChunk) -> Result<(), Error> {
         let Some(tag) = chunk.known_tag() else { return Ok(()) };
-        let at = chunk.offset;
+        if matches!(tag, Tag::Events | Tag::Footer | Tag::Trailer | Tag::Gathered) {
+            return Ok(());
+        }
+        self.take_payload(tag, &chunk.payload()?, chunk.offset, chunk.len() as u64)
+    }
+
+    /// Applies the raw payload of a chunk of `tag` and `len` bytes found at `at`.
+    fn take_payload(&mut self, tag: Tag, raw: &[u8], at: u64, len: u64) -> Result<(), Error> {
         let bad = |what: &'static str| move |d: String| Error::corrupt(what, at, d);
         let postcard_err =
             |what: &'static str| move |e: postcard::Error| Error::corrupt(what, at, e.to_string());
-        if matches!(tag, Tag::Events | Tag::Footer | Tag::Trailer) {
-            return Ok(());
-        }
-        let raw = chunk.payload()?;
         match tag {
             Tag::Meta => {
                 self.meta = postcard::from_bytes(&raw).map_err(postcard_err("metadata"))?;
@@ -478,14 +548,14 @@ impl Recording {
                 }
             }
             Tag::Digest => {
-                self.digest_len += chunk.len() as u64;
+                self.digest_len += len;
                 let nodes = decode_intervals(&raw, self.threads.len(), self.stack_count())
                     .map_err(bad("digest"))?;
                 if let Err(why) = self.add_nodes(nodes, false) {
                     self.aggregates_damaged.get_or_insert(format!("{why} (at byte {at})"));
                 }
             }
-            Tag::Events | Tag::Footer | Tag::Trailer => unreachable!("handled above"),
+            Tag::Events | Tag::Footer | Tag::Trailer | Tag::Gathered => {}
         }
         Ok(())
     }

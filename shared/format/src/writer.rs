@@ -116,6 +116,10 @@ pub struct RecordingWriter<W: Write> {
     meta_interval_ns: u64,
     /// In [`RecordingWriter::finish`]: everything buffered goes out now.
     finishing: bool,
+    /// The Gathered chunks' payloads so far (each at most [`DIGEST_CHUNK_BYTES`] unless one
+    /// entry is larger): every chunk read at open but the metadata, as its tag, raw length
+    /// and raw bytes.
+    gathered: Vec<Vec<u8>>,
     summary: Summary,
     scratch: Vec<u8>,
 }
@@ -162,6 +166,7 @@ impl<W: Write> RecordingWriter<W> {
             gap: None,
             meta_interval_ns,
             finishing: false,
+            gathered: Vec::new(),
             summary: Summary::default(),
             scratch: Vec::new(),
         };
@@ -470,6 +475,7 @@ impl<W: Write> RecordingWriter<W> {
         }
         self.flush()?;
         self.write_postcard(Tag::End, &end, (end.time_ns, end.time_ns, 1))?;
+        self.write_gathered()?;
         for (count, nodes) in std::mem::take(&mut self.digest) {
             let mut raw = Vec::with_capacity(nodes.len() + 10);
             crate::varint::put_u64(&mut raw, count);
@@ -627,6 +633,14 @@ impl<W: Write> RecordingWriter<W> {
         self.write_chunk(tag, &raw, span, self.options.codec)
     }
 
+    /// Writes the copy of every chunk read at open.
+    fn write_gathered(&mut self) -> Result<(), Error> {
+        for raw in std::mem::take(&mut self.gathered) {
+            self.write_chunk(Tag::Gathered, &raw, (0, 0, 0), self.options.codec)?;
+        }
+        Ok(())
+    }
+
     fn write_chunk(
         &mut self,
         tag: Tag,
@@ -634,6 +648,16 @@ impl<W: Write> RecordingWriter<W> {
         (first_time_ns, last_time_ns, count): (u64, u64, usize),
         codec: Codec,
     ) -> Result<(), Error> {
+        if tag != Tag::Meta && crate::recording::directory(Some(tag)) {
+            let fits = |g: &Vec<u8>| g.len() + raw.len() + 11 <= DIGEST_CHUNK_BYTES;
+            if !self.gathered.last().is_some_and(fits) {
+                self.gathered.push(Vec::new());
+            }
+            let g = self.gathered.last_mut().expect("pushed");
+            g.push(tag as u8);
+            crate::varint::put_u64(g, raw.len() as u64);
+            g.extend_from_slice(raw);
+        }
         self.scratch.clear();
         encode_chunk(&mut self.scratch, tag, codec, raw);
         self.out.write_all(&self.scratch)?;
