@@ -38,12 +38,13 @@ pub struct WriterOptions {
 
 /// Aggregate-only recordings: base intervals of at least this length (ns)...
 const SLICE_NS: u64 = 100_000_000;
-/// ...and of at least this fraction of the time so far, so a run ten times longer has about
-/// 24 more intervals (log base 1.1 of 10), not ten times as many.
-const SLICE_GROWTH: u64 = 10;
+/// ...and of at least a sixth of the time so far, so a run ten times longer has about 15 more
+/// intervals (log base 7/6 of 10), not ten times as many.
+const SLICE_GROWTH: u64 = 6;
 /// Likewise, memory samples of an aggregate-only recording: one per gap of at least the
-/// sample interval and this fraction of the time so far (the gap's highest RSS is kept).
-const SAMPLE_GROWTH: u64 = 100;
+/// sample interval and a fortieth of the time so far (the gap's highest RSS is kept): about
+/// 90 more samples for a run ten times longer.
+const SAMPLE_GROWTH: u64 = 40;
 
 /// A Digest chunk's payload stays well below [`MAX_CHUNK_RAW_LEN`].
 const DIGEST_CHUNK_BYTES: usize = (MAX_CHUNK_RAW_LEN / 4) as usize;
@@ -609,11 +610,11 @@ impl<W: Write> RecordingWriter<W> {
             return Ok(());
         }
         // An aggregate-only recording's thinned samples go out in batches, not a chunk of one
-        // or two per flush: at most a tenth of the run (and at least a second) may wait.
+        // or two per flush: they may wait as long as a time slice (and at least a second).
         if !self.options.events && !self.finishing {
             let oldest = self.samples[0].time_ns;
             let waited = self.last_event_time.saturating_sub(oldest);
-            if self.samples.len() < 64 && waited < (oldest / 10).max(1_000_000_000) {
+            if self.samples.len() < 64 && waited < (oldest / SLICE_GROWTH).max(1_000_000_000) {
                 return Ok(());
             }
         }
