@@ -39,6 +39,9 @@ pub fn run(args: CheckArgs) -> Result<i32> {
         }
         None => check_intervals(rec, &mut problems)?,
     };
+    if rec.gathered_agrees()? == Some(false) {
+        problems.push("the directory gathered at the end differs from the chunks it copies".into());
+    }
     // The trailer's summary against what the events say, and what the aggregates say.
     let mut sources = Vec::new();
     if !rec.aggregate_only() {

@@ -304,6 +304,7 @@ fn a_closed_file_opens_in_a_few_reads_however_often_it_was_flushed() {
     assert!(reads <= 8, "{reads} reads");
     assert_eq!(rec.markers().len(), 300);
     assert_eq!(rec.truncation(), None);
+    assert_eq!(rec.gathered_agrees().unwrap(), Some(true));
     let want = directory(&rec);
     // Scanned (no trailer): every flush's chunks.
     let scanned = Recording::open(&bytes[..trailer_at(&bytes)]).unwrap();
@@ -319,4 +320,5 @@ fn a_closed_file_opens_in_a_few_reads_however_often_it_was_flushed() {
     let rec = Recording::open(&damaged).unwrap();
     assert_eq!(rec.truncation(), None);
     assert_eq!(directory(&rec), want);
+    assert_eq!(rec.gathered_agrees().unwrap(), Some(false));
 }

@@ -316,9 +316,17 @@ impl Recording {
     /// instead of from the chunks of every flush. False, with nothing changed, when they
     /// cannot be read: the file is then read as if they were not there.
     fn gather(&mut self, src: &dyn ByteSource, chunks: &[ChunkRef]) -> bool {
-        let (first, last) = (chunks[0].offset, chunks[chunks.len() - 1]);
-        let Ok(span) = usize::try_from(last.offset + last.len - first) else { return false };
-        let Ok(bytes) = read_exact(src, first, span) else { return false };
+        let Some(copy) = self.gathered(src, chunks) else { return false };
+        self.adopt_directory(copy);
+        true
+    }
+
+    /// The directory (but the metadata) that the Gathered chunks `chunks` hold, if they can
+    /// be read.
+    fn gathered(&self, src: &dyn ByteSource, chunks: &[ChunkRef]) -> Option<Recording> {
+        let (first, last) = (chunks.first()?.offset, chunks.last()?);
+        let span = usize::try_from(last.offset + last.len - first).ok()?;
+        let bytes = read_exact(src, first, span).ok()?;
         let mut copy = Recording::empty(self.version, None);
         let mut take = |c: &ChunkRef| -> Option<()> {
             let pos = usize::try_from(c.offset - first).ok()?;
@@ -336,9 +344,11 @@ impl Recording {
             }
             Some(())
         };
-        if !chunks.iter().all(|c| take(c).is_some()) {
-            return false;
-        }
+        chunks.iter().all(|c| take(c).is_some()).then_some(copy)
+    }
+
+    /// Takes the directory (but the metadata) of `copy`.
+    fn adopt_directory(&mut self, copy: Recording) {
         self.strings = copy.strings;
         self.frames = copy.frames;
         self.stacks = copy.stacks;
@@ -349,7 +359,52 @@ impl Recording {
         self.censuses = copy.censuses;
         self.caches = copy.caches;
         self.end = copy.end;
-        true
+    }
+
+    /// Whether the directory of `other` is this one's (the metadata aside).
+    fn same_directory(&self, other: &Recording) -> bool {
+        self.strings == other.strings
+            && self.frames == other.frames
+            && self.stacks == other.stacks
+            && self.threads == other.threads
+            && self.samples == other.samples
+            && self.markers == other.markers
+            && self.gcs == other.gcs
+            && self.censuses == other.censuses
+            && self.caches == other.caches
+            && self.end == other.end
+    }
+
+    /// For `memlens check`: whether the Gathered chunks of a closed file copy the chunks of
+    /// every flush exactly (`None` when the file has no trailer or no Gathered chunk). Reads
+    /// every chunk of the directory one by one.
+    pub fn gathered_agrees(&self) -> Result<Option<bool>, Error> {
+        let src = self.source()?;
+        let Some((trailer, trailer_at)) = self.trailer(src.len()) else { return Ok(None) };
+        let index = &trailer.index;
+        let chunk = |i: usize| {
+            let end = index.get(i + 1).map_or(trailer_at, |n| n.offset);
+            let offset = index[i].offset;
+            ChunkRef { offset, len: end.saturating_sub(offset), ..ChunkRef::default() }
+        };
+        let tag = |i: usize| Tag::from_u8(index[i].tag);
+        let gathered: Vec<ChunkRef> =
+            (0..index.len()).filter(|&i| tag(i) == Some(Tag::Gathered)).map(chunk).collect();
+        if gathered.is_empty() {
+            return Ok(None);
+        }
+        let Some(copy) = self.gathered(&*src, &gathered) else { return Ok(Some(false)) };
+        let mut flushed = Recording::empty(self.version, None);
+        for i in (0..index.len()).filter(|&i| tag(i) != Some(Tag::Meta) && directory(tag(i))) {
+            let c = chunk(i);
+            let bytes = read_exact(&*src, c.offset, usize::try_from(c.len).unwrap_or(usize::MAX))
+                .map_err(Error::Read)?;
+            match read_chunk(&bytes, 0, c.offset, self.version) {
+                Ok(Some(raw)) => flushed.take_chunk(&raw)?,
+                _ => return Ok(Some(false)),
+            }
+        }
+        Ok(Some(copy.same_directory(&flushed)))
     }
 
     /// Reads and applies the chunk at `pos` of `bytes` (which start at file offset `base`);
