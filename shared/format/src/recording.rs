@@ -393,11 +393,11 @@ impl Recording {
         if gathered.is_empty() {
             return Ok(None);
         }
-        let Some(copy) = self.gathered(&*src, &gathered) else { return Ok(Some(false)) };
+        let Some(copy) = self.gathered(src, &gathered) else { return Ok(Some(false)) };
         let mut flushed = Recording::empty(self.version, None);
         for i in (0..index.len()).filter(|&i| tag(i) != Some(Tag::Meta) && directory(tag(i))) {
             let c = chunk(i);
-            let bytes = read_exact(&*src, c.offset, usize::try_from(c.len).unwrap_or(usize::MAX))
+            let bytes = read_exact(src, c.offset, usize::try_from(c.len).unwrap_or(usize::MAX))
                 .map_err(Error::Read)?;
             match read_chunk(&bytes, 0, c.offset, self.version) {
                 Ok(Some(raw)) => flushed.take_chunk(&raw)?,
@@ -531,17 +531,17 @@ impl Recording {
             |what: &'static str| move |e: postcard::Error| Error::corrupt(what, at, e.to_string());
         match tag {
             Tag::Meta => {
-                self.meta = postcard::from_bytes(&raw).map_err(postcard_err("metadata"))?;
+                self.meta = postcard::from_bytes(raw).map_err(postcard_err("metadata"))?;
                 self.read_meta = true;
             }
-            Tag::Strings => decode_strings(&raw, &mut self.strings).map_err(bad("string table"))?,
-            Tag::Frames => decode_frames(&raw, &mut self.frames, self.strings.len(), self.version)
+            Tag::Strings => decode_strings(raw, &mut self.strings).map_err(bad("string table"))?,
+            Tag::Frames => decode_frames(raw, &mut self.frames, self.strings.len(), self.version)
                 .map_err(bad("frame table"))?,
-            Tag::Stacks => decode_stacks(&raw, &mut self.stacks, self.frames.len(), self.version)
+            Tag::Stacks => decode_stacks(raw, &mut self.stacks, self.frames.len(), self.version)
                 .map_err(bad("stack table"))?,
             Tag::Threads => {
                 let threads: Vec<ThreadInfo> =
-                    postcard::from_bytes(&raw).map_err(postcard_err("thread table"))?;
+                    postcard::from_bytes(raw).map_err(postcard_err("thread table"))?;
                 for t in threads {
                     let i = t.id.index();
                     if i < self.threads.len() {
@@ -554,17 +554,17 @@ impl Recording {
                 }
             }
             Tag::Samples => self.samples.extend(
-                postcard::from_bytes::<Vec<MemorySample>>(&raw).map_err(postcard_err("samples"))?,
+                postcard::from_bytes::<Vec<MemorySample>>(raw).map_err(postcard_err("samples"))?,
             ),
-            Tag::Markers => self.markers.extend(
-                postcard::from_bytes::<Vec<Marker>>(&raw).map_err(postcard_err("markers"))?,
-            ),
+            Tag::Markers => self
+                .markers
+                .extend(postcard::from_bytes::<Vec<Marker>>(raw).map_err(postcard_err("markers"))?),
             Tag::Gc => self
                 .gcs
-                .extend(postcard::from_bytes::<Vec<GcEvent>>(&raw).map_err(postcard_err("gc"))?),
+                .extend(postcard::from_bytes::<Vec<GcEvent>>(raw).map_err(postcard_err("gc"))?),
             Tag::Census => {
                 let censuses: Vec<Census> =
-                    postcard::from_bytes(&raw).map_err(postcard_err("census"))?;
+                    postcard::from_bytes(raw).map_err(postcard_err("census"))?;
                 let (strings, stacks) = (self.strings.len(), self.stack_count());
                 for c in &censuses {
                     let bad_type = c.types.iter().any(|t| {
@@ -580,7 +580,7 @@ impl Recording {
             }
             Tag::Caches => {
                 let caches: Vec<CacheCensus> =
-                    postcard::from_bytes(&raw).map_err(postcard_err("caches"))?;
+                    postcard::from_bytes(raw).map_err(postcard_err("caches"))?;
                 let strings = self.strings.len();
                 if caches
                     .iter()
@@ -590,9 +590,9 @@ impl Recording {
                 }
                 self.caches.extend(caches);
             }
-            Tag::End => self.end = Some(postcard::from_bytes(&raw).map_err(postcard_err("end"))?),
+            Tag::End => self.end = Some(postcard::from_bytes(raw).map_err(postcard_err("end"))?),
             Tag::Intervals => {
-                let nodes = decode_intervals(&raw, self.threads.len(), self.stack_count())
+                let nodes = decode_intervals(raw, self.threads.len(), self.stack_count())
                     .map_err(bad("intervals"))?;
                 let upper = match nodes.as_slice() {
                     [base] if base.level == 0 => self.pyramid.add(base),
@@ -604,7 +604,7 @@ impl Recording {
             }
             Tag::Digest => {
                 self.digest_len += len;
-                let nodes = decode_intervals(&raw, self.threads.len(), self.stack_count())
+                let nodes = decode_intervals(raw, self.threads.len(), self.stack_count())
                     .map_err(bad("digest"))?;
                 if let Err(why) = self.add_nodes(nodes, false) {
                     self.aggregates_damaged.get_or_insert(format!("{why} (at byte {at})"));
