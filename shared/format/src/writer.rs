@@ -46,6 +46,11 @@ const SLICE_GROWTH: u64 = 6;
 /// 90 more samples for a run ten times longer.
 const SAMPLE_GROWTH: u64 = 40;
 
+/// A closed file gathers a copy of its directory (Tag::Gathered) when it has more than this
+/// many chunks of it: fewer cost a reader few reads, and their copy would be a large share of
+/// a small file (up to 40% of a program that only starts).
+const GATHER_MIN_CHUNKS: usize = 64;
+
 /// A Digest chunk's payload stays well below [`MAX_CHUNK_RAW_LEN`].
 const DIGEST_CHUNK_BYTES: usize = (MAX_CHUNK_RAW_LEN / 4) as usize;
 
@@ -117,6 +122,8 @@ pub struct RecordingWriter<W: Write> {
     meta_interval_ns: u64,
     /// In [`RecordingWriter::finish`]: everything buffered goes out now.
     finishing: bool,
+    /// Chunks the Gathered chunks copy so far.
+    gathered_count: usize,
     /// The Gathered chunks' payloads so far (each at most [`DIGEST_CHUNK_BYTES`] unless one
     /// entry is larger): every chunk read at open but the metadata, as its tag, raw length
     /// and raw bytes.
@@ -168,6 +175,7 @@ impl<W: Write> RecordingWriter<W> {
             meta_interval_ns,
             finishing: false,
             gathered: Vec::new(),
+            gathered_count: 0,
             summary: Summary::default(),
             scratch: Vec::new(),
         };
@@ -634,9 +642,14 @@ impl<W: Write> RecordingWriter<W> {
         self.write_chunk(tag, &raw, span, self.options.codec)
     }
 
-    /// Writes the copy of every chunk read at open.
+    /// Writes the copy of every chunk read at open, when there are more than
+    /// [`GATHER_MIN_CHUNKS`] of them.
     fn write_gathered(&mut self) -> Result<(), Error> {
-        for raw in std::mem::take(&mut self.gathered) {
+        let gathered = std::mem::take(&mut self.gathered);
+        if self.gathered_count <= GATHER_MIN_CHUNKS {
+            return Ok(());
+        }
+        for raw in gathered {
             self.write_chunk(Tag::Gathered, &raw, (0, 0, 0), self.options.codec)?;
         }
         Ok(())
@@ -654,6 +667,7 @@ impl<W: Write> RecordingWriter<W> {
             if !self.gathered.last().is_some_and(fits) {
                 self.gathered.push(Vec::new());
             }
+            self.gathered_count += 1;
             let g = self.gathered.last_mut().expect("pushed");
             g.push(tag as u8);
             crate::varint::put_u64(g, raw.len() as u64);
