@@ -2,7 +2,8 @@
 //! real CPython run the scripts in tests/scripts/, and the recordings are checked with
 //! the format crate's analyses.
 //!
-//! Needs `python3` (CPython 3.9-3.13) on PATH and `libmemlens_tracer.so` built next to
+//! Needs `python3` (CPython 3.9-3.13; `MEMLENS_TEST_PYTHON` picks another, see common/) on
+//! PATH and `libmemlens_tracer.so` built next to
 //! the memlens binary (`cargo test` at the workspace root builds both). The numpy test
 //! is skipped, saying so, when numpy is not installed.
 
@@ -13,7 +14,7 @@ use std::process::{Command, Output};
 
 use memlens_format::{stack_totals, EventFilter, Recording, Snapshot, StackId, ThreadId};
 
-use common::{line_of, memlens, script};
+use common::{has_numpy, line_of, memlens, script};
 
 struct Run {
     out: Output,
@@ -193,9 +194,7 @@ fn threads_with_stacks(env: &[(&str, &str)]) {
 
 #[test]
 fn numpy_arrays_are_attributed_to_the_python_line() {
-    let has_numpy = Command::new("python3").args(["-c", "import numpy"]).status();
-    if !has_numpy.map(|s| s.success()).unwrap_or(false) {
-        eprintln!("SKIPPED: numpy is not installed (pip install numpy)");
+    if !has_numpy() {
         return;
     }
     let run = run_script("numpy_alloc.py", &[], &[]);

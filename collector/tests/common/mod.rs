@@ -1,5 +1,9 @@
-//! Shared by the collector's end-to-end tests: the repository root and a `memlens` command
-//! whose tracer library is built.
+//! Shared by the collector's end-to-end tests: the repository root, a `memlens` command
+//! whose tracer library is built, and the Python interpreter the tests run.
+//!
+//! The interpreter is `python3` from PATH, or `MEMLENS_TEST_PYTHON` when set: `./dev test`
+//! runs the Python-dependent test binaries once more for each CPython it finds (pyenv's
+//! 3.9 to 3.13), with that variable set. `memlens run` then finds it as `python3` on PATH.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -38,8 +42,51 @@ fn build_tracer(exe: &Path) {
     });
 }
 
+/// The interpreter under test: `MEMLENS_TEST_PYTHON`, else `python3` from PATH.
+#[allow(dead_code)] // not every test file uses it
+pub fn python() -> PathBuf {
+    std::env::var_os("MEMLENS_TEST_PYTHON").map_or_else(|| "python3".into(), PathBuf::from)
+}
+
+/// Whether numpy imports in [`python`]; says so on stderr when it does not.
+#[allow(dead_code)]
+pub fn has_numpy() -> bool {
+    let ok =
+        Command::new(python()).args(["-c", "import numpy"]).status().is_ok_and(|s| s.success());
+    if !ok {
+        eprintln!("SKIPPED: numpy is not installed in {} (pip install numpy)", python().display());
+    }
+    ok
+}
+
+/// PATH with a directory holding `python3` -> `MEMLENS_TEST_PYTHON` first, so that
+/// `memlens run` (which runs `python3` from PATH) and the scripts' own subprocesses use
+/// the interpreter under test. `None` when the variable is not set.
+fn test_python_path() -> Option<std::ffi::OsString> {
+    static DIR: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+    let dir = DIR.get_or_init(|| {
+        let python = std::fs::canonicalize(std::env::var_os("MEMLENS_TEST_PYTHON")?)
+            .expect("MEMLENS_TEST_PYTHON names an existing interpreter");
+        // One directory per interpreter, shared by test binaries running at once.
+        let name: String =
+            python.to_string_lossy().chars().filter(char::is_ascii_alphanumeric).collect();
+        let dir = std::env::temp_dir().join(format!("memlens-test-python-{name}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        match std::os::unix::fs::symlink(&python, dir.join("python3")) {
+            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => panic!("{e}"),
+            _ => Some(dir),
+        }
+    });
+    let dir = dir.as_ref()?;
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    Some(
+        std::env::join_paths(std::iter::once(dir.clone()).chain(std::env::split_paths(&path)))
+            .unwrap(),
+    )
+}
+
 /// The memlens binary under test, with its tracer library built beside it (unless
-/// `MEMLENS_TRACER` names one).
+/// `MEMLENS_TRACER` names one), running the interpreter under test ([`python`]).
 pub fn memlens() -> Command {
     let exe = PathBuf::from(env!("CARGO_BIN_EXE_memlens"));
     let tracer = exe.parent().unwrap().join("libmemlens_tracer.so");
@@ -51,5 +98,22 @@ pub fn memlens() -> Command {
         "{} is missing: build the tracer first (`cargo build -p memlens-tracer`)",
         tracer.display()
     );
-    Command::new(exe)
+    let mut cmd = Command::new(exe);
+    if let Some(path) = test_python_path() {
+        cmd.env("PATH", path);
+    }
+    cmd
+}
+
+/// The minor version of Python 3 in a recording's `python_version` ("3.12.1" -> 12).
+#[allow(dead_code)]
+pub fn python_minor(version: &str) -> u32 {
+    version.split('.').nth(1).and_then(|m| m.parse().ok()).expect("a 3.X version")
+}
+
+/// The function a list comprehension's allocations are charged to: its own `<listcomp>`
+/// frame before 3.12, the enclosing function's since comprehensions are inlined (PEP 709).
+#[allow(dead_code)]
+pub fn listcomp_function(version: &str, enclosing: &str) -> String {
+    if python_minor(version) >= 12 { enclosing } else { "<listcomp>" }.to_owned()
 }
