@@ -260,6 +260,10 @@ impl<W: Write> Recorder<W> {
                 let (_, thread) = self.current_stack(h.thread);
                 self.writer.free(time, thread, address, kind(k))?;
             }
+            Hot::Recreate { address } => {
+                let (stack, thread) = self.current_stack(h.thread);
+                self.writer.recreate(time, thread, stack, address)?;
+            }
         }
         Ok(())
     }
@@ -336,6 +340,7 @@ impl<W: Write> Recorder<W> {
                 self.apply_hot(h, Hot::Alloc { address, size, kind })?
             }
             Record::Free { address, kind } => self.apply_hot(h, Hot::Free { address, kind })?,
+            Record::Recreate { address } => self.apply_hot(h, Hot::Recreate { address })?,
             Record::Stretch(_) | Record::Seq { .. } => {
                 unreachable!("the decoder consumes stretches and refuses ring records")
             }

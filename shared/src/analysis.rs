@@ -25,6 +25,18 @@ impl EventFilter {
     pub(crate) fn admits(&self, e: &Event) -> bool {
         e.kind.counts_in_heap() && self.threads.as_ref().is_none_or(|t| t.contains(&e.thread))
     }
+
+    /// What `e` does to the heap this filter sees: a re-created object's block leaves the
+    /// heap of whichever thread held it for the re-creating thread's, so under a filter
+    /// that does not admit that thread it is a free.
+    #[inline]
+    pub(crate) fn op(&self, e: &Event) -> Op {
+        if e.is_recreation() && !self.admits(e) {
+            Op::Free
+        } else {
+            e.op
+        }
+    }
 }
 
 /// Bytes and number of allocations.
@@ -102,7 +114,7 @@ impl Heap {
     /// Applies one event; returns whether the heap changed.
     #[inline]
     pub(crate) fn apply(&mut self, e: &Event, filter: &EventFilter) -> bool {
-        match e.op {
+        match filter.op(e) {
             Op::Alloc if filter.admits(e) => {
                 if let Some((old, _)) = self.live.insert(e.address, (e.size, e.stack)) {
                     self.bytes = self.bytes.wrapping_sub(old);
@@ -187,6 +199,7 @@ pub(crate) fn summarize(rec: &Recording) -> Result<Summary, Error> {
     each_event(rec, |_, e| {
         if heap.apply(e, &all) {
             match e.op {
+                Op::Alloc if e.is_recreation() => {}
                 Op::Alloc => {
                     s.alloc_count += 1;
                     s.alloc_bytes = s.alloc_bytes.wrapping_add(e.size);
@@ -302,7 +315,7 @@ pub fn rss_timeline(rec: &Recording, t0: u64, t1: u64, n: usize) -> Vec<Bucket> 
 pub fn thread_totals(rec: &Recording) -> Result<Vec<Totals>, Error> {
     let mut out = vec![Totals::default(); rec.threads().len()];
     each_event(rec, |_, e| {
-        if e.op == Op::Alloc && e.kind.counts_in_heap() {
+        if e.op == Op::Alloc && e.kind.counts_in_heap() && !e.is_recreation() {
             if let Some(t) = out.get_mut(e.thread.index()) {
                 t.add(e.size);
             }

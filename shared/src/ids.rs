@@ -58,17 +58,24 @@ pub enum AllocatorKind {
     /// System memory that pymalloc maps for its arenas. Its blocks are already counted under
     /// [`AllocatorKind::PymallocObject`]/[`AllocatorKind::PyMem`], so it is not part of the heap.
     PymallocArena = 5,
+    /// Not an allocation: a new object was made in the live block at the event's address
+    /// without calling an allocator (CPython re-creating an object from a free list), so the
+    /// block is charged to the event's stack and thread from now on. The event's size is the
+    /// block's; the heap and the allocation counts do not change. See
+    /// [`crate::Event::is_recreation`].
+    Recreated = 6,
 }
 
 impl AllocatorKind {
     /// All kinds, in code order.
-    pub const ALL: [AllocatorKind; 6] = [
+    pub const ALL: [AllocatorKind; 7] = [
         AllocatorKind::PymallocObject,
         AllocatorKind::PyMem,
         AllocatorKind::PyRaw,
         AllocatorKind::Malloc,
         AllocatorKind::Mmap,
         AllocatorKind::PymallocArena,
+        AllocatorKind::Recreated,
     ];
 
     /// The kind for a 3-bit code, if it is known.
@@ -90,6 +97,7 @@ impl AllocatorKind {
             AllocatorKind::Malloc => "malloc",
             AllocatorKind::Mmap => "mmap",
             AllocatorKind::PymallocArena => "pymalloc arena",
+            AllocatorKind::Recreated => "re-created object",
         }
     }
 }

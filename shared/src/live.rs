@@ -315,6 +315,18 @@ impl LiveBlocks {
         self.cache = [(u64::MAX, EMPTY); CACHE];
     }
 
+    /// Charges the live block at `address` to `stack`; returns its size and former stack.
+    pub fn set_stack(&mut self, address: u64, stack: StackId) -> Option<(u64, StackId)> {
+        let p = *self.dir.get(&(address >> PAGE_SHIFT))?;
+        if let Some(at) = self.live_slot(p, address) {
+            let s = &mut self.slots[at];
+            let old = StackId(std::mem::replace(&mut s.stack, stack.0));
+            return Some((s.size.into(), old));
+        }
+        let b = self.big.get_mut(&address).filter(|b| b.live)?;
+        Some((b.block.size, std::mem::replace(&mut b.block.stack, stack)))
+    }
+
     /// The size and stack of the live block at `address`.
     pub fn get(&self, address: u64) -> Option<(u64, StackId)> {
         let p = *self.dir.get(&(address >> PAGE_SHIFT))?;

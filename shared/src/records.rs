@@ -273,6 +273,17 @@ pub struct Event {
     pub stack: StackId,
 }
 
+impl Event {
+    /// An [`AllocatorKind::Recreated`] event: the live block at `address` changes hands
+    /// (to this event's stack and thread) without being allocated again. Replays treat it
+    /// as a free of the block followed by an allocation of it, except that it adds nothing
+    /// to what was allocated (counts, bytes, "allocated" snapshots).
+    #[inline]
+    pub fn is_recreation(&self) -> bool {
+        self.kind == AllocatorKind::Recreated
+    }
+}
+
 /// Whole-recording aggregates the writer computes while recording, stored in the trailer so a
 /// reader can show them without replaying the events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

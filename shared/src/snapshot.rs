@@ -43,7 +43,7 @@ impl PeakState {
             self.peak_index = i;
             self.freed_after_peak.clear();
         }
-        match e.op {
+        match filter.op(e) {
             Op::Alloc if filter.admits(e) => {
                 if let Some((old, stack, at)) = self.live.insert(e.address, (e.size, e.stack, i)) {
                     self.bytes = self.bytes.wrapping_sub(old);
@@ -129,7 +129,11 @@ impl SnapshotBuilder {
                 Kind::Allocated { t0, t1, map } => {
                     if e.time_ns > *t1 {
                         self.done = true;
-                    } else if e.op == Op::Alloc && e.time_ns >= *t0 && filter.admits(e) {
+                    } else if e.op == Op::Alloc
+                        && !e.is_recreation()
+                        && e.time_ns >= *t0
+                        && filter.admits(e)
+                    {
                         map.entry(e.stack).or_default().add(e.size);
                     }
                 }

@@ -189,7 +189,7 @@ struct AddressPredictor {
 }
 
 const PYMALLOC_CLASSES: usize = 32;
-const PREDICTOR_CLASSES: usize = PYMALLOC_CLASSES + 3;
+const PREDICTOR_CLASSES: usize = PYMALLOC_CLASSES + 4;
 /// The class of a block freed with an explicit address: its size is not in the chunk.
 const UNKNOWN_CLASS: u8 = u8::MAX;
 
@@ -212,6 +212,8 @@ impl AddressPredictor {
         match kind {
             AllocatorKind::Mmap => (PYMALLOC_CLASSES + 1, block),
             AllocatorKind::PymallocArena => (PYMALLOC_CLASSES + 2, block),
+            // Blocks objects were re-created in: at no particular distance from each other.
+            AllocatorKind::Recreated => (PYMALLOC_CLASSES + 3, block),
             _ => (PYMALLOC_CLASSES, block),
         }
     }

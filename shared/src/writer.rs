@@ -235,6 +235,28 @@ impl<W: Write> RecordingWriter<W> {
         self.push_event(event, addr_ref)
     }
 
+    /// Records that a new object was made in the live block at `address` without an
+    /// allocation (an object re-created from a free list): from now on the block is charged
+    /// to `stack` and `thread` (an [`AllocatorKind::Recreated`] event). The heap and the
+    /// allocation counts do not change. Nothing is written when no block is live there
+    /// (allocated before tracing started) or when it is already charged to `stack`.
+    pub fn recreate(
+        &mut self,
+        time_ns: u64,
+        thread: ThreadId,
+        stack: StackId,
+        address: u64,
+    ) -> Result<(), Error> {
+        let Some((size, old)) = self.live.set_stack(address, stack) else { return Ok(()) };
+        if old == stack {
+            return Ok(());
+        }
+        let time_ns = self.event_time(time_ns)?;
+        let kind = AllocatorKind::Recreated;
+        let event = Event { op: Op::Alloc, kind, time_ns, thread, address, size, stack };
+        self.push_event(event, AddressRef::Explicit)
+    }
+
     /// The traced heap right now, in bytes.
     pub fn heap(&self) -> u64 {
         self.heap

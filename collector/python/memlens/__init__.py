@@ -57,6 +57,7 @@ def _load(path):
         lib.memlens_gc.argtypes = [ctypes.c_int, ctypes.c_uint64, ctypes.c_uint64, ctypes.c_uint64]
         lib.memlens_gc.restype = None
         lib.memlens_active.restype = ctypes.c_int
+        lib.memlens_stack_mode.restype = ctypes.c_int
         lib.memlens_pause.argtypes = [ctypes.c_int]
         lib.memlens_pause.restype = None
         lib.memlens_census_begin.argtypes = [ctypes.c_int, ctypes.c_char_p]
@@ -158,6 +159,14 @@ def _stop():
 def is_tracing():
     """True when this process is being traced by memlens."""
     return _lib is not None and bool(_lib.memlens_active())
+
+
+def _stack_mode():
+    """How this process keeps Python stacks: "eval-hook" (PEP 523), "profile" (a profile
+    function), "walk" (frame walking, a measurement mode), or None before tracing."""
+    if _lib is None:
+        return None
+    return {0: "eval-hook", 1: "profile", 2: "walk"}.get(_lib.memlens_stack_mode())
 
 
 def mark(label):

@@ -8,8 +8,11 @@
 //!   undefined Python symbols, so non-Python programs that inherit `LD_PRELOAD` still
 //!   load it),
 //! - wraps CPython's raw/mem/object allocators ([`pymem_hooks`]),
-//! - keeps a shadow stack per thread from the interpreter's frame-evaluation hook on
-//!   3.11, or a C profile function elsewhere ([`profiler`], [`thread_state`]),
+//! - keeps a shadow stack per thread from the interpreter's frame-evaluation hook, or a
+//!   C profile function where the hook's frame layout does not check out ([`profiler`],
+//!   [`thread_state`]),
+//! - on 3.13, charges objects re-created from free lists to the code that re-created
+//!   them ([`ref_tracer`]),
 //! - starts the drain thread that merges the per-thread rings ([`ring`]) in order and
 //!   writes raw `memlens_wire` records to the pipe given by the parent ([`tracing`]).
 //!
@@ -38,6 +41,7 @@ mod profiler;
 mod pymem_hooks;
 mod python_api;
 mod real;
+mod ref_tracer;
 mod ring;
 mod thread_state;
 mod tracing;
@@ -120,6 +124,7 @@ pub unsafe extern "C" fn memlens_name_thread(os_tid: u64, name: *const c_char) {
 pub extern "C" fn memlens_release_thread() {
     if !tracing::active() {
         profiler::uninstall_from_current_thread();
+        ref_tracer::uninstall();
     }
 }
 
@@ -175,6 +180,13 @@ pub extern "C" fn memlens_gc(
         collected,
         uncollectable,
     });
+}
+
+/// How this process keeps Python stacks: 0 the frame-evaluation hook, 1 the profile
+/// function, 2 frame walking; -1 before tracing first started.
+#[no_mangle]
+pub extern "C" fn memlens_stack_mode() -> c_int {
+    profiler::mode_code()
 }
 
 /// 1 while tracing is on.

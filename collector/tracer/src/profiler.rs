@@ -160,7 +160,8 @@ pub extern "C" fn profile(
 #[repr(u8)]
 pub enum StackMode {
     /// The frame-evaluation hook ([`eval_frame`]), where this Python has a usable one
-    /// (3.11): one C call per Python call, and no tracing overhead between calls.
+    /// (3.9 to 3.13, its frame layout verified at start): one C call per Python call,
+    /// and no tracing overhead between calls.
     Eval = 0,
     /// A C profile function on every thread (`MEMLENS_STACKS=profile`, and the versions
     /// without a usable hook).
@@ -221,6 +222,14 @@ pub fn init_stack_mode(frame: *mut PyObject) {
     }
 }
 
+/// [`StackMode`] as a number, -1 before the first start (for `memlens_stack_mode`).
+pub fn mode_code() -> c_int {
+    match MODE.load(Ordering::Relaxed) {
+        u8::MAX => -1,
+        m => c_int::from(m),
+    }
+}
+
 #[inline]
 pub fn walking() -> bool {
     mode() == StackMode::Walk
@@ -255,7 +264,10 @@ unsafe extern "C" fn eval_frame(
     throw: c_int,
 ) -> *mut PyObject {
     let api = api();
-    let tracked = {
+    let hook = api.eval_hook().expect("the hook is installed only where it exists");
+    // SAFETY: CPython hands us a live frame to run.
+    let code = unsafe { hook.code(iframe) };
+    let tracked = !code.is_null() && {
         let g = Guard::enter(Ctx::Tracer);
         g.outermost()
             && with_state(|st| {
@@ -269,9 +281,6 @@ unsafe extern "C" fn eval_frame(
                     }
                     seed_from(api, st, caller, |_| false);
                 }
-                let hook = api.eval_hook().expect("the hook is installed only where it exists");
-                // SAFETY: CPython hands us a live frame to run.
-                let code = unsafe { hook.code(iframe) };
                 let id = code_id(api, st, code);
                 st.enter_iframe(iframe, code, id);
             })

@@ -123,6 +123,9 @@ pub struct ThreadState {
     /// Set by `memlens_pause`: the thread's allocations and frees are not recorded
     /// (the census's own work). Stack tracking goes on.
     pub paused: bool,
+    /// The block the thread allocated last, [start, end), until an object is created in it
+    /// (see [`crate::ref_tracer`]).
+    fresh: (usize, usize),
     seeded: bool,
 }
 
@@ -179,6 +182,7 @@ fn create() -> *mut ThreadState {
         lines: LineCache::new(),
         scratch: Vec::new(),
         paused: false,
+        fresh: (0, 0),
         seeded: false,
     }));
     let key = KEY.load(Ordering::Acquire);
@@ -246,6 +250,20 @@ impl ThreadState {
     /// Makes the next record open a stretch of its own, with an exact time.
     pub fn restamp(&mut self) {
         self.stretch.restamp();
+    }
+
+    /// Notes the block just allocated: an object created in it is a fresh one.
+    #[inline(always)]
+    pub fn note_alloc(&mut self, address: usize, size: usize) {
+        self.fresh = (address, address.wrapping_add(size));
+    }
+
+    /// Whether `object` lies in the block the thread allocated last, which then counts as
+    /// used: a second object created there came from somewhere else (a free list).
+    #[inline(always)]
+    pub fn take_fresh(&mut self, object: usize) -> bool {
+        let (start, end) = std::mem::take(&mut self.fresh);
+        start <= object && object < end
     }
 
     /// Sends a free (or another record whose time may be its stretch's).

@@ -81,6 +81,7 @@ pub fn record_alloc(g: &guard::Guard, address: usize, size: usize, kind: AllocKi
             if size >= EXACT_TIME_BYTES {
                 st.restamp();
             }
+            st.note_alloc(address, size);
             st.push_with_stack(Record::Alloc { address: address as u64, size: size as u64, kind })
         }
     });
@@ -310,6 +311,7 @@ pub fn start(
         &mut buf,
     );
     crate::pymem_hooks::install(api);
+    crate::ref_tracer::install(api);
     crate::profiler::replay_codes(buf, |buf| {
         write_all(fd, buf);
         ACTIVE.store(true, Ordering::Release);
