@@ -195,7 +195,7 @@ fn meta(opts: &RunOptions, py: &PythonInfo, pid: u32) -> Meta {
     command_line.extend(opts.args.iter().map(|a| a.to_string_lossy().into_owned()));
     let cwd = std::env::current_dir().map(|d| d.to_string_lossy().into_owned()).unwrap_or_default();
     let capture = CaptureOptions {
-        python_allocators: true,
+        python_allocators: py.unsupported.is_none(),
         native: opts.native,
         rss_only: false,
         sample_interval_us: opts.interval.as_micros() as u64,
@@ -233,6 +233,10 @@ pub fn run_with(opts: RunOptions) -> Result<i32> {
         }
     }
     let py = probe_python(&opts.python)?;
+    if let Some(why) = &py.unsupported {
+        let what = if opts.native { "native allocations and RSS" } else { "RSS" };
+        eprintln!("memlens: {why}: recording {what} only, without Python stacks");
+    }
     let tracer = find_tracer()?;
     let pkg = PythonPackageDir::create()?;
     let mut out_file = opts.output.as_deref().map(create_output).transpose()?;
@@ -240,18 +244,23 @@ pub fn run_with(opts: RunOptions) -> Result<i32> {
     let (pipe_r, pipe_w) = make_pipe()?;
     let t0 = monotonic_ns();
     let mut cmd = Command::new(&opts.python);
-    cmd.arg("-c").arg(BOOTSTRAP);
+    let traced = py.unsupported.is_none();
+    if traced {
+        cmd.arg("-c").arg(BOOTSTRAP);
+    }
+    // An interpreter we cannot trace runs the program as `python ARGS` would, with the
+    // tracer recording native allocations from its start (MEMLENS_NATIVE_FD).
     let mode = match &opts.target {
         Target::Script(p) => {
             cmd.arg(p);
             "script"
         }
         Target::Module(m) => {
-            cmd.arg(m);
+            cmd.args((!traced).then_some("-m")).arg(m);
             "module"
         }
         Target::Code(c) => {
-            cmd.arg(c);
+            cmd.args((!traced).then_some("-c")).arg(c);
             "code"
         }
     };
@@ -263,9 +272,13 @@ pub fn run_with(opts: RunOptions) -> Result<i32> {
             preload.push(old);
         }
     }
+    // (Neither, when nothing is traced: the pipe then only tells when the program ended.)
+    let fd_var = if traced { "MEMLENS_FD" } else { "MEMLENS_NATIVE_FD" };
+    if traced || opts.native {
+        cmd.env(fd_var, pipe_w.as_raw_fd().to_string());
+    }
     cmd.env("LD_PRELOAD", preload)
         .env("MEMLENS_TRACER", &tracer)
-        .env("MEMLENS_FD", pipe_w.as_raw_fd().to_string())
         .env("MEMLENS_MODE", mode)
         .env("MEMLENS_NATIVE", if opts.native { "1" } else { "0" })
         .env("MEMLENS_CENSUS", if opts.census { "1" } else { "0" })
@@ -326,7 +339,9 @@ pub fn run_with(opts: RunOptions) -> Result<i32> {
     if let Some(e) = feed_error {
         eprintln!("memlens: warning: stopped reading the tracer's data early: {e:#}");
     }
-    if !hello {
+    if !traced && !opts.native {
+        // Nothing traced: no tracer to hear from.
+    } else if !hello {
         eprintln!(
             "memlens: warning: the program ended before tracing started; the recording is empty"
         );

@@ -131,3 +131,59 @@ fn objects_recreated_from_a_free_list_are_charged_where_they_were_made() {
     assert_eq!(tuples["site"]["line"].as_u64(), Some(site.into()), "{tuples}");
     assert!(tuples["site"]["count"].as_u64().unwrap() >= 1800, "{tuples}");
 }
+
+/// `memlens._stack_mode()` and stderr of a `memlens run -c CODE` that prints it.
+fn stack_mode(env: &[(&str, &str)]) -> (String, String) {
+    let dir = std::env::temp_dir().join(format!("memlens-versions-mode-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let code = "import memlens; print(memlens._stack_mode())";
+    let out = memlens()
+        .envs(env.iter().copied())
+        .args(["run", "-q", "--no-census", "-o"])
+        .arg(dir.join("mode.memlens"))
+        .args(["-c", code])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = |b: &[u8]| String::from_utf8_lossy(b).trim().to_owned();
+    (text(&out.stdout), text(&out.stderr))
+}
+
+/// Every supported version keeps its stacks with the frame-evaluation hook (its frame
+/// layout checked against the public frame API at start), quietly.
+#[test]
+fn stacks_are_kept_by_the_frame_evaluation_hook() {
+    assert_eq!(stack_mode(&[]), ("eval-hook".into(), String::new()));
+    assert_eq!(stack_mode(&[("MEMLENS_STACKS", "profile")]), ("profile".into(), String::new()));
+}
+
+/// A frame layout that does not match the interpreter (made so here by a test knob that
+/// shifts it) fails the check: the profile function keeps the stacks, one line says so,
+/// and the allocations are attributed as well as ever.
+#[test]
+fn a_frame_layout_that_does_not_check_out_falls_back_to_the_profile_function() {
+    let skew = [("MEMLENS_TEST_SKEW_FRAMES", "1")];
+    let (mode, stderr) = stack_mode(&skew);
+    assert_eq!(mode, "profile");
+    assert!(stderr.contains("frame layout of Python 3.") && stderr.contains("did not check out"));
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+
+    let dir = std::env::temp_dir().join(format!("memlens-versions-skew-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("out.memlens");
+    let out = memlens()
+        .envs(skew)
+        .args(["run", "-q", "-o"])
+        .arg(&file)
+        .arg(script("big_alloc.py"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rec = Recording::from_vec(std::fs::read(&file).unwrap()).unwrap();
+    let end = stack_totals(&rec, Snapshot::AtEnd, &EventFilter::default()).unwrap();
+    let top = rec.frame(rec.stack(end.stacks[0].0).unwrap().frame).unwrap();
+    assert_eq!(
+        (rec.string(top.function), top.line),
+        ("keep_some", line_of("big_alloc.py", "KEEP_LINE"))
+    );
+}

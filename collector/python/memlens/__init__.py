@@ -110,21 +110,29 @@ def _take_census(trigger, label=""):
 def _start(tracer_path, fd, native, census=True, census_interval=0.0):
     """Starts tracing into the parent's pipe `fd` (called by the bootstrap)."""
     lib = _load(tracer_path)
-    _check(lib, lib.memlens_start(fd, 1 if native else 0))
+    traced = _check(lib, lib.memlens_start(fd, 1 if native else 0))
     atexit.register(_stop)
-    _begin(lib, census, census_interval)
+    _begin(lib, census and traced, census_interval, traced)
 
 
 def _check(lib, rc):
-    if rc != 0:
+    """True when the tracer traces Python; False when this interpreter cannot be traced and
+    it records native allocations only. Says so on stderr, in one line, as it does when
+    stacks are kept the slow way (rc 2); raises on failure."""
+    if rc < 0:
         raise RuntimeError("memlens: " + lib.memlens_last_error().decode("utf-8", "replace"))
+    if rc > 0:
+        print("memlens: " + lib.memlens_last_error().decode("utf-8", "replace"), file=sys.stderr)
+    return rc != 1
 
 
-def _begin(lib, census, census_interval=0.0):
+def _begin(lib, census, census_interval=0.0, traced=True):
     """What every tracing session needs once the tracer runs: new threads handed to the
-    profiler, gc runs reported, and the start census."""
+    profiler (`traced`: when it follows Python code), gc runs reported, and the start
+    census."""
     global _census_on, _census_thread
-    threading.setprofile(_thread_profile)
+    if traced:
+        threading.setprofile(_thread_profile)
     gc.callbacks.append(_gc_callback)
     _census_on = census
     _census_thread = None
@@ -297,12 +305,12 @@ class record:
                 lib.memlens_name_thread(t.native_id, t.name.encode("utf-8", "replace"))
         name = me.name.encode("utf-8", "replace")
         rc = lib.memlens_start_in(w, 1 if self.native else 0, frame, name)
-        if rc != 0:
+        if rc < 0:
             os.close(w)
             sink.communicate()
-            _check(lib, rc)
+        traced = _check(lib, rc)
         self._sink = sink
-        _begin(lib, self.census)
+        _begin(lib, self.census and traced, 0.0, traced)
 
     def stop(self):
         """Stops tracing and waits until the recording is complete on disk. Idempotent."""

@@ -69,19 +69,23 @@ unsafe fn c_bytes<'a>(p: *const c_char) -> &'a [u8] {
     }
 }
 
-fn start_result(r: Result<(), String>) -> c_int {
-    match r {
-        Ok(()) => 0,
-        Err(msg) => {
-            LAST_ERROR.with(|e| *e.borrow_mut() = CString::new(msg).unwrap_or_default());
-            -1
-        }
-    }
+fn start_result(r: Result<tracing::Started, String>) -> c_int {
+    let (rc, msg) = match r {
+        Ok(tracing::Started::Traced(None)) => return 0,
+        Ok(tracing::Started::NativeOnly(why)) => (1, why),
+        Ok(tracing::Started::Traced(Some(note))) => (2, note),
+        Err(msg) => (-1, msg),
+    };
+    LAST_ERROR.with(|e| *e.borrow_mut() = CString::new(msg).unwrap_or_default());
+    rc
 }
 
 /// Starts tracing at the start of the program (`memlens run`), writing raw records to
-/// `fd`. Returns 0 on success; otherwise [`memlens_last_error`] says why. Call with the
-/// GIL held (ctypes.PyDLL).
+/// `fd`. Returns 0 on success; 1 when this Python cannot be traced and only native
+/// allocations are recorded; 2 when it is traced, the slow way (see
+/// [`python_api::PyApi::hook_refused`]); -1 on failure. For 1, 2 and -1,
+/// [`memlens_last_error`] says why.
+/// Call with the GIL held (ctypes.PyDLL).
 #[no_mangle]
 pub extern "C" fn memlens_start(fd: c_int, native: c_int) -> c_int {
     start_result(tracing::start(fd, native != 0, std::ptr::null_mut(), b"MainThread"))
@@ -122,16 +126,46 @@ pub unsafe extern "C" fn memlens_name_thread(os_tid: u64, name: *const c_char) {
 /// `memlens.record()` block). GIL held.
 #[no_mangle]
 pub extern "C" fn memlens_release_thread() {
-    if !tracing::active() {
+    if !tracing::active() && python_api::ready() {
         profiler::uninstall_from_current_thread();
         ref_tracer::uninstall();
     }
 }
 
-/// The reason the last [`memlens_start`] on this thread failed.
+/// The reason the last [`memlens_start`] on this thread failed or recorded native
+/// allocations only.
 #[no_mangle]
 pub extern "C" fn memlens_last_error() -> *const c_char {
     LAST_ERROR.with(|e| e.borrow().as_ptr())
+}
+
+/// `memlens run` with an interpreter it cannot trace (another version, a debug or
+/// free-threaded build, Python 2) runs the program itself, not the bootstrap, with
+/// `MEMLENS_NATIVE_FD` naming its pipe: native allocations are then recorded from before
+/// `main` to exit, without Python stacks. Only in a Python process: a wrapper (pyenv's
+/// shims are shell scripts) leaves the variable and the pipe to the interpreter it runs.
+/// The variable is then removed, so that programs the traced one runs do not write into
+/// the pipe.
+#[used]
+#[link_section = ".init_array"]
+static START_AT_LOAD: extern "C" fn() = start_at_load;
+
+extern "C" fn start_at_load() {
+    // SAFETY: constructors run before `main`, on one thread: nothing else reads or
+    // changes the environment meanwhile; the string is copied before it is removed.
+    let fd = unsafe {
+        let v = libc::getenv(c"MEMLENS_NATIVE_FD".as_ptr());
+        if v.is_null() || libc::dlsym(libc::RTLD_DEFAULT, c"Py_GetVersion".as_ptr()).is_null() {
+            return;
+        }
+        let fd = CStr::from_ptr(v).to_str().ok().and_then(|s| s.parse::<c_int>().ok());
+        libc::unsetenv(c"MEMLENS_NATIVE_FD".as_ptr());
+        fd
+    };
+    if let Some(fd) = fd {
+        // A failure (no x86-64 Linux) leaves the program running untraced.
+        let _ = tracing::start_at_load(fd);
+    }
 }
 
 /// Stops tracing and flushes everything to the parent. Idempotent.
@@ -148,7 +182,7 @@ pub extern "C" fn memlens_stop() {
 /// NUL-terminated.
 #[no_mangle]
 pub unsafe extern "C" fn memlens_thread_start(frame: *mut std::ffi::c_void, name: *const c_char) {
-    if tracing::active() {
+    if tracing::active() && python_api::ready() {
         // SAFETY: per the function contract.
         let name = unsafe { c_bytes(name) };
         profiler::adopt_new_thread(frame, name);

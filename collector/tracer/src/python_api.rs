@@ -249,7 +249,10 @@ impl EvalHook {
             }
             let iframe = self.iframe_of(frame);
             let code = (api.frame_get_code)(frame);
+            // The slot is compared before `code` follows it to its type: a wrong offset
+            // must fail the check, not read through whatever it found.
             let ok = !iframe.is_null()
+                && *iframe.byte_add(self.layout.code).cast::<*mut PyObject>() == code
                 && self.code(iframe) == code
                 && i64::from(self.lasti(iframe, code)) == api.attr_int(frame, c"f_lasti");
             (api.dec_ref)(code);
@@ -274,6 +277,11 @@ enum AllThreads {
 
 static API: OnceLock<PyApi> = OnceLock::new();
 
+/// Whether [`init`] succeeded (a native-only session has no Python API).
+pub fn ready() -> bool {
+    API.get().is_some()
+}
+
 /// The resolved API. Only valid after [`init`] succeeded.
 #[inline]
 pub fn api() -> &'static PyApi {
@@ -285,6 +293,10 @@ pub fn api() -> &'static PyApi {
 pub enum InitError {
     NotPython,
     Unsupported(u8, u8),
+    /// A debug build (`Py_DEBUG`: other object and frame layouts).
+    Debug(u8, u8),
+    /// A free-threaded build (no GIL, other object layouts).
+    FreeThreaded(u8, u8),
     Missing(&'static str),
 }
 
@@ -294,7 +306,15 @@ impl std::fmt::Display for InitError {
             InitError::NotPython => write!(f, "no Python interpreter in this process"),
             InitError::Unsupported(a, b) => write!(
                 f,
-                "Python {a}.{b} is not supported (supported: 3.{MIN_MINOR} to 3.{MAX_MINOR})"
+                "Python {a}.{b} is not supported (memlens traces CPython 3.{MIN_MINOR} to 3.{MAX_MINOR})"
+            ),
+            InitError::Debug(a, b) => write!(
+                f,
+                "Python {a}.{b} debug builds are not supported (memlens traces release builds)"
+            ),
+            InitError::FreeThreaded(a, b) => write!(
+                f,
+                "free-threaded Python {a}.{b} is not supported (memlens traces builds with the GIL)"
             ),
             InitError::Missing(name) => write!(f, "the Python runtime has no symbol {name}"),
         }
@@ -343,6 +363,14 @@ pub fn init() -> Result<&'static PyApi, InitError> {
     let (major, minor) = parse_version(version).ok_or(InitError::NotPython)?;
     if major != 3 || !(MIN_MINOR..=MAX_MINOR).contains(&minor) {
         return Err(InitError::Unsupported(major, minor));
+    }
+    // "3.13.0 experimental free-threading build (main, ...)"; 3.14t: "free-threading build".
+    if version.windows(14).any(|w| w == b"free-threading") {
+        return Err(InitError::FreeThreaded(major, minor));
+    }
+    // Only reference-debugging builds (every `Py_DEBUG` build) have it.
+    if !lookup(c"_Py_NegativeRefcount").is_null() {
+        return Err(InitError::Debug(major, minor));
     }
     let api = PyApi {
         major,
@@ -400,6 +428,13 @@ pub fn init() -> Result<&'static PyApi, InitError> {
     };
     let mut api = api;
     api.eval_hook = FrameLayout::of(minor)
+        .map(|mut layout| {
+            // Tests make the check fail this way (collector/tests/versions_e2e.rs).
+            if std::env::var_os("MEMLENS_TEST_SKEW_FRAMES").is_some() {
+                layout.code += 8;
+            }
+            layout
+        })
         .and_then(|layout| {
             Some(EvalHook {
                 get_interp: resolve(&[c"PyInterpreterState_Get"]).ok()?,
@@ -427,6 +462,18 @@ impl PyApi {
     /// The frame-evaluation hook, where this Python has one we can use.
     pub fn eval_hook(&self) -> Option<&EvalHook> {
         self.eval_hook.as_ref()
+    }
+
+    /// Why this Python, which should have a usable frame-evaluation hook, has none (its
+    /// frame layout did not check out, or an entry point is missing).
+    pub fn hook_refused(&self) -> Option<String> {
+        (FrameLayout::of(self.minor).is_some() && self.eval_hook.is_none()).then(|| {
+            format!(
+                "the frame layout of Python {}.{} did not check out: keeping stacks with the \
+                 profile function (slower)",
+                self.major, self.minor
+            )
+        })
     }
 
     /// The object-creation tracer API, where this Python has it (3.13).
