@@ -111,9 +111,14 @@ pub fn python_minor(version: &str) -> u32 {
     version.split('.').nth(1).and_then(|m| m.parse().ok()).expect("a 3.X version")
 }
 
-/// The function a list comprehension's allocations are charged to: its own `<listcomp>`
-/// frame before 3.12, the enclosing function's since comprehensions are inlined (PEP 709).
+/// The function a list comprehension's allocations are charged to: its own frame's before
+/// 3.12 (`<listcomp>`; on 3.11, which has qualified names, `ENCLOSING.<locals>.<listcomp>`
+/// in a function), the enclosing function's since comprehensions are inlined (PEP 709).
 #[allow(dead_code)]
 pub fn listcomp_function(version: &str, enclosing: &str) -> String {
-    if python_minor(version) >= 12 { enclosing } else { "<listcomp>" }.to_owned()
+    match python_minor(version) {
+        12.. => enclosing.to_owned(),
+        11 if enclosing != "<module>" => format!("{enclosing}.<locals>.<listcomp>"),
+        _ => "<listcomp>".to_owned(),
+    }
 }
