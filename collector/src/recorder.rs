@@ -588,6 +588,36 @@ mod tests {
         }
     }
 
+    /// A `Recreate` charges a live block to the stack the thread has then, without
+    /// changing the heap or the counts; one of a block not live changes nothing.
+    #[test]
+    fn a_recreated_object_moves_its_block_to_the_current_stack() {
+        let mut s = Vec::new();
+        let hello =
+            Hello { protocol: PROTOCOL, pid: 1, python_major: 3, python_minor: 13, native: true };
+        enc(&mut s, 1_000, u32::MAX, Record::Hello(hello));
+        enc(&mut s, 1_001, 0, Record::ThreadStart { os_tid: 7, name: b"MainThread" });
+        for (id, name) in [(0, &b"rows"[..]), (1, b"cache")] {
+            let code = Record::Code { id, first_line: 1, qualname: name, filename: b"a.py" };
+            enc(&mut s, 1_002, 0, code);
+        }
+        enc(&mut s, 1_003, 0, Record::Push { code: 0, line: 3 });
+        let k = AllocKind::PymallocObject;
+        enc(&mut s, 1_004, 0, Record::Alloc { address: 0x40, size: 64, kind: k });
+        enc(&mut s, 1_005, 0, Record::Pop { n: 1 });
+        enc(&mut s, 1_006, 0, Record::Push { code: 1, line: 8 });
+        enc(&mut s, 1_007, 0, Record::Recreate { address: 0x40 });
+        enc(&mut s, 1_008, 0, Record::Recreate { address: 0x80 });
+        enc(&mut s, 1_009, u32::MAX, Record::Stop);
+        let rec = record_stream(&s, s.len());
+        let end = stack_totals(&rec, Snapshot::AtEnd, &EventFilter::default()).unwrap();
+        assert_eq!(end.total.bytes, 64);
+        let frame = rec.frame(rec.stack(end.stacks[0].0).unwrap().frame).unwrap();
+        assert_eq!((rec.string(frame.function), frame.line), ("cache", 8));
+        let summary = rec.summary();
+        assert_eq!((summary.alloc_count, summary.peak_heap, summary.end_heap), (1, 64, 64));
+    }
+
     #[test]
     fn push_of_unknown_code_is_an_error_not_a_panic() {
         let mut s = Vec::new();

@@ -227,12 +227,14 @@ class record:
     each ``memlens.mark()``) unless ``census=False``. Blocks can follow one another (one
     recording per test, per notebook cell) but not nest, and not inside ``memlens run``.
     Threads that were already running when the block started are traced too: their
-    Python stacks start at their first function call inside the block (on 3.11 through the
-    interpreter's frame-evaluation hook, which stays installed after the block; on other
-    versions at their first call or return, with ``_PyEval_SetProfile`` or
-    ``PyEval_SetProfileAllThreads``, which replace any other profiler those threads had).
-    The recording is complete when the block ends; if the program dies inside it, what was
-    recorded up to then stays readable.
+    Python stacks start at their first function call inside the block (through the
+    interpreter's frame-evaluation hook, which stays installed after the block; where its
+    frame layout does not check out, at their first call or return, with
+    ``_PyEval_SetProfile`` or ``PyEval_SetProfileAllThreads``, which replace any other
+    profiler those threads had). The recording is complete when the block ends; if the
+    program dies inside it, what was recorded up to then stays readable. In an interpreter
+    memlens cannot trace (a version outside 3.9-3.13, a debug or free-threaded build), the
+    block records native allocations only, and says so on stderr.
 
     After the block, ``peak_bytes`` is the high-water mark of the memory allocated inside
     it and not yet freed, and ``leaked_bytes`` what it left allocated at its end.
