@@ -5,7 +5,8 @@ Runs each workload in bench/workloads plain, under `memlens run`, under `memray 
 default mode) and under `memray run --trace-python-allocators` (which records the same kinds
 of events memlens records by default), REPEAT times each, and prints a Markdown table:
 median wall time, slowdown against the plain run, the median over rounds of memlens's time
-over each memray mode's, recording size, and bytes per allocation. With `--python PATH`
+over each memray mode's (wall time, and CPU time of all the run's processes), recording
+size, and bytes per allocation. With `--python PATH`
 (repeatable) it does so for each interpreter in turn, memray being that interpreter's
 (`PATH -m pip install memray numpy`), and says which stack mode memlens used there.
 
@@ -16,6 +17,7 @@ over each memray mode's, recording size, and bytes per allocation. With `--pytho
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -29,9 +31,17 @@ MEMLENS = Path(os.environ.get("MEMLENS", ROOT / "target" / "release" / "memlens"
 
 
 def timed(cmd, env=None):
+    return timed_cpu(cmd, env)[0]
+
+
+def timed_cpu(cmd, env=None):
+    """Wall time, and CPU time (user + system) of the command and all its processes."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    return time.perf_counter() - t
+    wall = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def memray_allocations(py, path):
@@ -87,6 +97,7 @@ def bench(py, names, repeat, tmp):
         w = WORKLOADS / f"{name}.py"
         times, sizes, allocs = {}, {}, {}
         runs = {mode: [] for mode in modes}
+        cpu = {mode: [] for mode in modes}
         # Round by round, every mode once per round, so a slow spell of the machine
         # falls on all modes alike.
         for _ in range(repeat):
@@ -94,11 +105,16 @@ def bench(py, names, repeat, tmp):
                 out = tmp / f"{name}.{mode}.bin"
                 if out.exists():
                     out.unlink()
-                runs[mode].append(timed(cmd(w, out)))
+                wall, used = timed_cpu(cmd(w, out))
+                runs[mode].append(wall)
+                cpu[mode].append(used)
         # memlens's time over each memray mode's, round by round: a slow spell of the
-        # machine longer than a round cancels out of each pair.
+        # machine longer than a round cancels out of each pair. And the same for the CPU
+        # time of all their processes, which a busy machine (other work taking cores from
+        # memlens's recorder process) disturbs less than wall time.
         for memray in ("memray", "memray+py"):
             times[f"paired {memray}"] = statistics.median(m / r for m, r in zip(runs["memlens"], runs[memray]))
+            times[f"cpu {memray}"] = statistics.median(m / r for m, r in zip(cpu["memlens"], cpu[memray]))
         for mode in modes:
             out = tmp / f"{name}.{mode}.bin"
             times[mode] = statistics.median(runs[mode])
@@ -123,8 +139,9 @@ def main():
         rows = bench(py, names, args.repeat, tmp)
         print("| workload | plain s | memlens | memray | memray --trace-python-allocators | "
               "memlens/memray time (paired) | memlens/memray+py time (paired) | "
+              "memlens/memray CPU (paired) | memlens/memray+py CPU (paired) | "
               "memlens size (B/alloc) | memray+py size (B/alloc) | size ratio memlens/memray+py |")
-        print("|---|---|---|---|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|")
         for name, t, s, a in rows:
             def slow(m):
                 return f"{t[m]:.2f} s ({t[m] / t['plain']:.2f}x)"
@@ -132,7 +149,8 @@ def main():
             def size(m):
                 return f"{s[m] / 1e6:.2f} MB ({s[m] / max(a[m], 1):.2f})"
             print(f"| {name} | {t['plain']:.2f} | {slow('memlens')} | {slow('memray')} | {slow('memray+py')} | "
-                  f"{t['paired memray']:.2f} | {t['paired memray+py']:.2f} | {size('memlens')} | "
+                  f"{t['paired memray']:.2f} | {t['paired memray+py']:.2f} | "
+                  f"{t['cpu memray']:.2f} | {t['cpu memray+py']:.2f} | {size('memlens')} | "
                   f"{size('memray+py')} | {s['memlens'] / s['memray+py']:.2f} |")
         print("\nallocations recorded: " + ", ".join(
             f"{name}: memlens {a['memlens']:,}, memray {a['memray']:,}, memray+py {a['memray+py']:,}"

@@ -24,8 +24,13 @@ struct Run {
 
 struct TempDir(PathBuf);
 impl TempDir {
+    /// A fresh directory: unique per call, since tests running the same script at once
+    /// (in parallel threads) must not share one.
     fn new(name: &str) -> Self {
-        let d = std::env::temp_dir().join(format!("memlens-test-{name}-{}", std::process::id()));
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let pid = std::process::id();
+        let d = std::env::temp_dir().join(format!("memlens-test-{name}-{pid}-{n}"));
         let _ = std::fs::remove_dir_all(&d);
         std::fs::create_dir_all(&d).unwrap();
         TempDir(d)
@@ -170,9 +175,18 @@ fn allocations_land_on_their_named_threads_with_the_profile_function() {
     threads_with_stacks(&[("MEMLENS_STACKS", "profile")]);
 }
 
+/// Frame walking needs no profile function on new threads: threading's is taken off them
+/// (it once stayed, called at every call and return of every thread).
+#[test]
+fn allocations_land_on_their_named_threads_when_frames_are_walked() {
+    threads_with_stacks(&[("MEMLENS_STACKS", "walk")]);
+}
+
 fn threads_with_stacks(env: &[(&str, &str)]) {
     let run = run_script_env("threads.py", env, &[], &[]);
     assert_eq!(run.out.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&run.out.stderr);
+    assert!(!stderr.contains("Exception ignored"), "{stderr}");
     let line = line_of("threads.py", "THREAD_ALLOC_LINE");
     for i in 0..4u64 {
         let name = format!("worker-{i}");

@@ -102,6 +102,9 @@ unsafe extern "C" fn on_object(op: *mut PyObject, event: c_int, _data: *mut c_vo
         }
         // SAFETY: CPython calls us with the object it is creating, its type set.
         let block = unsafe { block_of(op) };
+        if crate::profiler::walking() {
+            crate::profiler::walk_frames(st);
+        }
         st.push_with_stack(Record::Recreate { address: block as u64 });
     });
     0

@@ -123,6 +123,8 @@ pub struct ThreadState {
     /// Set by `memlens_pause`: the thread's allocations and frees are not recorded
     /// (the census's own work). Stack tracking goes on.
     pub paused: bool,
+    /// The frames on the shadow stack are not ours to release (seeded by a frame walk).
+    borrowed: bool,
     /// The block the thread allocated last, [start, end), until an object is created in it
     /// (see [`crate::ref_tracer`]).
     fresh: (usize, usize),
@@ -182,6 +184,7 @@ fn create() -> *mut ThreadState {
         lines: LineCache::new(),
         scratch: Vec::new(),
         paused: false,
+        borrowed: false,
         fresh: (0, 0),
         seeded: false,
     }));
@@ -359,8 +362,9 @@ impl ThreadState {
     /// Drops the shadow stack above `len`, releasing the frame references. GIL held.
     fn truncate(&mut self, len: usize) {
         let api = api();
+        let owned = !self.borrowed;
         for e in self.stack.drain(len..) {
-            if !e.frame.is_null() {
+            if !e.frame.is_null() && owned {
                 // SAFETY: releasing the reference taken in enter_frame/seed; GIL held.
                 unsafe { (api.dec_ref)(e.frame) };
             }
@@ -377,12 +381,20 @@ impl ThreadState {
 
     /// Replaces the shadow stack with the given frames, outermost first (used when
     /// the profiler is installed in the middle of a running thread). Takes over one
-    /// reference to each frame. GIL held.
-    pub fn seed(&mut self, frames: impl Iterator<Item = (*mut PyObject, u32)>) {
+    /// reference to each frame if `owned`; otherwise (frame walking) the frames are
+    /// valid only until the thread runs on. GIL held.
+    pub fn seed(&mut self, frames: impl Iterator<Item = (*mut PyObject, u32)>, owned: bool) {
         self.truncate(0);
+        self.borrowed = !owned;
         self.stack.extend(frames.map(|(frame, code)| Entry::new(frame, code)));
         self.clean = 0;
         self.seeded = true;
+    }
+
+    /// The next records go out with the lines sent last: the frames are not read (frame
+    /// walking without the GIL, where they may be gone).
+    pub fn keep_lines(&mut self) {
+        self.clean = self.stack.len();
     }
 
     /// Drops the shadow stack: the thread no longer has the profiler, and must be seeded
