@@ -4,6 +4,7 @@ that venv's pytest (MEMLENS_TEST_VENV, MEMLENS_TEST_WHEEL)."""
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -38,3 +39,15 @@ def run(args, cwd, check_status=0, **kwargs):
     out = done.stdout + done.stderr
     assert done.returncode == check_status, f"{args}: exit {done.returncode}\n{out}"
     return out
+
+
+def listcomp(enclosing):
+    """The function name a list comprehension's allocations are charged to: its own frame's
+    before 3.12 (`<listcomp>`; on 3.11, which has qualified names, `ENCLOSING.<locals>.<listcomp>`
+    in a function), the enclosing function's once comprehensions are inlined (PEP 709).
+    These tests run in the venv's own interpreter."""
+    if sys.version_info >= (3, 12):
+        return enclosing
+    if sys.version_info >= (3, 11) and enclosing != "<module>":
+        return enclosing + ".<locals>.<listcomp>"
+    return "<listcomp>"
