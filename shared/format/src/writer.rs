@@ -317,7 +317,9 @@ impl<W: Write> RecordingWriter<W> {
         let time_ns = self.event_time(time_ns)?;
         // After event_time, which may have ended the chunk: both halves go in this one.
         let chunk = self.events.chunk;
-        let old = self.live.rekey(address, key, chunk, self.events.allocs()).expect("live");
+        let Some(old) = self.live.rekey(address, key, chunk, self.events.allocs()) else {
+            return Ok(());
+        };
         self.agg.recreate(old.key, key, old.size, time_ns);
         let kind = AllocatorKind::Recreated;
         self.stored_at(kind, time_ns);
