@@ -2,10 +2,11 @@
 """How memlens gets each allocation's Python stack, three ways, measured.
 
 memlens keeps a shadow stack per thread and sends only what changed since the thread's
-last allocation. On Python 3.11 it keeps it from the frame-evaluation hook (PEP 523: one
-C call per Python call, the default); elsewhere with a C profile function (a push per
+last allocation. It keeps it from the frame-evaluation hook (PEP 523: one C call per
+Python call, the default on 3.9 to 3.13); the fallback is a C profile function (a push per
 call, a pop per return; ``MEMLENS_STACKS=profile`` forces it here), which also makes the
-interpreter check for tracing at every instruction and call it at every builtin call. The
+interpreter check for tracing at every instruction (3.9-3.11; 3.12+ instruments every
+function instead) and call it at every builtin call. The
 obvious alternative walks the thread's frames at every allocation; the tracer has that
 mode too, for this measurement only (``MEMLENS_STACKS=walk``: ``PyEval_GetFrame`` and the
 public frame API, frame by frame, at each allocation made with the GIL held).
@@ -16,16 +17,16 @@ median times, slowdowns, and whether every mode names the same top call site at 
 
     python3 bench/stack_modes.py          # uses target/release/memlens
     REPEAT=5 python3 bench/stack_modes.py --only deep_stack
+    python3 bench/stack_modes.py --python ~/.pyenv/versions/3.13.0/bin/python3
 """
 import json
 import os
 import statistics
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
-from bench import MEMLENS, WORKLOADS, arguments, timed
+from bench import MEMLENS, WORKLOADS, arguments, describe, timed
 
 # Many small calls: what a per-call mechanism costs.
 CALLS = """
@@ -62,7 +63,12 @@ def main():
     workloads["deep_stack"] = tmp / "deep_stack.py"
     if args.only:
         workloads = {n: w for n, w in workloads.items() if n in args.only.split(",")}
-    py = sys.executable
+    for py in args.python:
+        print(f"\n### {describe(py)} ({py})\n", flush=True)
+        measure(py, workloads, args.repeat, tmp)
+
+
+def measure(py, workloads, repeat, tmp):
     modes = {"eval": "frame-evaluation hook", "profile": "profile function", "walk": "frame walking"}
     print("| workload | plain s | " + " | ".join(modes.values()) + " | same top site |")
     print("|---|---|" + "---|" * len(modes) + "---|")
@@ -72,7 +78,7 @@ def main():
             out = tmp / f"{name}.{mode}.memlens"
             cmd = [py, str(w)] if mode == "plain" else [str(MEMLENS), "run", "-q", "--python", py, "-o", str(out), str(w)]
             env = dict(os.environ, MEMLENS_STACKS=mode)
-            times[mode] = statistics.median(timed(cmd, env=env) for _ in range(args.repeat))
+            times[mode] = statistics.median(timed(cmd, env=env) for _ in range(repeat))
             if mode != "plain":
                 sites[mode] = top_site(out)
         p = times["plain"]

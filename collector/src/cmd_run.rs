@@ -215,7 +215,7 @@ fn meta(opts: &RunOptions, py: &PythonInfo, pid: u32) -> Meta {
     command_line.extend(opts.args.iter().map(|a| a.to_string_lossy().into_owned()));
     let cwd = std::env::current_dir().map(|d| d.to_string_lossy().into_owned()).unwrap_or_default();
     let capture = CaptureOptions {
-        python_allocators: true,
+        python_allocators: py.unsupported.is_none(),
         native: opts.native,
         rss_only: false,
         sample_interval_us: opts.interval.as_micros() as u64,
@@ -254,6 +254,10 @@ pub fn run_with(opts: RunOptions) -> Result<i32> {
         }
     }
     let py = probe_python(&opts.python)?;
+    if let Some(why) = &py.unsupported {
+        let what = if opts.native { "native allocations and RSS" } else { "RSS" };
+        eprintln!("memlens: {why}: recording {what} only, without Python stacks");
+    }
     let tracer = find_tracer()?;
     let package = PythonPackageDir::create()?;
     // The program will be this process.
@@ -262,7 +266,8 @@ pub fn run_with(opts: RunOptions) -> Result<i32> {
     let file = create_output(&output)?;
     let (pipe_r, pipe_w) = make_pipe()?;
     let (ctrl_recorder, ctrl_program) = make_control_socket()?;
-    let mut cmd = interpreter_command(&opts, &tracer, &package, &pipe_w, &ctrl_program);
+    let traced = py.unsupported.is_none();
+    let mut cmd = interpreter_command(&opts, traced, &tracer, &package, &pipe_w, &ctrl_program);
     let job = RecorderJob {
         pid,
         output,
@@ -274,6 +279,8 @@ pub fn run_with(opts: RunOptions) -> Result<i32> {
         interval: opts.interval,
         aggregate: opts.aggregate,
         quiet: opts.quiet,
+        // Nothing traced and no native allocations: no tracer to hear from.
+        tracer_expected: traced || opts.native,
         package,
     };
     spawn_recorder(job, &[&pipe_w, &ctrl_program])?;
@@ -287,27 +294,33 @@ pub fn run_with(opts: RunOptions) -> Result<i32> {
     Err(err).with_context(|| format!("cannot start {}", opts.python.display()))
 }
 
-/// `python -c BOOTSTRAP TARGET ARGS...` with the tracer preloaded and told where to write.
+/// `python -c BOOTSTRAP TARGET ARGS...` with the tracer preloaded and told where to write;
+/// for an interpreter memlens cannot trace (`traced` false), `python TARGET ARGS...`.
 fn interpreter_command(
     opts: &RunOptions,
+    traced: bool,
     tracer: &Path,
     package: &PythonPackageDir,
     pipe: &OwnedFd,
     ctrl: &OwnedFd,
 ) -> Command {
     let mut cmd = Command::new(&opts.python);
-    cmd.arg("-c").arg(BOOTSTRAP);
+    if traced {
+        cmd.arg("-c").arg(BOOTSTRAP);
+    }
+    // An interpreter we cannot trace runs the program as `python ARGS` would, with the
+    // tracer recording native allocations from its start (MEMLENS_NATIVE_FD).
     let mode = match &opts.target {
         Target::Script(p) => {
             cmd.arg(p);
             "script"
         }
         Target::Module(m) => {
-            cmd.arg(m);
+            cmd.args((!traced).then_some("-m")).arg(m);
             "module"
         }
         Target::Code(c) => {
-            cmd.arg(c);
+            cmd.args((!traced).then_some("-c")).arg(c);
             "code"
         }
     };
@@ -319,9 +332,13 @@ fn interpreter_command(
             preload.push(old);
         }
     }
+    // (Neither, when nothing is traced: the pipe then only tells when the program ended.)
+    let fd_var = if traced { "MEMLENS_FD" } else { "MEMLENS_NATIVE_FD" };
+    if traced || opts.native {
+        cmd.env(fd_var, pipe.as_raw_fd().to_string());
+    }
     cmd.env("LD_PRELOAD", preload)
         .env("MEMLENS_TRACER", tracer)
-        .env("MEMLENS_FD", pipe.as_raw_fd().to_string())
         .env("MEMLENS_CTRL_FD", ctrl.as_raw_fd().to_string())
         .env("MEMLENS_MODE", mode)
         .env("MEMLENS_NATIVE", if opts.native { "1" } else { "0" })

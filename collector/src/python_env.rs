@@ -34,10 +34,13 @@ pub const BOOTSTRAP: &str = "import memlens._bootstrap as b; b.main()";
 pub struct PythonInfo {
     pub version: String,
     pub implementation: String,
+    /// Why the tracer cannot follow this interpreter's Python code (one line), if it
+    /// cannot: then only native allocations and RSS are recorded.
+    pub unsupported: Option<String>,
 }
 
-/// Runs the interpreter once to learn its version (and to fail early and clearly if
-/// it is missing or unsupported).
+/// Runs the interpreter once to learn its version and build (and to fail early and
+/// clearly if it is missing or does not work).
 pub fn probe_python(python: &Path) -> Result<PythonInfo> {
     // -S, and no `platform` module: without `site` (its .pth files can take tens of ms)
     // and with `sys` alone, the answer is the same in a fraction of the time.
@@ -45,10 +48,12 @@ pub fn probe_python(python: &Path) -> Result<PythonInfo> {
         .args([
             "-S",
             "-c",
-            // Python 2 too, so that it gets a clear "not supported" below.
-            "import sys; sys.stdout.write('%d %d %s %s\\n' % (sys.version_info[0], \
+            // Python 2 too, so that it gets a clear "not supported" below. ABI flags: 'd'
+            // a debug build, 't' a free-threaded one (3.13+).
+            "import sys; sys.stdout.write('%d %d %s %s %s%s\\n' % (sys.version_info[0], \
              sys.version_info[1], sys.version.split()[0], \
-             getattr(getattr(sys, 'implementation', None), 'name', 'cpython')))",
+             getattr(getattr(sys, 'implementation', None), 'name', 'cpython'), \
+             getattr(sys, 'abiflags', ''), 'd' * hasattr(sys, 'gettotalrefcount')))",
         ])
         .env_remove("LD_PRELOAD")
         .output();
@@ -85,14 +90,17 @@ pub fn probe_python(python: &Path) -> Result<PythonInfo> {
     let text = String::from_utf8_lossy(&out.stdout);
     let parts: Vec<&str> = text.split_whitespace().collect();
     let parsed = match parts[..] {
-        [major, minor, version, implementation] => major
-            .parse::<u32>()
-            .ok()
-            .zip(minor.parse::<u32>().ok())
-            .map(|(a, b)| (a, b, version, implementation)),
+        [major, minor, version, implementation] => Some((major, minor, version, implementation, "")),
+        [major, minor, version, implementation, flags] => {
+            Some((major, minor, version, implementation, flags))
+        }
         _ => None,
-    };
-    let Some((major, minor, version, implementation)) = parsed else {
+    }
+    .and_then(|(major, minor, version, implementation, flags)| {
+        let (major, minor) = (major.parse::<u32>().ok()?, minor.parse::<u32>().ok()?);
+        Some((major, minor, version, implementation, flags))
+    });
+    let Some((major, minor, version, implementation, abiflags)) = parsed else {
         return Err(not_python(if text.trim().is_empty() {
             "did not answer (it printed nothing)".to_owned()
         } else {
@@ -101,17 +109,26 @@ pub fn probe_python(python: &Path) -> Result<PythonInfo> {
     };
     // What `platform.python_implementation()` calls it.
     let implementation = if implementation == "cpython" { "CPython" } else { implementation };
-    if implementation != "CPython" {
-        bail!("{implementation} {version} is not supported: memlens traces CPython only");
-    }
-    if major != 3 || !(SUPPORTED.0..=SUPPORTED.1).contains(&minor) {
-        bail!(
-            "Python {version} is not supported; supported versions are 3.{} to 3.{}",
-            SUPPORTED.0,
-            SUPPORTED.1
-        );
-    }
-    Ok(PythonInfo { version: version.to_owned(), implementation: implementation.to_owned() })
+    let (first, last) = SUPPORTED;
+    let unsupported = if implementation != "CPython" {
+        Some(format!("{implementation} {version} is not supported (memlens traces CPython)"))
+    } else if major != 3 || !(first..=last).contains(&minor) {
+        Some(format!(
+            "Python {version} is not supported (memlens traces CPython 3.{first} to 3.{last})"
+        ))
+    } else if abiflags.contains('t') {
+        Some(format!(
+            "free-threaded Python {version} is not supported (memlens traces builds with the GIL)"
+        ))
+    } else if abiflags.contains('d') {
+        Some(format!(
+            "Python {version} debug builds are not supported (memlens traces release builds)"
+        ))
+    } else {
+        None
+    };
+    let (version, implementation) = (version.to_owned(), implementation.to_owned());
+    Ok(PythonInfo { version, implementation, unsupported })
 }
 
 /// The interpreter `memlens run` uses without `--python`: the `python3` next to the memlens

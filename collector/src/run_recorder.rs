@@ -44,6 +44,9 @@ pub struct RecorderJob {
     /// Write the aggregates only, no events (`--aggregate`).
     pub aggregate: bool,
     pub quiet: bool,
+    /// Whether a tracer will write to the pipe (not when an interpreter memlens cannot trace
+    /// runs without native allocations recorded: then the recording holds RSS only).
+    pub tracer_expected: bool,
     /// The `memlens` package the program imports; removed once it has ended.
     pub package: PythonPackageDir,
 }
@@ -78,6 +81,7 @@ fn record(job: RecorderJob) -> Result<()> {
         interval,
         aggregate,
         quiet,
+        tracer_expected,
         package,
     } = job;
     let watch = EndWatch::spawn(pid, ctrl).context("cannot watch the traced program")?;
@@ -139,7 +143,9 @@ fn record(job: RecorderJob) -> Result<()> {
     if let Some(e) = feed_error {
         let _ = writeln!(err, "memlens: warning: stopped reading the tracer's data early: {e:#}");
     }
-    if !hello {
+    if !tracer_expected {
+        // Nothing traced: no tracer to hear from.
+    } else if !hello {
         let _ = writeln!(
             err,
             "memlens: warning: the program ended before tracing started; the recording is empty"

@@ -11,15 +11,15 @@ use std::process::{Command, Output};
 use memlens_analysis::{stack_totals, EventFilter, Snapshot};
 use memlens_format::{Recording, StackId};
 
-use common::{line_of, memlens, root, script, SmallDisk};
+use common::{line_of, memlens, python_has, root, script, SmallDisk};
 
 const MIB: u64 = 1024 * 1024;
 
 fn python(dir: &Path, args: &[&str]) -> Output {
-    python_with("python3", dir, args)
+    python_with(&common::python(), dir, args)
 }
 
-fn python_with(interpreter: &str, dir: &Path, args: &[&str]) -> Output {
+fn python_with(interpreter: &Path, dir: &Path, args: &[&str]) -> Output {
     let exe = memlens().get_program().to_owned();
     Command::new(interpreter)
         .args(args)
@@ -62,15 +62,12 @@ fn near(got: u64, want: u64) -> bool {
 
 #[test]
 fn record_blocks_trace_only_inside_and_follow_one_another() {
-    let has_numpy = Command::new("python3").args(["-c", "import numpy"]).status();
-    let numpy = has_numpy.map(|s| s.success()).unwrap_or(false);
+    let numpy = python_has("numpy");
     let dir = temp_dir("blocks");
     let s = script("record_blocks.py");
     let mut args = vec![s.to_str().unwrap(), dir.to_str().unwrap()];
     if numpy {
         args.push("numpy");
-    } else {
-        eprintln!("SKIPPED the numpy block: numpy is not installed (pip install numpy)");
     }
     let out = python(&dir, &args);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -207,7 +204,7 @@ fn record_works_in_a_non_pie_python() {
         \x20   t = threading.Thread(target=lambda: bytearray(1 << 20)); t.start(); t.join()\n\
         \x20   x = bytearray(10 << 20)\n\
         print(r.peak_bytes)\n";
-    let out = python_with("/usr/bin/python3", &dir, &["-c", code]);
+    let out = python_with(debian, &dir, &["-c", code]);
     assert!(out.status.success(), "{:?}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
     let peak: u64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
     assert!(near(peak, 10 * MIB) || (peak > 10 * MIB && peak < 12 * MIB), "{peak}");
@@ -220,8 +217,7 @@ fn record_works_in_a_non_pie_python() {
 /// that was loaded before it.
 #[test]
 fn record_loads_after_numpy() {
-    if !Command::new("python3").args(["-c", "import numpy"]).status().is_ok_and(|s| s.success()) {
-        eprintln!("SKIPPED: numpy is not installed (pip install numpy)");
+    if !python_has("numpy") {
         return;
     }
     let dir = temp_dir("after-numpy");

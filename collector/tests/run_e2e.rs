@@ -2,7 +2,8 @@
 //! real CPython run the scripts in tests/scripts/, and the recordings are checked with
 //! the format crate's analyses.
 //!
-//! Needs `python3` (CPython 3.9-3.13) on PATH and `libmemlens_tracer.so` built next to
+//! Needs `python3` (CPython 3.9-3.13; `MEMLENS_TEST_PYTHON` picks another, see common/) on
+//! PATH and `libmemlens_tracer.so` built next to
 //! the memlens binary (`cargo test` at the workspace root builds both). The numpy test
 //! is skipped, saying so, when numpy is not installed.
 
@@ -155,9 +156,18 @@ fn allocations_land_on_their_named_threads_with_the_profile_function() {
     threads_with_stacks(&[("MEMLENS_STACKS", "profile")]);
 }
 
+/// Frame walking needs no profile function on new threads: threading's is taken off them
+/// (it once stayed, called at every call and return of every thread).
+#[test]
+fn allocations_land_on_their_named_threads_when_frames_are_walked() {
+    threads_with_stacks(&[("MEMLENS_STACKS", "walk")]);
+}
+
 fn threads_with_stacks(env: &[(&str, &str)]) {
     let run = run_script_env("threads.py", env, &[], &[]);
     assert_eq!(run.out.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&run.out.stderr);
+    assert!(!stderr.contains("Exception ignored"), "{stderr}");
     let line = line_of("threads.py", "THREAD_ALLOC_LINE");
     for i in 0..4u64 {
         let name = format!("worker-{i}");

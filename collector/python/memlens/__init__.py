@@ -59,6 +59,7 @@ def _load(path):
         lib.memlens_gc.argtypes = [ctypes.c_int, ctypes.c_uint64, ctypes.c_uint64, ctypes.c_uint64]
         lib.memlens_gc.restype = None
         lib.memlens_active.restype = ctypes.c_int
+        lib.memlens_stack_mode.restype = ctypes.c_int
         lib.memlens_pause.argtypes = [ctypes.c_int]
         lib.memlens_pause.restype = None
         lib.memlens_census_begin.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32]
@@ -118,21 +119,29 @@ def _watch_end(tracer_path, ctrl_fd):
 def _start(tracer_path, fd, native, census=True, census_interval=0.0, census_max_objects=0):
     """Starts tracing into the recorder's pipe `fd` (called by the bootstrap)."""
     lib = _load(tracer_path)
-    _check(lib, lib.memlens_start(fd, 1 if native else 0))
+    traced = _check(lib, lib.memlens_start(fd, 1 if native else 0))
     atexit.register(_stop)
-    _begin(lib, census, census_interval, census_max_objects)
+    _begin(lib, census and traced, census_interval, census_max_objects, traced)
 
 
 def _check(lib, rc):
-    if rc != 0:
+    """True when the tracer traces Python; False when this interpreter cannot be traced and
+    it records native allocations only. Says so on stderr, in one line, as it does when
+    stacks are kept the slow way (rc 2); raises on failure."""
+    if rc < 0:
         raise RuntimeError("memlens: " + lib.memlens_last_error().decode("utf-8", "replace"))
+    if rc > 0:
+        print("memlens: " + lib.memlens_last_error().decode("utf-8", "replace"), file=sys.stderr)
+    return rc != 1
 
 
-def _begin(lib, census, census_interval=0.0, census_max_objects=0):
+def _begin(lib, census, census_interval=0.0, census_max_objects=0, traced=True):
     """What every tracing session needs once the tracer runs: new threads handed to the
-    profiler, gc runs reported, and the start census."""
+    profiler (`traced`: when it follows Python code), gc runs reported, and the start
+    census."""
     global _census_on, _census_thread
-    threading.setprofile(_thread_profile)
+    if traced:
+        threading.setprofile(_thread_profile)
     gc.callbacks.append(_gc_callback)
     _census_on = census
     _census_thread = None
@@ -169,6 +178,14 @@ def _stop():
 def is_tracing():
     """True when this process is being traced by memlens."""
     return _lib is not None and bool(_lib.memlens_active())
+
+
+def _stack_mode():
+    """How this process keeps Python stacks: "eval-hook" (PEP 523), "profile" (a profile
+    function), "walk" (frame walking, a measurement mode), or None before tracing."""
+    if _lib is None:
+        return None
+    return {0: "eval-hook", 1: "profile", 2: "walk"}.get(_lib.memlens_stack_mode())
 
 
 def mark(label):
@@ -221,12 +238,14 @@ class record:
     each ``memlens.mark()``) unless ``census=False``. Blocks can follow one another (one
     recording per test, per notebook cell) but not nest, and not inside ``memlens run``.
     Threads that were already running when the block started are traced too: their
-    Python stacks start at their first function call inside the block (on 3.11 through the
-    interpreter's frame-evaluation hook, which stays installed after the block; on other
-    versions at their first call or return, with ``_PyEval_SetProfile`` or
-    ``PyEval_SetProfileAllThreads``, which replace any other profiler those threads had).
-    The recording is complete when the block ends; if the program dies inside it, what was
-    recorded up to then stays readable.
+    Python stacks start at their first function call inside the block (through the
+    interpreter's frame-evaluation hook, which stays installed after the block; where its
+    frame layout does not check out, at their first call or return, with
+    ``_PyEval_SetProfile`` or ``PyEval_SetProfileAllThreads``, which replace any other
+    profiler those threads had). The recording is complete when the block ends; if the
+    program dies inside it, what was recorded up to then stays readable. In an interpreter
+    memlens cannot trace (a version outside 3.9-3.13, a debug or free-threaded build), the
+    block records native allocations only, and says so on stderr.
 
     After the block, ``peak_bytes`` is the high-water mark of the memory allocated inside
     it and not yet freed, and ``leaked_bytes`` what it left allocated at its end.
@@ -299,12 +318,12 @@ class record:
                 lib.memlens_name_thread(t.native_id, t.name.encode("utf-8", "replace"))
         name = me.name.encode("utf-8", "replace")
         rc = lib.memlens_start_in(w, 1 if self.native else 0, frame, name)
-        if rc != 0:
+        if rc < 0:
             os.close(w)
             sink.communicate()
-            _check(lib, rc)
+        traced = _check(lib, rc)
         self._sink = sink
-        _begin(lib, self.census)
+        _begin(lib, self.census and traced, 0.0, 0, traced)
 
     def stop(self):
         """Stops tracing and waits until the recording is complete on disk. Idempotent."""

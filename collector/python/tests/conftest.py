@@ -4,6 +4,7 @@ that venv's pytest (MEMLENS_TEST_VENV, MEMLENS_TEST_WHEEL)."""
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -58,3 +59,15 @@ def small_disk(tmp_path):
         yield mnt
     finally:
         subprocess.run(["umount", str(mnt)], capture_output=True)
+
+
+def listcomp(enclosing):
+    """The function name a list comprehension's allocations are charged to: its own frame's
+    before 3.12 (`<listcomp>`; on 3.11, which has qualified names, `ENCLOSING.<locals>.<listcomp>`
+    in a function), the enclosing function's once comprehensions are inlined (PEP 709).
+    These tests run in the venv's own interpreter."""
+    if sys.version_info >= (3, 12):
+        return enclosing
+    if sys.version_info >= (3, 11) and enclosing != "<module>":
+        return enclosing + ".<locals>.<listcomp>"
+    return "<listcomp>"

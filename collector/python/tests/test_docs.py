@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import clean_env
+from conftest import clean_env, listcomp
 
 DOCS = Path(__file__).resolve().parents[3] / "docs"
 BLOCK = re.compile(r"^```(\w+)\n(.*?)^```", re.S | re.M)
@@ -93,7 +93,7 @@ def test_getting_started_pytest(workdir):
     assert "over the limit of 24 MB (24000000 bytes)" in out
     assert "memlens: no test's peak grew more than 10% vs baseline" in out
     # The failing test's own recording, read back.
-    assert "make_table.<locals>.<listcomp>" in out[out.index("test_tables.py_test_big_table-"):]
+    assert listcomp("make_table") in out[out.index("test_tables.py_test_big_table-"):]
 
 
 def test_getting_started_notebook(workdir):

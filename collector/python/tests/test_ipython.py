@@ -2,7 +2,7 @@
 
 import re
 
-from conftest import run
+from conftest import listcomp, run
 
 DRIVER = r'''
 from IPython.core.interactiveshell import InteractiveShell
@@ -36,7 +36,8 @@ def test_cell_magic_records_the_cell_and_shows_the_report(venv, tmp_path):
     first = text.splitlines()[0]
     assert re.match(r"memlens: peak (29|30|31)\.\d MiB, ", first), text  # 30,000 x 1000 B rows
     # The top site is the cell's line that made the rows.
-    assert re.search(r"^\s+30\.\d MiB  <listcomp>  <ipython-input-\d+-\w+>:1$", text, re.M), text
+    site = re.escape(listcomp("<module>"))
+    assert re.search(rf"^\s+30\.\d MiB  {site}  <ipython-input-\d+-\w+>:1$", text, re.M), text
     # memlens's own frames (the magic's helper that runs the cell) are no call site.
     assert "memlens" not in "\n".join(text.splitlines()[1:]), text
     failed = out[out.index("FAILED<<"):]

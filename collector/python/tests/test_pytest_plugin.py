@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import clean_env, run
+from conftest import clean_env, listcomp, run
 
 PROJECT = Path(__file__).parent / "data" / "limits_project"
 NUMPY_PROJECT = Path(__file__).parent / "data" / "numpy_project"
@@ -41,7 +41,7 @@ def test_limit_markers_fail_the_tests_over_their_limits(venv, tmp_path):
         and "over the limit of 24 MB (24000000 bytes)" in out
     ), out
     # The top call site is the line that allocated the rows.
-    assert f"make_table.<locals>.<listcomp>  {cwd}/test_limits.py:{line_of('return [bytearray')}" in out
+    assert f"{listcomp('make_table')}  {cwd}/test_limits.py:{line_of('return [bytearray')}" in out
     assert "memlens: limit_leaks: the test's memory left allocated was 2.9 MiB" in out
     assert f"test_leaky_cache  {cwd}/test_limits.py:{line_of('_cache.append')}" in out
     assert "PytestAssertRewriteWarning" not in out

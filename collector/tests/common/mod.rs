@@ -1,5 +1,9 @@
-//! Shared by the collector's end-to-end tests: the repository root and a `memlens` command
-//! whose tracer library is built.
+//! Shared by the collector's end-to-end tests: the repository root, a `memlens` command
+//! whose tracer library is built, and the Python interpreter the tests run.
+//!
+//! The interpreter is `python3` from PATH, or `MEMLENS_TEST_PYTHON` when set: `./dev test`
+//! runs the Python-dependent test binaries once more for each CPython it finds (pyenv's
+//! 3.9 to 3.13), with that variable set. `memlens run` then finds it as `python3` on PATH.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -38,8 +42,40 @@ fn build_tracer(exe: &Path) {
     });
 }
 
+/// The interpreter under test: `MEMLENS_TEST_PYTHON`, else `python3` from PATH.
+#[allow(dead_code)] // not every test file uses it
+pub fn python() -> PathBuf {
+    std::env::var_os("MEMLENS_TEST_PYTHON").map_or_else(|| "python3".into(), PathBuf::from)
+}
+
+/// PATH with a directory holding `python3` -> `MEMLENS_TEST_PYTHON` first, so that
+/// `memlens run` (which runs `python3` from PATH) and the scripts' own subprocesses use
+/// the interpreter under test. `None` when the variable is not set.
+fn test_python_path() -> Option<std::ffi::OsString> {
+    static DIR: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+    let dir = DIR.get_or_init(|| {
+        let python = std::fs::canonicalize(std::env::var_os("MEMLENS_TEST_PYTHON")?)
+            .expect("MEMLENS_TEST_PYTHON names an existing interpreter");
+        // One directory per interpreter, shared by test binaries running at once.
+        let name: String =
+            python.to_string_lossy().chars().filter(char::is_ascii_alphanumeric).collect();
+        let dir = std::env::temp_dir().join(format!("memlens-test-python-{name}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        match std::os::unix::fs::symlink(&python, dir.join("python3")) {
+            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => panic!("{e}"),
+            _ => Some(dir),
+        }
+    });
+    let dir = dir.as_ref()?;
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    Some(
+        std::env::join_paths(std::iter::once(dir.clone()).chain(std::env::split_paths(&path)))
+            .unwrap(),
+    )
+}
+
 /// The memlens binary under test, with its tracer library built beside it (unless
-/// `MEMLENS_TRACER` names one).
+/// `MEMLENS_TRACER` names one), running the interpreter under test ([`python`]).
 pub fn memlens() -> Command {
     let exe = PathBuf::from(env!("CARGO_BIN_EXE_memlens"));
     let tracer = exe.parent().unwrap().join("libmemlens_tracer.so");
@@ -51,7 +87,29 @@ pub fn memlens() -> Command {
         "{} is missing: build the tracer first (`cargo build -p memlens-tracer`)",
         tracer.display()
     );
-    Command::new(exe)
+    let mut cmd = Command::new(exe);
+    if let Some(path) = test_python_path() {
+        cmd.env("PATH", path);
+    }
+    cmd
+}
+
+/// The minor version of Python 3 in a recording's `python_version` ("3.12.1" -> 12).
+#[allow(dead_code)]
+pub fn python_minor(version: &str) -> u32 {
+    version.split('.').nth(1).and_then(|m| m.parse().ok()).expect("a 3.X version")
+}
+
+/// The function a list comprehension's allocations are charged to: its own frame's before
+/// 3.12 (`<listcomp>`; on 3.11, which has qualified names, `ENCLOSING.<locals>.<listcomp>`
+/// in a function), the enclosing function's since comprehensions are inlined (PEP 709).
+#[allow(dead_code)]
+pub fn listcomp_function(version: &str, enclosing: &str) -> String {
+    match python_minor(version) {
+        12.. => enclosing.to_owned(),
+        11 if enclosing != "<module>" => format!("{enclosing}.<locals>.<listcomp>"),
+        _ => "<listcomp>".to_owned(),
+    }
 }
 
 /// A fresh temporary directory, removed on drop.
@@ -60,8 +118,13 @@ pub struct TempDir(pub PathBuf);
 
 #[allow(dead_code)]
 impl TempDir {
+    /// A fresh directory: unique per call, since tests running the same script at once
+    /// (in parallel threads) must not share one.
     pub fn new(name: &str) -> Self {
-        let d = std::env::temp_dir().join(format!("memlens-test-{name}-{}", std::process::id()));
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let pid = std::process::id();
+        let d = std::env::temp_dir().join(format!("memlens-test-{name}-{pid}-{n}"));
         let _ = std::fs::remove_dir_all(&d);
         std::fs::create_dir_all(&d).unwrap();
         TempDir(d)
@@ -74,16 +137,19 @@ impl Drop for TempDir {
     }
 }
 
-/// Whether `python3` imports `modules` (e.g. "numpy, scipy.linalg"); says it skips if not.
+/// Whether the interpreter under test ([`python`]) imports `modules` (e.g. "numpy,
+/// scipy.linalg"); says it skips if not.
 #[allow(dead_code)]
 pub fn python_has(modules: &str) -> bool {
-    let ok = Command::new("python3")
+    let ok = Command::new(python())
         .args(["-c", &format!("import {modules}")])
         .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
+        .is_ok_and(|s| s.success());
     if !ok {
-        eprintln!("SKIPPED: {modules} not installed for python3 (./dev setup installs them)");
+        eprintln!(
+            "SKIPPED: {modules} not installed for {} (./dev setup installs them)",
+            python().display()
+        );
     }
     ok
 }

@@ -8,8 +8,11 @@
 //!   undefined Python symbols, so non-Python programs that inherit `LD_PRELOAD` still
 //!   load it),
 //! - wraps CPython's raw/mem/object allocators ([`pymem_hooks`]),
-//! - keeps a shadow stack per thread from the interpreter's frame-evaluation hook on
-//!   3.11, or a C profile function elsewhere ([`profiler`], [`thread_state`]),
+//! - keeps a shadow stack per thread from the interpreter's frame-evaluation hook, or a
+//!   C profile function where the hook's frame layout does not check out ([`profiler`],
+//!   [`thread_state`]),
+//! - on 3.13, charges objects re-created from free lists to the code that re-created
+//!   them ([`ref_tracer`]),
 //! - starts the drain thread that merges the per-thread rings ([`ring`]) in order and
 //!   writes raw `memlens_wire` records to the pipe given by the parent ([`tracing`]).
 //!
@@ -39,6 +42,7 @@ mod profiler;
 mod pymem_hooks;
 mod python_api;
 mod real;
+mod ref_tracer;
 mod reservations;
 mod ring;
 mod thread_state;
@@ -67,19 +71,23 @@ unsafe fn c_bytes<'a>(p: *const c_char) -> &'a [u8] {
     }
 }
 
-fn start_result(r: Result<(), String>) -> c_int {
-    match r {
-        Ok(()) => 0,
-        Err(msg) => {
-            LAST_ERROR.with(|e| *e.borrow_mut() = CString::new(msg).unwrap_or_default());
-            -1
-        }
-    }
+fn start_result(r: Result<tracing::Started, String>) -> c_int {
+    let (rc, msg) = match r {
+        Ok(tracing::Started::Traced(None)) => return 0,
+        Ok(tracing::Started::NativeOnly(why)) => (1, why),
+        Ok(tracing::Started::Traced(Some(note))) => (2, note),
+        Err(msg) => (-1, msg),
+    };
+    LAST_ERROR.with(|e| *e.borrow_mut() = CString::new(msg).unwrap_or_default());
+    rc
 }
 
 /// Starts tracing at the start of the program (`memlens run`), writing raw records to
-/// `fd`. Returns 0 on success; otherwise [`memlens_last_error`] says why. Call with the
-/// GIL held (ctypes.PyDLL).
+/// `fd`. Returns 0 on success; 1 when this Python cannot be traced and only native
+/// allocations are recorded; 2 when it is traced, the slow way (see
+/// [`python_api::PyApi::hook_refused`]); -1 on failure. For 1, 2 and -1,
+/// [`memlens_last_error`] says why.
+/// Call with the GIL held (ctypes.PyDLL).
 #[no_mangle]
 pub extern "C" fn memlens_start(fd: c_int, native: c_int) -> c_int {
     start_result(tracing::start(fd, native != 0, std::ptr::null_mut(), b"MainThread"))
@@ -121,22 +129,74 @@ pub unsafe extern "C" fn memlens_name_thread(os_tid: u64, name: *const c_char) {
 /// success; otherwise [`memlens_last_error`] says why.
 #[no_mangle]
 pub extern "C" fn memlens_watch_end(fd: c_int) -> c_int {
-    start_result(process_end::install(fd))
+    start_result(process_end::install(fd, true).map(|()| tracing::Started::Traced(None)))
 }
 
 /// Takes the profiler off the calling thread after [`memlens_stop`] (the end of a
 /// `memlens.record()` block). GIL held.
 #[no_mangle]
 pub extern "C" fn memlens_release_thread() {
-    if !tracing::active() {
+    if !tracing::active() && python_api::ready() {
         profiler::uninstall_from_current_thread();
+        ref_tracer::uninstall();
     }
 }
 
-/// The reason the last [`memlens_start`] on this thread failed.
+/// The reason the last [`memlens_start`] on this thread failed or recorded native
+/// allocations only.
 #[no_mangle]
 pub extern "C" fn memlens_last_error() -> *const c_char {
     LAST_ERROR.with(|e| e.borrow().as_ptr())
+}
+
+/// `memlens run` with an interpreter it cannot trace (another version, a debug or
+/// free-threaded build, Python 2) runs the program itself, not the bootstrap, with
+/// `MEMLENS_NATIVE_FD` naming its pipe (with native allocations asked for) and
+/// `MEMLENS_CTRL_FD` its control socket: native allocations are then recorded from before
+/// `main` to exit, without Python stacks, and the process's exit is reported (see
+/// [`process_end`]). Only in a Python process run without the bootstrap (no `MEMLENS_FD`):
+/// a wrapper (pyenv's shims are shell scripts) leaves the variables and the descriptors to
+/// the interpreter it runs. The variables are then removed, so that programs the traced one
+/// runs do not write into the pipe.
+#[used]
+#[link_section = ".init_array"]
+static START_AT_LOAD: extern "C" fn() = start_at_load;
+
+extern "C" fn start_at_load() {
+    // SAFETY: constructors run before `main`, on one thread: nothing else reads or
+    // changes the environment meanwhile (take_fd_var's contract).
+    let (fd, ctrl) = unsafe {
+        if !libc::getenv(c"MEMLENS_FD".as_ptr()).is_null()
+            || libc::dlsym(libc::RTLD_DEFAULT, c"Py_GetVersion".as_ptr()).is_null()
+        {
+            return;
+        }
+        (take_fd_var(c"MEMLENS_NATIVE_FD"), take_fd_var(c"MEMLENS_CTRL_FD"))
+    };
+    if let Some(ctrl) = ctrl {
+        let _ = process_end::install(ctrl, false);
+    }
+    if let Some(fd) = fd {
+        // A failure (no x86-64 Linux) leaves the program running untraced.
+        let _ = tracing::start_at_load(fd);
+    }
+}
+
+/// The file descriptor in environment variable `name`, which is removed.
+///
+/// # Safety
+/// Nothing else reads or changes the environment meanwhile (a constructor, before `main`).
+unsafe fn take_fd_var(name: &CStr) -> Option<c_int> {
+    // SAFETY: per the function contract; the string is parsed before it is removed.
+    unsafe {
+        let v = libc::getenv(name.as_ptr());
+        if v.is_null() {
+            return None;
+        }
+        let fd = CStr::from_ptr(v).to_str().ok().and_then(|s| s.parse::<c_int>().ok());
+        libc::unsetenv(name.as_ptr());
+        fd
+    }
 }
 
 /// Stops tracing and flushes everything to the parent. Idempotent.
@@ -153,7 +213,7 @@ pub extern "C" fn memlens_stop() {
 /// NUL-terminated.
 #[no_mangle]
 pub unsafe extern "C" fn memlens_thread_start(frame: *mut std::ffi::c_void, name: *const c_char) {
-    if tracing::active() {
+    if tracing::active() && python_api::ready() {
         // SAFETY: per the function contract.
         let name = unsafe { c_bytes(name) };
         profiler::adopt_new_thread(frame, name);
@@ -185,6 +245,13 @@ pub extern "C" fn memlens_gc(
         collected,
         uncollectable,
     });
+}
+
+/// How this process keeps Python stacks: 0 the frame-evaluation hook, 1 the profile
+/// function, 2 frame walking; -1 before tracing first started.
+#[no_mangle]
+pub extern "C" fn memlens_stack_mode() -> c_int {
+    profiler::mode_code()
 }
 
 /// 1 while tracing is on.

@@ -74,8 +74,12 @@ extern "C" {
     fn on_exit(f: extern "C" fn(c_int, *mut c_void), arg: *mut c_void) -> c_int;
 }
 
-/// Takes the control socket `fd` (see the module doc). Once per process.
-pub fn install(fd: c_int) -> Result<(), String> {
+/// Takes the control socket `fd` (see the module doc). Once per process. Without `signals`
+/// (an interpreter memlens cannot trace, from the tracer's constructor: before the
+/// interpreter looks at which signals have their default action, which a handler of ours
+/// would change, SIGINT's KeyboardInterrupt included) only exits are reported; a death by
+/// a signal is then read from /proc by the recorder.
+pub fn install(fd: c_int, signals: bool) -> Result<(), String> {
     if fd < 0 {
         return Err("no control socket".into());
     }
@@ -93,7 +97,7 @@ pub fn install(fd: c_int) -> Result<(), String> {
         }
         libc::pthread_atfork(None, None, Some(after_fork_in_child));
     }
-    for sig in FATAL {
+    for sig in FATAL.into_iter().filter(|_| signals) {
         if action_is_default(sig) {
             // SAFETY: a zeroed sigaction is valid; the handler has the signature a
             // handler without SA_SIGINFO is called with.

@@ -160,7 +160,8 @@ pub extern "C" fn profile(
 #[repr(u8)]
 pub enum StackMode {
     /// The frame-evaluation hook ([`eval_frame`]), where this Python has a usable one
-    /// (3.11): one C call per Python call, and no tracing overhead between calls.
+    /// (3.9 to 3.13, its frame layout verified at start): one C call per Python call,
+    /// and no tracing overhead between calls.
     Eval = 0,
     /// A C profile function on every thread (`MEMLENS_STACKS=profile`, and the versions
     /// without a usable hook).
@@ -221,6 +222,14 @@ pub fn init_stack_mode(frame: *mut PyObject) {
     }
 }
 
+/// [`StackMode`] as a number, -1 before the first start (for `memlens_stack_mode`).
+pub fn mode_code() -> c_int {
+    match MODE.load(Ordering::Relaxed) {
+        u8::MAX => -1,
+        m => c_int::from(m),
+    }
+}
+
 #[inline]
 pub fn walking() -> bool {
     mode() == StackMode::Walk
@@ -255,7 +264,10 @@ unsafe extern "C" fn eval_frame(
     throw: c_int,
 ) -> *mut PyObject {
     let api = api();
-    let tracked = {
+    let hook = api.eval_hook().expect("the hook is installed only where it exists");
+    // SAFETY: CPython hands us a live frame to run.
+    let code = unsafe { hook.code(iframe) };
+    let tracked = !code.is_null() && {
         let g = Guard::enter(Ctx::Tracer);
         g.outermost()
             && with_state(|st| {
@@ -269,9 +281,6 @@ unsafe extern "C" fn eval_frame(
                     }
                     seed_from(api, st, caller, |_| false);
                 }
-                let hook = api.eval_hook().expect("the hook is installed only where it exists");
-                // SAFETY: CPython hands us a live frame to run.
-                let code = unsafe { hook.code(iframe) };
                 let id = code_id(api, st, code);
                 st.enter_iframe(iframe, code, id);
             })
@@ -290,13 +299,15 @@ unsafe extern "C" fn eval_frame(
 }
 
 /// Frame-walking mode: rebuilds the thread's stack from its frames, when it holds the
-/// GIL (a native allocation without it keeps the last stack walked). Frame objects may
-/// be created on the way (3.11+), so the collector is kept from running meanwhile.
+/// GIL (a native allocation without it keeps the last stack walked, lines included: its
+/// frames may be gone). Frame objects may be created on the way (3.11+), so the
+/// collector is kept from running meanwhile.
 pub fn walk_frames(st: &mut ThreadState) {
     let api = api();
     // SAFETY: PyGILState_Check has no preconditions; the rest runs with the GIL held.
     unsafe {
         if (api.gil_check)() == 0 {
+            st.keep_lines();
             return;
         }
         let was_enabled = api.gc_disable.map(|f| f());
@@ -305,7 +316,7 @@ pub fn walk_frames(st: &mut ThreadState) {
             (api.inc_ref)(frame);
         }
         let roots = WALK_ROOTS.lock().unwrap_or_else(|e| e.into_inner());
-        seed_from(api, st, frame, |f| roots.contains(&(f as usize)));
+        seed_walked(api, st, frame, |f| roots.contains(&(f as usize)));
         if let (Some(1), Some(enable)) = (was_enabled, api.gc_enable) {
             enable();
         }
@@ -321,6 +332,28 @@ fn seed_from(
     frame: *mut PyObject,
     stop: impl Fn(*mut PyObject) -> bool,
 ) {
+    seed(api, st, frame, stop, true);
+}
+
+/// [`seed_from`] for frame walking, where the shadow stack keeps no references: the
+/// stack is walked again at the next allocation, and releasing the last reference to a
+/// frame that has finished since would run its locals' finalizers inside an allocation.
+fn seed_walked(
+    api: &PyApi,
+    st: &mut ThreadState,
+    frame: *mut PyObject,
+    stop: impl Fn(*mut PyObject) -> bool,
+) {
+    seed(api, st, frame, stop, false);
+}
+
+fn seed(
+    api: &PyApi,
+    st: &mut ThreadState,
+    frame: *mut PyObject,
+    stop: impl Fn(*mut PyObject) -> bool,
+    owned: bool,
+) {
     let mut frames = Vec::new();
     let mut f = frame;
     while !f.is_null() {
@@ -329,13 +362,21 @@ fn seed_from(
             unsafe { (api.dec_ref)(f) };
             break;
         }
-        // Our reference to `f` moves into the shadow stack (see ThreadState::seed).
+        // Our reference to `f` moves into the shadow stack (see ThreadState::seed), or is
+        // released: a frame on the running stack is kept alive by the interpreter.
         frames.push((f, frame_code_id(api, st, f)));
-        // SAFETY: GIL held; GetBack returns a new reference (or NULL).
-        f = unsafe { (api.frame_get_back)(f) };
+        // SAFETY: GIL held; GetBack returns a new reference (or NULL); `f` is on the
+        // running stack, so releasing ours does not free it.
+        unsafe {
+            let back = (api.frame_get_back)(f);
+            if !owned {
+                (api.dec_ref)(f);
+            }
+            f = back;
+        }
     }
     frames.reverse();
-    st.seed(frames.into_iter());
+    st.seed(frames.into_iter(), owned);
     if let Some(name) = pending_name(st.os_tid()) {
         st.set_name(&name);
     }
@@ -404,10 +445,10 @@ pub fn install_on_current_thread(frame: *mut PyObject, name: Option<&[u8]>) {
 }
 
 /// A thread started during tracing, at its first profile event (`threading.setprofile`'s
-/// function): takes its name and, unless the evaluation hook already keeps its stack,
-/// gets the profiler. GIL held.
+/// function): takes its name and, unless the evaluation hook already keeps its stack (or
+/// it is walked at each allocation), gets the profiler. GIL held.
 pub fn adopt_new_thread(frame: *mut PyObject, name: &[u8]) {
-    if mode() != StackMode::Eval {
+    if mode() == StackMode::Profile {
         install_on_current_thread(frame, Some(name));
         return;
     }

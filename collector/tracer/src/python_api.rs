@@ -5,17 +5,22 @@
 //! with `dlsym(RTLD_DEFAULT, ...)` when tracing starts, which finds them in
 //! `libpython3.X.so` or in a statically linked `python3` alike.
 //!
-//! Version differences handled here (3.9 to 3.13; 3.11 is the tested one):
+//! Version differences handled here (3.9 to 3.13, each tested):
 //! - `co_qualname` exists from 3.11; before, `co_name` is the best name available.
+//! - 3.13: `PyRefTracer` tells of every object created, free-listed ones included
+//!   ([`RefTracerApi`], used by [`crate::ref_tracer`]).
 //! - 3.12 renamed `_PyCode_GetExtra`/`_PyCode_SetExtra`/`_PyEval_RequestCodeExtraIndex`
 //!   to `PyUnstable_*`; we try the new names first, then the old ones.
 //! - `PyMemAllocatorEx` and the profile-function protocol are unchanged since 3.5.
 //! - Profiling threads that are already running: 3.12 has `PyEval_SetProfileAllThreads`;
 //!   3.9 to 3.11 export `_PyEval_SetProfile(tstate, ...)`, applied to each thread state of
 //!   the interpreter (which is what 3.12's function does).
-//! - 3.11 only: the frame-evaluation hook (PEP 523) and the layout of its interpreter
-//!   frames ([`EvalHook`]), checked against the public frame API before use; other
-//!   versions keep shadow stacks with the profile function.
+//! - The frame-evaluation hook (PEP 523) and the layout of the frames it is given
+//!   ([`EvalHook`]: frame objects on 3.9 and 3.10, interpreter frames since 3.11, whose
+//!   code and position fields moved in 3.12 and 3.13), checked against the public frame
+//!   API before use; where the check fails, shadow stacks are kept with the profile
+//!   function. 3.14 renames the hook's setter `PyUnstable_InterpreterState_SetEvalFrameFunc`;
+//!   both names are looked up.
 
 use std::ffi::{c_char, c_int, c_void, CStr};
 use std::sync::OnceLock;
@@ -83,75 +88,158 @@ pub struct PyApi {
     pub name_attr: &'static CStr,
     all_threads: Option<AllThreads>,
     eval_hook: Option<EvalHook>,
+    ref_tracer: Option<RefTracerApi>,
 }
 
-/// `_PyFrameEvalFunction`: (thread state, interpreter frame, throw flag) -> result.
+/// `PyRefTracer` (3.13+): called with each object created (`_Py_NewReference`, which
+/// objects taken from a free list go through too) or destroyed, the event, and our data.
+pub type RefTracer = unsafe extern "C" fn(*mut PyObject, c_int, *mut c_void) -> c_int;
+
+/// `PyRefTracer_CREATE`.
+pub const REFTRACER_CREATE: c_int = 0;
+
+/// The object-creation tracer API of 3.13+ (`Include/cpython/object.h`).
+pub struct RefTracerApi {
+    /// `PyRefTracer_SetTracer(tracer, data)`: 0 on success. GIL held.
+    pub set: unsafe extern "C" fn(Option<RefTracer>, *mut c_void) -> c_int,
+    /// `PyRefTracer_GetTracer(&data)`: the installed tracer, or null.
+    pub get: unsafe extern "C" fn(*mut *mut c_void) -> Option<RefTracer>,
+    /// `PyType_GetFlags`.
+    pub type_flags: unsafe extern "C" fn(*mut PyObject) -> std::ffi::c_ulong,
+}
+
+/// `_PyFrameEvalFunction`: (thread state, frame, throw flag) -> result. The frame is an
+/// `_PyInterpreterFrame` on 3.11+, a frame object (`PyFrameObject`) on 3.9 and 3.10.
 pub type EvalFunc = unsafe extern "C" fn(*mut c_void, *mut c_void, c_int) -> *mut PyObject;
 
-/// The frame-evaluation hook of 3.11 (PEP 523) and what reading its frames needs.
+/// The frame-evaluation hook (PEP 523) and what reading the frames it is given needs.
 ///
 /// CPython calls the interpreter's frame-evaluation function for every Python frame it
-/// runs (once such a function is set, it stops inlining Python-to-Python calls), with an
-/// `_PyInterpreterFrame`. Wrapping it keeps a shadow stack at the cost of one C call per
-/// Python call, where a profile function makes the interpreter check for tracing at every
-/// bytecode instruction and calls it at every builtin call too (measured in
-/// bench/stack_modes.py).
+/// runs (once such a function is set, 3.11+ stops inlining Python-to-Python calls, and
+/// its specialized instructions that would push a frame inline deoptimize), with the
+/// frame to run. Wrapping it keeps a shadow stack at the cost of one C call per Python
+/// call, where a profile function makes the interpreter check for tracing at every
+/// bytecode instruction (3.9-3.11) or instrument every function (3.12+) and calls it at
+/// every builtin call too (measured in bench/stack_modes.py).
 pub struct EvalHook {
     pub get_interp: unsafe extern "C" fn() -> *mut c_void,
     pub get_eval: unsafe extern "C" fn(*mut c_void) -> Option<EvalFunc>,
     pub set_eval: unsafe extern "C" fn(*mut c_void, Option<EvalFunc>),
     pub default_eval: EvalFunc,
     pub addr2line: unsafe extern "C" fn(*mut PyObject, c_int) -> c_int,
-    /// `_PyInterpreterFrame.f_code` (3.11: after f_func, f_globals, f_builtins, f_locals).
-    iframe_code: usize,
-    /// `_PyInterpreterFrame.prev_instr` (after frame_obj and previous).
-    iframe_prev_instr: usize,
-    /// `PyCodeObject.co_code_adaptive`, where instruction offsets count from.
-    code_units: usize,
-    /// `PyFrameObject.f_frame` (after the object header and f_back).
-    frame_iframe: usize,
+    /// `&PyCode_Type`: a frame whose code slot holds anything else is not tracked.
+    code_type: *const c_void,
+    layout: FrameLayout,
+}
+
+// SAFETY: `code_type` is the address of a static type object, only compared with.
+unsafe impl Send for EvalHook {}
+// SAFETY: as above.
+unsafe impl Sync for EvalHook {}
+
+/// Where a version's evaluated frames keep their code object and position. Each version's
+/// numbers come from its headers (`offsetof` on `Include/internal/pycore_frame.h`'s
+/// `_PyInterpreterFrame`, `Include/cpython/code.h`'s `PyCodeObject` and
+/// `Include/cpython/frameobject.h` / `pycore_frame.h`'s `PyFrameObject`, x86-64, release
+/// builds), and are checked against the public frame API at start ([`EvalHook::verified`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct FrameLayout {
+    /// The code object pointer: `f_code` (3.9-3.12), `f_executable` (3.13).
+    code: usize,
+    position: Position,
+    /// `PyFrameObject.f_frame`, the interpreter frame of a frame object (3.11+); `None`
+    /// where the hook is given the frame object itself (3.9, 3.10).
+    frame_iframe: Option<usize>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Position {
+    /// 3.11+: a pointer to a code unit, counted from `PyCodeObject.co_code_adaptive` (at
+    /// `code_units`): `prev_instr` (3.11, 3.12: the unit before the next instruction) or
+    /// `instr_ptr` (3.13: the instruction running), whose offsets `PyFrame_GetLasti` gives.
+    CodeUnit { at: usize, code_units: usize },
+    /// 3.9, 3.10: `PyFrameObject.f_lasti`, an `int` in bytes (3.9) or code units (3.10).
+    Lasti { at: usize, unit: c_int },
+}
+
+impl FrameLayout {
+    fn of(minor: u8) -> Option<FrameLayout> {
+        let unit = |at, code_units| Position::CodeUnit { at, code_units };
+        Some(match minor {
+            9 => FrameLayout {
+                code: 32,
+                position: Position::Lasti { at: 104, unit: 1 },
+                frame_iframe: None,
+            },
+            10 => FrameLayout {
+                code: 32,
+                position: Position::Lasti { at: 96, unit: 2 },
+                frame_iframe: None,
+            },
+            11 => FrameLayout { code: 32, position: unit(56, 184), frame_iframe: Some(24) },
+            12 => FrameLayout { code: 0, position: unit(56, 192), frame_iframe: Some(24) },
+            13 => FrameLayout { code: 0, position: unit(56, 200), frame_iframe: Some(24) },
+            _ => return None,
+        })
+    }
 }
 
 impl EvalHook {
-    const LAYOUT_311: (usize, usize, usize, usize) = (32, 56, 184, 24);
-
-    /// The code object an interpreter frame runs (borrowed: the frame holds it).
+    /// The code object an evaluated frame runs (borrowed: the frame holds it), or null
+    /// when its code slot holds something else.
     ///
     /// # Safety
-    /// `iframe` is a live interpreter frame.
+    /// `iframe` is a live frame given to the evaluation function.
     #[inline]
     pub unsafe fn code(&self, iframe: *mut c_void) -> *mut PyObject {
-        // SAFETY: per the contract, and the offset checked by `verified`.
-        unsafe { *iframe.byte_add(self.iframe_code).cast::<*mut PyObject>() }
+        // SAFETY: per the contract, and the offset checked by `verified`; a code object's
+        // type pointer follows its reference count (`PyObject_HEAD`).
+        unsafe {
+            let code = *iframe.byte_add(self.layout.code).cast::<*mut PyObject>();
+            let ok = !code.is_null() && *code.byte_add(8).cast::<*const c_void>() == self.code_type;
+            if ok {
+                code
+            } else {
+                std::ptr::null_mut()
+            }
+        }
     }
 
-    /// The byte offset of the instruction `iframe` is executing in `code`.
+    /// The byte offset of the instruction `iframe` is executing in `code`, as
+    /// `PyFrame_GetLasti` would say.
     ///
     /// # Safety
-    /// `iframe` is a live interpreter frame running `code`.
+    /// `iframe` is a live frame running `code`.
     #[inline]
     pub unsafe fn lasti(&self, iframe: *mut c_void, code: *mut PyObject) -> c_int {
         // SAFETY: per the contract, and the offsets checked by `verified`.
         unsafe {
-            let prev = *iframe.byte_add(self.iframe_prev_instr).cast::<*const u8>();
-            let first = code.byte_add(self.code_units).cast::<u8>();
-            (prev.offset_from(first) as c_int) & !1
+            match self.layout.position {
+                Position::CodeUnit { at, code_units } => {
+                    let prev = *iframe.byte_add(at).cast::<*const u8>();
+                    let first = code.byte_add(code_units).cast::<u8>();
+                    (prev.offset_from(first) as c_int) & !1
+                }
+                Position::Lasti { at, unit } => (*iframe.byte_add(at).cast::<c_int>()) * unit,
+            }
         }
     }
 
-    /// The interpreter frame of a frame object.
+    /// The evaluated frame of a frame object.
     ///
     /// # Safety
     /// `frame` is a live frame object.
     unsafe fn iframe_of(&self, frame: *mut PyObject) -> *mut c_void {
-        // SAFETY: per the contract, and the offset checked by `verified`.
-        unsafe { *frame.byte_add(self.frame_iframe).cast::<*mut c_void>() }
+        match self.layout.frame_iframe {
+            // SAFETY: per the contract, and the offset checked by `verified`.
+            Some(at) => unsafe { *frame.byte_add(at).cast::<*mut c_void>() },
+            None => frame,
+        }
     }
 
     /// True if the layout matches this interpreter: the calling thread's current frame
-    /// read through it gives what `PyFrame_GetCode` and `PyFrame_GetLasti` say. GIL held.
+    /// read through it gives what `PyFrame_GetCode` and the frame's `f_lasti` say. GIL held.
     fn verified(&self, api: &PyApi) -> bool {
-        let Some(get_lasti) = api.frame_get_lasti else { return false };
         // SAFETY: GIL held (start runs from Python); the current frame is live while we
         // look; GetCode returns a new reference, released below.
         unsafe {
@@ -161,9 +249,12 @@ impl EvalHook {
             }
             let iframe = self.iframe_of(frame);
             let code = (api.frame_get_code)(frame);
+            // The slot is compared before `code` follows it to its type: a wrong offset
+            // must fail the check, not read through whatever it found.
             let ok = !iframe.is_null()
+                && *iframe.byte_add(self.layout.code).cast::<*mut PyObject>() == code
                 && self.code(iframe) == code
-                && self.lasti(iframe, code) == get_lasti(frame);
+                && i64::from(self.lasti(iframe, code)) == api.attr_int(frame, c"f_lasti");
             (api.dec_ref)(code);
             ok
         }
@@ -186,6 +277,11 @@ enum AllThreads {
 
 static API: OnceLock<PyApi> = OnceLock::new();
 
+/// Whether [`init`] succeeded (a native-only session has no Python API).
+pub fn ready() -> bool {
+    API.get().is_some()
+}
+
 /// The resolved API. Only valid after [`init`] succeeded.
 #[inline]
 pub fn api() -> &'static PyApi {
@@ -197,6 +293,10 @@ pub fn api() -> &'static PyApi {
 pub enum InitError {
     NotPython,
     Unsupported(u8, u8),
+    /// A debug build (`Py_DEBUG`: other object and frame layouts).
+    Debug(u8, u8),
+    /// A free-threaded build (no GIL, other object layouts).
+    FreeThreaded(u8, u8),
     Missing(&'static str),
 }
 
@@ -206,7 +306,15 @@ impl std::fmt::Display for InitError {
             InitError::NotPython => write!(f, "no Python interpreter in this process"),
             InitError::Unsupported(a, b) => write!(
                 f,
-                "Python {a}.{b} is not supported (supported: 3.{MIN_MINOR} to 3.{MAX_MINOR})"
+                "Python {a}.{b} is not supported (memlens traces CPython 3.{MIN_MINOR} to 3.{MAX_MINOR})"
+            ),
+            InitError::Debug(a, b) => write!(
+                f,
+                "Python {a}.{b} debug builds are not supported (memlens traces release builds)"
+            ),
+            InitError::FreeThreaded(a, b) => write!(
+                f,
+                "free-threaded Python {a}.{b} is not supported (memlens traces builds with the GIL)"
             ),
             InitError::Missing(name) => write!(f, "the Python runtime has no symbol {name}"),
         }
@@ -256,6 +364,14 @@ pub fn init() -> Result<&'static PyApi, InitError> {
     if major != 3 || !(MIN_MINOR..=MAX_MINOR).contains(&minor) {
         return Err(InitError::Unsupported(major, minor));
     }
+    // "3.13.0 experimental free-threading build (main, ...)"; 3.14t: "free-threading build".
+    if version.windows(14).any(|w| w == b"free-threading") {
+        return Err(InitError::FreeThreaded(major, minor));
+    }
+    // Only reference-debugging builds (every `Py_DEBUG` build) have it.
+    if !lookup(c"_Py_NegativeRefcount").is_null() {
+        return Err(InitError::Debug(major, minor));
+    }
     let api = PyApi {
         major,
         minor,
@@ -298,25 +414,47 @@ pub fn init() -> Result<&'static PyApi, InitError> {
                 })
             }),
         eval_hook: None,
+        // 3.13 only: the API is there since 3.13.0 (the object-destruction events some
+        // paths missed before 3.13.3 are not used), and 3.14+ is not supported.
+        ref_tracer: (minor == 13)
+            .then(|| {
+                Some(RefTracerApi {
+                    set: resolve(&[c"PyRefTracer_SetTracer"]).ok()?,
+                    get: resolve(&[c"PyRefTracer_GetTracer"]).ok()?,
+                    type_flags: resolve(&[c"PyType_GetFlags"]).ok()?,
+                })
+            })
+            .flatten(),
     };
     let mut api = api;
-    if minor == 11 {
-        let (iframe_code, iframe_prev_instr, code_units, frame_iframe) = EvalHook::LAYOUT_311;
-        let hook = (|| {
+    api.eval_hook = FrameLayout::of(minor)
+        .map(|mut layout| {
+            // Tests make the check fail this way (collector/tests/versions_e2e.rs).
+            if std::env::var_os("MEMLENS_TEST_SKEW_FRAMES").is_some() {
+                layout.code += 8;
+            }
+            layout
+        })
+        .and_then(|layout| {
             Some(EvalHook {
                 get_interp: resolve(&[c"PyInterpreterState_Get"]).ok()?,
-                get_eval: resolve(&[c"_PyInterpreterState_GetEvalFrameFunc"]).ok()?,
-                set_eval: resolve(&[c"_PyInterpreterState_SetEvalFrameFunc"]).ok()?,
+                get_eval: resolve(&[
+                    c"PyUnstable_InterpreterState_GetEvalFrameFunc",
+                    c"_PyInterpreterState_GetEvalFrameFunc",
+                ])
+                .ok()?,
+                set_eval: resolve(&[
+                    c"PyUnstable_InterpreterState_SetEvalFrameFunc",
+                    c"_PyInterpreterState_SetEvalFrameFunc",
+                ])
+                .ok()?,
                 default_eval: resolve(&[c"_PyEval_EvalFrameDefault"]).ok()?,
                 addr2line: resolve(&[c"PyCode_Addr2Line"]).ok()?,
-                iframe_code,
-                iframe_prev_instr,
-                code_units,
-                frame_iframe,
+                code_type: lookup(c"PyCode_Type"),
+                layout,
             })
-        })();
-        api.eval_hook = hook.filter(|h| h.verified(&api));
-    }
+        })
+        .filter(|h| !h.code_type.is_null() && h.verified(&api));
     Ok(API.get_or_init(|| api))
 }
 
@@ -324,6 +462,23 @@ impl PyApi {
     /// The frame-evaluation hook, where this Python has one we can use.
     pub fn eval_hook(&self) -> Option<&EvalHook> {
         self.eval_hook.as_ref()
+    }
+
+    /// Why this Python, which should have a usable frame-evaluation hook, has none (its
+    /// frame layout did not check out, or an entry point is missing).
+    pub fn hook_refused(&self) -> Option<String> {
+        (FrameLayout::of(self.minor).is_some() && self.eval_hook.is_none()).then(|| {
+            format!(
+                "the frame layout of Python {}.{} did not check out: keeping stacks with the \
+                 profile function (slower)",
+                self.major, self.minor
+            )
+        })
+    }
+
+    /// The object-creation tracer API, where this Python has it (3.13).
+    pub fn ref_tracer(&self) -> Option<&RefTracerApi> {
+        self.ref_tracer.as_ref()
     }
 
     /// Installs `func` as the profile function of every thread of the calling thread's

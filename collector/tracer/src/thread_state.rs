@@ -123,6 +123,11 @@ pub struct ThreadState {
     /// Set by `memlens_pause`: the thread's allocations and frees are not recorded
     /// (the census's own work). Stack tracking goes on.
     pub paused: bool,
+    /// The frames on the shadow stack are not ours to release (seeded by a frame walk).
+    borrowed: bool,
+    /// The block the thread allocated last, [start, end), until an object is created in it
+    /// (see [`crate::ref_tracer`]).
+    fresh: (usize, usize),
     seeded: bool,
 }
 
@@ -179,6 +184,8 @@ fn create() -> *mut ThreadState {
         lines: LineCache::new(),
         scratch: Vec::new(),
         paused: false,
+        borrowed: false,
+        fresh: (0, 0),
         seeded: false,
     }));
     let key = KEY.load(Ordering::Acquire);
@@ -246,6 +253,20 @@ impl ThreadState {
     /// Makes the next record open a stretch of its own, with an exact time.
     pub fn restamp(&mut self) {
         self.stretch.restamp();
+    }
+
+    /// Notes the block just allocated: an object created in it is a fresh one.
+    #[inline(always)]
+    pub fn note_alloc(&mut self, address: usize, size: usize) {
+        self.fresh = (address, address.wrapping_add(size));
+    }
+
+    /// Whether `object` lies in the block the thread allocated last, which then counts as
+    /// used: a second object created there came from somewhere else (a free list).
+    #[inline(always)]
+    pub fn take_fresh(&mut self, object: usize) -> bool {
+        let (start, end) = std::mem::take(&mut self.fresh);
+        start <= object && object < end
     }
 
     /// Sends a free (or another record whose time may be its stretch's).
@@ -341,8 +362,9 @@ impl ThreadState {
     /// Drops the shadow stack above `len`, releasing the frame references. GIL held.
     fn truncate(&mut self, len: usize) {
         let api = api();
+        let owned = !self.borrowed;
         for e in self.stack.drain(len..) {
-            if !e.frame.is_null() {
+            if !e.frame.is_null() && owned {
                 // SAFETY: releasing the reference taken in enter_frame/seed; GIL held.
                 unsafe { (api.dec_ref)(e.frame) };
             }
@@ -359,12 +381,20 @@ impl ThreadState {
 
     /// Replaces the shadow stack with the given frames, outermost first (used when
     /// the profiler is installed in the middle of a running thread). Takes over one
-    /// reference to each frame. GIL held.
-    pub fn seed(&mut self, frames: impl Iterator<Item = (*mut PyObject, u32)>) {
+    /// reference to each frame if `owned`; otherwise (frame walking) the frames are
+    /// valid only until the thread runs on. GIL held.
+    pub fn seed(&mut self, frames: impl Iterator<Item = (*mut PyObject, u32)>, owned: bool) {
         self.truncate(0);
+        self.borrowed = !owned;
         self.stack.extend(frames.map(|(frame, code)| Entry::new(frame, code)));
         self.clean = 0;
         self.seeded = true;
+    }
+
+    /// The next records go out with the lines sent last: the frames are not read (frame
+    /// walking without the GIL, where they may be gone).
+    pub fn keep_lines(&mut self) {
+        self.clean = self.stack.len();
     }
 
     /// Drops the shadow stack: the thread no longer has the profiler, and must be seeded

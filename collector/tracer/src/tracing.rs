@@ -81,6 +81,7 @@ pub fn record_alloc(g: &guard::Guard, address: usize, size: usize, kind: AllocKi
             if size >= EXACT_TIME_BYTES {
                 st.restamp();
             }
+            st.note_alloc(address, size);
             st.push_with_stack(Record::Alloc { address: address as u64, size: size as u64, kind })
         }
     });
@@ -257,25 +258,72 @@ pub fn encode_unthreaded(rec: &Record<'_>, buf: &mut Vec<u8>) {
     rec.append_to(buf);
 }
 
+/// How a session started.
+pub enum Started {
+    /// Python allocations with their stacks, and native ones if asked; with a note for the
+    /// user when stacks are kept the slow way.
+    Traced(Option<String>),
+    /// This Python cannot be traced (the reason, one line): native allocations only.
+    NativeOnly(String),
+}
+
 /// Starts a session writing to `fd` (which tracing then owns and closes at [`stop`]).
 /// The calling thread's shadow stack starts as `frame` and its callers (null: empty).
+/// On a Python the tracer does not support (a version outside 3.9-3.13, a debug or
+/// free-threaded build), records native allocations only, when `native` asks for them.
 /// Needs the GIL. Errors are messages for the Python side.
 pub fn start(
     fd: i32,
     native: bool,
     frame: *mut python_api::PyObject,
     thread_name: &[u8],
-) -> Result<(), String> {
+) -> Result<Started, String> {
     if active() {
         return Err("memlens is already recording in this process".into());
     }
     let _g = guard::Guard::enter(guard::Ctx::Tracer);
     crate::real::real();
-    let api: &PyApi = python_api::init().map_err(|e| e.to_string())?;
+    let api: &PyApi = match python_api::init() {
+        Ok(api) => api,
+        Err(e) if native => {
+            open_session(fd, true, None)?;
+            let what = "recording native allocations and RSS only, without Python stacks";
+            return Ok(Started::NativeOnly(format!("{e}: {what}")));
+        }
+        Err(e) => return Err(e.to_string()),
+    };
     if !crate::profiler::init(api) {
         return Err("cannot reserve a code-object extra slot".into());
     }
     crate::profiler::init_stack_mode(frame);
+    open_session(fd, native, Some(api))?;
+    crate::profiler::install_on_current_thread(frame, Some(thread_name));
+    // Threads already running (a start in mid-program) get the profiler too; without a
+    // way to do that on this Python they are traced without their stacks.
+    crate::profiler::install_on_all_threads();
+    let slow = crate::profiler::mode() == crate::profiler::StackMode::Profile
+        && std::env::var_os("MEMLENS_STACKS").is_none();
+    Ok(Started::Traced(api.hook_refused().filter(|_| slow)))
+}
+
+/// Starts a session of native allocations only, from the library's constructor, before
+/// the program's `main` (`memlens run` with an interpreter it cannot trace, see lib.rs);
+/// it ends at exit.
+pub fn start_at_load(fd: i32) -> Result<(), String> {
+    extern "C" fn at_exit() {
+        stop();
+    }
+    let _g = guard::Guard::enter(guard::Ctx::Tracer);
+    crate::real::real();
+    open_session(fd, true, None)?;
+    // SAFETY: registering a function with the required signature.
+    unsafe { libc::atexit(at_exit) };
+    Ok(())
+}
+
+/// Opens a session on `fd`: hooks, Hello (and, with Python, the code objects described
+/// so far), recording on, the drain thread. `api` is None for native allocations only.
+fn open_session(fd: i32, native: bool, api: Option<&PyApi>) -> Result<(), String> {
     if native {
         crate::got::install()?;
     }
@@ -309,23 +357,26 @@ pub fn start(
         &Record::Hello(Hello {
             protocol: PROTOCOL,
             pid: std::process::id(),
-            python_major: api.major,
-            python_minor: api.minor,
+            python_major: api.map_or(0, |a| a.major),
+            python_minor: api.map_or(0, |a| a.minor),
             native,
         }),
         &mut buf,
     );
-    crate::pymem_hooks::install(api);
-    crate::profiler::replay_codes(buf, |buf| {
+    let go = |buf: &[u8]| {
         write_all(fd, buf);
         ACTIVE.store(true, Ordering::Release);
         NATIVE.store(native, Ordering::Release);
-    });
+    };
+    match api {
+        Some(api) => {
+            crate::pymem_hooks::install(api);
+            crate::ref_tracer::install(api);
+            crate::profiler::replay_codes(buf, go);
+        }
+        None => go(&buf),
+    }
     drop(g);
-    crate::profiler::install_on_current_thread(frame, Some(thread_name));
-    // Threads already running (a start in mid-program) get the profiler too; without a
-    // way to do that on this Python they are traced without their stacks.
-    crate::profiler::install_on_all_threads();
     if DRAIN_STARTED.swap(true, Ordering::AcqRel) {
         return Ok(());
     }

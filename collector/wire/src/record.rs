@@ -2,7 +2,7 @@ use crate::WireError;
 
 /// Protocol number sent in [`Hello`]; bumped whenever a record's layout changes so
 /// a parent and a tracer from different builds fail loudly instead of misreading.
-pub const PROTOCOL: u32 = 5;
+pub const PROTOCOL: u32 = 6;
 
 /// Upper bound on one variable-length record's `len` field. Strings (qualnames, paths,
 /// labels) are truncated by the tracer well below this; anything longer is corruption.
@@ -105,6 +105,9 @@ pub enum Record<'a> {
     Alloc { address: u64, size: u64, kind: AllocKind },
     /// A deallocation.
     Free { address: u64, kind: AllocKind },
+    /// A new object was made in the block at `address` without an allocation (CPython 3.13+
+    /// re-creating it from a free list): the block is now the thread's current stack's.
+    Recreate { address: u64 },
     /// `memlens.mark(label)`.
     Marker { label: &'a [u8] },
     /// A garbage collection finished.
@@ -179,6 +182,8 @@ const TAG_RESIDENT: u8 = 12;
 const TAG_ALLOC_PACKED: u8 = 10;
 /// A free in 8 bytes: a 7-byte `u56` of address (48 bits) and kind.
 const TAG_FREE_PACKED: u8 = 11;
+/// [`Record::Recreate`]: a `u64` address.
+const TAG_RECREATE: u8 = 13;
 const PACKED_ADDRESS: u64 = (1 << 48) - 1;
 const PACKED_SIZE_LIMIT: u64 = 1 << 13;
 const _: () = assert!(KINDS <= 8, "kinds fit in 3 bits");
@@ -219,6 +224,7 @@ const fn fixed_payload(tag: u8) -> Option<usize> {
         t if t >= TAG_ALLOC && t < TAG_ALLOC + KINDS => 16,
         t if t >= TAG_FREE && t < TAG_FREE + KINDS => 8,
         TAG_RESIDENT => 16,
+        TAG_RECREATE => 8,
         _ => return None,
     })
 }
@@ -261,6 +267,7 @@ impl Record<'_> {
             Record::Line { .. } => TAG_LINE,
             Record::Alloc { kind, .. } => TAG_ALLOC + *kind as u8,
             Record::Free { kind, .. } => TAG_FREE + *kind as u8,
+            Record::Recreate { .. } => TAG_RECREATE,
             Record::Marker { .. } => TAG_MARKER,
             Record::Gc { .. } => TAG_GC,
             Record::Stop => TAG_STOP,
@@ -414,6 +421,7 @@ impl Record<'_> {
                 w.str(filename);
             }
             Record::Pop { n } => w.u32(n),
+            Record::Recreate { address } => w.u64(address),
             Record::Marker { label } => w.str(label),
             Record::Gc { generation, duration_ns, collected, uncollectable } => {
                 w.u8(generation);
@@ -565,6 +573,7 @@ pub enum Hot {
     Push { code: u32, line: u32 },
     Pop { n: u32 },
     Line { line: u32 },
+    Recreate { address: u64 },
 }
 
 impl From<Hot> for Record<'_> {
@@ -575,12 +584,13 @@ impl From<Hot> for Record<'_> {
             Hot::Push { code, line } => Record::Push { code, line },
             Hot::Pop { n } => Record::Pop { n },
             Hot::Line { line } => Record::Line { line },
+            Hot::Recreate { address } => Record::Recreate { address },
         }
     }
 }
 
 /// Decodes the record at the start of `buf` if it is an allocation, a free, a push, a
-/// pop or a line, and complete; `None` for anything else (use [`decode`] or [`Decoder`]).
+/// pop, a line or a re-creation, and complete; `None` for anything else (use [`decode`] or [`Decoder`]).
 /// A small value with no borrowed strings: the tight loop that replays tens of
 /// millions of events keeps it in registers.
 #[inline(always)]
@@ -615,6 +625,9 @@ pub fn decode_hot(buf: &[u8]) -> Option<(Hot, usize)> {
     }
     if tag == TAG_LINE && buf.len() >= 5 {
         return Some((Hot::Line { line: half(1) }, 5));
+    }
+    if tag == TAG_RECREATE && buf.len() >= 9 {
+        return Some((Hot::Recreate { address: word(1) }, 9));
     }
     None
 }
@@ -780,6 +793,7 @@ mod tests {
             Record::Alloc { address: 1, size: 2, kind: AllocKind::PymallocArena },
             Record::Free { address: 0xdead_beef, kind: AllocKind::PymallocArena },
             Record::Free { address: 8, kind: AllocKind::PymallocObject },
+            Record::Recreate { address: 0x7f00_dead_0010 },
             // Just inside and just outside the packed forms.
             Record::Alloc { address: PACKED_ADDRESS, size: 8191, kind: AllocKind::PymallocArena },
             Record::Alloc { address: PACKED_ADDRESS + 1, size: 16, kind: AllocKind::PyMem },
@@ -875,6 +889,7 @@ mod tests {
                     | Record::Push { .. }
                     | Record::Pop { .. }
                     | Record::Line { .. }
+                    | Record::Recreate { .. }
             );
             assert_eq!(hot, hot_kind.then_some(rec), "{rec:?}");
             assert_eq!(decode_hot(&buf[..buf.len() - 1]), None, "{rec:?} cut short");

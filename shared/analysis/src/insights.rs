@@ -173,6 +173,15 @@ impl<'a> InsightsBuilder<'a> {
                 self.checkpoints.push(self.per_stack.clone());
             }
             match e.op {
+                // An object re-created in a block: the block is the new stack's, as old as it
+                // was (for churn). Its free half comes first and changes nothing here.
+                Op::Free if e.is_recreation() => {}
+                Op::Alloc if e.is_recreation() => {
+                    let Some(b) = self.live.get_mut(&e.address) else { continue };
+                    sub(&mut self.per_stack, b.0, b.1);
+                    b.0 = e.stack;
+                    *self.per_stack.entry(e.stack).or_default() += b.1;
+                }
                 Op::Alloc => {
                     let old = self.live.insert(e.address, (e.stack, e.size, e.time_ns));
                     if let Some((s, size, _)) = old {

@@ -55,7 +55,8 @@ pub(crate) fn replayed(rec: &Recording) -> Result<Vec<KindUsage>, Error> {
     let mut seen = [false; KINDS];
     let (mut heap, mut peak) = (0u64, 0u64);
     rec.for_each_event_chunk(|events| {
-        for e in events {
+        // An object re-created in a block changes the block's owner, not its kind.
+        for e in events.iter().filter(|e| !e.is_recreation()) {
             let i = e.kind as usize;
             let change = if e.kind.counts_in_heap() {
                 match e.op {

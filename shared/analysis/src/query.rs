@@ -27,7 +27,8 @@ fn add_net(map: &mut LiveMap, node: &Interval) {
     }
 }
 
-/// Adds one event's change (heap allocators only).
+/// Adds one event's change (heap allocators only; the halves of an object's re-creation move
+/// its block from one (thread, stack) to another).
 fn add_event(map: &mut LiveMap, e: &Event) {
     if !e.kind.counts_in_heap() {
         return;
@@ -167,7 +168,12 @@ fn find_peak(rec: &Recording, t0: u64, t1: u64) -> Result<Option<(u64, u64, Peak
     Ok(started.then_some(best))
 }
 
+/// The heap after `e`. An object's re-creation leaves it as it is (between the free and the
+/// alloc of its block too: no low point there).
 fn apply(heap: u64, e: &Event) -> u64 {
+    if e.is_recreation() {
+        return heap;
+    }
     match (e.op, e.kind.counts_in_heap()) {
         (Op::Alloc, true) => heap.wrapping_add(e.size),
         (Op::Free, true) => heap.wrapping_sub(e.size),
@@ -269,7 +275,7 @@ fn allocated(
     let mut add_events = |k: usize| -> Result<(), Error> {
         for e in events_of(rec, k)? {
             let inside = e.time_ns >= t0 && e.time_ns <= t1;
-            if inside && e.op == Op::Alloc && filter.admits(&e) {
+            if inside && e.op == Op::Alloc && !e.is_recreation() && filter.admits(&e) {
                 map.entry(e.stack).or_default().add(e.size);
             }
         }

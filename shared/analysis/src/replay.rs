@@ -12,7 +12,8 @@ use crate::{
     Snapshot, SnapshotBuilder, StackId, StackTotals, Totals,
 };
 
-/// Live allocations during a replay.
+/// Live allocations during a replay. An object re-created in a block is a free of the block
+/// and an alloc of it (with the filter, it may leave or join the threads looked at).
 /// Byte sums use wrapping arithmetic: exact for any real recording, and a hostile file with
 /// absurd sizes gives absurd numbers instead of a panic.
 #[derive(Default)]
@@ -110,10 +111,18 @@ pub fn heap_timeline(
 ) -> Result<Vec<Bucket>, Error> {
     let mut heap = Heap::default();
     let mut points = Vec::new();
+    let mut moving = false;
     each_event(rec, |_, e| {
-        if heap.apply(e, filter) {
-            // Every point, even within one microsecond: a peak between two events stamped
-            // alike must still show.
+        let changed = heap.apply(e, filter);
+        // Every point, even within one microsecond: a peak between two events stamped alike
+        // must still show. But a re-created object's block leaves its owner and joins its new
+        // one at once: the point is after both.
+        if e.is_recreation() {
+            moving |= changed;
+            if e.op == Op::Alloc && std::mem::take(&mut moving) {
+                points.push((e.time_ns, heap.bytes));
+            }
+        } else if changed {
             points.push((e.time_ns, heap.bytes));
         }
         ControlFlow::Continue(())
@@ -126,7 +135,7 @@ pub fn heap_timeline(
 pub fn thread_totals(rec: &Recording) -> Result<Vec<Totals>, Error> {
     let mut out = vec![Totals::default(); rec.threads().len()];
     each_event(rec, |_, e| {
-        if e.op == Op::Alloc && e.kind.counts_in_heap() {
+        if e.op == Op::Alloc && e.kind.counts_in_heap() && !e.is_recreation() {
             if let Some(t) = out.get_mut(e.thread.index()) {
                 t.add(e.size);
             }

@@ -23,7 +23,9 @@ enum Kind {
 /// Blocks are tagged with the index of their allocation. At the end, the blocks live at the
 /// peak are those still live that were allocated before it, plus those freed after it; the
 /// latter are logged as they are freed, and the log is cleared whenever a new peak makes it
-/// stale. The heap as the span starts is a candidate too: a span where memory only falls
+/// stale. An object re-created in a block (a free and an alloc of the block, at one time)
+/// moves it like a free and an allocation would: it never makes a new peak, and after the
+/// peak the block as it was is logged. The heap as the span starts is a candidate too: a span where memory only falls
 /// peaks at its start.
 #[derive(Default)]
 struct PeakState {
@@ -131,7 +133,11 @@ impl SnapshotBuilder {
                 Kind::Allocated { t0, t1, map } => {
                     if e.time_ns > *t1 {
                         self.done = true;
-                    } else if e.op == Op::Alloc && e.time_ns >= *t0 && filter.admits(e) {
+                    } else if e.op == Op::Alloc
+                        && !e.is_recreation()
+                        && e.time_ns >= *t0
+                        && filter.admits(e)
+                    {
                         map.entry(e.stack).or_default().add(e.size);
                     }
                 }

@@ -66,12 +66,16 @@ impl Active {
         }
     }
 
-    fn alloc(&mut self, n: u64, address: u64, size: u64, stack: StackId) {
+    /// A block allocated in the span, or (`allocated` false) a block an object was
+    /// re-created in: the span's own from now on, but not allocated by it.
+    fn alloc(&mut self, n: u64, address: u64, size: u64, stack: StackId, allocated: bool) {
         if let Some(old) = self.live.insert(address, (size, stack, n)) {
             self.drop_block(old);
         }
         self.now.add(size);
-        self.allocated.add(size);
+        if allocated {
+            self.allocated.add(size);
+        }
         if self.now.bytes > self.peak.bytes {
             self.peak = self.now;
             self.peak_at = n + 1;
@@ -158,7 +162,7 @@ pub fn span_usage(rec: &Recording, spans: &[(u64, u64)]) -> Result<Vec<SpanUsage
                 continue;
             }
             match e.op {
-                Op::Alloc => a.alloc(n, e.address, e.size, e.stack),
+                Op::Alloc => a.alloc(n, e.address, e.size, e.stack, !e.is_recreation()),
                 Op::Free => a.free(e.address),
             }
         }

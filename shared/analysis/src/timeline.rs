@@ -115,14 +115,20 @@ pub fn heap_timeline(
             let mut events = Vec::new();
             rec.decode_event_chunk(k, &mut events)?;
             for e in events.iter().filter(|e| e.kind.counts_in_heap()) {
-                if !filter.admits_thread(e.thread) {
-                    continue;
+                let admitted = filter.admits_thread(e.thread);
+                if admitted {
+                    heap = match e.op {
+                        Op::Alloc => heap.wrapping_add(e.size),
+                        Op::Free => heap.wrapping_sub(e.size),
+                    };
                 }
-                heap = match e.op {
-                    Op::Alloc => heap.wrapping_add(e.size),
-                    Op::Free => heap.wrapping_sub(e.size),
-                };
-                points.push((e.time_ns, heap));
+                // A re-created object's block leaves its owner and joins its new one at once
+                // (with a thread filter it may leave or join the threads looked at): one point,
+                // after both halves.
+                let recreating = e.is_recreation() && e.op == Op::Free;
+                if (admitted && !recreating) || (e.is_recreation() && e.op == Op::Alloc) {
+                    points.push((e.time_ns, heap));
+                }
             }
         }
         return Ok(downsample(points, t0, t1, n));

@@ -1,5 +1,6 @@
-//! Property tests: arbitrary event streams survive a round trip, and analyses agree with a
-//! naive model; arbitrary bytes never panic the decoder.
+//! Property tests: arbitrary event streams (objects re-created in live blocks included)
+//! survive a round trip, analyses agree with a naive model, the aggregates agree with a
+//! replay of the events; arbitrary bytes never panic the decoder.
 
 use memlens_analysis::*;
 use memlens_format::*;
@@ -19,6 +20,13 @@ enum Step {
     Free {
         slot: u8,
     },
+    /// An object re-created in the block at `slot` (if one is live there) by `thread` at
+    /// `stack`.
+    Recreate {
+        slot: u8,
+        stack: u8,
+        thread: u8,
+    },
     Wait {
         us: u16,
     },
@@ -33,6 +41,11 @@ fn step() -> impl Strategy<Value = Step> {
             |(slot, size, stack, thread, kind)| Step::Alloc { slot, size, stack, thread, kind }
         ),
         any::<u8>().prop_map(|slot| Step::Free { slot }),
+        (any::<u8>(), 0u8..6, 0u8..3).prop_map(|(slot, stack, thread)| Step::Recreate {
+            slot,
+            stack,
+            thread
+        }),
         any::<u16>().prop_map(|us| Step::Wait { us }),
     ]
 }
@@ -57,6 +70,7 @@ proptest! {
         let mut live = std::collections::HashMap::new();
         let mut others = std::collections::HashMap::new();
         let (mut heap, mut peak, mut written) = (0u64, 0u64, Vec::new());
+        let (mut allocs, mut frees) = (0u64, 0u64);
         let mut times = vec![0u64];
         for s in &steps {
             match *s {
@@ -78,12 +92,13 @@ proptest! {
                     // A block allocated over a live one ends it: written as its free.
                     if let Some((old, t0, s0, k0)) = blocks.insert(addr, (u64::from(size), thread, stack, kind)) {
                         written.push((Op::Free, k0, t0, addr, old, s0, t));
-                        if kind.counts_in_heap() { heap -= old; }
+                        if kind.counts_in_heap() { heap -= old; frees += 1; }
                     }
                     written.push((Op::Alloc, kind, thread, addr, u64::from(size), stack, t));
                     if kind.counts_in_heap() {
                         heap += u64::from(size);
                         peak = peak.max(heap);
+                        allocs += 1;
                     }
                 }
                 Step::Free { slot } => {
@@ -93,7 +108,24 @@ proptest! {
                     // free is written with its block's thread, stack, size and kind.
                     if let Some((old, t0, s0, k0)) = live.remove(&addr) {
                         heap -= old;
+                        frees += 1;
                         written.push((Op::Free, k0, t0, addr, old, s0, now / 1000 * 1000));
+                    }
+                }
+                Step::Recreate { slot, stack, thread } => {
+                    let addr = 0x1000 + u64::from(slot) * 16;
+                    let (thread, stack) = (ThreadId(thread.into()), stacks[stack as usize]);
+                    w.recreate(now, thread, stack, addr).unwrap();
+                    // A live heap block held by another (thread, stack) changes hands: written
+                    // as a free of it as it was and an alloc by its new owner, both of kind 7;
+                    // it keeps its size and kind, and the heap does not change.
+                    if let Some(b) = live.get_mut(&addr) {
+                        if (b.1, b.2) != (thread, stack) {
+                            let (t, k) = (now / 1000 * 1000, AllocatorKind::Recreated);
+                            written.push((Op::Free, k, b.1, addr, b.0, b.2, t));
+                            written.push((Op::Alloc, k, thread, addr, b.0, stack, t));
+                            (b.1, b.2) = (thread, stack);
+                        }
                     }
                 }
                 Step::Wait { us } => {
@@ -110,9 +142,39 @@ proptest! {
         let mut decoded = Vec::new();
         rec.for_each_event_chunk(|evs| { decoded.extend(evs.iter().map(|e| (e.op, e.kind, e.thread, e.address, e.size, e.stack, e.time_ns))); std::ops::ControlFlow::Continue(()) }).unwrap();
         prop_assert_eq!(decoded, written);
+        // The trailer's summary is what the model says, and what the events and the aggregates
+        // say.
+        let figures = |s: &Summary| (s.peak_heap, s.end_heap, s.end_live_count, s.alloc_count, s.free_count);
+        prop_assert_eq!(figures(rec.summary()), (peak, heap, live.len() as u64, allocs, frees));
+        prop_assert_eq!(figures(&rec.replay_summary().unwrap()), figures(rec.summary()));
+        prop_assert_eq!(figures(&rec.aggregates_summary().unwrap()), figures(rec.summary()));
+        // Every base interval is what the aggregator makes of its events (`memlens check`).
+        let mut agg = Aggregator::new();
+        for k in 0..rec.event_chunk_count() {
+            let mut events = Vec::new();
+            rec.decode_event_chunk(k, &mut events).unwrap();
+            events.iter().for_each(|e| agg.event(e));
+            let (first, last) = (events[0].time_ns, events[events.len() - 1].time_ns);
+            let (base, _) = agg.cut(first, last);
+            prop_assert_eq!(&*rec.node(0, k as u32).unwrap(), &base, "base interval {}", k);
+        }
         let all = EventFilter::default();
         let end = stack_totals(&rec, Snapshot::AtEnd, &all).unwrap();
         prop_assert_eq!(end.total.bytes, heap);
+        // Blocks are charged to whoever holds them at the end: the last to re-create an object
+        // in them, else whoever allocated them.
+        for thread in [None, Some(ThreadId(1))] {
+            let mut by_stack = std::collections::BTreeMap::<StackId, Totals>::new();
+            for &(size, t, stack, _) in live.values() {
+                if thread.is_none_or(|th| th == t) {
+                    by_stack.entry(stack).or_default().add(size);
+                }
+            }
+            let filter = thread.map_or(EventFilter::default(), EventFilter::thread);
+            let got: std::collections::BTreeMap<StackId, Totals> =
+                stack_totals(&rec, Snapshot::AtEnd, &filter).unwrap().stacks.into_iter().collect();
+            prop_assert_eq!(got, by_stack, "{:?}", thread);
+        }
         let at_peak = stack_totals(&rec, Snapshot::AtPeak, &all).unwrap();
         prop_assert_eq!(at_peak.total.bytes, peak);
         // Every snapshot from the aggregates is what a replay of the events gives, at event

@@ -35,6 +35,11 @@ fn main() {
     rec.for_each_event_chunk(|events| {
         for e in events {
             match e.op {
+                // A re-created object: its alloc half says where the block goes.
+                Op::Free if e.is_recreation() => Ok(()),
+                Op::Alloc if e.is_recreation() => {
+                    w.recreate(e.time_ns, e.thread, e.stack, e.address)
+                }
                 Op::Alloc => w.alloc(e.time_ns, e.thread, e.stack, e.address, e.size, e.kind),
                 Op::Free => w.free(e.time_ns, e.thread, e.address, e.kind),
             }

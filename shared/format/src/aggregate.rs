@@ -76,13 +76,30 @@ struct Shape {
     heap_end: u64,
 }
 
+/// What one key did within a node: allocated, freed, moved (see [`IntervalEntry::moved`]).
+#[derive(Debug, Clone, Copy, Default)]
+struct Change {
+    alloc: Totals,
+    freed: Totals,
+    moved: (i64, i64),
+}
+
+impl Change {
+    fn merge(&mut self, other: &Change) {
+        self.alloc.merge(other.alloc);
+        self.freed.merge(other.freed);
+        self.moved =
+            (self.moved.0.wrapping_add(other.moved.0), self.moved.1.wrapping_add(other.moved.1));
+    }
+}
+
 /// A finished node, by key (before it is sorted and named for the file).
 #[derive(Clone)]
 struct Node {
     level: u8,
     index: u32,
     shape: Shape,
-    entries: Vec<(Key, Totals, Totals)>,
+    entries: Vec<(Key, Change)>,
     since_max: Vec<(Key, i64, i64)>,
     churn: Vec<(Key, i64, i64)>,
     kinds: Vec<KindFigures>,
@@ -94,7 +111,7 @@ struct Level {
     children: u32,
     written: u32,
     shape: Shape,
-    acc: FxHashMap<Key, (Totals, Totals)>,
+    acc: FxHashMap<Key, Change>,
     churn: FxHashMap<Key, (i64, i64)>,
     kinds: Vec<KindFigures>,
 }
@@ -138,10 +155,8 @@ impl Level {
                 }
             }
         }
-        for &(k, alloc, freed) in &child.entries {
-            let a = self.acc.entry(k).or_default();
-            a.0.merge(alloc);
-            a.1.merge(freed);
+        for (k, change) in &child.entries {
+            self.acc.entry(*k).or_default().merge(change);
         }
         for &(k, b, c) in &child.churn {
             add_delta(&mut self.churn, k, b, c);
@@ -157,7 +172,7 @@ impl Level {
             level,
             index: self.written,
             shape: self.shape,
-            entries: self.acc.drain().map(|(k, (a, f))| (k, a, f)).collect(),
+            entries: self.acc.drain().collect(),
             // A high-water mark is found among the base intervals, whose figures every reader
             // holds: a node above needs only where it is, not what changed after it.
             since_max: Vec::new(),
@@ -173,8 +188,9 @@ impl Level {
 /// What one key did in the base interval being built.
 #[derive(Debug, Clone, Copy, Default)]
 struct Acc {
-    alloc: Totals,
-    freed: Totals,
+    change: Change,
+    /// Whether the key is in `touched`.
+    touched: bool,
     /// Live bytes and blocks changed since the interval's high-water mark.
     since: (i64, i64),
     /// Whether the key is in `since_touched`.
@@ -190,7 +206,7 @@ pub struct Aggregator {
     shape: Shape,
     /// Per key, for the base interval being built.
     acc: Vec<Acc>,
-    /// Keys with allocations or frees in the base interval.
+    /// Keys with allocations, frees or moves in the base interval.
     touched: Vec<Key>,
     /// Keys whose `since` may be non-zero: changed since the interval's high-water mark.
     since_touched: Vec<Key>,
@@ -271,7 +287,11 @@ impl PyramidBuilder {
             },
             since_max: by_entry(&base.since_max, &mut key),
             churn: by_entry(&base.churn, &mut key),
-            entries: base.entries.iter().map(|e| (key(e), e.alloc, e.freed)).collect(),
+            entries: base
+                .entries
+                .iter()
+                .map(|e| (key(e), Change { alloc: e.alloc, freed: e.freed, moved: e.moved }))
+                .collect(),
             kinds: base.kinds.clone(),
         };
         self.pyramid.fold(&self.keys, node)
@@ -308,7 +328,8 @@ impl Aggregator {
     }
 
     /// Adds a decoded event (format 4: a free names its block's size, thread and stack).
-    /// Events of allocators outside the heap count only in their kind's figures.
+    /// Events of allocators outside the heap count only in their kind's figures; the two
+    /// halves of an object's re-creation move its block from one key to another.
     pub fn event(&mut self, e: &Event) {
         if !e.kind.counts_in_heap() {
             self.outside(e.kind, e.size, e.op == Op::Alloc);
@@ -316,9 +337,30 @@ impl Aggregator {
         }
         let key = self.keys.key(e.thread, e.stack);
         match e.op {
+            _ if e.is_recreation() => {
+                let sign = if e.op == Op::Alloc { 1 } else { -1 };
+                self.moved(key, sign, e.size, e.time_ns);
+            }
             Op::Alloc => self.alloc(key, e.kind, e.size, e.time_ns, e.address),
             Op::Free => self.free(key, e.kind, e.size, e.time_ns, e.address),
         }
+    }
+
+    /// A live heap block of `size` bytes moved to `to` from `from` (an object re-created in
+    /// it): the heap, the counts and the kinds' figures stay.
+    pub(crate) fn recreate(&mut self, from: Key, to: Key, size: u64, time_ns: u64) {
+        self.moved(from, -1, size, time_ns);
+        self.moved(to, 1, size, time_ns);
+    }
+
+    /// Half of a move: a block of `size` bytes joins (`sign` 1) or leaves (-1) `key`.
+    #[inline]
+    fn moved(&mut self, key: Key, sign: i64, size: u64, time_ns: u64) {
+        self.begin(key, time_ns);
+        let (bytes, count) = ((size as i64).wrapping_mul(sign), sign);
+        let m = &mut self.acc[key as usize].change.moved;
+        *m = (m.0.wrapping_add(bytes), m.1.wrapping_add(count));
+        self.since_max(key, bytes, count);
     }
 
     /// A block of `kind` allocated (`alloc`) or freed: the kind's live bytes.
@@ -359,9 +401,9 @@ impl Aggregator {
         if k >= self.acc.len() {
             self.acc.resize(self.keys.len().max(k + 1), Acc::default());
         }
-        // Counts only grow within an interval: zero means untouched so far.
-        let a = &self.acc[k];
-        if a.alloc.count == 0 && a.freed.count == 0 {
+        let a = &mut self.acc[k];
+        if !a.touched {
+            a.touched = true;
             self.touched.push(key);
         }
     }
@@ -401,7 +443,7 @@ impl Aggregator {
     ) {
         self.begin(key, time_ns);
         // A zero-size block still counts: its entry is touched through its count.
-        self.acc[key as usize].alloc.add(size);
+        self.acc[key as usize].change.alloc.add(size);
         self.heap = self.heap.wrapping_add(size);
         self.kind_change(kind, size, true);
         if self.heap > self.shape.heap_max {
@@ -425,7 +467,7 @@ impl Aggregator {
         address: u64,
     ) {
         self.begin(key, time_ns);
-        self.acc[key as usize].freed.add(size);
+        self.acc[key as usize].change.freed.add(size);
         self.heap = self.heap.wrapping_sub(size);
         self.kind_change(kind, size, false);
         self.since_max(key, (size as i64).wrapping_neg(), -1);
@@ -473,8 +515,8 @@ impl Aggregator {
         let mut entries = Vec::with_capacity(self.touched.len());
         for &k in &self.touched {
             let a = &mut self.acc[k as usize];
-            entries.push((k, a.alloc, a.freed));
-            (a.alloc, a.freed) = Default::default();
+            entries.push((k, std::mem::take(&mut a.change)));
+            a.touched = false;
         }
         self.touched.clear();
         let churn = std::mem::take(&mut self.churn)
@@ -510,12 +552,12 @@ impl Aggregator {
 
 /// A node as written: entries by (thread, stack), deltas by entry index.
 fn named(keys: &KeyTable, node: Node) -> Interval {
-    let mut entries: Vec<(ThreadId, StackId, Key, Totals, Totals)> = node
+    let mut entries: Vec<(ThreadId, StackId, Key, Change)> = node
         .entries
         .into_iter()
-        .map(|(k, a, f)| {
+        .map(|(k, change)| {
             let (t, s) = keys.pair(k);
-            (t, s, k, a, f)
+            (t, s, k, change)
         })
         .collect();
     entries.sort_unstable_by_key(|e| (e.0, e.1));
@@ -548,7 +590,13 @@ fn named(keys: &KeyTable, node: Node) -> Interval {
         kinds: node.kinds,
         entries: entries
             .into_iter()
-            .map(|(thread, stack, _, alloc, freed)| IntervalEntry { thread, stack, alloc, freed })
+            .map(|(thread, stack, _, c)| IntervalEntry {
+                thread,
+                stack,
+                alloc: c.alloc,
+                freed: c.freed,
+                moved: c.moved,
+            })
             .collect(),
     }
 }

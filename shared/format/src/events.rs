@@ -6,6 +6,10 @@
 //! at in the same chunk or in columns of its own. A chunk's effect on the heap, per stack, is
 //! then known from the chunk alone and the heap at its start: what lets a reader replay one
 //! chunk (an interval) without the ones before it.
+//!
+//! An object re-created in a live block (kind 7, [`AllocatorKind::Recreated`]) is a pair: a
+//! free of the block as it was (its size, thread and stack, like any free), then an alloc by
+//! the block's new owner that writes no address or size (they are the free's).
 
 use crate::varint::{put_i64, put_u64, Cursor};
 use crate::{AllocatorKind, Event, Op, StackId, ThreadId};
@@ -76,9 +80,13 @@ impl Default for AddressPredictor {
 }
 
 impl AddressPredictor {
-    /// The class of an alloc and the bytes its block takes in its allocator.
+    /// The class of an alloc and the bytes its block takes in its allocator. A block an
+    /// object was re-created in is one of the object allocator's.
     fn class(kind: AllocatorKind, size: u64) -> (usize, u64) {
-        let pymalloc = matches!(kind, AllocatorKind::PymallocObject | AllocatorKind::PyMem);
+        let pymalloc = matches!(
+            kind,
+            AllocatorKind::PymallocObject | AllocatorKind::PyMem | AllocatorKind::Recreated
+        );
         if pymalloc && size <= 16 * PYMALLOC_CLASSES as u64 {
             let class = size.saturating_sub(1) / 16;
             return (class as usize, (class + 1) * 16);
@@ -109,7 +117,8 @@ impl AddressPredictor {
 /// Delta-encodes events into a chunk payload (format 4), column by column: like values sit
 /// together, so the chunk compressor finds far more repeats than in row order. Times must not
 /// decrease (the writer clamps). A free's thread, stack and size must be those of the
-/// allocation it ends.
+/// allocation it ends. A re-creation's alloc must follow its free, with the same address and
+/// size.
 pub(crate) struct EventEncoder {
     heads: Vec<u8>,
     columns: [Vec<u8>; COLUMNS],
@@ -181,7 +190,14 @@ impl EventEncoder {
             self.first_time = t;
             self.last_time = t;
         }
+        let recreated = e.op == Op::Alloc && e.kind == AllocatorKind::Recreated;
         let (op, recent) = match (e.op, address) {
+            // Its address and size are its free's, the event before it.
+            (Op::Alloc, _) if recreated => {
+                let (class, _) = AddressPredictor::class(e.kind, e.size);
+                self.alloc_class.push(class as u8);
+                (OP_ALLOC, None)
+            }
             (Op::Alloc, address) => {
                 let (class, _) = AddressPredictor::class(e.kind, e.size);
                 self.alloc_class.push(class as u8);
@@ -225,6 +241,7 @@ impl EventEncoder {
             self.prev_thread = e.thread.0;
         }
         match recent {
+            _ if recreated => {}
             Some(ago) => put_u64(&mut self.columns[ADDRESS], ago.into()),
             None => {
                 let mut guess = self.prev_address;
@@ -239,7 +256,9 @@ impl EventEncoder {
         }
         match op {
             OP_ALLOC | OP_ALLOC_REUSE => {
-                put_u64(&mut self.columns[SIZE], e.size);
+                if !recreated {
+                    put_u64(&mut self.columns[SIZE], e.size);
+                }
                 if e.stack.0 != self.prev_stack {
                     head |= HAS_STACK;
                     put_i64(&mut self.columns[STACK], delta(self.prev_stack, e.stack.0));
@@ -337,6 +356,8 @@ pub(crate) fn decode_events(
     // is one class, and every free is in it.
     let mut allocs: Vec<Allocated> = Vec::new();
     let mut frees: Vec<Vec<u64>> = vec![Vec::new(); PREDICTOR_CLASSES];
+    // A re-creation's free, (address, size), until its alloc.
+    let mut recreating: Option<(u64, u64)> = None;
     fn ago<T: Copy>(list: &[T], n: u64) -> Result<T, String> {
         usize::try_from(n)
             .ok()
@@ -363,6 +384,19 @@ pub(crate) fn decode_events(
         let op = if code == OP_ALLOC || code == OP_ALLOC_REUSE { Op::Alloc } else { Op::Free };
         let kind =
             AllocatorKind::from_code((head >> KIND_SHIFT) & 7).ok_or("unknown allocator kind")?;
+        let recreation = kind == AllocatorKind::Recreated;
+        if recreation && !v4 {
+            return Err("unknown allocator kind".into());
+        }
+        // The alloc of a re-creation comes right after its free, at the same time.
+        let moved = match recreating.take() {
+            Some(block) if recreation && code == OP_ALLOC && head & HAS_TIME == 0 => Some(block),
+            Some(_) => return Err("a re-created object's free is not followed by its alloc".into()),
+            None if recreation && op == Op::Alloc => {
+                return Err("a re-created object's alloc does not follow its free".into())
+            }
+            None => None,
+        };
         if head & HAS_TIME != 0 {
             t = t.checked_add(cols[TIME].u64()?).ok_or("event time overflows")?;
         }
@@ -378,7 +412,10 @@ pub(crate) fn decode_events(
         }
         let (size, st) = match code {
             OP_ALLOC | OP_ALLOC_REUSE => {
-                let size = cols[SIZE].u64()?;
+                let size = match moved {
+                    Some((_, size)) => size,
+                    None => cols[SIZE].u64()?,
+                };
                 if head & HAS_STACK != 0 {
                     stack = if v3 {
                         shifted(stack, cols[STACK].i64()?)?
@@ -400,6 +437,7 @@ pub(crate) fn decode_events(
         let (class, block) = if v3 { AddressPredictor::class(kind, size) } else { (0, 0) };
         let mut owner = (thread, st, size);
         let address = match code {
+            _ if moved.is_some() => moved.map_or(0, |(address, _)| address),
             OP_FREE_RECENT => {
                 let a = ago(&allocs, cols[ADDRESS].u64()?)?;
                 frees[a.class as usize].push(a.address);
@@ -427,6 +465,9 @@ pub(crate) fn decode_events(
             allocs.push(Allocated { address, class: class as u8, thread, stack: st, size });
         }
         let (thread, stack, size) = owner;
+        if recreation && op == Op::Free {
+            recreating = Some((address, size));
+        }
         out.push(Event {
             op,
             kind,
@@ -440,5 +481,114 @@ pub(crate) fn decode_events(
     if cols.iter().any(|c| !c.is_empty()) {
         return Err("column bytes left over after the last event".into());
     }
+    if recreating.is_some() {
+        return Err("a re-created object's free is not followed by its alloc".into());
+    }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(
+        op: Op,
+        kind: AllocatorKind,
+        t: u64,
+        thread: u32,
+        address: u64,
+        size: u64,
+        stack: u32,
+    ) -> Event {
+        Event {
+            op,
+            kind,
+            time_ns: t * EVENT_TIME_QUANTUM_NS,
+            thread: ThreadId(thread),
+            address,
+            size,
+            stack: StackId(stack),
+        }
+    }
+
+    fn encode(events: &[(Event, AddressRef)]) -> Vec<u8> {
+        let mut enc = EventEncoder::default();
+        for (e, r) in events {
+            enc.push(e, *r);
+        }
+        enc.finish()
+    }
+
+    fn decode(raw: &[u8], version: u16) -> Result<Vec<Event>, String> {
+        let mut out = Vec::new();
+        decode_events(raw, &mut out, 4, 8, version).map(|()| out)
+    }
+
+    const OBJ: AllocatorKind = AllocatorKind::PymallocObject;
+    const RE: AllocatorKind = AllocatorKind::Recreated;
+
+    /// A block allocated in this chunk and one from before it, each re-created in by another
+    /// thread and stack, then freed: the re-creations' allocs write neither address nor size,
+    /// and a later free pointing back at one takes its new owner.
+    #[test]
+    fn a_recreation_is_a_free_and_an_alloc_without_address_or_size() {
+        let events = [
+            (ev(Op::Alloc, OBJ, 1, 0, 0x7f00_0000_1000, 48, 1), AddressRef::Explicit),
+            (ev(Op::Free, RE, 2, 0, 0x7f00_0000_1000, 48, 1), AddressRef::Allocated(0)),
+            (ev(Op::Alloc, RE, 2, 1, 0x7f00_0000_1000, 48, 2), AddressRef::Explicit),
+            (ev(Op::Free, RE, 3, 2, 0x7f00_0000_9000, 64, 3), AddressRef::Explicit),
+            (ev(Op::Alloc, RE, 3, 1, 0x7f00_0000_9000, 64, 2), AddressRef::Explicit),
+            (ev(Op::Free, OBJ, 4, 1, 0x7f00_0000_1000, 48, 2), AddressRef::Allocated(1)),
+            (ev(Op::Free, OBJ, 4, 1, 0x7f00_0000_9000, 64, 2), AddressRef::Allocated(2)),
+        ];
+        let raw = encode(&events);
+        let want: Vec<Event> = events.iter().map(|(e, _)| *e).collect();
+        assert_eq!(decode(&raw, 4).unwrap(), want);
+        // Heads: op | kind << 2 | thread | stack | time. The re-creations' allocs (op 0, kind
+        // 7) name their thread and stack, never a time; their frees are op 2 (allocated in
+        // this chunk) and op 1 (from before it); the last frees point back at them.
+        let mut c = Cursor::new(&raw);
+        let (n, _) = (c.u64().unwrap(), c.u64().unwrap());
+        let lens: Vec<u64> = (0..COLUMNS).map(|_| c.u64().unwrap()).collect();
+        let heads = c.bytes(n as usize).unwrap();
+        let k = |kind: AllocatorKind| (kind as u8) << KIND_SHIFT;
+        assert_eq!(
+            heads,
+            [
+                OP_ALLOC | k(OBJ) | HAS_STACK,
+                OP_FREE_RECENT | k(RE) | HAS_TIME,
+                OP_ALLOC | k(RE) | HAS_THREAD | HAS_STACK,
+                OP_FREE | k(RE) | HAS_THREAD | HAS_STACK | HAS_TIME,
+                OP_ALLOC | k(RE) | HAS_THREAD,
+                OP_FREE_RECENT | k(OBJ) | HAS_TIME,
+                OP_FREE_RECENT | k(OBJ),
+            ]
+        );
+        // Sizes: the first alloc's alone (48), and the explicit free's (64) in its column.
+        assert_eq!((lens[SIZE], lens[FREE_SIZE]), (1, 1));
+    }
+
+    #[test]
+    fn a_recreation_cut_in_two_is_refused() {
+        let alloc = (ev(Op::Alloc, OBJ, 1, 0, 0x1000, 48, 1), AddressRef::Explicit);
+        let free_half = (ev(Op::Free, RE, 2, 0, 0x1000, 48, 1), AddressRef::Allocated(0));
+        let alloc_half = (ev(Op::Alloc, RE, 2, 1, 0x1000, 48, 2), AddressRef::Explicit);
+        let late_half = (ev(Op::Alloc, RE, 3, 1, 0x1000, 48, 2), AddressRef::Explicit);
+        let other = (ev(Op::Alloc, OBJ, 2, 0, 0x2000, 48, 1), AddressRef::Explicit);
+        for (events, why) in [
+            (vec![alloc, free_half], "not followed"),
+            (vec![alloc, free_half, other, alloc_half], "not followed"),
+            (vec![alloc, alloc_half], "does not follow"),
+            (vec![alloc, free_half, late_half], "not followed"),
+        ] {
+            let err = decode(&encode(&events), 4).unwrap_err();
+            assert!(err.contains(why), "{err}");
+        }
+        // Kind 7 is new in format 4: a format-3 chunk of one alloc of kind 7 (count, T0, the
+        // five column lengths, the head, an address and a size) is refused.
+        let v3 = [1, 0, 0, 0, 1, 1, 0, (RE as u8) << KIND_SHIFT, 0, 0];
+        let err = decode(&v3, 3).unwrap_err();
+        assert!(err.contains("unknown allocator kind"), "{err}");
+        assert!(decode(&[1, 0, 0, 0, 1, 1, 0, (OBJ as u8) << KIND_SHIFT, 0, 0], 3).is_ok());
+    }
 }

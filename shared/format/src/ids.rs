@@ -65,11 +65,18 @@ pub enum AllocatorKind {
     /// the heap. The part of an anonymous mapping that becomes resident is recorded as
     /// [`AllocatorKind::Mmap`].
     Reserved = 6,
+    /// Not a kind of block but a kind of event: a new object was made in a live heap block
+    /// without calling an allocator (CPython 3.13+ re-creating an object from a free list),
+    /// so the block is charged to another (thread, stack) from then on. Written as a free of
+    /// the block as it was, then an alloc of it by its new owner, both of this kind: the heap,
+    /// the block's own kind and the allocation counts do not change. See
+    /// [`crate::Event::is_recreation`].
+    Recreated = 7,
 }
 
 impl AllocatorKind {
     /// All kinds, in code order.
-    pub const ALL: [AllocatorKind; 7] = [
+    pub const ALL: [AllocatorKind; 8] = [
         AllocatorKind::PymallocObject,
         AllocatorKind::PyMem,
         AllocatorKind::PyRaw,
@@ -77,6 +84,7 @@ impl AllocatorKind {
         AllocatorKind::Mmap,
         AllocatorKind::PymallocArena,
         AllocatorKind::Reserved,
+        AllocatorKind::Recreated,
     ];
 
     /// The kind for a 3-bit code, if it is known.
@@ -99,6 +107,7 @@ impl AllocatorKind {
             AllocatorKind::Mmap => "mmap (resident)",
             AllocatorKind::PymallocArena => "pymalloc arena",
             AllocatorKind::Reserved => "mmap (reserved)",
+            AllocatorKind::Recreated => "re-created object",
         }
     }
 }

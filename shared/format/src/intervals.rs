@@ -40,14 +40,23 @@ pub struct IntervalEntry {
     pub alloc: Totals,
     /// Blocks freed within the interval (allocated then or earlier).
     pub freed: Totals,
+    /// Live blocks that changed hands within the interval, (bytes, blocks): those an object
+    /// was re-created in by this thread and stack ([`AllocatorKind::Recreated`]), less those
+    /// it held that an object was re-created in by another. Neither allocated nor freed.
+    pub moved: (i64, i64),
 }
 
 impl IntervalEntry {
-    /// Live bytes and blocks gained over the interval (negative when more was freed).
+    /// Live bytes and blocks gained over the interval (negative when more was freed or
+    /// moved away).
     pub fn net(&self) -> (i64, i64) {
         (
-            (self.alloc.bytes as i64).wrapping_sub(self.freed.bytes as i64),
-            (self.alloc.count as i64).wrapping_sub(self.freed.count as i64),
+            (self.alloc.bytes as i64)
+                .wrapping_sub(self.freed.bytes as i64)
+                .wrapping_add(self.moved.0),
+            (self.alloc.count as i64)
+                .wrapping_sub(self.freed.count as i64)
+                .wrapping_add(self.moved.1),
         )
     }
 }
@@ -183,7 +192,12 @@ pub(crate) fn encode_node(out: &mut Vec<u8>, n: &Interval) {
         put_i64(out, e.freed.count.wrapping_sub(e.alloc.count) as i64);
         put_i64(out, e.freed.bytes.wrapping_sub(e.alloc.bytes) as i64);
     }
-    for deltas in [&n.since_max, &n.churn] {
+    let moved: Vec<EntryDelta> = (0u32..)
+        .zip(&n.entries)
+        .filter(|(_, e)| e.moved != (0, 0))
+        .map(|(entry, e)| EntryDelta { entry, bytes: e.moved.0, count: e.moved.1 })
+        .collect();
+    for deltas in [&n.since_max, &n.churn, &moved] {
         put_u64(out, deltas.len() as u64);
         let mut entry = 0u32;
         for d in deltas {
@@ -260,9 +274,10 @@ pub(crate) fn decode_intervals(
                 stack: StackId(stack as u32),
                 alloc,
                 freed,
+                moved: (0, 0),
             });
         }
-        let mut lists = [Vec::new(), Vec::new()];
+        let mut lists = [Vec::new(), Vec::new(), Vec::new()];
         for list in &mut lists {
             let len = c.u64()?;
             if len > entries.len() as u64 {
@@ -283,7 +298,10 @@ pub(crate) fn decode_intervals(
                 list.push(EntryDelta { entry: entry as u32, bytes, count });
             }
         }
-        let [since_max, churn] = lists;
+        let [since_max, churn, moved] = lists;
+        for d in moved {
+            entries[d.entry as usize].moved = (d.bytes, d.count);
+        }
         let n_kinds = c.u64()?;
         if n_kinds > AllocatorKind::ALL.len() as u64 {
             return Err("interval lists more allocator kinds than exist".into());
@@ -330,6 +348,7 @@ mod tests {
             stack: StackId(stack),
             alloc: Totals { bytes: a * 16, count: a },
             freed: Totals { bytes: f * 16, count: f },
+            moved: (0, 0),
         };
         Interval {
             level: 2,
@@ -342,7 +361,12 @@ mod tests {
             heap_max: 9_000,
             t_max: 5_000,
             heap_end: 4_096 + 9 * 16,
-            entries: vec![e(0, 1, 10, 2), e(0, 5, 3, 3), e(2, 0, 1, 0)],
+            // (0, 5) re-created objects in 2 blocks of (0, 1)'s.
+            entries: vec![
+                IntervalEntry { moved: (-32, -2), ..e(0, 1, 10, 2) },
+                IntervalEntry { moved: (32, 2), ..e(0, 5, 3, 3) },
+                e(2, 0, 1, 0),
+            ],
             since_max: vec![EntryDelta { entry: 1, bytes: -48, count: -3 }],
             churn: vec![EntryDelta { entry: 0, bytes: 1 << 20, count: 2 }],
             kinds: vec![

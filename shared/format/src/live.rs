@@ -329,6 +329,27 @@ impl LiveBlocks {
         self.cache = [(u64::MAX, EMPTY); CACHE];
     }
 
+    /// Hands the live block at `address` to `key`, its event now at (`chunk`, alloc `index`)
+    /// (an object re-created in it); returns the block as it was, or `None` when no block is
+    /// live there. Its size and kind stay.
+    pub fn rekey(&mut self, address: u64, key: u32, chunk: u32, index: u32) -> Option<Block> {
+        debug_assert!(chunk < LIVE - 1);
+        let p = self.lookup(address >> PAGE_SHIFT);
+        if let Some(at) = self.live_slot(p, address) {
+            let s = &mut self.slots[at];
+            let old = s.block();
+            (s.key, s.chunk, s.index) = (key, (chunk + 1) | LIVE, index);
+            return Some(old);
+        }
+        if p.big == 0 {
+            return None;
+        }
+        let slot = self.big.get_mut(&address).filter(|s| s.live)?;
+        let old = slot.block;
+        slot.block = Block { key, chunk, index, ..old };
+        Some(old)
+    }
+
     /// The size and key of the live block at `address`.
     pub fn get(&self, address: u64) -> Option<(u64, u32)> {
         let p = *self.dir.get(&(address >> PAGE_SHIFT))?;
@@ -353,8 +374,8 @@ mod tests {
 
     /// Against a plain map of live blocks and tombstones, over addresses that mix pages and
     /// the big map, a block of one table allocated over a live block of the other (after a
-    /// free that was never seen), reuse, frees of unknown blocks and enough emptied pages
-    /// to sweep.
+    /// free that was never seen), reuse, frees of unknown blocks, blocks changing hands and
+    /// enough emptied pages to sweep.
     #[test]
     fn behaves_like_a_map_of_live_blocks_and_tombstones() {
         let mut live = LiveBlocks::default();
@@ -383,7 +404,19 @@ mod tests {
                 _ => base + (x >> 8) % (20 << 10) * 16,
             };
             let size = if x % 7 == 0 { 4096 } else { (x >> 40) % 512 + 1 };
-            if x % 3 == 0 || freeing {
+            if x % 11 == 4 && !freeing {
+                // An object re-created in the block: it changes hands, and stays live.
+                let got = live.rekey(address, step + 1, chunk, step);
+                let want = match model.get_mut(&address) {
+                    Some((b, true)) => {
+                        let old = *b;
+                        *b = Block { key: step + 1, chunk, index: step, ..old };
+                        Some(old)
+                    }
+                    _ => None,
+                };
+                assert_eq!(got, want, "rekey {address:#x} at {step}");
+            } else if x % 3 == 0 || freeing {
                 let got = live.free(address, chunk, step);
                 let want = match model.get_mut(&address) {
                     Some((b, l)) if *l => {

@@ -738,7 +738,8 @@ impl Recording {
         self.for_each_event_chunk(|events| {
             for e in events {
                 s.duration_ns = s.duration_ns.max(e.time_ns);
-                if !e.kind.counts_in_heap() {
+                // A re-created object's block stays live, with its size: nothing changes.
+                if !e.kind.counts_in_heap() || e.is_recreation() {
                     continue;
                 }
                 match e.op {

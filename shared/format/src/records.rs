@@ -275,6 +275,19 @@ pub struct Event {
     pub stack: StackId,
 }
 
+impl Event {
+    /// Half of an object's re-creation ([`AllocatorKind::Recreated`]): the free (the block
+    /// leaving the thread and stack that held it) or the alloc (the block joining the thread
+    /// and stack that re-created an object in it) of a live block that stays live. The two
+    /// come together, free first, at one time, with the block's address and size. Replays
+    /// that follow blocks apply them as a free and an alloc; those that count allocations,
+    /// frees or what was allocated leave them out; the heap does not change.
+    #[inline]
+    pub fn is_recreation(&self) -> bool {
+        self.kind == AllocatorKind::Recreated
+    }
+}
+
 /// Bytes and number of allocations.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Default, PartialOrd, Ord, Hash, Serialize, Deserialize,

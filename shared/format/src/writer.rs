@@ -310,6 +310,49 @@ impl<W: Write> RecordingWriter<W> {
         Ok(())
     }
 
+    /// Records that a new object was made in the live heap block at `address` without an
+    /// allocation (CPython re-creating an object from a free list): from now on the block is
+    /// charged to `thread` and `stack`. Written as a free of the block as it was and an alloc
+    /// of it by its new owner, both of kind [`AllocatorKind::Recreated`]; the heap, the counts
+    /// and the block's own kind do not change. Nothing is written when no block is live there
+    /// (allocated before tracing started) or when it is already this thread's and stack's.
+    pub fn recreate(
+        &mut self,
+        time_ns: u64,
+        thread: ThreadId,
+        stack: StackId,
+        address: u64,
+    ) -> Result<(), Error> {
+        let key = self.agg.key(thread, stack);
+        match self.live.get(address) {
+            Some((_, held_by)) if held_by != key => {}
+            _ => return Ok(()),
+        }
+        let time_ns = self.event_time(time_ns)?;
+        // After event_time, which may have ended the chunk: both halves go in this one.
+        let chunk = self.events.chunk;
+        let Some(old) = self.live.rekey(address, key, chunk, self.events.allocs()) else {
+            return Ok(());
+        };
+        self.agg.recreate(old.key, key, old.size, time_ns);
+        let kind = AllocatorKind::Recreated;
+        self.stored_at(kind, time_ns);
+        if self.options.events {
+            let size = old.size;
+            let addr_ref = if old.chunk == chunk {
+                AddressRef::Allocated(old.index)
+            } else {
+                AddressRef::Explicit
+            };
+            let (t0, s0) = self.agg.pair(old.key);
+            let free = Event { op: Op::Free, kind, time_ns, thread: t0, address, size, stack: s0 };
+            self.events.push(&free, addr_ref);
+            let alloc = Event { op: Op::Alloc, kind, time_ns, thread, address, size, stack };
+            self.events.push(&alloc, AddressRef::Explicit);
+        }
+        Ok(())
+    }
+
     /// Counts and writes the free of a block that was live.
     fn push_free(
         &mut self,

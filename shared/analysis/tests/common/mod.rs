@@ -8,8 +8,9 @@ pub const T: ThreadId = ThreadId(0);
 pub const WORKER: ThreadId = ThreadId(1);
 
 /// Writes: `main` -> `load` (app.py:10) allocates 10 blocks of 1000 bytes, `main` -> `leak`
-/// (app.py:20) allocates 500 bytes on the worker thread and keeps them, then `load`'s blocks
-/// are freed. Peak: 10_500 bytes at t = 11 us. End: 500 bytes.
+/// (app.py:20) allocates 500 bytes on the worker thread and keeps them, `main` re-creates an
+/// object in `load`'s last block (at 19.5 us), then `load`'s blocks are freed. Peak: 10_500
+/// bytes at t = 11 us. End: 500 bytes.
 pub fn known_program(options: WriterOptions) -> Vec<u8> {
     let meta = Meta {
         memlens_version: "0.1.0".into(),
@@ -47,6 +48,12 @@ pub fn known_program(options: WriterOptions) -> Vec<u8> {
     w.alloc(11_500, T, s_main, 0x7000_0000, 1 << 16, AllocatorKind::PymallocArena).unwrap();
     w.marker(12_000, T, "loaded");
     w.flush().unwrap();
+    // An object re-created in a live block moves it to `main` (a free and an alloc of kind 7);
+    // one re-created where no block is live (allocated before tracing), or by the block's own
+    // stack, is not written.
+    w.recreate(19_500, T, s_main, 0x19_000).unwrap();
+    w.recreate(19_500, T, s_main, 0x19_000).unwrap();
+    w.recreate(19_600, T, s_main, 0xbeef_0000).unwrap();
     for i in 0..10u64 {
         w.free(20_000 + i * 1000, T, 0x10_000 + i * 0x1000, AllocatorKind::PymallocObject).unwrap();
     }

@@ -4,6 +4,8 @@
 //! tags and payloads come from the input, so the fuzzer reaches the payload decoders (tables,
 //! events, interval aggregates, digest). Files are read both ways: with a footer pointing at a
 //! trailer (the index path) and without (the scan path), and followed as they grow.
+//! `./dev fuzz` seeds the corpus with the golden recording (mode 1: its bytes after the
+//! header), so runs start from real event chunks (re-created objects' pairs included).
 #![no_main]
 
 use std::sync::{Arc, Mutex};
@@ -50,6 +52,19 @@ fn analyse(rec: &Recording) {
     }
     let _ = peak_in(rec, end / 3, end);
     let _ = thread_totals(rec);
+    let _ = kind_usage(rec);
+    let _ = replay::kind_usage(rec);
+    let _ = rec.replay_summary();
+    let _ = rec.aggregates_summary();
+    // What `memlens check` does: the aggregator over every event chunk.
+    let mut agg = Aggregator::new();
+    for k in 0..rec.event_chunk_count() {
+        let mut events = Vec::new();
+        if rec.decode_event_chunk(k, &mut events).is_ok() {
+            events.iter().for_each(|e| agg.event(e));
+            let _ = agg.cut(0, end);
+        }
+    }
     let _ = insights(rec, &InsightOptions::default());
     let _ = span_usage(rec, &[(0, end / 2), (end / 2 + 1, end)]);
     for filter in [all.clone(), EventFilter::thread(ThreadId(0))] {

@@ -1,0 +1,108 @@
+//! Objects re-created from CPython's free lists, charged to the code that re-created them
+//! (3.13+, through `PyRefTracer`).
+//!
+//! CPython keeps dead tuples, lists, dicts, floats (and a few more) on free lists and
+//! makes new objects of the same type in them without calling an allocator. An
+//! allocator-level tracer then charges such an object to whichever code first allocated
+//! that memory: a cache of small tuples built by one function shows up as memory "left at
+//! exit" by an unrelated function that built short-lived tuples earlier.
+//!
+//! 3.13's reference tracer is called with every object created (`_Py_NewReference`, which
+//! free-listed objects go through too). An object created in the block this thread
+//! allocated last is a fresh one, already recorded with its allocation: nothing to do, at
+//! the cost of a compare. Any other is a re-creation: its block is found from the object
+//! (before it, the GC header and the managed-dict/weakref pre-header its type has) and a
+//! [`Record::Recreate`] charges it to the thread's current stack. The recorder turns that
+//! into a "re-created object" event when the block is live and charged elsewhere (see
+//! shared/FORMAT.md). Destruction events are not used.
+//!
+//! The tracer is installed for a session only when no other one is (`tracemalloc` uses the
+//! same slot since 3.13, and there is one slot); if another tool replaces it during the
+//! session, re-creations are simply no longer seen.
+
+use std::ffi::{c_int, c_ulong, c_void};
+
+use memlens_wire::Record;
+
+use crate::guard::{Ctx, Guard};
+use crate::python_api::{api, PyApi, PyObject, RefTracer, REFTRACER_CREATE};
+use crate::thread_state::with_state_in;
+use crate::tracing;
+
+/// `Py_TPFLAGS_HAVE_GC`: instances have a `PyGC_Head` (two pointers) before them.
+const HAVE_GC: c_ulong = 1 << 14;
+/// `Py_TPFLAGS_MANAGED_DICT | Py_TPFLAGS_MANAGED_WEAKREF` (`Py_TPFLAGS_PREHEADER`, 3.12+):
+/// two more pointers before the GC header.
+const PREHEADER: c_ulong = (1 << 4) | (1 << 3);
+const PTR: usize = std::mem::size_of::<usize>();
+
+/// Installs the tracer, unless this Python has none or another tool holds the slot (ours,
+/// left from an earlier session, is fine). Needs the GIL.
+pub fn install(api: &PyApi) {
+    let Some(rt) = api.ref_tracer() else { return };
+    let mut data = std::ptr::null_mut();
+    // SAFETY: GIL held (tracing starts from a Python call); Get only reads the slot.
+    let current = unsafe { (rt.get)(&mut data) };
+    if current.is_none() {
+        // SAFETY: GIL held; `on_object` has PyRefTracer's signature and lives as long as
+        // the process.
+        unsafe { (rt.set)(Some(on_object), std::ptr::null_mut()) };
+    }
+}
+
+/// Removes the tracer if it is still ours (the end of a `memlens.record()` block: the
+/// program runs on without a call at every object's creation). Needs the GIL.
+pub fn uninstall() {
+    let Some(rt) = api().ref_tracer() else { return };
+    let mut data = std::ptr::null_mut();
+    // SAFETY: GIL held (caller's contract).
+    unsafe {
+        let ours: RefTracer = on_object;
+        if (rt.get)(&mut data).map(|f| f as usize) == Some(ours as usize) {
+            (rt.set)(None, std::ptr::null_mut());
+        }
+    }
+}
+
+/// The start of the block an object was allocated in: the object minus its type's
+/// pre-header (`_PyType_PreHeaderSize`, `Include/internal/pycore_object.h`). GIL held.
+///
+/// # Safety
+/// `op` is an object being created, its type set (`_Py_NewReference`'s precondition).
+unsafe fn block_of(op: *mut PyObject) -> usize {
+    // SAFETY: per the contract; `ob_type` follows `ob_refcnt` in `PyObject` (GIL builds,
+    // which are the only ones we trace).
+    let tp = unsafe { *op.byte_add(PTR).cast::<*mut PyObject>() };
+    if tp.is_null() {
+        return op as usize;
+    }
+    // SAFETY: `tp` is the object's type, alive while the object is.
+    let flags = unsafe { (api().ref_tracer().expect("installed").type_flags)(tp) };
+    let gc = if flags & HAVE_GC != 0 { 2 * PTR } else { 0 };
+    let pre = if flags & PREHEADER != 0 { 2 * PTR } else { 0 };
+    op as usize - gc - pre
+}
+
+/// The `PyRefTracer`: sends a re-creation for each object created outside the block its
+/// thread allocated last.
+unsafe extern "C" fn on_object(op: *mut PyObject, event: c_int, _data: *mut c_void) -> c_int {
+    if event != REFTRACER_CREATE || !tracing::active() {
+        return 0;
+    }
+    let g = Guard::enter(Ctx::Tracer);
+    if !g.outermost() {
+        return 0;
+    }
+    with_state_in(g.tls(), |st| {
+        if st.paused || st.take_fresh(op as usize) {
+            return;
+        }
+        // SAFETY: CPython calls us with the object it is creating, its type set.
+        let block = unsafe { block_of(op) };
+        if crate::profiler::walking() {
+            crate::profiler::walk_frames(st);
+        }
+        st.push_with_stack(Record::Recreate { address: block as u64 });
+    });
+    0
+}
