@@ -90,7 +90,9 @@ pub fn probe_python(python: &Path) -> Result<PythonInfo> {
     let text = String::from_utf8_lossy(&out.stdout);
     let parts: Vec<&str> = text.split_whitespace().collect();
     let parsed = match parts[..] {
-        [major, minor, version, implementation] => Some((major, minor, version, implementation, "")),
+        [major, minor, version, implementation] => {
+            Some((major, minor, version, implementation, ""))
+        }
         [major, minor, version, implementation, flags] => {
             Some((major, minor, version, implementation, flags))
         }
