@@ -150,6 +150,18 @@ export async function openPage(context, url, { colorScheme = 'light' } = {}) {
   return page;
 }
 
+/** The accessibility problems axe-core (npm, in MEMLENS_NODE_MODULES) finds on the page as
+ *  it is now, of `serious` or `critical` impact: [{ id, impact, help, targets }]. */
+export async function accessibilityProblems(page) {
+  await page.addScriptTag({ path: require.resolve('axe-core/axe.min.js') });
+  const violations = await page.evaluate(async () => (await window.axe.run(document, {
+    resultTypes: ['violations'],
+  })).violations);
+  return violations
+    .filter((v) => v.impact === 'serious' || v.impact === 'critical')
+    .map((v) => ({ id: v.id, impact: v.impact, help: v.help, targets: v.nodes.map((n) => n.target.join(' ')) }));
+}
+
 /** Saves a screenshot of the whole page, or of the element `selector` names. */
 export function screenshot(page, name, selector) {
   mkdirSync(SCREENSHOTS, { recursive: true });

@@ -140,7 +140,8 @@ pub fn ChartCanvas<C: Chart>(
     /// stop (`role="application"`, so screen readers pass the keys on).
     #[prop(optional, into)]
     on_key: Option<Callback<web_sys::KeyboardEvent>>,
-    /// Told when the canvas gets (`true`) or loses the keyboard focus.
+    /// Told when the canvas gets the focus from the keyboard (`true`: Tab, not a click, which
+    /// must not show a keyboard cursor) or loses it (`false`).
     #[prop(optional, into)]
     on_focus: Option<Callback<bool>>,
     /// The id of an element that describes what the keyboard cursor is on (`aria-describedby`).
@@ -308,7 +309,10 @@ pub fn ChartCanvas<C: Chart>(
                     }
                 }
                 on:focus=move |_| {
-                    if let Some(cb) = on_focus {
+                    let by_keys = canvas_ref
+                        .get_untracked()
+                        .is_some_and(|c| c.matches(":focus-visible").unwrap_or(true));
+                    if let (Some(cb), true) = (on_focus, by_keys) {
                         cb.run(true);
                     }
                 }

@@ -429,9 +429,12 @@ pub fn FlameGraph(loaded: ByPtr<Loaded>, state: RwSignal<ViewState>) -> impl Int
         let (color, flame_up) = look.get();
         Some(FlameChart::new(d, zoom, search.get(), color, flame_up))
     });
-    // The keyboard cursor: a node of the tree it was set in (another tree drops it), shown
-    // while the canvas has the focus.
+    // The keyboard cursor: a node of the tree it was set in (another tree drops it), outlined
+    // while the canvas has the keyboard's focus. What it is on is said from the first time
+    // the keyboard comes, and stays said (a line that came and went with the focus would
+    // move what is below it under the pointer).
     let (focused, set_focused) = signal(false);
+    let (keyboard, set_keyboard) = signal(false);
     let cursor = RwSignal::new(None::<(ByPtr<FlameData>, u32)>);
     let cursor_in = move |c: &FlameChart| {
         let wanted = cursor.with(|k| k.as_ref().filter(|(d, _)| *d == c.data).map(|k| k.1));
@@ -444,7 +447,18 @@ pub fn FlameGraph(loaded: ByPtr<Loaded>, state: RwSignal<ViewState>) -> impl Int
         }
         Some(c)
     });
-    let focus_text = move || chart.with(|c| c.as_ref().and_then(|c| c.describe(c.cursor?)));
+    let focus_text = move || {
+        if !keyboard.get() {
+            return None;
+        }
+        layout.with(|c| c.as_ref().and_then(|c| c.describe(cursor_in(c)?)))
+    };
+    let on_focus = Callback::new(move |f: bool| {
+        if f {
+            set_keyboard.set(true);
+        }
+        set_focused.set(f);
+    });
 
     let set_zoom = move |node: u32| {
         if let Some(c) = layout.get_untracked() {
@@ -518,6 +532,8 @@ pub fn FlameGraph(loaded: ByPtr<Loaded>, state: RwSignal<ViewState>) -> impl Int
             _ => return,
         };
         ev.prevent_default();
+        set_keyboard.set(true);
+        set_focused.set(true);
         let next = match step {
             Some(step) => flame_move(&c.data.0.tree, &c.rects.0, at, step),
             None => Some(c.zoom),
@@ -676,7 +692,7 @@ pub fn FlameGraph(loaded: ByPtr<Loaded>, state: RwSignal<ViewState>) -> impl Int
                     height=height
                     on_click=on_click
                     on_key=on_key
-                    on_focus=Callback::new(move |f| set_focused.set(f))
+                    on_focus=on_focus
                     described_by="flame-focus"
                 />
             </div>

@@ -550,7 +550,8 @@ pub fn Timeline(
             }
         })
     });
-    // The keyboard cursor, shown while the canvas has the focus.
+    // The keyboard cursor, drawn while the canvas has the keyboard's focus; what it is on is
+    // said from the first time the keyboard comes, and stays said (see the flame graph).
     let (focused, set_focused) = signal(false);
     let cursor = RwSignal::new(None::<TimeCursor>);
     let chart = Memo::new(move |_| {
@@ -558,7 +559,10 @@ pub fn Timeline(
         let cursor = focused.get().then(|| cursor.get().map(|c| c.at)).flatten();
         Some(TimelineChart { data, range: range.get(), census: census.get(), cursor })
     });
-    let focus_text = move || chart.with(|c| c.as_ref().and_then(|c| c.describe(c.cursor?)));
+    let focus_text = move || {
+        let at = cursor.get()?.at;
+        chart.with(|c| c.as_ref().and_then(|c| c.describe(at)))
+    };
     let on_focus = Callback::new(move |f: bool| {
         // The cursor starts at the heap's peak (the first thing to look at), or the window's
         // start.
@@ -609,6 +613,7 @@ pub fn Timeline(
             _ => return,
         };
         ev.prevent_default();
+        set_focused.set(true);
         let (t0, t1) = window.get_untracked();
         let now = cursor.get_untracked().unwrap_or(TimeCursor { at: t0, anchor: None });
         let extend = ev.shift_key();
