@@ -116,6 +116,23 @@ describe('keyboard and screen readers', () => {
     await page.close();
   });
 
+  test('compare mode\'s differential flame graph takes the same keys', async () => {
+    const page = await open('?base=fixtures/compare/base.memlens&head=fixtures/compare/head.memlens');
+    await page.waitForSelector('#delta-table tbody tr td.fn', { timeout: 30000 });
+    await tabTo(page, 'the differential flame graph', () => document.activeElement?.id === 'diff-flame-canvas');
+    assert.equal(await page.getAttribute('#diff-flame-canvas', 'role'), 'application');
+    await textMatching(page, '#diff-flame-focus', /^All stacks · Head: .* · Base: .* · Change: \+/);
+    // build_index grew most (diff_app.py): walk down to it and zoom in.
+    const text = await pressUntil(page, 'ArrowDown', '#diff-flame-focus', /^build_index/);
+    assert.match(text, /Change: \+20\.0 MiB/);
+    await page.keyboard.press('Enter');
+    await page.waitForFunction(() => /zoom=.*build_index/.test(decodeURIComponent(location.hash)));
+    await page.keyboard.press('Escape');
+    await page.waitForFunction(() => !/build_index/.test(decodeURIComponent(location.hash)));
+    assert.deepEqual(page.problems, []);
+    await page.close();
+  });
+
   test('timeline: arrows move a cursor, Shift+arrows select, Escape clears', async () => {
     const page = await open('?url=fixtures/big_alloc.memlens');
     await page.waitForSelector('#timeline-panel[data-ready]');

@@ -15,17 +15,18 @@ use memlens_format::{Frame, Totals};
 
 use crate::call_site_table::CallSiteTable;
 use crate::chart_canvas::{Chart, ChartCanvas, Painter, Size, Tooltip};
-use crate::flame_keys::{flame_cursor, flame_move, FlameMove};
+use crate::flame_keys::FlameNav;
 use crate::flame_search::{search_flame, SearchMatches};
 use crate::load::{Directory, Loaded};
 use crate::protocol::{Answer, Request};
 use crate::toggle::toggle;
 use crate::url_state::{ColorBy, FlameMode, ViewState, ZoomStep};
+use crate::use_flame_keys::{describe, use_flame_keys, KeyedFlame};
 use crate::use_worker::{use_worker, Query};
 use crate::{units, ByPtr};
 
 /// Row height in CSS pixels.
-const ROW_H: f64 = 20.0;
+pub(crate) const ROW_H: f64 = 20.0;
 /// Children narrower than this fraction of the zoomed node are merged (about 1 px at 2000 px).
 const MIN_W: f64 = 0.0005;
 /// Tallest flame graph drawn, in rows (canvases have a maximum size; zoom in to see deeper).
@@ -218,15 +219,8 @@ impl FlameChart {
         self.rects.0.iter().find(|r| r.node == Some(node))
     }
 
-    /// What the keyboard cursor is on, in one line for screen readers.
-    pub fn describe(&self, node: u32) -> Option<String> {
-        let tip = self.tooltip(self.rect_of(node)?)?;
-        let children = self.data.0.tree.nodes.get(node as usize).map_or(0, |n| n.children.len());
-        let mut parts = vec![tip.title];
-        parts.extend(tip.location);
-        parts.extend(tip.lines);
-        parts.push(units::plural(children as u64, "callee", "callees"));
-        Some(parts.join(" · "))
+    fn nav(&self) -> (&FlameTree, &[FlameRect]) {
+        (&self.data.0.tree, &self.rects.0)
     }
 
     /// Rows drawn, for the canvas height.
@@ -255,6 +249,43 @@ impl FlameChart {
 
     fn searching(&self) -> bool {
         self.search.0.nodes > 0
+    }
+}
+
+impl FlameNav for FlameChart {
+    fn parent(&self, node: u32) -> Option<u32> {
+        self.nav().parent(node)
+    }
+
+    fn children(&self, node: u32) -> &[u32] {
+        self.data.0.tree.nodes.get(node as usize).map_or(&[], |n| &n.children)
+    }
+
+    fn drawn(&self, node: u32) -> bool {
+        self.rect_of(node).is_some()
+    }
+
+    fn zoomed(&self) -> u32 {
+        self.zoom
+    }
+}
+
+impl KeyedFlame for FlameChart {
+    fn tree_id(&self) -> usize {
+        std::sync::Arc::as_ptr(&self.data.0) as usize
+    }
+
+    fn flame_up(&self) -> bool {
+        self.flame_up
+    }
+
+    fn describe(&self, node: u32) -> Option<String> {
+        let tip = self.tooltip(self.rect_of(node)?)?;
+        Some(describe(tip, self.children(node).len()))
+    }
+
+    fn row_top(&self, node: u32) -> Option<f64> {
+        Some(self.row_y(self.rect_of(node)?.row))
     }
 }
 
@@ -429,37 +460,6 @@ pub fn FlameGraph(loaded: ByPtr<Loaded>, state: RwSignal<ViewState>) -> impl Int
         let (color, flame_up) = look.get();
         Some(FlameChart::new(d, zoom, search.get(), color, flame_up))
     });
-    // The keyboard cursor: a node of the tree it was set in (another tree drops it), outlined
-    // while the canvas has the keyboard's focus. What it is on is said from the first time
-    // the keyboard comes, and stays said (a line that came and went with the focus would
-    // move what is below it under the pointer).
-    let (focused, set_focused) = signal(false);
-    let (keyboard, set_keyboard) = signal(false);
-    let cursor = RwSignal::new(None::<(ByPtr<FlameData>, u32)>);
-    let cursor_in = move |c: &FlameChart| {
-        let wanted = cursor.with(|k| k.as_ref().filter(|(d, _)| *d == c.data).map(|k| k.1));
-        flame_cursor(&c.rects.0, wanted)
-    };
-    let chart = Memo::new(move |_| {
-        let mut c = layout.get()?;
-        if focused.get() {
-            c.cursor = cursor_in(&c);
-        }
-        Some(c)
-    });
-    let focus_text = move || {
-        if !keyboard.get() {
-            return None;
-        }
-        layout.with(|c| c.as_ref().and_then(|c| c.describe(cursor_in(c)?)))
-    };
-    let on_focus = Callback::new(move |f: bool| {
-        if f {
-            set_keyboard.set(true);
-        }
-        set_focused.set(f);
-    });
-
     let set_zoom = move |node: u32| {
         if let Some(c) = layout.get_untracked() {
             let path = c.data.0.zoom_path(node);
@@ -471,9 +471,20 @@ pub fn FlameGraph(loaded: ByPtr<Loaded>, state: RwSignal<ViewState>) -> impl Int
             s.zoom.pop();
         })
     };
+    let keys = use_flame_keys(
+        layout,
+        Callback::new(set_zoom),
+        Callback::new(move |()| zoom_out()),
+        "flame-canvas",
+    );
+    let chart = Memo::new(move |_| {
+        let mut c = layout.get()?;
+        c.cursor = keys.cursor.get();
+        Some(c)
+    });
     // Escape zooms out one level (unless typing in the search box; the charts' canvases
     // handle their own keys).
-    let keys = window_event_listener(leptos::ev::keydown, move |ev| {
+    let page_keys = window_event_listener(leptos::ev::keydown, move |ev| {
         let target = ev.target();
         let is = |tag: &str| {
             target
@@ -497,54 +508,7 @@ pub fn FlameGraph(loaded: ByPtr<Loaded>, state: RwSignal<ViewState>) -> impl Int
             }
         }
     });
-    on_cleanup(move || keys.remove());
-    // Arrows move the cursor (up and down as drawn: an icicle has its root at the top),
-    // Enter or Space zooms into its frame, Escape zooms out, Home goes back to the zoomed frame.
-    let on_key = Callback::new(move |ev: web_sys::KeyboardEvent| {
-        if ev.alt_key() || ev.ctrl_key() || ev.meta_key() {
-            return;
-        }
-        let Some(c) = layout.get_untracked() else { return };
-        let Some(at) = cursor_in(&c) else { return };
-        let (up, down) = if c.flame_up {
-            (FlameMove::Child, FlameMove::Parent)
-        } else {
-            (FlameMove::Parent, FlameMove::Child)
-        };
-        let step = match ev.key().as_str() {
-            "ArrowUp" => Some(up),
-            "ArrowDown" => Some(down),
-            "ArrowLeft" => Some(FlameMove::PrevSibling),
-            "ArrowRight" => Some(FlameMove::NextSibling),
-            "Home" => None,
-            "Enter" | " " => {
-                ev.prevent_default();
-                cursor.set(Some((c.data.clone(), at)));
-                set_zoom(at);
-                return;
-            }
-            "Escape" => {
-                ev.prevent_default();
-                ev.stop_propagation();
-                zoom_out();
-                return;
-            }
-            _ => return,
-        };
-        ev.prevent_default();
-        set_keyboard.set(true);
-        set_focused.set(true);
-        let next = match step {
-            Some(step) => flame_move(&c.data.0.tree, &c.rects.0, at, step),
-            None => Some(c.zoom),
-        };
-        if let Some(next) = next {
-            cursor.set(Some((c.data.clone(), next)));
-            if let Some(r) = c.rect_of(next) {
-                scroll_to_row(c.row_y(r.row));
-            }
-        }
-    });
+    on_cleanup(move || page_keys.remove());
     let on_click = Callback::new(move |r: FlameRect| {
         if let Some(node) = r.node {
             set_zoom(node);
@@ -691,29 +655,14 @@ pub fn FlameGraph(loaded: ByPtr<Loaded>, state: RwSignal<ViewState>) -> impl Int
                     label="Flame graph of memory by call stack. Arrow keys move between frames, Enter zooms in, Escape zooms out."
                     height=height
                     on_click=on_click
-                    on_key=on_key
-                    on_focus=on_focus
+                    on_key=keys.on_key
+                    on_focus=keys.on_focus
                     described_by="flame-focus"
                 />
             </div>
-            <p class="chart-focus" id="flame-focus" aria-live="polite">{focus_text}</p>
+            <p class="chart-focus" id="flame-focus" aria-live="polite">{keys.text}</p>
         </section>
         <CallSiteTable data=data zoom=zoom state=state on_focus=on_frame />
-    }
-}
-
-/// Scrolls the flame graph's panel so the row at `y` (CSS px from the canvas' top) is in view.
-fn scroll_to_row(y: f64) {
-    let scroller = web_sys::window()
-        .and_then(|w| w.document())
-        .and_then(|d| d.get_element_by_id("flame-canvas"))
-        .and_then(|c| c.closest(".flame-scroll").ok().flatten());
-    let Some(scroller) = scroller else { return };
-    let (top, height) = (f64::from(scroller.scroll_top()), f64::from(scroller.client_height()));
-    if y < top {
-        scroller.set_scroll_top(y as i32);
-    } else if y + ROW_H > top + height {
-        scroller.set_scroll_top((y + ROW_H - height).ceil() as i32);
     }
 }
 

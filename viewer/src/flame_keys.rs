@@ -1,9 +1,9 @@
 //! Moving a keyboard cursor over a flame graph: to the parent frame, to the largest child, to
-//! the previous or next sibling, over the frames that are drawn (a [`flame_layout`] of the
-//! zoomed node: frames merged into "(smaller callees)" and siblings of the zoomed node are
-//! not drawn, so the cursor does not stop there). Pure; tested natively.
-//!
-//! [`flame_layout`]: memlens_analysis::flame_layout
+//! the previous or next sibling, over the frames that are drawn (a layout of the zoomed node:
+//! frames merged into "(smaller callees)" and siblings of the zoomed node are not drawn, so
+//! the cursor does not stop there). Pure; tested natively. Both flame graphs (the memory one
+//! and compare mode's differential one) implement [`FlameNav`]; `use_flame_keys` wires it to
+//! the keyboard.
 
 use memlens_analysis::{FlameRect, FlameTree};
 
@@ -17,18 +17,25 @@ pub enum FlameMove {
     NextSibling,
 }
 
-/// The node drawn in `rects` that `step` leads to from `at`, if there is one.
-pub fn flame_move(tree: &FlameTree, rects: &[FlameRect], at: u32, step: FlameMove) -> Option<u32> {
-    let drawn = |n: u32| rects.iter().any(|r| r.node == Some(n));
-    let node = tree.nodes.get(at as usize)?;
+/// A laid-out flame graph as the cursor sees it.
+pub trait FlameNav {
+    /// The parent of `node` (`None` for the root).
+    fn parent(&self, node: u32) -> Option<u32>;
+    /// The children of `node`, largest first (as laid out from the left).
+    fn children(&self, node: u32) -> &[u32];
+    /// Whether `node` has a rectangle of its own in the layout.
+    fn drawn(&self, node: u32) -> bool;
+    /// The zoomed node (the layout's row 0).
+    fn zoomed(&self) -> u32;
+}
+
+/// The node drawn that `step` leads to from `at`, if there is one.
+pub fn flame_move(nav: &impl FlameNav, at: u32, step: FlameMove) -> Option<u32> {
     let next = match step {
-        FlameMove::Parent => (at != 0).then_some(node.parent),
-        FlameMove::Child => node.children.iter().copied().find(|&c| drawn(c)),
+        FlameMove::Parent => nav.parent(at),
+        FlameMove::Child => nav.children(at).iter().copied().find(|&c| nav.drawn(c)),
         FlameMove::PrevSibling | FlameMove::NextSibling => {
-            if at == 0 {
-                return None;
-            }
-            let siblings = &tree.nodes.get(node.parent as usize)?.children;
+            let siblings = nav.children(nav.parent(at)?);
             let i = siblings.iter().position(|&s| s == at)?;
             let j = match step {
                 FlameMove::PrevSibling => i.checked_sub(1)?,
@@ -37,15 +44,31 @@ pub fn flame_move(tree: &FlameTree, rects: &[FlameRect], at: u32, step: FlameMov
             siblings.get(j).copied()
         }
     };
-    next.filter(|&n| drawn(n))
+    next.filter(|&n| nav.drawn(n))
 }
 
-/// Where the cursor is when a flame graph gets the keyboard: `wanted` (the last cursor) if it
-/// is drawn, else the zoomed node (the first rectangle at row 0).
-pub fn flame_cursor(rects: &[FlameRect], wanted: Option<u32>) -> Option<u32> {
-    wanted
-        .filter(|&n| rects.iter().any(|r| r.node == Some(n)))
-        .or_else(|| rects.iter().find(|r| r.row == 0).and_then(|r| r.node))
+/// Where the cursor is: `wanted` (the last cursor) if it is drawn, else the zoomed node.
+pub fn flame_cursor(nav: &impl FlameNav, wanted: Option<u32>) -> u32 {
+    wanted.filter(|&n| nav.drawn(n)).unwrap_or_else(|| nav.zoomed())
+}
+
+/// A memory flame tree and its layout.
+impl FlameNav for (&FlameTree, &[FlameRect]) {
+    fn parent(&self, node: u32) -> Option<u32> {
+        (node != 0).then(|| self.0.nodes.get(node as usize).map(|n| n.parent)).flatten()
+    }
+
+    fn children(&self, node: u32) -> &[u32] {
+        self.0.nodes.get(node as usize).map_or(&[], |n| &n.children)
+    }
+
+    fn drawn(&self, node: u32) -> bool {
+        self.1.iter().any(|r| r.node == Some(node))
+    }
+
+    fn zoomed(&self) -> u32 {
+        self.1.iter().find(|r| r.row == 0).and_then(|r| r.node).unwrap_or(0)
+    }
 }
 
 #[cfg(test)]
@@ -61,15 +84,9 @@ mod tests {
     fn tree() -> (Recording, FlameTree) {
         let mut w = RecordingWriter::new(Vec::new(), &Meta::default()).unwrap();
         w.add_thread(ThreadInfo { id: ThreadId(0), os_tid: 1, name: "MainThread".into() });
-        let frame =
-            |w: &mut RecordingWriter<Vec<u8>>, name: &str| w.intern_frame(name, "app.py", 1);
-        let (main, parse, load, tiny, leaf) = (
-            frame(&mut w, "main"),
-            frame(&mut w, "parse"),
-            frame(&mut w, "load"),
-            frame(&mut w, "tiny"),
-            frame(&mut w, "leaf"),
-        );
+        let mut frame = |name: &str| w.intern_frame(name, "app.py", 1);
+        let (main, parse, load, tiny, leaf) =
+            (frame("main"), frame("parse"), frame("load"), frame("tiny"), frame("leaf"));
         let s_main = w.intern_stack(StackId::ROOT, main);
         let s_parse = w.intern_stack(s_main, parse);
         let s_leaf = w.intern_stack(s_parse, leaf);
@@ -101,8 +118,9 @@ mod tests {
         let (rec, tree) = tree();
         // "tiny" is 1 B of 901: narrower than 1 %, merged into "(smaller callees)".
         let rects = flame_layout(&tree, 0, 0.01);
+        let nav = (&tree, &rects[..]);
         let n = |name| named(&rec, &tree, name);
-        let go = |at, step| flame_move(&tree, &rects, at, step);
+        let go = |at, step| flame_move(&nav, at, step);
         assert_eq!(go(0, FlameMove::Parent), None, "the root has no parent");
         assert_eq!(go(0, FlameMove::Child), Some(n("main")));
         assert_eq!(go(n("main"), FlameMove::Child), Some(n("parse")), "the largest child");
@@ -120,13 +138,14 @@ mod tests {
         let (rec, tree) = tree();
         let parse = named(&rec, &tree, "parse");
         let rects = flame_layout(&tree, parse, 0.01);
-        assert_eq!(flame_cursor(&rects, None), Some(parse), "starts at the zoomed node");
+        let nav = (&tree, &rects[..]);
+        assert_eq!(flame_cursor(&nav, None), parse, "starts at the zoomed node");
         let load = named(&rec, &tree, "load");
-        assert_eq!(flame_cursor(&rects, Some(load)), Some(parse), "load is not drawn any more");
-        assert_eq!(flame_move(&tree, &rects, parse, FlameMove::NextSibling), None);
+        assert_eq!(flame_cursor(&nav, Some(load)), parse, "load is not drawn any more");
+        assert_eq!(flame_move(&nav, parse, FlameMove::NextSibling), None);
         // Its ancestors are drawn above it as context: the cursor can climb back up.
         let main = named(&rec, &tree, "main");
-        assert_eq!(flame_move(&tree, &rects, parse, FlameMove::Parent), Some(main));
-        assert_eq!(flame_cursor(&rects, Some(main)), Some(main));
+        assert_eq!(flame_move(&nav, parse, FlameMove::Parent), Some(main));
+        assert_eq!(flame_cursor(&nav, Some(main)), main);
     }
 }

@@ -50,6 +50,7 @@ mod timeline_keys;
 mod toggle;
 mod units;
 mod url_state;
+mod use_flame_keys;
 mod use_view_state;
 mod use_worker;
 mod web_sources;
