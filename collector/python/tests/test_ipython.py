@@ -29,7 +29,7 @@ second = failed._repr_html_()
 print("SECOND-HOLDS", "window.memlensViewers" in second, "memlensWantViewer" in second)
 print("SECOND-LEN", len(second))
 alone = ip.run_cell_magic("memlens", "--standalone", "y = [0] * 1000")._repr_html_()
-print("STANDALONE", "window.memlensViewers" in alone, "memlensWorker = () => new Worker" in alone, len(alone))
+print("STANDALONE", "window.memlensViewers" in alone, "memlensWasmBytes" in alone, len(alone))
 
 # A front-end that names cells (JupyterLab, Notebook 7): the cell holding the viewer holds it
 # again when it runs again (its old output, and the viewer with it, is replaced).
