@@ -378,19 +378,24 @@ mod tests {
         assert_eq!(inline_glue(js), "function a() {}\nfunction b() {}\n");
     }
 
-    #[test]
-    fn single_file_inlines_everything() {
+    /// A viewer's files as `./dev build-viewer` makes them, in miniature, with `wasm`.
+    fn fake_assets(wasm: &'static [u8]) -> Vec<(&'static str, &'static [u8])> {
         let index = "<html><head>\n<link rel=\"stylesheet\" href=\"memlens.css\">\n<script type=\"module\">\nimport init from \"./memlens_viewer.js\";\n</script>\n</head><body></body></html>";
-        let assets: Vec<(&str, &'static [u8])> = vec![
+        vec![
             ("index.html", index.as_bytes()),
             ("memlens.css", b"body{}"),
             ("memlens_viewer.js", b"async function __wbg_init(m) {}\nexport default __wbg_init;"),
-            ("memlens_viewer_bg.wasm", b"\0asm"),
+            ("memlens_viewer_bg.wasm", wasm),
             (
                 "memlens_worker.js",
                 b"import init, { worker_main } from \"./memlens_viewer.js\";\ninit().then(worker_main);",
             ),
-        ];
+        ]
+    }
+
+    #[test]
+    fn single_file_inlines_everything() {
+        let assets = fake_assets(b"\0asm");
         let html = single_file_html(&assets, &boot_script(&inline_bytes(b"REC"))).unwrap();
         assert!(!html.contains("memlens.css\""), "{html}");
         assert!(!html.contains("import init"), "{html}");
@@ -404,17 +409,7 @@ mod tests {
 
     #[test]
     fn notebook_pages_take_the_viewer_from_the_notebook() {
-        let index = "<html><head>\n<link rel=\"stylesheet\" href=\"memlens.css\">\n<script type=\"module\">\nimport init from \"./memlens_viewer.js\";\n</script>\n</head><body></body></html>";
-        let assets: Vec<(&str, &'static [u8])> = vec![
-            ("index.html", index.as_bytes()),
-            ("memlens.css", b"body{}"),
-            ("memlens_viewer.js", b"async function __wbg_init(m) {}\nexport default __wbg_init;"),
-            ("memlens_viewer_bg.wasm", b"\0asm-NOTEBOOK"),
-            (
-                "memlens_worker.js",
-                b"import init, { worker_main } from \"./memlens_viewer.js\";\ninit().then(worker_main);",
-            ),
-        ];
+        let assets = fake_assets(b"\0asm-NOTEBOOK");
         let (page, host) = notebook_parts(&assets, &boot_script(&inline_bytes(b"REC"))).unwrap();
         let wasm = base64(b"\0asm-NOTEBOOK");
         assert!(page.contains(&base64(b"REC")) && page.contains("body{}"), "{page}");

@@ -162,6 +162,18 @@ export async function accessibilityProblems(page) {
     .map((v) => ({ id: v.id, impact: v.impact, help: v.help, targets: v.nodes.map((n) => n.target.join(' ')) }));
 }
 
+/** Drags across the timeline's plot from its left to its right side, through the middle, as
+ *  a user selecting most of the recording does. */
+export async function dragAcrossTimeline(page) {
+  const box = await page.locator('#timeline-canvas').boundingBox();
+  const y = box.y + box.height / 2;
+  await page.mouse.move(box.x + 75, y);
+  await page.mouse.down();
+  await page.mouse.move(box.x + box.width * 0.5, y, { steps: 5 });
+  await page.mouse.move(box.x + box.width - 20, y, { steps: 5 });
+  await page.mouse.up();
+}
+
 /** Saves a screenshot of the whole page, or of the element `selector` names. */
 export function screenshot(page, name, selector) {
   mkdirSync(SCREENSHOTS, { recursive: true });

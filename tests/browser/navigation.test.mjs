@@ -5,7 +5,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { openPage, session } from './harness.mjs';
+import { dragAcrossTimeline, openPage, session } from './harness.mjs';
 
 const env = session();
 const open = (query) => openPage(env.chrome.context, env.server.url + query);
@@ -62,13 +62,7 @@ describe('navigation', () => {
     const page = await open('?url=fixtures/big_alloc.memlens');
     await page.waitForSelector('#timeline-panel[data-ready]');
     const entries = await page.evaluate(() => history.length);
-    const box = await page.locator('#timeline-canvas').boundingBox();
-    const y = box.y + box.height / 2;
-    await page.mouse.move(box.x + 80, y);
-    await page.mouse.down();
-    await page.mouse.move(box.x + box.width * 0.5, y, { steps: 8 });
-    await page.mouse.move(box.x + box.width - 30, y, { steps: 8 });
-    await page.mouse.up();
+    await dragAcrossTimeline(page);
     await page.waitForFunction(() => /range=\d+-\d+/.test(location.hash));
     assert.equal(await page.evaluate(() => history.length), entries + 1);
     await page.goBack();

@@ -11,9 +11,8 @@ use memlens_analysis::{diff_hit, diff_layout, DiffRect, Shade};
 use crate::chart_canvas::{Chart, ChartCanvas, Painter, Size, Tooltip};
 use crate::compare::CompareData;
 use crate::flame_graph::ROW_H;
-use crate::flame_keys::FlameNav;
 use crate::url_state::{ViewState, ZoomStep};
-use crate::use_flame_keys::{describe, use_flame_keys, KeyedFlame};
+use crate::use_flame_keys::{keyed_flame, use_flame_keys};
 use crate::{units, ByPtr};
 
 const MIN_W: f64 = 0.0005;
@@ -89,47 +88,17 @@ impl DiffFlameChart {
         self.rects.0.iter().find(|r| r.node == Some(node))
     }
 
+    /// The differential flame graph is always an icicle.
+    fn flame_up(&self) -> bool {
+        false
+    }
+
     fn row_y(&self, row: i32) -> f64 {
         f64::from(row - self.min_row) * ROW_H
     }
 }
 
-impl FlameNav for DiffFlameChart {
-    fn parent(&self, node: u32) -> Option<u32> {
-        (node != 0).then(|| self.data.0.tree.nodes.get(node as usize).map(|n| n.parent)).flatten()
-    }
-
-    fn children(&self, node: u32) -> &[u32] {
-        self.data.0.tree.nodes.get(node as usize).map_or(&[], |n| &n.children)
-    }
-
-    fn drawn(&self, node: u32) -> bool {
-        self.rect_of(node).is_some()
-    }
-
-    fn zoomed(&self) -> u32 {
-        self.zoom
-    }
-}
-
-impl KeyedFlame for DiffFlameChart {
-    fn tree_id(&self) -> usize {
-        std::sync::Arc::as_ptr(&self.data.0) as usize
-    }
-
-    fn flame_up(&self) -> bool {
-        false
-    }
-
-    fn describe(&self, node: u32) -> Option<String> {
-        let tip = self.tooltip(self.rect_of(node)?)?;
-        Some(describe(tip, self.children(node).len()))
-    }
-
-    fn row_top(&self, node: u32) -> Option<f64> {
-        Some(self.row_y(self.rect_of(node)?.row))
-    }
-}
+keyed_flame!(DiffFlameChart);
 
 impl Chart for DiffFlameChart {
     type Hit = DiffRect;

@@ -15,13 +15,12 @@ use memlens_format::{Frame, Totals};
 
 use crate::call_site_table::CallSiteTable;
 use crate::chart_canvas::{Chart, ChartCanvas, Painter, Size, Tooltip};
-use crate::flame_keys::FlameNav;
 use crate::flame_search::{search_flame, SearchMatches};
 use crate::load::{Directory, Loaded};
 use crate::protocol::{Answer, Request};
 use crate::toggle::toggle;
 use crate::url_state::{ColorBy, FlameMode, ViewState, ZoomStep};
-use crate::use_flame_keys::{describe, use_flame_keys, KeyedFlame};
+use crate::use_flame_keys::{keyed_flame, use_flame_keys};
 use crate::use_worker::{use_worker, Query};
 use crate::{units, ByPtr};
 
@@ -219,8 +218,9 @@ impl FlameChart {
         self.rects.0.iter().find(|r| r.node == Some(node))
     }
 
-    fn nav(&self) -> (&FlameTree, &[FlameRect]) {
-        (&self.data.0.tree, &self.rects.0)
+    /// Whether the root is at the bottom (a flame) rather than the top (an icicle).
+    pub fn flame_up(&self) -> bool {
+        self.flame_up
     }
 
     /// Rows drawn, for the canvas height.
@@ -252,42 +252,7 @@ impl FlameChart {
     }
 }
 
-impl FlameNav for FlameChart {
-    fn parent(&self, node: u32) -> Option<u32> {
-        self.nav().parent(node)
-    }
-
-    fn children(&self, node: u32) -> &[u32] {
-        self.data.0.tree.nodes.get(node as usize).map_or(&[], |n| &n.children)
-    }
-
-    fn drawn(&self, node: u32) -> bool {
-        self.rect_of(node).is_some()
-    }
-
-    fn zoomed(&self) -> u32 {
-        self.zoom
-    }
-}
-
-impl KeyedFlame for FlameChart {
-    fn tree_id(&self) -> usize {
-        std::sync::Arc::as_ptr(&self.data.0) as usize
-    }
-
-    fn flame_up(&self) -> bool {
-        self.flame_up
-    }
-
-    fn describe(&self, node: u32) -> Option<String> {
-        let tip = self.tooltip(self.rect_of(node)?)?;
-        Some(describe(tip, self.children(node).len()))
-    }
-
-    fn row_top(&self, node: u32) -> Option<f64> {
-        Some(self.row_y(self.rect_of(node)?.row))
-    }
-}
+keyed_flame!(FlameChart);
 
 /// Cuts `text` to fit `max_w` CSS px, given an average character width.
 fn fit_label(text: &str, max_w: f64, char_w: f64) -> Option<String> {

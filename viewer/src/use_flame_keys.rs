@@ -23,6 +23,55 @@ pub trait KeyedFlame: FlameNav + Clone + PartialEq + Send + Sync + 'static {
     fn row_top(&self, node: u32) -> Option<f64>;
 }
 
+/// Implements [`FlameNav`] and [`KeyedFlame`] for a flame chart laid out the way both of ours
+/// are: `data.0.tree.nodes` (each with `parent` and `children`, node 0 the root), `zoom`,
+/// `rect_of(node)` (its rectangle, with a `row`), `row_y(row)`, `flame_up()` and a
+/// `Chart::tooltip`.
+macro_rules! keyed_flame {
+    ($chart:ty) => {
+        impl $crate::flame_keys::FlameNav for $chart {
+            fn parent(&self, node: u32) -> Option<u32> {
+                let nodes = &self.data.0.tree.nodes;
+                (node != 0).then(|| nodes.get(node as usize).map(|n| n.parent)).flatten()
+            }
+
+            fn children(&self, node: u32) -> &[u32] {
+                self.data.0.tree.nodes.get(node as usize).map_or(&[], |n| &n.children)
+            }
+
+            fn drawn(&self, node: u32) -> bool {
+                self.rect_of(node).is_some()
+            }
+
+            fn zoomed(&self) -> u32 {
+                self.zoom
+            }
+        }
+
+        impl $crate::use_flame_keys::KeyedFlame for $chart {
+            fn tree_id(&self) -> usize {
+                std::sync::Arc::as_ptr(&self.data.0) as *const u8 as usize
+            }
+
+            fn flame_up(&self) -> bool {
+                <$chart>::flame_up(self)
+            }
+
+            fn describe(&self, node: u32) -> Option<String> {
+                use $crate::chart_canvas::Chart;
+                use $crate::flame_keys::FlameNav;
+                let tip = self.tooltip(self.rect_of(node)?)?;
+                Some($crate::use_flame_keys::describe(tip, self.children(node).len()))
+            }
+
+            fn row_top(&self, node: u32) -> Option<f64> {
+                Some(self.row_y(self.rect_of(node)?.row))
+            }
+        }
+    };
+}
+pub(crate) use keyed_flame;
+
 /// A tooltip and the number of callees as one line for screen readers.
 pub fn describe(tip: Tooltip, callees: usize) -> String {
     let mut parts = vec![tip.title];
