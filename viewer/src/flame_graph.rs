@@ -4,7 +4,7 @@
 //! move a cursor between frames (up and down to the parent or a child, left and right to the
 //! siblings), Enter zooms into it, Escape zooms out, and a live region says what the cursor
 //! is on. The memory by stack comes from the worker; tree building, layout and hit testing
-//! from `memlens-analysis`, cursor moves from `flame_keys`; this module only draws and wires
+//! from `memlens-analysis`, the keyboard from `use_flame_keys`; this module only draws and wires
 //! signals.
 
 use leptos::prelude::*;
