@@ -3,6 +3,11 @@
 //! The recording is read from disk at each request, so a recording still being written is
 //! served as it grows, and byte ranges are answered (206, 416), so the viewer's worker
 //! downloads only the parts each view needs, whatever the file's size.
+//!
+//! Listening on loopback is not enough to keep the recording on this machine: a web page can
+//! point a name it controls at 127.0.0.1 (DNS rebinding) and then read this server as its
+//! own origin. Such requests carry the page's host name, so only requests whose `Host` names
+//! this server by a loopback address and its port are answered ([`host_allowed`]).
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
@@ -152,6 +157,25 @@ struct Request {
     method: String,
     path: String,
     range: Option<String>,
+    host: Option<String>,
+}
+
+/// Whether a `Host` header names this server, listening on loopback port `port`: exactly
+/// `127.0.0.1:PORT`, `localhost:PORT` or `[::1]:PORT` (the port may be left out only when it
+/// is 80, as browsers do). Anything else is a name someone else controls (DNS rebinding) or
+/// no name at all.
+fn host_allowed(host: Option<&str>, port: u16) -> bool {
+    let Some(host) = host.map(str::trim) else { return false };
+    let (name, given_port) = match host.rsplit_once(':') {
+        // `[::1]` alone has colons inside its brackets: no port.
+        Some((name, p)) if !p.ends_with(']') => match p.parse::<u16>() {
+            Ok(p) => (name, p),
+            Err(_) => return false,
+        },
+        _ => (host, 80),
+    };
+    given_port == port
+        && (name == "127.0.0.1" || name.eq_ignore_ascii_case("localhost") || name == "[::1]")
 }
 
 fn read_request(reader: &mut impl BufRead) -> Result<Request> {
@@ -162,26 +186,48 @@ fn read_request(reader: &mut impl BufRead) -> Result<Request> {
     let target = words.next().unwrap_or("/");
     let path = target.split(['?', '#']).next().unwrap_or("/").trim_start_matches('/');
     let path = if path.is_empty() { "index.html" } else { path }.to_string();
-    let mut range = None;
+    let (mut range, mut host) = (None, None);
     let mut header = String::new();
     while reader.read_line(&mut header)? > 2 {
         if let Some((name, value)) = header.split_once(':') {
-            if name.trim().eq_ignore_ascii_case("range") {
+            let name = name.trim();
+            if name.eq_ignore_ascii_case("range") {
                 range = Some(value.trim().to_string());
+            } else if name.eq_ignore_ascii_case("host") {
+                host = Some(value.trim().to_string());
             }
         }
         header.clear();
     }
-    Ok(Request { method, path, range })
+    Ok(Request { method, path, range, host })
+}
+
+/// Sends a short plain-text answer.
+fn send_text(out: &mut TcpStream, status: &str, text: &str) -> Result<()> {
+    write!(
+        out,
+        "HTTP/1.1 {status}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
+        text.len()
+    )?;
+    Ok(())
 }
 
 /// Answers one HTTP/1.1 request (connection closed after each response).
 fn serve(stream: TcpStream, assets: &[(&str, &[u8])], recording: &Path) -> Result<()> {
+    let port = stream.local_addr()?.port();
     let mut reader = BufReader::new(stream.try_clone()?);
     let req = read_request(&mut reader)?;
     let mut out = stream;
     let head_only = req.method.eq_ignore_ascii_case("HEAD");
-    if req.path == RECORDING_PATH {
+    if !host_allowed(req.host.as_deref(), port) {
+        let text = format!(
+            "memlens view answers only requests for 127.0.0.1:{port}, localhost:{port} or \
+             [::1]:{port}, not for {:?} (a page that renamed this server, as DNS rebinding \
+             does, may not read the recording)\n",
+            req.host.as_deref().unwrap_or("a request without a Host header")
+        );
+        send_text(&mut out, "403 Forbidden", &text)?;
+    } else if req.path == RECORDING_PATH {
         serve_file(&mut out, recording, req.range.as_deref(), head_only)?;
     } else if let Some((name, bytes)) = assets.iter().find(|(name, _)| *name == req.path) {
         write!(
@@ -194,9 +240,7 @@ fn serve(stream: TcpStream, assets: &[(&str, &[u8])], recording: &Path) -> Resul
             out.write_all(bytes)?;
         }
     } else {
-        let msg = b"not found";
-        write!(out, "HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", msg.len())?;
-        out.write_all(msg)?;
+        send_text(&mut out, "404 Not Found", "not found")?;
     }
     out.flush()?;
     Ok(())
@@ -213,9 +257,7 @@ fn serve_file(
     let mut file = match File::open(path) {
         Ok(f) => f,
         Err(e) => {
-            let msg = format!("cannot read {}: {e}", path.display());
-            write!(out, "HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{msg}", msg.len())?;
-            return Ok(());
+            return send_text(out, "404 Not Found", &format!("cannot read {}: {e}", path.display()))
         }
     };
     let size = file.metadata()?.len();
@@ -269,14 +311,41 @@ mod tests {
 
     #[test]
     fn requests_name_their_path_and_range() {
-        let raw = "GET /recording.memlens?x=1 HTTP/1.1\r\nHost: a\r\nRANGE: bytes=5-9\r\n\r\n";
+        let raw = "GET /recording.memlens?x=1 HTTP/1.1\r\nhost: a:1\r\nRANGE: bytes=5-9\r\n\r\n";
         let req = read_request(&mut raw.as_bytes()).unwrap();
         assert_eq!((req.method.as_str(), req.path.as_str()), ("GET", RECORDING_PATH));
         assert_eq!(req.range.as_deref(), Some("bytes=5-9"));
+        assert_eq!(req.host.as_deref(), Some("a:1"));
         let req = read_request(&mut "HEAD / HTTP/1.1\r\n\r\n".as_bytes()).unwrap();
         assert_eq!(
-            (req.method.as_str(), req.path.as_str(), req.range),
-            ("HEAD", "index.html", None)
+            (req.method.as_str(), req.path.as_str(), req.range, req.host),
+            ("HEAD", "index.html", None, None)
         );
+    }
+
+    #[test]
+    fn only_loopback_names_of_this_port_are_answered() {
+        for ok in
+            ["127.0.0.1:8000", "localhost:8000", "LocalHost:8000", "[::1]:8000", " 127.0.0.1:8000"]
+        {
+            assert!(host_allowed(Some(ok), 8000), "{ok}");
+        }
+        for bad in [
+            "evil.example:8000",
+            "127.0.0.1.evil.example:8000",
+            "localhost.evil.example:8000",
+            "127.0.0.1:8001",
+            "127.0.0.1",
+            "127.0.0.1:",
+            "127.0.0.1:8000:8000",
+            "[::1]",
+            "",
+            "0.0.0.0:8000",
+        ] {
+            assert!(!host_allowed(Some(bad), 8000), "{bad}");
+        }
+        assert!(!host_allowed(None, 8000), "HTTP/1.1 requires a Host header");
+        assert!(host_allowed(Some("127.0.0.1"), 80), "browsers leave out port 80");
+        assert!(host_allowed(Some("[::1]"), 80));
     }
 }

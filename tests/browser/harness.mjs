@@ -150,6 +150,30 @@ export async function openPage(context, url, { colorScheme = 'light' } = {}) {
   return page;
 }
 
+/** The accessibility problems axe-core (npm, in MEMLENS_NODE_MODULES) finds on the page as
+ *  it is now, of `serious` or `critical` impact: [{ id, impact, help, targets }]. */
+export async function accessibilityProblems(page) {
+  await page.addScriptTag({ path: require.resolve('axe-core/axe.min.js') });
+  const violations = await page.evaluate(async () => (await window.axe.run(document, {
+    resultTypes: ['violations'],
+  })).violations);
+  return violations
+    .filter((v) => v.impact === 'serious' || v.impact === 'critical')
+    .map((v) => ({ id: v.id, impact: v.impact, help: v.help, targets: v.nodes.map((n) => n.target.join(' ')) }));
+}
+
+/** Drags across the timeline's plot from its left to its right side, through the middle, as
+ *  a user selecting most of the recording does. */
+export async function dragAcrossTimeline(page) {
+  const box = await page.locator('#timeline-canvas').boundingBox();
+  const y = box.y + box.height / 2;
+  await page.mouse.move(box.x + 75, y);
+  await page.mouse.down();
+  await page.mouse.move(box.x + box.width * 0.5, y, { steps: 5 });
+  await page.mouse.move(box.x + box.width - 20, y, { steps: 5 });
+  await page.mouse.up();
+}
+
 /** Saves a screenshot of the whole page, or of the element `selector` names. */
 export function screenshot(page, name, selector) {
   mkdirSync(SCREENSHOTS, { recursive: true });

@@ -87,6 +87,8 @@ describe('objects panel', () => {
       const ready = [...document.querySelectorAll('#census-select option')].find((o) => o.textContent.includes('"ready"'));
       return [ms(ready.textContent.split('·')[1]), ms(document.querySelector('#fact-duration .fact-value').textContent)];
     });
+    // Hovering before the timeline has its data shows nothing (and the mouse does not move again).
+    await page.waitForSelector('#timeline-panel[data-ready]');
     const box = await page.locator('#timeline-canvas').boundingBox();
     const x = box.x + 70 + (box.width - 88) * (t / duration);
     await page.mouse.move(x, box.y + 30);

@@ -6,7 +6,9 @@ import assert from 'node:assert/strict';
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 
-import { FIXTURES, openPage, painted, paintedPixels, screenshot, session } from './harness.mjs';
+import {
+  FIXTURES, dragAcrossTimeline, openPage, painted, paintedPixels, screenshot, session,
+} from './harness.mjs';
 
 const MAIN = 'big_alloc'; // 100 MiB peak in allocate_big, 10 MiB kept by keep_some
 const mainFile = join(FIXTURES, `${MAIN}.memlens`);
@@ -105,13 +107,7 @@ describe('viewer', () => {
   test('dragging across the timeline selects a range and shows it in the flame graph', async () => {
     const page = await open();
     await pick(page, mainFile);
-    const box = await page.locator('#timeline-canvas').boundingBox();
-    const y = box.y + box.height / 2;
-    await page.mouse.move(box.x + 75, y);
-    await page.mouse.down();
-    await page.mouse.move(box.x + box.width * 0.5, y, { steps: 5 });
-    await page.mouse.move(box.x + box.width - 20, y, { steps: 5 });
-    await page.mouse.up();
+    await dragAcrossTimeline(page);
     await page.waitForFunction(() => /mode=range&.*range=\d+-\d+/.test(location.hash));
     assert.match(await page.textContent('.panel-note'), /^Selected /);
     assert.equal(await page.getAttribute('button[data-mode="range"]', 'class'), 'active');

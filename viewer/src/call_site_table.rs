@@ -1,15 +1,64 @@
 //! The call-site table under the flame graph: memory per frame (function, file, line),
 //! allocated directly there (self) and through its callees (total), sortable by any column,
-//! filterable by name, and a click focuses the frame's node in the flame graph. Rows come from
-//! `memlens_analysis::call_sites` over the same stack totals as the flame graph.
+//! filterable by name, and a click (or Enter on a row) focuses the frame's node in the flame
+//! graph. Rows come from `memlens_analysis::call_sites` over the same stack totals as the
+//! flame graph, and follow its zoom: zoomed into a frame, the table shows what was allocated
+//! under that frame ([`zoomed_sites`]).
+
+use std::collections::HashSet;
 
 use leptos::prelude::*;
-use memlens_analysis::{call_sites, CallSite};
-use memlens_format::{FrameId, Recording};
+use memlens_analysis::{call_sites, is_internal_file, CallSite, StackTotals};
+use memlens_format::{FrameId, Recording, StringId};
 
 use crate::flame_graph::FlameData;
+use crate::table_keys::{on_row_focus, on_row_key, row_tabindex};
 use crate::url_state::{SortBy, ViewState};
 use crate::{units, ByPtr};
+
+/// What makes a flame-tree node (with lines kept apart): function, file and line.
+pub type FrameKey = (StringId, StringId, u32);
+
+fn frame_key(rec: &Recording, frame: FrameId) -> Option<FrameKey> {
+    rec.frame(frame).map(|f| (f.function, f.file, f.line))
+}
+
+/// The call sites of the memory under the flame-tree node reached by `path` (the keys of
+/// its frames from the root down; empty: the whole view). Only stacks whose frames, as the
+/// tree keeps them (`hide_internal`), start with `path` count, and the frames above the node
+/// are left out unless they allocated under it themselves (recursion): they would only
+/// repeat the node's total.
+pub fn zoomed_sites(
+    rec: &Recording,
+    totals: &StackTotals,
+    hide_internal: bool,
+    path: &[FrameKey],
+) -> Vec<CallSite> {
+    let Some((_, above)) = path.split_last() else {
+        return call_sites(rec, totals, hide_internal);
+    };
+    let kept = |f: &FrameId| {
+        !hide_internal || rec.frame(*f).is_none_or(|f| !is_internal_file(rec.string(f.file)))
+    };
+    let mut frames = Vec::new();
+    let mut under = StackTotals::default();
+    for &(stack, t) in &totals.stacks {
+        frames.clear();
+        frames.extend(rec.stack_frames(stack).filter(kept));
+        let root_first = frames.iter().rev().map(|&f| frame_key(rec, f));
+        if frames.len() >= path.len() && root_first.zip(path).all(|(k, p)| k == Some(*p)) {
+            under.stacks.push((stack, t));
+            under.total.merge(t);
+        }
+    }
+    let above: HashSet<&FrameKey> = above.iter().collect();
+    call_sites(rec, &under, hide_internal)
+        .into_iter()
+        .filter(|s| {
+            s.self_.count > 0 || frame_key(rec, s.frame).is_none_or(|k| !above.contains(&k))
+        })
+        .collect()
+}
 
 /// Rows shown; a note says how many more matched.
 const MAX_ROWS: usize = 300;
@@ -50,26 +99,38 @@ pub fn select_rows(
 #[component]
 pub fn CallSiteTable(
     data: Memo<Result<ByPtr<FlameData>, String>>,
+    /// The flame graph's zoomed node.
+    zoom: Memo<Option<u32>>,
     state: RwSignal<ViewState>,
     on_focus: Callback<FrameId>,
 ) -> impl IntoView {
     let sites = Memo::new(move |_| {
-        data.get().ok().map(|d| {
-            let sites = crate::timed("call sites", || {
-                call_sites(&d.0.dir.0.recording, d.0.stack_totals(), d.0.hide_internal)
-            });
-            (d, ByPtr::new(sites))
-        })
+        let d = data.get().ok()?;
+        let rec = &d.0.dir.0.recording;
+        let tree = &d.0.tree;
+        let zoom = zoom.get().unwrap_or(0);
+        let nodes = tree.path(zoom);
+        let path: Vec<FrameKey> = nodes
+            .iter()
+            .filter_map(|&n| tree.nodes.get(n as usize)?.frame)
+            .filter_map(|f| frame_key(rec, f))
+            .collect();
+        let sites = crate::timed("call sites", || {
+            zoomed_sites(rec, d.0.stack_totals(), d.0.hide_internal, &path)
+        });
+        let under = (zoom != 0).then(|| d.0.names(zoom).0.to_string());
+        Some((d, ByPtr::new(sites), under))
     });
     let sort = Memo::new(move |_| state.with(|s| s.sort));
     let filter = Memo::new(move |_| state.with(|s| s.filter.clone()));
     let rows = move || {
-        let (d, sites) = sites.get()?;
+        let (d, sites, _) = sites.get()?;
         let rec = &d.0.dir.0.recording;
         let (rows, matched) = select_rows(rec, &sites.0, &filter.get(), sort.get(), MAX_ROWS);
         let body = rows
             .iter()
-            .map(|s| {
+            .enumerate()
+            .map(|(i, s)| {
                 let (function, file, line) = match rec.frame(s.frame) {
                     Some(f) => (rec.string(f.function), rec.string(f.file), f.line),
                     None => ("?", "", 0),
@@ -78,7 +139,8 @@ pub fn CallSiteTable(
                 let frame = s.frame;
                 view! {
                     <tr
-                        title="Click to focus this frame in the flame graph"
+                        title="Click (or Enter) to focus this frame in the flame graph"
+                        tabindex=row_tabindex(i == 0)
                         on:click=move |_| on_focus.run(frame)
                     >
                         <td class="fn">{function.to_string()}</td>
@@ -123,7 +185,12 @@ pub fn CallSiteTable(
         <section class="panel" aria-label="Call sites">
             <div class="panel-head">
                 <span class="panel-title">"Call sites"</span>
-                <span class="panel-note">"Same view as the flame graph · click a row to focus it"</span>
+                <span class="panel-note" id="call-site-scope">
+                    {move || match sites.with(|s| s.as_ref().and_then(|s| s.2.clone())) {
+                        Some(f) => format!("Under {f}, as zoomed in the flame graph · Enter or click a row to focus it"),
+                        None => "Same view as the flame graph · Enter or click a row to focus it".to_string(),
+                    }}
+                </span>
                 <span class="spacer"></span>
                 <input
                     class="search"
@@ -149,7 +216,7 @@ pub fn CallSiteTable(
                             {header("Total allocs", SortBy::TotalCount)}
                         </tr>
                     </thead>
-                    <tbody>{rows}</tbody>
+                    <tbody on:keydown=on_row_key on:focusin=on_row_focus>{rows}</tbody>
                 </table>
             </div>
         </section>
@@ -185,6 +252,35 @@ mod tests {
 
     fn names(rec: &Recording, rows: &[CallSite]) -> Vec<String> {
         rows.iter().map(|s| rec.string(rec.frame(s.frame).unwrap().function).to_string()).collect()
+    }
+
+    #[test]
+    fn zoomed_in_the_table_shows_what_was_allocated_under_the_zoomed_frame() {
+        let rec = recording();
+        let totals = stack_totals(&rec, Snapshot::AtEnd, &EventFilter::default()).unwrap();
+        let key = |name: &str| {
+            let f = (0..10)
+                .map(FrameId)
+                .find(|&f| rec.frame(f).is_some_and(|fr| rec.string(fr.function) == name));
+            frame_key(&rec, f.unwrap()).unwrap()
+        };
+        let rows = |path: &[FrameKey]| {
+            let sites = zoomed_sites(&rec, &totals, false, path);
+            let (rows, _) = select_rows(&rec, &sites, "", SortBy::TotalBytes, 10);
+            let bytes: Vec<u64> = rows.iter().map(|s| s.total.bytes).collect();
+            (names(&rec, &rows), bytes)
+        };
+        assert_eq!(
+            rows(&[]),
+            (vec!["main".into(), "load_json".into(), "parse".into()], vec![800, 500, 300])
+        );
+        assert_eq!(
+            rows(&[key("main"), key("parse")]),
+            (vec!["parse".into()], vec![300]),
+            "only parse's memory, and not main above it"
+        );
+        assert_eq!(rows(&[key("main")]), rows(&[]), "the zoomed frame itself is listed");
+        assert_eq!(rows(&[key("parse")]), (vec![], vec![]), "parse is not a root frame");
     }
 
     #[test]

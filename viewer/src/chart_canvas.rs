@@ -2,7 +2,8 @@
 //!
 //! It owns everything that is the same for all charts: device-pixel-ratio scaling, following
 //! the element's size (ResizeObserver), coalescing redraws into one per animation frame,
-//! pointer hover with a tooltip, click and horizontal drag. A chart only supplies a [`Chart`]
+//! pointer hover with a tooltip, click and horizontal drag, and keyboard focus for charts
+//! that take keys (`on_key`: the canvas becomes a tab stop). A chart only supplies a [`Chart`]
 //! value (usually a `Memo` over the data and view state) with `draw` and `hit_test` over the
 //! same geometry, so what is drawn and what is hit can never disagree.
 
@@ -53,10 +54,20 @@ impl Painter<'_> {
     /// Outlines the hovered box of a row layout (flame graphs): `x`, `w` in 0..1 of the width,
     /// `y` and `h` in CSS pixels, inset so the stroke stays inside the box.
     pub fn outline_hover(&self, x: f64, w: f64, y: f64, h: f64) {
-        let width = self.size.width;
-        self.ctx.set_stroke_style_str(&self.theme.text);
-        self.ctx.set_line_width(1.5);
-        self.ctx.stroke_rect(x * width + 0.75, y + 0.75, (w * width - 2.5).max(1.0), h - 2.5);
+        self.outline(x, w, y, h, &self.theme.text, 1.5);
+    }
+
+    /// Outlines the box the keyboard cursor is on: thicker, in the focus colour.
+    pub fn outline_focus(&self, x: f64, w: f64, y: f64, h: f64) {
+        self.outline(x, w, y, h, &self.theme.focus, 3.0);
+    }
+
+    fn outline(&self, x: f64, w: f64, y: f64, h: f64, color: &str, line: f64) {
+        let (width, inset) = (self.size.width, line / 2.0);
+        self.ctx.set_stroke_style_str(color);
+        self.ctx.set_line_width(line);
+        let (bw, bh) = ((w * width - 1.0 - line).max(1.0), h - 1.0 - line);
+        self.ctx.stroke_rect(x * width + inset, y + inset, bw, bh);
     }
 }
 
@@ -123,8 +134,19 @@ pub fn ChartCanvas<C: Chart>(
     /// Called while dragging horizontally and once more on release.
     #[prop(optional, into)]
     on_drag: Option<Callback<DragSpan>>,
-    /// Shown as the accessible label of the canvas.
+    /// Shown as the accessible label of the canvas (with `on_key`: say which keys do what).
     label: &'static str,
+    /// Called on a key pressed while the canvas has the focus; with it, the canvas is a tab
+    /// stop (`role="application"`, so screen readers pass the keys on).
+    #[prop(optional, into)]
+    on_key: Option<Callback<web_sys::KeyboardEvent>>,
+    /// Told when the canvas gets the focus from the keyboard (`true`: Tab, not a click, which
+    /// must not show a keyboard cursor) or loses it (`false`).
+    #[prop(optional, into)]
+    on_focus: Option<Callback<bool>>,
+    /// The id of an element that describes what the keyboard cursor is on (`aria-describedby`).
+    #[prop(optional)]
+    described_by: Option<&'static str>,
     /// Told the canvas' size (CSS px) whenever it changes, for charts whose data depends on
     /// their width (the timeline asks for about one bucket per device pixel).
     #[prop(optional, into)]
@@ -277,8 +299,28 @@ pub fn ChartCanvas<C: Chart>(
             <canvas
                 id=canvas_id
                 node_ref=canvas_ref
-                role="img"
+                role=if on_key.is_some() { "application" } else { "img" }
+                tabindex=on_key.map(|_| "0")
                 aria-label=label
+                aria-describedby=described_by
+                on:keydown=move |ev| {
+                    if let Some(cb) = on_key {
+                        cb.run(ev);
+                    }
+                }
+                on:focus=move |_| {
+                    let by_keys = canvas_ref
+                        .get_untracked()
+                        .is_some_and(|c| c.matches(":focus-visible").unwrap_or(true));
+                    if let (Some(cb), true) = (on_focus, by_keys) {
+                        cb.run(true);
+                    }
+                }
+                on:blur=move |_| {
+                    if let Some(cb) = on_focus {
+                        cb.run(false);
+                    }
+                }
                 on:pointermove=on_move
                 on:pointerdown=on_down
                 on:pointerup=on_up

@@ -37,6 +37,8 @@ struct Client {
     requests: Requests,
     /// Why the worker is gone, once it is.
     failed: Option<String>,
+    /// The same, for the page's error banner (cleared when a new worker starts).
+    failure: ArcRwSignal<Option<String>>,
     next_rec: RecId,
     activity: ArcRwSignal<Option<Activity>>,
     /// The worker's event handlers, kept alive with it.
@@ -51,6 +53,7 @@ thread_local! {
         pending: HashMap::new(),
         requests: Requests::default(),
         failed: None,
+        failure: ArcRwSignal::new(None),
         next_rec: 0,
         activity: ArcRwSignal::new(None),
         _handlers: Vec::new(),
@@ -60,6 +63,11 @@ thread_local! {
 /// What the worker is busy with (for the page's progress bar).
 pub fn activity() -> ArcRwSignal<Option<Activity>> {
     CLIENT.with(|c| c.borrow().activity.clone())
+}
+
+/// Why the worker stopped, while it is stopped (for the page's error banner).
+pub fn failure() -> ArcRwSignal<Option<String>> {
+    CLIENT.with(|c| c.borrow().failure.clone())
 }
 
 /// A new recording id.
@@ -114,6 +122,7 @@ impl Client {
             }
             // Opening a recording starts a new worker (what the old one held is lost anyway).
             self.failed = None;
+            self.failure.set(None);
             self.ready = false;
             self.backlog.clear();
         }
@@ -168,7 +177,12 @@ impl Client {
     }
 
     /// The worker is gone: every request waiting for it fails with `why`, and so do later ones.
+    /// A worker that already failed keeps its first reason (a panic's message comes before
+    /// the trap that ends the module, which is reported too).
     fn fail(&mut self, why: String) -> String {
+        if let (None, Some(first)) = (&self.worker, &self.failed) {
+            return first.clone();
+        }
         leptos::logging::error!("memlens: {why}");
         for (_, reply) in self.pending.drain() {
             let _ = reply.send(Err(why.clone()));
@@ -178,6 +192,7 @@ impl Client {
             w.terminate();
         }
         self.failed = Some(why.clone());
+        self.failure.set(Some(why.clone()));
         why
     }
 }
@@ -198,7 +213,8 @@ fn make_worker() -> Result<web_sys::Worker, JsValue> {
 fn on_message(event: web_sys::MessageEvent) {
     let data = event.data();
     if let Some(text) = data.as_string() {
-        // memlens_worker.js could not start the wasm module.
+        // The worker is gone: memlens_worker.js could not start the wasm module, or the module
+        // panicked or trapped.
         CLIENT.with(|c| c.borrow_mut().fail(text));
         return;
     }

@@ -17,7 +17,7 @@ use crate::flame_graph::{totals_of, totals_query};
 use crate::load::{Loaded, Loader};
 use crate::url_state::FlameMode;
 use crate::use_worker::use_worker;
-use crate::{units, ByPtr};
+use crate::{units, ByPtr, FileButton};
 
 /// The modes compare mode offers (a time range means nothing across two runs).
 pub const COMPARE_MODES: [FlameMode; 3] = [FlameMode::AtPeak, FlameMode::Leaks, FlameMode::Total];
@@ -159,7 +159,13 @@ pub fn CompareView(base: ByPtr<Loaded>, head: ByPtr<Loaded>) -> impl IntoView {
 /// One side of the compare picker: a file input, the loader's progress and error, and the
 /// loaded file's name.
 #[component]
-fn Slot(label: &'static str, input_id: &'static str, loader: Loader) -> impl IntoView {
+fn Slot(
+    label: &'static str,
+    /// What its button does, in words.
+    choose: &'static str,
+    input_id: &'static str,
+    loader: Loader,
+) -> impl IntoView {
     let status = move || {
         if let Some(e) = loader.error.get() {
             return view! { <span class="slot-error">{e}</span> }.into_any();
@@ -175,21 +181,17 @@ fn Slot(label: &'static str, input_id: &'static str, loader: Loader) -> impl Int
     view! {
         <div class="slot">
             <div class="slot-label">{label}</div>
-            <label class="button">
-                "Choose…"
-                <input
-                    type="file"
-                    id=input_id
-                    accept=".memlens,application/octet-stream"
-                    on:change=move |ev| {
-                        let input: web_sys::HtmlInputElement = event_target(&ev);
-                        if let Some(file) = input.files().and_then(|l| l.get(0)) {
-                            loader.load_file(file);
-                        }
-                        input.set_value("");
+            <FileButton
+                label="Choose…"
+                aria_label=choose
+                title=choose
+                input_id=input_id
+                on_files=Callback::new(move |files: web_sys::FileList| {
+                    if let Some(file) = files.get(0) {
+                        loader.load_file(file);
                     }
-                />
-            </label>
+                })
+            />
             <div class="slot-status">{status}</div>
         </div>
     }
@@ -203,8 +205,8 @@ pub fn CompareSlots(base: Loader, head: Loader) -> impl IntoView {
             <h2>"Compare two recordings"</h2>
             <p>"Drop two " <code>".memlens"</code> " files on this page, or choose each one:"</p>
             <div class="slots">
-                <Slot label="Base (before)" input_id="base-input" loader=base />
-                <Slot label="Head (after)" input_id="head-input" loader=head />
+                <Slot label="Base (before)" choose="Choose the base recording" input_id="base-input" loader=base />
+                <Slot label="Head (after)" choose="Choose the head recording" input_id="head-input" loader=head />
             </div>
             <p>
                 "Or publish a comparison with "

@@ -2,17 +2,19 @@
 //! change since the base (orange grew, blue shrank: a colour-blind-safe diverging pair), new
 //! paths outlined and marked `+`, vanished ones hatched and marked `−`, changes under the noise
 //! threshold grey. The tree, layout, colour classes and hit testing come from
-//! `memlens-format`'s `DiffTree`; this module only paints and wires signals.
+//! `memlens-format`'s `DiffTree`; the keyboard from `use_flame_keys`; this module only paints
+//! and wires signals.
 
 use leptos::prelude::*;
 use memlens_analysis::{diff_hit, diff_layout, DiffRect, Shade};
 
 use crate::chart_canvas::{Chart, ChartCanvas, Painter, Size, Tooltip};
 use crate::compare::CompareData;
+use crate::flame_graph::ROW_H;
 use crate::url_state::{ViewState, ZoomStep};
+use crate::use_flame_keys::{keyed_flame, use_flame_keys};
 use crate::{units, ByPtr};
 
-const ROW_H: f64 = 20.0;
 const MIN_W: f64 = 0.0005;
 const MAX_ROWS: i32 = 300;
 const MIN_LABEL_W: f64 = 28.0;
@@ -66,6 +68,8 @@ pub struct DiffFlameChart {
     /// Changes below this many bytes are noise.
     pub noise: u64,
     pub min_row: i32,
+    /// The node the keyboard cursor is on, while the canvas has the focus.
+    pub cursor: Option<u32>,
 }
 
 impl DiffFlameChart {
@@ -73,13 +77,28 @@ impl DiffFlameChart {
         let rects = diff_layout(&data.0.tree, zoom, MIN_W);
         let min_row = rects.first().map_or(0, |r| r.row);
         let noise = data.0.tree.noise_bytes(f64::from(noise_bp) / 10_000.0);
-        DiffFlameChart { data, rects: ByPtr::new(rects), zoom, noise, min_row }
+        DiffFlameChart { data, rects: ByPtr::new(rects), zoom, noise, min_row, cursor: None }
     }
 
     pub fn rows(&self) -> i32 {
         self.rects.0.last().map_or(1, |r| r.row - self.min_row + 1)
     }
+
+    fn rect_of(&self, node: u32) -> Option<&DiffRect> {
+        self.rects.0.iter().find(|r| r.node == Some(node))
+    }
+
+    /// The differential flame graph is always an icicle.
+    fn flame_up(&self) -> bool {
+        false
+    }
+
+    fn row_y(&self, row: i32) -> f64 {
+        f64::from(row - self.min_row) * ROW_H
+    }
 }
+
+keyed_flame!(DiffFlameChart);
 
 impl Chart for DiffFlameChart {
     type Hit = DiffRect;
@@ -97,7 +116,7 @@ impl Chart for DiffFlameChart {
             if w < 0.4 {
                 continue;
             }
-            let y = f64::from(r.row - self.min_row) * ROW_H;
+            let y = self.row_y(r.row);
             let shade = tree.shade(r, self.noise);
             let gap = if w > 3.0 { 1.0 } else { 0.0 };
             ctx.set_global_alpha(if r.row < 0 { 0.45 } else { 1.0 });
@@ -131,7 +150,10 @@ impl Chart for DiffFlameChart {
             ctx.set_global_alpha(1.0);
         }
         if let Some(r) = hover {
-            painter.outline_hover(r.x, r.w, f64::from(r.row - self.min_row) * ROW_H, ROW_H);
+            painter.outline_hover(r.x, r.w, self.row_y(r.row), ROW_H);
+        }
+        if let Some(r) = self.cursor.and_then(|n| self.rect_of(n)) {
+            painter.outline_focus(r.x, r.w, self.row_y(r.row), ROW_H);
         }
     }
 
@@ -223,7 +245,7 @@ pub fn DiffFlameGraph(
 ) -> impl IntoView {
     let zoom_path = Memo::new(move |_| state.with(|s| s.zoom.clone()));
     let noise_bp = Memo::new(move |_| state.with(|s| s.noise_bp));
-    let chart = Memo::new(move |_| {
+    let layout = Memo::new(move |_| {
         let d = data.get().ok()?;
         let keys: Vec<(String, String)> =
             zoom_path.get().into_iter().map(|s| (s.function, s.file)).collect();
@@ -231,7 +253,7 @@ pub fn DiffFlameGraph(
         Some(crate::timed("diff flame layout", || DiffFlameChart::new(d, zoom, noise_bp.get())))
     });
     let set_zoom = move |node: u32| {
-        let Some(c) = chart.get_untracked() else { return };
+        let Some(c) = layout.get_untracked() else { return };
         let tree = &c.data.0.tree;
         let path = tree
             .path(node)
@@ -244,13 +266,28 @@ pub fn DiffFlameGraph(
             .collect();
         state.update(|s| s.zoom = path);
     };
+    let keys = use_flame_keys(
+        layout,
+        Callback::new(set_zoom),
+        Callback::new(move |()| {
+            state.update(|s| {
+                s.zoom.pop();
+            })
+        }),
+        "diff-flame-canvas",
+    );
+    let chart = Memo::new(move |_| {
+        let mut c = layout.get()?;
+        c.cursor = keys.cursor.get();
+        Some(c)
+    });
     let on_click = Callback::new(move |r: DiffRect| {
         if let Some(node) = r.node {
             set_zoom(node);
         }
     });
     let breadcrumb = move || {
-        let c = chart.get()?;
+        let c = layout.get()?;
         let path = c.data.0.tree.path(c.zoom);
         let last = path.len() - 1;
         Some(
@@ -273,7 +310,7 @@ pub fn DiffFlameGraph(
     };
     let chart_signal = Signal::derive(move || chart.get());
     let height = Signal::derive(move || {
-        chart.with(|c| {
+        layout.with(|c| {
             c.as_ref().map_or(0.0, |c| f64::from(c.rows().clamp(4, MAX_ROWS)) * ROW_H + 1.0)
         })
     });
@@ -324,11 +361,15 @@ pub fn DiffFlameGraph(
                     chart=chart_signal
                     class="chart-flame"
                     canvas_id="diff-flame-canvas"
-                    label="Differential flame graph: head memory by call stack, coloured by change"
+                    label="Differential flame graph: head memory by call stack, coloured by change. Arrow keys move between frames, Enter zooms in, Escape zooms out."
                     height=height
                     on_click=on_click
+                    on_key=keys.on_key
+                    on_focus=keys.on_focus
+                    described_by="diff-flame-focus"
                 />
             </div>
+            <p class="chart-focus" id="diff-flame-focus" aria-live="polite">{keys.text}</p>
         </section>
     }
 }

@@ -1,7 +1,10 @@
 //! The flame graph: which call stacks hold memory, in four modes (at peak, leaked, total
 //! allocated, live at the peak of the selected range). Click to zoom, breadcrumb to zoom out,
-//! hover for details, search to highlight. The memory by stack comes from the worker; tree
-//! building, layout and hit testing from `memlens-analysis`; this module only draws and wires
+//! hover for details, search to highlight. From the keyboard (Tab to the canvas): the arrows
+//! move a cursor between frames (up and down to the parent or a child, left and right to the
+//! siblings), Enter zooms into it, Escape zooms out, and a live region says what the cursor
+//! is on. The memory by stack comes from the worker; tree building, layout and hit testing
+//! from `memlens-analysis`, the keyboard from `use_flame_keys`; this module only draws and wires
 //! signals.
 
 use leptos::prelude::*;
@@ -17,11 +20,12 @@ use crate::load::{Directory, Loaded};
 use crate::protocol::{Answer, Request};
 use crate::toggle::toggle;
 use crate::url_state::{ColorBy, FlameMode, ViewState, ZoomStep};
+use crate::use_flame_keys::{keyed_flame, use_flame_keys};
 use crate::use_worker::{use_worker, Query};
 use crate::{units, ByPtr};
 
 /// Row height in CSS pixels.
-const ROW_H: f64 = 20.0;
+pub(crate) const ROW_H: f64 = 20.0;
 /// Children narrower than this fraction of the zoomed node are merged (about 1 px at 2000 px).
 const MIN_W: f64 = 0.0005;
 /// Tallest flame graph drawn, in rows (canvases have a maximum size; zoom in to see deeper).
@@ -191,6 +195,8 @@ pub struct FlameChart {
     pub color: ColorBy,
     /// Root at the bottom (flame) instead of the top (icicle).
     pub flame_up: bool,
+    /// The node the keyboard cursor is on, while the canvas has the focus.
+    pub cursor: Option<u32>,
 }
 
 impl FlameChart {
@@ -203,7 +209,18 @@ impl FlameChart {
     ) -> FlameChart {
         let rects = flame_layout(&data.0.tree, zoom, MIN_W);
         let min_row = rects.first().map_or(0, |r| r.row);
-        FlameChart { data, rects: ByPtr::new(rects), zoom, search, min_row, color, flame_up }
+        let rects = ByPtr::new(rects);
+        FlameChart { data, rects, zoom, search, min_row, color, flame_up, cursor: None }
+    }
+
+    /// The rectangle drawn for `node`.
+    pub fn rect_of(&self, node: u32) -> Option<&FlameRect> {
+        self.rects.0.iter().find(|r| r.node == Some(node))
+    }
+
+    /// Whether the root is at the bottom (a flame) rather than the top (an icicle).
+    pub fn flame_up(&self) -> bool {
+        self.flame_up
     }
 
     /// Rows drawn, for the canvas height.
@@ -234,6 +251,8 @@ impl FlameChart {
         self.search.0.nodes > 0
     }
 }
+
+keyed_flame!(FlameChart);
 
 /// Cuts `text` to fit `max_w` CSS px, given an average character width.
 fn fit_label(text: &str, max_w: f64, char_w: f64) -> Option<String> {
@@ -313,6 +332,9 @@ impl Chart for FlameChart {
         }
         if let Some(r) = hover {
             painter.outline_hover(r.x, r.w, self.row_y(r.row), ROW_H);
+        }
+        if let Some(r) = self.cursor.and_then(|n| self.rect_of(n)) {
+            painter.outline_focus(r.x, r.w, self.row_y(r.row), ROW_H);
         }
     }
 
@@ -397,29 +419,47 @@ pub fn FlameGraph(loaded: ByPtr<Loaded>, state: RwSignal<ViewState>) -> impl Int
             Err(_) => ByPtr::new(SearchMatches::default()),
         })
     });
-    let chart = Memo::new(move |_| {
+    let layout = Memo::new(move |_| {
         let d = data.get().ok()?;
         let zoom = d.0.resolve(&zoom_path.get());
         let (color, flame_up) = look.get();
         Some(FlameChart::new(d, zoom, search.get(), color, flame_up))
     });
-
     let set_zoom = move |node: u32| {
-        if let Some(c) = chart.get_untracked() {
+        if let Some(c) = layout.get_untracked() {
             let path = c.data.0.zoom_path(node);
             state.update(|s| s.zoom = path);
         }
     };
-    // Escape zooms out one level (unless typing in the search box).
-    let _ = window_event_listener(leptos::ev::keydown, move |ev| {
-        let typing = ev
-            .target()
-            .and_then(|t| wasm_bindgen::JsCast::dyn_into::<web_sys::HtmlInputElement>(t).ok())
-            .is_some();
-        if ev.key() == "Escape" && !typing {
-            state.update(|s| {
-                s.zoom.pop();
-            });
+    let zoom_out = move || {
+        state.update(|s| {
+            s.zoom.pop();
+        })
+    };
+    let keys = use_flame_keys(
+        layout,
+        Callback::new(set_zoom),
+        Callback::new(move |()| zoom_out()),
+        "flame-canvas",
+    );
+    let chart = Memo::new(move |_| {
+        let mut c = layout.get()?;
+        c.cursor = keys.cursor.get();
+        Some(c)
+    });
+    // Escape zooms out one level (unless typing in the search box; the charts' canvases
+    // handle their own keys).
+    let page_keys = window_event_listener(leptos::ev::keydown, move |ev| {
+        let target = ev.target();
+        let is = |tag: &str| {
+            target
+                .as_ref()
+                .and_then(|t| wasm_bindgen::JsCast::dyn_ref::<web_sys::Element>(t))
+                .is_some_and(|e| e.tag_name().eq_ignore_ascii_case(tag))
+        };
+        let typing = is("input") || is("select") || is("textarea");
+        if ev.key() == "Escape" && !typing && !is("canvas") {
+            zoom_out();
         }
         // `/` jumps to the search box, as in most code browsers.
         if ev.key() == "/" && !typing {
@@ -433,22 +473,24 @@ pub fn FlameGraph(loaded: ByPtr<Loaded>, state: RwSignal<ViewState>) -> impl Int
             }
         }
     });
+    on_cleanup(move || page_keys.remove());
     let on_click = Callback::new(move |r: FlameRect| {
         if let Some(node) = r.node {
             set_zoom(node);
         }
     });
     // The call-site table focuses (zooms to) the node holding most of a frame's memory.
-    let on_focus = Callback::new(move |frame: memlens_format::FrameId| {
+    let on_frame = Callback::new(move |frame: memlens_format::FrameId| {
         let node =
             data.with_untracked(|d| d.as_ref().ok().and_then(|d| d.0.largest_node_of(frame)));
         if let Some(node) = node {
             set_zoom(node);
         }
     });
+    let zoom = Memo::new(move |_| layout.with(|c| c.as_ref().map(|c| c.zoom)));
 
     let breadcrumb = move || {
-        let c = chart.get()?;
+        let c = layout.get()?;
         let path = c.data.0.tree.path(c.zoom);
         let last = path.len() - 1;
         Some(
@@ -476,7 +518,7 @@ pub fn FlameGraph(loaded: ByPtr<Loaded>, state: RwSignal<ViewState>) -> impl Int
             return String::new();
         }
         let m = search.get();
-        let total = chart.with(|c| c.as_ref().map_or(0, |c| c.data.0.root_total().bytes));
+        let total = layout.with(|c| c.as_ref().map_or(0, |c| c.data.0.root_total().bytes));
         match m.0.nodes {
             0 => "no matches".to_string(),
             n => format!(
@@ -489,7 +531,7 @@ pub fn FlameGraph(loaded: ByPtr<Loaded>, state: RwSignal<ViewState>) -> impl Int
     };
     let chart_signal = Signal::derive(move || chart.get());
     let height = Signal::derive(move || {
-        chart.with(|c| c.as_ref().map_or(0.0, |c| f64::from(c.canvas_rows()) * ROW_H + 1.0))
+        layout.with(|c| c.as_ref().map_or(0.0, |c| f64::from(c.canvas_rows()) * ROW_H + 1.0))
     });
 
     view! {
@@ -551,7 +593,21 @@ pub fn FlameGraph(loaded: ByPtr<Loaded>, state: RwSignal<ViewState>) -> impl Int
             </div>
             <FlameToolbar loaded=loaded state=state />
             <nav class="breadcrumb" id="breadcrumb" aria-label="Zoom path">{breadcrumb}</nav>
-            {move || data.get().err().map(|message| view! { <p class="panel-message">{message}</p> })}
+            {move || {
+                // The worker's error (a damaged recording) is an alert; otherwise a hint (no
+                // range yet) or what is being computed.
+                let failed = totals.result.with(|r| match r {
+                    Some(Err(e)) if !no_range.get() => Some(e.clone()),
+                    _ => None,
+                });
+                match (failed, data.get().err()) {
+                    (Some(e), _) => Some(view! {
+                        <div class="banner banner-error panel-banner" role="alert" id="flame-error">{e}</div>
+                    }.into_any()),
+                    (None, Some(message)) => Some(view! { <p class="panel-message">{message}</p> }.into_any()),
+                    (None, None) => None,
+                }
+            }}
             <Show when=move || computing.get() && data.with(Result::is_ok)>
                 <p class="computing" id="flame-computing" role="status">"Computing…"</p>
             </Show>
@@ -561,13 +617,17 @@ pub fn FlameGraph(loaded: ByPtr<Loaded>, state: RwSignal<ViewState>) -> impl Int
                     chart=chart_signal
                     class="chart-flame"
                     canvas_id="flame-canvas"
-                    label="Flame graph of memory by call stack"
+                    label="Flame graph of memory by call stack. Arrow keys move between frames, Enter zooms in, Escape zooms out."
                     height=height
                     on_click=on_click
+                    on_key=keys.on_key
+                    on_focus=keys.on_focus
+                    described_by="flame-focus"
                 />
             </div>
+            <p class="chart-focus" id="flame-focus" aria-live="polite">{keys.text}</p>
         </section>
-        <CallSiteTable data=data state=state on_focus=on_focus />
+        <CallSiteTable data=data zoom=zoom state=state on_focus=on_frame />
     }
 }
 

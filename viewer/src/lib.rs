@@ -34,6 +34,7 @@ mod compare_timeline;
 mod delta_table;
 mod diff_flame;
 mod flame_graph;
+mod flame_keys;
 mod flame_search;
 mod header;
 mod insight_links;
@@ -42,11 +43,14 @@ mod load;
 mod objects_panel;
 mod open;
 mod protocol;
+mod table_keys;
 mod theme;
 mod timeline;
+mod timeline_keys;
 mod toggle;
 mod units;
 mod url_state;
+mod use_flame_keys;
 mod use_view_state;
 mod use_worker;
 mod web_sources;
@@ -158,6 +162,18 @@ enum Startup {
     Nothing,
     One(Source),
     Pair(Source, Source),
+    /// `?base=` without `?head=` (or the reverse): the side given, whether it is the base, and
+    /// what the page says about the side missing.
+    Half(Source, bool, String),
+}
+
+/// What the page says when the address names only one side of a comparison.
+fn half_pair_message(given: &str, missing: &str) -> String {
+    format!(
+        "This address gives ?{given}= but no ?{missing}=, so there is nothing to compare it \
+         with yet: add &{missing}=URL of the other recording to the address, or choose the \
+         {missing} recording below."
+    )
 }
 
 /// `?base=&head=` (compare) or `?url=` from the address win; otherwise a page that embeds the
@@ -168,8 +184,19 @@ fn startup() -> Startup {
         let search = web_sys::window()?.location().search().ok()?;
         web_sys::UrlSearchParams::new_with_str(&search).ok()?.get(key).filter(|u| !u.is_empty())
     };
-    if let (Some(base), Some(head)) = (param("base"), param("head")) {
-        return Startup::Pair(Source::Url(base, Follow::No), Source::Url(head, Follow::No));
+    match (param("base"), param("head")) {
+        (Some(base), Some(head)) => {
+            return Startup::Pair(Source::Url(base, Follow::No), Source::Url(head, Follow::No))
+        }
+        (Some(base), None) => {
+            let why = half_pair_message("base", "head");
+            return Startup::Half(Source::Url(base, Follow::No), true, why);
+        }
+        (None, Some(head)) => {
+            let why = half_pair_message("head", "base");
+            return Startup::Half(Source::Url(head, Follow::No), false, why);
+        }
+        (None, None) => {}
     }
     if let Some(url) = param("url") {
         let follow =
@@ -194,26 +221,67 @@ fn startup() -> Startup {
     }
 }
 
+/// A real button that opens the browser's file chooser (a hidden file input), so the
+/// keyboard reaches it (Tab) and works it (Enter, Space). `on_files` gets what was chosen.
 #[component]
-fn OpenButton(open: Callback<web_sys::FileList>) -> impl IntoView {
+pub(crate) fn FileButton(
+    /// The button's text.
+    label: &'static str,
+    /// Its accessible name, when the text alone is ambiguous.
+    #[prop(optional)]
+    aria_label: Option<&'static str>,
+    title: &'static str,
+    /// The id of the hidden input (for tests: `setInputFiles`).
+    input_id: &'static str,
+    #[prop(optional)] multiple: bool,
+    on_files: Callback<web_sys::FileList>,
+) -> impl IntoView {
+    let input = NodeRef::<leptos::html::Input>::new();
     view! {
-        <label class="button" title="Choose one recording, or two to compare them">
-            "Open recording…"
-            <input
-                type="file"
-                id="file-input"
-                multiple
-                accept=".memlens,application/octet-stream"
-                on:change=move |ev| {
-                    let input: web_sys::HtmlInputElement = event_target(&ev);
-                    if let Some(files) = input.files() {
-                        open.run(files);
-                    }
-                    // Choosing the same file again should load it again.
-                    input.set_value("");
+        <button
+            type="button"
+            class="button"
+            title=title
+            aria-label=aria_label
+            on:click=move |_| {
+                if let Some(input) = input.get_untracked() {
+                    input.click();
                 }
-            />
-        </label>
+            }
+        >
+            {label}
+        </button>
+        <input
+            type="file"
+            class="file-input"
+            id=input_id
+            node_ref=input
+            tabindex="-1"
+            aria-hidden="true"
+            multiple=multiple
+            accept=".memlens,application/octet-stream"
+            on:change=move |ev| {
+                let input: web_sys::HtmlInputElement = event_target(&ev);
+                if let Some(files) = input.files() {
+                    on_files.run(files);
+                }
+                // Choosing the same file again should load it again.
+                input.set_value("");
+            }
+        />
+    }
+}
+
+#[component]
+fn OpenButton(open: Callback<web_sys::FileList>, input_id: &'static str) -> impl IntoView {
+    view! {
+        <FileButton
+            label="Open recording…"
+            title="Choose one recording, or two to compare them"
+            input_id=input_id
+            multiple=true
+            on_files=open
+        />
     }
 }
 
@@ -340,7 +408,7 @@ fn EmptyState(open: Callback<web_sys::FileList>, compare: RwSignal<bool>) -> imp
         <section class="empty" id="empty-state">
             <h2>"Open a memlens recording"</h2>
             <p>"Drop a " <code>".memlens"</code> " file anywhere on this page, or"</p>
-            <p><OpenButton open=open /></p>
+            <p><OpenButton open=open input_id="empty-file-input" /></p>
             <p>
                 "Two files (dropped or chosen together) open in compare mode, or "
                 <button class="link-button" id="compare-button" on:click=move |_| compare.set(true)>
@@ -407,6 +475,9 @@ fn App() -> impl IntoView {
         }
     });
 
+    // What the address asked for but cannot be done (half a comparison), until both sides of
+    // the comparison are there.
+    let address_error = RwSignal::new(None::<String>);
     match startup() {
         Startup::Nothing => {}
         Startup::One(source) => source.open(loader),
@@ -415,7 +486,32 @@ fn App() -> impl IntoView {
             b.open(base);
             h.open(head);
         }
+        Startup::Half(source, is_base, why) => {
+            compare.set(true);
+            source.open(if is_base { base } else { head });
+            address_error.set(Some(why));
+        }
     }
+    let worker_failure = {
+        let f = client::failure();
+        Signal::derive(move || f.get())
+    };
+    // Why the worker stopped, unless a loader's own error banner already says it.
+    let worker_banner = move || {
+        let why = worker_failure.get()?;
+        let said = [loader, base, head]
+            .iter()
+            .any(|l| l.error.with(|e| e.as_ref().is_some_and(|e| e.contains(&why))));
+        (!said).then(|| {
+            view! {
+                <div class="banner banner-error" role="alert" id="worker-error">
+                    <strong>"Error:"</strong>
+                    {why}
+                    " Open the recording again to try once more."
+                </div>
+            }
+        })
+    };
 
     // Whatever the worker is busy with, once it has taken a while.
     let activity = {
@@ -460,7 +556,20 @@ fn App() -> impl IntoView {
     };
     let pair = move || match (base.loaded.get(), head.loaded.get()) {
         (Some(b), Some(h)) => view! { <CompareView base=b head=h /> }.into_any(),
-        _ => view! { <CompareSlots base=base head=head /> }.into_any(),
+        _ => view! {
+            {move || {
+                address_error.get().map(|e| {
+                    view! {
+                        <div class="banner banner-error" role="alert" id="error-banner">
+                            <strong>"Error:"</strong>
+                            {e}
+                        </div>
+                    }
+                })
+            }}
+            <CompareSlots base=base head=head />
+        }
+        .into_any(),
     };
     let compare_progress = move || {
         let busy = compare.get().then(|| activity.get()).flatten()?;
@@ -484,9 +593,10 @@ fn App() -> impl IntoView {
                             }
                         })
                 }}
-                <OpenButton open=open />
+                <OpenButton open=open input_id="file-input" />
             </header>
             {compare_progress}
+            {worker_banner}
             {move || if compare.get() { pair.into_any() } else { single().into_any() }}
             <Show when=move || dragging.get()>
                 <div class="drop-overlay">
@@ -503,6 +613,29 @@ pub fn mount() {
     if web_sys::window().is_none() {
         return;
     }
-    console_error_panic_hook::set_once();
+    // A panic aborts the module, so nothing reactive runs after it: the banner is put on the
+    // page directly. (`index.html` does the same for traps, which reach no hook.)
+    std::panic::set_hook(Box::new(|info| {
+        console_error_panic_hook::hook(info);
+        show_crash(&format!(
+            "The viewer stopped on an internal error: {info}. Reload the page to start again."
+        ));
+    }));
     leptos::mount::mount_to_body(App);
+}
+
+/// Puts an error banner at the top of the page without the reactive system (after a panic).
+fn show_crash(text: &str) {
+    let Some(document) = web_sys::window().and_then(|w| w.document()) else { return };
+    if document.get_element_by_id("crash-banner").is_some() {
+        return;
+    }
+    let (Ok(banner), Some(body)) = (document.create_element("div"), document.body()) else {
+        return;
+    };
+    banner.set_id("crash-banner");
+    banner.set_class_name("banner banner-error");
+    let _ = banner.set_attribute("role", "alert");
+    banner.set_text_content(Some(text));
+    let _ = body.prepend_with_node_1(&banner);
 }

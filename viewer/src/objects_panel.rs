@@ -13,6 +13,7 @@ use memlens_format::{Recording, StackId};
 
 use crate::insights_panel::reveal;
 use crate::load::Directory;
+use crate::table_keys::{on_row_focus, on_row_key, row_tabindex};
 use crate::toggle::toggle;
 use crate::url_state::{ViewState, ZoomStep};
 use crate::{units, ByPtr};
@@ -88,20 +89,24 @@ fn site_cell(rec: &Recording, stack: Option<StackId>, extra: Option<String>) -> 
 }
 
 /// A row about one type: its name, `cells`, and the site where its objects were allocated
-/// (with a note); a click zooms the flame graph there.
+/// (with a note); a click (or Enter) zooms the flame graph there. `first` tells whether no
+/// row above it has a site (it is then the table's tab stop).
 fn type_row(
     rec: &Recording,
     name: String,
     cells: AnyView,
     site: Option<(StackId, String)>,
     show_site: Callback<StackId>,
+    first: &mut bool,
 ) -> impl IntoView {
     let label = name.clone();
     let stack = site.as_ref().map(|s| s.0);
+    let tabindex = stack.map(|_| row_tabindex(std::mem::take(first)));
     view! {
         <tr
             data-type=name
-            title=stack.map(|_| "Click to show where they were allocated in the flame graph")
+            title=stack.map(|_| "Click (or Enter) to show where they were allocated in the flame graph")
+            tabindex=tabindex
             on:click=move |_| if let Some(s) = stack { show_site.run(s) }
         >
             <td class="fn">{label}</td>
@@ -134,7 +139,7 @@ fn table(
         <div class="table-scroll">
             <table class="data-table" id=id>
                 <thead><tr>{head}</tr></thead>
-                <tbody>
+                <tbody on:keydown=on_row_key on:focusin=on_row_focus>
                     {rows}
                     {last.map(|text| view! { <tr><td colspan=span class="more">{text}</td></tr> })}
                 </tbody>
@@ -247,6 +252,7 @@ pub fn ObjectsPanel(loaded: ByPtr<Directory>, state: RwSignal<ViewState>) -> imp
             let total: u64 = c.types.iter().map(|t| t.bytes).sum();
             let rows = top_types(c, order(), usize::MAX);
             let shown = rows.len().min(MAX_ROWS);
+            let mut first = true;
             let body = rows[..shown]
                 .iter()
                 .map(|t| {
@@ -266,6 +272,7 @@ pub fn ObjectsPanel(loaded: ByPtr<Directory>, state: RwSignal<ViewState>) -> imp
                         cells.into_any(),
                         site.map(|s| (s.stack, units::plural(s.count, "object", "objects"))),
                         show_site,
+                        &mut first,
                     )
                 })
                 .collect_view();
@@ -289,6 +296,7 @@ pub fn ObjectsPanel(loaded: ByPtr<Directory>, state: RwSignal<ViewState>) -> imp
             let mut sites = site_growth(rec, ca, cb, order());
             sites.retain(|g| visible(rec, g.stack, show_internal.get()));
             let (nt, ns) = (types.len().min(MAX_ROWS), sites.len().min(MAX_ROWS));
+            let mut first = true;
             let type_rows = types[..nt]
                 .iter()
                 .map(|g| {
@@ -304,16 +312,19 @@ pub fn ObjectsPanel(loaded: ByPtr<Directory>, state: RwSignal<ViewState>) -> imp
                         cells.into_any(),
                         site.map(|s| (s.stack, units::count_delta(s.count_delta))),
                         show_site,
+                        &mut first,
                     )
                 })
                 .collect_view();
             let site_rows = sites[..ns]
                 .iter()
-                .map(|g| {
+                .enumerate()
+                .map(|(i, g)| {
                     let stack = g.stack;
                     view! {
                         <tr
-                            title="Click to show this allocation site in the flame graph"
+                            title="Click (or Enter) to show this allocation site in the flame graph"
+                            tabindex=row_tabindex(i == 0)
                             on:click=move |_| show_site.run(stack)
                         >
                             {site_cell(rec, Some(stack), None)}

@@ -20,6 +20,8 @@ pub struct Theme {
     pub text: String,
     pub frame_text: String,
     pub matched: String,
+    /// The keyboard focus ring.
+    pub focus: String,
     pub font: String,
 }
 
@@ -48,6 +50,7 @@ impl Theme {
             text: var("--chart-text", "#1d2027"),
             frame_text: var("--chart-frame-text", "#101216"),
             matched: var("--chart-match", "#f2c200"),
+            focus: var("--focus", "#2f6fde"),
             font,
         }
     }

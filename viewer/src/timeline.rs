@@ -2,7 +2,9 @@
 //! markers, gc runs and object censuses; hover for values, drag to select a time range (which
 //! feeds the flame graph's range mode), zoom into the selection, click a census to show it in
 //! the objects panel. The series of the visible window come from the worker, about one bucket
-//! per device pixel, whatever the zoom.
+//! per device pixel, whatever the zoom. From the keyboard (Tab to the canvas): the arrows move
+//! a cursor, Shift and the arrows select a range, Escape clears it, Enter shows the census at
+//! the cursor, and a live region says what is under the cursor (`timeline_keys`).
 
 use leptos::prelude::*;
 use memlens_analysis::Bucket;
@@ -11,6 +13,7 @@ use memlens_format::Recording;
 use crate::chart_canvas::{Chart, ChartCanvas, DragSpan, Painter, Size, Tooltip};
 use crate::load::Loaded;
 use crate::protocol::{Answer, Request, Series};
+use crate::timeline_keys::{time_key, TimeCursor, TimeKey};
 use crate::units;
 use crate::url_state::{FlameMode, ViewState};
 use crate::use_worker::{use_worker, Query};
@@ -115,6 +118,8 @@ pub struct TimelineChart {
     pub range: Option<(u64, u64)>,
     /// The census the objects panel shows, and the one it compares with (indices).
     pub census: (Option<usize>, Option<usize>),
+    /// The keyboard cursor (ns), while the canvas has the focus.
+    pub cursor: Option<u64>,
 }
 
 /// The plot area inside a timeline canvas, with its time window (ns) and the top of its byte
@@ -257,6 +262,24 @@ impl TimelineChart {
         self.plot(size).time_at(x)
     }
 
+    /// The bucket that holds time `t`.
+    pub fn bucket_at(&self, t: u64) -> Option<usize> {
+        let heap = &self.data.0.heap;
+        let i = heap.partition_point(|b| b.t0 <= t).checked_sub(1)?;
+        (t < heap[i].t1 || i + 1 == heap.len()).then_some(i)
+    }
+
+    /// What is under the keyboard cursor, in one line for screen readers.
+    pub fn describe(&self, t: u64) -> Option<String> {
+        let tip = self.tooltip(&self.bucket_at(t)?)?;
+        let mut parts = vec![format!("At {}", units::time_ns(t))];
+        parts.extend(tip.lines);
+        if let Some((a, b)) = self.range {
+            parts.push(format!("selected {} – {}", units::time_ns(a), units::time_ns(b)));
+        }
+        Some(parts.join(" · "))
+    }
+
     /// Whether `t` is within a few buckets of bucket `i` (thin marks are hard to hit exactly).
     fn near(&self, i: usize, t: u64) -> bool {
         let Some(b) = self.data.0.heap.get(i) else { return false };
@@ -392,8 +415,8 @@ impl Chart for TimelineChart {
             }
         }
 
-        // Hover: a vertical rule and a dot on each series.
-        if let Some(&i) = hover {
+        // Hover (else the keyboard cursor): a vertical rule and a dot on each series.
+        if let Some(i) = hover.copied().or_else(|| self.cursor.and_then(|t| self.bucket_at(t))) {
             let n = d.heap.len().max(1) as f64;
             let x = p.x + p.w * (i as f64 + 0.5) / n;
             ctx.set_stroke_style_str(&theme.axis);
@@ -527,9 +550,79 @@ pub fn Timeline(
             }
         })
     });
-    let chart = Signal::derive(move || {
+    // The keyboard cursor, drawn while the canvas has the keyboard's focus; what it is on is
+    // said from the first time the keyboard comes, and stays said (see the flame graph).
+    let (focused, set_focused) = signal(false);
+    let cursor = RwSignal::new(None::<TimeCursor>);
+    let chart = Memo::new(move |_| {
         let data = data.get()?.ok()?;
-        Some(TimelineChart { data, range: range.get(), census: census.get() })
+        let cursor = focused.get().then(|| cursor.get().map(|c| c.at)).flatten();
+        Some(TimelineChart { data, range: range.get(), census: census.get(), cursor })
+    });
+    let focus_text = move || {
+        let at = cursor.get()?.at;
+        chart.with(|c| c.as_ref().and_then(|c| c.describe(at)))
+    };
+    let on_focus = Callback::new(move |f: bool| {
+        // The cursor starts at the heap's peak (the first thing to look at), or the window's
+        // start.
+        if f && cursor.with_untracked(Option::is_none) {
+            let (t0, t1) = window.get_untracked();
+            let peak = data.with_untracked(|d| match d {
+                Some(Ok(d)) => Some(d.0.peak_heap.1),
+                _ => None,
+            });
+            let at = peak.filter(|&p| p >= t0 && p < t1).unwrap_or(t0);
+            cursor.set(Some(TimeCursor { at, anchor: None }));
+        }
+        set_focused.set(f);
+    });
+    let on_key = Callback::new(move |ev: web_sys::KeyboardEvent| {
+        if ev.alt_key() || ev.ctrl_key() || ev.meta_key() {
+            return;
+        }
+        let key = match ev.key().as_str() {
+            "ArrowLeft" => TimeKey::Left,
+            "ArrowRight" => TimeKey::Right,
+            "Home" => TimeKey::Start,
+            "End" => TimeKey::End,
+            "Escape" => {
+                ev.prevent_default();
+                ev.stop_propagation();
+                cursor.update(|c| {
+                    if let Some(c) = c {
+                        c.anchor = None;
+                    }
+                });
+                if range.get_untracked().is_some() {
+                    on_select.run(None);
+                }
+                return;
+            }
+            "Enter" | " " => {
+                ev.prevent_default();
+                let near = chart.with_untracked(|c| {
+                    let c = c.as_ref()?;
+                    c.census_near(c.bucket_at(c.cursor?)?)
+                });
+                if let Some(i) = near {
+                    on_census.run(i);
+                }
+                return;
+            }
+            _ => return,
+        };
+        ev.prevent_default();
+        set_focused.set(true);
+        let (t0, t1) = window.get_untracked();
+        let now = cursor.get_untracked().unwrap_or(TimeCursor { at: t0, anchor: None });
+        let extend = ev.shift_key();
+        let (next, selected) =
+            time_key(now, key, extend, (t0, t1.saturating_sub(1)), range.get_untracked());
+        cursor.set(Some(next));
+        if extend {
+            on_select.run(selected);
+        }
     });
     let on_click = Callback::new(move |i: usize| {
         if let Some(c) = chart.get_untracked().and_then(|c| c.census_near(i)) {
@@ -624,14 +717,18 @@ pub fn Timeline(
                 _ => None,
             }}
             <ChartCanvas
-                chart=chart
+                chart=Signal::derive(move || chart.get())
                 class="chart-timeline"
                 canvas_id="timeline-canvas"
-                label="Memory over time"
+                label="Memory over time. Arrow keys move a cursor, Shift and arrows select a range, Escape clears it, Enter shows the census at the cursor."
                 on_drag=on_drag
                 on_click=on_click
+                on_key=on_key
+                on_focus=on_focus
+                described_by="timeline-focus"
                 on_resize=Callback::new(move |size: Size| set_width.set(size.width))
             />
+            <p class="chart-focus" id="timeline-focus" aria-live="polite">{focus_text}</p>
         </section>
     }
 }
@@ -659,6 +756,7 @@ mod tests {
             })),
             range: None,
             census: (None, None),
+            cursor: None,
         }
     }
 
@@ -695,6 +793,18 @@ mod tests {
                 "Census #1 mark \"loaded\" · click to show its objects"
             ]
         );
+    }
+
+    #[test]
+    fn the_keyboard_cursor_is_in_the_bucket_that_holds_its_time() {
+        let mut c = chart();
+        assert_eq!((c.bucket_at(0), c.bucket_at(9), c.bucket_at(10)), (Some(0), Some(0), Some(1)));
+        assert_eq!(c.bucket_at(100), Some(9), "the window's end is in its last bucket");
+        c.range = Some((30, 60));
+        let said = c.describe(35).unwrap();
+        assert!(said.starts_with("At "), "{said}");
+        assert!(said.contains("Traced heap: 300 B") && said.contains("Marker: loaded"), "{said}");
+        assert!(said.contains(" · selected "), "{said}");
     }
 
     #[test]

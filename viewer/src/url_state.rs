@@ -265,6 +265,35 @@ impl ViewState {
     }
 }
 
+/// How a change of the view state is written to the browser's history.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HistoryWrite {
+    /// A new entry: the user went somewhere (zoomed, changed mode, selected a census...), and
+    /// Back returns to where they were.
+    Push,
+    /// The current entry is updated: typing in a search box, or one range selection being
+    /// adjusted (a drag, Shift+arrows) do not each add an entry.
+    Replace,
+}
+
+impl ViewState {
+    /// How the change from `self` (the state of the current history entry) to `next` is
+    /// written. `adjusting_range`: the write that made the current entry changed the range.
+    pub fn history_write(&self, next: &ViewState, adjusting_range: bool) -> HistoryWrite {
+        let typed =
+            ViewState { search: next.search.clone(), filter: next.filter.clone(), ..self.clone() };
+        if typed == *next {
+            return HistoryWrite::Replace;
+        }
+        let ranged = ViewState { range: next.range, ..typed };
+        if ranged == *next && adjusting_range {
+            HistoryWrite::Replace
+        } else {
+            HistoryWrite::Push
+        }
+    }
+}
+
 /// `A-B` (nanoseconds, in either order) as `(min, max)`.
 fn span(value: &str) -> Option<(u64, u64)> {
     let (a, b) = value.split_once('-')?;
@@ -365,6 +394,33 @@ mod tests {
         let s = ViewState { noise_bp: 0, ..ViewState::default() };
         assert_eq!(s.to_hash(), "#noise=0");
         assert_eq!(ViewState::from_hash(&s.to_hash()), s);
+    }
+
+    #[test]
+    fn navigation_adds_history_entries_typing_and_adjusting_a_range_do_not() {
+        let at = ViewState::default();
+        let typed = ViewState { search: "json".into(), filter: "app".into(), ..at.clone() };
+        assert_eq!(at.history_write(&typed, false), HistoryWrite::Replace);
+        let zoomed = ViewState {
+            zoom: vec![ZoomStep { function: "main".into(), file: "app.py".into() }],
+            ..at.clone()
+        };
+        assert_eq!(at.history_write(&zoomed, false), HistoryWrite::Push);
+        assert_eq!(
+            at.history_write(&zoomed, true),
+            HistoryWrite::Push,
+            "a zoom is never adjusting"
+        );
+        let leaks = ViewState { mode: FlameMode::Leaks, search: "x".into(), ..at.clone() };
+        assert_eq!(at.history_write(&leaks, false), HistoryWrite::Push);
+        // A selection starts with an entry of its own, then follows the drag in place.
+        let first = ViewState { range: Some((1, 2)), mode: FlameMode::Range, ..at.clone() };
+        assert_eq!(at.history_write(&first, false), HistoryWrite::Push);
+        let wider = ViewState { range: Some((1, 5)), ..first.clone() };
+        assert_eq!(first.history_write(&wider, true), HistoryWrite::Replace);
+        assert_eq!(first.history_write(&wider, false), HistoryWrite::Push, "a new selection");
+        let cleared = ViewState { range: None, mode: FlameMode::AtPeak, ..wider.clone() };
+        assert_eq!(wider.history_write(&cleared, true), HistoryWrite::Push);
     }
 
     #[test]

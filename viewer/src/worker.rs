@@ -120,7 +120,13 @@ fn note_progress(done: u64, total: Option<u64>) {
 /// The worker's entry point (called by `memlens_worker.js` once the module is ready).
 #[wasm_bindgen]
 pub fn worker_main() {
-    console_error_panic_hook::set_once();
+    // A panic aborts the module (a trap): before it does, the page is told why, so it shows
+    // the reason in an error banner instead of waiting for answers that will never come.
+    std::panic::set_hook(Box::new(|info| {
+        console_error_panic_hook::hook(info);
+        let why = format!("The viewer's worker stopped on an internal error: {info}");
+        let _ = scope().post_message(&why.into());
+    }));
     let on_message = Closure::<dyn FnMut(web_sys::MessageEvent)>::new(on_message);
     scope().set_onmessage(Some(on_message.as_ref().unchecked_ref()));
     // The handler lives as long as the worker.

@@ -2,11 +2,17 @@
 
 The cell runs in the kernel as usual (it sees the notebook's variables, and what it defines
 stays), inside ``memlens.record()``. Its output is shown; the result is a short text summary
-and the single-file memlens report in an iframe (``srcdoc``, so the notebook file holds
-everything and opens offline).
+and the memlens viewer on the cell's recording in an iframe (``srcdoc``, so the notebook file
+holds everything and opens offline).
+
+The viewer itself (about 2 MB) is kept once per notebook: the output of the first
+``%%memlens`` cell run since the kernel started holds it (and so does that cell's output when
+it runs again), and every cell's iframe asks the notebook page for it. ``%%memlens
+--standalone`` puts a whole viewer in the cell's own output instead (for front-ends that keep
+outputs apart, or a cell copied alone into another notebook).
 
 Options: ``%%memlens --no-native`` (Python allocators only), ``%%memlens -o FILE`` (keep the
-recording), ``%%memlens --height 500`` (iframe height in pixels).
+recording), ``%%memlens --height 500`` (iframe height in pixels), ``%%memlens --standalone``.
 """
 
 import argparse
@@ -29,11 +35,13 @@ def _fmt(n):
 
 class CellReport:
     """What ``%%memlens`` returns: shown as text in a terminal, as summary + viewer in a
-    notebook."""
+    notebook. ``viewer_html`` is the script that holds the viewer for the notebook's pages
+    (``None`` when another cell's output holds it, or ``report_html`` is standalone)."""
 
-    def __init__(self, summary, report_html, recording, error, height):
+    def __init__(self, summary, report_html, recording, error, height, viewer_html=None):
         self.summary = summary
         self.report_html = report_html
+        self.viewer_html = viewer_html
         self.recording = recording
         self.error = error
         self.height = height
@@ -59,6 +67,8 @@ class CellReport:
 
     def _repr_html_(self):
         parts = [f"<pre>{html.escape(self.text())}</pre>"]
+        if self.viewer_html is not None:
+            parts.append(self.viewer_html)
         if self.report_html is not None:
             parts.append(
                 f'<iframe srcdoc="{html.escape(self.report_html, quote=True)}" '
@@ -73,7 +83,34 @@ def _parser():
     p.add_argument("--no-native", action="store_true")
     p.add_argument("-o", "--output")
     p.add_argument("--height", type=int, default=600)
+    p.add_argument("--standalone", action="store_true")
     return p
+
+
+# The cell whose output holds the viewer for the notebook (its Jupyter cell id, or True when
+# the front-end sends none), since the kernel started.
+_viewer_cell = None
+
+
+def _cell_id(shell):
+    """The Jupyter cell id of the running cell (ipykernel 6+ with a front-end that sends it),
+    else None."""
+    try:
+        return shell.kernel.get_parent()["metadata"].get("cellId")
+    except Exception:  # noqa: BLE001 - not in a kernel, or an older one
+        return None
+
+
+def _holds_viewer(shell):
+    """Whether this cell's output is to hold the notebook's viewer: the first ``%%memlens``
+    cell since the kernel started, and that cell again when it runs again (its new output
+    replaces the one that held it)."""
+    global _viewer_cell
+    cell = _cell_id(shell)
+    if _viewer_cell is None or (cell is not None and cell == _viewer_cell):
+        _viewer_cell = cell if cell is not None else True
+        return True
+    return False
 
 
 def _run(shell, cell):
@@ -101,21 +138,37 @@ def record_cell(shell, line, cell):
             # Shown outside the recording, without this module's frame.
             shell.showtraceback((type(error), error, error.__traceback__), tb_offset=1)
         summary = _cli.run(["summary", "--json", recording], capture_output=True, check=True)
-        page = os.path.join(tmp, "report.html")
-        report = _cli.run(["report", "--single-file", "-o", page, recording], capture_output=True)
-        report_html = None
-        if report.returncode == 0:
-            with open(page, encoding="utf-8") as f:
-                report_html = f.read()
-        else:
-            shell.write_err(f"memlens: no viewer report: {report.stderr.strip()}\n")
+        report_html, viewer_html = _viewer_pages(shell, recording, tmp, opts.standalone)
         return CellReport(
             json.loads(summary.stdout),
             report_html,
             opts.output,
             error,
             opts.height,
+            viewer_html,
         )
+
+
+def _viewer_pages(shell, recording, tmp, standalone):
+    """The cell's viewer page and, when this cell's output holds the notebook's viewer, the
+    script that holds it: ``(page, viewer or None)``; ``(None, None)`` when memlens could not
+    make them (said on stderr)."""
+    if standalone:
+        page = os.path.join(tmp, "report.html")
+        args = ["report", "--single-file", "-o", page, recording]
+    else:
+        page = os.path.join(tmp, "notebook", "cell.html")
+        args = ["report", "--notebook", "-o", os.path.dirname(page), recording]
+    report = _cli.run(args, capture_output=True)
+    if report.returncode != 0:
+        shell.write_err(f"memlens: no viewer report: {report.stderr.strip()}\n")
+        return None, None
+    with open(page, encoding="utf-8") as f:
+        report_html = f.read()
+    if standalone or not _holds_viewer(shell):
+        return report_html, None
+    with open(os.path.join(os.path.dirname(page), "viewer.html"), encoding="utf-8") as f:
+        return report_html, f.read()
 
 
 def load_ipython_extension(ipython):

@@ -23,6 +23,29 @@ print("HTML-LEN", len(page))
 print("HAS-IFRAME", '<iframe srcdoc="' in page)
 print("HAS-RECORDING", "window.memlensRecording" in page)
 print("HAS-SUMMARY", page.startswith("<pre>memlens: peak"))
+# The first cell's output holds the viewer for the notebook; later cells' pages ask for it.
+print("FIRST-HOLDS", "window.memlensViewers" in page, "memlensWantViewer" in page)
+second = failed._repr_html_()
+print("SECOND-HOLDS", "window.memlensViewers" in second, "memlensWantViewer" in second)
+print("SECOND-LEN", len(second))
+alone = ip.run_cell_magic("memlens", "--standalone", "y = [0] * 1000")._repr_html_()
+print("STANDALONE", "window.memlensViewers" in alone, "memlensWasmBytes" in alone, len(alone))
+
+# A front-end that names cells (JupyterLab, Notebook 7): the cell holding the viewer holds it
+# again when it runs again (its old output, and the viewer with it, is replaced).
+import memlens.ipython as magic
+class Kernel:
+    cell = None
+    def get_parent(self):
+        return {"metadata": {"cellId": self.cell}}
+ip.kernel = Kernel()
+magic._viewer_cell = None
+holds = []
+for cell in ["a", "b", "a", "b"]:
+    ip.kernel.cell = cell
+    out = ip.run_cell_magic("memlens", "--no-native", "z = 1")._repr_html_()
+    holds.append(cell + ("+" if "window.memlensViewers" in out else "-"))
+print("HOLDS", " ".join(holds))
 '''
 
 
@@ -43,3 +66,12 @@ def test_cell_magic_records_the_cell_and_shows_the_report(venv, tmp_path):
     failed = out[out.index("FAILED<<"):]
     assert "memlens: the cell raised ZeroDivisionError: division by zero" in failed, failed
     assert "HAS-IFRAME True" in out and "HAS-RECORDING True" in out and "HAS-SUMMARY True" in out
+    # The viewer (~2 MB) is in the notebook once: later cells are their recording and a page.
+    assert "FIRST-HOLDS True True" in out, out
+    assert "SECOND-HOLDS False True" in out, out
+    first_len = int(re.search(r"HTML-LEN (\d+)", out).group(1))
+    second_len = int(re.search(r"SECOND-LEN (\d+)", out).group(1))
+    assert first_len > 1_000_000 and second_len < first_len // 4, (first_len, second_len)
+    standalone = re.search(r"STANDALONE (\w+) (\w+) (\d+)", out)
+    assert standalone.groups()[:2] == ("False", "True") and int(standalone.group(3)) > 1_000_000, out
+    assert "HOLDS a+ b- a+ b-" in out, out
