@@ -51,16 +51,17 @@ async function assertAccessible(page, where) {
 describe('keyboard and screen readers', () => {
   test('"Open recording…" is a button that Tab reaches and Enter opens', async () => {
     const page = await open();
+    // Listening first: Playwright catches file choosers only once it listens for them.
+    const chooser = page.waitForEvent('filechooser');
     await tabTo(page, 'the Open button', () => document.activeElement?.textContent === 'Open recording…');
     assert.equal(await page.evaluate(() => document.activeElement.tagName), 'BUTTON');
-    const chooser = page.waitForEvent('filechooser');
     await page.keyboard.press('Enter');
     await (await chooser).setFiles(MAIN);
     await page.waitForSelector('#command-line');
     // The compare slots' buttons work with Space.
     const page2 = await open('?base=fixtures/compare/base.memlens');
-    await tabTo(page2, 'the head slot', () => document.activeElement?.getAttribute('aria-label') === 'Choose the head recording');
     const chooser2 = page2.waitForEvent('filechooser');
+    await tabTo(page2, 'the head slot', () => document.activeElement?.getAttribute('aria-label') === 'Choose the head recording');
     await page2.keyboard.press('Space');
     await (await chooser2).setFiles(join(FIXTURES, 'compare', 'head.memlens'));
     await page2.waitForSelector('#delta-table tbody tr td.fn', { timeout: 30000 });
