@@ -96,6 +96,19 @@ fn census_runs_no_code_of_the_program() {
         "{} B per Row",
         rows.bytes / rows.count
     );
+    // The script's 100 live generators are sized by CPython's own __sizeof__, not by a
+    // layout formula that reads a pointer as their item count (about 1e15 B each).
+    let total: u64 = c.types.iter().map(|t| t.bytes).sum();
+    assert!(total < 1 << 30, "{total} B in the census");
+    if let Some(g) =
+        c.types.iter().find(|t| type_name(&rec, t.module, t.qualname) == "builtins.generator")
+    {
+        assert!(
+            (64..=1024).contains(&(g.bytes / g.count)),
+            "{} B per generator",
+            g.bytes / g.count
+        );
+    }
 }
 
 /// A census of more objects than `--census-max-objects` looks at an evenly spread sample:

@@ -49,6 +49,14 @@ def frame_for(i):
 frames = [Frame(i) for i in range(20_000)]  # FRAMES_LINE
 rows = [Row([i]) for i in range(5_000)]
 cached = [frame_for(i) for i in range(300)]
+
+
+def counter(n):
+    yield from range(n)
+
+
+# Generators: their type has an item size but no ob_size; the layout formula misreads them.
+generators = [counter(i) for i in range(100)]
 ran.clear()
 memlens.mark("objects built")
 print("ran:", sorted(set(ran)), file=sys.stderr)

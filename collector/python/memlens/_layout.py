@@ -23,6 +23,7 @@ import array
 import collections
 import ctypes
 import sys
+import types
 
 PTR = ctypes.sizeof(ctypes.c_void_p)
 GC_HEAD = 2 * PTR
@@ -65,13 +66,16 @@ def alloc_offset(tp):
 
 # CPython's own C implementations of __sizeof__: besides the layout they count the storage
 # these objects allocate apart (a list's item array, a dict's table, a set's), in constant
-# time, and run no code of the program.
+# time, and run no code of the program. Generators, coroutines, frames and code objects must
+# be among them: their types have an item size but no ob_size (3.11+), so the layout formula
+# reads a pointer as a count (a generator of "1017 TiB").
 _CPYTHON_SIZEOF = [
     d
     for d in (
         _type_dict(t).get("__sizeof__")
         for t in (object, list, dict, set, frozenset, bytearray, bytes, str, int, tuple, type,
-                  collections.deque, collections.OrderedDict, array.array)
+                  collections.deque, collections.OrderedDict, array.array, types.GeneratorType,
+                  types.CoroutineType, types.AsyncGeneratorType, types.FrameType, types.CodeType)
     )
     if d is not None
 ]
