@@ -58,20 +58,20 @@ describe('failures', () => {
     await page.waitForSelector('#command-line');
     const timelineError = page.locator('#timeline-panel .banner-error');
     await timelineError.waitFor();
-    assert.match(await timelineError.textContent(), /^Could not compute the heap timeline: corrupt event chunk at byte offset \d+/);
+    assert.match(await timelineError.textContent(), /^Could not compute the heap timeline: corrupt (event chunk|chunk payload) at byte offset \d+/);
     assert.equal(await timelineError.getAttribute('role'), 'alert');
     await page.waitForSelector('#flame-panel[data-ready="peak"]');
-    assert.deepEqual(unexpected(page, /corrupt event chunk/), []);
+    assert.deepEqual(unexpected(page, /corrupt (event chunk|chunk payload)/), []);
     await page.close();
     // Without its digest, opening it replays the events to recompute its figures: it fails,
     // and says where and why.
     page = await openFile('corrupt-events-and-digest.memlens', craft(recording, garbage([EVENTS, DIGEST])));
     await page.waitForSelector('#error-banner');
     assert.match(await page.textContent('#error-banner'),
-      /corrupt-events-and-digest\.memlens: This recording could not be read: corrupt event chunk at byte offset \d+/);
+      /corrupt-events-and-digest\.memlens: This recording could not be read: corrupt (event chunk|chunk payload) at byte offset \d+/);
     assert.ok(await page.isVisible('#empty-state'), 'the page is not blank');
     await screenshot(page, 'failure-corrupt-events');
-    assert.deepEqual(unexpected(page, /corrupt event chunk/), []);
+    assert.deepEqual(unexpected(page, /corrupt (event chunk|chunk payload)/), []);
     await page.close();
   });
 
