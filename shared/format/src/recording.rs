@@ -119,6 +119,25 @@ impl std::fmt::Debug for Recording {
     }
 }
 
+/// The chunks a trailer's `index` lists, each with its tag and extent (up to the next one, or
+/// to the trailer at `trailer_at`).
+fn index_refs(index: &[crate::IndexEntry], trailer_at: u64) -> Vec<(Option<Tag>, ChunkRef)> {
+    (0..index.len())
+        .map(|i| {
+            let e = index[i];
+            let end = index.get(i + 1).map_or(trailer_at, |n| n.offset);
+            let chunk = ChunkRef {
+                offset: e.offset,
+                len: end.saturating_sub(e.offset),
+                first_time_ns: e.first_time_ns,
+                last_time_ns: e.last_time_ns,
+                count: e.count,
+            };
+            (Tag::from_u8(e.tag), chunk)
+        })
+        .collect()
+}
+
 /// The entries of a Gathered chunk's payload: each chunk's tag and raw payload.
 fn gathered_entries(raw: &[u8]) -> Result<Vec<(u8, &[u8])>, &'static str> {
     let mut c = crate::varint::Cursor::new(raw);
@@ -247,20 +266,7 @@ impl Recording {
         if !ordered {
             return self.scan(HEADER_LEN as u64, trailer_at);
         }
-        let refs: Vec<(Option<Tag>, ChunkRef)> = (0..index.len())
-            .map(|i| {
-                let e = index[i];
-                let end = index.get(i + 1).map_or(trailer_at, |n| n.offset);
-                let chunk = ChunkRef {
-                    offset: e.offset,
-                    len: end - e.offset,
-                    first_time_ns: e.first_time_ns,
-                    last_time_ns: e.last_time_ns,
-                    count: e.count,
-                };
-                (Tag::from_u8(e.tag), chunk)
-            })
-            .collect();
+        let refs = index_refs(index, trailer_at);
         for &(tag, chunk) in &refs {
             match tag {
                 Some(Tag::Events) => self.events.push(chunk),
@@ -381,22 +387,15 @@ impl Recording {
     pub fn gathered_agrees(&self) -> Result<Option<bool>, Error> {
         let src = self.source()?;
         let Some((trailer, trailer_at)) = self.trailer(src.len()) else { return Ok(None) };
-        let index = &trailer.index;
-        let chunk = |i: usize| {
-            let end = index.get(i + 1).map_or(trailer_at, |n| n.offset);
-            let offset = index[i].offset;
-            ChunkRef { offset, len: end.saturating_sub(offset), ..ChunkRef::default() }
-        };
-        let tag = |i: usize| Tag::from_u8(index[i].tag);
+        let refs = index_refs(&trailer.index, trailer_at);
         let gathered: Vec<ChunkRef> =
-            (0..index.len()).filter(|&i| tag(i) == Some(Tag::Gathered)).map(chunk).collect();
+            refs.iter().filter(|(tag, _)| *tag == Some(Tag::Gathered)).map(|&(_, c)| c).collect();
         if gathered.is_empty() {
             return Ok(None);
         }
         let Some(copy) = self.gathered(src, &gathered) else { return Ok(Some(false)) };
         let mut flushed = Recording::empty(self.version, None);
-        for i in (0..index.len()).filter(|&i| tag(i) != Some(Tag::Meta) && directory(tag(i))) {
-            let c = chunk(i);
+        for &(_, c) in refs.iter().filter(|(tag, _)| *tag != Some(Tag::Meta) && directory(*tag)) {
             let bytes = read_exact(src, c.offset, usize::try_from(c.len).unwrap_or(usize::MAX))
                 .map_err(Error::Read)?;
             match read_chunk(&bytes, 0, c.offset, self.version) {
