@@ -10,6 +10,7 @@ mod child_memory;
 mod cmd_census;
 mod cmd_check;
 mod cmd_diff;
+mod cmd_export;
 mod cmd_report;
 mod cmd_run;
 mod cmd_sink;
@@ -49,6 +50,7 @@ use clap::{Parser, Subcommand};
     memlens watch --pid 4242             # sample any process's memory, no tracing
     memlens run --rss-only ./my-server   # the same for a program memlens starts
     memlens diff base.memlens head.memlens --format markdown --fail-if 'peak>+10%'
+    memlens export out.memlens --format pprof -o heap.pb.gz   # for go tool pprof, Pyroscope, Parca
     memlens check out.memlens            # verify a recording's aggregates against its events"
 )]
 struct Cli {
@@ -72,6 +74,8 @@ enum Command {
     Report(cmd_report::ReportArgs),
     /// Compare two recordings: peak, leaks and the call sites that changed (for CI gates).
     Diff(cmd_diff::DiffArgs),
+    /// Write a recording's memory by stack for pprof, speedscope or flame graph tools.
+    Export(cmd_export::ExportArgs),
     /// Check a recording: every chunk readable, its aggregates equal to what its events say.
     Check(cmd_check::CheckArgs),
     /// Serve the viewer and a recording on 127.0.0.1 and open a browser.
@@ -99,6 +103,7 @@ fn main() {
         Command::View(args) => cmd_view::run(args),
         Command::Diff(args) => cmd_diff::run(args),
         Command::Check(args) => cmd_check::run(args),
+        Command::Export(args) => cmd_export::run(args),
         Command::Watch(args) => cmd_watch::run(args),
         Command::Report(args) => cmd_report::run(args),
         Command::Spans(args) => cmd_spans::run(args),

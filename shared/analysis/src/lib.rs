@@ -36,6 +36,7 @@ mod callsites;
 mod census;
 mod diff;
 mod diff_tree;
+mod export;
 mod flame;
 mod insights;
 mod kinds;
@@ -65,6 +66,10 @@ pub use diff::{comparable_file, diff_sites, incomparable_reasons, SiteDelta};
 pub use diff_tree::{
     diff_hit, diff_layout, shade, DiffNode, DiffOptions, DiffRect, DiffTree, Presence, Shade,
 };
+pub use export::{
+    pprof, speedscope, write_collapsed, ExportView, PprofOptions, SpeedscopeFile, SpeedscopeFrame,
+    SpeedscopeProfile, SpeedscopeShared, NO_PYTHON_FRAME,
+};
 pub use flame::{
     flame_hit, flame_layout, is_internal_file, is_memlens_file, stack_path, FlameNode,
     FlameOptions, FlameRect, FlameTree,
@@ -74,7 +79,7 @@ pub use kinds::{kind_usage, KindUsage};
 pub use snapshot::SnapshotBuilder;
 pub use spans::{span_usage, SpanUsage};
 pub use timeline::{downsample, heap_timeline, rss_timeline, Bucket};
-pub use totals::{EventFilter, Snapshot, StackTotals};
+pub use totals::{EventFilter, Snapshot, StackTotals, ThreadStackTotals};
 pub use units::{
     format_bytes, format_bytes_delta, format_count, format_count_delta, format_duration_ns,
 };
@@ -92,6 +97,18 @@ pub fn stack_totals(
     match rec.aggregates_missing() {
         None => query::stack_totals(rec, snapshot, filter),
         Some(_) => replay::stack_totals(rec, snapshot, filter),
+    }
+}
+
+/// Memory by (allocating thread, stack) for a snapshot, every thread: from the aggregates when
+/// the recording has them, else by replaying its events.
+pub fn thread_stack_totals(
+    rec: &Recording,
+    snapshot: Snapshot,
+) -> Result<ThreadStackTotals, Error> {
+    match rec.aggregates_missing() {
+        None => Ok(ThreadStackTotals::from_map(query::thread_stack_map(rec, snapshot)?)),
+        Some(_) => replay::thread_stack_totals(rec, snapshot),
     }
 }
 

@@ -5,6 +5,7 @@
 
 use rustc_hash::FxHashMap;
 
+use crate::totals::ThreadStackMap;
 use crate::{
     Error, Event, EventFilter, Interval, Op, Recording, Snapshot, StackId, StackTotals, ThreadId,
     Totals,
@@ -37,16 +38,14 @@ fn add_event(map: &mut LiveMap, e: &Event) {
     add_to(map, (e.thread, e.stack), sign * e.size as i64, sign);
 }
 
-/// Memory by stack for the admitted threads of a live map.
-pub(crate) fn live_totals(map: &LiveMap, filter: &EventFilter) -> StackTotals {
-    let mut by_stack: FxHashMap<StackId, Totals> = FxHashMap::default();
-    for (&(thread, stack), &(bytes, count)) in map {
-        if count > 0 && filter.admits_thread(thread) {
-            let t = by_stack.entry(stack).or_default();
-            t.merge(Totals { bytes: bytes.max(0) as u64, count: count as u64 });
-        }
-    }
-    StackTotals::from_map(by_stack)
+/// The (thread, stack) pairs of a live map that hold blocks.
+fn live_by_thread(map: &LiveMap) -> ThreadStackMap {
+    map.iter()
+        .filter(|(_, &(_, count))| count > 0)
+        .map(|(&key, &(bytes, count))| {
+            (key, Totals { bytes: bytes.max(0) as u64, count: count as u64 })
+        })
+        .collect()
 }
 
 /// The live map before base interval `k`: the net changes of every interval before it.
@@ -229,6 +228,14 @@ pub(crate) fn stack_totals(
     snapshot: Snapshot,
     filter: &EventFilter,
 ) -> Result<StackTotals, Error> {
+    Ok(StackTotals::from_threads(&thread_stack_map(rec, snapshot)?, filter))
+}
+
+/// Memory by (thread, stack) for a snapshot, every thread.
+pub(crate) fn thread_stack_map(
+    rec: &Recording,
+    snapshot: Snapshot,
+) -> Result<ThreadStackMap, Error> {
     let n = rec.base_count();
     let live = match snapshot {
         Snapshot::AtEnd => live_before(rec, n)?,
@@ -242,10 +249,10 @@ pub(crate) fn stack_totals(
             // No event in the span: the heap as it was, after everything before it.
             None => live_at(rec, t1)?,
         },
-        Snapshot::TotalAllocated => return allocated(rec, 0, u64::MAX, filter),
-        Snapshot::AllocatedInRange(t0, t1) => return allocated(rec, t0, t1, filter),
+        Snapshot::TotalAllocated => return allocated(rec, 0, u64::MAX),
+        Snapshot::AllocatedInRange(t0, t1) => return allocated(rec, t0, t1),
     };
-    Ok(live_totals(&live, filter))
+    Ok(live_by_thread(&live))
 }
 
 /// The base interval holding the recording's high-water mark (the first to reach it).
@@ -259,24 +266,19 @@ pub(crate) fn global_peak(rec: &Recording) -> Option<usize> {
     best.map(|(_, k)| k)
 }
 
-/// Everything allocated within `[t0, t1]`, by stack.
-fn allocated(
-    rec: &Recording,
-    t0: u64,
-    t1: u64,
-    filter: &EventFilter,
-) -> Result<StackTotals, Error> {
+/// Everything allocated within `[t0, t1]`, by (thread, stack).
+fn allocated(rec: &Recording, t0: u64, t1: u64) -> Result<ThreadStackMap, Error> {
     let shapes = rec.base_shapes();
     let (a, b) = (first_ending_at_or_after(rec, t0), first_starting_after(rec, t1));
-    let mut map: FxHashMap<StackId, Totals> = FxHashMap::default();
+    let mut map = ThreadStackMap::default();
     if a >= b {
-        return Ok(StackTotals::default());
+        return Ok(map);
     }
     let mut add_events = |k: usize| -> Result<(), Error> {
         for e in events_of(rec, k)? {
             let inside = e.time_ns >= t0 && e.time_ns <= t1;
-            if inside && e.op == Op::Alloc && !e.is_recreation() && filter.admits(&e) {
-                map.entry(e.stack).or_default().add(e.size);
+            if inside && e.op == Op::Alloc && !e.is_recreation() && e.kind.counts_in_heap() {
+                map.entry((e.thread, e.stack)).or_default().add(e.size);
             }
         }
         Ok(())
@@ -292,12 +294,12 @@ fn allocated(
     }
     for (level, index) in rec.cover(first as u64, last as u64) {
         for e in &rec.node(level, index)?.entries {
-            if e.alloc.count > 0 && filter.admits_thread(e.thread) {
-                map.entry(e.stack).or_default().merge(e.alloc);
+            if e.alloc.count > 0 {
+                map.entry((e.thread, e.stack)).or_default().merge(e.alloc);
             }
         }
     }
-    Ok(StackTotals::from_map(map))
+    Ok(map)
 }
 
 /// Bytes and counts allocated by each thread over the whole recording, by thread id.

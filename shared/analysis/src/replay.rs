@@ -4,12 +4,11 @@
 
 use std::ops::ControlFlow;
 
-use rustc_hash::FxHashMap;
-
 use crate::timeline::{downsample, Bucket};
+use crate::totals::ThreadStackMap;
 use crate::{
     AddressMap, Error, Event, EventFilter, Insight, InsightOptions, InsightsBuilder, Op, Recording,
-    Snapshot, SnapshotBuilder, StackId, StackTotals, Totals,
+    Snapshot, SnapshotBuilder, StackId, StackTotals, ThreadId, ThreadStackTotals, Totals,
 };
 
 /// Live allocations during a replay. An object re-created in a block is a free of the block
@@ -18,7 +17,7 @@ use crate::{
 /// absurd sizes gives absurd numbers instead of a panic.
 #[derive(Default)]
 pub(crate) struct Heap {
-    live: AddressMap<(u64, StackId)>,
+    live: AddressMap<(u64, StackId, ThreadId)>,
     bytes: u64,
 }
 
@@ -28,14 +27,14 @@ impl Heap {
     pub(crate) fn apply(&mut self, e: &Event, filter: &EventFilter) -> bool {
         match e.op {
             Op::Alloc if filter.admits(e) => {
-                if let Some((old, _)) = self.live.insert(e.address, (e.size, e.stack)) {
+                if let Some((old, ..)) = self.live.insert(e.address, (e.size, e.stack, e.thread)) {
                     self.bytes = self.bytes.wrapping_sub(old);
                 }
                 self.bytes = self.bytes.wrapping_add(e.size);
                 true
             }
             Op::Free if e.kind.counts_in_heap() => match self.live.remove(&e.address) {
-                Some((size, _)) => {
+                Some((size, ..)) => {
                     self.bytes = self.bytes.wrapping_sub(size);
                     true
                 }
@@ -45,12 +44,12 @@ impl Heap {
         }
     }
 
-    pub(crate) fn by_stack(&self) -> StackTotals {
-        let mut map: FxHashMap<StackId, Totals> = FxHashMap::default();
-        for &(size, stack) in self.live.values() {
-            map.entry(stack).or_default().add(size);
+    pub(crate) fn by_thread_stack(&self) -> ThreadStackMap {
+        let mut map = ThreadStackMap::default();
+        for &(size, stack, thread) in self.live.values() {
+            map.entry((thread, stack)).or_default().add(size);
         }
-        StackTotals::from_map(map)
+        map
     }
 }
 
@@ -85,6 +84,14 @@ pub fn peak_in(rec: &Recording, t0: u64, t1: u64) -> Result<(u64, u64), Error> {
     let all = EventFilter::default();
     let builder = replay(rec, SnapshotBuilder::new(Snapshot::PeakInRange(t0, t1), &all))?;
     Ok(builder.peak().unwrap_or_default())
+}
+
+/// Memory by (allocating thread, stack) for a snapshot, by one replay of every event.
+pub fn thread_stack_totals(
+    rec: &Recording,
+    snapshot: Snapshot,
+) -> Result<ThreadStackTotals, Error> {
+    Ok(replay(rec, SnapshotBuilder::new(snapshot, &EventFilter::default()))?.finish_by_thread())
 }
 
 /// Feeds every event chunk to `builder`, stopping once it is done.

@@ -2,15 +2,16 @@
 //! time, so a caller can replay a large recording in slices (the viewer yields to the browser
 //! between event chunks) and stop early once the snapshot's span is over.
 
-use rustc_hash::FxHashMap;
-
 use crate::replay::Heap;
-use crate::{AddressMap, Event, EventFilter, Op, Snapshot, StackId, StackTotals, ThreadId, Totals};
+use crate::totals::ThreadStackMap;
+use crate::{
+    AddressMap, Event, EventFilter, Op, Snapshot, StackId, StackTotals, ThreadId, ThreadStackTotals,
+};
 
-/// What is being built.
+/// What is being built, for every thread (the filter applies when it is finished).
 enum Kind {
     /// Bytes of every allocation made in `[t0, t1]`.
-    Allocated { t0: u64, t1: u64, map: FxHashMap<StackId, Totals> },
+    Allocated { t0: u64, t1: u64, map: ThreadStackMap },
     /// The live heap once every event up to `t` is applied.
     LiveAt { t: u64, heap: Heap },
     /// The live heap at the highest point within `[t0, t1]` (see [`PeakState`]).
@@ -109,10 +110,10 @@ impl SnapshotBuilder {
     pub fn new(snapshot: Snapshot, filter: &EventFilter) -> Self {
         let kind = match snapshot {
             Snapshot::TotalAllocated => {
-                Kind::Allocated { t0: 0, t1: u64::MAX, map: FxHashMap::default() }
+                Kind::Allocated { t0: 0, t1: u64::MAX, map: ThreadStackMap::default() }
             }
             Snapshot::AllocatedInRange(t0, t1) => {
-                Kind::Allocated { t0, t1, map: FxHashMap::default() }
+                Kind::Allocated { t0, t1, map: ThreadStackMap::default() }
             }
             Snapshot::AtEnd => Kind::LiveAt { t: u64::MAX, heap: Heap::default() },
             Snapshot::AtTime(t) => Kind::LiveAt { t, heap: Heap::default() },
@@ -128,7 +129,6 @@ impl SnapshotBuilder {
             if self.done {
                 return;
             }
-            let filter = &self.filter;
             match &mut self.kind {
                 Kind::Allocated { t0, t1, map } => {
                     if e.time_ns > *t1 {
@@ -136,16 +136,16 @@ impl SnapshotBuilder {
                     } else if e.op == Op::Alloc
                         && !e.is_recreation()
                         && e.time_ns >= *t0
-                        && filter.admits(e)
+                        && e.kind.counts_in_heap()
                     {
-                        map.entry(e.stack).or_default().add(e.size);
+                        map.entry((e.thread, e.stack)).or_default().add(e.size);
                     }
                 }
                 Kind::LiveAt { t, heap } => {
                     if e.time_ns > *t {
                         self.done = true;
                     } else {
-                        heap.apply(e, filter);
+                        heap.apply(e, &EventFilter::default());
                     }
                 }
                 Kind::Peak { t0, t1, state } => {
@@ -176,24 +176,35 @@ impl SnapshotBuilder {
 
     /// The memory by stack.
     pub fn finish(self) -> StackTotals {
+        let filter = self.filter.clone();
+        StackTotals::from_threads(&self.finish_map(), &filter)
+    }
+
+    /// The memory by (allocating thread, stack), of the threads the filter admits.
+    pub fn finish_by_thread(self) -> ThreadStackTotals {
+        let filter = self.filter.clone();
+        let mut map = self.finish_map();
+        map.retain(|&(thread, _), _| filter.admits_thread(thread));
+        ThreadStackTotals::from_map(map)
+    }
+
+    fn finish_map(self) -> ThreadStackMap {
         match self.kind {
-            Kind::Allocated { map, .. } => StackTotals::from_map(map),
-            Kind::LiveAt { heap, .. } => heap.by_stack(),
+            Kind::Allocated { map, .. } => map,
+            Kind::LiveAt { heap, .. } => heap.by_thread_stack(),
             Kind::Peak { state, .. } => {
                 // A span that never started (no event at or after its start) peaks at the end.
                 let peak_index = if state.peak.is_some() { state.peak_index } else { self.index };
-                let mut map: FxHashMap<StackId, Totals> = FxHashMap::default();
+                let mut map = ThreadStackMap::default();
                 let still_live = state
                     .live
                     .values()
                     .filter(|&&(_, _, _, at)| at < peak_index)
                     .map(|&(size, stack, thread, _)| (size, stack, thread));
                 for (size, stack, thread) in still_live.chain(state.freed_after_peak) {
-                    if self.filter.admits_thread(thread) {
-                        map.entry(stack).or_default().add(size);
-                    }
+                    map.entry((thread, stack)).or_default().add(size);
                 }
-                StackTotals::from_map(map)
+                map
             }
         }
     }

@@ -39,6 +39,17 @@ pub struct StackTotals {
 }
 
 impl StackTotals {
+    /// The stacks of the threads `filter` admits, summed over those threads.
+    pub(crate) fn from_threads(map: &ThreadStackMap, filter: &EventFilter) -> Self {
+        let mut by_stack: FxHashMap<StackId, Totals> = FxHashMap::default();
+        for (&(thread, stack), &t) in map {
+            if filter.admits_thread(thread) {
+                by_stack.entry(stack).or_default().merge(t);
+            }
+        }
+        Self::from_map(by_stack)
+    }
+
     pub(crate) fn from_map(map: FxHashMap<StackId, Totals>) -> Self {
         let mut stacks: Vec<_> = map.into_iter().filter(|(_, t)| t.count > 0).collect();
         stacks.sort_by(|a, b| b.1.bytes.cmp(&a.1.bytes).then(a.0.cmp(&b.0)));
@@ -47,6 +58,27 @@ impl StackTotals {
             total.merge(*t);
         }
         StackTotals { stacks, total }
+    }
+}
+
+/// Memory per (thread, stack) while it is being summed.
+pub(crate) type ThreadStackMap = FxHashMap<(ThreadId, StackId), Totals>;
+
+/// Memory attributed to each (allocating thread, stack), largest first: what
+/// [`StackTotals`] sums over threads, for outputs that keep threads apart (pprof's labels).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ThreadStackTotals {
+    /// One entry per (thread, stack) with memory, sorted by bytes (descending), then thread
+    /// and stack.
+    pub entries: Vec<(ThreadId, StackId, Totals)>,
+}
+
+impl ThreadStackTotals {
+    pub(crate) fn from_map(map: ThreadStackMap) -> Self {
+        let mut entries: Vec<_> =
+            map.into_iter().filter(|(_, t)| t.count > 0).map(|((th, s), t)| (th, s, t)).collect();
+        entries.sort_by(|a, b| b.2.bytes.cmp(&a.2.bytes).then(a.0.cmp(&b.0)).then(a.1.cmp(&b.1)));
+        ThreadStackTotals { entries }
     }
 }
 
