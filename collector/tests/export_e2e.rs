@@ -305,3 +305,28 @@ fn the_default_output_is_named_after_the_recording() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("wrote") && err.contains("sites.speedscope.json"), "{err}");
 }
+
+/// Recordings of older formats have no aggregates: exported by replaying their events, they
+/// give what the same program's format-4 golden recording gives from its aggregates.
+#[test]
+fn older_formats_export_by_replay_as_format_4_does_from_its_aggregates() {
+    let golden =
+        |suffix: &str| common::root().join(format!("tests/golden/known-program{suffix}.memlens"));
+    let collapsed = |file: &Path, view: &str| {
+        let out = memlens()
+            .arg("export")
+            .arg(file)
+            .args(["--format", "collapsed", "--view", view, "-o", "-"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    for view in ["peak", "leaks", "total"] {
+        let current = collapsed(&golden(""), view);
+        assert!(current.contains("main (app.py:30);leak (app.py:20) 500\n"), "{view}: {current}");
+        for version in ["-v1", "-v2", "-v3"] {
+            assert_eq!(collapsed(&golden(version), view), current, "{version} {view}");
+        }
+    }
+}
