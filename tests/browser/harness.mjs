@@ -208,6 +208,25 @@ export function paintedPixels(page, selector) {
   });
 }
 
+/** A temporary folder served alone at / (`serveDir`) and a browser for one test file:
+ *  `fill(dir)` puts the site's files in it before the server starts. Its `work`, `server` and
+ *  `chrome` are set once the tests run; the folder is removed after them. */
+export function dirSession(prefix, fill = () => {}) {
+  const env = {};
+  before(async () => {
+    env.work = mkdtempSync(join(tmpdir(), prefix));
+    fill(env.work);
+    env.server = await serveDir(env.work);
+    env.chrome = await browser();
+  });
+  after(async () => {
+    await env.chrome?.close();
+    await env.server?.close();
+    if (env.work) rmSync(env.work, { recursive: true, force: true });
+  });
+  return env;
+}
+
 /** The static server (`serve(options)`) and a browser for one test file: started before its
  *  tests, closed after them. Its `server` and `chrome` are set once the tests run. */
 export function session(options) {

@@ -3,14 +3,13 @@
 // are made by the real magic code (collector/python/memlens/ipython.py) with the real
 // `memlens report --notebook`, and shown the way notebook front-ends show outputs: one after
 // another in the same page, each viewer in a sandboxed `srcdoc` iframe.
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 
-import { FIXTURES, browser, screenshot, serveDir } from './harness.mjs';
+import { FIXTURES, dirSession, screenshot } from './harness.mjs';
 
 const MEMLENS = resolve(process.env.MEMLENS_BIN ?? 'target/release/memlens');
 
@@ -39,25 +38,13 @@ print(json.dumps(outputs))
   return JSON.parse(out);
 }
 
-let work;
-let server;
-let chrome;
-before(async () => {
-  work = mkdtempSync(join(tmpdir(), 'memlens-notebook-'));
-  server = await serveDir(work);
-  chrome = await browser();
-});
-after(async () => {
-  await chrome?.close();
-  await server?.close();
-  rmSync(work, { recursive: true, force: true });
-});
+const env = dirSession('memlens-notebook-');
 
 /** A page showing `outputs` one after another, as a notebook does. */
 function notebook(name, outputs) {
   const cells = outputs.map((o, i) => `<section class="cell" id="cell-${i}">${o}</section>`).join('\n');
-  writeFileSync(join(work, name), `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>notebook</title><link rel="icon" href="data:,"></head><body>${cells}</body></html>`);
-  return server.url + name;
+  writeFileSync(join(env.work, name), `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>notebook</title><link rel="icon" href="data:,"></head><body>${cells}</body></html>`);
+  return env.server.url + name;
 }
 
 describe('notebook', () => {
@@ -71,7 +58,7 @@ describe('notebook', () => {
     for (const size of rest) {
       assert.ok(size < first / 4, `later outputs are their recording and a page: ${size} of ${first} characters`);
     }
-    const tab = await chrome.context.newPage();
+    const tab = await env.chrome.context.newPage();
     const problems = [];
     tab.on('console', (m) => m.type() === 'error' && problems.push(m.text()));
     await tab.goto(notebook('cells.html', outputs));
@@ -89,7 +76,7 @@ describe('notebook', () => {
   test('--standalone cells carry a whole viewer of their own', async () => {
     const [output] = cellOutputs([join(FIXTURES, 'big_alloc.memlens')], { standalone: true });
     assert.ok(!output.includes('window.memlensViewers') && output.length > 1_000_000);
-    const tab = await chrome.context.newPage();
+    const tab = await env.chrome.context.newPage();
     await tab.goto(notebook('alone.html', [output]));
     const frame = tab.frameLocator('#cell-0 iframe');
     await frame.locator('#command-line').waitFor({ timeout: 30000 });

@@ -3,34 +3,22 @@
 // in headless Chromium. Its sandwich view lists every function with its total and self
 // weight, formatted by speedscope from the file's "bytes" unit: the recording of
 // tests/scripts/big_alloc.py allocates 100 MiB in allocate_big and keeps 10 MiB from keep_some.
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { cpSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { cpSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 
-import { FIXTURES, browser, screenshot, serveDir } from './harness.mjs';
+import { FIXTURES, dirSession, screenshot } from './harness.mjs';
 
 const MEMLENS = resolve(process.env.MEMLENS_BIN ?? 'target/release/memlens');
 const SPEEDSCOPE = join(resolve(process.env.MEMLENS_NODE_MODULES), 'speedscope', 'dist', 'release');
 
-let work;
-let server;
-let chrome;
-before(async () => {
-  // speedscope's app and the export side by side, as one static site.
-  work = mkdtempSync(join(tmpdir(), 'memlens-speedscope-'));
+// speedscope's app and the export side by side, as one static site.
+const env = dirSession('memlens-speedscope-', (work) => {
   cpSync(SPEEDSCOPE, work, { recursive: true });
   execFileSync(MEMLENS, ['export', join(FIXTURES, 'big_alloc.memlens'), '--format', 'speedscope',
     '-o', join(work, 'big_alloc.speedscope.json')], { stdio: ['ignore', 'ignore', 'inherit'] });
-  server = await serveDir(work);
-  chrome = await browser();
-});
-after(async () => {
-  await chrome?.close();
-  await server?.close();
-  rmSync(work, { recursive: true, force: true });
 });
 
 /** The sandwich view's rows: [total, self, name] texts, top first. */
@@ -49,11 +37,11 @@ function rowOf(rows, name) {
 
 describe('speedscope', () => {
   test('opens the export: one profile per view, frames and weights in bytes', async () => {
-    const page = await chrome.context.newPage();
+    const page = await env.chrome.context.newPage();
     const problems = [];
     page.on('pageerror', (e) => problems.push(`pageerror: ${e}`));
-    const file = `${server.url}big_alloc.speedscope.json`;
-    await page.goto(`${server.url}index.html#profileURL=${encodeURIComponent(file)}`);
+    const file = `${env.server.url}big_alloc.speedscope.json`;
+    await page.goto(`${env.server.url}index.html#profileURL=${encodeURIComponent(file)}`);
     // The toolbar names the active profile (the peak, first of three) once the import is done.
     await page.waitForFunction(() => document.body.textContent.includes('live at the peak'),
       null, { timeout: 30000 });

@@ -10,12 +10,20 @@ use memlens_format::*;
 fn recording() -> (Vec<u8>, StackId, StackId) {
     let options = WriterOptions { events_per_chunk: 64, ..WriterOptions::default() };
     let mut w = RecordingWriter::with_options(Vec::new(), &Meta::default(), options).unwrap();
-    w.add_thread(ThreadInfo { id: ThreadId(0), os_tid: 100, name: "MainThread".into() });
-    w.add_thread(ThreadInfo { id: ThreadId(1), os_tid: 101, name: "worker".into() });
-    let main = w.intern_frame("main", "app.py", 3);
-    let hook = w.intern_frame("_trace", "/tmp/memlens-py-1/memlens/_bootstrap.py", 40);
-    let load = w.intern_frame("load", "app.py", 10);
-    let parse = w.intern_frame("parse;split", "app.py", 20);
+    for (id, name) in [(0, "MainThread"), (1, "worker")] {
+        w.add_thread(ThreadInfo {
+            id: ThreadId(id),
+            os_tid: 100 + u64::from(id),
+            name: name.into(),
+        });
+    }
+    let [main, hook, load, parse] = [
+        ("main", "app.py", 3),
+        ("_trace", "/tmp/memlens-py-1/memlens/_bootstrap.py", 40),
+        ("load", "app.py", 10),
+        ("parse;split", "app.py", 20),
+    ]
+    .map(|(function, file, line)| w.intern_frame(function, file, line));
     let root = w.intern_stack(StackId::ROOT, main);
     let via_memlens = w.intern_stack(root, hook);
     let load = w.intern_stack(via_memlens, load);
