@@ -19,12 +19,8 @@ use crate::load::open;
 
 /// Arguments of `memlens export`.
 #[derive(Debug, clap::Args)]
-#[command(after_help = "VIEWS:
-    peak    live at the traced heap's highest point (the default)
-    leaks   still live at exit
-    total   everything allocated over the run
-    range   between --from and --to: live at the span's highest point, allocated within it
-pprof has all four of its heap sample types: inuse_space/inuse_objects (live at the view's
+#[command(
+    after_help = "pprof has all four of its heap sample types: inuse_space/inuse_objects (live at the view's
 moment; for total, at exit) and alloc_space/alloc_objects (allocated over the run, or within
 the range), with each sample labelled by thread. speedscope files hold one profile per view
 (peak, leaks, total, and the range if given), opening on --view. Collapsed stacks hold the
@@ -39,7 +35,8 @@ EXAMPLES:
     memlens export out.memlens --format pprof --view leaks -o leaks.pb.gz
     memlens export out.memlens --format speedscope -o out.speedscope.json   # open in speedscope.app
     memlens export out.memlens --format collapsed -o - | inferno-flamegraph > peak.svg
-    memlens export out.memlens --format collapsed --view range --from loaded --to 'built' -o r.txt")]
+    memlens export out.memlens --format collapsed --from loaded --to built -o range.txt"
+)]
 pub struct ExportArgs {
     /// The recording to export.
     pub file: PathBuf,
@@ -92,9 +89,13 @@ impl Format {
 /// `--view`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum View {
+    /// Live at the traced heap's highest point (the default).
     Peak,
+    /// Still live at exit.
     Leaks,
+    /// Everything allocated over the run.
     Total,
+    /// Between --from and --to: live at the span's highest point, allocated within it.
     Range,
 }
 

@@ -65,6 +65,17 @@ fn analyse(rec: &Recording) {
             let _ = agg.cut(0, end);
         }
     }
+    // What `memlens export` does: its three encodings of whatever decoded.
+    let view = ExportView::Range { from: end / 3, to: end };
+    if let (Ok(in_use), Ok(allocated)) =
+        (thread_stack_totals(rec, view.in_use()), thread_stack_totals(rec, view.allocated()))
+    {
+        let _ = pprof(rec, &in_use, &allocated, view, &PprofOptions::default());
+    }
+    if let Ok(totals) = stack_totals(rec, Snapshot::AtPeak, &all) {
+        let _ = write_collapsed(rec, &totals, &mut std::io::sink());
+        let _ = speedscope(rec, &[(String::new(), totals)], 0, "");
+    }
     let _ = insights(rec, &InsightOptions::default());
     let _ = span_usage(rec, &[(0, end / 2), (end / 2 + 1, end)]);
     for filter in [all.clone(), EventFilter::thread(ThreadId(0))] {
