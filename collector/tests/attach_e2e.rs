@@ -248,10 +248,49 @@ fn attach_refuses_clearly_and_leaves_the_process_untouched() {
     assert!(t0.elapsed() < Duration::from_secs(4), "the timeout is kept");
     let maps = std::fs::read_to_string(format!("/proc/{}/maps", idle.pid())).unwrap();
     assert!(!maps.contains("libmemlens_tracer"), "the tracer was not loaded");
+    let status = std::fs::read_to_string(format!("/proc/{}/status", idle.pid())).unwrap();
+    for pending in ["SigPnd", "ShdPnd"] {
+        let line = status.lines().find(|l| l.starts_with(pending)).unwrap();
+        assert!(line.ends_with("0000000000000000"), "no signal left pending: {line}");
+    }
     idle.wait_for("woke");
     let (lines, code) = idle.finish();
     assert_eq!(lines.last().map(String::as_str), Some("hooks as at start"));
     assert_eq!(code, Some(7));
+
+    // A process that is not ours to trace: memlens run as another user (nobody) against
+    // this test's own (root's) Python. Only where the test runs as root and can switch.
+    let mut svc = Service::start(&["100"]);
+    svc.wait_for("tick 1");
+    let exe = memlens().get_program().to_owned();
+    let as_nobody = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&exe)
+        .args(["attach", &svc.pid().to_string(), "-o", "/tmp/never.memlens"])
+        .output();
+    match as_nobody {
+        Ok(out) if out.status.code() == Some(2) => {
+            assert!(text(&out).contains("not yours to trace"), "{}", text(&out))
+        }
+        other => eprintln!("SKIPPED (not ours to trace): cannot run as nobody here: {other:?}"),
+    }
+    svc.child.kill().unwrap();
+    svc.child.wait().unwrap();
+
+    // A Python memlens cannot trace (Debian's debug build), when the machine has one.
+    if let Ok(mut dbg) = Command::new("python3.11-dbg")
+        .args(["-c", "import time; print('up', flush=True); time.sleep(20)"])
+        .stdout(Stdio::piped())
+        .spawn()
+    {
+        let mut up = String::new();
+        BufReader::new(dbg.stdout.take().unwrap()).read_line(&mut up).unwrap();
+        let out = attach(dbg.id(), &[]).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+        assert!(text(&out).contains("debug builds are not supported"), "{}", text(&out));
+        dbg.kill().unwrap();
+        dbg.wait().unwrap();
+    }
 
     // Bad options.
     for bad in [["--duration", "0"], ["--duration", "-3"], ["--timeout", "nan"]] {
