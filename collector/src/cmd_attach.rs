@@ -102,6 +102,7 @@ pub fn attach(args: AttachArgs) -> Result<i32> {
         "census": !args.no_census,
         "interval_ms": args.interval,
         "binary": std::env::current_exe().context("cannot find the memlens executable")?,
+        "tracer": tracer,
     });
     session.write("options.json", &options.to_string())?;
     session.write(

@@ -4,6 +4,7 @@ of each tick's work (a leak) and drops the rest, and exits with code 7 after TIC
 Python code or allocating (blocked in one call) for that many seconds. Its last line says
 whether CPython's allocators and frame-evaluation function are those it started with."""
 import ctypes
+import os
 import sys
 import threading
 import time
@@ -14,8 +15,9 @@ class Allocator(ctypes.Structure):
 
 
 def hooks():
-    """The raw, mem and object allocators, and the interpreter's frame-evaluation function."""
-    found = []
+    """The raw, mem and object allocators, the interpreter's frame-evaluation function, and
+    the process's threads."""
+    found = [len(os.listdir("/proc/self/task"))]
     for domain in range(3):
         a = Allocator()
         ctypes.pythonapi.PyMem_GetAllocator(domain, ctypes.byref(a))

@@ -27,13 +27,14 @@ def main(folder):
                 o = json.load(f)
             import memlens
 
+            # This thread's own work (starting, waiting, reporting) is not the program's
+            # memory: it is paused from before tracing starts (the tracer is loaded already).
+            memlens._load(o["tracer"]).memlens_pause(1)  # noqa: SLF001
             r = memlens.record(o["output"], native=o["native"], census=o["census"],
                                interval_ms=o["interval_ms"])
             r._binary = o["binary"]  # noqa: SLF001 - the executable that attached
             r._say = lambda line: say("message", line)  # noqa: SLF001
             r.start()
-            # This thread's own work (waiting, reporting) is not the program's memory.
-            memlens._lib.memlens_pause(1)  # noqa: SLF001
         except BaseException as e:  # noqa: BLE001 - reported, never raised in the program
             say("error", f"{type(e).__name__}: {e}")
             return

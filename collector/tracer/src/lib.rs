@@ -218,8 +218,8 @@ pub unsafe extern "C" fn memlens_inject(code: *const c_char) -> c_int {
 }
 
 /// `memlens attach`, after [`memlens_stop`]: takes every hook out of the process (the
-/// GOT entries, the Python allocators, the frame-evaluation hook, the reference tracer),
-/// leaving the library loaded and inert. Returns 0, or 1 when a hook had to stay: one that
+/// GOT entries, the Python allocators, the frame-evaluation hook, the reference tracer) and
+/// ends the drain thread, leaving the library loaded and inert. Returns 0, or 1 when a hook had to stay: one that
 /// another tool wrapped after memlens (it forwards, as while tracing is off), or all of
 /// them while tracing is still on. GIL held.
 #[no_mangle]
@@ -236,6 +236,7 @@ pub extern "C" fn memlens_unhook() -> c_int {
     let api = python_api::api();
     let mem = pymem_hooks::uninstall(api);
     let eval = profiler::remove_eval_hook();
+    tracing::retire_drain_thread();
     c_int::from(!(mem && eval))
 }
 
@@ -301,8 +302,8 @@ pub extern "C" fn memlens_active() -> c_int {
 }
 
 /// Pauses (`paused != 0`) or resumes recording of the calling thread's allocations and
-/// frees. The census pauses itself so its temporary lists do not show up as the
-/// program's memory. GIL held (ctypes.PyDLL).
+/// frees; pauses nest (each resume ends one pause). The census pauses itself so its
+/// temporary lists do not show up as the program's memory. GIL held (ctypes.PyDLL).
 #[no_mangle]
 pub extern "C" fn memlens_pause(paused: c_int) {
     tracing::pause_thread(paused != 0);

@@ -123,6 +123,9 @@ pub struct ThreadState {
     /// Set by `memlens_pause`: the thread's allocations and frees are not recorded
     /// (the census's own work). Stack tracking goes on.
     pub paused: bool,
+    /// Pauses not yet resumed: `paused` while above 0 (a census inside `memlens attach`'s
+    /// own, always paused, thread resumes only its own pause).
+    pub pause_depth: u32,
     /// The frames on the shadow stack are not ours to release (seeded by a frame walk).
     borrowed: bool,
     /// The block the thread allocated last, [start, end), until an object is created in it
@@ -195,6 +198,7 @@ fn create() -> *mut ThreadState {
         lines: LineCache::new(),
         scratch: Vec::new(),
         paused: false,
+        pause_depth: 0,
         borrowed: false,
         fresh: (0, 0),
         seeded: 0,
