@@ -189,7 +189,8 @@ pub fn attach(args: AttachArgs) -> Result<i32> {
         None => {
             wait_complete(&output, Duration::from_secs(30));
             eprintln!(
-                "memlens: process {} ended while traced; wrote {} (up to its end)",
+                "memlens: process {} ended while traced (or while memlens was detaching); \
+                 wrote {} (up to its end)",
                 args.pid,
                 output.display()
             );

@@ -144,6 +144,10 @@ fn attach_records_a_running_program_at_its_lines_and_leaves_it_as_it_was() {
     assert!(scratch >= 5 * 64 * 4096, "scratch allocations at their line: {scratch} B");
     // The blocks kept are live at the end (the list holding them reallocates on that line too).
     assert!(kept_live >= 5 * 16384 && kept_live * 10 >= kept * 9, "kept: {kept_live}/{kept} B");
+    // A thread that was already running, in one function that calls no other: its stack is
+    // known all the same.
+    let (looping, _) = at_line(&rec, line_of("service_loop.py", "THREAD"));
+    assert!(looping >= 20 * 1000, "the spinning thread's allocations at their line: {looping} B");
     let frames: Vec<String> = rec.frames().iter().map(|f| rec.string(f.file).to_owned()).collect();
     assert!(
         !frames.iter().any(|f| f.contains("_attach.py") || f.contains("bootstrap.py")),

@@ -243,8 +243,9 @@ class record:
     each ``memlens.mark()``) unless ``census=False``. Blocks can follow one another (one
     recording per test, per notebook cell) but not nest, and not inside ``memlens run``.
     Threads that were already running when the block started are traced too: their
-    Python stacks start at their first function call inside the block (through the
-    interpreter's frame-evaluation hook, which stays installed after the block; where its
+    Python stacks are read from their frames at their first Python allocation or function
+    call inside the block, and kept up to date from then on (through the interpreter's
+    frame-evaluation hook, which stays installed after the block; where its
     frame layout does not check out, at their first call or return, with
     ``_PyEval_SetProfile`` or ``PyEval_SetProfileAllThreads``, which replace any other
     profiler those threads had). The recording is complete when the block ends; if the

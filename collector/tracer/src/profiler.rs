@@ -255,6 +255,26 @@ fn install_eval_hook() {
     }
 }
 
+/// Builds the shadow stack of a thread that has run no new frame since tracing started (a
+/// loop in one long-running function of a thread that was already running: the
+/// frame-evaluation hook sees only frames that start), from its current frame. Called at
+/// its first allocation with the GIL held; where stacks are kept by a profile function or
+/// walked, those do it.
+pub fn seed_running_thread(st: &mut ThreadState) {
+    if mode() != StackMode::Eval {
+        return;
+    }
+    let api = api();
+    // SAFETY: GIL held (caller's contract); PyEval_GetFrame returns a borrowed reference
+    // (or NULL), made a new one for seed_from to take over.
+    let frame = unsafe { (api.eval_get_frame)() };
+    if !frame.is_null() {
+        // SAFETY: as above.
+        unsafe { (api.inc_ref)(frame) };
+    }
+    seed_from(api, st, frame, |_| false);
+}
+
 /// Puts back the frame-evaluation function [`install_eval_hook`] wrapped, if ours is still
 /// the current one (another PEP 523 user that wrapped ours keeps it: then it stays, and
 /// false is returned). Every thread's shadow stack is then out of date: each is built

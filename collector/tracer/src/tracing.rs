@@ -79,6 +79,11 @@ const EXACT_TIME_BYTES: usize = 256 * 1024;
 pub fn record_alloc(g: &guard::Guard, address: usize, size: usize, kind: AllocKind) {
     thread_state::with_state_in(g.tls(), |st| {
         if !st.paused {
+            // The object and mem domains are called with the GIL held: a thread that was
+            // running before tracing started and has made no call since gets its stack here.
+            if !st.seeded() && matches!(kind, AllocKind::PymallocObject | AllocKind::PyMem) {
+                crate::profiler::seed_running_thread(st);
+            }
             if crate::profiler::walking() {
                 crate::profiler::walk_frames(st);
             }
