@@ -11,7 +11,7 @@ use leptos::prelude::*;
 use memlens_analysis::{call_sites, is_internal_file, CallSite, StackTotals};
 use memlens_format::{FrameId, Recording, StringId};
 
-use crate::flame_graph::FlameData;
+use crate::flame_model::FlameData;
 use crate::table_keys::{on_row_focus, on_row_key, row_tabindex};
 use crate::url_state::{SortBy, ViewState};
 use crate::{units, ByPtr};

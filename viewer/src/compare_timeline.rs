@@ -4,7 +4,7 @@
 use leptos::prelude::*;
 
 use crate::chart_canvas::{Chart, ChartCanvas, Painter, Size, Tooltip};
-use crate::diff_flame::delta_text;
+use crate::compare_model::delta_text;
 use crate::load::Loaded;
 use crate::timeline::{series_of, series_query, Plot, TimelineData};
 use crate::use_worker::use_worker;

@@ -3,8 +3,7 @@
 
 use leptos::prelude::*;
 
-use crate::compare::CompareData;
-use crate::diff_flame::delta_text;
+use crate::compare_model::{delta_text, CompareData};
 use crate::{units, ByPtr};
 
 /// Rows shown; the rest are summarised in one line.

@@ -9,8 +9,8 @@ use leptos::prelude::*;
 use memlens_analysis::{diff_hit, diff_layout, DiffRect, Shade};
 
 use crate::chart_canvas::{Chart, ChartCanvas, Painter, Size, Tooltip};
-use crate::compare::CompareData;
-use crate::flame_graph::ROW_H;
+use crate::compare_model::{delta_text, CompareData};
+use crate::flame_model::ROW_H;
 use crate::url_state::{ViewState, ZoomStep};
 use crate::use_flame_keys::{keyed_flame, use_flame_keys};
 use crate::{units, ByPtr};
@@ -37,25 +37,6 @@ pub fn shade_color(shade: Shade, dark: bool) -> String {
         Shade::Shrank(f) => ramp(SHRINK_HUE, f),
         Shade::New => ramp(GROW_HUE, 1.0),
         Shade::Gone => ramp(SHRINK_HUE, 0.75),
-    }
-}
-
-/// `+1.5 MiB (+25%)`-style change text.
-pub fn delta_text(base: u64, head: u64) -> String {
-    let d = head as i128 - base as i128;
-    if d == 0 {
-        return "0 B".to_string();
-    }
-    let bytes =
-        memlens_analysis::format_bytes_delta(d.clamp(i64::MIN as i128, i64::MAX as i128) as i64);
-    if base == 0 {
-        return format!("{bytes} (new)");
-    }
-    let percent = d as f64 * 100.0 / base as f64;
-    if percent >= 1000.0 {
-        format!("{bytes} (×{:.0})", head as f64 / base as f64)
-    } else {
-        format!("{bytes} ({percent:+.0}%)")
     }
 }
 
