@@ -4,9 +4,11 @@
 //! thread's CPU time from `/proc/thread-self/schedstat` on Linux, steadier than wall time on
 //! a busy machine; wall time elsewhere).
 //!
-//!     cargo run --release -p memlens-format --features native-zstd --example rewrite -- FILE [ROUNDS]
+//!     cargo run --release -p memlens-format --features native-zstd --example rewrite -- FILE [ROUNDS [EVENTS]]
 //!
-//! Compare two builds on the same recording (`churn.py` under `memlens run` is the usual one).
+//! Compare two builds on the same recording (`churn.py` under `memlens run` is the usual one);
+//! with EVENTS, only the first EVENTS events (for `valgrind --tool=callgrind`, whose
+//! instruction counts do not depend on the machine's load).
 
 use std::time::Instant;
 
@@ -14,12 +16,17 @@ use memlens_format::{Event, Op, Recording, RecordingWriter, StackId};
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let path = args.next().expect("usage: rewrite FILE [ROUNDS]");
+    let path = args.next().expect("usage: rewrite FILE [ROUNDS [EVENTS]]");
     let rounds: usize = args.next().map_or(5, |r| r.parse().expect("ROUNDS: a number"));
+    let limit: usize = args.next().map_or(usize::MAX, |n| n.parse().expect("EVENTS: a number"));
     let rec = Recording::from_vec(std::fs::read(&path).expect("read FILE")).expect("open FILE");
     let mut events: Vec<Event> = Vec::new();
     for i in 0..rec.event_chunk_count() {
         rec.decode_event_chunk(i, &mut events).expect("decode");
+        if events.len() >= limit {
+            events.truncate(limit);
+            break;
+        }
     }
     let mut best = f64::MAX;
     for _ in 0..rounds {
