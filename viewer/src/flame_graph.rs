@@ -10,11 +10,13 @@
 use leptos::prelude::*;
 use memlens_analysis::{flame_hit, flame_layout, FlameRect, Snapshot};
 
+use crate::breadcrumb::Breadcrumb;
 use crate::call_site_table::CallSiteTable;
 use crate::chart_canvas::{Chart, ChartCanvas, Painter, Size, Tooltip};
 use crate::flame_model::{mode_of, totals_query, FlameData, ROW_H};
 use crate::flame_search::{search_flame, SearchMatches};
 use crate::load::Loaded;
+use crate::panel::PanelHead;
 use crate::protocol::Request;
 use crate::toggle::toggle;
 use crate::url_state::{ColorBy, FlameMode, ViewState};
@@ -364,29 +366,11 @@ pub fn FlameGraph(loaded: ByPtr<Loaded>, state: RwSignal<ViewState>) -> impl Int
     });
     let zoom = Memo::new(move |_| layout.with(|c| c.as_ref().map(|c| c.zoom)));
 
-    let breadcrumb = move || {
+    let crumbs = Signal::derive(move || {
         let c = layout.get()?;
         let path = c.data.0.tree.path(c.zoom);
-        let last = path.len() - 1;
-        Some(
-            path.into_iter()
-                .enumerate()
-                .map(|(i, node)| {
-                    let (function, _, _) = c.data.0.names(node);
-                    let label = function.to_string();
-                    view! {
-                        {(i > 0).then(|| view! { <span class="sep">"›"</span> })}
-                        <button
-                            disabled=i == last
-                            on:click=move |_| set_zoom(node)
-                        >
-                            {label}
-                        </button>
-                    }
-                })
-                .collect_view(),
-        )
-    };
+        Some(path.into_iter().map(|n| (n, c.data.0.names(n).0.to_string())).collect::<Vec<_>>())
+    });
     let search_summary = move || {
         let q = query.get();
         if q.trim().is_empty() {
@@ -426,8 +410,7 @@ pub fn FlameGraph(loaded: ByPtr<Loaded>, state: RwSignal<ViewState>) -> impl Int
                 shown.filter(|_| totals.settled() && data.with(Result::is_ok))
             }
         >
-            <div class="panel-head">
-                <span class="panel-title">"Flame graph"</span>
+            <PanelHead title="Flame graph">
                 <div class="segmented" role="group" aria-label="What to show">
                     {FlameMode::ALL
                         .into_iter()
@@ -465,9 +448,9 @@ pub fn FlameGraph(loaded: ByPtr<Loaded>, state: RwSignal<ViewState>) -> impl Int
                     }
                 />
                 <span class="search-result" id="search-result">{search_summary}</span>
-            </div>
+            </PanelHead>
             <FlameToolbar loaded=loaded state=state />
-            <nav class="breadcrumb" id="breadcrumb" aria-label="Zoom path">{breadcrumb}</nav>
+            <Breadcrumb id="breadcrumb" path=crumbs on_zoom=Callback::new(set_zoom) />
             {move || {
                 // The worker's error (a damaged recording) is an alert; otherwise a hint (no
                 // range yet) or what is being computed.

@@ -25,6 +25,7 @@
 #![forbid(unsafe_code)]
 
 mod answer;
+mod breadcrumb;
 mod cached_source;
 mod call_site_table;
 mod chart_canvas;
@@ -44,6 +45,7 @@ mod insights_panel;
 mod load;
 mod objects_panel;
 mod open;
+mod panel;
 mod protocol;
 mod table_keys;
 mod theme;
