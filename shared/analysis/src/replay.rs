@@ -4,7 +4,7 @@
 
 use std::ops::ControlFlow;
 
-use crate::timeline::{downsample, Bucket};
+use crate::buckets::{downsample, Bucket};
 use crate::totals::ThreadStackMap;
 use crate::{
     AddressMap, Error, Event, EventFilter, Insight, InsightOptions, InsightsBuilder, Op, Recording,
