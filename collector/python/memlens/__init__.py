@@ -45,6 +45,8 @@ def _load(path):
         lib.memlens_start.restype = ctypes.c_int
         lib.memlens_start_in.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.py_object, ctypes.c_char_p]
         lib.memlens_start_in.restype = ctypes.c_int
+        lib.memlens_set_sample.argtypes = [ctypes.c_uint64]
+        lib.memlens_set_sample.restype = None
         lib.memlens_watch_end.argtypes = [ctypes.c_int]
         lib.memlens_watch_end.restype = ctypes.c_int
         lib.memlens_release_thread.restype = None
@@ -116,9 +118,11 @@ def _watch_end(tracer_path, ctrl_fd):
     _check(lib, lib.memlens_watch_end(ctrl_fd))
 
 
-def _start(tracer_path, fd, native, census=True, census_interval=0.0, census_max_objects=0):
+def _start(tracer_path, fd, native, census=True, census_interval=0.0, census_max_objects=0,
+           sample_bytes=0):
     """Starts tracing into the recorder's pipe `fd` (called by the bootstrap)."""
     lib = _load(tracer_path)
+    lib.memlens_set_sample(sample_bytes)
     traced = _check(lib, lib.memlens_start(fd, 1 if native else 0))
     atexit.register(_stop)
     _begin(lib, census and traced, census_interval, census_max_objects, traced)
