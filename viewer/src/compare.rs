@@ -6,7 +6,8 @@
 
 use leptos::prelude::*;
 use memlens_analysis::{
-    diff_sites, incomparable_reasons, DiffOptions, DiffTree, FlameOptions, SiteDelta, StackTotals,
+    diff_sites, incomparable_reasons, sampling_mismatch, sampling_notice, DiffOptions, DiffTree,
+    FlameOptions, SiteDelta, StackTotals,
 };
 use memlens_format::Recording;
 
@@ -105,6 +106,16 @@ pub fn CompareView(base: ByPtr<Loaded>, head: ByPtr<Loaded>) -> impl IntoView {
         .map(|w| format!("Base: {w}"))
         .chain(hd.0.warnings.iter().map(|w| format!("Head: {w}")))
         .chain(reasons.into_iter().map(|r| format!("These recordings may not be comparable: {r}.")))
+        .chain(sampling_mismatch(&bd.0.recording, &hd.0.recording).map(|m| {
+            format!(
+                "Sampled differently: {m}; the change mixes estimation error with the program's."
+            )
+        }))
+        .chain(
+            sampling_notice(&bd.0.recording)
+                .or_else(|| sampling_notice(&hd.0.recording))
+                .map(|n| format!("Estimates: {n}.")),
+        )
         .collect();
     let command =
         |d: &crate::load::Directory| crate::header::shell_join(&d.recording.meta().command_line);

@@ -341,13 +341,13 @@ class record:
         finally:
             os.close(r)
         line = sink.stdout.readline().decode("utf-8", "replace")
+        if line.startswith("sample "):
+            line = sink.stdout.readline().decode("utf-8", "replace")
         if not line.startswith("ready "):
             os.close(w)
             out, err = sink.communicate()
             raise self._failure(line + out.decode("utf-8", "replace"), err,
                                 "the recorder did not start")
-        if line.startswith("sample "):
-            line = sink.stdout.readline().decode("utf-8", "replace")
         lib = _load(line[len("ready "):].strip())
         lib.memlens_set_sample(self.sample_bytes or 0)
         me = threading.current_thread()
