@@ -43,14 +43,20 @@ fn summary(file: &Path) -> Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-/// Bytes the summary's `table` (`top_at_peak`, `top_leaks`) gives the script's line `tag`.
+/// Bytes the summary's `table` (`top_at_peak`, `top_leaks`) gives the line `tag` of
+/// sampled_sites.py.
 fn site_bytes(s: &Value, table: &str, tag: &str) -> u64 {
-    let line = line_of(SCRIPT, tag);
+    bytes_at(s, table, SCRIPT, tag)
+}
+
+/// Bytes the summary's `table` gives the line `tag` of tests/scripts/`name`.
+fn bytes_at(s: &Value, table: &str, name: &str, tag: &str) -> u64 {
+    let line = line_of(name, tag);
     s[table]
         .as_array()
         .unwrap()
         .iter()
-        .filter(|site| site["file"].as_str().unwrap().ends_with(SCRIPT) && site["line"] == line)
+        .filter(|site| site["file"].as_str().unwrap().ends_with(name) && site["line"] == line)
         .map(|site| site["bytes"].as_u64().unwrap())
         .sum()
 }
@@ -225,4 +231,41 @@ print("exact", e.sample_bytes, e.peak_bytes)
     let s = summary(&dir.0.join("sampled.memlens"));
     assert_eq!(s["sample_bytes"], RATE);
     assert!(summary(&dir.0.join("exact.memlens"))["sample_bytes"].is_null());
+}
+
+/// `--sample 1`: every block of a few bytes or more is sampled (p = 1 - exp(-size)), so the
+/// sampled paths (the countdown, the set of sampled addresses that decides which frees are
+/// recorded, re-created objects on 3.13) must give the exact recording's figures: frees on
+/// other threads than the allocating one (cross_thread_free.py), and on 3.13 objects
+/// re-created from free lists charged to the code that re-created them (free_lists.py).
+#[test]
+fn with_every_block_sampled_the_sampled_paths_give_the_exact_figures() {
+    let dir = TempDir::new("sample-every");
+    for (name, tags) in
+        [("free_lists.py", &["CACHE", "ROWS"][..]), ("cross_thread_free.py", &["PRODUCE_LINE"][..])]
+    {
+        let record = |sample: &[&str]| {
+            let f = dir.0.join(format!("{name}-{}.memlens", sample.len()));
+            let status =
+                memlens().args(["run", "-q", "-o"]).arg(&f).args(sample).arg(script(name)).status();
+            assert!(status.unwrap().success());
+            summary(&f)
+        };
+        let (exact, every) = (record(&[]), record(&["--sample", "1"]));
+        assert_eq!(every["sample_bytes"], 1);
+        let left = |s: &Value| s["leaked_bytes"].as_f64().unwrap();
+        assert!((left(&every) / left(&exact) - 1.0).abs() < 0.02, "{name}: {every} vs {exact}");
+        for tag in tags {
+            for table in ["top_leaks", "top_at_peak"] {
+                let (e, s) =
+                    (bytes_at(&exact, table, name, tag), bytes_at(&every, table, name, tag));
+                // cross_thread_free's queue holds a few more or fewer blocks of ~1 KB from
+                // run to run.
+                assert!(
+                    e.abs_diff(s) <= (e / 50).max(16 << 10),
+                    "{name} {tag} {table}: {s} vs {e}"
+                );
+            }
+        }
+    }
 }
