@@ -284,5 +284,5 @@ def test_sampled_runs_say_their_figures_are_estimates_and_refuse_exact_baselines
     assert ("memlens: FAILED: 1 tests could not be compared: the baseline and this run sample "
             "differently (--memlens-sample), e.g. test_limits.py::test_grows") in out, out
     for bad in ["0", "-1MiB", "lots", "2GiB"]:
-        out = run([*base, "--memlens-sample", bad], cwd, check_status=4)
+        out = run([*base, f"--memlens-sample={bad}"], cwd, check_status=4)
         assert f"--memlens-sample '{bad}': " in out, out
