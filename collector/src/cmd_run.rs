@@ -90,8 +90,9 @@ pub struct RunArgs {
     #[arg(long)]
     pub aggregate: bool,
     /// Sample allocations instead of recording every one: each thread records one
-    /// allocation every BYTES allocated on average (Poisson byte sampling, as tcmalloc and
-    /// Go do; 512KiB is their rate), each standing for the unsampled blocks around it, and
+    /// allocation every BYTES allocated on average (Poisson byte sampling, as tcmalloc,
+    /// jemalloc and Go do; 512KiB is Go's rate), each standing for the unsampled blocks
+    /// around it, and
     /// every free of a sampled block. Sizes, peaks, leaks and flame graphs are then
     /// estimates, and every view says so. BYTES: 1 B to 1 GiB, a number of bytes or with a
     /// binary unit (B, KiB, MiB, GiB).
