@@ -7,6 +7,7 @@
 
 mod assets;
 mod child_memory;
+mod cmd_attach;
 mod cmd_census;
 mod cmd_check;
 mod cmd_diff;
@@ -48,6 +49,7 @@ use clap::{Parser, Subcommand};
     memlens report out.memlens --single-file -o report.html
     memlens spans out.memlens            # per test / cell / memlens.span() block
     memlens watch --pid 4242             # sample any process's memory, no tracing
+    memlens attach 4242 --duration 60    # trace a running Python process, then detach
     memlens run --rss-only ./my-server   # the same for a program memlens starts
     memlens diff base.memlens head.memlens --format markdown --fail-if 'peak>+10%'
     memlens check out.memlens            # verify a recording's aggregates against its events"
@@ -77,6 +79,10 @@ enum Command {
     Check(cmd_check::CheckArgs),
     /// Serve the viewer and a recording on 127.0.0.1 and open a browser.
     View(cmd_view::ViewArgs),
+    /// Trace a running Python process (by PID) until Ctrl-C, --duration or `memlens detach`.
+    Attach(cmd_attach::AttachArgs),
+    /// Stop the recording `memlens attach PID` is making (the program runs on).
+    Detach(cmd_attach::DetachArgs),
     /// The recording process of `memlens.record()` (started by the Python package).
     #[command(hide = true)]
     Sink(cmd_sink::SinkArgs),
@@ -95,6 +101,8 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => cmd_run::run(args),
+        Command::Attach(args) => cmd_attach::attach(args),
+        Command::Detach(args) => cmd_attach::detach(args),
         Command::Summary(args) => cmd_summary::run(args),
         Command::Census(args) => cmd_census::run(args),
         Command::View(args) => cmd_view::run(args),

@@ -24,6 +24,7 @@ const PY_FILES: &[(&str, &str)] = &[
     ("memlens/ipython.py", include_str!("../python/memlens/ipython.py")),
     ("memlens/_census.py", include_str!("../python/memlens/_census.py")),
     ("memlens/_layout.py", include_str!("../python/memlens/_layout.py")),
+    ("memlens/_attach.py", include_str!("../python/memlens/_attach.py")),
 ];
 
 /// The one-liner given to `python -c`; everything else is in `_bootstrap.py`.
@@ -217,6 +218,11 @@ impl PythonPackageDir {
                 .with_context(|| format!("cannot write {}", path.display()))?;
         }
         Ok(me)
+    }
+
+    /// The directory that holds the `memlens` package.
+    pub fn path(&self) -> &Path {
+        &self.dir
     }
 
     /// `PYTHONPATH` for the child: our package first, then the user's.

@@ -11,7 +11,8 @@ use leptos::prelude::*;
 use memlens_analysis::{call_sites, is_internal_file, CallSite, StackTotals};
 use memlens_format::{FrameId, Recording, StringId};
 
-use crate::flame_graph::FlameData;
+use crate::flame_model::FlameData;
+use crate::panel::PanelHead;
 use crate::table_keys::{on_row_focus, on_row_key, row_tabindex};
 use crate::url_state::{SortBy, ViewState};
 use crate::{units, ByPtr};
@@ -183,8 +184,7 @@ pub fn CallSiteTable(
     };
     view! {
         <section class="panel" aria-label="Call sites">
-            <div class="panel-head">
-                <span class="panel-title">"Call sites"</span>
+            <PanelHead title="Call sites">
                 <span class="panel-note" id="call-site-scope">
                     {move || match sites.with(|s| s.as_ref().and_then(|s| s.2.clone())) {
                         Some(f) => format!("Under {f}, as zoomed in the flame graph · Enter or click a row to focus it"),
@@ -203,7 +203,7 @@ pub fn CallSiteTable(
                         state.update(|s| s.filter = f);
                     }
                 />
-            </div>
+            </PanelHead>
             <div class="table-scroll">
                 <table class="data-table" id="call-site-table">
                     <thead>

@@ -5,16 +5,13 @@
 //! the page.
 
 use leptos::prelude::*;
-use memlens_analysis::{
-    diff_sites, incomparable_reasons, sampling_mismatch, sampling_notice, DiffOptions, DiffTree,
-    FlameOptions, SiteDelta, StackTotals,
-};
-use memlens_format::Recording;
+use memlens_analysis::{incomparable_reasons, sampling_mismatch, sampling_notice};
 
+use crate::compare_model::{delta_text, CompareData};
 use crate::compare_timeline::CompareTimeline;
 use crate::delta_table::DeltaTable;
-use crate::diff_flame::{delta_text, DiffFlameGraph};
-use crate::flame_graph::{totals_of, totals_query};
+use crate::diff_flame::DiffFlameGraph;
+use crate::flame_model::{totals_of, totals_query};
 use crate::load::{Loaded, Loader};
 use crate::url_state::FlameMode;
 use crate::use_worker::use_worker;
@@ -22,26 +19,6 @@ use crate::{units, ByPtr, FileButton};
 
 /// The modes compare mode offers (a time range means nothing across two runs).
 pub const COMPARE_MODES: [FlameMode; 3] = [FlameMode::AtPeak, FlameMode::Leaks, FlameMode::Total];
-
-/// Everything compared for one flame mode.
-pub struct CompareData {
-    pub tree: DiffTree,
-    /// Call sites, biggest absolute change first.
-    pub sites: Vec<SiteDelta>,
-}
-
-impl CompareData {
-    /// The comparison of the two recordings' memory by stack in one mode.
-    pub fn build(base: &Recording, bt: &StackTotals, head: &Recording, ht: &StackTotals) -> Self {
-        let options = DiffOptions {
-            flame: FlameOptions { merge_lines: true, hide_internal: true },
-            show_vanished: true,
-        };
-        let tree = DiffTree::build(base, bt, head, ht, &options);
-        let sites = diff_sites(base, bt, head, ht);
-        CompareData { tree, sites }
-    }
-}
 
 /// One fact compared: base → head and the change.
 #[component]

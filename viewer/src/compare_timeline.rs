@@ -4,8 +4,9 @@
 use leptos::prelude::*;
 
 use crate::chart_canvas::{Chart, ChartCanvas, Painter, Size, Tooltip};
-use crate::diff_flame::delta_text;
+use crate::compare_model::delta_text;
 use crate::load::Loaded;
+use crate::panel::PanelHead;
 use crate::timeline::{series_of, series_query, Plot, TimelineData};
 use crate::use_worker::use_worker;
 use crate::{units, ByPtr};
@@ -112,15 +113,14 @@ pub fn CompareTimeline(base: ByPtr<Loaded>, head: ByPtr<Loaded>) -> impl IntoVie
     };
     view! {
         <section class="panel" aria-label="Traced heap over time, base and head">
-            <div class="panel-head">
-                <span class="panel-title">"Traced heap over time"</span>
+            <PanelHead title="Traced heap over time">
                 <span class="legend">
                     <span><i style=format!("background:{BASE_COLOR}")></i>"Base"</span>
                     <span><i style=format!("background:{HEAD_COLOR}")></i>"Head"</span>
                 </span>
                 <span class="spacer"></span>
                 <span class="panel-note">"Both runs on one time axis from their start"</span>
-            </div>
+            </PanelHead>
             {error}
             <ChartCanvas
                 chart=chart

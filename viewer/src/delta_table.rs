@@ -3,8 +3,8 @@
 
 use leptos::prelude::*;
 
-use crate::compare::CompareData;
-use crate::diff_flame::delta_text;
+use crate::compare_model::{delta_text, CompareData};
+use crate::panel::PanelHead;
 use crate::{units, ByPtr};
 
 /// Rows shown; the rest are summarised in one line.
@@ -49,12 +49,11 @@ pub fn DeltaTable(data: Memo<Result<ByPtr<CompareData>, String>>) -> impl IntoVi
     };
     view! {
         <section class="panel" aria-label="Change by call site">
-            <div class="panel-head">
-                <span class="panel-title">"Change by call site"</span>
+            <PanelHead title="Change by call site">
                 <span class="panel-note">
                     "Memory by innermost function and file, biggest change first"
                 </span>
-            </div>
+            </PanelHead>
             <div class="table-scroll">
                 <table class="data-table" id="delta-table">
                     <thead>

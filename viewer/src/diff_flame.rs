@@ -8,9 +8,11 @@
 use leptos::prelude::*;
 use memlens_analysis::{diff_hit, diff_layout, DiffRect, Shade};
 
+use crate::breadcrumb::Breadcrumb;
 use crate::chart_canvas::{Chart, ChartCanvas, Painter, Size, Tooltip};
-use crate::compare::CompareData;
-use crate::flame_graph::ROW_H;
+use crate::compare_model::{delta_text, CompareData};
+use crate::flame_model::ROW_H;
+use crate::panel::PanelHead;
 use crate::url_state::{ViewState, ZoomStep};
 use crate::use_flame_keys::{keyed_flame, use_flame_keys};
 use crate::{units, ByPtr};
@@ -37,25 +39,6 @@ pub fn shade_color(shade: Shade, dark: bool) -> String {
         Shade::Shrank(f) => ramp(SHRINK_HUE, f),
         Shade::New => ramp(GROW_HUE, 1.0),
         Shade::Gone => ramp(SHRINK_HUE, 0.75),
-    }
-}
-
-/// `+1.5 MiB (+25%)`-style change text.
-pub fn delta_text(base: u64, head: u64) -> String {
-    let d = head as i128 - base as i128;
-    if d == 0 {
-        return "0 B".to_string();
-    }
-    let bytes =
-        memlens_analysis::format_bytes_delta(d.clamp(i64::MIN as i128, i64::MAX as i128) as i64);
-    if base == 0 {
-        return format!("{bytes} (new)");
-    }
-    let percent = d as f64 * 100.0 / base as f64;
-    if percent >= 1000.0 {
-        format!("{bytes} (×{:.0})", head as f64 / base as f64)
-    } else {
-        format!("{bytes} ({percent:+.0}%)")
     }
 }
 
@@ -286,28 +269,15 @@ pub fn DiffFlameGraph(
             set_zoom(node);
         }
     });
-    let breadcrumb = move || {
+    let crumbs = Signal::derive(move || {
         let c = layout.get()?;
-        let path = c.data.0.tree.path(c.zoom);
-        let last = path.len() - 1;
-        Some(
-            path.into_iter()
-                .enumerate()
-                .map(|(i, node)| {
-                    let label = match node {
-                        0 => "all".to_string(),
-                        n => c.data.0.tree.nodes[n as usize].function.clone(),
-                    };
-                    view! {
-                        {(i > 0).then(|| view! { <span class="sep">"›"</span> })}
-                        <button disabled=i == last on:click=move |_| set_zoom(node)>
-                            {label}
-                        </button>
-                    }
-                })
-                .collect_view(),
-        )
-    };
+        let tree = &c.data.0.tree;
+        let label = |n: u32| match n {
+            0 => "all".to_string(),
+            n => tree.nodes[n as usize].function.clone(),
+        };
+        Some(tree.path(c.zoom).into_iter().map(|n| (n, label(n))).collect::<Vec<_>>())
+    });
     let chart_signal = Signal::derive(move || chart.get());
     let height = Signal::derive(move || {
         layout.with(|c| {
@@ -318,8 +288,7 @@ pub fn DiffFlameGraph(
         |shade: Shade| format!("background:{}", shade_color(shade, crate::theme::prefers_dark()));
     view! {
         <section class="panel" aria-label="Differential flame graph">
-            <div class="panel-head">
-                <span class="panel-title">"Differential flame graph"</span>
+            <PanelHead title="Differential flame graph">
                 <span class="legend" id="diff-legend">
                     <span><i style=swatch(Shade::Grew(1.0))></i>"grew"</span>
                     <span><i style=swatch(Shade::Shrank(1.0))></i>"shrank"</span>
@@ -350,11 +319,11 @@ pub fn DiffFlameGraph(
                             .collect_view()}
                     </select>
                 </label>
-            </div>
+            </PanelHead>
             <p class="panel-hint">
                 "Width: memory in the head recording. Colour: change since the base, by call path."
             </p>
-            <nav class="breadcrumb" id="diff-breadcrumb" aria-label="Zoom path">{breadcrumb}</nav>
+            <Breadcrumb id="diff-breadcrumb" path=crumbs on_zoom=Callback::new(set_zoom) />
             {move || data.get().err().map(|m| view! { <p class="panel-message">{m}</p> })}
             <div class="flame-scroll">
                 <ChartCanvas

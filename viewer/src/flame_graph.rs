@@ -8,151 +8,28 @@
 //! signals.
 
 use leptos::prelude::*;
-use memlens_analysis::{
-    flame_hit, flame_layout, FlameOptions, FlameRect, FlameTree, Snapshot, StackTotals,
-};
-use memlens_format::{Frame, Totals};
+use memlens_analysis::{flame_hit, flame_layout, FlameRect, Snapshot};
 
+use crate::breadcrumb::Breadcrumb;
 use crate::call_site_table::CallSiteTable;
 use crate::chart_canvas::{Chart, ChartCanvas, Painter, Size, Tooltip};
+use crate::flame_model::{mode_of, totals_query, FlameData, ROW_H};
 use crate::flame_search::{search_flame, SearchMatches};
-use crate::load::{Directory, Loaded};
-use crate::protocol::{Answer, Request};
+use crate::load::Loaded;
+use crate::panel::PanelHead;
+use crate::protocol::Request;
 use crate::toggle::toggle;
-use crate::url_state::{ColorBy, FlameMode, ViewState, ZoomStep};
+use crate::url_state::{ColorBy, FlameMode, ViewState};
 use crate::use_flame_keys::{keyed_flame, use_flame_keys};
-use crate::use_worker::{use_worker, Query};
+use crate::use_worker::use_worker;
 use crate::{units, ByPtr};
 
-/// Row height in CSS pixels.
-pub(crate) const ROW_H: f64 = 20.0;
 /// Children narrower than this fraction of the zoomed node are merged (about 1 px at 2000 px).
 const MIN_W: f64 = 0.0005;
 /// Tallest flame graph drawn, in rows (canvases have a maximum size; zoom in to see deeper).
 const MAX_ROWS: i32 = 300;
 /// Narrowest rectangle that gets a label, in CSS px.
 const MIN_LABEL_W: f64 = 28.0;
-
-/// What a flame mode shows (`None`: a range mode without a range yet).
-pub(crate) fn snapshot_for(mode: FlameMode, range: Option<(u64, u64)>) -> Option<Snapshot> {
-    Some(match (mode, range) {
-        (FlameMode::AtPeak, _) => Snapshot::AtPeak,
-        (FlameMode::Leaks, _) => Snapshot::AtEnd,
-        (FlameMode::Total, _) => Snapshot::TotalAllocated,
-        (FlameMode::Range, Some((a, b))) => Snapshot::PeakInRange(a, b),
-        (FlameMode::Range, None) => return None,
-    })
-}
-
-/// The mode that shows `snapshot`.
-fn mode_of(snapshot: Snapshot) -> FlameMode {
-    match snapshot {
-        Snapshot::AtPeak => FlameMode::AtPeak,
-        Snapshot::AtEnd => FlameMode::Leaks,
-        Snapshot::TotalAllocated => FlameMode::Total,
-        _ => FlameMode::Range,
-    }
-}
-
-/// The worker question for the memory by stack of `loaded` in `mode` (`None`: a range mode
-/// without a range). `view` names who asks.
-pub(crate) fn totals_query(
-    view: &str,
-    loaded: &Loaded,
-    generation: u32,
-    mode: FlameMode,
-    range: Option<(u64, u64)>,
-    thread: Option<u32>,
-) -> Option<Query> {
-    let snapshot = snapshot_for(mode, range)?;
-    Some(Query {
-        view: format!("{view}:{}", loaded.rec),
-        request: Request::Totals { rec: loaded.rec, snapshot, thread },
-        generation,
-    })
-}
-
-/// The stack totals in a worker answer.
-pub(crate) fn totals_of(answer: &Answer) -> Result<&StackTotals, String> {
-    match answer {
-        Answer::Totals(t) => Ok(t),
-        other => Err(format!("unexpected answer {other:?}")),
-    }
-}
-
-/// The flame tree of one recording for one mode.
-pub struct FlameData {
-    /// The directory that names the tree's frames.
-    pub dir: ByPtr<Directory>,
-    pub tree: FlameTree,
-    /// Memory by stack the tree was built from (the call-site table uses it too).
-    pub totals: ByPtr<Answer>,
-    /// Whether internal frames are hidden (the call-site table follows the tree).
-    pub hide_internal: bool,
-}
-
-impl FlameData {
-    /// The tree of the worker's `totals` answer.
-    pub fn new(
-        dir: ByPtr<Directory>,
-        totals: ByPtr<Answer>,
-        hide_internal: bool,
-    ) -> Result<FlameData, String> {
-        let options = FlameOptions { merge_lines: false, hide_internal };
-        let tree = FlameTree::build(&dir.0.recording, totals_of(&totals.0)?, &options);
-        Ok(FlameData { dir, tree, totals, hide_internal })
-    }
-
-    /// Memory by stack the tree was built from.
-    pub fn stack_totals(&self) -> &StackTotals {
-        totals_of(&self.totals.0).expect("checked when built")
-    }
-
-    /// The node that holds the most memory for `frame` (a frame can appear on many paths).
-    pub fn largest_node_of(&self, frame: memlens_format::FrameId) -> Option<u32> {
-        let nodes = self.tree.nodes.iter().enumerate();
-        let mine = nodes.filter(|(_, n)| n.frame == Some(frame));
-        mine.max_by_key(|(i, n)| (n.total.bytes, std::cmp::Reverse(*i))).map(|(i, _)| i as u32)
-    }
-
-    fn frame(&self, node: u32) -> Option<&Frame> {
-        let rec = &self.dir.0.recording;
-        self.tree.nodes.get(node as usize)?.frame.and_then(|f| rec.frame(f))
-    }
-
-    /// Function name, file and line of a node (`("all", "", 0)` for the root).
-    pub fn names(&self, node: u32) -> (&str, &str, u32) {
-        let rec = &self.dir.0.recording;
-        match self.frame(node) {
-            Some(f) => (rec.string(f.function), rec.string(f.file), f.line),
-            None => ("all", "", 0),
-        }
-    }
-
-    /// The URL zoom path for a node.
-    pub fn zoom_path(&self, node: u32) -> Vec<ZoomStep> {
-        self.tree
-            .path(node)
-            .into_iter()
-            .skip(1)
-            .map(|n| {
-                let (function, file, _) = self.names(n);
-                ZoomStep { function: function.to_string(), file: file.to_string() }
-            })
-            .collect()
-    }
-
-    /// The node a URL zoom path leads to (as deep as it still matches).
-    pub fn resolve(&self, path: &[ZoomStep]) -> u32 {
-        let keys: Vec<(String, String)> =
-            path.iter().map(|s| (s.function.clone(), s.file.clone())).collect();
-        self.tree.find_path(&self.dir.0.recording, &keys)
-    }
-
-    fn root_total(&self) -> Totals {
-        self.tree.nodes.first().map(|n| n.total).unwrap_or_default()
-    }
-}
 
 /// FNV-1a: stable across runs and platforms, unlike std's RandomState.
 fn fnv(text: &str) -> u64 {
@@ -489,29 +366,11 @@ pub fn FlameGraph(loaded: ByPtr<Loaded>, state: RwSignal<ViewState>) -> impl Int
     });
     let zoom = Memo::new(move |_| layout.with(|c| c.as_ref().map(|c| c.zoom)));
 
-    let breadcrumb = move || {
+    let crumbs = Signal::derive(move || {
         let c = layout.get()?;
         let path = c.data.0.tree.path(c.zoom);
-        let last = path.len() - 1;
-        Some(
-            path.into_iter()
-                .enumerate()
-                .map(|(i, node)| {
-                    let (function, _, _) = c.data.0.names(node);
-                    let label = function.to_string();
-                    view! {
-                        {(i > 0).then(|| view! { <span class="sep">"›"</span> })}
-                        <button
-                            disabled=i == last
-                            on:click=move |_| set_zoom(node)
-                        >
-                            {label}
-                        </button>
-                    }
-                })
-                .collect_view(),
-        )
-    };
+        Some(path.into_iter().map(|n| (n, c.data.0.names(n).0.to_string())).collect::<Vec<_>>())
+    });
     let search_summary = move || {
         let q = query.get();
         if q.trim().is_empty() {
@@ -551,8 +410,7 @@ pub fn FlameGraph(loaded: ByPtr<Loaded>, state: RwSignal<ViewState>) -> impl Int
                 shown.filter(|_| totals.settled() && data.with(Result::is_ok))
             }
         >
-            <div class="panel-head">
-                <span class="panel-title">"Flame graph"</span>
+            <PanelHead title="Flame graph">
                 <div class="segmented" role="group" aria-label="What to show">
                     {FlameMode::ALL
                         .into_iter()
@@ -590,9 +448,9 @@ pub fn FlameGraph(loaded: ByPtr<Loaded>, state: RwSignal<ViewState>) -> impl Int
                     }
                 />
                 <span class="search-result" id="search-result">{search_summary}</span>
-            </div>
+            </PanelHead>
             <FlameToolbar loaded=loaded state=state />
-            <nav class="breadcrumb" id="breadcrumb" aria-label="Zoom path">{breadcrumb}</nav>
+            <Breadcrumb id="breadcrumb" path=crumbs on_zoom=Callback::new(set_zoom) />
             {move || {
                 // The worker's error (a damaged recording) is an alert; otherwise a hint (no
                 // range yet) or what is being computed.

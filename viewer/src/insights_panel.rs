@@ -6,6 +6,7 @@ use leptos::prelude::*;
 
 use crate::insight_links::{kind_label, links, message_body, panel_of, Target};
 use crate::load::Loaded;
+use crate::panel::PanelHead;
 use crate::protocol::{Answer, Request};
 use crate::url_state::ViewState;
 use crate::use_worker::{use_worker, Query};
@@ -114,10 +115,9 @@ pub fn InsightsPanel(loaded: ByPtr<Loaded>, state: RwSignal<ViewState>) -> impl 
     };
     view! {
         <section class="panel" aria-label="Insights" id="insights-panel">
-            <div class="panel-head">
-                <span class="panel-title">"Insights"</span>
+            <PanelHead title="Insights">
                 <span class="panel-note-alt" id="insights-note">{note}</span>
-            </div>
+            </PanelHead>
             {list}
         </section>
     }

@@ -25,16 +25,19 @@
 #![forbid(unsafe_code)]
 
 mod answer;
+mod breadcrumb;
 mod cached_source;
 mod call_site_table;
 mod chart_canvas;
 mod client;
 mod compare;
+mod compare_model;
 mod compare_timeline;
 mod delta_table;
 mod diff_flame;
 mod flame_graph;
 mod flame_keys;
+mod flame_model;
 mod flame_search;
 mod header;
 mod insight_links;
@@ -42,6 +45,7 @@ mod insights_panel;
 mod load;
 mod objects_panel;
 mod open;
+mod panel;
 mod protocol;
 mod table_keys;
 mod theme;

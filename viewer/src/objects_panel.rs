@@ -13,6 +13,7 @@ use memlens_format::{Recording, StackId};
 
 use crate::insights_panel::reveal;
 use crate::load::Directory;
+use crate::panel::PanelHead;
 use crate::table_keys::{on_row_focus, on_row_key, row_tabindex};
 use crate::toggle::toggle;
 use crate::url_state::{ViewState, ZoomStep};
@@ -190,7 +191,7 @@ pub fn ObjectsPanel(loaded: ByPtr<Directory>, state: RwSignal<ViewState>) -> imp
     if count == 0 {
         return view! {
             <section class="panel" aria-label="Objects" id="objects-panel">
-                <div class="panel-head"><span class="panel-title">"Objects"</span></div>
+                <PanelHead title="Objects" />
                 <p class="panel-message">
                     "No object censuses in this recording (recorded with --no-census, with "
                     "--rss-only, or the program ended before the first one)."
@@ -370,8 +371,7 @@ pub fn ObjectsPanel(loaded: ByPtr<Directory>, state: RwSignal<ViewState>) -> imp
 
     view! {
         <section class="panel" aria-label="Objects" id="objects-panel">
-            <div class="panel-head">
-                <span class="panel-title">"Objects"</span>
+            <PanelHead title="Objects">
                 {census_select(
                     "Census ",
                     "census-select",
@@ -398,7 +398,7 @@ pub fn ObjectsPanel(loaded: ByPtr<Directory>, state: RwSignal<ViewState>) -> imp
                 )}
                 <span class="spacer"></span>
                 <span class="panel-note" id="objects-note">{note}</span>
-            </div>
+            </PanelHead>
             {body}
         </section>
     }

@@ -12,6 +12,7 @@ use memlens_format::Recording;
 
 use crate::chart_canvas::{Chart, ChartCanvas, DragSpan, Painter, Size, Tooltip};
 use crate::load::Loaded;
+use crate::panel::PanelHead;
 use crate::protocol::{Answer, Request, Series};
 use crate::timeline_keys::{time_key, TimeCursor, TimeKey};
 use crate::units;
@@ -681,8 +682,7 @@ pub fn Timeline(
             data-end-ns=move || end.get() - 1
             data-ready=move || series.settled().then_some("1")
         >
-            <div class="panel-head">
-                <span class="panel-title">"Memory over time"</span>
+            <PanelHead title="Memory over time">
                 <span class="legend">
                     <span><i class="rss"></i>"RSS"</span>
                     <span><i class="heap"></i>"Traced heap"</span>
@@ -711,7 +711,7 @@ pub fn Timeline(
                 <Show when=move || state.with(|s| s.window.is_some())>
                     <button class="link-button" id="zoom-out" on:click=show_all>"Show all"</button>
                 </Show>
-            </div>
+            </PanelHead>
             {move || match data.get() {
                 Some(Err(e)) => Some(view! { <div class="banner banner-error" role="alert">{e}</div> }),
                 _ => None,

@@ -167,7 +167,7 @@ pub fn use_flame_keys<C: KeyedFlame>(
         if let Some(next) = next {
             cursor.set(Some((c.tree_id(), next)));
             if let Some(y) = c.row_top(next) {
-                scroll_to_row(canvas_id, y, crate::flame_graph::ROW_H);
+                scroll_to_row(canvas_id, y, crate::flame_model::ROW_H);
             }
         }
     });

@@ -50,6 +50,7 @@ def _load(path):
         lib.memlens_watch_end.argtypes = [ctypes.c_int]
         lib.memlens_watch_end.restype = ctypes.c_int
         lib.memlens_release_thread.restype = None
+        lib.memlens_unhook.restype = ctypes.c_int
         lib.memlens_name_thread.argtypes = [ctypes.c_uint64, ctypes.c_char_p]
         lib.memlens_name_thread.restype = None
         lib.memlens_last_error.restype = ctypes.c_char_p
@@ -128,14 +129,18 @@ def _start(tracer_path, fd, native, census=True, census_interval=0.0, census_max
     _begin(lib, census and traced, census_interval, census_max_objects, traced)
 
 
-def _check(lib, rc):
+def _say_on_stderr(line):
+    print(line, file=sys.stderr)
+
+
+def _check(lib, rc, say=_say_on_stderr):
     """True when the tracer traces Python; False when this interpreter cannot be traced and
-    it records native allocations only. Says so on stderr, in one line, as it does when
-    stacks are kept the slow way (rc 2); raises on failure."""
+    it records native allocations only. Says so (on stderr unless `say` is given), in one
+    line, as it does when stacks are kept the slow way (rc 2); raises on failure."""
     if rc < 0:
         raise RuntimeError("memlens: " + lib.memlens_last_error().decode("utf-8", "replace"))
     if rc > 0:
-        print("memlens: " + lib.memlens_last_error().decode("utf-8", "replace"), file=sys.stderr)
+        say("memlens: " + lib.memlens_last_error().decode("utf-8", "replace"))
     return rc != 1
 
 
@@ -264,8 +269,9 @@ class record:
     each ``memlens.mark()``) unless ``census=False``. Blocks can follow one another (one
     recording per test, per notebook cell) but not nest, and not inside ``memlens run``.
     Threads that were already running when the block started are traced too: their
-    Python stacks start at their first function call inside the block (through the
-    interpreter's frame-evaluation hook, which stays installed after the block; where its
+    Python stacks are read from their frames at their first Python allocation or function
+    call inside the block, and kept up to date from then on (through the interpreter's
+    frame-evaluation hook, which stays installed after the block; where its
     frame layout does not check out, at their first call or return, with
     ``_PyEval_SetProfile`` or ``PyEval_SetProfileAllThreads``, which replace any other
     profiler those threads had). The recording is complete when the block ends; if the
@@ -296,6 +302,10 @@ class record:
         self.peak_bytes = None
         self.leaked_bytes = None
         self._sink = None
+        # `memlens attach` sets these: the memlens executable that attached, and where the
+        # recorder's messages go (not the attached program's stderr).
+        self._binary = None
+        self._say = _say_on_stderr
 
     def __enter__(self):
         self._start(sys._getframe(1))  # noqa: SLF001 - the frame the block runs in
@@ -321,7 +331,7 @@ class record:
         if is_tracing() or self._sink is not None:
             raise RuntimeError("memlens is already recording this process (blocks cannot nest)")
         cmd = [
-            _cli.binary(), "sink", "-o", self.path, "--pid", str(os.getpid()),
+            self._binary or _cli.binary(), "sink", "-o", self.path, "--pid", str(os.getpid()),
             "--interval", str(self.interval_ms),
             "--python-version", platform.python_version(),
             "--python-implementation", platform.python_implementation(),
@@ -359,7 +369,7 @@ class record:
         if rc < 0:
             os.close(w)
             sink.communicate()
-        traced = _check(lib, rc)
+        traced = _check(lib, rc, self._say)
         self._sink = sink
         _begin(lib, self.census and traced, 0.0, 0, traced)
 
@@ -377,7 +387,7 @@ class record:
         if sink.returncode != 0:
             raise self._failure(out.decode("utf-8", "replace"), err, "the recorder failed")
         for line in err.decode("utf-8", "replace").splitlines():
-            print(line, file=sys.stderr)
+            self._say(line)
         for word in out.decode("ascii", "replace").split():
             key, _, value = word.partition("=")
             if key == "peak":
@@ -399,6 +409,6 @@ class record:
             if line.startswith("memlens: error: "):
                 reasons.append(line[len("memlens: error: "):])
             elif line.strip():
-                print(line, file=sys.stderr)
+                self._say(line)
         msg = f"memlens.record({self.path!r}): {'; '.join(reasons) or fallback}"
         return OSError(errno, msg) if errno else OSError(msg)

@@ -7,8 +7,9 @@
 //! object (the executable, libpython, C extensions; not the dynamic linker, the vDSO or
 //! this library) that import one of the hooked functions so they point at our hooks,
 //! and hooks `dlopen` the same way so extensions imported later are patched as they
-//! load. Entries stay patched for the life of the process; the hooks forward to libc
-//! when tracing is off, as they do when preloaded.
+//! load. Entries stay patched after a `memlens.record()` block (the hooks forward to libc
+//! when tracing is off, as they do when preloaded); `memlens attach` puts libc's functions
+//! back when it detaches ([`uninstall`]).
 //!
 //! Only the entries the dynamic linker fills for imported functions are rewritten
 //! (`R_X86_64_JUMP_SLOT` and `R_X86_64_GLOB_DAT` against an undefined symbol); a
@@ -20,6 +21,7 @@
 //! x86_64 Linux with glibc only.
 
 use std::ffi::{c_char, c_int, c_void, CStr};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use crate::native_hooks as hooks;
@@ -49,6 +51,9 @@ fn hooks() -> [(&'static CStr, usize); 15] {
 /// their mprotect calls on the same page.
 static PATCHING: Mutex<()> = Mutex::new(());
 
+/// The GOTs point at our hooks (libraries loaded from now on get patched too).
+static PATCHED: AtomicBool = AtomicBool::new(false);
+
 /// Points every loaded object's imports of the hooked functions at our hooks. Does
 /// nothing when the library was preloaded (the linker already did it). Idempotent.
 pub fn install() -> Result<(), String> {
@@ -58,8 +63,37 @@ pub fn install() -> Result<(), String> {
     if preloaded() {
         return Ok(());
     }
-    patch_all();
+    PATCHED.store(true, Ordering::Release);
+    patch_all(&hooks());
     Ok(())
+}
+
+/// Points the entries [`install`] patched back at libc's functions. Does nothing when the
+/// library was preloaded (the dynamic linker bound the program to it for good).
+pub fn uninstall() {
+    if preloaded() || !PATCHED.swap(false, Ordering::AcqRel) {
+        return;
+    }
+    let Some(r) = crate::real::real() else { return };
+    let libc_dlopen: unsafe extern "C" fn(*const c_char, c_int) -> *mut c_void = libc::dlopen;
+    let table: [(&'static CStr, usize); 15] = [
+        (c"malloc", r.malloc as usize),
+        (c"calloc", r.calloc as usize),
+        (c"realloc", r.realloc as usize),
+        (c"free", r.free as usize),
+        (c"posix_memalign", r.posix_memalign as usize),
+        (c"aligned_alloc", r.aligned_alloc as usize),
+        (c"memalign", r.memalign as usize),
+        (c"valloc", r.valloc as usize),
+        (c"pvalloc", r.pvalloc as usize),
+        (c"mmap", r.mmap as usize),
+        (c"mmap64", r.mmap64 as usize),
+        (c"munmap", r.munmap as usize),
+        (c"_exit", r.exit as usize),
+        (c"_Exit", r.exit_upper as usize),
+        (c"dlopen", libc_dlopen as usize),
+    ];
+    patch_all(&table);
 }
 
 /// True when the dynamic linker resolves `malloc` to this library (LD_PRELOAD).
@@ -75,20 +109,20 @@ unsafe extern "C" fn hooked_dlopen(file: *const c_char, flags: c_int) -> *mut c_
     // SAFETY: forwarding the caller's arguments; this library's own reference to
     // `dlopen` is bound to libc's.
     let handle = unsafe { libc::dlopen(file, flags) };
-    if !handle.is_null() {
-        patch_all();
+    if !handle.is_null() && PATCHED.load(Ordering::Acquire) {
+        patch_all(&hooks());
     }
     handle
 }
 
-fn patch_all() {
+/// Points every loaded object's imports of the functions in `table` at the addresses given.
+fn patch_all(table: &[(&'static CStr, usize)]) {
     let _lock = PATCHING.lock().unwrap_or_else(|e| e.into_inner());
-    let table = hooks();
     let own = own_base();
     // SAFETY: dl_iterate_phdr calls `visit` with valid info for each loaded object;
     // `data` is our `Ctx`, alive for the call.
     unsafe {
-        let mut ctx = Ctx { table: &table, own };
+        let mut ctx = Ctx { table, own };
         libc::dl_iterate_phdr(Some(visit), (&mut ctx as *mut Ctx).cast());
     }
 }

@@ -36,6 +36,7 @@
 mod clock;
 mod got;
 mod guard;
+mod inject;
 mod native_hooks;
 mod process_end;
 mod profiler;
@@ -223,6 +224,46 @@ unsafe fn take_number_var<T: std::str::FromStr>(name: &CStr) -> Option<T> {
     }
 }
 
+/// `memlens attach`: runs `code` (Python source) on a new thread that takes the GIL like any
+/// other (see [`inject`]); gdb calls it. Returns 0 when the thread started, -1 when this is
+/// not a Python process or no thread could be started.
+///
+/// # Safety
+/// `code` is NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn memlens_inject(code: *const c_char) -> c_int {
+    // SAFETY: per the function contract.
+    let code = unsafe { c_bytes(code) };
+    if inject::run_on_new_thread(code) {
+        0
+    } else {
+        -1
+    }
+}
+
+/// `memlens attach`, after [`memlens_stop`]: takes every hook out of the process (the
+/// GOT entries, the Python allocators, the frame-evaluation hook, the reference tracer) and
+/// ends the drain thread, leaving the library loaded and inert. Returns 0, or 1 when a hook had to stay: one that
+/// another tool wrapped after memlens (it forwards, as while tracing is off), or all of
+/// them while tracing is still on. GIL held.
+#[no_mangle]
+pub extern "C" fn memlens_unhook() -> c_int {
+    if tracing::active() {
+        return 1;
+    }
+    if !python_api::ready() {
+        return 0;
+    }
+    let _g = guard::Guard::enter(guard::Ctx::Tracer);
+    got::uninstall();
+    ref_tracer::uninstall();
+    let api = python_api::api();
+    let mem = pymem_hooks::uninstall(api);
+    let eval = profiler::remove_eval_hook();
+    tracing::retire_drain_thread();
+    c_int::from(!(mem && eval))
+}
+
 /// Stops tracing and flushes everything to the parent. Idempotent.
 #[no_mangle]
 pub extern "C" fn memlens_stop() {
@@ -285,8 +326,8 @@ pub extern "C" fn memlens_active() -> c_int {
 }
 
 /// Pauses (`paused != 0`) or resumes recording of the calling thread's allocations and
-/// frees. The census pauses itself so its temporary lists do not show up as the
-/// program's memory. GIL held (ctypes.PyDLL).
+/// frees; pauses nest (each resume ends one pause). The census pauses itself so its
+/// temporary lists do not show up as the program's memory. GIL held (ctypes.PyDLL).
 #[no_mangle]
 pub extern "C" fn memlens_pause(paused: c_int) {
     tracing::pause_thread(paused != 0);

@@ -238,9 +238,9 @@ pub fn walking() -> bool {
 /// The evaluation function ours wraps (CPython's own, or another PEP 523 user's).
 static PREV_EVAL: AtomicUsize = AtomicUsize::new(0);
 
-/// Wraps the interpreter's frame-evaluation function, once per process: if another PEP 523
-/// user later wraps ours, wrapping theirs again would make the two call each other forever.
-/// Needs the GIL.
+/// Wraps the interpreter's frame-evaluation function, once (until [`remove_eval_hook`]): if
+/// another PEP 523 user later wraps ours, wrapping theirs again would make the two call each
+/// other forever. Needs the GIL.
 fn install_eval_hook() {
     let Some(hook) = api().eval_hook() else { return };
     if PREV_EVAL.load(Ordering::Acquire) != 0 {
@@ -253,6 +253,54 @@ fn install_eval_hook() {
         PREV_EVAL.store(current as usize, Ordering::Release);
         (hook.set_eval)(interp, Some(eval_frame));
     }
+}
+
+/// Builds the shadow stack of a thread that has run no new frame since tracing started (a
+/// loop in one long-running function of a thread that was already running: the
+/// frame-evaluation hook sees only frames that start), from its current frame. Called at
+/// its first allocation with the GIL held; where stacks are kept by a profile function or
+/// walked, those do it.
+pub fn seed_running_thread(st: &mut ThreadState) {
+    if mode() != StackMode::Eval {
+        return;
+    }
+    let api = api();
+    // SAFETY: GIL held (caller's contract); PyEval_GetFrame returns a borrowed reference
+    // (or NULL), made a new one for seed_from to take over.
+    let frame = unsafe { (api.eval_get_frame)() };
+    if !frame.is_null() {
+        // SAFETY: as above.
+        unsafe { (api.inc_ref)(frame) };
+    }
+    seed_from(api, st, frame, |_| false);
+}
+
+/// Puts back the frame-evaluation function [`install_eval_hook`] wrapped, if ours is still
+/// the current one (another PEP 523 user that wrapped ours keeps it: then it stays, and
+/// false is returned). Every thread's shadow stack is then out of date: each is built
+/// afresh at its next use. Needs the GIL and tracing stopped.
+pub fn remove_eval_hook() -> bool {
+    let Some(hook) = api().eval_hook() else { return true };
+    let prev = PREV_EVAL.load(Ordering::Acquire);
+    if prev == 0 {
+        return true;
+    }
+    // SAFETY: GIL held; Get and Set read and write the interpreter's slot. Frames already
+    // running through `eval_frame` finish in it (the library is never unloaded).
+    unsafe {
+        let interp = (hook.get_interp)();
+        let ours: EvalFunc = eval_frame;
+        if (hook.get_eval)(interp).map(|f| f as usize) != Some(ours as usize) {
+            return false;
+        }
+        // What `install_eval_hook` found (CPython's default when the slot was empty: setting
+        // that empties the slot again where the interpreter keeps it empty).
+        let prev: EvalFunc = std::mem::transmute(prev);
+        (hook.set_eval)(interp, Some(prev));
+    }
+    PREV_EVAL.store(0, Ordering::Release);
+    crate::thread_state::invalidate_stacks();
+    true
 }
 
 /// The frame-evaluation function: keeps the running thread's shadow stack around each

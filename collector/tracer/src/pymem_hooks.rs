@@ -21,8 +21,9 @@ struct Domain {
     ctx: Ctx,
 }
 
-// SAFETY: `prev` is written once in `install`, with the GIL held and before our
-// hooks are installed (so before any hook reads it); afterwards it is read-only.
+// SAFETY: `prev` is written in `install`, with the GIL held and before our hooks are
+// installed (so before any hook reads it); afterwards it is read-only until they are taken
+// out again (`uninstall`), and a later `install` writes the same allocator back.
 unsafe impl Sync for Domain {}
 
 const EMPTY: PyMemAllocatorEx = PyMemAllocatorEx {
@@ -56,13 +57,43 @@ pub fn install(api: &PyApi) {
             free: Some(hook_free),
         };
         // SAFETY: GIL held; prev is written before the hooks that read it exist.
-        // The hooks stay installed for the life of the process (they forward when
-        // tracing is off), so `prev` stays valid.
+        // The hooks stay installed until `uninstall` (they forward when tracing is off),
+        // and `prev` is never written again while they are.
         unsafe {
             (api.mem_get_allocator)(domain, d.prev.get());
             (api.mem_set_allocator)(domain, &mut ours);
         }
     }
+}
+
+/// Puts back the allocators [`install`] wrapped, in each domain where ours is still the
+/// current one (another tool that wrapped ours after us keeps its wrapper, which goes on
+/// calling ours; that domain's hooks then stay). Returns false if one stayed. Needs the GIL
+/// and tracing stopped.
+pub fn uninstall(api: &PyApi) -> bool {
+    if !INSTALLED.load(std::sync::atomic::Ordering::Acquire) {
+        return true;
+    }
+    let mut all = true;
+    for (domain, d) in [(DOMAIN_RAW, &RAW), (DOMAIN_MEM, &MEM), (DOMAIN_OBJ, &OBJ)] {
+        let mut current = EMPTY;
+        // SAFETY: GIL held; Get only copies the domain's allocator out. Hooks that are
+        // running on other threads read `prev`, which stays as it is.
+        unsafe {
+            (api.mem_get_allocator)(domain, &mut current);
+            let ours = current.ctx == (d as *const Domain).cast_mut().cast()
+                && current.malloc.map(|f| f as usize) == Some(hook_malloc as *const () as usize);
+            if ours {
+                (api.mem_set_allocator)(domain, d.prev.get());
+            } else {
+                all = false;
+            }
+        }
+    }
+    if all {
+        INSTALLED.store(false, std::sync::atomic::Ordering::Release);
+    }
+    all
 }
 
 /// # Safety

@@ -123,12 +123,26 @@ pub struct ThreadState {
     /// Set by `memlens_pause`: the thread's allocations and frees are not recorded
     /// (the census's own work). Stack tracking goes on.
     pub paused: bool,
+    /// Pauses not yet resumed: `paused` while above 0 (a census inside `memlens attach`'s
+    /// own, always paused, thread resumes only its own pause).
+    pub pause_depth: u32,
     /// The frames on the shadow stack are not ours to release (seeded by a frame walk).
     borrowed: bool,
     /// The block the thread allocated last, [start, end), until an object is created in it
     /// (see [`crate::ref_tracer`]).
     fresh: (usize, usize),
-    seeded: bool,
+    /// The [`STACK_EPOCH`] the shadow stack was built from the thread's frames in (0: not
+    /// built, or dropped).
+    seeded: u32,
+}
+
+/// Bumped when every thread's shadow stack is out of date (the frame-evaluation hook was
+/// taken out, so frames came and went unseen): each is built afresh at its next use.
+static STACK_EPOCH: AtomicU32 = AtomicU32::new(1);
+
+/// See [`STACK_EPOCH`].
+pub fn invalidate_stacks() {
+    STACK_EPOCH.fetch_add(1, Ordering::AcqRel);
 }
 
 /// A thread whose state was torn down at exit; it records nothing any more.
@@ -184,9 +198,10 @@ fn create() -> *mut ThreadState {
         lines: LineCache::new(),
         scratch: Vec::new(),
         paused: false,
+        pause_depth: 0,
         borrowed: false,
         fresh: (0, 0),
-        seeded: false,
+        seeded: 0,
     }));
     let key = KEY.load(Ordering::Acquire);
     if key != u32::MAX {
@@ -388,7 +403,7 @@ impl ThreadState {
         self.borrowed = !owned;
         self.stack.extend(frames.map(|(frame, code)| Entry::new(frame, code)));
         self.clean = 0;
-        self.seeded = true;
+        self.seeded = STACK_EPOCH.load(Ordering::Acquire);
     }
 
     /// The next records go out with the lines sent last: the frames are not read (frame
@@ -402,13 +417,13 @@ impl ThreadState {
     pub fn forget_stack(&mut self) {
         self.truncate(0);
         self.clean = 0;
-        self.seeded = false;
+        self.seeded = 0;
     }
 
     /// Whether the shadow stack was ever built from the thread's frames (a thread given
     /// the profiler from another thread starts without).
     pub fn seeded(&self) -> bool {
-        self.seeded
+        self.seeded == STACK_EPOCH.load(Ordering::Relaxed)
     }
 
     pub fn os_tid(&self) -> u64 {

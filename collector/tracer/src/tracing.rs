@@ -44,6 +44,10 @@ static FD: AtomicI32 = AtomicI32::new(-1);
 /// Held by whoever is draining or switching the pipe (the drain thread, start, stop).
 static DRAIN_LOCK: AtomicBool = AtomicBool::new(false);
 static DRAIN_STARTED: AtomicBool = AtomicBool::new(false);
+/// The drain thread's pthread id, while it runs.
+static DRAIN_THREAD: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+/// Asks an idle drain thread to end ([`retire_drain_thread`]).
+static DRAIN_RETIRE: AtomicBool = AtomicBool::new(false);
 /// The current session's number (0: tracing never started).
 static SESSION: AtomicU32 = AtomicU32::new(0);
 
@@ -84,6 +88,11 @@ pub fn record_alloc(g: &guard::Guard, address: usize, size: usize, kind: AllocKi
             if sampling {
                 crate::sampled_set::insert(address);
             }
+            // The object and mem domains are called with the GIL held: a thread that was
+            // running before tracing started and has made no call since gets its stack here.
+            if !st.seeded() && matches!(kind, AllocKind::PymallocObject | AllocKind::PyMem) {
+                crate::profiler::seed_running_thread(st);
+            }
             if crate::profiler::walking() {
                 crate::profiler::walk_frames(st);
             }
@@ -113,7 +122,10 @@ pub fn record_free(g: &guard::Guard, address: usize, kind: AllocKind) {
 /// on. Records other than allocations still go out.
 pub fn pause_thread(paused: bool) {
     let _g = guard::Guard::enter(guard::Ctx::Tracer);
-    with_state(|st| st.paused = paused);
+    with_state(|st| {
+        st.pause_depth = if paused { st.pause_depth + 1 } else { st.pause_depth.saturating_sub(1) };
+        st.paused = st.pause_depth > 0;
+    });
 }
 
 /// Records any other event from the calling thread.
@@ -243,6 +255,9 @@ fn drain_thread() {
     let mut moved = 0;
     loop {
         if !active() {
+            if DRAIN_RETIRE.load(Ordering::Acquire) {
+                return;
+            }
             std::thread::sleep(IDLE_PERIOD);
             continue;
         }
@@ -426,7 +441,28 @@ fn spawn_drain_thread() -> Result<(), String> {
     }
     // SAFETY: naming the thread we just created (15 bytes + NUL).
     unsafe { libc::pthread_setname_np(tid, c"memlens-drain".as_ptr()) };
+    DRAIN_THREAD.store(tid as u64, Ordering::Release);
     Ok(())
+}
+
+/// Ends the drain thread, which idles while tracing is off (`memlens attach` leaves no
+/// thread of its own behind when it detaches); the next session starts one again. Call with
+/// the GIL held and tracing stopped: sessions start with the GIL held, so none starts
+/// meanwhile. Returns within about [`IDLE_PERIOD`].
+pub fn retire_drain_thread() {
+    if active() {
+        return;
+    }
+    let tid = DRAIN_THREAD.swap(0, Ordering::AcqRel);
+    if tid == 0 {
+        return;
+    }
+    DRAIN_RETIRE.store(true, Ordering::Release);
+    // SAFETY: `tid` is the drain thread, created joinable and joined only here (its id was
+    // taken out of DRAIN_THREAD above, so only once).
+    unsafe { libc::pthread_join(tid as libc::pthread_t, std::ptr::null_mut()) };
+    DRAIN_RETIRE.store(false, Ordering::Release);
+    DRAIN_STARTED.store(false, Ordering::Release);
 }
 
 /// Stops recording, drains every ring, sends `Stop` and closes the pipe.
@@ -456,6 +492,7 @@ extern "C" fn after_fork_in_child() {
     ACTIVE.store(false, Ordering::Relaxed);
     NATIVE.store(false, Ordering::Relaxed);
     DRAIN_STARTED.store(false, Ordering::Relaxed);
+    DRAIN_THREAD.store(0, Ordering::Relaxed);
     DRAIN_LOCK.store(false, Ordering::Relaxed);
     crate::reservations::after_fork_in_child();
     crate::sampled_set::after_fork_in_child();

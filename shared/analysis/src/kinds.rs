@@ -22,7 +22,7 @@ pub struct KindUsage {
 /// them, else by replaying its events.
 pub fn kind_usage(rec: &Recording) -> Result<Vec<KindUsage>, Error> {
     if rec.aggregates_missing().is_some() {
-        return crate::replay::kind_usage(rec);
+        return replayed(rec);
     }
     let shapes = rec.base_shapes();
     let Some(last) = shapes.last() else { return Ok(Vec::new()) };

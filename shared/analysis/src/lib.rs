@@ -32,6 +32,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod buckets;
 mod callsites;
 mod census;
 mod diff;
@@ -57,6 +58,7 @@ use memlens_format::{
     Op, Recording, StackId, StringId, ThreadId, Totals, TypeCensus,
 };
 
+pub use buckets::{downsample, Bucket};
 pub use callsites::{call_sites, CallSite};
 pub use census::{
     census_title, deepest_stack, find_census, last_census, last_census_index, site_growth,
@@ -75,7 +77,7 @@ pub use kinds::{kind_usage, KindUsage};
 pub use sampling::{notice_for, sampling_mismatch, sampling_notice};
 pub use snapshot::SnapshotBuilder;
 pub use spans::{span_usage, SpanUsage};
-pub use timeline::{downsample, heap_timeline, rss_timeline, Bucket};
+pub use timeline::{heap_timeline, rss_timeline};
 pub use totals::{EventFilter, Snapshot, StackTotals};
 pub use units::{
     format_bytes, format_bytes_delta, format_count, format_count_delta, format_duration_ns,

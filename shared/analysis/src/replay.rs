@@ -6,7 +6,7 @@ use std::ops::ControlFlow;
 
 use rustc_hash::FxHashMap;
 
-use crate::timeline::{downsample, Bucket};
+use crate::buckets::{downsample, Bucket};
 use crate::{
     AddressMap, Error, Event, EventFilter, Insight, InsightOptions, InsightsBuilder, Op, Recording,
     Snapshot, SnapshotBuilder, StackId, StackTotals, Totals,

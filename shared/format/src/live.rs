@@ -212,19 +212,32 @@ impl LiveBlocks {
             return self.alloc_big(address, b);
         }
         let page = address >> PAGE_SHIFT;
-        let mut p = self.lookup(page);
-        let mut replaced = None;
-        if p.big > 0 {
-            replaced = self.take_big(address);
+        let p = self.lookup(page);
+        if p.big > 0 || p.slots == NO_SLOTS {
+            return self.alloc_small_new_page(page, p, address, b);
         }
-        if replaced.is_some() || p.slots == NO_SLOTS {
-            p.big -= u32::from(replaced.is_some());
-            if p.slots == NO_SLOTS {
-                p.slots = self.new_slots();
-            }
-            self.store(page, p);
+        self.put_small(p.slots, address, b)
+    }
+
+    /// [`LiveBlocks::alloc`] of a small block in a page without slots yet, or one with live
+    /// big blocks (which the small one may replace). Kept out of line: the usual allocation
+    /// returns what was in its slot straight from registers.
+    #[cold]
+    fn alloc_small_new_page(&mut self, page: u64, mut p: Page, address: u64, b: Block) -> Prior {
+        let replaced = if p.big > 0 { self.take_big(address) } else { None };
+        p.big -= u32::from(replaced.is_some());
+        if p.slots == NO_SLOTS {
+            p.slots = self.new_slots();
         }
-        let i = p.slots as usize;
+        self.store(page, p);
+        let prior = self.put_small(p.slots, address, b);
+        replaced.map_or(prior, Prior::Live)
+    }
+
+    /// Puts small block `b` in its slot of slot page `i`; returns what the slot held.
+    #[inline(always)]
+    fn put_small(&mut self, i: u32, address: u64, b: Block) -> Prior {
+        let i = i as usize;
         let s = &mut self.slots[i * SLOTS + slot_of(address)];
         let prior = if s.chunk & LIVE != 0 {
             Prior::Live(s.block())
@@ -247,7 +260,7 @@ impl LiveBlocks {
                 self.busy += 1;
             }
         }
-        replaced.map_or(prior, Prior::Live)
+        prior
     }
 
     /// Forgets the live big block at `address` (being replaced); returns it.

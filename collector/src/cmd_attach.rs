@@ -1,0 +1,625 @@
+//! `memlens attach PID` and `memlens detach PID`: trace a Python process that is already
+//! running, without restarting it, through the same in-process path as `memlens.record()`.
+//!
+//! How: lldb stops the process at the entry of one of CPython's allocator functions or of
+//! `PyErr_CheckSignals` (no lock of libc's or of Python's is held there), loads the tracer
+//! with `dlopen` and has it start a thread (`memlens_inject`), then detaches at once. That
+//! thread takes the GIL like any Python thread and runs `memlens._attach.main`, which starts
+//! `memlens.record()` and talks to this command through two named pipes in a session folder
+//! (`$XDG_RUNTIME_DIR` or the temporary directory, `memlens-attach-PID`): `status` (the
+//! process reports) and `control` (this command, or `memlens detach PID`, says `stop`). The
+//! recording also stops when this command goes away, however it ends: the process reads EOF
+//! on `control` once no writer is left.
+//!
+//! Why lldb and not gdb: Debian 12's gdb 13 cannot call a function in a process on CPUs
+//! whose extended register state it does not know (it fails with "Couldn't write extended
+//! state status: Bad address" and can leave the interrupted system call returning an error
+//! to the program); lldb saves and restores what it needs.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{ErrorKind, Read, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+
+use crate::python_env::{find_tracer, probe_python, PythonPackageDir, SUPPORTED};
+
+#[derive(Debug, Args)]
+#[command(after_help = "EXAMPLES:
+    memlens attach 4242                      # until Ctrl-C or `memlens detach 4242`
+    memlens attach 4242 --duration 60 -o leak.memlens
+    memlens detach 4242                      # from another shell
+
+Needs lldb (Debian/Ubuntu: apt install lldb) and the right to trace the process: the same
+user with /proc/sys/kernel/yama/ptrace_scope at 0, or root (in a container: CAP_SYS_PTRACE).
+See docs/attach.md.")]
+pub struct AttachArgs {
+    /// Process id of the running CPython 3.9-3.13 program.
+    pub pid: u32,
+    /// Output file [default: memlens-attach-<pid>.memlens in the current directory].
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+    /// Stop after this many seconds (default: until Ctrl-C, `memlens detach PID`, or the
+    /// program's end).
+    #[arg(long, value_name = "SECONDS", value_parser = positive_seconds)]
+    pub duration: Option<f64>,
+    /// Do not record native (malloc/mmap) allocations.
+    #[arg(long)]
+    pub no_native: bool,
+    /// No object censuses at the start and end.
+    #[arg(long)]
+    pub no_census: bool,
+    /// Memory sampling interval in milliseconds.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    pub interval: u32,
+    /// How long to wait for the program to reach a point where tracing can start (it must
+    /// run Python code or allocate: a program blocked in one call is not interrupted).
+    #[arg(long, value_name = "SECONDS", default_value_t = 30.0, value_parser = positive_seconds)]
+    pub timeout: f64,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "EXAMPLES:
+    memlens detach 4242      # stops `memlens attach 4242`, which finishes the recording")]
+pub struct DetachArgs {
+    /// Process id given to `memlens attach`.
+    pub pid: u32,
+}
+
+fn positive_seconds(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        _ => Err(format!("`{s}` is not a positive number of seconds")),
+    }
+}
+
+/// CPython functions at whose entry the process may be stopped to load the tracer: each is
+/// called often by running Python code, and none is entered holding a lock or with live
+/// floating-point arguments.
+const SAFE_POINTS: &[&str] =
+    &["PyErr_CheckSignals", "PyObject_Malloc", "PyObject_Free", "PyMem_Malloc", "PyMem_Free"];
+
+pub fn attach(args: AttachArgs) -> Result<i32> {
+    let target = Target::check(args.pid)?;
+    let lldb = find_lldb()?;
+    let tracer = fs::canonicalize(find_tracer()?).context("cannot resolve the tracer's path")?;
+    let output = absolute(
+        args.output
+            .clone()
+            .unwrap_or_else(|| format!("memlens-attach-{}.memlens", args.pid).into()),
+    )?;
+    let package = PythonPackageDir::create()?;
+    let session = Session::create(args.pid, target.uid)?;
+    let options = serde_json::json!({
+        "output": output,
+        "native": !args.no_native,
+        "census": !args.no_census,
+        "interval_ms": args.interval,
+        "binary": std::env::current_exe().context("cannot find the memlens executable")?,
+        "tracer": tracer,
+    });
+    session.write("options.json", &options.to_string())?;
+    session.write(
+        "bootstrap.py",
+        &format!(
+            "import sys\nsys.path.insert(0, {pkg})\ntry:\n    import memlens._attach as a\n\
+             finally:\n    sys.path.remove({pkg})\na.main({dir})\n",
+            pkg = py_str(package.path()),
+            dir = py_str(&session.dir),
+        ),
+    )?;
+    let mut status = Status::open(&session.dir.join("status"))?;
+    // Read-write: opening never blocks, and the process sees EOF only when this end (and any
+    // `memlens detach`'s) is closed.
+    let mut control = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(session.dir.join("control"))
+        .context("cannot open the session's control pipe")?;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, Arc::clone(&stop))
+            .context("cannot install signal handlers")?;
+    }
+    eprintln!("memlens: attaching to {} ({})", args.pid, target.describe());
+    // The code the injected thread runs; nothing it does may print to the program's output.
+    let code = format!(
+        "try:\n exec(open({b}).read(), {{'__name__': '__memlens_attach__'}})\nexcept BaseException:\n pass",
+        b = py_str(&session.dir.join("bootstrap.py"))
+    );
+    inject(
+        &lldb,
+        args.pid,
+        &tracer,
+        &code,
+        Duration::from_secs_f64(args.timeout),
+        &session,
+        &stop,
+    )?;
+
+    let started = status.line(Instant::now() + Duration::from_secs(30), &stop)?;
+    match started.as_deref().and_then(|l| l.split_once(' ')) {
+        Some(("started", mode)) => eprintln!(
+            "memlens: recording {} to {} (stacks: {mode}); Ctrl-C or `memlens detach {}` stops",
+            args.pid,
+            output.display(),
+            args.pid
+        ),
+        Some(("error", why)) => bail!("tracing could not start in process {}: {why}", args.pid),
+        _ if !alive(args.pid) => bail!("process {} ended before tracing started", args.pid),
+        _ => bail!(
+            "process {} did not start tracing (the tracer was loaded; its Python thread never \
+             reported: is the GIL held by a thread that never releases it?)",
+            args.pid
+        ),
+    }
+
+    let deadline = args.duration.map(|s| Instant::now() + Duration::from_secs_f64(s));
+    let mut ended = None;
+    while !stop.load(Ordering::Relaxed) && deadline.is_none_or(|d| Instant::now() < d) {
+        match status.poll_line(Duration::from_millis(100))? {
+            Poll::Line(l) => {
+                if let Some(done) = report(&l) {
+                    ended = Some(done);
+                    break;
+                }
+            }
+            Poll::Closed => break,
+            Poll::Nothing => {}
+        }
+    }
+    if ended.is_none() {
+        // The process may have ended already: then the write finds no reader, which is fine.
+        let _ = control.write_all(b"stop\n");
+        drop(control);
+        ended = status.rest(Instant::now() + Duration::from_secs(600))?;
+    }
+    match ended {
+        Some(Ok(figures)) => {
+            eprintln!("memlens: detached from {}; wrote {} ({figures})", args.pid, output.display())
+        }
+        Some(Err(why)) => bail!("the recording of process {} failed: {why}", args.pid),
+        None => {
+            wait_complete(&output, Duration::from_secs(30));
+            eprintln!(
+                "memlens: process {} ended while traced (or while memlens was detaching); \
+                 wrote {} (up to its end)",
+                args.pid,
+                output.display()
+            );
+        }
+    }
+    Ok(0)
+}
+
+pub fn detach(args: DetachArgs) -> Result<i32> {
+    let dir = session_dir(args.pid);
+    let control = dir.join("control");
+    let mut f = match OpenOptions::new().write(true).custom_flags(libc::O_NONBLOCK).open(&control) {
+        Ok(f) => f,
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENXIO) | Some(libc::ENOENT)) => {
+            bail!("memlens is not attached to process {}", args.pid)
+        }
+        Err(e) => return Err(e).with_context(|| format!("cannot open {}", control.display())),
+    };
+    f.write_all(b"stop\n").with_context(|| format!("cannot write to {}", control.display()))?;
+    eprintln!("memlens: told the recording of {} to stop (`memlens attach` finishes it)", args.pid);
+    Ok(0)
+}
+
+/// A status line from the process: `Some(Ok(figures))` when it stopped, `Some(Err(why))`
+/// when stopping failed; messages are shown and give `None`.
+fn report(line: &str) -> Option<Result<String, String>> {
+    let (kind, text) = line.split_once(' ').unwrap_or((line, ""));
+    match kind {
+        "stopped" => Some(Ok(text.split_whitespace().map(figure).collect::<Vec<_>>().join(", "))),
+        "error" => Some(Err(text.to_owned())),
+        _ => {
+            eprintln!("{}", crate::term::escape_line(text));
+            None
+        }
+    }
+}
+
+/// `peak=123` as "peak 123 B" in the units the rest of memlens uses.
+fn figure(word: &str) -> String {
+    match word.split_once('=') {
+        Some((name, v)) => match v.parse::<u64>() {
+            Ok(n) => format!("{} {}", name, memlens_analysis::format_bytes(n)),
+            Err(_) => format!("{name} unknown"),
+        },
+        None => word.to_owned(),
+    }
+}
+
+/// The running process to attach to.
+struct Target {
+    uid: u32,
+    /// The interpreter's version when it could be asked ("3.12.1"), else the libpython
+    /// found in its mappings.
+    python: String,
+}
+
+impl Target {
+    fn check(pid: u32) -> Result<Target> {
+        if pid == std::process::id() {
+            bail!("memlens cannot attach to itself");
+        }
+        let proc = PathBuf::from(format!("/proc/{pid}"));
+        let meta = match fs::metadata(&proc) {
+            Ok(m) => m,
+            Err(_) => bail!("no process with PID {pid}"),
+        };
+        let uid = std::os::unix::fs::MetadataExt::uid(&meta);
+        let maps = fs::read_to_string(proc.join("maps")).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot read /proc/{pid}/maps ({e}): process {pid} is not yours to trace \
+                 (run memlens attach as its user or as root; see docs/attach.md)"
+            )
+        })?;
+        let exe = fs::read_link(proc.join("exe")).ok();
+        let libpython = maps
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(5))
+            .find(|p| {
+                Path::new(p)
+                    .file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("libpython3"))
+            })
+            .map(str::to_owned);
+        let exe_is_python = exe
+            .as_ref()
+            .and_then(|e| e.file_name())
+            .is_some_and(|n| n.to_string_lossy().starts_with("python"));
+        let python = if exe_is_python {
+            let exe = exe.expect("checked above");
+            let info = probe_python(&exe)?;
+            if let Some(why) = info.unsupported {
+                bail!("cannot trace process {pid}: {why}");
+            }
+            format!("{} {}", info.implementation, info.version)
+        } else if let Some(lib) = libpython {
+            let name = Path::new(&lib).file_name().map(|n| n.to_string_lossy().into_owned());
+            let minor = name
+                .as_deref()
+                .and_then(|n| n.strip_prefix("libpython3."))
+                .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
+                .and_then(|m| m.parse::<u32>().ok());
+            match minor {
+                Some(m) if (SUPPORTED.0..=SUPPORTED.1).contains(&m) => format!("Python 3.{m}"),
+                _ => bail!(
+                    "cannot trace process {pid}: it runs {lib}, and memlens traces CPython \
+                     3.{}-3.{}",
+                    SUPPORTED.0,
+                    SUPPORTED.1
+                ),
+            }
+        } else {
+            let what = exe.map_or_else(|| "?".to_owned(), |e| e.display().to_string());
+            bail!("process {pid} ({what}) is not a Python process (no python executable or libpython in it)");
+        };
+        Ok(Target { uid, python })
+    }
+
+    fn describe(&self) -> &str {
+        &self.python
+    }
+}
+
+/// `$MEMLENS_LLDB`, else the first lldb on PATH.
+fn find_lldb() -> Result<PathBuf> {
+    if let Some(p) = std::env::var_os("MEMLENS_LLDB") {
+        return Ok(p.into());
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let names = ["lldb".to_owned()].into_iter().chain((14..=22).rev().map(|v| format!("lldb-{v}")));
+    for name in names {
+        for dir in std::env::split_paths(&path) {
+            let p = dir.join(&name);
+            if p.is_file() {
+                return Ok(p);
+            }
+        }
+    }
+    bail!(
+        "memlens attach needs lldb, which is not installed (Debian/Ubuntu: apt install lldb; or set \
+         MEMLENS_LLDB=/path/to/lldb); see docs/attach.md"
+    )
+}
+
+/// Has lldb stop the process at a safe point, load the tracer there and start the thread
+/// that runs `code`, then detach. On `timeout` (or Ctrl-C) the process is sent SIGURG, which
+/// lldb is told to stop at and not to deliver: lldb then removes its breakpoints and
+/// detaches without loading anything, and the process runs on as before, with no signal
+/// pending (killing lldb instead would leave its breakpoints in the program's code).
+fn inject(
+    lldb: &Path,
+    pid: u32,
+    tracer: &Path,
+    code: &str,
+    timeout: Duration,
+    session: &Session,
+    stop: &AtomicBool,
+) -> Result<()> {
+    let names: Vec<String> = SAFE_POINTS.iter().map(|n| format!("-n {n}")).collect();
+    // The breakpoint's commands run only when one of the safe points is reached.
+    let script = format!(
+        "process handle SIGURG --pass false --stop true --notify true\n\
+         breakpoint set -K false {names}\n\
+         breakpoint command add 1\n\
+         breakpoint disable\n\
+         expr -- void *h = (void*)dlopen({lib}, 2); \
+         h ? ((int(*)(const char*))dlsym(h, \"memlens_inject\"))({code}) : -2\n\
+         process detach\n\
+         DONE\n\
+         process continue\n\
+         breakpoint delete --force\n\
+         process detach\n",
+        names = names.join(" "),
+        lib = c_str(&tracer.to_string_lossy()),
+        code = c_str(code),
+    );
+    let script_path = session.write("lldb.cmds", &script)?;
+    let mut child = Command::new(lldb)
+        .args(["-b", "--no-lldbinit", "-p", &pid.to_string(), "-s"])
+        .arg(&script_path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot run {}", lldb.display()))?;
+    let (mut out, mut err) =
+        (child.stdout.take().expect("piped"), child.stderr.take().expect("piped"));
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let deadline = Instant::now() + timeout;
+    let mut interrupted = None;
+    let status = loop {
+        if let Some(s) = child.try_wait().context("cannot wait for lldb")? {
+            break s;
+        }
+        let now_stop = stop.load(Ordering::Relaxed);
+        if interrupted.is_none() && (now_stop || Instant::now() >= deadline) {
+            interrupted = Some(now_stop);
+            let target = nix::unistd::Pid::from_raw(pid as i32);
+            let _ = nix::sys::signal::kill(target, nix::sys::signal::Signal::SIGURG);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let transcript = reader.join().unwrap_or_default();
+    let rc = transcript
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("(int) $0 = "))
+        .and_then(|v| v.trim().parse::<i32>().ok());
+    match (rc, interrupted) {
+        (Some(0), _) => Ok(()),
+        (Some(-2), _) => bail!("process {pid} could not load {}", tracer.display()),
+        (Some(rc), _) => {
+            bail!("the tracer could not start its thread in process {pid} (code {rc})")
+        }
+        (None, Some(true)) => {
+            bail!("interrupted before tracing started; process {pid} runs on untouched")
+        }
+        (None, Some(false)) if transcript.contains("stop reason = signal SIGURG") => bail!(
+            "process {pid} reached no point where tracing can start in {:.0} s (it must run \
+             Python code or allocate; a program blocked in one call is not interrupted); it \
+             runs on untouched (--timeout waits longer)",
+            timeout.as_secs_f64()
+        ),
+        (None, _) => {
+            let why = lldb_error(&transcript)
+                .unwrap_or_else(|| format!("lldb exited with {status} and did not say why"));
+            bail!("cannot attach to process {pid}: {why}")
+        }
+    }
+}
+
+/// The reason lldb gives for failing, with advice where it is about permissions.
+fn lldb_error(transcript: &str) -> Option<String> {
+    let line = transcript.lines().find(|l| l.trim_start().starts_with("error:"))?;
+    let msg = line.trim_start().trim_start_matches("error:").trim().to_owned();
+    if msg.contains("not permitted") || msg.contains("ptrace") {
+        return Some(format!(
+            "{msg} (tracing another process needs the same user with \
+             /proc/sys/kernel/yama/ptrace_scope at 0, or root; in a container, CAP_SYS_PTRACE: \
+             see docs/attach.md)"
+        ));
+    }
+    Some(msg)
+}
+
+/// A C string literal for lldb's expression parser.
+fn c_str(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// A Python string literal for a path.
+fn py_str(p: &Path) -> String {
+    serde_json::to_string(&p.to_string_lossy()).expect("a string serializes")
+}
+
+fn absolute(p: PathBuf) -> Result<PathBuf> {
+    if p.is_absolute() {
+        return Ok(p);
+    }
+    Ok(std::env::current_dir().context("cannot read the current directory")?.join(p))
+}
+
+fn alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Waits (a bounded time) until the recorder has closed the recording: its trailer is there.
+fn wait_complete(path: &Path, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        let done = fs::read(path)
+            .ok()
+            .and_then(|b| memlens_format::Recording::from_vec(b).ok())
+            .is_some_and(|r| r.has_trailer());
+        if done {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn session_dir(pid: u32) -> PathBuf {
+    let base = std::env::var_os("XDG_RUNTIME_DIR").map_or_else(std::env::temp_dir, PathBuf::from);
+    base.join(format!("memlens-attach-{pid}"))
+}
+
+/// The session folder: options, the bootstrap, the lldb script and the two pipes. Removed
+/// on drop.
+struct Session {
+    dir: PathBuf,
+}
+
+impl Session {
+    fn create(pid: u32, uid: u32) -> Result<Session> {
+        let dir = session_dir(pid);
+        if dir.exists() {
+            let live = OpenOptions::new()
+                .write(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(dir.join("control"))
+                .is_ok();
+            if live {
+                bail!("memlens is already attached to process {pid} (`memlens detach {pid}` stops it)");
+            }
+            fs::remove_dir_all(&dir).with_context(|| format!("cannot remove {}", dir.display()))?;
+        }
+        fs::create_dir(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let session = Session { dir };
+        fs::set_permissions(&session.dir, fs::Permissions::from_mode(0o700))?;
+        for name in ["status", "control"] {
+            let path = session.dir.join(name);
+            nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600))
+                .with_context(|| format!("cannot make the pipe {}", path.display()))?;
+        }
+        // Root attaching to another user's process: that user's process opens the pipes.
+        if nix::unistd::Uid::effective().is_root() && uid != 0 {
+            for entry in std::iter::once(session.dir.clone())
+                .chain(["status", "control"].map(|n| session.dir.join(n)))
+            {
+                std::os::unix::fs::chown(&entry, Some(uid), None)
+                    .with_context(|| format!("cannot hand {} to uid {uid}", entry.display()))?;
+            }
+        }
+        Ok(session)
+    }
+
+    fn write(&self, name: &str, text: &str) -> Result<PathBuf> {
+        let path = self.dir.join(name);
+        fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644))?;
+        Ok(path)
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+enum Poll {
+    Line(String),
+    Nothing,
+    Closed,
+}
+
+/// The reading end of the `status` pipe, opened before the process opens its end.
+struct Status {
+    file: File,
+    buf: Vec<u8>,
+    /// The process has opened its end (until then, reading finds no writer, not an end).
+    opened: bool,
+}
+
+impl Status {
+    fn open(path: &Path) -> Result<Status> {
+        let file = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        Ok(Status { file, buf: Vec::new(), opened: false })
+    }
+
+    /// A whole line if one is there within `wait`.
+    fn poll_line(&mut self, wait: Duration) -> Result<Poll> {
+        let until = Instant::now() + wait;
+        loop {
+            if let Some(i) = self.buf.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = self.buf.drain(..=i).collect();
+                return Ok(Poll::Line(String::from_utf8_lossy(&line).trim_end().to_owned()));
+            }
+            let mut chunk = [0u8; 4096];
+            match self.file.read(&mut chunk) {
+                Ok(0) if self.opened => return Ok(Poll::Closed),
+                Ok(0) => {}
+                Ok(n) => {
+                    self.opened = true;
+                    self.buf.extend_from_slice(&chunk[..n]);
+                    continue;
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => self.opened = true,
+                Err(e) => return Err(e).context("cannot read the session's status pipe"),
+            }
+            if Instant::now() >= until {
+                return Ok(Poll::Nothing);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The first line, waiting until `deadline` (or a stop request); `None` if none came.
+    fn line(&mut self, deadline: Instant, stop: &AtomicBool) -> Result<Option<String>> {
+        while Instant::now() < deadline && !stop.load(Ordering::Relaxed) {
+            match self.poll_line(Duration::from_millis(100))? {
+                Poll::Line(l) => return Ok(Some(l)),
+                Poll::Closed => return Ok(None),
+                Poll::Nothing => {}
+            }
+        }
+        Ok(None)
+    }
+
+    /// Messages until the process says it stopped, or its end closes.
+    fn rest(&mut self, deadline: Instant) -> Result<Option<Result<String, String>>> {
+        while Instant::now() < deadline {
+            match self.poll_line(Duration::from_millis(100))? {
+                Poll::Line(l) => {
+                    if let Some(done) = report(&l) {
+                        return Ok(Some(done));
+                    }
+                }
+                Poll::Closed => return Ok(None),
+                Poll::Nothing => {}
+            }
+        }
+        Ok(None)
+    }
+}
