@@ -7,8 +7,9 @@ use std::sync::Arc;
 
 use anyhow::{bail, Result};
 use memlens_analysis::{
-    diff_sites, format_bytes, format_bytes_delta, format_count, incomparable_reasons, stack_totals,
-    EventFilter, SiteDelta, Snapshot, StackTotals,
+    diff_sites, format_bytes, format_bytes_delta, format_count, incomparable_reasons,
+    sampling_mismatch, sampling_notice, stack_totals, EventFilter, SiteDelta, Snapshot,
+    StackTotals,
 };
 use memlens_format::{Recording, Summary};
 use serde::Serialize;
@@ -40,6 +41,11 @@ pub struct DiffArgs {
     /// Hide call sites whose change is smaller than this many bytes.
     #[arg(long, default_value_t = 1024)]
     pub min_change: u64,
+    /// Compare an exact recording with a sampled one (`run --sample`), or two sampling
+    /// rates. Refused without this flag (exit code 2): the change would mix the estimates'
+    /// error with the program's.
+    #[arg(long)]
+    pub allow_mixed_sampling: bool,
 }
 
 /// Output formats.
@@ -242,6 +248,8 @@ struct DiffJson {
     base: String,
     head: String,
     warnings: Vec<String>,
+    /// When either recording is sampled (`run --sample`): what its figures are estimates of.
+    estimates: Option<String>,
     metrics: Vec<MetricJson>,
     peak_sites: Vec<SiteJson>,
     leak_sites: Vec<SiteJson>,
@@ -336,6 +344,7 @@ fn compare(base: &Side, head: &Side, args: &DiffArgs, thresholds: &[Threshold]) 
         base: args.base.display().to_string(),
         head: args.head.display().to_string(),
         warnings: incomparable_reasons(&base.rec, &head.rec),
+        estimates: estimates(&base.rec, &head.rec),
         metrics: Metric::ALL
             .iter()
             .filter(|m| shown(m))
@@ -375,8 +384,19 @@ fn change_text(m: &MetricJson) -> String {
 
 /// The markdown: every name and every other text from the recordings or the command line
 /// goes through [`markdown::code`] or [`markdown::text`].
+/// What a diff of sampled recordings says about its figures.
+fn estimates(base: &Recording, head: &Recording) -> Option<String> {
+    if let Some(mixed) = sampling_mismatch(base, head) {
+        return Some(format!("{mixed}: figures are estimates"));
+    }
+    sampling_notice(base).map(|n| format!("both recordings are {n}"))
+}
+
 fn render_markdown(d: &DiffJson) -> String {
     let mut s = String::from("### memlens: memory change\n\n");
+    if let Some(e) = &d.estimates {
+        let _ = writeln!(s, "> **Estimates:** {}.\n", markdown::text(e));
+    }
     for w in &d.incomplete {
         let _ = writeln!(s, "> **Incomplete:** {}.\n", markdown::text(w));
     }
@@ -436,6 +456,9 @@ fn render_markdown(d: &DiffJson) -> String {
 /// terminal).
 fn write_text<W: std::io::Write>(out: &mut term::Out<W>, d: &DiffJson) -> std::io::Result<()> {
     writeln!(out, "base {}\nhead {}", d.base, d.head)?;
+    if let Some(e) = &d.estimates {
+        out.paint_line(Style::Warn, &format!("estimates: {e}"))?;
+    }
     for w in &d.incomplete {
         out.paint_line(Style::Warn, &format!("warning: {w}"))?;
     }
@@ -496,8 +519,18 @@ pub fn run(args: DiffArgs) -> Result<i32> {
         let head = Side::read(&args.head, &head_file);
         (base.join().expect("reading the base recording panicked"), head)
     });
+    let (base, head) = (base?, head?);
+    if let Some(mixed) = sampling_mismatch(&base.rec, &head.rec) {
+        if !args.allow_mixed_sampling {
+            drop(progress);
+            bail!(
+                "not comparing: {mixed}, so the change would mix sampling error with the \
+                 program's (record both runs the same way, or pass --allow-mixed-sampling)"
+            );
+        }
+    }
     progress.phase("comparing");
-    let d = compare(&base?, &head?, &args, &thresholds);
+    let d = compare(&base, &head, &args, &thresholds);
     drop(progress);
     match args.format {
         Format::Json => crate::json::write(&mut std::io::stdout().lock(), &d)?,

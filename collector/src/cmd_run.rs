@@ -39,6 +39,7 @@ use crate::run_recorder::RecorderJob;
     memlens run -o out.memlens -m http.server 8000
     memlens run --no-native -c 'x = [0] * 10**7'
     memlens run --aggregate server.py           # hours-long runs: aggregates only
+    memlens run --sample 512KiB server.py       # sample allocations: estimates, lower cost
     memlens run --python ~/.venvs/app/bin/python app.py")]
 pub struct RunArgs {
     /// Output file [default: memlens-<script>-<pid>.memlens in the current directory].
@@ -88,12 +89,25 @@ pub struct RunArgs {
     /// number of call stacks, not of allocations. Views inside an interval are not exact.
     #[arg(long)]
     pub aggregate: bool,
+    /// Sample allocations instead of recording every one: each thread records one
+    /// allocation every BYTES allocated on average (Poisson byte sampling, as tcmalloc,
+    /// jemalloc and Go do; 512KiB is Go's rate), each standing for the unsampled blocks
+    /// around it, and
+    /// every free of a sampled block. Sizes, peaks, leaks and flame graphs are then
+    /// estimates, and every view says so. BYTES: 1 B to 1 GiB, a number of bytes or with a
+    /// binary unit (B, KiB, MiB, GiB).
+    #[arg(long, value_name = "BYTES", value_parser = parse_sample, conflicts_with = "rss_only")]
+    pub sample: Option<u64>,
     /// Do not print the summary line at the end.
     #[arg(short, long)]
     pub quiet: bool,
     /// The script (or with -m the module, with -c the code), then its arguments.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "SCRIPT [ARGS]")]
     pub args: Vec<OsString>,
+}
+
+fn parse_sample(s: &str) -> Result<u64, String> {
+    crate::sampling::parse_sample_bytes(s).map_err(|e| e.to_string())
 }
 
 fn parse_seconds(s: &str) -> Result<f64, String> {
@@ -128,6 +142,8 @@ pub struct RunOptions {
     pub census_max_objects: u64,
     /// Write the aggregates only, no events.
     pub aggregate: bool,
+    /// Sample allocations, one every this many bytes on average.
+    pub sample: Option<u64>,
     pub quiet: bool,
 }
 
@@ -164,6 +180,7 @@ impl TryFrom<RunArgs> for RunOptions {
             census_interval: a.census_interval,
             census_max_objects: a.census_max_objects,
             aggregate: a.aggregate,
+            sample: a.sample,
             quiet: a.quiet,
         })
     }
@@ -230,7 +247,10 @@ fn meta(opts: &RunOptions, py: &PythonInfo, pid: u32) -> Meta {
                 opts.census_interval.map_or_else(String::new, |s| s.to_string()),
             ),
             ("census_max_objects".to_owned(), opts.census_max_objects.to_string()),
-        ],
+        ]
+        .into_iter()
+        .chain(opts.sample.map(|b| (memlens_format::META_SAMPLE_BYTES.to_owned(), b.to_string())))
+        .collect(),
         ..crate::host::meta(pid, command_line, cwd, capture)
     }
 }
@@ -345,6 +365,7 @@ fn interpreter_command(
         .env("MEMLENS_CENSUS", if opts.census { "1" } else { "0" })
         .env("MEMLENS_CENSUS_INTERVAL", opts.census_interval.unwrap_or(0.0).to_string())
         .env("MEMLENS_CENSUS_MAX_OBJECTS", opts.census_max_objects.to_string())
+        .env("MEMLENS_SAMPLE_BYTES", opts.sample.unwrap_or(0).to_string())
         .env("PYTHONPATH", package.pythonpath());
     cmd
 }

@@ -10,7 +10,8 @@
 //! the block, or the program dies (the pipe closes without a goodbye; the recording is
 //! complete up to then). It runs in its own session, so a Ctrl-C meant for the program
 //! does not cut the recording short. Its last line on stdout gives the block's peak and
-//! what it left allocated (`done peak=N left=N`).
+//! what it left allocated (`done peak=N left=N`, with ` sampled=BYTES` when these are
+//! estimates of a sampled recording).
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -54,6 +55,9 @@ pub struct SinkArgs {
     /// Working directory of the traced program.
     #[arg(long, default_value = "")]
     pub cwd: String,
+    /// Sample allocations, one every BYTES on average (as `memlens run --sample`).
+    #[arg(long, value_name = "BYTES")]
+    pub sample: Option<String>,
     /// The traced program's command line (`sys.argv`).
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub argv: Vec<String>,
@@ -70,6 +74,7 @@ pub fn run(a: SinkArgs) -> Result<i32> {
 }
 
 fn record(a: SinkArgs) -> Result<i32> {
+    let sample = a.sample.as_deref().map(crate::sampling::parse_sample_bytes).transpose()?;
     let tracer = find_tracer()?;
     let file = File::create(&a.output).map_err(|e| write_failed(&a.output, e.into()))?;
     let capture = CaptureOptions {
@@ -84,17 +89,24 @@ fn record(a: SinkArgs) -> Result<i32> {
         extra: vec![
             ("census".to_owned(), if a.census { "on" } else { "off" }.to_owned()),
             ("mode".to_owned(), "memlens.record()".to_owned()),
-        ],
+        ]
+        .into_iter()
+        .chain(sample.map(|b| (memlens_format::META_SAMPLE_BYTES.to_owned(), b.to_string())))
+        .collect(),
         ..crate::host::meta(a.pid, a.argv, a.cwd, capture)
     };
     let writer = RecordingWriter::new(BufWriter::with_capacity(1 << 20, file), &meta)
         .map_err(|e| write_failed(&a.output, e.into()))?;
-    let recorder = Recorder::new(writer, monotonic_ns());
+    let recorder = Recorder::new(writer, monotonic_ns()).sampled(sample.unwrap_or(0));
     // SAFETY: fd 0 is our stdin, the pipe Python gave us; nothing else uses it.
     let pipe = File::from(unsafe { OwnedFd::from_raw_fd(0) });
     let pipe = PipeReader::new(pipe);
     {
         let mut out = std::io::stdout().lock();
+        // The rate, for the tracer, which Python starts next.
+        if let Some(b) = sample {
+            writeln!(out, "sample {b}")?;
+        }
         writeln!(out, "ready {}", tracer.display())?;
         out.flush()?;
     }
@@ -126,6 +138,10 @@ fn record(a: SinkArgs) -> Result<i32> {
     }
     // The block's figures, for `record.peak_bytes` / `leaked_bytes` (the pytest plugin's
     // limits) without reading the file back.
-    println!("done peak={peak} left={left}");
+    // With `sampled=BYTES`, they are estimates.
+    match sample {
+        Some(b) => println!("done peak={peak} left={left} sampled={b}"),
+        None => println!("done peak={peak} left={left}"),
+    }
     Ok(0)
 }

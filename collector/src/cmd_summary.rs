@@ -47,6 +47,11 @@ pub struct SummaryJson {
     pub start_unix_ms: u64,
     /// Only process memory was sampled (`watch`, `run --rss-only`): no allocation data.
     pub rss_only: bool,
+    /// `run --sample BYTES`: the mean bytes between sampled allocations; every byte figure
+    /// is then an estimate, and counts are of sampled blocks. `null`: exact.
+    pub sample_bytes: Option<u64>,
+    /// For a sampled recording, `sampled every 512 KiB: figures are estimates`.
+    pub estimates: Option<String>,
     pub duration_ns: u64,
     pub exit_code: Option<i32>,
     pub signal: Option<i32>,
@@ -295,6 +300,8 @@ pub fn build(rec: &Recording, file: &str, top: usize, how: How) -> Result<Summar
         platform: rec.meta().platform.clone(),
         start_unix_ms: rec.meta().start_unix_ms,
         rss_only: rec.meta().capture.rss_only,
+        sample_bytes: rec.meta().sample_bytes(),
+        estimates: memlens_analysis::sampling_notice(rec),
         duration_ns: s.duration_ns,
         exit_code: end.exit_code,
         signal: end.signal,
@@ -441,6 +448,11 @@ fn write_text<W: Write>(out: &mut Out<W>, s: &SummaryJson) -> Result<()> {
         writeln!(out, "  python      {} (pid {}, {})", s.python_version, s.pid, s.platform)?;
     }
     writeln!(out, "  duration    {}, {}", format_duration_ns(s.duration_ns), s.ended)?;
+    if let Some(notice) = &s.estimates {
+        out.paint_line(Style::Warn, &format!("  estimates   {notice}"))?;
+    }
+    // Counts in a sampled recording are of the blocks it sampled.
+    let allocations = if s.sample_bytes.is_some() { "sampled blocks" } else { "allocations" };
     if s.rss_only {
         writeln!(
             out,
@@ -464,7 +476,7 @@ fn write_text<W: Write>(out: &mut Out<W>, s: &SummaryJson) -> Result<()> {
     )?;
     writeln!(
         out,
-        "  left at end {} in {} allocations",
+        "  left at end {} in {} {allocations}",
         format_bytes(s.leaked_bytes),
         format_count(s.leaked_count)
     )?;
@@ -488,8 +500,9 @@ fn write_text<W: Write>(out: &mut Out<W>, s: &SummaryJson) -> Result<()> {
     }
     writeln!(
         out,
-        "  allocations {} ({} in total)",
+        "  allocations {} {}({} in total)",
         format_count(s.alloc_count),
+        if s.sample_bytes.is_some() { "sampled " } else { "" },
         format_bytes(s.alloc_bytes)
     )?;
     if !s.complete {

@@ -29,6 +29,7 @@ mod python_env;
 mod record_loop;
 mod recorder;
 mod run_recorder;
+mod sampling;
 mod term;
 
 use clap::{Parser, Subcommand};

@@ -85,6 +85,9 @@ pub struct Recorder<W: Write> {
     declared_threads: u32,
     /// Live mappings of kind `Reserved`, by address: where their resident part goes.
     mappings: HashMap<u64, Mapping>,
+    /// The mean bytes between sampled allocations (`--sample`), 0 when every allocation is
+    /// recorded; the tracer's [`Hello`] must say the same.
+    sample_bytes: u64,
 }
 
 /// A mapping's thread and stack, and the bytes of it recorded as resident (heap memory of
@@ -133,7 +136,15 @@ impl<W: Write> Recorder<W> {
             censuses: HashMap::default(),
             declared_threads: 0,
             mappings: HashMap::default(),
+            sample_bytes: 0,
         }
+    }
+
+    /// The recording is sampled, one allocation every `bytes` on average (0: exact): each
+    /// sampled block is written with the size it stands for ([`crate::sampling::weight`]).
+    pub fn sampled(mut self, bytes: u64) -> Self {
+        self.sample_bytes = bytes;
+        self
     }
 
     /// The tracer's greeting, once received.
@@ -277,6 +288,11 @@ impl<W: Write> Recorder<W> {
                     self.end_mapping(time, address)?;
                     self.mappings.insert(address, Mapping { thread, stack, resident: 0 });
                 }
+                let size = if self.sample_bytes != 0 && k.sampled() {
+                    crate::sampling::weight(size, self.sample_bytes)
+                } else {
+                    size
+                };
                 self.writer.alloc(time, thread, stack, address, size, kind(k))?;
             }
             Hot::Free { address, kind: k } => {
@@ -363,6 +379,14 @@ impl<W: Write> Recorder<W> {
                         "the tracer speaks protocol {} but this memlens speaks {PROTOCOL}: \
                          libmemlens_tracer.so and the memlens binary come from different builds",
                         hello.protocol
+                    );
+                }
+                if hello.sample_bytes != self.sample_bytes {
+                    bail!(
+                        "the tracer samples every {} bytes but the recording is of {} \
+                         (0: every allocation)",
+                        hello.sample_bytes,
+                        self.sample_bytes
                     );
                 }
                 self.hello = Some(hello);
@@ -571,8 +595,14 @@ mod tests {
     }
 
     fn hello(out: &mut Vec<u8>) {
-        let hello =
-            Hello { protocol: PROTOCOL, pid: 1, python_major: 3, python_minor: 11, native: true };
+        let hello = Hello {
+            protocol: PROTOCOL,
+            pid: 1,
+            python_major: 3,
+            python_minor: 11,
+            native: true,
+            sample_bytes: 0,
+        };
         enc(out, 1_000, u32::MAX, Record::Hello(hello));
     }
 
@@ -691,8 +721,14 @@ mod tests {
     #[test]
     fn a_recreated_object_moves_its_block_to_the_current_stack() {
         let mut s = Vec::new();
-        let hello =
-            Hello { protocol: PROTOCOL, pid: 1, python_major: 3, python_minor: 13, native: true };
+        let hello = Hello {
+            protocol: PROTOCOL,
+            pid: 1,
+            python_major: 3,
+            python_minor: 13,
+            native: true,
+            sample_bytes: 0,
+        };
         enc(&mut s, 1_000, u32::MAX, Record::Hello(hello));
         enc(&mut s, 1_001, 0, Record::ThreadStart { os_tid: 7, name: b"MainThread" });
         for (id, name) in [(0, &b"rows"[..]), (1, b"cache")] {

@@ -86,6 +86,7 @@ fn record(job: RecorderJob) -> Result<()> {
     } = job;
     let watch = EndWatch::spawn(pid, ctrl).context("cannot watch the traced program")?;
     let options = WriterOptions { events: !aggregate, ..WriterOptions::default() };
+    let sample_bytes = meta.sample_bytes().unwrap_or(0);
     let out = BufWriter::with_capacity(1 << 20, file);
     let mut pipe = File::from(pipe);
     let writer = match RecordingWriter::with_options(out, &meta, options) {
@@ -103,7 +104,7 @@ fn record(job: RecorderJob) -> Result<()> {
             return Err(write_failed(&output, e.into()));
         }
     };
-    let recorder = Recorder::new(writer, t0);
+    let recorder = Recorder::new(writer, t0).sampled(sample_bytes);
     let pipe = PipeReader::new(pipe);
     let (recorder, feed_error) =
         record_loop(recorder, pipe, || tree_memory(pid), interval, || watch.ended().is_some())
@@ -162,9 +163,13 @@ fn record(job: RecorderJob) -> Result<()> {
             Ending::Exited(c) => format!("exit code {c}"),
             Ending::Unknown => "ended without saying how: killed?".to_owned(),
         };
+        let estimated = match sample_bytes {
+            0 => String::new(),
+            b => format!(" ({})", memlens_analysis::notice_for(b)),
+        };
         let _ = writeln!(
             err,
-            "memlens: peak heap {}, {} still allocated at exit ({how}); wrote {}",
+            "memlens: peak heap {}, {} still allocated at exit ({how}){estimated}; wrote {}",
             format_bytes(peak),
             format_bytes(end_heap),
             output.display()

@@ -45,6 +45,23 @@ describe('viewer', () => {
     await noProblems(page);
   });
 
+  test('says a sampled recording\'s figures are estimates, and an exact one\'s not', async () => {
+    const page = await open();
+    await pick(page, join(FIXTURES, 'sampled', `${MAIN}.memlens`));
+    assert.equal(
+      (await page.textContent('#sampling-notice')).trim(),
+      'Estimatessampled every 512 KiB: figures are estimates',
+    );
+    assert.ok(await page.isVisible('#sampling-notice'));
+    // The 100 MiB bytearray is sampled whatever the draw (p = 1 - exp(-200)).
+    assert.match(await page.textContent('#fact-peak-heap .fact-value'), /^1\d\d MiB$/);
+    await noProblems(page);
+    const exact = await open();
+    await pick(exact, mainFile);
+    assert.equal(await exact.locator('#sampling-notice').count(), 0);
+    await noProblems(exact);
+  });
+
   test('opens a recording from the file picker: header, timeline, flame graph', async () => {
     const page = await open();
     await pick(page, mainFile);

@@ -5,7 +5,7 @@
 //! the page.
 
 use leptos::prelude::*;
-use memlens_analysis::incomparable_reasons;
+use memlens_analysis::{incomparable_reasons, sampling_mismatch, sampling_notice};
 
 use crate::compare_model::{delta_text, CompareData};
 use crate::compare_timeline::CompareTimeline;
@@ -83,6 +83,16 @@ pub fn CompareView(base: ByPtr<Loaded>, head: ByPtr<Loaded>) -> impl IntoView {
         .map(|w| format!("Base: {w}"))
         .chain(hd.0.warnings.iter().map(|w| format!("Head: {w}")))
         .chain(reasons.into_iter().map(|r| format!("These recordings may not be comparable: {r}.")))
+        .chain(sampling_mismatch(&bd.0.recording, &hd.0.recording).map(|m| {
+            format!(
+                "Sampled differently: {m}; the change mixes estimation error with the program's."
+            )
+        }))
+        .chain(
+            sampling_notice(&bd.0.recording)
+                .or_else(|| sampling_notice(&hd.0.recording))
+                .map(|n| format!("Estimates: {n}.")),
+        )
         .collect();
     let command =
         |d: &crate::load::Directory| crate::header::shell_join(&d.recording.meta().command_line);

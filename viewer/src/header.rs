@@ -58,7 +58,17 @@ pub fn Header(dir: crate::ByPtr<crate::load::Directory>) -> impl IntoView {
         (Some(code), None) => format!("exit code {code}"),
         (None, None) => "ended".to_string(),
     });
+    // A sampled recording's figures are estimates: said above everything else.
+    let estimates = memlens_analysis::sampling_notice(rec).map(|n| {
+        view! {
+            <div class="banner banner-warning" id="sampling-notice" role="note">
+                <strong>"Estimates"</strong>
+                {n}
+            </div>
+        }
+    });
     view! {
+        {estimates}
         <section class="header" aria-label="Recording summary">
             <div class="command" id="command-line" title="Command line">
                 {command}

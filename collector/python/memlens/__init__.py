@@ -45,6 +45,8 @@ def _load(path):
         lib.memlens_start.restype = ctypes.c_int
         lib.memlens_start_in.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.py_object, ctypes.c_char_p]
         lib.memlens_start_in.restype = ctypes.c_int
+        lib.memlens_set_sample.argtypes = [ctypes.c_uint64]
+        lib.memlens_set_sample.restype = None
         lib.memlens_watch_end.argtypes = [ctypes.c_int]
         lib.memlens_watch_end.restype = ctypes.c_int
         lib.memlens_release_thread.restype = None
@@ -117,9 +119,11 @@ def _watch_end(tracer_path, ctrl_fd):
     _check(lib, lib.memlens_watch_end(ctrl_fd))
 
 
-def _start(tracer_path, fd, native, census=True, census_interval=0.0, census_max_objects=0):
+def _start(tracer_path, fd, native, census=True, census_interval=0.0, census_max_objects=0,
+           sample_bytes=0):
     """Starts tracing into the recorder's pipe `fd` (called by the bootstrap)."""
     lib = _load(tracer_path)
+    lib.memlens_set_sample(sample_bytes)
     traced = _check(lib, lib.memlens_start(fd, 1 if native else 0))
     atexit.register(_stop)
     _begin(lib, census and traced, census_interval, census_max_objects, traced)
@@ -233,6 +237,28 @@ def load_ipython_extension(ipython):
     load(ipython)
 
 
+_SAMPLE_UNITS = {"": 1, "b": 1, "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30}
+
+
+def sample_bytes(value):
+    """The sampling rate ``value`` in bytes: an int, or a string such as ``"512KiB"``,
+    ``"2 MiB"``, ``"524288"`` (binary units B, KiB, MiB, GiB). The same rules as ``memlens
+    run --sample`` (collector/src/sampling.rs): 1 B to 1 GiB, else ``ValueError``."""
+    text = str(value).strip()
+    number = text.rstrip("BbIiKkMmGg ")
+    unit = text[len(number):].strip().lower()
+    try:
+        scale = _SAMPLE_UNITS[unit]
+        count = round(float(number) * scale)
+    except (KeyError, ValueError, OverflowError):
+        raise ValueError(f"sample {value!r}: not a size (examples: 512KiB, 2MiB, 524288; "
+                         "binary units B, KiB, MiB, GiB)") from None
+    if not 1 <= count <= 1 << 30:
+        raise ValueError(f"sample {value!r}: the mean bytes between samples must be from 1 B "
+                         "to 1 GiB (512KiB is the usual rate)")
+    return count
+
+
 class record:
     """``with memlens.record("out.memlens"): ...`` traces the block into a recording.
 
@@ -256,13 +282,20 @@ class record:
     After the block, ``peak_bytes`` is the high-water mark of the memory allocated inside
     it and not yet freed, and ``leaked_bytes`` what it left allocated at its end.
 
+    ``sample="512KiB"`` (or a number of bytes) samples allocations as ``memlens run
+    --sample`` does: one every that many bytes on average, each standing for the blocks
+    around it. The recording, ``peak_bytes`` and ``leaked_bytes`` are then estimates, and
+    ``sample_bytes`` is the rate (``None`` for an exact recording). A rate that is 0,
+    negative, not a size or above 1 GiB raises ``ValueError``.
+
     A separate ``memlens`` process writes the file (found like the ``memlens`` command:
     ``$MEMLENS_BIN``, this environment's scripts, ``PATH``). Also usable as
     ``r = memlens.record(path); r.start(); ...; r.stop()``.
     """
 
-    def __init__(self, path, native=True, census=True, interval_ms=10):
+    def __init__(self, path, native=True, census=True, interval_ms=10, sample=None):
         self.path = os.fspath(path)
+        self.sample_bytes = None if sample is None else sample_bytes(sample)
         self.native = bool(native)
         self.census = bool(census)
         self.interval_ms = int(interval_ms)
@@ -305,6 +338,8 @@ class record:
             "--cwd", os.getcwd(),
         ]
         cmd += ["--native"] * self.native + ["--census"] * self.census
+        if self.sample_bytes is not None:
+            cmd += ["--sample", str(self.sample_bytes)]
         cmd += ["--", *sys.argv]
         r, w = os.pipe()
         try:
@@ -316,12 +351,15 @@ class record:
         finally:
             os.close(r)
         line = sink.stdout.readline().decode("utf-8", "replace")
+        if line.startswith("sample "):
+            line = sink.stdout.readline().decode("utf-8", "replace")
         if not line.startswith("ready "):
             os.close(w)
             out, err = sink.communicate()
             raise self._failure(line + out.decode("utf-8", "replace"), err,
                                 "the recorder did not start")
         lib = _load(line[len("ready "):].strip())
+        lib.memlens_set_sample(self.sample_bytes or 0)
         me = threading.current_thread()
         for t in threading.enumerate():
             if t is not me and t.native_id is not None:

@@ -88,6 +88,7 @@ def main():
     census = os.environ.pop("MEMLENS_CENSUS", "1") == "1"
     census_interval = float(os.environ.pop("MEMLENS_CENSUS_INTERVAL", "0") or 0)
     census_max_objects = int(os.environ.pop("MEMLENS_CENSUS_MAX_OBJECTS", "0") or 0)
+    sample_bytes = int(os.environ.pop("MEMLENS_SAMPLE_BYTES", "0") or 0)
     import memlens
 
     if ctrl >= 0:
@@ -109,7 +110,7 @@ def main():
         print(f"{name}: {e}", file=sys.stderr)
         raise SystemExit(1)
 
-    memlens._start(tracer, fd, native, census, census_interval, census_max_objects)
+    memlens._start(tracer, fd, native, census, census_interval, census_max_objects, sample_bytes)
     try:
         exec(code, globs)
     except SystemExit:

@@ -21,6 +21,10 @@ A test's *peak* is the high-water mark of the memory it allocated and had not ye
 its *leaks* are what it allocated and had not freed when it returned (objects kept alive by
 caches or globals count). Python and native (malloc) allocations both count, and memory
 C code maps with mmap by its resident pages (see docs/memory-figures.md).
+
+``--memlens-sample 512KiB`` samples allocations (``memlens run --sample``): cheaper, and
+every figure, limit check and compare is then of estimates, which the messages say; a
+compare with a baseline sampled differently (or not at all) fails closed.
 """
 
 import hashlib
@@ -129,6 +133,12 @@ def pytest_addoption(parser):
         help="ignore peak growth smaller than this for --memlens-compare (default: 64 KiB)",
     )
     group.addoption(
+        "--memlens-sample",
+        metavar="BYTES",
+        help="sample allocations, one every BYTES on average (e.g. 512KiB; as memlens run "
+             "--sample): figures and limits are then estimates",
+    )
+    group.addoption(
         "--memlens-top",
         metavar="N",
         type=int,
@@ -165,6 +175,23 @@ def pytest_configure(config):
     config.stash[_STATE] = st
 
 
+def _sample(config):
+    """--memlens-sample in bytes (None: exact); a bad rate is a usage error."""
+    text = config.getoption("memlens_sample")
+    if text is None:
+        return None
+    try:
+        return memlens.sample_bytes(text)
+    except ValueError as e:
+        raise pytest.UsageError(f"--memlens-{e}") from None
+
+
+def _estimated(result):
+    """`` (an estimate: sampled every 512 KiB)`` for a sampled test's figures, else ``""``."""
+    rate = result.get("sample_bytes")
+    return f" (an estimate: sampled every {format_size(rate)})" if rate else ""
+
+
 def _read_options(config, out_dir):
     """Checks the options' values (a usage error, exit status 4, names the bad one) and reads
     the --memlens-compare baseline: (its tests by name, None) or (None, why it cannot be read)."""
@@ -176,6 +203,7 @@ def _read_options(config, out_dir):
         parse_size(config.getoption("memlens_min_growth"))
     except ValueError as e:
         raise pytest.UsageError(f"--memlens-min-growth: {e}") from None
+    _sample(config)
     old = config.getoption("memlens_compare")
     if not old:
         return None
@@ -274,7 +302,7 @@ def pytest_runtest_call(item):
         yield
         return
     rel = os.path.join(_TESTS, _file_name(item.nodeid))
-    rec = memlens.record(os.path.join(st.dir, rel), census=False)
+    rec = memlens.record(os.path.join(st.dir, rel), census=False, sample=_sample(item.config))
     # A recording that cannot be written (a full disk) does not change the test's outcome:
     # the test runs, and the session says which tests have no recording.
     try:
@@ -293,6 +321,7 @@ def pytest_runtest_call(item):
                 "peak_bytes": rec.peak_bytes or 0,
                 "leaked_bytes": rec.leaked_bytes or 0,
                 "recording": rel,
+                "sample_bytes": rec.sample_bytes,
             }
         except OSError as e:
             item.stash[_RESULT] = {"name": item.nodeid, "error": _os_reason(e)}
@@ -391,7 +420,7 @@ def pytest_runtest_makereport(item, call):
             sites = summary["top_at_peak"] if field == "peak_bytes" else summary["top_leaks"]
             failures.append(
                 f"memlens: {marker}: the test's {what} was {format_size(used)} "
-                f"({used} bytes), over the limit of {text} ({limit} bytes)\n"
+                f"({used} bytes){_estimated(result)}, over the limit of {text} ({limit} bytes)\n"
                 f"  top call sites:\n" + "\n".join(_site_lines(sites, used))
             )
     if failures:
@@ -485,7 +514,7 @@ def _print_top(w, st, top):
         w(f"memlens: WARNING: {st.results_error}\n", yellow=True, bold=True)
     if not tests or top <= 0:
         return
-    w(f"memlens: top {min(top, len(tests))} tests by peak memory\n")
+    w(f"memlens: top {min(top, len(tests))} tests by peak memory{_estimated(tests[0])}\n")
     w(f"  {'peak':>10}  {'leaked':>10}  test\n")
     for t in sorted(tests, key=lambda t: -t["peak_bytes"])[:top]:
         w(f"  {format_size(t['peak_bytes']):>10}  {format_size(t['leaked_bytes']):>10}  {t['name']}\n")
@@ -499,12 +528,16 @@ def _compare(st, old_name, threshold_pct, min_growth):
     old, why = st.baseline
     if old is None:
         return True, f"memlens: FAILED: cannot compare with the baseline: {why}\n"
-    worse, compared = [], 0
+    worse, compared, mixed = [], 0, []
     for t in st.tests:
         before = old.get(t["name"])
         if not isinstance(before, dict) or not isinstance(before.get("peak_bytes"), int):
             continue
         compared += 1
+        if before.get("sample_bytes") != t.get("sample_bytes"):
+            # An estimate against an exact figure (or another rate) cannot decide: fail closed.
+            mixed.append(t["name"])
+            continue
         a, b = before["peak_bytes"], t["peak_bytes"]
         if b - a > min_growth and b > a * (1 + threshold_pct / 100):
             worse.append((t, before, a, b))
@@ -516,6 +549,10 @@ def _compare(st, old_name, threshold_pct, min_growth):
         return True, (f"memlens: FAILED: nothing to compare: none of the {ran} tests of this run "
                       f"{has} in the baseline {old_name} (which has {len(old)}); was it made "
                       "from the same tests?\n")
+    if mixed:
+        failed = True
+        text += (f"memlens: FAILED: {len(mixed)} tests could not be compared: the baseline and "
+                 f"this run sample differently (--memlens-sample), e.g. {mixed[0]}\n")
     if st.unrecorded:
         failed = True
         text += (f"memlens: FAILED: {len(st.unrecorded)} tests could not be compared: their "

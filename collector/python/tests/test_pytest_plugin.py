@@ -263,3 +263,26 @@ def test_a_full_disk_keeps_passing_tests_passing(venv, tmp_path, small_disk):
                "--memlens-dir", small_disk / "rec2"], tmp_path, check_status=1)
     assert "1 failed, 2 passed" in out, out
     assert "memlens: limit_memory('1 GB') could not be checked: the test's recording could not be written" in out, out
+
+
+def test_sampled_runs_say_their_figures_are_estimates_and_refuse_exact_baselines(venv, tmp_path):
+    """--memlens-sample: a limit failure says its figure is an estimate (40 MB of 1 KB blocks
+    sampled every 512 KiB: relative standard error 11%, so the 24 MB limit is crossed at
+    3.8 standard errors below the estimate's mean); a compare with an exact baseline fails
+    closed; a bad rate is a usage error."""
+    cwd = project(tmp_path)
+    base = [venv / "bin/pytest", "--memlens", "-p", "no:cacheprovider"]
+    out = run([*base, "--memlens-sample", "512KiB", "-k", "big_table"], cwd, check_status=1)
+    assert re.search(r"memlens: limit_memory: the test's peak memory was \d+\.\d MiB \(\d+ bytes\) "
+                     r"\(an estimate: sampled every 512\.0 KiB\), over the limit of 24 MB", out), out
+    assert "tests by peak memory (an estimate: sampled every 512.0 KiB)" in out, out
+    results = json.loads((cwd / ".memlens/tests.json").read_text())
+    assert results["tests"][0]["sample_bytes"] == 524288
+    run([*base, "-k", "grows", "--memlens-dir", "exact"], cwd)
+    out = run([*base, "-k", "grows", "--memlens-dir", "sampled", "--memlens-sample", "512KiB",
+               "--memlens-compare", "exact"], cwd, check_status=1)
+    assert ("memlens: FAILED: 1 tests could not be compared: the baseline and this run sample "
+            "differently (--memlens-sample), e.g. test_limits.py::test_grows") in out, out
+    for bad in ["0", "-1MiB", "lots", "2GiB"]:
+        out = run([*base, f"--memlens-sample={bad}"], cwd, check_status=4)
+        assert f"--memlens-sample '{bad}': " in out, out

@@ -33,6 +33,12 @@ pub struct Tls {
     outer: Cell<Ctx>,
     /// The thread's tracer state (see [`crate::thread_state`]).
     pub state: Cell<*mut ThreadState>,
+    /// Bytes the thread may still allocate before its next sampled allocation (see
+    /// [`crate::sampling`]): here, not in the state, so that an allocation that is not
+    /// sampled costs a decrement of the thread-locals the hook already holds.
+    pub countdown: Cell<i64>,
+    /// The thread's sampling random state (0: not seeded yet).
+    pub rng: Cell<u64>,
 }
 
 /// The bytes reserved for [`Tls`] in the initial-exec block below.
@@ -83,7 +89,13 @@ pub fn tls() -> &'static Tls {
 #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
 thread_local! {
     static TLS: Tls = const {
-        Tls { depth: Cell::new(0), outer: Cell::new(Ctx::Tracer), state: Cell::new(std::ptr::null_mut()) }
+        Tls {
+            depth: Cell::new(0),
+            outer: Cell::new(Ctx::Tracer),
+            state: Cell::new(std::ptr::null_mut()),
+            countdown: Cell::new(0),
+            rng: Cell::new(0),
+        }
     };
 }
 

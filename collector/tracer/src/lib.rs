@@ -46,6 +46,8 @@ mod real;
 mod ref_tracer;
 mod reservations;
 mod ring;
+mod sampled_set;
+mod sampling;
 mod thread_state;
 mod tracing;
 
@@ -92,6 +94,15 @@ fn start_result(r: Result<tracing::Started, String>) -> c_int {
 #[no_mangle]
 pub extern "C" fn memlens_start(fd: c_int, native: c_int) -> c_int {
     start_result(tracing::start(fd, native != 0, std::ptr::null_mut(), b"MainThread"))
+}
+
+/// The next session ([`memlens_start`], [`memlens_start_in`]) samples allocations, one
+/// every `bytes` bytes on average (`memlens run --sample`, `memlens.record(sample=...)`);
+/// 0: every allocation is recorded. Only that session: the one after it is exact unless
+/// this is called again.
+#[no_mangle]
+pub extern "C" fn memlens_set_sample(bytes: u64) {
+    sampling::set_next(bytes);
 }
 
 /// Starts tracing in the middle of a program (`memlens.record()`): like
@@ -178,6 +189,10 @@ extern "C" fn start_at_load() {
         let _ = process_end::install(ctrl, false);
     }
     if let Some(fd) = fd {
+        // SAFETY: as above.
+        if let Some(bytes) = unsafe { take_number_var(c"MEMLENS_SAMPLE_BYTES") } {
+            sampling::set_next(bytes);
+        }
         // A failure (no x86-64 Linux) leaves the program running untraced.
         let _ = tracing::start_at_load(fd);
     }
@@ -188,15 +203,24 @@ extern "C" fn start_at_load() {
 /// # Safety
 /// Nothing else reads or changes the environment meanwhile (a constructor, before `main`).
 unsafe fn take_fd_var(name: &CStr) -> Option<c_int> {
+    // SAFETY: per the function contract.
+    unsafe { take_number_var(name) }
+}
+
+/// The number in environment variable `name`, which is removed.
+///
+/// # Safety
+/// As [`take_fd_var`].
+unsafe fn take_number_var<T: std::str::FromStr>(name: &CStr) -> Option<T> {
     // SAFETY: per the function contract; the string is parsed before it is removed.
     unsafe {
         let v = libc::getenv(name.as_ptr());
         if v.is_null() {
             return None;
         }
-        let fd = CStr::from_ptr(v).to_str().ok().and_then(|s| s.parse::<c_int>().ok());
+        let n = CStr::from_ptr(v).to_str().ok().and_then(|s| s.parse::<T>().ok());
         libc::unsetenv(name.as_ptr());
-        fd
+        n
     }
 }
 

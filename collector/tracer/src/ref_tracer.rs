@@ -83,6 +83,16 @@ unsafe fn block_of(op: *mut PyObject) -> usize {
     op as usize - gc - pre
 }
 
+/// Under sampling, whether the object may lie in a sampled block: only those are in the
+/// recording to be moved. Asked before the block is worked out (a call into CPython for
+/// the type's flags), for each place the block can start (no pre-header, the GC header,
+/// both), so that objects in unsampled blocks, nearly all of them, cost three lookups.
+#[inline]
+fn maybe_sampled(op: usize) -> bool {
+    crate::sampling::mean() == 0
+        || [0, 2 * PTR, 4 * PTR].iter().any(|&d| crate::sampled_set::contains(op.wrapping_sub(d)))
+}
+
 /// The `PyRefTracer`: sends a re-creation for each object created outside the block its
 /// thread allocated last.
 unsafe extern "C" fn on_object(op: *mut PyObject, event: c_int, _data: *mut c_void) -> c_int {
@@ -90,7 +100,7 @@ unsafe extern "C" fn on_object(op: *mut PyObject, event: c_int, _data: *mut c_vo
         return 0;
     }
     let g = Guard::enter(Ctx::Tracer);
-    if !g.outermost() {
+    if !g.outermost() || !maybe_sampled(op as usize) {
         return 0;
     }
     with_state_in(g.tls(), |st| {

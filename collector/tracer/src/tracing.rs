@@ -74,11 +74,20 @@ pub fn native_active() -> bool {
 /// of, and they are rare enough for the clock reading not to matter.
 const EXACT_TIME_BYTES: usize = 256 * 1024;
 
-/// Records an allocation on the calling thread, after syncing its stack.
+/// Records an allocation on the calling thread, after syncing its stack. Under sampling
+/// ([`crate::sampling`]), only the sampled ones, whose addresses go into
+/// [`crate::sampled_set`].
 #[inline]
 pub fn record_alloc(g: &guard::Guard, address: usize, size: usize, kind: AllocKind) {
+    let sampling = crate::sampling::mean() != 0 && kind.sampled();
+    if sampling && !crate::sampling::take(g.tls(), size, crate::sampling::mean()) {
+        return;
+    }
     thread_state::with_state_in(g.tls(), |st| {
         if !st.paused {
+            if sampling {
+                crate::sampled_set::insert(address);
+            }
             // The object and mem domains are called with the GIL held: a thread that was
             // running before tracing started and has made no call since gets its stack here.
             if !st.seeded() && matches!(kind, AllocKind::PymallocObject | AllocKind::PyMem) {
@@ -96,8 +105,12 @@ pub fn record_alloc(g: &guard::Guard, address: usize, size: usize, kind: AllocKi
     });
 }
 
+/// Records a free on the calling thread; under sampling, only of a sampled block.
 #[inline]
 pub fn record_free(g: &guard::Guard, address: usize, kind: AllocKind) {
+    if crate::sampling::mean() != 0 && kind.sampled() && !crate::sampled_set::remove(address) {
+        return;
+    }
     thread_state::with_state_in(g.tls(), |st| {
         if !st.paused {
             st.push_free(&Record::Free { address: address as u64, kind })
@@ -365,6 +378,9 @@ fn open_session(fd: i32, native: bool, api: Option<&PyApi>) -> Result<(), String
         unsafe { libc::close(old) };
     }
     SESSION.fetch_add(1, Ordering::AcqRel);
+    // Before recording is on: no hook samples or looks up addresses yet.
+    let sample_bytes = crate::sampling::begin_session();
+    crate::sampled_set::clear();
     // Hello, then every code object described so far, straight to the pipe: they
     // precede every ring record of the session.
     let mut buf = Vec::new();
@@ -375,6 +391,7 @@ fn open_session(fd: i32, native: bool, api: Option<&PyApi>) -> Result<(), String
             python_major: api.map_or(0, |a| a.major),
             python_minor: api.map_or(0, |a| a.minor),
             native,
+            sample_bytes,
         }),
         &mut buf,
     );
@@ -478,6 +495,7 @@ extern "C" fn after_fork_in_child() {
     DRAIN_THREAD.store(0, Ordering::Relaxed);
     DRAIN_LOCK.store(false, Ordering::Relaxed);
     crate::reservations::after_fork_in_child();
+    crate::sampled_set::after_fork_in_child();
     let fd = FD.swap(-1, Ordering::Relaxed);
     if fd >= 0 {
         // SAFETY: closing our copy of the pipe in the child.

@@ -2,7 +2,7 @@ use crate::WireError;
 
 /// Protocol number sent in [`Hello`]; bumped whenever a record's layout changes so
 /// a parent and a tracer from different builds fail loudly instead of misreading.
-pub const PROTOCOL: u32 = 6;
+pub const PROTOCOL: u32 = 7;
 
 /// Upper bound on one variable-length record's `len` field. Strings (qualnames, paths,
 /// labels) are truncated by the tracer well below this; anything longer is corruption.
@@ -52,6 +52,14 @@ pub enum AllocKind {
 const KINDS: u8 = 7;
 
 impl AllocKind {
+    /// Whether `memlens run --sample` samples allocations of this kind: heap blocks.
+    /// Mappings (reserved address space, pymalloc's arenas) are few and large, and their
+    /// resident pages are followed by the drain: they are always recorded.
+    #[inline(always)]
+    pub fn sampled(self) -> bool {
+        (self as u8) <= AllocKind::Malloc as u8
+    }
+
     fn from_u8(b: u8) -> Result<Self, WireError> {
         Ok(match b {
             0 => AllocKind::PymallocObject,
@@ -75,6 +83,9 @@ pub struct Hello {
     pub python_minor: u8,
     /// Native (malloc/mmap) hooks are recording.
     pub native: bool,
+    /// Allocations of the [`AllocKind::sampled`] kinds are sampled, one every this many
+    /// bytes on average (Poisson byte sampling); 0: every allocation is recorded.
+    pub sample_bytes: u64,
 }
 
 /// One raw record. Strings are raw bytes (normally UTF-8).
@@ -210,7 +221,7 @@ const TAG_CENSUS_CACHE: u8 = 38;
 /// Payload bytes of a fixed-size record, by tag (`None`: unknown or variable-size).
 const fn fixed_payload(tag: u8) -> Option<usize> {
     Some(match tag {
-        TAG_HELLO => 4 + 4 + 1 + 1 + 1,
+        TAG_HELLO => 4 + 4 + 1 + 1 + 1 + 8,
         TAG_STRETCH => 12,
         TAG_SEQ => 20,
         TAG_PUSH => 8,
@@ -399,6 +410,7 @@ impl Record<'_> {
                 w.u8(h.python_major);
                 w.u8(h.python_minor);
                 w.u8(h.native as u8);
+                w.u64(h.sample_bytes);
             }
             Record::Stretch(h) => {
                 w.u64(h.time_ns);
@@ -680,6 +692,7 @@ fn decode_payload<'a>(tag: u8, r: &mut Reader<'a>) -> Option<Record<'a>> {
             python_major: r.u8()?,
             python_minor: r.u8()?,
             native: r.u8()? != 0,
+            sample_bytes: r.u64()?,
         }),
         TAG_STRETCH => Record::Stretch(Header { time_ns: r.u64()?, thread: r.u32()? }),
         TAG_SEQ => Record::Seq { seq: r.u64()?, ticks: r.u64()?, thread: r.u32()? },
@@ -780,6 +793,7 @@ mod tests {
                 python_major: 3,
                 python_minor: 11,
                 native: true,
+                sample_bytes: 512 * 1024,
             }),
             Record::Stretch(Header { time_ns: 77, thread: 3 }),
             Record::Seq { seq: 9, ticks: 123_456, thread: 2 },

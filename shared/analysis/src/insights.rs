@@ -319,6 +319,11 @@ fn churn(
     per_stack: &FxHashMap<StackId, (u64, u64)>,
     found: &mut Vec<Insight>,
 ) {
+    // A sampled block's size is what it stands for (a 64-byte object sampled every 512 KiB
+    // counts about 512 KiB), not one block's: "blocks of 64 KiB or more" cannot be told.
+    if rec.meta().sample_bytes().is_some() {
+        return;
+    }
     for (&stack, &(count, bytes)) in per_stack {
         if count < o.churn_min_count {
             continue;

@@ -43,6 +43,7 @@ mod insights;
 mod kinds;
 mod query;
 pub mod replay;
+mod sampling;
 mod snapshot;
 mod spans;
 mod timeline;
@@ -78,6 +79,7 @@ pub use flame::{
 };
 pub use insights::{insights, Insight, InsightKind, InsightOptions, InsightsBuilder};
 pub use kinds::{kind_usage, KindUsage};
+pub use sampling::{notice_for, sampling_mismatch, sampling_notice};
 pub use snapshot::SnapshotBuilder;
 pub use spans::{span_usage, SpanUsage};
 pub use timeline::{heap_timeline, rss_timeline};

@@ -31,6 +31,25 @@ pub struct Meta {
     pub extra: Vec<(String, String)>,
 }
 
+/// The `Meta.extra` key of a sampled recording's rate (`memlens run --sample`): the mean
+/// bytes between sampled allocations, as a decimal integer. Its allocation sizes are then
+/// estimates (see [`Meta::sample_bytes`]).
+pub const META_SAMPLE_BYTES: &str = "sample_bytes";
+
+impl Meta {
+    /// For a sampled recording, the mean bytes between sampled allocations: each heap block
+    /// in it stands for the blocks of its size that were not sampled, and its recorded size
+    /// is the estimate of their bytes (`size / (1 - exp(-size / rate))`), so every byte
+    /// figure read from it is an estimate. `None`: every allocation was recorded.
+    pub fn sample_bytes(&self) -> Option<u64> {
+        self.extra
+            .iter()
+            .find(|(k, _)| k == META_SAMPLE_BYTES)
+            .and_then(|(_, v)| v.parse().ok())
+            .filter(|&b| b > 0)
+    }
+}
+
 /// What the collector traced.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct CaptureOptions {
