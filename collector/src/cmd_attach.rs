@@ -34,6 +34,7 @@ use crate::python_env::{find_tracer, probe_python, PythonPackageDir, SUPPORTED};
 #[command(after_help = "EXAMPLES:
     memlens attach 4242                      # until Ctrl-C or `memlens detach 4242`
     memlens attach 4242 --duration 60 -o leak.memlens
+    memlens attach 4242 --sample 512KiB       # a service in production: estimates, low cost
     memlens detach 4242                      # from another shell
 
 Needs lldb (Debian/Ubuntu: apt install lldb) and the right to trace the process: the same
@@ -55,6 +56,11 @@ pub struct AttachArgs {
     /// No object censuses at the start and end.
     #[arg(long)]
     pub no_census: bool,
+    /// Sample allocations (one every BYTES allocated on average, e.g. 512KiB) instead of
+    /// recording each: figures are estimates, at a fraction of the cost (see `memlens run
+    /// --help`).
+    #[arg(long, value_name = "BYTES", value_parser = crate::sampling::sample_arg)]
+    pub sample: Option<u64>,
     /// Memory sampling interval in milliseconds.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
     pub interval: u32,
@@ -101,6 +107,7 @@ pub fn attach(args: AttachArgs) -> Result<i32> {
         "native": !args.no_native,
         "census": !args.no_census,
         "interval_ms": args.interval,
+        "sample": args.sample,
         "binary": std::env::current_exe().context("cannot find the memlens executable")?,
         "tracer": tracer,
     });

@@ -96,7 +96,7 @@ pub struct RunArgs {
     /// every free of a sampled block. Sizes, peaks, leaks and flame graphs are then
     /// estimates, and every view says so. BYTES: 1 B to 1 GiB, a number of bytes or with a
     /// binary unit (B, KiB, MiB, GiB).
-    #[arg(long, value_name = "BYTES", value_parser = parse_sample, conflicts_with = "rss_only")]
+    #[arg(long, value_name = "BYTES", value_parser = crate::sampling::sample_arg, conflicts_with = "rss_only")]
     pub sample: Option<u64>,
     /// Do not print the summary line at the end.
     #[arg(short, long)]
@@ -104,10 +104,6 @@ pub struct RunArgs {
     /// The script (or with -m the module, with -c the code), then its arguments.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "SCRIPT [ARGS]")]
     pub args: Vec<OsString>,
-}
-
-fn parse_sample(s: &str) -> Result<u64, String> {
-    crate::sampling::parse_sample_bytes(s).map_err(|e| e.to_string())
 }
 
 fn parse_seconds(s: &str) -> Result<f64, String> {

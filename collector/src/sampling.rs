@@ -47,6 +47,11 @@ pub fn parse_sample_bytes(text: &str) -> Result<u64> {
     Ok(bytes as u64)
 }
 
+/// [`parse_sample_bytes`] as a clap value parser (`--sample` of `run` and `attach`).
+pub fn sample_arg(s: &str) -> Result<u64, String> {
+    parse_sample_bytes(s).map_err(|e| e.to_string())
+}
+
 /// The bytes a sampled block of `size` bytes stands for at mean `rate`:
 /// `size / (1 - exp(-size / rate))`, rounded; `rate` itself for an empty block (the limit).
 pub fn weight(size: u64, rate: u64) -> u64 {

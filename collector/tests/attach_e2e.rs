@@ -165,7 +165,9 @@ fn detach_and_ctrl_c_stop_the_recording_and_the_program_runs_on() {
         let file = dir.0.join("svc.memlens");
         let mut svc = Service::start(&["120"]);
         svc.wait_for("tick 2");
-        let mut cmd = attach(svc.pid(), &["-o"]);
+        // One of the two samples (every block on average: rate 1 byte), the other is exact.
+        let extra: &[&str] = if how == "detach" { &["--sample", "1", "-o"] } else { &["-o"] };
+        let mut cmd = attach(svc.pid(), extra);
         let mut attached = cmd.arg(&file).stderr(Stdio::piped()).spawn().unwrap();
         let mut err = BufReader::new(attached.stderr.take().unwrap());
         let mut said = String::new();
@@ -187,6 +189,12 @@ fn detach_and_ctrl_c_stop_the_recording_and_the_program_runs_on() {
         let rec = open(&file);
         let (kept, _) = at_line(&rec, line_of("service_loop.py", "KEEP"));
         assert!(kept > 0, "{how}: the program's allocations are recorded");
+        let sampled = rec.meta().sample_bytes();
+        assert_eq!(
+            sampled,
+            (how == "detach").then_some(1),
+            "{how}: the recording says how it sampled"
+        );
         let (lines, code) = svc.finish();
         assert_eq!((lines, code), (ticks(120), Some(7)), "{how}: the program ran on untouched");
         let again = memlens().arg("detach").arg(svc_pid_gone()).output().unwrap();
