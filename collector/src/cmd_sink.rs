@@ -21,7 +21,7 @@ use std::time::Duration;
 use anyhow::Result;
 use memlens_format::{CaptureOptions, Meta, RecordingWriter};
 
-use crate::child_memory::tree_memory_except;
+use crate::child_memory::TreeMemory;
 use crate::host::monotonic_ns;
 use crate::python_env::find_tracer;
 use crate::record_loop::{os_error, record_loop, write_failed, PipeReader};
@@ -98,11 +98,11 @@ fn record(a: SinkArgs) -> Result<i32> {
         writeln!(out, "ready {}", tracer.display())?;
         out.flush()?;
     }
-    let (pid, me) = (a.pid, std::process::id());
+    let mut memory = TreeMemory::new(a.pid, Some(std::process::id()));
     let (recorder, mut feed_error) = record_loop(
         recorder,
         pipe,
-        || tree_memory_except(pid, Some(me)),
+        || memory.sample(),
         Duration::from_millis(a.interval),
         || false,
     )
