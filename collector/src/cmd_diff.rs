@@ -224,10 +224,13 @@ struct MetricJson {
     change_percent: Option<f64>,
 }
 
-/// A call site: the program's own function (see `memlens_analysis::user_site`), with the
-/// library function it allocated in, if any; files as `comparable_file` gives them.
+/// A call site's change from base to head: the program's own function (see
+/// `memlens_analysis::user_site`), with the library function it allocated in, if any;
+/// files as `comparable_file` gives them. Unlike one recording's
+/// [`crate::report_model::SiteJson`] it has no line numbers, so that a site matches across
+/// two versions of the code.
 #[derive(Debug, Serialize)]
-struct SiteJson {
+struct SiteChangeJson {
     function: String,
     file: String,
     library: Option<LibraryJson>,
@@ -243,8 +246,8 @@ struct DiffJson {
     head: String,
     warnings: Vec<String>,
     metrics: Vec<MetricJson>,
-    peak_sites: Vec<SiteJson>,
-    leak_sites: Vec<SiteJson>,
+    peak_sites: Vec<SiteChangeJson>,
+    leak_sites: Vec<SiteChangeJson>,
     failed_thresholds: Vec<String>,
     /// Why either recording is incomplete (cut short, or of a run killed by a signal): with
     /// `--fail-if`, the gate then cannot decide (exit code 2).
@@ -261,12 +264,12 @@ fn percent(base: u64, head: u64) -> Option<f64> {
     (base > 0).then(|| (head as f64 - base as f64) / base as f64 * 100.0)
 }
 
-fn sites(deltas: &[SiteDelta], top: usize, min_change: u64) -> Vec<SiteJson> {
+fn sites(deltas: &[SiteDelta], top: usize, min_change: u64) -> Vec<SiteChangeJson> {
     deltas
         .iter()
         .filter(|d| d.delta().unsigned_abs() >= min_change)
         .take(top)
-        .map(|d| SiteJson {
+        .map(|d| SiteChangeJson {
             function: d.function.clone(),
             file: d.file.clone(),
             library: d.library.as_ref().map(|(function, file)| LibraryJson {

@@ -6,8 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
-use crate::assets::viewer_assets;
-use crate::cmd_view::RECORDING_PATH;
+use crate::assets::{viewer_assets, RECORDING_PATH};
 use crate::load::open_recording;
 
 /// Arguments of `memlens report`.
