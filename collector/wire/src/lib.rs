@@ -45,6 +45,7 @@
 
 mod end_report;
 mod error;
+mod layout;
 mod record;
 
 pub use end_report::{EndReport, END_REPORT_LEN};

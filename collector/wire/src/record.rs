@@ -1,4 +1,7 @@
+use crate::layout;
 use crate::WireError;
+
+use tags::*;
 
 /// Protocol number sent in [`Hello`]; bumped whenever a record's layout changes so
 /// a parent and a tracer from different builds fail loudly instead of misreading.
@@ -52,7 +55,7 @@ pub enum AllocKind {
 const KINDS: u8 = 7;
 
 impl AllocKind {
-    fn from_u8(b: u8) -> Result<Self, WireError> {
+    pub(crate) fn from_u8(b: u8) -> Result<Self, WireError> {
         Ok(match b {
             0 => AllocKind::PymallocObject,
             1 => AllocKind::PyMem,
@@ -67,7 +70,7 @@ impl AllocKind {
 }
 
 /// First record on the pipe, sent when tracing starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Hello {
     pub protocol: u32,
     pub pid: u32,
@@ -167,23 +170,43 @@ pub struct CensusCache<'a> {
     pub qualname: &'a [u8],
 }
 
-const TAG_HELLO: u8 = 1;
-const TAG_STRETCH: u8 = 2;
-const TAG_SEQ: u8 = 3;
-const TAG_PUSH: u8 = 4;
-const TAG_POP: u8 = 5;
-const TAG_GC: u8 = 6;
-const TAG_STOP: u8 = 7;
-const TAG_CENSUS_END: u8 = 8;
-const TAG_LINE: u8 = 9;
-const TAG_RESIDENT: u8 = 12;
-/// An allocation in 9 bytes: a `u64` of address (48 bits), size (13) and kind (3), for the
-/// usual block below 8 KiB at an address below 2^48 (all of user space on x86-64).
-const TAG_ALLOC_PACKED: u8 = 10;
-/// A free in 8 bytes: a 7-byte `u56` of address (48 bits) and kind.
-const TAG_FREE_PACKED: u8 = 11;
-/// [`Record::Recreate`]: a `u64` address.
-const TAG_RECREATE: u8 = 13;
+/// Record tags (the first byte of every record).
+pub(crate) mod tags {
+    use super::KINDS;
+
+    pub const TAG_HELLO: u8 = 1;
+    pub const TAG_STRETCH: u8 = 2;
+    pub const TAG_SEQ: u8 = 3;
+    pub const TAG_PUSH: u8 = 4;
+    pub const TAG_POP: u8 = 5;
+    pub const TAG_GC: u8 = 6;
+    pub const TAG_STOP: u8 = 7;
+    pub const TAG_CENSUS_END: u8 = 8;
+    pub const TAG_LINE: u8 = 9;
+    pub const TAG_RESIDENT: u8 = 12;
+    /// An allocation in 9 bytes: a `u64` of address (48 bits), size (13) and kind (3), for the
+    /// usual block below 8 KiB at an address below 2^48 (all of user space on x86-64).
+    pub const TAG_ALLOC_PACKED: u8 = 10;
+    /// A free in 8 bytes: a 7-byte `u56` of address (48 bits) and kind.
+    pub const TAG_FREE_PACKED: u8 = 11;
+    /// `Record::Recreate`: a `u64` address.
+    pub const TAG_RECREATE: u8 = 13;
+    /// `TAG_ALLOC + kind` (kinds 0..KINDS).
+    pub const TAG_ALLOC: u8 = 16;
+    /// `TAG_FREE + kind` (kinds 0..KINDS).
+    pub const TAG_FREE: u8 = 24;
+    /// Tags from here on are followed by a `u32` payload length.
+    pub const FIRST_VARIABLE: u8 = 32;
+    pub const TAG_THREAD_START: u8 = 32;
+    pub const TAG_THREAD_NAME: u8 = 33;
+    pub const TAG_CODE: u8 = 34;
+    pub const TAG_MARKER: u8 = 35;
+    pub const TAG_CENSUS_BEGIN: u8 = 36;
+    pub const TAG_CENSUS_TYPE: u8 = 37;
+    pub const TAG_CENSUS_CACHE: u8 = 38;
+    const _: () = assert!(TAG_ALLOC + KINDS <= TAG_FREE && TAG_FREE + KINDS <= FIRST_VARIABLE);
+}
+
 const PACKED_ADDRESS: u64 = (1 << 48) - 1;
 const PACKED_SIZE_LIMIT: u64 = 1 << 13;
 const _: () = assert!(KINDS <= 8, "kinds fit in 3 bits");
@@ -193,19 +216,6 @@ const _: () = assert!(KINDS <= 8, "kinds fit in 3 bits");
 fn packs(address: u64, size: u64) -> bool {
     address <= PACKED_ADDRESS && size < PACKED_SIZE_LIMIT
 }
-/// `TAG_ALLOC + kind` (kinds 0..KINDS).
-const TAG_ALLOC: u8 = 16;
-/// `TAG_FREE + kind` (kinds 0..KINDS).
-const TAG_FREE: u8 = 24;
-/// Tags from here on are followed by a `u32` payload length.
-const FIRST_VARIABLE: u8 = 32;
-const TAG_THREAD_START: u8 = 32;
-const TAG_THREAD_NAME: u8 = 33;
-const TAG_CODE: u8 = 34;
-const TAG_MARKER: u8 = 35;
-const TAG_CENSUS_BEGIN: u8 = 36;
-const TAG_CENSUS_TYPE: u8 = 37;
-const TAG_CENSUS_CACHE: u8 = 38;
 
 /// Payload bytes of a fixed-size record, by tag (`None`: unknown or variable-size).
 const fn fixed_payload(tag: u8) -> Option<usize> {
@@ -243,15 +253,6 @@ const FIXED_LEN: [u8; 256] = {
     lens
 };
 
-fn str_len(s: &[u8]) -> usize {
-    4 + s.len().min(MAX_STR_LEN)
-}
-
-/// Blobs are cut to whole 8-byte items.
-fn blob_len(b: &[u8]) -> usize {
-    4 + (b.len().min(MAX_BLOB_LEN) & !7)
-}
-
 impl Record<'_> {
     #[inline]
     fn tag(&self) -> u8 {
@@ -279,26 +280,6 @@ impl Record<'_> {
         }
     }
 
-    /// Payload bytes of a variable-size record (after its length field).
-    fn variable_payload(&self) -> usize {
-        match self {
-            Record::ThreadStart { name, .. } => 8 + str_len(name),
-            Record::ThreadName { name } => str_len(name),
-            Record::Code { qualname, filename, .. } => 8 + str_len(qualname) + str_len(filename),
-            Record::Marker { label } => str_len(label),
-            Record::CensusBegin { label, .. } => 1 + 4 + str_len(label),
-            Record::CensusType(t) => {
-                5 * 8
-                    + str_len(t.module)
-                    + str_len(t.qualname)
-                    + blob_len(t.addresses)
-                    + blob_len(t.storage)
-            }
-            Record::CensusCache(c) => 5 * 8 + 1 + str_len(c.module) + str_len(c.qualname),
-            _ => 0,
-        }
-    }
-
     /// Total encoded size of this record.
     #[inline(always)]
     pub fn encoded_len(&self) -> usize {
@@ -321,7 +302,7 @@ impl Record<'_> {
             }
             r => match fixed_payload(r.tag()) {
                 Some(n) => 1 + n,
-                None => 1 + 4 + r.variable_payload(),
+                None => 1 + 4 + layout::payload_len(r),
             },
         }
     }
@@ -386,119 +367,17 @@ impl Record<'_> {
     fn encode_other(&self, out: &mut [u8]) -> Option<usize> {
         let total = self.encoded_len();
         let out = out.get_mut(..total)?;
-        let mut w = Cursor { buf: out, pos: 0 };
         let tag = self.tag();
-        w.u8(tag);
-        if tag >= FIRST_VARIABLE {
-            w.u32((total - 5) as u32);
-        }
-        match *self {
-            Record::Hello(h) => {
-                w.u32(h.protocol);
-                w.u32(h.pid);
-                w.u8(h.python_major);
-                w.u8(h.python_minor);
-                w.u8(h.native as u8);
-            }
-            Record::Stretch(h) => {
-                w.u64(h.time_ns);
-                w.u32(h.thread);
-            }
-            Record::Seq { seq, ticks, thread } => {
-                w.u64(seq);
-                w.u64(ticks);
-                w.u32(thread);
-            }
-            Record::ThreadStart { os_tid, name } => {
-                w.u64(os_tid);
-                w.str(name);
-            }
-            Record::ThreadName { name } => w.str(name),
-            Record::Code { id, first_line, qualname, filename } => {
-                w.u32(id);
-                w.u32(first_line);
-                w.str(qualname);
-                w.str(filename);
-            }
-            Record::Pop { n } => w.u32(n),
-            Record::Recreate { address } => w.u64(address),
-            Record::Marker { label } => w.str(label),
-            Record::Gc { generation, duration_ns, collected, uncollectable } => {
-                w.u8(generation);
-                w.u64(duration_ns);
-                w.u64(collected);
-                w.u64(uncollectable);
-            }
-            Record::Resident { address, bytes } => {
-                w.u64(address);
-                w.u64(bytes);
-            }
-            Record::Stop
-            | Record::Push { .. }
-            | Record::Line { .. }
-            | Record::Alloc { .. }
-            | Record::Free { .. } => {}
-            Record::CensusBegin { trigger, label, sample_every } => {
-                w.u8(trigger);
-                w.u32(sample_every);
-                w.str(label);
-            }
-            Record::CensusType(t) => {
-                for v in [t.count, t.bytes, t.dict_sampled, t.dict_attrs, t.slots_instance_bytes] {
-                    w.u64(v);
-                }
-                w.str(t.module);
-                w.str(t.qualname);
-                w.blob(t.addresses);
-                w.blob(t.storage);
-            }
-            Record::CensusCache(c) => {
-                for v in [c.currsize, c.maxsize.unwrap_or(0), c.hits, c.misses, c.bytes] {
-                    w.u64(v);
-                }
-                w.u8(c.maxsize.is_some() as u8);
-                w.str(c.module);
-                w.str(c.qualname);
-            }
-            Record::CensusEnd { objects, duration_ns, recursion_limit } => {
-                w.u64(objects);
-                w.u64(duration_ns);
-                w.u32(recursion_limit);
-            }
-        }
-        debug_assert_eq!(w.pos, total);
+        out[0] = tag;
+        let start = if tag >= FIRST_VARIABLE {
+            out[1..5].copy_from_slice(&((total - 5) as u32).to_le_bytes());
+            5
+        } else {
+            1
+        };
+        let written = layout::write_payload(self, &mut out[start..]);
+        debug_assert_eq!(start + written, total);
         Some(total)
-    }
-}
-
-struct Cursor<'b> {
-    buf: &'b mut [u8],
-    pos: usize,
-}
-
-impl Cursor<'_> {
-    fn put(&mut self, bytes: &[u8]) {
-        self.buf[self.pos..self.pos + bytes.len()].copy_from_slice(bytes);
-        self.pos += bytes.len();
-    }
-    fn u8(&mut self, v: u8) {
-        self.put(&[v]);
-    }
-    fn u32(&mut self, v: u32) {
-        self.put(&v.to_le_bytes());
-    }
-    fn u64(&mut self, v: u64) {
-        self.put(&v.to_le_bytes());
-    }
-    fn str(&mut self, s: &[u8]) {
-        let s = &s[..s.len().min(MAX_STR_LEN)];
-        self.u32(s.len() as u32);
-        self.put(s);
-    }
-    fn blob(&mut self, b: &[u8]) {
-        let b = &b[..b.len().min(MAX_BLOB_LEN) & !7];
-        self.u32(b.len() as u32);
-        self.put(b);
     }
 }
 
@@ -556,12 +435,8 @@ pub fn decode(buf: &[u8]) -> Result<Option<(Record<'_>, usize)>, WireError> {
         return Err(WireError::UnknownKind(rec[7]));
     }
     let start = if tag >= FIRST_VARIABLE { 5 } else { 1 };
-    let mut r = Reader { buf: &rec[start..], pos: 0 };
     let bad = WireError::BadLength { tag, len: (total - start) as u32 };
-    let record = decode_payload(tag, &mut r).ok_or(bad.clone())?;
-    if r.pos != r.buf.len() {
-        return Err(bad);
-    }
+    let record = layout::read_payload(tag, &rec[start..]).ok_or(bad)?;
     Ok(Some((record, total)))
 }
 
@@ -672,102 +547,6 @@ impl Decoder {
     }
 }
 
-fn decode_payload<'a>(tag: u8, r: &mut Reader<'a>) -> Option<Record<'a>> {
-    Some(match tag {
-        TAG_HELLO => Record::Hello(Hello {
-            protocol: r.u32()?,
-            pid: r.u32()?,
-            python_major: r.u8()?,
-            python_minor: r.u8()?,
-            native: r.u8()? != 0,
-        }),
-        TAG_STRETCH => Record::Stretch(Header { time_ns: r.u64()?, thread: r.u32()? }),
-        TAG_SEQ => Record::Seq { seq: r.u64()?, ticks: r.u64()?, thread: r.u32()? },
-        TAG_THREAD_START => Record::ThreadStart { os_tid: r.u64()?, name: r.str()? },
-        TAG_THREAD_NAME => Record::ThreadName { name: r.str()? },
-        TAG_CODE => Record::Code {
-            id: r.u32()?,
-            first_line: r.u32()?,
-            qualname: r.str()?,
-            filename: r.str()?,
-        },
-        TAG_MARKER => Record::Marker { label: r.str()? },
-        TAG_GC => Record::Gc {
-            generation: r.u8()?,
-            duration_ns: r.u64()?,
-            collected: r.u64()?,
-            uncollectable: r.u64()?,
-        },
-        TAG_STOP => Record::Stop,
-        TAG_RESIDENT => Record::Resident { address: r.u64()?, bytes: r.u64()? },
-        TAG_CENSUS_BEGIN => {
-            Record::CensusBegin { trigger: r.u8()?, sample_every: r.u32()?, label: r.str()? }
-        }
-        TAG_CENSUS_TYPE => Record::CensusType(CensusType {
-            count: r.u64()?,
-            bytes: r.u64()?,
-            dict_sampled: r.u64()?,
-            dict_attrs: r.u64()?,
-            slots_instance_bytes: r.u64()?,
-            module: r.str()?,
-            qualname: r.str()?,
-            addresses: r.blob()?,
-            storage: r.blob()?,
-        }),
-        TAG_CENSUS_CACHE => {
-            let (currsize, maxsize, hits, misses, bytes) =
-                (r.u64()?, r.u64()?, r.u64()?, r.u64()?, r.u64()?);
-            let bounded = r.u8()? != 0;
-            Record::CensusCache(CensusCache {
-                currsize,
-                maxsize: bounded.then_some(maxsize),
-                hits,
-                misses,
-                bytes,
-                module: r.str()?,
-                qualname: r.str()?,
-            })
-        }
-        TAG_CENSUS_END => Record::CensusEnd {
-            objects: r.u64()?,
-            duration_ns: r.u64()?,
-            recursion_limit: r.u32()?,
-        },
-        _ => return None,
-    })
-}
-
-struct Reader<'a> {
-    buf: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        let s = self.buf.get(self.pos..self.pos.checked_add(n)?)?;
-        self.pos += n;
-        Some(s)
-    }
-    fn u8(&mut self) -> Option<u8> {
-        Some(self.take(1)?[0])
-    }
-    fn u32(&mut self) -> Option<u32> {
-        Some(u32::from_le_bytes(self.take(4)?.try_into().ok()?))
-    }
-    fn u64(&mut self) -> Option<u64> {
-        Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?))
-    }
-    fn str(&mut self) -> Option<&'a [u8]> {
-        let n = self.u32()? as usize;
-        self.take(n)
-    }
-    /// A blob of whole u64 items; a ragged length is corrupt.
-    fn blob(&mut self) -> Option<&'a [u8]> {
-        let b = self.str()?;
-        (b.len() % 8 == 0).then_some(b)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -846,6 +625,41 @@ mod tests {
             assert_eq!(record_len(&buf), Ok(Some(buf.len())), "{rec:?}");
             assert_eq!(decode(&buf).unwrap(), Some((rec, buf.len())), "{rec:?}");
         }
+    }
+
+    /// The drain's table of fixed sizes and the layouts say the same.
+    #[test]
+    fn fixed_sizes_agree_with_the_layouts() {
+        for rec in all_records() {
+            let tag = rec.tag();
+            match fixed_payload(tag) {
+                Some(n) => assert_eq!(n, crate::layout::payload_len(&rec), "{rec:?}"),
+                None => assert!(tag >= FIRST_VARIABLE, "{rec:?}"),
+            }
+        }
+    }
+
+    /// Layouts declared once keep the bytes of protocol 6.
+    #[test]
+    fn other_records_are_byte_exact() {
+        let hello =
+            Hello { protocol: 6, pid: 0x0102, python_major: 3, python_minor: 13, native: true };
+        assert_eq!(encoded(&Record::Hello(hello)), [TAG_HELLO, 6, 0, 0, 0, 2, 1, 0, 0, 3, 13, 1]);
+        let cache = Record::CensusCache(CensusCache {
+            currsize: 1,
+            maxsize: Some(2),
+            hits: 3,
+            misses: 4,
+            bytes: 5,
+            module: b"m",
+            qualname: b"fn",
+        });
+        let mut want = vec![TAG_CENSUS_CACHE, 52, 0, 0, 0];
+        for v in 1u64..=5 {
+            want.extend(v.to_le_bytes());
+        }
+        want.extend([1, 1, 0, 0, 0, b'm', 2, 0, 0, 0, b'f', b'n']);
+        assert_eq!(encoded(&cache), want);
     }
 
     #[test]
