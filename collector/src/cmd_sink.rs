@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use memlens_format::{CaptureOptions, Meta, RecordingWriter};
+use memlens_wire::handshake;
 
 use crate::child_memory::TreeMemory;
 use crate::host::monotonic_ns;
@@ -64,7 +65,7 @@ pub struct SinkArgs {
 pub fn run(a: SinkArgs) -> Result<i32> {
     record(a).inspect_err(|e| {
         if let Some(n) = os_error(e) {
-            println!("error errno={n}");
+            println!("{}", handshake::error_line(n));
         }
     })
 }
@@ -95,7 +96,7 @@ fn record(a: SinkArgs) -> Result<i32> {
     let pipe = PipeReader::new(pipe);
     {
         let mut out = std::io::stdout().lock();
-        writeln!(out, "ready {}", tracer.display())?;
+        writeln!(out, "{}", handshake::ready_line(&tracer.to_string_lossy()))?;
         out.flush()?;
     }
     let mut memory = TreeMemory::new(a.pid, Some(std::process::id()));
@@ -126,6 +127,6 @@ fn record(a: SinkArgs) -> Result<i32> {
     }
     // The block's figures, for `record.peak_bytes` / `leaked_bytes` (the pytest plugin's
     // limits) without reading the file back.
-    println!("done peak={peak} left={left}");
+    println!("{}", handshake::done_line(peak, left));
     Ok(0)
 }

@@ -46,6 +46,7 @@
 mod codec;
 mod end_report;
 mod error;
+pub mod handshake;
 mod layout;
 mod record;
 

@@ -121,8 +121,8 @@ pub enum Record<'a> {
     /// `bytes` of the anonymous mapping recorded (as [`AllocKind::Reserved`]) at `address`
     /// are resident now; sent by the drain, of no thread.
     Resident { address: u64, bytes: u64 },
-    /// An object census starts on this thread. `trigger`: 0 start, 1 mark,
-    /// 2 interval, 3 exit; `label` is the mark's label. A census of many objects looks at
+    /// An object census starts on this thread. `trigger`: why, as the number of a
+    /// `memlens_format::CensusTrigger`; `label` is the mark's label. A census of many objects looks at
     /// one object in `sample_every` (1: all of them): its types' counts and sizes are
     /// estimates, already scaled up, and their address lists hold the objects looked at.
     CensusBegin { trigger: u8, label: &'a [u8], sample_every: u32 },
