@@ -4,6 +4,10 @@ use anyhow::{bail, Result};
 
 include!(concat!(env!("OUT_DIR"), "/viewer_assets.rs"));
 
+/// The path of the recording beside the viewer's files, as `memlens view` serves it and a
+/// `memlens report` folder holds it.
+pub const RECORDING_PATH: &str = "recording.memlens";
+
 /// The embedded viewer files, or an error saying how to build them in.
 pub fn viewer_assets() -> Result<&'static [(&'static str, &'static [u8])]> {
     if !ASSETS.iter().any(|(name, _)| *name == "index.html") {

@@ -14,8 +14,8 @@ use memlens_analysis::{
 use memlens_format::{census_trigger, Census, Recording};
 use serde::Serialize;
 
-use crate::cmd_summary::{census_json, site_of, write_census, CensusJson};
 use crate::load::open;
+use crate::report_model::{census_json, site_of, write_census, CensusJson};
 use crate::term::{self, Out, Style};
 
 /// Arguments of `memlens census`.

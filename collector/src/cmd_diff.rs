@@ -230,10 +230,13 @@ struct MetricJson {
     change_percent: Option<f64>,
 }
 
-/// A call site: the program's own function (see `memlens_analysis::user_site`), with the
-/// library function it allocated in, if any; files as `comparable_file` gives them.
+/// A call site's change from base to head: the program's own function (see
+/// `memlens_analysis::user_site`), with the library function it allocated in, if any;
+/// files as `comparable_file` gives them. Unlike one recording's
+/// [`crate::report_model::SiteJson`] it has no line numbers, so that a site matches across
+/// two versions of the code.
 #[derive(Debug, Serialize)]
-struct SiteJson {
+struct SiteChangeJson {
     function: String,
     file: String,
     library: Option<LibraryJson>,
@@ -251,8 +254,8 @@ struct DiffJson {
     /// When either recording is sampled (`run --sample`): what its figures are estimates of.
     estimates: Option<String>,
     metrics: Vec<MetricJson>,
-    peak_sites: Vec<SiteJson>,
-    leak_sites: Vec<SiteJson>,
+    peak_sites: Vec<SiteChangeJson>,
+    leak_sites: Vec<SiteChangeJson>,
     failed_thresholds: Vec<String>,
     /// Why either recording is incomplete (cut short, or of a run killed by a signal): with
     /// `--fail-if`, the gate then cannot decide (exit code 2).
@@ -269,12 +272,12 @@ fn percent(base: u64, head: u64) -> Option<f64> {
     (base > 0).then(|| (head as f64 - base as f64) / base as f64 * 100.0)
 }
 
-fn sites(deltas: &[SiteDelta], top: usize, min_change: u64) -> Vec<SiteJson> {
+fn sites(deltas: &[SiteDelta], top: usize, min_change: u64) -> Vec<SiteChangeJson> {
     deltas
         .iter()
         .filter(|d| d.delta().unsigned_abs() >= min_change)
         .take(top)
-        .map(|d| SiteJson {
+        .map(|d| SiteChangeJson {
             function: d.function.clone(),
             file: d.file.clone(),
             library: d.library.as_ref().map(|(function, file)| LibraryJson {
@@ -382,8 +385,6 @@ fn change_text(m: &MetricJson) -> String {
     format!("{}{pct}", m.metric.format_delta(m.change))
 }
 
-/// The markdown: every name and every other text from the recordings or the command line
-/// goes through [`markdown::code`] or [`markdown::text`].
 /// What a diff of sampled recordings says about its figures.
 fn estimates(base: &Recording, head: &Recording) -> Option<String> {
     if let Some(mixed) = sampling_mismatch(base, head) {
@@ -392,121 +393,211 @@ fn estimates(base: &Recording, head: &Recording) -> Option<String> {
     sampling_notice(base).map(|n| format!("both recordings are {n}"))
 }
 
-fn render_markdown(d: &DiffJson) -> String {
-    let mut s = String::from("### memlens: memory change\n\n");
+/// One row of the report's tables: a metric or a call site, its base and head figures and
+/// the change (its sign colours it on a terminal).
+struct Row<'a> {
+    what: RowOf<'a>,
+    base: String,
+    head: String,
+    change: i64,
+    change_text: String,
+}
+
+enum RowOf<'a> {
+    Metric(Metric),
+    Site(&'a SiteChangeJson),
+}
+
+/// What a report is written to: the text for a terminal or a log ([`TextReport`]) or the
+/// markdown of a pull-request comment ([`MarkdownReport`]). [`render`] walks the report once;
+/// a backend says how each part looks, and makes every name from the recordings inert.
+trait Report {
+    fn start(&mut self, base: &str, head: &str) -> std::io::Result<()>;
+    /// What the figures are estimates of, when either recording is sampled.
+    fn estimates(&mut self, what: &str) -> std::io::Result<()>;
+    /// A recording cut short or of a run killed by a signal (`incomplete`), or a reason the
+    /// runs may not be comparable.
+    fn notice(&mut self, incomplete: bool, why: &str) -> std::io::Result<()>;
+    /// The metrics (`title` none) or one table of call sites, largest changes first.
+    fn table(&mut self, title: Option<&str>, rows: &[Row<'_>]) -> std::io::Result<()>;
+    fn failed(&mut self, thresholds: &[String]) -> std::io::Result<()>;
+}
+
+/// The report: what both backends show, in this order.
+fn render(d: &DiffJson, out: &mut impl Report) -> std::io::Result<()> {
+    out.start(&d.base, &d.head)?;
     if let Some(e) = &d.estimates {
-        let _ = writeln!(s, "> **Estimates:** {}.\n", markdown::text(e));
+        out.estimates(e)?;
     }
     for w in &d.incomplete {
-        let _ = writeln!(s, "> **Incomplete:** {}.\n", markdown::text(w));
+        out.notice(true, w)?;
     }
     for w in &d.warnings {
-        let _ =
-            writeln!(s, "> **Warning:** the runs may not be comparable: {}.\n", markdown::text(w));
+        out.notice(false, w)?;
     }
-    s.push_str("| | base | head | change |\n|---|---:|---:|---:|\n");
-    for m in &d.metrics {
-        let k = m.metric;
-        let _ = writeln!(
-            s,
-            "| {} | {} | {} | {} |",
-            k.label(),
-            k.format(m.base),
-            k.format(m.head),
-            change_text(m)
-        );
-    }
-    for (title, rows) in
+    let metrics: Vec<Row<'_>> = d
+        .metrics
+        .iter()
+        .map(|m| Row {
+            what: RowOf::Metric(m.metric),
+            base: m.metric.format(m.base),
+            head: m.metric.format(m.head),
+            change: m.change,
+            change_text: change_text(m),
+        })
+        .collect();
+    out.table(None, &metrics)?;
+    for (title, sites) in
         [("Call sites at the peak", &d.peak_sites), ("Left at exit", &d.leak_sites)]
     {
-        let _ = writeln!(s, "\n**{title}**, largest changes first\n");
-        if rows.is_empty() {
-            s.push_str("No call site changed.\n");
-            continue;
+        let rows: Vec<Row<'_>> = sites
+            .iter()
+            .map(|s| Row {
+                what: RowOf::Site(s),
+                base: format_bytes(s.base_bytes),
+                head: format_bytes(s.head_bytes),
+                change: s.change_bytes,
+                change_text: format_bytes_delta(s.change_bytes),
+            })
+            .collect();
+        out.table(Some(title), &rows)?;
+    }
+    out.failed(&d.failed_thresholds)
+}
+
+/// The markdown: every name and every other text from the recordings or the command line
+/// goes through [`markdown::code`] or [`markdown::text`].
+struct MarkdownReport(String);
+
+impl Report for MarkdownReport {
+    fn start(&mut self, _: &str, _: &str) -> std::io::Result<()> {
+        self.0.push_str("### memlens: memory change\n\n");
+        Ok(())
+    }
+
+    fn estimates(&mut self, what: &str) -> std::io::Result<()> {
+        let _ = writeln!(self.0, "> **Estimates:** {}.\n", markdown::text(what));
+        Ok(())
+    }
+
+    fn notice(&mut self, incomplete: bool, why: &str) -> std::io::Result<()> {
+        let what = if incomplete {
+            "**Incomplete:**"
+        } else {
+            "**Warning:** the runs may not be comparable:"
+        };
+        let _ = writeln!(self.0, "> {what} {}.\n", markdown::text(why));
+        Ok(())
+    }
+
+    fn table(&mut self, title: Option<&str>, rows: &[Row<'_>]) -> std::io::Result<()> {
+        let s = &mut self.0;
+        if let Some(title) = title {
+            let _ = writeln!(s, "\n**{title}**, largest changes first\n");
+            if rows.is_empty() {
+                s.push_str("No call site changed.\n");
+                return Ok(());
+            }
         }
-        s.push_str("| call site | base | head | change |\n|---|---:|---:|---:|\n");
+        s.push_str(if title.is_some() { "| call site " } else { "| " });
+        s.push_str("| base | head | change |\n|---|---:|---:|---:|\n");
         for r in rows {
-            let file = r.file.rsplit('/').next().unwrap_or(&r.file);
-            let via = r
-                .library
-                .as_ref()
-                .map(|l| {
-                    format!(" in {} ({})", markdown::code(&l.function), markdown::code(&l.file))
-                })
-                .unwrap_or_default();
-            let _ = writeln!(
-                s,
-                "| {} ({}){via} | {} | {} | {} |",
-                markdown::code(&r.function),
-                markdown::code(file),
-                format_bytes(r.base_bytes),
-                format_bytes(r.head_bytes),
-                format_bytes_delta(r.change_bytes)
-            );
+            let what = match r.what {
+                RowOf::Metric(k) => k.label().to_owned(),
+                RowOf::Site(site) => {
+                    let file = site.file.rsplit('/').next().unwrap_or(&site.file);
+                    let via = site
+                        .library
+                        .as_ref()
+                        .map(|l| {
+                            format!(
+                                " in {} ({})",
+                                markdown::code(&l.function),
+                                markdown::code(&l.file)
+                            )
+                        })
+                        .unwrap_or_default();
+                    format!("{} ({}){via}", markdown::code(&site.function), markdown::code(file))
+                }
+            };
+            let _ = writeln!(s, "| {what} | {} | {} | {} |", r.base, r.head, r.change_text);
         }
+        Ok(())
     }
-    if !d.failed_thresholds.is_empty() {
-        let failed: Vec<String> = d.failed_thresholds.iter().map(|t| markdown::code(t)).collect();
-        let _ = writeln!(s, "\n**Failed:** {}", failed.join(", "));
+
+    fn failed(&mut self, thresholds: &[String]) -> std::io::Result<()> {
+        if !thresholds.is_empty() {
+            let failed: Vec<String> = thresholds.iter().map(|t| markdown::code(t)).collect();
+            let _ = writeln!(self.0, "\n**Failed:** {}", failed.join(", "));
+        }
+        Ok(())
     }
-    s
 }
 
 /// The text for a terminal or a log, through [`term::Out`] (names escaped, colour on a
 /// terminal).
-fn write_text<W: std::io::Write>(out: &mut term::Out<W>, d: &DiffJson) -> std::io::Result<()> {
-    writeln!(out, "base {}\nhead {}", d.base, d.head)?;
-    if let Some(e) = &d.estimates {
-        out.paint_line(Style::Warn, &format!("estimates: {e}"))?;
+struct TextReport<'o, W: std::io::Write>(&'o mut term::Out<W>);
+
+impl<W: std::io::Write> Report for TextReport<'_, W> {
+    fn start(&mut self, base: &str, head: &str) -> std::io::Result<()> {
+        writeln!(self.0, "base {base}\nhead {head}")
     }
-    for w in &d.incomplete {
-        out.paint_line(Style::Warn, &format!("warning: {w}"))?;
+
+    fn estimates(&mut self, what: &str) -> std::io::Result<()> {
+        self.0.paint_line(Style::Warn, &format!("estimates: {what}"))
     }
-    for w in &d.warnings {
-        out.paint_line(Style::Warn, &format!("warning: the runs may not be comparable: {w}"))?;
+
+    fn notice(&mut self, incomplete: bool, why: &str) -> std::io::Result<()> {
+        let what = if incomplete { "" } else { "the runs may not be comparable: " };
+        self.0.paint_line(Style::Warn, &format!("warning: {what}{why}"))
     }
-    writeln!(out)?;
-    for m in &d.metrics {
-        let k = m.metric;
-        write!(out, "{:<18} {:>12} -> {:>12}  ", k.label(), k.format(m.base), k.format(m.head))?;
-        out.paint_change(m.change, &change_text(m))?;
+
+    fn table(&mut self, title: Option<&str>, rows: &[Row<'_>]) -> std::io::Result<()> {
+        let out = &mut *self.0;
         writeln!(out)?;
-    }
-    for (title, rows) in
-        [("Call sites at the peak", &d.peak_sites), ("Left at exit", &d.leak_sites)]
-    {
-        writeln!(out)?;
-        out.paint(Style::Heading, title)?;
-        writeln!(out, " (largest changes first)")?;
-        if rows.is_empty() {
-            writeln!(out, "  no call site changed")?;
+        if let Some(title) = title {
+            out.paint(Style::Heading, title)?;
+            writeln!(out, " (largest changes first)")?;
+            if rows.is_empty() {
+                writeln!(out, "  no call site changed")?;
+            }
         }
         for r in rows {
-            let via = r
-                .library
-                .as_ref()
-                .map(|l| format!("  (in {} {})", l.function, l.file))
-                .unwrap_or_default();
-            write!(out, "  ")?;
-            out.paint_change(
-                r.change_bytes,
-                &format!("{:>11}", format_bytes_delta(r.change_bytes)),
-            )?;
-            writeln!(
-                out,
-                "  {:>10} -> {:>10}  {}  {}{via}",
-                format_bytes(r.base_bytes),
-                format_bytes(r.head_bytes),
-                term::escape_line(&r.function),
-                term::escape_line(&r.file)
-            )?;
+            match r.what {
+                RowOf::Metric(k) => {
+                    write!(out, "{:<18} {:>12} -> {:>12}  ", k.label(), r.base, r.head)?;
+                    out.paint_change(r.change, &r.change_text)?;
+                    writeln!(out)?;
+                }
+                RowOf::Site(s) => {
+                    let via = s
+                        .library
+                        .as_ref()
+                        .map(|l| format!("  (in {} {})", l.function, l.file))
+                        .unwrap_or_default();
+                    write!(out, "  ")?;
+                    out.paint_change(r.change, &format!("{:>11}", r.change_text))?;
+                    writeln!(
+                        out,
+                        "  {:>10} -> {:>10}  {}  {}{via}",
+                        r.base,
+                        r.head,
+                        term::escape_line(&s.function),
+                        term::escape_line(&s.file)
+                    )?;
+                }
+            }
         }
+        Ok(())
     }
-    for t in &d.failed_thresholds {
-        writeln!(out)?;
-        out.paint_line(Style::Bad, &format!("FAILED: {t}"))?;
+
+    fn failed(&mut self, thresholds: &[String]) -> std::io::Result<()> {
+        for t in thresholds {
+            writeln!(self.0)?;
+            self.0.paint_line(Style::Bad, &format!("FAILED: {t}"))?;
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 pub fn run(args: DiffArgs) -> Result<i32> {
@@ -534,8 +625,12 @@ pub fn run(args: DiffArgs) -> Result<i32> {
     drop(progress);
     match args.format {
         Format::Json => crate::json::write(&mut std::io::stdout().lock(), &d)?,
-        Format::Markdown => write!(std::io::stdout(), "{}", render_markdown(&d))?,
-        Format::Text => write_text(&mut term::stdout(), &d)?,
+        Format::Markdown => {
+            let mut md = MarkdownReport(String::new());
+            render(&d, &mut md)?;
+            write!(std::io::stdout(), "{}", md.0)?;
+        }
+        Format::Text => render(&d, &mut TextReport(&mut term::stdout()))?,
     }
     if !thresholds.is_empty() && !d.incomplete.is_empty() {
         // A cut recording (an OOM kill, a full disk) under-counts: passing it would let a

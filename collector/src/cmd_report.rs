@@ -6,8 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
-use crate::assets::viewer_assets;
-use crate::cmd_view::RECORDING_PATH;
+use crate::assets::{viewer_assets, RECORDING_PATH};
 use crate::load::open_recording;
 
 /// Arguments of `memlens report`.
@@ -15,7 +14,8 @@ use crate::load::open_recording;
 #[command(after_help = "EXAMPLES:
     memlens report out.memlens -o report/          # a folder for GitHub Pages, S3, CI artifacts
     memlens report out.memlens --single-file -o report.html
-    memlens report --base main.memlens pr.memlens -o diff/   # opens in compare mode")]
+    memlens report --base main.memlens pr.memlens -o diff/   # opens in compare mode
+    memlens report --as-example demo.memlens -o site/        # the viewer, offering demo.memlens")]
 pub struct ReportArgs {
     /// The recording to publish (the head, with --base).
     pub file: PathBuf,
@@ -29,6 +29,10 @@ pub struct ReportArgs {
     /// Write one self-contained HTML file (viewer and recording inlined) that opens from disk.
     #[arg(long)]
     pub single_file: bool,
+    /// Publish the viewer itself, opening on its empty page (drop or pick a recording), which
+    /// offers FILE as an example to open (what `./dev site` publishes).
+    #[arg(long, conflicts_with_all = ["base", "single_file", "notebook"])]
+    pub as_example: bool,
     /// For notebooks (the `%%memlens` magic): write into the folder -o names `cell.html`, a
     /// page with the recording that takes the viewer from the page showing it, and
     /// `viewer.html`, the script that gives it the viewer; a notebook holds the viewer once.
@@ -40,6 +44,9 @@ pub struct ReportArgs {
 pub const NOTEBOOK_PAGE: &str = "cell.html";
 pub const NOTEBOOK_HOST: &str = "viewer.html";
 
+/// File name of the recording an `--as-example` folder offers.
+pub const EXAMPLE_PATH: &str = "example.memlens";
+
 /// File names of a comparison's recordings in a report folder.
 pub const BASE_PATH: &str = "base.memlens";
 pub const HEAD_PATH: &str = "head.memlens";
@@ -47,6 +54,11 @@ pub const HEAD_PATH: &str = "head.memlens";
 /// The page script that tells the viewer which recording to open when the URL names none.
 fn boot_script(source: &str) -> String {
     format!("<script>window.memlensRecording = {source};</script>\n")
+}
+
+/// The page script that makes the viewer's empty page offer a recording as an example.
+fn example_script(source: &str) -> String {
+    format!("<script>window.memlensExample = {source};</script>\n")
 }
 
 /// The page script that opens the viewer in compare mode on two recordings.
@@ -327,6 +339,7 @@ pub fn run(args: ReportArgs) -> Result<i32> {
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let boot = match &base {
         Some(_) => compare_script(&format!("{BASE_PATH:?}"), &format!("{HEAD_PATH:?}")),
+        None if args.as_example => example_script(&format!("{EXAMPLE_PATH:?}")),
         None => boot_script(&format!("{RECORDING_PATH:?}")),
     };
     for (name, bytes) in assets {
@@ -344,6 +357,14 @@ pub fn run(args: ReportArgs) -> Result<i32> {
             eprintln!(
                 "memlens: wrote {}/ (index.html compares {BASE_PATH} with {HEAD_PATH}; serve the \
                  folder from any static host)",
+                dir.display()
+            );
+        }
+        None if args.as_example => {
+            write(&dir.join(EXAMPLE_PATH), &recording)?;
+            eprintln!(
+                "memlens: wrote {}/ (the viewer, whose empty page offers {EXAMPLE_PATH}; serve \
+                 the folder from any static host)",
                 dir.display()
             );
         }

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use memlens_format::{CaptureOptions, Meta};
-use memlens_wire::EndReport;
+use memlens_wire::{handshake, EndReport};
 use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
 use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 use nix::sys::wait::waitpid;
@@ -349,19 +349,19 @@ fn interpreter_command(
         }
     }
     // (Neither, when nothing is traced: the pipe then only tells when the program ended.)
-    let fd_var = if traced { "MEMLENS_FD" } else { "MEMLENS_NATIVE_FD" };
+    let fd_var = if traced { handshake::ENV_FD } else { handshake::ENV_NATIVE_FD };
     if traced || opts.native {
         cmd.env(fd_var, pipe.as_raw_fd().to_string());
     }
     cmd.env("LD_PRELOAD", preload)
-        .env("MEMLENS_TRACER", tracer)
-        .env("MEMLENS_CTRL_FD", ctrl.as_raw_fd().to_string())
-        .env("MEMLENS_MODE", mode)
-        .env("MEMLENS_NATIVE", if opts.native { "1" } else { "0" })
-        .env("MEMLENS_CENSUS", if opts.census { "1" } else { "0" })
-        .env("MEMLENS_CENSUS_INTERVAL", opts.census_interval.unwrap_or(0.0).to_string())
-        .env("MEMLENS_CENSUS_MAX_OBJECTS", opts.census_max_objects.to_string())
-        .env("MEMLENS_SAMPLE_BYTES", opts.sample.unwrap_or(0).to_string())
+        .env(handshake::ENV_TRACER, tracer)
+        .env(handshake::ENV_CTRL_FD, ctrl.as_raw_fd().to_string())
+        .env(handshake::ENV_MODE, mode)
+        .env(handshake::ENV_NATIVE, if opts.native { "1" } else { "0" })
+        .env(handshake::ENV_CENSUS, if opts.census { "1" } else { "0" })
+        .env(handshake::ENV_CENSUS_INTERVAL, opts.census_interval.unwrap_or(0.0).to_string())
+        .env(handshake::ENV_CENSUS_MAX_OBJECTS, opts.census_max_objects.to_string())
+        .env(handshake::ENV_SAMPLE_BYTES, opts.sample.unwrap_or(0).to_string())
         .env("PYTHONPATH", package.pythonpath());
     cmd
 }

@@ -21,8 +21,9 @@ use std::time::Duration;
 
 use anyhow::Result;
 use memlens_format::{CaptureOptions, Meta, RecordingWriter};
+use memlens_wire::handshake;
 
-use crate::child_memory::tree_memory_except;
+use crate::child_memory::TreeMemory;
 use crate::host::monotonic_ns;
 use crate::python_env::find_tracer;
 use crate::record_loop::{os_error, record_loop, write_failed, PipeReader};
@@ -68,7 +69,7 @@ pub struct SinkArgs {
 pub fn run(a: SinkArgs) -> Result<i32> {
     record(a).inspect_err(|e| {
         if let Some(n) = os_error(e) {
-            println!("error errno={n}");
+            println!("{}", handshake::error_line(n));
         }
     })
 }
@@ -105,16 +106,16 @@ fn record(a: SinkArgs) -> Result<i32> {
         let mut out = std::io::stdout().lock();
         // The rate, for the tracer, which Python starts next.
         if let Some(b) = sample {
-            writeln!(out, "sample {b}")?;
+            writeln!(out, "{}", handshake::sample_line(b))?;
         }
-        writeln!(out, "ready {}", tracer.display())?;
+        writeln!(out, "{}", handshake::ready_line(&tracer.to_string_lossy()))?;
         out.flush()?;
     }
-    let (pid, me) = (a.pid, std::process::id());
+    let mut memory = TreeMemory::new(a.pid, Some(std::process::id()));
     let (recorder, mut feed_error) = record_loop(
         recorder,
         pipe,
-        || tree_memory_except(pid, Some(me)),
+        || memory.sample(),
         Duration::from_millis(a.interval),
         || false,
     )
@@ -139,9 +140,6 @@ fn record(a: SinkArgs) -> Result<i32> {
     // The block's figures, for `record.peak_bytes` / `leaked_bytes` (the pytest plugin's
     // limits) without reading the file back.
     // With `sampled=BYTES`, they are estimates.
-    match sample {
-        Some(b) => println!("done peak={peak} left={left} sampled={b}"),
-        None => println!("done peak={peak} left={left}"),
-    }
+    println!("{}", handshake::done_line(peak, left, sample));
     Ok(0)
 }

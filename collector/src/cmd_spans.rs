@@ -10,8 +10,8 @@ use memlens_analysis::{format_bytes, format_count, span_usage};
 use memlens_format::{Marker, Recording};
 use serde::Serialize;
 
-use crate::cmd_summary::{sites, SiteJson};
 use crate::load::open;
+use crate::report_model::{sites, SiteJson};
 use crate::term::{self, Style};
 
 /// Marker label prefixes that open and close a span (kept in sync with `memlens.span`).

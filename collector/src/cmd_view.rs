@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-use crate::assets::{content_type, viewer_assets};
+use crate::assets::{content_type, viewer_assets, RECORDING_PATH};
 use crate::load::open_recording;
 
 /// Arguments of `memlens view`.
@@ -45,9 +45,6 @@ pub struct ViewArgs {
     #[arg(long)]
     pub follow: bool,
 }
-
-/// The path the recording is served under.
-pub const RECORDING_PATH: &str = "recording.memlens";
 
 /// How long `--follow` waits for the recording to appear.
 const APPEAR_TIMEOUT: Duration = Duration::from_secs(60);

@@ -13,7 +13,7 @@ use anyhow::{bail, Context, Result};
 use memlens_analysis::format_bytes;
 use memlens_format::{CaptureOptions, MemorySample, Meta, ProcessEnd, RecordingWriter};
 
-use crate::child_memory::tree_memory;
+use crate::child_memory::{self, TreeMemory};
 use crate::host::monotonic_ns;
 
 /// Arguments of `memlens watch`.
@@ -36,11 +36,8 @@ pub struct WatchArgs {
     pub duration: Option<f64>,
 }
 
-/// Metadata for a process we did not start: what /proc says about it.
-fn meta_for(pid: u32, command_line: Vec<String>, interval: Duration) -> Meta {
-    let cwd = std::fs::read_link(format!("/proc/{pid}/cwd"))
-        .map(|p| p.to_string_lossy().into_owned())
-        .unwrap_or_default();
+/// Metadata for a process: its command line and working directory, as the system says.
+fn meta_for(pid: u32, command_line: Vec<String>, cwd: String, interval: Duration) -> Meta {
     let capture = CaptureOptions {
         python_allocators: false,
         native: false,
@@ -50,24 +47,20 @@ fn meta_for(pid: u32, command_line: Vec<String>, interval: Duration) -> Meta {
     crate::host::meta(pid, command_line, cwd, capture)
 }
 
-fn proc_cmdline(pid: u32) -> Vec<String> {
+/// The command line and working directory of a process we did not start.
+fn command_and_cwd(pid: u32) -> (Vec<String>, String) {
     // A process caught right after fork shows an empty command line until it has exec'd:
     // give it a moment.
+    let mut found = (Vec::new(), String::new());
     for _ in 0..20 {
-        let args: Vec<String> = std::fs::read(format!("/proc/{pid}/cmdline"))
-            .map(|b| {
-                b.split(|&c| c == 0)
-                    .filter(|a| !a.is_empty())
-                    .map(|a| String::from_utf8_lossy(a).into_owned())
-                    .collect()
-            })
-            .unwrap_or_default();
-        if !args.is_empty() || tree_memory(pid).is_none() {
-            return args;
+        match child_memory::command_and_cwd(pid) {
+            Some(c) if c.0.is_empty() => found = c,
+            Some(c) => return c,
+            None => break,
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    Vec::new()
+    found
 }
 
 /// Samples `pid`'s tree every `interval` until `done()` says so or the process is gone,
@@ -81,8 +74,9 @@ fn sample_until(
 ) -> Result<(RecordingWriter<BufWriter<File>>, u64)> {
     let mut next_flush = Instant::now() + Duration::from_millis(100);
     let mut last = 0;
+    let mut memory = TreeMemory::new(pid, None);
     while !done() {
-        let Some((rss, vms)) = tree_memory(pid) else { break };
+        let Some((rss, vms)) = memory.sample() else { break };
         last = monotonic_ns().saturating_sub(t0);
         w.memory_sample(MemorySample { time_ns: last, rss, vms, heap: 0 })?;
         if Instant::now() >= next_flush {
@@ -112,12 +106,13 @@ fn report(path: &Path, w: &RecordingWriter<BufWriter<File>>) {
 
 pub fn run(args: WatchArgs) -> Result<i32> {
     let interval = Duration::from_millis(args.interval);
-    if tree_memory(args.pid).is_none() {
+    if TreeMemory::new(args.pid, None).sample().is_none() {
         bail!("no process with pid {} (or it cannot be read)", args.pid);
     }
     let output =
         args.output.unwrap_or_else(|| format!("memlens-watch-{}.memlens", args.pid).into());
-    let w = create(&output, &meta_for(args.pid, proc_cmdline(args.pid), interval))?;
+    let (command_line, cwd) = command_and_cwd(args.pid);
+    let w = create(&output, &meta_for(args.pid, command_line, cwd, interval))?;
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, Arc::clone(&stop))
@@ -141,7 +136,6 @@ pub fn run_rss_only(
     interval: Duration,
     quiet: bool,
 ) -> Result<i32> {
-    use std::os::unix::process::ExitStatusExt;
     let (program, args) = command.split_first().context("nothing to run")?;
     let t0 = monotonic_ns();
     let mut child = Command::new(program)
@@ -151,7 +145,8 @@ pub fn run_rss_only(
     let pid = child.id();
     let output = output.unwrap_or_else(|| format!("memlens-rss-{pid}.memlens").into());
     let cmdline = command.iter().map(|a| a.to_string_lossy().into_owned()).collect();
-    let w = match create(&output, &meta_for(pid, cmdline, interval)) {
+    let cwd = child_memory::command_and_cwd(pid).map(|c| c.1).unwrap_or_default();
+    let w = match create(&output, &meta_for(pid, cmdline, cwd, interval)) {
         Ok(w) => w,
         Err(e) => {
             let _ = child.kill();
@@ -173,10 +168,23 @@ pub fn run_rss_only(
     if !quiet {
         report(&output, &w);
     }
-    w.finish(ProcessEnd { time_ns: end, exit_code: status.code(), signal: status.signal() })?;
-    Ok(match (status.code(), status.signal()) {
+    let signal = killed_by(status);
+    w.finish(ProcessEnd { time_ns: end, exit_code: status.code(), signal })?;
+    Ok(match (status.code(), signal) {
         (Some(c), _) => c,
         (_, Some(s)) => 128 + s,
         _ => 1,
     })
+}
+
+/// The signal that ended a program.
+#[cfg(unix)]
+fn killed_by(status: std::process::ExitStatus) -> Option<i32> {
+    std::os::unix::process::ExitStatusExt::signal(&status)
+}
+
+/// Programs end only with a code here.
+#[cfg(not(unix))]
+fn killed_by(_: std::process::ExitStatus) -> Option<i32> {
+    None
 }

@@ -28,6 +28,7 @@ mod process_watch;
 mod python_env;
 mod record_loop;
 mod recorder;
+mod report_model;
 mod run_recorder;
 mod sampling;
 mod term;

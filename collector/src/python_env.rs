@@ -16,6 +16,7 @@ pub const SUPPORTED: (u32, u32) = (9, 13);
 const PY_FILES: &[(&str, &str)] = &[
     ("memlens/__init__.py", include_str!("../python/memlens/__init__.py")),
     ("memlens/_bootstrap.py", include_str!("../python/memlens/_bootstrap.py")),
+    ("memlens/_protocol.py", include_str!("../python/memlens/_protocol.py")),
     // The rest of the package, so that `import memlens.pytest_plugin` in the traced program
     // finds the same (shadowing, already started) `memlens` package as the bootstrap.
     ("memlens/__main__.py", include_str!("../python/memlens/__main__.py")),

@@ -21,7 +21,7 @@ use anyhow::{Context, Result};
 use memlens_analysis::format_bytes;
 use memlens_format::{Meta, RecordingWriter, WriterOptions};
 
-use crate::child_memory::tree_memory;
+use crate::child_memory::TreeMemory;
 use crate::process_watch::{EndWatch, Ended, Ending};
 use crate::python_env::PythonPackageDir;
 use crate::record_loop::{os_error, record_loop, write_failed, PipeReader};
@@ -106,8 +106,9 @@ fn record(job: RecorderJob) -> Result<()> {
     };
     let recorder = Recorder::new(writer, t0).sampled(sample_bytes);
     let pipe = PipeReader::new(pipe);
+    let mut memory = TreeMemory::new(pid, None);
     let (recorder, feed_error) =
-        record_loop(recorder, pipe, || tree_memory(pid), interval, || watch.ended().is_some())
+        record_loop(recorder, pipe, || memory.sample(), interval, || watch.ended().is_some())
             .map_err(|e| write_failed(&output, e))?;
     // The pipe can close before the end (a program that closes file descriptors it did not
     // open): the end is still to come.

@@ -64,7 +64,7 @@ const CACHE_BYTES: u64 = 2000 * 64;
 /// them (`PyRefTracer`): the cache's 2,000 tuples, made in the blocks of the rows' dead
 /// tuples, are the cache line's in the summary, the flame graph and the census, and the
 /// totals are those of the allocations. Before 3.13 they are still charged to the rows'
-/// line: the documented limitation (README, "Python versions"), checked here so that a
+/// line: the documented limitation (docs/python-versions.md), checked here so that a
 /// change in it is noticed.
 #[test]
 fn objects_recreated_from_a_free_list_are_charged_where_they_were_made() {

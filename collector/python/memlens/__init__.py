@@ -326,7 +326,7 @@ class record:
         import platform
         import subprocess
 
-        from memlens import _cli
+        from memlens import _cli, _protocol
 
         if is_tracing() or self._sink is not None:
             raise RuntimeError("memlens is already recording this process (blocks cannot nest)")
@@ -351,14 +351,15 @@ class record:
         finally:
             os.close(r)
         line = sink.stdout.readline().decode("utf-8", "replace")
-        if line.startswith("sample "):
+        if _protocol.sampling_line(line):
             line = sink.stdout.readline().decode("utf-8", "replace")
-        if not line.startswith("ready "):
+        tracer = _protocol.ready_tracer(line)
+        if tracer is None:
             os.close(w)
             out, err = sink.communicate()
             raise self._failure(line + out.decode("utf-8", "replace"), err,
                                 "the recorder did not start")
-        lib = _load(line[len("ready "):].strip())
+        lib = _load(tracer)
         lib.memlens_set_sample(self.sample_bytes or 0)
         me = threading.current_thread()
         for t in threading.enumerate():
@@ -388,22 +389,22 @@ class record:
             raise self._failure(out.decode("utf-8", "replace"), err, "the recorder failed")
         for line in err.decode("utf-8", "replace").splitlines():
             self._say(line)
-        for word in out.decode("ascii", "replace").split():
-            key, _, value = word.partition("=")
-            if key == "peak":
-                self.peak_bytes = int(value)
-            elif key == "left":
-                self.leaked_bytes = int(value)
+        from memlens import _protocol
+
+        peak, left = _protocol.done_figures(out.decode("ascii", "replace"))
+        if peak is not None:
+            self.peak_bytes = peak
+        if left is not None:
+            self.leaked_bytes = left
 
     def _failure(self, out, err, fallback):
         """The OSError for a recorder that failed: its own message (``memlens: error: ...``,
         e.g. "the disk is full: no space left on the device holding FILE") and the OS error
         number it reported (``error errno=N`` on its stdout); its other lines (warnings) go to
         stderr."""
-        errno = 0
-        for word in out.split():
-            if word.startswith("errno="):
-                errno = int(word[len("errno="):])
+        from memlens import _protocol
+
+        errno = _protocol.error_number(out)
         reasons = []
         for line in err.decode("utf-8", "replace").splitlines():
             if line.startswith("memlens: error: "):

@@ -80,15 +80,17 @@ def _strip_our_frames(tb):
 
 
 def main():
-    mode = os.environ.pop("MEMLENS_MODE", "script")
-    fd = int(os.environ.pop("MEMLENS_FD"))
-    ctrl = int(os.environ.pop("MEMLENS_CTRL_FD", "-1"))
-    tracer = os.environ.get("MEMLENS_TRACER", "")
-    native = os.environ.pop("MEMLENS_NATIVE", "1") == "1"
-    census = os.environ.pop("MEMLENS_CENSUS", "1") == "1"
-    census_interval = float(os.environ.pop("MEMLENS_CENSUS_INTERVAL", "0") or 0)
-    census_max_objects = int(os.environ.pop("MEMLENS_CENSUS_MAX_OBJECTS", "0") or 0)
-    sample_bytes = int(os.environ.pop("MEMLENS_SAMPLE_BYTES", "0") or 0)
+    from memlens import _protocol as p
+
+    mode = os.environ.pop(p.ENV_MODE, "script")
+    fd = int(os.environ.pop(p.ENV_FD))
+    ctrl = int(os.environ.pop(p.ENV_CTRL_FD, "-1"))
+    tracer = os.environ.get(p.ENV_TRACER, "")
+    native = os.environ.pop(p.ENV_NATIVE, "1") == "1"
+    census = os.environ.pop(p.ENV_CENSUS, "1") == "1"
+    census_interval = float(os.environ.pop(p.ENV_CENSUS_INTERVAL, "0") or 0)
+    census_max_objects = int(os.environ.pop(p.ENV_CENSUS_MAX_OBJECTS, "0") or 0)
+    sample_bytes = int(os.environ.pop(p.ENV_SAMPLE_BYTES, "0") or 0)
     import memlens
 
     if ctrl >= 0:

@@ -20,6 +20,7 @@ collector is held off while it runs, and its big temporaries are dropped after r
 resumes (their frees are of blocks the recording never saw, so they change nothing).
 """
 
+import enum
 import functools
 import gc
 import sys
@@ -31,7 +32,18 @@ from operator import is_
 
 from memlens import _layout
 
-START, MARK, INTERVAL, EXIT = 0, 1, 2, 3
+
+class Trigger(enum.IntEnum):
+    """Why a census is taken: the numbers of the Rust side's ``memlens_format::CensusTrigger``
+    (collector/tests/contracts.rs checks that they agree)."""
+
+    START = 0
+    MARK = 1
+    INTERVAL = 2
+    EXIT = 3
+
+
+START, MARK, INTERVAL, EXIT = Trigger.START, Trigger.MARK, Trigger.INTERVAL, Trigger.EXIT
 
 # Addresses per tracer call: the wire record carries at most 512 KiB of them.
 _BATCH = 65536 - 8

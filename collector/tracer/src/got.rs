@@ -193,10 +193,10 @@ unsafe extern "C" fn visit(
     // SAFETY: dl_iterate_phdr passes a valid info and our Ctx back.
     let (info, ctx) = unsafe { (&*info, &*data.cast::<Ctx>()) };
     let base = info.dlpi_addr as usize;
-    // SAFETY: dlpi_name is NUL-terminated (empty for the executable).
     let name = if info.dlpi_name.is_null() {
         &b""[..]
     } else {
+        // SAFETY: dlpi_name is NUL-terminated (empty for the executable).
         unsafe { CStr::from_ptr(info.dlpi_name) }.to_bytes()
     };
     let skip = base == ctx.own

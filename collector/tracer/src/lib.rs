@@ -344,8 +344,9 @@ unsafe fn c_slice<'a>(p: *const c_char, len: usize) -> &'a [u8] {
     }
 }
 
-/// An object census starts on this thread (trigger: 0 start, 1 mark, 2 interval,
-/// 3 exit), looking at one object in `sample_every`.
+/// An object census starts on this thread (`trigger`: the number of a
+/// `memlens_format::CensusTrigger`, from Python's `_census.Trigger`), looking at one
+/// object in `sample_every`.
 ///
 /// # Safety
 /// `label` is null or NUL-terminated.

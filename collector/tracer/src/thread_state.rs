@@ -95,9 +95,10 @@ impl LineCache {
         let h = (e.code.wrapping_mul(0x9E37_79B1) ^ lasti as u32).wrapping_mul(0x85EB_CA6B);
         let slot = &mut self.0[(h >> 20) as usize % LINE_CACHE];
         if slot.0 != e.code || slot.1 != lasti {
-            // SAFETY: as above.
             let line = match hooked {
+                // SAFETY: as above.
                 Some(hook) => unsafe { (hook.addr2line)(e.code_obj, lasti) },
+                // SAFETY: as above.
                 None => unsafe { (api.frame_get_line_number)(e.frame) },
             };
             let line = line.max(0) as u32;

@@ -43,13 +43,16 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod codec;
 mod end_report;
 mod error;
+pub mod handshake;
+mod layout;
 mod record;
 
+pub use codec::{decode, decode_hot, peek_seq, record_len, Decoder, Hot};
 pub use end_report::{EndReport, END_REPORT_LEN};
 pub use error::WireError;
 pub use record::{
-    decode, decode_hot, peek_seq, record_len, AllocKind, CensusCache, CensusType, Decoder, Header,
-    Hello, Hot, Record, MAX_BLOB_LEN, PROTOCOL,
+    AllocKind, CensusCache, CensusType, Header, Hello, Record, MAX_BLOB_LEN, PROTOCOL,
 };

@@ -133,27 +133,60 @@ pub struct GcEvent {
     pub uncollectable: u64,
 }
 
-/// Census triggers ([`Census::trigger`]): why the census was taken.
-pub mod census_trigger {
+/// Why a census was taken. The numbers are what the tracer sends and recordings store
+/// ([`Census::trigger`] is a u8, so that triggers newer than a reader do not break it); the
+/// `memlens` Python package's `_census.Trigger` has the same (a test checks they agree).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum CensusTrigger {
     /// When tracing started.
-    pub const START: u8 = 0;
+    Start = 0,
     /// At `memlens.mark(label)`.
-    pub const MARK: u8 = 1;
+    Mark = 1,
     /// Every `--census-interval` seconds.
-    pub const INTERVAL: u8 = 2;
+    Interval = 2,
     /// At interpreter exit.
-    pub const EXIT: u8 = 3;
+    Exit = 3,
+}
 
-    /// A stable name for a trigger (used in JSON and URLs): `start`, `mark`, `interval`,
-    /// `exit`, or `other` for triggers newer than this reader.
-    pub fn name(trigger: u8) -> &'static str {
-        match trigger {
-            START => "start",
-            MARK => "mark",
-            INTERVAL => "interval",
-            EXIT => "exit",
-            _ => "other",
+impl CensusTrigger {
+    /// Every trigger, in number order.
+    pub const ALL: [CensusTrigger; 4] =
+        [CensusTrigger::Start, CensusTrigger::Mark, CensusTrigger::Interval, CensusTrigger::Exit];
+
+    /// The trigger numbered `n`, if this reader knows it.
+    pub fn from_u8(n: u8) -> Option<CensusTrigger> {
+        CensusTrigger::ALL.into_iter().find(|t| *t as u8 == n)
+    }
+
+    /// Its stable name (used in JSON and URLs): `start`, `mark`, `interval` or `exit`.
+    pub fn name(self) -> &'static str {
+        match self {
+            CensusTrigger::Start => "start",
+            CensusTrigger::Mark => "mark",
+            CensusTrigger::Interval => "interval",
+            CensusTrigger::Exit => "exit",
         }
+    }
+}
+
+/// [`CensusTrigger`]s as the u8 that [`Census::trigger`] holds.
+pub mod census_trigger {
+    use super::CensusTrigger;
+
+    /// [`CensusTrigger::Start`].
+    pub const START: u8 = CensusTrigger::Start as u8;
+    /// [`CensusTrigger::Mark`].
+    pub const MARK: u8 = CensusTrigger::Mark as u8;
+    /// [`CensusTrigger::Interval`].
+    pub const INTERVAL: u8 = CensusTrigger::Interval as u8;
+    /// [`CensusTrigger::Exit`].
+    pub const EXIT: u8 = CensusTrigger::Exit as u8;
+
+    /// The stable name of trigger number `trigger` ([`CensusTrigger::name`]), or `other`
+    /// for triggers newer than this reader.
+    pub fn name(trigger: u8) -> &'static str {
+        CensusTrigger::from_u8(trigger).map_or("other", CensusTrigger::name)
     }
 }
 
@@ -162,7 +195,7 @@ pub mod census_trigger {
 pub struct Census {
     /// When the census finished, in nanoseconds since the start of the recording.
     pub time_ns: u64,
-    /// Why it was taken: see [`census_trigger`] (a u8, so new triggers do not break readers).
+    /// Why it was taken: a [`CensusTrigger`] (a u8, so new triggers do not break readers).
     pub trigger: u8,
     /// The mark's label for [`census_trigger::MARK`], else empty.
     pub label: String,

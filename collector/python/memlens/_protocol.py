@@ -1,0 +1,47 @@
+"""What this package and the ``memlens`` command say to each other outside the record
+stream, mirrored from collector/wire/src/handshake.rs (collector/tests/contracts.rs checks
+that both agree): the environment ``memlens run`` gives the program (read by _bootstrap) and
+the lines ``memlens sink`` prints for ``memlens.record()``."""
+
+ENV_MODE = "MEMLENS_MODE"
+ENV_FD = "MEMLENS_FD"
+ENV_NATIVE_FD = "MEMLENS_NATIVE_FD"
+ENV_CTRL_FD = "MEMLENS_CTRL_FD"
+ENV_TRACER = "MEMLENS_TRACER"
+ENV_NATIVE = "MEMLENS_NATIVE"
+ENV_CENSUS = "MEMLENS_CENSUS"
+ENV_CENSUS_INTERVAL = "MEMLENS_CENSUS_INTERVAL"
+ENV_CENSUS_MAX_OBJECTS = "MEMLENS_CENSUS_MAX_OBJECTS"
+ENV_SAMPLE_BYTES = "MEMLENS_SAMPLE_BYTES"
+
+ENV = (ENV_MODE, ENV_FD, ENV_NATIVE_FD, ENV_CTRL_FD, ENV_TRACER, ENV_NATIVE, ENV_CENSUS,
+       ENV_CENSUS_INTERVAL, ENV_CENSUS_MAX_OBJECTS, ENV_SAMPLE_BYTES)
+
+_READY = "ready "
+_SAMPLE = "sample "
+
+
+def sampling_line(line):
+    """Whether the sink's line is its ``sample N`` line (it comes before ``ready``)."""
+    return line.startswith(_SAMPLE)
+
+
+def ready_tracer(line):
+    """The tracer library's path from the sink's first line, or None if it is not ``ready``."""
+    return line[len(_READY):].strip() if line.startswith(_READY) else None
+
+
+def done_figures(out):
+    """(peak, left) in bytes from the sink's output (its ``done peak=N left=N`` line); None
+    for a figure it did not give."""
+    words = dict(w.partition("=")[::2] for w in out.split() if "=" in w)
+    figure = lambda k: int(words[k]) if k in words else None  # noqa: E731
+    return figure("peak"), figure("left")
+
+
+def error_number(out):
+    """The OS error number from the sink's ``error errno=N`` line, 0 if none."""
+    for word in out.split():
+        if word.startswith("errno="):
+            return int(word[len("errno="):])
+    return 0

@@ -1,0 +1,81 @@
+//! What the `memlens` command and the `memlens` Python package say to each other outside the
+//! record stream: the environment `memlens run` gives the program it runs (read by
+//! `memlens/_bootstrap.py`), and the lines `memlens sink` prints for `memlens.record()`
+//! (read by `memlens/__init__.py` through `memlens/_protocol.py`, which mirrors this module;
+//! `collector/tests/contracts.rs` checks that both sides agree).
+
+/// How the program is given: `script`, `module` or `code`.
+pub const ENV_MODE: &str = "MEMLENS_MODE";
+/// The write end of the pipe to the recorder, for a traced Python program.
+pub const ENV_FD: &str = "MEMLENS_FD";
+/// The same for a program traced without the bootstrap (native allocations only).
+pub const ENV_NATIVE_FD: &str = "MEMLENS_NATIVE_FD";
+/// The socket on which the tracer tells the recorder how the process ends.
+pub const ENV_CTRL_FD: &str = "MEMLENS_CTRL_FD";
+/// The path of the tracer library (`libmemlens_tracer.so`).
+pub const ENV_TRACER: &str = "MEMLENS_TRACER";
+/// `1` when native allocations are traced, `0` when not.
+pub const ENV_NATIVE: &str = "MEMLENS_NATIVE";
+/// `1` when object censuses are taken, `0` when not.
+pub const ENV_CENSUS: &str = "MEMLENS_CENSUS";
+/// Seconds between interval censuses (`0`: none).
+pub const ENV_CENSUS_INTERVAL: &str = "MEMLENS_CENSUS_INTERVAL";
+/// At most this many objects a census looks at (`0`: the default).
+pub const ENV_CENSUS_MAX_OBJECTS: &str = "MEMLENS_CENSUS_MAX_OBJECTS";
+/// Sample allocations, one every this many bytes on average (`0`: record every one).
+pub const ENV_SAMPLE_BYTES: &str = "MEMLENS_SAMPLE_BYTES";
+
+/// Every variable of the environment handshake.
+pub const ENV: [&str; 10] = [
+    ENV_MODE,
+    ENV_FD,
+    ENV_NATIVE_FD,
+    ENV_CTRL_FD,
+    ENV_TRACER,
+    ENV_NATIVE,
+    ENV_CENSUS,
+    ENV_CENSUS_INTERVAL,
+    ENV_CENSUS_MAX_OBJECTS,
+    ENV_SAMPLE_BYTES,
+];
+
+/// `memlens sink`'s first line: the recording exists, and the tracer library to load is at
+/// `tracer`.
+pub fn ready_line(tracer: &str) -> String {
+    format!("ready {tracer}")
+}
+
+/// `memlens sink`'s line before `ready` when it samples: the rate, for the tracer, which
+/// Python starts next.
+pub fn sample_line(bytes: u64) -> String {
+    format!("sample {bytes}")
+}
+
+/// `memlens sink`'s last line: the block's peak heap and what it left allocated, in bytes
+/// (estimates when `sampled` gives the rate).
+pub fn done_line(peak: u64, left: u64, sampled: Option<u64>) -> String {
+    match sampled {
+        Some(b) => format!("done peak={peak} left={left} sampled={b}"),
+        None => format!("done peak={peak} left={left}"),
+    }
+}
+
+/// `memlens sink`'s line before it fails: the OS error number, for Python's `OSError`.
+pub fn error_line(errno: i32) -> String {
+    format!("error errno={errno}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_are_words_python_splits() {
+        assert_eq!(ready_line("/x/libmemlens_tracer.so"), "ready /x/libmemlens_tracer.so");
+        assert_eq!(done_line(10, 2, None), "done peak=10 left=2");
+        assert_eq!(done_line(10, 2, Some(512)), "done peak=10 left=2 sampled=512");
+        assert_eq!(sample_line(512), "sample 512");
+        assert_eq!(error_line(28), "error errno=28");
+        assert!(ENV.iter().all(|v| v.starts_with("MEMLENS_")));
+    }
+}
