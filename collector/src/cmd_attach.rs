@@ -390,11 +390,21 @@ fn inject(
         let _ = err.read_to_string(&mut s);
         s
     });
-    let deadline = Instant::now() + timeout;
+    let started = Instant::now();
+    let deadline = started + timeout;
     let mut interrupted = None;
+    let mut said_waiting = false;
     let status = loop {
         if let Some(s) = child.try_wait().context("cannot wait for lldb")? {
             break s;
+        }
+        if !said_waiting && started.elapsed() >= Duration::from_secs(2) {
+            said_waiting = true;
+            eprintln!(
+                "memlens: waiting for process {pid} to run Python code or allocate (up to {:.0} s; \
+                 Ctrl-C gives up and leaves it untouched)",
+                timeout.as_secs_f64()
+            );
         }
         let now_stop = stop.load(Ordering::Relaxed);
         if interrupted.is_none() && (now_stop || Instant::now() >= deadline) {

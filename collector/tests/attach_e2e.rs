@@ -257,6 +257,7 @@ fn attach_refuses_clearly_and_leaves_the_process_untouched() {
     let out = attach(idle.pid(), &["--timeout", "1"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("reached no point where tracing can start"), "{}", text(&out));
+    assert!(!text(&out).contains("waiting for process"), "no progress line within 2 s");
     assert!(t0.elapsed() < Duration::from_secs(4), "the timeout is kept");
     let maps = std::fs::read_to_string(format!("/proc/{}/maps", idle.pid())).unwrap();
     assert!(!maps.contains("libmemlens_tracer"), "the tracer was not loaded");
