@@ -1,7 +1,10 @@
 //! The contracts between the Rust side and the `memlens` Python package, checked against the
 //! Python code itself: census trigger numbers (`memlens_format::CensusTrigger` and
-//! `_census.Trigger`), and the handshake of `memlens run` and `memlens sink`
-//! (`memlens_wire::handshake` and `_protocol.py`).
+//! `_census.Trigger`), the handshake of `memlens run` and `memlens sink`
+//! (`memlens_wire::handshake` and `_protocol.py`), and the tracer's C functions as ctypes
+//! declares them (`collector/tracer/src/lib.rs` and `memlens._load`).
+
+mod common;
 
 use std::path::Path;
 use std::process::Command;
@@ -65,4 +68,67 @@ fn the_sink_lines_read_back_in_python() {
             false
         ])
     );
+}
+
+/// The ctypes name of the C type a Rust FFI parameter or result is declared with (on
+/// x86-64 Linux, where `c_uint64` and `c_size_t` are `c_ulong`); frames are Python objects.
+fn ctypes_name(rust: &str) -> &'static str {
+    match rust.trim() {
+        "c_int" => "c_int",
+        "u32" => "c_uint",
+        "u64" | "usize" => "c_ulong",
+        "i64" => "c_long",
+        "*const c_char" => "c_char_p",
+        "*mut std::ffi::c_void" | "*mut c_void" => "py_object",
+        other => panic!("no ctypes mapping for the FFI type `{other}`"),
+    }
+}
+
+/// Every function the tracer exports, from its source: (name, parameter types, result type
+/// or `None`).
+fn tracer_exports() -> Vec<(String, Vec<&'static str>, Option<&'static str>)> {
+    let src =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tracer/src/lib.rs"))
+            .unwrap();
+    let mut out = Vec::new();
+    for item in src.split("#[no_mangle]").skip(1) {
+        let Some(at) = item.find("extern \"C\" fn ") else { continue };
+        let sig = &item[at + "extern \"C\" fn ".len()..];
+        let (name, rest) = sig.split_once('(').unwrap();
+        let (params, after) = rest.split_once(')').unwrap();
+        let ret = after.split('{').next().unwrap().trim();
+        let params = params
+            .split(',')
+            .filter(|p| !p.trim().is_empty())
+            .map(|p| ctypes_name(p.split_once(':').unwrap().1))
+            .collect();
+        let ret = ret.strip_prefix("->").map(ctypes_name);
+        out.push((name.trim().to_owned(), params, ret));
+    }
+    out
+}
+
+/// What `memlens._load` declares for each function ctypes calls matches what the tracer
+/// exports: a parameter or result type declared differently would be read as garbage.
+/// `memlens_inject` is called by lldb (`memlens attach`), not from Python.
+#[test]
+fn ctypes_declarations_match_the_tracers_exports() {
+    let exports = tracer_exports();
+    assert!(exports.len() >= 15, "the tracer's exports are found: {exports:?}");
+    let names: Vec<&str> =
+        exports.iter().map(|(n, ..)| n.as_str()).filter(|n| *n != "memlens_inject").collect();
+    let exe = common::memlens().get_program().to_owned();
+    let tracer = Path::new(&exe).parent().unwrap().join("libmemlens_tracer.so");
+    let py = python(&format!(
+        "import json, memlens\n\
+         lib = memlens._load({tracer:?})\n\
+         name = lambda t: None if t is None else t.__name__\n\
+         print(json.dumps({{n: [[name(a) for a in (getattr(lib, n).argtypes or ())],\n\
+         name(getattr(lib, n).restype)] for n in {names:?}}}))",
+        tracer = tracer.to_string_lossy(),
+    ));
+    for (name, params, ret) in exports.iter().filter(|(n, ..)| n != "memlens_inject") {
+        let declared = &py[name.as_str()];
+        assert_eq!(declared, &serde_json::json!([params, ret]), "{name}");
+    }
 }
