@@ -169,24 +169,14 @@ pub fn attach(args: AttachArgs) -> Result<i32> {
     }
 
     let deadline = args.duration.map(|s| Instant::now() + Duration::from_secs_f64(s));
-    let mut ended = None;
-    while !stop.load(Ordering::Relaxed) && deadline.is_none_or(|d| Instant::now() < d) {
-        match status.poll_line(Duration::from_millis(100))? {
-            Poll::Line(l) => {
-                if let Some(done) = report(&l) {
-                    ended = Some(done);
-                    break;
-                }
-            }
-            Poll::Closed => break,
-            Poll::Nothing => {}
-        }
-    }
+    let mut ended = status
+        .rest(|| stop.load(Ordering::Relaxed) || deadline.is_some_and(|d| Instant::now() >= d))?;
     if ended.is_none() {
         // The process may have ended already: then the write finds no reader, which is fine.
         let _ = control.write_all(b"stop\n");
         drop(control);
-        ended = status.rest(Instant::now() + Duration::from_secs(600))?;
+        let give_up = Instant::now() + Duration::from_secs(600);
+        ended = status.rest(|| Instant::now() >= give_up)?;
     }
     match ended {
         Some(Ok(figures)) => {
@@ -488,12 +478,14 @@ fn alive(pid: u32) -> bool {
 }
 
 /// Waits (a bounded time) until the recorder has closed the recording: its trailer is there.
+/// Each look opens it as every reader does (its trailer, or its chunk headers until the
+/// trailer is there), without a copy of the whole file in memory.
 fn wait_complete(path: &Path, limit: Duration) {
     let deadline = Instant::now() + limit;
     while Instant::now() < deadline {
-        let done = fs::read(path)
+        let done = crate::load::source(path)
             .ok()
-            .and_then(|b| memlens_format::Recording::from_vec(b).ok())
+            .and_then(|s| memlens_format::Recording::open_source(s).ok())
             .is_some_and(|r| r.has_trailer());
         if done {
             return;
@@ -624,9 +616,10 @@ impl Status {
         Ok(None)
     }
 
-    /// Messages until the process says it stopped, or its end closes.
-    fn rest(&mut self, deadline: Instant) -> Result<Option<Result<String, String>>> {
-        while Instant::now() < deadline {
+    /// Messages until the process says it stopped (`Some`), or its end closes or `give_up`
+    /// holds (`None`).
+    fn rest(&mut self, give_up: impl Fn() -> bool) -> Result<Option<Result<String, String>>> {
+        while !give_up() {
             match self.poll_line(Duration::from_millis(100))? {
                 Poll::Line(l) => {
                     if let Some(done) = report(&l) {

@@ -25,25 +25,35 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use crate::native_hooks as hooks;
+use crate::real::Real;
 
-/// The functions we take over, and our definitions of them.
-fn hooks() -> [(&'static CStr, usize); 15] {
+/// The functions we take over, each with our definition of it (`real` none) or libc's
+/// (`real` given: what [`uninstall`] puts back). One list, so the two cannot differ.
+fn table(real: Option<&Real>) -> [(&'static CStr, usize); 15] {
+    let pick = |ours: usize, libc: fn(&Real) -> usize| real.map_or(ours, libc);
+    let libc_dlopen: unsafe extern "C" fn(*const c_char, c_int) -> *mut c_void = libc::dlopen;
     [
-        (c"malloc", hooks::malloc_hook as *const () as usize),
-        (c"calloc", hooks::calloc_hook as *const () as usize),
-        (c"realloc", hooks::realloc_hook as *const () as usize),
-        (c"free", hooks::free_hook as *const () as usize),
-        (c"posix_memalign", hooks::posix_memalign_hook as *const () as usize),
-        (c"aligned_alloc", hooks::aligned_alloc_hook as *const () as usize),
-        (c"memalign", hooks::memalign_hook as *const () as usize),
-        (c"valloc", hooks::valloc_hook as *const () as usize),
-        (c"pvalloc", hooks::pvalloc_hook as *const () as usize),
-        (c"mmap", hooks::mmap_hook as *const () as usize),
-        (c"mmap64", hooks::mmap64_hook as *const () as usize),
-        (c"munmap", hooks::munmap_hook as *const () as usize),
-        (c"_exit", hooks::_exit_hook as *const () as usize),
-        (c"_Exit", hooks::exit_upper_hook as *const () as usize),
-        (c"dlopen", hooked_dlopen as *const () as usize),
+        (c"malloc", pick(hooks::malloc_hook as *const () as usize, |r| r.malloc as usize)),
+        (c"calloc", pick(hooks::calloc_hook as *const () as usize, |r| r.calloc as usize)),
+        (c"realloc", pick(hooks::realloc_hook as *const () as usize, |r| r.realloc as usize)),
+        (c"free", pick(hooks::free_hook as *const () as usize, |r| r.free as usize)),
+        (
+            c"posix_memalign",
+            pick(hooks::posix_memalign_hook as *const () as usize, |r| r.posix_memalign as usize),
+        ),
+        (
+            c"aligned_alloc",
+            pick(hooks::aligned_alloc_hook as *const () as usize, |r| r.aligned_alloc as usize),
+        ),
+        (c"memalign", pick(hooks::memalign_hook as *const () as usize, |r| r.memalign as usize)),
+        (c"valloc", pick(hooks::valloc_hook as *const () as usize, |r| r.valloc as usize)),
+        (c"pvalloc", pick(hooks::pvalloc_hook as *const () as usize, |r| r.pvalloc as usize)),
+        (c"mmap", pick(hooks::mmap_hook as *const () as usize, |r| r.mmap as usize)),
+        (c"mmap64", pick(hooks::mmap64_hook as *const () as usize, |r| r.mmap64 as usize)),
+        (c"munmap", pick(hooks::munmap_hook as *const () as usize, |r| r.munmap as usize)),
+        (c"_exit", pick(hooks::_exit_hook as *const () as usize, |r| r.exit as usize)),
+        (c"_Exit", pick(hooks::exit_upper_hook as *const () as usize, |r| r.exit_upper as usize)),
+        (c"dlopen", real.map_or(hooked_dlopen as *const () as usize, |_| libc_dlopen as usize)),
     ]
 }
 
@@ -64,7 +74,7 @@ pub fn install() -> Result<(), String> {
         return Ok(());
     }
     PATCHED.store(true, Ordering::Release);
-    patch_all(&hooks());
+    patch_all(&table(None));
     Ok(())
 }
 
@@ -75,25 +85,7 @@ pub fn uninstall() {
         return;
     }
     let Some(r) = crate::real::real() else { return };
-    let libc_dlopen: unsafe extern "C" fn(*const c_char, c_int) -> *mut c_void = libc::dlopen;
-    let table: [(&'static CStr, usize); 15] = [
-        (c"malloc", r.malloc as usize),
-        (c"calloc", r.calloc as usize),
-        (c"realloc", r.realloc as usize),
-        (c"free", r.free as usize),
-        (c"posix_memalign", r.posix_memalign as usize),
-        (c"aligned_alloc", r.aligned_alloc as usize),
-        (c"memalign", r.memalign as usize),
-        (c"valloc", r.valloc as usize),
-        (c"pvalloc", r.pvalloc as usize),
-        (c"mmap", r.mmap as usize),
-        (c"mmap64", r.mmap64 as usize),
-        (c"munmap", r.munmap as usize),
-        (c"_exit", r.exit as usize),
-        (c"_Exit", r.exit_upper as usize),
-        (c"dlopen", libc_dlopen as usize),
-    ];
-    patch_all(&table);
+    patch_all(&table(Some(r)));
 }
 
 /// True when the dynamic linker resolves `malloc` to this library (LD_PRELOAD).
@@ -110,7 +102,7 @@ unsafe extern "C" fn hooked_dlopen(file: *const c_char, flags: c_int) -> *mut c_
     // `dlopen` is bound to libc's.
     let handle = unsafe { libc::dlopen(file, flags) };
     if !handle.is_null() && PATCHED.load(Ordering::Acquire) {
-        patch_all(&hooks());
+        patch_all(&table(None));
     }
     handle
 }

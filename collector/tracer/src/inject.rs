@@ -2,12 +2,15 @@
 //!
 //! A debugger (lldb, driven by `memlens attach`) stops the process at the entry of one of
 //! CPython's allocator functions (no lock of libc's or of Python's is held there), loads
-//! this library with `dlopen` and calls [`run_on_new_thread`] through `memlens_inject`. That starts a thread which takes the GIL the way any Python
-//! thread does (`PyGILState_Ensure`), so the code runs at a point where the interpreter hands
-//! the GIL over, never in the middle of whatever the stopped thread was doing, and lldb can
-//! detach right away.
+//! this library with `dlopen` and calls [`run_on_new_thread`] through `memlens_inject`.
+//! That starts a thread which takes the GIL the way any Python thread does
+//! (`PyGILState_Ensure`), so the code runs at a point where the interpreter hands the GIL
+//! over, never in the middle of whatever the stopped thread was doing, and lldb can detach
+//! right away.
 
-use std::ffi::{c_char, c_int, c_void, CStr, CString};
+use std::ffi::{c_char, c_int, c_void, CString};
+
+use crate::python_api::resolve;
 
 type Ensure = unsafe extern "C-unwind" fn() -> c_int;
 type Release = unsafe extern "C" fn(c_int);
@@ -20,28 +23,14 @@ struct Api {
     run: RunString,
 }
 
-fn symbol(name: &CStr) -> Option<*mut c_void> {
-    // SAFETY: dlsym with a NUL-terminated name on the global scope.
-    let p = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) };
-    (!p.is_null()).then_some(p)
-}
-
 impl Api {
+    /// Each function's C signature is stable since 3.0: the types above.
     fn find() -> Option<Api> {
-        let (e, r, s) = (
-            symbol(c"PyGILState_Ensure")?,
-            symbol(c"PyGILState_Release")?,
-            symbol(c"PyRun_SimpleString")?,
-        );
-        // SAFETY: each pointer is the CPython function of that name, whose C signature
-        // (stable since 3.0) is the type it is turned into.
-        unsafe {
-            Some(Api {
-                ensure: std::mem::transmute::<*mut c_void, Ensure>(e),
-                release: std::mem::transmute::<*mut c_void, Release>(r),
-                run: std::mem::transmute::<*mut c_void, RunString>(s),
-            })
-        }
+        Some(Api {
+            ensure: resolve(&[c"PyGILState_Ensure"]).ok()?,
+            release: resolve(&[c"PyGILState_Release"]).ok()?,
+            run: resolve(&[c"PyRun_SimpleString"]).ok()?,
+        })
     }
 }
 

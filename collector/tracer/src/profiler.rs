@@ -264,7 +264,11 @@ pub fn seed_running_thread(st: &mut ThreadState) {
     if mode() != StackMode::Eval {
         return;
     }
-    let api = api();
+    seed_from_current(api(), st);
+}
+
+/// The shadow stack from the thread's current frame and its callers. GIL held.
+fn seed_from_current(api: &PyApi, st: &mut ThreadState) {
     // SAFETY: GIL held (caller's contract); PyEval_GetFrame returns a borrowed reference
     // (or NULL), made a new one for seed_from to take over.
     let frame = unsafe { (api.eval_get_frame)() };
@@ -320,14 +324,8 @@ unsafe extern "C" fn eval_frame(
         g.outermost()
             && with_state(|st| {
                 if !st.seeded() {
-                    // SAFETY: GIL held; the calling frame (borrowed, so a reference for
-                    // seed_from to take over) or null.
-                    let caller = unsafe { (api.eval_get_frame)() };
-                    if !caller.is_null() {
-                        // SAFETY: as above.
-                        unsafe { (api.inc_ref)(caller) };
-                    }
-                    seed_from(api, st, caller, |_| false);
+                    // The caller's frame: the one starting is not current yet.
+                    seed_from_current(api, st);
                 }
                 let id = code_id(api, st, code);
                 st.enter_iframe(iframe, code, id);

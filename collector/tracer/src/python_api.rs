@@ -326,7 +326,9 @@ fn lookup(name: &CStr) -> *mut c_void {
     unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) }
 }
 
-fn resolve<T: Copy>(names: &[&'static CStr]) -> Result<T, InitError> {
+/// The first of `names` the process defines, as the function pointer type `T` (its
+/// documented C signature).
+pub(crate) fn resolve<T: Copy>(names: &[&'static CStr]) -> Result<T, InitError> {
     for name in names {
         let p = lookup(name);
         if !p.is_null() {

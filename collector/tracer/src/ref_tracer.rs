@@ -104,7 +104,7 @@ unsafe extern "C" fn on_object(op: *mut PyObject, event: c_int, _data: *mut c_vo
         return 0;
     }
     with_state_in(g.tls(), |st| {
-        if st.paused || st.take_fresh(op as usize) {
+        if st.pause_depth > 0 || st.take_fresh(op as usize) {
             return;
         }
         // SAFETY: CPython calls us with the object it is creating, its type set.

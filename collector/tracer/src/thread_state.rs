@@ -121,11 +121,10 @@ pub struct ThreadState {
     clean: usize,
     lines: LineCache,
     scratch: Vec<u8>,
-    /// Set by `memlens_pause`: the thread's allocations and frees are not recorded
-    /// (the census's own work). Stack tracking goes on.
-    pub paused: bool,
-    /// Pauses not yet resumed: `paused` while above 0 (a census inside `memlens attach`'s
-    /// own, always paused, thread resumes only its own pause).
+    /// Pauses by `memlens_pause` not yet resumed (they nest: a census inside `memlens
+    /// attach`'s own, always paused, thread resumes only its own pause). While above 0 the
+    /// thread's allocations and frees are not recorded (the census's own work); stack
+    /// tracking goes on.
     pub pause_depth: u32,
     /// The frames on the shadow stack are not ours to release (seeded by a frame walk).
     borrowed: bool,
@@ -198,7 +197,6 @@ fn create() -> *mut ThreadState {
         clean: 0,
         lines: LineCache::new(),
         scratch: Vec::new(),
-        paused: false,
         pause_depth: 0,
         borrowed: false,
         fresh: (0, 0),

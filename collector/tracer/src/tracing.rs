@@ -84,7 +84,7 @@ pub fn record_alloc(g: &guard::Guard, address: usize, size: usize, kind: AllocKi
         return;
     }
     thread_state::with_state_in(g.tls(), |st| {
-        if !st.paused {
+        if st.pause_depth == 0 {
             if sampling {
                 crate::sampled_set::insert(address);
             }
@@ -112,7 +112,7 @@ pub fn record_free(g: &guard::Guard, address: usize, kind: AllocKind) {
         return;
     }
     thread_state::with_state_in(g.tls(), |st| {
-        if !st.paused {
+        if st.pause_depth == 0 {
             st.push_free(&Record::Free { address: address as u64, kind })
         }
     });
@@ -124,7 +124,6 @@ pub fn pause_thread(paused: bool) {
     let _g = guard::Guard::enter(guard::Ctx::Tracer);
     with_state(|st| {
         st.pause_depth = if paused { st.pause_depth + 1 } else { st.pause_depth.saturating_sub(1) };
-        st.paused = st.pause_depth > 0;
     });
 }
 
