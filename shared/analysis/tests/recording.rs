@@ -209,7 +209,8 @@ fn golden_recording_bytes_are_stable() {
 /// today's encoding of the same program: format 1 (frames and stacks as plain varints, before
 /// delta coding), format 2 (event addresses as deltas from the previous one, stack ids plain,
 /// before per-class address prediction) and format 3 (frees without their block's size and
-/// stack, no interval aggregates: answered by replay).
+/// stack, no interval aggregates: answered by replay). Format 4 is format 5 without other
+/// processes' streams: the same bytes but the version.
 #[test]
 fn older_format_files_still_open() {
     let new = open_known();
@@ -240,25 +241,54 @@ fn older_format_files_still_open() {
         .unwrap();
         all
     };
-    for version in [1, 2, 3] {
+    for version in [1, 2, 3, 4] {
         let path = format!(
             "{}/../../tests/golden/known-program-v{version}.memlens",
             env!("CARGO_MANIFEST_DIR")
         );
         let old = Recording::open(&std::fs::read(path).expect("golden file")).unwrap();
         assert_eq!(old.format_version(), version);
-        assert!(old.aggregates_missing().is_some());
+        assert_eq!(old.aggregates_missing().is_some(), version < 4);
         assert_eq!(old.summary(), new.summary(), "format {version}");
         assert_eq!(stacks(&old), stacks(&new), "format {version}");
         assert_eq!(events(&old), events(&new), "format {version}");
     }
 }
 
+/// A file holding another process's recording (format 5): the known program, traced in a
+/// child, carried in the pieces of the parent's (also the known program) file. Its bytes are
+/// pinned like the single process's.
+#[test]
+fn golden_family_bytes_are_stable() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/golden/known-family.memlens");
+    let options =
+        || WriterOptions { codec: Codec::None, events_per_chunk: 1000, ..WriterOptions::default() };
+    let child = known_program(options());
+    let parent = open_known();
+    let mut w = RecordingWriter::with_options(Vec::new(), parent.meta(), options()).unwrap();
+    let half = child.len() / 2;
+    w.substream(1, &child[..half]).unwrap();
+    w.flush().unwrap();
+    w.substream(1, &child[half..]).unwrap();
+    let end = ProcessEnd { time_ns: 50_000, exit_code: Some(0), signal: None };
+    let bytes = w.finish(end).unwrap();
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(path, &bytes).unwrap();
+    }
+    let golden = std::fs::read(path).expect("golden file (UPDATE_GOLDEN=1 to create)");
+    assert!(bytes == golden, "the encoding of process streams changed; see FORMAT.md");
+    let rec = Recording::open(&golden).unwrap();
+    assert_eq!(rec.processes(), vec![1]);
+    let inner = rec.open_process(1).unwrap();
+    assert_eq!(inner.summary(), parent.summary());
+    assert_eq!(inner.meta(), parent.meta());
+}
+
 #[test]
 fn the_header_is_byte_exact() {
     let bytes = known_program(WriterOptions::default());
     assert_eq!(&bytes[..8], b"\x89MLNS\r\n\x1a");
-    assert_eq!(&bytes[8..16], &[4, 0, 0, 0, 0, 0, 0, 0]);
+    assert_eq!(&bytes[8..16], &[5, 0, 0, 0, 0, 0, 0, 0]);
     // The first chunk is the metadata (tag 1), and the footer is the last 24 bytes.
     assert_eq!(bytes[16], 1);
     let footer = &bytes[bytes.len() - 24..];

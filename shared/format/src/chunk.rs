@@ -13,7 +13,7 @@ pub const MAGIC: [u8; 8] = *b"\x89MLNS\r\n\x1a";
 ///
 /// Adding a chunk tag does not bump it (readers skip unknown tags); changing the layout of an
 /// existing chunk does.
-pub const FORMAT_VERSION: u16 = 4;
+pub const FORMAT_VERSION: u16 = 5;
 
 /// Size of the file header: magic, version, flags, reserved.
 pub const HEADER_LEN: usize = 16;
@@ -94,6 +94,12 @@ pub enum Tag {
     /// that a reader with the trailer reads them at once instead of one chunk per flush
     /// (format 4).
     Gathered = 17,
+    /// A piece of the recording of another process (a descendant of the traced program):
+    /// its number, where the piece goes in that process's stream, the bytes (format 5).
+    Substream = 18,
+    /// At the end of a closed file that has Substream chunks: where every piece is
+    /// (format 5).
+    Processes = 19,
 }
 
 impl Tag {
@@ -101,7 +107,7 @@ impl Tag {
         use Tag::*;
         [
             Meta, Strings, Frames, Stacks, Threads, Events, Samples, Markers, Gc, End, Trailer,
-            Footer, Census, Caches, Intervals, Digest, Gathered,
+            Footer, Census, Caches, Intervals, Digest, Gathered, Substream, Processes,
         ]
         .get(usize::from(v).wrapping_sub(1))
         .copied()

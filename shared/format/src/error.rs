@@ -54,6 +54,12 @@ pub enum Error {
     /// (the viewer's page holds only the directory; its worker holds the source).
     #[error("the recording's events are not available here")]
     NoSource,
+    /// A process was asked of a file that holds no recording of it.
+    #[error("the recording holds no process number {process}")]
+    NoProcess {
+        /// The number asked for.
+        process: u32,
+    },
     /// An I/O error from the underlying writer. Its message is part of this one's, and so it
     /// is not also given as the source (which made `{:#}` print it twice: "No space left on
     /// device (os error 28): No space left on device (os error 28)").

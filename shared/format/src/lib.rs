@@ -45,6 +45,7 @@ mod events;
 mod ids;
 mod intervals;
 mod live;
+mod processes;
 mod recording;
 mod records;
 mod source;
@@ -65,6 +66,7 @@ pub use intervals::{
     encode_intervals, EntryDelta, Interval, IntervalEntry, KindFigures, CHURN_MAX_LIFETIME_NS,
     CHURN_MIN_SIZE, FANOUT,
 };
+pub use processes::Piece;
 pub use recording::{ChunkRef, Recording, Truncation};
 pub use records::{
     census_trigger, CacheCensus, CaptureOptions, Census, CensusTrigger, DictUsage, Event, Frame,

@@ -95,7 +95,10 @@ pub struct Recording {
     #[serde(skip)]
     scan_from: Option<u64>,
     #[serde(skip)]
-    src: Option<Arc<dyn ByteSource>>,
+    pub(crate) src: Option<Arc<dyn ByteSource>>,
+    /// Where the streams of the other processes the file holds are (format 5).
+    #[serde(skip)]
+    pub(crate) pieces: Vec<crate::Piece>,
     #[serde(skip)]
     cache: Mutex<FxHashMap<usize, Arc<Interval>>>,
     #[serde(skip)]
@@ -156,7 +159,14 @@ pub(crate) fn directory(tag: Option<Tag>) -> bool {
     !matches!(
         tag,
         Some(
-            Tag::Events | Tag::Intervals | Tag::Digest | Tag::Gathered | Tag::Trailer | Tag::Footer
+            Tag::Events
+                | Tag::Intervals
+                | Tag::Digest
+                | Tag::Gathered
+                | Tag::Trailer
+                | Tag::Footer
+                | Tag::Substream
+                | Tag::Processes
         ) | None
     )
 }
@@ -199,6 +209,7 @@ impl Recording {
             upper: Vec::new(),
             scan_from: None,
             src,
+            pieces: Vec::new(),
             cache: Mutex::default(),
             read_meta: false,
             digest_len: 0,
@@ -282,6 +293,7 @@ impl Recording {
         let gathered = !gathered.is_empty() && self.gather(&*src, &gathered);
         let read_now = |tag| {
             tag == Some(Tag::Digest)
+                || tag == Some(Tag::Processes)
                 || if gathered { tag == Some(Tag::Meta) } else { directory(tag) }
         };
         let wanted: Vec<usize> = (0..refs.len()).filter(|&i| read_now(refs[i].0)).collect();
@@ -442,6 +454,7 @@ impl Recording {
         }
         self.events.retain(|c| c.offset < offset);
         self.intervals.retain(|c| c.offset < offset);
+        self.pieces.retain(|p| p.at + p.len <= offset);
         self.truncation = Some(Truncation { offset, reason });
         Ok(())
     }
@@ -477,6 +490,7 @@ impl Recording {
             }
             match tag {
                 Some(Tag::Events) => self.events.push(chunk),
+                Some(Tag::Substream) => self.note_piece(whole, pos),
                 None => self.unknown_chunks += 1,
                 _ => {}
             }
@@ -515,6 +529,22 @@ impl Recording {
 
     /// Applies one chunk read at open (or a base interval's, while scanning). Gathered
     /// chunks are not: they copy chunks the file has anyway (see [`Recording::gather`]).
+    /// Notes the piece of another process's stream that the Substream chunk `whole` (its
+    /// header and stored bytes, checked) found at `pos` carries. Only stored pieces can be
+    /// read in place; a compressed one, or one that does not decode, is left out (its
+    /// stream then ends before it).
+    fn note_piece(&mut self, whole: &[u8], pos: u64) {
+        let header = crate::CHUNK_HEADER_LEN;
+        if whole.get(1) != Some(&0) || whole.len() < header {
+            return;
+        }
+        if let Ok((process, offset, start)) = crate::processes::decode_piece(&whole[header..]) {
+            let at = pos + (header + start) as u64;
+            let len = (whole.len() - header - start) as u64;
+            self.pieces.push(crate::Piece { process, offset, at, len });
+        }
+    }
+
     fn take_chunk(&mut self, chunk: &RawChunk) -> Result<(), Error> {
         let Some(tag) = chunk.known_tag() else { return Ok(()) };
         if matches!(tag, Tag::Events | Tag::Footer | Tag::Trailer | Tag::Gathered) {
@@ -609,7 +639,13 @@ impl Recording {
                     self.aggregates_damaged.get_or_insert(format!("{why} (at byte {at})"));
                 }
             }
-            Tag::Events | Tag::Footer | Tag::Trailer | Tag::Gathered => {}
+            Tag::Processes => {
+                let pieces: Vec<crate::Piece> =
+                    postcard::from_bytes(raw).map_err(postcard_err("processes"))?;
+                crate::processes::check_pieces(&pieces, at).map_err(bad("processes"))?;
+                self.pieces = pieces;
+            }
+            Tag::Events | Tag::Footer | Tag::Trailer | Tag::Gathered | Tag::Substream => {}
         }
         Ok(())
     }

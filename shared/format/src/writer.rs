@@ -8,7 +8,7 @@ use rustc_hash::FxHashMap;
 
 use crate::addr_hash::AddressMap;
 use crate::aggregate::{Aggregator, Key};
-use crate::chunk::{encode_chunk, header_bytes, Codec, Tag, MAX_CHUNK_RAW_LEN};
+use crate::chunk::{encode_chunk, header_bytes, Codec, Tag, CHUNK_HEADER_LEN, MAX_CHUNK_RAW_LEN};
 use crate::events::{quantize, AddressRef, EventEncoder};
 use crate::intervals::encode_node;
 use crate::live::{Block, LiveBlocks, Prior};
@@ -52,6 +52,9 @@ const SAMPLE_GROWTH: u64 = 40;
 const GATHER_MIN_CHUNKS: usize = 64;
 
 /// A Digest chunk's payload stays well below [`MAX_CHUNK_RAW_LEN`].
+/// A stream's bytes go in chunks of at most this many.
+const SUBSTREAM_PIECE_MAX: usize = (MAX_CHUNK_RAW_LEN / 4) as usize;
+
 const DIGEST_CHUNK_BYTES: usize = (MAX_CHUNK_RAW_LEN / 4) as usize;
 
 impl Default for WriterOptions {
@@ -130,6 +133,9 @@ pub struct RecordingWriter<W: Write> {
     gathered: Vec<Vec<u8>>,
     summary: Summary,
     scratch: Vec<u8>,
+    /// The other processes' streams: the length of each so far, and where their pieces are.
+    streams: FxHashMap<u32, u64>,
+    pieces: Vec<crate::Piece>,
 }
 
 impl<W: Write> RecordingWriter<W> {
@@ -148,6 +154,8 @@ impl<W: Write> RecordingWriter<W> {
             options,
             offset: header.len() as u64,
             index: Vec::new(),
+            streams: FxHashMap::default(),
+            pieces: Vec::new(),
             strings: FxHashMap::default(),
             string_count: 0,
             pending_strings: Vec::new(),
@@ -527,6 +535,10 @@ impl<W: Write> RecordingWriter<W> {
         }
         self.flush()?;
         self.write_postcard(Tag::End, &end, (end.time_ns, end.time_ns, 1))?;
+        if !self.pieces.is_empty() {
+            let pieces = std::mem::take(&mut self.pieces);
+            self.write_postcard(Tag::Processes, &pieces, (0, 0, pieces.len()))?;
+        }
         self.write_gathered()?;
         for (count, nodes) in std::mem::take(&mut self.digest) {
             let mut raw = Vec::with_capacity(nodes.len() + 10);
@@ -543,6 +555,26 @@ impl<W: Write> RecordingWriter<W> {
         self.write_chunk(Tag::Footer, &trailer_offset.to_le_bytes(), (0, 0, 1), Codec::None)?;
         self.out.flush()?;
         Ok(self.out)
+    }
+
+    /// Appends `bytes` to the stream of process `process` (1, 2, ...): the recording of
+    /// another process, written by a [`RecordingWriter`] of its own, carried in this file (see
+    /// FORMAT.md, "Processes"). A stream's bytes may come in any number of calls, each
+    /// written at once as a chunk of its own (or a few, for large ones).
+    pub fn substream(&mut self, process: u32, bytes: &[u8]) -> Result<(), Error> {
+        debug_assert!(process != 0, "process 0 is this recording's own");
+        for part in bytes.chunks(SUBSTREAM_PIECE_MAX) {
+            let offset = *self.streams.get(&process).unwrap_or(&0);
+            let mut raw = Vec::with_capacity(part.len() + 15);
+            crate::processes::encode_piece(&mut raw, process, offset, &[]);
+            let at = self.offset + (CHUNK_HEADER_LEN + raw.len()) as u64;
+            raw.extend_from_slice(part);
+            self.write_chunk(Tag::Substream, &raw, (0, 0, 0), Codec::None)?;
+            let len = part.len() as u64;
+            self.pieces.push(crate::Piece { process, offset, at, len });
+            self.streams.insert(process, offset + len);
+        }
+        Ok(())
     }
 
     /// The aggregates so far.

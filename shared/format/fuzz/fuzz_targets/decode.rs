@@ -4,8 +4,10 @@
 //! tags and payloads come from the input, so the fuzzer reaches the payload decoders (tables,
 //! events, interval aggregates, digest). Files are read both ways: with a footer pointing at a
 //! trailer (the index path) and without (the scan path), and followed as they grow.
-//! `./dev fuzz` seeds the corpus with the golden recording (mode 1: its bytes after the
-//! header), so runs start from real event chunks (re-created objects' pairs included).
+//! The streams of other processes a file carries (format 5) are opened and analysed too.
+//! `./dev fuzz` seeds the corpus with the golden recordings (mode 1: their bytes after the
+//! header), so runs start from real event chunks (re-created objects' pairs included) and
+//! real process streams.
 #![no_main]
 
 use std::sync::{Arc, Mutex};
@@ -83,6 +85,16 @@ fn analyse(rec: &Recording) {
     }
 }
 
+/// Analyses `rec` and the recordings of the other processes it holds (a few of them).
+fn analyse_all(rec: &Recording) {
+    analyse(rec);
+    for n in rec.processes().into_iter().take(4) {
+        if let Ok(child) = rec.open_process(n) {
+            analyse(&child);
+        }
+    }
+}
+
 fuzz_target!(|data: &[u8]| {
     let Some((&mode, rest)) = data.split_first() else { return };
     let mut bytes = Vec::with_capacity(data.len() * 2 + HEADER_LEN);
@@ -90,12 +102,12 @@ fuzz_target!(|data: &[u8]| {
         0 => bytes.extend_from_slice(data),
         1 => {
             bytes.extend_from_slice(&MAGIC);
-            bytes.extend_from_slice(&[4, 0, 0, 0, 0, 0, 0, 0]);
+            bytes.extend_from_slice(&[FORMAT_VERSION as u8, 0, 0, 0, 0, 0, 0, 0]);
             bytes.extend_from_slice(rest);
         }
         _ => {
             bytes.extend_from_slice(&MAGIC);
-            let version = (mode >> 2) % 5;
+            let version = (mode >> 2) % (FORMAT_VERSION as u8 + 1);
             bytes.extend_from_slice(&[version, 0, 0, 0, 0, 0, 0, 0]);
             // Segments: tag, payload length, payload; framed as stored chunks.
             let mut at = rest;
@@ -120,13 +132,13 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     if let Ok(rec) = Recording::open(&bytes) {
-        analyse(&rec);
+        analyse_all(&rec);
     }
     // The same bytes arriving in two parts, as from a recording being written.
     let source = Arc::new(Growing(Mutex::new((bytes.clone(), bytes.len() / 2))));
     if let Ok(mut rec) = Recording::open_source(source.clone()) {
         source.0.lock().unwrap().1 = bytes.len();
         let _ = rec.refresh();
-        analyse(&rec);
+        analyse_all(&rec);
     }
 });
