@@ -24,6 +24,8 @@ pub struct TreeMemory {
     /// the traced program started it.
     skip: Option<Pid>,
     tree: Vec<Pid>,
+    /// Only the root process, not its descendants.
+    alone: bool,
 }
 
 impl TreeMemory {
@@ -34,14 +36,23 @@ impl TreeMemory {
             root: Pid::from_u32(pid),
             skip: skip.map(Pid::from_u32),
             tree: Vec::new(),
+            alone: false,
         }
+    }
+
+    /// The process `pid` alone (a followed descendant: its own descendants have streams of
+    /// their own).
+    pub fn alone(pid: u32) -> TreeMemory {
+        TreeMemory { alone: true, ..TreeMemory::new(pid, None) }
     }
 
     /// (RSS, VMS) in bytes summed over the tree. `None` once the root process is gone.
     pub fn sample(&mut self) -> Option<(u64, u64)> {
         self.tree.clear();
         self.tree.push(self.root);
-        self.find_descendants();
+        if !self.alone {
+            self.find_descendants();
+        }
         let memory_only = ProcessRefreshKind::nothing().without_tasks().with_memory();
         self.system.refresh_processes_specifics(
             ProcessesToUpdate::Some(&self.tree),

@@ -30,6 +30,7 @@ use crate::host::monotonic_ns;
 use crate::python_env::{
     default_python, find_tracer, probe_python, PythonInfo, PythonPackageDir, BOOTSTRAP,
 };
+use crate::follow::FollowDir;
 use crate::run_recorder::RecorderJob;
 
 /// Arguments of `memlens run`.
@@ -98,6 +99,10 @@ pub struct RunArgs {
     /// binary unit (B, KiB, MiB, GiB).
     #[arg(long, value_name = "BYTES", value_parser = crate::sampling::sample_arg, conflicts_with = "rss_only")]
     pub sample: Option<u64>,
+    /// Trace only the program's own process, not the Pythons it starts (by fork, spawn,
+    /// forkserver or exec), which are otherwise recorded in the same file.
+    #[arg(long)]
+    pub no_follow: bool,
     /// Do not print the summary line at the end.
     #[arg(short, long)]
     pub quiet: bool,
@@ -140,6 +145,8 @@ pub struct RunOptions {
     pub aggregate: bool,
     /// Sample allocations, one every this many bytes on average.
     pub sample: Option<u64>,
+    /// Follow the Pythons the program starts.
+    pub follow: bool,
     pub quiet: bool,
 }
 
@@ -177,6 +184,7 @@ impl TryFrom<RunArgs> for RunOptions {
             census_max_objects: a.census_max_objects,
             aggregate: a.aggregate,
             sample: a.sample,
+            follow: !a.no_follow,
             quiet: a.quiet,
         })
     }
@@ -284,6 +292,13 @@ pub fn run_with(opts: RunOptions) -> Result<i32> {
     let (ctrl_recorder, ctrl_program) = make_control_socket()?;
     let traced = py.unsupported.is_none();
     let mut cmd = interpreter_command(&opts, traced, &tracer, &package, &pipe_w, &ctrl_program);
+    let follow = match opts.follow && traced {
+        true => Some(FollowDir::create(package.path())?),
+        false => None,
+    };
+    if let Some(dir) = &follow {
+        cmd.env(handshake::ENV_FOLLOW, dir.path()).env(handshake::ENV_FOLLOW_OPTIONS, follow_options(&opts));
+    }
     let job = RecorderJob {
         pid,
         output,
@@ -298,6 +313,7 @@ pub fn run_with(opts: RunOptions) -> Result<i32> {
         // Nothing traced and no native allocations: no tracer to hear from.
         tracer_expected: traced || opts.native,
         package,
+        follow,
     };
     spawn_recorder(job, &[&pipe_w, &ctrl_program])?;
     let err = cmd.exec();
@@ -364,6 +380,18 @@ fn interpreter_command(
         .env(handshake::ENV_SAMPLE_BYTES, opts.sample.unwrap_or(0).to_string())
         .env("PYTHONPATH", package.pythonpath());
     cmd
+}
+
+/// What a followed descendant traces ([`handshake::ENV_FOLLOW_OPTIONS`]): what the program does.
+fn follow_options(opts: &RunOptions) -> String {
+    format!(
+        "native={};census={};census_interval={};census_max_objects={};sample_bytes={}",
+        u8::from(opts.native),
+        u8::from(opts.census),
+        opts.census_interval.unwrap_or(0.0),
+        opts.census_max_objects,
+        opts.sample.unwrap_or(0)
+    )
 }
 
 /// Starts the recorder: a grandchild in a session of its own, so that it is not a child

@@ -118,6 +118,7 @@ fn record(a: SinkArgs) -> Result<i32> {
         || memory.sample(),
         Duration::from_millis(a.interval),
         || false,
+        |_| Ok(()),
     )
     .map_err(|e| write_failed(&a.output, e))?;
     // A write that failed while the tracer's data was read (a full disk) is the error.

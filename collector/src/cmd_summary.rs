@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use memlens_analysis::{
-    deepest_stack, format_bytes, format_count, format_duration_ns, insights, last_census, replay,
-    stack_totals, thread_totals, EventFilter, InsightOptions, Snapshot, TypeOrder,
+    deepest_stack, descendants, format_bytes, outlived_the_program, format_count, format_duration_ns, insights, last_census, replay,
+    stack_totals, thread_totals, tree_peak, EventFilter, InsightOptions, Snapshot, TypeOrder,
 };
 use memlens_format::Recording;
 use serde::Serialize;
@@ -30,6 +30,10 @@ pub struct SummaryArgs {
     /// aggregates (slower; for checking them, and what older recordings get anyway).
     #[arg(long)]
     pub replay: bool,
+    /// Summarize this process of the recording (its pid): the program or one of the Pythons
+    /// it started. Default: the program, with every process listed.
+    #[arg(long, value_name = "PID")]
+    pub process: Option<u32>,
 }
 
 /// The JSON document. Field names are a stable interface: only add fields.
@@ -84,6 +88,46 @@ pub struct SummaryJson {
     pub deepest_stack: u32,
     /// Findings with their evidence (see memlens_analysis::insights).
     pub insights: Vec<InsightJson>,
+    /// The number of the process these figures are about: 0 the program, 1, 2, ... the
+    /// Pythons it started (`--process PID`).
+    pub process: u32,
+    /// Every process the recording holds, the program first (one entry when it started no
+    /// Python, or was run with `--no-follow`).
+    pub processes: Vec<ProcessJson>,
+    /// The heap of all processes together, when there are several.
+    pub all_processes: Option<AllProcessesJson>,
+}
+
+/// One process of the recording.
+#[derive(Debug, Serialize)]
+pub struct ProcessJson {
+    pub number: u32,
+    pub pid: u32,
+    /// The pid of its parent (`null` for the program).
+    pub ppid: Option<u32>,
+    pub command_line: Vec<String>,
+    /// When its recording started, on the program's clock.
+    pub start_ns: u64,
+    pub duration_ns: u64,
+    pub peak_heap_bytes: u64,
+    pub peak_heap_time_ns: u64,
+    pub peak_rss_bytes: u64,
+    pub leaked_bytes: u64,
+    pub alloc_count: u64,
+    pub alloc_bytes: u64,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub ended: String,
+    pub complete: bool,
+}
+
+/// All processes together.
+#[derive(Debug, Serialize)]
+pub struct AllProcessesJson {
+    /// The highest sum of the processes' heaps (at most 1/2000 of the run apart).
+    pub peak_heap_bytes: u64,
+    pub peak_heap_time_ns: u64,
+    pub alloc_bytes: u64,
 }
 
 /// One finding.
@@ -110,7 +154,33 @@ pub fn run(args: SummaryArgs) -> Result<i32> {
     let opened = open(&args.file)?;
     let how = if args.replay { How::Replay } else { How::Fastest };
     opened.progress.phase("computing the summary");
-    let summary = build(&opened.rec, &args.file.display().to_string(), args.top, how)?;
+    let family = descendants(&opened.rec);
+    let all: Vec<(u32, &Recording)> = std::iter::once((0, &opened.rec))
+        .chain(family.iter().map(|p| (p.number, &p.rec)))
+        .collect();
+    let (number, rec) = match args.process {
+        None => (0, &opened.rec),
+        Some(pid) => *all.iter().find(|(_, r)| r.meta().pid == pid).ok_or_else(|| {
+            let pids: Vec<String> = all.iter().map(|(_, r)| r.meta().pid.to_string()).collect();
+            anyhow::anyhow!(
+                "{} holds no process with pid {pid}; its processes: {}",
+                args.file.display(),
+                pids.join(", ")
+            )
+        })?,
+    };
+    let mut summary = build(rec, &args.file.display().to_string(), args.top, how)?;
+    summary.process = number;
+    summary.processes = all.iter().map(|&(n, r)| process_json(n, r)).collect();
+    if all.len() > 1 {
+        let recs: Vec<&Recording> = all.iter().map(|(_, r)| *r).collect();
+        let (peak, at) = tree_peak(&recs)?;
+        summary.all_processes = Some(AllProcessesJson {
+            peak_heap_bytes: peak,
+            peak_heap_time_ns: at,
+            alloc_bytes: recs.iter().map(|r| r.summary().alloc_bytes).sum(),
+        });
+    }
     drop(opened.progress);
     if args.json {
         crate::json::write(&mut std::io::stdout().lock(), &summary)?;
@@ -216,7 +286,33 @@ pub fn build(rec: &Recording, file: &str, top: usize, how: How) -> Result<Summar
                 site: i.stack.and_then(|s| site_of(rec, s, i.bytes, 0)),
             })
             .collect(),
+        process: 0,
+        processes: Vec::new(),
+        all_processes: None,
     })
+}
+
+fn process_json(number: u32, rec: &Recording) -> ProcessJson {
+    let s = rec.summary();
+    let end = rec.end().copied().unwrap_or_default();
+    ProcessJson {
+        number,
+        pid: rec.meta().pid,
+        ppid: rec.meta().ppid(),
+        command_line: rec.meta().command_line.clone(),
+        start_ns: rec.samples().first().map_or(0, |x| x.time_ns),
+        duration_ns: s.duration_ns,
+        peak_heap_bytes: s.peak_heap,
+        peak_heap_time_ns: s.peak_heap_time_ns,
+        peak_rss_bytes: s.peak_rss,
+        leaked_bytes: s.end_heap,
+        alloc_count: s.alloc_count,
+        alloc_bytes: s.alloc_bytes,
+        exit_code: end.exit_code,
+        signal: end.signal,
+        ended: how_it_ended(rec),
+        complete: rec.truncation().is_none() && rec.has_trailer(),
+    }
 }
 
 /// How the recording ends, in words.
@@ -224,6 +320,9 @@ fn how_it_ended(rec: &Recording) -> String {
     let meta = rec.meta();
     let block = meta.extra.iter().any(|(k, v)| k == "mode" && v == "memlens.record()");
     match rec.end().map(|e| (e.exit_code, e.signal)) {
+        Some((None, None)) if outlived_the_program(rec) => {
+            "still running when the program ended (followed no further)".into()
+        }
         Some((_, Some(sig))) => format!("killed by signal {sig}"),
         Some((Some(code), None)) => format!("exited with code {code}"),
         Some((None, None)) if block => "recording stopped, the program went on".into(),
@@ -265,8 +364,45 @@ fn write_sites<W: Write>(
     Ok(())
 }
 
+/// The processes table (`memlens summary --process PID` for one of them).
+fn write_processes<W: Write>(out: &mut Out<W>, s: &SummaryJson) -> Result<()> {
+    writeln!(out)?;
+    out.paint_line(Style::Heading, "Processes")?;
+    if let Some(all) = &s.all_processes {
+        writeln!(
+            out,
+            "  all together: peak heap {} at {}, {} allocated",
+            format_bytes(all.peak_heap_bytes),
+            format_duration_ns(all.peak_heap_time_ns),
+            format_bytes(all.alloc_bytes)
+        )?;
+    }
+    writeln!(out, "  {:>3} {:>8} {:>8} {:>10} {:>10}  ended; command", "#", "pid", "parent", "peak heap", "at exit")?;
+    for p in &s.processes {
+        let command = p.command_line.join(" ");
+        let command = term::escape_line(&command);
+        let short: String = command.chars().take(60).collect();
+        let more = if short.len() < command.len() { "..." } else { "" };
+        writeln!(
+            out,
+            "  {:>3} {:>8} {:>8} {:>10} {:>10}  {}; {short}{more}",
+            p.number,
+            p.pid,
+            p.ppid.map_or_else(|| "-".to_owned(), |x| x.to_string()),
+            format_bytes(p.peak_heap_bytes),
+            format_bytes(p.leaked_bytes),
+            p.ended,
+        )?;
+    }
+    writeln!(out, "  (memlens summary --process PID for one of them)")?;
+    Ok(())
+}
+
 fn write_text<W: Write>(out: &mut Out<W>, s: &SummaryJson) -> Result<()> {
     writeln!(out, "{}", s.file)?;
+    if s.process != 0 {
+        writeln!(out, "  process     {} of {}, started by the program", s.process, s.processes.len())?;
+    }
     writeln!(out, "  command     {}", s.command_line.join(" "))?;
     if s.rss_only {
         writeln!(
@@ -353,6 +489,9 @@ fn write_text<W: Write>(out: &mut Out<W>, s: &SummaryJson) -> Result<()> {
     }
     for i in &s.insights {
         writeln!(out, "  - {}", i.message)?;
+    }
+    if s.processes.len() > 1 {
+        write_processes(out, s)?;
     }
     writeln!(out)?;
     out.paint_line(Style::Heading, "Threads")?;

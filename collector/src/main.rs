@@ -19,6 +19,7 @@ mod cmd_spans;
 mod cmd_summary;
 mod cmd_view;
 mod cmd_watch;
+mod follow;
 mod host;
 mod json;
 mod load;

@@ -26,6 +26,9 @@ const PY_FILES: &[(&str, &str)] = &[
     ("memlens/_census.py", include_str!("../python/memlens/_census.py")),
     ("memlens/_layout.py", include_str!("../python/memlens/_layout.py")),
     ("memlens/_attach.py", include_str!("../python/memlens/_attach.py")),
+    ("memlens/_follow.py", include_str!("../python/memlens/_follow.py")),
+    // Python's start-up imports it: a Python the program starts is followed from there.
+    ("sitecustomize.py", include_str!("../python/sitecustomize.py")),
 ];
 
 /// The one-liner given to `python -c`; everything else is in `_bootstrap.py`.

@@ -2,7 +2,7 @@
 //! pipe in, a recording out, memory samples and periodic flushes in between.
 
 use std::fs::File;
-use std::io::{BufWriter, Read};
+use std::io::{Read, Write};
 use std::os::fd::AsFd;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -52,9 +52,9 @@ impl PipeReader {
 
     /// Feeds what the pipe holds (waiting up to `timeout` for something) to `recorder`,
     /// keeping the first error.
-    fn feed_next(
+    fn feed_next<W: Write>(
         &mut self,
-        recorder: &mut Recorder<BufWriter<File>>,
+        recorder: &mut Recorder<W>,
         timeout: Duration,
         error: &mut Option<anyhow::Error>,
     ) -> Result<(), NoData> {
@@ -80,19 +80,21 @@ impl PipeReader {
     }
 }
 
-pub(crate) type RecordResult = Result<(Recorder<BufWriter<File>>, Option<anyhow::Error>)>;
+pub(crate) type RecordResult<W> = Result<(Recorder<W>, Option<anyhow::Error>)>;
 
 /// Replays what arrives on `pipe` into `recorder` until the tracer closes it, or, once
 /// `ended()` says the program is ending, until the pipe is empty (the tracer said goodbye:
 /// everything was sent) or quiet; takes a `memory()` sample (RSS, VMS) every `interval`
-/// and flushes the file every [`FLUSH_PERIOD`].
-pub(crate) fn record_loop(
-    mut recorder: Recorder<BufWriter<File>>,
+/// and flushes the file every [`FLUSH_PERIOD`], after `before_flush` (which carries the
+/// recordings of the program's descendants into the file, see [`crate::follow`]).
+pub(crate) fn record_loop<W: Write>(
+    mut recorder: Recorder<W>,
     mut pipe: PipeReader,
     mut memory: impl FnMut() -> Option<(u64, u64)>,
     interval: Duration,
     ended: impl Fn() -> bool,
-) -> RecordResult {
+    mut before_flush: impl FnMut(&mut Recorder<W>) -> Result<()>,
+) -> RecordResult<W> {
     let mut next_sample = Instant::now();
     let mut next_flush = Instant::now() + FLUSH_PERIOD;
     let mut feed_error = None;
@@ -127,7 +129,7 @@ pub(crate) fn record_loop(
         }
         if now >= next_flush {
             if feed_error.is_none() {
-                if let Err(e) = recorder.flush() {
+                if let Err(e) = before_flush(&mut recorder).and_then(|()| recorder.flush()) {
                     feed_error = Some(e);
                 }
             }

@@ -550,6 +550,12 @@ impl<W: Write> Recorder<W> {
         Ok(())
     }
 
+    /// The writer, for what it carries besides this process's records (the streams of
+    /// followed descendants).
+    pub fn writer_mut(&mut self) -> &mut RecordingWriter<W> {
+        &mut self.writer
+    }
+
     /// Makes everything so far durable.
     pub fn flush(&mut self) -> Result<()> {
         self.writer.flush()?;

@@ -22,6 +22,7 @@ use memlens_analysis::format_bytes;
 use memlens_format::{Meta, RecordingWriter, WriterOptions};
 
 use crate::child_memory::TreeMemory;
+use crate::follow::{ChildJob, FollowDir, Followers};
 use crate::process_watch::{EndWatch, Ended, Ending};
 use crate::python_env::PythonPackageDir;
 use crate::record_loop::{os_error, record_loop, write_failed, PipeReader};
@@ -49,6 +50,8 @@ pub struct RecorderJob {
     pub tracer_expected: bool,
     /// The `memlens` package the program imports; removed once it has ended.
     pub package: PythonPackageDir,
+    /// The sockets the program's descendants connect to, when they are followed.
+    pub follow: Option<FollowDir>,
 }
 
 /// Runs the helper to the end and exits the process.
@@ -83,6 +86,7 @@ fn record(job: RecorderJob) -> Result<()> {
         quiet,
         tracer_expected,
         package,
+        follow,
     } = job;
     let watch = EndWatch::spawn(pid, ctrl).context("cannot watch the traced program")?;
     let options = WriterOptions { events: !aggregate, ..WriterOptions::default() };
@@ -107,8 +111,19 @@ fn record(job: RecorderJob) -> Result<()> {
     let recorder = Recorder::new(writer, t0).sampled(sample_bytes);
     let pipe = PipeReader::new(pipe);
     let mut memory = TreeMemory::new(pid, None);
-    let (recorder, feed_error) =
-        record_loop(recorder, pipe, || memory.sample(), interval, || watch.ended().is_some())
+    let followers = match follow {
+        Some(dir) => {
+            let job = ChildJob { meta: meta.clone(), t0, interval, options };
+            Some(Followers::start(dir, job)?)
+        }
+        None => None,
+    };
+    let carry = |r: &mut Recorder<_>| match &followers {
+        Some(f) => f.carry(r.writer_mut()),
+        None => Ok(()),
+    };
+    let (mut recorder, feed_error) =
+        record_loop(recorder, pipe, || memory.sample(), interval, || watch.ended().is_some(), carry)
             .map_err(|e| write_failed(&output, e))?;
     // The pipe can close before the end (a program that closes file descriptors it did not
     // open): the end is still to come.
@@ -129,6 +144,10 @@ fn record(job: RecorderJob) -> Result<()> {
     let feed_error = match feed_error {
         Some(e) if os_error(&e).is_some() => return Err(write_failed(&output, e)),
         other => other,
+    };
+    let followed = match followers {
+        Some(f) => f.finish(recorder.writer_mut()).map_err(|e| write_failed(&output, e))?,
+        None => 0,
     };
     let hello = recorder.hello().is_some();
     let stopped = recorder.stopped();
@@ -168,9 +187,15 @@ fn record(job: RecorderJob) -> Result<()> {
             0 => String::new(),
             b => format!(" ({})", memlens_analysis::notice_for(b)),
         };
+        let children = match followed {
+            0 => String::new(),
+            1 => "; and 1 child process".to_owned(),
+            n => format!("; and {n} child processes"),
+        };
         let _ = writeln!(
             err,
-            "memlens: peak heap {}, {} still allocated at exit ({how}){estimated}; wrote {}",
+            "memlens: peak heap {}, {} still allocated at exit ({how}){estimated}{children}; \
+             wrote {}",
             format_bytes(peak),
             format_bytes(end_heap),
             output.display()

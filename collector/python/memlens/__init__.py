@@ -120,13 +120,36 @@ def _watch_end(tracer_path, ctrl_fd):
 
 
 def _start(tracer_path, fd, native, census=True, census_interval=0.0, census_max_objects=0,
-           sample_bytes=0):
-    """Starts tracing into the recorder's pipe `fd` (called by the bootstrap)."""
+           sample_bytes=0, at_exit=True, frame=None):
+    """Starts tracing into the recorder's pipe `fd` (called by the bootstrap, and in the
+    program's descendants by _follow, which gives the `frame` the calling thread's stack
+    starts from: a forked child goes on in the frames it forked in)."""
     lib = _load(tracer_path)
     lib.memlens_set_sample(sample_bytes)
-    traced = _check(lib, lib.memlens_start(fd, 1 if native else 0))
-    atexit.register(_stop)
+    if frame is None:
+        rc = lib.memlens_start(fd, 1 if native else 0)
+    else:
+        name = threading.current_thread().name.encode("utf-8", "replace")
+        rc = lib.memlens_start_in(fd, 1 if native else 0, frame, name)
+    traced = _check(lib, rc)
+    if at_exit:
+        atexit.register(_stop)
     _begin(lib, census and traced, census_interval, census_max_objects, traced)
+    from memlens import _follow
+
+    _follow.register()
+
+
+def _forget_session():
+    """In a forked child: the parent's session is not this process's (its census thread
+    did not come along; its gc callback is registered again when tracing starts)."""
+    global _census_thread, _census_on
+    _census_thread = None
+    _census_on = False
+    try:
+        gc.callbacks.remove(_gc_callback)
+    except ValueError:
+        pass
 
 
 def _say_on_stderr(line):

@@ -24,9 +24,15 @@ pub const ENV_CENSUS_INTERVAL: &str = "MEMLENS_CENSUS_INTERVAL";
 pub const ENV_CENSUS_MAX_OBJECTS: &str = "MEMLENS_CENSUS_MAX_OBJECTS";
 /// Sample allocations, one every this many bytes on average (`0`: record every one).
 pub const ENV_SAMPLE_BYTES: &str = "MEMLENS_SAMPLE_BYTES";
+/// `memlens run`, following the program's descendants: the directory of the recorder's
+/// `ctrl` and `records` sockets. Unlike the others, left in the environment for children.
+pub const ENV_FOLLOW: &str = "MEMLENS_FOLLOW";
+/// What a followed descendant traces: `native=1;census=1;census_interval=S;
+/// census_max_objects=N;sample_bytes=N` (absent keys: the defaults).
+pub const ENV_FOLLOW_OPTIONS: &str = "MEMLENS_FOLLOW_OPTIONS";
 
 /// Every variable of the environment handshake.
-pub const ENV: [&str; 10] = [
+pub const ENV: [&str; 12] = [
     ENV_MODE,
     ENV_FD,
     ENV_NATIVE_FD,
@@ -37,6 +43,8 @@ pub const ENV: [&str; 10] = [
     ENV_CENSUS_INTERVAL,
     ENV_CENSUS_MAX_OBJECTS,
     ENV_SAMPLE_BYTES,
+    ENV_FOLLOW,
+    ENV_FOLLOW_OPTIONS,
 ];
 
 /// `memlens sink`'s first line: the recording exists, and the tracer library to load is at

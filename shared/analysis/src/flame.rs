@@ -60,6 +60,7 @@ pub fn is_memlens_file(file: &str) -> bool {
             "/memlens/__main__.py",
             "/memlens/_bootstrap.py",
             "/memlens/_census.py",
+            "/memlens/_follow.py",
             "/memlens/_cli.py",
             "/memlens/_layout.py",
             "/memlens/ipython.py",

@@ -41,6 +41,7 @@ mod export;
 mod flame;
 mod insights;
 mod kinds;
+mod processes;
 mod query;
 pub mod replay;
 mod sampling;
@@ -79,6 +80,7 @@ pub use flame::{
 };
 pub use insights::{insights, Insight, InsightKind, InsightOptions, InsightsBuilder};
 pub use kinds::{kind_usage, KindUsage};
+pub use processes::{descendants, outlived_the_program, tree_peak, Process, STILL_RUNNING_MARKER};
 pub use sampling::{notice_for, sampling_mismatch, sampling_notice};
 pub use snapshot::SnapshotBuilder;
 pub use spans::{span_usage, SpanUsage};

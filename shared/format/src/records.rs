@@ -36,17 +36,30 @@ pub struct Meta {
 /// estimates (see [`Meta::sample_bytes`]).
 pub const META_SAMPLE_BYTES: &str = "sample_bytes";
 
+/// The `Meta.extra` key of a descendant's recording (format 5, FORMAT.md "Processes"): the
+/// pid of its parent, as a decimal integer.
+pub const META_PPID: &str = "ppid";
+
+/// The `Meta.extra` key of a descendant's recording: its number in the file.
+pub const META_PROCESS: &str = "process";
+
 impl Meta {
+    /// The value of `extra` key `key`, if there is one.
+    pub fn extra(&self, key: &str) -> Option<&str> {
+        self.extra.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+
+    /// A descendant's recording: its parent's pid.
+    pub fn ppid(&self) -> Option<u32> {
+        self.extra(META_PPID)?.parse().ok()
+    }
+
     /// For a sampled recording, the mean bytes between sampled allocations: each heap block
     /// in it stands for the blocks of its size that were not sampled, and its recorded size
     /// is the estimate of their bytes (`size / (1 - exp(-size / rate))`), so every byte
     /// figure read from it is an estimate. `None`: every allocation was recorded.
     pub fn sample_bytes(&self) -> Option<u64> {
-        self.extra
-            .iter()
-            .find(|(k, _)| k == META_SAMPLE_BYTES)
-            .and_then(|(_, v)| v.parse().ok())
-            .filter(|&b| b > 0)
+        self.extra(META_SAMPLE_BYTES).and_then(|v| v.parse().ok()).filter(|&b| b > 0)
     }
 }
 

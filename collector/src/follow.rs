@@ -1,0 +1,327 @@
+//! Following the traced program's descendants (`memlens run`, unless `--no-follow`).
+//!
+//! Every Python the program starts, by fork (multiprocessing's fork and forkserver start
+//! methods, `os.fork`) or by exec (spawn, `subprocess.run([sys.executable, ...])`), finds
+//! [`ENV_FOLLOW`] in its environment and the tracer preloaded: the `memlens` package starts
+//! tracing it ([`FollowDir`]'s sockets: `records` for the tracer's stream, `ctrl` for how the
+//! process ends, as for the program itself). The recorder accepts them here, records each
+//! process with a [`Recorder`] of its own on a thread of its own, into a buffer, and the
+//! recorder's main loop carries what the buffers hold into the file as the process's
+//! stream ([`memlens_format::RecordingWriter::substream`], FORMAT.md "Processes") at each
+//! flush. A child that ends, crashes or is killed ends only its own stream.
+
+use std::fs::File;
+use std::io::Write;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use memlens_analysis::STILL_RUNNING_MARKER;
+use memlens_format::{Meta, RecordingWriter, ThreadId, WriterOptions};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::socket::{
+    accept, bind, getsockopt, listen, socket, sockopt::PeerCredentials, AddressFamily, Backlog,
+    SockFlag, SockType, UnixAddr,
+};
+use rustc_hash::FxHashMap as HashMap;
+
+use crate::child_memory::{command_and_cwd, TreeMemory};
+use crate::host::monotonic_ns;
+use crate::process_watch::{EndWatch, Ending};
+use crate::record_loop::{record_loop, PipeReader};
+use crate::recorder::Recorder;
+
+
+/// At most this many processes are followed (a fork bomb is not recorded past it); the
+/// others run untraced.
+const MAX_PROCESSES: usize = 4096;
+
+/// How long descendants still running when the program has ended are waited for before
+/// their streams are ended where they are. The program waits for its recording to be
+/// complete before it exits, so this is a delay of its exit; and helpers that live as long
+/// as the program (multiprocessing's resource tracker and forkserver) only end after it.
+/// Enough for pool workers terminated at the program's exit to say how they ended.
+const GRACE: Duration = Duration::from_millis(200);
+
+/// The two sockets descendants connect to, in a directory of their own: `records`, a
+/// stream socket for the tracer's records, and `ctrl`, a packet socket for how the process
+/// ends (like the program's own pipe and control socket).
+pub struct FollowDir {
+    dir: PathBuf,
+    records: OwnedFd,
+    ctrl: OwnedFd,
+}
+
+impl FollowDir {
+    /// Creates the directory `base/follow` and listens on its sockets (close-on-exec: the
+    /// program must not hold them; non-blocking: they are polled).
+    pub fn create(base: &Path) -> Result<FollowDir> {
+        let dir = base.join("follow");
+        std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let listen = |name: &str, kind: SockType| {
+            let path = dir.join(name);
+            let flags = SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK;
+            let fd = socket(AddressFamily::Unix, kind, flags, None)?;
+            bind(fd.as_raw_fd(), &UnixAddr::new(&path)?)
+                .and_then(|()| listen(&fd, Backlog::new(128)?))
+                .with_context(|| format!("cannot listen on {}", path.display()))?;
+            Ok::<_, anyhow::Error>(fd)
+        };
+        Ok(FollowDir {
+            records: listen("records", SockType::Stream)?,
+            ctrl: listen("ctrl", SockType::SeqPacket)?,
+            dir,
+        })
+    }
+
+    /// The directory, for [`ENV_FOLLOW`].
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+}
+
+/// What every descendant's recording shares with the program's.
+#[derive(Clone)]
+pub struct ChildJob {
+    /// The program's metadata: each child's copies it, with its own process's facts.
+    pub meta: Meta,
+    /// The program's start (CLOCK_MONOTONIC ns): every stream is on the program's clock.
+    pub t0: u64,
+    pub interval: Duration,
+    pub options: WriterOptions,
+}
+
+/// A process being followed: its number, and the bytes of its recording not yet carried
+/// into the file.
+struct Stream {
+    number: u32,
+    pending: Arc<Mutex<Vec<u8>>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// The descendants followed so far, and the thread that accepts new ones.
+pub struct Followers {
+    streams: Arc<Mutex<Vec<Stream>>>,
+    /// Set when the program has ended and the grace period is over: every child's
+    /// recording ends where it is.
+    cut: Arc<AtomicBool>,
+    /// Set when the program has ended: no new descendants are accepted.
+    closed: Arc<AtomicBool>,
+    acceptor: Option<JoinHandle<()>>,
+    dir: PathBuf,
+}
+
+/// A buffer a child's [`RecordingWriter`] writes to.
+struct StreamBuf(Arc<Mutex<Vec<u8>>>);
+
+impl Write for StreamBuf {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("stream buffer").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Followers {
+    /// Starts accepting descendants on `dir`'s sockets.
+    pub fn start(dir: FollowDir, job: ChildJob) -> Result<Followers> {
+        let streams = Arc::new(Mutex::new(Vec::new()));
+        let cut = Arc::new(AtomicBool::new(false));
+        let closed = Arc::new(AtomicBool::new(false));
+        let path = dir.dir.clone();
+        let acceptor = {
+            let (streams, cut, closed) = (streams.clone(), cut.clone(), closed.clone());
+            std::thread::Builder::new()
+                .name("follow".into())
+                .spawn(move || accept_loop(&dir, &job, &streams, &cut, &closed))
+                .context("cannot start following the program's children")?
+        };
+        Ok(Followers { streams, cut, closed, acceptor: Some(acceptor), dir: path })
+    }
+
+    /// Carries what the descendants' recordings wrote since the last call into the file.
+    pub fn carry<W: Write>(&self, writer: &mut RecordingWriter<W>) -> Result<()> {
+        let streams = self.streams.lock().expect("streams");
+        for s in streams.iter() {
+            let bytes = std::mem::take(&mut *s.pending.lock().expect("stream buffer"));
+            if !bytes.is_empty() {
+                writer.substream(s.number, &bytes)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Once the program has ended: waits up to [`GRACE`] for the descendants still running,
+    /// ends the recordings of those that are not done, carries everything into the file.
+    /// Returns how many processes were followed.
+    pub fn finish<W: Write>(mut self, writer: &mut RecordingWriter<W>) -> Result<usize> {
+        self.closed.store(true, Ordering::Release);
+        if let Some(a) = self.acceptor.take() {
+            let _ = a.join();
+        }
+        let deadline = Instant::now() + GRACE;
+        let threads: Vec<JoinHandle<()>> = {
+            let mut streams = self.streams.lock().expect("streams");
+            streams.iter_mut().filter_map(|s| s.thread.take()).collect()
+        };
+        while threads.iter().any(|t| !t.is_finished()) && Instant::now() < deadline {
+            self.carry(writer)?;
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        self.cut.store(true, Ordering::Release);
+        for t in threads {
+            let _ = t.join();
+        }
+        self.carry(writer)?;
+        Ok(self.streams.lock().expect("streams").len())
+    }
+}
+
+impl Drop for Followers {
+    fn drop(&mut self) {
+        self.closed.store(true, Ordering::Release);
+        self.cut.store(true, Ordering::Release);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A connection waiting on `listener` (blocking, close-on-exec), if there is one.
+fn accepted(listener: &OwnedFd) -> Option<OwnedFd> {
+    let fd = accept(listener.as_raw_fd()).ok()?;
+    // SAFETY: `accept` returned a new descriptor that nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let _ = nix::fcntl::fcntl(fd.as_raw_fd(), nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC));
+    Some(fd)
+}
+
+/// The pid of the process at the other end of `fd`.
+fn peer_pid(fd: &OwnedFd) -> Option<u32> {
+    getsockopt(fd, PeerCredentials).ok().and_then(|c| u32::try_from(c.pid()).ok())
+}
+
+fn accept_loop(
+    dir: &FollowDir,
+    job: &ChildJob,
+    streams: &Mutex<Vec<Stream>>,
+    cut: &Arc<AtomicBool>,
+    closed: &AtomicBool,
+) {
+    // Control sockets by pid, waiting for their process's record stream (a child connects
+    // its control socket first).
+    let mut ctrls: HashMap<u32, OwnedFd> = HashMap::default();
+    while !closed.load(Ordering::Acquire) {
+        let mut fds = [
+            PollFd::new(dir.ctrl.as_fd(), PollFlags::POLLIN),
+            PollFd::new(dir.records.as_fd(), PollFlags::POLLIN),
+        ];
+        if poll(&mut fds, PollTimeout::from(50u16)).unwrap_or(0) == 0 {
+            continue;
+        }
+        while let Some(fd) = accepted(&dir.ctrl) {
+            if let Some(pid) = peer_pid(&fd) {
+                ctrls.insert(pid, fd);
+            }
+        }
+        while let Some(records) = accepted(&dir.records) {
+            let Some(pid) = peer_pid(&records) else { continue };
+            let Some(ctrl) = ctrls.remove(&pid) else { continue };
+            let mut streams = streams.lock().expect("streams");
+            if streams.len() >= MAX_PROCESSES {
+                continue;
+            }
+            let number = streams.len() as u32 + 1;
+            let pending = Arc::new(Mutex::new(Vec::new()));
+            let child = Child { number, pid, job: job.clone(), pending: pending.clone() };
+            let cut = cut.clone();
+            let thread = std::thread::Builder::new()
+                .name(format!("follow-{pid}"))
+                .spawn(move || child.record(records, ctrl, &cut))
+                .ok();
+            streams.push(Stream { number, pending, thread });
+        }
+    }
+}
+
+/// One followed process.
+struct Child {
+    number: u32,
+    pid: u32,
+    job: ChildJob,
+    pending: Arc<Mutex<Vec<u8>>>,
+}
+
+impl Child {
+    /// Records the process until it ends (or the recording is cut). A failure ends its
+    /// stream where it is: the reader says it was cut short.
+    fn record(self, records: OwnedFd, ctrl: OwnedFd, cut: &AtomicBool) {
+        let _ = self.try_record(records, ctrl, cut);
+    }
+
+    fn try_record(&self, records: OwnedFd, ctrl: OwnedFd, cut: &AtomicBool) -> Result<()> {
+        let watch = EndWatch::spawn(self.pid, ctrl)?;
+        let writer = RecordingWriter::with_options(
+            StreamBuf(self.pending.clone()),
+            &self.meta(),
+            self.job.options,
+        )?;
+        let sample_bytes = self.job.meta.sample_bytes().unwrap_or(0);
+        let recorder = Recorder::new(writer, self.job.t0).sampled(sample_bytes);
+        let mut memory = TreeMemory::alone(self.pid);
+        let ended = || watch.ended().is_some() || cut.load(Ordering::Acquire);
+        let (mut recorder, _) = record_loop(
+            recorder,
+            PipeReader::new(File::from(records)),
+            || memory.sample(),
+            self.job.interval,
+            ended,
+            |_| Ok(()),
+        )?;
+        while !ended() {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let (at_ns, ending) = match watch.ended() {
+            Some(e) => (e.at_ns, e.ending),
+            None => {
+                let now = monotonic_ns();
+                let at = recorder.rel(now);
+                recorder.writer_mut().marker(at, ThreadId(0), STILL_RUNNING_MARKER);
+                (now, Ending::Unknown)
+            }
+        };
+        let (code, signal) = ending.code_and_signal();
+        recorder.finish(at_ns, code, signal)?;
+        watch.release();
+        Ok(())
+    }
+
+    /// The program's metadata with this process's pid, command line, working directory,
+    /// start time, parent and number.
+    fn meta(&self) -> Meta {
+        let (command_line, cwd) = command_and_cwd(self.pid).unwrap_or_default();
+        let ppid = std::fs::read_to_string(format!("/proc/{}/stat", self.pid))
+            .ok()
+            .and_then(|s| s.rsplit_once(')').and_then(|(_, f)| f.split_whitespace().nth(1)?.parse().ok()))
+            .unwrap_or(0u32);
+        let start_unix_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let mut extra = self.job.meta.extra.clone();
+        extra.push((memlens_format::META_PPID.to_owned(), ppid.to_string()));
+        extra.push((memlens_format::META_PROCESS.to_owned(), self.number.to_string()));
+        Meta {
+            pid: self.pid,
+            command_line,
+            cwd,
+            start_unix_ms,
+            extra,
+            ..self.job.meta.clone()
+        }
+    }
+}

@@ -1,0 +1,141 @@
+//! `memlens run` follows the program's descendants (fork, spawn, forkserver, exec'd Pythons)
+//! into one recording: each child's allocations at their lines, parents, ends, and the heap
+//! of all together; and children that make following hard do not hang or break it.
+mod common;
+
+use common::*;
+use memlens_analysis::{descendants, stack_totals, EventFilter, Process, Snapshot};
+use memlens_format::{Recording, StackId};
+use std::process::Output;
+
+const MIB: u64 = 1024 * 1024;
+
+fn run(name: &str, extra: &[&str], args: &[&str]) -> (Output, Recording, TempDir) {
+    let dir = TempDir::new(name);
+    let file = dir.0.join("out.memlens");
+    let out = memlens()
+        .arg("run")
+        .arg("-o")
+        .arg(&file)
+        .args(extra)
+        .arg(script(name))
+        .args(args)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let rec = Recording::from_vec(std::fs::read(&file).unwrap()).unwrap();
+    (out, rec, dir)
+}
+
+/// (function, file name, line) of a stack's innermost frame.
+fn top_frame(rec: &Recording, stack: StackId) -> Option<(String, String, u32)> {
+    let f = rec.frame(rec.stack_frames(stack).next()?)?;
+    let file = rec.string(f.file);
+    let base = file.rsplit('/').next().unwrap_or(file).to_owned();
+    Some((rec.string(f.function).to_owned(), base, f.line))
+}
+
+/// Bytes `rec` allocated (or held, for `snapshot`) at the innermost frame `(function, line)`.
+fn bytes_at(rec: &Recording, snapshot: Snapshot, function: &str, line: u32) -> u64 {
+    let totals = stack_totals(rec, snapshot, &EventFilter::default()).unwrap();
+    totals
+        .stacks
+        .iter()
+        .filter(|(s, _)| top_frame(rec, *s).is_some_and(|(f, _, l)| f == function && l == line))
+        .map(|(_, t)| t.bytes)
+        .sum()
+}
+
+fn command(p: &Process) -> String {
+    p.rec.meta().command_line.join(" ")
+}
+
+#[test]
+fn every_kind_of_child_is_recorded_at_its_line() {
+    let (out, rec, dir) = run("family.py", &[], &[]);
+    let root = rec.meta().pid;
+    let child_line = line_of("family.py", "FAMILY_CHILD_LINE");
+    let parent_line = line_of("family.py", "FAMILY_PARENT_LINE");
+    assert!(bytes_at(&rec, Snapshot::AtEnd, "<module>", parent_line) >= 2 * MIB);
+    let family = descendants(&rec);
+    assert!(family.len() >= 8, "{} processes", family.len());
+    for p in &family {
+        assert!(p.rec.truncation().is_none(), "process {}: {:?}", p.number, p.rec.truncation());
+        assert!(p.ppid().is_some(), "process {} has no parent", p.number);
+    }
+    let built = |p: &Process| bytes_at(&p.rec, Snapshot::TotalAllocated, "build", child_line);
+    // Every pool ran build(4 MiB) twice: 8 MiB per pool, in its workers.
+    let forkserver = family.iter().find(|p| command(p).contains("forkserver")).map(|p| p.rec.meta().pid);
+    let kinds: [(&str, &dyn Fn(&Process) -> bool); 3] = [
+        ("fork", &|p| p.ppid() == Some(root) && command(p).contains("memlens._bootstrap")),
+        ("spawn", &|p| p.ppid() == Some(root) && command(p).contains("spawn_main")),
+        ("forkserver", &|p| forkserver.is_some() && p.ppid() == forkserver),
+    ];
+    for (kind, is) in kinds {
+        let total: u64 = family.iter().filter(|p| is(p)).map(built).sum();
+        assert!(total >= 8 * MIB, "{kind} workers built {total} bytes at line {child_line}");
+    }
+    // The spawn pool and the ProcessPoolExecutor: 16 MiB in spawned workers.
+    let spawned: u64 = family.iter().filter(|p| command(p).contains("spawn_main")).map(built).sum();
+    assert!(spawned >= 16 * MIB, "{spawned}");
+    // `python -c`: its allocation at line 1 of its code, held to its (clean) end.
+    let exec = family.iter().find(|p| command(p).contains("FAMILY_EXEC_LINE")).expect("exec child");
+    assert!(bytes_at(&exec.rec, Snapshot::AtEnd, "<module>", 1) >= 6 * MIB);
+    assert_eq!(exec.end().unwrap().exit_code, Some(0));
+    // The SIGKILLed child: its recording is readable and holds what it held.
+    let killed_line = line_of("family.py", "FAMILY_KILLED_LINE");
+    let killed = family
+        .iter()
+        .find(|p| bytes_at(&p.rec, Snapshot::AtEnd, "killed", killed_line) >= 5 * MIB)
+        .expect("the killed child's allocation");
+    let end = killed.end().expect("the killed child's end");
+    assert_eq!(end.exit_code, None, "{end:?}");
+    assert!(matches!(end.signal, Some(9) | None), "{end:?}");
+
+    // `summary` lists every process and the heap of all together; --process picks one.
+    let file = dir.0.join("out.memlens");
+    let json = memlens().arg("summary").arg("--json").arg(&file).output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(v["processes"].as_array().unwrap().len(), family.len() + 1);
+    assert_eq!(v["processes"][0]["pid"], root);
+    let all = v["all_processes"]["peak_heap_bytes"].as_u64().unwrap();
+    let most = family.iter().map(|p| p.rec.summary().peak_heap).max().unwrap();
+    assert!(all >= most.max(rec.summary().peak_heap), "{all}");
+    let pid = exec.rec.meta().pid.to_string();
+    let one = memlens().args(["summary", "--process", &pid]).arg(&file).output().unwrap();
+    let text = String::from_utf8_lossy(&one.stdout);
+    assert!(text.contains(&format!("pid {pid}")) && text.contains("<string>:1"), "{text}");
+    let none = memlens().args(["summary", "--process", "1"]).arg(&file).output().unwrap();
+    assert_eq!(none.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&none.stderr).contains("no process with pid 1"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("child processes"), "{stderr}");
+}
+
+#[test]
+fn no_follow_records_the_program_alone() {
+    let (_, rec, _dir) = run("family.py", &["--no-follow"], &["fork", "exec"]);
+    assert!(rec.processes().is_empty());
+}
+
+#[test]
+fn children_that_make_following_hard_do_not_hang_or_break_it() {
+    let start = std::time::Instant::now();
+    let (out, rec, _dir) = run("family_hostile.py", &[], &[]);
+    assert!(start.elapsed().as_secs() < 60);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "not python\ndone");
+    assert!(rec.has_trailer());
+    let parent = line_of("family_hostile.py", "HOSTILE_PARENT_LINE");
+    assert!(bytes_at(&rec, Snapshot::AtEnd, "<module>", parent) >= 2 * MIB);
+    let family = descendants(&rec);
+    // The child in a session of its own is still followed.
+    let setsid = line_of("family_hostile.py", "HOSTILE_SETSID_LINE");
+    assert!(
+        family.iter().any(|p| bytes_at(&p.rec, Snapshot::TotalAllocated, "own_session", setsid) >= 3 * MIB),
+        "{} processes",
+        family.len()
+    );
+    // The Python started with an empty environment is not.
+    assert!(family.iter().all(|p| !command(p).contains("10**6")));
+}

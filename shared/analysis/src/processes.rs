@@ -1,0 +1,80 @@
+//! The processes of a recording (format 5): the traced program and the descendants it
+//! started, each a recording of its own (see `memlens_format`'s `Recording::open_process`),
+//! and the heap of them all together.
+
+use memlens_format::{Error, ProcessEnd, Recording};
+
+use crate::heap_timeline;
+use crate::EventFilter;
+
+/// The label of the marker that ends the recording of a descendant still running when the
+/// program ended: its recording stops there, and how it ended is not known.
+pub const STILL_RUNNING_MARKER: &str = "memlens: still running when the program ended";
+
+/// One process of a recording.
+pub struct Process {
+    /// 0 for the program, then 1, 2, ... in the order its descendants started.
+    pub number: u32,
+    /// Its recording.
+    pub rec: Recording,
+}
+
+impl Process {
+    /// Its parent's pid (none for the program itself).
+    pub fn ppid(&self) -> Option<u32> {
+        self.rec.meta().ppid()
+    }
+
+    /// Whether it was still running when the program ended (its recording stops there).
+    pub fn outlived_the_program(&self) -> bool {
+        outlived_the_program(&self.rec)
+    }
+
+    /// How it ended, if that is recorded.
+    pub fn end(&self) -> Option<&ProcessEnd> {
+        self.rec.end()
+    }
+}
+
+/// Whether `rec`, a descendant's recording, ends because the program ended while it ran.
+pub fn outlived_the_program(rec: &Recording) -> bool {
+    rec.markers().last().is_some_and(|m| m.label == STILL_RUNNING_MARKER)
+}
+
+/// The recordings of the descendants `rec` holds, in order. One that cannot be opened at
+/// all (its stream cut before its metadata) is left out; the others open cut short or
+/// whole.
+pub fn descendants(rec: &Recording) -> Vec<Process> {
+    rec.processes()
+        .into_iter()
+        .filter_map(|number| Some(Process { number, rec: rec.open_process(number).ok()? }))
+        .collect()
+}
+
+/// Buckets the whole span is cut into to find the heap of all processes together.
+const TREE_BUCKETS: usize = 2_000;
+
+/// The highest heap of all processes together and when: each process's heap timeline over
+/// the span of the longest in [`TREE_BUCKETS`] buckets, the highest point of each added up
+/// per bucket. Exact when a single process allocates; otherwise at most the sum of the
+/// processes' highest points within the same bucket (1/2000 of the run), so never below
+/// the true peak.
+pub fn tree_peak(recs: &[&Recording]) -> Result<(u64, u64), Error> {
+    let span = recs.iter().map(|r| r.summary().duration_ns).max().unwrap_or(0).saturating_add(1);
+    let mut sum = vec![0u64; TREE_BUCKETS];
+    let mut start = vec![0u64; TREE_BUCKETS];
+    for rec in recs {
+        let buckets = heap_timeline(rec, &EventFilter::default(), 0, span, TREE_BUCKETS)?;
+        for (i, b) in buckets.iter().enumerate().take(TREE_BUCKETS) {
+            sum[i] += b.max;
+            start[i] = b.t0;
+        }
+    }
+    let best = (0..TREE_BUCKETS).max_by_key(|&i| (sum[i], std::cmp::Reverse(i))).unwrap_or(0);
+    // One process alone: its own peak and time are exact.
+    if let [rec] = recs {
+        let s = rec.summary();
+        return Ok((s.peak_heap, s.peak_heap_time_ns));
+    }
+    Ok((sum[best], start[best]))
+}

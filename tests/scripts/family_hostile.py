@@ -1,0 +1,36 @@
+"""Children that make following hard: one closes every file descriptor, one changes its
+environment, one starts a session of its own, one execs a program that is not Python. None
+may hang the program or break its recording."""
+import os
+import subprocess
+import sys
+
+
+def forked(body):
+    pid = os.fork()
+    if pid == 0:
+        try:
+            body()
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+
+
+def close_everything():
+    os.closerange(3, 4096)
+    bytearray(1024 * 1024)
+
+
+def own_session():
+    os.setsid()
+    kept = bytearray(3 * 1024 * 1024)  # HOSTILE_SETSID_LINE
+    return kept
+
+
+if __name__ == "__main__":
+    forked(close_everything)
+    forked(own_session)
+    subprocess.run([sys.executable, "-c", "x = bytearray(10**6)"], env={}, check=True)
+    subprocess.run(["sh", "-c", "echo not python"], check=True)
+    KEPT = bytearray(2 * 1024 * 1024)  # HOSTILE_PARENT_LINE
+    print("done")
