@@ -29,7 +29,7 @@ use nix::sys::socket::{
 };
 use rustc_hash::FxHashMap as HashMap;
 
-use crate::child_memory::{command_and_cwd, TreeMemory};
+use crate::child_memory::TreeMemory;
 use crate::host::monotonic_ns;
 use crate::process_watch::{EndWatch, Ending};
 use crate::record_loop::{record_loop, PipeReader};
@@ -304,7 +304,18 @@ impl Child {
     /// The program's metadata with this process's pid, command line, working directory,
     /// start time, parent and number.
     fn meta(&self) -> Meta {
-        let (command_line, cwd) = command_and_cwd(self.pid).unwrap_or_default();
+        let proc = PathBuf::from(format!("/proc/{}", self.pid));
+        let command_line = std::fs::read(proc.join("cmdline"))
+            .map(|b| {
+                b.split(|&c| c == 0)
+                    .filter(|a| !a.is_empty())
+                    .map(|a| String::from_utf8_lossy(a).into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let cwd = std::fs::read_link(proc.join("cwd"))
+            .map(|d| d.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let ppid = std::fs::read_to_string(format!("/proc/{}/stat", self.pid))
             .ok()
             .and_then(|s| s.rsplit_once(')').and_then(|(_, f)| f.split_whitespace().nth(1)?.parse().ok()))

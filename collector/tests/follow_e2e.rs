@@ -66,7 +66,11 @@ fn every_kind_of_child_is_recorded_at_its_line() {
     }
     let built = |p: &Process| bytes_at(&p.rec, Snapshot::TotalAllocated, "build", child_line);
     // Every pool ran build(4 MiB) twice: 8 MiB per pool, in its workers.
-    let forkserver = family.iter().find(|p| command(p).contains("forkserver")).map(|p| p.rec.meta().pid);
+    // Its workers, forked from it, have its command line too.
+    let forkserver = family
+        .iter()
+        .find(|p| command(p).contains("forkserver") && p.ppid() == Some(root))
+        .map(|p| p.rec.meta().pid);
     let kinds: [(&str, &dyn Fn(&Process) -> bool); 3] = [
         ("fork", &|p| p.ppid() == Some(root) && command(p).contains("memlens._bootstrap")),
         ("spawn", &|p| p.ppid() == Some(root) && command(p).contains("spawn_main")),
