@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use memlens_analysis::{
-    deepest_stack, descendants, format_bytes, outlived_the_program, format_count, format_duration_ns, insights, last_census, replay,
+    deepest_stack, descendants, format_bytes, how_it_ended, format_count, format_duration_ns, insights, last_census, replay,
     stack_totals, thread_totals, tree_peak, EventFilter, InsightOptions, Snapshot, TypeOrder,
 };
 use memlens_format::Recording;
@@ -312,26 +312,6 @@ fn process_json(number: u32, rec: &Recording) -> ProcessJson {
         signal: end.signal,
         ended: how_it_ended(rec),
         complete: rec.truncation().is_none() && rec.has_trailer(),
-    }
-}
-
-/// How the recording ends, in words.
-fn how_it_ended(rec: &Recording) -> String {
-    let meta = rec.meta();
-    let block = meta.extra.iter().any(|(k, v)| k == "mode" && v == "memlens.record()");
-    match rec.end().map(|e| (e.exit_code, e.signal)) {
-        Some((None, None)) if outlived_the_program(rec) => {
-            "still running when the program ended (followed no further)".into()
-        }
-        Some((_, Some(sig))) => format!("killed by signal {sig}"),
-        Some((Some(code), None)) => format!("exited with code {code}"),
-        Some((None, None)) if block => "recording stopped, the program went on".into(),
-        // `memlens watch`: a process memlens did not start.
-        Some((None, None)) if meta.capture.rss_only => "watching stopped".into(),
-        Some((None, None)) => "ended without saying how (killed? a SIGKILL from outside, such \
-                               as the OOM killer's, cannot be seen from inside)"
-            .into(),
-        None => "end not recorded (the recording was cut short)".into(),
     }
 }
 

@@ -38,9 +38,12 @@ mod census;
 mod diff;
 mod diff_tree;
 mod export;
+mod family_flame;
+mod family_heap;
 mod flame;
 mod insights;
 mod kinds;
+mod process_life;
 mod processes;
 mod query;
 pub mod replay;
@@ -74,12 +77,17 @@ pub use export::{
     pprof, speedscope, write_collapsed, ExportView, PprofOptions, SpeedscopeFile, SpeedscopeFrame,
     SpeedscopeProfile, SpeedscopeShared, NO_PYTHON_FRAME,
 };
+pub use family_flame::{
+    family_stack_totals, process_label, short_command, FamilyFlame,
+};
+pub use family_heap::{family_end, family_heap, family_peak};
 pub use flame::{
     flame_hit, flame_layout, is_internal_file, is_memlens_file, stack_path, FlameNode,
     FlameOptions, FlameRect, FlameTree,
 };
 pub use insights::{insights, Insight, InsightKind, InsightOptions, InsightsBuilder};
 pub use kinds::{kind_usage, KindUsage};
+pub use process_life::{ended_at, how_it_ended, started_at};
 pub use processes::{descendants, outlived_the_program, tree_peak, Process, STILL_RUNNING_MARKER};
 pub use sampling::{notice_for, sampling_mismatch, sampling_notice};
 pub use snapshot::SnapshotBuilder;

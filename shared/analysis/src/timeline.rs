@@ -46,7 +46,10 @@ pub fn heap_timeline(
     a -= a % Interval::span(level) as usize;
     let start = |rec: &Recording| -> Result<u64, Error> {
         if !filtered {
-            return Ok(rec.base_shape(a).map_or(0, |s| s.heap_start));
+            // After the last interval the heap is what it was at its end.
+            let start = rec.base_shape(a).map(|s| s.heap_start);
+            let after_last = || rec.base_shapes().last().map_or(0, |s| s.heap_end);
+            return Ok(start.unwrap_or_else(after_last));
         }
         let live = live_before(rec, a)?;
         Ok(live
@@ -125,4 +128,35 @@ fn nodes_over(
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use memlens_format::{
+        AllocatorKind, Meta, ProcessEnd, RecordingWriter, StackId, ThreadId, ThreadInfo,
+    };
+
+    use super::*;
+
+    /// Regression: a window after a recording's last event started from an empty heap (the
+    /// heap at the start of the interval after the last, which does not exist).
+    #[test]
+    fn a_window_after_the_last_event_holds_the_heap_at_the_end() {
+        let mut w = RecordingWriter::new(Vec::new(), &Meta::default()).unwrap();
+        w.add_thread(ThreadInfo { id: ThreadId(0), os_tid: 1, name: "MainThread".into() });
+        let f = w.intern_frame("keep", "app.py", 1);
+        let s = w.intern_stack(StackId::ROOT, f);
+        w.alloc(1_000, ThreadId(0), s, 0x10, 4096, AllocatorKind::Malloc).unwrap();
+        w.flush().unwrap();
+        let bytes = w.finish(ProcessEnd { time_ns: 10_000, ..ProcessEnd::default() }).unwrap();
+        let rec = Recording::from_vec(bytes).unwrap();
+        assert!(rec.aggregates_missing().is_none());
+        let all = EventFilter::default();
+        for filter in [all.clone(), EventFilter::thread(ThreadId(0))] {
+            let late = heap_timeline(&rec, &filter, 5_000, 6_000, 2).unwrap();
+            assert_eq!(late.iter().map(|b| (b.min, b.last)).collect::<Vec<_>>(), [(4096, 4096); 2]);
+            let replayed = crate::replay::heap_timeline(&rec, &filter, 5_000, 6_000, 2).unwrap();
+            assert_eq!(late, replayed);
+        }
+    }
 }

@@ -1,0 +1,110 @@
+//! When a process of a recording started and ended, and how it ended, in words: what the
+//! summary's processes table and the viewer's process picker say about each process.
+//!
+//! Times are on the program's clock (ns since the program started): a descendant's recording
+//! shares it (FORMAT.md, "Processes"), so a child's start is not 0.
+
+use crate::{outlived_the_program, Recording};
+
+/// The first time the recording knows of: its first event, memory sample or marker (0 for the
+/// program itself, whose clock starts with it).
+pub fn started_at(rec: &Recording) -> u64 {
+    let first_event = rec
+        .event_times_known()
+        .then(|| rec.event_chunk(0).map(|c| c.first_time_ns))
+        .flatten();
+    let first_sample = rec.samples().first().map(|s| s.time_ns);
+    let first_marker = rec.markers().first().map(|m| m.time_ns);
+    [first_event, first_sample, first_marker].into_iter().flatten().min().unwrap_or(0)
+}
+
+/// When it ended: the time its End record gives, else (cut short) the last time recorded.
+/// After it, the process holds no memory.
+pub fn ended_at(rec: &Recording) -> u64 {
+    rec.end().map_or(rec.summary().duration_ns, |e| e.time_ns.max(rec.summary().duration_ns))
+}
+
+/// How the recording ends, in words ("exited with code 0", "killed by signal 9", ...).
+pub fn how_it_ended(rec: &Recording) -> String {
+    let meta = rec.meta();
+    let block = meta.extra.iter().any(|(k, v)| k == "mode" && v == "memlens.record()");
+    match rec.end().map(|e| (e.exit_code, e.signal)) {
+        Some((None, None)) if outlived_the_program(rec) => {
+            "still running when the program ended (followed no further)".into()
+        }
+        Some((_, Some(sig))) => format!("killed by signal {sig}"),
+        Some((Some(code), None)) => format!("exited with code {code}"),
+        Some((None, None)) if block => "recording stopped, the program went on".into(),
+        // `memlens watch`: a process memlens did not start.
+        Some((None, None)) if meta.capture.rss_only => "watching stopped".into(),
+        Some((None, None)) => "ended without saying how (killed? a SIGKILL from outside, such \
+                               as the OOM killer's, cannot be seen from inside)"
+            .into(),
+        None => "end not recorded (the recording was cut short)".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::STILL_RUNNING_MARKER;
+    use memlens_format::{
+        AllocatorKind, MemorySample, Meta, ProcessEnd, RecordingWriter, StackId, ThreadId,
+        ThreadInfo,
+    };
+
+    const MS: u64 = 1_000_000;
+
+    /// A child that allocates at 300 ms, samples its memory at 310 ms, and ends as `end` says
+    /// (`None`: cut short after its last flush), with `marker` as its last marker.
+    fn child(end: Option<ProcessEnd>, marker: Option<&str>) -> Recording {
+        let mut w = RecordingWriter::new(Vec::new(), &Meta::default()).unwrap();
+        w.add_thread(ThreadInfo { id: ThreadId(0), os_tid: 7, name: "MainThread".into() });
+        let f = w.intern_frame("work", "child.py", 3);
+        let s = w.intern_stack(StackId::ROOT, f);
+        w.alloc(300 * MS, ThreadId(0), s, 0x10, 100, AllocatorKind::Malloc).unwrap();
+        w.memory_sample(MemorySample { time_ns: 310 * MS, rss: 1 << 20, vms: 0, heap: 100 })
+            .unwrap();
+        if let Some(label) = marker {
+            w.marker(320 * MS, ThreadId(0), label);
+        }
+        w.flush().unwrap();
+        let bytes = w.finish(end.unwrap_or_default()).unwrap();
+        let mut rec = Recording::from_vec(bytes.clone()).unwrap();
+        if end.is_none() {
+            // Cut after the last event chunk, before the End chunk and the trailer, as a
+            // SIGKILL leaves a file.
+            let c = *rec.event_chunk(rec.event_chunk_count() - 1).unwrap();
+            rec = Recording::from_vec(bytes[..(c.offset + c.len) as usize].to_vec()).unwrap();
+        }
+        rec
+    }
+
+    #[test]
+    fn a_child_starts_at_its_first_record_and_ends_at_its_end() {
+        let end = ProcessEnd { time_ns: 400 * MS, exit_code: Some(0), signal: None };
+        let rec = child(Some(end), None);
+        assert_eq!(started_at(&rec), 300 * MS);
+        assert_eq!(ended_at(&rec), 400 * MS);
+        assert_eq!(how_it_ended(&rec), "exited with code 0");
+    }
+
+    #[test]
+    fn every_ending_is_said() {
+        let killed = ProcessEnd { time_ns: 400 * MS, exit_code: None, signal: Some(9) };
+        assert_eq!(how_it_ended(&child(Some(killed), None)), "killed by signal 9");
+        let silent = ProcessEnd { time_ns: 400 * MS, exit_code: None, signal: None };
+        assert!(how_it_ended(&child(Some(silent), None)).starts_with("ended without saying how"));
+        let outlived = child(Some(silent), Some(STILL_RUNNING_MARKER));
+        assert!(how_it_ended(&outlived).starts_with("still running when the program ended"));
+    }
+
+    #[test]
+    fn a_recording_cut_short_ends_at_its_last_record() {
+        let rec = child(None, None);
+        assert!(rec.end().is_none());
+        assert_eq!(how_it_ended(&rec), "end not recorded (the recording was cut short)");
+        assert_eq!(ended_at(&rec), rec.summary().duration_ns);
+        assert!(ended_at(&rec) >= 300 * MS);
+    }
+}
