@@ -43,8 +43,13 @@ pub fn answer(rec: &Recording, size: u64, request: &Request) -> Result<Answer, S
         Request::Insights { .. } => insights(rec, &InsightOptions::default())
             .map(Answer::Insights)
             .map_err(|e| format!("Could not look for findings: {e}")),
-        Request::Open { .. } | Request::Refresh { .. } | Request::Close { .. } => {
-            Err("not a question about a recording".into())
+        Request::Open { .. }
+        | Request::Refresh { .. }
+        | Request::Close { .. }
+        | Request::OpenProcess { .. }
+        | Request::Processes { .. } => Err("not a question about a recording".into()),
+        Request::FamilyTimeline { .. } => {
+            Err("This question is about all processes together.".into())
         }
     }
 }

@@ -136,7 +136,11 @@ pub fn CallSiteTable(
                     Some(f) => (rec.string(f.function), rec.string(f.file), f.line),
                     None => ("?", "", 0),
                 };
-                let short = file.rsplit('/').next().unwrap_or(file);
+                // (A process's root frame, in the flame graph of all processes, has no file.)
+                let place = match file.rsplit('/').next() {
+                    Some(short) if !file.is_empty() => format!("{short}:{line}"),
+                    _ => String::new(),
+                };
                 let frame = s.frame;
                 view! {
                     <tr
@@ -146,7 +150,7 @@ pub fn CallSiteTable(
                     >
                         <td class="fn">{function.to_string()}</td>
                         <td class="file" title=format!("{file}:{line}")>
-                            {format!("{short}:{line}")}
+                            {place}
                         </td>
                         <td class="num">{units::bytes(s.self_.bytes)}</td>
                         <td class="num">{units::count(s.self_.count)}</td>

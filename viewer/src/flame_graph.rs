@@ -173,10 +173,10 @@ impl Chart for FlameChart {
                 Some(n) => {
                     let (function, file, line) = self.data.0.names(n);
                     let base = file.rsplit('/').next().unwrap_or(file);
-                    let long = if line > 0 {
-                        format!("{function}  {base}:{line}")
-                    } else {
-                        format!("{function}  {base}")
+                    let long = match (line, base) {
+                        (_, "") => function.to_string(),
+                        (0, _) => format!("{function}  {base}"),
+                        _ => format!("{function}  {base}:{line}"),
                     };
                     let fill = match self.color {
                         ColorBy::Kind => frame_color(function, file, theme.dark),
@@ -249,8 +249,12 @@ impl Chart for FlameChart {
                 lines.push(format!("Self (allocated here): {}", units::bytes(n.self_.bytes)));
             }
         }
-        let location = if line > 0 { format!("{file}:{line}") } else { file.to_string() };
-        Some(Tooltip { title: function.to_string(), location: Some(location), lines })
+        let location = match (line, file) {
+            (_, "") => None,
+            (0, _) => Some(file.to_string()),
+            _ => Some(format!("{file}:{line}")),
+        };
+        Some(Tooltip { title: function.to_string(), location, lines })
     }
 }
 

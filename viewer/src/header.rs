@@ -22,7 +22,7 @@ pub fn shell_join(args: &[String]) -> String {
 }
 
 #[component]
-fn Fact(
+pub(crate) fn Fact(
     label: &'static str,
     value: String,
     #[prop(optional)] sub: Option<String>,
@@ -58,6 +58,21 @@ pub fn Header(dir: crate::ByPtr<crate::load::Directory>) -> impl IntoView {
         (Some(code), None) => format!("exit code {code}"),
         (None, None) => "ended".to_string(),
     });
+    // A descendant's times are on the program's clock: it ended at its duration.
+    let (duration_label, process) = match meta.ppid() {
+        Some(ppid) => {
+            let fact = view! {
+                <Fact
+                    id="fact-process"
+                    label="Process"
+                    value=format!("pid {}", meta.pid)
+                    sub=format!("started by pid {ppid}")
+                />
+            };
+            ("Ended at", Some(fact))
+        }
+        None => ("Duration", None),
+    };
     // A sampled recording's figures are estimates: said above everything else.
     let estimates = memlens_analysis::sampling_notice(rec).map(|n| {
         view! {
@@ -74,10 +89,11 @@ pub fn Header(dir: crate::ByPtr<crate::load::Directory>) -> impl IntoView {
                 {command}
             </div>
             <div class="facts">
+                {process}
                 <Fact id="fact-python" label="Python" value=python sub=meta.platform.clone() />
                 <Fact
                     id="fact-duration"
-                    label="Duration"
+                    label=duration_label
                     value=units::duration_ns(s.duration_ns)
                     sub=exit.unwrap_or_default()
                 />

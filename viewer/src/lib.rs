@@ -35,6 +35,9 @@ mod compare_model;
 mod compare_timeline;
 mod delta_table;
 mod diff_flame;
+mod family_answer;
+mod family_timeline;
+mod family_view;
 mod flame_graph;
 mod flame_keys;
 mod flame_model;
@@ -46,6 +49,7 @@ mod load;
 mod objects_panel;
 mod open;
 mod panel;
+mod process_picker;
 mod protocol;
 mod table_keys;
 mod theme;
@@ -54,6 +58,7 @@ mod timeline_keys;
 mod toggle;
 mod units;
 mod url_state;
+mod use_family;
 mod use_flame_keys;
 mod use_view_state;
 mod use_worker;
@@ -69,12 +74,16 @@ use wasm_bindgen::JsCast;
 
 use crate::client::Activity;
 use crate::compare::{CompareSlots, CompareView};
+use crate::family_view::FamilyView;
 use crate::flame_graph::FlameGraph;
 use crate::header::Header;
 use crate::insights_panel::{reveal, InsightsPanel};
 use crate::load::{Follow, Live, Loaded, Loader};
 use crate::objects_panel::{census_index, ObjectsPanel};
+use crate::process_picker::ProcessPicker;
 use crate::timeline::Timeline;
+use crate::url_state::ViewState;
+use crate::use_family::{use_family, Shown};
 
 /// An `Arc` compared by pointer, so memos over big immutable data compare in O(1).
 pub struct ByPtr<T>(pub Arc<T>);
@@ -339,9 +348,42 @@ fn LiveBanner(loaded: ByPtr<Loaded>) -> impl IntoView {
     }
 }
 
+/// A recording on screen: the view state from the address, and, for a recording of several
+/// processes, the process picker over the views of the process it chooses (or of all).
 #[component]
-fn RecordingView(loaded: ByPtr<Loaded>) -> impl IntoView {
+fn RecordingPage(loaded: ByPtr<Loaded>) -> impl IntoView {
     let state = use_view_state::use_view_state();
+    let family = use_family(loaded.clone(), state);
+    let picker = move || {
+        let list = family.list.get().filter(|l| l.0.len() > 1)?;
+        Some(view! { <ProcessPicker list=list choice=family.choice state=state /> })
+    };
+    let shown = move || match family.shown.get() {
+        Shown::Program => view! { <RecordingView loaded=loaded.clone() state=state /> }.into_any(),
+        Shown::Process(one) => view! { <RecordingView loaded=one state=state /> }.into_any(),
+        Shown::All(all, list) => view! { <FamilyView all=all list=list state=state /> }.into_any(),
+        Shown::Opening => view! {
+            <p class="panel-message" role="status" id="process-opening">"Opening the process…"</p>
+        }
+        .into_any(),
+        Shown::Failed(e) => view! {
+            <div class="banner banner-error" role="alert" id="process-error">
+                <strong>"Error:"</strong>
+                {e}
+            </div>
+        }
+        .into_any(),
+    };
+    view! {
+        <div id="recording-page" data-processes=move || family.list.get().map(|l| l.0.len())>
+            {picker}
+            {shown}
+        </div>
+    }
+}
+
+#[component]
+fn RecordingView(loaded: ByPtr<Loaded>, state: RwSignal<ViewState>) -> impl IntoView {
     let dir = loaded.0.dir.clone();
     // The objects panel's census (and the one it compares with), marked on the timeline.
     let census = Signal::derive({
@@ -553,7 +595,7 @@ fn App() -> impl IntoView {
                     .then(|| view! { <ProgressBar opening=opening activity=activity /> })
             }}
             {move || match loader.loaded.get() {
-                Some(loaded) => view! { <RecordingView loaded=loaded /> }.into_any(),
+                Some(loaded) => view! { <RecordingPage loaded=loaded /> }.into_any(),
                 None => view! { <EmptyState open=open compare=compare /> }.into_any(),
             }}
         }

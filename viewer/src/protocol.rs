@@ -43,6 +43,14 @@ pub enum Request {
     PeakIn { rec: RecId, t0: u64, t1: u64 },
     /// The findings of the insights panel.
     Insights { rec: RecId },
+    /// The processes the recording holds (the program first), for the process picker.
+    Processes { rec: RecId },
+    /// Open process `process` of the recording `file` (`None`: all of them together) as
+    /// `rec`: the questions about `rec` are then about that process, or all processes.
+    OpenProcess { rec: RecId, file: RecId, process: Option<u32> },
+    /// Each process's heap over `[t0, t1)` in `buckets` buckets, and the highest point of
+    /// their sum in it; `rec` is all processes of a file (`OpenProcess` with `None`).
+    FamilyTimeline { rec: RecId, t0: u64, t1: u64, buckets: u32 },
 }
 
 impl Request {
@@ -50,7 +58,7 @@ impl Request {
     /// the timeline) before the findings panel, which sits above them but is read after.
     pub fn priority(&self) -> u8 {
         match self {
-            Request::Insights { .. } => 0,
+            Request::Insights { .. } | Request::Processes { .. } => 0,
             _ => 1,
         }
     }
@@ -64,7 +72,10 @@ impl Request {
             | Request::Totals { rec, .. }
             | Request::Timeline { rec, .. }
             | Request::PeakIn { rec, .. }
-            | Request::Insights { rec } => rec,
+            | Request::Insights { rec }
+            | Request::Processes { rec }
+            | Request::OpenProcess { rec, .. }
+            | Request::FamilyTimeline { rec, .. } => rec,
         }
     }
 }
@@ -89,6 +100,35 @@ pub struct Series {
     pub rss: Vec<Bucket>,
 }
 
+/// One process of a recording, as the process picker lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessInfo {
+    /// Its number in the file: 0 for the program, then 1, 2, ... in the order they started.
+    pub number: u32,
+    pub pid: u32,
+    /// Its parent's pid (none for the program).
+    pub ppid: Option<u32>,
+    pub command_line: Vec<String>,
+    /// When it started and ended, on the program's clock (ns).
+    pub started_ns: u64,
+    pub ended_ns: u64,
+    pub peak_heap: u64,
+    pub peak_heap_time_ns: u64,
+    pub alloc_count: u64,
+    pub alloc_bytes: u64,
+    /// How it ended, in words ("exited with code 0", "killed by signal 9", ...).
+    pub ended: String,
+}
+
+/// Each process's heap over one window, and the highest point of their sum.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FamilySeries {
+    /// One series per process, in the order of the process list.
+    pub heaps: Vec<Vec<Bucket>>,
+    /// The highest total in the window: (bytes, time).
+    pub peak: (u64, u64),
+}
+
 /// What the worker answers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Answer {
@@ -103,6 +143,8 @@ pub enum Answer {
         time_ns: u64,
     },
     Insights(Vec<Insight>),
+    Processes(Vec<ProcessInfo>),
+    Family(FamilySeries),
     /// Not computed: a newer request for the same view was queued behind it.
     Superseded,
 }
@@ -237,6 +279,27 @@ mod tests {
         };
         roundtrip(FromWorker::Answer { id: 11, result: Ok(Answer::Insights(vec![insight])) });
         roundtrip(FromWorker::Answer { id: 12, result: Err("corrupt event chunk".into()) });
+        let info = ProcessInfo {
+            number: 3,
+            pid: 1234,
+            ppid: Some(1200),
+            command_line: vec!["python3".into(), "-c".into(), "pass".into()],
+            started_ns: 5,
+            ended_ns: 9,
+            peak_heap: 1 << 20,
+            peak_heap_time_ns: 7,
+            alloc_count: 2,
+            alloc_bytes: 3 << 20,
+            ended: "exited with code 0".into(),
+        };
+        roundtrip(FromWorker::Answer { id: 14, result: Ok(Answer::Processes(vec![info])) });
+        let series = FamilySeries { heaps: vec![vec![bucket], vec![bucket]], peak: (5, 3) };
+        roundtrip(FromWorker::Answer { id: 15, result: Ok(Answer::Family(series)) });
+        roundtrip(ToWorker {
+            id: 16,
+            view: String::new(),
+            request: Request::OpenProcess { rec: 4, file: 2, process: None },
+        });
         roundtrip(FromWorker::Answer {
             id: 13,
             result: Ok(Answer::Refreshed(Some(Opened {

@@ -16,7 +16,7 @@ use crate::panel::PanelHead;
 use crate::protocol::{Answer, Request, Series};
 use crate::timeline_keys::{time_key, TimeCursor, TimeKey};
 use crate::units;
-use crate::url_state::{FlameMode, ViewState};
+use crate::url_state::ViewState;
 use crate::use_worker::{use_worker, Query};
 use crate::ByPtr;
 
@@ -218,6 +218,52 @@ impl Plot {
         }
     }
 
+    /// The selected range (the part inside the window), under the series.
+    pub fn draw_selection(&self, painter: &Painter<'_>, range: Option<(u64, u64)>) {
+        let (ctx, theme, p) = (painter.ctx, painter.theme, self);
+        let Some((a, b)) = range.filter(|&(a, b)| b >= p.t0 && p.shows(a.max(p.t0))) else {
+            return;
+        };
+        let (xa, xb) = (p.x_of(a.max(p.t0)), p.x_of(b.min(p.t0 + p.span_ns)));
+        ctx.set_fill_style_str(&theme.select);
+        ctx.fill_rect(xa, p.y, (xb - xa).max(1.0), p.h);
+        ctx.set_stroke_style_str(&theme.heap);
+        ctx.set_line_width(1.0);
+        for x in [xa, xb] {
+            ctx.begin_path();
+            ctx.move_to(x.round() + 0.5, p.y);
+            ctx.line_to(x.round() + 0.5, p.y + p.h);
+            ctx.stroke();
+        }
+    }
+
+    /// A peak of `bytes` at `at`: a dashed rule up to a dot, and `label` beside it.
+    pub fn draw_peak(&self, painter: &Painter<'_>, bytes: u64, at: u64, label: &str) {
+        let (ctx, theme, p) = (painter.ctx, painter.theme, self);
+        if bytes == 0 || !p.shows(at) {
+            return;
+        }
+        let (x, y) = (p.x_of(at), p.y_of(bytes));
+        ctx.set_stroke_style_str(&theme.peak);
+        ctx.set_line_width(1.0);
+        let _ = ctx.set_line_dash(&js_sys::Array::of2(&3.0.into(), &3.0.into()));
+        ctx.begin_path();
+        ctx.move_to(x.round() + 0.5, p.y + p.h);
+        ctx.line_to(x.round() + 0.5, y);
+        ctx.stroke();
+        let _ = ctx.set_line_dash(&js_sys::Array::new());
+        ctx.set_fill_style_str(&theme.peak);
+        ctx.begin_path();
+        let _ = ctx.arc(x, y, 4.0, 0.0, std::f64::consts::TAU);
+        ctx.fill();
+        ctx.set_font(&theme.font(11.5, 600));
+        let right_half = x > p.x + p.w * 0.7;
+        ctx.set_text_align(if right_half { "right" } else { "left" });
+        ctx.set_text_baseline("bottom");
+        let lx = if right_half { x - 7.0 } else { x + 7.0 };
+        let _ = ctx.fill_text(label, lx, (y - 3.0).max(p.y + 12.0));
+    }
+
     /// A step series (buckets spread over the plot's width), filled at `alpha` and stroked.
     pub fn draw_series(&self, painter: &Painter<'_>, buckets: &[Bucket], color: &str, alpha: f64) {
         let (ctx, p) = (painter.ctx, self);
@@ -308,48 +354,11 @@ impl Chart for TimelineChart {
         let p = self.plot(painter.size);
         p.draw_axes(painter);
 
-        // Selection under the series (the part inside the window).
-        if let Some((a, b)) = self.range.filter(|&(a, b)| b >= p.t0 && p.shows(a.max(p.t0))) {
-            let (xa, xb) = (p.x_of(a.max(p.t0)), p.x_of(b.min(p.t0 + p.span_ns)));
-            ctx.set_fill_style_str(&theme.select);
-            ctx.fill_rect(xa, p.y, (xb - xa).max(1.0), p.h);
-            ctx.set_stroke_style_str(&theme.heap);
-            ctx.set_line_width(1.0);
-            for x in [xa, xb] {
-                ctx.begin_path();
-                ctx.move_to(x.round() + 0.5, p.y);
-                ctx.line_to(x.round() + 0.5, p.y + p.h);
-                ctx.stroke();
-            }
-        }
-
+        p.draw_selection(painter, self.range);
         p.draw_series(painter, &d.rss, &theme.rss, 0.12);
         p.draw_series(painter, &d.heap, &theme.heap, 0.22);
-
-        // Peak marker on the heap.
         let (peak, at) = d.peak_heap;
-        if peak > 0 && p.shows(at) {
-            let (x, y) = (p.x_of(at), p.y_of(peak));
-            ctx.set_stroke_style_str(&theme.peak);
-            ctx.set_line_width(1.0);
-            let _ = ctx.set_line_dash(&js_sys::Array::of2(&3.0.into(), &3.0.into()));
-            ctx.begin_path();
-            ctx.move_to(x.round() + 0.5, p.y + p.h);
-            ctx.line_to(x.round() + 0.5, y);
-            ctx.stroke();
-            let _ = ctx.set_line_dash(&js_sys::Array::new());
-            ctx.set_fill_style_str(&theme.peak);
-            ctx.begin_path();
-            let _ = ctx.arc(x, y, 4.0, 0.0, std::f64::consts::TAU);
-            ctx.fill();
-            let label = format!("peak {}", units::bytes(peak));
-            ctx.set_font(&theme.font(11.5, 600));
-            let right_half = x > p.x + p.w * 0.7;
-            ctx.set_text_align(if right_half { "right" } else { "left" });
-            ctx.set_text_baseline("bottom");
-            let lx = if right_half { x - 7.0 } else { x + 7.0 };
-            let _ = ctx.fill_text(&label, lx, (y - 3.0).max(p.y + 12.0));
-        }
+        p.draw_peak(painter, peak, at, &format!("peak {}", units::bytes(peak)));
 
         // Garbage collections: ticks under the plot's baseline, darker for older generations.
         for &(t, generation) in d.gcs.iter().filter(|g| p.shows(g.0)) {
@@ -541,16 +550,7 @@ pub fn Timeline(
         }
     });
     let range_peak = use_worker(peak_query, 8);
-    let on_select = Callback::new(move |r: Option<(u64, u64)>| {
-        state.update(|s| {
-            s.range = r;
-            if r.is_some() {
-                s.mode = FlameMode::Range;
-            } else if s.mode == FlameMode::Range {
-                s.mode = FlameMode::AtPeak;
-            }
-        })
-    });
+    let on_select = Callback::new(move |r: Option<(u64, u64)>| state.update(|s| s.select_range(r)));
     // The keyboard cursor, drawn while the canvas has the keyboard's focus; what it is on is
     // said from the first time the keyboard comes, and stays said (see the flame graph).
     let (focused, set_focused) = signal(false);
@@ -652,12 +652,7 @@ pub fn Timeline(
                 Some(Err(e)) => format!(" · {e}"),
                 None => String::new(),
             };
-            format!(
-                "Selected {} – {} ({}){peak}",
-                units::time_ns(a),
-                units::time_ns(b),
-                units::duration_ns(b - a),
-            )
+            format!("{}{peak}", units::selection(a, b))
         }
         None => {
             let (peak, at) = data.with(|d| match d {

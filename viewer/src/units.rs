@@ -14,6 +14,11 @@ pub fn time_ns(ns: u64) -> String {
     }
 }
 
+/// A selected time range, for a timeline's note: `Selected 1.2 s – 1.5 s (300 ms)`.
+pub fn selection(a: u64, b: u64) -> String {
+    format!("Selected {} – {} ({})", time_ns(a), time_ns(b), duration_ns(b.saturating_sub(a)))
+}
+
 /// An axis label for time `t` (ns) on an axis with ticks every `step` ns and going up to
 /// `max` ns: one unit for the whole axis, as many decimals as the step needs.
 pub fn axis_time(t: f64, step: f64, max: f64) -> String {

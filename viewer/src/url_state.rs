@@ -1,5 +1,5 @@
 //! The view state that lives in the URL hash, so a view can be shared and survives reloads:
-//! `#mode=leaks&zoom=main:app.py,load:app.py&range=1000-2000&window=0-5000&q=json&census=2`.
+//! `#process=3&mode=leaks&zoom=main:app.py,load:app.py&range=1000-2000&window=0-5000&q=json`.
 //! Pure; tested natively.
 
 /// What the flame graph shows.
@@ -103,9 +103,30 @@ pub struct ZoomStep {
     pub file: String,
 }
 
+/// Which process of a recording of several the views show.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ProcessChoice {
+    /// One process, by its number in the file (0: the program, 1, 2, ...: its descendants).
+    One(u32),
+    /// All of them together.
+    All,
+}
+
+impl ProcessChoice {
+    /// The worker's name for it: a process number, `None` for all.
+    pub fn number(self) -> Option<u32> {
+        match self {
+            ProcessChoice::One(n) => Some(n),
+            ProcessChoice::All => None,
+        }
+    }
+}
+
 /// Everything the URL hash remembers.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ViewState {
+    /// The process shown, in a recording of several (`None`: the program).
+    pub process: Option<ProcessChoice>,
     pub mode: FlameMode,
     /// Frames from the root down to the zoomed node (empty: not zoomed).
     pub zoom: Vec<ZoomStep>,
@@ -142,6 +163,7 @@ pub const DEFAULT_NOISE_BP: u32 = 50;
 impl Default for ViewState {
     fn default() -> Self {
         ViewState {
+            process: None,
             mode: FlameMode::default(),
             zoom: Vec::new(),
             range: None,
@@ -169,6 +191,12 @@ impl ViewState {
         for pair in hash.trim_start_matches('#').split('&').filter(|p| !p.is_empty()) {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
             match key {
+                "process" => {
+                    state.process = match value {
+                        "all" => Some(ProcessChoice::All),
+                        n => n.parse().ok().filter(|&n| n > 0).map(ProcessChoice::One),
+                    };
+                }
                 "mode" => state.mode = FlameMode::from_key(value).unwrap_or_default(),
                 "zoom" => {
                     state.zoom = value
@@ -207,6 +235,11 @@ impl ViewState {
     /// The hash for this state (`""` for the default state), leading `#` included otherwise.
     pub fn to_hash(&self) -> String {
         let mut parts = Vec::new();
+        match self.process {
+            Some(ProcessChoice::All) => parts.push("process=all".to_string()),
+            Some(ProcessChoice::One(n)) if n > 0 => parts.push(format!("process={n}")),
+            _ => {}
+        }
         if self.mode != FlameMode::default() {
             parts.push(format!("mode={}", self.mode.key()));
         }
@@ -261,6 +294,39 @@ impl ViewState {
             String::new()
         } else {
             format!("#{}", parts.join("&"))
+        }
+    }
+}
+
+impl ViewState {
+    /// Selects the time range `range` on a timeline (`None`: clears it): the flame graph shows
+    /// the range's peak while there is one, and the peak of all again once it is cleared.
+    pub fn select_range(&mut self, range: Option<(u64, u64)>) {
+        self.range = range;
+        if range.is_some() {
+            self.mode = FlameMode::Range;
+        } else if self.mode == FlameMode::Range {
+            self.mode = FlameMode::AtPeak;
+        }
+    }
+
+    /// The state for showing `choice` (`None`: the program): what belongs to the process
+    /// shown before (its zoom path, selected range, window, thread, census) is left behind;
+    /// what the user set up to look with (search, filters, colours, layout, sort) stays. A
+    /// process's timeline opens on `window` (its lifetime), if given.
+    pub fn for_process(&self, choice: Option<ProcessChoice>, window: Option<(u64, u64)>) -> Self {
+        let choice = choice.filter(|&c| c != ProcessChoice::One(0));
+        let mode = if self.mode == FlameMode::Range { FlameMode::AtPeak } else { self.mode };
+        ViewState {
+            process: choice,
+            mode,
+            zoom: Vec::new(),
+            range: None,
+            window,
+            thread: None,
+            census: None,
+            since: None,
+            ..self.clone()
         }
     }
 }
@@ -349,6 +415,7 @@ mod tests {
     #[test]
     fn round_trips_awkward_names() {
         let state = ViewState {
+            process: Some(ProcessChoice::One(12)),
             mode: FlameMode::Range,
             zoom: vec![
                 ZoomStep { function: "<module>".into(), file: "/srv/app, v2/main.py".into() },
@@ -371,7 +438,7 @@ mod tests {
         };
         let hash = state.to_hash();
         assert!(
-            hash.starts_with("#mode=range&zoom=%3Cmodule%3E:/srv/app%2C%20v2/main.py,"),
+            hash.starts_with("#process=12&mode=range&zoom=%3Cmodule%3E:/srv/app%2C%20v2/main.py,"),
             "{hash}"
         );
         assert_eq!(ViewState::from_hash(&hash), state);
@@ -421,6 +488,49 @@ mod tests {
         assert_eq!(first.history_write(&wider, false), HistoryWrite::Push, "a new selection");
         let cleared = ViewState { range: None, mode: FlameMode::AtPeak, ..wider.clone() };
         assert_eq!(wider.history_write(&cleared, true), HistoryWrite::Push);
+    }
+
+    #[test]
+    fn the_process_shown_is_in_the_hash() {
+        let all = ViewState::from_hash("#process=all&q=build");
+        assert_eq!(all.process, Some(ProcessChoice::All));
+        assert_eq!(all.to_hash(), "#process=all&q=build");
+        assert_eq!(ViewState::from_hash("process=3").process, Some(ProcessChoice::One(3)));
+        // The program is the default: no `process` in its hash.
+        for program in ["process=0", "process=", "process=-1", "process=x"] {
+            assert_eq!(ViewState::from_hash(program).process, None, "{program}");
+        }
+        let state = ViewState { process: Some(ProcessChoice::One(0)), ..ViewState::default() };
+        assert_eq!(state.to_hash(), "");
+    }
+
+    #[test]
+    fn another_process_leaves_the_last_ones_places_behind() {
+        let here = ViewState {
+            mode: FlameMode::Range,
+            zoom: vec![ZoomStep { function: "main".into(), file: "app.py".into() }],
+            range: Some((5, 9)),
+            window: Some((1, 10)),
+            thread: Some(2),
+            census: Some(1),
+            since: Some(0),
+            search: "build".into(),
+            color: ColorBy::File,
+            ..ViewState::default()
+        };
+        let there = here.for_process(Some(ProcessChoice::One(4)), Some((100, 200)));
+        assert_eq!(there.process, Some(ProcessChoice::One(4)));
+        assert_eq!(
+            (there.mode, there.range, there.window),
+            (FlameMode::AtPeak, None, Some((100, 200)))
+        );
+        assert!(there.zoom.is_empty());
+        assert_eq!((there.thread, there.census, there.since), (None, None, None));
+        assert_eq!((there.search.as_str(), there.color), ("build", ColorBy::File), "kept");
+        let leaks = ViewState { mode: FlameMode::Leaks, ..here.clone() };
+        assert_eq!(leaks.for_process(Some(ProcessChoice::All), None).mode, FlameMode::Leaks);
+        assert_eq!(here.for_process(Some(ProcessChoice::One(0)), None).process, None);
+        assert_eq!(here.history_write(&there, false), HistoryWrite::Push, "Back returns");
     }
 
     #[test]

@@ -3,6 +3,10 @@
 //! them, and answers the page's requests (`protocol`) one at a time, so the page never
 //! decodes or replays anything and never freezes.
 //!
+//! A recording of several processes (format 5) is one open file; its processes are opened
+//! as views of it (`OpenProcess`): a view's id names the file and the process (or all), and
+//! its questions are answered from that process's recording (`family_answer`).
+//!
 //! Requests queue up while one runs; a queued request is skipped when a newer one for the same
 //! view is queued behind it. A request that runs for more than [`PROGRESS_AFTER_MS`] reports
 //! its progress: the bytes it has read of the recording (a scan of a file without an index, a
@@ -18,6 +22,7 @@ use wasm_bindgen::JsCast;
 
 use crate::answer::answer;
 use crate::cached_source::{CachedSource, Fetch, Held};
+use crate::family_answer::Family;
 use crate::open::open_error;
 use crate::protocol::{
     decode, encode, take_next, Answer, FromWorker, Opened, RecId, Request, SourceSpec, ToWorker,
@@ -57,6 +62,23 @@ struct Open {
     source: Source,
     /// The URL it was read from, to follow it as it grows.
     url: Option<String>,
+    /// Its other processes, opened on first use (again after it grew).
+    family: Option<Family>,
+}
+
+impl Open {
+    /// Its own recording, and its other processes (opened on first use).
+    fn parts(&mut self) -> (&Recording, &mut Family) {
+        let family = self.family.get_or_insert_with(|| Family::open(&self.rec));
+        (&self.rec, family)
+    }
+}
+
+/// A view of one process of an open file, or of all of them (`None`).
+#[derive(Clone, Copy)]
+struct View {
+    file: RecId,
+    process: Option<u32>,
 }
 
 /// The running request's progress.
@@ -73,6 +95,7 @@ thread_local! {
     static QUEUE: RefCell<VecDeque<Job>> = RefCell::default();
     static DRAINING: Cell<bool> = const { Cell::new(false) };
     static RECS: RefCell<HashMap<RecId, Open>> = RefCell::default();
+    static VIEWS: RefCell<HashMap<RecId, View>> = RefCell::default();
     static TASK: RefCell<Option<Task>> = const { RefCell::new(None) };
 }
 
@@ -184,9 +207,19 @@ async fn drain() {
     }
 }
 
+/// The open file a request is about, and which of its processes (`Some(0)`: the file's own
+/// recording; `None`: all of them).
+fn target(request: &Request) -> (RecId, Option<u32>) {
+    let rec = match *request {
+        Request::OpenProcess { file, .. } => file,
+        _ => request.rec(),
+    };
+    VIEWS.with(|v| v.borrow().get(&rec).map_or((rec, Some(0)), |v| (v.file, v.process)))
+}
+
 /// What a request's progress says, and the bytes it may read.
 fn label_of(job: &Job) -> (String, u64) {
-    let rec = job.msg.request.rec();
+    let (rec, _) = target(&job.msg.request);
     match &job.msg.request {
         Request::Open { source: SourceSpec::Url(url), .. } => (format!("Opening {url}"), 0),
         Request::Open { .. } => {
@@ -213,14 +246,53 @@ async fn run(job: Job) -> Result<Answer, String> {
         Request::Refresh { rec } => refresh(rec).await,
         Request::Close { rec } => {
             RECS.with(|r| r.borrow_mut().remove(&rec));
+            // Closing a file closes the views of its processes.
+            VIEWS.with(|v| v.borrow_mut().retain(|&id, view| id != rec && view.file != rec));
             Ok(Answer::Closed)
         }
         _ => RECS.with(|r| {
-            let recs = r.borrow();
-            let open = recs.get(&request.rec()).ok_or("This recording is not open any more.")?;
-            answer(&open.rec, open.source.bytes().len(), &request)
+            let mut recs = r.borrow_mut();
+            let (file, process) = target(&request);
+            let open = recs.get_mut(&file).ok_or("This recording is not open any more.")?;
+            question(open, process, &request)
         }),
     }
+}
+
+/// Answers a question about process `process` of `open` (`None`: all of them).
+fn question(open: &mut Open, process: Option<u32>, request: &Request) -> Result<Answer, String> {
+    let size = open.source.bytes().len();
+    match (process, request) {
+        (_, Request::Processes { .. }) => {
+            let (own, family) = open.parts();
+            Ok(Answer::Processes(family.list(own)))
+        }
+        (_, &Request::OpenProcess { rec, file, process }) => {
+            let directory = process_directory(open, process)?;
+            let ranged = matches!(open.source, Source::Ranged(_));
+            VIEWS.with(|v| v.borrow_mut().insert(rec, View { file, process }));
+            Ok(Answer::Opened(Opened { directory, size, warnings: Vec::new(), ranged }))
+        }
+        (Some(0), _) => answer(&open.rec, size, request),
+        (Some(n), _) => {
+            let (_, family) = open.parts();
+            answer(family.member(n).ok_or("This process is not in the recording.")?, size, request)
+        }
+        (None, _) => {
+            let (own, family) = open.parts();
+            family.answer_all(own, request)
+        }
+    }
+}
+
+/// The directory of process `process` of `open` (`None`: the merged tables of all of them).
+fn process_directory(open: &mut Open, process: Option<u32>) -> Result<Vec<u8>, String> {
+    let (own, family) = open.parts();
+    Ok(match process {
+        Some(0) => encode(own),
+        Some(n) => encode(family.member(n).ok_or(format!("There is no process {n} in it."))?),
+        None => encode(&family.flame(own)?.rec),
+    })
 }
 
 /// The directory of `rec` for the page.
@@ -275,7 +347,8 @@ async fn open(rec: RecId, spec: SourceSpec, blob: Option<web_sys::Blob>) -> Resu
     });
     let recording = Recording::open_source(source.bytes()).map_err(open_error)?;
     let opened = directory(&recording, &source);
-    RECS.with(|r| r.borrow_mut().insert(rec, Open { rec: recording, source, url }));
+    let open = Open { rec: recording, source, url, family: None };
+    RECS.with(|r| r.borrow_mut().insert(rec, open));
     Ok(Answer::Opened(opened))
 }
 
@@ -308,6 +381,9 @@ async fn refresh(rec: RecId) -> Result<Answer, String> {
         let mut recs = r.borrow_mut();
         let open = recs.get_mut(&rec).ok_or("This recording is not open any more.")?;
         let grew = open.rec.refresh().map_err(|e| format!("Could not read new data: {e}"))?;
+        if grew {
+            open.family = None; // its processes' streams may have grown too
+        }
         Ok(Answer::Refreshed(grew.then(|| directory(&open.rec, &open.source))))
     })
 }

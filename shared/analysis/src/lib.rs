@@ -77,9 +77,7 @@ pub use export::{
     pprof, speedscope, write_collapsed, ExportView, PprofOptions, SpeedscopeFile, SpeedscopeFrame,
     SpeedscopeProfile, SpeedscopeShared, NO_PYTHON_FRAME,
 };
-pub use family_flame::{
-    family_stack_totals, process_label, short_command, FamilyFlame,
-};
+pub use family_flame::{family_stack_totals, process_label, short_command, FamilyFlame};
 pub use family_heap::{family_end, family_heap, family_peak};
 pub use flame::{
     flame_hit, flame_layout, is_internal_file, is_memlens_file, stack_path, FlameNode,

@@ -6,13 +6,15 @@
 
 use crate::{outlived_the_program, Recording};
 
-/// The first time the recording knows of: its first event, memory sample or marker (0 for the
-/// program itself, whose clock starts with it).
+/// When a descendant started, as far as its recording knows: its first event, memory sample
+/// or marker. 0 for the program itself (a recording without a parent), whose clock starts
+/// with it.
 pub fn started_at(rec: &Recording) -> u64 {
-    let first_event = rec
-        .event_times_known()
-        .then(|| rec.event_chunk(0).map(|c| c.first_time_ns))
-        .flatten();
+    if rec.meta().ppid().is_none() {
+        return 0;
+    }
+    let first_event =
+        rec.event_times_known().then(|| rec.event_chunk(0).map(|c| c.first_time_ns)).flatten();
     let first_sample = rec.samples().first().map(|s| s.time_ns);
     let first_marker = rec.markers().first().map(|m| m.time_ns);
     [first_event, first_sample, first_marker].into_iter().flatten().min().unwrap_or(0)
@@ -58,7 +60,8 @@ mod tests {
     /// A child that allocates at 300 ms, samples its memory at 310 ms, and ends as `end` says
     /// (`None`: cut short after its last flush), with `marker` as its last marker.
     fn child(end: Option<ProcessEnd>, marker: Option<&str>) -> Recording {
-        let mut w = RecordingWriter::new(Vec::new(), &Meta::default()).unwrap();
+        let meta = Meta { extra: vec![("ppid".into(), "1".into())], ..Meta::default() };
+        let mut w = RecordingWriter::new(Vec::new(), &meta).unwrap();
         w.add_thread(ThreadInfo { id: ThreadId(0), os_tid: 7, name: "MainThread".into() });
         let f = w.intern_frame("work", "child.py", 3);
         let s = w.intern_stack(StackId::ROOT, f);
@@ -85,6 +88,9 @@ mod tests {
         let end = ProcessEnd { time_ns: 400 * MS, exit_code: Some(0), signal: None };
         let rec = child(Some(end), None);
         assert_eq!(started_at(&rec), 300 * MS);
+        let program = Meta::default();
+        let bytes = RecordingWriter::new(Vec::new(), &program).unwrap().finish(end).unwrap();
+        assert_eq!(started_at(&Recording::from_vec(bytes).unwrap()), 0, "the program's clock");
         assert_eq!(ended_at(&rec), 400 * MS);
         assert_eq!(how_it_ended(&rec), "exited with code 0");
     }
