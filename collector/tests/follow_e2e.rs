@@ -143,3 +143,31 @@ fn children_that_make_following_hard_do_not_hang_or_break_it() {
     // The Python started with an empty environment is not.
     assert!(family.iter().all(|p| !command(p).contains("10**6")));
 }
+
+#[test]
+fn diff_pairs_the_processes_of_two_runs_and_gates_on_their_total() {
+    let (_, _, a) = run("family.py", &[], &["fork", "exec"]);
+    let (_, _, b) = run("family.py", &[], &["fork", "exec"]);
+    let (_, _, c) = run("family.py", &[], &["fork", "exec", "executor"]);
+    let file = |d: &TempDir| d.0.join("out.memlens");
+    let diff = |x: &TempDir, y: &TempDir, args: &[&str]| {
+        let out = memlens().arg("diff").arg(file(x)).arg(file(y)).args(args).output().unwrap();
+        let v: serde_json::Value = match args.contains(&"json") {
+            true => serde_json::from_slice(&out.stdout).unwrap(),
+            false => serde_json::Value::Null,
+        };
+        (out.status.code(), v)
+    };
+    let (code, v) = diff(&a, &b, &["--format", "json"]);
+    assert_eq!(code, Some(0));
+    let processes = v["processes"].as_array().unwrap();
+    // The program, two fork workers and the `python -c` child, each with its match.
+    assert_eq!(processes.len(), 4, "{processes:#?}");
+    assert!(processes.iter().all(|p| p["base_pid"].is_u64() && p["head_pid"].is_u64()), "{processes:#?}");
+    let total = v["metrics"].as_array().unwrap().iter().find(|m| m["metric"] == "total").unwrap();
+    assert!(total["base"].as_u64().unwrap() >= 10 * MIB, "{total}");
+    assert_eq!(diff(&a, &b, &["--fail-if", "total>+50%"]).0, Some(0));
+    // Another pool of workers: the total grows by their 8 MiB, the program's peak does not.
+    assert_eq!(diff(&a, &c, &["--fail-if", "peak>+50%"]).0, Some(0));
+    assert_eq!(diff(&a, &c, &["--fail-if", "total>+10%"]).0, Some(1));
+}
