@@ -323,7 +323,9 @@ impl Child {
         let start_unix_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
-        let mut extra = self.job.meta.extra.clone();
+        // Not the program's "mode": a block's children are processes of their own.
+        let mut extra: Vec<(String, String)> =
+            self.job.meta.extra.iter().filter(|(k, _)| k != "mode").cloned().collect();
         extra.push((memlens_format::META_PPID.to_owned(), ppid.to_string()));
         extra.push((memlens_format::META_PROCESS.to_owned(), self.number.to_string()));
         Meta {

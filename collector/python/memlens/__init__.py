@@ -305,6 +305,11 @@ class record:
     After the block, ``peak_bytes`` is the high-water mark of the memory allocated inside
     it and not yet freed, and ``leaked_bytes`` what it left allocated at its end.
 
+    The Pythons the block starts (``multiprocessing`` pools by fork, spawn or forkserver,
+    ``os.fork``, ``subprocess.run([sys.executable, ...])``) are traced into the same
+    recording unless ``follow=False``; ``total_peak_bytes`` is then the high-water mark of
+    the block's process and those processes together (``peak_bytes`` when it started none).
+
     ``sample="512KiB"`` (or a number of bytes) samples allocations as ``memlens run
     --sample`` does: one every that many bytes on average, each standing for the blocks
     around it. The recording, ``peak_bytes`` and ``leaked_bytes`` are then estimates, and
@@ -316,8 +321,13 @@ class record:
     ``r = memlens.record(path); r.start(); ...; r.stop()``.
     """
 
-    def __init__(self, path, native=True, census=True, interval_ms=10, sample=None):
+    def __init__(self, path, native=True, census=True, interval_ms=10, sample=None,
+                 follow=True):
         self.path = os.fspath(path)
+        self.follow = bool(follow)
+        self.total_peak_bytes = None
+        # The environment variables the block's children get, and what they were before.
+        self._env = {}
         self.sample_bytes = None if sample is None else sample_bytes(sample)
         self.native = bool(native)
         self.census = bool(census)
@@ -361,6 +371,7 @@ class record:
             "--cwd", os.getcwd(),
         ]
         cmd += ["--native"] * self.native + ["--census"] * self.census
+        cmd += ["--follow"] * self.follow
         if self.sample_bytes is not None:
             cmd += ["--sample", str(self.sample_bytes)]
         cmd += ["--", *sys.argv]
@@ -375,6 +386,9 @@ class record:
             os.close(r)
         line = sink.stdout.readline().decode("utf-8", "replace")
         if _protocol.sampling_line(line):
+            line = sink.stdout.readline().decode("utf-8", "replace")
+        follow = _protocol.follow_dir(line)
+        if follow is not None:
             line = sink.stdout.readline().decode("utf-8", "replace")
         tracer = _protocol.ready_tracer(line)
         if tracer is None:
@@ -396,6 +410,36 @@ class record:
         traced = _check(lib, rc, self._say)
         self._sink = sink
         _begin(lib, self.census and traced, 0.0, 0, traced)
+        if follow is not None and traced:
+            self._follow_children(follow, tracer)
+
+    def _follow_children(self, directory, tracer):
+        """Puts in the environment what the block's children need to be traced (see
+        _follow.py), until the block ends."""
+        from memlens import _follow, _protocol
+
+        pythonpath = os.path.dirname(directory)
+        old = os.environ.get("PYTHONPATH")
+        options = (f"native={int(self.native)};census={int(self.census)};census_interval=0;"
+                   f"census_max_objects=0;sample_bytes={self.sample_bytes or 0}")
+        env = {
+            _protocol.ENV_FOLLOW: directory,
+            _protocol.ENV_FOLLOW_OPTIONS: options,
+            _protocol.ENV_TRACER: tracer,
+            "PYTHONPATH": pythonpath + (os.pathsep + old if old else ""),
+        }
+        for k, v in env.items():
+            self._env[k] = os.environ.get(k)
+            os.environ[k] = v
+        _follow.register()
+
+    def _restore_env(self):
+        for k, v in self._env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        self._env = {}
 
     def stop(self):
         """Stops tracing and waits until the recording is complete on disk. Idempotent."""
@@ -403,6 +447,7 @@ class record:
         if sink is None:
             return
         try:
+            self._restore_env()
             _stop()
         finally:
             threading.setprofile(None)
@@ -414,9 +459,10 @@ class record:
             self._say(line)
         from memlens import _protocol
 
-        peak, left = _protocol.done_figures(out.decode("ascii", "replace"))
+        peak, left, total = _protocol.done_figures(out.decode("ascii", "replace"))
         if peak is not None:
             self.peak_bytes = peak
+            self.total_peak_bytes = peak if total is None else total
         if left is not None:
             self.leaked_bytes = left
 

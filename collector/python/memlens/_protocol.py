@@ -22,11 +22,18 @@ ENV = (ENV_MODE, ENV_FD, ENV_NATIVE_FD, ENV_CTRL_FD, ENV_TRACER, ENV_NATIVE, ENV
 
 _READY = "ready "
 _SAMPLE = "sample "
+_FOLLOW = "follow "
 
 
 def sampling_line(line):
     """Whether the sink's line is its ``sample N`` line (it comes before ``ready``)."""
     return line.startswith(_SAMPLE)
+
+
+def follow_dir(line):
+    """The directory from the sink's ``follow DIR`` line (it comes before ``ready``), or None
+    if the line is not one."""
+    return line[len(_FOLLOW):].rstrip("\n") if line.startswith(_FOLLOW) else None
 
 
 def ready_tracer(line):
@@ -35,11 +42,11 @@ def ready_tracer(line):
 
 
 def done_figures(out):
-    """(peak, left) in bytes from the sink's output (its ``done peak=N left=N`` line); None
-    for a figure it did not give."""
+    """(peak, left, total) in bytes from the sink's output (its ``done peak=N left=N
+    [total=N]`` line); None for a figure it did not give."""
     words = dict(w.partition("=")[::2] for w in out.split() if "=" in w)
     figure = lambda k: int(words[k]) if k in words else None  # noqa: E731
-    return figure("peak"), figure("left")
+    return figure("peak"), figure("left"), figure("total")
 
 
 def error_number(out):

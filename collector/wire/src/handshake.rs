@@ -59,13 +59,25 @@ pub fn sample_line(bytes: u64) -> String {
     format!("sample {bytes}")
 }
 
+/// `memlens sink --follow`'s line before `ready`: the directory of the sockets the Pythons
+/// the block starts connect to (`ENV_FOLLOW`); its parent holds the `sitecustomize` that
+/// starts them (for PYTHONPATH).
+pub fn follow_line(dir: &str) -> String {
+    format!("follow {dir}")
+}
+
 /// `memlens sink`'s last line: the block's peak heap and what it left allocated, in bytes
-/// (estimates when `sampled` gives the rate).
-pub fn done_line(peak: u64, left: u64, sampled: Option<u64>) -> String {
-    match sampled {
-        Some(b) => format!("done peak={peak} left={left} sampled={b}"),
-        None => format!("done peak={peak} left={left}"),
+/// (estimates when `sampled` gives the rate), and with `total` the peak of the heap of the
+/// block's process and the processes it started together, when it started any.
+pub fn done_line(peak: u64, left: u64, sampled: Option<u64>, total: Option<u64>) -> String {
+    let mut line = format!("done peak={peak} left={left}");
+    if let Some(b) = sampled {
+        line += &format!(" sampled={b}");
     }
+    if let Some(t) = total {
+        line += &format!(" total={t}");
+    }
+    line
 }
 
 /// `memlens sink`'s line before it fails: the OS error number, for Python's `OSError`.
