@@ -403,15 +403,17 @@ class record:
             if t is not me and t.native_id is not None:
                 lib.memlens_name_thread(t.native_id, t.name.encode("utf-8", "replace"))
         name = me.name.encode("utf-8", "replace")
+        if follow is not None:
+            # Before tracing starts: what this takes is not the block's memory.
+            self._follow_children(follow, tracer)
         rc = lib.memlens_start_in(w, 1 if self.native else 0, frame, name)
         if rc < 0:
+            self._restore_env()
             os.close(w)
             sink.communicate()
         traced = _check(lib, rc, self._say)
         self._sink = sink
         _begin(lib, self.census and traced, 0.0, 0, traced)
-        if follow is not None and traced:
-            self._follow_children(follow, tracer)
 
     def _follow_children(self, directory, tracer):
         """Puts in the environment what the block's children need to be traced (see
@@ -447,9 +449,9 @@ class record:
         if sink is None:
             return
         try:
-            self._restore_env()
             _stop()
         finally:
+            self._restore_env()
             threading.setprofile(None)
             _lib.memlens_release_thread()
             out, err = sink.communicate()
