@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use memlens_analysis::{
-    deepest_stack, descendants, format_bytes, outlived_the_program, format_count, format_duration_ns, insights, last_census, replay,
+    deepest_stack, descendants, format_bytes, outlived_the_program, stopped_early, format_count, format_duration_ns, insights, last_census, replay,
     stack_totals, thread_totals, tree_peak, EventFilter, InsightOptions, Snapshot, TypeOrder,
 };
 use memlens_format::Recording;
@@ -315,8 +315,17 @@ fn process_json(number: u32, rec: &Recording) -> ProcessJson {
     }
 }
 
-/// How the recording ends, in words.
+/// How the recording ends, in words (and whether tracing stopped before: a child that closed
+/// its connection to memlens).
 fn how_it_ended(rec: &Recording) -> String {
+    let ended = how_it_ended_alone(rec);
+    match stopped_early(rec) {
+        true => format!("{ended}; not traced after it closed its connection to memlens"),
+        false => ended,
+    }
+}
+
+fn how_it_ended_alone(rec: &Recording) -> String {
     let meta = rec.meta();
     let block = meta.extra.iter().any(|(k, v)| k == "mode" && v == "memlens.record()");
     match rec.end().map(|e| (e.exit_code, e.signal)) {

@@ -20,7 +20,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use memlens_analysis::STILL_RUNNING_MARKER;
+use memlens_analysis::{STILL_RUNNING_MARKER, UNTRACED_MARKER};
 use memlens_format::{Meta, RecordingWriter, ThreadId, WriterOptions};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::{
@@ -283,6 +283,12 @@ impl Child {
             ended,
             |_| Ok(()),
         )?;
+        if !recorder.stopped() && crate::process_watch::running(self.pid) {
+            // The records stopped without a goodbye and the process goes on: it closed the
+            // connection (every file descriptor, say). Said where it happened.
+            let at = recorder.rel(monotonic_ns());
+            recorder.writer_mut().marker(at, ThreadId(0), UNTRACED_MARKER);
+        }
         while !ended() {
             std::thread::sleep(Duration::from_millis(5));
         }

@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use memlens_analysis::{descendants, stack_totals, EventFilter, Process, Snapshot};
+use memlens_analysis::{descendants, stack_totals, stopped_early, EventFilter, Process, Snapshot};
 use memlens_format::{Recording, StackId};
 use std::process::Output;
 
@@ -142,6 +142,10 @@ fn children_that_make_following_hard_do_not_hang_or_break_it() {
     );
     // The Python started with an empty environment is not.
     assert!(family.iter().all(|p| !command(p).contains("10**6")));
+    // The child that closed every file descriptor is traced up to there, and says so.
+    let closed: Vec<&Process> = family.iter().filter(|p| stopped_early(&p.rec)).collect();
+    assert_eq!(closed.len(), 1, "{} processes", family.len());
+    assert_eq!(closed[0].end().unwrap().exit_code, Some(0));
 }
 
 #[test]

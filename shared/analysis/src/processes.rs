@@ -11,6 +11,12 @@ use crate::EventFilter;
 /// program ended: its recording stops there, and how it ended is not known.
 pub const STILL_RUNNING_MARKER: &str = "memlens: still running when the program ended";
 
+/// The label of the marker a descendant's recording gets where the process closed its
+/// connection to memlens while it went on running (a child that closes every file
+/// descriptor): it was not traced from there on.
+pub const UNTRACED_MARKER: &str =
+    "memlens: the process closed its connection to memlens: not traced from here";
+
 /// One process of a recording.
 pub struct Process {
     /// 0 for the program, then 1, 2, ... in the order its descendants started.
@@ -39,6 +45,12 @@ impl Process {
 /// Whether `rec`, a descendant's recording, ends because the program ended while it ran.
 pub fn outlived_the_program(rec: &Recording) -> bool {
     rec.markers().last().is_some_and(|m| m.label == STILL_RUNNING_MARKER)
+}
+
+/// Whether `rec`, a descendant's recording, stopped early because the process closed its
+/// connection to memlens.
+pub fn stopped_early(rec: &Recording) -> bool {
+    rec.markers().iter().any(|m| m.label == UNTRACED_MARKER)
 }
 
 /// The recordings of the descendants `rec` holds, in order. One that cannot be opened at
