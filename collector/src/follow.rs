@@ -265,7 +265,9 @@ impl Child {
     }
 
     fn try_record(&self, records: OwnedFd, ctrl: OwnedFd, cut: &AtomicBool) -> Result<()> {
-        let watch = EndWatch::spawn(self.pid, ctrl)?;
+        // A child that ended before it was accepted (reaped already: nothing in /proc to
+        // watch) is still recorded, from what it sent; how it ended is not known.
+        let watch = EndWatch::spawn(self.pid, ctrl).ok();
         let writer = RecordingWriter::with_options(
             StreamBuf(self.pending.clone()),
             &self.meta(),
@@ -274,7 +276,9 @@ impl Child {
         let sample_bytes = self.job.meta.sample_bytes().unwrap_or(0);
         let recorder = Recorder::new(writer, self.job.t0).sampled(sample_bytes);
         let mut memory = TreeMemory::alone(self.pid);
-        let ended = || watch.ended().is_some() || cut.load(Ordering::Acquire);
+        let ended = || {
+            watch.as_ref().is_none_or(|w| w.ended().is_some()) || cut.load(Ordering::Acquire)
+        };
         let (mut recorder, _) = record_loop(
             recorder,
             PipeReader::new(File::from(records)),
@@ -292,7 +296,7 @@ impl Child {
         while !ended() {
             std::thread::sleep(Duration::from_millis(5));
         }
-        let (at_ns, ending) = match watch.ended() {
+        let (at_ns, ending) = match watch.as_ref().and_then(EndWatch::ended) {
             Some(e) => (e.at_ns, e.ending),
             None => {
                 let now = monotonic_ns();
@@ -303,7 +307,9 @@ impl Child {
         };
         let (code, signal) = ending.code_and_signal();
         recorder.finish(at_ns, code, signal)?;
-        watch.release();
+        if let Some(w) = watch {
+            w.release();
+        }
         Ok(())
     }
 

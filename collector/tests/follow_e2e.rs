@@ -145,7 +145,9 @@ fn children_that_make_following_hard_do_not_hang_or_break_it() {
     // The child that closed every file descriptor is traced up to there, and says so.
     let closed: Vec<&Process> = family.iter().filter(|p| stopped_early(&p.rec)).collect();
     assert_eq!(closed.len(), 1, "{} processes", family.len());
-    assert_eq!(closed[0].end().unwrap().exit_code, Some(0));
+    // Its end is read from /proc, which its parent's waitpid can beat: exit code 0 or unknown.
+    let end = closed[0].end().unwrap();
+    assert!(matches!(end.exit_code, Some(0) | None) && end.signal.is_none(), "{end:?}");
 }
 
 #[test]
