@@ -120,7 +120,7 @@ def _watch_end(tracer_path, ctrl_fd):
 
 
 def _start(tracer_path, fd, native, census=True, census_interval=0.0, census_max_objects=0,
-           sample_bytes=0, at_exit=True, frame=None):
+           sample_bytes=0, at_exit=True, frame=None, start_census=True):
     """Starts tracing into the recorder's pipe `fd` (called by the bootstrap, and in the
     program's descendants by _follow, which gives the `frame` the calling thread's stack
     starts from: a forked child goes on in the frames it forked in)."""
@@ -134,7 +134,7 @@ def _start(tracer_path, fd, native, census=True, census_interval=0.0, census_max
     traced = _check(lib, rc)
     if at_exit:
         atexit.register(_stop)
-    _begin(lib, census and traced, census_interval, census_max_objects, traced)
+    _begin(lib, census and traced, census_interval, census_max_objects, traced, start_census)
     from memlens import _follow
 
     _follow.register()
@@ -167,10 +167,12 @@ def _check(lib, rc, say=_say_on_stderr):
     return rc != 1
 
 
-def _begin(lib, census, census_interval=0.0, census_max_objects=0, traced=True):
+def _begin(lib, census, census_interval=0.0, census_max_objects=0, traced=True,
+           start_census=True):
     """What every tracing session needs once the tracer runs: new threads handed to the
     profiler (`traced`: when it follows Python code), gc runs reported, and the start
-    census."""
+    census (not in the program's descendants, `start_census` False: a new interpreter's or
+    the parent's objects, at ~1 µs each, for every worker of a pool)."""
     global _census_on, _census_thread
     if traced:
         threading.setprofile(_thread_profile)
@@ -187,7 +189,8 @@ def _begin(lib, census, census_interval=0.0, census_max_objects=0, traced=True):
         if census_max_objects > 0:
             c.max_objects = census_max_objects
 
-        _take_census("START")
+        if start_census:
+            _take_census("START")
         if census_interval > 0:
             _census_thread = c.IntervalThread(lib, census_interval)
             _census_thread.start()

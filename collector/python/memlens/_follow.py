@@ -76,7 +76,8 @@ def start(at_exit=True, frame=None):
     o = _options()
     memlens._watch_end(tracer, ctrl)
     memlens._start(tracer, records, o["native"], o["census"], o["census_interval"],
-                   o["census_max_objects"], o["sample_bytes"], at_exit=at_exit, frame=frame)
+                   o["census_max_objects"], o["sample_bytes"], at_exit=at_exit, frame=frame,
+                   start_census=False)
 
 
 def after_fork():
