@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 use anyhow::{bail, Result};
 use memlens_analysis::{
-    descendants, diff_sites, format_bytes, format_bytes_delta, format_count,
-    incomparable_reasons, match_processes, sampling_mismatch, sampling_notice, stack_totals,
-    tree_peak, EventFilter, Process, SiteDelta, Snapshot, StackTotals,
+    descendants, diff_sites, format_bytes, format_bytes_delta, format_count, incomparable_reasons,
+    match_processes, sampling_mismatch, sampling_notice, stack_totals, tree_peak, EventFilter,
+    Process, SiteDelta, Snapshot, StackTotals,
 };
 use memlens_format::{Recording, Summary};
 use serde::Serialize;
@@ -87,14 +87,8 @@ impl Figures<'_> {
 }
 
 impl Metric {
-    const ALL: [Metric; 6] = [
-        Metric::Peak,
-        Metric::Total,
-        Metric::Rss,
-        Metric::Leaks,
-        Metric::Allocs,
-        Metric::Reserved,
-    ];
+    const ALL: [Metric; 6] =
+        [Metric::Peak, Metric::Total, Metric::Rss, Metric::Leaks, Metric::Allocs, Metric::Reserved];
 
     fn label(self) -> &'static str {
         match self {
@@ -326,9 +320,11 @@ struct Side {
     end: StackTotals,
     /// Most reserved address space, when the recording has any.
     reserved: Option<u64>,
-    /// The Pythons the program started, and the heap of all processes together.
+    /// The Pythons the program started, and the heap of all processes together (or why
+    /// it cannot be read: a damaged process recording).
     family: Vec<Process>,
     total: Option<u64>,
+    total_unreadable: Option<String>,
 }
 
 impl Side {
@@ -339,11 +335,14 @@ impl Side {
         let end = stack_totals(&rec, Snapshot::AtEnd, &all)?;
         let reserved = crate::mapped::mapped(&rec)?.map(|m| m.max);
         let family = descendants(&rec);
-        let total = match family.is_empty() {
-            true => None,
-            false => Some(tree_peak(&Side::all(&rec, &family))?.0),
-        };
-        Ok(Side { rec, peak, end, reserved, family, total })
+        let (mut total, mut total_unreadable) = (None, None);
+        if !family.is_empty() {
+            match tree_peak(&Side::all(&rec, &family)) {
+                Ok((peak, _)) => total = Some(peak),
+                Err(e) => total_unreadable = Some(format!("{e:#}")),
+            }
+        }
+        Ok(Side { rec, peak, end, reserved, family, total, total_unreadable })
     }
 
     /// Every process's recording, the program first.
@@ -468,7 +467,14 @@ fn compare(base: &Side, head: &Side, args: &DiffArgs, thresholds: &[Threshold]) 
                         p.rec.meta().pid
                     )
                 });
-                program.into_iter().chain(children)
+                let total = s.total_unreadable.iter().map(move |e| {
+                    format!(
+                        "the {side} recording {} is incomplete: the heap of all its processes \
+                         cannot be read ({e})",
+                        path.display()
+                    )
+                });
+                program.into_iter().chain(children).chain(total)
             })
             .collect(),
     }

@@ -25,8 +25,8 @@ use memlens_format::{CaptureOptions, Meta, Recording, RecordingWriter, WriterOpt
 use memlens_wire::handshake;
 
 use crate::child_memory::TreeMemory;
-use crate::host::monotonic_ns;
 use crate::follow::{ChildJob, FollowDir, Followers};
+use crate::host::monotonic_ns;
 use crate::python_env::{find_tracer, PythonPackageDir};
 use crate::record_loop::{os_error, record_loop, write_failed, PipeReader};
 use crate::recorder::Recorder;

@@ -5,8 +5,9 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use memlens_analysis::{
-    deepest_stack, descendants, format_bytes, outlived_the_program, stopped_early, format_count, format_duration_ns, insights, last_census, replay,
-    stack_totals, thread_totals, tree_peak, EventFilter, InsightOptions, Snapshot, TypeOrder,
+    deepest_stack, descendants, format_bytes, format_count, format_duration_ns, insights,
+    last_census, outlived_the_program, replay, stack_totals, stopped_early, thread_totals,
+    tree_peak, EventFilter, InsightOptions, Snapshot, TypeOrder,
 };
 use memlens_format::Recording;
 use serde::Serialize;
@@ -174,12 +175,20 @@ pub fn run(args: SummaryArgs) -> Result<i32> {
     summary.processes = all.iter().map(|&(n, r)| process_json(n, r)).collect();
     if all.len() > 1 {
         let recs: Vec<&Recording> = all.iter().map(|(_, r)| *r).collect();
-        let (peak, at) = tree_peak(&recs)?;
-        summary.all_processes = Some(AllProcessesJson {
-            peak_heap_bytes: peak,
-            peak_heap_time_ns: at,
-            alloc_bytes: recs.iter().map(|r| r.summary().alloc_bytes).sum(),
-        });
+        match tree_peak(&recs) {
+            Ok((peak, at)) => {
+                summary.all_processes = Some(AllProcessesJson {
+                    peak_heap_bytes: peak,
+                    peak_heap_time_ns: at,
+                    alloc_bytes: recs.iter().map(|r| r.summary().alloc_bytes).sum(),
+                })
+            }
+            // A damaged process's recording: the others are still summarized.
+            Err(e) => eprintln!(
+                "memlens: warning: the heap of all processes together cannot be read: {}",
+                term::escape_line(&format!("{e:#}"))
+            ),
+        }
     }
     drop(opened.progress);
     if args.json {
@@ -386,7 +395,11 @@ fn write_processes<W: Write>(out: &mut Out<W>, s: &SummaryJson) -> Result<()> {
             format_bytes(all.alloc_bytes)
         )?;
     }
-    writeln!(out, "  {:>3} {:>8} {:>8} {:>10} {:>10}  ended; command", "#", "pid", "parent", "peak heap", "at exit")?;
+    writeln!(
+        out,
+        "  {:>3} {:>8} {:>8} {:>10} {:>10}  ended; command",
+        "#", "pid", "parent", "peak heap", "at exit"
+    )?;
     for p in &s.processes {
         let command = p.command_line.join(" ");
         let command = term::escape_line(&command);
@@ -410,7 +423,12 @@ fn write_processes<W: Write>(out: &mut Out<W>, s: &SummaryJson) -> Result<()> {
 fn write_text<W: Write>(out: &mut Out<W>, s: &SummaryJson) -> Result<()> {
     writeln!(out, "{}", s.file)?;
     if s.process != 0 {
-        writeln!(out, "  process     {} of {}, started by the program", s.process, s.processes.len())?;
+        writeln!(
+            out,
+            "  process     {} of {}, started by the program",
+            s.process,
+            s.processes.len()
+        )?;
     }
     writeln!(out, "  command     {}", s.command_line.join(" "))?;
     if s.rss_only {

@@ -35,7 +35,6 @@ use crate::process_watch::{EndWatch, Ending};
 use crate::record_loop::{record_loop, PipeReader};
 use crate::recorder::Recorder;
 
-
 /// At most this many processes are followed (a fork bomb is not recorded past it); the
 /// others run untraced.
 const MAX_PROCESSES: usize = 4096;
@@ -61,7 +60,8 @@ impl FollowDir {
     /// program must not hold them; non-blocking: they are polled).
     pub fn create(base: &Path) -> Result<FollowDir> {
         let dir = base.join("follow");
-        std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
         let listen = |name: &str, kind: SockType| {
             let path = dir.join(name);
             let flags = SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK;
@@ -197,7 +197,10 @@ fn accepted(listener: &OwnedFd) -> Option<OwnedFd> {
     let fd = accept(listener.as_raw_fd()).ok()?;
     // SAFETY: `accept` returned a new descriptor that nothing else owns.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    let _ = nix::fcntl::fcntl(fd.as_raw_fd(), nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC));
+    let _ = nix::fcntl::fcntl(
+        fd.as_raw_fd(),
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+    );
     Some(fd)
 }
 
@@ -276,9 +279,8 @@ impl Child {
         let sample_bytes = self.job.meta.sample_bytes().unwrap_or(0);
         let recorder = Recorder::new(writer, self.job.t0).sampled(sample_bytes);
         let mut memory = TreeMemory::alone(self.pid);
-        let ended = || {
-            watch.as_ref().is_none_or(|w| w.ended().is_some()) || cut.load(Ordering::Acquire)
-        };
+        let ended =
+            || watch.as_ref().is_none_or(|w| w.ended().is_some()) || cut.load(Ordering::Acquire);
         let (mut recorder, _) = record_loop(
             recorder,
             PipeReader::new(File::from(records)),
@@ -330,7 +332,9 @@ impl Child {
             .unwrap_or_default();
         let ppid = std::fs::read_to_string(format!("/proc/{}/stat", self.pid))
             .ok()
-            .and_then(|s| s.rsplit_once(')').and_then(|(_, f)| f.split_whitespace().nth(1)?.parse().ok()))
+            .and_then(|s| {
+                s.rsplit_once(')').and_then(|(_, f)| f.split_whitespace().nth(1)?.parse().ok())
+            })
             .unwrap_or(0u32);
         let start_unix_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -340,13 +344,6 @@ impl Child {
             self.job.meta.extra.iter().filter(|(k, _)| k != "mode").cloned().collect();
         extra.push((memlens_format::META_PPID.to_owned(), ppid.to_string()));
         extra.push((memlens_format::META_PROCESS.to_owned(), self.number.to_string()));
-        Meta {
-            pid: self.pid,
-            command_line,
-            cwd,
-            start_unix_ms,
-            extra,
-            ..self.job.meta.clone()
-        }
+        Meta { pid: self.pid, command_line, cwd, start_unix_ms, extra, ..self.job.meta.clone() }
     }
 }

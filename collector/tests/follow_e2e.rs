@@ -71,7 +71,8 @@ fn every_kind_of_child_is_recorded_at_its_line() {
         .iter()
         .find(|p| command(p).contains("forkserver") && p.ppid() == Some(root))
         .map(|p| p.rec.meta().pid);
-    let kinds: [(&str, &dyn Fn(&Process) -> bool); 3] = [
+    type IsKind<'a> = &'a dyn Fn(&Process) -> bool;
+    let kinds: [(&str, IsKind); 3] = [
         ("fork", &|p| p.ppid() == Some(root) && command(p).contains("memlens._bootstrap")),
         ("spawn", &|p| p.ppid() == Some(root) && command(p).contains("spawn_main")),
         ("forkserver", &|p| forkserver.is_some() && p.ppid() == forkserver),
@@ -115,6 +116,28 @@ fn every_kind_of_child_is_recorded_at_its_line() {
     assert!(String::from_utf8_lossy(&none.stderr).contains("no process with pid 1"));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("child processes"), "{stderr}");
+
+    // `check` reads every process's recording; a byte changed in a child's stream is found
+    // there, and the other processes still read.
+    let ok = memlens().arg("check").arg(&file).output().unwrap();
+    let text = String::from_utf8_lossy(&ok.stdout);
+    assert!(ok.status.success() && text.contains("other processes"), "{text}");
+    let piece = *rec.pieces().iter().find(|p| p.process == exec.number).unwrap();
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes[(piece.at + piece.len / 2) as usize] ^= 0x55;
+    let damaged = dir.0.join("damaged.memlens");
+    std::fs::write(&damaged, &bytes).unwrap();
+    let bad = memlens().arg("check").arg(&damaged).output().unwrap();
+    let text = String::from_utf8_lossy(&bad.stdout);
+    assert_eq!(bad.status.code(), Some(1), "{text}");
+    assert!(text.contains(&format!("process {} (pid {pid})", exec.number)), "{text}");
+    let summary = memlens().args(["summary", "--json"]).arg(&damaged).output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&summary.stdout).unwrap();
+    assert_eq!(v["processes"].as_array().unwrap().len(), family.len() + 1);
+    // A gate on a recording with a damaged process fails closed.
+    let gate =
+        memlens().arg("diff").arg(&file).arg(&damaged).args(["--fail-if", "total>+50%"]).output();
+    assert_eq!(gate.unwrap().status.code(), Some(2));
 }
 
 #[test]
@@ -136,7 +159,9 @@ fn children_that_make_following_hard_do_not_hang_or_break_it() {
     // The child in a session of its own is still followed.
     let setsid = line_of("family_hostile.py", "HOSTILE_SETSID_LINE");
     assert!(
-        family.iter().any(|p| bytes_at(&p.rec, Snapshot::TotalAllocated, "own_session", setsid) >= 3 * MIB),
+        family
+            .iter()
+            .any(|p| bytes_at(&p.rec, Snapshot::TotalAllocated, "own_session", setsid) >= 3 * MIB),
         "{} processes",
         family.len()
     );
@@ -169,7 +194,10 @@ fn diff_pairs_the_processes_of_two_runs_and_gates_on_their_total() {
     let processes = v["processes"].as_array().unwrap();
     // The program, two fork workers and the `python -c` child, each with its match.
     assert_eq!(processes.len(), 4, "{processes:#?}");
-    assert!(processes.iter().all(|p| p["base_pid"].is_u64() && p["head_pid"].is_u64()), "{processes:#?}");
+    assert!(
+        processes.iter().all(|p| p["base_pid"].is_u64() && p["head_pid"].is_u64()),
+        "{processes:#?}"
+    );
     let total = v["metrics"].as_array().unwrap().iter().find(|m| m["metric"] == "total").unwrap();
     assert!(total["base"].as_u64().unwrap() >= 10 * MIB, "{total}");
     assert_eq!(diff(&a, &b, &["--fail-if", "total>+50%"]).0, Some(0));

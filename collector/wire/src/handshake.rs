@@ -92,8 +92,9 @@ mod tests {
     #[test]
     fn lines_are_words_python_splits() {
         assert_eq!(ready_line("/x/libmemlens_tracer.so"), "ready /x/libmemlens_tracer.so");
-        assert_eq!(done_line(10, 2, None), "done peak=10 left=2");
-        assert_eq!(done_line(10, 2, Some(512)), "done peak=10 left=2 sampled=512");
+        assert_eq!(done_line(10, 2, None, None), "done peak=10 left=2");
+        assert_eq!(done_line(10, 2, Some(512), None), "done peak=10 left=2 sampled=512");
+        assert_eq!(done_line(10, 2, None, Some(30)), "done peak=10 left=2 total=30");
         assert_eq!(sample_line(512), "sample 512");
         assert_eq!(error_line(28), "error errno=28");
         assert!(ENV.iter().all(|v| v.starts_with("MEMLENS_")));

@@ -114,12 +114,16 @@ pub fn process_key(rec: &Recording) -> String {
 /// Pairs the processes of two runs: the programs with each other, then descendants with the
 /// same [`process_key`] in the order they started. Each pair is (index in `base`, index in
 /// `head`); a process without a match has `None` on the other side. Index 0 is the program.
-pub fn match_processes(base: &[&Recording], head: &[&Recording]) -> Vec<(Option<usize>, Option<usize>)> {
+pub fn match_processes(
+    base: &[&Recording],
+    head: &[&Recording],
+) -> Vec<(Option<usize>, Option<usize>)> {
     let mut pairs = Vec::new();
     if !base.is_empty() && !head.is_empty() {
         pairs.push((Some(0), Some(0)));
     }
-    let keys = |recs: &[&Recording]| -> Vec<String> { recs.iter().map(|r| process_key(r)).collect() };
+    let keys =
+        |recs: &[&Recording]| -> Vec<String> { recs.iter().map(|r| process_key(r)).collect() };
     let (bk, hk) = (keys(base), keys(head));
     let mut taken = vec![false; head.len()];
     taken.iter_mut().take(1).for_each(|t| *t = true);
@@ -140,7 +144,10 @@ mod tests {
     use memlens_format::{Meta, ProcessEnd, RecordingWriter};
 
     fn rec(command: &str) -> Recording {
-        let meta = Meta { command_line: command.split(' ').map(String::from).collect(), ..Meta::default() };
+        let meta = Meta {
+            command_line: command.split(' ').map(String::from).collect(),
+            ..Meta::default()
+        };
         let w = RecordingWriter::new(Vec::new(), &meta).unwrap();
         Recording::from_vec(w.finish(ProcessEnd::default()).unwrap()).unwrap()
     }
@@ -162,7 +169,13 @@ mod tests {
         let pairs = match_processes(&b, &h);
         assert_eq!(
             pairs,
-            vec![(Some(0), Some(0)), (Some(1), Some(1)), (Some(2), Some(3)), (Some(3), None), (None, Some(2))]
+            vec![
+                (Some(0), Some(0)),
+                (Some(1), Some(1)),
+                (Some(2), Some(3)),
+                (Some(3), None),
+                (None, Some(2))
+            ]
         );
     }
 }
