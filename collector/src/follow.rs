@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use memlens_analysis::{STILL_RUNNING_MARKER, UNTRACED_MARKER};
 use memlens_format::{Meta, RecordingWriter, ThreadId, WriterOptions};
+use memlens_wire::handshake::{parse_child_line, CHILD_LINE_MAX};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::{
     accept, bind, getsockopt, listen, socket, sockopt::PeerCredentials, AddressFamily, Backlog,
@@ -252,6 +253,34 @@ fn accept_loop(
     }
 }
 
+/// The interpreter a descendant says it runs, from its first line on `records` (read a byte
+/// at a time: what follows is the tracer's, for the recorder). Waits at most a second.
+fn read_child_line(records: &OwnedFd) -> Result<(String, String)> {
+    let mut line = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while line.len() < CHILD_LINE_MAX {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let ms = u16::try_from(left.as_millis()).unwrap_or(u16::MAX);
+        let mut fds = [PollFd::new(records.as_fd(), PollFlags::POLLIN)];
+        if ms == 0 || poll(&mut fds, PollTimeout::from(ms)).unwrap_or(0) == 0 {
+            break;
+        }
+        let mut b = [0u8; 1];
+        match nix::unistd::read(records.as_raw_fd(), &mut b) {
+            Ok(1) if b[0] == b'\n' => {
+                let text = String::from_utf8_lossy(&line);
+                let (v, i) = parse_child_line(&text).context("not a memlens child's line")?;
+                return Ok((v.to_owned(), i.to_owned()));
+            }
+            Ok(1) => line.push(b[0]),
+            Ok(_) => break,
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(_) => break,
+        }
+    }
+    anyhow::bail!("the child did not say which Python it runs")
+}
+
 /// One followed process.
 struct Child {
     number: u32,
@@ -271,9 +300,12 @@ impl Child {
         // A child that ended before it was accepted (reaped already: nothing in /proc to
         // watch) is still recorded, from what it sent; how it ended is not known.
         let watch = EndWatch::spawn(self.pid, ctrl).ok();
+        let (version, implementation) = read_child_line(&records)?;
+        let meta =
+            Meta { python_version: version, python_implementation: implementation, ..self.meta() };
         let writer = RecordingWriter::with_options(
             StreamBuf(self.pending.clone()),
-            &self.meta(),
+            &meta,
             self.job.options,
         )?;
         let sample_bytes = self.job.meta.sample_bytes().unwrap_or(0);

@@ -205,3 +205,61 @@ fn diff_pairs_the_processes_of_two_runs_and_gates_on_their_total() {
     assert_eq!(diff(&a, &c, &["--fail-if", "peak>+50%"]).0, Some(0));
     assert_eq!(diff(&a, &c, &["--fail-if", "total>+10%"]).0, Some(1));
 }
+
+/// Another CPython 3.9-3.13 than the one under test, from pyenv, if there is one.
+fn other_python() -> Option<std::path::PathBuf> {
+    let out = std::process::Command::new("pyenv").arg("root").output().ok()?;
+    let root = std::path::PathBuf::from(String::from_utf8(out.stdout).ok()?.trim());
+    let mine = python_minor(&String::from_utf8_lossy(
+        &std::process::Command::new(python())
+            .args(["-c", "import platform; print(platform.python_version())"])
+            .output()
+            .ok()?
+            .stdout,
+    ));
+    let versions: Vec<std::path::PathBuf> =
+        std::fs::read_dir(root.join("versions")).ok()?.flatten().map(|e| e.path()).collect();
+    (9..=13).filter(|&m| m != mine).find_map(|m| {
+        let prefix = format!("3.{m}.");
+        versions
+            .iter()
+            .filter(|v| {
+                v.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(&prefix))
+            })
+            .map(|v| v.join("bin/python3"))
+            .find(|p| p.is_file())
+    })
+}
+
+#[test]
+fn a_child_running_another_python_is_recorded_as_that_python() {
+    let Some(other) = other_python() else {
+        assert!(std::env::var_os("CI").is_none(), "CI has pyenv's interpreters");
+        eprintln!("no other CPython from pyenv: skipped");
+        return;
+    };
+    let code = format!(
+        "import subprocess; subprocess.run([{:?}, '-c', 'x = bytearray(3 * 1024 * 1024)'], check=True)",
+        other.display().to_string()
+    );
+    let dir = TempDir::new("other-python");
+    let file = dir.0.join("out.memlens");
+    let out = memlens().arg("run").arg("-o").arg(&file).args(["-c", &code]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rec = Recording::from_vec(std::fs::read(&file).unwrap()).unwrap();
+    let family = descendants(&rec);
+    assert_eq!(family.len(), 1);
+    let child = &family[0].rec;
+    let version = String::from_utf8_lossy(
+        &std::process::Command::new(&other)
+            .args(["-c", "import platform; print(platform.python_version())"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .trim()
+    .to_owned();
+    assert_eq!(child.meta().python_version, version);
+    assert_ne!(child.meta().python_version, rec.meta().python_version);
+    assert!(bytes_at(child, Snapshot::AtEnd, "<module>", 1) >= 3 * MIB);
+}

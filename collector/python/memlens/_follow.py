@@ -72,6 +72,15 @@ def start(at_exit=True, frame=None):
         for s in socks:
             s.close()
         return
+    import platform
+
+    try:
+        line = p.child_line(platform.python_version(), platform.python_implementation())
+        socks[1].sendall(line.encode("ascii", "replace"))
+    except OSError:
+        for s in socks:
+            s.close()
+        return
     ctrl, records = (s.detach() for s in socks)
     o = _options()
     memlens._watch_end(tracer, ctrl)

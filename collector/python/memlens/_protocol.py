@@ -49,6 +49,12 @@ def done_figures(out):
     return figure("peak"), figure("left"), figure("total")
 
 
+def child_line(version, implementation):
+    """The first line a followed descendant writes on its ``records`` socket (then the
+    tracer's records): its interpreter."""
+    return f"child {version} {implementation}\n"
+
+
 def error_number(out):
     """The OS error number from the sink's ``error errno=N`` line, 0 if none."""
     for word in out.split():

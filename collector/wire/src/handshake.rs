@@ -85,6 +85,24 @@ pub fn error_line(errno: i32) -> String {
     format!("error errno={errno}")
 }
 
+/// The line a followed descendant writes on its `records` socket before the tracer's
+/// records: its interpreter (`platform.python_version()`, `platform.python_implementation()`),
+/// which may not be the program's (`subprocess.run(["python3.12", ...])`).
+pub fn child_line(version: &str, implementation: &str) -> String {
+    format!("child {version} {implementation}")
+}
+
+/// (version, implementation) from a [`child_line`] (without its newline).
+pub fn parse_child_line(line: &str) -> Option<(&str, &str)> {
+    let mut words = line.strip_prefix("child ")?.split(' ');
+    let version = words.next().filter(|v| !v.is_empty())?;
+    let implementation = words.next().filter(|i| !i.is_empty())?;
+    words.next().is_none().then_some((version, implementation))
+}
+
+/// The longest [`child_line`] a reader accepts, newline included.
+pub const CHILD_LINE_MAX: usize = 128;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -95,6 +113,10 @@ mod tests {
         assert_eq!(done_line(10, 2, None, None), "done peak=10 left=2");
         assert_eq!(done_line(10, 2, Some(512), None), "done peak=10 left=2 sampled=512");
         assert_eq!(done_line(10, 2, None, Some(30)), "done peak=10 left=2 total=30");
+        assert_eq!(parse_child_line(&child_line("3.12.1", "CPython")), Some(("3.12.1", "CPython")));
+        for bad in ["child", "child 3.12", "child  CPython", "child 3 C x", "parent 3 C"] {
+            assert_eq!(parse_child_line(bad), None, "{bad}");
+        }
         assert_eq!(sample_line(512), "sample 512");
         assert_eq!(error_line(28), "error errno=28");
         assert!(ENV.iter().all(|v| v.starts_with("MEMLENS_")));
