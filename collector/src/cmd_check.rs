@@ -39,9 +39,10 @@ pub fn run(args: CheckArgs) -> Result<i32> {
             Err(e) => problems.push(format!("{who}: {e:#}")),
         }
     }
-    let missing = rec.processes().len() - family.len();
-    if missing > 0 {
-        problems.push(format!("{missing} process stream(s) cannot be opened"));
+    for n in rec.processes().into_iter().filter(|n| family.iter().all(|p| p.number != *n)) {
+        if let Err(e) = rec.open_process(n) {
+            problems.push(format!("process {n}: its recording cannot be opened: {e}"));
+        }
     }
     drop(opened.progress);
     let name = args.file.display();

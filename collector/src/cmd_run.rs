@@ -297,7 +297,7 @@ pub fn run_with(opts: RunOptions) -> Result<i32> {
         false => None,
     };
     if let Some(dir) = &follow {
-        cmd.env(handshake::ENV_FOLLOW, dir.path())
+        cmd.env(handshake::ENV_FOLLOW_PENDING, dir.path())
             .env(handshake::ENV_FOLLOW_OPTIONS, follow_options(&opts));
     }
     let job = RecorderJob {

@@ -51,9 +51,12 @@ fn the_sink_lines_read_back_in_python() {
         handshake::sample_line(524_288),
     );
     let follow = handshake::follow_line("/tmp/a b/follow");
-    let child = python("import json; from memlens import _protocol as p; print(json.dumps(p.child_line('3.13.0', 'CPython')))");
+    let child = python(
+        "import json; from memlens import _protocol as p\n\
+         print(json.dumps(p.child_line('3.13.0', 'CPython', 77)))",
+    );
     let child = child.as_str().unwrap().strip_suffix('\n').unwrap().to_owned();
-    assert_eq!(handshake::parse_child_line(&child), Some(("3.13.0", "CPython")));
+    assert_eq!(handshake::parse_child_line(&child), Some(("3.13.0", "CPython", 77)));
     let py = python(&format!(
         "import json; from memlens import _protocol as p\n\
          print(json.dumps([p.ready_tracer({ready:?} + '\\n'), p.ready_tracer('error errno=2\\n'),\n\

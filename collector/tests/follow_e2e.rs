@@ -122,7 +122,9 @@ fn every_kind_of_child_is_recorded_at_its_line() {
     let ok = memlens().arg("check").arg(&file).output().unwrap();
     let text = String::from_utf8_lossy(&ok.stdout);
     assert!(ok.status.success() && text.contains("other processes"), "{text}");
-    let piece = *rec.pieces().iter().find(|p| p.process == exec.number).unwrap();
+    // Its largest piece: events, past its metadata.
+    let piece =
+        *rec.pieces().iter().filter(|p| p.process == exec.number).max_by_key(|p| p.len).unwrap();
     let mut bytes = std::fs::read(&file).unwrap();
     bytes[(piece.at + piece.len / 2) as usize] ^= 0x55;
     let damaged = dir.0.join("damaged.memlens");
@@ -165,6 +167,12 @@ fn children_that_make_following_hard_do_not_hang_or_break_it() {
         "{} processes",
         family.len()
     );
+    // A program that is not Python and runs a while has its memory sampled; a short one
+    // (`sh -c "echo ..."`) is not listed.
+    let sleep = family.iter().find(|p| command(p) == "sleep 0.4").expect("the sleep");
+    assert!(sleep.rec.meta().capture.rss_only && sleep.rec.summary().peak_rss > 0);
+    assert_eq!(sleep.ppid(), Some(rec.meta().pid));
+    assert!(family.iter().all(|p| !command(p).contains("echo")));
     // The Python started with an empty environment is not.
     assert!(family.iter().all(|p| !command(p).contains("10**6")));
     // The child that closed every file descriptor is traced up to there, and says so.

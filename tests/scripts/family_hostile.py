@@ -1,6 +1,7 @@
 """Children that make following hard: one closes every file descriptor, one changes its
 environment, one starts a session of its own, one execs a program that is not Python. None
-may hang the program or break its recording."""
+may hang the program or break its recording. A program that is not Python and runs a while
+(`sleep 0.4`) has its memory sampled."""
 import os
 import subprocess
 import sys
@@ -36,5 +37,6 @@ if __name__ == "__main__":
     forked(own_session)
     subprocess.run([sys.executable, "-c", "x = bytearray(10**6)"], env={}, check=True)
     subprocess.run(["sh", "-c", "echo not python"], check=True)
+    subprocess.run(["sleep", "0.4"], check=True)
     KEPT = bytearray(2 * 1024 * 1024)  # HOSTILE_PARENT_LINE
     print("done")

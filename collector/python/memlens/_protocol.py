@@ -14,11 +14,12 @@ ENV_CENSUS_INTERVAL = "MEMLENS_CENSUS_INTERVAL"
 ENV_CENSUS_MAX_OBJECTS = "MEMLENS_CENSUS_MAX_OBJECTS"
 ENV_SAMPLE_BYTES = "MEMLENS_SAMPLE_BYTES"
 ENV_FOLLOW = "MEMLENS_FOLLOW"
+ENV_FOLLOW_PENDING = "MEMLENS_FOLLOW_PENDING"
 ENV_FOLLOW_OPTIONS = "MEMLENS_FOLLOW_OPTIONS"
 
 ENV = (ENV_MODE, ENV_FD, ENV_NATIVE_FD, ENV_CTRL_FD, ENV_TRACER, ENV_NATIVE, ENV_CENSUS,
        ENV_CENSUS_INTERVAL, ENV_CENSUS_MAX_OBJECTS, ENV_SAMPLE_BYTES, ENV_FOLLOW,
-       ENV_FOLLOW_OPTIONS)
+       ENV_FOLLOW_PENDING, ENV_FOLLOW_OPTIONS)
 
 _READY = "ready "
 _SAMPLE = "sample "
@@ -49,10 +50,10 @@ def done_figures(out):
     return figure("peak"), figure("left"), figure("total")
 
 
-def child_line(version, implementation):
+def child_line(version, implementation, ppid):
     """The first line a followed descendant writes on its ``records`` socket (then the
-    tracer's records): its interpreter."""
-    return f"child {version} {implementation}\n"
+    tracer's records): its interpreter and its parent's pid."""
+    return f"child {version} {implementation} {ppid}\n"
 
 
 def error_number(out):

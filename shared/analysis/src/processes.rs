@@ -17,6 +17,10 @@ pub const STILL_RUNNING_MARKER: &str = "memlens: still running when the program 
 pub const UNTRACED_MARKER: &str =
     "memlens: the process closed its connection to memlens: not traced from here";
 
+/// The label of the marker that ends the recording of a program that is not Python (its
+/// memory sampled) where it exec'd another program.
+pub const EXECED_MARKER: &str = "memlens: the process ran another program (exec)";
+
 /// One process of a recording.
 pub struct Process {
     /// 0 for the program, then 1, 2, ... in the order its descendants started.
