@@ -5,8 +5,9 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use memlens_analysis::{
-    deepest_stack, descendants, format_bytes, how_it_ended, format_count, format_duration_ns, insights, last_census, replay,
-    stack_totals, thread_totals, tree_peak, EventFilter, InsightOptions, Snapshot, TypeOrder,
+    deepest_stack, descendants, format_bytes, format_count, format_duration_ns, how_it_ended,
+    insights, last_census, replay, stack_totals, thread_totals, tree_peak, EventFilter,
+    InsightOptions, Snapshot, TypeOrder,
 };
 use memlens_format::Recording;
 use serde::Serialize;
@@ -106,6 +107,8 @@ pub struct ProcessJson {
     /// The pid of its parent (`null` for the program).
     pub ppid: Option<u32>,
     pub command_line: Vec<String>,
+    /// A program that is not Python: only its memory (RSS) was sampled.
+    pub rss_only: bool,
     /// When its recording started, on the program's clock.
     pub start_ns: u64,
     pub duration_ns: u64,
@@ -174,12 +177,20 @@ pub fn run(args: SummaryArgs) -> Result<i32> {
     summary.processes = all.iter().map(|&(n, r)| process_json(n, r)).collect();
     if all.len() > 1 {
         let recs: Vec<&Recording> = all.iter().map(|(_, r)| *r).collect();
-        let (peak, at) = tree_peak(&recs)?;
-        summary.all_processes = Some(AllProcessesJson {
-            peak_heap_bytes: peak,
-            peak_heap_time_ns: at,
-            alloc_bytes: recs.iter().map(|r| r.summary().alloc_bytes).sum(),
-        });
+        match tree_peak(&recs) {
+            Ok((peak, at)) => {
+                summary.all_processes = Some(AllProcessesJson {
+                    peak_heap_bytes: peak,
+                    peak_heap_time_ns: at,
+                    alloc_bytes: recs.iter().map(|r| r.summary().alloc_bytes).sum(),
+                })
+            }
+            // A damaged process's recording: the others are still summarized.
+            Err(e) => eprintln!(
+                "memlens: warning: the heap of all processes together cannot be read: {}",
+                term::escape_line(&format!("{e:#}"))
+            ),
+        }
     }
     drop(opened.progress);
     if args.json {
@@ -300,6 +311,7 @@ fn process_json(number: u32, rec: &Recording) -> ProcessJson {
         pid: rec.meta().pid,
         ppid: rec.meta().ppid(),
         command_line: rec.meta().command_line.clone(),
+        rss_only: rec.meta().capture.rss_only,
         start_ns: rec.samples().first().map_or(0, |x| x.time_ns),
         duration_ns: s.duration_ns,
         peak_heap_bytes: s.peak_heap,
@@ -357,20 +369,27 @@ fn write_processes<W: Write>(out: &mut Out<W>, s: &SummaryJson) -> Result<()> {
             format_bytes(all.alloc_bytes)
         )?;
     }
-    writeln!(out, "  {:>3} {:>8} {:>8} {:>10} {:>10}  ended; command", "#", "pid", "parent", "peak heap", "at exit")?;
+    writeln!(
+        out,
+        "  {:>3} {:>8} {:>8} {:>10} {:>10} {:>10}  ended; command",
+        "#", "pid", "parent", "peak heap", "at exit", "peak RSS"
+    )?;
     for p in &s.processes {
         let command = p.command_line.join(" ");
         let command = term::escape_line(&command);
         let short: String = command.chars().take(60).collect();
         let more = if short.len() < command.len() { "..." } else { "" };
+        // A program that is not Python has no traced heap.
+        let heap = |b| if p.rss_only { "-".to_owned() } else { format_bytes(b) };
         writeln!(
             out,
-            "  {:>3} {:>8} {:>8} {:>10} {:>10}  {}; {short}{more}",
+            "  {:>3} {:>8} {:>8} {:>10} {:>10} {:>10}  {}; {short}{more}",
             p.number,
             p.pid,
             p.ppid.map_or_else(|| "-".to_owned(), |x| x.to_string()),
-            format_bytes(p.peak_heap_bytes),
-            format_bytes(p.leaked_bytes),
+            heap(p.peak_heap_bytes),
+            heap(p.leaked_bytes),
+            format_bytes(p.peak_rss_bytes),
             p.ended,
         )?;
     }
@@ -381,7 +400,12 @@ fn write_processes<W: Write>(out: &mut Out<W>, s: &SummaryJson) -> Result<()> {
 fn write_text<W: Write>(out: &mut Out<W>, s: &SummaryJson) -> Result<()> {
     writeln!(out, "{}", s.file)?;
     if s.process != 0 {
-        writeln!(out, "  process     {} of {}, started by the program", s.process, s.processes.len())?;
+        writeln!(
+            out,
+            "  process     {} of {}, started by the program",
+            s.process,
+            s.processes.len()
+        )?;
     }
     writeln!(out, "  command     {}", s.command_line.join(" "))?;
     if s.rss_only {

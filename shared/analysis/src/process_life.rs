@@ -4,7 +4,9 @@
 //! Times are on the program's clock (ns since the program started): a descendant's recording
 //! shares it (FORMAT.md, "Processes"), so a child's start is not 0.
 
-use crate::{outlived_the_program, Recording};
+use memlens_format::META_PPID;
+
+use crate::{outlived_the_program, stopped_early, Recording, EXECED_MARKER};
 
 /// When a descendant started, as far as its recording knows: its first event, memory sample
 /// or marker. 0 for the program itself (a recording without a parent), whose clock starts
@@ -26,13 +28,29 @@ pub fn ended_at(rec: &Recording) -> u64 {
     rec.end().map_or(rec.summary().duration_ns, |e| e.time_ns.max(rec.summary().duration_ns))
 }
 
-/// How the recording ends, in words ("exited with code 0", "killed by signal 9", ...).
+/// How the recording ends, in words ("exited with code 0", "killed by signal 9", ...), and
+/// whether tracing stopped before (a child that closed its connection to memlens).
 pub fn how_it_ended(rec: &Recording) -> String {
+    let ended = how_it_ended_alone(rec);
+    match stopped_early(rec) {
+        true => format!("{ended}; not traced after it closed its connection to memlens"),
+        false => ended,
+    }
+}
+
+fn how_it_ended_alone(rec: &Recording) -> String {
     let meta = rec.meta();
     let block = meta.extra.iter().any(|(k, v)| k == "mode" && v == "memlens.record()");
     match rec.end().map(|e| (e.exit_code, e.signal)) {
         Some((None, None)) if outlived_the_program(rec) => {
             "still running when the program ended (followed no further)".into()
+        }
+        Some((None, None)) if rec.markers().last().is_some_and(|m| m.label == EXECED_MARKER) => {
+            "ran another program (exec)".into()
+        }
+        // A program that is not Python, whose memory was sampled.
+        Some((None, None)) if meta.capture.rss_only && meta.extra(META_PPID).is_some() => {
+            "ended without saying how".into()
         }
         Some((_, Some(sig))) => format!("killed by signal {sig}"),
         Some((Some(code), None)) => format!("exited with code {code}"),
