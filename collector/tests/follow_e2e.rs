@@ -13,15 +13,7 @@ const MIB: u64 = 1024 * 1024;
 fn run(name: &str, extra: &[&str], args: &[&str]) -> (Output, Recording, TempDir) {
     let dir = TempDir::new(name);
     let file = dir.0.join("out.memlens");
-    let out = memlens()
-        .arg("run")
-        .arg("-o")
-        .arg(&file)
-        .args(extra)
-        .arg(script(name))
-        .args(args)
-        .output()
-        .unwrap();
+    let out = memlens_run(&file, &[], extra, name, args);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     let rec = Recording::from_vec(std::fs::read(&file).unwrap()).unwrap();

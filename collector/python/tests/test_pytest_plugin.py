@@ -305,7 +305,9 @@ def test_a_tests_pool_workers_count_toward_its_limit(venv, tmp_path):
     for t in results["tests"]:
         path = cwd / ".memlens" / t["recording"]
         summary = json.loads(run([_cli_binary(), "summary", "--json", path], cwd))
-        assert len(summary["processes"]) >= 3, summary["processes"]
+        # The test's process and its workers (an idle one the pool terminated before it
+        # started may have no recording).
+        assert len(summary["processes"]) >= 2, summary["processes"]
         assert t["peak_bytes"] == summary["all_processes"]["peak_heap_bytes"]
         workers = [p for p in summary["processes"][1:] if p["alloc_bytes"] >= 30 << 20]
         assert workers, summary["processes"]

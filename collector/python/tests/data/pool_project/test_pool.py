@@ -1,10 +1,12 @@
 import multiprocessing as mp
+import time
 
 import pytest
 
 
 def build(mib):
     block = bytearray(mib * 1024 * 1024)  # POOL_WORKER_LINE
+    time.sleep(0.2)
     return len(block)
 
 
@@ -12,4 +14,4 @@ def build(mib):
 @pytest.mark.parametrize("method", ["fork", "spawn"])
 def test_pool(method):
     with mp.get_context(method).Pool(2) as pool:
-        assert sum(pool.map(build, [30, 30])) == 60 * 1024 * 1024
+        assert sum(pool.map(build, [30, 30], chunksize=1)) == 60 * 1024 * 1024
