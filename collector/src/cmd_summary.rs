@@ -127,7 +127,7 @@ pub struct ProcessJson {
 /// All processes together.
 #[derive(Debug, Serialize)]
 pub struct AllProcessesJson {
-    /// The highest sum of the processes' heaps (at most 1/2000 of the run apart).
+    /// The highest sum of the heaps of the processes alive at the same moment.
     pub peak_heap_bytes: u64,
     pub peak_heap_time_ns: u64,
     pub alloc_bytes: u64,

@@ -4,8 +4,6 @@
 
 use memlens_format::{Error, ProcessEnd, Recording};
 
-use crate::heap_timeline;
-use crate::EventFilter;
 
 /// The label of the marker that ends the recording of a descendant still running when the
 /// program ended: its recording stops there, and how it ended is not known.
@@ -67,32 +65,11 @@ pub fn descendants(rec: &Recording) -> Vec<Process> {
         .collect()
 }
 
-/// Buckets the whole span is cut into to find the heap of all processes together.
-const TREE_BUCKETS: usize = 2_000;
-
-/// The highest heap of all processes together and when: each process's heap timeline over
-/// the span of the longest in [`TREE_BUCKETS`] buckets, the highest point of each added up
-/// per bucket. Exact when a single process allocates; otherwise at most the sum of the
-/// processes' highest points within the same bucket (1/2000 of the run), so never below
-/// the true peak.
+/// The highest heap of all processes together over the whole run, and when: each process
+/// counts while it lives (see [`crate::family_peak`], exact to the nanosecond).
 pub fn tree_peak(recs: &[&Recording]) -> Result<(u64, u64), Error> {
-    let span = recs.iter().map(|r| r.summary().duration_ns).max().unwrap_or(0).saturating_add(1);
-    let mut sum = vec![0u64; TREE_BUCKETS];
-    let mut start = vec![0u64; TREE_BUCKETS];
-    for rec in recs {
-        let buckets = heap_timeline(rec, &EventFilter::default(), 0, span, TREE_BUCKETS)?;
-        for (i, b) in buckets.iter().enumerate().take(TREE_BUCKETS) {
-            sum[i] += b.max;
-            start[i] = b.t0;
-        }
-    }
-    let best = (0..TREE_BUCKETS).max_by_key(|&i| (sum[i], std::cmp::Reverse(i))).unwrap_or(0);
-    // One process alone: its own peak and time are exact.
-    if let [rec] = recs {
-        let s = rec.summary();
-        return Ok((s.peak_heap, s.peak_heap_time_ns));
-    }
-    Ok((sum[best], start[best]))
+    let span = recs.iter().map(|r| crate::ended_at(r)).max().unwrap_or(0).saturating_add(1);
+    crate::family_peak(recs, 0, span)
 }
 
 /// What a process is across two runs of a program (whose pids differ): its command line with
