@@ -17,7 +17,8 @@ bench/processes/pool_churn.py's object churn (bench/workloads/churn.py's rows), 
 
 Every configuration runs plain, under ``memlens run`` (which follows children by default),
 under ``memray run --follow-fork`` and ``memray run --follow-fork --trace-python-allocators``
-(the events memlens records), REPEAT times, the modes taking turns round by round. Printed:
+(the events memlens records): REPEAT rounds, in each of which every configuration runs once
+in every mode, so that the ratios are taken between runs minutes apart at most. Printed:
 median wall time; memlens's time over each memray mode's, paired round by round; the CPU
 time of all the run's processes, memlens's recorder included (this process is their child
 subreaper, so the recorder, which memlens detaches, is reaped and counted here); extra CPU
@@ -121,32 +122,41 @@ def processes(out):
 
 
 def bench(version, py, workers, rows, repeat, only, tmp):
-    rows_out = []
+    runs = {}
     for name, (argv, memray_follows) in configs(workers, rows).items():
         if only and name not in only:
             continue
         out = tmp / f"{version}-{name.replace(' ', '-')}.rec"
         cmds = modes(py, out, name, memray_follows)
-        wall = {m: [] for m in cmds}
-        cpu = {m: [] for m in cmds}
-        sizes = {m: [] for m in cmds}
-        # Round by round, every mode once per round, so a slow spell of the machine
-        # falls on all modes alike.
-        for _ in range(repeat):
-            for mode, cmd in cmds.items():
-                for f in files(out):
+        runs[name] = {"python": version, "config": name, "argv": argv, "out": out, "cmds": cmds,
+                      "wall": {m: [] for m in cmds}, "cpu": {m: [] for m in cmds},
+                      "sizes": {m: [] for m in cmds if m != "plain"}}
+    # Round by round, every configuration in every mode once per round, so that a slow
+    # spell of the machine falls on all of them alike: the ratios between modes and
+    # between configurations (the pool's cost per allocation over the serial run's) are
+    # taken within each round.
+    for i in range(repeat):
+        for r in runs.values():
+            for mode, cmd in r["cmds"].items():
+                for f in files(r["out"]):
                     f.unlink(missing_ok=True)
-                w, c = timed(cmd + [str(WORKLOAD)] + [str(a) for a in argv])
-                wall[mode].append(w)
-                cpu[mode].append(c)
+                w, c = timed(cmd + [str(WORKLOAD)] + [str(a) for a in r["argv"]])
+                r["wall"][mode].append(w)
+                r["cpu"][mode].append(c)
                 if mode != "plain":
-                    sizes[mode].append(size(out))
+                    r["sizes"][mode].append(size(r["out"]))
                 if mode == "memlens":
-                    recorded = processes(out)
-        rows_out.append({"python": version, "config": name, "argv": argv, "wall": wall, "cpu": cpu,
-                         "sizes": sizes, "processes": recorded[0], "allocations": recorded[1]})
-        print(f"processes: {version} {name} done", file=sys.stderr)
-    return rows_out
+                    r["processes"], r["allocations"] = processes(r["out"])
+        print(f"processes: {version} round {i + 1} of {repeat} done", file=sys.stderr)
+    for r in runs.values():
+        del r["out"], r["cmds"]
+    return list(runs.values())
+
+
+def extra_per_allocation(r, mode):
+    """Per round: the CPU time `mode` added to the plain run, per allocation (memlens's
+    count: the program's allocations, the same under every profiler), in ns."""
+    return [(c - p) / r["allocations"] * 1e9 for c, p in zip(r["cpu"][mode], r["cpu"]["plain"])]
 
 
 def paired(a, b):
@@ -174,7 +184,7 @@ def table(rows):
         def mb(m):
             return f"{med(s[m]) / 1e6:.2f} MB" if m in s else "-"
         cpus = ", ".join(f"{med(c[m]):.2f}" for m in ("plain", "memlens", "memray", "memray+py") if m in c)
-        extra = (med(c["memlens"]) - med(c["plain"])) / max(r["allocations"], 1) * 1e9
+        extra = med(extra_per_allocation(r, "memlens"))
         print(f"| {r['python']} | {r['config']} | {med(w['plain']):.2f} | {slow('memlens')} | {slow('memray')} "
               f"| {slow('memray+py')} | {ratio('memray')} | {ratio('memray+py')} | {cpus} s "
               f"| {extra:.0f} ns | {mb('memlens')} | {mb('memray')} | {mb('memray+py')} "
@@ -198,12 +208,11 @@ def targets(rows, workers):
             print(line + f" (target: at most {workers + 1})")
         pool, serial = get("pool"), get("serial")
         for mode in ("memlens", "memray+py"):
-            per = {}
-            for name, r in (("pool", pool), ("serial", serial)):
-                allocations = r["allocations"]  # memlens's count: the same program's allocations
-                per[name] = (med(r["cpu"][mode]) - med(r["cpu"]["plain"])) / allocations * 1e9
-            print(f"- {mode}: extra CPU per allocation, fork pool {per['pool']:.0f} ns, "
-                  f"the same work in one process {per['serial']:.0f} ns (ratio {per['pool'] / per['serial']:.2f})")
+            a, b = extra_per_allocation(pool, mode), extra_per_allocation(serial, mode)
+            ratios = sorted(x / y for x, y in zip(a, b))
+            print(f"- {mode}: extra CPU per allocation, fork pool {med(a):.0f} ns, the same work in one "
+                  f"process {med(b):.0f} ns; pool over one process, paired: median {med(ratios):.2f} "
+                  f"(rounds: {', '.join(f'{x:.2f}' for x in ratios)})")
         for method in ("fork", "spawn"):
             r = get(f"{method} start")
             w, c = r["wall"], r["cpu"]
