@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::mpsc;
 
 use anyhow::Result;
-use memlens_analysis::format_bytes;
+use memlens_analysis::{descendants, format_bytes};
 use memlens_format::{Aggregator, Event, Interval, Recording, Summary};
 
 use crate::load::open;
@@ -28,6 +28,66 @@ pub fn run(args: CheckArgs) -> Result<i32> {
     let opened = open(&args.file)?;
     let rec = &opened.rec;
     opened.progress.phase("checking every chunk");
+    let (mut problems, intervals, events) = check(rec)?;
+    // The recordings of the processes the program started, each checked the same way.
+    let family = descendants(rec);
+    for p in &family {
+        let who = format!("process {} (pid {})", p.number, p.rec.meta().pid);
+        // A child's damaged chunk is a problem of the file, which reads otherwise.
+        match check(&p.rec) {
+            Ok((found, ..)) => problems.extend(found.into_iter().map(|f| format!("{who}: {f}"))),
+            Err(e) => problems.push(format!("{who}: {e:#}")),
+        }
+    }
+    for n in rec.processes().into_iter().filter(|n| family.iter().all(|p| p.number != *n)) {
+        if let Err(e) = rec.open_process(n) {
+            problems.push(format!("process {n}: its recording cannot be opened: {e}"));
+        }
+    }
+    drop(opened.progress);
+    let name = args.file.display();
+    let mut out = term::stdout();
+    if problems.is_empty() {
+        write!(out, "{name}: ")?;
+        out.paint(Style::Good, "OK")?;
+        let others = match family.len() {
+            0 => String::new(),
+            n => format!("; and the recordings of {n} other processes"),
+        };
+        writeln!(
+            out,
+            " (format {}, {events} events in {} chunks, {intervals} intervals{}{}{others})",
+            rec.format_version(),
+            rec.event_chunk_count(),
+            if rec.aggregate_only() { "" } else { " agree with them" },
+            if rec.has_trailer() { ", and so does the trailer's summary" } else { "" }
+        )?;
+        let file_len = std::fs::metadata(&args.file)?.len().max(1);
+        let aggregates =
+            (0..rec.base_count()).filter_map(|i| rec.interval_chunk(i)).map(|c| c.len).sum::<u64>()
+                + rec.digest_len();
+        writeln!(
+            out,
+            "  aggregates: {} ({:.1}% of the file's {})",
+            format_bytes(aggregates),
+            100.0 * aggregates as f64 / file_len as f64,
+            format_bytes(file_len)
+        )?;
+        return Ok(0);
+    }
+    write!(out, "{name}: ")?;
+    out.paint_line(Style::Bad, &format!("{} problem(s)", problems.len()))?;
+    for p in problems.iter().take(MAX_LISTED) {
+        writeln!(out, "  - {p}")?;
+    }
+    if problems.len() > MAX_LISTED {
+        writeln!(out, "  ... and {} more", problems.len() - MAX_LISTED)?;
+    }
+    Ok(1)
+}
+
+/// What is wrong with one recording (one process's), its number of intervals and events.
+fn check(rec: &Recording) -> Result<(Vec<String>, usize, u64)> {
     let mut problems = Vec::new();
     if let Some(t) = rec.truncation() {
         problems.push(format!("the file is cut short at byte {}: {}", t.offset, t.reason));
@@ -61,42 +121,7 @@ pub fn run(args: CheckArgs) -> Result<i32> {
             }
         }
     }
-    drop(opened.progress);
-    let name = args.file.display();
-    let mut out = term::stdout();
-    if problems.is_empty() {
-        write!(out, "{name}: ")?;
-        out.paint(Style::Good, "OK")?;
-        writeln!(
-            out,
-            " (format {}, {events} events in {} chunks, {intervals} intervals{}{})",
-            rec.format_version(),
-            rec.event_chunk_count(),
-            if rec.aggregate_only() { "" } else { " agree with them" },
-            if rec.has_trailer() { ", and so does the trailer's summary" } else { "" }
-        )?;
-        let file_len = std::fs::metadata(&args.file)?.len().max(1);
-        let aggregates =
-            (0..rec.base_count()).filter_map(|i| rec.interval_chunk(i)).map(|c| c.len).sum::<u64>()
-                + rec.digest_len();
-        writeln!(
-            out,
-            "  aggregates: {} ({:.1}% of the file's {})",
-            format_bytes(aggregates),
-            100.0 * aggregates as f64 / file_len as f64,
-            format_bytes(file_len)
-        )?;
-        return Ok(0);
-    }
-    write!(out, "{name}: ")?;
-    out.paint_line(Style::Bad, &format!("{} problem(s)", problems.len()))?;
-    for p in problems.iter().take(MAX_LISTED) {
-        writeln!(out, "  - {p}")?;
-    }
-    if problems.len() > MAX_LISTED {
-        writeln!(out, "  ... and {} more", problems.len() - MAX_LISTED)?;
-    }
-    Ok(1)
+    Ok((problems, intervals, events))
 }
 
 /// Decodes every event chunk (checking each); returns the number of events.

@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 use anyhow::{bail, Result};
 use memlens_analysis::{
-    diff_sites, format_bytes, format_bytes_delta, format_count, incomparable_reasons,
-    sampling_mismatch, sampling_notice, stack_totals, EventFilter, SiteDelta, Snapshot,
-    StackTotals,
+    descendants, diff_sites, format_bytes, format_bytes_delta, format_count, incomparable_reasons,
+    match_processes, sampling_mismatch, sampling_notice, stack_totals, tree_peak, EventFilter,
+    Process, SiteDelta, Snapshot, StackTotals,
 };
 use memlens_format::{Recording, Summary};
 use serde::Serialize;
@@ -29,7 +29,8 @@ pub struct DiffArgs {
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
     /// Exit with code 1 when a threshold is crossed, e.g. `peak>+10%`, `leaks>+1MiB`,
-    /// `rss>+20%`, `allocs>+5%`, `allocs>+1000`, `reserved>+64MiB`: a percentage, or bytes
+    /// `rss>+20%`, `allocs>+5%`, `allocs>+1000`, `reserved>+64MiB`, `total>+10%` (the heap of
+    /// the program and the Pythons it started, together): a percentage, or bytes
     /// with a unit (B, KB, MB, GB, KiB, MiB, GiB); `allocs` takes a count. Repeat the flag or
     /// separate with commas. With a threshold, a recording that is incomplete (cut short, or
     /// of a run killed by a signal) makes the gate fail with exit code 2: it cannot decide.
@@ -66,6 +67,8 @@ pub enum Metric {
     Allocs,
     /// The most address space C code had mapped (reserved, not heap).
     Reserved,
+    /// The highest heap of all processes together (the program and the Pythons it started).
+    Total,
 }
 
 /// What a recording's metrics are read from.
@@ -73,17 +76,19 @@ struct Figures<'a> {
     summary: &'a Summary,
     /// Most reserved address space, when the recording has any.
     reserved: Option<u64>,
+    /// The heap of all processes together, when the program started others.
+    total: Option<u64>,
 }
 
 impl Figures<'_> {
     fn of(side: &Side) -> Figures<'_> {
-        Figures { summary: side.rec.summary(), reserved: side.reserved }
+        Figures { summary: side.rec.summary(), reserved: side.reserved, total: side.total }
     }
 }
 
 impl Metric {
-    const ALL: [Metric; 5] =
-        [Metric::Peak, Metric::Rss, Metric::Leaks, Metric::Allocs, Metric::Reserved];
+    const ALL: [Metric; 6] =
+        [Metric::Peak, Metric::Total, Metric::Rss, Metric::Leaks, Metric::Allocs, Metric::Reserved];
 
     fn label(self) -> &'static str {
         match self {
@@ -92,6 +97,7 @@ impl Metric {
             Metric::Leaks => "Left at exit",
             Metric::Allocs => "Allocations",
             Metric::Reserved => "Reserved (mmap, not heap)",
+            Metric::Total => "Peak heap, all processes",
         }
     }
 
@@ -103,6 +109,7 @@ impl Metric {
             Metric::Leaks => s.end_heap,
             Metric::Allocs => s.alloc_count,
             Metric::Reserved => f.reserved.unwrap_or(0),
+            Metric::Total => f.total.unwrap_or(s.peak_heap),
         }
     }
 
@@ -149,12 +156,13 @@ pub fn parse_threshold(text: &str) -> Result<Threshold> {
     };
     let metric = match name.to_ascii_lowercase().as_str() {
         "peak" => Metric::Peak,
+        "total" => Metric::Total,
         "rss" => Metric::Rss,
         "leaks" | "leak" => Metric::Leaks,
         "allocs" | "allocations" => Metric::Allocs,
         "reserved" => Metric::Reserved,
         other => bail!(
-            "threshold `{text}`: unknown metric `{other}` (use peak, rss, leaks, allocs or reserved)"
+            "threshold `{text}`: unknown metric `{other}` (use peak, total, rss, leaks, allocs or reserved)"
         ),
     };
     let value = value.strip_prefix('+').unwrap_or(value);
@@ -256,10 +264,24 @@ struct DiffJson {
     metrics: Vec<MetricJson>,
     peak_sites: Vec<SiteChangeJson>,
     leak_sites: Vec<SiteChangeJson>,
+    /// The processes of both runs, paired (empty when neither started another Python).
+    processes: Vec<ProcessChangeJson>,
     failed_thresholds: Vec<String>,
     /// Why either recording is incomplete (cut short, or of a run killed by a signal): with
     /// `--fail-if`, the gate then cannot decide (exit code 2).
     incomplete: Vec<String>,
+}
+
+/// A process of either run and its peak heap in each (`null` pid: no such process in that
+/// run). Processes pair by command line with numbers left out, in the order they started.
+#[derive(Debug, Serialize)]
+struct ProcessChangeJson {
+    command: String,
+    base_pid: Option<u32>,
+    head_pid: Option<u32>,
+    base_peak_bytes: u64,
+    head_peak_bytes: u64,
+    change_bytes: i64,
 }
 
 #[derive(Debug, Serialize)]
@@ -298,6 +320,11 @@ struct Side {
     end: StackTotals,
     /// Most reserved address space, when the recording has any.
     reserved: Option<u64>,
+    /// The Pythons the program started, and the heap of all processes together (or why
+    /// it cannot be read: a damaged process recording).
+    family: Vec<Process>,
+    total: Option<u64>,
+    total_unreadable: Option<String>,
 }
 
 impl Side {
@@ -307,8 +334,52 @@ impl Side {
         let peak = stack_totals(&rec, Snapshot::AtPeak, &all)?;
         let end = stack_totals(&rec, Snapshot::AtEnd, &all)?;
         let reserved = crate::mapped::mapped(&rec)?.map(|m| m.max);
-        Ok(Side { rec, peak, end, reserved })
+        let family = descendants(&rec);
+        let (mut total, mut total_unreadable) = (None, None);
+        if !family.is_empty() {
+            match tree_peak(&Side::all(&rec, &family)) {
+                Ok((peak, _)) => total = Some(peak),
+                Err(e) => total_unreadable = Some(format!("{e:#}")),
+            }
+        }
+        Ok(Side { rec, peak, end, reserved, family, total, total_unreadable })
     }
+
+    /// Every process's recording, the program first.
+    fn all<'a>(rec: &'a Recording, family: &'a [Process]) -> Vec<&'a Recording> {
+        std::iter::once(rec).chain(family.iter().map(|p| &p.rec)).collect()
+    }
+
+    fn processes(&self) -> Vec<&Recording> {
+        Side::all(&self.rec, &self.family)
+    }
+}
+
+/// The processes of both runs, paired.
+fn process_changes(base: &Side, head: &Side) -> Vec<ProcessChangeJson> {
+    if base.family.is_empty() && head.family.is_empty() {
+        return Vec::new();
+    }
+    let (b, h) = (base.processes(), head.processes());
+    let mut changes: Vec<ProcessChangeJson> = match_processes(&b, &h)
+        .into_iter()
+        .map(|(i, j)| {
+            let (bp, hp) = (i.map(|i| b[i]), j.map(|j| h[j]));
+            let peak = |r: Option<&Recording>| r.map_or(0, |r| r.summary().peak_heap);
+            let named = bp.or(hp).expect("a pair has a side");
+            ProcessChangeJson {
+                command: named.meta().command_line.join(" "),
+                base_pid: bp.map(|r| r.meta().pid),
+                head_pid: hp.map(|r| r.meta().pid),
+                base_peak_bytes: peak(bp),
+                head_peak_bytes: peak(hp),
+                change_bytes: peak(hp) as i64 - peak(bp) as i64,
+            }
+        })
+        .collect();
+    // Largest changes first; the program first among equals.
+    changes.sort_by_key(|c| std::cmp::Reverse(c.change_bytes.unsigned_abs()));
+    changes
 }
 
 /// Why `rec` cannot stand for a whole run, if it cannot: the file is cut short or damaged, or
@@ -334,14 +405,23 @@ pub fn incomplete(rec: &Recording) -> Option<String> {
     }
 }
 
+/// Whether a recording stops before its end was written.
+fn cut_short(rec: &Recording) -> bool {
+    rec.truncation().is_some() || !rec.has_trailer()
+}
+
 fn compare(base: &Side, head: &Side, args: &DiffArgs, thresholds: &[Threshold]) -> DiffJson {
     let site_deltas = |pick: fn(&Side) -> &StackTotals| -> Vec<SiteDelta> {
         diff_sites(&base.rec, pick(base), &head.rec, pick(head))
     };
     let (bs, hs) = (Figures::of(base), Figures::of(head));
-    // Reserved address space only when there is some to compare.
-    let shown =
-        |m: &Metric| *m != Metric::Reserved || bs.reserved.is_some() || hs.reserved.is_some();
+    // Reserved address space only when there is some to compare; the total only when a
+    // program started other processes.
+    let shown = |m: &Metric| match m {
+        Metric::Reserved => bs.reserved.is_some() || hs.reserved.is_some(),
+        Metric::Total => bs.total.is_some() || hs.total.is_some(),
+        _ => true,
+    };
     DiffJson {
         schema: 1,
         base: args.base.display().to_string(),
@@ -364,17 +444,37 @@ fn compare(base: &Side, head: &Side, args: &DiffArgs, thresholds: &[Threshold]) 
             .collect(),
         peak_sites: sites(&site_deltas(|s| &s.peak), args.top, args.min_change),
         leak_sites: sites(&site_deltas(|s| &s.end), args.top, args.min_change),
+        processes: process_changes(base, head),
         failed_thresholds: thresholds
             .iter()
             .filter(|t| t.crossed(t.metric.value(&bs), t.metric.value(&hs)))
             .map(|t| t.text.clone())
             .collect(),
-        incomplete: [("base", &args.base, &base.rec), ("head", &args.head, &head.rec)]
+        incomplete: [("base", &args.base, base), ("head", &args.head, head)]
             .into_iter()
-            .filter_map(|(side, path, rec)| {
-                incomplete(rec).map(|why| {
+            .flat_map(|(side, path, s)| {
+                let program = incomplete(&s.rec).map(|why| {
                     format!("the {side} recording {} is incomplete: {why}", path.display())
-                })
+                });
+                // A child's stream cut short under-counts the total (a child killed by a
+                // signal, a pool's terminated worker, ends normally for this purpose).
+                let children = s.family.iter().filter(|p| cut_short(&p.rec)).map(move |p| {
+                    format!(
+                        "the {side} recording {} is incomplete: the recording of process {} \
+                         (pid {}) is cut short",
+                        path.display(),
+                        p.number,
+                        p.rec.meta().pid
+                    )
+                });
+                let total = s.total_unreadable.iter().map(move |e| {
+                    format!(
+                        "the {side} recording {} is incomplete: the heap of all its processes \
+                         cannot be read ({e})",
+                        path.display()
+                    )
+                });
+                program.into_iter().chain(children).chain(total)
             })
             .collect(),
     }
@@ -406,6 +506,19 @@ struct Row<'a> {
 enum RowOf<'a> {
     Metric(Metric),
     Site(&'a SiteChangeJson),
+    Process(&'a ProcessChangeJson),
+}
+
+/// The title of the table of processes (peak heap per process).
+const PROCESSES: &str = "Peak heap by process";
+
+/// How a process is named in a table: its pids and command line, at most this many
+/// characters of it.
+fn process_name(p: &ProcessChangeJson) -> String {
+    let pid = |x: Option<u32>| x.map_or_else(|| "-".to_owned(), |x| x.to_string());
+    let command: String = p.command.chars().take(70).collect();
+    let more = if command.len() < p.command.len() { "..." } else { "" };
+    format!("pid {} -> {}: {command}{more}", pid(p.base_pid), pid(p.head_pid))
 }
 
 /// What a report is written to: the text for a terminal or a log ([`TextReport`]) or the
@@ -447,6 +560,20 @@ fn render(d: &DiffJson, out: &mut impl Report) -> std::io::Result<()> {
         })
         .collect();
     out.table(None, &metrics)?;
+    if !d.processes.is_empty() {
+        let rows: Vec<Row<'_>> = d
+            .processes
+            .iter()
+            .map(|p| Row {
+                what: RowOf::Process(p),
+                base: p.base_pid.map_or_else(|| "-".into(), |_| format_bytes(p.base_peak_bytes)),
+                head: p.head_pid.map_or_else(|| "-".into(), |_| format_bytes(p.head_peak_bytes)),
+                change: p.change_bytes,
+                change_text: format_bytes_delta(p.change_bytes),
+            })
+            .collect();
+        out.table(Some(PROCESSES), &rows)?;
+    }
     for (title, sites) in
         [("Call sites at the peak", &d.peak_sites), ("Left at exit", &d.leak_sites)]
     {
@@ -499,11 +626,16 @@ impl Report for MarkdownReport {
                 return Ok(());
             }
         }
-        s.push_str(if title.is_some() { "| call site " } else { "| " });
+        s.push_str(match title {
+            Some(PROCESSES) => "| process ",
+            Some(_) => "| call site ",
+            None => "| ",
+        });
         s.push_str("| base | head | change |\n|---|---:|---:|---:|\n");
         for r in rows {
             let what = match r.what {
                 RowOf::Metric(k) => k.label().to_owned(),
+                RowOf::Process(p) => markdown::code(&process_name(p)),
                 RowOf::Site(site) => {
                     let file = site.file.rsplit('/').next().unwrap_or(&site.file);
                     let via = site
@@ -565,9 +697,15 @@ impl<W: std::io::Write> Report for TextReport<'_, W> {
         for r in rows {
             match r.what {
                 RowOf::Metric(k) => {
-                    write!(out, "{:<18} {:>12} -> {:>12}  ", k.label(), r.base, r.head)?;
+                    write!(out, "{:<25} {:>12} -> {:>12}  ", k.label(), r.base, r.head)?;
                     out.paint_change(r.change, &r.change_text)?;
                     writeln!(out)?;
+                }
+                RowOf::Process(p) => {
+                    write!(out, "  ")?;
+                    out.paint_change(r.change, &format!("{:>11}", r.change_text))?;
+                    let name = term::escape_line(&process_name(p)).into_owned();
+                    writeln!(out, "  {:>10} -> {:>10}  {name}", r.base, r.head)?;
                 }
                 RowOf::Site(s) => {
                     let via = s

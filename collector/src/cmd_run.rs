@@ -26,11 +26,11 @@ use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 use nix::sys::wait::waitpid;
 use nix::unistd::{fork, setsid, ForkResult};
 
+use crate::follow::FollowDir;
 use crate::host::monotonic_ns;
 use crate::python_env::{
     default_python, find_tracer, probe_python, PythonInfo, PythonPackageDir, BOOTSTRAP,
 };
-use crate::follow::FollowDir;
 use crate::run_recorder::RecorderJob;
 
 /// Arguments of `memlens run`.
@@ -297,7 +297,8 @@ pub fn run_with(opts: RunOptions) -> Result<i32> {
         false => None,
     };
     if let Some(dir) = &follow {
-        cmd.env(handshake::ENV_FOLLOW, dir.path()).env(handshake::ENV_FOLLOW_OPTIONS, follow_options(&opts));
+        cmd.env(handshake::ENV_FOLLOW_PENDING, dir.path())
+            .env(handshake::ENV_FOLLOW_OPTIONS, follow_options(&opts));
     }
     let job = RecorderJob {
         pid,

@@ -20,12 +20,14 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Result;
-use memlens_format::{CaptureOptions, Meta, RecordingWriter};
+use memlens_analysis::{descendants, tree_peak};
+use memlens_format::{CaptureOptions, Meta, Recording, RecordingWriter, WriterOptions};
 use memlens_wire::handshake;
 
 use crate::child_memory::TreeMemory;
+use crate::follow::{ChildJob, FollowDir, Followers};
 use crate::host::monotonic_ns;
-use crate::python_env::find_tracer;
+use crate::python_env::{find_tracer, PythonPackageDir};
 use crate::record_loop::{os_error, record_loop, write_failed, PipeReader};
 use crate::recorder::Recorder;
 
@@ -59,6 +61,9 @@ pub struct SinkArgs {
     /// Sample allocations, one every BYTES on average (as `memlens run --sample`).
     #[arg(long, value_name = "BYTES")]
     pub sample: Option<String>,
+    /// Follow the Pythons the block starts (forked, spawned, exec'd) into the recording.
+    #[arg(long)]
+    pub follow: bool,
     /// The traced program's command line (`sys.argv`).
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub argv: Vec<String>,
@@ -98,29 +103,53 @@ fn record(a: SinkArgs) -> Result<i32> {
     };
     let writer = RecordingWriter::new(BufWriter::with_capacity(1 << 20, file), &meta)
         .map_err(|e| write_failed(&a.output, e.into()))?;
-    let recorder = Recorder::new(writer, monotonic_ns()).sampled(sample.unwrap_or(0));
+    let t0 = monotonic_ns();
+    let interval = Duration::from_millis(a.interval);
+    let recorder = Recorder::new(writer, t0).sampled(sample.unwrap_or(0));
     // SAFETY: fd 0 is our stdin, the pipe Python gave us; nothing else uses it.
     let pipe = File::from(unsafe { OwnedFd::from_raw_fd(0) });
     let pipe = PipeReader::new(pipe);
+    // What the block's children need: the `memlens` package with the `sitecustomize` that
+    // starts them, and the sockets they connect to.
+    let follow = match a.follow {
+        true => {
+            let package = PythonPackageDir::create()?;
+            let dir = FollowDir::create(package.path())?;
+            let path = dir.path().to_string_lossy().into_owned();
+            let options = WriterOptions::default();
+            let job = ChildJob { meta: meta.clone(), t0, interval, options };
+            Some((package, Followers::start(dir, job)?, path))
+        }
+        false => None,
+    };
     {
         let mut out = std::io::stdout().lock();
         // The rate, for the tracer, which Python starts next.
         if let Some(b) = sample {
             writeln!(out, "{}", handshake::sample_line(b))?;
         }
+        if let Some((_, _, dir)) = &follow {
+            writeln!(out, "{}", handshake::follow_line(dir))?;
+        }
         writeln!(out, "{}", handshake::ready_line(&tracer.to_string_lossy()))?;
         out.flush()?;
     }
     let mut memory = TreeMemory::new(a.pid, Some(std::process::id()));
-    let (recorder, mut feed_error) = record_loop(
-        recorder,
-        pipe,
-        || memory.sample(),
-        Duration::from_millis(a.interval),
-        || false,
-        |_| Ok(()),
-    )
-    .map_err(|e| write_failed(&a.output, e))?;
+    let carry = |r: &mut Recorder<_>| match &follow {
+        Some((_, f, _)) => f.carry(r.writer_mut()),
+        None => Ok(()),
+    };
+    let (mut recorder, mut feed_error) =
+        record_loop(recorder, pipe, || memory.sample(), interval, || false, carry)
+            .map_err(|e| write_failed(&a.output, e))?;
+    let followed = match follow {
+        Some((package, f, _)) => {
+            let n = f.finish(recorder.writer_mut()).map_err(|e| write_failed(&a.output, e))?;
+            drop(package);
+            n
+        }
+        None => 0,
+    };
     // A write that failed while the tracer's data was read (a full disk) is the error.
     if let Some(e) = feed_error.take_if(|e| os_error(e).is_some()) {
         return Err(write_failed(&a.output, e));
@@ -141,6 +170,17 @@ fn record(a: SinkArgs) -> Result<i32> {
     // The block's figures, for `record.peak_bytes` / `leaked_bytes` (the pytest plugin's
     // limits) without reading the file back.
     // With `sampled=BYTES`, they are estimates.
-    println!("{}", handshake::done_line(peak, left, sample));
+    // With children, the peak of all processes together (read back from the file).
+    let total = match followed {
+        0 => None,
+        _ => {
+            let rec = crate::load::open_recording(&a.output)?;
+            let family = descendants(&rec);
+            let all: Vec<&Recording> =
+                std::iter::once(&rec).chain(family.iter().map(|p| &p.rec)).collect();
+            Some(tree_peak(&all)?.0)
+        }
+    };
+    println!("{}", handshake::done_line(peak, left, sample, total));
     Ok(0)
 }

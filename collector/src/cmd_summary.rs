@@ -5,10 +5,11 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use memlens_analysis::{
-    deepest_stack, descendants, format_bytes, outlived_the_program, format_count, format_duration_ns, insights, last_census, replay,
-    stack_totals, thread_totals, tree_peak, EventFilter, InsightOptions, Snapshot, TypeOrder,
+    deepest_stack, descendants, format_bytes, format_count, format_duration_ns, insights,
+    last_census, outlived_the_program, replay, stack_totals, stopped_early, thread_totals,
+    tree_peak, EventFilter, InsightOptions, Snapshot, TypeOrder, EXECED_MARKER,
 };
-use memlens_format::Recording;
+use memlens_format::{Recording, META_PPID};
 use serde::Serialize;
 
 use crate::load::open;
@@ -106,6 +107,8 @@ pub struct ProcessJson {
     /// The pid of its parent (`null` for the program).
     pub ppid: Option<u32>,
     pub command_line: Vec<String>,
+    /// A program that is not Python: only its memory (RSS) was sampled.
+    pub rss_only: bool,
     /// When its recording started, on the program's clock.
     pub start_ns: u64,
     pub duration_ns: u64,
@@ -174,12 +177,20 @@ pub fn run(args: SummaryArgs) -> Result<i32> {
     summary.processes = all.iter().map(|&(n, r)| process_json(n, r)).collect();
     if all.len() > 1 {
         let recs: Vec<&Recording> = all.iter().map(|(_, r)| *r).collect();
-        let (peak, at) = tree_peak(&recs)?;
-        summary.all_processes = Some(AllProcessesJson {
-            peak_heap_bytes: peak,
-            peak_heap_time_ns: at,
-            alloc_bytes: recs.iter().map(|r| r.summary().alloc_bytes).sum(),
-        });
+        match tree_peak(&recs) {
+            Ok((peak, at)) => {
+                summary.all_processes = Some(AllProcessesJson {
+                    peak_heap_bytes: peak,
+                    peak_heap_time_ns: at,
+                    alloc_bytes: recs.iter().map(|r| r.summary().alloc_bytes).sum(),
+                })
+            }
+            // A damaged process's recording: the others are still summarized.
+            Err(e) => eprintln!(
+                "memlens: warning: the heap of all processes together cannot be read: {}",
+                term::escape_line(&format!("{e:#}"))
+            ),
+        }
     }
     drop(opened.progress);
     if args.json {
@@ -300,6 +311,7 @@ fn process_json(number: u32, rec: &Recording) -> ProcessJson {
         pid: rec.meta().pid,
         ppid: rec.meta().ppid(),
         command_line: rec.meta().command_line.clone(),
+        rss_only: rec.meta().capture.rss_only,
         start_ns: rec.samples().first().map_or(0, |x| x.time_ns),
         duration_ns: s.duration_ns,
         peak_heap_bytes: s.peak_heap,
@@ -315,13 +327,29 @@ fn process_json(number: u32, rec: &Recording) -> ProcessJson {
     }
 }
 
-/// How the recording ends, in words.
+/// How the recording ends, in words (and whether tracing stopped before: a child that closed
+/// its connection to memlens).
 fn how_it_ended(rec: &Recording) -> String {
+    let ended = how_it_ended_alone(rec);
+    match stopped_early(rec) {
+        true => format!("{ended}; not traced after it closed its connection to memlens"),
+        false => ended,
+    }
+}
+
+fn how_it_ended_alone(rec: &Recording) -> String {
     let meta = rec.meta();
     let block = meta.extra.iter().any(|(k, v)| k == "mode" && v == "memlens.record()");
     match rec.end().map(|e| (e.exit_code, e.signal)) {
         Some((None, None)) if outlived_the_program(rec) => {
             "still running when the program ended (followed no further)".into()
+        }
+        Some((None, None)) if rec.markers().last().is_some_and(|m| m.label == EXECED_MARKER) => {
+            "ran another program (exec)".into()
+        }
+        // A program that is not Python, whose memory was sampled.
+        Some((None, None)) if meta.capture.rss_only && meta.extra(META_PPID).is_some() => {
+            "ended without saying how".into()
         }
         Some((_, Some(sig))) => format!("killed by signal {sig}"),
         Some((Some(code), None)) => format!("exited with code {code}"),
@@ -377,20 +405,27 @@ fn write_processes<W: Write>(out: &mut Out<W>, s: &SummaryJson) -> Result<()> {
             format_bytes(all.alloc_bytes)
         )?;
     }
-    writeln!(out, "  {:>3} {:>8} {:>8} {:>10} {:>10}  ended; command", "#", "pid", "parent", "peak heap", "at exit")?;
+    writeln!(
+        out,
+        "  {:>3} {:>8} {:>8} {:>10} {:>10} {:>10}  ended; command",
+        "#", "pid", "parent", "peak heap", "at exit", "peak RSS"
+    )?;
     for p in &s.processes {
         let command = p.command_line.join(" ");
         let command = term::escape_line(&command);
         let short: String = command.chars().take(60).collect();
         let more = if short.len() < command.len() { "..." } else { "" };
+        // A program that is not Python has no traced heap.
+        let heap = |b| if p.rss_only { "-".to_owned() } else { format_bytes(b) };
         writeln!(
             out,
-            "  {:>3} {:>8} {:>8} {:>10} {:>10}  {}; {short}{more}",
+            "  {:>3} {:>8} {:>8} {:>10} {:>10} {:>10}  {}; {short}{more}",
             p.number,
             p.pid,
             p.ppid.map_or_else(|| "-".to_owned(), |x| x.to_string()),
-            format_bytes(p.peak_heap_bytes),
-            format_bytes(p.leaked_bytes),
+            heap(p.peak_heap_bytes),
+            heap(p.leaked_bytes),
+            format_bytes(p.peak_rss_bytes),
             p.ended,
         )?;
     }
@@ -401,7 +436,12 @@ fn write_processes<W: Write>(out: &mut Out<W>, s: &SummaryJson) -> Result<()> {
 fn write_text<W: Write>(out: &mut Out<W>, s: &SummaryJson) -> Result<()> {
     writeln!(out, "{}", s.file)?;
     if s.process != 0 {
-        writeln!(out, "  process     {} of {}, started by the program", s.process, s.processes.len())?;
+        writeln!(
+            out,
+            "  process     {} of {}, started by the program",
+            s.process,
+            s.processes.len()
+        )?;
     }
     writeln!(out, "  command     {}", s.command_line.join(" "))?;
     if s.rss_only {

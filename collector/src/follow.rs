@@ -20,8 +20,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use memlens_analysis::STILL_RUNNING_MARKER;
-use memlens_format::{Meta, RecordingWriter, ThreadId, WriterOptions};
+use memlens_analysis::{EXECED_MARKER, STILL_RUNNING_MARKER, UNTRACED_MARKER};
+use memlens_format::{CaptureOptions, Meta, RecordingWriter, ThreadId, WriterOptions};
+use memlens_wire::handshake::{parse_child_line, CHILD_LINE_MAX};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::{
     accept, bind, getsockopt, listen, socket, sockopt::PeerCredentials, AddressFamily, Backlog,
@@ -34,7 +35,6 @@ use crate::host::monotonic_ns;
 use crate::process_watch::{EndWatch, Ending};
 use crate::record_loop::{record_loop, PipeReader};
 use crate::recorder::Recorder;
-
 
 /// At most this many processes are followed (a fork bomb is not recorded past it); the
 /// others run untraced.
@@ -61,7 +61,8 @@ impl FollowDir {
     /// program must not hold them; non-blocking: they are polled).
     pub fn create(base: &Path) -> Result<FollowDir> {
         let dir = base.join("follow");
-        std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
         let listen = |name: &str, kind: SockType| {
             let path = dir.join(name);
             let flags = SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK;
@@ -197,7 +198,10 @@ fn accepted(listener: &OwnedFd) -> Option<OwnedFd> {
     let fd = accept(listener.as_raw_fd()).ok()?;
     // SAFETY: `accept` returned a new descriptor that nothing else owns.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    let _ = nix::fcntl::fcntl(fd.as_raw_fd(), nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC));
+    let _ = nix::fcntl::fcntl(
+        fd.as_raw_fd(),
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+    );
     Some(fd)
 }
 
@@ -232,13 +236,19 @@ fn accept_loop(
         while let Some(records) = accepted(&dir.records) {
             let Some(pid) = peer_pid(&records) else { continue };
             let Some(ctrl) = ctrls.remove(&pid) else { continue };
+            // The program itself, before it became Python (a wrapper such as pyenv's shim,
+            // a shell script, execs the interpreter): it has its own recording.
+            if pid == job.meta.pid {
+                continue;
+            }
             let mut streams = streams.lock().expect("streams");
             if streams.len() >= MAX_PROCESSES {
                 continue;
             }
             let number = streams.len() as u32 + 1;
             let pending = Arc::new(Mutex::new(Vec::new()));
-            let child = Child { number, pid, job: job.clone(), pending: pending.clone() };
+            let meta = child_meta(pid, number, &job.meta);
+            let child = Child { pid, job: job.clone(), meta, pending: pending.clone() };
             let cut = cut.clone();
             let thread = std::thread::Builder::new()
                 .name(format!("follow-{pid}"))
@@ -249,11 +259,56 @@ fn accept_loop(
     }
 }
 
+/// The interpreter a descendant says it runs and its parent, from its first line on
+/// `records` (read a byte at a time: what follows is the tracer's, for the recorder). Waits
+/// at most a second.
+fn read_child_line(records: &OwnedFd) -> Result<(String, String, u32)> {
+    let mut line = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while line.len() < CHILD_LINE_MAX {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let ms = u16::try_from(left.as_millis()).unwrap_or(u16::MAX);
+        let mut fds = [PollFd::new(records.as_fd(), PollFlags::POLLIN)];
+        if ms == 0 || poll(&mut fds, PollTimeout::from(ms)).unwrap_or(0) == 0 {
+            break;
+        }
+        let mut b = [0u8; 1];
+        match nix::unistd::read(records.as_raw_fd(), &mut b) {
+            Ok(1) if b[0] == b'\n' => {
+                let text = String::from_utf8_lossy(&line);
+                let (v, i, ppid) = parse_child_line(&text).context("not a memlens child's line")?;
+                return Ok((v.to_owned(), i.to_owned(), ppid));
+            }
+            Ok(1) => line.push(b[0]),
+            Ok(_) => break,
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(_) => break,
+        }
+    }
+    anyhow::bail!("the child did not say which Python it runs")
+}
+
+/// The version a program that is not Python gives in its child line.
+const NO_PYTHON: &str = "-";
+
+/// Programs that are not Python and end sooner than this are not listed.
+const NATIVE_MIN_LIFE: Duration = Duration::from_millis(100);
+
+/// Whether the other end of `records` (which sends nothing more) closes within `wait`: the
+/// process exited or exec'd another program.
+fn closed_within(records: &OwnedFd, wait: Duration) -> bool {
+    let ms = u16::try_from(wait.as_millis()).unwrap_or(u16::MAX);
+    let mut fds = [PollFd::new(records.as_fd(), PollFlags::POLLIN)];
+    poll(&mut fds, PollTimeout::from(ms)).unwrap_or(0) > 0
+}
+
 /// One followed process.
 struct Child {
-    number: u32,
     pid: u32,
     job: ChildJob,
+    /// Its metadata but its interpreter and parent (which it says itself), read from /proc
+    /// as soon as it connects.
+    meta: Meta,
     pending: Arc<Mutex<Vec<u8>>>,
 }
 
@@ -265,16 +320,39 @@ impl Child {
     }
 
     fn try_record(&self, records: OwnedFd, ctrl: OwnedFd, cut: &AtomicBool) -> Result<()> {
-        let watch = EndWatch::spawn(self.pid, ctrl)?;
+        // A child that ended before it was accepted (reaped already: nothing in /proc to
+        // watch) is still recorded, from what it sent; how it ended is not known.
+        let watch = EndWatch::spawn(self.pid, ctrl).ok();
+        let (version, implementation, ppid) = read_child_line(&records)?;
+        let ended =
+            || watch.as_ref().is_none_or(|w| w.ended().is_some()) || cut.load(Ordering::Acquire);
+        // A program that is not Python (the tracer's constructor said so): its memory is
+        // sampled. Short-lived ones (a shell command, `git`) are left out: a build or a test
+        // suite runs thousands, and they would only crowd the list.
+        let native = version == NO_PYTHON;
+        if native && closed_within(&records, NATIVE_MIN_LIFE) {
+            return Ok(());
+        }
+        let mut meta = Meta {
+            python_version: version,
+            python_implementation: implementation,
+            ..self.meta.clone()
+        };
+        meta.extra.push((memlens_format::META_PPID.to_owned(), ppid.to_string()));
+        if native {
+            meta.python_version.clear();
+            meta.python_implementation.clear();
+            meta.capture = CaptureOptions { rss_only: true, ..CaptureOptions::default() };
+            meta.capture.sample_interval_us = self.job.meta.capture.sample_interval_us;
+        }
         let writer = RecordingWriter::with_options(
             StreamBuf(self.pending.clone()),
-            &self.meta(),
+            &meta,
             self.job.options,
         )?;
         let sample_bytes = self.job.meta.sample_bytes().unwrap_or(0);
         let recorder = Recorder::new(writer, self.job.t0).sampled(sample_bytes);
         let mut memory = TreeMemory::alone(self.pid);
-        let ended = || watch.ended().is_some() || cut.load(Ordering::Acquire);
         let (mut recorder, _) = record_loop(
             recorder,
             PipeReader::new(File::from(records)),
@@ -283,10 +361,25 @@ impl Child {
             ended,
             |_| Ok(()),
         )?;
-        while !ended() {
+        // (A process that said how it ends, and waits for its recording in its exit path,
+        // is still running too.)
+        let went_on = !recorder.stopped()
+            && watch.as_ref().is_some_and(|w| w.ended().is_none())
+            && crate::process_watch::running(self.pid);
+        if went_on {
+            // The records stopped without a goodbye and the process goes on. A Python closed
+            // the connection (every file descriptor, say); another program's closed at its
+            // exec (close-on-exec): it runs another program now, which has a stream of its
+            // own if it is followed. Said where it happened.
+            let at = recorder.rel(monotonic_ns());
+            let what = if native { EXECED_MARKER } else { UNTRACED_MARKER };
+            recorder.writer_mut().marker(at, ThreadId(0), what);
+        }
+        // A program that exec'd another is done; any other waits for its end.
+        while !(ended() || native && went_on) {
             std::thread::sleep(Duration::from_millis(5));
         }
-        let (at_ns, ending) = match watch.ended() {
+        let (at_ns, ending) = match watch.as_ref().and_then(EndWatch::ended) {
             Some(e) => (e.at_ns, e.ending),
             None => {
                 let now = monotonic_ns();
@@ -297,42 +390,34 @@ impl Child {
         };
         let (code, signal) = ending.code_and_signal();
         recorder.finish(at_ns, code, signal)?;
-        watch.release();
+        if let Some(w) = watch {
+            w.release();
+        }
         Ok(())
     }
+}
 
-    /// The program's metadata with this process's pid, command line, working directory,
-    /// start time, parent and number.
-    fn meta(&self) -> Meta {
-        let proc = PathBuf::from(format!("/proc/{}", self.pid));
-        let command_line = std::fs::read(proc.join("cmdline"))
-            .map(|b| {
-                b.split(|&c| c == 0)
-                    .filter(|a| !a.is_empty())
-                    .map(|a| String::from_utf8_lossy(a).into_owned())
-                    .collect()
-            })
-            .unwrap_or_default();
-        let cwd = std::fs::read_link(proc.join("cwd"))
-            .map(|d| d.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let ppid = std::fs::read_to_string(format!("/proc/{}/stat", self.pid))
-            .ok()
-            .and_then(|s| s.rsplit_once(')').and_then(|(_, f)| f.split_whitespace().nth(1)?.parse().ok()))
-            .unwrap_or(0u32);
-        let start_unix_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
-        let mut extra = self.job.meta.extra.clone();
-        extra.push((memlens_format::META_PPID.to_owned(), ppid.to_string()));
-        extra.push((memlens_format::META_PROCESS.to_owned(), self.number.to_string()));
-        Meta {
-            pid: self.pid,
-            command_line,
-            cwd,
-            start_unix_ms,
-            extra,
-            ..self.job.meta.clone()
-        }
-    }
+/// The program's metadata with process `pid`'s command line, working directory, start time
+/// and `number`.
+fn child_meta(pid: u32, number: u32, program: &Meta) -> Meta {
+    let proc = PathBuf::from(format!("/proc/{pid}"));
+    let command_line = std::fs::read(proc.join("cmdline"))
+        .map(|b| {
+            b.split(|&c| c == 0)
+                .filter(|a| !a.is_empty())
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    let cwd = std::fs::read_link(proc.join("cwd"))
+        .map(|d| d.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let start_unix_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    // Not the program's "mode": a block's children are processes of their own.
+    let mut extra: Vec<(String, String)> =
+        program.extra.iter().filter(|(k, _)| k != "mode").cloned().collect();
+    extra.push((memlens_format::META_PROCESS.to_owned(), number.to_string()));
+    Meta { pid, command_line, cwd, start_unix_ms, extra, ..program.clone() }
 }

@@ -91,6 +91,13 @@ fn status_from_stat(stat: &mut File) -> Option<Ending> {
     })
 }
 
+/// Whether `pid` exists and is not exiting: a process whose tracer's connection closes then
+/// closed it itself (a crash or a kill closes it while the process exits).
+pub fn running(pid: u32) -> bool {
+    File::open(format!("/proc/{pid}/stat"))
+        .is_ok_and(|mut stat| status_from_stat(&mut stat).is_none())
+}
+
 /// A pidfd for `pid` (readable once it exits), if the kernel has them (Linux 5.3+);
 /// without one, the watch notices the end from /proc.
 fn pidfd(pid: u32) -> Option<OwnedFd> {

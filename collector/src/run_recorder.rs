@@ -122,9 +122,15 @@ fn record(job: RecorderJob) -> Result<()> {
         Some(f) => f.carry(r.writer_mut()),
         None => Ok(()),
     };
-    let (mut recorder, feed_error) =
-        record_loop(recorder, pipe, || memory.sample(), interval, || watch.ended().is_some(), carry)
-            .map_err(|e| write_failed(&output, e))?;
+    let (mut recorder, feed_error) = record_loop(
+        recorder,
+        pipe,
+        || memory.sample(),
+        interval,
+        || watch.ended().is_some(),
+        carry,
+    )
+    .map_err(|e| write_failed(&output, e))?;
     // The pipe can close before the end (a program that closes file descriptors it did not
     // open): the end is still to come.
     let ended = loop {

@@ -1,4 +1,4 @@
-//! Real programs under the real collector, read through their aggregates (format 4): the
+//! Real programs under the real collector, read through their aggregates (format 4 and later): the
 //! figures equal a full replay's, `memlens check` agrees, an aggregate-only recording stays
 //! small, and a recording can be read while it is being written.
 
@@ -50,7 +50,7 @@ fn aggregates_answer_what_a_replay_answers_on_real_programs() {
         assert!(fast["alloc_count"].as_u64().unwrap() > 100, "{name}");
         let check = run(memlens().arg("check").arg(&file));
         let text = String::from_utf8_lossy(&check.stdout);
-        assert!(text.contains(": OK (format 4") && text.contains("agree"), "{name}: {text}");
+        assert!(text.contains(": OK (format 5") && text.contains("agree"), "{name}: {text}");
     }
 }
 

@@ -14,21 +14,12 @@ use memlens_format::Recording;
 
 use std::path::{Path, PathBuf};
 
-use common::{line_of, listcomp_function, memlens, python_minor, script, TempDir};
+use common::{line_of, listcomp_function, memlens, memlens_run, python_minor, script, TempDir};
 
 /// Runs tests/scripts/`name` under `memlens run` into `dir`: the recording and stderr.
 fn record_into(dir: &Path, name: &str, extra: &[&str], args: &[&str]) -> (PathBuf, String) {
     let file = dir.join("out.memlens");
-    let out = memlens()
-        .arg("run")
-        .arg("-q")
-        .arg("-o")
-        .arg(&file)
-        .args(extra)
-        .arg(script(name))
-        .args(args)
-        .output()
-        .unwrap();
+    let out = memlens_run(&file, &[], &[&["-q"], extra].concat(), name, args);
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "{name}: {stderr}");
     (file, stderr)

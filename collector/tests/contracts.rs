@@ -46,26 +46,36 @@ fn the_environment_handshake_names_the_same_variables() {
 fn the_sink_lines_read_back_in_python() {
     let (ready, done, error, sample) = (
         handshake::ready_line("/opt/x y/libmemlens_tracer.so"),
-        handshake::done_line(123_456_789_012, 42, Some(524_288)),
+        handshake::done_line(123_456_789_012, 42, Some(524_288), Some(7_000)),
         handshake::error_line(28),
         handshake::sample_line(524_288),
     );
+    let follow = handshake::follow_line("/tmp/a b/follow");
+    let child = python(
+        "import json; from memlens import _protocol as p\n\
+         print(json.dumps(p.child_line('3.13.0', 'CPython', 77)))",
+    );
+    let child = child.as_str().unwrap().strip_suffix('\n').unwrap().to_owned();
+    assert_eq!(handshake::parse_child_line(&child), Some(("3.13.0", "CPython", 77)));
     let py = python(&format!(
         "import json; from memlens import _protocol as p\n\
          print(json.dumps([p.ready_tracer({ready:?} + '\\n'), p.ready_tracer('error errno=2\\n'),\n\
          p.done_figures({done:?} + '\\n'), p.done_figures(''), p.error_number({error:?} + '\\n'),\n\
-         p.sampling_line({sample:?} + '\\n'), p.sampling_line({ready:?})]))"
+         p.sampling_line({sample:?} + '\\n'), p.sampling_line({ready:?}),\n\
+         p.follow_dir({follow:?} + '\\n'), p.follow_dir({ready:?})]))"
     ));
     assert_eq!(
         py,
         serde_json::json!([
             "/opt/x y/libmemlens_tracer.so",
             null,
-            [123_456_789_012u64, 42],
-            [null, null],
+            [123_456_789_012u64, 42, 7_000],
+            [null, null, null],
             28,
             true,
-            false
+            false,
+            "/tmp/a b/follow",
+            null
         ])
     );
 }

@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use memlens_analysis::{descendants, stack_totals, EventFilter, Process, Snapshot};
+use memlens_analysis::{descendants, stack_totals, stopped_early, EventFilter, Process, Snapshot};
 use memlens_format::{Recording, StackId};
 use std::process::Output;
 
@@ -13,15 +13,7 @@ const MIB: u64 = 1024 * 1024;
 fn run(name: &str, extra: &[&str], args: &[&str]) -> (Output, Recording, TempDir) {
     let dir = TempDir::new(name);
     let file = dir.0.join("out.memlens");
-    let out = memlens()
-        .arg("run")
-        .arg("-o")
-        .arg(&file)
-        .args(extra)
-        .arg(script(name))
-        .args(args)
-        .output()
-        .unwrap();
+    let out = memlens_run(&file, &[], extra, name, args);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     let rec = Recording::from_vec(std::fs::read(&file).unwrap()).unwrap();
@@ -71,7 +63,8 @@ fn every_kind_of_child_is_recorded_at_its_line() {
         .iter()
         .find(|p| command(p).contains("forkserver") && p.ppid() == Some(root))
         .map(|p| p.rec.meta().pid);
-    let kinds: [(&str, &dyn Fn(&Process) -> bool); 3] = [
+    type IsKind<'a> = &'a dyn Fn(&Process) -> bool;
+    let kinds: [(&str, IsKind); 3] = [
         ("fork", &|p| p.ppid() == Some(root) && command(p).contains("memlens._bootstrap")),
         ("spawn", &|p| p.ppid() == Some(root) && command(p).contains("spawn_main")),
         ("forkserver", &|p| forkserver.is_some() && p.ppid() == forkserver),
@@ -115,6 +108,30 @@ fn every_kind_of_child_is_recorded_at_its_line() {
     assert!(String::from_utf8_lossy(&none.stderr).contains("no process with pid 1"));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("child processes"), "{stderr}");
+
+    // `check` reads every process's recording; a byte changed in a child's stream is found
+    // there, and the other processes still read.
+    let ok = memlens().arg("check").arg(&file).output().unwrap();
+    let text = String::from_utf8_lossy(&ok.stdout);
+    assert!(ok.status.success() && text.contains("other processes"), "{text}");
+    // Its largest piece: events, past its metadata.
+    let piece =
+        *rec.pieces().iter().filter(|p| p.process == exec.number).max_by_key(|p| p.len).unwrap();
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes[(piece.at + piece.len / 2) as usize] ^= 0x55;
+    let damaged = dir.0.join("damaged.memlens");
+    std::fs::write(&damaged, &bytes).unwrap();
+    let bad = memlens().arg("check").arg(&damaged).output().unwrap();
+    let text = String::from_utf8_lossy(&bad.stdout);
+    assert_eq!(bad.status.code(), Some(1), "{text}");
+    assert!(text.contains(&format!("process {} (pid {pid})", exec.number)), "{text}");
+    let summary = memlens().args(["summary", "--json"]).arg(&damaged).output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&summary.stdout).unwrap();
+    assert_eq!(v["processes"].as_array().unwrap().len(), family.len() + 1);
+    // A gate on a recording with a damaged process fails closed.
+    let gate =
+        memlens().arg("diff").arg(&file).arg(&damaged).args(["--fail-if", "total>+50%"]).output();
+    assert_eq!(gate.unwrap().status.code(), Some(2));
 }
 
 #[test]
@@ -136,10 +153,113 @@ fn children_that_make_following_hard_do_not_hang_or_break_it() {
     // The child in a session of its own is still followed.
     let setsid = line_of("family_hostile.py", "HOSTILE_SETSID_LINE");
     assert!(
-        family.iter().any(|p| bytes_at(&p.rec, Snapshot::TotalAllocated, "own_session", setsid) >= 3 * MIB),
+        family
+            .iter()
+            .any(|p| bytes_at(&p.rec, Snapshot::TotalAllocated, "own_session", setsid) >= 3 * MIB),
         "{} processes",
         family.len()
     );
+    // A program that is not Python and runs a while has its memory sampled; a short one
+    // (`sh -c "echo ..."`) is not listed.
+    let sleep = family.iter().find(|p| command(p) == "sleep 0.4").expect("the sleep");
+    assert!(sleep.rec.meta().capture.rss_only && sleep.rec.summary().peak_rss > 0);
+    assert_eq!(sleep.ppid(), Some(rec.meta().pid));
+    assert!(family.iter().all(|p| !command(p).contains("echo")));
     // The Python started with an empty environment is not.
     assert!(family.iter().all(|p| !command(p).contains("10**6")));
+    // The child that closed every file descriptor is traced up to there, and says so.
+    let closed: Vec<&Process> = family.iter().filter(|p| stopped_early(&p.rec)).collect();
+    assert_eq!(closed.len(), 1, "{} processes", family.len());
+    // Its end is read from /proc, which its parent's waitpid can beat: exit code 0 or unknown.
+    let end = closed[0].end().unwrap();
+    assert!(matches!(end.exit_code, Some(0) | None) && end.signal.is_none(), "{end:?}");
+}
+
+#[test]
+fn diff_pairs_the_processes_of_two_runs_and_gates_on_their_total() {
+    let (_, _, a) = run("family.py", &[], &["fork", "exec"]);
+    let (_, _, b) = run("family.py", &[], &["fork", "exec"]);
+    let (_, _, c) = run("family.py", &[], &["fork", "exec", "executor"]);
+    let file = |d: &TempDir| d.0.join("out.memlens");
+    let diff = |x: &TempDir, y: &TempDir, args: &[&str]| {
+        let out = memlens().arg("diff").arg(file(x)).arg(file(y)).args(args).output().unwrap();
+        let v: serde_json::Value = match args.contains(&"json") {
+            true => serde_json::from_slice(&out.stdout).unwrap(),
+            false => serde_json::Value::Null,
+        };
+        (out.status.code(), v)
+    };
+    let (code, v) = diff(&a, &b, &["--format", "json"]);
+    assert_eq!(code, Some(0));
+    let processes = v["processes"].as_array().unwrap();
+    // The program, two fork workers and the `python -c` child, each with its match.
+    assert_eq!(processes.len(), 4, "{processes:#?}");
+    assert!(
+        processes.iter().all(|p| p["base_pid"].is_u64() && p["head_pid"].is_u64()),
+        "{processes:#?}"
+    );
+    let total = v["metrics"].as_array().unwrap().iter().find(|m| m["metric"] == "total").unwrap();
+    assert!(total["base"].as_u64().unwrap() >= 10 * MIB, "{total}");
+    assert_eq!(diff(&a, &b, &["--fail-if", "total>+50%"]).0, Some(0));
+    // Another pool of workers: the total grows by their 8 MiB, the program's peak does not.
+    assert_eq!(diff(&a, &c, &["--fail-if", "peak>+50%"]).0, Some(0));
+    assert_eq!(diff(&a, &c, &["--fail-if", "total>+10%"]).0, Some(1));
+}
+
+/// Another CPython 3.9-3.13 than the one under test, from pyenv, if there is one.
+fn other_python() -> Option<std::path::PathBuf> {
+    let out = std::process::Command::new("pyenv").arg("root").output().ok()?;
+    let root = std::path::PathBuf::from(String::from_utf8(out.stdout).ok()?.trim());
+    let mine = python_minor(&String::from_utf8_lossy(
+        &std::process::Command::new(python())
+            .args(["-c", "import platform; print(platform.python_version())"])
+            .output()
+            .ok()?
+            .stdout,
+    ));
+    let versions: Vec<std::path::PathBuf> =
+        std::fs::read_dir(root.join("versions")).ok()?.flatten().map(|e| e.path()).collect();
+    (9..=13).filter(|&m| m != mine).find_map(|m| {
+        let prefix = format!("3.{m}.");
+        versions
+            .iter()
+            .filter(|v| {
+                v.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(&prefix))
+            })
+            .map(|v| v.join("bin/python3"))
+            .find(|p| p.is_file())
+    })
+}
+
+#[test]
+fn a_child_running_another_python_is_recorded_as_that_python() {
+    let Some(other) = other_python() else {
+        assert!(std::env::var_os("CI").is_none(), "CI has pyenv's interpreters");
+        eprintln!("no other CPython from pyenv: skipped");
+        return;
+    };
+    let code = format!(
+        "import subprocess; subprocess.run([{:?}, '-c', 'x = bytearray(3 * 1024 * 1024)'], check=True)",
+        other.display().to_string()
+    );
+    let dir = TempDir::new("other-python");
+    let file = dir.0.join("out.memlens");
+    let out = memlens().arg("run").arg("-o").arg(&file).args(["-c", &code]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rec = Recording::from_vec(std::fs::read(&file).unwrap()).unwrap();
+    let family = descendants(&rec);
+    assert_eq!(family.len(), 1);
+    let child = &family[0].rec;
+    let version = String::from_utf8_lossy(
+        &std::process::Command::new(&other)
+            .args(["-c", "import platform; print(platform.python_version())"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .trim()
+    .to_owned();
+    assert_eq!(child.meta().python_version, version);
+    assert_ne!(child.meta().python_version, rec.meta().python_version);
+    assert!(bytes_at(child, Snapshot::AtEnd, "<module>", 1) >= 3 * MIB);
 }

@@ -15,7 +15,7 @@ use std::process::{Command, Output};
 use memlens_analysis::{stack_totals, EventFilter, Snapshot};
 use memlens_format::{Recording, StackId, ThreadId};
 
-use common::{line_of, memlens, python_has, script, TempDir};
+use common::{line_of, memlens, memlens_run, python_has, script, TempDir};
 
 struct Run {
     out: Output,
@@ -32,16 +32,7 @@ fn run_script_env(name: &str, env: &[(&str, &str)], extra: &[&str], args: &[&str
     let tag: String = env.iter().map(|(_, v)| format!("-{v}")).collect();
     let dir = TempDir::new(&format!("{name}{tag}"));
     let file = dir.0.join("out.memlens");
-    let out = memlens()
-        .envs(env.iter().copied())
-        .arg("run")
-        .arg("-o")
-        .arg(&file)
-        .args(extra)
-        .arg(script(name))
-        .args(args)
-        .output()
-        .unwrap();
+    let out = memlens_run(&file, env, extra, name, args);
     let bytes = std::fs::read(&file).unwrap_or_else(|e| {
         panic!("no recording for {name}: {e}\nstderr: {}", String::from_utf8_lossy(&out.stderr))
     });

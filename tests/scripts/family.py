@@ -14,18 +14,20 @@ import time
 
 def build(mib):
     block = bytearray(mib * 1024 * 1024)  # FAMILY_CHILD_LINE
+    # Long enough for each worker of a pool of two to take one of the two tasks.
+    time.sleep(0.2)
     return len(block)
 
 
 def pool(method):
     with mp.get_context(method).Pool(2) as p:
-        return sum(p.map(build, [4, 4]))
+        return sum(p.map(build, [4, 4], chunksize=1))
 
 
 def executor():
     ctx = mp.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(2, mp_context=ctx) as ex:
-        return sum(ex.map(build, [4, 4]))
+        return sum(ex.map(build, [4, 4], chunksize=1))
 
 
 def exec_child():

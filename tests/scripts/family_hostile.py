@@ -1,9 +1,11 @@
 """Children that make following hard: one closes every file descriptor, one changes its
 environment, one starts a session of its own, one execs a program that is not Python. None
-may hang the program or break its recording."""
+may hang the program or break its recording. A program that is not Python and runs a while
+(`sleep 0.4`) has its memory sampled."""
 import os
 import subprocess
 import sys
+import time
 
 
 def forked(body):
@@ -18,7 +20,10 @@ def forked(body):
 
 def close_everything():
     os.closerange(3, 4096)
-    bytearray(1024 * 1024)
+    # Goes on for a while after: a service that closed what it did not open.
+    for _ in range(10):
+        bytearray(1024 * 1024)
+        time.sleep(0.03)
 
 
 def own_session():
@@ -32,5 +37,6 @@ if __name__ == "__main__":
     forked(own_session)
     subprocess.run([sys.executable, "-c", "x = bytearray(10**6)"], env={}, check=True)
     subprocess.run(["sh", "-c", "echo not python"], check=True)
+    subprocess.run(["sleep", "0.4"], check=True)
     KEPT = bytearray(2 * 1024 * 1024)  # HOSTILE_PARENT_LINE
     print("done")

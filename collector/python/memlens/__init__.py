@@ -120,7 +120,7 @@ def _watch_end(tracer_path, ctrl_fd):
 
 
 def _start(tracer_path, fd, native, census=True, census_interval=0.0, census_max_objects=0,
-           sample_bytes=0, at_exit=True, frame=None):
+           sample_bytes=0, at_exit=True, frame=None, start_census=True):
     """Starts tracing into the recorder's pipe `fd` (called by the bootstrap, and in the
     program's descendants by _follow, which gives the `frame` the calling thread's stack
     starts from: a forked child goes on in the frames it forked in)."""
@@ -134,7 +134,7 @@ def _start(tracer_path, fd, native, census=True, census_interval=0.0, census_max
     traced = _check(lib, rc)
     if at_exit:
         atexit.register(_stop)
-    _begin(lib, census and traced, census_interval, census_max_objects, traced)
+    _begin(lib, census and traced, census_interval, census_max_objects, traced, start_census)
     from memlens import _follow
 
     _follow.register()
@@ -167,10 +167,12 @@ def _check(lib, rc, say=_say_on_stderr):
     return rc != 1
 
 
-def _begin(lib, census, census_interval=0.0, census_max_objects=0, traced=True):
+def _begin(lib, census, census_interval=0.0, census_max_objects=0, traced=True,
+           start_census=True):
     """What every tracing session needs once the tracer runs: new threads handed to the
     profiler (`traced`: when it follows Python code), gc runs reported, and the start
-    census."""
+    census (not in the program's descendants, `start_census` False: a new interpreter's or
+    the parent's objects, at ~1 µs each, for every worker of a pool)."""
     global _census_on, _census_thread
     if traced:
         threading.setprofile(_thread_profile)
@@ -187,7 +189,8 @@ def _begin(lib, census, census_interval=0.0, census_max_objects=0, traced=True):
         if census_max_objects > 0:
             c.max_objects = census_max_objects
 
-        _take_census("START")
+        if start_census:
+            _take_census("START")
         if census_interval > 0:
             _census_thread = c.IntervalThread(lib, census_interval)
             _census_thread.start()
@@ -305,6 +308,11 @@ class record:
     After the block, ``peak_bytes`` is the high-water mark of the memory allocated inside
     it and not yet freed, and ``leaked_bytes`` what it left allocated at its end.
 
+    The Pythons the block starts (``multiprocessing`` pools by fork, spawn or forkserver,
+    ``os.fork``, ``subprocess.run([sys.executable, ...])``) are traced into the same
+    recording unless ``follow=False``; ``total_peak_bytes`` is then the high-water mark of
+    the block's process and those processes together (``peak_bytes`` when it started none).
+
     ``sample="512KiB"`` (or a number of bytes) samples allocations as ``memlens run
     --sample`` does: one every that many bytes on average, each standing for the blocks
     around it. The recording, ``peak_bytes`` and ``leaked_bytes`` are then estimates, and
@@ -316,8 +324,13 @@ class record:
     ``r = memlens.record(path); r.start(); ...; r.stop()``.
     """
 
-    def __init__(self, path, native=True, census=True, interval_ms=10, sample=None):
+    def __init__(self, path, native=True, census=True, interval_ms=10, sample=None,
+                 follow=True):
         self.path = os.fspath(path)
+        self.follow = bool(follow)
+        self.total_peak_bytes = None
+        # The environment variables the block's children get, and what they were before.
+        self._env = {}
         self.sample_bytes = None if sample is None else sample_bytes(sample)
         self.native = bool(native)
         self.census = bool(census)
@@ -361,6 +374,7 @@ class record:
             "--cwd", os.getcwd(),
         ]
         cmd += ["--native"] * self.native + ["--census"] * self.census
+        cmd += ["--follow"] * self.follow
         if self.sample_bytes is not None:
             cmd += ["--sample", str(self.sample_bytes)]
         cmd += ["--", *sys.argv]
@@ -376,6 +390,9 @@ class record:
         line = sink.stdout.readline().decode("utf-8", "replace")
         if _protocol.sampling_line(line):
             line = sink.stdout.readline().decode("utf-8", "replace")
+        follow = _protocol.follow_dir(line)
+        if follow is not None:
+            line = sink.stdout.readline().decode("utf-8", "replace")
         tracer = _protocol.ready_tracer(line)
         if tracer is None:
             os.close(w)
@@ -389,13 +406,45 @@ class record:
             if t is not me and t.native_id is not None:
                 lib.memlens_name_thread(t.native_id, t.name.encode("utf-8", "replace"))
         name = me.name.encode("utf-8", "replace")
+        if follow is not None:
+            # Before tracing starts: what this takes is not the block's memory.
+            self._follow_children(follow, tracer)
         rc = lib.memlens_start_in(w, 1 if self.native else 0, frame, name)
         if rc < 0:
+            self._restore_env()
             os.close(w)
             sink.communicate()
         traced = _check(lib, rc, self._say)
         self._sink = sink
         _begin(lib, self.census and traced, 0.0, 0, traced)
+
+    def _follow_children(self, directory, tracer):
+        """Puts in the environment what the block's children need to be traced (see
+        _follow.py), until the block ends."""
+        from memlens import _follow, _protocol
+
+        pythonpath = os.path.dirname(directory)
+        old = os.environ.get("PYTHONPATH")
+        options = (f"native={int(self.native)};census={int(self.census)};census_interval=0;"
+                   f"census_max_objects=0;sample_bytes={self.sample_bytes or 0}")
+        env = {
+            _protocol.ENV_FOLLOW: directory,
+            _protocol.ENV_FOLLOW_OPTIONS: options,
+            _protocol.ENV_TRACER: tracer,
+            "PYTHONPATH": pythonpath + (os.pathsep + old if old else ""),
+        }
+        for k, v in env.items():
+            self._env[k] = os.environ.get(k)
+            os.environ[k] = v
+        _follow.register()
+
+    def _restore_env(self):
+        for k, v in self._env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        self._env = {}
 
     def stop(self):
         """Stops tracing and waits until the recording is complete on disk. Idempotent."""
@@ -405,6 +454,7 @@ class record:
         try:
             _stop()
         finally:
+            self._restore_env()
             threading.setprofile(None)
             _lib.memlens_release_thread()
             out, err = sink.communicate()
@@ -414,9 +464,10 @@ class record:
             self._say(line)
         from memlens import _protocol
 
-        peak, left = _protocol.done_figures(out.decode("ascii", "replace"))
+        peak, left, total = _protocol.done_figures(out.decode("ascii", "replace"))
         if peak is not None:
             self.peak_bytes = peak
+            self.total_peak_bytes = peak if total is None else total
         if left is not None:
             self.leaked_bytes = left
 

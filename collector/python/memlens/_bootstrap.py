@@ -112,6 +112,11 @@ def main():
         print(f"{name}: {e}", file=sys.stderr)
         raise SystemExit(1)
 
+    follow = os.environ.pop(p.ENV_FOLLOW_PENDING, None)
+    if follow:
+        # From here on, the Pythons and programs it starts are followed (see _follow.py);
+        # not what ran before the interpreter (a wrapper, such as pyenv's shim).
+        os.environ[p.ENV_FOLLOW] = follow
     memlens._start(tracer, fd, native, census, census_interval, census_max_objects, sample_bytes)
     try:
         exec(code, globs)

@@ -19,6 +19,7 @@ program's RSS.
 """
 
 import os
+import sys
 
 from memlens import _protocol as p
 
@@ -62,12 +63,18 @@ def start(at_exit=True, frame=None):
     tracer = os.environ.get(p.ENV_TRACER)
     if not directory or not tracer:
         return
+    # Said first, as soon as connected (a pool may terminate an idle worker at once): the
+    # interpreter, as platform.python_version() and python_implementation() give it.
+    implementation = {"cpython": "CPython", "pypy": "PyPy"}.get(sys.implementation.name,
+                                                                sys.implementation.name)
+    line = p.child_line(sys.version.split()[0], implementation, os.getppid())
     socks = []
     try:
         for name, kind in (("ctrl", socket.SOCK_SEQPACKET), ("records", socket.SOCK_STREAM)):
             s = socket.socket(socket.AF_UNIX, kind)
             socks.append(s)
             s.connect(os.path.join(directory, name))
+        socks[1].sendall(line.encode("ascii", "replace"))
     except OSError:
         for s in socks:
             s.close()
@@ -76,7 +83,8 @@ def start(at_exit=True, frame=None):
     o = _options()
     memlens._watch_end(tracer, ctrl)
     memlens._start(tracer, records, o["native"], o["census"], o["census_interval"],
-                   o["census_max_objects"], o["sample_bytes"], at_exit=at_exit, frame=frame)
+                   o["census_max_objects"], o["sample_bytes"], at_exit=at_exit, frame=frame,
+                   start_census=False)
 
 
 def after_fork():

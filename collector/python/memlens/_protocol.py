@@ -14,19 +14,27 @@ ENV_CENSUS_INTERVAL = "MEMLENS_CENSUS_INTERVAL"
 ENV_CENSUS_MAX_OBJECTS = "MEMLENS_CENSUS_MAX_OBJECTS"
 ENV_SAMPLE_BYTES = "MEMLENS_SAMPLE_BYTES"
 ENV_FOLLOW = "MEMLENS_FOLLOW"
+ENV_FOLLOW_PENDING = "MEMLENS_FOLLOW_PENDING"
 ENV_FOLLOW_OPTIONS = "MEMLENS_FOLLOW_OPTIONS"
 
 ENV = (ENV_MODE, ENV_FD, ENV_NATIVE_FD, ENV_CTRL_FD, ENV_TRACER, ENV_NATIVE, ENV_CENSUS,
        ENV_CENSUS_INTERVAL, ENV_CENSUS_MAX_OBJECTS, ENV_SAMPLE_BYTES, ENV_FOLLOW,
-       ENV_FOLLOW_OPTIONS)
+       ENV_FOLLOW_PENDING, ENV_FOLLOW_OPTIONS)
 
 _READY = "ready "
 _SAMPLE = "sample "
+_FOLLOW = "follow "
 
 
 def sampling_line(line):
     """Whether the sink's line is its ``sample N`` line (it comes before ``ready``)."""
     return line.startswith(_SAMPLE)
+
+
+def follow_dir(line):
+    """The directory from the sink's ``follow DIR`` line (it comes before ``ready``), or None
+    if the line is not one."""
+    return line[len(_FOLLOW):].rstrip("\n") if line.startswith(_FOLLOW) else None
 
 
 def ready_tracer(line):
@@ -35,11 +43,17 @@ def ready_tracer(line):
 
 
 def done_figures(out):
-    """(peak, left) in bytes from the sink's output (its ``done peak=N left=N`` line); None
-    for a figure it did not give."""
+    """(peak, left, total) in bytes from the sink's output (its ``done peak=N left=N
+    [total=N]`` line); None for a figure it did not give."""
     words = dict(w.partition("=")[::2] for w in out.split() if "=" in w)
     figure = lambda k: int(words[k]) if k in words else None  # noqa: E731
-    return figure("peak"), figure("left")
+    return figure("peak"), figure("left"), figure("total")
+
+
+def child_line(version, implementation, ppid):
+    """The first line a followed descendant writes on its ``records`` socket (then the
+    tracer's records): its interpreter and its parent's pid."""
+    return f"child {version} {implementation} {ppid}\n"
 
 
 def error_number(out):

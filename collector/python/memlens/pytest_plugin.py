@@ -318,7 +318,8 @@ def pytest_runtest_call(item):
             rec.stop()
             item.stash[_RESULT] = {
                 "name": item.nodeid,
-                "peak_bytes": rec.peak_bytes or 0,
+                # With the Pythons the test started (a pool and its workers), together.
+                "peak_bytes": rec.total_peak_bytes or rec.peak_bytes or 0,
                 "leaked_bytes": rec.leaked_bytes or 0,
                 "recording": rel,
                 "sample_bytes": rec.sample_bytes,

@@ -286,3 +286,31 @@ def test_sampled_runs_say_their_figures_are_estimates_and_refuse_exact_baselines
     for bad in ["0", "-1MiB", "lots", "2GiB"]:
         out = run([*base, f"--memlens-sample={bad}"], cwd, check_status=4)
         assert f"--memlens-sample '{bad}': " in out, out
+
+
+def test_a_tests_pool_workers_count_toward_its_limit(venv, tmp_path):
+    """The test allocates next to nothing itself; its pool's workers (forked or spawned)
+    build 30 MiB each: the limit is checked against all of them together, and the
+    recording holds every worker, with the allocation at its line."""
+    cwd = tmp_path / "proj"
+    shutil.copytree(Path(__file__).parent / "data" / "pool_project", cwd)
+    out = run([venv / "bin/pytest", "--memlens", "-p", "no:cacheprovider"], cwd, check_status=1)
+    assert "2 failed" in out, out
+    for method in ("fork", "spawn"):
+        assert f"FAILED test_pool.py::test_pool[{method}]" in out, out
+    assert re.search(r"limit_memory: the test's peak memory was (3\d|[4-9]\d)\.\d MiB", out), out
+    results = json.loads((cwd / ".memlens/tests.json").read_text())
+    lines = (cwd / "test_pool.py").read_text().splitlines()
+    line = next(i for i, text in enumerate(lines, 1) if "POOL_WORKER_LINE" in text)
+    for t in results["tests"]:
+        path = cwd / ".memlens" / t["recording"]
+        summary = json.loads(run([_cli_binary(), "summary", "--json", path], cwd))
+        # The test's process and its workers (an idle one the pool terminated before it
+        # started may have no recording).
+        assert len(summary["processes"]) >= 2, summary["processes"]
+        assert t["peak_bytes"] == summary["all_processes"]["peak_heap_bytes"]
+        workers = [p for p in summary["processes"][1:] if p["alloc_bytes"] >= 30 << 20]
+        assert workers, summary["processes"]
+        pid = str(workers[0]["pid"])
+        one = json.loads(run([_cli_binary(), "summary", "--json", "--process", pid, path], cwd))
+        assert one["top_at_peak"][0]["line"] == line, one["top_at_peak"][0]

@@ -94,6 +94,28 @@ pub fn memlens() -> Command {
     cmd
 }
 
+/// `memlens run -o FILE EXTRA... SCRIPT ARGS...` on a script of tests/scripts, with `env`
+/// for memlens (and so the tracer).
+#[allow(dead_code)]
+pub fn memlens_run(
+    file: &std::path::Path,
+    env: &[(&str, &str)],
+    extra: &[&str],
+    name: &str,
+    args: &[&str],
+) -> std::process::Output {
+    memlens()
+        .envs(env.iter().copied())
+        .arg("run")
+        .arg("-o")
+        .arg(file)
+        .args(extra)
+        .arg(script(name))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
 /// The minor version of Python 3 in a recording's `python_version` ("3.12.1" -> 12).
 #[allow(dead_code)]
 pub fn python_minor(version: &str) -> u32 {

@@ -27,12 +27,16 @@ pub const ENV_SAMPLE_BYTES: &str = "MEMLENS_SAMPLE_BYTES";
 /// `memlens run`, following the program's descendants: the directory of the recorder's
 /// `ctrl` and `records` sockets. Unlike the others, left in the environment for children.
 pub const ENV_FOLLOW: &str = "MEMLENS_FOLLOW";
+/// `memlens run`: [`ENV_FOLLOW`] as the bootstrap is to set it once the program is Python,
+/// so that what runs before (a wrapper such as pyenv's shim, and what it runs) is not
+/// followed. Removed by the bootstrap.
+pub const ENV_FOLLOW_PENDING: &str = "MEMLENS_FOLLOW_PENDING";
 /// What a followed descendant traces: `native=1;census=1;census_interval=S;
 /// census_max_objects=N;sample_bytes=N` (absent keys: the defaults).
 pub const ENV_FOLLOW_OPTIONS: &str = "MEMLENS_FOLLOW_OPTIONS";
 
 /// Every variable of the environment handshake.
-pub const ENV: [&str; 12] = [
+pub const ENV: [&str; 13] = [
     ENV_MODE,
     ENV_FD,
     ENV_NATIVE_FD,
@@ -44,6 +48,7 @@ pub const ENV: [&str; 12] = [
     ENV_CENSUS_MAX_OBJECTS,
     ENV_SAMPLE_BYTES,
     ENV_FOLLOW,
+    ENV_FOLLOW_PENDING,
     ENV_FOLLOW_OPTIONS,
 ];
 
@@ -59,19 +64,52 @@ pub fn sample_line(bytes: u64) -> String {
     format!("sample {bytes}")
 }
 
+/// `memlens sink --follow`'s line before `ready`: the directory of the sockets the Pythons
+/// the block starts connect to (`ENV_FOLLOW`); its parent holds the `sitecustomize` that
+/// starts them (for PYTHONPATH).
+pub fn follow_line(dir: &str) -> String {
+    format!("follow {dir}")
+}
+
 /// `memlens sink`'s last line: the block's peak heap and what it left allocated, in bytes
-/// (estimates when `sampled` gives the rate).
-pub fn done_line(peak: u64, left: u64, sampled: Option<u64>) -> String {
-    match sampled {
-        Some(b) => format!("done peak={peak} left={left} sampled={b}"),
-        None => format!("done peak={peak} left={left}"),
+/// (estimates when `sampled` gives the rate), and with `total` the peak of the heap of the
+/// block's process and the processes it started together, when it started any.
+pub fn done_line(peak: u64, left: u64, sampled: Option<u64>, total: Option<u64>) -> String {
+    let mut line = format!("done peak={peak} left={left}");
+    if let Some(b) = sampled {
+        line += &format!(" sampled={b}");
     }
+    if let Some(t) = total {
+        line += &format!(" total={t}");
+    }
+    line
 }
 
 /// `memlens sink`'s line before it fails: the OS error number, for Python's `OSError`.
 pub fn error_line(errno: i32) -> String {
     format!("error errno={errno}")
 }
+
+/// The line a followed descendant writes on its `records` socket before the tracer's
+/// records: its interpreter (`platform.python_version()`, `platform.python_implementation()`),
+/// which may not be the program's (`subprocess.run(["python3.12", ...])`; `-` for both in a
+/// program that is not Python), and its parent's pid (which /proc may no longer tell by the
+/// time the recorder looks: a parent that exited).
+pub fn child_line(version: &str, implementation: &str, ppid: u32) -> String {
+    format!("child {version} {implementation} {ppid}")
+}
+
+/// (version, implementation, parent pid) from a [`child_line`] (without its newline).
+pub fn parse_child_line(line: &str) -> Option<(&str, &str, u32)> {
+    let mut words = line.strip_prefix("child ")?.split(' ');
+    let version = words.next().filter(|v| !v.is_empty())?;
+    let implementation = words.next().filter(|i| !i.is_empty())?;
+    let ppid = words.next()?.parse().ok()?;
+    words.next().is_none().then_some((version, implementation, ppid))
+}
+
+/// The longest [`child_line`] a reader accepts, newline included.
+pub const CHILD_LINE_MAX: usize = 128;
 
 #[cfg(test)]
 mod tests {
@@ -80,8 +118,16 @@ mod tests {
     #[test]
     fn lines_are_words_python_splits() {
         assert_eq!(ready_line("/x/libmemlens_tracer.so"), "ready /x/libmemlens_tracer.so");
-        assert_eq!(done_line(10, 2, None), "done peak=10 left=2");
-        assert_eq!(done_line(10, 2, Some(512)), "done peak=10 left=2 sampled=512");
+        assert_eq!(done_line(10, 2, None, None), "done peak=10 left=2");
+        assert_eq!(done_line(10, 2, Some(512), None), "done peak=10 left=2 sampled=512");
+        assert_eq!(done_line(10, 2, None, Some(30)), "done peak=10 left=2 total=30");
+        assert_eq!(
+            parse_child_line(&child_line("3.12.1", "CPython", 42)),
+            Some(("3.12.1", "CPython", 42))
+        );
+        for bad in ["child", "child 3.12 C", "child  CPython 1", "child 3 C x", "child 3 C 1 2"] {
+            assert_eq!(parse_child_line(bad), None, "{bad}");
+        }
         assert_eq!(sample_line(512), "sample 512");
         assert_eq!(error_line(28), "error errno=28");
         assert!(ENV.iter().all(|v| v.starts_with("MEMLENS_")));

@@ -80,7 +80,10 @@ pub use flame::{
 };
 pub use insights::{insights, Insight, InsightKind, InsightOptions, InsightsBuilder};
 pub use kinds::{kind_usage, KindUsage};
-pub use processes::{descendants, outlived_the_program, tree_peak, Process, STILL_RUNNING_MARKER};
+pub use processes::{
+    descendants, match_processes, outlived_the_program, process_key, stopped_early, tree_peak,
+    Process, EXECED_MARKER, STILL_RUNNING_MARKER, UNTRACED_MARKER,
+};
 pub use sampling::{notice_for, sampling_mismatch, sampling_notice};
 pub use snapshot::SnapshotBuilder;
 pub use spans::{span_usage, SpanUsage};

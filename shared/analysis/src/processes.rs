@@ -11,6 +11,16 @@ use crate::EventFilter;
 /// program ended: its recording stops there, and how it ended is not known.
 pub const STILL_RUNNING_MARKER: &str = "memlens: still running when the program ended";
 
+/// The label of the marker a descendant's recording gets where the process closed its
+/// connection to memlens while it went on running (a child that closes every file
+/// descriptor): it was not traced from there on.
+pub const UNTRACED_MARKER: &str =
+    "memlens: the process closed its connection to memlens: not traced from here";
+
+/// The label of the marker that ends the recording of a program that is not Python (its
+/// memory sampled) where it exec'd another program.
+pub const EXECED_MARKER: &str = "memlens: the process ran another program (exec)";
+
 /// One process of a recording.
 pub struct Process {
     /// 0 for the program, then 1, 2, ... in the order its descendants started.
@@ -39,6 +49,12 @@ impl Process {
 /// Whether `rec`, a descendant's recording, ends because the program ended while it ran.
 pub fn outlived_the_program(rec: &Recording) -> bool {
     rec.markers().last().is_some_and(|m| m.label == STILL_RUNNING_MARKER)
+}
+
+/// Whether `rec`, a descendant's recording, stopped early because the process closed its
+/// connection to memlens.
+pub fn stopped_early(rec: &Recording) -> bool {
+    rec.markers().iter().any(|m| m.label == UNTRACED_MARKER)
 }
 
 /// The recordings of the descendants `rec` holds, in order. One that cannot be opened at
@@ -77,4 +93,93 @@ pub fn tree_peak(recs: &[&Recording]) -> Result<(u64, u64), Error> {
         return Ok((s.peak_heap, s.peak_heap_time_ns));
     }
     Ok((sum[best], start[best]))
+}
+
+/// What a process is across two runs of a program (whose pids differ): its command line with
+/// every number as `#` (pids, file descriptors and ports in multiprocessing's command lines
+/// change from run to run).
+pub fn process_key(rec: &Recording) -> String {
+    let mut key = String::new();
+    let mut in_number = false;
+    for c in rec.meta().command_line.join(" ").chars() {
+        if c.is_ascii_digit() {
+            if !in_number {
+                key.push('#');
+            }
+            in_number = true;
+        } else {
+            in_number = false;
+            key.push(c);
+        }
+    }
+    key
+}
+
+/// Pairs the processes of two runs: the programs with each other, then descendants with the
+/// same [`process_key`] in the order they started. Each pair is (index in `base`, index in
+/// `head`); a process without a match has `None` on the other side. Index 0 is the program.
+pub fn match_processes(
+    base: &[&Recording],
+    head: &[&Recording],
+) -> Vec<(Option<usize>, Option<usize>)> {
+    let mut pairs = Vec::new();
+    if !base.is_empty() && !head.is_empty() {
+        pairs.push((Some(0), Some(0)));
+    }
+    let keys =
+        |recs: &[&Recording]| -> Vec<String> { recs.iter().map(|r| process_key(r)).collect() };
+    let (bk, hk) = (keys(base), keys(head));
+    let mut taken = vec![false; head.len()];
+    taken.iter_mut().take(1).for_each(|t| *t = true);
+    for (i, k) in bk.iter().enumerate().skip(1) {
+        let j = (1..head.len()).find(|&j| !taken[j] && hk[j] == *k);
+        if let Some(j) = j {
+            taken[j] = true;
+        }
+        pairs.push((Some(i), j));
+    }
+    pairs.extend((1..head.len()).filter(|&j| !taken[j]).map(|j| (None, Some(j))));
+    pairs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use memlens_format::{Meta, ProcessEnd, RecordingWriter};
+
+    fn rec(command: &str) -> Recording {
+        let meta = Meta {
+            command_line: command.split(' ').map(String::from).collect(),
+            ..Meta::default()
+        };
+        let w = RecordingWriter::new(Vec::new(), &meta).unwrap();
+        Recording::from_vec(w.finish(ProcessEnd::default()).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn keys_ignore_numbers() {
+        let a = rec("python -c spawn_main(tracker_fd=8, pipe_handle=15)");
+        let b = rec("python -c spawn_main(tracker_fd=12, pipe_handle=9)");
+        assert_eq!(process_key(&a), process_key(&b));
+        assert_eq!(process_key(&a), "python -c spawn_main(tracker_fd=#, pipe_handle=#)");
+    }
+
+    #[test]
+    fn processes_pair_by_key_in_order() {
+        let base = [rec("app"), rec("w 1"), rec("w 2"), rec("tracker")];
+        let head = [rec("app2"), rec("w 7"), rec("extra"), rec("w 8")];
+        let b: Vec<&Recording> = base.iter().collect();
+        let h: Vec<&Recording> = head.iter().collect();
+        let pairs = match_processes(&b, &h);
+        assert_eq!(
+            pairs,
+            vec![
+                (Some(0), Some(0)),
+                (Some(1), Some(1)),
+                (Some(2), Some(3)),
+                (Some(3), None),
+                (None, Some(2))
+            ]
+        );
+    }
 }
