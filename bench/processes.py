@@ -31,7 +31,6 @@ processes memlens recorded.
 
 The interpreters are bench_env.py's venvs (memray 1.20.0 from PyPI), made on first use.
 """
-import argparse
 import ctypes
 import json
 import os
@@ -228,12 +227,9 @@ def targets(rows, workers):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--python", help="comma-separated CPython versions (default: 3.11,3.12,3.13)")
+    ap = bench_env.parser(__doc__, "configurations (the targets need them all)")
     ap.add_argument("--workers", type=int, default=4)
     ap.add_argument("--rows", type=int, default=100_000, help="rows of churn per worker")
-    ap.add_argument("--repeat", type=int, default=int(os.environ.get("REPEAT", 3)))
-    ap.add_argument("--only", help="comma-separated configurations (the targets need them all)")
     args = ap.parse_args()
     if not MEMLENS.exists():
         sys.exit(f"processes: {MEMLENS} not found; run `cargo build --release -p memlens -p memlens-tracer`")
@@ -241,8 +237,7 @@ def main():
     # adopts such processes, waits for them and counts their CPU time.
     if ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
         sys.exit(f"processes: prctl(PR_SET_CHILD_SUBREAPER) failed: {os.strerror(ctypes.get_errno())}")
-    versions = args.python.split(",") if args.python else bench_env.VERSIONS
-    pythons = bench_env.venvs(versions)
+    pythons = bench_env.chosen(args)
     tmp = Path(tempfile.mkdtemp(prefix="memlens-processes-"))
     rows = []
     for version, py in pythons.items():
