@@ -7,6 +7,7 @@ Interpreters are looked for as ``python3.X`` on PATH, then under ``~/.pyenv/vers
 Package versions are pinned so that two runs of a bench measure the same code; a venv whose
 packages are not these is made again.
 """
+import argparse
 import glob
 import os
 import shutil
@@ -71,6 +72,21 @@ def venvs(versions=VERSIONS):
         else:
             found[v] = p
     return found
+
+
+def parser(doc, only):
+    """The options of the benches that run these venvs: --python VERSIONS, --only (`only`
+    says of what), --repeat (default $REPEAT, else 3)."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--python", help="comma-separated CPython versions (default: 3.11,3.12,3.13)")
+    ap.add_argument("--only", help=f"comma-separated {only}")
+    ap.add_argument("--repeat", type=int, default=int(os.environ.get("REPEAT", 3)))
+    return ap
+
+
+def chosen(args):
+    """{version: venv python} for the versions --python names (default: VERSIONS)."""
+    return venvs(args.python.split(",") if args.python else VERSIONS)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ whether memlens's runs printed exactly what the plain run printed, with the same
     python3 bench/real_world.py                      # target/release/memlens, every CPython
     REPEAT=5 python3 bench/real_world.py --python 3.12 --only pandas_csv,sympy_algebra
 """
-import argparse
 import json
 import os
 import statistics
@@ -120,15 +119,10 @@ def table(rows):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--python", help="comma-separated CPython versions (default: 3.11,3.12,3.13)")
-    ap.add_argument("--only", help="comma-separated workload names")
-    ap.add_argument("--repeat", type=int, default=int(os.environ.get("REPEAT", 3)))
-    args = ap.parse_args()
+    args = bench_env.parser(__doc__, "workload names").parse_args()
     if not MEMLENS.exists():
         sys.exit(f"real_world: {MEMLENS} not found; run `cargo build --release -p memlens -p memlens-tracer`")
-    versions = args.python.split(",") if args.python else bench_env.VERSIONS
-    pythons = bench_env.venvs(versions)
+    pythons = bench_env.chosen(args)
     names = sorted(p.stem for p in WORKLOADS.glob("*.py"))
     if args.only:
         names = [n for n in names if n in args.only.split(",")]
