@@ -4,7 +4,6 @@
 
 use memlens_format::{Error, ProcessEnd, Recording};
 
-
 /// The label of the marker that ends the recording of a descendant still running when the
 /// program ended: its recording stops there, and how it ended is not known.
 pub const STILL_RUNNING_MARKER: &str = "memlens: still running when the program ended";
