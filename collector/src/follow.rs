@@ -36,6 +36,9 @@ use crate::process_watch::{EndWatch, Ending};
 use crate::record_loop::{record_loop, PipeReader};
 use crate::recorder::Recorder;
 
+/// How long one of a process's two connections waits for the other.
+const PAIRING_WAIT: Duration = Duration::from_secs(5);
+
 /// At most this many processes are followed (a fork bomb is not recorded past it); the
 /// others run untraced.
 const MAX_PROCESSES: usize = 4096;
@@ -217,9 +220,18 @@ fn accept_loop(
     cut: &Arc<AtomicBool>,
     closed: &AtomicBool,
 ) {
-    // Control sockets by pid, waiting for their process's record stream (a child connects
-    // its control socket first).
-    let mut ctrls: HashMap<u32, OwnedFd> = HashMap::default();
+    // Each process's two connections, by pid, until both are there: a child connects its
+    // control socket first, but both can arrive between the two accept loops below, and
+    // then its record stream is accepted first.
+    let mut ctrls: HashMap<u32, (OwnedFd, Instant)> = HashMap::default();
+    let mut waiting: HashMap<u32, (OwnedFd, Instant)> = HashMap::default();
+    let accept_ctrls = |ctrls: &mut HashMap<u32, (OwnedFd, Instant)>| {
+        while let Some(fd) = accepted(&dir.ctrl) {
+            if let Some(pid) = peer_pid(&fd) {
+                ctrls.insert(pid, (fd, Instant::now()));
+            }
+        }
+    };
     while !closed.load(Ordering::Acquire) {
         let mut fds = [
             PollFd::new(dir.ctrl.as_fd(), PollFlags::POLLIN),
@@ -228,14 +240,24 @@ fn accept_loop(
         if poll(&mut fds, PollTimeout::from(50u16)).unwrap_or(0) == 0 {
             continue;
         }
-        while let Some(fd) = accepted(&dir.ctrl) {
-            if let Some(pid) = peer_pid(&fd) {
-                ctrls.insert(pid, fd);
+        accept_ctrls(&mut ctrls);
+        while let Some(records) = accepted(&dir.records) {
+            if let Some(pid) = peer_pid(&records) {
+                waiting.insert(pid, (records, Instant::now()));
             }
         }
-        while let Some(records) = accepted(&dir.records) {
-            let Some(pid) = peer_pid(&records) else { continue };
-            let Some(ctrl) = ctrls.remove(&pid) else { continue };
+        accept_ctrls(&mut ctrls);
+        // A half that found no other within this long belongs to a process that died
+        // between its two connections (and its pid may come again).
+        ctrls.retain(|_, (_, at)| at.elapsed() < PAIRING_WAIT);
+        waiting.retain(|_, (_, at)| at.elapsed() < PAIRING_WAIT);
+        let paired: Vec<u32> =
+            waiting.keys().filter(|pid| ctrls.contains_key(pid)).copied().collect();
+        for pid in paired {
+            let (Some((records, _)), Some((ctrl, _))) = (waiting.remove(&pid), ctrls.remove(&pid))
+            else {
+                continue;
+            };
             // The program itself, before it became Python (a wrapper such as pyenv's shim,
             // a shell script, execs the interpreter): it has its own recording.
             if pid == job.meta.pid {
