@@ -179,12 +179,13 @@ extern "C" fn start_at_load() {
     // SAFETY: constructors run before `main`, on one thread: nothing else reads or
     // changes the environment meanwhile (take_fd_var's contract).
     let (fd, ctrl) = unsafe {
+        // The program memlens runs (the bootstrap starts its tracing): nothing to do here.
+        if !libc::getenv(c"MEMLENS_FD".as_ptr()).is_null() {
+            return;
+        }
         if libc::dlsym(libc::RTLD_DEFAULT, c"Py_GetVersion".as_ptr()).is_null() {
             // Not Python: a program a followed tree runs gets its memory sampled.
             follow::announce_native_child();
-            return;
-        }
-        if !libc::getenv(c"MEMLENS_FD".as_ptr()).is_null() {
             return;
         }
         (take_fd_var(c"MEMLENS_NATIVE_FD"), take_fd_var(c"MEMLENS_CTRL_FD"))
