@@ -12,8 +12,7 @@ bench/processes/pool_churn.py's object churn (bench/workloads/churn.py's rows), 
   so these run plain and under memlens alone);
 - ``fork start``, ``spawn start``: a pool of 8 workers given nothing to do, also under
   ``memlens run --no-follow`` and ``--no-census``: what following costs per process at
-  start and end, and how much of it is the census each followed process takes when its
-  tracing starts (a forked worker's counts the whole heap it inherited).
+  start and end, and how much of it is censuses.
 
 Every configuration runs plain, under ``memlens run`` (which follows children by default),
 under ``memray run --follow-fork`` and ``memray run --follow-fork --trace-python-allocators``
