@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 use anyhow::{bail, Result};
 use memlens_analysis::{
-    descendants, diff_sites, format_bytes, format_bytes_delta, format_count, incomparable_reasons,
-    match_processes, sampling_mismatch, sampling_notice, stack_totals, tree_peak, EventFilter,
-    Process, SiteDelta, Snapshot, StackTotals,
+    all_processes, descendants, diff_sites, format_bytes, format_bytes_delta, format_count,
+    incomparable_reasons, match_processes, sampling_mismatch, sampling_notice, short_command,
+    stack_totals, tree_peak, EventFilter, Process, SiteDelta, Snapshot, StackTotals,
 };
 use memlens_format::{Recording, Summary};
 use serde::Serialize;
@@ -276,7 +276,7 @@ struct DiffJson {
 /// run). Processes pair by command line with numbers left out, in the order they started.
 #[derive(Debug, Serialize)]
 struct ProcessChangeJson {
-    command: String,
+    command_line: Vec<String>,
     base_pid: Option<u32>,
     head_pid: Option<u32>,
     base_peak_bytes: u64,
@@ -337,7 +337,7 @@ impl Side {
         let family = descendants(&rec);
         let (mut total, mut total_unreadable) = (None, None);
         if !family.is_empty() {
-            match tree_peak(&Side::all(&rec, &family)) {
+            match tree_peak(&all_processes(&rec, &family)) {
                 Ok((peak, _)) => total = Some(peak),
                 Err(e) => total_unreadable = Some(format!("{e:#}")),
             }
@@ -345,13 +345,8 @@ impl Side {
         Ok(Side { rec, peak, end, reserved, family, total, total_unreadable })
     }
 
-    /// Every process's recording, the program first.
-    fn all<'a>(rec: &'a Recording, family: &'a [Process]) -> Vec<&'a Recording> {
-        std::iter::once(rec).chain(family.iter().map(|p| &p.rec)).collect()
-    }
-
     fn processes(&self) -> Vec<&Recording> {
-        Side::all(&self.rec, &self.family)
+        all_processes(&self.rec, &self.family)
     }
 }
 
@@ -368,7 +363,7 @@ fn process_changes(base: &Side, head: &Side) -> Vec<ProcessChangeJson> {
             let peak = |r: Option<&Recording>| r.map_or(0, |r| r.summary().peak_heap);
             let named = bp.or(hp).expect("a pair has a side");
             ProcessChangeJson {
-                command: named.meta().command_line.join(" "),
+                command_line: named.meta().command_line.clone(),
                 base_pid: bp.map(|r| r.meta().pid),
                 head_pid: hp.map(|r| r.meta().pid),
                 base_peak_bytes: peak(bp),
@@ -512,13 +507,12 @@ enum RowOf<'a> {
 /// The title of the table of processes (peak heap per process).
 const PROCESSES: &str = "Peak heap by process";
 
-/// How a process is named in a table: its pids and command line, at most this many
-/// characters of it.
+/// How a process is named in a table: its pids and its command line, shortened as the
+/// viewer and `summary` shorten it.
 fn process_name(p: &ProcessChangeJson) -> String {
     let pid = |x: Option<u32>| x.map_or_else(|| "-".to_owned(), |x| x.to_string());
-    let command: String = p.command.chars().take(70).collect();
-    let more = if command.len() < p.command.len() { "..." } else { "" };
-    format!("pid {} -> {}: {command}{more}", pid(p.base_pid), pid(p.head_pid))
+    let command = short_command(&p.command_line, 70);
+    format!("pid {} -> {}: {command}", pid(p.base_pid), pid(p.head_pid))
 }
 
 /// What a report is written to: the text for a terminal or a log ([`TextReport`]) or the

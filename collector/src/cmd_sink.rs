@@ -20,8 +20,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Result;
-use memlens_analysis::{descendants, tree_peak};
-use memlens_format::{CaptureOptions, Meta, Recording, RecordingWriter, WriterOptions};
+use memlens_analysis::{all_processes, descendants, tree_peak};
+use memlens_format::{CaptureOptions, Meta, RecordingWriter, WriterOptions};
 use memlens_wire::handshake;
 
 use crate::child_memory::TreeMemory;
@@ -176,9 +176,7 @@ fn record(a: SinkArgs) -> Result<i32> {
         _ => {
             let rec = crate::load::open_recording(&a.output)?;
             let family = descendants(&rec);
-            let all: Vec<&Recording> =
-                std::iter::once(&rec).chain(family.iter().map(|p| &p.rec)).collect();
-            Some(tree_peak(&all)?.0)
+            Some(tree_peak(&all_processes(&rec, &family))?.0)
         }
     };
     println!("{}", handshake::done_line(peak, left, sample, total));

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use anyhow::Result;
 use memlens_analysis::{
     deepest_stack, descendants, format_bytes, format_count, format_duration_ns, how_it_ended,
-    insights, last_census, replay, stack_totals, thread_totals, tree_peak, EventFilter,
-    InsightOptions, Snapshot, TypeOrder,
+    insights, last_census, replay, short_command, stack_totals, thread_totals, tree_peak,
+    EventFilter, InsightOptions, Snapshot, TypeOrder,
 };
 use memlens_format::Recording;
 use serde::Serialize;
@@ -375,15 +375,13 @@ fn write_processes<W: Write>(out: &mut Out<W>, s: &SummaryJson) -> Result<()> {
         "#", "pid", "parent", "peak heap", "at exit", "peak RSS"
     )?;
     for p in &s.processes {
-        let command = p.command_line.join(" ");
+        let command = short_command(&p.command_line, 60);
         let command = term::escape_line(&command);
-        let short: String = command.chars().take(60).collect();
-        let more = if short.len() < command.len() { "..." } else { "" };
         // A program that is not Python has no traced heap.
         let heap = |b| if p.rss_only { "-".to_owned() } else { format_bytes(b) };
         writeln!(
             out,
-            "  {:>3} {:>8} {:>8} {:>10} {:>10} {:>10}  {}; {short}{more}",
+            "  {:>3} {:>8} {:>8} {:>10} {:>10} {:>10}  {}; {command}",
             p.number,
             p.pid,
             p.ppid.map_or_else(|| "-".to_owned(), |x| x.to_string()),

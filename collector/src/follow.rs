@@ -345,7 +345,7 @@ impl Child {
         // A child that ended before it was accepted (reaped already: nothing in /proc to
         // watch) is still recorded, from what it sent; how it ended is not known.
         let watch = EndWatch::spawn(self.pid, ctrl).ok();
-        let (version, implementation, ppid) = read_child_line(&records)?;
+        let (mut version, mut implementation, ppid) = read_child_line(&records)?;
         let ended =
             || watch.as_ref().is_none_or(|w| w.ended().is_some()) || cut.load(Ordering::Acquire);
         // A program that is not Python (the tracer's constructor said so): its memory is
@@ -355,18 +355,19 @@ impl Child {
         if native && closed_within(&records, NATIVE_MIN_LIFE) {
             return Ok(());
         }
-        let mut meta = Meta {
-            python_version: version,
-            python_implementation: implementation,
-            ..self.meta.clone()
-        };
+        let mut meta = self.meta.clone();
         meta.extra.push((memlens_format::META_PPID.to_owned(), ppid.to_string()));
         if native {
-            meta.python_version.clear();
-            meta.python_implementation.clear();
-            meta.capture = CaptureOptions { rss_only: true, ..CaptureOptions::default() };
-            meta.capture.sample_interval_us = self.job.meta.capture.sample_interval_us;
+            // No interpreter: the program's version and capture do not apply.
+            let interval = meta.capture.sample_interval_us;
+            meta.capture = CaptureOptions {
+                rss_only: true,
+                sample_interval_us: interval,
+                ..Default::default()
+            };
+            (version, implementation) = (String::new(), String::new());
         }
+        (meta.python_version, meta.python_implementation) = (version, implementation);
         let writer = RecordingWriter::with_options(
             StreamBuf(self.pending.clone()),
             &meta,

@@ -32,11 +32,6 @@ impl Process {
         self.rec.meta().ppid()
     }
 
-    /// Whether it was still running when the program ended (its recording stops there).
-    pub fn outlived_the_program(&self) -> bool {
-        outlived_the_program(&self.rec)
-    }
-
     /// How it ended, if that is recorded.
     pub fn end(&self) -> Option<&ProcessEnd> {
         self.rec.end()
@@ -64,11 +59,16 @@ pub fn descendants(rec: &Recording) -> Vec<Process> {
         .collect()
 }
 
+/// The program's recording and its descendants', the program first: the processes
+/// [`tree_peak`] and the other family analyses take.
+pub fn all_processes<'a>(rec: &'a Recording, family: &'a [Process]) -> Vec<&'a Recording> {
+    std::iter::once(rec).chain(family.iter().map(|p| &p.rec)).collect()
+}
+
 /// The highest heap of all processes together over the whole run, and when: each process
 /// counts while it lives (see [`crate::family_peak`], exact to the nanosecond).
 pub fn tree_peak(recs: &[&Recording]) -> Result<(u64, u64), Error> {
-    let span = recs.iter().map(|r| crate::ended_at(r)).max().unwrap_or(0).saturating_add(1);
-    crate::family_peak(recs, 0, span)
+    crate::family_peak(recs, 0, crate::family_end(recs).saturating_add(1))
 }
 
 /// What a process is across two runs of a program (whose pids differ): its command line with
