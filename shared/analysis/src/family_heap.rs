@@ -76,9 +76,11 @@ fn narrow(recs: &[&Recording], t0: u64, t1: u64, best: &mut (u64, u64)) -> Resul
         bands.iter().fold(0u64, |s, band| s.saturating_add(value(&band[i])))
     };
     if n as u64 == width {
-        // Buckets of one nanosecond: the total after each nanosecond's events, exactly.
+        // Buckets of one nanosecond: each process's highest point at that instant, added
+        // up. Not its value after the instant's events: events are stored to the
+        // microsecond, and a block allocated and freed within one (a spike) is gone by then.
         for i in 0..n {
-            let total = sum(i, |b| b.last);
+            let total = sum(i, |b| b.max);
             if total > best.0 {
                 *best = (total, t0 + i as u64);
             }
@@ -163,6 +165,19 @@ pub(crate) mod tests {
             process(11, "a", &[(20, 5 * mib), (21, mib), (30, -5 * mib)], 40),
             process(12, "b", &[(25, 4 * mib)], 50),
         ])
+    }
+
+    /// A child's block allocated and freed within one microsecond (the resolution events are
+    /// stored at) is a spike of the total: the peak counts it, with what the program holds.
+    #[test]
+    fn a_spike_within_one_microsecond_counts() {
+        let mib = MIB as i64;
+        let recs = open(&[
+            process(10, "main", &[(10, 2 * mib)], 60),
+            process(11, "a", &[(20, 3 * mib), (20, -3 * mib)], 40),
+        ]);
+        let refs: Vec<&Recording> = recs.iter().collect();
+        assert_eq!(family_peak(&refs, 0, 60 * MS).unwrap(), (5 * MIB, 20 * MS));
     }
 
     #[test]
