@@ -32,6 +32,7 @@ mod recorder;
 mod report_model;
 mod run_recorder;
 mod sampling;
+mod strays;
 mod term;
 
 use clap::{Parser, Subcommand};

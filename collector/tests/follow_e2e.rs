@@ -4,7 +4,10 @@
 mod common;
 
 use common::*;
-use memlens_analysis::{descendants, stack_totals, stopped_early, EventFilter, Process, Snapshot};
+use memlens_analysis::{
+    descendants, how_it_ended, python_without_site, stack_totals, started_without_memlens,
+    stopped_early, EventFilter, Process, Snapshot,
+};
 use memlens_format::{Recording, StackId};
 use std::process::Output;
 
@@ -165,8 +168,24 @@ fn children_that_make_following_hard_do_not_hang_or_break_it() {
     assert!(sleep.rec.meta().capture.rss_only && sleep.rec.summary().peak_rss > 0);
     assert_eq!(sleep.ppid(), Some(rec.meta().pid));
     assert!(family.iter().all(|p| !command(p).contains("echo")));
-    // The Python started with an empty environment is not.
-    assert!(family.iter().all(|p| !command(p).contains("10**6")));
+    // Pythons started with an empty environment, or run with -I (which skips the start-up
+    // that traces them), are not traced: their memory is sampled, and their recordings say
+    // why.
+    for (what, said, peak, found) in [
+        (
+            "2 * 10**7",
+            "started without memlens's environment",
+            20 * MIB,
+            started_without_memlens as fn(&Recording) -> bool,
+        ),
+        (" -I -c ", "a Python run with -E, -I or -S", 10 * MIB, python_without_site),
+    ] {
+        let p = family.iter().find(|p| command(p).contains(what)).expect(what);
+        assert!(p.rec.meta().capture.rss_only && found(&p.rec), "{what}");
+        assert!(p.rec.summary().peak_rss >= peak, "{what}: {}", p.rec.summary().peak_rss);
+        assert_eq!(p.ppid(), Some(rec.meta().pid));
+        assert!(how_it_ended(&p.rec).contains(said), "{}", how_it_ended(&p.rec));
+    }
     // The child that closed every file descriptor is traced up to there, and says so.
     let closed: Vec<&Process> = family.iter().filter(|p| stopped_early(&p.rec)).collect();
     assert_eq!(closed.len(), 1, "{} processes", family.len());
