@@ -434,8 +434,10 @@ impl Child {
             |_| Ok(()),
         )?;
         // (A process that said how it ends, and waits for its recording in its exit path,
-        // is still running too.)
+        // is still running too; one whose recording was cut at the program's end did not
+        // stop sending.)
         let went_on = !recorder.stopped()
+            && !cut.load(Ordering::Acquire)
             && watch.as_ref().is_some_and(|w| w.ended().is_none())
             && crate::process_watch::running(self.pid);
         if went_on {

@@ -5,8 +5,8 @@ mod common;
 
 use common::*;
 use memlens_analysis::{
-    descendants, how_it_ended, python_without_site, stack_totals, started_without_memlens,
-    stopped_early, EventFilter, Process, Snapshot,
+    descendants, how_it_ended, outlived_the_program, python_without_site, stack_totals,
+    started_without_memlens, stopped_early, EventFilter, Process, Snapshot,
 };
 use memlens_format::{Recording, StackId};
 use std::process::Output;
@@ -186,6 +186,10 @@ fn children_that_make_following_hard_do_not_hang_or_break_it() {
         assert_eq!(p.ppid(), Some(rec.meta().pid));
         assert!(how_it_ended(&p.rec).contains(said), "{}", how_it_ended(&p.rec));
     }
+    // The child that outlives the program is recorded up to the program's end, and says so.
+    let outliving = family.iter().find(|p| command(p).contains("4 << 20")).expect("outliving");
+    assert!(outlived_the_program(&outliving.rec) && !stopped_early(&outliving.rec));
+    assert!(outliving.rec.summary().peak_heap >= 4 * MIB);
     // The child that closed every file descriptor is traced up to there, and says so.
     let closed: Vec<&Process> = family.iter().filter(|p| stopped_early(&p.rec)).collect();
     assert_eq!(closed.len(), 1, "{} processes", family.len());
