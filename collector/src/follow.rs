@@ -38,6 +38,7 @@ use rustc_hash::FxHashMap as HashMap;
 use crate::child_memory::TreeMemory;
 use crate::host::monotonic_ns;
 use crate::process_watch::{EndWatch, Ending};
+use crate::python_env::BOOTSTRAP;
 use crate::record_loop::{record_loop, PipeReader};
 use crate::recorder::Recorder;
 use crate::strays::{self, Strays};
@@ -475,7 +476,7 @@ impl Child {
 /// and `number`.
 fn child_meta(pid: u32, number: u32, program: &Meta) -> Meta {
     let proc = PathBuf::from(format!("/proc/{pid}"));
-    let command_line = std::fs::read(proc.join("cmdline"))
+    let command_line: Vec<String> = std::fs::read(proc.join("cmdline"))
         .map(|b| {
             b.split(|&c| c == 0)
                 .filter(|a| !a.is_empty())
@@ -483,6 +484,12 @@ fn child_meta(pid: u32, number: u32, program: &Meta) -> Meta {
                 .collect()
         })
         .unwrap_or_default();
+    // A fork of the program, which memlens runs as `python -c BOOTSTRAP ...`: the program's
+    // command line as the user gave it.
+    let command_line = match command_line.get(1..3) {
+        Some([c, code]) if c == "-c" && code == BOOTSTRAP => program.command_line.clone(),
+        _ => command_line,
+    };
     let cwd = std::fs::read_link(proc.join("cwd"))
         .map(|d| d.to_string_lossy().into_owned())
         .unwrap_or_default();

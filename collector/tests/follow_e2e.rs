@@ -68,7 +68,10 @@ fn every_kind_of_child_is_recorded_at_its_line() {
         .map(|p| p.rec.meta().pid);
     type IsKind<'a> = &'a dyn Fn(&Process) -> bool;
     let kinds: [(&str, IsKind); 3] = [
-        ("fork", &|p| p.ppid() == Some(root) && command(p).contains("memlens._bootstrap")),
+        // (Forks of the program have its command line as the user gave it.)
+        ("fork", &|p| {
+            p.ppid() == Some(root) && p.rec.meta().command_line == rec.meta().command_line
+        }),
         ("spawn", &|p| p.ppid() == Some(root) && command(p).contains("spawn_main")),
         ("forkserver", &|p| forkserver.is_some() && p.ppid() == forkserver),
     ];
