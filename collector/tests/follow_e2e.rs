@@ -109,9 +109,26 @@ fn every_kind_of_child_is_recorded_at_its_line() {
     let one = memlens().args(["summary", "--process", &pid]).arg(&file).output().unwrap();
     let text = String::from_utf8_lossy(&one.stdout);
     assert!(text.contains(&format!("pid {pid}")) && text.contains("<string>:1"), "{text}");
-    let none = memlens().args(["summary", "--process", "1"]).arg(&file).output().unwrap();
-    assert_eq!(none.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&none.stderr).contains("no process with pid 1"));
+    // `export --process` exports that process's memory: the `python -c` child's 6 MiB at
+    // line 1 of its code, in collapsed stacks.
+    let export = memlens()
+        .args(["export", "--format", "collapsed", "--view", "leaks", "-o", "-", "--process", &pid])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&export.stdout);
+    let at_line: u64 = text
+        .lines()
+        .filter(|l| l.rsplit_once(' ').unwrap().0.ends_with("<module> (<string>:1)"))
+        .map(|l| l.rsplit_once(' ').unwrap().1.parse::<u64>().unwrap())
+        .sum();
+    assert!(export.status.success() && at_line >= 6 * MIB, "{at_line}: {text}");
+    let export_none: &[&str] = &["export", "--format", "collapsed", "-o", "-", "--process", "1"];
+    for args in [&["summary", "--process", "1"][..], export_none] {
+        let none = memlens().args(args).arg(&file).output().unwrap();
+        assert_eq!(none.status.code(), Some(2), "{args:?}");
+        assert!(String::from_utf8_lossy(&none.stderr).contains("no process with pid 1"));
+    }
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("child processes"), "{stderr}");
 
