@@ -15,7 +15,7 @@ use memlens_analysis::{
 };
 use memlens_format::Recording;
 
-use crate::load::{open, process_by_pid};
+use crate::load::{open, process_by_pid, ProcessArg};
 
 /// Arguments of `memlens export`.
 #[derive(Debug, clap::Args)]
@@ -64,10 +64,8 @@ pub struct ExportArgs {
     /// what older recordings get anyway).
     #[arg(long)]
     pub replay: bool,
-    /// Export this process of the recording (its pid, as `memlens summary` lists them): the
-    /// program or one of the processes it started. Default: the program.
-    #[arg(long, value_name = "PID")]
-    pub process: Option<u32>,
+    #[command(flatten)]
+    pub process: ProcessArg,
 }
 
 /// Output formats.
@@ -107,7 +105,7 @@ pub enum View {
 pub fn run(args: ExportArgs) -> Result<i32> {
     let opened = open(&args.file)?;
     let family = descendants(&opened.rec);
-    let (_, rec) = process_by_pid(&args.file, &opened.rec, &family, args.process)?;
+    let (_, rec) = process_by_pid(&args.file, &opened.rec, &family, args.process.pid)?;
     if rec.meta().capture.rss_only {
         bail!(
             "process {} of {} was not traced (only its memory was sampled): nothing to export",

@@ -50,6 +50,15 @@ pub struct Opened {
     pub progress: Progress,
 }
 
+/// `--process PID`, of the commands that read one process of a recording.
+#[derive(Debug, clap::Args)]
+pub struct ProcessArg {
+    /// Read this process of the recording (its pid, as `memlens summary` lists them): the
+    /// program or one of the processes it started. Default: the program.
+    #[arg(long = "process", value_name = "PID")]
+    pub pid: Option<u32>,
+}
+
 /// The process of recording `file` (`rec`, whose descendants are `family`) whose pid is `pid`
 /// (`--process PID`): (its number, its recording). None: the program.
 pub fn process_by_pid<'a>(

@@ -123,8 +123,14 @@ fn every_kind_of_child_is_recorded_at_its_line() {
         .map(|l| l.rsplit_once(' ').unwrap().1.parse::<u64>().unwrap())
         .sum();
     assert!(export.status.success() && at_line >= 6 * MIB, "{at_line}: {text}");
+    // Its own census (at its exit) and spans (none) read the same way.
+    let census = memlens().args(["census", "--json", "--process", &pid]).arg(&file).output();
+    let v: serde_json::Value = serde_json::from_slice(&census.unwrap().stdout).unwrap();
+    assert_eq!(v["censuses"].as_array().map(Vec::len), Some(1), "{v}");
+    let spans = memlens().args(["spans", "--process", &pid]).arg(&file).output().unwrap();
+    assert!(spans.status.success());
     let export_none: &[&str] = &["export", "--format", "collapsed", "-o", "-", "--process", "1"];
-    for args in [&["summary", "--process", "1"][..], export_none] {
+    for args in [&["summary", "--process", "1"][..], export_none, &["census", "--process", "1"]] {
         let none = memlens().args(args).arg(&file).output().unwrap();
         assert_eq!(none.status.code(), Some(2), "{args:?}");
         assert!(String::from_utf8_lossy(&none.stderr).contains("no process with pid 1"));
