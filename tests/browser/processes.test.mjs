@@ -161,6 +161,29 @@ describe('a recording of several processes', () => {
     await page.close();
   });
 
+  test('all processes from the keyboard: a cursor, Shift+arrows select, Enter shows a process', async () => {
+    const page = await family('#process=all');
+    await page.waitForSelector('#family-panel[data-ready]');
+    assert.ok(await painted(page, '#family-canvas', 2000), 'stacked timeline painted');
+    assert.equal(await page.getAttribute('#family-canvas', 'role'), 'application');
+    await page.focus('#family-canvas');
+    // The cursor starts at the highest point of all, and says what each process held there.
+    await page.waitForFunction(() => / · Enter shows it; All processes: [\d.]+ (KiB|MiB)/
+      .test(document.querySelector('#family-focus').textContent));
+    for (let i = 0; i < 5; i++) await page.keyboard.press('Shift+ArrowLeft');
+    await page.waitForFunction(() => /range=\d+-\d+/.test(location.hash));
+    assert.match(await page.textContent('#family-note'), /^Selected /);
+    await page.keyboard.press('Escape');
+    await page.waitForFunction(() => !location.hash.includes('range='));
+    // Enter shows the process holding the most at the cursor (the program's view has no
+    // process= in the address).
+    await page.keyboard.press('Enter');
+    await page.waitForFunction(() => !location.hash.includes('process=all'));
+    assert.ok(!(await page.isChecked('#process-picker label[data-process="all"] input')));
+    assert.deepEqual(page.problems, []);
+    await page.close();
+  });
+
   test('a recording of one process looks as before: no picker', async () => {
     const page = await open('?url=fixtures/big_alloc.memlens#process=all');
     await page.waitForSelector('#recording-page[data-processes="1"]');

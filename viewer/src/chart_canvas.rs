@@ -317,8 +317,10 @@ pub fn ChartCanvas<C: Chart>(
                     }
                 }
                 on:blur=move |_| {
+                    // The canvas also loses the focus when it goes away (a key that shows
+                    // another view), after what its callback belongs to.
                     if let Some(cb) = on_focus {
-                        cb.run(false);
+                        let _ = cb.try_run(false);
                     }
                 }
                 on:pointermove=on_move

@@ -3,7 +3,7 @@
 //! started, each in its own colour, the process picker's), so the top of the stack is the
 //! heap of all together, whose highest point is marked. Hover for what each process held,
 //! click a band to show that process, drag to select a range (the flame graph's range mode,
-//! at the highest point of all within it). The series come from the worker, about one bucket
+//! at the highest point of all within it); the keyboard does the same (`use_time_keys`). The series come from the worker, about one bucket
 //! per device pixel.
 
 use leptos::prelude::*;
@@ -16,6 +16,7 @@ use crate::process_picker::state_for;
 use crate::protocol::{Answer, FamilySeries, ProcessInfo, Request};
 use crate::timeline::{buckets_for, Plot};
 use crate::url_state::{ProcessChoice, ViewState};
+use crate::use_time_keys::use_time_keys;
 use crate::use_worker::{use_worker, Query};
 use crate::{units, ByPtr};
 
@@ -99,11 +100,38 @@ impl FamilyData {
 pub struct FamilyChart {
     pub data: ByPtr<FamilyData>,
     pub range: Option<(u64, u64)>,
+    /// The keyboard cursor (ns), while the canvas has the focus.
+    pub cursor: Option<u64>,
 }
 
 impl FamilyChart {
     fn plot(&self, size: Size) -> Plot {
         Plot::new(size, (self.data.0.t0, self.data.0.t1), self.data.0.y_max)
+    }
+
+    /// The bucket time `t` falls in.
+    fn bucket_at(&self, t: u64) -> Option<usize> {
+        let d = &self.data.0;
+        let n = d.buckets() as u128;
+        if n == 0 || t < d.t0 || t >= d.t1 {
+            return None;
+        }
+        Some(((t - d.t0) as u128 * n / (d.t1 - d.t0) as u128) as usize)
+    }
+
+    /// The process holding the most at time `t` (index in the list).
+    fn largest_at(&self, t: u64) -> Option<usize> {
+        let i = self.bucket_at(t)?;
+        let d = &self.data.0;
+        (0..d.heaps.len()).filter(|&j| d.held(j, i) > 0).max_by_key(|&j| d.held(j, i))
+    }
+
+    /// What is under the keyboard cursor at `t`, in one line for screen readers.
+    fn describe(&self, t: u64) -> Option<String> {
+        let i = self.bucket_at(t)?;
+        let tip = self.tooltip(&(i, self.largest_at(t)))?;
+        let lines = tip.lines.join("; ").replacen("click to show it", "Enter shows it", 1);
+        Some(format!("{}: {lines}", tip.title))
     }
 }
 
@@ -143,7 +171,9 @@ impl Chart for FamilyChart {
         }
         let peak = format!("peak of all {}", units::bytes(d.peak.0));
         p.draw_peak(painter, d.peak.0, d.peak.1, &peak);
-        if let Some(&(i, _)) = hover {
+        // Hover (else the keyboard cursor): a vertical rule.
+        let at = hover.map(|h| h.0).or_else(|| self.cursor.and_then(|t| self.bucket_at(t)));
+        if let Some(i) = at {
             let x = (x_at(i) + p.w / n / 2.0).round() + 0.5;
             ctx.set_stroke_style_str(&theme.axis);
             ctx.set_line_width(1.0);
@@ -230,9 +260,45 @@ pub fn FamilyTimeline(
         }
     });
     let range = Memo::new(move |_| state.with(|s| s.range));
-    let chart =
-        Signal::derive(move || Some(FamilyChart { data: data.get()?.ok()?, range: range.get() }));
+    let keys = use_time_keys();
+    let chart = Memo::new(move |_| {
+        let data = data.get()?.ok()?;
+        Some(FamilyChart { data, range: range.get(), cursor: keys.cursor_at() })
+    });
     let on_select = Callback::new(move |r: Option<(u64, u64)>| state.update(|s| s.select_range(r)));
+    let focus_text = move || {
+        let at = keys.said_at()?;
+        chart.with(|c| c.as_ref().and_then(|c| c.describe(at)))
+    };
+    // The keyboard cursor starts at the highest point of all; Enter shows the process that
+    // holds the most at the cursor (as a click on its band does).
+    let show = {
+        let list = list.clone();
+        move |j: usize| {
+            let Some(p) = list.0.get(j) else { return };
+            let choice = ProcessChoice::One(p.number);
+            state.update(|s| *s = state_for(s, choice, &list.0));
+        }
+    };
+    let (on_key, on_focus) = keys.handlers(
+        Signal::stored((0, end)),
+        range.into(),
+        on_select,
+        move |(t0, _)| {
+            data.with_untracked(|d| match d {
+                Some(Ok(d)) => d.0.peak.1,
+                _ => t0,
+            })
+        },
+        Callback::new({
+            let show = show.clone();
+            move |at: u64| {
+                if let Some(j) = chart.with_untracked(|c| c.as_ref()?.largest_at(at)) {
+                    show(j);
+                }
+            }
+        }),
+    );
     let on_drag = Callback::new(move |span: DragSpan| {
         let Some(c) = chart.get_untracked() else { return };
         let p = c.plot(span.size);
@@ -241,12 +307,9 @@ pub fn FamilyTimeline(
             on_select.run(Some((a.min(b), a.max(b))));
         }
     });
-    let on_click = Callback::new({
-        let list = list.clone();
-        move |(_, band): (usize, Option<usize>)| {
-            let Some(p) = band.and_then(|j| list.0.get(j)) else { return };
-            let choice = ProcessChoice::One(p.number);
-            state.update(|s| *s = state_for(s, choice, &list.0));
+    let on_click = Callback::new(move |(_, band): (usize, Option<usize>)| {
+        if let Some(j) = band {
+            show(j);
         }
     });
     let note = move || match range.get() {
@@ -283,14 +346,18 @@ pub fn FamilyTimeline(
             </PanelHead>
             {error}
             <ChartCanvas
-                chart=chart
+                chart=Signal::derive(move || chart.get())
                 class="chart-timeline chart-family"
                 canvas_id="family-canvas"
-                label="Traced heap of every process over time, stacked: the top is all processes together. The process picker above lists the same processes in the same colours."
+                label="Traced heap of every process over time, stacked: the top is all processes together. The process picker above lists the same processes in the same colours. Arrow keys move a cursor, Shift and arrows select a range, Escape clears it, Enter shows the process that holds the most at the cursor."
                 on_drag=on_drag
                 on_click=on_click
+                on_key=on_key
+                on_focus=on_focus
+                described_by="family-focus"
                 on_resize=Callback::new(move |size: Size| set_width.set(size.width))
             />
+            <p class="chart-focus" id="family-focus" aria-live="polite">{focus_text}</p>
         </section>
     }
 }
@@ -338,7 +405,7 @@ mod tests {
 
     #[test]
     fn the_tooltip_names_the_process_under_the_pointer_first() {
-        let chart = FamilyChart { data: ByPtr::new(data()), range: None };
+        let chart = FamilyChart { data: ByPtr::new(data()), range: None, cursor: None };
         let tip = chart.tooltip(&(1, Some(1))).unwrap();
         assert_eq!(
             tip.lines,
@@ -349,6 +416,20 @@ mod tests {
             ]
         );
         assert_eq!(chart.tooltip(&(0, None)).unwrap().lines[0], "All processes: 130 B");
+    }
+
+    #[test]
+    fn the_keyboard_cursor_names_the_largest_process_at_its_time() {
+        let chart = FamilyChart { data: ByPtr::new(data()), range: None, cursor: Some(15) };
+        // Two buckets over [0, 20): 15 ns is in the second, where the program holds the most.
+        assert_eq!(
+            (chart.bucket_at(0), chart.bucket_at(15), chart.bucket_at(20)),
+            (Some(0), Some(1), None)
+        );
+        assert_eq!(chart.largest_at(15), Some(0));
+        let said = chart.describe(15).unwrap();
+        assert!(said.contains("pid 10: python3 -c work(): 100 B · Enter shows it"), "{said}");
+        assert!(said.contains("All processes: 150 B"), "{said}");
     }
 
     #[test]

@@ -60,6 +60,7 @@ mod units;
 mod url_state;
 mod use_family;
 mod use_flame_keys;
+mod use_time_keys;
 mod use_view_state;
 mod use_worker;
 mod web_sources;

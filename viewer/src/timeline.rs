@@ -14,9 +14,9 @@ use crate::chart_canvas::{Chart, ChartCanvas, DragSpan, Painter, Size, Tooltip};
 use crate::load::Loaded;
 use crate::panel::PanelHead;
 use crate::protocol::{Answer, Request, Series};
-use crate::timeline_keys::{time_key, TimeCursor, TimeKey};
 use crate::units;
 use crate::url_state::ViewState;
+use crate::use_time_keys::use_time_keys;
 use crate::use_worker::{use_worker, Query};
 use crate::ByPtr;
 
@@ -551,80 +551,39 @@ pub fn Timeline(
     });
     let range_peak = use_worker(peak_query, 8);
     let on_select = Callback::new(move |r: Option<(u64, u64)>| state.update(|s| s.select_range(r)));
-    // The keyboard cursor, drawn while the canvas has the keyboard's focus; what it is on is
-    // said from the first time the keyboard comes, and stays said (see the flame graph).
-    let (focused, set_focused) = signal(false);
-    let cursor = RwSignal::new(None::<TimeCursor>);
+    // The keyboard cursor, drawn while the canvas has the keyboard's focus.
+    let keys = use_time_keys();
     let chart = Memo::new(move |_| {
         let data = data.get()?.ok()?;
-        let cursor = focused.get().then(|| cursor.get().map(|c| c.at)).flatten();
+        let cursor = keys.cursor_at();
         Some(TimelineChart { data, range: range.get(), census: census.get(), cursor })
     });
     let focus_text = move || {
-        let at = cursor.get()?.at;
+        let at = keys.said_at()?;
         chart.with(|c| c.as_ref().and_then(|c| c.describe(at)))
     };
-    let on_focus = Callback::new(move |f: bool| {
-        // The cursor starts at the heap's peak (the first thing to look at), or the window's
-        // start.
-        if f && cursor.with_untracked(Option::is_none) {
-            let (t0, t1) = window.get_untracked();
-            let peak = data.with_untracked(|d| match d {
-                Some(Ok(d)) => Some(d.0.peak_heap.1),
-                _ => None,
+    // It starts at the heap's peak (the first thing to look at); Enter shows the census
+    // nearest to it.
+    let (on_key, on_focus) = keys.handlers(
+        Signal::derive(move || window.get()),
+        range,
+        on_select,
+        move |(t0, _)| {
+            data.with_untracked(|d| match d {
+                Some(Ok(d)) => d.0.peak_heap.1,
+                _ => t0,
+            })
+        },
+        Callback::new(move |at: u64| {
+            let near = chart.with_untracked(|c| {
+                let c = c.as_ref()?;
+                c.census_near(c.bucket_at(at)?)
             });
-            let at = peak.filter(|&p| p >= t0 && p < t1).unwrap_or(t0);
-            cursor.set(Some(TimeCursor { at, anchor: None }));
-        }
-        set_focused.set(f);
-    });
-    let on_key = Callback::new(move |ev: web_sys::KeyboardEvent| {
-        if ev.alt_key() || ev.ctrl_key() || ev.meta_key() {
-            return;
-        }
-        let key = match ev.key().as_str() {
-            "ArrowLeft" => TimeKey::Left,
-            "ArrowRight" => TimeKey::Right,
-            "Home" => TimeKey::Start,
-            "End" => TimeKey::End,
-            "Escape" => {
-                ev.prevent_default();
-                ev.stop_propagation();
-                cursor.update(|c| {
-                    if let Some(c) = c {
-                        c.anchor = None;
-                    }
-                });
-                if range.get_untracked().is_some() {
-                    on_select.run(None);
-                }
-                return;
+            if let Some(i) = near {
+                on_census.run(i);
             }
-            "Enter" | " " => {
-                ev.prevent_default();
-                let near = chart.with_untracked(|c| {
-                    let c = c.as_ref()?;
-                    c.census_near(c.bucket_at(c.cursor?)?)
-                });
-                if let Some(i) = near {
-                    on_census.run(i);
-                }
-                return;
-            }
-            _ => return,
-        };
-        ev.prevent_default();
-        set_focused.set(true);
-        let (t0, t1) = window.get_untracked();
-        let now = cursor.get_untracked().unwrap_or(TimeCursor { at: t0, anchor: None });
-        let extend = ev.shift_key();
-        let (next, selected) =
-            time_key(now, key, extend, (t0, t1.saturating_sub(1)), range.get_untracked());
-        cursor.set(Some(next));
-        if extend {
-            on_select.run(selected);
-        }
-    });
+        }),
+    );
     let on_click = Callback::new(move |i: usize| {
         if let Some(c) = chart.get_untracked().and_then(|c| c.census_near(i)) {
             on_census.run(c);
