@@ -285,10 +285,11 @@ pub fn FamilyTimeline(
         range.into(),
         on_select,
         move |(t0, _)| {
-            data.with_untracked(|d| match d {
-                Some(Ok(d)) => d.0.peak.1,
-                _ => t0,
-            })
+            let peak = data.try_with_untracked(|d| match d {
+                Some(Ok(d)) => Some(d.0.peak.1),
+                _ => None,
+            });
+            peak.flatten().unwrap_or(t0)
         },
         Callback::new({
             let show = show.clone();

@@ -569,10 +569,11 @@ pub fn Timeline(
         range,
         on_select,
         move |(t0, _)| {
-            data.with_untracked(|d| match d {
-                Some(Ok(d)) => d.0.peak_heap.1,
-                _ => t0,
-            })
+            let peak = data.try_with_untracked(|d| match d {
+                Some(Ok(d)) => Some(d.0.peak_heap.1),
+                _ => None,
+            });
+            peak.flatten().unwrap_or(t0)
         },
         Callback::new(move |at: u64| {
             let near = chart.with_untracked(|c| {

@@ -48,9 +48,12 @@ impl TimeKeys {
         on_enter: Callback<u64>,
     ) -> (Callback<web_sys::KeyboardEvent>, Callback<bool>) {
         let TimeKeys { cursor, focused } = self;
+        // Focus events can reach a chart that is being taken down (a key that shows another
+        // view): what it has is then gone, and the event is dropped.
         let on_focus = Callback::new(move |f: bool| {
-            if f && cursor.with_untracked(Option::is_none) {
-                let (t0, t1) = window.get_untracked();
+            let Some(fresh) = cursor.try_with_untracked(Option::is_none) else { return };
+            if f && fresh {
+                let Some((t0, t1)) = window.try_get_untracked() else { return };
                 let at = start((t0, t1));
                 let at = if (t0..t1).contains(&at) { at } else { t0 };
                 cursor.set(Some(TimeCursor { at, anchor: None }));
