@@ -25,6 +25,7 @@ mod json;
 mod load;
 mod mapped;
 mod markdown;
+mod native_stacks;
 mod process_watch;
 mod python_env;
 mod record_loop;
@@ -32,6 +33,7 @@ mod recorder;
 mod report_model;
 mod run_recorder;
 mod sampling;
+mod symbolizer;
 mod term;
 
 use clap::{Parser, Subcommand};

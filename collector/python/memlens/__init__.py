@@ -47,6 +47,8 @@ def _load(path):
         lib.memlens_start_in.restype = ctypes.c_int
         lib.memlens_set_sample.argtypes = [ctypes.c_uint64]
         lib.memlens_set_sample.restype = None
+        lib.memlens_set_native_stacks.argtypes = [ctypes.c_int]
+        lib.memlens_set_native_stacks.restype = None
         lib.memlens_watch_end.argtypes = [ctypes.c_int]
         lib.memlens_watch_end.restype = ctypes.c_int
         lib.memlens_release_thread.restype = None
@@ -120,12 +122,13 @@ def _watch_end(tracer_path, ctrl_fd):
 
 
 def _start(tracer_path, fd, native, census=True, census_interval=0.0, census_max_objects=0,
-           sample_bytes=0, at_exit=True, frame=None, start_census=True):
+           sample_bytes=0, at_exit=True, frame=None, start_census=True, native_stacks=False):
     """Starts tracing into the recorder's pipe `fd` (called by the bootstrap, and in the
     program's descendants by _follow, which gives the `frame` the calling thread's stack
     starts from: a forked child goes on in the frames it forked in)."""
     lib = _load(tracer_path)
     lib.memlens_set_sample(sample_bytes)
+    lib.memlens_set_native_stacks(1 if native_stacks else 0)
     if frame is None:
         rc = lib.memlens_start(fd, 1 if native else 0)
     else:

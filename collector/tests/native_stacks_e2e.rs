@@ -1,0 +1,158 @@
+//! `memlens run --native-stacks` on real native code: a C extension built here with the
+//! machine's compiler (tests/scripts/native_ext.c, Python's headers from `sysconfig`),
+//! allocating through a static function and an inlined one, called from a known line of
+//! tests/scripts/native_stacks.py; and numpy, whose array data is malloc'ed by its C code.
+//! The recording's flame tree (`export --format collapsed`, the shared analysis's) and its
+//! summary must name the C functions with file and line under the Python line; without the
+//! flag the same allocations stay on the Python line, with no native frame.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::{line_of, memlens, python, python_has, script, TempDir};
+
+/// The line of tests/scripts/native_ext.c carrying the comment `// TAG`.
+fn c_line(tag: &str) -> u32 {
+    let text = std::fs::read_to_string(script("native_ext.c")).unwrap();
+    let marker = format!("// {tag}");
+    1 + text.lines().position(|l| l.trim_end().ends_with(&marker)).expect("tag in native_ext.c")
+        as u32
+}
+
+/// Builds native_ext.c into `dir` for the Python under test (with debug information, -O2 so
+/// that `fill_block` is inlined); returns `dir`.
+fn build_extension(dir: &Path) -> PathBuf {
+    let config = Command::new(python())
+        .args([
+            "-c",
+            "import sysconfig; print(sysconfig.get_paths()['include']); \
+             print(sysconfig.get_config_var('EXT_SUFFIX'))",
+        ])
+        .output()
+        .unwrap();
+    assert!(config.status.success());
+    let config = String::from_utf8(config.stdout).unwrap();
+    let (include, suffix) = config.trim().split_once('\n').unwrap();
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+    let status = Command::new(cc)
+        .args(["-O2", "-g", "-shared", "-fPIC", &format!("-I{include}")])
+        .arg(script("native_ext.c"))
+        .arg("-o")
+        .arg(dir.join(format!("native_ext{suffix}")))
+        .status()
+        .unwrap();
+    assert!(status.success(), "cc failed to build tests/scripts/native_ext.c");
+    dir.to_path_buf()
+}
+
+fn run(out: &Path, flags: &[&str], ext: &Path, extra: &[&str]) {
+    let status = memlens()
+        .args(["run", "-q", "-o"])
+        .arg(out)
+        .args(flags)
+        .arg(script("native_stacks.py"))
+        .arg(ext)
+        .args(extra)
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// The recording's peak flame tree as collapsed stacks: (frames, bytes).
+fn collapsed(file: &Path) -> Vec<(String, u64)> {
+    let out =
+        memlens().args(["export", "--format", "collapsed", "-o", "-"]).arg(file).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let (stack, bytes) = l.rsplit_once(' ').unwrap();
+            (stack.to_owned(), bytes.parse().unwrap())
+        })
+        .collect()
+}
+
+fn summary_text(file: &Path) -> String {
+    let out = memlens().args(["summary"]).arg(file).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn c_functions_static_and_inlined_show_under_the_python_line() {
+    let dir = TempDir::new("native-stacks");
+    let ext = build_extension(&dir.0);
+    let file = dir.0.join("native.memlens");
+    run(&file, &["--native-stacks"], &ext, &[]);
+
+    let py = script("native_stacks.py");
+    let c = script("native_ext.c");
+    let want = format!(
+        "build ({}:{});allocate ({}:{});make_buffer ({}:{});fill_block ({}:{})",
+        py.display(),
+        line_of("native_stacks.py", "CALL"),
+        c.display(),
+        c_line("ALLOCATE"),
+        c.display(),
+        c_line("MAKE_BUFFER"),
+        c.display(),
+        c_line("FILL_BLOCK"),
+    );
+    let stacks = collapsed(&file);
+    let bytes: u64 = stacks.iter().filter(|(s, _)| s.ends_with(&want)).map(|(_, b)| b).sum();
+    assert_eq!(bytes, 3 << 20, "no stack ends with {want}:\n{stacks:#?}");
+
+    // The summary names the innermost C function, with its file and line, as the site.
+    let text = summary_text(&file);
+    let site = format!("fill_block  {}:{}", c.display(), c_line("FILL_BLOCK"));
+    assert!(text.contains(&site), "{site} not in:\n{text}");
+}
+
+#[test]
+fn without_the_flag_the_python_line_keeps_the_allocations() {
+    let dir = TempDir::new("native-stacks-off");
+    let ext = build_extension(&dir.0);
+    let file = dir.0.join("plain.memlens");
+    run(&file, &[], &ext, &[]);
+    let line = format!(
+        "build ({}:{})",
+        script("native_stacks.py").display(),
+        line_of("native_stacks.py", "CALL")
+    );
+    let stacks = collapsed(&file);
+    // The three blocks, and the capsules holding them.
+    let bytes: u64 = stacks.iter().filter(|(s, _)| s.ends_with(&line)).map(|(_, b)| b).sum();
+    assert!((3 << 20..(3 << 20) + 4096).contains(&bytes), "{bytes}: {stacks:#?}");
+    assert!(stacks.iter().all(|(s, _)| !s.contains("native_ext.c")), "{stacks:#?}");
+}
+
+/// numpy's wheels carry no DWARF: its functions are named from the symbol table, with the
+/// library as their file.
+#[test]
+fn numpy_arrays_show_numpys_c_functions() {
+    if !python_has("numpy") {
+        eprintln!("numpy is not installed for {}: skipped", python().display());
+        return;
+    }
+    let dir = TempDir::new("native-stacks-numpy");
+    let ext = build_extension(&dir.0);
+    let file = dir.0.join("numpy.memlens");
+    run(&file, &["--native-stacks"], &ext, &["numpy"]);
+    let line = format!(
+        "<module> ({}:{});ones (",
+        script("native_stacks.py").display(),
+        line_of("native_stacks.py", "NUMPY")
+    );
+    let stacks = collapsed(&file);
+    // The array's 2 MiB of data, malloc'ed by numpy's PyDataMem_UserNEW (numpy 1.22+)
+    // called from the constructor of the array.
+    let data = stacks
+        .iter()
+        .find(|(s, b)| s.starts_with(&line) && *b >= 2 << 20)
+        .unwrap_or_else(|| panic!("no 2 MiB stack under {line}:\n{stacks:#?}"));
+    assert!(data.0.contains("PyArray_NewFromDescr"), "{data:?}");
+    assert!(data.0.contains("_multiarray_umath"), "{data:?}");
+}
