@@ -21,9 +21,9 @@
 use std::rc::Rc;
 
 use memlens_format::{Frame, FrameId, RecordingWriter, StackId};
-use rustc_hash::FxHashMap as HashMap;
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
-use crate::symbolizer::{Module, Symbolizer};
+use crate::symbolizer::{short_name, Module, Symbolizer};
 
 /// The evaluation loop's name: the tracer stops its walk there.
 const EVAL_LOOP: &str = "_PyEval_EvalFrameDefault";
@@ -38,6 +38,8 @@ pub struct NativeStacks {
     /// Node id -> its frames to splice, outermost first.
     frames: HashMap<u32, Rc<[FrameId]>>,
     merged: HashMap<(StackId, u32), StackId>,
+    /// Frames the recording was told are native.
+    native_frames: HashSet<FrameId>,
     symbolizer: Symbolizer,
 }
 
@@ -45,11 +47,14 @@ pub struct NativeStacks {
 const MAX_CHAIN: usize = 1024;
 
 impl NativeStacks {
-    pub fn add_module(&mut self, m: Module) {
+    /// A module of the traced process, which the recording's module map gets too.
+    pub fn add_module<W: std::io::Write>(&mut self, writer: &mut RecordingWriter<W>, m: Module) {
         let at = self.modules.partition_point(|k| k.start < m.start);
-        if self.modules.get(at) != Some(&m) {
-            self.modules.insert(at, m);
+        if self.modules.get(at) == Some(&m) {
+            return;
         }
+        writer.native_module(m.clone());
+        self.modules.insert(at, m);
     }
 
     pub fn add_node(&mut self, id: u32, parent: u32, address: u64) {
@@ -65,7 +70,7 @@ impl NativeStacks {
     /// library: code whose frames are left out of native stacks.
     fn runtime(m: Option<&Module>) -> bool {
         let Some(m) = m else { return false };
-        let name = m.short_name();
+        let name = short_name(m);
         name.starts_with("libpython")
             || name.starts_with("python")
             || name.starts_with("libc.so")
@@ -128,7 +133,11 @@ impl NativeStacks {
             for s in symbols {
                 let function = writer.intern_string(&s.function);
                 let file = writer.intern_string(&s.file);
-                out.push(writer.intern_frame_ids(Frame { function, file, line: s.line }));
+                let frame = writer.intern_frame_ids(Frame { function, file, line: s.line });
+                if self.native_frames.insert(frame) {
+                    writer.native_frame(frame);
+                }
+                out.push(frame);
             }
         }
         out

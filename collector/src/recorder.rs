@@ -481,13 +481,8 @@ impl<W: Write> Recorder<W> {
             Record::NativeModule { bias, start, end, path, build_id } => {
                 let path = text(path).into_owned();
                 let build_id = build_id.to_vec();
-                self.native.add_module(crate::symbolizer::Module {
-                    path,
-                    bias,
-                    start,
-                    end,
-                    build_id,
-                });
+                let module = memlens_format::NativeModule { path, build_id, bias, start, end };
+                self.native.add_module(&mut self.writer, module);
             }
             Record::NativeFrame { id, parent, address } => {
                 self.native.add_node(id, parent, address)

@@ -20,21 +20,11 @@ use rustc_hash::FxHashMap as HashMap;
 
 /// A loaded module (executable or shared library) of the traced process, as the tracer
 /// described it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Module {
-    pub path: String,
-    /// What is added to the file's addresses where it is loaded.
-    pub bias: u64,
-    pub start: u64,
-    pub end: u64,
-    pub build_id: Vec<u8>,
-}
+pub use memlens_format::NativeModule as Module;
 
-impl Module {
-    /// The file name, for frames without a symbol (`libfoo.so+0x1234`).
-    pub fn short_name(&self) -> &str {
-        self.path.rsplit('/').next().unwrap_or(&self.path)
-    }
+/// The module's file name, for frames without a symbol (`libfoo.so+0x1234`).
+pub fn short_name(m: &Module) -> &str {
+    m.path.rsplit('/').next().unwrap_or(&m.path)
 }
 
 /// One named frame of an address.
@@ -84,7 +74,7 @@ impl Symbolizer {
 
 fn name(loader: Option<&addr2line::Loader>, module: &Module, probe: u64) -> Vec<Symbol> {
     let unnamed = || Symbol {
-        function: format!("{}+{:#x}", module.short_name(), probe + 1),
+        function: format!("{}+{:#x}", short_name(module), probe + 1),
         file: module.path.clone(),
         line: 0,
     };

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::{line_of, memlens, python, python_has, script, TempDir};
+use memlens_format::Recording;
 
 /// The line of tests/scripts/native_ext.c carrying the comment `// TAG`.
 fn c_line(tag: &str) -> u32 {
@@ -109,6 +110,29 @@ fn c_functions_static_and_inlined_show_under_the_python_line() {
     let text = summary_text(&file);
     let site = format!("fill_block  {}:{}", c.display(), c_line("FILL_BLOCK"));
     assert!(text.contains(&site), "{site} not in:\n{text}");
+
+    // The recording says which frames are native, and keeps the module map: the
+    // extension's file, with its build id.
+    let rec = Recording::open(&std::fs::read(&file).unwrap()).unwrap();
+    assert!(rec.meta().native_stacks());
+    let kinds: Vec<(&str, bool)> = rec
+        .frames()
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            (rec.string(f.function), rec.is_native_frame(memlens_format::FrameId(i as u32)))
+        })
+        .filter(|(name, _)| ["fill_block", "make_buffer", "allocate", "build"].contains(name))
+        .collect();
+    for (name, native) in &kinds {
+        assert_eq!(*native, *name != "build", "{kinds:?}");
+    }
+    let module = rec
+        .native_modules()
+        .iter()
+        .find(|m| m.path.contains("native_ext"))
+        .unwrap_or_else(|| panic!("{:?}", rec.native_modules()));
+    assert!(!module.build_id.is_empty() && module.start < module.end, "{module:?}");
 }
 
 #[test]
@@ -127,6 +151,8 @@ fn without_the_flag_the_python_line_keeps_the_allocations() {
     let bytes: u64 = stacks.iter().filter(|(s, _)| s.ends_with(&line)).map(|(_, b)| b).sum();
     assert!((3 << 20..(3 << 20) + 4096).contains(&bytes), "{bytes}: {stacks:#?}");
     assert!(stacks.iter().all(|(s, _)| !s.contains("native_ext.c")), "{stacks:#?}");
+    let rec = Recording::open(&std::fs::read(&file).unwrap()).unwrap();
+    assert!(!rec.meta().native_stacks() && rec.native_modules().is_empty());
 }
 
 /// numpy's wheels carry no DWARF: its functions are named from the symbol table, with the

@@ -45,6 +45,7 @@ mod events;
 mod ids;
 mod intervals;
 mod live;
+mod native;
 mod processes;
 mod recording;
 mod records;
@@ -66,6 +67,7 @@ pub use intervals::{
     encode_intervals, EntryDelta, Interval, IntervalEntry, KindFigures, CHURN_MAX_LIFETIME_NS,
     CHURN_MIN_SIZE, FANOUT,
 };
+pub use native::{NativeChunk, NativeModule};
 pub use processes::Piece;
 pub use recording::{ChunkRef, Recording, Truncation};
 pub use records::{
