@@ -290,12 +290,7 @@ impl<W: Write> Recorder<W> {
             }
             Hot::Alloc { address, size, kind: k } => {
                 let (stack, thread) = self.current_stack(h.thread);
-                let node = self
-                    .threads
-                    .get(h.thread as usize)
-                    .and_then(Option::as_ref)
-                    .map_or(0, |t| t.native);
-                let stack = match node {
+                let stack = match self.native_node(h.thread, k) {
                     0 => stack,
                     node => self.native.merge(&mut self.writer, stack, node),
                 };
@@ -323,6 +318,15 @@ impl<W: Write> Recorder<W> {
             }
         }
         Ok(())
+    }
+
+    /// The native stack an allocation of kind `k` on the thread has (0: none).
+    #[inline]
+    fn native_node(&self, thread: u32, k: AllocKind) -> u32 {
+        if !k.native_stack() {
+            return 0;
+        }
+        self.threads.get(thread as usize).and_then(Option::as_ref).map_or(0, |t| t.native)
     }
 
     /// A mapping is gone: so is its resident part.

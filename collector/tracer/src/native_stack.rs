@@ -12,6 +12,9 @@
 //! below it is Python frames, which the shadow stack already has, so the cost of a stack is
 //! the C code above the Python line, not the depth of the program.
 //!
+//! Only the allocations of the kinds [`memlens_wire::AllocKind::native_stack`] names are
+//! unwound: the blocks C code asks for itself, not Python's objects.
+//!
 //! Caching, as memray does: each thread keeps its native stacks as a prefix tree of
 //! (parent node, return address) nodes ([`NativeState`]); a stack is sent as its innermost
 //! node ([`Record::NativeStack`], only when it changed since the thread's last allocation),

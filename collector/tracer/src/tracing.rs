@@ -100,7 +100,7 @@ pub fn record_alloc(g: &guard::Guard, address: usize, size: usize, kind: AllocKi
                 st.restamp();
             }
             st.note_alloc(address, size);
-            if crate::native_stack::on() {
+            if crate::native_stack::on() && kind.native_stack() {
                 st.push_native_stack();
             }
             st.push_with_stack(Record::Alloc { address: address as u64, size: size as u64, kind })
