@@ -182,3 +182,39 @@ fn numpy_arrays_show_numpys_c_functions() {
     assert!(data.0.contains("PyArray_NewFromDescr"), "{data:?}");
     assert!(data.0.contains("_multiarray_umath"), "{data:?}");
 }
+
+/// `memlens.record(path, native_stacks=True)` in a plain `python3` (the tracer loaded into the
+/// running interpreter, native allocations hooked through the loaded objects' GOTs).
+#[test]
+fn memlens_record_takes_native_stacks_too() {
+    let dir = TempDir::new("native-stacks-record");
+    let ext = build_extension(&dir.0);
+    let file = dir.0.join("block.memlens");
+    let code = format!(
+        "import sys, memlens\n\
+         sys.path.insert(0, {ext:?})\n\
+         import native_ext\n\
+         with memlens.record({file:?}, native_stacks=True):\n\
+         \x20   native_ext.allocate(1 << 20)\n",
+        ext = ext.display().to_string(),
+        file = file.display().to_string(),
+    );
+    let out = Command::new(python())
+        .args(["-c", &code])
+        .env("PYTHONPATH", common::root().join("collector/python"))
+        .env("MEMLENS_BIN", memlens().get_program())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let c = script("native_ext.c");
+    let want = format!(
+        "<module> (<string>:5);allocate ({c}:{});make_buffer ({c}:{});fill_block ({c}:{})",
+        c_line("ALLOCATE"),
+        c_line("MAKE_BUFFER"),
+        c_line("FILL_BLOCK"),
+        c = c.display(),
+    );
+    let stacks = collapsed(&file);
+    assert!(stacks.iter().any(|(s, b)| s.ends_with(&want) && *b == 1 << 20), "{want}: {stacks:#?}");
+    assert!(Recording::open(&std::fs::read(&file).unwrap()).unwrap().meta().native_stacks());
+}
