@@ -13,7 +13,6 @@
 //! any module) gives `module+0xoffset` or `[unknown]` frames, never an error; the work per
 //! address is bounded by the depth of its inline chain ([`MAX_INLINED`]).
 
-use std::collections::hash_map::Entry;
 use std::path::Path;
 
 use rustc_hash::FxHashMap as HashMap;
@@ -45,7 +44,41 @@ const MAX_INLINED: usize = 32;
 pub struct Symbolizer {
     /// `None`: the file could not be read.
     loaders: HashMap<String, Option<addr2line::Loader>>,
+    /// Symbol tables, read when an address of the module has no DWARF name.
+    tables: HashMap<String, SymbolTable>,
     answers: HashMap<u64, Vec<Symbol>>,
+}
+
+/// A module's functions from its symbol tables (`.symtab` and `.dynsym`): (address, size,
+/// demangled name), by address.
+#[derive(Default)]
+struct SymbolTable(Vec<(u64, u64, String)>);
+
+impl SymbolTable {
+    fn read(path: &str) -> SymbolTable {
+        use object::{Object, ObjectSymbol, SymbolKind};
+        let Ok(data) = std::fs::read(path) else { return SymbolTable::default() };
+        let Ok(file) = object::File::parse(&*data) else { return SymbolTable::default() };
+        let mut all: Vec<(u64, u64, String)> = file
+            .symbols()
+            .chain(file.dynamic_symbols())
+            .filter(|s| s.kind() == SymbolKind::Text && s.size() > 0)
+            .filter_map(|s| {
+                let name = addr2line::demangle_auto(s.name().ok()?.into(), None).into_owned();
+                Some((s.address(), s.size(), name))
+            })
+            .collect();
+        all.sort_unstable_by_key(|s| s.0);
+        all.dedup_by_key(|s| s.0);
+        SymbolTable(all)
+    }
+
+    /// The function whose code holds `probe`.
+    fn find(&self, probe: u64) -> Option<&str> {
+        let i = self.0.partition_point(|s| s.0 <= probe).checked_sub(1)?;
+        let (start, size, name) = &self.0[i];
+        (probe - start < *size).then_some(name.as_str())
+    }
 }
 
 impl Symbolizer {
@@ -53,7 +86,7 @@ impl Symbolizer {
     /// outermost first: the function the call was made from, then the functions inlined
     /// into it down to the one holding the call.
     pub fn symbolize(&mut self, module: Option<&Module>, address: u64) -> &[Symbol] {
-        if let Entry::Vacant(e) = self.answers.entry(address) {
+        if !self.answers.contains_key(&address) {
             let answer = match module {
                 None => vec![Symbol { function: "[unknown]".into(), file: String::new(), line: 0 }],
                 Some(m) => {
@@ -63,22 +96,33 @@ impl Symbolizer {
                         .or_insert_with(|| addr2line::Loader::new(Path::new(&m.path)).ok());
                     // A return address is just past the call: look up the call itself.
                     let probe = address.wrapping_sub(1).wrapping_sub(m.bias);
-                    name(loader.as_ref(), m, probe)
+                    let frames = dwarf_frames(loader.as_ref(), m, probe);
+                    if frames.is_empty() {
+                        vec![self.symbol_table_name(m, probe)]
+                    } else {
+                        frames
+                    }
                 }
             };
-            e.insert(answer);
+            self.answers.insert(address, answer);
         }
         &self.answers[&address]
     }
+
+    /// `probe`'s function from the module's symbol tables, or `module+0xoffset`.
+    fn symbol_table_name(&mut self, m: &Module, probe: u64) -> Symbol {
+        let table = self.tables.entry(m.path.clone()).or_insert_with(|| SymbolTable::read(&m.path));
+        let function = match table.find(probe) {
+            Some(f) => f.to_owned(),
+            None => format!("{}+{:#x}", short_name(m), probe + 1),
+        };
+        Symbol { function, file: m.path.clone(), line: 0 }
+    }
 }
 
-fn name(loader: Option<&addr2line::Loader>, module: &Module, probe: u64) -> Vec<Symbol> {
-    let unnamed = || Symbol {
-        function: format!("{}+{:#x}", short_name(module), probe + 1),
-        file: module.path.clone(),
-        line: 0,
-    };
-    let Some(loader) = loader else { return vec![unnamed()] };
+/// The frames DWARF gives `probe`, outermost first; none without debug information.
+fn dwarf_frames(loader: Option<&addr2line::Loader>, module: &Module, probe: u64) -> Vec<Symbol> {
+    let Some(loader) = loader else { return Vec::new() };
     let mut frames = Vec::new();
     if let Ok(mut iter) = loader.find_frames(probe) {
         while let Ok(Some(f)) = iter.next() {
@@ -96,15 +140,6 @@ fn name(loader: Option<&addr2line::Loader>, module: &Module, probe: u64) -> Vec<
             };
             frames.push(Symbol { function: function.into_owned(), file, line });
         }
-    }
-    if frames.is_empty() {
-        let symbol = loader
-            .find_symbol(probe)
-            .map(|s| addr2line::demangle_auto(s.into(), None).into_owned());
-        frames.push(match symbol {
-            Some(function) => Symbol { function, file: module.path.clone(), line: 0 },
-            None => unnamed(),
-        });
     }
     // addr2line gives the innermost (inlined) frame first.
     frames.reverse();
@@ -142,6 +177,16 @@ mod tests {
             "{frames:?}"
         );
         assert!(last.file.ends_with("symbolizer.rs") && last.line > 0, "{frames:?}");
+    }
+
+    /// An address past a symbol's end is in none (a stripped library's static function), not
+    /// in the symbol before it.
+    #[test]
+    fn symbol_table_lookups_respect_sizes() {
+        let t = SymbolTable(vec![(0x1000, 0x10, "f".into()), (0x1020, 0x8, "g".into())]);
+        let found: Vec<_> =
+            [0xfff, 0x1000, 0x100f, 0x1010, 0x1027, 0x1028].map(|p| t.find(p)).into();
+        assert_eq!(found, [None, Some("f"), Some("f"), None, Some("g"), None]);
     }
 
     #[test]
