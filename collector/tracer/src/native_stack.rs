@@ -307,9 +307,17 @@ mod modules {
 
     /// The object's GNU build id (`NT_GNU_BUILD_ID` note), or empty.
     fn build_id(info: &libc::dl_phdr_info) -> &[u8] {
-        for ph in phdrs(info).iter().filter(|p| p.p_type == libc::PT_NOTE) {
+        let loaded = |ph: &libc::Elf64_Phdr| {
+            phdrs(info).iter().any(|l| {
+                l.p_type == libc::PT_LOAD
+                    && l.p_vaddr <= ph.p_vaddr
+                    && ph.p_vaddr + ph.p_memsz <= l.p_vaddr + l.p_filesz
+            })
+        };
+        for ph in phdrs(info).iter().filter(|p| p.p_type == libc::PT_NOTE && loaded(p)) {
             let base = (info.dlpi_addr + ph.p_vaddr) as *const u8;
-            // SAFETY: a PT_NOTE segment lies inside a loaded segment of the object.
+            // SAFETY: the notes lie inside a loaded segment's file-backed bytes (checked
+            // above: a file whose notes are not mapped has no build id for us).
             let notes = unsafe { std::slice::from_raw_parts(base, ph.p_memsz as usize) };
             let mut pos = 0;
             while pos + 12 <= notes.len() {
