@@ -16,19 +16,34 @@ def _follow():
             pass
 
 
+# Marks this file: other copies of it further on the path (a source checkout's on PYTHONPATH
+# next to memlens's own copy) are skipped, not run in turn (each would chain to the other).
+_MEMLENS_SITECUSTOMIZE = True
+
+
 def _chain():
     import importlib.machinery
     import importlib.util
     import os
     import sys
 
-    here = os.path.dirname(os.path.abspath(__file__))
-    path = [d for d in sys.path if os.path.abspath(d or os.curdir) != here]
-    spec = importlib.machinery.PathFinder.find_spec("sitecustomize", path)
-    if spec is not None and spec.loader is not None:
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["sitecustomize"] = module
-        spec.loader.exec_module(module)
+    path = list(sys.path)
+    while True:
+        spec = importlib.machinery.PathFinder.find_spec("sitecustomize", path)
+        if spec is None or spec.loader is None or not spec.origin:
+            return
+        try:
+            with open(spec.origin, encoding="utf-8", errors="replace") as f:
+                ours = "\n_MEMLENS_SITECUSTOMIZE = True\n" in f.read()
+        except OSError:
+            ours = False
+        if not ours:
+            break
+        found = os.path.dirname(os.path.abspath(spec.origin))
+        path = [d for d in path if os.path.abspath(d or os.curdir) != found]
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["sitecustomize"] = module
+    spec.loader.exec_module(module)
 
 
 _follow()

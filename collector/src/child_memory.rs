@@ -71,15 +71,8 @@ impl TreeMemory {
         while next < self.tree.len() && self.tree.len() <= MAX_DESCENDANTS {
             let pid = self.tree[next];
             next += 1;
-            let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { continue };
-            for task in tasks.flatten() {
-                let Ok(s) = std::fs::read_to_string(task.path().join("children")) else {
-                    continue;
-                };
-                let children = s.split_whitespace().filter_map(|c| c.parse::<u32>().ok());
-                let children = children.map(Pid::from_u32).filter(|c| Some(*c) != self.skip);
-                self.tree.extend(children);
-            }
+            let children = children_of(pid.as_u32()).into_iter().map(Pid::from_u32);
+            self.tree.extend(children.filter(|c| Some(*c) != self.skip));
         }
     }
 
@@ -104,6 +97,18 @@ impl TreeMemory {
             self.tree.extend(children.get(&pid).into_iter().flatten());
         }
     }
+}
+
+/// The children of process `pid` (those of each of its threads), from
+/// `/proc/PID/task/TID/children`; none if it is gone.
+#[cfg(target_os = "linux")]
+pub fn children_of(pid: u32) -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return Vec::new() };
+    let lists =
+        tasks.flatten().filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok());
+    lists
+        .flat_map(|s| s.split_whitespace().filter_map(|c| c.parse().ok()).collect::<Vec<_>>())
+        .collect()
 }
 
 /// The command line and working directory of a process memlens did not start (empty when

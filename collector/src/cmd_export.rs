@@ -9,13 +9,13 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use memlens_analysis::{
-    format_bytes, format_duration_ns, pprof, replay, speedscope, stack_totals, thread_stack_totals,
-    write_collapsed, EventFilter, ExportView, PprofOptions, Snapshot, StackTotals,
-    ThreadStackTotals,
+    descendants, format_bytes, format_duration_ns, pprof, replay, speedscope, stack_totals,
+    thread_stack_totals, write_collapsed, EventFilter, ExportView, PprofOptions, Snapshot,
+    StackTotals, ThreadStackTotals,
 };
 use memlens_format::Recording;
 
-use crate::load::open;
+use crate::load::{open, process_by_pid, ProcessArg};
 
 /// Arguments of `memlens export`.
 #[derive(Debug, clap::Args)]
@@ -35,7 +35,8 @@ EXAMPLES:
     memlens export out.memlens --format pprof --view leaks -o leaks.pb.gz
     memlens export out.memlens --format speedscope -o out.speedscope.json   # open in speedscope.app
     memlens export out.memlens --format collapsed -o - | inferno-flamegraph > peak.svg
-    memlens export out.memlens --format collapsed --from loaded --to built -o range.txt"
+    memlens export out.memlens --format collapsed --from loaded --to built -o range.txt
+    memlens export out.memlens --format pprof --process 4242 -o worker.pb.gz   # one pool worker"
 )]
 pub struct ExportArgs {
     /// The recording to export.
@@ -63,6 +64,8 @@ pub struct ExportArgs {
     /// what older recordings get anyway).
     #[arg(long)]
     pub replay: bool,
+    #[command(flatten)]
+    pub process: ProcessArg,
 }
 
 /// Output formats.
@@ -101,7 +104,15 @@ pub enum View {
 
 pub fn run(args: ExportArgs) -> Result<i32> {
     let opened = open(&args.file)?;
-    let rec = &opened.rec;
+    let family = descendants(&opened.rec);
+    let (_, rec) = process_by_pid(&args.file, &opened.rec, &family, args.process.pid)?;
+    if rec.meta().capture.rss_only {
+        bail!(
+            "process {} of {} was not traced (only its memory was sampled): nothing to export",
+            rec.meta().pid,
+            args.file.display()
+        );
+    }
     refuse_unusable(rec, &args.file, args.allow_incomplete)?;
     let view = resolve_view(rec, args.view, args.from.as_deref(), args.to.as_deref())?;
     let output = match &args.output {

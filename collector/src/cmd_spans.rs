@@ -6,11 +6,11 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::Result;
-use memlens_analysis::{format_bytes, format_count, span_usage};
+use memlens_analysis::{descendants, format_bytes, format_count, span_usage};
 use memlens_format::{Marker, Recording};
 use serde::Serialize;
 
-use crate::load::open;
+use crate::load::{open, process_by_pid, ProcessArg};
 use crate::report_model::{sites, SiteJson};
 use crate::term::{self, Style};
 
@@ -35,6 +35,8 @@ pub struct SpansArgs {
     /// How many call sites to list per span (JSON) .
     #[arg(long, default_value_t = 5)]
     pub top: usize,
+    #[command(flatten)]
+    pub process: ProcessArg,
 }
 
 /// The JSON document.
@@ -122,8 +124,10 @@ pub fn build(rec: &Recording, file: &str, name: Option<&str>, top: usize) -> Res
 
 pub fn run(args: SpansArgs) -> Result<i32> {
     let opened = open(&args.file)?;
+    let family = descendants(&opened.rec);
+    let (_, rec) = process_by_pid(&args.file, &opened.rec, &family, args.process.pid)?;
     opened.progress.phase("computing the spans");
-    let doc = build(&opened.rec, &args.file.display().to_string(), args.name.as_deref(), args.top)?;
+    let doc = build(rec, &args.file.display().to_string(), args.name.as_deref(), args.top)?;
     drop(opened.progress);
     if args.json {
         crate::json::write(&mut std::io::stdout().lock(), &doc)?;

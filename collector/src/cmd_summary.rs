@@ -12,7 +12,7 @@ use memlens_analysis::{
 use memlens_format::Recording;
 use serde::Serialize;
 
-use crate::load::open;
+use crate::load::{open, process_by_pid, ProcessArg};
 use crate::report_model::{census_json, site_of, sites, write_census, CensusJson, SiteJson};
 use crate::term::{self, Out, Style};
 
@@ -31,10 +31,8 @@ pub struct SummaryArgs {
     /// aggregates (slower; for checking them, and what older recordings get anyway).
     #[arg(long)]
     pub replay: bool,
-    /// Summarize this process of the recording (its pid): the program or one of the Pythons
-    /// it started. Default: the program, with every process listed.
-    #[arg(long, value_name = "PID")]
-    pub process: Option<u32>,
+    #[command(flatten)]
+    pub process: ProcessArg,
 }
 
 /// The JSON document. Field names are a stable interface: only add fields.
@@ -161,17 +159,7 @@ pub fn run(args: SummaryArgs) -> Result<i32> {
     let all: Vec<(u32, &Recording)> = std::iter::once((0, &opened.rec))
         .chain(family.iter().map(|p| (p.number, &p.rec)))
         .collect();
-    let (number, rec) = match args.process {
-        None => (0, &opened.rec),
-        Some(pid) => *all.iter().find(|(_, r)| r.meta().pid == pid).ok_or_else(|| {
-            let pids: Vec<String> = all.iter().map(|(_, r)| r.meta().pid.to_string()).collect();
-            anyhow::anyhow!(
-                "{} holds no process with pid {pid}; its processes: {}",
-                args.file.display(),
-                pids.join(", ")
-            )
-        })?,
-    };
+    let (number, rec) = process_by_pid(&args.file, &opened.rec, &family, args.process.pid)?;
     let mut summary = build(rec, &args.file.display().to_string(), args.top, how)?;
     summary.process = number;
     summary.processes = all.iter().map(|&(n, r)| process_json(n, r)).collect();

@@ -20,9 +20,14 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use memlens_analysis::{EXECED_MARKER, STILL_RUNNING_MARKER, UNTRACED_MARKER};
+use memlens_analysis::{
+    EXECED_MARKER, NOT_FOLLOWED_MARKER, PYTHON_WITHOUT_SITE_MARKER, STILL_RUNNING_MARKER,
+    UNTRACED_MARKER,
+};
 use memlens_format::{CaptureOptions, Meta, RecordingWriter, ThreadId, WriterOptions};
-use memlens_wire::handshake::{parse_child_line, CHILD_LINE_MAX};
+use memlens_wire::handshake::{
+    parse_child_line, CHILD_LINE_MAX, CHILD_NOT_FOLLOWED, CHILD_PYTHON_WITHOUT_SITE, CHILD_UNTRACED,
+};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::{
     accept, bind, getsockopt, listen, socket, sockopt::PeerCredentials, AddressFamily, Backlog,
@@ -33,8 +38,14 @@ use rustc_hash::FxHashMap as HashMap;
 use crate::child_memory::TreeMemory;
 use crate::host::monotonic_ns;
 use crate::process_watch::{EndWatch, Ending};
+use crate::python_env::BOOTSTRAP;
 use crate::record_loop::{record_loop, PipeReader};
 use crate::recorder::Recorder;
+use crate::strays::{self, Strays};
+
+/// How often the program's descendants are looked through for processes started without
+/// memlens's environment ([`crate::strays`]).
+const STRAY_LOOK: Duration = Duration::from_millis(100);
 
 /// How long one of a process's two connections waits for the other.
 const PAIRING_WAIT: Duration = Duration::from_secs(5);
@@ -103,6 +114,7 @@ pub struct ChildJob {
 /// into the file.
 struct Stream {
     number: u32,
+    pid: u32,
     pending: Arc<Mutex<Vec<u8>>>,
     thread: Option<JoinHandle<()>>,
 }
@@ -232,21 +244,22 @@ fn accept_loop(
             }
         }
     };
+    let mut strays = Strays::default();
+    let mut next_look = Instant::now() + STRAY_LOOK;
     while !closed.load(Ordering::Acquire) {
         let mut fds = [
             PollFd::new(dir.ctrl.as_fd(), PollFlags::POLLIN),
             PollFd::new(dir.records.as_fd(), PollFlags::POLLIN),
         ];
-        if poll(&mut fds, PollTimeout::from(50u16)).unwrap_or(0) == 0 {
-            continue;
-        }
-        accept_ctrls(&mut ctrls);
-        while let Some(records) = accepted(&dir.records) {
-            if let Some(pid) = peer_pid(&records) {
-                waiting.insert(pid, (records, Instant::now()));
+        if poll(&mut fds, PollTimeout::from(50u16)).unwrap_or(0) > 0 {
+            accept_ctrls(&mut ctrls);
+            while let Some(records) = accepted(&dir.records) {
+                if let Some(pid) = peer_pid(&records) {
+                    waiting.insert(pid, (records, Instant::now()));
+                }
             }
+            accept_ctrls(&mut ctrls);
         }
-        accept_ctrls(&mut ctrls);
         // A half that found no other within this long belongs to a process that died
         // between its two connections (and its pid may come again).
         ctrls.retain(|_, (_, at)| at.elapsed() < PAIRING_WAIT);
@@ -260,25 +273,53 @@ fn accept_loop(
             };
             // The program itself, before it became Python (a wrapper such as pyenv's shim,
             // a shell script, execs the interpreter): it has its own recording.
-            if pid == job.meta.pid {
-                continue;
+            if pid != job.meta.pid {
+                follow(pid, records, ctrl, Vec::new(), job, streams, cut);
             }
-            let mut streams = streams.lock().expect("streams");
-            if streams.len() >= MAX_PROCESSES {
-                continue;
+        }
+        if Instant::now() >= next_look {
+            next_look = Instant::now() + STRAY_LOOK;
+            let roots: Vec<u32> = std::iter::once(job.meta.pid)
+                .chain(streams.lock().expect("streams").iter().map(|s| s.pid))
+                .collect();
+            let connecting = |pid| ctrls.contains_key(&pid) || waiting.contains_key(&pid);
+            for (pid, ppid) in strays.look(&roots, |pid| roots.contains(&pid) || connecting(pid)) {
+                if let Ok((records, ctrl, peers)) = strays::connection(ppid) {
+                    follow(pid, records, ctrl, peers.into(), job, streams, cut);
+                }
             }
-            let number = streams.len() as u32 + 1;
-            let pending = Arc::new(Mutex::new(Vec::new()));
-            let meta = child_meta(pid, number, &job.meta);
-            let child = Child { pid, job: job.clone(), meta, pending: pending.clone() };
-            let cut = cut.clone();
-            let thread = std::thread::Builder::new()
-                .name(format!("follow-{pid}"))
-                .spawn(move || child.record(records, ctrl, &cut))
-                .ok();
-            streams.push(Stream { number, pending, thread });
         }
     }
+}
+
+/// Records process `pid` from its two connections on a thread of its own, as the next
+/// stream of the file; `keep` is held open as long (see [`strays::connection`]).
+fn follow(
+    pid: u32,
+    records: OwnedFd,
+    ctrl: OwnedFd,
+    keep: Vec<OwnedFd>,
+    job: &ChildJob,
+    streams: &Mutex<Vec<Stream>>,
+    cut: &Arc<AtomicBool>,
+) {
+    let mut streams = streams.lock().expect("streams");
+    if streams.len() >= MAX_PROCESSES {
+        return;
+    }
+    let number = streams.len() as u32 + 1;
+    let pending = Arc::new(Mutex::new(Vec::new()));
+    let meta = child_meta(pid, number, &job.meta);
+    let child = Child { pid, job: job.clone(), meta, pending: pending.clone() };
+    let cut = cut.clone();
+    let thread = std::thread::Builder::new()
+        .name(format!("follow-{pid}"))
+        .spawn(move || {
+            child.record(records, ctrl, &cut);
+            drop(keep);
+        })
+        .ok();
+    streams.push(Stream { number, pid, pending, thread });
 }
 
 /// The interpreter a descendant says it runs and its parent, from its first line on
@@ -309,9 +350,6 @@ fn read_child_line(records: &OwnedFd) -> Result<(String, String, u32)> {
     }
     anyhow::bail!("the child did not say which Python it runs")
 }
-
-/// The version a program that is not Python gives in its child line.
-const NO_PYTHON: &str = "-";
 
 /// Programs that are not Python and end sooner than this are not listed.
 const NATIVE_MIN_LIFE: Duration = Duration::from_millis(100);
@@ -348,11 +386,19 @@ impl Child {
         let (mut version, mut implementation, ppid) = read_child_line(&records)?;
         let ended =
             || watch.as_ref().is_none_or(|w| w.ended().is_some()) || cut.load(Ordering::Acquire);
-        // A program that is not Python (the tracer's constructor said so): its memory is
-        // sampled. Short-lived ones (a shell command, `git`) are left out: a build or a test
-        // suite runs thousands, and they would only crowd the list.
-        let native = version == NO_PYTHON;
-        if native && closed_within(&records, NATIVE_MIN_LIFE) {
+        // A program that is not Python, or a Python that skips memlens's start-up (the
+        // tracer's constructor said so): its memory is sampled. Short-lived programs (a shell
+        // command, `git`) are left out: a build or a test suite runs thousands, and they
+        // would only crowd the list. Such a Python is listed: its code is the user's.
+        let native = version == CHILD_UNTRACED;
+        let why = match implementation.as_str() {
+            _ if !native => None,
+            CHILD_PYTHON_WITHOUT_SITE => Some(PYTHON_WITHOUT_SITE_MARKER),
+            // (One the recorder found, after it lived a while: see `Strays::look`.)
+            CHILD_NOT_FOLLOWED => Some(NOT_FOLLOWED_MARKER),
+            _ => None,
+        };
+        if native && why.is_none() && closed_within(&records, NATIVE_MIN_LIFE) {
             return Ok(());
         }
         let mut meta = self.meta.clone();
@@ -374,7 +420,11 @@ impl Child {
             self.job.options,
         )?;
         let sample_bytes = self.job.meta.sample_bytes().unwrap_or(0);
-        let recorder = Recorder::new(writer, self.job.t0).sampled(sample_bytes);
+        let mut recorder = Recorder::new(writer, self.job.t0).sampled(sample_bytes);
+        if let Some(why) = why {
+            let at = recorder.rel(monotonic_ns());
+            recorder.writer_mut().marker(at, ThreadId(0), why);
+        }
         let mut memory = TreeMemory::alone(self.pid);
         let (mut recorder, _) = record_loop(
             recorder,
@@ -385,8 +435,10 @@ impl Child {
             |_| Ok(()),
         )?;
         // (A process that said how it ends, and waits for its recording in its exit path,
-        // is still running too.)
+        // is still running too; one whose recording was cut at the program's end did not
+        // stop sending.)
         let went_on = !recorder.stopped()
+            && !cut.load(Ordering::Acquire)
             && watch.as_ref().is_some_and(|w| w.ended().is_none())
             && crate::process_watch::running(self.pid);
         if went_on {
@@ -424,7 +476,7 @@ impl Child {
 /// and `number`.
 fn child_meta(pid: u32, number: u32, program: &Meta) -> Meta {
     let proc = PathBuf::from(format!("/proc/{pid}"));
-    let command_line = std::fs::read(proc.join("cmdline"))
+    let command_line: Vec<String> = std::fs::read(proc.join("cmdline"))
         .map(|b| {
             b.split(|&c| c == 0)
                 .filter(|a| !a.is_empty())
@@ -432,6 +484,12 @@ fn child_meta(pid: u32, number: u32, program: &Meta) -> Meta {
                 .collect()
         })
         .unwrap_or_default();
+    // A fork of the program, which memlens runs as `python -c BOOTSTRAP ...`: the program's
+    // command line as the user gave it.
+    let command_line = match command_line.get(1..3) {
+        Some([c, code]) if c == "-c" && code == BOOTSTRAP => program.command_line.clone(),
+        _ => command_line,
+    };
     let cwd = std::fs::read_link(proc.join("cwd"))
         .map(|d| d.to_string_lossy().into_owned())
         .unwrap_or_default();

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use memlens_analysis::format_bytes;
+use memlens_analysis::{format_bytes, Process};
 use memlens_format::{ByteSource, Error, Recording};
 
 /// A recording file read at offsets, counting the bytes read (for progress).
@@ -48,6 +48,35 @@ impl ByteSource for FileSource {
 pub struct Opened {
     pub rec: Recording,
     pub progress: Progress,
+}
+
+/// `--process PID`, of the commands that read one process of a recording.
+#[derive(Debug, clap::Args)]
+pub struct ProcessArg {
+    /// Read this process of the recording (its pid, as `memlens summary` lists them): the
+    /// program or one of the processes it started. Default: the program.
+    #[arg(long = "process", value_name = "PID")]
+    pub pid: Option<u32>,
+}
+
+/// The process of recording `file` (`rec`, whose descendants are `family`) whose pid is `pid`
+/// (`--process PID`): (its number, its recording). None: the program.
+pub fn process_by_pid<'a>(
+    file: &Path,
+    rec: &'a Recording,
+    family: &'a [Process],
+    pid: Option<u32>,
+) -> Result<(u32, &'a Recording)> {
+    let all = || std::iter::once((0, rec)).chain(family.iter().map(|p| (p.number, &p.rec)));
+    let Some(pid) = pid else { return Ok((0, rec)) };
+    match all().find(|(_, r)| r.meta().pid == pid) {
+        Some(found) => Ok(found),
+        None => {
+            let pids: Vec<String> = all().map(|(_, r)| r.meta().pid.to_string()).collect();
+            let file = file.display();
+            bail!("{file} holds no process with pid {pid}; its processes: {}", pids.join(", "))
+        }
+    }
 }
 
 /// Opens a recording. A truncated file opens with a warning on stderr naming how much could be

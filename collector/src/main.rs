@@ -33,6 +33,7 @@ mod recorder;
 mod report_model;
 mod run_recorder;
 mod sampling;
+mod strays;
 mod symbolizer;
 mod term;
 

@@ -4,7 +4,10 @@
 mod common;
 
 use common::*;
-use memlens_analysis::{descendants, stack_totals, stopped_early, EventFilter, Process, Snapshot};
+use memlens_analysis::{
+    descendants, how_it_ended, outlived_the_program, python_without_site, stack_totals,
+    started_without_memlens, stopped_early, EventFilter, Process, Snapshot,
+};
 use memlens_format::{Recording, StackId};
 use std::process::Output;
 
@@ -65,7 +68,10 @@ fn every_kind_of_child_is_recorded_at_its_line() {
         .map(|p| p.rec.meta().pid);
     type IsKind<'a> = &'a dyn Fn(&Process) -> bool;
     let kinds: [(&str, IsKind); 3] = [
-        ("fork", &|p| p.ppid() == Some(root) && command(p).contains("memlens._bootstrap")),
+        // (Forks of the program have its command line as the user gave it.)
+        ("fork", &|p| {
+            p.ppid() == Some(root) && p.rec.meta().command_line == rec.meta().command_line
+        }),
         ("spawn", &|p| p.ppid() == Some(root) && command(p).contains("spawn_main")),
         ("forkserver", &|p| forkserver.is_some() && p.ppid() == forkserver),
     ];
@@ -103,9 +109,32 @@ fn every_kind_of_child_is_recorded_at_its_line() {
     let one = memlens().args(["summary", "--process", &pid]).arg(&file).output().unwrap();
     let text = String::from_utf8_lossy(&one.stdout);
     assert!(text.contains(&format!("pid {pid}")) && text.contains("<string>:1"), "{text}");
-    let none = memlens().args(["summary", "--process", "1"]).arg(&file).output().unwrap();
-    assert_eq!(none.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&none.stderr).contains("no process with pid 1"));
+    // `export --process` exports that process's memory: the `python -c` child's 6 MiB at
+    // line 1 of its code, in collapsed stacks.
+    let export = memlens()
+        .args(["export", "--format", "collapsed", "--view", "leaks", "-o", "-", "--process", &pid])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&export.stdout);
+    let at_line: u64 = text
+        .lines()
+        .filter(|l| l.rsplit_once(' ').unwrap().0.ends_with("<module> (<string>:1)"))
+        .map(|l| l.rsplit_once(' ').unwrap().1.parse::<u64>().unwrap())
+        .sum();
+    assert!(export.status.success() && at_line >= 6 * MIB, "{at_line}: {text}");
+    // Its own census (at its exit) and spans (none) read the same way.
+    let census = memlens().args(["census", "--json", "--process", &pid]).arg(&file).output();
+    let v: serde_json::Value = serde_json::from_slice(&census.unwrap().stdout).unwrap();
+    assert_eq!(v["censuses"].as_array().map(Vec::len), Some(1), "{v}");
+    let spans = memlens().args(["spans", "--process", &pid]).arg(&file).output().unwrap();
+    assert!(spans.status.success());
+    let export_none: &[&str] = &["export", "--format", "collapsed", "-o", "-", "--process", "1"];
+    for args in [&["summary", "--process", "1"][..], export_none, &["census", "--process", "1"]] {
+        let none = memlens().args(args).arg(&file).output().unwrap();
+        assert_eq!(none.status.code(), Some(2), "{args:?}");
+        assert!(String::from_utf8_lossy(&none.stderr).contains("no process with pid 1"));
+    }
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("child processes"), "{stderr}");
 
@@ -165,8 +194,28 @@ fn children_that_make_following_hard_do_not_hang_or_break_it() {
     assert!(sleep.rec.meta().capture.rss_only && sleep.rec.summary().peak_rss > 0);
     assert_eq!(sleep.ppid(), Some(rec.meta().pid));
     assert!(family.iter().all(|p| !command(p).contains("echo")));
-    // The Python started with an empty environment is not.
-    assert!(family.iter().all(|p| !command(p).contains("10**6")));
+    // Pythons started with an empty environment, or run with -I (which skips the start-up
+    // that traces them), are not traced: their memory is sampled, and their recordings say
+    // why.
+    for (what, said, peak, found) in [
+        (
+            "2 * 10**7",
+            "started without memlens's environment",
+            20 * MIB,
+            started_without_memlens as fn(&Recording) -> bool,
+        ),
+        (" -I -c ", "a Python run with -E, -I or -S", 10 * MIB, python_without_site),
+    ] {
+        let p = family.iter().find(|p| command(p).contains(what)).expect(what);
+        assert!(p.rec.meta().capture.rss_only && found(&p.rec), "{what}");
+        assert!(p.rec.summary().peak_rss >= peak, "{what}: {}", p.rec.summary().peak_rss);
+        assert_eq!(p.ppid(), Some(rec.meta().pid));
+        assert!(how_it_ended(&p.rec).contains(said), "{}", how_it_ended(&p.rec));
+    }
+    // The child that outlives the program is recorded up to the program's end, and says so.
+    let outliving = family.iter().find(|p| command(p).contains("4 << 20")).expect("outliving");
+    assert!(outlived_the_program(&outliving.rec) && !stopped_early(&outliving.rec));
+    assert!(outliving.rec.summary().peak_heap >= 4 * MIB);
     // The child that closed every file descriptor is traced up to there, and says so.
     let closed: Vec<&Process> = family.iter().filter(|p| stopped_early(&p.rec)).collect();
     assert_eq!(closed.len(), 1, "{} processes", family.len());

@@ -8,7 +8,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use memlens_analysis::{stack_totals, EventFilter, Snapshot};
+use memlens_analysis::{descendants, stack_totals, started_without_memlens, EventFilter, Snapshot};
 use memlens_format::{Recording, StackId};
 
 use common::{line_of, memlens, python_has, root, script, SmallDisk};
@@ -338,4 +338,32 @@ fn run_on_a_full_disk_says_the_disk_is_full_once() {
     );
     assert!(stderr.contains(&says), "{stderr}");
     assert_eq!(stderr.matches("No space left").count(), 0, "{stderr}");
+}
+
+/// A block's children: a Python it spawns is followed once (the `sitecustomize` the block
+/// puts first on its PYTHONPATH chains past other copies of itself, such as this source
+/// tree's, instead of running them in turn), and one started with an empty environment is
+/// listed as not traced.
+#[test]
+fn a_blocks_children_are_followed_once_or_said_not_to_be() {
+    let dir = temp_dir("children");
+    let code = "import subprocess, sys, memlens\n\
+                with memlens.record('out.memlens'):\n\
+                \x20   subprocess.run([sys.executable, '-c', 'x = bytearray(3 << 20)'], check=True)\n\
+                \x20   quiet = 'import time; time.sleep(0.4)'\n\
+                \x20   subprocess.run([sys.executable, '-c', quiet], env={}, check=True)\n";
+    let out = python(&dir, &["-c", code]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && !stderr.contains("sitecustomize"), "{stderr}");
+    let rec = open(&dir.join("out.memlens"));
+    let family = descendants(&rec);
+    assert_eq!(
+        family.len(),
+        2,
+        "{:?}",
+        family.iter().map(|p| p.rec.meta().pid).collect::<Vec<_>>()
+    );
+    assert!(!family[0].rec.meta().capture.rss_only);
+    assert!(family[0].rec.summary().peak_heap >= 3 * MIB);
+    assert!(started_without_memlens(&family[1].rec));
 }

@@ -9,7 +9,8 @@ N = 20000
 
 def produce():
     for i in range(N):
-        Q.put(bytearray(1000 + i % 50))  # PRODUCE_LINE
+        item = bytearray(1000 + i % 50)  # PRODUCE_LINE
+        Q.put(item)
 
 
 def consume():

@@ -1,7 +1,9 @@
-"""Children that make following hard: one closes every file descriptor, one changes its
-environment, one starts a session of its own, one execs a program that is not Python. None
-may hang the program or break its recording. A program that is not Python and runs a while
-(`sleep 0.4`) has its memory sampled."""
+"""Children that make following hard: one closes every file descriptor, one is started with an
+empty environment, one starts a session of its own, one is a Python run with -I (which skips
+the start-up that traces it), one execs a program that is not Python. None may hang the
+program or break its recording, which says what it could not trace; one outlives the program. A program that is not
+Python and runs a while (`sleep 0.4`) has its memory sampled, as do the Pythons started with an
+empty environment or -I."""
 import os
 import subprocess
 import sys
@@ -33,9 +35,16 @@ def own_session():
 
 
 if __name__ == "__main__":
+    # Outlives the program: recorded up to the program's end.
+    outliving = "import time; x = bytearray(4 << 20); time.sleep(5)"
+    subprocess.Popen([sys.executable, "-c", outliving], stdout=subprocess.DEVNULL,
+                     stderr=subprocess.DEVNULL)
     forked(close_everything)
     forked(own_session)
-    subprocess.run([sys.executable, "-c", "x = bytearray(10**6)"], env={}, check=True)
+    unfollowed = "import time; x = bytearray(2 * 10**7); time.sleep(0.4)"
+    subprocess.run([sys.executable, "-c", unfollowed], env={}, check=True)
+    isolated = "import time; x = bytearray(10**7); time.sleep(0.3)"
+    subprocess.run([sys.executable, "-I", "-c", isolated], check=True)
     subprocess.run(["sh", "-c", "echo not python"], check=True)
     subprocess.run(["sleep", "0.4"], check=True)
     KEPT = bytearray(2 * 1024 * 1024)  # HOSTILE_PARENT_LINE

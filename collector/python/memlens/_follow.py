@@ -13,9 +13,11 @@ children inherit along with the preloaded tracer and the ``memlens`` package on 
 
 Each connects its ``ctrl`` socket first (how the process ends, as for the program itself),
 then ``records``; the recorder pairs them by the connecting pid. A child whose recorder is
-gone (it outlived the program) simply runs untraced. A child that changes its environment,
-runs ``python -E``/``-I`` or execs another program is not followed; it still counts in the
-program's RSS.
+gone (it outlived the program) simply runs untraced. A process that will not be traced is
+still a process of the recording, its memory sampled, and says why: a ``python -E``/``-I``/
+``-S`` (which skip ``sitecustomize``) is announced by the preloaded tracer
+(collector/tracer/src/follow.rs), one started with an environment without ``MEMLENS_FOLLOW``
+(``subprocess.run(..., env={})``) is found by the recorder (collector/src/follow.rs).
 """
 
 import os

@@ -1,30 +1,52 @@
-//! A program that is not Python, started by a traced program's descendants tree
-//! (`memlens run` follows every descendant): the preloaded tracer connects it to the
-//! recorder's sockets from its constructor and says it runs no Python, so the recorder
-//! samples its memory (RSS) as a process of the recording; nothing in it is traced. The
-//! sockets stay open until the process exits or execs (close-on-exec): their closing tells
-//! the recorder, which reads how it ended from /proc. Pythons are followed by the `memlens`
-//! package instead (see collector/python/memlens/_follow.py).
+//! A process of a traced program's descendants tree (`memlens run` follows every
+//! descendant) that the `memlens` package will not trace: a program that is not Python, or a
+//! Python run with `-E`, `-I` or `-S` (which skip the `sitecustomize` on PYTHONPATH that starts
+//! tracing, see collector/python/memlens/_follow.py). The preloaded tracer connects it to the
+//! recorder's sockets from its constructor and says what it is, so the recorder samples its
+//! memory (RSS) as a process of the recording and says why it is not traced. The sockets stay
+//! open until the process exits or execs (close-on-exec): their closing tells the recorder,
+//! which reads how it ended from /proc.
 
 use std::ffi::CStr;
 
 use libc::c_int;
+use memlens_wire::handshake::{CHILD_NOT_PYTHON, CHILD_PYTHON_WITHOUT_SITE, CHILD_UNTRACED};
 
 /// The descriptors are moved at least this high, out of the way of programs that expect
 /// the lowest free numbers to be theirs.
 const HIGH_FD: c_int = 900;
 
-/// The start of the line that tells the recorder this process runs no Python
-/// (`memlens_wire`'s `child_line` with `-` for the version and implementation), before the
-/// parent's pid.
-const NO_PYTHON: &[u8] = b"child - - ";
-
-/// Connects this (non-Python) process to the recorder whose directory `MEMLENS_FOLLOW`
-/// names, if it is set. Any failure leaves the process as it was.
+/// Connects this process to the recorder whose directory `MEMLENS_FOLLOW` names, if it is
+/// set, as a program that is not Python. Any failure leaves the process as it was.
 ///
 /// # Safety
 /// Called from the library's constructor, before `main`, on one thread.
 pub unsafe fn announce_native_child() {
+    // SAFETY: per the function contract.
+    unsafe { announce(CHILD_NOT_PYTHON) }
+}
+
+/// As [`announce_native_child`], for a Python whose command line makes it skip `site` (and
+/// so memlens's start-up); returns whether it did. Any other Python is left alone.
+///
+/// # Safety
+/// As [`announce_native_child`].
+pub unsafe fn announce_python_without_site() -> bool {
+    // SAFETY: per the function contract.
+    let following = unsafe { !libc::getenv(c"MEMLENS_FOLLOW".as_ptr()).is_null() };
+    if !following || !skips_site(own_command_line(&mut [0; 4096])) {
+        return false;
+    }
+    // SAFETY: per the function contract.
+    unsafe { announce(CHILD_PYTHON_WITHOUT_SITE) };
+    true
+}
+
+/// Sends the child line `child - IMPLEMENTATION PPID` ([`CHILD_UNTRACED`]).
+///
+/// # Safety
+/// As [`announce_native_child`].
+unsafe fn announce(implementation: &str) {
     // SAFETY: per the function contract, nothing changes the environment meanwhile.
     let dir = unsafe { libc::getenv(c"MEMLENS_FOLLOW".as_ptr()) };
     if dir.is_null() {
@@ -38,11 +60,15 @@ pub unsafe fn announce_native_child() {
         unsafe { libc::close(ctrl) };
         return;
     };
-    let mut line = [0u8; 32];
-    line[..NO_PYTHON.len()].copy_from_slice(NO_PYTHON);
+    // (No formatting machinery: this runs in a library constructor, before `main`.)
+    let mut line = [0u8; 64];
+    let mut len = 0;
+    for word in [b"child ", CHILD_UNTRACED.as_bytes(), b" ", implementation.as_bytes(), b" "] {
+        line[len..len + word.len()].copy_from_slice(word);
+        len += word.len();
+    }
     // SAFETY: getppid has no preconditions.
-    let len =
-        NO_PYTHON.len() + decimal(unsafe { libc::getppid() } as u32, &mut line[NO_PYTHON.len()..]);
+    len += decimal(unsafe { libc::getppid() } as u32, &mut line[len..]);
     line[len] = b'\n';
     // SAFETY: writing a stack buffer to our socket; MSG_NOSIGNAL: a recorder that is gone
     // gives EPIPE, never SIGPIPE.
@@ -56,8 +82,59 @@ pub unsafe fn announce_native_child() {
     }
 }
 
+/// This process's command line as /proc gives it (arguments ended by NULs), in `buf`;
+/// empty if it cannot be read. Read with plain system calls: no allocation before `main`.
+fn own_command_line(buf: &mut [u8]) -> &[u8] {
+    // SAFETY: open/read/close on a descriptor we own, into a buffer we own.
+    let len = unsafe {
+        let fd = libc::open(c"/proc/self/cmdline".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
+        if fd < 0 {
+            return &[];
+        }
+        let n = libc::read(fd, buf.as_mut_ptr().cast(), buf.len());
+        libc::close(fd);
+        n
+    };
+    &buf[..usize::try_from(len).unwrap_or(0)]
+}
+
+/// Whether a Python command line (`python [options] ...`, arguments ended by NULs) has `-E`,
+/// `-I` or `-S` among the interpreter's options, before the script, `-c` or `-m`.
+fn skips_site(command_line: &[u8]) -> bool {
+    let mut args = command_line.split(|&b| b == 0).skip(1);
+    while let Some(arg) = args.next() {
+        let Some(flags) = arg.strip_prefix(b"-").filter(|f| !f.is_empty()) else {
+            return false; // the script, or `-` (standard input)
+        };
+        if flags.starts_with(b"-") {
+            // `--`, or a long option; the one that takes a value has it next.
+            if flags == b"-" {
+                return false;
+            }
+            if flags == b"-check-hash-based-pycs" {
+                args.next();
+            }
+            continue;
+        }
+        for (i, f) in flags.iter().enumerate() {
+            match f {
+                b'E' | b'I' | b'S' => return true,
+                b'c' | b'm' => return false,
+                // An option with a value: the rest of the word, or the next argument.
+                b'W' | b'X' => {
+                    if i + 1 == flags.len() {
+                        args.next();
+                    }
+                    break;
+                }
+                _ => {}
+            }
+        }
+    }
+    false
+}
+
 /// Writes `n` in decimal at the start of `out` (at least 10 bytes); returns its length.
-/// (No formatting machinery: this runs in a library constructor, before `main`.)
 fn decimal(mut n: u32, out: &mut [u8]) -> usize {
     let mut digits = [0u8; 10];
     let mut len = 0;
@@ -102,5 +179,43 @@ fn connect(dir: &[u8], name: &[u8], kind: c_int) -> Option<c_int> {
         let high = libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, HIGH_FD);
         libc::close(fd);
         (high >= 0).then_some(high)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::skips_site;
+
+    #[test]
+    fn options_that_skip_site_are_found_before_the_program_only() {
+        let line = |args: &[&str]| {
+            let mut b = Vec::new();
+            for a in std::iter::once("python3").chain(args.iter().copied()) {
+                b.extend_from_slice(a.as_bytes());
+                b.push(0);
+            }
+            b
+        };
+        for yes in
+            [&["-I", "-c", "x"][..], &["-E", "s.py"], &["-S"], &["-uIc", "x"], &["-bS", "s.py"]]
+        {
+            assert!(skips_site(&line(yes)), "{yes:?}");
+        }
+        for no in [
+            &["s.py", "-I"][..],
+            &["-c", "-I"],
+            &["-cI"],
+            &["-m", "x", "-E"],
+            &["-", "-S"],
+            &["--", "-S"],
+            &["-WE"],
+            &["-W", "-E", "s.py"],
+            &["-X", "-I"],
+            &["--check-hash-based-pycs", "-I"],
+            &["-u", "-s", "s.py"],
+            &[],
+        ] {
+            assert!(!skips_site(&line(no)), "{no:?}");
+        }
     }
 }

@@ -196,6 +196,10 @@ extern "C" fn start_at_load() {
             follow::announce_native_child();
             return;
         }
+        // A Python of a followed tree that will not run memlens's start-up: the same.
+        if follow::announce_python_without_site() {
+            return;
+        }
         (take_fd_var(c"MEMLENS_NATIVE_FD"), take_fd_var(c"MEMLENS_CTRL_FD"))
     };
     if let Some(ctrl) = ctrl {

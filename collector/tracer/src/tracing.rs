@@ -364,11 +364,21 @@ fn open_session(fd: i32, native: bool, api: Option<&PyApi>) -> Result<(), String
     }
     // The fd is for us alone: don't leak it into programs the traced one execs. A 1 MiB
     // pipe (Linux's default limit for unprivileged users; 64 KiB otherwise) lets the
-    // drain go on writing while the recorder is busy with the previous batch.
-    // SAFETY: fcntl on an fd number; failure is harmless.
+    // drain go on writing while the recorder is busy with the previous batch; a followed
+    // process's socket gets as much room (its default is ~200 KiB).
+    // SAFETY: fcntl and setsockopt on an fd number; the one that does not apply fails,
+    // harmlessly.
     unsafe {
         libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
         libc::fcntl(fd, libc::F_SETPIPE_SZ, 1 << 20);
+        let size: libc::c_int = 1 << 20;
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_SNDBUF,
+            (&raw const size).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
     }
 
     let mut g = DrainGuard::lock();

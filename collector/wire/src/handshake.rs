@@ -102,6 +102,21 @@ pub fn child_line(version: &str, implementation: &str, ppid: u32) -> String {
     format!("child {version} {implementation} {ppid}")
 }
 
+/// The version word of a [`child_line`] from a process the tracer's constructor announces,
+/// which is not traced: its memory is sampled.
+pub const CHILD_UNTRACED: &str = "-";
+
+/// The implementation word after [`CHILD_UNTRACED`] for a program that is not Python.
+pub const CHILD_NOT_PYTHON: &str = "-";
+
+/// The implementation word after [`CHILD_UNTRACED`] for a Python run with `-E`, `-I` or `-S`,
+/// which skips the start-up (`sitecustomize` on PYTHONPATH) that would trace it.
+pub const CHILD_PYTHON_WITHOUT_SITE: &str = "python-without-site";
+
+/// The implementation word after [`CHILD_UNTRACED`] for a process started without memlens's
+/// environment, which the recorder found itself (it never connects).
+pub const CHILD_NOT_FOLLOWED: &str = "not-followed";
+
 /// (version, implementation, parent pid) from a [`child_line`] (without its newline).
 pub fn parse_child_line(line: &str) -> Option<(&str, &str, u32)> {
     let mut words = line.strip_prefix("child ")?.split(' ');

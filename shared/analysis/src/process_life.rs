@@ -6,7 +6,10 @@
 
 use memlens_format::META_PPID;
 
-use crate::{outlived_the_program, stopped_early, Recording, EXECED_MARKER};
+use crate::{
+    outlived_the_program, python_without_site, started_without_memlens, stopped_early, Recording,
+    EXECED_MARKER,
+};
 
 /// When a descendant started, as far as its recording knows: its first event, memory sample
 /// or marker. 0 for the program itself (a recording without a parent), whose clock starts
@@ -32,9 +35,14 @@ pub fn ended_at(rec: &Recording) -> u64 {
 /// whether tracing stopped before (a child that closed its connection to memlens).
 pub fn how_it_ended(rec: &Recording) -> String {
     let ended = how_it_ended_alone(rec);
-    match stopped_early(rec) {
-        true => format!("{ended}; not traced after it closed its connection to memlens"),
-        false => ended,
+    if stopped_early(rec) {
+        format!("{ended}; not traced after it closed its connection to memlens")
+    } else if python_without_site(rec) {
+        format!("{ended}; not traced: a Python run with -E, -I or -S (memory sampled)")
+    } else if started_without_memlens(rec) {
+        format!("{ended}; not traced: started without memlens's environment (memory sampled)")
+    } else {
+        ended
     }
 }
 
@@ -121,6 +129,12 @@ mod tests {
         assert!(how_it_ended(&child(Some(silent), None)).starts_with("ended without saying how"));
         let outlived = child(Some(silent), Some(STILL_RUNNING_MARKER));
         assert!(how_it_ended(&outlived).starts_with("still running when the program ended"));
+        let isolated = how_it_ended(&child(Some(silent), Some(crate::PYTHON_WITHOUT_SITE_MARKER)));
+        assert!(isolated.ends_with("not traced: a Python run with -E, -I or -S (memory sampled)"));
+        let stray = how_it_ended(&child(Some(silent), Some(crate::NOT_FOLLOWED_MARKER)));
+        assert!(
+            stray.ends_with("not traced: started without memlens's environment (memory sampled)")
+        );
     }
 
     #[test]

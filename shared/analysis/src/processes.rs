@@ -18,6 +18,17 @@ pub const UNTRACED_MARKER: &str =
 /// memory sampled) where it exec'd another program.
 pub const EXECED_MARKER: &str = "memlens: the process ran another program (exec)";
 
+/// The label of the marker at the start of the recording of a Python run with `-E`, `-I` or
+/// `-S`: those skip the start-up that traces a followed Python, so only its memory is sampled.
+pub const PYTHON_WITHOUT_SITE_MARKER: &str = "memlens: a Python run with -E, -I or -S, which skip \
+     memlens's start-up: its memory is sampled, its allocations are not traced";
+
+/// The label of the marker at the start of the recording of a process started with an
+/// environment that lacks memlens's variables (`subprocess.run(..., env={})`), which the
+/// recorder found among the program's descendants: only its memory is sampled.
+pub const NOT_FOLLOWED_MARKER: &str = "memlens: started with an environment without memlens's \
+     variables: its memory is sampled, its allocations are not traced";
+
 /// One process of a recording.
 pub struct Process {
     /// 0 for the program, then 1, 2, ... in the order its descendants started.
@@ -47,6 +58,18 @@ pub fn outlived_the_program(rec: &Recording) -> bool {
 /// connection to memlens.
 pub fn stopped_early(rec: &Recording) -> bool {
     rec.markers().iter().any(|m| m.label == UNTRACED_MARKER)
+}
+
+/// Whether `rec` is the recording of a Python that skipped memlens's start-up (see
+/// [`PYTHON_WITHOUT_SITE_MARKER`]).
+pub fn python_without_site(rec: &Recording) -> bool {
+    rec.markers().iter().any(|m| m.label == PYTHON_WITHOUT_SITE_MARKER)
+}
+
+/// Whether `rec` is the recording of a process started without memlens's environment (see
+/// [`NOT_FOLLOWED_MARKER`]).
+pub fn started_without_memlens(rec: &Recording) -> bool {
+    rec.markers().iter().any(|m| m.label == NOT_FOLLOWED_MARKER)
 }
 
 /// The recordings of the descendants `rec` holds, in order. One that cannot be opened at
