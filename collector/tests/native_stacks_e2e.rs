@@ -218,3 +218,57 @@ fn memlens_record_takes_native_stacks_too() {
     assert!(stacks.iter().any(|(s, b)| s.ends_with(&want) && *b == 1 << 20), "{want}: {stacks:#?}");
     assert!(Recording::open(&std::fs::read(&file).unwrap()).unwrap().meta().native_stacks());
 }
+
+/// `memlens attach PID --native-stacks` on a program started plainly that keeps calling the
+/// extension. Needs lldb, like attach_e2e.rs (skipped without it outside CI).
+#[test]
+fn attach_takes_native_stacks_too() {
+    if Command::new("lldb").arg("--version").output().is_err() {
+        assert!(std::env::var_os("CI").is_none(), "lldb is missing under CI");
+        eprintln!("SKIPPED: lldb is not installed");
+        return;
+    }
+    let dir = TempDir::new("native-stacks-attach");
+    let ext = build_extension(&dir.0);
+    let file = dir.0.join("attached.memlens");
+    let code = format!(
+        "import sys, time\n\
+         sys.path.insert(0, {ext:?})\n\
+         import native_ext\n\
+         print('ready', flush=True)\n\
+         for _ in range(400):\n\
+         \x20   native_ext.allocate(4096)\n\
+         \x20   time.sleep(0.01)\n",
+        ext = ext.display().to_string(),
+    );
+    let mut program = Command::new(python())
+        .args(["-c", &code])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut ready = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(program.stdout.as_mut().unwrap()),
+        &mut ready,
+    )
+    .unwrap();
+    assert_eq!(ready, "ready\n");
+    let out = memlens()
+        .args(["attach", &program.id().to_string(), "--native-stacks", "--duration", "1", "-o"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(program.wait().unwrap().success());
+    let c = script("native_ext.c");
+    let want = format!(
+        "<module> (<string>:6);allocate ({c}:{});make_buffer ({c}:{});fill_block ({c}:{})",
+        c_line("ALLOCATE"),
+        c_line("MAKE_BUFFER"),
+        c_line("FILL_BLOCK"),
+        c = c.display(),
+    );
+    let stacks = collapsed(&file);
+    assert!(stacks.iter().any(|(s, b)| s.ends_with(&want) && *b >= 4096), "{want}: {stacks:#?}");
+    assert!(Recording::open(&std::fs::read(&file).unwrap()).unwrap().meta().native_stacks());
+}
