@@ -15,6 +15,10 @@
 //! which look for the innermost frame outside the standard library and site-packages, and
 //! libpython's source files are neither.)
 //!
+//! A callback (C code calling back into Python, which calls C again) shows the inner C
+//! frames under the callback's Python line; the outer C frames between the first Python
+//! line and the callback are not shown (the walk stops at the innermost evaluation loop).
+//!
 //! Each node's frames are worked out once (its whole chain), and each (Python stack, node)
 //! pair is interned once.
 
@@ -141,5 +145,50 @@ impl NativeStacks {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use memlens_format::{Meta, Recording, WriterOptions};
+
+    fn module(path: &str, start: u64) -> Module {
+        Module { path: path.into(), build_id: Vec::new(), bias: start, start, end: start + 0x1000 }
+    }
+
+    /// Interpreter and C library frames are left out wherever they are; the extension's stay,
+    /// outermost first, under the Python stack; addresses in no module are `[unknown]`.
+    #[test]
+    fn runtime_frames_are_left_out_and_the_rest_goes_under_the_python_stack() {
+        let mut w =
+            RecordingWriter::with_options(Vec::new(), &Meta::default(), WriterOptions::default())
+                .unwrap();
+        let line = w.intern_frame("run", "app.py", 7);
+        let python = w.intern_stack(StackId::ROOT, line);
+        let mut n = NativeStacks::default();
+        n.add_module(&mut w, module("/opt/lib/libpython3.11.so.1.0", 0x10_000));
+        n.add_module(&mut w, module("/opt/ext/ext.so", 0x20_000));
+        n.add_module(&mut w, module("/lib/x86_64-linux-gnu/libc.so.6", 0x30_000));
+        // Outermost first: the call machinery, the extension, the C API, the extension again
+        // (through a callback), libc, then an address in no module (JIT code).
+        let chain = [0x10_100, 0x20_100, 0x10_200, 0x20_200, 0x30_100, 0x90_000];
+        for (i, &address) in chain.iter().enumerate() {
+            n.add_node(i as u32 + 1, i as u32, address);
+        }
+        let stack = n.merge(&mut w, python, chain.len() as u32);
+        assert_eq!(n.merge(&mut w, python, chain.len() as u32), stack, "interned once");
+        let bytes = w.finish(memlens_format::ProcessEnd::default()).unwrap();
+        let rec = Recording::open(&bytes).unwrap();
+        let names: Vec<(String, bool)> = rec
+            .stack_frames(stack)
+            .map(|f| {
+                (rec.string(rec.frame(f).unwrap().function).to_owned(), rec.is_native_frame(f))
+            })
+            .collect();
+        let want =
+            [("[unknown]", true), ("ext.so+0x200", true), ("ext.so+0x100", true), ("run", false)];
+        assert_eq!(names, want.map(|(f, native)| (f.to_owned(), native)));
+        assert_eq!(rec.native_modules().len(), 3);
     }
 }
