@@ -272,3 +272,32 @@ fn attach_takes_native_stacks_too() {
     assert!(stacks.iter().any(|(s, b)| s.ends_with(&want) && *b >= 4096), "{want}: {stacks:#?}");
     assert!(Recording::open(&std::fs::read(&file).unwrap()).unwrap().meta().native_stacks());
 }
+
+/// `memlens diff` of two `--native-stacks` recordings compares them by merged stack: the C
+/// function that allocated more is the call site that grew.
+#[test]
+fn diff_names_the_c_function_that_grew() {
+    let dir = TempDir::new("native-stacks-diff");
+    let ext = build_extension(&dir.0);
+    let record = |name: &str, blocks: &str| {
+        let file = dir.0.join(name);
+        let status = memlens()
+            .env("BLOCKS", blocks)
+            .args(["run", "-q", "--native-stacks", "-o"])
+            .arg(&file)
+            .arg(script("native_stacks.py"))
+            .arg(&ext)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        file
+    };
+    let (base, head) = (record("base.memlens", "3"), record("head.memlens", "5"));
+    let out = memlens().args(["diff", "--format", "json"]).arg(&base).arg(&head).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let diff: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let top = &diff["peak_sites"][0];
+    assert_eq!(top["function"], "fill_block", "{diff:#}");
+    assert!(top["file"].as_str().unwrap().ends_with("native_ext.c"), "{diff:#}");
+    assert_eq!(top["change_bytes"], 2 << 20, "{diff:#}");
+}
