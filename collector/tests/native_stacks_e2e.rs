@@ -76,6 +76,27 @@ fn collapsed(file: &Path) -> Vec<(String, u64)> {
         .collect()
 }
 
+/// The collapsed stack of the extension's allocation made at the Python frame `python`: the
+/// static function, and the inlined one with its own file and line.
+fn under(python: &str) -> String {
+    let c = script("native_ext.c");
+    let at = |tag| format!("{}:{}", c.display(), c_line(tag));
+    format!(
+        "{python};allocate ({});make_buffer ({});fill_block ({})",
+        at("ALLOCATE"),
+        at("MAKE_BUFFER"),
+        at("FILL_BLOCK")
+    )
+}
+
+/// The recording is marked as having native stacks, and a stack ending with `want` holds
+/// bytes that `bytes_ok` accepts.
+fn assert_native_allocation(file: &Path, want: &str, bytes_ok: impl Fn(u64) -> bool) {
+    let stacks = collapsed(file);
+    assert!(stacks.iter().any(|(s, b)| s.ends_with(want) && bytes_ok(*b)), "{want}: {stacks:#?}");
+    assert!(Recording::open(&std::fs::read(file).unwrap()).unwrap().meta().native_stacks());
+}
+
 fn summary_text(file: &Path) -> String {
     let out = memlens().args(["summary"]).arg(file).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -91,17 +112,7 @@ fn c_functions_static_and_inlined_show_under_the_python_line() {
 
     let py = script("native_stacks.py");
     let c = script("native_ext.c");
-    let want = format!(
-        "build ({}:{});allocate ({}:{});make_buffer ({}:{});fill_block ({}:{})",
-        py.display(),
-        line_of("native_stacks.py", "CALL"),
-        c.display(),
-        c_line("ALLOCATE"),
-        c.display(),
-        c_line("MAKE_BUFFER"),
-        c.display(),
-        c_line("FILL_BLOCK"),
-    );
+    let want = under(&format!("build ({}:{})", py.display(), line_of("native_stacks.py", "CALL")));
     let stacks = collapsed(&file);
     let bytes: u64 = stacks.iter().filter(|(s, _)| s.ends_with(&want)).map(|(_, b)| b).sum();
     assert_eq!(bytes, 3 << 20, "no stack ends with {want}:\n{stacks:#?}");
@@ -206,17 +217,7 @@ fn memlens_record_takes_native_stacks_too() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let c = script("native_ext.c");
-    let want = format!(
-        "<module> (<string>:5);allocate ({c}:{});make_buffer ({c}:{});fill_block ({c}:{})",
-        c_line("ALLOCATE"),
-        c_line("MAKE_BUFFER"),
-        c_line("FILL_BLOCK"),
-        c = c.display(),
-    );
-    let stacks = collapsed(&file);
-    assert!(stacks.iter().any(|(s, b)| s.ends_with(&want) && *b == 1 << 20), "{want}: {stacks:#?}");
-    assert!(Recording::open(&std::fs::read(&file).unwrap()).unwrap().meta().native_stacks());
+    assert_native_allocation(&file, &under("<module> (<string>:5)"), |b| b == 1 << 20);
 }
 
 /// `memlens attach PID --native-stacks` on a program started plainly that keeps calling the
@@ -260,17 +261,7 @@ fn attach_takes_native_stacks_too() {
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(program.wait().unwrap().success());
-    let c = script("native_ext.c");
-    let want = format!(
-        "<module> (<string>:6);allocate ({c}:{});make_buffer ({c}:{});fill_block ({c}:{})",
-        c_line("ALLOCATE"),
-        c_line("MAKE_BUFFER"),
-        c_line("FILL_BLOCK"),
-        c = c.display(),
-    );
-    let stacks = collapsed(&file);
-    assert!(stacks.iter().any(|(s, b)| s.ends_with(&want) && *b >= 4096), "{want}: {stacks:#?}");
-    assert!(Recording::open(&std::fs::read(&file).unwrap()).unwrap().meta().native_stacks());
+    assert_native_allocation(&file, &under("<module> (<string>:6)"), |b| b >= 4096);
 }
 
 /// `memlens diff` of two `--native-stacks` recordings compares them by merged stack: the C
