@@ -35,6 +35,7 @@ use crate::python_env::{find_tracer, probe_python, PythonPackageDir, SUPPORTED};
     memlens attach 4242                      # until Ctrl-C or `memlens detach 4242`
     memlens attach 4242 --duration 60 -o leak.memlens
     memlens attach 4242 --sample 512KiB       # a service in production: estimates, low cost
+    memlens attach 4242 --native-stacks       # C/C++/Rust functions under the Python lines
     memlens detach 4242                      # from another shell
 
 Needs lldb (Debian/Ubuntu: apt install lldb) and the right to trace the process: the same
@@ -61,6 +62,10 @@ pub struct AttachArgs {
     /// --help`).
     #[arg(long, value_name = "BYTES", value_parser = crate::sampling::sample_arg)]
     pub sample: Option<u64>,
+    /// Record native stacks too: the C, C++ or Rust functions under the Python lines (see
+    /// `memlens run --help`).
+    #[arg(long)]
+    pub native_stacks: bool,
     /// Memory sampling interval in milliseconds.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
     pub interval: u32,
@@ -108,6 +113,7 @@ pub fn attach(args: AttachArgs) -> Result<i32> {
         "census": !args.no_census,
         "interval_ms": args.interval,
         "sample": args.sample,
+        "native_stacks": args.native_stacks,
         "binary": std::env::current_exe().context("cannot find the memlens executable")?,
         "tracer": tracer,
     });

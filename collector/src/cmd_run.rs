@@ -41,6 +41,7 @@ use crate::run_recorder::RecorderJob;
     memlens run --no-native -c 'x = [0] * 10**7'
     memlens run --aggregate server.py           # hours-long runs: aggregates only
     memlens run --sample 512KiB server.py       # sample allocations: estimates, lower cost
+    memlens run --native-stacks numpy_job.py    # C/C++/Rust frames under the Python line
     memlens run --python ~/.venvs/app/bin/python app.py")]
 pub struct RunArgs {
     /// Output file [default: memlens-<script>-<pid>.memlens in the current directory].
@@ -99,6 +100,11 @@ pub struct RunArgs {
     /// binary unit (B, KiB, MiB, GiB).
     #[arg(long, value_name = "BYTES", value_parser = crate::sampling::sample_arg, conflicts_with = "rss_only")]
     pub sample: Option<u64>,
+    /// Record each allocation's native stack too: the C, C++ or Rust functions (file, line,
+    /// inlined calls) between the Python line and the allocator, named after the run from
+    /// the modules' debug information or symbol tables (else shown as `library+0xoffset`).
+    #[arg(long, conflicts_with = "rss_only")]
+    pub native_stacks: bool,
     /// Trace only the program's own process, not the Pythons it starts (by fork, spawn,
     /// forkserver or exec), which are otherwise recorded in the same file.
     #[arg(long)]
@@ -145,6 +151,8 @@ pub struct RunOptions {
     pub aggregate: bool,
     /// Sample allocations, one every this many bytes on average.
     pub sample: Option<u64>,
+    /// Record native stacks.
+    pub native_stacks: bool,
     /// Follow the Pythons the program starts.
     pub follow: bool,
     pub quiet: bool,
@@ -184,6 +192,7 @@ impl TryFrom<RunArgs> for RunOptions {
             census_max_objects: a.census_max_objects,
             aggregate: a.aggregate,
             sample: a.sample,
+            native_stacks: a.native_stacks,
             follow: !a.no_follow,
             quiet: a.quiet,
         })
@@ -254,6 +263,10 @@ fn meta(opts: &RunOptions, py: &PythonInfo, pid: u32) -> Meta {
         ]
         .into_iter()
         .chain(opts.sample.map(|b| (memlens_format::META_SAMPLE_BYTES.to_owned(), b.to_string())))
+        .chain(
+            opts.native_stacks
+                .then(|| (memlens_format::META_NATIVE_STACKS.to_owned(), "on".to_owned())),
+        )
         .collect(),
         ..crate::host::meta(pid, command_line, cwd, capture)
     }
@@ -379,6 +392,7 @@ fn interpreter_command(
         .env(handshake::ENV_CENSUS_INTERVAL, opts.census_interval.unwrap_or(0.0).to_string())
         .env(handshake::ENV_CENSUS_MAX_OBJECTS, opts.census_max_objects.to_string())
         .env(handshake::ENV_SAMPLE_BYTES, opts.sample.unwrap_or(0).to_string())
+        .env(handshake::ENV_NATIVE_STACKS, if opts.native_stacks { "1" } else { "0" })
         .env("PYTHONPATH", package.pythonpath());
     cmd
 }
@@ -386,12 +400,14 @@ fn interpreter_command(
 /// What a followed descendant traces ([`handshake::ENV_FOLLOW_OPTIONS`]): what the program does.
 fn follow_options(opts: &RunOptions) -> String {
     format!(
-        "native={};census={};census_interval={};census_max_objects={};sample_bytes={}",
+        "native={};census={};census_interval={};census_max_objects={};sample_bytes={};\
+         native_stacks={}",
         u8::from(opts.native),
         u8::from(opts.census),
         opts.census_interval.unwrap_or(0.0),
         opts.census_max_objects,
-        opts.sample.unwrap_or(0)
+        opts.sample.unwrap_or(0),
+        u8::from(opts.native_stacks)
     )
 }
 

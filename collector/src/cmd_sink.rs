@@ -64,6 +64,9 @@ pub struct SinkArgs {
     /// Follow the Pythons the block starts (forked, spawned, exec'd) into the recording.
     #[arg(long)]
     pub follow: bool,
+    /// Native stacks are recorded (as `memlens run --native-stacks`).
+    #[arg(long)]
+    pub native_stacks: bool,
     /// The traced program's command line (`sys.argv`).
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub argv: Vec<String>,
@@ -98,6 +101,9 @@ fn record(a: SinkArgs) -> Result<i32> {
         ]
         .into_iter()
         .chain(sample.map(|b| (memlens_format::META_SAMPLE_BYTES.to_owned(), b.to_string())))
+        .chain(
+            a.native_stacks.then(|| (memlens_format::META_NATIVE_STACKS.to_owned(), "on".into())),
+        )
         .collect(),
         ..crate::host::meta(a.pid, a.argv, a.cwd, capture)
     };

@@ -25,6 +25,7 @@ mod json;
 mod load;
 mod mapped;
 mod markdown;
+mod native_stacks;
 mod process_watch;
 mod python_env;
 mod record_loop;
@@ -33,6 +34,7 @@ mod report_model;
 mod run_recorder;
 mod sampling;
 mod strays;
+mod symbolizer;
 mod term;
 
 use clap::{Parser, Subcommand};

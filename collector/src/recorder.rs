@@ -40,6 +40,8 @@ struct Thread {
     /// id of frame i.
     stacks: Vec<StackId>,
     codes: Vec<u32>,
+    /// The native stack of the thread's allocations (`--native-stacks`; 0: none).
+    native: u32,
 }
 
 /// A census being received (between `CensusBegin` and `CensusEnd` on one thread).
@@ -88,6 +90,8 @@ pub struct Recorder<W: Write> {
     /// The mean bytes between sampled allocations (`--sample`), 0 when every allocation is
     /// recorded; the tracer's [`Hello`] must say the same.
     sample_bytes: u64,
+    /// The native stacks the tracer described (`--native-stacks`).
+    native: crate::native_stacks::NativeStacks,
 }
 
 /// A mapping's thread and stack, and the bytes of it recorded as resident (heap memory of
@@ -137,6 +141,7 @@ impl<W: Write> Recorder<W> {
             declared_threads: 0,
             mappings: HashMap::default(),
             sample_bytes: 0,
+            native: Default::default(),
         }
     }
 
@@ -225,6 +230,7 @@ impl<W: Write> Recorder<W> {
             declared: false,
             stacks: Vec::new(),
             codes: Vec::new(),
+            native: 0,
         })
     }
 
@@ -284,6 +290,10 @@ impl<W: Write> Recorder<W> {
             }
             Hot::Alloc { address, size, kind: k } => {
                 let (stack, thread) = self.current_stack(h.thread);
+                let stack = match self.native_node(h.thread, k) {
+                    0 => stack,
+                    node => self.native.merge(&mut self.writer, stack, node),
+                };
                 if k == AllocKind::Reserved {
                     self.end_mapping(time, address)?;
                     self.mappings.insert(address, Mapping { thread, stack, resident: 0 });
@@ -308,6 +318,15 @@ impl<W: Write> Recorder<W> {
             }
         }
         Ok(())
+    }
+
+    /// The native stack an allocation of kind `k` on the thread has (0: none).
+    #[inline]
+    fn native_node(&self, thread: u32, k: AllocKind) -> u32 {
+        if !k.native_stack() {
+            return 0;
+        }
+        self.threads.get(thread as usize).and_then(Option::as_ref).map_or(0, |t| t.native)
     }
 
     /// A mapping is gone: so is its resident part.
@@ -463,6 +482,16 @@ impl<W: Write> Recorder<W> {
                     });
                 }
             }
+            Record::NativeModule { bias, start, end, path, build_id } => {
+                let path = text(path).into_owned();
+                let build_id = build_id.to_vec();
+                let module = memlens_format::NativeModule { path, build_id, bias, start, end };
+                self.native.add_module(&mut self.writer, module);
+            }
+            Record::NativeFrame { id, parent, address } => {
+                self.native.add_node(id, parent, address)
+            }
+            Record::NativeStack { node } => self.thread(h.thread).native = node,
             Record::CensusEnd { objects, duration_ns, recursion_limit } => {
                 if let Some(b) = self.censuses.remove(&h.thread) {
                     self.finish_census(b, time, objects, duration_ns, recursion_limit);
@@ -608,6 +637,7 @@ mod tests {
             python_minor: 11,
             native: true,
             sample_bytes: 0,
+            native_stacks: false,
         };
         enc(out, 1_000, u32::MAX, Record::Hello(hello));
     }
@@ -734,6 +764,7 @@ mod tests {
             python_minor: 13,
             native: true,
             sample_bytes: 0,
+            native_stacks: false,
         };
         enc(&mut s, 1_000, u32::MAX, Record::Hello(hello));
         enc(&mut s, 1_001, 0, Record::ThreadStart { os_tid: 7, name: b"MainThread" });

@@ -17,7 +17,7 @@ impl CompareData {
     /// The comparison of the two recordings' memory by stack in one mode.
     pub fn build(base: &Recording, bt: &StackTotals, head: &Recording, ht: &StackTotals) -> Self {
         let options = DiffOptions {
-            flame: FlameOptions { merge_lines: true, hide_internal: true },
+            flame: FlameOptions { merge_lines: true, hide_internal: true, hide_native: false },
             show_vanished: true,
         };
         let tree = DiffTree::build(base, bt, head, ht, &options);

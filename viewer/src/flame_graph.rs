@@ -13,7 +13,7 @@ use memlens_analysis::{flame_hit, flame_layout, FlameRect, Snapshot};
 use crate::breadcrumb::Breadcrumb;
 use crate::call_site_table::CallSiteTable;
 use crate::chart_canvas::{Chart, ChartCanvas, Painter, Size, Tooltip};
-use crate::flame_model::{mode_of, totals_query, FlameData, ROW_H};
+use crate::flame_model::{mode_of, totals_query, FlameData, Hidden, ROW_H};
 use crate::flame_search::{search_flame, SearchMatches};
 use crate::load::Loaded;
 use crate::panel::PanelHead;
@@ -58,6 +58,14 @@ pub fn frame_color(function: &str, file: &str, dark: bool) -> String {
     let light = if dark { 56.0 } else { 68.0 } + ((hash >> 10) % 100) as f64 / 100.0 * 10.0;
     let sat = if library { 55.0 } else { 78.0 };
     format!("hsl({hue:.0} {sat:.0}% {light:.0}%)")
+}
+
+/// A native (C, C++, Rust) frame's colour: greens, apart from both kinds of Python code.
+pub fn native_color(function: &str, dark: bool) -> String {
+    let hash = fnv(function);
+    let hue = 95.0 + (hash % 1000) as f64 / 1000.0 * 40.0;
+    let light = if dark { 50.0 } else { 62.0 } + ((hash >> 10) % 100) as f64 / 100.0 * 10.0;
+    format!("hsl({hue:.0} 48% {light:.0}%)")
 }
 
 /// The flame graph as a [`Chart`].
@@ -179,6 +187,9 @@ impl Chart for FlameChart {
                         _ => format!("{function}  {base}:{line}"),
                     };
                     let fill = match self.color {
+                        ColorBy::Kind if self.data.0.is_native(n) => {
+                            native_color(function, theme.dark)
+                        }
                         ColorBy::Kind => frame_color(function, file, theme.dark),
                         ColorBy::File => file_color(file, theme.dark),
                     };
@@ -268,7 +279,9 @@ pub fn FlameGraph(loaded: ByPtr<Loaded>, state: RwSignal<ViewState>) -> impl Int
     let zoom_path = Memo::new(move |_| state.with(|s| s.zoom.clone()));
     let query = Memo::new(move |_| state.with(|s| s.search.clone()));
     let look = Memo::new(move |_| state.with(|s| (s.color, s.flame_up)));
-    let hide_internal = Memo::new(move |_| state.with(|s| !s.show_internal));
+    let hidden = Memo::new(move |_| {
+        state.with(|s| Hidden { internal: !s.show_internal, native: s.hide_native })
+    });
     // Only what changes the memory by stack asks the worker: search, zoom, colours and hiding
     // internal frames never do. Answers already computed are kept, so going back to a mode
     // or thread is instant; meanwhile the previous tree stays on screen under a note.
@@ -289,7 +302,7 @@ pub fn FlameGraph(loaded: ByPtr<Loaded>, state: RwSignal<ViewState>) -> impl Int
         let totals =
             totals.result.get().unwrap_or_else(|| Err("Computing the flame graph…".into()))?;
         let dir = dir.get();
-        let d = crate::timed("flame tree", || FlameData::new(dir, totals, hide_internal.get()))?;
+        let d = crate::timed("flame tree", || FlameData::new(dir, totals, hidden.get()))?;
         Ok(ByPtr::new(d))
     });
     let computing = totals.computing;
@@ -506,6 +519,9 @@ fn FlameToolbar(loaded: ByPtr<Loaded>, state: RwSignal<ViewState>) -> impl IntoV
     });
     let thread = Memo::new(move |_| state.with(|s| s.thread));
     let show_internal = Memo::new(move |_| state.with(|s| s.show_internal));
+    let hide_native = Memo::new(move |_| state.with(|s| s.hide_native));
+    let native_dir = loaded.0.dir.clone();
+    let has_native = Memo::new(move |_| native_dir.with(|d| d.0.recording.meta().native_stacks()));
     let color = Memo::new(move |_| state.with(|s| s.color));
     let flame_up = Memo::new(move |_| state.with(|s| s.flame_up));
     view! {
@@ -550,6 +566,20 @@ fn FlameToolbar(loaded: ByPtr<Loaded>, state: RwSignal<ViewState>) -> impl IntoV
                 />
                 " Hide import system and memlens frames"
             </label>
+            <Show when=move || has_native.get()>
+                <label title="C, C++ and Rust functions under the Python lines (memlens run --native-stacks)">
+                    <input
+                        type="checkbox"
+                        id="hide-native"
+                        prop:checked=move || hide_native.get()
+                        on:change=move |ev| {
+                            let hide = event_target_checked(&ev);
+                            state.update(|s| s.hide_native = hide);
+                        }
+                    />
+                    " Hide native frames"
+                </label>
+            </Show>
             <label>
                 "Colour by "
                 <select

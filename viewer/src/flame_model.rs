@@ -72,16 +72,35 @@ pub struct FlameData {
     pub hide_internal: bool,
 }
 
+/// Which frames the flame tree leaves out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hidden {
+    /// The import system's and memlens's own frames.
+    pub internal: bool,
+    /// Native (C, C++, Rust) frames.
+    pub native: bool,
+}
+
 impl FlameData {
     /// The tree of the worker's `totals` answer.
     pub fn new(
         dir: ByPtr<Directory>,
         totals: ByPtr<Answer>,
-        hide_internal: bool,
+        hidden: Hidden,
     ) -> Result<FlameData, String> {
-        let options = FlameOptions { merge_lines: false, hide_internal };
+        let options = FlameOptions {
+            merge_lines: false,
+            hide_internal: hidden.internal,
+            hide_native: hidden.native,
+        };
         let tree = FlameTree::build(&dir.0.recording, totals_of(&totals.0)?, &options);
-        Ok(FlameData { dir, tree, totals, hide_internal })
+        Ok(FlameData { dir, tree, totals, hide_internal: hidden.internal })
+    }
+
+    /// Whether a node's frame is a native function's.
+    pub fn is_native(&self, node: u32) -> bool {
+        let frame = self.tree.nodes.get(node as usize).and_then(|n| n.frame);
+        frame.is_some_and(|f| self.dir.0.recording.is_native_frame(f))
     }
 
     /// Memory by stack the tree was built from.

@@ -143,6 +143,8 @@ pub struct ViewState {
     pub thread: Option<u32>,
     /// Show the import system's and memlens' own frames (hidden by default).
     pub show_internal: bool,
+    /// Hide native frames (recordings made with `--native-stacks`; shown by default).
+    pub hide_native: bool,
     pub color: ColorBy,
     /// Root at the bottom (flame) instead of at the top (icicle, the default).
     pub flame_up: bool,
@@ -172,6 +174,7 @@ impl Default for ViewState {
             noise_bp: DEFAULT_NOISE_BP,
             thread: None,
             show_internal: false,
+            hide_native: false,
             color: ColorBy::Kind,
             flame_up: false,
             sort: SortBy::SelfBytes,
@@ -212,6 +215,7 @@ impl ViewState {
                 "q" => state.search = decode(value).unwrap_or_default(),
                 "thread" => state.thread = value.parse().ok(),
                 "internal" => state.show_internal = value == "1",
+                "native" => state.hide_native = value == "0",
                 "color" => {
                     state.color = if value == "file" { ColorBy::File } else { ColorBy::Kind }
                 }
@@ -265,6 +269,9 @@ impl ViewState {
         }
         if self.show_internal {
             parts.push("internal=1".to_string());
+        }
+        if self.hide_native {
+            parts.push("native=0".to_string());
         }
         if self.color == ColorBy::File {
             parts.push("color=file".to_string());
@@ -428,6 +435,7 @@ mod tests {
             noise_bp: 200,
             thread: Some(3),
             show_internal: true,
+            hide_native: true,
             color: ColorBy::File,
             flame_up: true,
             sort: SortBy::TotalCount,

@@ -47,6 +47,8 @@ def _load(path):
         lib.memlens_start_in.restype = ctypes.c_int
         lib.memlens_set_sample.argtypes = [ctypes.c_uint64]
         lib.memlens_set_sample.restype = None
+        lib.memlens_set_native_stacks.argtypes = [ctypes.c_int]
+        lib.memlens_set_native_stacks.restype = None
         lib.memlens_watch_end.argtypes = [ctypes.c_int]
         lib.memlens_watch_end.restype = ctypes.c_int
         lib.memlens_release_thread.restype = None
@@ -120,12 +122,13 @@ def _watch_end(tracer_path, ctrl_fd):
 
 
 def _start(tracer_path, fd, native, census=True, census_interval=0.0, census_max_objects=0,
-           sample_bytes=0, at_exit=True, frame=None, start_census=True):
+           sample_bytes=0, at_exit=True, frame=None, start_census=True, native_stacks=False):
     """Starts tracing into the recorder's pipe `fd` (called by the bootstrap, and in the
     program's descendants by _follow, which gives the `frame` the calling thread's stack
     starts from: a forked child goes on in the frames it forked in)."""
     lib = _load(tracer_path)
     lib.memlens_set_sample(sample_bytes)
+    lib.memlens_set_native_stacks(1 if native_stacks else 0)
     if frame is None:
         rc = lib.memlens_start(fd, 1 if native else 0)
     else:
@@ -319,13 +322,16 @@ class record:
     ``sample_bytes`` is the rate (``None`` for an exact recording). A rate that is 0,
     negative, not a size or above 1 GiB raises ``ValueError``.
 
+    ``native_stacks=True`` records native stacks as ``memlens run --native-stacks`` does: the
+    C, C++ or Rust functions under the Python line for each block C code allocates.
+
     A separate ``memlens`` process writes the file (found like the ``memlens`` command:
     ``$MEMLENS_BIN``, this environment's scripts, ``PATH``). Also usable as
     ``r = memlens.record(path); r.start(); ...; r.stop()``.
     """
 
     def __init__(self, path, native=True, census=True, interval_ms=10, sample=None,
-                 follow=True):
+                 follow=True, native_stacks=False):
         self.path = os.fspath(path)
         self.follow = bool(follow)
         self.total_peak_bytes = None
@@ -333,6 +339,7 @@ class record:
         self._env = {}
         self.sample_bytes = None if sample is None else sample_bytes(sample)
         self.native = bool(native)
+        self.native_stacks = bool(native_stacks)
         self.census = bool(census)
         self.interval_ms = int(interval_ms)
         self.peak_bytes = None
@@ -374,7 +381,7 @@ class record:
             "--cwd", os.getcwd(),
         ]
         cmd += ["--native"] * self.native + ["--census"] * self.census
-        cmd += ["--follow"] * self.follow
+        cmd += ["--follow"] * self.follow + ["--native-stacks"] * self.native_stacks
         if self.sample_bytes is not None:
             cmd += ["--sample", str(self.sample_bytes)]
         cmd += ["--", *sys.argv]
@@ -401,6 +408,7 @@ class record:
                                 "the recorder did not start")
         lib = _load(tracer)
         lib.memlens_set_sample(self.sample_bytes or 0)
+        lib.memlens_set_native_stacks(int(self.native_stacks))
         me = threading.current_thread()
         for t in threading.enumerate():
             if t is not me and t.native_id is not None:
@@ -426,7 +434,8 @@ class record:
         pythonpath = os.path.dirname(directory)
         old = os.environ.get("PYTHONPATH")
         options = (f"native={int(self.native)};census={int(self.census)};census_interval=0;"
-                   f"census_max_objects=0;sample_bytes={self.sample_bytes or 0}")
+                   f"census_max_objects=0;sample_bytes={self.sample_bytes or 0};"
+                   f"native_stacks={int(self.native_stacks)}")
         env = {
             _protocol.ENV_FOLLOW: directory,
             _protocol.ENV_FOLLOW_OPTIONS: options,

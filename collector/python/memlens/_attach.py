@@ -31,7 +31,8 @@ def main(folder):
             # memory: it is paused from before tracing starts (the tracer is loaded already).
             memlens._load(o["tracer"]).memlens_pause(1)  # noqa: SLF001
             r = memlens.record(o["output"], native=o["native"], census=o["census"],
-                               interval_ms=o["interval_ms"], sample=o.get("sample"))
+                               interval_ms=o["interval_ms"], sample=o.get("sample"),
+                               native_stacks=o.get("native_stacks", False))
             r._binary = o["binary"]  # noqa: SLF001 - the executable that attached
             r._say = lambda line: say("message", line)  # noqa: SLF001
             r.start()

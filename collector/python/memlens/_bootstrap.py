@@ -91,6 +91,7 @@ def main():
     census_interval = float(os.environ.pop(p.ENV_CENSUS_INTERVAL, "0") or 0)
     census_max_objects = int(os.environ.pop(p.ENV_CENSUS_MAX_OBJECTS, "0") or 0)
     sample_bytes = int(os.environ.pop(p.ENV_SAMPLE_BYTES, "0") or 0)
+    native_stacks = os.environ.pop(p.ENV_NATIVE_STACKS, "0") == "1"
     import memlens
 
     if ctrl >= 0:
@@ -117,7 +118,8 @@ def main():
         # From here on, the Pythons and programs it starts are followed (see _follow.py);
         # not what ran before the interpreter (a wrapper, such as pyenv's shim).
         os.environ[p.ENV_FOLLOW] = follow
-    memlens._start(tracer, fd, native, census, census_interval, census_max_objects, sample_bytes)
+    memlens._start(tracer, fd, native, census, census_interval, census_max_objects, sample_bytes,
+                   native_stacks=native_stacks)
     try:
         exec(code, globs)
     except SystemExit:

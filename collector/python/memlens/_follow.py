@@ -36,6 +36,7 @@ def _options():
         "census_interval": float(opts.get("census_interval") or 0),
         "census_max_objects": int(opts.get("census_max_objects") or 0),
         "sample_bytes": int(opts.get("sample_bytes") or 0),
+        "native_stacks": opts.get("native_stacks") == "1",
     }
 
 
@@ -86,7 +87,7 @@ def start(at_exit=True, frame=None):
     memlens._watch_end(tracer, ctrl)
     memlens._start(tracer, records, o["native"], o["census"], o["census_interval"],
                    o["census_max_objects"], o["sample_bytes"], at_exit=at_exit, frame=frame,
-                   start_census=False)
+                   start_census=False, native_stacks=o["native_stacks"])
 
 
 def after_fork():

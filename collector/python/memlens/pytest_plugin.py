@@ -22,6 +22,8 @@ its *leaks* are what it allocated and had not freed when it returned (objects ke
 caches or globals count). Python and native (malloc) allocations both count, and memory
 C code maps with mmap by its resident pages (see docs/memory-figures.md).
 
+``--memlens-native-stacks`` records native stacks (``memlens run --native-stacks``): a
+failure message then names the C function that allocated beside the test's line.
 ``--memlens-sample 512KiB`` samples allocations (``memlens run --sample``): cheaper, and
 every figure, limit check and compare is then of estimates, which the messages say; a
 compare with a baseline sampled differently (or not at all) fails closed.
@@ -137,6 +139,12 @@ def pytest_addoption(parser):
         metavar="BYTES",
         help="sample allocations, one every BYTES on average (e.g. 512KiB; as memlens run "
              "--sample): figures and limits are then estimates",
+    )
+    group.addoption(
+        "--memlens-native-stacks",
+        action="store_true",
+        help="record native stacks too (as memlens run --native-stacks): the C, C++ and Rust "
+             "functions under the test's lines in recordings and failure messages",
     )
     group.addoption(
         "--memlens-top",
@@ -302,7 +310,8 @@ def pytest_runtest_call(item):
         yield
         return
     rel = os.path.join(_TESTS, _file_name(item.nodeid))
-    rec = memlens.record(os.path.join(st.dir, rel), census=False, sample=_sample(item.config))
+    rec = memlens.record(os.path.join(st.dir, rel), census=False, sample=_sample(item.config),
+                         native_stacks=item.config.getoption("memlens_native_stacks"))
     # A recording that cannot be written (a full disk) does not change the test's outcome:
     # the test runs, and the session says which tests have no recording.
     try:

@@ -82,6 +82,23 @@ def test_a_limit_failure_names_the_projects_line_with_the_library_call_beside_it
     assert "memlens" not in sites, sites
 
 
+def test_with_native_stacks_a_limit_failure_names_numpys_c_function_beside_the_line(venv, tmp_path):
+    """--memlens-native-stacks: the array's data is malloc'ed by numpy's C code, which the
+    message names beside the project's line (the user's code still first)."""
+    cwd = tmp_path / "proj"
+    shutil.copytree(NUMPY_PROJECT, cwd)
+    out = run([venv / "bin/pytest", "--memlens", "--memlens-native-stacks", "-p", "no:cacheprovider"],
+              cwd, check_status=1)
+    lines = (cwd / "test_arrays.py").read_text().splitlines()
+    line = next(i for i, text in enumerate(lines, 1) if "np.ones(n)" in text)
+    site = re.search(r"^\s+7\.6 MiB  load  (\S+):(\d+)  \(in (\S+) (\S+):\d+\)$", out, re.M)
+    assert site, out
+    assert site.group(1) == f"{cwd}/test_arrays.py" and int(site.group(2)) == line, out
+    # numpy's allocator (its wheels have symbol tables, no line tables), in its C module.
+    assert site.group(3) in ("default_malloc", "PyDataMem_UserNEW"), out
+    assert "/site-packages/numpy/_core/_multiarray_umath" in site.group(4), out
+
+
 def test_compare_fails_on_a_regression_and_passes_without_one(venv, tmp_path):
     cwd = project(tmp_path)
     args = [venv / "bin/pytest", "--memlens", "-p", "no:cacheprovider", "-k", "grows"]

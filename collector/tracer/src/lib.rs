@@ -39,6 +39,7 @@ mod got;
 mod guard;
 mod inject;
 mod native_hooks;
+mod native_stack;
 mod process_end;
 mod profiler;
 mod pymem_hooks;
@@ -104,6 +105,13 @@ pub extern "C" fn memlens_start(fd: c_int, native: c_int) -> c_int {
 #[no_mangle]
 pub extern "C" fn memlens_set_sample(bytes: u64) {
     sampling::set_next(bytes);
+}
+
+/// Whether the next session records the native stack of each allocation (`memlens run
+/// --native-stacks`): 1 yes, 0 no. Call before [`memlens_start`].
+#[no_mangle]
+pub extern "C" fn memlens_set_native_stacks(on: c_int) {
+    native_stack::set_next(on != 0);
 }
 
 /// Starts tracing in the middle of a program (`memlens.record()`): like

@@ -134,6 +134,8 @@ pub struct ThreadState {
     /// The [`STACK_EPOCH`] the shadow stack was built from the thread's frames in (0: not
     /// built, or dropped).
     seeded: u32,
+    /// The thread's native stacks (`--native-stacks`), see [`crate::native_stack`].
+    native: crate::native_stack::NativeState,
 }
 
 /// Bumped when every thread's shadow stack is out of date (the frame-evaluation hook was
@@ -201,6 +203,7 @@ fn create() -> *mut ThreadState {
         borrowed: false,
         fresh: (0, 0),
         seeded: 0,
+        native: Default::default(),
     }));
     let key = KEY.load(Ordering::Acquire);
     if key != u32::MAX {
@@ -245,6 +248,7 @@ impl ThreadState {
         self.session = session;
         self.emitted.clear();
         self.clean = 0;
+        self.native.reset();
         let name = std::mem::take(&mut self.name);
         self.push(&Record::ThreadStart { os_tid: self.os_tid, name: &name });
         self.name = name;
@@ -281,6 +285,14 @@ impl ThreadState {
     pub fn take_fresh(&mut self, object: usize) -> bool {
         let (start, end) = std::mem::take(&mut self.fresh);
         start <= object && object < end
+    }
+
+    /// Sends the native stack of the allocation being recorded (what the recorder does not
+    /// know of it yet), to go before the allocation's record.
+    pub fn push_native_stack(&mut self) {
+        let mut native = std::mem::take(&mut self.native);
+        native.sync(&mut |rec| self.push_free(rec));
+        self.native = native;
     }
 
     /// Sends a free (or another record whose time may be its stretch's).

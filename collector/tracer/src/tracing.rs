@@ -100,6 +100,9 @@ pub fn record_alloc(g: &guard::Guard, address: usize, size: usize, kind: AllocKi
                 st.restamp();
             }
             st.note_alloc(address, size);
+            if crate::native_stack::on() && kind.native_stack() {
+                st.push_native_stack();
+            }
             st.push_with_stack(Record::Alloc { address: address as u64, size: size as u64, kind })
         }
     });
@@ -389,6 +392,7 @@ fn open_session(fd: i32, native: bool, api: Option<&PyApi>) -> Result<(), String
     SESSION.fetch_add(1, Ordering::AcqRel);
     // Before recording is on: no hook samples or looks up addresses yet.
     let sample_bytes = crate::sampling::begin_session();
+    let native_stacks = crate::native_stack::begin_session();
     crate::sampled_set::clear();
     // Hello, then every code object described so far, straight to the pipe: they
     // precede every ring record of the session.
@@ -401,6 +405,7 @@ fn open_session(fd: i32, native: bool, api: Option<&PyApi>) -> Result<(), String
             python_minor: api.map_or(0, |a| a.minor),
             native,
             sample_bytes,
+            native_stacks,
         }),
         &mut buf,
     );

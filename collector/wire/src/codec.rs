@@ -20,7 +20,7 @@ fn packs(address: u64, size: u64) -> bool {
 /// Payload bytes of a fixed-size record, by tag (`None`: unknown or variable-size).
 const fn fixed_payload(tag: u8) -> Option<usize> {
     Some(match tag {
-        TAG_HELLO => 4 + 4 + 1 + 1 + 1 + 8,
+        TAG_HELLO => 4 + 4 + 1 + 1 + 1 + 8 + 1,
         TAG_STRETCH => 12,
         TAG_SEQ => 20,
         TAG_PUSH => 8,
@@ -35,6 +35,8 @@ const fn fixed_payload(tag: u8) -> Option<usize> {
         t if t >= TAG_FREE && t < TAG_FREE + KINDS => 8,
         TAG_RESIDENT => 16,
         TAG_RECREATE => 8,
+        TAG_NATIVE_FRAME => 16,
+        TAG_NATIVE_STACK => 4,
         _ => return None,
     })
 }
@@ -77,6 +79,9 @@ impl Record<'_> {
             Record::CensusType(_) => TAG_CENSUS_TYPE,
             Record::CensusCache(_) => TAG_CENSUS_CACHE,
             Record::CensusEnd { .. } => TAG_CENSUS_END,
+            Record::NativeModule { .. } => TAG_NATIVE_MODULE,
+            Record::NativeFrame { .. } => TAG_NATIVE_FRAME,
+            Record::NativeStack { .. } => TAG_NATIVE_STACK,
         }
     }
 
@@ -190,7 +195,7 @@ pub fn record_len(buf: &[u8]) -> Result<Option<usize>, WireError> {
     if fixed != 0 {
         return Ok(Some(fixed as usize));
     }
-    if !(FIRST_VARIABLE..=TAG_CENSUS_CACHE).contains(&tag) {
+    if !(FIRST_VARIABLE..=LAST_VARIABLE).contains(&tag) {
         return Err(WireError::UnknownTag(tag));
     }
     let Some(len) = buf.get(1..5) else { return Ok(None) };
@@ -361,6 +366,7 @@ mod tests {
                 python_minor: 11,
                 native: true,
                 sample_bytes: 512 * 1024,
+                native_stacks: true,
             }),
             Record::Stretch(Header { time_ns: 77, thread: 3 }),
             Record::Seq { seq: 9, ticks: 123_456, thread: 2 },
@@ -411,6 +417,15 @@ mod tests {
             }),
             Record::CensusCache(CensusCache { maxsize: Some(0), ..Default::default() }),
             Record::CensusEnd { objects: 1000, duration_ns: 5, recursion_limit: 1000 },
+            Record::NativeModule {
+                bias: 0x7f00_0000_0000,
+                start: 0x7f00_0000_0000,
+                end: 0x7f00_0010_0000,
+                path: b"/usr/lib/libx.so",
+                build_id: &[0xab, 0xcd],
+            },
+            Record::NativeFrame { id: 2, parent: 1, address: 0x7f00_0000_1234 },
+            Record::NativeStack { node: 2 },
         ]
     }
 
@@ -442,7 +457,7 @@ mod tests {
     }
 
     /// Layouts declared once keep the bytes of protocol 6 (and protocol 7's sampling rate
-    /// in Hello).
+    /// and protocol 8's native-stacks flag in Hello).
     #[test]
     fn other_records_are_byte_exact() {
         let hello = Hello {
@@ -452,10 +467,11 @@ mod tests {
             python_minor: 13,
             native: true,
             sample_bytes: 0x0203,
+            native_stacks: true,
         };
         assert_eq!(
             encoded(&Record::Hello(hello)),
-            [TAG_HELLO, 7, 0, 0, 0, 2, 1, 0, 0, 3, 13, 1, 3, 2, 0, 0, 0, 0, 0, 0]
+            [TAG_HELLO, 7, 0, 0, 0, 2, 1, 0, 0, 3, 13, 1, 3, 2, 0, 0, 0, 0, 0, 0, 1]
         );
         let cache = Record::CensusCache(CensusCache {
             currsize: 1,

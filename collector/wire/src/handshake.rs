@@ -24,6 +24,8 @@ pub const ENV_CENSUS_INTERVAL: &str = "MEMLENS_CENSUS_INTERVAL";
 pub const ENV_CENSUS_MAX_OBJECTS: &str = "MEMLENS_CENSUS_MAX_OBJECTS";
 /// Sample allocations, one every this many bytes on average (`0`: record every one).
 pub const ENV_SAMPLE_BYTES: &str = "MEMLENS_SAMPLE_BYTES";
+/// `1` when each allocation's native stack is recorded (`memlens run --native-stacks`).
+pub const ENV_NATIVE_STACKS: &str = "MEMLENS_NATIVE_STACKS";
 /// `memlens run`, following the program's descendants: the directory of the recorder's
 /// `ctrl` and `records` sockets. Unlike the others, left in the environment for children.
 pub const ENV_FOLLOW: &str = "MEMLENS_FOLLOW";
@@ -32,11 +34,11 @@ pub const ENV_FOLLOW: &str = "MEMLENS_FOLLOW";
 /// followed. Removed by the bootstrap.
 pub const ENV_FOLLOW_PENDING: &str = "MEMLENS_FOLLOW_PENDING";
 /// What a followed descendant traces: `native=1;census=1;census_interval=S;
-/// census_max_objects=N;sample_bytes=N` (absent keys: the defaults).
+/// census_max_objects=N;sample_bytes=N;native_stacks=1` (absent keys: the defaults).
 pub const ENV_FOLLOW_OPTIONS: &str = "MEMLENS_FOLLOW_OPTIONS";
 
 /// Every variable of the environment handshake.
-pub const ENV: [&str; 13] = [
+pub const ENV: [&str; 14] = [
     ENV_MODE,
     ENV_FD,
     ENV_NATIVE_FD,
@@ -47,6 +49,7 @@ pub const ENV: [&str; 13] = [
     ENV_CENSUS_INTERVAL,
     ENV_CENSUS_MAX_OBJECTS,
     ENV_SAMPLE_BYTES,
+    ENV_NATIVE_STACKS,
     ENV_FOLLOW,
     ENV_FOLLOW_PENDING,
     ENV_FOLLOW_OPTIONS,

@@ -34,6 +34,7 @@ fn fields<'a>(rec: &mut Record<'a>, f: &mut impl Fields<'a>) {
             f.u8(&mut h.python_minor);
             f.flag(&mut h.native);
             f.u64(&mut h.sample_bytes);
+            f.flag(&mut h.native_stacks);
         }
         Record::Stretch(h) => {
             f.u64(&mut h.time_ns);
@@ -113,6 +114,19 @@ fn fields<'a>(rec: &mut Record<'a>, f: &mut impl Fields<'a>) {
             f.u64(duration_ns);
             f.u32(recursion_limit);
         }
+        Record::NativeModule { bias, start, end, path, build_id } => {
+            f.u64(bias);
+            f.u64(start);
+            f.u64(end);
+            f.str(path);
+            f.str(build_id);
+        }
+        Record::NativeFrame { id, parent, address } => {
+            f.u32(id);
+            f.u32(parent);
+            f.u64(address);
+        }
+        Record::NativeStack { node } => f.u32(node),
     }
 }
 
@@ -140,6 +154,11 @@ fn blank<'a>(tag: u8) -> Option<Record<'a>> {
         TAG_CENSUS_TYPE => Record::CensusType(CensusType::default()),
         TAG_CENSUS_CACHE => Record::CensusCache(CensusCache::default()),
         TAG_CENSUS_END => Record::CensusEnd { objects: 0, duration_ns: 0, recursion_limit: 0 },
+        TAG_NATIVE_MODULE => {
+            Record::NativeModule { bias: 0, start: 0, end: 0, path: &[], build_id: &[] }
+        }
+        TAG_NATIVE_FRAME => Record::NativeFrame { id: 0, parent: 0, address: 0 },
+        TAG_NATIVE_STACK => Record::NativeStack { node: 0 },
         t if (TAG_ALLOC..TAG_FREE).contains(&t) => {
             Record::Alloc { address: 0, size: 0, kind: kind(TAG_ALLOC)? }
         }

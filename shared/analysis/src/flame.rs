@@ -14,6 +14,9 @@ pub struct FlameOptions {
     /// Drop frames of Python's import machinery (`<frozen importlib._bootstrap>` and friends)
     /// and of memlens itself; their memory goes to the nearest kept caller.
     pub hide_internal: bool,
+    /// Drop native frames (C, C++, Rust functions of `memlens run --native-stacks`): their
+    /// memory goes to the Python line that called into native code.
+    pub hide_native: bool,
 }
 
 /// One node of a [`FlameTree`].
@@ -106,7 +109,9 @@ impl FlameTree {
             };
             for &(sid, frame_id) in path.iter().rev() {
                 if let Some(frame) = rec.frame(frame_id) {
-                    let hidden = options.hide_internal && is_internal_file(rec.string(frame.file));
+                    let hidden = (options.hide_internal
+                        && is_internal_file(rec.string(frame.file)))
+                        || (options.hide_native && rec.is_native_frame(frame_id));
                     if !hidden {
                         let line = if options.merge_lines { 0 } else { frame.line };
                         let key = (node, (frame.function.0, frame.file.0, line));

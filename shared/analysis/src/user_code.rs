@@ -11,13 +11,17 @@ use crate::{is_internal_file, FrameId, Recording, StackId, StackTotals, Totals};
 
 /// Whether `file` belongs to an installed package (`site-packages`, `dist-packages`), the
 /// standard library (`.../lib/python3.X/...`) or the interpreter itself (`<frozen os>`),
-/// rather than to the program. Recognized from the path alone, so it works on recordings
-/// made anywhere, in any virtualenv and Python version.
+/// rather than to the program, or is a shared library of the system (`/usr/lib/.../libz.so.1`:
+/// the file of a native frame without line information, `memlens run --native-stacks`).
+/// Recognized from the path alone, so it works on recordings made anywhere, in any
+/// virtualenv and Python version.
 pub fn is_library_file(file: &str) -> bool {
     file.contains("/site-packages/")
         || file.contains("/dist-packages/")
         || file.starts_with("<frozen ")
         || stdlib_relative(file).is_some()
+        || (["/lib/", "/lib64/", "/usr/lib/", "/usr/lib64/"].iter().any(|d| file.starts_with(d))
+            && file.contains(".so"))
 }
 
 /// The part of a standard-library path after `lib/python3.X/`, if `file` is one
@@ -156,6 +160,8 @@ mod tests {
             "/root/.pyenv/versions/3.12.1/lib/python3.12/asyncio/queues.py",
             "/opt/py/lib64/python3.13t/threading.py",
             "<frozen os>",
+            "/lib/x86_64-linux-gnu/libstdc++.so.6",
+            "/usr/lib/x86_64-linux-gnu/libopenblas.so.0",
         ] {
             assert!(is_library_file(f), "{f}");
         }
@@ -165,6 +171,7 @@ mod tests {
             "<string>",
             "<ipython-input-3-abc>",
             "/lib/python3.x/a.py",
+            "/srv/app/build/libmine.so",
         ] {
             assert!(!is_library_file(f), "{f}");
         }

@@ -100,6 +100,9 @@ pub enum Tag {
     /// At the end of a closed file that has Substream chunks: where every piece is
     /// (format 5).
     Processes = 19,
+    /// Which frames are native functions, and the modules they are in (`--native-stacks`;
+    /// added in format 5 without a version change: readers that skip it lose only that).
+    Native = 20,
 }
 
 impl Tag {
@@ -107,7 +110,7 @@ impl Tag {
         use Tag::*;
         [
             Meta, Strings, Frames, Stacks, Threads, Events, Samples, Markers, Gc, End, Trailer,
-            Footer, Census, Caches, Intervals, Digest, Gathered, Substream, Processes,
+            Footer, Census, Caches, Intervals, Digest, Gathered, Substream, Processes, Native,
         ]
         .get(usize::from(v).wrapping_sub(1))
         .copied()

@@ -45,6 +45,7 @@ mod events;
 mod ids;
 mod intervals;
 mod live;
+mod native;
 mod processes;
 mod recording;
 mod records;
@@ -66,12 +67,14 @@ pub use intervals::{
     encode_intervals, EntryDelta, Interval, IntervalEntry, KindFigures, CHURN_MAX_LIFETIME_NS,
     CHURN_MIN_SIZE, FANOUT,
 };
+pub use native::{NativeChunk, NativeModule};
 pub use processes::Piece;
 pub use recording::{ChunkRef, Recording, Truncation};
 pub use records::{
     census_trigger, CacheCensus, CaptureOptions, Census, CensusTrigger, DictUsage, Event, Frame,
     GcEvent, IndexEntry, Marker, MemorySample, Meta, Op, ProcessEnd, StackNode, Summary,
-    ThreadInfo, Totals, Trailer, TypeCensus, TypeSite, META_PPID, META_PROCESS, META_SAMPLE_BYTES,
+    ThreadInfo, Totals, Trailer, TypeCensus, TypeSite, META_NATIVE_STACKS, META_PPID, META_PROCESS,
+    META_SAMPLE_BYTES,
 };
 pub use source::ByteSource;
 pub use writer::{RecordingWriter, WriterOptions};

@@ -71,6 +71,7 @@ pub struct Recording {
     gcs: Vec<GcEvent>,
     censuses: Vec<Census>,
     caches: Vec<CacheCensus>,
+    native: crate::native::NativeTable,
     end: Option<ProcessEnd>,
     summary: Summary,
     has_trailer: bool,
@@ -196,6 +197,7 @@ impl Recording {
             gcs: Vec::new(),
             censuses: Vec::new(),
             caches: Vec::new(),
+            native: Default::default(),
             end: None,
             summary: Summary::default(),
             has_trailer: false,
@@ -619,6 +621,9 @@ impl Recording {
                 }
                 self.caches.extend(caches);
             }
+            Tag::Native => {
+                self.native.add(raw, self.frames.len()).map_err(bad("native frames"))?;
+            }
             Tag::End => self.end = Some(postcard::from_bytes(raw).map_err(postcard_err("end"))?),
             Tag::Intervals => {
                 let nodes = decode_intervals(raw, self.threads.len(), self.stack_count())
@@ -884,6 +889,17 @@ impl Recording {
     /// A frame by id.
     pub fn frame(&self, id: FrameId) -> Option<&Frame> {
         self.frames.get(id.index())
+    }
+
+    /// Whether a frame is a native (C, C++, Rust) function rather than a Python one
+    /// (`memlens run --native-stacks`).
+    pub fn is_native_frame(&self, id: FrameId) -> bool {
+        self.native.is_native(id)
+    }
+
+    /// The modules of the traced process that native frames were found in.
+    pub fn native_modules(&self) -> &[crate::NativeModule] {
+        &self.native.modules
     }
 
     /// Number of stack ids, the root included.

@@ -35,6 +35,9 @@ pub struct Meta {
 /// bytes between sampled allocations, as a decimal integer. Its allocation sizes are then
 /// estimates (see [`Meta::sample_bytes`]).
 pub const META_SAMPLE_BYTES: &str = "sample_bytes";
+/// `Meta.extra` key: `on` when each allocation's stack goes on below its Python frames into
+/// the native (C, C++, Rust) functions that made it (`memlens run --native-stacks`).
+pub const META_NATIVE_STACKS: &str = "native_stacks";
 
 /// The `Meta.extra` key of a descendant's recording (format 5, FORMAT.md "Processes"): the
 /// pid of its parent, as a decimal integer.
@@ -60,6 +63,11 @@ impl Meta {
     /// figure read from it is an estimate. `None`: every allocation was recorded.
     pub fn sample_bytes(&self) -> Option<u64> {
         self.extra(META_SAMPLE_BYTES).and_then(|v| v.parse().ok()).filter(|&b| b > 0)
+    }
+
+    /// Whether the stacks go on into native frames ([`META_NATIVE_STACKS`]).
+    pub fn native_stacks(&self) -> bool {
+        self.extra(META_NATIVE_STACKS) == Some("on")
     }
 }
 

@@ -98,6 +98,7 @@ pub struct RecordingWriter<W: Write> {
     pending_stacks: Vec<StackNode>,
     stack_count: u32,
     pending_threads: Vec<ThreadInfo>,
+    pending_native: crate::NativeChunk,
     events: EventEncoder,
     last_event_time: u64,
     samples: Vec<MemorySample>,
@@ -166,6 +167,7 @@ impl<W: Write> RecordingWriter<W> {
             pending_stacks: Vec::new(),
             stack_count: 1,
             pending_threads: Vec::new(),
+            pending_native: crate::NativeChunk::default(),
             events: EventEncoder::default(),
             last_event_time: 0,
             samples: Vec::new(),
@@ -230,6 +232,16 @@ impl<W: Write> RecordingWriter<W> {
             self.stack_count += 1;
             StackId(self.stack_count - 1)
         })
+    }
+
+    /// Notes a module of the traced process that native frames are found in.
+    pub fn native_module(&mut self, module: crate::NativeModule) {
+        self.pending_native.modules.push(module);
+    }
+
+    /// Notes that `frame` (interned) is a native function; once per frame.
+    pub fn native_frame(&mut self, frame: FrameId) {
+        self.pending_native.frames.push(frame);
     }
 
     /// Declares a thread, or renames one declared before.
@@ -668,6 +680,10 @@ impl<W: Write> RecordingWriter<W> {
         if !self.pending_threads.is_empty() {
             let threads = std::mem::take(&mut self.pending_threads);
             self.write_postcard(Tag::Threads, &threads, (0, 0, threads.len()))?;
+        }
+        if !self.pending_native.is_empty() {
+            let native = std::mem::take(&mut self.pending_native);
+            self.write_postcard(Tag::Native, &native, (0, 0, native.frames.len()))?;
         }
         Ok(())
     }

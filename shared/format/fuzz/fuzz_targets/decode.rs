@@ -4,7 +4,8 @@
 //! tags and payloads come from the input, so the fuzzer reaches the payload decoders (tables,
 //! events, interval aggregates, digest). Files are read both ways: with a footer pointing at a
 //! trailer (the index path) and without (the scan path), and followed as they grow.
-//! The streams of other processes a file carries (format 5) are opened and analysed too.
+//! The streams of other processes a file carries (format 5) are opened and analysed too, and
+//! the native frames a file marks (tag 20) are looked up.
 //! `./dev fuzz` seeds the corpus with the golden recordings (mode 1: their bytes after the
 //! header), so runs start from real event chunks (re-created objects' pairs included) and
 //! real process streams.
@@ -83,6 +84,9 @@ fn analyse(rec: &Recording) {
     for filter in [all.clone(), EventFilter::thread(ThreadId(0))] {
         let _ = heap_timeline(rec, &filter, 0, end.saturating_add(1), 64);
     }
+    // Native frames (the Native chunk): which frames are native, the module map.
+    let native = (0..rec.frames().len() as u32).filter(|&i| rec.is_native_frame(FrameId(i)));
+    let _ = native.count() + rec.native_modules().iter().map(|m| m.path.len()).sum::<usize>();
 }
 
 /// Analyses `rec` and the recordings of the other processes it holds (a few of them).

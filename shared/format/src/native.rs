@@ -1,0 +1,78 @@
+//! Native frames (`memlens run --native-stacks`): which frames of the frame table are C, C++
+//! or Rust functions rather than Python ones, and the modules (executable, shared libraries)
+//! of the traced process they were found in.
+//!
+//! Native frames are ordinary frames (function, file, line) in ordinary stacks, below the
+//! Python frame that called into native code, already named by the collector: a reader that
+//! does not know the Native chunk (tag 20) shows them as any other frame. The chunk only
+//! says which frames they are (for a viewer's colour and its toggle to hide them) and keeps
+//! the module map, so that a frame shown as `module+0xoffset` can be looked up later.
+
+use serde::{Deserialize, Serialize};
+
+use crate::FrameId;
+
+/// A module of the traced process: a file mapped at `[start, end)`, whose addresses are
+/// shifted by `bias` there.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct NativeModule {
+    /// The file's path.
+    pub path: String,
+    /// Its GNU build id (the `NT_GNU_BUILD_ID` note), empty if it has none.
+    pub build_id: Vec<u8>,
+    /// Where the file's address 0 is (the load bias).
+    pub bias: u64,
+    /// Lowest address of its loaded segments.
+    pub start: u64,
+    /// End of its loaded segments.
+    pub end: u64,
+}
+
+/// The payload of a Native chunk: modules and native frames first seen since the last one.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct NativeChunk {
+    /// Modules native frames were found in.
+    pub modules: Vec<NativeModule>,
+    /// Frames (defined by earlier Frames chunks) that are native functions.
+    pub frames: Vec<FrameId>,
+}
+
+impl NativeChunk {
+    /// Whether there is nothing to write.
+    pub fn is_empty(&self) -> bool {
+        self.modules.is_empty() && self.frames.is_empty()
+    }
+}
+
+/// What a reader keeps of the Native chunks.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct NativeTable {
+    pub modules: Vec<NativeModule>,
+    /// By frame index: whether the frame is native.
+    pub native: Vec<bool>,
+}
+
+impl NativeTable {
+    /// Adds a chunk's payload; `frames` is the number of frames defined so far.
+    pub fn add(&mut self, raw: &[u8], frames: usize) -> Result<(), String> {
+        let chunk: NativeChunk = postcard::from_bytes(raw).map_err(|e| e.to_string())?;
+        if chunk.frames.iter().any(|f| f.index() >= frames) {
+            return Err("an undefined frame".into());
+        }
+        if chunk.modules.iter().any(|m| m.start > m.end) {
+            return Err("a module that ends before it starts".into());
+        }
+        for f in chunk.frames {
+            if self.native.len() <= f.index() {
+                self.native.resize(f.index() + 1, false);
+            }
+            self.native[f.index()] = true;
+        }
+        self.modules.extend(chunk.modules);
+        Ok(())
+    }
+
+    pub fn is_native(&self, frame: FrameId) -> bool {
+        self.native.get(frame.index()).copied().unwrap_or(false)
+    }
+}
