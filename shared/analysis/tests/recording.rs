@@ -209,8 +209,8 @@ fn golden_recording_bytes_are_stable() {
 /// today's encoding of the same program: format 1 (frames and stacks as plain varints, before
 /// delta coding), format 2 (event addresses as deltas from the previous one, stack ids plain,
 /// before per-class address prediction) and format 3 (frees without their block's size and
-/// stack, no interval aggregates: answered by replay). Format 4 is format 5 without other
-/// processes' streams: the same bytes but the version.
+/// stack, no interval aggregates: answered by replay). Formats 4 and 5 are format 6 without
+/// other processes' streams and native frames: the same bytes but the version.
 #[test]
 fn older_format_files_still_open() {
     let new = open_known();
@@ -241,7 +241,7 @@ fn older_format_files_still_open() {
         .unwrap();
         all
     };
-    for version in [1, 2, 3, 4] {
+    for version in [1, 2, 3, 4, 5] {
         let path = format!(
             "{}/../../tests/golden/known-program-v{version}.memlens",
             env!("CARGO_MANIFEST_DIR")
@@ -255,7 +255,7 @@ fn older_format_files_still_open() {
     }
 }
 
-/// A file holding another process's recording (format 5): the known program, traced in a
+/// A file holding another process's recording (format 5 on): the known program, traced in a
 /// child, carried in the pieces of the parent's (also the known program) file. Its bytes are
 /// pinned like the single process's.
 #[test]
@@ -282,13 +282,19 @@ fn golden_family_bytes_are_stable() {
     let inner = rec.open_process(1).unwrap();
     assert_eq!(inner.summary(), parent.summary());
     assert_eq!(inner.meta(), parent.meta());
+    // The same in format 5.
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/golden/known-family-v5.memlens");
+    let old = Recording::open(&std::fs::read(path).expect("golden file")).unwrap();
+    assert_eq!(old.format_version(), 5);
+    assert_eq!(old.processes(), vec![1]);
+    assert_eq!(old.open_process(1).unwrap().summary(), parent.summary());
 }
 
 #[test]
 fn the_header_is_byte_exact() {
     let bytes = known_program(WriterOptions::default());
     assert_eq!(&bytes[..8], b"\x89MLNS\r\n\x1a");
-    assert_eq!(&bytes[8..16], &[5, 0, 0, 0, 0, 0, 0, 0]);
+    assert_eq!(&bytes[8..16], &[6, 0, 0, 0, 0, 0, 0, 0]);
     // The first chunk is the metadata (tag 1), and the footer is the last 24 bytes.
     assert_eq!(bytes[16], 1);
     let footer = &bytes[bytes.len() - 24..];

@@ -13,7 +13,7 @@ pub const MAGIC: [u8; 8] = *b"\x89MLNS\r\n\x1a";
 ///
 /// Adding a chunk tag does not bump it (readers skip unknown tags); changing the layout of an
 /// existing chunk does.
-pub const FORMAT_VERSION: u16 = 5;
+pub const FORMAT_VERSION: u16 = 6;
 
 /// Size of the file header: magic, version, flags, reserved.
 pub const HEADER_LEN: usize = 16;

@@ -60,8 +60,8 @@ fn golden_native_bytes_are_stable() {
     assert_eq!(rec.summary().peak_heap, (1 << 20) + 64);
 }
 
-/// The Native chunk is one a reader may skip (and older readers do): without it, the same
-/// file reads the same but for which frames are native.
+/// The Native chunk adds facts the rest does not depend on: a file without it (here, with it
+/// turned into a tag readers skip) reads the same but for which frames are native.
 #[test]
 fn a_reader_that_skips_the_native_chunk_reads_the_rest() {
     let bytes = known_native();
