@@ -58,7 +58,10 @@ impl PipeReader {
         timeout: Duration,
         error: &mut Option<anyhow::Error>,
     ) -> Result<(), NoData> {
-        let ms = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
+        // Rounded up: a wait of less than a millisecond, rounded down to none, made the loop
+        // spin until the next memory sample (a tenth of a core per recorded process, idle or
+        // not: each process a pool's workers added cost that much more).
+        let ms = u16::try_from(timeout.as_micros().div_ceil(1000)).unwrap_or(u16::MAX);
         let mut fds = [PollFd::new(self.pipe.as_fd(), PollFlags::POLLIN)];
         match poll(&mut fds, PollTimeout::from(ms)) {
             Ok(0) => return Err(NoData::Timeout),
