@@ -165,7 +165,10 @@ pub fn ChartCanvas<C: Chart>(
             move || {
                 let r = canvas.get_bounding_client_rect();
                 let next = Size { width: r.width(), height: r.height() };
-                if size.get_untracked() != next {
+                // (A measure or a paint already queued can come after the chart is gone with
+                // its view: it then does nothing.)
+                let Some(now) = size.try_get_untracked() else { return };
+                if now != next {
                     set_size.set(next);
                     if let Some(cb) = on_resize {
                         cb.run(next);
@@ -202,7 +205,7 @@ pub fn ChartCanvas<C: Chart>(
         request_animation_frame(move || {
             scheduled.set(false);
             let Some((chart, size, hit)) = pending.borrow_mut().take() else { return };
-            if let Some(canvas) = canvas_ref.get_untracked() {
+            if let Some(canvas) = canvas_ref.try_get_untracked().flatten() {
                 let timing = Timing::start(canvas_id);
                 paint(&canvas, &chart, size, hit.as_ref());
                 timing.end(chart.is_some() && size.width > 0.0 && !first_paint.replace(true));
@@ -309,16 +312,17 @@ pub fn ChartCanvas<C: Chart>(
                     }
                 }
                 on:focus=move |_| {
+                    // Focus and blur can reach a canvas that is being taken down with its view
+                    // (a key that shows another view): what it had is gone, and so is the event.
                     let by_keys = canvas_ref
-                        .get_untracked()
+                        .try_get_untracked()
+                        .flatten()
                         .is_some_and(|c| c.matches(":focus-visible").unwrap_or(true));
                     if let (Some(cb), true) = (on_focus, by_keys) {
-                        cb.run(true);
+                        let _ = cb.try_run(true);
                     }
                 }
                 on:blur=move |_| {
-                    // The canvas also loses the focus when it goes away (a key that shows
-                    // another view), after what its callback belongs to.
                     if let Some(cb) = on_focus {
                         let _ = cb.try_run(false);
                     }
