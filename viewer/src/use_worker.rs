@@ -63,15 +63,20 @@ pub fn use_worker(query: Memo<Option<Query>>, keep: usize) -> WorkerAnswer {
             };
             step.finish();
             let answer = answer.map(ByPtr::new);
+            // The view that asked may be gone by now (a key or a click showed another one):
+            // then the answer is nobody's.
             if let (Ok(a), true) = (&answer, keep > 0) {
-                kept.update_value(|c| {
+                let kept_it = kept.try_update_value(|c| {
                     if c.len() >= keep {
                         c.remove(0);
                     }
                     c.push((q.clone(), a.clone()));
                 });
+                if kept_it.is_none() {
+                    return;
+                }
             }
-            if query.with_untracked(|now| now.as_ref() == Some(&q)) {
+            if query.try_with_untracked(|now| now.as_ref() == Some(&q)) == Some(true) {
                 set_result.set(Some(answer));
                 set_answered.set(Some(q));
                 set_computing.set(false);
