@@ -279,8 +279,11 @@ fn accept_loop(
         }
         if Instant::now() >= next_look {
             next_look = Instant::now() + STRAY_LOOK;
+            // The processes being followed: one whose recording is over has no children to
+            // look for (a long run's ended workers would otherwise be looked at every time).
+            let live = |s: &&Stream| s.thread.as_ref().is_some_and(|t| !t.is_finished());
             let roots: Vec<u32> = std::iter::once(job.meta.pid)
-                .chain(streams.lock().expect("streams").iter().map(|s| s.pid))
+                .chain(streams.lock().expect("streams").iter().filter(live).map(|s| s.pid))
                 .collect();
             let connecting = |pid| ctrls.contains_key(&pid) || waiting.contains_key(&pid);
             for (pid, ppid) in strays.look(&roots, |pid| roots.contains(&pid) || connecting(pid)) {

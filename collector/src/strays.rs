@@ -54,7 +54,13 @@ impl Strays {
             if pid == me {
                 continue;
             }
-            if !root && !known(pid) && !self.settled.contains(&pid) {
+            // A followed process found under its parent is looked at from its own entry
+            // among the roots (one still connecting, once it is one): not twice, and not as
+            // the child of an unfollowed parent.
+            if !root && known(pid) {
+                continue;
+            }
+            if !root && !self.settled.contains(&pid) {
                 // A forked child shares its parent's environment: only a followed process's
                 // children are compared with it.
                 match without_memlens(pid, followed_parent.then_some(parent)) {
