@@ -7,14 +7,14 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Result};
 use memlens_analysis::{
-    census_title, descendants, find_census, format_bytes, format_bytes_delta, format_count,
-    format_count_delta, format_duration_ns, last_census_index, site_growth, type_growth, type_name,
-    SiteGrowth, TypeOrder,
+    census_title, find_census, format_bytes, format_bytes_delta, format_count, format_count_delta,
+    format_duration_ns, last_census_index, site_growth, type_growth, type_name, SiteGrowth,
+    TypeOrder,
 };
 use memlens_format::{census_trigger, Census, Recording};
 use serde::Serialize;
 
-use crate::load::{open, process_by_pid, ProcessArg};
+use crate::load::{open, pick_process, ProcessArg};
 use crate::report_model::{census_json, site_of, write_census, CensusJson};
 use crate::term::{self, Out, Style};
 
@@ -151,8 +151,8 @@ pub struct SiteGrowthJson {
 
 pub fn run(args: CensusArgs) -> Result<i32> {
     let opened = open(&args.file)?;
-    let family = descendants(&opened.rec);
-    let (_, rec) = process_by_pid(&args.file, &opened.rec, &family, args.process.pid)?;
+    let child = pick_process(&args.file, &opened.rec, args.process.pid)?;
+    let rec = child.as_ref().map_or(&opened.rec, |p| &p.rec);
     let query = query(rec, &args)?;
     opened.progress.phase("computing the census");
     let doc = build(rec, &args.file.display().to_string(), query, args.by.into(), args.top);

@@ -9,13 +9,13 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use memlens_analysis::{
-    descendants, format_bytes, format_duration_ns, pprof, replay, speedscope, stack_totals,
-    thread_stack_totals, write_collapsed, EventFilter, ExportView, PprofOptions, Snapshot,
-    StackTotals, ThreadStackTotals,
+    format_bytes, format_duration_ns, pprof, replay, speedscope, stack_totals, thread_stack_totals,
+    write_collapsed, EventFilter, ExportView, PprofOptions, Snapshot, StackTotals,
+    ThreadStackTotals,
 };
 use memlens_format::Recording;
 
-use crate::load::{open, process_by_pid, ProcessArg};
+use crate::load::{open, pick_process, ProcessArg};
 
 /// Arguments of `memlens export`.
 #[derive(Debug, clap::Args)]
@@ -104,8 +104,8 @@ pub enum View {
 
 pub fn run(args: ExportArgs) -> Result<i32> {
     let opened = open(&args.file)?;
-    let family = descendants(&opened.rec);
-    let (_, rec) = process_by_pid(&args.file, &opened.rec, &family, args.process.pid)?;
+    let child = pick_process(&args.file, &opened.rec, args.process.pid)?;
+    let rec = child.as_ref().map_or(&opened.rec, |p| &p.rec);
     if rec.meta().capture.rss_only {
         bail!(
             "process {} of {} was not traced (only its memory was sampled): nothing to export",

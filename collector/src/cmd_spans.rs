@@ -6,11 +6,11 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::Result;
-use memlens_analysis::{descendants, format_bytes, format_count, span_usage};
+use memlens_analysis::{format_bytes, format_count, span_usage};
 use memlens_format::{Marker, Recording};
 use serde::Serialize;
 
-use crate::load::{open, process_by_pid, ProcessArg};
+use crate::load::{open, pick_process, ProcessArg};
 use crate::report_model::{sites, SiteJson};
 use crate::term::{self, Style};
 
@@ -124,8 +124,8 @@ pub fn build(rec: &Recording, file: &str, name: Option<&str>, top: usize) -> Res
 
 pub fn run(args: SpansArgs) -> Result<i32> {
     let opened = open(&args.file)?;
-    let family = descendants(&opened.rec);
-    let (_, rec) = process_by_pid(&args.file, &opened.rec, &family, args.process.pid)?;
+    let child = pick_process(&args.file, &opened.rec, args.process.pid)?;
+    let rec = child.as_ref().map_or(&opened.rec, |p| &p.rec);
     opened.progress.phase("computing the spans");
     let doc = build(rec, &args.file.display().to_string(), args.name.as_deref(), args.top)?;
     drop(opened.progress);

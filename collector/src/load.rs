@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use memlens_analysis::{format_bytes, Process};
+use memlens_analysis::{descendants, format_bytes, Process};
 use memlens_format::{ByteSource, Error, Recording};
 
 /// A recording file read at offsets, counting the bytes read (for progress).
@@ -77,6 +77,18 @@ pub fn process_by_pid<'a>(
             bail!("{file} holds no process with pid {pid}; its processes: {}", pids.join(", "))
         }
     }
+}
+
+/// For the commands that read one process: the descendant of `rec` (recording `file`) whose
+/// pid is `pid`, opened; `None` for the program (no `--process`, or the program's pid). The
+/// other processes' streams are opened only to find it.
+pub fn pick_process(file: &Path, rec: &Recording, pid: Option<u32>) -> Result<Option<Process>> {
+    if pid.is_none() {
+        return Ok(None);
+    }
+    let family = descendants(rec);
+    let (number, _) = process_by_pid(file, rec, &family, pid)?;
+    Ok(family.into_iter().find(|p| number != 0 && p.number == number))
 }
 
 /// Opens a recording. A truncated file opens with a warning on stderr naming how much could be
