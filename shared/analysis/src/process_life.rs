@@ -7,9 +7,17 @@
 use memlens_format::META_PPID;
 
 use crate::{
-    outlived_the_program, python_without_site, started_without_memlens, stopped_early, Recording,
-    EXECED_MARKER,
+    outlived_the_program, Recording, EXECED_MARKER, NOT_FOLLOWED_MARKER,
+    PYTHON_WITHOUT_SITE_MARKER, UNTRACED_MARKER,
 };
+
+/// Why a descendant was not traced, or not to its end, by the marker its recording has: what
+/// [`how_it_ended`] adds to how it ended.
+const NOT_TRACED: [(&str, &str); 3] = [
+    (UNTRACED_MARKER, "not traced after it closed its connection to memlens"),
+    (PYTHON_WITHOUT_SITE_MARKER, "not traced: a Python run with -E, -I or -S (memory sampled)"),
+    (NOT_FOLLOWED_MARKER, "not traced: started without memlens's environment (memory sampled)"),
+];
 
 /// When a descendant started, as far as its recording knows: its first event, memory sample
 /// or marker. 0 for the program itself (a recording without a parent), whose clock starts
@@ -32,17 +40,13 @@ pub fn ended_at(rec: &Recording) -> u64 {
 }
 
 /// How the recording ends, in words ("exited with code 0", "killed by signal 9", ...), and
-/// whether tracing stopped before (a child that closed its connection to memlens).
+/// why the process was not traced, or not to its end, if so ([`NOT_TRACED`]).
 pub fn how_it_ended(rec: &Recording) -> String {
     let ended = how_it_ended_alone(rec);
-    if stopped_early(rec) {
-        format!("{ended}; not traced after it closed its connection to memlens")
-    } else if python_without_site(rec) {
-        format!("{ended}; not traced: a Python run with -E, -I or -S (memory sampled)")
-    } else if started_without_memlens(rec) {
-        format!("{ended}; not traced: started without memlens's environment (memory sampled)")
-    } else {
-        ended
+    let markers = rec.markers();
+    match NOT_TRACED.iter().find(|(label, _)| markers.iter().any(|m| m.label == *label)) {
+        Some((_, why)) => format!("{ended}; {why}"),
+        None => ended,
     }
 }
 
