@@ -1,22 +1,18 @@
-//! `memlens spans`: memory used between pairs of markers, one row per span. The Python side
-//! writes the pairs with `with memlens.span("name"):`; the pytest plugin makes one span per
+//! `memlens spans`: memory used within each span, one row per span. The Python side
+//! marks them with `with memlens.span("name"):`; the pytest plugin makes one span per
 //! test and the notebook magic one per cell.
 
 use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::Result;
-use memlens_analysis::{format_bytes, format_count, span_usage};
-use memlens_format::{Marker, Recording};
+use memlens_analysis::{format_bytes, format_count, span_usage, spans};
+use memlens_format::Recording;
 use serde::Serialize;
 
 use crate::load::{open, pick_process, ProcessArg};
 use crate::report_model::{sites, SiteJson};
 use crate::term::{self, Style};
-
-/// Marker label prefixes that open and close a span (kept in sync with `memlens.span`).
-pub const BEGIN: &str = "begin: ";
-pub const END: &str = "end: ";
 
 /// Arguments of `memlens spans`.
 #[derive(Debug, clap::Args)]
@@ -70,32 +66,13 @@ pub struct SpanJson {
     pub top_leaks: Vec<SiteJson>,
 }
 
-/// Pairs `begin: NAME` with the next `end: NAME` of the same thread: (name, start, end), in
-/// the order they began, and the names of spans never closed.
-pub fn marker_spans(markers: &[Marker]) -> (Vec<(String, u64, u64)>, Vec<String>) {
-    let mut open: Vec<(&str, u64, memlens_format::ThreadId)> = Vec::new();
-    let mut closed = Vec::new();
-    for m in markers {
-        if let Some(name) = m.label.strip_prefix(BEGIN) {
-            open.push((name, m.time_ns, m.thread));
-        } else if let Some(name) = m.label.strip_prefix(END) {
-            if let Some(i) = open.iter().rposition(|o| o.0 == name && o.2 == m.thread) {
-                let (name, start, _) = open.remove(i);
-                closed.push((name.to_owned(), start, m.time_ns));
-            }
-        }
-    }
-    closed.sort_by_key(|s| s.1);
-    (closed, open.into_iter().map(|o| o.0.to_owned()).collect())
-}
-
 /// Computes the spans of a recording.
 pub fn build(rec: &Recording, file: &str, name: Option<&str>, top: usize) -> Result<SpansJson> {
-    let (mut spans, open) = marker_spans(rec.markers());
+    let (mut spans, open) = spans(rec);
     if let Some(name) = name {
-        spans.retain(|s| s.0 == name);
+        spans.retain(|s| s.name == name);
     }
-    let ranges: Vec<(u64, u64)> = spans.iter().map(|s| (s.1, s.2)).collect();
+    let ranges: Vec<(u64, u64)> = spans.iter().map(|s| (s.start_ns, s.end_ns)).collect();
     let usage = span_usage(rec, &ranges)?;
     Ok(SpansJson {
         schema: 1,
@@ -104,10 +81,10 @@ pub fn build(rec: &Recording, file: &str, name: Option<&str>, top: usize) -> Res
         spans: spans
             .into_iter()
             .zip(usage)
-            .map(|((name, start_ns, end_ns), u)| SpanJson {
-                name,
-                start_ns,
-                end_ns,
+            .map(|(span, u)| SpanJson {
+                name: span.name,
+                start_ns: span.start_ns,
+                end_ns: span.end_ns,
                 peak_bytes: u.peak.bytes,
                 peak_count: u.peak.count,
                 leaked_bytes: u.leaked.total.bytes,
@@ -151,35 +128,10 @@ pub fn run(args: SpansArgs) -> Result<i32> {
         )?;
     }
     if doc.spans.is_empty() {
-        writeln!(out, "(no spans: the program wrote no `begin: NAME` / `end: NAME` markers)")?;
+        writeln!(out, "(no spans: the program marked none, e.g. with `with memlens.span(NAME):`)")?;
     }
     for name in &doc.open {
         writeln!(out, "(span \"{}\" began but did not end)", term::escape_line(name))?;
     }
     Ok(0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use memlens_format::ThreadId;
-
-    fn m(t: u64, thread: u32, label: &str) -> Marker {
-        Marker { time_ns: t, thread: ThreadId(thread), label: label.into() }
-    }
-
-    #[test]
-    fn begin_and_end_pair_by_name_and_thread() {
-        let (spans, open) = marker_spans(&[
-            m(1, 0, "begin: a"),
-            m(2, 1, "end: a"), // another thread's: does not close it
-            m(3, 0, "just a mark"),
-            m(4, 0, "begin: b"),
-            m(5, 0, "end: b"),
-            m(6, 0, "end: a"),
-            m(7, 0, "begin: c"),
-        ]);
-        assert_eq!(spans, vec![("a".into(), 1, 6), ("b".into(), 4, 5)]);
-        assert_eq!(open, vec!["c".to_string()]);
-    }
 }

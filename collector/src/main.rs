@@ -76,7 +76,7 @@ enum Command {
     Census(cmd_census::CensusArgs),
     /// Sample a running process's memory (and its children's) with no tracing.
     Watch(cmd_watch::WatchArgs),
-    /// Memory used between `begin: NAME` / `end: NAME` markers (tests, cells, `memlens.span`).
+    /// Memory used within spans (`with memlens.span(NAME):`, tests, notebook cells).
     Spans(cmd_spans::SpansArgs),
     /// Write a static report: the viewer and the recording, as a folder or one HTML file.
     Report(cmd_report::ReportArgs),

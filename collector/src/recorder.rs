@@ -13,7 +13,8 @@ use anyhow::{bail, Context, Result};
 use memlens_analysis::is_memlens_file;
 use memlens_format::{
     AllocatorKind, CacheCensus, Census, DictUsage, FrameId, GcEvent, MemorySample, ProcessEnd,
-    RecordingWriter, StackId, StringId, Summary, ThreadId, ThreadInfo, TypeCensus, TypeSite,
+    RecordingWriter, SpanSide, StackId, StringId, Summary, ThreadId, ThreadInfo, TypeCensus,
+    TypeSite,
 };
 use memlens_wire::{
     decode_hot, AllocKind, CensusType, Decoder, Header, Hello, Hot, Record, PROTOCOL,
@@ -447,6 +448,11 @@ impl<W: Write> Recorder<W> {
             Record::Marker { label } => {
                 let (_, thread) = self.current_stack(h.thread);
                 self.writer.marker(time, thread, &text(label));
+            }
+            Record::Span { begin, name } => {
+                let (_, thread) = self.current_stack(h.thread);
+                let side = if begin { SpanSide::Begin } else { SpanSide::End };
+                self.writer.span_edge(time, thread, side, &text(name));
             }
             Record::Gc { generation, duration_ns, collected, uncollectable } => {
                 self.writer.gc(GcEvent {

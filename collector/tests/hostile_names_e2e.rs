@@ -10,8 +10,8 @@ mod common;
 
 use common::{memlens, TempDir};
 use memlens_format::{
-    census_trigger, AllocatorKind, Census, Meta, ProcessEnd, RecordingWriter, StackId, ThreadId,
-    ThreadInfo, TypeCensus, TypeSite,
+    census_trigger, AllocatorKind, Census, Meta, ProcessEnd, RecordingWriter, SpanSide, StackId,
+    ThreadId, ThreadInfo, TypeCensus, TypeSite,
 };
 use pulldown_cmark::{Event, Options, Parser, Tag, TagEnd};
 
@@ -67,7 +67,7 @@ fn write(path: &std::path::Path, scale: u64) {
         let inner = w.intern_frame(&format!("{name}_inner"), &file, 2);
         let stack = w.intern_stack(outer, inner);
         stacks.push(stack);
-        w.marker(t, thread, &format!("begin: {name}"));
+        w.span_edge(t, thread, SpanSide::Begin, name);
         // Kept to the end (leaks), and a temporary one (the peak).
         let size = (i as u64 + 1) * 64 * 1024 * scale;
         w.alloc(t, thread, stack, address, size, AllocatorKind::Malloc).unwrap();
@@ -75,7 +75,7 @@ fn write(path: &std::path::Path, scale: u64) {
         t += 1_000;
         w.alloc(t, thread, stack, address, size, AllocatorKind::Malloc).unwrap();
         t += 1_000;
-        w.marker(t, thread, &format!("end: {name}"));
+        w.span_edge(t, thread, SpanSide::End, name);
         t += 1_000;
     }
     let mut types = Vec::new();

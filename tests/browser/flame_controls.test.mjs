@@ -115,4 +115,29 @@ describe('flame graph controls', () => {
     assert.deepEqual(page.problems, []);
     await page.close();
   });
+
+  test('spans are bars on the timeline: hover names one, a click selects its time range', async () => {
+    const page = await openFixture('marks');
+    assert.match(await page.textContent('.legend'), /Spans/);
+    // The bar runs along the bottom of the plot (the canvas' bottom margin is 26 px).
+    const box = await page.locator('#timeline-canvas').boundingBox();
+    const y = box.y + box.height - 26 - 7;
+    let at = null;
+    for (let x = box.x + 72; x < box.x + box.width - 18 && !at; x += 2) {
+      await page.mouse.move(x, y);
+      const tip = await page.$('.tooltip');
+      const text = tip ? await tip.textContent() : '';
+      // The bar's own tooltip (a bucket's lists the spans over it too).
+      if (/Click to select its time range/.test(text)) at = { x, text };
+    }
+    assert.ok(at, 'no span bar under the plot');
+    assert.match(at.text, /^Span: collecting \(/);
+    await page.mouse.click(at.x, y);
+    await page.waitForFunction(() => /range=/.test(location.hash));
+    const note = await page.textContent('#timeline-note');
+    assert.match(note, /^Selected /);
+    await screenshot(page, 'timeline-span');
+    assert.deepEqual(page.problems, []);
+    await page.close();
+  });
 });

@@ -1,5 +1,6 @@
 """Timeline markers around a few forced garbage collections (the viewer's timeline test):
-markers "loading" and "collected", and gc runs between them."""
+markers "loading" and "collected", and gc runs between them in a span "collecting"."""
+import contextlib
 import gc
 import time
 
@@ -14,13 +15,18 @@ def mark(label):
         memlens.mark(label)
 
 
+def span(name):
+    return memlens.span(name) if memlens is not None else contextlib.nullcontext()
+
+
 mark("loading")
 KEEP = []
-for i in range(3):
-    cycle = []
-    cycle.append(cycle)
-    KEEP.append(bytearray(2 * 1024 * 1024))
-    gc.collect()
-    time.sleep(0.01)
+with span("collecting"):
+    for i in range(3):
+        cycle = []
+        cycle.append(cycle)
+        KEEP.append(bytearray(2 * 1024 * 1024))
+        gc.collect()
+        time.sleep(0.01)
 mark("collected")
 time.sleep(0.01)

@@ -7,7 +7,8 @@ use crate::chart_canvas::{Chart, ChartCanvas, Painter, Size, Tooltip};
 use crate::compare_model::delta_text;
 use crate::load::Loaded;
 use crate::panel::PanelHead;
-use crate::timeline::{series_of, series_query, Plot, TimelineData};
+use crate::plot::Plot;
+use crate::timeline::{series_of, series_query, TimelineData};
 use crate::use_worker::use_worker;
 use crate::{units, ByPtr};
 

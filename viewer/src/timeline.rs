@@ -13,18 +13,14 @@ use memlens_format::Recording;
 use crate::chart_canvas::{Chart, ChartCanvas, DragSpan, Painter, Size, Tooltip};
 use crate::load::Loaded;
 use crate::panel::PanelHead;
+use crate::plot::{buckets_for, Plot};
 use crate::protocol::{Answer, Request, Series};
+use crate::timeline_spans::SpanBars;
 use crate::units;
 use crate::url_state::ViewState;
 use crate::use_time_keys::use_time_keys;
 use crate::use_worker::{use_worker, Query};
 use crate::ByPtr;
-
-/// Space for axis labels around the plot, in CSS pixels.
-const LEFT: f64 = 70.0;
-const RIGHT: f64 = 18.0;
-const TOP: f64 = 16.0;
-const BOTTOM: f64 = 26.0;
 
 /// The series of one window of a recording, as drawn.
 pub struct TimelineData {
@@ -44,6 +40,8 @@ pub struct TimelineData {
     /// Object censuses: (time, title), in the recording's order (their index is the objects
     /// panel's).
     pub censuses: Vec<(u64, String)>,
+    /// Spans, laid out in lanes.
+    pub spans: SpanBars,
 }
 
 /// Marker and gc colours (the same in both themes: they sit on the chart background).
@@ -77,14 +75,9 @@ impl TimelineData {
                 .iter()
                 .map(|c| (c.time_ns, memlens_analysis::census_title(c)))
                 .collect(),
+            spans: SpanBars::of(rec),
         }
     }
-}
-
-/// Buckets to ask for a timeline `width` CSS px wide: one per device pixel of its plot.
-pub fn buckets_for(width: f64) -> u32 {
-    let dpr = web_sys::window().map_or(1.0, |w| w.device_pixel_ratio()).max(1.0);
-    ((width - LEFT - RIGHT).max(1.0) * dpr).ceil() as u32
 }
 
 /// The worker question for the heap and RSS of `loaded` over `[t0, t1)`, `width` CSS px wide.
@@ -123,182 +116,6 @@ pub struct TimelineChart {
     pub cursor: Option<u64>,
 }
 
-/// The plot area inside a timeline canvas, with its time window (ns) and the top of its byte
-/// axis: everything needed to map data to pixels. Shared by the compare-mode timeline.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Plot {
-    pub x: f64,
-    pub y: f64,
-    pub w: f64,
-    pub h: f64,
-    /// Time at the left edge.
-    pub t0: u64,
-    /// Time across the plot.
-    pub span_ns: u64,
-    pub y_top: u64,
-}
-
-impl Plot {
-    /// The plot for a canvas of `size` showing `[t0, t1)`, with a y axis reaching `y_max`
-    /// rounded up to a tick.
-    pub fn new(size: Size, (t0, t1): (u64, u64), y_max: u64) -> Plot {
-        let max = y_max as f64;
-        let step = units::nice_byte_step(max, 4);
-        Plot {
-            x: LEFT,
-            y: TOP,
-            w: (size.width - LEFT - RIGHT).max(1.0),
-            h: (size.height - TOP - BOTTOM).max(1.0),
-            t0,
-            span_ns: t1.saturating_sub(t0).max(1),
-            y_top: ((max / step).ceil() * step).max(1.0) as u64,
-        }
-    }
-
-    pub fn x_of(&self, t: u64) -> f64 {
-        self.x + self.w * ((t as f64 - self.t0 as f64) / self.span_ns as f64)
-    }
-
-    /// Whether time `t` is inside the window.
-    pub fn shows(&self, t: u64) -> bool {
-        t >= self.t0 && t - self.t0 <= self.span_ns
-    }
-
-    pub fn y_of(&self, v: u64) -> f64 {
-        self.y + self.h - self.h * (v as f64 / self.y_top as f64)
-    }
-
-    /// The time at canvas x (CSS px), clamped to the plot.
-    pub fn time_at(&self, x: f64) -> u64 {
-        let f = ((x - self.x) / self.w).clamp(0.0, 1.0);
-        self.t0 + (f * self.span_ns as f64).round() as u64
-    }
-
-    /// Whether (x, y) is inside the plot.
-    pub fn contains(&self, x: f64, y: f64) -> bool {
-        x >= self.x && x <= self.x + self.w && y >= self.y && y <= self.y + self.h
-    }
-
-    /// Grid lines and byte and time axis labels.
-    pub fn draw_axes(&self, painter: &Painter<'_>) {
-        let (ctx, theme, p) = (painter.ctx, painter.theme, self);
-        ctx.set_font(&theme.font(11.0, 400));
-        ctx.set_line_width(1.0);
-        let y_step = units::nice_byte_step(p.y_top as f64, 4);
-        let mut v = 0.0;
-        ctx.set_text_align("right");
-        ctx.set_text_baseline("middle");
-        while v <= p.y_top as f64 + 0.5 {
-            let y = p.y_of(v as u64).round() + 0.5;
-            ctx.set_stroke_style_str(&theme.grid);
-            ctx.begin_path();
-            ctx.move_to(p.x, y);
-            ctx.line_to(p.x + p.w, y);
-            ctx.stroke();
-            ctx.set_fill_style_str(&theme.axis);
-            let _ = ctx.fill_text(&units::axis_bytes(v, y_step), p.x - 8.0, y);
-            v += y_step;
-        }
-        let span = p.span_ns as f64;
-        let t_step = units::nice_step(span, ((p.w / 90.0) as usize).max(2));
-        ctx.set_text_align("center");
-        ctx.set_text_baseline("top");
-        let end = p.t0 as f64 + span;
-        let mut t = (p.t0 as f64 / t_step).ceil() * t_step;
-        while t <= end {
-            let x = p.x_of(t as u64).round() + 0.5;
-            ctx.set_stroke_style_str(&theme.grid);
-            ctx.begin_path();
-            ctx.move_to(x, p.y + p.h);
-            ctx.line_to(x, p.y + p.h + 4.0);
-            ctx.stroke();
-            ctx.set_fill_style_str(&theme.axis);
-            let _ = ctx.fill_text(&units::axis_time(t, t_step, end), x, p.y + p.h + 7.0);
-            t += t_step;
-        }
-    }
-
-    /// The selected range (the part inside the window), under the series.
-    pub fn draw_selection(&self, painter: &Painter<'_>, range: Option<(u64, u64)>) {
-        let (ctx, theme, p) = (painter.ctx, painter.theme, self);
-        let Some((a, b)) = range.filter(|&(a, b)| b >= p.t0 && p.shows(a.max(p.t0))) else {
-            return;
-        };
-        let (xa, xb) = (p.x_of(a.max(p.t0)), p.x_of(b.min(p.t0 + p.span_ns)));
-        ctx.set_fill_style_str(&theme.select);
-        ctx.fill_rect(xa, p.y, (xb - xa).max(1.0), p.h);
-        ctx.set_stroke_style_str(&theme.heap);
-        ctx.set_line_width(1.0);
-        for x in [xa, xb] {
-            ctx.begin_path();
-            ctx.move_to(x.round() + 0.5, p.y);
-            ctx.line_to(x.round() + 0.5, p.y + p.h);
-            ctx.stroke();
-        }
-    }
-
-    /// A peak of `bytes` at `at`: a dashed rule up to a dot, and `label` beside it.
-    pub fn draw_peak(&self, painter: &Painter<'_>, bytes: u64, at: u64, label: &str) {
-        let (ctx, theme, p) = (painter.ctx, painter.theme, self);
-        if bytes == 0 || !p.shows(at) {
-            return;
-        }
-        let (x, y) = (p.x_of(at), p.y_of(bytes));
-        ctx.set_stroke_style_str(&theme.peak);
-        ctx.set_line_width(1.0);
-        let _ = ctx.set_line_dash(&js_sys::Array::of2(&3.0.into(), &3.0.into()));
-        ctx.begin_path();
-        ctx.move_to(x.round() + 0.5, p.y + p.h);
-        ctx.line_to(x.round() + 0.5, y);
-        ctx.stroke();
-        let _ = ctx.set_line_dash(&js_sys::Array::new());
-        ctx.set_fill_style_str(&theme.peak);
-        ctx.begin_path();
-        let _ = ctx.arc(x, y, 4.0, 0.0, std::f64::consts::TAU);
-        ctx.fill();
-        ctx.set_font(&theme.font(11.5, 600));
-        let right_half = x > p.x + p.w * 0.7;
-        ctx.set_text_align(if right_half { "right" } else { "left" });
-        ctx.set_text_baseline("bottom");
-        let lx = if right_half { x - 7.0 } else { x + 7.0 };
-        let _ = ctx.fill_text(label, lx, (y - 3.0).max(p.y + 12.0));
-    }
-
-    /// A step series (buckets spread over the plot's width), filled at `alpha` and stroked.
-    pub fn draw_series(&self, painter: &Painter<'_>, buckets: &[Bucket], color: &str, alpha: f64) {
-        let (ctx, p) = (painter.ctx, self);
-        let n = buckets.len().max(1) as f64;
-        let x_at = |i: usize| p.x + p.w * i as f64 / n;
-        if alpha > 0.0 {
-            ctx.begin_path();
-            ctx.move_to(p.x, p.y + p.h);
-            for (i, b) in buckets.iter().enumerate() {
-                // Step through min and max so a spike inside one bucket is still drawn.
-                ctx.line_to(x_at(i), p.y_of(b.max));
-                ctx.line_to(x_at(i + 1), p.y_of(b.last));
-            }
-            ctx.line_to(p.x + p.w, p.y + p.h);
-            ctx.close_path();
-            ctx.set_global_alpha(alpha);
-            ctx.set_fill_style_str(color);
-            ctx.fill();
-            ctx.set_global_alpha(1.0);
-        }
-        ctx.begin_path();
-        for (i, b) in buckets.iter().enumerate() {
-            if i == 0 {
-                ctx.move_to(x_at(i), p.y_of(b.max));
-            } else {
-                ctx.line_to(x_at(i), p.y_of(b.max));
-            }
-            ctx.line_to(x_at(i + 1), p.y_of(b.last));
-        }
-        ctx.set_stroke_style_str(color);
-        ctx.set_line_width(1.5);
-        ctx.stroke();
-    }
-}
-
 impl TimelineChart {
     fn plot(&self, size: Size) -> Plot {
         Plot::new(size, (self.data.0.t0, self.data.0.t1), self.data.0.y_max)
@@ -318,7 +135,7 @@ impl TimelineChart {
 
     /// What is under the keyboard cursor, in one line for screen readers.
     pub fn describe(&self, t: u64) -> Option<String> {
-        let tip = self.tooltip(&self.bucket_at(t)?)?;
+        let tip = self.tooltip(&TimelineHit { bucket: self.bucket_at(t)?, span: None })?;
         let mut parts = vec![format!("At {}", units::time_ns(t))];
         parts.extend(tip.lines);
         if let Some((a, b)) = self.range {
@@ -343,11 +160,17 @@ impl TimelineChart {
     }
 }
 
-impl Chart for TimelineChart {
-    /// Bucket index under the pointer.
-    type Hit = usize;
+/// What is under the pointer on the timeline: a bucket, and the span bar there if any.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TimelineHit {
+    pub bucket: usize,
+    pub span: Option<usize>,
+}
 
-    fn draw(&self, painter: &Painter<'_>, hover: Option<&usize>) {
+impl Chart for TimelineChart {
+    type Hit = TimelineHit;
+
+    fn draw(&self, painter: &Painter<'_>, hover: Option<&TimelineHit>) {
         let ctx = painter.ctx;
         let theme = painter.theme;
         let d = &self.data.0;
@@ -359,6 +182,7 @@ impl Chart for TimelineChart {
         p.draw_series(painter, &d.heap, &theme.heap, 0.22);
         let (peak, at) = d.peak_heap;
         p.draw_peak(painter, peak, at, &format!("peak {}", units::bytes(peak)));
+        d.spans.draw(painter, &p, hover.and_then(|h| h.span));
 
         // Garbage collections: ticks under the plot's baseline, darker for older generations.
         for &(t, generation) in d.gcs.iter().filter(|g| p.shows(g.0)) {
@@ -426,7 +250,9 @@ impl Chart for TimelineChart {
         }
 
         // Hover (else the keyboard cursor): a vertical rule and a dot on each series.
-        if let Some(i) = hover.copied().or_else(|| self.cursor.and_then(|t| self.bucket_at(t))) {
+        let bucket =
+            hover.map(|h| h.bucket).or_else(|| self.cursor.and_then(|t| self.bucket_at(t)));
+        if let Some(i) = bucket {
             let n = d.heap.len().max(1) as f64;
             let x = p.x + p.w * (i as f64 + 0.5) / n;
             ctx.set_stroke_style_str(&theme.axis);
@@ -446,18 +272,32 @@ impl Chart for TimelineChart {
         }
     }
 
-    fn hit_test(&self, size: Size, x: f64, y: f64) -> Option<usize> {
+    fn hit_test(&self, size: Size, x: f64, y: f64) -> Option<TimelineHit> {
         let p = self.plot(size);
         if !p.contains(x, y) {
             return None;
         }
         let n = self.data.0.heap.len();
         let i = ((x - p.x) / p.w * n as f64) as usize;
-        Some(i.min(n.saturating_sub(1)))
+        Some(TimelineHit {
+            bucket: i.min(n.saturating_sub(1)),
+            span: self.data.0.spans.at(&p, x, y),
+        })
     }
 
-    fn tooltip(&self, &i: &usize) -> Option<Tooltip> {
+    fn tooltip(&self, hit: &TimelineHit) -> Option<Tooltip> {
         let d = &self.data.0;
+        if let Some(bar) = hit.span.and_then(|i| d.spans.0.get(i)) {
+            return Some(Tooltip {
+                title: SpanBars::line(bar),
+                location: None,
+                lines: vec![
+                    format!("{} – {}", units::time_ns(bar.start_ns), units::time_ns(bar.end_ns)),
+                    "Click to select its time range".into(),
+                ],
+            });
+        }
+        let i = hit.bucket;
         let heap = d.heap.get(i)?;
         let rss = d.rss.get(i)?;
         let mut lines = vec![format!("Traced heap: {}", units::bytes(heap.max))];
@@ -481,6 +321,7 @@ impl Chart for TimelineChart {
         if let Some(c) = self.census_near(i) {
             lines.push(format!("Census #{c} {} · click to show its objects", d.censuses[c].1));
         }
+        lines.extend(d.spans.lines_over((heap.t0, heap.t1), 3));
         Some(Tooltip {
             title: format!("{} – {}", units::time_ns(heap.t0), units::time_ns(heap.t1.min(d.t1))),
             location: None,
@@ -585,9 +426,13 @@ pub fn Timeline(
             }
         }),
     );
-    let on_click = Callback::new(move |i: usize| {
-        if let Some(c) = chart.get_untracked().and_then(|c| c.census_near(i)) {
-            on_census.run(c);
+    // A click on a span selects its time range; elsewhere, it shows the census nearby.
+    let on_click = Callback::new(move |hit: TimelineHit| {
+        let Some(c) = chart.get_untracked() else { return };
+        if let Some(bar) = hit.span.and_then(|i| c.data.0.spans.0.get(i)) {
+            on_select.run(Some((bar.start_ns, bar.end_ns)));
+        } else if let Some(i) = c.census_near(hit.bucket) {
+            on_census.run(i);
         }
     });
     let on_drag = Callback::new(move |span: DragSpan| {
@@ -647,6 +492,11 @@ pub fn Timeline(
                     {move || legend_has(|d| !d.gcs.is_empty()).then(|| view! {
                         <span><i style=format!("background:{}", GC_COLORS[1])></i>"GC runs"</span>
                     })}
+                    {move || legend_has(|d| !d.spans.is_empty()).then(|| view! {
+                        <span title="Spans (memlens.span, tests, cells): click one to select its time range">
+                            <i style=format!("background:{}", SpanBars::COLOR)></i>"Spans"
+                        </span>
+                    })}
                     {move || legend_has(|d| !d.censuses.is_empty()).then(|| view! {
                         <span title="Object censuses: click one to show its objects">
                             <i style=format!("background:{CENSUS_COLOR}")></i>"Censuses"
@@ -693,6 +543,8 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
+    use crate::plot::{BOTTOM, LEFT, RIGHT};
+    use crate::timeline_spans::SpanBar;
 
     fn chart() -> TimelineChart {
         let bucket =
@@ -708,6 +560,12 @@ mod tests {
                 markers: vec![(35, "loaded".into())],
                 gcs: vec![(31, 0), (33, 2)],
                 censuses: vec![(0, "start".into()), (36, "mark \"loaded\"".into())],
+                spans: SpanBars(vec![SpanBar {
+                    start_ns: 20,
+                    end_ns: 45,
+                    name: "test_load".into(),
+                    lane: 0,
+                }]),
             })),
             range: None,
             census: (None, None),
@@ -719,9 +577,16 @@ mod tests {
     fn hit_test_maps_x_to_buckets_inside_the_plot_only() {
         let c = chart();
         let size = Size { width: LEFT + RIGHT + 100.0, height: 200.0 };
-        assert_eq!(c.hit_test(size, LEFT + 0.5, 50.0), Some(0));
-        assert_eq!(c.hit_test(size, LEFT + 55.0, 50.0), Some(5));
-        assert_eq!(c.hit_test(size, LEFT + 100.0, 50.0), Some(9));
+        let at = |bucket| Some(TimelineHit { bucket, span: None });
+        assert_eq!(c.hit_test(size, LEFT + 0.5, 50.0), at(0));
+        assert_eq!(c.hit_test(size, LEFT + 55.0, 50.0), at(5));
+        assert_eq!(c.hit_test(size, LEFT + 100.0, 50.0), at(9));
+        // The span's bar, along the bottom of the plot.
+        let bottom = 200.0 - BOTTOM - 5.0;
+        assert_eq!(
+            c.hit_test(size, LEFT + 30.0, bottom),
+            Some(TimelineHit { bucket: 3, span: Some(0) })
+        );
         assert_eq!(c.hit_test(size, LEFT - 5.0, 50.0), None);
         assert_eq!(c.hit_test(size, LEFT + 5.0, 199.0), None);
     }
@@ -737,7 +602,7 @@ mod tests {
 
     #[test]
     fn tooltip_reports_both_series() {
-        let tip = chart().tooltip(&3).unwrap();
+        let tip = chart().tooltip(&TimelineHit { bucket: 3, span: None }).unwrap();
         assert_eq!(
             tip.lines,
             [
@@ -745,9 +610,12 @@ mod tests {
                 "RSS: 1.95 KiB",
                 "Marker: loaded",
                 "2 GC runs (oldest generation 2)",
-                "Census #1 mark \"loaded\" · click to show its objects"
+                "Census #1 mark \"loaded\" · click to show its objects",
+                "Span: test_load (0 µs)",
             ]
         );
+        let tip = chart().tooltip(&TimelineHit { bucket: 3, span: Some(0) }).unwrap();
+        assert_eq!(tip.title, "Span: test_load (0 µs)");
     }
 
     #[test]

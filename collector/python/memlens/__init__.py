@@ -7,7 +7,7 @@ traced program:
 - ``memlens.mark(label)`` puts a labelled marker on the recording's timeline and takes an
   object census there (a no-op when the program is not being traced, so it can stay in
   production code).
-- ``with memlens.span(name):`` marks a block (``begin: NAME`` / ``end: NAME`` markers);
+- ``with memlens.span(name):`` marks a block;
   ``memlens spans FILE`` then lists the memory each block used.
 - ``memlens.is_tracing()`` tells whether this process is being traced.
 
@@ -61,6 +61,8 @@ def _load(path):
         lib.memlens_thread_start.restype = None
         lib.memlens_mark.argtypes = [ctypes.c_char_p]
         lib.memlens_mark.restype = None
+        lib.memlens_span.argtypes = [ctypes.c_int, ctypes.c_char_p]
+        lib.memlens_span.restype = None
         lib.memlens_gc.argtypes = [ctypes.c_int, ctypes.c_uint64, ctypes.c_uint64, ctypes.c_uint64]
         lib.memlens_gc.restype = None
         lib.memlens_active.restype = ctypes.c_int
@@ -233,29 +235,27 @@ def mark(label):
         _take_census("MARK", label)
 
 
-def _delimiter(label):
-    """A bare marker: spans' begin/end delimit memory, so they skip anything else `mark`
-    may do at a marker."""
-    if _lib is not None:
-        _lib.memlens_mark(str(label).encode("utf-8", "replace"))
-
-
 class span:
-    """``with memlens.span("load"):`` -- the block's memory, listed by ``memlens spans FILE``.
+    """``with memlens.span("load"):`` -- the block's memory, listed by ``memlens spans FILE``
+    and drawn on the viewer's timeline (no-op when not tracing).
 
-    Writes the markers ``begin: NAME`` and ``end: NAME`` (no-ops when not tracing). Spans
-    should not overlap: a span that starts inside another one ends the outer one's figures.
+    Spans should not overlap: a span that starts inside another one ends the outer one's
+    figures.
     """
 
     def __init__(self, name):
         self.name = str(name)
 
+    def _edge(self, begin):
+        if _lib is not None:
+            _lib.memlens_span(begin, self.name.encode("utf-8", "replace"))
+
     def __enter__(self):
-        _delimiter("begin: " + self.name)
+        self._edge(1)
         return self
 
     def __exit__(self, *exc):
-        _delimiter("end: " + self.name)
+        self._edge(0)
         return False
 
 

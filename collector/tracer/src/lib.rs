@@ -313,6 +313,17 @@ pub unsafe extern "C" fn memlens_mark(label: *const c_char) {
     tracing::record(&Record::Marker { label });
 }
 
+/// `with memlens.span(name):` begins (`begin` non-zero) or ends on this thread.
+///
+/// # Safety
+/// `name` is null or NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn memlens_span(begin: c_int, name: *const c_char) {
+    // SAFETY: per the function contract.
+    let name = unsafe { c_bytes(name) };
+    tracing::record(&Record::Span { begin: begin != 0, name });
+}
+
 /// One finished garbage collection (from a `gc.callbacks` entry).
 #[no_mangle]
 pub extern "C" fn memlens_gc(

@@ -68,6 +68,10 @@ fn fields<'a>(rec: &mut Record<'a>, f: &mut impl Fields<'a>) {
         }
         Record::Free { address, .. } | Record::Recreate { address } => f.u64(address),
         Record::Marker { label } => f.str(label),
+        Record::Span { begin, name } => {
+            f.flag(begin);
+            f.str(name);
+        }
         Record::Gc { generation, duration_ns, collected, uncollectable } => {
             f.u8(generation);
             f.u64(duration_ns);
@@ -147,6 +151,7 @@ fn blank<'a>(tag: u8) -> Option<Record<'a>> {
         TAG_LINE => Record::Line { line: 0 },
         TAG_RECREATE => Record::Recreate { address: 0 },
         TAG_MARKER => Record::Marker { label: &[] },
+        TAG_SPAN => Record::Span { begin: false, name: &[] },
         TAG_GC => Record::Gc { generation: 0, duration_ns: 0, collected: 0, uncollectable: 0 },
         TAG_STOP => Record::Stop,
         TAG_RESIDENT => Record::Resident { address: 0, bytes: 0 },

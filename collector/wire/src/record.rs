@@ -6,7 +6,7 @@ use crate::WireError;
 
 /// Protocol number sent in [`Hello`]; bumped whenever a record's layout changes so
 /// a parent and a tracer from different builds fail loudly instead of misreading.
-pub const PROTOCOL: u32 = 8;
+pub const PROTOCOL: u32 = 9;
 
 /// Upper bound on one variable-length record's `len` field. Strings (qualnames, paths,
 /// labels) are truncated by the tracer well below this; anything longer is corruption.
@@ -140,6 +140,8 @@ pub enum Record<'a> {
     Recreate { address: u64 },
     /// `memlens.mark(label)`.
     Marker { label: &'a [u8] },
+    /// A span (`with memlens.span(name):`) begins (`begin`) or ends on this thread.
+    Span { begin: bool, name: &'a [u8] },
     /// A garbage collection finished.
     Gc { generation: u8, duration_ns: u64, collected: u64, uncollectable: u64 },
     /// Tracing stopped cleanly (interpreter exit or `_exit`).
@@ -244,7 +246,8 @@ pub(crate) mod tags {
     pub const TAG_CENSUS_TYPE: u8 = 37;
     pub const TAG_CENSUS_CACHE: u8 = 38;
     pub const TAG_NATIVE_MODULE: u8 = 39;
+    pub const TAG_SPAN: u8 = 40;
     /// The last variable-size tag.
-    pub const LAST_VARIABLE: u8 = TAG_NATIVE_MODULE;
+    pub const LAST_VARIABLE: u8 = TAG_SPAN;
     const _: () = assert!(TAG_ALLOC + KINDS <= TAG_FREE && TAG_FREE + KINDS <= FIRST_VARIABLE);
 }

@@ -22,9 +22,54 @@
 //! assert_eq!((u.peak.bytes, u.leaked.total.bytes, u.allocated.bytes), (150, 50, 150));
 //! ```
 
+use memlens_format::{SpanEdge, SpanSide, ThreadId};
 use rustc_hash::FxHashMap;
 
 use crate::{AddressMap, Error, Op, Recording, StackId, StackTotals, Totals};
+
+/// A span of a recording: from where it began to where it ended, on one thread.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Span {
+    /// The name it was given.
+    pub name: String,
+    /// The thread it began and ended on.
+    pub thread: ThreadId,
+    /// When it began, in nanoseconds since the start of the recording.
+    pub start_ns: u64,
+    /// When it ended.
+    pub end_ns: u64,
+}
+
+/// The spans of a recording, each begin paired with the next end of the same name on the same
+/// thread, in the order they began; and the names of spans that began and have not ended (a
+/// recording cut short, or still being written).
+pub fn spans(rec: &Recording) -> (Vec<Span>, Vec<String>) {
+    pair_spans(rec.span_edges())
+}
+
+fn pair_spans(edges: &[SpanEdge]) -> (Vec<Span>, Vec<String>) {
+    let mut open: Vec<&SpanEdge> = Vec::new();
+    let mut closed = Vec::new();
+    for e in edges {
+        match e.side {
+            SpanSide::Begin => open.push(e),
+            SpanSide::End => {
+                if let Some(i) = open.iter().rposition(|o| o.name == e.name && o.thread == e.thread)
+                {
+                    let begin = open.remove(i);
+                    closed.push(Span {
+                        name: begin.name.clone(),
+                        thread: begin.thread,
+                        start_ns: begin.time_ns,
+                        end_ns: e.time_ns,
+                    });
+                }
+            }
+        }
+    }
+    closed.sort_by_key(|s| s.start_ns);
+    (closed, open.into_iter().map(|o| o.name.clone()).collect())
+}
 
 /// What one span used.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -215,8 +260,8 @@ mod tests {
         assert_eq!(u[2], SpanUsage::default());
     }
 
-    /// The tracer stamps events in stretches, so the events right after a marker can carry
-    /// the marker's very time, and events are stored to the microsecond: they must still
+    /// The tracer stamps events in stretches, so the events right after a span's edge can
+    /// carry the edge's very time, and events are stored to the microsecond: they must still
     /// fall inside a span that begins there and outside one that ends there.
     #[test]
     fn events_stamped_with_a_markers_time_fall_on_its_side() {
@@ -226,16 +271,39 @@ mod tests {
         let s = w.intern_stack(StackId::ROOT, f);
         let (t, k) = (ThreadId(0), AllocatorKind::Malloc);
         w.alloc(10_400, t, s, 0x1, 1, k).unwrap(); // before the span, in the same microsecond
-        w.marker(10_500, t, "begin: x");
+        w.span_edge(10_500, t, SpanSide::Begin, "x");
         w.alloc(10_500, t, s, 0x2, 20, k).unwrap();
         w.alloc(20_100, t, s, 0x3, 300, k).unwrap();
-        w.marker(20_100, t, "end: x");
+        w.span_edge(20_100, t, SpanSide::End, "x");
         w.alloc(20_100, t, s, 0x4, 4_000, k).unwrap(); // after the span, at its end's time
         let bytes =
             w.finish(ProcessEnd { time_ns: 30_000, exit_code: Some(0), signal: None }).unwrap();
         let rec = Recording::open(&bytes).unwrap();
-        let [m1, m2] = [&rec.markers()[0], &rec.markers()[1]];
-        let u = span_usage(&rec, &[(m1.time_ns, m2.time_ns)]).unwrap();
+        let (closed, open) = spans(&rec);
+        let ([x], []) = (&closed[..], &open[..]) else { panic!("{closed:?} {open:?}") };
+        let u = span_usage(&rec, &[(x.start_ns, x.end_ns)]).unwrap();
         assert_eq!(u[0].allocated, Totals { bytes: 320, count: 2 });
+    }
+
+    fn edge(time_ns: u64, thread: u32, side: SpanSide, name: &str) -> SpanEdge {
+        SpanEdge { time_ns, thread: ThreadId(thread), side, name: name.into() }
+    }
+
+    #[test]
+    fn spans_pair_on_their_thread_nest_and_stay_open() {
+        use SpanSide::{Begin, End};
+        let (closed, open) = pair_spans(&[
+            edge(1, 0, Begin, "a"),
+            edge(2, 1, End, "a"), // another thread's: does not close it
+            edge(3, 1, Begin, "a"),
+            edge(4, 0, Begin, "b"),
+            edge(5, 0, End, "b"),
+            edge(6, 0, End, "a"),
+            edge(7, 0, Begin, "c"),
+        ]);
+        let got: Vec<(&str, u32, u64, u64)> =
+            closed.iter().map(|s| (s.name.as_str(), s.thread.0, s.start_ns, s.end_ns)).collect();
+        assert_eq!(got, [("a", 0, 1, 6), ("b", 0, 4, 5)]);
+        assert_eq!(open, ["a", "c"]);
     }
 }

@@ -19,6 +19,12 @@ fn metadata_and_tables_round_trip() {
     assert_eq!(rec.threads().len(), 2);
     assert_eq!(rec.thread(WORKER).unwrap().name, "worker");
     assert_eq!(rec.markers()[0].label, "loaded");
+    let (closed, open) = spans(&rec);
+    assert_eq!(
+        (closed[0].name.as_str(), closed[0].start_ns, closed[0].end_ns),
+        ("unload", 18_000, 30_000)
+    );
+    assert!(open.is_empty());
     assert_eq!(rec.gc_events()[0].collected, 7);
     let census = &rec.censuses()[0];
     assert_eq!((census.trigger, census.objects, census.recursion_limit), (3, 3, 1000));
@@ -210,7 +216,8 @@ fn golden_recording_bytes_are_stable() {
 /// delta coding), format 2 (event addresses as deltas from the previous one, stack ids plain,
 /// before per-class address prediction) and format 3 (frees without their block's size and
 /// stack, no interval aggregates: answered by replay). Formats 4 and 5 are format 6 without
-/// other processes' streams and native frames: the same bytes but the version.
+/// other processes' streams and native frames: the same bytes but the version. Format 6 is
+/// format 7 without the span chunk.
 #[test]
 fn older_format_files_still_open() {
     let new = open_known();
@@ -241,7 +248,7 @@ fn older_format_files_still_open() {
         .unwrap();
         all
     };
-    for version in [1, 2, 3, 4, 5] {
+    for version in [1, 2, 3, 4, 5, 6] {
         let path = format!(
             "{}/../../tests/golden/known-program-v{version}.memlens",
             env!("CARGO_MANIFEST_DIR")
@@ -290,11 +297,40 @@ fn golden_family_bytes_are_stable() {
     assert_eq!(old.open_process(1).unwrap().summary(), parent.summary());
 }
 
+/// Before format 7, spans were markers labelled `begin: NAME` and `end: NAME`: a file of
+/// format 6 that has them reads them as spans, and keeps its other markers.
+#[test]
+fn older_files_span_markers_are_read_as_spans() {
+    let mut w = RecordingWriter::new(Vec::new(), &Meta::default()).unwrap();
+    w.add_thread(ThreadInfo { id: ThreadId(0), os_tid: 1, name: "MainThread".into() });
+    w.marker(1_000, ThreadId(0), "begin: test_a");
+    w.marker(2_000, ThreadId(0), "half way");
+    w.marker(3_000, ThreadId(0), "end: test_a");
+    w.marker(4_000, ThreadId(0), "begin: test_b");
+    let mut bytes = w.finish(ProcessEnd { time_ns: 5_000, ..Default::default() }).unwrap();
+    // Format 7 keeps them as markers: its spans are span edges.
+    let rec = Recording::open(&bytes).unwrap();
+    assert_eq!(rec.markers().len(), 4);
+    assert!(rec.span_edges().is_empty());
+    // The same bytes as format 6 (chunks have not changed; the header holds the version).
+    bytes[8] = 6;
+    let rec = Recording::open(&bytes).unwrap();
+    let labels: Vec<&str> = rec.markers().iter().map(|m| m.label.as_str()).collect();
+    assert_eq!(labels, ["half way"]);
+    let (closed, open) = spans(&rec);
+    assert_eq!(closed.len(), 1);
+    assert_eq!(
+        (closed[0].name.as_str(), closed[0].start_ns, closed[0].end_ns),
+        ("test_a", 1_000, 3_000)
+    );
+    assert_eq!(open, ["test_b"]);
+}
+
 #[test]
 fn the_header_is_byte_exact() {
     let bytes = known_program(WriterOptions::default());
     assert_eq!(&bytes[..8], b"\x89MLNS\r\n\x1a");
-    assert_eq!(&bytes[8..16], &[6, 0, 0, 0, 0, 0, 0, 0]);
+    assert_eq!(&bytes[8..16], &[7, 0, 0, 0, 0, 0, 0, 0]);
     // The first chunk is the metadata (tag 1), and the footer is the last 24 bytes.
     assert_eq!(bytes[16], 1);
     let footer = &bytes[bytes.len() - 24..];

@@ -11,9 +11,9 @@ pub const MAGIC: [u8; 8] = *b"\x89MLNS\r\n\x1a";
 
 /// The format version written by this crate. Readers refuse files with a larger version.
 ///
-/// Adding a chunk tag does not bump it (readers skip unknown tags); changing the layout of an
-/// existing chunk does.
-pub const FORMAT_VERSION: u16 = 6;
+/// Adding a chunk tag or changing the layout of an existing chunk bumps it (FORMAT.md,
+/// "Compatibility policy").
+pub const FORMAT_VERSION: u16 = 7;
 
 /// Size of the file header: magic, version, flags, reserved.
 pub const HEADER_LEN: usize = 16;
@@ -103,6 +103,8 @@ pub enum Tag {
     /// Which frames are native functions, and the modules they are in (`--native-stacks`;
     /// added in format 5 without a version change: readers that skip it lose only that).
     Native = 20,
+    /// Where spans begin and end (format 7).
+    Spans = 21,
 }
 
 impl Tag {
@@ -111,6 +113,7 @@ impl Tag {
         [
             Meta, Strings, Frames, Stacks, Threads, Events, Samples, Markers, Gc, End, Trailer,
             Footer, Census, Caches, Intervals, Digest, Gathered, Substream, Processes, Native,
+            Spans,
         ]
         .get(usize::from(v).wrapping_sub(1))
         .copied()

@@ -72,9 +72,9 @@ pub use processes::Piece;
 pub use recording::{ChunkRef, Recording, Truncation};
 pub use records::{
     census_trigger, CacheCensus, CaptureOptions, Census, CensusTrigger, DictUsage, Event, Frame,
-    GcEvent, IndexEntry, Marker, MemorySample, Meta, Op, ProcessEnd, StackNode, Summary,
-    ThreadInfo, Totals, Trailer, TypeCensus, TypeSite, META_NATIVE_STACKS, META_PPID, META_PROCESS,
-    META_SAMPLE_BYTES,
+    GcEvent, IndexEntry, Marker, MemorySample, Meta, Op, ProcessEnd, SpanEdge, SpanSide, StackNode,
+    Summary, ThreadInfo, Totals, Trailer, TypeCensus, TypeSite, META_NATIVE_STACKS, META_PPID,
+    META_PROCESS, META_SAMPLE_BYTES,
 };
 pub use source::ByteSource;
 pub use writer::{RecordingWriter, WriterOptions};

@@ -20,8 +20,12 @@ use crate::source::{read_exact, ByteSource};
 use crate::tables::{decode_frames, decode_stacks, decode_strings};
 use crate::{
     CacheCensus, Census, Error, Event, Frame, FrameId, GcEvent, Marker, MemorySample, Meta,
-    ProcessEnd, StackId, StackNode, Summary, ThreadId, ThreadInfo, Totals, Trailer,
+    ProcessEnd, SpanEdge, SpanSide, StackId, StackNode, Summary, ThreadId, ThreadInfo, Totals,
+    Trailer,
 };
+
+/// The first format with a chunk of span edges (older ones wrote spans as markers).
+const SPAN_CHUNK_VERSION: u16 = 7;
 
 /// Where and why reading stopped early.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -68,6 +72,7 @@ pub struct Recording {
     threads: Vec<ThreadInfo>,
     samples: Vec<MemorySample>,
     markers: Vec<Marker>,
+    spans: Vec<SpanEdge>,
     gcs: Vec<GcEvent>,
     censuses: Vec<Census>,
     caches: Vec<CacheCensus>,
@@ -194,6 +199,7 @@ impl Recording {
             threads: Vec::new(),
             samples: Vec::new(),
             markers: Vec::new(),
+            spans: Vec::new(),
             gcs: Vec::new(),
             censuses: Vec::new(),
             caches: Vec::new(),
@@ -375,6 +381,7 @@ impl Recording {
         self.threads = copy.threads;
         self.samples = copy.samples;
         self.markers = copy.markers;
+        self.spans = copy.spans;
         self.gcs = copy.gcs;
         self.censuses = copy.censuses;
         self.caches = copy.caches;
@@ -389,6 +396,7 @@ impl Recording {
             && self.threads == other.threads
             && self.samples == other.samples
             && self.markers == other.markers
+            && self.spans == other.spans
             && self.gcs == other.gcs
             && self.censuses == other.censuses
             && self.caches == other.caches
@@ -587,9 +595,18 @@ impl Recording {
             Tag::Samples => self.samples.extend(
                 postcard::from_bytes::<Vec<MemorySample>>(raw).map_err(postcard_err("samples"))?,
             ),
-            Tag::Markers => self
-                .markers
-                .extend(postcard::from_bytes::<Vec<Marker>>(raw).map_err(postcard_err("markers"))?),
+            Tag::Markers => {
+                let markers: Vec<Marker> =
+                    postcard::from_bytes(raw).map_err(postcard_err("markers"))?;
+                if self.version < SPAN_CHUNK_VERSION {
+                    self.take_legacy_markers(markers);
+                } else {
+                    self.markers.extend(markers);
+                }
+            }
+            Tag::Spans => self
+                .spans
+                .extend(postcard::from_bytes::<Vec<SpanEdge>>(raw).map_err(postcard_err("spans"))?),
             Tag::Gc => self
                 .gcs
                 .extend(postcard::from_bytes::<Vec<GcEvent>>(raw).map_err(postcard_err("gc"))?),
@@ -653,6 +670,26 @@ impl Recording {
             Tag::Events | Tag::Footer | Tag::Trailer | Tag::Gathered | Tag::Substream => {}
         }
         Ok(())
+    }
+
+    /// Markers of a file older than format 7, where spans were markers labelled
+    /// `begin: NAME` and `end: NAME`: those become span edges, the others stay markers.
+    fn take_legacy_markers(&mut self, markers: Vec<Marker>) {
+        for m in markers {
+            let edge = |side, name: &str| SpanEdge {
+                time_ns: m.time_ns,
+                thread: m.thread,
+                side,
+                name: name.to_owned(),
+            };
+            if let Some(name) = m.label.strip_prefix("begin: ") {
+                self.spans.push(edge(SpanSide::Begin, name));
+            } else if let Some(name) = m.label.strip_prefix("end: ") {
+                self.spans.push(edge(SpanSide::End, name));
+            } else {
+                self.markers.push(m);
+            }
+        }
     }
 
     /// Files nodes read from an Intervals chunk (`base`: exactly one base interval) or the
@@ -815,13 +852,14 @@ impl Recording {
         let Some(from) = self.scan_from else { return Ok(false) };
         let len = self.source()?.len();
         let (events, intervals) = (self.events.len(), self.intervals.len());
-        let (markers, samples) = (self.markers.len(), self.samples.len());
+        let (markers, spans, samples) = (self.markers.len(), self.spans.len(), self.samples.len());
         self.truncation = None;
         self.scan(from, len)?;
         self.settle()?;
         Ok(self.events.len() != events
             || self.intervals.len() != intervals
             || self.markers.len() != markers
+            || self.spans.len() != spans
             || self.samples.len() != samples
             || self.end.is_some())
     }
@@ -940,6 +978,12 @@ impl Recording {
     /// User markers, in time order.
     pub fn markers(&self) -> &[Marker] {
         &self.markers
+    }
+
+    /// Where spans begin and end, in time order (see `memlens_analysis::spans` for them
+    /// paired).
+    pub fn span_edges(&self) -> &[SpanEdge] {
+        &self.spans
     }
 
     /// Garbage collector runs, in time order.

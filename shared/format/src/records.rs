@@ -139,6 +139,30 @@ pub struct Marker {
     pub label: String,
 }
 
+/// Which end of a span a [`SpanEdge`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SpanSide {
+    /// The span begins.
+    Begin,
+    /// The span ends.
+    End,
+}
+
+/// Where a span begins or ends: `with memlens.span(name)`, a test under the pytest plugin,
+/// a notebook cell (format 7; older files wrote them as markers labelled `begin: NAME` and
+/// `end: NAME`, which readers turn into these).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpanEdge {
+    /// Nanoseconds since the start of the recording.
+    pub time_ns: u64,
+    /// The thread that began or ended it: a span ends on the thread it began on.
+    pub thread: ThreadId,
+    /// Whether the span begins or ends here.
+    pub side: SpanSide,
+    /// The span's name.
+    pub name: String,
+}
+
 /// One run of Python's garbage collector.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct GcEvent {

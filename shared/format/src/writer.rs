@@ -15,8 +15,8 @@ use crate::live::{Block, LiveBlocks, Prior};
 use crate::tables::{encode_frames, encode_stacks, encode_strings};
 use crate::{
     AllocatorKind, CacheCensus, Census, Error, Event, Frame, FrameId, GcEvent, IndexEntry,
-    Interval, Marker, MemorySample, Meta, Op, ProcessEnd, StackId, StackNode, StringId, Summary,
-    ThreadId, ThreadInfo, Trailer,
+    Interval, Marker, MemorySample, Meta, Op, ProcessEnd, SpanEdge, SpanSide, StackId, StackNode,
+    StringId, Summary, ThreadId, ThreadInfo, Trailer,
 };
 
 /// Samples kept waiting for events at most: 256 is 2.5 s at the default 10 ms interval.
@@ -106,6 +106,7 @@ pub struct RecordingWriter<W: Write> {
     /// time have arrived (the collector's events reach the writer a few ms after the samples).
     waiting_samples: std::collections::VecDeque<MemorySample>,
     markers: Vec<Marker>,
+    spans: Vec<SpanEdge>,
     gcs: Vec<GcEvent>,
     censuses: Vec<Census>,
     caches: Vec<CacheCensus>,
@@ -173,6 +174,7 @@ impl<W: Write> RecordingWriter<W> {
             samples: Vec::new(),
             waiting_samples: std::collections::VecDeque::new(),
             markers: Vec::new(),
+            spans: Vec::new(),
             gcs: Vec::new(),
             censuses: Vec::new(),
             caches: Vec::new(),
@@ -474,9 +476,20 @@ impl<W: Write> RecordingWriter<W> {
     /// once stored at the events' resolution ([`crate::EVENT_TIME_QUANTUM_NS`]): a span
     /// between two markers holds exactly the events recorded between them.
     pub fn marker(&mut self, time_ns: u64, thread: ThreadId, label: &str) {
+        self.place_events_after(time_ns);
+        self.markers.push(Marker { time_ns, thread, label: label.to_owned() });
+    }
+
+    /// Records where a span begins or ends. Like a marker, it orders the events around it.
+    pub fn span_edge(&mut self, time_ns: u64, thread: ThreadId, side: SpanSide, name: &str) {
+        self.place_events_after(time_ns);
+        self.spans.push(SpanEdge { time_ns, thread, side, name: name.to_owned() });
+    }
+
+    /// Events recorded from now on are stored at a time after `time_ns`.
+    fn place_events_after(&mut self, time_ns: u64) {
         let quantum = crate::EVENT_TIME_QUANTUM_NS;
         self.last_event_time = self.last_event_time.max((time_ns / quantum + 1) * quantum);
-        self.markers.push(Marker { time_ns, thread, label: label.to_owned() });
     }
 
     /// Records a garbage collector run.
@@ -508,6 +521,10 @@ impl<W: Write> RecordingWriter<W> {
             let markers = std::mem::take(&mut self.markers);
             let span = (markers[0].time_ns, markers[markers.len() - 1].time_ns, markers.len());
             self.write_postcard(Tag::Markers, &markers, span)?;
+        }
+        if !self.spans.is_empty() {
+            let s = std::mem::take(&mut self.spans);
+            self.write_postcard(Tag::Spans, &s, (s[0].time_ns, s[s.len() - 1].time_ns, s.len()))?;
         }
         if !self.gcs.is_empty() {
             let gcs = std::mem::take(&mut self.gcs);

@@ -48,6 +48,8 @@ pub fn known_program(options: WriterOptions) -> Vec<u8> {
     w.alloc(11_500, T, s_main, 0x7000_0000, 1 << 16, AllocatorKind::PymallocArena).unwrap();
     w.marker(12_000, T, "loaded");
     w.flush().unwrap();
+    // The frees run in a span (`with memlens.span("unload")`).
+    w.span_edge(18_000, T, SpanSide::Begin, "unload");
     // An object re-created in a live block moves it to `main` (a free and an alloc of kind 7);
     // one re-created where no block is live (allocated before tracing), or by the block's own
     // stack, is not written.
@@ -57,6 +59,7 @@ pub fn known_program(options: WriterOptions) -> Vec<u8> {
     for i in 0..10u64 {
         w.free(20_000 + i * 1000, T, 0x10_000 + i * 0x1000, AllocatorKind::PymallocObject).unwrap();
     }
+    w.span_edge(30_000, T, SpanSide::End, "unload");
     // A free of something allocated before tracing started changes nothing (and is dropped).
     w.free(31_000, T, 0xdead_0000, AllocatorKind::Malloc).unwrap();
     w.gc(GcEvent {

@@ -5,7 +5,7 @@
 //! events, interval aggregates, digest). Files are read both ways: with a footer pointing at a
 //! trailer (the index path) and without (the scan path), and followed as they grow.
 //! The streams of other processes a file carries (format 5) are opened and analysed too, and
-//! the native frames a file marks (tag 20) are looked up.
+//! the native frames a file marks (tag 20) are looked up, and its spans (tag 21) paired.
 //! `./dev fuzz` seeds the corpus with the golden recordings (mode 1: their bytes after the
 //! header), so runs start from real event chunks (re-created objects' pairs included) and
 //! real process streams.
@@ -81,6 +81,10 @@ fn analyse(rec: &Recording) {
     }
     let _ = insights(rec, &InsightOptions::default());
     let _ = span_usage(rec, &[(0, end / 2), (end / 2 + 1, end)]);
+    // Spans (the Spans chunk, and an older file's markers read as spans), paired and measured.
+    let (closed, _open) = spans(rec);
+    let ranges: Vec<(u64, u64)> = closed.iter().take(16).map(|s| (s.start_ns, s.end_ns)).collect();
+    let _ = span_usage(rec, &ranges);
     for filter in [all.clone(), EventFilter::thread(ThreadId(0))] {
         let _ = heap_timeline(rec, &filter, 0, end.saturating_add(1), 64);
     }
