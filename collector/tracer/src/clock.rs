@@ -1,6 +1,8 @@
 //! The clocks: CLOCK_MONOTONIC, shared by the parent (which subtracts its own start time)
 //! and every record that leaves the process, and cheaper ticks for the hot path.
 //!
+//! Layer: foundations; imports nothing of the tracer.
+//!
 //! Records are not stamped one by one (see [`crate::ring`]): each stretch of a thread's
 //! records starts with a reading of the x86_64 time-stamp counter ([`now_ticks`], a few ns
 //! where `clock_gettime` through the vDSO measured ~20-40 ns here, a VM), and the drain

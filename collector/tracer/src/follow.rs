@@ -6,6 +6,9 @@
 //! memory (RSS) as a process of the recording and says why it is not traced. The sockets stay
 //! open until the process exits or execs (close-on-exec): their closing tells the recorder,
 //! which reads how it ended from /proc.
+//!
+//! Layer: beside the layers, called only from the library's constructor (lib.rs);
+//! imports nothing of the tracer.
 
 use std::ffi::CStr;
 

@@ -1,5 +1,8 @@
 //! Native hooks without `LD_PRELOAD`: patching the global offset tables.
 //!
+//! Layer: the hooks layer, above [`crate::native_hooks`] (whose addresses it writes); the
+//! session layer ([`crate::session`]) calls [`install`].
+//!
 //! Under `memlens run` the library is preloaded, so the dynamic linker binds every
 //! `malloc`/`free`/`mmap`/... call of the program to [`crate::native_hooks`]. When
 //! `memlens.record()` loads the tracer into a running interpreter instead, those calls

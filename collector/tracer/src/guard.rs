@@ -1,5 +1,8 @@
 //! The per-thread re-entrancy guard: only the outermost hook on a thread records.
 //!
+//! Layer: foundations, the bottom of the tracer: every hook enters it, and it imports
+//! nothing of the tracer (it keeps the thread's state untyped for [`crate::thread_state`]).
+//!
 //! `PyObject_Malloc` may call `PyMem_RawMalloc`, which calls `malloc`, which may call
 //! `mmap`; counting each level would count the same bytes several times. Each hook
 //! enters the guard; only a hook that entered at depth 0 records. The one exception
@@ -7,8 +10,7 @@
 //! mem-domain hook and is recorded as `PymallocArena`.
 
 use std::cell::Cell;
-
-use crate::thread_state::ThreadState;
+use std::ffi::c_void;
 
 /// What the outermost guarded call on this thread is.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -31,8 +33,9 @@ pub enum Ctx {
 pub struct Tls {
     depth: Cell<u32>,
     outer: Cell<Ctx>,
-    /// The thread's tracer state (see [`crate::thread_state`]).
-    pub state: Cell<*mut ThreadState>,
+    /// The thread's tracer state, a `ThreadState` (see [`crate::thread_state`], which alone
+    /// casts it back): untyped, so that this bottom layer names nothing above it.
+    pub state: Cell<*mut c_void>,
     /// Bytes the thread may still allocate before its next sampled allocation (see
     /// [`crate::sampling`]): here, not in the state, so that an allocation that is not
     /// sampled costs a decrement of the thread-locals the hook already holds.

@@ -1,5 +1,7 @@
 //! `memlens attach PID`: Python code run in a process that was not started by memlens.
 //!
+//! Layer: beside the layers, called only from the C API; imports [`crate::python_api`] alone.
+//!
 //! A debugger (lldb, driven by `memlens attach`) stops the process at the entry of one of
 //! CPython's allocator functions (no lock of libc's or of Python's is held there), loads
 //! this library with `dlopen` and calls [`run_on_new_thread`] through `memlens_inject`.

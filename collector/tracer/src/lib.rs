@@ -14,7 +14,8 @@
 //! - on 3.13, charges objects re-created from free lists to the code that re-created
 //!   them ([`ref_tracer`]),
 //! - starts the drain thread that merges the per-thread rings ([`ring`]) in order and
-//!   writes raw `memlens_wire` records to the pipe given by the parent ([`tracing`]).
+//!   writes raw `memlens_wire` records to the pipe given by the parent ([`drain`],
+//!   opened by [`session`]).
 //!
 //! Design constraints: this crate is the only place in memlens with `unsafe` code,
 //! and every `unsafe` block says why it is sound. Hooks do almost nothing: a
@@ -33,7 +34,20 @@
 //! lib.memlens_stop()            # atexit
 //! ```
 
+// The modules, by layer (each imports only from its own layer's lower modules and the
+// layers below; this file, the C API, sits on top):
+// - the session layer: `session` (start, hooks installed, the fork handler);
+// - the hooks: `got` (installs `native_hooks` by patching), `native_hooks`, `pymem_hooks`,
+//   `ref_tracer`, `profiler` (the stack-keeping hooks), `process_end`;
+// - the emit layer: `emit` (the records hooks write), `stacks` (code ids, seeding and
+//   walking), `thread_state` (per-thread state and ring), `drain` (the pipe, the drain
+//   thread and `stop`), `reservations`, `recording` (the switches the hooks read);
+// - the foundations: `guard` (thread-locals, re-entrancy), `ring`, `sampling`,
+//   `sampled_set`, `native_stack`, `python_api`, `clock`, `real`; and beside the layers,
+//   `follow` and `inject`.
 mod clock;
+mod drain;
+mod emit;
 mod follow;
 mod got;
 mod guard;
@@ -45,13 +59,15 @@ mod profiler;
 mod pymem_hooks;
 mod python_api;
 mod real;
+mod recording;
 mod ref_tracer;
 mod reservations;
 mod ring;
 mod sampled_set;
 mod sampling;
+mod session;
+mod stacks;
 mod thread_state;
-mod tracing;
 
 use std::cell::RefCell;
 use std::ffi::{c_char, c_int, CStr, CString};
@@ -76,11 +92,11 @@ unsafe fn c_bytes<'a>(p: *const c_char) -> &'a [u8] {
     }
 }
 
-fn start_result(r: Result<tracing::Started, String>) -> c_int {
+fn start_result(r: Result<session::Started, String>) -> c_int {
     let (rc, msg) = match r {
-        Ok(tracing::Started::Traced(None)) => return 0,
-        Ok(tracing::Started::NativeOnly(why)) => (1, why),
-        Ok(tracing::Started::Traced(Some(note))) => (2, note),
+        Ok(session::Started::Traced(None)) => return 0,
+        Ok(session::Started::NativeOnly(why)) => (1, why),
+        Ok(session::Started::Traced(Some(note))) => (2, note),
         Err(msg) => (-1, msg),
     };
     LAST_ERROR.with(|e| *e.borrow_mut() = CString::new(msg).unwrap_or_default());
@@ -95,7 +111,7 @@ fn start_result(r: Result<tracing::Started, String>) -> c_int {
 /// Call with the GIL held (ctypes.PyDLL).
 #[no_mangle]
 pub extern "C" fn memlens_start(fd: c_int, native: c_int) -> c_int {
-    start_result(tracing::start(fd, native != 0, std::ptr::null_mut(), b"MainThread"))
+    start_result(session::start(fd, native != 0, std::ptr::null_mut(), b"MainThread"))
 }
 
 /// The next session ([`memlens_start`], [`memlens_start_in`]) samples allocations, one
@@ -130,7 +146,7 @@ pub unsafe extern "C" fn memlens_start_in(
 ) -> c_int {
     // SAFETY: per the function contract.
     let name = unsafe { c_bytes(name) };
-    start_result(tracing::start(fd, native != 0, frame, name))
+    start_result(session::start(fd, native != 0, frame, name))
 }
 
 /// The Python name of a thread that was already running when tracing started, by its
@@ -142,7 +158,7 @@ pub unsafe extern "C" fn memlens_start_in(
 #[no_mangle]
 pub unsafe extern "C" fn memlens_name_thread(os_tid: u64, name: *const c_char) {
     // SAFETY: per the function contract.
-    profiler::name_thread(os_tid, unsafe { c_bytes(name) });
+    stacks::name_thread(os_tid, unsafe { c_bytes(name) });
 }
 
 /// `memlens run` only: `fd` is the control socket on which the process tells the recorder
@@ -150,14 +166,14 @@ pub unsafe extern "C" fn memlens_name_thread(os_tid: u64, name: *const c_char) {
 /// success; otherwise [`memlens_last_error`] says why.
 #[no_mangle]
 pub extern "C" fn memlens_watch_end(fd: c_int) -> c_int {
-    start_result(process_end::install(fd, true).map(|()| tracing::Started::Traced(None)))
+    start_result(process_end::install(fd, true).map(|()| session::Started::Traced(None)))
 }
 
 /// Takes the profiler off the calling thread after [`memlens_stop`] (the end of a
 /// `memlens.record()` block). GIL held.
 #[no_mangle]
 pub extern "C" fn memlens_release_thread() {
-    if !tracing::active() && python_api::ready() {
+    if !recording::active() && python_api::ready() {
         profiler::uninstall_from_current_thread();
         ref_tracer::uninstall();
     }
@@ -211,7 +227,7 @@ extern "C" fn start_at_load() {
             sampling::set_next(bytes);
         }
         // A failure (no x86-64 Linux) leaves the program running untraced.
-        let _ = tracing::start_at_load(fd);
+        let _ = session::start_at_load(fd);
     }
 }
 
@@ -265,7 +281,7 @@ pub unsafe extern "C" fn memlens_inject(code: *const c_char) -> c_int {
 /// them while tracing is still on. GIL held.
 #[no_mangle]
 pub extern "C" fn memlens_unhook() -> c_int {
-    if tracing::active() {
+    if recording::active() {
         return 1;
     }
     if !python_api::ready() {
@@ -277,14 +293,14 @@ pub extern "C" fn memlens_unhook() -> c_int {
     let api = python_api::api();
     let mem = pymem_hooks::uninstall(api);
     let eval = profiler::remove_eval_hook();
-    tracing::retire_drain_thread();
+    drain::retire_drain_thread();
     c_int::from(!(mem && eval))
 }
 
 /// Stops tracing and flushes everything to the parent. Idempotent.
 #[no_mangle]
 pub extern "C" fn memlens_stop() {
-    tracing::stop();
+    drain::stop();
 }
 
 /// Installs the profiler on the calling thread (from `threading.setprofile`'s hook),
@@ -295,7 +311,7 @@ pub extern "C" fn memlens_stop() {
 /// NUL-terminated.
 #[no_mangle]
 pub unsafe extern "C" fn memlens_thread_start(frame: *mut std::ffi::c_void, name: *const c_char) {
-    if tracing::active() && python_api::ready() {
+    if recording::active() && python_api::ready() {
         // SAFETY: per the function contract.
         let name = unsafe { c_bytes(name) };
         profiler::adopt_new_thread(frame, name);
@@ -310,7 +326,7 @@ pub unsafe extern "C" fn memlens_thread_start(frame: *mut std::ffi::c_void, name
 pub unsafe extern "C" fn memlens_mark(label: *const c_char) {
     // SAFETY: per the function contract.
     let label = unsafe { c_bytes(label) };
-    tracing::record(&Record::Marker { label });
+    emit::record(&Record::Marker { label });
 }
 
 /// `with memlens.span(name):` begins (`begin` non-zero) or ends on this thread.
@@ -332,7 +348,7 @@ pub extern "C" fn memlens_gc(
     collected: u64,
     uncollectable: u64,
 ) {
-    tracing::record(&Record::Gc {
+    emit::record(&Record::Gc {
         generation: generation.clamp(0, 255) as u8,
         duration_ns,
         collected,
@@ -344,13 +360,13 @@ pub extern "C" fn memlens_gc(
 /// function, 2 frame walking; -1 before tracing first started.
 #[no_mangle]
 pub extern "C" fn memlens_stack_mode() -> c_int {
-    profiler::mode_code()
+    stacks::mode_code()
 }
 
 /// 1 while tracing is on.
 #[no_mangle]
 pub extern "C" fn memlens_active() -> c_int {
-    tracing::active() as c_int
+    recording::active() as c_int
 }
 
 /// Pauses (`paused != 0`) or resumes recording of the calling thread's allocations and
@@ -358,7 +374,7 @@ pub extern "C" fn memlens_active() -> c_int {
 /// temporary lists do not show up as the program's memory. GIL held (ctypes.PyDLL).
 #[no_mangle]
 pub extern "C" fn memlens_pause(paused: c_int) {
-    tracing::pause_thread(paused != 0);
+    emit::pause_thread(paused != 0);
 }
 
 /// # Safety
@@ -387,7 +403,7 @@ pub unsafe extern "C" fn memlens_census_begin(
     // SAFETY: per the function contract.
     let label = unsafe { c_bytes(label) };
     let trigger = trigger.clamp(0, 255) as u8;
-    tracing::record(&Record::CensusBegin { trigger, label, sample_every: sample_every.max(1) });
+    emit::record(&Record::CensusBegin { trigger, label, sample_every: sample_every.max(1) });
 }
 
 /// One type's live objects. `addresses` and `storage` are arrays of u64 allocation
@@ -427,7 +443,7 @@ pub unsafe extern "C" fn memlens_census_type(
             storage: c_slice(storage, storage_len),
         }
     };
-    tracing::record(&Record::CensusType(t));
+    emit::record(&Record::CensusType(t));
 }
 
 /// A live `functools.lru_cache` wrapper; `maxsize < 0` means unbounded.
@@ -447,7 +463,7 @@ pub unsafe extern "C" fn memlens_census_cache(
     // SAFETY: per the function contract.
     let (module, qualname) = unsafe { (c_bytes(module), c_bytes(qualname)) };
     let maxsize = u64::try_from(maxsize).ok();
-    tracing::record(&Record::CensusCache(CensusCache {
+    emit::record(&Record::CensusCache(CensusCache {
         currsize,
         maxsize,
         hits,
@@ -461,5 +477,5 @@ pub unsafe extern "C" fn memlens_census_cache(
 /// The census on this thread is complete.
 #[no_mangle]
 pub extern "C" fn memlens_census_end(objects: u64, duration_ns: u64, recursion_limit: u32) {
-    tracing::record(&Record::CensusEnd { objects, duration_ns, recursion_limit });
+    emit::record(&Record::CensusEnd { objects, duration_ns, recursion_limit });
 }

@@ -1,5 +1,8 @@
 //! The exported libc allocation functions that LD_PRELOAD puts in front of libc's.
 //!
+//! Layer: the hooks layer; they write through [`crate::emit`] and end a session at `_exit`
+//! with [`crate::drain::stop`]. [`crate::got`] and the session layer install them.
+//!
 //! The hooks themselves are the `*_hook` functions, which are not exported: their
 //! addresses are this library's code even when the library was not preloaded and the
 //! exported names resolve to libc's ([`crate::got`] needs them). The exported
@@ -14,10 +17,11 @@ use std::ffi::c_void;
 
 use memlens_wire::AllocKind;
 
+use crate::emit::{record_alloc, record_free};
 use crate::guard::{Ctx, Guard};
 use crate::real::{real, BootstrapArena};
+use crate::recording::native_active;
 use crate::reservations;
-use crate::tracing::{native_active, record_alloc, record_free};
 
 #[inline]
 fn after_alloc(g: &Guard, p: *mut c_void, size: usize) {
@@ -241,7 +245,7 @@ pub unsafe extern "C" fn munmap_hook(addr: *mut c_void, len: usize) -> i32 {
 /// `os._exit()` and friends: flush everything to the recorder before the process
 /// disappears without running atexit handlers, and say how it ends.
 pub unsafe extern "C" fn _exit_hook(status: i32) -> ! {
-    crate::tracing::stop();
+    crate::drain::stop();
     crate::process_end::exiting(status);
     match real() {
         // SAFETY: forwarding to libc; never returns.
@@ -255,7 +259,7 @@ pub unsafe extern "C" fn _exit_hook(status: i32) -> ! {
 }
 
 pub unsafe extern "C" fn exit_upper_hook(status: i32) -> ! {
-    crate::tracing::stop();
+    crate::drain::stop();
     crate::process_end::exiting(status);
     match real() {
         // SAFETY: forwarding to libc; never returns.

@@ -1,6 +1,8 @@
 //! Native stacks (`memlens run --native-stacks`): at each recorded allocation, the return
 //! addresses of the C, C++ or Rust code between the allocator and the innermost Python line.
 //!
+//! Layer: foundations; imports nothing of the tracer.
+//!
 //! Unwinding: CPython and extension modules are built without frame pointers, so frames
 //! are found from the DWARF call-frame information (`.eh_frame`) with libgcc's
 //! `_Unwind_Backtrace`, which every Rust program already links (no new dependency) and which

@@ -1,5 +1,8 @@
 //! Telling `memlens run`'s recorder how the process ends ([`memlens_wire::EndReport`]).
 //!
+//! Layer: the hooks layer (the exit handlers, the `kill` wrapper); an exit ends the session
+//! with [`crate::drain::stop`]. The C API installs it.
+//!
 //! `memlens run` execs the interpreter in its own process, so the program keeps the PID
 //! the user started and gets every signal sent to it exactly once, as without memlens;
 //! the recorder is a helper process beside it, not its parent, and cannot `wait` for its
@@ -158,7 +161,7 @@ pub fn exiting(status: c_int) {
 
 extern "C" fn at_exit(status: c_int, _: *mut c_void) {
     // The interpreter stops tracing in its atexit hook; C code calling exit() does not.
-    crate::tracing::stop();
+    crate::drain::stop();
     exiting(status);
 }
 

@@ -1,6 +1,9 @@
 //! Hooks on CPython's three allocator domains (raw, mem, object), installed with
 //! `PyMem_SetAllocator` around the previous allocators.
 //!
+//! Layer: the hooks layer; they write through [`crate::emit`], and the session layer
+//! ([`crate::session`]) installs them.
+//!
 //! They record the exact requested sizes. A realloc is a free of the old block,
 //! recorded *before* the real call, and an allocation of the new one, recorded
 //! *after* it returns: so if another thread gets the freed address back, its
@@ -11,9 +14,10 @@ use std::ffi::c_void;
 
 use memlens_wire::AllocKind;
 
+use crate::emit::{record_alloc, record_free};
 use crate::guard::{Ctx, Guard};
 use crate::python_api::{PyApi, PyMemAllocatorEx, DOMAIN_MEM, DOMAIN_OBJ, DOMAIN_RAW};
-use crate::tracing::{active, record_alloc, record_free};
+use crate::recording::active;
 
 struct Domain {
     prev: UnsafeCell<PyMemAllocatorEx>,

@@ -1,5 +1,7 @@
 //! Everything the tracer knows about CPython, in one place.
 //!
+//! Layer: foundations; imports nothing of the tracer.
+//!
 //! The library is LD_PRELOADed into every process the traced program starts, Python
 //! or not, so it must have no undefined Python symbols: each function is looked up
 //! with `dlsym(RTLD_DEFAULT, ...)` when tracing starts, which finds them in

@@ -2,6 +2,8 @@
 //! tracer's own global allocator, which calls them directly so the tracer's Rust code
 //! never goes through its own hooks.
 //!
+//! Layer: foundations; imports nothing of the tracer.
+//!
 //! `dlsym` itself may call `calloc`/`malloc` while we are resolving; those calls are
 //! served from a small static bump arena ([`BootstrapArena`]) that is never freed.
 

@@ -1,6 +1,9 @@
 //! Objects re-created from CPython's free lists, charged to the code that re-created them
 //! (3.13+, through `PyRefTracer`).
 //!
+//! Layer: the hooks layer; it writes through the thread's state and [`crate::stacks`], and
+//! the session layer ([`crate::session`]) installs it.
+//!
 //! CPython keeps dead tuples, lists, dicts, floats (and a few more) on free lists and
 //! makes new objects of the same type in them without calling an allocator. An
 //! allocator-level tracer then charges such an object to whichever code first allocated
@@ -26,8 +29,9 @@ use memlens_wire::Record;
 
 use crate::guard::{Ctx, Guard};
 use crate::python_api::{api, PyApi, PyObject, RefTracer, REFTRACER_CREATE};
+use crate::recording;
+use crate::stacks;
 use crate::thread_state::with_state_in;
-use crate::tracing;
 
 /// `Py_TPFLAGS_HAVE_GC`: instances have a `PyGC_Head` (two pointers) before them.
 const HAVE_GC: c_ulong = 1 << 14;
@@ -96,7 +100,7 @@ fn maybe_sampled(op: usize) -> bool {
 /// The `PyRefTracer`: sends a re-creation for each object created outside the block its
 /// thread allocated last.
 unsafe extern "C" fn on_object(op: *mut PyObject, event: c_int, _data: *mut c_void) -> c_int {
-    if event != REFTRACER_CREATE || !tracing::active() {
+    if event != REFTRACER_CREATE || !recording::active() {
         return 0;
     }
     let g = Guard::enter(Ctx::Tracer);
@@ -109,8 +113,8 @@ unsafe extern "C" fn on_object(op: *mut PyObject, event: c_int, _data: *mut c_vo
         }
         // SAFETY: CPython calls us with the object it is creating, its type set.
         let block = unsafe { block_of(op) };
-        if crate::profiler::walking() {
-            crate::profiler::walk_frames(st);
+        if stacks::walking() {
+            stacks::walk_frames(st);
         }
         st.push_with_stack(Record::Recreate { address: block as u64 });
     });

@@ -1,5 +1,8 @@
 //! Anonymous mappings made by C code: reserved address space, and how much of it is used.
 //!
+//! Layer: the emit layer, below the drain ([`crate::drain`]) that scans the mappings and
+//! the native hooks that register them.
+//!
 //! An `mmap` reserves address space; its pages take memory only once touched. OpenBLAS maps
 //! a 32 MiB buffer per thread when it loads and touches a fraction of it; allocators such as
 //! jemalloc and mimalloc map big regions and fill them over time. Counting a mapping's whole
@@ -166,7 +169,7 @@ impl Scanner {
                     continue;
                 }
                 r.resident = now;
-                crate::tracing::encode_unthreaded(
+                crate::recording::encode_unthreaded(
                     &Record::Resident { address: key as u64, bytes: now as u64 },
                     out,
                 );

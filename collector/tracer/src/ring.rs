@@ -1,6 +1,9 @@
 //! Per-thread single-producer/single-consumer byte rings, their registry, and the
 //! logical clock that orders records across threads.
 //!
+//! Layer: foundations, below the emit layer: the per-thread state writes the rings and the
+//! drain ([`crate::drain`]) empties them.
+//!
 //! Each traced thread owns one ring and appends encoded wire records to it; the drain
 //! thread is the only consumer. Rings live in memory from `mmap` (never malloc, so
 //! they do not show up as traced allocations), are linked into a lock-free
@@ -23,7 +26,7 @@
 //! **Ordering protocol** (what makes the drain's cut correct): a producer sets `pending`,
 //! *then* reads the clock, writes, publishes `head` and clears `pending`. The drain
 //! advances the clock at each pass and cuts at the number it set at least a millisecond
-//! earlier ([`crate::tracing`]); it waits for `pending` to clear before reading `head`.
+//! earlier ([`crate::drain`]); it waits for `pending` to clear before reading `head`.
 //! A record in a stretch below the cut was written by a thread that read the clock
 //! before that advance, so its `pending` store was issued over a millisecond before the
 //! drain looks (far longer than a store takes to become visible): it is either

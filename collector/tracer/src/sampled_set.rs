@@ -2,6 +2,8 @@
 //! only when its address is one of them, so that sampled blocks leave the live set and
 //! the far more numerous frees of unsampled blocks cost one lookup.
 //!
+//! Layer: foundations; imports nothing of the tracer.
+//!
 //! A block may be freed on any thread, so the set is shared by all threads. Nearly every
 //! free asks about an address that is not in it, and that lookup takes no lock: it reads an
 //! open-addressing table (linear probing) between two reads of a sequence counter, and

@@ -1,5 +1,7 @@
 //! Poisson byte sampling (`memlens run --sample BYTES`).
 //!
+//! Layer: foundations (the guard's thread-locals below it); the emit layer asks it.
+//!
 //! Each thread samples the bytes it allocates as a Poisson process of mean `BYTES`, as
 //! tcmalloc does: it keeps a countdown of bytes drawn from an exponential distribution of
 //! that mean; every allocation subtracts its size, and the one that takes the countdown to

@@ -1,11 +1,14 @@
 //! Per-thread tracer state: the thread's ring, its index and its shadow stack.
 //!
+//! Layer: the emit layer, above the switches ([`crate::recording`]) and the rings; the
+//! stack upkeep ([`crate::stacks`]), the records ([`crate::emit`]) and the hooks use it.
+//!
 //! The shadow stack is kept up to date by the profile callback ([`crate::profiler`])
 //! and is sent to the parent lazily: the thread remembers which frames the parent
 //! already knows (`emitted`) and, right before an allocation record, sends only the
 //! difference as `Pop(n)` + `Push(code, line)` records.
 //!
-//! Each tracing session (see [`crate::tracing`]) starts with nothing known: the first
+//! Each tracing session (see [`crate::session`]) starts with nothing known: the first
 //! record a thread sends in a session is preceded by its `ThreadStart` (and name), and
 //! its whole stack is sent again.
 //!
@@ -24,8 +27,8 @@ use memlens_wire::Record;
 
 use crate::guard::{tls, Tls};
 use crate::python_api::{api, PyApi, PyObject};
+use crate::recording;
 use crate::ring::{Ring, Stretch};
-use crate::tracing;
 
 /// A shadow-stack frame: a frame object, or an interpreter frame pushed by the
 /// frame-evaluation hook ([`crate::profiler`]).
@@ -170,7 +173,7 @@ unsafe extern "C" fn destroy(p: *mut c_void) {
     if st.is_null() || st == DEAD {
         return;
     }
-    tls().state.set(DEAD);
+    tls().state.set(DEAD.cast());
     // SAFETY: p is the Box pointer stored by `create` for this (exiting) thread,
     // and STATE no longer points to it, so nothing else will use it.
     let st = unsafe { Box::from_raw(st) };
@@ -223,19 +226,19 @@ pub fn with_state<R>(f: impl FnOnce(&mut ThreadState) -> R) -> Option<R> {
 /// [`with_state`] with the thread-locals at hand (a hook's [`crate::guard::Guard`]).
 #[inline(always)]
 pub fn with_state_in<R>(tls: &Tls, f: impl FnOnce(&mut ThreadState) -> R) -> Option<R> {
-    let mut p = tls.state.get();
+    let mut p = tls.state.get().cast::<ThreadState>();
     if p == DEAD {
         return None;
     }
     if p.is_null() {
         p = create();
-        tls.state.set(p);
+        tls.state.set(p.cast());
     }
     // SAFETY: p is this thread's own Box, only ever used from this thread, and the
     // re-entrancy guard keeps hooks from nesting into a second &mut.
     let st = unsafe { &mut *p };
-    let session = tracing::session();
-    if st.session != session && tracing::active() {
+    let session = recording::session();
+    if st.session != session && recording::active() {
         st.join_session(session);
     }
     Some(f(st))
@@ -298,7 +301,7 @@ impl ThreadState {
     /// Sends a free (or another record whose time may be its stretch's).
     #[inline(always)]
     pub fn push_free(&mut self, rec: &Record<'_>) {
-        if tracing::active() {
+        if recording::active() {
             self.ring.push_with(&mut self.stretch, rec.encoded_len(), &mut self.scratch, |out| {
                 rec.encode_into(out);
             });
@@ -309,7 +312,7 @@ impl ThreadState {
     /// straight into the ring.
     #[inline(always)]
     pub fn push_with_stack(&mut self, rec: Record<'static>) {
-        if !tracing::active() {
+        if !recording::active() {
             return;
         }
         match self.top_only() {

@@ -1,0 +1,84 @@
+//! The records the hooks write: allocations and frees (after syncing the thread's stack),
+//! and every other event of a thread (markers, gc runs, censuses).
+//!
+//! Layer: the top of the emit layer, what the hooks ([`crate::native_hooks`],
+//! [`crate::pymem_hooks`]) and the C API call. Below it: the switches
+//! ([`crate::recording`]), the thread's state and ring ([`crate::thread_state`]), the
+//! shadow stacks' upkeep from the interpreter's frames ([`crate::stacks`]) and sampling
+//! ([`crate::sampling`], [`crate::sampled_set`]). Nothing here starts or stops a session.
+
+use memlens_wire::{AllocKind, Record};
+
+use crate::guard;
+use crate::recording::active;
+use crate::stacks;
+use crate::thread_state::{self, with_state};
+
+/// Allocations this big get a time of their own (a stretch's start can be up to a drain
+/// period early on a quiet thread, see ring.rs): they are what a timeline's steps are made
+/// of, and they are rare enough for the clock reading not to matter.
+const EXACT_TIME_BYTES: usize = 256 * 1024;
+
+/// Records an allocation on the calling thread, after syncing its stack. Under sampling
+/// ([`crate::sampling`]), only the sampled ones, whose addresses go into
+/// [`crate::sampled_set`].
+#[inline]
+pub fn record_alloc(g: &guard::Guard, address: usize, size: usize, kind: AllocKind) {
+    let sampling = crate::sampling::mean() != 0 && kind.sampled();
+    if sampling && !crate::sampling::take(g.tls(), size, crate::sampling::mean()) {
+        return;
+    }
+    thread_state::with_state_in(g.tls(), |st| {
+        if st.pause_depth == 0 {
+            if sampling {
+                crate::sampled_set::insert(address);
+            }
+            // The object and mem domains are called with the GIL held: a thread that was
+            // running before tracing started and has made no call since gets its stack here.
+            if !st.seeded() && matches!(kind, AllocKind::PymallocObject | AllocKind::PyMem) {
+                stacks::seed_running_thread(st);
+            }
+            if stacks::walking() {
+                stacks::walk_frames(st);
+            }
+            if size >= EXACT_TIME_BYTES {
+                st.restamp();
+            }
+            st.note_alloc(address, size);
+            if crate::native_stack::on() && kind.native_stack() {
+                st.push_native_stack();
+            }
+            st.push_with_stack(Record::Alloc { address: address as u64, size: size as u64, kind })
+        }
+    });
+}
+
+/// Records a free on the calling thread; under sampling, only of a sampled block.
+#[inline]
+pub fn record_free(g: &guard::Guard, address: usize, kind: AllocKind) {
+    if crate::sampling::mean() != 0 && kind.sampled() && !crate::sampled_set::remove(address) {
+        return;
+    }
+    thread_state::with_state_in(g.tls(), |st| {
+        if st.pause_depth == 0 {
+            st.push_free(&Record::Free { address: address as u64, kind })
+        }
+    });
+}
+
+/// Turns recording of the calling thread's allocations and frees off (`true`) or back
+/// on. Records other than allocations still go out.
+pub fn pause_thread(paused: bool) {
+    let _g = guard::Guard::enter(guard::Ctx::Tracer);
+    with_state(|st| {
+        st.pause_depth = if paused { st.pause_depth + 1 } else { st.pause_depth.saturating_sub(1) };
+    });
+}
+
+/// Records any other event from the calling thread.
+pub fn record(rec: &Record<'_>) {
+    if active() {
+        let _g = guard::Guard::enter(guard::Ctx::Tracer);
+        with_state(|st| st.push(rec));
+    }
+}
