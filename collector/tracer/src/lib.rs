@@ -337,7 +337,7 @@ pub unsafe extern "C" fn memlens_mark(label: *const c_char) {
 pub unsafe extern "C" fn memlens_span(begin: c_int, name: *const c_char) {
     // SAFETY: per the function contract.
     let name = unsafe { c_bytes(name) };
-    tracing::record(&Record::Span { begin: begin != 0, name });
+    emit::record(&Record::Span { begin: begin != 0, name });
 }
 
 /// One finished garbage collection (from a `gc.callbacks` entry).
