@@ -13,7 +13,7 @@ use crate::chart_canvas::{Chart, ChartCanvas, DragSpan, Painter, Size, Tooltip};
 use crate::load::Loaded;
 use crate::panel::PanelHead;
 use crate::plot::{buckets_for, Plot};
-use crate::process_picker::state_for;
+use crate::process_model::{process_color, state_for};
 use crate::protocol::{Answer, FamilySeries, ProcessInfo, Request};
 use crate::url_state::{ProcessChoice, ViewState};
 use crate::use_time_keys::use_time_keys;
@@ -22,16 +22,6 @@ use crate::{units, ByPtr};
 
 /// Processes a tooltip names besides the one under the pointer.
 const TOOLTIP_PROCESSES: usize = 6;
-
-/// The colour of the `i`-th process of the list: hues a golden angle apart, so neighbours
-/// (a pool's workers) differ, and the program (the first) is the heap's blue; the lightness
-/// steps through three levels too, so that processes whose hues come close again (3 and 11:
-/// 20 degrees apart) still differ.
-pub fn process_color(i: usize, dark: bool) -> String {
-    let hue = (215.0 + i as f64 * 137.508) % 360.0;
-    let light = if dark { 60.0 } else { 56.0 } + [0.0, -10.0, 10.0][i % 3];
-    format!("hsl({hue:.0} 62% {light:.0}%)")
-}
 
 /// The stacked series of one window, as drawn.
 pub struct FamilyData {

@@ -50,6 +50,7 @@ mod objects_panel;
 mod open;
 mod panel;
 mod plot;
+mod process_model;
 mod process_picker;
 mod protocol;
 mod table_keys;

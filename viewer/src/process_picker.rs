@@ -7,8 +7,8 @@
 
 use leptos::prelude::*;
 
-use crate::family_timeline::process_color;
 use crate::panel::PanelHead;
+use crate::process_model::{process_color, state_for};
 use crate::protocol::ProcessInfo;
 use crate::url_state::{ProcessChoice, ViewState};
 use crate::{units, ByPtr};
@@ -31,18 +31,6 @@ pub fn depths(list: &[ProcessInfo]) -> Vec<usize> {
         depth.push(d);
     }
     depth
-}
-
-/// The state for showing `choice`: a descendant's timeline opens on its lifetime.
-pub fn state_for(state: &ViewState, choice: ProcessChoice, list: &[ProcessInfo]) -> ViewState {
-    let lifetime = match choice {
-        ProcessChoice::One(n) if n > 0 => list
-            .iter()
-            .find(|p| p.number == n)
-            .map(|p| (p.started_ns, p.ended_ns.max(p.started_ns) + 1)),
-        _ => None,
-    };
-    state.for_process(Some(choice), lifetime)
 }
 
 /// "how it ended" in a few words (the whole sentence is the tooltip).
