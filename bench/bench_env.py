@@ -89,6 +89,21 @@ def chosen(args):
     return venvs(args.python.split(",") if args.python else VERSIONS)
 
 
+def recording_files(out):
+    """The files a run wrote to `out`: memlens's one, or memray's and one per child."""
+    return [out] + sorted(out.parent.glob(out.name + ".*"))
+
+
+def recording_bytes(out):
+    """Bytes of what a run wrote, without trailing zero padding (memray grows its files in
+    steps and leaves a child's last step unused when the child ends with os._exit)."""
+    total = 0
+    for f in recording_files(out):
+        data = f.read_bytes()
+        total += len(data.rstrip(b"\0"))
+    return total
+
+
 if __name__ == "__main__":
     for v, p in venvs().items():
         print(v, p)

@@ -97,21 +97,6 @@ def timed(cmd):
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
-def files(out):
-    """The files a run wrote to `out`: memlens's one, or memray's and one per child."""
-    return [out] + sorted(out.parent.glob(out.name + ".*"))
-
-
-def size(out):
-    """Bytes of what a run wrote, without trailing zero padding (memray grows its files in
-    steps and leaves a child's last step unused when the child ends with os._exit)."""
-    total = 0
-    for f in files(out):
-        data = f.read_bytes()
-        total += len(data.rstrip(b"\0"))
-    return total
-
-
 def processes(out):
     """(processes, allocations) of a memlens recording."""
     s = json.loads(subprocess.run([str(MEMLENS), "summary", "--json", str(out)], check=True,
@@ -136,13 +121,13 @@ def bench(version, py, workers, rows, repeat, only, tmp):
     for i in range(repeat):
         for r in runs.values():
             for mode, cmd in r["cmds"].items():
-                for f in files(r["out"]):
+                for f in bench_env.recording_files(r["out"]):
                     f.unlink(missing_ok=True)
                 w, c = timed(cmd + [str(WORKLOAD)] + [str(a) for a in r["argv"]])
                 r["wall"][mode].append(w)
                 r["cpu"][mode].append(c)
                 if mode != "plain":
-                    r["sizes"][mode].append(size(r["out"]))
+                    r["sizes"][mode].append(bench_env.recording_bytes(r["out"]))
                 if mode == "memlens":
                     r["processes"], r["allocations"] = processes(r["out"])
         print(f"processes: {version} round {i + 1} of {repeat} done", file=sys.stderr)

@@ -6,7 +6,8 @@ formatting a large file, jinja2 rendering, sqlite3 + json, scipy (dense, sparse,
 a multiprocessing pool and asyncio queues. Each runs plain, under `memlens run`, under
 `memray run` (its default mode: native allocations only, it does not see pymalloc's
 objects) and under `memray run --trace-python-allocators` (the events memlens records),
-REPEAT times, the four modes taking turns round by round so that a slow spell of this
+memray with `--follow-fork` as memlens follows children by default (sizes are the sums of
+its files, one per child), REPEAT times, the four modes taking turns round by round so that a slow spell of this
 shared machine falls on all of them alike. The packages are installed by bench_env.py into
 a venv per CPython (3.11, 3.12 and 3.13 when the machine has them; made on first use).
 
@@ -40,9 +41,11 @@ def modes(py, out):
     return {
         "plain": [str(py)],
         "memlens": [str(MEMLENS), "run", "-q", "--python", str(py), "-o", str(out["memlens"])],
-        "memray": [str(py), "-m", "memray", "run", "-f", "-q", "-o", str(out["memray"])],
-        "memray+py": [str(py), "-m", "memray", "run", "-f", "-q", "--trace-python-allocators",
-                      "-o", str(out["memray+py"])],
+        # memlens follows every child by default; memray follows forked ones when asked.
+        "memray": [str(py), "-m", "memray", "run", "-f", "-q", "--follow-fork",
+                   "-o", str(out["memray"])],
+        "memray+py": [str(py), "-m", "memray", "run", "-f", "-q", "--follow-fork",
+                      "--trace-python-allocators", "-o", str(out["memray+py"])],
     }
 
 
@@ -69,8 +72,9 @@ def bench(version, py, names, repeat, tmp):
         expected = None
         for _ in range(repeat):
             for mode, cmd in cmds.items():
-                if mode in out and out[mode].exists():
-                    out[mode].unlink()
+                if mode in out:
+                    for f in bench_env.recording_files(out[mode]):
+                        f.unlink(missing_ok=True)
                 t, code, stdout = run(cmd + [str(script)], tmp)
                 times[mode].append(t)
                 if mode == "plain":
@@ -83,7 +87,7 @@ def bench(version, py, names, repeat, tmp):
             "workload": name,
             "times": times,
             "paired": statistics.median(a / b for a, b in zip(times["memlens"], times["memray"])),
-            "sizes": {m: f.stat().st_size for m, f in out.items()},
+            "sizes": {m: bench_env.recording_bytes(f) for m, f in out.items()},
             "peak_heap": s["peak_heap_bytes"],
             "peak_rss": s["peak_rss_bytes"],
             "reserved": s.get("reserved_bytes_at_peak") or 0,
