@@ -1,6 +1,7 @@
 //! `memlens spans`: memory used within each span, one row per span. The Python side
-//! marks them with `with memlens.span("name"):`; the pytest plugin makes one span per
-//! test and the notebook magic one per cell.
+//! marks them with `with memlens.span("name"):`; under `memlens run -m pytest` the pytest
+//! plugin makes one span per test, and in a recorded IPython kernel the extension one per
+//! cell.
 
 use std::io::Write;
 use std::path::PathBuf;

@@ -17,6 +17,9 @@ and an IPython extension (``%load_ext memlens``, then the ``%%memlens`` cell mag
 The tracer itself is ``libmemlens_tracer.so``, preloaded by ``memlens run`` (or loaded by
 ``record``) and driven here through ``ctypes.PyDLL`` (which keeps the GIL held during calls,
 as the tracer requires).
+
+PYTEST_DONT_REWRITE: under ``memlens run -m pytest`` this package is imported before pytest
+starts, so pytest could not rewrite its asserts (it has none) and would warn that it cannot.
 """
 
 import atexit

@@ -11,6 +11,10 @@ it runs again), and every cell's iframe asks the notebook page for it. ``%%memle
 --standalone`` puts a whole viewer in the cell's own output instead (for front-ends that keep
 outputs apart, or a cell copied alone into another notebook).
 
+In a kernel that is itself being recorded (``memlens run -m ipykernel_launcher ...``), loading
+the extension also makes every cell a span of that recording (``memlens spans``, the
+viewer's timeline), named by its prompt, ``In [3]``.
+
 Options: ``%%memlens --no-native`` (Python allocators only), ``%%memlens -o FILE`` (keep the
 recording), ``%%memlens --height 500`` (iframe height in pixels), ``%%memlens --standalone``.
 """
@@ -182,3 +186,30 @@ def load_ipython_extension(ipython):
             return record_cell(self.shell, line, cell)
 
     ipython.register_magics(MemlensMagics)
+    if memlens.is_tracing():
+        _span_cells(ipython)
+
+
+def _span_cells(ipython):
+    """In a kernel that is itself being recorded (``memlens run -m ipykernel ...``), each cell
+    run is a span of that recording, named by its prompt (``In [3]``)."""
+    import IPython
+
+    running = []
+    # IPython 9 counts a cell before announcing it, earlier versions after running it.
+    counted_first = IPython.version_info >= (9,)
+
+    def pre_run_cell(info=None):
+        n = ipython.execution_count
+        if counted_first and getattr(info, "store_history", False):
+            n -= 1
+        span = memlens.span(f"In [{n}]")
+        span.__enter__()
+        running.append(span)
+
+    def post_run_cell(result=None):
+        if running:
+            running.pop().__exit__(None, None, None)
+
+    ipython.events.register("pre_run_cell", pre_run_cell)
+    ipython.events.register("post_run_cell", post_run_cell)

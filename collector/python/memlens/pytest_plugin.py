@@ -22,6 +22,10 @@ its *leaks* are what it allocated and had not freed when it returned (objects ke
 caches or globals count). Python and native (malloc) allocations both count, and memory
 C code maps with mmap by its resident pages (see docs/memory-figures.md).
 
+Under ``memlens run -m pytest`` (the whole session recorded in one file), each test's call
+phase is a span of that recording instead: ``memlens spans FILE`` lists every test's peak
+and leaks, and the viewer draws the tests along its timeline.
+
 ``--memlens-native-stacks`` records native stacks (``memlens run --native-stacks``): a
 failure message then names the C function that allocated beside the test's line.
 ``--memlens-sample 512KiB`` samples allocations (``memlens run --sample``): cheaper, and
@@ -295,14 +299,18 @@ def _file_name(nodeid):
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_call(item):
     st = _state(item.config)
-    if st is None:
-        yield
-        return
     if memlens.is_tracing():
-        if not st.warned:
+        # The whole session is being recorded (`memlens run -m pytest`): each test is a span
+        # of that recording (`memlens spans`, the viewer's timeline).
+        if st is not None and not st.warned:
             st.warned = True
             _warn(item.config, "this process is already being recorded (memlens run); "
-                               "--memlens records no per-test files")
+                               "--memlens records no per-test files: each test is a span "
+                               "of that recording")
+        with memlens.span(item.nodeid):
+            yield
+        return
+    if st is None:
         yield
         return
     if st.setup_error:

@@ -1,5 +1,6 @@
 """The %%memlens cell magic, through IPython's InteractiveShell (in the venv's Python)."""
 
+import json
 import re
 
 from conftest import listcomp, run
@@ -75,3 +76,23 @@ def test_cell_magic_records_the_cell_and_shows_the_report(venv, tmp_path):
     standalone = re.search(r"STANDALONE (\w+) (\w+) (\d+)", out)
     assert standalone.groups()[:2] == ("False", "True") and int(standalone.group(3)) > 1_000_000, out
     assert "HOLDS a+ b- a+ b-" in out, out
+
+
+CELLS = r'''
+from IPython.core.interactiveshell import InteractiveShell
+ip = InteractiveShell.instance()
+ip.run_line_magic("load_ext", "memlens")
+ip.run_cell("kept = bytearray(20_000_000)", store_history=True)
+ip.run_cell("tmp = bytearray(30_000_000); del tmp", store_history=True)
+'''
+
+
+def test_in_a_recorded_kernel_each_cell_is_a_span(venv, tmp_path):
+    (tmp_path / "cells.py").write_text(CELLS)
+    run([venv / "bin/memlens", "run", "-q", "-o", "cells.memlens", "cells.py"], tmp_path)
+    spans = json.loads(run([venv / "bin/memlens", "spans", "--json", "cells.memlens"], tmp_path))
+    by_name = {s["name"]: s for s in spans["spans"]}
+    assert sorted(by_name) == ["In [1]", "In [2]"], by_name.keys()
+    assert 20_000_000 <= by_name["In [1]"]["leaked_bytes"] < 21_000_000
+    assert 30_000_000 <= by_name["In [2]"]["peak_bytes"] < 31_000_000
+    assert by_name["In [2]"]["leaked_bytes"] < 1_000_000

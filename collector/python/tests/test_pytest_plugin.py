@@ -172,6 +172,22 @@ def test_xdist_workers_record_their_tests(venv, tmp_path):
                         "test_leaky_cache"])
 
 
+def test_under_memlens_run_each_test_is_a_span_of_the_sessions_recording(venv, tmp_path):
+    cwd = project(tmp_path)
+    run([venv / "bin/memlens", "run", "-q", "-o", "session.memlens", "-m", "pytest",
+         "-p", "no:cacheprovider", "-k", "not grows"], cwd)
+    spans = json.loads(run([venv / "bin/memlens", "spans", "--json", "session.memlens"], cwd))
+    by_name = {s["name"]: s for s in spans["spans"]}
+    assert sorted(by_name) == [f"test_limits.py::{t}" for t in (
+        "test_big_table_over_limit", "test_leaky_cache", "test_small", "test_within_limit")]
+    big = by_name["test_limits.py::test_big_table_over_limit"]
+    assert 40_000_000 <= big["peak_bytes"] < 45_000_000 and big["leaked_bytes"] < 1_000_000
+    leaky = by_name["test_limits.py::test_leaky_cache"]
+    assert 3_000_000 <= leaky["leaked_bytes"] < 3_100_000
+    assert by_name["test_limits.py::test_small"]["peak_bytes"] < 1_000_000
+    assert spans["open"] == []
+
+
 BAD_MARKERS = '''
 import pytest
 
