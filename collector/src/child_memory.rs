@@ -41,7 +41,8 @@ impl TreeMemory {
     }
 
     /// The process `pid` alone (a followed descendant: its own descendants have streams of
-    /// their own).
+    /// their own). Following processes needs the tracer: Linux only.
+    #[cfg(target_os = "linux")]
     pub fn alone(pid: u32) -> TreeMemory {
         TreeMemory { alone: true, ..TreeMemory::new(pid, None) }
     }

@@ -103,17 +103,34 @@ fn wait_for(path: &Path) -> Result<memlens_format::Recording> {
     }
 }
 
-/// Tries xdg-open when there is a display; silently does nothing otherwise.
+/// Opens `url` in the desktop's browser; silently does nothing where there is none.
 fn open_browser(url: &str) {
-    let has_display =
-        std::env::var_os("DISPLAY").is_some() || std::env::var_os("WAYLAND_DISPLAY").is_some();
-    if has_display {
-        let _ = std::process::Command::new("xdg-open")
+    if let Some(opener) = url_opener() {
+        let _ = std::process::Command::new(opener)
             .arg(url)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn();
     }
+}
+
+/// xdg-open, when there is a display.
+#[cfg(not(any(target_os = "macos", windows)))]
+fn url_opener() -> Option<&'static str> {
+    let has_display =
+        std::env::var_os("DISPLAY").is_some() || std::env::var_os("WAYLAND_DISPLAY").is_some();
+    has_display.then_some("xdg-open")
+}
+
+#[cfg(target_os = "macos")]
+fn url_opener() -> Option<&'static str> {
+    Some("open")
+}
+
+/// Explorer opens a URL in the default browser (with no shell to mind the URL's `&`).
+#[cfg(windows)]
+fn url_opener() -> Option<&'static str> {
+    Some("explorer")
 }
 
 /// What a `Range` header asks of a file of some size.

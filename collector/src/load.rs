@@ -3,7 +3,6 @@
 //! anything that takes more than a second.
 
 use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -30,7 +29,7 @@ impl ByteSource for FileSource {
         let mut buf = vec![0; len];
         let mut done = 0;
         while done < len {
-            match self.file.read_at(&mut buf[done..], offset + done as u64) {
+            match read_at(&self.file, &mut buf[done..], offset + done as u64) {
                 Ok(0) => break,
                 Ok(n) => done += n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
@@ -41,6 +40,17 @@ impl ByteSource for FileSource {
         self.read.fetch_add(done as u64, Ordering::Relaxed);
         Ok(buf)
     }
+}
+
+/// Reads at `offset` (on Windows this also moves the file's cursor, which nothing here uses).
+#[cfg(unix)]
+fn read_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+    std::os::unix::fs::FileExt::read_at(file, buf, offset)
+}
+
+#[cfg(windows)]
+fn read_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+    std::os::windows::fs::FileExt::seek_read(file, buf, offset)
 }
 
 /// An opened recording, with the progress line that follows reads of its file until the

@@ -5,37 +5,59 @@
 //! an `Args` struct (clap) converted into options, and returns the process exit code;
 //! errors are printed once, here.
 
+// Every OS: reading recordings, and sampling a process tree's memory with sysinfo.
 mod assets;
 mod child_memory;
-mod cmd_attach;
 mod cmd_census;
 mod cmd_check;
 mod cmd_diff;
 mod cmd_export;
 mod cmd_report;
 mod cmd_run;
-mod cmd_sink;
 mod cmd_spans;
 mod cmd_summary;
 mod cmd_view;
 mod cmd_watch;
-mod follow;
 mod host;
 mod json;
 mod load;
 mod mapped;
 mod markdown;
-mod native_stacks;
-mod process_watch;
-mod python_env;
-mod record_loop;
-mod recorder;
 mod report_model;
-mod run_recorder;
 mod sampling;
-mod strays;
-mod symbolizer;
 mod term;
+
+// Tracing Python (the LD_PRELOADed tracer, /proc, fork, SEQPACKET sockets): Linux only.
+#[cfg(target_os = "linux")]
+mod cmd_attach;
+#[cfg(target_os = "linux")]
+mod cmd_sink;
+#[cfg(target_os = "linux")]
+mod follow;
+#[cfg(target_os = "linux")]
+mod native_stacks;
+#[cfg(target_os = "linux")]
+mod process_watch;
+#[cfg(target_os = "linux")]
+mod python_env;
+#[cfg(target_os = "linux")]
+mod record_loop;
+#[cfg(target_os = "linux")]
+mod recorder;
+#[cfg(target_os = "linux")]
+mod run_recorder;
+#[cfg(target_os = "linux")]
+mod run_traced;
+#[cfg(target_os = "linux")]
+mod strays;
+#[cfg(target_os = "linux")]
+mod symbolizer;
+
+// Elsewhere the tracing commands say they need Linux.
+#[cfg(not(target_os = "linux"))]
+mod linux_only;
+#[cfg(not(target_os = "linux"))]
+use linux_only::{cmd_attach, cmd_sink, run_traced};
 
 use clap::{Parser, Subcommand};
 

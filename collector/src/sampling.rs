@@ -54,6 +54,8 @@ pub fn sample_arg(s: &str) -> Result<u64, String> {
 
 /// The bytes a sampled block of `size` bytes stands for at mean `rate`:
 /// `size / (1 - exp(-size / rate))`, rounded; `rate` itself for an empty block (the limit).
+/// Only the recorder weighs blocks (Linux only, as the tracer that samples them).
+#[cfg(target_os = "linux")]
 pub fn weight(size: u64, rate: u64) -> u64 {
     if size == 0 {
         return rate;

@@ -1,0 +1,351 @@
+//! `memlens run` of a Python program under the tracer (Linux).
+//!
+//! The program runs in this very process: after the preparations (the interpreter's
+//! version, the tracer library, the `memlens` package, the output file, a pipe and a
+//! control socket), memlens forks its recorder ([`crate::run_recorder`]) and execs the
+//! interpreter with `LD_PRELOAD=libmemlens_tracer.so` and the bootstrap. So the program
+//! keeps the PID the user started, and `timeout`, supervisors, `kill PID`, job control,
+//! Ctrl-C and exit statuses reach it and come from it exactly as without memlens (a
+//! parent forwarding signals would deliver a signal sent to the whole process group
+//! twice). The tracer tells the recorder how the process ends (see
+//! [`crate::process_watch`]) and, when it exits, waits until the recording is complete.
+
+use std::ffi::OsString;
+use std::fs::File;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use memlens_format::{CaptureOptions, Meta};
+use memlens_wire::{handshake, EndReport};
+use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
+use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+use nix::sys::wait::waitpid;
+use nix::unistd::{fork, setsid, ForkResult};
+
+use crate::cmd_run::RunArgs;
+use crate::follow::FollowDir;
+use crate::host::monotonic_ns;
+use crate::python_env::{
+    default_python, find_tracer, probe_python, PythonInfo, PythonPackageDir, BOOTSTRAP,
+};
+use crate::run_recorder::RecorderJob;
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub enum Target {
+    Script(PathBuf),
+    Module(String),
+    Code(String),
+}
+
+/// Everything `memlens run` needs, independent of the command line.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub target: Target,
+    pub args: Vec<OsString>,
+    pub output: Option<PathBuf>,
+    pub python: PathBuf,
+    pub native: bool,
+    pub interval: Duration,
+    /// Take object censuses (start, marks, exit).
+    pub census: bool,
+    /// Seconds between extra censuses, if any.
+    pub census_interval: Option<f64>,
+    /// Censuses of more live objects look at a sample of about this many.
+    pub census_max_objects: u64,
+    /// Write the aggregates only, no events.
+    pub aggregate: bool,
+    /// Sample allocations, one every this many bytes on average.
+    pub sample: Option<u64>,
+    /// Record native stacks.
+    pub native_stacks: bool,
+    /// Follow the Pythons the program starts.
+    pub follow: bool,
+    pub quiet: bool,
+}
+
+impl TryFrom<RunArgs> for RunOptions {
+    type Error = anyhow::Error;
+
+    fn try_from(a: RunArgs) -> Result<Self> {
+        let mut args = a.args;
+        if args.is_empty() {
+            bail!("nothing to run: give a script, -m MODULE or -c CODE");
+        }
+        let first = args.remove(0);
+        let text = |what: &str| {
+            first
+                .clone()
+                .into_string()
+                .map_err(|_| anyhow::anyhow!("the {what} is not valid UTF-8"))
+        };
+        let target = if a.module {
+            Target::Module(text("module name")?)
+        } else if a.code {
+            Target::Code(text("code")?)
+        } else {
+            Target::Script(PathBuf::from(first))
+        };
+        Ok(RunOptions {
+            target,
+            args,
+            output: a.output,
+            python: a.python.unwrap_or_else(default_python),
+            native: !a.no_native,
+            interval: Duration::from_millis(a.interval),
+            census: !a.no_census,
+            census_interval: a.census_interval,
+            census_max_objects: a.census_max_objects,
+            aggregate: a.aggregate,
+            sample: a.sample,
+            native_stacks: a.native_stacks,
+            follow: !a.no_follow,
+            quiet: a.quiet,
+        })
+    }
+}
+
+fn default_output(target: &Target, pid: u32) -> PathBuf {
+    let stem = match target {
+        Target::Script(p) => p.file_stem().map(|s| s.to_string_lossy().into_owned()),
+        Target::Module(m) => Some(m.clone()),
+        Target::Code(_) => Some("c".to_owned()),
+    };
+    PathBuf::from(format!("memlens-{}-{pid}.memlens", stem.unwrap_or_else(|| "python".into())))
+}
+
+fn create_output(path: &Path) -> Result<File> {
+    File::create(path).with_context(|| format!("cannot write output file {}", path.display()))
+}
+
+/// Lets the interpreter inherit `fd` across the exec.
+fn inheritable(fd: &OwnedFd) -> Result<()> {
+    fcntl(fd.as_raw_fd(), FcntlArg::F_SETFD(FdFlag::empty()))
+        .context("cannot pass a descriptor to the program")?;
+    Ok(())
+}
+
+/// The pipe the tracer writes to: (recorder's read end, program's write end).
+fn make_pipe() -> Result<(OwnedFd, OwnedFd)> {
+    let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).context("cannot create a pipe")?;
+    inheritable(&w)?;
+    Ok((r, w))
+}
+
+/// The control socket on which the program says how it ends ([`EndReport`]):
+/// (recorder's end, program's end).
+fn make_control_socket() -> Result<(OwnedFd, OwnedFd)> {
+    let (r, p) = socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC)
+        .context("cannot create a socket pair")?;
+    inheritable(&p)?;
+    Ok((r, p))
+}
+
+fn meta(opts: &RunOptions, py: &PythonInfo, pid: u32) -> Meta {
+    let mut command_line = vec![opts.python.to_string_lossy().into_owned()];
+    match &opts.target {
+        Target::Script(p) => command_line.push(p.to_string_lossy().into_owned()),
+        Target::Module(m) => command_line.extend(["-m".to_owned(), m.clone()]),
+        Target::Code(c) => command_line.extend(["-c".to_owned(), c.clone()]),
+    }
+    command_line.extend(opts.args.iter().map(|a| a.to_string_lossy().into_owned()));
+    let cwd = std::env::current_dir().map(|d| d.to_string_lossy().into_owned()).unwrap_or_default();
+    let capture = CaptureOptions {
+        python_allocators: py.unsupported.is_none(),
+        native: opts.native,
+        rss_only: false,
+        sample_interval_us: opts.interval.as_micros() as u64,
+    };
+    Meta {
+        python_version: py.version.clone(),
+        python_implementation: py.implementation.clone(),
+        extra: vec![
+            ("census".to_owned(), if opts.census { "on" } else { "off" }.to_owned()),
+            (
+                "census_interval_s".to_owned(),
+                opts.census_interval.map_or_else(String::new, |s| s.to_string()),
+            ),
+            ("census_max_objects".to_owned(), opts.census_max_objects.to_string()),
+        ]
+        .into_iter()
+        .chain(opts.sample.map(|b| (memlens_format::META_SAMPLE_BYTES.to_owned(), b.to_string())))
+        .chain(
+            opts.native_stacks
+                .then(|| (memlens_format::META_NATIVE_STACKS.to_owned(), "on".to_owned())),
+        )
+        .collect(),
+        ..crate::host::meta(pid, command_line, cwd, capture)
+    }
+}
+
+/// Runs the Python program of `args` traced; returns the exit code memlens should exit with.
+pub fn run(args: RunArgs) -> Result<i32> {
+    run_with(RunOptions::try_from(args)?)
+}
+
+fn run_with(opts: RunOptions) -> Result<i32> {
+    if let Target::Script(p) = &opts.target {
+        if !p.exists() {
+            bail!("script not found: {}", p.display());
+        }
+    }
+    let py = probe_python(&opts.python)?;
+    if let Some(why) = &py.unsupported {
+        let what = if opts.native { "native allocations and RSS" } else { "RSS" };
+        eprintln!("memlens: {why}: recording {what} only, without Python stacks");
+    }
+    let tracer = find_tracer()?;
+    let package = PythonPackageDir::create()?;
+    // The program will be this process.
+    let pid = std::process::id();
+    let output = opts.output.clone().unwrap_or_else(|| default_output(&opts.target, pid));
+    let file = create_output(&output)?;
+    let (pipe_r, pipe_w) = make_pipe()?;
+    let (ctrl_recorder, ctrl_program) = make_control_socket()?;
+    let traced = py.unsupported.is_none();
+    let mut cmd = interpreter_command(&opts, traced, &tracer, &package, &pipe_w, &ctrl_program);
+    let follow = match opts.follow && traced {
+        true => Some(FollowDir::create(package.path())?),
+        false => None,
+    };
+    if let Some(dir) = &follow {
+        cmd.env(handshake::ENV_FOLLOW_PENDING, dir.path())
+            .env(handshake::ENV_FOLLOW_OPTIONS, follow_options(&opts));
+    }
+    let job = RecorderJob {
+        pid,
+        output,
+        file,
+        meta: meta(&opts, &py, pid),
+        t0: monotonic_ns(),
+        pipe: pipe_r,
+        ctrl: ctrl_recorder,
+        interval: opts.interval,
+        aggregate: opts.aggregate,
+        quiet: opts.quiet,
+        // Nothing traced and no native allocations: no tracer to hear from.
+        tracer_expected: traced || opts.native,
+        package,
+        follow,
+    };
+    spawn_recorder(job, &[&pipe_w, &ctrl_program])?;
+    let err = cmd.exec();
+    // Still here: the exec failed. The recorder removes the output file.
+    let _ = nix::sys::socket::send(
+        ctrl_program.as_raw_fd(),
+        &EndReport::Aborted.encode(),
+        nix::sys::socket::MsgFlags::MSG_NOSIGNAL,
+    );
+    Err(err).with_context(|| format!("cannot start {}", opts.python.display()))
+}
+
+/// `python -c BOOTSTRAP TARGET ARGS...` with the tracer preloaded and told where to write;
+/// for an interpreter memlens cannot trace (`traced` false), `python TARGET ARGS...`.
+fn interpreter_command(
+    opts: &RunOptions,
+    traced: bool,
+    tracer: &Path,
+    package: &PythonPackageDir,
+    pipe: &OwnedFd,
+    ctrl: &OwnedFd,
+) -> Command {
+    let mut cmd = Command::new(&opts.python);
+    if traced {
+        cmd.arg("-c").arg(BOOTSTRAP);
+    }
+    // An interpreter we cannot trace runs the program as `python ARGS` would, with the
+    // tracer recording native allocations from its start (MEMLENS_NATIVE_FD).
+    let mode = match &opts.target {
+        Target::Script(p) => {
+            cmd.arg(p);
+            "script"
+        }
+        Target::Module(m) => {
+            cmd.args((!traced).then_some("-m")).arg(m);
+            "module"
+        }
+        Target::Code(c) => {
+            cmd.args((!traced).then_some("-c")).arg(c);
+            "code"
+        }
+    };
+    cmd.args(&opts.args);
+    let mut preload = tracer.as_os_str().to_owned();
+    if let Some(old) = std::env::var_os("LD_PRELOAD") {
+        if !old.is_empty() {
+            preload.push(":");
+            preload.push(old);
+        }
+    }
+    // (Neither, when nothing is traced: the pipe then only tells when the program ended.)
+    let fd_var = if traced { handshake::ENV_FD } else { handshake::ENV_NATIVE_FD };
+    if traced || opts.native {
+        cmd.env(fd_var, pipe.as_raw_fd().to_string());
+    }
+    cmd.env("LD_PRELOAD", preload)
+        .env(handshake::ENV_TRACER, tracer)
+        .env(handshake::ENV_CTRL_FD, ctrl.as_raw_fd().to_string())
+        .env(handshake::ENV_MODE, mode)
+        .env(handshake::ENV_NATIVE, if opts.native { "1" } else { "0" })
+        .env(handshake::ENV_CENSUS, if opts.census { "1" } else { "0" })
+        .env(handshake::ENV_CENSUS_INTERVAL, opts.census_interval.unwrap_or(0.0).to_string())
+        .env(handshake::ENV_CENSUS_MAX_OBJECTS, opts.census_max_objects.to_string())
+        .env(handshake::ENV_SAMPLE_BYTES, opts.sample.unwrap_or(0).to_string())
+        .env(handshake::ENV_NATIVE_STACKS, if opts.native_stacks { "1" } else { "0" })
+        .env("PYTHONPATH", package.pythonpath());
+    cmd
+}
+
+/// What a followed descendant traces ([`handshake::ENV_FOLLOW_OPTIONS`]): what the program does.
+fn follow_options(opts: &RunOptions) -> String {
+    format!(
+        "native={};census={};census_interval={};census_max_objects={};sample_bytes={};\
+         native_stacks={}",
+        u8::from(opts.native),
+        u8::from(opts.census),
+        opts.census_interval.unwrap_or(0.0),
+        opts.census_max_objects,
+        opts.sample.unwrap_or(0),
+        u8::from(opts.native_stacks)
+    )
+}
+
+/// Starts the recorder: a grandchild in a session of its own, so that it is not a child
+/// the program could reap or wait for, and no signal meant for the program's process
+/// group (Ctrl-C, `timeout`, `kill -- -PGID`) reaches it. This process must be
+/// single-threaded (it is: memlens starts no thread before this). `program_fds` are the
+/// program's ends of the pipe and the socket, which the recorder must not hold.
+fn spawn_recorder(job: RecorderJob, program_fds: &[&OwnedFd]) -> Result<()> {
+    // SAFETY: single-threaded (see above), so the child may run any code.
+    match unsafe { fork() }.context("cannot fork the recorder")? {
+        ForkResult::Parent { child } => {
+            // The intermediate child exits at once; reap it so that the program does not
+            // inherit an unknown child.
+            waitpid(child, None).context("cannot start the recorder")?;
+            // The recorder owns the package directory now; this process becomes Python.
+            std::mem::forget(job);
+            Ok(())
+        }
+        ForkResult::Child => {
+            let _ = setsid();
+            // SAFETY: as above; this child is still single-threaded.
+            match unsafe { fork() } {
+                Ok(ForkResult::Child) => {
+                    for fd in program_fds {
+                        // SAFETY: closing this process's copies; their owners in this
+                        // process are never used again (serve does not return).
+                        unsafe { libc::close(fd.as_raw_fd()) };
+                    }
+                    crate::run_recorder::serve(job)
+                }
+                // SAFETY: leaving the intermediate child without running destructors (the
+                // recorder owns what the job holds).
+                _ => unsafe { libc::_exit(0) },
+            }
+        }
+    }
+}
