@@ -4,7 +4,9 @@
 //! tests/scripts/native_stacks.py; and numpy, whose array data is malloc'ed by its C code.
 //! The recording's flame tree (`export --format collapsed`, the shared analysis's) and its
 //! summary must name the C functions with file and line under the Python line; without the
-//! flag the same allocations stay on the Python line, with no native frame.
+//! flag the same allocations stay on the Python line, with no native frame. A Rust library
+//! (tests/scripts/rust_lib, built here with cargo) called through ctypes shows its functions
+//! the same way.
 
 mod common;
 
@@ -144,6 +146,67 @@ fn c_functions_static_and_inlined_show_under_the_python_line() {
         .find(|m| m.path.contains("native_ext"))
         .unwrap_or_else(|| panic!("{:?}", rec.native_modules()));
     assert!(!module.build_id.is_empty() && module.start < module.end, "{module:?}");
+}
+
+/// The line of tests/scripts/rust_lib/lib.rs carrying the comment `// TAG`.
+fn rust_line(tag: &str) -> u32 {
+    let text = std::fs::read_to_string(script("rust_lib/lib.rs")).unwrap();
+    let marker = format!("// {tag}");
+    1 + text.lines().position(|l| l.trim_end().ends_with(&marker)).expect("tag in lib.rs") as u32
+}
+
+/// A Rust library (tests/scripts/rust_lib, built here with cargo, debug information on)
+/// called through ctypes: its functions, the inlined one too, show with their files and
+/// lines under the Python line, and the summary names the innermost of them, with Rust's
+/// standard library (the allocator's inlined wrappers) beside it as the library frame.
+#[test]
+fn rust_functions_show_under_the_python_line() {
+    let dir = TempDir::new("native-stacks-rust");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["build", "--quiet", "--release", "--offline", "--manifest-path"])
+        .arg(script("rust_lib/Cargo.toml"))
+        .arg("--target-dir")
+        .arg(dir.0.join("target"))
+        .status()
+        .unwrap();
+    assert!(status.success(), "cargo failed to build tests/scripts/rust_lib");
+    let lib = dir.0.join("target/release/libmemlens_rust_lib.so");
+    let file = dir.0.join("rust.memlens");
+    let status = memlens()
+        .args(["run", "-q", "--native-stacks", "-o"])
+        .arg(&file)
+        .arg(script("rust_stacks.py"))
+        .arg(&lib)
+        .status()
+        .unwrap();
+    assert!(status.success());
+
+    let rs = script("rust_lib/lib.rs");
+    let at = |tag| format!("{}:{}", rs.display(), rust_line(tag));
+    let python = format!(
+        "load ({}:{})",
+        script("rust_stacks.py").display(),
+        line_of("rust_stacks.py", "RUST_CALL")
+    );
+    let rust = format!(
+        "memlens_rust_make_table ({});memlens_rust_lib::make_table ({});\
+         memlens_rust_lib::fill_rows ({});",
+        at("MAKE_TABLE_CALL"),
+        at("FILL_ROWS_CALL"),
+        at("ALLOCATE_ROW")
+    );
+    let stacks = collapsed(&file);
+    // 64 rows of 64 KiB, from the Python line down through ctypes into the library.
+    let rows: u64 = stacks
+        .iter()
+        .filter(|(s, _)| s.contains(&python) && s.contains(&rust))
+        .map(|(_, b)| b)
+        .sum();
+    assert_eq!(rows, 64 * 64 * 1024, "no stack holds {python} ... {rust}:\n{stacks:#?}");
+    let text = summary_text(&file);
+    let site = format!("memlens_rust_lib::fill_rows  {}  (in alloc::", at("ALLOCATE_ROW"));
+    assert!(text.contains(&site), "{site} not in:\n{text}");
 }
 
 #[test]

@@ -13,8 +13,11 @@ use crate::{is_internal_file, FrameId, Recording, StackId, StackTotals, Totals};
 /// standard library (`.../lib/python3.X/...`) or the interpreter itself (`<frozen os>`),
 /// rather than to the program, or is a shared library of the system (`/usr/lib/.../libz.so.1`:
 /// the file of a native frame without line information, `memlens run --native-stacks`).
-/// Recognized from the path alone, so it works on recordings made anywhere, in any
-/// virtualenv and Python version.
+/// Native frames' source files count the same way: Rust's standard library (`/rustc/<commit>/
+/// library/...`) and crates from a registry (`.cargo/registry/src/...`), system headers (the
+/// C++ standard library's templates), and CPython's own C sources (`.../Python-3.11.7/
+/// Modules/...`, as a source build of the interpreter names them). Recognized from the path
+/// alone, so it works on recordings made anywhere, in any virtualenv and Python version.
 pub fn is_library_file(file: &str) -> bool {
     file.contains("/site-packages/")
         || file.contains("/dist-packages/")
@@ -22,6 +25,21 @@ pub fn is_library_file(file: &str) -> bool {
         || stdlib_relative(file).is_some()
         || (["/lib/", "/lib64/", "/usr/lib/", "/usr/lib64/"].iter().any(|d| file.starts_with(d))
             && file.contains(".so"))
+        || file.starts_with("/rustc/")
+        || file.contains("/.cargo/registry/src/")
+        || file.starts_with("/usr/include/")
+        || cpython_source(file)
+}
+
+/// Whether `file` is one of CPython's C sources: `Modules/`, `Objects/`, `Python/`, `Parser/`
+/// or `Include/` right under a `Python-3.X...` source tree.
+fn cpython_source(file: &str) -> bool {
+    file.split('/').collect::<Vec<_>>().windows(2).any(|w| {
+        let version = w[0].strip_prefix("Python-3.").unwrap_or("-");
+        version.starts_with(|c: char| c.is_ascii_digit())
+            && version.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '+')
+            && ["Modules", "Objects", "Python", "Parser", "Include"].contains(&w[1])
+    })
 }
 
 /// The part of a standard-library path after `lib/python3.X/`, if `file` is one
@@ -162,6 +180,11 @@ mod tests {
             "<frozen os>",
             "/lib/x86_64-linux-gnu/libstdc++.so.6",
             "/usr/lib/x86_64-linux-gnu/libopenblas.so.0",
+            "/rustc/59807616e1fa2540724bfbac14d7976d7e4a3860/library/alloc/src/alloc.rs",
+            "/root/.cargo/registry/src/index.crates.io-6f17d22bba15001f/hashbrown-0.15.2/src/raw.rs",
+            "/usr/include/c++/12/bits/stl_vector.h",
+            "/tmp/python-build.20260509073455.222/Python-3.11.7/Modules/_ctypes/callproc.c",
+            "/build/Python-3.12.1/Objects/listobject.c",
         ] {
             assert!(is_library_file(f), "{f}");
         }
@@ -172,6 +195,8 @@ mod tests {
             "<ipython-input-3-abc>",
             "/lib/python3.x/a.py",
             "/srv/app/build/libmine.so",
+            "/srv/app/rust/src/lib.rs",
+            "/srv/Python-3.11-tools/Modules/mine.c",
         ] {
             assert!(!is_library_file(f), "{f}");
         }
