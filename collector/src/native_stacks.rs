@@ -5,15 +5,14 @@
 //! The merge: the tracer walks each allocation's native stack from the allocator up to the
 //! first frame of CPython's evaluation loop (`_PyEval_EvalFrameDefault`), the frame that
 //! runs the innermost Python function. So the native frames go right under the innermost
-//! Python frame (the Python line that made the call), and the frames of the interpreter
-//! and the C library are left out: the call machinery between that line and the C code
+//! Python frame (the Python line that made the call). The frames of the interpreter and the
+//! C library among them — the call machinery between that line and the C code
 //! (`_PyObject_Vectorcall`, `cfunction_call`, ...), the C API it calls (`PyObject_Malloc`,
-//! `PyList_New`, ...), `malloc` itself. A stack reads `script.py:12` → `ext.c:40
-//! make_buffer` → `ext.c:21 fill` (inlined); an allocation made by the interpreter itself
-//! gets no native frame, so pure-Python stacks are what they are without the flag. (Kept,
-//! the interpreter's frames would also be taken for the program's own code by the views,
-//! which look for the innermost frame outside the standard library and site-packages, and
-//! libpython's source files are neither.)
+//! `PyList_New`, ...) — are kept and marked as the runtime's (the Native chunk): views hide
+//! them with the import system's frames unless asked to show CPython's internals, so a stack
+//! reads `script.py:12` → `ext.c:40 make_buffer` → `ext.c:21 fill` (inlined). An allocation
+//! made by the interpreter itself has only runtime frames, so pure-Python stacks read as
+//! they do without the flag.
 //!
 //! A callback (C code calling back into Python, which calls C again) shows the inner C
 //! frames under the callback's Python line; the outer C frames between the first Python
@@ -71,7 +70,7 @@ impl NativeStacks {
     }
 
     /// Whether `m` is the interpreter (the python executable or libpython) or the C
-    /// library: code whose frames are left out of native stacks.
+    /// library: code whose frames are marked as the runtime's.
     fn runtime(m: Option<&Module>) -> bool {
         let Some(m) = m else { return false };
         let name = short_name(m);
@@ -128,18 +127,16 @@ impl NativeStacks {
             if symbols.first().is_some_and(|s| s.function == EVAL_LOOP) {
                 break;
             }
-            if !Self::runtime(module.as_ref()) {
-                calls.push(symbols.to_vec());
-            }
+            calls.push((symbols.to_vec(), Self::runtime(module.as_ref())));
         }
         let mut out = Vec::new();
-        for symbols in calls.iter().rev() {
+        for (symbols, runtime) in calls.iter().rev() {
             for s in symbols {
                 let function = writer.intern_string(&s.function);
                 let file = writer.intern_string(&s.file);
                 let frame = writer.intern_frame_ids(Frame { function, file, line: s.line });
                 if self.native_frames.insert(frame) {
-                    writer.native_frame(frame);
+                    writer.native_frame(frame, *runtime);
                 }
                 out.push(frame);
             }
@@ -157,10 +154,11 @@ mod tests {
         Module { path: path.into(), build_id: Vec::new(), bias: start, start, end: start + 0x1000 }
     }
 
-    /// Interpreter and C library frames are left out wherever they are; the extension's stay,
-    /// outermost first, under the Python stack; addresses in no module are `[unknown]`.
+    /// Interpreter and C library frames are kept and marked as the runtime's wherever they
+    /// are; all go, outermost first, under the Python stack; addresses in no module are
+    /// `[unknown]`.
     #[test]
-    fn runtime_frames_are_left_out_and_the_rest_goes_under_the_python_stack() {
+    fn runtime_frames_are_marked_and_all_go_under_the_python_stack() {
         let mut w =
             RecordingWriter::with_options(Vec::new(), &Meta::default(), WriterOptions::default())
                 .unwrap();
@@ -180,15 +178,23 @@ mod tests {
         assert_eq!(n.merge(&mut w, python, chain.len() as u32), stack, "interned once");
         let bytes = w.finish(memlens_format::ProcessEnd::default()).unwrap();
         let rec = Recording::open(&bytes).unwrap();
-        let names: Vec<(String, bool)> = rec
+        let names: Vec<(String, bool, bool)> = rec
             .stack_frames(stack)
             .map(|f| {
-                (rec.string(rec.frame(f).unwrap().function).to_owned(), rec.is_native_frame(f))
+                let name = rec.string(rec.frame(f).unwrap().function).to_owned();
+                (name, rec.is_native_frame(f), rec.is_runtime_frame(f))
             })
             .collect();
-        let want =
-            [("[unknown]", true), ("ext.so+0x200", true), ("ext.so+0x100", true), ("run", false)];
-        assert_eq!(names, want.map(|(f, native)| (f.to_owned(), native)));
+        let want = [
+            ("[unknown]", true, false),
+            ("libc.so.6+0x100", true, true),
+            ("ext.so+0x200", true, false),
+            ("libpython3.11.so.1.0+0x200", true, true),
+            ("ext.so+0x100", true, false),
+            ("libpython3.11.so.1.0+0x100", true, true),
+            ("run", false, false),
+        ];
+        assert_eq!(names, want.map(|(f, native, runtime)| (f.to_owned(), native, runtime)));
         assert_eq!(rec.native_modules().len(), 3);
     }
 }

@@ -1,6 +1,7 @@
 // Native stacks (`memlens run --native-stacks`) in the viewer, on a real recording: a C
 // extension's functions under the Python line that called it, in their own colour, and a
-// toggle (kept in the URL) that hides them, giving their memory back to that line.
+// toggle (kept in the URL) that hides them, giving their memory back to that line; the
+// interpreter's own frames between them hidden with the other CPython internals.
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
@@ -31,6 +32,21 @@ describe('native stacks', () => {
       document.getElementById('search-result').textContent === 'no matches');
     // The Python line that called into C keeps the memory.
     assert.match(await searchResult(page, 'build'), /\(3\.00 MiB\)$/);
+    assert.deepEqual(page.problems, []);
+    await page.close();
+  });
+
+  test('CPython internals between the line and the C code are hidden until asked for', async () => {
+    const page = await openPage(env.chrome.context, env.server.url);
+    await page.setInputFiles('#file-input', join(FIXTURES, 'native', 'native_stacks.memlens'));
+    await page.waitForSelector('#command-line');
+    // The interpreter's call into the METH_O function `allocate`, a runtime frame.
+    assert.equal(await page.isChecked('#hide-internal'), true);
+    assert.equal(await searchResult(page, 'cfunction_vectorcall_O'), 'no matches');
+    await page.uncheck('#hide-internal');
+    await page.waitForFunction(() => location.hash.includes('internal=1'));
+    await page.waitForFunction(() => /\(3\.00 MiB\)$/.test(document.getElementById('search-result').textContent));
+    assert.match(await page.textContent('#search-result'), /\(3\.00 MiB\)$/);
     assert.deepEqual(page.problems, []);
     await page.close();
   });

@@ -8,7 +8,7 @@
 use std::collections::HashSet;
 
 use leptos::prelude::*;
-use memlens_analysis::{call_sites, is_internal_file, CallSite, StackTotals};
+use memlens_analysis::{call_sites, is_internal_frame, CallSite, StackTotals};
 use memlens_format::{FrameId, Recording, StringId};
 
 use crate::flame_model::FlameData;
@@ -38,9 +38,7 @@ pub fn zoomed_sites(
     let Some((_, above)) = path.split_last() else {
         return call_sites(rec, totals, hide_internal);
     };
-    let kept = |f: &FrameId| {
-        !hide_internal || rec.frame(*f).is_none_or(|f| !is_internal_file(rec.string(f.file)))
-    };
+    let kept = |f: &FrameId| !hide_internal || !is_internal_frame(rec, *f);
     let mut frames = Vec::new();
     let mut under = StackTotals::default();
     for &(stack, t) in &totals.stacks {

@@ -564,7 +564,7 @@ fn FlameToolbar(loaded: ByPtr<Loaded>, state: RwSignal<ViewState>) -> impl IntoV
                         state.update(|s| s.show_internal = !hide);
                     }
                 />
-                " Hide import system and memlens frames"
+                " Hide CPython internals and memlens frames"
             </label>
             <Show when=move || has_native.get()>
                 <label title="C, C++ and Rust functions under the Python lines (memlens run --native-stacks)">

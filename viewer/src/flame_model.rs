@@ -75,7 +75,8 @@ pub struct FlameData {
 /// Which frames the flame tree leaves out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Hidden {
-    /// The import system's and memlens's own frames.
+    /// CPython's internals (the import system, the interpreter's native frames) and
+    /// memlens's own frames.
     pub internal: bool,
     /// Native (C, C++, Rust) frames.
     pub native: bool,

@@ -6,7 +6,7 @@
 
 use leptos::prelude::*;
 use memlens_analysis::{
-    census_title, is_internal_file, last_census_index, site_growth, stack_path, top_types,
+    census_title, is_internal_frame, last_census_index, site_growth, stack_path, top_types,
     type_growth, type_name, TypeOrder,
 };
 use memlens_format::{Recording, StackId};
@@ -60,11 +60,7 @@ fn delta_class(n: i64) -> &'static str {
 /// Whether a stack's innermost frame is shown: internal frames (the import system, memlens'
 /// own census code) follow the flame graph's toggle.
 fn visible(rec: &Recording, stack: StackId, show_internal: bool) -> bool {
-    show_internal
-        || rec
-            .stack(stack)
-            .and_then(|n| rec.frame(n.frame))
-            .is_none_or(|f| !is_internal_file(rec.string(f.file)))
+    show_internal || rec.stack(stack).is_none_or(|n| !is_internal_frame(rec, n.frame))
 }
 
 /// A site cell: function and short location, the full path on hover.

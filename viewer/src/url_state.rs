@@ -141,7 +141,8 @@ pub struct ViewState {
     pub noise_bp: u32,
     /// Only allocations made by this thread (index of the recording's thread table).
     pub thread: Option<u32>,
-    /// Show the import system's and memlens' own frames (hidden by default).
+    /// Show CPython's internals (the import system, the interpreter's native frames) and
+    /// memlens' own frames (hidden by default).
     pub show_internal: bool,
     /// Hide native frames (recordings made with `--native-stacks`; shown by default).
     pub hide_native: bool,

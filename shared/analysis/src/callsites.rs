@@ -22,9 +22,7 @@ pub struct CallSite {
 pub fn call_sites(rec: &Recording, totals: &StackTotals, hide_internal: bool) -> Vec<CallSite> {
     let mut map: FxHashMap<FrameId, (Totals, Totals)> = FxHashMap::default();
     let mut seen = FxHashSet::default();
-    let kept = |f: &FrameId| {
-        !hide_internal || rec.frame(*f).is_none_or(|f| !crate::is_internal_file(rec.string(f.file)))
-    };
+    let kept = |f: &FrameId| !hide_internal || !crate::is_internal_frame(rec, *f);
     for &(stack, t) in &totals.stacks {
         seen.clear();
         for (i, frame) in rec.stack_frames(stack).filter(kept).enumerate() {

@@ -11,8 +11,9 @@ use crate::{FrameId, Recording, StackId, StackTotals, Totals};
 pub struct FlameOptions {
     /// Merge frames of the same function at different lines into one node.
     pub merge_lines: bool,
-    /// Drop frames of Python's import machinery (`<frozen importlib._bootstrap>` and friends)
-    /// and of memlens itself; their memory goes to the nearest kept caller.
+    /// Drop frames of Python's import machinery (`<frozen importlib._bootstrap>` and friends),
+    /// of the interpreter's own C code (native stacks) and of memlens itself
+    /// ([`is_internal_frame`]); their memory goes to the nearest kept caller.
     pub hide_internal: bool,
     /// Drop native frames (C, C++, Rust functions of `memlens run --native-stacks`): their
     /// memory goes to the Python line that called into native code.
@@ -41,6 +42,15 @@ pub struct FlameNode {
 pub struct FlameTree {
     /// Nodes; children always come after their parent.
     pub nodes: Vec<FlameNode>,
+}
+
+/// Whether `frame` is one that views hide unless asked to show internals: the import
+/// system's, memlens's own ([`is_internal_file`]), or a native function of the interpreter or
+/// the C library (CPython's internals between a Python line and the C code it called, under
+/// `--native-stacks`).
+pub fn is_internal_frame(rec: &Recording, frame: FrameId) -> bool {
+    rec.is_runtime_frame(frame)
+        || rec.frame(frame).is_some_and(|f| is_internal_file(rec.string(f.file)))
 }
 
 /// Whether a frame belongs to the interpreter's import system or to memlens itself
@@ -109,8 +119,7 @@ impl FlameTree {
             };
             for &(sid, frame_id) in path.iter().rev() {
                 if let Some(frame) = rec.frame(frame_id) {
-                    let hidden = (options.hide_internal
-                        && is_internal_file(rec.string(frame.file)))
+                    let hidden = (options.hide_internal && is_internal_frame(rec, frame_id))
                         || (options.hide_native && rec.is_native_frame(frame_id));
                     if !hidden {
                         let line = if options.merge_lines { 0 } else { frame.line };
@@ -185,10 +194,9 @@ impl FlameTree {
 pub fn stack_path(rec: &Recording, stack: StackId, hide_internal: bool) -> Vec<(String, String)> {
     let mut keys: Vec<(String, String)> = rec
         .stack_frames(stack)
+        .filter(|&f| !(hide_internal && is_internal_frame(rec, f)))
         .filter_map(|f| rec.frame(f))
-        .map(|f| (rec.string(f.function), rec.string(f.file)))
-        .filter(|(_, file)| !(hide_internal && is_internal_file(file)))
-        .map(|(function, file)| (function.to_owned(), file.to_owned()))
+        .map(|f| (rec.string(f.function).to_owned(), rec.string(f.file).to_owned()))
         .collect();
     keys.reverse();
     keys

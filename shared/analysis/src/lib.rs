@@ -80,8 +80,8 @@ pub use export::{
 pub use family_flame::{family_stack_totals, process_label, short_command, FamilyFlame};
 pub use family_heap::{family_end, family_heap, family_peak};
 pub use flame::{
-    flame_hit, flame_layout, is_internal_file, is_memlens_file, stack_path, FlameNode,
-    FlameOptions, FlameRect, FlameTree,
+    flame_hit, flame_layout, is_internal_file, is_internal_frame, is_memlens_file, stack_path,
+    FlameNode, FlameOptions, FlameRect, FlameTree,
 };
 pub use insights::{insights, Insight, InsightKind, InsightOptions, InsightsBuilder};
 pub use kinds::{kind_usage, KindUsage};

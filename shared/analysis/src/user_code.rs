@@ -7,7 +7,7 @@
 
 use rustc_hash::FxHashMap;
 
-use crate::{is_internal_file, FrameId, Recording, StackId, StackTotals, Totals};
+use crate::{is_internal_frame, FrameId, Recording, StackId, StackTotals, Totals};
 
 /// Whether `file` belongs to an installed package (`site-packages`, `dist-packages`), the
 /// standard library (`.../lib/python3.X/...`) or the interpreter itself (`<frozen os>`),
@@ -68,14 +68,15 @@ pub struct UserSite {
     pub library: Option<FrameId>,
 }
 
-/// The user site of `stack`. memlens's own frames and the import system's are skipped.
+/// The user site of `stack`. memlens's own frames, the import system's and the interpreter's
+/// native ones are skipped.
 pub fn user_site(rec: &Recording, stack: StackId) -> UserSite {
     let file = |f: FrameId| rec.frame(f).map_or("", |fr| rec.string(fr.file));
     // Innermost first.
     let frames: Vec<(FrameId, &str)> = rec
         .stack_frames(stack)
+        .filter(|&f| !is_internal_frame(rec, f))
         .map(|f| (f, file(f)))
-        .filter(|(_, name)| !is_internal_file(name))
         .collect();
     let Some(&(innermost, _)) = frames.first() else {
         return UserSite { user: None, library: None };

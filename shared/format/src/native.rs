@@ -5,8 +5,10 @@
 //! Native frames are ordinary frames (function, file, line) in ordinary stacks, below the
 //! Python frame that called into native code, already named by the collector: a reader that
 //! does not know the Native chunk (tag 20) shows them as any other frame. The chunk only
-//! says which frames they are (for a viewer's colour and its toggle to hide them) and keeps
-//! the module map, so that a frame shown as `module+0xoffset` can be looked up later.
+//! says which frames they are (for a viewer's colour and its toggle to hide them), which of
+//! them are the interpreter's or the C library's own (CPython's internals, hidden with the
+//! import system's frames; format 7), and keeps the module map, so that a frame shown as
+//! `module+0xoffset` can be looked up later.
 
 use serde::{Deserialize, Serialize};
 
@@ -35,7 +37,21 @@ pub struct NativeChunk {
     pub modules: Vec<NativeModule>,
     /// Frames (defined by earlier Frames chunks) that are native functions.
     pub frames: Vec<FrameId>,
+    /// Those of `frames` in the interpreter (the python executable, libpython) or the C
+    /// library (format 7).
+    pub runtime: Vec<FrameId>,
 }
+
+/// The payload of a Native chunk before format 7 (no runtime frames: the collector left
+/// them out of the stacks).
+#[derive(Deserialize)]
+struct NativeChunkV6 {
+    modules: Vec<NativeModule>,
+    frames: Vec<FrameId>,
+}
+
+/// The first format whose Native chunks list runtime frames.
+const RUNTIME_FRAMES_VERSION: u16 = 7;
 
 impl NativeChunk {
     /// Whether there is nothing to write.
@@ -50,23 +66,35 @@ pub(crate) struct NativeTable {
     pub modules: Vec<NativeModule>,
     /// By frame index: whether the frame is native.
     pub native: Vec<bool>,
+    /// By frame index: whether the frame is the interpreter's or the C library's.
+    pub runtime: Vec<bool>,
 }
 
 impl NativeTable {
-    /// Adds a chunk's payload; `frames` is the number of frames defined so far.
-    pub fn add(&mut self, raw: &[u8], frames: usize) -> Result<(), String> {
-        let chunk: NativeChunk = postcard::from_bytes(raw).map_err(|e| e.to_string())?;
-        if chunk.frames.iter().any(|f| f.index() >= frames) {
+    /// Adds a chunk's payload from a file of format `version`; `frames` is the number of
+    /// frames defined so far.
+    pub fn add(&mut self, raw: &[u8], frames: usize, version: u16) -> Result<(), String> {
+        let chunk: NativeChunk = if version < RUNTIME_FRAMES_VERSION {
+            let old: NativeChunkV6 = postcard::from_bytes(raw).map_err(|e| e.to_string())?;
+            NativeChunk { modules: old.modules, frames: old.frames, runtime: Vec::new() }
+        } else {
+            postcard::from_bytes(raw).map_err(|e| e.to_string())?
+        };
+        if chunk.frames.iter().chain(&chunk.runtime).any(|f| f.index() >= frames) {
             return Err("an undefined frame".into());
         }
         if chunk.modules.iter().any(|m| m.start > m.end) {
             return Err("a module that ends before it starts".into());
         }
-        for f in chunk.frames {
-            if self.native.len() <= f.index() {
-                self.native.resize(f.index() + 1, false);
+        for (list, marks) in
+            [(&chunk.frames, &mut self.native), (&chunk.runtime, &mut self.runtime)]
+        {
+            for f in list {
+                if marks.len() <= f.index() {
+                    marks.resize(f.index() + 1, false);
+                }
+                marks[f.index()] = true;
             }
-            self.native[f.index()] = true;
         }
         self.modules.extend(chunk.modules);
         Ok(())
@@ -74,5 +102,9 @@ impl NativeTable {
 
     pub fn is_native(&self, frame: FrameId) -> bool {
         self.native.get(frame.index()).copied().unwrap_or(false)
+    }
+
+    pub fn is_runtime(&self, frame: FrameId) -> bool {
+        self.runtime.get(frame.index()).copied().unwrap_or(false)
     }
 }

@@ -639,7 +639,9 @@ impl Recording {
                 self.caches.extend(caches);
             }
             Tag::Native => {
-                self.native.add(raw, self.frames.len()).map_err(bad("native frames"))?;
+                self.native
+                    .add(raw, self.frames.len(), self.version)
+                    .map_err(bad("native frames"))?;
             }
             Tag::End => self.end = Some(postcard::from_bytes(raw).map_err(postcard_err("end"))?),
             Tag::Intervals => {
@@ -933,6 +935,13 @@ impl Recording {
     /// (`memlens run --native-stacks`).
     pub fn is_native_frame(&self, id: FrameId) -> bool {
         self.native.is_native(id)
+    }
+
+    /// Whether a frame is a native function of the interpreter itself (the python
+    /// executable, libpython) or of the C library: CPython's internals, which views hide
+    /// with the import system's frames (format 7; before, the collector left them out).
+    pub fn is_runtime_frame(&self, id: FrameId) -> bool {
+        self.native.is_runtime(id)
     }
 
     /// The modules of the traced process that native frames were found in.

@@ -241,9 +241,13 @@ impl<W: Write> RecordingWriter<W> {
         self.pending_native.modules.push(module);
     }
 
-    /// Notes that `frame` (interned) is a native function; once per frame.
-    pub fn native_frame(&mut self, frame: FrameId) {
+    /// Notes that `frame` (interned) is a native function, of the interpreter or the C
+    /// library itself when `runtime`; once per frame.
+    pub fn native_frame(&mut self, frame: FrameId, runtime: bool) {
         self.pending_native.frames.push(frame);
+        if runtime {
+            self.pending_native.runtime.push(frame);
+        }
     }
 
     /// Declares a thread, or renames one declared before.

@@ -14,8 +14,9 @@ fn module() -> NativeModule {
     }
 }
 
-/// `app.py:3` calls `allocate` (ext.c:30), which calls `make_buffer` (ext.c:22), into which
-/// `fill_block` (ext.c:14) was inlined: 1 MiB allocated, and 64 bytes on the Python line.
+/// `app.py:3` calls `allocate` (ext.c:30) through the interpreter's `cfunction_call`
+/// (a runtime frame), which calls `make_buffer` (ext.c:22), into which `fill_block` (ext.c:14)
+/// was inlined: 1 MiB allocated, and 64 bytes on the Python line.
 fn known_native() -> Vec<u8> {
     let meta = Meta { extra: vec![(META_NATIVE_STACKS.into(), "on".into())], ..Meta::default() };
     let options = WriterOptions { codec: Codec::None, ..WriterOptions::default() };
@@ -25,9 +26,12 @@ fn known_native() -> Vec<u8> {
     let python = w.intern_stack(StackId::ROOT, line);
     w.native_module(module());
     let mut stack = python;
+    let call = w.intern_frame("cfunction_call", "/opt/python/Objects/methodobject.c", 542);
+    w.native_frame(call, true);
+    stack = w.intern_stack(stack, call);
     for (function, line) in [("allocate", 30), ("make_buffer", 22), ("fill_block", 14)] {
         let f = w.intern_frame(function, "/opt/ext/ext.c", line);
-        w.native_frame(f);
+        w.native_frame(f, false);
         stack = w.intern_stack(stack, f);
     }
     w.alloc(1_000, ThreadId(0), stack, 0x1000, 1 << 20, AllocatorKind::Malloc).unwrap();
@@ -48,16 +52,47 @@ fn golden_native_bytes_are_stable() {
     let rec = Recording::open(&golden).unwrap();
     assert!(rec.meta().native_stacks());
     assert_eq!(rec.native_modules(), &[module()]);
-    let native: Vec<(&str, bool)> = (0..rec.frames().len() as u32)
-        .map(|i| {
-            (rec.string(rec.frame(FrameId(i)).unwrap().function), rec.is_native_frame(FrameId(i)))
-        })
-        .collect();
     assert_eq!(
-        native,
-        [("<module>", false), ("allocate", true), ("make_buffer", true), ("fill_block", true)]
+        kinds(&rec),
+        [
+            ("<module>", false, false),
+            ("cfunction_call", true, true),
+            ("allocate", true, false),
+            ("make_buffer", true, false),
+            ("fill_block", true, false)
+        ]
     );
     assert_eq!(rec.summary().peak_heap, (1 << 20) + 64);
+}
+
+/// Each frame's function, whether it is native, and whether it is the runtime's.
+fn kinds(rec: &Recording) -> Vec<(&str, bool, bool)> {
+    (0..rec.frames().len() as u32)
+        .map(FrameId)
+        .map(|f| {
+            let name = rec.string(rec.frame(f).unwrap().function);
+            (name, rec.is_native_frame(f), rec.is_runtime_frame(f))
+        })
+        .collect()
+}
+
+/// Format 6's Native chunk had no runtime frames (the collector left them out): such a file
+/// reads its native frames, none of them the runtime's.
+#[test]
+fn format_6_native_frames_still_read() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/golden/known-native-v6.memlens");
+    let rec = Recording::open(&std::fs::read(path).expect("golden file")).unwrap();
+    assert_eq!(rec.format_version(), 6);
+    assert_eq!(
+        kinds(&rec),
+        [
+            ("<module>", false, false),
+            ("allocate", true, false),
+            ("make_buffer", true, false),
+            ("fill_block", true, false)
+        ]
+    );
+    assert_eq!(rec.native_modules(), &[module()]);
 }
 
 /// The Native chunk adds facts the rest does not depend on: a file without it (here, with it

@@ -90,11 +90,14 @@ impl ExportView {
     }
 }
 
-/// The frames an export shows for `stack`, root first: its Python frames without memlens's
-/// own. Empty when none is left (the caller shows [`NO_PYTHON_FRAME`]).
+/// The frames an export shows for `stack`, root first: its frames without memlens's own and
+/// without the interpreter's native ones (CPython's call machinery and C API between a
+/// Python line and the C code it called, under `--native-stacks`). Empty when none is left
+/// (the caller shows [`NO_PYTHON_FRAME`]).
 pub(crate) fn export_frames(rec: &Recording, stack: StackId) -> Vec<FrameId> {
     let mut frames: Vec<FrameId> = rec
         .stack_frames(stack)
+        .filter(|&f| !rec.is_runtime_frame(f))
         .filter(|&f| rec.frame(f).is_some_and(|f| !is_memlens_file(rec.string(f.file))))
         .collect();
     frames.reverse();
