@@ -89,7 +89,8 @@ fn analyse(rec: &Recording) {
         let _ = heap_timeline(rec, &filter, 0, end.saturating_add(1), 64);
     }
     // Native frames (the Native chunk): which frames are native, the module map.
-    let native = (0..rec.frames().len() as u32).filter(|&i| rec.is_native_frame(FrameId(i)));
+    let native = (0..rec.frames().len() as u32)
+        .filter(|&i| rec.is_native_frame(FrameId(i)) || rec.is_runtime_frame(FrameId(i)));
     let _ = native.count() + rec.native_modules().iter().map(|m| m.path.len()).sum::<usize>();
 }
 
