@@ -6,14 +6,18 @@
 //! (`.symtab`, else `.dynsym`) where there is no debug information, and demangles C++ and
 //! Rust names. It is a library over plain files: no daemon, no network, no async runtime
 //! (blazesym and wholesym bring much more for features we do not use here: debuginfod,
-//! Breakpad, PDB). One loader per module file, kept for the whole recording, and one answer
-//! per address: a module is opened once however many addresses point into it.
+//! Breakpad, PDB). A module's loader, symbol table and answers (by offset in the file) are
+//! kept once per run, keyed by the module's build id and path ([`ModuleSymbols`]): a module
+//! is opened once however many addresses point into it, and once for every process of a
+//! program that loads it (each followed process is recorded on a thread of this one, so a
+//! pool's workers share numpy's or OpenBLAS's symbols instead of reading them each).
 //!
 //! Bad input: a module that cannot be opened or parsed (deleted, not ELF, JIT code outside
 //! any module) gives `module+0xoffset` or `[unknown]` frames, never an error; the work per
 //! address is bounded by the depth of its inline chain ([`MAX_INLINED`]).
 
 use std::path::Path;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use rustc_hash::FxHashMap as HashMap;
 
@@ -39,14 +43,31 @@ pub struct Symbol {
 /// Inlined frames kept per address at most (the innermost ones).
 const MAX_INLINED: usize = 32;
 
-/// Names addresses, caching loaders by module file and answers by address.
+/// Names one process's addresses, caching answers by address; the modules' own symbols are
+/// shared by the whole run ([`ModuleSymbols`]).
 #[derive(Default)]
 pub struct Symbolizer {
-    /// `None`: the file could not be read.
-    loaders: HashMap<String, Option<addr2line::Loader>>,
-    /// Symbol tables, read when an address of the module has no DWARF name.
-    tables: HashMap<String, SymbolTable>,
     answers: HashMap<u64, Vec<Symbol>>,
+    /// The run's symbols of each module this process's addresses were in, by path.
+    modules: HashMap<String, Arc<Mutex<ModuleSymbols>>>,
+}
+
+/// What is known of one module file, for every process of the run: its DWARF loader (`None`:
+/// the file could not be read), its symbol tables (read when an address has no DWARF name)
+/// and the frames found for each offset looked up so far.
+#[derive(Default)]
+struct ModuleSymbols {
+    loader: Option<Option<addr2line::Loader>>,
+    table: Option<SymbolTable>,
+    answers: HashMap<u64, Vec<Symbol>>,
+}
+
+/// The run's [`ModuleSymbols`], by (build id, path): the same file in every process, and a
+/// rebuilt one (another build id at the same path) apart.
+fn run_modules() -> &'static Mutex<HashMap<(Vec<u8>, String), Arc<Mutex<ModuleSymbols>>>> {
+    static MODULES: OnceLock<Mutex<HashMap<(Vec<u8>, String), Arc<Mutex<ModuleSymbols>>>>> =
+        OnceLock::new();
+    MODULES.get_or_init(Default::default)
 }
 
 /// A module's functions from its symbol tables (`.symtab` and `.dynsym`): (address, size,
@@ -90,33 +111,41 @@ impl Symbolizer {
             let answer = match module {
                 None => vec![Symbol { function: "[unknown]".into(), file: String::new(), line: 0 }],
                 Some(m) => {
-                    let loader = self
-                        .loaders
-                        .entry(m.path.clone())
-                        .or_insert_with(|| addr2line::Loader::new(Path::new(&m.path)).ok());
+                    let shared = self.modules.entry(m.path.clone()).or_insert_with(|| {
+                        let mut run = run_modules().lock().unwrap_or_else(PoisonError::into_inner);
+                        run.entry((m.build_id.clone(), m.path.clone())).or_default().clone()
+                    });
                     // A return address is just past the call: look up the call itself.
                     let probe = address.wrapping_sub(1).wrapping_sub(m.bias);
-                    let frames = dwarf_frames(loader.as_ref(), m, probe);
-                    if frames.is_empty() {
-                        vec![self.symbol_table_name(m, probe)]
-                    } else {
-                        frames
-                    }
+                    shared.lock().unwrap_or_else(PoisonError::into_inner).frames(m, probe)
                 }
             };
             self.answers.insert(address, answer);
         }
         &self.answers[&address]
     }
+}
 
-    /// `probe`'s function from the module's symbol tables, or `module+0xoffset`.
-    fn symbol_table_name(&mut self, m: &Module, probe: u64) -> Symbol {
-        let table = self.tables.entry(m.path.clone()).or_insert_with(|| SymbolTable::read(&m.path));
-        let function = match table.find(probe) {
-            Some(f) => f.to_owned(),
-            None => format!("{}+{:#x}", short_name(m), probe + 1),
-        };
-        Symbol { function, file: m.path.clone(), line: 0 }
+impl ModuleSymbols {
+    /// The frames of offset `probe` of `m`'s file: from DWARF, else the symbol tables, else
+    /// `module+0xoffset`.
+    fn frames(&mut self, m: &Module, probe: u64) -> Vec<Symbol> {
+        if let Some(known) = self.answers.get(&probe) {
+            return known.clone();
+        }
+        let loader =
+            self.loader.get_or_insert_with(|| addr2line::Loader::new(Path::new(&m.path)).ok());
+        let mut frames = dwarf_frames(loader.as_ref(), m, probe);
+        if frames.is_empty() {
+            let table = self.table.get_or_insert_with(|| SymbolTable::read(&m.path));
+            let function = match table.find(probe) {
+                Some(f) => f.to_owned(),
+                None => format!("{}+{:#x}", short_name(m), probe + 1),
+            };
+            frames.push(Symbol { function, file: m.path.clone(), line: 0 });
+        }
+        self.answers.insert(probe, frames.clone());
+        frames
     }
 }
 
@@ -187,6 +216,31 @@ mod tests {
         let found: Vec<_> =
             [0xfff, 0x1000, 0x100f, 0x1010, 0x1027, 0x1028].map(|p| t.find(p)).into();
         assert_eq!(found, [None, Some("f"), Some("f"), None, Some("g"), None]);
+    }
+
+    /// Two processes (two recorders' symbolizers) that load the same module at different
+    /// addresses share its symbols: the second finds the first's answer for the same offset.
+    #[test]
+    fn processes_of_a_run_share_a_modules_symbols() {
+        let module = |bias| Module {
+            path: "/nonexistent/libshared.so".into(),
+            bias,
+            start: bias,
+            end: bias + 0x9000,
+            build_id: vec![1, 2, 3],
+        };
+        let (a, b) = (module(0x10_000), module(0x50_000));
+        let mut first = Symbolizer::default();
+        let mut second = Symbolizer::default();
+        assert_eq!(first.symbolize(Some(&a), 0x10_235)[0].function, "libshared.so+0x235");
+        assert_eq!(second.symbolize(Some(&b), 0x50_235)[0].function, "libshared.so+0x235");
+        let shared = |s: &Symbolizer| s.modules[&a.path].clone();
+        assert!(Arc::ptr_eq(&shared(&first), &shared(&second)));
+        assert_eq!(shared(&first).lock().unwrap().answers.len(), 1, "one offset, found once");
+        // Another build at the same path is another module.
+        let mut third = Symbolizer::default();
+        third.symbolize(Some(&Module { build_id: vec![9], ..a.clone() }), 0x10_235);
+        assert!(!Arc::ptr_eq(&shared(&first), &shared(&third)));
     }
 
     #[test]
