@@ -64,11 +64,12 @@ struct ModuleSymbols {
 
 /// The run's [`ModuleSymbols`], by (build id, path): the same file in every process, and a
 /// rebuilt one (another build id at the same path) apart.
-fn run_modules() -> &'static Mutex<HashMap<(Vec<u8>, String), Arc<Mutex<ModuleSymbols>>>> {
-    static MODULES: OnceLock<Mutex<HashMap<(Vec<u8>, String), Arc<Mutex<ModuleSymbols>>>>> =
-        OnceLock::new();
+fn run_modules() -> &'static Mutex<RunModules> {
+    static MODULES: OnceLock<Mutex<RunModules>> = OnceLock::new();
     MODULES.get_or_init(Default::default)
 }
+
+type RunModules = HashMap<(Vec<u8>, String), Arc<Mutex<ModuleSymbols>>>;
 
 /// A module's functions from its symbol tables (`.symtab` and `.dynsym`): (address, size,
 /// demangled name), by address.
