@@ -110,6 +110,20 @@ fn same_stacks_as_default(mode: &str) {
     assert!(within_5_percent(walk_bytes, shadow_bytes), "{walk_bytes} vs {shadow_bytes}");
 }
 
+/// Frame walking may make frame objects, which must never happen inside pymalloc (it calls
+/// the raw domain and mmap halfway through making an arena): with sampling, walks are rare,
+/// frame objects are made at them, and a walk at such a raw allocation broke pymalloc's free
+/// lists (a segfault in 4 to 7 runs of 10 of json round trips). Six runs must all pass.
+#[test]
+fn frame_walking_with_sampling_leaves_pymalloc_alone() {
+    for _ in 0..6 {
+        let env = [("MEMLENS_STACKS", "walk")];
+        let run = run_script_env("json_sampled.py", &env, &["--sample", "512KiB"], &[]);
+        assert!(run.out.status.success(), "{:?}", run.out.status);
+        assert_eq!(String::from_utf8_lossy(&run.out.stdout).trim(), "ok");
+    }
+}
+
 /// Records are stamped a stretch at a time, and a quiet thread's stretch can be a few ms
 /// old; a big allocation gets a time of its own, so the peak it makes is placed after the
 /// pause before it.

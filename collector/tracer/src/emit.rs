@@ -38,8 +38,16 @@ pub fn record_alloc(g: &guard::Guard, address: usize, size: usize, kind: AllocKi
             if !st.seeded() && matches!(kind, AllocKind::PymallocObject | AllocKind::PyMem) {
                 stacks::seed_running_thread(st);
             }
+            // Frame walking may make frame objects, so it runs only where the object and mem
+            // domains are called: never inside pymalloc, which calls the raw domain and mmap
+            // halfway through making an arena (a frame object made there re-entered it and
+            // broke its free lists). The others keep the stack walked last.
             if stacks::walking() {
-                stacks::walk_frames(st);
+                if matches!(kind, AllocKind::PymallocObject | AllocKind::PyMem) {
+                    stacks::walk_frames(st);
+                } else {
+                    st.keep_lines();
+                }
             }
             if size >= EXACT_TIME_BYTES {
                 st.restamp();
