@@ -120,7 +120,7 @@ fn record(a: SinkArgs) -> Result<i32> {
     let follow = match a.follow {
         true => {
             let package = PythonPackageDir::create()?;
-            let dir = FollowDir::create(package.path())?;
+            let dir = FollowDir::create(package.run_dir())?;
             let path = dir.path().to_string_lossy().into_owned();
             let options = WriterOptions::default();
             let job = ChildJob { meta: meta.clone(), t0, interval, options };

@@ -28,6 +28,7 @@ use memlens_format::{CaptureOptions, Meta, RecordingWriter, ThreadId, WriterOpti
 use memlens_wire::handshake::{
     parse_child_line, CHILD_LINE_MAX, CHILD_NOT_FOLLOWED, CHILD_PYTHON_WITHOUT_SITE, CHILD_UNTRACED,
 };
+use nix::fcntl::OFlag;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::{
     accept, bind, getsockopt, listen, socket, sockopt::PeerCredentials, AddressFamily, Backlog,
@@ -127,6 +128,9 @@ pub struct Followers {
     cut: Arc<AtomicBool>,
     /// Set when the program has ended: no new descendants are accepted.
     closed: Arc<AtomicBool>,
+    /// Written to once `closed` is set, so that the acceptor sees it at once instead of at
+    /// its next look (up to 50 ms later, which the program's exit waited for).
+    wake: OwnedFd,
     acceptor: Option<JoinHandle<()>>,
     dir: PathBuf,
 }
@@ -152,14 +156,16 @@ impl Followers {
         let cut = Arc::new(AtomicBool::new(false));
         let closed = Arc::new(AtomicBool::new(false));
         let path = dir.dir.clone();
+        let (woken, wake) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)
+            .context("cannot start following the program's children")?;
         let acceptor = {
             let (streams, cut, closed) = (streams.clone(), cut.clone(), closed.clone());
             std::thread::Builder::new()
                 .name("follow".into())
-                .spawn(move || accept_loop(&dir, &job, &streams, &cut, &closed))
+                .spawn(move || accept_loop(&dir, &job, &streams, &cut, &closed, &woken))
                 .context("cannot start following the program's children")?
         };
-        Ok(Followers { streams, cut, closed, acceptor: Some(acceptor), dir: path })
+        Ok(Followers { streams, cut, closed, wake, acceptor: Some(acceptor), dir: path })
     }
 
     /// Carries what the descendants' recordings wrote since the last call into the file.
@@ -179,6 +185,7 @@ impl Followers {
     /// Returns how many processes were followed.
     pub fn finish<W: Write>(mut self, writer: &mut RecordingWriter<W>) -> Result<usize> {
         self.closed.store(true, Ordering::Release);
+        let _ = nix::unistd::write(&self.wake, &[1]);
         if let Some(a) = self.acceptor.take() {
             let _ = a.join();
         }
@@ -231,6 +238,7 @@ fn accept_loop(
     streams: &Mutex<Vec<Stream>>,
     cut: &Arc<AtomicBool>,
     closed: &AtomicBool,
+    woken: &OwnedFd,
 ) {
     // Each process's two connections, by pid, until both are there: a child connects its
     // control socket first, but both can arrive between the two accept loops below, and
@@ -250,6 +258,7 @@ fn accept_loop(
         let mut fds = [
             PollFd::new(dir.ctrl.as_fd(), PollFlags::POLLIN),
             PollFd::new(dir.records.as_fd(), PollFlags::POLLIN),
+            PollFd::new(woken.as_fd(), PollFlags::POLLIN),
         ];
         if poll(&mut fds, PollTimeout::from(50u16)).unwrap_or(0) > 0 {
             accept_ctrls(&mut ctrls);

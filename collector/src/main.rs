@@ -45,6 +45,8 @@ mod record_loop;
 #[cfg(target_os = "linux")]
 mod recorder;
 #[cfg(target_os = "linux")]
+mod run_cache;
+#[cfg(target_os = "linux")]
 mod run_recorder;
 #[cfg(target_os = "linux")]
 mod run_traced;

@@ -45,8 +45,25 @@ pub struct PythonInfo {
 }
 
 /// Runs the interpreter once to learn its version and build (and to fail early and
-/// clearly if it is missing or does not work).
+/// clearly if it is missing or does not work); an executable that answered before and has
+/// not changed since is not asked again ([`crate::run_cache`]).
 pub fn probe_python(python: &Path) -> Result<PythonInfo> {
+    let entry = crate::run_cache::probe_entry(python);
+    let text = match entry.as_ref().and_then(crate::run_cache::read_probe) {
+        Some(text) => text,
+        None => {
+            let text = ask_version(python)?;
+            if let Some(entry) = &entry {
+                crate::run_cache::write_probe(entry, &text);
+            }
+            text
+        }
+    };
+    parse_probe(python, &text)
+}
+
+/// Runs the interpreter to ask its version and build; its answer.
+fn ask_version(python: &Path) -> Result<String> {
     // -S, and no `platform` module: without `site` (its .pth files can take tens of ms)
     // and with `sys` alone, the answer is the same in a fraction of the time.
     let out = Command::new(python)
@@ -72,27 +89,37 @@ pub fn probe_python(python: &Path) -> Result<PythonInfo> {
         ),
         Err(e) => return Err(e).with_context(|| format!("cannot run `{}`", python.display())),
     };
-    let not_python = |what: String| {
-        anyhow::anyhow!(
-            "`{}` is not a Python interpreter: asked for its version (with -S -c), it {what}; \
-             pass --python with the path of a CPython 3.{}-3.{}",
-            python.display(),
-            SUPPORTED.0,
-            SUPPORTED.1
-        )
-    };
     let stderr = String::from_utf8_lossy(&out.stderr);
-    let first_line = |text: &str| {
-        let line = text.trim().lines().next().unwrap_or("").chars().take(200).collect::<String>();
-        crate::term::escape_line(&line).into_owned()
-    };
     if !out.status.success() {
-        return Err(not_python(match stderr.trim() {
-            "" => format!("failed ({}) and said nothing", out.status),
-            _ => format!("failed ({}): {}", out.status, first_line(&stderr)),
-        }));
+        return Err(not_python(
+            python,
+            match stderr.trim() {
+                "" => format!("failed ({}) and said nothing", out.status),
+                _ => format!("failed ({}): {}", out.status, first_line(&stderr)),
+            },
+        ));
     }
-    let text = String::from_utf8_lossy(&out.stdout);
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The first line of `text`, short and printable.
+fn first_line(text: &str) -> String {
+    let line = text.trim().lines().next().unwrap_or("").chars().take(200).collect::<String>();
+    crate::term::escape_line(&line).into_owned()
+}
+
+fn not_python(python: &Path, what: String) -> anyhow::Error {
+    anyhow::anyhow!(
+        "`{}` is not a Python interpreter: asked for its version (with -S -c), it {what}; \
+         pass --python with the path of a CPython 3.{}-3.{}",
+        python.display(),
+        SUPPORTED.0,
+        SUPPORTED.1
+    )
+}
+
+/// What the interpreter's answer `text` says about it.
+fn parse_probe(python: &Path, text: &str) -> Result<PythonInfo> {
     let parts: Vec<&str> = text.split_whitespace().collect();
     let parsed = match parts[..] {
         [major, minor, version, implementation] => {
@@ -108,11 +135,14 @@ pub fn probe_python(python: &Path) -> Result<PythonInfo> {
         Some((major, minor, version, implementation, flags))
     });
     let Some((major, minor, version, implementation, abiflags)) = parsed else {
-        return Err(not_python(if text.trim().is_empty() {
-            "did not answer (it printed nothing)".to_owned()
-        } else {
-            format!("answered `{}`", first_line(&text))
-        }));
+        return Err(not_python(
+            python,
+            if text.trim().is_empty() {
+                "did not answer (it printed nothing)".to_owned()
+            } else {
+                format!("answered `{}`", first_line(text))
+            },
+        ));
     };
     // What `platform.python_implementation()` calls it.
     let implementation = if implementation == "cpython" { "CPython" } else { implementation };
@@ -202,31 +232,45 @@ fn installed_package_tracers(lib: &Path) -> Vec<PathBuf> {
 
 /// A temporary directory holding the `memlens` Python package; removed on drop.
 pub struct PythonPackageDir {
+    /// The folder holding the package: the cached one ([`crate::run_cache::package`]), else
+    /// `run` itself.
     dir: PathBuf,
+    /// A folder of this run's own (for its sockets), removed at the end.
+    run: PathBuf,
 }
 
 impl PythonPackageDir {
     pub fn create() -> Result<Self> {
-        let base = std::env::temp_dir();
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.subsec_nanos())
             .unwrap_or(0);
-        let dir = base.join(format!("memlens-py-{}-{nanos}", std::process::id()));
-        std::fs::create_dir_all(dir.join("memlens"))
-            .with_context(|| format!("cannot create {}", dir.display()))?;
-        let me = PythonPackageDir { dir };
-        for (name, text) in PY_FILES {
-            let path = me.dir.join(name);
-            std::fs::write(&path, text)
-                .with_context(|| format!("cannot write {}", path.display()))?;
-        }
-        Ok(me)
+        let run = std::env::temp_dir().join(format!("memlens-py-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&run)
+            .with_context(|| format!("cannot create {}", run.display()))?;
+        let dir = match crate::run_cache::package(PY_FILES) {
+            Some(cached) => cached,
+            None => {
+                for (name, text) in PY_FILES {
+                    let path = run.join(name);
+                    std::fs::create_dir_all(path.parent().unwrap_or(&run))
+                        .and_then(|()| std::fs::write(&path, text))
+                        .with_context(|| format!("cannot write {}", path.display()))?;
+                }
+                run.clone()
+            }
+        };
+        Ok(PythonPackageDir { dir, run })
     }
 
     /// The directory that holds the `memlens` package.
     pub fn path(&self) -> &Path {
         &self.dir
+    }
+
+    /// A directory of this run's own, removed when it ends.
+    pub fn run_dir(&self) -> &Path {
+        &self.run
     }
 
     /// `PYTHONPATH` for the child: our package first, then the user's.
@@ -244,6 +288,6 @@ impl PythonPackageDir {
 
 impl Drop for PythonPackageDir {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
+        let _ = std::fs::remove_dir_all(&self.run);
     }
 }

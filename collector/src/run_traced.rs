@@ -209,7 +209,7 @@ fn run_with(opts: RunOptions) -> Result<i32> {
     let traced = py.unsupported.is_none();
     let mut cmd = interpreter_command(&opts, traced, &tracer, &package, &pipe_w, &ctrl_program);
     let follow = match opts.follow && traced {
-        true => Some(FollowDir::create(package.path())?),
+        true => Some(FollowDir::create(package.run_dir())?),
         false => None,
     };
     if let Some(dir) = &follow {
