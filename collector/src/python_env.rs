@@ -1,6 +1,7 @@
 //! What `memlens run` needs around the traced interpreter: which Python it is, where
-//! the tracer library is, and the `memlens` Python package (embedded in the binary
-//! and written to a temporary directory, so the binary works outside the source tree).
+//! the tracer library is, and the `memlens` Python package (embedded in the binary and
+//! written to the user's cache, or else a temporary directory, so the binary works outside
+//! the source tree).
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -230,7 +231,8 @@ fn installed_package_tracers(lib: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
-/// A temporary directory holding the `memlens` Python package; removed on drop.
+/// The `memlens` Python package for a run (kept in the user's cache, else written to the
+/// run's folder), and a temporary folder of the run's own, removed on drop.
 pub struct PythonPackageDir {
     /// The folder holding the package: the cached one ([`crate::run_cache::package`]), else
     /// `run` itself.

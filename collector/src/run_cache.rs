@@ -64,7 +64,15 @@ fn package_in(root: &Path, files: &[(&str, &str)]) -> Option<PathBuf> {
     // The marker is written last: a folder without it is one another run is still writing
     // (or gave up on), and is not used.
     const COMPLETE: &str = ".complete";
-    if dir.join(COMPLETE).is_file() {
+    // A folder whose files were changed since (edited, deleted) is not used: the run writes
+    // its own.
+    let intact = |dir: &Path| {
+        dir.join(COMPLETE).is_file()
+            && files.iter().all(|(name, text)| {
+                std::fs::read(dir.join(name)).is_ok_and(|bytes| bytes == text.as_bytes())
+            })
+    };
+    if intact(&dir) {
         return Some(dir);
     }
     let scratch = scratch_next_to(&dir);
@@ -81,7 +89,7 @@ fn package_in(root: &Path, files: &[(&str, &str)]) -> Option<PathBuf> {
     if !placed {
         let _ = std::fs::remove_dir_all(&scratch);
     }
-    dir.join(COMPLETE).is_file().then_some(dir)
+    intact(&dir).then_some(dir)
 }
 
 /// Where the answer of the interpreter `python` (a path, or a name looked up in `PATH`) to
@@ -165,6 +173,10 @@ mod tests {
             std::fs::write(first.join("memlens/kept.pyc"), b"").unwrap();
             assert_eq!(package_in(cache, &files).unwrap(), first);
             assert!(first.join("memlens/kept.pyc").is_file());
+            // A changed file: not used.
+            std::fs::write(first.join("sitecustomize.py"), "import os\n").unwrap();
+            assert_eq!(package_in(cache, &files), None);
+            std::fs::write(first.join("sitecustomize.py"), "").unwrap();
             // Other files, another folder.
             let other = package_in(cache, &[("memlens/__init__.py", "x = 2\n")]).unwrap();
             assert_ne!(other, first);
