@@ -8,7 +8,7 @@ use crate::compare_model::delta_text;
 use crate::load::Loaded;
 use crate::panel::PanelHead;
 use crate::plot::Plot;
-use crate::timeline::{series_of, series_query, TimelineData};
+use crate::timeline_model::{series_of, series_query, TimelineData};
 use crate::use_worker::use_worker;
 use crate::{units, ByPtr};
 

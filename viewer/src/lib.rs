@@ -57,6 +57,7 @@ mod table_keys;
 mod theme;
 mod timeline;
 mod timeline_keys;
+mod timeline_model;
 mod timeline_spans;
 mod toggle;
 mod units;
