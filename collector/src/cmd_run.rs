@@ -100,14 +100,13 @@ fn parse_seconds(s: &str) -> Result<f64, String> {
     }
 }
 
-/// Runs the program; returns the exit code memlens should exit with.
-pub fn run(args: RunArgs) -> Result<i32> {
-    if args.rss_only {
-        if args.module || args.code {
-            bail!("--rss-only runs a whole command; -m and -c do not apply");
-        }
-        let interval = Duration::from_millis(args.interval);
-        return crate::cmd_watch::run_rss_only(&args.args, args.output, interval, args.quiet);
+/// `memlens run --rss-only`: runs the command untraced, sampling its memory (every OS);
+/// returns the exit code memlens should exit with. (`memlens run` without it is
+/// [`crate::run_traced`]'s.)
+pub fn run_rss_only(args: RunArgs) -> Result<i32> {
+    if args.module || args.code {
+        bail!("--rss-only runs a whole command; -m and -c do not apply");
     }
-    crate::run_traced::run(args)
+    let interval = Duration::from_millis(args.interval);
+    crate::cmd_watch::run_rss_only(&args.args, args.output, interval, args.quiet)
 }

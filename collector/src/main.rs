@@ -133,7 +133,8 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run(args) => cmd_run::run(args),
+        Command::Run(args) if args.rss_only => cmd_run::run_rss_only(args),
+        Command::Run(args) => run_traced::run(args),
         Command::Attach(args) => cmd_attach::attach(args),
         Command::Detach(args) => cmd_attach::detach(args),
         Command::Summary(args) => cmd_summary::run(args),
