@@ -51,12 +51,17 @@ fn build_extension(dir: &Path) -> PathBuf {
 }
 
 fn run(out: &Path, flags: &[&str], ext: &Path, extra: &[&str]) {
+    run_script("native_stacks.py", out, flags, ext, extra);
+}
+
+/// `memlens run -q -o out FLAGS tests/scripts/NAME LIBRARY EXTRA`, which must succeed.
+fn run_script(name: &str, out: &Path, flags: &[&str], library: &Path, extra: &[&str]) {
     let status = memlens()
         .args(["run", "-q", "-o"])
         .arg(out)
         .args(flags)
-        .arg(script("native_stacks.py"))
-        .arg(ext)
+        .arg(script(name))
+        .arg(library)
         .args(extra)
         .status()
         .unwrap();
@@ -173,14 +178,7 @@ fn rust_functions_show_under_the_python_line() {
     assert!(status.success(), "cargo failed to build tests/scripts/rust_lib");
     let lib = dir.0.join("target/release/libmemlens_rust_lib.so");
     let file = dir.0.join("rust.memlens");
-    let status = memlens()
-        .args(["run", "-q", "--native-stacks", "-o"])
-        .arg(&file)
-        .arg(script("rust_stacks.py"))
-        .arg(&lib)
-        .status()
-        .unwrap();
-    assert!(status.success());
+    run_script("rust_stacks.py", &file, &["--native-stacks"], &lib, &[]);
 
     let rs = script("rust_lib/lib.rs");
     let at = |tag| format!("{}:{}", rs.display(), rust_line(tag));
