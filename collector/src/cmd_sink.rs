@@ -119,7 +119,7 @@ fn record(a: SinkArgs) -> Result<i32> {
     // starts them, and the sockets they connect to.
     let follow = match a.follow {
         true => {
-            let package = PythonPackageDir::create()?;
+            let package = PythonPackageDir::create_in_run_dir()?;
             let dir = FollowDir::create(package.run_dir())?;
             let path = dir.path().to_string_lossy().into_owned();
             let options = WriterOptions::default();

@@ -242,7 +242,19 @@ pub struct PythonPackageDir {
 }
 
 impl PythonPackageDir {
+    /// The package from the user's cache ([`crate::run_cache::package`]) when there is one,
+    /// else written to the run's folder.
     pub fn create() -> Result<Self> {
+        Self::make(true)
+    }
+
+    /// The package written to the run's folder, next to its sockets: `memlens sink`'s, whose
+    /// `follow DIR` line tells the block's children to find the package in DIR's parent.
+    pub fn create_in_run_dir() -> Result<Self> {
+        Self::make(false)
+    }
+
+    fn make(cached: bool) -> Result<Self> {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.subsec_nanos())
@@ -250,7 +262,7 @@ impl PythonPackageDir {
         let run = std::env::temp_dir().join(format!("memlens-py-{}-{nanos}", std::process::id()));
         std::fs::create_dir_all(&run)
             .with_context(|| format!("cannot create {}", run.display()))?;
-        let dir = match crate::run_cache::package(PY_FILES) {
+        let dir = match cached.then(|| crate::run_cache::package(PY_FILES)).flatten() {
             Some(cached) => cached,
             None => {
                 for (name, text) in PY_FILES {
