@@ -96,7 +96,7 @@ pub fn build(rec: &Recording, file: &str, name: Option<&str>, top: usize) -> Res
                 top_leaks: sites(rec, &u.leaked, top),
             })
             .collect(),
-        open,
+        open: open.into_iter().map(|o| o.name).collect(),
     })
 }
 
@@ -128,7 +128,7 @@ pub fn run(args: SpansArgs) -> Result<i32> {
             term::escape_line(&s.name)
         )?;
     }
-    if doc.spans.is_empty() {
+    if doc.spans.is_empty() && doc.open.is_empty() {
         writeln!(out, "(no spans: the program marked none, e.g. with `with memlens.span(NAME):`)")?;
     }
     for name in &doc.open {

@@ -12,7 +12,7 @@ mod common;
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Output};
 
-use memlens_analysis::{stack_totals, EventFilter, Snapshot};
+use memlens_analysis::{spans, stack_totals, EventFilter, Snapshot};
 use memlens_format::{Recording, StackId, ThreadId};
 
 use common::{line_of, memlens, memlens_run, python_has, script, TempDir};
@@ -234,6 +234,10 @@ fn sigkilled_program_leaves_a_readable_recording_ending_in_signal_9() {
     let top = top_stacks(&run.rec, Snapshot::AtEnd, &EventFilter::default());
     assert_eq!(frames(&run.rec, top[0].0)[0].2, line);
     assert!(within_5_percent(top[0].1, 50 * MIB));
+    // It died inside its span, which stays open.
+    let (closed, open) = spans(&run.rec);
+    let open: Vec<&str> = open.iter().map(|o| o.name.as_str()).collect();
+    assert!(closed.is_empty() && open == ["doomed"], "{closed:?} {open:?}");
 }
 
 #[test]

@@ -140,4 +140,17 @@ describe('flame graph controls', () => {
     assert.deepEqual(page.problems, []);
     await page.close();
   });
+
+  test('a span the program died in runs to the end of the recording and says so', async () => {
+    const page = await openFixture('sigkill');
+    assert.match(await page.textContent('.legend'), /Spans/);
+    const box = await page.locator('#timeline-canvas').boundingBox();
+    const y = box.y + box.height - 26 - 7;
+    // The right end of the plot is inside the open span.
+    await page.mouse.move(box.x + box.width - 18 - 3, y);
+    await page.waitForSelector('.tooltip');
+    assert.match(await page.textContent('.tooltip'), /Span: doomed \(began at .*, did not end\)/);
+    assert.deepEqual(page.problems, []);
+    await page.close();
+  });
 });

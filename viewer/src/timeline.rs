@@ -488,6 +488,7 @@ mod tests {
                     end_ns: 45,
                     name: "test_load".into(),
                     lane: 0,
+                    open: false,
                 }]),
             })),
             range: None,

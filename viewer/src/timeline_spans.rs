@@ -1,9 +1,11 @@
 //! Spans on the timeline (`with memlens.span(name):`, a test under the pytest plugin, a
 //! notebook cell): bars in lanes along the bottom of the plot, one lane per level of overlap.
+//! A span that did not end (the program died inside it, or the recording is still being
+//! written) runs to the recording's end, drawn open (no right edge) and said so.
 //! The model ([`SpanBars`]) is laid out once per recording; the timeline paints it in any
 //! window, finds the bar under the pointer, and names the spans around a time.
 
-use memlens_analysis::{spans, Span};
+use memlens_analysis::{spans, OpenSpan, Span};
 use memlens_format::Recording;
 
 use crate::chart_canvas::Painter;
@@ -23,6 +25,8 @@ pub struct SpanBar {
     pub end_ns: u64,
     pub name: String,
     pub lane: usize,
+    /// It did not end: `end_ns` is the recording's end.
+    pub open: bool,
 }
 
 /// Every ended span of a recording, in the order they began, each in the lowest lane free
@@ -32,19 +36,24 @@ pub struct SpanBars(pub Vec<SpanBar>);
 
 impl SpanBars {
     pub fn of(rec: &Recording) -> SpanBars {
-        SpanBars::lay_out(spans(rec).0)
+        let (closed, open) = spans(rec);
+        SpanBars::lay_out(closed, open, rec.summary().duration_ns)
     }
 
-    /// `spans`, in the order they began, each in the lowest lane free when it begins.
-    fn lay_out(spans: Vec<Span>) -> SpanBars {
+    /// The ended spans and the open ones (to `end_ns`), in the order they began, each in the
+    /// lowest lane free when it begins.
+    fn lay_out(closed: Vec<Span>, open: Vec<OpenSpan>, end_ns: u64) -> SpanBars {
+        let closed = closed.into_iter().map(|s| (s.start_ns, s.end_ns, s.name, false));
+        let open = open.into_iter().map(|s| (s.start_ns, end_ns.max(s.start_ns), s.name, true));
+        let mut all: Vec<_> = closed.chain(open).collect();
+        all.sort_by_key(|s| s.0);
         let mut lane_ends = [0u64; LANES];
         SpanBars(
-            spans
-                .into_iter()
-                .map(|s| {
-                    let lane = lane_ends.iter().position(|&e| e <= s.start_ns).unwrap_or(LANES - 1);
-                    lane_ends[lane] = lane_ends[lane].max(s.end_ns);
-                    SpanBar { start_ns: s.start_ns, end_ns: s.end_ns, name: s.name, lane }
+            all.into_iter()
+                .map(|(start_ns, end_ns, name, open)| {
+                    let lane = lane_ends.iter().position(|&e| e <= start_ns).unwrap_or(LANES - 1);
+                    lane_ends[lane] = lane_ends[lane].max(end_ns);
+                    SpanBar { start_ns, end_ns, name, lane, open }
                 })
                 .collect(),
         )
@@ -78,6 +87,19 @@ impl SpanBars {
             ctx.set_fill_style_str(SPAN_COLOR);
             ctx.fill_rect(x, y, w, h);
             ctx.set_global_alpha(1.0);
+            if bar.open {
+                // No right edge: a dashed outline open at the end.
+                ctx.set_stroke_style_str(SPAN_COLOR);
+                ctx.set_line_width(1.0);
+                let _ = ctx.set_line_dash(&js_sys::Array::of2(&3.0.into(), &2.0.into()));
+                ctx.begin_path();
+                ctx.move_to(x + w, y);
+                ctx.line_to(x, y);
+                ctx.line_to(x, y + h);
+                ctx.line_to(x + w, y + h);
+                ctx.stroke();
+                let _ = ctx.set_line_dash(&js_sys::Array::new());
+            }
             let fits = ctx.measure_text(&bar.name).map_or(f64::MAX, |m| m.width()) + 6.0 <= w;
             if fits {
                 ctx.set_fill_style_str(&theme.text);
@@ -107,8 +129,15 @@ impl SpanBars {
             .collect()
     }
 
-    /// One line for a span: its name and how long it lasted.
+    /// One line for a span: its name and how long it lasted (or that it did not end).
     pub fn line(bar: &SpanBar) -> String {
+        if bar.open {
+            return format!(
+                "Span: {} (began at {}, did not end)",
+                bar.name,
+                units::time_ns(bar.start_ns)
+            );
+        }
         format!("Span: {} ({})", bar.name, units::time_ns(bar.end_ns - bar.start_ns))
     }
 
@@ -121,7 +150,7 @@ mod tests {
     use crate::chart_canvas::Size;
 
     fn bar(start_ns: u64, end_ns: u64, name: &str, lane: usize) -> SpanBar {
-        SpanBar { start_ns, end_ns, name: name.into(), lane }
+        SpanBar { start_ns, end_ns, name: name.into(), lane, open: false }
     }
 
     #[test]
@@ -133,9 +162,16 @@ mod tests {
             end_ns,
         };
         let spans = [(0, 10), (10, 20), (12, 15), (13, 14), (13, 14), (30, 40)];
-        let bars = SpanBars::lay_out(spans.iter().map(|&(a, b)| span(a, b)).collect());
+        let open =
+            OpenSpan { name: "killed".into(), thread: memlens_format::ThreadId(0), start_ns: 35 };
+        let bars =
+            SpanBars::lay_out(spans.iter().map(|&(a, b)| span(a, b)).collect(), vec![open], 50);
         let lanes: Vec<usize> = bars.0.iter().map(|b| b.lane).collect();
-        assert_eq!(lanes, [0, 0, 1, 2, 2, 0]);
+        assert_eq!(lanes, [0, 0, 1, 2, 2, 0, 1]);
+        // The open span runs to the recording's end, and says it did not end.
+        let last = &bars.0[6];
+        assert_eq!((last.start_ns, last.end_ns, last.open), (35, 50, true));
+        assert_eq!(SpanBars::line(last), "Span: killed (began at 0 µs, did not end)");
     }
 
     #[test]

@@ -93,7 +93,7 @@ pub use processes::{
 };
 pub use sampling::{notice_for, sampling_mismatch, sampling_notice};
 pub use snapshot::SnapshotBuilder;
-pub use spans::{span_usage, spans, Span, SpanUsage};
+pub use spans::{span_usage, spans, OpenSpan, Span, SpanUsage};
 pub use timeline::{heap_timeline, rss_timeline};
 pub use totals::{EventFilter, Snapshot, StackTotals, ThreadStackTotals};
 pub use units::{

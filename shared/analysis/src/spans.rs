@@ -40,14 +40,26 @@ pub struct Span {
     pub end_ns: u64,
 }
 
+/// A span that began and has not ended: the program died inside it (a test it was running
+/// when it was killed), or the recording is still being written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenSpan {
+    /// The name it was given.
+    pub name: String,
+    /// The thread it began on.
+    pub thread: ThreadId,
+    /// When it began, in nanoseconds since the start of the recording.
+    pub start_ns: u64,
+}
+
 /// The spans of a recording, each begin paired with the next end of the same name on the same
-/// thread, in the order they began; and the names of spans that began and have not ended (a
-/// recording cut short, or still being written).
-pub fn spans(rec: &Recording) -> (Vec<Span>, Vec<String>) {
+/// thread, in the order they began; and the spans that began and have not ended, in the order
+/// they began.
+pub fn spans(rec: &Recording) -> (Vec<Span>, Vec<OpenSpan>) {
     pair_spans(rec.span_edges())
 }
 
-fn pair_spans(edges: &[SpanEdge]) -> (Vec<Span>, Vec<String>) {
+fn pair_spans(edges: &[SpanEdge]) -> (Vec<Span>, Vec<OpenSpan>) {
     let mut open: Vec<&SpanEdge> = Vec::new();
     let mut closed = Vec::new();
     for e in edges {
@@ -68,7 +80,11 @@ fn pair_spans(edges: &[SpanEdge]) -> (Vec<Span>, Vec<String>) {
         }
     }
     closed.sort_by_key(|s| s.start_ns);
-    (closed, open.into_iter().map(|o| o.name.clone()).collect())
+    let open = open
+        .into_iter()
+        .map(|o| OpenSpan { name: o.name.clone(), thread: o.thread, start_ns: o.time_ns })
+        .collect();
+    (closed, open)
 }
 
 /// What one span used.
@@ -304,6 +320,7 @@ mod tests {
         let got: Vec<(&str, u32, u64, u64)> =
             closed.iter().map(|s| (s.name.as_str(), s.thread.0, s.start_ns, s.end_ns)).collect();
         assert_eq!(got, [("a", 0, 1, 6), ("b", 0, 4, 5)]);
-        assert_eq!(open, ["a", "c"]);
+        let open: Vec<(&str, u64)> = open.iter().map(|o| (o.name.as_str(), o.start_ns)).collect();
+        assert_eq!(open, [("a", 3), ("c", 7)]);
     }
 }
