@@ -33,17 +33,19 @@ pub fn record_alloc(g: &guard::Guard, address: usize, size: usize, kind: AllocKi
             if sampling {
                 crate::sampled_set::insert(address);
             }
-            // The object and mem domains are called with the GIL held: a thread that was
-            // running before tracing started and has made no call since gets its stack here.
-            if !st.seeded() && matches!(kind, AllocKind::PymallocObject | AllocKind::PyMem) {
+            // Frames are read (and frame objects may be made) only where the object and mem
+            // domains are called, with the GIL held: never inside pymalloc, which calls the
+            // raw domain and mmap halfway through making an arena (a frame object made there
+            // re-entered it and broke its free lists).
+            let frames_readable = matches!(kind, AllocKind::PymallocObject | AllocKind::PyMem);
+            // A thread that was running before tracing started and has made no call since
+            // gets its stack here.
+            if !st.seeded() && frames_readable {
                 stacks::seed_running_thread(st);
             }
-            // Frame walking may make frame objects, so it runs only where the object and mem
-            // domains are called: never inside pymalloc, which calls the raw domain and mmap
-            // halfway through making an arena (a frame object made there re-entered it and
-            // broke its free lists). The others keep the stack walked last.
+            // Frame walking; the other allocations keep the stack walked last.
             if stacks::walking() {
-                if matches!(kind, AllocKind::PymallocObject | AllocKind::PyMem) {
+                if frames_readable {
                     stacks::walk_frames(st);
                 } else {
                     st.keep_lines();
