@@ -17,8 +17,9 @@
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use memlens_wire::{EndReport, END_REPORT_LEN};
 
@@ -58,7 +59,7 @@ pub struct Ended {
 
 /// Watches one process's end from a thread of its own (see the module doc).
 pub struct EndWatch {
-    ended: Arc<Mutex<Option<Ended>>>,
+    ended: Arc<(Mutex<Option<Ended>>, Condvar)>,
     thread: Option<JoinHandle<OwnedFd>>,
 }
 
@@ -112,12 +113,13 @@ impl EndWatch {
     pub fn spawn(pid: u32, ctrl: OwnedFd) -> std::io::Result<EndWatch> {
         let stat = File::open(format!("/proc/{pid}/stat"))?;
         let pidfd = pidfd(pid);
-        let ended = Arc::new(Mutex::new(None));
+        let ended = Arc::new((Mutex::new(None), Condvar::new()));
         let thread = {
             let ended = ended.clone();
             std::thread::Builder::new().name("memlens-end-watch".into()).spawn(move || {
                 let found = watch(&ctrl, stat, pidfd);
-                *ended.lock().unwrap_or_else(|e| e.into_inner()) = Some(found);
+                *ended.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(found);
+                ended.1.notify_all();
                 ctrl
             })?
         };
@@ -126,7 +128,24 @@ impl EndWatch {
 
     /// How the process ended, once known.
     pub fn ended(&self) -> Option<Ended> {
-        *self.ended.lock().unwrap_or_else(|e| e.into_inner())
+        *self.ended.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Waits until the end is known (the watch looks at /proc at least every
+    /// [`LOOK_PERIOD_MS`], so this returns once the process is gone).
+    pub fn wait_ended(&self) -> Ended {
+        let (lock, cond) = &*self.ended;
+        let mut ended = lock.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if let Some(e) = *ended {
+                return e;
+            }
+            // A timeout too, should the watch thread have died without saying.
+            ended = cond
+                .wait_timeout(ended, Duration::from_millis(100))
+                .map(|(g, _)| g)
+                .unwrap_or_else(|e| e.into_inner().0);
+        }
     }
 
     /// Closes the control socket: a process waiting in its exit path goes on ending.

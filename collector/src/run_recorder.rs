@@ -100,9 +100,7 @@ fn record(job: RecorderJob) -> Result<()> {
             // tracer's pipe is read to the end, and the `memlens` package it imports stays),
             // and the error is said once it has ended.
             let _ = std::io::copy(&mut pipe, &mut std::io::sink());
-            while watch.ended().is_none() {
-                std::thread::sleep(Duration::from_millis(5));
-            }
+            watch.wait_ended();
             drop(package);
             watch.release();
             return Err(write_failed(&output, e.into()));
@@ -133,12 +131,7 @@ fn record(job: RecorderJob) -> Result<()> {
     .map_err(|e| write_failed(&output, e))?;
     // The pipe can close before the end (a program that closes file descriptors it did not
     // open): the end is still to come.
-    let ended = loop {
-        if let Some(e) = watch.ended() {
-            break e;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
+    let ended = watch.wait_ended();
     if ended.aborted {
         // `memlens run` could not start the program and said so itself.
         let _ = std::fs::remove_file(&output);

@@ -204,6 +204,7 @@ except ValueError as e:
     print("refused:", e)
 with memlens.record("sampled.memlens", sample="512KiB") as r:
     kept = [bytearray(4 << 20) for _ in range(12)]
+    many = [[] for _ in range(30_000)]
 print("sampled", r.sample_bytes, r.peak_bytes)
 with memlens.record("exact.memlens") as e:
     again = [bytearray(4 << 20) for _ in range(2)]
@@ -230,7 +231,12 @@ print("exact", e.sample_bytes, e.peak_bytes)
     assert_eq!(figure("exact ")[0], "None");
     let s = summary(&dir.0.join("sampled.memlens"));
     assert_eq!(s["sample_bytes"], RATE);
-    assert!(summary(&dir.0.join("exact.memlens"))["sample_bytes"].is_null());
+    // The sampled block's censuses look at 10,000 of its 30,000+ objects; the exact one's
+    // at all of them.
+    assert!(s["census"]["sampled_one_in"].as_u64() >= Some(4), "{}", s["census"]);
+    let exact = summary(&dir.0.join("exact.memlens"));
+    assert!(exact["sample_bytes"].is_null());
+    assert!(exact["census"]["sampled_one_in"].is_null(), "{}", exact["census"]);
 }
 
 /// `--sample 1`: every block of a few bytes or more is sampled (p = 1 - exp(-size)), so the

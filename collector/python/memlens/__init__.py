@@ -142,7 +142,8 @@ def _start(tracer_path, fd, native, census=True, census_interval=0.0, census_max
     traced = _check(lib, rc)
     if at_exit:
         atexit.register(_stop)
-    _begin(lib, census and traced, census_interval, census_max_objects, traced, start_census)
+    _begin(lib, census and traced, census_interval, census_max_objects, traced, start_census,
+           sampled=bool(sample_bytes))
     from memlens import _follow
 
     _follow.register()
@@ -176,11 +177,12 @@ def _check(lib, rc, say=_say_on_stderr):
 
 
 def _begin(lib, census, census_interval=0.0, census_max_objects=0, traced=True,
-           start_census=True):
+           start_census=True, sampled=False):
     """What every tracing session needs once the tracer runs: new threads handed to the
     profiler (`traced`: when it follows Python code), gc runs reported, and the start
     census (not in the program's descendants, `start_census` False: a new interpreter's or
-    the parent's objects, at ~1 µs each, for every worker of a pool)."""
+    the parent's objects, at ~1 µs each, for every worker of a pool). Censuses look at
+    `census_max_objects` objects at most (0: the default, smaller when `sampled`)."""
     global _census_on, _census_thread
     if traced:
         threading.setprofile(_thread_profile)
@@ -196,6 +198,8 @@ def _begin(lib, census, census_interval=0.0, census_max_objects=0, traced=True,
             lib.memlens_pause(0)
         if census_max_objects > 0:
             c.max_objects = census_max_objects
+        else:
+            c.max_objects = c.SAMPLED_MAX_OBJECTS if sampled else c.MAX_OBJECTS
 
         if start_census:
             _take_census("START")
@@ -427,7 +431,7 @@ class record:
             sink.communicate()
         traced = _check(lib, rc, self._say)
         self._sink = sink
-        _begin(lib, self.census and traced, 0.0, 0, traced)
+        _begin(lib, self.census and traced, 0.0, 0, traced, sampled=self.sample_bytes is not None)
 
     def _follow_children(self, directory, tracer):
         """Puts in the environment what the block's children need to be traced (see

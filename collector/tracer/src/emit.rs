@@ -22,12 +22,27 @@ const EXACT_TIME_BYTES: usize = 256 * 1024;
 /// Records an allocation on the calling thread, after syncing its stack. Under sampling
 /// ([`crate::sampling`]), only the sampled ones, whose addresses go into
 /// [`crate::sampled_set`].
-#[inline]
+///
+/// The test of an unsampled allocation is inlined into the hooks (a decrement and a
+/// branch); the rest is not.
+#[inline(always)]
 pub fn record_alloc(g: &guard::Guard, address: usize, size: usize, kind: AllocKind) {
     let sampling = crate::sampling::mean() != 0 && kind.sampled();
     if sampling && !crate::sampling::take(g.tls(), size, crate::sampling::mean()) {
         return;
     }
+    record_taken_alloc(g, address, size, kind, sampling);
+}
+
+/// [`record_alloc`] of an allocation that is recorded (every one, or a sampled one).
+#[inline(never)]
+fn record_taken_alloc(
+    g: &guard::Guard,
+    address: usize,
+    size: usize,
+    kind: AllocKind,
+    sampling: bool,
+) {
     thread_state::with_state_in(g.tls(), |st| {
         if st.pause_depth == 0 {
             if sampling {
@@ -63,12 +78,19 @@ pub fn record_alloc(g: &guard::Guard, address: usize, size: usize, kind: AllocKi
     });
 }
 
-/// Records a free on the calling thread; under sampling, only of a sampled block.
-#[inline]
+/// Records a free on the calling thread; under sampling, only of a sampled block (the
+/// test that a block is not one, nearly always answered by the set's filter, is inlined
+/// into the hooks).
+#[inline(always)]
 pub fn record_free(g: &guard::Guard, address: usize, kind: AllocKind) {
     if crate::sampling::mean() != 0 && kind.sampled() && !crate::sampled_set::remove(address) {
         return;
     }
+    record_taken_free(g, address, kind);
+}
+
+#[inline(never)]
+fn record_taken_free(g: &guard::Guard, address: usize, kind: AllocKind) {
     thread_state::with_state_in(g.tls(), |st| {
         if st.pause_depth == 0 {
             st.push_free(&Record::Free { address: address as u64, kind })
