@@ -27,6 +27,14 @@ PACKAGES = [
     "jinja2==3.1.6",
     "memray==1.20.0",
 ]
+# Older CPythons get the last releases that support them (the same memray).
+PACKAGES_FOR = {
+    "3.10": ["numpy==2.2.6", "pandas==2.3.3", "scipy==1.15.3", "sympy==1.14.0",
+             "black==25.12.0", "jinja2==3.1.6", "memray==1.20.0"],
+    "3.9": ["numpy==2.0.2", "pandas==2.3.3", "scipy==1.13.1", "sympy==1.14.0",
+            "black==25.11.0", "jinja2==3.1.6", "memray==1.20.0"],
+}
+# The versions the benches run by default; 3.9 and 3.10 on request (--python 3.10).
 VERSIONS = ("3.11", "3.12", "3.13")
 
 
@@ -50,14 +58,15 @@ def venv(version):
     path = VENVS / version
     python = path / "bin" / "python"
     stamp = path / "bench-packages.txt"
-    want = "\n".join(PACKAGES) + "\n"
+    packages = PACKAGES_FOR.get(version, PACKAGES)
+    want = "\n".join(packages) + "\n"
     if python.exists() and stamp.exists() and stamp.read_text() == want:
         return python
-    print(f"bench: making {path} with {base} ({len(PACKAGES)} packages from PyPI)", file=sys.stderr)
+    print(f"bench: making {path} with {base} ({len(packages)} packages from PyPI)", file=sys.stderr)
     shutil.rmtree(path, ignore_errors=True)
     subprocess.run([str(base), "-m", "venv", str(path)], check=True)
     subprocess.run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check",
-                    *PACKAGES], check=True)
+                    *packages], check=True)
     stamp.write_text(want)
     return python
 
