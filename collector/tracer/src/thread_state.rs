@@ -49,7 +49,7 @@ struct Entry {
     /// The instruction offset `line` was found for (-2: none yet).
     lasti: i32,
     /// Which slots of `near` hold an answer.
-    near_valid: u8,
+    near_valid: u16,
     /// The lines of other offsets of this frame, direct-mapped by offset: a loop allocates
     /// at a handful of offsets in turn, and these answer it without the thread's
     /// [`LineCache`], whose slots are cache misses (a fifth of the tracer's time on churn).
@@ -57,7 +57,7 @@ struct Entry {
 }
 
 /// Slots of [`Entry::near`].
-const NEAR: usize = 8;
+const NEAR: usize = 16;
 
 impl Entry {
     fn new(frame: *mut PyObject, code: u32) -> Self {
