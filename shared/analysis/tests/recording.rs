@@ -88,7 +88,7 @@ fn snapshots_attribute_memory_to_the_right_stacks() {
     let after = stack_totals(&rec, Snapshot::PeakInRange(60_000, 70_000), &all).unwrap();
     assert_eq!(after, end);
     // Fed one event at a time, the builder gives what one replay gives.
-    let mut builder = SnapshotBuilder::new(Snapshot::AtPeak, &all);
+    let mut builder = SnapshotBuilder::new(&rec, Snapshot::AtPeak, &all);
     rec.for_each_event_chunk(|events| {
         events.chunks(1).for_each(|e| builder.feed(e));
         std::ops::ControlFlow::Continue(())
@@ -217,7 +217,8 @@ fn golden_recording_bytes_are_stable() {
 /// before per-class address prediction) and format 3 (frees without their block's size and
 /// stack, no interval aggregates: answered by replay). Formats 4 and 5 are format 6 without
 /// other processes' streams and native frames: the same bytes but the version. Format 6 is
-/// format 7 without the span chunk.
+/// format 7 without the span chunk; format 7 is format 8 but for the counts of a sampled
+/// recording (see `older_sampled_files_keep_their_counts`).
 #[test]
 fn older_format_files_still_open() {
     let new = open_known();
@@ -248,7 +249,7 @@ fn older_format_files_still_open() {
         .unwrap();
         all
     };
-    for version in [1, 2, 3, 4, 5, 6] {
+    for version in [1, 2, 3, 4, 5, 6, 7] {
         let path = format!(
             "{}/../../tests/golden/known-program-v{version}.memlens",
             env!("CARGO_MANIFEST_DIR")
@@ -331,7 +332,7 @@ fn older_files_span_markers_are_read_as_spans() {
 fn the_header_is_byte_exact() {
     let bytes = known_program(WriterOptions::default());
     assert_eq!(&bytes[..8], b"\x89MLNS\r\n\x1a");
-    assert_eq!(&bytes[8..16], &[7, 0, 0, 0, 0, 0, 0, 0]);
+    assert_eq!(&bytes[8..16], &[8, 0, 0, 0, 0, 0, 0, 0]);
     // The first chunk is the metadata (tag 1), and the footer is the last 24 bytes.
     assert_eq!(bytes[16], 1);
     let footer = &bytes[bytes.len() - 24..];

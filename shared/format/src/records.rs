@@ -399,9 +399,16 @@ pub struct Totals {
 impl Totals {
     /// Adds one allocation of `bytes`.
     pub fn add(&mut self, bytes: u64) {
+        self.add_blocks(bytes, 1);
+    }
+
+    /// Adds `count` blocks of `bytes` in all: one heap block of a recording, which stands for
+    /// [`crate::Recording::block_count`] blocks.
+    #[inline]
+    pub fn add_blocks(&mut self, bytes: u64, count: u64) {
         // Saturating: sizes come from untrusted files.
         self.bytes = self.bytes.saturating_add(bytes);
-        self.count = self.count.saturating_add(1);
+        self.count = self.count.saturating_add(count);
     }
 
     /// Adds other totals.

@@ -60,7 +60,7 @@ fn analyse(rec: &Recording) {
     let _ = rec.replay_summary();
     let _ = rec.aggregates_summary();
     // What `memlens check` does: the aggregator over every event chunk.
-    let mut agg = Aggregator::new();
+    let mut agg = Aggregator::counting(rec.block_count());
     for k in 0..rec.event_chunk_count() {
         let mut events = Vec::new();
         if rec.decode_event_chunk(k, &mut events).is_ok() {
