@@ -199,7 +199,7 @@ impl<'a> InsightsBuilder<'a> {
                         && e.time_ns.saturating_sub(t) <= o.churn_max_lifetime_ns
                     {
                         let c = self.churn.entry(s).or_default();
-                        c.0 += self.blocks.of(size);
+                        c.0 = c.0.saturating_add(self.blocks.of(size));
                         c.1 = c.1.saturating_add(size);
                     }
                 }

@@ -834,7 +834,8 @@ impl Recording {
                             live_count = live_count.wrapping_sub(blocks.of(old));
                         }
                         heap = heap.wrapping_add(e.size);
-                        s.alloc_count += blocks.of(e.size);
+                        // Saturating: a crafted file may state any rate.
+                        s.alloc_count = s.alloc_count.saturating_add(blocks.of(e.size));
                         live_count = live_count.wrapping_add(blocks.of(e.size));
                         s.alloc_bytes = s.alloc_bytes.wrapping_add(e.size);
                         if heap > s.peak_heap {
@@ -844,7 +845,7 @@ impl Recording {
                     crate::Op::Free => {
                         if let Some(size) = live.remove(&e.address) {
                             heap = heap.wrapping_sub(size);
-                            s.free_count += blocks.of(size);
+                            s.free_count = s.free_count.saturating_add(blocks.of(size));
                             live_count = live_count.wrapping_sub(blocks.of(size));
                         }
                     }

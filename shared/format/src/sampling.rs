@@ -66,17 +66,18 @@ fn sampled_size(weight: u64, rate: u64) -> f64 {
     let s = invert(weight as f64, rate as f64);
     // The function's slope is between 1/2 and 1: the sizes that round to `weight` lie within
     // two bytes of the real solution.
+    // (Saturating, and summed in f64: a crafted file may state any rate.)
     let first = (s.floor() as u64).saturating_sub(2).max(1);
-    let (mut sum, mut n) = (0u64, 0u64);
-    for size in first..=s.ceil() as u64 + 2 {
+    let (mut sum, mut n) = (0.0, 0u32);
+    for size in first..=(s.ceil() as u64).saturating_add(2) {
         if sample_weight(size, rate) == weight {
-            (sum, n) = (sum + size, n + 1);
+            (sum, n) = (sum + size as f64, n + 1);
         }
     }
     if n == 0 {
         s.max(1.0)
     } else {
-        sum as f64 / n as f64
+        sum / f64::from(n)
     }
 }
 
@@ -212,6 +213,12 @@ mod tests {
         for w in (0..3 * rate).step_by(97) {
             let n = sampled_blocks(w, rate);
             assert!((1..=rate).contains(&n), "{w}: {n}");
+        }
+        // Rates and weights a crafted file may state: no overflow, at least one block.
+        for rate in [1, 2, u64::MAX / 2, u64::MAX - 1, u64::MAX] {
+            for w in [0, 1, rate / 2, rate, rate.saturating_add(1), u64::MAX - 1, u64::MAX] {
+                assert!(sampled_blocks(w, rate) >= 1, "{w} at {rate}");
+            }
         }
     }
 

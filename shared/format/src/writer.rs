@@ -296,7 +296,7 @@ impl<W: Write> RecordingWriter<W> {
             // Exact recordings: one branch on a field set once, no float math.
             let count = self.blocks.of(size);
             self.agg.alloc(key, kind, size, count, time_ns, address);
-            self.summary.alloc_count += count;
+            self.summary.alloc_count = self.summary.alloc_count.saturating_add(count);
             self.summary.alloc_bytes = self.summary.alloc_bytes.wrapping_add(size);
             if self.agg.heap() > self.summary.peak_heap {
                 self.summary.peak_heap = self.agg.heap();
@@ -398,7 +398,7 @@ impl<W: Write> RecordingWriter<W> {
         if kind.counts_in_heap() {
             let count = self.blocks.of(size);
             self.agg.free(key, kind, size, count, time_ns, address);
-            self.summary.free_count += count;
+            self.summary.free_count = self.summary.free_count.saturating_add(count);
         } else {
             self.agg.outside(kind, size, false);
         }
