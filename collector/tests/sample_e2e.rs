@@ -147,9 +147,11 @@ fn sampled_estimates_of_big_sites_are_within_10_percent_of_the_exact_recording()
         within_10_percent_on_average(&format!("{table} {tag} bytes"), &got, want);
     }
     // Counts are estimates too: the site's 400,000 blocks, not the ~800 it sampled. The exact
-    // recording's count is every block (and the list holding them).
+    // recording's count is every block, and the list holding them (and on 3.9 one more object
+    // of that line).
     for table in ["top_leaks", "top_at_peak"] {
-        assert_eq!(site_count(&exact, table, "RECORDS"), RECORDS + 1, "{table}");
+        let exact_count = site_count(&exact, table, "RECORDS");
+        assert!((RECORDS + 1..=RECORDS + 2).contains(&exact_count), "{table}: {exact_count}");
         let got: Vec<u64> = sampled.iter().map(|s| site_count(s, table, "RECORDS")).collect();
         within_10_percent_on_average(&format!("{table} RECORDS count"), &got, RECORDS);
     }
@@ -187,9 +189,10 @@ fn frees_of_sampled_blocks_cancel_them() {
     assert_eq!(site_bytes(&s, "top_leaks", "RECORDS"), 0);
     assert_eq!(site_bytes(&s, "top_leaks", "ARRAYS"), 0);
     // The sampled blocks' frees were recorded: the blocks estimated live at exit are the
-    // interpreter's few (under 100 in an exact run) of ~800,000 allocations.
+    // interpreter's few (under 100 in an exact run) of ~400,000 allocations (an estimate
+    // within 20%: over 5 standard errors).
     let (allocs, frees) = (s["alloc_count"].as_u64().unwrap(), s["free_count"].as_u64().unwrap());
-    assert!(allocs > RECORDS && frees <= allocs, "{allocs} allocations, {frees} frees");
+    assert!(allocs > RECORDS * 8 / 10 && frees <= allocs, "{allocs} allocations, {frees} frees");
     assert_eq!(s["leaked_count"].as_u64().unwrap(), allocs - frees);
     assert!((allocs - frees) * 10 < allocs, "{allocs} allocations, {frees} frees");
 }
