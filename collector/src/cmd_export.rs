@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use memlens_analysis::{
-    format_bytes, format_duration_ns, pprof, replay, speedscope, stack_totals, thread_stack_totals,
-    write_collapsed, EventFilter, ExportView, PprofOptions, Snapshot, StackTotals,
-    ThreadStackTotals,
+    format_bytes, format_duration_ns, pprof, replay, sampling_notice, speedscope, stack_totals,
+    thread_stack_totals, write_collapsed, EventFilter, ExportView, PprofOptions, Snapshot,
+    StackTotals, ThreadStackTotals,
 };
 use memlens_format::Recording;
 
@@ -293,11 +293,15 @@ fn encode(
             let options = PprofOptions {
                 time_nanos: meta.start_unix_ms.saturating_mul(1_000_000),
                 duration_nanos: rec.summary().duration_ns,
-                comments: vec![
+                // A sampled recording's figures are estimates: say so where pprof shows them.
+                comments: [
                     format!("memlens export of {name}: {}", view.title()),
                     format!("command: {}", meta.command_line.join(" ")),
                     format!("Python {}", meta.python_version),
-                ],
+                ]
+                .into_iter()
+                .chain(sampling_notice(rec))
+                .collect(),
             };
             let proto = pprof(rec, &in_use, &allocated, view, &options);
             let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());

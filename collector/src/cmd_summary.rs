@@ -50,11 +50,14 @@ pub struct SummaryJson {
     pub start_unix_ms: u64,
     /// Only process memory was sampled (`watch`, `run --rss-only`): no allocation data.
     pub rss_only: bool,
-    /// `run --sample BYTES`: the mean bytes between sampled allocations; every byte figure
-    /// is then an estimate, and counts are of sampled blocks. `null`: exact.
+    /// `run --sample BYTES`: the mean bytes between sampled allocations; every figure (bytes
+    /// and counts) is then an estimate. `null`: exact.
     pub sample_bytes: Option<u64>,
     /// For a sampled recording, `sampled every 512 KiB: figures are estimates`.
     pub estimates: Option<String>,
+    /// A sampled recording of format 7 or older: its counts are of the sampled blocks, not
+    /// estimates of the blocks they stand for (`memlens_format::Recording::block_count`).
+    pub counts_of_sampled_blocks: bool,
     pub duration_ns: u64,
     pub exit_code: Option<i32>,
     pub signal: Option<i32>,
@@ -239,6 +242,8 @@ pub fn build(rec: &Recording, file: &str, top: usize, how: How) -> Result<Summar
         rss_only: rec.meta().capture.rss_only,
         sample_bytes: rec.meta().sample_bytes(),
         estimates: memlens_analysis::sampling_notice(rec),
+        counts_of_sampled_blocks: rec.meta().sample_bytes().is_some()
+            && rec.block_count().is_exact(),
         duration_ns: s.duration_ns,
         exit_code: end.exit_code,
         signal: end.signal,
@@ -407,8 +412,9 @@ fn write_text<W: Write>(out: &mut Out<W>, s: &SummaryJson) -> Result<()> {
     if let Some(notice) = &s.estimates {
         out.paint_line(Style::Warn, &format!("  estimates   {notice}"))?;
     }
-    // Counts in a sampled recording are of the blocks it sampled.
-    let allocations = if s.sample_bytes.is_some() { "sampled blocks" } else { "allocations" };
+    // Counts of a sampled recording are estimates (the notice says so) but in older files,
+    // where they are of the blocks it sampled.
+    let allocations = if s.counts_of_sampled_blocks { "sampled blocks" } else { "allocations" };
     if s.rss_only {
         writeln!(
             out,
@@ -458,7 +464,7 @@ fn write_text<W: Write>(out: &mut Out<W>, s: &SummaryJson) -> Result<()> {
         out,
         "  allocations {} {}({} in total)",
         format_count(s.alloc_count),
-        if s.sample_bytes.is_some() { "sampled " } else { "" },
+        if s.counts_of_sampled_blocks { "sampled " } else { "" },
         format_bytes(s.alloc_bytes)
     )?;
     if !s.complete {

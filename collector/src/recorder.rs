@@ -147,7 +147,8 @@ impl<W: Write> Recorder<W> {
     }
 
     /// The recording is sampled, one allocation every `bytes` on average (0: exact): each
-    /// sampled block is written with the size it stands for ([`crate::sampling::weight`]).
+    /// sampled block is written with the size it stands for
+    /// ([`memlens_format::sample_weight`]).
     pub fn sampled(mut self, bytes: u64) -> Self {
         self.sample_bytes = bytes;
         self
@@ -300,7 +301,7 @@ impl<W: Write> Recorder<W> {
                     self.mappings.insert(address, Mapping { thread, stack, resident: 0 });
                 }
                 let size = if self.sample_bytes != 0 && k.sampled() {
-                    crate::sampling::weight(size, self.sample_bytes)
+                    memlens_format::sample_weight(size, self.sample_bytes)
                 } else {
                     size
                 };

@@ -52,19 +52,6 @@ pub fn sample_arg(s: &str) -> Result<u64, String> {
     parse_sample_bytes(s).map_err(|e| e.to_string())
 }
 
-/// The bytes a sampled block of `size` bytes stands for at mean `rate`:
-/// `size / (1 - exp(-size / rate))`, rounded; `rate` itself for an empty block (the limit).
-/// Only the recorder weighs blocks (Linux only, as the tracer that samples them).
-#[cfg(target_os = "linux")]
-pub fn weight(size: u64, rate: u64) -> u64 {
-    if size == 0 {
-        return rate;
-    }
-    let x = size as f64 / rate as f64;
-    // -expm1 keeps its precision for blocks far below the rate, where 1 - exp would not.
-    (size as f64 / -f64::exp_m1(-x)).round() as u64
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -90,24 +77,5 @@ mod tests {
         }
         assert!(parse_sample_bytes("512KB").unwrap_err().to_string().contains("binary units"));
         assert!(parse_sample_bytes("0.2").unwrap_err().to_string().contains("from 1 B to 1 GiB"));
-    }
-
-    #[test]
-    fn weights_undo_the_sampling_probability() {
-        let rate = 512 * 1024;
-        // A tiny block stands for about rate / size blocks: rate bytes, plus half its size.
-        assert_eq!(weight(64, rate), rate + 32);
-        assert_eq!(weight(0, rate), rate);
-        // A block of the rate's size is sampled with probability 1 - 1/e.
-        let p = 1.0 - (-1f64).exp();
-        assert_eq!(weight(rate, rate), (rate as f64 / p).round() as u64);
-        // A block far above the rate is always sampled: its weight is its size.
-        assert_eq!(weight(64 * rate, rate), 64 * rate);
-        // Unbiased: the expected recorded bytes (probability times weight) are the size.
-        for size in [1, 16, 4096, 100_000, 3 * rate] {
-            let p = 1.0 - (-(size as f64) / rate as f64).exp();
-            let expected = p * weight(size, rate) as f64;
-            assert!((expected / size as f64 - 1.0).abs() < 1e-4, "{size}: {expected}");
-        }
     }
 }

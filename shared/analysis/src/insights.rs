@@ -12,7 +12,7 @@ use rustc_hash::FxHashMap;
 
 use crate::census::{deepest_stack, last_census, type_name};
 use crate::{format_bytes, format_count, format_duration_ns};
-use crate::{site_label, AddressMap, Error, Event, GcEvent, Op, Recording, StackId};
+use crate::{site_label, AddressMap, BlockCount, Error, Event, GcEvent, Op, Recording, StackId};
 use memlens_format::{CHURN_MAX_LIFETIME_NS, CHURN_MIN_SIZE};
 
 /// What a finding is about.
@@ -142,6 +142,8 @@ pub struct InsightsBuilder<'a> {
     checkpoints: Vec<FxHashMap<StackId, u64>>,
     /// Short-lived large allocations per stack: (count, bytes).
     churn: FxHashMap<StackId, (u64, u64)>,
+    /// What each block counts in `churn` ([`Recording::block_count`]).
+    blocks: BlockCount,
 }
 
 impl<'a> InsightsBuilder<'a> {
@@ -155,6 +157,7 @@ impl<'a> InsightsBuilder<'a> {
             per_stack: FxHashMap::default(),
             checkpoints: Vec::new(),
             churn: FxHashMap::default(),
+            blocks: rec.block_count(),
         }
     }
 
@@ -196,7 +199,7 @@ impl<'a> InsightsBuilder<'a> {
                         && e.time_ns.saturating_sub(t) <= o.churn_max_lifetime_ns
                     {
                         let c = self.churn.entry(s).or_default();
-                        c.0 += 1;
+                        c.0 = c.0.saturating_add(self.blocks.of(size));
                         c.1 = c.1.saturating_add(size);
                     }
                 }

@@ -7,8 +7,8 @@ use rustc_hash::FxHashMap;
 
 use crate::totals::ThreadStackMap;
 use crate::{
-    Error, Event, EventFilter, Interval, Op, Recording, Snapshot, StackId, StackTotals, ThreadId,
-    Totals,
+    BlockCount, Error, Event, EventFilter, Interval, Op, Recording, Snapshot, StackId, StackTotals,
+    ThreadId, Totals,
 };
 
 /// Live bytes and blocks per (thread, stack): sums of net changes.
@@ -29,13 +29,14 @@ fn add_net(map: &mut LiveMap, node: &Interval) {
 }
 
 /// Adds one event's change (heap allocators only; the halves of an object's re-creation move
-/// its block from one (thread, stack) to another).
-fn add_event(map: &mut LiveMap, e: &Event) {
+/// its block from one (thread, stack) to another), its block counting `blocks`.
+fn add_event(map: &mut LiveMap, e: &Event, blocks: BlockCount) {
     if !e.kind.counts_in_heap() {
         return;
     }
     let sign = if e.op == Op::Alloc { 1 } else { -1 };
-    add_to(map, (e.thread, e.stack), sign * e.size as i64, sign);
+    let count = (blocks.of(e.size) as i64).wrapping_mul(sign);
+    add_to(map, (e.thread, e.stack), sign * e.size as i64, count);
 }
 
 /// The (thread, stack) pairs of a live map that hold blocks.
@@ -82,8 +83,9 @@ fn live_at(rec: &Recording, t: u64) -> Result<LiveMap, Error> {
     let k = rec.base_shapes().partition_point(|s| s.t_last <= t);
     let mut map = live_before(rec, k)?;
     if k < rec.base_count() && rec.base_shapes()[k].t_first <= t {
+        let blocks = rec.block_count();
         for e in events_of(rec, k)?.iter().take_while(|e| e.time_ns <= t) {
-            add_event(&mut map, e);
+            add_event(&mut map, e, blocks);
         }
     }
     Ok(map)
@@ -203,8 +205,9 @@ fn live_at_peak(rec: &Recording, at: PeakAt) -> Result<LiveMap, Error> {
     };
     let mut map = live_before(rec, k)?;
     if upto > 0 {
+        let blocks = rec.block_count();
         for e in events_of(rec, k)?.iter().take(upto) {
-            add_event(&mut map, e);
+            add_event(&mut map, e, blocks);
         }
     }
     Ok(map)
@@ -274,11 +277,13 @@ fn allocated(rec: &Recording, t0: u64, t1: u64) -> Result<ThreadStackMap, Error>
     if a >= b {
         return Ok(map);
     }
+    let blocks = rec.block_count();
     let mut add_events = |k: usize| -> Result<(), Error> {
         for e in events_of(rec, k)? {
             let inside = e.time_ns >= t0 && e.time_ns <= t1;
             if inside && e.op == Op::Alloc && !e.is_recreation() && e.kind.counts_in_heap() {
-                map.entry((e.thread, e.stack)).or_default().add(e.size);
+                let count = blocks.of(e.size);
+                map.entry((e.thread, e.stack)).or_default().add_blocks(e.size, count);
             }
         }
         Ok(())

@@ -7,21 +7,27 @@ use std::ops::ControlFlow;
 use crate::buckets::{downsample, Bucket};
 use crate::totals::ThreadStackMap;
 use crate::{
-    AddressMap, Error, Event, EventFilter, Insight, InsightOptions, InsightsBuilder, Op, Recording,
-    Snapshot, SnapshotBuilder, StackId, StackTotals, ThreadId, ThreadStackTotals, Totals,
+    AddressMap, BlockCount, Error, Event, EventFilter, Insight, InsightOptions, InsightsBuilder,
+    Op, Recording, Snapshot, SnapshotBuilder, StackId, StackTotals, ThreadId, ThreadStackTotals,
+    Totals,
 };
 
 /// Live allocations during a replay. An object re-created in a block is a free of the block
 /// and an alloc of it (with the filter, it may leave or join the threads looked at).
 /// Byte sums use wrapping arithmetic: exact for any real recording, and a hostile file with
 /// absurd sizes gives absurd numbers instead of a panic.
-#[derive(Default)]
 pub(crate) struct Heap {
     live: AddressMap<(u64, StackId, ThreadId)>,
     bytes: u64,
+    blocks: BlockCount,
 }
 
 impl Heap {
+    /// An empty heap whose blocks count `blocks` ([`Recording::block_count`]).
+    pub(crate) fn new(blocks: BlockCount) -> Self {
+        Heap { live: AddressMap::default(), bytes: 0, blocks }
+    }
+
     /// Applies one event; returns whether the heap changed.
     #[inline]
     pub(crate) fn apply(&mut self, e: &Event, filter: &EventFilter) -> bool {
@@ -47,7 +53,7 @@ impl Heap {
     pub(crate) fn by_thread_stack(&self) -> ThreadStackMap {
         let mut map = ThreadStackMap::default();
         for &(size, stack, thread) in self.live.values() {
-            map.entry((thread, stack)).or_default().add(size);
+            map.entry((thread, stack)).or_default().add_blocks(size, self.blocks.of(size));
         }
         map
     }
@@ -75,14 +81,14 @@ pub fn stack_totals(
     snapshot: Snapshot,
     filter: &EventFilter,
 ) -> Result<StackTotals, Error> {
-    Ok(replay(rec, SnapshotBuilder::new(snapshot, filter))?.finish())
+    Ok(replay(rec, SnapshotBuilder::new(rec, snapshot, filter))?.finish())
 }
 
 /// The heap's high-water mark within `[t0, t1]`: (bytes, time), by replay (see
 /// [`crate::peak_in`]).
 pub fn peak_in(rec: &Recording, t0: u64, t1: u64) -> Result<(u64, u64), Error> {
     let all = EventFilter::default();
-    let builder = replay(rec, SnapshotBuilder::new(Snapshot::PeakInRange(t0, t1), &all))?;
+    let builder = replay(rec, SnapshotBuilder::new(rec, Snapshot::PeakInRange(t0, t1), &all))?;
     Ok(builder.peak().unwrap_or_default())
 }
 
@@ -91,7 +97,8 @@ pub fn thread_stack_totals(
     rec: &Recording,
     snapshot: Snapshot,
 ) -> Result<ThreadStackTotals, Error> {
-    Ok(replay(rec, SnapshotBuilder::new(snapshot, &EventFilter::default()))?.finish_by_thread())
+    let builder = SnapshotBuilder::new(rec, snapshot, &EventFilter::default());
+    Ok(replay(rec, builder)?.finish_by_thread())
 }
 
 /// Feeds every event chunk to `builder`, stopping once it is done.
@@ -116,7 +123,7 @@ pub fn heap_timeline(
     t1: u64,
     n: usize,
 ) -> Result<Vec<Bucket>, Error> {
-    let mut heap = Heap::default();
+    let mut heap = Heap::new(rec.block_count());
     let mut points = Vec::new();
     let mut moving = false;
     each_event(rec, |_, e| {
@@ -141,10 +148,11 @@ pub fn heap_timeline(
 /// by replay.
 pub fn thread_totals(rec: &Recording) -> Result<Vec<Totals>, Error> {
     let mut out = vec![Totals::default(); rec.threads().len()];
+    let blocks = rec.block_count();
     each_event(rec, |_, e| {
         if e.op == Op::Alloc && e.kind.counts_in_heap() && !e.is_recreation() {
             if let Some(t) = out.get_mut(e.thread.index()) {
-                t.add(e.size);
+                t.add_blocks(e.size, blocks.of(e.size));
             }
         }
         ControlFlow::Continue(())

@@ -4,7 +4,9 @@
 //! In a sampled recording each recorded heap block stands for the blocks of its size that
 //! were not sampled: its size is the estimate of their bytes (see
 //! [`memlens_format::Meta::sample_bytes`]), so byte figures need no weighting here. Counts
-//! of allocations and blocks are counts of the sampled blocks.
+//! of allocations and blocks add, per recorded block, the blocks it stands for
+//! ([`memlens_format::Recording::block_count`], which every replay here uses; a sampled
+//! recording of format 7 or older counts its sampled blocks).
 
 use crate::{format_bytes, Recording};
 

@@ -5,7 +5,8 @@
 use crate::replay::Heap;
 use crate::totals::ThreadStackMap;
 use crate::{
-    AddressMap, Event, EventFilter, Op, Snapshot, StackId, StackTotals, ThreadId, ThreadStackTotals,
+    AddressMap, BlockCount, Event, EventFilter, Op, Recording, Snapshot, StackId, StackTotals,
+    ThreadId, ThreadStackTotals,
 };
 
 /// What is being built, for every thread (the filter applies when it is finished).
@@ -28,8 +29,8 @@ enum Kind {
 /// moves it like a free and an allocation would: it never makes a new peak, and after the
 /// peak the block as it was is logged. The heap as the span starts is a candidate too: a span where memory only falls
 /// peaks at its start.
-#[derive(Default)]
 struct PeakState {
+    blocks: BlockCount,
     live: AddressMap<(u64, StackId, ThreadId, usize)>,
     bytes: u64,
     /// (bytes, time) of the best point so far, once the span has started.
@@ -40,6 +41,17 @@ struct PeakState {
 }
 
 impl PeakState {
+    fn new(blocks: BlockCount) -> Self {
+        PeakState {
+            blocks,
+            live: AddressMap::default(),
+            bytes: 0,
+            peak: None,
+            peak_index: 0,
+            freed_after_peak: Vec::new(),
+        }
+    }
+
     fn feed(&mut self, i: usize, e: &Event, t0: u64) {
         if self.peak.is_none() && e.time_ns >= t0 {
             self.peak = Some((self.bytes, t0));
@@ -84,7 +96,7 @@ impl PeakState {
 /// # w.add_thread(ThreadInfo { id: ThreadId(0), os_tid: 1, name: "main".into() });
 /// # w.alloc(1_000, ThreadId(0), StackId::ROOT, 0x10, 64, AllocatorKind::Malloc).unwrap();
 /// # let rec = Recording::open(&w.finish(ProcessEnd::default()).unwrap()).unwrap();
-/// let mut builder = SnapshotBuilder::new(Snapshot::AtPeak, &EventFilter::default());
+/// let mut builder = SnapshotBuilder::new(&rec, Snapshot::AtPeak, &EventFilter::default());
 /// let mut events = Vec::new();
 /// for chunk in 0..rec.event_chunk_count() {
 ///     events.clear();
@@ -99,6 +111,7 @@ impl PeakState {
 /// ```
 pub struct SnapshotBuilder {
     kind: Kind,
+    blocks: BlockCount,
     filter: EventFilter,
     /// Events fed so far.
     index: usize,
@@ -106,8 +119,10 @@ pub struct SnapshotBuilder {
 }
 
 impl SnapshotBuilder {
-    /// Starts building `snapshot` for the allocations `filter` admits.
-    pub fn new(snapshot: Snapshot, filter: &EventFilter) -> Self {
+    /// Starts building `snapshot` of `rec` (whose events will be fed) for the allocations
+    /// `filter` admits.
+    pub fn new(rec: &Recording, snapshot: Snapshot, filter: &EventFilter) -> Self {
+        let blocks = rec.block_count();
         let kind = match snapshot {
             Snapshot::TotalAllocated => {
                 Kind::Allocated { t0: 0, t1: u64::MAX, map: ThreadStackMap::default() }
@@ -115,12 +130,16 @@ impl SnapshotBuilder {
             Snapshot::AllocatedInRange(t0, t1) => {
                 Kind::Allocated { t0, t1, map: ThreadStackMap::default() }
             }
-            Snapshot::AtEnd => Kind::LiveAt { t: u64::MAX, heap: Heap::default() },
-            Snapshot::AtTime(t) => Kind::LiveAt { t, heap: Heap::default() },
-            Snapshot::AtPeak => Kind::Peak { t0: 0, t1: u64::MAX, state: Box::default() },
-            Snapshot::PeakInRange(t0, t1) => Kind::Peak { t0, t1, state: Box::default() },
+            Snapshot::AtEnd => Kind::LiveAt { t: u64::MAX, heap: Heap::new(blocks) },
+            Snapshot::AtTime(t) => Kind::LiveAt { t, heap: Heap::new(blocks) },
+            Snapshot::AtPeak => {
+                Kind::Peak { t0: 0, t1: u64::MAX, state: Box::new(PeakState::new(blocks)) }
+            }
+            Snapshot::PeakInRange(t0, t1) => {
+                Kind::Peak { t0, t1, state: Box::new(PeakState::new(blocks)) }
+            }
         };
-        SnapshotBuilder { kind, filter: filter.clone(), index: 0, done: false }
+        SnapshotBuilder { kind, blocks, filter: filter.clone(), index: 0, done: false }
     }
 
     /// Applies the next events, in recording order.
@@ -138,7 +157,8 @@ impl SnapshotBuilder {
                         && e.time_ns >= *t0
                         && e.kind.counts_in_heap()
                     {
-                        map.entry((e.thread, e.stack)).or_default().add(e.size);
+                        let count = self.blocks.of(e.size);
+                        map.entry((e.thread, e.stack)).or_default().add_blocks(e.size, count);
                     }
                 }
                 Kind::LiveAt { t, heap } => {
@@ -202,7 +222,8 @@ impl SnapshotBuilder {
                     .filter(|&&(_, _, _, at)| at < peak_index)
                     .map(|&(size, stack, thread, _)| (size, stack, thread));
                 for (size, stack, thread) in still_live.chain(state.freed_after_peak) {
-                    map.entry((thread, stack)).or_default().add(size);
+                    let count = state.blocks.of(size);
+                    map.entry((thread, stack)).or_default().add_blocks(size, count);
                 }
                 map
             }

@@ -25,7 +25,7 @@
 use memlens_format::{SpanEdge, SpanSide, ThreadId};
 use rustc_hash::FxHashMap;
 
-use crate::{AddressMap, Error, Op, Recording, StackId, StackTotals, Totals};
+use crate::{AddressMap, BlockCount, Error, Op, Recording, StackId, StackTotals, Totals};
 
 /// A span of a recording: from where it began to where it ended, on one thread.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,6 +103,8 @@ pub struct SpanUsage {
 /// The span being replayed.
 struct Active {
     index: usize,
+    /// What each block counts ([`Recording::block_count`]).
+    blocks: BlockCount,
     /// Blocks allocated in the span and still live: (size, stack, event number).
     live: AddressMap<(u64, StackId, u64)>,
     now: Totals,
@@ -115,9 +117,10 @@ struct Active {
 }
 
 impl Active {
-    fn new(index: usize) -> Self {
+    fn new(index: usize, blocks: BlockCount) -> Self {
         Active {
             index,
+            blocks,
             live: AddressMap::default(),
             now: Totals::default(),
             peak: Totals::default(),
@@ -133,9 +136,10 @@ impl Active {
         if let Some(old) = self.live.insert(address, (size, stack, n)) {
             self.drop_block(old);
         }
-        self.now.add(size);
+        let count = self.blocks.of(size);
+        self.now.add_blocks(size, count);
         if allocated {
-            self.allocated.add(size);
+            self.allocated.add_blocks(size, count);
         }
         if self.now.bytes > self.peak.bytes {
             self.peak = self.now;
@@ -152,7 +156,7 @@ impl Active {
 
     fn drop_block(&mut self, (size, stack, n): (u64, StackId, u64)) {
         self.now.bytes = self.now.bytes.wrapping_sub(size);
-        self.now.count = self.now.count.saturating_sub(1);
+        self.now.count = self.now.count.saturating_sub(self.blocks.of(size));
         if n < self.peak_at {
             self.freed_after_peak.push((size, stack));
         }
@@ -161,14 +165,15 @@ impl Active {
     fn finish(self) -> SpanUsage {
         let mut leaked: FxHashMap<StackId, Totals> = FxHashMap::default();
         let mut at_peak: FxHashMap<StackId, Totals> = FxHashMap::default();
+        let blocks = self.blocks;
         for &(size, stack, n) in self.live.values() {
-            leaked.entry(stack).or_default().add(size);
+            leaked.entry(stack).or_default().add_blocks(size, blocks.of(size));
             if n < self.peak_at {
-                at_peak.entry(stack).or_default().add(size);
+                at_peak.entry(stack).or_default().add_blocks(size, blocks.of(size));
             }
         }
         for (size, stack) in self.freed_after_peak {
-            at_peak.entry(stack).or_default().add(size);
+            at_peak.entry(stack).or_default().add_blocks(size, blocks.of(size));
         }
         SpanUsage {
             peak: self.peak,
@@ -214,7 +219,7 @@ pub fn span_usage(rec: &Recording, spans: &[(u64, u64)]) -> Result<Vec<SpanUsage
                     next += 1; // a span with no events: nothing used
                 }
                 if next < order.len() && spans[order[next]].0 <= e.time_ns {
-                    active = Some(Active::new(order[next]));
+                    active = Some(Active::new(order[next], rec.block_count()));
                     next += 1;
                 }
             }

@@ -54,8 +54,11 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(200))]
 
     #[test]
-    fn round_trip_matches_a_naive_model(steps in prop::collection::vec(step(), 0..400), per_chunk in 1u64..50) {
-        let mut w = RecordingWriter::with_options(Vec::new(), &Meta::default(),
+    fn round_trip_matches_a_naive_model(steps in prop::collection::vec(step(), 0..400), per_chunk in 1u64..50, rate in prop_oneof![Just(0u64), 1u64..4096]) {
+        // A sampled recording (`rate` > 0): each block counts the blocks it stands for.
+        let meta = Meta { extra: vec![(META_SAMPLE_BYTES.into(), rate.to_string())], ..Meta::default() };
+        let counts = BlockCount::sampled(rate);
+        let mut w = RecordingWriter::with_options(Vec::new(), &meta,
             WriterOptions { codec: Codec::Lz4, events_per_chunk: per_chunk, ..WriterOptions::default() }).unwrap();
         for t in 0..3 {
             w.add_thread(ThreadInfo { id: ThreadId(t), os_tid: t.into(), name: format!("t{t}") });
@@ -92,13 +95,13 @@ proptest! {
                     // A block allocated over a live one ends it: written as its free.
                     if let Some((old, t0, s0, k0)) = blocks.insert(addr, (u64::from(size), thread, stack, kind)) {
                         written.push((Op::Free, k0, t0, addr, old, s0, t));
-                        if kind.counts_in_heap() { heap -= old; frees += 1; }
+                        if kind.counts_in_heap() { heap -= old; frees += counts.of(old); }
                     }
                     written.push((Op::Alloc, kind, thread, addr, u64::from(size), stack, t));
                     if kind.counts_in_heap() {
                         heap += u64::from(size);
                         peak = peak.max(heap);
-                        allocs += 1;
+                        allocs += counts.of(u64::from(size));
                     }
                 }
                 Step::Free { slot } => {
@@ -108,7 +111,7 @@ proptest! {
                     // free is written with its block's thread, stack, size and kind.
                     if let Some((old, t0, s0, k0)) = live.remove(&addr) {
                         heap -= old;
-                        frees += 1;
+                        frees += counts.of(old);
                         written.push((Op::Free, k0, t0, addr, old, s0, now / 1000 * 1000));
                     }
                 }
@@ -145,11 +148,13 @@ proptest! {
         // The trailer's summary is what the model says, and what the events and the aggregates
         // say.
         let figures = |s: &Summary| (s.peak_heap, s.end_heap, s.end_live_count, s.alloc_count, s.free_count);
-        prop_assert_eq!(figures(rec.summary()), (peak, heap, live.len() as u64, allocs, frees));
+        prop_assert_eq!(rec.block_count(), counts);
+        let live_count = live.values().map(|b| counts.of(b.0)).sum::<u64>();
+        prop_assert_eq!(figures(rec.summary()), (peak, heap, live_count, allocs, frees));
         prop_assert_eq!(figures(&rec.replay_summary().unwrap()), figures(rec.summary()));
         prop_assert_eq!(figures(&rec.aggregates_summary().unwrap()), figures(rec.summary()));
         // Every base interval is what the aggregator makes of its events (`memlens check`).
-        let mut agg = Aggregator::new();
+        let mut agg = Aggregator::counting(rec.block_count());
         for k in 0..rec.event_chunk_count() {
             let mut events = Vec::new();
             rec.decode_event_chunk(k, &mut events).unwrap();
@@ -167,7 +172,7 @@ proptest! {
             let mut by_stack = std::collections::BTreeMap::<StackId, Totals>::new();
             for &(size, t, stack, _) in live.values() {
                 if thread.is_none_or(|th| th == t) {
-                    by_stack.entry(stack).or_default().add(size);
+                    by_stack.entry(stack).or_default().add_blocks(size, counts.of(size));
                 }
             }
             let filter = thread.map_or(EventFilter::default(), EventFilter::thread);

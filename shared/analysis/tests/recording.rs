@@ -88,7 +88,7 @@ fn snapshots_attribute_memory_to_the_right_stacks() {
     let after = stack_totals(&rec, Snapshot::PeakInRange(60_000, 70_000), &all).unwrap();
     assert_eq!(after, end);
     // Fed one event at a time, the builder gives what one replay gives.
-    let mut builder = SnapshotBuilder::new(Snapshot::AtPeak, &all);
+    let mut builder = SnapshotBuilder::new(&rec, Snapshot::AtPeak, &all);
     rec.for_each_event_chunk(|events| {
         events.chunks(1).for_each(|e| builder.feed(e));
         std::ops::ControlFlow::Continue(())
@@ -186,7 +186,7 @@ fn every_codec_gives_the_same_recording() {
 
 /// The golden file pins the exact bytes of the format: any change to the encoding shows up
 /// here and must come with a FORMAT.md update (and a FORMAT_VERSION bump if old readers break).
-/// Regenerate with `UPDATE_GOLDEN=1 cargo test -p memlens-format`.
+/// Regenerate with `UPDATE_GOLDEN=1 cargo test -p memlens-analysis --test recording`.
 #[test]
 fn golden_recording_bytes_are_stable() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/golden/known-program.memlens");
@@ -217,7 +217,8 @@ fn golden_recording_bytes_are_stable() {
 /// before per-class address prediction) and format 3 (frees without their block's size and
 /// stack, no interval aggregates: answered by replay). Formats 4 and 5 are format 6 without
 /// other processes' streams and native frames: the same bytes but the version. Format 6 is
-/// format 7 without the span chunk.
+/// format 7 without the span chunk; format 7 is format 8 but for the counts of a sampled
+/// recording (see `older_sampled_files_keep_their_counts`).
 #[test]
 fn older_format_files_still_open() {
     let new = open_known();
@@ -248,7 +249,7 @@ fn older_format_files_still_open() {
         .unwrap();
         all
     };
-    for version in [1, 2, 3, 4, 5, 6] {
+    for version in [1, 2, 3, 4, 5, 6, 7] {
         let path = format!(
             "{}/../../tests/golden/known-program-v{version}.memlens",
             env!("CARGO_MANIFEST_DIR")
@@ -331,7 +332,7 @@ fn older_files_span_markers_are_read_as_spans() {
 fn the_header_is_byte_exact() {
     let bytes = known_program(WriterOptions::default());
     assert_eq!(&bytes[..8], b"\x89MLNS\r\n\x1a");
-    assert_eq!(&bytes[8..16], &[7, 0, 0, 0, 0, 0, 0, 0]);
+    assert_eq!(&bytes[8..16], &[8, 0, 0, 0, 0, 0, 0, 0]);
     // The first chunk is the metadata (tag 1), and the footer is the last 24 bytes.
     assert_eq!(bytes[16], 1);
     let footer = &bytes[bytes.len() - 24..];
@@ -520,4 +521,74 @@ fn compression_bombs_are_refused_before_any_work() {
     assert_eq!(rec.summary().peak_heap, 10_500);
     let end = replay::stack_totals(&rec, Snapshot::AtEnd, &EventFilter::default()).unwrap();
     assert_eq!(end.total.bytes, 500);
+}
+
+/// The counts of [`known_sampled`] when each sampled 100-byte block counts `n`: in the
+/// trailer, the aggregates and every replay alike.
+fn check_sampled_counts(rec: &Recording, n: u64) {
+    let figures = |s: &Summary| (s.alloc_count, s.free_count, s.end_live_count, s.alloc_bytes);
+    let want = (5 * n + 1, n, 4 * n + 1, 5 * SMALL_WEIGHT + BIG_WEIGHT);
+    assert_eq!(figures(rec.summary()), want);
+    assert_eq!(figures(&rec.aggregates_summary().unwrap()), want);
+    assert_eq!(figures(&rec.replay_summary().unwrap()), want);
+    let all = EventFilter::default();
+    let snapshots = [
+        Snapshot::AtEnd,
+        Snapshot::AtPeak,
+        Snapshot::TotalAllocated,
+        Snapshot::AtTime(4_500),
+        Snapshot::PeakInRange(2_000, 8_500),
+        Snapshot::AllocatedInRange(2_000, 6_000),
+    ];
+    for s in snapshots {
+        let fast = stack_totals(rec, s, &all).unwrap();
+        assert_eq!(fast, replay::stack_totals(rec, s, &all).unwrap(), "{s:?}");
+    }
+    let count = |s: Snapshot, name: &str| {
+        let totals = stack_totals(rec, s, &all).unwrap();
+        let stack = stack_named(rec, name);
+        totals.stacks.iter().find(|(st, _)| *st == stack).map_or(0, |(_, t)| t.count)
+    };
+    assert_eq!(count(Snapshot::AtEnd, "small"), 3 * n);
+    assert_eq!(count(Snapshot::AtEnd, "other"), n);
+    assert_eq!(count(Snapshot::AtEnd, "big"), 1);
+    assert_eq!(count(Snapshot::AtTime(4_500), "small"), 4 * n);
+    assert_eq!(count(Snapshot::TotalAllocated, "small"), 5 * n);
+    assert_eq!(count(Snapshot::AllocatedInRange(2_000, 6_000), "small"), 4 * n);
+    assert_eq!(thread_totals(rec).unwrap()[0].count, 5 * n + 1);
+    assert_eq!(replay::thread_totals(rec).unwrap()[0].count, 5 * n + 1);
+}
+
+/// Format 8: each block of a sampled recording counts the blocks it stands for (a sampled
+/// 100-byte block at 4 KiB: 1 / (1 - exp(-100 / 4096)), about 41). Its bytes are pinned like
+/// the known program's (regenerate with `UPDATE_GOLDEN=1`).
+#[test]
+fn sampled_recordings_count_the_blocks_they_stand_for() {
+    assert_eq!(sample_weight(100, SAMPLE_RATE), SMALL_WEIGHT);
+    assert_eq!(sample_weight(64 << 10, SAMPLE_RATE), BIG_WEIGHT);
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/golden/known-sampled.memlens");
+    let bytes = known_sampled();
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(path, &bytes).unwrap();
+    }
+    let golden = std::fs::read(path).expect("golden file (UPDATE_GOLDEN=1 to create)");
+    assert!(bytes == golden, "the encoding of a sampled recording changed; see FORMAT.md");
+    let rec = Recording::open(&golden).unwrap();
+    assert_eq!(rec.block_count(), BlockCount::sampled(SAMPLE_RATE));
+    let n = sampled_blocks(SMALL_WEIGHT, SAMPLE_RATE);
+    assert!((41..=42).contains(&n), "{n}");
+    check_sampled_counts(&rec, n);
+}
+
+/// A sampled recording of format 7 (the same program, written by that version's writer)
+/// counted each sampled block once, in its trailer and aggregates: it keeps those counts,
+/// and replays agree with them.
+#[test]
+fn older_sampled_files_keep_their_counts() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/golden/known-sampled-v7.memlens");
+    let rec = Recording::open(&std::fs::read(path).expect("golden file")).unwrap();
+    assert_eq!(rec.format_version(), 7);
+    assert_eq!(rec.meta().sample_bytes(), Some(SAMPLE_RATE));
+    assert_eq!(rec.block_count(), BlockCount::EXACT);
+    check_sampled_counts(&rec, 1);
 }

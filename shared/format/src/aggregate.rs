@@ -14,7 +14,8 @@ use rustc_hash::FxHashMap;
 use crate::addr_hash::AddressMap;
 use crate::intervals::{KindFigures, CHURN_MAX_LIFETIME_NS, CHURN_MIN_SIZE, FANOUT, MAX_LEVEL};
 use crate::{
-    AllocatorKind, EntryDelta, Event, Interval, IntervalEntry, Op, StackId, ThreadId, Totals,
+    AllocatorKind, BlockCount, EntryDelta, Event, Interval, IntervalEntry, Op, StackId, ThreadId,
+    Totals,
 };
 
 /// A dense id for a (thread, stack) pair, handed out in order of first use.
@@ -200,6 +201,8 @@ struct Acc {
 /// Builds [`Interval`] nodes from events (see the module documentation).
 #[derive(Default)]
 pub struct Aggregator {
+    /// What each block counts (sampled recordings, see [`BlockCount`]).
+    blocks: BlockCount,
     keys: KeyTable,
     heap: u64,
     started: bool,
@@ -299,9 +302,15 @@ impl PyramidBuilder {
 }
 
 impl Aggregator {
-    /// An aggregator starting from an empty heap.
+    /// An aggregator starting from an empty heap, every block counting 1.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An aggregator whose blocks count `blocks` ([`crate::Recording::block_count`] of the
+    /// recording the events come from).
+    pub fn counting(blocks: BlockCount) -> Self {
+        Aggregator { blocks, ..Self::default() }
     }
 
     /// The traced heap after the events so far.
@@ -341,8 +350,14 @@ impl Aggregator {
                 let sign = if e.op == Op::Alloc { 1 } else { -1 };
                 self.moved(key, sign, e.size, e.time_ns);
             }
-            Op::Alloc => self.alloc(key, e.kind, e.size, e.time_ns, e.address),
-            Op::Free => self.free(key, e.kind, e.size, e.time_ns, e.address),
+            Op::Alloc => {
+                let count = self.blocks.of(e.size);
+                self.alloc(key, e.kind, e.size, count, e.time_ns, e.address)
+            }
+            Op::Free => {
+                let count = self.blocks.of(e.size);
+                self.free(key, e.kind, e.size, count, e.time_ns, e.address)
+            }
         }
     }
 
@@ -357,7 +372,8 @@ impl Aggregator {
     #[inline]
     fn moved(&mut self, key: Key, sign: i64, size: u64, time_ns: u64) {
         self.begin(key, time_ns);
-        let (bytes, count) = ((size as i64).wrapping_mul(sign), sign);
+        let count = (self.blocks.of(size) as i64).wrapping_mul(sign);
+        let bytes = (size as i64).wrapping_mul(sign);
         let m = &mut self.acc[key as usize].change.moved;
         *m = (m.0.wrapping_add(bytes), m.1.wrapping_add(count));
         self.since_max(key, bytes, count);
@@ -431,53 +447,57 @@ impl Aggregator {
         }
     }
 
-    /// Adds a heap allocation (`time_ns` as stored: see [`crate::EVENT_TIME_QUANTUM_NS`]).
+    /// Adds a heap allocation of `count` blocks (1 but in a sampled recording) of `size`
+    /// bytes in all (`time_ns` as stored: see [`crate::EVENT_TIME_QUANTUM_NS`]).
     #[inline]
     pub(crate) fn alloc(
         &mut self,
         key: Key,
         kind: AllocatorKind,
         size: u64,
+        count: u64,
         time_ns: u64,
         address: u64,
     ) {
         self.begin(key, time_ns);
         // A zero-size block still counts: its entry is touched through its count.
-        self.acc[key as usize].change.alloc.add(size);
+        self.acc[key as usize].change.alloc.add_blocks(size, count);
         self.heap = self.heap.wrapping_add(size);
         self.kind_change(kind, size, true);
         if self.heap > self.shape.heap_max {
             self.new_max(time_ns);
         } else {
-            self.since_max(key, size as i64, 1);
+            self.since_max(key, size as i64, count as i64);
         }
         if size >= CHURN_MIN_SIZE {
             self.big.insert(address, time_ns);
         }
     }
 
-    /// Adds a free of a heap block of `size` bytes allocated by `key`.
+    /// Adds a free of a heap block of `size` bytes (standing for `count` blocks) allocated by
+    /// `key`.
     #[inline]
     pub(crate) fn free(
         &mut self,
         key: Key,
         kind: AllocatorKind,
         size: u64,
+        count: u64,
         time_ns: u64,
         address: u64,
     ) {
         self.begin(key, time_ns);
-        self.acc[key as usize].change.freed.add(size);
+        self.acc[key as usize].change.freed.add_blocks(size, count);
         self.heap = self.heap.wrapping_sub(size);
         self.kind_change(kind, size, false);
-        self.since_max(key, (size as i64).wrapping_neg(), -1);
+        self.since_max(key, (size as i64).wrapping_neg(), (count as i64).wrapping_neg());
         if self.heap < self.shape.heap_min {
             (self.shape.heap_min, self.shape.t_min) = (self.heap, time_ns);
         }
         if size >= CHURN_MIN_SIZE {
             if let Some(t) = self.big.remove(&address) {
                 if time_ns.saturating_sub(t) <= CHURN_MAX_LIFETIME_NS {
-                    add_delta(&mut self.churn, key, size as i64, 1);
+                    add_delta(&mut self.churn, key, size as i64, count as i64);
                 }
             }
         }

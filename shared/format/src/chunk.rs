@@ -13,7 +13,7 @@ pub const MAGIC: [u8; 8] = *b"\x89MLNS\r\n\x1a";
 ///
 /// Adding a chunk tag or changing the layout of an existing chunk bumps it (FORMAT.md,
 /// "Compatibility policy").
-pub const FORMAT_VERSION: u16 = 7;
+pub const FORMAT_VERSION: u16 = 8;
 
 /// Size of the file header: magic, version, flags, reserved.
 pub const HEADER_LEN: usize = 16;

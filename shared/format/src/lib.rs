@@ -49,6 +49,7 @@ mod native;
 mod processes;
 mod recording;
 mod records;
+mod sampling;
 mod source;
 mod tables;
 mod varint;
@@ -76,5 +77,6 @@ pub use records::{
     Summary, ThreadInfo, Totals, Trailer, TypeCensus, TypeSite, META_NATIVE_STACKS, META_PPID,
     META_PROCESS, META_SAMPLE_BYTES,
 };
+pub use sampling::{sample_weight, sampled_blocks, BlockCount};
 pub use source::ByteSource;
 pub use writer::{RecordingWriter, WriterOptions};

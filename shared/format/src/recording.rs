@@ -19,13 +19,17 @@ use crate::intervals::{decode_intervals, Interval};
 use crate::source::{read_exact, ByteSource};
 use crate::tables::{decode_frames, decode_stacks, decode_strings};
 use crate::{
-    CacheCensus, Census, Error, Event, Frame, FrameId, GcEvent, Marker, MemorySample, Meta,
-    ProcessEnd, SpanEdge, SpanSide, StackId, StackNode, Summary, ThreadId, ThreadInfo, Totals,
-    Trailer,
+    BlockCount, CacheCensus, Census, Error, Event, Frame, FrameId, GcEvent, Marker, MemorySample,
+    Meta, ProcessEnd, SpanEdge, SpanSide, StackId, StackNode, Summary, ThreadId, ThreadInfo,
+    Totals, Trailer,
 };
 
 /// The first format with a chunk of span edges (older ones wrote spans as markers).
 const SPAN_CHUNK_VERSION: u16 = 7;
+
+/// The first format whose sampled recordings count each sampled block as the blocks it
+/// stands for (older ones counted it once, aggregates included: see [`BlockCount`]).
+const SAMPLED_COUNTS_VERSION: u16 = 8;
 
 /// Where and why reading stopped early.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -814,6 +818,8 @@ impl Recording {
         let mut s = self.summary_of_samples();
         let mut live: crate::addr_hash::AddressMap<u64> = Default::default();
         let mut heap = 0u64;
+        let blocks = self.block_count();
+        let mut live_count = 0u64;
         self.for_each_event_chunk(|events| {
             for e in events {
                 s.duration_ns = s.duration_ns.max(e.time_ns);
@@ -825,9 +831,12 @@ impl Recording {
                     crate::Op::Alloc => {
                         if let Some(old) = live.insert(e.address, e.size) {
                             heap = heap.wrapping_sub(old);
+                            live_count = live_count.wrapping_sub(blocks.of(old));
                         }
                         heap = heap.wrapping_add(e.size);
-                        s.alloc_count += 1;
+                        // Saturating: a crafted file may state any rate.
+                        s.alloc_count = s.alloc_count.saturating_add(blocks.of(e.size));
+                        live_count = live_count.wrapping_add(blocks.of(e.size));
                         s.alloc_bytes = s.alloc_bytes.wrapping_add(e.size);
                         if heap > s.peak_heap {
                             (s.peak_heap, s.peak_heap_time_ns) = (heap, e.time_ns);
@@ -836,7 +845,8 @@ impl Recording {
                     crate::Op::Free => {
                         if let Some(size) = live.remove(&e.address) {
                             heap = heap.wrapping_sub(size);
-                            s.free_count += 1;
+                            s.free_count = s.free_count.saturating_add(blocks.of(size));
+                            live_count = live_count.wrapping_sub(blocks.of(size));
                         }
                     }
                 }
@@ -844,7 +854,7 @@ impl Recording {
             std::ops::ControlFlow::Continue(())
         })?;
         s.end_heap = heap;
-        s.end_live_count = live.len() as u64;
+        s.end_live_count = live_count;
         Ok(s)
     }
 
@@ -877,6 +887,16 @@ impl Recording {
     /// Recording metadata.
     pub fn meta(&self) -> &Meta {
         &self.meta
+    }
+
+    /// What each heap block counts in this recording's counts of allocations and blocks,
+    /// which every reader that counts blocks itself must use to agree with the aggregates:
+    /// in a sampled recording of format 8 or later the blocks it stands for, else 1.
+    pub fn block_count(&self) -> BlockCount {
+        match self.meta.sample_bytes() {
+            Some(rate) if self.version >= SAMPLED_COUNTS_VERSION => BlockCount::sampled(rate),
+            _ => BlockCount::EXACT,
+        }
     }
 
     /// Whole-recording figures: from the trailer, or computed from the aggregates (or by a

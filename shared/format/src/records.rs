@@ -59,8 +59,10 @@ impl Meta {
 
     /// For a sampled recording, the mean bytes between sampled allocations: each heap block
     /// in it stands for the blocks of its size that were not sampled, and its recorded size
-    /// is the estimate of their bytes (`size / (1 - exp(-size / rate))`), so every byte
-    /// figure read from it is an estimate. `None`: every allocation was recorded.
+    /// is the estimate of their bytes ([`crate::sample_weight`]), so every byte figure read
+    /// from it is an estimate, and so is every count from format 8 on
+    /// ([`crate::Recording::block_count`], [`crate::sampled_blocks`]). `None`: every
+    /// allocation was recorded.
     pub fn sample_bytes(&self) -> Option<u64> {
         self.extra(META_SAMPLE_BYTES).and_then(|v| v.parse().ok()).filter(|&b| b > 0)
     }
@@ -399,9 +401,16 @@ pub struct Totals {
 impl Totals {
     /// Adds one allocation of `bytes`.
     pub fn add(&mut self, bytes: u64) {
+        self.add_blocks(bytes, 1);
+    }
+
+    /// Adds `count` blocks of `bytes` in all: one heap block of a recording, which stands for
+    /// [`crate::Recording::block_count`] blocks.
+    #[inline]
+    pub fn add_blocks(&mut self, bytes: u64, count: u64) {
         // Saturating: sizes come from untrusted files.
         self.bytes = self.bytes.saturating_add(bytes);
-        self.count = self.count.saturating_add(1);
+        self.count = self.count.saturating_add(count);
     }
 
     /// Adds other totals.

@@ -14,9 +14,9 @@ use crate::intervals::encode_node;
 use crate::live::{Block, LiveBlocks, Prior};
 use crate::tables::{encode_frames, encode_stacks, encode_strings};
 use crate::{
-    AllocatorKind, CacheCensus, Census, Error, Event, Frame, FrameId, GcEvent, IndexEntry,
-    Interval, Marker, MemorySample, Meta, Op, ProcessEnd, SpanEdge, SpanSide, StackId, StackNode,
-    StringId, Summary, ThreadId, ThreadInfo, Trailer,
+    AllocatorKind, BlockCount, CacheCensus, Census, Error, Event, Frame, FrameId, GcEvent,
+    IndexEntry, Interval, Marker, MemorySample, Meta, Op, ProcessEnd, SpanEdge, SpanSide, StackId,
+    StackNode, StringId, Summary, ThreadId, ThreadInfo, Trailer,
 };
 
 /// Samples kept waiting for events at most: 256 is 2.5 s at the default 10 ms interval.
@@ -116,6 +116,8 @@ pub struct RecordingWriter<W: Write> {
     /// few and large.
     others: AddressMap<(u64, Key, AllocatorKind)>,
     agg: Aggregator,
+    /// What each heap block counts: 1, or in a sampled recording the blocks it stands for.
+    blocks: BlockCount,
     /// Encoded Digest entries: every pyramid node above the base, and the heap figures of
     /// every base interval.
     digest: Vec<(u64, Vec<u8>)>,
@@ -149,6 +151,7 @@ impl<W: Write> RecordingWriter<W> {
     /// Starts a recording with the given options.
     pub fn with_options(mut out: W, meta: &Meta, options: WriterOptions) -> Result<Self, Error> {
         let meta_interval_ns = meta.capture.sample_interval_us.saturating_mul(1_000).max(1);
+        let blocks = BlockCount::sampled(meta.sample_bytes().unwrap_or(0));
         let header = header_bytes();
         out.write_all(&header)?;
         let mut w = RecordingWriter {
@@ -180,7 +183,8 @@ impl<W: Write> RecordingWriter<W> {
             caches: Vec::new(),
             live: LiveBlocks::default(),
             others: AddressMap::default(),
-            agg: Aggregator::new(),
+            agg: Aggregator::counting(blocks),
+            blocks,
             digest: Vec::new(),
             slice_end: SLICE_NS,
             gap: None,
@@ -289,8 +293,10 @@ impl<W: Write> RecordingWriter<W> {
             self.push_free(time_ns, old_kind, address, old, old_key, AddressRef::Explicit);
         }
         if kind.counts_in_heap() {
-            self.agg.alloc(key, kind, size, time_ns, address);
-            self.summary.alloc_count += 1;
+            // Exact recordings: one branch on a field set once, no float math.
+            let count = self.blocks.of(size);
+            self.agg.alloc(key, kind, size, count, time_ns, address);
+            self.summary.alloc_count = self.summary.alloc_count.saturating_add(count);
             self.summary.alloc_bytes = self.summary.alloc_bytes.wrapping_add(size);
             if self.agg.heap() > self.summary.peak_heap {
                 self.summary.peak_heap = self.agg.heap();
@@ -390,8 +396,9 @@ impl<W: Write> RecordingWriter<W> {
         addr_ref: AddressRef,
     ) {
         if kind.counts_in_heap() {
-            self.agg.free(key, kind, size, time_ns, address);
-            self.summary.free_count += 1;
+            let count = self.blocks.of(size);
+            self.agg.free(key, kind, size, count, time_ns, address);
+            self.summary.free_count = self.summary.free_count.saturating_add(count);
         } else {
             self.agg.outside(kind, size, false);
         }
@@ -581,7 +588,7 @@ impl<W: Write> RecordingWriter<W> {
         }
         self.summary.duration_ns = self.summary.duration_ns.max(end.time_ns);
         self.summary.end_heap = self.agg.heap();
-        self.summary.end_live_count = self.live.live() as u64;
+        self.summary.end_live_count = self.live_count();
         let trailer = Trailer { summary: self.summary, index: std::mem::take(&mut self.index) };
         let trailer_offset = self.offset;
         self.write_postcard(Tag::Trailer, &trailer, (0, 0, 1))?;
@@ -612,10 +619,16 @@ impl<W: Write> RecordingWriter<W> {
 
     /// The aggregates so far.
     pub fn summary(&self) -> Summary {
-        Summary {
-            end_heap: self.agg.heap(),
-            end_live_count: self.live.live() as u64,
-            ..self.summary
+        Summary { end_heap: self.agg.heap(), end_live_count: self.live_count(), ..self.summary }
+    }
+
+    /// The live heap blocks (in a sampled recording, the blocks the live ones stand for:
+    /// every allocation's count less every free's).
+    fn live_count(&self) -> u64 {
+        if self.blocks.is_exact() {
+            self.live.live() as u64
+        } else {
+            self.summary.alloc_count.wrapping_sub(self.summary.free_count)
         }
     }
 

@@ -231,10 +231,13 @@ pub fn pprof(
     locations.write(&mut profile);
     profile.uint(field::PROFILE_TIME_NANOS, options.time_nanos.min(i64::MAX as u64));
     profile.uint(field::PROFILE_DURATION_NANOS, options.duration_nanos.min(i64::MAX as u64));
-    // Every allocation is counted (not sampled): a period of one byte.
+    // An exact recording counts every allocation: a period of one byte. A sampled one says
+    // its rate, as Go's heap profiles do; like theirs, its values are already the estimates
+    // (bytes and counts, see `memlens_format::sampled_blocks`).
     let period = value_type(&mut strings, "space", "bytes");
     profile.message(field::PROFILE_PERIOD_TYPE, period);
-    profile.uint(field::PROFILE_PERIOD, 1);
+    profile
+        .uint(field::PROFILE_PERIOD, rec.meta().sample_bytes().unwrap_or(1).min(i64::MAX as u64));
     for c in &options.comments {
         let id = strings.id(c);
         profile.uint(field::PROFILE_COMMENT, id);

@@ -111,6 +111,38 @@ pub fn known_program(options: WriterOptions) -> Vec<u8> {
     w.finish(ProcessEnd { time_ns: 50_000, exit_code: Some(0), signal: None }).unwrap()
 }
 
+/// The rate of [`known_sampled`], and the sizes its recorder wrote for a sampled block of
+/// 100 bytes (`sample_weight(100, 4096)`: it stands for about 41 blocks) and one of 64 KiB
+/// (always sampled: itself). Literals, so that the same program was written by the format 7
+/// writer for `tests/golden/known-sampled-v7.memlens`.
+pub const SAMPLE_RATE: u64 = 4096;
+pub const SMALL_WEIGHT: u64 = 4146;
+pub const BIG_WEIGHT: u64 = 65_536;
+
+/// A sampled recording (every 4 KiB): `small` (app.py:3) allocates five sampled 100-byte
+/// blocks, `big` (app.py:7) one of 64 KiB; the first small block is freed, an object is
+/// re-created by `other` (app.py:9) in the second. Three events per chunk.
+pub fn known_sampled() -> Vec<u8> {
+    let extra = vec![(META_SAMPLE_BYTES.to_owned(), SAMPLE_RATE.to_string())];
+    let meta = Meta { extra, ..Meta::default() };
+    let options =
+        WriterOptions { codec: Codec::None, events_per_chunk: 3, ..WriterOptions::default() };
+    let mut w = RecordingWriter::with_options(Vec::new(), &meta, options).unwrap();
+    w.add_thread(ThreadInfo { id: T, os_tid: 100, name: "MainThread".into() });
+    let [small, big, other] = [("small", 3), ("big", 7), ("other", 9)].map(|(name, line)| {
+        let f = w.intern_frame(name, "app.py", line);
+        w.intern_stack(StackId::ROOT, f)
+    });
+    for i in 0..5u64 {
+        let (t, at) = (1_000 * (i + 1), 0x1000 + i * 0x100);
+        w.alloc(t, T, small, at, SMALL_WEIGHT, AllocatorKind::PymallocObject).unwrap();
+    }
+    w.alloc(6_000, T, big, 0x10_0000, BIG_WEIGHT, AllocatorKind::Malloc).unwrap();
+    w.free(7_000, T, 0x1000, AllocatorKind::PymallocObject).unwrap();
+    w.recreate(8_000, T, other, 0x1100).unwrap();
+    w.finish(ProcessEnd { time_ns: 9_000, exit_code: Some(0), signal: None }).unwrap()
+}
+
 /// The stack ids the known program uses, by leaf function name.
 pub fn stack_named(rec: &Recording, function: &str) -> StackId {
     (1..rec.stack_count() as u32)

@@ -1,14 +1,16 @@
 //! Decoding arbitrary bytes must never panic, and every analysis over whatever decoded must
 //! run to completion. The first input byte picks a mode: raw bytes; a valid header followed by
-//! raw bytes; or a valid header followed by well-framed chunks (correct lengths and CRCs) whose
+//! raw bytes (of this version, or one `mode >> 2` older: readers answer some files by their
+//! version, such as a sampled recording's counts, format 8); or a valid header followed by
+//! well-framed chunks (correct lengths and CRCs) whose
 //! tags and payloads come from the input, so the fuzzer reaches the payload decoders (tables,
 //! events, interval aggregates, digest). Files are read both ways: with a footer pointing at a
 //! trailer (the index path) and without (the scan path), and followed as they grow.
 //! The streams of other processes a file carries (format 5) are opened and analysed too, and
 //! the native frames a file marks (tag 20) are looked up, and its spans (tag 21) paired.
 //! `./dev fuzz` seeds the corpus with the golden recordings (mode 1: their bytes after the
-//! header), so runs start from real event chunks (re-created objects' pairs included) and
-//! real process streams.
+//! header, a format 7 one with mode 4), so runs start from real event chunks (re-created
+//! objects' pairs included), real process streams and sampled recordings of both kinds.
 #![no_main]
 
 use std::sync::{Arc, Mutex};
@@ -60,7 +62,7 @@ fn analyse(rec: &Recording) {
     let _ = rec.replay_summary();
     let _ = rec.aggregates_summary();
     // What `memlens check` does: the aggregator over every event chunk.
-    let mut agg = Aggregator::new();
+    let mut agg = Aggregator::counting(rec.block_count());
     for k in 0..rec.event_chunk_count() {
         let mut events = Vec::new();
         if rec.decode_event_chunk(k, &mut events).is_ok() {
@@ -111,7 +113,9 @@ fuzz_target!(|data: &[u8]| {
         0 => bytes.extend_from_slice(data),
         1 => {
             bytes.extend_from_slice(&MAGIC);
-            bytes.extend_from_slice(&[FORMAT_VERSION as u8, 0, 0, 0, 0, 0, 0, 0]);
+            let version = FORMAT_VERSION.saturating_sub(u16::from(mode >> 2)).max(1);
+            bytes.extend_from_slice(&version.to_le_bytes());
+            bytes.extend_from_slice(&[0; 6]);
             bytes.extend_from_slice(rest);
         }
         _ => {
