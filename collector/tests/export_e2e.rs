@@ -83,6 +83,12 @@ fn pprof_at_the_peak_has_the_known_sites_lines_sizes_and_threads() {
     assert!(trace_of("load").contains("thread:  loader"), "{traces}");
     assert!(trace_of("build_index").contains("thread:  MainThread"), "{traces}");
     assert!(trace_of("build_index").contains("thread_id:"), "{traces}");
+    // And the allocator: the bytearrays' buffers come from the object domain; the
+    // interpreter's own mallocs are samples of their own.
+    assert!(trace_of("build_index").contains("allocator:  pymalloc object"), "{traces}");
+    let tags = pprof_tool(&file, &["-tags"]).unwrap();
+    assert!(tags.contains(" allocator: Total"), "{tags}");
+    assert!(tags.contains("): pymalloc object\n") && tags.contains("): malloc\n"), "{tags}");
     // Stacks are whole, leaf first: build_index called by main called by <module>.
     let index = trace_of("build_index");
     let frames: Vec<&str> = index.lines().map(str::trim).filter(|l| !l.contains(':')).collect();

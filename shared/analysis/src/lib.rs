@@ -116,14 +116,14 @@ pub fn stack_totals(
     }
 }
 
-/// Memory by (allocating thread, stack) for a snapshot, every thread: from the aggregates when
-/// the recording has them, else by replaying its events.
+/// Memory by (allocating thread, stack, allocator) for a snapshot, every thread: from the
+/// aggregates when the recording has them, else by replaying its events.
 pub fn thread_stack_totals(
     rec: &Recording,
     snapshot: Snapshot,
 ) -> Result<ThreadStackTotals, Error> {
     match rec.aggregates_missing() {
-        None => Ok(ThreadStackTotals::from_map(query::thread_stack_map(rec, snapshot)?)),
+        None => Ok(ThreadStackTotals::from_map(query::thread_stack_map(rec, snapshot, true)?)),
         Some(_) => replay::thread_stack_totals(rec, snapshot),
     }
 }

@@ -5,16 +5,16 @@
 
 use rustc_hash::FxHashMap;
 
-use crate::totals::ThreadStackMap;
+use crate::totals::{Slot, ThreadStackMap};
 use crate::{
     BlockCount, Error, Event, EventFilter, Interval, Op, Recording, Snapshot, StackId, StackTotals,
-    ThreadId, Totals,
+    Totals,
 };
 
-/// Live bytes and blocks per (thread, stack): sums of net changes.
-pub(crate) type LiveMap = FxHashMap<(ThreadId, StackId), (i64, i64)>;
+/// Live bytes and blocks per slot (thread, stack, allocator): sums of net changes.
+pub(crate) type LiveMap = FxHashMap<Slot, (i64, i64)>;
 
-fn add_to(map: &mut LiveMap, key: (ThreadId, StackId), bytes: i64, count: i64) {
+fn add_to(map: &mut LiveMap, key: Slot, bytes: i64, count: i64) {
     let v = map.entry(key).or_default();
     v.0 = v.0.wrapping_add(bytes);
     v.1 = v.1.wrapping_add(count);
@@ -24,23 +24,53 @@ fn add_to(map: &mut LiveMap, key: (ThreadId, StackId), bytes: i64, count: i64) {
 fn add_net(map: &mut LiveMap, node: &Interval) {
     for e in &node.entries {
         let (b, c) = e.net();
-        add_to(map, (e.thread, e.stack), b, c);
+        add_to(map, (e.thread, e.stack, e.allocator), b, c);
     }
 }
 
-/// Adds one event's change (heap allocators only; the halves of an object's re-creation move
-/// its block from one (thread, stack) to another), its block counting `blocks`.
-fn add_event(map: &mut LiveMap, e: &Event, blocks: BlockCount) {
-    if !e.kind.counts_in_heap() {
-        return;
-    }
-    let sign = if e.op == Op::Alloc { 1 } else { -1 };
-    let count = (blocks.of(e.size) as i64).wrapping_mul(sign);
-    add_to(map, (e.thread, e.stack), sign * e.size as i64, count);
+/// The events the aggregates' figures are completed with: each counts in its slot as the
+/// aggregates count it (its block counting [`Recording::block_count`], in the allocator
+/// [`Recording::entry_allocator`] says).
+struct Replayed<'a> {
+    rec: &'a Recording,
+    blocks: BlockCount,
 }
 
-/// The (thread, stack) pairs of a live map that hold blocks.
-fn live_by_thread(map: &LiveMap) -> ThreadStackMap {
+impl<'a> Replayed<'a> {
+    fn new(rec: &'a Recording) -> Self {
+        Replayed { rec, blocks: rec.block_count() }
+    }
+
+    fn slot(&self, e: &Event) -> Slot {
+        (e.thread, e.stack, self.rec.entry_allocator(e.kind))
+    }
+
+    /// Adds one event's change (heap allocators only; the halves of an object's re-creation
+    /// move its block from one slot to another).
+    fn add(&self, map: &mut LiveMap, e: &Event) {
+        if !e.kind.counts_in_heap() {
+            return;
+        }
+        let sign = if e.op == Op::Alloc { 1 } else { -1 };
+        let count = (self.blocks.of(e.size) as i64).wrapping_mul(sign);
+        add_to(map, self.slot(e), sign * e.size as i64, count);
+    }
+}
+
+/// The slots of a live map that hold blocks, each one alone (`by_allocator`) or summed per
+/// (thread, stack) first, as figures that do not split allocators are (a block an object
+/// was re-created in moves between allocators' slots only in odd cases, which could leave
+/// one slot below zero and its neighbour above).
+fn live_slots(map: &LiveMap, by_allocator: bool) -> ThreadStackMap {
+    let mut summed = LiveMap::default();
+    let map = if by_allocator {
+        map
+    } else {
+        for (&(t, s, _), &(b, c)) in map {
+            add_to(&mut summed, (t, s, None), b, c);
+        }
+        &summed
+    };
     map.iter()
         .filter(|(_, &(_, count))| count > 0)
         .map(|(&key, &(bytes, count))| {
@@ -83,9 +113,9 @@ fn live_at(rec: &Recording, t: u64) -> Result<LiveMap, Error> {
     let k = rec.base_shapes().partition_point(|s| s.t_last <= t);
     let mut map = live_before(rec, k)?;
     if k < rec.base_count() && rec.base_shapes()[k].t_first <= t {
-        let blocks = rec.block_count();
+        let replayed = Replayed::new(rec);
         for e in events_of(rec, k)?.iter().take_while(|e| e.time_ns <= t) {
-            add_event(&mut map, e, blocks);
+            replayed.add(&mut map, e);
         }
     }
     Ok(map)
@@ -195,7 +225,7 @@ fn live_at_peak(rec: &Recording, at: PeakAt) -> Result<LiveMap, Error> {
                 let e = &node.entries[d.entry as usize];
                 add_to(
                     &mut map,
-                    (e.thread, e.stack),
+                    (e.thread, e.stack, e.allocator),
                     d.bytes.wrapping_neg(),
                     d.count.wrapping_neg(),
                 );
@@ -205,9 +235,9 @@ fn live_at_peak(rec: &Recording, at: PeakAt) -> Result<LiveMap, Error> {
     };
     let mut map = live_before(rec, k)?;
     if upto > 0 {
-        let blocks = rec.block_count();
+        let replayed = Replayed::new(rec);
         for e in events_of(rec, k)?.iter().take(upto) {
-            add_event(&mut map, e, blocks);
+            replayed.add(&mut map, e);
         }
     }
     Ok(map)
@@ -231,13 +261,15 @@ pub(crate) fn stack_totals(
     snapshot: Snapshot,
     filter: &EventFilter,
 ) -> Result<StackTotals, Error> {
-    Ok(StackTotals::from_threads(&thread_stack_map(rec, snapshot)?, filter))
+    Ok(StackTotals::from_threads(&thread_stack_map(rec, snapshot, false)?, filter))
 }
 
-/// Memory by (thread, stack) for a snapshot, every thread.
+/// Memory by (thread, stack) for a snapshot, every thread; by allocator too when
+/// `by_allocator` (else every slot's allocator is `None`).
 pub(crate) fn thread_stack_map(
     rec: &Recording,
     snapshot: Snapshot,
+    by_allocator: bool,
 ) -> Result<ThreadStackMap, Error> {
     let n = rec.base_count();
     let live = match snapshot {
@@ -252,10 +284,10 @@ pub(crate) fn thread_stack_map(
             // No event in the span: the heap as it was, after everything before it.
             None => live_at(rec, t1)?,
         },
-        Snapshot::TotalAllocated => return allocated(rec, 0, u64::MAX),
-        Snapshot::AllocatedInRange(t0, t1) => return allocated(rec, t0, t1),
+        Snapshot::TotalAllocated => return allocated(rec, 0, u64::MAX, by_allocator),
+        Snapshot::AllocatedInRange(t0, t1) => return allocated(rec, t0, t1, by_allocator),
     };
-    Ok(live_by_thread(&live))
+    Ok(live_slots(&live, by_allocator))
 }
 
 /// The base interval holding the recording's high-water mark (the first to reach it).
@@ -269,21 +301,28 @@ pub(crate) fn global_peak(rec: &Recording) -> Option<usize> {
     best.map(|(_, k)| k)
 }
 
-/// Everything allocated within `[t0, t1]`, by (thread, stack).
-fn allocated(rec: &Recording, t0: u64, t1: u64) -> Result<ThreadStackMap, Error> {
+/// Everything allocated within `[t0, t1]`, by (thread, stack), and allocator if
+/// `by_allocator`.
+fn allocated(
+    rec: &Recording,
+    t0: u64,
+    t1: u64,
+    by_allocator: bool,
+) -> Result<ThreadStackMap, Error> {
     let shapes = rec.base_shapes();
     let (a, b) = (first_ending_at_or_after(rec, t0), first_starting_after(rec, t1));
     let mut map = ThreadStackMap::default();
     if a >= b {
         return Ok(map);
     }
-    let blocks = rec.block_count();
+    let replayed = Replayed::new(rec);
+    let slot = |(t, s, a): Slot| (t, s, a.filter(|_| by_allocator));
     let mut add_events = |k: usize| -> Result<(), Error> {
         for e in events_of(rec, k)? {
             let inside = e.time_ns >= t0 && e.time_ns <= t1;
             if inside && e.op == Op::Alloc && !e.is_recreation() && e.kind.counts_in_heap() {
-                let count = blocks.of(e.size);
-                map.entry((e.thread, e.stack)).or_default().add_blocks(e.size, count);
+                let count = replayed.blocks.of(e.size);
+                map.entry(slot(replayed.slot(&e))).or_default().add_blocks(e.size, count);
             }
         }
         Ok(())
@@ -300,7 +339,7 @@ fn allocated(rec: &Recording, t0: u64, t1: u64) -> Result<ThreadStackMap, Error>
     for (level, index) in rec.cover(first as u64, last as u64) {
         for e in &rec.node(level, index)?.entries {
             if e.alloc.count > 0 {
-                map.entry((e.thread, e.stack)).or_default().merge(e.alloc);
+                map.entry(slot((e.thread, e.stack, e.allocator))).or_default().merge(e.alloc);
             }
         }
     }
@@ -330,7 +369,7 @@ pub(crate) fn live_bytes_by_stack(
         None => live_before(rec, rec.base_count())?,
     };
     let mut out: FxHashMap<StackId, u64> = FxHashMap::default();
-    for (&(_, stack), &(bytes, _)) in &live {
+    for (&(_, stack, _), &(bytes, _)) in &live {
         let v = out.entry(stack).or_default();
         *v = v.saturating_add(bytes.max(0) as u64);
     }

@@ -4,12 +4,14 @@
 
 use std::ops::ControlFlow;
 
+use memlens_format::heap_allocator;
+
 use crate::buckets::{downsample, Bucket};
 use crate::totals::ThreadStackMap;
 use crate::{
-    AddressMap, BlockCount, Error, Event, EventFilter, Insight, InsightOptions, InsightsBuilder,
-    Op, Recording, Snapshot, SnapshotBuilder, StackId, StackTotals, ThreadId, ThreadStackTotals,
-    Totals,
+    AddressMap, AllocatorKind, BlockCount, Error, Event, EventFilter, Insight, InsightOptions,
+    InsightsBuilder, Op, Recording, Snapshot, SnapshotBuilder, StackId, StackTotals, ThreadId,
+    ThreadStackTotals, Totals,
 };
 
 /// Live allocations during a replay. An object re-created in a block is a free of the block
@@ -17,15 +19,23 @@ use crate::{
 /// Byte sums use wrapping arithmetic: exact for any real recording, and a hostile file with
 /// absurd sizes gives absurd numbers instead of a panic.
 pub(crate) struct Heap {
-    live: AddressMap<(u64, StackId, ThreadId)>,
+    live: AddressMap<(u64, StackId, ThreadId, Option<AllocatorKind>)>,
     bytes: u64,
     blocks: BlockCount,
+    allocators: bool,
 }
 
 impl Heap {
-    /// An empty heap whose blocks count `blocks` ([`Recording::block_count`]).
-    pub(crate) fn new(blocks: BlockCount) -> Self {
-        Heap { live: AddressMap::default(), bytes: 0, blocks }
+    /// An empty heap of `rec`'s blocks: counting as its aggregates count them
+    /// ([`Recording::block_count`]), charged to the allocators they charge them to
+    /// ([`Recording::entry_allocator`]).
+    pub(crate) fn new(rec: &Recording) -> Self {
+        Heap {
+            live: AddressMap::default(),
+            bytes: 0,
+            blocks: rec.block_count(),
+            allocators: rec.has_entry_allocators(),
+        }
     }
 
     /// Applies one event; returns whether the heap changed.
@@ -33,7 +43,9 @@ impl Heap {
     pub(crate) fn apply(&mut self, e: &Event, filter: &EventFilter) -> bool {
         match e.op {
             Op::Alloc if filter.admits(e) => {
-                if let Some((old, ..)) = self.live.insert(e.address, (e.size, e.stack, e.thread)) {
+                let allocator = self.allocators.then(|| heap_allocator(e.kind));
+                let block = (e.size, e.stack, e.thread, allocator);
+                if let Some((old, ..)) = self.live.insert(e.address, block) {
                     self.bytes = self.bytes.wrapping_sub(old);
                 }
                 self.bytes = self.bytes.wrapping_add(e.size);
@@ -52,8 +64,9 @@ impl Heap {
 
     pub(crate) fn by_thread_stack(&self) -> ThreadStackMap {
         let mut map = ThreadStackMap::default();
-        for &(size, stack, thread) in self.live.values() {
-            map.entry((thread, stack)).or_default().add_blocks(size, self.blocks.of(size));
+        for &(size, stack, thread, allocator) in self.live.values() {
+            let slot = (thread, stack, allocator);
+            map.entry(slot).or_default().add_blocks(size, self.blocks.of(size));
         }
         map
     }
@@ -123,7 +136,7 @@ pub fn heap_timeline(
     t1: u64,
     n: usize,
 ) -> Result<Vec<Bucket>, Error> {
-    let mut heap = Heap::new(rec.block_count());
+    let mut heap = Heap::new(rec);
     let mut points = Vec::new();
     let mut moving = false;
     each_event(rec, |_, e| {

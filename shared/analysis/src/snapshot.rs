@@ -3,10 +3,12 @@
 //! between event chunks) and stop early once the snapshot's span is over.
 
 use crate::replay::Heap;
-use crate::totals::ThreadStackMap;
+use memlens_format::heap_allocator;
+
+use crate::totals::{Slot, ThreadStackMap};
 use crate::{
-    AddressMap, BlockCount, Event, EventFilter, Op, Recording, Snapshot, StackId, StackTotals,
-    ThreadId, ThreadStackTotals,
+    AddressMap, BlockCount, Event, EventFilter, Op, Recording, Snapshot, StackTotals,
+    ThreadStackTotals,
 };
 
 /// What is being built, for every thread (the filter applies when it is finished).
@@ -31,13 +33,13 @@ enum Kind {
 /// peaks at its start.
 struct PeakState {
     blocks: BlockCount,
-    live: AddressMap<(u64, StackId, ThreadId, usize)>,
+    live: AddressMap<(u64, Slot, usize)>,
     bytes: u64,
     /// (bytes, time) of the best point so far, once the span has started.
     peak: Option<(u64, u64)>,
     /// Events applied at the best point.
     peak_index: usize,
-    freed_after_peak: Vec<(u64, StackId, ThreadId)>,
+    freed_after_peak: Vec<(u64, Slot)>,
 }
 
 impl PeakState {
@@ -52,7 +54,7 @@ impl PeakState {
         }
     }
 
-    fn feed(&mut self, i: usize, e: &Event, t0: u64) {
+    fn feed(&mut self, i: usize, e: &Event, slot: Slot, t0: u64) {
         if self.peak.is_none() && e.time_ns >= t0 {
             self.peak = Some((self.bytes, t0));
             self.peak_index = i;
@@ -60,11 +62,10 @@ impl PeakState {
         }
         match e.op {
             Op::Alloc if e.kind.counts_in_heap() => {
-                let block = (e.size, e.stack, e.thread, i);
-                if let Some((old, stack, thread, at)) = self.live.insert(e.address, block) {
+                if let Some((old, slot, at)) = self.live.insert(e.address, (e.size, slot, i)) {
                     self.bytes = self.bytes.wrapping_sub(old);
                     if at < self.peak_index {
-                        self.freed_after_peak.push((old, stack, thread));
+                        self.freed_after_peak.push((old, slot));
                     }
                 }
                 self.bytes = self.bytes.wrapping_add(e.size);
@@ -75,10 +76,10 @@ impl PeakState {
                 }
             }
             Op::Free if e.kind.counts_in_heap() => {
-                if let Some((size, stack, thread, at)) = self.live.remove(&e.address) {
+                if let Some((size, slot, at)) = self.live.remove(&e.address) {
                     self.bytes = self.bytes.wrapping_sub(size);
                     if at < self.peak_index {
-                        self.freed_after_peak.push((size, stack, thread));
+                        self.freed_after_peak.push((size, slot));
                     }
                 }
             }
@@ -112,6 +113,8 @@ impl PeakState {
 pub struct SnapshotBuilder {
     kind: Kind,
     blocks: BlockCount,
+    /// Whether blocks are charged to allocators ([`Recording::has_entry_allocators`]).
+    allocators: bool,
     filter: EventFilter,
     /// Events fed so far.
     index: usize,
@@ -130,8 +133,8 @@ impl SnapshotBuilder {
             Snapshot::AllocatedInRange(t0, t1) => {
                 Kind::Allocated { t0, t1, map: ThreadStackMap::default() }
             }
-            Snapshot::AtEnd => Kind::LiveAt { t: u64::MAX, heap: Heap::new(blocks) },
-            Snapshot::AtTime(t) => Kind::LiveAt { t, heap: Heap::new(blocks) },
+            Snapshot::AtEnd => Kind::LiveAt { t: u64::MAX, heap: Heap::new(rec) },
+            Snapshot::AtTime(t) => Kind::LiveAt { t, heap: Heap::new(rec) },
             Snapshot::AtPeak => {
                 Kind::Peak { t0: 0, t1: u64::MAX, state: Box::new(PeakState::new(blocks)) }
             }
@@ -139,7 +142,8 @@ impl SnapshotBuilder {
                 Kind::Peak { t0, t1, state: Box::new(PeakState::new(blocks)) }
             }
         };
-        SnapshotBuilder { kind, blocks, filter: filter.clone(), index: 0, done: false }
+        let allocators = rec.has_entry_allocators();
+        SnapshotBuilder { kind, blocks, allocators, filter: filter.clone(), index: 0, done: false }
     }
 
     /// Applies the next events, in recording order.
@@ -148,6 +152,7 @@ impl SnapshotBuilder {
             if self.done {
                 return;
             }
+            let slot = (e.thread, e.stack, self.allocators.then(|| heap_allocator(e.kind)));
             match &mut self.kind {
                 Kind::Allocated { t0, t1, map } => {
                     if e.time_ns > *t1 {
@@ -158,7 +163,7 @@ impl SnapshotBuilder {
                         && e.kind.counts_in_heap()
                     {
                         let count = self.blocks.of(e.size);
-                        map.entry((e.thread, e.stack)).or_default().add_blocks(e.size, count);
+                        map.entry(slot).or_default().add_blocks(e.size, count);
                     }
                 }
                 Kind::LiveAt { t, heap } => {
@@ -172,7 +177,7 @@ impl SnapshotBuilder {
                     if e.time_ns > *t1 {
                         self.done = true;
                     } else {
-                        state.feed(self.index, e, *t0);
+                        state.feed(self.index, e, slot, *t0);
                     }
                 }
             }
@@ -204,7 +209,7 @@ impl SnapshotBuilder {
     pub fn finish_by_thread(self) -> ThreadStackTotals {
         let filter = self.filter.clone();
         let mut map = self.finish_map();
-        map.retain(|&(thread, _), _| filter.admits_thread(thread));
+        map.retain(|&(thread, _, _), _| filter.admits_thread(thread));
         ThreadStackTotals::from_map(map)
     }
 
@@ -219,11 +224,11 @@ impl SnapshotBuilder {
                 let still_live = state
                     .live
                     .values()
-                    .filter(|&&(_, _, _, at)| at < peak_index)
-                    .map(|&(size, stack, thread, _)| (size, stack, thread));
-                for (size, stack, thread) in still_live.chain(state.freed_after_peak) {
+                    .filter(|&&(_, _, at)| at < peak_index)
+                    .map(|&(size, slot, _)| (size, slot));
+                for (size, slot) in still_live.chain(state.freed_after_peak) {
                     let count = state.blocks.of(size);
-                    map.entry((thread, stack)).or_default().add_blocks(size, count);
+                    map.entry(slot).or_default().add_blocks(size, count);
                 }
                 map
             }

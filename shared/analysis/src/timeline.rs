@@ -54,7 +54,7 @@ pub fn heap_timeline(
         let live = live_before(rec, a)?;
         Ok(live
             .iter()
-            .filter(|((thread, _), _)| filter.admits_thread(*thread))
+            .filter(|((thread, _, _), _)| filter.admits_thread(*thread))
             .fold(0u64, |sum, (_, &(bytes, _))| sum.wrapping_add(bytes as u64)))
     };
     let mut points = vec![(0, start(rec)?)];

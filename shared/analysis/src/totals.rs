@@ -3,7 +3,7 @@
 
 use rustc_hash::{FxHashMap, FxHashSet};
 
-use crate::{Event, StackId, ThreadId, Totals};
+use crate::{AllocatorKind, Event, StackId, ThreadId, Totals};
 
 /// Which allocations an analysis looks at.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -42,7 +42,7 @@ impl StackTotals {
     /// The stacks of the threads `filter` admits, summed over those threads.
     pub(crate) fn from_threads(map: &ThreadStackMap, filter: &EventFilter) -> Self {
         let mut by_stack: FxHashMap<StackId, Totals> = FxHashMap::default();
-        for (&(thread, stack), &t) in map {
+        for (&(thread, stack, _), &t) in map {
             if filter.admits_thread(thread) {
                 by_stack.entry(stack).or_default().merge(t);
             }
@@ -61,23 +61,35 @@ impl StackTotals {
     }
 }
 
-/// Memory per (thread, stack) while it is being summed.
-pub(crate) type ThreadStackMap = FxHashMap<(ThreadId, StackId), Totals>;
+/// Who holds memory: the allocating thread, the stack and the allocator, as the aggregates
+/// keep it apart (`None` in recordings older than format 8, whose aggregates do not; see
+/// [`crate::Recording::entry_allocator`]).
+pub(crate) type Slot = (ThreadId, StackId, Option<AllocatorKind>);
 
-/// Memory attributed to each (allocating thread, stack), largest first: what
-/// [`StackTotals`] sums over threads, for outputs that keep threads apart (pprof's labels).
+/// Memory per [`Slot`] while it is being summed.
+pub(crate) type ThreadStackMap = FxHashMap<Slot, Totals>;
+
+/// Memory attributed to each (allocating thread, stack, allocator), largest first: what
+/// [`StackTotals`] sums over threads and allocators, for outputs that keep them apart
+/// (pprof's labels).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ThreadStackTotals {
-    /// One entry per (thread, stack) with memory, sorted by bytes (descending), then thread
-    /// and stack.
-    pub entries: Vec<(ThreadId, StackId, Totals)>,
+    /// One entry per (thread, stack, allocator) with memory, sorted by bytes (descending),
+    /// then thread, stack and allocator. The allocator is `None` for recordings older than
+    /// format 8 (one entry per thread and stack).
+    pub entries: Vec<(ThreadId, StackId, Option<AllocatorKind>, Totals)>,
 }
 
 impl ThreadStackTotals {
     pub(crate) fn from_map(map: ThreadStackMap) -> Self {
-        let mut entries: Vec<_> =
-            map.into_iter().filter(|(_, t)| t.count > 0).map(|((th, s), t)| (th, s, t)).collect();
-        entries.sort_by(|a, b| b.2.bytes.cmp(&a.2.bytes).then(a.0.cmp(&b.0)).then(a.1.cmp(&b.1)));
+        let mut entries: Vec<_> = map
+            .into_iter()
+            .filter(|(_, t)| t.count > 0)
+            .map(|((th, s, a), t)| (th, s, a, t))
+            .collect();
+        entries.sort_by(|a, b| {
+            b.3.bytes.cmp(&a.3.bytes).then(a.0.cmp(&b.0)).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2))
+        });
         ThreadStackTotals { entries }
     }
 }

@@ -61,13 +61,17 @@ fn per_thread_totals_from_the_aggregates_equal_a_replay_and_sum_to_the_stacks() 
             let replayed = replay::thread_stack_totals(&rec, snapshot).unwrap();
             assert_eq!(fast, replayed, "{snapshot:?}");
             assert!(fast.entries.iter().any(|e| e.0 == ThreadId(1)), "{snapshot:?}: both threads");
+            // Every stack allocated through both allocators: an entry for each.
+            for kind in [AllocatorKind::PymallocObject, AllocatorKind::Malloc] {
+                assert!(fast.entries.iter().any(|e| e.2 == Some(kind)), "{snapshot:?}: {kind:?}");
+            }
             let by_stack = stack_totals(&rec, snapshot, &EventFilter::default()).unwrap();
             let mut sum = Totals::default();
-            fast.entries.iter().for_each(|e| sum.merge(e.2));
+            fast.entries.iter().for_each(|e| sum.merge(e.3));
             assert_eq!(sum, by_stack.total, "{snapshot:?}");
             let worker = stack_totals(&rec, snapshot, &EventFilter::thread(ThreadId(1))).unwrap();
             let mut of_worker = Totals::default();
-            fast.entries.iter().filter(|e| e.0 == ThreadId(1)).for_each(|e| of_worker.merge(e.2));
+            fast.entries.iter().filter(|e| e.0 == ThreadId(1)).for_each(|e| of_worker.merge(e.3));
             assert_eq!(of_worker, worker.total, "{snapshot:?}");
         }
     }

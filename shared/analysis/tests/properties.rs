@@ -119,11 +119,12 @@ proptest! {
                     let addr = 0x1000 + u64::from(slot) * 16;
                     let (thread, stack) = (ThreadId(thread.into()), stacks[stack as usize]);
                     w.recreate(now, thread, stack, addr).unwrap();
-                    // A live heap block held by another (thread, stack) changes hands: written
-                    // as a free of it as it was and an alloc by its new owner, both of kind 7;
-                    // it keeps its size and kind, and the heap does not change.
+                    // A live object's block (of the object domain) held by another (thread,
+                    // stack) changes hands: written as a free of it as it was and an alloc by
+                    // its new owner, both of kind 7; it keeps its size and kind, and the heap
+                    // does not change.
                     if let Some(b) = live.get_mut(&addr) {
-                        if (b.1, b.2) != (thread, stack) {
+                        if b.3 == AllocatorKind::PymallocObject && (b.1, b.2) != (thread, stack) {
                             let (t, k) = (now / 1000 * 1000, AllocatorKind::Recreated);
                             written.push((Op::Free, k, b.1, addr, b.0, b.2, t));
                             written.push((Op::Alloc, k, thread, addr, b.0, stack, t));
@@ -203,6 +204,11 @@ proptest! {
                 let fast = stack_totals(&rec, s, &filter).unwrap();
                 let slow = replay::stack_totals(&rec, s, &filter).unwrap();
                 prop_assert_eq!(fast, slow, "{:?} {:?}", s, filter);
+                // By thread, stack and allocator (pprof's samples) too.
+                if filter.threads.is_none() {
+                    let fast = thread_stack_totals(&rec, s).unwrap();
+                    prop_assert_eq!(fast, replay::thread_stack_totals(&rec, s).unwrap(), "{:?}", s);
+                }
             }
             let end = now + 1;
             let fast = heap_timeline(&rec, &filter, 0, end, 7).unwrap();

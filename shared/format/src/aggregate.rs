@@ -18,49 +18,70 @@ use crate::{
     Totals,
 };
 
-/// A dense id for a (thread, stack) pair, handed out in order of first use.
+/// A dense id for a (thread, stack, allocator) triple, handed out in order of first use.
 pub(crate) type Key = u32;
 
-/// (thread, stack) pairs and their dense keys.
+/// The allocator part of a key: a kind's code (0-7), or [`NO_KIND`] for the entries of
+/// files older than format 8, which do not say (it shares the last-key slot of kind 7,
+/// which is never a key's: see [`heap_allocator`]).
+type KindCode = u8;
+const NO_KIND: KindCode = u8::MAX;
+
+fn kind_code(kind: Option<AllocatorKind>) -> KindCode {
+    kind.map_or(NO_KIND, |k| k as u8)
+}
+
+/// (thread, stack, allocator) triples and their dense keys.
 #[derive(Default)]
 pub(crate) struct KeyTable {
-    ids: FxHashMap<(u32, u32), Key>,
-    pairs: Vec<(ThreadId, StackId)>,
-    /// The last (stack, key) looked up on each thread: a loop allocates at one stack.
-    last: Vec<(u32, Key)>,
+    ids: FxHashMap<(u32, u32, KindCode), Key>,
+    triples: Vec<(ThreadId, StackId, Option<AllocatorKind>)>,
+    /// The last (stack, key) looked up on each thread for each allocator (by its code, the
+    /// last slot for none): a loop allocates at one stack, often through two allocators in
+    /// turn (an object and its buffer).
+    last: Vec<[(u32, Key); 8]>,
 }
 
 impl KeyTable {
     #[inline]
-    pub(crate) fn key(&mut self, thread: ThreadId, stack: StackId) -> Key {
-        if let Some(&(s, k)) = self.last.get(thread.index()) {
+    pub(crate) fn key(
+        &mut self,
+        thread: ThreadId,
+        stack: StackId,
+        kind: Option<AllocatorKind>,
+    ) -> Key {
+        let code = kind_code(kind);
+        if let Some(last) = self.last.get(thread.index()) {
+            let (s, k) = last[usize::from(code & 7)];
             if s == stack.0 {
                 return k;
             }
         }
-        self.key_slow(thread, stack)
+        self.key_slow(thread, stack, kind)
     }
 
     #[cold]
-    fn key_slow(&mut self, thread: ThreadId, stack: StackId) -> Key {
-        let next = self.pairs.len() as Key;
-        let k = *self.ids.entry((thread.0, stack.0)).or_insert(next);
+    fn key_slow(&mut self, thread: ThreadId, stack: StackId, kind: Option<AllocatorKind>) -> Key {
+        let code = kind_code(kind);
+        let next = self.triples.len() as Key;
+        let k = *self.ids.entry((thread.0, stack.0, code)).or_insert(next);
         if k == next {
-            self.pairs.push((thread, stack));
+            self.triples.push((thread, stack, kind));
         }
         if thread.index() >= self.last.len() {
-            self.last.resize(thread.index() + 1, (u32::MAX, 0));
+            self.last.resize(thread.index() + 1, [(u32::MAX, 0); 8]);
         }
-        self.last[thread.index()] = (stack.0, k);
+        self.last[thread.index()][usize::from(code & 7)] = (stack.0, k);
         k
     }
 
     pub(crate) fn pair(&self, key: Key) -> (ThreadId, StackId) {
-        self.pairs[key as usize]
+        let (t, s, _) = self.triples[key as usize];
+        (t, s)
     }
 
     fn len(&self) -> usize {
-        self.pairs.len()
+        self.triples.len()
     }
 }
 
@@ -229,6 +250,21 @@ pub struct Aggregator {
 /// Allocator kinds are 3-bit codes.
 const KINDS: usize = 8;
 
+/// The allocator charged with the blocks objects are re-created in (see [`Aggregator::event`]
+/// and [`crate::RecordingWriter::recreate`]).
+pub(crate) const RECREATED_BLOCKS: AllocatorKind = AllocatorKind::PymallocObject;
+
+/// The allocator a heap event's block is charged to in the aggregates: its kind, or for the
+/// two halves of an object's re-creation (which say only that they are one)
+/// [`RECREATED_BLOCKS`]: objects are allocated in the object domain.
+pub fn heap_allocator(kind: AllocatorKind) -> AllocatorKind {
+    if kind == AllocatorKind::Recreated {
+        RECREATED_BLOCKS
+    } else {
+        kind
+    }
+}
+
 /// Folds base intervals into the pyramid nodes above them.
 #[derive(Default)]
 pub struct Pyramid {
@@ -267,7 +303,7 @@ impl PyramidBuilder {
     /// Folds the next base interval in (entries included); returns the nodes it completes.
     pub fn add(&mut self, base: &Interval) -> Vec<Interval> {
         let keys = &mut self.keys;
-        let mut key = |e: &IntervalEntry| keys.key(e.thread, e.stack);
+        let mut key = |e: &IntervalEntry| keys.key(e.thread, e.stack, e.allocator);
         let by_entry = |list: &[EntryDelta], key: &mut dyn FnMut(&IntervalEntry) -> Key| {
             list.iter()
                 .filter_map(|d| {
@@ -328,12 +364,17 @@ impl Aggregator {
         self.started
     }
 
-    pub(crate) fn key(&mut self, thread: ThreadId, stack: StackId) -> Key {
-        self.keys.key(thread, stack)
+    pub(crate) fn key(&mut self, thread: ThreadId, stack: StackId, kind: AllocatorKind) -> Key {
+        self.keys.key(thread, stack, Some(kind))
     }
 
     pub(crate) fn pair(&self, key: Key) -> (ThreadId, StackId) {
         self.keys.pair(key)
+    }
+
+    /// The allocator of `key`'s blocks.
+    pub(crate) fn allocator(&self, key: Key) -> Option<AllocatorKind> {
+        self.keys.triples[key as usize].2
     }
 
     /// Adds a decoded event (format 4: a free names its block's size, thread and stack).
@@ -344,7 +385,7 @@ impl Aggregator {
             self.outside(e.kind, e.size, e.op == Op::Alloc);
             return;
         }
-        let key = self.keys.key(e.thread, e.stack);
+        let key = self.keys.key(e.thread, e.stack, Some(heap_allocator(e.kind)));
         match e.op {
             _ if e.is_recreation() => {
                 let sign = if e.op == Op::Alloc { 1 } else { -1 };
@@ -572,17 +613,17 @@ impl Aggregator {
 
 /// A node as written: entries by (thread, stack), deltas by entry index.
 fn named(keys: &KeyTable, node: Node) -> Interval {
-    let mut entries: Vec<(ThreadId, StackId, Key, Change)> = node
+    let mut entries: Vec<(ThreadId, StackId, Option<AllocatorKind>, Key, Change)> = node
         .entries
         .into_iter()
         .map(|(k, change)| {
-            let (t, s) = keys.pair(k);
-            (t, s, k, change)
+            let (t, s, a) = keys.triples[k as usize];
+            (t, s, a, k, change)
         })
         .collect();
-    entries.sort_unstable_by_key(|e| (e.0, e.1));
+    entries.sort_unstable_by_key(|e| (e.0, e.1, kind_code(e.2)));
     let index: FxHashMap<Key, u32> =
-        entries.iter().enumerate().map(|(i, e)| (e.2, i as u32)).collect();
+        entries.iter().enumerate().map(|(i, e)| (e.3, i as u32)).collect();
     let deltas = |list: Vec<(Key, i64, i64)>| -> Vec<EntryDelta> {
         let mut v: Vec<EntryDelta> = list
             .into_iter()
@@ -610,9 +651,10 @@ fn named(keys: &KeyTable, node: Node) -> Interval {
         kinds: node.kinds,
         entries: entries
             .into_iter()
-            .map(|(thread, stack, _, c)| IntervalEntry {
+            .map(|(thread, stack, allocator, _, c)| IntervalEntry {
                 thread,
                 stack,
+                allocator,
                 alloc: c.alloc,
                 freed: c.freed,
                 moved: c.moved,

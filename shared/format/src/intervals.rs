@@ -29,13 +29,19 @@ pub const CHURN_MIN_SIZE: u64 = 64 << 10;
 /// ...freed within this many nanoseconds of their allocation (event times as stored).
 pub const CHURN_MAX_LIFETIME_NS: u64 = 10_000_000;
 
-/// What one (thread, stack) did within an interval.
+/// The first format whose interval entries name their allocator.
+pub(crate) const ALLOCATOR_ENTRIES_VERSION: u16 = 8;
+
+/// What one (thread, stack, allocator) did within an interval.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct IntervalEntry {
     /// The thread that allocated the blocks.
     pub thread: ThreadId,
     /// The stack that allocated them.
     pub stack: StackId,
+    /// The allocator they came from: a kind that counts in the heap. `None` in files older
+    /// than format 8, whose entries are per (thread, stack) only.
+    pub allocator: Option<AllocatorKind>,
     /// Blocks allocated within the interval.
     pub alloc: Totals,
     /// Blocks freed within the interval (allocated then or earlier).
@@ -186,6 +192,8 @@ pub(crate) fn encode_node(out: &mut Vec<u8>, n: &Interval) {
         }
         put_u64(out, (e.stack.0 - stack).into());
         (thread, stack) = (e.thread.0, e.stack.0);
+        // The writer names every entry's allocator (format 8).
+        put_u64(out, e.allocator.map_or(0, |k| k as u64));
         put_u64(out, e.alloc.count);
         put_u64(out, e.alloc.bytes);
         // What was freed, as a difference from what was allocated: often nothing.
@@ -222,7 +230,9 @@ pub(crate) fn decode_intervals(
     raw: &[u8],
     threads: usize,
     stacks: usize,
+    version: u16,
 ) -> Result<Vec<Interval>, String> {
+    let with_allocator = version >= ALLOCATOR_ENTRIES_VERSION;
     let mut c = Cursor::new(raw);
     let n = c.u64()?;
     // Every node takes more than one byte.
@@ -250,6 +260,7 @@ pub(crate) fn decode_intervals(
         }
         let mut entries = Vec::with_capacity(count as usize);
         let (mut thread, mut stack) = (0u64, 0u64);
+        let mut last_allocator = None;
         for i in 0..count {
             let dt = c.u64()?;
             let ds = c.u64()?;
@@ -258,9 +269,18 @@ pub(crate) fn decode_intervals(
             }
             thread = thread.checked_add(dt).ok_or("thread id overflows")?;
             stack = stack.checked_add(ds).ok_or("stack id overflows")?;
-            if i > 0 && dt == 0 && ds == 0 {
-                return Err("interval entries repeat a (thread, stack)".into());
+            let allocator = if with_allocator {
+                let code = u8::try_from(c.u64()?).ok().and_then(AllocatorKind::from_code);
+                let kind = code.filter(|k| k.counts_in_heap() && *k != AllocatorKind::Recreated);
+                Some(kind.ok_or("interval entry names an allocator outside the heap")?)
+            } else {
+                None
+            };
+            // Sorted by (thread, stack, allocator), each once.
+            if i > 0 && dt == 0 && ds == 0 && allocator <= last_allocator {
+                return Err("interval entries repeat a (thread, stack, allocator)".into());
             }
+            last_allocator = allocator;
             if thread >= threads as u64 || stack >= stacks as u64 {
                 return Err("interval entry refers to an undefined thread or stack".into());
             }
@@ -272,6 +292,7 @@ pub(crate) fn decode_intervals(
             entries.push(IntervalEntry {
                 thread: ThreadId(thread as u32),
                 stack: StackId(stack as u32),
+                allocator,
                 alloc,
                 freed,
                 moved: (0, 0),
@@ -346,6 +367,7 @@ mod tests {
         let e = |thread, stack, a: u64, f: u64| IntervalEntry {
             thread: ThreadId(thread),
             stack: StackId(stack),
+            allocator: Some(AllocatorKind::PymallocObject),
             alloc: Totals { bytes: a * 16, count: a },
             freed: Totals { bytes: f * 16, count: f },
             moved: (0, 0),
@@ -365,6 +387,8 @@ mod tests {
             entries: vec![
                 IntervalEntry { moved: (-32, -2), ..e(0, 1, 10, 2) },
                 IntervalEntry { moved: (32, 2), ..e(0, 5, 3, 3) },
+                // One (thread, stack), two allocators: two entries.
+                IntervalEntry { allocator: Some(AllocatorKind::Malloc), ..e(0, 5, 1, 1) },
                 e(2, 0, 1, 0),
             ],
             since_max: vec![EntryDelta { entry: 1, bytes: -48, count: -3 }],
@@ -385,7 +409,7 @@ mod tests {
     fn nodes_round_trip() {
         let nodes = vec![node(), Interval { level: 0, index: 0, ..Interval::default() }];
         let raw = encode_intervals(&nodes);
-        assert_eq!(decode_intervals(&raw, 3, 6).unwrap(), nodes);
+        assert_eq!(decode_intervals(&raw, 3, 6, 8).unwrap(), nodes);
         assert_eq!(nodes[0].base_range(), 448..512);
         assert!(nodes[0].is_consistent());
     }
@@ -393,14 +417,24 @@ mod tests {
     #[test]
     fn bad_ids_and_orders_are_refused() {
         let raw = encode_intervals(&[node()]);
-        assert!(decode_intervals(&raw, 2, 6).unwrap_err().contains("undefined"));
-        assert!(decode_intervals(&raw, 3, 5).unwrap_err().contains("undefined"));
+        assert!(decode_intervals(&raw, 2, 6, 8).unwrap_err().contains("undefined"));
+        assert!(decode_intervals(&raw, 3, 5, 8).unwrap_err().contains("undefined"));
         for cut in 0..raw.len() {
-            assert!(decode_intervals(&raw[..cut], 3, 6).is_err(), "cut at {cut}");
+            assert!(decode_intervals(&raw[..cut], 3, 6, 8).is_err(), "cut at {cut}");
         }
         let mut dup = node();
         dup.entries[1] = dup.entries[0];
-        let err = decode_intervals(&encode_intervals(&[dup]), 3, 6).unwrap_err();
+        let err = decode_intervals(&encode_intervals(&[dup]), 3, 6, 8).unwrap_err();
         assert!(err.contains("repeat"), "{err}");
+        // The same (thread, stack) with its allocators out of order.
+        let mut swapped = node();
+        swapped.entries.swap(1, 2);
+        let err = decode_intervals(&encode_intervals(&[swapped]), 3, 6, 8).unwrap_err();
+        assert!(err.contains("repeat"), "{err}");
+        // An entry of an allocator outside the heap.
+        let mut reserved = node();
+        reserved.entries[2].allocator = Some(AllocatorKind::Reserved);
+        let err = decode_intervals(&encode_intervals(&[reserved]), 3, 6, 8).unwrap_err();
+        assert!(err.contains("outside the heap"), "{err}");
     }
 }

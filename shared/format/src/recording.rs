@@ -15,9 +15,10 @@ use serde::{Deserialize, Serialize};
 use crate::aggregate::PyramidBuilder;
 use crate::chunk::{check_header, read_chunk, ChunkHeader, RawChunk, Tag, HEADER_LEN};
 use crate::events::decode_events;
-use crate::intervals::{decode_intervals, Interval};
+use crate::intervals::{decode_intervals, Interval, ALLOCATOR_ENTRIES_VERSION};
 use crate::source::{read_exact, ByteSource};
 use crate::tables::{decode_frames, decode_stacks, decode_strings};
+use crate::AllocatorKind;
 use crate::{
     BlockCount, CacheCensus, Census, Error, Event, Frame, FrameId, GcEvent, Marker, MemorySample,
     Meta, ProcessEnd, SpanEdge, SpanSide, StackId, StackNode, Summary, ThreadId, ThreadInfo,
@@ -649,8 +650,9 @@ impl Recording {
             }
             Tag::End => self.end = Some(postcard::from_bytes(raw).map_err(postcard_err("end"))?),
             Tag::Intervals => {
-                let nodes = decode_intervals(raw, self.threads.len(), self.stack_count())
-                    .map_err(bad("intervals"))?;
+                let nodes =
+                    decode_intervals(raw, self.threads.len(), self.stack_count(), self.version)
+                        .map_err(bad("intervals"))?;
                 let upper = match nodes.as_slice() {
                     [base] if base.level == 0 => self.pyramid.add(base),
                     _ => Vec::new(),
@@ -661,8 +663,9 @@ impl Recording {
             }
             Tag::Digest => {
                 self.digest_len += len;
-                let nodes = decode_intervals(raw, self.threads.len(), self.stack_count())
-                    .map_err(bad("digest"))?;
+                let nodes =
+                    decode_intervals(raw, self.threads.len(), self.stack_count(), self.version)
+                        .map_err(bad("digest"))?;
                 if let Err(why) = self.add_nodes(nodes, false) {
                     self.aggregates_damaged.get_or_insert(format!("{why} (at byte {at})"));
                 }
@@ -897,6 +900,20 @@ impl Recording {
             Some(rate) if self.version >= SAMPLED_COUNTS_VERSION => BlockCount::sampled(rate),
             _ => BlockCount::EXACT,
         }
+    }
+
+    /// The allocator an event's block is charged to in this recording's aggregates (see
+    /// [`IntervalEntry::allocator`](crate::IntervalEntry)): its kind, the object domain for
+    /// an object's re-creation; `None` in files older than format 8, whose aggregates do not
+    /// keep allocators apart. Readers that split memory by allocator use it for the events
+    /// they replay, to agree with the aggregates.
+    pub fn entry_allocator(&self, kind: AllocatorKind) -> Option<AllocatorKind> {
+        self.has_entry_allocators().then(|| crate::heap_allocator(kind))
+    }
+
+    /// Whether the aggregates keep allocators apart (format 8 and later).
+    pub fn has_entry_allocators(&self) -> bool {
+        self.version >= ALLOCATOR_ENTRIES_VERSION
     }
 
     /// Whole-recording figures: from the trailer, or computed from the aggregates (or by a
@@ -1162,7 +1179,7 @@ impl Recording {
             .ok_or_else(|| Error::corrupt("intervals", 0, format!("no base interval {index}")))?;
         let raw = self.payload(chunk, "intervals")?;
         let bad = |d: String| Error::corrupt("intervals", chunk.offset, d);
-        let node = decode_intervals(&raw, self.threads.len(), self.stack_count())
+        let node = decode_intervals(&raw, self.threads.len(), self.stack_count(), self.version)
             .map_err(bad)?
             .into_iter()
             .next()

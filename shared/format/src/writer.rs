@@ -270,7 +270,7 @@ impl<W: Write> RecordingWriter<W> {
         kind: AllocatorKind,
     ) -> Result<(), Error> {
         let time_ns = self.event_time(time_ns)?;
-        let key = self.agg.key(thread, stack);
+        let key = self.agg.key(thread, stack, kind);
         let mut addr_ref = AddressRef::Explicit;
         // A live block at the address means a free we never saw (e.g. through an unhooked
         // path): it is written as freed here, so the heap never counts it twice.
@@ -347,7 +347,9 @@ impl<W: Write> RecordingWriter<W> {
     /// charged to `thread` and `stack`. Written as a free of the block as it was and an alloc
     /// of it by its new owner, both of kind [`AllocatorKind::Recreated`]; the heap, the counts
     /// and the block's own kind do not change. Nothing is written when no block is live there
-    /// (allocated before tracing started) or when it is already this thread's and stack's.
+    /// (allocated before tracing started), when it is already this thread's and stack's, or
+    /// when it is not an object's block (of the object domain, which the aggregates charge
+    /// re-created blocks to: the events of a re-creation do not say the block's kind).
     pub fn recreate(
         &mut self,
         time_ns: u64,
@@ -355,9 +357,11 @@ impl<W: Write> RecordingWriter<W> {
         stack: StackId,
         address: u64,
     ) -> Result<(), Error> {
-        let key = self.agg.key(thread, stack);
+        let key = self.agg.key(thread, stack, crate::aggregate::RECREATED_BLOCKS);
         match self.live.get(address) {
-            Some((_, held_by)) if held_by != key => {}
+            Some((_, held_by))
+                if held_by != key
+                    && self.agg.allocator(held_by) == Some(crate::aggregate::RECREATED_BLOCKS) => {}
             _ => return Ok(()),
         }
         let time_ns = self.event_time(time_ns)?;

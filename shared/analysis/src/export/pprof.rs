@@ -5,13 +5,13 @@
 //!
 //! A heap profile as Go writes one: four sample types, `alloc_objects`/`alloc_space` (what
 //! was allocated) and `inuse_objects`/`inuse_space` (what was live at the view's moment),
-//! one sample per (thread, stack) with the thread's name and id as labels, a Location per
-//! (function, file, line) and a Function per (function, file).
+//! one sample per (thread, stack, allocator) with the thread's name and id and the allocator
+//! as labels, a Location per (function, file, line) and a Function per (function, file).
 
 use rustc_hash::FxHashMap;
 
 use super::{export_frames, frame_parts, ExportView, NO_PYTHON_FRAME};
-use crate::{Recording, StackId, ThreadId, ThreadStackTotals, Totals};
+use crate::{AllocatorKind, Recording, StackId, ThreadId, ThreadStackTotals, Totals};
 
 /// Field numbers of profile.proto's messages.
 mod field {
@@ -129,8 +129,9 @@ pub struct PprofOptions {
 }
 
 /// Builds the profile: the samples of `allocated` (alloc_objects, alloc_space) and `in_use`
-/// (inuse_objects, inuse_space) for the same (thread, stack) share one sample. `view` picks
-/// the default sample type (inuse_space, or alloc_space for [`ExportView::Total`]).
+/// (inuse_objects, inuse_space) for the same (thread, stack, allocator) share one sample.
+/// `view` picks the default sample type (inuse_space, or alloc_space for
+/// [`ExportView::Total`]).
 ///
 /// ```
 /// # use memlens_format::*;
@@ -175,15 +176,16 @@ pub fn pprof(
     // (alloc, inuse) per (thread, stack), in a stable order: allocated first (it holds every
     // stack that is live too), then anything live that the allocated view does not have
     // (a range's peak can hold blocks allocated before the range).
-    let mut order: Vec<(ThreadId, StackId)> = Vec::new();
-    let mut values: FxHashMap<(ThreadId, StackId), (Totals, Totals)> = FxHashMap::default();
-    for &(thread, stack, t) in &allocated.entries {
-        order.push((thread, stack));
-        values.entry((thread, stack)).or_default().0 = t;
+    type Key = (ThreadId, StackId, Option<AllocatorKind>);
+    let mut order: Vec<Key> = Vec::new();
+    let mut values: FxHashMap<Key, (Totals, Totals)> = FxHashMap::default();
+    for &(thread, stack, allocator, t) in &allocated.entries {
+        order.push((thread, stack, allocator));
+        values.entry((thread, stack, allocator)).or_default().0 = t;
     }
-    for &(thread, stack, t) in &in_use.entries {
-        let v = values.entry((thread, stack)).or_insert_with(|| {
-            order.push((thread, stack));
+    for &(thread, stack, allocator, t) in &in_use.entries {
+        let v = values.entry((thread, stack, allocator)).or_insert_with(|| {
+            order.push((thread, stack, allocator));
             Default::default()
         });
         v.1 = t;
@@ -191,9 +193,10 @@ pub fn pprof(
 
     let mut locations = Locations::default();
     let (thread_key, tid_key) = (strings.id("thread"), strings.id("thread_id"));
+    let allocator_key = strings.id("allocator");
     for key in order {
         let (alloc, live) = values[&key];
-        let (thread, stack) = key;
+        let (thread, stack, allocator) = key;
         let mut sample = Message::default();
         let frames = export_frames(rec, stack);
         let ids: Vec<u64> = if frames.is_empty() {
@@ -224,6 +227,13 @@ pub fn pprof(
             // An OS thread id fits an int64 (Linux's are at most 2^22).
             tid.uint(field::LABEL_NUM, info.os_tid.min(i64::MAX as u64));
             sample.message(field::SAMPLE_LABEL, tid);
+        }
+        // Recordings older than format 8 do not keep allocators apart: no label.
+        if let Some(kind) = allocator {
+            let mut label = Message::default();
+            label.uint(field::LABEL_KEY, allocator_key);
+            label.uint(field::LABEL_STR, strings.id(kind.name()));
+            sample.message(field::SAMPLE_LABEL, label);
         }
         profile.message(field::PROFILE_SAMPLE, sample);
     }
