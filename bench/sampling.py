@@ -6,20 +6,32 @@ Runs each workload in bench/workloads plain, under `memlens run` (every allocati
 REPEAT times, every mode once per round, and prints a Markdown table: median wall times and,
 round by round, the median of each mode's time over the plain run's of the same round (a
 slow spell of the shared machine falls on a whole round), the same for the CPU time of all
-the run's processes (the recorder's included), and how many allocations the sampled
-recording kept. The target (issue 21): sampled at most 1.10x plain.
+the run's processes (the recorder's included), and how many events (allocations and
+frees) the sampled recording kept against the exact one. The target (issue 21): sampled at
+most 1.10x plain.
 
     python3 bench/sampling.py                 # uses target/release/memlens
     REPEAT=5 python3 bench/sampling.py --only churn,json_work
     RATE=2MiB python3 bench/sampling.py
 """
 import os
+import re
 import statistics
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from bench import MEMLENS, WORKLOADS, arguments, describe, memlens_allocations, timed_cpu
+from bench import MEMLENS, WORKLOADS, arguments, describe, timed_cpu
+
+
+def events_recorded(path):
+    """The events a recording holds (allocations and frees), as `memlens check` counts them:
+    a sampled recording's figures are estimates of every allocation, its events are the
+    sampled blocks'."""
+    out = subprocess.run([str(MEMLENS), "check", str(path)], check=True, capture_output=True,
+                         text=True).stdout
+    return int(re.search(r"([0-9]+) events", out).group(1))
 
 
 def bench(py, names, repeat, rate, tmp):
@@ -48,8 +60,8 @@ def bench(py, names, repeat, rate, tmp):
             ratio[f"cpu {mode}"] = statistics.median(m / p for m, p in zip(cpu[mode], cpu["plain"]))
         ratio["sampled/memray"] = statistics.median(
             s / r for s, r in zip(wall["sampled"], wall["memray"]))
-        kept = (memlens_allocations(tmp / f"{name}.sampled.bin"),
-                memlens_allocations(tmp / f"{name}.memlens.bin"))
+        kept = (events_recorded(tmp / f"{name}.sampled.bin"),
+                events_recorded(tmp / f"{name}.memlens.bin"))
         rows.append((name, statistics.median(wall["plain"]), ratio, kept))
         print(f"sampling: {name} done", file=sys.stderr)
     return rows
@@ -67,7 +79,7 @@ def main():
         rows = bench(py, names, args.repeat, rate, tmp)
         print("| workload | plain s | memlens / plain | sampled / plain | memray / plain | "
               "sampled / memray | CPU: memlens / plain | CPU: sampled / plain | "
-              "CPU: memray / plain | allocations kept (sampled of all) |")
+              "CPU: memray / plain | events kept (sampled of all) |")
         print("|---|---|---|---|---|---|---|---|---|---|")
         for name, plain, r, (kept, total) in rows:
             print(f"| {name} | {plain:.2f} | {r['memlens']:.2f} | {r['sampled']:.2f} | "

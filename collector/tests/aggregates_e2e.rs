@@ -55,6 +55,28 @@ fn aggregates_answer_what_a_replay_answers_on_real_programs() {
     }
 }
 
+/// `memlens check` rebuilds each file's aggregates as the writer of its format made them
+/// (format 8 keeps allocators apart, 7 and before do not; sampled counts from 8 on): every
+/// golden file of formats 4 to 8 checks out.
+#[test]
+fn check_accepts_the_aggregates_of_every_format_that_has_them() {
+    let golden = root().join("tests/golden");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&golden).unwrap() {
+        let file = entry.unwrap().path();
+        let name = file.file_name().unwrap().to_string_lossy().into_owned();
+        if !name.ends_with(".memlens") || ["-v1.", "-v2.", "-v3."].iter().any(|v| name.contains(v))
+        {
+            continue;
+        }
+        let check = run(memlens().arg("check").arg(&file));
+        let text = String::from_utf8_lossy(&check.stdout);
+        assert!(text.contains(": OK (format") && text.contains("agree"), "{name}: {text}");
+        checked += 1;
+    }
+    assert!(checked >= 10, "{checked} golden files");
+}
+
 /// A recording with only aggregates is much smaller than one with every event, and says the
 /// same about the run as a whole.
 #[test]

@@ -155,7 +155,7 @@ proptest! {
         prop_assert_eq!(figures(&rec.replay_summary().unwrap()), figures(rec.summary()));
         prop_assert_eq!(figures(&rec.aggregates_summary().unwrap()), figures(rec.summary()));
         // Every base interval is what the aggregator makes of its events (`memlens check`).
-        let mut agg = Aggregator::counting(rec.block_count());
+        let mut agg = Aggregator::reading(&rec);
         for k in 0..rec.event_chunk_count() {
             let mut events = Vec::new();
             rec.decode_event_chunk(k, &mut events).unwrap();

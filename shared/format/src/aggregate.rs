@@ -224,6 +224,9 @@ struct Acc {
 pub struct Aggregator {
     /// What each block counts (sampled recordings, see [`BlockCount`]).
     blocks: BlockCount,
+    /// Whether [`Aggregator::event`] leaves allocators out of keys (files before format 8);
+    /// the writer names them itself.
+    untyped: bool,
     keys: KeyTable,
     heap: u64,
     started: bool,
@@ -349,6 +352,17 @@ impl Aggregator {
         Aggregator { blocks, ..Self::default() }
     }
 
+    /// An aggregator of `rec`'s events that makes the base intervals its writer made: its
+    /// blocks counting as [`crate::Recording::block_count`] says, its allocators kept apart
+    /// if [`crate::Recording::has_entry_allocators`] (`memlens check`).
+    pub fn reading(rec: &crate::Recording) -> Self {
+        Aggregator {
+            blocks: rec.block_count(),
+            untyped: !rec.has_entry_allocators(),
+            ..Self::default()
+        }
+    }
+
     /// The traced heap after the events so far.
     pub fn heap(&self) -> u64 {
         self.heap
@@ -385,7 +399,8 @@ impl Aggregator {
             self.outside(e.kind, e.size, e.op == Op::Alloc);
             return;
         }
-        let key = self.keys.key(e.thread, e.stack, Some(heap_allocator(e.kind)));
+        let allocator = (!self.untyped).then(|| heap_allocator(e.kind));
+        let key = self.keys.key(e.thread, e.stack, allocator);
         match e.op {
             _ if e.is_recreation() => {
                 let sign = if e.op == Op::Alloc { 1 } else { -1 };
