@@ -140,7 +140,7 @@ fn replay_all(rec: &Recording) -> Result<u64> {
 fn check_intervals(rec: &Recording, problems: &mut Vec<String>) -> Result<(usize, u64)> {
     let n = rec.base_count();
     let with_events = rec.event_chunk_count().min(n);
-    let mut agg = Aggregator::reading(&rec);
+    let mut agg = Aggregator::reading(rec);
     let mut upper: Vec<Interval> = Vec::new();
     let mut count = 0u64;
     std::thread::scope(|s| -> Result<()> {
