@@ -22,8 +22,9 @@ _MEMLENS_SITECUSTOMIZE = True
 
 
 def _chain():
+    # Not importlib.util until there is a module to run: it imports contextlib, collections
+    # and functools, 3 ms of every Python's start-up (importlib.machinery is loaded already).
     import importlib.machinery
-    import importlib.util
     import os
     import sys
 
@@ -41,6 +42,8 @@ def _chain():
             break
         found = os.path.dirname(os.path.abspath(spec.origin))
         path = [d for d in path if os.path.abspath(d or os.curdir) != found]
+    import importlib.util
+
     module = importlib.util.module_from_spec(spec)
     sys.modules["sitecustomize"] = module
     spec.loader.exec_module(module)

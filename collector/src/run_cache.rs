@@ -5,7 +5,8 @@
 //! - the `memlens` Python package the traced interpreter imports, in a folder named by a hash
 //!   of its files (`memlens-py-<hash>`): Python compiles it once and keeps the bytecode there
 //!   (written to a fresh folder each run, it was compiled each run: several ms of every
-//!   traced program's start);
+//!   traced program's start), the bootstrap writing it itself where Python writes none
+//!   (`PYTHONDONTWRITEBYTECODE`, `-B`: `memlens._bootstrap._compile_once`);
 //! - what an interpreter said when asked for its version (`probe/<hash>`), for an executable
 //!   file that has not changed since (same path, inode, size and modification time): asking
 //!   costs a start of Python, about 8 ms. Scripts (pyenv's shims) are asked every time, as

@@ -262,6 +262,78 @@ fn exit_code_and_arguments_pass_through() {
     assert_eq!(run.rec.end().unwrap().exit_code, Some(7));
 }
 
+/// Under `PYTHONDONTWRITEBYTECODE`, the first run compiles memlens's own package in its run
+/// cache (not the program: the script gets no bytecode), so later runs do not.
+#[test]
+fn the_package_is_compiled_once_even_where_python_writes_no_bytecode() {
+    let dir = TempDir::new("dont-write-bytecode");
+    let cache = dir.0.join("cache");
+    let program = dir.0.join("hello.py");
+    std::fs::write(&program, "print('hello')\n").unwrap();
+    for _ in 0..2 {
+        let out = memlens()
+            .args(["run", "-q", "-o"])
+            .arg(dir.0.join("out.memlens"))
+            .arg(&program)
+            .env("XDG_CACHE_HOME", &cache)
+            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "hello\n");
+    }
+    let packages: Vec<_> = std::fs::read_dir(cache.join("memlens"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("memlens-py-"))
+        .collect();
+    assert_eq!(packages.len(), 1, "{packages:?}");
+    let compiled = |d: &std::path::Path| -> Vec<String> {
+        std::fs::read_dir(d.join("__pycache__"))
+            .map(|r| r.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect())
+            .unwrap_or_default()
+    };
+    let in_package = compiled(&packages[0].join("memlens"));
+    assert!(in_package.iter().any(|n| n.starts_with("__init__.")), "{in_package:?}");
+    assert!(in_package.iter().any(|n| n.starts_with("_census.")), "{in_package:?}");
+    assert!(compiled(&packages[0]).iter().any(|n| n.starts_with("sitecustomize.")));
+    assert!(compiled(&dir.0).is_empty(), "the program's own bytecode was written");
+}
+
+/// A program's own `sitecustomize` (on its PYTHONPATH) still runs, in the program and in a
+/// Python it starts, after memlens's, which shadows it; both processes are recorded.
+#[test]
+fn the_programs_own_sitecustomize_still_runs() {
+    let dir = TempDir::new("own-sitecustomize");
+    let site = dir.0.join("site");
+    std::fs::create_dir_all(&site).unwrap();
+    std::fs::write(
+        site.join("sitecustomize.py"),
+        "import os\nprint('own sitecustomize', os.getpid())\n",
+    )
+    .unwrap();
+    let program = dir.0.join("spawns.py");
+    std::fs::write(
+        &program,
+        "import subprocess, sys\nsubprocess.run([sys.executable, '-c', 'pass'])\n",
+    )
+    .unwrap();
+    let file = dir.0.join("out.memlens");
+    let out = memlens()
+        .args(["run", "-q", "-o"])
+        .arg(&file)
+        .arg(&program)
+        .env("PYTHONPATH", &site)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(stdout.matches("own sitecustomize").count(), 2, "{stdout}");
+    let json = memlens().args(["summary", "--json"]).arg(&file).output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(v["processes"].as_array().map(Vec::len), Some(2), "{}", v["processes"]);
+}
+
 #[test]
 fn uncaught_exception_prints_a_plain_traceback_and_exits_1() {
     let run = run_script("raises.py", &[], &[]);

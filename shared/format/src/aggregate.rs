@@ -3,11 +3,11 @@
 //! base intervals into the nodes above them, for the writer and for readers of a file that
 //! was not closed (whose nodes above the base are only in the digest at its end).
 //!
-//! Per event the aggregator costs an index into a dense per-(thread, stack) array and a push
-//! onto a log of the changes since the interval's high-water mark (cleared whenever a new one
-//! is reached, so the changes before the peak are folded away only when the peak moves).
-//! Cutting an interval sorts its touched entries; the pyramid folds them into the open node of
-//! each level.
+//! Per event the aggregator costs an index into a dense per-(thread, stack, allocator) array
+//! and a push onto a log of the changes since the interval's high-water mark (cleared
+//! whenever a new one is reached, so the changes before the peak are folded away only when
+//! the peak moves). Cutting an interval sorts its touched entries; the pyramid folds them
+//! into the open node of each level.
 
 use rustc_hash::FxHashMap;
 
