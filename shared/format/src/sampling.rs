@@ -42,13 +42,13 @@ pub fn sample_weight(size: u64, rate: u64) -> u64 {
 /// Exactness. Far below the rate `weight` grows by half a byte per byte of size (`weight ≈
 /// rate + size / 2`), so after rounding two consecutive sizes may share a weight; the size
 /// taken is the middle of the sizes that give `weight`, off by at most half a byte: the count
-/// is off by at most `1 / (2 size - 1)` of what it stands for (0.05% for a 1 KiB block, 3% for a 16-byte
-/// one; a 1-byte block counts two thirds of what it stands for), far below the sampling
-/// error of any site of fewer than ~10^5 sampled blocks. Rounding to whole blocks matters
-/// only for blocks near the rate, which stand for 1 to a few blocks: a block of about a fifth
-/// of the rate up to twice it may count up to half a block more or less than it stands for.
-/// A block of twice the rate or more counts 1. A weight of `rate` (an empty block) counts
-/// `rate` blocks (of at least one byte each).
+/// is off by at most `1 / (2 size - 1)` of what it stands for (0.05% for a 1 KiB block, 3%
+/// for a 16-byte one; a 1-byte block counts two thirds of what it stands for), far below the
+/// sampling error of any site of fewer than ~10^5 sampled blocks. Rounding to whole blocks
+/// matters only for blocks near the rate, which stand for 1 to a few blocks: a block of
+/// about a fifth of the rate up to twice it may count up to half a block more or less than it
+/// stands for. A block of twice the rate or more counts 1. A weight of `rate` (an empty
+/// block) counts `rate` blocks (of at least one byte each).
 pub fn sampled_blocks(weight: u64, rate: u64) -> u64 {
     if rate == 0 || weight >= rate.saturating_mul(2) {
         // w >= 2R means s >= 1.59 R: 1/p <= 1.26, which rounds to 1.
