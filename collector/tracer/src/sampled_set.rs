@@ -40,14 +40,15 @@ const MIN_SLOTS: usize = 1 << 12;
 /// Buckets of the filter: 8 KiB. With n blocks sampled and live, a free not among them
 /// reads the table with probability about n / 8192 (2.4% for 100 MiB of live heap sampled
 /// every 512 KiB).
-const FILTER_LEN: usize = 1 << 13;
+const FILTER_BITS: u32 = 13;
+const FILTER_LEN: usize = 1 << FILTER_BITS;
 static FILTER: [AtomicU8; FILTER_LEN] = [const { AtomicU8::new(0) }; FILTER_LEN];
 
 /// `address`'s bucket of [`FILTER`] (the top bits of another multiplicative hash than
 /// the table's).
 #[inline(always)]
 fn bucket(address: usize) -> &'static AtomicU8 {
-    let h = (address as u64 >> 4).wrapping_mul(0xD6E8_FEB8_6659_FD93) >> (64 - 13);
+    let h = (address as u64 >> 4).wrapping_mul(0xD6E8_FEB8_6659_FD93) >> (64 - FILTER_BITS);
     &FILTER[h as usize]
 }
 
