@@ -59,8 +59,8 @@ mod user_code;
 // The format's types the analyses use throughout (not re-exported: import them from
 // `memlens_format`).
 use memlens_format::{
-    census_trigger, AddressMap, AllocatorKind, BlockCount, Census, Error, Event, FrameId, GcEvent,
-    Interval, Op, Recording, StackId, StringId, ThreadId, Totals, TypeCensus,
+    census_trigger, AddressMap, AllocatorKind, BlockCount, Census, EntryAllocators, Error, Event,
+    FrameId, GcEvent, Interval, Op, Recording, StackId, StringId, ThreadId, Totals, TypeCensus,
 };
 
 pub use buckets::{downsample, Bucket};

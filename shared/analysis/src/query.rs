@@ -7,8 +7,8 @@ use rustc_hash::FxHashMap;
 
 use crate::totals::{Slot, ThreadStackMap};
 use crate::{
-    BlockCount, Error, Event, EventFilter, Interval, Op, Recording, Snapshot, StackId, StackTotals,
-    Totals,
+    BlockCount, EntryAllocators, Error, Event, EventFilter, Interval, Op, Recording, Snapshot,
+    StackId, StackTotals, Totals,
 };
 
 /// Live bytes and blocks per slot (thread, stack, allocator): sums of net changes.
@@ -31,18 +31,18 @@ fn add_net(map: &mut LiveMap, node: &Interval) {
 /// The events the aggregates' figures are completed with: each counts in its slot as the
 /// aggregates count it (its block counting [`Recording::block_count`], in the allocator
 /// [`Recording::entry_allocator`] says).
-struct Replayed<'a> {
-    rec: &'a Recording,
+struct Replayed {
     blocks: BlockCount,
+    allocators: EntryAllocators,
 }
 
-impl<'a> Replayed<'a> {
-    fn new(rec: &'a Recording) -> Self {
-        Replayed { rec, blocks: rec.block_count() }
+impl Replayed {
+    fn new(rec: &Recording) -> Self {
+        Replayed { blocks: rec.block_count(), allocators: rec.entry_allocators() }
     }
 
     fn slot(&self, e: &Event) -> Slot {
-        (e.thread, e.stack, self.rec.entry_allocator(e.kind))
+        (e.thread, e.stack, self.allocators.of(e.kind))
     }
 
     /// Adds one event's change (heap allocators only; the halves of an object's re-creation

@@ -4,14 +4,12 @@
 
 use std::ops::ControlFlow;
 
-use memlens_format::heap_allocator;
-
 use crate::buckets::{downsample, Bucket};
 use crate::totals::ThreadStackMap;
 use crate::{
-    AddressMap, AllocatorKind, BlockCount, Error, Event, EventFilter, Insight, InsightOptions,
-    InsightsBuilder, Op, Recording, Snapshot, SnapshotBuilder, StackId, StackTotals, ThreadId,
-    ThreadStackTotals, Totals,
+    AddressMap, AllocatorKind, BlockCount, EntryAllocators, Error, Event, EventFilter, Insight,
+    InsightOptions, InsightsBuilder, Op, Recording, Snapshot, SnapshotBuilder, StackId,
+    StackTotals, ThreadId, ThreadStackTotals, Totals,
 };
 
 /// Live allocations during a replay. An object re-created in a block is a free of the block
@@ -22,19 +20,19 @@ pub(crate) struct Heap {
     live: AddressMap<(u64, StackId, ThreadId, Option<AllocatorKind>)>,
     bytes: u64,
     blocks: BlockCount,
-    allocators: bool,
+    allocators: EntryAllocators,
 }
 
 impl Heap {
     /// An empty heap of `rec`'s blocks: counting as its aggregates count them
     /// ([`Recording::block_count`]), charged to the allocators they charge them to
-    /// ([`Recording::entry_allocator`]).
+    /// ([`Recording::entry_allocators`]).
     pub(crate) fn new(rec: &Recording) -> Self {
         Heap {
             live: AddressMap::default(),
             bytes: 0,
             blocks: rec.block_count(),
-            allocators: rec.has_entry_allocators(),
+            allocators: rec.entry_allocators(),
         }
     }
 
@@ -43,8 +41,7 @@ impl Heap {
     pub(crate) fn apply(&mut self, e: &Event, filter: &EventFilter) -> bool {
         match e.op {
             Op::Alloc if filter.admits(e) => {
-                let allocator = self.allocators.then(|| heap_allocator(e.kind));
-                let block = (e.size, e.stack, e.thread, allocator);
+                let block = (e.size, e.stack, e.thread, self.allocators.of(e.kind));
                 if let Some((old, ..)) = self.live.insert(e.address, block) {
                     self.bytes = self.bytes.wrapping_sub(old);
                 }

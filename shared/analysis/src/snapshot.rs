@@ -3,12 +3,10 @@
 //! between event chunks) and stop early once the snapshot's span is over.
 
 use crate::replay::Heap;
-use memlens_format::heap_allocator;
-
 use crate::totals::{Slot, ThreadStackMap};
 use crate::{
-    AddressMap, BlockCount, Event, EventFilter, Op, Recording, Snapshot, StackTotals,
-    ThreadStackTotals,
+    AddressMap, BlockCount, EntryAllocators, Event, EventFilter, Op, Recording, Snapshot,
+    StackTotals, ThreadStackTotals,
 };
 
 /// What is being built, for every thread (the filter applies when it is finished).
@@ -113,8 +111,8 @@ impl PeakState {
 pub struct SnapshotBuilder {
     kind: Kind,
     blocks: BlockCount,
-    /// Whether blocks are charged to allocators ([`Recording::has_entry_allocators`]).
-    allocators: bool,
+    /// The allocators blocks are charged to ([`Recording::entry_allocators`]).
+    allocators: EntryAllocators,
     filter: EventFilter,
     /// Events fed so far.
     index: usize,
@@ -142,7 +140,7 @@ impl SnapshotBuilder {
                 Kind::Peak { t0, t1, state: Box::new(PeakState::new(blocks)) }
             }
         };
-        let allocators = rec.has_entry_allocators();
+        let allocators = rec.entry_allocators();
         SnapshotBuilder { kind, blocks, allocators, filter: filter.clone(), index: 0, done: false }
     }
 
@@ -152,7 +150,7 @@ impl SnapshotBuilder {
             if self.done {
                 return;
             }
-            let slot = (e.thread, e.stack, self.allocators.then(|| heap_allocator(e.kind)));
+            let slot = (e.thread, e.stack, self.allocators.of(e.kind));
             match &mut self.kind {
                 Kind::Allocated { t0, t1, map } => {
                     if e.time_ns > *t1 {

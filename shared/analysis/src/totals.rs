@@ -63,7 +63,7 @@ impl StackTotals {
 
 /// Who holds memory: the allocating thread, the stack and the allocator, as the aggregates
 /// keep it apart (`None` in recordings older than format 8, whose aggregates do not; see
-/// [`crate::Recording::entry_allocator`]).
+/// [`crate::Recording::entry_allocators`]).
 pub(crate) type Slot = (ThreadId, StackId, Option<AllocatorKind>);
 
 /// Memory per [`Slot`] while it is being summed.

@@ -23,7 +23,7 @@ pub(crate) type Key = u32;
 
 /// The allocator part of a key: a kind's code (0-7), or [`NO_KIND`] for the entries of
 /// files older than format 8, which do not say (it shares the last-key slot of kind 7,
-/// which is never a key's: see [`heap_allocator`]).
+/// which is never a key's: see [`EntryAllocators`]).
 type KindCode = u8;
 const NO_KIND: KindCode = u8::MAX;
 
@@ -224,9 +224,8 @@ struct Acc {
 pub struct Aggregator {
     /// What each block counts (sampled recordings, see [`BlockCount`]).
     blocks: BlockCount,
-    /// Whether [`Aggregator::event`] leaves allocators out of keys (files before format 8);
-    /// the writer names them itself.
-    untyped: bool,
+    /// The allocators [`Aggregator::event`] keys blocks by (the writer names them itself).
+    allocators: EntryAllocators,
     keys: KeyTable,
     heap: u64,
     started: bool,
@@ -257,14 +256,33 @@ const KINDS: usize = 8;
 /// and [`crate::RecordingWriter::recreate`]).
 pub(crate) const RECREATED_BLOCKS: AllocatorKind = AllocatorKind::PymallocObject;
 
-/// The allocator a heap event's block is charged to in the aggregates: its kind, or for the
-/// two halves of an object's re-creation (which say only that they are one)
-/// [`RECREATED_BLOCKS`]: objects are allocated in the object domain.
-pub fn heap_allocator(kind: AllocatorKind) -> AllocatorKind {
-    if kind == AllocatorKind::Recreated {
-        RECREATED_BLOCKS
-    } else {
-        kind
+/// Which allocator a recording's aggregates charge each heap event's block to (see
+/// [`IntervalEntry::allocator`]): the event's kind, or for the two halves of an object's
+/// re-creation (which say only that they are one) [`RECREATED_BLOCKS`], objects being
+/// allocated in the object domain; none at all in files older than format 8, whose
+/// aggregates do not keep allocators apart ([`crate::Recording::entry_allocators`]). Every
+/// reader that replays events to complete or check the aggregates asks it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EntryAllocators {
+    apart: bool,
+}
+
+impl EntryAllocators {
+    /// Allocators kept apart (format 8 and later; the writer).
+    pub const APART: EntryAllocators = EntryAllocators { apart: true };
+    /// Allocators not kept apart (before format 8).
+    pub const NONE: EntryAllocators = EntryAllocators { apart: false };
+
+    /// The allocator a block of an event of `kind` is charged to.
+    #[inline]
+    pub fn of(self, kind: AllocatorKind) -> Option<AllocatorKind> {
+        self.apart.then_some(if kind == AllocatorKind::Recreated { RECREATED_BLOCKS } else { kind })
+    }
+}
+
+impl Default for EntryAllocators {
+    fn default() -> Self {
+        EntryAllocators::APART
     }
 }
 
@@ -353,12 +371,12 @@ impl Aggregator {
     }
 
     /// An aggregator of `rec`'s events that makes the base intervals its writer made: its
-    /// blocks counting as [`crate::Recording::block_count`] says, its allocators kept apart
-    /// if [`crate::Recording::has_entry_allocators`] (`memlens check`).
+    /// blocks counting as [`crate::Recording::block_count`] says, charged to the allocators
+    /// [`crate::Recording::entry_allocators`] says (`memlens check`).
     pub fn reading(rec: &crate::Recording) -> Self {
         Aggregator {
             blocks: rec.block_count(),
-            untyped: !rec.has_entry_allocators(),
+            allocators: rec.entry_allocators(),
             ..Self::default()
         }
     }
@@ -399,8 +417,7 @@ impl Aggregator {
             self.outside(e.kind, e.size, e.op == Op::Alloc);
             return;
         }
-        let allocator = (!self.untyped).then(|| heap_allocator(e.kind));
-        let key = self.keys.key(e.thread, e.stack, allocator);
+        let key = self.keys.key(e.thread, e.stack, self.allocators.of(e.kind));
         match e.op {
             _ if e.is_recreation() => {
                 let sign = if e.op == Op::Alloc { 1 } else { -1 };

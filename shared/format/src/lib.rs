@@ -56,7 +56,7 @@ mod varint;
 mod writer;
 
 pub use addr_hash::AddressMap;
-pub use aggregate::{heap_allocator, Aggregator, PyramidBuilder};
+pub use aggregate::{Aggregator, EntryAllocators, PyramidBuilder};
 pub use chunk::{
     Codec, Tag, CHUNK_HEADER_LEN, FORMAT_VERSION, HEADER_LEN, MAGIC, MAX_CHUNK_RAW_LEN,
     MAX_EXPANSION, MAX_EXPANSION_SLACK,

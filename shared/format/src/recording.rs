@@ -18,7 +18,7 @@ use crate::events::decode_events;
 use crate::intervals::{decode_intervals, Interval, ALLOCATOR_ENTRIES_VERSION};
 use crate::source::{read_exact, ByteSource};
 use crate::tables::{decode_frames, decode_stacks, decode_strings};
-use crate::AllocatorKind;
+use crate::EntryAllocators;
 use crate::{
     BlockCount, CacheCensus, Census, Error, Event, Frame, FrameId, GcEvent, Marker, MemorySample,
     Meta, ProcessEnd, SpanEdge, SpanSide, StackId, StackNode, Summary, ThreadId, ThreadInfo,
@@ -902,18 +902,14 @@ impl Recording {
         }
     }
 
-    /// The allocator an event's block is charged to in this recording's aggregates (see
-    /// [`IntervalEntry::allocator`](crate::IntervalEntry)): its kind, the object domain for
-    /// an object's re-creation; `None` in files older than format 8, whose aggregates do not
-    /// keep allocators apart. Readers that split memory by allocator use it for the events
-    /// they replay, to agree with the aggregates.
-    pub fn entry_allocator(&self, kind: AllocatorKind) -> Option<AllocatorKind> {
-        self.has_entry_allocators().then(|| crate::heap_allocator(kind))
-    }
-
-    /// Whether the aggregates keep allocators apart (format 8 and later).
-    pub fn has_entry_allocators(&self) -> bool {
-        self.version >= ALLOCATOR_ENTRIES_VERSION
+    /// The allocators this recording's aggregates charge blocks to (kept apart from format
+    /// 8 on): what readers that replay events use, to agree with the aggregates.
+    pub fn entry_allocators(&self) -> EntryAllocators {
+        if self.version >= ALLOCATOR_ENTRIES_VERSION {
+            EntryAllocators::APART
+        } else {
+            EntryAllocators::NONE
+        }
     }
 
     /// Whole-recording figures: from the trailer, or computed from the aggregates (or by a
