@@ -52,6 +52,16 @@ fn bucket(address: usize) -> &'static AtomicU8 {
     &FILTER[h as usize]
 }
 
+/// Counts an entry of `address`'s bucket in (`change` 1) or out (-1). Under [`LOCK`]; a
+/// count at 255 stays there (see the module comment).
+fn count(address: usize, change: i8) {
+    let b = bucket(address);
+    let n = b.load(Ordering::Relaxed);
+    if n != u8::MAX {
+        b.store(n.wrapping_add_signed(change), Ordering::Relaxed);
+    }
+}
+
 static TABLE: AtomicPtr<Table> = AtomicPtr::new(std::ptr::null_mut());
 /// Odd while a removal or a resize moves entries.
 static SEQ: AtomicUsize = AtomicUsize::new(0);
@@ -200,11 +210,7 @@ pub fn insert(address: usize) {
     if table.find(address).is_none() {
         table.put(address);
         LEN.store(len, Ordering::Relaxed);
-        let b = bucket(address);
-        let n = b.load(Ordering::Relaxed);
-        if n != u8::MAX {
-            b.store(n + 1, Ordering::Relaxed);
-        }
+        count(address, 1);
     }
 }
 
@@ -221,11 +227,7 @@ fn remove_locked(address: usize) -> bool {
     let Some(slot) = table.find(address) else { return false };
     lock.moving(|| table.take_out(slot));
     LEN.fetch_sub(1, Ordering::Relaxed);
-    let b = bucket(address);
-    let n = b.load(Ordering::Relaxed);
-    if n != u8::MAX {
-        b.store(n - 1, Ordering::Relaxed);
-    }
+    count(address, -1);
     true
 }
 
