@@ -34,12 +34,6 @@ use crate::python_env::{
 };
 use crate::run_recorder::RecorderJob;
 
-/// How many live objects a census looks at, at most, by default (`--census-max-objects`):
-/// in an exact recording, and in a sampled one (whose figures are estimates anyway, and
-/// whose censuses should hold a service no more than its sampling does: about 10 ms).
-const CENSUS_MAX_OBJECTS: u64 = 1_000_000;
-const SAMPLED_CENSUS_MAX_OBJECTS: u64 = 10_000;
-
 /// What to run.
 #[derive(Debug, Clone)]
 pub enum Target {
@@ -106,9 +100,9 @@ impl TryFrom<RunArgs> for RunOptions {
             census: !a.no_census,
             census_interval: a.census_interval,
             census_max_objects: a.census_max_objects.unwrap_or(if a.sample.is_some() {
-                SAMPLED_CENSUS_MAX_OBJECTS
+                handshake::SAMPLED_CENSUS_MAX_OBJECTS
             } else {
-                CENSUS_MAX_OBJECTS
+                handshake::CENSUS_MAX_OBJECTS
             }),
             aggregate: a.aggregate,
             sample: a.sample,

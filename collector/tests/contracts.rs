@@ -1,6 +1,6 @@
 //! The contracts between the Rust side and the `memlens` Python package, checked against the
 //! Python code itself: census trigger numbers (`memlens_format::CensusTrigger` and
-//! `_census.Trigger`), the handshake of `memlens run` and `memlens sink`
+//! `_census.Trigger`) and object limits, the handshake of `memlens run` and `memlens sink`
 //! (`memlens_wire::handshake` and `_protocol.py`), and the tracer's C functions as ctypes
 //! declares them (`collector/tracer/src/lib.rs` and `memlens._load`).
 
@@ -33,6 +33,18 @@ fn census_triggers_have_the_same_numbers_on_both_sides() {
     let rust: serde_json::Map<String, serde_json::Value> =
         CensusTrigger::ALL.iter().map(|t| (t.name().to_owned(), (*t as u8).into())).collect();
     assert_eq!(py, serde_json::Value::Object(rust));
+}
+
+/// The defaults of `--census-max-objects` (`memlens run` passes them) and of the censuses of
+/// `memlens.record()` blocks (the package's own).
+#[test]
+fn census_object_limits_are_the_same_on_both_sides() {
+    let py = python(
+        "import json; from memlens import _census as c\n\
+         print(json.dumps([c.MAX_OBJECTS, c.SAMPLED_MAX_OBJECTS]))",
+    );
+    let rust = [handshake::CENSUS_MAX_OBJECTS, handshake::SAMPLED_CENSUS_MAX_OBJECTS];
+    assert_eq!(py, serde_json::json!(rust));
 }
 
 #[test]

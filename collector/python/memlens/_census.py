@@ -56,9 +56,11 @@ _DICT_MIN_COUNT = 100
 # in every k, evenly spread), so that it holds the program no longer than a census of this
 # many would (about 1 µs each, bench/census_cost.py): counts, sizes and sites are then
 # estimates, and a marker on the timeline says so. `memlens run --census-max-objects`.
+# (`memlens_wire::handshake::CENSUS_MAX_OBJECTS`, which `memlens run` uses: the contracts test
+# checks that they agree.)
 MAX_OBJECTS = 1_000_000
 # The same in a sampled recording, whose figures are estimates anyway: a census then holds
-# a service about 10 ms at most (as `memlens run --sample` does by default).
+# a service about 10 ms at most (`handshake::SAMPLED_CENSUS_MAX_OBJECTS`).
 SAMPLED_MAX_OBJECTS = 10_000
 max_objects = MAX_OBJECTS
 
