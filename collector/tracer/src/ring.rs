@@ -37,7 +37,7 @@ use std::cell::UnsafeCell;
 use std::ptr;
 use std::sync::atomic::{compiler_fence, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
-use memlens_wire::{peek_seq, record_len, Header, Record};
+use memlens_wire::{peek_seq, Header, Record};
 
 use crate::clock::now_ticks;
 use crate::real::real;
@@ -115,6 +115,11 @@ impl Stretch {
 /// Bytes of a `Seq` record.
 const SEQ_LEN: usize = 21;
 
+/// Entries of a ring's index of stretch starts: more than a full ring can hold stretches
+/// (each is a `Seq` record and at least one more record, over 16 bytes), so an entry is
+/// never overwritten before the drain has taken its stretch.
+const MARKS: usize = RING_CAP >> 4;
+
 /// The drain's view of a ring: the stretch its next records belong to.
 #[derive(Clone, Copy, Default)]
 struct Open {
@@ -133,6 +138,21 @@ struct ProducerSide {
     /// The producer's last reading of `tail` (it only ever grows, so the space it shows
     /// is there); read again only when that space runs out.
     tail_seen: AtomicUsize,
+    /// Stretches ever opened: entry `i % MARKS` of the ring's index holds where the i-th
+    /// stretch's `Seq` record is (the low 32 bits of its position), so the drain finds the
+    /// stretches without reading every record. Published (Release) after its entry.
+    opened: AtomicUsize,
+}
+
+impl ProducerSide {
+    fn new() -> Self {
+        ProducerSide {
+            head: AtomicUsize::new(0),
+            pending: AtomicU32::new(0),
+            tail_seen: AtomicUsize::new(0),
+            opened: AtomicUsize::new(0),
+        }
+    }
 }
 
 /// The drain's side, on a cache line of its own.
@@ -142,12 +162,26 @@ struct DrainSide {
     tail: AtomicUsize,
     /// Touched only with the drain lock held.
     open: UnsafeCell<Open>,
+    /// Entries of the index of stretch starts taken so far (only the drain touches it).
+    marks_taken: AtomicUsize,
+}
+
+impl DrainSide {
+    fn new() -> Self {
+        DrainSide {
+            tail: AtomicUsize::new(0),
+            open: UnsafeCell::new(Open::default()),
+            marks_taken: AtomicUsize::new(0),
+        }
+    }
 }
 
 pub struct Ring {
     next: AtomicPtr<Ring>,
     state: AtomicU32,
     data: *mut u8,
+    /// The index of stretch starts, [`MARKS`] entries (see [`ProducerSide::opened`]).
+    marks: *const AtomicU32,
     prod: ProducerSide,
     drain: DrainSide,
 }
@@ -195,23 +229,18 @@ impl Ring {
             }
             cur = ring.next.load(Ordering::Acquire);
         }
-        let mem = map_anon(std::mem::size_of::<Ring>() + RING_CAP);
+        let mem = map_anon(std::mem::size_of::<Ring>() + RING_CAP + MARKS * 4);
         let ring_ptr = mem.cast::<Ring>();
         // SAFETY: the mapping is large enough, page-aligned and exclusively ours.
         unsafe {
             ring_ptr.write(Ring {
                 next: AtomicPtr::new(ptr::null_mut()),
                 state: AtomicU32::new(OWNED),
-                prod: ProducerSide {
-                    head: AtomicUsize::new(0),
-                    pending: AtomicU32::new(0),
-                    tail_seen: AtomicUsize::new(0),
-                },
-                drain: DrainSide {
-                    tail: AtomicUsize::new(0),
-                    open: UnsafeCell::new(Open::default()),
-                },
+                prod: ProducerSide::new(),
+                drain: DrainSide::new(),
                 data: mem.add(std::mem::size_of::<Ring>()),
+                // Zeroed memory is a valid AtomicU32; RING_CAP keeps it 4-byte aligned.
+                marks: mem.add(std::mem::size_of::<Ring>() + RING_CAP).cast(),
             });
         }
         let mut head = RINGS.load(Ordering::Acquire);
@@ -301,7 +330,8 @@ impl Ring {
         }
     }
 
-    /// Writes the `Seq` record that opens a new stretch at `head` (not yet published).
+    /// Writes the `Seq` record that opens a new stretch at `head` (not yet published), and
+    /// its entry in the index of stretch starts.
     #[cold]
     fn open_stretch(&self, s: &mut Stretch, head: usize) {
         s.clock = advance_clock(s.owner);
@@ -310,6 +340,15 @@ impl Ring {
         let mut buf = [0u8; SEQ_LEN];
         seq.encode_into(&mut buf);
         self.copy_in(head, &buf);
+        let opened = self.prod.opened.load(Ordering::Relaxed);
+        self.mark(opened).store(head as u32, Ordering::Relaxed);
+        self.prod.opened.store(opened + 1, Ordering::Release);
+    }
+
+    /// Entry `i % MARKS` of the index of stretch starts.
+    fn mark(&self, i: usize) -> &AtomicU32 {
+        // SAFETY: the index has MARKS entries and lives as long as the ring.
+        unsafe { &*self.marks.add(i & (MARKS - 1)) }
     }
 
     fn copy_in(&self, pos: usize, bytes: &[u8]) {
@@ -350,7 +389,8 @@ impl Ring {
 
     /// Drain side: finds the stretches numbered below `cut` at the start of the ring and
     /// notes each one's extent in `found`; returns where they end, the ring's tail once
-    /// they are copied out. Call with the drain lock held.
+    /// they are copied out. It reads only the stretches' `Seq` records, found through the
+    /// ring's index of stretch starts. Call with the drain lock held.
     fn find_below(&'static self, cut: u64, floor: u64, found: &mut Vec<Found>) -> usize {
         while self.prod.pending.load(Ordering::Acquire) != 0 {
             std::hint::spin_loop();
@@ -358,36 +398,52 @@ impl Ring {
             unsafe { libc::sched_yield() };
         }
         let head = self.prod.head.load(Ordering::Acquire);
+        // Read after `head`: it may count stretches opened beyond `head` since (their
+        // entries are whole, published before `opened`), never miss one below it.
+        let opened = self.prod.opened.load(Ordering::Acquire);
         let tail = self.drain.tail.load(Ordering::Relaxed);
         // SAFETY: the drain lock is held, so this is the only reference to `open`.
         let open = unsafe { &mut *self.drain.open.get() };
+        let mut taken = self.drain.marks_taken.load(Ordering::Relaxed);
         let mut tmp = [0u8; SEQ_LEN];
-        let mut at = tail;
+        // The records before the first `Seq` continue the stretch opened in an earlier pass.
         let mut start = tail;
-        while at < head {
-            let view = self.peek(at, head - at, &mut tmp);
-            let Ok(Some(len)) = record_len(view) else {
-                // Cannot happen (the producer writes whole records); drop the ring's
-                // contents rather than loop.
-                at = head;
+        let mut at = head;
+        while taken < opened {
+            // Entries lie within 2^31 bytes of the tail: behind it only when discarded.
+            let ahead = self.mark(taken).load(Ordering::Relaxed).wrapping_sub(tail as u32) as i32;
+            if ahead < 0 {
+                taken += 1;
+                continue;
+            }
+            let pos = tail + ahead as usize;
+            if pos >= head {
+                break;
+            }
+            let view = self.peek(pos, head - pos, &mut tmp);
+            let Some((seq, ticks, thread)) = peek_seq(view) else {
+                // Cannot happen (the producer indexes only its `Seq` records); drop the
+                // ring's contents rather than misread them.
+                taken = opened;
+                start = head;
                 break;
             };
-            if let Some((seq, ticks, thread)) = peek_seq(view) {
-                if seq >= cut {
-                    break;
-                }
-                if at > start && open.seq >= floor {
-                    found.push(Found::new(self, open, start, at));
-                }
-                *open = Open { seq, ticks, thread };
-                start = at + len;
+            if seq >= cut {
+                at = pos;
+                break;
             }
-            at += len;
+            if pos > start && open.seq >= floor {
+                found.push(Found::new(self, open, start, pos));
+            }
+            *open = Open { seq, ticks, thread };
+            start = pos + SEQ_LEN;
+            taken += 1;
         }
         if at > start && open.seq >= floor {
             found.push(Found::new(self, open, start, at));
         }
-        at
+        self.drain.marks_taken.store(taken, Ordering::Relaxed);
+        at.max(start)
     }
 }
 
@@ -482,8 +538,12 @@ impl Drain {
         while !cur.is_null() {
             // SAFETY: rings are never unmapped once linked.
             let ring = unsafe { &*cur };
+            // `opened` before `head`: a stretch opened in between is either behind the new
+            // tail (its entry is skipped) or ahead of it (kept).
+            let opened = ring.prod.opened.load(Ordering::Acquire);
             let head = ring.prod.head.load(Ordering::Acquire);
             ring.drain.tail.store(head, Ordering::Release);
+            ring.drain.marks_taken.store(opened, Ordering::Relaxed);
             cur = ring.next.load(Ordering::Acquire);
         }
     }
@@ -508,16 +568,15 @@ mod tests {
     /// mapping).
     fn test_ring() -> &'static Ring {
         let data: &'static mut [u8] = vec![0u8; RING_CAP].leak();
+        let marks: &'static [AtomicU32] =
+            (0..MARKS).map(|_| AtomicU32::new(0)).collect::<Vec<_>>().leak();
         Box::leak(Box::new(Ring {
             next: AtomicPtr::new(ptr::null_mut()),
             state: AtomicU32::new(OWNED),
             data: data.as_mut_ptr(),
-            prod: ProducerSide {
-                head: AtomicUsize::new(0),
-                pending: AtomicU32::new(0),
-                tail_seen: AtomicUsize::new(0),
-            },
-            drain: DrainSide { tail: AtomicUsize::new(0), open: UnsafeCell::new(Open::default()) },
+            marks: marks.as_ptr(),
+            prod: ProducerSide::new(),
+            drain: DrainSide::new(),
         }))
     }
 
@@ -564,6 +623,63 @@ mod tests {
             (7000, 0, 71),
         ];
         assert_eq!(got, want);
+    }
+
+    /// Pushes `n` `Pop` records numbered from `first` as the ring's producer, the first
+    /// one opening a new stretch.
+    fn push_pops(ring: &Ring, s: &mut Stretch, scratch: &mut Vec<u8>, first: u32, n: u32) {
+        s.restamp();
+        for i in first..first + n {
+            let rec = Record::Pop { n: i };
+            ring.push_with(s, rec.encoded_len(), scratch, |out| {
+                rec.encode_into(out);
+            });
+        }
+    }
+
+    /// The `Pop` numbers the drain wrote, checking that each is thread 7's.
+    fn drained(out: &[u8]) -> Vec<u32> {
+        let mut d = Decoder::default();
+        let (mut pops, mut pos) = (Vec::new(), 0);
+        while let Some((h, r, used)) = d.next(&out[pos..]).unwrap() {
+            let Record::Pop { n } = r else { panic!("{r:?}") };
+            assert_eq!(h.thread, 7);
+            pops.push(n);
+            pos += used;
+        }
+        pops
+    }
+
+    #[test]
+    fn the_drain_finds_each_stretch_through_the_index_and_leaves_those_at_the_cut() {
+        let ring = test_ring();
+        let mut s = Stretch::new(7);
+        let mut scratch = Vec::new();
+        let (mut from, mut next) = (0, 0);
+        // Over three times the ring's size in passes, so positions wrap around its end
+        // and the index's entries are reused.
+        for pass in 0..40u32 {
+            let sizes = [1, 3, 255, 256, 100_000, 7 + pass];
+            for &n in &sizes {
+                push_pops(ring, &mut s, &mut scratch, next, n);
+                next += n;
+            }
+            let cut = mark();
+            // Opened after the cut: left for the next pass.
+            push_pops(ring, &mut s, &mut scratch, next, 5);
+            let mut found = Vec::new();
+            let tail = ring.find_below(cut, 0, &mut found);
+            let mut out = Vec::new();
+            emit(&mut found, |t| t, &mut out);
+            ring.drain.tail.store(tail, Ordering::Release);
+            assert_eq!(drained(&out), (from..next).collect::<Vec<_>>(), "pass {pass}");
+            // A stretch takes RESTAMP records at most: 391 for the 100,000; and the one
+            // left from the pass before.
+            assert_eq!(found.len(), 5 + 391 + usize::from(pass > 0), "pass {pass}");
+            from = next;
+            next += 5;
+        }
+        assert!(ring.prod.head.load(Ordering::Relaxed) > 3 * RING_CAP);
     }
 
     /// Regression (issue 20's benchmark, bench/processes.py): a producer whose ring was
