@@ -98,25 +98,35 @@ fn maybe_sampled(op: usize) -> bool {
 }
 
 /// The `PyRefTracer`: sends a re-creation for each object created outside the block its
-/// thread allocated last.
+/// thread allocated last. CPython calls it at every object's creation and destruction: the
+/// destructions, and everything while not recording, return here without a stack frame.
 unsafe extern "C" fn on_object(op: *mut PyObject, event: c_int, _data: *mut c_void) -> c_int {
-    if event != REFTRACER_CREATE || !recording::active() {
-        return 0;
+    if event == REFTRACER_CREATE && recording::active() {
+        // SAFETY: CPython calls us with the object it is creating, its type set.
+        unsafe { on_create(op) };
     }
+    0
+}
+
+/// [`on_object`] for a creation while recording.
+///
+/// # Safety
+/// `op` is an object being created, its type set.
+#[inline(never)]
+unsafe fn on_create(op: *mut PyObject) {
     let g = Guard::enter(Ctx::Tracer);
     if !g.outermost() || !maybe_sampled(op as usize) {
-        return 0;
+        return;
     }
     with_state_in(g.tls(), |st| {
         if st.pause_depth > 0 || st.take_fresh(op as usize) {
             return;
         }
-        // SAFETY: CPython calls us with the object it is creating, its type set.
+        // SAFETY: per the function contract.
         let block = unsafe { block_of(op) };
         if stacks::walking() {
             stacks::walk_frames(st);
         }
         st.push_with_stack(Record::Recreate { address: block as u64 });
     });
-    0
 }
