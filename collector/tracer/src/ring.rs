@@ -21,7 +21,9 @@
 //! opens a new stretch every [`RESTAMP`] records, and the drain advances the clock at every
 //! pass (at least every 5 ms while tracing), so a record's time, its stretch's start, is at
 //! most that early: some µs on a busy thread, up to a drain period on a quiet one. Markers,
-//! gc runs and censuses open a stretch of their own and are exact.
+//! gc runs and censuses open a stretch of their own and are exact. The producer notes where
+//! each stretch starts in the ring's index of stretch starts, so the drain reads the `Seq`
+//! records only, never the records between them.
 //!
 //! **Ordering protocol** (what makes the drain's cut correct): a producer sets `pending`,
 //! *then* reads the clock, writes, publishes `head` and clears `pending`. The drain
