@@ -75,8 +75,13 @@ impl KeyTable {
         k
     }
 
+    /// The (thread, stack, allocator) `key` stands for.
+    fn triple(&self, key: Key) -> (ThreadId, StackId, Option<AllocatorKind>) {
+        self.triples[key as usize]
+    }
+
     pub(crate) fn pair(&self, key: Key) -> (ThreadId, StackId) {
-        let (t, s, _) = self.triples[key as usize];
+        let (t, s, _) = self.triple(key);
         (t, s)
     }
 
@@ -406,7 +411,7 @@ impl Aggregator {
 
     /// The allocator of `key`'s blocks.
     pub(crate) fn allocator(&self, key: Key) -> Option<AllocatorKind> {
-        self.keys.triples[key as usize].2
+        self.keys.triple(key).2
     }
 
     /// Adds a decoded event (format 4: a free names its block's size, thread and stack).
@@ -649,7 +654,7 @@ fn named(keys: &KeyTable, node: Node) -> Interval {
         .entries
         .into_iter()
         .map(|(k, change)| {
-            let (t, s, a) = keys.triples[k as usize];
+            let (t, s, a) = keys.triple(k);
             (t, s, a, k, change)
         })
         .collect();
