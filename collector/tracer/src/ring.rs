@@ -639,17 +639,23 @@ mod tests {
         }
     }
 
-    /// The `Pop` numbers the drain wrote, checking that each is thread 7's.
-    fn drained(out: &[u8]) -> Vec<u32> {
+    /// One drain pass over `ring` alone: the `Pop` numbers of its stretches below `cut`, as
+    /// the drain writes them (checking that each is `thread`'s), and how many stretches.
+    fn drain_below(ring: &'static Ring, cut: u64, thread: u32) -> (Vec<u32>, usize) {
+        let mut found = Vec::new();
+        let tail = ring.find_below(cut, 0, &mut found);
+        let mut out = Vec::new();
+        emit(&mut found, |t| t, &mut out);
+        ring.drain.tail.store(tail, Ordering::Release);
         let mut d = Decoder::default();
         let (mut pops, mut pos) = (Vec::new(), 0);
         while let Some((h, r, used)) = d.next(&out[pos..]).unwrap() {
             let Record::Pop { n } = r else { panic!("{r:?}") };
-            assert_eq!(h.thread, 7);
+            assert_eq!(h.thread, thread);
             pops.push(n);
             pos += used;
         }
-        pops
+        (pops, found.len())
     }
 
     #[test]
@@ -669,16 +675,12 @@ mod tests {
             let cut = mark();
             // Opened after the cut: left for the next pass.
             push_pops(ring, &mut s, &mut scratch, next, 5);
-            let mut found = Vec::new();
-            let tail = ring.find_below(cut, 0, &mut found);
-            let mut out = Vec::new();
-            emit(&mut found, |t| t, &mut out);
-            ring.drain.tail.store(tail, Ordering::Release);
-            assert_eq!(drained(&out), (from..next).collect::<Vec<_>>(), "pass {pass}");
+            let (pops, stretches) = drain_below(ring, cut, 7);
+            assert_eq!(pops, (from..next).collect::<Vec<_>>(), "pass {pass}");
             // A stretch takes RESTAMP records at most: 391 for the 100,000; and the one
             // left from the pass before. (More where another test's thread moved the
             // process-wide clock meanwhile.)
-            assert!(found.len() >= 5 + 391 + usize::from(pass > 0), "pass {pass}");
+            assert!(stretches >= 5 + 391 + usize::from(pass > 0), "pass {pass}");
             from = next;
             next += 5;
         }
@@ -699,34 +701,16 @@ mod tests {
                 std::thread::spawn(move || {
                     let mut s = Stretch::new(10 + k as u32);
                     let mut scratch = Vec::new();
-                    for i in 0..N {
-                        if i % 997 == 0 {
-                            s.restamp();
-                        }
-                        let rec = Record::Pop { n: i };
-                        ring.push_with(&mut s, rec.encoded_len(), &mut scratch, |out| {
-                            rec.encode_into(out);
-                        });
+                    for first in (0..N).step_by(997) {
+                        push_pops(ring, &mut s, &mut scratch, first, 997.min(N - first));
                     }
                 })
             })
             .collect();
         let mut got = [Vec::new(), Vec::new()];
         let mut take = |cut: u64| {
-            for (k, ring) in rings.iter().enumerate() {
-                let mut found = Vec::new();
-                let tail = ring.find_below(cut, 0, &mut found);
-                let mut out = Vec::new();
-                emit(&mut found, |t| t, &mut out);
-                ring.drain.tail.store(tail, Ordering::Release);
-                let mut d = Decoder::default();
-                let mut pos = 0;
-                while let Some((h, r, used)) = d.next(&out[pos..]).unwrap() {
-                    let Record::Pop { n } = r else { panic!("{r:?}") };
-                    assert_eq!(h.thread, 10 + k as u32);
-                    got[k].push(n);
-                    pos += used;
-                }
+            for (k, &ring) in rings.iter().enumerate() {
+                got[k].extend(drain_below(ring, cut, 10 + k as u32).0);
             }
         };
         let mut cut = mark();
