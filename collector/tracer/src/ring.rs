@@ -445,7 +445,7 @@ impl Ring {
             found.push(Found::new(self, open, start, at));
         }
         self.drain.marks_taken.store(taken, Ordering::Relaxed);
-        at.max(start)
+        at
     }
 }
 
