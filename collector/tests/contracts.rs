@@ -1,8 +1,9 @@
 //! The contracts between the Rust side and the `memlens` Python package, checked against the
 //! Python code itself: census trigger numbers (`memlens_format::CensusTrigger` and
-//! `_census.Trigger`) and object limits, the handshake of `memlens run` and `memlens sink`
-//! (`memlens_wire::handshake` and `_protocol.py`), and the tracer's C functions as ctypes
-//! declares them (`collector/tracer/src/lib.rs` and `memlens._load`).
+//! `_census.TRIGGERS`) and object limits, the handshake of `memlens run` and `memlens sink`
+//! (`memlens_wire::handshake` and `_protocol.py`), and the tracer's C functions as the
+//! `memlens._tracer` module offers them to the package (`collector/tracer/src/lib.rs` and
+//! `pymodule.rs`).
 
 mod common;
 
@@ -27,8 +28,8 @@ fn python(code: &str) -> serde_json::Value {
 #[test]
 fn census_triggers_have_the_same_numbers_on_both_sides() {
     let py = python(
-        "import json; from memlens._census import Trigger\n\
-         print(json.dumps({t.name.lower(): t.value for t in Trigger}))",
+        "import json; from memlens._census import TRIGGERS\n\
+         print(json.dumps(TRIGGERS))",
     );
     let rust: serde_json::Map<String, serde_json::Value> =
         CensusTrigger::ALL.iter().map(|t| (t.name().to_owned(), (*t as u8).into())).collect();
@@ -92,65 +93,64 @@ fn the_sink_lines_read_back_in_python() {
     );
 }
 
-/// The ctypes name of the C type a Rust FFI parameter or result is declared with (on
-/// x86-64 Linux, where `c_uint64` and `c_size_t` are `c_ulong`); frames are Python objects.
-fn ctypes_name(rust: &str) -> &'static str {
-    match rust.trim() {
-        "c_int" => "c_int",
-        "u32" => "c_uint",
-        "u64" | "usize" => "c_ulong",
-        "i64" => "c_long",
-        "*const c_char" => "c_char_p",
-        "*mut std::ffi::c_void" | "*mut c_void" => "py_object",
-        other => panic!("no ctypes mapping for the FFI type `{other}`"),
-    }
-}
-
-/// Every function the tracer exports, from its source: (name, parameter types, result type
-/// or `None`).
-fn tracer_exports() -> Vec<(String, Vec<&'static str>, Option<&'static str>)> {
-    let src =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tracer/src/lib.rs"))
-            .unwrap();
+/// Every function the tracer exports, from its source: (name, number of parameters).
+fn tracer_exports() -> Vec<(String, usize)> {
+    let src = tracer_source("lib.rs");
     let mut out = Vec::new();
     for item in src.split("#[no_mangle]").skip(1) {
         let Some(at) = item.find("extern \"C\" fn ") else { continue };
         let sig = &item[at + "extern \"C\" fn ".len()..];
         let (name, rest) = sig.split_once('(').unwrap();
-        let (params, after) = rest.split_once(')').unwrap();
-        let ret = after.split('{').next().unwrap().trim();
-        let params = params
-            .split(',')
-            .filter(|p| !p.trim().is_empty())
-            .map(|p| ctypes_name(p.split_once(':').unwrap().1))
-            .collect();
-        let ret = ret.strip_prefix("->").map(ctypes_name);
-        out.push((name.trim().to_owned(), params, ret));
+        let params = rest.split_once(')').unwrap().0;
+        out.push((
+            name.trim().to_owned(),
+            params.split(',').filter(|p| !p.trim().is_empty()).count(),
+        ));
     }
     out
 }
 
-/// What `memlens._load` declares for each function ctypes calls matches what the tracer
-/// exports: a parameter or result type declared differently would be read as garbage.
-/// `memlens_inject` is called by lldb (`memlens attach`), not from Python.
+fn tracer_source(file: &str) -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tracer/src").join(file))
+        .unwrap()
+}
+
+/// The `memlens._tracer` module (`pymodule.rs`) offers every function the tracer exports,
+/// with the same number of arguments, and the package loads it from the library: a function
+/// missing or wrapped with another arity would fail only on the path that calls it.
+/// `memlens_inject` is called by gdb (`memlens attach`), not from Python.
 #[test]
-fn ctypes_declarations_match_the_tracers_exports() {
-    let exports = tracer_exports();
+fn the_tracer_module_offers_every_export_with_its_arguments() {
+    let exports: Vec<_> =
+        tracer_exports().into_iter().filter(|(n, _)| n != "memlens_inject").collect();
     assert!(exports.len() >= 15, "the tracer's exports are found: {exports:?}");
-    let names: Vec<&str> =
-        exports.iter().map(|(n, ..)| n.as_str()).filter(|n| *n != "memlens_inject").collect();
+    let module = tracer_source("pymodule.rs");
+    for (name, params) in &exports {
+        assert!(
+            module.contains(&format!("function!({name}, {params}, ")),
+            "pymodule.rs wraps {name} with its {params} arguments"
+        );
+    }
     let exe = common::memlens().get_program().to_owned();
     let tracer = Path::new(&exe).parent().unwrap().join("libmemlens_tracer.so");
+    let names: Vec<&str> = exports.iter().map(|(n, _)| n.as_str()).collect();
     let py = python(&format!(
-        "import json, memlens\n\
+        "import json, sys, memlens\n\
          lib = memlens._load({tracer:?})\n\
-         name = lambda t: None if t is None else t.__name__\n\
-         print(json.dumps({{n: [[name(a) for a in (getattr(lib, n).argtypes or ())],\n\
-         name(getattr(lib, n).restype)] for n in {names:?}}}))",
+         o = []\n\
+         try:\n    lib.memlens_pause()\n    arity = 'no error'\n\
+         except TypeError as e:\n    arity = str(e)\n\
+         print(json.dumps({{'missing': [n for n in {names:?} if not callable(getattr(lib, n, None))],\n\
+         'module': type(lib).__name__, 'active': lib.memlens_active(),\n\
+         'refcnt': lib.memlens_read_ptr(id(o)) == sys.getrefcount(o) - 1,\n\
+         'type': lib.memlens_read_ptr(id(o) + 8) == id(list), 'arity': arity}}))",
         tracer = tracer.to_string_lossy(),
     ));
-    for (name, params, ret) in exports.iter().filter(|(n, ..)| n != "memlens_inject") {
-        let declared = &py[name.as_str()];
-        assert_eq!(declared, &serde_json::json!([params, ret]), "{name}");
-    }
+    assert_eq!(
+        py,
+        serde_json::json!({
+            "missing": [], "module": "module", "active": 0, "refcnt": true, "type": true,
+            "arity": "memlens_pause() takes 1 argument(s)"
+        })
+    );
 }

@@ -15,15 +15,14 @@ Also in this package: a pytest plugin (``pytest --memlens``, module ``memlens.py
 and an IPython extension (``%load_ext memlens``, then the ``%%memlens`` cell magic).
 
 The tracer itself is ``libmemlens_tracer.so``, preloaded by ``memlens run`` (or loaded by
-``record``) and driven here through ``ctypes.PyDLL`` (which keeps the GIL held during calls,
-as the tracer requires).
+``record``) and driven here as the extension module ``memlens._tracer``, which it also is
+(``_load``).
 
 PYTEST_DONT_REWRITE: under ``memlens run -m pytest`` this package is imported before pytest
 starts, so pytest could not rewrite its asserts (it has none) and would warn that it cannot.
 """
 
 import atexit
-import ctypes
 import gc
 import os
 import sys
@@ -40,48 +39,25 @@ _census_on = False
 _census_thread = None
 
 
+class _ModuleSpec:
+    """What ``_imp.create_dynamic`` reads of a module spec."""
+
+    def __init__(self, name, origin):
+        self.name = name
+        self.origin = origin
+
+
 def _load(path):
+    """The tracer library at `path` as the extension module ``memlens._tracer`` (see
+    ``collector/tracer/src/pymodule.rs``): the library's C functions, same names and
+    arguments, called with the GIL held. ``_imp`` loads it as the import system would load
+    an extension module found on the path, without ctypes (about 2 ms of every traced
+    process's start)."""
     global _lib
     if _lib is None:
-        lib = ctypes.PyDLL(path)
-        lib.memlens_start.argtypes = [ctypes.c_int, ctypes.c_int]
-        lib.memlens_start.restype = ctypes.c_int
-        lib.memlens_start_in.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.py_object, ctypes.c_char_p]
-        lib.memlens_start_in.restype = ctypes.c_int
-        lib.memlens_set_sample.argtypes = [ctypes.c_uint64]
-        lib.memlens_set_sample.restype = None
-        lib.memlens_set_native_stacks.argtypes = [ctypes.c_int]
-        lib.memlens_set_native_stacks.restype = None
-        lib.memlens_watch_end.argtypes = [ctypes.c_int]
-        lib.memlens_watch_end.restype = ctypes.c_int
-        lib.memlens_release_thread.restype = None
-        lib.memlens_unhook.restype = ctypes.c_int
-        lib.memlens_name_thread.argtypes = [ctypes.c_uint64, ctypes.c_char_p]
-        lib.memlens_name_thread.restype = None
-        lib.memlens_last_error.restype = ctypes.c_char_p
-        lib.memlens_stop.restype = None
-        lib.memlens_thread_start.argtypes = [ctypes.py_object, ctypes.c_char_p]
-        lib.memlens_thread_start.restype = None
-        lib.memlens_mark.argtypes = [ctypes.c_char_p]
-        lib.memlens_mark.restype = None
-        lib.memlens_span.argtypes = [ctypes.c_int, ctypes.c_char_p]
-        lib.memlens_span.restype = None
-        lib.memlens_gc.argtypes = [ctypes.c_int, ctypes.c_uint64, ctypes.c_uint64, ctypes.c_uint64]
-        lib.memlens_gc.restype = None
-        lib.memlens_active.restype = ctypes.c_int
-        lib.memlens_stack_mode.restype = ctypes.c_int
-        lib.memlens_pause.argtypes = [ctypes.c_int]
-        lib.memlens_pause.restype = None
-        lib.memlens_census_begin.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32]
-        lib.memlens_census_begin.restype = None
-        u64, cp, size = ctypes.c_uint64, ctypes.c_char_p, ctypes.c_size_t
-        lib.memlens_census_type.argtypes = [u64, u64, u64, u64, u64, cp, cp, cp, size, cp, size]
-        lib.memlens_census_type.restype = None
-        lib.memlens_census_cache.argtypes = [u64, ctypes.c_int64, u64, u64, u64, cp, cp]
-        lib.memlens_census_cache.restype = None
-        lib.memlens_census_end.argtypes = [u64, u64, ctypes.c_uint32]
-        lib.memlens_census_end.restype = None
-        _lib = lib
+        import _imp
+
+        _lib = _imp.create_dynamic(_ModuleSpec("memlens._tracer", path))
     return _lib
 
 

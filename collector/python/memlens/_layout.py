@@ -21,11 +21,10 @@ allocation addresses and sizes memlens records (``collector/tests/run_e2e.rs``).
 
 import array
 import collections
-import ctypes
 import sys
 import types
 
-PTR = ctypes.sizeof(ctypes.c_void_p)
+PTR = 8 if sys.maxsize > 2**32 else 4
 GC_HEAD = 2 * PTR
 
 # Include/object.h
@@ -111,22 +110,20 @@ def slots_instance_size(tp, attrs):
     return GC_HEAD + _basicsize(tp) - weakref + PTR * attrs
 
 
-_read_ptr = ctypes.c_void_p.from_address
-_read_byte = ctypes.c_ubyte.from_address
-
-
-def attribute_storage(obj, out):
+def attribute_storage(lib, obj, out):
     """Appends to ``out`` the allocation addresses holding ``obj``'s attributes (3.11 with a
-    managed dict only; see the module doc). ``obj`` must be an instance of a type for which
-    ``has_managed_dict`` is true, and must stay alive during the call."""
+    managed dict only; see the module doc), read through the tracer module `lib`. ``obj``
+    must be an instance of a type for which ``has_managed_dict`` is true, and must stay
+    alive during the call."""
+    read_ptr, read_byte = lib.memlens_read_ptr, lib.memlens_read_byte
     base = id(obj)
-    values = _read_ptr(base - 4 * PTR).value
-    d = _read_ptr(base - 3 * PTR).value
+    values = read_ptr(base - 4 * PTR)
+    d = read_ptr(base - 3 * PTR)
     if values:
-        out.append(values - _read_byte(values - 1).value)
+        out.append(values - read_byte(values - 1))
     if d:
         out.append(d - GC_HEAD)
         # PyDictObject: refcnt, type, ma_used, ma_version_tag, ma_keys, ma_values.
-        dvalues = _read_ptr(d + 5 * PTR).value
+        dvalues = read_ptr(d + 5 * PTR)
         if dvalues and dvalues != values:
-            out.append(dvalues - _read_byte(dvalues - 1).value)
+            out.append(dvalues - read_byte(dvalues - 1))

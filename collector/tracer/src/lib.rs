@@ -3,7 +3,8 @@
 //! The parent (`memlens run`) starts Python with this library in `LD_PRELOAD`, so its
 //! exported `malloc`/`free`/`mmap`/... sit in front of libc's for the whole process.
 //! They only forward until the bootstrap Python code opens the same (already loaded)
-//! library with `ctypes.PyDLL` and calls [`memlens_start`], which
+//! library as the extension module `memlens._tracer` ([`pymodule`]) and calls
+//! [`memlens_start`], which
 //! - resolves the CPython API with `dlsym` ([`python_api`]; the library has no
 //!   undefined Python symbols, so non-Python programs that inherit `LD_PRELOAD` still
 //!   load it),
@@ -28,14 +29,15 @@
 //!
 //! Example (what the bootstrap does):
 //! ```text
-//! lib = ctypes.PyDLL(os.environ["MEMLENS_TRACER"])
+//! lib = memlens._load(os.environ["MEMLENS_TRACER"])   # memlens._tracer
 //! lib.memlens_start(fd, 1)      # 1 = native hooks on
 //! ...
 //! lib.memlens_stop()            # atexit
 //! ```
 
 // The modules, by layer (each imports only from its own layer's lower modules and the
-// layers below; this file, the C API, sits on top):
+// layers below; this file, the C API, sits on top, with `pymodule`, the same as a Python
+// module):
 // - the session layer: `session` (start, hooks installed, the fork handler);
 // - the hooks: `got` (installs `native_hooks` by patching), `native_hooks`, `pymem_hooks`,
 //   `ref_tracer`, `profiler` (the stack-keeping hooks), `process_end`;
@@ -57,6 +59,7 @@ mod native_stack;
 mod process_end;
 mod profiler;
 mod pymem_hooks;
+mod pymodule;
 mod python_api;
 mod real;
 mod recording;
@@ -108,7 +111,7 @@ fn start_result(r: Result<session::Started, String>) -> c_int {
 /// allocations are recorded; 2 when it is traced, the slow way (see
 /// [`python_api::PyApi::hook_refused`]); -1 on failure. For 1, 2 and -1,
 /// [`memlens_last_error`] says why.
-/// Call with the GIL held (ctypes.PyDLL).
+/// Call with the GIL held (as `memlens._tracer` does).
 #[no_mangle]
 pub extern "C" fn memlens_start(fd: c_int, native: c_int) -> c_int {
     start_result(session::start(fd, native != 0, std::ptr::null_mut(), b"MainThread"))
@@ -371,7 +374,7 @@ pub extern "C" fn memlens_active() -> c_int {
 
 /// Pauses (`paused != 0`) or resumes recording of the calling thread's allocations and
 /// frees; pauses nest (each resume ends one pause). The census pauses itself so its
-/// temporary lists do not show up as the program's memory. GIL held (ctypes.PyDLL).
+/// temporary lists do not show up as the program's memory. GIL held (as `memlens._tracer` does).
 #[no_mangle]
 pub extern "C" fn memlens_pause(paused: c_int) {
     emit::pause_thread(paused != 0);
@@ -412,8 +415,8 @@ pub unsafe extern "C" fn memlens_census_begin(
 ///
 /// # Safety
 /// `module` and `qualname` are null or NUL-terminated; `addresses` and `storage` are
-/// null or point to the given number of readable bytes (ctypes passes a `bytes`
-/// object's buffer, alive for the call).
+/// null or point to the given number of readable bytes (`memlens._tracer` passes a
+/// `bytes` object's buffer, alive for the call).
 #[no_mangle]
 #[allow(clippy::too_many_arguments)]
 pub unsafe extern "C" fn memlens_census_type(

@@ -323,7 +323,7 @@ impl std::fmt::Display for InitError {
     }
 }
 
-fn lookup(name: &CStr) -> *mut c_void {
+pub(crate) fn lookup(name: &CStr) -> *mut c_void {
     // SAFETY: dlsym with a NUL-terminated name on the global scope.
     unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) }
 }

@@ -182,7 +182,7 @@ pub struct GcEvent {
 
 /// Why a census was taken. The numbers are what the tracer sends and recordings store
 /// ([`Census::trigger`] is a u8, so that triggers newer than a reader do not break it); the
-/// `memlens` Python package's `_census.Trigger` has the same (a test checks they agree).
+/// `memlens` Python package's `_census.TRIGGERS` has the same (a test checks they agree).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u8)]
 pub enum CensusTrigger {

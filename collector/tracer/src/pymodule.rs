@@ -1,0 +1,384 @@
+//! `memlens._tracer`: the library's C API (lib.rs) as an extension module, which is how the
+//! `memlens` package drives the tracer.
+//!
+//! Layer: beside the C API, whose functions it calls; it imports only [`crate::python_api`]
+//! below it.
+//!
+//! The package used to open the library with `ctypes.PyDLL`. Importing ctypes (with libffi
+//! and struct) cost every traced process about 2.3 ms at start, before the program ran, and
+//! a followed tree pays it once per Python. The library is already in the process
+//! (`LD_PRELOAD`), or is loaded by path (`memlens.record()`), so the package loads it as
+//! an extension module instead (`_imp.create_dynamic`, which calls [`PyInit__tracer`]).
+//!
+//! Each function keeps the C function's name and arguments (ints, `bytes` for strings and
+//! buffers, a frame object), so the package calls them as it called the ctypes functions;
+//! they run with the GIL held, which the C API requires. Like the rest of the library, the
+//! module has no undefined Python symbols: what it calls is looked up when it is imported.
+//!
+//! Two functions exist only here, for the census's layout reads (`_layout.py`):
+//! `memlens_read_ptr(address)` and `memlens_read_byte(address)`.
+
+use std::ffi::{c_char, c_int, c_void};
+use std::ptr::null_mut;
+use std::sync::OnceLock;
+
+use crate::python_api::{lookup, resolve, PyObject};
+
+/// `PYTHON_API_VERSION`, unchanged since 3.2 (`Include/modsupport.h`).
+const PYTHON_API_VERSION: c_int = 1013;
+/// `METH_FASTCALL` (`Include/methodobject.h`): the arguments come as an array.
+const METH_FASTCALL: c_int = 0x0080;
+
+type FastCall = unsafe extern "C" fn(*mut PyObject, *const *mut PyObject, isize) -> *mut PyObject;
+
+/// `PyMethodDef`.
+#[repr(C)]
+struct MethodDef {
+    name: *const c_char,
+    meth: Option<FastCall>,
+    flags: c_int,
+    doc: *const c_char,
+}
+
+/// `PyModuleDef` with its `PyModuleDef_Base` head (`Include/moduleobject.h`), unchanged
+/// from 3.5 to 3.13.
+#[repr(C)]
+struct ModuleDef {
+    ob_refcnt: isize,
+    ob_type: *mut c_void,
+    m_init: *mut c_void,
+    m_index: isize,
+    m_copy: *mut c_void,
+    name: *const c_char,
+    doc: *const c_char,
+    size: isize,
+    methods: *mut MethodDef,
+    slots: *mut c_void,
+    traverse: *mut c_void,
+    clear: *mut c_void,
+    free: *mut c_void,
+}
+
+/// The CPython functions and objects the module uses.
+struct Api {
+    module_create2: unsafe extern "C" fn(*mut ModuleDef, c_int) -> *mut PyObject,
+    long_as_long_long: unsafe extern "C" fn(*mut PyObject) -> i64,
+    long_from_long_long: unsafe extern "C" fn(i64) -> *mut PyObject,
+    bytes_as_string: unsafe extern "C" fn(*mut PyObject) -> *const c_char,
+    bytes_size: unsafe extern "C" fn(*mut PyObject) -> isize,
+    bytes_from_string: unsafe extern "C" fn(*const c_char) -> *mut PyObject,
+    err_occurred: unsafe extern "C" fn() -> *mut PyObject,
+    err_set_string: unsafe extern "C" fn(*mut PyObject, *const c_char),
+    inc_ref: unsafe extern "C" fn(*mut PyObject),
+    /// `Py_None`.
+    none: *mut PyObject,
+    /// `PyExc_TypeError`.
+    type_error: *mut PyObject,
+}
+
+// SAFETY: the two object pointers are CPython's static None and TypeError, which live as
+// long as the interpreter and are only used with the GIL held.
+unsafe impl Send for Api {}
+// SAFETY: as for Send: nothing in `Api` is written after it is made.
+unsafe impl Sync for Api {}
+
+static API: OnceLock<Option<Api>> = OnceLock::new();
+
+fn api() -> Option<&'static Api> {
+    API.get_or_init(|| {
+        let type_error = lookup(c"PyExc_TypeError");
+        let none = lookup(c"_Py_NoneStruct");
+        if type_error.is_null() || none.is_null() {
+            return None;
+        }
+        Some(Api {
+            module_create2: resolve(&[c"PyModule_Create2"]).ok()?,
+            long_as_long_long: resolve(&[c"PyLong_AsLongLong"]).ok()?,
+            long_from_long_long: resolve(&[c"PyLong_FromLongLong"]).ok()?,
+            bytes_as_string: resolve(&[c"PyBytes_AsString"]).ok()?,
+            bytes_size: resolve(&[c"PyBytes_Size"]).ok()?,
+            bytes_from_string: resolve(&[c"PyBytes_FromString"]).ok()?,
+            err_occurred: resolve(&[c"PyErr_Occurred"]).ok()?,
+            err_set_string: resolve(&[c"PyErr_SetString"]).ok()?,
+            inc_ref: resolve(&[c"Py_IncRef"]).ok()?,
+            none,
+            // SAFETY: `PyExc_TypeError` is a `PyObject *` variable, set before any module
+            // is imported.
+            type_error: unsafe { *type_error.cast::<*mut PyObject>() },
+        })
+    })
+    .as_ref()
+}
+
+/// A call's arguments. `Err(())`: a Python exception is set.
+struct Args<'a> {
+    api: &'a Api,
+    args: &'a [*mut PyObject],
+}
+
+impl Args<'_> {
+    fn int(&self, i: usize) -> Result<i64, ()> {
+        // SAFETY: a live object of the call (GIL held); PyLong_AsLongLong raises TypeError
+        // for a non-int and OverflowError for a too large one.
+        unsafe {
+            let v = (self.api.long_as_long_long)(self.args[i]);
+            if v == -1 && !(self.api.err_occurred)().is_null() {
+                return Err(());
+            }
+            Ok(v)
+        }
+    }
+
+    /// A `bytes` argument's NUL-terminated buffer (valid during the call), or null for None.
+    fn text(&self, i: usize) -> Result<*const c_char, ()> {
+        let o = self.args[i];
+        if o == self.api.none {
+            return Ok(std::ptr::null());
+        }
+        // SAFETY: a live object of the call; PyBytes_AsString raises TypeError for others.
+        let p = unsafe { (self.api.bytes_as_string)(o) };
+        if p.is_null() {
+            Err(())
+        } else {
+            Ok(p)
+        }
+    }
+
+    /// A `bytes` argument and a length at most its size, as the C API's (pointer, length).
+    fn buffer(&self, i: usize, len: usize) -> Result<(*const c_char, usize), ()> {
+        let p = self.text(i)?;
+        // SAFETY: `text` checked that the object is bytes (or None, size 0).
+        let size = if p.is_null() { 0 } else { unsafe { (self.api.bytes_size)(self.args[i]) } };
+        Ok((p, len.min(usize::try_from(size).unwrap_or(0))))
+    }
+
+    /// An object argument as is (borrowed for the call).
+    fn object(&self, i: usize) -> *mut c_void {
+        self.args[i]
+    }
+
+    fn none(&self) -> Result<*mut PyObject, ()> {
+        // SAFETY: GIL held; None is returned as a new reference.
+        unsafe { (self.api.inc_ref)(self.api.none) };
+        Ok(self.api.none)
+    }
+
+    fn long(&self, v: i64) -> Result<*mut PyObject, ()> {
+        // SAFETY: GIL held.
+        let o = unsafe { (self.api.long_from_long_long)(v) };
+        if o.is_null() {
+            Err(())
+        } else {
+            Ok(o)
+        }
+    }
+}
+
+/// Defines a module function taking `$n` arguments, run by `$body` with them as `$a`.
+macro_rules! function {
+    ($name:ident, $n:expr, |$a:ident| $body:expr) => {
+        unsafe extern "C" fn $name(
+            _module: *mut PyObject,
+            args: *const *mut PyObject,
+            nargs: isize,
+        ) -> *mut PyObject {
+            let Some(api) = api() else { return null_mut() };
+            if nargs != $n {
+                let msg = concat!(stringify!($name), "() takes ", stringify!($n), " argument(s)\0");
+                // SAFETY: GIL held; a static NUL-terminated message.
+                unsafe { (api.err_set_string)(api.type_error, msg.as_ptr().cast()) };
+                return null_mut();
+            }
+            fn body($a: &Args<'_>) -> Result<*mut PyObject, ()> {
+                $body
+            }
+            // SAFETY: CPython passes `nargs` live arguments.
+            let args = unsafe { std::slice::from_raw_parts(args, $n) };
+            body(&Args { api, args }).unwrap_or(null_mut())
+        }
+    };
+}
+
+// The C API's arguments are narrower than Python's ints: `as` keeps their low bits, as
+// ctypes did.
+function!(memlens_start, 2, |a| {
+    let rc = crate::memlens_start(a.int(0)? as c_int, a.int(1)? as c_int);
+    a.long(rc.into())
+});
+function!(memlens_start_in, 4, |a| {
+    let (fd, native, frame, name) = (a.int(0)?, a.int(1)?, a.object(2), a.text(3)?);
+    // SAFETY: the package passes the calling thread's live frame and a bytes name.
+    let rc = unsafe { crate::memlens_start_in(fd as c_int, native as c_int, frame, name) };
+    a.long(rc.into())
+});
+function!(memlens_set_sample, 1, |a| {
+    crate::memlens_set_sample(a.int(0)? as u64);
+    a.none()
+});
+function!(memlens_set_native_stacks, 1, |a| {
+    crate::memlens_set_native_stacks(a.int(0)? as c_int);
+    a.none()
+});
+function!(memlens_watch_end, 1, |a| a.long(crate::memlens_watch_end(a.int(0)? as c_int).into()));
+function!(memlens_name_thread, 2, |a| {
+    // SAFETY: `text` gives a NUL-terminated buffer or null.
+    unsafe { crate::memlens_name_thread(a.int(0)? as u64, a.text(1)?) };
+    a.none()
+});
+function!(memlens_release_thread, 0, |a| {
+    crate::memlens_release_thread();
+    a.none()
+});
+function!(memlens_last_error, 0, |a| {
+    // SAFETY: GIL held; the C API returns a NUL-terminated string of this thread.
+    let o = unsafe { (a.api.bytes_from_string)(crate::memlens_last_error()) };
+    if o.is_null() {
+        Err(())
+    } else {
+        Ok(o)
+    }
+});
+function!(memlens_unhook, 0, |a| a.long(crate::memlens_unhook().into()));
+function!(memlens_stop, 0, |a| {
+    crate::memlens_stop();
+    a.none()
+});
+function!(memlens_thread_start, 2, |a| {
+    // SAFETY: the package passes the new thread's live frame and a bytes name.
+    unsafe { crate::memlens_thread_start(a.object(0), a.text(1)?) };
+    a.none()
+});
+function!(memlens_mark, 1, |a| {
+    // SAFETY: `text` gives a NUL-terminated buffer or null.
+    unsafe { crate::memlens_mark(a.text(0)?) };
+    a.none()
+});
+function!(memlens_span, 2, |a| {
+    // SAFETY: as above.
+    unsafe { crate::memlens_span(a.int(0)? as c_int, a.text(1)?) };
+    a.none()
+});
+function!(memlens_gc, 4, |a| {
+    crate::memlens_gc(a.int(0)? as c_int, a.int(1)? as u64, a.int(2)? as u64, a.int(3)? as u64);
+    a.none()
+});
+function!(memlens_stack_mode, 0, |a| a.long(crate::memlens_stack_mode().into()));
+function!(memlens_active, 0, |a| a.long(crate::memlens_active().into()));
+function!(memlens_pause, 1, |a| {
+    crate::memlens_pause(a.int(0)? as c_int);
+    a.none()
+});
+function!(memlens_census_begin, 3, |a| {
+    let (trigger, label, every) = (a.int(0)? as c_int, a.text(1)?, a.int(2)? as u32);
+    // SAFETY: `text` gives a NUL-terminated buffer or null.
+    unsafe { crate::memlens_census_begin(trigger, label, every) };
+    a.none()
+});
+function!(memlens_census_type, 11, |a| {
+    let (addresses, addresses_len) = a.buffer(7, a.int(8)? as usize)?;
+    let (storage, storage_len) = a.buffer(9, a.int(10)? as usize)?;
+    // SAFETY: `text` gives NUL-terminated buffers or null, and `buffer` lengths within
+    // the bytes objects, alive for the call.
+    unsafe {
+        crate::memlens_census_type(
+            a.int(0)? as u64,
+            a.int(1)? as u64,
+            a.int(2)? as u64,
+            a.int(3)? as u64,
+            a.int(4)? as u64,
+            a.text(5)?,
+            a.text(6)?,
+            addresses,
+            addresses_len,
+            storage,
+            storage_len,
+        )
+    };
+    a.none()
+});
+function!(memlens_census_cache, 7, |a| {
+    let counts = (a.int(0)? as u64, a.int(1)?, a.int(2)? as u64, a.int(3)? as u64);
+    let (bytes, module, qualname) = (a.int(4)? as u64, a.text(5)?, a.text(6)?);
+    // SAFETY: `text` gives NUL-terminated buffers or null.
+    unsafe {
+        crate::memlens_census_cache(counts.0, counts.1, counts.2, counts.3, bytes, module, qualname)
+    };
+    a.none()
+});
+function!(memlens_census_end, 3, |a| {
+    crate::memlens_census_end(a.int(0)? as u64, a.int(1)? as u64, a.int(2)? as u32);
+    a.none()
+});
+function!(memlens_read_ptr, 1, |a| {
+    // SAFETY: the census reads only words of live objects' headers (`_layout.py`), with
+    // the objects held alive by the caller.
+    a.long(unsafe { (a.int(0)? as usize as *const usize).read_unaligned() } as i64)
+});
+function!(memlens_read_byte, 1, |a| {
+    // SAFETY: as above: the byte before a live object's values array.
+    a.long(unsafe { (a.int(0)? as usize as *const u8).read() }.into())
+});
+
+/// Called by `_imp.create_dynamic` (the package's `_load`), once per process.
+#[no_mangle]
+pub extern "C" fn PyInit__tracer() -> *mut PyObject {
+    let Some(api) = api() else { return null_mut() };
+    macro_rules! table {
+        ($($f:ident),*) => {
+            vec![
+                $(MethodDef {
+                    name: concat!(stringify!($f), "\0").as_ptr().cast(),
+                    meth: Some($f),
+                    flags: METH_FASTCALL,
+                    doc: std::ptr::null(),
+                },)*
+                MethodDef { name: std::ptr::null(), meth: None, flags: 0, doc: std::ptr::null() },
+            ]
+        };
+    }
+    let methods = table!(
+        memlens_start,
+        memlens_start_in,
+        memlens_set_sample,
+        memlens_set_native_stacks,
+        memlens_watch_end,
+        memlens_name_thread,
+        memlens_release_thread,
+        memlens_last_error,
+        memlens_unhook,
+        memlens_stop,
+        memlens_thread_start,
+        memlens_mark,
+        memlens_span,
+        memlens_gc,
+        memlens_stack_mode,
+        memlens_active,
+        memlens_pause,
+        memlens_census_begin,
+        memlens_census_type,
+        memlens_census_cache,
+        memlens_census_end,
+        memlens_read_ptr,
+        memlens_read_byte
+    );
+    // The definition must outlive the module: CPython keeps pointers to it. Leaked once
+    // per process (CPython keeps the module it made and does not call this again).
+    let def = Box::leak(Box::new(ModuleDef {
+        // Never freed: a reference count no decrement reaches 0 from.
+        ob_refcnt: 1 << 30,
+        ob_type: null_mut(),
+        m_init: null_mut(),
+        m_index: 0,
+        m_copy: null_mut(),
+        name: c"memlens._tracer".as_ptr(),
+        doc: c"The memlens tracer's entry points (see memlens/__init__.py).".as_ptr(),
+        size: -1,
+        methods: Box::leak(methods.into_boxed_slice()).as_mut_ptr(),
+        slots: null_mut(),
+        traverse: null_mut(),
+        clear: null_mut(),
+        free: null_mut(),
+    }));
+    // SAFETY: GIL held (an import); `def` is a valid, leaked module definition.
+    unsafe { (api.module_create2)(def, PYTHON_API_VERSION) }
+}
