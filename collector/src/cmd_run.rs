@@ -59,7 +59,7 @@ pub struct RunArgs {
     pub no_census: bool,
     /// A census of more live objects than this looks at an evenly spread sample of about
     /// this many, so that it holds the program no longer; its counts, sizes and sites are
-    /// then estimates, and a marker on the timeline says so. Default: 1,000,000; 2,000
+    /// then estimates, and a marker on the timeline says so. Default: 1,000,000; 10,000
     /// with --sample, whose figures are estimates anyway.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub census_max_objects: Option<u64>,

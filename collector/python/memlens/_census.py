@@ -6,14 +6,16 @@ and the allocation address of each (``_layout.alloc_offset``), which the recorde
 against live traced allocations to find where they were made. For classes without
 ``__slots__`` it samples a few instances: how many attributes they have and where their
 attribute storage is, so the recorder can say what ``__slots__`` would save. It also
-reports every live ``functools.lru_cache`` wrapper.
+reports every live ``functools.lru_cache`` wrapper. The per-object work (grouping by
+type, sizes, addresses) is the tracer's (``memlens_census_objects``,
+``collector/tracer/src/census.rs``), which asks this module about each type once.
 
 A census runs no code of the program: sizes come from the type's layout, or from CPython's
 own ``__sizeof__`` for its containers, never from a class's ``__sizeof__`` (pandas computes
 deep memory usage there: a census of a pandas program spent 20 µs per object in it); types
 are grouped by identity and their names read through ``type``'s descriptors
-(``_layout.sizer``, ``_layout.type_names``), so no ``__hash__``, ``__eq__`` or metaclass
-attribute hook runs either.
+(``_layout.size_method``, ``_layout.type_names``), so no ``__hash__``, ``__eq__`` or
+metaclass attribute hook runs either.
 
 The census's own allocations and frees are not recorded (``memlens_pause``), the garbage
 collector is held off while it runs, and its big temporaries are dropped after recording
@@ -26,8 +28,6 @@ import sys
 import threading
 import time
 from array import array
-from itertools import compress, repeat
-from operator import is_
 
 from memlens import _layout
 
@@ -38,8 +38,6 @@ from memlens import _layout
 TRIGGERS = {"start": 0, "mark": 1, "interval": 2, "exit": 3}
 START, MARK, INTERVAL, EXIT = (TRIGGERS[t] for t in ("start", "mark", "interval", "exit"))
 
-# Addresses per tracer call: the wire record carries at most 512 KiB of them.
-_BATCH = 65536 - 8
 # Instances of a class without __slots__ sampled for their attribute storage, and how
 # many instances a class needs before it is sampled at all.
 _DICT_SAMPLE = 200
@@ -52,9 +50,9 @@ _DICT_MIN_COUNT = 100
 # (`memlens_wire::handshake::CENSUS_MAX_OBJECTS`, which `memlens run` uses: the contracts test
 # checks that they agree.)
 MAX_OBJECTS = 1_000_000
-# The same in a sampled recording, whose figures are estimates anyway: a census then holds
-# a service 2 ms (3.11) to 5 ms (3.13) (`handshake::SAMPLED_CENSUS_MAX_OBJECTS`).
-SAMPLED_MAX_OBJECTS = 2_000
+# The same in a sampled recording, whose figures are estimates anyway
+# (`handshake::SAMPLED_CENSUS_MAX_OBJECTS`).
+SAMPLED_MAX_OBJECTS = 10_000
 max_objects = MAX_OBJECTS
 
 _lock = threading.Lock()
@@ -64,12 +62,6 @@ _function = type(lambda: None)
 
 def _text(s):
     return s.encode("utf-8", "replace") if isinstance(s, str) else b"?"
-
-
-def _sizes(tp, members):
-    """Sum of the shallow sizes of `members`, all of type `tp` (see the module doc)."""
-    size, extra = _layout.sizer(tp)
-    return sum(map(size, members)) + extra * len(members)
 
 
 # The sizer of each type met during one census (by identity, see the module doc); cleared
@@ -133,50 +125,37 @@ def _send_caches(lib, wrappers):
             pass
 
 
-def _send_type(lib, tp, members, every):
-    """Sends `tp`'s objects; a sampled census (one object in `every`) scales the count and
-    size up."""
-    offset = _layout.alloc_offset(tp)
+def _describe(tp, count, first):
+    """What the tracer needs to count `count` objects of type `tp`, `first` among them (its
+    ``memlens_census_objects``): how to size one (a C ``__sizeof__`` and extra bytes), the
+    offset from ``id(obj)`` to its allocation, the type's names, and in how many instances
+    one is to be sampled for its attribute storage (0: none)."""
+    size, extra = _layout.size_method(tp, first)
     module, qualname = map(_text, _layout.type_names(tp))
-    sampled = attrs = slots = 0
-    storage = array("Q")
-    if len(members) >= _DICT_MIN_COUNT and _layout.has_managed_dict(tp):
+    step = 0
+    if count >= _DICT_MIN_COUNT and _layout.has_managed_dict(tp):
         # Evenly spread: instances made early can differ (a class's shared key table is
         # sized by its first instances).
-        for o in members[:: max(1, len(members) // _DICT_SAMPLE)]:
+        step = max(1, count // _DICT_SAMPLE)
+    return size, extra, _layout.alloc_offset(tp), module, qualname, step
+
+
+def _attributes(lib):
+    """The tracer's callback for the instances of a type sampled by `_describe`: how many,
+    their attributes in all, the size one would take with ``__slots__``, and the allocation
+    addresses of their attribute storage (u64 each)."""
+
+    def attributes(tp, sample):
+        attrs = slots = 0
+        storage = array("Q")
+        for o in sample:
             n = len(gc.get_referents(o)) - 1  # the traversal visits the type too
-            sampled += 1
             attrs += n
             slots = max(slots, _layout.slots_instance_size(tp, n))
             _layout.attribute_storage(lib, o, storage)
-    total = len(members)
-    for start in range(0, max(total, 1), _BATCH):
-        part = members[start : start + _BATCH]
-        addrs = array("Q", [id(o) - offset for o in part]).tobytes()
-        first = start == 0
-        st = storage.tobytes() if first else b""
-        lib.memlens_census_type(
-            len(part) * every,
-            _sizes(tp, part) * every,
-            sampled if first else 0,
-            attrs if first else 0,
-            slots if first else 0,
-            module,
-            qualname,
-            addrs,
-            len(addrs),
-            st,
-            len(st),
-        )
+        return len(sample), attrs, slots, storage.tobytes()
 
-
-def _lru_wrappers(objs, groups, every):
-    """The live lru_cache wrappers: all of them, even in a sampled census (C-speed filter)."""
-    if _lru_type is None:
-        return ()
-    if every == 1:
-        return groups.get(id(_lru_type), ())
-    return list(compress(objs, map(is_, map(type, objs), repeat(_lru_type))))
+    return attributes
 
 
 def census(lib, trigger, label=""):
@@ -188,34 +167,27 @@ def census(lib, trigger, label=""):
         gc_was_on = gc.isenabled()
         gc.disable()
         lib.memlens_pause(1)
-        objs = groups = looked = None
+        objs = caches = None
         try:
             objs = gc.get_objects()
             n = len(objs)
             every = -(-n // max_objects) if n > max_objects else 1
-            looked = objs if every == 1 else objs[::every]
             if every > 1:
                 note = f"memlens: census of 1 object in {every} ({n:,} live objects)"
                 lib.memlens_mark(note.encode())
             lib.memlens_census_begin(trigger, str(label).encode("utf-8", "replace"), every)
-            # By the type's identity: hashing a class could run its metaclass's __hash__.
-            groups = {}
-            for o in looked:
-                t = type(o)
-                g = groups.get(id(t))
-                if g is None:
-                    groups[id(t)] = [o]
-                else:
-                    g.append(o)
-            for members in groups.values():
-                _send_type(lib, type(members[0]), members, every)
-            _send_caches(lib, _lru_wrappers(objs, groups, every))
+            # Grouped by the type's identity (hashing a class could run its metaclass's
+            # __hash__), in the tracer; it also finds every lru_cache wrapper, even in a
+            # sampled census.
+            caches = lib.memlens_census_objects(objs, every, _describe, _attributes(lib),
+                                                _lru_type)
+            _send_caches(lib, caches)
             duration = time.monotonic_ns() - t0
             lib.memlens_census_end(n, duration, sys.getrecursionlimit())
         finally:
             lib.memlens_pause(0)
             # Dropped while recording: see the module doc.
-            objs = groups = looked = None
+            objs = caches = None
             _sizers.clear()
             if gc_was_on:
                 gc.enable()

@@ -88,13 +88,30 @@ def sizer(tp):
     ``__sizeof__`` written in Python, such as pandas' deep memory usage, or an extension's)
     the instance's layout (``object.__sizeof__``) plus the GC header and pre-header, which is
     what ``sys.getsizeof`` gives for a type that keeps the default ``__sizeof__``."""
-    own = None
+    if _cpython_sizeof(tp) is not None:
+        return sys.getsizeof, 0
+    return _object_sizeof, alloc_offset(tp)
+
+
+def _cpython_sizeof(tp):
+    """``tp``'s ``__sizeof__`` when it is one of CPython's own (``_CPYTHON_SIZEOF``), else
+    None."""
     for klass in _mro(tp):
         own = _type_dict(klass).get("__sizeof__")
         if own is not None:
-            break
-    if any(own is d for d in _CPYTHON_SIZEOF):
-        return sys.getsizeof, 0
+            return own if any(own is d for d in _CPYTHON_SIZEOF) else None
+    return None
+
+
+def size_method(tp, obj):
+    """`sizer` for the tracer, which calls C methods directly: ``(method, extra)``, an
+    instance's size being ``method(instance) + extra``, where ``method`` is a
+    ``__sizeof__`` written in C (CPython's own, or ``object.__sizeof__`` for the layout)
+    and ``obj`` is an instance of ``tp``, on which ``extra`` is measured: what
+    ``sys.getsizeof`` adds to ``__sizeof__`` (the GC header, and the pre-header from 3.12)."""
+    own = _cpython_sizeof(tp)
+    if own is not None:
+        return own, sys.getsizeof(obj) - own(obj)
     return _object_sizeof, alloc_offset(tp)
 
 

@@ -37,7 +37,7 @@
 
 // The modules, by layer (each imports only from its own layer's lower modules and the
 // layers below; this file, the C API, sits on top, with `pymodule`, the same as a Python
-// module):
+// module, and `census`, the census's per-object work):
 // - the session layer: `session` (start, hooks installed, the fork handler);
 // - the hooks: `got` (installs `native_hooks` by patching), `native_hooks`, `pymem_hooks`,
 //   `ref_tracer`, `profiler` (the stack-keeping hooks), `process_end`;
@@ -47,6 +47,7 @@
 // - the foundations: `guard` (thread-locals, re-entrancy), `ring`, `sampling`,
 //   `sampled_set`, `native_stack`, `python_api`, `clock`, `real`; and beside the layers,
 //   `follow` and `inject`.
+mod census;
 mod clock;
 mod drain;
 mod emit;

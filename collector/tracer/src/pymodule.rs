@@ -15,14 +15,14 @@
 //! they run with the GIL held, which the C API requires. Like the rest of the library, the
 //! module has no undefined Python symbols: what it calls is looked up when it is imported.
 //!
-//! Two functions exist only here, for the census's layout reads (`_layout.py`):
+//! Three functions exist only here, for the census: `memlens_census_objects` (its
+//! per-object work, [`crate::census`]) and the layout reads of `_layout.py`,
 //! `memlens_read_ptr(address)` and `memlens_read_byte(address)`.
 
 use std::ffi::{c_char, c_int, c_void};
 use std::ptr::null_mut;
-use std::sync::OnceLock;
 
-use crate::python_api::{lookup, resolve, PyObject};
+use crate::python_api::{object_api as api, ObjectApi as Api, PyObject};
 
 /// `PYTHON_API_VERSION`, unchanged since 3.2 (`Include/modsupport.h`).
 const PYTHON_API_VERSION: c_int = 1013;
@@ -57,57 +57,6 @@ struct ModuleDef {
     traverse: *mut c_void,
     clear: *mut c_void,
     free: *mut c_void,
-}
-
-/// The CPython functions and objects the module uses.
-struct Api {
-    module_create2: unsafe extern "C" fn(*mut ModuleDef, c_int) -> *mut PyObject,
-    long_as_long_long: unsafe extern "C" fn(*mut PyObject) -> i64,
-    long_from_long_long: unsafe extern "C" fn(i64) -> *mut PyObject,
-    bytes_as_string: unsafe extern "C" fn(*mut PyObject) -> *const c_char,
-    bytes_size: unsafe extern "C" fn(*mut PyObject) -> isize,
-    bytes_from_string: unsafe extern "C" fn(*const c_char) -> *mut PyObject,
-    err_occurred: unsafe extern "C" fn() -> *mut PyObject,
-    err_set_string: unsafe extern "C" fn(*mut PyObject, *const c_char),
-    inc_ref: unsafe extern "C" fn(*mut PyObject),
-    /// `Py_None`.
-    none: *mut PyObject,
-    /// `PyExc_TypeError`.
-    type_error: *mut PyObject,
-}
-
-// SAFETY: the two object pointers are CPython's static None and TypeError, which live as
-// long as the interpreter and are only used with the GIL held.
-unsafe impl Send for Api {}
-// SAFETY: as for Send: nothing in `Api` is written after it is made.
-unsafe impl Sync for Api {}
-
-static API: OnceLock<Option<Api>> = OnceLock::new();
-
-fn api() -> Option<&'static Api> {
-    API.get_or_init(|| {
-        let type_error = lookup(c"PyExc_TypeError");
-        let none = lookup(c"_Py_NoneStruct");
-        if type_error.is_null() || none.is_null() {
-            return None;
-        }
-        Some(Api {
-            module_create2: resolve(&[c"PyModule_Create2"]).ok()?,
-            long_as_long_long: resolve(&[c"PyLong_AsLongLong"]).ok()?,
-            long_from_long_long: resolve(&[c"PyLong_FromLongLong"]).ok()?,
-            bytes_as_string: resolve(&[c"PyBytes_AsString"]).ok()?,
-            bytes_size: resolve(&[c"PyBytes_Size"]).ok()?,
-            bytes_from_string: resolve(&[c"PyBytes_FromString"]).ok()?,
-            err_occurred: resolve(&[c"PyErr_Occurred"]).ok()?,
-            err_set_string: resolve(&[c"PyErr_SetString"]).ok()?,
-            inc_ref: resolve(&[c"Py_IncRef"]).ok()?,
-            none,
-            // SAFETY: `PyExc_TypeError` is a `PyObject *` variable, set before any module
-            // is imported.
-            type_error: unsafe { *type_error.cast::<*mut PyObject>() },
-        })
-    })
-    .as_ref()
 }
 
 /// A call's arguments. `Err(())`: a Python exception is set.
@@ -309,6 +258,13 @@ function!(memlens_census_end, 3, |a| {
     crate::memlens_census_end(a.int(0)? as u64, a.int(1)? as u64, a.int(2)? as u32);
     a.none()
 });
+function!(memlens_census_objects, 5, |a| {
+    let (objects, every) = (a.object(0), a.int(1)?.max(1) as usize);
+    let (describe, attributes, wanted) = (a.object(2), a.object(3), a.object(4));
+    // SAFETY: the census passes gc.get_objects()'s list with the collector held off, its
+    // two functions, and a type (see census.rs).
+    unsafe { crate::census::count_objects(a.api, objects, every, describe, attributes, wanted) }
+});
 function!(memlens_read_ptr, 1, |a| {
     // SAFETY: the census reads only words of live objects' headers (`_layout.py`), with
     // the objects held alive by the caller.
@@ -358,6 +314,7 @@ pub extern "C" fn PyInit__tracer() -> *mut PyObject {
         memlens_census_type,
         memlens_census_cache,
         memlens_census_end,
+        memlens_census_objects,
         memlens_read_ptr,
         memlens_read_byte
     );
@@ -380,5 +337,5 @@ pub extern "C" fn PyInit__tracer() -> *mut PyObject {
         free: null_mut(),
     }));
     // SAFETY: GIL held (an import); `def` is a valid, leaked module definition.
-    unsafe { (api.module_create2)(def, PYTHON_API_VERSION) }
+    unsafe { (api.module_create2)((def as *mut ModuleDef).cast(), PYTHON_API_VERSION) }
 }

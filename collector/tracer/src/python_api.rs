@@ -554,6 +554,129 @@ impl PyApi {
     }
 }
 
+/// The CPython functions and objects `memlens._tracer` ([`crate::pymodule`]) and the census
+/// ([`crate::census`]) use: making the module, reading and making the values its functions
+/// take and return, calling back into the package.
+pub struct ObjectApi {
+    /// `PyModule_Create2(PyModuleDef *, int)`.
+    pub module_create2: unsafe extern "C" fn(*mut c_void, c_int) -> *mut PyObject,
+    pub long_as_long_long: unsafe extern "C" fn(*mut PyObject) -> i64,
+    pub long_from_long_long: unsafe extern "C" fn(i64) -> *mut PyObject,
+    pub bytes_as_string: unsafe extern "C" fn(*mut PyObject) -> *const c_char,
+    pub bytes_size: unsafe extern "C" fn(*mut PyObject) -> isize,
+    pub bytes_from_string: unsafe extern "C" fn(*const c_char) -> *mut PyObject,
+    pub list_new: unsafe extern "C" fn(isize) -> *mut PyObject,
+    pub list_size: unsafe extern "C" fn(*mut PyObject) -> isize,
+    /// Borrowed reference; null (IndexError, or SystemError for a non-list) on failure.
+    pub list_get_item: unsafe extern "C" fn(*mut PyObject, isize) -> *mut PyObject,
+    pub list_append: unsafe extern "C" fn(*mut PyObject, *mut PyObject) -> c_int,
+    /// Borrowed reference.
+    pub tuple_get_item: unsafe extern "C" fn(*mut PyObject, isize) -> *mut PyObject,
+    /// `PyObject_CallFunctionObjArgs(callable, ..., NULL)`: a new reference or null.
+    pub call: unsafe extern "C" fn(*mut PyObject, ...) -> *mut PyObject,
+    pub err_occurred: unsafe extern "C" fn() -> *mut PyObject,
+    pub err_set_string: unsafe extern "C" fn(*mut PyObject, *const c_char),
+    pub err_clear: unsafe extern "C" fn(),
+    pub inc_ref: unsafe extern "C" fn(*mut PyObject),
+    pub dec_ref: unsafe extern "C" fn(*mut PyObject),
+    /// `Py_None`.
+    pub none: *mut PyObject,
+    /// `PyExc_TypeError`.
+    pub type_error: *mut PyObject,
+    /// `PyMethodDescr_Type`: the type of a method written in C, looked up on its class.
+    method_descr_type: *mut PyObject,
+}
+
+/// A method written in C that takes no arguments (`METH_NOARGS`), called as `f(self, NULL)`.
+pub type NoArgs = unsafe extern "C" fn(*mut PyObject, *mut PyObject) -> *mut PyObject;
+
+impl ObjectApi {
+    /// The C function of `descr` when it is a method descriptor of a `METH_NOARGS` method
+    /// (such as `list.__sizeof__`); None for any other object.
+    ///
+    /// Layout, the same from 3.9 to 3.13 (`Include/descrobject.h`, `methodobject.h`): a
+    /// `PyMethodDescrObject` is `PyDescr_COMMON` (the object header, `d_type`, `d_name`,
+    /// `d_qualname`), then `PyMethodDef *d_method`; a `PyMethodDef` is `ml_name`, `ml_meth`,
+    /// `ml_flags`. The census checks each function it takes from here against a call of the
+    /// descriptor itself before using it.
+    ///
+    /// # Safety
+    /// GIL held; `descr` is a live object.
+    pub unsafe fn noargs_method(&self, descr: *mut PyObject) -> Option<NoArgs> {
+        const METH_NOARGS: i32 = 0x0004;
+        const METH_COEXIST: i32 = 0x0040;
+        // SAFETY: per the function contract, and the layouts above once the type is checked.
+        unsafe {
+            if type_of(descr) != self.method_descr_type {
+                return None;
+            }
+            let def = *descr.cast::<*const *const c_void>().add(5);
+            if def.is_null() || *def.cast::<i32>().add(4) & !METH_COEXIST != METH_NOARGS {
+                return None;
+            }
+            let meth = *def.add(1);
+            (!meth.is_null()).then(|| std::mem::transmute::<*const c_void, NoArgs>(meth))
+        }
+    }
+}
+
+// SAFETY: the three object pointers are CPython's static None, TypeError and method
+// descriptor type, which live as long as the interpreter and are only used with the GIL held.
+unsafe impl Send for ObjectApi {}
+// SAFETY: as for Send: nothing in `ObjectApi` is written after it is made.
+unsafe impl Sync for ObjectApi {}
+
+static OBJECT_API: OnceLock<Option<ObjectApi>> = OnceLock::new();
+
+/// [`ObjectApi`], resolved at the first call (the import of `memlens._tracer`); `None` if
+/// this process's Python lacks one of its symbols (none of 3.9-3.13 does).
+pub fn object_api() -> Option<&'static ObjectApi> {
+    OBJECT_API
+        .get_or_init(|| {
+            let type_error = lookup(c"PyExc_TypeError");
+            let none = lookup(c"_Py_NoneStruct");
+            let method_descr_type = lookup(c"PyMethodDescr_Type");
+            if type_error.is_null() || none.is_null() || method_descr_type.is_null() {
+                return None;
+            }
+            Some(ObjectApi {
+                module_create2: resolve(&[c"PyModule_Create2"]).ok()?,
+                long_as_long_long: resolve(&[c"PyLong_AsLongLong"]).ok()?,
+                long_from_long_long: resolve(&[c"PyLong_FromLongLong"]).ok()?,
+                bytes_as_string: resolve(&[c"PyBytes_AsString"]).ok()?,
+                bytes_size: resolve(&[c"PyBytes_Size"]).ok()?,
+                bytes_from_string: resolve(&[c"PyBytes_FromString"]).ok()?,
+                list_new: resolve(&[c"PyList_New"]).ok()?,
+                list_size: resolve(&[c"PyList_Size"]).ok()?,
+                list_get_item: resolve(&[c"PyList_GetItem"]).ok()?,
+                list_append: resolve(&[c"PyList_Append"]).ok()?,
+                tuple_get_item: resolve(&[c"PyTuple_GetItem"]).ok()?,
+                call: resolve(&[c"PyObject_CallFunctionObjArgs"]).ok()?,
+                err_occurred: resolve(&[c"PyErr_Occurred"]).ok()?,
+                err_set_string: resolve(&[c"PyErr_SetString"]).ok()?,
+                err_clear: resolve(&[c"PyErr_Clear"]).ok()?,
+                inc_ref: resolve(&[c"Py_IncRef"]).ok()?,
+                dec_ref: resolve(&[c"Py_DecRef"]).ok()?,
+                none,
+                // SAFETY: `PyExc_TypeError` is a `PyObject *` variable, set before any
+                // module is imported.
+                type_error: unsafe { *type_error.cast::<*mut PyObject>() },
+                method_descr_type,
+            })
+        })
+        .as_ref()
+}
+
+/// The type of `o` (`Py_TYPE`: the second word of every object's header, in every supported
+/// version with the GIL).
+///
+/// # Safety
+/// `o` is a live object.
+pub unsafe fn type_of(o: *mut PyObject) -> *mut PyObject {
+    // SAFETY: per the function contract; `ob_type` follows the reference count.
+    unsafe { *o.cast::<*mut PyObject>().add(1) }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

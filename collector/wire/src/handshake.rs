@@ -24,11 +24,11 @@ pub const ENV_CENSUS_INTERVAL: &str = "MEMLENS_CENSUS_INTERVAL";
 pub const ENV_CENSUS_MAX_OBJECTS: &str = "MEMLENS_CENSUS_MAX_OBJECTS";
 /// How many live objects a census looks at, at most, by default (`--census-max-objects`):
 /// in an exact recording, and in a sampled one (whose figures are estimates anyway, and
-/// whose censuses should hold a service no more than its sampling does: 2-5 ms).
+/// whose censuses should hold a service no more than its sampling does: about 10 ms).
 /// `_census.MAX_OBJECTS` and `_census.SAMPLED_MAX_OBJECTS` on the Python side, which
 /// `memlens.record()` uses (collector/tests/contracts.rs checks that they agree).
 pub const CENSUS_MAX_OBJECTS: u64 = 1_000_000;
-pub const SAMPLED_CENSUS_MAX_OBJECTS: u64 = 2_000;
+pub const SAMPLED_CENSUS_MAX_OBJECTS: u64 = 10_000;
 /// Sample allocations, one every this many bytes on average (`0`: record every one).
 pub const ENV_SAMPLE_BYTES: &str = "MEMLENS_SAMPLE_BYTES";
 /// `1` when each allocation's native stack is recorded (`memlens run --native-stacks`).
