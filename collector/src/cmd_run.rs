@@ -51,7 +51,7 @@ pub struct RunArgs {
     pub rss_only: bool,
     /// Also take an object census (live objects by type) every SECONDS. Censuses are always
     /// taken at start, at each `memlens.mark()` and at exit; each holds the program for
-    /// about 1 µs per live gc-tracked object on 3.11, 2-3 µs on 3.12+ (bench/census_cost.py).
+    /// 70-250 ns per live gc-tracked object (bench/census_cost.py).
     #[arg(long, value_name = "SECONDS", value_parser = parse_seconds)]
     pub census_interval: Option<f64>,
     /// Take no object censuses at all.

@@ -157,7 +157,7 @@ def _begin(lib, census, census_interval=0.0, census_max_objects=0, traced=True,
     """What every tracing session needs once the tracer runs: new threads handed to the
     profiler (`traced`: when it follows Python code), gc runs reported, and the start
     census (not in the program's descendants, `start_census` False: a new interpreter's or
-    the parent's objects, at ~1 µs each, for every worker of a pool). Censuses look at
+    the parent's objects, at 70-250 ns each, for every worker of a pool). Censuses look at
     `census_max_objects` objects at most (0: the default, smaller when `sampled`)."""
     global _census_on, _census_thread
     if traced:

@@ -45,7 +45,7 @@ _DICT_MIN_COUNT = 100
 
 # A census of more live objects than this looks at a sample of about this many (one object
 # in every k, evenly spread), so that it holds the program no longer than a census of this
-# many would (about 1 µs each, bench/census_cost.py): counts, sizes and sites are then
+# many would (70-250 ns each, bench/census_cost.py): counts, sizes and sites are then
 # estimates, and a marker on the timeline says so. `memlens run --census-max-objects`.
 # (`memlens_wire::handshake::CENSUS_MAX_OBJECTS`, which `memlens run` uses: the contracts test
 # checks that they agree.)

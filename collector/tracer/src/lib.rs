@@ -76,7 +76,7 @@ mod thread_state;
 use std::cell::RefCell;
 use std::ffi::{c_char, c_int, CStr, CString};
 
-use memlens_wire::{CensusCache, CensusType, Record};
+use memlens_wire::{CensusCache, Record};
 
 #[global_allocator]
 static ALLOC: real::RealAllocator = real::RealAllocator;
@@ -381,17 +381,6 @@ pub extern "C" fn memlens_pause(paused: c_int) {
     emit::pause_thread(paused != 0);
 }
 
-/// # Safety
-/// `p` is null or points to `len` readable bytes.
-unsafe fn c_slice<'a>(p: *const c_char, len: usize) -> &'a [u8] {
-    if p.is_null() || len == 0 {
-        b""
-    } else {
-        // SAFETY: per the function contract.
-        unsafe { std::slice::from_raw_parts(p.cast::<u8>(), len) }
-    }
-}
-
 /// An object census starts on this thread (`trigger`: the number of a
 /// `memlens_format::CensusTrigger`, from Python's `_census.Trigger`), looking at one
 /// object in `sample_every`.
@@ -408,46 +397,6 @@ pub unsafe extern "C" fn memlens_census_begin(
     let label = unsafe { c_bytes(label) };
     let trigger = trigger.clamp(0, 255) as u8;
     emit::record(&Record::CensusBegin { trigger, label, sample_every: sample_every.max(1) });
-}
-
-/// One type's live objects. `addresses` and `storage` are arrays of u64 allocation
-/// addresses, `*_len` bytes long; the wire record cuts them at `MAX_BLOB_LEN`, so the
-/// caller sends at most that much per call.
-///
-/// # Safety
-/// `module` and `qualname` are null or NUL-terminated; `addresses` and `storage` are
-/// null or point to the given number of readable bytes (`memlens._tracer` passes a
-/// `bytes` object's buffer, alive for the call).
-#[no_mangle]
-#[allow(clippy::too_many_arguments)]
-pub unsafe extern "C" fn memlens_census_type(
-    count: u64,
-    bytes: u64,
-    dict_sampled: u64,
-    dict_attrs: u64,
-    slots_instance_bytes: u64,
-    module: *const c_char,
-    qualname: *const c_char,
-    addresses: *const c_char,
-    addresses_len: usize,
-    storage: *const c_char,
-    storage_len: usize,
-) {
-    // SAFETY: per the function contract.
-    let t = unsafe {
-        CensusType {
-            count,
-            bytes,
-            dict_sampled,
-            dict_attrs,
-            slots_instance_bytes,
-            module: c_bytes(module),
-            qualname: c_bytes(qualname),
-            addresses: c_slice(addresses, addresses_len),
-            storage: c_slice(storage, storage_len),
-        }
-    };
-    emit::record(&Record::CensusType(t));
 }
 
 /// A live `functools.lru_cache` wrapper; `maxsize < 0` means unbounded.

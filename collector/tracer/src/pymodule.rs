@@ -1,8 +1,8 @@
 //! `memlens._tracer`: the library's C API (lib.rs) as an extension module, which is how the
 //! `memlens` package drives the tracer.
 //!
-//! Layer: beside the C API, whose functions it calls; it imports only [`crate::python_api`]
-//! below it.
+//! Layer: beside the C API, whose functions it calls; below it, it imports only
+//! [`crate::census`] and [`crate::python_api`].
 //!
 //! The package used to open the library with `ctypes.PyDLL`. Importing ctypes (with libffi
 //! and struct) cost every traced process about 2.3 ms at start, before the program ran, and
@@ -10,14 +10,15 @@
 //! (`LD_PRELOAD`), or is loaded by path (`memlens.record()`), so the package loads it as
 //! an extension module instead (`_imp.create_dynamic`, which calls [`PyInit__tracer`]).
 //!
-//! Each function keeps the C function's name and arguments (ints, `bytes` for strings and
-//! buffers, a frame object), so the package calls them as it called the ctypes functions;
+//! Each function keeps the C function's name and arguments (ints, `bytes` for strings, a
+//! frame object), so the package calls them as it called the ctypes functions;
 //! they run with the GIL held, which the C API requires. Like the rest of the library, the
 //! module has no undefined Python symbols: what it calls is looked up when it is imported.
 //!
 //! Three functions exist only here, for the census: `memlens_census_objects` (its
-//! per-object work, [`crate::census`]) and the layout reads of `_layout.py`,
-//! `memlens_read_ptr(address)` and `memlens_read_byte(address)`.
+//! per-object work, [`crate::census`], which sends each type's records itself) and the
+//! layout reads of `_layout.py`, `memlens_read_ptr(address)` and
+//! `memlens_read_byte(address)`.
 
 use std::ffi::{c_char, c_int, c_void};
 use std::ptr::null_mut;
@@ -91,14 +92,6 @@ impl Args<'_> {
         } else {
             Ok(p)
         }
-    }
-
-    /// A `bytes` argument and a length at most its size, as the C API's (pointer, length).
-    fn buffer(&self, i: usize, len: usize) -> Result<(*const c_char, usize), ()> {
-        let p = self.text(i)?;
-        // SAFETY: `text` checked that the object is bytes (or None, size 0).
-        let size = if p.is_null() { 0 } else { unsafe { (self.api.bytes_size)(self.args[i]) } };
-        Ok((p, len.min(usize::try_from(size).unwrap_or(0))))
     }
 
     /// An object argument as is (borrowed for the call).
@@ -223,28 +216,6 @@ function!(memlens_census_begin, 3, |a| {
     unsafe { crate::memlens_census_begin(trigger, label, every) };
     a.none()
 });
-function!(memlens_census_type, 11, |a| {
-    let (addresses, addresses_len) = a.buffer(7, a.int(8)? as usize)?;
-    let (storage, storage_len) = a.buffer(9, a.int(10)? as usize)?;
-    // SAFETY: `text` gives NUL-terminated buffers or null, and `buffer` lengths within
-    // the bytes objects, alive for the call.
-    unsafe {
-        crate::memlens_census_type(
-            a.int(0)? as u64,
-            a.int(1)? as u64,
-            a.int(2)? as u64,
-            a.int(3)? as u64,
-            a.int(4)? as u64,
-            a.text(5)?,
-            a.text(6)?,
-            addresses,
-            addresses_len,
-            storage,
-            storage_len,
-        )
-    };
-    a.none()
-});
 function!(memlens_census_cache, 7, |a| {
     let counts = (a.int(0)? as u64, a.int(1)?, a.int(2)? as u64, a.int(3)? as u64);
     let (bytes, module, qualname) = (a.int(4)? as u64, a.text(5)?, a.text(6)?);
@@ -311,7 +282,6 @@ pub extern "C" fn PyInit__tracer() -> *mut PyObject {
         memlens_active,
         memlens_pause,
         memlens_census_begin,
-        memlens_census_type,
         memlens_census_cache,
         memlens_census_end,
         memlens_census_objects,
