@@ -8,11 +8,14 @@ median wall time, slowdown against the plain run, the median over rounds of meml
 over each memray mode's (wall time, and CPU time of all the run's processes), recording
 size, and bytes per allocation. With `--python PATH`
 (repeatable) it does so for each interpreter in turn, memray being that interpreter's
-(`PATH -m pip install memray numpy`), and says which stack mode memlens used there.
+(`PATH -m pip install memray numpy`), and says which stack mode memlens used there; a
+version instead of a path (`--python 3.12`) is that CPython's bench venv (bench_env.py,
+made on first use, memray included).
 
     python3 bench/bench.py            # uses target/release/memlens; builds nothing
     REPEAT=5 python3 bench/bench.py --only churn,json_work
     python3 bench/bench.py --python ~/.pyenv/versions/3.12.1/bin/python3 --python python3.13
+    python3 bench/bench.py --python 3.10 --python 3.13
 """
 import argparse
 import json
@@ -64,13 +67,27 @@ def arguments(doc, name):
     ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", help="comma-separated workload names")
     ap.add_argument("--repeat", type=int, default=int(os.environ.get("REPEAT", 3)))
-    ap.add_argument("--python", action="append", metavar="PATH",
-                    help="interpreter to measure on (repeatable; default: the one running this)")
+    ap.add_argument("--python", action="append", metavar="PATH|VERSION",
+                    help="interpreter to measure on, or a CPython version such as 3.12 (its bench "
+                    "venv, bench_env.py) (repeatable; default: the one running this)")
     args = ap.parse_args()
     if not MEMLENS.exists():
         sys.exit(f"{name}: {MEMLENS} not found; run `cargo build --release -p memlens -p memlens-tracer`")
-    args.python = args.python or [sys.executable]
+    args.python = [interpreter(p, name) for p in args.python or [sys.executable]]
     return args
+
+
+def interpreter(value, name):
+    """A --python value as an interpreter's path: a path as given, a version (3.12) as its
+    bench venv's Python (made if needed)."""
+    if os.path.exists(value) or not value.replace(".", "").isdigit():
+        return value
+    import bench_env
+
+    python = bench_env.venv(value)
+    if python is None:
+        sys.exit(f"{name}: no CPython {value} on this machine")
+    return str(python)
 
 
 def describe(py):
