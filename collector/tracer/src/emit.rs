@@ -69,7 +69,7 @@ fn record_taken_alloc(
             if size >= EXACT_TIME_BYTES {
                 st.restamp();
             }
-            st.note_alloc(address, size);
+            g.tls().note_alloc(address, size);
             if crate::native_stack::on() && kind.native_stack() {
                 st.push_native_stack();
             }

@@ -42,17 +42,43 @@ pub struct Tls {
     pub countdown: Cell<i64>,
     /// The thread's sampling random state (0: not seeded yet).
     pub rng: Cell<u64>,
+    /// The block the thread's last recorded allocation returned, `[start, end)`: the
+    /// object created next in it is a fresh one (see [`crate::ref_tracer`]). Here, so that
+    /// the reference tracer's common case costs a compare of thread-locals.
+    fresh: Cell<(usize, usize)>,
+}
+
+impl Tls {
+    /// Notes the block just allocated: an object created in it is a fresh one.
+    #[inline(always)]
+    pub fn note_alloc(&self, address: usize, size: usize) {
+        self.fresh.set((address, address.wrapping_add(size)));
+    }
+
+    /// Whether `object` lies in the block the thread allocated last, which then counts as
+    /// used: a second object created there came from somewhere else (a free list).
+    #[inline(always)]
+    pub fn take_fresh(&self, object: usize) -> bool {
+        let (start, end) = self.fresh.take();
+        start <= object && object < end
+    }
+
+    /// Whether no hook of the tracer is running on this thread.
+    #[inline(always)]
+    pub fn outside_hooks(&self) -> bool {
+        self.depth.get() == 0
+    }
 }
 
 /// The bytes reserved for [`Tls`] in the initial-exec block below.
-const TLS_BYTES: usize = 32;
+const TLS_BYTES: usize = 48;
 const _: () = assert!(std::mem::size_of::<Tls>() <= TLS_BYTES && std::mem::align_of::<Tls>() <= 16);
 
 // A Rust thread-local in a shared library is reached through `__tls_get_addr`, a call
 // into the dynamic linker at every hook. This one is in the library's static TLS block
 // (the initial-exec model): two instructions. Linux x86-64, where the tracer runs. A
 // preloaded library (`memlens run`) always gets static TLS; a `dlopen`ed one
-// (`memlens.record()` in a plain `python3`) gets its 32 bytes from the spare static TLS
+// (`memlens.record()` in a plain `python3`) gets its 48 bytes from the spare static TLS
 // glibc keeps for such libraries, and should that ever be used up, loading fails with
 // glibc's "cannot allocate memory in static TLS block" (tested with numpy loaded first).
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
@@ -98,6 +124,7 @@ thread_local! {
             state: Cell::new(std::ptr::null_mut()),
             countdown: Cell::new(0),
             rng: Cell::new(0),
+            fresh: Cell::new((0, 0)),
         }
     };
 }

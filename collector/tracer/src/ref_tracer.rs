@@ -27,7 +27,7 @@ use std::ffi::{c_int, c_ulong, c_void};
 
 use memlens_wire::Record;
 
-use crate::guard::{Ctx, Guard};
+use crate::guard::{self, Ctx, Guard};
 use crate::python_api::{api, PyApi, PyObject, RefTracer, REFTRACER_CREATE};
 use crate::recording;
 use crate::stacks;
@@ -98,28 +98,33 @@ fn maybe_sampled(op: usize) -> bool {
 }
 
 /// The `PyRefTracer`: sends a re-creation for each object created outside the block its
-/// thread allocated last. CPython calls it at every object's creation and destruction: the
-/// destructions, and everything while not recording, return here without a stack frame.
+/// thread allocated last. CPython calls it at every object's creation and destruction. The
+/// common case, an object created in the block just allocated for it, is a compare of
+/// thread-locals ([`crate::guard::Tls::take_fresh`]); destructions, and objects created
+/// while a hook of ours runs, return at once.
 unsafe extern "C" fn on_object(op: *mut PyObject, event: c_int, _data: *mut c_void) -> c_int {
-    if event == REFTRACER_CREATE && recording::active() {
-        // SAFETY: CPython calls us with the object it is creating, its type set.
-        unsafe { on_create(op) };
+    if event == REFTRACER_CREATE {
+        let tls = guard::tls();
+        if tls.outside_hooks() && !tls.take_fresh(op as usize) && recording::active() {
+            // SAFETY: CPython calls us with the object it is creating, its type set.
+            unsafe { on_create(op) };
+        }
     }
     0
 }
 
-/// [`on_object`] for a creation while recording.
+/// [`on_object`] for an object created outside the block allocated last, while recording.
 ///
 /// # Safety
 /// `op` is an object being created, its type set.
 #[inline(never)]
 unsafe fn on_create(op: *mut PyObject) {
     let g = Guard::enter(Ctx::Tracer);
-    if !g.outermost() || !maybe_sampled(op as usize) {
+    if !maybe_sampled(op as usize) {
         return;
     }
     with_state_in(g.tls(), |st| {
-        if st.pause_depth > 0 || st.take_fresh(op as usize) {
+        if st.pause_depth > 0 {
             return;
         }
         // SAFETY: per the function contract.

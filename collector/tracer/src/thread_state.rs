@@ -148,9 +148,6 @@ pub struct ThreadState {
     pub pause_depth: u32,
     /// The frames on the shadow stack are not ours to release (seeded by a frame walk).
     borrowed: bool,
-    /// The block the thread allocated last, [start, end), until an object is created in it
-    /// (see [`crate::ref_tracer`]).
-    fresh: (usize, usize),
     /// The [`STACK_EPOCH`] the shadow stack was built from the thread's frames in (0: not
     /// built, or dropped).
     seeded: u32,
@@ -221,7 +218,6 @@ fn create() -> *mut ThreadState {
         scratch: Vec::new(),
         pause_depth: 0,
         borrowed: false,
-        fresh: (0, 0),
         seeded: 0,
         native: Default::default(),
     }));
@@ -291,20 +287,6 @@ impl ThreadState {
     /// Makes the next record open a stretch of its own, with an exact time.
     pub fn restamp(&mut self) {
         self.stretch.restamp();
-    }
-
-    /// Notes the block just allocated: an object created in it is a fresh one.
-    #[inline(always)]
-    pub fn note_alloc(&mut self, address: usize, size: usize) {
-        self.fresh = (address, address.wrapping_add(size));
-    }
-
-    /// Whether `object` lies in the block the thread allocated last, which then counts as
-    /// used: a second object created there came from somewhere else (a free list).
-    #[inline(always)]
-    pub fn take_fresh(&mut self, object: usize) -> bool {
-        let (start, end) = std::mem::take(&mut self.fresh);
-        start <= object && object < end
     }
 
     /// Sends the native stack of the allocation being recorded (what the recorder does not
