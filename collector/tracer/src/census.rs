@@ -114,10 +114,10 @@ unsafe fn item(api: &ObjectApi, t: &Owned<'_>, i: isize) -> *mut PyObject {
 /// Looks at every object of list `objects` of type `wanted` (returned, all of them, as a
 /// new list) and at one object in `every` (from the first), which it counts by type: for
 /// each type, `describe(type, count, first_member)` gives `(sizer, extra, offset, module,
-/// qualname, step)`, each object's size being `sizer(obj) + extra` and its allocation `offset` bytes
-/// before `id(obj)`; a `step` above 0 asks `attributes(type, sample)` about one member in
-/// `step`, which gives `(sampled, attributes, slots_bytes, storage)` (see `CensusType`).
-/// Counts and sizes are scaled by `every`. `Err`: a Python exception is set.
+/// qualname, step)`, each object's size being `sizer(obj) + extra` and its allocation
+/// `offset` bytes before `id(obj)`; a `step` above 0 asks `attributes(type, sample)` about
+/// one member in `step`, which gives `(sampled, attributes, slots_bytes, storage)` (see
+/// `CensusType`). Counts and sizes are scaled by `every`. `Err`: a Python exception is set.
 ///
 /// # Safety
 /// GIL held, the garbage collector held off; `objects` a list (keeping its objects alive),
