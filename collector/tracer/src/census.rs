@@ -8,11 +8,12 @@
 //!
 //! The same loop in Python cost about 1 µs per object on 3.11 and 2-3 µs on 3.12 and 3.13:
 //! an exit census of a program with 100,000 live objects held it 40-50 ms. Here the
-//! grouping is a table lookup, and the only Python call per object is the type's sizer
-//! (`sys.getsizeof` or `object.__sizeof__`, both CPython's C code: the census runs no code
-//! of the program; see `_layout.sizer`). Per type it calls back into the package: for the
-//! sizer and names (`describe`), and, for the types whose instances keep attributes in a
-//! managed dict, to sample where those live (`attributes`).
+//! grouping is a table lookup, and the only call per object is the type's C `__sizeof__`
+//! (CPython's own, or `object.__sizeof__` for the layout: the census runs no code of the
+//! program; see `_layout.size_method`), called directly ([`Sizer`]). Per type it calls back
+//! into the package: for the sizer and names (`describe`), and, for the types whose
+//! instances keep attributes in a managed dict, to sample where those live
+//! (`attributes`).
 
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
@@ -20,7 +21,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 
 use memlens_wire::{CensusType, Record};
 
-use crate::python_api::{type_of, NoArgs, ObjectApi, PyObject};
+use crate::python_api::{new_ref, type_of, NoArgs, ObjectApi, PyObject};
 
 /// Addresses per record: the wire record carries at most `MAX_BLOB_LEN` bytes of them.
 const BATCH: usize = memlens_wire::MAX_BLOB_LEN / 8;
@@ -51,11 +52,7 @@ struct Owned<'a>(&'a ObjectApi, *mut PyObject);
 
 impl<'a> Owned<'a> {
     fn new(api: &'a ObjectApi, o: *mut PyObject) -> Result<Owned<'a>, ()> {
-        if o.is_null() {
-            Err(())
-        } else {
-            Ok(Owned(api, o))
-        }
+        new_ref(o).map(|o| Owned(api, o))
     }
 }
 
@@ -63,42 +60,6 @@ impl Drop for Owned<'_> {
     fn drop(&mut self) {
         // SAFETY: a reference we own, released with the GIL held (every caller holds it).
         unsafe { (self.0.dec_ref)(self.1) };
-    }
-}
-
-/// A Python int as an i64; `Err` with the exception set if it is not one.
-///
-/// # Safety
-/// GIL held; `o` is a live object or null (an exception is then set).
-unsafe fn int(api: &ObjectApi, o: *mut PyObject) -> Result<i64, ()> {
-    if o.is_null() {
-        return Err(());
-    }
-    // SAFETY: per the function contract.
-    unsafe {
-        let v = (api.long_as_long_long)(o);
-        if v == -1 && !(api.err_occurred)().is_null() {
-            return Err(());
-        }
-        Ok(v)
-    }
-}
-
-/// A `bytes` object's contents, borrowed from it.
-///
-/// # Safety
-/// GIL held; `o` is a live object or null, kept alive while the slice is used.
-unsafe fn bytes<'a>(api: &ObjectApi, o: *mut PyObject) -> Result<&'a [u8], ()> {
-    if o.is_null() {
-        return Err(());
-    }
-    // SAFETY: per the function contract; PyBytes_AsString raises TypeError for a non-bytes.
-    unsafe {
-        let p = (api.bytes_as_string)(o);
-        if p.is_null() {
-            return Err(());
-        }
-        Ok(std::slice::from_raw_parts(p.cast::<u8>(), (api.bytes_size)(o).max(0) as usize))
     }
 }
 
@@ -223,7 +184,7 @@ impl<'a> Sizer<'a> {
         };
         let r = Owned::new(api, r)?;
         // SAFETY: a live result.
-        Ok(unsafe { int(api, r.1) }? as u64)
+        Ok(unsafe { api.as_i64(r.1) }? as u64)
     }
 }
 
@@ -249,11 +210,11 @@ unsafe fn send_type(
             (api.call)(describe, tp, count.1, first, std::ptr::null_mut::<PyObject>()),
         )?;
         let sizer = Sizer::new(api, item(api, &facts, 0), first)?;
-        let extra = int(api, item(api, &facts, 1))? as u64;
-        let offset = int(api, item(api, &facts, 2))? as u64;
-        let module = bytes(api, item(api, &facts, 3))?;
-        let qualname = bytes(api, item(api, &facts, 4))?;
-        let step = int(api, item(api, &facts, 5))?;
+        let extra = api.as_i64(item(api, &facts, 1))? as u64;
+        let offset = api.as_i64(item(api, &facts, 2))? as u64;
+        let module = api.as_bytes(item(api, &facts, 3))?;
+        let qualname = api.as_bytes(item(api, &facts, 4))?;
+        let step = api.as_i64(item(api, &facts, 5))?;
         let mut storage = None;
         if step > 0 {
             let sample = Owned::new(api, (api.list_new)(0))?;
@@ -271,9 +232,9 @@ unsafe fn send_type(
         let mut storage_bytes: &[u8] = b"";
         if let Some(s) = &storage {
             for (k, v) in dict.iter_mut().enumerate() {
-                *v = int(api, item(api, s, k as isize))? as u64;
+                *v = api.as_i64(item(api, s, k as isize))? as u64;
             }
-            storage_bytes = bytes(api, item(api, s, 3))?;
+            storage_bytes = api.as_bytes(item(api, s, 3))?;
         }
         let mut addresses = Vec::with_capacity(members.len().min(BATCH) * 8);
         for (k, part) in members.chunks(BATCH).enumerate() {

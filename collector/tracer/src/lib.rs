@@ -382,7 +382,7 @@ pub extern "C" fn memlens_pause(paused: c_int) {
 }
 
 /// An object census starts on this thread (`trigger`: the number of a
-/// `memlens_format::CensusTrigger`, from Python's `_census.Trigger`), looking at one
+/// `memlens_format::CensusTrigger`, from Python's `_census.TRIGGERS`), looking at one
 /// object in `sample_every`.
 ///
 /// # Safety

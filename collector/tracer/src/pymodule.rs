@@ -23,7 +23,7 @@
 use std::ffi::{c_char, c_int, c_void};
 use std::ptr::null_mut;
 
-use crate::python_api::{object_api as api, ObjectApi as Api, PyObject};
+use crate::python_api::{new_ref, object_api as api, ObjectApi as Api, PyObject};
 
 /// `PYTHON_API_VERSION`, unchanged since 3.2 (`Include/modsupport.h`).
 const PYTHON_API_VERSION: c_int = 1013;
@@ -68,15 +68,8 @@ struct Args<'a> {
 
 impl Args<'_> {
     fn int(&self, i: usize) -> Result<i64, ()> {
-        // SAFETY: a live object of the call (GIL held); PyLong_AsLongLong raises TypeError
-        // for a non-int and OverflowError for a too large one.
-        unsafe {
-            let v = (self.api.long_as_long_long)(self.args[i]);
-            if v == -1 && !(self.api.err_occurred)().is_null() {
-                return Err(());
-            }
-            Ok(v)
-        }
+        // SAFETY: a live object of the call (GIL held).
+        unsafe { self.api.as_i64(self.args[i]) }
     }
 
     /// A `bytes` argument's NUL-terminated buffer (valid during the call), or null for None.
@@ -85,13 +78,8 @@ impl Args<'_> {
         if o == self.api.none {
             return Ok(std::ptr::null());
         }
-        // SAFETY: a live object of the call; PyBytes_AsString raises TypeError for others.
-        let p = unsafe { (self.api.bytes_as_string)(o) };
-        if p.is_null() {
-            Err(())
-        } else {
-            Ok(p)
-        }
+        // SAFETY: a live object of the call, alive during it.
+        unsafe { self.api.as_bytes(o) }.map(|b| b.as_ptr().cast())
     }
 
     /// An object argument as is (borrowed for the call).
@@ -107,12 +95,7 @@ impl Args<'_> {
 
     fn long(&self, v: i64) -> Result<*mut PyObject, ()> {
         // SAFETY: GIL held.
-        let o = unsafe { (self.api.long_from_long_long)(v) };
-        if o.is_null() {
-            Err(())
-        } else {
-            Ok(o)
-        }
+        new_ref(unsafe { (self.api.long_from_long_long)(v) })
     }
 }
 
@@ -173,12 +156,7 @@ function!(memlens_release_thread, 0, |a| {
 });
 function!(memlens_last_error, 0, |a| {
     // SAFETY: GIL held; the C API returns a NUL-terminated string of this thread.
-    let o = unsafe { (a.api.bytes_from_string)(crate::memlens_last_error()) };
-    if o.is_null() {
-        Err(())
-    } else {
-        Ok(o)
-    }
+    new_ref(unsafe { (a.api.bytes_from_string)(crate::memlens_last_error()) })
 });
 function!(memlens_unhook, 0, |a| a.long(crate::memlens_unhook().into()));
 function!(memlens_stop, 0, |a| {

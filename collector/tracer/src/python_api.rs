@@ -590,7 +590,50 @@ pub struct ObjectApi {
 /// A method written in C that takes no arguments (`METH_NOARGS`), called as `f(self, NULL)`.
 pub type NoArgs = unsafe extern "C" fn(*mut PyObject, *mut PyObject) -> *mut PyObject;
 
+/// The result of a C API call that returns a new reference, or `Err` when it returned null
+/// (with its exception set).
+pub fn new_ref(o: *mut PyObject) -> Result<*mut PyObject, ()> {
+    if o.is_null() {
+        Err(())
+    } else {
+        Ok(o)
+    }
+}
+
 impl ObjectApi {
+    /// `o`, a Python int, as an i64; `Err` with the exception set when it is not one or is
+    /// too large, or when `o` is null (the failed call that gave it set one).
+    ///
+    /// # Safety
+    /// GIL held; `o` is a live object or null.
+    pub unsafe fn as_i64(&self, o: *mut PyObject) -> Result<i64, ()> {
+        new_ref(o)?;
+        // SAFETY: per the function contract; PyLong_AsLongLong raises TypeError for a
+        // non-int and OverflowError for a too large one.
+        unsafe {
+            let v = (self.long_as_long_long)(o);
+            if v == -1 && !(self.err_occurred)().is_null() {
+                return Err(());
+            }
+            Ok(v)
+        }
+    }
+
+    /// The contents of `o`, a `bytes` object, borrowed from it (a NUL follows them); `Err`
+    /// with the exception set when it is not one, or when `o` is null.
+    ///
+    /// # Safety
+    /// GIL held; `o` is a live object or null, kept alive while the slice is used.
+    pub unsafe fn as_bytes<'a>(&self, o: *mut PyObject) -> Result<&'a [u8], ()> {
+        new_ref(o)?;
+        // SAFETY: per the function contract; PyBytes_AsString raises TypeError for a
+        // non-bytes, and otherwise gives its buffer, of PyBytes_Size bytes.
+        unsafe {
+            let p = new_ref((self.bytes_as_string)(o).cast_mut().cast())?;
+            Ok(std::slice::from_raw_parts(p.cast::<u8>(), (self.bytes_size)(o).max(0) as usize))
+        }
+    }
+
     /// The C function of `descr` when it is a method descriptor of a `METH_NOARGS` method
     /// (such as `list.__sizeof__`); None for any other object.
     ///
