@@ -17,7 +17,8 @@ use anyhow::{bail, Result};
     memlens run --aggregate server.py           # hours-long runs: aggregates only
     memlens run --sample 512KiB server.py       # sample allocations: estimates, lower cost
     memlens run --native-stacks numpy_job.py    # C/C++/Rust frames under the Python line
-    memlens run --python ~/.venvs/app/bin/python app.py")]
+    memlens run --python ~/.venvs/app/bin/python app.py
+    memlens run ~/.venvs/app/bin/python -m app    # the same, interpreter first")]
 pub struct RunArgs {
     /// Output file [default: memlens-<script>-<pid>.memlens in the current directory].
     #[arg(short, long, value_name = "FILE")]
@@ -89,7 +90,9 @@ pub struct RunArgs {
     /// Do not print the summary line at the end.
     #[arg(short, long)]
     pub quiet: bool,
-    /// The script (or with -m the module, with -c the code), then its arguments.
+    /// The script (or with -m the module, with -c the code), then its arguments; or the
+    /// command as typed without memlens, interpreter first (`python3 app.py`,
+    /// `.venv/bin/python -m pkg`), which then runs that interpreter.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "SCRIPT [ARGS]")]
     pub args: Vec<OsString>,
 }

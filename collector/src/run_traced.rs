@@ -10,8 +10,9 @@
 //! twice). The tracer tells the recorder how the process ends (see
 //! [`crate::process_watch`]) and, when it exits, waits until the recording is complete.
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::fs::File;
+use std::io::Read;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -76,16 +77,38 @@ impl TryFrom<RunArgs> for RunOptions {
         if args.is_empty() {
             bail!("nothing to run: give a script, -m MODULE or -c CODE");
         }
-        let first = args.remove(0);
+        let mut first = args.remove(0);
+        let (mut module, mut code, mut python) = (a.module, a.code, a.python);
+        // `memlens run python3 app.py`: the command as typed without memlens.
+        if !module && !code {
+            if let Some(interpreter) = interpreter_word(&first) {
+                if let Some(given) = &python {
+                    bail!(
+                        "two interpreters: --python {} and {}; give one",
+                        given.display(),
+                        first.to_string_lossy()
+                    );
+                }
+                python = Some(interpreter);
+                (module, code) = interpreter_options(&mut args)?;
+                if args.is_empty() {
+                    bail!(
+                        "nothing to run after {}: give a script, -m MODULE or -c CODE",
+                        first.to_string_lossy()
+                    );
+                }
+                first = args.remove(0);
+            }
+        }
         let text = |what: &str| {
             first
                 .clone()
                 .into_string()
                 .map_err(|_| anyhow::anyhow!("the {what} is not valid UTF-8"))
         };
-        let target = if a.module {
+        let target = if module {
             Target::Module(text("module name")?)
-        } else if a.code {
+        } else if code {
             Target::Code(text("code")?)
         } else {
             Target::Script(PathBuf::from(first))
@@ -94,7 +117,7 @@ impl TryFrom<RunArgs> for RunOptions {
             target,
             args,
             output: a.output,
-            python: a.python.unwrap_or_else(default_python),
+            python: python.unwrap_or_else(default_python),
             native: !a.no_native,
             interval: Duration::from_millis(a.interval),
             census: !a.no_census,
@@ -111,6 +134,64 @@ impl TryFrom<RunArgs> for RunOptions {
             quiet: a.quiet,
         })
     }
+}
+
+/// The interpreter `word` names, if it is one: `python`, `python3` or `python3.12`, as a path
+/// to a file or a command on PATH (`memlens run python3 app.py`). A file of that name in the
+/// current directory is a script, as `python python3` would take it.
+fn interpreter_word(word: &OsStr) -> Option<PathBuf> {
+    let path = Path::new(word);
+    let name = path.file_name()?.to_str()?;
+    let version = name.strip_prefix("python")?;
+    if !version.chars().all(|c| c.is_ascii_digit() || c == '.') {
+        return None;
+    }
+    if path.components().count() > 1 {
+        return path.is_file().then(|| path.to_path_buf());
+    }
+    if path.exists() {
+        return None;
+    }
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+}
+
+/// The interpreter's own options at the front of `args` (after `python3`): `-m MODULE` and
+/// `-c CODE` (also written `-mMODULE`, `-cCODE`), which are memlens's too; removes them and
+/// returns (module, code), leaving the module, code or script first. Other options would be
+/// dropped silently, so they are refused, with the environment variable that does the same.
+fn interpreter_options(args: &mut Vec<OsString>) -> Result<(bool, bool)> {
+    let Some(first) = args.first().and_then(|a| a.to_str()).map(str::to_owned) else {
+        return Ok((false, false));
+    };
+    let mode = |flag: &str| match first.strip_prefix(flag) {
+        Some("") => Some(None),
+        Some(rest) => Some(Some(OsString::from(rest))),
+        None => None,
+    };
+    let found = match (mode("-m"), mode("-c")) {
+        (Some(m), _) => Some((m, (true, false))),
+        (_, Some(c)) => Some((c, (false, true))),
+        _ => None,
+    };
+    if let Some((attached, flags)) = found {
+        match attached {
+            Some(value) => args[0] = value,
+            None => {
+                args.remove(0);
+            }
+        }
+        return Ok(flags);
+    }
+    if first.starts_with('-') && first != "-" {
+        bail!(
+            "memlens run passes no interpreter option but -m and -c ({first}); the environment \
+             variables do the same (PYTHONUNBUFFERED=1 for -u, PYTHONWARNINGS for -W, \
+             PYTHONOPTIMIZE for -O, PYTHONDEVMODE=1 for -X dev)"
+        );
+    }
+    Ok((false, false))
 }
 
 fn default_output(target: &Target, pid: u32) -> PathBuf {
@@ -196,6 +277,14 @@ fn run_with(opts: RunOptions) -> Result<i32> {
         if !p.exists() {
             bail!("script not found: {}", p.display());
         }
+        if is_executable_binary(p) {
+            bail!(
+                "{0} is a compiled program, not a Python script: memlens run traces Python \
+                 programs (`memlens run --rss-only {0} ...` samples any program's memory; \
+                 another interpreter is given with --python)",
+                p.display()
+            );
+        }
     }
     let py = probe_python(&opts.python)?;
     if let Some(why) = &py.unsupported {
@@ -245,6 +334,12 @@ fn run_with(opts: RunOptions) -> Result<i32> {
         nix::sys::socket::MsgFlags::MSG_NOSIGNAL,
     );
     Err(err).with_context(|| format!("cannot start {}", opts.python.display()))
+}
+
+/// An ELF file (what Python would report as "source code string cannot contain null bytes").
+fn is_executable_binary(path: &Path) -> bool {
+    let mut magic = [0u8; 4];
+    File::open(path).and_then(|mut f| f.read_exact(&mut magic)).is_ok() && &magic == b"\x7fELF"
 }
 
 /// `python -c BOOTSTRAP TARGET ARGS...` with the tracer preloaded and told where to write;

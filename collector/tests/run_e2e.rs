@@ -361,6 +361,42 @@ fn missing_script_is_a_clear_error() {
 }
 
 #[test]
+fn the_interpreter_may_lead_the_command_as_typed_without_memlens() {
+    let dir = TempDir::new("interp-word");
+    let file = dir.0.join("out.memlens");
+    let argv = dir.0.join("argv.py");
+    std::fs::write(&argv, "import sys; print(sys.argv[1:])").unwrap();
+    let py = common::python();
+    // `memlens run python3 script args`, `.../python -c CODE`, `python3 -mMODULE`: the
+    // interpreter is the one named (its version is in the recording), and -m/-c are its.
+    let version = |args: &[&std::ffi::OsStr]| {
+        let out = memlens().args(["run", "-q", "-o"]).arg(&file).args(args).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let code = "import sys; print(sys.argv[1:], sys.version.split()[0])";
+    let named = version(&[py.as_os_str(), "-c".as_ref(), code.as_ref(), "a".as_ref()]);
+    let rec = Recording::from_vec(std::fs::read(&file).unwrap()).unwrap();
+    assert_eq!(named, format!("['a'] {}", rec.meta().python_version));
+    let on_path = version(&["python3".as_ref(), argv.as_os_str(), "-c".as_ref()]);
+    assert_eq!(on_path, "['-c']");
+    let module = version(&["python3".as_ref(), "-mplatform".as_ref(), "--terse".as_ref()]);
+    assert!(!module.is_empty());
+    // What cannot be honoured is refused in one line, before anything runs.
+    let refused = |args: &[&str], says: &str| {
+        let out = memlens().args(["run", "-o"]).arg(&file).args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    };
+    refused(&["python3", "-u", "x.py"], "PYTHONUNBUFFERED=1 for -u");
+    refused(&["--python", "python3", "python3", "x.py"], "two interpreters");
+    refused(&["python3"], "nothing to run after python3");
+    refused(&["/bin/true"], "/bin/true is a compiled program, not a Python script");
+}
+
+#[test]
 fn missing_python_is_a_clear_error() {
     let out = memlens()
         .args(["run", "--python", "/nonexistent/python9"])
