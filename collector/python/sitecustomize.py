@@ -22,15 +22,16 @@ _MEMLENS_SITECUSTOMIZE = True
 
 
 def _chain():
-    # Not importlib.util until there is a module to run: it imports contextlib, collections
-    # and functools, 3 ms of every Python's start-up (importlib.machinery is loaded already).
-    import importlib.machinery
+    # Not importlib until there is a module to run: importlib.util imports contextlib,
+    # collections and functools, 3 ms of every Python's start-up, and importlib warnings.
+    # The import system's own PathFinder (importlib.machinery's) is loaded already.
     import os
     import sys
+    from _frozen_importlib_external import PathFinder
 
     path = list(sys.path)
     while True:
-        spec = importlib.machinery.PathFinder.find_spec("sitecustomize", path)
+        spec = PathFinder.find_spec("sitecustomize", path)
         if spec is None or spec.loader is None or not spec.origin:
             return
         try:

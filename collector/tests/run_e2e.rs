@@ -397,6 +397,85 @@ fn the_interpreter_may_lead_the_command_as_typed_without_memlens() {
 }
 
 #[test]
+fn scripts_compile_and_fail_as_under_plain_python() {
+    let dir = TempDir::new("as-plain");
+    let file = dir.0.join("out.memlens");
+    let cases: [(&str, &[u8]); 5] = [
+        ("latin1.py", b"# -*- coding: latin-1 -*-\nprint('caf\xe9')\n"),
+        ("bom.py", b"\xef\xbb\xbfprint('bom')\n"),
+        // The future import must reach the compiler: annotations stay strings.
+        ("future.py", b"from __future__ import annotations\ndef f(x: Nowhere): pass\nprint(f.__annotations__)\n"),
+        ("syntax.py", b"x = 1\ny = )\n"),
+        ("unicode.py", "print('\u{e9}t\u{e9}', __loader__.__class__.__name__)\n".as_bytes()),
+    ];
+    let plain_and_traced = |args: &[&std::ffi::OsStr]| {
+        let plain = Command::new(common::python()).args(args).current_dir(&dir.0).output().unwrap();
+        let traced = memlens()
+            .args(["run", "-q", "-o"])
+            .arg(&file)
+            .args(args)
+            .current_dir(&dir.0)
+            .output()
+            .unwrap();
+        // memlens's own notes (an empty recording) are its, not the program's.
+        let stderr = String::from_utf8_lossy(&traced.stderr)
+            .lines()
+            .filter(|l| !l.starts_with("memlens: "))
+            .map(|l| format!("{l}\n"))
+            .collect::<String>();
+        assert_eq!(traced.status.code(), plain.status.code(), "{args:?}: {stderr}");
+        assert_eq!(String::from_utf8_lossy(&traced.stdout), String::from_utf8_lossy(&plain.stdout));
+        assert_eq!(stderr, String::from_utf8_lossy(&plain.stderr), "{args:?}");
+    };
+    for (name, source) in cases {
+        std::fs::write(dir.0.join(name), source).unwrap();
+        plain_and_traced(&[name.as_ref()]);
+    }
+    plain_and_traced(&["-c".as_ref(), "print('\u{e9}t\u{e9}')".as_ref()]);
+    plain_and_traced(&["-c".as_ref(), "x = (".as_ref()]);
+}
+
+#[test]
+fn memlens_imports_no_module_a_plain_run_would_not() {
+    // What the program finds imported: memlens's own modules and C modules built into the
+    // interpreter at most (threading, functools, collections, importlib are 3-5 ms of every
+    // traced start, and are imported when the program asks).
+    let show = "import sys; print(' '.join(sorted(sys.modules)))";
+    let plain = Command::new(common::python()).args(["-c", show]).output().unwrap();
+    let dir = TempDir::new("modules");
+    // The first run of an interpreter that writes no bytecode (PYTHONDONTWRITEBYTECODE)
+    // compiles memlens's package once (py_compile and its imports).
+    let warm = memlens()
+        .args(["run", "-q", "-o"])
+        .arg(dir.0.join("warm.memlens"))
+        .args(["-c", "pass"])
+        .output()
+        .unwrap();
+    assert!(warm.status.success());
+    let traced = memlens()
+        .args(["run", "-q", "-o"])
+        .arg(dir.0.join("out.memlens"))
+        .args(["-c", show])
+        .output()
+        .unwrap();
+    assert!(traced.status.success(), "{}", String::from_utf8_lossy(&traced.stderr));
+    let builtin = Command::new(common::python())
+        .args(["-c", "import sys; print(' '.join(sys.builtin_module_names))"])
+        .output()
+        .unwrap();
+    let words = |o: &[u8]| -> std::collections::BTreeSet<String> {
+        String::from_utf8_lossy(o).split_whitespace().map(str::to_owned).collect()
+    };
+    let (plain, traced, builtin) =
+        (words(&plain.stdout), words(&traced.stdout), words(&builtin.stdout));
+    let extra: Vec<&String> = traced
+        .difference(&plain)
+        .filter(|m| !m.starts_with("memlens") && *m != "sitecustomize" && !builtin.contains(*m))
+        .collect();
+    assert!(extra.is_empty(), "imported for memlens: {extra:?}");
+}
+
+#[test]
 fn missing_python_is_a_clear_error() {
     let out = memlens()
         .args(["run", "--python", "/nonexistent/python9"])

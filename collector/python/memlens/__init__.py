@@ -26,7 +26,6 @@ import atexit
 import gc
 import os
 import sys
-import threading
 import time
 
 __all__ = ["mark", "span", "is_tracing", "record"]
@@ -66,8 +65,80 @@ def _thread_profile(frame, event, arg):
     # thread over to the C profiler, seeding its shadow stack from `frame`.
     lib = _lib
     if lib is not None:
-        name = threading.current_thread().name.encode("utf-8", "replace")
-        lib.memlens_thread_start(frame, name)
+        lib.memlens_thread_start(frame, _thread_name())
+
+
+def _thread_name():
+    """The calling thread's `threading` name, as bytes: "MainThread" in a process that has
+    not imported threading (which memlens does not import for it, see `_hand_threads_over`)."""
+    threading = sys.modules.get("threading")
+    current = getattr(threading, "current_thread", None)
+    name = current().name if current is not None else "MainThread"
+    return name.encode("utf-8", "replace")
+
+
+def _hand_threads_over():
+    """Has every thread `threading` starts from now on hand itself over to the tracer
+    (`_thread_profile`). A program that has not imported threading has no such thread yet:
+    then this is done when it does (`_ThreadingImport`), so that a program that never does
+    is spared importing it, with functools and collections: 3-4 ms of a traced process's
+    start."""
+    threading = sys.modules.get("threading")
+    if threading is not None:
+        threading.setprofile(_thread_profile)
+    elif _ThreadingImport not in sys.meta_path:
+        sys.meta_path.insert(0, _ThreadingImport)
+
+
+def _stop_handing_threads_over():
+    threading = sys.modules.get("threading")
+    if threading is not None:
+        threading.setprofile(None)
+    if _ThreadingImport in sys.meta_path:
+        sys.meta_path.remove(_ThreadingImport)
+
+
+class _ThreadingImport:
+    """First on ``sys.meta_path`` until the program imports threading: it finds that module
+    with the finders after it and has its loader call `_hand_threads_over` as soon as the
+    module has run (before the import returns, so before any thread starts). Other names
+    it leaves to the other finders."""
+
+    @staticmethod
+    def find_spec(name, path=None, target=None):
+        if name != "threading":
+            return None
+        for finder in sys.meta_path:
+            find = getattr(finder, "find_spec", None)
+            if finder is _ThreadingImport or find is None:
+                continue
+            spec = find(name, path, target)
+            if spec is not None and spec.loader is not None:
+                spec.loader = _HandOverAfter(spec.loader)
+                return spec
+        return None
+
+
+class _HandOverAfter:
+    """threading's loader, which it stands in for (`_ThreadingImport`) until the module runs:
+    then the module's spec and ``__loader__`` get the real one back."""
+
+    def __init__(self, loader):
+        self._loader = loader
+
+    def __getattr__(self, name):
+        return getattr(self._loader, name)
+
+    def exec_module(self, module):
+        module.__spec__.loader = module.__loader__ = self._loader
+        try:
+            self._loader.exec_module(module)
+        finally:
+            # Out of the finder: the import system is done with sys.meta_path.
+            if _ThreadingImport in sys.meta_path:
+                sys.meta_path.remove(_ThreadingImport)
+        if _lib is not None:
+            _hand_threads_over()
 
 
 def _gc_callback(phase, info):
@@ -113,8 +184,7 @@ def _start(tracer_path, fd, native, census=True, census_interval=0.0, census_max
     if frame is None:
         rc = lib.memlens_start(fd, 1 if native else 0)
     else:
-        name = threading.current_thread().name.encode("utf-8", "replace")
-        rc = lib.memlens_start_in(fd, 1 if native else 0, frame, name)
+        rc = lib.memlens_start_in(fd, 1 if native else 0, frame, _thread_name())
     traced = _check(lib, rc)
     if at_exit:
         atexit.register(_stop)
@@ -161,7 +231,7 @@ def _begin(lib, census, census_interval=0.0, census_max_objects=0, traced=True,
     `census_max_objects` objects at most (0: the default, smaller when `sampled`)."""
     global _census_on, _census_thread
     if traced:
-        threading.setprofile(_thread_profile)
+        _hand_threads_over()
     gc.callbacks.append(_gc_callback)
     _census_on = census
     _census_thread = None
@@ -180,7 +250,7 @@ def _begin(lib, census, census_interval=0.0, census_max_objects=0, traced=True,
         if start_census:
             _take_census("START")
         if census_interval > 0:
-            _census_thread = c.IntervalThread(lib, census_interval)
+            _census_thread = c.interval_thread(lib, census_interval)
             _census_thread.start()
 
 
@@ -392,6 +462,8 @@ class record:
         lib = _load(tracer)
         lib.memlens_set_sample(self.sample_bytes or 0)
         lib.memlens_set_native_stacks(int(self.native_stacks))
+        import threading
+
         me = threading.current_thread()
         for t in threading.enumerate():
             if t is not me and t.native_id is not None:
@@ -447,7 +519,7 @@ class record:
             _stop()
         finally:
             self._restore_env()
-            threading.setprofile(None)
+            _stop_handing_threads_over()
             _lib.memlens_release_thread()
             out, err = sink.communicate()
         if sink.returncode != 0:

@@ -45,10 +45,12 @@ def _prepare(mode, target):
 
         with io.open_code(path) as f:
             source = f.read()
-        code = compile(source, path, "exec", dont_inherit=True)
-        import importlib.machinery
+        code = _compile(source, path)
+        # What `python script.py` gives __main__ (importlib.machinery's, without importing
+        # importlib, which a plain start does not).
+        from _frozen_importlib_external import SourceFileLoader
 
-        loader = importlib.machinery.SourceFileLoader("__main__", path)
+        loader = SourceFileLoader("__main__", path)
         return code, _setup_main({"__file__": path, "__loader__": loader, "__cached__": None})
     if mode == "module":
         import runpy
@@ -68,8 +70,30 @@ def _prepare(mode, target):
     if mode == "code":
         sys.argv[0] = "-c"
         sys.path[0] = ""
-        return compile(target, "<string>", "exec", dont_inherit=True), _setup_main({})
+        return _compile(target, "<string>"), _setup_main({})
     raise SystemExit(f"memlens: unknown MEMLENS_MODE {mode!r}")
+
+
+def _compile(source, filename):
+    """``compile(source, filename, "exec", dont_inherit=True)``, through the tracer's
+    ``memlens_compile`` (``Py_CompileStringExFlags``) when it is loaded: the builtin's
+    first call in a process makes the ``ast`` module's types (to ask whether the source is
+    an AST), 1.1-1.7 ms that a plain ``python script.py`` or ``python -c`` never spends. A
+    source the C call cannot take (a NUL, a lone surrogate) goes to the builtin, which
+    raises what Python would."""
+    import memlens
+
+    lib = memlens._lib  # noqa: SLF001 - loaded by _watch_end
+    from_str = isinstance(source, str)
+    if lib is not None:
+        try:
+            data = source.encode("utf-8") if from_str else source
+        except UnicodeEncodeError:
+            data = b"\0"
+        if b"\0" not in data:
+            return lib.memlens_compile(data, os.fsencode(filename), from_str,
+                                       sys.version_info[1])
+    return compile(source, filename, "exec", dont_inherit=True)
 
 
 def _compile_once():
@@ -133,8 +157,10 @@ def main():
 
     try:
         code, globs = _prepare(mode, target)
-    except SyntaxError:
-        sys.excepthook(*sys.exc_info())
+    except SyntaxError as e:
+        # As Python reports a script's syntax error: where it is, no traceback (of ours).
+        e.__traceback__ = None
+        sys.excepthook(type(e), e, None)
         raise SystemExit(1)
     except (ImportError, OSError) as e:
         # `python -m missing` prints "No module named ..." with status 1: do the same.

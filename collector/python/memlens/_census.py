@@ -22,12 +22,14 @@ collector is held off while it runs, and its big temporaries are dropped after r
 resumes (their frees are of blocks the recording never saw, so they change nothing).
 """
 
-import functools
+# Neither functools nor threading (with collections, 3-4 ms of every traced process's
+# start, for a program that would not import them): their C parts, and threading only for
+# an interval thread.
+import _functools
+import _thread
 import gc
 import sys
-import threading
 import time
-from array import array
 
 from memlens import _layout
 
@@ -55,8 +57,8 @@ MAX_OBJECTS = 1_000_000
 SAMPLED_MAX_OBJECTS = 10_000
 max_objects = MAX_OBJECTS
 
-_lock = threading.Lock()
-_lru_type = getattr(functools, "_lru_cache_wrapper", None)
+_lock = _thread.allocate_lock()
+_lru_type = getattr(_functools, "_lru_cache_wrapper", None)
 _function = type(lambda: None)
 
 
@@ -147,13 +149,14 @@ def _attributes(lib):
 
     def attributes(tp, sample):
         attrs = slots = 0
-        storage = array("Q")
+        storage = []
         for o in sample:
             n = len(gc.get_referents(o)) - 1  # the traversal visits the type too
             attrs += n
             slots = max(slots, _layout.slots_instance_size(tp, n))
             _layout.attribute_storage(lib, o, storage)
-        return len(sample), attrs, slots, storage.tobytes()
+        addresses = b"".join(a.to_bytes(8, sys.byteorder) for a in storage)
+        return len(sample), attrs, slots, addresses
 
     return attributes
 
@@ -194,21 +197,20 @@ def census(lib, trigger, label=""):
     return duration
 
 
-class IntervalThread(threading.Thread):
-    """Takes a census every `seconds` until `stop()`."""
+def interval_thread(lib, seconds):
+    """A daemon thread, not started, that takes a census every `seconds` until its
+    ``stop()``."""
+    import threading
 
-    def __init__(self, lib, seconds):
-        super().__init__(name="memlens-census", daemon=True)
-        self._lib = lib
-        self._seconds = seconds
-        self._stop_event = threading.Event()
+    stopped = threading.Event()
 
-    def run(self):
-        while not self._stop_event.wait(self._seconds):
+    def run():
+        while not stopped.wait(seconds):
             try:
-                census(self._lib, INTERVAL)
+                census(lib, INTERVAL)
             except Exception:  # noqa: BLE001
                 return
 
-    def stop(self):
-        self._stop_event.set()
+    thread = threading.Thread(target=run, name="memlens-census", daemon=True)
+    thread.stop = stopped.set
+    return thread

@@ -19,10 +19,12 @@ allocation addresses and sizes memlens records (``collector/tests/run_e2e.rs``).
   byte just before it holds ``prefix``.
 """
 
-import array
-import collections
 import sys
-import types
+
+# The C modules behind collections (what its deque and OrderedDict are): collections itself
+# is not imported at start by a plain Python, nor array, a shared library (see
+# `_cpython_sizeof`).
+import _collections
 
 PTR = 8 if sys.maxsize > 2**32 else 4
 GC_HEAD = 2 * PTR
@@ -68,16 +70,31 @@ def alloc_offset(tp):
 # time, and run no code of the program. Generators, coroutines, frames and code objects must
 # be among them: their types have an item size but no ob_size (3.11+), so the layout formula
 # reads a pointer as a count (a generator of "1017 TiB").
+def _generator():
+    yield
+
+
+async def _coroutine():
+    pass
+
+
+async def _async_generator():
+    yield
+
+
+_coro = _coroutine()
+_CPYTHON_SIZEOF_TYPES = (
+    object, list, dict, set, frozenset, bytearray, bytes, str, int, tuple, type,
+    _collections.deque, _collections.OrderedDict, type(_generator()), type(_coro),
+    type(_async_generator()), type(sys._getframe()), type(_generator.__code__),  # noqa: SLF001
+)
+_coro.close()
+del _coro
 _CPYTHON_SIZEOF = [
-    d
-    for d in (
-        _type_dict(t).get("__sizeof__")
-        for t in (object, list, dict, set, frozenset, bytearray, bytes, str, int, tuple, type,
-                  collections.deque, collections.OrderedDict, array.array, types.GeneratorType,
-                  types.CoroutineType, types.AsyncGeneratorType, types.FrameType, types.CodeType)
-    )
-    if d is not None
+    d for d in (_type_dict(t).get("__sizeof__") for t in _CPYTHON_SIZEOF_TYPES) if d is not None
 ]
+# array.array's, added once the program has imported array (there is no array before).
+_array_sizeof = False
 _object_sizeof = object.__sizeof__
 
 
@@ -96,6 +113,10 @@ def sizer(tp):
 def _cpython_sizeof(tp):
     """``tp``'s ``__sizeof__`` when it is one of CPython's own (``_CPYTHON_SIZEOF``), else
     None."""
+    global _array_sizeof
+    if not _array_sizeof and "array" in sys.modules:
+        _array_sizeof = True
+        _CPYTHON_SIZEOF.append(_type_dict(sys.modules["array"].array)["__sizeof__"])
     for klass in _mro(tp):
         own = _type_dict(klass).get("__sizeof__")
         if own is not None:

@@ -23,7 +23,10 @@
 use std::ffi::{c_char, c_int, c_void};
 use std::ptr::null_mut;
 
-use crate::python_api::{new_ref, object_api as api, ObjectApi as Api, PyObject};
+use crate::python_api::{
+    new_ref, object_api as api, CompilerFlags, ObjectApi as Api, PyObject, PYCF_IGNORE_COOKIE,
+    PYCF_SOURCE_IS_UTF8, PY_FILE_INPUT,
+};
 
 /// `PYTHON_API_VERSION`, unchanged since 3.2 (`Include/modsupport.h`).
 const PYTHON_API_VERSION: c_int = 1013;
@@ -214,6 +217,24 @@ function!(memlens_census_objects, 5, |a| {
     // two functions, and a type (see census.rs).
     unsafe { crate::census::count_objects(a.api, objects, every, describe, attributes, wanted) }
 });
+// `compile(source, filename, "exec", dont_inherit=True)` without `compile()`'s first-call
+// cost (see `_bootstrap._compile`). `from_str`: the source is a `str` encoded in UTF-8;
+// `minor`: the interpreter's minor version (read by the parser only when it makes an AST).
+function!(memlens_compile, 4, |a| {
+    let (source, filename, from_str) = (a.text(0)?, a.text(1)?, a.int(2)? != 0);
+    if source.is_null() || filename.is_null() {
+        // SAFETY: GIL held; a static NUL-terminated message.
+        unsafe { (a.api.err_set_string)(a.api.type_error, c"expected bytes".as_ptr()) };
+        return Err(());
+    }
+    let cf_flags = PYCF_SOURCE_IS_UTF8 | if from_str { PYCF_IGNORE_COOKIE } else { 0 };
+    let mut flags = CompilerFlags { cf_flags, cf_feature_version: a.int(3)? as c_int };
+    // SAFETY: GIL held; NUL-terminated buffers alive during the call (the package passes no
+    // source holding a NUL, which would end it early); optimize -1 is the interpreter's.
+    new_ref(unsafe {
+        (a.api.compile_string)(source, filename, PY_FILE_INPUT, &mut flags, -1)
+    })
+});
 function!(memlens_read_ptr, 1, |a| {
     // SAFETY: the census reads only words of live objects' headers (`_layout.py`), with
     // the objects held alive by the caller.
@@ -263,6 +284,7 @@ pub extern "C" fn PyInit__tracer() -> *mut PyObject {
         memlens_census_cache,
         memlens_census_end,
         memlens_census_objects,
+        memlens_compile,
         memlens_read_ptr,
         memlens_read_byte
     );

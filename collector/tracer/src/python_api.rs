@@ -565,6 +565,15 @@ pub struct ObjectApi {
     pub bytes_as_string: unsafe extern "C" fn(*mut PyObject) -> *const c_char,
     pub bytes_size: unsafe extern "C" fn(*mut PyObject) -> isize,
     pub bytes_from_string: unsafe extern "C" fn(*const c_char) -> *mut PyObject,
+    /// `Py_CompileStringExFlags(source, filename, start, flags, optimize)`: a code object
+    /// or null (the `SyntaxError` set).
+    pub compile_string: unsafe extern "C" fn(
+        *const c_char,
+        *const c_char,
+        c_int,
+        *mut CompilerFlags,
+        c_int,
+    ) -> *mut PyObject,
     pub list_new: unsafe extern "C" fn(isize) -> *mut PyObject,
     pub list_size: unsafe extern "C" fn(*mut PyObject) -> isize,
     /// Borrowed reference; null (IndexError, or SystemError for a non-list) on failure.
@@ -586,6 +595,22 @@ pub struct ObjectApi {
     /// `PyMethodDescr_Type`: the type of a method written in C, looked up on its class.
     method_descr_type: *mut PyObject,
 }
+
+/// `PyCompilerFlags` (`Include/cpython/compile.h`, unchanged from 3.8 to 3.13).
+#[repr(C)]
+pub struct CompilerFlags {
+    pub cf_flags: c_int,
+    /// The minor version the parser accepts; read only with `PyCF_ONLY_AST`.
+    pub cf_feature_version: c_int,
+}
+
+/// `PyCF_SOURCE_IS_UTF8`: what `compile()` always sets.
+pub const PYCF_SOURCE_IS_UTF8: c_int = 0x0100;
+/// `PyCF_IGNORE_COOKIE`: the source is UTF-8 whatever its coding declaration says (what
+/// `compile()` sets for a `str`).
+pub const PYCF_IGNORE_COOKIE: c_int = 0x0800;
+/// `Py_file_input`: a module's statements (`compile(..., "exec")`).
+pub const PY_FILE_INPUT: c_int = 257;
 
 /// A method written in C that takes no arguments (`METH_NOARGS`), called as `f(self, NULL)`.
 pub type NoArgs = unsafe extern "C" fn(*mut PyObject, *mut PyObject) -> *mut PyObject;
@@ -689,6 +714,7 @@ pub fn object_api() -> Option<&'static ObjectApi> {
                 bytes_as_string: resolve(&[c"PyBytes_AsString"]).ok()?,
                 bytes_size: resolve(&[c"PyBytes_Size"]).ok()?,
                 bytes_from_string: resolve(&[c"PyBytes_FromString"]).ok()?,
+                compile_string: resolve(&[c"Py_CompileStringExFlags"]).ok()?,
                 list_new: resolve(&[c"PyList_New"]).ok()?,
                 list_size: resolve(&[c"PyList_Size"]).ok()?,
                 list_get_item: resolve(&[c"PyList_GetItem"]).ok()?,
