@@ -476,6 +476,38 @@ fn memlens_imports_no_module_a_plain_run_would_not() {
 }
 
 #[test]
+fn a_program_that_closes_every_descriptor_keeps_its_files_and_its_recording() {
+    let dir = TempDir::new("closes-fds");
+    let files = dir.0.join("files");
+    std::fs::create_dir(&files).unwrap();
+    let run = run_script("closes_fds.py", &[], &[files.to_str().unwrap()]);
+    assert_eq!(run.out.status.code(), Some(0), "{}", String::from_utf8_lossy(&run.out.stderr));
+    // The program's files hold what it wrote, and nothing of memlens's.
+    for i in 0..4 {
+        assert_eq!(std::fs::read(files.join(format!("log{i}.txt"))).unwrap(), b"hello\n");
+    }
+    assert_eq!(std::fs::read(files.join("dup.txt")).unwrap(), b"x");
+    // Traced before, after the close and after the dup2s, to the end.
+    let stderr = String::from_utf8_lossy(&run.out.stderr);
+    assert!(!stderr.contains("warning"), "{stderr}");
+    assert!(run.rec.has_trailer());
+    assert_eq!(run.rec.end().unwrap().exit_code, Some(0));
+    for (tag, kib) in [
+        ("CLOSES_BEFORE_LINE", 5_000),
+        ("CLOSES_AFTER_LINE", 30_000),
+        ("CLOSES_LATER_LINE", 10_000),
+    ] {
+        let line = line_of("closes_fds.py", tag);
+        let at = top_stacks(&run.rec, Snapshot::AtEnd, &EventFilter::default())
+            .into_iter()
+            .filter(|(stack, _)| frames(&run.rec, *stack).iter().any(|f| f.2 == line))
+            .map(|(_, bytes)| bytes)
+            .sum::<u64>();
+        assert!(at >= kib * 1000, "{tag}: {at} bytes");
+    }
+}
+
+#[test]
 fn missing_python_is_a_clear_error() {
     let out = memlens()
         .args(["run", "--python", "/nonexistent/python9"])

@@ -1,4 +1,5 @@
-"""Children that make following hard: one closes every file descriptor, one is started with an
+"""Children that make following hard: one closes every file descriptor (and opens files on
+their numbers), one is started with an
 empty environment, one starts a session of its own, one is a Python run with -I (which skips
 the start-up that traces it), one execs a program that is not Python. None may hang the
 program or break its recording, which says what it could not trace; one outlives the program. A program that is not
@@ -22,10 +23,12 @@ def forked(body):
 
 def close_everything():
     os.closerange(3, 4096)
-    # Goes on for a while after: a service that closed what it did not open.
-    for _ in range(10):
-        bytearray(1024 * 1024)
-        time.sleep(0.03)
+    # Goes on for a while after: a service that closed what it did not open, and opens its
+    # own files, whose numbers must not be memlens's.
+    with open(os.devnull, "wb") as sink, open(os.devnull, "wb"):
+        for _ in range(10):
+            sink.write(bytearray(1024 * 1024))  # HOSTILE_CLOSED_LINE
+            time.sleep(0.03)
 
 
 def own_session():

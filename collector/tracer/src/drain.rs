@@ -16,12 +16,13 @@
 
 use std::cell::UnsafeCell;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use memlens_wire::Record;
 
 use crate::clock::{now_ns, TickConverter};
+use crate::fds::{self, PIPE as FD};
 use crate::guard;
 use crate::recording::{self, active, encode_unthreaded};
 use crate::ring;
@@ -38,7 +39,6 @@ const MARGIN: Duration = Duration::from_millis(2);
 /// filling faster than one pass per period can empty them.
 const BUSY_BYTES: usize = 256 * 1024;
 
-static FD: AtomicI32 = AtomicI32::new(-1);
 /// Held by whoever is draining or switching the pipe (the drain thread, start, stop).
 static DRAIN_LOCK: AtomicBool = AtomicBool::new(false);
 static DRAIN_STARTED: AtomicBool = AtomicBool::new(false);
@@ -101,11 +101,8 @@ impl DrainGuard {
     /// the pipe of a session that ended by a write error is closed.
     pub fn open(&mut self, fd: i32) {
         self.drainer().restart();
-        let old = FD.swap(fd, Ordering::AcqRel);
-        if old >= 0 {
-            // SAFETY: the pipe of a session that ended by a write error; we own it.
-            unsafe { libc::close(old) };
-        }
+        // The pipe of a session that ended by a write error, if any.
+        fds::close_own(fds::adopt_pipe(fd));
     }
 }
 
@@ -151,8 +148,7 @@ impl Drainer {
     /// Writes every stretch numbered below `cut` to the pipe, in order. Returns the
     /// number of bytes taken from the rings.
     fn drain(&mut self, cut: u64) -> usize {
-        let fd = FD.load(Ordering::Relaxed);
-        if fd < 0 {
+        if FD.load(Ordering::Relaxed) < 0 {
             return 0;
         }
         self.out.clear();
@@ -162,7 +158,14 @@ impl Drainer {
         // After the records cut: each mapping's own record is then on its way first.
         self.mappings.scan(cut, cut == u64::MAX, &mut self.out);
         if !self.out.is_empty() {
-            write_all(fd, &self.out);
+            let w = fds::Writing::lock();
+            let fd = FD.load(Ordering::Acquire);
+            if w.still_ours(fd) {
+                write_all(fd, &self.out);
+            } else {
+                // Its number is a file of the program's now (closed behind every hook).
+                recording::cut_off();
+            }
         }
         n
     }
@@ -273,13 +276,14 @@ pub fn stop() {
     let _g = guard::Guard::enter(guard::Ctx::Tracer);
     let mut g = DrainGuard::lock();
     g.drainer().drain(u64::MAX);
+    let w = fds::Writing::lock();
     let fd = FD.swap(-1, Ordering::AcqRel);
-    if fd >= 0 {
+    if fd >= 0 && w.still_ours(fd) {
         let mut buf = Vec::new();
         encode_unthreaded(&Record::Stop, &mut buf);
         write_all(fd, &buf);
-        // SAFETY: closing the fd we own; the parent sees EOF.
-        unsafe { libc::close(fd) };
+        // The parent sees EOF.
+        fds::close_own(fd);
     }
 }
 
@@ -290,9 +294,6 @@ pub fn after_fork_in_child() {
     DRAIN_STARTED.store(false, Ordering::Relaxed);
     DRAIN_THREAD.store(0, Ordering::Relaxed);
     DRAIN_LOCK.store(false, Ordering::Relaxed);
-    let fd = FD.swap(-1, Ordering::Relaxed);
-    if fd >= 0 {
-        // SAFETY: closing our copy of the pipe in the child.
-        unsafe { libc::close(fd) };
-    }
+    // Our copy of the pipe in the child.
+    fds::close_own(FD.swap(-1, Ordering::Relaxed));
 }

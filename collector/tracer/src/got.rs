@@ -28,11 +28,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use crate::native_hooks as hooks;
-use crate::real::Real;
+use crate::real::{Real, FD_FUNCTIONS};
 
 /// The functions we take over, each with our definition of it (`real` none) or libc's
 /// (`real` given: what [`uninstall`] puts back). One list, so the two cannot differ.
-fn table(real: Option<&Real>) -> [(&'static CStr, usize); 15] {
+fn table(real: Option<&Real>) -> [(&'static CStr, usize); 20] {
     let pick = |ours: usize, libc: fn(&Real) -> usize| real.map_or(ours, libc);
     let libc_dlopen: unsafe extern "C" fn(*const c_char, c_int) -> *mut c_void = libc::dlopen;
     [
@@ -57,7 +57,19 @@ fn table(real: Option<&Real>) -> [(&'static CStr, usize); 15] {
         (c"_exit", pick(hooks::_exit_hook as *const () as usize, |r| r.exit as usize)),
         (c"_Exit", pick(hooks::exit_upper_hook as *const () as usize, |r| r.exit_upper as usize)),
         (c"dlopen", real.map_or(hooked_dlopen as *const () as usize, |_| libc_dlopen as usize)),
+        fd_entry(real, 0, hooks::close_hook as *const () as usize),
+        fd_entry(real, 1, hooks::close_range_hook as *const () as usize),
+        fd_entry(real, 2, hooks::closefrom_hook as *const () as usize),
+        fd_entry(real, 3, hooks::dup2_hook as *const () as usize),
+        fd_entry(real, 4, hooks::dup3_hook as *const () as usize),
     ]
+}
+
+/// The entry of `real`'s fd function `i`: our hook, or libc's to put back (our hook again
+/// where this libc has none: it makes the system call itself).
+fn fd_entry(real: Option<&Real>, i: usize, ours: usize) -> (&'static CStr, usize) {
+    let libc = real.map(|r| r.fd_functions[i]).filter(|&f| f != 0);
+    (FD_FUNCTIONS[i], libc.unwrap_or(ours))
 }
 
 /// Serializes patching: two threads opening libraries at once must not interleave

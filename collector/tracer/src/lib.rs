@@ -44,13 +44,14 @@
 // - the emit layer: `emit` (the records hooks write), `stacks` (code ids, seeding and
 //   walking), `thread_state` (per-thread state and ring), `drain` (the pipe, the drain
 //   thread and `stop`), `reservations`, `recording` (the switches the hooks read);
-// - the foundations: `guard` (thread-locals, re-entrancy), `ring`, `sampling`,
+// - the foundations: `guard` (thread-locals, re-entrancy), `fds` (its own descriptors), `ring`, `sampling`,
 //   `sampled_set`, `native_stack`, `python_api`, `clock`, `real`; and beside the layers,
 //   `follow` and `inject`.
 mod census;
 mod clock;
 mod drain;
 mod emit;
+mod fds;
 mod follow;
 mod got;
 mod guard;

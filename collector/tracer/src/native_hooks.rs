@@ -1,4 +1,6 @@
-//! The exported libc allocation functions that LD_PRELOAD puts in front of libc's.
+//! The exported libc allocation functions that LD_PRELOAD puts in front of libc's, and
+//! the functions that close or replace file descriptors, which must leave the tracer's own
+//! alone ([`crate::fds`]).
 //!
 //! Layer: the hooks layer; they write through [`crate::emit`] and end a session at `_exit`
 //! with [`crate::drain::stop`]. [`crate::got`] and the session layer install them.
@@ -13,11 +15,12 @@
 //! real functions are being resolved (dlsym may allocate) requests are served from
 //! the bootstrap arena.
 
-use std::ffi::c_void;
+use std::ffi::{c_int, c_uint, c_void};
 
 use memlens_wire::AllocKind;
 
 use crate::emit::{record_alloc, record_free};
+use crate::fds;
 use crate::guard::{Ctx, Guard};
 use crate::real::{real, BootstrapArena};
 use crate::recording::native_active;
@@ -272,6 +275,102 @@ pub unsafe extern "C" fn exit_upper_hook(status: i32) -> ! {
     }
 }
 
+/// `close`: one of the tracer's own numbers is not closed (see [`crate::fds`]), the program
+/// is told it was.
+pub unsafe extern "C" fn close_hook(fd: c_int) -> c_int {
+    if fds::is_own(fd) {
+        return 0;
+    }
+    // SAFETY: the close system call with the caller's argument.
+    unsafe { libc::syscall(libc::SYS_close, fd as libc::c_long) as c_int }
+}
+
+/// The close_range system call.
+fn sys_close_range(first: c_uint, last: c_uint, flags: c_int) -> c_int {
+    // SAFETY: close_range with plain integer arguments.
+    unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            first as libc::c_long,
+            last as libc::c_long,
+            flags as libc::c_long,
+        ) as c_int
+    }
+}
+
+/// `close_range`: the range is closed around the tracer's own numbers. Marking a range
+/// close-on-exec (`CLOSE_RANGE_CLOEXEC`) closes nothing, and ours are so already.
+pub unsafe extern "C" fn close_range_hook(first: c_uint, last: c_uint, flags: c_int) -> c_int {
+    if flags & libc::CLOSE_RANGE_CLOEXEC as c_int != 0 || first > last {
+        return sys_close_range(first, last, flags);
+    }
+    let mut from = first;
+    let (own, n) = fds::own_sorted();
+    for &fd in &own[..n] {
+        let fd = fd as c_uint;
+        if fd < from || fd > last {
+            continue;
+        }
+        if fd > from && sys_close_range(from, fd - 1, flags) < 0 {
+            return -1;
+        }
+        from = fd + 1;
+    }
+    if from <= last {
+        return sys_close_range(from, last, flags);
+    }
+    0
+}
+
+/// `closefrom` (glibc 2.34): [`close_range_hook`] up to the last number, or one by one up
+/// to the limit of open files where the kernel has no close_range (before Linux 5.9).
+pub unsafe extern "C" fn closefrom_hook(lowfd: c_int) {
+    let first = lowfd.max(0) as c_uint;
+    // SAFETY: as close_range_hook's contract.
+    if unsafe { close_range_hook(first, c_uint::MAX, 0) } == 0 {
+        return;
+    }
+    // SAFETY: getrlimit fills the struct.
+    let limit = unsafe {
+        let mut rl: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) == 0 {
+            rl.rlim_cur.min(1 << 20) as c_int
+        } else {
+            1024
+        }
+    };
+    for fd in lowfd.max(0)..limit {
+        // SAFETY: closing numbers the caller asked closed; ours are skipped.
+        unsafe { close_hook(fd) };
+    }
+}
+
+/// `dup2`: a program that puts a file on one of the tracer's numbers gets it, the
+/// tracer's moving to another number first.
+pub unsafe extern "C" fn dup2_hook(oldfd: c_int, newfd: c_int) -> c_int {
+    if oldfd != newfd {
+        fds::make_room(newfd);
+    }
+    // SAFETY: the dup2 system call with the caller's arguments.
+    unsafe { libc::syscall(libc::SYS_dup2, oldfd as libc::c_long, newfd as libc::c_long) as c_int }
+}
+
+/// `dup3`: as [`dup2_hook`].
+pub unsafe extern "C" fn dup3_hook(oldfd: c_int, newfd: c_int, flags: c_int) -> c_int {
+    if oldfd != newfd {
+        fds::make_room(newfd);
+    }
+    // SAFETY: the dup3 system call with the caller's arguments.
+    unsafe {
+        libc::syscall(
+            libc::SYS_dup3,
+            oldfd as libc::c_long,
+            newfd as libc::c_long,
+            flags as libc::c_long,
+        ) as c_int
+    }
+}
+
 /// The exported names, each calling its hook.
 macro_rules! export {
     ($($name:ident => $hook:ident($($arg:ident: $ty:ty),*) -> $ret:ty;)*) => {$(
@@ -298,4 +397,9 @@ export! {
     munmap => munmap_hook(addr: *mut c_void, len: usize) -> i32;
     _exit => _exit_hook(status: i32) -> !;
     _Exit => exit_upper_hook(status: i32) -> !;
+    close => close_hook(fd: c_int) -> c_int;
+    close_range => close_range_hook(first: c_uint, last: c_uint, flags: c_int) -> c_int;
+    closefrom => closefrom_hook(lowfd: c_int) -> ();
+    dup2 => dup2_hook(oldfd: c_int, newfd: c_int) -> c_int;
+    dup3 => dup3_hook(oldfd: c_int, newfd: c_int, flags: c_int) -> c_int;
 }

@@ -37,7 +37,8 @@ use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
 use memlens_wire::EndReport;
 
-static CTRL_FD: AtomicI32 = AtomicI32::new(-1);
+use crate::fds::{self, CTRL as CTRL_FD};
+
 /// The traced process: forked children inherit the handlers and must not report.
 static PID: AtomicI32 = AtomicI32::new(0);
 static REPORTED: AtomicBool = AtomicBool::new(false);
@@ -198,9 +199,5 @@ pub unsafe extern "C" fn kill(pid: libc::pid_t, sig: c_int) -> c_int {
 /// A forked child closes its copy of the socket: the recorder learns that the traced
 /// process is gone when the last copy closes.
 extern "C" fn after_fork_in_child() {
-    let fd = CTRL_FD.swap(-1, Ordering::Relaxed);
-    if fd >= 0 {
-        // SAFETY: closing our copy of the socket in the child.
-        unsafe { libc::close(fd) };
-    }
+    fds::close_own(CTRL_FD.swap(-1, Ordering::Relaxed));
 }

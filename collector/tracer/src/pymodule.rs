@@ -231,9 +231,7 @@ function!(memlens_compile, 4, |a| {
     let mut flags = CompilerFlags { cf_flags, cf_feature_version: a.int(3)? as c_int };
     // SAFETY: GIL held; NUL-terminated buffers alive during the call (the package passes no
     // source holding a NUL, which would end it early); optimize -1 is the interpreter's.
-    new_ref(unsafe {
-        (a.api.compile_string)(source, filename, PY_FILE_INPUT, &mut flags, -1)
-    })
+    new_ref(unsafe { (a.api.compile_string)(source, filename, PY_FILE_INPUT, &mut flags, -1) })
 });
 function!(memlens_read_ptr, 1, |a| {
     // SAFETY: the census reads only words of live objects' headers (`_layout.py`), with

@@ -39,7 +39,14 @@ pub struct Real {
     pub munmap: MunmapFn,
     pub exit: ExitFn,
     pub exit_upper: ExitFn,
+    /// libc's `close`, `close_range`, `closefrom`, `dup2` and `dup3` (0 where this libc has
+    /// none): only what [`crate::got`] puts back; the hooks make the system calls.
+    pub fd_functions: [usize; 5],
 }
+
+/// The names of [`Real::fd_functions`], in order.
+pub const FD_FUNCTIONS: [&std::ffi::CStr; 5] =
+    [c"close", c"close_range", c"closefrom", c"dup2", c"dup3"];
 
 const UNRESOLVED: u8 = 0;
 const RESOLVING: u8 = 1;
@@ -84,6 +91,9 @@ fn resolve_slow() -> Option<&'static Real> {
                 munmap: sym(c"munmap"),
                 exit: sym(c"_exit"),
                 exit_upper: sym(c"_Exit"),
+                // SAFETY: dlsym with NUL-terminated names.
+                fd_functions: FD_FUNCTIONS
+                    .map(|name| unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr()) } as usize),
             };
             // SAFETY: we won the UNRESOLVED->RESOLVING race, so no one else writes
             // REAL, and no one reads it before READY.
