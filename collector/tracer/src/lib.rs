@@ -44,9 +44,9 @@
 // - the emit layer: `emit` (the records hooks write), `stacks` (code ids, seeding and
 //   walking), `thread_state` (per-thread state and ring), `drain` (the pipe, the drain
 //   thread and `stop`), `reservations`, `recording` (the switches the hooks read);
-// - the foundations: `guard` (thread-locals, re-entrancy), `fds` (its own descriptors), `ring`, `sampling`,
-//   `sampled_set`, `native_stack`, `python_api`, `clock`, `real`; and beside the layers,
-//   `follow` and `inject`.
+// - the foundations: `guard` (thread-locals, re-entrancy), `fds` (the tracer's own
+//   descriptors), `ring`, `sampling`, `sampled_set`, `native_stack`, `python_api`, `clock`,
+//   `real`; and beside the layers, `follow` and `inject`.
 mod census;
 mod clock;
 mod drain;
