@@ -23,9 +23,9 @@ pub struct RunArgs {
     /// Output file [default: memlens-<script>-<pid>.memlens in the current directory].
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
-    /// Python interpreter to run (CPython 3.9 to 3.13) [default: the `python3` next to the
-    /// memlens executable when there is one (memlens installed in a virtualenv), else
-    /// `python3` from PATH].
+    /// Python interpreter to run (CPython 3.9 to 3.13) [default: the one a command's `#!`
+    /// line names (not a .py file's), else the `python3` next to the memlens executable
+    /// when there is one (memlens installed in a virtualenv), else `python3` from PATH].
     #[arg(long, value_name = "PATH")]
     pub python: Option<PathBuf>,
     /// Also trace native allocations (malloc, calloc, realloc, mmap, ...). On by default.
@@ -92,7 +92,8 @@ pub struct RunArgs {
     pub quiet: bool,
     /// The script (or with -m the module, with -c the code), then its arguments; or the
     /// command as typed without memlens, interpreter first (`python3 app.py`,
-    /// `.venv/bin/python -m pkg`), which then runs that interpreter.
+    /// `.venv/bin/python -m pkg`), which then runs that interpreter. A command whose `#!`
+    /// line names a Python (`.venv/bin/mypy`) runs with that Python.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "SCRIPT [ARGS]")]
     pub args: Vec<OsString>,
 }

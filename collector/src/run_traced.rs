@@ -113,6 +113,14 @@ impl TryFrom<RunArgs> for RunOptions {
         } else {
             Target::Script(PathBuf::from(first))
         };
+        // A command that names its interpreter (a virtualenv's console script, such as
+        // `.venv/bin/mypy`) runs with it, as it would when run itself; a `.py` file runs
+        // as `python3 script.py` would.
+        if let (None, Target::Script(script)) = (&python, &target) {
+            if script.extension().is_none_or(|e| e != "py") {
+                python = shebang_python(script);
+            }
+        }
         Ok(RunOptions {
             target,
             args,
@@ -155,6 +163,21 @@ fn interpreter_word(word: &OsStr) -> Option<PathBuf> {
     std::env::split_paths(&std::env::var_os("PATH")?)
         .map(|dir| dir.join(name))
         .find(|p| p.is_file())
+}
+
+/// The Python a script's `#!` line names (`#!/path/to/venv/bin/python3`, or
+/// `#!/usr/bin/env python3` looked up on PATH), if it names one.
+fn shebang_python(script: &Path) -> Option<PathBuf> {
+    let mut head = [0u8; 512];
+    let n = File::open(script).and_then(|mut f| f.read(&mut head)).ok()?;
+    let line = head[..n].strip_prefix(b"#!")?.split(|&b| b == b'\n').next()?;
+    let line = std::str::from_utf8(line).ok()?;
+    let mut words = line.split_whitespace();
+    let mut interpreter = words.next()?;
+    if Path::new(interpreter).file_name()? == "env" {
+        interpreter = words.find(|w| !w.starts_with('-'))?;
+    }
+    interpreter_word(OsStr::new(interpreter))
 }
 
 /// The interpreter's own options at the front of `args` (after `python3`): `-m MODULE` and

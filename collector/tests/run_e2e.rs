@@ -382,6 +382,34 @@ fn the_interpreter_may_lead_the_command_as_typed_without_memlens() {
     assert_eq!(on_path, "['-c']");
     let module = version(&["python3".as_ref(), "-mplatform".as_ref(), "--terse".as_ref()]);
     assert!(!module.is_empty());
+    // A command naming its interpreter on its `#!` line (a virtualenv's console script)
+    // runs with it, by path or through env; a `.py` file runs with python3 all the same.
+    let real = Command::new(&py).args(["-c", "import sys; print(sys.executable)"]).output();
+    let real = String::from_utf8(real.unwrap().stdout).unwrap();
+    let named = dir.0.join("python3.99");
+    std::os::unix::fs::symlink(real.trim(), &named).unwrap();
+    let show = "import sys; print(sys.executable)";
+    for (name, shebang) in [
+        ("tool", format!("#!{}", named.display())),
+        ("tool-env", "#!/usr/bin/env -S python3.99 -u".to_owned()),
+    ] {
+        std::fs::write(dir.0.join(name), format!("{shebang}\n{show}\n")).unwrap();
+        let path = std::env::join_paths(
+            std::iter::once(dir.0.clone())
+                .chain(std::env::split_paths(&std::env::var_os("PATH").unwrap())),
+        )
+        .unwrap();
+        let out = memlens()
+            .env("PATH", path)
+            .args(["run", "-q", "-o"])
+            .arg(&file)
+            .arg(dir.0.join(name))
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), named.to_str().unwrap(), "{name}");
+    }
+    std::fs::write(dir.0.join("script.py"), format!("#!{}\n{show}\n", named.display())).unwrap();
+    assert_ne!(version(&[dir.0.join("script.py").as_os_str()]), named.to_str().unwrap());
     // What cannot be honoured is refused in one line, before anything runs.
     let refused = |args: &[&str], says: &str| {
         let out = memlens().args(["run", "-o"]).arg(&file).args(args).output().unwrap();
