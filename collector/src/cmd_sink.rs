@@ -165,7 +165,7 @@ fn record(a: SinkArgs) -> Result<i32> {
     let w = recorder.finish(monotonic_ns(), None, None).map_err(|e| write_failed(&a.output, e))?;
     w.into_inner()
         .map_err(|e| e.into_error())
-        .and_then(|f| f.sync_all())
+        .and_then(crate::record_loop::sync_recording)
         .map_err(|e| write_failed(&a.output, e.into()))?;
     if let Some(e) = feed_error {
         eprintln!("memlens: warning: stopped reading the tracer's data early: {e:#}");

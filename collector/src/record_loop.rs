@@ -179,6 +179,16 @@ impl std::fmt::Display for DiskFull {
 
 impl std::error::Error for DiskFull {}
 
+/// Puts the finished recording on disk (`fsync`, which also reports what a delayed write
+/// met, such as a full disk). Only a regular file: `-o /dev/null` (a run whose recording is
+/// not wanted) cannot be synced, and need not be.
+pub(crate) fn sync_recording(f: std::fs::File) -> std::io::Result<()> {
+    match f.metadata()?.is_file() {
+        true => f.sync_all(),
+        false => Ok(()),
+    }
+}
+
 /// An error met while writing the recording `path`, said so that the user can act on it: a
 /// full disk (or quota) is named as such, with the file; anything else gets the file as context.
 pub(crate) fn write_failed(path: &Path, e: anyhow::Error) -> anyhow::Error {

@@ -156,7 +156,7 @@ fn record(job: RecorderJob) -> Result<()> {
     let w = recorder.finish(at_ns, code, signal).map_err(|e| write_failed(&output, e))?;
     w.into_inner()
         .map_err(|e| e.into_error())
-        .and_then(|f| f.sync_all())
+        .and_then(crate::record_loop::sync_recording)
         .map_err(|e| write_failed(&output, e.into()))?;
 
     let mut err = std::io::stderr().lock();

@@ -227,6 +227,12 @@ fn default_output(target: &Target, pid: u32) -> PathBuf {
 }
 
 fn create_output(path: &Path) -> Result<File> {
+    if path == Path::new("-") {
+        bail!(
+            "-o -: the recording cannot go to standard output, which is the program's; give a \
+             file name (or -o /dev/null for none)"
+        );
+    }
     File::create(path).with_context(|| format!("cannot write output file {}", path.display()))
 }
 

@@ -536,6 +536,19 @@ fn a_program_that_closes_every_descriptor_keeps_its_files_and_its_recording() {
 }
 
 #[test]
+fn output_to_dev_null_is_a_run_without_a_file_and_to_stdout_is_refused() {
+    let out = memlens().args(["run", "-o", "/dev/null", "-c", "x = [0] * 10**6"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("error"), "{stderr}");
+    let out = memlens().args(["run", "-o", "-", "-c", "pass"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr.contains("cannot go to standard output"), "{stderr}");
+    assert!(out.stdout.is_empty() && !std::path::Path::new("-").exists());
+}
+
+#[test]
 fn missing_python_is_a_clear_error() {
     let out = memlens()
         .args(["run", "--python", "/nonexistent/python9"])
