@@ -117,6 +117,8 @@ struct Stream {
     number: u32,
     pid: u32,
     pending: Arc<Mutex<Vec<u8>>>,
+    /// Set once the process has a recording (a short program that is not Python has none).
+    listed: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -182,7 +184,7 @@ impl Followers {
 
     /// Once the program has ended: waits up to [`GRACE`] for the descendants still running,
     /// ends the recordings of those that are not done, carries everything into the file.
-    /// Returns how many processes were followed.
+    /// Returns how many processes the recording lists besides the program.
     pub fn finish<W: Write>(mut self, writer: &mut RecordingWriter<W>) -> Result<usize> {
         self.closed.store(true, Ordering::Release);
         let _ = nix::unistd::write(&self.wake, &[1]);
@@ -203,7 +205,8 @@ impl Followers {
             let _ = t.join();
         }
         self.carry(writer)?;
-        Ok(self.streams.lock().expect("streams").len())
+        let streams = self.streams.lock().expect("streams");
+        Ok(streams.iter().filter(|s| s.listed.load(Ordering::Acquire)).count())
     }
 }
 
@@ -321,8 +324,10 @@ fn follow(
     }
     let number = streams.len() as u32 + 1;
     let pending = Arc::new(Mutex::new(Vec::new()));
+    let listed = Arc::new(AtomicBool::new(false));
     let meta = child_meta(pid, number, &job.meta);
-    let child = Child { pid, job: job.clone(), meta, pending: pending.clone() };
+    let child =
+        Child { pid, job: job.clone(), meta, pending: pending.clone(), listed: listed.clone() };
     let cut = cut.clone();
     let thread = std::thread::Builder::new()
         .name(format!("follow-{pid}"))
@@ -331,7 +336,7 @@ fn follow(
             drop(keep);
         })
         .ok();
-    streams.push(Stream { number, pid, pending, thread });
+    streams.push(Stream { number, pid, pending, listed, thread });
 }
 
 /// The interpreter a descendant says it runs and its parent, from its first line on
@@ -382,6 +387,7 @@ struct Child {
     /// as soon as it connects.
     meta: Meta,
     pending: Arc<Mutex<Vec<u8>>>,
+    listed: Arc<AtomicBool>,
 }
 
 impl Child {
@@ -413,6 +419,7 @@ impl Child {
         if native && why.is_none() && closed_within(&records, NATIVE_MIN_LIFE) {
             return Ok(());
         }
+        self.listed.store(true, Ordering::Release);
         let mut meta = self.meta.clone();
         meta.extra.push((memlens_format::META_PPID.to_owned(), ppid.to_string()));
         if native {
