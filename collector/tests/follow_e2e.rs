@@ -194,6 +194,9 @@ fn children_that_make_following_hard_do_not_hang_or_break_it() {
     assert!(sleep.rec.meta().capture.rss_only && sleep.rec.summary().peak_rss > 0);
     assert_eq!(sleep.ppid(), Some(rec.meta().pid));
     assert!(family.iter().all(|p| !command(p).contains("echo")));
+    // The summary line counts the processes listed, not those left out.
+    let said = format!("and {} child processes", family.len());
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&said), "{said}");
     // Pythons started with an empty environment, or run with -I (which skips the start-up
     // that traces them), are not traced: their memory is sampled, and their recordings say
     // why.
