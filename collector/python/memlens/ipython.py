@@ -139,8 +139,13 @@ def record_cell(shell, line, cell):
         with memlens.record(recording, native=not opts.no_native):
             error = _run(shell, cell)
         if error is not None:
-            # Shown outside the recording, without this module's frame.
-            shell.showtraceback((type(error), error, error.__traceback__), tb_offset=1)
+            # Shown outside the recording, without this module's frame (tb_offset alone is
+            # not honoured by every IPython).
+            tb = error.__traceback__
+            while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
+                tb = tb.tb_next
+            error = error.with_traceback(tb)
+            shell.showtraceback((type(error), error, tb))
         summary = _cli.run(["summary", "--json", recording], capture_output=True, check=True)
         report_html, viewer_html = _viewer_pages(shell, recording, tmp, opts.standalone)
         return CellReport(

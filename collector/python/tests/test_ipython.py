@@ -66,6 +66,10 @@ def test_cell_magic_records_the_cell_and_shows_the_report(venv, tmp_path):
     assert "memlens" not in "\n".join(text.splitlines()[1:]), text
     failed = out[out.index("FAILED<<"):]
     assert "memlens: the cell raised ZeroDivisionError: division by zero" in failed, failed
+    # The cell's traceback is shown as any cell's: from the cell's line, no memlens frame.
+    shown = re.sub(r"\x1b\[[0-9;]*m", "", out[out.index("ROWS-KEPT"):out.index("FAILED<<")])
+    assert "ZeroDivisionError" in shown and "x = 1 / 0" in shown, shown
+    assert "memlens" not in shown.replace("%%memlens", ""), shown
     assert "HAS-IFRAME True" in out and "HAS-RECORDING True" in out and "HAS-SUMMARY True" in out
     # The viewer (~2 MB) is in the notebook once: later cells are their recording and a page.
     assert "FIRST-HOLDS True True" in out, out
