@@ -262,10 +262,21 @@ impl Target {
         };
         let uid = std::os::unix::fs::MetadataExt::uid(&meta);
         let maps = fs::read_to_string(proc.join("maps")).map_err(|e| {
-            anyhow::anyhow!(
-                "cannot read /proc/{pid}/maps ({e}): process {pid} is not yours to trace \
-                 (run memlens attach as its user or as root; see docs/attach.md)"
-            )
+            // SAFETY: geteuid has no preconditions.
+            let why = match unsafe { libc::geteuid() } {
+                // Root is refused by the kernel's ptrace rules themselves: a container
+                // without CAP_SYS_PTRACE, Yama's ptrace_scope 3, another PID namespace.
+                0 => format!(
+                    "process {pid} cannot be traced even as root here: the container or the \
+                     kernel's ptrace rules forbid it (CAP_SYS_PTRACE, kernel.yama.ptrace_scope: \
+                     see docs/attach.md)"
+                ),
+                _ => format!(
+                    "process {pid} is not yours to trace (run memlens attach as its user or as \
+                     root; see docs/attach.md)"
+                ),
+            };
+            anyhow::anyhow!("cannot read /proc/{pid}/maps ({e}): {why}")
         })?;
         let exe = fs::read_link(proc.join("exe")).ok();
         let libpython = maps
