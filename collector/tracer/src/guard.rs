@@ -46,6 +46,11 @@ pub struct Tls {
     /// object created next in it is a fresh one (see [`crate::ref_tracer`]). Here, so that
     /// the reference tracer's common case costs a compare of thread-locals.
     fresh: Cell<(usize, usize)>,
+    /// The thread's C stack, `[stack_low, stack_low + stack_size)` (see [`crate::c_stack`],
+    /// which alone sets them): here, so that the frame-evaluation hook's check of the room
+    /// left is a subtraction and a compare. Zero size: not looked up yet.
+    pub stack_low: Cell<usize>,
+    pub stack_size: Cell<usize>,
 }
 
 impl Tls {
@@ -71,14 +76,14 @@ impl Tls {
 }
 
 /// The bytes reserved for [`Tls`] in the initial-exec block below.
-const TLS_BYTES: usize = 48;
+const TLS_BYTES: usize = 64;
 const _: () = assert!(std::mem::size_of::<Tls>() <= TLS_BYTES && std::mem::align_of::<Tls>() <= 16);
 
 // A Rust thread-local in a shared library is reached through `__tls_get_addr`, a call
 // into the dynamic linker at every hook. This one is in the library's static TLS block
 // (the initial-exec model): two instructions. Linux x86-64, where the tracer runs. A
 // preloaded library (`memlens run`) always gets static TLS; a `dlopen`ed one
-// (`memlens.record()` in a plain `python3`) gets its 48 bytes from the spare static TLS
+// (`memlens.record()` in a plain `python3`) gets its 64 bytes from the spare static TLS
 // glibc keeps for such libraries, and should that ever be used up, loading fails with
 // glibc's "cannot allocate memory in static TLS block" (tested with numpy loaded first).
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
@@ -125,6 +130,8 @@ thread_local! {
             countdown: Cell::new(0),
             rng: Cell::new(0),
             fresh: Cell::new((0, 0)),
+            stack_low: Cell::new(0),
+            stack_size: Cell::new(0),
         }
     };
 }

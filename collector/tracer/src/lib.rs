@@ -45,8 +45,9 @@
 //   walking), `thread_state` (per-thread state and ring), `drain` (the pipe, the drain
 //   thread and `stop`), `reservations`, `recording` (the switches the hooks read);
 // - the foundations: `guard` (thread-locals, re-entrancy), `fds` (the tracer's own
-//   descriptors), `ring`, `sampling`, `sampled_set`, `native_stack`, `python_api`, `clock`,
-//   `real`; and beside the layers, `follow` and `inject`.
+//   descriptors), `ring`, `sampling`, `sampled_set`, `native_stack`, `python_api`,
+//   `c_stack`, `clock`, `real`; and beside the layers, `follow` and `inject`.
+mod c_stack;
 mod census;
 mod clock;
 mod drain;

@@ -13,8 +13,9 @@
 use std::ffi::{c_int, c_void};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::guard::{Ctx, Guard};
-use crate::python_api::{api, EvalFunc, PyObject, PYTRACE_CALL, PYTRACE_RETURN};
+use crate::c_stack::{self, Room};
+use crate::guard::{tls, Ctx, Guard};
+use crate::python_api::{api, EvalFunc, EvalHook, PyObject, PYTRACE_CALL, PYTRACE_RETURN};
 use crate::stacks::{
     code_id, frame_code_id, mode, seed_from, seed_from_current, walking, StackMode,
 };
@@ -112,6 +113,11 @@ pub fn remove_eval_hook() -> bool {
 /// The frame-evaluation function: keeps the running thread's shadow stack around each
 /// Python frame. Frames started by the tracer's own work (a collection run while it
 /// seeds a stack) are not tracked.
+///
+/// Every Python call goes through here as a C call, on the thread's C stack, where plain
+/// Python (3.11+) runs Python-to-Python calls without one ([`crate::c_stack`]): so a frame
+/// is refused with a `RecursionError` when the stack is nearly full, and on 3.12 and 3.13
+/// the C recursion units the call costs beyond plain Python are given back while it runs.
 unsafe extern "C" fn eval_frame(
     ts: *mut c_void,
     iframe: *mut c_void,
@@ -119,6 +125,16 @@ unsafe extern "C" fn eval_frame(
 ) -> *mut PyObject {
     let api = api();
     let hook = api.eval_hook().expect("the hook is installed only where it exists");
+    // SAFETY: PREV_EVAL holds the evaluation function we replaced, stored before ours
+    // was installed.
+    let prev: EvalFunc = unsafe { std::mem::transmute(PREV_EVAL.load(Ordering::Acquire)) };
+    let credit = match c_stack::room(tls()) {
+        // SAFETY: `ts` is the thread state CPython called us with, GIL held.
+        Room::Free(room) => unsafe { hook.credit(ts, room) },
+        // SAFETY: CPython hands us a frame to run, which `refuse` does.
+        Room::Low => return unsafe { refuse(hook, prev, ts, iframe) },
+        Room::Unknown => 0,
+    };
     // SAFETY: CPython hands us a live frame to run.
     let code = unsafe { hook.code(iframe) };
     let tracked = !code.is_null() && {
@@ -134,16 +150,46 @@ unsafe extern "C" fn eval_frame(
             })
             .is_some()
     };
-    // SAFETY: PREV_EVAL holds the evaluation function we replaced, stored before ours
-    // was installed.
-    let prev: EvalFunc = unsafe { std::mem::transmute(PREV_EVAL.load(Ordering::Acquire)) };
     // SAFETY: calling it as CPython would have.
     let result = unsafe { prev(ts, iframe, throw) };
+    // SAFETY: the same thread state; the call gave back every unit it took.
+    unsafe { hook.debit(ts, credit) };
     if tracked {
         let _g = Guard::enter(Ctx::Tracer);
         with_state(|st| st.leave_iframe(iframe));
     }
     result
+}
+
+/// Runs `iframe` as a throw of `RecursionError` into it, as `generator.throw()` does, when
+/// the C stack has too little room left to run it: the evaluation function unwinds the
+/// frame without running its code (a fresh frame has no handler to go to; a suspended
+/// generator's `except` blocks may catch it, as they would a throw) and returns NULL with
+/// the exception set; the frame is then cleared as after any error (3.12+ clears and pops
+/// it at its error exit, 3.11's `_PyEval_Vector` after the call; on 3.9 and 3.10 the
+/// caller releases its frame object). Checked in `Python/ceval.c` of 3.11 to 3.13.
+///
+/// # Safety
+/// GIL held; the arguments are those the hook was called with.
+#[cold]
+#[inline(never)]
+unsafe fn refuse(
+    hook: &EvalHook,
+    prev: EvalFunc,
+    ts: *mut c_void,
+    iframe: *mut c_void,
+) -> *mut PyObject {
+    // SAFETY: GIL held; a static message. An exception the caller was throwing in is
+    // replaced by this one.
+    unsafe {
+        (hook.err_set_string)(
+            hook.recursion_error,
+            c"maximum recursion depth exceeded (the C stack is nearly full: under memlens, \
+              each Python call takes C stack)"
+                .as_ptr(),
+        );
+        prev(ts, iframe, 1)
+    }
 }
 
 /// Removes the profiler from the calling thread and forgets its shadow stack (the end

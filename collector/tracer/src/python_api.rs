@@ -23,6 +23,10 @@
 //!   API before use; where the check fails, shadow stacks are kept with the profile
 //!   function. 3.14 renames the hook's setter `PyUnstable_InterpreterState_SetEvalFrameFunc`;
 //!   both names are looked up.
+//! - With the hook, every Python call is a C call: on 3.12 and 3.13 each costs
+//!   `_PyEval_EvalFrameDefault`'s 2 units of the thread state's C recursion counter, which
+//!   the hook gives back while the C stack has room ([`EvalHook::credit`]); the counter's
+//!   offset is checked at start against `sys.getrecursionlimit()`.
 
 use std::ffi::{c_char, c_int, c_void, CStr};
 use std::sync::OnceLock;
@@ -132,9 +136,17 @@ pub struct EvalHook {
     /// `&PyCode_Type`: a frame whose code slot holds anything else is not tracked.
     code_type: *const c_void,
     layout: FrameLayout,
+    /// `PyErr_SetString` and `PyExc_RecursionError`: what the hook raises in a frame it
+    /// has no C stack left to run ([`crate::c_stack`]).
+    pub err_set_string: unsafe extern "C" fn(*mut PyObject, *const c_char),
+    pub recursion_error: *mut PyObject,
+    /// Where this version's thread state keeps its C recursion counter (3.12, 3.13), where
+    /// that checked out at start.
+    c_recursion: Option<usize>,
 }
 
-// SAFETY: `code_type` is the address of a static type object, only compared with.
+// SAFETY: `code_type` and `recursion_error` are the addresses of static objects, only
+// compared with or passed to CPython with the GIL held.
 unsafe impl Send for EvalHook {}
 // SAFETY: as above.
 unsafe impl Sync for EvalHook {}
@@ -186,7 +198,104 @@ impl FrameLayout {
     }
 }
 
+/// What a hooked call costs CPython's C recursion counter (`tstate->c_recursion_remaining`,
+/// 3.12 and 3.13), where plain Python runs a Python-to-Python call without a C call: each
+/// entry into `_PyEval_EvalFrameDefault` takes `PY_EVAL_C_STACK_UNITS` (2, in
+/// `Python/ceval.c`) and gives them back when it returns, whichever way. Measured: 2 on
+/// 3.12.1 and 3.13.0, for calls and generators alike.
+const EVAL_C_UNITS: c_int = 2;
+
+/// C stack that one unit of the C recursion counter stands for, when crediting: what C
+/// code that recurses without calling Python takes a unit, with room to spare (`repr`, the C
+/// `json` encoder and `pickle` of nested lists: 150-180 bytes a level, one unit, on 3.13.0),
+/// and about what a hooked call takes a unit (530-580 bytes a call on 3.12.1 and 3.13.0,
+/// x86-64 release builds), so that CPython's counter and the stack run out together.
+const BYTES_PER_C_UNIT: usize = 256;
+
+/// Where `PyThreadState` (`Include/cpython/pystate.h`, x86-64) keeps the C recursion counter
+/// and, to check the offsets against, the Python recursion limit and counter before it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct RecursionLayout {
+    py_remaining: usize,
+    py_limit: usize,
+    c_remaining: usize,
+    /// `C_RECURSION_LIMIT` (3.12) or `Py_C_RECURSION_LIMIT` (3.13): what the counter starts at.
+    c_limit: c_int,
+}
+
+impl RecursionLayout {
+    fn of(minor: u8) -> Option<RecursionLayout> {
+        let at = |py_remaining, c_limit| RecursionLayout {
+            py_remaining,
+            py_limit: py_remaining + 4,
+            c_remaining: py_remaining + 8,
+            c_limit,
+        };
+        match minor {
+            12 => Some(at(28, 1500)),
+            13 => Some(at(44, 10000)),
+            _ => None,
+        }
+    }
+
+    /// True if the calling thread's state read through it says what the public API says:
+    /// its Python recursion limit is `sys.getrecursionlimit()`, and both counters are
+    /// within their limits. GIL held.
+    fn verified(&self, ts: *mut c_void, limit: c_int) -> bool {
+        if ts.is_null() {
+            return false;
+        }
+        // SAFETY: `ts` is the calling thread's live state; the offsets are within it on
+        // every supported version (ints before its frame pointer), so the reads are in
+        // bounds even where the layout is wrong.
+        let (py_remaining, py_limit, c_remaining) = unsafe {
+            (
+                *ts.byte_add(self.py_remaining).cast::<c_int>(),
+                *ts.byte_add(self.py_limit).cast::<c_int>(),
+                *ts.byte_add(self.c_remaining).cast::<c_int>(),
+            )
+        };
+        py_limit == limit
+            && (1..=py_limit).contains(&py_remaining)
+            && (1..=self.c_limit).contains(&c_remaining)
+    }
+}
+
 impl EvalHook {
+    /// Gives the thread's C recursion counter back the units the hooked call about to run
+    /// will take, if the counter can still bear them in the `room` bytes of C stack left
+    /// (so C code that recurses deep at the bottom of a deep Python recursion meets
+    /// CPython's `RecursionError` before the end of the stack). Returns what it gave, to
+    /// take back with [`Self::debit`] when the call returns.
+    ///
+    /// # Safety
+    /// `ts` is the thread state the hook was called with, GIL held.
+    #[inline(always)]
+    pub unsafe fn credit(&self, ts: *mut c_void, room: usize) -> c_int {
+        let Some(at) = self.c_recursion else { return 0 };
+        // SAFETY: the offset checked out at start (`RecursionLayout::verified`).
+        let counter = unsafe { &mut *ts.byte_add(at).cast::<c_int>() };
+        let after = *counter + EVAL_C_UNITS;
+        if after > 0 && after as usize * BYTES_PER_C_UNIT <= room {
+            *counter = after;
+            EVAL_C_UNITS
+        } else {
+            0
+        }
+    }
+
+    /// Takes back what [`Self::credit`] gave.
+    ///
+    /// # Safety
+    /// As for [`Self::credit`], with the same `ts`.
+    #[inline(always)]
+    pub unsafe fn debit(&self, ts: *mut c_void, units: c_int) {
+        if let (Some(at), 1..) = (self.c_recursion, units) {
+            // SAFETY: as in `credit`.
+            unsafe { *ts.byte_add(at).cast::<c_int>() -= units };
+        }
+    }
+
     /// The code object an evaluated frame runs (borrowed: the frame holds it), or null
     /// when its code slot holds something else.
     ///
@@ -456,10 +565,35 @@ pub fn init() -> Result<&'static PyApi, InitError> {
                 addr2line: resolve(&[c"PyCode_Addr2Line"]).ok()?,
                 code_type: lookup(c"PyCode_Type"),
                 layout,
+                err_set_string: resolve(&[c"PyErr_SetString"]).ok()?,
+                recursion_error: {
+                    let p = lookup(c"PyExc_RecursionError");
+                    // SAFETY: `PyExc_RecursionError` is a `PyObject *` variable, set before
+                    // any Python code runs.
+                    (!p.is_null()).then(|| unsafe { *p.cast::<*mut PyObject>() })?
+                },
+                c_recursion: None,
             })
         })
-        .filter(|h| !h.code_type.is_null() && h.verified(&api));
+        .filter(|h| !h.code_type.is_null() && h.verified(&api))
+        .map(|mut h| {
+            h.c_recursion = c_recursion_at(minor);
+            h
+        });
     Ok(API.get_or_init(|| api))
+}
+
+/// Where the thread state keeps its C recursion counter, if this version has one whose
+/// offset checks out on the calling thread. GIL held.
+fn c_recursion_at(minor: u8) -> Option<usize> {
+    let layout = RecursionLayout::of(minor)?;
+    let current: unsafe extern "C" fn() -> *mut c_void = resolve(&[c"PyThreadState_Get"]).ok()?;
+    let limit: unsafe extern "C" fn() -> c_int = resolve(&[c"Py_GetRecursionLimit"]).ok()?;
+    // SAFETY: GIL held (start runs from Python), so the thread has a current state.
+    let ok = unsafe { layout.verified(current(), limit()) };
+    // Tests make the check fail this way (collector/tests/recursion_e2e.rs).
+    let ok = ok && std::env::var_os("MEMLENS_TEST_SKEW_TSTATE").is_none();
+    ok.then_some(layout.c_remaining)
 }
 
 impl PyApi {

@@ -1,0 +1,57 @@
+"""Recurses DEPTH deep and keeps 1 MiB allocated at the bottom: under memlens it must go as
+deep as without (as far as the thread's C stack allows), and past that raise RecursionError.
+
+Usage: deep_recursion.py DEPTH [--default-limit] [--thread-stack BYTES]
+       deep_recursion.py deepcopy
+"""
+import copy
+import sys
+import threading
+
+KEPT = []
+
+
+def rec(k):
+    if k == 0:
+        KEPT.append(bytearray(1024 * 1024))  # DEEP_LINE
+        return
+    rec(k - 1)
+
+
+def in_thread(depth, stack_size):
+    """rec(depth) in a thread with a stack of `stack_size` bytes; its exception re-raised."""
+    threading.stack_size(stack_size)
+    failed = []
+
+    def run():
+        try:
+            rec(depth)
+        except RecursionError as e:
+            failed.append(e)
+
+    t = threading.Thread(target=run)
+    t.start()
+    t.join()
+    if failed:
+        raise failed[0]
+
+
+def main(args):
+    if args[0] == "deepcopy":
+        nested = []
+        for _ in range(400):
+            nested = [nested]
+        copy.deepcopy(nested)
+        print("ok deepcopy")
+        return
+    depth = int(args[0])
+    if "--default-limit" not in args:
+        sys.setrecursionlimit(depth + 100)
+    if "--thread-stack" in args:
+        in_thread(depth, int(args[args.index("--thread-stack") + 1]))
+    else:
+        rec(depth)
+    print("ok", depth)
+
+
+main(sys.argv[1:])
