@@ -546,22 +546,23 @@ def _compare(st, old_name, threshold_pct, min_growth):
     old, why = st.baseline
     if old is None:
         return True, f"memlens: FAILED: cannot compare with the baseline: {why}\n"
-    worse, compared, mixed = [], 0, []
+    worse, shared, compared, mixed = [], 0, 0, []
     for t in st.tests:
         before = old.get(t["name"])
         if not isinstance(before, dict) or not isinstance(before.get("peak_bytes"), int):
             continue
-        compared += 1
+        shared += 1
         if before.get("sample_bytes") != t.get("sample_bytes"):
             # An estimate against an exact figure (or another rate) cannot decide: fail closed.
             mixed.append(t["name"])
             continue
+        compared += 1
         a, b = before["peak_bytes"], t["peak_bytes"]
         if b - a > min_growth and b > a * (1 + threshold_pct / 100):
             worse.append((t, before, a, b))
     text = ""
     failed = False
-    if compared == 0:
+    if shared == 0:
         ran = len(st.tests) + len(st.unrecorded)
         has = "has a recording and is" if st.unrecorded else "is"
         return True, (f"memlens: FAILED: nothing to compare: none of the {ran} tests of this run "
@@ -576,6 +577,9 @@ def _compare(st, old_name, threshold_pct, min_growth):
         text += (f"memlens: FAILED: {len(st.unrecorded)} tests could not be compared: their "
                  f"recordings could not be written ({st.unrecorded[0][1]})\n")
     if not worse:
+        if compared == 0:
+            # Every shared test was left out above: there is no growth to speak of.
+            return failed, text
         return failed, text + (f"memlens: no test's peak grew more than {threshold_pct:g}% vs "
                                f"{old_name} ({compared} tests compared)\n")
     text += f"memlens: FAILED: peak memory grew more than {threshold_pct:g}% vs {old_name}\n"

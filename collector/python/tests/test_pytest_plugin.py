@@ -316,6 +316,8 @@ def test_sampled_runs_say_their_figures_are_estimates_and_refuse_exact_baselines
                "--memlens-compare", "exact"], cwd, check_status=1)
     assert ("memlens: FAILED: 1 tests could not be compared: the baseline and this run sample "
             "differently (--memlens-sample), e.g. test_limits.py::test_grows") in out, out
+    # Regression: it went on "no test's peak grew more than 10% ... (1 tests compared)".
+    assert "no test's peak grew" not in out and "tests compared" not in out, out
     for bad in ["0", "-1MiB", "lots", "2GiB"]:
         out = run([*base, f"--memlens-sample={bad}"], cwd, check_status=4)
         assert f"--memlens-sample '{bad}': " in out, out
