@@ -15,7 +15,7 @@ use memlens_format::{census_trigger, Census, Recording};
 use serde::Serialize;
 
 use crate::load::{open, pick_process, ProcessArg};
-use crate::report_model::{census_json, site_of, write_census, CensusJson};
+use crate::report_model::{census_json, site_of, write_census, CensusJson, FrameJson};
 use crate::term::{self, Out, Style};
 
 /// Arguments of `memlens census`.
@@ -147,6 +147,9 @@ pub struct SiteGrowthJson {
     /// The type whose objects from this site changed most.
     #[serde(rename = "type")]
     pub type_name: String,
+    /// The library function the program's line called that made the objects, as in
+    /// `summary`'s call sites (`null`: made right at that line).
+    pub library: Option<FrameJson>,
 }
 
 pub fn run(args: CensusArgs) -> Result<i32> {
@@ -213,14 +216,55 @@ fn point(i: usize, c: &Census) -> CensusPointJson {
 
 fn site_growth_json(rec: &Recording, s: &SiteGrowth) -> SiteGrowthJson {
     let place = site_of(rec, s.stack, 0, 0);
+    let (function, file, line, library) = match place {
+        Some(p) => (p.function, p.file, p.line, p.library),
+        None => ("<no Python frame>".into(), String::new(), 0, None),
+    };
     SiteGrowthJson {
-        function: place.as_ref().map_or_else(|| "<no Python frame>".into(), |p| p.function.clone()),
-        file: place.as_ref().map_or_else(String::new, |p| p.file.clone()),
-        line: place.map_or(0, |p| p.line),
+        function,
+        file,
+        line,
         count_delta: s.count_delta,
         bytes_delta: s.bytes_delta,
         type_name: type_name(rec, s.module, s.qualname),
+        library,
     }
+}
+
+/// The sites of `sites` (in their order, largest growth first) with the rows that would print
+/// the same (same line, same library function: several lines inside that function made the
+/// objects) merged into one, named by the type of the row that changed most; then the `top`.
+fn merged_sites(
+    rec: &Recording,
+    sites: &[SiteGrowth],
+    order: TypeOrder,
+    top: usize,
+) -> Vec<SiteGrowthJson> {
+    let mut rows: Vec<SiteGrowthJson> = Vec::new();
+    let mut index: rustc_hash::FxHashMap<String, usize> = rustc_hash::FxHashMap::default();
+    for s in sites {
+        let row = site_growth_json(rec, s);
+        match index.get(&place(&row)) {
+            // The first row of a place changed most: it names the type.
+            Some(&i) => {
+                rows[i].count_delta = rows[i].count_delta.saturating_add(row.count_delta);
+                rows[i].bytes_delta = rows[i].bytes_delta.saturating_add(row.bytes_delta);
+            }
+            None => {
+                index.insert(place(&row), rows.len());
+                rows.push(row);
+            }
+        }
+    }
+    rows.retain(|r| r.count_delta != 0 || r.bytes_delta != 0);
+    rows.sort_by_key(|r| {
+        std::cmp::Reverse(match order {
+            TypeOrder::Bytes => (r.bytes_delta, r.count_delta),
+            TypeOrder::Count => (r.count_delta, r.bytes_delta),
+        })
+    });
+    rows.truncate(top);
+    rows
 }
 
 /// The document for `query`.
@@ -259,7 +303,7 @@ pub fn build(
                         site: g.site.map(|s| site_growth_json(rec, &s)),
                     })
                     .collect(),
-                sites: sites.iter().take(top).map(|s| site_growth_json(rec, s)).collect(),
+                sites: merged_sites(rec, &sites, order, top),
             });
         }
     }
@@ -274,12 +318,18 @@ fn title(p: &CensusPointJson) -> String {
     format!("#{} {what} at {}", p.index, format_duration_ns(p.time_ns))
 }
 
+/// Where a site is, as `summary` shows a call site: the line, and the library function it
+/// called (`(in X lib.py:N)`).
 fn place(s: &SiteGrowthJson) -> String {
-    if s.file.is_empty() {
+    let mut place = if s.file.is_empty() {
         s.function.clone()
     } else {
         format!("{} {}:{}", s.function, s.file, s.line)
+    };
+    if let Some(lib) = &s.library {
+        place += &format!("  (in {} {}:{})", lib.function, lib.file, lib.line);
     }
+    place
 }
 
 fn write_text<W: Write>(out: &mut Out<W>, doc: &CensusDocJson) -> Result<()> {

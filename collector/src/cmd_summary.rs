@@ -5,9 +5,9 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use memlens_analysis::{
-    deepest_stack, descendants, format_bytes, format_count, format_duration_ns, how_it_ended,
-    insights, last_census, replay, short_command, stack_totals, thread_totals, tree_peak,
-    EventFilter, InsightOptions, Snapshot, TypeOrder,
+    deepest_stack, descendants, family_stack_totals, format_bytes, format_count,
+    format_duration_ns, how_it_ended, insights, last_census, replay, short_command, stack_totals,
+    thread_totals, tree_peak, EventFilter, InsightOptions, Snapshot, StackTotals, TypeOrder,
 };
 use memlens_format::Recording;
 use serde::Serialize;
@@ -132,6 +132,19 @@ pub struct AllProcessesJson {
     pub peak_heap_bytes: u64,
     pub peak_heap_time_ns: u64,
     pub alloc_bytes: u64,
+    /// The call sites holding the most at that peak, whichever process they are in, the
+    /// biggest first: what the peak is made of.
+    pub top_at_peak: Vec<ProcessSiteJson>,
+}
+
+/// A call site of one of several processes.
+#[derive(Debug, Serialize)]
+pub struct ProcessSiteJson {
+    /// The process's number (0: the program) and pid.
+    pub process: u32,
+    pub pid: u32,
+    #[serde(flatten)]
+    pub site: SiteJson,
 }
 
 /// One finding.
@@ -168,12 +181,14 @@ pub fn run(args: SummaryArgs) -> Result<i32> {
     summary.processes = all.iter().map(|&(n, r)| process_json(n, r)).collect();
     if all.len() > 1 {
         let recs: Vec<&Recording> = all.iter().map(|(_, r)| *r).collect();
-        match tree_peak(&recs) {
-            Ok((peak, at)) => {
+        match tree_peak(&recs).and_then(|p| Ok((p, family_stack_totals(&recs, Snapshot::AtPeak)?)))
+        {
+            Ok(((peak, at), per_process)) => {
                 summary.all_processes = Some(AllProcessesJson {
                     peak_heap_bytes: peak,
                     peak_heap_time_ns: at,
                     alloc_bytes: recs.iter().map(|r| r.summary().alloc_bytes).sum(),
+                    top_at_peak: family_sites(&all, &per_process, args.top),
                 })
             }
             // A damaged process's recording: the others are still summarized.
@@ -296,6 +311,30 @@ pub fn build(rec: &Recording, file: &str, top: usize, how: How) -> Result<Summar
     })
 }
 
+/// The `top` call sites holding the most in `per_process` (each process's memory by stack, in
+/// the order of `all`), across the processes.
+fn family_sites(
+    all: &[(u32, &Recording)],
+    per_process: &[StackTotals],
+    top: usize,
+) -> Vec<ProcessSiteJson> {
+    let mut out: Vec<ProcessSiteJson> = all
+        .iter()
+        .zip(per_process)
+        .flat_map(|(&(process, rec), totals)| {
+            let pid = rec.meta().pid;
+            sites(rec, totals, top).into_iter().map(move |site| ProcessSiteJson {
+                process,
+                pid,
+                site,
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| b.site.bytes.cmp(&a.site.bytes).then(a.process.cmp(&b.process)));
+    out.truncate(top);
+    out
+}
+
 fn process_json(number: u32, rec: &Recording) -> ProcessJson {
     let s = rec.summary();
     let end = rec.end().copied().unwrap_or_default();
@@ -333,20 +372,26 @@ fn write_sites<W: Write>(
     }
     for s in sites {
         let share = if total == 0 { 0.0 } else { 100.0 * s.bytes as f64 / total as f64 };
-        let mut place =
-            if s.file.is_empty() { String::new() } else { format!("  {}:{}", s.file, s.line) };
-        if let Some(lib) = &s.library {
-            place += &format!("  (in {} {}:{})", lib.function, lib.file, lib.line);
-        }
         writeln!(
             out,
-            "  {:>10}  {share:5.1}%  {:>9} allocs  {}{place}",
+            "  {:>10}  {share:5.1}%  {:>9} allocs  {}{}",
             format_bytes(s.bytes),
             format_count(s.count),
-            s.function
+            s.function,
+            place(s)
         )?;
     }
     Ok(())
+}
+
+/// Where a site is: `  file:line  (in library_function lib.py:N)`.
+fn place(s: &SiteJson) -> String {
+    let mut place =
+        if s.file.is_empty() { String::new() } else { format!("  {}:{}", s.file, s.line) };
+    if let Some(lib) = &s.library {
+        place += &format!("  (in {} {}:{})", lib.function, lib.file, lib.line);
+    }
+    place
 }
 
 /// The processes table (`memlens summary --process PID` for one of them).
@@ -361,6 +406,17 @@ fn write_processes<W: Write>(out: &mut Out<W>, s: &SummaryJson) -> Result<()> {
             format_duration_ns(all.peak_heap_time_ns),
             format_bytes(all.alloc_bytes)
         )?;
+        for s in &all.top_at_peak {
+            let share = 100.0 * s.site.bytes as f64 / all.peak_heap_bytes.max(1) as f64;
+            writeln!(
+                out,
+                "    {:>10}  {share:5.1}%  pid {:<8} {}{}",
+                format_bytes(s.site.bytes),
+                s.pid,
+                s.site.function,
+                place(&s.site)
+            )?;
+        }
     }
     writeln!(
         out,

@@ -362,3 +362,44 @@ fn census_help_has_examples() {
     let help = String::from_utf8_lossy(&out.stdout);
     assert!(help.contains("EXAMPLES:") && help.contains("--growth start..exit"), "{help}");
 }
+
+/// Regression: `--growth`'s "By allocation site" printed several rows alike (`<module>
+/// pool.py:1` for each type an import made): a site is the program's line, and the objects
+/// were made at different lines of the library it called. Each row now names that library
+/// line, as `summary` does, and rows that would still print alike are one.
+#[test]
+fn growth_sites_that_share_the_programs_line_name_the_library_line_beside_it() {
+    let dir = TempDir::new("census-library");
+    let (file, _) = record_into(&dir.0, "census_library.py", &[], &[]);
+    let doc = census_json(&file, &["--growth", "start..exit", "--top", "50"]);
+    let sites = doc["growth"]["sites"].as_array().unwrap();
+    let make = line_of("census_library.py", "MAKE");
+    let shapes = script("census_library/site-packages/shapes.py");
+    let tagged = |tag: &str| {
+        let text = std::fs::read_to_string(&shapes).unwrap();
+        1 + text.lines().position(|l| l.ends_with(&format!("# {tag}"))).unwrap() as u64
+    };
+    for (name, tag, count) in [("shapes.Box", "BOXES", 4_000), ("shapes.Crate", "CRATES", 2_000)] {
+        let site = sites.iter().find(|s| s["type"] == name).unwrap_or_else(|| panic!("{doc}"));
+        assert_eq!(
+            (site["line"].as_u64(), site["count_delta"].as_i64()),
+            (Some(make.into()), Some(count))
+        );
+        assert_eq!(site["library"]["line"].as_u64(), Some(tagged(tag)), "{site}");
+        assert!(site["library"]["file"].as_str().unwrap().ends_with("site-packages/shapes.py"));
+    }
+    let (code, text, _) = census_cli(&file, &["--growth", "start..exit", "--top", "50"]);
+    assert_eq!(code, 0);
+    let rows: Vec<&str> = text
+        .lines()
+        .skip_while(|l| !l.contains("By allocation site"))
+        .skip(1)
+        .map(|l| l.split(" objects  ").nth(1).unwrap_or(l))
+        .map(|l| l.rsplit_once("  (mostly").map_or(l, |(place, _)| place))
+        .collect();
+    let mut unique = rows.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    assert_eq!(unique.len(), rows.len(), "rows that print alike: {text}");
+    assert!(text.contains(&format!("shapes.py:{}) ", tagged("BOXES"))), "{text}");
+}

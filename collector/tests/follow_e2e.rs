@@ -320,3 +320,37 @@ fn a_child_running_another_python_is_recorded_as_that_python() {
     assert_ne!(child.meta().python_version, rec.meta().python_version);
     assert!(bytes_at(child, Snapshot::AtEnd, "<module>", 1) >= 3 * MIB);
 }
+
+/// `summary`'s `all_processes.top_at_peak`: the call sites that make up the peak of all
+/// processes together. Two forked children hold 8 MiB each at once: both are there, each in
+/// its own process, at the line that allocated it (the pytest plugin's limit messages name
+/// them; before, only the program's own sites could be read).
+#[test]
+fn summary_lists_the_call_sites_of_the_peak_of_all_processes() {
+    let (_, _, dir) = run("family_total.py", &[], &["8"]);
+    let out =
+        memlens().args(["summary", "--json"]).arg(dir.0.join("out.memlens")).output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let all = &v["all_processes"];
+    let line = line_of("family_total.py", "TOTAL_HOLD_LINE");
+    let held: Vec<&serde_json::Value> = all["top_at_peak"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["function"] == "hold" && s["line"] == line)
+        .collect();
+    assert_eq!(held.len(), 2, "{all:#}");
+    let children: Vec<(u64, u64)> = v["processes"].as_array().unwrap()[1..]
+        .iter()
+        .map(|p| (p["number"].as_u64().unwrap(), p["pid"].as_u64().unwrap()))
+        .collect();
+    for s in &held {
+        assert!(s["bytes"].as_u64().unwrap() >= 8 * MIB, "{s}");
+        let at = (s["process"].as_u64().unwrap(), s["pid"].as_u64().unwrap());
+        assert!(children.contains(&at), "{s} in {children:?}");
+    }
+    assert_ne!(held[0]["pid"], held[1]["pid"]);
+    let sum: u64 =
+        all["top_at_peak"].as_array().unwrap().iter().map(|s| s["bytes"].as_u64().unwrap()).sum();
+    assert!(sum <= all["peak_heap_bytes"].as_u64().unwrap(), "{all:#}");
+}

@@ -7,6 +7,9 @@
 //! Needs `python3.11` and `python3.12` (on PATH or under ~/.pyenv/versions) and PyPI
 //! (pip installs sortedcontainers into each venv); skipped, saying so, without the
 //! interpreters.
+//!
+//! Also: comprehensions, which 3.12 inlines into their function, line up with their own
+//! frames of a run before 3.12.
 
 mod common;
 
@@ -100,4 +103,63 @@ fn call_sites_line_up_across_venvs_of_different_python_versions() {
         sites.iter().all(|s| s["change_bytes"].as_i64().unwrap().abs() < base / 2),
         "no site moved the bulk of the memory: {text}"
     );
+}
+
+/// Regression: between a run before 3.12 and one of 3.12, `build.<locals>.<listcomp>` (or
+/// `<listcomp>` before 3.11) showed as -8 MiB and `build` as +8 MiB while the peak did not
+/// change: 3.12 inlines list, dict and set comprehensions into the function (PEP 709). They
+/// count as that function now; a generator expression (not inlined) keeps its own frame.
+#[test]
+fn comprehensions_line_up_with_their_function_between_python_3_11_and_3_12() {
+    let Some(py312) = interpreter(12) else {
+        eprintln!("SKIPPED: needs python3.12 (pyenv install 3.12)");
+        return;
+    };
+    let dir = common::TempDir::new("comprehensions");
+    let record = |python: &Path, name: &str| {
+        let out = dir.0.join(name);
+        run(memlens()
+            .current_dir(&dir.0)
+            .args(["run", "-q", "--python"])
+            .arg(python)
+            .arg("-o")
+            .arg(&out)
+            .arg(script("comprehensions.py")));
+        out
+    };
+    let head = record(&py312, "312.memlens");
+    let mut compared = 0;
+    for minor in [11, 10] {
+        let Some(old) = interpreter(minor) else { continue };
+        let base = record(&old, &format!("3{minor}.memlens"));
+        let out = memlens()
+            .arg("diff")
+            .arg(&base)
+            .arg(&head)
+            .args(["--format", "json", "--min-change", "0", "--top", "50"])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let d: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let sites = d["peak_sites"].as_array().unwrap();
+        let names: Vec<&str> = sites.iter().map(|s| s["function"].as_str().unwrap()).collect();
+        assert!(
+            names.iter().all(|n| !n.contains("comp>")),
+            "3.{minor}: no comprehension of its own: {names:?}"
+        );
+        for (function, at_least) in [("build", 5_000_000), ("<module>", 1_000_000)] {
+            let s = sites.iter().find(|s| s["function"] == function).expect(function);
+            let (b, h) = (s["base_bytes"].as_i64().unwrap(), s["head_bytes"].as_i64().unwrap());
+            assert!(b > at_least && (h - b).abs() * 20 < b, "3.{minor}: one site, both runs: {s}");
+        }
+        // 3.10 names it `<genexpr>`, 3.11 and 3.12 `chunks.<locals>.<genexpr>`.
+        assert!(
+            names.contains(&"chunks.<locals>.<genexpr>"),
+            "3.{minor}: generator expressions keep their frame: {names:?}"
+        );
+        compared += 1;
+    }
+    if compared == 0 {
+        eprintln!("SKIPPED: needs python3.11 or python3.10 beside python3.12");
+    }
 }

@@ -36,6 +36,8 @@ _gc_start_ns = 0
 # MEMLENS_CENSUS_INTERVAL (seconds) is set.
 _census_on = False
 _census_thread = None
+# The `record` block running in this process, if any.
+_active = None
 
 
 class _ModuleSpec:
@@ -349,7 +351,8 @@ class record:
     thread that enters the block and of threads started inside it, memory samples every
     ``interval_ms``, gc runs, markers, and object censuses at the start and end (and at
     each ``memlens.mark()``) unless ``census=False``. Blocks can follow one another (one
-    recording per test, per notebook cell) but not nest, and not inside ``memlens run``.
+    recording per test, per notebook cell) but not nest, and not inside ``memlens run``
+(``pytest --memlens`` lets a test's own block run: its recording of that test ends there).
     Threads that were already running when the block started are traced too: their
     Python stacks are read from their frames at their first Python allocation or function
     call inside the block, and kept up to date from then on (through the interpreter's
@@ -402,6 +405,10 @@ class record:
         # recorder's messages go (not the attached program's stderr).
         self._binary = None
         self._say = _say_on_stderr
+        # `pytest --memlens` sets `_gives_way`: a block that the program's own block (a test's
+        # `with memlens.record(...)`) ends rather than refuses; `_gave_way` says it did.
+        self._gives_way = False
+        self._gave_way = False
 
     def __enter__(self):
         self._start(sys._getframe(1))  # noqa: SLF001 - the frame the block runs in
@@ -417,6 +424,7 @@ class record:
         return self
 
     def _start(self, frame):
+        global _active
         # Imported here, not at the top: `memlens run` imports this module before every
         # program, and these two cost it ~7 ms.
         import platform
@@ -424,6 +432,13 @@ class record:
 
         from memlens import _cli, _protocol
 
+        active = _active
+        if active is not None and active is not self and active._gives_way:
+            active._gave_way = True
+            try:
+                active.stop()
+            except OSError:
+                pass
         if is_tracing() or self._sink is not None:
             raise RuntimeError("memlens is already recording this process (blocks cannot nest)")
         cmd = [
@@ -477,9 +492,17 @@ class record:
             self._restore_env()
             os.close(w)
             sink.communicate()
-        traced = _check(lib, rc, self._say)
-        self._sink = sink
-        _begin(lib, self.census and traced, 0.0, 0, traced, sampled=self.sample_bytes is not None)
+        # What the rest of starting takes (gc's callback list, this object's fields) is
+        # memlens's memory, not the block's: a block that allocates nothing records nothing.
+        lib.memlens_pause(1)
+        try:
+            traced = _check(lib, rc, self._say)
+            self._sink = sink
+            _active = self
+            _begin(lib, self.census and traced, 0.0, 0, traced,
+                   sampled=self.sample_bytes is not None)
+        finally:
+            lib.memlens_pause(0)
 
     def _follow_children(self, directory, tracer):
         """Puts in the environment what the block's children need to be traced (see
@@ -512,12 +535,17 @@ class record:
 
     def stop(self):
         """Stops tracing and waits until the recording is complete on disk. Idempotent."""
+        global _active
         sink, self._sink = self._sink, None
         if sink is None:
             return
+        if _active is self:
+            _active = None
+        _lib.memlens_pause(1)  # stopping is not the block's memory either (see _start)
         try:
             _stop()
         finally:
+            _lib.memlens_pause(0)
             self._restore_env()
             _stop_handing_threads_over()
             _lib.memlens_release_thread()

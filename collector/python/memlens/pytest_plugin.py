@@ -1,13 +1,18 @@
 """pytest plugin: ``pytest --memlens`` records how much memory each test uses.
 
-Each test's call phase (the test function, not its fixtures) runs inside
+Each test's call (the test function, not its fixtures, nor what pytest does around it: the
+``pytest_pyfunc_call`` hook, or ``runtest`` for other items) runs inside
 ``memlens.record()``, which writes one recording per test into ``<dir>/tests/`` and gives the
 test's peak and what it left allocated as soon as it returns. So:
 
 - ``@pytest.mark.limit_memory("24 MB")`` / ``@pytest.mark.limit_leaks("1 MB")`` fail the
   test right away when it is over its limit, naming the top call sites (read from the test's
   recording with ``memlens summary --json``, only for a test that failed its limit): the
-  lines of the test's own code, with the library function each called beside it;
+  lines of the test's own code, with the library function each called beside it, and for a
+  peak made with the Pythons the test started, the sites of all of them, each child named;
+- a test that records itself (``memlens.record()`` in its body or a fixture) runs as without
+  the plugin, which gives way to its block and does not record that test (the summary and
+  ``tests.json`` say so);
 - at the end, ``<dir>/tests.json`` lists every test's figures and recording, the tests with
   the highest peaks are printed, and ``--memlens-compare OLD_DIR`` fails the session (exit
   status 1) on tests whose peak grew beyond the threshold, with the call sites that changed
@@ -260,6 +265,8 @@ class _State:
         self.setup_error = None
         # Tests whose recording could not be written: (name, why).
         self.unrecorded = []
+        # Tests the plugin left unrecorded on purpose (they record themselves): (name, why).
+        self.not_recorded = []
         self.warned_unrecorded = False
         self.results_error = None
 
@@ -296,9 +303,52 @@ def _file_name(nodeid):
 
 
 # ------------------------------------------------------------------------------- each test
-@pytest.hookimpl(hookwrapper=True)
+def _calls_the_function(item):
+    """Whether the item runs as pytest's own test functions do, through the
+    ``pytest_pyfunc_call`` hook: then only that call is recorded. Other items (unittest's
+    TestCase methods, doctests, a plugin's items, a Function whose ``runtest`` is another)
+    have their whole ``runtest`` recorded."""
+    return isinstance(item, pytest.Function) and type(item).runtest is pytest.Function.runtest
+
+
+def _innermost_wrapper():
+    """The marker of a hook wrapper that runs innermost (trylast), so that what pytest and
+    other plugins do around the test (markers, xfail bookkeeping, PYTEST_CURRENT_TEST) is not
+    the test's memory: a new-style wrapper (pluggy 1.2+), which gets the hook's result without
+    making an object for it in the test's window, else an old-style one."""
+    try:
+        return pytest.hookimpl(wrapper=True, trylast=True)
+    except TypeError:
+        return pytest.hookimpl(hookwrapper=True, trylast=True)
+
+
+# Both wrappers' bodies suit either style: an old-style wrapper gets the outcome from its
+# yield and returns nothing anyone reads; a new-style one gets the result (or the exception,
+# raised at the yield) and returns it.
+@_innermost_wrapper()
 def pytest_runtest_call(item):
+    if _calls_the_function(item):
+        return (yield)
+    return (yield from _recorded(item))
+
+
+@_innermost_wrapper()
+def pytest_pyfunc_call(pyfuncitem):
+    if _calls_the_function(pyfuncitem):
+        return (yield from _recorded(pyfuncitem))
+    return (yield)
+
+
+def _recorded(item):
+    """The body of a hook wrapper that records the hook's call into the test's recording:
+    yields once (the hook's call), and returns what that gave."""
     st = _state(item.config)
+    if memlens._active is not None:
+        # A memlens.record() block of the test's own (started by a fixture) is running: the
+        # test is left to it, as without --memlens.
+        if st is not None:
+            item.stash[_RESULT] = {"name": item.nodeid, "not_recorded": _SELF_RECORDED}
+        return (yield)
     if memlens.is_tracing():
         # The whole session is being recorded (`memlens run -m pytest`): each test is a span
         # of that recording (`memlens spans`, the viewer's timeline).
@@ -308,41 +358,52 @@ def pytest_runtest_call(item):
                                "--memlens records no per-test files: each test is a span "
                                "of that recording")
         with memlens.span(item.nodeid):
-            yield
-        return
+            return (yield)
     if st is None:
-        yield
-        return
+        return (yield)
     if st.setup_error:
         item.stash[_RESULT] = {"name": item.nodeid, "error": st.setup_error}
-        yield
-        return
+        return (yield)
     rel = os.path.join(_TESTS, _file_name(item.nodeid))
-    rec = memlens.record(os.path.join(st.dir, rel), census=False, sample=_sample(item.config),
+    path = os.path.join(st.dir, rel)
+    rec = memlens.record(path, census=False, sample=_sample(item.config),
                          native_stacks=item.config.getoption("memlens_native_stacks"))
+    # The test's own memlens.record() block, if it starts one, ends this recording and runs
+    # as it would without --memlens (see memlens.record._start).
+    rec._gives_way = True
     # A recording that cannot be written (a full disk) does not change the test's outcome:
     # the test runs, and the session says which tests have no recording.
     try:
         rec.start()
     except OSError as e:
         item.stash[_RESULT] = {"name": item.nodeid, "error": _os_reason(e)}
-        yield
-        return
+        return (yield)
     try:
-        yield
+        return (yield)
     finally:
         try:
             rec.stop()
-            item.stash[_RESULT] = {
-                "name": item.nodeid,
-                # With the Pythons the test started (a pool and its workers), together.
-                "peak_bytes": rec.total_peak_bytes or rec.peak_bytes or 0,
-                "leaked_bytes": rec.leaked_bytes or 0,
-                "recording": rel,
-                "sample_bytes": rec.sample_bytes,
-            }
+            if rec._gave_way:
+                item.stash[_RESULT] = {"name": item.nodeid, "not_recorded": _SELF_RECORDED}
+                try:
+                    os.remove(path)
+                except OSError:
+                    pass
+            else:
+                item.stash[_RESULT] = {
+                    "name": item.nodeid,
+                    # With the Pythons the test started (a pool and its workers), together.
+                    "peak_bytes": rec.total_peak_bytes or rec.peak_bytes or 0,
+                    "leaked_bytes": rec.leaked_bytes or 0,
+                    "recording": rel,
+                    "sample_bytes": rec.sample_bytes,
+                }
         except OSError as e:
             item.stash[_RESULT] = {"name": item.nodeid, "error": _os_reason(e)}
+
+
+# Why a test has no recording of the plugin's (`not_recorded`).
+_SELF_RECORDED = "it records its own memory with memlens.record()"
 
 
 def _warn(config, text):
@@ -383,10 +444,12 @@ def _limits(item):
     return limits
 
 
-def _site_lines(sites, total):
+def _site_lines(sites, total, processes=None):
     """The call sites holding at least 1% of `total` (interpreter noise left out): the test's
-    own line (or its code's), with the library function it called beside it."""
-    lines = []
+    own line (or its code's), with the library function it called beside it, and the process
+    it is in (`processes`: names by process number) when that is not the test's. Also the pids
+    of those other processes."""
+    lines, pids = [], []
     for s in sites:
         if s["bytes"] * 100 < total:
             continue
@@ -394,9 +457,43 @@ def _site_lines(sites, total):
         lib = s.get("library")
         if lib:
             where += f"  (in {lib['function']} {lib['file']}:{lib['line']})"
+        if s.get("process"):
+            where += f"  {(processes or {}).get(s['process']) or 'in process ' + str(s['pid'])}"
+            pids.append(s["pid"])
         lines.append(f"    {format_size(s['bytes']):>10}  {_escape(s['function'])}  "
                      f"{_escape(where)}".rstrip())
-    return lines or ["    (no call sites recorded)"]
+    return lines or ["    (no call sites recorded)"], pids
+
+
+def _process_names(summary):
+    """How a failure message names each process of a test's recording but the test's own:
+    ``in child 1234 (fork)`` for a fork of the test's process (its command line is this
+    process's), else ``in child 1234 (python3 -c ...)``; ``in process`` for a grandchild."""
+    procs = summary.get("processes") or []
+    if len(procs) < 2:
+        return {}
+    try:
+        with open("/proc/self/cmdline", "rb") as f:
+            own = f.read().decode("utf-8", "replace").split("\0")[:-1]
+    except OSError:
+        own = None
+    names = {}
+    for p in procs[1:]:
+        line = p.get("command_line") or []
+        how = "fork" if line == own else _short_command(line)
+        who = "child" if p.get("ppid") == procs[0]["pid"] else "process"
+        names[p["number"]] = f"in {who} {p['pid']} ({how})"
+    return names
+
+
+def _short_command(line, width=60):
+    """A command line in one short line: the program's file name, then its arguments (as
+    ``memlens summary`` shows a process)."""
+    if not line:
+        return "?"
+    text = " ".join([line[0].rsplit("/", 1)[-1], *line[1:]])
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[:width - 1] + "\u2026"
 
 
 def _summary(path):
@@ -420,15 +517,20 @@ def pytest_runtest_makereport(item, call):
     if not limits or not report.passed:
         return
     st = _state(item.config)
-    if "error" in result:
+    if "error" in result or "not_recorded" in result:
         # A limit that cannot be checked fails closed.
+        why = (f"the test's recording could not be written: {result['error']}"
+               if "error" in result else
+               f"pytest --memlens does not record this test: {result['not_recorded']}, which "
+               "the plugin leaves to run as it would without --memlens")
         report.outcome = "failed"
         report.longrepr = "\n".join(
-            f"memlens: {marker}({text!r}) could not be checked: the test's recording could not "
-            f"be written: {result['error']}" for marker, _, _, text, _ in limits)
+            f"memlens: {marker}({text!r}) could not be checked: {why}"
+            for marker, _, _, text, _ in limits)
         return
     failures = []
     summary = None
+    children = []
     path = os.path.join(st.dir, result["recording"])
     for marker, field, what, text, limit in limits:
         used = result[field]
@@ -436,16 +538,25 @@ def pytest_runtest_makereport(item, call):
             if summary is None:
                 summary = _summary(path)
             sites = summary["top_at_peak"] if field == "peak_bytes" else summary["top_leaks"]
+            heading = "top call sites"
+            if field == "peak_bytes" and summary.get("all_processes"):
+                # The peak is that of the test's process and the Pythons it started together:
+                # the sites that make it up, in whichever process they are.
+                sites = summary["all_processes"]["top_at_peak"]
+                heading = "top call sites at that peak, in all the test's processes"
+            lines, more = _site_lines(sites, used, _process_names(summary))
+            children += [pid for pid in more if pid not in children]
             failures.append(
                 f"memlens: {marker}: the test's {what} was {format_size(used)} "
                 f"({used} bytes){_estimated(result)}, over the limit of {text} ({limit} bytes)\n"
-                f"  top call sites:\n" + "\n".join(_site_lines(sites, used))
+                f"  {heading}:\n" + "\n".join(lines)
             )
     if failures:
         report.outcome = "failed"
         shown = st.shown_path(path)
+        child = "".join(f"; memlens summary --process {pid} {shown}" for pid in children[:1])
         report.longrepr = ("\n".join(failures) + f"\n  recording: {shown}"
-                           f"  (memlens summary {shown}; memlens view {shown})")
+                           f"  (memlens summary {shown}{child}; memlens view {shown})")
 
 
 # ----------------------------------------------------------------------- the whole session
@@ -490,15 +601,17 @@ def pytest_sessionfinish(session, exitstatus):
     st = _state(session.config)
     if st is None or not st.controller:
         return
-    st.tests = [t for t in _collected if "error" not in t]
+    st.tests = [t for t in _collected if "error" not in t and "not_recorded" not in t]
     st.unrecorded = [(t["name"], t["error"]) for t in _collected if "error" in t]
+    st.not_recorded = [(t["name"], t["not_recorded"]) for t in _collected if "not_recorded" in t]
     _collected.clear()
     _first_state.clear()
     results = os.path.join(st.dir, _RESULTS)
     try:
         with open(results, "w") as f:
             json.dump({"schema": 2, "tests": st.tests,
-                       "unrecorded": [{"name": n, "error": e} for n, e in st.unrecorded]},
+                       "unrecorded": [{"name": n, "error": e} for n, e in st.unrecorded],
+                       "not_recorded": [{"name": n, "reason": r} for n, r in st.not_recorded]},
                       f, indent=1)
     except OSError as e:
         st.results_error = f"cannot write {st.shown_path(results)}: {_os_reason(e)}"
@@ -528,6 +641,10 @@ def _print_top(w, st, top):
         name, why = st.unrecorded[0]
         w(f"memlens: WARNING: {len(st.unrecorded)} tests have no recording (they ran, and their "
           f"outcome stands): {why}\n", yellow=True, bold=True)
+    if st.not_recorded:
+        name, why = st.not_recorded[0]
+        others = f" and {len(st.not_recorded) - 1} more" if len(st.not_recorded) > 1 else ""
+        w(f"memlens: not recorded: {name}{others}: {why} (which runs as without --memlens)\n")
     if st.results_error:
         w(f"memlens: WARNING: {st.results_error}\n", yellow=True, bold=True)
     if not tests or top <= 0:
@@ -546,22 +663,23 @@ def _compare(st, old_name, threshold_pct, min_growth):
     old, why = st.baseline
     if old is None:
         return True, f"memlens: FAILED: cannot compare with the baseline: {why}\n"
-    worse, compared, mixed = [], 0, []
+    worse, shared, compared, mixed = [], 0, 0, []
     for t in st.tests:
         before = old.get(t["name"])
         if not isinstance(before, dict) or not isinstance(before.get("peak_bytes"), int):
             continue
-        compared += 1
+        shared += 1
         if before.get("sample_bytes") != t.get("sample_bytes"):
             # An estimate against an exact figure (or another rate) cannot decide: fail closed.
             mixed.append(t["name"])
             continue
+        compared += 1
         a, b = before["peak_bytes"], t["peak_bytes"]
         if b - a > min_growth and b > a * (1 + threshold_pct / 100):
             worse.append((t, before, a, b))
     text = ""
     failed = False
-    if compared == 0:
+    if shared == 0:
         ran = len(st.tests) + len(st.unrecorded)
         has = "has a recording and is" if st.unrecorded else "is"
         return True, (f"memlens: FAILED: nothing to compare: none of the {ran} tests of this run "
@@ -576,6 +694,9 @@ def _compare(st, old_name, threshold_pct, min_growth):
         text += (f"memlens: FAILED: {len(st.unrecorded)} tests could not be compared: their "
                  f"recordings could not be written ({st.unrecorded[0][1]})\n")
     if not worse:
+        if compared == 0:
+            # Every shared test was left out above: there is no growth to speak of.
+            return failed, text
         return failed, text + (f"memlens: no test's peak grew more than {threshold_pct:g}% vs "
                                f"{old_name} ({compared} tests compared)\n")
     text += f"memlens: FAILED: peak memory grew more than {threshold_pct:g}% vs {old_name}\n"

@@ -1,11 +1,18 @@
 //! Comparing two recordings: memory per call site, matched by function and file (not line, so
 //! edits that shift lines don't break the match). A call site is a stack's user frame (see
 //! [`crate::user_site`]): the line of the program's own code, whichever library it called.
+//!
+//! CPython 3.12 inlines list, dict and set comprehensions into the function around them
+//! (PEP 709): what a 3.11 run charges to `build.<locals>.<listcomp>` (or `<listcomp>`
+//! alone before 3.11), a 3.12 run charges to `build`. When one recording is of a Python
+//! before 3.12 and the other of 3.12 or later, such a frame counts as the function that runs
+//! it ([`fold_comprehensions`]), so the two sides match. Generator expressions are not inlined
+//! and keep their own frame.
 
 use rustc_hash::FxHashMap;
 
 use crate::user_code::{biggest, stdlib_relative};
-use crate::{user_site, FrameId, Recording, StackTotals, Totals};
+use crate::{is_internal_frame, user_site, FrameId, Recording, StackId, StackTotals, Totals};
 
 /// A call site present in either recording.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,15 +66,76 @@ pub fn comparable_file<'a>(file: &'a str, cwd: &str) -> &'a str {
     file
 }
 
-/// (function, comparable file) of a frame.
-fn frame_key(rec: &Recording, frame: FrameId) -> (String, String) {
+/// (function, comparable file) of a frame; with `fold`, the function's name without the
+/// comprehensions in it ([`without_comprehensions`]).
+fn frame_key(rec: &Recording, frame: FrameId, fold: bool) -> (String, String) {
     match rec.frame(frame) {
-        Some(f) => (
-            rec.string(f.function).to_owned(),
-            comparable_file(rec.string(f.file), &rec.meta().cwd).to_owned(),
-        ),
+        Some(f) => {
+            let function = rec.string(f.function);
+            let function =
+                if fold { without_comprehensions(function) } else { function.to_owned() };
+            (function, comparable_file(rec.string(f.file), &rec.meta().cwd).to_owned())
+        }
         None => ("<unknown frame>".to_owned(), String::new()),
     }
+}
+
+/// The comprehensions CPython 3.12 inlines (PEP 709); not `<genexpr>`.
+const INLINED: [&str; 3] = ["<listcomp>", "<dictcomp>", "<setcomp>"];
+
+/// Whether a function (a qualified name from 3.11 on, a bare one before) is a list, dict or
+/// set comprehension.
+fn is_comprehension(function: &str) -> bool {
+    INLINED.contains(&function.rsplit('.').next().unwrap_or(function))
+}
+
+/// A qualified name as 3.12 has it, where list, dict and set comprehensions are part of the
+/// function around them: `build.<locals>.<listcomp>` -> `build`, `f.<locals>.<listcomp>.
+/// <genexpr>` -> `f.<locals>.<genexpr>`, `<listcomp>` (at module level) -> `<module>`.
+pub fn without_comprehensions(function: &str) -> String {
+    let mut parts: Vec<&str> = function.split('.').filter(|p| !INLINED.contains(p)).collect();
+    if parts.len() < function.split('.').count() {
+        while parts.last() == Some(&"<locals>") {
+            parts.pop();
+        }
+    }
+    if parts.is_empty() {
+        "<module>".to_owned()
+    } else {
+        parts.join(".")
+    }
+}
+
+/// Whether one of the two recordings is of a Python that runs comprehensions in frames of
+/// their own (before 3.12) and the other of one that inlines them (3.12 and later). False
+/// when either version is unknown.
+pub fn fold_comprehensions(base: &Recording, head: &Recording) -> bool {
+    let inlines = |rec: &Recording| -> Option<bool> {
+        let mut numbers = rec.meta().python_version.split('.').map(|n| n.parse::<u32>().ok());
+        let (major, minor) = (numbers.next()??, numbers.next()??);
+        Some((major, minor) >= (3, 12))
+    };
+    matches!((inlines(base), inlines(head)), (Some(a), Some(b)) if a != b)
+}
+
+/// With comprehensions folded: the frame that runs the comprehension `user` (its caller in
+/// `stack`, the function it is written in), or `user` itself when it is none.
+fn enclosing(rec: &Recording, stack: StackId, user: FrameId) -> FrameId {
+    let name = |f: FrameId| rec.frame(f).map_or("", |fr| rec.string(fr.function));
+    if !is_comprehension(name(user)) {
+        return user;
+    }
+    // Innermost first: the user frame, then its callers.
+    let mut callers =
+        rec.stack_frames(stack).filter(|&f| !is_internal_frame(rec, f)).skip_while(|&f| f != user);
+    let mut at = callers.next().unwrap_or(user);
+    while is_comprehension(name(at)) {
+        match callers.next() {
+            Some(f) => at = f,
+            None => break,
+        }
+    }
+    at
 }
 
 type Key = (String, String);
@@ -75,32 +143,41 @@ type Key = (String, String);
 /// Bytes per library frame under a user site (`None`: allocated at the user frame).
 type Libraries = FxHashMap<Option<Key>, u64>;
 
-/// Memory per user site, with bytes per library frame under it.
-fn by_site(rec: &Recording, totals: &StackTotals) -> FxHashMap<Key, (Totals, Libraries)> {
+/// Memory per user site, with bytes per library frame under it; with `fold`, a comprehension
+/// counts as the function it is written in.
+fn by_site(
+    rec: &Recording,
+    totals: &StackTotals,
+    fold: bool,
+) -> FxHashMap<Key, (Totals, Libraries)> {
     let mut map: FxHashMap<Key, (Totals, Libraries)> = FxHashMap::default();
     for &(stack, t) in &totals.stacks {
         let site = user_site(rec, stack);
         let key = match site.user {
-            Some(f) => frame_key(rec, f),
+            Some(f) if fold => frame_key(rec, enclosing(rec, stack, f), true),
+            Some(f) => frame_key(rec, f, false),
             None => ("<no Python frame>".to_owned(), String::new()),
         };
         let entry = map.entry(key).or_default();
         entry.0.merge(t);
-        *entry.1.entry(site.library.map(|f| frame_key(rec, f))).or_default() += t.bytes;
+        *entry.1.entry(site.library.map(|f| frame_key(rec, f, fold))).or_default() += t.bytes;
     }
     map
 }
 
 /// Memory per call site in both recordings, biggest absolute change first. Files are
-/// compared by [`comparable_file`], so two checkouts in different folders match.
+/// compared by [`comparable_file`], so two checkouts in different folders match; between a
+/// Python before 3.12 and 3.12 or later, comprehensions count as the function they are
+/// written in ([`fold_comprehensions`]).
 pub fn diff_sites(
     base: &Recording,
     base_totals: &StackTotals,
     head: &Recording,
     head_totals: &StackTotals,
 ) -> Vec<SiteDelta> {
-    let mut b = by_site(base, base_totals);
-    let h = by_site(head, head_totals);
+    let fold = fold_comprehensions(base, head);
+    let mut b = by_site(base, base_totals, fold);
+    let h = by_site(head, head_totals, fold);
     let mut out: Vec<SiteDelta> = h
         .into_iter()
         .map(|((function, file), (head, head_libs))| {
@@ -161,7 +238,25 @@ pub fn incomparable_reasons(base: &Recording, head: &Recording) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::comparable_file;
+    use super::{comparable_file, without_comprehensions};
+
+    #[test]
+    fn comprehensions_are_named_as_their_function_would_be_in_3_12() {
+        for (name, folded) in [
+            ("build.<locals>.<listcomp>", "build"),
+            ("Table.load.<locals>.<dictcomp>", "Table.load"),
+            ("f.<locals>.<setcomp>.<listcomp>", "f"),
+            ("f.<locals>.<listcomp>.<genexpr>", "f.<locals>.<genexpr>"),
+            ("f.<locals>.<genexpr>", "f.<locals>.<genexpr>"),
+            ("Config.<listcomp>", "Config"),
+            ("<listcomp>", "<module>"),
+            ("<genexpr>", "<genexpr>"),
+            ("build", "build"),
+            ("outer.<locals>.inner", "outer.<locals>.inner"),
+        ] {
+            assert_eq!(without_comprehensions(name), folded, "{name}");
+        }
+    }
 
     #[test]
     fn files_compare_across_checkouts_and_environments() {

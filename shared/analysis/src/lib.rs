@@ -69,7 +69,10 @@ pub use census::{
     census_title, deepest_stack, find_census, last_census, last_census_index, site_growth,
     top_types, type_growth, type_name, SiteGrowth, TypeGrowth, TypeOrder,
 };
-pub use diff::{comparable_file, diff_sites, incomparable_reasons, SiteDelta};
+pub use diff::{
+    comparable_file, diff_sites, fold_comprehensions, incomparable_reasons, without_comprehensions,
+    SiteDelta,
+};
 pub use diff_tree::{
     diff_hit, diff_layout, shade, DiffNode, DiffOptions, DiffRect, DiffTree, Presence, Shade,
 };
