@@ -231,6 +231,21 @@ fn children_that_make_following_hard_do_not_hang_or_break_it() {
 }
 
 #[test]
+fn forks_that_come_while_the_drain_writes_trace_on() {
+    let start = std::time::Instant::now();
+    let (out, rec, _dir) = run("forks_while_draining.py", &[], &[]);
+    assert!(start.elapsed().as_secs() < 60);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok");
+    let line = line_of("forks_while_draining.py", "FORKED_CHILD_LINE");
+    let children = descendants(&rec);
+    assert_eq!(children.len(), 40);
+    let function = common::listcomp_function(&rec.meta().python_version, "<module>");
+    for child in &children {
+        assert!(bytes_at(&child.rec, Snapshot::TotalAllocated, &function, line) >= 100_000);
+    }
+}
+
+#[test]
 fn diff_pairs_the_processes_of_two_runs_and_gates_on_their_total() {
     let (_, _, a) = run("family.py", &[], &["fork", "exec"]);
     let (_, _, b) = run("family.py", &[], &["fork", "exec"]);

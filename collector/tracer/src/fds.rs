@@ -98,6 +98,12 @@ pub fn make_room(newfd: i32) {
     }
 }
 
+/// In a forked child: the fork may have come while another thread held [`Writing`], and
+/// only the forking thread lives on.
+pub fn after_fork_in_child() {
+    LOCK.store(false, Ordering::Relaxed);
+}
+
 /// Use of the numbers: while held, none of them moves.
 pub struct Writing;
 
