@@ -631,19 +631,19 @@ impl Report for MarkdownReport {
                 RowOf::Metric(k) => k.label().to_owned(),
                 RowOf::Process(p) => markdown::code(&process_name(p)),
                 RowOf::Site(site) => {
+                    // A name and its file in parentheses; no parentheses for no file (a
+                    // site with no Python frame).
+                    let named = |function: &str, file: &str| match file {
+                        "" => markdown::code(function),
+                        file => format!("{} ({})", markdown::code(function), markdown::code(file)),
+                    };
                     let file = site.file.rsplit('/').next().unwrap_or(&site.file);
                     let via = site
                         .library
                         .as_ref()
-                        .map(|l| {
-                            format!(
-                                " in {} ({})",
-                                markdown::code(&l.function),
-                                markdown::code(&l.file)
-                            )
-                        })
+                        .map(|l| format!(" in {}", named(&l.function, &l.file)))
                         .unwrap_or_default();
-                    format!("{} ({}){via}", markdown::code(&site.function), markdown::code(file))
+                    format!("{}{via}", named(&site.function, file))
                 }
             };
             let _ = writeln!(s, "| {what} | {} | {} | {} |", r.base, r.head, r.change_text);
@@ -702,20 +702,27 @@ impl<W: std::io::Write> Report for TextReport<'_, W> {
                     writeln!(out, "  {:>10} -> {:>10}  {name}", r.base, r.head)?;
                 }
                 RowOf::Site(s) => {
+                    // A name and its file, or the name alone (a site with no Python frame).
+                    let named = |function: &str, file: &str, gap: &str| {
+                        let function = term::escape_line(function);
+                        match file {
+                            "" => function.into_owned(),
+                            file => format!("{function}{gap}{}", term::escape_line(file)),
+                        }
+                    };
                     let via = s
                         .library
                         .as_ref()
-                        .map(|l| format!("  (in {} {})", l.function, l.file))
+                        .map(|l| format!("  (in {})", named(&l.function, &l.file, " ")))
                         .unwrap_or_default();
                     write!(out, "  ")?;
                     out.paint_change(r.change, &format!("{:>11}", r.change_text))?;
                     writeln!(
                         out,
-                        "  {:>10} -> {:>10}  {}  {}{via}",
+                        "  {:>10} -> {:>10}  {}{via}",
                         r.base,
                         r.head,
-                        term::escape_line(&s.function),
-                        term::escape_line(&s.file)
+                        named(&s.function, &s.file, "  ")
                     )?;
                 }
             }

@@ -305,3 +305,19 @@ fn a_gate_fails_closed_on_an_incomplete_recording() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("memlens: error: cannot open"), "{err}");
 }
+
+/// A call site with no Python frame has no file: the markdown showed `<no Python frame>` with
+/// an empty `()` after it, and the text two trailing spaces.
+#[test]
+fn a_site_without_a_file_is_shown_without_one() {
+    let p = pair("no-file");
+    let all = ["--min-change", "0", "--top", "1000"];
+    let (code, md, err) = diff(&p, &[&["--format", "markdown"][..], &all].concat());
+    assert_eq!(code, 0, "{err}");
+    let row = md.lines().find(|l| l.contains("<no Python frame>")).expect("a site with no frame");
+    assert!(row.starts_with("| `<no Python frame>` |"), "{row}");
+    assert!(!md.contains(" ()"), "{md}");
+    let (_, text, _) = diff(&p, &all);
+    let row = text.lines().find(|l| l.contains("<no Python frame>")).unwrap();
+    assert!(row.ends_with("<no Python frame>"), "{row:?}");
+}
