@@ -197,6 +197,14 @@ fn resolve_view(
             let end = rec.summary().duration_ns;
             let from = from.map_or(Ok(0), |w| parse_when(rec, w))?;
             let to = to.map_or(Ok(end), |w| parse_when(rec, w))?;
+            if from > end {
+                bail!(
+                    "--from {} is after the end of the recording, which lasts {}: nothing in \
+                     the range was recorded (give times from 0 to the end, or marker labels)",
+                    format_duration_ns(from),
+                    format_duration_ns(end)
+                );
+            }
             if from > to {
                 bail!(
                     "--from ({}) is after --to ({}): the range is empty",
@@ -204,6 +212,7 @@ fn resolve_view(
                     format_duration_ns(to)
                 );
             }
+            let (from, to) = within_recording(from, to, end);
             ExportView::Range { from, to }
         }
         (Some(v), true) => bail!("--from and --to go with --view range, not --view {v:?}"),
@@ -211,6 +220,20 @@ fn resolve_view(
         (Some(View::Leaks), false) => ExportView::Leaks,
         (Some(View::Total), false) => ExportView::Total,
     })
+}
+
+/// The range `from..=to` (ns, `from` within the recording) cut at the recording's end,
+/// `end` ns, with a warning when it goes past it.
+fn within_recording(from: u64, to: u64, end: u64) -> (u64, u64) {
+    if to > end {
+        eprintln!(
+            "memlens: warning: --to {} is after the end of the recording, which lasts {}: the \
+             range ends there",
+            format_duration_ns(to),
+            format_duration_ns(end)
+        );
+    }
+    (from, to.min(end))
 }
 
 /// A moment of the recording (ns since its start): `start`, `end`, a `memlens.mark()` label
