@@ -1,5 +1,7 @@
-//! `memlens check`: reads every chunk of a recording and checks its aggregates against its
-//! events, so a damaged or crafted file is found before anyone trusts its figures.
+//! `memlens check`: checks every chunk of a recording (its checksum, and the events decoded)
+//! and its aggregates against its events, so a damaged or crafted file is found before anyone
+//! trusts its figures. A damaged chunk is listed with the other problems, and the rest of the
+//! file is checked around it.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -7,15 +9,15 @@ use std::sync::mpsc;
 
 use anyhow::Result;
 use memlens_analysis::{descendants, format_bytes};
-use memlens_format::{Aggregator, Event, Interval, Recording, Summary};
+use memlens_format::{Aggregator, DamagedChunk, Event, Interval, Recording, Summary, Tag};
 
-use crate::load::open;
+use crate::load::{damaged_chunks, open};
 use crate::term::{self, Style};
 
 /// Arguments of `memlens check`.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "EXAMPLES:
-    memlens check out.memlens     # exit 0: consistent; 1: disagreements (listed); 2: unreadable")]
+    memlens check out.memlens     # exit 0: consistent; 1: problems (listed); 2: unreadable")]
 pub struct CheckArgs {
     /// The recording to check.
     pub file: PathBuf,
@@ -28,14 +30,20 @@ pub fn run(args: CheckArgs) -> Result<i32> {
     let opened = open(&args.file)?;
     let rec = &opened.rec;
     opened.progress.phase("checking every chunk");
-    let (mut problems, intervals, events) = check(rec)?;
+    // Every chunk's checksum first: a damaged chunk is a problem of a file that opens, listed
+    // with the others, and the rest of the file is checked around it.
+    let damaged = damaged_chunks(&args.file, rec)?;
+    let Found { mut problems, mut notes, intervals, events } = check(rec, &damaged)?;
     // The recordings of the processes the program started, each checked the same way.
     let family = descendants(rec);
     for p in &family {
         let who = format!("process {} (pid {})", p.number, p.rec.meta().pid);
         // A child's damaged chunk is a problem of the file, which reads otherwise.
-        match check(&p.rec) {
-            Ok((found, ..)) => problems.extend(found.into_iter().map(|f| format!("{who}: {f}"))),
+        match check(&p.rec, &[]) {
+            Ok(found) => {
+                problems.extend(found.problems.into_iter().map(|f| format!("{who}: {f}")));
+                notes.extend(found.notes.into_iter().map(|f| format!("{who}: {f}")));
+            }
             Err(e) => problems.push(format!("{who}: {e:#}")),
         }
     }
@@ -83,32 +91,69 @@ pub fn run(args: CheckArgs) -> Result<i32> {
     if problems.len() > MAX_LISTED {
         writeln!(out, "  ... and {} more", problems.len() - MAX_LISTED)?;
     }
+    for n in &notes {
+        writeln!(out, "  not checked: {n}")?;
+    }
     Ok(1)
 }
 
-/// What is wrong with one recording (one process's), its number of intervals and events.
-fn check(rec: &Recording) -> Result<(Vec<String>, usize, u64)> {
+/// What checking one recording found.
+struct Found {
+    problems: Vec<String>,
+    /// What could not be checked, because of the problems.
+    notes: Vec<String>,
+    intervals: usize,
+    events: u64,
+}
+
+/// What is wrong with one recording (one process's), given the chunks of its file that fail
+/// their checksum (`damaged`, found by [`damaged_chunks`]).
+fn check(rec: &Recording, damaged: &[DamagedChunk]) -> Result<Found> {
     let mut problems = Vec::new();
+    let mut notes = Vec::new();
     if let Some(t) = rec.truncation() {
-        problems.push(format!("the file is cut short at byte {}: {}", t.offset, t.reason));
+        problems.push(if rec.has_trailer() {
+            format!("a damaged chunk at byte {}: {}; reading stopped there", t.offset, t.reason)
+        } else {
+            format!("the file is cut short at byte {}: {}", t.offset, t.reason)
+        });
     }
+    for d in damaged {
+        problems.push(format!("damaged {} at byte {}: {}", d.what(), d.offset, d.reason));
+    }
+    // The first event chunk that cannot be decoded: past it, the heap is unknown, and what was
+    // built from the events cannot be compared with the file's aggregates and summary.
+    let mut broken = None;
     let (intervals, events) = match rec.aggregates_missing() {
         Some(why) => {
             problems.push(format!("no usable aggregates: {why}"));
-            (0, replay_all(rec)?)
+            (0, replay_all(rec, damaged, &mut problems, &mut broken))
         }
-        None => check_intervals(rec, &mut problems)?,
+        None => check_intervals(rec, damaged, &mut problems, &mut broken)?,
     };
-    if rec.gathered_agrees()? == Some(false) {
+    // A damaged chunk of the directory makes its gathered copy differ: that is the damage,
+    // listed above, not a second problem.
+    let directory_damaged =
+        damaged.iter().any(|d| !matches!(d.tag, Some(Tag::Events | Tag::Intervals)));
+    if !directory_damaged && rec.gathered_agrees()? == Some(false) {
         problems.push("the directory gathered at the end differs from the chunks it copies".into());
     }
     // The trailer's summary against what the events say, and what the aggregates say.
     let mut sources = Vec::new();
-    if !rec.aggregate_only() {
-        sources.push(("the events", rec.replay_summary()?));
+    match broken {
+        _ if rec.aggregate_only() => {}
+        None => sources.push(("the events", rec.replay_summary()?)),
+        Some(k) => notes.push(format!(
+            "the events from event chunk {k} on (of {}) against the aggregates and the \
+             trailer's summary: they cannot be replayed past the damage",
+            rec.event_chunk_count()
+        )),
     }
     if rec.aggregates_missing().is_none() {
-        sources.push(("the aggregates", rec.aggregates_summary()?));
+        match rec.aggregates_summary() {
+            Ok(summary) => sources.push(("the aggregates", summary)),
+            Err(e) => problems.push(format!("the aggregates cannot be summed: {e}")),
+        }
     }
     if rec.has_trailer() {
         for (source, summary) in &sources {
@@ -121,23 +166,57 @@ fn check(rec: &Recording) -> Result<(Vec<String>, usize, u64)> {
             }
         }
     }
-    Ok((problems, intervals, events))
+    Ok(Found { problems, notes, intervals, events })
 }
 
-/// Decodes every event chunk (checking each); returns the number of events.
-fn replay_all(rec: &Recording) -> Result<u64> {
+/// Notes that event chunk `k` of `rec` does not decode (`e`), unless it is one of the
+/// `damaged` chunks already listed; and that the events break there, if they did not before.
+fn undecodable(
+    rec: &Recording,
+    k: usize,
+    e: &memlens_format::Error,
+    damaged: &[DamagedChunk],
+    problems: &mut Vec<String>,
+    broken: &mut Option<usize>,
+) {
+    let offset = rec.event_chunk(k).map(|c| c.offset);
+    if !damaged.iter().any(|d| Some(d.offset) == offset) {
+        problems.push(format!("event chunk {k}: {e}"));
+    }
+    broken.get_or_insert(k);
+}
+
+/// Decodes every event chunk (checking each, and going on past one that fails); returns the
+/// number of events decoded.
+fn replay_all(
+    rec: &Recording,
+    damaged: &[DamagedChunk],
+    problems: &mut Vec<String>,
+    broken: &mut Option<usize>,
+) -> u64 {
     let mut n = 0u64;
-    rec.for_each_event_chunk(|events| {
-        n += events.len() as u64;
-        std::ops::ControlFlow::Continue(())
-    })?;
-    Ok(n)
+    let mut events = Vec::new();
+    for k in 0..rec.event_chunk_count() {
+        events.clear();
+        match rec.decode_event_chunk(k, &mut events) {
+            Ok(()) => n += events.len() as u64,
+            Err(e) => undecodable(rec, k, &e, damaged, problems, broken),
+        }
+    }
+    n
 }
 
 /// Rebuilds every base interval from its events (decoded on a second thread while this one
-/// aggregates) and every node above from them, and compares them with the file's. Returns
-/// (intervals, events).
-fn check_intervals(rec: &Recording, problems: &mut Vec<String>) -> Result<(usize, u64)> {
+/// aggregates) and every node above from them, and compares them with the file's. An event
+/// chunk that does not decode is a problem, and the intervals from it on are not compared (the
+/// heap past it is unknown); the chunks after it are still decoded. Returns (intervals,
+/// events).
+fn check_intervals(
+    rec: &Recording,
+    damaged: &[DamagedChunk],
+    problems: &mut Vec<String>,
+    broken: &mut Option<usize>,
+) -> Result<(usize, u64)> {
     let n = rec.base_count();
     let with_events = rec.event_chunk_count().min(n);
     let mut agg = Aggregator::reading(rec);
@@ -155,8 +234,17 @@ fn check_intervals(rec: &Recording, problems: &mut Vec<String>) -> Result<(usize
             }
         });
         for (k, events) in rx.iter().enumerate() {
-            let events = events?;
+            let events = match events {
+                Ok(events) => events,
+                Err(e) => {
+                    undecodable(rec, k, &e, damaged, problems, broken);
+                    continue;
+                }
+            };
             count += events.len() as u64;
+            if broken.is_some() {
+                continue;
+            }
             for e in &events {
                 agg.event(e);
             }

@@ -33,7 +33,8 @@ pub struct DiffArgs {
     /// the program and the Pythons it started, together): a percentage, or bytes
     /// with a unit (B, KB, MB, GB, KiB, MiB, GiB); `allocs` takes a count. Repeat the flag or
     /// separate with commas. With a threshold, a recording that is incomplete (cut short, or
-    /// of a run killed by a signal) makes the gate fail with exit code 2: it cannot decide.
+    /// of a run killed by a signal) or damaged (a chunk fails its checksum: every chunk's is
+    /// checked) makes the gate fail with exit code 2: it cannot decide.
     #[arg(long = "fail-if", value_delimiter = ',')]
     pub fail_if: Vec<String>,
     /// Call sites to list per table.
@@ -267,7 +268,7 @@ struct DiffJson {
     /// The processes of both runs, paired (empty when neither started another Python).
     processes: Vec<ProcessChangeJson>,
     failed_thresholds: Vec<String>,
-    /// Why either recording is incomplete (cut short, or of a run killed by a signal): with
+    /// Why either recording is incomplete (cut short, damaged, or of a run killed by a signal): with
     /// `--fail-if`, the gate then cannot decide (exit code 2).
     incomplete: Vec<String>,
 }
@@ -325,15 +326,37 @@ struct Side {
     family: Vec<Process>,
     total: Option<u64>,
     total_unreadable: Option<String>,
+    /// Its file's damaged chunks, in one line (every chunk's checksum is checked: the
+    /// comparison reads the aggregates, which say nothing of the events' chunks).
+    damage: Option<String>,
 }
 
 impl Side {
     fn read(path: &Path, source: &Arc<FileSource>) -> Result<Side> {
-        let rec = open_source(path, source)?;
-        let all = EventFilter::default();
-        let peak = stack_totals(&rec, Snapshot::AtPeak, &all)?;
-        let end = stack_totals(&rec, Snapshot::AtEnd, &all)?;
-        let reserved = crate::mapped::mapped(&rec)?.map(|m| m.max);
+        let mut rec = open_source(path, source)?;
+        let figures = |rec: &Recording| -> Result<_> {
+            let all = EventFilter::default();
+            let peak = stack_totals(rec, Snapshot::AtPeak, &all)?;
+            let end = stack_totals(rec, Snapshot::AtEnd, &all)?;
+            let reserved = crate::mapped::mapped(rec)?.map(|m| m.max);
+            Ok((peak, end, reserved))
+        };
+        // Every chunk's checksum, checked while the figures are read from the aggregates.
+        let (damaged, read) = load::checking_chunks(path, &rec, || figures(&rec));
+        let damaged = damaged?;
+        load::warn_damaged(path, &damaged);
+        let damage = load::damage_line(path, &damaged);
+        let (peak, end, reserved) = match read {
+            // They needed the events of a damaged chunk: the file up to it, then (which a
+            // gate refuses anyway, as damaged).
+            Err(e)
+                if load::needed_damaged(&e, &damaged)
+                    && load::replay_up_to_damage(path, &mut rec, &damaged, load::READING_STOPS) =>
+            {
+                figures(&rec)?
+            }
+            read => read?,
+        };
         let family = descendants(&rec);
         let (mut total, mut total_unreadable) = (None, None);
         if !family.is_empty() {
@@ -342,7 +365,7 @@ impl Side {
                 Err(e) => total_unreadable = Some(format!("{e:#}")),
             }
         }
-        Ok(Side { rec, peak, end, reserved, family, total, total_unreadable })
+        Ok(Side { rec, peak, end, reserved, family, total, total_unreadable, damage })
     }
 
     fn processes(&self) -> Vec<&Recording> {
@@ -451,6 +474,8 @@ fn compare(base: &Side, head: &Side, args: &DiffArgs, thresholds: &[Threshold]) 
                 let program = incomplete(&s.rec).map(|why| {
                     format!("the {side} recording {} is incomplete: {why}", path.display())
                 });
+                let damaged =
+                    s.damage.iter().map(move |line| format!("the {side} recording {line}"));
                 // A child's stream cut short under-counts the total (a child killed by a
                 // signal, a pool's terminated worker, ends normally for this purpose).
                 let children = s.family.iter().filter(|p| cut_short(&p.rec)).map(move |p| {
@@ -469,7 +494,7 @@ fn compare(base: &Side, head: &Side, args: &DiffArgs, thresholds: &[Threshold]) 
                         path.display()
                     )
                 });
-                program.into_iter().chain(children).chain(total)
+                program.into_iter().chain(damaged).chain(children).chain(total)
             })
             .collect(),
     }
@@ -631,19 +656,19 @@ impl Report for MarkdownReport {
                 RowOf::Metric(k) => k.label().to_owned(),
                 RowOf::Process(p) => markdown::code(&process_name(p)),
                 RowOf::Site(site) => {
+                    // A name and its file in parentheses; no parentheses for no file (a
+                    // site with no Python frame).
+                    let named = |function: &str, file: &str| match file {
+                        "" => markdown::code(function),
+                        file => format!("{} ({})", markdown::code(function), markdown::code(file)),
+                    };
                     let file = site.file.rsplit('/').next().unwrap_or(&site.file);
                     let via = site
                         .library
                         .as_ref()
-                        .map(|l| {
-                            format!(
-                                " in {} ({})",
-                                markdown::code(&l.function),
-                                markdown::code(&l.file)
-                            )
-                        })
+                        .map(|l| format!(" in {}", named(&l.function, &l.file)))
                         .unwrap_or_default();
-                    format!("{} ({}){via}", markdown::code(&site.function), markdown::code(file))
+                    format!("{}{via}", named(&site.function, file))
                 }
             };
             let _ = writeln!(s, "| {what} | {} | {} | {} |", r.base, r.head, r.change_text);
@@ -702,20 +727,27 @@ impl<W: std::io::Write> Report for TextReport<'_, W> {
                     writeln!(out, "  {:>10} -> {:>10}  {name}", r.base, r.head)?;
                 }
                 RowOf::Site(s) => {
+                    // A name and its file, or the name alone (a site with no Python frame).
+                    let named = |function: &str, file: &str, gap: &str| {
+                        let function = term::escape_line(function);
+                        match file {
+                            "" => function.into_owned(),
+                            file => format!("{function}{gap}{}", term::escape_line(file)),
+                        }
+                    };
                     let via = s
                         .library
                         .as_ref()
-                        .map(|l| format!("  (in {} {})", l.function, l.file))
+                        .map(|l| format!("  (in {})", named(&l.function, &l.file, " ")))
                         .unwrap_or_default();
                     write!(out, "  ")?;
                     out.paint_change(r.change, &format!("{:>11}", r.change_text))?;
                     writeln!(
                         out,
-                        "  {:>10} -> {:>10}  {}  {}{via}",
+                        "  {:>10} -> {:>10}  {}{via}",
                         r.base,
                         r.head,
-                        term::escape_line(&s.function),
-                        term::escape_line(&s.file)
+                        named(&s.function, &s.file, "  ")
                     )?;
                 }
             }
@@ -770,10 +802,18 @@ pub fn run(args: DiffArgs) -> Result<i32> {
         for why in &d.incomplete {
             eprintln!("memlens: {}", term::escape_line(why));
         }
-        eprintln!(
-            "memlens: error: --fail-if cannot decide on an incomplete recording; exit code 2 \
-             (record both runs to the end)"
-        );
+        let damaged = base.damage.is_some() || head.damage.is_some();
+        if damaged {
+            eprintln!(
+                "memlens: error: --fail-if cannot decide on a damaged recording; exit code 2 \
+                 (record the run again, or copy the file again if it was damaged in transit)"
+            );
+        } else {
+            eprintln!(
+                "memlens: error: --fail-if cannot decide on an incomplete recording; exit code 2 \
+                 (record both runs to the end)"
+            );
+        }
         return Ok(2);
     }
     if d.failed_thresholds.is_empty() {

@@ -15,7 +15,10 @@ use memlens_analysis::{
 };
 use memlens_format::Recording;
 
-use crate::load::{open, pick_process, ProcessArg};
+use crate::load::{
+    damage_line, damaged_chunks, needed_damaged, open, pick_process, replay_up_to_damage,
+    warn_damaged, ProcessArg, READING_STOPS, REPLAY_STOPS,
+};
 
 /// Arguments of `memlens export`.
 #[derive(Debug, clap::Args)]
@@ -57,7 +60,8 @@ pub struct ExportArgs {
     /// .pb.gz, .speedscope.json, .collapsed.txt).
     #[arg(short, long, value_name = "OUT")]
     pub output: Option<PathBuf>,
-    /// Export a recording that was cut short (what could be read), instead of refusing.
+    /// Export a recording that was cut short or is damaged (what can be read), instead of
+    /// refusing.
     #[arg(long)]
     pub allow_incomplete: bool,
     /// Compute by replaying every event instead of from the recording's aggregates (slower;
@@ -103,7 +107,22 @@ pub enum View {
 }
 
 pub fn run(args: ExportArgs) -> Result<i32> {
-    let opened = open(&args.file)?;
+    let mut opened = open(&args.file)?;
+    opened.progress.phase("checking every chunk");
+    let damaged = damaged_chunks(&args.file, &opened.rec)?;
+    if let Some(line) = damage_line(&args.file, &damaged) {
+        if !args.allow_incomplete {
+            bail!(
+                "{line}: an export of it could look like a whole run to the tools that read \
+                 it; export what can be read with --allow-incomplete (`memlens check` lists \
+                 the damage)"
+            );
+        }
+        warn_damaged(&args.file, &damaged);
+        if args.replay {
+            replay_up_to_damage(&args.file, &mut opened.rec, &damaged, REPLAY_STOPS);
+        }
+    }
     let child = pick_process(&args.file, &opened.rec, args.process.pid)?;
     let rec = child.as_ref().map_or(&opened.rec, |p| &p.rec);
     if rec.meta().capture.rss_only {
@@ -125,7 +144,18 @@ pub fn run(args: ExportArgs) -> Result<i32> {
     }
     opened.progress.phase("computing the export");
     let how = if args.replay { How::Replay } else { How::Fastest };
-    let bytes = encode(rec, args.format, view, how, &args.file)?;
+    let bytes = match encode(rec, args.format, view, how, &args.file) {
+        // The program's figures needed the events of a damaged chunk (--allow-incomplete):
+        // what can be read is the file up to it.
+        Err(e)
+            if child.is_none()
+                && needed_damaged(&e, &damaged)
+                && replay_up_to_damage(&args.file, &mut opened.rec, &damaged, READING_STOPS) =>
+        {
+            encode(&opened.rec, args.format, view, how, &args.file)?
+        }
+        bytes => bytes?,
+    };
     drop(opened.progress);
     if to_stdout {
         let mut out = std::io::stdout().lock();
@@ -197,6 +227,14 @@ fn resolve_view(
             let end = rec.summary().duration_ns;
             let from = from.map_or(Ok(0), |w| parse_when(rec, w))?;
             let to = to.map_or(Ok(end), |w| parse_when(rec, w))?;
+            if from > end {
+                bail!(
+                    "--from {} is after the end of the recording, which lasts {}: nothing in \
+                     the range was recorded (give times from 0 to the end, or marker labels)",
+                    format_duration_ns(from),
+                    format_duration_ns(end)
+                );
+            }
             if from > to {
                 bail!(
                     "--from ({}) is after --to ({}): the range is empty",
@@ -204,6 +242,7 @@ fn resolve_view(
                     format_duration_ns(to)
                 );
             }
+            let (from, to) = within_recording(from, to, end);
             ExportView::Range { from, to }
         }
         (Some(v), true) => bail!("--from and --to go with --view range, not --view {v:?}"),
@@ -211,6 +250,20 @@ fn resolve_view(
         (Some(View::Leaks), false) => ExportView::Leaks,
         (Some(View::Total), false) => ExportView::Total,
     })
+}
+
+/// The range `from..=to` (ns, `from` within the recording) cut at the recording's end,
+/// `end` ns, with a warning when it goes past it.
+fn within_recording(from: u64, to: u64, end: u64) -> (u64, u64) {
+    if to > end {
+        eprintln!(
+            "memlens: warning: --to {} is after the end of the recording, which lasts {}: the \
+             range ends there",
+            format_duration_ns(to),
+            format_duration_ns(end)
+        );
+    }
+    (from, to.min(end))
 }
 
 /// A moment of the recording (ns since its start): `start`, `end`, a `memlens.mark()` label

@@ -12,7 +12,10 @@ use memlens_analysis::{
 use memlens_format::Recording;
 use serde::Serialize;
 
-use crate::load::{open, process_by_pid, ProcessArg};
+use crate::load::{
+    checking_chunks, damaged_chunks, needed_damaged, open, process_by_pid, replay_up_to_damage,
+    warn_damaged, ProcessArg, READING_STOPS, REPLAY_STOPS,
+};
 use crate::report_model::{census_json, site_of, sites, write_census, CensusJson, SiteJson};
 use crate::term::{self, Out, Style};
 
@@ -43,6 +46,9 @@ pub struct SummaryJson {
     pub format_version: u16,
     pub complete: bool,
     pub truncated_at_byte: Option<u64>,
+    /// The chunks of the file that fail their checksum (every chunk is checked, see
+    /// `memlens_format::Recording::verify_chunks`), besides where a cut-short file ends.
+    pub damaged_chunks: Vec<DamagedJson>,
     pub command_line: Vec<String>,
     pub python_version: String,
     pub pid: u32,
@@ -98,6 +104,17 @@ pub struct SummaryJson {
     pub processes: Vec<ProcessJson>,
     /// The heap of all processes together, when there are several.
     pub all_processes: Option<AllProcessesJson>,
+}
+
+/// A damaged chunk of the file.
+#[derive(Debug, Serialize)]
+pub struct DamagedJson {
+    /// Its byte offset in the file.
+    pub offset: u64,
+    /// What it is: `event chunk 12`, `intervals chunk`, ...
+    pub chunk: String,
+    /// What is wrong with it.
+    pub reason: String,
 }
 
 /// One process of the recording.
@@ -168,15 +185,63 @@ pub struct ThreadJson {
 }
 
 pub fn run(args: SummaryArgs) -> Result<i32> {
-    let opened = open(&args.file)?;
+    let mut opened = open(&args.file)?;
     let how = if args.replay { How::Replay } else { How::Fastest };
-    opened.progress.phase("computing the summary");
-    let family = descendants(&opened.rec);
-    let all: Vec<(u32, &Recording)> = std::iter::once((0, &opened.rec))
-        .chain(family.iter().map(|p| (p.number, &p.rec)))
+    let file = args.file.display().to_string();
+    // Every chunk's checksum is checked: while the summary is computed, or before a replay,
+    // which cannot go past a damaged event chunk.
+    let (damaged, summary) = if how == How::Replay {
+        opened.progress.phase("checking every chunk");
+        let damaged = damaged_chunks(&args.file, &opened.rec)?;
+        warn_damaged(&args.file, &damaged);
+        replay_up_to_damage(&args.file, &mut opened.rec, &damaged, REPLAY_STOPS);
+        opened.progress.phase("computing the summary");
+        let summary = summarize(&opened.rec, &args, &file, how);
+        (damaged, summary)
+    } else {
+        opened.progress.phase("computing the summary");
+        let (damaged, summary) =
+            checking_chunks(&args.file, &opened.rec, || summarize(&opened.rec, &args, &file, how));
+        let damaged = damaged?;
+        warn_damaged(&args.file, &damaged);
+        let summary = match summary {
+            Err(e)
+                if needed_damaged(&e, &damaged)
+                    && replay_up_to_damage(
+                        &args.file,
+                        &mut opened.rec,
+                        &damaged,
+                        READING_STOPS,
+                    ) =>
+            {
+                summarize(&opened.rec, &args, &file, how)
+            }
+            summary => summary,
+        };
+        (damaged, summary)
+    };
+    drop(opened.progress);
+    let mut summary = summary?;
+    summary.damaged_chunks = damaged
+        .iter()
+        .map(|d| DamagedJson { offset: d.offset, chunk: d.what(), reason: d.reason.clone() })
         .collect();
-    let (number, rec) = process_by_pid(&args.file, &opened.rec, &family, args.process.pid)?;
-    let mut summary = build(rec, &args.file.display().to_string(), args.top, how)?;
+    if args.json {
+        crate::json::write(&mut std::io::stdout().lock(), &summary)?;
+    } else {
+        write_text(&mut term::stdout(), &summary)?;
+    }
+    Ok(0)
+}
+
+/// The summary of the process `args` picks in the recording `top` (the program's), with the
+/// list of every process and the heap of all of them together.
+fn summarize(top: &Recording, args: &SummaryArgs, file: &str, how: How) -> Result<SummaryJson> {
+    let family = descendants(top);
+    let all: Vec<(u32, &Recording)> =
+        std::iter::once((0, top)).chain(family.iter().map(|p| (p.number, &p.rec))).collect();
+    let (number, rec) = process_by_pid(&args.file, top, &family, args.process.pid)?;
+    let mut summary = build(rec, file, args.top, how)?;
     summary.process = number;
     summary.processes = all.iter().map(|&(n, r)| process_json(n, r)).collect();
     if all.len() > 1 {
@@ -198,13 +263,7 @@ pub fn run(args: SummaryArgs) -> Result<i32> {
             ),
         }
     }
-    drop(opened.progress);
-    if args.json {
-        crate::json::write(&mut std::io::stdout().lock(), &summary)?;
-    } else {
-        write_text(&mut term::stdout(), &summary)?;
-    }
-    Ok(0)
+    Ok(summary)
 }
 
 /// How [`build`] computes its figures.
@@ -249,6 +308,7 @@ pub fn build(rec: &Recording, file: &str, top: usize, how: How) -> Result<Summar
         format_version: rec.format_version(),
         complete: rec.truncation().is_none() && rec.has_trailer(),
         truncated_at_byte: rec.truncation().map(|t| t.offset),
+        damaged_chunks: Vec::new(),
         command_line: rec.meta().command_line.clone(),
         python_version: rec.meta().python_version.clone(),
         pid: rec.meta().pid,
@@ -527,6 +587,20 @@ fn write_text<W: Write>(out: &mut Out<W>, s: &SummaryJson) -> Result<()> {
         out.paint_line(
             Style::Warn,
             "  warning     the recording is incomplete; figures cover what was read",
+        )?;
+    }
+    if let Some(d) = s.damaged_chunks.first() {
+        let more = match s.damaged_chunks.len() {
+            1 => String::new(),
+            n => format!(" and {} more", n - 1),
+        };
+        out.paint_line(
+            Style::Warn,
+            &format!(
+                "  warning     the file is damaged ({} at byte {}{more}); `memlens check` lists \
+                 the damage",
+                d.chunk, d.offset
+            ),
         )?;
     }
     write_sites(out, "Top call sites at the peak", s.peak_heap_bytes, &s.top_at_peak)?;

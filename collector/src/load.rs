@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use memlens_analysis::{descendants, format_bytes, Process};
-use memlens_format::{ByteSource, Error, Recording};
+use memlens_format::{ByteSource, DamagedChunk, Error, Recording};
 
 /// A recording file read at offsets, counting the bytes read (for progress).
 pub struct FileSource {
@@ -26,7 +26,15 @@ impl ByteSource for FileSource {
     }
 
     fn read_at(&self, offset: u64, len: usize) -> Result<Vec<u8>, Error> {
-        let mut buf = vec![0; len];
+        let mut buf = Vec::new();
+        self.read_into(offset, len, &mut buf)?;
+        Ok(buf)
+    }
+
+    fn read_into(&self, offset: u64, len: usize, buf: &mut Vec<u8>) -> Result<(), Error> {
+        // Only bytes past the buffer's current length are zeroed first: a buffer reused for
+        // blocks of one size is overwritten in place.
+        buf.resize(len, 0);
         let mut done = 0;
         while done < len {
             match read_at(&self.file, &mut buf[done..], offset + done as u64) {
@@ -38,7 +46,7 @@ impl ByteSource for FileSource {
         }
         buf.truncate(done);
         self.read.fetch_add(done as u64, Ordering::Relaxed);
-        Ok(buf)
+        Ok(())
     }
 }
 
@@ -162,6 +170,116 @@ pub fn open_source(path: &Path, source: &Arc<FileSource>) -> Result<Recording> {
         }
     }
     Ok(rec)
+}
+
+/// The chunks of `rec`'s file that fail their checksum (see
+/// [`Recording::verify_chunks`]: one pass over the file that decodes nothing). Opening a closed
+/// file reads its trailer, tables and aggregates and no event chunk, so damage in the middle of
+/// the file is found only this way. A file without a trailer was walked chunk by chunk, every
+/// checksum checked, when it was opened (where it stops is its truncation), so it is not read
+/// again. The damaged chunk where reading stopped, if any, is left out: the file's truncation
+/// already says so.
+pub fn damaged_chunks(path: &Path, rec: &Recording) -> Result<Vec<DamagedChunk>> {
+    if !rec.has_trailer() {
+        return Ok(Vec::new());
+    }
+    let verified = rec
+        .verify_chunks()
+        .with_context(|| format!("cannot check the chunks of {}", path.display()))?;
+    let stopped = rec.truncation().map(|t| t.offset);
+    Ok(verified.damaged.into_iter().filter(|d| Some(d.offset) != stopped).collect())
+}
+
+/// [`damaged_chunks`] of `rec` on a second thread while `work` runs on this one: the check
+/// reads the whole file, the analyses a few parts of it, and the two overlap.
+pub fn checking_chunks<T: Send>(
+    path: &Path,
+    rec: &Recording,
+    work: impl FnOnce() -> T,
+) -> (Result<Vec<DamagedChunk>>, T) {
+    std::thread::scope(|s| {
+        let check = s.spawn(|| damaged_chunks(path, rec));
+        let done = work();
+        (check.join().expect("checking the chunks panicked"), done)
+    })
+}
+
+/// One line on the damage of a file: the first damaged chunk, its byte offset and what is wrong
+/// with it, and how many more there are. `None` when there is none.
+pub fn damage_line(path: &Path, damaged: &[DamagedChunk]) -> Option<String> {
+    let first = damaged.first()?;
+    let more = match damaged.len() {
+        1 => String::new(),
+        n => format!(" (and {} more damaged chunks)", n - 1),
+    };
+    Some(format!(
+        "{} is damaged: {} at byte {}: {}{more}",
+        path.display(),
+        first.what(),
+        first.offset,
+        first.reason
+    ))
+}
+
+/// Says on stderr that `path` is damaged, for the commands that inform (they go on with what
+/// can be read).
+pub fn warn_damaged(path: &Path, damaged: &[DamagedChunk]) {
+    if let Some(line) = damage_line(path, damaged) {
+        eprintln!(
+            "memlens: warning: {}; `memlens check` lists the damage",
+            crate::term::escape_line(&line)
+        );
+    }
+}
+
+/// For the commands that replay every event (`--replay`): a replay cannot go past a damaged
+/// event chunk (the heap after it is unknown), so `rec` is read up to the first one, as if the
+/// file were cut short there, and stderr says what is left out (`why`: who stops there).
+/// False, with nothing changed, when no event chunk of `rec` is damaged.
+pub fn replay_up_to_damage(
+    path: &Path,
+    rec: &mut Recording,
+    damaged: &[DamagedChunk],
+    why: &str,
+) -> bool {
+    let Some(first) = damaged.iter().find(|d| d.event_chunk.is_some()) else { return false };
+    let total = rec.event_chunk_count();
+    let Some(k) =
+        (0..total).find(|&i| rec.event_chunk(i).is_some_and(|c| c.offset >= first.offset))
+    else {
+        return false;
+    };
+    let from = rec.event_chunk(k).map_or(0, |c| c.first_time_ns);
+    let reason = format!("{} does not read ({})", first.what(), first.reason);
+    rec.stop_before(first.offset, reason);
+    eprintln!(
+        "memlens: warning: {}: {why} at the damaged {} at byte {}: its events and those after \
+         it ({} of {} event chunks, from {} on) are left out",
+        crate::term::escape_line(&path.display().to_string()),
+        first.what(),
+        first.offset,
+        total - k,
+        total,
+        memlens_analysis::format_duration_ns(from)
+    );
+    true
+}
+
+/// What [`replay_up_to_damage`] says of a replay (`--replay`).
+pub const REPLAY_STOPS: &str = "the replay stops";
+
+/// What [`replay_up_to_damage`] says when the figures read from the aggregates needed a
+/// damaged event chunk (the events of the interval around a moment they are asked at).
+pub const READING_STOPS: &str = "the figures need events from a damaged chunk: reading stops";
+
+/// Whether `e` is the error of reading one of the `damaged` chunks: an analysis from the
+/// aggregates needed the events of a chunk that fails its checksum. The command then reads the
+/// file up to the damage ([`replay_up_to_damage`]) and tries again.
+pub fn needed_damaged(e: &anyhow::Error, damaged: &[DamagedChunk]) -> bool {
+    e.chain().any(|cause| match cause.downcast_ref::<Error>() {
+        Some(Error::Corrupt { offset, .. }) => damaged.iter().any(|d| d.offset == *offset),
+        _ => false,
+    })
 }
 
 /// A progress line on stderr for work that lasts more than a second, when stderr is a

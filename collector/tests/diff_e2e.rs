@@ -6,7 +6,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{memlens, root};
+use common::{damage_an_event_chunk, memlens, memlens_run, root, TempDir};
 
 /// Records tests/scripts/diff_app.py as `variant` into `dir`.
 fn record(dir: &Path, variant: &str) -> PathBuf {
@@ -304,4 +304,59 @@ fn a_gate_fails_closed_on_an_incomplete_recording() {
     let (code, _, err) = run(&junk, &["--fail-if", "peak>+1000%"]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("memlens: error: cannot open"), "{err}");
+}
+
+/// A recording damaged in its middle (8 bytes of an event chunk overwritten) passed the gate
+/// with exit code 0: the comparison reads the trailer and the aggregates, never that chunk,
+/// so its checksum was never computed. Every chunk's checksum is now checked: the gate fails
+/// closed (exit code 2), naming the file and the damaged chunk's byte offset; a plain diff
+/// still compares, with the damage as a warning in the report and on stderr.
+#[test]
+fn a_gate_fails_closed_on_a_damaged_recording() {
+    let dir = TempDir::new("diff-damaged");
+    let record = |name: &str| {
+        let file = dir.0.join(name);
+        let out = memlens_run(&file, &[], &["-q"], "json_sampled.py", &[]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        file
+    };
+    let (base, head) = (record("base.memlens"), record("head.memlens"));
+    let run = |head: &Path, args: &[&str]| {
+        let out = memlens().arg("diff").arg(&base).arg(head).args(args).output().unwrap();
+        let text = |b: Vec<u8>| String::from_utf8(b).unwrap();
+        (out.status.code().unwrap(), text(out.stdout), text(out.stderr))
+    };
+    // The two recordings, intact: the gate passes, and nothing is said.
+    let (code, _, err) = run(&head, &["--fail-if", "peak>+1000%"]);
+    assert_eq!((code, err.as_str()), (0, ""));
+    let (k, offset) = damage_an_event_chunk(&head);
+    let says = format!("head.memlens is damaged: event chunk {k} at byte {offset}: chunk checksum");
+    let (code, out, err) = run(&head, &["--fail-if", "peak>+1000%"]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(err.contains(&format!("memlens: the head recording {}", head.display())), "{err}");
+    assert!(err.contains(&says), "{err}");
+    assert!(err.contains("--fail-if cannot decide on a damaged recording"), "{err}");
+    assert!(out.contains(&says), "{out}");
+    let (code, out, err) = run(&head, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(&says) && err.contains(&says), "{out}{err}");
+    let (_, json, _) = run(&head, &["--format", "json"]);
+    let d: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(d["incomplete"].as_array().unwrap().len(), 1, "{d}");
+}
+
+/// A call site with no Python frame has no file: the markdown showed `<no Python frame>` with
+/// an empty `()` after it, and the text two trailing spaces.
+#[test]
+fn a_site_without_a_file_is_shown_without_one() {
+    let p = pair("no-file");
+    let all = ["--min-change", "0", "--top", "1000"];
+    let (code, md, err) = diff(&p, &[&["--format", "markdown"][..], &all].concat());
+    assert_eq!(code, 0, "{err}");
+    let row = md.lines().find(|l| l.contains("<no Python frame>")).expect("a site with no frame");
+    assert!(row.starts_with("| `<no Python frame>` |"), "{row}");
+    assert!(!md.contains(" ()"), "{md}");
+    let (_, text, _) = diff(&p, &all);
+    let row = text.lines().find(|l| l.contains("<no Python frame>")).unwrap();
+    assert!(row.ends_with("<no Python frame>"), "{row:?}");
 }

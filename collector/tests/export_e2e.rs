@@ -275,6 +275,37 @@ fn bad_views_ranges_and_cut_recordings_are_refused_with_exit_code_2() {
     }
 }
 
+/// `--from 50s --to 60s` on a run of well under a second exported the heap at the end with
+/// exit code 0, labelled "between 50.00 s and 60.00 s". A range after the recording's end is
+/// refused (exit code 2) with how long the recording lasts; one that only ends past it is cut
+/// at the end, with a warning.
+#[test]
+fn a_range_outside_the_recording_is_refused_and_one_past_its_end_cut() {
+    let rec = record();
+    let summary = memlens().args(["summary", "--json"]).arg(&rec.file).output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&summary.stdout).unwrap();
+    let lasts = v["duration_ns"].as_u64().unwrap();
+    assert!(lasts < 50_000_000_000, "{lasts}");
+    for range in [&["--from", "50s", "--to", "60s"][..], &["--from", "50s"]] {
+        let out = rec.export(&[&["--format", "collapsed", "-o", "-"], range].concat());
+        assert_eq!(out.status.code(), Some(2), "{range:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("--from 50.00 s is after the end of the recording, which lasts "),
+            "{range:?}: {err}"
+        );
+        assert!(out.stdout.is_empty());
+    }
+    let out = rec.export(&["--format", "pprof", "--from", "start", "--to", "60s", "-o", "-"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("warning: --to 60.00 s is after the end of the recording"), "{err}");
+    // The range ends where the recording does: as the whole run, from its start.
+    let cut = rec.export_to("cut.collapsed.txt", &["--format", "collapsed", "--to", "60s"]);
+    let whole = rec.export_to("whole.collapsed.txt", &["--format", "collapsed", "--to", "end"]);
+    assert_eq!(std::fs::read(cut).unwrap(), std::fs::read(whole).unwrap());
+}
+
 #[test]
 fn the_default_output_is_named_after_the_recording() {
     let rec = record();

@@ -221,3 +221,32 @@ impl Drop for SmallDisk {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// Damages the recording `file` as a bad disk block or a botched copy does: 8 bytes in the
+/// middle of its middle event chunk overwritten with 0xff (a chunk that opening the closed
+/// file never reads). Returns the chunk's number and the byte offset of its header.
+#[allow(dead_code)]
+pub fn damage_an_event_chunk(file: &Path) -> (usize, u64) {
+    damage_event_chunk(file, |rec| {
+        assert!(rec.event_chunk_count() >= 3, "too few event chunks to damage a middle one");
+        rec.event_chunk_count() / 2
+    })
+}
+
+/// Like [`damage_an_event_chunk`], the event chunk `pick` chooses.
+#[allow(dead_code)]
+pub fn damage_event_chunk(
+    file: &Path,
+    pick: impl FnOnce(&memlens_format::Recording) -> usize,
+) -> (usize, u64) {
+    let mut bytes = std::fs::read(file).unwrap();
+    let rec = memlens_format::Recording::open(&bytes).unwrap();
+    let k = pick(&rec);
+    let n = rec.event_chunk_count();
+    assert!(k < n, "event chunk {k} of {n}");
+    let chunk = *rec.event_chunk(k).unwrap();
+    let at = (chunk.offset + chunk.len / 2) as usize;
+    bytes[at..at + 8].copy_from_slice(&[0xff; 8]);
+    std::fs::write(file, bytes).unwrap();
+    (k, chunk.offset)
+}

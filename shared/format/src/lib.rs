@@ -53,6 +53,7 @@ mod sampling;
 mod source;
 mod tables;
 mod varint;
+mod verify;
 mod writer;
 
 pub use addr_hash::AddressMap;
@@ -79,4 +80,5 @@ pub use records::{
 };
 pub use sampling::{sample_weight, sampled_blocks, BlockCount};
 pub use source::ByteSource;
+pub use verify::{ChunkVerification, DamagedChunk};
 pub use writer::{RecordingWriter, WriterOptions};

@@ -260,7 +260,7 @@ impl Recording {
     }
 
     /// The trailer of a cleanly closed file and its offset; `None` for anything else.
-    fn trailer(&self, len: u64) -> Option<(Trailer, u64)> {
+    pub(crate) fn trailer(&self, len: u64) -> Option<(Trailer, u64)> {
         let src = self.source().ok()?;
         let footer_len = (crate::CHUNK_HEADER_LEN + 8) as u64;
         let footer_at = len.checked_sub(footer_len).filter(|&a| a >= HEADER_LEN as u64)?;
@@ -877,6 +877,23 @@ impl Recording {
             || self.spans.len() != spans
             || self.samples.len() != samples
             || self.end.is_some())
+    }
+
+    /// Reads nothing from `offset` on: forgets the event chunks and base intervals there and
+    /// after, as if the file were cut short there ([`Recording::truncation`] says so, with
+    /// `reason`), and stops using the aggregates, which would disagree with the events left.
+    /// For a reader that replays every event and found a damaged chunk at `offset`
+    /// ([`Recording::verify_chunks`]): a replay cannot go past it. Nothing changes for an
+    /// offset within the header.
+    pub fn stop_before(&mut self, offset: u64, reason: impl Into<String>) {
+        if offset <= HEADER_LEN as u64 {
+            return;
+        }
+        self.events.retain(|c| c.offset < offset);
+        self.intervals.retain(|c| c.offset < offset);
+        self.pieces.retain(|p| p.at + p.len <= offset);
+        self.truncation = Some(Truncation { offset, reason: reason.into() });
+        self.aggregates_missing = Some(format!("the file is damaged at byte {offset}"));
     }
 }
 

@@ -19,6 +19,15 @@ pub trait ByteSource: Send + Sync {
     /// Reads `len` bytes at `offset`; fewer only where the source ends.
     fn read_at(&self, offset: u64, len: usize) -> Result<Vec<u8>, Error>;
 
+    /// Like [`ByteSource::read_at`], into `buf`, whose allocation a source may reuse: a
+    /// reader that goes through a whole file in large blocks
+    /// ([`crate::Recording::verify_chunks`]) would otherwise spend as long on a fresh buffer
+    /// per block (its pages faulted in and zeroed) as on the copy.
+    fn read_into(&self, offset: u64, len: usize, buf: &mut Vec<u8>) -> Result<(), Error> {
+        *buf = self.read_at(offset, len)?;
+        Ok(())
+    }
+
     /// Opening a closed file reads the small chunks spread through it (tables, samples) in
     /// one read where they are less than this many bytes apart. Where reading costs little
     /// per call (memory, a local file), skipping less than this is slower than reading it;
