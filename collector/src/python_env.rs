@@ -28,6 +28,7 @@ const PY_FILES: &[(&str, &str)] = &[
     ("memlens/_layout.py", include_str!("../python/memlens/_layout.py")),
     ("memlens/_attach.py", include_str!("../python/memlens/_attach.py")),
     ("memlens/_follow.py", include_str!("../python/memlens/_follow.py")),
+    ("memlens/_greenlets.py", include_str!("../python/memlens/_greenlets.py")),
     // Python's start-up imports it: a Python the program starts is followed from there.
     ("sitecustomize.py", include_str!("../python/sitecustomize.py")),
 ];

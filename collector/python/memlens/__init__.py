@@ -68,6 +68,8 @@ def _thread_profile(frame, event, arg):
     lib = _lib
     if lib is not None:
         lib.memlens_thread_start(frame, _thread_name())
+        if _following_greenlets is not None:
+            _following_greenlets.on_thread()
 
 
 def _thread_name():
@@ -82,51 +84,97 @@ def _thread_name():
 def _hand_threads_over():
     """Has every thread `threading` starts from now on hand itself over to the tracer
     (`_thread_profile`). A program that has not imported threading has no such thread yet:
-    then this is done when it does (`_ThreadingImport`), so that a program that never does
+    then this is done when it does (`_ImportWatch`), so that a program that never does
     is spared importing it, with functools and collections: 3-4 ms of a traced process's
     start."""
     threading = sys.modules.get("threading")
     if threading is not None:
         threading.setprofile(_thread_profile)
-    elif _ThreadingImport not in sys.meta_path:
-        sys.meta_path.insert(0, _ThreadingImport)
+    else:
+        _ImportWatch.wait_for("threading", _hand_threads_over)
 
 
 def _stop_handing_threads_over():
     threading = sys.modules.get("threading")
     if threading is not None:
         threading.setprofile(None)
-    if _ThreadingImport in sys.meta_path:
-        sys.meta_path.remove(_ThreadingImport)
+    _ImportWatch.forget("threading")
 
 
-class _ThreadingImport:
-    """First on ``sys.meta_path`` until the program imports threading: it finds that module
-    with the finders after it and has its loader call `_hand_threads_over` as soon as the
-    module has run (before the import returns, so before any thread starts). Other names
-    it leaves to the other finders."""
+# memlens._greenlets, once the program has imported greenlet while traced (not named
+# `_greenlets`: the import would find None there instead of the submodule).
+_following_greenlets = None
 
-    @staticmethod
-    def find_spec(name, path=None, target=None):
-        if name != "threading":
+
+def _follow_greenlets():
+    """Keeps the Python stacks right across greenlet switches (see _greenlets.py), now if
+    the program has imported greenlet (gevent and eventlet do), else when it does: a
+    program that never does pays nothing."""
+    global _following_greenlets
+    greenlet = sys.modules.get("greenlet")
+    if greenlet is None:
+        _ImportWatch.wait_for("greenlet", _follow_greenlets)
+        return
+    if _lib.memlens_stack_mode() == 2:
+        return  # frame walking: stacks are read from the frames at each allocation
+    if _following_greenlets is None:
+        # Imported untraced: memlens's memory, not the program's.
+        _lib.memlens_pause(1)
+        try:
+            from memlens import _greenlets
+        finally:
+            _lib.memlens_pause(0)
+        _following_greenlets = _greenlets
+    _following_greenlets.follow(_lib, greenlet)
+
+
+class _ImportWatch:
+    """First on ``sys.meta_path`` while memlens waits for the program to import a module it
+    acts on (`threading`, `greenlet`): it finds that module with the finders after it and
+    has its loader call what memlens does then as soon as the module has run (before the
+    import returns: before any thread starts or greenlet switches). Other names it leaves
+    to the other finders."""
+
+    # Module name -> what to call once it has run.
+    waiting = {}
+
+    @classmethod
+    def wait_for(cls, name, then):
+        cls.waiting[name] = then
+        if cls not in sys.meta_path:
+            sys.meta_path.insert(0, cls)
+
+    @classmethod
+    def forget(cls, name):
+        cls.waiting.pop(name, None)
+        if not cls.waiting and cls in sys.meta_path:
+            sys.meta_path.remove(cls)
+
+    @classmethod
+    def find_spec(cls, name, path=None, target=None):
+        then = cls.waiting.get(name)
+        if then is None:
             return None
         for finder in sys.meta_path:
             find = getattr(finder, "find_spec", None)
-            if finder is _ThreadingImport or find is None:
+            if finder is cls or find is None:
                 continue
             spec = find(name, path, target)
             if spec is not None and spec.loader is not None:
-                spec.loader = _HandOverAfter(spec.loader)
+                spec.loader = _RunAfter(spec.loader, name, then)
                 return spec
         return None
 
 
-class _HandOverAfter:
-    """threading's loader, which it stands in for (`_ThreadingImport`) until the module runs:
-    then the module's spec and ``__loader__`` get the real one back."""
+class _RunAfter:
+    """A watched module's loader, which it stands in for (`_ImportWatch`) until the module
+    runs: then the module's spec and ``__loader__`` get the real one back, and `then` runs
+    (while tracing)."""
 
-    def __init__(self, loader):
+    def __init__(self, loader, name, then):
         self._loader = loader
+        self._name = name
+        self._then = then
 
     def __getattr__(self, name):
         return getattr(self._loader, name)
@@ -137,10 +185,9 @@ class _HandOverAfter:
             self._loader.exec_module(module)
         finally:
             # Out of the finder: the import system is done with sys.meta_path.
-            if _ThreadingImport in sys.meta_path:
-                sys.meta_path.remove(_ThreadingImport)
+            _ImportWatch.forget(self._name)
         if _lib is not None:
-            _hand_threads_over()
+            self._then()
 
 
 def _gc_callback(phase, info):
@@ -227,13 +274,15 @@ def _check(lib, rc, say=_say_on_stderr):
 def _begin(lib, census, census_interval=0.0, census_max_objects=0, traced=True,
            start_census=True, sampled=False):
     """What every tracing session needs once the tracer runs: new threads handed to the
-    profiler (`traced`: when it follows Python code), gc runs reported, and the start
+    profiler and greenlet switches followed (`traced`: when it follows Python code), gc
+    runs reported, and the start
     census (not in the program's descendants, `start_census` False: a new interpreter's or
     the parent's objects, at 70-250 ns each, for every worker of a pool). Censuses look at
     `census_max_objects` objects at most (0: the default, smaller when `sampled`)."""
     global _census_on, _census_thread
     if traced:
         _hand_threads_over()
+        _follow_greenlets()
     gc.callbacks.append(_gc_callback)
     _census_on = census
     _census_thread = None
@@ -548,6 +597,7 @@ class record:
             _lib.memlens_pause(0)
             self._restore_env()
             _stop_handing_threads_over()
+            _ImportWatch.forget("greenlet")
             _lib.memlens_release_thread()
             out, err = sink.communicate()
         if sink.returncode != 0:

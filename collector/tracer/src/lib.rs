@@ -369,6 +369,30 @@ pub extern "C" fn memlens_stack_mode() -> c_int {
     stacks::mode_code()
 }
 
+/// A greenlet switch (or throw) just happened on the calling thread, which now runs the
+/// greenlet switched to: its shadow stack is built again from its frames, leaving out the
+/// `skip` innermost (those of the Python function that calls this, if any). For
+/// `greenlet.settrace`, whose trace function runs after the switch, in the greenlet
+/// switched to. Nothing while tracing is off: the next session builds every stack afresh
+/// ([`memlens_forget_stacks`]). GIL held.
+#[no_mangle]
+pub extern "C" fn memlens_stack_switched(skip: c_int) {
+    if !recording::active() || !python_api::ready() {
+        return;
+    }
+    let g = guard::Guard::enter(guard::Ctx::Tracer);
+    if g.outermost() {
+        thread_state::with_state_in(g.tls(), |st| stacks::switched(st, skip.max(0) as usize));
+    }
+}
+
+/// Every thread's shadow stack is out of date (greenlets switched unseen): each is built
+/// again from its frames at its next use.
+#[no_mangle]
+pub extern "C" fn memlens_forget_stacks() {
+    thread_state::invalidate_stacks();
+}
+
 /// 1 while tracing is on.
 #[no_mangle]
 pub extern "C" fn memlens_active() -> c_int {

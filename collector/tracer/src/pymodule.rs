@@ -15,10 +15,11 @@
 //! they run with the GIL held, which the C API requires. Like the rest of the library, the
 //! module has no undefined Python symbols: what it calls is looked up when it is imported.
 //!
-//! Three functions exist only here, for the census: `memlens_census_objects` (its
+//! Four functions exist only here: for the census, `memlens_census_objects` (its
 //! per-object work, [`crate::census`], which sends each type's records itself) and the
 //! layout reads of `_layout.py`, `memlens_read_ptr(address)` and
-//! `memlens_read_byte(address)`.
+//! `memlens_read_byte(address)`; and `memlens_greenlet_trace(event, args)`, a trace
+//! function for `greenlet.settrace` (`_greenlets.py`).
 
 use std::ffi::{c_char, c_int, c_void};
 use std::ptr::null_mut;
@@ -185,6 +186,20 @@ function!(memlens_gc, 4, |a| {
     crate::memlens_gc(a.int(0)? as c_int, a.int(1)? as u64, a.int(2)? as u64, a.int(3)? as u64);
     a.none()
 });
+function!(memlens_stack_switched, 1, |a| {
+    crate::memlens_stack_switched(a.int(0)? as c_int);
+    a.none()
+});
+// Exists only here: `greenlet.settrace`'s trace function itself, `(event, (origin, target))`,
+// when the program has none of its own (no Python frame to leave out, nor to run).
+function!(memlens_greenlet_trace, 2, |a| {
+    crate::memlens_stack_switched(0);
+    a.none()
+});
+function!(memlens_forget_stacks, 0, |a| {
+    crate::memlens_forget_stacks();
+    a.none()
+});
 function!(memlens_stack_mode, 0, |a| a.long(crate::memlens_stack_mode().into()));
 function!(memlens_active, 0, |a| a.long(crate::memlens_active().into()));
 function!(memlens_pause, 1, |a| {
@@ -276,6 +291,9 @@ pub extern "C" fn PyInit__tracer() -> *mut PyObject {
         memlens_span,
         memlens_gc,
         memlens_stack_mode,
+        memlens_stack_switched,
+        memlens_greenlet_trace,
+        memlens_forget_stacks,
         memlens_active,
         memlens_pause,
         memlens_census_begin,

@@ -340,7 +340,7 @@ impl EvalHook {
     ///
     /// # Safety
     /// `frame` is a live frame object.
-    unsafe fn iframe_of(&self, frame: *mut PyObject) -> *mut c_void {
+    pub unsafe fn iframe_of(&self, frame: *mut PyObject) -> *mut c_void {
         match self.layout.frame_iframe {
             // SAFETY: per the contract, and the offset checked by `verified`.
             Some(at) => unsafe { *frame.byte_add(at).cast::<*mut c_void>() },

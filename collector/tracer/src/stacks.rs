@@ -1,5 +1,6 @@
 //! Shadow stacks from the interpreter's frames: code object ids, the stack mode, and
-//! building a thread's stack from its running frames (seeding, frame walking).
+//! building a thread's stack from its running frames (seeding, frame walking, and again
+//! after a greenlet switch, [`switched`]).
 //!
 //! Layer: the emit layer, between the per-thread state ([`crate::thread_state`]) and the
 //! records the hooks write ([`crate::emit`]), which seeds a running thread's stack or walks
@@ -19,7 +20,7 @@
 //! stays installed between sessions and keeps the stacks up to date.
 
 use std::ffi::{c_int, c_void};
-use std::sync::atomic::{AtomicIsize, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicIsize, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use memlens_wire::Record;
@@ -147,10 +148,12 @@ pub fn mode() -> StackMode {
     }
 }
 
-/// Frame-walking mode: the frames that were on the starting thread's stack when tracing
-/// started without a frame to start from (`memlens run`: the bootstrap's), which the
-/// shadow stacks never see either; a walk stops at them. Kept alive (a reference each).
-static WALK_ROOTS: Mutex<Vec<usize>> = Mutex::new(Vec::new());
+/// The frames that were on the starting thread's stack when tracing started without a
+/// frame to start from (`memlens run`: the bootstrap's), which its shadow stack starts
+/// above: a walk, and a stack built again from the thread's frames (after a greenlet
+/// switch), stops at them. Kept alive (a reference each), so that no other frame gets
+/// their addresses.
+static ROOTS: Mutex<Vec<usize>> = Mutex::new(Vec::new());
 
 /// Chooses the stack mode from `MEMLENS_STACKS` at the first start (a hook, once
 /// installed, keeps every thread's stack from then on); `frame` is what the starting
@@ -167,9 +170,12 @@ pub fn init_stack_mode(frame: *mut PyObject) {
         };
         MODE.store(mode as u8, Ordering::Relaxed);
     }
-    let mut roots = WALK_ROOTS.lock().unwrap_or_else(|e| e.into_inner());
-    roots.clear();
-    if mode() == StackMode::Walk && frame.is_null() {
+    let mut roots = ROOTS.lock().unwrap_or_else(|e| e.into_inner());
+    for f in roots.drain(..) {
+        // SAFETY: GIL held; the references taken below by an earlier start.
+        unsafe { (api.dec_ref)(f as *mut PyObject) };
+    }
+    if frame.is_null() {
         // SAFETY: GIL held; a borrowed frame, then new references from GetBack, which
         // we keep so the addresses stay these frames'.
         unsafe {
@@ -210,6 +216,39 @@ pub fn seed_running_thread(st: &mut ThreadState) {
     seed_from_current(api(), st);
 }
 
+/// A greenlet switch, seen from the greenlet switched to (greenlet's trace function runs
+/// there): the thread's frames are now that greenlet's, which no hook saw leave or come
+/// back, so the shadow stack is built again from them, leaving out the `skip` innermost
+/// (a trace function's own, where it is Python code). Those frames return through the
+/// hooks later and pop their entries; a return of a frame that is not on the stack (the
+/// trace function's) pops nothing. A thread whose stack is not built yet, or is walked,
+/// has nothing to do. GIL held.
+pub fn switched(st: &mut ThreadState, skip: usize) {
+    if mode() == StackMode::Walk || !st.seeded() {
+        return;
+    }
+    let api = api();
+    // SAFETY: GIL held (caller's contract); PyEval_GetFrame returns a borrowed reference
+    // (or NULL), made a new one; GetBack returns a new reference (or NULL) and the one we
+    // held is released, the frame staying alive on the running stack.
+    let frame = unsafe {
+        let mut f = (api.eval_get_frame)();
+        if !f.is_null() {
+            (api.inc_ref)(f);
+        }
+        for _ in 0..skip {
+            if f.is_null() {
+                break;
+            }
+            let back = (api.frame_get_back)(f);
+            (api.dec_ref)(f);
+            f = back;
+        }
+        f
+    };
+    seed_from(api, st, frame, |_| false);
+}
+
 /// The shadow stack from the thread's current frame and its callers. GIL held.
 pub fn seed_from_current(api: &PyApi, st: &mut ThreadState) {
     // SAFETY: GIL held (caller's contract); PyEval_GetFrame returns a borrowed reference
@@ -239,8 +278,7 @@ pub fn walk_frames(st: &mut ThreadState) {
         if !frame.is_null() {
             (api.inc_ref)(frame);
         }
-        let roots = WALK_ROOTS.lock().unwrap_or_else(|e| e.into_inner());
-        seed_walked(api, st, frame, |f| roots.contains(&(f as usize)));
+        seed_walked(api, st, frame);
         if let (Some(1), Some(enable)) = (was_enabled, api.gc_enable) {
             enable();
         }
@@ -262,13 +300,8 @@ pub fn seed_from(
 /// [`seed_from`] for frame walking, where the shadow stack keeps no references: the
 /// stack is walked again at the next allocation, and releasing the last reference to a
 /// frame that has finished since would run its locals' finalizers inside an allocation.
-fn seed_walked(
-    api: &PyApi,
-    st: &mut ThreadState,
-    frame: *mut PyObject,
-    stop: impl Fn(*mut PyObject) -> bool,
-) {
-    seed(api, st, frame, stop, false);
+fn seed_walked(api: &PyApi, st: &mut ThreadState, frame: *mut PyObject) {
+    seed(api, st, frame, |_| false, false);
 }
 
 fn seed(
@@ -278,17 +311,32 @@ fn seed(
     stop: impl Fn(*mut PyObject) -> bool,
     owned: bool,
 ) {
-    let mut frames = Vec::new();
+    // Where the hook keeps the stacks, each seeded frame's return pops it, found by the
+    // frame the hook is given.
+    let hook = if mode() == StackMode::Eval && owned { api.eval_hook() } else { None };
+    let roots = ROOTS.lock().unwrap_or_else(|e| e.into_inner());
+    let mut frames = Vec::with_capacity(32);
     let mut f = frame;
     while !f.is_null() {
-        if stop(f) {
+        if stop(f) || roots.contains(&(f as usize)) {
             // SAFETY: GIL held; releasing the reference we were given or took.
             unsafe { (api.dec_ref)(f) };
             break;
         }
+        let (iframe, code) = match hook {
+            // SAFETY: `f` is a live frame object on the running stack (GIL held), so its
+            // evaluated frame is live too; its code is read as the hook reads it, without
+            // a reference (a greenlet switch seeds the whole stack).
+            Some(h) => unsafe {
+                let iframe = h.iframe_of(f);
+                (iframe, h.code(iframe))
+            },
+            None => (std::ptr::null_mut(), std::ptr::null_mut()),
+        };
+        let id = if code.is_null() { frame_code_id(api, st, f) } else { code_id(api, st, code) };
         // Our reference to `f` moves into the shadow stack (see ThreadState::seed), or is
         // released: a frame on the running stack is kept alive by the interpreter.
-        frames.push((f, frame_code_id(api, st, f)));
+        frames.push((f, iframe, id));
         // SAFETY: GIL held; GetBack returns a new reference (or NULL); `f` is on the
         // running stack, so releasing ours does not free it.
         unsafe {
@@ -299,6 +347,7 @@ fn seed(
             f = back;
         }
     }
+    drop(roots);
     frames.reverse();
     st.seed(frames.into_iter(), owned);
     if let Some(name) = pending_name(st.os_tid()) {
@@ -310,15 +359,25 @@ fn seed(
 /// for each of those threads to pick up at its first profile event.
 static PENDING_NAMES: Mutex<Vec<(u64, Vec<u8>)>> = Mutex::new(Vec::new());
 
+/// How many names [`PENDING_NAMES`] holds: a stack built again at every greenlet switch
+/// looks there without taking the lock when none is.
+static PENDING: AtomicUsize = AtomicUsize::new(0);
+
 /// Remembers the Python name of the thread with OS id `os_tid`.
 pub fn name_thread(os_tid: u64, name: &[u8]) {
     let mut names = PENDING_NAMES.lock().unwrap_or_else(|e| e.into_inner());
     names.retain(|(t, _)| *t != os_tid);
     names.push((os_tid, name.to_vec()));
+    PENDING.store(names.len(), Ordering::Relaxed);
 }
 
 fn pending_name(os_tid: u64) -> Option<Vec<u8>> {
+    if PENDING.load(Ordering::Relaxed) == 0 {
+        return None;
+    }
     let mut names = PENDING_NAMES.lock().unwrap_or_else(|e| e.into_inner());
     let i = names.iter().position(|(t, _)| *t == os_tid)?;
-    Some(names.swap_remove(i).1)
+    let name = names.swap_remove(i).1;
+    PENDING.store(names.len(), Ordering::Relaxed);
+    Some(name)
 }

@@ -41,7 +41,11 @@ use crate::ring::{Ring, Stretch};
 /// keeps it on the stack.
 struct Entry {
     frame: *mut PyObject,
-    /// For a hooked frame (`frame` null): the interpreter frame and its code object.
+    /// The frame as the frame-evaluation hook is given it, which its return pops by. For a
+    /// hooked frame (`frame` null) it is also what its line is read from, with `code_obj`.
+    /// A seeded frame object has it too (where the hook keeps the stacks), since the
+    /// frames seeded from a greenlet's frames return through the hook: its line is read
+    /// from the frame object, which stays valid if the frame ends unseen.
     iframe: *mut c_void,
     code_obj: *mut PyObject,
     code: u32,
@@ -90,7 +94,7 @@ impl LineCache {
     #[inline]
     fn line(&mut self, api: &PyApi, e: &mut Entry) -> u32 {
         // A hooked frame (only ever pushed where the hook exists) is read directly.
-        let hooked = if e.iframe.is_null() { None } else { api.eval_hook() };
+        let hooked = if e.frame.is_null() { api.eval_hook() } else { None };
         let lasti = if let Some(hook) = hooked {
             // SAFETY: a hooked frame is on the stack only while it runs.
             unsafe { hook.lasti(e.iframe, e.code_obj) }
@@ -408,13 +412,21 @@ impl ThreadState {
     }
 
     /// Replaces the shadow stack with the given frames, outermost first (used when
-    /// the profiler is installed in the middle of a running thread). Takes over one
-    /// reference to each frame if `owned`; otherwise (frame walking) the frames are
-    /// valid only until the thread runs on. GIL held.
-    pub fn seed(&mut self, frames: impl Iterator<Item = (*mut PyObject, u32)>, owned: bool) {
+    /// the profiler is installed in the middle of a running thread, and after a greenlet
+    /// switch): each a frame object, the frame the evaluation hook will pop it by (null
+    /// where it does not keep the stacks) and its code id. Takes over one reference to
+    /// each frame object if `owned`; otherwise (frame walking) the frames are valid only
+    /// until the thread runs on. GIL held.
+    pub fn seed(
+        &mut self,
+        frames: impl Iterator<Item = (*mut PyObject, *mut c_void, u32)>,
+        owned: bool,
+    ) {
         self.truncate(0);
         self.borrowed = !owned;
-        self.stack.extend(frames.map(|(frame, code)| Entry::new(frame, code)));
+        self.stack.extend(
+            frames.map(|(frame, iframe, code)| Entry { iframe, ..Entry::new(frame, code) }),
+        );
         self.clean = 0;
         self.seeded = STACK_EPOCH.load(Ordering::Acquire);
     }
