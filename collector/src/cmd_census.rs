@@ -241,7 +241,7 @@ fn merged_sites(
     top: usize,
 ) -> Vec<SiteGrowthJson> {
     let mut rows: Vec<SiteGrowthJson> = Vec::new();
-    let mut index: rustc_hash::FxHashMap<String, usize> = rustc_hash::FxHashMap::default();
+    let mut index: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
     for s in sites {
         let row = site_growth_json(rec, s);
         match index.get(&place(&row)) {
