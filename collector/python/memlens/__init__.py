@@ -310,6 +310,11 @@ def _stop():
     if _lib is not None:
         if _census_thread is not None:
             _census_thread.stop()
+            # A census it began (or is waiting to begin) ends first: one still running
+            # when the interpreter finalizes would be cut off in the middle of the tracer's
+            # census code, which would then release objects without the GIL.
+            if _census_thread.ident is not None:
+                _census_thread.join(5)
         _take_census("EXIT")
         _census_on = False
         _lib.memlens_stop()
