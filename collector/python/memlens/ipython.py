@@ -145,7 +145,7 @@ def record_cell(shell, line, cell):
             while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
                 tb = tb.tb_next
             error = error.with_traceback(tb)
-            shell.showtraceback((type(error), error, tb))
+            shell.showtraceback((type(error), error, tb), tb_offset=0)
         summary = _cli.run(["summary", "--json", recording], capture_output=True, check=True)
         report_html, viewer_html = _viewer_pages(shell, recording, tmp, opts.standalone)
         return CellReport(
