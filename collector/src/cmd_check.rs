@@ -34,6 +34,15 @@ pub fn run(args: CheckArgs) -> Result<i32> {
     // with the others, and the rest of the file is checked around it.
     let damaged = damaged_chunks(&args.file, rec)?;
     let Found { mut problems, mut notes, intervals, events } = check(rec, &damaged)?;
+    // Cut between two chunks, the file reads whole up to there, but its end never came (a
+    // run killed with its recorder, or a file still being written).
+    if rec.truncation().is_none() && !rec.has_trailer() {
+        problems.push(
+            "the file ends without its trailer: the recording was cut short between two \
+             chunks (or is still being written)"
+                .to_owned(),
+        );
+    }
     // The recordings of the processes the program started, each checked the same way.
     let family = descendants(rec);
     for p in &family {

@@ -58,6 +58,12 @@ fn a_cut_recording_says_what_is_missing() {
     assert!(out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("is incomplete: its last") && err.contains("could not be read"), "{err}");
+    // Cut between two chunks, just before the trailer: `check` says so and exits 1.
+    std::fs::write(&cut, &bytes[..trailer_at]).unwrap();
+    let out = memlens().arg("check").arg(&cut).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("ends without its trailer"), "{text}");
     // Cut inside its metadata: said as such, not "too short to contain a header".
     std::fs::write(&cut, &bytes[..40]).unwrap();
     let out = memlens().arg("summary").arg(&cut).output().unwrap();
