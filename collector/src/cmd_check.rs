@@ -36,7 +36,7 @@ pub fn run(args: CheckArgs) -> Result<i32> {
     let Found { mut problems, mut notes, intervals, events } = check(rec, &damaged)?;
     // Cut between two chunks, the file reads whole up to there, but its end never came (a
     // run killed with its recorder, or a file still being written).
-    if rec.truncation().is_none() && !rec.has_trailer() {
+    if !rec.is_complete() && rec.truncation().is_none() {
         problems.push(
             "the file ends without its trailer: the recording was cut short between two \
              chunks (or is still being written)"

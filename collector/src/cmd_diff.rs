@@ -423,11 +423,6 @@ pub fn incomplete(rec: &Recording) -> Option<String> {
     }
 }
 
-/// Whether a recording stops before its end was written.
-fn cut_short(rec: &Recording) -> bool {
-    rec.truncation().is_some() || !rec.has_trailer()
-}
-
 fn compare(base: &Side, head: &Side, args: &DiffArgs, thresholds: &[Threshold]) -> DiffJson {
     let site_deltas = |pick: fn(&Side) -> &StackTotals| -> Vec<SiteDelta> {
         diff_sites(&base.rec, pick(base), &head.rec, pick(head))
@@ -478,7 +473,7 @@ fn compare(base: &Side, head: &Side, args: &DiffArgs, thresholds: &[Threshold]) 
                     s.damage.iter().map(move |line| format!("the {side} recording {line}"));
                 // A child's stream cut short under-counts the total (a child killed by a
                 // signal, a pool's terminated worker, ends normally for this purpose).
-                let children = s.family.iter().filter(|p| cut_short(&p.rec)).map(move |p| {
+                let children = s.family.iter().filter(|p| !p.rec.is_complete()).map(move |p| {
                     format!(
                         "the {side} recording {} is incomplete: the recording of process {} \
                          (pid {}) is cut short",

@@ -194,7 +194,7 @@ fn refuse_unusable(rec: &Recording, file: &Path, allow_incomplete: bool) -> Resu
             file.display()
         );
     }
-    let complete = rec.truncation().is_none() && rec.has_trailer();
+    let complete = rec.is_complete();
     if !complete && !allow_incomplete {
         bail!(
             "{} is incomplete (cut short): an export of it would look like a whole run to the \

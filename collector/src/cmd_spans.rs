@@ -78,7 +78,7 @@ pub fn build(rec: &Recording, file: &str, name: Option<&str>, top: usize) -> Res
     Ok(SpansJson {
         schema: 1,
         file: file.to_owned(),
-        complete: rec.truncation().is_none() && rec.has_trailer(),
+        complete: rec.is_complete(),
         spans: spans
             .into_iter()
             .zip(usage)

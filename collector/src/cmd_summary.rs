@@ -306,7 +306,7 @@ pub fn build(rec: &Recording, file: &str, top: usize, how: How) -> Result<Summar
         schema: 1,
         file: file.to_owned(),
         format_version: rec.format_version(),
-        complete: rec.truncation().is_none() && rec.has_trailer(),
+        complete: rec.is_complete(),
         truncated_at_byte: rec.truncation().map(|t| t.offset),
         damaged_chunks: Vec::new(),
         command_line: rec.meta().command_line.clone(),
@@ -415,7 +415,7 @@ fn process_json(number: u32, rec: &Recording) -> ProcessJson {
         exit_code: end.exit_code,
         signal: end.signal,
         ended: how_it_ended(rec),
-        complete: rec.truncation().is_none() && rec.has_trailer(),
+        complete: rec.is_complete(),
     }
 }
 

@@ -945,6 +945,12 @@ impl Recording {
         self.truncation.as_ref()
     }
 
+    /// Whether the recording is whole: closed cleanly with a trailer, and read to its end
+    /// (no [`Self::truncation`]). What gates and exports require.
+    pub fn is_complete(&self) -> bool {
+        self.truncation.is_none() && self.has_trailer
+    }
+
     /// How the process ended, when the recording says.
     pub fn end(&self) -> Option<&ProcessEnd> {
         self.end.as_ref()
