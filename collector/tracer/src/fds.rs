@@ -1,7 +1,7 @@
 //! The tracer's own file descriptors: the pipe (or socket) its records go to, and the
 //! control socket on which the process's end is told.
 //!
-//! Layer: foundations; imports nothing of the tracer but [`crate::real`].
+//! Layer: foundations; imports nothing of the tracer.
 //!
 //! A program may close descriptors it did not open (`os.closerange(3, 4096)` before
 //! daemonizing, as python-daemon and service shims do). Closed, these numbers would go to
@@ -29,8 +29,10 @@ static PIPE_ID: [AtomicU64; 2] = [AtomicU64::new(0), AtomicU64::new(0)];
 /// Held by whoever uses or moves one of the numbers.
 static LOCK: AtomicBool = AtomicBool::new(false);
 
-/// Numbers are moved to this or above when a program `dup2`s onto them.
-const MOVED_MIN: i32 = 900;
+/// The tracer's descriptors are moved at least this high (a followed child's sockets at
+/// once, ours when a program `dup2`s onto them), out of the way of programs that expect the
+/// lowest free numbers to be theirs.
+pub const HIGH_FD: i32 = 900;
 
 fn slots() -> [&'static AtomicI32; 2] {
     [&PIPE, &CTRL]
@@ -69,11 +71,16 @@ pub fn adopt_pipe(fd: i32) -> i32 {
     PIPE.swap(fd, Ordering::AcqRel)
 }
 
+/// The close system call, past the hooks (`close_hook` is one of them).
+pub fn sys_close(fd: i32) -> i32 {
+    // SAFETY: the close system call with a plain integer argument.
+    unsafe { libc::syscall(libc::SYS_close, fd as libc::c_long) as i32 }
+}
+
 /// Closes one of the tracer's numbers (or any the tracer opened itself), past the hooks.
 pub fn close_own(fd: i32) {
     if fd >= 0 {
-        // SAFETY: the close system call on a number the caller owns.
-        unsafe { libc::syscall(libc::SYS_close, fd as libc::c_long) };
+        sys_close(fd);
     }
 }
 
@@ -89,7 +96,7 @@ pub fn make_room(newfd: i32) {
             continue;
         }
         // SAFETY: duplicating a number we own, close-on-exec like the original.
-        let moved = unsafe { libc::fcntl(newfd, libc::F_DUPFD_CLOEXEC, MOVED_MIN) };
+        let moved = unsafe { libc::fcntl(newfd, libc::F_DUPFD_CLOEXEC, HIGH_FD) };
         if moved < 0 {
             return;
         }

@@ -8,16 +8,14 @@
 //! which reads how it ended from /proc.
 //!
 //! Layer: beside the layers, called only from the library's constructor (lib.rs);
-//! imports nothing of the tracer.
+//! imports nothing of the tracer but the foundations' [`crate::fds::HIGH_FD`].
 
 use std::ffi::CStr;
 
 use libc::c_int;
 use memlens_wire::handshake::{CHILD_NOT_PYTHON, CHILD_PYTHON_WITHOUT_SITE, CHILD_UNTRACED};
 
-/// The descriptors are moved at least this high, out of the way of programs that expect
-/// the lowest free numbers to be theirs.
-const HIGH_FD: c_int = 900;
+use crate::fds::HIGH_FD;
 
 /// Connects this process to the recorder whose directory `MEMLENS_FOLLOW` names, if it is
 /// set, as a program that is not Python. Any failure leaves the process as it was.
@@ -155,7 +153,7 @@ fn decimal(mut n: u32, out: &mut [u8]) -> usize {
     len
 }
 
-/// A close-on-exec socket of `kind` connected to `dir/name`, moved to [`HIGH_FD`] or above.
+/// A close-on-exec socket of `kind` connected to `dir/name`, moved to [`crate::fds::HIGH_FD`] or above.
 fn connect(dir: &[u8], name: &[u8], kind: c_int) -> Option<c_int> {
     // SAFETY: sockaddr_un is plain data; zeroed is its empty value.
     let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };

@@ -281,8 +281,7 @@ pub unsafe extern "C" fn close_hook(fd: c_int) -> c_int {
     if fds::is_own(fd) {
         return 0;
     }
-    // SAFETY: the close system call with the caller's argument.
-    unsafe { libc::syscall(libc::SYS_close, fd as libc::c_long) as c_int }
+    fds::sys_close(fd)
 }
 
 /// The close_range system call.
