@@ -65,11 +65,8 @@ def alloc_offset(tp):
     return GC_HEAD
 
 
-# CPython's own C implementations of __sizeof__: besides the layout they count the storage
-# these objects allocate apart (a list's item array, a dict's table, a set's), in constant
-# time, and run no code of the program. Generators, coroutines, frames and code objects must
-# be among them: their types have an item size but no ob_size (3.11+), so the layout formula
-# reads a pointer as a count (a generator of "1017 TiB").
+# A generator, a coroutine and an async generator function, for their objects' types
+# (without importing `types`, which a plain start does not).
 def _generator():
     yield
 
@@ -83,16 +80,24 @@ async def _async_generator():
 
 
 _coro = _coroutine()
-_CPYTHON_SIZEOF_TYPES = (
-    object, list, dict, set, frozenset, bytearray, bytes, str, int, tuple, type,
-    _collections.deque, _collections.OrderedDict, type(_generator()), type(_coro),
-    type(_async_generator()), type(sys._getframe()), type(_generator.__code__),  # noqa: SLF001
-)
+# CPython's own C implementations of __sizeof__: besides the layout they count the storage
+# these objects allocate apart (a list's item array, a dict's table, a set's), in constant
+# time, and run no code of the program. Generators, coroutines, frames and code objects must
+# be among them: their types have an item size but no ob_size (3.11+), so the layout formula
+# reads a pointer as a count (a generator of "1017 TiB").
+_CPYTHON_SIZEOF = [
+    d
+    for d in (
+        _type_dict(t).get("__sizeof__")
+        for t in (object, list, dict, set, frozenset, bytearray, bytes, str, int, tuple, type,
+                  _collections.deque, _collections.OrderedDict, type(_generator()),
+                  type(_coro), type(_async_generator()), type(sys._getframe()),  # noqa: SLF001
+                  type(_generator.__code__))
+    )
+    if d is not None
+]
 _coro.close()
 del _coro
-_CPYTHON_SIZEOF = [
-    d for d in (_type_dict(t).get("__sizeof__") for t in _CPYTHON_SIZEOF_TYPES) if d is not None
-]
 # array.array's, added once the program has imported array (there is no array before).
 _array_sizeof = False
 _object_sizeof = object.__sizeof__
