@@ -106,16 +106,52 @@ pub fn memlens_run(
     name: &str,
     args: &[&str],
 ) -> std::process::Output {
-    memlens()
-        .envs(env.iter().copied())
-        .arg("run")
-        .arg("-o")
-        .arg(file)
-        .args(extra)
-        .arg(script(name))
-        .args(args)
-        .output()
-        .unwrap()
+    let mut cmd = memlens();
+    cmd.envs(env.iter().copied()).arg("run").arg("-o").arg(file).args(extra).arg(script(name));
+    output_within(cmd.args(args), RUN_LIMIT)
+}
+
+/// What a test's `memlens run` may take at most: minutes more than any takes, so that a
+/// hang fails its test (with what it printed so far) instead of holding the suite.
+pub const RUN_LIMIT: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// `cmd.output()`, or a panic once it has run `limit` (its process group killed first:
+/// memlens, the program and the program's children).
+pub fn output_within(cmd: &mut Command, limit: std::time::Duration) -> std::process::Output {
+    use std::io::Read;
+    use std::os::unix::process::CommandExt;
+    use std::process::Stdio;
+    let mut child = cmd
+        .process_group(0)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let read_all = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut v = Vec::new();
+            let _ = r.read_to_end(&mut v);
+            v
+        })
+    };
+    let stdout = read_all(Box::new(child.stdout.take().unwrap()));
+    let stderr = read_all(Box::new(child.stderr.take().unwrap()));
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if start.elapsed() > limit {
+            // SAFETY: signalling the process group the child leads.
+            unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
+            let _ = child.wait();
+            let stderr = String::from_utf8_lossy(&stderr.join().unwrap()).into_owned();
+            panic!("{cmd:?} still ran after {limit:?} (killed); its stderr:\n{stderr}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    std::process::Output { status, stdout: stdout.join().unwrap(), stderr: stderr.join().unwrap() }
 }
 
 /// The minor version of Python 3 in a recording's `python_version` ("3.12.1" -> 12).

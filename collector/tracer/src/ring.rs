@@ -263,6 +263,29 @@ impl Ring {
         self.state.store(CLOSED, Ordering::Release);
     }
 
+    /// In a forked child: only the forking thread, owner of `own` (if it has a ring), lives
+    /// on. Every other thread's ring is closed as at its owner's exit, and one whose owner
+    /// was in the middle of a record (it allocated without the GIL, as native code and a
+    /// thread's exit do) has its unpublished record dropped: the drain waits for `pending`
+    /// to clear, which no one would do in the child.
+    pub fn after_fork_in_child(own: Option<&Ring>) {
+        let mut cur = RINGS.load(Ordering::Acquire);
+        while !cur.is_null() {
+            // SAFETY: rings are never unmapped once linked.
+            let ring = unsafe { &*cur };
+            if !own.is_some_and(|o| ptr::eq(o, ring)) {
+                ring.abandon();
+            }
+            cur = ring.next.load(Ordering::Acquire);
+        }
+    }
+
+    /// The ring of a thread that is gone without exiting (see [`Self::after_fork_in_child`]).
+    fn abandon(&self) {
+        self.prod.pending.store(0, Ordering::Release);
+        let _ = self.state.compare_exchange(OWNED, CLOSED, Ordering::AcqRel, Ordering::Relaxed);
+    }
+
     /// Appends `len` bytes of records, written by `write`, to the thread's current
     /// stretch or a new one (see the module docs). Waits while the ring is full
     /// ([`Self::wait_for_space`]). `scratch` is the caller's reusable buffer, for records
@@ -656,6 +679,18 @@ mod tests {
             pos += used;
         }
         (pops, found.len())
+    }
+
+    #[test]
+    fn the_ring_of_a_thread_gone_in_the_middle_of_a_record_is_drained_and_closed() {
+        let ring = test_ring();
+        let (mut s, mut scratch) = (Stretch::new(3), Vec::new());
+        push_pops(ring, &mut s, &mut scratch, 0, 5);
+        // Its owner did not come along into a forked child while writing a record.
+        ring.prod.pending.store(1, Ordering::Relaxed);
+        ring.abandon();
+        assert_eq!(drain_below(ring, u64::MAX, 3), ((0..5).collect(), 1));
+        assert_eq!(ring.state.load(Ordering::Relaxed), CLOSED);
     }
 
     #[test]

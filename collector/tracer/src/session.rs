@@ -159,6 +159,7 @@ fn open_session(fd: i32, native: bool, api: Option<&PyApi>) -> Result<(), String
 /// parent's pipe, nor keep it open (the parent waits for EOF).
 extern "C" fn after_fork_in_child() {
     recording::cut_off();
+    crate::thread_state::after_fork_in_child();
     drain::after_fork_in_child();
     crate::reservations::after_fork_in_child();
     crate::sampled_set::after_fork_in_child();

@@ -198,6 +198,15 @@ unsafe extern "C" fn destroy(p: *mut c_void) {
     st.ring.close();
 }
 
+/// In a forked child: the rings of the threads that did not come along are closed (see
+/// [`Ring::after_fork_in_child`]); the forking thread keeps its own.
+pub fn after_fork_in_child() {
+    let p = tls().state.get().cast::<ThreadState>();
+    // SAFETY: a live state is this thread's own Box (see `create`); only its ring is read.
+    let own = (!p.is_null() && p != DEAD).then(|| unsafe { (*p).ring });
+    Ring::after_fork_in_child(own);
+}
+
 fn os_tid() -> u64 {
     // SAFETY: gettid has no preconditions.
     unsafe { libc::syscall(libc::SYS_gettid) as u64 }
