@@ -73,6 +73,11 @@ pub fn begin_session() -> bool {
     on
 }
 
+/// In a forked child: a thread that did not come along may have held the modules' lock.
+pub fn after_fork_in_child() {
+    modules::after_fork_in_child();
+}
+
 /// `dladdr1`'s flag asking for the symbol's table entry (glibc's `<dlfcn.h>`).
 const RTLD_DL_SYMENT: c_int = 1;
 
@@ -281,6 +286,11 @@ mod modules {
         let r = f(unsafe { &mut *std::ptr::addr_of_mut!(KNOWN) });
         LOCK.store(false, Ordering::Release);
         r
+    }
+
+    /// See [`super::after_fork_in_child`].
+    pub fn after_fork_in_child() {
+        LOCK.store(false, Ordering::Relaxed);
     }
 
     /// A new session: the recorder knows no module.

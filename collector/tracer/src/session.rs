@@ -156,11 +156,13 @@ fn open_session(fd: i32, native: bool, api: Option<&PyApi>) -> Result<(), String
 }
 
 /// A forked child (multiprocessing, subprocess before exec) must not write into the
-/// parent's pipe, nor keep it open (the parent waits for EOF).
+/// parent's pipe, nor keep it open (the parent waits for EOF); of the other threads, gone
+/// in the child, none holds a lock or a ring any more.
 extern "C" fn after_fork_in_child() {
     recording::cut_off();
     crate::thread_state::after_fork_in_child();
     drain::after_fork_in_child();
     crate::reservations::after_fork_in_child();
     crate::sampled_set::after_fork_in_child();
+    crate::native_stack::after_fork_in_child();
 }
