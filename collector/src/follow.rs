@@ -283,11 +283,9 @@ fn accept_loop(
             else {
                 continue;
             };
-            // The program itself, before it became Python (a wrapper such as pyenv's shim,
-            // a shell script, execs the interpreter): it has its own recording.
-            if pid != job.meta.pid {
-                follow(pid, records, ctrl, Vec::new(), job, streams, cut);
-            }
+            // (The program's own pid too: a program the program exec'd in its place, which
+            // reports the end on the program's control socket and has a stream of its own.)
+            follow(pid, records, ctrl, Vec::new(), job, streams, cut);
         }
         if Instant::now() >= next_look {
             next_look = Instant::now() + STRAY_LOOK;
@@ -367,6 +365,10 @@ fn read_child_line(records: &OwnedFd) -> Result<(String, String, u32)> {
     }
     anyhow::bail!("the child did not say which Python it runs")
 }
+
+/// How long a process whose records stopped while it goes on is looked at for an exec it
+/// announced (which comes on its other connection).
+const EXEC_SAID_WAIT: Duration = Duration::from_millis(50);
 
 /// Programs that are not Python and end sooner than this are not listed.
 const NATIVE_MIN_LIFE: Duration = Duration::from_millis(100);
@@ -460,22 +462,48 @@ impl Child {
             && !cut.load(Ordering::Acquire)
             && watch.as_ref().is_some_and(|w| w.ended().is_none())
             && crate::process_watch::running(self.pid);
+        // (The announcement comes before the exec, on the other connection: looked for a
+        // little while, should that one be read later.)
+        let execed = match &watch {
+            Some(w) if went_on => {
+                let deadline = Instant::now() + EXEC_SAID_WAIT;
+                loop {
+                    match w.exec() {
+                        None if Instant::now() < deadline => {
+                            std::thread::sleep(Duration::from_millis(2));
+                        }
+                        found => break found,
+                    }
+                }
+            }
+            _ => None,
+        };
+        // When the process exec'd another program, if it did.
+        let mut exec_at = None;
         if went_on {
-            // The records stopped without a goodbye and the process goes on. A Python closed
-            // the connection (every file descriptor, say); another program's closed at its
-            // exec (close-on-exec): it runs another program now, which has a stream of its
-            // own if it is followed. Said where it happened.
-            let at = recorder.rel(monotonic_ns());
-            let what = if native { EXECED_MARKER } else { UNTRACED_MARKER };
-            recorder.writer_mut().marker(at, ThreadId(0), what);
+            // The records stopped without a goodbye and the process goes on. It exec'd
+            // another program (which it announced, or a program that is not Python's
+            // connection closed at its exec: close-on-exec), which has a stream of its own if
+            // it is followed; or a Python closed the connection (every file descriptor, say).
+            // Said where it happened.
+            let (at, what) = match &execed {
+                Some((at, command)) => (*at, format!("{EXECED_MARKER}: {command}")),
+                None if native => (monotonic_ns(), EXECED_MARKER.to_owned()),
+                None => (monotonic_ns(), UNTRACED_MARKER.to_owned()),
+            };
+            exec_at = (native || execed.is_some()).then_some(at);
+            let rel = recorder.rel(at);
+            recorder.writer_mut().marker(rel, ThreadId(0), &what);
         }
-        // A program that exec'd another is done; any other waits for its end.
-        while !(ended() || native && went_on) {
+        // A program that exec'd another is done (its stream ends there, how is not its to
+        // say); any other waits for its end.
+        while !(ended() || exec_at.is_some()) {
             std::thread::sleep(Duration::from_millis(5));
         }
-        let (at_ns, ending) = match watch.as_ref().and_then(EndWatch::ended) {
-            Some(e) => (e.at_ns, e.ending),
-            None => {
+        let (at_ns, ending) = match (watch.as_ref().and_then(EndWatch::ended), exec_at) {
+            (Some(e), _) => (e.at_ns, e.ending),
+            (None, Some(at)) => (at, Ending::Unknown),
+            (None, None) => {
                 let now = monotonic_ns();
                 let at = recorder.rel(now);
                 recorder.writer_mut().marker(at, ThreadId(0), STILL_RUNNING_MARKER);

@@ -13,6 +13,11 @@
 //! closes (as the process's files are released, just before it can be reaped); a small
 //! process's parent can still be faster (a shell reaps at once), and the end is then
 //! [`Ending::Unknown`].
+//!
+//! A process that replaces itself (an exec) announces it with the new command line first
+//! ([`memlens_wire::encode_exec`]), and keeps the socket across the exec: the new program
+//! reports the end. The watch keeps the announcements ([`EndWatch::exec`]) and goes on
+//! watching.
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
@@ -21,7 +26,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use memlens_wire::{EndReport, END_REPORT_LEN};
+use memlens_wire::{decode_exec, EndReport, END_REPORT_LEN, EXEC_REPORT_MAX};
 
 use crate::host::monotonic_ns;
 
@@ -60,8 +65,13 @@ pub struct Ended {
 /// Watches one process's end from a thread of its own (see the module doc).
 pub struct EndWatch {
     ended: Arc<(Mutex<Option<Ended>>, Condvar)>,
+    execs: Execs,
     thread: Option<JoinHandle<OwnedFd>>,
 }
+
+/// The execs announced and not said to have failed: when (CLOCK_MONOTONIC ns) and the new
+/// command line, the first first.
+type Execs = Arc<Mutex<Vec<(u64, String)>>>;
 
 /// How often the watch looks at /proc meanwhile (and, without a pidfd, whether the
 /// process is gone).
@@ -114,16 +124,33 @@ impl EndWatch {
         let stat = File::open(format!("/proc/{pid}/stat"))?;
         let pidfd = pidfd(pid);
         let ended = Arc::new((Mutex::new(None), Condvar::new()));
+        let execs = Execs::default();
         let thread = {
-            let ended = ended.clone();
+            let (ended, execs) = (ended.clone(), execs.clone());
             std::thread::Builder::new().name("memlens-end-watch".into()).spawn(move || {
-                let found = watch(&ctrl, stat, pidfd);
+                let found = watch(&ctrl, stat, pidfd, &execs);
                 *ended.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(found);
                 ended.1.notify_all();
                 ctrl
             })?
         };
-        Ok(EndWatch { ended, thread: Some(thread) })
+        Ok(EndWatch { ended, execs, thread: Some(thread) })
+    }
+
+    /// The first exec the process announced (and did not say failed), if any: when, and the
+    /// new command line. Once its records stop, the process runs that program.
+    pub fn exec(&self) -> Option<(u64, String)> {
+        self.execs.lock().unwrap_or_else(|e| e.into_inner()).first().cloned()
+    }
+
+    /// As [`EndWatch::wait_ended`], for at most `timeout`.
+    pub fn wait_ended_for(&self, timeout: Duration) -> Option<Ended> {
+        let (lock, cond) = &*self.ended;
+        let ended = lock.lock().unwrap_or_else(|e| e.into_inner());
+        let (ended, _) = cond
+            .wait_timeout_while(ended, timeout, |e| e.is_none())
+            .unwrap_or_else(|e| e.into_inner());
+        *ended
     }
 
     /// How the process ended, once known.
@@ -161,7 +188,12 @@ impl EndWatch {
 }
 
 /// Waits for the report, the socket's end or the process's; see the module doc.
-fn watch(ctrl: &OwnedFd, mut stat: File, pidfd: Option<OwnedFd>) -> Ended {
+fn watch(
+    ctrl: &OwnedFd,
+    mut stat: File,
+    pidfd: Option<OwnedFd>,
+    execs: &Mutex<Vec<(u64, String)>>,
+) -> Ended {
     let mut ctrl_open = true;
     let ended = |ending, aborted| Ended { at_ns: monotonic_ns(), ending, aborted };
     loop {
@@ -198,16 +230,22 @@ fn watch(ctrl: &OwnedFd, mut stat: File, pidfd: Option<OwnedFd>) -> Ended {
             continue;
         }
         if ctrl_open && fds[0].revents != 0 {
-            let mut buf = [0u8; 16];
+            let mut buf = [0u8; EXEC_REPORT_MAX];
             // SAFETY: receiving into a stack buffer from our socket.
             let got = unsafe {
                 libc::recv(ctrl.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT)
             };
-            if got == END_REPORT_LEN as isize {
+            let execs = || execs.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(command) = usize::try_from(got).ok().and_then(|n| decode_exec(&buf[..n])) {
+                execs().push((monotonic_ns(), command));
+            } else if got == END_REPORT_LEN as isize {
                 match EndReport::decode(&buf[..END_REPORT_LEN]) {
                     Some(EndReport::Exited(c)) => return ended(Ending::Exited(c), false),
                     Some(EndReport::Signaled(s)) => return ended(Ending::Signaled(s), false),
                     Some(EndReport::Aborted) => return ended(Ending::Unknown, true),
+                    Some(EndReport::ExecFailed) => {
+                        execs().pop();
+                    }
                     None => {}
                 }
             } else if got <= 0 && !(got < 0 && would_block()) {

@@ -18,8 +18,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use memlens_analysis::format_bytes;
-use memlens_format::{Meta, RecordingWriter, WriterOptions};
+use memlens_analysis::{format_bytes, EXECED_MARKER};
+use memlens_format::{Meta, RecordingWriter, ThreadId, WriterOptions};
 
 use crate::child_memory::TreeMemory;
 use crate::follow::{ChildJob, FollowDir, Followers};
@@ -120,7 +120,7 @@ fn record(job: RecorderJob) -> Result<()> {
         Some(f) => f.carry(r.writer_mut()),
         None => Ok(()),
     };
-    let (mut recorder, feed_error) = record_loop(
+    let (mut recorder, mut feed_error) = record_loop(
         recorder,
         pipe,
         || memory.sample(),
@@ -129,9 +129,28 @@ fn record(job: RecorderJob) -> Result<()> {
         carry,
     )
     .map_err(|e| write_failed(&output, e))?;
-    // The pipe can close before the end (a program that closes file descriptors it did not
-    // open): the end is still to come.
-    let ended = watch.wait_ended();
+    // The pipe can close before the end: the program ran another in its place (an exec,
+    // which it announced: said where it happened; the new program, if it is followed, has a
+    // stream of its own and reports the end), or closed file descriptors it did not open.
+    // The end is still to come; the followed processes' streams are carried meanwhile.
+    let mut execed = false;
+    let ended = loop {
+        let ended = watch.wait_ended_for(Duration::from_millis(100));
+        if let (false, Some((at, command))) = (execed, watch.exec()) {
+            let at = recorder.rel(at);
+            let label = format!("{EXECED_MARKER}: {command}");
+            recorder.writer_mut().marker(at, ThreadId(0), &label);
+            execed = true;
+        }
+        if let Some(ended) = ended {
+            break ended;
+        }
+        if feed_error.is_none() {
+            if let Err(e) = carry(&mut recorder).and_then(|()| recorder.flush()) {
+                feed_error = Some(e);
+            }
+        }
+    };
     if ended.aborted {
         // `memlens run` could not start the program and said so itself.
         let _ = std::fs::remove_file(&output);
@@ -170,7 +189,7 @@ fn record(job: RecorderJob) -> Result<()> {
             err,
             "memlens: warning: the program ended before tracing started; the recording is empty"
         );
-    } else if !stopped && matches!(ending, Ending::Exited(_)) {
+    } else if !stopped && !execed && matches!(ending, Ending::Exited(_)) {
         let _ = writeln!(
             err,
             "memlens: warning: the tracer did not say goodbye; the last few ms may be missing"

@@ -5,8 +5,8 @@ mod common;
 
 use common::*;
 use memlens_analysis::{
-    descendants, how_it_ended, outlived_the_program, python_without_site, stack_totals,
-    started_without_memlens, stopped_early, EventFilter, Process, Snapshot,
+    descendants, how_it_ended, outlived_the_program, python_without_site, ran_another_program,
+    stack_totals, started_without_memlens, stopped_early, EventFilter, Process, Snapshot,
 };
 use memlens_format::{Recording, StackId};
 use std::process::Output;
@@ -368,4 +368,114 @@ fn summary_lists_the_call_sites_of_the_peak_of_all_processes() {
     let sum: u64 =
         all["top_at_peak"].as_array().unwrap().iter().map(|s| s["bytes"].as_u64().unwrap()).sum();
     assert!(sum <= all["peak_heap_bytes"].as_u64().unwrap(), "{all:#}");
+}
+
+/// `memlens run` of `name`, which exits with `code`; the recording read right after `memlens
+/// run` returned (as a CI step's next command would).
+fn run_exiting(name: &str, code: i32) -> (Output, Recording, TempDir) {
+    let dir = TempDir::new(name);
+    let file = dir.0.join("out.memlens");
+    let out = memlens_run(&file, &[], &[], name, &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(code), "{stderr}");
+    assert!(!stderr.contains("did not say goodbye"), "{stderr}");
+    let rec = Recording::from_vec(std::fs::read(&file).unwrap()).unwrap();
+    assert!(rec.is_complete(), "{stderr}");
+    (out, rec, dir)
+}
+
+/// The command line `rec` says its process exec'd, if it says it did.
+fn exec_said(rec: &Recording) -> Option<String> {
+    rec.markers().iter().find(|m| ran_another_program(&m.label)).map(|m| m.label.clone())
+}
+
+/// A program that replaces itself (`os.execv`, as re-launchers do) with another Python script:
+/// what ran before the exec and the new program are both recorded, at their lines, the
+/// first as the program, the second as a process of the recording with the same pid; the
+/// exit status of the last is the one returned and recorded.
+#[test]
+fn a_program_that_execs_another_python_is_traced_on() {
+    let (out, rec, dir) = run_exiting("exec_self.py", 7);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("before exec") && stdout.contains("ex2 ['arg1'] 10000"), "{stdout}");
+    let version = rec.meta().python_version.clone();
+    let before = line_of("exec_self.py", "EXEC_BEFORE_LINE");
+    let held =
+        bytes_at(&rec, Snapshot::TotalAllocated, &listcomp_function(&version, "<module>"), before);
+    assert!(held >= 5_000_000, "{held} bytes at line {before}");
+    assert_eq!(rec.end().unwrap().exit_code, Some(7));
+    let said = exec_said(&rec).expect("the exec said");
+    assert!(said.contains("exec_self_next.py arg1"), "{said}");
+    let family = descendants(&rec);
+    assert_eq!(family.len(), 1, "{:?}", family.iter().map(command).collect::<Vec<_>>());
+    let next = &family[0];
+    assert_eq!(next.rec.meta().pid, rec.meta().pid);
+    assert!(command(next).contains("exec_self_next.py arg1"), "{}", command(next));
+    let after = line_of("exec_self_next.py", "EXEC_AFTER_LINE");
+    let built =
+        bytes_at(&next.rec, Snapshot::TotalAllocated, &listcomp_function(&version, "build"), after);
+    assert!(built >= 20_000_000, "{built} bytes at line {after}");
+    assert!(next.rec.is_complete() && !stopped_early(&next.rec));
+    assert_eq!(next.end().unwrap().exit_code, Some(7));
+    assert_eq!(how_it_ended(&rec), "exited with code 7");
+    // The program's heap is gone at the exec: the peak of both is the new program's.
+    let file = dir.0.join("out.memlens");
+    let json = memlens().arg("summary").arg("--json").arg(&file).output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let all = v["all_processes"]["peak_heap_bytes"].as_u64().unwrap();
+    assert!(all < next.rec.summary().peak_heap + 2 * MIB, "{all}");
+}
+
+/// A program that replaces itself with one that is not Python (a shell): `memlens run`
+/// returns once the recording is complete, with the shell's exit status, which is recorded.
+#[test]
+fn a_program_that_execs_a_shell_ends_with_a_complete_recording() {
+    let start = std::time::Instant::now();
+    let (_, rec, _dir) = run_exiting("exec_shell.py", 4);
+    // The shell's `sleep 0.3` is waited for.
+    assert!(start.elapsed() >= std::time::Duration::from_millis(300));
+    let line = line_of("exec_shell.py", "EXEC_SHELL_LINE");
+    assert!(bytes_at(&rec, Snapshot::TotalAllocated, "<module>", line) >= 10_000_000);
+    let end = rec.end().unwrap();
+    assert_eq!((end.exit_code, end.signal), (Some(4), None));
+    let said = exec_said(&rec).expect("the exec said");
+    assert!(said.ends_with(": sh -c sleep 0.3; exit 4"), "{said}");
+}
+
+/// Execs that fail (no such program, a file that is no program, a PATH lookup that finds
+/// nothing) leave the program traced as it was: nothing lost, no exec said.
+#[test]
+fn an_exec_that_fails_leaves_the_program_traced() {
+    let (out, rec, _dir) = run_exiting("exec_fails.py", 0);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("exec of a non-program failed: 8"), "{stdout}");
+    assert!(stdout.contains("done 8388608"), "{stdout}");
+    let before = line_of("exec_fails.py", "EXEC_FAILS_BEFORE_LINE");
+    let after = line_of("exec_fails.py", "EXEC_FAILS_AFTER_LINE");
+    assert!(bytes_at(&rec, Snapshot::AtEnd, "<module>", before) >= 3 * MIB);
+    assert!(bytes_at(&rec, Snapshot::AtEnd, "<module>", after) >= 5 * MIB);
+    assert_eq!(exec_said(&rec), None);
+    assert!(descendants(&rec).is_empty());
+    assert_eq!(rec.end().unwrap().exit_code, Some(0));
+}
+
+/// A forked child that execs another Python: its recording says it ran that program (not that
+/// it stopped being traced), and the program it ran is traced as a process of its own.
+#[test]
+fn a_forked_child_that_execs_says_so() {
+    let (_, rec, _dir) = run_exiting("exec_in_child.py", 0);
+    let family = descendants(&rec);
+    let forked = family.iter().find(|p| exec_said(&p.rec).is_some()).expect("the forked child");
+    assert_eq!(forked.ppid(), Some(rec.meta().pid));
+    assert!(!stopped_early(&forked.rec));
+    assert_eq!(how_it_ended(&forked.rec), "ran another program (exec)");
+    let line = line_of("exec_in_child.py", "EXEC_CHILD_LINE");
+    assert!(bytes_at(&forked.rec, Snapshot::TotalAllocated, "child", line) >= 2 * MIB);
+    let ran = family
+        .iter()
+        .find(|p| p.rec.meta().pid == forked.rec.meta().pid && p.number != forked.number)
+        .expect("the program it ran");
+    assert!(command(ran).contains("4 * 1024 * 1024"), "{}", command(ran));
+    assert!(bytes_at(&ran.rec, Snapshot::AtEnd, "<module>", 1) >= 4 * MIB);
+    assert_eq!(ran.end().unwrap().exit_code, Some(5));
 }

@@ -287,6 +287,26 @@ pub fn stop() {
     }
 }
 
+/// Sends everything recorded before the call down the pipe, recording on: what the drain
+/// thread would send within a period, now (before an exec, which ends this program's
+/// part of the recording without an exit; see [`crate::process_end::before_exec`]). Records
+/// other threads make meanwhile may be left in the rings. Takes about [`MARGIN`].
+pub fn flush() {
+    if !active() {
+        return;
+    }
+    let _g = guard::Guard::enter(guard::Ctx::Tracer);
+    // A mark now; once it is MARGIN old, the cut at it takes every stretch opened before.
+    DrainGuard::lock().drainer().next_cut();
+    std::thread::sleep(MARGIN);
+    let mut g = DrainGuard::lock();
+    let d = g.drainer();
+    if active() {
+        let cut = d.next_cut();
+        d.drain(cut);
+    }
+}
+
 /// In a forked child (a multiprocessing worker, a subprocess before exec): no drain thread
 /// (only the forking thread lives on, so no lock holder either), and the parent's pipe
 /// closed (the parent waits for EOF).

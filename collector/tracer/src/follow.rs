@@ -5,7 +5,8 @@
 //! recorder's sockets from its constructor and says what it is, so the recorder samples its
 //! memory (RSS) as a process of the recording and says why it is not traced. The sockets stay
 //! open until the process exits or execs (close-on-exec): their closing tells the recorder,
-//! which reads how it ended from /proc.
+//! which reads how it ended from /proc (or hears it, from a program an exec ran in a traced
+//! process, which reports on this connection too: see crate::process_end).
 //!
 //! Layer: beside the layers, called only from the library's constructor (lib.rs);
 //! imports nothing of the tracer but the foundations' [`crate::fds::HIGH_FD`].
@@ -18,48 +19,50 @@ use memlens_wire::handshake::{CHILD_NOT_PYTHON, CHILD_PYTHON_WITHOUT_SITE, CHILD
 use crate::fds::HIGH_FD;
 
 /// Connects this process to the recorder whose directory `MEMLENS_FOLLOW` names, if it is
-/// set, as a program that is not Python. Any failure leaves the process as it was.
+/// set, as a program that is not Python; returns its control connection. Any failure leaves
+/// the process as it was.
 ///
 /// # Safety
 /// Called from the library's constructor, before `main`, on one thread.
-pub unsafe fn announce_native_child() {
+pub unsafe fn announce_native_child() -> Option<c_int> {
     // SAFETY: per the function contract.
     unsafe { announce(CHILD_NOT_PYTHON) }
 }
 
 /// As [`announce_native_child`], for a Python whose command line makes it skip `site` (and
-/// so memlens's start-up); returns whether it did. Any other Python is left alone.
+/// so memlens's start-up); returns whether it did (and its control connection, if it could
+/// connect). Any other Python is left alone.
 ///
 /// # Safety
 /// As [`announce_native_child`].
-pub unsafe fn announce_python_without_site() -> bool {
+pub unsafe fn announce_python_without_site() -> Option<Option<c_int>> {
     // SAFETY: per the function contract.
     let following = unsafe { !libc::getenv(c"MEMLENS_FOLLOW".as_ptr()).is_null() };
     if !following || !skips_site(own_command_line(&mut [0; 4096])) {
-        return false;
+        return None;
     }
     // SAFETY: per the function contract.
-    unsafe { announce(CHILD_PYTHON_WITHOUT_SITE) };
-    true
+    Some(unsafe { announce(CHILD_PYTHON_WITHOUT_SITE) })
 }
 
-/// Sends the child line `child - IMPLEMENTATION PPID` ([`CHILD_UNTRACED`]).
+/// Sends the child line `child - IMPLEMENTATION PPID` ([`CHILD_UNTRACED`]); returns the
+/// control connection (close-on-exec, as the other, which stays open unnamed).
 ///
 /// # Safety
 /// As [`announce_native_child`].
-unsafe fn announce(implementation: &str) {
+unsafe fn announce(implementation: &str) -> Option<c_int> {
     // SAFETY: per the function contract, nothing changes the environment meanwhile.
     let dir = unsafe { libc::getenv(c"MEMLENS_FOLLOW".as_ptr()) };
     if dir.is_null() {
-        return;
+        return None;
     }
     // SAFETY: getenv returned a NUL-terminated string.
     let dir = unsafe { CStr::from_ptr(dir) }.to_bytes();
-    let Some(ctrl) = connect(dir, b"ctrl", libc::SOCK_SEQPACKET) else { return };
+    let ctrl = connect(dir, b"ctrl", libc::SOCK_SEQPACKET)?;
     let Some(records) = connect(dir, b"records", libc::SOCK_STREAM) else {
         // SAFETY: closing the descriptor we opened.
         unsafe { libc::close(ctrl) };
-        return;
+        return None;
     };
     // (No formatting machinery: this runs in a library constructor, before `main`.)
     let mut line = [0u8; 64];
@@ -80,7 +83,9 @@ unsafe fn announce(implementation: &str) {
             libc::close(ctrl);
             libc::close(records);
         }
+        return None;
     }
+    Some(ctrl)
 }
 
 /// This process's command line as /proc gives it (arguments ended by NULs), in `buf`;

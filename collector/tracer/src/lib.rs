@@ -40,7 +40,7 @@
 // module, and `census`, the census's per-object work):
 // - the session layer: `session` (start, hooks installed, the fork handler);
 // - the hooks: `got` (installs `native_hooks` by patching), `native_hooks`, `pymem_hooks`,
-//   `ref_tracer`, `profiler` (the stack-keeping hooks), `process_end`;
+//   `ref_tracer`, `profiler` (the stack-keeping hooks), `process_end`, `exec_hooks`;
 // - the emit layer: `emit` (the records hooks write), `stacks` (code ids, seeding and
 //   walking), `thread_state` (per-thread state and ring), `drain` (the pipe, the drain
 //   thread and `stop`), `reservations`, `recording` (the switches the hooks read);
@@ -52,6 +52,7 @@ mod census;
 mod clock;
 mod drain;
 mod emit;
+mod exec_hooks;
 mod fds;
 mod follow;
 mod got;
@@ -206,6 +207,7 @@ pub extern "C" fn memlens_last_error() -> *const c_char {
 static START_AT_LOAD: extern "C" fn() = start_at_load;
 
 extern "C" fn start_at_load() {
+    exec_hooks::init();
     // SAFETY: constructors run before `main`, on one thread: nothing else reads or
     // changes the environment meanwhile (take_fd_var's contract).
     let (fd, ctrl) = unsafe {
@@ -213,13 +215,22 @@ extern "C" fn start_at_load() {
         if !libc::getenv(c"MEMLENS_FD".as_ptr()).is_null() {
             return;
         }
+        // The program a traced process exec'd in its place: it reports the process's end.
+        let execed = process_end::adopt_from_exec();
+        // Its own connection, when it is announced below, is told too.
+        let also = |ctrl: Option<c_int>| {
+            if let Some(ctrl) = ctrl.filter(|_| execed) {
+                let _ = process_end::install(ctrl, false);
+            }
+        };
         if libc::dlsym(libc::RTLD_DEFAULT, c"Py_GetVersion".as_ptr()).is_null() {
             // Not Python: a program a followed tree runs gets its memory sampled.
-            follow::announce_native_child();
+            also(follow::announce_native_child());
             return;
         }
         // A Python of a followed tree that will not run memlens's start-up: the same.
-        if follow::announce_python_without_site() {
+        if let Some(ctrl) = follow::announce_python_without_site() {
+            also(ctrl);
             return;
         }
         (take_fd_var(c"MEMLENS_NATIVE_FD"), take_fd_var(c"MEMLENS_CTRL_FD"))

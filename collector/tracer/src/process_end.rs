@@ -29,19 +29,42 @@
 //! its end of the socket, which it does once the recording is complete on disk, so
 //! whoever waited for the program (a shell, `timeout`, a CI step) finds a finished file.
 //!
-//! What a signal handler reaches here is async-signal-safe: atomics, `getpid`, `send`,
-//! `poll`, `sigaction`, `raise`.
+//! A process that replaces itself (`execve` and friends, [`crate::exec_hooks`]) is not
+//! ending: [`before_exec`] sends everything recorded so far down the pipe, announces the
+//! exec with the new command line, and leaves the control socket open across it, its number
+//! in [`ENV_EXEC_CTRL`]. The new program's tracer takes it from its constructor
+//! ([`adopt_from_exec`]) and reports the process's end on it, as this one would have, so that
+//! the recorder learns the final exit status and whoever waits for the process still finds
+//! a finished file. A Python that is followed connects to the recorder too (as a process of
+//! the recording of its own, collector/python/memlens/_follow.py): [`install`] then keeps
+//! that connection as a second one to tell ([`ALSO_FD`]). If the exec fails, [`exec_failed`]
+//! says so and everything goes on as before.
+//!
+//! What a signal handler or a forked child's exec reaches here is async-signal-safe:
+//! atomics, `getpid`, `send`, `poll`, `fcntl`, `sigaction`, `raise` (and [`before_exec`]'s
+//! flush only in the traced process itself, never in a forked child).
 
 use std::ffi::{c_int, c_void};
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
-use memlens_wire::EndReport;
+use memlens_wire::handshake::ENV_EXEC_CTRL;
+use memlens_wire::{encode_exec, EndReport, EXEC_REPORT_MAX};
 
-use crate::fds::{self, CTRL as CTRL_FD};
+use crate::fds::{self, CTRL as CTRL_FD, HIGH_FD};
 
 /// The traced process: forked children inherit the handlers and must not report.
 static PID: AtomicI32 = AtomicI32::new(0);
 static REPORTED: AtomicBool = AtomicBool::new(false);
+/// A second connection told of the end, without its own handlers: a program run by an exec
+/// in a traced process has the control socket it inherited ([`CTRL_FD`]) and, when it is a
+/// followed Python or a program that is not Python, its own connection to the recorder,
+/// whose process stream ends on it. -1: none.
+static ALSO_FD: AtomicI32 = AtomicI32::new(-1);
+/// [`CTRL_FD`] came across an exec ([`adopt_from_exec`]): the next [`install`] is the new
+/// program's own connection, kept as [`ALSO_FD`].
+static ADOPTED: AtomicBool = AtomicBool::new(false);
+/// The fatal signals' handlers are installed.
+static SIGNALS: AtomicBool = AtomicBool::new(false);
 
 /// How long a process that reported its end waits for the recorder to finish the file.
 /// The recorder only has to write what it already received, the trailer, and fsync.
@@ -88,6 +111,14 @@ pub fn install(fd: c_int, signals: bool) -> Result<(), String> {
         return Err("no control socket".into());
     }
     if CTRL_FD.load(Ordering::Acquire) >= 0 {
+        // The program an exec ran, which took the control socket at load: this is its own
+        // connection to the recorder (a followed Python's).
+        if ADOPTED.load(Ordering::Acquire) && fd != CTRL_FD.load(Ordering::Acquire) {
+            // SAFETY: fcntl on a descriptor number.
+            unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+            ALSO_FD.store(fd, Ordering::Release);
+            install_signals(signals);
+        }
         return Ok(());
     }
     // SAFETY: plain libc calls; `on_exit` gets a function with the signature it calls.
@@ -101,7 +132,17 @@ pub fn install(fd: c_int, signals: bool) -> Result<(), String> {
         }
         libc::pthread_atfork(None, None, Some(after_fork_in_child));
     }
-    for sig in FATAL.into_iter().filter(|_| signals) {
+    install_signals(signals);
+    Ok(())
+}
+
+/// The handlers of the fatal signals still at their default action (see the module doc),
+/// once, if `signals`.
+fn install_signals(signals: bool) {
+    if !signals || SIGNALS.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    for sig in FATAL {
         if action_is_default(sig) {
             // SAFETY: a zeroed sigaction is valid; the handler has the signature a
             // handler without SA_SIGINFO is called with.
@@ -114,7 +155,125 @@ pub fn install(fd: c_int, signals: bool) -> Result<(), String> {
             }
         }
     }
-    Ok(())
+}
+
+/// From the tracer's constructor, in the program an exec ran in a traced process: takes the
+/// control socket the process left open for it ([`ENV_EXEC_CTRL`], which is removed, so
+/// that the programs this one starts do not see it), if it is this process's, and reports
+/// the process's end on it from here on (exits only: this runs before an interpreter sets up
+/// its signals; a followed Python's [`install`] adds the signals). Returns whether it did.
+///
+/// # Safety
+/// Called from the library's constructor, before `main`, on one thread.
+pub unsafe fn adopt_from_exec() -> bool {
+    let mut name = [0u8; 32];
+    name[..ENV_EXEC_CTRL.len()].copy_from_slice(ENV_EXEC_CTRL.as_bytes());
+    // SAFETY: a NUL-terminated name; per the function contract nothing else uses the
+    // environment meanwhile.
+    let value = unsafe { libc::getenv(name.as_ptr().cast()) };
+    if value.is_null() {
+        return false;
+    }
+    // SAFETY: getenv returned a NUL-terminated string, read before it is removed.
+    let parsed = parse_exec_ctrl(unsafe { std::ffi::CStr::from_ptr(value) }.to_bytes());
+    // SAFETY: as above.
+    unsafe { libc::unsetenv(name.as_ptr().cast()) };
+    // SAFETY: getpid has no preconditions.
+    let Some((fd, _)) = parsed.filter(|&(_, pid)| pid == unsafe { libc::getpid() }) else {
+        return false;
+    };
+    if !is_packet_socket(fd) {
+        return false;
+    }
+    // Out of the way of the program's own descriptors, and ours alone again.
+    // SAFETY: fcntl and close on the descriptor the exec left us.
+    let fd = unsafe {
+        let high = libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, HIGH_FD);
+        if high >= 0 {
+            libc::close(fd);
+            high
+        } else {
+            libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+            fd
+        }
+    };
+    if install(fd, false).is_err() {
+        return false;
+    }
+    ADOPTED.store(true, Ordering::Release);
+    true
+}
+
+/// `FD:PID` of [`ENV_EXEC_CTRL`].
+fn parse_exec_ctrl(value: &[u8]) -> Option<(c_int, libc::pid_t)> {
+    let colon = value.iter().position(|&b| b == b':')?;
+    let number = |digits: &[u8]| -> Option<i32> {
+        if digits.is_empty() || digits.len() > 9 || !digits.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        Some(digits.iter().fold(0, |n, d| n * 10 + i32::from(d - b'0')))
+    };
+    Some((number(&value[..colon])?, number(&value[colon + 1..])?))
+}
+
+/// Whether `fd` is an open packet socket (a control socket, not a number the program reused).
+fn is_packet_socket(fd: c_int) -> bool {
+    let mut kind: c_int = 0;
+    let mut len = std::mem::size_of::<c_int>() as libc::socklen_t;
+    // SAFETY: getsockopt into a c_int of the given length.
+    let rc = unsafe {
+        libc::getsockopt(fd, libc::SOL_SOCKET, libc::SO_TYPE, (&raw mut kind).cast(), &mut len)
+    };
+    rc == 0 && kind == libc::SOCK_SEQPACKET
+}
+
+/// The control socket, if this is the process that reports on it (not a forked child, nor
+/// a `vfork`ed one, which shares our memory but has a pid of its own) and it has not
+/// reported its end yet. Async-signal-safe.
+fn own_ctrl() -> Option<c_int> {
+    let fd = CTRL_FD.load(Ordering::Acquire);
+    // SAFETY: getpid has no preconditions (glibc does not cache it: right in a vfork child).
+    let ours = fd >= 0 && unsafe { libc::getpid() } == PID.load(Ordering::Relaxed);
+    (ours && !REPORTED.load(Ordering::Acquire)).then_some(fd)
+}
+
+/// Sends `msg` on the second connection, if any, then on the control socket.
+fn tell(ctrl: c_int, msg: &[u8]) -> bool {
+    let also = ALSO_FD.load(Ordering::Acquire);
+    // SAFETY: sending a buffer on our sockets (MSG_NOSIGNAL: a recorder that is gone gives
+    // EPIPE, not SIGPIPE).
+    unsafe {
+        if also >= 0 {
+            libc::send(also, msg.as_ptr().cast(), msg.len(), libc::MSG_NOSIGNAL);
+        }
+        libc::send(ctrl, msg.as_ptr().cast(), msg.len(), libc::MSG_NOSIGNAL) >= 0
+    }
+}
+
+/// Before an exec of `args` in this process: if it is traced (see the module doc), sends what
+/// was recorded so far, announces the exec and lets the control socket through it; returns
+/// the socket's number, for [`ENV_EXEC_CTRL`] and [`exec_failed`]. Nothing (and no lock, no
+/// allocation) in any other process, such as a forked child about to exec.
+///
+/// # Safety
+/// `args` yields valid argument strings.
+pub unsafe fn before_exec<'a>(args: impl Iterator<Item = &'a [u8]>) -> Option<c_int> {
+    let fd = own_ctrl()?;
+    crate::drain::flush();
+    let mut msg = [0u8; EXEC_REPORT_MAX];
+    let len = encode_exec(args, &mut msg);
+    tell(fd, &msg[..len]);
+    // SAFETY: fcntl on our descriptor.
+    unsafe { libc::fcntl(fd, libc::F_SETFD, 0) };
+    Some(fd)
+}
+
+/// The exec announced by [`before_exec`] on `fd` returned: the process goes on, traced as
+/// it was.
+pub fn exec_failed(fd: c_int) {
+    // SAFETY: fcntl on our descriptor.
+    unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    tell(fd, &EndReport::ExecFailed.encode());
 }
 
 /// True when `sig`'s action is the default one.
@@ -129,27 +288,32 @@ fn action_is_default(sig: c_int) -> bool {
 /// Sends `end` once (from the traced process only), then waits until the recorder closed
 /// its end of the socket. Async-signal-safe.
 fn report(end: EndReport) {
-    let fd = CTRL_FD.load(Ordering::Acquire);
-    // SAFETY: getpid has no preconditions.
-    if fd < 0 || unsafe { libc::getpid() } != PID.load(Ordering::Relaxed) {
-        return;
-    }
+    let Some(fd) = own_ctrl() else { return };
     if REPORTED.swap(true, Ordering::AcqRel) {
         return;
     }
-    let msg = end.encode();
-    // SAFETY: sending a stack buffer on our socket (MSG_NOSIGNAL: a recorder that is gone
-    // gives EPIPE, not SIGPIPE), then polling it.
-    unsafe {
-        if libc::send(fd, msg.as_ptr().cast(), msg.len(), libc::MSG_NOSIGNAL) < 0 {
+    if !tell(fd, &end.encode()) {
+        return;
+    }
+    // The recorder never writes back: it closes its end when the file is complete (and a
+    // process stream's, when that stream is), which wakes the poll with POLLHUP.
+    let also = ALSO_FD.load(Ordering::Acquire);
+    let mut p = [
+        libc::pollfd { fd, events: libc::POLLIN, revents: 0 },
+        libc::pollfd { fd: also, events: libc::POLLIN, revents: 0 },
+    ];
+    while p.iter().any(|p| p.fd >= 0) {
+        // SAFETY: polling pollfds on the stack (negative ones are ignored).
+        let n = unsafe { libc::poll(p.as_mut_ptr(), 2, ACK_WAIT_MS) };
+        if n < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+            continue;
+        }
+        if n <= 0 {
             return;
         }
-        // The recorder never writes back: it closes its end when the file is complete,
-        // which wakes the poll with POLLHUP.
-        let mut p = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
-        while libc::poll(&mut p, 1, ACK_WAIT_MS) < 0
-            && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR)
-        {}
+        for p in p.iter_mut().filter(|p| p.revents != 0) {
+            p.fd = -1;
+        }
     }
 }
 
@@ -200,4 +364,6 @@ pub unsafe extern "C" fn kill(pid: libc::pid_t, sig: c_int) -> c_int {
 /// process is gone when the last copy closes.
 extern "C" fn after_fork_in_child() {
     fds::close_own(CTRL_FD.swap(-1, Ordering::Relaxed));
+    fds::close_own(ALSO_FD.swap(-1, Ordering::Relaxed));
+    ADOPTED.store(false, Ordering::Relaxed);
 }

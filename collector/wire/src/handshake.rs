@@ -43,9 +43,14 @@ pub const ENV_FOLLOW_PENDING: &str = "MEMLENS_FOLLOW_PENDING";
 /// What a followed descendant traces: `native=1;census=1;census_interval=S;
 /// census_max_objects=N;sample_bytes=N;native_stacks=1` (absent keys: the defaults).
 pub const ENV_FOLLOW_OPTIONS: &str = "MEMLENS_FOLLOW_OPTIONS";
+/// Set by the tracer in the environment of a program a traced process execs in its place:
+/// `FD:PID`, the control socket it leaves open across the exec and the process's pid (the
+/// program's own, which its children do not have). The new program's tracer reports the
+/// process's end on it (collector/tracer/src/process_end.rs).
+pub const ENV_EXEC_CTRL: &str = "MEMLENS_EXEC_CTRL";
 
 /// Every variable of the environment handshake.
-pub const ENV: [&str; 14] = [
+pub const ENV: [&str; 15] = [
     ENV_MODE,
     ENV_FD,
     ENV_NATIVE_FD,
@@ -60,6 +65,7 @@ pub const ENV: [&str; 14] = [
     ENV_FOLLOW,
     ENV_FOLLOW_PENDING,
     ENV_FOLLOW_OPTIONS,
+    ENV_EXEC_CTRL,
 ];
 
 /// `memlens sink`'s first line: the recording exists, and the tracer library to load is at

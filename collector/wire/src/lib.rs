@@ -51,7 +51,9 @@ mod layout;
 mod record;
 
 pub use codec::{decode, decode_hot, peek_seq, record_len, Decoder, Hot};
-pub use end_report::{EndReport, END_REPORT_LEN};
+pub use end_report::{
+    decode_exec, encode_exec, EndReport, END_REPORT_LEN, EXEC_REPORT_MAX, EXEC_TAG,
+};
 pub use error::WireError;
 pub use record::{
     AllocKind, CensusCache, CensusType, Header, Hello, Record, MAX_BLOB_LEN, PROTOCOL,

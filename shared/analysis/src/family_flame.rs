@@ -36,7 +36,7 @@ use memlens_format::{Codec, Meta, ProcessEnd, RecordingWriter, WriterOptions};
 use rustc_hash::FxHashMap;
 
 use crate::{
-    ended_at, family_end, family_peak, stack_totals, Error, EventFilter, Recording, Snapshot,
+    family_end, family_peak, heap_ended_at, stack_totals, Error, EventFilter, Recording, Snapshot,
     StackId, StackTotals,
 };
 
@@ -149,7 +149,7 @@ pub fn family_stack_totals(
     };
     recs.iter()
         .map(|rec| match moment {
-            Some(t) if t > ended_at(rec) => Ok(StackTotals::default()),
+            Some(t) if t > heap_ended_at(rec) => Ok(StackTotals::default()),
             Some(t) => stack_totals(rec, Snapshot::AtTime(t), &all),
             None => stack_totals(rec, snapshot, &all),
         })

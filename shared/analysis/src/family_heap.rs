@@ -3,10 +3,12 @@
 //! it was ([`family_peak`]). The processes are the recordings of one file (the program and its
 //! descendants, FORMAT.md "Processes"), whose times share the program's clock.
 //!
-//! A process holds no memory after it ended, whatever it had not freed: its heap counts up to
-//! and including [`ended_at`], and not after. Before its first allocation it holds nothing.
+//! A process holds no memory after it ended (or exec'd another program), whatever it had not
+//! freed: its heap counts up to and including [`heap_ended_at`], and not after. Before its first allocation it holds nothing.
 
-use crate::{ended_at, heap_timeline, peak_in, Bucket, Error, EventFilter, Recording};
+use crate::{
+    ended_at, heap_ended_at, heap_timeline, peak_in, Bucket, Error, EventFilter, Recording,
+};
 
 /// Buckets a window is cut into at each step of the search for the highest total.
 const PEAK_BUCKETS: usize = 1_000;
@@ -24,7 +26,7 @@ pub fn family_heap(
 ) -> Result<Vec<Vec<Bucket>>, Error> {
     recs.iter()
         .map(|rec| {
-            let end = ended_at(rec);
+            let end = heap_ended_at(rec);
             let mut buckets = heap_timeline(rec, &EventFilter::default(), t0, t1, n)?;
             for b in &mut buckets {
                 if b.t0 > end {
@@ -56,7 +58,7 @@ pub fn family_peak(recs: &[&Recording], t0: u64, t1: u64) -> Result<(u64, u64), 
     }
     if let [rec] = recs {
         // One process: its own exact peak, while it lives.
-        let end = ended_at(rec);
+        let end = heap_ended_at(rec);
         if t0 > end {
             return Ok((0, t0));
         }

@@ -7,7 +7,7 @@
 use memlens_format::META_PPID;
 
 use crate::{
-    outlived_the_program, Recording, EXECED_MARKER, NOT_FOLLOWED_MARKER,
+    outlived_the_program, ran_another_program, Recording, NOT_FOLLOWED_MARKER,
     PYTHON_WITHOUT_SITE_MARKER, UNTRACED_MARKER,
 };
 
@@ -39,6 +39,15 @@ pub fn ended_at(rec: &Recording) -> u64 {
     rec.end().map_or(rec.summary().duration_ns, |e| e.time_ns.max(rec.summary().duration_ns))
 }
 
+/// Until when `rec`'s process held its traced heap: [`ended_at`], or where it exec'd another
+/// program if it did ([`crate::EXECED_MARKER`]: the exec released it all; the new program's memory,
+/// if it was followed, is a process of the recording of its own).
+pub fn heap_ended_at(rec: &Recording) -> u64 {
+    let end = ended_at(rec);
+    let execed = rec.markers().iter().find(|m| ran_another_program(&m.label));
+    execed.map_or(end, |m| m.time_ns.min(end))
+}
+
 /// How the recording ends, in words ("exited with code 0", "killed by signal 9", ...), and
 /// why the process was not traced, or not to its end, if so ([`NOT_TRACED`]).
 pub fn how_it_ended(rec: &Recording) -> String {
@@ -57,7 +66,9 @@ fn how_it_ended_alone(rec: &Recording) -> String {
         Some((None, None)) if outlived_the_program(rec) => {
             "still running when the program ended (followed no further)".into()
         }
-        Some((None, None)) if rec.markers().last().is_some_and(|m| m.label == EXECED_MARKER) => {
+        Some((None, None))
+            if rec.markers().last().is_some_and(|m| ran_another_program(&m.label)) =>
+        {
             "ran another program (exec)".into()
         }
         // A program that is not Python, whose memory was sampled.

@@ -14,9 +14,17 @@ pub const STILL_RUNNING_MARKER: &str = "memlens: still running when the program 
 pub const UNTRACED_MARKER: &str =
     "memlens: the process closed its connection to memlens: not traced from here";
 
-/// The label of the marker that ends the recording of a program that is not Python (its
-/// memory sampled) where it exec'd another program.
+/// The label of the marker where a process exec'd another program: it ends the recording of
+/// a descendant there, and the program's own before the program that replaced it (whose
+/// stream, when it is followed, is a process of the recording with the same pid). Followed by
+/// `: COMMAND LINE` when the tracer announced the exec (see [`ran_another_program`]).
 pub const EXECED_MARKER: &str = "memlens: the process ran another program (exec)";
+
+/// Whether a marker's `label` says that the process exec'd another program
+/// ([`EXECED_MARKER`], with or without the command line).
+pub fn ran_another_program(label: &str) -> bool {
+    label.strip_prefix(EXECED_MARKER).is_some_and(|rest| rest.is_empty() || rest.starts_with(": "))
+}
 
 /// The label of the marker at the start of the recording of a Python run with `-E`, `-I` or
 /// `-S`: those skip the start-up that traces a followed Python, so only its memory is sampled.

@@ -1,0 +1,319 @@
+//! `execve`, `execv`, `execvp`, `execvpe` and `fexecve`, exported in front of libc's: a
+//! traced process that replaces itself (`os.execv`, a re-launcher, `python -m ruff` running
+//! its binary) has its part of the recording finished and the new program traced on
+//! ([`crate::process_end::before_exec`]).
+//!
+//! Layer: the hooks layer; calls [`crate::process_end`] only. Preloaded, these names take
+//! every call of the program and its libraries (glibc's own `execvp` and `posix_spawn` call
+//! the system call directly: one announcement per `execvp`, none for `posix_spawn`, whose
+//! child is not the traced process anyway).
+//!
+//! In every other process, and in a forked (or `vfork`ed) child about to exec, which is most
+//! calls, a hook only reads two atomics and `getpid` before calling libc's function: no
+//! lock, no allocation. In the traced process itself, the environment given to the new
+//! program gets [`ENV_EXEC_CTRL`], built in a static buffer (an exec may come from a signal
+//! handler). If the exec fails, the process goes on traced as before
+//! ([`crate::process_end::exec_failed`]) and `errno` is libc's.
+
+use std::cell::UnsafeCell;
+use std::ffi::{c_char, c_int, CStr};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use memlens_wire::handshake::ENV_EXEC_CTRL;
+
+use crate::process_end;
+
+type Argv = *const *const c_char;
+type ExecveFn = unsafe extern "C" fn(*const c_char, Argv, Argv) -> c_int;
+type ExecvFn = unsafe extern "C" fn(*const c_char, Argv) -> c_int;
+type FexecveFn = unsafe extern "C" fn(c_int, Argv, Argv) -> c_int;
+
+extern "C" {
+    static environ: Argv;
+}
+
+/// libc's functions, in the order of [`NAMES`]; 0 until resolved.
+static REAL: [AtomicUsize; 5] = [const { AtomicUsize::new(0) }; 5];
+const NAMES: [&CStr; 5] = [c"execve", c"execv", c"execvp", c"execvpe", c"fexecve"];
+const EXECVE: usize = 0;
+const EXECV: usize = 1;
+const EXECVP: usize = 2;
+const EXECVPE: usize = 3;
+const FEXECVE: usize = 4;
+
+/// Finds libc's functions (from the library's constructor: the hooks then never call
+/// `dlsym`, which may allocate, in a forked child).
+pub fn init() {
+    for i in 0..NAMES.len() {
+        real(i);
+    }
+}
+
+/// libc's function `i` (see [`NAMES`]), as an address.
+fn real(i: usize) -> usize {
+    let f = REAL[i].load(Ordering::Acquire);
+    if f != 0 {
+        return f;
+    }
+    // SAFETY: dlsym with a NUL-terminated name.
+    let f = unsafe { libc::dlsym(libc::RTLD_NEXT, NAMES[i].as_ptr()) } as usize;
+    REAL[i].store(f, Ordering::Release);
+    f
+}
+
+/// `ENOSYS` when libc's function cannot be found (never on glibc).
+fn missing() -> c_int {
+    // SAFETY: errno is this thread's.
+    unsafe { *libc::__errno_location() = libc::ENOSYS };
+    -1
+}
+
+/// The arguments of `argv` (a NULL-terminated array of strings, or null).
+///
+/// # Safety
+/// `argv` is null or a NULL-terminated array of NUL-terminated strings.
+unsafe fn args<'a>(argv: Argv) -> impl Iterator<Item = &'a [u8]> {
+    let mut i = 0;
+    std::iter::from_fn(move || {
+        if argv.is_null() {
+            return None;
+        }
+        // SAFETY: per the function contract, every entry up to the NULL is readable.
+        let p = unsafe { *argv.add(i) };
+        if p.is_null() {
+            return None;
+        }
+        i += 1;
+        // SAFETY: as above.
+        Some(unsafe { CStr::from_ptr(p) }.to_bytes())
+    })
+}
+
+/// Whether an exec of `path` can succeed at all (an executable file): `execvp` in Python
+/// tries each directory of PATH in turn, and the ones without the program need no
+/// announcement.
+///
+/// # Safety
+/// `path` is null or NUL-terminated.
+unsafe fn may_run(path: *const c_char) -> bool {
+    // SAFETY: per the function contract.
+    !path.is_null()
+        && unsafe { libc::faccessat(libc::AT_FDCWD, path, libc::X_OK, libc::AT_EACCESS) } == 0
+}
+
+/// The environment a traced process's exec gives the new program: `envp` with
+/// [`ENV_EXEC_CTRL`], in a static buffer (no allocation), held until [`release_env`].
+const ENV_SLOTS: usize = 4096;
+
+struct EnvBuf {
+    entries: [*const c_char; ENV_SLOTS],
+    var: [u8; 64],
+}
+
+struct EnvCell(UnsafeCell<EnvBuf>);
+// SAFETY: only reached by the holder of ENV_BUSY.
+unsafe impl Sync for EnvCell {}
+static EXEC_ENV: EnvCell =
+    EnvCell(UnsafeCell::new(EnvBuf { entries: [std::ptr::null(); ENV_SLOTS], var: [0; 64] }));
+static ENV_BUSY: AtomicBool = AtomicBool::new(false);
+
+/// `envp` with `MEMLENS_EXEC_CTRL=FD:PID` (any earlier one left out), or `envp` itself when
+/// the buffer is in use (two threads exec'ing at once) or too small: the new program then
+/// does not report the end, which the recorder reads from /proc instead.
+///
+/// # Safety
+/// `envp` is null or a NULL-terminated array of NUL-terminated strings.
+unsafe fn env_with_ctrl(envp: Argv, fd: c_int) -> Argv {
+    if ENV_BUSY.swap(true, Ordering::AcqRel) {
+        return envp;
+    }
+    // SAFETY: we hold ENV_BUSY.
+    let buf = unsafe { &mut *EXEC_ENV.0.get() };
+    let name = ENV_EXEC_CTRL.as_bytes();
+    buf.var[..name.len()].copy_from_slice(name);
+    buf.var[name.len()] = b'=';
+    let mut len = name.len() + 1;
+    len += decimal(fd as u32, &mut buf.var[len..]);
+    buf.var[len] = b':';
+    len += 1;
+    // SAFETY: getpid has no preconditions.
+    len += decimal(unsafe { libc::getpid() } as u32, &mut buf.var[len..]);
+    buf.var[len] = 0;
+    let prefix = &buf.var[..name.len() + 1];
+    let mut n = 0;
+    if !envp.is_null() {
+        loop {
+            // SAFETY: per the function contract, every entry up to the NULL is readable.
+            let p = unsafe { *envp.add(n) };
+            if p.is_null() {
+                break;
+            }
+            n += 1;
+        }
+    }
+    if n + 2 > ENV_SLOTS {
+        ENV_BUSY.store(false, Ordering::Release);
+        return envp;
+    }
+    let mut out = 0;
+    for i in 0..n {
+        // SAFETY: as above.
+        let p = unsafe { *envp.add(i) };
+        // SAFETY: an environment string, NUL-terminated.
+        if !unsafe { CStr::from_ptr(p) }.to_bytes().starts_with(prefix) {
+            buf.entries[out] = p;
+            out += 1;
+        }
+    }
+    buf.entries[out] = buf.var.as_ptr().cast();
+    buf.entries[out + 1] = std::ptr::null();
+    buf.entries.as_ptr()
+}
+
+/// Gives the buffer of [`env_with_ctrl`] back (the exec returned).
+fn release_env(env: Argv, envp: Argv) {
+    if env != envp {
+        ENV_BUSY.store(false, Ordering::Release);
+    }
+}
+
+/// Writes `n` in decimal at the start of `out` (at least 10 bytes); returns its length.
+fn decimal(mut n: u32, out: &mut [u8]) -> usize {
+    let mut digits = [0u8; 10];
+    let mut len = 0;
+    loop {
+        digits[len] = b'0' + (n % 10) as u8;
+        len += 1;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for (i, d) in digits[..len].iter().rev().enumerate() {
+        out[i] = *d;
+    }
+    len
+}
+
+/// Runs `exec` (libc's function, with the environment to give) as the traced process's
+/// exec of `argv`, if this is it: see the module doc. `path` is the file, when known, to
+/// skip the work for one that cannot run.
+///
+/// # Safety
+/// The arguments are those of an exec call.
+unsafe fn traced_exec(
+    path: *const c_char,
+    argv: Argv,
+    envp: Argv,
+    plain: impl FnOnce() -> c_int,
+    exec: impl FnOnce(Argv) -> c_int,
+) -> c_int {
+    // SAFETY: per the function contract.
+    if !path.is_null() && !unsafe { may_run(path) } {
+        return plain();
+    }
+    // SAFETY: per the function contract.
+    let Some(fd) = (unsafe { process_end::before_exec(args(argv)) }) else {
+        return plain();
+    };
+    // SAFETY: per the function contract.
+    let env = unsafe { env_with_ctrl(envp, fd) };
+    let rc = exec(env);
+    // Still here: the exec failed.
+    // SAFETY: errno is this thread's.
+    let errno = unsafe { *libc::__errno_location() };
+    release_env(env, envp);
+    process_end::exec_failed(fd);
+    // SAFETY: as above.
+    unsafe { *libc::__errno_location() = errno };
+    rc
+}
+
+/// libc's function `i` of the `execve` kind (with an environment).
+fn real_with_env(i: usize) -> Option<ExecveFn> {
+    let f = real(i);
+    // SAFETY: `i` names a function of this signature (see NAMES), found by dlsym.
+    (f != 0).then(|| unsafe { std::mem::transmute::<usize, ExecveFn>(f) })
+}
+
+/// libc's function `i` of the `execv` kind (the process's environment).
+fn real_without_env(i: usize) -> Option<ExecvFn> {
+    let f = real(i);
+    // SAFETY: as real_with_env.
+    (f != 0).then(|| unsafe { std::mem::transmute::<usize, ExecvFn>(f) })
+}
+
+/// # Safety
+/// None beyond `execve(2)`'s.
+#[no_mangle]
+pub unsafe extern "C" fn execve(path: *const c_char, argv: Argv, envp: Argv) -> c_int {
+    let Some(f) = real_with_env(EXECVE) else { return missing() };
+    // SAFETY: forwarding the caller's arguments.
+    unsafe { traced_exec(path, argv, envp, || f(path, argv, envp), |env| f(path, argv, env)) }
+}
+
+/// # Safety
+/// None beyond `execv(3)`'s.
+#[no_mangle]
+pub unsafe extern "C" fn execv(path: *const c_char, argv: Argv) -> c_int {
+    let (Some(fv), Some(fve)) = (real_without_env(EXECV), real_with_env(EXECVE)) else {
+        return missing();
+    };
+    // SAFETY: forwarding the caller's arguments; `environ` is what execv passes.
+    unsafe {
+        let envp = environ;
+        traced_exec(path, argv, envp, || fv(path, argv), |env| fve(path, argv, env))
+    }
+}
+
+/// # Safety
+/// None beyond `execvp(3)`'s.
+#[no_mangle]
+pub unsafe extern "C" fn execvp(file: *const c_char, argv: Argv) -> c_int {
+    let (Some(fvp), Some(fvpe)) = (real_without_env(EXECVP), real_with_env(EXECVPE)) else {
+        return missing();
+    };
+    // SAFETY: as execv's.
+    unsafe {
+        let envp = environ;
+        let path = if has_slash(file) { file } else { std::ptr::null() };
+        traced_exec(path, argv, envp, || fvp(file, argv), |env| fvpe(file, argv, env))
+    }
+}
+
+/// # Safety
+/// None beyond `execvpe(3)`'s.
+#[no_mangle]
+pub unsafe extern "C" fn execvpe(file: *const c_char, argv: Argv, envp: Argv) -> c_int {
+    let Some(f) = real_with_env(EXECVPE) else { return missing() };
+    // SAFETY: forwarding the caller's arguments.
+    unsafe {
+        let path = if has_slash(file) { file } else { std::ptr::null() };
+        traced_exec(path, argv, envp, || f(file, argv, envp), |env| f(file, argv, env))
+    }
+}
+
+/// # Safety
+/// None beyond `fexecve(3)`'s.
+#[no_mangle]
+pub unsafe extern "C" fn fexecve(fd: c_int, argv: Argv, envp: Argv) -> c_int {
+    let f = real(FEXECVE);
+    if f == 0 {
+        return missing();
+    }
+    // SAFETY: libc's fexecve, found by dlsym.
+    let f = unsafe { std::mem::transmute::<usize, FexecveFn>(f) };
+    // SAFETY: forwarding the caller's arguments.
+    unsafe {
+        traced_exec(std::ptr::null(), argv, envp, || f(fd, argv, envp), |env| f(fd, argv, env))
+    }
+}
+
+/// Whether `file` (NUL-terminated, or null) has a `/`: exec'd as a path, not looked up.
+///
+/// # Safety
+/// `file` is null or NUL-terminated.
+unsafe fn has_slash(file: *const c_char) -> bool {
+    // SAFETY: per the function contract.
+    !file.is_null() && unsafe { CStr::from_ptr(file) }.to_bytes().contains(&b'/')
+}
