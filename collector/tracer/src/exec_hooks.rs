@@ -208,8 +208,9 @@ unsafe fn traced_exec(
     plain: impl FnOnce() -> c_int,
     exec: impl FnOnce(Argv) -> c_int,
 ) -> c_int {
+    // (The cheap test first: most execs are a forked child's.)
     // SAFETY: per the function contract.
-    if !path.is_null() && !unsafe { may_run(path) } {
+    if process_end::own_ctrl().is_none() || !path.is_null() && !unsafe { may_run(path) } {
         return plain();
     }
     // SAFETY: per the function contract.

@@ -230,7 +230,7 @@ fn is_packet_socket(fd: c_int) -> bool {
 /// The control socket, if this is the process that reports on it (not a forked child, nor
 /// a `vfork`ed one, which shares our memory but has a pid of its own) and it has not
 /// reported its end yet. Async-signal-safe.
-fn own_ctrl() -> Option<c_int> {
+pub fn own_ctrl() -> Option<c_int> {
     let fd = CTRL_FD.load(Ordering::Acquire);
     // SAFETY: getpid has no preconditions (glibc does not cache it: right in a vfork child).
     let ours = fd >= 0 && unsafe { libc::getpid() } == PID.load(Ordering::Relaxed);
