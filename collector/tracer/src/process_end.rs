@@ -41,8 +41,10 @@
 //! says so and everything goes on as before.
 //!
 //! What a signal handler or a forked child's exec reaches here is async-signal-safe:
-//! atomics, `getpid`, `send`, `poll`, `fcntl`, `sigaction`, `raise` (and [`before_exec`]'s
-//! flush only in the traced process itself, never in a forked child).
+//! atomics, `getpid`, `send`, `poll`, `fcntl`, `sigaction`, `raise`. [`before_exec`]'s
+//! flush, in the traced process itself only (never in a forked child), takes the drain's
+//! lock and allocates: an exec from a signal handler that interrupted the tracer's own
+//! drain or libc's `malloc` on the same thread could wait forever there.
 
 use std::ffi::{c_int, c_void};
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
@@ -186,16 +188,13 @@ pub unsafe fn adopt_from_exec() -> bool {
         return false;
     }
     // Out of the way of the program's own descriptors, and ours alone again.
-    // SAFETY: fcntl and close on the descriptor the exec left us.
-    let fd = unsafe {
-        let high = libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, HIGH_FD);
-        if high >= 0 {
-            libc::close(fd);
-            high
-        } else {
-            libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
-            fd
-        }
+    // SAFETY: fcntl on the descriptor the exec left us.
+    let high = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, HIGH_FD) };
+    let fd = if high >= 0 {
+        fds::close_own(fd);
+        high
+    } else {
+        fd
     };
     if install(fd, false).is_err() {
         return false;
