@@ -417,7 +417,7 @@ fn a_program_that_execs_another_python_is_traced_on() {
     assert!(built >= 20_000_000, "{built} bytes at line {after}");
     assert!(next.rec.is_complete() && !stopped_early(&next.rec));
     assert_eq!(next.end().unwrap().exit_code, Some(7));
-    assert_eq!(how_it_ended(&rec), "exited with code 7");
+    assert_eq!(how_it_ended(&rec), "ran another program (exec), which exited with code 7");
     // The program's heap is gone at the exec: the peak of both is the new program's.
     let file = dir.0.join("out.memlens");
     let json = memlens().arg("summary").arg("--json").arg(&file).output().unwrap();

@@ -51,8 +51,14 @@ pub fn heap_ended_at(rec: &Recording) -> u64 {
 /// How the recording ends, in words ("exited with code 0", "killed by signal 9", ...), and
 /// why the process was not traced, or not to its end, if so ([`NOT_TRACED`]).
 pub fn how_it_ended(rec: &Recording) -> String {
-    let ended = how_it_ended_alone(rec);
+    let mut ended = how_it_ended_alone(rec);
     let markers = rec.markers();
+    // The process ran another program, which ended it (its exit status is the process's).
+    let said_how = rec.end().is_some_and(|e| e.exit_code.is_some() || e.signal.is_some());
+    if said_how && markers.iter().any(|m| ran_another_program(&m.label)) {
+        let was = if ended.starts_with("killed") { "was " } else { "" };
+        ended = format!("ran another program (exec), which {was}{ended}");
+    }
     match NOT_TRACED.iter().find(|(label, _)| markers.iter().any(|m| m.label == *label)) {
         Some((_, why)) => format!("{ended}; {why}"),
         None => ended,
@@ -146,6 +152,13 @@ mod tests {
         assert!(how_it_ended(&outlived).starts_with("still running when the program ended"));
         let isolated = how_it_ended(&child(Some(silent), Some(crate::PYTHON_WITHOUT_SITE_MARKER)));
         assert!(isolated.ends_with("not traced: a Python run with -E, -I or -S (memory sampled)"));
+        let exec = format!("{}: ruff check .", crate::EXECED_MARKER);
+        assert_eq!(how_it_ended(&child(Some(silent), Some(&exec))), "ran another program (exec)");
+        let exited = ProcessEnd { time_ns: 400 * MS, exit_code: Some(1), signal: None };
+        let said = "ran another program (exec), which exited with code 1";
+        assert_eq!(how_it_ended(&child(Some(exited), Some(&exec))), said);
+        let said = "ran another program (exec), which was killed by signal 9";
+        assert_eq!(how_it_ended(&child(Some(killed), Some(&exec))), said);
         let stray = how_it_ended(&child(Some(silent), Some(crate::NOT_FOLLOWED_MARKER)));
         assert!(
             stray.ends_with("not traced: started without memlens's environment (memory sampled)")
