@@ -17,6 +17,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -34,6 +35,26 @@ use crate::python_env::{
     default_python, find_tracer, probe_python, PythonInfo, PythonPackageDir, BOOTSTRAP,
 };
 use crate::run_recorder::RecorderJob;
+
+/// Which of the standard descriptors memlens was started without (bit 0: stdin, 1: stdout,
+/// 2: stderr, closed as by `>&-`). Rust's runtime opens /dev/null on them before `main`, so
+/// that no file memlens opens takes their numbers; the program gets them closed again, as
+/// without memlens (Python then has `sys.stdout` None, say).
+static STARTED_CLOSED: AtomicU8 = AtomicU8::new(0);
+
+/// Runs before Rust's runtime (the executable's constructors run before `main`).
+#[used]
+#[link_section = ".init_array"]
+static NOTE_STARTED_CLOSED: extern "C" fn() = note_started_closed;
+
+extern "C" fn note_started_closed() {
+    for fd in 0..3 {
+        // SAFETY: F_GETFD on a descriptor number only reads its flags.
+        if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+            STARTED_CLOSED.fetch_or(1 << fd, Ordering::Relaxed);
+        }
+    }
+}
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -425,6 +446,18 @@ fn interpreter_command(
         .env(handshake::ENV_SAMPLE_BYTES, opts.sample.unwrap_or(0).to_string())
         .env(handshake::ENV_NATIVE_STACKS, if opts.native_stacks { "1" } else { "0" })
         .env("PYTHONPATH", package.pythonpath());
+    let closed = STARTED_CLOSED.load(Ordering::Relaxed);
+    if closed != 0 {
+        // SAFETY: between fork and exec only `close`, which is async-signal-safe.
+        unsafe {
+            cmd.pre_exec(move || {
+                for fd in (0..3).filter(|fd| closed & 1 << fd != 0) {
+                    libc::close(fd);
+                }
+                Ok(())
+            });
+        }
+    }
     cmd
 }
 

@@ -192,3 +192,41 @@ fn sigkill_from_outside_leaves_a_readable_recording() {
     assert!(end == (None, Some(9)) || end == (None, None), "{end:?}");
     eprintln!("recorded end after an outside SIGKILL: {end:?}");
 }
+
+/// `cmd` run by `sh` with stdin and stdout closed (`<&- >&-`); what it wrote on stderr.
+fn with_stdio_closed(cmd: &Command) -> (Option<i32>, String) {
+    let mut sh = Command::new("sh");
+    sh.arg("-c").arg(r#"exec "$0" "$@" <&- >&-"#).arg(cmd.get_program()).args(cmd.get_args());
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => sh.env(k, v),
+            None => sh.env_remove(k),
+        };
+    }
+    let out = sh.output().unwrap();
+    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// A program started with standard descriptors closed finds them closed (Python then has no
+/// `sys.stdin`, `sys.stdout`), as without memlens: memlens's runtime put /dev/null there
+/// for itself, not for the program.
+#[test]
+fn standard_descriptors_closed_at_the_start_stay_closed_for_the_program() {
+    let dir = TempDir::new("closed_stdio");
+    let file = dir.0.join("out.memlens");
+    let plain = with_stdio_closed(&program("closed_stdio.py", None));
+    assert_eq!(plain, (Some(0), "stdin None, stdout None\n".into()));
+    assert_eq!(with_stdio_closed(&program("closed_stdio.py", Some(&file))), plain);
+    let rec = Recording::from_vec(std::fs::read(&file).unwrap()).unwrap();
+    let line = line_of("closed_stdio.py", "CLOSED_STDIO_LINE");
+    let totals = stack_totals(&rec, Snapshot::TotalAllocated, &EventFilter::default()).unwrap();
+    let at_line: u64 = totals
+        .stacks
+        .iter()
+        .filter(|(s, _)| {
+            rec.stack_frames(*s).next().and_then(|f| rec.frame(f)).is_some_and(|f| f.line == line)
+        })
+        .map(|(_, t)| t.bytes)
+        .sum();
+    assert!(at_line >= 1_000_000, "{at_line}");
+}
