@@ -357,7 +357,8 @@ fn run_with(opts: RunOptions) -> Result<i32> {
     };
     if let Some(dir) = &follow {
         cmd.env(handshake::ENV_FOLLOW_PENDING, dir.path())
-            .env(handshake::ENV_FOLLOW_OPTIONS, follow_options(&opts));
+            .env(handshake::ENV_FOLLOW_OPTIONS, follow_options(&opts))
+            .env(handshake::ENV_PACKAGE, package.path());
     }
     let job = RecorderJob {
         pid,

@@ -479,3 +479,19 @@ fn a_forked_child_that_execs_says_so() {
     assert!(bytes_at(&ran.rec, Snapshot::AtEnd, "<module>", 1) >= 4 * MIB);
     assert_eq!(ran.end().unwrap().exit_code, Some(5));
 }
+
+/// Pythons started with `PYTHONPATH` dropped or replaced (venv's `ensurepip`, pip's build
+/// environments) are traced as the others, and a `sitecustomize` of their own still runs.
+#[test]
+fn children_whose_pythonpath_was_changed_are_traced() {
+    let (out, rec, _dir) = run("family_pythonpath.py", &[], &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(stdout.lines().collect::<Vec<_>>(), ["no site", "its own site ran"]);
+    let family = descendants(&rec);
+    assert_eq!(family.len(), 2, "{:?}", family.iter().map(command).collect::<Vec<_>>());
+    for (mib, child) in [3, 5].into_iter().zip(&family) {
+        let held = bytes_at(&child.rec, Snapshot::TotalAllocated, "<module>", 1);
+        assert!(held >= mib * MIB, "{held} {}", command(child));
+        assert!(!stopped_early(&child.rec) && child.end().unwrap().exit_code == Some(0));
+    }
+}

@@ -572,6 +572,7 @@ class record:
             _protocol.ENV_FOLLOW: directory,
             _protocol.ENV_FOLLOW_OPTIONS: options,
             _protocol.ENV_TRACER: tracer,
+            _protocol.ENV_PACKAGE: pythonpath,
             "PYTHONPATH": pythonpath + (os.pathsep + old if old else ""),
         }
         for k, v in env.items():

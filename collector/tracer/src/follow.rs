@@ -88,6 +88,50 @@ unsafe fn announce(implementation: &str) -> Option<c_int> {
     Some(ctrl)
 }
 
+/// In a Python of a followed tree that runs `site`: puts the `memlens` package back in front
+/// of `PYTHONPATH` ([`ENV_PACKAGE`]) if it is not there, so that the package's
+/// `sitecustomize` traces this Python as any other child. A program may have dropped or
+/// replaced `PYTHONPATH` for its children (venv runs `ensurepip` so, pip its build
+/// backends), which would leave them out of the recording. A `PYTHONPATH` longer than 16 KiB
+/// is left as it is.
+///
+/// # Safety
+/// As [`announce_native_child`] (it changes the environment).
+pub unsafe fn keep_package_on_path() {
+    // SAFETY: per the function contract, nothing changes the environment meanwhile.
+    let (following, package, path) = unsafe {
+        (
+            !libc::getenv(c"MEMLENS_FOLLOW".as_ptr()).is_null(),
+            libc::getenv(c"MEMLENS_PACKAGE".as_ptr()),
+            libc::getenv(c"PYTHONPATH".as_ptr()),
+        )
+    };
+    if !following || package.is_null() {
+        return;
+    }
+    // SAFETY: getenv returned NUL-terminated strings (or null).
+    let (package, path) = unsafe {
+        let path = if path.is_null() { &b""[..] } else { CStr::from_ptr(path).to_bytes() };
+        (CStr::from_ptr(package).to_bytes(), path)
+    };
+    if package.is_empty() || path.split(|&b| b == b':').any(|entry| entry == package) {
+        return;
+    }
+    // (No allocation machinery: this runs in a library constructor, before `main`.)
+    let mut value = [0u8; 16 << 10];
+    let len = package.len() + usize::from(!path.is_empty()) + path.len();
+    if len >= value.len() {
+        return;
+    }
+    value[..package.len()].copy_from_slice(package);
+    if !path.is_empty() {
+        value[package.len()] = b':';
+        value[package.len() + 1..len].copy_from_slice(path);
+    }
+    // SAFETY: NUL-terminated name and value (the buffer is zeroed past `len`).
+    unsafe { libc::setenv(c"PYTHONPATH".as_ptr(), value.as_ptr().cast(), 1) };
+}
+
 /// This process's command line as /proc gives it (arguments ended by NULs), in `buf`;
 /// empty if it cannot be read. Read with plain system calls: no allocation before `main`.
 fn own_command_line(buf: &mut [u8]) -> &[u8] {

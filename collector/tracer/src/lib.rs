@@ -233,6 +233,7 @@ extern "C" fn start_at_load() {
             also(ctrl);
             return;
         }
+        follow::keep_package_on_path();
         (take_fd_var(c"MEMLENS_NATIVE_FD"), take_fd_var(c"MEMLENS_CTRL_FD"))
     };
     if let Some(ctrl) = ctrl {

@@ -43,6 +43,10 @@ pub const ENV_FOLLOW_PENDING: &str = "MEMLENS_FOLLOW_PENDING";
 /// What a followed descendant traces: `native=1;census=1;census_interval=S;
 /// census_max_objects=N;sample_bytes=N;native_stacks=1` (absent keys: the defaults).
 pub const ENV_FOLLOW_OPTIONS: &str = "MEMLENS_FOLLOW_OPTIONS";
+/// Following: the directory of the `memlens` package, which a followed Python needs on
+/// `PYTHONPATH` to be traced. The preloaded tracer puts it back there in a Python whose
+/// `PYTHONPATH` lost it (collector/tracer/src/follow.rs).
+pub const ENV_PACKAGE: &str = "MEMLENS_PACKAGE";
 /// Set by the tracer in the environment of a program a traced process execs in its place:
 /// `FD:PID`, the control socket it leaves open across the exec and the process's pid (the
 /// program's own, which its children do not have). The new program's tracer reports the
@@ -50,7 +54,7 @@ pub const ENV_FOLLOW_OPTIONS: &str = "MEMLENS_FOLLOW_OPTIONS";
 pub const ENV_EXEC_CTRL: &str = "MEMLENS_EXEC_CTRL";
 
 /// Every variable of the environment handshake.
-pub const ENV: [&str; 15] = [
+pub const ENV: [&str; 16] = [
     ENV_MODE,
     ENV_FD,
     ENV_NATIVE_FD,
@@ -65,6 +69,7 @@ pub const ENV: [&str; 15] = [
     ENV_FOLLOW,
     ENV_FOLLOW_PENDING,
     ENV_FOLLOW_OPTIONS,
+    ENV_PACKAGE,
     ENV_EXEC_CTRL,
 ];
 
