@@ -19,7 +19,7 @@ use std::cell::UnsafeCell;
 use std::ffi::{c_char, c_int, CStr};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use memlens_wire::handshake::ENV_EXEC_CTRL;
+use memlens_wire::handshake::{write_decimal, ENV_EXEC_CTRL};
 
 use crate::process_end;
 
@@ -133,11 +133,11 @@ unsafe fn env_with_ctrl(envp: Argv, fd: c_int) -> Argv {
     buf.var[..name.len()].copy_from_slice(name);
     buf.var[name.len()] = b'=';
     let mut len = name.len() + 1;
-    len += decimal(fd as u32, &mut buf.var[len..]);
+    len += write_decimal(fd as u32, &mut buf.var[len..]);
     buf.var[len] = b':';
     len += 1;
     // SAFETY: getpid has no preconditions.
-    len += decimal(unsafe { libc::getpid() } as u32, &mut buf.var[len..]);
+    len += write_decimal(unsafe { libc::getpid() } as u32, &mut buf.var[len..]);
     buf.var[len] = 0;
     let prefix = &buf.var[..name.len() + 1];
     let mut n = 0;
@@ -175,24 +175,6 @@ fn release_env(env: Argv, envp: Argv) {
     if env != envp {
         ENV_BUSY.store(false, Ordering::Release);
     }
-}
-
-/// Writes `n` in decimal at the start of `out` (at least 10 bytes); returns its length.
-fn decimal(mut n: u32, out: &mut [u8]) -> usize {
-    let mut digits = [0u8; 10];
-    let mut len = 0;
-    loop {
-        digits[len] = b'0' + (n % 10) as u8;
-        len += 1;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    for (i, d) in digits[..len].iter().rev().enumerate() {
-        out[i] = *d;
-    }
-    len
 }
 
 /// Runs `exec` (libc's function, with the environment to give) as the traced process's

@@ -14,7 +14,9 @@
 use std::ffi::CStr;
 
 use libc::c_int;
-use memlens_wire::handshake::{CHILD_NOT_PYTHON, CHILD_PYTHON_WITHOUT_SITE, CHILD_UNTRACED};
+use memlens_wire::handshake::{
+    write_decimal, CHILD_NOT_PYTHON, CHILD_PYTHON_WITHOUT_SITE, CHILD_UNTRACED,
+};
 
 use crate::fds::HIGH_FD;
 
@@ -72,7 +74,7 @@ unsafe fn announce(implementation: &str) -> Option<c_int> {
         len += word.len();
     }
     // SAFETY: getppid has no preconditions.
-    len += decimal(unsafe { libc::getppid() } as u32, &mut line[len..]);
+    len += write_decimal(unsafe { libc::getppid() } as u32, &mut line[len..]);
     line[len] = b'\n';
     // SAFETY: writing a stack buffer to our socket; MSG_NOSIGNAL: a recorder that is gone
     // gives EPIPE, never SIGPIPE.
@@ -182,24 +184,6 @@ fn skips_site(command_line: &[u8]) -> bool {
         }
     }
     false
-}
-
-/// Writes `n` in decimal at the start of `out` (at least 10 bytes); returns its length.
-fn decimal(mut n: u32, out: &mut [u8]) -> usize {
-    let mut digits = [0u8; 10];
-    let mut len = 0;
-    loop {
-        digits[len] = b'0' + (n % 10) as u8;
-        len += 1;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    for (i, d) in digits[..len].iter().rev().enumerate() {
-        out[i] = *d;
-    }
-    len
 }
 
 /// A close-on-exec socket of `kind` connected to `dir/name`, moved to [`crate::fds::HIGH_FD`] or above.

@@ -120,6 +120,26 @@ pub fn child_line(version: &str, implementation: &str, ppid: u32) -> String {
     format!("child {version} {implementation} {ppid}")
 }
 
+/// Writes `n` in decimal at the start of `out` (at least 10 bytes); returns its length. No
+/// allocation: the preloaded tracer writes [`child_line`] and [`ENV_EXEC_CTRL`] values with
+/// it before `main` and before an exec.
+pub fn write_decimal(mut n: u32, out: &mut [u8]) -> usize {
+    let mut digits = [0u8; 10];
+    let mut len = 0;
+    loop {
+        digits[len] = b'0' + (n % 10) as u8;
+        len += 1;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for (i, d) in digits[..len].iter().rev().enumerate() {
+        out[i] = *d;
+    }
+    len
+}
+
 /// The version word of a [`child_line`] from a process the tracer's constructor announces,
 /// which is not traced: its memory is sampled.
 pub const CHILD_UNTRACED: &str = "-";
@@ -167,5 +187,14 @@ mod tests {
         assert_eq!(sample_line(512), "sample 512");
         assert_eq!(error_line(28), "error errno=28");
         assert!(ENV.iter().all(|v| v.starts_with("MEMLENS_")));
+    }
+
+    #[test]
+    fn decimals_are_written_as_format_writes_them() {
+        for n in [0, 7, 10, 4_194_304, u32::MAX] {
+            let mut out = [0u8; 12];
+            let len = write_decimal(n, &mut out);
+            assert_eq!(&out[..len], n.to_string().as_bytes());
+        }
     }
 }
