@@ -20,8 +20,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Result;
-use memlens_analysis::{all_processes, descendants, tree_peak};
-use memlens_format::{CaptureOptions, Meta, RecordingWriter, WriterOptions};
+use memlens_analysis::{all_processes, descendants, tree_peak, NOT_RECORDED_MARKER};
+use memlens_format::{CaptureOptions, Meta, RecordingWriter, ThreadId, WriterOptions};
 use memlens_wire::handshake;
 
 use crate::child_memory::TreeMemory;
@@ -150,9 +150,14 @@ fn record(a: SinkArgs) -> Result<i32> {
             .map_err(|e| write_failed(&a.output, e))?;
     let followed = match follow {
         Some((package, f, _)) => {
-            let n = f.finish(recorder.writer_mut()).map_err(|e| write_failed(&a.output, e))?;
+            let done = f.finish(recorder.writer_mut()).map_err(|e| write_failed(&a.output, e))?;
             drop(package);
-            n
+            if done.not_recorded > 0 {
+                let at = recorder.rel(monotonic_ns());
+                let label = format!("{NOT_RECORDED_MARKER}: {}", done.not_recorded);
+                recorder.writer_mut().marker(at, ThreadId(0), &label);
+            }
+            done.listed
         }
         None => 0,
     };

@@ -6,8 +6,9 @@ use std::path::PathBuf;
 use anyhow::Result;
 use memlens_analysis::{
     deepest_stack, descendants, family_stack_totals, format_bytes, format_count,
-    format_duration_ns, how_it_ended, insights, last_census, replay, short_command, stack_totals,
-    thread_totals, tree_peak, EventFilter, InsightOptions, Snapshot, StackTotals, TypeOrder,
+    format_duration_ns, how_it_ended, insights, last_census, not_recorded, not_recorded_note,
+    replay, short_command, stack_totals, thread_totals, tree_peak, EventFilter, InsightOptions,
+    Snapshot, StackTotals, TypeOrder,
 };
 use memlens_format::Recording;
 use serde::Serialize;
@@ -104,6 +105,9 @@ pub struct SummaryJson {
     pub processes: Vec<ProcessJson>,
     /// The heap of all processes together, when there are several.
     pub all_processes: Option<AllProcessesJson>,
+    /// Descendants that started as the program ended and could not be recorded (they connected
+    /// to memlens too late): not among `processes`.
+    pub descendants_not_recorded: u64,
 }
 
 /// A damaged chunk of the file.
@@ -368,6 +372,7 @@ pub fn build(rec: &Recording, file: &str, top: usize, how: How) -> Result<Summar
         process: 0,
         processes: Vec::new(),
         all_processes: None,
+        descendants_not_recorded: not_recorded(rec),
     })
 }
 
@@ -500,6 +505,10 @@ fn write_processes<W: Write>(out: &mut Out<W>, s: &SummaryJson) -> Result<()> {
             p.ended,
         )?;
     }
+    if s.descendants_not_recorded > 0 {
+        let note = not_recorded_note(s.descendants_not_recorded);
+        out.paint_line(Style::Warn, &format!("  {note}"))?;
+    }
     writeln!(out, "  (memlens summary --process PID for one of them)")?;
     Ok(())
 }
@@ -616,7 +625,7 @@ fn write_text<W: Write>(out: &mut Out<W>, s: &SummaryJson) -> Result<()> {
     for i in &s.insights {
         writeln!(out, "  - {}", i.message)?;
     }
-    if s.processes.len() > 1 {
+    if s.processes.len() > 1 || s.descendants_not_recorded > 0 {
         write_processes(out, s)?;
     }
     writeln!(out)?;

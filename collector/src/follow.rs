@@ -9,12 +9,17 @@
 //! recorder's main loop carries what the buffers hold into the file as the process's
 //! stream ([`memlens_format::RecordingWriter::substream`], FORMAT.md "Processes") at each
 //! flush. A child that ends, crashes or is killed ends only its own stream.
+//!
+//! When the program ends, descendants are still accepted for a while: a child forked just
+//! before the program's exit connects just after it, and a daemon's second fork comes later
+//! still. The recorder waits for the descendants it knows to exist (those that are to connect,
+//! found in /proc) up to [`CONNECT_GRACE`], and says how many it could not record.
 
 use std::fs::File;
 use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -34,9 +39,9 @@ use nix::sys::socket::{
     accept, bind, getsockopt, listen, socket, sockopt::PeerCredentials, AddressFamily, Backlog,
     SockFlag, SockType, UnixAddr,
 };
-use rustc_hash::FxHashMap as HashMap;
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
-use crate::child_memory::TreeMemory;
+use crate::child_memory::{children_of, TreeMemory};
 use crate::host::monotonic_ns;
 use crate::process_watch::{EndWatch, Ending};
 use crate::python_env::BOOTSTRAP;
@@ -61,6 +66,18 @@ const MAX_PROCESSES: usize = 4096;
 /// as the program (multiprocessing's resource tracker and forkserver) only end after it.
 /// Enough for pool workers terminated at the program's exit to say how they ended.
 const GRACE: Duration = Duration::from_millis(200);
+
+/// How long, at most, the program's end waits for descendants that exist but have not
+/// connected yet: a child forked as the program exits runs its first lines (the `memlens`
+/// package's `after_fork`, ~5 ms) while the program is ending, on a busy machine later.
+const CONNECT_GRACE: Duration = Duration::from_secs(1);
+
+/// How long a process that made one of its two connections when the acceptor stops is
+/// waited for to make the other (it makes them one after the other).
+const LAST_PAIRING_WAIT: Duration = Duration::from_millis(50);
+
+/// [`Followers::expected`] before the acceptor has looked for descendants yet to connect.
+const NOT_LOOKED: usize = usize::MAX;
 
 /// The two sockets descendants connect to, in a directory of their own: `records`, a
 /// stream socket for the tracer's records, and `ctrl`, a packet socket for how the process
@@ -119,6 +136,8 @@ struct Stream {
     pending: Arc<Mutex<Vec<u8>>>,
     /// Set once the process has a recording (a short program that is not Python has none).
     listed: Arc<AtomicBool>,
+    /// Set once the process said it is a traced Python: a child it forks connects too.
+    python: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -128,13 +147,29 @@ pub struct Followers {
     /// Set when the program has ended and the grace period is over: every child's
     /// recording ends where it is.
     cut: Arc<AtomicBool>,
-    /// Set when the program has ended: no new descendants are accepted.
+    /// Set when the program has ended: the acceptor counts the descendants yet to connect
+    /// ([`Followers::expected`]).
+    ending: Arc<AtomicBool>,
+    /// How many descendants known to exist have not connected yet, since `ending` was set
+    /// ([`NOT_LOOKED`] until the acceptor has looked).
+    expected: Arc<AtomicUsize>,
+    /// Set when the grace after the program's end is over: no new descendants are accepted.
     closed: Arc<AtomicBool>,
     /// Written to once `closed` is set, so that the acceptor sees it at once instead of at
     /// its next look (up to 50 ms later, which the program's exit waited for).
     wake: OwnedFd,
-    acceptor: Option<JoinHandle<()>>,
+    /// Returns how many descendants could not be recorded (see [`Finished::not_recorded`]).
+    acceptor: Option<JoinHandle<usize>>,
     dir: PathBuf,
+}
+
+/// What [`Followers::finish`] found.
+pub struct Finished {
+    /// How many processes the recording lists besides the program.
+    pub listed: usize,
+    /// How many descendants that started as the program ended are not in the recording: they
+    /// did not connect within [`CONNECT_GRACE`], or made only one of their two connections.
+    pub not_recorded: usize,
 }
 
 /// A buffer a child's [`RecordingWriter`] writes to.
@@ -156,18 +191,35 @@ impl Followers {
     pub fn start(dir: FollowDir, job: ChildJob) -> Result<Followers> {
         let streams = Arc::new(Mutex::new(Vec::new()));
         let cut = Arc::new(AtomicBool::new(false));
+        let ending = Arc::new(AtomicBool::new(false));
+        let expected = Arc::new(AtomicUsize::new(NOT_LOOKED));
         let closed = Arc::new(AtomicBool::new(false));
         let path = dir.dir.clone();
         let (woken, wake) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)
             .context("cannot start following the program's children")?;
         let acceptor = {
-            let (streams, cut, closed) = (streams.clone(), cut.clone(), closed.clone());
+            let state = Acceptor {
+                streams: streams.clone(),
+                cut: cut.clone(),
+                ending: ending.clone(),
+                expected: expected.clone(),
+                closed: closed.clone(),
+            };
             std::thread::Builder::new()
                 .name("follow".into())
-                .spawn(move || accept_loop(&dir, &job, &streams, &cut, &closed, &woken))
+                .spawn(move || accept_loop(&dir, &job, &state, &woken))
                 .context("cannot start following the program's children")?
         };
-        Ok(Followers { streams, cut, closed, wake, acceptor: Some(acceptor), dir: path })
+        Ok(Followers {
+            streams,
+            cut,
+            ending,
+            expected,
+            closed,
+            wake,
+            acceptor: Some(acceptor),
+            dir: path,
+        })
     }
 
     /// Carries what the descendants' recordings wrote since the last call into the file.
@@ -183,30 +235,47 @@ impl Followers {
     }
 
     /// Once the program has ended: waits up to [`GRACE`] for the descendants still running,
-    /// ends the recordings of those that are not done, carries everything into the file.
-    /// Returns how many processes the recording lists besides the program.
-    pub fn finish<W: Write>(mut self, writer: &mut RecordingWriter<W>) -> Result<usize> {
+    /// and up to [`CONNECT_GRACE`] for those that exist but have not connected yet (still
+    /// accepting new ones meanwhile), ends the recordings of those that are not done, carries
+    /// everything into the file.
+    pub fn finish<W: Write>(mut self, writer: &mut RecordingWriter<W>) -> Result<Finished> {
+        self.ending.store(true, Ordering::Release);
+        let start = Instant::now();
+        loop {
+            self.carry(writer)?;
+            let running = self
+                .streams
+                .lock()
+                .expect("streams")
+                .iter()
+                .any(|s| s.thread.as_ref().is_some_and(|t| !t.is_finished()));
+            let waited = start.elapsed();
+            let done = match self.expected.load(Ordering::Acquire) {
+                _ if waited >= CONNECT_GRACE => true,
+                NOT_LOOKED => false,
+                0 => !running || waited >= GRACE,
+                _ => false,
+            };
+            if done {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
         self.closed.store(true, Ordering::Release);
         let _ = nix::unistd::write(&self.wake, &[1]);
-        if let Some(a) = self.acceptor.take() {
-            let _ = a.join();
-        }
-        let deadline = Instant::now() + GRACE;
+        let not_recorded = self.acceptor.take().map_or(0, |a| a.join().unwrap_or(0));
+        self.cut.store(true, Ordering::Release);
         let threads: Vec<JoinHandle<()>> = {
             let mut streams = self.streams.lock().expect("streams");
             streams.iter_mut().filter_map(|s| s.thread.take()).collect()
         };
-        while threads.iter().any(|t| !t.is_finished()) && Instant::now() < deadline {
-            self.carry(writer)?;
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        self.cut.store(true, Ordering::Release);
         for t in threads {
             let _ = t.join();
         }
         self.carry(writer)?;
         let streams = self.streams.lock().expect("streams");
-        Ok(streams.iter().filter(|s| s.listed.load(Ordering::Acquire)).count())
+        let listed = streams.iter().filter(|s| s.listed.load(Ordering::Acquire)).count();
+        Ok(Finished { listed, not_recorded })
     }
 }
 
@@ -235,47 +304,43 @@ fn peer_pid(fd: &OwnedFd) -> Option<u32> {
     getsockopt(fd, PeerCredentials).ok().and_then(|c| u32::try_from(c.pid()).ok())
 }
 
-fn accept_loop(
-    dir: &FollowDir,
-    job: &ChildJob,
-    streams: &Mutex<Vec<Stream>>,
-    cut: &Arc<AtomicBool>,
-    closed: &AtomicBool,
-    woken: &OwnedFd,
-) {
+/// What the acceptor shares with [`Followers`].
+struct Acceptor {
+    streams: Arc<Mutex<Vec<Stream>>>,
+    cut: Arc<AtomicBool>,
+    ending: Arc<AtomicBool>,
+    expected: Arc<AtomicUsize>,
+    closed: Arc<AtomicBool>,
+}
+
+/// Accepts descendants until `closed`, then takes the connections still pending; returns
+/// how many descendants known to exist could not be recorded.
+fn accept_loop(dir: &FollowDir, job: &ChildJob, state: &Acceptor, woken: &OwnedFd) -> usize {
+    let streams = &*state.streams;
     // Each process's two connections, by pid, until both are there: a child connects its
     // control socket first, but both can arrive between the two accept loops below, and
     // then its record stream is accepted first.
     let mut ctrls: HashMap<u32, (OwnedFd, Instant)> = HashMap::default();
     let mut waiting: HashMap<u32, (OwnedFd, Instant)> = HashMap::default();
-    let accept_ctrls = |ctrls: &mut HashMap<u32, (OwnedFd, Instant)>| {
-        while let Some(fd) = accepted(&dir.ctrl) {
-            if let Some(pid) = peer_pid(&fd) {
-                ctrls.insert(pid, (fd, Instant::now()));
-            }
-        }
-    };
-    let mut strays = Strays::default();
-    let mut next_look = Instant::now() + STRAY_LOOK;
-    while !closed.load(Ordering::Acquire) {
-        let mut fds = [
-            PollFd::new(dir.ctrl.as_fd(), PollFlags::POLLIN),
-            PollFd::new(dir.records.as_fd(), PollFlags::POLLIN),
-            PollFd::new(woken.as_fd(), PollFlags::POLLIN),
-        ];
-        if poll(&mut fds, PollTimeout::from(50u16)).unwrap_or(0) > 0 {
-            accept_ctrls(&mut ctrls);
-            while let Some(records) = accepted(&dir.records) {
-                if let Some(pid) = peer_pid(&records) {
-                    waiting.insert(pid, (records, Instant::now()));
+    let accept_all = |ctrls: &mut HashMap<u32, (OwnedFd, Instant)>,
+                      waiting: &mut HashMap<u32, (OwnedFd, Instant)>| {
+        let accept_ctrls = |ctrls: &mut HashMap<u32, (OwnedFd, Instant)>| {
+            while let Some(fd) = accepted(&dir.ctrl) {
+                if let Some(pid) = peer_pid(&fd) {
+                    ctrls.insert(pid, (fd, Instant::now()));
                 }
             }
-            accept_ctrls(&mut ctrls);
+        };
+        accept_ctrls(ctrls);
+        while let Some(records) = accepted(&dir.records) {
+            if let Some(pid) = peer_pid(&records) {
+                waiting.insert(pid, (records, Instant::now()));
+            }
         }
-        // A half that found no other within this long belongs to a process that died
-        // between its two connections (and its pid may come again).
-        ctrls.retain(|_, (_, at)| at.elapsed() < PAIRING_WAIT);
-        waiting.retain(|_, (_, at)| at.elapsed() < PAIRING_WAIT);
+        accept_ctrls(ctrls);
+    };
+    let pair = |ctrls: &mut HashMap<u32, (OwnedFd, Instant)>,
+                waiting: &mut HashMap<u32, (OwnedFd, Instant)>| {
         let paired: Vec<u32> =
             waiting.keys().filter(|pid| ctrls.contains_key(pid)).copied().collect();
         for pid in paired {
@@ -285,7 +350,35 @@ fn accept_loop(
             };
             // (The program's own pid too: a program the program exec'd in its place, which
             // reports the end on the program's control socket and has a stream of its own.)
-            follow(pid, records, ctrl, Vec::new(), job, streams, cut);
+            follow(pid, records, ctrl, Vec::new(), job, streams, &state.cut);
+        }
+    };
+    let mut strays = Strays::default();
+    let mut next_look = Instant::now() + STRAY_LOOK;
+    // The descendants found yet to connect once the program ended: still awaited once their
+    // parent has exited (a daemon's first child), when /proc no longer shows them under it.
+    let mut awaited = HashSet::default();
+    while !state.closed.load(Ordering::Acquire) {
+        let ending = state.ending.load(Ordering::Acquire);
+        let mut fds = [
+            PollFd::new(dir.ctrl.as_fd(), PollFlags::POLLIN),
+            PollFd::new(dir.records.as_fd(), PollFlags::POLLIN),
+            PollFd::new(woken.as_fd(), PollFlags::POLLIN),
+        ];
+        // Once the program has ended, the finish waits on `expected`: looked at often.
+        let wait = if ending { 5u16 } else { 50 };
+        if poll(&mut fds, PollTimeout::from(wait)).unwrap_or(0) > 0 {
+            accept_all(&mut ctrls, &mut waiting);
+        }
+        // A half that found no other within this long belongs to a process that died
+        // between its two connections (and its pid may come again).
+        ctrls.retain(|_, (_, at)| at.elapsed() < PAIRING_WAIT);
+        waiting.retain(|_, (_, at)| at.elapsed() < PAIRING_WAIT);
+        pair(&mut ctrls, &mut waiting);
+        if ending {
+            let halves = ctrls.keys().chain(waiting.keys()).copied();
+            look_for_awaited(&mut awaited, job.meta.pid, streams, halves);
+            state.expected.store(awaited.len(), Ordering::Release);
         }
         if Instant::now() >= next_look {
             next_look = Instant::now() + STRAY_LOOK;
@@ -298,11 +391,88 @@ fn accept_loop(
             let connecting = |pid| ctrls.contains_key(&pid) || waiting.contains_key(&pid);
             for (pid, ppid) in strays.look(&roots, |pid| roots.contains(&pid) || connecting(pid)) {
                 if let Ok((records, ctrl, peers)) = strays::connection(ppid) {
-                    follow(pid, records, ctrl, peers.into(), job, streams, cut);
+                    follow(pid, records, ctrl, peers.into(), job, streams, &state.cut);
                 }
             }
         }
     }
+    // The connections made before the sockets close are taken (a process between its two
+    // connections gets a moment for the other); whoever has not connected is counted.
+    let last = Instant::now();
+    loop {
+        accept_all(&mut ctrls, &mut waiting);
+        pair(&mut ctrls, &mut waiting);
+        ctrls.retain(|pid, _| crate::process_watch::running(*pid));
+        waiting.retain(|pid, _| crate::process_watch::running(*pid));
+        if (ctrls.is_empty() && waiting.is_empty()) || last.elapsed() >= LAST_PAIRING_WAIT {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let halves = ctrls.keys().chain(waiting.keys()).copied();
+    look_for_awaited(&mut awaited, job.meta.pid, streams, halves);
+    awaited.len()
+}
+
+/// Updates `awaited`, the descendants yet to connect: those [`yet_to_connect`] finds join
+/// it, those that connected or are gone leave it.
+fn look_for_awaited(
+    awaited: &mut HashSet<u32>,
+    program: u32,
+    streams: &Mutex<Vec<Stream>>,
+    connecting: impl Iterator<Item = u32>,
+) {
+    awaited.extend(yet_to_connect(program, streams, connecting));
+    let streams = streams.lock().expect("streams");
+    awaited
+        .retain(|&pid| !streams.iter().any(|s| s.pid == pid) && crate::process_watch::running(pid));
+}
+
+/// The descendants of the program (`program`) and of the followed processes that are to
+/// connect and have not (or are in the middle of it: `connecting`): a process with memlens's
+/// environment ([`strays::follows`]) that a traced Python forked (its `after_fork` connects
+/// it), or that runs a program of its own (an exec: the preloaded tracer connects it). A
+/// process that is not Python forks children that do not connect (a shell's subshell).
+fn yet_to_connect(
+    program: u32,
+    streams: &Mutex<Vec<Stream>>,
+    connecting: impl Iterator<Item = u32>,
+) -> HashSet<u32> {
+    let me = std::process::id();
+    let mut missing: HashSet<u32> = connecting.collect();
+    // (pid, whether its forked children connect); the program is a traced Python.
+    let mut queue: Vec<(u32, bool)> = vec![(program, true)];
+    let mut known: HashSet<u32> = HashSet::default();
+    known.insert(program);
+    for s in streams.lock().expect("streams").iter() {
+        known.insert(s.pid);
+        if s.thread.as_ref().is_some_and(|t| !t.is_finished()) {
+            queue.push((s.pid, s.python.load(Ordering::Acquire)));
+        }
+    }
+    let mut next = 0;
+    while next < queue.len() && queue.len() <= MAX_PROCESSES {
+        let (pid, forks_connect) = queue[next];
+        next += 1;
+        let command = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        for child in children_of(pid) {
+            if child == me || known.contains(&child) || missing.contains(&child) {
+                continue;
+            }
+            if strays::follows(child) != Some(true) {
+                continue;
+            }
+            let execed =
+                || std::fs::read(format!("/proc/{child}/cmdline")).is_ok_and(|c| c != command);
+            if forks_connect || execed() {
+                missing.insert(child);
+            } else {
+                // A fork of a program that is not Python: its own children may exec.
+                queue.push((child, false));
+            }
+        }
+    }
+    missing
 }
 
 /// Records process `pid` from its two connections on a thread of its own, as the next
@@ -323,9 +493,16 @@ fn follow(
     let number = streams.len() as u32 + 1;
     let pending = Arc::new(Mutex::new(Vec::new()));
     let listed = Arc::new(AtomicBool::new(false));
+    let python = Arc::new(AtomicBool::new(false));
     let meta = child_meta(pid, number, &job.meta);
-    let child =
-        Child { pid, job: job.clone(), meta, pending: pending.clone(), listed: listed.clone() };
+    let child = Child {
+        pid,
+        job: job.clone(),
+        meta,
+        pending: pending.clone(),
+        listed: listed.clone(),
+        python: python.clone(),
+    };
     let cut = cut.clone();
     let thread = std::thread::Builder::new()
         .name(format!("follow-{pid}"))
@@ -334,7 +511,7 @@ fn follow(
             drop(keep);
         })
         .ok();
-    streams.push(Stream { number, pid, pending, listed, thread });
+    streams.push(Stream { number, pid, pending, listed, python, thread });
 }
 
 /// The interpreter a descendant says it runs and its parent, from its first line on
@@ -390,6 +567,7 @@ struct Child {
     meta: Meta,
     pending: Arc<Mutex<Vec<u8>>>,
     listed: Arc<AtomicBool>,
+    python: Arc<AtomicBool>,
 }
 
 impl Child {
@@ -411,6 +589,7 @@ impl Child {
         // command, `git`) are left out: a build or a test suite runs thousands, and they
         // would only crowd the list. Such a Python is listed: its code is the user's.
         let native = version == CHILD_UNTRACED;
+        self.python.store(!native, Ordering::Release);
         let why = match implementation.as_str() {
             _ if !native => None,
             CHILD_PYTHON_WITHOUT_SITE => Some(PYTHON_WITHOUT_SITE_MARKER),

@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use memlens_analysis::{format_bytes, EXECED_MARKER};
+use memlens_analysis::{format_bytes, not_recorded_note, EXECED_MARKER, NOT_RECORDED_MARKER};
 use memlens_format::{Meta, RecordingWriter, ThreadId, WriterOptions};
 
 use crate::child_memory::TreeMemory;
@@ -163,10 +163,18 @@ fn record(job: RecorderJob) -> Result<()> {
         Some(e) if os_error(&e).is_some() => return Err(write_failed(&output, e)),
         other => other,
     };
-    let followed = match followers {
-        Some(f) => f.finish(recorder.writer_mut()).map_err(|e| write_failed(&output, e))?,
-        None => 0,
+    let (followed, not_recorded) = match followers {
+        Some(f) => {
+            let done = f.finish(recorder.writer_mut()).map_err(|e| write_failed(&output, e))?;
+            (done.listed, done.not_recorded)
+        }
+        None => (0, 0),
     };
+    if not_recorded > 0 {
+        let at = recorder.rel(at_ns);
+        let label = format!("{NOT_RECORDED_MARKER}: {not_recorded}");
+        recorder.writer_mut().marker(at, ThreadId(0), &label);
+    }
     let hello = recorder.hello().is_some();
     let stopped = recorder.stopped();
     let peak = recorder.summary().peak_heap;
@@ -205,11 +213,14 @@ fn record(job: RecorderJob) -> Result<()> {
             0 => String::new(),
             b => format!(" ({})", memlens_analysis::notice_for(b)),
         };
-        let children = match followed {
+        let mut children = match followed {
             0 => String::new(),
             1 => "; and 1 child process".to_owned(),
             n => format!("; and {n} child processes"),
         };
+        if not_recorded > 0 {
+            children += &format!("; {}", not_recorded_note(not_recorded as u64));
+        }
         let _ = writeln!(
             err,
             "memlens: peak heap {}, {} still allocated at exit ({how}){estimated}{children}; \

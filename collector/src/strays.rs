@@ -91,19 +91,29 @@ impl Strays {
 /// that cannot be read (it is gone, or not ours to read).
 fn without_memlens(pid: u32, parent: Option<u32>) -> Option<bool> {
     let environ = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
-    let has = |name: &str| {
-        let name = name.as_bytes();
-        environ
-            .split(|&b| b == 0)
-            .any(|kv| kv.starts_with(name) && kv.get(name.len()) == Some(&b'='))
-    };
-    if has(ENV_FOLLOW) || has(ENV_FOLLOW_PENDING) {
+    if has_memlens(&environ) {
         return Some(false);
     }
     match parent {
         Some(parent) => Some(std::fs::read(format!("/proc/{parent}/environ")).ok()? != environ),
         None => Some(true),
     }
+}
+
+/// Whether `pid` was started with memlens's environment (it or its parent at its exec had
+/// either variable): a process that is followed. `None` if that cannot be read.
+pub fn follows(pid: u32) -> Option<bool> {
+    std::fs::read(format!("/proc/{pid}/environ")).ok().map(|e| has_memlens(&e))
+}
+
+/// Whether `environ` (`/proc/PID/environ`) has [`ENV_FOLLOW`] or [`ENV_FOLLOW_PENDING`].
+fn has_memlens(environ: &[u8]) -> bool {
+    environ.split(|&b| b == 0).any(|kv| {
+        [ENV_FOLLOW, ENV_FOLLOW_PENDING].iter().any(|name| {
+            let name = name.as_bytes();
+            kv.starts_with(name) && kv.get(name.len()) == Some(&b'=')
+        })
+    })
 }
 
 /// The two connections a stray's recording is read from, as if it had connected them: a

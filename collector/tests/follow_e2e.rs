@@ -5,8 +5,9 @@ mod common;
 
 use common::*;
 use memlens_analysis::{
-    descendants, how_it_ended, outlived_the_program, python_without_site, ran_another_program,
-    stack_totals, started_without_memlens, stopped_early, EventFilter, Process, Snapshot,
+    descendants, how_it_ended, not_recorded, outlived_the_program, python_without_site,
+    ran_another_program, stack_totals, started_without_memlens, stopped_early, EventFilter,
+    Process, Snapshot,
 };
 use memlens_format::{Recording, StackId};
 use std::process::Output;
@@ -242,6 +243,29 @@ fn forks_that_come_while_the_drain_writes_trace_on() {
     let function = common::listcomp_function(&rec.meta().python_version, "<module>");
     for child in &children {
         assert!(bytes_at(&child.rec, Snapshot::TotalAllocated, &function, line) >= 100_000);
+    }
+}
+
+/// Regression: a double-fork daemon whose first fork came as the program exited was not in
+/// the recording at all: the recorder stopped accepting descendants at the program's end,
+/// before the child (and then the daemon it forked) had connected.
+#[test]
+fn a_daemon_forked_as_the_program_exits_is_recorded() {
+    let line = line_of("daemon_at_exit.py", "DAEMON_LINE");
+    // A race with how fast the program exits: tried several times.
+    for round in 0..5 {
+        let (out, rec, _dir) = run("daemon_at_exit.py", &[], &[]);
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "parent exits");
+        let family = descendants(&rec);
+        let listed: Vec<String> = family.iter().map(|p| how_it_ended(&p.rec)).collect();
+        let daemon = family
+            .iter()
+            .find(|p| bytes_at(&p.rec, Snapshot::TotalAllocated, "daemon", line) >= 10 * MIB)
+            .unwrap_or_else(|| panic!("round {round}: no daemon among {listed:?}"));
+        assert!(outlived_the_program(&daemon.rec), "round {round}: {listed:?}");
+        // The child between the two forks too, which ended.
+        assert_eq!(family.len(), 2, "round {round}: {listed:?}");
+        assert_eq!(not_recorded(&rec), 0, "round {round}");
     }
 }
 

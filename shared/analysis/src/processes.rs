@@ -37,6 +37,29 @@ pub const PYTHON_WITHOUT_SITE_MARKER: &str = "memlens: a Python run with -E, -I 
 pub const NOT_FOLLOWED_MARKER: &str = "memlens: started with an environment without memlens's \
      variables: its memory is sampled, its allocations are not traced";
 
+/// The label of the marker that ends the program's recording when descendants that started
+/// as it ended could not be recorded (they connected to memlens too late, or not at all),
+/// followed by `: N`, their number (see [`not_recorded`]).
+pub const NOT_RECORDED_MARKER: &str =
+    "memlens: descendants started as the program ended, not recorded";
+
+/// How many descendants that started as the program ended are not in `rec`, the program's
+/// recording ([`NOT_RECORDED_MARKER`]).
+pub fn not_recorded(rec: &Recording) -> u64 {
+    let count = |label: &str| {
+        label.strip_prefix(NOT_RECORDED_MARKER)?.strip_prefix(": ")?.parse::<u64>().ok()
+    };
+    rec.markers().iter().filter_map(|m| count(&m.label)).sum()
+}
+
+/// [`not_recorded`] in words: "1 descendant started as the program ended was not recorded".
+pub fn not_recorded_note(n: u64) -> String {
+    match n {
+        1 => "1 descendant started as the program ended was not recorded".to_owned(),
+        n => format!("{n} descendants started as the program ended were not recorded"),
+    }
+}
+
 /// One process of a recording.
 pub struct Process {
     /// 0 for the program, then 1, 2, ... in the order its descendants started.
