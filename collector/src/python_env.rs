@@ -29,6 +29,7 @@ const PY_FILES: &[(&str, &str)] = &[
     ("memlens/_attach.py", include_str!("../python/memlens/_attach.py")),
     ("memlens/_follow.py", include_str!("../python/memlens/_follow.py")),
     ("memlens/_greenlets.py", include_str!("../python/memlens/_greenlets.py")),
+    ("memlens/_fork.py", include_str!("../python/memlens/_fork.py")),
     // Python's start-up imports it: a Python the program starts is followed from there.
     ("sitecustomize.py", include_str!("../python/sitecustomize.py")),
 ];
@@ -304,5 +305,21 @@ impl PythonPackageDir {
 impl Drop for PythonPackageDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.run);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_module_of_the_package_is_embedded() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/memlens");
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let name = format!("memlens/{}", entry.unwrap().file_name().to_string_lossy());
+            if name.ends_with(".py") {
+                assert!(PY_FILES.iter().any(|(f, _)| *f == name), "{name} is not in PY_FILES");
+            }
+        }
     }
 }

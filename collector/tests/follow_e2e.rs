@@ -519,3 +519,34 @@ fn children_whose_pythonpath_was_changed_are_traced() {
         assert!(!stopped_early(&child.rec) && child.end().unwrap().exit_code == Some(0));
     }
 }
+
+/// What `fork_warning.py` wrote on stderr, its pids taken out.
+fn fork_warnings(out: &Output) -> Vec<String> {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let pid = |l: &str| l.split("(pid=").next().unwrap_or(l).to_owned();
+    stderr.lines().filter(|l| l.contains("Warning")).map(pid).collect()
+}
+
+/// CPython 3.12+ warns at a fork of a process with more than one thread: memlens's own
+/// (the tracer's drain) does not make a single-threaded program warn, and a program's own
+/// thread still does, at its line, as without memlens.
+#[test]
+fn forks_warn_of_the_programs_threads_only() {
+    let plain = std::process::Command::new(python()).arg(script("fork_warning.py")).output();
+    let plain = fork_warnings(&plain.unwrap());
+    let (out, _, _dir) = run("fork_warning.py", &[], &[]);
+    assert_eq!(fork_warnings(&out), plain);
+    let version = String::from_utf8(
+        std::process::Command::new(python())
+            .args(["-c", "import sys; print(sys.version_info[1])"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    if version.trim().parse::<u32>().unwrap() >= 12 {
+        let line = line_of("fork_warning.py", "FORK_WARNED_LINE");
+        assert_eq!(plain.len(), 1, "{plain:?}");
+        assert!(plain[0].contains(&format!("fork_warning.py:{line}: DeprecationWarning")));
+    }
+}

@@ -283,6 +283,10 @@ def _begin(lib, census, census_interval=0.0, census_max_objects=0, traced=True,
     if traced:
         _hand_threads_over()
         _follow_greenlets()
+    if sys.version_info >= (3, 12):
+        from memlens import _fork
+
+        _fork.install()
     gc.callbacks.append(_gc_callback)
     _census_on = census
     _census_thread = None
