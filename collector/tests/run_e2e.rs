@@ -679,3 +679,40 @@ fn replacing_the_profiler_mid_call_does_not_crash() {
     assert_eq!(String::from_utf8_lossy(&run.out.stdout).trim(), "survived");
     assert!(run.rec.summary().peak_heap >= 5 * MIB);
 }
+
+/// With the profile function keeping the stacks, a program's own profilers (sys.setprofile
+/// and its removal, a trace function, cProfile, threading.setprofile) once replaced or
+/// removed memlens's, and allocations went to the line of `<module>` that was running. Each
+/// must be charged to its function's line, and the program's profile function must get the
+/// calls it gets without memlens.
+#[test]
+fn a_programs_own_profiler_leaves_the_profile_functions_stacks_right() {
+    let run = run_script_env("own_profiler.py", &[("MEMLENS_STACKS", "profile")], &[], &[]);
+    assert_eq!(run.out.status.code(), Some(0), "{}", String::from_utf8_lossy(&run.out.stderr));
+    let plain = Command::new(common::python()).arg(script("own_profiler.py")).output().unwrap();
+    assert!(plain.status.success(), "{}", String::from_utf8_lossy(&plain.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&run.out.stdout),
+        String::from_utf8_lossy(&plain.stdout),
+        "the program's profiler saw other calls under memlens"
+    );
+    let top = top_stacks(&run.rec, Snapshot::AtEnd, &EventFilter::default());
+    let innermost: Vec<_> =
+        top.iter().filter_map(|&(s, b)| Some((frames(&run.rec, s).first()?.clone(), b))).collect();
+    for (function, tag) in [
+        ("alloc_a", "ALLOC_A"),
+        ("alloc_b", "ALLOC_B"),
+        ("alloc_c", "ALLOC_C"),
+        ("alloc_d", "ALLOC_D"),
+    ] {
+        let want =
+            (function.to_owned(), "own_profiler.py".to_owned(), line_of("own_profiler.py", tag));
+        let bytes: u64 = innermost.iter().filter(|(f, _)| *f == want).map(|(_, b)| b).sum();
+        assert!(bytes >= 5 * MIB, "{function}: {bytes} bytes; top stacks: {:?}", &innermost[..6]);
+    }
+    let module: u64 = innermost.iter().filter(|(f, _)| f.0 == "<module>").map(|(_, b)| b).sum();
+    assert!(module < MIB, "{module} bytes charged to <module>: {:?}", &innermost[..6]);
+    let worker = run.rec.threads().iter().find(|t| t.name == "worker").expect("the worker thread");
+    let top = top_stacks(&run.rec, Snapshot::AtEnd, &EventFilter::thread(worker.id));
+    assert_eq!(frames(&run.rec, top[0].0)[0].0, "alloc_d");
+}

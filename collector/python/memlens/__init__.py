@@ -64,12 +64,23 @@ def _load(path):
 
 def _thread_profile(frame, event, arg):
     # Runs once per new `threading` thread, as its first profile event: hands the
-    # thread over to the C profiler, seeding its shadow stack from `frame`.
+    # thread over to the C profiler, seeding its shadow stack from `frame`; then to the
+    # program's `threading.setprofile` function, if it set one (profile stack mode).
     lib = _lib
     if lib is not None:
         lib.memlens_thread_start(frame, _thread_name())
         if _following_greenlets is not None:
             _following_greenlets.on_thread()
+    then = _program_thread_profile
+    if then is not None:
+        sys.setprofile(then)
+        then(frame, event, arg)
+
+
+# The profile stack mode: threading's own setprofile, once wrapped (`_keep_profile_in_front`),
+# and the function the program gave it, which each new thread gets after memlens's.
+_threading_setprofile = None
+_program_thread_profile = None
 
 
 def _thread_name():
@@ -89,7 +100,9 @@ def _hand_threads_over():
     start."""
     threading = sys.modules.get("threading")
     if threading is not None:
-        threading.setprofile(_thread_profile)
+        if _lib.memlens_stack_mode() == 1:
+            _wrap_threading_setprofile(threading)
+        (_threading_setprofile or threading.setprofile)(_thread_profile)
     else:
         _ImportWatch.wait_for("threading", _hand_threads_over)
 
@@ -97,8 +110,46 @@ def _hand_threads_over():
 def _stop_handing_threads_over():
     threading = sys.modules.get("threading")
     if threading is not None:
-        threading.setprofile(None)
+        (_threading_setprofile or threading.setprofile)(_program_thread_profile)
     _ImportWatch.forget("threading")
+
+
+def _keep_profile_in_front():
+    """The profile stack mode: a program's own profiler (``sys.setprofile``, as cProfile,
+    debuggers and coverage use it) would replace memlens's profile function, and take it away
+    with ``sys.setprofile(None)``. ``sys.setprofile`` is wrapped, once per process: the
+    program's function runs behind memlens's, which passes it every event, and
+    ``sys.getprofile()`` still returns it (see ``collector/tracer/src/profiler.rs``; other
+    ways of setting one are caught at the thread's next allocation)."""
+    if sys.setprofile is not _lib.memlens_setprofile:
+        _lib.memlens_wrap_setprofile(sys.setprofile)
+        sys.setprofile = _lib.memlens_setprofile
+
+
+def _wrap_threading_setprofile(threading):
+    """``threading.setprofile`` and ``getprofile`` keep the program's function aside while
+    memlens's (`_thread_profile`) is threading's: each new thread gets memlens's first, then
+    the program's (``setprofile_all_threads`` calls the module's ``setprofile``)."""
+    global _threading_setprofile, _program_thread_profile
+    if _threading_setprofile is not None:
+        return
+    _threading_setprofile = real = threading.setprofile
+    _program_thread_profile = getattr(threading, "_profile_hook", None)
+
+    def setprofile(func):
+        global _program_thread_profile
+        _program_thread_profile = func
+        if not is_tracing():
+            real(func)
+
+    def getprofile():
+        return _program_thread_profile
+
+    setprofile.__doc__ = real.__doc__
+    getprofile.__doc__ = getattr(threading, "getprofile", getprofile).__doc__
+    threading.setprofile = setprofile
+    if hasattr(threading, "getprofile"):
+        threading.getprofile = getprofile
 
 
 # memlens._greenlets, once the program has imported greenlet while traced (not named
@@ -281,6 +332,8 @@ def _begin(lib, census, census_interval=0.0, census_max_objects=0, traced=True,
     `census_max_objects` objects at most (0: the default, smaller when `sampled`)."""
     global _census_on, _census_thread
     if traced:
+        if lib.memlens_stack_mode() == 1:
+            _keep_profile_in_front()
         _hand_threads_over()
         _follow_greenlets()
     if sys.version_info >= (3, 12):

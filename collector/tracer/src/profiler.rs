@@ -9,34 +9,48 @@
 //! every Python frame; elsewhere [`profile`] is installed with `PyEval_SetProfile` on each
 //! thread (see [`StackMode`]). Either stays installed between sessions and keeps the stacks
 //! up to date.
+//!
+//! A thread has one profile function, which a program's own profiler (`sys.setprofile`,
+//! cProfile and yappi on 3.9-3.11, debuggers, coverage) replaces, and removes when it is done.
+//! In the profile mode, memlens's is kept in front of the program's: the program's function
+//! is noted in the thread's state and called by [`profile`] after its own bookkeeping, with
+//! the same arguments, while the thread state keeps the program's object (what
+//! `sys.getprofile()` returns). `sys.setprofile` is wrapped by the package
+//! ([`program_set_profile`]); any other way (`PyEval_SetProfile` from C, the all-threads
+//! variants, a profile function that raised and was dropped) is noticed at the thread's next
+//! allocation of Python memory ([`keep_in_front`]), where the thread's stack is built again
+//! from its frames.
 
 use std::ffi::{c_int, c_void};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 
 use crate::c_stack::{self, Room};
 use crate::guard::{tls, Ctx, Guard};
-use crate::python_api::{api, EvalFunc, EvalHook, PyObject, PYTRACE_CALL, PYTRACE_RETURN};
+use crate::python_api::{
+    api, EvalFunc, EvalHook, ProfileSlot, PyObject, TraceFunc, PYTRACE_CALL, PYTRACE_RETURN,
+};
 use crate::stacks::{
     code_id, frame_code_id, mode, seed_from, seed_from_current, walking, StackMode,
 };
 use crate::thread_state::with_state;
 
-/// The `Py_tracefunc` installed with `PyEval_SetProfile`.
+/// The `Py_tracefunc` installed with `PyEval_SetProfile`: keeps the thread's shadow stack,
+/// then passes the event on to the program's profile function, if the thread has one.
 pub extern "C" fn profile(
-    _obj: *mut PyObject,
+    obj: *mut PyObject,
     frame: *mut PyObject,
     what: c_int,
-    _arg: *mut PyObject,
+    arg: *mut PyObject,
 ) -> c_int {
     if what != PYTRACE_CALL && what != PYTRACE_RETURN {
-        // C calls: nothing to do, and this runs at every builtin call.
-        return 0;
+        // C calls: nothing to do but pass them on, and this runs at every builtin call.
+        return if CHAINED.load(Ordering::Relaxed) { pass_on(obj, frame, what, arg) } else { 0 };
     }
-    let _guard = Guard::enter(Ctx::Tracer);
-    match what {
-        PYTRACE_CALL => {
-            let api = api();
-            with_state(|st| {
+    {
+        let _guard = Guard::enter(Ctx::Tracer);
+        let api = api();
+        with_state(|st| {
+            if what == PYTRACE_CALL {
                 if !st.seeded() {
                     // SAFETY: GIL held; GetBack returns a new reference (or NULL),
                     // which seed_from takes over.
@@ -44,22 +58,195 @@ pub extern "C" fn profile(
                 }
                 let id = frame_code_id(api, st, frame);
                 st.enter_frame(frame, id);
-            });
-        }
-        PYTRACE_RETURN => {
-            let api = api();
-            with_state(|st| {
+            } else {
                 if !st.seeded() {
                     // SAFETY: GIL held; frame is live; the new reference goes to seed_from.
                     unsafe { (api.inc_ref)(frame) };
                     seed_from(api, st, frame, |_| false);
                 }
                 st.leave_frame(frame)
-            });
-        }
-        _ => {}
+            }
+        });
     }
-    0
+    if CHAINED.load(Ordering::Relaxed) {
+        pass_on(obj, frame, what, arg)
+    } else {
+        0
+    }
+}
+
+/// Set once a thread's profile function of the program's has been put behind memlens's:
+/// until then no event has anywhere to go on to.
+static CHAINED: AtomicBool = AtomicBool::new(false);
+
+/// Calls the thread's profile function of the program's, if it has one, as CPython would
+/// have (its result, -1 for an exception it raised, is CPython's to act on).
+#[inline(never)]
+fn pass_on(obj: *mut PyObject, frame: *mut PyObject, what: c_int, arg: *mut PyObject) -> c_int {
+    let then = {
+        let _guard = Guard::enter(Ctx::Tracer);
+        with_state(|st| st.pass_on(what)).flatten()
+    };
+    match then {
+        Some(f) => f(obj, frame, what, arg),
+        None => 0,
+    }
+}
+
+/// Whether a profile slot's value is memlens's [`profile`].
+#[inline(always)]
+fn ours(func: usize) -> bool {
+    func == profile as TraceFunc as usize
+}
+
+/// Whether the thread state's profile slot ([`ProfileSlot`]) checked out: 0 not looked at
+/// yet, 1 yes, 2 no (then a program's profiler replaces memlens's, as it did before).
+static SLOT_CHECKED: AtomicU8 = AtomicU8::new(0);
+
+/// Set when `_PyEval_SetProfile` refused memlens's profile function (an audit hook of the
+/// program's said no): it is not tried again at every allocation.
+static REFUSED: AtomicBool = AtomicBool::new(false);
+
+/// The thread state's profile slot, where it checked out.
+#[inline(always)]
+fn slot() -> Option<&'static ProfileSlot> {
+    if SLOT_CHECKED.load(Ordering::Relaxed) == 1 {
+        api().profile_slot()
+    } else {
+        None
+    }
+}
+
+/// Checks the profile slot's offsets, once, right after memlens's function was installed on
+/// the calling thread: the slot must hold it, and no object. GIL held.
+fn check_slot() {
+    if SLOT_CHECKED.load(Ordering::Relaxed) != 0 {
+        return;
+    }
+    let ok = api().profile_slot().is_some_and(|slot| {
+        // SAFETY: GIL held, so the thread has a live state; fields of it are read.
+        unsafe {
+            let ts = slot.thread();
+            !ts.is_null() && ours(slot.func(ts)) && slot.obj(ts).is_null()
+        }
+    });
+    SLOT_CHECKED.store(if ok { 1 } else { 2 }, Ordering::Relaxed);
+}
+
+/// Puts memlens's profile function on thread state `ts` (the calling thread's), which holds
+/// another one or none, and returns the one it held, now behind memlens's (its object kept);
+/// `Err` when CPython refused to install memlens's. GIL held.
+fn put_in_front(slot: &ProfileSlot, ts: *mut c_void) -> Result<Option<TraceFunc>, ()> {
+    // SAFETY: GIL held; `ts` is the calling thread's live state.
+    let func = unsafe { slot.func(ts) };
+    if func != 0 {
+        // SAFETY: the thread has a profile function, which ours replaces (see
+        // `replace_func`).
+        unsafe { slot.replace_func(ts, profile) };
+        CHAINED.store(true, Ordering::Relaxed);
+        // SAFETY: a non-zero slot holds a `Py_tracefunc`.
+        return Ok(Some(unsafe { std::mem::transmute::<usize, TraceFunc>(func) }));
+    }
+    let api = api();
+    let mut exc = [std::ptr::null_mut(); 3];
+    // SAFETY: GIL held; an exception in flight is set aside (Fetch takes its references,
+    // Restore gives them back) while `_PyEval_SetProfile` runs the audit hooks, whose own
+    // exception, if one refuses, is cleared.
+    let ok = unsafe {
+        (api.err_fetch)(&mut exc[0], &mut exc[1], &mut exc[2]);
+        let ok = (slot.set)(ts, Some(profile), std::ptr::null_mut()) == 0;
+        if !ok {
+            (api.err_clear)();
+        }
+        (api.err_restore)(exc[0], exc[1], exc[2]);
+        ok
+    };
+    if ok {
+        Ok(None)
+    } else {
+        REFUSED.store(true, Ordering::Relaxed);
+        Err(())
+    }
+}
+
+/// Profile mode, at an allocation of Python memory (GIL held, before its stack is used): if
+/// the thread's profile function is no longer memlens's (the program's profiler replaced
+/// it, or removed it), memlens's goes back in front of it and the thread's stack is built
+/// again from its frames. Costs a thread-state lookup and a compare.
+#[inline(always)]
+pub fn keep_in_front() {
+    let Some(slot) = slot() else { return };
+    // SAFETY: GIL held (an object- or mem-domain allocation), so the thread has a live
+    // state, whose field is read.
+    let ts = unsafe { slot.thread() };
+    // SAFETY: as above.
+    if ts.is_null() || ours(unsafe { slot.func(ts) }) || REFUSED.load(Ordering::Relaxed) {
+        return;
+    }
+    take_back(slot, ts);
+}
+
+#[cold]
+#[inline(never)]
+fn take_back(slot: &ProfileSlot, ts: *mut c_void) {
+    let api = api();
+    let _guard = Guard::enter(Ctx::Tracer);
+    // Frame objects may be made while the stack is built (3.11+), and no collection may
+    // run inside an allocation (see `stacks::walk_frames`).
+    // SAFETY: GIL held.
+    let was_enabled = api.gc_disable.map(|f| unsafe { f() });
+    if let Ok(program) = put_in_front(slot, ts) {
+        with_state(|st| {
+            st.set_program_profile(program, false);
+            seed_from_current(api, st);
+        });
+    }
+    if let (Some(1), Some(enable)) = (was_enabled, api.gc_enable) {
+        // SAFETY: GIL held; puts back what it was.
+        unsafe { enable() };
+    }
+}
+
+/// Whether the calling thread runs a profile function of the program's (behind memlens's
+/// or instead of it), before the program sets another through `sys.setprofile`. GIL held.
+pub fn program_profiling() -> bool {
+    let Some(slot) = slot() else { return false };
+    // SAFETY: GIL held, so the thread has a live state, whose field is read.
+    let func = unsafe {
+        let ts = slot.thread();
+        if ts.is_null() {
+            return false;
+        }
+        slot.func(ts)
+    };
+    let _guard = Guard::enter(Ctx::Tracer);
+    func != 0 && (!ours(func) || with_state(|st| st.program_profile().is_some()).unwrap_or(false))
+}
+
+/// The program just set the calling thread's profile function through `sys.setprofile`
+/// (memlens's wrapper of it), which replaced memlens's: in the profile mode while tracing,
+/// memlens's goes back in front of it. `had`: whether the thread had one of the program's
+/// before ([`program_profiling`]). GIL held.
+pub fn program_set_profile(had: bool) {
+    if mode() != StackMode::Profile || !crate::recording::active() {
+        return;
+    }
+    let Some(slot) = slot() else { return };
+    // SAFETY: GIL held, so the thread has a live state, whose field is read.
+    let ts = unsafe { slot.thread() };
+    // SAFETY: as above.
+    if ts.is_null() || ours(unsafe { slot.func(ts) }) {
+        return;
+    }
+    let api = api();
+    let _guard = Guard::enter(Ctx::Tracer);
+    if let Ok(program) = put_in_front(slot, ts) {
+        with_state(|st| {
+            st.set_program_profile(program, !had);
+            // Calls and returns went unseen, if memlens's was not in front before.
+            seed_from_current(api, st);
+        });
+    }
 }
 
 /// The evaluation function ours wraps (CPython's own, or another PEP 523 user's).
@@ -202,9 +389,26 @@ pub fn uninstall_from_current_thread() {
     }
     let api = api();
     let _guard = Guard::enter(Ctx::Tracer);
+    let program = with_state(|st| {
+        st.forget_stack();
+        st.take_program_profile()
+    })
+    .flatten();
+    // The program's profile function that memlens's was in front of takes its place back,
+    // with the object the thread state kept for it.
+    if let (Some(func), Some(slot)) = (program, slot()) {
+        // SAFETY: GIL held, so the thread has a live state; memlens's function is replaced
+        // only where it is the thread's.
+        unsafe {
+            let ts = slot.thread();
+            if !ts.is_null() && ours(slot.func(ts)) {
+                slot.replace_func(ts, func);
+                return;
+            }
+        }
+    }
     // SAFETY: GIL held; removes this thread's C profile function.
     unsafe { (api.eval_set_profile)(None, std::ptr::null_mut()) };
-    with_state(|st| st.forget_stack());
 }
 
 /// Installs the profiler on the calling thread. With a non-null `frame`, the shadow
@@ -232,8 +436,12 @@ pub fn install_on_current_thread(frame: *mut PyObject, name: Option<&[u8]>) {
     if mode() == StackMode::Eval {
         install_eval_hook();
     } else {
+        // Alone: a profile function the thread had is `threading`'s hand-over to memlens
+        // (`memlens._thread_profile`), or, at a start in mid-program, is dropped as before.
         // SAFETY: GIL held; installs a C profile function for this thread.
         unsafe { (api.eval_set_profile)(Some(profile), std::ptr::null_mut()) };
+        with_state(|st| st.set_program_profile(None, false));
+        check_slot();
     }
 }
 

@@ -2,7 +2,9 @@
 //! `PyMem_SetAllocator` around the previous allocators.
 //!
 //! Layer: the hooks layer; they write through [`crate::emit`], and the session layer
-//! ([`crate::session`]) installs them.
+//! ([`crate::session`]) installs them. Where a profile function keeps the stacks, they
+//! first put it back in front of a program's profiler that replaced it
+//! ([`crate::profiler::keep_in_front`]).
 //!
 //! They record the exact requested sizes. A realloc is a free of the old block,
 //! recorded *before* the real call, and an allocation of the new one, recorded
@@ -18,6 +20,7 @@ use crate::emit::{record_alloc, record_free};
 use crate::guard::{Ctx, Guard};
 use crate::python_api::{PyApi, PyMemAllocatorEx, DOMAIN_MEM, DOMAIN_OBJ, DOMAIN_RAW};
 use crate::recording::active;
+use crate::stacks::{mode, StackMode};
 
 struct Domain {
     prev: UnsafeCell<PyMemAllocatorEx>,
@@ -111,6 +114,15 @@ unsafe fn domain<'a>(ctx: *mut c_void) -> (&'a Domain, &'a PyMemAllocatorEx) {
     }
 }
 
+/// Before an allocation's stack is used: in the profile stack mode, the thread's profile
+/// function must still be memlens's. Only where the GIL is held (the mem and object domains).
+#[inline(always)]
+fn keep_stack(d: &Domain) {
+    if d.ctx == Ctx::Pymalloc && mode() == StackMode::Profile {
+        crate::profiler::keep_in_front();
+    }
+}
+
 unsafe extern "C" fn hook_malloc(ctx: *mut c_void, size: usize) -> *mut c_void {
     // SAFETY: CPython passes back the ctx we registered.
     let (d, prev) = unsafe { domain(ctx) };
@@ -118,6 +130,7 @@ unsafe extern "C" fn hook_malloc(ctx: *mut c_void, size: usize) -> *mut c_void {
     // SAFETY: calling the previous allocator with its own ctx, as CPython would.
     let p = unsafe { (prev.malloc.unwrap_unchecked())(prev.ctx, size) };
     if g.outermost() && !p.is_null() && active() {
+        keep_stack(d);
         record_alloc(&g, p as usize, size, d.kind);
     }
     p
@@ -130,6 +143,7 @@ unsafe extern "C" fn hook_calloc(ctx: *mut c_void, n: usize, size: usize) -> *mu
     // SAFETY: calling the previous allocator with its own ctx.
     let p = unsafe { (prev.calloc.unwrap_unchecked())(prev.ctx, n, size) };
     if g.outermost() && !p.is_null() && active() {
+        keep_stack(d);
         record_alloc(&g, p as usize, n.saturating_mul(size), d.kind);
     }
     p
@@ -146,6 +160,7 @@ unsafe extern "C" fn hook_realloc(ctx: *mut c_void, old: *mut c_void, size: usiz
     // SAFETY: calling the previous allocator with its own ctx.
     let p = unsafe { (prev.realloc.unwrap_unchecked())(prev.ctx, old, size) };
     if rec && !p.is_null() {
+        keep_stack(d);
         record_alloc(&g, p as usize, size, d.kind);
     }
     p

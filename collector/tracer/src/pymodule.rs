@@ -15,14 +15,17 @@
 //! they run with the GIL held, which the C API requires. Like the rest of the library, the
 //! module has no undefined Python symbols: what it calls is looked up when it is imported.
 //!
-//! Four functions exist only here: for the census, `memlens_census_objects` (its
+//! Six functions exist only here: for the census, `memlens_census_objects` (its
 //! per-object work, [`crate::census`], which sends each type's records itself) and the
 //! layout reads of `_layout.py`, `memlens_read_ptr(address)` and
-//! `memlens_read_byte(address)`; and `memlens_greenlet_trace(event, args)`, a trace
-//! function for `greenlet.settrace` (`_greenlets.py`).
+//! `memlens_read_byte(address)`; `memlens_greenlet_trace(event, args)`, a trace
+//! function for `greenlet.settrace` (`_greenlets.py`); and `memlens_setprofile(function)`,
+//! `sys.setprofile` as the profile stack mode wraps it, with `memlens_wrap_setprofile`,
+//! which is given the interpreter's own.
 
 use std::ffi::{c_char, c_int, c_void};
 use std::ptr::null_mut;
+use std::sync::atomic::{AtomicPtr, Ordering};
 
 use crate::python_api::{
     new_ref, object_api as api, CompilerFlags, ObjectApi as Api, PyObject, PYCF_IGNORE_COOKIE,
@@ -196,6 +199,44 @@ function!(memlens_greenlet_trace, 2, |a| {
     crate::memlens_stack_switched(0);
     a.none()
 });
+/// The interpreter's own `sys.setprofile`, which [`memlens_setprofile`] calls (a reference
+/// kept for the process's life), once `memlens_wrap_setprofile` was given it.
+static SYS_SETPROFILE: AtomicPtr<PyObject> = AtomicPtr::new(null_mut());
+
+function!(memlens_wrap_setprofile, 1, |a| {
+    let real = a.object(0);
+    // SAFETY: GIL held; the reference taken is kept (or released, if one is kept already).
+    unsafe { (a.api.inc_ref)(real) };
+    if SYS_SETPROFILE
+        .compare_exchange(null_mut(), real, Ordering::AcqRel, Ordering::Acquire)
+        .is_err()
+    {
+        // SAFETY: as above.
+        unsafe { (a.api.dec_ref)(real) };
+    }
+    a.none()
+});
+// `sys.setprofile(function)` in the profile stack mode: the interpreter's own sets the thread's
+// profile function, then memlens's goes back in front of it (or alone, for None), so the
+// program's profiler gets its events after memlens's bookkeeping (see profiler.rs).
+function!(memlens_setprofile, 1, |a| {
+    let real = SYS_SETPROFILE.load(Ordering::Acquire);
+    if real.is_null() {
+        // SAFETY: GIL held; a static NUL-terminated message.
+        unsafe {
+            (a.api.err_set_string)(a.api.type_error, c"sys.setprofile is not wrapped".as_ptr())
+        };
+        return Err(());
+    }
+    let had = crate::memlens_profile_set_begin();
+    // SAFETY: GIL held; a call of a live callable with one live argument, NULL-terminated;
+    // the result is a new reference (or null with the exception set), released below.
+    let result = unsafe { (a.api.call)(real, a.object(0), null_mut::<PyObject>()) };
+    crate::memlens_profile_set_end(had);
+    // SAFETY: as above.
+    unsafe { (a.api.dec_ref)(new_ref(result)?) };
+    a.none()
+});
 function!(memlens_forget_stacks, 0, |a| {
     crate::memlens_forget_stacks();
     a.none()
@@ -294,6 +335,8 @@ pub extern "C" fn PyInit__tracer() -> *mut PyObject {
         memlens_stack_switched,
         memlens_greenlet_trace,
         memlens_forget_stacks,
+        memlens_wrap_setprofile,
+        memlens_setprofile,
         memlens_active,
         memlens_pause,
         memlens_census_begin,

@@ -17,6 +17,10 @@
 //! - Profiling threads that are already running: 3.12 has `PyEval_SetProfileAllThreads`;
 //!   3.9 to 3.11 export `_PyEval_SetProfile(tstate, ...)`, applied to each thread state of
 //!   the interpreter (which is what 3.12's function does).
+//! - Where a thread state keeps its profile function and object (`c_profilefunc`,
+//!   `c_profileobj`: the same fields from 3.9 to 3.13, at offsets that moved in 3.11 and
+//!   3.13; 3.12+ calls them from `sys.monitoring`'s legacy callbacks), read and written
+//!   directly ([`ProfileSlot`]) to keep memlens's profile function in front of a program's.
 //! - The frame-evaluation hook (PEP 523) and the layout of the frames it is given
 //!   ([`EvalHook`]: frame objects on 3.9 and 3.10, interpreter frames since 3.11, whose
 //!   code and position fields moved in 3.12 and 3.13), checked against the public frame
@@ -43,6 +47,9 @@ pub type TraceFunc = extern "C" fn(*mut PyObject, *mut PyObject, c_int, *mut PyO
 /// `PyTrace_CALL` / `PyTrace_RETURN` (Include/cpython/pystate.h).
 pub const PYTRACE_CALL: c_int = 0;
 pub const PYTRACE_RETURN: c_int = 3;
+/// `PyTrace_C_RETURN` / `PyTrace_C_EXCEPTION`.
+pub const PYTRACE_C_EXCEPTION: c_int = 5;
+pub const PYTRACE_C_RETURN: c_int = 6;
 
 /// `PyMemAllocatorDomain`.
 pub const DOMAIN_RAW: c_int = 0;
@@ -93,6 +100,7 @@ pub struct PyApi {
     /// Attribute holding the most precise function name on this version.
     pub name_attr: &'static CStr,
     all_threads: Option<AllThreads>,
+    profile_slot: Option<ProfileSlot>,
     eval_hook: Option<EvalHook>,
     ref_tracer: Option<RefTracerApi>,
 }
@@ -386,6 +394,74 @@ enum AllThreads {
     },
 }
 
+/// The calling thread's profile function and object, as its thread state keeps them
+/// (`Include/cpython/pystate.h`: `c_profilefunc`, then `c_tracefunc`, then `c_profileobj`;
+/// x86-64 offsets from each version's header). `sys.setprofile`, `PyEval_SetProfile` and
+/// their all-threads variants write them; CPython reads them at each event (3.9-3.11 in
+/// `Python/ceval.c`, 3.12+ in `Python/legacy_tracing.c`'s callbacks), so the function can be
+/// swapped for another while one is set without anything else to update. Checked at start
+/// against what `PyEval_SetProfile` just set ([`crate::profiler`]).
+pub struct ProfileSlot {
+    /// `_PyThreadState_UncheckedGet` (3.9-3.12) / `PyThreadState_GetUnchecked` (3.13).
+    current: unsafe extern "C" fn() -> *mut c_void,
+    /// `_PyEval_SetProfile(tstate, func, arg)`: `PyEval_SetProfile` for a given thread state,
+    /// which returns -1 with the exception set (an audit hook refused) instead of printing it.
+    pub set: unsafe extern "C" fn(*mut c_void, Option<TraceFunc>, *mut PyObject) -> c_int,
+    func_at: usize,
+}
+
+impl ProfileSlot {
+    fn of(minor: u8) -> Option<usize> {
+        match minor {
+            9 | 10 => Some(56),
+            11 | 12 => Some(64),
+            13 => Some(80),
+            _ => None,
+        }
+    }
+
+    /// The calling thread's state, or null when it has none.
+    ///
+    /// # Safety
+    /// None beyond the function's own (it reads a thread-local).
+    #[inline(always)]
+    pub unsafe fn thread(&self) -> *mut c_void {
+        // SAFETY: no preconditions.
+        unsafe { (self.current)() }
+    }
+
+    /// The profile function of thread state `ts` (0: none).
+    ///
+    /// # Safety
+    /// `ts` is a live thread state; GIL held.
+    #[inline(always)]
+    pub unsafe fn func(&self, ts: *mut c_void) -> usize {
+        // SAFETY: per the contract; a pointer-sized field at its header's offset.
+        unsafe { *ts.byte_add(self.func_at).cast::<usize>() }
+    }
+
+    /// The profile object of thread state `ts` (null: none).
+    ///
+    /// # Safety
+    /// As for [`Self::func`].
+    pub unsafe fn obj(&self, ts: *mut c_void) -> *mut PyObject {
+        // SAFETY: per the contract; `c_profileobj` is two pointers after `c_profilefunc`.
+        unsafe { *ts.byte_add(self.func_at + 16).cast::<*mut PyObject>() }
+    }
+
+    /// Replaces the profile function of `ts`, which has one, by `func`, keeping its object
+    /// (and the reference the thread state holds to it): with a function set before and
+    /// after, nothing else in the thread state (3.9-3.11's tracing flags) or the interpreter
+    /// (3.12+'s count of profiled threads and monitoring events) depends on which.
+    ///
+    /// # Safety
+    /// As for [`Self::func`], and `ts` has a profile function.
+    pub unsafe fn replace_func(&self, ts: *mut c_void, func: TraceFunc) {
+        // SAFETY: per the contract.
+        unsafe { *ts.byte_add(self.func_at).cast::<usize>() = func as usize };
+    }
+}
+
 static API: OnceLock<PyApi> = OnceLock::new();
 
 /// Whether [`init`] succeeded (a native-only session has no Python API).
@@ -526,6 +602,14 @@ pub fn init() -> Result<&'static PyApi, InitError> {
                     set_profile: resolve(&[c"_PyEval_SetProfile"]).ok()?,
                 })
             }),
+        profile_slot: ProfileSlot::of(minor).and_then(|func_at| {
+            Some(ProfileSlot {
+                current: resolve(&[c"PyThreadState_GetUnchecked", c"_PyThreadState_UncheckedGet"])
+                    .ok()?,
+                set: resolve(&[c"_PyEval_SetProfile"]).ok()?,
+                func_at,
+            })
+        }),
         eval_hook: None,
         // 3.13 only: the API is there since 3.13.0 (the object-destruction events some
         // paths missed before 3.13.3 are not used), and 3.14+ is not supported.
@@ -612,6 +696,11 @@ impl PyApi {
                 self.major, self.minor
             )
         })
+    }
+
+    /// The thread state's profile function slot, where this version's offsets are known.
+    pub fn profile_slot(&self) -> Option<&ProfileSlot> {
+        self.profile_slot.as_ref()
     }
 
     /// The object-creation tracer API, where this Python has it (3.13).
