@@ -21,13 +21,15 @@
 //! allocation of Python memory ([`keep_in_front`]), where the thread's stack is built again
 //! from its frames.
 
+use std::cell::Cell;
 use std::ffi::{c_int, c_void};
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 
 use crate::c_stack::{self, Room};
 use crate::guard::{tls, Ctx, Guard};
 use crate::python_api::{
-    api, EvalFunc, EvalHook, ProfileSlot, PyObject, TraceFunc, PYTRACE_CALL, PYTRACE_RETURN,
+    api, EvalFunc, EvalHook, ProfileSlot, PyObject, TraceFunc, PYTRACE_CALL, PYTRACE_C_EXCEPTION,
+    PYTRACE_C_RETURN, PYTRACE_RETURN,
 };
 use crate::stacks::{
     code_id, frame_code_id, mode, seed_from, seed_from_current, walking, StackMode,
@@ -79,14 +81,42 @@ pub extern "C" fn profile(
 /// until then no event has anywhere to go on to.
 static CHAINED: AtomicBool = AtomicBool::new(false);
 
+thread_local! {
+    /// The profile function the program (or another tool) set on this thread, which
+    /// memlens's passes each event on to; and whether the next event, if the return of a C
+    /// call, is not passed on: it is that of the `sys.setprofile` that gave the thread its
+    /// first profile function of the program's, which the function does not get without
+    /// memlens (nothing profiled the call's start). Here, not in the thread's state, which
+    /// every allocation reads: only the profile mode touches it.
+    static PROGRAM: Cell<(Option<TraceFunc>, bool)> = const { Cell::new((None, false)) };
+}
+
+/// Notes the profile function of the program's that memlens's passes events on to (None:
+/// none); `hide_c_return`: the program just set it through `sys.setprofile`, where it had
+/// none, and the return of that call is not its.
+fn set_program_profile(func: Option<TraceFunc>, hide_c_return: bool) {
+    PROGRAM.with(|p| p.set((func, hide_c_return && func.is_some())));
+}
+
+/// The program's profile function, forgotten (memlens's leaves the thread).
+fn take_program_profile() -> Option<TraceFunc> {
+    PROGRAM.with(|p| p.replace((None, false)).0)
+}
+
 /// Calls the thread's profile function of the program's, if it has one, as CPython would
 /// have (its result, -1 for an exception it raised, is CPython's to act on).
 #[inline(never)]
 fn pass_on(obj: *mut PyObject, frame: *mut PyObject, what: c_int, arg: *mut PyObject) -> c_int {
-    let then = {
-        let _guard = Guard::enter(Ctx::Tracer);
-        with_state(|st| st.pass_on(what)).flatten()
-    };
+    let then = PROGRAM.with(|p| {
+        let (func, hide) = p.get();
+        if hide {
+            p.set((func, false));
+            if what == PYTRACE_C_RETURN || what == PYTRACE_C_EXCEPTION {
+                return None;
+            }
+        }
+        func
+    });
     match then {
         Some(f) => f(obj, frame, what, arg),
         None => 0,
@@ -196,10 +226,8 @@ fn take_back(slot: &ProfileSlot, ts: *mut c_void) {
     // SAFETY: GIL held.
     let was_enabled = api.gc_disable.map(|f| unsafe { f() });
     if let Ok(program) = put_in_front(slot, ts) {
-        with_state(|st| {
-            st.set_program_profile(program, false);
-            seed_from_current(api, st);
-        });
+        set_program_profile(program, false);
+        with_state(|st| seed_from_current(api, st));
     }
     if let (Some(1), Some(enable)) = (was_enabled, api.gc_enable) {
         // SAFETY: GIL held; puts back what it was.
@@ -219,8 +247,7 @@ pub fn program_profiling() -> bool {
         }
         slot.func(ts)
     };
-    let _guard = Guard::enter(Ctx::Tracer);
-    func != 0 && (!ours(func) || with_state(|st| st.program_profile().is_some()).unwrap_or(false))
+    func != 0 && (!ours(func) || PROGRAM.with(|p| p.get().0.is_some()))
 }
 
 /// The program just set the calling thread's profile function through `sys.setprofile`
@@ -241,11 +268,9 @@ pub fn program_set_profile(had: bool) {
     let api = api();
     let _guard = Guard::enter(Ctx::Tracer);
     if let Ok(program) = put_in_front(slot, ts) {
-        with_state(|st| {
-            st.set_program_profile(program, !had);
-            // Calls and returns went unseen, if memlens's was not in front before.
-            seed_from_current(api, st);
-        });
+        set_program_profile(program, !had);
+        // Calls and returns went unseen, if memlens's was not in front before.
+        with_state(|st| seed_from_current(api, st));
     }
 }
 
@@ -389,11 +414,8 @@ pub fn uninstall_from_current_thread() {
     }
     let api = api();
     let _guard = Guard::enter(Ctx::Tracer);
-    let program = with_state(|st| {
-        st.forget_stack();
-        st.take_program_profile()
-    })
-    .flatten();
+    with_state(|st| st.forget_stack());
+    let program = take_program_profile();
     // The program's profile function that memlens's was in front of takes its place back,
     // with the object the thread state kept for it.
     if let (Some(func), Some(slot)) = (program, slot()) {
@@ -440,7 +462,7 @@ pub fn install_on_current_thread(frame: *mut PyObject, name: Option<&[u8]>) {
         // (`memlens._thread_profile`), or, at a start in mid-program, is dropped as before.
         // SAFETY: GIL held; installs a C profile function for this thread.
         unsafe { (api.eval_set_profile)(Some(profile), std::ptr::null_mut()) };
-        with_state(|st| st.set_program_profile(None, false));
+        set_program_profile(None, false);
         check_slot();
     }
 }

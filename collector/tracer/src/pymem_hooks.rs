@@ -55,12 +55,14 @@ pub fn install(api: &PyApi) {
     if INSTALLED.swap(true, std::sync::atomic::Ordering::AcqRel) {
         return;
     }
+    // The stack mode is chosen before the hooks are installed, for good.
+    let profile = mode() == StackMode::Profile;
     for (domain, d) in [(DOMAIN_RAW, &RAW), (DOMAIN_MEM, &MEM), (DOMAIN_OBJ, &OBJ)] {
         let mut ours = PyMemAllocatorEx {
             ctx: (d as *const Domain).cast_mut().cast(),
-            malloc: Some(hook_malloc),
-            calloc: Some(hook_calloc),
-            realloc: Some(hook_realloc),
+            malloc: Some(if profile { hook_malloc::<true> } else { hook_malloc::<false> }),
+            calloc: Some(if profile { hook_calloc::<true> } else { hook_calloc::<false> }),
+            realloc: Some(if profile { hook_realloc::<true> } else { hook_realloc::<false> }),
             free: Some(hook_free),
         };
         // SAFETY: GIL held; prev is written before the hooks that read it exist.
@@ -89,7 +91,7 @@ pub fn uninstall(api: &PyApi) -> bool {
         unsafe {
             (api.mem_get_allocator)(domain, &mut current);
             let ours = current.ctx == (d as *const Domain).cast_mut().cast()
-                && current.malloc.map(|f| f as usize) == Some(hook_malloc as *const () as usize);
+                && current.free.map(|f| f as usize) == Some(hook_free as *const () as usize);
             if ours {
                 (api.mem_set_allocator)(domain, d.prev.get());
             } else {
@@ -114,42 +116,54 @@ unsafe fn domain<'a>(ctx: *mut c_void) -> (&'a Domain, &'a PyMemAllocatorEx) {
     }
 }
 
-/// Before an allocation's stack is used: in the profile stack mode, the thread's profile
+/// Before an allocation's stack is used: in the profile stack mode (`PROFILE`, the hooks
+/// [`install`] chose for it, so that the other modes pay nothing), the thread's profile
 /// function must still be memlens's. Only where the GIL is held (the mem and object domains).
 #[inline(always)]
-fn keep_stack(d: &Domain) {
-    if d.ctx == Ctx::Pymalloc && mode() == StackMode::Profile {
+fn keep_stack<const PROFILE: bool>(d: &Domain) {
+    if PROFILE && d.ctx == Ctx::Pymalloc {
         crate::profiler::keep_in_front();
     }
 }
 
-unsafe extern "C" fn hook_malloc(ctx: *mut c_void, size: usize) -> *mut c_void {
+unsafe extern "C" fn hook_malloc<const PROFILE: bool>(
+    ctx: *mut c_void,
+    size: usize,
+) -> *mut c_void {
     // SAFETY: CPython passes back the ctx we registered.
     let (d, prev) = unsafe { domain(ctx) };
     let g = Guard::enter(d.ctx);
     // SAFETY: calling the previous allocator with its own ctx, as CPython would.
     let p = unsafe { (prev.malloc.unwrap_unchecked())(prev.ctx, size) };
     if g.outermost() && !p.is_null() && active() {
-        keep_stack(d);
+        keep_stack::<PROFILE>(d);
         record_alloc(&g, p as usize, size, d.kind);
     }
     p
 }
 
-unsafe extern "C" fn hook_calloc(ctx: *mut c_void, n: usize, size: usize) -> *mut c_void {
+unsafe extern "C" fn hook_calloc<const PROFILE: bool>(
+    ctx: *mut c_void,
+    n: usize,
+    size: usize,
+) -> *mut c_void {
     // SAFETY: CPython passes back the ctx we registered.
     let (d, prev) = unsafe { domain(ctx) };
     let g = Guard::enter(d.ctx);
     // SAFETY: calling the previous allocator with its own ctx.
     let p = unsafe { (prev.calloc.unwrap_unchecked())(prev.ctx, n, size) };
     if g.outermost() && !p.is_null() && active() {
-        keep_stack(d);
+        keep_stack::<PROFILE>(d);
         record_alloc(&g, p as usize, n.saturating_mul(size), d.kind);
     }
     p
 }
 
-unsafe extern "C" fn hook_realloc(ctx: *mut c_void, old: *mut c_void, size: usize) -> *mut c_void {
+unsafe extern "C" fn hook_realloc<const PROFILE: bool>(
+    ctx: *mut c_void,
+    old: *mut c_void,
+    size: usize,
+) -> *mut c_void {
     // SAFETY: CPython passes back the ctx we registered.
     let (d, prev) = unsafe { domain(ctx) };
     let g = Guard::enter(d.ctx);
@@ -160,7 +174,7 @@ unsafe extern "C" fn hook_realloc(ctx: *mut c_void, old: *mut c_void, size: usiz
     // SAFETY: calling the previous allocator with its own ctx.
     let p = unsafe { (prev.realloc.unwrap_unchecked())(prev.ctx, old, size) };
     if rec && !p.is_null() {
-        keep_stack(d);
+        keep_stack::<PROFILE>(d);
         record_alloc(&g, p as usize, size, d.kind);
     }
     p

@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use memlens_wire::Record;
 
 use crate::guard::{tls, Tls};
-use crate::python_api::{api, PyApi, PyObject, TraceFunc, PYTRACE_C_EXCEPTION, PYTRACE_C_RETURN};
+use crate::python_api::{api, PyApi, PyObject};
 use crate::recording;
 use crate::ring::{Ring, Stretch};
 
@@ -157,13 +157,6 @@ pub struct ThreadState {
     seeded: u32,
     /// The thread's native stacks (`--native-stacks`), see [`crate::native_stack`].
     native: crate::native_stack::NativeState,
-    /// The profile function the program (or another tool) set on the thread, which memlens's
-    /// passes each event on to (profile stack mode, see [`crate::profiler::profile`]).
-    program_profile: Option<TraceFunc>,
-    /// The next event, if the return of a C call, is not passed on: it is that of the
-    /// `sys.setprofile` that gave the thread its first profile function of the program's,
-    /// which the function does not get without memlens (nothing profiled the call's start).
-    hide_c_return: bool,
 }
 
 /// Bumped when every thread's shadow stack is out of date (the frame-evaluation hook was
@@ -240,8 +233,6 @@ fn create() -> *mut ThreadState {
         borrowed: false,
         seeded: 0,
         native: Default::default(),
-        program_profile: None,
-        hide_c_return: false,
     }));
     let key = KEY.load(Ordering::Acquire);
     if key != u32::MAX {
@@ -461,35 +452,6 @@ impl ThreadState {
         self.truncate(0);
         self.clean = 0;
         self.seeded = 0;
-    }
-
-    /// Notes the profile function of the program's that memlens's passes events on to (None:
-    /// none); `hide_c_return`: the program just set it through `sys.setprofile`, where it had
-    /// none, and the return of that call is not its.
-    pub fn set_program_profile(&mut self, func: Option<TraceFunc>, hide_c_return: bool) {
-        self.program_profile = func;
-        self.hide_c_return = hide_c_return && func.is_some();
-    }
-
-    /// The program's profile function, forgotten (memlens's leaves the thread).
-    pub fn take_program_profile(&mut self) -> Option<TraceFunc> {
-        self.hide_c_return = false;
-        self.program_profile.take()
-    }
-
-    pub fn program_profile(&self) -> Option<TraceFunc> {
-        self.program_profile
-    }
-
-    /// The program's profile function if event `what` goes on to it.
-    #[inline]
-    pub fn pass_on(&mut self, what: std::ffi::c_int) -> Option<TraceFunc> {
-        if std::mem::take(&mut self.hide_c_return)
-            && (what == PYTRACE_C_RETURN || what == PYTRACE_C_EXCEPTION)
-        {
-            return None;
-        }
-        self.program_profile
     }
 
     /// Whether the shadow stack was ever built from the thread's frames (a thread given
