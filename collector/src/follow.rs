@@ -155,8 +155,8 @@ pub struct Followers {
     expected: Arc<AtomicUsize>,
     /// Set when the grace after the program's end is over: no new descendants are accepted.
     closed: Arc<AtomicBool>,
-    /// Written to once `closed` is set, so that the acceptor sees it at once instead of at
-    /// its next look (up to 50 ms later, which the program's exit waited for).
+    /// Written to once `ending`, then `closed`, is set, so that the acceptor sees it at once
+    /// instead of at its next look (up to 50 ms later, which the program's exit waited for).
     wake: OwnedFd,
     /// Returns how many descendants could not be recorded (see [`Finished::not_recorded`]).
     acceptor: Option<JoinHandle<usize>>,
@@ -240,6 +240,8 @@ impl Followers {
     /// everything into the file.
     pub fn finish<W: Write>(mut self, writer: &mut RecordingWriter<W>) -> Result<Finished> {
         self.ending.store(true, Ordering::Release);
+        // The acceptor looks for descendants yet to connect at once, not at its next look.
+        let _ = nix::unistd::write(&self.wake, &[1]);
         let start = Instant::now();
         loop {
             self.carry(writer)?;
@@ -250,7 +252,8 @@ impl Followers {
                 .iter()
                 .any(|s| s.thread.as_ref().is_some_and(|t| !t.is_finished()));
             let waited = start.elapsed();
-            let done = match self.expected.load(Ordering::Acquire) {
+            let expected = self.expected.load(Ordering::Acquire);
+            let done = match expected {
                 _ if waited >= CONNECT_GRACE => true,
                 NOT_LOOKED => false,
                 0 => !running || waited >= GRACE,
@@ -259,7 +262,9 @@ impl Followers {
             if done {
                 break;
             }
-            std::thread::sleep(Duration::from_millis(5));
+            // (The acceptor's first look, woken above, comes within a millisecond or so.)
+            let pause = if expected == NOT_LOOKED { 1 } else { 5 };
+            std::thread::sleep(Duration::from_millis(pause));
         }
         self.closed.store(true, Ordering::Release);
         let _ = nix::unistd::write(&self.wake, &[1]);
@@ -359,17 +364,22 @@ fn accept_loop(dir: &FollowDir, job: &ChildJob, state: &Acceptor, woken: &OwnedF
     // parent has exited (a daemon's first child), when /proc no longer shows them under it.
     let mut awaited = HashSet::default();
     while !state.closed.load(Ordering::Acquire) {
-        let ending = state.ending.load(Ordering::Acquire);
         let mut fds = [
             PollFd::new(dir.ctrl.as_fd(), PollFlags::POLLIN),
             PollFd::new(dir.records.as_fd(), PollFlags::POLLIN),
             PollFd::new(woken.as_fd(), PollFlags::POLLIN),
         ];
         // Once the program has ended, the finish waits on `expected`: looked at often.
-        let wait = if ending { 5u16 } else { 50 };
+        let wait = if state.ending.load(Ordering::Acquire) { 5u16 } else { 50 };
         if poll(&mut fds, PollTimeout::from(wait)).unwrap_or(0) > 0 {
+            if fds[2].any().unwrap_or(false) {
+                // Woken (the program ended, or the sockets close): taken, so that the next
+                // poll waits again.
+                while nix::unistd::read(woken.as_raw_fd(), &mut [0u8; 16]).unwrap_or(0) > 0 {}
+            }
             accept_all(&mut ctrls, &mut waiting);
         }
+        let ending = state.ending.load(Ordering::Acquire);
         // A half that found no other within this long belongs to a process that died
         // between its two connections (and its pid may come again).
         ctrls.retain(|_, (_, at)| at.elapsed() < PAIRING_WAIT);
