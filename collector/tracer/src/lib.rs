@@ -336,24 +336,6 @@ pub unsafe extern "C" fn memlens_thread_start(frame: *mut std::ffi::c_void, name
     }
 }
 
-/// Before the program's `sys.setprofile` runs (memlens's wrapper of it, in the profile stack
-/// mode): 1 when the calling thread has a profile function of the program's, for
-/// [`memlens_profile_set_end`]. GIL held.
-#[no_mangle]
-pub extern "C" fn memlens_profile_set_begin() -> c_int {
-    c_int::from(python_api::ready() && profiler::program_profiling())
-}
-
-/// After the program's `sys.setprofile` ran: memlens's profile function goes back in front
-/// of the one it set (none: memlens's alone), while tracing with the profile function.
-/// `had`: what [`memlens_profile_set_begin`] returned. GIL held.
-#[no_mangle]
-pub extern "C" fn memlens_profile_set_end(had: c_int) {
-    if python_api::ready() {
-        profiler::program_set_profile(had != 0);
-    }
-}
-
 /// `memlens.mark(label)`.
 ///
 /// # Safety

@@ -228,11 +228,12 @@ function!(memlens_setprofile, 1, |a| {
         };
         return Err(());
     }
-    let had = crate::memlens_profile_set_begin();
+    // Whether the thread had a profile function of the program's before this one.
+    let had = crate::profiler::program_profiling();
     // SAFETY: GIL held; a call of a live callable with one live argument, NULL-terminated;
     // the result is a new reference (or null with the exception set), released below.
     let result = unsafe { (a.api.call)(real, a.object(0), null_mut::<PyObject>()) };
-    crate::memlens_profile_set_end(had);
+    crate::profiler::program_set_profile(had);
     // SAFETY: as above.
     unsafe { (a.api.dec_ref)(new_ref(result)?) };
     a.none()
