@@ -153,6 +153,8 @@ pub struct Followers {
     /// How many descendants known to exist have not connected yet, since `ending` was set
     /// ([`NOT_LOOKED`] until the acceptor has looked).
     expected: Arc<AtomicUsize>,
+    /// How many looks the acceptor has made since `ending` was set.
+    looks: Arc<AtomicUsize>,
     /// Set when the grace after the program's end is over: no new descendants are accepted.
     closed: Arc<AtomicBool>,
     /// Written to once `ending`, then `closed`, is set, so that the acceptor sees it at once
@@ -193,6 +195,7 @@ impl Followers {
         let cut = Arc::new(AtomicBool::new(false));
         let ending = Arc::new(AtomicBool::new(false));
         let expected = Arc::new(AtomicUsize::new(NOT_LOOKED));
+        let looks = Arc::new(AtomicUsize::new(0));
         let closed = Arc::new(AtomicBool::new(false));
         let path = dir.dir.clone();
         let (woken, wake) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)
@@ -203,6 +206,7 @@ impl Followers {
                 cut: cut.clone(),
                 ending: ending.clone(),
                 expected: expected.clone(),
+                looks: looks.clone(),
                 closed: closed.clone(),
             };
             std::thread::Builder::new()
@@ -215,6 +219,7 @@ impl Followers {
             cut,
             ending,
             expected,
+            looks,
             closed,
             wake,
             acceptor: Some(acceptor),
@@ -243,6 +248,8 @@ impl Followers {
         // The acceptor looks for descendants yet to connect at once, not at its next look.
         let _ = nix::unistd::write(&self.wake, &[1]);
         let start = Instant::now();
+        // The looks made when nothing was left to wait for, if so (see below).
+        let mut settled_at = None;
         loop {
             self.carry(writer)?;
             let running = self
@@ -252,12 +259,23 @@ impl Followers {
                 .iter()
                 .any(|s| s.thread.as_ref().is_some_and(|t| !t.is_finished()));
             let waited = start.elapsed();
+            let looks = self.looks.load(Ordering::Acquire);
             let expected = self.expected.load(Ordering::Acquire);
             let done = match expected {
                 _ if waited >= CONNECT_GRACE => true,
                 NOT_LOOKED => false,
-                0 => !running || waited >= GRACE,
-                _ => false,
+                0 if !running || waited >= GRACE => {
+                    // A descendant that ended since the last look may have forked one that
+                    // look did not see (a daemon's second fork, whose parent exits at once):
+                    // done after two more looks, one of which began after now. At once
+                    // where no descendant ever connected.
+                    let none = self.streams.lock().expect("streams").is_empty();
+                    none || looks >= *settled_at.get_or_insert(looks) + 2
+                }
+                _ => {
+                    settled_at = None;
+                    false
+                }
             };
             if done {
                 break;
@@ -315,6 +333,7 @@ struct Acceptor {
     cut: Arc<AtomicBool>,
     ending: Arc<AtomicBool>,
     expected: Arc<AtomicUsize>,
+    looks: Arc<AtomicUsize>,
     closed: Arc<AtomicBool>,
 }
 
@@ -387,8 +406,9 @@ fn accept_loop(dir: &FollowDir, job: &ChildJob, state: &Acceptor, woken: &OwnedF
         pair(&mut ctrls, &mut waiting);
         if ending {
             let halves = ctrls.keys().chain(waiting.keys()).copied();
-            look_for_awaited(&mut awaited, job.meta.pid, streams, halves);
+            look_for_awaited(&mut awaited, job.meta.pid, &dir.dir, streams, halves);
             state.expected.store(awaited.len(), Ordering::Release);
+            state.looks.fetch_add(1, Ordering::AcqRel);
         }
         if Instant::now() >= next_look {
             next_look = Instant::now() + STRAY_LOOK;
@@ -420,7 +440,7 @@ fn accept_loop(dir: &FollowDir, job: &ChildJob, state: &Acceptor, woken: &OwnedF
         std::thread::sleep(Duration::from_millis(2));
     }
     let halves = ctrls.keys().chain(waiting.keys()).copied();
-    look_for_awaited(&mut awaited, job.meta.pid, streams, halves);
+    look_for_awaited(&mut awaited, job.meta.pid, &dir.dir, streams, halves);
     awaited.len()
 }
 
@@ -429,10 +449,12 @@ fn accept_loop(dir: &FollowDir, job: &ChildJob, state: &Acceptor, woken: &OwnedF
 fn look_for_awaited(
     awaited: &mut HashSet<u32>,
     program: u32,
+    dir: &Path,
     streams: &Mutex<Vec<Stream>>,
     connecting: impl Iterator<Item = u32>,
 ) {
     awaited.extend(yet_to_connect(program, streams, connecting));
+    awaited.extend(orphans_yet_to_connect(program, dir, streams, awaited));
     let streams = streams.lock().expect("streams");
     awaited
         .retain(|&pid| !streams.iter().any(|s| s.pid == pid) && crate::process_watch::running(pid));
@@ -483,6 +505,36 @@ fn yet_to_connect(
         }
     }
     missing
+}
+
+/// The Pythons of this run (their environment names `dir`) that are no longer under the
+/// program or a followed process and have not connected: a process a followed Python forked
+/// and that its parent left behind before [`yet_to_connect`] saw it under it (a daemon's second
+/// fork, whose parent exits at once). Looked for among the processes started after the program
+/// (a higher pid), whose program is a Python (a shell's subshell, which never connects, is not).
+fn orphans_yet_to_connect(
+    program: u32,
+    dir: &Path,
+    streams: &Mutex<Vec<Stream>>,
+    awaited: &HashSet<u32>,
+) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    let later = entries.flatten().filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok());
+    let later: Vec<u32> = later.filter(|&pid| pid > program && !awaited.contains(&pid)).collect();
+    if later.is_empty() {
+        return later;
+    }
+    let streams = streams.lock().expect("streams");
+    let runs_python = |pid: u32| {
+        std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|exe| {
+            exe.file_name().is_some_and(|n| n.to_string_lossy().contains("python"))
+        })
+    };
+    later
+        .into_iter()
+        .filter(|&pid| pid != std::process::id() && !streams.iter().any(|s| s.pid == pid))
+        .filter(|&pid| runs_python(pid) && strays::follows_dir(pid, dir) == Some(true))
+        .collect()
 }
 
 /// Records process `pid` from its two connections on a thread of its own, as the next

@@ -106,6 +106,19 @@ pub fn follows(pid: u32) -> Option<bool> {
     std::fs::read(format!("/proc/{pid}/environ")).ok().map(|e| has_memlens(&e))
 }
 
+/// Whether `pid` was started with the environment of the run whose follow directory is
+/// `dir` ([`ENV_FOLLOW`] or [`ENV_FOLLOW_PENDING`] naming it). `None` if that cannot be read.
+pub fn follows_dir(pid: u32, dir: &std::path::Path) -> Option<bool> {
+    use std::os::unix::ffi::OsStrExt;
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+    let dir = dir.as_os_str().as_bytes();
+    Some(environ.split(|&b| b == 0).any(|kv| {
+        [ENV_FOLLOW, ENV_FOLLOW_PENDING].iter().any(|name| {
+            kv.strip_prefix(name.as_bytes()).and_then(|v| v.strip_prefix(b"=")) == Some(dir)
+        })
+    }))
+}
+
 /// Whether `environ` (`/proc/PID/environ`) has [`ENV_FOLLOW`] or [`ENV_FOLLOW_PENDING`].
 fn has_memlens(environ: &[u8]) -> bool {
     environ.split(|&b| b == 0).any(|kv| {
