@@ -190,22 +190,33 @@ fn drain_thread() {
             std::thread::sleep(IDLE_PERIOD);
             continue;
         }
-        if moved < BUSY_BYTES {
-            // Mark the clock a margin before draining, so that this pass takes everything
-            // written up to that mark: a record waits at most about a period to go out
-            // (what a SIGKILL can lose), not a period plus the time to the next mark.
+        moved = if moved < BUSY_BYTES {
             std::thread::sleep(DRAIN_PERIOD - MARGIN);
-            DrainGuard::lock().drainer().next_cut();
-            std::thread::sleep(MARGIN);
-        }
-        let mut g = DrainGuard::lock();
-        let d = g.drainer();
-        moved = if active() {
-            let cut = d.next_cut();
-            d.drain(cut)
+            marked_pass()
         } else {
-            0
+            pass()
         };
+    }
+}
+
+/// A pass that takes everything written up to now: the clock is marked, and the pass comes a
+/// margin later, so that a record waits at most about a period to go out (what a SIGKILL can
+/// lose), not a period plus the time to the next mark. Returns the bytes taken.
+fn marked_pass() -> usize {
+    DrainGuard::lock().drainer().next_cut();
+    std::thread::sleep(MARGIN);
+    pass()
+}
+
+/// One pass of the drain, while recording: the bytes it took from the rings.
+fn pass() -> usize {
+    let mut g = DrainGuard::lock();
+    let d = g.drainer();
+    if active() {
+        let cut = d.next_cut();
+        d.drain(cut)
+    } else {
+        0
     }
 }
 
@@ -296,15 +307,7 @@ pub fn flush() {
         return;
     }
     let _g = guard::Guard::enter(guard::Ctx::Tracer);
-    // A mark now; once it is MARGIN old, the cut at it takes every stretch opened before.
-    DrainGuard::lock().drainer().next_cut();
-    std::thread::sleep(MARGIN);
-    let mut g = DrainGuard::lock();
-    let d = g.drainer();
-    if active() {
-        let cut = d.next_cut();
-        d.drain(cut);
-    }
+    marked_pass();
 }
 
 /// In a forked child (a multiprocessing worker, a subprocess before exec): no drain thread
