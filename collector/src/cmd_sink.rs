@@ -20,7 +20,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Result;
-use memlens_analysis::{all_processes, descendants, tree_peak, NOT_RECORDED_MARKER};
+use memlens_analysis::{all_processes, descendants, not_recorded_label, tree_peak};
 use memlens_format::{CaptureOptions, Meta, RecordingWriter, ThreadId, WriterOptions};
 use memlens_wire::handshake;
 
@@ -154,7 +154,7 @@ fn record(a: SinkArgs) -> Result<i32> {
             drop(package);
             if done.not_recorded > 0 {
                 let at = recorder.rel(monotonic_ns());
-                let label = format!("{NOT_RECORDED_MARKER}: {}", done.not_recorded);
+                let label = not_recorded_label(done.not_recorded);
                 recorder.writer_mut().marker(at, ThreadId(0), &label);
             }
             done.listed

@@ -26,8 +26,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use memlens_analysis::{
-    EXECED_MARKER, NOT_FOLLOWED_MARKER, PYTHON_WITHOUT_SITE_MARKER, STILL_RUNNING_MARKER,
-    UNTRACED_MARKER,
+    execed_label, EXECED_MARKER, NOT_FOLLOWED_MARKER, PYTHON_WITHOUT_SITE_MARKER,
+    STILL_RUNNING_MARKER, UNTRACED_MARKER,
 };
 use memlens_format::{CaptureOptions, Meta, RecordingWriter, ThreadId, WriterOptions};
 use memlens_wire::handshake::{
@@ -252,12 +252,12 @@ impl Followers {
         let mut settled_at = None;
         loop {
             self.carry(writer)?;
-            let running = self
-                .streams
-                .lock()
-                .expect("streams")
-                .iter()
-                .any(|s| s.thread.as_ref().is_some_and(|t| !t.is_finished()));
+            let (running, none) = {
+                let streams = self.streams.lock().expect("streams");
+                let running =
+                    streams.iter().any(|s| s.thread.as_ref().is_some_and(|t| !t.is_finished()));
+                (running, streams.is_empty())
+            };
             let waited = start.elapsed();
             let looks = self.looks.load(Ordering::Acquire);
             let expected = self.expected.load(Ordering::Acquire);
@@ -269,7 +269,6 @@ impl Followers {
                     // look did not see (a daemon's second fork, whose parent exits at once):
                     // done after two more looks, one of which began after now. At once
                     // where no descendant ever connected.
-                    let none = self.streams.lock().expect("streams").is_empty();
                     none || looks >= *settled_at.get_or_insert(looks) + 2
                 }
                 _ => {
@@ -454,7 +453,7 @@ fn look_for_awaited(
     connecting: impl Iterator<Item = u32>,
 ) {
     awaited.extend(yet_to_connect(program, streams, connecting));
-    awaited.extend(orphans_yet_to_connect(program, dir, streams, awaited));
+    awaited.extend(orphans_yet_to_connect(program, dir, awaited));
     let streams = streams.lock().expect("streams");
     awaited
         .retain(|&pid| !streams.iter().any(|s| s.pid == pid) && crate::process_watch::running(pid));
@@ -511,28 +510,19 @@ fn yet_to_connect(
 /// program or a followed process and have not connected: a process a followed Python forked
 /// and that its parent left behind before [`yet_to_connect`] saw it under it (a daemon's second
 /// fork, whose parent exits at once). Looked for among the processes started after the program
-/// (a higher pid), whose program is a Python (a shell's subshell, which never connects, is not).
-fn orphans_yet_to_connect(
-    program: u32,
-    dir: &Path,
-    streams: &Mutex<Vec<Stream>>,
-    awaited: &HashSet<u32>,
-) -> Vec<u32> {
+/// (a higher pid), whose program is a Python (a shell's subshell, which never connects, is not;
+/// nor is memlens). Those connected already are left out by [`look_for_awaited`].
+fn orphans_yet_to_connect(program: u32, dir: &Path, awaited: &HashSet<u32>) -> Vec<u32> {
     let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
-    let later = entries.flatten().filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok());
-    let later: Vec<u32> = later.filter(|&pid| pid > program && !awaited.contains(&pid)).collect();
-    if later.is_empty() {
-        return later;
-    }
-    let streams = streams.lock().expect("streams");
     let runs_python = |pid: u32| {
         std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|exe| {
             exe.file_name().is_some_and(|n| n.to_string_lossy().contains("python"))
         })
     };
-    later
-        .into_iter()
-        .filter(|&pid| pid != std::process::id() && !streams.iter().any(|s| s.pid == pid))
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| pid > program && !awaited.contains(&pid))
         .filter(|&pid| runs_python(pid) && strays::follows_dir(pid, dir) == Some(true))
         .collect()
 }
@@ -728,7 +718,7 @@ impl Child {
             // it is followed; or a Python closed the connection (every file descriptor, say).
             // Said where it happened.
             let (at, what) = match &execed {
-                Some((at, command)) => (*at, format!("{EXECED_MARKER}: {command}")),
+                Some((at, command)) => (*at, execed_label(command)),
                 None if native => (monotonic_ns(), EXECED_MARKER.to_owned()),
                 None => (monotonic_ns(), UNTRACED_MARKER.to_owned()),
             };

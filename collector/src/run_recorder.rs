@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use memlens_analysis::{format_bytes, not_recorded_note, EXECED_MARKER, NOT_RECORDED_MARKER};
+use memlens_analysis::{execed_label, format_bytes, not_recorded_label, not_recorded_note};
 use memlens_format::{Meta, RecordingWriter, ThreadId, WriterOptions};
 
 use crate::child_memory::TreeMemory;
@@ -138,8 +138,7 @@ fn record(job: RecorderJob) -> Result<()> {
         let ended = watch.wait_ended_for(Duration::from_millis(100));
         if let (false, Some((at, command))) = (execed, watch.exec()) {
             let at = recorder.rel(at);
-            let label = format!("{EXECED_MARKER}: {command}");
-            recorder.writer_mut().marker(at, ThreadId(0), &label);
+            recorder.writer_mut().marker(at, ThreadId(0), &execed_label(&command));
             execed = true;
         }
         if let Some(ended) = ended {
@@ -172,8 +171,7 @@ fn record(job: RecorderJob) -> Result<()> {
     };
     if not_recorded > 0 {
         let at = recorder.rel(at_ns);
-        let label = format!("{NOT_RECORDED_MARKER}: {not_recorded}");
-        recorder.writer_mut().marker(at, ThreadId(0), &label);
+        recorder.writer_mut().marker(at, ThreadId(0), &not_recorded_label(not_recorded));
     }
     let hello = recorder.hello().is_some();
     let stopped = recorder.stopped();

@@ -112,20 +112,21 @@ pub fn follows_dir(pid: u32, dir: &std::path::Path) -> Option<bool> {
     use std::os::unix::ffi::OsStrExt;
     let environ = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
     let dir = dir.as_os_str().as_bytes();
-    Some(environ.split(|&b| b == 0).any(|kv| {
-        [ENV_FOLLOW, ENV_FOLLOW_PENDING].iter().any(|name| {
-            kv.strip_prefix(name.as_bytes()).and_then(|v| v.strip_prefix(b"=")) == Some(dir)
-        })
-    }))
+    let named = follow_dirs(&environ).any(|d| d == dir);
+    Some(named)
 }
 
 /// Whether `environ` (`/proc/PID/environ`) has [`ENV_FOLLOW`] or [`ENV_FOLLOW_PENDING`].
 fn has_memlens(environ: &[u8]) -> bool {
-    environ.split(|&b| b == 0).any(|kv| {
-        [ENV_FOLLOW, ENV_FOLLOW_PENDING].iter().any(|name| {
-            let name = name.as_bytes();
-            kv.starts_with(name) && kv.get(name.len()) == Some(&b'=')
-        })
+    follow_dirs(environ).next().is_some()
+}
+
+/// The values of [`ENV_FOLLOW`] and [`ENV_FOLLOW_PENDING`] in `environ`.
+fn follow_dirs(environ: &[u8]) -> impl Iterator<Item = &[u8]> {
+    environ.split(|&b| b == 0).filter_map(|kv| {
+        [ENV_FOLLOW, ENV_FOLLOW_PENDING]
+            .iter()
+            .find_map(|name| kv.strip_prefix(name.as_bytes())?.strip_prefix(b"="))
     })
 }
 

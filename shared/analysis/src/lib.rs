@@ -90,8 +90,8 @@ pub use insights::{insights, Insight, InsightKind, InsightOptions, InsightsBuild
 pub use kinds::{kind_usage, KindUsage};
 pub use process_life::{ended_at, heap_ended_at, how_it_ended, started_at};
 pub use processes::{
-    all_processes, descendants, match_processes, not_recorded, not_recorded_note,
-    outlived_the_program, process_key, python_without_site, ran_another_program,
+    all_processes, descendants, execed_label, match_processes, not_recorded, not_recorded_label,
+    not_recorded_note, outlived_the_program, process_key, python_without_site, ran_another_program,
     started_without_memlens, stopped_early, tree_peak, Process, EXECED_MARKER, NOT_FOLLOWED_MARKER,
     NOT_RECORDED_MARKER, PYTHON_WITHOUT_SITE_MARKER, STILL_RUNNING_MARKER, UNTRACED_MARKER,
 };

@@ -152,7 +152,7 @@ mod tests {
         assert!(how_it_ended(&outlived).starts_with("still running when the program ended"));
         let isolated = how_it_ended(&child(Some(silent), Some(crate::PYTHON_WITHOUT_SITE_MARKER)));
         assert!(isolated.ends_with("not traced: a Python run with -E, -I or -S (memory sampled)"));
-        let exec = format!("{}: ruff check .", crate::EXECED_MARKER);
+        let exec = crate::execed_label("ruff check .");
         assert_eq!(how_it_ended(&child(Some(silent), Some(&exec))), "ran another program (exec)");
         let exited = ProcessEnd { time_ns: 400 * MS, exit_code: Some(1), signal: None };
         let said = "ran another program (exec), which exited with code 1";

@@ -20,6 +20,11 @@ pub const UNTRACED_MARKER: &str =
 /// `: COMMAND LINE` when the tracer announced the exec (see [`ran_another_program`]).
 pub const EXECED_MARKER: &str = "memlens: the process ran another program (exec)";
 
+/// The label of [`EXECED_MARKER`] with the command line the tracer announced.
+pub fn execed_label(command: &str) -> String {
+    format!("{EXECED_MARKER}: {command}")
+}
+
 /// Whether a marker's `label` says that the process exec'd another program
 /// ([`EXECED_MARKER`], with or without the command line).
 pub fn ran_another_program(label: &str) -> bool {
@@ -42,6 +47,11 @@ pub const NOT_FOLLOWED_MARKER: &str = "memlens: started with an environment with
 /// followed by `: N`, their number (see [`not_recorded`]).
 pub const NOT_RECORDED_MARKER: &str =
     "memlens: descendants started as the program ended, not recorded";
+
+/// The label of [`NOT_RECORDED_MARKER`] for `n` descendants.
+pub fn not_recorded_label(n: usize) -> String {
+    format!("{NOT_RECORDED_MARKER}: {n}")
+}
 
 /// How many descendants that started as the program ended are not in `rec`, the program's
 /// recording ([`NOT_RECORDED_MARKER`]).
