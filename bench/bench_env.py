@@ -17,7 +17,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 VENVS = ROOT / "target" / "bench-venvs"
-# Every version has wheels for CPython 3.11 to 3.13 on Linux x86_64.
+# Every version has wheels for CPython 3.11 to 3.14 on Linux x86_64.
 PACKAGES = [
     "numpy==2.4.6",
     "pandas==3.1.1",
@@ -35,7 +35,7 @@ PACKAGES_FOR = {
             "black==25.11.0", "jinja2==3.1.6", "memray==1.20.0"],
 }
 # The versions the benches run by default; 3.9 and 3.10 on request (--python 3.10).
-VERSIONS = ("3.11", "3.12", "3.13")
+VERSIONS = ("3.11", "3.12", "3.13", "3.14")
 
 
 def interpreter(version):
@@ -64,7 +64,14 @@ def venv(version):
         return python
     print(f"bench: making {path} with {base} ({len(packages)} packages from PyPI)", file=sys.stderr)
     shutil.rmtree(path, ignore_errors=True)
-    subprocess.run([str(base), "-m", "venv", str(path)], check=True)
+    if subprocess.run([str(base), "-c", "import ensurepip"], capture_output=True).returncode == 0:
+        subprocess.run([str(base), "-m", "venv", str(path)], check=True)
+    else:
+        # Debian's CPython (3.14, tests/debian_cpython.py) has no ensurepip: pip comes from
+        # the interpreter's own.
+        subprocess.run([str(base), "-m", "venv", "--without-pip", str(path)], check=True)
+        subprocess.run([str(base), "-m", "pip", "--python", str(python), "install", "-q", "pip"],
+                       check=True)
     subprocess.run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check",
                     *packages], check=True)
     stamp.write_text(want)
@@ -87,7 +94,7 @@ def parser(doc, only):
     """The options of the benches that run these venvs: --python VERSIONS, --only (`only`
     says of what), --repeat (default $REPEAT, else 3)."""
     ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--python", help="comma-separated CPython versions (default: 3.11,3.12,3.13)")
+    ap.add_argument("--python", help="comma-separated CPython versions (default: 3.11,3.12,3.13,3.14)")
     ap.add_argument("--only", help=f"comma-separated {only}")
     ap.add_argument("--repeat", type=int, default=int(os.environ.get("REPEAT", 3)))
     return ap

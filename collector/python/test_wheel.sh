@@ -24,7 +24,14 @@ test_one() {
   local venv=$ROOT/target/wheel-test-venv-$version
   echo "[wheel] Python $("$python" -c 'import platform; print(platform.python_version())') ($python)"
   rm -rf "$venv"
-  "$python" -m venv "$venv"
+  if "$python" -c 'import ensurepip' 2>/dev/null; then
+    "$python" -m venv "$venv"
+  else
+    # Debian's CPython (3.14 here) leaves ensurepip to a package of its own: the venv gets
+    # pip from the interpreter's.
+    "$python" -m venv --without-pip "$venv"
+    "$python" -m pip --python "$venv/bin/python" install -q pip
+  fi
   "$venv/bin/pip" install -q "$WHEEL" pytest pytest-xdist ipython numpy
   MEMLENS_TEST_VENV=$venv MEMLENS_TEST_WHEEL=$WHEEL \
     "$venv/bin/pytest" -p no:cacheprovider -q collector/python/tests "$@"

@@ -42,7 +42,7 @@ Needs lldb (Debian/Ubuntu: apt install lldb) and the right to trace the process:
 user with /proc/sys/kernel/yama/ptrace_scope at 0, or root (in a container: CAP_SYS_PTRACE).
 See docs/attach.md.")]
 pub struct AttachArgs {
-    /// Process id of the running CPython 3.9-3.13 program.
+    /// Process id of the running CPython 3.9-3.14 program.
     pub pid: u32,
     /// Output file [default: memlens-attach-<pid>.memlens in the current directory].
     #[arg(short, long)]

@@ -2,7 +2,7 @@
 //! real CPython run the scripts in tests/scripts/, and the recordings are checked with
 //! the format crate's analyses.
 //!
-//! Needs `python3` (CPython 3.9-3.13; `MEMLENS_TEST_PYTHON` picks another, see common/) on
+//! Needs `python3` (CPython 3.9-3.14; `MEMLENS_TEST_PYTHON` picks another, see common/) on
 //! PATH and `libmemlens_tracer.so` built next to
 //! the memlens binary (`cargo test` at the workspace root builds both). The numpy test
 //! is skipped, saying so, when numpy is not installed.

@@ -122,7 +122,7 @@ def test_compare_lines_up_runs_from_venvs_of_different_python_versions(venv, whe
     inside the project: the changed call site is the same test line, not a -X/+X pair."""
     other = _other_python(venv)
     if other is None:
-        pytest.skip("no second CPython 3.9-3.13 on PATH or in ~/.pyenv/versions")
+        pytest.skip("no second CPython 3.9-3.14 on PATH or in ~/.pyenv/versions")
     cwd = project(tmp_path)
     head_venv = cwd / ".venv-head"
     run([other, "-m", "venv", head_venv], cwd)
@@ -140,7 +140,7 @@ def test_compare_lines_up_runs_from_venvs_of_different_python_versions(venv, whe
 
 
 def _other_python(venv):
-    """A CPython 3.9-3.13 of another minor version than the venv's."""
+    """A CPython 3.9-3.14 of another minor version than the venv's."""
     import glob
     import subprocess
 

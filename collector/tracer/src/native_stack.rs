@@ -10,9 +10,11 @@
 //! an allocation. Its first call may `dlopen`/`malloc`, so a session warms it up before the
 //! hooks record ([`begin_session`]); inside a hook the re-entrancy guard is held anyway, so
 //! whatever it allocates is not recorded. The walk stops at the first frame of CPython's
-//! evaluation loop (`_PyEval_EvalFrameDefault`, found with `dlsym` + `dladdr1`): what lies
-//! below it is Python frames, which the shadow stack already has, so the cost of a stack is
-//! the C code above the Python line, not the depth of the program.
+//! evaluation loop (`_PyEval_EvalFrameDefault`, found with `dlsym` + `dladdr1`), or at the
+//! frame our frame-evaluation hook called, where the loop runs code outside that symbol (a
+//! compiler's cold part of it): what lies below it is Python frames, which the shadow stack
+//! already has, so the cost of a stack is the C code above the Python line, not the depth
+//! of the program.
 //!
 //! Only the allocations of the kinds [`memlens_wire::AllocKind::native_stack`] names are
 //! unwound: the blocks C code asks for itself, not Python's objects.
@@ -158,7 +160,15 @@ unsafe extern "C" fn step(ctx: *mut UnwindContext, arg: *mut c_void) -> c_int {
         return URC_NORMAL_STOP;
     }
     if (SELF_START.load(Ordering::Relaxed)..SELF_END.load(Ordering::Relaxed)).contains(&ip) {
-        return URC_NO_REASON;
+        if walk.len == 0 {
+            // The hook that called the allocator, and what it called.
+            return URC_NO_REASON;
+        }
+        // The frame-evaluation hook, which called the evaluation loop: the last frame was
+        // the loop's, in code outside `_PyEval_EvalFrameDefault`'s symbol (GCC's cold
+        // parts: Debian's 3.14). It is dropped, as the recorder drops the loop's frame.
+        walk.len -= 1;
+        return URC_NORMAL_STOP;
     }
     walk.out[walk.len] = ip;
     walk.len += 1;
@@ -172,7 +182,8 @@ unsafe extern "C" fn step(ctx: *mut UnwindContext, arg: *mut c_void) -> c_int {
 }
 
 /// The calling thread's return addresses, innermost first, without our own frames, up to and
-/// including the first one in the evaluation loop. Returns how many.
+/// including the first one in the evaluation loop (or up to the loop's frame, without it,
+/// where that is found as the caller of our frame-evaluation hook). Returns how many.
 #[inline(never)]
 fn capture(out: &mut [usize; MAX_DEPTH]) -> usize {
     let mut walk = Walk { out, len: 0 };

@@ -7,9 +7,9 @@
 //! with `dlsym(RTLD_DEFAULT, ...)` when tracing starts, which finds them in
 //! `libpython3.X.so` or in a statically linked `python3` alike.
 //!
-//! Version differences handled here (3.9 to 3.13, each tested):
+//! Version differences handled here (3.9 to 3.14, each tested):
 //! - `co_qualname` exists from 3.11; before, `co_name` is the best name available.
-//! - 3.13: `PyRefTracer` tells of every object created, free-listed ones included
+//! - 3.13+: `PyRefTracer` tells of every object created, free-listed ones included
 //!   ([`RefTracerApi`], used by [`crate::ref_tracer`]).
 //! - 3.12 renamed `_PyCode_GetExtra`/`_PyCode_SetExtra`/`_PyEval_RequestCodeExtraIndex`
 //!   to `PyUnstable_*`; we try the new names first, then the old ones.
@@ -18,19 +18,22 @@
 //!   3.9 to 3.11 export `_PyEval_SetProfile(tstate, ...)`, applied to each thread state of
 //!   the interpreter (which is what 3.12's function does).
 //! - Where a thread state keeps its profile function and object (`c_profilefunc`,
-//!   `c_profileobj`: the same fields from 3.9 to 3.13, at offsets that moved in 3.11 and
+//!   `c_profileobj`: the same fields from 3.9 to 3.14, at offsets that moved in 3.11 and
 //!   3.13; 3.12+ calls them from `sys.monitoring`'s legacy callbacks), read and written
 //!   directly ([`ProfileSlot`]) to keep memlens's profile function in front of a program's.
 //! - The frame-evaluation hook (PEP 523) and the layout of the frames it is given
 //!   ([`EvalHook`]: frame objects on 3.9 and 3.10, interpreter frames since 3.11, whose
-//!   code and position fields moved in 3.12 and 3.13), checked against the public frame
+//!   code and position fields moved in 3.12, 3.13 and 3.14, whose code slot is a tagged
+//!   `_PyStackRef`), checked against the public frame
 //!   API before use; where the check fails, shadow stacks are kept with the profile
 //!   function. 3.14 renames the hook's setter `PyUnstable_InterpreterState_SetEvalFrameFunc`;
 //!   both names are looked up.
 //! - With the hook, every Python call is a C call: on 3.12 and 3.13 each costs
 //!   `_PyEval_EvalFrameDefault`'s 2 units of the thread state's C recursion counter, which
 //!   the hook gives back while the C stack has room ([`EvalHook::credit`]); the counter's
-//!   offset is checked at start against `sys.getrecursionlimit()`.
+//!   offset is checked at start against `sys.getrecursionlimit()`. 3.14 has no such counter:
+//!   it measures the C stack itself (`c_stack_soft_limit`), so a hooked call needs nothing
+//!   given back there.
 
 use std::ffi::{c_char, c_int, c_void, CStr};
 use std::sync::OnceLock;
@@ -39,7 +42,7 @@ pub type PyObject = c_void;
 
 /// Oldest and newest supported minor versions of Python 3.
 pub const MIN_MINOR: u8 = 9;
-pub const MAX_MINOR: u8 = 13;
+pub const MAX_MINOR: u8 = 14;
 
 /// `Py_tracefunc`.
 pub type TraceFunc = extern "C" fn(*mut PyObject, *mut PyObject, c_int, *mut PyObject) -> c_int;
@@ -166,8 +169,12 @@ unsafe impl Sync for EvalHook {}
 /// builds), and are checked against the public frame API at start ([`EvalHook::verified`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct FrameLayout {
-    /// The code object pointer: `f_code` (3.9-3.12), `f_executable` (3.13).
+    /// The code object pointer: `f_code` (3.9-3.12), `f_executable` (3.13+).
     code: usize,
+    /// Tag bits of the code slot, cleared to read the pointer: 3.14's `f_executable` is a
+    /// `_PyStackRef` whose low bit says the reference is deferred (`Py_TAG_BITS` in
+    /// `Include/internal/pycore_stackref.h`); 0 where the slot is a plain pointer.
+    code_tag: usize,
     position: Position,
     /// `PyFrameObject.f_frame`, the interpreter frame of a frame object (3.11+); `None`
     /// where the hook is given the frame object itself (3.9, 3.10).
@@ -190,17 +197,40 @@ impl FrameLayout {
         Some(match minor {
             9 => FrameLayout {
                 code: 32,
+                code_tag: 0,
                 position: Position::Lasti { at: 104, unit: 1 },
                 frame_iframe: None,
             },
             10 => FrameLayout {
                 code: 32,
+                code_tag: 0,
                 position: Position::Lasti { at: 96, unit: 2 },
                 frame_iframe: None,
             },
-            11 => FrameLayout { code: 32, position: unit(56, 184), frame_iframe: Some(24) },
-            12 => FrameLayout { code: 0, position: unit(56, 192), frame_iframe: Some(24) },
-            13 => FrameLayout { code: 0, position: unit(56, 200), frame_iframe: Some(24) },
+            11 => FrameLayout {
+                code: 32,
+                code_tag: 0,
+                position: unit(56, 184),
+                frame_iframe: Some(24),
+            },
+            12 => FrameLayout {
+                code: 0,
+                code_tag: 0,
+                position: unit(56, 192),
+                frame_iframe: Some(24),
+            },
+            13 => FrameLayout {
+                code: 0,
+                code_tag: 0,
+                position: unit(56, 200),
+                frame_iframe: Some(24),
+            },
+            14 => FrameLayout {
+                code: 0,
+                code_tag: 1,
+                position: unit(56, 208),
+                frame_iframe: Some(24),
+            },
             _ => return None,
         })
     }
@@ -314,7 +344,7 @@ impl EvalHook {
         // SAFETY: per the contract, and the offset checked by `verified`; a code object's
         // type pointer follows its reference count (`PyObject_HEAD`).
         unsafe {
-            let code = *iframe.byte_add(self.layout.code).cast::<*mut PyObject>();
+            let code = self.code_slot(iframe);
             let ok = !code.is_null() && *code.byte_add(8).cast::<*const c_void>() == self.code_type;
             if ok {
                 code
@@ -322,6 +352,17 @@ impl EvalHook {
                 std::ptr::null_mut()
             }
         }
+    }
+
+    /// What the code slot of `iframe` points to, its tag bits cleared.
+    ///
+    /// # Safety
+    /// `iframe` is a live frame given to the evaluation function.
+    #[inline(always)]
+    unsafe fn code_slot(&self, iframe: *mut c_void) -> *mut PyObject {
+        // SAFETY: per the contract; the slot is pointer-sized on every layout.
+        let bits = unsafe { *iframe.byte_add(self.layout.code).cast::<usize>() };
+        (bits & !self.layout.code_tag) as *mut PyObject
     }
 
     /// The byte offset of the instruction `iframe` is executing in `code`, as
@@ -371,7 +412,7 @@ impl EvalHook {
             // The slot is compared before `code` follows it to its type: a wrong offset
             // must fail the check, not read through whatever it found.
             let ok = !iframe.is_null()
-                && *iframe.byte_add(self.layout.code).cast::<*mut PyObject>() == code
+                && self.code_slot(iframe) == code
                 && self.code(iframe) == code
                 && i64::from(self.lasti(iframe, code)) == api.attr_int(frame, c"f_lasti");
             (api.dec_ref)(code);
@@ -402,7 +443,7 @@ enum AllThreads {
 /// swapped for another while one is set without anything else to update. Checked at start
 /// against what `PyEval_SetProfile` just set ([`crate::profiler`]).
 pub struct ProfileSlot {
-    /// `_PyThreadState_UncheckedGet` (3.9-3.12) / `PyThreadState_GetUnchecked` (3.13).
+    /// `_PyThreadState_UncheckedGet` (3.9-3.12) / `PyThreadState_GetUnchecked` (3.13+).
     current: unsafe extern "C" fn() -> *mut c_void,
     /// `_PyEval_SetProfile(tstate, func, arg)`: `PyEval_SetProfile` for a given thread state,
     /// which returns -1 with the exception set (an audit hook refused) instead of printing it.
@@ -415,7 +456,7 @@ impl ProfileSlot {
         match minor {
             9 | 10 => Some(56),
             11 | 12 => Some(64),
-            13 => Some(80),
+            13 | 14 => Some(80),
             _ => None,
         }
     }
@@ -611,9 +652,9 @@ pub fn init() -> Result<&'static PyApi, InitError> {
             })
         }),
         eval_hook: None,
-        // 3.13 only: the API is there since 3.13.0 (the object-destruction events some
-        // paths missed before 3.13.3 are not used), and 3.14+ is not supported.
-        ref_tracer: (minor == 13)
+        // 3.13+: the API is there since 3.13.0 (the object-destruction events some paths
+        // missed before 3.13.3 are not used).
+        ref_tracer: (minor >= 13)
             .then(|| {
                 Some(RefTracerApi {
                     set: resolve(&[c"PyRefTracer_SetTracer"]).ok()?,
@@ -703,7 +744,7 @@ impl PyApi {
         self.profile_slot.as_ref()
     }
 
-    /// The object-creation tracer API, where this Python has it (3.13).
+    /// The object-creation tracer API, where this Python has it (3.13+).
     pub fn ref_tracer(&self) -> Option<&RefTracerApi> {
         self.ref_tracer.as_ref()
     }
@@ -819,7 +860,7 @@ pub struct ObjectApi {
     method_descr_type: *mut PyObject,
 }
 
-/// `PyCompilerFlags` (`Include/cpython/compile.h`, unchanged from 3.8 to 3.13).
+/// `PyCompilerFlags` (`Include/cpython/compile.h`, unchanged from 3.8 to 3.14).
 #[repr(C)]
 pub struct CompilerFlags {
     pub cf_flags: c_int,
@@ -885,7 +926,7 @@ impl ObjectApi {
     /// The C function of `descr` when it is a method descriptor of a `METH_NOARGS` method
     /// (such as `list.__sizeof__`); None for any other object.
     ///
-    /// Layout, the same from 3.9 to 3.13 (`Include/descrobject.h`, `methodobject.h`): a
+    /// Layout, the same from 3.9 to 3.14 (`Include/descrobject.h`, `methodobject.h`): a
     /// `PyMethodDescrObject` is `PyDescr_COMMON` (the object header, `d_type`, `d_name`,
     /// `d_qualname`), then `PyMethodDef *d_method`; a `PyMethodDef` is `ml_name`, `ml_meth`,
     /// `ml_flags`. The census checks each function it takes from here against a call of the
@@ -920,7 +961,7 @@ unsafe impl Sync for ObjectApi {}
 static OBJECT_API: OnceLock<Option<ObjectApi>> = OnceLock::new();
 
 /// [`ObjectApi`], resolved at the first call (the import of `memlens._tracer`); `None` if
-/// this process's Python lacks one of its symbols (none of 3.9-3.13 does).
+/// this process's Python lacks one of its symbols (none of 3.9-3.14 does).
 pub fn object_api() -> Option<&'static ObjectApi> {
     OBJECT_API
         .get_or_init(|| {

@@ -1,0 +1,153 @@
+#!/usr/bin/env python3
+"""Installs a CPython newer than this machine's Debian ships, from Debian's own packages.
+
+    python3 tests/debian_cpython.py 3.14 VERSIONS
+
+VERSIONS is a pyenv-style directory of versions (`~/.pyenv/versions`); the interpreter goes
+to VERSIONS/3.14.N-debian, N being the release Debian has.
+
+No registry this project's machines reach offers CPython 3.14's source or a build for
+bookworm, but Debian unstable's binary packages of it are on deb.debian.org, the mirror apt
+uses. They need unstable's C library, so they are unpacked into DEST together with it and
+the libraries they link, and the interpreter is pointed at them (`patchelf`: its program
+interpreter and run path), leaving the machine's own libraries alone. Everything downloaded
+is checked: the suite's `InRelease` against Debian's archive keyring (`gpgv`), the package
+index against `InRelease`, each package against the index.
+
+The version directory has `bin/python3.X` and pip (from PyPI). Prints the interpreter's
+path. Does nothing if VERSIONS already has a working 3.X.
+"""
+import hashlib
+import lzma
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import urllib.request
+import zipfile
+from pathlib import Path
+
+MIRROR = "http://deb.debian.org/debian"
+SUITE = "sid"
+KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
+# The interpreter and its standard library, and what they and numpy's wheels link, with
+# the C library they were built for (whose loader runs them).
+PACKAGES = [
+    "python{v}-minimal", "libpython{v}-minimal", "libpython{v}-stdlib", "python{v}",
+    "libpython{v}", "libpython{v}-dev", "python{v}-dev",
+    "libc6", "libgcc-s1", "libstdc++6", "libssl3t64", "libffi8", "libexpat1", "zlib1g",
+    "libbz2-1.0", "liblzma5", "libncursesw6", "libtinfo6", "libreadline8t64", "libsqlite3-0",
+    "libuuid1", "libzstd1", "libdb5.3t64", "libcrypt1", "libmpdec4", "media-types",
+]
+
+
+def say(msg):
+    print(f"debian_cpython: {msg}", file=sys.stderr, flush=True)
+
+
+def fetch(url):
+    with urllib.request.urlopen(url, timeout=300) as r:
+        return r.read()
+
+
+def sha256(data):
+    return hashlib.sha256(data).hexdigest()
+
+
+def verified_index(tmp):
+    """The suite's amd64 package index, each paragraph by package name."""
+    release = fetch(f"{MIRROR}/dists/{SUITE}/InRelease")
+    signed = Path(tmp) / "InRelease"
+    signed.write_bytes(release)
+    subprocess.run(["gpgv", "--keyring", KEYRING, str(signed)], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    name = "main/binary-amd64/Packages.xz"
+    sums = re.search(r"^SHA256:\n((?: .*\n)+)", release.decode(), re.M).group(1)
+    want = next(line.split()[0] for line in sums.splitlines() if line.split()[2] == name)
+    packages = fetch(f"{MIRROR}/dists/{SUITE}/{name}")
+    if sha256(packages) != want:
+        sys.exit(f"debian_cpython: {name} does not match {SUITE}'s signed InRelease")
+    index = {}
+    for para in lzma.decompress(packages).decode().split("\n\n"):
+        m = re.search(r"^Package: (\S+)$", para, re.M)
+        if m:
+            index[m.group(1)] = para
+    return index
+
+
+def field(para, name):
+    return re.search(rf"^{name}: (.*)$", para, re.M).group(1)
+
+
+def works(python):
+    return python.exists() and subprocess.run(
+        [str(python), "-c", "import ssl, sqlite3, ctypes, lzma, bz2, zlib, pip"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0
+
+
+def main():
+    version, versions = sys.argv[1], Path(sys.argv[2]).resolve()
+    for python in sorted(versions.glob(f"{version}.*/bin/python{version}")):
+        if works(python):
+            print(python)
+            return
+    with tempfile.TemporaryDirectory() as tmp:
+        say(f"checking {SUITE}'s package index against Debian's archive keyring")
+        index = verified_index(tmp)
+        minimal = index.get(f"python{version}-minimal") or sys.exit(
+            f"debian_cpython: {SUITE} has no CPython {version}")
+        # "3.14.10-1": upstream release 3.14.10, Debian's first package of it.
+        dest = versions / (field(minimal, "Version").split("-")[0] + "-debian")
+        python = dest / "bin" / f"python{version}"
+        shutil.rmtree(dest, ignore_errors=True)
+        root = Path(tmp) / "root"
+        for name in (p.format(v=version) for p in PACKAGES):
+            para = index.get(name) or sys.exit(f"debian_cpython: {SUITE} has no {name}")
+            url = f"{MIRROR}/{field(para, 'Filename')}"
+            deb = fetch(url)
+            if sha256(deb) != field(para, "SHA256"):
+                sys.exit(f"debian_cpython: {url} does not match {SUITE}'s index")
+            path = Path(tmp) / "p.deb"
+            path.write_bytes(deb)
+            subprocess.run(["dpkg-deb", "-x", str(path), str(root)], check=True)
+            say(f"unpacked {name} {field(para, 'Version')}")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(root), str(dest))
+    libs = dest / "usr" / "lib" / "x86_64-linux-gnu"
+    exe = dest / "usr" / "bin" / f"python{version}"
+    # The interpreter runs on its own C library; DT_RPATH (not RUNPATH) also serves the
+    # libraries it loads later: its extension modules and theirs.
+    subprocess.run(["patchelf", "--set-interpreter", str(libs / "ld-linux-x86-64.so.2"),
+                    "--force-rpath", "--set-rpath", str(libs), str(exe)], check=True)
+    (dest / "bin").mkdir()
+    # Where Debian's Python has pip install (its `posix_local` scheme); `site` adds it to
+    # the path only if it exists.
+    (dest / "usr" / "local" / "lib" / f"python{version}" / "dist-packages").mkdir(parents=True)
+    for name in (f"python{version}", "python3"):
+        (dest / "bin" / name).symlink_to(exe)
+    # Debian leaves pip to its own package; the one from PyPI installs as in any Python.
+    say("pip from PyPI")
+    meta = fetch("https://pypi.org/simple/pip/")
+    wheel_url = re.findall(rb'href="([^"]+/pip-[0-9.]+-py3-none-any\.whl)#sha256=([0-9a-f]+)"',
+                           meta)[-1]
+    wheel = fetch(wheel_url[0].decode())
+    if sha256(wheel) != wheel_url[1].decode():
+        sys.exit("debian_cpython: pip's wheel does not match PyPI's index")
+    with tempfile.TemporaryDirectory() as tmp:
+        whl = Path(tmp) / wheel_url[0].decode().rsplit("/", 1)[1]
+        whl.write_bytes(wheel)
+        zipfile.ZipFile(whl).extractall(Path(tmp) / "pip")
+        env = dict(os.environ, PYTHONPATH=str(Path(tmp) / "pip"))
+        subprocess.run([str(python), "-m", "pip", "install", "-q", "--break-system-packages",
+                        "--root-user-action=ignore", "--no-warn-script-location", "--ignore-installed",
+                        str(whl)],
+                       check=True, env=env)
+    if not works(python):
+        sys.exit(f"debian_cpython: {python} does not run")
+    print(python)
+
+
+if __name__ == "__main__":
+    main()
