@@ -1,10 +1,12 @@
 //! `memlens attach PID` and `memlens detach PID`: trace a Python process that is already
 //! running, without restarting it, through the same in-process path as `memlens.record()`.
 //!
-//! How: lldb stops the process at the entry of one of CPython's allocator functions or of
-//! `PyErr_CheckSignals` (no lock of libc's or of Python's is held there), loads the tracer
-//! with `dlopen` and has it start a thread (`memlens_inject`), then detaches at once. That
-//! thread takes the GIL like any Python thread and runs `memlens._attach.main`, which starts
+//! How, on CPython 3.14+: the process's own interpreter calls `sys.remote_exec`, and the
+//! program's main thread starts a thread at its next Python instruction ([`remote_exec`]).
+//! On 3.9-3.13 (and where that fails): lldb stops the process at the entry of one of
+//! CPython's allocator functions or of `PyErr_CheckSignals` (no lock of libc's or of
+//! Python's is held there), loads the tracer with `dlopen` and has it start a thread
+//! (`memlens_inject`), then detaches at once. Either thread takes the GIL like any Python thread and runs `memlens._attach.main`, which starts
 //! `memlens.record()` and talks to this command through two named pipes in a session folder
 //! (`$XDG_RUNTIME_DIR` or the temporary directory, `memlens-attach-PID`): `status` (the
 //! process reports) and `control` (this command, or `memlens detach PID`, says `stop`). The
@@ -38,8 +40,9 @@ use crate::python_env::{find_tracer, probe_python, PythonPackageDir, SUPPORTED};
     memlens attach 4242 --native-stacks       # C/C++/Rust functions under the Python lines
     memlens detach 4242                      # from another shell
 
-Needs lldb (Debian/Ubuntu: apt install lldb) and the right to trace the process: the same
-user with /proc/sys/kernel/yama/ptrace_scope at 0, or root (in a container: CAP_SYS_PTRACE).
+Needs the right to trace the process: the same user with /proc/sys/kernel/yama/ptrace_scope
+at 0, or root (in a container: CAP_SYS_PTRACE); and, for CPython 3.9-3.13, lldb
+(Debian/Ubuntu: apt install lldb). On 3.14 memlens uses sys.remote_exec instead.
 See docs/attach.md.")]
 pub struct AttachArgs {
     /// Process id of the running CPython 3.9-3.14 program.
@@ -98,7 +101,9 @@ const SAFE_POINTS: &[&str] =
 
 pub fn attach(args: AttachArgs) -> Result<i32> {
     let target = Target::check(args.pid)?;
-    let lldb = find_lldb()?;
+    // 3.14+ runs the start itself (`sys.remote_exec`); older ones need the debugger.
+    let remote = target.interpreter.clone().filter(|(_, minor)| *minor >= 14);
+    let lldb = if remote.is_some() { find_lldb().ok() } else { Some(find_lldb()?) };
     let tracer = fs::canonicalize(find_tracer()?).context("cannot resolve the tracer's path")?;
     let output = absolute(
         args.output
@@ -147,17 +152,49 @@ pub fn attach(args: AttachArgs) -> Result<i32> {
         "try:\n exec(open({b}).read(), {{'__name__': '__memlens_attach__'}})\nexcept BaseException:\n pass",
         b = py_str(&session.dir.join("bootstrap.py"))
     );
-    inject(
-        &lldb,
-        args.pid,
-        &tracer,
-        &code,
-        Duration::from_secs_f64(args.timeout),
-        &session,
-        &stop,
-    )?;
+    let timeout = Duration::from_secs_f64(args.timeout);
+    let remote = match remote {
+        Some((exe, _)) => match remote_exec(&exe, args.pid, &code, &session, target.uid) {
+            Ok(()) => true,
+            Err(why) if lldb.is_some() => {
+                eprintln!(
+                    "memlens: sys.remote_exec could not ask process {}: {why}; using lldb",
+                    args.pid
+                );
+                false
+            }
+            Err(why) => bail!(
+                "cannot attach to process {}: sys.remote_exec failed ({why}), and lldb, which \
+                 could do it instead, is not installed (Debian/Ubuntu: apt install lldb)",
+                args.pid
+            ),
+        },
+        None => false,
+    };
+    if !remote {
+        let lldb = lldb.as_deref().expect("found above where remote_exec is not used");
+        inject(lldb, args.pid, &tracer, &code, timeout, &session, &stop)?;
+    }
 
-    let started = status.line(Instant::now() + Duration::from_secs(30), &stop)?;
+    // With remote_exec, the process starts when its main thread next runs Python code.
+    let wait = if remote { timeout } else { Duration::from_secs(30) };
+    let started = if remote {
+        let soon = status.line(Instant::now() + wait.min(Duration::from_secs(2)), &stop)?;
+        let waiting = wait > Duration::from_secs(2);
+        if soon.is_none() && waiting && !stop.load(Ordering::Relaxed) && alive(args.pid) {
+            eprintln!(
+                "memlens: waiting for process {} to run Python code in its main thread (up to \
+                 {:.0} s; Ctrl-C gives up and leaves it untouched)",
+                args.pid,
+                wait.as_secs_f64()
+            );
+            status.line(Instant::now() + wait.saturating_sub(Duration::from_secs(2)), &stop)?
+        } else {
+            soon
+        }
+    } else {
+        status.line(Instant::now() + wait, &stop)?
+    };
     match started.as_deref().and_then(|l| l.split_once(' ')) {
         Some(("started", mode)) => eprintln!(
             "memlens: recording {} to {} (stacks: {mode}); Ctrl-C or `memlens detach {}` stops",
@@ -167,6 +204,19 @@ pub fn attach(args: AttachArgs) -> Result<i32> {
         ),
         Some(("error", why)) => bail!("tracing could not start in process {}: {why}", args.pid),
         _ if !alive(args.pid) => bail!("process {} ended before tracing started", args.pid),
+        _ if remote && stop.load(Ordering::Relaxed) => bail!(
+            "interrupted before tracing started; process {} runs on untouched (the request \
+             sys.remote_exec left it does nothing when it runs)",
+            args.pid
+        ),
+        _ if remote => bail!(
+            "process {} reached no point where tracing can start in {:.0} s (sys.remote_exec \
+             starts it at the next Python instruction of the main thread; a program blocked in \
+             one call is not interrupted); it runs on untouched, and the request left with it \
+             does nothing when it runs (--timeout waits longer)",
+            args.pid,
+            wait.as_secs_f64()
+        ),
         _ => bail!(
             "process {} did not start tracing (the tracer was loaded; its Python thread never \
              reported: is the GIL held by a thread that never releases it?)",
@@ -248,6 +298,8 @@ struct Target {
     /// The interpreter's version when it could be asked ("3.12.1"), else the libpython
     /// found in its mappings.
     python: String,
+    /// Its executable and minor version, where it is a python executable that was asked.
+    interpreter: Option<(PathBuf, u32)>,
 }
 
 impl Target {
@@ -292,12 +344,15 @@ impl Target {
             .as_ref()
             .and_then(|e| e.file_name())
             .is_some_and(|n| n.to_string_lossy().starts_with("python"));
+        let mut interpreter = None;
         let python = if exe_is_python {
             let exe = exe.expect("checked above");
             let info = probe_python(&exe)?;
             if let Some(why) = info.unsupported {
                 bail!("cannot trace process {pid}: {why}");
             }
+            let minor = info.version.split('.').nth(1).and_then(|m| m.parse().ok());
+            interpreter = minor.map(|m| (exe, m));
             format!("{} {}", info.implementation, info.version)
         } else if let Some(lib) = libpython {
             let name = Path::new(&lib).file_name().map(|n| n.to_string_lossy().into_owned());
@@ -319,7 +374,7 @@ impl Target {
             let what = exe.map_or_else(|| "?".to_owned(), |e| e.display().to_string());
             bail!("process {pid} ({what}) is not a Python process (no python executable or libpython in it)");
         };
-        Ok(Target { uid, python })
+        Ok(Target { uid, python, interpreter })
     }
 
     fn describe(&self) -> &str {
@@ -461,6 +516,52 @@ fn lldb_error(transcript: &str) -> Option<String> {
         ));
     }
     Some(msg)
+}
+
+/// Has the process's main thread start the thread that runs `code`, through CPython 3.14's
+/// `sys.remote_exec` (PEP 768), called by the process's own interpreter: the script it runs
+/// at the main thread's next Python instruction starts a thread, and returns. The script is
+/// kept outside the session folder and deletes itself when it runs, since CPython prints
+/// to the program's stderr a script it cannot read; it starts nothing unless the session's
+/// marker for it is still there (this attach is still waiting), so a request that runs
+/// after this command gave up, or after another attach began, does nothing.
+fn remote_exec(exe: &Path, pid: u32, code: &str, session: &Session, uid: u32) -> Result<()> {
+    let nanos = std::time::SystemTime::UNIX_EPOCH.elapsed().map_or(0, |d| d.as_nanos());
+    let nonce = format!("{}-{nanos}", std::process::id());
+    let marker = session.write(&format!("pending-{nonce}"), "")?;
+    let script = session.dir.with_file_name(format!("memlens-attach-{pid}-{nonce}.py"));
+    let body = format!(
+        "import os as _os\n\
+         try:\n    _os.unlink({script})\nexcept OSError:\n    pass\n\
+         try:\n    _os.unlink({marker})\nexcept OSError:\n    pass\nelse:\n\
+         \x20   def _memlens_attach():\n{code}\n\
+         \x20   import _thread\n\
+         \x20   _thread.start_new_thread(_memlens_attach, ())\n",
+        script = py_str(&script),
+        marker = py_str(&marker),
+        code = code.lines().map(|l| format!("        {l}")).collect::<Vec<_>>().join("\n"),
+    );
+    fs::write(&script, body).with_context(|| format!("cannot write {}", script.display()))?;
+    fs::set_permissions(&script, fs::Permissions::from_mode(0o644))?;
+    if nix::unistd::Uid::effective().is_root() && uid != 0 {
+        std::os::unix::fs::chown(&script, Some(uid), None)
+            .with_context(|| format!("cannot hand {} to uid {uid}", script.display()))?;
+    }
+    let out = Command::new(exe)
+        .args(["-I", "-S", "-c", "import sys; sys.remote_exec(int(sys.argv[1]), sys.argv[2])"])
+        .arg(pid.to_string())
+        .arg(&script)
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("cannot run {}", exe.display()))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let _ = fs::remove_file(&script);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // The exception's last line: "PermissionError: [Errno 1] Operation not permitted".
+    let why = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("no reason given");
+    bail!("{}", why.trim())
 }
 
 /// A C string literal for lldb's expression parser.

@@ -311,3 +311,68 @@ fn attach_refuses_clearly_and_leaves_the_process_untouched() {
         assert_eq!(out.status.code(), Some(2), "{bad:?}");
     }
 }
+
+/// The minor version of the Python under test.
+fn python_minor() -> u32 {
+    let out = Command::new(python())
+        .args(["-c", "import sys; print(sys.version_info[1])"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
+
+/// CPython 3.14+: `sys.remote_exec` starts tracing, with no debugger installed (lldb is off
+/// the PATH here). A program whose main thread is blocked past `--timeout` is left as it
+/// was: when it wakes and runs the request memlens left, the request does nothing and
+/// prints nothing to the program's stderr; a second attach then records it.
+#[test]
+fn on_3_14_attach_needs_no_debugger() {
+    if python_minor() < 14 {
+        eprintln!("SKIPPED: sys.remote_exec is CPython 3.14's");
+        return;
+    }
+    let no_lldb = |pid: u32, extra: &[&str]| {
+        let mut c = attach(pid, extra);
+        c.env("PATH", "/nonexistent").env_remove("MEMLENS_LLDB");
+        c.output().unwrap()
+    };
+    let dir = TempDir::new("attach-remote-exec");
+    let file = dir.0.join("svc.memlens");
+    let mut idle = Command::new(python())
+        .arg(script("service_loop.py"))
+        .args(["3", "idle", "60"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(idle.stdout.take().unwrap());
+    let mut line = String::new();
+    while line.trim_end() != "waiting" {
+        line.clear();
+        assert!(out.read_line(&mut line).unwrap() > 0, "the service ended early");
+    }
+    let blocked = no_lldb(idle.id(), &["--timeout", "1"]);
+    assert_eq!(blocked.status.code(), Some(2), "{}", text(&blocked));
+    assert!(
+        text(&blocked).contains("reached no point where tracing can start"),
+        "{}",
+        text(&blocked)
+    );
+    let maps = std::fs::read_to_string(format!("/proc/{}/maps", idle.id())).unwrap();
+    assert!(!maps.contains("libmemlens_tracer"), "the tracer was not loaded");
+    while line.trim_end() != "tick 3" {
+        line.clear();
+        assert!(out.read_line(&mut line).unwrap() > 0, "the service ended early");
+    }
+    let traced = no_lldb(idle.id(), &["--duration", "1", "-o", file.to_str().unwrap()]);
+    assert!(traced.status.success(), "{}", text(&traced));
+    let mut rest = String::new();
+    out.read_to_string(&mut rest).unwrap();
+    let mut stderr = String::new();
+    idle.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    assert_eq!(idle.wait().unwrap().code(), Some(7));
+    assert_eq!(stderr, "", "nothing printed to the program's stderr");
+    assert_eq!(rest.lines().last(), Some("hooks as at start"), "{rest}");
+    let rec = open(&file);
+    assert!(at_line(&rec, line_of("service_loop.py", "KEEP")).0 > 0);
+}

@@ -1,7 +1,8 @@
 """A long-running "service" for `memlens attach`: prints one line per tick, keeps a little
 of each tick's work (a leak) and drops the rest, and exits with code 7 after TICKS ticks
 (first argument, default 40) or, with "idle" as second argument, first waits without running
-Python code or allocating (blocked in one call) for that many seconds. A second thread loops
+Python code or allocating (blocked in one call) for that many seconds (then, given a third
+argument, runs that many ticks). A second thread loops
 in one function, calling no Python function, for as long as the ticks last. The last line
 says whether CPython's allocators and frame-evaluation function, and the number of threads,
 are those it started with (after the spinning thread started)."""
@@ -50,8 +51,11 @@ if len(sys.argv) > 2 and sys.argv[2] == "idle":
     print("waiting", flush=True)
     threading.Event().wait(TICKS)
     print("woke", flush=True)
-    print("hooks", "as at start" if hooks() == at_start else "changed", flush=True)
-    sys.exit(7)
+    if len(sys.argv) <= 3:
+        print("hooks", "as at start" if hooks() == at_start else "changed", flush=True)
+        sys.exit(7)
+    # Then as many ticks as the third argument says.
+    TICKS = int(sys.argv[3])
 
 spinner = threading.Thread(target=spin, name="spinner")
 spinner.start()

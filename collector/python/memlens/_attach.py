@@ -1,8 +1,9 @@
 """What ``memlens attach PID`` runs inside the process it attaches to.
 
-The debugger that ``memlens attach`` drives loads the tracer into the process and has it
-start a thread of its own, which takes the GIL like any Python thread and calls
-:func:`main` with the folder ``memlens attach`` made for the session. That folder holds
+``memlens attach`` has the process start a thread of its own (through ``sys.remote_exec``
+on 3.14+, else through the debugger it drives, which loads the tracer first), which takes
+the GIL like any Python thread and calls :func:`main` with the folder ``memlens attach``
+made for the session. That folder holds
 ``options.json`` (the recording's path and options) and two named pipes: ``status``, on
 which this side reports to ``memlens attach`` (``started MODE``, ``message TEXT``,
 ``error TEXT``, ``stopped peak=N left=N``), and ``control``, from which it reads ``stop``.
