@@ -6,12 +6,13 @@
 //! On 3.9-3.13 (and where that fails): lldb stops the process at the entry of one of
 //! CPython's allocator functions or of `PyErr_CheckSignals` (no lock of libc's or of
 //! Python's is held there), loads the tracer with `dlopen` and has it start a thread
-//! (`memlens_inject`), then detaches at once. Either thread takes the GIL like any Python thread and runs `memlens._attach.main`, which starts
-//! `memlens.record()` and talks to this command through two named pipes in a session folder
-//! (`$XDG_RUNTIME_DIR` or the temporary directory, `memlens-attach-PID`): `status` (the
-//! process reports) and `control` (this command, or `memlens detach PID`, says `stop`). The
-//! recording also stops when this command goes away, however it ends: the process reads EOF
-//! on `control` once no writer is left.
+//! (`memlens_inject`), then detaches at once. Either thread takes the GIL like any Python
+//! thread and runs `memlens._attach.main`, which starts `memlens.record()` and talks to this
+//! command through two named pipes in a session folder (`$XDG_RUNTIME_DIR` or the temporary
+//! directory, `memlens-attach-PID`): `status` (the process reports) and `control` (this
+//! command, or `memlens detach PID`, says `stop`). The recording also stops when this
+//! command goes away, however it ends: the process reads EOF on `control` once no writer is
+//! left.
 //!
 //! Why lldb and not gdb: Debian 12's gdb 13 cannot call a function in a process on CPUs
 //! whose extended register state it does not know (it fails with "Couldn't write extended
