@@ -27,15 +27,18 @@ PACKAGES = [
     "jinja2==3.1.6",
     "memray==1.20.0",
 ]
-# Older CPythons get the last releases that support them (the same memray).
+# Older CPythons get the last releases that support them (the same memray); 3.15 the first
+# releases with wheels for it.
 PACKAGES_FOR = {
+    "3.15": ["numpy==2.5.5", "pandas==3.1.1", "scipy==1.18.1", "sympy==1.14.0",
+             "black==26.10.1", "jinja2==3.1.6", "memray==1.20.0"],
     "3.10": ["numpy==2.2.6", "pandas==2.3.3", "scipy==1.15.3", "sympy==1.14.0",
              "black==25.12.0", "jinja2==3.1.6", "memray==1.20.0"],
     "3.9": ["numpy==2.0.2", "pandas==2.3.3", "scipy==1.13.1", "sympy==1.14.0",
             "black==25.11.0", "jinja2==3.1.6", "memray==1.20.0"],
 }
 # The versions the benches run by default; 3.9 and 3.10 on request (--python 3.10).
-VERSIONS = ("3.11", "3.12", "3.13", "3.14")
+VERSIONS = ("3.11", "3.12", "3.13", "3.14", "3.15")
 
 
 def interpreter(version):
@@ -94,7 +97,7 @@ def parser(doc, only):
     """The options of the benches that run these venvs: --python VERSIONS, --only (`only`
     says of what), --repeat (default $REPEAT, else 3)."""
     ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--python", help="comma-separated CPython versions (default: 3.11,3.12,3.13,3.14)")
+    ap.add_argument("--python", help="comma-separated CPython versions (default: 3.11,3.12,3.13,3.14,3.15)")
     ap.add_argument("--only", help=f"comma-separated {only}")
     ap.add_argument("--repeat", type=int, default=int(os.environ.get("REPEAT", 3)))
     return ap

@@ -3,7 +3,7 @@
 
 memlens keeps a shadow stack per thread and sends only what changed since the thread's
 last allocation. It keeps it from the frame-evaluation hook (PEP 523: one C call per
-Python call, the default on 3.9 to 3.14); the fallback is a C profile function (a push per
+Python call, the default on 3.9 to 3.15); the fallback is a C profile function (a push per
 call, a pop per return; ``MEMLENS_STACKS=profile`` forces it here), which also makes the
 interpreter check for tracing at every instruction (3.9-3.11; 3.12+ instruments every
 function instead) and call it at every builtin call. The

@@ -46,7 +46,7 @@ at 0, or root (in a container: CAP_SYS_PTRACE); and, for CPython 3.9-3.13, lldb
 (Debian/Ubuntu: apt install lldb). On 3.14 memlens uses sys.remote_exec instead.
 See docs/attach.md.")]
 pub struct AttachArgs {
-    /// Process id of the running CPython 3.9-3.14 program.
+    /// Process id of the running CPython 3.9-3.15 program.
     pub pid: u32,
     /// Output file [default: memlens-attach-<pid>.memlens in the current directory].
     #[arg(short, long)]

@@ -23,7 +23,7 @@ pub struct RunArgs {
     /// Output file [default: memlens-<script>-<pid>.memlens in the current directory].
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
-    /// Python interpreter to run (CPython 3.9 to 3.14) [default: the one a command's `#!`
+    /// Python interpreter to run (CPython 3.9 to 3.15) [default: the one a command's `#!`
     /// line names (not a .py file's), else the `python3` next to the memlens executable
     /// when there is one (memlens installed in a virtualenv), else `python3` from PATH].
     #[arg(long, value_name = "PATH")]

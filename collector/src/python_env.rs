@@ -11,7 +11,7 @@ use anyhow::{bail, Context, Result};
 
 /// Oldest and newest supported Python 3 minor versions (the tracer's python_api.rs
 /// knows these versions' APIs).
-pub const SUPPORTED: (u32, u32) = (9, 14);
+pub const SUPPORTED: (u32, u32) = (9, 15);
 
 /// The Python package the traced interpreter imports, embedded at build time.
 const PY_FILES: &[(&str, &str)] = &[

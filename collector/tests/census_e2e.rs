@@ -382,7 +382,7 @@ fn growth_sites_that_share_the_programs_line_name_the_library_line_beside_it() {
     for (name, tag, count) in [("shapes.Box", "BOXES", 4_000), ("shapes.Crate", "CRATES", 2_000)] {
         let site = sites.iter().find(|s| s["type"] == name).unwrap_or_else(|| panic!("{doc}"));
         assert_eq!(site["line"].as_u64(), Some(make.into()), "{site}");
-        // The list each comprehension builds is made at that line too: 3.14 charges it there
+        // The list each comprehension builds is made at that line too: 3.14+ charge it there
         // (a fresh block), 3.9-3.13 where its block was first allocated.
         let extra = site["count_delta"].as_i64().unwrap() - count;
         assert!((0..=1).contains(&extra), "{site}");

@@ -302,7 +302,7 @@ fn diff_pairs_the_processes_of_two_runs_and_gates_on_their_total() {
     assert_eq!(diff(&small, &big, &["--fail-if", "total>+50%"]).0, Some(1));
 }
 
-/// Another CPython 3.9-3.14 than the one under test, from pyenv, if there is one.
+/// Another CPython 3.9-3.15 than the one under test, from pyenv, if there is one.
 fn other_python() -> Option<std::path::PathBuf> {
     let out = std::process::Command::new("pyenv").arg("root").output().ok()?;
     let root = std::path::PathBuf::from(String::from_utf8(out.stdout).ok()?.trim());
@@ -315,7 +315,7 @@ fn other_python() -> Option<std::path::PathBuf> {
     ));
     let versions: Vec<std::path::PathBuf> =
         std::fs::read_dir(root.join("versions")).ok()?.flatten().map(|e| e.path()).collect();
-    (9..=14).filter(|&m| m != mine).find_map(|m| {
+    (9..=15).filter(|&m| m != mine).find_map(|m| {
         let prefix = format!("3.{m}.");
         versions
             .iter()

@@ -2,7 +2,7 @@
 //! real CPython run the scripts in tests/scripts/, and the recordings are checked with
 //! the format crate's analyses.
 //!
-//! Needs `python3` (CPython 3.9-3.14; `MEMLENS_TEST_PYTHON` picks another, see common/) on
+//! Needs `python3` (CPython 3.9-3.15; `MEMLENS_TEST_PYTHON` picks another, see common/) on
 //! PATH and `libmemlens_tracer.so` built next to
 //! the memlens binary (`cargo test` at the workspace root builds both). The numpy test
 //! is skipped, saying so, when numpy is not installed.
@@ -621,8 +621,9 @@ fn frees_on_other_threads_cancel_allocations_despite_address_reuse() {
     // 40,000 bytearrays of 1,000-1,049 bytes went through the queue and all were
     // freed. (They are made on a line of their own: the frames of the `Q.put` calls,
     // which CPython 3.9 and 3.10 keep on the code object and the frame free list, are
-    // charged to the next line, as tracemalloc charges them.)
-    assert_eq!(leaked, 0, "bytes from the produce() line still live at the end");
+    // charged to the next line, as tracemalloc charges them.) 3.15 leaves one 56-byte
+    // object of that line live at exit, none of the bytearrays' data.
+    assert!(leaked < 1000, "{leaked} bytes from the produce() line still live at the end");
     let names: Vec<&str> = run.rec.threads().iter().map(|t| t.name.as_str()).collect();
     for n in ["producer-0", "producer-1", "consumer"] {
         assert!(names.contains(&n), "{names:?}");

@@ -1,4 +1,4 @@
-//! Interpreters memlens cannot trace: other versions (2.7, 3.8; 3.15 and later, faked
+//! Interpreters memlens cannot trace: other versions (2.7, 3.8; 3.16 and later, faked
 //! here), debug and free-threaded builds. `memlens run` says so in one line and still
 //! records native allocations and RSS, and the program runs as it would without memlens;
 //! `memlens.record()` does the same from inside such a program.
@@ -96,10 +96,10 @@ fn other_versions_and_builds_record_native_allocations_and_rss() {
     let dir = temp_dir("fakes");
     for (answer, why) in [
         (
-            "3 15 3.15.0 cpython ",
-            "Python 3.15.0 is not supported (memlens traces CPython 3.9 to 3.14)",
+            "3 16 3.16.0 cpython ",
+            "Python 3.16.0 is not supported (memlens traces CPython 3.9 to 3.15)",
         ),
-        ("3 16 3.16.0a1 cpython ", "Python 3.16.0a1 is not supported"),
+        ("3 17 3.17.0a1 cpython ", "Python 3.17.0a1 is not supported"),
         ("3 13 3.13.0 cpython t", "free-threaded Python 3.13.0 is not supported"),
         ("3 14 3.14.0 cpython t", "free-threaded Python 3.14.0 is not supported"),
         ("3 12 3.12.1 cpython d", "Python 3.12.1 debug builds are not supported"),
@@ -110,7 +110,7 @@ fn other_versions_and_builds_record_native_allocations_and_rss() {
         assert_native_only(&out, &rec, why);
     }
     // Without native hooks there is only RSS to record, and memlens says that.
-    let python = fake_python(&dir, "3 15 3.15.0 cpython ");
+    let python = fake_python(&dir, "3 16 3.16.0 cpython ");
     let (out, rec) = run(&python, "rss", &["--no-native"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{stderr}");
@@ -158,7 +158,7 @@ fn record_in_an_unsupported_interpreter_records_native_allocations() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
-    assert_eq!(stderr.trim(), "memlens: Python 3.8 is not supported (memlens traces CPython 3.9 to 3.14): recording native allocations and RSS only, without Python stacks");
+    assert_eq!(stderr.trim(), "memlens: Python 3.8 is not supported (memlens traces CPython 3.9 to 3.15): recording native allocations and RSS only, without Python stacks");
     let peak: u64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
     assert!((30_000_000..31_000_000).contains(&peak), "{peak}");
     let rec = Recording::from_vec(std::fs::read(dir.join("a.memlens")).unwrap()).unwrap();

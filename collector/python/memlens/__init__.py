@@ -472,7 +472,7 @@ class record:
     ``_PyEval_SetProfile`` or ``PyEval_SetProfileAllThreads``, which replace any other
     profiler those threads had). The recording is complete when the block ends; if the
     program dies inside it, what was recorded up to then stays readable. In an interpreter
-    memlens cannot trace (a version outside 3.9-3.14, a debug or free-threaded build), the
+    memlens cannot trace (a version outside 3.9-3.15, a debug or free-threaded build), the
     block records native allocations only, and says so on stderr.
 
     After the block, ``peak_bytes`` is the high-water mark of the memory allocated inside

@@ -56,7 +56,7 @@ def _prepare(mode, target):
         import runpy
 
         sys.path[0] = os.getcwd()
-        # The same helper `python -m` uses (private but present in 3.9-3.14).
+        # The same helper `python -m` uses (private but present in 3.9-3.15).
         mod_name, spec, code = runpy._get_module_details(target)  # noqa: SLF001
         sys.argv[0] = spec.origin or target
         g = {

@@ -61,7 +61,8 @@ def test_cell_magic_records_the_cell_and_shows_the_report(venv, tmp_path):
     assert re.match(r"memlens: peak (29|30|31)\.\d MiB, ", first), text  # 30,000 x 1000 B rows
     # The top site is the cell's line that made the rows.
     site = re.escape(listcomp("<module>"))
-    assert re.search(rf"^\s+30\.\d MiB  {site}  <ipython-input-\d+-\w+>:1$", text, re.M), text
+    # (30.x MiB; 31.x on 3.15, whose bytearrays take 40 bytes more: conftest.BIG_TABLE_PEAK.)
+    assert re.search(rf"^\s+3[01]\.\d MiB  {site}  <ipython-input-\d+-\w+>:1$", text, re.M), text
     # memlens's own frames (the magic's helper that runs the cell) are no call site.
     assert "memlens" not in "\n".join(text.splitlines()[1:]), text
     failed = out[out.index("FAILED<<"):]
@@ -97,6 +98,7 @@ def test_in_a_recorded_kernel_each_cell_is_a_span(venv, tmp_path):
     spans = json.loads(run([venv / "bin/memlens", "spans", "--json", "cells.memlens"], tmp_path))
     by_name = {s["name"]: s for s in spans["spans"]}
     assert sorted(by_name) == ["In [1]", "In [2]"], by_name.keys()
-    assert 20_000_000 <= by_name["In [1]"]["leaked_bytes"] < 21_000_000
+    # The cell's 20 MB, and what IPython keeps of a first cell (1.5 MB on 3.15).
+    assert 20_000_000 <= by_name["In [1]"]["leaked_bytes"] < 22_000_000
     assert 30_000_000 <= by_name["In [2]"]["peak_bytes"] < 31_000_000
     assert by_name["In [2]"]["leaked_bytes"] < 1_000_000

@@ -3,7 +3,7 @@
 //!
 //! The interpreter is `python3` from PATH, or `MEMLENS_TEST_PYTHON` when set: `./dev test`
 //! runs the Python-dependent test binaries once more for each CPython it finds (pyenv's
-//! 3.9 to 3.14), with that variable set. `memlens run` then finds it as `python3` on PATH.
+//! 3.9 to 3.15), with that variable set. `memlens run` then finds it as `python3` on PATH.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -7,7 +7,7 @@
 //! with `dlsym(RTLD_DEFAULT, ...)` when tracing starts, which finds them in
 //! `libpython3.X.so` or in a statically linked `python3` alike.
 //!
-//! Version differences handled here (3.9 to 3.14, each tested):
+//! Version differences handled here (3.9 to 3.15, each tested):
 //! - `co_qualname` exists from 3.11; before, `co_name` is the best name available.
 //! - 3.13+: `PyRefTracer` tells of every object created, free-listed ones included
 //!   ([`RefTracerApi`], used by [`crate::ref_tracer`]).
@@ -18,20 +18,20 @@
 //!   3.9 to 3.11 export `_PyEval_SetProfile(tstate, ...)`, applied to each thread state of
 //!   the interpreter (which is what 3.12's function does).
 //! - Where a thread state keeps its profile function and object (`c_profilefunc`,
-//!   `c_profileobj`: the same fields from 3.9 to 3.14, at offsets that moved in 3.11 and
-//!   3.13; 3.12+ calls them from `sys.monitoring`'s legacy callbacks), read and written
+//!   `c_profileobj`: the same fields from 3.9 to 3.15, at offsets that moved in 3.11,
+//!   3.13 and 3.15; 3.12+ calls them from `sys.monitoring`'s legacy callbacks), read and written
 //!   directly ([`ProfileSlot`]) to keep memlens's profile function in front of a program's.
 //! - The frame-evaluation hook (PEP 523) and the layout of the frames it is given
 //!   ([`EvalHook`]: frame objects on 3.9 and 3.10, interpreter frames since 3.11, whose
 //!   code and position fields moved in 3.12, 3.13 and 3.14, whose code slot is a tagged
-//!   `_PyStackRef`), checked against the public frame
+//!   `_PyStackRef` (two tag bits in 3.15)), checked against the public frame
 //!   API before use; where the check fails, shadow stacks are kept with the profile
 //!   function. 3.14 renames the hook's setter `PyUnstable_InterpreterState_SetEvalFrameFunc`;
 //!   both names are looked up.
 //! - With the hook, every Python call is a C call: on 3.12 and 3.13 each costs
 //!   `_PyEval_EvalFrameDefault`'s 2 units of the thread state's C recursion counter, which
 //!   the hook gives back while the C stack has room ([`EvalHook::credit`]); the counter's
-//!   offset is checked at start against `sys.getrecursionlimit()`. 3.14 has no such counter:
+//!   offset is checked at start against `sys.getrecursionlimit()`. 3.14+ has no such counter:
 //!   it measures the C stack itself (`c_stack_soft_limit`), so a hooked call needs nothing
 //!   given back there.
 
@@ -42,7 +42,7 @@ pub type PyObject = c_void;
 
 /// Oldest and newest supported minor versions of Python 3.
 pub const MIN_MINOR: u8 = 9;
-pub const MAX_MINOR: u8 = 14;
+pub const MAX_MINOR: u8 = 15;
 
 /// `Py_tracefunc`.
 pub type TraceFunc = extern "C" fn(*mut PyObject, *mut PyObject, c_int, *mut PyObject) -> c_int;
@@ -172,8 +172,9 @@ struct FrameLayout {
     /// The code object pointer: `f_code` (3.9-3.12), `f_executable` (3.13+).
     code: usize,
     /// Tag bits of the code slot, cleared to read the pointer: 3.14's `f_executable` is a
-    /// `_PyStackRef` whose low bit says the reference is deferred (`Py_TAG_BITS` in
-    /// `Include/internal/pycore_stackref.h`); 0 where the slot is a plain pointer.
+    /// `_PyStackRef` whose low bit says the reference is deferred, 3.15's has two tag bits
+    /// (tagged ints too: `Py_TAG_BITS` in `Include/internal/pycore_stackref.h`); 0 where the
+    /// slot is a plain pointer.
     code_tag: usize,
     position: Position,
     /// `PyFrameObject.f_frame`, the interpreter frame of a frame object (3.11+); `None`
@@ -228,6 +229,12 @@ impl FrameLayout {
             14 => FrameLayout {
                 code: 0,
                 code_tag: 1,
+                position: unit(56, 208),
+                frame_iframe: Some(24),
+            },
+            15 => FrameLayout {
+                code: 0,
+                code_tag: 3,
                 position: unit(56, 208),
                 frame_iframe: Some(24),
             },
@@ -457,6 +464,7 @@ impl ProfileSlot {
             9 | 10 => Some(56),
             11 | 12 => Some(64),
             13 | 14 => Some(80),
+            15 => Some(104),
             _ => None,
         }
     }
@@ -860,7 +868,7 @@ pub struct ObjectApi {
     method_descr_type: *mut PyObject,
 }
 
-/// `PyCompilerFlags` (`Include/cpython/compile.h`, unchanged from 3.8 to 3.14).
+/// `PyCompilerFlags` (`Include/cpython/compile.h`, unchanged from 3.8 to 3.15).
 #[repr(C)]
 pub struct CompilerFlags {
     pub cf_flags: c_int,
@@ -926,7 +934,7 @@ impl ObjectApi {
     /// The C function of `descr` when it is a method descriptor of a `METH_NOARGS` method
     /// (such as `list.__sizeof__`); None for any other object.
     ///
-    /// Layout, the same from 3.9 to 3.14 (`Include/descrobject.h`, `methodobject.h`): a
+    /// Layout, the same from 3.9 to 3.15 (`Include/descrobject.h`, `methodobject.h`): a
     /// `PyMethodDescrObject` is `PyDescr_COMMON` (the object header, `d_type`, `d_name`,
     /// `d_qualname`), then `PyMethodDef *d_method`; a `PyMethodDef` is `ml_name`, `ml_meth`,
     /// `ml_flags`. The census checks each function it takes from here against a call of the
@@ -961,7 +969,7 @@ unsafe impl Sync for ObjectApi {}
 static OBJECT_API: OnceLock<Option<ObjectApi>> = OnceLock::new();
 
 /// [`ObjectApi`], resolved at the first call (the import of `memlens._tracer`); `None` if
-/// this process's Python lacks one of its symbols (none of 3.9-3.14 does).
+/// this process's Python lacks one of its symbols (none of 3.9-3.15 does).
 pub fn object_api() -> Option<&'static ObjectApi> {
     OBJECT_API
         .get_or_init(|| {

@@ -36,7 +36,7 @@ pub enum Started {
 
 /// Starts a session writing to `fd` (which the drain then owns and closes at [`drain::stop`]).
 /// The calling thread's shadow stack starts as `frame` and its callers (null: empty).
-/// On a Python the tracer does not support (a version outside 3.9-3.14, a debug or
+/// On a Python the tracer does not support (a version outside 3.9-3.15, a debug or
 /// free-threaded build), records native allocations only, when `native` asks for them.
 /// Needs the GIL. Errors are messages for the Python side.
 pub fn start(

@@ -124,7 +124,7 @@ pub fn frame_code_id(api: &PyApi, st: &mut ThreadState, frame: *mut PyObject) ->
 #[repr(u8)]
 pub enum StackMode {
     /// The frame-evaluation hook ([`crate::profiler`]), where this Python has a usable one
-    /// (3.9 to 3.14, its frame layout verified at start): one C call per Python call,
+    /// (3.9 to 3.15, its frame layout verified at start): one C call per Python call,
     /// and no tracing overhead between calls.
     Eval = 0,
     /// A C profile function on every thread (`MEMLENS_STACKS=profile`, and the versions
