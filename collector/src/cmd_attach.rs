@@ -177,25 +177,7 @@ pub fn attach(args: AttachArgs) -> Result<i32> {
         inject(lldb, args.pid, &tracer, &code, timeout, &session, &stop)?;
     }
 
-    // With remote_exec, the process starts when its main thread next runs Python code.
-    let wait = if remote { timeout } else { Duration::from_secs(30) };
-    let started = if remote {
-        let soon = status.line(Instant::now() + wait.min(Duration::from_secs(2)), &stop)?;
-        let waiting = wait > Duration::from_secs(2);
-        if soon.is_none() && waiting && !stop.load(Ordering::Relaxed) && alive(args.pid) {
-            eprintln!(
-                "memlens: waiting for process {} to run Python code in its main thread (up to \
-                 {:.0} s; Ctrl-C gives up and leaves it untouched)",
-                args.pid,
-                wait.as_secs_f64()
-            );
-            status.line(Instant::now() + wait.saturating_sub(Duration::from_secs(2)), &stop)?
-        } else {
-            soon
-        }
-    } else {
-        status.line(Instant::now() + wait, &stop)?
-    };
+    let started = first_report(&mut status, args.pid, remote, timeout, &stop)?;
     match started.as_deref().and_then(|l| l.split_once(' ')) {
         Some(("started", mode)) => eprintln!(
             "memlens: recording {} to {} (stacks: {mode}); Ctrl-C or `memlens detach {}` stops",
@@ -216,7 +198,7 @@ pub fn attach(args: AttachArgs) -> Result<i32> {
              one call is not interrupted); it runs on untouched, and the request left with it \
              does nothing when it runs (--timeout waits longer)",
             args.pid,
-            wait.as_secs_f64()
+            timeout.as_secs_f64()
         ),
         _ => bail!(
             "process {} did not start tracing (the tracer was loaded; its Python thread never \
@@ -251,6 +233,32 @@ pub fn attach(args: AttachArgs) -> Result<i32> {
         }
     }
     Ok(0)
+}
+
+/// The process's first line on the status pipe. After lldb loaded the tracer, it comes
+/// within 30 s; with `sys.remote_exec` (`remote`), when the process's main thread next runs
+/// Python code: up to `timeout`, with a progress line after 2 s.
+fn first_report(
+    status: &mut Status,
+    pid: u32,
+    remote: bool,
+    timeout: Duration,
+    stop: &AtomicBool,
+) -> Result<Option<String>> {
+    if !remote {
+        return status.line(Instant::now() + Duration::from_secs(30), stop);
+    }
+    let patience = Duration::from_secs(2);
+    let soon = status.line(Instant::now() + timeout.min(patience), stop)?;
+    if soon.is_some() || timeout <= patience || stop.load(Ordering::Relaxed) || !alive(pid) {
+        return Ok(soon);
+    }
+    eprintln!(
+        "memlens: waiting for process {pid} to run Python code in its main thread (up to {:.0} \
+         s; Ctrl-C gives up and leaves it untouched)",
+        timeout.as_secs_f64()
+    );
+    status.line(Instant::now() + timeout - patience, stop)
 }
 
 pub fn detach(args: DetachArgs) -> Result<i32> {

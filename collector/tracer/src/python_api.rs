@@ -19,8 +19,9 @@
 //!   the interpreter (which is what 3.12's function does).
 //! - Where a thread state keeps its profile function and object (`c_profilefunc`,
 //!   `c_profileobj`: the same fields from 3.9 to 3.15, at offsets that moved in 3.11,
-//!   3.13 and 3.15; 3.12+ calls them from `sys.monitoring`'s legacy callbacks), read and written
-//!   directly ([`ProfileSlot`]) to keep memlens's profile function in front of a program's.
+//!   3.13 and 3.15; 3.12+ calls them from `sys.monitoring`'s legacy callbacks), read and
+//!   written directly ([`ProfileSlot`]) to keep memlens's profile function in front of a
+//!   program's.
 //! - The frame-evaluation hook (PEP 523) and the layout of the frames it is given
 //!   ([`EvalHook`]: frame objects on 3.9 and 3.10, interpreter frames since 3.11, whose
 //!   code and position fields moved in 3.12, 3.13 and 3.14, whose code slot is a tagged
