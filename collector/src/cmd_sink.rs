@@ -150,7 +150,8 @@ fn record(a: SinkArgs) -> Result<i32> {
             .map_err(|e| write_failed(&a.output, e))?;
     let followed = match follow {
         Some((package, f, _)) => {
-            let done = f.finish(recorder.writer_mut()).map_err(|e| write_failed(&a.output, e))?;
+            let done =
+                f.finish(recorder.writer_mut(), a.pid).map_err(|e| write_failed(&a.output, e))?;
             drop(package);
             if done.not_recorded > 0 {
                 let at = recorder.rel(monotonic_ns());

@@ -169,6 +169,8 @@ pub struct Followers {
 pub struct Finished {
     /// How many processes the recording lists besides the program.
     pub listed: usize,
+    /// How many of them are programs the program ran in its place (an exec: its pid).
+    pub execed: usize,
     /// How many descendants that started as the program ended are not in the recording: they
     /// did not connect within [`CONNECT_GRACE`], or made only one of their two connections.
     pub not_recorded: usize,
@@ -243,7 +245,12 @@ impl Followers {
     /// and up to [`CONNECT_GRACE`] for those that exist but have not connected yet (still
     /// accepting new ones meanwhile), ends the recordings of those that are not done, carries
     /// everything into the file.
-    pub fn finish<W: Write>(mut self, writer: &mut RecordingWriter<W>) -> Result<Finished> {
+    /// `program` is the program's pid.
+    pub fn finish<W: Write>(
+        mut self,
+        writer: &mut RecordingWriter<W>,
+        program: u32,
+    ) -> Result<Finished> {
         self.ending.store(true, Ordering::Release);
         // The acceptor looks for descendants yet to connect at once, not at its next look.
         let _ = nix::unistd::write(&self.wake, &[1]);
@@ -296,8 +303,10 @@ impl Followers {
         }
         self.carry(writer)?;
         let streams = self.streams.lock().expect("streams");
-        let listed = streams.iter().filter(|s| s.listed.load(Ordering::Acquire)).count();
-        Ok(Finished { listed, not_recorded })
+        let listed: Vec<&Stream> =
+            streams.iter().filter(|s| s.listed.load(Ordering::Acquire)).collect();
+        let execed = listed.iter().filter(|s| s.pid == program).count();
+        Ok(Finished { listed: listed.len(), execed, not_recorded })
     }
 }
 

@@ -162,10 +162,13 @@ fn record(job: RecorderJob) -> Result<()> {
         Some(e) if os_error(&e).is_some() => return Err(write_failed(&output, e)),
         other => other,
     };
+    // (A program the program ran in its place, a process of the recording with its pid,
+    // is not a child: the summary says it ran another program.)
     let (followed, not_recorded) = match followers {
         Some(f) => {
-            let done = f.finish(recorder.writer_mut()).map_err(|e| write_failed(&output, e))?;
-            (done.listed, done.not_recorded)
+            let done =
+                f.finish(recorder.writer_mut(), pid).map_err(|e| write_failed(&output, e))?;
+            (done.listed - done.execed, done.not_recorded)
         }
         None => (0, 0),
     };
@@ -207,6 +210,7 @@ fn record(job: RecorderJob) -> Result<()> {
             Ending::Exited(c) => format!("exit code {c}"),
             Ending::Unknown => "ended without saying how: killed?".to_owned(),
         };
+        let how = if execed { format!("ran another program (exec), then {how}") } else { how };
         let estimated = match sample_bytes {
             0 => String::new(),
             b => format!(" ({})", memlens_analysis::notice_for(b)),

@@ -442,6 +442,10 @@ fn a_program_that_execs_another_python_is_traced_on() {
     assert!(next.rec.is_complete() && !stopped_early(&next.rec));
     assert_eq!(next.end().unwrap().exit_code, Some(7));
     assert_eq!(how_it_ended(&rec), "ran another program (exec), which exited with code 7");
+    // `memlens run`'s last line says so; the program it ran is no child process.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(last.contains("(ran another program (exec), then exit code 7); wrote"), "{stderr}");
     // The program's heap is gone at the exec: the peak of both is the new program's.
     let file = dir.0.join("out.memlens");
     let json = memlens().arg("summary").arg("--json").arg(&file).output().unwrap();
