@@ -39,10 +39,16 @@ struct Service {
 
 impl Service {
     fn start(args: &[&str]) -> Service {
+        Service::start_with(args, Stdio::inherit())
+    }
+
+    /// [`Service::start`] with the program's stderr going to `stderr`.
+    fn start_with(args: &[&str], stderr: Stdio) -> Service {
         let mut child = Command::new(python())
             .arg(script("service_loop.py"))
             .args(args)
             .stdout(Stdio::piped())
+            .stderr(stderr)
             .spawn()
             .unwrap();
         let out = BufReader::new(child.stdout.take().unwrap());
@@ -338,41 +344,26 @@ fn on_3_14_attach_needs_no_debugger() {
     };
     let dir = TempDir::new("attach-remote-exec");
     let file = dir.0.join("svc.memlens");
-    let mut idle = Command::new(python())
-        .arg(script("service_loop.py"))
-        .args(["3", "idle", "60"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(idle.stdout.take().unwrap());
-    let mut line = String::new();
-    while line.trim_end() != "waiting" {
-        line.clear();
-        assert!(out.read_line(&mut line).unwrap() > 0, "the service ended early");
-    }
-    let blocked = no_lldb(idle.id(), &["--timeout", "1"]);
+    let mut idle = Service::start_with(&["3", "idle", "60"], Stdio::piped());
+    let mut stderr = idle.child.stderr.take().unwrap();
+    idle.wait_for("waiting");
+    let blocked = no_lldb(idle.pid(), &["--timeout", "1"]);
     assert_eq!(blocked.status.code(), Some(2), "{}", text(&blocked));
     assert!(
         text(&blocked).contains("reached no point where tracing can start"),
         "{}",
         text(&blocked)
     );
-    let maps = std::fs::read_to_string(format!("/proc/{}/maps", idle.id())).unwrap();
+    let maps = std::fs::read_to_string(format!("/proc/{}/maps", idle.pid())).unwrap();
     assert!(!maps.contains("libmemlens_tracer"), "the tracer was not loaded");
-    while line.trim_end() != "tick 3" {
-        line.clear();
-        assert!(out.read_line(&mut line).unwrap() > 0, "the service ended early");
-    }
-    let traced = no_lldb(idle.id(), &["--duration", "1", "-o", file.to_str().unwrap()]);
+    idle.wait_for("tick 3");
+    let traced = no_lldb(idle.pid(), &["--duration", "1", "-o", file.to_str().unwrap()]);
     assert!(traced.status.success(), "{}", text(&traced));
-    let mut rest = String::new();
-    out.read_to_string(&mut rest).unwrap();
-    let mut stderr = String::new();
-    idle.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
-    assert_eq!(idle.wait().unwrap().code(), Some(7));
-    assert_eq!(stderr, "", "nothing printed to the program's stderr");
-    assert_eq!(rest.lines().last(), Some("hooks as at start"), "{rest}");
+    let (lines, code) = idle.finish();
+    let mut said = String::new();
+    stderr.read_to_string(&mut said).unwrap();
+    assert_eq!(said, "", "nothing printed to the program's stderr");
+    assert_eq!((lines.last().map(String::as_str), code), (Some("hooks as at start"), Some(7)));
     let rec = open(&file);
     assert!(at_line(&rec, line_of("service_loop.py", "KEEP")).0 > 0);
 }
