@@ -76,7 +76,7 @@ const CONNECT_GRACE: Duration = Duration::from_secs(1);
 /// waited for to make the other (it makes them one after the other).
 const LAST_PAIRING_WAIT: Duration = Duration::from_millis(50);
 
-/// [`Followers::expected`] before the acceptor has looked for descendants yet to connect.
+/// `Shared::expected` before the acceptor has looked for descendants yet to connect.
 const NOT_LOOKED: usize = usize::MAX;
 
 /// The two sockets descendants connect to, in a directory of their own: `records`, a
@@ -143,20 +143,7 @@ struct Stream {
 
 /// The descendants followed so far, and the thread that accepts new ones.
 pub struct Followers {
-    streams: Arc<Mutex<Vec<Stream>>>,
-    /// Set when the program has ended and the grace period is over: every child's
-    /// recording ends where it is.
-    cut: Arc<AtomicBool>,
-    /// Set when the program has ended: the acceptor counts the descendants yet to connect
-    /// ([`Followers::expected`]).
-    ending: Arc<AtomicBool>,
-    /// How many descendants known to exist have not connected yet, since `ending` was set
-    /// ([`NOT_LOOKED`] until the acceptor has looked).
-    expected: Arc<AtomicUsize>,
-    /// How many looks the acceptor has made since `ending` was set.
-    looks: Arc<AtomicUsize>,
-    /// Set when the grace after the program's end is over: no new descendants are accepted.
-    closed: Arc<AtomicBool>,
+    shared: Arc<Shared>,
     /// Written to once `ending`, then `closed`, is set, so that the acceptor sees it at once
     /// instead of at its next look (up to 50 ms later, which the program's exit waited for).
     wake: OwnedFd,
@@ -193,45 +180,30 @@ impl Write for StreamBuf {
 impl Followers {
     /// Starts accepting descendants on `dir`'s sockets.
     pub fn start(dir: FollowDir, job: ChildJob) -> Result<Followers> {
-        let streams = Arc::new(Mutex::new(Vec::new()));
-        let cut = Arc::new(AtomicBool::new(false));
-        let ending = Arc::new(AtomicBool::new(false));
-        let expected = Arc::new(AtomicUsize::new(NOT_LOOKED));
-        let looks = Arc::new(AtomicUsize::new(0));
-        let closed = Arc::new(AtomicBool::new(false));
+        let shared = Arc::new(Shared {
+            streams: Mutex::new(Vec::new()),
+            cut: AtomicBool::new(false),
+            ending: AtomicBool::new(false),
+            expected: AtomicUsize::new(NOT_LOOKED),
+            looks: AtomicUsize::new(0),
+            closed: AtomicBool::new(false),
+        });
         let path = dir.dir.clone();
         let (woken, wake) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)
             .context("cannot start following the program's children")?;
         let acceptor = {
-            let state = Acceptor {
-                streams: streams.clone(),
-                cut: cut.clone(),
-                ending: ending.clone(),
-                expected: expected.clone(),
-                looks: looks.clone(),
-                closed: closed.clone(),
-            };
+            let shared = shared.clone();
             std::thread::Builder::new()
                 .name("follow".into())
-                .spawn(move || accept_loop(&dir, &job, &state, &woken))
+                .spawn(move || accept_loop(&dir, &job, &shared, &woken))
                 .context("cannot start following the program's children")?
         };
-        Ok(Followers {
-            streams,
-            cut,
-            ending,
-            expected,
-            looks,
-            closed,
-            wake,
-            acceptor: Some(acceptor),
-            dir: path,
-        })
+        Ok(Followers { shared, wake, acceptor: Some(acceptor), dir: path })
     }
 
     /// Carries what the descendants' recordings wrote since the last call into the file.
     pub fn carry<W: Write>(&self, writer: &mut RecordingWriter<W>) -> Result<()> {
-        let streams = self.streams.lock().expect("streams");
+        let streams = self.shared.streams.lock().expect("streams");
         for s in streams.iter() {
             let bytes = std::mem::take(&mut *s.pending.lock().expect("stream buffer"));
             if !bytes.is_empty() {
@@ -251,7 +223,7 @@ impl Followers {
         writer: &mut RecordingWriter<W>,
         program: u32,
     ) -> Result<Finished> {
-        self.ending.store(true, Ordering::Release);
+        self.shared.ending.store(true, Ordering::Release);
         // The acceptor looks for descendants yet to connect at once, not at its next look.
         let _ = nix::unistd::write(&self.wake, &[1]);
         let start = Instant::now();
@@ -260,14 +232,14 @@ impl Followers {
         loop {
             self.carry(writer)?;
             let (running, none) = {
-                let streams = self.streams.lock().expect("streams");
+                let streams = self.shared.streams.lock().expect("streams");
                 let running =
                     streams.iter().any(|s| s.thread.as_ref().is_some_and(|t| !t.is_finished()));
                 (running, streams.is_empty())
             };
             let waited = start.elapsed();
-            let looks = self.looks.load(Ordering::Acquire);
-            let expected = self.expected.load(Ordering::Acquire);
+            let looks = self.shared.looks.load(Ordering::Acquire);
+            let expected = self.shared.expected.load(Ordering::Acquire);
             let done = match expected {
                 _ if waited >= CONNECT_GRACE => true,
                 NOT_LOOKED => false,
@@ -290,19 +262,19 @@ impl Followers {
             let pause = if expected == NOT_LOOKED { 1 } else { 5 };
             std::thread::sleep(Duration::from_millis(pause));
         }
-        self.closed.store(true, Ordering::Release);
+        self.shared.closed.store(true, Ordering::Release);
         let _ = nix::unistd::write(&self.wake, &[1]);
         let not_recorded = self.acceptor.take().map_or(0, |a| a.join().unwrap_or(0));
-        self.cut.store(true, Ordering::Release);
+        self.shared.cut.store(true, Ordering::Release);
         let threads: Vec<JoinHandle<()>> = {
-            let mut streams = self.streams.lock().expect("streams");
+            let mut streams = self.shared.streams.lock().expect("streams");
             streams.iter_mut().filter_map(|s| s.thread.take()).collect()
         };
         for t in threads {
             let _ = t.join();
         }
         self.carry(writer)?;
-        let streams = self.streams.lock().expect("streams");
+        let streams = self.shared.streams.lock().expect("streams");
         let listed: Vec<&Stream> =
             streams.iter().filter(|s| s.listed.load(Ordering::Acquire)).collect();
         let execed = listed.iter().filter(|s| s.pid == program).count();
@@ -312,8 +284,8 @@ impl Followers {
 
 impl Drop for Followers {
     fn drop(&mut self) {
-        self.closed.store(true, Ordering::Release);
-        self.cut.store(true, Ordering::Release);
+        self.shared.closed.store(true, Ordering::Release);
+        self.shared.cut.store(true, Ordering::Release);
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
@@ -335,20 +307,28 @@ fn peer_pid(fd: &OwnedFd) -> Option<u32> {
     getsockopt(fd, PeerCredentials).ok().and_then(|c| u32::try_from(c.pid()).ok())
 }
 
-/// What the acceptor shares with [`Followers`].
-struct Acceptor {
-    streams: Arc<Mutex<Vec<Stream>>>,
-    cut: Arc<AtomicBool>,
-    ending: Arc<AtomicBool>,
-    expected: Arc<AtomicUsize>,
-    looks: Arc<AtomicUsize>,
-    closed: Arc<AtomicBool>,
+/// What [`Followers`], the acceptor thread and each child's thread share.
+struct Shared {
+    streams: Mutex<Vec<Stream>>,
+    /// Set when the program has ended and the grace period is over: every child's
+    /// recording ends where it is.
+    cut: AtomicBool,
+    /// Set when the program has ended: the acceptor counts the descendants yet to connect
+    /// (`expected`).
+    ending: AtomicBool,
+    /// How many descendants known to exist have not connected yet, since `ending` was set
+    /// ([`NOT_LOOKED`] until the acceptor has looked).
+    expected: AtomicUsize,
+    /// How many looks the acceptor has made since `ending` was set.
+    looks: AtomicUsize,
+    /// Set when the grace after the program's end is over: no new descendants are accepted.
+    closed: AtomicBool,
 }
 
 /// Accepts descendants until `closed`, then takes the connections still pending; returns
 /// how many descendants known to exist could not be recorded.
-fn accept_loop(dir: &FollowDir, job: &ChildJob, state: &Acceptor, woken: &OwnedFd) -> usize {
-    let streams = &*state.streams;
+fn accept_loop(dir: &FollowDir, job: &ChildJob, shared: &Arc<Shared>, woken: &OwnedFd) -> usize {
+    let streams = &shared.streams;
     // Each process's two connections, by pid, until both are there: a child connects its
     // control socket first, but both can arrive between the two accept loops below, and
     // then its record stream is accepted first.
@@ -382,7 +362,7 @@ fn accept_loop(dir: &FollowDir, job: &ChildJob, state: &Acceptor, woken: &OwnedF
             };
             // (The program's own pid too: a program the program exec'd in its place, which
             // reports the end on the program's control socket and has a stream of its own.)
-            follow(pid, records, ctrl, Vec::new(), job, streams, &state.cut);
+            follow(pid, records, ctrl, Vec::new(), job, shared);
         }
     };
     let mut strays = Strays::default();
@@ -390,14 +370,14 @@ fn accept_loop(dir: &FollowDir, job: &ChildJob, state: &Acceptor, woken: &OwnedF
     // The descendants found yet to connect once the program ended: still awaited once their
     // parent has exited (a daemon's first child), when /proc no longer shows them under it.
     let mut awaited = HashSet::default();
-    while !state.closed.load(Ordering::Acquire) {
+    while !shared.closed.load(Ordering::Acquire) {
         let mut fds = [
             PollFd::new(dir.ctrl.as_fd(), PollFlags::POLLIN),
             PollFd::new(dir.records.as_fd(), PollFlags::POLLIN),
             PollFd::new(woken.as_fd(), PollFlags::POLLIN),
         ];
         // Once the program has ended, the finish waits on `expected`: looked at often.
-        let wait = if state.ending.load(Ordering::Acquire) { 5u16 } else { 50 };
+        let wait = if shared.ending.load(Ordering::Acquire) { 5u16 } else { 50 };
         if poll(&mut fds, PollTimeout::from(wait)).unwrap_or(0) > 0 {
             if fds[2].any().unwrap_or(false) {
                 // Woken (the program ended, or the sockets close): taken, so that the next
@@ -406,7 +386,7 @@ fn accept_loop(dir: &FollowDir, job: &ChildJob, state: &Acceptor, woken: &OwnedF
             }
             accept_all(&mut ctrls, &mut waiting);
         }
-        let ending = state.ending.load(Ordering::Acquire);
+        let ending = shared.ending.load(Ordering::Acquire);
         // A half that found no other within this long belongs to a process that died
         // between its two connections (and its pid may come again).
         ctrls.retain(|_, (_, at)| at.elapsed() < PAIRING_WAIT);
@@ -415,8 +395,8 @@ fn accept_loop(dir: &FollowDir, job: &ChildJob, state: &Acceptor, woken: &OwnedF
         if ending {
             let halves = ctrls.keys().chain(waiting.keys()).copied();
             look_for_awaited(&mut awaited, job.meta.pid, &dir.dir, streams, halves);
-            state.expected.store(awaited.len(), Ordering::Release);
-            state.looks.fetch_add(1, Ordering::AcqRel);
+            shared.expected.store(awaited.len(), Ordering::Release);
+            shared.looks.fetch_add(1, Ordering::AcqRel);
         }
         if Instant::now() >= next_look {
             next_look = Instant::now() + STRAY_LOOK;
@@ -429,7 +409,7 @@ fn accept_loop(dir: &FollowDir, job: &ChildJob, state: &Acceptor, woken: &OwnedF
             let connecting = |pid| ctrls.contains_key(&pid) || waiting.contains_key(&pid);
             for (pid, ppid) in strays.look(&roots, |pid| roots.contains(&pid) || connecting(pid)) {
                 if let Ok((records, ctrl, peers)) = strays::connection(ppid) {
-                    follow(pid, records, ctrl, peers.into(), job, streams, &state.cut);
+                    follow(pid, records, ctrl, peers.into(), job, shared);
                 }
             }
         }
@@ -544,10 +524,9 @@ fn follow(
     ctrl: OwnedFd,
     keep: Vec<OwnedFd>,
     job: &ChildJob,
-    streams: &Mutex<Vec<Stream>>,
-    cut: &Arc<AtomicBool>,
+    shared: &Arc<Shared>,
 ) {
-    let mut streams = streams.lock().expect("streams");
+    let mut streams = shared.streams.lock().expect("streams");
     if streams.len() >= MAX_PROCESSES {
         return;
     }
@@ -564,11 +543,11 @@ fn follow(
         listed: listed.clone(),
         python: python.clone(),
     };
-    let cut = cut.clone();
+    let shared = shared.clone();
     let thread = std::thread::Builder::new()
         .name(format!("follow-{pid}"))
         .spawn(move || {
-            child.record(records, ctrl, &cut);
+            child.record(records, ctrl, &shared.cut);
             drop(keep);
         })
         .ok();
