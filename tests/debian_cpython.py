@@ -32,15 +32,15 @@ from pathlib import Path
 MIRROR = "http://deb.debian.org/debian"
 SUITE = "sid"
 KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
-# The interpreter and its standard library, and what they and numpy's wheels link, with
-# the C library they were built for (whose loader runs them).
-PACKAGES = [
-    "python{v}-minimal", "libpython{v}-minimal", "libpython{v}-stdlib", "python{v}",
-    "libpython{v}", "libpython{v}-dev", "python{v}-dev",
-    "libc6", "libgcc-s1", "libstdc++6", "libssl3t64", "libffi8", "libexpat1", "zlib1g",
-    "libbz2-1.0", "liblzma5", "libncursesw6", "libtinfo6", "libreadline8t64", "libsqlite3-0",
-    "libuuid1", "libzstd1", "libdb5.3t64", "libcrypt1", "libmpdec4", "media-types",
+# The interpreter, its standard library and headers, and the C++ library numpy's and scipy's
+# wheels link; with everything they depend on (the C library they were built for, whose
+# loader runs them, among it), found in the index as apt would.
+ROOTS = [
+    "python{v}-minimal", "libpython{v}-stdlib", "python{v}", "libpython{v}", "python{v}-dev",
+    "libpython{v}-dev", "libstdc++6",
 ]
+# More than a Python's dependencies ever were (35 for 3.14 and 3.15): a loop in the index.
+MAX_PACKAGES = 100
 
 
 def say(msg):
@@ -81,6 +81,27 @@ def field(para, name):
     return re.search(rf"^{name}: (.*)$", para, re.M).group(1)
 
 
+def with_dependencies(index, roots):
+    """`roots` and every package they depend on (Pre-Depends and Depends, the first of
+    alternatives, versions not checked: the index has one version of each), in the order
+    found."""
+    found, todo = [], list(roots)
+    while todo:
+        name = todo.pop(0)
+        if name in found:
+            continue
+        para = index.get(name) or sys.exit(f"debian_cpython: {SUITE} has no {name}")
+        found.append(name)
+        if len(found) > MAX_PACKAGES:
+            sys.exit(f"debian_cpython: more than {MAX_PACKAGES} packages to unpack")
+        for kind in ("Pre-Depends", "Depends"):
+            m = re.search(rf"^{kind}: (.*)$", para, re.M)
+            for dep in m.group(1).split(",") if m else []:
+                # "libc6 (>= 2.38)", "media-types | mime-support", "python3:any".
+                todo.append(dep.split("|")[0].split()[0].split(":")[0])
+    return found
+
+
 def works(python):
     return python.exists() and subprocess.run(
         [str(python), "-c", "import ssl, sqlite3, ctypes, lzma, bz2, zlib, pip"],
@@ -103,8 +124,9 @@ def main():
         python = dest / "bin" / f"python{version}"
         shutil.rmtree(dest, ignore_errors=True)
         root = Path(tmp) / "root"
-        for name in (p.format(v=version) for p in PACKAGES):
-            para = index.get(name) or sys.exit(f"debian_cpython: {SUITE} has no {name}")
+        unpacked = []
+        for name in with_dependencies(index, [p.format(v=version) for p in ROOTS]):
+            para = index[name]
             url = f"{MIRROR}/{field(para, 'Filename')}"
             deb = fetch(url)
             if sha256(deb) != field(para, "SHA256"):
@@ -112,7 +134,8 @@ def main():
             path = Path(tmp) / "p.deb"
             path.write_bytes(deb)
             subprocess.run(["dpkg-deb", "-x", str(path), str(root)], check=True)
-            say(f"unpacked {name} {field(para, 'Version')}")
+            unpacked.append(f"{name} {field(para, 'Version')}")
+        say(f"unpacked {len(unpacked)} packages: {', '.join(unpacked)}")
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(str(root), str(dest))
     libs = dest / "usr" / "lib" / "x86_64-linux-gnu"
