@@ -1,6 +1,7 @@
-//! Descendants of a followed program started without memlens's environment
-//! (`subprocess.run(..., env={})`, `env -i`, a supervisor that builds its children's
-//! environment): nothing in them connects to the recorder, so it looks for them itself, and
+//! Descendants of a followed program started without memlens's environment (`env -i`, which
+//! empties its own before its exec; a child given an environment of the program's choosing
+//! gets memlens's variables added by the tracer's exec hooks, unless it has an `LD_PRELOAD`
+//! of its own): nothing in them connects to the recorder, so it looks for them itself, and
 //! records each as a process of the recording whose memory is sampled and whose recording says
 //! why it is not traced ([`memlens_analysis::NOT_FOLLOWED_MARKER`]).
 //!

@@ -198,9 +198,13 @@ fn children_that_make_following_hard_do_not_hang_or_break_it() {
     // The summary line counts the processes listed, not those left out.
     let said = format!("and {} child processes", family.len());
     assert!(String::from_utf8_lossy(&out.stderr).contains(&said), "{said}");
-    // Pythons started with an empty environment, or run with -I (which skips the start-up
-    // that traces them), are not traced: their memory is sampled, and their recordings say
-    // why.
+    // A Python given an empty environment is traced all the same (the tracer adds its
+    // variables to the environment the program gave).
+    let given = family.iter().find(|p| command(p).contains("3 * 10**7")).expect("env={}");
+    assert!(bytes_at(&given.rec, Snapshot::TotalAllocated, "<module>", 1) >= 30_000_000);
+    // Pythons run by `env -i` (which empties its own environment before its exec), or run
+    // with -I (which skips the start-up that traces them), are not traced: their memory is
+    // sampled, and their recordings say why.
     for (what, said, peak, found) in [
         (
             "2 * 10**7",
@@ -552,5 +556,26 @@ fn forks_warn_of_the_programs_threads_only() {
         let line = line_of("fork_warning.py", "FORK_WARNED_LINE");
         assert_eq!(plain.len(), 1, "{plain:?}");
         assert!(plain[0].contains(&format!("fork_warning.py:{line}: DeprecationWarning")));
+    }
+}
+
+/// Children given an environment without memlens's variables (`subprocess.run(env=...)`,
+/// `os.posix_spawn`, `os.execve` in a forked child) are followed all the same, and keep
+/// the variables the program gave them. Before, they were missing from the recording, and
+/// nothing said so.
+#[test]
+fn children_given_their_own_environment_are_followed() {
+    let (out, rec, _dir) = run("scrubbed_env.py", &[], &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let sizes = 6 << 20;
+    for (how, only) in [("subprocess", 1), ("posix_spawn", 2), ("execve", 3)] {
+        assert!(stdout.contains(&format!("{how} {only} {sizes}")), "{stdout}");
+        let family = descendants(&rec);
+        let child =
+            family.iter().find(|p| command(p).contains(&format!("print('{how}'"))).unwrap_or_else(
+                || panic!("{how}: {:?}", family.iter().map(command).collect::<Vec<_>>()),
+            );
+        assert!(bytes_at(&child.rec, Snapshot::TotalAllocated, "<module>", 1) >= sizes, "{how}");
+        assert_eq!(child.end().unwrap().exit_code, Some(0), "{how}");
     }
 }

@@ -1,10 +1,10 @@
 """Children that make following hard: one closes every file descriptor (and opens files on
-their numbers), one is started with an
-empty environment, one starts a session of its own, one is a Python run with -I (which skips
-the start-up that traces it), one execs a program that is not Python. None may hang the
-program or break its recording, which says what it could not trace; one outlives the program. A program that is not
-Python and runs a while (`sleep 0.4`) has its memory sampled, as do the Pythons started with an
-empty environment or -I."""
+their numbers), one is given an empty environment (traced all the same), one is run by
+`env -i` (which empties its own environment before its exec), one starts a session of its
+own, one is a Python run with -I (which skips the start-up that traces it), one execs a
+program that is not Python. None may hang the program or break its recording, which says
+what it could not trace; one outlives the program. A program that is not Python and runs a
+while (`sleep 0.4`) has its memory sampled, as do the Pythons run by `env -i` or with -I."""
 import os
 import subprocess
 import sys
@@ -44,8 +44,10 @@ if __name__ == "__main__":
                      stderr=subprocess.DEVNULL)
     forked(close_everything)
     forked(own_session)
+    given = "import time; x = bytearray(3 * 10**7); time.sleep(0.1)"
+    subprocess.run([sys.executable, "-c", given], env={}, check=True)
     unfollowed = "import time; x = bytearray(2 * 10**7); time.sleep(0.4)"
-    subprocess.run([sys.executable, "-c", unfollowed], env={}, check=True)
+    subprocess.run(["env", "-i", sys.executable, "-c", unfollowed], check=True)
     isolated = "import time; x = bytearray(10**7); time.sleep(0.3)"
     subprocess.run([sys.executable, "-I", "-c", isolated], check=True)
     subprocess.run(["sh", "-c", "echo not python"], check=True)

@@ -3,6 +3,13 @@
 //! its binary) has its part of the recording finished and the new program traced on
 //! ([`crate::process_end::before_exec`]).
 //!
+//! With `posix_spawn` and `posix_spawnp`, they also keep following a program's children
+//! whose environment the program chose without memlens's variables (`subprocess.run(...,
+//! env={...})`, `os.execve(..., env)`): where the environment given has no `LD_PRELOAD`,
+//! this process's own `LD_PRELOAD` and `MEMLENS_` variables are added to it (only while
+//! descendants are followed; the program's own values of any of them are kept), on the
+//! caller's stack ([`with_follow_vars`]).
+//!
 //! Layer: the hooks layer; calls [`crate::process_end`] only. Preloaded, these names take
 //! every call of the program and its libraries (glibc's own `execvp` and `posix_spawn` call
 //! the system call directly: one announcement per `execvp`, none for `posix_spawn`, whose
@@ -27,19 +34,30 @@ type Argv = *const *const c_char;
 type ExecveFn = unsafe extern "C" fn(*const c_char, Argv, Argv) -> c_int;
 type ExecvFn = unsafe extern "C" fn(*const c_char, Argv) -> c_int;
 type FexecveFn = unsafe extern "C" fn(c_int, Argv, Argv) -> c_int;
+type SpawnFn = unsafe extern "C" fn(
+    *mut libc::pid_t,
+    *const c_char,
+    *const libc::posix_spawn_file_actions_t,
+    *const libc::posix_spawnattr_t,
+    Argv,
+    Argv,
+) -> c_int;
 
 extern "C" {
     static environ: Argv;
 }
 
 /// libc's functions, in the order of [`NAMES`]; 0 until resolved.
-static REAL: [AtomicUsize; 5] = [const { AtomicUsize::new(0) }; 5];
-const NAMES: [&CStr; 5] = [c"execve", c"execv", c"execvp", c"execvpe", c"fexecve"];
+static REAL: [AtomicUsize; 7] = [const { AtomicUsize::new(0) }; 7];
+const NAMES: [&CStr; 7] =
+    [c"execve", c"execv", c"execvp", c"execvpe", c"fexecve", c"posix_spawn", c"posix_spawnp"];
 const EXECVE: usize = 0;
 const EXECV: usize = 1;
 const EXECVP: usize = 2;
 const EXECVPE: usize = 3;
 const FEXECVE: usize = 4;
+const POSIX_SPAWN: usize = 5;
+const POSIX_SPAWNP: usize = 6;
 
 /// Finds libc's functions (from the library's constructor: the hooks then never call
 /// `dlsym`, which may allocate, in a forked child).
@@ -99,6 +117,73 @@ unsafe fn may_run(path: *const c_char) -> bool {
     // SAFETY: per the function contract.
     !path.is_null()
         && unsafe { libc::faccessat(libc::AT_FDCWD, path, libc::X_OK, libc::AT_EACCESS) } == 0
+}
+
+/// Entries of an environment that [`with_follow_vars`] can make (on the caller's stack: 4
+/// KiB, which a `vfork`ed child has to spare).
+const FOLLOW_SLOTS: usize = 512;
+
+/// The `NAME=` part of an environment string (all of it if it has no `=`).
+fn var_name(entry: &[u8]) -> &[u8] {
+    entry.iter().position(|&b| b == b'=').map_or(entry, |i| &entry[..=i])
+}
+
+/// Whether `entry` is one of the variables following a child needs: `LD_PRELOAD`, or one of
+/// memlens's own but the one for the traced process's exec ([`ENV_EXEC_CTRL`]).
+fn follow_var(entry: &[u8]) -> bool {
+    let exec_ctrl = ENV_EXEC_CTRL.as_bytes();
+    entry.starts_with(b"LD_PRELOAD=")
+        || entry.starts_with(b"MEMLENS_")
+            && !(entry.starts_with(exec_ctrl) && entry.get(exec_ctrl.len()) == Some(&b'='))
+}
+
+/// `envp`, or where it has no `LD_PRELOAD` while this process follows its descendants (its
+/// own environment has `MEMLENS_FOLLOW`), a copy of it in `slots` with this process's own
+/// [`follow_var`]s that `envp` lacks. `envp` itself when it is this process's environment,
+/// or when `slots` is too small. No allocation, no lock: it runs in `vfork`ed children.
+///
+/// # Safety
+/// `envp` is null or a NULL-terminated array of NUL-terminated strings; the result is valid
+/// as long as `envp`, `slots` and this process's environment are.
+unsafe fn with_follow_vars(envp: Argv, slots: &mut [*const c_char; FOLLOW_SLOTS]) -> Argv {
+    // SAFETY: the process's environment, read as libc's exec functions read it.
+    let own = unsafe { environ };
+    if envp.is_null() || envp == own || own.is_null() {
+        return envp;
+    }
+    // SAFETY: per the function contract; `own` is the process's environment.
+    let (given, mine) = unsafe { (args(envp), args(own)) };
+    let mut n = 0;
+    for entry in given {
+        if entry.starts_with(b"LD_PRELOAD=") {
+            return envp;
+        }
+        n += 1;
+    }
+    // SAFETY: as above.
+    let follow = unsafe { args(own) }.any(|e| e.starts_with(b"MEMLENS_FOLLOW="));
+    if !follow || n + 1 > FOLLOW_SLOTS {
+        return envp;
+    }
+    for (i, slot) in slots[..n].iter_mut().enumerate() {
+        // SAFETY: `envp` has `n` entries before its NULL.
+        *slot = unsafe { *envp.add(i) };
+    }
+    for (i, entry) in mine.enumerate() {
+        let name = var_name(entry);
+        // SAFETY: as above: `envp`'s entries are NUL-terminated.
+        let given = || unsafe { args(envp) };
+        if follow_var(entry) && !given().any(|e| e.starts_with(name)) {
+            if n + 1 >= FOLLOW_SLOTS {
+                return envp;
+            }
+            // SAFETY: `own` has this entry (the iterator yielded it).
+            slots[n] = unsafe { *own.add(i) };
+            n += 1;
+        }
+    }
+    slots[n] = std::ptr::null();
+    slots.as_ptr()
 }
 
 /// The environment a traced process's exec gives the new program: `envp` with
@@ -231,8 +316,12 @@ fn real_without_env(i: usize) -> Option<ExecvFn> {
 #[no_mangle]
 pub unsafe extern "C" fn execve(path: *const c_char, argv: Argv, envp: Argv) -> c_int {
     let Some(f) = real_with_env(EXECVE) else { return missing() };
-    // SAFETY: forwarding the caller's arguments.
-    unsafe { traced_exec(path, argv, envp, || f(path, argv, envp), |env| f(path, argv, env)) }
+    let mut slots = [std::ptr::null(); FOLLOW_SLOTS];
+    // SAFETY: forwarding the caller's arguments, `envp` with what following needs.
+    unsafe {
+        let envp = with_follow_vars(envp, &mut slots);
+        traced_exec(path, argv, envp, || f(path, argv, envp), |env| f(path, argv, env))
+    }
 }
 
 /// # Safety
@@ -269,8 +358,10 @@ pub unsafe extern "C" fn execvp(file: *const c_char, argv: Argv) -> c_int {
 #[no_mangle]
 pub unsafe extern "C" fn execvpe(file: *const c_char, argv: Argv, envp: Argv) -> c_int {
     let Some(f) = real_with_env(EXECVPE) else { return missing() };
-    // SAFETY: forwarding the caller's arguments.
+    let mut slots = [std::ptr::null(); FOLLOW_SLOTS];
+    // SAFETY: forwarding the caller's arguments, `envp` with what following needs.
     unsafe {
+        let envp = with_follow_vars(envp, &mut slots);
         let path = if has_slash(file) { file } else { std::ptr::null() };
         traced_exec(path, argv, envp, || f(file, argv, envp), |env| f(file, argv, env))
     }
@@ -286,10 +377,67 @@ pub unsafe extern "C" fn fexecve(fd: c_int, argv: Argv, envp: Argv) -> c_int {
     }
     // SAFETY: libc's fexecve, found by dlsym.
     let f = unsafe { std::mem::transmute::<usize, FexecveFn>(f) };
-    // SAFETY: forwarding the caller's arguments.
+    let mut slots = [std::ptr::null(); FOLLOW_SLOTS];
+    // SAFETY: forwarding the caller's arguments, `envp` with what following needs.
     unsafe {
+        let envp = with_follow_vars(envp, &mut slots);
         traced_exec(std::ptr::null(), argv, envp, || f(fd, argv, envp), |env| f(fd, argv, env))
     }
+}
+
+/// libc's `posix_spawn` or `posix_spawnp` (`i`), with the environment `envp` plus what
+/// following needs ([`with_follow_vars`]).
+///
+/// # Safety
+/// The arguments are those of a `posix_spawn` call.
+unsafe fn spawn(
+    i: usize,
+    pid: *mut libc::pid_t,
+    file: *const c_char,
+    actions: *const libc::posix_spawn_file_actions_t,
+    attr: *const libc::posix_spawnattr_t,
+    argv: Argv,
+    envp: Argv,
+) -> c_int {
+    let f = real(i);
+    if f == 0 {
+        return libc::ENOSYS;
+    }
+    // SAFETY: `i` names a function of this signature, found by dlsym.
+    let f = unsafe { std::mem::transmute::<usize, SpawnFn>(f) };
+    let mut slots = [std::ptr::null(); FOLLOW_SLOTS];
+    // SAFETY: forwarding the caller's arguments, `envp` with what following needs.
+    unsafe { f(pid, file, actions, attr, argv, with_follow_vars(envp, &mut slots)) }
+}
+
+/// # Safety
+/// None beyond `posix_spawn(3)`'s.
+#[no_mangle]
+pub unsafe extern "C" fn posix_spawn(
+    pid: *mut libc::pid_t,
+    path: *const c_char,
+    actions: *const libc::posix_spawn_file_actions_t,
+    attr: *const libc::posix_spawnattr_t,
+    argv: Argv,
+    envp: Argv,
+) -> c_int {
+    // SAFETY: forwarding the caller's arguments.
+    unsafe { spawn(POSIX_SPAWN, pid, path, actions, attr, argv, envp) }
+}
+
+/// # Safety
+/// None beyond `posix_spawnp(3)`'s.
+#[no_mangle]
+pub unsafe extern "C" fn posix_spawnp(
+    pid: *mut libc::pid_t,
+    file: *const c_char,
+    actions: *const libc::posix_spawn_file_actions_t,
+    attr: *const libc::posix_spawnattr_t,
+    argv: Argv,
+    envp: Argv,
+) -> c_int {
+    // SAFETY: forwarding the caller's arguments.
+    unsafe { spawn(POSIX_SPAWNP, pid, file, actions, attr, argv, envp) }
 }
 
 /// Whether `file` (NUL-terminated, or null) has a `/`: exec'd as a path, not looked up.
