@@ -39,7 +39,8 @@ ROOTS = [
     "python{v}-minimal", "libpython{v}-stdlib", "python{v}", "libpython{v}", "python{v}-dev",
     "libpython{v}-dev", "libstdc++6",
 ]
-# More than a Python's dependencies ever were (35 for 3.14 and 3.15): a loop in the index.
+# More than a Python's dependencies ever were (about 30 for 3.14 and 3.15): a loop in the
+# index.
 MAX_PACKAGES = 100
 
 
@@ -84,7 +85,9 @@ def field(para, name):
 def with_dependencies(index, roots):
     """`roots` and every package they depend on (Pre-Depends and Depends, the first of
     alternatives, versions not checked: the index has one version of each), in the order
-    found."""
+    found. The headers' packages (`-dev`) bring none of theirs: unpacked beside Python's
+    headers, unstable's C library headers would shadow the machine's own for a compiler
+    that includes their directory's parent (Debian's pyconfig.h needs that)."""
     found, todo = [], list(roots)
     while todo:
         name = todo.pop(0)
@@ -94,6 +97,8 @@ def with_dependencies(index, roots):
         found.append(name)
         if len(found) > MAX_PACKAGES:
             sys.exit(f"debian_cpython: more than {MAX_PACKAGES} packages to unpack")
+        if name.endswith("-dev"):
+            continue
         for kind in ("Pre-Depends", "Depends"):
             m = re.search(rf"^{kind}: (.*)$", para, re.M)
             for dep in m.group(1).split(",") if m else []:

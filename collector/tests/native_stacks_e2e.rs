@@ -41,16 +41,10 @@ fn build_extension(dir: &Path) -> PathBuf {
     let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
     // Debian's pyconfig.h includes its multiarch half as <x86_64-linux-gnu/python3.X/...>,
     // from the include directory's parent (/usr/include there; the unpacked CPython 3.14's
-    // own, tests/debian_cpython.py).
+    // own, tests/debian_cpython.py): searched after the system's headers.
     let status = Command::new(cc)
-        .args([
-            "-O2",
-            "-g",
-            "-shared",
-            "-fPIC",
-            &format!("-I{include}"),
-            &format!("-I{include}/.."),
-        ])
+        .args(["-O2", "-g", "-shared", "-fPIC", &format!("-I{include}")])
+        .args(["-idirafter", &format!("{include}/..")])
         .arg(script("native_ext.c"))
         .arg("-o")
         .arg(dir.join(format!("native_ext{suffix}")))
