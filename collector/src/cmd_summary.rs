@@ -576,8 +576,8 @@ fn write_text<W: Write>(out: &mut Out<W>, s: &SummaryJson) -> Result<()> {
     ) {
         writeln!(
             out,
-            "  reserved    {} of address space mapped by C code at the peak, of which {} \
-             resident (in the heap); {} at most, {} at the end ({} resident)",
+            "  reserved    {} of address space at the peak (C code's mappings and big malloc blocks), \
+             of which {} resident (in the heap); {} at most, {} at the end ({} resident)",
             format_bytes(peak),
             format_bytes(res_peak),
             format_bytes(max),

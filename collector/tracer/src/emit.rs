@@ -98,6 +98,17 @@ fn record_taken_free(g: &guard::Guard, address: usize, kind: AllocKind) {
     });
 }
 
+/// Reports, on the calling thread, the resident bytes of a reservation it is about to free
+/// ([`crate::reservations::take_block`]), with a time of its own.
+pub fn record_resident(g: &guard::Guard, address: usize, bytes: usize) {
+    thread_state::with_state_in(g.tls(), |st| {
+        if st.pause_depth == 0 {
+            st.restamp();
+            st.push(&Record::Resident { address: address as u64, bytes: bytes as u64 });
+        }
+    });
+}
+
 /// Turns recording of the calling thread's allocations and frees off (`true`) or back
 /// on. Records other than allocations still go out.
 pub fn pause_thread(paused: bool) {

@@ -13,6 +13,14 @@
 //! the recorder turns into heap memory on the mapping's stack. File mappings are recorded as
 //! reserved only: their resident pages are the page cache, shared with every reader.
 //!
+//! Blocks of [`BIG_BLOCK`] bytes or more that C code asks `malloc` (and its family) for are
+//! reservations too: glibc serves them with a mapping of their own, whose pages are
+//! untouched until written (SuperLU, under `scipy.sparse.linalg.spsolve`, mallocs half a
+//! gigabyte of workspace and writes a fraction of it; `calloc`'s zeroed blocks, such as
+//! `numpy.zeros`, are untouched until used). They are registered as blocks
+//! ([`add_block`]); their free takes them out and measures them once more first
+//! ([`take_block`]), so a big block that lives between two scans is counted at its free.
+//!
 //! The registry is a `BTreeMap` behind a spin lock (a fork resets it: a child never waits
 //! for a holder that did not follow it). Hooks hold it for an insert or a trim; the scan
 //! copies the ranges out, calls `mincore` without the lock, and reports only for mappings
@@ -20,7 +28,7 @@
 
 use std::cell::UnsafeCell;
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
 
 use memlens_wire::Record;
@@ -40,6 +48,23 @@ const REPORT_STEP: usize = 64 * 1024;
 /// Pages per `mincore` call: 256 MiB of address space (of 4 KiB pages) per 64 KiB of vector.
 const MINCORE_PAGES: usize = 64 * 1024;
 
+/// Blocks C code mallocs that are this big or bigger are reservations (glibc's own
+/// threshold for serving a block with a mapping of its own starts at 128 KiB).
+pub const BIG_BLOCK: usize = 256 * 1024;
+
+/// Pages per `mincore` call when a block is freed (on the freeing thread's stack).
+const FREE_PAGES: usize = 1024;
+
+/// How many registered blocks hash to each slot: a free asks the registry (a lock) only
+/// when its address's slot is not empty.
+const FILTER_SLOTS: usize = 4096;
+static FILTER: [AtomicU32; FILTER_SLOTS] = [const { AtomicU32::new(0) }; FILTER_SLOTS];
+
+fn slot(addr: usize) -> &'static AtomicU32 {
+    let h = (addr as u64 >> 4).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 52;
+    &FILTER[h as usize % FILTER_SLOTS]
+}
+
 struct Mapping {
     /// The range still mapped (trimmed by partial `munmap`s).
     start: usize,
@@ -49,6 +74,8 @@ struct Mapping {
     seq: u64,
     /// Bytes last reported resident.
     resident: usize,
+    /// A block C code malloc'ed (taken out by its free), not a mapping.
+    block: bool,
 }
 
 struct Registry {
@@ -84,10 +111,40 @@ pub fn inside_registered(addr: usize, len: usize) -> bool {
 
 /// Registers an anonymous mapping whose `Reserved` record was just written.
 pub fn add(addr: usize, len: usize) {
+    insert(addr, len, false);
+}
+
+/// Registers a big block C code malloc'ed ([`BIG_BLOCK`]) whose `Reserved` record was just
+/// written.
+pub fn add_block(addr: usize, len: usize) {
+    slot(addr).fetch_add(1, Ordering::Relaxed);
+    insert(addr, len, true);
+}
+
+fn insert(addr: usize, len: usize, block: bool) {
     let seq = crate::ring::clock_seq();
-    with(|m| {
-        m.insert(addr, Mapping { start: addr, end: addr.saturating_add(len), seq, resident: 0 })
-    });
+    let end = addr.saturating_add(len);
+    let old = with(|m| m.insert(addr, Mapping { start: addr, end, seq, resident: 0, block }));
+    // A block freed behind our back (a free the hooks did not see) left its entry.
+    if old.is_some_and(|o| o.block) {
+        slot(addr).fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A block about to be freed: if it is a registered big block, takes it out and returns its
+/// resident bytes now, which the caller reports before the free. Nearly every free is
+/// answered by the filter, without the lock.
+pub fn take_block(addr: usize) -> Option<usize> {
+    if slot(addr).load(Ordering::Relaxed) == 0 {
+        return None;
+    }
+    let (start, end) = with(|m| match m.get(&addr) {
+        Some(r) if r.block => m.remove(&addr).map(|r| (r.start, r.end)),
+        _ => None,
+    })?;
+    slot(addr).fetch_sub(1, Ordering::Relaxed);
+    // The block is still allocated: the caller frees it after this.
+    Some(resident_bytes(start, end, &mut [0; FREE_PAGES]))
 }
 
 /// `munmap(addr, len)`: trims or drops the registered mappings it covers; calls `freed` with
@@ -101,7 +158,9 @@ pub fn remove(addr: usize, len: usize, mut freed: impl FnMut(usize)) {
         for key in hit {
             let Some(r) = m.get_mut(&key) else { continue };
             if addr <= r.start && end >= r.end {
-                m.remove(&key);
+                if m.remove(&key).is_some_and(|r| r.block) {
+                    slot(key).fetch_sub(1, Ordering::Relaxed);
+                }
                 if key != addr {
                     freed(key);
                 }
@@ -118,6 +177,7 @@ pub fn remove(addr: usize, len: usize, mut freed: impl FnMut(usize)) {
 /// Forgets every mapping (a new tracing session: its recording knows none of them).
 pub fn clear() {
     with(|m| m.clear());
+    FILTER.iter().for_each(|s| s.store(0, Ordering::Relaxed));
 }
 
 /// In a forked child: the lock may have been held by a thread that did not follow.
@@ -155,6 +215,7 @@ impl Scanner {
             )
         });
         self.resident.clear();
+        self.vec.resize(MINCORE_PAGES, 0);
         for &(_, start, end, _) in &self.ranges {
             self.resident.push(resident_bytes(start, end, &mut self.vec));
         }
@@ -178,23 +239,23 @@ impl Scanner {
     }
 }
 
-/// Resident bytes of [start, end), by `mincore`; 0 for a range that is no longer mapped.
-fn resident_bytes(start: usize, end: usize, vec: &mut Vec<u8>) -> usize {
+/// Resident bytes of [start, end), by `mincore` (`vec.len()` pages at a time); 0 for a
+/// range that is no longer mapped.
+fn resident_bytes(start: usize, end: usize, vec: &mut [u8]) -> usize {
     // 4 KiB on x86-64; 16 or 64 KiB on some arm64 kernels. glibc answers from memory.
     // SAFETY: sysconf has no preconditions.
     let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize;
     let mut pages = 0;
     let mut at = start & !(page - 1);
     while at < end {
-        let n = ((end - at).div_ceil(page)).min(MINCORE_PAGES);
-        vec.resize(n, 0);
+        let n = ((end - at).div_ceil(page)).min(vec.len());
         // SAFETY: `vec` has room for one byte per page of the range; mincore only reads the
         // page tables of [at, at + n pages) and fails (ENOMEM) if part of it is unmapped.
         let rc = unsafe { libc::mincore(at as *mut libc::c_void, n * page, vec.as_mut_ptr()) };
         if rc != 0 {
             return 0;
         }
-        pages += vec.iter().filter(|&&b| b & 1 != 0).count();
+        pages += vec[..n].iter().filter(|&&b| b & 1 != 0).count();
         at += n * page;
     }
     pages * page
@@ -217,7 +278,7 @@ mod tests {
         let at = unsafe { libc::mmap(std::ptr::null_mut(), len, prot, flags, -1, 0) };
         assert_ne!(at, libc::MAP_FAILED);
         let start = at as usize;
-        let mut vec = Vec::new();
+        let mut vec = vec![0; 4];
         assert_eq!(resident_bytes(start, start + len, &mut vec), 0);
         for i in [0, 5, 6, 15] {
             // SAFETY: a byte inside the mapping, which is writable.
