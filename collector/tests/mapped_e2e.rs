@@ -1,9 +1,10 @@
 //! Reserved address space is not heap (issue 25): an `mmap` reserves address space, and
 //! only the pages a program touches use memory. The real collector on real programs: a
-//! 64 MiB anonymous mapping with 16 MiB touched (tests/scripts/mapped.py), and importing
-//! numpy and scipy, whose OpenBLAS libraries map ~32 MiB per thread and touch none of it.
+//! 64 MiB anonymous mapping with 16 MiB touched (tests/scripts/mapped.py), big blocks that
+//! C code mallocs (tests/scripts/big_blocks.py), scipy's sparse LU, and importing numpy and
+//! scipy, whose OpenBLAS libraries map ~32 MiB per thread and touch none of it.
 //!
-//! The numpy/scipy test needs them installed for `python3` (`./dev setup` does); it is
+//! The numpy/scipy tests need them installed for `python3` (`./dev setup` does); it is
 //! skipped, saying so, without them.
 
 mod common;
@@ -57,6 +58,9 @@ fn a_mapping_counts_in_the_heap_by_its_resident_pages_at_the_line_that_made_it()
     let touched = at("touched");
     assert!((16 * MIB..17 * MIB).contains(&touched), "16 MiB touched: {touched}");
     assert!(at("closed") < MIB, "unmapped: its resident part is gone: {}", at("closed"));
+    // A mapping written whole and unmapped before the tracer's next look is the peak.
+    let peak = heap_at_line(&rec, Snapshot::AtPeak, line_of("mapped.py", "BRIEF_LINE"));
+    assert!((48 * MIB..49 * MIB).contains(&peak), "48 MiB written, unmapped at once: {peak}");
     let s = summary(&file);
     assert_eq!(s["reserved_bytes_max"].as_u64(), Some(64 * MIB), "{s}");
     assert_eq!(s["reserved_bytes_at_end"].as_u64(), Some(0), "{s}");

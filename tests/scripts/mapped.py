@@ -1,5 +1,6 @@
-"""An anonymous mapping of 64 MiB of which 16 MiB get touched, then unmapped: reserved
-address space is not heap; its resident pages are, at the line that mapped it."""
+"""An anonymous mapping of 64 MiB of which 16 MiB get touched, then unmapped, and one of
+48 MiB written whole and unmapped at once: reserved address space is not heap; its resident
+pages are, at the line that mapped it."""
 import mmap
 import time
 
@@ -13,3 +14,7 @@ memlens.mark("touched")
 m.close()
 time.sleep(0.1)
 memlens.mark("closed")
+brief = mmap.mmap(-1, 48 << 20)  # BRIEF_LINE
+for _ in range(48):
+    brief.write(b"x" * (1 << 20))
+brief.close()

@@ -51,7 +51,9 @@ fn record_block(g: &Guard, p: usize, size: usize) {
 fn record_block_free(g: &Guard, p: usize) {
     match reservations::take_block(p) {
         Some(resident) => {
-            record_resident(g, p, resident);
+            if let Some(bytes) = resident {
+                record_resident(g, p, bytes);
+            }
             record_free(g, p, AllocKind::Reserved);
         }
         None => record_free(g, p, AllocKind::Malloc),
@@ -258,6 +260,9 @@ pub unsafe extern "C" fn munmap_hook(addr: *mut c_void, len: usize) -> i32 {
         let g = Guard::enter(Ctx::Native);
         if g.outermost() {
             let addr = addr as usize;
+            if let Some(bytes) = reservations::unmapping(addr, len) {
+                record_resident(&g, addr, bytes);
+            }
             reservations::remove(addr, len, |key| record_free(&g, key, AllocKind::Reserved));
             record_free(&g, addr, AllocKind::Reserved);
         } else if g.directly_inside_pymalloc() {

@@ -65,6 +65,7 @@ fn slot(addr: usize) -> &'static AtomicU32 {
     &FILTER[h as usize % FILTER_SLOTS]
 }
 
+#[derive(Clone, Copy)]
 struct Mapping {
     /// The range still mapped (trimmed by partial `munmap`s).
     start: usize,
@@ -131,20 +132,36 @@ fn insert(addr: usize, len: usize, block: bool) {
     }
 }
 
-/// A block about to be freed: if it is a registered big block, takes it out and returns its
-/// resident bytes now, which the caller reports before the free. Nearly every free is
-/// answered by the filter, without the lock.
-pub fn take_block(addr: usize) -> Option<usize> {
+/// A block about to be freed: if it is a registered big block, takes it out and returns
+/// whether it is one and, if they changed since the last report, its resident bytes now,
+/// which the caller reports before the free. Nearly every free is answered by the filter,
+/// without the lock.
+pub fn take_block(addr: usize) -> Option<Option<usize>> {
     if slot(addr).load(Ordering::Relaxed) == 0 {
         return None;
     }
-    let (start, end) = with(|m| match m.get(&addr) {
-        Some(r) if r.block => m.remove(&addr).map(|r| (r.start, r.end)),
+    let r = with(|m| match m.get(&addr) {
+        Some(r) if r.block => m.remove(&addr),
         _ => None,
     })?;
     slot(addr).fetch_sub(1, Ordering::Relaxed);
     // The block is still allocated: the caller frees it after this.
-    Some(resident_bytes(start, end, &mut [0; FREE_PAGES]))
+    Some(resident_now(&r))
+}
+
+/// `munmap(addr, len)` is about to unmap the mapping registered at `addr` whole: its
+/// resident bytes now, if they changed since the last report (a mapping written and
+/// unmapped between two scans is counted then). The entry stays for [`remove`].
+pub fn unmapping(addr: usize, len: usize) -> Option<usize> {
+    let end = addr.saturating_add(len);
+    let r = with(|m| m.get(&addr).filter(|r| r.start == addr && r.end <= end).copied())?;
+    resident_now(&r)
+}
+
+/// A registered range's resident bytes, if they are not those last reported.
+fn resident_now(r: &Mapping) -> Option<usize> {
+    let now = resident_bytes(r.start, r.end, &mut [0; FREE_PAGES]);
+    (now != r.resident).then_some(now)
 }
 
 /// `munmap(addr, len)`: trims or drops the registered mappings it covers; calls `freed` with
