@@ -39,7 +39,10 @@ fn after_alloc(g: &Guard, p: *mut c_void, size: usize) {
 fn record_block(g: &Guard, p: usize, size: usize) {
     if size >= reservations::BIG_BLOCK {
         record_alloc(g, p, size, AllocKind::Reserved);
-        reservations::add_block(p, size);
+        let resident = reservations::add_block(p, size);
+        if resident > 0 {
+            record_resident(g, p, resident);
+        }
     } else {
         record_alloc(g, p, size, AllocKind::Malloc);
     }

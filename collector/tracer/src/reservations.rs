@@ -112,20 +112,26 @@ pub fn inside_registered(addr: usize, len: usize) -> bool {
 
 /// Registers an anonymous mapping whose `Reserved` record was just written.
 pub fn add(addr: usize, len: usize) {
-    insert(addr, len, false);
+    insert(addr, len, false, 0);
 }
 
 /// Registers a big block C code malloc'ed ([`BIG_BLOCK`]) whose `Reserved` record was just
-/// written.
-pub fn add_block(addr: usize, len: usize) {
+/// written, and returns its resident bytes, which the caller reports: a block the
+/// allocator made of memory it had used before (or moved, for a `realloc`) is in memory
+/// already; a block of pages fresh from the system is not, but for the one its allocator's
+/// header is on.
+pub fn add_block(addr: usize, len: usize) -> usize {
+    let resident = resident_bytes(addr, addr.saturating_add(len), &mut [0; FREE_PAGES]);
     slot(addr).fetch_add(1, Ordering::Relaxed);
-    insert(addr, len, true);
+    insert(addr, len, true, resident);
+    resident
 }
 
-fn insert(addr: usize, len: usize, block: bool) {
+fn insert(addr: usize, len: usize, block: bool, resident: usize) {
     let seq = crate::ring::clock_seq();
     let end = addr.saturating_add(len);
-    let old = with(|m| m.insert(addr, Mapping { start: addr, end, seq, resident: 0, block }));
+    let r = Mapping { start: addr, end, seq, resident, block };
+    let old = with(|m| m.insert(addr, r));
     // A block freed behind our back (a free the hooks did not see) left its entry.
     if old.is_some_and(|o| o.block) {
         slot(addr).fetch_sub(1, Ordering::Relaxed);
