@@ -166,6 +166,10 @@ pub fn unmapping(addr: usize, len: usize) -> Option<usize> {
 
 /// A registered range's resident bytes, if they are not those last reported.
 fn resident_now(r: &Mapping) -> Option<usize> {
+    // Whole in memory when last looked at (a block made of memory used before): it still is.
+    if r.resident >= span_bytes(r.start, r.end) {
+        return None;
+    }
     let now = resident_bytes(r.start, r.end, &mut [0; FREE_PAGES]);
     (now != r.resident).then_some(now)
 }
@@ -262,12 +266,22 @@ impl Scanner {
     }
 }
 
+/// 4 KiB on x86-64; 16 or 64 KiB on some arm64 kernels. glibc answers from memory.
+fn page_size() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    unsafe { libc::sysconf(libc::_SC_PAGESIZE) as usize }
+}
+
+/// The bytes of the pages [start, end) touches: all of them resident is as resident as it gets.
+fn span_bytes(start: usize, end: usize) -> usize {
+    let page = page_size();
+    end.next_multiple_of(page) - (start & !(page - 1))
+}
+
 /// Resident bytes of [start, end), by `mincore` (`vec.len()` pages at a time); 0 for a
 /// range that is no longer mapped.
 fn resident_bytes(start: usize, end: usize, vec: &mut [u8]) -> usize {
-    // 4 KiB on x86-64; 16 or 64 KiB on some arm64 kernels. glibc answers from memory.
-    // SAFETY: sysconf has no preconditions.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize;
+    let page = page_size();
     let mut pages = 0;
     let mut at = start & !(page - 1);
     while at < end {
