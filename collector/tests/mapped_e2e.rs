@@ -133,6 +133,23 @@ fn spsolves_workspace_is_not_heap_until_written() {
     assert!(reserved >= 256 * MIB, "SuperLU's workspace is reserved: {reserved}");
 }
 
+/// Python's raw domain, which C code calls for its own buffers: `lzma.compress` asks it for
+/// 93 MiB of encoder state and touches a sixth of it; the peak heap was 4 times the RSS.
+#[test]
+fn lzmas_encoder_state_is_not_heap_until_written() {
+    if !python_has("lzma") {
+        return;
+    }
+    let dir = TempDir::new("mapped-lzma");
+    let code = "import lzma\nprint(len(lzma.compress(b'x' * 100_000)))";
+    let s = summary(&record(&dir.0, &["-c", code]));
+    let (heap, rss) =
+        (s["peak_heap_bytes"].as_u64().unwrap(), s["peak_rss_bytes"].as_u64().unwrap());
+    assert!(heap * 10 <= rss * 11, "peak heap {heap} above peak RSS {rss}");
+    let reserved = s["reserved_bytes_max"].as_u64().unwrap();
+    assert!(reserved >= 64 * MIB, "the encoder's state is reserved: {reserved}");
+}
+
 /// Regression (issue 25): `import numpy` reported a 71.8 MiB peak heap against 30.7 MiB of
 /// RSS, `import numpy, scipy.linalg` 151 MiB against 55 MiB: OpenBLAS's untouched buffers
 /// were counted as heap.

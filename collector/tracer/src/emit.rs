@@ -11,6 +11,7 @@ use memlens_wire::{AllocKind, Record};
 
 use crate::guard;
 use crate::recording::active;
+use crate::reservations;
 use crate::stacks;
 use crate::thread_state::{self, with_state};
 
@@ -96,6 +97,37 @@ fn record_taken_free(g: &guard::Guard, address: usize, kind: AllocKind) {
             st.push_free(&Record::Free { address: address as u64, kind })
         }
     });
+}
+
+/// A block C code allocated itself (the malloc family, Python's raw domain): of `kind`, or
+/// if it is big a reservation ([`crate::reservations`]: only the pages it touches count in
+/// the heap), whose resident bytes are reported at once.
+#[inline]
+pub fn record_block(g: &guard::Guard, p: usize, size: usize, kind: AllocKind) {
+    if size >= reservations::BIG_BLOCK {
+        record_alloc(g, p, size, AllocKind::Reserved);
+        let resident = reservations::add_block(p, size);
+        if resident > 0 {
+            record_resident(g, p, resident);
+        }
+    } else {
+        record_alloc(g, p, size, kind);
+    }
+}
+
+/// The free of a block [`record_block`] recorded as `kind`, before the real free: a big
+/// one's resident bytes are reported first (it may have been touched since the last look).
+#[inline]
+pub fn record_block_free(g: &guard::Guard, p: usize, kind: AllocKind) {
+    match reservations::take_block(p) {
+        Some(resident) => {
+            if let Some(bytes) = resident {
+                record_resident(g, p, bytes);
+            }
+            record_free(g, p, AllocKind::Reserved);
+        }
+        None => record_free(g, p, kind),
+    }
 }
 
 /// Reports, on the calling thread, the resident bytes of a reservation it is about to free

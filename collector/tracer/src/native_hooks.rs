@@ -19,7 +19,7 @@ use std::ffi::{c_int, c_uint, c_void};
 
 use memlens_wire::AllocKind;
 
-use crate::emit::{record_alloc, record_free, record_resident};
+use crate::emit::{record_alloc, record_block, record_block_free, record_free, record_resident};
 use crate::fds;
 use crate::guard::{Ctx, Guard};
 use crate::real::{real, BootstrapArena};
@@ -29,37 +29,7 @@ use crate::reservations;
 #[inline]
 fn after_alloc(g: &Guard, p: *mut c_void, size: usize) {
     if g.outermost() && !p.is_null() && native_active() {
-        record_block(g, p as usize, size);
-    }
-}
-
-/// A block C code allocated: heap, or a reservation if it is big ([`reservations`]: only
-/// the pages it touches count in the heap).
-#[inline]
-fn record_block(g: &Guard, p: usize, size: usize) {
-    if size >= reservations::BIG_BLOCK {
-        record_alloc(g, p, size, AllocKind::Reserved);
-        let resident = reservations::add_block(p, size);
-        if resident > 0 {
-            record_resident(g, p, resident);
-        }
-    } else {
-        record_alloc(g, p, size, AllocKind::Malloc);
-    }
-}
-
-/// The free of a block C code allocated, before the real free: a big one's resident bytes
-/// are reported first (it may have been touched since the last scan).
-#[inline]
-fn record_block_free(g: &Guard, p: usize) {
-    match reservations::take_block(p) {
-        Some(resident) => {
-            if let Some(bytes) = resident {
-                record_resident(g, p, bytes);
-            }
-            record_free(g, p, AllocKind::Reserved);
-        }
-        None => record_free(g, p, AllocKind::Malloc),
+        record_block(g, p as usize, size, AllocKind::Malloc);
     }
 }
 
@@ -113,12 +83,12 @@ pub unsafe extern "C" fn realloc_hook(old: *mut c_void, size: usize) -> *mut c_v
     let g = Guard::enter(Ctx::Native);
     let rec = g.outermost();
     if rec && !old.is_null() {
-        record_block_free(&g, old as usize);
+        record_block_free(&g, old as usize, AllocKind::Malloc);
     }
     // SAFETY: forwarding to libc.
     let p = unsafe { (r.realloc)(old, size) };
     if rec && !p.is_null() && native_active() {
-        record_block(&g, p as usize, size);
+        record_block(&g, p as usize, size, AllocKind::Malloc);
     }
     p
 }
@@ -131,7 +101,7 @@ pub unsafe extern "C" fn free_hook(p: *mut c_void) {
     if native_active() {
         let g = Guard::enter(Ctx::Native);
         if g.outermost() {
-            record_block_free(&g, p as usize);
+            record_block_free(&g, p as usize, AllocKind::Malloc);
         }
         // SAFETY: forwarding to libc.
         unsafe { (r.free)(p) };

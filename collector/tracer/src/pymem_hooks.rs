@@ -16,7 +16,7 @@ use std::ffi::c_void;
 
 use memlens_wire::AllocKind;
 
-use crate::emit::{record_alloc, record_free};
+use crate::emit::{record_alloc, record_block, record_block_free, record_free};
 use crate::guard::{Ctx, Guard};
 use crate::python_api::{PyApi, PyMemAllocatorEx, DOMAIN_MEM, DOMAIN_OBJ, DOMAIN_RAW};
 use crate::recording::active;
@@ -126,6 +126,28 @@ fn keep_stack<const PROFILE: bool>(d: &Domain) {
     }
 }
 
+/// Records an allocation of the domain: the raw domain's are blocks C code asked for itself
+/// (zlib's, lzma's buffers...), big ones reservations as for `malloc`
+/// ([`crate::emit::record_block`]).
+#[inline(always)]
+fn alloc_in(g: &Guard, d: &Domain, p: usize, size: usize) {
+    if d.kind == AllocKind::PyRaw {
+        record_block(g, p, size, d.kind);
+    } else {
+        record_alloc(g, p, size, d.kind);
+    }
+}
+
+/// Records a free of the domain, likewise.
+#[inline(always)]
+fn free_in(g: &Guard, d: &Domain, p: usize) {
+    if d.kind == AllocKind::PyRaw {
+        record_block_free(g, p, d.kind);
+    } else {
+        record_free(g, p, d.kind);
+    }
+}
+
 unsafe extern "C" fn hook_malloc<const PROFILE: bool>(
     ctx: *mut c_void,
     size: usize,
@@ -137,7 +159,7 @@ unsafe extern "C" fn hook_malloc<const PROFILE: bool>(
     let p = unsafe { (prev.malloc.unwrap_unchecked())(prev.ctx, size) };
     if g.outermost() && !p.is_null() && active() {
         keep_stack::<PROFILE>(d);
-        record_alloc(&g, p as usize, size, d.kind);
+        alloc_in(&g, d, p as usize, size);
     }
     p
 }
@@ -154,7 +176,7 @@ unsafe extern "C" fn hook_calloc<const PROFILE: bool>(
     let p = unsafe { (prev.calloc.unwrap_unchecked())(prev.ctx, n, size) };
     if g.outermost() && !p.is_null() && active() {
         keep_stack::<PROFILE>(d);
-        record_alloc(&g, p as usize, n.saturating_mul(size), d.kind);
+        alloc_in(&g, d, p as usize, n.saturating_mul(size));
     }
     p
 }
@@ -169,13 +191,13 @@ unsafe extern "C" fn hook_realloc<const PROFILE: bool>(
     let g = Guard::enter(d.ctx);
     let rec = g.outermost() && active();
     if rec && !old.is_null() {
-        record_free(&g, old as usize, d.kind);
+        free_in(&g, d, old as usize);
     }
     // SAFETY: calling the previous allocator with its own ctx.
     let p = unsafe { (prev.realloc.unwrap_unchecked())(prev.ctx, old, size) };
     if rec && !p.is_null() {
         keep_stack::<PROFILE>(d);
-        record_alloc(&g, p as usize, size, d.kind);
+        alloc_in(&g, d, p as usize, size);
     }
     p
 }
@@ -185,7 +207,7 @@ unsafe extern "C" fn hook_free(ctx: *mut c_void, p: *mut c_void) {
     let (d, prev) = unsafe { domain(ctx) };
     let g = Guard::enter(d.ctx);
     if g.outermost() && !p.is_null() && active() {
-        record_free(&g, p as usize, d.kind);
+        free_in(&g, d, p as usize);
     }
     // SAFETY: calling the previous allocator with its own ctx.
     unsafe { (prev.free.unwrap_unchecked())(prev.ctx, p) }

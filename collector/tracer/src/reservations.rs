@@ -1,7 +1,8 @@
-//! Anonymous mappings made by C code: reserved address space, and how much of it is used.
+//! Anonymous mappings made by C code, and big blocks it allocates: reserved address space,
+//! and how much of it is used.
 //!
-//! Layer: the emit layer, below the drain ([`crate::drain`]) that scans the mappings and
-//! the native hooks that register them.
+//! Layer: the emit layer, below the drain ([`crate::drain`]) that scans the mappings, the
+//! native hooks that register them and [`crate::emit::record_block`].
 //!
 //! An `mmap` reserves address space; its pages take memory only once touched. OpenBLAS maps
 //! a 32 MiB buffer per thread when it loads and touches a fraction of it; allocators such as
@@ -13,10 +14,11 @@
 //! the recorder turns into heap memory on the mapping's stack. File mappings are recorded as
 //! reserved only: their resident pages are the page cache, shared with every reader.
 //!
-//! Blocks of [`BIG_BLOCK`] bytes or more that C code asks `malloc` (and its family) for are
-//! reservations too: glibc serves them with a mapping of their own, whose pages are
-//! untouched until written (SuperLU, under `scipy.sparse.linalg.spsolve`, mallocs half a
-//! gigabyte of workspace and writes a fraction of it; `calloc`'s zeroed blocks, such as
+//! Blocks of [`BIG_BLOCK`] bytes or more that C code asks `malloc` (and its family) or
+//! Python's raw domain for are reservations too: glibc serves them with a mapping of their
+//! own, whose pages are untouched until written (SuperLU, under
+//! `scipy.sparse.linalg.spsolve`, mallocs half a gigabyte of workspace and writes a
+//! fraction of it; `lzma.compress` asks for 93 MiB; `calloc`'s zeroed blocks, such as
 //! `numpy.zeros`, are untouched until used). They are registered as blocks
 //! ([`add_block`]); their free takes them out and measures them once more first
 //! ([`take_block`]), so a big block that lives between two scans is counted at its free.
