@@ -108,7 +108,8 @@ fn a_big_malloc_block_counts_in_the_heap_by_its_touched_pages() {
     assert!(at("touched", "CALLOC_LINE") < MIB, "{}", at("touched", "CALLOC_LINE"));
     let s = summary(&file);
     assert!(s["reserved_bytes_max"].as_u64().unwrap() >= 96 * MIB, "{s}");
-    assert_eq!(s["reserved_bytes_at_end"].as_u64(), Some(0), "{s}");
+    // (3.14's ctypes maps a few pages of its own for good.)
+    assert!(s["reserved_bytes_at_end"].as_u64().unwrap() < MIB, "{s}");
     // The brief block is the peak, at its line.
     let peak = heap_at_line(&rec, Snapshot::AtPeak, line_of("big_blocks.py", "BRIEF_LINE"));
     assert!((48 * MIB..49 * MIB).contains(&peak), "48 MiB written, freed at once: {peak}");
@@ -133,15 +134,17 @@ fn spsolves_workspace_is_not_heap_until_written() {
     assert!(reserved >= 256 * MIB, "SuperLU's workspace is reserved: {reserved}");
 }
 
-/// Python's raw domain, which C code calls for its own buffers: `lzma.compress` asks it for
-/// 93 MiB of encoder state and touches a sixth of it; the peak heap was 4 times the RSS.
+/// Python's raw domain, which C code calls for its own buffers: an lzma compressor asks it
+/// for 93 MiB of encoder state and touches a sixth of it; the peak heap was 4 times the RSS.
+/// (The compressor is kept a while, so that the RSS, sampled every 10 ms, sees it too.)
 #[test]
 fn lzmas_encoder_state_is_not_heap_until_written() {
     if !python_has("lzma") {
         return;
     }
     let dir = TempDir::new("mapped-lzma");
-    let code = "import lzma\nprint(len(lzma.compress(b'x' * 100_000)))";
+    let code = "import lzma, time\nc = lzma.LZMACompressor()\nc.compress(b'x' * 1_000_000)\n\
+                time.sleep(0.1)\nprint(len(c.flush()))";
     let s = summary(&record(&dir.0, &["-c", code]));
     let (heap, rss) =
         (s["peak_heap_bytes"].as_u64().unwrap(), s["peak_rss_bytes"].as_u64().unwrap());
