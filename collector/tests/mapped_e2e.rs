@@ -30,6 +30,16 @@ fn summary(file: &Path) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// Records `python -c code`, checks that its peak heap is not above its peak RSS (by more
+/// than 10%), and returns its summary.
+fn heap_within_rss(dir: &Path, code: &str) -> serde_json::Value {
+    let s = summary(&record(dir, &["-c", code]));
+    let (heap, rss) =
+        (s["peak_heap_bytes"].as_u64().unwrap(), s["peak_rss_bytes"].as_u64().unwrap());
+    assert!(heap * 10 <= rss * 11, "{code}: peak heap {heap} above peak RSS {rss}");
+    s
+}
+
 /// The heap held at `snapshot` by the stacks whose innermost frame is at `line`.
 fn heap_at_line(rec: &Recording, snapshot: Snapshot, line: u32) -> u64 {
     let totals = stack_totals(rec, snapshot, &EventFilter::default()).unwrap();
@@ -126,10 +136,7 @@ fn spsolves_workspace_is_not_heap_until_written() {
     let code = "import numpy as np\nfrom scipy import sparse\nfrom scipy.sparse.linalg import spsolve\n\
                 n = 200_000\nm = sparse.diags([np.full(n - 1, -1.0), np.full(n, 4.0), \
                 np.full(n - 1, -1.0)], [-1, 0, 1], format='csc')\nprint(spsolve(m, np.ones(n)).sum())";
-    let s = summary(&record(&dir.0, &["-c", code]));
-    let (heap, rss) =
-        (s["peak_heap_bytes"].as_u64().unwrap(), s["peak_rss_bytes"].as_u64().unwrap());
-    assert!(heap * 10 <= rss * 11, "peak heap {heap} above peak RSS {rss}");
+    let s = heap_within_rss(&dir.0, code);
     let reserved = s["reserved_bytes_max"].as_u64().unwrap();
     assert!(reserved >= 256 * MIB, "SuperLU's workspace is reserved: {reserved}");
 }
@@ -145,10 +152,7 @@ fn lzmas_encoder_state_is_not_heap_until_written() {
     let dir = TempDir::new("mapped-lzma");
     let code = "import lzma, time\nc = lzma.LZMACompressor()\nc.compress(b'x' * 1_000_000)\n\
                 time.sleep(0.1)\nprint(len(c.flush()))";
-    let s = summary(&record(&dir.0, &["-c", code]));
-    let (heap, rss) =
-        (s["peak_heap_bytes"].as_u64().unwrap(), s["peak_rss_bytes"].as_u64().unwrap());
-    assert!(heap * 10 <= rss * 11, "peak heap {heap} above peak RSS {rss}");
+    let s = heap_within_rss(&dir.0, code);
     let reserved = s["reserved_bytes_max"].as_u64().unwrap();
     assert!(reserved >= 64 * MIB, "the encoder's state is reserved: {reserved}");
 }
@@ -163,10 +167,7 @@ fn importing_numpy_and_scipy_reports_a_heap_below_rss() {
     }
     let dir = TempDir::new("mapped-numpy");
     for code in ["import numpy", "import numpy, scipy.linalg"] {
-        let s = summary(&record(&dir.0, &["-c", code]));
-        let (heap, rss) =
-            (s["peak_heap_bytes"].as_u64().unwrap(), s["peak_rss_bytes"].as_u64().unwrap());
-        assert!(heap * 10 <= rss * 11, "{code}: peak heap {heap} above peak RSS {rss}");
+        let s = heap_within_rss(&dir.0, code);
         // OpenBLAS's buffers are there, as reserved address space, untouched.
         let reserved = s["reserved_bytes_at_peak"].as_u64().unwrap();
         let resident = s["reserved_resident_bytes_at_peak"].as_u64().unwrap();

@@ -130,8 +130,8 @@ pub fn record_block_free(g: &guard::Guard, p: usize, kind: AllocKind) {
     }
 }
 
-/// Reports, on the calling thread, the resident bytes of a reservation it is about to free
-/// ([`crate::reservations::take_block`]), with a time of its own.
+/// Reports, on the calling thread, the resident bytes of a reservation it has just made or
+/// is about to free or unmap ([`crate::reservations`]), with a time of its own.
 pub fn record_resident(g: &guard::Guard, address: usize, bytes: usize) {
     thread_state::with_state_in(g.tls(), |st| {
         if st.pause_depth == 0 {

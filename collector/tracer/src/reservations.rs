@@ -50,11 +50,12 @@ const REPORT_STEP: usize = 64 * 1024;
 /// Pages per `mincore` call: 256 MiB of address space (of 4 KiB pages) per 64 KiB of vector.
 const MINCORE_PAGES: usize = 64 * 1024;
 
-/// Blocks C code mallocs that are this big or bigger are reservations (glibc's own
-/// threshold for serving a block with a mapping of its own starts at 128 KiB).
+/// Blocks C code asks for (the malloc family, Python's raw domain) that are this big or
+/// bigger are reservations (glibc's own threshold for serving a block with a mapping of
+/// its own starts at 128 KiB).
 pub const BIG_BLOCK: usize = 256 * 1024;
 
-/// Pages per `mincore` call when a block is freed (on the freeing thread's stack).
+/// Pages per `mincore` call when a block is allocated or freed (on the thread's stack).
 const FREE_PAGES: usize = 1024;
 
 /// How many registered blocks hash to each slot: a free asks the registry (a lock) only
@@ -77,7 +78,7 @@ struct Mapping {
     seq: u64,
     /// Bytes last reported resident.
     resident: usize,
-    /// A block C code malloc'ed (taken out by its free), not a mapping.
+    /// A block C code allocated (taken out by its free), not a mapping.
     block: bool,
 }
 
@@ -117,7 +118,7 @@ pub fn add(addr: usize, len: usize) {
     insert(addr, len, false, 0);
 }
 
-/// Registers a big block C code malloc'ed ([`BIG_BLOCK`]) whose `Reserved` record was just
+/// Registers a big block C code allocated ([`BIG_BLOCK`]) whose `Reserved` record was just
 /// written, and returns its resident bytes, which the caller reports: a block the
 /// allocator made of memory it had used before (or moved, for a `realloc`) is in memory
 /// already; a block of pages fresh from the system is not, but for the one its allocator's
