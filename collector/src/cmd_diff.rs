@@ -97,7 +97,7 @@ impl Metric {
             Metric::Rss => "Peak RSS",
             Metric::Leaks => "Left at exit",
             Metric::Allocs => "Allocations",
-            Metric::Reserved => "Reserved (mmap, not heap)",
+            Metric::Reserved => "Reserved (mmap, big blocks; not heap)",
             Metric::Total => "Peak heap, all processes",
         }
     }

@@ -104,9 +104,9 @@ impl AllocatorKind {
             AllocatorKind::PyMem => "PyMem",
             AllocatorKind::PyRaw => "PyMem raw",
             AllocatorKind::Malloc => "malloc",
-            AllocatorKind::Mmap => "mmap (resident)",
+            AllocatorKind::Mmap => "resident (mmap, big blocks)",
             AllocatorKind::PymallocArena => "pymalloc arena",
-            AllocatorKind::Reserved => "mmap (reserved)",
+            AllocatorKind::Reserved => "reserved (mmap, big blocks)",
             AllocatorKind::Recreated => "re-created object",
         }
     }
