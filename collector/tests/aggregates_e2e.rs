@@ -96,9 +96,9 @@ fn an_aggregate_only_recording_is_small_and_agrees() {
     let (full_len, agg_len) = (full.metadata().unwrap().len(), agg.metadata().unwrap().len());
     assert!(agg_len * 20 < full_len, "{agg_len} bytes vs {full_len}");
     let (a, f) = (summary_json(&agg, false), summary_json(&full, false));
-    // The same program twice: its allocations are the same in number, but for the updates of
-    // big blocks' resident pages, which come with the tracer's looks every 50 ms (3.14's
-    // interpreter has such a block); the top site at exit (the growing cache) too.
+    // The same program twice: its allocations are the same in number (but on 3.14 an
+    // aggregate-only run counted 9 fewer of 4.3 million in 1 run of 3, not yet explained);
+    // the top site at exit (the growing cache) too.
     let (ac, fc) = (a["alloc_count"].as_u64().unwrap(), f["alloc_count"].as_u64().unwrap());
     assert!(ac.abs_diff(fc) * 10_000 <= fc, "{ac} allocations vs {fc}");
     assert_eq!(a["top_leaks"][0]["line"], f["top_leaks"][0]["line"]);

@@ -68,9 +68,11 @@ fn a_mapping_counts_in_the_heap_by_its_resident_pages_at_the_line_that_made_it()
     let touched = at("touched");
     assert!((16 * MIB..17 * MIB).contains(&touched), "16 MiB touched: {touched}");
     assert!(at("closed") < MIB, "unmapped: its resident part is gone: {}", at("closed"));
-    // A mapping written whole and unmapped before the tracer's next look is the peak.
+    // A mapping written whole and unmapped at once is the peak: counted when unmapped, or by
+    // a look of the tracer's that came while its last MiB was written (that MiB's `bytes`
+    // then in the heap beside it).
     let peak = heap_at_line(&rec, Snapshot::AtPeak, line_of("mapped.py", "BRIEF_LINE"));
-    assert!((48 * MIB..49 * MIB).contains(&peak), "48 MiB written, unmapped at once: {peak}");
+    assert!((47 * MIB..49 * MIB).contains(&peak), "48 MiB written, unmapped at once: {peak}");
     let s = summary(&file);
     assert_eq!(s["reserved_bytes_max"].as_u64(), Some(64 * MIB), "{s}");
     assert_eq!(s["reserved_bytes_at_end"].as_u64(), Some(0), "{s}");
