@@ -134,11 +134,21 @@ fn insert(addr: usize, len: usize, block: bool, resident: usize) {
     let seq = crate::ring::clock_seq();
     let end = addr.saturating_add(len);
     let r = Mapping { start: addr, end, seq, resident, block };
-    let old = with(|m| m.insert(addr, r));
-    // A block freed behind our back (a free the hooks did not see) left its entry.
-    if old.is_some_and(|o| o.block) {
-        slot(addr).fetch_sub(1, Ordering::Relaxed);
+    with(|m| {
+        // A block freed behind our back (a free the hooks did not see) left its entry.
+        forget(m, addr);
+        m.insert(addr, r)
+    });
+}
+
+/// Takes the entry at `key` out, keeping [`FILTER`]'s count of registered blocks. Under the
+/// registry's lock.
+fn forget(m: &mut BTreeMap<usize, Mapping>, key: usize) -> Option<Mapping> {
+    let r = m.remove(&key)?;
+    if r.block {
+        slot(key).fetch_sub(1, Ordering::Relaxed);
     }
+    Some(r)
 }
 
 /// A block about to be freed: if it is a registered big block, takes it out and returns
@@ -150,10 +160,9 @@ pub fn take_block(addr: usize) -> Option<Option<usize>> {
         return None;
     }
     let r = with(|m| match m.get(&addr) {
-        Some(r) if r.block => m.remove(&addr),
+        Some(r) if r.block => forget(m, addr),
         _ => None,
     })?;
-    slot(addr).fetch_sub(1, Ordering::Relaxed);
     // The block is still allocated: the caller frees it after this.
     Some(resident_now(&r))
 }
@@ -188,9 +197,7 @@ pub fn remove(addr: usize, len: usize, mut freed: impl FnMut(usize)) {
         for key in hit {
             let Some(r) = m.get_mut(&key) else { continue };
             if addr <= r.start && end >= r.end {
-                if m.remove(&key).is_some_and(|r| r.block) {
-                    slot(key).fetch_sub(1, Ordering::Relaxed);
-                }
+                forget(m, key);
                 if key != addr {
                     freed(key);
                 }
