@@ -43,32 +43,42 @@ fn now_pair() -> (u64, u64) {
     (a / 2 + b / 2, ns)
 }
 
-/// Turns tick stamps into CLOCK_MONOTONIC nanoseconds, batch by batch: a batch's
-/// stamps are placed on the line through the (ticks, ns) pairs read at the previous
-/// batch and at this one, and time never goes backwards across batches.
+/// Turns tick stamps into CLOCK_MONOTONIC nanoseconds, batch by batch: a batch's stamps
+/// are placed from the (ticks, ns) pair read at this batch, at the counter's rate measured
+/// since the session started, and time never goes backwards across batches.
+///
+/// The rate comes from the longest baseline at hand: two pairs read some µs apart (busy
+/// drain passes follow each other at once) give it only to a few %, and a drain that fell
+/// behind converts stamps seconds old, whose times were then off by hundreds of ms (a
+/// followed worker's records came after its end).
 pub struct TickConverter {
+    /// The pair read when the session started.
+    origin: (u64, u64),
+    /// The pair read at the current batch.
     ticks: u64,
     ns: u64,
+    /// Nanoseconds per tick.
     rate: f64,
     last_ns: u64,
 }
 
 impl TickConverter {
     pub const fn new() -> Self {
-        TickConverter { ticks: 0, ns: 0, rate: 1.0, last_ns: 0 }
+        TickConverter { origin: (0, 0), ticks: 0, ns: 0, rate: 1.0, last_ns: 0 }
     }
 
     /// Starts converting from now (a new session).
     pub fn reset(&mut self) {
         let (ticks, ns) = now_pair();
-        *self = TickConverter { ticks, ns, rate: 1.0, last_ns: 0 };
+        *self = TickConverter { origin: (ticks, ns), ticks, ns, rate: 1.0, last_ns: 0 };
     }
 
     /// Reads the clocks for the batch about to be converted.
     pub fn begin_batch(&mut self) {
         let (ticks, ns) = now_pair();
-        if ticks > self.ticks && ns > self.ns {
-            self.rate = (ns - self.ns) as f64 / (ticks - self.ticks) as f64;
+        let (t0, n0) = self.origin;
+        if ticks > t0 && ns > n0 {
+            self.rate = (ns - n0) as f64 / (ticks - t0) as f64;
         }
         self.ticks = ticks;
         self.ns = ns;
@@ -108,5 +118,19 @@ mod tests {
             last = ns;
         }
         assert!(last - (before.max(1)) > 4_000_000, "100 x 50 µs elapsed");
+    }
+
+    #[test]
+    fn old_stamps_converted_after_batches_close_together_keep_their_time() {
+        let mut c = TickConverter::new();
+        c.reset();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let (stamp, at) = (now_ticks(), now_ns());
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        // Busy passes: pairs a few µs apart.
+        c.begin_batch();
+        c.begin_batch();
+        let ns = c.convert(stamp);
+        assert!(ns.abs_diff(at) < 2_000_000, "{} ms off", ns.abs_diff(at) as f64 / 1e6);
     }
 }
