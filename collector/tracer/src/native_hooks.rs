@@ -194,7 +194,9 @@ fn record_mapping(g: &Guard, p: usize, len: usize, flags: i32) {
         if reservations::inside_registered(p, len) {
             return;
         }
-        reservations::remove(p, len, |key| record_free(g, key, AllocKind::Reserved));
+        for key in reservations::remove(p, len) {
+            record_free(g, key, AllocKind::Reserved);
+        }
         record_free(g, p, AllocKind::Reserved);
     }
     record_alloc(g, p, len, AllocKind::Reserved);
@@ -236,7 +238,9 @@ pub unsafe extern "C" fn munmap_hook(addr: *mut c_void, len: usize) -> i32 {
             if let Some(bytes) = reservations::unmapping(addr, len) {
                 record_resident(&g, addr, bytes);
             }
-            reservations::remove(addr, len, |key| record_free(&g, key, AllocKind::Reserved));
+            for key in reservations::remove(addr, len) {
+                record_free(&g, key, AllocKind::Reserved);
+            }
             record_free(&g, addr, AllocKind::Reserved);
         } else if g.directly_inside_pymalloc() {
             record_free(&g, addr as usize, AllocKind::PymallocArena);

@@ -186,20 +186,22 @@ fn resident_now(r: &Mapping) -> Option<usize> {
     (now != r.resident).then_some(now)
 }
 
-/// `munmap(addr, len)`: trims or drops the registered mappings it covers; calls `freed` with
-/// the recorded address of each one it drops other than `addr` itself (its free is recorded
-/// by the caller anyway).
-pub fn remove(addr: usize, len: usize, mut freed: impl FnMut(usize)) {
+/// `munmap(addr, len)`: trims or drops the registered mappings it covers; returns the
+/// recorded address of each one it drops other than `addr` itself (whose free the caller
+/// records anyway), for the caller to record their frees: after the lock is released, since
+/// a record can wait for the drain (a full ring), which takes the lock to scan.
+pub fn remove(addr: usize, len: usize) -> Vec<usize> {
     let end = addr.saturating_add(len);
     with(|m| {
         let hit: Vec<usize> =
             m.range(..end).rev().take_while(|(_, r)| r.end > addr).map(|(&k, _)| k).collect();
+        let mut dropped = Vec::new();
         for key in hit {
             let Some(r) = m.get_mut(&key) else { continue };
             if addr <= r.start && end >= r.end {
                 forget(m, key);
                 if key != addr {
-                    freed(key);
+                    dropped.push(key);
                 }
             } else if addr <= r.start {
                 r.start = end;
@@ -208,7 +210,8 @@ pub fn remove(addr: usize, len: usize, mut freed: impl FnMut(usize)) {
                 r.end = addr;
             }
         }
-    });
+        dropped
+    })
 }
 
 /// Forgets every mapping (a new tracing session: its recording knows none of them).
