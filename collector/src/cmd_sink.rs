@@ -146,7 +146,7 @@ fn record(a: SinkArgs) -> Result<i32> {
         None => Ok(()),
     };
     let (mut recorder, mut feed_error) =
-        record_loop(recorder, pipe, || memory.sample(), interval, || false, carry)
+        record_loop(recorder, pipe, || memory.sample(), interval, || None, carry)
             .map_err(|e| write_failed(&a.output, e))?;
     let followed = match follow {
         Some((package, f, _)) => {

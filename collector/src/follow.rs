@@ -45,7 +45,7 @@ use crate::child_memory::{children_of, TreeMemory};
 use crate::host::monotonic_ns;
 use crate::process_watch::{EndWatch, Ending};
 use crate::python_env::BOOTSTRAP;
-use crate::record_loop::{record_loop, PipeReader};
+use crate::record_loop::{record_loop, PipeReader, StreamEnd};
 use crate::recorder::Recorder;
 use crate::strays::{self, Strays};
 
@@ -311,7 +311,7 @@ fn peer_pid(fd: &OwnedFd) -> Option<u32> {
 struct Shared {
     streams: Mutex<Vec<Stream>>,
     /// Set when the program has ended and the grace period is over: every child's
-    /// recording ends where it is.
+    /// recording still going on stops following it.
     cut: AtomicBool,
     /// Set when the program has ended: the acceptor counts the descendants yet to connect
     /// (`expected`).
@@ -622,8 +622,12 @@ impl Child {
         // watch) is still recorded, from what it sent; how it ended is not known.
         let watch = EndWatch::spawn(self.pid, ctrl).ok();
         let (mut version, mut implementation, ppid) = read_child_line(&records)?;
-        let ended =
-            || watch.as_ref().is_none_or(|w| w.ended().is_some()) || cut.load(Ordering::Acquire);
+        let end = || match watch.as_ref().map(EndWatch::ended) {
+            Some(None) if !cut.load(Ordering::Acquire) => None,
+            Some(None) => Some(StreamEnd::Cut),
+            _ => Some(StreamEnd::Ended),
+        };
+        let ended = || end().is_some();
         // A program that is not Python, or a Python that skips memlens's start-up (the
         // tracer's constructor said so): its memory is sampled. Short-lived programs (a shell
         // command, `git`) are left out: a build or a test suite runs thousands, and they
@@ -671,7 +675,7 @@ impl Child {
             PipeReader::new(File::from(records)),
             || memory.sample(),
             self.job.interval,
-            ended,
+            end,
             |_| Ok(()),
         )?;
         // (A process that said how it ends, and waits for its recording in its exit path,

@@ -17,14 +17,36 @@ use crate::recorder::Recorder;
 /// itself (or a SIGKILL of the program) can lose beyond the tracer's 5 ms drain period.
 const FLUSH_PERIOD: Duration = Duration::from_millis(100);
 
-/// Once the program has said how it ends but is still running (a fatal signal's handler
-/// waits for us), its drain thread sends the last records within a drain period (5 ms):
-/// the recording ends when the pipe has been quiet this long...
-const QUIET: Duration = Duration::from_millis(20);
+/// How a recorded process's stream comes to its end, once it does.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum StreamEnd {
+    /// The process ended, or said how it is ending: its tracer still sends what its rings
+    /// hold, then says goodbye (its drain thread does, for a fatal signal's handler that
+    /// waits for us meanwhile) or its pipe closes as it exits.
+    Ended,
+    /// The recording stops following the process, which goes on (the program has ended).
+    Cut,
+}
 
-/// ...or this long after the end, whatever comes: only a grandchild that inherited the
-/// pipe (which the tracer prevents) can keep it busy longer.
-const END_GRACE: Duration = Duration::from_secs(2);
+/// Once a process has ended, the recording ends when the pipe has been quiet this long
+/// without a goodbye: a drain thread that cannot finish (one waiting on a thread a fatal
+/// signal interrupted in the middle of a record), however busy the machine (a starved
+/// drain thread can be silent for tens of ms: a recording ended then lost the records
+/// still in the process's rings)...
+const ENDED_QUIET: Duration = Duration::from_millis(500);
+
+/// ...or this long after the end, whatever comes: enough to take the records a process
+/// left behind the recorder however far behind it fell (a pipe and a ring per thread, some
+/// MiB each), bounded for a recorder that stopped decoding (a write error) and a tracer
+/// that cannot tell it is done. The tracer waits as long for the recording.
+const ENDED_LIMIT: Duration = Duration::from_secs(30);
+
+/// A process followed no further is read until its pipe has been quiet this long (it sends
+/// at least every drain period, 5 ms, while it records)...
+const CUT_QUIET: Duration = Duration::from_millis(20);
+
+/// ...or this long, whatever comes.
+const CUT_LIMIT: Duration = Duration::from_secs(2);
 
 /// The tracer's pipe, read by the recorder thread itself: the bytes arrive in the cache of
 /// the core that decodes them (a reader thread of its own handed every chunk across
@@ -86,33 +108,34 @@ impl PipeReader {
 pub(crate) type RecordResult<W> = Result<(Recorder<W>, Option<anyhow::Error>)>;
 
 /// Replays what arrives on `pipe` into `recorder` until the tracer closes it, or, once
-/// `ended()` says the program is ending, until the pipe is empty (the tracer said goodbye:
-/// everything was sent) or quiet; takes a `memory()` sample (RSS, VMS) every `interval`
-/// and flushes the file every [`FLUSH_PERIOD`], after `before_flush` (which carries the
-/// recordings of the program's descendants into the file, see [`crate::follow`]).
+/// `ended()` says how the stream ends ([`StreamEnd`]), until the tracer said goodbye and
+/// the pipe is empty, or the pipe is quiet, or a limit is reached; takes a `memory()`
+/// sample (RSS, VMS) every `interval` and flushes the file every [`FLUSH_PERIOD`], after
+/// `before_flush` (which carries the recordings of the program's descendants into the
+/// file, see [`crate::follow`]).
 pub(crate) fn record_loop<W: Write>(
     mut recorder: Recorder<W>,
     mut pipe: PipeReader,
     mut memory: impl FnMut() -> Option<(u64, u64)>,
     interval: Duration,
-    ended: impl Fn() -> bool,
+    ended: impl Fn() -> Option<StreamEnd>,
     mut before_flush: impl FnMut(&mut Recorder<W>) -> Result<()>,
 ) -> RecordResult<W> {
     let mut next_sample = Instant::now();
     let mut next_flush = Instant::now() + FLUSH_PERIOD;
     let mut feed_error = None;
-    let mut end_seen: Option<Instant> = None;
+    // How the stream ends, its quiet time and its limit, once known.
+    let mut end: Option<(Duration, Instant)> = None;
     loop {
         let now = Instant::now();
-        let ending = end_seen.is_some();
-        let timeout = match end_seen {
+        let timeout = match end {
             Some(_) if recorder.stopped() => Duration::ZERO,
-            Some(_) => QUIET,
+            Some((quiet, _)) => quiet,
             None => next_sample.saturating_duration_since(now),
         };
         match pipe.feed_next(&mut recorder, timeout, &mut feed_error) {
             Ok(()) => {}
-            Err(NoData::Timeout) if ending => break,
+            Err(NoData::Timeout) if end.is_some() => break,
             Err(NoData::Timeout) => {}
             Err(NoData::Closed) => break,
         }
@@ -121,7 +144,7 @@ pub(crate) fn record_loop<W: Write>(
         // drained to the end so that the program never waits on a full pipe, and the error is
         // the caller's once the program has ended (see `write_failed`).
         if now >= next_sample {
-            if !ending && feed_error.is_none() {
+            if end.is_none() && feed_error.is_none() {
                 if let Some((rss, vms)) = memory() {
                     if let Err(e) = recorder.sample(monotonic_ns(), rss, vms) {
                         feed_error = Some(e);
@@ -138,10 +161,13 @@ pub(crate) fn record_loop<W: Write>(
             }
             next_flush = now + FLUSH_PERIOD;
         }
-        if !ending && ended() {
-            end_seen = Some(now);
+        if end.is_none() {
+            end = ended().map(|e| match e {
+                StreamEnd::Ended => (ENDED_QUIET, now + ENDED_LIMIT),
+                StreamEnd::Cut => (CUT_QUIET, now + CUT_LIMIT),
+            });
         }
-        if end_seen.is_some_and(|t| now.duration_since(t) > END_GRACE) {
+        if end.is_some_and(|(_, limit)| now >= limit) {
             break;
         }
     }

@@ -25,7 +25,7 @@ use crate::child_memory::TreeMemory;
 use crate::follow::{ChildJob, FollowDir, Followers};
 use crate::process_watch::{EndWatch, Ended, Ending};
 use crate::python_env::PythonPackageDir;
-use crate::record_loop::{os_error, record_loop, write_failed, PipeReader};
+use crate::record_loop::{os_error, record_loop, write_failed, PipeReader, StreamEnd};
 use crate::recorder::Recorder;
 
 /// Everything the helper needs, prepared by `memlens run` before it forks.
@@ -125,7 +125,7 @@ fn record(job: RecorderJob) -> Result<()> {
         pipe,
         || memory.sample(),
         interval,
-        || watch.ended().is_some(),
+        || watch.ended().map(|_| StreamEnd::Ended),
         carry,
     )
     .map_err(|e| write_failed(&output, e))?;

@@ -165,6 +165,26 @@ fn every_kind_of_child_is_recorded_at_its_line() {
 }
 
 #[test]
+fn workers_terminated_as_they_exit_send_their_last_records() {
+    // Each worker's exit races the SIGTERM of the pool's `terminate` while the recorder is
+    // behind (a debug build's recorder, as `cargo test` runs, always is): the signal lands
+    // in the exit that is sending the worker's last records, or in a worker whose drain
+    // thread has them still to send. Both lost them (at random, most on CPython 3.15).
+    let line = line_of("pool_terminated.py", "POOL_END_LINE");
+    for method in ["fork", "forkserver"] {
+        let (_, rec, _dir) = run("pool_terminated.py", &[], &[method]);
+        let family = descendants(&rec);
+        for p in &family {
+            assert!(p.rec.truncation().is_none(), "{method}: process {}", p.number);
+        }
+        let built: u64 =
+            family.iter().map(|p| bytes_at(&p.rec, Snapshot::TotalAllocated, "work", line)).sum();
+        // Six tasks of 4 MiB.
+        assert_eq!(built / MIB, 24, "{method}: {built} bytes at line {line}");
+    }
+}
+
+#[test]
 fn no_follow_records_the_program_alone() {
     let (_, rec, _dir) = run("family.py", &["--no-follow"], &["fork", "exec"]);
     assert!(rec.processes().is_empty());

@@ -192,8 +192,14 @@ impl TempDir {
 }
 
 impl Drop for TempDir {
+    /// Removes the directory, but for a test that failed: kept, and said where, so that the
+    /// recording it failed on can be looked at.
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        if std::thread::panicking() {
+            eprintln!("kept {} (the test failed)", self.0.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
     }
 }
 

@@ -16,7 +16,8 @@
 
 use std::cell::UnsafeCell;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use memlens_wire::Record;
@@ -46,6 +47,15 @@ static DRAIN_STARTED: AtomicBool = AtomicBool::new(false);
 static DRAIN_THREAD: AtomicU64 = AtomicU64::new(0);
 /// Asks an idle drain thread to end ([`retire_drain_thread`]).
 static DRAIN_RETIRE: AtomicBool = AtomicBool::new(false);
+
+/// Set by [`ask_stop`]: the drain thread stops the session at its next wake.
+static STOP_ASKED: AtomicBool = AtomicBool::new(false);
+
+/// The thread (its kernel id) in [`finish`], 0 if none ([`finishing_here`]).
+static FINISHING: AtomicI32 = AtomicI32::new(0);
+
+/// Called by [`finish`] once it is done, its locks released ([`after_finish`]).
+static AFTER_FINISH: OnceLock<fn()> = OnceLock::new();
 
 /// Between sessions the drain thread only checks, rarely, whether a new one started.
 const IDLE_PERIOD: Duration = Duration::from_millis(50);
@@ -183,6 +193,13 @@ impl Drainer {
 fn drain_thread() {
     let mut moved = 0;
     loop {
+        // (Whether or not recording is on: the thread that turned it off to stop may be
+        // the one the signal's handler now holds, waiting for the lock this thread had.)
+        if STOP_ASKED.swap(false, Ordering::AcqRel) {
+            recording::turn_off();
+            finish();
+            continue;
+        }
         if !active() {
             if DRAIN_RETIRE.load(Ordering::Acquire) {
                 return;
@@ -281,21 +298,64 @@ pub fn retire_drain_thread() {
 /// Stops recording, drains every ring, sends `Stop` and closes the pipe.
 /// Safe to call more than once and from any thread.
 pub fn stop() {
-    if !recording::turn_off() {
-        return;
+    if recording::turn_off() {
+        finish();
     }
+}
+
+/// Drains every ring, sends `Stop` and closes the pipe, unless done already: the end of a
+/// session, recording off.
+fn finish() {
     let _g = guard::Guard::enter(guard::Ctx::Tracer);
-    let mut g = DrainGuard::lock();
-    g.drainer().drain(u64::MAX);
-    let w = fds::Writing::lock();
-    let fd = FD.swap(-1, Ordering::AcqRel);
-    if fd >= 0 && w.still_ours(fd) {
-        let mut buf = Vec::new();
-        encode_unthreaded(&Record::Stop, &mut buf);
-        write_all(fd, &buf);
-        // The parent sees EOF.
-        fds::close_own(fd);
+    let me = gettid();
+    let outer = FINISHING.compare_exchange(0, me, Ordering::AcqRel, Ordering::Acquire).is_ok();
+    {
+        let mut g = DrainGuard::lock();
+        g.drainer().drain(u64::MAX);
+        let w = fds::Writing::lock();
+        let fd = FD.swap(-1, Ordering::AcqRel);
+        if fd >= 0 && w.still_ours(fd) {
+            let mut buf = Vec::new();
+            encode_unthreaded(&Record::Stop, &mut buf);
+            write_all(fd, &buf);
+            // The parent sees EOF.
+            fds::close_own(fd);
+        }
     }
+    if outer {
+        FINISHING.store(0, Ordering::Release);
+        if let Some(after) = AFTER_FINISH.get() {
+            after();
+        }
+    }
+}
+
+fn gettid() -> i32 {
+    // SAFETY: gettid has no preconditions.
+    unsafe { libc::syscall(libc::SYS_gettid) as i32 }
+}
+
+/// Whether the calling thread is ending the session ([`stop`]): a fatal signal's handler
+/// that interrupted it cannot wait for the recorder (the records it is sending are what
+/// the recorder waits for), and lets it finish first. Async-signal-safe.
+pub fn finishing_here() -> bool {
+    FINISHING.load(Ordering::Acquire) == gettid()
+}
+
+/// Has `f` called whenever a session has ended, by the thread that ended it, once the
+/// records are all sent (the process's end watch lets a signal held meanwhile kill it).
+pub fn after_finish(f: fn()) {
+    let _ = AFTER_FINISH.set(f);
+}
+
+/// Asks the drain thread to end the session at its next wake (within a drain period), as
+/// [`stop`] does: for a process about to die of a signal, whose handler waits for the
+/// recorder meanwhile and cannot stop it itself (stopping takes locks and allocates), even
+/// where the thread the signal interrupted was stopping it (`_exit` racing a SIGTERM, as a
+/// pool's workers do when the pool is terminated). The recorder then gets every record
+/// before it lets the process go. Async-signal-safe.
+pub fn ask_stop() {
+    STOP_ASKED.store(true, Ordering::Release);
 }
 
 /// Sends everything recorded before the call down the pipe, recording on: what the drain

@@ -12,10 +12,13 @@
 //!   through `Py_Exit`, C code calling `exit`) reports its status, and the `_exit`/`_Exit`
 //!   hooks ([`crate::native_hooks`]) report theirs;
 //! - installs a handler for each signal whose default action ends the process and which
-//!   still has that action (SIGTERM, SIGHUP, SIGSEGV, SIGABRT, ...): it reports the signal,
+//!   still has that action (SIGTERM, SIGHUP, SIGSEGV, SIGABRT, ...): it asks the drain
+//!   thread to end the session (every record sent, then goodbye), reports the signal,
 //!   waits for the recorder, and raises the signal again with the default action back in
 //!   place (`SA_RESETHAND`), so the process dies of it exactly as it would have (same wait
-//!   status, core dump included). The interpreter's own table is not touched: a program
+//!   status, core dump included). A signal that interrupts a thread itself ending the
+//!   session (an exit racing the signal) is held until that is done, then kills the
+//!   process the same way. The interpreter's own table is not touched: a program
 //!   that sets a handler replaces ours, and `signal.getsignal` still says `SIG_DFL`;
 //! - the exported [`kill`] reports the process killing itself with SIGKILL, or with a
 //!   signal whose default fatal action is in place (the bootstrap ending the process with
@@ -67,6 +70,9 @@ static ALSO_FD: AtomicI32 = AtomicI32::new(-1);
 static ADOPTED: AtomicBool = AtomicBool::new(false);
 /// The fatal signals' handlers are installed.
 static SIGNALS: AtomicBool = AtomicBool::new(false);
+/// A fatal signal that came while its thread was ending the session, which the process dies
+/// of once that is done ([`die_of_held_signal`]); 0 if none.
+static HELD: AtomicI32 = AtomicI32::new(0);
 
 /// How long a process that reported its end waits for the recorder to finish the file.
 /// The recorder only has to write what it already received, the trailer, and fsync.
@@ -144,6 +150,7 @@ fn install_signals(signals: bool) {
     if !signals || SIGNALS.swap(true, Ordering::AcqRel) {
         return;
     }
+    crate::drain::after_finish(die_of_held_signal);
     for sig in FATAL {
         if action_is_default(sig) {
             // SAFETY: a zeroed sigaction is valid; the handler has the signature a
@@ -330,11 +337,30 @@ extern "C" fn at_exit(status: c_int, _: *mut c_void) {
 }
 
 extern "C" fn on_fatal_signal(sig: c_int) {
+    if crate::drain::finishing_here() {
+        // Its thread was sending the last records (an `_exit` or `exit` racing the signal,
+        // as a terminated pool's workers do): waiting for the recorder here would wait for
+        // those. The default action is back: the process dies of it once they are sent.
+        HELD.store(sig, Ordering::Release);
+        return;
+    }
+    crate::drain::ask_stop();
     report(EndReport::Signaled(sig));
     // SA_RESETHAND put the default action back: raising the signal again kills the process
     // with it, now or as soon as this handler returns (if the kernel blocks it meanwhile).
     // SAFETY: raise is async-signal-safe.
     unsafe { libc::raise(sig) };
+}
+
+/// After a session ended ([`crate::drain::after_finish`]): the process dies of the fatal
+/// signal that came meanwhile, if one did, saying so first as its handler would have.
+fn die_of_held_signal() {
+    let sig = HELD.swap(0, Ordering::AcqRel);
+    if sig != 0 {
+        report(EndReport::Signaled(sig));
+        // SAFETY: raise is async-signal-safe; the signal's default action is in place.
+        unsafe { libc::raise(sig) };
+    }
 }
 
 /// Whether `kill(pid, sig)` from this process ends it.
@@ -353,6 +379,7 @@ fn kills_this_process(pid: libc::pid_t, sig: c_int) -> bool {
 #[no_mangle]
 pub unsafe extern "C" fn kill(pid: libc::pid_t, sig: c_int) -> c_int {
     if CTRL_FD.load(Ordering::Relaxed) >= 0 && kills_this_process(pid, sig) {
+        crate::drain::ask_stop();
         report(EndReport::Signaled(sig));
     }
     // SAFETY: the system call libc's `kill` makes; it sets errno the same way.
