@@ -377,6 +377,9 @@ pub fn after_fork_in_child() {
     DRAIN_STARTED.store(false, Ordering::Relaxed);
     DRAIN_THREAD.store(0, Ordering::Relaxed);
     DRAIN_LOCK.store(false, Ordering::Relaxed);
+    // (A thread that was ending the session, or had been asked to, did not come along.)
+    FINISHING.store(0, Ordering::Relaxed);
+    STOP_ASKED.store(false, Ordering::Relaxed);
     fds::after_fork_in_child();
     // Our copy of the pipe in the child.
     fds::close_own(FD.swap(-1, Ordering::Relaxed));
