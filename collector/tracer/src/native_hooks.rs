@@ -194,15 +194,21 @@ fn record_mapping(g: &Guard, p: usize, len: usize, flags: i32) {
         if reservations::inside_registered(p, len) {
             return;
         }
-        for key in reservations::remove(p, len) {
-            record_free(g, key, AllocKind::Reserved);
-        }
-        record_free(g, p, AllocKind::Reserved);
+        record_unmapped(g, p, len);
     }
     record_alloc(g, p, len, AllocKind::Reserved);
     if flags & libc::MAP_ANONYMOUS != 0 {
         reservations::add(p, len);
     }
+}
+
+/// [addr, addr+len) is unmapped (or mapped over): the free of the mapping recorded at `addr`,
+/// and of every registered one the range drops whole.
+fn record_unmapped(g: &Guard, addr: usize, len: usize) {
+    for key in reservations::remove(addr, len) {
+        record_free(g, key, AllocKind::Reserved);
+    }
+    record_free(g, addr, AllocKind::Reserved);
 }
 
 pub unsafe extern "C" fn mmap_hook(
@@ -238,10 +244,7 @@ pub unsafe extern "C" fn munmap_hook(addr: *mut c_void, len: usize) -> i32 {
             if let Some(bytes) = reservations::unmapping(addr, len) {
                 record_resident(&g, addr, bytes);
             }
-            for key in reservations::remove(addr, len) {
-                record_free(&g, key, AllocKind::Reserved);
-            }
-            record_free(&g, addr, AllocKind::Reserved);
+            record_unmapped(&g, addr, len);
         } else if g.directly_inside_pymalloc() {
             record_free(&g, addr as usize, AllocKind::PymallocArena);
         }
