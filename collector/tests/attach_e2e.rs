@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use memlens_analysis::{stack_totals, EventFilter, Snapshot};
 use memlens_format::Recording;
 
-use common::{line_of, memlens, python, script, TempDir};
+use common::{line_of, memlens, python, script, tested_python_minor, TempDir};
 
 /// Whether lldb is installed; says the test skips if not. Under CI (`CI` set), where
 /// `./dev setup` installs it, its absence is a failure, so the tests cannot silently not run.
@@ -318,22 +318,13 @@ fn attach_refuses_clearly_and_leaves_the_process_untouched() {
     }
 }
 
-/// The minor version of the Python under test.
-fn python_minor() -> u32 {
-    let out = Command::new(python())
-        .args(["-c", "import sys; print(sys.version_info[1])"])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
-}
-
 /// CPython 3.14+: `sys.remote_exec` starts tracing, with no debugger installed (lldb is off
 /// the PATH here). A program whose main thread is blocked past `--timeout` is left as it
 /// was: when it wakes and runs the request memlens left, the request does nothing and
 /// prints nothing to the program's stderr; a second attach then records it.
 #[test]
 fn on_3_14_attach_needs_no_debugger() {
-    if python_minor() < 14 {
+    if tested_python_minor() < 14 {
         eprintln!("SKIPPED: sys.remote_exec is CPython 3.14's");
         return;
     }

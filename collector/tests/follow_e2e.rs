@@ -564,15 +564,7 @@ fn forks_warn_of_the_programs_threads_only() {
     let plain = fork_warnings(&plain.unwrap());
     let (out, _, _dir) = run("fork_warning.py", &[], &[]);
     assert_eq!(fork_warnings(&out), plain);
-    let version = String::from_utf8(
-        std::process::Command::new(python())
-            .args(["-c", "import sys; print(sys.version_info[1])"])
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap();
-    if version.trim().parse::<u32>().unwrap() >= 12 {
+    if tested_python_minor() >= 12 {
         let line = line_of("fork_warning.py", "FORK_WARNED_LINE");
         assert_eq!(plain.len(), 1, "{plain:?}");
         assert!(plain[0].contains(&format!("fork_warning.py:{line}: DeprecationWarning")));

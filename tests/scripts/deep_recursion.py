@@ -1,8 +1,12 @@
 """Recurses DEPTH deep and keeps 1 MiB allocated at the bottom: under memlens it must go as
 deep as without (as far as the thread's C stack allows), and past that raise RecursionError.
 
-Usage: deep_recursion.py DEPTH [--default-limit] [--thread-stack BYTES]
+Usage: deep_recursion.py DEPTH [--default-limit] [--thread-stack BYTES] [--greenlet]
        deep_recursion.py deepcopy
+       deep_recursion.py yield-from DEPTH
+
+--greenlet imports greenlet first (under memlens, the recursion then stays on the thread's
+own stack).
 """
 import copy
 import sys
@@ -16,6 +20,15 @@ def rec(k):
         KEPT.append(bytearray(1024 * 1024))  # DEEP_LINE
         return
     rec(k - 1)
+
+
+def chain(k):
+    """A chain of `k` generators, each delegating to the next (`yield from`), the last
+    raising ValueError after its first item."""
+    if k == 0:
+        yield 1
+        raise ValueError("bottom")
+    yield from chain(k - 1)
 
 
 def in_thread(depth, stack_size):
@@ -44,7 +57,18 @@ def main(args):
         copy.deepcopy(nested)
         print("ok deepcopy")
         return
+    if args[0] == "yield-from":
+        depth = int(args[1])
+        sys.setrecursionlimit(depth + 100)
+        try:
+            for _ in chain(depth):
+                pass
+        except ValueError as e:
+            print("ok yield-from", depth, e)
+        return
     depth = int(args[0])
+    if "--greenlet" in args:
+        import greenlet  # noqa: F401
     if "--default-limit" not in args:
         sys.setrecursionlimit(depth + 100)
     if "--thread-stack" in args:

@@ -154,6 +154,16 @@ pub fn output_within(cmd: &mut Command, limit: std::time::Duration) -> std::proc
     std::process::Output { status, stdout: stdout.join().unwrap(), stderr: stderr.join().unwrap() }
 }
 
+/// The minor version of the Python under test ([`python`]).
+#[allow(dead_code)]
+pub fn tested_python_minor() -> u32 {
+    let out = Command::new(python())
+        .args(["-c", "import sys; print(sys.version_info[1])"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().parse().expect("a minor version")
+}
+
 /// The minor version of Python 3 in a recording's `python_version` ("3.12.1" -> 12).
 #[allow(dead_code)]
 pub fn python_minor(version: &str) -> u32 {

@@ -28,8 +28,8 @@ use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use crate::c_stack::{self, Room};
 use crate::guard::{tls, Ctx, Guard};
 use crate::python_api::{
-    api, EvalFunc, EvalHook, ProfileSlot, PyObject, TraceFunc, PYTRACE_CALL, PYTRACE_C_EXCEPTION,
-    PYTRACE_C_RETURN, PYTRACE_RETURN,
+    api, EvalFunc, EvalHook, ProfileSlot, PyApi, PyObject, TraceFunc, PYTRACE_CALL,
+    PYTRACE_C_EXCEPTION, PYTRACE_C_RETURN, PYTRACE_RETURN,
 };
 use crate::stacks::{
     code_id, frame_code_id, mode, seed_from, seed_from_current, walking, StackMode,
@@ -327,9 +327,11 @@ pub fn remove_eval_hook() -> bool {
 /// seeds a stack) are not tracked.
 ///
 /// Every Python call goes through here as a C call, on the thread's C stack, where plain
-/// Python (3.11+) runs Python-to-Python calls without one ([`crate::c_stack`]): so a frame
-/// is refused with a `RecursionError` when the stack is nearly full, and on 3.12 and 3.13
-/// the C recursion units the call costs beyond plain Python are given back while it runs.
+/// Python (3.11+) runs Python-to-Python calls without one ([`crate::c_stack`]): so when the
+/// stack is nearly full a frame runs on a fresh stack segment ([`on_fresh_segment`]), or is
+/// refused with a `RecursionError` where that cannot be done ([`refuse`]), and on 3.12 and
+/// 3.13 the C recursion units the call costs beyond plain Python are given back while it
+/// runs.
 unsafe extern "C" fn eval_frame(
     ts: *mut c_void,
     iframe: *mut c_void,
@@ -342,11 +344,39 @@ unsafe extern "C" fn eval_frame(
     let prev: EvalFunc = unsafe { std::mem::transmute(PREV_EVAL.load(Ordering::Acquire)) };
     let credit = match c_stack::room(tls()) {
         // SAFETY: `ts` is the thread state CPython called us with, GIL held.
-        Room::Free(room) => unsafe { hook.credit(ts, room) },
-        // SAFETY: CPython hands us a frame to run, which `refuse` does.
-        Room::Low => return unsafe { refuse(hook, prev, ts, iframe) },
+        Room::Free(room) => match unsafe { hook.credit(ts, room) } {
+            Some(units) => units,
+            // SAFETY: CPython hands us a frame to run, which runs there or below.
+            None => match unsafe { on_fresh_segment(api, hook, prev, ts, iframe, throw) } {
+                Some(result) => return result,
+                None => 0,
+            },
+        },
+        // SAFETY: as above; `refuse` runs it too.
+        Room::Low => unsafe {
+            return on_fresh_segment(api, hook, prev, ts, iframe, throw)
+                .unwrap_or_else(|| refuse(hook, prev, ts, iframe));
+        },
         Room::Unknown => 0,
     };
+    // SAFETY: per this function's contract with CPython.
+    unsafe { run_frame(api, hook, prev, (ts, iframe, throw), credit) }
+}
+
+/// Runs a frame through `prev`, keeping the thread's shadow stack around it, and takes
+/// back the `credit` given to the C recursion counter for it.
+///
+/// # Safety
+/// GIL held; `frame` is what the hook was called with.
+#[inline(always)]
+unsafe fn run_frame(
+    api: &PyApi,
+    hook: &EvalHook,
+    prev: EvalFunc,
+    frame: (*mut c_void, *mut c_void, c_int),
+    credit: c_int,
+) -> *mut PyObject {
+    let (ts, iframe, throw) = frame;
     // SAFETY: CPython hands us a live frame to run.
     let code = unsafe { hook.code(iframe) };
     let tracked = !code.is_null() && {
@@ -371,6 +401,40 @@ unsafe extern "C" fn eval_frame(
         with_state(|st| st.leave_iframe(iframe));
     }
     result
+}
+
+/// Runs a frame on a fresh stack segment, where that is safe ([`EvalHook::fresh_segments`]):
+/// when the thread's stack is nearly full, or too short for the C recursion counter to be
+/// given back the call's units (3.12, 3.13: the call would cost it units plain Python does
+/// not spend, and a deep recursion would end in CPython's `RecursionError` before the end of
+/// the stack). On the segment the call is credited as any other. `None` (the frame not run)
+/// where it is not safe or no segment can be had.
+///
+/// # Safety
+/// GIL held; the arguments are those the hook was called with.
+#[cold]
+#[inline(never)]
+unsafe fn on_fresh_segment(
+    api: &PyApi,
+    hook: &EvalHook,
+    prev: EvalFunc,
+    ts: *mut c_void,
+    iframe: *mut c_void,
+    throw: c_int,
+) -> Option<*mut PyObject> {
+    // SAFETY: GIL held.
+    if !unsafe { hook.fresh_segments() } {
+        return None;
+    }
+    c_stack::on_fresh_segment(tls(), || {
+        let credit = match c_stack::room(tls()) {
+            // SAFETY: the thread state the hook was called with, GIL held.
+            Room::Free(room) => unsafe { hook.credit(ts, room) }.unwrap_or(0),
+            Room::Low | Room::Unknown => 0,
+        };
+        // SAFETY: per the contract; the frame runs as the hook would have run it.
+        unsafe { run_frame(api, hook, prev, (ts, iframe, throw), credit) }
+    })
 }
 
 /// Runs `iframe` as a throw of `RecursionError` into it, as `generator.throw()` does, when

@@ -155,6 +155,16 @@ pub struct EvalHook {
     /// Where this version's thread state keeps its C recursion counter (3.12, 3.13), where
     /// that checked out at start.
     c_recursion: Option<usize>,
+    /// `PySys_GetObject` and `PyDict_GetItemString`, to ask whether greenlet is imported,
+    /// where a hooked frame may run on a fresh stack segment ([`Self::fresh_segments`]).
+    segments_check: Option<SegmentsCheck>,
+}
+
+/// What [`EvalHook::fresh_segments`] calls.
+#[derive(Clone, Copy)]
+struct SegmentsCheck {
+    sys_get_object: unsafe extern "C" fn(*const c_char) -> *mut PyObject,
+    dict_get_item_string: unsafe extern "C" fn(*mut PyObject, *const c_char) -> *mut PyObject,
 }
 
 // SAFETY: `code_type` and `recursion_error` are the addresses of static objects, only
@@ -312,21 +322,23 @@ impl EvalHook {
     /// will take, if the counter can still bear them in the `room` bytes of C stack left
     /// (so C code that recurses deep at the bottom of a deep Python recursion meets
     /// CPython's `RecursionError` before the end of the stack). Returns what it gave, to
-    /// take back with [`Self::debit`] when the call returns.
+    /// take back with [`Self::debit`] when the call returns (0 where there is no counter),
+    /// or `None` when the counter cannot bear them in that room (the call then runs on a
+    /// fresh stack segment, where it can, or without the units).
     ///
     /// # Safety
     /// `ts` is the thread state the hook was called with, GIL held.
     #[inline(always)]
-    pub unsafe fn credit(&self, ts: *mut c_void, room: usize) -> c_int {
-        let Some(at) = self.c_recursion else { return 0 };
+    pub unsafe fn credit(&self, ts: *mut c_void, room: usize) -> Option<c_int> {
+        let Some(at) = self.c_recursion else { return Some(0) };
         // SAFETY: the offset checked out at start (`RecursionLayout::verified`).
         let counter = unsafe { &mut *ts.byte_add(at).cast::<c_int>() };
         let after = *counter + EVAL_C_UNITS;
         if after > 0 && after as usize * BYTES_PER_C_UNIT <= room {
             *counter = after;
-            EVAL_C_UNITS
+            Some(EVAL_C_UNITS)
         } else {
-            0
+            None
         }
     }
 
@@ -339,6 +351,26 @@ impl EvalHook {
         if let (Some(at), 1..) = (self.c_recursion, units) {
             // SAFETY: as in `credit`.
             unsafe { *ts.byte_add(at).cast::<c_int>() -= units };
+        }
+    }
+
+    /// Whether a frame may run on a fresh stack segment when the thread's stack is nearly
+    /// full ([`crate::c_stack::on_fresh_segment`]): where CPython counts recursion without
+    /// comparing the stack's address with the thread's bounds (3.9 to 3.13; 3.14 checks
+    /// the address), and greenlet is not imported (a greenlet switch copies the part of the
+    /// C stack between two addresses, which a segment elsewhere would make a crash).
+    ///
+    /// # Safety
+    /// GIL held.
+    pub unsafe fn fresh_segments(&self) -> bool {
+        let Some(check) = self.segments_check else { return false };
+        // SAFETY: GIL held; both calls return borrowed references (or null), and a failed
+        // lookup sets no exception. The key's string is the tracer's, never recorded.
+        unsafe {
+            let _guard = crate::guard::Guard::enter(crate::guard::Ctx::Tracer);
+            let modules = (check.sys_get_object)(c"modules".as_ptr());
+            !modules.is_null()
+                && (check.dict_get_item_string)(modules, c"greenlet".as_ptr()).is_null()
         }
     }
 
@@ -707,11 +739,20 @@ pub fn init() -> Result<&'static PyApi, InitError> {
                     (!p.is_null()).then(|| unsafe { *p.cast::<*mut PyObject>() })?
                 },
                 c_recursion: None,
+                segments_check: None,
             })
         })
         .filter(|h| !h.code_type.is_null() && h.verified(&api))
         .map(|mut h| {
             h.c_recursion = c_recursion_at(minor);
+            h.segments_check = (minor <= 13)
+                .then(|| {
+                    Some(SegmentsCheck {
+                        sys_get_object: resolve(&[c"PySys_GetObject"]).ok()?,
+                        dict_get_item_string: resolve(&[c"PyDict_GetItemString"]).ok()?,
+                    })
+                })
+                .flatten();
             h
         });
     Ok(API.get_or_init(|| api))
