@@ -84,16 +84,13 @@ fn recursion_980_deep_under_the_default_limit() {
 }
 
 /// 10,000 frames with a raised limit, on the main thread's 8 MiB stack: RecursionError at
-/// 3,000-5,000 frames on 3.13.0 and ~745 on 3.12.1 before; memlens now reaches about
-/// 13,000-18,000 (docs/python-versions.md). Debian's 3.14 and 3.15, whose evaluation
-/// function takes 720 bytes of stack where pyenv's 3.13 takes 376, reach ~6,900-7,800:
-/// 6,000 there.
+/// 3,000-5,000 frames on 3.13.0 and ~745 on 3.12.1 before, and at ~6,900-7,800 on Debian's
+/// 3.14 and 3.15, whose evaluation function takes 720 bytes of stack where pyenv's 3.13
+/// takes 376 (docs/python-versions.md).
 #[test]
 fn recursion_10000_deep_with_a_raised_limit() {
-    let depth = if tested_python_minor() >= 14 { 6000 } else { 10000 };
-    let args = [depth.to_string()];
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    assert_as_deep_as_plain(&run(args[0], &[], &args), depth, &args);
+    let args = ["10000"];
+    assert_as_deep_as_plain(&run(args[0], &[], &args), 10000, &args);
 }
 
 #[test]
@@ -105,42 +102,42 @@ fn deepcopy_of_a_list_nested_400_deep() {
 
 /// 3.11.7 crashed with SIGSEGV at ~18,000 frames (and 3.9, 3.10 at ~16,000-18,000, where
 /// plain Python reaches 20,000-23,000), then stopped with memlens's RecursionError at
-/// ~14,000-16,000 where plain 3.11+ goes on to its recursion limit. Now, where CPython
-/// counts recursion without looking at the stack's address (3.9-3.13), 100,000 frames run
-/// on fresh stack segments, on the main thread and on a thread with a 512 KiB stack (3.9 and
-/// 3.10 deeper than without memlens, which crash); on 3.14+ they end in a RecursionError,
-/// never a crash.
+/// ~14,000-16,000 (~7,000 on 3.14 and 3.15) where plain 3.11+ goes on to its recursion
+/// limit. Now 100,000 frames run on fresh stack segments, on the main thread and on a
+/// thread with a 512 KiB stack (3.9 and 3.10 deeper than without memlens, which crash).
 #[test]
 fn recursion_past_the_c_stack_goes_on_in_fresh_segments() {
-    let main = run("main-1e5", &[], &["100000"]);
-    let thread = run("thread-1e5", &[], &["100000", "--thread-stack", "524288"]);
-    if tested_python_minor() >= 14 {
-        assert_recursion_error(&main.out);
-        assert_recursion_error(&thread.out);
-        assert!(String::from_utf8_lossy(&thread.out.stderr).contains("C stack"));
-        return;
-    }
-    for run in [&main, &thread] {
+    for args in [&["100000"][..], &["100000", "--thread-stack", "524288"]] {
+        let run = run(&args.join("-"), &[], args);
         assert!(run.out.status.success(), "{}", text(&run.out));
         assert_eq!(String::from_utf8_lossy(&run.out.stdout).trim(), "ok 100000");
-        assert_charged_under(run, 100000);
+        assert_charged_under(&run, 100000);
     }
 }
 
 /// Resuming a chain of generators (`yield from`) through the hook cost 3.12 and 3.13 the
 /// C recursion units the hook could not give back near the end of the stack, so CPython's
 /// RecursionError came before the stack's end: 15,000 generators ran, 16,000 did not. Now
-/// such a call runs on a fresh segment too (3.11 plain crashes at this depth; 3.14+ end in
-/// memlens's RecursionError).
+/// such a call runs on a fresh segment too (3.11 plain crashes at this depth).
 #[test]
 fn a_chain_of_50000_generators_resumes_across_segments() {
     let run = run("yield-from", &[], &["yield-from", "50000"]);
-    if tested_python_minor() >= 14 {
-        assert_recursion_error(&run.out);
-        return;
-    }
     assert!(run.out.status.success(), "{}", text(&run.out));
     assert_eq!(String::from_utf8_lossy(&run.out.stdout).trim(), "ok yield-from 50000 bottom");
+}
+
+/// C code recursing at the bottom of a recursion 40,000 deep (on a segment) meets CPython's
+/// own RecursionError, as it does without memlens: on 3.12 and 3.13 its counter, on 3.14+
+/// its check of the stack's address, told where the segment is. (3.9-3.11 count C recursion
+/// against the raised Python limit and crash, with memlens or without.)
+#[test]
+fn c_recursion_on_a_segment_meets_cpythons_recursion_error() {
+    if tested_python_minor() <= 11 {
+        return;
+    }
+    let run = run("nested-repr", &[], &["nested-repr", "40000"]);
+    assert!(run.out.status.success(), "{}", text(&run.out));
+    assert_eq!(String::from_utf8_lossy(&run.out.stdout).trim(), "nested-repr RecursionError");
 }
 
 /// A greenlet switch copies the C stack between two addresses, which a segment elsewhere
@@ -156,7 +153,7 @@ fn with_greenlet_imported_recursion_past_the_c_stack_is_a_recursion_error() {
 /// Where the thread state's layout does not check out (3.12, 3.13), the counter is neither
 /// credited nor refilled, silently: a deep recursion ends in CPython's own RecursionError
 /// (each hooked call costing it two units), never a crash. (It changes nothing on the
-/// versions without the counter: 3.9-3.11 recurse on, 3.14+ end in memlens's.)
+/// versions without the counter, which recurse on.)
 #[test]
 fn an_unchecked_thread_state_still_ends_in_a_recursion_error() {
     let env = [("MEMLENS_TEST_SKEW_TSTATE", "1")];
@@ -164,9 +161,9 @@ fn an_unchecked_thread_state_still_ends_in_a_recursion_error() {
     assert!(ok.out.status.success(), "{}", text(&ok.out));
     assert!(!String::from_utf8_lossy(&ok.out.stderr).contains("memlens"), "{}", text(&ok.out));
     let deep = run("skew-1e5", &env, &["100000"]);
-    if tested_python_minor() <= 11 {
-        assert!(deep.out.status.success(), "{}", text(&deep.out));
-    } else {
+    if matches!(tested_python_minor(), 12 | 13) {
         assert_recursion_error(&deep.out);
+    } else {
+        assert!(deep.out.status.success(), "{}", text(&deep.out));
     }
 }

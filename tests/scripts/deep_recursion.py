@@ -4,6 +4,7 @@ deep as without (as far as the thread's C stack allows), and past that raise Rec
 Usage: deep_recursion.py DEPTH [--default-limit] [--thread-stack BYTES] [--greenlet]
        deep_recursion.py deepcopy
        deep_recursion.py yield-from DEPTH
+       deep_recursion.py nested-repr DEPTH
 
 --greenlet imports greenlet first (under memlens, the recursion then stays on the thread's
 own stack).
@@ -20,6 +21,13 @@ def rec(k):
         KEPT.append(bytearray(1024 * 1024))  # DEEP_LINE
         return
     rec(k - 1)
+
+
+def rec_then(k, f):
+    """f() under `k` more frames."""
+    if k == 0:
+        return f()
+    return rec_then(k - 1, f)
 
 
 def chain(k):
@@ -56,6 +64,23 @@ def main(args):
             nested = [nested]
         copy.deepcopy(nested)
         print("ok deepcopy")
+        return
+    if args[0] == "nested-repr":
+        # C code recursing at the bottom of a deep recursion: repr of a list nested far
+        # deeper than any C stack allows.
+        sys.setrecursionlimit(1_000_000)
+        nested = []
+        for _ in range(300_000):
+            nested = [nested]
+
+        def bottom():
+            try:
+                repr(nested)
+            except RecursionError:
+                return "RecursionError"
+            return "no error"
+
+        print("nested-repr", rec_then(int(args[1]), bottom))
         return
     if args[0] == "yield-from":
         depth = int(args[1])

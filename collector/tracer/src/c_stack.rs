@@ -14,10 +14,10 @@
 //! check is a subtraction and a compare against the stack pointer.
 //!
 //! Below a margin ([`margin`]) the hook runs the frame on a fresh stack segment
-//! ([`on_fresh_segment`]) where CPython counts recursion without looking at the stack's
-//! address (3.9 to 3.13), so that a program recurses as deep as its recursion limit lets it,
-//! as it does without memlens; where it cannot (3.14+, greenlets), it does not run the frame
-//! but raises `RecursionError` in it. Above the margin, on 3.12 and 3.13, it gives back the
+//! ([`on_fresh_segment`]; 3.14+, which checks the stack's address itself, is told where the
+//! segment is), so that a program recurses as deep as its recursion limit lets it, as it
+//! does without memlens; where it cannot (greenlets), it does not run the frame but raises
+//! `RecursionError` in it. Above the margin, on 3.12 and 3.13, it gives back the
 //! units of CPython's C recursion counter that the hooked call costs, as long as the stack
 //! left can bear them.
 //!
@@ -162,18 +162,27 @@ pub fn on_fresh_segment<F: FnOnce() -> R, R>(tls: &Tls, run: F) -> Option<R> {
     if !cfg!(target_arch = "x86_64") {
         return None;
     }
+    let depth = tls.segments.get().checked_add(1)?;
     let base = take_segment()?;
     let saved = (tls.stack_low.get(), tls.stack_size.get());
     tls.stack_low.set(base + GUARD);
     tls.stack_size.set(SEGMENT);
+    tls.segments.set(depth);
     let mut job: Job<F, R> = Job { run: Some(run), result: None };
     // SAFETY: the segment is mapped, readable and writable, and ours alone until given
     // back below; its top is 16-byte aligned, as the call needs.
     unsafe { call_on(base + GUARD + SEGMENT, Job::<F, R>::run, (&raw mut job).cast()) };
+    tls.segments.set(depth - 1);
     tls.stack_low.set(saved.0);
     tls.stack_size.set(saved.1);
     give_back(base);
     job.result
+}
+
+/// The stack segment the calling thread runs on, `(lowest address, size)`; `None` on its
+/// own stack.
+pub fn segment(tls: &Tls) -> Option<(usize, usize)> {
+    (tls.segments.get() > 0).then(|| (tls.stack_low.get(), tls.stack_size.get()))
 }
 
 /// A closure to run on another stack, and its result.
@@ -313,6 +322,7 @@ mod tests {
         let (first, second, inner_low) = on_fresh_segment(t, || {
             let first = room(tls());
             let low = tls().stack_low.get();
+            assert_eq!(segment(tls()), Some((low, SEGMENT)));
             // A segment on the segment (a recursion past the first one's end).
             let second = on_fresh_segment(tls(), || {
                 let pad = std::hint::black_box([7u8; 64 * 1024]);
@@ -333,6 +343,7 @@ mod tests {
         assert_ne!(inner_low, second_low);
         assert!(outer.0 + outer.1 <= inner_low || inner_low + SEGMENT <= outer.0);
         assert_eq!((t.stack_low.get(), t.stack_size.get()), outer);
+        assert_eq!(segment(t), None);
         // Given back: kept as spares, the next one is one of them.
         let again = on_fresh_segment(t, || tls().stack_low.get()).unwrap();
         assert!(again == inner_low || again == second_low, "{again:#x}");

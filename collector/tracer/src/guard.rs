@@ -33,6 +33,10 @@ pub enum Ctx {
 pub struct Tls {
     depth: Cell<u32>,
     outer: Cell<Ctx>,
+    /// How many stack segments the thread runs on above its own stack (see
+    /// [`crate::c_stack::on_fresh_segment`]): above 0, `stack_low` and `stack_size` are a
+    /// segment's. (Here, in the bytes `depth` and `outer` leave free.)
+    pub segments: Cell<u16>,
     /// The thread's tracer state, a `ThreadState` (see [`crate::thread_state`], which alone
     /// casts it back): untyped, so that this bottom layer names nothing above it.
     pub state: Cell<*mut c_void>,
@@ -126,6 +130,7 @@ thread_local! {
         Tls {
             depth: Cell::new(0),
             outer: Cell::new(Ctx::Tracer),
+            segments: Cell::new(0),
             state: Cell::new(std::ptr::null_mut()),
             countdown: Cell::new(0),
             rng: Cell::new(0),

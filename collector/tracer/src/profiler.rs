@@ -403,8 +403,9 @@ unsafe fn run_frame(
     result
 }
 
-/// Runs a frame on a fresh stack segment, where that is safe ([`EvalHook::fresh_segments`]):
-/// when the thread's stack is nearly full, or too short for the C recursion counter to be
+/// Runs a frame on a fresh stack segment, where that is safe ([`EvalHook::fresh_segments`];
+/// 3.14+ is told where the segment is, [`EvalHook::protect_stack`]): when the thread's stack
+/// is nearly full, or too short for the C recursion counter to be
 /// given back the call's units (3.12, 3.13: the call would cost it units plain Python does
 /// not spend, and a deep recursion would end in CPython's `RecursionError` before the end of
 /// the stack). On the segment the call is credited as any other. `None` (the frame not run)
@@ -426,15 +427,26 @@ unsafe fn on_fresh_segment(
     if !unsafe { hook.fresh_segments() } {
         return None;
     }
-    c_stack::on_fresh_segment(tls(), || {
+    let outer = c_stack::segment(tls());
+    let result = c_stack::on_fresh_segment(tls(), || {
+        // SAFETY: the thread state the hook was called with, GIL held; CPython is told of
+        // the segment before any of its code runs there.
+        if !unsafe { hook.protect_stack(ts, c_stack::segment(tls())) } {
+            // SAFETY: per the contract.
+            return unsafe { refuse(hook, prev, ts, iframe) };
+        }
         let credit = match c_stack::room(tls()) {
-            // SAFETY: the thread state the hook was called with, GIL held.
+            // SAFETY: as above.
             Room::Free(room) => unsafe { hook.credit(ts, room) }.unwrap_or(0),
             Room::Low | Room::Unknown => 0,
         };
         // SAFETY: per the contract; the frame runs as the hook would have run it.
         unsafe { run_frame(api, hook, prev, (ts, iframe, throw), credit) }
-    })
+    });
+    // SAFETY: as above, back on the stack the call came from, which CPython is told of
+    // before any of its code runs again.
+    unsafe { hook.protect_stack(ts, outer) };
+    result
 }
 
 /// Runs `iframe` as a throw of `RecursionError` into it, as `generator.throw()` does, when

@@ -34,7 +34,8 @@
 //!   the hook gives back while the C stack has room ([`EvalHook::credit`]); the counter's
 //!   offset is checked at start against `sys.getrecursionlimit()`. 3.14+ has no such counter:
 //!   it measures the C stack itself (`c_stack_soft_limit`), so a hooked call needs nothing
-//!   given back there.
+//!   given back there, and a frame run on a fresh stack segment tells CPython where that
+//!   stack is (`PyUnstable_ThreadState_SetStackProtection`, [`EvalHook::protect_stack`]).
 
 use std::ffi::{c_char, c_int, c_void, CStr};
 use std::sync::OnceLock;
@@ -155,16 +156,27 @@ pub struct EvalHook {
     /// Where this version's thread state keeps its C recursion counter (3.12, 3.13), where
     /// that checked out at start.
     c_recursion: Option<usize>,
-    /// `PySys_GetObject` and `PyDict_GetItemString`, to ask whether greenlet is imported,
-    /// where a hooked frame may run on a fresh stack segment ([`Self::fresh_segments`]).
-    segments_check: Option<SegmentsCheck>,
+    /// What running a hooked frame on a fresh stack segment needs, where it may
+    /// ([`Self::fresh_segments`]).
+    segments: Option<Segments>,
 }
 
-/// What [`EvalHook::fresh_segments`] calls.
+/// What [`EvalHook::fresh_segments`] and [`EvalHook::protect_stack`] call.
 #[derive(Clone, Copy)]
-struct SegmentsCheck {
+struct Segments {
+    /// `PySys_GetObject` and `PyDict_GetItemString`, to ask whether greenlet is imported.
     sys_get_object: unsafe extern "C" fn(*const c_char) -> *mut PyObject,
     dict_get_item_string: unsafe extern "C" fn(*mut PyObject, *const c_char) -> *mut PyObject,
+    /// 3.14+: `PyUnstable_ThreadState_SetStackProtection` and `..._ResetStackProtection`.
+    protection: Option<StackProtection>,
+    /// `PyErr_Clear`.
+    err_clear: unsafe extern "C" fn(),
+}
+
+#[derive(Clone, Copy)]
+struct StackProtection {
+    set: unsafe extern "C" fn(*mut c_void, *mut c_void, usize) -> c_int,
+    reset: unsafe extern "C" fn(*mut c_void),
 }
 
 // SAFETY: `code_type` and `recursion_error` are the addresses of static objects, only
@@ -356,14 +368,15 @@ impl EvalHook {
 
     /// Whether a frame may run on a fresh stack segment when the thread's stack is nearly
     /// full ([`crate::c_stack::on_fresh_segment`]): where CPython counts recursion without
-    /// comparing the stack's address with the thread's bounds (3.9 to 3.13; 3.14 checks
-    /// the address), and greenlet is not imported (a greenlet switch copies the part of the
-    /// C stack between two addresses, which a segment elsewhere would make a crash).
+    /// looking at the stack's address (3.9 to 3.13) or can be told where the stack is
+    /// (3.14+, [`Self::protect_stack`]), and greenlet is not imported (a greenlet switch
+    /// copies the part of the C stack between two addresses, which a segment elsewhere
+    /// would make a crash).
     ///
     /// # Safety
     /// GIL held.
     pub unsafe fn fresh_segments(&self) -> bool {
-        let Some(check) = self.segments_check else { return false };
+        let Some(check) = self.segments else { return false };
         // SAFETY: GIL held; both calls return borrowed references (or null), and a failed
         // lookup sets no exception. The key's string is the tracer's, never recorded.
         unsafe {
@@ -371,6 +384,36 @@ impl EvalHook {
             let modules = (check.sys_get_object)(c"modules".as_ptr());
             !modules.is_null()
                 && (check.dict_get_item_string)(modules, c"greenlet".as_ptr()).is_null()
+        }
+    }
+
+    /// Tells CPython 3.14+ which C stack the thread runs on, for its own checks of the
+    /// room left: `Some((lowest address, size))`, a stack segment; `None`, the thread's own
+    /// stack, as CPython found it. Nothing before 3.14. False if CPython refused (it then
+    /// keeps the stack it knew).
+    ///
+    /// # Safety
+    /// `ts` is the thread state the hook was called with, GIL held.
+    pub unsafe fn protect_stack(&self, ts: *mut c_void, stack: Option<(usize, usize)>) -> bool {
+        let Some(Segments { protection: Some(p), err_clear, .. }) = self.segments else {
+            return true;
+        };
+        // SAFETY: per the contract. A refusal's exception (a size below CPython's least,
+        // which a segment is far above) is not left behind.
+        unsafe {
+            match stack {
+                Some((low, size)) => {
+                    let ok = (p.set)(ts, low as *mut c_void, size) == 0;
+                    if !ok {
+                        err_clear();
+                    }
+                    ok
+                }
+                None => {
+                    (p.reset)(ts);
+                    true
+                }
+            }
         }
     }
 
@@ -739,20 +782,28 @@ pub fn init() -> Result<&'static PyApi, InitError> {
                     (!p.is_null()).then(|| unsafe { *p.cast::<*mut PyObject>() })?
                 },
                 c_recursion: None,
-                segments_check: None,
+                segments: None,
             })
         })
         .filter(|h| !h.code_type.is_null() && h.verified(&api))
         .map(|mut h| {
             h.c_recursion = c_recursion_at(minor);
-            h.segments_check = (minor <= 13)
-                .then(|| {
-                    Some(SegmentsCheck {
-                        sys_get_object: resolve(&[c"PySys_GetObject"]).ok()?,
-                        dict_get_item_string: resolve(&[c"PyDict_GetItemString"]).ok()?,
+            h.segments = (|| {
+                let protection = if minor >= 14 {
+                    Some(StackProtection {
+                        set: resolve(&[c"PyUnstable_ThreadState_SetStackProtection"]).ok()?,
+                        reset: resolve(&[c"PyUnstable_ThreadState_ResetStackProtection"]).ok()?,
                     })
+                } else {
+                    None
+                };
+                Some(Segments {
+                    sys_get_object: resolve(&[c"PySys_GetObject"]).ok()?,
+                    dict_get_item_string: resolve(&[c"PyDict_GetItemString"]).ok()?,
+                    protection,
+                    err_clear: resolve(&[c"PyErr_Clear"]).ok()?,
                 })
-                .flatten();
+            })();
             h
         });
     Ok(API.get_or_init(|| api))
