@@ -1,7 +1,8 @@
-//! Descendants of a followed program started without memlens's environment (`env -i`, which
-//! empties its own before its exec; a child given an environment of the program's choosing
-//! gets memlens's variables added by the tracer's exec hooks, unless it has an `LD_PRELOAD`
-//! of its own): nothing in them connects to the recorder, so it looks for them itself, and
+//! Descendants of a followed program started without memlens's environment (exec'd by a
+//! program the tracer is not loaded in, such as a static binary, or by the execve system call
+//! itself; a child given an environment of the program's choosing, or whose parent emptied its
+//! own, as `env -i` does, gets memlens's variables added by the tracer's exec hooks, unless it
+//! has an `LD_PRELOAD` of its own): nothing in them connects to the recorder, so it looks for them itself, and
 //! records each as a process of the recording whose memory is sampled and whose recording says
 //! why it is not traced ([`memlens_analysis::NOT_FOLLOWED_MARKER`]).
 //!

@@ -8,7 +8,10 @@
 //! env={...})`, `os.execve(..., env)`): where the environment given has no `LD_PRELOAD`,
 //! this process's own `LD_PRELOAD` and `MEMLENS_` variables are added to it (only while
 //! descendants are followed; the program's own values of any of them are kept), on the
-//! caller's stack ([`with_follow_vars`]).
+//! caller's stack ([`with_follow_vars`]). They are taken from the process's environment,
+//! or where the program removed them from it (`os.environ.clear()`, `env -i`, `del
+//! os.environ["LD_PRELOAD"]`) from the copy kept when following began in this process
+//! ([`keep_follow_vars`]).
 //!
 //! Layer: the hooks layer; calls [`crate::process_end`] only. Preloaded, these names take
 //! every call of the program and its libraries (glibc's own `execvp` and `posix_spawn` call
@@ -26,13 +29,14 @@ use std::cell::UnsafeCell;
 use std::ffi::{c_char, c_int, CStr};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use memlens_wire::handshake::{write_decimal, ENV_EXEC_CTRL};
+use memlens_wire::handshake::{
+    write_decimal, ENV_EXEC_CTRL, ENV_FOLLOW, ENV_FOLLOW_OPTIONS, ENV_PACKAGE, ENV_TRACER,
+};
 
 use crate::process_end;
 
 type Argv = *const *const c_char;
 type ExecveFn = unsafe extern "C" fn(*const c_char, Argv, Argv) -> c_int;
-type ExecvFn = unsafe extern "C" fn(*const c_char, Argv) -> c_int;
 type FexecveFn = unsafe extern "C" fn(c_int, Argv, Argv) -> c_int;
 type SpawnFn = unsafe extern "C" fn(
     *mut libc::pid_t,
@@ -47,24 +51,90 @@ extern "C" {
     static environ: Argv;
 }
 
-/// libc's functions, in the order of [`NAMES`]; 0 until resolved.
-static REAL: [AtomicUsize; 7] = [const { AtomicUsize::new(0) }; 7];
-const NAMES: [&CStr; 7] =
-    [c"execve", c"execv", c"execvp", c"execvpe", c"fexecve", c"posix_spawn", c"posix_spawnp"];
+/// libc's functions, in the order of [`NAMES`]; 0 until resolved. (`execv` and `execvp`
+/// are `execve` and `execvpe` with the process's environment.)
+static REAL: [AtomicUsize; 5] = [const { AtomicUsize::new(0) }; 5];
+const NAMES: [&CStr; 5] = [c"execve", c"execvpe", c"fexecve", c"posix_spawn", c"posix_spawnp"];
 const EXECVE: usize = 0;
-const EXECV: usize = 1;
-const EXECVP: usize = 2;
-const EXECVPE: usize = 3;
-const FEXECVE: usize = 4;
-const POSIX_SPAWN: usize = 5;
-const POSIX_SPAWNP: usize = 6;
+const EXECVPE: usize = 1;
+const FEXECVE: usize = 2;
+const POSIX_SPAWN: usize = 3;
+const POSIX_SPAWNP: usize = 4;
 
 /// Finds libc's functions (from the library's constructor: the hooks then never call
-/// `dlsym`, which may allocate, in a forked child).
+/// `dlsym`, which may allocate, in a forked child), and keeps the variables following needs
+/// if this process is followed already ([`keep_follow_vars`]).
 pub fn init() {
     for i in 0..NAMES.len() {
         real(i);
     }
+    keep_follow_vars();
+}
+
+/// The variables a followed child needs, as [`keep_follow_vars`] keeps them: the others of
+/// memlens's are the process's own (its pipe, its control socket) or a session's.
+const KEPT_VARS: [&str; 5] =
+    ["LD_PRELOAD", ENV_TRACER, ENV_FOLLOW, ENV_FOLLOW_OPTIONS, ENV_PACKAGE];
+
+/// The variables following needs, as they were when following began in this process
+/// (NUL-terminated one after another in `bytes`, starting at `starts[..SNAPSHOT.len]`).
+struct Snapshot {
+    bytes: UnsafeCell<[u8; SNAPSHOT_BYTES]>,
+    starts: UnsafeCell<[usize; SNAPSHOT_VARS]>,
+    /// How many there are (0 until written; written once).
+    len: AtomicUsize,
+}
+// SAFETY: written once, before `len` is published (Release); read after `len` (Acquire).
+unsafe impl Sync for Snapshot {}
+/// Room for them (under 1 KiB in all with usual paths).
+const SNAPSHOT_BYTES: usize = 16 * 1024;
+const SNAPSHOT_VARS: usize = KEPT_VARS.len();
+static SNAPSHOT: Snapshot = Snapshot {
+    bytes: UnsafeCell::new([0; SNAPSHOT_BYTES]),
+    starts: UnsafeCell::new([0; SNAPSHOT_VARS]),
+    len: AtomicUsize::new(0),
+};
+
+/// Keeps a copy of the [`KEPT_VARS`] in the process's environment (those that fit), once:
+/// the first time it is called while the environment has `MEMLENS_FOLLOW` (at load in a
+/// followed descendant; in the program `memlens run` runs, when its session starts, once
+/// the bootstrap has set it). A program that then removes them still has its children
+/// followed. Not for a `memlens.record()` block, whose children are followed only while it
+/// lasts: its variables are removed when it ends, and none are kept.
+pub fn keep_follow_vars() {
+    static TAKEN: AtomicBool = AtomicBool::new(false);
+    // SAFETY: the names are NUL-terminated; reading the environment as getenv does.
+    if unsafe { libc::getenv(c"MEMLENS_FOLLOW".as_ptr()) }.is_null()
+        || TAKEN.swap(true, Ordering::AcqRel)
+    {
+        return;
+    }
+    // SAFETY: written only here, once (TAKEN), before `len` is published.
+    let (bytes, starts) = unsafe { (&mut *SNAPSHOT.bytes.get(), &mut *SNAPSHOT.starts.get()) };
+    let kept = |entry: &[u8]| {
+        KEPT_VARS.iter().any(|name| var_name(entry).strip_suffix(b"=") == Some(name.as_bytes()))
+    };
+    let (mut used, mut n) = (0, 0);
+    // SAFETY: the process's environment, read as libc's exec functions read it.
+    for entry in unsafe { args(environ) }.filter(|e| kept(e)) {
+        if n == SNAPSHOT_VARS || used + entry.len() + 1 > SNAPSHOT_BYTES {
+            break;
+        }
+        bytes[used..used + entry.len()].copy_from_slice(entry);
+        bytes[used + entry.len()] = 0;
+        starts[n] = used;
+        used += entry.len() + 1;
+        n += 1;
+    }
+    SNAPSHOT.len.store(n, Ordering::Release);
+}
+
+/// The entries of [`SNAPSHOT`], as environment strings.
+fn snapshot() -> impl Iterator<Item = *const c_char> {
+    let n = SNAPSHOT.len.load(Ordering::Acquire);
+    // SAFETY: published (see Snapshot), never written again.
+    let (bytes, starts) = unsafe { (&*SNAPSHOT.bytes.get(), &*SNAPSHOT.starts.get()) };
+    starts[..n].iter().map(move |&i| bytes[i..].as_ptr().cast())
 }
 
 /// libc's function `i` (see [`NAMES`]), as an address.
@@ -91,6 +161,15 @@ fn missing() -> c_int {
 /// # Safety
 /// `argv` is null or a NULL-terminated array of NUL-terminated strings.
 unsafe fn args<'a>(argv: Argv) -> impl Iterator<Item = &'a [u8]> {
+    // SAFETY: per the function contract.
+    unsafe { args_ptrs(argv) }.map(|p| unsafe { CStr::from_ptr(p) }.to_bytes())
+}
+
+/// The entries of `argv` (a NULL-terminated array of strings, or null).
+///
+/// # Safety
+/// As for [`args`].
+unsafe fn args_ptrs(argv: Argv) -> impl Iterator<Item = *const c_char> {
     let mut i = 0;
     std::iter::from_fn(move || {
         if argv.is_null() {
@@ -102,8 +181,7 @@ unsafe fn args<'a>(argv: Argv) -> impl Iterator<Item = &'a [u8]> {
             return None;
         }
         i += 1;
-        // SAFETY: as above.
-        Some(unsafe { CStr::from_ptr(p) }.to_bytes())
+        Some(p)
     })
 }
 
@@ -138,30 +216,34 @@ fn follow_var(entry: &[u8]) -> bool {
 }
 
 /// `envp`, or where it has no `LD_PRELOAD` while this process follows its descendants (its
-/// own environment has `MEMLENS_FOLLOW`), a copy of it in `slots` with this process's own
-/// [`follow_var`]s that `envp` lacks. `envp` itself when it is this process's environment,
-/// or when `slots` is too small. No allocation, no lock: it runs in `vfork`ed children.
+/// own environment has `MEMLENS_FOLLOW`, or had it when following began), a copy of it in
+/// `slots` with the [`follow_var`]s that `envp` lacks: this process's own, else those it had
+/// then ([`keep_follow_vars`]). `envp` itself when nothing is missing, or when `slots` is too small. No
+/// allocation, no lock: it runs in `vfork`ed children.
 ///
 /// # Safety
 /// `envp` is null or a NULL-terminated array of NUL-terminated strings; the result is valid
 /// as long as `envp`, `slots` and this process's environment are.
 unsafe fn with_follow_vars(envp: Argv, slots: &mut [*const c_char; FOLLOW_SLOTS]) -> Argv {
-    // SAFETY: the process's environment, read as libc's exec functions read it.
-    let own = unsafe { environ };
-    if envp.is_null() || envp == own || own.is_null() {
+    if envp.is_null() {
         return envp;
     }
-    // SAFETY: per the function contract; `own` is the process's environment.
-    let (given, mine) = unsafe { (args(envp), args(own)) };
+    // SAFETY: the process's environment, read as libc's exec functions read it (null after
+    // `clearenv`, which `args` reads as empty).
+    let own = unsafe { environ };
     let mut n = 0;
-    for entry in given {
+    // SAFETY: per the function contract.
+    for entry in unsafe { args(envp) } {
         if entry.starts_with(b"LD_PRELOAD=") {
             return envp;
         }
         n += 1;
     }
+    // SAFETY: the entries of `own` and of the snapshot are NUL-terminated strings.
+    let text = |p: *const c_char| unsafe { CStr::from_ptr(p) }.to_bytes();
     // SAFETY: as above.
-    let follow = unsafe { args(own) }.any(|e| e.starts_with(b"MEMLENS_FOLLOW="));
+    let mine = || unsafe { args_ptrs(own) }.chain(snapshot());
+    let follow = mine().any(|p| text(p).starts_with(b"MEMLENS_FOLLOW="));
     if !follow || n + 1 > FOLLOW_SLOTS {
         return envp;
     }
@@ -169,18 +251,20 @@ unsafe fn with_follow_vars(envp: Argv, slots: &mut [*const c_char; FOLLOW_SLOTS]
         // SAFETY: `envp` has `n` entries before its NULL.
         *slot = unsafe { *envp.add(i) };
     }
-    for (i, entry) in mine.enumerate() {
+    let given = n;
+    for p in mine() {
+        let entry = text(p);
         let name = var_name(entry);
-        // SAFETY: as above: `envp`'s entries are NUL-terminated.
-        let given = || unsafe { args(envp) };
-        if follow_var(entry) && !given().any(|e| e.starts_with(name)) {
+        if follow_var(entry) && !slots[..n].iter().any(|&q| text(q).starts_with(name)) {
             if n + 1 >= FOLLOW_SLOTS {
                 return envp;
             }
-            // SAFETY: `own` has this entry (the iterator yielded it).
-            slots[n] = unsafe { *own.add(i) };
+            slots[n] = p;
             n += 1;
         }
+    }
+    if n == given {
+        return envp;
     }
     slots[n] = std::ptr::null();
     slots.as_ptr()
@@ -304,13 +388,6 @@ fn real_with_env(i: usize) -> Option<ExecveFn> {
     (f != 0).then(|| unsafe { std::mem::transmute::<usize, ExecveFn>(f) })
 }
 
-/// libc's function `i` of the `execv` kind (the process's environment).
-fn real_without_env(i: usize) -> Option<ExecvFn> {
-    let f = real(i);
-    // SAFETY: as real_with_env.
-    (f != 0).then(|| unsafe { std::mem::transmute::<usize, ExecvFn>(f) })
-}
-
 /// # Safety
 /// None beyond `execve(2)`'s.
 #[no_mangle]
@@ -328,29 +405,16 @@ pub unsafe extern "C" fn execve(path: *const c_char, argv: Argv, envp: Argv) -> 
 /// None beyond `execv(3)`'s.
 #[no_mangle]
 pub unsafe extern "C" fn execv(path: *const c_char, argv: Argv) -> c_int {
-    let (Some(fv), Some(fve)) = (real_without_env(EXECV), real_with_env(EXECVE)) else {
-        return missing();
-    };
-    // SAFETY: forwarding the caller's arguments; `environ` is what execv passes.
-    unsafe {
-        let envp = environ;
-        traced_exec(path, argv, envp, || fv(path, argv), |env| fve(path, argv, env))
-    }
+    // SAFETY: `execv` is `execve` with the process's environment.
+    unsafe { execve(path, argv, environ) }
 }
 
 /// # Safety
 /// None beyond `execvp(3)`'s.
 #[no_mangle]
 pub unsafe extern "C" fn execvp(file: *const c_char, argv: Argv) -> c_int {
-    let (Some(fvp), Some(fvpe)) = (real_without_env(EXECVP), real_with_env(EXECVPE)) else {
-        return missing();
-    };
-    // SAFETY: as execv's.
-    unsafe {
-        let envp = environ;
-        let path = if has_slash(file) { file } else { std::ptr::null() };
-        traced_exec(path, argv, envp, || fvp(file, argv), |env| fvpe(file, argv, env))
-    }
+    // SAFETY: `execvp` is `execvpe` with the process's environment.
+    unsafe { execvpe(file, argv, environ) }
 }
 
 /// # Safety

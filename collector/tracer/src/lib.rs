@@ -118,6 +118,9 @@ fn start_result(r: Result<session::Started, String>) -> c_int {
 /// Call with the GIL held (as `memlens._tracer` does).
 #[no_mangle]
 pub extern "C" fn memlens_start(fd: c_int, native: c_int) -> c_int {
+    // The bootstrap of `memlens run` has just set `MEMLENS_FOLLOW`. (Not in
+    // `memlens_start_in`: a `memlens.record()` block follows children only until it ends.)
+    exec_hooks::keep_follow_vars();
     start_result(session::start(fd, native != 0, std::ptr::null_mut(), b"MainThread"))
 }
 

@@ -37,8 +37,9 @@ pub const PYTHON_WITHOUT_SITE_MARKER: &str = "memlens: a Python run with -E, -I 
      memlens's start-up: its memory is sampled, its allocations are not traced";
 
 /// The label of the marker at the start of the recording of a process started with an
-/// environment that lacks memlens's variables (`env -i`, which empties its own), which the
-/// recorder found among the program's descendants: only its memory is sampled.
+/// environment that lacks memlens's variables (exec'd by a program the tracer is not loaded
+/// in, such as a static binary, or by the system call itself), which the recorder found
+/// among the program's descendants: only its memory is sampled.
 pub const NOT_FOLLOWED_MARKER: &str = "memlens: started with an environment without memlens's \
      variables: its memory is sampled, its allocations are not traced";
 
