@@ -61,9 +61,10 @@ def memlens_allocations(path):
     return s["alloc_count"]
 
 
-def arguments(doc, name):
+def arguments(doc, name, memray=True):
     """The options every bench script takes (--only, --repeat or $REPEAT, --python PATH...);
-    exits when the release build of memlens is missing."""
+    exits when the release build of memlens is missing, or (`memray`: the script measures it
+    too) when an interpreter has no memray."""
     ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", help="comma-separated workload names")
     ap.add_argument("--repeat", type=int, default=int(os.environ.get("REPEAT", 3)))
@@ -74,6 +75,10 @@ def arguments(doc, name):
     if not MEMLENS.exists():
         sys.exit(f"{name}: {MEMLENS} not found; run `cargo build --release -p memlens -p memlens-tracer`")
     args.python = [interpreter(p, name) for p in args.python or [sys.executable]]
+    for py in args.python if memray else []:
+        if subprocess.run([py, "-c", "import memray"], capture_output=True).returncode != 0:
+            sys.exit(f"{name}: {py} has no memray to compare with: give --python 3.11 (a bench "
+                     "venv with it, made by bench_env.py) or install memray there")
     return args
 
 

@@ -54,7 +54,7 @@ def top_site(path):
 
 
 def main():
-    args = arguments(__doc__, "stack_modes")
+    args = arguments(__doc__, "stack_modes", memray=False)
     tmp = Path(tempfile.mkdtemp(prefix="memlens-stacks-"))
     (tmp / "deep_stack.py").write_text(DEEP)
     (tmp / "calls.py").write_text(CALLS)
