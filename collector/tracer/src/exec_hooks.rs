@@ -222,14 +222,13 @@ fn follow_var(entry: &[u8]) -> bool {
 /// allocation, no lock: it runs in `vfork`ed children.
 ///
 /// # Safety
-/// `envp` is null or a NULL-terminated array of NUL-terminated strings; the result is valid
-/// as long as `envp`, `slots` and this process's environment are.
+/// `envp` is null (an empty environment) or a NULL-terminated array of NUL-terminated
+/// strings; the result is valid as long as `envp`, `slots` and this process's environment
+/// are.
 unsafe fn with_follow_vars(envp: Argv, slots: &mut [*const c_char; FOLLOW_SLOTS]) -> Argv {
-    if envp.is_null() {
-        return envp;
-    }
-    // SAFETY: the process's environment, read as libc's exec functions read it (null after
-    // `clearenv`, which `args` reads as empty).
+    // SAFETY: the process's environment, read as libc's exec functions read it. It is null
+    // after `clearenv` (which `os.environ.clear()` calls since 3.14), as `envp` then is for
+    // `execv`; `args` reads null as empty.
     let own = unsafe { environ };
     let mut n = 0;
     // SAFETY: per the function contract.
