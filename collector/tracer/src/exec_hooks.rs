@@ -228,8 +228,22 @@ fn follow_var(entry: &[u8]) -> bool {
 unsafe fn with_follow_vars(envp: Argv, slots: &mut [*const c_char; FOLLOW_SLOTS]) -> Argv {
     // SAFETY: the process's environment, read as libc's exec functions read it. It is null
     // after `clearenv` (which `os.environ.clear()` calls since 3.14), as `envp` then is for
-    // `execv`; `args` reads null as empty.
-    let own = unsafe { environ };
+    // `execv`; `args` reads null as empty. The kept copy's entries are NUL-terminated.
+    unsafe { merge_follow_vars(envp, environ, snapshot, slots) }
+}
+
+/// [`with_follow_vars`], with `own` for this process's environment and `kept` for the
+/// copy [`keep_follow_vars`] made.
+///
+/// # Safety
+/// As for [`with_follow_vars`], `own` being null or such an array too, and `kept` giving
+/// NUL-terminated strings.
+unsafe fn merge_follow_vars<K: Iterator<Item = *const c_char>>(
+    envp: Argv,
+    own: Argv,
+    kept: impl Fn() -> K,
+    slots: &mut [*const c_char; FOLLOW_SLOTS],
+) -> Argv {
     let mut n = 0;
     // SAFETY: per the function contract.
     for entry in unsafe { args(envp) } {
@@ -238,10 +252,10 @@ unsafe fn with_follow_vars(envp: Argv, slots: &mut [*const c_char; FOLLOW_SLOTS]
         }
         n += 1;
     }
-    // SAFETY: the entries of `own` and of the snapshot are NUL-terminated strings.
+    // SAFETY: the entries of `own` and of `kept` are NUL-terminated strings.
     let text = |p: *const c_char| unsafe { CStr::from_ptr(p) }.to_bytes();
     // SAFETY: as above.
-    let mine = || unsafe { args_ptrs(own) }.chain(snapshot());
+    let mine = || unsafe { args_ptrs(own) }.chain(kept());
     let follow = mine().any(|p| text(p).starts_with(b"MEMLENS_FOLLOW="));
     if !follow || n + 1 > FOLLOW_SLOTS {
         return envp;
@@ -510,4 +524,68 @@ pub unsafe extern "C" fn posix_spawnp(
 unsafe fn has_slash(file: *const c_char) -> bool {
     // SAFETY: per the function contract.
     !file.is_null() && unsafe { CStr::from_ptr(file) }.to_bytes().contains(&b'/')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::CString;
+
+    /// An environment array over `vars` (kept alive by the returned strings).
+    fn env(vars: &[&str]) -> (Vec<CString>, Vec<*const c_char>) {
+        let strings: Vec<CString> = vars.iter().map(|v| CString::new(*v).unwrap()).collect();
+        let mut ptrs: Vec<*const c_char> = strings.iter().map(|s| s.as_ptr()).collect();
+        ptrs.push(std::ptr::null());
+        (strings, ptrs)
+    }
+
+    /// The environment `merge_follow_vars` gives, as strings.
+    fn merged(given: Option<&[&str]>, own: &[&str], kept: &[&str]) -> (Vec<String>, bool) {
+        let (_g, given) = given.map(env).unzip();
+        let (_o, own) = env(own);
+        let (_k, kept) = env(kept);
+        let envp = given.as_ref().map_or(std::ptr::null(), |g| g.as_ptr());
+        let kept = || kept[..kept.len() - 1].iter().copied();
+        let mut slots = [std::ptr::null(); FOLLOW_SLOTS];
+        // SAFETY: NULL-terminated arrays of NUL-terminated strings, alive meanwhile.
+        let out = unsafe { merge_follow_vars(envp, own.as_ptr(), kept, &mut slots) };
+        // SAFETY: as above.
+        let vars = unsafe { args(out) }.map(|v| String::from_utf8_lossy(v).into_owned()).collect();
+        (vars, out == envp)
+    }
+
+    const OWN: [&str; 4] =
+        ["PATH=/bin", "LD_PRELOAD=/lib/t.so", "MEMLENS_FOLLOW=/d", "MEMLENS_EXEC_CTRL=3:9"];
+
+    #[test]
+    fn an_environment_without_the_variables_gets_the_processs_own() {
+        let (vars, same) = merged(Some(&["A=1"]), &OWN, &[]);
+        assert!(!same);
+        assert_eq!(vars, ["A=1", "LD_PRELOAD=/lib/t.so", "MEMLENS_FOLLOW=/d"]);
+        // The program's own values are kept; an LD_PRELOAD of its own leaves it as it is.
+        let (vars, _) = merged(Some(&["MEMLENS_FOLLOW=/mine"]), &OWN, &[]);
+        assert_eq!(vars, ["MEMLENS_FOLLOW=/mine", "LD_PRELOAD=/lib/t.so"]);
+        assert!(merged(Some(&["LD_PRELOAD=/x.so"]), &OWN, &[]).1);
+        // Nothing to add: the same array.
+        assert!(merged(Some(&["LD_PRELOAD=/lib/t.so", "MEMLENS_FOLLOW=/d"]), &OWN, &[]).1);
+    }
+
+    #[test]
+    fn an_emptied_environment_gets_the_kept_copy() {
+        let kept = ["LD_PRELOAD=/lib/t.so", "MEMLENS_FOLLOW=/d", "MEMLENS_PACKAGE=/p"];
+        // `os.environ.clear()`: the process's own is empty; `clearenv`: `execv`'s is null.
+        let (vars, _) = merged(Some(&[]), &[], &kept);
+        assert_eq!(vars, kept);
+        let (vars, same) = merged(None, &[], &kept);
+        assert!(!same);
+        assert_eq!(vars, kept);
+        // The process's own come first, the kept copy fills in what they lack.
+        let (vars, _) = merged(Some(&["A=1"]), &["MEMLENS_FOLLOW=/now"], &kept);
+        assert_eq!(
+            vars,
+            ["A=1", "MEMLENS_FOLLOW=/now", "LD_PRELOAD=/lib/t.so", "MEMLENS_PACKAGE=/p"]
+        );
+        // Not following (no MEMLENS_FOLLOW anywhere): unchanged.
+        assert!(merged(Some(&["A=1"]), &["LD_PRELOAD=/lib/t.so"], &[]).1);
+    }
 }
