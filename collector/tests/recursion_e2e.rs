@@ -150,8 +150,8 @@ fn with_greenlet_imported_recursion_past_the_c_stack_is_a_recursion_error() {
     assert!(String::from_utf8_lossy(&run.out.stderr).contains("C stack"), "{}", text(&run.out));
 }
 
-/// Where the thread state's layout does not check out (3.12, 3.13), the counter is neither
-/// credited nor refilled, silently: a deep recursion ends in CPython's own RecursionError
+/// Where the thread state's layout does not check out (3.12, 3.13), the counter is not
+/// credited, silently: a deep recursion ends in CPython's own RecursionError
 /// (each hooked call costing it two units), never a crash. (It changes nothing on the
 /// versions without the counter, which recurse on.)
 #[test]
