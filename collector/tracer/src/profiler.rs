@@ -405,10 +405,9 @@ unsafe fn run_frame(
 
 /// Runs a frame on a fresh stack segment, where that is safe ([`EvalHook::fresh_segments`];
 /// 3.14+ is told where the segment is, [`EvalHook::protect_stack`]): when the thread's stack
-/// is nearly full, or too short for the C recursion counter to be
-/// given back the call's units (3.12, 3.13: the call would cost it units plain Python does
-/// not spend, and a deep recursion would end in CPython's `RecursionError` before the end of
-/// the stack). On the segment the call is credited as any other. `None` (the frame not run)
+/// is nearly full, or too short for the C recursion counter to be given back the call's
+/// units (3.12, 3.13: the call would cost it units plain Python does not spend, and a deep
+/// recursion would end in CPython's `RecursionError` before the end of the stack). On the segment the call is credited as any other. `None` (the frame not run)
 /// where it is not safe or no segment can be had.
 ///
 /// # Safety
@@ -443,9 +442,11 @@ unsafe fn on_fresh_segment(
         // SAFETY: per the contract; the frame runs as the hook would have run it.
         unsafe { run_frame(api, hook, prev, (ts, iframe, throw), credit) }
     });
-    // SAFETY: as above, back on the stack the call came from, which CPython is told of
-    // before any of its code runs again.
-    unsafe { hook.protect_stack(ts, outer) };
+    if result.is_some() {
+        // SAFETY: as above, back on the stack the call came from, which CPython is told of
+        // before any of its code runs again.
+        unsafe { hook.protect_stack(ts, outer) };
+    }
     result
 }
 
