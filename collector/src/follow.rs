@@ -31,13 +31,14 @@ use memlens_analysis::{
 };
 use memlens_format::{CaptureOptions, Meta, RecordingWriter, ThreadId, WriterOptions};
 use memlens_wire::handshake::{
-    parse_child_line, CHILD_LINE_MAX, CHILD_NOT_FOLLOWED, CHILD_PYTHON_WITHOUT_SITE, CHILD_UNTRACED,
+    parse_child_line, ChildLine, CHILD_LINE_MAX, CHILD_NOT_FOLLOWED, CHILD_PYTHON_WITHOUT_SITE,
+    CHILD_UNTRACED,
 };
 use nix::fcntl::OFlag;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::{
-    accept, bind, getsockopt, listen, socket, sockopt::PeerCredentials, AddressFamily, Backlog,
-    SockFlag, SockType, UnixAddr,
+    accept, bind, getsockopt, listen, recv, socket, sockopt::PeerCredentials, AddressFamily,
+    Backlog, MsgFlags, SockFlag, SockType, UnixAddr,
 };
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
@@ -554,10 +555,10 @@ fn follow(
     streams.push(Stream { number, pid, pending, listed, python, thread });
 }
 
-/// The interpreter a descendant says it runs and its parent, from its first line on
-/// `records` (read a byte at a time: what follows is the tracer's, for the recorder). Waits
-/// at most a second.
-fn read_child_line(records: &OwnedFd) -> Result<(String, String, u32)> {
+/// What a descendant says of itself on its first line on `records` ([`ChildLine`]), read
+/// without taking any of what follows (the tracer's, for the recorder). Waits at most a
+/// second.
+fn read_child_line(records: &OwnedFd) -> Result<ChildLine> {
     let mut line = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(1);
     while line.len() < CHILD_LINE_MAX {
@@ -567,17 +568,22 @@ fn read_child_line(records: &OwnedFd) -> Result<(String, String, u32)> {
         if ms == 0 || poll(&mut fds, PollTimeout::from(ms)).unwrap_or(0) == 0 {
             break;
         }
-        let mut b = [0u8; 1];
-        match nix::unistd::read(records.as_raw_fd(), &mut b) {
-            Ok(1) if b[0] == b'\n' => {
-                let text = String::from_utf8_lossy(&line);
-                let (v, i, ppid) = parse_child_line(&text).context("not a memlens child's line")?;
-                return Ok((v.to_owned(), i.to_owned(), ppid));
-            }
-            Ok(1) => line.push(b[0]),
-            Ok(_) => break,
-            Err(nix::errno::Errno::EINTR) => {}
+        // Looked at first, then taken up to the newline.
+        let mut buf = [0u8; 4096];
+        let want = buf.len().min(CHILD_LINE_MAX - line.len());
+        let seen = match recv(records.as_raw_fd(), &mut buf[..want], MsgFlags::MSG_PEEK) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(nix::errno::Errno::EINTR) => continue,
             Err(_) => break,
+        };
+        let end = buf[..seen].iter().position(|&b| b == b'\n');
+        let take = end.map_or(seen, |e| e + 1);
+        let taken = nix::unistd::read(records.as_raw_fd(), &mut buf[..take])?;
+        line.extend_from_slice(&buf[..taken]);
+        if line.last() == Some(&b'\n') {
+            let text = String::from_utf8_lossy(&line[..line.len() - 1]);
+            return parse_child_line(&text).context("not a memlens child's line");
         }
     }
     anyhow::bail!("the child did not say which Python it runs")
@@ -621,7 +627,8 @@ impl Child {
         // A child that ended before it was accepted (reaped already: nothing in /proc to
         // watch) is still recorded, from what it sent; how it ended is not known.
         let watch = EndWatch::spawn(self.pid, ctrl).ok();
-        let (mut version, mut implementation, ppid) = read_child_line(&records)?;
+        let ChildLine { mut version, mut implementation, ppid, command } =
+            read_child_line(&records)?;
         let end = || match watch.as_ref().map(EndWatch::ended) {
             Some(None) if !cut.load(Ordering::Acquire) => None,
             Some(None) => Some(StreamEnd::Cut),
@@ -647,6 +654,11 @@ impl Child {
         self.listed.store(true, Ordering::Release);
         let mut meta = self.meta.clone();
         meta.extra.push((memlens_format::META_PPID.to_owned(), ppid.to_string()));
+        if let Some(command) = command {
+            // As the process said it when it connected: /proc may have the program it has
+            // exec'd since.
+            meta.command_line = command_line(&command, &self.job.meta);
+        }
         if native {
             // No interpreter: the program's version and capture do not apply.
             let interval = meta.capture.sample_interval_us;
@@ -742,24 +754,27 @@ impl Child {
     }
 }
 
+/// The arguments of a command line as /proc gives it (ended by NULs); a fork of the program
+/// (`program`), which memlens runs as `python -c BOOTSTRAP ...`, has the program's command
+/// line as the user gave it.
+fn command_line(raw: &[u8], program: &Meta) -> Vec<String> {
+    let args: Vec<String> = raw
+        .split(|&c| c == 0)
+        .filter(|a| !a.is_empty())
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    match args.get(1..3) {
+        Some([c, code]) if c == "-c" && code == BOOTSTRAP => program.command_line.clone(),
+        _ => args,
+    }
+}
+
 /// The program's metadata with process `pid`'s command line, working directory, start time
 /// and `number`.
 fn child_meta(pid: u32, number: u32, program: &Meta) -> Meta {
     let proc = PathBuf::from(format!("/proc/{pid}"));
-    let command_line: Vec<String> = std::fs::read(proc.join("cmdline"))
-        .map(|b| {
-            b.split(|&c| c == 0)
-                .filter(|a| !a.is_empty())
-                .map(|a| String::from_utf8_lossy(a).into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
-    // A fork of the program, which memlens runs as `python -c BOOTSTRAP ...`: the program's
-    // command line as the user gave it.
-    let command_line = match command_line.get(1..3) {
-        Some([c, code]) if c == "-c" && code == BOOTSTRAP => program.command_line.clone(),
-        _ => command_line,
-    };
+    let command_line =
+        command_line(&std::fs::read(proc.join("cmdline")).unwrap_or_default(), program);
     let cwd = std::fs::read_link(proc.join("cwd"))
         .map(|d| d.to_string_lossy().into_owned())
         .unwrap_or_default();

@@ -143,7 +143,7 @@ pub fn connection(ppid: u32) -> Result<(OwnedFd, OwnedFd, [OwnedFd; 2])> {
     };
     let ((records, records_peer), (ctrl, ctrl_peer)) =
         (pair(SockType::Stream)?, pair(SockType::SeqPacket)?);
-    let line = child_line(CHILD_UNTRACED, CHILD_NOT_FOLLOWED, ppid) + "\n";
+    let line = child_line(CHILD_UNTRACED, CHILD_NOT_FOLLOWED, ppid, b"") + "\n";
     nix::unistd::write(&records_peer, line.as_bytes()).context("cannot write a child line")?;
     Ok((records, ctrl, [records_peer, ctrl_peer]))
 }

@@ -66,10 +66,22 @@ fn the_sink_lines_read_back_in_python() {
     let follow = handshake::follow_line("/tmp/a b/follow");
     let child = python(
         "import json; from memlens import _protocol as p\n\
-         print(json.dumps(p.child_line('3.13.0', 'CPython', 77)))",
+         print(json.dumps([p.child_line('3.13.0', 'CPython', 77),\n\
+             p.child_line('3.13.0', 'CPython', 77, b'py\\0-c\\0a b%\\xc3\\xa9\\0' * 1000),\n\
+             p.MAX_COMMAND_LINE]))",
     );
-    let child = child.as_str().unwrap().strip_suffix('\n').unwrap().to_owned();
-    assert_eq!(handshake::parse_child_line(&child), Some(("3.13.0", "CPython", 77)));
+    let said = |i: usize| child[i].as_str().unwrap().strip_suffix('\n').unwrap().to_owned();
+    let line = |command: Option<Vec<u8>>| handshake::ChildLine {
+        version: "3.13.0".into(),
+        implementation: "CPython".into(),
+        ppid: 77,
+        command,
+    };
+    assert_eq!(handshake::parse_child_line(&said(0)), Some(line(None)));
+    let command = b"py\0-c\0a b%\xc3\xa9\0".repeat(1000)[..handshake::MAX_COMMAND_LINE].to_vec();
+    assert_eq!(handshake::parse_child_line(&said(1)), Some(line(Some(command))));
+    assert!(said(1).len() < handshake::CHILD_LINE_MAX);
+    assert_eq!(child[2], handshake::MAX_COMMAND_LINE);
     let py = python(&format!(
         "import json; from memlens import _protocol as p\n\
          print(json.dumps([p.ready_tracer({ready:?} + '\\n'), p.ready_tracer('error errno=2\\n'),\n\

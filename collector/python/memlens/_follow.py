@@ -67,10 +67,16 @@ def start(at_exit=True, frame=None):
     if not directory or not tracer:
         return
     # Said first, as soon as connected (a pool may terminate an idle worker at once): the
-    # interpreter, as platform.python_version() and python_implementation() give it.
+    # interpreter, as platform.python_version() and python_implementation() give it, and
+    # the command line (a forked child may exec another program before the recorder looks).
     implementation = {"cpython": "CPython", "pypy": "PyPy"}.get(sys.implementation.name,
                                                                 sys.implementation.name)
-    line = p.child_line(sys.version.split()[0], implementation, os.getppid())
+    try:
+        with open("/proc/self/cmdline", "rb") as f:
+            command = f.read(p.MAX_COMMAND_LINE)
+    except OSError:
+        command = b""
+    line = p.child_line(sys.version.split()[0], implementation, os.getppid(), command)
     socks = []
     try:
         for name, kind in (("ctrl", socket.SOCK_SEQPACKET), ("records", socket.SOCK_STREAM)):

@@ -53,10 +53,19 @@ def done_figures(out):
     return figure("peak"), figure("left"), figure("total")
 
 
-def child_line(version, implementation, ppid):
+MAX_COMMAND_LINE = 4096
+
+
+def child_line(version, implementation, ppid, command=b""):
     """The first line a followed descendant writes on its ``records`` socket (then the
-    tracer's records): its interpreter and its parent's pid."""
-    return f"child {version} {implementation} {ppid}\n"
+    tracer's records): its interpreter, its parent's pid, and its command line as
+    ``/proc/self/cmdline`` gives it (bytes; ``%XX`` for a byte that is not printable ASCII, a
+    space or ``%``), which /proc may no longer tell when the recorder looks."""
+    line = f"child {version} {implementation} {ppid}"
+    if command:
+        line += " " + "".join(chr(b) if 0x21 <= b <= 0x7e and b != 0x25 else f"%{b:02x}"
+                              for b in command[:MAX_COMMAND_LINE])
+    return line + "\n"
 
 
 def error_number(out):

@@ -15,7 +15,8 @@ use std::ffi::CStr;
 
 use libc::c_int;
 use memlens_wire::handshake::{
-    write_decimal, CHILD_NOT_PYTHON, CHILD_PYTHON_WITHOUT_SITE, CHILD_UNTRACED,
+    write_command_word, write_decimal, CHILD_LINE_MAX, CHILD_NOT_PYTHON, CHILD_PYTHON_WITHOUT_SITE,
+    CHILD_UNTRACED, MAX_COMMAND_LINE,
 };
 
 use crate::fds::HIGH_FD;
@@ -47,7 +48,7 @@ pub unsafe fn announce_python_without_site() -> Option<Option<c_int>> {
     Some(unsafe { announce(CHILD_PYTHON_WITHOUT_SITE) })
 }
 
-/// Sends the child line `child - IMPLEMENTATION PPID` ([`CHILD_UNTRACED`]); returns the
+/// Sends the child line `child - IMPLEMENTATION PPID COMMAND` ([`CHILD_UNTRACED`]); returns the
 /// control connection (close-on-exec, as the other, which stays open unnamed).
 ///
 /// # Safety
@@ -67,7 +68,7 @@ unsafe fn announce(implementation: &str) -> Option<c_int> {
         return None;
     };
     // (No formatting machinery: this runs in a library constructor, before `main`.)
-    let mut line = [0u8; 64];
+    let mut line = [0u8; CHILD_LINE_MAX];
     let mut len = 0;
     for word in [b"child ", CHILD_UNTRACED.as_bytes(), b" ", implementation.as_bytes(), b" "] {
         line[len..len + word.len()].copy_from_slice(word);
@@ -75,6 +76,12 @@ unsafe fn announce(implementation: &str) -> Option<c_int> {
     }
     // SAFETY: getppid has no preconditions.
     len += write_decimal(unsafe { libc::getppid() } as u32, &mut line[len..]);
+    let mut buf = [0; MAX_COMMAND_LINE];
+    let command = own_command_line(&mut buf);
+    if !command.is_empty() {
+        line[len] = b' ';
+        len += 1 + write_command_word(command, &mut line[len + 1..]);
+    }
     line[len] = b'\n';
     // SAFETY: writing a stack buffer to our socket; MSG_NOSIGNAL: a recorder that is gone
     // gives EPIPE, never SIGPIPE.

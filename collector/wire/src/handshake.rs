@@ -114,10 +114,63 @@ pub fn error_line(errno: i32) -> String {
 /// The line a followed descendant writes on its `records` socket before the tracer's
 /// records: its interpreter (`platform.python_version()`, `platform.python_implementation()`),
 /// which may not be the program's (`subprocess.run(["python3.12", ...])`; `-` for both in a
-/// program that is not Python), and its parent's pid (which /proc may no longer tell by the
-/// time the recorder looks: a parent that exited).
-pub fn child_line(version: &str, implementation: &str, ppid: u32) -> String {
-    format!("child {version} {implementation} {ppid}")
+/// program that is not Python), its parent's pid (which /proc may no longer tell by the
+/// time the recorder looks: a parent that exited), and its command line as
+/// `/proc/self/cmdline` gives it (arguments ended by NULs; [`write_command_word`]), which
+/// /proc may no longer tell either: a forked child that execs another program before the
+/// recorder looks.
+pub fn child_line(version: &str, implementation: &str, ppid: u32, command: &[u8]) -> String {
+    let mut line = format!("child {version} {implementation} {ppid}");
+    if !command.is_empty() {
+        let mut word = vec![0; 1 + 3 * command.len().min(MAX_COMMAND_LINE)];
+        word[0] = b' ';
+        let len = write_command_word(command, &mut word[1..]);
+        line += std::str::from_utf8(&word[..1 + len]).expect("ASCII");
+    }
+    line
+}
+
+/// The longest command line a [`child_line`] carries (longer ones are cut).
+pub const MAX_COMMAND_LINE: usize = 4096;
+
+/// Writes `command` (its first [`MAX_COMMAND_LINE`] bytes) as one word of printable ASCII at
+/// the start of `out` (`3 * command.len()` bytes at most): a byte that is not printable
+/// ASCII, a space or `%` as `%` and two hex digits. Returns its length. No allocation: the
+/// preloaded tracer writes it before `main`.
+pub fn write_command_word(command: &[u8], out: &mut [u8]) -> usize {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut len = 0;
+    for &b in &command[..command.len().min(MAX_COMMAND_LINE)] {
+        if b.is_ascii_graphic() && b != b'%' {
+            out[len] = b;
+            len += 1;
+        } else {
+            out[len..len + 3].copy_from_slice(&[
+                b'%',
+                HEX[usize::from(b >> 4)],
+                HEX[usize::from(b & 15)],
+            ]);
+            len += 3;
+        }
+    }
+    len
+}
+
+/// The command line a [`write_command_word`] word stands for; `None` if it is not one.
+fn read_command_word(word: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(word.len());
+    let mut bytes = word.bytes();
+    while let Some(b) = bytes.next() {
+        out.push(match b {
+            b'%' => {
+                let hex = [bytes.next()?, bytes.next()?];
+                u8::from_str_radix(std::str::from_utf8(&hex).ok()?, 16).ok()?
+            }
+            _ if b.is_ascii_graphic() => b,
+            _ => return None,
+        });
+    }
+    Some(out)
 }
 
 /// Writes `n` in decimal at the start of `out` (at least 10 bytes); returns its length. No
@@ -155,17 +208,31 @@ pub const CHILD_PYTHON_WITHOUT_SITE: &str = "python-without-site";
 /// environment, which the recorder found itself (it never connects).
 pub const CHILD_NOT_FOLLOWED: &str = "not-followed";
 
-/// (version, implementation, parent pid) from a [`child_line`] (without its newline).
-pub fn parse_child_line(line: &str) -> Option<(&str, &str, u32)> {
+/// What a [`child_line`] says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChildLine {
+    pub version: String,
+    pub implementation: String,
+    pub ppid: u32,
+    /// Its command line (arguments ended by NULs), if the line has it.
+    pub command: Option<Vec<u8>>,
+}
+
+/// What a [`child_line`] (without its newline) says; `None` if it is not one.
+pub fn parse_child_line(line: &str) -> Option<ChildLine> {
     let mut words = line.strip_prefix("child ")?.split(' ');
-    let version = words.next().filter(|v| !v.is_empty())?;
-    let implementation = words.next().filter(|i| !i.is_empty())?;
+    let version = words.next().filter(|v| !v.is_empty())?.to_owned();
+    let implementation = words.next().filter(|i| !i.is_empty())?.to_owned();
     let ppid = words.next()?.parse().ok()?;
-    words.next().is_none().then_some((version, implementation, ppid))
+    let command = match words.next() {
+        Some(word) => Some(read_command_word(word).filter(|c| !c.is_empty())?),
+        None => None,
+    };
+    words.next().is_none().then_some(ChildLine { version, implementation, ppid, command })
 }
 
 /// The longest [`child_line`] a reader accepts, newline included.
-pub const CHILD_LINE_MAX: usize = 128;
+pub const CHILD_LINE_MAX: usize = 128 + 3 * MAX_COMMAND_LINE;
 
 #[cfg(test)]
 mod tests {
@@ -177,11 +244,31 @@ mod tests {
         assert_eq!(done_line(10, 2, None, None), "done peak=10 left=2");
         assert_eq!(done_line(10, 2, Some(512), None), "done peak=10 left=2 sampled=512");
         assert_eq!(done_line(10, 2, None, Some(30)), "done peak=10 left=2 total=30");
-        assert_eq!(
-            parse_child_line(&child_line("3.12.1", "CPython", 42)),
-            Some(("3.12.1", "CPython", 42))
-        );
-        for bad in ["child", "child 3.12 C", "child  CPython 1", "child 3 C x", "child 3 C 1 2"] {
+        let line = |command: Option<&[u8]>| ChildLine {
+            version: "3.12.1".into(),
+            implementation: "CPython".into(),
+            ppid: 42,
+            command: command.map(<[u8]>::to_vec),
+        };
+        assert_eq!(parse_child_line(&child_line("3.12.1", "CPython", 42, b"")), Some(line(None)));
+        let command = b"python3\0-c\0print('a b%c\xc3\xa9')\0";
+        let said = child_line("3.12.1", "CPython", 42, command);
+        assert_eq!(said, "child 3.12.1 CPython 42 python3%00-c%00print('a%20b%25c%c3%a9')%00");
+        assert_eq!(parse_child_line(&said), Some(line(Some(command))));
+        let long = child_line("3.12.1", "CPython", 42, &[b'x'; 2 * MAX_COMMAND_LINE]);
+        assert_eq!(parse_child_line(&long), Some(line(Some(&[b'x'; MAX_COMMAND_LINE]))));
+        let most = child_line("3.12.1", "CPython", 42, &[b' '; 2 * MAX_COMMAND_LINE]);
+        assert!(most.len() < CHILD_LINE_MAX);
+        for bad in [
+            "child",
+            "child 3.12 C",
+            "child  CPython 1",
+            "child 3 C x",
+            "child 3 C 1 a b",
+            "child 3 C 1 a%2",
+            "child 3 C 1 a%zz",
+            "child 3 C 1 ",
+        ] {
             assert_eq!(parse_child_line(bad), None, "{bad}");
         }
         assert_eq!(sample_line(512), "sample 512");
