@@ -24,7 +24,8 @@ pub struct SiteJson {
     pub line: u32,
     pub bytes: u64,
     pub count: u64,
-    /// The innermost frame, when it is in a library (the one holding the most bytes).
+    /// The innermost frame, when it is in a library (of several, the one holding more than
+    /// half of the bytes, if one does).
     pub library: Option<FrameJson>,
 }
 

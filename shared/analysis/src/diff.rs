@@ -11,7 +11,7 @@
 
 use rustc_hash::FxHashMap;
 
-use crate::user_code::{biggest, stdlib_relative};
+use crate::user_code::{most_of, stdlib_relative};
 use crate::{is_internal_frame, user_site, FrameId, Recording, StackId, StackTotals, Totals};
 
 /// A call site present in either recording.
@@ -21,8 +21,8 @@ pub struct SiteDelta {
     pub function: String,
     /// Its file, as [`comparable_file`] gives it.
     pub file: String,
-    /// The library function called there that holds the most (head, else base), if any:
-    /// (function, comparable file).
+    /// The library function called there that holds more than half of its memory (head,
+    /// else base), if one does: (function, comparable file).
     pub library: Option<(String, String)>,
     /// Memory there in the base recording.
     pub base: Totals,
@@ -182,14 +182,15 @@ pub fn diff_sites(
         .into_iter()
         .map(|((function, file), (head, head_libs))| {
             let (base, base_libs) = b.remove(&(function.clone(), file.clone())).unwrap_or_default();
-            let library = biggest(&head_libs).or_else(|| biggest(&base_libs)).flatten();
+            let libs = if head_libs.is_empty() { &base_libs } else { &head_libs };
+            let library = most_of(libs).flatten();
             SiteDelta { function, file, library, base, head }
         })
         .collect();
     out.extend(b.into_iter().map(|((function, file), (base, libs))| SiteDelta {
         function,
         file,
-        library: biggest(&libs).flatten(),
+        library: most_of(&libs).flatten(),
         base,
         head: Totals::default(),
     }));

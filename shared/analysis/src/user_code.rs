@@ -111,8 +111,8 @@ fn is_library_frame(frames: &[(FrameId, &str)], i: usize) -> bool {
 pub struct UserSiteTotals {
     /// The user frame (`None`: allocations with no Python frame).
     pub user: Option<FrameId>,
-    /// The library frame under it that holds the most, unless more was allocated right at
-    /// the user frame.
+    /// The library frame under it that holds more than half of its memory (none when the
+    /// memory is spread over several, or allocated right at the user frame).
     pub library: Option<FrameId>,
     /// Memory of every stack with this user frame.
     pub totals: Totals,
@@ -133,7 +133,7 @@ pub fn user_sites(rec: &Recording, totals: &StackTotals) -> Vec<UserSiteTotals> 
         .into_iter()
         .map(|(user, (totals, libs))| UserSiteTotals {
             user,
-            library: biggest(&libs).flatten(),
+            library: most_of(&libs).flatten(),
             totals,
         })
         .collect();
@@ -141,9 +141,13 @@ pub fn user_sites(rec: &Recording, totals: &StackTotals) -> Vec<UserSiteTotals> 
     rows
 }
 
-/// The key holding the most bytes (ties: the smallest key, so the answer is stable).
-pub(crate) fn biggest<K: Ord + Clone>(bytes: &FxHashMap<K, u64>) -> Option<K> {
-    bytes.iter().max_by(|a, b| a.1.cmp(b.1).then_with(|| b.0.cmp(a.0))).map(|(k, _)| k.clone())
+/// The key holding more than half of all the bytes, if one does: the library function a
+/// site's memory is in, named beside it only when it is where most of it is (a line that
+/// imports a package holds memory in hundreds of library functions, none of which is "where
+/// it went").
+pub(crate) fn most_of<K: Clone>(bytes: &FxHashMap<K, u64>) -> Option<K> {
+    let all: u64 = bytes.values().sum();
+    bytes.iter().find(|&(_, &b)| b > all / 2).map(|(k, _)| k.clone())
 }
 
 /// `function (file:line)` of a frame.
@@ -242,5 +246,28 @@ mod tests {
             site_label(&rec, ones),
             "make (/srv/app/main.py:1) in ones (/venv/lib/python3.11/site-packages/numpy/numeric.py:1)"
         );
+    }
+
+    #[test]
+    fn a_site_names_the_library_function_that_holds_most_of_its_memory() {
+        let mut w = RecordingWriter::new(Vec::new(), &Meta::default()).unwrap();
+        let module = push(&mut w, StackId::ROOT, "<module>", "/srv/app/main.py");
+        let lib = |w: &mut RecordingWriter<Vec<u8>>, name| {
+            push(w, module, name, "/venv/lib/python3.11/site-packages/pkg/mod.py")
+        };
+        let (a, b, c) = (lib(&mut w, "a"), lib(&mut w, "b"), lib(&mut w, "c"));
+        let rec = Recording::from_vec(w.finish(ProcessEnd::default()).unwrap()).unwrap();
+        let frame = |s: StackId| rec.stack(s).map(|n| n.frame);
+        let named = |held: &[(StackId, u64)]| {
+            let stacks = held.iter().map(|&(s, bytes)| (s, Totals { bytes, count: 1 })).collect();
+            let sites = user_sites(&rec, &StackTotals { stacks, total: Totals::default() });
+            assert_eq!(sites.len(), 1);
+            assert_eq!(sites[0].user, frame(module));
+            sites[0].library
+        };
+        assert_eq!(named(&[(a, 60), (b, 40)]), frame(a));
+        assert_eq!(named(&[(a, 40), (b, 30), (c, 30)]), None, "spread over several");
+        assert_eq!(named(&[(a, 50), (b, 50)]), None);
+        assert_eq!(named(&[(module, 70), (a, 30)]), None, "allocated at the line itself");
     }
 }
