@@ -165,7 +165,7 @@ pub fn run(args: ExportArgs) -> Result<i32> {
         std::fs::write(&output, &bytes)
             .with_context(|| format!("cannot write {}", output.display()))?;
         eprintln!(
-            "memlens: wrote {} ({}, {}, {})",
+            "memlens: wrote {} ({}, {}; a file of {})",
             output.display(),
             format_name(args.format),
             view.title(),
