@@ -6,7 +6,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{damage_an_event_chunk, memlens, memlens_run, root, TempDir};
+use common::{damage_an_event_chunk, line_of, memlens, memlens_run, root, TempDir};
 
 /// Records tests/scripts/diff_app.py as `variant` into `dir`.
 fn record(dir: &Path, variant: &str) -> PathBuf {
@@ -134,6 +134,29 @@ fn summary_json_reports_peak_and_leak_sites() {
     let text = String::from_utf8(text.stdout).unwrap();
     assert!(text.contains("Top call sites at the peak"), "{text}");
     assert!(text.contains("build_index"), "{text}");
+}
+
+/// Objects built by code a library generated with exec (a dataclass's `__init__`, a
+/// namedtuple's `__new__`, file `<string>`) are the program's line that built them, with the
+/// generated function beside it when that holds most of the line's memory.
+#[test]
+fn sites_in_generated_code_are_the_lines_that_called_it() {
+    let dir = TempDir::new("generated");
+    let file = dir.0.join("g.memlens");
+    let out = memlens_run(&file, &[], &["-q"], "generated_init.py", &[]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = memlens().args(["summary", "--json"]).arg(&file).output().unwrap();
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let sites = s["top_at_peak"].as_array().unwrap();
+    for (tag, generated) in [("POINTS_LINE", "__init__"), ("ROWS_LINE", "__new__")] {
+        let line = line_of("generated_init.py", tag);
+        let site = sites.iter().find(|x| x["line"] == line).unwrap_or_else(|| panic!("{s}"));
+        assert!(site["file"].as_str().unwrap().ends_with("generated_init.py"), "{site}");
+        assert!(site["bytes"].as_u64().unwrap() > 2 << 20, "{site}");
+        let library = &site["library"];
+        assert!(library.is_null() || library["function"] == generated, "{site}");
+    }
+    assert!(sites.iter().all(|x| x["file"] != "<string>"), "{s}");
 }
 
 #[test]

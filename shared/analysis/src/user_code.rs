@@ -61,10 +61,12 @@ pub(crate) fn stdlib_relative(file: &str) -> Option<&str> {
 /// The frames that name a stack's call site.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct UserSite {
-    /// The innermost frame in the program's own code; when the whole stack is library
+    /// The innermost frame in the program's own code, in a file of its own when there is
+    /// one (rather than in code it made with exec or eval); when the whole stack is library
     /// code, its innermost frame. `None` for the empty stack.
     pub user: Option<FrameId>,
-    /// The innermost frame, when it is a library's (and so not `user`).
+    /// The innermost frame, when it is not `user`: a library's, or code made up by exec or
+    /// eval (a dataclass's generated `__init__`) that `user` called.
     pub library: Option<FrameId>,
 }
 
@@ -81,13 +83,19 @@ pub fn user_site(rec: &Recording, stack: StackId) -> UserSite {
     let Some(&(innermost, _)) = frames.first() else {
         return UserSite { user: None, library: None };
     };
-    if !is_library_frame(&frames, 0) {
-        return UserSite { user: Some(innermost), library: None };
-    }
-    match (1..frames.len()).find(|&i| !is_library_frame(&frames, i)) {
+    // A line in a file of the program's own, before code it made up (a dataclass's or an
+    // ORM's generated `__init__`, called from the program's line: that line is the user's).
+    let users = || (0..frames.len()).filter(|&i| !is_library_frame(&frames, i));
+    match users().find(|&i| !made_up(frames[i].1)).or_else(|| users().next()) {
+        Some(0) | None => UserSite { user: Some(innermost), library: None },
         Some(i) => UserSite { user: Some(frames[i].0), library: Some(innermost) },
-        None => UserSite { user: Some(innermost), library: None },
     }
+}
+
+/// Whether `file` is a name made up for code made by exec or eval (`<string>`, `<sqlalchemy
+/// generated __init__ ...>`), not a file; notebook cells and frozen modules are not.
+fn made_up(file: &str) -> bool {
+    file.starts_with('<') && !file.starts_with("<ipython-input-") && !file.starts_with("<frozen ")
 }
 
 /// Whether `frames[i]` (innermost first) is library code: [`is_library_file`], or code made
@@ -95,15 +103,10 @@ pub fn user_site(rec: &Recording, stack: StackId) -> UserSite {
 /// dataclasses' methods) run by library code: such a frame takes its caller's side, and the
 /// outermost one is the program's (`python -c`, stdin). Notebook cells are the program's.
 fn is_library_frame(frames: &[(FrameId, &str)], i: usize) -> bool {
-    for &(_, name) in &frames[i..] {
-        let made_up = name.starts_with('<')
-            && !name.starts_with("<ipython-input-")
-            && !name.starts_with("<frozen ");
-        if !made_up {
-            return is_library_file(name);
-        }
+    match frames[i..].iter().find(|(_, name)| !made_up(name)) {
+        Some((_, name)) => is_library_file(name),
+        None => false,
     }
-    false
 }
 
 /// One row of [`user_sites`].
@@ -229,6 +232,9 @@ mod tests {
         let nt = push(&mut w, module, "namedtuple", "/usr/lib/python3.11/collections/__init__.py");
         let tuple_new = push(&mut w, nt, "<lambda>", "<string>");
         let dash_c = push(&mut w, StackId::ROOT, "<module>", "<string>");
+        let dash_c_function = push(&mut w, dash_c, "f", "<string>");
+        let generated = push(&mut w, make, "__init__", "<string>");
+        let orm = push(&mut w, make, "__init__", "<sqlalchemy generated __init__ for User>");
         let cell = push(&mut w, nt, "<module>", "<ipython-input-3-0123>");
         let rec = Recording::from_vec(w.finish(ProcessEnd::default()).unwrap()).unwrap();
         let frame = |s: StackId| rec.stack(s).map(|n| n.frame);
@@ -240,6 +246,11 @@ mod tests {
         let eval_in_library = UserSite { user: frame(module), library: frame(tuple_new) };
         assert_eq!(user_site(&rec, tuple_new), eval_in_library, "eval'd code is its caller's");
         assert_eq!(user_site(&rec, dash_c).user, frame(dash_c), "python -c code is the program's");
+        let in_made_up = |s| UserSite { user: frame(make), library: frame(s) };
+        assert_eq!(user_site(&rec, generated), in_made_up(generated), "the line that called it");
+        assert_eq!(user_site(&rec, orm), in_made_up(orm));
+        let dash_c_site = UserSite { user: frame(dash_c_function), library: None };
+        assert_eq!(user_site(&rec, dash_c_function), dash_c_site, "no line in a file");
         assert_eq!(user_site(&rec, cell).user, frame(cell), "notebook cells are the program's");
         assert_eq!(user_site(&rec, StackId::ROOT), UserSite { user: None, library: None });
         assert_eq!(
