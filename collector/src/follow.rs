@@ -608,8 +608,8 @@ fn closed_within(records: &OwnedFd, wait: Duration) -> bool {
 struct Child {
     pid: u32,
     job: ChildJob,
-    /// Its metadata but its interpreter and parent (which it says itself), read from /proc
-    /// as soon as it connects.
+    /// Its metadata but its interpreter, parent and (where it says it) command line, which it
+    /// says itself: read from /proc as soon as it connects.
     meta: Meta,
     pending: Arc<Mutex<Vec<u8>>>,
     listed: Arc<AtomicBool>,

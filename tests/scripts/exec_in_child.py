@@ -14,6 +14,8 @@ def recorder():
     with open("/proc/net/unix") as f:
         inode = next(line.split()[6] for line in f if line.split()[7:] == [path])
     for pid in filter(str.isdigit, os.listdir("/proc")):
+        if int(pid) == os.getpid():
+            continue
         try:
             fds = os.listdir(f"/proc/{pid}/fd")
             if any(os.readlink(f"/proc/{pid}/fd/{fd}") == f"socket:[{inode}]" for fd in fds):
