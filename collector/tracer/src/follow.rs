@@ -29,7 +29,12 @@ use crate::fds::HIGH_FD;
 /// Called from the library's constructor, before `main`, on one thread.
 pub unsafe fn announce_native_child() -> Option<c_int> {
     // SAFETY: per the function contract.
-    unsafe { announce(CHILD_NOT_PYTHON) }
+    if unsafe { libc::getenv(c"MEMLENS_FOLLOW".as_ptr()) }.is_null() {
+        return None;
+    }
+    let mut buf = [0; MAX_COMMAND_LINE];
+    // SAFETY: per the function contract.
+    unsafe { announce(CHILD_NOT_PYTHON, own_command_line(&mut buf)) }
 }
 
 /// As [`announce_native_child`], for a Python whose command line makes it skip `site` (and
@@ -40,20 +45,25 @@ pub unsafe fn announce_native_child() -> Option<c_int> {
 /// As [`announce_native_child`].
 pub unsafe fn announce_python_without_site() -> Option<Option<c_int>> {
     // SAFETY: per the function contract.
-    let following = unsafe { !libc::getenv(c"MEMLENS_FOLLOW".as_ptr()).is_null() };
-    if !following || !skips_site(own_command_line(&mut [0; 4096])) {
+    if unsafe { libc::getenv(c"MEMLENS_FOLLOW".as_ptr()) }.is_null() {
+        return None;
+    }
+    let mut buf = [0; MAX_COMMAND_LINE];
+    let command = own_command_line(&mut buf);
+    if !skips_site(command) {
         return None;
     }
     // SAFETY: per the function contract.
-    Some(unsafe { announce(CHILD_PYTHON_WITHOUT_SITE) })
+    Some(unsafe { announce(CHILD_PYTHON_WITHOUT_SITE, command) })
 }
 
-/// Sends the child line `child - IMPLEMENTATION PPID COMMAND` ([`CHILD_UNTRACED`]); returns the
-/// control connection (close-on-exec, as the other, which stays open unnamed).
+/// Sends the child line `child - IMPLEMENTATION PPID COMMAND` ([`CHILD_UNTRACED`]), `command`
+/// being this process's command line ([`own_command_line`]); returns the control connection
+/// (close-on-exec, as the other, which stays open unnamed).
 ///
 /// # Safety
 /// As [`announce_native_child`].
-unsafe fn announce(implementation: &str) -> Option<c_int> {
+unsafe fn announce(implementation: &str, command: &[u8]) -> Option<c_int> {
     // SAFETY: per the function contract, nothing changes the environment meanwhile.
     let dir = unsafe { libc::getenv(c"MEMLENS_FOLLOW".as_ptr()) };
     if dir.is_null() {
@@ -76,8 +86,6 @@ unsafe fn announce(implementation: &str) -> Option<c_int> {
     }
     // SAFETY: getppid has no preconditions.
     len += write_decimal(unsafe { libc::getppid() } as u32, &mut line[len..]);
-    let mut buf = [0; MAX_COMMAND_LINE];
-    let command = own_command_line(&mut buf);
     if !command.is_empty() {
         line[len] = b' ';
         len += 1 + write_command_word(command, &mut line[len + 1..]);

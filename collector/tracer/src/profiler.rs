@@ -407,8 +407,9 @@ unsafe fn run_frame(
 /// 3.14+ is told where the segment is, [`EvalHook::protect_stack`]): when the thread's stack
 /// is nearly full, or too short for the C recursion counter to be given back the call's
 /// units (3.12, 3.13: the call would cost it units plain Python does not spend, and a deep
-/// recursion would end in CPython's `RecursionError` before the end of the stack). On the segment the call is credited as any other. `None` (the frame not run)
-/// where it is not safe or no segment can be had.
+/// recursion would end in CPython's `RecursionError` before the end of the stack). On the
+/// segment the call is credited as any other. `None` (the frame not run) where it is not
+/// safe or no segment can be had.
 ///
 /// # Safety
 /// GIL held; the arguments are those the hook was called with.
