@@ -203,7 +203,11 @@ fn reference_cycle_churn_shows_gc_collections() {
     // 400,000 Node objects in cycles; the last few hundred may be alive at exit.
     assert!(collected >= 390_000, "collected {collected}");
     assert!(gcs.iter().all(|g| g.uncollectable == 0 && g.generation <= 2));
-    assert!(gcs.iter().all(|g| g.duration_ns > 0 && g.duration_ns < 1_000_000_000));
+    // Collections take turns (the GIL): together no longer than the run (a slow machine can
+    // make one take seconds; a duration from a missed start would be the system's uptime).
+    assert!(gcs.iter().all(|g| g.duration_ns > 0));
+    let collecting: u64 = gcs.iter().map(|g| g.duration_ns).sum();
+    assert!(collecting <= rec.summary().duration_ns, "{collecting} ns collecting");
     assert!(gcs.windows(2).all(|w| w[0].time_ns <= w[1].time_ns));
 }
 

@@ -246,9 +246,12 @@ def _gc_callback(phase, info):
     if phase == "start":
         _gc_start_ns = time.monotonic_ns()
     elif _lib is not None:
+        # A stop whose start came before the callback was added: its duration is unknown (0).
+        took = time.monotonic_ns() - _gc_start_ns if _gc_start_ns else 0
+        _gc_start_ns = 0
         _lib.memlens_gc(
             info.get("generation", 0),
-            max(0, time.monotonic_ns() - _gc_start_ns),
+            took,
             info.get("collected", 0),
             info.get("uncollectable", 0),
         )
