@@ -170,7 +170,7 @@ pub struct SpanEdge {
 pub struct GcEvent {
     /// Start, in nanoseconds since the start of the recording.
     pub time_ns: u64,
-    /// How long it took.
+    /// How long it took; 0 if unknown (a collection under way when tracing began).
     pub duration_ns: u64,
     /// The generation collected (0, 1 or 2).
     pub generation: u8,
