@@ -53,3 +53,31 @@ def test_single_file_report_from_the_wheel(venv, tmp_path):
     run([venv / "bin/memlens", "run", "-q", "-o", "c.memlens", "-c", "x = [0] * 10**6"], tmp_path)
     run([venv / "bin/memlens", "report", "--single-file", "-o", "c.html", "c.memlens"], tmp_path)
     assert "window.memlensRecording" in (tmp_path / "c.html").read_text()
+
+
+def test_a_collection_whose_start_was_not_seen_has_an_unknown_duration(monkeypatch):
+    import time
+
+    import memlens
+
+    said = []
+
+    class Tracer:
+        def memlens_gc(self, *event):
+            said.append(event)
+
+    monkeypatch.setattr(memlens, "_lib", Tracer())
+    monkeypatch.setattr(memlens, "_gc_start_ns", 0)
+    # Tracing began during this collection: only its stop is seen.
+    memlens._gc_callback("stop", {"generation": 2, "collected": 5, "uncollectable": 1})
+    before = time.monotonic_ns()
+    memlens._gc_callback("start", {"generation": 0})
+    memlens._gc_callback("stop", {"generation": 0, "collected": 3, "uncollectable": 0})
+    took = time.monotonic_ns() - before
+    assert said[0] == (2, 0, 5, 1)
+    generation, duration, collected, uncollectable = said[1]
+    assert (generation, collected, uncollectable) == (0, 3, 0)
+    assert 0 <= duration <= took
+    # And a later stop without its start does not reuse this one's.
+    memlens._gc_callback("stop", {"generation": 1, "collected": 0, "uncollectable": 0})
+    assert said[2] == (1, 0, 0, 0)
