@@ -307,7 +307,7 @@ pub fn stop() {
 /// session, recording off.
 fn finish() {
     let _g = guard::Guard::enter(guard::Ctx::Tracer);
-    let me = gettid();
+    let me = guard::gettid();
     let outer = FINISHING.compare_exchange(0, me, Ordering::AcqRel, Ordering::Acquire).is_ok();
     {
         let mut g = DrainGuard::lock();
@@ -330,16 +330,11 @@ fn finish() {
     }
 }
 
-fn gettid() -> i32 {
-    // SAFETY: gettid has no preconditions.
-    unsafe { libc::syscall(libc::SYS_gettid) as i32 }
-}
-
 /// Whether the calling thread is ending the session ([`stop`]): a fatal signal's handler
 /// that interrupted it cannot wait for the recorder (the records it is sending are what
 /// the recorder waits for), and lets it finish first. Async-signal-safe.
 pub fn finishing_here() -> bool {
-    FINISHING.load(Ordering::Acquire) == gettid()
+    FINISHING.load(Ordering::Acquire) == guard::gettid()
 }
 
 /// Has `f` called whenever a session has ended, by the thread that ended it, once the

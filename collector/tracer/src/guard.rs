@@ -11,6 +11,7 @@
 
 use std::cell::Cell;
 use std::ffi::c_void;
+use std::sync::atomic::{AtomicI32, Ordering};
 
 /// What the outermost guarded call on this thread is.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -199,6 +200,31 @@ pub fn disable_forever() {
     let tls = tls();
     tls.depth.set(tls.depth.get() + 1_000_000);
     tls.outer.set(Ctx::Tracer);
+}
+
+/// The thread (its kernel id) that a fatal signal stopped for good, 0 if none: its handler
+/// waits for the recording to be complete, then the process dies of the signal, so whatever
+/// the thread held when the signal came (a tracer lock, a record half written) it never
+/// releases. Set by [`stop_for_good`].
+static STOPPED_FOR_GOOD: AtomicI32 = AtomicI32::new(0);
+
+/// The calling thread's kernel id. Async-signal-safe.
+pub fn gettid() -> i32 {
+    // SAFETY: gettid has no preconditions.
+    unsafe { libc::syscall(libc::SYS_gettid) as i32 }
+}
+
+/// From a fatal signal's handler that will not return to the code it interrupted: the
+/// calling thread is stopped for good (see [`stopped_for_good`]). Async-signal-safe.
+pub fn stop_for_good() {
+    STOPPED_FOR_GOOD.store(gettid(), Ordering::Release);
+}
+
+/// The thread a fatal signal stopped for good, if any: a lock it holds is never released,
+/// and whoever waits for one gives up (the drain's last pass, so that the records before
+/// the signal still reach the recording).
+pub fn stopped_for_good() -> Option<i32> {
+    Some(STOPPED_FOR_GOOD.load(Ordering::Acquire)).filter(|&t| t != 0)
 }
 
 #[cfg(test)]

@@ -13,7 +13,9 @@
 //!   hooks ([`crate::native_hooks`]) report theirs;
 //! - installs a handler for each signal whose default action ends the process and which
 //!   still has that action (SIGTERM, SIGHUP, SIGSEGV, SIGABRT, ...): it asks the drain
-//!   thread to end the session (every record sent, then goodbye), reports the signal,
+//!   thread to end the session (every record sent, then goodbye; a record the interrupted
+//!   thread was writing is dropped, and a tracer lock it held is done without, since that
+//!   thread runs no further: [`crate::guard::stop_for_good`]), reports the signal,
 //!   waits for the recorder, and raises the signal again with the default action back in
 //!   place (`SA_RESETHAND`), so the process dies of it exactly as it would have (same wait
 //!   status, core dump included). A signal that interrupts a thread itself ending the
@@ -344,6 +346,11 @@ extern "C" fn on_fatal_signal(sig: c_int) {
         HELD.store(sig, Ordering::Release);
         return;
     }
+    // This thread runs no more of the code the signal interrupted: a record it was
+    // writing, or a lock of the tracer it held, would have the drain wait for it forever
+    // (and the recorder for the drain, until it gives up on the records still to come).
+    crate::guard::stop_for_good();
+    crate::thread_state::drop_record_in_progress();
     crate::drain::ask_stop();
     report(EndReport::Signaled(sig));
     // SA_RESETHAND put the default action back: raising the signal again kills the process

@@ -26,11 +26,13 @@
 //! The registry is a `BTreeMap` behind a spin lock (a fork resets it: a child never waits
 //! for a holder that did not follow it). Hooks hold it for an insert or a trim; the scan
 //! copies the ranges out, calls `mincore` without the lock, and reports only for mappings
-//! still registered as they were.
+//! still registered as they were. The scan does without it when its holder is a thread a
+//! fatal signal stopped for good ([`crate::guard::stopped_for_good`]), which never
+//! releases it: the drain's last pass then still sends the records.
 
 use std::cell::UnsafeCell;
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
 use std::time::Duration;
 
 use memlens_wire::Record;
@@ -85,24 +87,46 @@ struct Mapping {
 struct Registry {
     /// By the address the mapping was recorded at.
     map: UnsafeCell<BTreeMap<usize, Mapping>>,
-    lock: AtomicBool,
+    /// The kernel id of the thread holding the lock, 0 if none.
+    lock: AtomicI32,
 }
 
 // SAFETY: `map` is only reached through `with`, which holds `lock`.
 unsafe impl Sync for Registry {}
 
 static REGISTRY: Registry =
-    Registry { map: UnsafeCell::new(BTreeMap::new()), lock: AtomicBool::new(false) };
+    Registry { map: UnsafeCell::new(BTreeMap::new()), lock: AtomicI32::new(0) };
 
+/// Runs `f` on the registry, under its lock.
 fn with<R>(f: impl FnOnce(&mut BTreeMap<usize, Mapping>) -> R) -> R {
-    while REGISTRY.lock.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).is_err()
+    let mut r = None;
+    locked(false, |m| r = Some(f(m)));
+    r.unwrap_or_else(|| unreachable!("the lock is waited for"))
+}
+
+/// Runs `f` on the registry under its lock, or not at all when the lock's holder is a
+/// thread stopped for good ([`crate::guard::stopped_for_good`]).
+fn with_unless_stuck<R>(f: impl FnOnce(&mut BTreeMap<usize, Mapping>) -> R) -> Option<R> {
+    let mut r = None;
+    locked(true, |m| r = Some(f(m)));
+    r
+}
+
+/// Runs `f` under the registry's lock, waiting for it (unless its holder is stopped for
+/// good and `unless_stuck`: then not at all).
+fn locked(unless_stuck: bool, f: impl FnOnce(&mut BTreeMap<usize, Mapping>)) {
+    let me = crate::guard::gettid();
+    while let Err(holder) =
+        REGISTRY.lock.compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed)
     {
+        if unless_stuck && crate::guard::stopped_for_good() == Some(holder) {
+            return;
+        }
         std::thread::yield_now();
     }
     // SAFETY: we hold the lock, so this is the only reference.
-    let r = f(unsafe { &mut *REGISTRY.map.get() });
-    REGISTRY.lock.store(false, Ordering::Release);
-    r
+    f(unsafe { &mut *REGISTRY.map.get() });
+    REGISTRY.lock.store(0, Ordering::Release);
 }
 
 /// Whether [addr, addr+len) lies inside a registered mapping (a `MAP_FIXED` map over part of
@@ -222,7 +246,7 @@ pub fn clear() {
 
 /// In a forked child: the lock may have been held by a thread that did not follow.
 pub fn after_fork_in_child() {
-    REGISTRY.lock.store(false, Ordering::Release);
+    REGISTRY.lock.store(0, Ordering::Release);
 }
 
 /// The drain thread's side: scans and reports.
@@ -249,18 +273,21 @@ impl Scanner {
         }
         self.ranges.clear();
         let ranges = &mut self.ranges;
-        with(|m| {
+        let copied = with_unless_stuck(|m| {
             ranges.extend(
                 m.iter().filter(|(_, r)| r.seq < cut).map(|(&k, r)| (k, r.start, r.end, r.seq)),
             )
         });
+        if copied.is_none() {
+            return;
+        }
         self.resident.clear();
         self.vec.resize(MINCORE_PAGES, 0);
         for &(_, start, end, _) in &self.ranges {
             self.resident.push(resident_bytes(start, end, &mut self.vec));
         }
         let (ranges, resident) = (&self.ranges, &self.resident);
-        with(|m| {
+        with_unless_stuck(|m| {
             for (&(key, _, _, seq), &now) in ranges.iter().zip(resident) {
                 let Some(r) = m.get_mut(&key) else { continue };
                 let step = now.abs_diff(r.resident);
@@ -313,7 +340,28 @@ fn resident_bytes(start: usize, end: usize, vec: &mut [u8]) -> usize {
 
 #[cfg(test)]
 mod tests {
-    use super::resident_bytes;
+    use super::{locked, resident_bytes, Scanner};
+
+    /// The drain's last pass scans while the thread a fatal signal stopped holds the
+    /// registry's lock (it was in a hook): the scan does without, instead of waiting forever.
+    #[test]
+    fn a_scan_does_without_the_lock_a_thread_stopped_for_good_holds() {
+        let (held, release) = (std::sync::mpsc::channel(), std::sync::mpsc::channel::<()>());
+        let (held_tx, release_rx) = (held.0, release.1);
+        let holder = std::thread::spawn(move || {
+            locked(false, |_| {
+                crate::guard::stop_for_good();
+                held_tx.send(()).unwrap();
+                release_rx.recv().unwrap();
+            })
+        });
+        held.1.recv().unwrap();
+        let mut out = Vec::new();
+        Scanner::new().scan(u64::MAX, true, &mut out);
+        assert!(out.is_empty());
+        release.0.send(()).unwrap();
+        holder.join().unwrap();
+    }
 
     /// Residency counts the system's pages (with a 4 KiB page hard-coded, a 16 KiB-page arm64
     /// kernel fails every call: the range passed to mincore overruns the mapping).

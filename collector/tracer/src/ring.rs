@@ -282,8 +282,17 @@ impl Ring {
 
     /// The ring of a thread that is gone without exiting (see [`Self::after_fork_in_child`]).
     fn abandon(&self) {
-        self.prod.pending.store(0, Ordering::Release);
+        self.drop_record_in_progress();
         let _ = self.state.compare_exchange(OWNED, CLOSED, Ordering::AcqRel, Ordering::Relaxed);
+    }
+
+    /// The ring of a thread stopped for good in the middle of a record (a fatal signal's
+    /// handler, which waits for the drain and never returns to it; see
+    /// [`crate::guard::stop_for_good`]): the record is dropped, as after a fork
+    /// ([`Self::after_fork_in_child`]), so that the drain takes those before it. Its
+    /// thread's still. Async-signal-safe.
+    pub fn drop_record_in_progress(&self) {
+        self.prod.pending.store(0, Ordering::Release);
     }
 
     /// Appends `len` bytes of records, written by `write`, to the thread's current
@@ -700,6 +709,20 @@ mod tests {
         ring.abandon();
         assert_eq!(drain_below(ring, u64::MAX, 3), ((0..5).collect(), 1));
         assert_eq!(ring.state.load(Ordering::Relaxed), CLOSED);
+    }
+
+    #[test]
+    fn a_record_its_thread_was_stopped_for_good_in_the_middle_of_is_dropped_not_waited_for() {
+        let _clock = clock_to_myself();
+        let ring = test_ring();
+        let (mut s, mut scratch) = (Stretch::new(4), Vec::new());
+        push_pops(ring, &mut s, &mut scratch, 0, 5);
+        // A fatal signal's handler interrupted its owner while writing a record.
+        ring.prod.pending.store(1, Ordering::Relaxed);
+        ring.drop_record_in_progress();
+        assert_eq!(drain_below(ring, u64::MAX, 4), ((0..5).collect(), 1));
+        // Still its thread's: the handler's thread lives until the recording is complete.
+        assert_eq!(ring.state.load(Ordering::Relaxed), OWNED);
     }
 
     #[test]

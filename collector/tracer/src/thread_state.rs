@@ -207,9 +207,17 @@ pub fn after_fork_in_child() {
     Ring::after_fork_in_child(own);
 }
 
-fn os_tid() -> u64 {
-    // SAFETY: gettid has no preconditions.
-    unsafe { libc::syscall(libc::SYS_gettid) as u64 }
+/// From a fatal signal's handler, on the thread the signal stopped for good: a record the
+/// thread was writing when it came is dropped ([`Ring::drop_record_in_progress`]): the drain
+/// would wait for it to be published, and the recorder for the drain. Async-signal-safe.
+pub fn drop_record_in_progress() {
+    let p = tls().state.get().cast::<ThreadState>();
+    if !p.is_null() && p != DEAD {
+        // SAFETY: a live state is this thread's own Box (see `create`); only its ring, set
+        // at creation, is read, through the pointer (the code the signal interrupted, which
+        // may hold the state, never runs again).
+        unsafe { std::ptr::addr_of!((*p).ring).read() }.drop_record_in_progress();
+    }
 }
 
 fn create() -> *mut ThreadState {
@@ -220,7 +228,7 @@ fn create() -> *mut ThreadState {
     let index = NEXT_INDEX.fetch_add(1, Ordering::Relaxed);
     let st = Box::into_raw(Box::new(ThreadState {
         session: 0,
-        os_tid: os_tid(),
+        os_tid: crate::guard::gettid() as u64,
         name: name[..name_len].to_vec(),
         ring: Ring::acquire(),
         stretch: Stretch::new(index),
