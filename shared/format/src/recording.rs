@@ -41,6 +41,12 @@ pub struct Truncation {
     pub reason: String,
 }
 
+/// Event chunks of fewer bytes than this in all (compressed: a few hundred thousand events)
+/// are decoded on the thread that replays them: a thread of their own, handed one chunk at a
+/// time, costs more than it saves there.
+#[cfg(not(target_arch = "wasm32"))]
+const DECODE_AHEAD_BYTES: u64 = 64 * 1024;
+
 /// A chunk located in the file, not read yet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct ChunkRef {
@@ -1110,15 +1116,17 @@ impl Recording {
             .map_err(|d| Error::corrupt("event chunk", chunk.offset, d))
     }
 
-    /// Calls `f` with every event in order, one decoded chunk at a time. Natively, chunks are
-    /// read and decoded on a second thread while `f` runs (a full replay then takes about the
-    /// time of the slower of the two).
+    /// Calls `f` with every event in order, one decoded chunk at a time. Natively, the chunks
+    /// of a recording of some size are read and decoded on a second thread while `f` runs (a
+    /// full replay then takes about the time of the slower of the two).
     pub fn for_each_event_chunk(
         &self,
         mut f: impl FnMut(&[Event]) -> std::ops::ControlFlow<()>,
     ) -> Result<(), Error> {
         #[cfg(not(target_arch = "wasm32"))]
-        if self.events.len() > 1 {
+        if self.events.len() > 1
+            && self.events.iter().map(|c| c.len).sum::<u64>() >= DECODE_AHEAD_BYTES
+        {
             return std::thread::scope(|s| {
                 // A few decoded chunks ahead at most: memory stays bounded.
                 let (tx, rx) = std::sync::mpsc::sync_channel(2);
