@@ -13,9 +13,10 @@ use std::io::{BufRead, BufReader, Read};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
+use std::time::Duration;
 
 use memlens_analysis::{stack_totals, EventFilter, Snapshot};
-use memlens_format::Recording;
+use memlens_format::{Recording, StackId};
 use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
 
@@ -231,6 +232,46 @@ fn standard_descriptors_closed_at_the_start_stay_closed_for_the_program() {
     assert!(at_line >= 1_000_000, "{at_line}");
 }
 
+/// `memlens run -q -o FILE rounds.py ARGS`, stdout piped, in a process group of its own,
+/// and the pid it said it has.
+fn start_rounds(file: &Path, args: &[&str]) -> (std::process::Child, Lines, i32) {
+    let mut child = program("rounds.py", Some(file))
+        .args(args)
+        .process_group(0)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = Lines::of(child.stdout.take().unwrap());
+    let said = lines.next(Duration::from_secs(60)).expect("rounds.py says its pid");
+    let pid = said.strip_prefix("started ").expect(&said).parse().unwrap();
+    assert_eq!(pid, child.id() as i32, "the program runs in the process that was started");
+    (child, lines, pid)
+}
+
+/// The lines a program prints, read on a thread of their own.
+struct Lines(std::sync::mpsc::Receiver<String>);
+
+impl Lines {
+    fn of(out: impl Read + Send + 'static) -> Lines {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Lines(rx)
+    }
+
+    /// The next line, if one comes within `wait` (`None` too once the program closed its
+    /// output).
+    fn next(&self, wait: Duration) -> Option<String> {
+        self.0.recv_timeout(wait).ok()
+    }
+}
+
 /// A fatal signal that interrupts the program's thread in the middle of a record (the
 /// tracer's hooks run nearly all the time here) ends the recording with every record made
 /// before it: the interrupted record is dropped, not waited for (the drain waited, the
@@ -239,37 +280,74 @@ fn standard_descriptors_closed_at_the_start_stay_closed_for_the_program() {
 /// signal lands is up to chance.
 #[test]
 fn sigterm_in_the_middle_of_a_record_loses_none_before_it() {
-    let line = line_of("killed_while_allocating.py", "KILLED_MARKER_LINE");
+    let line = line_of("rounds.py", "ROUNDS_MARKER_LINE");
     for run in 0..10 {
-        let dir = TempDir::new("signals-killed-while-allocating");
+        let dir = TempDir::new("signals-rounds");
         let file = dir.0.join("out.memlens");
-        let mut cmd = program("killed_while_allocating.py", Some(&file));
-        let mut child = cmd.process_group(0).stdout(Stdio::piped()).spawn().unwrap();
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut said = String::new();
-        stdout.read_line(&mut said).unwrap();
-        let pid = said.trim().strip_prefix("started ").expect(&said).parse().unwrap();
+        let (mut child, lines, pid) = start_rounds(&file, &[]);
         // Rounds it finished, as it said: 20 before the signal.
         let mut finished = 0u64;
         while finished < 20 {
-            said.clear();
-            stdout.read_line(&mut said).unwrap();
-            finished = said.trim().parse().unwrap();
+            finished = lines.next(Duration::from_secs(60)).unwrap().parse().unwrap();
         }
         kill(Pid::from_raw(pid), Signal::SIGTERM).unwrap();
         assert_eq!(child.wait().unwrap().signal(), Some(15), "run {run}");
         let rec = Recording::from_vec(std::fs::read(&file).unwrap()).unwrap();
         assert_eq!(rec.end().map(|e| e.signal), Some(Some(15)), "run {run}");
         let totals = stack_totals(&rec, Snapshot::TotalAllocated, &EventFilter::default());
+        let at_line = |s: StackId| rec.stack(s).and_then(|n| rec.frame(n.frame)).map(|f| f.line);
         let markers: u64 = totals
             .unwrap()
             .stacks
             .iter()
-            .filter(|(s, _)| {
-                rec.stack(*s).and_then(|n| rec.frame(n.frame)).map(|f| f.line) == Some(line)
-            })
+            .filter(|(s, _)| at_line(*s) == Some(line))
             .map(|(_, t)| t.count)
             .sum();
         assert!(markers >= finished, "run {run}: {markers} markers of {finished} rounds");
     }
+}
+
+/// The recorder stops reading (stopped, here) until the program's ring is full and the
+/// program waits for space, then dies: the program goes on to its end, untraced, with its
+/// output and exit status (it waited forever for a drain that had stopped with the pipe).
+#[test]
+fn a_program_whose_recorder_dies_while_it_waits_on_a_full_ring_runs_to_its_end() {
+    let dir = TempDir::new("signals-recorder-dies");
+    let file = dir.0.join("out.memlens");
+    let (mut child, lines, pid) = start_rounds(&file, &["3000"]);
+    let recorder = recorder_of(&file, pid);
+    kill(recorder, Signal::SIGSTOP).unwrap();
+    // Once the pipe and the ring are full, the program waits for space: it says no more.
+    let mut said = 0;
+    while let Some(line) = lines.next(Duration::from_secs(1)) {
+        said = line.parse().expect("the program is still in its rounds");
+    }
+    kill(recorder, Signal::SIGKILL).unwrap();
+    let mut last = String::new();
+    while let Some(line) = lines.next(Duration::from_secs(120)) {
+        last = line;
+    }
+    if last != "done" {
+        // (Not left waiting behind the test.)
+        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+    }
+    assert_eq!(last, "done", "after round {said}");
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+}
+
+/// The recorder of the `memlens run` writing `file` for the program `pid`: the process
+/// beside it with the same command line.
+fn recorder_of(file: &Path, pid: i32) -> Pid {
+    let file = file.to_str().unwrap();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(other) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+            continue;
+        };
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let is_ours = cmdline.split(|&b| b == 0).any(|a| a == file.as_bytes());
+        if other != pid && is_ours {
+            return Pid::from_raw(other);
+        }
+    }
+    panic!("no recorder writes {file}");
 }

@@ -297,14 +297,17 @@ impl Ring {
 
     /// Appends `len` bytes of records, written by `write`, to the thread's current
     /// stretch or a new one (see the module docs). Waits while the ring is full
-    /// ([`Self::wait_for_space`]). `scratch` is the caller's reusable buffer, for records
-    /// that wrap around the ring's end.
+    /// ([`Self::wait_for_space`]), as long as `wanted()` says records are: once it says not
+    /// (the session stopped, or the recorder is gone and the drain with it), the record is
+    /// dropped, since no one may ever make space. `scratch` is the caller's reusable
+    /// buffer, for records that wrap around the ring's end.
     #[inline(always)]
     pub fn push_with(
         &self,
         s: &mut Stretch,
         len: usize,
         scratch: &mut Vec<u8>,
+        wanted: fn() -> bool,
         write: impl FnOnce(&mut [u8]),
     ) {
         assert!(len + SEQ_LEN <= RING_CAP, "a batch of records larger than the ring");
@@ -312,8 +315,10 @@ impl Ring {
         let mut head = p.head.load(Ordering::Relaxed);
         // Space first, then `pending`: the drain waits for `pending` to clear, so
         // we must never wait for the drain while it is set.
-        if RING_CAP - (head - p.tail_seen.load(Ordering::Relaxed)) < len + SEQ_LEN {
-            self.wait_for_space(head, len + SEQ_LEN);
+        if RING_CAP - (head - p.tail_seen.load(Ordering::Relaxed)) < len + SEQ_LEN
+            && self.wait_for_space(head, len + SEQ_LEN, wanted).is_none()
+        {
+            return;
         }
         p.pending.store(1, Ordering::Relaxed);
         compiler_fence(Ordering::SeqCst);
@@ -344,16 +349,20 @@ impl Ring {
     /// recorder that make the space, which costs the most where following a pool puts more
     /// busy traced processes than cores on the machine (a fork pool of 4 churning workers
     /// on 2 cores: 46% less CPU time and 30% less wall time than yielding all along, the
-    /// same for one process). Returns how often it looked.
+    /// same for one process). Returns how often it looked, or `None` once `wanted()` says
+    /// the records are no longer wanted.
     #[cold]
-    fn wait_for_space(&self, head: usize, need: usize) -> u32 {
+    fn wait_for_space(&self, head: usize, need: usize, wanted: fn() -> bool) -> Option<u32> {
         let mut looks = 0;
         loop {
             let tail = self.drain.tail.load(Ordering::Acquire);
             self.prod.tail_seen.store(tail, Ordering::Relaxed);
             looks += 1;
             if RING_CAP - (head - tail) >= need {
-                return looks;
+                return Some(looks);
+            }
+            if !wanted() {
+                return None;
             }
             if looks <= FULL_YIELDS {
                 // SAFETY: sched_yield has no preconditions.
@@ -673,9 +682,15 @@ mod tests {
         s.restamp();
         for i in first..first + n {
             let rec = Record::Pop { n: i };
-            ring.push_with(s, rec.encoded_len(), scratch, |out| {
-                rec.encode_into(out);
-            });
+            ring.push_with(
+                s,
+                rec.encoded_len(),
+                scratch,
+                || true,
+                |out| {
+                    rec.encode_into(out);
+                },
+            );
         }
     }
 
@@ -807,11 +822,11 @@ mod tests {
         let ring = test_ring();
         ring.prod.head.store(RING_CAP, Ordering::Release);
         let start = std::time::Instant::now();
-        let producer = std::thread::spawn(move || ring.wait_for_space(RING_CAP, 64));
+        let producer = std::thread::spawn(move || ring.wait_for_space(RING_CAP, 64, || true));
         std::thread::sleep(std::time::Duration::from_millis(50));
         assert!(!producer.is_finished(), "the ring is still full");
         ring.drain.tail.store(4096, Ordering::Release);
-        let looks = producer.join().unwrap();
+        let looks = producer.join().unwrap().unwrap();
         assert_eq!(ring.prod.tail_seen.load(Ordering::Relaxed), 4096);
         // Each look after the yields follows a sleep of at least FULL_WAIT: a bound that
         // holds however slow the machine is; a spinning producer looks tens of thousands
@@ -819,6 +834,35 @@ mod tests {
         let waited = start.elapsed();
         let most = FULL_YIELDS + 2 + (waited.as_micros() / FULL_WAIT.as_micros()) as u32;
         assert!(looks <= most, "{looks} looks at the ring's tail in {waited:?}");
+    }
+
+    /// Regression: a producer waiting on a full ring when the recorder went away (its pipe
+    /// broke, so recording was cut off and nothing drains the rings) waited forever, and
+    /// the program with it. It now drops its record once records are no longer wanted.
+    #[test]
+    fn a_producer_on_a_full_ring_gives_up_once_records_are_no_longer_wanted() {
+        static WANTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+        let ring = test_ring();
+        ring.prod.head.store(RING_CAP, Ordering::Release);
+        let mut s = Stretch::new(5);
+        let producer = std::thread::spawn(move || {
+            let rec = Record::Pop { n: 1 };
+            ring.push_with(
+                &mut s,
+                rec.encoded_len(),
+                &mut Vec::new(),
+                || WANTED.load(Ordering::Acquire),
+                |out| {
+                    rec.encode_into(out);
+                },
+            );
+        });
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(!producer.is_finished(), "the ring is full and records are wanted");
+        WANTED.store(false, Ordering::Release);
+        producer.join().unwrap();
+        assert_eq!(ring.prod.head.load(Ordering::Relaxed), RING_CAP, "the record is dropped");
+        assert_eq!(ring.prod.pending.load(Ordering::Relaxed), 0);
     }
 
     #[test]

@@ -322,9 +322,15 @@ impl ThreadState {
     #[inline(always)]
     pub fn push_free(&mut self, rec: &Record<'_>) {
         if recording::active() {
-            self.ring.push_with(&mut self.stretch, rec.encoded_len(), &mut self.scratch, |out| {
-                rec.encode_into(out);
-            });
+            self.ring.push_with(
+                &mut self.stretch,
+                rec.encoded_len(),
+                &mut self.scratch,
+                recording::active,
+                |out| {
+                    rec.encode_into(out);
+                },
+            );
         }
     }
 
@@ -347,7 +353,7 @@ impl ThreadState {
     fn push_after_line(&mut self, rec: &Record<'_>) {
         let line = Record::Line { line: self.emitted.last().map_or(0, |e| e.1) };
         let len = line.encoded_len() + rec.encoded_len();
-        self.ring.push_with(&mut self.stretch, len, &mut self.scratch, |out| {
+        self.ring.push_with(&mut self.stretch, len, &mut self.scratch, recording::active, |out| {
             let at = line.encode_into(out).unwrap_or(0);
             rec.encode_into(&mut out[at..]);
         });
@@ -367,7 +373,7 @@ impl ThreadState {
         let pop_len = if popped > 0 { pop.encoded_len() } else { 0 };
         let push_len = Record::Push { code: 0, line: 0 }.encoded_len();
         let len = pop_len + pushed.len() * push_len + rec.encoded_len();
-        self.ring.push_with(&mut self.stretch, len, &mut self.scratch, |out| {
+        self.ring.push_with(&mut self.stretch, len, &mut self.scratch, recording::active, |out| {
             let mut at = 0;
             if popped > 0 {
                 at += pop.encode_into(out).unwrap_or(0);
