@@ -99,34 +99,31 @@ static REGISTRY: Registry =
 
 /// Runs `f` on the registry, under its lock.
 fn with<R>(f: impl FnOnce(&mut BTreeMap<usize, Mapping>) -> R) -> R {
-    let mut r = None;
-    locked(false, |m| r = Some(f(m)));
-    r.unwrap_or_else(|| unreachable!("the lock is waited for"))
+    locked(false, f).unwrap_or_else(|| unreachable!("the lock is waited for"))
 }
 
 /// Runs `f` on the registry under its lock, or not at all when the lock's holder is a
 /// thread stopped for good ([`crate::guard::stopped_for_good`]).
 fn with_unless_stuck<R>(f: impl FnOnce(&mut BTreeMap<usize, Mapping>) -> R) -> Option<R> {
-    let mut r = None;
-    locked(true, |m| r = Some(f(m)));
-    r
+    locked(true, f)
 }
 
 /// Runs `f` under the registry's lock, waiting for it (unless its holder is stopped for
-/// good and `unless_stuck`: then not at all).
-fn locked(unless_stuck: bool, f: impl FnOnce(&mut BTreeMap<usize, Mapping>)) {
+/// good and `unless_stuck`: then not at all, `None`).
+fn locked<R>(unless_stuck: bool, f: impl FnOnce(&mut BTreeMap<usize, Mapping>) -> R) -> Option<R> {
     let me = crate::guard::gettid();
     while let Err(holder) =
         REGISTRY.lock.compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed)
     {
         if unless_stuck && crate::guard::stopped_for_good() == Some(holder) {
-            return;
+            return None;
         }
         std::thread::yield_now();
     }
     // SAFETY: we hold the lock, so this is the only reference.
-    f(unsafe { &mut *REGISTRY.map.get() });
+    let r = f(unsafe { &mut *REGISTRY.map.get() });
     REGISTRY.lock.store(0, Ordering::Release);
+    Some(r)
 }
 
 /// Whether [addr, addr+len) lies inside a registered mapping (a `MAP_FIXED` map over part of

@@ -201,23 +201,25 @@ unsafe extern "C" fn destroy(p: *mut c_void) {
 /// In a forked child: the rings of the threads that did not come along are closed (see
 /// [`Ring::after_fork_in_child`]); the forking thread keeps its own.
 pub fn after_fork_in_child() {
-    let p = tls().state.get().cast::<ThreadState>();
-    // SAFETY: a live state is this thread's own Box (see `create`); only its ring is read.
-    let own = (!p.is_null() && p != DEAD).then(|| unsafe { (*p).ring });
-    Ring::after_fork_in_child(own);
+    Ring::after_fork_in_child(own_ring());
 }
 
 /// From a fatal signal's handler, on the thread the signal stopped for good: a record the
 /// thread was writing when it came is dropped ([`Ring::drop_record_in_progress`]): the drain
 /// would wait for it to be published, and the recorder for the drain. Async-signal-safe.
 pub fn drop_record_in_progress() {
-    let p = tls().state.get().cast::<ThreadState>();
-    if !p.is_null() && p != DEAD {
-        // SAFETY: a live state is this thread's own Box (see `create`); only its ring, set
-        // at creation, is read, through the pointer (the code the signal interrupted, which
-        // may hold the state, never runs again).
-        unsafe { std::ptr::addr_of!((*p).ring).read() }.drop_record_in_progress();
+    if let Some(ring) = own_ring() {
+        ring.drop_record_in_progress();
     }
+}
+
+/// The calling thread's ring, if it has a live state, read without borrowing the state
+/// (code it interrupted, a fork's or a signal's, may hold that). Async-signal-safe.
+fn own_ring() -> Option<&'static Ring> {
+    let p = tls().state.get().cast::<ThreadState>();
+    // SAFETY: a live state is this thread's own Box (see `create`); only its ring, set at
+    // creation, is read, through the pointer.
+    (!p.is_null() && p != DEAD).then(|| unsafe { std::ptr::addr_of!((*p).ring).read() })
 }
 
 fn create() -> *mut ThreadState {
