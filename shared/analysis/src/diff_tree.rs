@@ -10,7 +10,9 @@
 use rustc_hash::FxHashMap;
 
 use crate::tree::{row_hit, RowRect, TreeNode};
-use crate::{comparable_file, FlameOptions, FlameTree, Recording, StackTotals, Totals};
+use crate::{
+    comparable_file, saturating_sum, FlameOptions, FlameTree, Recording, StackTotals, Totals,
+};
 
 /// One node of a [`DiffTree`]: a call path present in the base, the head, or both.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -211,9 +213,10 @@ impl DiffTree {
             let n = &nodes[i];
             let gone = n.presence() == Presence::Gone && i != 0;
             let side = |t: &DiffNode| if gone { t.base.bytes } else { t.head.bytes };
-            let children_side: u64 = n.children.iter().map(|&c| side(&nodes[c as usize])).sum();
+            let children_side =
+                saturating_sum(n.children.iter().map(|&c| side(&nodes[c as usize])));
             let self_part = side(n).saturating_sub(children_side);
-            let children: u64 = n.children.iter().map(|&c| nodes[c as usize].weight).sum();
+            let children = saturating_sum(n.children.iter().map(|&c| nodes[c as usize].weight));
             nodes[i].weight =
                 if gone && !options.show_vanished { 0 } else { self_part.saturating_add(children) };
         }

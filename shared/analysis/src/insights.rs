@@ -11,7 +11,7 @@
 use rustc_hash::FxHashMap;
 
 use crate::census::{deepest_stack, last_census, type_name};
-use crate::{format_bytes, format_count, format_duration_ns};
+use crate::{format_bytes, format_count, format_duration_ns, saturating_sum};
 use crate::{site_label, AddressMap, BlockCount, Error, Event, GcEvent, Op, Recording, StackId};
 use memlens_format::{CHURN_MAX_LIFETIME_NS, CHURN_MIN_SIZE};
 
@@ -220,10 +220,11 @@ impl<'a> InsightsBuilder<'a> {
     }
 }
 
-/// The quarter marks of the run: the times the growth finding checks live memory at.
+/// The quarter marks of the run: the times the growth finding checks live memory at
+/// (computed wide: a damaged or hostile file's duration can be near `u64::MAX`).
 fn quarter_marks(rec: &Recording) -> Vec<u64> {
-    let duration = rec.summary().duration_ns.max(1);
-    (1..QUARTERS as u64).map(|k| duration * k / QUARTERS as u64).collect()
+    let duration = u128::from(rec.summary().duration_ns.max(1));
+    (1..QUARTERS as u128).map(|k| (duration * k / QUARTERS as u128) as u64).collect()
 }
 
 /// Live bytes per stack at one moment.
@@ -426,7 +427,7 @@ fn slots(rec: &Recording, o: &InsightOptions, found: &mut Vec<Insight>) {
 
 fn gc(rec: &Recording, o: &InsightOptions, found: &mut Vec<Insight>) {
     let gcs = rec.gc_events();
-    let uncollectable: u64 = gcs.iter().map(|g| g.uncollectable).sum();
+    let uncollectable = saturating_sum(gcs.iter().map(|g| g.uncollectable));
     if uncollectable > 0 {
         let found_some = || gcs.iter().filter(|g| g.uncollectable > 0);
         let runs = found_some().count();
@@ -444,10 +445,10 @@ fn gc(rec: &Recording, o: &InsightOptions, found: &mut Vec<Insight>) {
             span_ns: span(found_some()),
         });
     }
-    let total: u64 = gcs.iter().map(|g| g.duration_ns).sum();
+    let total = saturating_sum(gcs.iter().map(|g| g.duration_ns));
     let duration = rec.summary().duration_ns;
     if duration > 0 && total.saturating_mul(100) >= o.gc_min_percent.saturating_mul(duration) {
-        let collected: u64 = gcs.iter().map(|g| g.collected).sum();
+        let collected = saturating_sum(gcs.iter().map(|g| g.collected));
         found.push(Insight {
             kind: InsightKind::GcTime,
             message: format!(
@@ -455,7 +456,7 @@ fn gc(rec: &Recording, o: &InsightOptions, found: &mut Vec<Insight>) {
                  objects in reference cycles",
                 format_count(gcs.len() as u64),
                 format_duration_ns(total),
-                total * 100 / duration,
+                u128::from(total) * 100 / u128::from(duration),
                 format_count(collected)
             ),
             bytes: 0,

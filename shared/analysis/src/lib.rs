@@ -56,6 +56,12 @@ mod tree;
 mod units;
 mod user_code;
 
+/// The sum of counts or bytes read from a recording, saturating: a damaged or hostile file's
+/// can overflow.
+pub(crate) fn saturating_sum(values: impl IntoIterator<Item = u64>) -> u64 {
+    values.into_iter().fold(0, u64::saturating_add)
+}
+
 // The format's types the analyses use throughout (not re-exported: import them from
 // `memlens_format`).
 use memlens_format::{

@@ -60,7 +60,7 @@ pub fn not_recorded(rec: &Recording) -> u64 {
     let count = |label: &str| {
         label.strip_prefix(NOT_RECORDED_MARKER)?.strip_prefix(": ")?.parse::<u64>().ok()
     };
-    rec.markers().iter().filter_map(|m| count(&m.label)).sum()
+    crate::saturating_sum(rec.markers().iter().filter_map(|m| count(&m.label)))
 }
 
 /// [`not_recorded`] in words: "1 descendant started as the program ended was not recorded".

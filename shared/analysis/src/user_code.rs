@@ -149,7 +149,7 @@ pub fn user_sites(rec: &Recording, totals: &StackTotals) -> Vec<UserSiteTotals> 
 /// imports a package holds memory in hundreds of library functions, none of which is "where
 /// it went").
 pub(crate) fn most_of<K: Clone>(bytes: &FxHashMap<K, u64>) -> Option<K> {
-    let all: u64 = bytes.values().sum();
+    let all = crate::saturating_sum(bytes.values().copied());
     bytes.iter().find(|&(_, &b)| b > all / 2).map(|(k, _)| k.clone())
 }
 

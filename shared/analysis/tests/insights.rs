@@ -325,3 +325,27 @@ fn a_quiet_program_has_no_findings_and_kinds_come_in_order() {
         .collect();
     assert_eq!(kinds, [InsightKind::TemporaryChurn, InsightKind::GcTime]);
 }
+
+/// Regression (found by the fuzzer): a run whose duration is near `u64::MAX`, and collections
+/// whose counts add up past it, as a damaged or hostile file can say, overflowed in the growth
+/// and garbage collection findings.
+#[test]
+fn a_run_of_absurd_length_is_analysed_without_overflow() {
+    let mut p = Program::new();
+    let s = p.stack("grow", 3);
+    for k in 1..8 {
+        p.alloc(k * (u64::MAX / 8), s, 2 * MIB);
+    }
+    // Collections whose counts and times add up past u64::MAX.
+    p.w.gc(gc_run(MS, u64::MAX / 2, u64::MAX, u64::MAX));
+    p.w.gc(gc_run(2 * MS, u64::MAX / 2, u64::MAX, u64::MAX));
+    let rec = p.finish(u64::MAX - 1);
+    assert!(rec.summary().duration_ns > u64::MAX / 2);
+    let f = found(&rec, InsightKind::GrowingAtExit);
+    assert_eq!(f.len(), 1, "{f:?}");
+    assert_eq!(function_of(&rec, f[0].stack), "grow");
+    let f = found(&rec, InsightKind::UncollectableCycles);
+    assert_eq!(f.len(), 1, "{f:?}");
+    assert!(f[0].message.contains("2 collections found 18,446,744,073,709,551,615"), "{f:?}");
+    assert_eq!(found(&rec, InsightKind::GcTime).len(), 1);
+}
