@@ -203,12 +203,17 @@ impl Followers {
     }
 
     /// Carries what the descendants' recordings wrote since the last call into the file.
+    /// The list of streams is not held meanwhile: writing the file can wait on the disk, and
+    /// the acceptor needs the list to take a new child (which waits until it is taken).
     pub fn carry<W: Write>(&self, writer: &mut RecordingWriter<W>) -> Result<()> {
-        let streams = self.shared.streams.lock().expect("streams");
-        for s in streams.iter() {
-            let bytes = std::mem::take(&mut *s.pending.lock().expect("stream buffer"));
+        let pending: Vec<(u32, Arc<Mutex<Vec<u8>>>)> = {
+            let streams = self.shared.streams.lock().expect("streams");
+            streams.iter().map(|s| (s.number, s.pending.clone())).collect()
+        };
+        for (number, pending) in pending {
+            let bytes = std::mem::take(&mut *pending.lock().expect("stream buffer"));
             if !bytes.is_empty() {
-                writer.substream(s.number, &bytes)?;
+                writer.substream(number, &bytes)?;
             }
         }
         Ok(())
@@ -527,6 +532,9 @@ fn follow(
     job: &ChildJob,
     shared: &Arc<Shared>,
 ) {
+    // Read before taking the list of streams, which the program's recorder needs too: /proc
+    // can be slow to answer about a process in the middle of a fork or an exit.
+    let about = ProcAbout::read(pid);
     let mut streams = shared.streams.lock().expect("streams");
     if streams.len() >= MAX_PROCESSES {
         return;
@@ -535,7 +543,7 @@ fn follow(
     let pending = Arc::new(Mutex::new(Vec::new()));
     let listed = Arc::new(AtomicBool::new(false));
     let python = Arc::new(AtomicBool::new(false));
-    let meta = child_meta(pid, number, &job.meta);
+    let meta = child_meta(pid, about, number, &job.meta);
     let child = Child {
         pid,
         job: job.clone(),
@@ -769,15 +777,28 @@ fn command_line(raw: &[u8], program: &Meta) -> Vec<String> {
     }
 }
 
-/// The program's metadata with process `pid`'s command line, working directory, start time
-/// and `number`.
-fn child_meta(pid: u32, number: u32, program: &Meta) -> Meta {
-    let proc = PathBuf::from(format!("/proc/{pid}"));
-    let command_line =
-        command_line(&std::fs::read(proc.join("cmdline")).unwrap_or_default(), program);
-    let cwd = std::fs::read_link(proc.join("cwd"))
-        .map(|d| d.to_string_lossy().into_owned())
-        .unwrap_or_default();
+/// What /proc says of a process: its command line (NUL-separated) and working directory.
+struct ProcAbout {
+    cmdline: Vec<u8>,
+    cwd: String,
+}
+
+impl ProcAbout {
+    fn read(pid: u32) -> ProcAbout {
+        let proc = PathBuf::from(format!("/proc/{pid}"));
+        let cmdline = std::fs::read(proc.join("cmdline")).unwrap_or_default();
+        let cwd = std::fs::read_link(proc.join("cwd"))
+            .map(|d| d.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        ProcAbout { cmdline, cwd }
+    }
+}
+
+/// The program's metadata with process `pid`'s command line and working directory (`about`),
+/// start time and `number`.
+fn child_meta(pid: u32, about: ProcAbout, number: u32, program: &Meta) -> Meta {
+    let ProcAbout { cmdline, cwd } = about;
+    let command_line = command_line(&cmdline, program);
     let start_unix_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);

@@ -87,7 +87,11 @@ impl PipeReader {
         let mut fds = [PollFd::new(self.pipe.as_fd(), PollFlags::POLLIN)];
         match poll(&mut fds, PollTimeout::from(ms)) {
             Ok(0) => return Err(NoData::Timeout),
-            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Ok(_) => {}
+            // Back to the loop, which polls again: a read now would block until the tracer
+            // writes or closes the pipe, which a process that has reported its end and waits
+            // for us to finish does not do.
+            Err(nix::errno::Errno::EINTR) => return Ok(()),
             Err(_) => return Err(NoData::Closed),
         }
         let n = match self.pipe.read(&mut self.buf) {

@@ -9,7 +9,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
@@ -333,6 +333,51 @@ fn a_program_whose_recorder_dies_while_it_waits_on_a_full_ring_runs_to_its_end()
     }
     assert_eq!(last, "done", "after round {said}");
     assert_eq!(child.wait().unwrap().code(), Some(0));
+}
+
+/// A recorder that is stuck (stopped here) when the program ends costs the program at most the
+/// tracer's 30 s wait for its recording, said on stderr, and not its exit status; the recorder,
+/// once it goes on, still writes the whole recording.
+#[test]
+fn a_program_whose_recorder_is_stuck_at_its_end_exits_after_30_s_and_says_why() {
+    let dir = TempDir::new("signals-recorder-stuck");
+    let file = dir.0.join("out.memlens");
+    let mut child = program("exits_on_a_line.py", Some(&file))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = Lines::of(child.stdout.take().unwrap());
+    let said = lines.next(Duration::from_secs(60)).expect("the program says its pid");
+    let pid: i32 = said.strip_prefix("started ").expect(&said).parse().unwrap();
+    let recorder = recorder_of(&file, pid);
+    kill(recorder, Signal::SIGSTOP).unwrap();
+    let stopped_at = std::time::Instant::now();
+    child.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    let status = child.wait().unwrap();
+    let waited = stopped_at.elapsed();
+    kill(recorder, Signal::SIGCONT).unwrap();
+    let mut stderr = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    assert_eq!(status.code(), Some(7), "{stderr}");
+    assert_eq!(lines.next(Duration::from_secs(5)).as_deref(), Some("exiting"));
+    assert!(waited >= Duration::from_secs(29) && waited < Duration::from_secs(60), "{waited:?}");
+    let expected = format!("memlens: process {pid} ended without its recording being confirmed");
+    assert!(stderr.contains(&expected), "{stderr}");
+    // The recorder goes on and ends the file, with the marker and how the program ended.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while kill(recorder, None).is_ok() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let rec = Recording::from_vec(std::fs::read(&file).unwrap()).unwrap();
+    assert_eq!(rec.end().map(|e| e.exit_code), Some(Some(7)));
+    let line = line_of("exits_on_a_line.py", "EXITS_MARKER_LINE");
+    let totals = stack_totals(&rec, Snapshot::TotalAllocated, &EventFilter::default()).unwrap();
+    let at_line = |s: StackId| rec.stack(s).and_then(|n| rec.frame(n.frame)).map(|f| f.line);
+    let marker: u64 =
+        totals.stacks.iter().filter(|(s, _)| at_line(*s) == Some(line)).map(|(_, t)| t.bytes).sum();
+    assert!(marker >= 100_000, "{marker} bytes at the marker's line");
 }
 
 /// The recorder of the `memlens run` writing `file` for the program `pid`: the process

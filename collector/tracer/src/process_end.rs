@@ -316,6 +316,9 @@ fn report(end: EndReport) {
         if n < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
             continue;
         }
+        if n == 0 {
+            say_gave_up_waiting();
+        }
         if n <= 0 {
             return;
         }
@@ -323,6 +326,25 @@ fn report(end: EndReport) {
             p.fd = -1;
         }
     }
+}
+
+/// Says on stderr that the recorder did not finish this process's recording in
+/// [`ACK_WAIT_MS`]: the process ends without it (a recorder that is stuck, or stopped). Said
+/// so that such a wait is not taken for the program's own. Async-signal-safe.
+fn say_gave_up_waiting() {
+    const HEAD: &[u8] = b"memlens: process ";
+    const TAIL: &[u8] = b" ended without its recording being confirmed in 30 s (the recorder is \
+        stuck or stopped); its recording may lack its end\n";
+    let mut msg = [0u8; HEAD.len() + 10 + TAIL.len()];
+    msg[..HEAD.len()].copy_from_slice(HEAD);
+    // SAFETY: getpid cannot fail.
+    let pid = unsafe { libc::getpid() } as u32;
+    let mut len = HEAD.len();
+    len += memlens_wire::handshake::write_decimal(pid, &mut msg[len..]);
+    msg[len..len + TAIL.len()].copy_from_slice(TAIL);
+    len += TAIL.len();
+    // SAFETY: writing a buffer on the stack to stderr.
+    unsafe { libc::write(2, msg.as_ptr().cast(), len) };
 }
 
 /// The process is exiting with `status` (`_exit`, `_Exit`, `exit`), tracing already
