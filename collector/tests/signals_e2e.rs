@@ -220,16 +220,20 @@ fn standard_descriptors_closed_at_the_start_stay_closed_for_the_program() {
     assert_eq!(with_stdio_closed(&program("closed_stdio.py", Some(&file))), plain);
     let rec = Recording::from_vec(std::fs::read(&file).unwrap()).unwrap();
     let line = line_of("closed_stdio.py", "CLOSED_STDIO_LINE");
-    let totals = stack_totals(&rec, Snapshot::TotalAllocated, &EventFilter::default()).unwrap();
-    let at_line: u64 = totals
+    let (_, at_line) = allocated_at_line(&rec, line);
+    assert!(at_line >= 1_000_000, "{at_line}");
+}
+
+/// How many blocks, and bytes, the recording says were allocated at `line` (by the innermost
+/// frame) over the whole run.
+fn allocated_at_line(rec: &Recording, line: u32) -> (u64, u64) {
+    let totals = stack_totals(rec, Snapshot::TotalAllocated, &EventFilter::default()).unwrap();
+    let at_line = |s: StackId| rec.stack(s).and_then(|n| rec.frame(n.frame)).map(|f| f.line);
+    totals
         .stacks
         .iter()
-        .filter(|(s, _)| {
-            rec.stack_frames(*s).next().and_then(|f| rec.frame(f)).is_some_and(|f| f.line == line)
-        })
-        .map(|(_, t)| t.bytes)
-        .sum();
-    assert!(at_line >= 1_000_000, "{at_line}");
+        .filter(|(s, _)| at_line(*s) == Some(line))
+        .fold((0, 0), |(count, bytes), (_, t)| (count + t.count, bytes + t.bytes))
 }
 
 /// `memlens run -q -o FILE rounds.py ARGS`, stdout piped, in a process group of its own,
@@ -294,15 +298,7 @@ fn sigterm_in_the_middle_of_a_record_loses_none_before_it() {
         assert_eq!(child.wait().unwrap().signal(), Some(15), "run {run}");
         let rec = Recording::from_vec(std::fs::read(&file).unwrap()).unwrap();
         assert_eq!(rec.end().map(|e| e.signal), Some(Some(15)), "run {run}");
-        let totals = stack_totals(&rec, Snapshot::TotalAllocated, &EventFilter::default());
-        let at_line = |s: StackId| rec.stack(s).and_then(|n| rec.frame(n.frame)).map(|f| f.line);
-        let markers: u64 = totals
-            .unwrap()
-            .stacks
-            .iter()
-            .filter(|(s, _)| at_line(*s) == Some(line))
-            .map(|(_, t)| t.count)
-            .sum();
+        let (markers, _) = allocated_at_line(&rec, line);
         assert!(markers >= finished, "run {run}: {markers} markers of {finished} rounds");
     }
 }
@@ -373,10 +369,7 @@ fn a_program_whose_recorder_is_stuck_at_its_end_exits_after_30_s_and_says_why() 
     let rec = Recording::from_vec(std::fs::read(&file).unwrap()).unwrap();
     assert_eq!(rec.end().map(|e| e.exit_code), Some(Some(7)));
     let line = line_of("exits_on_a_line.py", "EXITS_MARKER_LINE");
-    let totals = stack_totals(&rec, Snapshot::TotalAllocated, &EventFilter::default()).unwrap();
-    let at_line = |s: StackId| rec.stack(s).and_then(|n| rec.frame(n.frame)).map(|f| f.line);
-    let marker: u64 =
-        totals.stacks.iter().filter(|(s, _)| at_line(*s) == Some(line)).map(|(_, t)| t.bytes).sum();
+    let (_, marker) = allocated_at_line(&rec, line);
     assert!(marker >= 100_000, "{marker} bytes at the marker's line");
 }
 

@@ -332,17 +332,26 @@ fn report(end: EndReport) {
 /// [`ACK_WAIT_MS`]: the process ends without it (a recorder that is stuck, or stopped). Said
 /// so that such a wait is not taken for the program's own. Async-signal-safe.
 fn say_gave_up_waiting() {
+    use memlens_wire::handshake::write_decimal;
     const HEAD: &[u8] = b"memlens: process ";
-    const TAIL: &[u8] = b" ended without its recording being confirmed in 30 s (the recorder is \
-        stuck or stopped); its recording may lack its end\n";
-    let mut msg = [0u8; HEAD.len() + 10 + TAIL.len()];
-    msg[..HEAD.len()].copy_from_slice(HEAD);
+    const MIDDLE: &[u8] = b" ended without its recording being confirmed in ";
+    const TAIL: &[u8] = b" s (the recorder is stuck or stopped); its recording may lack its end\n";
+    let mut msg = [0u8; HEAD.len() + 10 + MIDDLE.len() + 10 + TAIL.len()];
+    let mut len = 0;
+    let mut put = |part: &[u8]| {
+        msg[len..len + part.len()].copy_from_slice(part);
+        len += part.len();
+    };
+    put(HEAD);
+    let mut digits = [0u8; 10];
     // SAFETY: getpid cannot fail.
     let pid = unsafe { libc::getpid() } as u32;
-    let mut len = HEAD.len();
-    len += memlens_wire::handshake::write_decimal(pid, &mut msg[len..]);
-    msg[len..len + TAIL.len()].copy_from_slice(TAIL);
-    len += TAIL.len();
+    let n = write_decimal(pid, &mut digits);
+    put(&digits[..n]);
+    put(MIDDLE);
+    let n = write_decimal((ACK_WAIT_MS / 1000) as u32, &mut digits);
+    put(&digits[..n]);
+    put(TAIL);
     // SAFETY: writing a buffer on the stack to stderr.
     unsafe { libc::write(2, msg.as_ptr().cast(), len) };
 }
