@@ -147,11 +147,13 @@ fn sampled_estimates_of_big_sites_are_within_10_percent_of_the_exact_recording()
         within_10_percent_on_average(&format!("{table} {tag} bytes"), &got, want);
     }
     // Counts are estimates too: the site's 400,000 blocks, not the ~800 it sampled. The exact
-    // recording's count is every block, and the list holding them (and on 3.9 one more object
-    // of that line).
+    // recording's count is every block and the array of the list holding them; and 3.9 and
+    // 3.10 the comprehension's frame, 3.13+ the list itself (re-created from the free list,
+    // charged where it is made), 3.14+ the block of the argument tuple of `bytes(1000)`,
+    // re-created from the free list at each call and kept there.
     for table in ["top_leaks", "top_at_peak"] {
         let exact_count = site_count(&exact, table, "RECORDS");
-        assert!((RECORDS + 1..=RECORDS + 2).contains(&exact_count), "{table}: {exact_count}");
+        assert!((RECORDS + 1..=RECORDS + 3).contains(&exact_count), "{table}: {exact_count}");
         let got: Vec<u64> = sampled.iter().map(|s| site_count(s, table, "RECORDS")).collect();
         within_10_percent_on_average(&format!("{table} RECORDS count"), &got, RECORDS);
     }
@@ -289,8 +291,11 @@ print("exact", e.sample_bytes, e.peak_bytes)
     };
     let sampled = figure("sampled ");
     assert_eq!(sampled[0], RATE.to_string());
+    // The peak: the arrays, and the lists (56-byte blocks, a pointer each in `many`),
+    // whose ~4 sampled blocks make most of the estimate's noise (a standard error of ~2%).
     let peak: f64 = sampled[1].parse().unwrap();
-    assert!((peak / (48 << 20) as f64 - 1.0).abs() < 0.10, "{peak}");
+    let want = ((48 << 20) + 30_000 * (56 + 8)) as f64;
+    assert!((peak / want - 1.0).abs() < 0.10, "{peak} vs {want}");
     assert_eq!(figure("exact ")[0], "None");
     let s = summary(&dir.0.join("sampled.memlens"));
     assert_eq!(s["sample_bytes"], RATE);
