@@ -166,6 +166,19 @@ impl Record<'_> {
                 out[1..5].copy_from_slice(&line.to_le_bytes());
                 Some(5)
             }
+            Record::Pop { n } => {
+                let out = out.get_mut(..5)?;
+                out[0] = TAG_POP;
+                out[1..5].copy_from_slice(&n.to_le_bytes());
+                Some(5)
+            }
+            // (On 3.13+ at every object made again from a free list: ints, floats, tuples...)
+            Record::Recreate { address } => {
+                let out = out.get_mut(..9)?;
+                out[0] = TAG_RECREATE;
+                out[1..9].copy_from_slice(&address.to_le_bytes());
+                Some(9)
+            }
             _ => self.encode_other(out),
         }
     }
@@ -444,6 +457,13 @@ mod tests {
             let buf = encoded(&rec);
             assert_eq!(record_len(&buf), Ok(Some(buf.len())), "{rec:?}");
             assert_eq!(decode(&buf).unwrap(), Some((rec, buf.len())), "{rec:?}");
+            // The hot records' own paths write what the layouts say (the packed forms aside,
+            // which have no layout).
+            if 1 + crate::layout::payload_len(&rec) == buf.len() {
+                let mut laid_out = vec![0u8; buf.len()];
+                assert_eq!(rec.encode_other(&mut laid_out), Some(buf.len()), "{rec:?}");
+                assert_eq!(laid_out, buf, "{rec:?}");
+            }
         }
     }
 
