@@ -147,9 +147,10 @@ impl Record<'_> {
                 out[9..17].copy_from_slice(&size.to_le_bytes());
                 Some(17)
             }
-            Record::Free { address, kind } => {
+            // (Recreate: on 3.13+ at every object made again from a free list.)
+            Record::Free { address, .. } | Record::Recreate { address } => {
                 let out = out.get_mut(..9)?;
-                out[0] = TAG_FREE + kind as u8;
+                out[0] = self.tag();
                 out[1..9].copy_from_slice(&address.to_le_bytes());
                 Some(9)
             }
@@ -160,24 +161,11 @@ impl Record<'_> {
                 out[5..9].copy_from_slice(&line.to_le_bytes());
                 Some(9)
             }
-            Record::Line { line } => {
+            Record::Line { line: v } | Record::Pop { n: v } => {
                 let out = out.get_mut(..5)?;
-                out[0] = TAG_LINE;
-                out[1..5].copy_from_slice(&line.to_le_bytes());
+                out[0] = self.tag();
+                out[1..5].copy_from_slice(&v.to_le_bytes());
                 Some(5)
-            }
-            Record::Pop { n } => {
-                let out = out.get_mut(..5)?;
-                out[0] = TAG_POP;
-                out[1..5].copy_from_slice(&n.to_le_bytes());
-                Some(5)
-            }
-            // (On 3.13+ at every object made again from a free list: ints, floats, tuples...)
-            Record::Recreate { address } => {
-                let out = out.get_mut(..9)?;
-                out[0] = TAG_RECREATE;
-                out[1..9].copy_from_slice(&address.to_le_bytes());
-                Some(9)
             }
             _ => self.encode_other(out),
         }
