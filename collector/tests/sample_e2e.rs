@@ -149,8 +149,8 @@ fn sampled_estimates_of_big_sites_are_within_10_percent_of_the_exact_recording()
     // Counts are estimates too: the site's 400,000 blocks, not the ~800 it sampled. The exact
     // recording's count is every block and the array of the list holding them; and 3.9 and
     // 3.10 the comprehension's frame, 3.13+ the list itself (re-created from the free list,
-    // charged where it is made), 3.14+ the block of the argument tuple of `bytes(1000)`,
-    // re-created from the free list at each call and kept there.
+    // charged where it is made), 3.14+ the block of a 1-tuple re-created from the free list
+    // at each iteration (by the call of `bytes`) and kept there.
     for table in ["top_leaks", "top_at_peak"] {
         let exact_count = site_count(&exact, table, "RECORDS");
         assert!((RECORDS + 1..=RECORDS + 3).contains(&exact_count), "{table}: {exact_count}");
