@@ -121,8 +121,11 @@ def byte_compile(python, version):
     this project's machines): `import json, sqlite3` made 347,000 allocations instead of
     21,000, and the benchmarks measured the compiler. Quick when it is done already."""
     stdlib = python.resolve().parent.parent / "lib" / f"python{version}"
-    subprocess.run([str(python), "-m", "compileall", "-q", "-j0", str(stdlib)],
-                   stdout=subprocess.DEVNULL, check=True)
+    done = subprocess.run([str(python), "-m", "compileall", "-q", "-j0", str(stdlib)],
+                          stdout=subprocess.DEVNULL)
+    if done.returncode != 0:
+        # (A module that does not compile is an error only where it is imported.)
+        say(f"some of {stdlib} did not compile; those modules compile at each import")
 
 
 def main():
