@@ -129,7 +129,8 @@ impl FamilyFlame {
 /// Each process's memory by stack for a moment or span of all of them together, in the order
 /// of `recs`:
 /// - [`Snapshot::AtPeak`]: at the highest point of their total heap ([`family_peak`]), what
-///   each process alive then held;
+///   each process alive then held at its own highest point within that instant (so they add
+///   up to the peak, a block freed in that microsecond included);
 /// - [`Snapshot::PeakInRange`]: the same at the total's highest point within the span;
 /// - [`Snapshot::AtTime`]: what each process alive then held;
 /// - the others: each process's own (its leaks, everything it allocated).
@@ -140,17 +141,24 @@ pub fn family_stack_totals(
     snapshot: Snapshot,
 ) -> Result<Vec<StackTotals>, Error> {
     let all = EventFilter::default();
+    // The instant of the total's highest point: each process at its own highest point within
+    // it, which is what the total adds up (a block freed in that microsecond counts).
+    let instant = |t: u64| (t, Snapshot::PeakInRange(t, t));
     let moment = match (recs, snapshot) {
         ([_], _) => None,
-        (_, Snapshot::AtPeak) => Some(family_peak(recs, 0, family_end(recs).saturating_add(1))?.1),
-        (_, Snapshot::PeakInRange(a, b)) => Some(family_peak(recs, a, b.saturating_add(1))?.1),
-        (_, Snapshot::AtTime(t)) => Some(t),
+        (_, Snapshot::AtPeak) => {
+            Some(instant(family_peak(recs, 0, family_end(recs).saturating_add(1))?.1))
+        }
+        (_, Snapshot::PeakInRange(a, b)) => {
+            Some(instant(family_peak(recs, a, b.saturating_add(1))?.1))
+        }
+        (_, Snapshot::AtTime(t)) => Some((t, Snapshot::AtTime(t))),
         _ => None,
     };
     recs.iter()
         .map(|rec| match moment {
-            Some(t) if t > heap_ended_at(rec) => Ok(StackTotals::default()),
-            Some(t) => stack_totals(rec, Snapshot::AtTime(t), &all),
+            Some((t, _)) if t > heap_ended_at(rec) => Ok(StackTotals::default()),
+            Some((_, at)) => stack_totals(rec, at, &all),
             None => stack_totals(rec, snapshot, &all),
         })
         .collect()
@@ -225,6 +233,33 @@ mod tests {
         // One process alone is itself.
         let own = family_stack_totals(&refs[1..2], Snapshot::AtPeak).unwrap();
         assert_eq!(own[0].total.bytes, 6 * MIB);
+    }
+
+    /// A child frees its block in the very microsecond the program allocates more: the total
+    /// is highest then (what each process held at its highest in that instant), and the
+    /// processes' totals at the peak add up to it, the freed block included. Before, each was
+    /// taken after the instant's events: the block was missing from the sites of the peak.
+    #[test]
+    fn at_the_peak_a_block_freed_in_that_instant_counts() {
+        let mib = MIB as i64;
+        let recs = open(&[
+            process(10, "main", &[(1, mib), (5, mib)], 10),
+            process(11, "a", &[(2, 8 * mib), (5, -8 * mib)], 6),
+            process(12, "b", &[(3, 8 * mib), (8, -8 * mib)], 9),
+        ]);
+        let refs: Vec<&Recording> = recs.iter().collect();
+        let (peak, at) = family_peak(&refs, 0, 11 * MS).unwrap();
+        assert_eq!((peak, at), (18 * MIB, 5 * MS));
+        let per = family_stack_totals(&refs, Snapshot::AtPeak).unwrap();
+        let bytes: Vec<u64> = per.iter().map(|t| t.total.bytes / MIB).collect();
+        assert_eq!(bytes, [2, 8, 8]);
+        let flame = FamilyFlame::build(&refs).unwrap();
+        assert_eq!(flame.totals(&per).total.bytes, peak);
+        let in_range = family_stack_totals(&refs, Snapshot::PeakInRange(4 * MS, 6 * MS)).unwrap();
+        assert_eq!(in_range.iter().map(|t| t.total.bytes / MIB).collect::<Vec<_>>(), [2, 8, 8]);
+        // A moment asked for is after its events, as for one process.
+        let after = family_stack_totals(&refs, Snapshot::AtTime(5 * MS)).unwrap();
+        assert_eq!(after.iter().map(|t| t.total.bytes / MIB).collect::<Vec<_>>(), [2, 0, 8]);
     }
 
     #[test]
