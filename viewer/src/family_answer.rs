@@ -89,10 +89,13 @@ impl Family {
     pub fn answer_all(&mut self, own: &Recording, request: &Request) -> Result<Answer, String> {
         match *request {
             Request::Totals { snapshot, .. } => {
-                // The peak of all is worked out once, not for every question about it.
+                // The peak of all is worked out once, not for every question about it: then
+                // each process at its highest point within the peak's instant, what the peak
+                // adds up (family_stack_totals).
                 let snapshot = match snapshot {
                     Snapshot::AtPeak if !self.members.is_empty() => {
-                        Snapshot::AtTime(self.peak(own)?.1)
+                        let at = self.peak(own)?.1;
+                        Snapshot::PeakInRange(at, at)
                     }
                     other => other,
                 };
@@ -252,5 +255,45 @@ mod tests {
         let peak = family.answer_all(&own, &Request::PeakIn { rec: 1, t0: 61 * MS, t1: 90 * MS });
         assert_eq!(peak.unwrap(), Answer::Peak { bytes: 2 * MIB, time_ns: 61 * MS });
         assert!(family.answer_all(&own, &Request::Insights { rec: 1 }).is_err());
+    }
+
+    /// A child frees its 8 MiB in the very microsecond the program allocates 1 MiB more: that
+    /// instant is the peak of all (10 MiB), and the flame graph at the peak adds up to it, the
+    /// child's block included (it was missing when the processes were taken after the
+    /// instant's events).
+    #[test]
+    fn the_flame_graph_at_the_peak_of_all_adds_up_to_it() {
+        let meta = |pid: u32| Meta {
+            pid,
+            command_line: vec!["python3".into(), "family.py".into()],
+            ..Meta::default()
+        };
+        let mut child_meta = meta(11);
+        child_meta.extra.push(("ppid".into(), "10".into()));
+        let mut c = RecordingWriter::new(Vec::new(), &child_meta).unwrap();
+        c.add_thread(ThreadInfo { id: ThreadId(0), os_tid: 11, name: "MainThread".into() });
+        let f = c.intern_frame("hold", "family.py", 9);
+        let s = c.intern_stack(StackId::ROOT, f);
+        c.alloc(2 * MS, ThreadId(0), s, 0x10, 8 * MIB, AllocatorKind::Malloc).unwrap();
+        c.free(5 * MS, ThreadId(0), 0x10, AllocatorKind::Malloc).unwrap();
+        c.flush().unwrap();
+        let child =
+            c.finish(ProcessEnd { time_ns: 6 * MS, exit_code: Some(0), signal: None }).unwrap();
+        let mut w = RecordingWriter::new(Vec::new(), &meta(10)).unwrap();
+        w.add_thread(ThreadInfo { id: ThreadId(0), os_tid: 10, name: "MainThread".into() });
+        let f = w.intern_frame("main", "family.py", 20);
+        let s = w.intern_stack(StackId::ROOT, f);
+        w.alloc(MS, ThreadId(0), s, 0x10, MIB, AllocatorKind::Malloc).unwrap();
+        w.alloc(5 * MS, ThreadId(0), s, 0x20, MIB, AllocatorKind::Malloc).unwrap();
+        w.substream(1, &child).unwrap();
+        let end = ProcessEnd { time_ns: 10 * MS, exit_code: Some(0), signal: None };
+        let own = Recording::from_vec(w.finish(end).unwrap()).unwrap();
+        let mut family = Family::open(&own);
+        let request = Request::FamilyTimeline { rec: 1, t0: 0, t1: 11 * MS, buckets: 11 };
+        let Answer::Family(series) = family.answer_all(&own, &request).unwrap() else { panic!() };
+        assert_eq!(series.peak, (10 * MIB, 5 * MS));
+        let request = Request::Totals { rec: 1, snapshot: Snapshot::AtPeak, thread: None };
+        let Answer::Totals(at_peak) = family.answer_all(&own, &request).unwrap() else { panic!() };
+        assert_eq!(at_peak.total.bytes, 10 * MIB);
     }
 }
