@@ -250,8 +250,11 @@ fn summarize(top: &Recording, args: &SummaryArgs, file: &str, how: How) -> Resul
     summary.processes = all.iter().map(|&(n, r)| process_json(n, r)).collect();
     if all.len() > 1 {
         let recs: Vec<&Recording> = all.iter().map(|(_, r)| *r).collect();
-        match tree_peak(&recs).and_then(|p| Ok((p, family_stack_totals(&recs, Snapshot::AtPeak)?)))
-        {
+        // The sites at the peak's instant, found once (AtPeak would search for it again).
+        let at_peak = |(peak, at)| {
+            Ok(((peak, at), family_stack_totals(&recs, Snapshot::PeakInRange(at, at))?))
+        };
+        match tree_peak(&recs).and_then(at_peak) {
             Ok(((peak, at), per_process)) => {
                 summary.all_processes = Some(AllProcessesJson {
                     peak_heap_bytes: peak,

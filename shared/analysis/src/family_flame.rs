@@ -248,18 +248,19 @@ mod tests {
             process(12, "b", &[(3, 8 * mib), (8, -8 * mib)], 9),
         ]);
         let refs: Vec<&Recording> = recs.iter().collect();
+        let bytes = |snapshot| -> Vec<u64> {
+            let per = family_stack_totals(&refs, snapshot).unwrap();
+            per.iter().map(|t| t.total.bytes / MIB).collect()
+        };
         let (peak, at) = family_peak(&refs, 0, 11 * MS).unwrap();
         assert_eq!((peak, at), (18 * MIB, 5 * MS));
-        let per = family_stack_totals(&refs, Snapshot::AtPeak).unwrap();
-        let bytes: Vec<u64> = per.iter().map(|t| t.total.bytes / MIB).collect();
-        assert_eq!(bytes, [2, 8, 8]);
+        assert_eq!(bytes(Snapshot::AtPeak), [2, 8, 8]);
+        assert_eq!(bytes(Snapshot::PeakInRange(4 * MS, 6 * MS)), [2, 8, 8]);
         let flame = FamilyFlame::build(&refs).unwrap();
+        let per = family_stack_totals(&refs, Snapshot::AtPeak).unwrap();
         assert_eq!(flame.totals(&per).total.bytes, peak);
-        let in_range = family_stack_totals(&refs, Snapshot::PeakInRange(4 * MS, 6 * MS)).unwrap();
-        assert_eq!(in_range.iter().map(|t| t.total.bytes / MIB).collect::<Vec<_>>(), [2, 8, 8]);
         // A moment asked for is after its events, as for one process.
-        let after = family_stack_totals(&refs, Snapshot::AtTime(5 * MS)).unwrap();
-        assert_eq!(after.iter().map(|t| t.total.bytes / MIB).collect::<Vec<_>>(), [2, 0, 8]);
+        assert_eq!(bytes(Snapshot::AtTime(5 * MS)), [2, 0, 8]);
     }
 
     #[test]
