@@ -527,7 +527,7 @@ impl Aggregator {
 
     /// Adds a heap allocation of `count` blocks (1 but in a sampled recording) of `size`
     /// bytes in all (`time_ns` as stored: see [`crate::EVENT_TIME_QUANTUM_NS`]).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn alloc(
         &mut self,
         key: Key,
@@ -554,7 +554,7 @@ impl Aggregator {
 
     /// Adds a free of a heap block of `size` bytes (standing for `count` blocks) allocated by
     /// `key`.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn free(
         &mut self,
         key: Key,

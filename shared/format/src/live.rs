@@ -205,7 +205,7 @@ impl LiveBlocks {
     }
 
     /// Records a live block at `address`; returns what was there.
-    #[inline]
+    #[inline(always)]
     pub fn alloc(&mut self, address: u64, b: Block) -> Prior {
         debug_assert!(b.chunk < LIVE - 1);
         if b.size > SMALL || !aligned(address) {
@@ -297,7 +297,7 @@ impl LiveBlocks {
 
     /// Turns the live block at `address` into a tombstone at (`chunk`, free `index`);
     /// returns the block as it was, or `None` when no block is live there.
-    #[inline]
+    #[inline(always)]
     pub fn free(&mut self, address: u64, chunk: u32, index: u32) -> Option<Block> {
         let page = address >> PAGE_SHIFT;
         let mut p = self.lookup(page);

@@ -1,6 +1,7 @@
 //! LEB128 varints and zigzag, the building blocks of the event encoding.
 
 /// Appends `v` as an unsigned LEB128 varint (1 to 10 bytes).
+#[inline]
 pub(crate) fn put_u64(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
         out.push((v as u8) | 0x80);
@@ -10,6 +11,7 @@ pub(crate) fn put_u64(out: &mut Vec<u8>, mut v: u64) {
 }
 
 /// Appends `v` zigzag-encoded, so small negative numbers stay short.
+#[inline]
 pub(crate) fn put_i64(out: &mut Vec<u8>, v: i64) {
     put_u64(out, ((v << 1) ^ (v >> 63)) as u64);
 }
