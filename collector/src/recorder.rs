@@ -277,7 +277,7 @@ impl<W: Write> Recorder<W> {
         Ok(time)
     }
 
-    #[inline]
+    #[inline(always)]
     fn apply_hot(&mut self, h: Header, hot: Hot) -> Result<()> {
         let time = self.time_of(h)?;
         match hot {

@@ -260,6 +260,7 @@ impl<W: Write> RecordingWriter<W> {
     }
 
     /// Records an allocation. Times that go backwards are clamped to the previous event's.
+    #[inline(always)]
     pub fn alloc(
         &mut self,
         time_ns: u64,
@@ -317,6 +318,7 @@ impl<W: Write> RecordingWriter<W> {
     /// freed twice) change nothing, so they are not written. A free is written with the
     /// thread, stack, size and allocator kind of the allocation it ends (`kind` says only
     /// whether the block is a heap block).
+    #[inline(always)]
     pub fn free(
         &mut self,
         time_ns: u64,
@@ -390,6 +392,7 @@ impl<W: Write> RecordingWriter<W> {
     }
 
     /// Counts and writes the free of a block that was live.
+    #[inline(always)]
     fn push_free(
         &mut self,
         time_ns: u64,
