@@ -185,8 +185,11 @@ fn frees_of_sampled_blocks_cancel_them() {
     let s = summary(&file);
     let (peak, left) =
         (s["peak_heap_bytes"].as_u64().unwrap(), s["leaked_bytes"].as_u64().unwrap());
-    // ~440 MiB at the peak (about 850 sampled blocks); every one of them freed by exit.
-    assert!(peak > 400 << 20, "peak {peak}");
+    // ~442 MiB at the peak (about 850 sampled blocks), every one of them freed by exit. One
+    // run's estimate has a standard error of ~14 MiB (RECORDS' 3.56% of 413 MB, see the top
+    // of this file): the bound is 5 of them below (400 MiB, 3 of them, failed once, under
+    // 3.9: 398 MiB).
+    assert!(peak > 370 << 20, "peak {peak}");
     assert!(left * 100 < peak, "{left} bytes left of a {peak} peak");
     assert_eq!(site_bytes(&s, "top_leaks", "RECORDS"), 0);
     assert_eq!(site_bytes(&s, "top_leaks", "ARRAYS"), 0);
