@@ -250,7 +250,8 @@ fn summarize(top: &Recording, args: &SummaryArgs, file: &str, how: How) -> Resul
     summary.processes = all.iter().map(|&(n, r)| process_json(n, r)).collect();
     if all.len() > 1 {
         let recs: Vec<&Recording> = all.iter().map(|(_, r)| *r).collect();
-        // The sites at the peak's instant, found once (AtPeak would search for it again).
+        // The sites at the peak's instant: the snapshot looks within that instant only (AtPeak
+        // would search the whole run for the peak again).
         let at_peak = |(peak, at)| {
             Ok(((peak, at), family_stack_totals(&recs, Snapshot::PeakInRange(at, at))?))
         };

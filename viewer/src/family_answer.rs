@@ -142,6 +142,30 @@ mod tests {
     const MS: u64 = 1_000_000;
     const MIB: u64 = 1 << 20;
 
+    /// The metadata of process `pid` (a child of `ppid`) run as `command_line`.
+    fn meta(pid: u32, ppid: Option<u32>, command_line: &[&str]) -> Meta {
+        let mut meta = Meta {
+            pid,
+            command_line: command_line.iter().map(|&a| a.into()).collect(),
+            ..Meta::default()
+        };
+        if let Some(ppid) = ppid {
+            meta.extra.push(("ppid".into(), ppid.to_string()));
+        }
+        meta
+    }
+
+    /// A writer of `meta`'s recording with its main thread and the stack of one frame
+    /// (`function` at family.py:`line`).
+    fn writer(meta: &Meta, function: &str, line: u32) -> (RecordingWriter<Vec<u8>>, StackId) {
+        let mut w = RecordingWriter::new(Vec::new(), meta).unwrap();
+        let os_tid = meta.pid.into();
+        w.add_thread(ThreadInfo { id: ThreadId(0), os_tid, name: "MainThread".into() });
+        let f = w.intern_frame(function, "family.py", line);
+        let s = w.intern_stack(StackId::ROOT, f);
+        (w, s)
+    }
+
     /// A process of `pid` (child of `ppid`) that allocates `mib` MiB at `function` at `at`
     /// ms and ends at `end` ms.
     fn process(
@@ -152,18 +176,7 @@ mod tests {
         at: u64,
         end: u64,
     ) -> Vec<u8> {
-        let mut meta = Meta {
-            pid,
-            command_line: vec!["python3".into(), "-c".into(), function.into()],
-            ..Meta::default()
-        };
-        if let Some(ppid) = ppid {
-            meta.extra.push(("ppid".into(), ppid.to_string()));
-        }
-        let mut w = RecordingWriter::new(Vec::new(), &meta).unwrap();
-        w.add_thread(ThreadInfo { id: ThreadId(0), os_tid: pid.into(), name: "MainThread".into() });
-        let f = w.intern_frame(function, "family.py", 16);
-        let s = w.intern_stack(StackId::ROOT, f);
+        let (mut w, s) = writer(&meta(pid, ppid, &["python3", "-c", function]), function, 16);
         w.alloc(at * MS, ThreadId(0), s, 0x10, mib * MIB, AllocatorKind::Malloc).unwrap();
         w.flush().unwrap();
         let signal = (function == "killed").then_some(9);
@@ -177,15 +190,7 @@ mod tests {
     fn family() -> Recording {
         let children =
             [process(11, Some(10), "build", 4, 10, 50), process(12, Some(10), "killed", 3, 30, 60)];
-        let meta = Meta {
-            pid: 10,
-            command_line: vec!["python3".into(), "family.py".into()],
-            ..Meta::default()
-        };
-        let mut w = RecordingWriter::new(Vec::new(), &meta).unwrap();
-        w.add_thread(ThreadInfo { id: ThreadId(0), os_tid: 10, name: "MainThread".into() });
-        let f = w.intern_frame("main", "family.py", 50);
-        let s = w.intern_stack(StackId::ROOT, f);
+        let (mut w, s) = writer(&meta(10, None, &["python3", "family.py"]), "main", 50);
         w.alloc(0, ThreadId(0), s, 0x10, 2 * MIB, AllocatorKind::Malloc).unwrap();
         for (i, child) in children.iter().enumerate() {
             w.substream(i as u32 + 1, child).unwrap();
@@ -263,26 +268,14 @@ mod tests {
     /// instant's events).
     #[test]
     fn the_flame_graph_at_the_peak_of_all_adds_up_to_it() {
-        let meta = |pid: u32| Meta {
-            pid,
-            command_line: vec!["python3".into(), "family.py".into()],
-            ..Meta::default()
-        };
-        let mut child_meta = meta(11);
-        child_meta.extra.push(("ppid".into(), "10".into()));
-        let mut c = RecordingWriter::new(Vec::new(), &child_meta).unwrap();
-        c.add_thread(ThreadInfo { id: ThreadId(0), os_tid: 11, name: "MainThread".into() });
-        let f = c.intern_frame("hold", "family.py", 9);
-        let s = c.intern_stack(StackId::ROOT, f);
+        let command_line = ["python3", "family.py"];
+        let (mut c, s) = writer(&meta(11, Some(10), &command_line), "hold", 9);
         c.alloc(2 * MS, ThreadId(0), s, 0x10, 8 * MIB, AllocatorKind::Malloc).unwrap();
         c.free(5 * MS, ThreadId(0), 0x10, AllocatorKind::Malloc).unwrap();
         c.flush().unwrap();
         let child =
             c.finish(ProcessEnd { time_ns: 6 * MS, exit_code: Some(0), signal: None }).unwrap();
-        let mut w = RecordingWriter::new(Vec::new(), &meta(10)).unwrap();
-        w.add_thread(ThreadInfo { id: ThreadId(0), os_tid: 10, name: "MainThread".into() });
-        let f = w.intern_frame("main", "family.py", 20);
-        let s = w.intern_stack(StackId::ROOT, f);
+        let (mut w, s) = writer(&meta(10, None, &command_line), "main", 20);
         w.alloc(MS, ThreadId(0), s, 0x10, MIB, AllocatorKind::Malloc).unwrap();
         w.alloc(5 * MS, ThreadId(0), s, 0x20, MIB, AllocatorKind::Malloc).unwrap();
         w.substream(1, &child).unwrap();
