@@ -261,53 +261,70 @@ fn diff_refuses_exact_against_sampled_and_two_rates_unless_asked() {
     assert!(d["estimates"].is_null());
 }
 
+/// The tracer's hooks are laid out for the first session's mode (sampled or exact) and must
+/// be right in the other's too: both orders are run, in two processes.
 #[test]
 fn record_blocks_sample_when_asked_and_only_that_block() {
     let dir = TempDir::new("sample-record");
     let code = r#"
+import sys
 import memlens
 try:
     memlens.record("never.memlens", sample=0)
 except ValueError as e:
     print("refused:", e)
-with memlens.record("sampled.memlens", sample="512KiB") as r:
-    kept = [bytearray(4 << 20) for _ in range(12)]
-    many = [[] for _ in range(30_000)]
-print("sampled", r.sample_bytes, r.peak_bytes)
-with memlens.record("exact.memlens") as e:
-    again = [bytearray(4 << 20) for _ in range(2)]
-print("exact", e.sample_bytes, e.peak_bytes)
+def sampled():
+    with memlens.record(sys.argv[1] + "-sampled.memlens", sample="512KiB") as r:
+        kept = [bytearray(4 << 20) for _ in range(12)]
+        many = [[] for _ in range(30_000)]
+    print("sampled", r.sample_bytes, r.peak_bytes)
+def exact():
+    with memlens.record(sys.argv[1] + "-exact.memlens") as e:
+        again = [bytearray(4 << 20) for _ in range(2)]
+    print("exact", e.sample_bytes, e.peak_bytes)
+if sys.argv[1] == "sampled-first":
+    sampled()
+    exact()
+else:
+    exact()
+    sampled()
 "#;
-    let out = Command::new(common::python())
-        .args(["-c", code])
-        .current_dir(&dir.0)
-        .env("PYTHONPATH", root().join("collector/python"))
-        .env("MEMLENS_BIN", memlens().get_program())
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
-    assert!(text.contains("refused: sample 0: the mean bytes between samples"), "{text}");
-    let figure = |word: &str| -> Vec<String> {
-        let line = text.lines().find(|l| l.starts_with(word)).unwrap();
-        line.split(' ').skip(1).map(str::to_owned).collect()
-    };
-    let sampled = figure("sampled ");
-    assert_eq!(sampled[0], RATE.to_string());
-    // The peak: the arrays, and the lists (56-byte blocks, a pointer each in `many`),
-    // whose ~4 sampled blocks make most of the estimate's noise (a standard error of ~2%).
-    let peak: f64 = sampled[1].parse().unwrap();
-    let want = ((48 << 20) + 30_000 * (56 + 8)) as f64;
-    assert!((peak / want - 1.0).abs() < 0.10, "{peak} vs {want}");
-    assert_eq!(figure("exact ")[0], "None");
-    let s = summary(&dir.0.join("sampled.memlens"));
-    assert_eq!(s["sample_bytes"], RATE);
-    // The sampled block's censuses look at 10,000 of its 30,000+ objects; the exact one's
-    // at all of them.
-    assert!(s["census"]["sampled_one_in"].as_u64() >= Some(4), "{}", s["census"]);
-    let exact = summary(&dir.0.join("exact.memlens"));
-    assert!(exact["sample_bytes"].is_null());
-    assert!(exact["census"]["sampled_one_in"].is_null(), "{}", exact["census"]);
+    for order in ["sampled-first", "exact-first"] {
+        let out = Command::new(common::python())
+            .args(["-c", code, order])
+            .current_dir(&dir.0)
+            .env("PYTHONPATH", root().join("collector/python"))
+            .env("MEMLENS_BIN", memlens().get_program())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+        assert!(text.contains("refused: sample 0: the mean bytes between samples"), "{text}");
+        let figure = |word: &str| -> Vec<String> {
+            let line = text.lines().find(|l| l.starts_with(word)).unwrap();
+            line.split(' ').skip(1).map(str::to_owned).collect()
+        };
+        let sampled = figure("sampled ");
+        assert_eq!(sampled[0], RATE.to_string());
+        // The peak: the arrays, and the lists (56-byte blocks, a pointer each in `many`),
+        // whose ~4 sampled blocks make most of the estimate's noise (a standard error of ~2%).
+        let peak: f64 = sampled[1].parse().unwrap();
+        let want = ((48 << 20) + 30_000 * (56 + 8)) as f64;
+        assert!((peak / want - 1.0).abs() < 0.10, "{order}: {peak} vs {want}");
+        let exact = figure("exact ");
+        assert_eq!(exact[0], "None");
+        // The two arrays, and what the block's own lines allocate besides (a list, ints).
+        let peak: u64 = exact[1].parse().unwrap();
+        assert!((8 << 20..(8 << 20) + (64 << 10)).contains(&peak), "{order}: {peak}");
+        let s = summary(&dir.0.join(format!("{order}-sampled.memlens")));
+        assert_eq!(s["sample_bytes"], RATE);
+        // The sampled block's censuses look at 10,000 of its 30,000+ objects; the exact
+        // one's at all of them.
+        assert!(s["census"]["sampled_one_in"].as_u64() >= Some(4), "{}", s["census"]);
+        let exact = summary(&dir.0.join(format!("{order}-exact.memlens")));
+        assert!(exact["sample_bytes"].is_null());
+        assert!(exact["census"]["sampled_one_in"].is_null(), "{}", exact["census"]);
+    }
 }
 
 /// `--sample 1`: every block of a few bytes or more is sampled (p = 1 - exp(-size)), so the

@@ -55,15 +55,17 @@ pub fn install(api: &PyApi) {
     if INSTALLED.swap(true, std::sync::atomic::Ordering::AcqRel) {
         return;
     }
-    // The stack mode is chosen before the hooks are installed, for good.
+    // The stack mode is chosen before the hooks are installed, for good; how they are laid
+    // out, for the first session (see `Layout`).
     let profile = mode() == StackMode::Profile;
+    let sampled = crate::sampling::mean() != 0;
     for (domain, d) in [(DOMAIN_RAW, &RAW), (DOMAIN_MEM, &MEM), (DOMAIN_OBJ, &OBJ)] {
-        let mut ours = PyMemAllocatorEx {
-            ctx: (d as *const Domain).cast_mut().cast(),
-            malloc: Some(if profile { hook_malloc::<true> } else { hook_malloc::<false> }),
-            calloc: Some(if profile { hook_calloc::<true> } else { hook_calloc::<false> }),
-            realloc: Some(if profile { hook_realloc::<true> } else { hook_realloc::<false> }),
-            free: Some(hook_free),
+        let ctx = (d as *const Domain).cast_mut().cast();
+        let mut ours = match (profile, sampled) {
+            (false, false) => hooks::<false, false>(ctx),
+            (false, true) => hooks::<false, true>(ctx),
+            (true, false) => hooks::<true, false>(ctx),
+            (true, true) => hooks::<true, true>(ctx),
         };
         // SAFETY: GIL held; prev is written before the hooks that read it exist.
         // The hooks stay installed until `uninstall` (they forward when tracing is off),
@@ -90,8 +92,14 @@ pub fn uninstall(api: &PyApi) -> bool {
         // running on other threads read `prev`, which stays as it is.
         unsafe {
             (api.mem_get_allocator)(domain, &mut current);
+            let free = current.free.map(|f| f as usize);
             let ours = current.ctx == (d as *const Domain).cast_mut().cast()
-                && current.free.map(|f| f as usize) == Some(hook_free as *const () as usize);
+                && [
+                    hook_free::<false> as *const () as usize,
+                    hook_free::<true> as *const () as usize,
+                ]
+                .iter()
+                .any(|f| free == Some(*f));
             if ours {
                 (api.mem_set_allocator)(domain, d.prev.get());
             } else {
@@ -126,11 +134,73 @@ fn keep_stack<const PROFILE: bool>(d: &Domain) {
     }
 }
 
-/// Records an allocation of the domain: the raw domain's are blocks C code asked for itself
-/// (zlib's, lzma's buffers...), big ones reservations as for `malloc`
-/// ([`crate::emit::record_block`]).
+/// The hooks of the stack mode `PROFILE` and the layout `SAMPLED`.
+///
+/// The layout is chosen at install for the first session, and either one is right in
+/// every session: with `SAMPLED`, the tests that an allocation or a free is not sampled
+/// ([`unsampled`], [`unsampled_free`]) are inlined into the hooks and everything else they
+/// may do is kept out of line, so that a hook that only passes a block on (nearly all under
+/// `memlens run --sample`) saves and restores few registers; without it, everything is
+/// inlined, since every block is recorded. (Under callgrind, churn.py with 20,000 rows on
+/// 3.11: the sampled layout takes 2% fewer instructions than the other in a sampled run and
+/// 3% more in an exact one.)
+fn hooks<const PROFILE: bool, const SAMPLED: bool>(ctx: *mut c_void) -> PyMemAllocatorEx {
+    PyMemAllocatorEx {
+        ctx,
+        malloc: Some(hook_malloc::<PROFILE, SAMPLED>),
+        calloc: Some(hook_calloc::<PROFILE, SAMPLED>),
+        realloc: Some(hook_realloc::<PROFILE, SAMPLED>),
+        free: Some(hook_free::<SAMPLED>),
+    }
+}
+
+/// Under `memlens run --sample`, whether an allocation of `size` bytes in a pymalloc domain
+/// (nearly all of a program's allocations) is not sampled: the thread's countdown is then
+/// decremented and nothing else is done. False also when the countdown is crossed, which
+/// [`crate::emit::record_alloc`] finds again (it was left as it was).
 #[inline(always)]
-fn alloc_in(g: &Guard, d: &Domain, p: usize, size: usize) {
+fn unsampled(g: &Guard, d: &Domain, size: usize) -> bool {
+    d.ctx == Ctx::Pymalloc && crate::sampling::skip(g.tls(), size)
+}
+
+/// Under `memlens run --sample`, whether the free of `p` in a pymalloc domain is surely not
+/// a sampled block's, as the sampled blocks' filter tells (a free it does not answer goes
+/// on to [`crate::emit::record_free`]).
+#[inline(always)]
+fn unsampled_free(d: &Domain, p: usize) -> bool {
+    d.ctx == Ctx::Pymalloc && crate::sampling::mean() != 0 && !crate::sampled_set::may_hold(p)
+}
+
+/// Records an allocation of the domain, in the layout `SAMPLED` (see [`hooks`]): the raw
+/// domain's are blocks C code asked for itself (zlib's, lzma's buffers...), big ones
+/// reservations as for `malloc` ([`crate::emit::record_block`]).
+#[inline(always)]
+fn alloc_in<const PROFILE: bool, const SAMPLED: bool>(
+    g: &Guard,
+    d: &Domain,
+    p: usize,
+    size: usize,
+) {
+    if !SAMPLED {
+        record_alloc_in::<PROFILE>(g, d, p, size);
+    } else if !unsampled(g, d, size) {
+        record_alloc_out_of_line::<PROFILE>(g, d, p, size);
+    }
+}
+
+/// Records a free of the domain, likewise.
+#[inline(always)]
+fn free_in<const SAMPLED: bool>(g: &Guard, d: &Domain, p: usize) {
+    if !SAMPLED {
+        record_free_in(g, d, p);
+    } else if !unsampled_free(d, p) {
+        record_free_out_of_line(g, d, p);
+    }
+}
+
+#[inline(always)]
+fn record_alloc_in<const PROFILE: bool>(g: &Guard, d: &Domain, p: usize, size: usize) {
+    keep_stack::<PROFILE>(d);
     if d.kind == AllocKind::PyRaw {
         record_block(g, p, size, d.kind);
     } else {
@@ -138,9 +208,13 @@ fn alloc_in(g: &Guard, d: &Domain, p: usize, size: usize) {
     }
 }
 
-/// Records a free of the domain, likewise.
+#[inline(never)]
+fn record_alloc_out_of_line<const PROFILE: bool>(g: &Guard, d: &Domain, p: usize, size: usize) {
+    record_alloc_in::<PROFILE>(g, d, p, size);
+}
+
 #[inline(always)]
-fn free_in(g: &Guard, d: &Domain, p: usize) {
+fn record_free_in(g: &Guard, d: &Domain, p: usize) {
     if d.kind == AllocKind::PyRaw {
         record_block_free(g, p, d.kind);
     } else {
@@ -148,7 +222,12 @@ fn free_in(g: &Guard, d: &Domain, p: usize) {
     }
 }
 
-unsafe extern "C" fn hook_malloc<const PROFILE: bool>(
+#[inline(never)]
+fn record_free_out_of_line(g: &Guard, d: &Domain, p: usize) {
+    record_free_in(g, d, p);
+}
+
+unsafe extern "C" fn hook_malloc<const PROFILE: bool, const SAMPLED: bool>(
     ctx: *mut c_void,
     size: usize,
 ) -> *mut c_void {
@@ -158,13 +237,12 @@ unsafe extern "C" fn hook_malloc<const PROFILE: bool>(
     // SAFETY: calling the previous allocator with its own ctx, as CPython would.
     let p = unsafe { (prev.malloc.unwrap_unchecked())(prev.ctx, size) };
     if g.outermost() && !p.is_null() && active() {
-        keep_stack::<PROFILE>(d);
-        alloc_in(&g, d, p as usize, size);
+        alloc_in::<PROFILE, SAMPLED>(&g, d, p as usize, size);
     }
     p
 }
 
-unsafe extern "C" fn hook_calloc<const PROFILE: bool>(
+unsafe extern "C" fn hook_calloc<const PROFILE: bool, const SAMPLED: bool>(
     ctx: *mut c_void,
     n: usize,
     size: usize,
@@ -175,13 +253,12 @@ unsafe extern "C" fn hook_calloc<const PROFILE: bool>(
     // SAFETY: calling the previous allocator with its own ctx.
     let p = unsafe { (prev.calloc.unwrap_unchecked())(prev.ctx, n, size) };
     if g.outermost() && !p.is_null() && active() {
-        keep_stack::<PROFILE>(d);
-        alloc_in(&g, d, p as usize, n.saturating_mul(size));
+        alloc_in::<PROFILE, SAMPLED>(&g, d, p as usize, n.saturating_mul(size));
     }
     p
 }
 
-unsafe extern "C" fn hook_realloc<const PROFILE: bool>(
+unsafe extern "C" fn hook_realloc<const PROFILE: bool, const SAMPLED: bool>(
     ctx: *mut c_void,
     old: *mut c_void,
     size: usize,
@@ -191,23 +268,22 @@ unsafe extern "C" fn hook_realloc<const PROFILE: bool>(
     let g = Guard::enter(d.ctx);
     let rec = g.outermost() && active();
     if rec && !old.is_null() {
-        free_in(&g, d, old as usize);
+        free_in::<SAMPLED>(&g, d, old as usize);
     }
     // SAFETY: calling the previous allocator with its own ctx.
     let p = unsafe { (prev.realloc.unwrap_unchecked())(prev.ctx, old, size) };
     if rec && !p.is_null() {
-        keep_stack::<PROFILE>(d);
-        alloc_in(&g, d, p as usize, size);
+        alloc_in::<PROFILE, SAMPLED>(&g, d, p as usize, size);
     }
     p
 }
 
-unsafe extern "C" fn hook_free(ctx: *mut c_void, p: *mut c_void) {
+unsafe extern "C" fn hook_free<const SAMPLED: bool>(ctx: *mut c_void, p: *mut c_void) {
     // SAFETY: CPython passes back the ctx we registered.
     let (d, prev) = unsafe { domain(ctx) };
     let g = Guard::enter(d.ctx);
     if g.outermost() && !p.is_null() && active() {
-        free_in(&g, d, p as usize);
+        free_in::<SAMPLED>(&g, d, p as usize);
     }
     // SAFETY: calling the previous allocator with its own ctx.
     unsafe { (prev.free.unwrap_unchecked())(prev.ctx, p) }

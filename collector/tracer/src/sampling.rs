@@ -66,6 +66,22 @@ pub fn take(tls: &Tls, size: usize, mean: u64) -> bool {
     crossed(tls, size, mean)
 }
 
+/// Whether a session samples and the calling thread's allocation of `size` bytes is not
+/// sampled, the countdown not crossed: it is then decremented. When it would be crossed,
+/// it is left as it was, for [`take`] to find (the hooks' fast path, before their usual one).
+#[inline(always)]
+pub fn skip(tls: &Tls, size: usize) -> bool {
+    if mean() == 0 {
+        return false;
+    }
+    let left = tls.countdown.get().saturating_sub(size.min(i64::MAX as usize) as i64);
+    if left > 0 {
+        tls.countdown.set(left);
+        return true;
+    }
+    false
+}
+
 /// The countdown reached zero: a sample, and a new countdown. On a thread that never
 /// sampled, the countdown was never drawn: it is drawn now, and this allocation counts
 /// against it like any other.
