@@ -329,6 +329,7 @@ impl ThreadState {
                 rec.encoded_len(),
                 &mut self.scratch,
                 recording::active,
+                #[inline(always)]
                 |out| {
                     rec.encode_into(out);
                 },
@@ -355,10 +356,17 @@ impl ThreadState {
     fn push_after_line(&mut self, rec: &Record<'_>) {
         let line = Record::Line { line: self.emitted.last().map_or(0, |e| e.1) };
         let len = line.encoded_len() + rec.encoded_len();
-        self.ring.push_with(&mut self.stretch, len, &mut self.scratch, recording::active, |out| {
-            let at = line.encode_into(out).unwrap_or(0);
-            rec.encode_into(&mut out[at..]);
-        });
+        self.ring.push_with(
+            &mut self.stretch,
+            len,
+            &mut self.scratch,
+            recording::active,
+            #[inline(always)]
+            |out| {
+                let at = line.encode_into(out).unwrap_or(0);
+                rec.encode_into(&mut out[at..]);
+            },
+        );
     }
 
     /// The stack changed beyond the top frame's line (a call or a return since the last
