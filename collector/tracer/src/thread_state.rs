@@ -19,14 +19,14 @@
 //! top one), and a lookup goes to Python only for an instruction offset not seen before
 //! in that code object (`LineCache`).
 
-use std::ffi::c_void;
+use std::ffi::{c_int, c_void};
 use std::ptr;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use memlens_wire::Record;
 
 use crate::guard::{tls, Tls};
-use crate::python_api::{api, PyApi, PyObject};
+use crate::python_api::{api, EvalHook, PyApi, PyObject};
 use crate::recording;
 use crate::ring::{Ring, Stretch};
 
@@ -90,8 +90,10 @@ impl LineCache {
         LineCache(vec![(u32::MAX, -1, 0); LINE_CACHE].into_boxed_slice())
     }
 
-    /// The line `e`'s frame is at, asking Python only when its offset is new to us.
-    #[inline]
+    /// The line `e`'s frame is at, asking Python only when its offset is new to us. Inlined
+    /// up to the test that the frame is still at the offset of its last allocation (seven
+    /// calls in ten on churn.py); the rest is [`Self::line_at`].
+    #[inline(always)]
     fn line(&mut self, api: &PyApi, e: &mut Entry) -> u32 {
         // A hooked frame (only ever pushed where the hook exists) is read directly.
         let hooked = if e.frame.is_null() { api.eval_hook() } else { None };
@@ -109,6 +111,18 @@ impl LineCache {
         if lasti == e.lasti {
             return e.line;
         }
+        self.line_at(api, hooked, e, lasti)
+    }
+
+    /// [`Self::line`] at an offset other than the last one's.
+    #[inline(never)]
+    fn line_at(
+        &mut self,
+        api: &PyApi,
+        hooked: Option<&EvalHook>,
+        e: &mut Entry,
+        lasti: c_int,
+    ) -> u32 {
         e.lasti = lasti;
         let n = (lasti as u32).wrapping_mul(0x9E37_79B1) as usize >> (32 - NEAR.trailing_zeros());
         if e.near_valid & (1 << n) != 0 && e.near[n].0 == lasti {
