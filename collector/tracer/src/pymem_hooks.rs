@@ -171,9 +171,7 @@ fn unsampled_free(d: &Domain, p: usize) -> bool {
     d.ctx == Ctx::Pymalloc && crate::sampling::mean() != 0 && !crate::sampled_set::may_hold(p)
 }
 
-/// Records an allocation of the domain, in the layout `SAMPLED` (see [`hooks`]): the raw
-/// domain's are blocks C code asked for itself (zlib's, lzma's buffers...), big ones
-/// reservations as for `malloc` ([`crate::emit::record_block`]).
+/// Records an allocation of the domain, in the layout `SAMPLED` (see [`hooks`]).
 #[inline(always)]
 fn alloc_in<const PROFILE: bool, const SAMPLED: bool>(
     g: &Guard,
@@ -198,6 +196,9 @@ fn free_in<const SAMPLED: bool>(g: &Guard, d: &Domain, p: usize) {
     }
 }
 
+/// Records an allocation of the domain: the raw domain's are blocks C code asked for itself
+/// (zlib's, lzma's buffers...), big ones reservations as for `malloc`
+/// ([`crate::emit::record_block`]).
 #[inline(always)]
 fn record_alloc_in<const PROFILE: bool>(g: &Guard, d: &Domain, p: usize, size: usize) {
     keep_stack::<PROFILE>(d);
@@ -208,11 +209,13 @@ fn record_alloc_in<const PROFILE: bool>(g: &Guard, d: &Domain, p: usize, size: u
     }
 }
 
+/// [`record_alloc_in`], called from the sampled layout.
 #[inline(never)]
 fn record_alloc_out_of_line<const PROFILE: bool>(g: &Guard, d: &Domain, p: usize, size: usize) {
     record_alloc_in::<PROFILE>(g, d, p, size);
 }
 
+/// Records a free of the domain.
 #[inline(always)]
 fn record_free_in(g: &Guard, d: &Domain, p: usize) {
     if d.kind == AllocKind::PyRaw {
@@ -222,6 +225,7 @@ fn record_free_in(g: &Guard, d: &Domain, p: usize) {
     }
 }
 
+/// [`record_free_in`], called from the sampled layout.
 #[inline(never)]
 fn record_free_out_of_line(g: &Guard, d: &Domain, p: usize) {
     record_free_in(g, d, p);

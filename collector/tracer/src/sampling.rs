@@ -57,13 +57,8 @@ pub fn begin_session() -> u64 {
 /// [`mean()`] (not 0).
 #[inline(always)]
 pub fn take(tls: &Tls, size: usize, mean: u64) -> bool {
-    let size = size.min(i64::MAX as usize) as i64;
-    let left = tls.countdown.get().saturating_sub(size);
-    if left > 0 {
-        tls.countdown.set(left);
-        return false;
-    }
-    crossed(tls, size, mean)
+    let size = bytes(size);
+    !count_down(tls, size) && crossed(tls, size, mean)
 }
 
 /// Whether a session samples and the calling thread's allocation of `size` bytes is not
@@ -71,15 +66,24 @@ pub fn take(tls: &Tls, size: usize, mean: u64) -> bool {
 /// it is left as it was, for [`take`] to find (the hooks' fast path, before their usual one).
 #[inline(always)]
 pub fn skip(tls: &Tls, size: usize) -> bool {
-    if mean() == 0 {
-        return false;
-    }
-    let left = tls.countdown.get().saturating_sub(size.min(i64::MAX as usize) as i64);
+    mean() != 0 && count_down(tls, bytes(size))
+}
+
+/// An allocation's size as the countdown counts it.
+#[inline(always)]
+fn bytes(size: usize) -> i64 {
+    size.min(i64::MAX as usize) as i64
+}
+
+/// Takes `size` bytes off the countdown if it stays above zero (the allocation is not
+/// sampled); otherwise leaves it as it is and returns false.
+#[inline(always)]
+fn count_down(tls: &Tls, size: i64) -> bool {
+    let left = tls.countdown.get().saturating_sub(size);
     if left > 0 {
         tls.countdown.set(left);
-        return true;
     }
-    false
+    left > 0
 }
 
 /// The countdown reached zero: a sample, and a new countdown. On a thread that never
