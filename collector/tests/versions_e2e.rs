@@ -27,18 +27,28 @@ fn run(name: &str, tag: &str) -> Run {
     Run { out, rec, file }
 }
 
-/// The line of the innermost free_lists.py frame of `stack`.
-fn line_in_script(rec: &Recording, stack: StackId) -> Option<u32> {
+/// The line of the innermost frame of `stack` in the script `name`.
+fn line_in(rec: &Recording, stack: StackId, name: &str) -> Option<u32> {
     rec.stack_frames(stack)
         .map(|f| rec.frame(f).unwrap())
-        .find(|f| rec.string(f.file).ends_with("free_lists.py"))
+        .find(|f| rec.string(f.file).ends_with(name))
         .map(|f| f.line)
+}
+
+/// The line of the innermost free_lists.py frame of `stack`.
+fn line_in_script(rec: &Recording, stack: StackId) -> Option<u32> {
+    line_in(rec, stack, "free_lists.py")
+}
+
+/// Bytes of the stacks in `totals` whose innermost frame in the script `name` is at `line`.
+fn at_line_of(rec: &Recording, totals: &StackTotals, name: &str, line: u32) -> u64 {
+    let here = totals.stacks.iter().filter(|(s, _)| line_in(rec, *s, name) == Some(line));
+    here.map(|(_, t)| t.bytes).sum()
 }
 
 /// Bytes of the stacks in `totals` whose innermost free_lists.py frame is at `line`.
 fn at_line(rec: &Recording, totals: &StackTotals, line: u32) -> u64 {
-    let here = totals.stacks.iter().filter(|(s, _)| line_in_script(rec, *s) == Some(line));
-    here.map(|(_, t)| t.bytes).sum()
+    at_line_of(rec, totals, "free_lists.py", line)
 }
 
 /// The flame graph of `totals`: bytes under the nodes for free_lists.py's `line` (the
@@ -142,6 +152,28 @@ fn objects_recreated_from_a_free_list_are_charged_where_they_were_made() {
         .expect("tuples in the census");
     assert_eq!(tuples["site"]["line"].as_u64(), Some(site.into()), "{tuples}");
     assert!(tuples["site"]["count"].as_u64().unwrap() >= 1800, "{tuples}");
+}
+
+/// Blocks that change hands: a re-creation in a block charged elsewhere moves it (3.13),
+/// one in a block already charged to the same stack changes nothing (free_lists_moves.py:
+/// `make`'s tuples re-created by `other`, then by `make` twice, from the same line as its
+/// first round). Before 3.13 the blocks stay with the allocation, `make`'s first round.
+#[test]
+fn objects_recreated_back_where_they_were_first_made_are_charged_there() {
+    let run = run("free_lists_moves.py", "free-lists-moves");
+    assert_eq!(String::from_utf8_lossy(&run.out.stdout).trim(), "2000");
+    let rec = &run.rec;
+    let minor = python_minor(&rec.meta().python_version);
+    let end = stack_totals(rec, Snapshot::AtEnd, &EventFilter::default()).unwrap();
+    let at =
+        |tag| at_line_of(rec, &end, "free_lists_moves.py", line_of("free_lists_moves.py", tag));
+    let (make, other) = (at("MAKE"), at("OTHER"));
+    assert!(make >= CACHE_BYTES * 9 / 10, "3.{minor}: make {make} B, other {other} B");
+    assert!(other < CACHE_BYTES / 4, "3.{minor}: make {make} B, other {other} B");
+    assert_eq!(end.total.bytes, rec.summary().end_heap);
+    let check = memlens().arg("check").arg(&run.file).output().unwrap();
+    let said = String::from_utf8_lossy(&check.stdout);
+    assert!(check.status.success() && said.contains(": OK"), "{said}");
 }
 
 /// `memlens._stack_mode()` and stderr of a `memlens run -c CODE` that prints it.
