@@ -47,6 +47,13 @@ use crate::real::real;
 /// Ring capacity: 4 MiB holds ~250,000 allocation records, tens of ms of the most
 /// allocation-heavy Python thread; the drain runs continuously while rings are busy.
 pub const RING_CAP: usize = 4 << 20;
+/// How far ahead of a record the producer has the ring's memory fetched. The ring is larger
+/// than a core's L2 cache, so the line a record goes to was evicted (or read by the drain on
+/// another core) since the producer last wrote there: fetched at the last moment, each new
+/// line stalled the program's thread (an eighth of the time `perf annotate` gave the free
+/// record's path was on its store into the ring). Fetched eight lines ahead, churn.py runs
+/// in 0.976 of the time, on 3.10 and 3.13 alike (14 and 16 paired rounds).
+const PREFETCH_AHEAD: usize = 512;
 
 /// Records per stretch at most: a stretch's records all get its start time, and 256
 /// records are some µs of the busiest thread. Opening a stretch costs a compare-and-swap,
@@ -328,6 +335,14 @@ impl Ring {
         }
         s.left -= 1;
         let off = head & (RING_CAP - 1);
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: a prefetch is a hint: it faults on nothing and changes no memory. SSE is
+        // part of x86-64's baseline.
+        unsafe {
+            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+            let ahead = self.data.add((off + PREFETCH_AHEAD) & (RING_CAP - 1));
+            _mm_prefetch::<_MM_HINT_T0>(ahead.cast::<i8>());
+        }
         if off + len <= RING_CAP {
             // The common case: encode straight into the ring.
             // SAFETY: [off, off+len) is inside the ring's data, and the space from head
