@@ -255,7 +255,10 @@ fn slots_estimate_matches_a_rerun_with_slots() {
 fn no_census_and_interval_flags() {
     let none = record("gc_cycles.py", "none", &["--no-census"], &[]);
     assert!(none.censuses().is_empty());
-    let timed = record("census_objects.py", "interval", &["--census-interval", "0.05"], &[]);
+    // (The script sleeps at the end: the census thread's wait is over however fast the
+    // rest ran, as on a machine running the suite's other tests beside it.)
+    let timed =
+        record("census_objects.py", "interval", &["--census-interval", "0.05"], &["linger"]);
     let intervals = timed.censuses().iter().filter(|c| c.trigger == 2).count();
     assert!(intervals >= 1, "no interval census in {:?}", timed.summary().duration_ns);
 }
