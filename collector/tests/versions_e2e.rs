@@ -51,6 +51,14 @@ fn at_line(rec: &Recording, totals: &StackTotals, line: u32) -> u64 {
     at_line_of(rec, totals, "free_lists.py", line)
 }
 
+/// `memlens check FILE` succeeds and says OK: the recording's aggregates agree with a
+/// replay of its events.
+fn assert_checks_out(file: &std::path::Path) {
+    let check = memlens().arg("check").arg(file).output().unwrap();
+    let said = String::from_utf8_lossy(&check.stdout);
+    assert!(check.status.success() && said.contains(": OK"), "{said}");
+}
+
 /// The flame graph of `totals`: bytes under the nodes for free_lists.py's `line` (the
 /// outermost ones: before 3.12 a comprehension's frame is at its caller's line too).
 fn flame_at_line(rec: &Recording, totals: &StackTotals, line: u32) -> u64 {
@@ -136,9 +144,7 @@ fn objects_recreated_from_a_free_list_are_charged_where_they_were_made() {
     })
     .unwrap();
     assert_eq!(recreations >= 2 * 1800, minor >= 13, "3.{minor}: {recreations} events");
-    let check = memlens().arg("check").arg(&run.file).output().unwrap();
-    let said = String::from_utf8_lossy(&check.stdout);
-    assert!(check.status.success() && said.contains(": OK"), "{said}");
+    assert_checks_out(&run.file);
 
     // The census at the mark links the live tuples to the same line.
     let json =
@@ -171,9 +177,7 @@ fn objects_recreated_back_where_they_were_first_made_are_charged_there() {
     assert!(make >= CACHE_BYTES * 9 / 10, "3.{minor}: make {make} B, other {other} B");
     assert!(other < CACHE_BYTES / 4, "3.{minor}: make {make} B, other {other} B");
     assert_eq!(end.total.bytes, rec.summary().end_heap);
-    let check = memlens().arg("check").arg(&run.file).output().unwrap();
-    let said = String::from_utf8_lossy(&check.stdout);
-    assert!(check.status.success() && said.contains(": OK"), "{said}");
+    assert_checks_out(&run.file);
 }
 
 /// `memlens._stack_mode()` and stderr of a `memlens run -c CODE` that prints it.
